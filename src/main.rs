@@ -1,0 +1,7 @@
+//! The `iwf` binary.
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() {}

@@ -1,0 +1,8 @@
+//! Sans-IO, zero-copy wire codecs. Results borrow from the input; nothing here
+//! allocates on the parse path, does I/O, reads a clock or panics on bad input.
+
+pub mod cpim;
+pub mod imdn;
+pub mod sip;
+pub mod smpp;
+pub mod sms;
