@@ -15,3 +15,4 @@ pub mod inspect;
 pub mod interwork;
 pub mod tag;
 pub mod wire;
+pub mod control;

@@ -1,1 +1,657 @@
-//! (being written)
+//! The legacy-system tag: an authenticated, compact token carried as
+//! `imdn.Message-ID` in the SIP MESSAGE iwf sends and as the SMPP `message_id` iwf
+//! returns to the legacy system. When the converged user's IMDN echoes it back, iwf
+//! verifies it and reads from it which legacy system the receipt belongs to, which
+//! segment it stands for and which receipts that system asked for: no state is needed.
+//!
+//! ```text
+//!  bits   field
+//!  0..16  legacy system id (u16, stable index from provisioning)
+//! 16..40  issue time, minutes since 2024-01-01T00:00:00Z (u24, ~31 years)
+//! 40..72  sequence (u32, unique per issuer and minute)
+//! 72..80  segment index (0 = the whole message, 1..=count = one SMS segment)
+//! 80..88  segment count (1 for a single-part message)
+//! 88..91  receipts asked for: bit 0 delivery, bit 1 failure, bit 2 user ack
+//! 91..93  format version (0)
+//! 93..96  key id (0..=7)
+//! 96..160 MAC: SipHash-2-4 keyed with the 128-bit key, over the 12 bytes above
+//! ```
+//!
+//! The 20 bytes are written big-endian and encoded as 32 characters of base32 with the
+//! alphabet `0-9a-v` (no padding): the tag is exactly 32 characters of `[0-9a-z]`,
+//! survives case folding (decoding ignores case), fits SMPP's 64-octet message_id and
+//! any IMDN client. SipHash is a keyed PRF designed as a MAC for short inputs; its
+//! 64-bit output is the MAC size the design asks for, at a few tens of nanoseconds.
+#![deny(unsafe_code)]
+
+use core::fmt;
+use core::hash::Hasher;
+use siphasher::sip::SipHasher24;
+
+/// Length of an encoded tag in characters.
+pub const TAG_LEN: usize = 32;
+/// Length of the binary tag in bytes (12 bytes of fields + 8 bytes of MAC).
+pub const TAG_BYTES: usize = 20;
+/// Number of key slots (the key id is 3 bits).
+pub const KEY_SLOTS: usize = 8;
+/// Unix time of the tag epoch, 2024-01-01T00:00:00Z.
+pub const TAG_EPOCH_UNIX: u64 = 1_704_067_200;
+/// The largest minute count the 24-bit time field holds.
+pub const MAX_MINUTES: u32 = (1 << 24) - 1;
+/// Current format version.
+pub const VERSION: u8 = 0;
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+
+/// Which receipts the legacy system asked for, so that a receipt nobody asked for is
+/// never sent (PROTOCOLS.md: registered_delivery bits 1-0 and 3-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ReceiptRequest(u8);
+
+impl ReceiptRequest {
+    /// No receipt asked for.
+    pub const NONE: ReceiptRequest = ReceiptRequest(0);
+    /// A delivery receipt on success.
+    pub const DELIVERY: ReceiptRequest = ReceiptRequest(0b001);
+    /// A delivery receipt on failure.
+    pub const FAILURE: ReceiptRequest = ReceiptRequest(0b010);
+    /// An SME manual/user acknowledgement (the SMPP form of a read report).
+    pub const USER_ACK: ReceiptRequest = ReceiptRequest(0b100);
+
+    /// Builds a request from its three bits (higher bits are ignored).
+    pub const fn from_bits(bits: u8) -> Self {
+        ReceiptRequest(bits & 0b111)
+    }
+    /// The three bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+    /// Whether every receipt in `other` was asked for.
+    pub const fn contains(self, other: ReceiptRequest) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// The union of two requests.
+    pub const fn union(self, other: ReceiptRequest) -> Self {
+        ReceiptRequest(self.0 | other.0)
+    }
+}
+
+/// What a tag carries. Everything but the MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TagFields {
+    /// The legacy system the message came from (provisioning index).
+    pub system: u16,
+    /// Issue time in minutes since [`TAG_EPOCH_UNIX`] (24 bits).
+    pub minutes: u32,
+    /// Sequence number, unique per issuer within a minute.
+    pub sequence: u32,
+    /// 0 for the whole message, 1..=`segment_count` for one segment.
+    pub segment_index: u8,
+    /// Number of SMS segments the legacy system submitted (≥ 1).
+    pub segment_count: u8,
+    /// Receipts the legacy system asked for.
+    pub receipts: ReceiptRequest,
+}
+
+impl TagFields {
+    /// The tag of segment `index` (1-based) of this message. For a single-part message
+    /// the segment tag is the message tag itself (index 0), so that the `message_id`
+    /// returned to the legacy system equals the `imdn.Message-ID` the IMDN echoes.
+    pub fn segment(self, index: u8) -> TagFields {
+        let segment_index = if self.segment_count <= 1 { 0 } else { index };
+        TagFields { segment_index, ..self }
+    }
+
+    /// Unix time of issue, in seconds.
+    pub fn issued_unix(&self) -> u64 {
+        TAG_EPOCH_UNIX + u64::from(self.minutes) * 60
+    }
+
+    /// Minutes since the tag epoch for a Unix time, saturating at the field's range.
+    pub fn minutes_at(unix_secs: u64) -> u32 {
+        let m = unix_secs.saturating_sub(TAG_EPOCH_UNIX) / 60;
+        if m > u64::from(MAX_MINUTES) {
+            MAX_MINUTES
+        } else {
+            m as u32
+        }
+    }
+
+    fn to_body(self, key_id: u8) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..2].copy_from_slice(&self.system.to_be_bytes());
+        let m = self.minutes.min(MAX_MINUTES).to_be_bytes();
+        b[2..5].copy_from_slice(&m[1..4]);
+        b[5..9].copy_from_slice(&self.sequence.to_be_bytes());
+        b[9] = self.segment_index;
+        b[10] = self.segment_count;
+        b[11] = (self.receipts.bits() << 5) | ((VERSION & 0b11) << 3) | (key_id & 0b111);
+        b
+    }
+
+    fn from_body(b: &[u8; 12]) -> (TagFields, u8, u8) {
+        let fields = TagFields {
+            system: u16::from_be_bytes([b[0], b[1]]),
+            minutes: u32::from_be_bytes([0, b[2], b[3], b[4]]),
+            sequence: u32::from_be_bytes([b[5], b[6], b[7], b[8]]),
+            segment_index: b[9],
+            segment_count: b[10],
+            receipts: ReceiptRequest::from_bits(b[11] >> 5),
+        };
+        (fields, (b[11] >> 3) & 0b11, b[11] & 0b111)
+    }
+}
+
+/// A 128-bit tag key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TagKey {
+    k0: u64,
+    k1: u64,
+}
+
+impl TagKey {
+    /// A key from its 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&bytes[..8]);
+        b.copy_from_slice(&bytes[8..]);
+        TagKey { k0: u64::from_le_bytes(a), k1: u64::from_le_bytes(b) }
+    }
+
+    /// A key from 32 hexadecimal digits.
+    pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
+        let h = hex.as_bytes();
+        if h.len() != 32 {
+            return Err(KeyError::BadHexLength);
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in h.chunks_exact(2).enumerate() {
+            let hi = hex_val(pair[0]).ok_or(KeyError::BadHexDigit)?;
+            let lo = hex_val(pair[1]).ok_or(KeyError::BadHexDigit)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(TagKey::from_bytes(out))
+    }
+
+    fn mac(&self, body: &[u8; 12]) -> u64 {
+        let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
+        h.write(body);
+        h.finish()
+    }
+}
+
+impl fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TagKey(..)")
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Why a key could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// A key is 32 hexadecimal digits.
+    BadHexLength,
+    /// A character that is not a hexadecimal digit.
+    BadHexDigit,
+    /// Key ids are 0..=7.
+    BadKeyId,
+    /// The signing key id has no key.
+    NoSigningKey,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyError::BadHexLength => "a tag key is 32 hexadecimal digits (128 bits)",
+            KeyError::BadHexDigit => "a tag key may only hold hexadecimal digits",
+            KeyError::BadKeyId => "a tag key id is 0 to 7",
+            KeyError::NoSigningKey => "the signing key id names no configured key",
+        })
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// The keys tags are signed and verified with. Several keys are live at once so keys can
+/// rotate: new tags are signed with `signing`, tags signed with any live key verify.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    keys: [Option<TagKey>; KEY_SLOTS],
+    signing: u8,
+    max_age_minutes: u32,
+    max_skew_minutes: u32,
+}
+
+impl KeyRing {
+    /// Default validity of a tag: 7 days (the usual SMSC validity period ceiling).
+    pub const DEFAULT_MAX_AGE_MINUTES: u32 = 7 * 24 * 60;
+    /// How far in the future an issue time may lie (clock skew between nodes).
+    pub const DEFAULT_MAX_SKEW_MINUTES: u32 = 5;
+
+    /// An empty key ring signing with key `signing` (add the key before use).
+    pub fn new(signing: u8) -> Result<Self, KeyError> {
+        if usize::from(signing) >= KEY_SLOTS {
+            return Err(KeyError::BadKeyId);
+        }
+        Ok(KeyRing {
+            keys: [None; KEY_SLOTS],
+            signing,
+            max_age_minutes: Self::DEFAULT_MAX_AGE_MINUTES,
+            max_skew_minutes: Self::DEFAULT_MAX_SKEW_MINUTES,
+        })
+    }
+
+    /// Installs `key` under `id`.
+    pub fn insert(&mut self, id: u8, key: TagKey) -> Result<(), KeyError> {
+        let slot = self.keys.get_mut(usize::from(id)).ok_or(KeyError::BadKeyId)?;
+        *slot = Some(key);
+        Ok(())
+    }
+
+    /// Removes the key under `id`; tags signed with it no longer verify.
+    pub fn remove(&mut self, id: u8) {
+        if let Some(slot) = self.keys.get_mut(usize::from(id)) {
+            *slot = None;
+        }
+    }
+
+    /// Chooses the key new tags are signed with.
+    pub fn set_signing(&mut self, id: u8) -> Result<(), KeyError> {
+        match self.keys.get(usize::from(id)) {
+            Some(Some(_)) => {
+                self.signing = id;
+                Ok(())
+            }
+            Some(None) => Err(KeyError::NoSigningKey),
+            None => Err(KeyError::BadKeyId),
+        }
+    }
+
+    /// Sets how long a tag stays valid, in minutes.
+    pub fn set_max_age_minutes(&mut self, minutes: u32) {
+        self.max_age_minutes = minutes;
+    }
+
+    /// The signing key id.
+    pub fn signing(&self) -> u8 {
+        self.signing
+    }
+
+    /// The ids that hold a key.
+    pub fn key_ids(&self) -> impl Iterator<Item = u8> + '_ {
+        self.keys.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(i, _)| i as u8)
+    }
+
+    /// Signs `fields` with the signing key and writes the 32-character tag.
+    pub fn encode(&self, fields: &TagFields) -> Result<Tag, KeyError> {
+        let key = self.keys[usize::from(self.signing)].ok_or(KeyError::NoSigningKey)?;
+        let body = fields.to_body(self.signing);
+        let mac = key.mac(&body);
+        let mut raw = [0u8; TAG_BYTES];
+        raw[..12].copy_from_slice(&body);
+        raw[12..].copy_from_slice(&mac.to_be_bytes());
+        Ok(Tag(base32_encode(&raw)))
+    }
+
+    /// Decodes and verifies a tag at Unix time `now_unix`. Case is ignored.
+    pub fn verify(&self, text: &[u8], now_unix: u64) -> Result<TagFields, TagError> {
+        let (fields, key_id, body, mac) = decode_unverified(text)?;
+        let key = self
+            .keys
+            .get(usize::from(key_id))
+            .copied()
+            .flatten()
+            .ok_or(TagError::UnknownKey)?;
+        // One 64-bit comparison: no early exit on a partial match.
+        if key.mac(&body) ^ mac != 0 {
+            return Err(TagError::BadMac);
+        }
+        if fields.segment_count == 0 || fields.segment_index > fields.segment_count {
+            return Err(TagError::BadSegment);
+        }
+        let now = TagFields::minutes_at(now_unix);
+        if fields.minutes > now.saturating_add(self.max_skew_minutes) {
+            return Err(TagError::FromFuture);
+        }
+        if now.saturating_sub(fields.minutes) > self.max_age_minutes {
+            return Err(TagError::Expired);
+        }
+        Ok(fields)
+    }
+}
+
+/// Decodes a tag without checking its MAC or age: for the operator's dissector only.
+/// Returns the fields, the format version and the key id.
+pub fn decode_unauthenticated(text: &[u8]) -> Result<(TagFields, u8), TagError> {
+    let (fields, key_id, _, _) = decode_unverified(text)?;
+    Ok((fields, key_id))
+}
+
+fn decode_unverified(text: &[u8]) -> Result<(TagFields, u8, [u8; 12], u64), TagError> {
+    if text.len() != TAG_LEN {
+        return Err(TagError::BadLength);
+    }
+    let raw = base32_decode(text)?;
+    let mut body = [0u8; 12];
+    body.copy_from_slice(&raw[..12]);
+    let mut mac = [0u8; 8];
+    mac.copy_from_slice(&raw[12..]);
+    let (fields, version, key_id) = TagFields::from_body(&body);
+    if version != VERSION {
+        return Err(TagError::UnsupportedVersion);
+    }
+    Ok((fields, key_id, body, u64::from_be_bytes(mac)))
+}
+
+/// Why a tag routes nowhere. Each variant is a drop counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TagError {
+    /// Not 32 characters: not an iwf tag (or truncated).
+    BadLength,
+    /// A character outside `[0-9a-vA-V]`.
+    BadCharacter,
+    /// A format version this iwf does not know.
+    UnsupportedVersion,
+    /// Signed with a key id that holds no key (retired, or forged).
+    UnknownKey,
+    /// The MAC does not match: forged or altered.
+    BadMac,
+    /// Segment index above segment count, or a zero count.
+    BadSegment,
+    /// Issued longer ago than the validity allows.
+    Expired,
+    /// Issued in the future beyond the allowed clock skew.
+    FromFuture,
+}
+
+impl TagError {
+    /// Every reason, for counters.
+    pub const ALL: [TagError; 8] = [
+        TagError::BadLength,
+        TagError::BadCharacter,
+        TagError::UnsupportedVersion,
+        TagError::UnknownKey,
+        TagError::BadMac,
+        TagError::BadSegment,
+        TagError::Expired,
+        TagError::FromFuture,
+    ];
+
+    /// A short snake_case name for metrics labels.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TagError::BadLength => "bad_length",
+            TagError::BadCharacter => "bad_character",
+            TagError::UnsupportedVersion => "unsupported_version",
+            TagError::UnknownKey => "unknown_key",
+            TagError::BadMac => "bad_mac",
+            TagError::BadSegment => "bad_segment",
+            TagError::Expired => "expired",
+            TagError::FromFuture => "from_future",
+        }
+    }
+}
+
+impl fmt::Display for TagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TagError::BadLength => "tag is not 32 characters long",
+            TagError::BadCharacter => "tag holds a character outside [0-9a-v]",
+            TagError::UnsupportedVersion => "tag format version is not supported",
+            TagError::UnknownKey => "tag is signed with a key id that holds no key",
+            TagError::BadMac => "tag MAC does not verify (forged or altered)",
+            TagError::BadSegment => "tag segment index is above its segment count",
+            TagError::Expired => "tag has expired",
+            TagError::FromFuture => "tag issue time lies in the future",
+        })
+    }
+}
+
+impl std::error::Error for TagError {}
+
+/// An encoded tag: 32 ASCII characters of `[0-9a-v]`, stored inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag([u8; TAG_LEN]);
+
+impl Tag {
+    /// The tag's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8; TAG_LEN] {
+        &self.0
+    }
+    /// The tag as text.
+    pub fn as_str(&self) -> &str {
+        // The alphabet is ASCII, so this never fails; fall back to "" rather than panic.
+        core::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag({})", self.as_str())
+    }
+}
+
+fn base32_encode(raw: &[u8; TAG_BYTES]) -> [u8; TAG_LEN] {
+    let mut out = [0u8; TAG_LEN];
+    // 20 bytes = 4 groups of 5 bytes = 4 groups of 8 characters.
+    for (g, chunk) in raw.chunks_exact(5).enumerate() {
+        let mut v = 0u64;
+        for &b in chunk {
+            v = (v << 8) | u64::from(b);
+        }
+        for i in 0..8 {
+            let shift = 35 - 5 * i;
+            out[g * 8 + i] = ALPHABET[((v >> shift) & 31) as usize];
+        }
+    }
+    out
+}
+
+fn base32_value(c: u8) -> Option<u64> {
+    match c {
+        b'0'..=b'9' => Some(u64::from(c - b'0')),
+        b'a'..=b'v' => Some(u64::from(c - b'a' + 10)),
+        b'A'..=b'V' => Some(u64::from(c - b'A' + 10)),
+        _ => None,
+    }
+}
+
+fn base32_decode(text: &[u8]) -> Result<[u8; TAG_BYTES], TagError> {
+    let mut raw = [0u8; TAG_BYTES];
+    for (g, chunk) in text.chunks_exact(8).enumerate() {
+        let mut v = 0u64;
+        for &c in chunk {
+            v = (v << 5) | base32_value(c).ok_or(TagError::BadCharacter)?;
+        }
+        for i in 0..5 {
+            raw[g * 5 + i] = (v >> (32 - 8 * i)) as u8;
+        }
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_790_000_000; // 2026-09-21
+
+    fn ring() -> KeyRing {
+        let mut r = KeyRing::new(1).unwrap();
+        r.insert(1, TagKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()).unwrap();
+        r.insert(2, TagKey::from_hex("f0e0d0c0b0a090807060504030201000").unwrap()).unwrap();
+        r
+    }
+
+    fn fields() -> TagFields {
+        TagFields {
+            system: 3,
+            minutes: TagFields::minutes_at(NOW),
+            sequence: 0xdead_beef,
+            segment_index: 0,
+            segment_count: 1,
+            receipts: ReceiptRequest::DELIVERY.union(ReceiptRequest::FAILURE),
+        }
+    }
+
+    #[test]
+    fn encode_is_32_chars_of_the_alphabet() {
+        let t = ring().encode(&fields()).unwrap();
+        assert_eq!(t.as_str().len(), TAG_LEN);
+        assert!(t.as_str().bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'v').contains(&c)));
+    }
+
+    #[test]
+    fn round_trip_and_case_folding() {
+        let r = ring();
+        let t = r.encode(&fields()).unwrap();
+        assert_eq!(r.verify(t.as_bytes(), NOW).unwrap(), fields());
+        let upper = t.as_str().to_ascii_uppercase();
+        assert_eq!(r.verify(upper.as_bytes(), NOW).unwrap(), fields());
+    }
+
+    #[test]
+    fn rotation_keeps_old_tags_valid() {
+        let mut r = ring();
+        let old = r.encode(&fields()).unwrap();
+        r.set_signing(2).unwrap();
+        let new = r.encode(&fields()).unwrap();
+        assert_ne!(old, new);
+        assert!(r.verify(old.as_bytes(), NOW).is_ok());
+        assert!(r.verify(new.as_bytes(), NOW).is_ok());
+        r.remove(1);
+        assert_eq!(r.verify(old.as_bytes(), NOW), Err(TagError::UnknownKey));
+        assert!(r.verify(new.as_bytes(), NOW).is_ok());
+    }
+
+    #[test]
+    fn other_key_does_not_verify() {
+        let t = ring().encode(&fields()).unwrap();
+        let mut other = KeyRing::new(1).unwrap();
+        other.insert(1, TagKey::from_hex("ffffffffffffffffffffffffffffffff").unwrap()).unwrap();
+        assert_eq!(other.verify(t.as_bytes(), NOW), Err(TagError::BadMac));
+    }
+
+    #[test]
+    fn every_single_character_change_is_caught() {
+        let r = ring();
+        let t = r.encode(&fields()).unwrap();
+        for i in 0..TAG_LEN {
+            for &c in ALPHABET.iter() {
+                let mut b = *t.as_bytes();
+                if b[i] == c {
+                    continue;
+                }
+                b[i] = c;
+                assert!(r.verify(&b, NOW).is_err(), "altered at {i} to {}", c as char);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_inputs() {
+        let r = ring();
+        let t = r.encode(&fields()).unwrap();
+        assert_eq!(r.verify(&t.as_bytes()[..31], NOW), Err(TagError::BadLength));
+        assert_eq!(r.verify(b"", NOW), Err(TagError::BadLength));
+        let mut b = *t.as_bytes();
+        b[5] = b'w';
+        assert_eq!(r.verify(&b, NOW), Err(TagError::BadCharacter));
+        b[5] = b'-';
+        assert_eq!(r.verify(&b, NOW), Err(TagError::BadCharacter));
+    }
+
+    #[test]
+    fn expiry_and_future() {
+        let r = ring();
+        let t = r.encode(&fields()).unwrap();
+        let week = u64::from(KeyRing::DEFAULT_MAX_AGE_MINUTES) * 60;
+        assert!(r.verify(t.as_bytes(), NOW + week).is_ok());
+        assert_eq!(r.verify(t.as_bytes(), NOW + week + 120), Err(TagError::Expired));
+        assert_eq!(r.verify(t.as_bytes(), NOW - 3600), Err(TagError::FromFuture));
+    }
+
+    #[test]
+    fn segments() {
+        let r = ring();
+        let whole = TagFields { segment_count: 3, ..fields() };
+        let tags: Vec<Tag> = (1..=3).map(|i| r.encode(&whole.segment(i)).unwrap()).collect();
+        let w = r.encode(&whole).unwrap();
+        assert!(!tags.contains(&w));
+        for (i, t) in tags.iter().enumerate() {
+            let f = r.verify(t.as_bytes(), NOW).unwrap();
+            assert_eq!(f.segment_index as usize, i + 1);
+            assert_eq!(f.segment_count, 3);
+        }
+        // A single-part message's segment tag is the message tag.
+        assert_eq!(r.encode(&fields().segment(1)).unwrap(), r.encode(&fields()).unwrap());
+        // Index above count is refused even with a valid MAC.
+        let bad = r.encode(&TagFields { segment_index: 4, ..whole }).unwrap();
+        assert_eq!(r.verify(bad.as_bytes(), NOW), Err(TagError::BadSegment));
+    }
+
+    #[test]
+    fn key_errors() {
+        assert_eq!(TagKey::from_hex("00"), Err(KeyError::BadHexLength));
+        assert_eq!(TagKey::from_hex("zz0102030405060708090a0b0c0d0e0f"), Err(KeyError::BadHexDigit));
+        assert!(KeyRing::new(8).is_err());
+        let mut r = KeyRing::new(0).unwrap();
+        assert_eq!(r.encode(&fields()), Err(KeyError::NoSigningKey));
+        assert_eq!(r.set_signing(3), Err(KeyError::NoSigningKey));
+        assert_eq!(r.insert(9, TagKey::from_bytes([0; 16])), Err(KeyError::BadKeyId));
+    }
+
+    #[test]
+    fn known_vector_is_stable() {
+        // Freezes the wire format: a change here breaks every tag in flight.
+        let f = TagFields {
+            system: 1,
+            minutes: 0,
+            sequence: 1,
+            segment_index: 0,
+            segment_count: 1,
+            receipts: ReceiptRequest::DELIVERY,
+        };
+        let body = f.to_body(1);
+        assert_eq!(body, [0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0b001_00_001]);
+        let t = ring().encode(&f).unwrap();
+        assert_eq!(&t.as_str()[..16], "000g000000000080");
+    }
+
+    proptest! {
+        #[test]
+        fn prop_round_trip(system: u16, minutes in 0u32..=MAX_MINUTES, sequence: u32,
+                           count in 1u8..=255, idx: u8, receipts in 0u8..8, key in 0u8..8) {
+            let idx = idx % (count.saturating_add(1)).max(1);
+            let f = TagFields { system, minutes, sequence, segment_index: idx,
+                                segment_count: count, receipts: ReceiptRequest::from_bits(receipts) };
+            let mut r = KeyRing::new(key).unwrap();
+            r.insert(key, TagKey::from_bytes([key; 16])).unwrap();
+            let t = r.encode(&f).unwrap();
+            prop_assert_eq!(r.verify(t.as_bytes(), f.issued_unix()), Ok(f));
+            prop_assert_eq!(decode_unauthenticated(t.as_bytes()), Ok((f, key)));
+        }
+
+        #[test]
+        fn prop_garbage_never_panics(s in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = ring().verify(&s, NOW);
+        }
+    }
+}

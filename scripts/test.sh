@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what it needs, then runs every test.
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 20; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== unit, property and integration tests"
+cargo test --workspace --locked
+
+echo "== benches compile and run once (figures come from scripts/bench.sh)"
+cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline -- --test
+
+fuzz_seconds=${FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "== fuzz targets, ${fuzz_seconds}s each (AddressSanitizer)"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    for target in $(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+        mkdir -p "$work/$target"
+        echo "-- fuzz $target"
+        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$work/$target" "corpus/$target" -- \
+            -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3)
+        # pipefail makes a crash (libFuzzer exits non-zero) fail the whole run.
+    done
+fi
+echo "test.sh: all passed"

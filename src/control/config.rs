@@ -1,0 +1,197 @@
+//! Reading iwf's TOML configuration. Every error names the key and the line it sits on,
+//! so an operator can fix the file without guessing.
+//!
+//! This module reads the `[tag]` section today; provisioning of legacy systems, routes
+//! and the MSISDN map joins it with the receipts issue.
+//!
+//! ```toml
+//! [tag]
+//! signing_key = 1          # key id (0-7) new tags are signed with
+//! max_age_minutes = 10080  # optional: how long a tag verifies (default 7 days)
+//!
+//! [[tag.keys]]
+//! id = 1
+//! secret = "000102030405060708090a0b0c0d0e0f"   # 128-bit key, 32 hex digits
+//! ```
+
+use crate::tag::{KeyRing, TagKey};
+use serde_spanned::Spanned;
+use std::fmt;
+use toml::de::{DeTable, DeValue};
+
+/// A configuration error: which key, on which line, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key (`tag.keys[1].secret`), empty for a syntax error.
+    pub key: String,
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// What is wrong, and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            write!(f, "line {}: `{}`: {}", self.line, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+struct Doc<'t> {
+    text: &'t str,
+}
+
+impl<'t> Doc<'t> {
+    fn err<T>(&self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError { key: key.to_string(), line: line_of(self.text, span.start), message: message.into() })
+    }
+
+    fn get<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+        table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
+    }
+
+    fn integer(&self, key: &str, v: &Spanned<DeValue<'_>>, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let n = v
+            .get_ref()
+            .as_integer()
+            .and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
+        match n {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            Some(n) => self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}")),
+            None => self.err(key, v.span(), format!("expected an integer, found {}", v.get_ref().type_str())),
+        }
+    }
+
+    fn string<'a>(&self, key: &str, v: &'a Spanned<DeValue<'_>>) -> Result<&'a str, ConfigError> {
+        match v.get_ref().as_str() {
+            Some(s) => Ok(s),
+            None => self.err(key, v.span(), format!("expected a string, found {}", v.get_ref().type_str())),
+        }
+    }
+}
+
+/// Parses a whole TOML document, mapping a syntax error to its line.
+fn parse(text: &str) -> Result<Spanned<DeTable<'_>>, ConfigError> {
+    DeTable::parse(text).map_err(|e| ConfigError {
+        key: String::new(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: format!("TOML syntax error: {}", e.message().lines().next().unwrap_or("")),
+    })
+}
+
+/// Reads the `[tag]` section of a configuration into a key ring.
+pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
+    let doc = Doc { text };
+    let root = parse(text)?;
+    let Some(tag) = Doc::get(root.get_ref(), "tag") else {
+        return doc.err("tag", 0..0, "missing section: the tag keys live in [tag]");
+    };
+    let Some(tag_table) = tag.get_ref().as_table() else {
+        return doc.err("tag", tag.span(), "expected a table");
+    };
+    let Some(signing) = Doc::get(tag_table, "signing_key") else {
+        return doc.err("tag.signing_key", tag.span(), "missing: the key id (0-7) new tags are signed with");
+    };
+    let signing_id = doc.integer("tag.signing_key", signing, 0, 7)? as u8;
+    let mut ring = match KeyRing::new(signing_id) {
+        Ok(r) => r,
+        Err(e) => return doc.err("tag.signing_key", signing.span(), e.to_string()),
+    };
+    if let Some(age) = Doc::get(tag_table, "max_age_minutes") {
+        ring.set_max_age_minutes(doc.integer("tag.max_age_minutes", age, 1, i64::from(u32::MAX))? as u32);
+    }
+    let Some(keys) = Doc::get(tag_table, "keys") else {
+        return doc.err("tag.keys", tag.span(), "missing: at least one [[tag.keys]] entry with id and secret");
+    };
+    let Some(list) = keys.get_ref().as_array() else {
+        return doc.err("tag.keys", keys.span(), "expected an array of tables ([[tag.keys]])");
+    };
+    let mut seen = [false; crate::tag::KEY_SLOTS];
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("tag.keys[{i}]");
+        let Some(t) = entry.get_ref().as_table() else {
+            return doc.err(&at, entry.span(), "expected a table with id and secret");
+        };
+        for (k, _) in t.iter() {
+            if !matches!(k.get_ref().as_ref(), "id" | "secret") {
+                return doc.err(&format!("{at}.{}", k.get_ref()), k.span(), "unknown key (expected id, secret)");
+            }
+        }
+        let Some(id) = Doc::get(t, "id") else {
+            return doc.err(&format!("{at}.id"), entry.span(), "missing: the key id (0-7)");
+        };
+        let id_n = doc.integer(&format!("{at}.id"), id, 0, 7)? as u8;
+        if std::mem::replace(&mut seen[usize::from(id_n)], true) {
+            return doc.err(&format!("{at}.id"), id.span(), format!("key id {id_n} is defined twice"));
+        }
+        let Some(secret) = Doc::get(t, "secret") else {
+            return doc.err(&format!("{at}.secret"), entry.span(), "missing: 32 hex digits");
+        };
+        let hex = doc.string(&format!("{at}.secret"), secret)?;
+        let key = match TagKey::from_hex(hex) {
+            Ok(k) => k,
+            Err(e) => return doc.err(&format!("{at}.secret"), secret.span(), e.to_string()),
+        };
+        if ring.insert(id_n, key).is_err() {
+            return doc.err(&format!("{at}.id"), id.span(), "a tag key id is 0 to 7");
+        }
+    }
+    if !seen[usize::from(signing_id)] {
+        return doc.err("tag.signing_key", signing.span(), format!("key id {signing_id} has no [[tag.keys]] entry"));
+    }
+    Ok(ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "[tag]\nsigning_key = 2\n\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n\n[[tag.keys]]\nid = 2\nsecret = \"f0e0d0c0b0a090807060504030201000\"\n";
+
+    #[test]
+    fn reads_two_live_keys() {
+        let r = load_keyring(GOOD).unwrap();
+        assert_eq!(r.signing(), 2);
+        assert_eq!(r.key_ids().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let bad = GOOD.replace("f0e0d0c0b0a090807060504030201000", "f0e0");
+        let e = load_keyring(&bad).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].secret", 10));
+        assert!(e.to_string().contains("32 hexadecimal digits"), "{e}");
+
+        let e = load_keyring(&GOOD.replace("signing_key = 2", "signing_key = 5")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.signing_key", 2));
+
+        let e = load_keyring(&GOOD.replace("id = 2", "id = 1")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].id", 9));
+        assert!(e.message.contains("twice"));
+
+        let e = load_keyring(&GOOD.replace("id = 2", "id = \"two\"")).unwrap_err();
+        assert_eq!(e.key, "tag.keys[1].id");
+        assert!(e.message.contains("expected an integer"));
+
+        let e = load_keyring(&GOOD.replace("id = 2", "idd = 2")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].idd", 9));
+
+        let e = load_keyring("[tag\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.starts_with("TOML syntax error"));
+
+        let e = load_keyring("[other]\n").unwrap_err();
+        assert_eq!(e.key, "tag");
+    }
+}

@@ -1,0 +1,4 @@
+//! The control plane: configuration, provisioning and (later) metrics and the admin
+//! API. It runs on one ordinary thread and never touches a packet.
+
+pub mod config;
