@@ -1,6 +1,95 @@
 //! The exchange unit's conversions between the legacy (SMPP) and converged (SIP, CPIM,
-//! IMDN) worlds: pure functions over the codecs in [`crate::wire`] and the tag.
+//! IMDN) worlds: pure functions over the codecs in [`crate::wire`] and the tag. They take
+//! everything they need from the caller (time, sequence numbers, the legacy system's
+//! provisioning, the converged side's addresses) and write into caller buffers.
 #![deny(unsafe_code)]
 
 pub mod address;
 pub mod state;
+
+use address::NumberingPlan;
+
+/// How iwf and a legacy system are connected over SMPP. It decides which PDU carries a
+/// message or a receipt toward that system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindDirection {
+    /// The legacy system binds to iwf as an ESME: it sends submit_sm, iwf delivers
+    /// messages and receipts with deliver_sm.
+    LegacyBindsToIwf,
+    /// iwf binds to the legacy system (an SMSC) as an ESME: the SMSC sends deliver_sm,
+    /// iwf sends messages and SME acknowledgements with submit_sm.
+    IwfBindsToLegacy,
+}
+
+/// The alphabet a legacy system means by data_coding 0 ("SMSC default").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAlphabet {
+    /// GSM 03.38 default alphabet, one septet per octet (the common case).
+    Gsm7,
+    /// ISO-8859-1.
+    Latin1,
+    /// IA5 / ASCII.
+    Ascii,
+}
+
+/// How a legacy system's concatenated messages are sent by iwf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concatenation {
+    /// UDH information element 0x00 (8-bit reference), esm_class UDHI.
+    Udh8,
+    /// UDH information element 0x08 (16-bit reference), esm_class UDHI.
+    Udh16,
+    /// SAR TLVs (sar_msg_ref_num, sar_total_segments, sar_segment_seqnum).
+    Sar,
+    /// One PDU with the whole text in message_payload.
+    Payload,
+}
+
+/// How a legacy system writes message ids, so that the id in its receipt can be matched
+/// with the id in its submit_sm_resp (PROTOCOLS.md pitfall 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdCanonicalisation {
+    /// Compare ids as they are.
+    Exact,
+    /// Compare case-insensitively and without leading zeros.
+    Folded,
+    /// submit_sm_resp ids are hexadecimal, receipt ids decimal: compare as numbers.
+    HexRespDecimalReceipt,
+    /// Both forms are decimal numbers: compare as numbers (drops leading zeros).
+    Decimal,
+}
+
+/// What the conversions need to know of one legacy system (its exchange unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange<'a> {
+    /// Stable 16-bit index from provisioning: the tag carries it.
+    pub system: u16,
+    /// Operator's name for the system (`smsc-a`).
+    pub name: &'a str,
+    /// Who binds to whom.
+    pub direction: BindDirection,
+    /// What data_coding 0 means for this system.
+    pub default_alphabet: DefaultAlphabet,
+    /// Whether the system handles SME manual/user acknowledgements (esm_class 0x10):
+    /// only then is a display (read) report promised or relayed (PROTOCOLS.md pitfall 7).
+    pub user_ack: bool,
+    /// How iwf sends concatenated messages to it.
+    pub concatenation: Concatenation,
+    /// How its message ids are compared.
+    pub ids: IdCanonicalisation,
+    /// Numbering plan for its national numbers.
+    pub numbering: NumberingPlan<'a>,
+}
+
+/// The converged side as the conversions see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvergedSide<'a> {
+    /// Domain under which legacy users appear: `sip:+<E.164>@<legacy_domain>;user=phone`.
+    pub legacy_domain: &'a str,
+    /// Domain of converged users: `sip:+<E.164>@<converged_domain>;user=phone`.
+    pub converged_domain: &'a str,
+    /// iwf's own sent-by for Via headers and the host part of Call-IDs (`198.18.2.2:5060`).
+    pub local_sent_by: &'a str,
+    /// Transport iwf's requests go out on (`UDP` or `TCP`).
+    pub transport: &'a str,
+}
