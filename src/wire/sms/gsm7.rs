@@ -1,0 +1,430 @@
+//! GSM 7-bit default alphabet and its extension table (3GPP TS 23.038 §6.2.1 and
+//! §6.2.1.1), unpacked (one septet per octet, as SMPP carries `data_coding` 0) and packed
+//! (§6.1.2.1.1, with fill bits for a preceding UDH, TS 23.040 §9.2.3.24).
+//!
+//! ```text
+//!  packing, LSB first: septets s0 s1 s2 ... fill bits f (0..=6) come first
+//!  octet 0: s0[6..0] at bits f..f+6, s1 low bits above ...
+//!  "hellohello" -> E8 32 9B FD 46 97 D9 EC 37
+//! ```
+//!
+//! Decoding choices (documented behaviour, tested):
+//! - an escape (0x1B) followed by a code the extension table does not define shows the
+//!   base-table character of that code (TS 23.038 §6.2.1.1 note);
+//! - escape followed by escape (0x1B 0x1B, "reserved for another extension table") shows a
+//!   space and consumes both septets, as the spec asks ("display a space");
+//! - a trailing lone escape (the last septet) decodes as a space, not an error: the same
+//!   "display a space" rule, and a truncated message still shows all its text.
+//!
+//! Encoding is strict: a character with no code in either table is an
+//! [`EncodeError::Unrepresentable`] (no lossy fallback such as `ç` → `Ç`).
+
+use super::{write_utf8, DecodeError, EncodeError};
+
+/// The escape septet (0x1B) that selects the extension table for the next septet.
+pub const ESCAPE: u8 = 0x1B;
+
+/// The most septets one short message carries without a UDH (140 octets × 8 / 7).
+pub const MAX_SEPTETS: usize = 160;
+
+/// The default alphabet, indexed by septet (TS 23.038 §6.2.1). Position 0x1B is the
+/// escape; as a character it decodes to a space (see the module doc).
+pub const BASIC: [char; 128] = [
+    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
+    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', ' ', 'Æ', 'æ', 'ß', 'É', //
+    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
+    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
+    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
+    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
+    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
+];
+
+/// The extension table (TS 23.038 §6.2.1.1): the septet that follows an escape, and the
+/// character it stands for. Each costs two septets.
+pub const EXTENSION: [(u8, char); 10] = [
+    (0x0A, '\u{000C}'), // form feed (page break)
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x65, '€'),
+];
+
+/// No code for this character.
+const NONE: u16 = 0xFFFF;
+/// Marks an extension code in [`REVERSE`]: `EXT | septet`.
+const EXT: u16 = 0x1B00;
+
+/// Code points below 0x100 → septet (`< 0x80`), `EXT | septet`, or [`NONE`].
+const REVERSE: [u16; 256] = build_reverse();
+
+const fn build_reverse() -> [u16; 256] {
+    let mut t = [NONE; 256];
+    let mut i = 0;
+    while i < 128 {
+        let c = BASIC[i] as u32;
+        if c < 256 && i != ESCAPE as usize {
+            t[c as usize] = i as u16;
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < EXTENSION.len() {
+        let (code, ch) = EXTENSION[j];
+        let c = ch as u32;
+        if c < 256 {
+            t[c as usize] = EXT | code as u16;
+        }
+        j += 1;
+    }
+    t
+}
+
+/// The GSM 7-bit code of one character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gsm7Code {
+    /// A default-alphabet septet (one septet).
+    Basic(u8),
+    /// An extension-table septet, sent as `ESCAPE, septet` (two septets).
+    Extended(u8),
+}
+
+impl Gsm7Code {
+    /// How many septets the code takes (1 or 2).
+    pub fn septets(self) -> usize {
+        match self {
+            Gsm7Code::Basic(_) => 1,
+            Gsm7Code::Extended(_) => 2,
+        }
+    }
+}
+
+/// The code of `ch` in the default alphabet or its extension table, if it has one.
+#[inline]
+pub fn code_of(ch: char) -> Option<Gsm7Code> {
+    let c = ch as u32;
+    if c < 256 {
+        let v = REVERSE[c as usize];
+        return if v == NONE {
+            None
+        } else if v & EXT == EXT {
+            Some(Gsm7Code::Extended((v & 0x7F) as u8))
+        } else {
+            Some(Gsm7Code::Basic(v as u8))
+        };
+    }
+    let s = match ch {
+        'Δ' => 0x10,
+        'Φ' => 0x12,
+        'Γ' => 0x13,
+        'Λ' => 0x14,
+        'Ω' => 0x15,
+        'Π' => 0x16,
+        'Ψ' => 0x17,
+        'Σ' => 0x18,
+        'Θ' => 0x19,
+        'Ξ' => 0x1A,
+        '€' => return Some(Gsm7Code::Extended(0x65)),
+        _ => return None,
+    };
+    Some(Gsm7Code::Basic(s))
+}
+
+/// The character an extension-table septet stands for, if the table defines it.
+#[inline]
+pub fn extension_char(septet: u8) -> Option<char> {
+    match septet {
+        0x0A => Some('\u{000C}'),
+        0x14 => Some('^'),
+        0x28 => Some('{'),
+        0x29 => Some('}'),
+        0x2F => Some('\\'),
+        0x3C => Some('['),
+        0x3D => Some('~'),
+        0x3E => Some(']'),
+        0x40 => Some('|'),
+        0x65 => Some('€'),
+        _ => None,
+    }
+}
+
+/// Whether every character of `text` has a GSM 7-bit code.
+pub fn is_representable(text: &str) -> bool {
+    text.chars().all(|c| code_of(c).is_some())
+}
+
+/// How many septets `text` takes (extension characters count 2).
+pub fn septet_count(text: &str) -> Result<usize, EncodeError> {
+    let mut n = 0usize;
+    for (offset, ch) in text.char_indices() {
+        match code_of(ch) {
+            Some(code) => n = n.saturating_add(code.septets()),
+            None => return Err(EncodeError::Unrepresentable { ch, offset }),
+        }
+    }
+    Ok(n)
+}
+
+/// Encodes `text` as unpacked septets (one per octet) into `out`; returns the septet
+/// count written.
+pub fn encode_unpacked(text: &str, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut n = 0usize;
+    for (offset, ch) in text.char_indices() {
+        match code_of(ch) {
+            Some(Gsm7Code::Basic(s)) => {
+                *out.get_mut(n).ok_or(EncodeError::BufferTooSmall)? = s;
+                n += 1;
+            }
+            Some(Gsm7Code::Extended(s)) => {
+                let pair = out.get_mut(n..n + 2).ok_or(EncodeError::BufferTooSmall)?;
+                pair[0] = ESCAPE;
+                pair[1] = s;
+                n += 2;
+            }
+            None => return Err(EncodeError::Unrepresentable { ch, offset }),
+        }
+    }
+    Ok(n)
+}
+
+/// Rejects fill bits outside 0..=6.
+fn check_fill(fill_bits: u8) -> Result<(), u8> {
+    if fill_bits > 6 {
+        Err(fill_bits)
+    } else {
+        Ok(())
+    }
+}
+
+/// Octets that `septets` septets take when packed after `fill_bits` fill bits.
+pub fn packed_len(septets: usize, fill_bits: u8) -> usize {
+    if septets == 0 {
+        return 0;
+    }
+    septets
+        .saturating_mul(7)
+        .saturating_add(fill_bits as usize)
+        .saturating_add(7)
+        / 8
+}
+
+/// The most septets `octets` packed octets can hold after `fill_bits` fill bits. When
+/// the count is not carried alongside (TP-UDL), a trailing `@` (0x00) may be padding: TS
+/// 23.038 §6.1.2.3.1 has senders pad 7 spare bits with CR instead.
+pub fn max_septets_in(octets: usize, fill_bits: u8) -> usize {
+    octets
+        .saturating_mul(8)
+        .saturating_sub(fill_bits as usize)
+        / 7
+}
+
+/// Packs septets (values 0..=0x7F) into `out`, LSB first, after `fill_bits` zero fill
+/// bits (0..=6); returns the octets written.
+pub fn pack(septets: &[u8], fill_bits: u8, out: &mut [u8]) -> Result<usize, EncodeError> {
+    check_fill(fill_bits).map_err(EncodeError::FillBitsOutOfRange)?;
+    let len = packed_len(septets.len(), fill_bits);
+    let out = out.get_mut(..len).ok_or(EncodeError::BufferTooSmall)?;
+    out.fill(0);
+    let mut bit = fill_bits as usize;
+    for (offset, &s) in septets.iter().enumerate() {
+        if s > 0x7F {
+            return Err(EncodeError::InvalidSeptet { offset, value: s });
+        }
+        let v = (s as u16) << (bit % 8);
+        let byte = bit / 8;
+        if let Some(o) = out.get_mut(byte) {
+            *o |= v as u8;
+        }
+        if v > 0xFF {
+            if let Some(o) = out.get_mut(byte + 1) {
+                *o |= (v >> 8) as u8;
+            }
+        }
+        bit += 7;
+    }
+    Ok(len)
+}
+
+/// Unpacks `count` septets from `packed` (after `fill_bits` fill bits) into `out`, one
+/// septet per octet; returns `count`.
+pub fn unpack(packed: &[u8], count: usize, fill_bits: u8, out: &mut [u8]) -> Result<usize, DecodeError> {
+    let it = PackedSeptets::new(packed, count, fill_bits)?;
+    let out = out.get_mut(..count).ok_or(DecodeError::BufferTooSmall)?;
+    for (o, s) in out.iter_mut().zip(it) {
+        *o = s;
+    }
+    Ok(count)
+}
+
+/// Encodes `text` straight into packed form after `fill_bits` fill bits; returns
+/// `(octets, septets)` written. Needs no scratch buffer.
+pub fn encode_packed(text: &str, fill_bits: u8, out: &mut [u8]) -> Result<(usize, usize), EncodeError> {
+    check_fill(fill_bits).map_err(EncodeError::FillBitsOutOfRange)?;
+    let mut w = PackWriter { out, bit: fill_bits as usize, zeroed: 0, septets: 0 };
+    for (offset, ch) in text.char_indices() {
+        match code_of(ch) {
+            Some(Gsm7Code::Basic(s)) => w.push(s)?,
+            Some(Gsm7Code::Extended(s)) => {
+                w.push(ESCAPE)?;
+                w.push(s)?;
+            }
+            None => return Err(EncodeError::Unrepresentable { ch, offset }),
+        }
+    }
+    Ok((packed_len(w.septets, fill_bits), w.septets))
+}
+
+/// Bit cursor that packs septets one at a time, zeroing octets as it enters them.
+struct PackWriter<'a> {
+    out: &'a mut [u8],
+    bit: usize,
+    zeroed: usize,
+    septets: usize,
+}
+
+impl PackWriter<'_> {
+    fn push(&mut self, s: u8) -> Result<(), EncodeError> {
+        let last = (self.bit + 6) / 8;
+        let span = self.out.get_mut(..=last).ok_or(EncodeError::BufferTooSmall)?;
+        if let Some(fresh) = span.get_mut(self.zeroed..) {
+            fresh.fill(0);
+        }
+        self.zeroed = last + 1;
+        let byte = self.bit / 8;
+        let v = ((s & 0x7F) as u16) << (self.bit % 8);
+        if let Some(o) = span.get_mut(byte) {
+            *o |= v as u8;
+        }
+        if let Some(o) = span.get_mut(byte + 1) {
+            *o |= (v >> 8) as u8;
+        }
+        self.bit += 7;
+        self.septets += 1;
+        Ok(())
+    }
+}
+
+/// Iterator over the septets of packed user data (TS 23.038 §6.1.2.1.1).
+#[derive(Debug, Clone)]
+pub struct PackedSeptets<'a> {
+    packed: &'a [u8],
+    bit: usize,
+    left: usize,
+}
+
+impl<'a> PackedSeptets<'a> {
+    /// Checks that `packed` holds `count` septets after `fill_bits` fill bits.
+    pub fn new(packed: &'a [u8], count: usize, fill_bits: u8) -> Result<Self, DecodeError> {
+        check_fill(fill_bits).map_err(DecodeError::FillBitsOutOfRange)?;
+        if packed.len() < packed_len(count, fill_bits) {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(PackedSeptets { packed, bit: fill_bits as usize, left: count })
+    }
+}
+
+impl Iterator for PackedSeptets<'_> {
+    type Item = u8;
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        if self.left == 0 {
+            return None;
+        }
+        let byte = self.bit / 8;
+        let lo = *self.packed.get(byte)? as u16;
+        let hi = self.packed.get(byte + 1).copied().unwrap_or(0) as u16;
+        let s = (((hi << 8) | lo) >> (self.bit % 8)) as u8 & 0x7F;
+        self.bit += 7;
+        self.left -= 1;
+        Some(s)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// Checks that every octet of unpacked data is a septet (0..=0x7F).
+pub fn check_unpacked(septets: &[u8]) -> Result<(), DecodeError> {
+    match septets.iter().position(|&s| s > 0x7F) {
+        Some(offset) => Err(DecodeError::InvalidSeptet { offset, value: septets[offset] }),
+        None => Ok(()),
+    }
+}
+
+/// Decodes septets into characters, without allocating. Built by [`chars`] (unpacked,
+/// checked) or [`chars_packed`]; septets above 0x7F are masked to 7 bits.
+#[derive(Debug, Clone)]
+pub struct Gsm7Chars<I> {
+    septets: I,
+}
+
+impl<I: Iterator<Item = u8>> Gsm7Chars<I> {
+    /// Wraps any septet iterator.
+    pub fn new(septets: I) -> Self {
+        Gsm7Chars { septets }
+    }
+}
+
+impl<I: Iterator<Item = u8>> Iterator for Gsm7Chars<I> {
+    type Item = char;
+
+    #[inline]
+    fn next(&mut self) -> Option<char> {
+        let s = self.septets.next()? & 0x7F;
+        if s != ESCAPE {
+            return Some(BASIC[s as usize]);
+        }
+        Some(match self.septets.next() {
+            // Trailing lone escape: a space (module doc).
+            None => ' ',
+            Some(n) => {
+                let n = n & 0x7F;
+                match extension_char(n) {
+                    Some(c) => c,
+                    // 0x1B 0x1B: reserved for another table; "display a space".
+                    None if n == ESCAPE => ' ',
+                    // Unknown extension code: show the base-table character.
+                    None => BASIC[n as usize],
+                }
+            }
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.septets.size_hint();
+        (lo.div_ceil(2), hi)
+    }
+}
+
+/// The characters of unpacked septets, after checking every octet is a septet.
+pub fn chars(septets: &[u8]) -> Result<Gsm7Chars<core::iter::Copied<core::slice::Iter<'_, u8>>>, DecodeError> {
+    check_unpacked(septets)?;
+    Ok(Gsm7Chars::new(septets.iter().copied()))
+}
+
+/// The characters of `count` packed septets after `fill_bits` fill bits.
+pub fn chars_packed(packed: &[u8], count: usize, fill_bits: u8) -> Result<Gsm7Chars<PackedSeptets<'_>>, DecodeError> {
+    Ok(Gsm7Chars::new(PackedSeptets::new(packed, count, fill_bits)?))
+}
+
+/// Decodes unpacked septets into UTF-8 in `out`; returns the octets written.
+pub fn decode_unpacked(septets: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
+    write_utf8(chars(septets)?, out)
+}
+
+/// Decodes `count` packed septets (after `fill_bits` fill bits) into UTF-8 in `out`;
+/// returns the octets written.
+pub fn decode_packed(packed: &[u8], count: usize, fill_bits: u8, out: &mut [u8]) -> Result<usize, DecodeError> {
+    write_utf8(chars_packed(packed, count, fill_bits)?, out)
+}
+
+/// Largest UTF-8 length one septet can decode to (`€` is 3 octets for 2 septets, Greek
+/// letters 2 octets for 1 septet): a buffer of `2 × septets` octets always suffices.
+pub const MAX_UTF8_PER_SEPTET: usize = 2;
