@@ -428,3 +428,188 @@ pub fn decode_packed(packed: &[u8], count: usize, fill_bits: u8, out: &mut [u8])
 /// Largest UTF-8 length one septet can decode to (`€` is 3 octets for 2 septets, Greek
 /// letters 2 octets for 1 septet): a buffer of `2 × septets` octets always suffices.
 pub const MAX_UTF8_PER_SEPTET: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn enc(text: &str) -> Vec<u8> {
+        let mut buf = [0u8; 1024];
+        let n = encode_unpacked(text, &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn dec(septets: &[u8]) -> String {
+        let mut buf = [0u8; 2048];
+        let n = decode_unpacked(septets, &mut buf).unwrap();
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn hellohello_packed_fixture() {
+        // TS 23.038 / the classic packing example.
+        let want = [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37];
+        let mut out = [0u8; 16];
+        let (octets, septets) = encode_packed("hellohello", 0, &mut out).unwrap();
+        assert_eq!((octets, septets), (9, 10));
+        assert_eq!(&out[..9], &want);
+        let mut out2 = [0u8; 16];
+        assert_eq!(pack(b"hellohello", 0, &mut out2).unwrap(), 9);
+        assert_eq!(&out2[..9], &want);
+        let mut text = [0u8; 32];
+        let n = decode_packed(&want, 10, 0, &mut text).unwrap();
+        assert_eq!(&text[..n], b"hellohello");
+        let mut sept = [0u8; 10];
+        assert_eq!(unpack(&want, 10, 0, &mut sept).unwrap(), 10);
+        assert_eq!(&sept, b"hellohello");
+    }
+
+    #[test]
+    fn packed_with_fill_bits_fixture() {
+        // After a 6-octet UDH: 1 fill bit. Bit-by-bit reference computed independently.
+        let mut out = [0u8; 8];
+        let (octets, septets) = encode_packed("hello", 1, &mut out).unwrap();
+        assert_eq!((octets, septets), (5, 5));
+        assert_eq!(&out[..5], &[0xD0, 0x65, 0x36, 0xFB, 0x0D]);
+        let (octets, _) = encode_packed("€10", 1, &mut out).unwrap();
+        assert_eq!(&out[..octets], &[0x36, 0xE5, 0x18, 0x0C]);
+        let mut text = [0u8; 16];
+        let n = decode_packed(&out[..octets], 4, 1, &mut text).unwrap();
+        assert_eq!(core::str::from_utf8(&text[..n]).unwrap(), "€10");
+    }
+
+    #[test]
+    fn eight_septets_fill_seven_octets() {
+        let mut out = [0xAAu8; 8];
+        let (octets, _) = encode_packed("ABCDEFGH", 0, &mut out).unwrap();
+        assert_eq!(&out[..octets], &[0x41, 0xE1, 0x90, 0x58, 0x34, 0x1E, 0x91]);
+        assert_eq!(out[7], 0xAA, "nothing written past the packed length");
+        assert_eq!(max_septets_in(7, 0), 8);
+        assert_eq!(max_septets_in(7, 1), 7);
+        assert_eq!(packed_len(160, 0), 140);
+        assert_eq!(packed_len(153, 1), 134);
+        assert_eq!(packed_len(0, 3), 0);
+    }
+
+    #[test]
+    fn every_extension_char_is_an_escape_pair() {
+        for &(code, ch) in EXTENSION.iter() {
+            let s = ch.to_string();
+            assert_eq!(enc(&s), vec![ESCAPE, code], "{ch:?}");
+            assert_eq!(septet_count(&s).unwrap(), 2);
+            assert_eq!(dec(&[ESCAPE, code]), s);
+            assert_eq!(extension_char(code), Some(ch));
+        }
+        let all = "^{}\\[~]|€\u{000C}";
+        assert_eq!(septet_count(all).unwrap(), 20);
+        assert_eq!(dec(&enc(all)), all);
+    }
+
+    #[test]
+    fn every_basic_char_round_trips() {
+        for (i, &ch) in BASIC.iter().enumerate() {
+            if i == ESCAPE as usize {
+                continue;
+            }
+            assert_eq!(code_of(ch), Some(Gsm7Code::Basic(i as u8)), "{ch:?}");
+            assert_eq!(dec(&[i as u8]), ch.to_string());
+        }
+        assert_eq!(enc("@£$¥"), vec![0x00, 0x01, 0x02, 0x03]);
+        assert_eq!(enc("ΔΦΓΛΩΠΨΣΘΞ"), (0x10..=0x1A).filter(|&c| c != 0x11).collect::<Vec<u8>>());
+        assert_eq!(enc(" "), vec![0x20]);
+    }
+
+    #[test]
+    fn escape_edge_cases_decode_as_documented() {
+        // Unknown extension code: the base character.
+        assert_eq!(dec(&[ESCAPE, 0x41, 0x42]), "AB");
+        // Escape escape: a space, both consumed.
+        assert_eq!(dec(&[0x41, ESCAPE, ESCAPE, 0x42]), "A B");
+        // Trailing lone escape: a space.
+        assert_eq!(dec(&[0x41, ESCAPE]), "A ");
+        assert_eq!(dec(&[ESCAPE]), " ");
+    }
+
+    #[test]
+    fn unrepresentable_reports_char_and_offset() {
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            encode_unpacked("ab`c", &mut buf),
+            Err(EncodeError::Unrepresentable { ch: '`', offset: 2 })
+        );
+        assert_eq!(septet_count("é日"), Err(EncodeError::Unrepresentable { ch: '日', offset: 2 }));
+        assert_eq!(
+            encode_packed("x😀", 0, &mut buf),
+            Err(EncodeError::Unrepresentable { ch: '😀', offset: 1 })
+        );
+        // Strict: no ç → Ç fallback.
+        assert!(!is_representable("ç"));
+        assert!(is_representable("Ç€[]"));
+    }
+
+    #[test]
+    fn buffers_too_small() {
+        let mut buf = [0u8; 2];
+        assert_eq!(encode_unpacked("a€", &mut buf), Err(EncodeError::BufferTooSmall));
+        assert_eq!(encode_unpacked("ab", &mut buf), Ok(2));
+        assert_eq!(encode_packed("abc", 0, &mut buf), Err(EncodeError::BufferTooSmall));
+        assert_eq!(pack(b"abc", 0, &mut buf), Err(EncodeError::BufferTooSmall));
+        let mut out = [0u8; 1];
+        assert_eq!(decode_unpacked(&[0x10], &mut out), Err(DecodeError::BufferTooSmall));
+        assert_eq!(unpack(&[0xE8, 0x32], 2, 0, &mut out), Err(DecodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn bad_inputs_are_specific_errors() {
+        let mut out = [0u8; 16];
+        assert_eq!(
+            decode_unpacked(&[0x41, 0x80], &mut out),
+            Err(DecodeError::InvalidSeptet { offset: 1, value: 0x80 })
+        );
+        assert_eq!(pack(&[0x41, 0xFF], 0, &mut out), Err(EncodeError::InvalidSeptet { offset: 1, value: 0xFF }));
+        assert_eq!(pack(b"a", 7, &mut out), Err(EncodeError::FillBitsOutOfRange(7)));
+        assert_eq!(decode_packed(&[0xE8], 1, 9, &mut out), Err(DecodeError::FillBitsOutOfRange(9)));
+        // 10 septets need 9 octets.
+        let packed = [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC];
+        assert_eq!(decode_packed(&packed, 10, 0, &mut out), Err(DecodeError::Truncated));
+    }
+
+    fn gsm_char() -> impl Strategy<Value = char> {
+        let mut all: Vec<char> =
+            BASIC.iter().enumerate().filter(|(i, _)| *i != ESCAPE as usize).map(|(_, &c)| c).collect();
+        all.extend(EXTENSION.iter().map(|&(_, c)| c));
+        proptest::sample::select(all)
+    }
+
+    proptest! {
+        #[test]
+        fn gsm_text_round_trips(chars in proptest::collection::vec(gsm_char(), 0..400), fill in 0u8..=6) {
+            let text: String = chars.into_iter().collect();
+            let septets = enc(&text);
+            prop_assert_eq!(septets.len(), septet_count(&text).unwrap());
+            prop_assert_eq!(dec(&septets), text.clone());
+            // Packed straight from text equals packing the septets.
+            let mut a = [0u8; 1024];
+            let mut b = [0u8; 1024];
+            let (na, ns) = encode_packed(&text, fill, &mut a).unwrap();
+            let nb = pack(&septets, fill, &mut b).unwrap();
+            prop_assert_eq!(ns, septets.len());
+            prop_assert_eq!(&a[..na], &b[..nb]);
+            let mut out = [0u8; 2048];
+            let n = decode_packed(&a[..na], ns, fill, &mut out).unwrap();
+            prop_assert_eq!(core::str::from_utf8(&out[..n]).unwrap(), text.as_str());
+            // The char iterator agrees.
+            let it: String = chars_packed(&a[..na], ns, fill).unwrap().collect();
+            prop_assert_eq!(it, text);
+        }
+
+        #[test]
+        fn arbitrary_septets_never_panic(bytes in proptest::collection::vec(0u8..=0x7F, 0..300)) {
+            let mut out = [0u8; 600];
+            let n = decode_unpacked(&bytes, &mut out).unwrap();
+            prop_assert!(n <= bytes.len() * MAX_UTF8_PER_SEPTET);
+            prop_assert!(core::str::from_utf8(&out[..n]).is_ok());
+        }
+    }
+}

@@ -73,3 +73,55 @@ fn encode_below(text: &str, limit: u32, out: &mut [u8]) -> Result<usize, EncodeE
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn latin1_fixture_round_trip() {
+        let mut buf = [0u8; 16];
+        let n = encode("Grüße ÿ", &mut buf).unwrap();
+        assert_eq!(&buf[..n], &[0x47, 0x72, 0xFC, 0xDF, 0x65, 0x20, 0xFF]);
+        assert_eq!(encoded_len("Grüße ÿ"), Ok(7));
+        let mut out = [0u8; 16];
+        let m = decode(&buf[..n], &mut out).unwrap();
+        assert_eq!(core::str::from_utf8(&out[..m]).unwrap(), "Grüße ÿ");
+    }
+
+    #[test]
+    fn latin1_errors() {
+        let mut buf = [0u8; 16];
+        assert_eq!(encode("a€", &mut buf), Err(EncodeError::Unrepresentable { ch: '€', offset: 1 }));
+        assert_eq!(encoded_len("xyΩ"), Err(EncodeError::Unrepresentable { ch: 'Ω', offset: 2 }));
+        assert_eq!(encode("abc", &mut buf[..2]), Err(EncodeError::BufferTooSmall));
+        // 0xE9 decodes to 2 UTF-8 octets.
+        assert_eq!(decode(&[0xE9], &mut buf[..1]), Err(DecodeError::BufferTooSmall));
+        assert!(!is_representable("€"));
+    }
+
+    #[test]
+    fn ascii_encode_decode_and_errors() {
+        let mut buf = [0u8; 8];
+        assert_eq!(encode_ascii("hi!", &mut buf), Ok(3));
+        assert_eq!(encode_ascii("hé", &mut buf), Err(EncodeError::Unrepresentable { ch: 'é', offset: 1 }));
+        let mut out = [0u8; 8];
+        assert_eq!(decode_ascii(b"ok", &mut out), Ok(2));
+        assert_eq!(&out[..2], b"ok");
+        assert_eq!(decode_ascii(&[0x41, 0xC3], &mut out), Err(DecodeError::NonAscii { offset: 1, value: 0xC3 }));
+        assert_eq!(decode_ascii(b"abc", &mut out[..2]), Err(DecodeError::BufferTooSmall));
+    }
+
+    proptest! {
+        #[test]
+        fn latin1_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut out = [0u8; 600];
+            let n = decode(&bytes, &mut out).unwrap();
+            let text = core::str::from_utf8(&out[..n]).unwrap();
+            let mut back = [0u8; 300];
+            let m = encode(text, &mut back).unwrap();
+            prop_assert_eq!(&back[..m], &bytes[..]);
+        }
+    }
+}

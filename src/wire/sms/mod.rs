@@ -494,3 +494,120 @@ pub(crate) fn write_utf8(chars: impl Iterator<Item = char>, out: &mut [u8]) -> R
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn data_coding_values() {
+        let cases = [
+            (0, DataCoding::SmscDefault),
+            (1, DataCoding::Ia5),
+            (2, DataCoding::Binary2),
+            (3, DataCoding::Latin1),
+            (4, DataCoding::Binary4),
+            (8, DataCoding::Ucs2),
+            (0xF0, DataCoding::MessageClass(0xF0)),
+            (0xF6, DataCoding::MessageClass(0xF6)),
+            (5, DataCoding::Unknown(5)),
+            (0x18, DataCoding::Unknown(0x18)),
+        ];
+        for (v, dc) in cases {
+            assert_eq!(DataCoding::from_u8(v), dc);
+            assert_eq!(dc.to_u8(), v);
+        }
+        assert!(DataCoding::Binary4.is_binary());
+        assert!(DataCoding::MessageClass(0xF5).is_binary());
+        assert!(!DataCoding::MessageClass(0xF1).is_binary());
+        assert_eq!(DataCoding::SmscDefault.text_encoding(Encoding::Latin1), Some(Encoding::Latin1));
+        assert_eq!(DataCoding::MessageClass(0xF0).text_encoding(Encoding::Latin1), Some(Encoding::Gsm7));
+        assert_eq!(DataCoding::Ucs2.text_encoding(Encoding::Gsm7), Some(Encoding::Ucs2));
+        assert_eq!(DataCoding::Binary2.text_encoding(Encoding::Gsm7), None);
+        assert_eq!(DataCoding::Unknown(6).text_encoding(Encoding::Gsm7), None);
+        assert_eq!(DataCoding::MessageClass(0xF1).to_string(), "GSM-7 class 1 (0xf1)");
+        assert_eq!(DataCoding::Unknown(0x0e).to_string(), "unknown (0x0e)");
+        for e in [Encoding::Gsm7, Encoding::Ascii, Encoding::Latin1, Encoding::Ucs2] {
+            assert_eq!(e.data_coding().text_encoding(Encoding::Gsm7), Some(e));
+        }
+    }
+
+    #[test]
+    fn choose_encoding_by_content_and_preference() {
+        assert_eq!(choose_encoding("Price: 5€ [ok]"), Encoding::Gsm7);
+        assert_eq!(choose_encoding("ç"), Encoding::Ucs2);
+        assert_eq!(choose_encoding("hi 😀"), Encoding::Ucs2);
+        assert_eq!(choose_encoding(""), Encoding::Gsm7);
+        assert_eq!(choose_encoding_with("ça va", Encoding::Latin1), Encoding::Latin1);
+        assert_eq!(choose_encoding_with("5€", Encoding::Latin1), Encoding::Ucs2);
+        assert_eq!(choose_encoding_with("plain", Encoding::Ascii), Encoding::Ascii);
+        assert_eq!(choose_encoding_with("é", Encoding::Ascii), Encoding::Ucs2);
+    }
+
+    #[test]
+    fn euro_costs_two_septets_or_one_unit() {
+        assert_eq!(Encoding::Gsm7.unit_count("€"), Ok(2));
+        assert_eq!(Encoding::Ucs2.unit_count("€"), Ok(1));
+        assert_eq!(Encoding::Ucs2.encoded_len("€😀"), Ok(6));
+        assert_eq!(Encoding::Latin1.unit_count("€"), Err(EncodeError::Unrepresentable { ch: '€', offset: 0 }));
+        assert_eq!(Encoding::Ascii.unit_count("a€"), Err(EncodeError::Unrepresentable { ch: '€', offset: 1 }));
+        let mut buf = [0u8; 8];
+        assert_eq!(Encoding::Gsm7.encode("€", &mut buf), Ok(2));
+        assert_eq!(&buf[..2], &[0x1B, 0x65]);
+        assert_eq!(Encoding::Ucs2.encode("€", &mut buf), Ok(2));
+        assert_eq!(&buf[..2], &[0x20, 0xAC]);
+    }
+
+    #[test]
+    fn concat_info_checks_and_sar() {
+        assert_eq!(ConcatInfo::new(1, 0, 1, false), Err(ConcatError::ZeroTotal));
+        assert_eq!(ConcatInfo::new(1, 2, 3, false), Err(ConcatError::SeqOutOfRange { seq: 3, total: 2 }));
+        assert_eq!(ConcatInfo::new(300, 2, 1, false), Err(ConcatError::ReferenceTooWide { reference: 300 }));
+        let c = ConcatInfo::from_sar(300, 2, 1).unwrap();
+        assert!(c.ref_16bit);
+        assert_eq!(c.to_sar(), (300, 2, 1));
+        assert_eq!(c.to_string(), "concat ref=300/16 part 1/2");
+    }
+
+    #[test]
+    fn error_messages_are_one_line() {
+        let msgs = [
+            EncodeError::Unrepresentable { ch: '😀', offset: 3 }.to_string(),
+            DecodeError::LoneSurrogate { offset: 2, unit: 0xD83D }.to_string(),
+            UdhError::IeOverrun { offset: 1, iei: 0, len: 3 }.to_string(),
+            SegmentError::TooManySegments { units: 40000 }.to_string(),
+            ReassemblyError::TooManyMessages { max: 2 }.to_string(),
+        ];
+        for m in msgs {
+            assert!(!m.is_empty() && !m.contains('\n'), "{m}");
+        }
+        assert_eq!(
+            EncodeError::Unrepresentable { ch: '😀', offset: 3 }.to_string(),
+            "character '😀' (U+1F600) at offset 3 not representable"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_encoding_round_trips_what_it_accepts(text in "\\PC{0,100}") {
+            for e in [Encoding::Gsm7, Encoding::Ascii, Encoding::Latin1, Encoding::Ucs2] {
+                let mut buf = [0u8; 1024];
+                match e.encode(&text, &mut buf) {
+                    Ok(n) => {
+                        prop_assert!(e.can_encode(&text));
+                        prop_assert_eq!(n, e.encoded_len(&text).unwrap());
+                        let mut out = [0u8; 2048];
+                        let m = e.decode(&buf[..n], &mut out).unwrap();
+                        prop_assert_eq!(core::str::from_utf8(&out[..m]).unwrap(), text.as_str());
+                    }
+                    Err(EncodeError::Unrepresentable { ch, offset }) => {
+                        prop_assert!(!e.can_encode(&text));
+                        prop_assert_eq!(text[offset..].chars().next(), Some(ch));
+                    }
+                    Err(other) => prop_assert!(false, "{other}"),
+                }
+            }
+        }
+    }
+}

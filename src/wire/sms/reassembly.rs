@@ -10,6 +10,10 @@
 //! octets per part); a part beyond them is a specific error. Expiry and
 //! [`Reassembler::next_timeout`] scan the pending messages (bounded by `max_messages`).
 //!
+//! Completion forgets the message: a copy of one of its parts that arrives after it
+//! completed starts a new pending message, which later expires with the others missing
+//! (remembering completed references would instead drop a new message that reuses one).
+//!
 //! Parts are stored as given (e.g. GSM-7 unpacked septets, or UTF-16BE): concatenate the
 //! parts of a complete message, then decode once, so a character split across parts by
 //! a careless sender still decodes. Unpack GSM-7 packed parts before pushing them: each
@@ -264,5 +268,159 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
         self.bytes -= p.bytes;
         let (key, reference) = slot_key;
         Some(Expired { key, reference, parts: p.parts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::sms::{Concatenation, SegmentPlan};
+    use proptest::prelude::*;
+
+    fn ci(reference: u16, total: u8, seq: u8) -> ConcatInfo {
+        ConcatInfo { reference, total, seq, ref_16bit: false }
+    }
+
+    fn small() -> ReassemblyLimits {
+        ReassemblyLimits { max_messages: 2, max_bytes: 64, max_part_len: 16, timeout: Duration::from_secs(10) }
+    }
+
+    #[test]
+    fn out_of_order_with_duplicate_completes_in_order() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(small());
+        assert_eq!(r.push("smsc-a", ci(5, 3, 3), b"C", t0), Ok(Push::Incomplete { received: 1, total: 3 }));
+        assert_eq!(r.push("smsc-a", ci(5, 3, 1), b"A", t0), Ok(Push::Incomplete { received: 2, total: 3 }));
+        assert_eq!(r.push("smsc-a", ci(5, 3, 1), b"X", t0), Ok(Push::Duplicate));
+        assert_eq!(r.bytes_held(), 2);
+        let done = r.push("smsc-a", ci(5, 3, 2), b"B", t0).unwrap();
+        let Push::Complete(m) = done else { panic!("not complete: {done:?}") };
+        assert_eq!(m.key, "smsc-a");
+        assert_eq!(m.reference, 5);
+        assert_eq!(m.parts, vec![b"A".to_vec(), b"B".to_vec(), b"C".to_vec()]);
+        let mut out = [0u8; 3];
+        assert_eq!(m.concat_into(&mut out), Some(3));
+        assert_eq!(&out, b"ABC");
+        assert_eq!(m.concat_into(&mut out[..2]), None);
+        assert!(r.is_empty());
+        assert_eq!(r.bytes_held(), 0);
+    }
+
+    #[test]
+    fn keys_scope_references() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(small());
+        r.push(1u32, ci(9, 2, 1), b"a1", t0).unwrap();
+        r.push(2u32, ci(9, 2, 2), b"b2", t0).unwrap();
+        assert_eq!(r.len(), 2);
+        let Ok(Push::Complete(m)) = r.push(1u32, ci(9, 2, 2), b"a2", t0) else { panic!() };
+        assert_eq!(m.parts.concat(), b"a1a2");
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn late_duplicate_after_completion_starts_over_and_expires() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(small());
+        r.push(0u8, ci(4, 2, 1), b"a", t0).unwrap();
+        assert!(matches!(r.push(0u8, ci(4, 2, 2), b"b", t0), Ok(Push::Complete(_))));
+        assert_eq!(r.push(0u8, ci(4, 2, 2), b"b", t0), Ok(Push::Incomplete { received: 1, total: 2 }));
+        let e = r.poll_expired(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(e.missing().collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn single_part_completes_at_once() {
+        let mut r = Reassembler::new(small());
+        let Ok(Push::Complete(m)) = r.push(0u8, ci(1, 1, 1), b"solo", Instant::now()) else { panic!() };
+        assert_eq!(m.parts, vec![b"solo".to_vec()]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn missing_part_times_out_on_caller_clock() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(small());
+        r.push(7u8, ci(1, 3, 1), b"one", t0).unwrap();
+        r.push(7u8, ci(2, 2, 2), b"x", t0 + Duration::from_secs(3)).unwrap();
+        r.push(7u8, ci(1, 3, 3), b"three", t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(r.next_timeout(), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(r.poll_expired(t0 + Duration::from_secs(9)), None);
+        let e = r.poll_expired(t0 + Duration::from_secs(20)).unwrap();
+        assert_eq!((e.key, e.reference), (7, 1));
+        assert_eq!(e.missing().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(e.parts[0].as_deref(), Some(&b"one"[..]));
+        let e = r.poll_expired(t0 + Duration::from_secs(20)).unwrap();
+        assert_eq!(e.reference, 2);
+        assert_eq!(e.missing().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(r.poll_expired(t0 + Duration::from_secs(20)), None);
+        assert_eq!(r.next_timeout(), None);
+        assert_eq!(r.bytes_held(), 0);
+    }
+
+    #[test]
+    fn bounded_with_specific_errors() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(small());
+        r.push(0u8, ci(1, 2, 1), b"a", t0).unwrap();
+        r.push(0u8, ci(2, 2, 1), b"b", t0).unwrap();
+        assert_eq!(r.push(0u8, ci(3, 2, 1), b"c", t0), Err(ReassemblyError::TooManyMessages { max: 2 }));
+        // Parts of pending messages are still taken.
+        assert!(matches!(r.push(0u8, ci(1, 2, 2), b"a", t0), Ok(Push::Complete(_))));
+        assert_eq!(
+            r.push(0u8, ci(3, 2, 1), &[0u8; 17], t0),
+            Err(ReassemblyError::PartTooLarge { len: 17, max: 16 })
+        );
+        assert_eq!(r.push(0u8, ci(2, 3, 2), b"x", t0), Err(ReassemblyError::TotalMismatch { expected: 2, got: 3 }));
+        assert_eq!(
+            r.push(0u8, ci(2, 2, 0), b"x", t0),
+            Err(ReassemblyError::Concat(ConcatError::SeqOutOfRange { seq: 0, total: 2 }))
+        );
+        assert_eq!(r.push(0u8, ci(2, 0, 1), b"x", t0), Err(ReassemblyError::Concat(ConcatError::ZeroTotal)));
+        let mut r = Reassembler::new(ReassemblyLimits { max_bytes: 20, ..small() });
+        r.push(0u8, ci(1, 3, 1), &[0u8; 16], t0).unwrap();
+        assert_eq!(r.push(0u8, ci(1, 3, 2), &[0u8; 5], t0), Err(ReassemblyError::TooManyBytes { max: 20 }));
+        assert_eq!(r.bytes_held(), 16);
+    }
+
+    proptest! {
+        #[test]
+        fn segment_then_reassemble_in_any_order(
+            text in "[a-zA-Z0-9 €\\[\\]ЖжΩ😀]{0,600}",
+            reference in any::<u16>(),
+            method in proptest::sample::select(vec![Concatenation::Udh8, Concatenation::Udh16, Concatenation::Sar]),
+            seed in any::<u64>(),
+        ) {
+            let enc = crate::wire::sms::choose_encoding(&text);
+            let mut buf = vec![0u8; 4096];
+            let plan = SegmentPlan::new(&text, enc, method, reference, &mut buf).unwrap();
+            let mut parts: Vec<_> = plan.segments().collect();
+            // Deterministic shuffle, plus one duplicate.
+            let mut s = seed | 1;
+            for i in (1..parts.len()).rev() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                parts.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            if plan.count() > 1 {
+                parts.insert(1, parts[0]);
+            }
+            let mut r = Reassembler::new(ReassemblyLimits::default());
+            let t0 = Instant::now();
+            let mut whole = None;
+            for p in parts {
+                let info = p.concat.unwrap_or(ConcatInfo { reference, total: 1, seq: 1, ref_16bit: true });
+                match r.push("k", info, p.payload, t0).unwrap() {
+                    Push::Complete(m) => { prop_assert!(whole.is_none()); whole = Some(m); }
+                    Push::Incomplete { .. } | Push::Duplicate => {}
+                }
+            }
+            let m = whole.unwrap();
+            let joined = m.parts.concat();
+            prop_assert_eq!(&joined[..], plan.encoded());
+            let mut out = vec![0u8; 8192];
+            let n = enc.decode(&joined, &mut out).unwrap();
+            prop_assert_eq!(core::str::from_utf8(&out[..n]).unwrap(), text.as_str());
+            prop_assert!(r.is_empty());
+        }
     }
 }

@@ -417,3 +417,244 @@ impl fmt::Display for Segment<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::sms::{gsm7, ucs2, Udh};
+    use proptest::prelude::*;
+
+    fn a(n: usize) -> String {
+        "a".repeat(n)
+    }
+
+    fn plan_counts(text: &str, enc: Encoding, method: Concatenation) -> (u8, Vec<usize>) {
+        let mut buf = vec![0u8; 70_000];
+        let plan = SegmentPlan::new(text, enc, method, 7, &mut buf).unwrap();
+        let units: Vec<usize> = plan.segments().map(|s| s.units()).collect();
+        assert_eq!(units.len(), plan.count() as usize);
+        assert_eq!(count_segments(text, enc, method).unwrap(), plan.count());
+        (plan.count(), units)
+    }
+
+    #[test]
+    fn capacities_table() {
+        use Concatenation::*;
+        use Encoding::*;
+        let want = [
+            (Gsm7, Udh8, 153),
+            (Latin1, Udh8, 134),
+            (Ucs2, Udh8, 67),
+            (Gsm7, Udh16, 152),
+            (Latin1, Udh16, 133),
+            (Ucs2, Udh16, 66),
+            (Gsm7, Sar, 160),
+            (Latin1, Sar, 140),
+            (Ucs2, Sar, 70),
+        ];
+        for (enc, method, cap) in want {
+            assert_eq!(segment_capacity(enc, method), cap, "{enc} {method:?}");
+        }
+    }
+
+    #[test]
+    fn counts_at_exact_capacities() {
+        use Concatenation::*;
+        use Encoding::*;
+        assert_eq!(plan_counts(&a(160), Gsm7, Udh8), (1, vec![160]));
+        assert_eq!(plan_counts(&a(161), Gsm7, Udh8), (2, vec![153, 8]));
+        assert_eq!(plan_counts(&a(306), Gsm7, Udh8).0, 2);
+        assert_eq!(plan_counts(&a(307), Gsm7, Udh8), (3, vec![153, 153, 1]));
+        assert_eq!(plan_counts(&a(304), Gsm7, Udh16).0, 2);
+        assert_eq!(plan_counts(&a(305), Gsm7, Udh16).0, 3);
+        assert_eq!(plan_counts(&a(320), Gsm7, Sar), (2, vec![160, 160]));
+        assert_eq!(plan_counts(&a(321), Gsm7, Sar).0, 3);
+        let u = "ж";
+        assert_eq!(plan_counts(&u.repeat(70), Ucs2, Udh8), (1, vec![70]));
+        assert_eq!(plan_counts(&u.repeat(71), Ucs2, Udh8), (2, vec![67, 4]));
+        assert_eq!(plan_counts(&u.repeat(134), Ucs2, Udh8).0, 2);
+        assert_eq!(plan_counts(&u.repeat(135), Ucs2, Udh8).0, 3);
+        assert_eq!(plan_counts(&u.repeat(132), Ucs2, Udh16).0, 2);
+        assert_eq!(plan_counts(&u.repeat(133), Ucs2, Udh16).0, 3);
+        assert_eq!(plan_counts(&u.repeat(140), Ucs2, Sar).0, 2);
+        assert_eq!(plan_counts(&"é".repeat(140), Latin1, Udh8).0, 1);
+        assert_eq!(plan_counts(&"é".repeat(141), Latin1, Udh8), (2, vec![134, 7]));
+        assert_eq!(plan_counts(&"é".repeat(268), Latin1, Udh8).0, 2);
+        assert_eq!(plan_counts(&"é".repeat(267), Latin1, Udh16), (3, vec![133, 133, 1]));
+        assert_eq!(plan_counts("", Gsm7, Udh8), (1, vec![0]));
+    }
+
+    #[test]
+    fn euro_in_gsm_vs_ucs2() {
+        let text = "€".repeat(80);
+        assert_eq!(plan_counts(&text, Encoding::Gsm7, Concatenation::Udh8), (1, vec![160]));
+        assert_eq!(plan_counts(&text, Encoding::Ucs2, Concatenation::Udh8), (2, vec![67, 13]));
+        // 81 € = 162 septets: 76 pairs (152) then 5, never 153 with a split pair.
+        let text = "€".repeat(81);
+        assert_eq!(plan_counts(&text, Encoding::Gsm7, Concatenation::Udh8), (2, vec![152, 10]));
+    }
+
+    #[test]
+    fn escape_pair_at_153rd_septet_moves_whole() {
+        let text = format!("{}€{}", a(152), a(20));
+        let mut buf = [0u8; 400];
+        let plan = SegmentPlan::new(&text, Encoding::Gsm7, Concatenation::Udh8, 1, &mut buf).unwrap();
+        let segs: Vec<_> = plan.segments().collect();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(segs[0].payload.len(), 152);
+        assert_eq!(&segs[1].payload[..2], &[gsm7::ESCAPE, 0x65]);
+        // Pair ends exactly at 153: stays.
+        let text = format!("{}€{}", a(151), a(20));
+        let plan = SegmentPlan::new(&text, Encoding::Gsm7, Concatenation::Udh8, 1, &mut buf).unwrap();
+        let first = plan.segment(1).unwrap();
+        assert_eq!(first.payload.len(), 153);
+        assert_eq!(&first.payload[151..], &[gsm7::ESCAPE, 0x65]);
+    }
+
+    #[test]
+    fn emoji_pair_at_segment_boundary_moves_whole() {
+        let text = format!("{}😀{}", a(66), "b".repeat(10));
+        let mut buf = [0u8; 400];
+        let plan = SegmentPlan::new(&text, Encoding::Ucs2, Concatenation::Udh8, 1, &mut buf).unwrap();
+        let segs: Vec<_> = plan.segments().collect();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(segs[0].units(), 66);
+        assert_eq!(&segs[1].payload[..4], &[0xD8, 0x3D, 0xDE, 0x00]);
+        let mut out = [0u8; 400];
+        for s in &segs {
+            // Each part decodes on its own: no lone surrogate.
+            assert!(ucs2::decode(s.payload, &mut out).is_ok());
+        }
+        // With 16-bit UDH the cap is 66: the emoji starts part 2 (units 66 = 'a' × 66).
+        let plan = SegmentPlan::new(&text, Encoding::Ucs2, Concatenation::Udh16, 1, &mut buf).unwrap();
+        assert_eq!(plan.segment(1).unwrap().units(), 66);
+        let text = format!("{}😀{}", a(65), "b".repeat(10));
+        let plan = SegmentPlan::new(&text, Encoding::Ucs2, Concatenation::Udh16, 1, &mut buf).unwrap();
+        assert_eq!(plan.segment(1).unwrap().units(), 65);
+        assert_eq!(count_segments(&text, Encoding::Ucs2, Concatenation::Udh16), Ok(2));
+    }
+
+    #[test]
+    fn user_data_with_udh_packed_and_unpacked() {
+        let text = a(200);
+        let mut buf = [0u8; 400];
+        let plan = SegmentPlan::new(&text, Encoding::Gsm7, Concatenation::Udh8, 0x1234, &mut buf).unwrap();
+        let first = plan.segment(1).unwrap();
+        assert_eq!(first.concat, Some(ConcatInfo { reference: 0x34, total: 2, seq: 1, ref_16bit: false }));
+        assert_eq!(first.to_string(), "GSM-7 153 units concat ref=52/8 part 1/2");
+        assert!(first.has_udh());
+        assert_eq!(first.tp_udl(), 160);
+        let mut out = [0u8; 200];
+        let n = first.write_user_data(Gsm7Form::Packed, &mut out).unwrap();
+        assert_eq!(n, 140);
+        assert_eq!(first.user_data_len(Gsm7Form::Packed), 140);
+        assert_eq!(&out[..6], &[0x05, 0x00, 0x03, 0x34, 0x02, 0x01]);
+        let (udh, rest) = Udh::parse(&out[..n]).unwrap();
+        let mut txt = [0u8; 200];
+        let m = gsm7::decode_packed(rest, 153, udh.fill_bits(), &mut txt).unwrap();
+        assert_eq!(&txt[..m], a(153).as_bytes());
+        let n = first.write_user_data(Gsm7Form::Unpacked, &mut out).unwrap();
+        assert_eq!(n, 159);
+        assert_eq!(&out[6..n], a(153).as_bytes());
+        assert_eq!(first.write_user_data(Gsm7Form::Packed, &mut out[..139]), Err(SegmentError::BufferTooSmall));
+        assert_eq!(first.write_user_data(Gsm7Form::Unpacked, &mut out[..5]), Err(SegmentError::BufferTooSmall));
+    }
+
+    #[test]
+    fn sar_and_single_parts_have_no_udh() {
+        let mut buf = [0u8; 400];
+        let plan = SegmentPlan::new(&a(161), Encoding::Gsm7, Concatenation::Sar, 0x1234, &mut buf).unwrap();
+        let s = plan.segment(2).unwrap();
+        assert_eq!(s.concat.unwrap().to_sar(), (0x1234, 2, 2));
+        assert!(s.concat.unwrap().ref_16bit);
+        assert_eq!(s.udh_len(), 0);
+        let mut out = [0u8; 8];
+        assert_eq!(s.write_udh(&mut out), Ok(0));
+        let plan = SegmentPlan::new(&a(10), Encoding::Gsm7, Concatenation::Udh16, 9, &mut buf).unwrap();
+        let s = plan.segment(1).unwrap();
+        assert_eq!((s.concat, s.udh_len()), (None, 0));
+        assert!(plan.segment(2).is_none());
+        assert!(plan.segment(0).is_none());
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        let mut buf = vec![0u8; 70_000];
+        assert_eq!(
+            SegmentPlan::new(&a(161), Encoding::Gsm7, Concatenation::None, 0, &mut buf).map(|p| p.count()),
+            Err(SegmentError::TooLong { units: 161, capacity: 160 })
+        );
+        let p = SegmentPlan::new(&a(1000), Encoding::Gsm7, Concatenation::MessagePayload, 0, &mut buf).unwrap();
+        assert_eq!(p.count(), 1);
+        assert_eq!(p.segment(1).unwrap().payload.len(), 1000);
+        assert_eq!(
+            count_segments(&a(65_536), Encoding::Latin1, Concatenation::MessagePayload),
+            Err(SegmentError::TooLong { units: 65_536, capacity: 65_535 })
+        );
+        assert_eq!(count_segments(&a(255 * 153), Encoding::Gsm7, Concatenation::Udh8), Ok(255));
+        assert_eq!(
+            count_segments(&a(255 * 153 + 1), Encoding::Gsm7, Concatenation::Udh8),
+            Err(SegmentError::TooManySegments { units: 255 * 153 + 1 })
+        );
+        assert_eq!(
+            SegmentPlan::new(&a(255 * 153 + 1), Encoding::Gsm7, Concatenation::Udh8, 0, &mut buf).map(|p| p.count()),
+            Err(SegmentError::TooManySegments { units: 255 * 153 + 1 })
+        );
+        assert_eq!(
+            SegmentPlan::new("a`", Encoding::Gsm7, Concatenation::Udh8, 0, &mut buf).map(|p| p.count()),
+            Err(SegmentError::Encode(EncodeError::Unrepresentable { ch: '`', offset: 1 }))
+        );
+        assert_eq!(
+            SegmentPlan::new(&a(10), Encoding::Gsm7, Concatenation::Udh8, 0, &mut buf[..5]).map(|p| p.count()),
+            Err(SegmentError::BufferTooSmall)
+        );
+        assert_eq!(
+            SegmentPlan::from_encoded(&[0, 0x61, 0], Encoding::Ucs2, Concatenation::Udh8, 0).map(|p| p.count()),
+            Err(SegmentError::OddUcs2Length { len: 3 })
+        );
+    }
+
+    fn gsm_or_wide_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            proptest::sample::select(vec!['a', 'Z', '€', '[', '^', '@', 'Ω', ' ', '\n']),
+            any::<char>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parts_cover_the_text_and_never_split_pairs(
+            chars in proptest::collection::vec(gsm_or_wide_char(), 0..700),
+            method in proptest::sample::select(vec![
+                Concatenation::Udh8, Concatenation::Udh16, Concatenation::Sar, Concatenation::MessagePayload,
+            ]),
+        ) {
+            let text: String = chars.into_iter().collect();
+            let enc = crate::wire::sms::choose_encoding(&text);
+            let mut buf = vec![0u8; 4096];
+            let plan = SegmentPlan::new(&text, enc, method, 0xBEEF, &mut buf).unwrap();
+            prop_assert_eq!(count_segments(&text, enc, method).unwrap(), plan.count());
+            let cap = if plan.count() == 1 { usize::MAX } else { segment_capacity(enc, method) };
+            let mut joined = String::new();
+            let mut out = [0u8; 4096];
+            for (i, s) in plan.segments().enumerate() {
+                prop_assert!(s.units() <= cap);
+                if let Some(c) = s.concat {
+                    prop_assert_eq!(c.seq as usize, i + 1);
+                    prop_assert_eq!(c.total, plan.count());
+                }
+                // Each part decodes alone to whole characters.
+                let n = enc.decode(s.payload, &mut out).unwrap();
+                joined.push_str(core::str::from_utf8(&out[..n]).unwrap());
+                if enc == Encoding::Gsm7 {
+                    // No part ends on a lone escape.
+                    let mut it = s.payload.iter();
+                    while let Some(&b) = it.next() {
+                        if b == gsm7::ESCAPE { prop_assert!(it.next().is_some()); }
+                    }
+                }
+            }
+            prop_assert_eq!(joined, text);
+        }
+    }
+}

@@ -100,3 +100,82 @@ pub fn decode(bytes: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dec(bytes: &[u8]) -> Result<String, DecodeError> {
+        let mut out = [0u8; 1024];
+        let n = decode(bytes, &mut out)?;
+        Ok(String::from_utf8(out[..n].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn euro_and_emoji_fixture() {
+        let mut buf = [0u8; 16];
+        let n = encode("€😀a", &mut buf).unwrap();
+        // € U+20AC; 😀 U+1F600 = D83D DE00.
+        assert_eq!(&buf[..n], &[0x20, 0xAC, 0xD8, 0x3D, 0xDE, 0x00, 0x00, 0x61]);
+        assert_eq!(unit_count("€😀a"), 4);
+        assert_eq!(dec(&buf[..n]).unwrap(), "€😀a");
+    }
+
+    #[test]
+    fn odd_length_and_lone_surrogates() {
+        assert_eq!(dec(&[0x00, 0x61, 0x00]), Err(DecodeError::OddLength { len: 3 }));
+        // High surrogate at the end.
+        assert_eq!(dec(&[0x00, 0x61, 0xD8, 0x3D]), Err(DecodeError::LoneSurrogate { offset: 2, unit: 0xD83D }));
+        // High surrogate followed by a non-surrogate.
+        assert_eq!(dec(&[0xD8, 0x3D, 0x00, 0x61]), Err(DecodeError::LoneSurrogate { offset: 0, unit: 0xD83D }));
+        // Low surrogate alone.
+        assert_eq!(dec(&[0x00, 0x61, 0xDE, 0x00]), Err(DecodeError::LoneSurrogate { offset: 2, unit: 0xDE00 }));
+        // Two high surrogates.
+        assert_eq!(dec(&[0xD8, 0x3D, 0xD8, 0x3D]), Err(DecodeError::LoneSurrogate { offset: 0, unit: 0xD83D }));
+    }
+
+    #[test]
+    fn buffers_too_small() {
+        let mut buf = [0u8; 3];
+        assert_eq!(encode("ab", &mut buf), Err(EncodeError::BufferTooSmall));
+        assert_eq!(encode("😀", &mut buf), Err(EncodeError::BufferTooSmall));
+        let mut out = [0u8; 2];
+        assert_eq!(decode(&[0x20, 0xAC], &mut out), Err(DecodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn chars_iterator_stops_after_error() {
+        let mut it = chars(&[0x00, 0x41, 0xDC, 0x00, 0x00, 0x42]).unwrap();
+        assert_eq!(it.next(), Some(Ok('A')));
+        assert_eq!(it.next(), Some(Err(DecodeError::LoneSurrogate { offset: 2, unit: 0xDC00 })));
+        assert_eq!(it.next(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn unicode_round_trips(text in "\\PC{0,200}") {
+            let mut buf = [0u8; 2048];
+            let n = encode(&text, &mut buf).unwrap();
+            prop_assert_eq!(n, unit_count(&text) * 2);
+            let std: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+            prop_assert_eq!(&buf[..n], &std[..]);
+            prop_assert_eq!(dec(&buf[..n]).unwrap(), text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_match_std(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let ours = dec(&bytes);
+            if bytes.len() % 2 != 0 {
+                prop_assert_eq!(ours, Err(DecodeError::OddLength { len: bytes.len() }));
+            } else {
+                let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+                let std = String::from_utf16(&units);
+                prop_assert_eq!(ours.is_ok(), std.is_ok());
+                if let (Ok(a), Ok(b)) = (ours, std) {
+                    prop_assert_eq!(a, b);
+                }
+            }
+        }
+    }
+}

@@ -192,3 +192,142 @@ pub fn emit(ies: &[InformationElement<'_>], out: &mut [u8]) -> Result<usize, Udh
     *out.first_mut().ok_or(UdhError::BufferTooSmall)? = udhl;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn concat_8bit_parse_emit() {
+        let ud = [0x05, 0x00, 0x03, 0x2A, 0x03, 0x02, b'h', b'i'];
+        let (udh, text) = Udh::parse(&ud).unwrap();
+        assert_eq!(text, b"hi");
+        assert_eq!(udh.len(), 6);
+        assert_eq!(udh.fill_bits(), 1);
+        let c = udh.concat().unwrap();
+        assert_eq!(c, ConcatInfo { reference: 0x2A, total: 3, seq: 2, ref_16bit: false });
+        assert_eq!(udh.to_string(), "UDH len=6 concat ref=42/8 part 2/3");
+        let mut out = [0u8; 8];
+        assert_eq!(emit_concat(&c, &mut out), Ok(6));
+        assert_eq!(&out[..6], &ud[..6]);
+        assert_eq!(udh.emit(&mut out), Ok(6));
+        assert_eq!(&out[..6], &ud[..6]);
+    }
+
+    #[test]
+    fn concat_16bit_parse_emit() {
+        let ud = [0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x01];
+        let (udh, text) = Udh::parse(&ud).unwrap();
+        assert!(text.is_empty());
+        assert_eq!(udh.fill_bits(), 0);
+        let c = udh.concat().unwrap();
+        assert_eq!(c, ConcatInfo { reference: 0x1234, total: 2, seq: 1, ref_16bit: true });
+        let mut out = [0u8; 7];
+        assert_eq!(emit_concat(&c, &mut out), Ok(7));
+        assert_eq!(out, ud);
+        assert_eq!(emit_concat(&c, &mut out[..6]), Err(UdhError::BufferTooSmall));
+    }
+
+    #[test]
+    fn unknown_ies_are_kept_and_last_concat_wins() {
+        // Port addressing (0x05), then two concat IEs.
+        let ud = [
+            0x13, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x01, 0x02, 0x01, 0x08, 0x04, 0x00, 0x07, 0x02,
+            0x02, 0x70, 0x00, 0xAA,
+        ];
+        let (udh, text) = Udh::parse(&ud).unwrap();
+        assert_eq!(text, &[0xAA]);
+        let ies: Vec<_> = udh.ies().collect();
+        assert_eq!(ies.len(), 4);
+        assert_eq!(ies[0], InformationElement { id: 0x05, data: &[0x0B, 0x84, 0x23, 0xF0] });
+        assert_eq!(ies[3], InformationElement { id: 0x70, data: &[] });
+        assert_eq!(udh.concat(), Some(ConcatInfo { reference: 7, total: 2, seq: 2, ref_16bit: true }));
+        let mut out = [0u8; 32];
+        let n = emit(&ies, &mut out).unwrap();
+        assert_eq!(&out[..n], &ud[..20]);
+        assert_eq!(udh.to_string(), "UDH len=20 ie=0x05/4 ie=0x70/0 concat ref=7/16 part 2/2");
+    }
+
+    #[test]
+    fn bad_lengths_are_specific_errors() {
+        assert_eq!(Udh::parse(&[]), Err(UdhError::Truncated));
+        assert_eq!(Udh::parse(&[0x05, 0x00, 0x03]), Err(UdhError::UdhlOverrun { udhl: 5, available: 2 }));
+        assert_eq!(Udh::parse(&[0x01, 0x00]), Err(UdhError::IeTruncated { offset: 1 }));
+        assert_eq!(
+            Udh::parse(&[0x04, 0x00, 0x03, 0x01, 0x02]),
+            Err(UdhError::IeOverrun { offset: 1, iei: 0x00, len: 3 })
+        );
+        assert_eq!(
+            Udh::parse(&[0x04, 0x00, 0x02, 0x01, 0x02]),
+            Err(UdhError::BadConcatLength { iei: 0x00, len: 2 })
+        );
+        assert_eq!(
+            Udh::parse(&[0x06, 0x08, 0x04, 0x00, 0x01, 0x02]),
+            Err(UdhError::UdhlOverrun { udhl: 6, available: 5 })
+        );
+        assert_eq!(
+            Udh::parse(&[0x05, 0x08, 0x03, 0x00, 0x01, 0x02]),
+            Err(UdhError::BadConcatLength { iei: 0x08, len: 3 })
+        );
+        assert_eq!(
+            Udh::parse(&[0x05, 0x00, 0x03, 0x01, 0x00, 0x00]),
+            Err(UdhError::BadConcatSequence { total: 0, seq: 0 })
+        );
+        assert_eq!(
+            Udh::parse(&[0x05, 0x00, 0x03, 0x01, 0x02, 0x03]),
+            Err(UdhError::BadConcatSequence { total: 2, seq: 3 })
+        );
+        let big = [0u8; 256];
+        let mut out = [0u8; 600];
+        assert_eq!(
+            emit(&[InformationElement { id: 1, data: &big }], &mut out),
+            Err(UdhError::IeTooLong { iei: 1, len: 256 })
+        );
+        let ies = [InformationElement { id: 1, data: &big[..200] }, InformationElement { id: 2, data: &big[..60] }];
+        assert_eq!(emit(&ies, &mut out), Err(UdhError::UdhTooLong { len: 265 }));
+    }
+
+    #[test]
+    fn empty_udh_and_fill_bits() {
+        let (udh, text) = Udh::parse(&[0x00, 0x41]).unwrap();
+        assert!(udh.is_empty());
+        assert_eq!(udh.concat(), None);
+        assert_eq!(text, &[0x41]);
+        let expect = [0u8, 6, 5, 4, 3, 2, 1, 0, 6];
+        for (len, &f) in expect.iter().enumerate() {
+            assert_eq!(fill_bits(len), f, "udh_len {len}");
+            assert_eq!((len * 8 + f as usize) % 7, 0);
+        }
+        assert_eq!(udh_septets(6), 7);
+        assert_eq!(udh_septets(7), 8);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_reemits(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok((udh, text)) = Udh::parse(&bytes) {
+                let mut out = [0u8; 64];
+                let n = udh.emit(&mut out).unwrap();
+                prop_assert_eq!(&out[..n], &bytes[..n]);
+                prop_assert_eq!(n + text.len(), bytes.len());
+                let ies: Vec<_> = udh.ies().collect();
+                let mut out2 = [0u8; 300];
+                let m = emit(&ies, &mut out2).unwrap();
+                prop_assert_eq!(&out2[..m], &bytes[..n]);
+            }
+        }
+
+        #[test]
+        fn concat_round_trips(reference in any::<u16>(), total in 1u8..=255, seq_off in 0u8..=254, wide in any::<bool>()) {
+            let seq = 1 + seq_off % total;
+            let reference = if wide { reference } else { reference & 0xFF };
+            let c = ConcatInfo::new(reference, total, seq, wide).unwrap();
+            let mut out = [0u8; 8];
+            let n = emit_concat(&c, &mut out).unwrap();
+            let (udh, rest) = Udh::parse(&out[..n]).unwrap();
+            prop_assert!(rest.is_empty());
+            prop_assert_eq!(udh.concat(), Some(c));
+        }
+    }
+}
