@@ -229,25 +229,14 @@ pub fn pack(septets: &[u8], fill_bits: u8, out: &mut [u8]) -> Result<usize, Enco
     check_fill(fill_bits).map_err(EncodeError::FillBitsOutOfRange)?;
     let len = packed_len(septets.len(), fill_bits);
     let out = out.get_mut(..len).ok_or(EncodeError::BufferTooSmall)?;
-    out.fill(0);
-    let mut bit = fill_bits as usize;
+    let mut w = PackWriter::new(out, fill_bits);
     for (offset, &s) in septets.iter().enumerate() {
         if s > 0x7F {
             return Err(EncodeError::InvalidSeptet { offset, value: s });
         }
-        let v = (s as u16) << (bit % 8);
-        let byte = bit / 8;
-        if let Some(o) = out.get_mut(byte) {
-            *o |= v as u8;
-        }
-        if v > 0xFF {
-            if let Some(o) = out.get_mut(byte + 1) {
-                *o |= (v >> 8) as u8;
-            }
-        }
-        bit += 7;
+        w.push(s)?;
     }
-    Ok(len)
+    w.finish()
 }
 
 /// Unpacks `count` septets from `packed` (after `fill_bits` fill bits) into `out`, one
@@ -265,7 +254,7 @@ pub fn unpack(packed: &[u8], count: usize, fill_bits: u8, out: &mut [u8]) -> Res
 /// `(octets, septets)` written. Needs no scratch buffer.
 pub fn encode_packed(text: &str, fill_bits: u8, out: &mut [u8]) -> Result<(usize, usize), EncodeError> {
     check_fill(fill_bits).map_err(EncodeError::FillBitsOutOfRange)?;
-    let mut w = PackWriter { out, bit: fill_bits as usize, zeroed: 0, septets: 0 };
+    let mut w = PackWriter::new(out, fill_bits);
     for (offset, ch) in text.char_indices() {
         match code_of(ch) {
             Some(Gsm7Code::Basic(s)) => w.push(s)?,
@@ -276,36 +265,45 @@ pub fn encode_packed(text: &str, fill_bits: u8, out: &mut [u8]) -> Result<(usize
             None => return Err(EncodeError::Unrepresentable { ch, offset }),
         }
     }
-    Ok((packed_len(w.septets, fill_bits), w.septets))
+    let septets = w.septets;
+    Ok((w.finish()?, septets))
 }
 
-/// Bit cursor that packs septets one at a time, zeroing octets as it enters them.
+/// Bit accumulator that packs septets LSB first and writes whole octets as they fill.
 struct PackWriter<'a> {
     out: &'a mut [u8],
-    bit: usize,
-    zeroed: usize,
+    acc: u32,
+    bits: u32,
+    written: usize,
     septets: usize,
 }
 
-impl PackWriter<'_> {
+impl<'a> PackWriter<'a> {
+    fn new(out: &'a mut [u8], fill_bits: u8) -> Self {
+        PackWriter { out, acc: 0, bits: fill_bits as u32, written: 0, septets: 0 }
+    }
+
+    #[inline]
     fn push(&mut self, s: u8) -> Result<(), EncodeError> {
-        let last = (self.bit + 6) / 8;
-        let span = self.out.get_mut(..=last).ok_or(EncodeError::BufferTooSmall)?;
-        if let Some(fresh) = span.get_mut(self.zeroed..) {
-            fresh.fill(0);
-        }
-        self.zeroed = last + 1;
-        let byte = self.bit / 8;
-        let v = ((s & 0x7F) as u16) << (self.bit % 8);
-        if let Some(o) = span.get_mut(byte) {
-            *o |= v as u8;
-        }
-        if let Some(o) = span.get_mut(byte + 1) {
-            *o |= (v >> 8) as u8;
-        }
-        self.bit += 7;
+        self.acc |= ((s & 0x7F) as u32) << self.bits;
+        self.bits += 7;
         self.septets += 1;
+        if self.bits >= 8 {
+            *self.out.get_mut(self.written).ok_or(EncodeError::BufferTooSmall)? = self.acc as u8;
+            self.written += 1;
+            self.acc >>= 8;
+            self.bits -= 8;
+        }
         Ok(())
+    }
+
+    /// Writes the last partial octet; returns the octets written.
+    fn finish(mut self) -> Result<usize, EncodeError> {
+        if self.bits > 0 && self.septets > 0 {
+            *self.out.get_mut(self.written).ok_or(EncodeError::BufferTooSmall)? = self.acc as u8;
+            self.written += 1;
+        }
+        Ok(self.written)
     }
 }
 
