@@ -5,7 +5,72 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use iwf::wire::sms::{gsm7, ucs2, Concatenation, Encoding, Gsm7Form, SegmentPlan};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts allocations so the benches can first prove the message path allocates nothing.
+struct CountingAlloc;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Runs `f` and panics if it allocated.
+fn assert_no_alloc<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let r = f();
+    let n = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(n, 0, "{what} allocated {n} times");
+    r
+}
+
+/// The encode / decode / segment paths allocate nothing (checked once, before timing).
+fn zero_allocation_check(_c: &mut Criterion) {
+    let gsm = text_160();
+    let gsm2 = gsm.repeat(2);
+    let wide: String = "Привет 😀 ".repeat(20);
+    let mut a = [0u8; 2048];
+    let mut b = [0u8; 2048];
+    let mut ud = [0u8; 160];
+    assert_no_alloc("gsm7 encode/pack/decode", || {
+        let n = gsm7::encode_unpacked(&gsm, &mut a).unwrap();
+        let p = gsm7::pack(&a[..n], 1, &mut b).unwrap();
+        let _ = gsm7::encode_packed(&gsm, 0, &mut ud).unwrap();
+        gsm7::decode_packed(&b[..p], n, 1, &mut ud[..0]).unwrap_err();
+        let mut out = [0u8; 400];
+        gsm7::decode_unpacked(&a[..n], &mut out).unwrap();
+        black_box(gsm7::chars(&a[..n]).unwrap().count());
+    });
+    assert_no_alloc("ucs2 encode/decode", || {
+        let n = ucs2::encode(&wide, &mut a).unwrap();
+        ucs2::decode(&a[..n], &mut b).unwrap();
+        black_box(ucs2::chars(&a[..n]).unwrap().count());
+    });
+    assert_no_alloc("segment and write parts", || {
+        for (text, enc) in [(&gsm2, Encoding::Gsm7), (&wide, Encoding::Ucs2)] {
+            let plan = SegmentPlan::new(text, enc, Concatenation::Udh8, 7, &mut a).unwrap();
+            for s in plan.segments() {
+                s.write_user_data(Gsm7Form::Packed, &mut ud).unwrap();
+            }
+            let (udh, _) = iwf::wire::sms::Udh::parse(&ud).unwrap();
+            black_box(udh.concat());
+        }
+    });
+}
 
 /// 160 GSM-7 characters with a few two-octet UTF-8 ones (Greek, £) and no extension.
 fn text_160() -> String {
@@ -91,5 +156,5 @@ fn segment_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gsm7_benches, ucs2_benches, segment_benches);
+criterion_group!(benches, zero_allocation_check, gsm7_benches, ucs2_benches, segment_benches);
 criterion_main!(benches);
