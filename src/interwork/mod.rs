@@ -21,29 +21,8 @@ pub enum BindDirection {
     IwfBindsToLegacy,
 }
 
-/// The alphabet a legacy system means by data_coding 0 ("SMSC default").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultAlphabet {
-    /// GSM 03.38 default alphabet, one septet per octet (the common case).
-    Gsm7,
-    /// ISO-8859-1.
-    Latin1,
-    /// IA5 / ASCII.
-    Ascii,
-}
-
-/// How a legacy system's concatenated messages are sent by iwf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Concatenation {
-    /// UDH information element 0x00 (8-bit reference), esm_class UDHI.
-    Udh8,
-    /// UDH information element 0x08 (16-bit reference), esm_class UDHI.
-    Udh16,
-    /// SAR TLVs (sar_msg_ref_num, sar_total_segments, sar_segment_seqnum).
-    Sar,
-    /// One PDU with the whole text in message_payload.
-    Payload,
-}
+pub use crate::wire::sms::Concatenation;
+pub use crate::wire::sms::Encoding;
 
 /// How a legacy system writes message ids, so that the id in its receipt can be matched
 /// with the id in its submit_sm_resp (PROTOCOLS.md pitfall 3).
@@ -68,8 +47,9 @@ pub struct Exchange<'a> {
     pub name: &'a str,
     /// Who binds to whom.
     pub direction: BindDirection,
-    /// What data_coding 0 means for this system.
-    pub default_alphabet: DefaultAlphabet,
+    /// What data_coding 0 means for this system (GSM 03.38 unpacked in practice), and
+    /// the encoding preferred for outgoing text when the text fits it.
+    pub default_encoding: Encoding,
     /// Whether the system handles SME manual/user acknowledgements (esm_class 0x10):
     /// only then is a display (read) report promised or relayed (PROTOCOLS.md pitfall 7).
     pub user_ack: bool,
