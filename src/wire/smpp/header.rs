@@ -216,10 +216,19 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             FrameError::CommandLengthTooShort { command_length } => {
-                write!(f, "SMPP command_length {command_length} is below the 16-byte header")
+                write!(
+                    f,
+                    "SMPP command_length {command_length} is below the 16-byte header"
+                )
             }
-            FrameError::CommandLengthTooLong { command_length, max_len } => {
-                write!(f, "SMPP command_length {command_length} exceeds the cap of {max_len}")
+            FrameError::CommandLengthTooLong {
+                command_length,
+                max_len,
+            } => {
+                write!(
+                    f,
+                    "SMPP command_length {command_length} exceeds the cap of {max_len}"
+                )
             }
         }
     }
@@ -237,10 +246,15 @@ pub fn frame(buf: &[u8], max_len: usize) -> Result<Option<usize>, FrameError> {
         return Ok(None);
     };
     if (len as usize) < HEADER_LEN {
-        return Err(FrameError::CommandLengthTooShort { command_length: len });
+        return Err(FrameError::CommandLengthTooShort {
+            command_length: len,
+        });
     }
     if len as usize > max_len {
-        return Err(FrameError::CommandLengthTooLong { command_length: len, max_len });
+        return Err(FrameError::CommandLengthTooLong {
+            command_length: len,
+            max_len,
+        });
     }
     if buf.len() < len as usize {
         return Ok(None);
@@ -288,10 +302,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(ParseError::TruncatedHeader { len: buf.len() });
         }
         if (len as usize) < HEADER_LEN {
-            return Err(ParseError::CommandLengthTooShort { command_length: len });
+            return Err(ParseError::CommandLengthTooShort {
+                command_length: len,
+            });
         }
         if len as usize > buf.len() {
-            return Err(ParseError::LengthMismatch { command_length: len, buffer_len: buf.len() });
+            return Err(ParseError::LengthMismatch {
+                command_length: len,
+                buffer_len: buf.len(),
+            });
         }
         Ok(())
     }
@@ -436,7 +455,10 @@ mod tests {
         long[3] = 17;
         assert_eq!(
             Packet::new_checked(&long[..]).unwrap_err(),
-            ParseError::LengthMismatch { command_length: 17, buffer_len: 16 }
+            ParseError::LengthMismatch {
+                command_length: 17,
+                buffer_len: 16
+            }
         );
         // Unchecked views never panic.
         let p = Packet::new_unchecked(&[0u8, 0, 0][..]);
@@ -456,9 +478,10 @@ mod tests {
         two[16..32].copy_from_slice(&ENQUIRE_LINK);
         assert_eq!(frame(&two, KANNEL_MAX_PDU_LEN), Ok(Some(16)));
         assert_eq!(frame(&two[16..], KANNEL_MAX_PDU_LEN), Ok(Some(16)));
-        assert_eq!(frame(&two[32..], KANNEL_MAX_PDU_LEN), Err(FrameError::CommandLengthTooShort {
-            command_length: 0
-        }));
+        assert_eq!(
+            frame(&two[32..], KANNEL_MAX_PDU_LEN),
+            Err(FrameError::CommandLengthTooShort { command_length: 0 })
+        );
     }
 
     #[test]
@@ -470,12 +493,18 @@ mod tests {
         );
         assert_eq!(
             frame(&[0, 0, 0x1d, 0x01], KANNEL_MAX_PDU_LEN),
-            Err(FrameError::CommandLengthTooLong { command_length: 7425, max_len: 7424 })
+            Err(FrameError::CommandLengthTooLong {
+                command_length: 7425,
+                max_len: 7424
+            })
         );
         assert_eq!(frame(&[0, 0, 0x1d, 0x00], KANNEL_MAX_PDU_LEN), Ok(None));
         assert_eq!(
             frame(&[0xff, 0xff, 0xff, 0xff], SMPP_MAX_PDU_LEN),
-            Err(FrameError::CommandLengthTooLong { command_length: u32::MAX, max_len: 70_000 })
+            Err(FrameError::CommandLengthTooLong {
+                command_length: u32::MAX,
+                max_len: 70_000
+            })
         );
     }
 
@@ -485,9 +514,15 @@ mod tests {
         assert_eq!(CommandId::from(0x1234), CommandId::Unknown(0x1234));
         assert_eq!(u32::from(CommandId::DataSm), 0x103);
         assert_eq!(CommandId::DeliverSm.name(), Some("deliver_sm"));
-        assert_eq!(CommandId::Unknown(0x1234).to_string(), "command_id 0x00001234");
+        assert_eq!(
+            CommandId::Unknown(0x1234).to_string(),
+            "command_id 0x00001234"
+        );
         assert_eq!(CommandId::SubmitSm.response(), CommandId::SubmitSmResp);
-        assert_eq!(CommandId::EnquireLink.response(), CommandId::EnquireLinkResp);
+        assert_eq!(
+            CommandId::EnquireLink.response(),
+            CommandId::EnquireLinkResp
+        );
         assert_eq!(CommandId::Unknown(0x55).response(), CommandId::GenericNack);
         assert_eq!(CommandId::SubmitSmResp.response(), CommandId::GenericNack);
         assert!(CommandId::GenericNack.is_response());

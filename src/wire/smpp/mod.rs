@@ -75,9 +75,8 @@ pub use header::{
     frame, CommandId, FrameError, Packet, HEADER_LEN, KANNEL_MAX_PDU_LEN, SMPP_MAX_PDU_LEN,
 };
 pub use pdu::{
-    AlertNotification, Address, Bind, BindResp, Body, DataSm, DeliverSm, EmitError, Field,
-    MessageIdResp, Outbind, ParseError, Pdu, SubmitSm, INTERFACE_VERSION_34,
-    INTERFACE_VERSION_50,
+    Address, AlertNotification, Bind, BindResp, Body, DataSm, DeliverSm, EmitError, Field,
+    MessageIdResp, Outbind, ParseError, Pdu, SubmitSm, INTERFACE_VERSION_34, INTERFACE_VERSION_50,
 };
 pub use receipt::{Receipt, ReceiptDate, ReceiptError, ReceiptField, ReceiptStat};
 pub use status::CommandStatus;

@@ -6,8 +6,8 @@
 //!
 //! Appendix B is only an example, and the field is full of variants: `Text:` or any other
 //! key case, 12-digit dates with seconds, alphanumeric `err`, missing `sub`/`dlvrd`/`text`,
-//! hex or decimal ids with leading zeros, doubled spaces, unknown extra fields. [`Receipt::
-//! parse`] reads all of them without copying (the raw id is kept as sent);
+//! hex or decimal ids with leading zeros, doubled spaces, unknown extra fields.
+//! [`Receipt::parse`] reads all of them without copying (the raw id is kept as sent);
 //! [`Receipt::emit`] writes the strict canonical form.
 
 use core::fmt;
@@ -77,7 +77,7 @@ pub enum ReceiptError {
         /// The field.
         field: ReceiptField,
     },
-    /// A date is not 10 or 12 digits of a valid YYMMDDhhmm[ss].
+    /// A date is not 10 or 12 digits of a valid `YYMMDDhhmm[ss]`.
     BadDate {
         /// The field.
         field: ReceiptField,
@@ -129,7 +129,10 @@ impl fmt::Display for ReceiptError {
             ReceiptError::CountTooLarge { field } => write!(f, "receipt {field} exceeds 999"),
             ReceiptError::BadErr => f.write_str("receipt err is not 3 alphanumerics"),
             ReceiptError::BufferTooSmall { needed, available } => {
-                write!(f, "output buffer too small: {needed} bytes needed, {available} available")
+                write!(
+                    f,
+                    "output buffer too small: {needed} bytes needed, {available} available"
+                )
             }
         }
     }
@@ -157,7 +160,14 @@ pub struct ReceiptDate {
 impl ReceiptDate {
     /// A validated date.
     pub fn new(yy: u8, mm: u8, dd: u8, hh: u8, mi: u8, ss: Option<u8>) -> Option<Self> {
-        let d = ReceiptDate { yy, mm, dd, hh, mi, ss };
+        let d = ReceiptDate {
+            yy,
+            mm,
+            dd,
+            hh,
+            mi,
+            ss,
+        };
         d.is_valid().then_some(d)
     }
 
@@ -179,14 +189,21 @@ impl ReceiptDate {
             let pair = digits.get(i..i + 2)?;
             Some((pair[0] - b'0') * 10 + (pair[1] - b'0'))
         };
-        let ss = if digits.len() == 12 { Some(two(10)?) } else { None };
+        let ss = if digits.len() == 12 {
+            Some(two(10)?)
+        } else {
+            None
+        };
         ReceiptDate::new(two(0)?, two(2)?, two(4)?, two(6)?, two(8)?, ss)
     }
 
     /// The canonical 10-digit form (seconds dropped).
     pub fn to_digits(&self) -> [u8; 10] {
         let mut out = [0u8; 10];
-        for (i, v) in [self.yy, self.mm, self.dd, self.hh, self.mi].into_iter().enumerate() {
+        for (i, v) in [self.yy, self.mm, self.dd, self.hh, self.mi]
+            .into_iter()
+            .enumerate()
+        {
             out[2 * i] = b'0' + v / 10 % 10;
             out[2 * i + 1] = b'0' + v % 10;
         }
@@ -201,7 +218,11 @@ impl ReceiptDate {
 
 impl fmt::Display for ReceiptDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}{:02}{:02}{:02}{:02}", self.yy, self.mm, self.dd, self.hh, self.mi)?;
+        write!(
+            f,
+            "{:02}{:02}{:02}{:02}{:02}",
+            self.yy, self.mm, self.dd, self.hh, self.mi
+        )?;
         if let Some(ss) = self.ss {
             write!(f, "{ss:02}")?;
         }
@@ -255,7 +276,9 @@ impl<'a> ReceiptStat<'a> {
                 return Ok(*stat);
             }
         }
-        core::str::from_utf8(value).map(ReceiptStat::Other).map_err(|_| ReceiptError::BadStat)
+        core::str::from_utf8(value)
+            .map(ReceiptStat::Other)
+            .map_err(|_| ReceiptError::BadStat)
     }
 
     /// The canonical 7-character code (`DELIVRD`), or the [`ReceiptStat::Other`] text.
@@ -377,13 +400,25 @@ fn match_key(input: &[u8], pos: usize) -> Option<(ReceiptField, usize)> {
         (ReceiptField::DoneDate, end)
     } else if is("submit") || is("done") {
         // "submit date", with any run of spaces between the two words.
-        let gap = input.get(end..)?.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let gap = input
+            .get(end..)?
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
         let date_start = end + gap;
         let date_end = word_end(input, date_start);
-        if gap == 0 || !input.get(date_start..date_end)?.eq_ignore_ascii_case(b"date") {
+        if gap == 0
+            || !input
+                .get(date_start..date_end)?
+                .eq_ignore_ascii_case(b"date")
+        {
             return None;
         }
-        let field = if is("submit") { ReceiptField::SubmitDate } else { ReceiptField::DoneDate };
+        let field = if is("submit") {
+            ReceiptField::SubmitDate
+        } else {
+            ReceiptField::DoneDate
+        };
         (field, date_end)
     } else {
         return None;
@@ -475,7 +510,9 @@ impl<'a> Receipt<'a> {
         if err.is_empty() || !err.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        err.iter().try_fold(0u32, |n, d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+        err.iter().try_fold(0u32, |n, d| {
+            n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+        })
     }
 
     /// Length of the canonical text [`Receipt::emit`] writes.
@@ -484,41 +521,56 @@ impl<'a> Receipt<'a> {
     }
 
     fn canonical(&self) -> Result<Canonical<'a>, ReceiptError> {
-        let id = self.id.ok_or(ReceiptError::MissingField { field: ReceiptField::Id })?;
+        let id = self.id.ok_or(ReceiptError::MissingField {
+            field: ReceiptField::Id,
+        })?;
         if id.len() > RECEIPT_ID_MAX {
             return Err(ReceiptError::IdTooLong { len: id.len() });
         }
         if id.is_empty() || !id.iter().all(u8::is_ascii_graphic) {
             return Err(ReceiptError::BadId);
         }
-        let stat = self.stat.ok_or(ReceiptError::MissingField { field: ReceiptField::Stat })?;
+        let stat = self.stat.ok_or(ReceiptError::MissingField {
+            field: ReceiptField::Stat,
+        })?;
         let stat = stat.as_str().as_bytes();
         if stat.is_empty() || stat.len() > 7 || !stat.iter().all(u8::is_ascii_alphanumeric) {
             return Err(ReceiptError::BadStat);
         }
-        let submit = self
-            .submit_date
-            .filter(ReceiptDate::is_valid)
-            .ok_or(ReceiptError::MissingField { field: ReceiptField::SubmitDate })?;
-        let done = self
-            .done_date
-            .filter(ReceiptDate::is_valid)
-            .ok_or(ReceiptError::MissingField { field: ReceiptField::DoneDate })?;
+        let submit =
+            self.submit_date
+                .filter(ReceiptDate::is_valid)
+                .ok_or(ReceiptError::MissingField {
+                    field: ReceiptField::SubmitDate,
+                })?;
+        let done =
+            self.done_date
+                .filter(ReceiptDate::is_valid)
+                .ok_or(ReceiptError::MissingField {
+                    field: ReceiptField::DoneDate,
+                })?;
         let delivered = self.stat == Some(ReceiptStat::Delivered);
         let sub = self.sub.unwrap_or(1);
         let dlvrd = self.dlvrd.unwrap_or(u16::from(delivered));
         if sub > 999 {
-            return Err(ReceiptError::CountTooLarge { field: ReceiptField::Sub });
+            return Err(ReceiptError::CountTooLarge {
+                field: ReceiptField::Sub,
+            });
         }
         if dlvrd > 999 {
-            return Err(ReceiptError::CountTooLarge { field: ReceiptField::Dlvrd });
+            return Err(ReceiptError::CountTooLarge {
+                field: ReceiptField::Dlvrd,
+            });
         }
         let mut err = [b'0'; 3];
         let mut err_len = 3;
         match self.err {
             None => {}
             Some(e) if !e.is_empty() && e.iter().all(u8::is_ascii_digit) => {
-                let code = self.err_code().filter(|&c| c <= 999).ok_or(ReceiptError::BadErr)?;
+                let code = self
+                    .err_code()
+                    .filter(|&c| c <= 999)
+                    .ok_or(ReceiptError::BadErr)?;
                 err = digits3(code as u16);
             }
             Some(e) if (1..=3).contains(&e.len()) && e.iter().all(u8::is_ascii_alphanumeric) => {
@@ -560,7 +612,10 @@ impl<'a> Receipt<'a> {
         let c = self.canonical()?;
         let needed = c.len();
         if buf.len() < needed {
-            return Err(ReceiptError::BufferTooSmall { needed, available: buf.len() });
+            return Err(ReceiptError::BufferTooSmall {
+                needed,
+                available: buf.len(),
+            });
         }
         let parts: [&[u8]; 16] = [
             b"id:",
@@ -615,7 +670,11 @@ impl Canonical<'_> {
 }
 
 fn digits3(n: u16) -> [u8; 3] {
-    [b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+    [
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]
 }
 
 fn parse_count(value: &[u8], field: ReceiptField) -> Result<u16, ReceiptError> {
@@ -624,7 +683,9 @@ fn parse_count(value: &[u8], field: ReceiptField) -> Result<u16, ReceiptError> {
     }
     value
         .iter()
-        .try_fold(0u16, |n, d| n.checked_mul(10)?.checked_add(u16::from(d - b'0')))
+        .try_fold(0u16, |n, d| {
+            n.checked_mul(10)?.checked_add(u16::from(d - b'0'))
+        })
         .ok_or(ReceiptError::BadCount { field })
 }
 
@@ -734,7 +795,10 @@ mod tests {
 
     #[test]
     fn missing_sub_dlvrd_and_text() {
-        let r = Receipt::parse(b"id:12345 submit date:2401011200 done date:2401011201 stat:DELIVRD err:0").unwrap();
+        let r = Receipt::parse(
+            b"id:12345 submit date:2401011200 done date:2401011201 stat:DELIVRD err:0",
+        )
+        .unwrap();
         assert_eq!((r.sub, r.dlvrd, r.text), (None, None, None));
         assert_eq!(r.err_code(), Some(0));
         assert_eq!(
@@ -804,21 +868,32 @@ mod tests {
         assert_eq!(Receipt::parse(b"identity:5"), Err(ReceiptError::NoFields));
         assert_eq!(
             Receipt::parse(b"id:1 submit date:2413011200"),
-            Err(ReceiptError::BadDate { field: ReceiptField::SubmitDate })
+            Err(ReceiptError::BadDate {
+                field: ReceiptField::SubmitDate
+            })
         );
         assert_eq!(
             Receipt::parse(b"id:1 done date:24010112"),
-            Err(ReceiptError::BadDate { field: ReceiptField::DoneDate })
+            Err(ReceiptError::BadDate {
+                field: ReceiptField::DoneDate
+            })
         );
         assert_eq!(
             Receipt::parse(b"id:1 sub:abc"),
-            Err(ReceiptError::BadCount { field: ReceiptField::Sub })
+            Err(ReceiptError::BadCount {
+                field: ReceiptField::Sub
+            })
         );
         assert_eq!(
             Receipt::parse(b"id:1 dlvrd:99999999"),
-            Err(ReceiptError::BadCount { field: ReceiptField::Dlvrd })
+            Err(ReceiptError::BadCount {
+                field: ReceiptField::Dlvrd
+            })
         );
-        assert_eq!(Receipt::parse(b"id:1 stat:\xff\xfe"), Err(ReceiptError::BadStat));
+        assert_eq!(
+            Receipt::parse(b"id:1 stat:\xff\xfe"),
+            Err(ReceiptError::BadStat)
+        );
     }
 
     #[test]
@@ -838,11 +913,17 @@ mod tests {
         );
         // 19 ASCII + a 2-byte character: the character is not split.
         let text = "0123456789abcdefghié".as_bytes();
-        let r = Receipt { text: Some(text), ..base };
+        let r = Receipt {
+            text: Some(text),
+            ..base
+        };
         assert!(emit(&r).ends_with(b"text:0123456789abcdefghi"));
         // Binary text is cut at 20 octets.
         let bin = [0xFFu8; 30];
-        let r = Receipt { text: Some(&bin), ..base };
+        let r = Receipt {
+            text: Some(&bin),
+            ..base
+        };
         assert!(emit(&r).ends_with(&[0xFF; 20]));
     }
 
@@ -857,26 +938,86 @@ mod tests {
         };
         let mut buf = [0u8; RECEIPT_MAX_LEN];
         let cases: &[(Receipt<'_>, ReceiptError)] = &[
-            (Receipt { id: None, ..ok }, ReceiptError::MissingField { field: ReceiptField::Id }),
-            (Receipt { stat: None, ..ok }, ReceiptError::MissingField { field: ReceiptField::Stat }),
             (
-                Receipt { submit_date: None, ..ok },
-                ReceiptError::MissingField { field: ReceiptField::SubmitDate },
+                Receipt { id: None, ..ok },
+                ReceiptError::MissingField {
+                    field: ReceiptField::Id,
+                },
             ),
-            (Receipt { id: Some(&[b'1'; 65]), ..ok }, ReceiptError::IdTooLong { len: 65 }),
-            (Receipt { id: Some(b"a b"), ..ok }, ReceiptError::BadId),
-            (Receipt { sub: Some(1000), ..ok }, ReceiptError::CountTooLarge { field: ReceiptField::Sub }),
-            (Receipt { err: Some(b"1234"), ..ok }, ReceiptError::BadErr),
-            (Receipt { err: Some(b"ABCD"), ..ok }, ReceiptError::BadErr),
-            (Receipt { stat: Some(ReceiptStat::Other("TOOLONGX")), ..ok }, ReceiptError::BadStat),
+            (
+                Receipt { stat: None, ..ok },
+                ReceiptError::MissingField {
+                    field: ReceiptField::Stat,
+                },
+            ),
+            (
+                Receipt {
+                    submit_date: None,
+                    ..ok
+                },
+                ReceiptError::MissingField {
+                    field: ReceiptField::SubmitDate,
+                },
+            ),
+            (
+                Receipt {
+                    id: Some(&[b'1'; 65]),
+                    ..ok
+                },
+                ReceiptError::IdTooLong { len: 65 },
+            ),
+            (
+                Receipt {
+                    id: Some(b"a b"),
+                    ..ok
+                },
+                ReceiptError::BadId,
+            ),
+            (
+                Receipt {
+                    sub: Some(1000),
+                    ..ok
+                },
+                ReceiptError::CountTooLarge {
+                    field: ReceiptField::Sub,
+                },
+            ),
+            (
+                Receipt {
+                    err: Some(b"1234"),
+                    ..ok
+                },
+                ReceiptError::BadErr,
+            ),
+            (
+                Receipt {
+                    err: Some(b"ABCD"),
+                    ..ok
+                },
+                ReceiptError::BadErr,
+            ),
+            (
+                Receipt {
+                    stat: Some(ReceiptStat::Other("TOOLONGX")),
+                    ..ok
+                },
+                ReceiptError::BadStat,
+            ),
         ];
         for (r, e) in cases {
             assert_eq!(r.emit(&mut buf), Err(*e), "{r:?}");
         }
         let mut small = [0u8; 50];
-        assert!(matches!(ok.emit(&mut small), Err(ReceiptError::BufferTooSmall { .. })));
+        assert!(matches!(
+            ok.emit(&mut small),
+            Err(ReceiptError::BufferTooSmall { .. })
+        ));
         // The longest receipt fits RECEIPT_MAX_LEN exactly.
-        let longest = Receipt { id: Some(&[b'9'; 64]), text: Some(&[b't'; 40]), ..ok };
+        let longest = Receipt {
+            id: Some(&[b'9'; 64]),
+            text: Some(&[b't'; 40]),
+            ..ok
+        };
         assert_eq!(longest.emit(&mut buf), Ok(RECEIPT_MAX_LEN));
     }
 
@@ -884,7 +1025,10 @@ mod tests {
     fn stat_message_state_mapping_round_trips() {
         for v in 1u8..=8 {
             let state = MessageState::from(v);
-            assert_eq!(ReceiptStat::from_message_state(state).message_state(), Some(state));
+            assert_eq!(
+                ReceiptStat::from_message_state(state).message_state(),
+                Some(state)
+            );
         }
         assert_eq!(
             ReceiptStat::from_message_state(MessageState::Scheduled).message_state(),
@@ -911,8 +1055,16 @@ mod tests {
     }
 
     fn date_strategy() -> impl Strategy<Value = ReceiptDate> {
-        (0u8..100, 1u8..13, 1u8..32, 0u8..24, 0u8..60)
-            .prop_map(|(yy, mm, dd, hh, mi)| ReceiptDate { yy, mm, dd, hh, mi, ss: None })
+        (0u8..100, 1u8..13, 1u8..32, 0u8..24, 0u8..60).prop_map(|(yy, mm, dd, hh, mi)| {
+            ReceiptDate {
+                yy,
+                mm,
+                dd,
+                hh,
+                mi,
+                ss: None,
+            }
+        })
     }
 
     proptest! {
