@@ -1997,6 +1997,31 @@ mod tests {
         }
 
         #[test]
+        fn mutated_fixtures_parse_to_exact_round_trips_or_errors(
+            which in 0usize..3,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+            cut in any::<usize>(),
+        ) {
+            let mut bytes = match which {
+                0 => SUBMIT_SM.to_vec(),
+                1 => BIND_TRANSMITTER.to_vec(),
+                _ => deliver_sm_receipt(),
+            };
+            for (at, v) in edits {
+                let i = 4 + at % (bytes.len() - 4); // keep command_length, mutate the rest
+                bytes[i] = v;
+            }
+            bytes.truncate(16.max(cut % (bytes.len() + 1)));
+            let len = bytes.len() as u32;
+            bytes[..4].copy_from_slice(&len.to_be_bytes());
+            if let Ok(pdu) = Pdu::parse(&bytes) {
+                let mut out = vec![0u8; bytes.len()];
+                prop_assert_eq!(pdu.emit(&mut out), Ok(bytes.len()));
+                prop_assert_eq!(out, bytes);
+            }
+        }
+
+        #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok(pdu) = Pdu::parse(&bytes) {
                 let mut out = vec![0u8; bytes.len()];
