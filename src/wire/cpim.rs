@@ -704,10 +704,36 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// Index of the first `needle` in `hay`, eight bytes at a time (SWAR, safe code).
+pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // The lowest set bit marks the first zero byte (borrows only run upwards).
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| base + i)
+}
+
 /// The next line at `pos`: (content without CR/LF, position after the LF).
 fn line_at(input: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let rest = input.get(pos..)?;
-    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let nl = find_byte(b'\n', rest)?;
     let line = &rest[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some((line, pos + nl + 1))
@@ -717,20 +743,29 @@ fn is_name_char(b: u8) -> bool {
     b > b' ' && b < 0x7f && b != b':'
 }
 
+/// [`is_name_char`] as a table, for the per-line hot loop.
+static NAME_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b'!';
+    while b < 0x7f {
+        t[b as usize] = b != b':';
+        b += 1;
+    }
+    t
+};
+
 /// Reads `Name:` at the start of a header line: (name, index just after the colon).
+/// Whitespace between the name and the colon is tolerated.
 fn header_name(line: &[u8]) -> Result<(&[u8], usize), CpimError> {
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(CpimError::BadHeaderLine)?;
-    let name = trim(&line[..colon]);
-    if name.is_empty()
-        || matches!(line.first(), Some(b' ' | b'\t'))
-        || !name.iter().all(|&b| is_name_char(b))
-    {
+    let end = line.iter().position(|&b| !NAME_CHAR[usize::from(b)]).unwrap_or(line.len());
+    let mut colon = end;
+    while matches!(line.get(colon), Some(b' ' | b'\t')) {
+        colon += 1;
+    }
+    if end == 0 || line.get(colon) != Some(&b':') {
         return Err(CpimError::BadHeaderLine);
     }
-    Ok((name, colon + 1))
+    Ok((&line[..end], colon + 1))
 }
 
 /// Parses `NS: [prefix] <urn>` into (prefix, urn).
@@ -1694,6 +1729,13 @@ Content-Length: 7\r\n\
     }
 
     proptest! {
+        #[test]
+        fn find_byte_matches_position(hay in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(0x8a_u8), Just(0u8), any::<u8>()], 0..40), needle in prop_oneof![Just(b'\n'), any::<u8>()]) {
+            for start in 0..hay.len().min(9) {
+                prop_assert_eq!(find_byte(needle, &hay[start..]), hay[start..].iter().position(|&b| b == needle));
+            }
+        }
+
         #[test]
         fn datetime_round_trip(dt in arb_datetime()) {
             let mut buf = [0u8; DateTime::MAX_LEN];

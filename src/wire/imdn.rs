@@ -31,10 +31,10 @@
 use core::fmt;
 
 use quick_xml::events::attributes::Attributes;
-use quick_xml::name::{PrefixDeclaration, QName};
+use quick_xml::name::PrefixDeclaration;
 use quick_xml::parser::{ElementParser, Parser};
 
-use crate::wire::cpim::{DateTime, DateTimeError};
+use crate::wire::cpim::{find_byte, DateTime, DateTimeError};
 
 /// XML namespace of IMDN documents (RFC 5438 §7.1).
 pub const IMDN_XML_NS: &[u8] = b"urn:ietf:params:xml:ns:imdn";
@@ -330,15 +330,26 @@ fn decode_ref(s: &[u8]) -> Option<(char, usize)> {
     is_xml_char(c).then_some((c, semi + 1))
 }
 
-/// Whether UTF-8 `s` holds only XML 1.0 characters (RFC 5438 text fields).
-fn chars_ok(s: &[u8]) -> bool {
-    s.iter().enumerate().all(|(i, &b)| match b {
-        b'\t' | b'\n' | b'\r' => true,
-        0..=0x1f => false,
-        // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
-        0xef => !matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])),
-        _ => true,
-    })
+/// Scans UTF-8 text once: `Err` on a character XML 1.0 forbids (C0 controls but TAB,
+/// LF, CR; U+FFFE/U+FFFF), else whether it contains `&`.
+fn scan_text(s: &[u8]) -> Result<bool, XmlErrorKind> {
+    let mut amp = false;
+    for (i, &b) in s.iter().enumerate() {
+        if b > b'&' && b != 0xef {
+            continue;
+        }
+        match b {
+            b'&' => amp = true,
+            b'\t' | b'\n' | b'\r' => {}
+            0..=0x1f => return Err(XmlErrorKind::InvalidChar),
+            // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
+            0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                return Err(XmlErrorKind::InvalidChar)
+            }
+            _ => {}
+        }
+    }
+    Ok(amp)
 }
 
 fn parse_radix(digits: &[u8], radix: u32) -> Option<u32> {
@@ -384,7 +395,7 @@ impl<'a> XmlText<'a> {
     fn from_document(raw: &'a [u8]) -> Result<XmlText<'a>, ImdnError> {
         let mut escaped = false;
         let mut i = 0;
-        while let Some(amp) = raw.get(i..).and_then(|r| r.iter().position(|&b| b == b'&')) {
+        while let Some(amp) = raw.get(i..).and_then(|r| find_byte(b'&', r)) {
             let at = i + amp + 1;
             let (_, n) =
                 decode_ref(raw.get(at..).unwrap_or_default()).ok_or(XmlErrorKind::BadReference)?;
@@ -616,7 +627,16 @@ struct Fields<'a> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, _) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = hay.get(from..).and_then(|h| find_byte(first, h)) {
+        let at = from + i;
+        if hay.get(at..)?.starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 fn trim_xml(mut s: &[u8]) -> &[u8] {
@@ -665,7 +685,7 @@ impl<'a> Imdn<'a> {
 
         loop {
             let rest = input.get(pos..).unwrap_or_default();
-            let lt = rest.iter().position(|&b| b == b'<');
+            let lt = find_byte(b'<', rest);
             let text = &rest[..lt.unwrap_or(rest.len())];
             if !text.is_empty() {
                 Self::on_text(&mut stack, depth, text, false)?;
@@ -686,10 +706,7 @@ impl<'a> Imdn<'a> {
             } else if markup.starts_with(b"<!") {
                 return Err(ImdnError::DoctypeForbidden);
             } else if markup.starts_with(b"</") {
-                let gt = markup
-                    .iter()
-                    .position(|&b| b == b'>')
-                    .ok_or(XmlErrorKind::UnclosedTag)?;
+                let gt = find_byte(b'>', markup).ok_or(XmlErrorKind::UnclosedTag)?;
                 let name = trim_xml(&markup[2..gt]);
                 if name.is_empty() || markup.get(2).map_or(true, |b| b.is_ascii_whitespace()) {
                     return Err(XmlErrorKind::EmptyName.into());
@@ -703,10 +720,30 @@ impl<'a> Imdn<'a> {
                 depth = top;
                 pos = lt + gt + 1;
             } else {
-                let gt = ElementParser::default()
-                    .feed(&markup[1..])
+                let tag = &markup[1..];
+                // The name ends at whitespace, `/` or `>`; a tag without attributes ends
+                // right there. Otherwise the first `>` ends it unless a quoted attribute
+                // value precedes it: then quick-xml's quote-aware scanner decides.
+                let name_len = tag
+                    .iter()
+                    .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>'))
                     .ok_or(XmlErrorKind::UnclosedTag)?;
-                // `<` and `>` are ASCII, so these are char boundaries of `doc`.
+                let gt = match (tag[name_len], tag.get(name_len + 1)) {
+                    (b'>', _) => name_len,
+                    (b'/', Some(b'>')) => name_len + 1,
+                    _ => {
+                        let attrs = &tag[name_len..];
+                        match find_byte(b'>', attrs) {
+                            Some(gt) if !attrs[..gt].iter().any(|&b| b == b'"' || b == b'\'') => {
+                                name_len + gt
+                            }
+                            _ => ElementParser::default()
+                                .feed(tag)
+                                .ok_or(XmlErrorKind::UnclosedTag)?,
+                        }
+                    }
+                };
+                // `<`, `>`, `/` and whitespace are ASCII: these are char boundaries of `doc`.
                 let content = doc
                     .get(lt + 1..lt + 1 + gt)
                     .ok_or(XmlErrorKind::UnclosedTag)?;
@@ -721,7 +758,7 @@ impl<'a> Imdn<'a> {
                 if depth >= max_depth {
                     return Err(ImdnError::TooDeep);
                 }
-                let frame = Self::open(&stack, depth, content, &mut f)?;
+                let frame = Self::open(&stack, depth, content, name_len, &mut f)?;
                 if depth == 0 {
                     if frame.node != Node::Root {
                         return Err(ImdnError::NotImdn);
@@ -763,17 +800,13 @@ impl<'a> Imdn<'a> {
         if !frame.node.is_leaf() {
             return Ok(());
         }
-        if !chars_ok(text) {
-            return Err(XmlErrorKind::InvalidChar.into());
+        let t = if cdata { text } else { trim_xml(text) };
+        if t.is_empty() && !cdata {
+            return Ok(());
         }
-        let t = if cdata {
-            XmlText::plain(text)
-        } else {
-            let t = trim_xml(text);
-            if t.is_empty() {
-                return Ok(());
-            }
-            XmlText::from_document(t)?
+        let t = match scan_text(t)? {
+            true if !cdata => XmlText::from_document(t)?,
+            _ => XmlText::plain(t),
         };
         if frame.text.replace(t).is_some() {
             return Err(XmlErrorKind::SplitText.into());
@@ -786,14 +819,11 @@ impl<'a> Imdn<'a> {
         stack: &[Frame<'a>; DEPTH_CAP],
         depth: usize,
         content: &'a str,
+        name_len: usize,
         f: &mut Fields<'a>,
     ) -> Result<Frame<'a>, ImdnError> {
         let bytes = content.as_bytes();
-        let name_len = bytes
-            .iter()
-            .position(|b| b.is_ascii_whitespace())
-            .unwrap_or(bytes.len());
-        let name = &bytes[..name_len];
+        let name = bytes.get(..name_len).unwrap_or_default();
         if name.is_empty() {
             return Err(XmlErrorKind::EmptyName.into());
         }
@@ -822,15 +852,16 @@ impl<'a> Imdn<'a> {
                 }
             }
         }
-        let qname = QName(name);
-        let in_imdn = match qname.prefix() {
-            None => frame.default_imdn,
-            Some(p) => frame.imdn_prefix == Some(p.into_inner()),
+        let (in_imdn, local) = match find_byte(b':', name) {
+            None => (frame.default_imdn, name),
+            Some(colon) => (
+                frame.imdn_prefix == Some(&name[..colon]),
+                &name[colon + 1..],
+            ),
         };
         if !in_imdn {
             return Ok(frame);
         }
-        let local = qname.local_name().into_inner();
         frame.node = match parent.map(|p| p.node) {
             None if local == b"imdn" => Node::Root,
             Some(Node::Root) => match local {
