@@ -462,26 +462,39 @@ impl<'a> XmlText<'a> {
         if self.escaped {
             return w.put(self.bytes);
         }
-        let s = core::str::from_utf8(self.bytes).map_err(|_| ImdnError::InvalidText)?;
-        let is_ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
-        let first = s.find(|c| !is_ws(c)).unwrap_or(s.len());
-        let last = s.rfind(|c| !is_ws(c)).map_or(0, |i| i + 1);
-        for (i, c) in s.char_indices() {
-            if !is_xml_char(c) {
-                return Err(ImdnError::InvalidText);
+        let s = self.bytes;
+        core::str::from_utf8(s).map_err(|_| ImdnError::InvalidText)?;
+        let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let first = s.iter().position(|b| !is_ws(b)).unwrap_or(s.len());
+        let last = s.iter().rposition(|b| !is_ws(b)).map_or(0, |i| i + 1);
+        // Copy runs that need no escaping in one go. In valid UTF-8 the characters XML
+        // 1.0 forbids are the C0 controls and U+FFFE/U+FFFF (EF BF BE/BF).
+        let mut run = 0;
+        for (i, &b) in s.iter().enumerate() {
+            if b > b'>' && b != 0xef {
+                continue;
             }
             let edge = i < first || i >= last;
-            match c {
-                '&' => w.put(b"&amp;")?,
-                '<' => w.put(b"&lt;")?,
-                '>' => w.put(b"&gt;")?,
-                '\r' => w.put(b"&#xD;")?,
-                ' ' if edge => w.put(b"&#x20;")?,
-                '\t' if edge => w.put(b"&#x9;")?,
-                '\n' if edge => w.put(b"&#xA;")?,
-                _ => w.put(c.encode_utf8(&mut [0; 4]).as_bytes())?,
-            }
+            let replacement: &[u8] = match b {
+                b'&' => b"&amp;",
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                b'\r' => b"&#xD;",
+                b' ' if edge => b"&#x20;",
+                b'\t' if edge => b"&#x9;",
+                b'\n' if edge => b"&#xA;",
+                b'\t' | b'\n' => continue,
+                0..=0x1f => return Err(ImdnError::InvalidText),
+                0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                    return Err(ImdnError::InvalidText)
+                }
+                _ => continue,
+            };
+            w.put(&s[run..i])?;
+            w.put(replacement)?;
+            run = i + 1;
         }
+        w.put(&s[run..])?;
         Ok(())
     }
 }
