@@ -10,7 +10,7 @@ use std::fmt;
 use super::fields::NameAddr;
 use super::header::{self, HeaderKey};
 use super::message::{Message, Method};
-use super::scan::{fmt_decimal, is_lws, is_token_str};
+use super::scan::{fmt_decimal, find_line_break, is_lws, is_request_uri_char, is_token_str};
 use super::Error;
 
 /// Writes one SIP message into `buf`. Every method checks the room left and
@@ -25,11 +25,7 @@ pub struct MessageWriter<'b> {
 /// Characters allowed in a Request-URI written on the wire (see the parser).
 fn uri_ok(uri: &str) -> bool {
     !uri.is_empty()
-        && uri.bytes().all(|c| {
-            c > b' '
-                && c < 0x7f
-                && !matches!(c, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`')
-        })
+        && uri.bytes().all(is_request_uri_char)
 }
 
 fn no_line_break(s: &str) -> bool {
@@ -110,10 +106,17 @@ impl<'b> MessageWriter<'b> {
                 .map(|h| h.value)
                 .ok_or(Error::MissingHeader(name))?;
             let tag = match (name, to_tag) {
-                ("To", Some(t)) if code > 100 => match NameAddr::parse(v) {
-                    Ok(na) if na.tag().is_none() => Some(t),
-                    _ => None,
-                },
+                // Without the letters "tag" the To cannot have a tag parameter;
+                // only then is the full name-addr parse needed.
+                ("To", Some(t)) if code > 100 => {
+                    let maybe_tagged =
+                        v.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"tag"));
+                    match maybe_tagged.then(|| NameAddr::parse(v)) {
+                        None => Some(t),
+                        Some(Ok(na)) if na.tag().is_none() => Some(t),
+                        Some(_) => None,
+                    }
+                }
                 _ => None,
             };
             w.field_unfolded(name, v, tag)?;
@@ -152,6 +155,14 @@ impl<'b> MessageWriter<'b> {
         self.put(name.as_bytes())?;
         self.put(b": ")?;
         let b = value.as_bytes();
+        if find_line_break(b, 0).is_none() {
+            self.put(b)?;
+            if let Some(t) = tag {
+                self.put(b";tag=")?;
+                self.put(t.as_bytes())?;
+            }
+            return self.put(b"\r\n");
+        }
         let mut i = 0;
         while i < b.len() {
             let run = b.get(i..).unwrap_or(&[]);

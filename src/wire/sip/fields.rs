@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::header::{is_token_words, unquote_into, Params};
 use super::message::Method;
 use super::scan::{
-    is_lws, is_token, is_token_str, parse_decimal, quoted_string_end, trim_lws, trim_lws_start,
+    find_byte, is_lws, is_token, is_token_str, parse_decimal, quoted_string_end, trim_lws, trim_lws_start,
 };
 use super::uri::{Host, Uri};
 use super::Error;
@@ -50,7 +50,7 @@ impl<'a> NameAddr<'a> {
                 }
                 Self::parse_angle(t, t.get(..end), rest)
             }
-            Some(_) => match t.find('<') {
+            Some(_) => match find_byte(b, b'<') {
                 Some(lt) => {
                     let d = trim_lws(t.get(..lt).unwrap_or(""));
                     if !is_token_words(d) {
@@ -83,7 +83,7 @@ impl<'a> NameAddr<'a> {
     }
 
     fn parse_angle(raw: &'a str, display: Option<&'a str>, s: &'a str) -> Result<Self, Error> {
-        let gt = s.find('>').ok_or(Error::BadNameAddr)?;
+        let gt = find_byte(s.as_bytes(), b'>').ok_or(Error::BadNameAddr)?;
         let inner = s.get(1..gt).ok_or(Error::BadNameAddr)?;
         // RFC 4475 badaspec: no LWS inside the brackets.
         if inner.is_empty() || inner.bytes().any(is_lws) {
@@ -167,7 +167,7 @@ impl<'a> Via<'a> {
         let rest = trim_lws_start(rest.get(tend..).unwrap_or(""));
         let rb = rest.as_bytes();
         let hend = if rb.first() == Some(&b'[') {
-            rest.find(']').map(|i| i + 1).ok_or(Error::BadVia)?
+            find_byte(rb, b']').map(|i| i + 1).ok_or(Error::BadVia)?
         } else {
             rb.iter()
                 .position(|&c| c == b':' || c == b';' || is_lws(c))
@@ -184,23 +184,26 @@ impl<'a> Via<'a> {
             port = Some(u16::try_from(v).map_err(|_| Error::BadVia)?);
             rest = p.get(pend..).unwrap_or("");
         }
-        let params = Params::parse_header(rest)?;
-        if let Some(p) = params.get("rport") {
-            if let Some(v) = p.value {
-                parse_decimal(v, 5)
-                    .and_then(|v| u16::try_from(v).ok())
-                    .ok_or(Error::BadVia)?;
+        let params = Params::parse_header_with(rest, |p| {
+            let ok = if p.name.eq_ignore_ascii_case("branch") {
+                p.value.map_or(false, is_token_str)
+            } else if p.name.eq_ignore_ascii_case("rport") {
+                p.value.map_or(true, |v| {
+                    parse_decimal(v, 5).and_then(|v| u16::try_from(v).ok()).is_some()
+                })
+            } else if p.name.eq_ignore_ascii_case("received") {
+                p.value.map_or(false, |r| {
+                    r.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok()
+                })
+            } else {
+                true
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::BadVia)
             }
-        }
-        if let Some(r) = params.value("received") {
-            let r = r.trim_start_matches('[').trim_end_matches(']');
-            r.parse::<IpAddr>().map_err(|_| Error::BadVia)?;
-        }
-        if let Some(p) = params.get("branch") {
-            if !p.value.map_or(false, is_token_str) {
-                return Err(Error::BadVia);
-            }
-        }
+        })?;
         Ok(Via { protocol, version, transport, host, port, params })
     }
 
@@ -237,7 +240,7 @@ impl<'a> Via<'a> {
 }
 
 fn split_slash(s: &str) -> Result<(&str, &str), Error> {
-    let i = s.find('/').ok_or(Error::BadVia)?;
+    let i = find_byte(s.as_bytes(), b'/').ok_or(Error::BadVia)?;
     let head = trim_lws(s.get(..i).unwrap_or(""));
     if !is_token_str(head) {
         return Err(Error::BadVia);
@@ -305,7 +308,7 @@ impl<'a> MediaType<'a> {
     /// Parse a Content-Type value.
     pub fn parse(s: &'a str) -> Result<Self, Error> {
         let t = trim_lws(s);
-        let slash = t.find('/').ok_or(Error::BadContentType)?;
+        let slash = find_byte(t.as_bytes(), b'/').ok_or(Error::BadContentType)?;
         let type_name = trim_lws(t.get(..slash).unwrap_or(""));
         let rest = trim_lws_start(t.get(slash + 1..).unwrap_or(""));
         let rb = rest.as_bytes();

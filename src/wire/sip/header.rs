@@ -3,7 +3,8 @@
 //! quoted strings.
 
 use super::scan::{
-    find_unquoted, is_lws, is_token, is_token_str, quoted_string_end, trim_lws,
+    find_in_set, is_lws, is_token, is_token_str, quoted_string_end, trim_lws, LIST_DELIMS,
+    PARAM_DELIMS,
 };
 use super::Error;
 
@@ -173,20 +174,21 @@ impl<'a> Iterator for ListItems<'a> {
         let b = self.rest.as_bytes();
         let mut i = 0;
         let mut angle = false;
-        while let Some(&c) = b.get(i) {
-            match c {
-                b'"' if !angle => match quoted_string_end(b, i) {
+        while let Some(d) = find_in_set(b, i, &LIST_DELIMS) {
+            i = d;
+            match b.get(d) {
+                Some(b'"') if !angle => match quoted_string_end(b, d) {
                     Some(end) => {
                         i = end;
                         continue;
                     }
                     None => break,
                 },
-                b'<' => angle = true,
-                b'>' => angle = false,
-                b',' if !angle => {
-                    let item = self.rest.get(..i).unwrap_or("");
-                    self.rest = self.rest.get(i + 1..).unwrap_or("");
+                Some(b'<') => angle = true,
+                Some(b'>') => angle = false,
+                Some(b',') if !angle => {
+                    let item = self.rest.get(..d).unwrap_or("");
+                    self.rest = self.rest.get(d + 1..).unwrap_or("");
                     return Some(trim_lws(item));
                 }
                 _ => {}
@@ -256,6 +258,15 @@ impl<'a> Params<'a> {
     /// Validate header parameters (`*( SEMI generic-param )`) in `s`, which must
     /// be empty or start (after LWS) with `;`.
     pub(crate) fn parse_header(s: &'a str) -> Result<Self, Error> {
+        Self::parse_header_with(s, |_| Ok(()))
+    }
+
+    /// [`Params::parse_header`], also running a field-specific `check` on each
+    /// parameter in the same pass.
+    pub(crate) fn parse_header_with(
+        s: &'a str,
+        mut check: impl FnMut(&Param<'a>) -> Result<(), Error>,
+    ) -> Result<Self, Error> {
         let t = trim_lws(s);
         if t.is_empty() {
             return Ok(Params::EMPTY);
@@ -273,6 +284,7 @@ impl<'a> Params<'a> {
                     return Err(Error::BadParam);
                 }
             }
+            check(&p)?;
         }
         Ok(params)
     }
@@ -315,20 +327,34 @@ impl<'a> Iterator for ParamIter<'a> {
     type Item = Param<'a>;
 
     fn next(&mut self) -> Option<Param<'a>> {
-        let s = self.rest.strip_prefix(';').or_else(|| {
-            let t = trim_lws(self.rest);
-            t.strip_prefix(';')
-        })?;
+        // Validated lists start each parameter with ';' (LWS sits inside items).
+        let s = self.rest.strip_prefix(';')?;
         let b = s.as_bytes();
-        let end = find_unquoted(b, 0, b';').unwrap_or(b.len());
-        let item = s.get(..end).unwrap_or("");
-        self.rest = s.get(end..).unwrap_or("");
-        Some(match item.find('=') {
+        let mut i = 0;
+        let mut eq = None;
+        while let Some(d) = find_in_set(b, i, &PARAM_DELIMS) {
+            i = d;
+            match b.get(d) {
+                Some(b'=') if eq.is_none() => eq = Some(d),
+                Some(b'"') => {
+                    i = quoted_string_end(b, d).unwrap_or(b.len());
+                    continue;
+                }
+                Some(b';') => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        if b.get(i) != Some(&b';') {
+            i = b.len();
+        }
+        self.rest = s.get(i..).unwrap_or("");
+        Some(match eq {
             Some(eq) => Param {
-                name: trim_lws(item.get(..eq).unwrap_or("")),
-                value: Some(trim_lws(item.get(eq + 1..).unwrap_or(""))),
+                name: trim_lws(s.get(..eq).unwrap_or("")),
+                value: Some(trim_lws(s.get(eq + 1..i).unwrap_or(""))),
             },
-            None => Param { name: trim_lws(item), value: None },
+            None => Param { name: trim_lws(s.get(..i).unwrap_or("")), value: None },
         })
     }
 }

@@ -13,7 +13,10 @@ use std::fmt;
 
 use super::fields::{CSeq, MediaType, NameAddr, Via};
 use super::header::{self, Header, HeaderKey, ListItems};
-use super::scan::{find_line_break, is_lws, is_token, is_token_str, parse_decimal, trim_lws};
+use super::scan::{
+    find_line_break, is_lws, is_request_uri_char, is_token, is_token_str, parse_decimal, trim_lws,
+    trim_lws_end,
+};
 use super::uri::{Uri, SipUri};
 use super::Error;
 
@@ -200,14 +203,6 @@ fn parse_status_line(line: &str) -> Result<StatusLine<'_>, Error> {
     Ok(StatusLine { version, code, reason })
 }
 
-/// Characters allowed in a Request-URI on the wire: visible ASCII except the
-/// RFC 2396 `delims` and `unwise` sets (`< > " { } | \ ^ \``).
-fn is_request_uri_char(c: u8) -> bool {
-    c > b' '
-        && c < 0x7f
-        && !matches!(c, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`')
-}
-
 fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
     // RFC 4475 trws: trailing white space after the version.
     if line.ends_with([' ', '\t']) {
@@ -324,6 +319,66 @@ fn parse_content_length(v: &str) -> Result<usize, Error> {
         .ok_or(Error::BadContentLength)
 }
 
+/// Header lines located but not yet validated as UTF-8 (byte offsets in the buffer).
+#[derive(Clone, Copy, Default)]
+struct PendingField {
+    line_start: usize,
+    name_len: usize,
+    value_start: usize,
+    value_end: usize,
+}
+
+/// Lines validated per `from_utf8` call.
+const BATCH: usize = 32;
+
+/// Validate `buf[region_start..region_end]` (the lines of `fields`) as UTF-8
+/// once, then store the fields as `&str` headers and read Content-Length.
+fn flush<'a>(
+    buf: &'a [u8],
+    region_start: usize,
+    region_end: usize,
+    fields: &[PendingField],
+    headers: &mut [Header<'a>],
+    n: &mut usize,
+    content_length: &mut Option<usize>,
+) -> Result<(), Error> {
+    let region = buf.get(region_start..region_end).ok_or(Error::BadHeaderValue)?;
+    let region = std::str::from_utf8(region).map_err(|_| Error::InvalidUtf8)?;
+    for f in fields {
+        let ls = f.line_start - region_start;
+        let name = region.get(ls..ls + f.name_len).ok_or(Error::BadHeaderName)?;
+        let value = region
+            .get(f.value_start - region_start..f.value_end - region_start)
+            .ok_or(Error::BadHeaderValue)?;
+        // Leading SP/HT were skipped on bytes; only a value that starts on a
+        // continuation line still begins with LWS (CR LF).
+        let value = match value.as_bytes().first() {
+            Some(b'\r' | b'\n') => trim_lws(value),
+            _ => trim_lws_end(value),
+        };
+        *headers.get_mut(*n).ok_or(Error::TooManyHeaders)? = Header { name, value };
+        *n += 1;
+        if is_content_length(name.as_bytes()) {
+            let v = parse_content_length(value)?;
+            match *content_length {
+                Some(prev) if prev != v => return Err(Error::MultipleContentLength),
+                _ => *content_length = Some(v),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `Content-Length` or its compact form `l`, any case.
+#[inline]
+fn is_content_length(name: &[u8]) -> bool {
+    match name.len() {
+        1 => name.first().map_or(false, |c| c | 0x20 == b'l'),
+        14 => name.eq_ignore_ascii_case(b"Content-Length"),
+        _ => false,
+    }
+}
+
 impl Parser {
     /// A parser for `transport` with [`DEFAULT_MAX_MESSAGE_LEN`].
     pub const fn new(transport: Transport) -> Self {
@@ -388,9 +443,13 @@ impl Parser {
         let start_line = StartLine::parse(line)?;
         pos = next;
 
-        // Header fields.
+        // Header fields. Lines are located on bytes and validated as UTF-8 in
+        // batches (one `from_utf8` per BATCH lines instead of one per line).
         let mut n = 0usize;
         let mut content_length: Option<usize> = None;
+        let mut pending = [PendingField::default(); BATCH];
+        let mut npend = 0usize;
+        let mut region_start = pos;
         loop {
             match buf.get(pos) {
                 None => return more(),
@@ -409,10 +468,9 @@ impl Parser {
                 Some(_) => {}
             }
             let line_start = pos;
-            while matches!(buf.get(pos), Some(&c) if is_token(c)) {
-                pos += 1;
-            }
-            let name_len = pos - line_start;
+            let rest = buf.get(pos..).unwrap_or(&[]);
+            let name_len = rest.iter().position(|&c| !is_token(c)).unwrap_or(rest.len());
+            pos += name_len;
             while matches!(buf.get(pos), Some(b' ' | b'\t')) {
                 pos += 1;
             }
@@ -420,6 +478,9 @@ impl Parser {
                 Some(b':') if name_len > 0 => pos += 1,
                 None => return more(),
                 Some(_) => return Err(Error::BadHeaderName),
+            }
+            while matches!(buf.get(pos), Some(b' ' | b'\t')) {
+                pos += 1;
             }
             let value_start = pos;
             let value_end = loop {
@@ -442,19 +503,24 @@ impl Parser {
             if pos - start > max {
                 return Err(Error::TooLong);
             }
-            let raw = buf.get(line_start..value_end).ok_or(Error::BadHeaderValue)?;
-            let raw = std::str::from_utf8(raw).map_err(|_| Error::InvalidUtf8)?;
-            let name = raw.get(..name_len).ok_or(Error::BadHeaderName)?;
-            let value = trim_lws(raw.get(value_start - line_start..).ok_or(Error::BadHeaderValue)?);
-            *headers.get_mut(n).ok_or(Error::TooManyHeaders)? = Header { name, value };
-            n += 1;
-            if header::CONTENT_LENGTH.matches(name) {
-                let v = parse_content_length(value)?;
-                match content_length {
-                    Some(prev) if prev != v => return Err(Error::MultipleContentLength),
-                    _ => content_length = Some(v),
-                }
+            if n + npend >= headers.len() {
+                return Err(Error::TooManyHeaders);
             }
+            if let Some(p) = pending.get_mut(npend) {
+                *p = PendingField { line_start, name_len, value_start, value_end };
+                npend += 1;
+            }
+            if npend == BATCH {
+                let region_end = value_end;
+                flush(buf, region_start, region_end, &pending, headers, &mut n, &mut content_length)?;
+                npend = 0;
+                region_start = pos;
+            }
+        }
+        if npend > 0 {
+            let region_end = pending.get(npend - 1).map_or(region_start, |p| p.value_end);
+            let fields = pending.get(..npend).unwrap_or(&[]);
+            flush(buf, region_start, region_end, fields, headers, &mut n, &mut content_length)?;
         }
         if pos - start > max {
             return Err(Error::TooLong);
@@ -607,11 +673,7 @@ impl<'a, 'h> Message<'a, 'h> {
 
     /// Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, checked for LWS.
     pub fn call_id(&self) -> Result<&'a str, Error> {
-        let v = self.required(header::CALL_ID, "Call-ID")?;
-        if v.is_empty() || v.bytes().any(is_lws) {
-            return Err(Error::BadCallId);
-        }
-        Ok(v)
+        check_call_id(self.required(header::CALL_ID, "Call-ID")?)
     }
 
     /// CSeq (RFC 3261 §20.16).
@@ -644,24 +706,12 @@ impl<'a, 'h> Message<'a, 'h> {
 
     /// Max-Forwards (RFC 3261 §20.22), 0..=255.
     pub fn max_forwards(&self) -> Result<Option<u8>, Error> {
-        match self.first(header::MAX_FORWARDS) {
-            None => Ok(None),
-            Some(v) => parse_decimal(v, 10)
-                .and_then(|n| u8::try_from(n).ok())
-                .map(Some)
-                .ok_or(Error::BadMaxForwards),
-        }
+        self.first(header::MAX_FORWARDS).map(parse_max_forwards).transpose()
     }
 
     /// Expires (RFC 3261 §20.19), delta-seconds up to 2^32-1.
     pub fn expires(&self) -> Result<Option<u32>, Error> {
-        match self.first(header::EXPIRES) {
-            None => Ok(None),
-            Some(v) => parse_decimal(v, 10)
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or(Error::BadExpires),
-        }
+        self.first(header::EXPIRES).map(parse_expires).transpose()
     }
 
     /// Content-Type (RFC 3261 §20.15).
@@ -701,80 +751,171 @@ impl<'a, 'h> Message<'a, 'h> {
     }
 
     /// Check what a SIP MESSAGE interworking function relies on (RFC 3261
-    /// §8.1.1, §8.2): To, From, Call-ID, CSeq and Via present, the single-valued
-    /// ones once; every Via, From, To, Contact, Route, Record-Route, CSeq,
-    /// Max-Forwards, Expires and Content-Type parse; for a request the
-    /// Request-URI parses, carries no `?headers` (§19.1.1), and the CSeq method
-    /// equals the request method.
-    pub fn validate(&self) -> Result<(), Error> {
-        const SINGLE: [(HeaderKey<'static>, &str); 7] = [
-            (header::TO, "To"),
-            (header::FROM, "From"),
-            (header::CALL_ID, "Call-ID"),
-            (header::CSEQ, "CSeq"),
-            (header::MAX_FORWARDS, "Max-Forwards"),
-            (header::CONTENT_TYPE, "Content-Type"),
-            (header::EXPIRES, "Expires"),
-        ];
-        let mut counts = [0u8; 7];
-        let mut vias = 0usize;
+    /// §8.1.1, §8.2) and return those fields parsed: To, From, Call-ID, CSeq
+    /// and Via present, the single-valued fields at most once; the top Via,
+    /// From, To, every Contact, CSeq, Max-Forwards, Expires and Content-Type
+    /// parse; for a request the Request-URI parses, carries no `?headers`
+    /// (§19.1.1), and the CSeq method equals the request method.
+    ///
+    /// Lower Vias (copied opaquely into responses), Route and Record-Route are
+    /// not checked here: their iterators ([`Message::vias`], [`Message::routes`],
+    /// [`Message::record_routes`]) parse them when a caller needs them.
+    pub fn validate(&self) -> Result<CoreFields<'a>, Error> {
+        // One pass over the fields: classify each name once.
+        let mut first = [None::<&'a str>; Known::SINGLE];
+        let mut top_via = None;
         for h in self.headers {
-            if header::VIA.matches(h.name) {
-                vias += 1;
-                continue;
-            }
-            if let Some(i) = SINGLE.iter().position(|(k, _)| k.matches(h.name)) {
-                if let Some(c) = counts.get_mut(i) {
-                    *c = c.saturating_add(1);
+            let kind = Known::classify(h.name);
+            match kind {
+                Known::Via if top_via.is_none() => {
+                    let top = ListItems::new(h.value).next().ok_or(Error::BadVia)?;
+                    top_via = Some(Via::parse(top)?);
                 }
+                Known::Contact if h.value != "*" => {
+                    for c in ListItems::new(h.value) {
+                        NameAddr::parse(c)?;
+                    }
+                }
+                _ => {}
+            }
+            if let Some(slot) = first.get_mut(kind as usize) {
+                if slot.is_some() {
+                    return Err(Error::DuplicateHeader(kind.name()));
+                }
+                *slot = Some(h.value);
             }
         }
-        for ((_, name), &count) in SINGLE.iter().zip(counts.iter()) {
-            if count > 1 {
-                return Err(Error::DuplicateHeader(name));
-            }
-        }
-        for ((_, name), &count) in SINGLE.iter().zip(counts.iter()).take(4) {
-            if count == 0 {
-                return Err(Error::MissingHeader(name));
-            }
-        }
-        if vias == 0 {
-            return Err(Error::MissingHeader("Via"));
-        }
-        if let Some(r) = self.request_line() {
-            match r.parse_uri() {
+        let get = |k: Known| first.get(k as usize).copied().flatten();
+        let need = |k: Known| get(k).ok_or(Error::MissingHeader(k.name()));
+        let (to, from, call_id, cseq) =
+            (need(Known::To)?, need(Known::From)?, need(Known::CallId)?, need(Known::CSeq)?);
+        let top_via = top_via.ok_or(Error::MissingHeader("Via"))?;
+        let request_uri = match self.request_line() {
+            Some(r) => match r.parse_uri() {
                 Ok(Uri::Sip(SipUri { headers: Some(_), .. })) | Err(_) => {
                     return Err(Error::BadRequestUri)
                 }
-                Ok(_) => {}
-            }
-        }
-        self.from()?;
-        self.to()?;
-        self.call_id()?;
-        let cseq = self.cseq()?;
+                Ok(u) => Some(u),
+            },
+            None => None,
+        };
+        let from = NameAddr::parse(from)?;
+        let to = NameAddr::parse(to)?;
+        let call_id = check_call_id(call_id)?;
+        let cseq = CSeq::parse(cseq)?;
         if let Some(m) = self.method() {
             if m != cseq.method {
                 return Err(Error::CSeqMethodMismatch);
             }
         }
-        for v in self.vias() {
-            v?;
-        }
-        self.max_forwards()?;
-        self.expires()?;
-        self.content_type()?;
-        if !self.is_wildcard_contact() {
-            for c in self.contacts() {
-                c?;
-            }
-        }
-        for r in self.routes().chain(self.record_routes()) {
-            r?;
-        }
-        Ok(())
+        let max_forwards = get(Known::MaxForwards).map(parse_max_forwards).transpose()?;
+        get(Known::Expires).map(parse_expires).transpose()?;
+        let content_type = get(Known::ContentType).map(MediaType::parse).transpose()?;
+        Ok(CoreFields { request_uri, call_id, cseq, from, to, top_via, max_forwards, content_type })
     }
+}
+
+/// The fields every SIP transaction relies on, parsed by [`Message::validate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreFields<'a> {
+    /// The Request-URI, for a request.
+    pub request_uri: Option<Uri<'a>>,
+    /// Call-ID.
+    pub call_id: &'a str,
+    /// CSeq.
+    pub cseq: CSeq<'a>,
+    /// From.
+    pub from: NameAddr<'a>,
+    /// To.
+    pub to: NameAddr<'a>,
+    /// The topmost Via element.
+    pub top_via: Via<'a>,
+    /// Max-Forwards, if present.
+    pub max_forwards: Option<u8>,
+    /// Content-Type, if present.
+    pub content_type: Option<MediaType<'a>>,
+}
+
+/// Header fields [`Message::validate`] knows; the first `SINGLE` are single-valued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    To,
+    From,
+    CallId,
+    CSeq,
+    MaxForwards,
+    ContentType,
+    Expires,
+    Via,
+    Contact,
+    Route,
+    RecordRoute,
+    Other,
+}
+
+impl Known {
+    const SINGLE: usize = 7;
+
+    /// Classify a field name (case-insensitive, compact forms) by its length first.
+    fn classify(name: &str) -> Known {
+        let b = name.as_bytes();
+        let is = |full: &str| b.eq_ignore_ascii_case(full.as_bytes());
+        match b.len() {
+            1 => match b.first().map_or(0, |c| c | 0x20) {
+                b't' => Known::To,
+                b'f' => Known::From,
+                b'i' => Known::CallId,
+                b'c' => Known::ContentType,
+                b'v' => Known::Via,
+                b'm' => Known::Contact,
+                _ => Known::Other,
+            },
+            2 if is("To") => Known::To,
+            3 if is("Via") => Known::Via,
+            4 if is("From") => Known::From,
+            4 if is("CSeq") => Known::CSeq,
+            5 if is("Route") => Known::Route,
+            7 if is("Call-ID") => Known::CallId,
+            7 if is("Expires") => Known::Expires,
+            7 if is("Contact") => Known::Contact,
+            12 if is("Max-Forwards") => Known::MaxForwards,
+            12 if is("Content-Type") => Known::ContentType,
+            12 if is("Record-Route") => Known::RecordRoute,
+            _ => Known::Other,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Known::To => "To",
+            Known::From => "From",
+            Known::CallId => "Call-ID",
+            Known::CSeq => "CSeq",
+            Known::MaxForwards => "Max-Forwards",
+            Known::ContentType => "Content-Type",
+            Known::Expires => "Expires",
+            Known::Via => "Via",
+            Known::Contact => "Contact",
+            Known::Route => "Route",
+            Known::RecordRoute => "Record-Route",
+            Known::Other => "",
+        }
+    }
+}
+
+fn check_call_id(v: &str) -> Result<&str, Error> {
+    if v.is_empty() || v.bytes().any(is_lws) {
+        return Err(Error::BadCallId);
+    }
+    Ok(v)
+}
+
+fn parse_max_forwards(v: &str) -> Result<u8, Error> {
+    parse_decimal(v, 10).and_then(|n| u8::try_from(n).ok()).ok_or(Error::BadMaxForwards)
+}
+
+fn parse_expires(v: &str) -> Result<u32, Error> {
+    parse_decimal(v, 10).and_then(|n| u32::try_from(n).ok()).ok_or(Error::BadExpires)
 }
 
 impl fmt::Display for Message<'_, '_> {

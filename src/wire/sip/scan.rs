@@ -20,6 +20,34 @@ static TOKEN: [bool; 256] = {
     t
 };
 
+/// A 256-entry membership table for the bytes in `set`.
+const fn byte_set(set: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// Bytes that end or structure a generic parameter: `;` `=` `"`.
+pub(crate) static PARAM_DELIMS: [bool; 256] = byte_set(b";=\"");
+/// Bytes that matter when splitting a comma list: `,` `"` `<` `>`.
+pub(crate) static LIST_DELIMS: [bool; 256] = byte_set(b",\"<>");
+
+/// First index of a byte of `set` in `b` at or after `from`.
+#[inline]
+pub(crate) fn find_in_set(b: &[u8], from: usize, set: &[bool; 256]) -> Option<usize> {
+    b.get(from..)?.iter().position(|&c| set[c as usize]).map(|i| i + from)
+}
+
+/// First index of `needle` in `b` (short inputs: a plain loop beats memchr setup).
+#[inline]
+pub(crate) fn find_byte(b: &[u8], needle: u8) -> Option<usize> {
+    b.iter().position(|&c| c == needle)
+}
+
 /// Is `c` an RFC 3261 token character?
 #[inline]
 pub(crate) fn is_token(c: u8) -> bool {
@@ -41,13 +69,43 @@ pub(crate) fn is_lws(c: u8) -> bool {
 /// `s` without leading and trailing LWS (folds included).
 #[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    trim_lws_end(trim_lws_start(s))
 }
 
 /// `s` without leading LWS.
 #[inline]
 pub(crate) fn trim_lws_start(s: &str) -> &str {
-    s.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    let n = s.bytes().take_while(|&c| is_lws(c)).count();
+    // LWS bytes are ASCII, so `n` is a char boundary.
+    s.get(n..).unwrap_or("")
+}
+
+/// `s` without trailing LWS.
+#[inline]
+pub(crate) fn trim_lws_end(s: &str) -> &str {
+    let n = s.bytes().rev().take_while(|&c| is_lws(c)).count();
+    s.get(..s.len() - n).unwrap_or("")
+}
+
+/// Characters allowed in a Request-URI on the wire: visible ASCII except the
+/// RFC 2396 `delims` and `unwise` sets (`< > " { } | \ ^ \``).
+static REQUEST_URI: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 0x7f {
+        t[i] = !matches!(
+            i as u8,
+            b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`'
+        );
+        i += 1;
+    }
+    t
+};
+
+/// Is `c` allowed in a Request-URI on the wire?
+#[inline]
+pub(crate) fn is_request_uri_char(c: u8) -> bool {
+    REQUEST_URI[c as usize]
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -85,28 +143,6 @@ pub(crate) fn find_line_break(b: &[u8], from: usize) -> Option<usize> {
         .iter()
         .position(|&c| c == b'\r' || c == b'\n')
         .map(|i| off + i)
-}
-
-/// Index of the first `needle` in `b` at or after `from` that is outside a
-/// quoted string; backslash escapes inside quotes are honoured.
-pub(crate) fn find_unquoted(b: &[u8], from: usize, needle: u8) -> Option<usize> {
-    let mut i = from;
-    let mut quoted = false;
-    while let Some(&c) = b.get(i) {
-        if quoted {
-            match c {
-                b'\\' => i += 1,
-                b'"' => quoted = false,
-                _ => {}
-            }
-        } else if c == needle {
-            return Some(i);
-        } else if c == b'"' {
-            quoted = true;
-        }
-        i += 1;
-    }
-    None
 }
 
 /// Given `b[start] == '"'`, the index just past the closing quote, or `None`
@@ -197,7 +233,6 @@ mod tests {
         assert_eq!(quoted_string_end(br#""a\"b" x"#, 0), Some(6));
         assert_eq!(quoted_string_end(br#""abc"#, 0), None);
         assert_eq!(quoted_string_end(b"\"\\", 0), None);
-        assert_eq!(find_unquoted(br#""a,b",c"#, 0, b','), Some(5));
     }
 
     #[test]

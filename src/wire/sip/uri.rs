@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::header::Params;
-use super::scan::parse_decimal;
+use super::scan::{find_byte, parse_decimal};
 use super::Error;
 
 /// A parsed URI of any scheme.
@@ -30,7 +30,7 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parse `s` (no surrounding whitespace or angle brackets).
     pub fn parse(s: &'a str) -> Result<Self, Error> {
-        let colon = s.find(':').ok_or(Error::BadUri)?;
+        let colon = find_byte(s.as_bytes(), b':').ok_or(Error::BadUri)?;
         let scheme = s.get(..colon).ok_or(Error::BadUri)?;
         let rest = s.get(colon + 1..).ok_or(Error::BadUri)?;
         if !is_scheme(scheme) {
@@ -62,7 +62,7 @@ impl<'a> Uri<'a> {
     /// The scheme as received (`sip`, `SIPS`, `tel`, ...).
     pub fn scheme(&self) -> &'a str {
         let raw = self.as_str();
-        raw.get(..raw.find(':').unwrap_or(0)).unwrap_or("")
+        raw.get(..find_byte(raw.as_bytes(), b':').unwrap_or(0)).unwrap_or("")
     }
 
     /// The SIP/SIPS view, if this is one.
@@ -130,18 +130,26 @@ impl<'a> Host<'a> {
         if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
             return s.parse().map(Host::Ipv4).map_err(|_| Error::BadHost);
         }
-        // hostname = *( domainlabel "." ) toplabel [ "." ], labels alphanum / "-";
-        // "_" tolerated as deployed systems use it.
-        let body = s.strip_suffix('.').unwrap_or(s);
-        for label in body.split('.') {
-            let b = label.as_bytes();
-            let ok = !b.is_empty()
-                && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-                && b.first() != Some(&b'-')
-                && b.last() != Some(&b'-');
-            if !ok {
+        // hostname = *( domainlabel "." ) toplabel [ "." ], labels alphanum / "-"
+        // not starting or ending with "-"; "_" tolerated as deployed systems use it.
+        let b = s.strip_suffix('.').unwrap_or(s).as_bytes();
+        let mut label_len = 0usize;
+        let mut prev = b'.';
+        for &c in b {
+            if c == b'.' {
+                if label_len == 0 || prev == b'-' {
+                    return Err(Error::BadHost);
+                }
+                label_len = 0;
+            } else if c.is_ascii_alphanumeric() || c == b'_' || (c == b'-' && label_len > 0) {
+                label_len += 1;
+            } else {
                 return Err(Error::BadHost);
             }
+            prev = c;
+        }
+        if label_len == 0 || prev == b'-' {
+            return Err(Error::BadHost);
         }
         Ok(Host::Domain(s))
     }
@@ -198,22 +206,22 @@ impl<'a> SipUri<'a> {
     }
 
     fn parse_rest(raw: &'a str, secure: bool, rest: &'a str) -> Result<Self, Error> {
-        let (userinfo, hostpart) = match rest.find('@') {
+        let (userinfo, hostpart) = match find_byte(rest.as_bytes(), b'@') {
             Some(at) => (rest.get(..at), rest.get(at + 1..).ok_or(Error::BadUri)?),
             None => (None, rest),
         };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(ui) => {
-                let (u, p) = match ui.find(':') {
+                let (u, p) = match find_byte(ui.as_bytes(), b':') {
                     Some(c) => (ui.get(..c).unwrap_or(""), ui.get(c + 1..)),
                     None => (ui, None),
                 };
-                if u.is_empty() || !valid_escaped(u, is_user_char) {
+                if u.is_empty() || !valid_escaped(u, USER) {
                     return Err(Error::BadUri);
                 }
                 if let Some(p) = p {
-                    if !valid_escaped(p, is_password_char) {
+                    if !valid_escaped(p, PASSWORD) {
                         return Err(Error::BadUri);
                     }
                 }
@@ -223,7 +231,7 @@ impl<'a> SipUri<'a> {
         // hostport ends at ';' (params), '?' (headers) or end.
         let hb = hostpart.as_bytes();
         let host_end = if hb.first() == Some(&b'[') {
-            hostpart.find(']').map(|i| i + 1).ok_or(Error::BadHost)?
+            find_byte(hb, b']').map(|i| i + 1).ok_or(Error::BadHost)?
         } else {
             hb.iter().position(|&c| matches!(c, b':' | b';' | b'?')).unwrap_or(hb.len())
         };
@@ -231,11 +239,11 @@ impl<'a> SipUri<'a> {
         let mut rest = hostpart.get(host_end..).unwrap_or("");
         let mut port = None;
         if let Some(p) = rest.strip_prefix(':') {
-            let end = p.find([';', '?']).unwrap_or(p.len());
+            let end = p.bytes().position(|c| c == b';' || c == b'?').unwrap_or(p.len());
             port = Some(parse_port(p.get(..end).unwrap_or(""))?);
             rest = p.get(end..).unwrap_or("");
         }
-        let params_end = rest.find('?').unwrap_or(rest.len());
+        let params_end = find_byte(rest.as_bytes(), b'?').unwrap_or(rest.len());
         let params_raw = rest.get(..params_end).unwrap_or("");
         if !params_raw.is_empty() {
             validate_uri_params(params_raw)?;
@@ -324,7 +332,7 @@ impl<'a> TelUri<'a> {
     }
 
     fn parse_rest(raw: &'a str, rest: &'a str) -> Result<Self, Error> {
-        let end = rest.find(';').unwrap_or(rest.len());
+        let end = find_byte(rest.as_bytes(), b';').unwrap_or(rest.len());
         let number = rest.get(..end).ok_or(Error::BadTelUri)?;
         let params_raw = rest.get(end..).unwrap_or("");
         if !params_raw.is_empty() {
@@ -401,50 +409,72 @@ fn is_scheme(s: &str) -> bool {
         && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
-/// RFC 3261 `unreserved` = alphanum / mark.
-fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+/// Character classes of RFC 3261 §25.1 URI grammar, one bit each.
+const USER: u8 = 1;
+const PASSWORD: u8 = 2;
+const PARAM: u8 = 4;
+const HEADER: u8 = 8;
+const URIC: u8 = 16;
+
+static URI_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        // unreserved = alphanum / mark
+        let unreserved = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')');
+        let mut m = 0;
+        if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            m |= USER;
+        }
+        if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',') {
+            m |= PASSWORD;
+        }
+        if unreserved || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            m |= PARAM;
+        }
+        if unreserved || matches!(c, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            m |= HEADER;
+        }
+        // RFC 2396 uric (reserved / unreserved / escaped) plus "#" and "[]".
+        if unreserved
+            || matches!(
+                c,
+                b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b',' | b'%' | b'#'
+                    | b'[' | b']'
+            )
+        {
+            m |= URIC;
+        }
+        t[i] = m;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn in_class(c: u8, class: u8) -> bool {
+    URI_CLASS[c as usize] & class != 0
 }
 
-fn is_user_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
-}
-
-fn is_password_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',')
-}
-
-fn is_param_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
-}
-
-fn is_header_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
-}
-
-/// Characters of an opaque `absoluteURI` (RFC 2396 `uric` plus `#`).
+/// Characters of an opaque `absoluteURI`.
 pub(crate) fn is_uric(c: u8) -> bool {
-    is_unreserved(c)
-        || matches!(
-            c,
-            b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b',' | b'%' | b'#'
-                | b'[' | b']'
-        )
+    in_class(c, URIC)
 }
 
-/// Every byte is `allowed` or part of a well-formed `%HH` escape.
-fn valid_escaped(s: &str, allowed: fn(u8) -> bool) -> bool {
+/// Every byte is in `class` or part of a well-formed `%HH` escape.
+fn valid_escaped(s: &str, class: u8) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while let Some(&c) = b.get(i) {
-        if c == b'%' {
+        if in_class(c, class) {
+            i += 1;
+        } else if c == b'%' {
             match (b.get(i + 1), b.get(i + 2)) {
                 (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
                 _ => return false,
             }
-        } else if allowed(c) {
-            i += 1;
         } else {
             return false;
         }
@@ -460,22 +490,37 @@ fn parse_port(s: &str) -> Result<u16, Error> {
 
 /// `*( ";" pname [ "=" pvalue ] )`, pname/pvalue = 1*paramchar.
 fn validate_uri_params(raw: &str) -> Result<(), Error> {
-    let body = raw.strip_prefix(';').ok_or(Error::BadUri)?;
-    for p in body.split(';') {
-        let (name, value) = match p.find('=') {
-            Some(eq) => (p.get(..eq).unwrap_or(""), p.get(eq + 1..)),
-            None => (p, None),
-        };
-        if name.is_empty() || !valid_escaped(name, is_param_char) {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b';') {
+        return Err(Error::BadUri);
+    }
+    // One pass: each parameter is `;name` or `;name=value`, both non-empty.
+    let mut i = 1;
+    loop {
+        let name_start = i;
+        while matches!(b.get(i), Some(&c) if c != b';' && c != b'=') {
+            i += 1;
+        }
+        let name = raw.get(name_start..i).unwrap_or("");
+        if name.is_empty() || !valid_escaped(name, PARAM) {
             return Err(Error::BadUri);
         }
-        if let Some(v) = value {
-            if v.is_empty() || !valid_escaped(v, is_param_char) {
+        if b.get(i) == Some(&b'=') {
+            i += 1;
+            let value_start = i;
+            while matches!(b.get(i), Some(&c) if c != b';') {
+                i += 1;
+            }
+            let value = raw.get(value_start..i).unwrap_or("");
+            if value.is_empty() || !valid_escaped(value, PARAM) {
                 return Err(Error::BadUri);
             }
         }
+        match b.get(i) {
+            Some(b';') => i += 1,
+            _ => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 /// `hname "=" hvalue *( "&" hname "=" hvalue )`.
@@ -485,8 +530,8 @@ fn valid_uri_headers(h: &str) -> bool {
             let name = kv.get(..eq).unwrap_or("");
             let value = kv.get(eq + 1..).unwrap_or("");
             !name.is_empty()
-                && valid_escaped(name, is_header_char)
-                && valid_escaped(value, is_header_char)
+                && valid_escaped(name, HEADER)
+                && valid_escaped(value, HEADER)
         }
         None => false,
     })
