@@ -23,7 +23,10 @@ pub struct Header<'a> {
 
 impl<'a> Header<'a> {
     /// An empty header, to initialise the caller's header array.
-    pub const EMPTY: Header<'static> = Header { name: "", value: "" };
+    pub const EMPTY: Header<'static> = Header {
+        name: "",
+        value: "",
+    };
 
     /// Does this header have `name`? Case-insensitive and compact-form aware
     /// (`is("From")` matches `f:`; `is("f")` matches `From:`).
@@ -111,15 +114,24 @@ impl<'n> HeaderKey<'n> {
         if let [c] = name.as_bytes() {
             let c = c.to_ascii_lowercase();
             if let Some((l, full)) = COMPACT_FORMS.iter().find(|(l, _)| *l == c) {
-                return HeaderKey { full, compact: Some(*l) };
+                return HeaderKey {
+                    full,
+                    compact: Some(*l),
+                };
             }
-            return HeaderKey { full: name, compact: None };
+            return HeaderKey {
+                full: name,
+                compact: None,
+            };
         }
         let compact = COMPACT_FORMS
             .iter()
             .find(|(_, n)| n.eq_ignore_ascii_case(name))
             .map(|(l, _)| *l);
-        HeaderKey { full: name, compact }
+        HeaderKey {
+            full: name,
+            compact,
+        }
     }
 
     #[inline]
@@ -160,7 +172,10 @@ impl<'a> ListItems<'a> {
     /// Split `value`.
     pub fn new(value: &'a str) -> Self {
         let rest = trim_lws(value);
-        ListItems { rest, done: rest.is_empty() }
+        ListItems {
+            rest,
+            done: rest.is_empty(),
+        }
     }
 }
 
@@ -354,7 +369,10 @@ impl<'a> Iterator for ParamIter<'a> {
                 name: trim_lws(s.get(..eq).unwrap_or("")),
                 value: Some(trim_lws(s.get(eq + 1..i).unwrap_or(""))),
             },
-            None => Param { name: trim_lws(s.get(..i).unwrap_or("")), value: None },
+            None => Param {
+                name: trim_lws(s.get(..i).unwrap_or("")),
+                value: None,
+            },
         })
     }
 }
@@ -442,7 +460,10 @@ mod tests {
         assert!(!names_match("To", "Tx"));
         assert!(!names_match("z", "Z-Header"));
         assert!(names_match("z", "Z"));
-        let h = Header { name: "m", value: "<sip:a@b>" };
+        let h = Header {
+            name: "m",
+            value: "<sip:a@b>",
+        };
         assert!(h.is("Contact"));
         assert!(!h.is("Content-Type"));
     }
@@ -453,7 +474,12 @@ mod tests {
         let items: Vec<&str> = ListItems::new(v).collect();
         assert_eq!(
             items,
-            [r#""Bell, Alexander" <sip:a@b;x=1,2>;tag=1"#, "<sip:c@d>", "", "x"]
+            [
+                r#""Bell, Alexander" <sip:a@b;x=1,2>;tag=1"#,
+                "<sip:c@d>",
+                "",
+                "x"
+            ]
         );
         assert_eq!(ListItems::new("  \r\n ").count(), 0);
         let folded = "application/sdp, application/pkcs7-mime,\r\n        multipart/mixed";
@@ -467,8 +493,20 @@ mod tests {
         let p = Params::parse_header(" ;   tag    = 1918181833n ; lr;q=\"a;b\"").unwrap();
         let v: Vec<Param> = p.iter().collect();
         assert_eq!(v.len(), 3);
-        assert_eq!(v[0], Param { name: "tag", value: Some("1918181833n") });
-        assert_eq!(v[1], Param { name: "lr", value: None });
+        assert_eq!(
+            v[0],
+            Param {
+                name: "tag",
+                value: Some("1918181833n")
+            }
+        );
+        assert_eq!(
+            v[1],
+            Param {
+                name: "lr",
+                value: None
+            }
+        );
         assert_eq!(v[2].value, Some("\"a;b\""));
         assert_eq!(p.value("TAG"), Some("1918181833n"));
         assert!(p.has("lr"));
@@ -488,10 +526,19 @@ mod tests {
         let mut b = [0u8; 64];
         assert_eq!(unfold_into("a  \r\n   b\r\n\tc", &mut b).unwrap(), "a b c");
         assert_eq!(unfold_into("plain", &mut b).unwrap(), "plain");
-        assert_eq!(unfold_into("abc", &mut [0u8; 2]), Err(Error::BufferTooSmall));
-        assert_eq!(unquote_into(r#""J Rosenberg \\\"""#, &mut b).unwrap(), r#"J Rosenberg \""#);
+        assert_eq!(
+            unfold_into("abc", &mut [0u8; 2]),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(
+            unquote_into(r#""J Rosenberg \\\"""#, &mut b).unwrap(),
+            r#"J Rosenberg \""#
+        );
         assert_eq!(unquote_into("caller", &mut b).unwrap(), "caller");
         assert_eq!(unquote_into("\"open", &mut b), Err(Error::BadQuotedString));
-        assert_eq!(unquote_into("\"ab\"", &mut [0u8; 1]), Err(Error::BufferTooSmall));
+        assert_eq!(
+            unquote_into("\"ab\"", &mut [0u8; 1]),
+            Err(Error::BufferTooSmall)
+        );
     }
 }

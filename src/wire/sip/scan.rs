@@ -39,7 +39,10 @@ pub(crate) static LIST_DELIMS: [bool; 256] = byte_set(b",\"<>");
 /// First index of a byte of `set` in `b` at or after `from`.
 #[inline]
 pub(crate) fn find_in_set(b: &[u8], from: usize, set: &[bool; 256]) -> Option<usize> {
-    b.get(from..)?.iter().position(|&c| set[c as usize]).map(|i| i + from)
+    b.get(from..)?
+        .iter()
+        .position(|&c| set[c as usize])
+        .map(|i| i + from)
 }
 
 /// First index of `needle` in `b` (short inputs: a plain loop beats memchr setup).
