@@ -5,6 +5,8 @@
 #![deny(unsafe_code)]
 
 pub mod address;
+pub mod converged_to_legacy;
+pub mod legacy_to_converged;
 pub mod state;
 
 use address::NumberingPlan;
