@@ -1,7 +1,185 @@
-//! The `iwf` binary.
+//! The `iwf` binary: the appliance (packet path, later issues) and the operator's tools.
+use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+/// iwf: interworking function between SIP MESSAGE/CPIM/IMDN and SMPP legacy systems.
+#[derive(Parser)]
+#[command(name = "iwf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dissect protocol input and print it as JSON (exit 1 with a one-line error on bad input).
+    #[command(subcommand)]
+    Inspect(Inspect),
+    /// Issue a tag with the configured keys (for tests, load generation and operators).
+    Tag {
+        /// An iwf configuration file holding the [tag] section with the keys.
+        #[arg(long)]
+        keys: String,
+        /// Legacy system id the tag names.
+        #[arg(long)]
+        system: u16,
+        /// Sequence number.
+        #[arg(long, default_value_t = 1)]
+        sequence: u32,
+        /// Number of SMS segments of the message.
+        #[arg(long, default_value_t = 1)]
+        segments: u8,
+        /// Segment index (0 = the whole message).
+        #[arg(long, default_value_t = 0)]
+        index: u8,
+        /// Receipts asked for: any of delivery, failure, user_ack, comma-separated.
+        #[arg(long, default_value = "delivery,failure")]
+        receipts: String,
+        /// Issue as if at this Unix time instead of now.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// One SMPP PDU given as hexadecimal (spaces and colons allowed).
+    Smpp {
+        /// The PDU bytes in hex, header included.
+        hex: String,
+    },
+    /// A SIP message from a file (or - for standard input), with its CPIM and IMDN parts.
+    Sip {
+        /// Path of the file holding the raw message, or - for standard input.
+        file: String,
+    },
+    /// SMPP delivery receipt text (the short_message of a receipt).
+    Receipt {
+        /// The receipt text, e.g. "id:123 sub:001 dlvrd:001 ... stat:DELIVRD err:000 text:hi".
+        text: String,
+    },
+    /// An iwf tag (imdn.Message-ID / SMPP message_id): fields and verification.
+    Tag {
+        /// The 32-character tag.
+        tag: String,
+        /// An iwf configuration file holding the [tag] section with the keys.
+        #[arg(long)]
+        keys: String,
+        /// Verify as if at this Unix time instead of now.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = s.bytes().filter(|c| !matches!(c, b' ' | b':' | b'\n' | b'\t' | b'\r')).collect();
+    let digits = digits.strip_prefix(b"0x").unwrap_or(&digits);
+    if digits.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits ({})", digits.len()));
+    }
+    digits
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(i, p)| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("not a hex digit pair at offset {}", i * 2))
+        })
+        .collect()
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    if path == "-" {
+        std::io::stdin().read_to_end(&mut buf).map_err(|e| format!("reading standard input: {e}"))?;
+    } else {
+        buf = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    }
+    Ok(buf)
+}
+
+fn inspect(cmd: Inspect) -> Result<serde_json::Value, String> {
+    match cmd {
+        Inspect::Smpp { hex } => iwf::inspect::smpp::inspect_smpp(&decode_hex(&hex)?),
+        Inspect::Sip { file } => iwf::inspect::sip::inspect_sip(&read_input(&file)?),
+        Inspect::Receipt { text } => iwf::inspect::receipt::inspect_receipt(text.as_bytes()),
+        Inspect::Tag { tag, keys, at } => {
+            let text = std::fs::read_to_string(&keys).map_err(|e| format!("reading {keys}: {e}"))?;
+            iwf::inspect::tag::inspect_tag(&tag, &text, at.unwrap_or_else(now_unix))
+        }
+    }
+}
+
+fn issue_tag(cmd: Command) -> Result<String, String> {
+    let Command::Tag { keys, system, sequence, segments, index, receipts, at } = cmd else {
+        return Err("not a tag command".into());
+    };
+    use iwf::tag::{ReceiptRequest, TagFields};
+    let text = std::fs::read_to_string(&keys).map_err(|e| format!("reading {keys}: {e}"))?;
+    let ring = iwf::control::config::load_keyring(&text).map_err(|e| format!("{keys}: {e}"))?;
+    let mut req = ReceiptRequest::NONE;
+    for r in receipts.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        req = req.union(match r {
+            "delivery" => ReceiptRequest::DELIVERY,
+            "failure" => ReceiptRequest::FAILURE,
+            "user_ack" => ReceiptRequest::USER_ACK,
+            other => return Err(format!("--receipts: unknown receipt `{other}` (delivery, failure, user_ack)")),
+        });
+    }
+    if segments == 0 || index > segments {
+        return Err(format!("--index {index} must lie in 0..={segments} and --segments must be at least 1"));
+    }
+    let fields = TagFields {
+        system,
+        minutes: TagFields::minutes_at(at.unwrap_or_else(now_unix)),
+        sequence,
+        segment_index: index,
+        segment_count: segments,
+        receipts: req,
+    };
+    ring.encode(&fields).map(|t| t.to_string()).map_err(|e| e.to_string())
+}
+
+/// Prints a line to standard output; a closed pipe (`iwf inspect ... | head`) is not an error.
+fn print_line(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect(cmd) => match inspect(cmd) {
+            Ok(v) => {
+                print_line(&serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("iwf inspect: {}", e.replace('\n', " "));
+                ExitCode::FAILURE
+            }
+        },
+        cmd @ Command::Tag { .. } => match issue_tag(cmd) {
+            Ok(t) => {
+                print_line(&t.to_string());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("iwf tag: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
