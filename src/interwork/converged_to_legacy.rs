@@ -42,12 +42,12 @@ use crate::wire::imdn::{
     DeliveryStatus, DisplayStatus, Imdn, ImdnError, Notification, ProcessingStatus, XmlText,
 };
 use crate::wire::sip::{self, MediaType, Message, MessageWriter, Method, Uri};
+use crate::wire::smpp::receipt::{Receipt, ReceiptError};
 use crate::wire::smpp::{
     Address, Body, EmitError, EsmClass, MessageState, MessageType, NetworkErrorCode, Pdu,
     ReceiptDate, RegisteredDelivery, SmeAck, SmscReceipt as ReceiptRequest, SubmitSm, Tlv,
     TlvError, TlvTag, Tlvs,
 };
-use crate::wire::smpp::receipt::{Receipt, ReceiptError};
 use crate::wire::sms::segment::MAX_SEGMENTS;
 use crate::wire::sms::{choose_encoding_with, Encoding, Gsm7Form, SegmentError, SegmentPlan};
 
@@ -172,12 +172,18 @@ impl fmt::Display for SubmitError {
         match self {
             SubmitError::NotMessage => f.write_str("request is not a SIP MESSAGE"),
             SubmitError::BadRequestUri => f.write_str("Request-URI does not parse"),
-            SubmitError::UnsupportedUriScheme => f.write_str("Request-URI scheme is not sip, sips or tel"),
+            SubmitError::UnsupportedUriScheme => {
+                f.write_str("Request-URI scheme is not sip, sips or tel")
+            }
             SubmitError::NotAPhoneNumber => f.write_str("Request-URI names no telephone number"),
-            SubmitError::IncompleteNumber(e) => write!(f, "Request-URI is not a complete E.164 number: {e}"),
+            SubmitError::IncompleteNumber(e) => {
+                write!(f, "Request-URI is not a complete E.164 number: {e}")
+            }
             SubmitError::BadSipHeader(e) => write!(f, "SIP header: {e}"),
             SubmitError::MissingContentType => f.write_str("body without Content-Type"),
-            SubmitError::UnsupportedMediaType => f.write_str("content type is not text/plain or message/cpim"),
+            SubmitError::UnsupportedMediaType => {
+                f.write_str("content type is not text/plain or message/cpim")
+            }
             SubmitError::UnsupportedCharset => f.write_str("text/plain charset is not UTF-8"),
             SubmitError::IsImdn => f.write_str("body is an IMDN, not a text message"),
             SubmitError::BadCpim(e) => write!(f, "CPIM: {e}"),
@@ -185,9 +191,13 @@ impl fmt::Display for SubmitError {
             SubmitError::EmptyText => f.write_str("text is empty"),
             SubmitError::SenderNotANumber => f.write_str("sender URI is not a telephone number"),
             SubmitError::BadSender(e) => write!(f, "sender number: {e}"),
-            SubmitError::TooLong { units, capacity } => write!(f, "text of {units} units exceeds {capacity}"),
+            SubmitError::TooLong { units, capacity } => {
+                write!(f, "text of {units} units exceeds {capacity}")
+            }
             SubmitError::TooManySegments => f.write_str("text needs more than 255 short messages"),
-            SubmitError::ScratchTooSmall => f.write_str("scratch buffer too small for the encoded text"),
+            SubmitError::ScratchTooSmall => {
+                f.write_str("scratch buffer too small for the encoded text")
+            }
             SubmitError::OutputTooSmall => f.write_str("output buffer too small for the PDUs"),
             SubmitError::Emit(e) => write!(f, "PDU: {e}"),
             SubmitError::Segment(e) => write!(f, "segmentation: {e}"),
@@ -314,7 +324,11 @@ impl<'a> SubmitBatch<'a> {
                 let s = seq;
                 seq = next_sequence(seq);
                 let start = o as usize;
-                (s, out.get(start..start.saturating_add(l as usize)).unwrap_or(&[]))
+                (
+                    s,
+                    out.get(start..start.saturating_add(l as usize))
+                        .unwrap_or(&[]),
+                )
             })
     }
 }
@@ -331,7 +345,9 @@ fn e164_of(uri: &Uri<'_>) -> Result<Msisdn, SubmitError> {
         Uri::Sip(s) => {
             let user = s.user.unwrap_or("");
             let number = user.split(';').next().unwrap_or("");
-            let phone = s.user_param().is_some_and(|p| p.eq_ignore_ascii_case("phone"));
+            let phone = s
+                .user_param()
+                .is_some_and(|p| p.eq_ignore_ascii_case("phone"));
             if number.starts_with('+') {
                 Msisdn::parse(number).map_err(SubmitError::IncompleteNumber)
             } else if phone {
@@ -374,6 +390,23 @@ fn sender_of<'a>(uri_text: &'a str, policy: SenderPolicy) -> Result<Source<'a>, 
         }
         Err(_) => Err(SubmitError::SenderNotANumber),
     }
+}
+
+/// `s` without leading and trailing ASCII whitespace (`<[u8]>::trim_ascii` needs 1.80).
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    s
 }
 
 /// Checks a `text/plain` media type: charset UTF-8 or absent.
@@ -424,11 +457,13 @@ fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
     }
     let mut headers = [cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
     let c = cpim::parse(msg.body, &mut headers).map_err(SubmitError::BadCpim)?;
-    let inner = c.content_type().ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
+    let inner = c
+        .content_type()
+        .ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
     let inner = MediaType::parse(utf8(inner)?).map_err(|_| SubmitError::UnsupportedMediaType)?;
     let is_notification = c
         .content_disposition()
-        .is_some_and(|d| d.trim_ascii().eq_ignore_ascii_case(b"notification"));
+        .is_some_and(|d| trim_ascii(d).eq_ignore_ascii_case(b"notification"));
     if inner.is("message", "imdn+xml") || is_notification {
         return Err(SubmitError::IsImdn);
     }
@@ -444,7 +479,11 @@ fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
     Ok(Content {
         text: core::str::from_utf8(c.content).map_err(|_| SubmitError::InvalidUtf8)?,
         sender: utf8(from.uri)?,
-        message_id: c.message_id().map(utf8).transpose()?.filter(|s| !s.is_empty()),
+        message_id: c
+            .message_id()
+            .map(utf8)
+            .transpose()?
+            .filter(|s| !s.is_empty()),
         requested: c.dispositions().known(),
         datetime: c.datetime().map_err(SubmitError::BadCpim)?,
         route,
@@ -496,7 +535,11 @@ pub fn registered_delivery_for(d: Dispositions) -> RegisteredDelivery {
     } else {
         ReceiptRequest::None
     };
-    let ack = if d.contains(Dispositions::DISPLAY) { SmeAck::User } else { SmeAck::None };
+    let ack = if d.contains(Dispositions::DISPLAY) {
+        SmeAck::User
+    } else {
+        SmeAck::None
+    };
     RegisteredDelivery::new(receipt, ack, d.contains(Dispositions::PROCESSING))
 }
 
@@ -556,8 +599,16 @@ pub fn sip_to_submit<'a>(
     let fits_short = plan.encoded().len() <= encoding.single_capacity() * encoding.unit_bytes();
 
     let source_addr = match &source {
-        Source::Number(m) => Address::new(Address::TON_INTERNATIONAL, Address::NPI_ISDN, m.digits().as_bytes()),
-        Source::Name(n) => Address::new(Address::TON_ALPHANUMERIC, Address::NPI_UNKNOWN, n.as_bytes()),
+        Source::Number(m) => Address::new(
+            Address::TON_INTERNATIONAL,
+            Address::NPI_ISDN,
+            m.digits().as_bytes(),
+        ),
+        Source::Name(n) => Address::new(
+            Address::TON_ALPHANUMERIC,
+            Address::NPI_UNKNOWN,
+            n.as_bytes(),
+        ),
     };
     let destination = Address::international(recipient.digits().as_bytes());
     let deliver = exchange.direction == BindDirection::LegacyBindsToIwf;
@@ -605,7 +656,11 @@ pub fn sip_to_submit<'a>(
             tlvs,
             ..SubmitSm::default()
         };
-        let body = if deliver { Body::DeliverSm(sm) } else { Body::SubmitSm(sm) };
+        let body = if deliver {
+            Body::DeliverSm(sm)
+        } else {
+            Body::SubmitSm(sm)
+        };
         let dst = out.get_mut(pos..).ok_or(SubmitError::OutputTooSmall)?;
         let n = Pdu::new(seq, body).emit(dst).map_err(|e| match e {
             EmitError::BufferTooSmall { .. } => SubmitError::OutputTooSmall,
@@ -700,7 +755,10 @@ pub struct CanonicalId {
 
 impl CanonicalId {
     fn from_slice(s: &[u8]) -> Result<CanonicalId, IdError> {
-        let mut id = CanonicalId { len: 0, bytes: [0; CANONICAL_ID_MAX] };
+        let mut id = CanonicalId {
+            len: 0,
+            bytes: [0; CANONICAL_ID_MAX],
+        };
         let dst = id.bytes.get_mut(..s.len()).ok_or(IdError::TooLong)?;
         dst.copy_from_slice(s);
         id.len = s.len() as u8;
@@ -719,7 +777,10 @@ impl CanonicalId {
             }
         }
         // 20 digits always fit 64 octets.
-        CanonicalId::from_slice(&tmp[i..]).unwrap_or(CanonicalId { len: 0, bytes: [0; CANONICAL_ID_MAX] })
+        CanonicalId::from_slice(&tmp[i..]).unwrap_or(CanonicalId {
+            len: 0,
+            bytes: [0; CANONICAL_ID_MAX],
+        })
     }
 
     /// The canonical octets.
@@ -768,8 +829,12 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
 ///
 /// Surrounding whitespace is ignored. The raw form stays with the caller (and in
 /// [`SmscReceipt::raw_id`]).
-pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Result<CanonicalId, IdError> {
-    let raw = raw.trim_ascii();
+pub fn canonical_id(
+    raw: &[u8],
+    ids: IdCanonicalisation,
+    origin: IdOrigin,
+) -> Result<CanonicalId, IdError> {
+    let raw = trim_ascii(raw);
     if raw.is_empty() {
         return Err(IdError::Empty);
     }
@@ -791,7 +856,8 @@ pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Re
         (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::SubmitResp) => {
             parse_radix(raw, 16, IdError::NotHex).map(CanonicalId::from_number)
         }
-        (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::Receipt) | (IdCanonicalisation::Decimal, _) => {
+        (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::Receipt)
+        | (IdCanonicalisation::Decimal, _) => {
             parse_radix(raw, 10, IdError::NotDecimal).map(CanonicalId::from_number)
         }
     }
@@ -872,12 +938,16 @@ pub enum ReceiptParseError {
 impl fmt::Display for ReceiptParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReceiptParseError::NotAReceipt => f.write_str("esm_class marks a message, not a receipt"),
+            ReceiptParseError::NotAReceipt => {
+                f.write_str("esm_class marks a message, not a receipt")
+            }
             ReceiptParseError::Tlv(e) => write!(f, "receipt TLV: {e}"),
             ReceiptParseError::Text(e) => write!(f, "receipt text: {e}"),
             ReceiptParseError::NoId => f.write_str("receipt carries no message id"),
             ReceiptParseError::NoState => f.write_str("receipt carries no state"),
-            ReceiptParseError::UnknownState => f.write_str("receipt state has no canonical meaning"),
+            ReceiptParseError::UnknownState => {
+                f.write_str("receipt state has no canonical meaning")
+            }
             ReceiptParseError::Id(e) => write!(f, "receipt id: {e}"),
         }
     }
@@ -892,12 +962,15 @@ impl std::error::Error for ReceiptParseError {}
 pub fn receipt_state_of(state: MessageState) -> Option<ReceiptState> {
     Some(match state {
         MessageState::Delivered => ReceiptState::Delivered,
-        MessageState::Undeliverable | MessageState::Expired | MessageState::Deleted | MessageState::Skipped => {
-            ReceiptState::Failed
-        }
+        MessageState::Undeliverable
+        | MessageState::Expired
+        | MessageState::Deleted
+        | MessageState::Skipped => ReceiptState::Failed,
         MessageState::Rejected => ReceiptState::Rejected,
         MessageState::Unknown => ReceiptState::Unknown,
-        MessageState::Accepted | MessageState::Enroute | MessageState::Scheduled => ReceiptState::Buffered,
+        MessageState::Accepted | MessageState::Enroute | MessageState::Scheduled => {
+            ReceiptState::Buffered
+        }
         MessageState::Other(_) => return None,
     })
 }
@@ -908,7 +981,10 @@ pub fn receipt_state_of(state: MessageState) -> Option<ReceiptState> {
 /// what they lack. A user ack (0x10) is [`ReceiptState::Displayed`] whatever its state
 /// says; a delivery ack (0x08) without a state is [`ReceiptState::Delivered`]. The id is
 /// canonicalised for the system ([`canonical_id`] with [`IdOrigin::Receipt`]).
-pub fn parse_smsc_receipt<'a>(sm: &SubmitSm<'a>, ids: IdCanonicalisation) -> Result<SmscReceipt<'a>, ReceiptParseError> {
+pub fn parse_smsc_receipt<'a>(
+    sm: &SubmitSm<'a>,
+    ids: IdCanonicalisation,
+) -> Result<SmscReceipt<'a>, ReceiptParseError> {
     let kind = match sm.esm_class.message_type() {
         MessageType::SmscDeliveryReceipt => ReceiptKind::SmscDeliveryReceipt,
         MessageType::SmeDeliveryAck => ReceiptKind::SmeDeliveryAck,
@@ -916,7 +992,10 @@ pub fn parse_smsc_receipt<'a>(sm: &SubmitSm<'a>, ids: IdCanonicalisation) -> Res
         MessageType::IntermediateNotification => ReceiptKind::Intermediate,
         _ => return Err(ReceiptParseError::NotAReceipt),
     };
-    let tlv_id = sm.tlvs.receipted_message_id().map_err(ReceiptParseError::Tlv)?;
+    let tlv_id = sm
+        .tlvs
+        .receipted_message_id()
+        .map_err(ReceiptParseError::Tlv)?;
     let tlv_state = sm.tlvs.message_state().map_err(ReceiptParseError::Tlv)?;
     let network_error = sm.tlvs.network_error_code().ok().flatten();
     // The text is read whenever present; it is only required for what the TLVs lack.
@@ -931,7 +1010,13 @@ pub fn parse_smsc_receipt<'a>(sm: &SubmitSm<'a>, ids: IdCanonicalisation) -> Res
     let text_state = text.as_ref().ok().and_then(|r| r.stat);
     let (message_state, state_source) = match (tlv_state, text_state) {
         (Some(s), _) => (Some(s), FieldSource::Tlv),
-        (None, Some(stat)) => (Some(stat.message_state().ok_or(ReceiptParseError::UnknownState)?), FieldSource::Text),
+        (None, Some(stat)) => (
+            Some(
+                stat.message_state()
+                    .ok_or(ReceiptParseError::UnknownState)?,
+            ),
+            FieldSource::Text,
+        ),
         (None, None) => (None, FieldSource::Kind),
     };
     let state = match (kind, message_state) {
@@ -945,7 +1030,11 @@ pub fn parse_smsc_receipt<'a>(sm: &SubmitSm<'a>, ids: IdCanonicalisation) -> Res
             })
         }
     };
-    let state_source = if kind == ReceiptKind::SmeUserAck { FieldSource::Kind } else { state_source };
+    let state_source = if kind == ReceiptKind::SmeUserAck {
+        FieldSource::Kind
+    } else {
+        state_source
+    };
     let id = canonical_id(raw_id, ids, IdOrigin::Receipt).map_err(ReceiptParseError::Id)?;
     let (err, done_date) = match text {
         Ok(r) => (r.err, r.done_date),
@@ -1024,8 +1113,12 @@ impl fmt::Display for ImdnWriteError {
             ImdnWriteError::Xml(e) => write!(f, "IMDN XML: {e}"),
             ImdnWriteError::Cpim(e) => write!(f, "IMDN CPIM: {e}"),
             ImdnWriteError::Sip(e) => write!(f, "IMDN SIP: {e}"),
-            ImdnWriteError::ScratchTooSmall => f.write_str("scratch buffer too small for the IMDN body"),
-            ImdnWriteError::OutputTooSmall => f.write_str("output buffer too small for the IMDN request"),
+            ImdnWriteError::ScratchTooSmall => {
+                f.write_str("scratch buffer too small for the IMDN body")
+            }
+            ImdnWriteError::OutputTooSmall => {
+                f.write_str("output buffer too small for the IMDN request")
+            }
         }
     }
 }
@@ -1047,12 +1140,30 @@ pub struct WrittenImdn {
 /// `processing`; displayed needs `display`.
 pub fn notification_for(state: ReceiptState, asked: Dispositions) -> Option<Notification> {
     let (n, needs) = match state {
-        ReceiptState::Delivered => (Notification::Delivery(DeliveryStatus::Delivered), Dispositions::POSITIVE_DELIVERY),
-        ReceiptState::Failed => (Notification::Delivery(DeliveryStatus::Failed), Dispositions::NEGATIVE_DELIVERY),
-        ReceiptState::Rejected => (Notification::Delivery(DeliveryStatus::Forbidden), Dispositions::NEGATIVE_DELIVERY),
-        ReceiptState::Unknown => (Notification::Delivery(DeliveryStatus::Error), Dispositions::NEGATIVE_DELIVERY),
-        ReceiptState::Buffered => (Notification::Processing(ProcessingStatus::Stored), Dispositions::PROCESSING),
-        ReceiptState::Displayed => (Notification::Display(DisplayStatus::Displayed), Dispositions::DISPLAY),
+        ReceiptState::Delivered => (
+            Notification::Delivery(DeliveryStatus::Delivered),
+            Dispositions::POSITIVE_DELIVERY,
+        ),
+        ReceiptState::Failed => (
+            Notification::Delivery(DeliveryStatus::Failed),
+            Dispositions::NEGATIVE_DELIVERY,
+        ),
+        ReceiptState::Rejected => (
+            Notification::Delivery(DeliveryStatus::Forbidden),
+            Dispositions::NEGATIVE_DELIVERY,
+        ),
+        ReceiptState::Unknown => (
+            Notification::Delivery(DeliveryStatus::Error),
+            Dispositions::NEGATIVE_DELIVERY,
+        ),
+        ReceiptState::Buffered => (
+            Notification::Processing(ProcessingStatus::Stored),
+            Dispositions::PROCESSING,
+        ),
+        ReceiptState::Displayed => (
+            Notification::Display(DisplayStatus::Displayed),
+            Dispositions::DISPLAY,
+        ),
     };
     asked.contains(needs).then_some(n)
 }
@@ -1099,10 +1210,15 @@ pub fn imdn_for_state(
         return Err(ImdnWriteError::BadSeed);
     }
     let mut uri_buf = [0u8; 256];
-    let n = write_sip_uri(&LegacyParty::Number(stored.recipient), side.legacy_domain, &mut uri_buf)
-        .map_err(ImdnWriteError::Address)?;
+    let n = write_sip_uri(
+        &LegacyParty::Number(stored.recipient),
+        side.legacy_domain,
+        &mut uri_buf,
+    )
+    .map_err(ImdnWriteError::Address)?;
     let legacy_uri = uri_buf.get(..n).unwrap_or(&[]);
-    let legacy_uri_str = core::str::from_utf8(legacy_uri).map_err(|_| ImdnWriteError::Address(AddressError::BadCharacter))?;
+    let legacy_uri_str = core::str::from_utf8(legacy_uri)
+        .map_err(|_| ImdnWriteError::Address(AddressError::BadCharacter))?;
 
     let (xml_buf, cpim_buf) = scratch.split_at_mut(scratch.len() / 2);
     let imdn = Imdn {
@@ -1142,15 +1258,25 @@ pub fn imdn_for_state(
     let mut w = MessageWriter::request(out, Method::Message, ruri).map_err(sip_err)?;
     w.header_fmt(
         "Via",
-        format_args!("SIP/2.0/{} {};branch=z9hG4bK{}", side.transport, side.local_sent_by, tokens.seed),
+        format_args!(
+            "SIP/2.0/{} {};branch=z9hG4bK{}",
+            side.transport, side.local_sent_by, tokens.seed
+        ),
     )
     .map_err(sip_err)?;
     w.header_u32("Max-Forwards", 70).map_err(sip_err)?;
-    w.header_fmt("From", format_args!("<{}>;tag={}", legacy_uri_str, tokens.seed))
+    w.header_fmt(
+        "From",
+        format_args!("<{}>;tag={}", legacy_uri_str, tokens.seed),
+    )
+    .map_err(sip_err)?;
+    w.header_fmt("To", format_args!("<{}>", stored.sender))
         .map_err(sip_err)?;
-    w.header_fmt("To", format_args!("<{}>", stored.sender)).map_err(sip_err)?;
-    w.header_fmt("Call-ID", format_args!("{}@{}", tokens.seed, side.local_sent_by))
-        .map_err(sip_err)?;
+    w.header_fmt(
+        "Call-ID",
+        format_args!("{}@{}", tokens.seed, side.local_sent_by),
+    )
+    .map_err(sip_err)?;
     w.header("CSeq", "1 MESSAGE").map_err(sip_err)?;
     w.header("Content-Type", "message/cpim").map_err(sip_err)?;
     let len = w.finish(body).map_err(sip_err)?;
@@ -1190,7 +1316,9 @@ pub enum AggregateError {
 impl fmt::Display for AggregateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AggregateError::PartOutOfRange { part, total } => write!(f, "receipt for part {part} of a {total}-part message"),
+            AggregateError::PartOutOfRange { part, total } => {
+                write!(f, "receipt for part {part} of a {total}-part message")
+            }
         }
     }
 }
@@ -1243,13 +1371,19 @@ impl PartAggregate {
     }
 
     fn displayed_bit(&self, i: usize) -> bool {
-        self.displayed.get(i / 64).is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+        self.displayed
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
     }
 
     /// Applies the receipt of part `part` (1-based). Returns the state to send one IMDN
     /// for now, or `None` when the receipt changes nothing the sender should hear
     /// (a duplicate, a stale receipt, or a part while others are still open).
-    pub fn apply(&mut self, part: u8, state: ReceiptState) -> Result<Option<ReceiptState>, AggregateError> {
+    pub fn apply(
+        &mut self,
+        part: u8,
+        state: ReceiptState,
+    ) -> Result<Option<ReceiptState>, AggregateError> {
         let total = self.total;
         let i = usize::from(part)
             .checked_sub(1)
@@ -1288,14 +1422,24 @@ mod tests {
     use super::*;
     use crate::interwork::address::NumberingPlan;
     use crate::wire::cpim::EMPTY_HEADER;
+    use crate::wire::imdn::Imdn as ImdnDoc;
     use crate::wire::sip::{parse_datagram, Header};
     use crate::wire::smpp::CommandId;
+    use crate::wire::smpp::TlvWriter;
     use crate::wire::sms::{ConcatInfo, DataCoding, Udh};
     use proptest::prelude::*;
 
-    const FIXTURE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sip/message_cpim.sip"));
+    const FIXTURE: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sip/message_cpim.sip"
+    ));
 
-    fn exchange(direction: BindDirection, enc: Encoding, concat: Concatenation, user_ack: bool) -> Exchange<'static> {
+    fn exchange(
+        direction: BindDirection,
+        enc: Encoding,
+        concat: Concatenation,
+        user_ack: bool,
+    ) -> Exchange<'static> {
         Exchange {
             system: 1,
             name: "smsc-a",
@@ -1304,12 +1448,20 @@ mod tests {
             user_ack,
             concatenation: concat,
             ids: IdCanonicalisation::Folded,
-            numbering: NumberingPlan { country_code: Some("44"), trunk_prefix: "0" },
+            numbering: NumberingPlan {
+                country_code: Some("44"),
+                trunk_prefix: "0",
+            },
         }
     }
 
     fn smsc(concat: Concatenation) -> Exchange<'static> {
-        exchange(BindDirection::IwfBindsToLegacy, Encoding::Gsm7, concat, false)
+        exchange(
+            BindDirection::IwfBindsToLegacy,
+            Encoding::Gsm7,
+            concat,
+            false,
+        )
     }
 
     const SIDE: ConvergedSide<'static> = ConvergedSide {
@@ -1319,10 +1471,16 @@ mod tests {
         transport: "UDP",
     };
 
-    const PARAMS: SubmitParams = SubmitParams { reference: 0x1234, first_sequence: 7, sender_policy: SenderPolicy::NumberOnly };
+    const PARAMS: SubmitParams = SubmitParams {
+        reference: 0x1234,
+        first_sequence: 7,
+        sender_policy: SenderPolicy::NumberOnly,
+    };
 
     fn sip_request(method: &str, ruri: &str, from: &str, ct: Option<&str>, body: &[u8]) -> Vec<u8> {
-        let ct = ct.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+        let ct = ct
+            .map(|c| format!("Content-Type: {c}\r\n"))
+            .unwrap_or_default();
         let mut v = format!(
             "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n\
              From: <{from}>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: c1@198.18.2.1\r\nCSeq: 1 {method}\r\n{ct}Content-Length: {}\r\n\r\n",
@@ -1349,8 +1507,19 @@ mod tests {
         if let Some(d) = dispositions {
             extra += &format!("imdn.Disposition-Notification: {d}\r\n");
         }
-        let body = cpim_body("sip:+447000100001@ims.lab", &extra, "text/plain;charset=utf-8", text.as_bytes());
-        sip_request("MESSAGE", "sip:+447000200001@iwf.ims.lab;user=phone", "sip:+447000100001@ims.lab", Some("message/cpim"), &body)
+        let body = cpim_body(
+            "sip:+447000100001@ims.lab",
+            &extra,
+            "text/plain;charset=utf-8",
+            text.as_bytes(),
+        );
+        sip_request(
+            "MESSAGE",
+            "sip:+447000200001@iwf.ims.lab;user=phone",
+            "sip:+447000100001@ims.lab",
+            Some("message/cpim"),
+            &body,
+        )
     }
 
     /// What a batch holds, decoded with the real SMPP / SMS codecs.
@@ -1365,7 +1534,14 @@ mod tests {
     }
 
     fn decode(batch: &SubmitBatch<'_>, out: &[u8], ex: &Exchange<'_>) -> Decoded {
-        let mut d = Decoded { text: String::new(), commands: vec![], concat: vec![], short_lens: vec![], esm: vec![], payload_tlv: false };
+        let mut d = Decoded {
+            text: String::new(),
+            commands: vec![],
+            concat: vec![],
+            short_lens: vec![],
+            esm: vec![],
+            payload_tlv: false,
+        };
         let mut all = Vec::new();
         let mut expect_offset = 0usize;
         for (i, (seq, bytes)) in batch.pdus(out).enumerate() {
@@ -1383,14 +1559,22 @@ mod tests {
             assert_eq!(sm.data_coding, batch.data_coding);
             assert_eq!(sm.destination.ton, 1);
             assert_eq!(sm.destination.npi, 1);
-            assert_eq!(sm.destination.addr, batch.facts.recipient.digits().as_bytes());
+            assert_eq!(
+                sm.destination.addr,
+                batch.facts.recipient.digits().as_bytes()
+            );
             d.esm.push(sm.esm_class.0);
             d.short_lens.push(sm.short_message.len());
             let (concat, payload) = if sm.esm_class.udhi() {
                 let (udh, rest) = Udh::parse(sm.short_message).unwrap();
                 (udh.concat(), rest)
             } else if let Some(r) = sm.tlvs.sar_msg_ref_num().unwrap() {
-                let info = ConcatInfo::from_sar(r, sm.tlvs.sar_total_segments().unwrap().unwrap(), sm.tlvs.sar_segment_seqnum().unwrap().unwrap()).unwrap();
+                let info = ConcatInfo::from_sar(
+                    r,
+                    sm.tlvs.sar_total_segments().unwrap().unwrap(),
+                    sm.tlvs.sar_segment_seqnum().unwrap().unwrap(),
+                )
+                .unwrap();
                 (Some(info), sm.short_message)
             } else {
                 if sm.short_message.is_empty() {
@@ -1403,7 +1587,9 @@ mod tests {
         }
         assert_eq!(expect_offset, batch.len);
         assert_eq!(d.commands.len(), usize::from(batch.count));
-        let enc = DataCoding::from_u8(batch.data_coding).text_encoding(ex.default_encoding).unwrap();
+        let enc = DataCoding::from_u8(batch.data_coding)
+            .text_encoding(ex.default_encoding)
+            .unwrap();
         assert_eq!(enc, batch.encoding);
         let mut buf = vec![0u8; all.len() * 4 + 4];
         let n = enc.decode(&all, &mut buf).unwrap();
@@ -1421,14 +1607,23 @@ mod tests {
         d
     }
 
-    fn convert(raw: &[u8], ex: &Exchange<'_>) -> Result<(Decoded, u8, u8, Option<String>, Dispositions), SubmitError> {
+    fn convert(
+        raw: &[u8],
+        ex: &Exchange<'_>,
+    ) -> Result<(Decoded, u8, u8, Option<String>, Dispositions), SubmitError> {
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(raw, &mut headers).unwrap();
         let mut scratch = vec![0u8; 2 * raw.len() + 16];
         let mut out = vec![0u8; 64 * 1024];
         let batch = sip_to_submit(&msg, ex, PARAMS, &mut scratch, &mut out)?;
         let d = decode(&batch, &out, ex);
-        Ok((d, batch.registered_delivery.0, batch.data_coding, batch.facts.message_id.map(str::to_string), batch.facts.dispositions))
+        Ok((
+            d,
+            batch.registered_delivery.0,
+            batch.data_coding,
+            batch.facts.message_id.map(str::to_string),
+            batch.facts.dispositions,
+        ))
     }
 
     fn round_trip(text: &str, ex: &Exchange<'_>) -> Decoded {
@@ -1453,15 +1648,26 @@ mod tests {
         assert_eq!(f.message_id, Some("0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p"));
         assert_eq!(f.sender, "sip:+447000100001@iwf.ims.lab");
         assert_eq!(f.recipient.digits(), "447000200001");
-        assert_eq!(f.dispositions, Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY);
-        assert_eq!(f.datetime, Some(DateTime::parse(b"2024-05-01T12:00:00.000Z").unwrap()));
+        assert_eq!(
+            f.dispositions,
+            Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY
+        );
+        assert_eq!(
+            f.datetime,
+            Some(DateTime::parse(b"2024-05-01T12:00:00.000Z").unwrap())
+        );
         assert_eq!(f.imdn_record_route, None);
         assert_eq!(f.segments, 1);
         let pdu = Pdu::parse(&out[..batch.len]).unwrap();
         assert_eq!(pdu.sequence_number, 7);
-        let Body::SubmitSm(sm) = pdu.body else { panic!("not submit_sm") };
+        let Body::SubmitSm(sm) = pdu.body else {
+            panic!("not submit_sm")
+        };
         assert_eq!(sm.short_message, b"Hello world!");
-        assert_eq!((sm.source.ton, sm.source.npi, sm.source.addr), (1, 1, &b"447000100001"[..]));
+        assert_eq!(
+            (sm.source.ton, sm.source.npi, sm.source.addr),
+            (1, 1, &b"447000100001"[..])
+        );
         assert_eq!(sm.esm_class, EsmClass::DEFAULT);
         assert!(sm.tlvs.is_empty());
         let stored = f.stored().unwrap();
@@ -1492,15 +1698,26 @@ mod tests {
         let text = format!("x{}", "😀".repeat(80));
         let d = round_trip(&text, &ex);
         assert_eq!(d.commands.len(), 3); // 161 units / 66
-        assert!(d.concat.iter().all(|c| c.unwrap().ref_16bit && c.unwrap().reference == 0x1234));
-        assert!(d.short_lens.iter().all(|&l| l <= 7 + 132 && (l - 7) % 2 == 0));
+        assert!(d
+            .concat
+            .iter()
+            .all(|c| c.unwrap().ref_16bit && c.unwrap().reference == 0x1234));
+        assert!(d
+            .short_lens
+            .iter()
+            .all(|&l| l <= 7 + 132 && (l - 7) % 2 == 0));
         let (_, _, dc, _, _) = convert(&cpim_message(&text, None), &ex).unwrap();
         assert_eq!(dc, 8);
     }
 
     #[test]
     fn latin1_preference_and_fallbacks() {
-        let latin = exchange(BindDirection::IwfBindsToLegacy, Encoding::Latin1, Concatenation::Udh8, false);
+        let latin = exchange(
+            BindDirection::IwfBindsToLegacy,
+            Encoding::Latin1,
+            Concatenation::Udh8,
+            false,
+        );
         let (d, _, dc, _, _) = convert(&cpim_message("café señor ½", None), &latin).unwrap();
         assert_eq!((dc, d.text.as_str()), (3, "café señor ½"));
         // Not Latin-1: UCS-2.
@@ -1539,15 +1756,30 @@ mod tests {
         let none = smsc(Concatenation::None);
         round_trip(&"a".repeat(160), &none);
         let e = convert(&cpim_message(&"a".repeat(161), None), &none).unwrap_err();
-        assert_eq!(e, SubmitError::TooLong { units: 161, capacity: 160 });
+        assert_eq!(
+            e,
+            SubmitError::TooLong {
+                units: 161,
+                capacity: 160
+            }
+        );
         assert_eq!(e.sip_status().0, 413);
-        let e = convert(&cpim_message(&"a".repeat(153 * 255 + 1), None), &smsc(Concatenation::Udh8)).unwrap_err();
+        let e = convert(
+            &cpim_message(&"a".repeat(153 * 255 + 1), None),
+            &smsc(Concatenation::Udh8),
+        )
+        .unwrap_err();
         assert_eq!(e, SubmitError::TooManySegments);
     }
 
     #[test]
     fn esme_bound_to_iwf_gets_deliver_sm() {
-        let ex = exchange(BindDirection::LegacyBindsToIwf, Encoding::Gsm7, Concatenation::Udh8, false);
+        let ex = exchange(
+            BindDirection::LegacyBindsToIwf,
+            Encoding::Gsm7,
+            Concatenation::Udh8,
+            false,
+        );
         let d = round_trip(&"z".repeat(200), &ex);
         assert_eq!(d.commands, vec![CommandId::DeliverSm, CommandId::DeliverSm]);
     }
@@ -1555,37 +1787,86 @@ mod tests {
     #[test]
     fn registered_delivery_table() {
         let cases: [(Option<&str>, bool, u8, Dispositions); 9] = [
-            (Some("positive-delivery, negative-delivery"), false, 0x01, Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY),
-            (Some("negative-delivery"), false, 0x02, Dispositions::NEGATIVE_DELIVERY),
-            (Some("positive-delivery"), false, 0x01, Dispositions::POSITIVE_DELIVERY),
+            (
+                Some("positive-delivery, negative-delivery"),
+                false,
+                0x01,
+                Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY,
+            ),
+            (
+                Some("negative-delivery"),
+                false,
+                0x02,
+                Dispositions::NEGATIVE_DELIVERY,
+            ),
+            (
+                Some("positive-delivery"),
+                false,
+                0x01,
+                Dispositions::POSITIVE_DELIVERY,
+            ),
             (Some("display"), true, 0x08, Dispositions::DISPLAY),
             (Some("display"), false, 0x00, Dispositions::empty()),
-            (Some("positive-delivery, display"), true, 0x09, Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY),
-            (Some("negative-delivery, display, x-unknown"), false, 0x02, Dispositions::NEGATIVE_DELIVERY),
+            (
+                Some("positive-delivery, display"),
+                true,
+                0x09,
+                Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY,
+            ),
+            (
+                Some("negative-delivery, display, x-unknown"),
+                false,
+                0x02,
+                Dispositions::NEGATIVE_DELIVERY,
+            ),
             (Some("processing"), false, 0x10, Dispositions::PROCESSING),
             (None, true, 0x00, Dispositions::empty()),
         ];
         for (asked, user_ack, rd, honoured) in cases {
-            let ex = exchange(BindDirection::IwfBindsToLegacy, Encoding::Gsm7, Concatenation::Udh8, user_ack);
+            let ex = exchange(
+                BindDirection::IwfBindsToLegacy,
+                Encoding::Gsm7,
+                Concatenation::Udh8,
+                user_ack,
+            );
             let (_, got, _, id, disp) = convert(&cpim_message("hi", asked), &ex).unwrap();
             assert_eq!((got, disp), (rd, honoured), "{asked:?} user_ack={user_ack}");
             assert_eq!(id.as_deref(), Some("m-0001"));
         }
         // No imdn.Message-ID, or no DateTime: nothing can be correlated, nothing asked.
-        for extra in ["DateTime: 2024-05-01T12:00:00Z\r\n", "imdn.Message-ID: m-1\r\n"] {
+        for extra in [
+            "DateTime: 2024-05-01T12:00:00Z\r\n",
+            "imdn.Message-ID: m-1\r\n",
+        ] {
             let body = cpim_body(
                 "sip:+447000100001@ims.lab",
                 &format!("{extra}imdn.Disposition-Notification: positive-delivery, negative-delivery\r\n"),
                 "text/plain",
                 b"hi",
             );
-            let raw = sip_request("MESSAGE", "tel:+447000200001", "sip:a@b", Some("message/cpim"), &body);
+            let raw = sip_request(
+                "MESSAGE",
+                "tel:+447000200001",
+                "sip:a@b",
+                Some("message/cpim"),
+                &body,
+            );
             let mut headers = [Header::EMPTY; 32];
             let msg = parse_datagram(&raw, &mut headers).unwrap();
-            let batch = sip_to_submit(&msg, &smsc(Concatenation::Udh8), PARAMS, &mut [0u8; 64], &mut [0u8; 256]).unwrap();
+            let batch = sip_to_submit(
+                &msg,
+                &smsc(Concatenation::Udh8),
+                PARAMS,
+                &mut [0u8; 64],
+                &mut [0u8; 256],
+            )
+            .unwrap();
             assert_eq!(batch.registered_delivery, RegisteredDelivery::NONE);
             assert!(batch.facts.dispositions.is_empty());
-            assert!(batch.facts.requested.contains(Dispositions::POSITIVE_DELIVERY));
+            assert!(batch
+                .facts
+                .requested
+                .contains(Dispositions::POSITIVE_DELIVERY));
             assert!(batch.facts.stored().is_none());
         }
     }
@@ -1599,15 +1880,48 @@ mod tests {
         let r = "tel:+447000200001";
         let f = "tel:+447000100001";
         let cases: [(Option<&str>, Vec<u8>, SubmitError); 9] = [
-            (Some("text/html"), b"<p>hi</p>".to_vec(), SubmitError::UnsupportedMediaType),
-            (Some("text/plain;charset=iso-8859-1"), b"hi".to_vec(), SubmitError::UnsupportedCharset),
-            (Some("message/cpim"), cpim_body(f, REQUEST_HEADERS, "text/html", b"<p/>"), SubmitError::UnsupportedMediaType),
-            (Some("message/cpim"), cpim_body(f, REQUEST_HEADERS, "text/plain; charset=\"windows-1252\"", b"x"), SubmitError::UnsupportedCharset),
+            (
+                Some("text/html"),
+                b"<p>hi</p>".to_vec(),
+                SubmitError::UnsupportedMediaType,
+            ),
+            (
+                Some("text/plain;charset=iso-8859-1"),
+                b"hi".to_vec(),
+                SubmitError::UnsupportedCharset,
+            ),
+            (
+                Some("message/cpim"),
+                cpim_body(f, REQUEST_HEADERS, "text/html", b"<p/>"),
+                SubmitError::UnsupportedMediaType,
+            ),
+            (
+                Some("message/cpim"),
+                cpim_body(
+                    f,
+                    REQUEST_HEADERS,
+                    "text/plain; charset=\"windows-1252\"",
+                    b"x",
+                ),
+                SubmitError::UnsupportedCharset,
+            ),
             (None, b"hi".to_vec(), SubmitError::MissingContentType),
             (Some("text/plain"), b"".to_vec(), SubmitError::EmptyText),
-            (Some("message/cpim"), cpim_body(f, REQUEST_HEADERS, "text/plain", b""), SubmitError::EmptyText),
-            (Some("text/plain"), b"\xff\xfe".to_vec(), SubmitError::InvalidUtf8),
-            (Some("message/cpim"), b"garbage without blank line".to_vec(), SubmitError::BadCpim(CpimError::Truncated)),
+            (
+                Some("message/cpim"),
+                cpim_body(f, REQUEST_HEADERS, "text/plain", b""),
+                SubmitError::EmptyText,
+            ),
+            (
+                Some("text/plain"),
+                b"\xff\xfe".to_vec(),
+                SubmitError::InvalidUtf8,
+            ),
+            (
+                Some("message/cpim"),
+                b"garbage without blank line".to_vec(),
+                SubmitError::BadCpim(CpimError::Truncated),
+            ),
         ];
         for (ct, body, want) in cases {
             let e = convert_err(&sip_request("MESSAGE", r, f, ct, &body));
@@ -1616,9 +1930,16 @@ mod tests {
             assert_eq!(e.accept().is_some(), code == 415);
             assert!(code == 415 || code == 400, "{e}: {code}");
         }
-        assert_eq!(SubmitError::UnsupportedMediaType.accept(), Some("text/plain, message/cpim"));
+        assert_eq!(
+            SubmitError::UnsupportedMediaType.accept(),
+            Some("text/plain, message/cpim")
+        );
         // Plain text/plain with the SIP From as sender works.
-        let (d, rd, ..) = convert(&sip_request("MESSAGE", r, f, Some("text/plain; charset=UTF-8"), b"hello"), &smsc(Concatenation::Udh8)).unwrap();
+        let (d, rd, ..) = convert(
+            &sip_request("MESSAGE", r, f, Some("text/plain; charset=UTF-8"), b"hello"),
+            &smsc(Concatenation::Udh8),
+        )
+        .unwrap();
         assert_eq!((d.text.as_str(), rd), ("hello", 0));
     }
 
@@ -1627,26 +1948,87 @@ mod tests {
         let xml = b"<?xml version=\"1.0\"?><imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>x</message-id>\
 <datetime>2024-05-01T12:00:00Z</datetime><delivery-notification><status><delivered/></status></delivery-notification></imdn>";
         let f = "sip:+447000100001@ims.lab";
-        let wrapped = cpim_body(f, "imdn.Message-ID: n1\r\nDateTime: 2024-05-01T12:00:01Z\r\n", "message/imdn+xml\r\nContent-Disposition: notification", xml);
-        let e = convert_err(&sip_request("MESSAGE", "tel:+447000200001", f, Some("message/cpim"), &wrapped));
+        let wrapped = cpim_body(
+            f,
+            "imdn.Message-ID: n1\r\nDateTime: 2024-05-01T12:00:01Z\r\n",
+            "message/imdn+xml\r\nContent-Disposition: notification",
+            xml,
+        );
+        let e = convert_err(&sip_request(
+            "MESSAGE",
+            "tel:+447000200001",
+            f,
+            Some("message/cpim"),
+            &wrapped,
+        ));
         assert_eq!(e, SubmitError::IsImdn);
-        let e = convert_err(&sip_request("MESSAGE", "tel:+447000200001", f, Some("message/imdn+xml"), xml));
+        let e = convert_err(&sip_request(
+            "MESSAGE",
+            "tel:+447000200001",
+            f,
+            Some("message/imdn+xml"),
+            xml,
+        ));
         assert_eq!(e, SubmitError::IsImdn);
         // Content-Disposition: notification alone marks it too.
-        let odd = cpim_body(f, REQUEST_HEADERS, "text/plain\r\nContent-Disposition: notification", b"x");
-        assert_eq!(convert_err(&sip_request("MESSAGE", "tel:+447000200001", f, Some("message/cpim"), &odd)), SubmitError::IsImdn);
+        let odd = cpim_body(
+            f,
+            REQUEST_HEADERS,
+            "text/plain\r\nContent-Disposition: notification",
+            b"x",
+        );
+        assert_eq!(
+            convert_err(&sip_request(
+                "MESSAGE",
+                "tel:+447000200001",
+                f,
+                Some("message/cpim"),
+                &odd
+            )),
+            SubmitError::IsImdn
+        );
     }
 
     #[test]
     fn request_uri_and_method_errors() {
         let f = "tel:+447000100001";
         let cases: [(&str, &str, SubmitError, u16); 7] = [
-            ("MESSAGE", "sip:alice@ims.lab", SubmitError::NotAPhoneNumber, 404),
-            ("MESSAGE", "tel:7000;phone-context=+44", SubmitError::IncompleteNumber(AddressError::UnsupportedUri), 484),
-            ("MESSAGE", "sip:7000@ims.lab;user=phone", SubmitError::IncompleteNumber(AddressError::UnsupportedUri), 484),
-            ("MESSAGE", "tel:+1234567890123456", SubmitError::IncompleteNumber(AddressError::TooLong), 484),
-            ("MESSAGE", "sip:+44x1@ims.lab", SubmitError::IncompleteNumber(AddressError::BadCharacter), 484),
-            ("MESSAGE", "mailto:bob@example.com", SubmitError::UnsupportedUriScheme, 416),
+            (
+                "MESSAGE",
+                "sip:alice@ims.lab",
+                SubmitError::NotAPhoneNumber,
+                404,
+            ),
+            (
+                "MESSAGE",
+                "tel:7000;phone-context=+44",
+                SubmitError::IncompleteNumber(AddressError::UnsupportedUri),
+                484,
+            ),
+            (
+                "MESSAGE",
+                "sip:7000@ims.lab;user=phone",
+                SubmitError::IncompleteNumber(AddressError::UnsupportedUri),
+                484,
+            ),
+            (
+                "MESSAGE",
+                "tel:+1234567890123456",
+                SubmitError::IncompleteNumber(AddressError::TooLong),
+                484,
+            ),
+            (
+                "MESSAGE",
+                "sip:+44x1@ims.lab",
+                SubmitError::IncompleteNumber(AddressError::BadCharacter),
+                484,
+            ),
+            (
+                "MESSAGE",
+                "mailto:bob@example.com",
+                SubmitError::UnsupportedUriScheme,
+                416,
+            ),
             ("INFO", "tel:+447000200001", SubmitError::NotMessage, 405),
         ];
         for (method, ruri, want, code) in cases {
@@ -1654,8 +2036,16 @@ mod tests {
             assert_eq!((e, e.sip_status().0), (want, code), "{ruri}");
         }
         // Accepted forms.
-        for ruri in ["tel:+44-7000-200001", "sip:+447000200001@iwf.ims.lab", "sips:+447000200001;isub=1@x.lab;user=phone"] {
-            let (d, ..) = convert(&sip_request("MESSAGE", ruri, f, Some("text/plain"), b"ok"), &smsc(Concatenation::Udh8)).unwrap();
+        for ruri in [
+            "tel:+44-7000-200001",
+            "sip:+447000200001@iwf.ims.lab",
+            "sips:+447000200001;isub=1@x.lab;user=phone",
+        ] {
+            let (d, ..) = convert(
+                &sip_request("MESSAGE", ruri, f, Some("text/plain"), b"ok"),
+                &smsc(Concatenation::Udh8),
+            )
+            .unwrap();
             assert_eq!(d.text, "ok");
         }
     }
@@ -1663,25 +2053,78 @@ mod tests {
     #[test]
     fn sender_policy() {
         let body = cpim_body("sip:alice@ims.lab", REQUEST_HEADERS, "text/plain", b"hi");
-        let raw = sip_request("MESSAGE", "tel:+447000200001", "sip:alice@ims.lab", Some("message/cpim"), &body);
+        let raw = sip_request(
+            "MESSAGE",
+            "tel:+447000200001",
+            "sip:alice@ims.lab",
+            Some("message/cpim"),
+            &body,
+        );
         let e = convert_err(&raw);
         assert_eq!((e, e.sip_status().0), (SubmitError::SenderNotANumber, 403));
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
-        let params = SubmitParams { sender_policy: SenderPolicy::AlphanumericFallback, ..PARAMS };
+        let params = SubmitParams {
+            sender_policy: SenderPolicy::AlphanumericFallback,
+            ..PARAMS
+        };
         let mut out = [0u8; 256];
-        let batch = sip_to_submit(&msg, &smsc(Concatenation::Udh8), params, &mut [0u8; 16], &mut out).unwrap();
-        let Body::SubmitSm(sm) = Pdu::parse(&out[..batch.len]).unwrap().body else { panic!() };
-        assert_eq!((sm.source.ton, sm.source.npi, sm.source.addr), (5, 0, &b"alice"[..]));
+        let batch = sip_to_submit(
+            &msg,
+            &smsc(Concatenation::Udh8),
+            params,
+            &mut [0u8; 16],
+            &mut out,
+        )
+        .unwrap();
+        let Body::SubmitSm(sm) = Pdu::parse(&out[..batch.len]).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(
+            (sm.source.ton, sm.source.npi, sm.source.addr),
+            (5, 0, &b"alice"[..])
+        );
         // Too long for an alphanumeric address: still refused.
-        let body = cpim_body("sip:a-very-long-user-name-indeed@ims.lab", REQUEST_HEADERS, "text/plain", b"hi");
-        let raw = sip_request("MESSAGE", "tel:+447000200001", "sip:x@y", Some("message/cpim"), &body);
+        let body = cpim_body(
+            "sip:a-very-long-user-name-indeed@ims.lab",
+            REQUEST_HEADERS,
+            "text/plain",
+            b"hi",
+        );
+        let raw = sip_request(
+            "MESSAGE",
+            "tel:+447000200001",
+            "sip:x@y",
+            Some("message/cpim"),
+            &body,
+        );
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
-        assert_eq!(sip_to_submit(&msg, &smsc(Concatenation::Udh8), params, &mut [0u8; 16], &mut out).unwrap_err(), SubmitError::SenderNotANumber);
+        assert_eq!(
+            sip_to_submit(
+                &msg,
+                &smsc(Concatenation::Udh8),
+                params,
+                &mut [0u8; 16],
+                &mut out
+            )
+            .unwrap_err(),
+            SubmitError::SenderNotANumber
+        );
         // A malformed number.
-        let body = cpim_body("tel:+4470001000019999", REQUEST_HEADERS, "text/plain", b"hi");
-        let e = convert_err(&sip_request("MESSAGE", "tel:+447000200001", "sip:x@y", Some("message/cpim"), &body));
+        let body = cpim_body(
+            "tel:+4470001000019999",
+            REQUEST_HEADERS,
+            "text/plain",
+            b"hi",
+        );
+        let e = convert_err(&sip_request(
+            "MESSAGE",
+            "tel:+447000200001",
+            "sip:x@y",
+            Some("message/cpim"),
+            &body,
+        ));
         assert_eq!(e, SubmitError::BadSender(AddressError::TooLong));
     }
 
@@ -1696,11 +2139,19 @@ mod tests {
         let full = sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut big).unwrap();
         for n in 0..full.len {
             let mut out = vec![0u8; n];
-            assert_eq!(sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut out).unwrap_err(), SubmitError::OutputTooSmall, "out {n}");
+            assert_eq!(
+                sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut out).unwrap_err(),
+                SubmitError::OutputTooSmall,
+                "out {n}"
+            );
         }
         for n in 0..500 {
             let mut s = vec![0u8; n];
-            assert_eq!(sip_to_submit(&msg, &ex, PARAMS, &mut s, &mut big).unwrap_err(), SubmitError::ScratchTooSmall, "scratch {n}");
+            assert_eq!(
+                sip_to_submit(&msg, &ex, PARAMS, &mut s, &mut big).unwrap_err(),
+                SubmitError::ScratchTooSmall,
+                "scratch {n}"
+            );
         }
     }
 
@@ -1713,11 +2164,949 @@ mod tests {
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
         let mut out = [0u8; 2048];
-        let params = SubmitParams { first_sequence: MAX_SEQUENCE - 1, ..PARAMS };
-        let batch = sip_to_submit(&msg, &smsc(Concatenation::Udh8), params, &mut [0u8; 512], &mut out).unwrap();
+        let params = SubmitParams {
+            first_sequence: MAX_SEQUENCE - 1,
+            ..PARAMS
+        };
+        let batch = sip_to_submit(
+            &msg,
+            &smsc(Concatenation::Udh8),
+            params,
+            &mut [0u8; 512],
+            &mut out,
+        )
+        .unwrap();
         let seqs: Vec<u32> = batch.pdus(&out).map(|(s, _)| s).collect();
         assert_eq!(seqs, vec![MAX_SEQUENCE - 1, MAX_SEQUENCE, 1]);
         assert_eq!(batch.sequence(3), None);
         assert_eq!(batch.span(3), None);
+    }
+
+    // ---- receipts ----------------------------------------------------------------------
+
+    fn tlv_area(
+        id: Option<&[u8]>,
+        state: Option<MessageState>,
+        net: Option<NetworkErrorCode>,
+    ) -> Vec<u8> {
+        let mut area = [0u8; 128];
+        let mut w = TlvWriter::new(&mut area);
+        if let Some(id) = id {
+            w.receipted_message_id(id).unwrap();
+        }
+        if let Some(s) = state {
+            w.message_state(s).unwrap();
+        }
+        if let Some(n) = net {
+            w.network_error_code(n).unwrap();
+        }
+        w.as_bytes().to_vec()
+    }
+
+    fn receipt_pdu(esm: u8, tlvs: &[u8], text: &[u8]) -> Vec<u8> {
+        let sm = SubmitSm {
+            source: Address::international(b"447000200001"),
+            destination: Address::international(b"447000100001"),
+            esm_class: EsmClass(esm),
+            short_message: text,
+            tlvs: Tlvs::Raw(tlvs),
+            ..SubmitSm::default()
+        };
+        let mut buf = vec![0u8; 1024];
+        let n = Pdu::new(9, Body::DeliverSm(sm)).emit(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn read_receipt(
+        raw: &[u8],
+        ids: IdCanonicalisation,
+    ) -> Result<SmscReceipt<'_>, ReceiptParseError> {
+        match Pdu::parse(raw).unwrap().body {
+            Body::DeliverSm(sm) | Body::SubmitSm(sm) => parse_smsc_receipt(&sm, ids),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const TEXT: &[u8] = b"id:31 sub:001 dlvrd:001 submit date:2405011200 done date:2405011201 stat:DELIVRD err:000 text:Hello";
+
+    #[test]
+    fn receipt_from_tlvs_only() {
+        let net = NetworkErrorCode {
+            network_type: 3,
+            error_code: 0x0022,
+        };
+        let raw = receipt_pdu(
+            0x04,
+            &tlv_area(
+                Some(b"0000A1B2"),
+                Some(MessageState::Undeliverable),
+                Some(net),
+            ),
+            b"",
+        );
+        let r = read_receipt(&raw, IdCanonicalisation::Folded).unwrap();
+        assert_eq!(r.kind, ReceiptKind::SmscDeliveryReceipt);
+        assert_eq!(r.raw_id, b"0000A1B2");
+        assert_eq!(r.id.as_str(), "a1b2");
+        assert_eq!(
+            r.id,
+            canonical_id(b"a1b2", IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap()
+        );
+        assert_eq!(
+            (r.id_source, r.state_source),
+            (FieldSource::Tlv, FieldSource::Tlv)
+        );
+        assert_eq!(r.state, ReceiptState::Failed);
+        assert_eq!(r.message_state, Some(MessageState::Undeliverable));
+        assert_eq!(r.network_error, Some(net));
+        assert_eq!((r.err, r.done_date), (None, None));
+    }
+
+    #[test]
+    fn receipt_from_text_only_with_hex_decimal_drift() {
+        let raw = receipt_pdu(0x04, &[], TEXT);
+        let r = read_receipt(&raw, IdCanonicalisation::HexRespDecimalReceipt).unwrap();
+        assert_eq!(
+            (r.id_source, r.state_source),
+            (FieldSource::Text, FieldSource::Text)
+        );
+        assert_eq!(r.raw_id, b"31");
+        assert_eq!(
+            r.id,
+            canonical_id(
+                b"1F",
+                IdCanonicalisation::HexRespDecimalReceipt,
+                IdOrigin::SubmitResp
+            )
+            .unwrap()
+        );
+        assert_eq!(r.state, ReceiptState::Delivered);
+        assert_eq!(r.err, Some(&b"000"[..]));
+        assert_eq!(r.done_date, ReceiptDate::new(24, 5, 1, 12, 1, None));
+        // Tolerant text: Text: key, 12-digit dates, missing sub/dlvrd, odd case.
+        let raw = receipt_pdu(
+            0x04,
+            &[],
+            b"ID:0031 Submit Date:240501120000 done date:240501120105 Stat:expired Err:X1 Text:",
+        );
+        let r = read_receipt(&raw, IdCanonicalisation::Decimal).unwrap();
+        assert_eq!((r.id.as_str(), r.state), ("31", ReceiptState::Failed));
+    }
+
+    #[test]
+    fn tlvs_win_over_text() {
+        let raw = receipt_pdu(
+            0x04,
+            &tlv_area(Some(b"77"), Some(MessageState::Rejected), None),
+            TEXT,
+        );
+        let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
+        assert_eq!((r.raw_id, r.state), (&b"77"[..], ReceiptState::Rejected));
+        assert_eq!(r.err, Some(&b"000"[..]), "text fields still read");
+        // Only the id in a TLV: the state comes from the text.
+        let raw = receipt_pdu(0x04, &tlv_area(Some(b"77"), None, None), TEXT);
+        let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
+        assert_eq!(
+            (r.raw_id, r.id_source, r.state, r.state_source),
+            (
+                &b"77"[..],
+                FieldSource::Tlv,
+                ReceiptState::Delivered,
+                FieldSource::Text
+            )
+        );
+        // Only the state in a TLV: the id comes from the text.
+        let raw = receipt_pdu(
+            0x04,
+            &tlv_area(None, Some(MessageState::Enroute), None),
+            TEXT,
+        );
+        let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
+        assert_eq!(
+            (r.raw_id, r.id_source, r.state),
+            (&b"31"[..], FieldSource::Text, ReceiptState::Buffered)
+        );
+        // Both TLVs and a text that is not a receipt: fine.
+        let raw = receipt_pdu(
+            0x04,
+            &tlv_area(Some(b"5"), Some(MessageState::Delivered), None),
+            b"hello there",
+        );
+        assert_eq!(
+            read_receipt(&raw, IdCanonicalisation::Exact).unwrap().state,
+            ReceiptState::Delivered
+        );
+    }
+
+    #[test]
+    fn every_stat_and_state() {
+        let stats: [(&str, Option<ReceiptState>); 14] = [
+            ("DELIVRD", Some(ReceiptState::Delivered)),
+            ("delivered", Some(ReceiptState::Delivered)),
+            ("UNDELIV", Some(ReceiptState::Failed)),
+            ("EXPIRED", Some(ReceiptState::Failed)),
+            ("DELETED", Some(ReceiptState::Failed)),
+            ("REJECTD", Some(ReceiptState::Rejected)),
+            ("UNKNOWN", Some(ReceiptState::Unknown)),
+            ("ACCEPTD", Some(ReceiptState::Buffered)),
+            ("ENROUTE", Some(ReceiptState::Buffered)),
+            ("SCHEDUL", Some(ReceiptState::Buffered)),
+            ("SKIPPED", Some(ReceiptState::Failed)),
+            ("WHATEVR", None),
+            ("REJECTED", Some(ReceiptState::Rejected)),
+            ("undeliverable", Some(ReceiptState::Failed)),
+        ];
+        for (stat, want) in stats {
+            let text = format!("id:1 stat:{stat} err:0");
+            let raw = receipt_pdu(0x04, &[], text.as_bytes());
+            let got = read_receipt(&raw, IdCanonicalisation::Exact).map(|r| r.state);
+            match want {
+                Some(s) => assert_eq!(got, Ok(s), "{stat}"),
+                None => assert_eq!(got, Err(ReceiptParseError::UnknownState), "{stat}"),
+            }
+        }
+        let states = [
+            (0u8, Some(ReceiptState::Buffered)),
+            (1, Some(ReceiptState::Buffered)),
+            (2, Some(ReceiptState::Delivered)),
+            (3, Some(ReceiptState::Failed)),
+            (4, Some(ReceiptState::Failed)),
+            (5, Some(ReceiptState::Failed)),
+            (6, Some(ReceiptState::Buffered)),
+            (7, Some(ReceiptState::Unknown)),
+            (8, Some(ReceiptState::Rejected)),
+            (9, Some(ReceiptState::Failed)),
+            (42, None),
+        ];
+        for (v, want) in states {
+            assert_eq!(receipt_state_of(MessageState::from(v)), want, "state {v}");
+            let raw = receipt_pdu(
+                0x04,
+                &tlv_area(Some(b"1"), Some(MessageState::from(v)), None),
+                b"",
+            );
+            let got = read_receipt(&raw, IdCanonicalisation::Exact).map(|r| r.state);
+            assert_eq!(
+                got,
+                want.ok_or(ReceiptParseError::UnknownState),
+                "state {v}"
+            );
+        }
+    }
+
+    #[test]
+    fn receipt_kinds_and_refusals() {
+        let area = tlv_area(Some(b"1"), Some(MessageState::Delivered), None);
+        assert_eq!(
+            read_receipt(&receipt_pdu(0x00, &area, b""), IdCanonicalisation::Exact),
+            Err(ReceiptParseError::NotAReceipt)
+        );
+        assert_eq!(
+            read_receipt(&receipt_pdu(0x40, &area, b""), IdCanonicalisation::Exact),
+            Err(ReceiptParseError::NotAReceipt)
+        );
+        // User ack: displayed whatever the state says.
+        let pdu = receipt_pdu(0x10, &area, b"");
+        let r = read_receipt(&pdu, IdCanonicalisation::Exact).unwrap();
+        assert_eq!(
+            (r.kind, r.state, r.state_source),
+            (
+                ReceiptKind::SmeUserAck,
+                ReceiptState::Displayed,
+                FieldSource::Kind
+            )
+        );
+        // SME delivery ack without a state: delivered.
+        let pdu = receipt_pdu(0x08, &tlv_area(Some(b"1"), None, None), b"ok");
+        let r = read_receipt(&pdu, IdCanonicalisation::Exact).unwrap();
+        assert_eq!(
+            (r.kind, r.state, r.state_source),
+            (
+                ReceiptKind::SmeDeliveryAck,
+                ReceiptState::Delivered,
+                FieldSource::Kind
+            )
+        );
+        // Intermediate notification.
+        let pdu = receipt_pdu(
+            0x20,
+            &tlv_area(Some(b"1"), Some(MessageState::Enroute), None),
+            b"",
+        );
+        let r = read_receipt(&pdu, IdCanonicalisation::Exact).unwrap();
+        assert_eq!(
+            (r.kind, r.state),
+            (ReceiptKind::Intermediate, ReceiptState::Buffered)
+        );
+        // Missing pieces.
+        assert_eq!(
+            read_receipt(
+                &receipt_pdu(0x04, &[], b"stat:DELIVRD"),
+                IdCanonicalisation::Exact
+            ),
+            Err(ReceiptParseError::NoId)
+        );
+        assert_eq!(
+            read_receipt(
+                &receipt_pdu(0x04, &tlv_area(Some(b"1"), None, None), b"id:1 err:0"),
+                IdCanonicalisation::Exact
+            ),
+            Err(ReceiptParseError::NoState)
+        );
+        assert_eq!(
+            read_receipt(
+                &receipt_pdu(0x04, &[], b"no receipt here"),
+                IdCanonicalisation::Exact
+            ),
+            Err(ReceiptParseError::Text(ReceiptError::NoFields))
+        );
+        assert_eq!(
+            read_receipt(
+                &receipt_pdu(0x04, &[], b"id:1F stat:DELIVRD"),
+                IdCanonicalisation::HexRespDecimalReceipt
+            ),
+            Err(ReceiptParseError::Id(IdError::NotDecimal))
+        );
+        // A malformed message_state TLV (two octets).
+        let bad = [0x04, 0x27, 0x00, 0x02, 0x02, 0x00];
+        assert!(matches!(
+            read_receipt(&receipt_pdu(0x04, &bad, TEXT), IdCanonicalisation::Exact),
+            Err(ReceiptParseError::Tlv(_))
+        ));
+    }
+
+    #[test]
+    fn id_canonicalisation_drift() {
+        use IdCanonicalisation::*;
+        use IdOrigin::*;
+        let c = |raw: &str, ids, origin| canonical_id(raw.as_bytes(), ids, origin);
+        // Leading zeros and case.
+        assert_eq!(
+            c("0000A1B2", Folded, SubmitResp),
+            c("a1b2", Folded, Receipt)
+        );
+        assert_ne!(c("0000A1B2", Exact, SubmitResp), c("a1b2", Exact, Receipt));
+        assert_eq!(c("AbC", Folded, SubmitResp).unwrap().as_str(), "abc");
+        assert_eq!(c("000", Folded, SubmitResp).unwrap().as_str(), "0");
+        assert_eq!(c(" 42 ", Exact, SubmitResp).unwrap().as_str(), "42");
+        // Hex in the response, decimal in the receipt.
+        assert_eq!(
+            c("1F", HexRespDecimalReceipt, SubmitResp),
+            c("31", HexRespDecimalReceipt, Receipt)
+        );
+        assert_eq!(
+            c("0001f", HexRespDecimalReceipt, SubmitResp)
+                .unwrap()
+                .as_str(),
+            "31"
+        );
+        assert_ne!(
+            c("31", HexRespDecimalReceipt, SubmitResp),
+            c("31", HexRespDecimalReceipt, Receipt)
+        );
+        assert_eq!(
+            c("FFFFFFFFFFFFFFFF", HexRespDecimalReceipt, SubmitResp),
+            c("18446744073709551615", HexRespDecimalReceipt, Receipt)
+        );
+        assert_eq!(c("00031", Decimal, SubmitResp), c("31", Decimal, Receipt));
+        // Overflow and malformed.
+        assert_eq!(
+            c("1FFFFFFFFFFFFFFFF", HexRespDecimalReceipt, SubmitResp),
+            Err(IdError::Overflow)
+        );
+        assert_eq!(
+            c("18446744073709551616", Decimal, Receipt),
+            Err(IdError::Overflow)
+        );
+        assert_eq!(
+            c("xyz", HexRespDecimalReceipt, SubmitResp),
+            Err(IdError::NotHex)
+        );
+        assert_eq!(c("1F", Decimal, Receipt), Err(IdError::NotDecimal));
+        assert_eq!(c("  ", Exact, Receipt), Err(IdError::Empty));
+        assert_eq!(c(&"9".repeat(65), Exact, Receipt), Err(IdError::TooLong));
+        assert_eq!(
+            c(&"9".repeat(64), Exact, Receipt).unwrap().as_bytes().len(),
+            64
+        );
+        assert_eq!(
+            canonical_id(b"a\x00b", Exact, Receipt),
+            Err(IdError::BadCharacter)
+        );
+        assert_eq!(
+            canonical_id("é".as_bytes(), Folded, Receipt),
+            Err(IdError::BadCharacter)
+        );
+        // Usable as a map key.
+        let mut m = std::collections::HashMap::new();
+        m.insert(
+            (1u16, c("0000A1B2", Folded, SubmitResp).unwrap()),
+            "pending",
+        );
+        assert_eq!(
+            m.get(&(1u16, c("A1B2", Folded, Receipt).unwrap())),
+            Some(&"pending")
+        );
+    }
+
+    // ---- IMDN --------------------------------------------------------------------------
+
+    fn stored(
+        dispositions: Dispositions,
+        route: Option<&'static str>,
+    ) -> StoredCorrelation<'static> {
+        StoredCorrelation {
+            message_id: "m-0001",
+            sender: "sip:+447000100001@ims.lab;user=phone",
+            recipient: Msisdn::parse("+447000200001").unwrap(),
+            dispositions,
+            datetime: DateTime::parse(b"2024-05-01T12:00:00Z").unwrap(),
+            imdn_record_route: route,
+        }
+    }
+
+    const TOKENS: ImdnTokens<'static> = ImdnTokens {
+        message_id: "n-42",
+        seed: "s3ed.1",
+    };
+    const NOW: i64 = 1_714_564_800 + 90; // 2024-05-01T12:01:30Z
+
+    fn all_dispositions() -> Dispositions {
+        Dispositions::POSITIVE_DELIVERY
+            | Dispositions::NEGATIVE_DELIVERY
+            | Dispositions::PROCESSING
+            | Dispositions::DISPLAY
+    }
+
+    #[test]
+    fn imdn_parsed_back_field_by_field() {
+        let cases = [
+            (
+                ReceiptState::Delivered,
+                "delivery-notification",
+                "delivered",
+            ),
+            (ReceiptState::Failed, "delivery-notification", "failed"),
+            (ReceiptState::Rejected, "delivery-notification", "forbidden"),
+            (ReceiptState::Unknown, "delivery-notification", "error"),
+            (ReceiptState::Buffered, "processing-notification", "stored"),
+            (ReceiptState::Displayed, "display-notification", "displayed"),
+        ];
+        for route in [None, Some("sip:imdn-rr@as.ims.lab;lr")] {
+            for (state, element, status) in cases {
+                let st = stored(all_dispositions(), route);
+                let mut scratch = [0u8; 2048];
+                let mut out = [0u8; 2048];
+                let w = imdn_for_state(state, &st, &SIDE, &TOKENS, NOW, &mut scratch, &mut out)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    (w.notification.element_name(), w.notification.status_name()),
+                    (element, status)
+                );
+                let raw = &out[..w.len];
+                let mut headers = [Header::EMPTY; 16];
+                let msg = parse_datagram(raw, &mut headers).unwrap();
+                msg.validate().unwrap();
+                assert_eq!(msg.method(), Some(Method::Message));
+                let ruri = msg.request_line().unwrap().parse_uri().unwrap();
+                assert_eq!(ruri.as_str(), route.unwrap_or(st.sender));
+                let from = msg.from().unwrap();
+                assert_eq!(
+                    from.uri.as_str(),
+                    "sip:+447000200001@iwf.ims.lab;user=phone"
+                );
+                assert_eq!(from.tag(), Some("s3ed.1"));
+                let to = msg.to().unwrap();
+                assert_eq!((to.uri.as_str(), to.tag()), (st.sender, None));
+                let via = msg.top_via().unwrap();
+                assert_eq!(
+                    (via.transport, via.branch()),
+                    ("UDP", Some("z9hG4bKs3ed.1"))
+                );
+                assert_eq!(msg.call_id().unwrap(), "s3ed.1@198.18.2.2:5060");
+                let cseq = msg.cseq().unwrap();
+                assert_eq!((cseq.number, cseq.method), (1, Method::Message));
+                assert_eq!(msg.max_forwards().unwrap(), Some(70));
+                assert!(msg.content_type().unwrap().unwrap().is("message", "cpim"));
+
+                let mut ch = [EMPTY_HEADER; 16];
+                let c = cpim::parse(msg.body, &mut ch).unwrap();
+                assert_eq!(
+                    c.from().unwrap().uri,
+                    b"sip:+447000200001@iwf.ims.lab;user=phone"
+                );
+                assert_eq!(c.to().unwrap().uri, st.sender.as_bytes());
+                assert_eq!(c.datetime().unwrap(), Some(DateTime::from_unix(NOW)));
+                assert_eq!(c.message_id(), Some(&b"n-42"[..]));
+                assert!(c.dispositions().is_empty());
+                assert_eq!(
+                    c.headers_named(cpim::IMDN_NS, b"Disposition-Notification")
+                        .count(),
+                    0
+                );
+                assert_eq!(c.content_type(), Some(&b"message/imdn+xml"[..]));
+                assert_eq!(c.content_disposition(), Some(&b"notification"[..]));
+
+                let doc = ImdnDoc::parse(c.content).unwrap();
+                assert!(doc.message_id.eq_literal(b"m-0001"));
+                assert_eq!(doc.datetime, st.datetime);
+                assert!(doc
+                    .recipient_uri
+                    .unwrap()
+                    .eq_literal(b"sip:+447000200001@iwf.ims.lab;user=phone"));
+                assert_eq!(doc.notification, w.notification);
+            }
+        }
+    }
+
+    #[test]
+    fn only_what_was_asked_is_sent() {
+        use ReceiptState::*;
+        let p = Dispositions::POSITIVE_DELIVERY;
+        let n = Dispositions::NEGATIVE_DELIVERY;
+        let pr = Dispositions::PROCESSING;
+        let d = Dispositions::DISPLAY;
+        let needs = [
+            (Delivered, p),
+            (Failed, n),
+            (Rejected, n),
+            (Unknown, n),
+            (Buffered, pr),
+            (Displayed, d),
+        ];
+        for bits in 0u8..16 {
+            let mut asked = Dispositions::empty();
+            for x in [p, n, pr, d] {
+                if bits & x.bits() != 0 {
+                    asked.insert(x);
+                }
+            }
+            for (state, need) in needs {
+                let mut scratch = [0u8; 2048];
+                let mut out = [0u8; 2048];
+                let got = imdn_for_state(
+                    state,
+                    &stored(asked, None),
+                    &SIDE,
+                    &TOKENS,
+                    NOW,
+                    &mut scratch,
+                    &mut out,
+                )
+                .unwrap();
+                assert_eq!(
+                    got.is_some(),
+                    asked.contains(need),
+                    "{state:?} asked {asked}"
+                );
+                assert_eq!(
+                    notification_for(state, asked).is_some(),
+                    asked.contains(need)
+                );
+            }
+        }
+        // Through a parsed receipt too.
+        let raw = receipt_pdu(
+            0x04,
+            &tlv_area(Some(b"1"), Some(MessageState::Delivered), None),
+            b"",
+        );
+        let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
+        let mut scratch = [0u8; 2048];
+        let mut out = [0u8; 2048];
+        assert_eq!(
+            receipt_to_imdn(
+                &r,
+                &stored(n, None),
+                &SIDE,
+                &TOKENS,
+                NOW,
+                &mut scratch,
+                &mut out
+            ),
+            Ok(None)
+        );
+        assert!(receipt_to_imdn(
+            &r,
+            &stored(p, None),
+            &SIDE,
+            &TOKENS,
+            NOW,
+            &mut scratch,
+            &mut out
+        )
+        .unwrap()
+        .is_some());
+    }
+
+    #[test]
+    fn imdn_small_buffers_and_bad_tokens() {
+        let st = stored(all_dispositions(), None);
+        let mut scratch = [0u8; 2048];
+        let mut big = [0u8; 2048];
+        let full = imdn_for_state(
+            ReceiptState::Delivered,
+            &st,
+            &SIDE,
+            &TOKENS,
+            NOW,
+            &mut scratch,
+            &mut big,
+        )
+        .unwrap()
+        .unwrap();
+        for n in 0..full.len {
+            let mut out = vec![0u8; n];
+            assert_eq!(
+                imdn_for_state(
+                    ReceiptState::Delivered,
+                    &st,
+                    &SIDE,
+                    &TOKENS,
+                    NOW,
+                    &mut scratch,
+                    &mut out
+                ),
+                Err(ImdnWriteError::OutputTooSmall),
+                "out {n}"
+            );
+        }
+        for n in 0..800 {
+            let mut s = vec![0u8; n];
+            assert_eq!(
+                imdn_for_state(
+                    ReceiptState::Delivered,
+                    &st,
+                    &SIDE,
+                    &TOKENS,
+                    NOW,
+                    &mut s,
+                    &mut big
+                ),
+                Err(ImdnWriteError::ScratchTooSmall),
+                "scratch {n}"
+            );
+        }
+        for seed in ["", "a b", "x;y", "a\r\n"] {
+            let t = ImdnTokens {
+                message_id: "n",
+                seed,
+            };
+            assert_eq!(
+                imdn_for_state(
+                    ReceiptState::Delivered,
+                    &st,
+                    &SIDE,
+                    &t,
+                    NOW,
+                    &mut scratch,
+                    &mut big
+                ),
+                Err(ImdnWriteError::BadSeed)
+            );
+        }
+        let t = ImdnTokens {
+            message_id: "bad\r\nid",
+            seed: "s",
+        };
+        assert_eq!(
+            imdn_for_state(
+                ReceiptState::Delivered,
+                &st,
+                &SIDE,
+                &t,
+                NOW,
+                &mut scratch,
+                &mut big
+            ),
+            Err(ImdnWriteError::Cpim(CpimError::InvalidValue))
+        );
+        let bad_sender = StoredCorrelation {
+            sender: "sip:a b@c",
+            ..st
+        };
+        assert!(imdn_for_state(
+            ReceiptState::Delivered,
+            &bad_sender,
+            &SIDE,
+            &TOKENS,
+            NOW,
+            &mut scratch,
+            &mut big
+        )
+        .is_err());
+    }
+
+    // ---- aggregation -------------------------------------------------------------------
+
+    fn permutations3() -> Vec<[u8; 3]> {
+        vec![
+            [1, 2, 3],
+            [1, 3, 2],
+            [2, 1, 3],
+            [2, 3, 1],
+            [3, 1, 2],
+            [3, 2, 1],
+        ]
+    }
+
+    #[test]
+    fn three_parts_delivered_in_every_order() {
+        for order in permutations3() {
+            let mut a = PartAggregate::new(3);
+            let mut emitted = vec![];
+            for (k, &part) in order.iter().enumerate() {
+                let e = a.apply(part, ReceiptState::Delivered).unwrap();
+                if k < 2 {
+                    assert_eq!(e, None, "{order:?}");
+                }
+                emitted.extend(e);
+                // Duplicates are absorbed.
+                assert_eq!(a.apply(part, ReceiptState::Delivered).unwrap(), None);
+            }
+            assert_eq!(emitted, vec![ReceiptState::Delivered], "{order:?}");
+            // A late buffered or failure receipt never follows the final one.
+            assert_eq!(a.apply(order[0], ReceiptState::Buffered).unwrap(), None);
+            assert_eq!(a.apply(order[1], ReceiptState::Failed).unwrap(), None);
+            assert_eq!(a.reported().delivery, Some(ReceiptState::Delivered));
+        }
+    }
+
+    #[test]
+    fn three_parts_with_a_failure_in_every_order() {
+        for failing in 1u8..=3 {
+            for order in permutations3() {
+                let mut a = PartAggregate::new(3);
+                let mut emitted = vec![];
+                for &part in &order {
+                    let state = if part == failing {
+                        ReceiptState::Failed
+                    } else {
+                        ReceiptState::Delivered
+                    };
+                    let e = a.apply(part, state).unwrap();
+                    if part == failing {
+                        assert_eq!(
+                            e,
+                            Some(ReceiptState::Failed),
+                            "failure is reported at once: {order:?}"
+                        );
+                    }
+                    emitted.extend(e);
+                }
+                assert_eq!(
+                    emitted,
+                    vec![ReceiptState::Failed],
+                    "{order:?} failing {failing}"
+                );
+                // Another final failure of a different kind: still nothing.
+                let other = order.iter().copied().find(|&p| p != failing).unwrap();
+                assert_eq!(a.apply(other, ReceiptState::Rejected).unwrap(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn aggregation_buffered_display_and_bounds() {
+        let mut a = PartAggregate::new(3);
+        assert_eq!(
+            a.apply(2, ReceiptState::Buffered).unwrap(),
+            Some(ReceiptState::Buffered)
+        );
+        assert_eq!(
+            a.apply(1, ReceiptState::Buffered).unwrap(),
+            None,
+            "one processing notification"
+        );
+        assert_eq!(a.apply(1, ReceiptState::Delivered).unwrap(), None);
+        assert_eq!(a.apply(2, ReceiptState::Delivered).unwrap(), None);
+        assert_eq!(
+            a.apply(3, ReceiptState::Unknown).unwrap(),
+            Some(ReceiptState::Unknown)
+        );
+        assert_eq!(a.part(3), Some(ReceiptState::Unknown));
+        assert_eq!(a.part(4), None);
+        // Display: once every part was displayed, after and beside the delivery track.
+        assert_eq!(a.apply(1, ReceiptState::Displayed).unwrap(), None);
+        assert_eq!(a.apply(3, ReceiptState::Displayed).unwrap(), None);
+        assert_eq!(a.apply(3, ReceiptState::Displayed).unwrap(), None);
+        assert_eq!(
+            a.apply(2, ReceiptState::Displayed).unwrap(),
+            Some(ReceiptState::Displayed)
+        );
+        assert_eq!(a.apply(2, ReceiptState::Displayed).unwrap(), None);
+        assert_eq!(
+            a.apply(0, ReceiptState::Delivered),
+            Err(AggregateError::PartOutOfRange { part: 0, total: 3 })
+        );
+        assert_eq!(
+            a.apply(4, ReceiptState::Delivered),
+            Err(AggregateError::PartOutOfRange { part: 4, total: 3 })
+        );
+        // One part and 255 parts.
+        let mut one = PartAggregate::new(1);
+        assert_eq!(
+            one.apply(1, ReceiptState::Delivered).unwrap(),
+            Some(ReceiptState::Delivered)
+        );
+        let mut many = PartAggregate::new(255);
+        for p in 1..=254u8 {
+            assert_eq!(many.apply(p, ReceiptState::Delivered).unwrap(), None);
+        }
+        assert_eq!(
+            many.apply(255, ReceiptState::Delivered).unwrap(),
+            Some(ReceiptState::Delivered)
+        );
+        assert_eq!(PartAggregate::new(0).total(), 1);
+    }
+
+    /// The whole loop: SIP MESSAGE → 3 submit_sm → (hex ids in the responses) → decimal
+    /// receipts in scrambled order → one IMDN parsed back.
+    #[test]
+    fn end_to_end_concatenated_message() {
+        let mut ex = smsc(Concatenation::Udh8);
+        ex.ids = IdCanonicalisation::HexRespDecimalReceipt;
+        let raw = cpim_message(
+            &"abc ".repeat(100),
+            Some("positive-delivery, negative-delivery"),
+        );
+        let mut headers = [Header::EMPTY; 32];
+        let msg = parse_datagram(&raw, &mut headers).unwrap();
+        let mut scratch = [0u8; 512];
+        let mut out = [0u8; 2048];
+        let batch = sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut out).unwrap();
+        assert_eq!(batch.count, 3);
+        let facts = batch.facts;
+        // The SMSC answers each submit_sm with a hex id; the caller keys part numbers by them.
+        let resp_ids = ["00FF01", "ff02", "FF03"];
+        let keys: Vec<CanonicalId> = resp_ids
+            .iter()
+            .map(|r| canonical_id(r.as_bytes(), ex.ids, IdOrigin::SubmitResp).unwrap())
+            .collect();
+        let mut agg = PartAggregate::new(facts.segments);
+        let mut sent = vec![];
+        for (decimal, stat) in [
+            ("65283", "DELIVRD"),
+            ("65281", "DELIVRD"),
+            ("065282", "DELIVRD"),
+        ] {
+            let text = format!("id:{decimal} sub:001 dlvrd:001 submit date:2405011200 done date:2405011201 stat:{stat} err:000 text:abc");
+            let pdu = receipt_pdu(0x04, &[], text.as_bytes());
+            let r = read_receipt(&pdu, ex.ids).unwrap();
+            let part = keys
+                .iter()
+                .position(|k| *k == r.id)
+                .expect("receipt matches a part") as u8
+                + 1;
+            if let Some(state) = agg.apply(part, r.state).unwrap() {
+                let st = facts.stored().unwrap();
+                let mut s2 = [0u8; 2048];
+                let mut o2 = [0u8; 2048];
+                let w = imdn_for_state(state, &st, &SIDE, &TOKENS, NOW, &mut s2, &mut o2)
+                    .unwrap()
+                    .unwrap();
+                sent.push(w.notification);
+                let mut h = [Header::EMPTY; 16];
+                let m = parse_datagram(&o2[..w.len], &mut h).unwrap();
+                let mut ch = [EMPTY_HEADER; 16];
+                let c = cpim::parse(m.body, &mut ch).unwrap();
+                let doc = ImdnDoc::parse(c.content).unwrap();
+                assert!(doc.message_id.eq_literal(b"m-0001"));
+            }
+        }
+        assert_eq!(
+            sent,
+            vec![Notification::Delivery(DeliveryStatus::Delivered)]
+        );
+    }
+
+    // ---- property tests ----------------------------------------------------------------
+
+    fn text_strategy() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "a", "Z", "0", " ", "@", "£", "é", "Ä", "ñ", "€", "{", "}", "[", "]", "~", "^", "|",
+            "\\", "\n", "½", "ÿ", "Ω", "😀", "🇬🇧", "中",
+        ]);
+        prop::collection::vec(pieces, 1..700).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn prop_text_round_trips(
+            text in text_strategy(),
+            enc in prop::sample::select(vec![Encoding::Gsm7, Encoding::Latin1, Encoding::Ascii, Encoding::Ucs2]),
+            concat in prop::sample::select(vec![Concatenation::Udh8, Concatenation::Udh16, Concatenation::Sar, Concatenation::MessagePayload, Concatenation::None]),
+            deliver in any::<bool>(),
+        ) {
+            let dir = if deliver { BindDirection::LegacyBindsToIwf } else { BindDirection::IwfBindsToLegacy };
+            let ex = exchange(dir, enc, concat, true);
+            match convert(&cpim_message(&text, Some("positive-delivery, display")), &ex) {
+                Ok((d, rd, _, _, _)) => {
+                    prop_assert_eq!(d.text, text);
+                    prop_assert_eq!(rd, 0x09);
+                    let want = if deliver { CommandId::DeliverSm } else { CommandId::SubmitSm };
+                    prop_assert!(d.commands.iter().all(|c| *c == want));
+                }
+                Err(SubmitError::TooLong { .. }) => prop_assert_eq!(concat, Concatenation::None),
+                Err(e) => prop_assert!(false, "unexpected {}", e),
+            }
+        }
+
+        #[test]
+        fn prop_never_panics_on_any_body(body in prop::collection::vec(any::<u8>(), 0..600), ct in prop::sample::select(vec!["message/cpim", "text/plain", "message/imdn+xml", "application/x"])) {
+            let raw = sip_request("MESSAGE", "tel:+447000200001", "tel:+447000100001", Some(ct), &body);
+            let mut headers = [Header::EMPTY; 32];
+            let msg = parse_datagram(&raw, &mut headers).unwrap();
+            for concat in [Concatenation::Udh8, Concatenation::Sar, Concatenation::None] {
+                let _ = sip_to_submit(&msg, &smsc(concat), PARAMS, &mut [0u8; 300], &mut [0u8; 700]);
+            }
+        }
+
+        #[test]
+        fn prop_receipt_parse_never_panics(esm in any::<u8>(), text in prop::collection::vec(any::<u8>(), 0..200), tlvs in prop::collection::vec(any::<u8>(), 0..40)) {
+            let sm = SubmitSm { esm_class: EsmClass(esm), short_message: &text, tlvs: Tlvs::Raw(&tlvs), ..SubmitSm::default() };
+            for ids in [IdCanonicalisation::Exact, IdCanonicalisation::Folded, IdCanonicalisation::HexRespDecimalReceipt, IdCanonicalisation::Decimal] {
+                let _ = parse_smsc_receipt(&sm, ids);
+            }
+        }
+
+        #[test]
+        fn prop_folded_ids_ignore_case_and_zeros(id in "[0-9a-fA-F]{1,40}", zeros in 0usize..10) {
+            let padded = format!("{}{}", "0".repeat(zeros), id.to_ascii_uppercase());
+            let a = canonical_id(padded.as_bytes(), IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap();
+            let b = canonical_id(id.to_ascii_lowercase().as_bytes(), IdCanonicalisation::Folded, IdOrigin::Receipt).unwrap();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn prop_hex_resp_matches_decimal_receipt(v in any::<u64>(), zeros in 0usize..4) {
+            let hex = format!("{}{:X}", "0".repeat(zeros), v);
+            let dec = format!("{}{}", "0".repeat(zeros), v);
+            prop_assert_eq!(
+                canonical_id(hex.as_bytes(), IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::SubmitResp),
+                canonical_id(dec.as_bytes(), IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::Receipt)
+            );
+        }
+
+        #[test]
+        fn prop_aggregate_emits_at_most_one_final(states in prop::collection::vec((1u8..=5, 0u8..6), 0..40)) {
+            let mut a = PartAggregate::new(5);
+            let mut finals = 0;
+            let mut displays = 0;
+            for (part, s) in states {
+                let state = [ReceiptState::Buffered, ReceiptState::Delivered, ReceiptState::Failed, ReceiptState::Rejected, ReceiptState::Unknown, ReceiptState::Displayed][usize::from(s)];
+                match a.apply(part, state).unwrap() {
+                    Some(ReceiptState::Displayed) => displays += 1,
+                    Some(ReceiptState::Buffered) => prop_assert_eq!(finals, 0, "buffered after a final"),
+                    Some(_) => finals += 1,
+                    None => {}
+                }
+            }
+            prop_assert!(finals <= 1 && displays <= 1);
+        }
     }
 }
