@@ -44,8 +44,8 @@ use crate::wire::imdn::{
 use crate::wire::sip::{self, MediaType, Message, MessageWriter, Method, Uri};
 use crate::wire::smpp::receipt::{Receipt, ReceiptError};
 use crate::wire::smpp::{
-    Address, Body, EmitError, EsmClass, MessageState, MessageType, NetworkErrorCode, Pdu,
-    ReceiptDate, RegisteredDelivery, SmeAck, SmscReceipt as ReceiptRequest, SubmitSm, Tlv,
+    Address, Body, CommandId, EmitError, EsmClass, MessageState, MessageType, NetworkErrorCode,
+    Pdu, ReceiptDate, RegisteredDelivery, SmeAck, SmscReceipt as ReceiptRequest, SubmitSm, Tlv,
     TlvError, TlvTag, Tlvs,
 };
 use crate::wire::sms::segment::MAX_SEGMENTS;
@@ -275,8 +275,9 @@ pub struct SubmitBatch<'a> {
     pub count: u8,
     /// Octets written into `out`.
     pub len: usize,
-    /// Which PDU was written: `submit_sm` or `deliver_sm` (from the bind direction).
-    pub deliver: bool,
+    /// The PDUs' command: `submit_sm` when iwf binds to the system, `deliver_sm` when
+    /// the system binds to iwf.
+    pub command_id: CommandId,
     /// Encoding of the text.
     pub encoding: Encoding,
     /// `data_coding` of every PDU.
@@ -677,7 +678,11 @@ pub fn sip_to_submit<'a>(
     Ok(SubmitBatch {
         count,
         len: pos,
-        deliver,
+        command_id: if deliver {
+            CommandId::DeliverSm
+        } else {
+            CommandId::SubmitSm
+        },
         encoding,
         data_coding,
         registered_delivery,
@@ -1220,7 +1225,6 @@ pub fn imdn_for_state(
     let legacy_uri_str = core::str::from_utf8(legacy_uri)
         .map_err(|_| ImdnWriteError::Address(AddressError::BadCharacter))?;
 
-    let (xml_buf, cpim_buf) = scratch.split_at_mut(scratch.len() / 2);
     let imdn = Imdn {
         message_id: XmlText::plain(stored.message_id.as_bytes()),
         datetime: stored.datetime,
@@ -1229,10 +1233,12 @@ pub fn imdn_for_state(
         subject: None,
         notification,
     };
-    let xml_len = imdn.emit(xml_buf).map_err(|e| match e {
+    // The XML first, at the start of scratch; the CPIM body (which embeds it) after it.
+    let xml_len = imdn.emit(scratch).map_err(|e| match e {
         ImdnError::BufferTooSmall => ImdnWriteError::ScratchTooSmall,
         e => ImdnWriteError::Xml(e),
     })?;
+    let (xml_buf, cpim_buf) = scratch.split_at_mut(xml_len.min(scratch.len()));
     let cpim = CpimRepr {
         from: cpim::NameAddr::new(b"", legacy_uri),
         to: cpim::NameAddr::new(b"", stored.sender.as_bytes()),
@@ -1242,7 +1248,7 @@ pub fn imdn_for_state(
         imdn_record_route: None,
         content_type: b"message/imdn+xml",
         content_disposition: Some(b"notification"),
-        content: xml_buf.get(..xml_len).unwrap_or(&[]),
+        content: xml_buf,
     };
     let cpim_len = cpim.emit(cpim_buf).map_err(|e| match e {
         CpimError::BufferTooSmall => ImdnWriteError::ScratchTooSmall,
@@ -1283,8 +1289,10 @@ pub fn imdn_for_state(
     Ok(Some(WrittenImdn { len, notification }))
 }
 
-/// [`imdn_for_state`] for one receipt's state (a message of one part; concatenated
-/// messages go through [`PartAggregate`] first).
+/// [`imdn_for_state`] for one receipt's state: for a message of one part whose
+/// duplicates and stale receipts the caller already absorbed (a
+/// [`ReceiptRecord`] per message, or `PartAggregate::new(1)`); concatenated messages go
+/// through [`PartAggregate`] and then [`imdn_for_state`].
 pub fn receipt_to_imdn(
     receipt: &SmscReceipt<'_>,
     stored: &StoredCorrelation<'_>,
@@ -1424,7 +1432,6 @@ mod tests {
     use crate::wire::cpim::EMPTY_HEADER;
     use crate::wire::imdn::Imdn as ImdnDoc;
     use crate::wire::sip::{parse_datagram, Header};
-    use crate::wire::smpp::CommandId;
     use crate::wire::smpp::TlvWriter;
     use crate::wire::sms::{ConcatInfo, DataCoding, Udh};
     use proptest::prelude::*;
@@ -1550,6 +1557,7 @@ mod tests {
             assert_eq!(batch.sequence(i), Some(seq));
             let pdu = Pdu::parse(bytes).unwrap();
             assert_eq!(pdu.sequence_number, seq);
+            assert_eq!(pdu.command_id(), batch.command_id);
             d.commands.push(pdu.command_id());
             let sm = match pdu.body {
                 Body::SubmitSm(sm) | Body::DeliverSm(sm) => sm,
@@ -1641,7 +1649,7 @@ mod tests {
         let mut out = [0u8; 512];
         let batch = sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut out).unwrap();
         assert_eq!(batch.count, 1);
-        assert!(!batch.deliver);
+        assert_eq!(batch.command_id, CommandId::SubmitSm);
         assert_eq!(batch.registered_delivery, RegisteredDelivery(0x01));
         assert_eq!(batch.data_coding, 0);
         let f = batch.facts;
@@ -2145,6 +2153,8 @@ mod tests {
                 "out {n}"
             );
         }
+        // "€uro" is 5 septets: the scratch holds exactly the 500 encoded septets.
+        sip_to_submit(&msg, &ex, PARAMS, &mut [0u8; 500], &mut big).unwrap();
         for n in 0..500 {
             let mut s = vec![0u8; n];
             assert_eq!(
@@ -2180,6 +2190,90 @@ mod tests {
         assert_eq!(seqs, vec![MAX_SEQUENCE - 1, MAX_SEQUENCE, 1]);
         assert_eq!(batch.sequence(3), None);
         assert_eq!(batch.span(3), None);
+    }
+
+    const ROUTE_FIXTURE: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/interwork/c2l-message-route.sip"
+    ));
+
+    /// Compact headers, a tel: Request-URI, UCS-2 text, display asked, two
+    /// IMDN-Record-Routes and a DateTime with an offset and a fraction: the facts, then a
+    /// user ack answered with a display notification along the first route.
+    #[test]
+    fn route_fixture_display_loop() {
+        let mut headers = [Header::EMPTY; 32];
+        let msg = parse_datagram(ROUTE_FIXTURE, &mut headers).unwrap();
+        let mut scratch = [0u8; 256];
+        let mut out = [0u8; 512];
+        let no_ack = smsc(Concatenation::Udh8);
+        let batch = sip_to_submit(&msg, &no_ack, PARAMS, &mut scratch, &mut out).unwrap();
+        assert_eq!(batch.registered_delivery, RegisteredDelivery(0x01));
+        assert_eq!(batch.facts.dispositions, Dispositions::POSITIVE_DELIVERY);
+        assert_eq!(
+            batch.facts.requested,
+            Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY
+        );
+
+        let ex = exchange(
+            BindDirection::LegacyBindsToIwf,
+            Encoding::Gsm7,
+            Concatenation::Udh8,
+            true,
+        );
+        let batch = sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut out).unwrap();
+        let d = decode(&batch, &out, &ex);
+        assert_eq!(d.text, "Grüße aus London 😀 — bis bald!");
+        assert_eq!(
+            (batch.data_coding, batch.count, batch.command_id),
+            (8, 1, CommandId::DeliverSm)
+        );
+        assert_eq!(batch.registered_delivery, RegisteredDelivery(0x09));
+        let f = batch.facts;
+        assert_eq!(f.message_id, Some("Xy9-77aQ"));
+        assert_eq!(f.sender, "sip:+447000100001@ims.lab;user=phone");
+        assert_eq!(f.recipient.digits(), "447000300042");
+        assert_eq!(f.imdn_record_route, Some("sip:imdn@as1.ims.lab;lr"));
+        let dt = f.datetime.unwrap();
+        assert_eq!(
+            (dt.unix_seconds(), dt.nanos(), dt.offset_minutes()),
+            (1_714_564_800, 250_000_000, 120)
+        );
+
+        // The ESME answers with a user ack (submit_sm esm_class 0x10) for iwf's id.
+        let area = tlv_area(Some(b"IWF00017"), None, None);
+        let ack = receipt_pdu(0x10, &area, b"read");
+        let r = read_receipt(&ack, IdCanonicalisation::Folded).unwrap();
+        assert_eq!(r.id.as_str(), "iwf00017");
+        let st = f.stored().unwrap();
+        let mut s2 = [0u8; 2048];
+        let mut o2 = [0u8; 2048];
+        let w = receipt_to_imdn(&r, &st, &SIDE, &TOKENS, NOW, &mut s2, &mut o2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            w.notification,
+            Notification::Display(DisplayStatus::Displayed)
+        );
+        let mut h = [Header::EMPTY; 16];
+        let m = parse_datagram(&o2[..w.len], &mut h).unwrap();
+        assert_eq!(
+            m.request_line().unwrap().parse_uri().unwrap().as_str(),
+            "sip:imdn@as1.ims.lab;lr"
+        );
+        assert_eq!(
+            m.to().unwrap().uri.as_str(),
+            "sip:+447000100001@ims.lab;user=phone"
+        );
+        let mut ch = [EMPTY_HEADER; 16];
+        let c = cpim::parse(m.body, &mut ch).unwrap();
+        let doc = ImdnDoc::parse(c.content).unwrap();
+        assert!(doc.message_id.eq_literal(b"Xy9-77aQ"));
+        assert_eq!(doc.datetime, dt);
+        assert!(doc
+            .recipient_uri
+            .unwrap()
+            .eq_literal(b"sip:+447000300042@iwf.ims.lab;user=phone"));
     }
 
     // ---- receipts ----------------------------------------------------------------------
@@ -2773,7 +2867,23 @@ mod tests {
                 "out {n}"
             );
         }
-        for n in 0..800 {
+        let ok = |n: usize| {
+            let mut s = vec![0u8; n];
+            let mut o = [0u8; 2048];
+            imdn_for_state(
+                ReceiptState::Delivered,
+                &st,
+                &SIDE,
+                &TOKENS,
+                NOW,
+                &mut s,
+                &mut o,
+            )
+            .is_ok()
+        };
+        let need = (0..4096).find(|&n| ok(n)).unwrap();
+        assert!(need > 500, "XML and CPIM body both live in scratch: {need}");
+        for n in 0..need {
             let mut s = vec![0u8; n];
             assert_eq!(
                 imdn_for_state(
