@@ -1086,7 +1086,7 @@ pub struct StoredCorrelation<'s> {
 pub struct ImdnTokens<'t> {
     /// The IMDN's own `imdn.Message-ID`.
     pub message_id: &'t str,
-    /// A unique token (`[A-Za-z0-9.!%*_+`'~-]`): the From tag, the Via branch
+    /// A unique token (``[A-Za-z0-9.!%*_+`'~-]``): the From tag, the Via branch
     /// (`z9hG4bK<seed>`) and the Call-ID (`<seed>@<local_sent_by>`).
     pub seed: &'t str,
 }
