@@ -282,9 +282,8 @@ impl Writer<'_> {
 /// angle brackets of a name-addr must already be stripped.
 pub fn msisdn_from_uri(uri: &str) -> Result<Msisdn, AddressError> {
     let uri = uri.trim();
-    let lower4 = uri.get(..4).map(|s| s.to_ascii_lowercase());
-    let lower5 = uri.get(..5).map(|s| s.to_ascii_lowercase());
-    if lower4.as_deref() == Some("tel:") {
+    let has_scheme = |scheme: &str| uri.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme));
+    if has_scheme("tel:") {
         let rest = &uri[4..];
         let number = rest.split(';').next().unwrap_or("");
         if !number.starts_with('+') {
@@ -292,9 +291,9 @@ pub fn msisdn_from_uri(uri: &str) -> Result<Msisdn, AddressError> {
         }
         return Msisdn::parse(number);
     }
-    let rest = if lower4.as_deref() == Some("sip:") {
+    let rest = if has_scheme("sip:") {
         &uri[4..]
-    } else if lower5.as_deref() == Some("sips:") {
+    } else if has_scheme("sips:") {
         &uri[5..]
     } else {
         return Err(AddressError::UnsupportedUri);
