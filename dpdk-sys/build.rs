@@ -67,7 +67,7 @@ fn main() {
         .allowlist_function("rte_(lcore_count|get_main_lcore|get_next_lcore|lcore_is_enabled|lcore_to_socket_id|socket_id|strerror)")
         .allowlist_function("rte_pktmbuf_(pool_create|free_bulk)")
         .allowlist_function("rte_mempool_(free|avail_count|in_use_count|lookup)")
-        .allowlist_function("rte_eth_dev_(configure|start|stop|close|info_get|get_port_by_name|count_avail|socket_id|is_valid_port|set_mtu)")
+        .allowlist_function("rte_eth_dev_(configure|start|stop|close|info_get|get_port_by_name|count_avail|socket_id|is_valid_port|set_mtu|adjust_nb_rx_tx_desc)")
         .allowlist_function("rte_eth_(rx_queue_setup|tx_queue_setup|stats_get|stats_reset|link_get_nowait|link_to_str|macaddr_get)")
         .allowlist_function("rte_eth_promiscuous_(enable|disable|get)")
         .allowlist_function("rte_eth_allmulticast_(enable|disable)")

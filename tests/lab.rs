@@ -66,8 +66,8 @@ fn counters(port: &str) -> HashMap<String, u64> {
     let needle = format!(" port={port} ");
     let line = log
         .lines()
-        .filter(|l| (l.starts_with("stats ") || l.starts_with("final ")) && l.contains(&needle))
-        .last()
+        .rev()
+        .find(|l| (l.starts_with("stats ") || l.starts_with("final ")) && l.contains(&needle))
         .unwrap_or("")
         .to_string();
     line.split_whitespace()
@@ -249,7 +249,9 @@ fn malformed_burst() {
         "drop.udp_no_service",
     ];
     let after = wait_counters("malformed burst", |c| {
-        expect.iter().all(|k| delta(c, k) >= N) && delta(c, "udp_delivered") >= N && delta(c, "drop.ip_truncated") >= 2 * N
+        expect.iter().all(|k| delta(c, k) >= N)
+            && delta(c, "udp_delivered") >= N
+            && delta(c, "drop.ip_truncated") >= 2 * N
     });
     // Exact per-reason counts: a truncated header and a total length beyond the frame
     // are both ip_truncated.
@@ -273,7 +275,7 @@ fn tshark_check() {
         .spawn()
         .expect("tshark (apt-get install tshark; scripts/setup.sh does)");
     std::thread::sleep(Duration::from_millis(2500)); // tshark needs a moment to start capturing
-    // Make the kernel ask for iwf's MAC again, so the capture holds an ARP reply too.
+                                                     // Make the kernel ask for iwf's MAC again, so the capture holds an ARP reply too.
     let _ = run(Command::new("ip").args(["-n", CONV_NS, "neigh", "flush", "dev", CONV_TAP]));
     ping(CONV_NS, CONV_IWF_TEXT);
     let status = cap.wait().expect("tshark");
@@ -346,7 +348,8 @@ fn lab_end_to_end() {
     // `cargo test --test lab` alone does not build examples: build the appliance here
     // (a no-op when `cargo test` already did).
     let release = iwf_bin().parent().and_then(Path::parent).is_some_and(|p| p.ends_with("release"));
-    let target_dir = iwf_bin().parent().and_then(Path::parent).and_then(Path::parent).map(Path::to_path_buf).expect("target dir");
+    let target_dir =
+        iwf_bin().parent().and_then(Path::parent).and_then(Path::parent).map(Path::to_path_buf).expect("target dir");
     must(
         run(Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--example", "iwf-dp"])

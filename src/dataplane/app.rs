@@ -50,6 +50,8 @@ pub enum DataplaneError {
     NoHugetlbfs,
     /// An lcore (or the control core) that is not an online CPU.
     MissingCpu {
+        /// The configuration file.
+        path: String,
         /// The key naming it.
         key: &'static str,
         /// Its line in the file.
@@ -72,10 +74,12 @@ pub enum DataplaneError {
     Eal(String),
     /// A port's device does not exist after EAL init.
     DeviceNotFound {
+        /// The configuration file.
+        path: String,
         /// The port.
         port: String,
         /// The device.
-        device: Device,
+        device: Box<Device>,
         /// Its line in the file.
         line: usize,
     },
@@ -117,8 +121,8 @@ impl fmt::Display for DataplaneError {
                 f,
                 "no hugetlbfs mounted: run `mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages` (scripts/setup.sh does)"
             ),
-            DataplaneError::MissingCpu { key, line, cpu, online } => {
-                write!(f, "line {line}: `{key}`: CPU {cpu} does not exist here (online CPUs: {online}): list existing CPUs")
+            DataplaneError::MissingCpu { path, key, line, cpu, online } => {
+                write!(f, "{path}: line {line}: `{key}`: CPU {cpu} does not exist here (online CPUs: {online}): list existing CPUs")
             }
             DataplaneError::NoTun => write!(f, "/dev/net/tun is missing, so net_tap cannot create its interface: `modprobe tun`"),
             DataplaneError::InterfaceExists { port, iface } => write!(
@@ -126,16 +130,16 @@ impl fmt::Display for DataplaneError {
                 "port {port}: interface {iface} already exists (left from an earlier run? `scripts/lab.sh down`, or `ip link del {iface}`)"
             ),
             DataplaneError::Eal(e) => write!(f, "EAL did not start: {e} (see the EAL lines above)"),
-            DataplaneError::DeviceNotFound { port, device, line } => match device {
+            DataplaneError::DeviceNotFound { path, port, device, line } => match device.as_ref() {
                 Device::Vdev { name, iface, .. } if name.starts_with("net_tap") => write!(
                     f,
-                    "line {line}: port {port}: tap creation failed, {name}{} does not exist (see EAL lines above; needs root and /dev/net/tun)",
+                    "{path}: line {line}: port {port}: tap creation failed, {name}{} does not exist (see EAL lines above; needs root and /dev/net/tun)",
                     iface.as_deref().map(|i| format!(" (iface {i})")).unwrap_or_default()
                 ),
-                Device::Vdev { name, .. } => write!(f, "line {line}: port {port}: vdev {name} was not created (see the EAL lines above)"),
+                Device::Vdev { name, .. } => write!(f, "{path}: line {line}: port {port}: vdev {name} was not created (see the EAL lines above)"),
                 Device::Pci { address } => write!(
                     f,
-                    "line {line}: port {port}: PCI device {address} is not a DPDK port: bind it with `dpdk-devbind.py -b vfio-pci {address}`"
+                    "{path}: line {line}: port {port}: PCI device {address} is not a DPDK port: bind it with `dpdk-devbind.py -b vfio-pci {address}`"
                 ),
             },
             DataplaneError::PortSetup { port, message } => write!(f, "port {port}: {message}"),
@@ -173,7 +177,7 @@ fn install_signal_handlers() -> Result<(), DataplaneError> {
 }
 
 /// Checks what operators get wrong first, before EAL prints pages of log about it.
-fn preflight(cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
+fn preflight(path: &str, cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
     if !preflight::is_root() {
         return Err(DataplaneError::NotRoot);
     }
@@ -182,7 +186,13 @@ fn preflight(cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
     if !online.is_empty() {
         if let Some(cpu) = preflight::missing_cpu(&cfg.eal.lcores, &online) {
             let online = online_text.trim().to_string();
-            return Err(DataplaneError::MissingCpu { key: "eal.lcores", line: cfg.eal.lcores_line, cpu, online });
+            return Err(DataplaneError::MissingCpu {
+                path: path.to_string(),
+                key: "eal.lcores",
+                line: cfg.eal.lcores_line,
+                cpu,
+                online,
+            });
         }
     }
     if cfg.eal.hugepages {
@@ -223,13 +233,20 @@ pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
     let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
-    preflight(&cfg)?;
+    preflight(config_path, &cfg)?;
     if let Some(core) = cfg.control.core {
-        let online = preflight::parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default());
+        let online =
+            preflight::parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default());
         if !online.is_empty() && !online.contains(&(core as u32)) {
             let line = text.lines().position(|l| l.trim_start().starts_with("core")).map_or(0, |i| i + 1);
             let online = online.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-            return Err(DataplaneError::MissingCpu { key: "control.core", line, cpu: core as u32, online });
+            return Err(DataplaneError::MissingCpu {
+                path: config_path.to_string(),
+                key: "control.core",
+                line,
+                cpu: core as u32,
+                online,
+            });
         }
     }
     install_signal_handlers()?;
@@ -237,7 +254,7 @@ pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError
     let mut args = vec!["iwf".to_string()];
     args.extend(cfg.eal_args());
     println!("iwf: DPDK {} EAL {}", dpdk_sys::DPDK_VERSION, args[1..].join(" "));
-    let eal = Eal::init(&args).map_err(DataplaneError::Eal)?;
+    let eal = Eal::init(&args, &cfg.eal.file_prefix).map_err(DataplaneError::Eal)?;
     let workers = eal.worker_lcores();
     let queues = u16::try_from(workers.len()).unwrap_or(u16::MAX);
     if workers.is_empty() {
@@ -253,10 +270,17 @@ pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError
         match Port::open(pc, queues, &pool, link_wait) {
             Ok(p) => ports.push(p),
             Err(PortError::NotFound) => {
-                return Err(DataplaneError::DeviceNotFound { port: pc.name.clone(), device: pc.device.clone(), line: pc.device_line })
+                return Err(DataplaneError::DeviceNotFound {
+                    path: config_path.to_string(),
+                    port: pc.name.clone(),
+                    device: Box::new(pc.device.clone()),
+                    line: pc.device_line,
+                })
             }
             Err(PortError::Setup(message)) => return Err(DataplaneError::PortSetup { port: pc.name.clone(), message }),
-            Err(PortError::NoLink(waited)) => return Err(DataplaneError::NoLink { port: pc.name.clone(), index, waited }),
+            Err(PortError::NoLink(waited)) => {
+                return Err(DataplaneError::NoLink { port: pc.name.clone(), index, waited })
+            }
         }
     }
     let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
@@ -337,38 +361,12 @@ pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError
     // Order matters: ports (stop, close) before the mempool they use, EAL last.
     drop(ports);
     drop(pool);
-    drop(eal);
-    // rte_eal_cleanup unmaps the memory but leaves the files (for secondary processes):
-    // nothing attaches after we stop, so they go, with the runtime directory.
-    let (files, dir) = release_runtime_files(&cfg.eal.file_prefix);
-    println!("iwf: stopped cleanly (removed {files} hugepage files{})", if dir { " and the runtime directory" } else { "" });
+    let (files, dir) = eal.shutdown();
+    println!(
+        "iwf: stopped cleanly (removed {files} hugepage files{})",
+        if dir { " and the runtime directory" } else { "" }
+    );
     Ok(())
-}
-
-/// Removes `<hugetlbfs mount>/<prefix>map_*` and `/var/run/dpdk/<prefix>`; returns how
-/// many hugepage files went and whether the directory did.
-fn release_runtime_files(prefix: &str) -> (usize, bool) {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let stem = format!("{prefix}map_");
-    let mut removed = 0;
-    for mount in mounts.lines().filter_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"hugetlbfs")).then(|| f.get(1).map(|m| m.to_string())).flatten()
-    }) {
-        let Ok(dir) = std::fs::read_dir(&mount) else { continue };
-        for entry in dir.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.strip_prefix(&stem).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-    }
-    let dir = std::path::Path::new("/var/run/dpdk").join(prefix);
-    let dir_removed = dir.is_dir() && std::fs::remove_dir_all(&dir).is_ok();
-    (removed, dir_removed)
 }
 
 fn report(tag: &str, stats: &Stats, ports: &[Port]) {

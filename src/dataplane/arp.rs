@@ -18,9 +18,14 @@ pub const RETRY_MS: u64 = 1_000;
 enum State {
     Free,
     /// A request went out at `sent_ms`; no answer yet.
-    Pending { sent_ms: u64 },
+    Pending {
+        sent_ms: u64,
+    },
     /// Resolved; valid until `expires_ms`.
-    Resolved { mac: EthernetAddress, expires_ms: u64 },
+    Resolved {
+        mac: EthernetAddress,
+        expires_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -234,17 +234,19 @@ impl Doc<'_> {
         for (k, _) in table.iter() {
             let name: &str = k.get_ref().as_ref();
             if !allowed.contains(&name) {
-                return self.err(&format!("{at}.{name}"), k.span(), format!("unknown key (expected one of {})", allowed.join(", ")));
+                return self.err(
+                    &format!("{at}.{name}"),
+                    k.span(),
+                    format!("unknown key (expected one of {})", allowed.join(", ")),
+                );
             }
         }
         Ok(())
     }
 
     fn integer(&self, key: &str, v: &Value<'_>, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let n = v
-            .get_ref()
-            .as_integer()
-            .and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
+        let n =
+            v.get_ref().as_integer().and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
         match n {
             Some(n) if (min..=max).contains(&n) => Ok(n),
             Some(n) => self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}")),
@@ -324,7 +326,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         return doc.err("eal", 0..0, "missing section [eal] (lcores, file_prefix, ...)");
     };
     let eal_t = doc.table("eal", eal_v)?;
-    doc.only(eal_t, "eal", &["lcores", "file_prefix", "hugepages", "memory_mb", "mbufs", "mbuf_cache", "log_level", "args"])?;
+    doc.only(
+        eal_t,
+        "eal",
+        &["lcores", "file_prefix", "hugepages", "memory_mb", "mbufs", "mbuf_cache", "log_level", "args"],
+    )?;
     let Some(lc) = Doc::get(eal_t, "lcores") else {
         return doc.err("eal.lcores", eal_v.span(), "missing: the lcore list, e.g. \"0-1\" (first = main lcore)");
     };
@@ -333,7 +339,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         Err(m) => return doc.err("eal.lcores", lc.span(), m),
     };
     if lcores.len() < 2 {
-        return doc.err("eal.lcores", lc.span(), "needs at least two lcores: the first is the main lcore, the others poll the ports");
+        return doc.err(
+            "eal.lcores",
+            lc.span(),
+            "needs at least two lcores: the first is the main lcore, the others poll the ports",
+        );
     }
     let Some(fp) = Doc::get(eal_t, "file_prefix") else {
         return doc.err("eal.file_prefix", eal_v.span(), "missing: a prefix unique to this DPDK process, e.g. \"iwf\"");
@@ -415,7 +425,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     for (i, entry) in list.iter().enumerate() {
         let at = format!("ports[{i}]");
         let t = doc.table(&at, entry)?;
-        doc.only(t, &at, &["name", "device", "address", "gateway", "sip_udp_port", "rx_desc", "tx_desc", "require_link"])?;
+        doc.only(
+            t,
+            &at,
+            &["name", "device", "address", "gateway", "sip_udp_port", "rx_desc", "tx_desc", "require_link"],
+        )?;
         let req = |k: &str, what: &str| match Doc::get(t, k) {
             Some(v) => Ok(v),
             None => doc.err(&format!("{at}.{k}"), entry.span(), format!("missing: {what}")),
@@ -423,7 +437,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         let name_v = req("name", "the port's name, e.g. \"legacy\"")?;
         let name = doc.string(&format!("{at}.name"), name_v)?;
         if name.is_empty() || ports.iter().any(|p| p.name == name) {
-            return doc.err(&format!("{at}.name"), name_v.span(), format!("`{name}`: port names must be unique and non-empty"));
+            return doc.err(
+                &format!("{at}.name"),
+                name_v.span(),
+                format!("`{name}`: port names must be unique and non-empty"),
+            );
         }
         let dev_v = req("device", "a vdev spec (net_tap0,iface=NAME) or a PCI address")?;
         let device = match Device::parse(doc.string(&format!("{at}.device"), dev_v)?) {
@@ -431,7 +449,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
             Err(m) => return doc.err(&format!("{at}.device"), dev_v.span(), m),
         };
         if let Some(other) = ports.iter().find(|p| p.device.ethdev_name() == device.ethdev_name()) {
-            return doc.err(&format!("{at}.device"), dev_v.span(), format!("`{}` is already port `{}`", device.ethdev_name(), other.name));
+            return doc.err(
+                &format!("{at}.device"),
+                dev_v.span(),
+                format!("`{}` is already port `{}`", device.ethdev_name(), other.name),
+            );
         }
         let addr_v = req("address", "our address with prefix length, e.g. \"198.18.1.2/24\"")?;
         let (address, prefix_len) = match parse_cidr(doc.string(&format!("{at}.address"), addr_v)?) {
@@ -524,7 +546,14 @@ sip_udp_port = 5060
         assert_eq!(c.ports[0].gateway, Some(Ipv4Addr::new(198, 18, 1, 1)));
         assert_eq!(c.ports[1].sip_udp_port, Some(5060));
         assert_eq!(c.ports[1].device_line, 23);
-        assert_eq!(c.ports[1].device, Device::Vdev { spec: "net_tap1,iface=iwf-conv0".into(), name: "net_tap1".into(), iface: Some("iwf-conv0".into()) });
+        assert_eq!(
+            c.ports[1].device,
+            Device::Vdev {
+                spec: "net_tap1,iface=iwf-conv0".into(),
+                name: "net_tap1".into(),
+                iface: Some("iwf-conv0".into())
+            }
+        );
         assert_eq!(
             c.eal_args().join(" "),
             "--lcores 0,1 --file-prefix=iwf-test --no-huge -m 256 --vdev=net_tap0,iface=iwf-legacy0 --vdev=net_tap1,iface=iwf-conv0 --no-pci --log-level=notice"
@@ -537,7 +566,10 @@ sip_udp_port = 5060
         let c = load(&text).unwrap();
         assert_eq!(c.ports[0].device, Device::Pci { address: "0000:3b:00.0".into() });
         let args = c.eal_args().join(" ");
-        assert!(args.contains("-a 0000:3b:00.0") && !args.contains("--no-pci") && !args.contains("--no-huge"), "{args}");
+        assert!(
+            args.contains("-a 0000:3b:00.0") && !args.contains("--no-pci") && !args.contains("--no-huge"),
+            "{args}"
+        );
     }
 
     #[test]
@@ -587,7 +619,9 @@ sip_udp_port = 5060
         assert_eq!(e.key, "eal");
         let e = err("[eal\n");
         assert!(e.message.starts_with("TOML syntax error"), "{e}");
-        let e = err(&format!("{GOOD}\n[[ports]]\nname = \"x\"\ndevice = \"net_null0\"\naddress = \"10.0.0.1/8\"\nrx_desc = 1000\n"));
+        let e = err(&format!(
+            "{GOOD}\n[[ports]]\nname = \"x\"\ndevice = \"net_null0\"\naddress = \"10.0.0.1/8\"\nrx_desc = 1000\n"
+        ));
         assert_eq!((e.key.as_str(), e.line), ("ports[2].rx_desc", 31));
     }
 
@@ -598,5 +632,26 @@ sip_udp_port = 5060
         assert!(Device::parse("").is_err());
         assert!(Device::parse("net tap").is_err());
         assert!(Device::parse("0000:3b:00.9").is_err());
+    }
+}
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    #[test]
+    fn lab_and_example_configurations_load() {
+        let lab = load(include_str!("../../config/lab.toml")).unwrap();
+        assert_eq!(lab.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["legacy", "converged"]);
+        assert_eq!(lab.ports[0].address, Ipv4Addr::new(198, 18, 1, 2));
+        assert_eq!(lab.ports[1].address, Ipv4Addr::new(198, 18, 2, 2));
+        assert_eq!(lab.ports[1].sip_udp_port, Some(5060));
+        assert_eq!(lab.eal.file_prefix, "iwf-lab");
+        let example = load(include_str!("../../config/example.toml")).unwrap();
+        assert_eq!(example.eal.lcores, vec![2, 3, 4, 5, 6]);
+        assert!(matches!(example.ports[0].device, Device::Pci { .. }));
+        // The [tag] section of both still loads with its own reader.
+        crate::control::config::load_keyring(include_str!("../../config/lab.toml")).unwrap();
+        crate::control::config::load_keyring(include_str!("../../config/example.toml")).unwrap();
     }
 }

@@ -21,7 +21,8 @@ pub fn last_error() -> String {
 /// A started EAL; dropping it calls `rte_eal_cleanup`. Drop ports and mempools first.
 #[derive(Debug)]
 pub struct Eal {
-    _private: (),
+    file_prefix: String,
+    cleaned: bool,
 }
 
 /// Work run on a worker lcore.
@@ -36,7 +37,8 @@ unsafe extern "C" fn run_job(arg: *mut c_void) -> c_int {
 
 impl Eal {
     /// `rte_eal_init` with `args` (program name first).
-    pub fn init(args: &[String]) -> Result<Eal, String> {
+    /// `file_prefix` must be the `--file-prefix` in `args`: its files are removed at the end.
+    pub fn init(args: &[String], file_prefix: &str) -> Result<Eal, String> {
         let cargs: Vec<CString> = args
             .iter()
             .map(|a| CString::new(a.as_str()).map_err(|_| format!("EAL argument `{a}` contains NUL")))
@@ -52,7 +54,7 @@ impl Eal {
         if rc < 0 {
             return Err(last_error());
         }
-        Ok(Eal { _private: () })
+        Ok(Eal { file_prefix: file_prefix.to_string(), cleaned: false })
     }
 
     /// The main lcore (the thread that called `init`).
@@ -97,13 +99,54 @@ impl Eal {
         // SAFETY: EAL is initialised; called from the main lcore.
         unsafe { sys::rte_eal_mp_wait_lcore() }
     }
-}
 
-impl Drop for Eal {
-    fn drop(&mut self) {
+    /// `rte_eal_cleanup`, then removes this process's hugepage files and runtime
+    /// directory: EAL unmaps the memory but leaves the files for secondary processes,
+    /// and nothing attaches once we stop. Returns (files removed, directory removed).
+    pub fn shutdown(mut self) -> (usize, bool) {
+        self.cleanup()
+    }
+
+    fn cleanup(&mut self) -> (usize, bool) {
+        if std::mem::replace(&mut self.cleaned, true) {
+            return (0, false);
+        }
         // SAFETY: workers have returned and every DPDK object is released by now.
         unsafe {
             sys::rte_eal_cleanup();
         }
+        release_runtime_files(&self.file_prefix)
     }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Removes `<hugetlbfs mount>/<prefix>map_*` and `/var/run/dpdk/<prefix>`; returns how
+/// many hugepage files went and whether the directory did.
+fn release_runtime_files(prefix: &str) -> (usize, bool) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let stem = format!("{prefix}map_");
+    let mut removed = 0;
+    for mount in mounts.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"hugetlbfs")).then(|| f.get(1).map(|m| m.to_string())).flatten()
+    }) {
+        let Ok(dir) = std::fs::read_dir(&mount) else { continue };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.strip_prefix(&stem).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    let dir = std::path::Path::new("/var/run/dpdk").join(prefix);
+    let dir_removed = dir.is_dir() && std::fs::remove_dir_all(&dir).is_ok();
+    (removed, dir_removed)
 }

@@ -70,7 +70,9 @@ impl Mbuf {
             return Err(Chained);
         }
         // SAFETY: a single segment holds data_len bytes at buf_addr + data_off.
-        Ok(unsafe { std::slice::from_raw_parts(sys::rte_pktmbuf_mtod(self.0.as_ptr()), usize::from(self.raw().data_len)) })
+        Ok(unsafe {
+            std::slice::from_raw_parts(sys::rte_pktmbuf_mtod(self.0.as_ptr()), usize::from(self.raw().data_len))
+        })
     }
 
     /// The data of a single-segment mbuf, writable.

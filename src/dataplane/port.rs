@@ -110,7 +110,10 @@ impl Port {
         check(unsafe { sys::rte_eth_dev_configure(id, queues, queues, &conf) }, "rte_eth_dev_configure")?;
         let (mut rx_desc, mut tx_desc) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: valid port and out pointers.
-        check(unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rx_desc, &mut tx_desc) }, "adjusting ring sizes")?;
+        check(
+            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rx_desc, &mut tx_desc) },
+            "adjusting ring sizes",
+        )?;
         // SAFETY: valid port.
         let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
         let socket = u32::try_from(socket).unwrap_or(sys::SOCKET_ID_ANY as u32);
@@ -120,7 +123,10 @@ impl Port {
                 unsafe { sys::rte_eth_rx_queue_setup(id, q, rx_desc, socket, std::ptr::null(), pool.as_ptr()) },
                 &format!("RX queue {q} setup"),
             )?;
-            check(unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null()) }, &format!("TX queue {q} setup"))?;
+            check(
+                unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null()) },
+                &format!("TX queue {q} setup"),
+            )?;
         }
         // SAFETY: queues are set up.
         check(unsafe { sys::rte_eth_dev_start(id) }, "rte_eth_dev_start")?;

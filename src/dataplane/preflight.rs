@@ -54,7 +54,9 @@ pub fn missing_cpu(lcores: &[u32], online: &[u32]) -> Option<u32> {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|r| r.split_whitespace().nth(1).map(|e| e == "0")))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|r| r.split_whitespace().nth(1).map(|e| e == "0"))
+        })
         .unwrap_or(false)
 }
 

@@ -75,7 +75,8 @@ impl TxBatch {
         }
         let n = self.n.min(TX_BATCH);
         // SAFETY: pkts[..n] are mbufs we own; the driver takes the first `sent`.
-        let sent = usize::from(unsafe { sys::rte_eth_tx_burst(self.port, self.queue, self.pkts.as_mut_ptr(), n as u16) });
+        let sent =
+            usize::from(unsafe { sys::rte_eth_tx_burst(self.port, self.queue, self.pkts.as_mut_ptr(), n as u16) });
         let sent = sent.min(n);
         let mut bytes = self.bytes;
         for raw in self.pkts.get(sent..n).unwrap_or(&[]) {
@@ -112,9 +113,16 @@ impl Worker {
                 let Some(counters) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else {
                     continue;
                 };
-                let mut tx = TxBatch { port: p.port_id, queue: self.queue, pkts: [std::ptr::null_mut(); TX_BATCH], n: 0, bytes: 0 };
+                let mut tx = TxBatch {
+                    port: p.port_id,
+                    queue: self.queue,
+                    pkts: [std::ptr::null_mut(); TX_BATCH],
+                    n: 0,
+                    bytes: 0,
+                };
                 // SAFETY: started port, our own queue, `rx` has room for BURST pointers.
-                let n = usize::from(unsafe { sys::rte_eth_rx_burst(p.port_id, self.queue, rx.as_mut_ptr(), BURST as u16) });
+                let n =
+                    usize::from(unsafe { sys::rte_eth_rx_burst(p.port_id, self.queue, rx.as_mut_ptr(), BURST as u16) });
                 if n > 0 {
                     got_any = true;
                 }
