@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
-# (or with sudo). Later issues add DPDK, hugepages, sipp and tshark here.
+# (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
+# tools (iproute2, ping, sipp, tshark) and 2 MB hugepages on /dev/hugepages.
 set -euo pipefail
 
 need_pkgs=()
-for p in build-essential pkg-config ca-certificates; do
+pkgs=(build-essential pkg-config ca-certificates
+      libdpdk-dev dpdk clang libclang-dev
+      iproute2 iputils-ping sip-tester tshark)
+# dpdk-testpmd (the tap ceiling in the bench) is in dpdk on some releases, dpdk-dev on others.
+if apt-cache show dpdk-dev >/dev/null 2>&1; then pkgs+=(dpdk-dev); fi
+for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -14,7 +20,23 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     fi
     echo "setup: installing ${need_pkgs[*]}"
     apt-get update -qq
+    # tshark asks whether non-root users may capture: answer no, non-interactively.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+# Hugepages for DPDK (the lab uses 2 MB pages; iwf says so when they are missing).
+if [ "$(id -u)" -eq 0 ]; then
+    if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt 512 ]; then
+        echo 512 > /proc/sys/vm/nr_hugepages
+    fi
+    if ! grep -qs ' hugetlbfs ' /proc/mounts; then
+        mkdir -p /dev/hugepages
+        mount -t hugetlbfs nodev /dev/hugepages
+    fi
+    [ -e /dev/net/tun ] || modprobe tun 2>/dev/null || echo "setup: /dev/net/tun missing (modprobe tun): the lab needs it" >&2
+else
+    echo "setup: not root, hugepages not checked (the DPDK lab needs: sudo scripts/setup.sh)" >&2
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

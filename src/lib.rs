@@ -16,3 +16,4 @@ pub mod interwork;
 pub mod tag;
 pub mod wire;
 pub mod control;
+pub mod dataplane;

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The lab of DESIGN.md: iwf on two net_tap ports, the kernel side of each tap moved into
+# its own network namespace where the peers run.
+#
+#   scripts/lab.sh up       build if needed, start iwf, wire the namespaces, wait for ping
+#   scripts/lab.sh down     stop iwf (SIGTERM), remove namespaces, taps, hugepage files
+#   scripts/lab.sh status   what is up
+#
+#   side       namespace    tap          peer            iwf
+#   legacy     iwf-legacy   iwf-legacy0  198.18.1.1/24   198.18.1.2
+#   converged  iwf-conv     iwf-conv0    198.18.2.1/24   198.18.2.2
+#
+# Environment: IWF_CONFIG (default config/lab.toml), IWF_BIN (default the iwf-dp example
+# until `iwf run` exists), IWF_NO_BUILD=1 (do not run cargo), CARGO_TARGET_DIR.
+# Logs: target/lab/iwf.log. Every command is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG=${IWF_CONFIG:-config/lab.toml}
+TARGET=${CARGO_TARGET_DIR:-target}
+IWF_BIN=${IWF_BIN:-$TARGET/debug/examples/iwf-dp}
+LAB_DIR=target/lab
+LOG=$LAB_DIR/iwf.log
+PIDFILE=$LAB_DIR/iwf.pid
+# side namespace tap peer-address/len iwf-address
+SIDES=(
+    "legacy iwf-legacy iwf-legacy0 198.18.1.1/24 198.18.1.2"
+    "converged iwf-conv iwf-conv0 198.18.2.1/24 198.18.2.2"
+)
+
+die() { echo "lab: $*" >&2; exit 1; }
+say() { echo "lab: $*"; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, taps, hugepages): sudo scripts/lab.sh ${1:-up}"
+command -v ip >/dev/null || die "the ip command is missing: apt-get install iproute2 (scripts/setup.sh does)"
+[ -f "$CONFIG" ] || die "no configuration at $CONFIG"
+
+PREFIX=$(sed -n 's/^[[:space:]]*file_prefix[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$CONFIG" | head -n1)
+[ -n "$PREFIX" ] || die "$CONFIG has no eal.file_prefix"
+HUGEPAGES=$(sed -n 's/^[[:space:]]*hugepages[[:space:]]*=[[:space:]]*\(true\|false\).*/\1/p' "$CONFIG" | head -n1)
+
+iwf_pid() {
+    [ -f "$PIDFILE" ] || return 1
+    local pid
+    pid=$(cat "$PIDFILE")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+ensure_hugepages() {
+    [ "${HUGEPAGES:-true}" = "true" ] || return 0
+    local want=512 have
+    have=$(cat /proc/sys/vm/nr_hugepages)
+    if [ "$have" -lt "$want" ]; then
+        echo "$want" > /proc/sys/vm/nr_hugepages
+        have=$(cat /proc/sys/vm/nr_hugepages)
+        [ "$have" -gt 0 ] || die "could not reserve hugepages (echo $want > /proc/sys/vm/nr_hugepages gave $have); set eal.hugepages = false in $CONFIG"
+    fi
+    if ! grep -qs ' hugetlbfs ' /proc/mounts; then
+        mkdir -p /dev/hugepages
+        mount -t hugetlbfs nodev /dev/hugepages || die "cannot mount hugetlbfs on /dev/hugepages"
+    fi
+}
+
+release_files() {
+    local mnt
+    for mnt in $(awk '$3 == "hugetlbfs" { print $2 }' /proc/mounts); do
+        rm -f "$mnt/${PREFIX}map_"*
+    done
+    rm -rf "/var/run/dpdk/$PREFIX"
+}
+
+lab_down() {
+    local pid
+    if pid=$(iwf_pid); then
+        say "stopping iwf (pid $pid)"
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "iwf did not stop within 10 s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.5
+        fi
+    fi
+    rm -f "$PIDFILE"
+    local side ns tap rest
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap rest <<<"$s"
+        if ip netns list | grep -qw "^$ns"; then
+            ip netns del "$ns"
+        fi
+        if ip link show "$tap" >/dev/null 2>&1; then
+            ip link del "$tap" 2>/dev/null || true
+        fi
+    done
+    release_files
+}
+
+lab_up() {
+    if pid=$(iwf_pid); then
+        say "iwf already running (pid $pid)"
+        lab_status
+        return 0
+    fi
+    # Leftovers of a crashed run would make the taps or namespaces collide.
+    lab_down >/dev/null
+    mkdir -p "$LAB_DIR"
+    if [ -z "${IWF_NO_BUILD:-}" ]; then
+        command -v cargo >/dev/null || die "cargo not found and IWF_NO_BUILD unset"
+        say "building"
+        cargo build --quiet --example iwf-dp
+    fi
+    [ -x "$IWF_BIN" ] || die "no iwf binary at $IWF_BIN (build it, or set IWF_BIN)"
+    ensure_hugepages
+
+    say "starting $IWF_BIN --config $CONFIG (log $LOG)"
+    setsid "$IWF_BIN" --config "$CONFIG" >"$LOG" 2>&1 </dev/null &
+    echo $! >"$PIDFILE"
+    local ready=""
+    for _ in $(seq 1 150); do
+        if ! iwf_pid >/dev/null; then
+            echo "--- $LOG" >&2
+            tail -n 5 "$LOG" >&2
+            rm -f "$PIDFILE"
+            die "iwf exited during start: $(grep '^iwf: ' "$LOG" | tail -n1)"
+        fi
+        if grep -q '^iwf: ready' "$LOG"; then ready=1; break; fi
+        sleep 0.1
+    done
+    [ -n "$ready" ] || { lab_down; die "iwf not ready after 15 s (see $LOG)"; }
+
+    local side ns tap peer addr
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap peer addr <<<"$s"
+        ip link show "$tap" >/dev/null 2>&1 || { lab_down; die "tap $tap did not appear (see $LOG)"; }
+        ip netns add "$ns"
+        ip link set "$tap" netns "$ns"
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "$peer" dev "$tap"
+        ip -n "$ns" link set "$tap" up
+    done
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap peer addr <<<"$s"
+        local ok=""
+        for _ in $(seq 1 10); do
+            if ip netns exec "$ns" ping -c 1 -W 1 "$addr" >/dev/null 2>&1; then ok=1; break; fi
+        done
+        [ -n "$ok" ] || { lab_down; die "iwf does not answer ping at $addr from $ns (see $LOG)"; }
+        say "$side: $ns ($tap ${peer}) -> iwf $addr answers"
+    done
+    say "up"
+}
+
+lab_status() {
+    local pid side ns tap peer addr
+    if pid=$(iwf_pid); then say "iwf running (pid $pid), log $LOG"; else say "iwf not running"; fi
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap peer addr <<<"$s"
+        if ip netns list | grep -qw "^$ns"; then
+            local state="no tap"
+            if ip -n "$ns" link show "$tap" >/dev/null 2>&1; then
+                state="$tap $(ip -n "$ns" -br addr show "$tap" | awk '{print $2, $3}')"
+                if ip netns exec "$ns" ping -c 1 -W 1 "$addr" >/dev/null 2>&1; then
+                    state="$state, iwf $addr answers"
+                else
+                    state="$state, iwf $addr silent"
+                fi
+            fi
+            say "$side: namespace $ns: $state"
+        else
+            say "$side: namespace $ns absent"
+        fi
+    done
+    local n
+    n=$(awk '$3 == "hugetlbfs" { print $2 }' /proc/mounts | while read -r m; do ls "$m" 2>/dev/null | grep -c "^${PREFIX}map_" || true; done | awk '{s+=$1} END {print s+0}')
+    say "hugepage files of $PREFIX: $n; runtime dir: $([ -d "/var/run/dpdk/$PREFIX" ] && echo present || echo absent)"
+    if [ -f "$LOG" ]; then
+        grep -E '^(stats|final) port=' "$LOG" | tail -n 2 || true
+    fi
+}
+
+case "${1:-}" in
+    up) lab_up ;;
+    down) lab_down; say "down" ;;
+    status) lab_status ;;
+    *) echo "usage: scripts/lab.sh up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,411 @@
+//! `run(config)`: the appliance's life from configuration to orderly shutdown.
+//!
+//! 1. read `[eal]`, `[control]`, `[[ports]]`; preflight (root, hugepages, lcores, taps);
+//! 2. EAL init; one mempool; every port with one queue pair per worker lcore;
+//! 3. one [`Worker`] per worker lcore (`rte_eal_remote_launch`), one control thread
+//!    (pinned with core_affinity, never touches a packet: link state, counters to the log);
+//! 4. SIGINT/SIGTERM set [`STOP`]: workers return, the counters are reported, ports are
+//!    stopped and closed, the mempool freed, `rte_eal_cleanup` releases hugepage memory.
+use super::config::{self, ConfigError, DataplaneConfig, Device};
+use super::counters::Stats;
+use super::eal::Eal;
+use super::host::{self, Host, UdpService};
+use super::mbuf::Mempool;
+use super::port::{Port, PortError};
+use super::preflight;
+use super::worker::{Worker, WorkerPort, STOP};
+use smoltcp::wire::EthernetAddress;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why the appliance could not start (each a one-line message saying what to do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataplaneError {
+    /// The configuration file could not be read.
+    Read {
+        /// The path.
+        path: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The configuration is wrong (key and line inside).
+    Config {
+        /// The path.
+        path: String,
+        /// What and where.
+        error: ConfigError,
+    },
+    /// Not running as root.
+    NotRoot,
+    /// No hugepages reserved.
+    NoHugepages,
+    /// Hugepages reserved but all in use.
+    HugepagesInUse {
+        /// Total reserved.
+        total: u64,
+    },
+    /// No hugetlbfs mounted.
+    NoHugetlbfs,
+    /// An lcore (or the control core) that is not an online CPU.
+    MissingCpu {
+        /// The configuration file.
+        path: String,
+        /// The key naming it.
+        key: &'static str,
+        /// Its line in the file.
+        line: usize,
+        /// The CPU.
+        cpu: u32,
+        /// The machine's online CPUs.
+        online: String,
+    },
+    /// `/dev/net/tun` is missing.
+    NoTun,
+    /// A tap's interface name is taken.
+    InterfaceExists {
+        /// The port.
+        port: String,
+        /// The interface.
+        iface: String,
+    },
+    /// EAL did not start.
+    Eal(String),
+    /// A port's device does not exist after EAL init.
+    DeviceNotFound {
+        /// The configuration file.
+        path: String,
+        /// The port.
+        port: String,
+        /// The device.
+        device: Box<Device>,
+        /// Its line in the file.
+        line: usize,
+    },
+    /// A port failed to set up.
+    PortSetup {
+        /// The port.
+        port: String,
+        /// What failed.
+        message: String,
+    },
+    /// A port had no link.
+    NoLink {
+        /// The port.
+        port: String,
+        /// Its index in `[[ports]]`.
+        index: usize,
+        /// How long iwf waited.
+        waited: Duration,
+    },
+    /// Something else in setup (mempool, signals, launch).
+    Setup(String),
+}
+
+impl fmt::Display for DataplaneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataplaneError::Read { path, error } => write!(f, "cannot read {path}: {error}"),
+            DataplaneError::Config { path, error } => write!(f, "{path}: {error}"),
+            DataplaneError::NotRoot => write!(f, "DPDK needs root (hugepages, taps, devices): run iwf with sudo"),
+            DataplaneError::NoHugepages => write!(
+                f,
+                "no hugepages reserved: run `echo 512 > /proc/sys/vm/nr_hugepages` (scripts/setup.sh does) or set eal.hugepages = false with eal.memory_mb"
+            ),
+            DataplaneError::HugepagesInUse { total } => write!(
+                f,
+                "all {total} hugepages are in use (another DPDK process, or files left in /dev/hugepages): free some or reserve more in /proc/sys/vm/nr_hugepages"
+            ),
+            DataplaneError::NoHugetlbfs => write!(
+                f,
+                "no hugetlbfs mounted: run `mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages` (scripts/setup.sh does)"
+            ),
+            DataplaneError::MissingCpu { path, key, line, cpu, online } => {
+                write!(f, "{path}: line {line}: `{key}`: CPU {cpu} does not exist here (online CPUs: {online}): list existing CPUs")
+            }
+            DataplaneError::NoTun => write!(f, "/dev/net/tun is missing, so net_tap cannot create its interface: `modprobe tun`"),
+            DataplaneError::InterfaceExists { port, iface } => write!(
+                f,
+                "port {port}: interface {iface} already exists (left from an earlier run? `scripts/lab.sh down`, or `ip link del {iface}`)"
+            ),
+            DataplaneError::Eal(e) => write!(f, "EAL did not start: {e} (see the EAL lines above)"),
+            DataplaneError::DeviceNotFound { path, port, device, line } => match device.as_ref() {
+                Device::Vdev { name, iface, .. } if name.starts_with("net_tap") => write!(
+                    f,
+                    "{path}: line {line}: port {port}: tap creation failed, {name}{} does not exist (see EAL lines above; needs root and /dev/net/tun)",
+                    iface.as_deref().map(|i| format!(" (iface {i})")).unwrap_or_default()
+                ),
+                Device::Vdev { name, .. } => write!(f, "{path}: line {line}: port {port}: vdev {name} was not created (see the EAL lines above)"),
+                Device::Pci { address } => write!(
+                    f,
+                    "{path}: line {line}: port {port}: PCI device {address} is not a DPDK port: bind it with `dpdk-devbind.py -b vfio-pci {address}`"
+                ),
+            },
+            DataplaneError::PortSetup { port, message } => write!(f, "port {port}: {message}"),
+            DataplaneError::NoLink { port, index, waited } => write!(
+                f,
+                "port {port}: no link after {} ms: check the cable or the peer, or set ports[{index}].require_link = false",
+                waited.as_millis()
+            ),
+            DataplaneError::Setup(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DataplaneError {}
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() -> Result<(), DataplaneError> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(DataplaneError::Setup(format!("cannot install a handler for signal {sig}")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks what operators get wrong first, before EAL prints pages of log about it.
+fn preflight(path: &str, cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
+    if !preflight::is_root() {
+        return Err(DataplaneError::NotRoot);
+    }
+    let online_text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let online = preflight::parse_cpu_list(&online_text);
+    if !online.is_empty() {
+        if let Some(cpu) = preflight::missing_cpu(&cfg.eal.lcores, &online) {
+            let online = online_text.trim().to_string();
+            return Err(DataplaneError::MissingCpu {
+                path: path.to_string(),
+                key: "eal.lcores",
+                line: cfg.eal.lcores_line,
+                cpu,
+                online,
+            });
+        }
+    }
+    if cfg.eal.hugepages {
+        let hp = preflight::parse_meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default());
+        if hp.total == 0 {
+            return Err(DataplaneError::NoHugepages);
+        }
+        if hp.free == 0 {
+            return Err(DataplaneError::HugepagesInUse { total: hp.total });
+        }
+        if !preflight::hugetlbfs_mounted(&std::fs::read_to_string("/proc/mounts").unwrap_or_default()) {
+            return Err(DataplaneError::NoHugetlbfs);
+        }
+    }
+    for p in &cfg.ports {
+        if let Device::Vdev { name, iface, .. } = &p.device {
+            if name.starts_with("net_tap") && !std::path::Path::new("/dev/net/tun").exists() {
+                return Err(DataplaneError::NoTun);
+            }
+            if let Some(i) = iface {
+                if std::path::Path::new("/sys/class/net").join(i).exists() {
+                    return Err(DataplaneError::InterfaceExists { port: p.name.clone(), iface: i.clone() });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the appliance with `config_path` and runs until SIGINT/SIGTERM; the converged
+/// port's SIP-over-UDP service answers nothing yet (see [`run_with`]).
+pub fn run(config_path: &str) -> Result<(), DataplaneError> {
+    run_with(config_path, host::sip_udp_unanswered)
+}
+
+/// As [`run`], with `sip` as the service on each port's `sip_udp_port`.
+pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
+    let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
+    preflight(config_path, &cfg)?;
+    if let Some(core) = cfg.control.core {
+        let online =
+            preflight::parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default());
+        if !online.is_empty() && !online.contains(&(core as u32)) {
+            let line = text.lines().position(|l| l.trim_start().starts_with("core")).map_or(0, |i| i + 1);
+            let online = online.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            return Err(DataplaneError::MissingCpu {
+                path: config_path.to_string(),
+                key: "control.core",
+                line,
+                cpu: core as u32,
+                online,
+            });
+        }
+    }
+    install_signal_handlers()?;
+
+    let mut args = vec!["iwf".to_string()];
+    args.extend(cfg.eal_args());
+    println!("iwf: DPDK {} EAL {}", dpdk_sys::DPDK_VERSION, args[1..].join(" "));
+    let eal = Eal::init(&args, &cfg.eal.file_prefix).map_err(DataplaneError::Eal)?;
+    let workers = eal.worker_lcores();
+    let queues = u16::try_from(workers.len()).unwrap_or(u16::MAX);
+    if workers.is_empty() {
+        return Err(DataplaneError::Setup("EAL gave no worker lcores: list at least two in eal.lcores".into()));
+    }
+    let socket = i32::try_from(eal.lcore_socket(eal.main_lcore())).unwrap_or(-1);
+    let pool = Arc::new(
+        Mempool::create("iwf_mbufs", cfg.eal.mbufs, cfg.eal.mbuf_cache, socket).map_err(DataplaneError::Setup)?,
+    );
+    let link_wait = Duration::from_millis(cfg.control.link_wait_ms);
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for (index, pc) in cfg.ports.iter().enumerate() {
+        match Port::open(pc, queues, &pool, link_wait) {
+            Ok(p) => ports.push(p),
+            Err(PortError::NotFound) => {
+                return Err(DataplaneError::DeviceNotFound {
+                    path: config_path.to_string(),
+                    port: pc.name.clone(),
+                    device: Box::new(pc.device.clone()),
+                    line: pc.device_line,
+                })
+            }
+            Err(PortError::Setup(message)) => return Err(DataplaneError::PortSetup { port: pc.name.clone(), message }),
+            Err(PortError::NoLink(waited)) => {
+                return Err(DataplaneError::NoLink { port: pc.name.clone(), index, waited })
+            }
+        }
+    }
+    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let stats = Arc::new(Stats::new(&names, usize::from(queues)));
+    for (p, pc) in ports.iter().zip(&cfg.ports) {
+        let link = p.link();
+        println!(
+            "iwf: port {} = {} (driver {}, port {}) mac {} address {}/{} queues {} rss {} link {}",
+            p.name,
+            pc.device.ethdev_name(),
+            p.driver,
+            p.id,
+            p.mac_text(),
+            pc.address,
+            pc.prefix_len,
+            p.queues,
+            if p.rss { "on" } else { "off" },
+            if link.up { "up" } else { "down" }
+        );
+    }
+
+    for (q, lcore) in workers.iter().enumerate() {
+        let mut wports = Vec::with_capacity(ports.len());
+        for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
+            let mut host = Host::new(EthernetAddress(p.mac), pc.address);
+            if let Some(port) = pc.sip_udp_port {
+                host.bind_udp(port, sip).map_err(|e| DataplaneError::Setup(e.to_string()))?;
+            }
+            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway });
+        }
+        let worker = Worker { queue: q as u16, ports: wports, pool: Arc::clone(&pool), stats: Arc::clone(&stats) };
+        if let Err(e) = eal.launch(*lcore, Box::new(move || worker.run())) {
+            STOP.store(true, Ordering::SeqCst);
+            eal.wait_workers();
+            return Err(DataplaneError::Setup(e));
+        }
+    }
+    let ports = Arc::new(ports);
+    let control_core = cfg.control.core.unwrap_or(eal.main_lcore() as usize);
+    let control = {
+        let (stats, ports) = (Arc::clone(&stats), Arc::clone(&ports));
+        let interval = Duration::from_millis(cfg.control.stats_interval_ms);
+        std::thread::Builder::new()
+            .name("iwf-control".into())
+            .spawn(move || control_loop(control_core, &stats, &ports, interval))
+            .map_err(|e| DataplaneError::Setup(format!("cannot start the control thread: {e}")))
+    };
+    let control = match control {
+        Ok(c) => Some(c),
+        Err(e) => {
+            STOP.store(true, Ordering::SeqCst);
+            eprintln!("iwf: {e}");
+            None
+        }
+    };
+    println!(
+        "iwf: ready: main lcore {}, worker lcores {:?}, control thread on CPU {control_core}",
+        eal.main_lcore(),
+        workers
+    );
+
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("iwf: stopping");
+    eal.wait_workers();
+    if let Some(c) = control {
+        let _ = c.join();
+    }
+    report("final", &stats, &ports);
+    for p in ports.iter() {
+        let hw = p.hw_stats();
+        println!(
+            "final-hw port={} ipackets={} opackets={} imissed={} ierrors={} oerrors={} rx_nombuf={}",
+            p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
+        );
+    }
+    // Order matters: ports (stop, close) before the mempool they use, EAL last.
+    drop(ports);
+    drop(pool);
+    let (files, dir) = eal.shutdown();
+    println!(
+        "iwf: stopped cleanly (removed {files} hugepage files{})",
+        if dir { " and the runtime directory" } else { "" }
+    );
+    Ok(())
+}
+
+fn report(tag: &str, stats: &Stats, ports: &[Port]) {
+    for (i, p) in stats.ports.iter().enumerate() {
+        let link = if p.link_up.load(Ordering::Relaxed) { "up" } else { "down" };
+        let _ = ports;
+        println!("{tag} port={} link={link} {}", p.name, stats.totals(i).line());
+    }
+}
+
+/// The control plane for now: pins itself, watches links, logs counters when they change.
+fn control_loop(core: usize, stats: &Stats, ports: &[Port], interval: Duration) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        eprintln!("iwf: control thread could not be pinned to CPU {core}; running unpinned");
+    }
+    let mut last: Vec<String> = vec![String::new(); stats.ports.len()];
+    let mut next = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        for (i, p) in ports.iter().enumerate() {
+            let up = p.link().up;
+            if let Some(pc) = stats.ports.get(i) {
+                if pc.link_up.swap(up, Ordering::Relaxed) != up {
+                    println!("iwf: port {} link {}", p.name, if up { "up" } else { "down" });
+                }
+            }
+        }
+        if !interval.is_zero() && Instant::now() >= next {
+            next = Instant::now() + interval;
+            for (i, p) in stats.ports.iter().enumerate() {
+                let line = stats.totals(i).line();
+                if let Some(prev) = last.get_mut(i) {
+                    if *prev != line {
+                        let link = if p.link_up.load(Ordering::Relaxed) { "up" } else { "down" };
+                        println!("stats port={} link={link} {line}", p.name);
+                        *prev = line;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,657 @@
+//! The packet path's configuration: `[eal]`, `[control]` and `[[ports]]`. Every error
+//! names the key and its line (the same [`ConfigError`] as the `[tag]` section).
+//!
+//! ```toml
+//! [eal]
+//! lcores = "0-1"             # first = main lcore (no packets); each other one polls one queue of every port
+//! file_prefix = "iwf-lab"    # unique per DPDK process: names /dev/hugepages/<prefix>* and /var/run/dpdk/<prefix>
+//! hugepages = true           # false = --no-huge; then memory_mb is required
+//! memory_mb = 512            # optional with hugepages (-m)
+//! mbufs = 8191               # mbufs in the pool (2^n - 1 is the mempool's sweet spot)
+//! mbuf_cache = 256           # per-lcore mempool cache
+//! log_level = "notice"       # EAL --log-level
+//! args = []                  # further EAL arguments, verbatim
+//!
+//! [control]
+//! core = 0                   # CPU of the control thread (default: the main lcore's CPU)
+//! stats_interval_ms = 1000   # counters to the log every so often (0 = only at exit)
+//! link_wait_ms = 3000        # how long a port may take to come up at start
+//!
+//! [[ports]]
+//! name = "legacy"
+//! device = "net_tap0,iface=iwf-legacy0"   # a vdev spec, or a PCI address 0000:3b:00.0
+//! address = "198.18.1.2/24"
+//! gateway = "198.18.1.1"     # optional: a neighbour resolved by ARP at start
+//! sip_udp_port = 5060        # optional: UDP port handed to the SIP service
+//! rx_desc = 1024             # optional ring sizes
+//! tx_desc = 1024
+//! require_link = true        # a port without link at start is an error
+//! ```
+#![deny(unsafe_code)]
+
+pub use crate::control::config::ConfigError;
+use serde_spanned::Spanned;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use toml::de::{DeTable, DeValue};
+
+/// Largest lcore id accepted (DPDK's default `RTE_MAX_LCORE` is 128).
+pub const MAX_LCORE: u32 = 127;
+
+/// `[eal]`: how the Environment Abstraction Layer starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalConfig {
+    /// The lcores, in the order given; the first is the main lcore.
+    pub lcores: Vec<u32>,
+    /// Line of `eal.lcores` (for errors found later, e.g. a CPU that does not exist).
+    pub lcores_line: usize,
+    /// `--file-prefix`.
+    pub file_prefix: String,
+    /// Hugepages (true) or `--no-huge`.
+    pub hugepages: bool,
+    /// `-m`, megabytes.
+    pub memory_mb: Option<u32>,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Per-lcore mempool cache.
+    pub mbuf_cache: u32,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// Further EAL arguments.
+    pub args: Vec<String>,
+}
+
+/// `[control]`: the control-plane thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// CPU the control thread is pinned to; `None` = the main lcore's.
+    pub core: Option<usize>,
+    /// Counters to the log every so often; 0 = only at exit.
+    pub stats_interval_ms: u64,
+    /// How long a port may take to come up at start.
+    pub link_wait_ms: u64,
+}
+
+/// What a port is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    /// A virtual device (`--vdev`): `net_tap0,iface=NAME`, `net_null0`, ...
+    Vdev {
+        /// The whole spec, as given to `--vdev`.
+        spec: String,
+        /// The device name (before the first comma): what ethdev knows it by.
+        name: String,
+        /// The kernel interface a net_tap creates (`iface=`), if any.
+        iface: Option<String>,
+    },
+    /// A PCI device (`-a`), `DDDD:BB:DD.F`.
+    Pci {
+        /// The address as given.
+        address: String,
+    },
+}
+
+impl Device {
+    /// The ethdev name to look the port up by.
+    pub fn ethdev_name(&self) -> &str {
+        match self {
+            Device::Vdev { name, .. } => name,
+            Device::Pci { address } => address,
+        }
+    }
+
+    /// Parses a device string: a PCI address, else a vdev spec.
+    pub fn parse(s: &str) -> Result<Device, String> {
+        if is_pci_address(s) {
+            return Ok(Device::Pci { address: s.to_string() });
+        }
+        let name = s.split(',').next().unwrap_or("");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("`{s}` is neither a PCI address (0000:3b:00.0) nor a vdev spec (net_tap0,iface=NAME)"));
+        }
+        let iface = s.split(',').skip(1).find_map(|kv| kv.strip_prefix("iface=")).map(str::to_string);
+        if let Some(i) = &iface {
+            if i.is_empty() || i.len() > 15 {
+                return Err(format!("iface `{i}`: a Linux interface name has 1 to 15 characters"));
+            }
+        }
+        Ok(Device::Vdev { spec: s.to_string(), name: name.to_string(), iface })
+    }
+}
+
+fn is_pci_address(s: &str) -> bool {
+    // DDDD:BB:DD.F, or BB:DD.F
+    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> = s.split(':').collect();
+    let (bus, devfn) = match parts.as_slice() {
+        [dom, bus, devfn] if hex(dom, 4) => (*bus, *devfn),
+        [bus, devfn] => (*bus, *devfn),
+        _ => return false,
+    };
+    match devfn.split_once('.') {
+        Some((dev, f)) => hex(bus, 2) && hex(dev, 2) && f.len() == 1 && matches!(f.as_bytes()[0], b'0'..=b'7'),
+        None => false,
+    }
+}
+
+/// One `[[ports]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The port's name in logs and counters.
+    pub name: String,
+    /// What it is.
+    pub device: Device,
+    /// Line of its `device` key.
+    pub device_line: usize,
+    /// Our address on it.
+    pub address: Ipv4Addr,
+    /// The prefix length of its subnet.
+    pub prefix_len: u8,
+    /// A neighbour to resolve at start.
+    pub gateway: Option<Ipv4Addr>,
+    /// UDP port handed to the SIP service.
+    pub sip_udp_port: Option<u16>,
+    /// RX ring size.
+    pub rx_desc: u16,
+    /// TX ring size.
+    pub tx_desc: u16,
+    /// Whether a port without link at start is an error.
+    pub require_link: bool,
+}
+
+/// The packet path's whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// `[eal]`.
+    pub eal: EalConfig,
+    /// `[control]`.
+    pub control: ControlConfig,
+    /// `[[ports]]`, in order.
+    pub ports: Vec<PortConfig>,
+}
+
+impl DataplaneConfig {
+    /// The EAL command line (without the program name).
+    pub fn eal_args(&self) -> Vec<String> {
+        let e = &self.eal;
+        let lcores: Vec<String> = e.lcores.iter().map(u32::to_string).collect();
+        let mut a = vec!["--lcores".to_string(), lcores.join(","), format!("--file-prefix={}", e.file_prefix)];
+        if !e.hugepages {
+            a.push("--no-huge".to_string());
+        }
+        if let Some(m) = e.memory_mb {
+            a.push("-m".to_string());
+            a.push(m.to_string());
+        }
+        let mut pci = false;
+        for p in &self.ports {
+            match &p.device {
+                Device::Vdev { spec, .. } => a.push(format!("--vdev={spec}")),
+                Device::Pci { address } => {
+                    pci = true;
+                    a.push("-a".to_string());
+                    a.push(address.clone());
+                }
+            }
+        }
+        if !pci {
+            a.push("--no-pci".to_string());
+        }
+        if let Some(l) = &e.log_level {
+            a.push(format!("--log-level={l}"));
+        }
+        a.extend(e.args.iter().cloned());
+        a
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+struct Doc<'t> {
+    text: &'t str,
+}
+
+impl Doc<'_> {
+    fn err<T>(&self, key: &str, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError { key: key.to_string(), line: line_of(self.text, span.start), message: message.into() })
+    }
+
+    fn line(&self, v: &Value<'_>) -> usize {
+        line_of(self.text, v.span().start)
+    }
+
+    fn get<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Value<'i>> {
+        table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
+    }
+
+    fn only(&self, table: &DeTable<'_>, at: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+        for (k, _) in table.iter() {
+            let name: &str = k.get_ref().as_ref();
+            if !allowed.contains(&name) {
+                return self.err(
+                    &format!("{at}.{name}"),
+                    k.span(),
+                    format!("unknown key (expected one of {})", allowed.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn integer(&self, key: &str, v: &Value<'_>, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let n =
+            v.get_ref().as_integer().and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
+        match n {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            Some(n) => self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}")),
+            None => self.err(key, v.span(), format!("expected an integer, found {}", v.get_ref().type_str())),
+        }
+    }
+
+    fn string<'a>(&self, key: &str, v: &'a Value<'_>) -> Result<&'a str, ConfigError> {
+        match v.get_ref().as_str() {
+            Some(s) => Ok(s),
+            None => self.err(key, v.span(), format!("expected a string, found {}", v.get_ref().type_str())),
+        }
+    }
+
+    fn boolean(&self, key: &str, v: &Value<'_>) -> Result<bool, ConfigError> {
+        match v.get_ref().as_bool() {
+            Some(b) => Ok(b),
+            None => self.err(key, v.span(), format!("expected true or false, found {}", v.get_ref().type_str())),
+        }
+    }
+
+    fn table<'a, 'i>(&self, key: &str, v: &'a Value<'i>) -> Result<&'a DeTable<'i>, ConfigError> {
+        match v.get_ref().as_table() {
+            Some(t) => Ok(t),
+            None => self.err(key, v.span(), format!("expected a table, found {}", v.get_ref().type_str())),
+        }
+    }
+}
+
+/// Parses an lcore list: `0-3`, `0,2,4`, `1,3-5`.
+pub fn parse_lcores(s: &str) -> Result<Vec<u32>, String> {
+    let mut out: Vec<u32> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let (Ok(lo), Ok(hi)) = (lo.parse::<u32>(), hi.parse::<u32>()) else {
+            return Err(format!("`{part}` is not an lcore number or range (e.g. \"0-1\" or \"0,2,4\")"));
+        };
+        if lo > hi || hi > MAX_LCORE {
+            return Err(format!("`{part}`: lcores run from 0 to {MAX_LCORE}, low to high"));
+        }
+        for l in lo..=hi {
+            if out.contains(&l) {
+                return Err(format!("lcore {l} is listed twice"));
+            }
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("`{s}` is not an IPv4 address with prefix length (198.18.1.2/24)");
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let len: u8 = p.parse().map_err(|_| bad())?;
+    if len == 0 || len > 32 || addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+        return Err(bad());
+    }
+    Ok((addr, len))
+}
+
+/// Reads `[eal]`, `[control]` and `[[ports]]` from a configuration file's text (other
+/// sections, like `[tag]`, are left to their own readers).
+pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
+    let doc = Doc { text };
+    let root = DeTable::parse(text).map_err(|e| ConfigError {
+        key: String::new(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: format!("TOML syntax error: {}", e.message().lines().next().unwrap_or("")),
+    })?;
+    let root = root.get_ref();
+
+    let Some(eal_v) = Doc::get(root, "eal") else {
+        return doc.err("eal", 0..0, "missing section [eal] (lcores, file_prefix, ...)");
+    };
+    let eal_t = doc.table("eal", eal_v)?;
+    doc.only(
+        eal_t,
+        "eal",
+        &["lcores", "file_prefix", "hugepages", "memory_mb", "mbufs", "mbuf_cache", "log_level", "args"],
+    )?;
+    let Some(lc) = Doc::get(eal_t, "lcores") else {
+        return doc.err("eal.lcores", eal_v.span(), "missing: the lcore list, e.g. \"0-1\" (first = main lcore)");
+    };
+    let lcores = match parse_lcores(doc.string("eal.lcores", lc)?) {
+        Ok(l) => l,
+        Err(m) => return doc.err("eal.lcores", lc.span(), m),
+    };
+    if lcores.len() < 2 {
+        return doc.err(
+            "eal.lcores",
+            lc.span(),
+            "needs at least two lcores: the first is the main lcore, the others poll the ports",
+        );
+    }
+    let Some(fp) = Doc::get(eal_t, "file_prefix") else {
+        return doc.err("eal.file_prefix", eal_v.span(), "missing: a prefix unique to this DPDK process, e.g. \"iwf\"");
+    };
+    let file_prefix = doc.string("eal.file_prefix", fp)?;
+    if file_prefix.is_empty() || !file_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return doc.err("eal.file_prefix", fp.span(), "use letters, digits, - and _ only (it names files)");
+    }
+    let hugepages = match Doc::get(eal_t, "hugepages") {
+        Some(v) => doc.boolean("eal.hugepages", v)?,
+        None => true,
+    };
+    let memory_mb = match Doc::get(eal_t, "memory_mb") {
+        Some(v) => Some(doc.integer("eal.memory_mb", v, 64, 1 << 20)? as u32),
+        None => None,
+    };
+    if !hugepages && memory_mb.is_none() {
+        let at = Doc::get(eal_t, "hugepages").map_or(eal_v.span(), Spanned::span);
+        return doc.err("eal.memory_mb", at, "hugepages = false (--no-huge) needs memory_mb, e.g. 512");
+    }
+    let mbufs = match Doc::get(eal_t, "mbufs") {
+        Some(v) => doc.integer("eal.mbufs", v, 1023, 1 << 24)? as u32,
+        None => 8191,
+    };
+    let mbuf_cache = match Doc::get(eal_t, "mbuf_cache") {
+        Some(v) => doc.integer("eal.mbuf_cache", v, 0, 512)? as u32,
+        None => 256,
+    };
+    let log_level = match Doc::get(eal_t, "log_level") {
+        Some(v) => Some(doc.string("eal.log_level", v)?.to_string()),
+        None => None,
+    };
+    let mut args = Vec::new();
+    if let Some(v) = Doc::get(eal_t, "args") {
+        let Some(list) = v.get_ref().as_array() else {
+            return doc.err("eal.args", v.span(), "expected an array of strings");
+        };
+        for (i, a) in list.iter().enumerate() {
+            args.push(doc.string(&format!("eal.args[{i}]"), a)?.to_string());
+        }
+    }
+    let eal = EalConfig {
+        lcores,
+        lcores_line: doc.line(lc),
+        file_prefix: file_prefix.to_string(),
+        hugepages,
+        memory_mb,
+        mbufs,
+        mbuf_cache,
+        log_level,
+        args,
+    };
+
+    let mut control = ControlConfig { core: None, stats_interval_ms: 1000, link_wait_ms: 3000 };
+    if let Some(v) = Doc::get(root, "control") {
+        let t = doc.table("control", v)?;
+        doc.only(t, "control", &["core", "stats_interval_ms", "link_wait_ms"])?;
+        if let Some(c) = Doc::get(t, "core") {
+            control.core = Some(doc.integer("control.core", c, 0, i64::from(MAX_LCORE))? as usize);
+        }
+        if let Some(c) = Doc::get(t, "stats_interval_ms") {
+            control.stats_interval_ms = doc.integer("control.stats_interval_ms", c, 0, 86_400_000)? as u64;
+        }
+        if let Some(c) = Doc::get(t, "link_wait_ms") {
+            control.link_wait_ms = doc.integer("control.link_wait_ms", c, 0, 600_000)? as u64;
+        }
+    }
+
+    let Some(ports_v) = Doc::get(root, "ports") else {
+        return doc.err("ports", 0..0, "missing: at least one [[ports]] entry");
+    };
+    let Some(list) = ports_v.get_ref().as_array() else {
+        return doc.err("ports", ports_v.span(), "expected an array of tables ([[ports]])");
+    };
+    if list.is_empty() {
+        return doc.err("ports", ports_v.span(), "at least one [[ports]] entry");
+    }
+    let mut ports: Vec<PortConfig> = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("ports[{i}]");
+        let t = doc.table(&at, entry)?;
+        doc.only(
+            t,
+            &at,
+            &["name", "device", "address", "gateway", "sip_udp_port", "rx_desc", "tx_desc", "require_link"],
+        )?;
+        let req = |k: &str, what: &str| match Doc::get(t, k) {
+            Some(v) => Ok(v),
+            None => doc.err(&format!("{at}.{k}"), entry.span(), format!("missing: {what}")),
+        };
+        let name_v = req("name", "the port's name, e.g. \"legacy\"")?;
+        let name = doc.string(&format!("{at}.name"), name_v)?;
+        if name.is_empty() || ports.iter().any(|p| p.name == name) {
+            return doc.err(
+                &format!("{at}.name"),
+                name_v.span(),
+                format!("`{name}`: port names must be unique and non-empty"),
+            );
+        }
+        let dev_v = req("device", "a vdev spec (net_tap0,iface=NAME) or a PCI address")?;
+        let device = match Device::parse(doc.string(&format!("{at}.device"), dev_v)?) {
+            Ok(d) => d,
+            Err(m) => return doc.err(&format!("{at}.device"), dev_v.span(), m),
+        };
+        if let Some(other) = ports.iter().find(|p| p.device.ethdev_name() == device.ethdev_name()) {
+            return doc.err(
+                &format!("{at}.device"),
+                dev_v.span(),
+                format!("`{}` is already port `{}`", device.ethdev_name(), other.name),
+            );
+        }
+        let addr_v = req("address", "our address with prefix length, e.g. \"198.18.1.2/24\"")?;
+        let (address, prefix_len) = match parse_cidr(doc.string(&format!("{at}.address"), addr_v)?) {
+            Ok(a) => a,
+            Err(m) => return doc.err(&format!("{at}.address"), addr_v.span(), m),
+        };
+        let gateway = match Doc::get(t, "gateway") {
+            Some(v) => match doc.string(&format!("{at}.gateway"), v)?.parse::<Ipv4Addr>() {
+                Ok(g) if g != address && !g.is_unspecified() && !g.is_multicast() && !g.is_broadcast() => Some(g),
+                _ => return doc.err(&format!("{at}.gateway"), v.span(), "expected a neighbour's unicast IPv4 address"),
+            },
+            None => None,
+        };
+        let sip_udp_port = match Doc::get(t, "sip_udp_port") {
+            Some(v) => Some(doc.integer(&format!("{at}.sip_udp_port"), v, 1, 65535)? as u16),
+            None => None,
+        };
+        let desc = |k: &str| -> Result<u16, ConfigError> {
+            match Doc::get(t, k) {
+                Some(v) => {
+                    let n = doc.integer(&format!("{at}.{k}"), v, 64, 16384)?;
+                    if n & (n - 1) != 0 {
+                        return doc.err(&format!("{at}.{k}"), v.span(), format!("{n} is not a power of two"));
+                    }
+                    Ok(n as u16)
+                }
+                None => Ok(1024),
+            }
+        };
+        let rx_desc = desc("rx_desc")?;
+        let tx_desc = desc("tx_desc")?;
+        let require_link = match Doc::get(t, "require_link") {
+            Some(v) => doc.boolean(&format!("{at}.require_link"), v)?,
+            None => true,
+        };
+        ports.push(PortConfig {
+            name: name.to_string(),
+            device,
+            device_line: doc.line(dev_v),
+            address,
+            prefix_len,
+            gateway,
+            sip_udp_port,
+            rx_desc,
+            tx_desc,
+            require_link,
+        });
+    }
+    Ok(DataplaneConfig { eal, control, ports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"[tag]
+signing_key = 1
+
+[eal]
+lcores = "0-1"
+file_prefix = "iwf-test"
+hugepages = false
+memory_mb = 256
+log_level = "notice"
+
+[control]
+core = 0
+stats_interval_ms = 500
+
+[[ports]]
+name = "legacy"
+device = "net_tap0,iface=iwf-legacy0"
+address = "198.18.1.2/24"
+gateway = "198.18.1.1"
+
+[[ports]]
+name = "converged"
+device = "net_tap1,iface=iwf-conv0"
+address = "198.18.2.2/24"
+sip_udp_port = 5060
+"#;
+
+    #[test]
+    fn reads_the_lab_shape_and_builds_eal_args() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.eal.lcores, vec![0, 1]);
+        assert_eq!(c.eal.lcores_line, 5);
+        assert_eq!(c.control.stats_interval_ms, 500);
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0].gateway, Some(Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(c.ports[1].sip_udp_port, Some(5060));
+        assert_eq!(c.ports[1].device_line, 23);
+        assert_eq!(
+            c.ports[1].device,
+            Device::Vdev {
+                spec: "net_tap1,iface=iwf-conv0".into(),
+                name: "net_tap1".into(),
+                iface: Some("iwf-conv0".into())
+            }
+        );
+        assert_eq!(
+            c.eal_args().join(" "),
+            "--lcores 0,1 --file-prefix=iwf-test --no-huge -m 256 --vdev=net_tap0,iface=iwf-legacy0 --vdev=net_tap1,iface=iwf-conv0 --no-pci --log-level=notice"
+        );
+    }
+
+    #[test]
+    fn pci_ports_are_allowlisted() {
+        let text = GOOD.replace("net_tap0,iface=iwf-legacy0", "0000:3b:00.0").replace("hugepages = false\n", "");
+        let c = load(&text).unwrap();
+        assert_eq!(c.ports[0].device, Device::Pci { address: "0000:3b:00.0".into() });
+        let args = c.eal_args().join(" ");
+        assert!(
+            args.contains("-a 0000:3b:00.0") && !args.contains("--no-pci") && !args.contains("--no-huge"),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn lcore_lists() {
+        assert_eq!(parse_lcores("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_lcores(" 3 , 1 ").unwrap(), vec![3, 1]);
+        assert!(parse_lcores("1,1").unwrap_err().contains("twice"));
+        assert!(parse_lcores("2-1").is_err());
+        assert!(parse_lcores("0-500").is_err());
+        assert!(parse_lcores("a").is_err());
+        assert!(parse_lcores("").is_err());
+    }
+
+    fn err(text: &str) -> ConfigError {
+        load(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = err(&GOOD.replace("\"0-1\"", "\"0\""));
+        assert_eq!((e.key.as_str(), e.line), ("eal.lcores", 5));
+        assert!(e.message.contains("at least two"), "{e}");
+        let e = err(&GOOD.replace("\"0-1\"", "\"0-x\""));
+        assert_eq!((e.key.as_str(), e.line), ("eal.lcores", 5));
+        let e = err(&GOOD.replace("memory_mb = 256\n", ""));
+        assert_eq!((e.key.as_str(), e.line), ("eal.memory_mb", 7));
+        let e = err(&GOOD.replace("198.18.2.2/24", "198.18.2.2"));
+        assert_eq!((e.key.as_str(), e.line), ("ports[1].address", 24));
+        let e = err(&GOOD.replace("net_tap1,iface=iwf-conv0", "net_tap0"));
+        assert_eq!((e.key.as_str(), e.line), ("ports[1].device", 23));
+        assert!(e.message.contains("already port `legacy`"), "{e}");
+        let e = err(&GOOD.replace("name = \"converged\"", "name = \"legacy\""));
+        assert_eq!((e.key.as_str(), e.line), ("ports[1].name", 22));
+        let e = err(&GOOD.replace("sip_udp_port = 5060", "sip_udp_port = 70000"));
+        assert_eq!((e.key.as_str(), e.line), ("ports[1].sip_udp_port", 25));
+        let e = err(&GOOD.replace("gateway = ", "gatway = "));
+        assert_eq!((e.key.as_str(), e.line), ("ports[0].gatway", 19));
+        let e = err(&GOOD.replace("file_prefix = \"iwf-test\"", "file_prefix = \"a/b\""));
+        assert_eq!((e.key.as_str(), e.line), ("eal.file_prefix", 6));
+        let e = err(&GOOD.replace("iface=iwf-conv0", "iface=an-interface-name-too-long"));
+        assert_eq!(e.key, "ports[1].device");
+        let e = err(&GOOD.replace("stats_interval_ms = 500", "stats_interval_ms = \"x\""));
+        assert_eq!((e.key.as_str(), e.line), ("control.stats_interval_ms", 13));
+        let e = err("[eal]\nlcores = \"0-1\"\nfile_prefix = \"x\"\n");
+        assert_eq!(e.key, "ports");
+        let e = err("[tag]\n");
+        assert_eq!(e.key, "eal");
+        let e = err("[eal\n");
+        assert!(e.message.starts_with("TOML syntax error"), "{e}");
+        let e = err(&format!(
+            "{GOOD}\n[[ports]]\nname = \"x\"\ndevice = \"net_null0\"\naddress = \"10.0.0.1/8\"\nrx_desc = 1000\n"
+        ));
+        assert_eq!((e.key.as_str(), e.line), ("ports[2].rx_desc", 31));
+    }
+
+    #[test]
+    fn device_strings() {
+        assert!(matches!(Device::parse("3b:00.1"), Ok(Device::Pci { .. })));
+        assert!(matches!(Device::parse("net_null0"), Ok(Device::Vdev { iface: None, .. })));
+        assert!(Device::parse("").is_err());
+        assert!(Device::parse("net tap").is_err());
+        assert!(Device::parse("0000:3b:00.9").is_err());
+    }
+}
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    #[test]
+    fn lab_and_example_configurations_load() {
+        let lab = load(include_str!("../../config/lab.toml")).unwrap();
+        assert_eq!(lab.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["legacy", "converged"]);
+        assert_eq!(lab.ports[0].address, Ipv4Addr::new(198, 18, 1, 2));
+        assert_eq!(lab.ports[1].address, Ipv4Addr::new(198, 18, 2, 2));
+        assert_eq!(lab.ports[1].sip_udp_port, Some(5060));
+        assert_eq!(lab.eal.file_prefix, "iwf-lab");
+        let example = load(include_str!("../../config/example.toml")).unwrap();
+        assert_eq!(example.eal.lcores, vec![2, 3, 4, 5, 6]);
+        assert!(matches!(example.ports[0].device, Device::Pci { .. }));
+        // The [tag] section of both still loads with its own reader.
+        crate::control::config::load_keyring(include_str!("../../config/lab.toml")).unwrap();
+        crate::control::config::load_keyring(include_str!("../../config/example.toml")).unwrap();
+    }
+}

@@ -1,0 +1,32 @@
+//! The packet path: everything that touches DPDK.
+//!
+//! ```text
+//!  port legacy ─┐ queue q  ┌─────────────── lcore (worker q) ──────────────┐
+//!  port conv  ──┼────────► │ rx burst (32) → Mbuf → Host::receive(&mut [u8]) │──► tx burst
+//!               │          │   ARP · ICMP echo · IPv4 · UDP → UdpService     │
+//!               │          └───────────── counters (per port, per queue) ────┘
+//!  control thread (core_affinity, not an EAL lcore): link state, counters to the log
+//! ```
+//!
+//! * [`config`]: the `[eal]`, `[control]` and `[[ports]]` sections, errors naming key
+//!   and line (sans-IO, tested without DPDK);
+//! * [`host`] and [`arp`]: the IP host each port runs, over plain byte slices (sans-IO);
+//! * [`counters`]: per-port, per-queue, per-drop-reason counters, one writer each;
+//! * [`mbuf`], [`eal`], [`port`], [`worker`]: the thin safe layer over `dpdk-sys`;
+//! * [`app`]: `run(config)`, the appliance's main loop and orderly shutdown.
+//!
+//! This is the one module that may use `unsafe`; each unsafe block states why it holds.
+#![allow(unsafe_code)]
+
+pub mod app;
+pub mod arp;
+pub mod config;
+pub mod counters;
+pub mod eal;
+pub mod host;
+pub mod mbuf;
+pub mod port;
+pub mod preflight;
+pub mod worker;
+
+pub use app::{run, run_with, DataplaneError};

@@ -1,0 +1,200 @@
+//! The per-core pipeline: run to completion on one EAL lcore, polling queue `q` of every
+//! port in bursts of [`BURST`], answering through the port's [`Host`], counting every
+//! frame it does not answer by reason. No allocation, no lock, no panic on input.
+use super::counters::{DropReason, Handled, QueueCounters, Stats};
+use super::host::{Host, Outcome};
+use super::mbuf::{Mbuf, Mempool};
+use dpdk_sys as sys;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Frames per RX burst (a multiple of 8 for the vector drivers).
+pub const BURST: usize = 32;
+/// Frames collected per port before a TX burst is forced.
+pub const TX_BATCH: usize = 2 * BURST;
+/// Largest frame iwf builds (Ethernet header + 1500).
+pub const MAX_FRAME: u16 = 1514;
+/// How often a worker re-checks that its gateways are resolved, in milliseconds.
+pub const ARP_CHECK_MS: u64 = 100;
+
+/// Set by SIGINT/SIGTERM (or the application) to make every worker return.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// One port as seen by one worker.
+#[derive(Debug)]
+pub struct WorkerPort {
+    /// ethdev port id.
+    pub port_id: u16,
+    /// Index into [`Stats::ports`].
+    pub index: usize,
+    /// This core's IP host for the port.
+    pub host: Host,
+    /// A neighbour to keep resolved.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// One worker lcore's pipeline.
+#[derive(Debug)]
+pub struct Worker {
+    /// The queue (RX and TX) this worker owns on every port.
+    pub queue: u16,
+    /// The ports it polls.
+    pub ports: Vec<WorkerPort>,
+    /// Where reply and request buffers come from.
+    pub pool: Arc<Mempool>,
+    /// Counters; this worker is the only writer of `queues[queue]` of every port.
+    pub stats: Arc<Stats>,
+}
+
+/// Frames waiting for a TX burst on one port and queue.
+struct TxBatch {
+    port: u16,
+    queue: u16,
+    pkts: [*mut sys::rte_mbuf; TX_BATCH],
+    n: usize,
+    bytes: u64,
+}
+
+impl TxBatch {
+    fn push(&mut self, m: Mbuf, counters: &QueueCounters) {
+        if self.n == TX_BATCH {
+            self.flush(counters);
+        }
+        if let Some(slot) = self.pkts.get_mut(self.n) {
+            self.bytes += m.pkt_len() as u64;
+            *slot = m.into_raw();
+            self.n += 1;
+        }
+    }
+
+    fn flush(&mut self, counters: &QueueCounters) {
+        if self.n == 0 {
+            return;
+        }
+        let n = self.n.min(TX_BATCH);
+        // SAFETY: pkts[..n] are mbufs we own; the driver takes the first `sent`.
+        let sent =
+            usize::from(unsafe { sys::rte_eth_tx_burst(self.port, self.queue, self.pkts.as_mut_ptr(), n as u16) });
+        let sent = sent.min(n);
+        let mut bytes = self.bytes;
+        for raw in self.pkts.get(sent..n).unwrap_or(&[]) {
+            // SAFETY: not taken by the driver, so still ours: free it (count it first).
+            if let Some(m) = unsafe { Mbuf::from_raw(*raw) } {
+                bytes = bytes.saturating_sub(m.pkt_len() as u64);
+                counters.drop(DropReason::TxFull);
+            }
+        }
+        counters.tx_packets.add(sent as u64);
+        counters.tx_bytes.add(bytes);
+        self.n = 0;
+        self.bytes = 0;
+    }
+}
+
+impl Worker {
+    /// Polls until [`STOP`] is set; returns 0 (the lcore's exit code).
+    pub fn run(mut self) -> i32 {
+        let start = Instant::now();
+        let mut now_ms = 0u64;
+        let mut next_arp_check = 0u64;
+        let mut idle_polls = 0u32;
+        let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        let queue = usize::from(self.queue);
+        let stats = Arc::clone(&self.stats);
+        while !STOP.load(Ordering::Relaxed) {
+            let mut got_any = false;
+            let arp_check = now_ms >= next_arp_check;
+            if arp_check {
+                next_arp_check = now_ms.saturating_add(ARP_CHECK_MS);
+            }
+            for p in self.ports.iter_mut() {
+                let Some(counters) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else {
+                    continue;
+                };
+                let mut tx = TxBatch {
+                    port: p.port_id,
+                    queue: self.queue,
+                    pkts: [std::ptr::null_mut(); TX_BATCH],
+                    n: 0,
+                    bytes: 0,
+                };
+                // SAFETY: started port, our own queue, `rx` has room for BURST pointers.
+                let n =
+                    usize::from(unsafe { sys::rte_eth_rx_burst(p.port_id, self.queue, rx.as_mut_ptr(), BURST as u16) });
+                if n > 0 {
+                    got_any = true;
+                }
+                for raw in rx.iter().take(n.min(BURST)) {
+                    // SAFETY: the driver handed these mbufs over to us.
+                    let Some(m) = (unsafe { Mbuf::from_raw(*raw) }) else { continue };
+                    counters.rx_packets.inc();
+                    counters.rx_bytes.add(m.pkt_len() as u64);
+                    handle(p, m, now_ms, &self.pool, counters, &mut tx);
+                }
+                if let Some(gw) = p.gateway {
+                    if arp_check && p.host.arp_request_due(gw, now_ms) {
+                        send_arp_request(p, gw, &self.pool, counters, &mut tx);
+                    }
+                }
+                tx.flush(counters);
+            }
+            // The clock is read per busy burst, and every 1024 idle polls.
+            idle_polls = if got_any { 0 } else { idle_polls.wrapping_add(1) };
+            if got_any || idle_polls % 1024 == 0 {
+                now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            }
+        }
+        0
+    }
+}
+
+fn handle(p: &mut WorkerPort, mut m: Mbuf, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+    let outcome = match m.data_mut() {
+        Ok(frame) => p.host.receive(frame, now_ms),
+        Err(_) => Outcome::Drop(DropReason::Chained),
+    };
+    match outcome {
+        Outcome::Drop(reason) => counters.drop(reason),
+        Outcome::Handled(what) => counters.handled(what),
+        Outcome::Reply { len, what } => {
+            counters.handled(what);
+            m.truncate(len);
+            tx.push(m, counters);
+        }
+        Outcome::Udp(dgram) => {
+            counters.handled(Handled::UdpDelivered);
+            let Some(mut out) = Mbuf::alloc(pool) else {
+                counters.drop(DropReason::NoMbuf);
+                return;
+            };
+            let room = out.tailroom().min(MAX_FRAME);
+            let (Ok(frame), Some(buf)) = (m.data(), out.append(room)) else {
+                counters.drop(DropReason::NoMbuf);
+                return;
+            };
+            let payload = frame.get(dgram.payload.clone()).unwrap_or(&[]);
+            if let Some(len) = p.host.answer_udp(&dgram, payload, buf) {
+                out.truncate(len);
+                counters.udp_replied.inc();
+                tx.push(out, counters);
+            }
+        }
+    }
+}
+
+fn send_arp_request(p: &mut WorkerPort, target: Ipv4Addr, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+    let Some(mut m) = Mbuf::alloc(pool) else {
+        counters.drop(DropReason::NoMbuf);
+        return;
+    };
+    let Some(buf) = m.append(super::host::ARP_FRAME_LEN as u16) else {
+        counters.drop(DropReason::NoMbuf);
+        return;
+    };
+    if p.host.arp_request(buf, target).is_some() {
+        counters.arp_requests_sent.inc();
+        tx.push(m, counters);
+    }
+}

@@ -1,0 +1,376 @@
+//! The DPDK lab end to end: the one serialized test binary that needs root.
+//!
+//! One `#[test]` runs the scenarios in order against `scripts/lab.sh up` (iwf on two
+//! net_tap ports whose kernel sides sit in the namespaces iwf-legacy and iwf-conv):
+//! ping from both sides; a burst of malformed frames, sent raw from inside iwf-conv,
+//! counted per reason while iwf keeps answering; tshark on the tap's kernel side decodes
+//! iwf's replies without malformed-packet warnings; `lab.sh down` leaves nothing behind.
+//!
+//! Without root it fails with a message; it never passes without running.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LEGACY_NS: &str = "iwf-legacy";
+const CONV_NS: &str = "iwf-conv";
+const CONV_TAP: &str = "iwf-conv0";
+const LEGACY_IWF: &str = "198.18.1.2";
+const CONV_IWF_TEXT: &str = "198.18.2.2";
+const CONV_IWF: [u8; 4] = [198, 18, 2, 2];
+const CONV_PEER: [u8; 4] = [198, 18, 2, 1];
+
+fn root_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// target/<profile>/examples/iwf-dp next to this test binary (cargo test builds examples).
+fn iwf_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    profile_dir.join("examples").join("iwf-dp")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn lab(action: &str) -> Output {
+    run(Command::new(root_dir().join("scripts/lab.sh"))
+        .arg(action)
+        .env("IWF_BIN", iwf_bin())
+        .env("IWF_NO_BUILD", "1")
+        .current_dir(root_dir()))
+}
+
+fn must(out: Output, what: &str) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+fn ping(ns: &str, addr: &str) {
+    must(
+        run(Command::new("ip").args(["netns", "exec", ns, "ping", "-c", "3", "-W", "1", "-i", "0.2", addr])),
+        &format!("ping {addr} from {ns}"),
+    );
+}
+
+fn log_text() -> String {
+    std::fs::read_to_string(root_dir().join("target/lab/iwf.log")).unwrap_or_default()
+}
+
+/// The counters of the last `stats`/`final` line of `port` in iwf's log.
+fn counters(port: &str) -> HashMap<String, u64> {
+    let log = log_text();
+    let needle = format!(" port={port} ");
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| (l.starts_with("stats ") || l.starts_with("final ")) && l.contains(&needle))
+        .unwrap_or("")
+        .to_string();
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+fn get(c: &HashMap<String, u64>, key: &str) -> u64 {
+    c.get(key).copied().unwrap_or(0)
+}
+
+/// iwf's MAC as the namespace's kernel learned it by ARP.
+fn mac_of_iwf(ns: &str, addr: &str) -> [u8; 6] {
+    let out = must(run(Command::new("ip").args(["-n", ns, "neigh", "show", addr])), "ip neigh");
+    let text = out
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no neighbour entry for {addr}: {out}"));
+    mac(text)
+}
+
+fn mac(text: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (i, p) in text.trim().split(':').enumerate().take(6) {
+        m[i] = u8::from_str_radix(p, 16).expect("mac");
+    }
+    m
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A well-formed Ethernet/IPv4/UDP frame from the converged peer to iwf.
+fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len() as u16;
+    let mut udp = vec![0x13, 0xc4];
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = CONV_PEER.to_vec();
+    pseudo.extend_from_slice(&CONV_IWF);
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&udp_len.to_be_bytes());
+    pseudo.extend_from_slice(&udp);
+    let c = checksum(&pseudo);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let total = 20 + udp.len() as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0xab, 0xcd, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&CONV_PEER);
+    ip.extend_from_slice(&CONV_IWF);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&udp);
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f
+}
+
+fn fix_ip_checksum(f: &mut [u8]) {
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Sends `frames` raw out of `ifname` inside network namespace `ns` (AF_PACKET).
+fn send_raw(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) {
+    let ns_path = format!("/var/run/netns/{ns}");
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let nsf = std::fs::File::open(&ns_path).expect("open netns");
+        // SAFETY: plain syscalls on fds we own; setns affects only this thread.
+        unsafe {
+            assert_eq!(libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns {ns_path}");
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            let name = std::ffi::CString::new(ifname.clone()).unwrap();
+            let index = libc::if_nametoindex(name.as_ptr());
+            assert!(index > 0, "no interface {ifname} in the namespace");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = index as i32;
+            sll.sll_halen = 6;
+            for f in &frames {
+                let n = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(n, f.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            libc::close(fd);
+        }
+    })
+    .join()
+    .expect("sender thread");
+}
+
+/// Waits until `cond` holds on the converged port's counters (iwf logs them each second).
+fn wait_counters(what: &str, cond: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = counters("converged");
+        if cond(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "{what}: counters never got there; last: {c:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn malformed_burst() {
+    let iwf_mac = mac_of_iwf(CONV_NS, CONV_IWF_TEXT);
+    let peer_mac = {
+        let out = must(run(Command::new("ip").args(["-n", CONV_NS, "-br", "link", "show", CONV_TAP])), "ip link");
+        mac(out.split_whitespace().nth(2).expect("mac column"))
+    };
+    let base = |port: u16, payload: &[u8]| udp_frame(iwf_mac, peer_mac, port, payload);
+    let before = counters("converged");
+    const N: u64 = 5;
+    let mut frames = Vec::new();
+    for _ in 0..N {
+        frames.push(base(5060, b"OPTIONS")[..14 + 12].to_vec()); // truncated IP header
+        let mut f = base(5060, b"x");
+        f[24] ^= 0xff; // IP checksum
+        frames.push(f);
+        let mut f = base(5060, b"x");
+        f[16..18].copy_from_slice(&12u16.to_be_bytes()); // total length below the header
+        fix_ip_checksum(&mut f);
+        frames.push(f);
+        let mut f = base(5060, b"x");
+        f[16..18].copy_from_slice(&900u16.to_be_bytes()); // total length beyond the frame
+        fix_ip_checksum(&mut f);
+        frames.push(f);
+        let mut f = base(5060, b"INVITE");
+        f[38..40].copy_from_slice(&300u16.to_be_bytes()); // UDP length beyond the IP payload
+        frames.push(f);
+        let mut f = base(5060, b"MESSAGE sip:x SIP/2.0\r\n");
+        f[40] ^= 0x55; // UDP checksum
+        frames.push(f);
+        let mut f = base(5060, b"frag");
+        f[20] = 0x20; // more fragments
+        fix_ip_checksum(&mut f);
+        frames.push(f);
+        let mut f = base(5060, b"v6?");
+        f[14] = 0x65; // version 6 in an IPv4 frame
+        frames.push(f);
+        frames.push(base(9, b"discard me")); // no service on port 9
+        frames.push(base(5060, b"\x00\xffgarbage that is not SIP\x01")); // good UDP, garbage SIP
+    }
+    send_raw(CONV_NS, CONV_TAP, frames);
+    let delta = |c: &HashMap<String, u64>, k: &str| get(c, k).saturating_sub(get(&before, k));
+    let expect = [
+        "drop.ip_truncated",
+        "drop.ip_bad_checksum",
+        "drop.ip_bad_total_len",
+        "drop.udp_bad_length",
+        "drop.udp_bad_checksum",
+        "drop.ip_fragment",
+        "drop.ip_bad_version",
+        "drop.udp_no_service",
+    ];
+    let after = wait_counters("malformed burst", |c| {
+        expect.iter().all(|k| delta(c, k) >= N)
+            && delta(c, "udp_delivered") >= N
+            && delta(c, "drop.ip_truncated") >= 2 * N
+    });
+    // Exact per-reason counts: a truncated header and a total length beyond the frame
+    // are both ip_truncated.
+    assert_eq!(delta(&after, "drop.ip_truncated"), 2 * N, "{after:?}");
+    for k in &expect[1..] {
+        assert_eq!(delta(&after, k), N, "{k}: {after:?}");
+    }
+    assert_eq!(delta(&after, "udp_delivered"), N, "garbage SIP reaches the SIP service: {after:?}");
+    // And iwf still answers.
+    ping(CONV_NS, CONV_IWF_TEXT);
+}
+
+fn tshark_check() {
+    let pcap = root_dir().join("target/lab/conv.pcapng");
+    let _ = std::fs::remove_file(&pcap);
+    let mut cap: Child = Command::new("ip")
+        .args(["netns", "exec", CONV_NS, "tshark", "-q", "-i", CONV_TAP, "-a", "duration:6", "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark (apt-get install tshark; scripts/setup.sh does)");
+    std::thread::sleep(Duration::from_millis(2500)); // tshark needs a moment to start capturing
+                                                     // Make the kernel ask for iwf's MAC again, so the capture holds an ARP reply too.
+    let _ = run(Command::new("ip").args(["-n", CONV_NS, "neigh", "flush", "dev", CONV_TAP]));
+    ping(CONV_NS, CONV_IWF_TEXT);
+    let status = cap.wait().expect("tshark");
+    let mut err = String::new();
+    if let Some(mut e) = cap.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "tshark capture failed: {err}");
+    let iwf = mac_of_iwf(CONV_NS, CONV_IWF_TEXT);
+    let mac_text = iwf.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let count = |filter: &str| -> usize {
+        let out = must(
+            run(Command::new("tshark").arg("-r").arg(&pcap).args(["-Y", filter, "-T", "fields", "-e", "frame.number"])),
+            "tshark -r",
+        );
+        out.lines().filter(|l| l.trim().parse::<u64>().is_ok()).count()
+    };
+    let from_iwf = format!("eth.src == {mac_text}");
+    let replies = count(&format!("{from_iwf} && icmp.type == 0"));
+    let arp_replies = count(&format!("{from_iwf} && arp.opcode == 2"));
+    assert!(replies >= 3, "tshark saw {replies} echo replies from iwf");
+    assert!(arp_replies >= 1, "tshark saw no ARP reply from iwf");
+    let bad = count(&format!("{from_iwf} && (_ws.malformed || _ws.expert.severity >= \"Warning\")"));
+    assert_eq!(bad, 0, "tshark flags {bad} of iwf's frames as malformed or warning (see {})", pcap.display());
+}
+
+fn assert_clean() {
+    let netns = String::from_utf8_lossy(&run(Command::new("ip").args(["netns", "list"])).stdout).to_string();
+    assert!(!netns.contains(LEGACY_NS) && !netns.contains(CONV_NS), "namespaces left: {netns}");
+    let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-br", "link"])).stdout).to_string();
+    assert!(!links.contains("iwf-legacy0") && !links.contains("iwf-conv0"), "taps left: {links}");
+    assert!(!root_dir().join("target/lab/iwf.pid").exists(), "pid file left");
+    let procs = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "iwf-dp --config"])).stdout).to_string();
+    assert!(procs.trim().is_empty(), "iwf processes left: {procs}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for m in mounts.lines().filter(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")) {
+        let dir = m.split_whitespace().nth(1).unwrap_or("/dev/hugepages");
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("iwf-labmap_"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "hugepage files left in {dir}: {}", left.len());
+    }
+    assert!(!Path::new("/var/run/dpdk/iwf-lab").exists(), "DPDK runtime directory left");
+    let log = log_text();
+    assert!(log.contains("iwf: stopped cleanly"), "iwf did not stop cleanly:\n{log}");
+}
+
+struct LabDown;
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = lab("down");
+    }
+}
+
+#[test]
+fn lab_end_to_end() {
+    let uid = run(Command::new("id").arg("-u"));
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the DPDK lab test needs root (namespaces, taps, hugepages): run `sudo scripts/test.sh`, or `sudo -E cargo test --test lab`"
+    );
+    // `cargo test --test lab` alone does not build examples: build the appliance here
+    // (a no-op when `cargo test` already did).
+    let release = iwf_bin().parent().and_then(Path::parent).is_some_and(|p| p.ends_with("release"));
+    let target_dir =
+        iwf_bin().parent().and_then(Path::parent).and_then(Path::parent).map(Path::to_path_buf).expect("target dir");
+    must(
+        run(Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "iwf-dp"])
+            .args(release.then_some("--release"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(root_dir())),
+        "cargo build --example iwf-dp",
+    );
+    assert!(iwf_bin().exists(), "{} missing after the build", iwf_bin().display());
+    let _guard = LabDown;
+    must(lab("down"), "lab.sh down (before)");
+    must(lab("up"), "lab.sh up");
+    ping(LEGACY_NS, LEGACY_IWF);
+    ping(CONV_NS, CONV_IWF_TEXT);
+    let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
+    assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
+    malformed_burst();
+    tshark_check();
+    must(lab("down"), "lab.sh down");
+    assert_clean();
+    let final_conv = counters("converged");
+    assert!(get(&final_conv, "icmp_echo_answered") >= 9, "final report: {final_conv:?}");
+    assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
+}
