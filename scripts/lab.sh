@@ -10,15 +10,15 @@
 #   legacy     iwf-legacy   iwf-legacy0  198.18.1.1/24   198.18.1.2
 #   converged  iwf-conv     iwf-conv0    198.18.2.1/24   198.18.2.2
 #
-# Environment: IWF_CONFIG (default config/lab.toml), IWF_BIN (default the iwf-dp example
-# until `iwf run` exists), IWF_NO_BUILD=1 (do not run cargo), CARGO_TARGET_DIR.
+# Environment: IWF_CONFIG (default config/lab.toml), IWF_BIN (default target/debug/iwf,
+# started as `$IWF_BIN run --config`), IWF_NO_BUILD=1 (do not run cargo), CARGO_TARGET_DIR.
 # Logs: target/lab/iwf.log. Every command is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONFIG=${IWF_CONFIG:-config/lab.toml}
 TARGET=${CARGO_TARGET_DIR:-target}
-IWF_BIN=${IWF_BIN:-$TARGET/debug/examples/iwf-dp}
+IWF_BIN=${IWF_BIN:-$TARGET/debug/iwf}
 LAB_DIR=target/lab
 LOG=$LAB_DIR/iwf.log
 PIDFILE=$LAB_DIR/iwf.pid
@@ -110,13 +110,13 @@ lab_up() {
     if [ -z "${IWF_NO_BUILD:-}" ]; then
         command -v cargo >/dev/null || die "cargo not found and IWF_NO_BUILD unset"
         say "building"
-        cargo build --quiet --example iwf-dp
+        cargo build --quiet --bin iwf
     fi
     [ -x "$IWF_BIN" ] || die "no iwf binary at $IWF_BIN (build it, or set IWF_BIN)"
     ensure_hugepages
 
-    say "starting $IWF_BIN --config $CONFIG (log $LOG)"
-    setsid "$IWF_BIN" --config "$CONFIG" >"$LOG" 2>&1 </dev/null &
+    say "starting $IWF_BIN run --config $CONFIG (log $LOG)"
+    setsid "$IWF_BIN" run --config "$CONFIG" >"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     local ready=""
     for _ in $(seq 1 150); do

@@ -18,6 +18,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the appliance: EAL, ports and pipelines from the configuration, until SIGINT/SIGTERM.
+    Run {
+        /// The iwf configuration (TOML), e.g. config/lab.toml.
+        #[arg(long)]
+        config: String,
+    },
     /// Dissect protocol input and print it as JSON (exit 1 with a one-line error on bad input).
     #[command(subcommand)]
     Inspect(Inspect),
@@ -161,6 +167,13 @@ fn print_line(s: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => match iwf::dataplane::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("iwf: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Inspect(cmd) => match inspect(cmd) {
             Ok(v) => {
                 print_line(&serde_json::to_string_pretty(&v).unwrap_or_default());

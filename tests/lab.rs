@@ -24,11 +24,9 @@ fn root_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>/examples/iwf-dp next to this test binary (cargo test builds examples).
+/// The `iwf` binary cargo built for this test.
 fn iwf_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    profile_dir.join("examples").join("iwf-dp")
+    PathBuf::from(env!("CARGO_BIN_EXE_iwf"))
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -309,7 +307,7 @@ fn assert_clean() {
     let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-br", "link"])).stdout).to_string();
     assert!(!links.contains("iwf-legacy0") && !links.contains("iwf-conv0"), "taps left: {links}");
     assert!(!root_dir().join("target/lab/iwf.pid").exists(), "pid file left");
-    let procs = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "iwf-dp --config"])).stdout).to_string();
+    let procs = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "iwf run --config"])).stdout).to_string();
     assert!(procs.trim().is_empty(), "iwf processes left: {procs}");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     for m in mounts.lines().filter(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")) {
@@ -344,19 +342,6 @@ fn lab_end_to_end() {
         String::from_utf8_lossy(&uid.stdout).trim(),
         "0",
         "the DPDK lab test needs root (namespaces, taps, hugepages): run `sudo scripts/test.sh`, or `sudo -E cargo test --test lab`"
-    );
-    // `cargo test --test lab` alone does not build examples: build the appliance here
-    // (a no-op when `cargo test` already did).
-    let release = iwf_bin().parent().and_then(Path::parent).is_some_and(|p| p.ends_with("release"));
-    let target_dir =
-        iwf_bin().parent().and_then(Path::parent).and_then(Path::parent).map(Path::to_path_buf).expect("target dir");
-    must(
-        run(Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "iwf-dp"])
-            .args(release.then_some("--release"))
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .current_dir(root_dir())),
-        "cargo build --example iwf-dp",
     );
     assert!(iwf_bin().exists(), "{} missing after the build", iwf_bin().display());
     let _guard = LabDown;
