@@ -17,6 +17,15 @@
 //! - [`UasPolicy`]: what iwf answers (OPTIONS → 200 with Allow/Accept, MESSAGE →
 //!   a route hook, 404 by default), kept apart from the state machines.
 //!
+//! Plugging into a packet path (one instance of each table per core): a UDP
+//! datagram on the SIP port goes by [`classify`] to the server table
+//! (requests) or the client table (responses). Request retransmissions share
+//! the original's 5-tuple, so RSS keeps them on the core holding the server
+//! transaction; a response may land anywhere, so [`response_owner`] reads the
+//! owning core out of the branch [`ClientTransactions::new_branch`] wrote.
+//! Outputs are written into a caller buffer (an mbuf's data room): 1500 bytes
+//! per datagram.
+//!
 //! Time is `now: u64` milliseconds from any monotonic origin the caller picks.
 //! Each table has a fixed capacity chosen at construction (its storage is
 //! allocated once, in `new`); a full table is an error the layer answers with
@@ -53,8 +62,8 @@ mod server;
 mod table;
 
 pub use client::{
-    Branch, ClientConfig, ClientCounters, ClientError, ClientTransactions, ClientTxId, Event,
-    ResponseMatch, Transmit,
+    branch_owner, response_owner, Branch, ClientConfig, ClientCounters, ClientError,
+    ClientTransactions, ClientTxId, Event, ResponseMatch, Transmit,
 };
 pub use policy::{unknown_recipient, Answer, UasPolicy, ACCEPT, ALLOW};
 pub use server::{

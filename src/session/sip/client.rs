@@ -50,6 +50,10 @@ pub struct ClientConfig {
     pub timers: Timers,
     /// Secret for the hash index and [`ClientTransactions::new_branch`].
     pub secret: [u64; 2],
+    /// Written into every [`ClientTransactions::new_branch`] (e.g. the lcore
+    /// that owns this table), so that a response landing on another core can
+    /// be steered to its owner with [`branch_owner`].
+    pub owner: u16,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +63,7 @@ impl Default for ClientConfig {
             slot_len: 1500,
             timers: Timers::RFC3261,
             secret: [0x6977_665f_7561_635f, 0x6272_616e_6368_6573],
+            owner: 0,
         }
     }
 }
@@ -224,13 +229,46 @@ impl ClientTx {
     }
 }
 
-/// A branch made by [`ClientTransactions::new_branch`]: the magic cookie and
-/// 16 hex digits.
+/// Length of a [`Branch`]: the cookie, 4 hex digits of owner, 16 of id.
+const BRANCH_LEN: usize = 27;
+
+/// A branch made by [`ClientTransactions::new_branch`]: the magic cookie, the
+/// table's [`ClientConfig::owner`] in 4 hex digits, and 16 hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Branch([u8; 23]);
+pub struct Branch([u8; BRANCH_LEN]);
+
+/// The owner written into a branch by [`ClientTransactions::new_branch`];
+/// `None` for a branch of any other shape. Lets the packet path steer a
+/// response (whose top Via carries the branch) to the core whose table sent
+/// the request.
+pub fn branch_owner(branch: &str) -> Option<u16> {
+    let b = branch.as_bytes();
+    if b.len() != BRANCH_LEN || !branch.starts_with(BRANCH_MAGIC_COOKIE) {
+        return None;
+    }
+    let hex = b.get(BRANCH_MAGIC_COOKIE.len()..)?;
+    if !hex.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let owner = branch.get(BRANCH_MAGIC_COOKIE.len()..BRANCH_MAGIC_COOKIE.len() + 4)?;
+    u16::from_str_radix(owner, 16).ok()
+}
+
+/// The owner ([`branch_owner`]) of the branch in a response's top Via, for
+/// steering the response to the core whose client table sent the request.
+/// Parses the header section (no allocation); `None` if that fails or the
+/// branch is not one [`ClientTransactions::new_branch`] made.
+pub fn response_owner(datagram: &[u8]) -> Option<u16> {
+    let mut headers = [Header::EMPTY; RESPONSE_HEADERS_MAX];
+    let msg = match Parser::datagram().parse(datagram, &mut headers) {
+        Ok(Status::Complete(_, m)) => m,
+        _ => return None,
+    };
+    branch_owner(msg.top_via().ok()?.branch()?)
+}
 
 impl Branch {
-    /// The branch text (`z9hG4bK` + 16 hex digits).
+    /// The branch text (`z9hG4bK` + 4 + 16 hex digits).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or(BRANCH_MAGIC_COOKIE)
     }
@@ -335,11 +373,14 @@ impl ClientTransactions {
         let mut h = self.branches;
         h.write_u64(self.branch_seq);
         self.branch_seq = self.branch_seq.wrapping_add(1);
-        let tag = Tag::from_u64(h.finish());
-        let mut b = [0u8; 23];
-        let (cookie, hex) = b.split_at_mut(BRANCH_MAGIC_COOKIE.len());
+        let id = Tag::from_u64(h.finish());
+        let owner = Tag::from_u64(u64::from(self.config.owner));
+        let mut b = [0u8; BRANCH_LEN];
+        let (cookie, rest) = b.split_at_mut(BRANCH_MAGIC_COOKIE.len());
         cookie.copy_from_slice(BRANCH_MAGIC_COOKIE.as_bytes());
-        hex.copy_from_slice(tag.as_str().as_bytes());
+        let (o, hex) = rest.split_at_mut(4);
+        o.copy_from_slice(owner.as_str().as_bytes().get(12..).unwrap_or(b"0000"));
+        hex.copy_from_slice(id.as_str().as_bytes());
         Branch(b)
     }
 
@@ -679,7 +720,8 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
             ..ClientConfig::default()
         });
         let b = uac.new_branch();
-        assert!(b.as_str().starts_with("z9hG4bK") && b.as_str().len() == 23);
+        assert!(b.as_str().starts_with("z9hG4bK0000") && b.as_str().len() == 27);
+        assert_eq!(branch_owner(b.as_str()), Some(0));
         assert_ne!(uac.new_branch(), b);
         uac.start(0, &message(b.as_str()), DEST).unwrap();
         assert_eq!(
@@ -711,6 +753,29 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
             uac.start(0, b"MESSAGE sip:a SIP/2.0\r\n", DEST),
             Err(ClientError::Malformed(Error::Truncated))
         );
+    }
+
+    #[test]
+    fn branches_carry_their_owner() {
+        let mut uac = ClientTransactions::new(ClientConfig {
+            owner: 0xbeef,
+            ..ClientConfig::default()
+        });
+        let b = uac.new_branch();
+        assert_eq!(&b.as_str()[..11], "z9hG4bKbeef");
+        assert_eq!(branch_owner(b.as_str()), Some(0xbeef));
+        assert_eq!(branch_owner(&b.to_string()), Some(0xbeef));
+        assert_eq!(branch_owner("z9hG4bKbeef"), None);
+        assert_eq!(branch_owner("z9hG4bKbeefXXXXXXXXXXXXXXXX"), None);
+        assert_eq!(branch_owner("x9hG4bKbeef0123456789abcdef"), None);
+        assert_eq!(branch_owner("z9hG4bKbéef0123456789abcde"), None);
+        let resp = response(b.as_str(), 200, "MESSAGE");
+        assert_eq!(response_owner(&resp), Some(0xbeef));
+        assert_eq!(
+            response_owner(&response("z9hG4bKforeign", 200, "MESSAGE")),
+            None
+        );
+        assert_eq!(response_owner(b"garbage"), None);
     }
 
     #[test]
