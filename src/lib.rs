@@ -13,6 +13,7 @@
 
 pub mod inspect;
 pub mod interwork;
+pub mod session;
 pub mod tag;
 pub mod wire;
 pub mod control;

@@ -1,0 +1,9 @@
+//! Sans-IO session state machines (quinn-proto style): input and time are
+//! pushed in by the caller, output is polled out; no clock, socket, thread or
+//! DPDK inside, and nothing allocates on the per-packet path.
+//!
+//! - [`sip`]: SIP non-INVITE transactions over UDP (RFC 3261 §17.1.2,
+//!   §17.2.2), the transaction layer under iwf's SIP MESSAGE (RFC 3428) and
+//!   OPTIONS handling.
+
+pub mod sip;
