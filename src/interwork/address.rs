@@ -282,9 +282,9 @@ impl Writer<'_> {
 /// angle brackets of a name-addr must already be stripped.
 pub fn msisdn_from_uri(uri: &str) -> Result<Msisdn, AddressError> {
     let uri = uri.trim();
-    let lower4 = uri.get(..4).map(|s| s.to_ascii_lowercase());
-    let lower5 = uri.get(..5).map(|s| s.to_ascii_lowercase());
-    if lower4.as_deref() == Some("tel:") {
+    // Scheme compared in place: this runs once per receipt and must not allocate.
+    let scheme_is = |s: &str| uri.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+    if scheme_is("tel:") {
         let rest = &uri[4..];
         let number = rest.split(';').next().unwrap_or("");
         if !number.starts_with('+') {
@@ -292,9 +292,9 @@ pub fn msisdn_from_uri(uri: &str) -> Result<Msisdn, AddressError> {
         }
         return Msisdn::parse(number);
     }
-    let rest = if lower4.as_deref() == Some("sip:") {
+    let rest = if scheme_is("sip:") {
         &uri[4..]
-    } else if lower5.as_deref() == Some("sips:") {
+    } else if scheme_is("sips:") {
         &uri[5..]
     } else {
         return Err(AddressError::UnsupportedUri);

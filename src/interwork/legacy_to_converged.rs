@@ -961,20 +961,26 @@ pub fn imdn_message_to_receipts<'e>(
     if msg.method() != Some(Method::Message) {
         return Err(ImdnRouteError::NotMessage);
     }
-    match msg.content_type() {
-        Ok(Some(ct)) if ct.is("message", "cpim") => {}
-        Err(e) => return Err(ImdnRouteError::Sip(e)),
-        _ => return Err(ImdnRouteError::NotCpim),
+    // The media type's essence is all that matters here: no parameter parse.
+    let content_type = msg
+        .headers
+        .iter()
+        .find(|h| match h.name.as_bytes() {
+            [c] => c | 0x20 == b'c',
+            name => name.eq_ignore_ascii_case(b"Content-Type"),
+        })
+        .map(|h| h.value)
+        .unwrap_or_default();
+    if !media_essence_is(content_type.as_bytes(), b"message/cpim") {
+        return Err(ImdnRouteError::NotCpim);
     }
     let mut cheaders = [EMPTY_HEADER; MAX_CPIM_HEADERS];
     let cm = cpim::parse(msg.body, &mut cheaders).map_err(ImdnRouteError::Cpim)?;
-    if !media_essence_is(cm.content_type().unwrap_or_default(), b"message/imdn+xml") {
+    let env = Envelope::of(&cm);
+    if !media_essence_is(env.content_type, b"message/imdn+xml") {
         return Err(ImdnRouteError::NotImdn);
     }
-    if !media_essence_is(
-        cm.content_disposition().unwrap_or_default(),
-        b"notification",
-    ) {
+    if !media_essence_is(env.content_disposition, b"notification") {
         return Err(ImdnRouteError::NotNotification);
     }
     let imdn = Imdn::parse(cm.content).map_err(ImdnRouteError::Imdn)?;
@@ -983,9 +989,14 @@ pub fn imdn_message_to_receipts<'e>(
     let mut id_buf = [0u8; TAG_LEN];
     let id =
         xml_text(&imdn.message_id, &mut id_buf).ok_or(ImdnRouteError::Tag(TagError::BadLength))?;
-    let fields = keys
-        .verify(trim_ascii(id), now_unix)
-        .map_err(ImdnRouteError::Tag)?;
+    let id = trim_ascii(id);
+    let fields = keys.verify(id, now_unix).map_err(ImdnRouteError::Tag)?;
+    // Verified, so exactly TAG_LEN characters of the tag alphabet; canonical case.
+    let mut message_id = [0u8; TAG_LEN];
+    if let Some(src) = id.get(..TAG_LEN) {
+        message_id.copy_from_slice(src);
+    }
+    message_id.make_ascii_lowercase();
     let system = fields.system;
     let exchange = exchange_of(system).ok_or(ImdnRouteError::UnknownSystem(system))?;
 
@@ -1007,9 +1018,10 @@ pub fn imdn_message_to_receipts<'e>(
     }
 
     // Addresses.
-    let recipient = converged_number(&cm, &imdn)?;
+    let recipient = converged_number(env.from, &imdn)?;
     let (rton, rnpi, rdigits) = NumberingPlan::to_smpp(&recipient);
-    let to = cm.to().map_err(ImdnRouteError::Cpim)?;
+    let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+        .map_err(ImdnRouteError::Cpim)?;
     let mut name_buf = [0u8; ALPHA_MAX];
     let originator_number;
     let destination = match legacy_party_from_uri(to.uri, &mut name_buf)? {
@@ -1023,8 +1035,8 @@ pub fn imdn_message_to_receipts<'e>(
     let source = Address::new(rton.0, rnpi.0, rdigits.as_bytes());
 
     // Dates (UTC).
-    let done_unix = match cm.datetime() {
-        Ok(Some(dt)) => dt.unix_seconds(),
+    let done_unix = match env.datetime.map(DateTime::parse) {
+        Some(Ok(dt)) => dt.unix_seconds(),
         _ => i64::try_from(now_unix).unwrap_or(i64::MAX),
     };
     let submit_date = receipt_date(i64::try_from(fields.issued_unix()).unwrap_or(0));
@@ -1053,10 +1065,18 @@ pub fn imdn_message_to_receipts<'e>(
     let mut pos = 0usize;
     let mut count = 0u8;
     for i in segments {
-        let seg_tag = keys
-            .encode(&fields.segment(i))
-            .map_err(|_| ImdnRouteError::Tag(TagError::UnknownKey))?;
-        let seg_id = seg_tag.as_bytes();
+        // The message's own tag (single part) is the verified id in canonical (lower)
+        // case; other segments' tags are signed afresh.
+        let seg_fields = fields.segment(i);
+        let seg_id: [u8; TAG_LEN] = if seg_fields == fields {
+            message_id
+        } else {
+            *keys
+                .encode(&seg_fields)
+                .map_err(|_| ImdnRouteError::Tag(TagError::UnknownKey))?
+                .as_bytes()
+        };
+        let seg_id = &seg_id;
         let mut text = [0u8; crate::wire::smpp::receipt::RECEIPT_MAX_LEN];
         let receipt = Receipt {
             id: Some(seg_id),
@@ -1114,29 +1134,49 @@ pub fn imdn_message_to_receipts<'e>(
 
 /// The telephone number of the converged user who sent the IMDN: CPIM `From`, else the
 /// IMDN `<recipient-uri>`.
-fn converged_number(
-    cm: &cpim::CpimMessage<'_, '_>,
-    imdn: &Imdn<'_>,
-) -> Result<Msisdn, ImdnRouteError> {
-    let from_err = match cm.from() {
-        Ok(from) => match core::str::from_utf8(from.uri)
-            .map_err(|_| AddressError::BadCharacter)
-            .and_then(msisdn_from_uri)
-        {
+fn converged_number(from: Option<&[u8]>, imdn: &Imdn<'_>) -> Result<Msisdn, ImdnRouteError> {
+    let from_err = match from.map(cpim::NameAddr::parse) {
+        Some(Ok(from)) => match uri_msisdn(from.uri) {
             Ok(m) => return Ok(m),
             Err(e) => e,
         },
-        Err(_) => AddressError::Empty,
+        _ => AddressError::Empty,
     };
     let Some(r) = &imdn.recipient_uri else {
         return Err(ImdnRouteError::BadRecipient(from_err));
     };
     let mut buf = [0u8; LINE_MAX];
     let uri = xml_text(r, &mut buf).ok_or(ImdnRouteError::BadRecipient(AddressError::TooLong))?;
+    uri_msisdn(uri).map_err(ImdnRouteError::BadRecipient)
+}
+
+/// The E.164 number a URI names, as [`msisdn_from_uri`] reads it, with a fast path for
+/// the forms iwf mints and IMS cores send (`sip:+<digits>[;params]@…`,
+/// `tel:+<digits>[;params]`); anything else takes the general path.
+pub fn uri_msisdn(uri: &[u8]) -> Result<Msisdn, AddressError> {
+    let scheme = |b: &[u8], name: &[u8; 3]| b.iter().zip(name).all(|(c, n)| c | 0x20 == *n);
+    let fast = match uri {
+        [a, b, c, b':', b'+', rest @ ..] if scheme(&[*a, *b, *c], b"sip") => Some((rest, true)),
+        [a, b, c, b':', b'+', rest @ ..] if scheme(&[*a, *b, *c], b"tel") => Some((rest, false)),
+        _ => None,
+    };
+    if let Some((rest, sip)) = fast {
+        let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let term_ok = match rest.get(n) {
+            Some(b'@') => sip,
+            None => !sip,
+            Some(b';') => !sip || rest.get(n..).is_some_and(|r| r.contains(&b'@')),
+            Some(_) => false,
+        };
+        if n > 0 && term_ok {
+            if let Some(Ok(digits)) = rest.get(..n).map(core::str::from_utf8) {
+                return Msisdn::parse(digits);
+            }
+        }
+    }
     core::str::from_utf8(uri)
         .map_err(|_| AddressError::BadCharacter)
         .and_then(msisdn_from_uri)
-        .map_err(ImdnRouteError::BadRecipient)
 }
 
 /// The legacy user a URI iwf minted names: `sip:+E.164@…` (or `tel:`), or a sender name
@@ -1146,12 +1186,12 @@ fn legacy_party_from_uri<'b>(
     name_buf: &'b mut [u8; ALPHA_MAX],
 ) -> Result<LegacyParty<'b>, ImdnRouteError> {
     let bad = ImdnRouteError::BadOriginator;
-    let uri = core::str::from_utf8(uri).map_err(|_| bad(AddressError::BadCharacter))?;
-    match msisdn_from_uri(uri) {
+    match uri_msisdn(uri) {
         Ok(m) => return Ok(LegacyParty::Number(m)),
         Err(AddressError::UnsupportedUri) => {}
         Err(e) => return Err(bad(e)),
     }
+    let uri = core::str::from_utf8(uri).map_err(|_| bad(AddressError::BadCharacter))?;
     let rest = match uri.get(..4) {
         Some(s) if s.eq_ignore_ascii_case("sip:") => uri.get(4..).unwrap_or_default(),
         _ => return Err(bad(AddressError::UnsupportedUri)),
@@ -1175,6 +1215,57 @@ fn legacy_party_from_uri<'b>(
     }
 }
 
+/// The CPIM headers an IMDN is read by, found in one pass over the header lines (the
+/// first of each wins, as in [`cpim::CpimMessage::header`]).
+#[derive(Default)]
+struct Envelope<'a> {
+    /// `From` (the converged user who sends the IMDN).
+    from: Option<&'a [u8]>,
+    /// `To` (the legacy originator).
+    to: Option<&'a [u8]>,
+    /// `DateTime` (when the notification was made).
+    datetime: Option<&'a [u8]>,
+    /// MIME part `Content-Type`.
+    content_type: &'a [u8],
+    /// MIME part `Content-Disposition`.
+    content_disposition: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    fn of(cm: &cpim::CpimMessage<'_, 'a>) -> Envelope<'a> {
+        let mut e = Envelope::default();
+        for h in cm.message_headers {
+            // Unprefixed names are the core CPIM headers (RFC 3862 §3.4).
+            if !h.prefix.is_empty() {
+                continue;
+            }
+            let slot = match h.name.len() {
+                4 if h.name.eq_ignore_ascii_case(b"From") => &mut e.from,
+                2 if h.name.eq_ignore_ascii_case(b"To") => &mut e.to,
+                8 if h.name.eq_ignore_ascii_case(b"DateTime") => &mut e.datetime,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(h.value);
+            }
+        }
+        let (mut ct, mut cd) = (None, None);
+        for h in cm.content_headers {
+            let slot = match h.name.len() {
+                12 if h.name.eq_ignore_ascii_case(b"Content-Type") => &mut ct,
+                19 if h.name.eq_ignore_ascii_case(b"Content-Disposition") => &mut cd,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(h.value);
+            }
+        }
+        e.content_type = ct.unwrap_or_default();
+        e.content_disposition = cd.unwrap_or_default();
+        e
+    }
+}
+
 /// The literal text of an XML value, into `buf` when it has entity references.
 fn xml_text<'b>(t: &XmlText<'b>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
     match t.as_plain() {
@@ -1195,8 +1286,13 @@ fn trim_ascii(mut s: &[u8]) -> &[u8] {
 
 /// Whether a MIME header value's first token (before `;`) is `essence`, any case.
 fn media_essence_is(value: &[u8], essence: &[u8]) -> bool {
-    let first = value.split(|&b| b == b';').next().unwrap_or_default();
-    trim_ascii(first).eq_ignore_ascii_case(essence)
+    let v = trim_ascii(value);
+    match (v.get(..essence.len()), v.get(essence.len()..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case(essence) => {
+            matches!(trim_ascii(rest).first(), None | Some(b';'))
+        }
+        _ => false,
+    }
 }
 
 /// A receipt date (UTC, `YYMMDDhhmm`) for a Unix time.
@@ -2325,6 +2421,17 @@ mod tests {
     }
 
     #[test]
+    fn media_essence() {
+        assert!(media_essence_is(b"message/cpim", b"message/cpim"));
+        assert!(media_essence_is(b" Message/CPIM ; charset=x", b"message/cpim"));
+        assert!(media_essence_is(b"notification;handling=required", b"notification"));
+        assert!(!media_essence_is(b"message/cpimx", b"message/cpim"));
+        assert!(!media_essence_is(b"message/cp", b"message/cpim"));
+        assert!(!media_essence_is(b"", b"notification"));
+        assert!(!media_essence_is("message/cpim€".as_bytes(), b"message/cpim"));
+    }
+
+    #[test]
     fn receipt_dates_match_rfc3339() {
         for t in [
             0i64,
@@ -2403,6 +2510,17 @@ mod tests {
             } else {
                 prop_assert_eq!(res, Ok(ReceiptOutcome::NotRequested { system, state }));
             }
+        }
+
+        #[test]
+        fn prop_fast_msisdn_path_agrees(
+            scheme in "(sip|SIP|tel|TEL|sips|Tel):",
+            plus in "\\+?",
+            digits in "[0-9]{0,17}",
+            tail in "(@ims.lab;user=phone|;isub=1@x|;phone-context=y|@|;|x@y|-1@y|)",
+        ) {
+            let uri = format!("{scheme}{plus}{digits}{tail}");
+            prop_assert_eq!(uri_msisdn(uri.as_bytes()), msisdn_from_uri(&uri), "{}", uri);
         }
 
         #[test]
