@@ -2423,12 +2423,21 @@ mod tests {
     #[test]
     fn media_essence() {
         assert!(media_essence_is(b"message/cpim", b"message/cpim"));
-        assert!(media_essence_is(b" Message/CPIM ; charset=x", b"message/cpim"));
-        assert!(media_essence_is(b"notification;handling=required", b"notification"));
+        assert!(media_essence_is(
+            b" Message/CPIM ; charset=x",
+            b"message/cpim"
+        ));
+        assert!(media_essence_is(
+            b"notification;handling=required",
+            b"notification"
+        ));
         assert!(!media_essence_is(b"message/cpimx", b"message/cpim"));
         assert!(!media_essence_is(b"message/cp", b"message/cpim"));
         assert!(!media_essence_is(b"", b"notification"));
-        assert!(!media_essence_is("message/cpim€".as_bytes(), b"message/cpim"));
+        assert!(!media_essence_is(
+            "message/cpim€".as_bytes(),
+            b"message/cpim"
+        ));
     }
 
     #[test]
