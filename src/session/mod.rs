@@ -5,5 +5,8 @@
 //! - [`sip`]: SIP non-INVITE transactions over UDP (RFC 3261 §17.1.2,
 //!   §17.2.2), the transaction layer under iwf's SIP MESSAGE (RFC 3428) and
 //!   OPTIONS handling.
+//! - [`smpp`]: the SMPP session over a TCP stream (SMPP 3.4 §2), as server
+//!   (legacy systems bind to iwf) and as client (iwf binds to an SMSC).
 
 pub mod sip;
+pub mod smpp;
