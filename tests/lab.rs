@@ -2,9 +2,13 @@
 //!
 //! One `#[test]` runs the scenarios in order against `scripts/lab.sh up` (iwf on two
 //! net_tap ports whose kernel sides sit in the namespaces iwf-legacy and iwf-conv):
-//! ping from both sides; a burst of malformed frames, sent raw from inside iwf-conv,
-//! counted per reason while iwf keeps answering; tshark on the tap's kernel side decodes
-//! iwf's replies without malformed-packet warnings; `lab.sh down` leaves nothing behind.
+//! ping from both sides; sipp (from inside iwf-conv) sends OPTIONS and MESSAGE over UDP
+//! and gets 200 and 404, and resends a MESSAGE whose stored 404 iwf sends again; a sipp
+//! UAS answers iwf's keep-alive OPTIONS (next hop up), and once it stops, Timer E
+//! retransmissions then a Timer F timeout mark the next hop down; a burst of malformed
+//! frames (and garbage SIP), sent raw from inside iwf-conv, counted per reason while iwf
+//! keeps answering; tshark on the tap's kernel side decodes iwf's replies (ICMP, ARP,
+//! SIP) without malformed-packet warnings; `lab.sh down` leaves nothing behind.
 //!
 //! Without root it fails with a message; it never passes without running.
 use std::collections::HashMap;
@@ -19,6 +23,10 @@ const LEGACY_IWF: &str = "198.18.1.2";
 const CONV_IWF_TEXT: &str = "198.18.2.2";
 const CONV_IWF: [u8; 4] = [198, 18, 2, 2];
 const CONV_PEER: [u8; 4] = [198, 18, 2, 1];
+const CONV_PEER_TEXT: &str = "198.18.2.1";
+/// sipp's UAC port in iwf-conv; the UAS standing in for the SIP core is on 5060
+/// (`[sip] next_hop` in config/lab.toml).
+const SIPP_UAC_PORT: &str = "5062";
 
 fn root_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -184,7 +192,15 @@ fn send_raw(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) {
 
 /// Waits until `cond` holds on the converged port's counters (iwf logs them each second).
 fn wait_counters(what: &str, cond: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_counters_for(what, Duration::from_secs(10), cond)
+}
+
+fn wait_counters_for(
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&HashMap<String, u64>) -> bool,
+) -> HashMap<String, u64> {
+    let deadline = Instant::now() + limit;
     loop {
         let c = counters("converged");
         if cond(&c) {
@@ -193,6 +209,103 @@ fn wait_counters(what: &str, cond: impl Fn(&HashMap<String, u64>) -> bool) -> Ha
         assert!(Instant::now() < deadline, "{what}: counters never got there; last: {c:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Runs sipp from inside iwf-conv as a UAC against iwf's SIP port; returns the
+/// (successful, failed) call counts of its final screen. Panics unless sipp exits 0
+/// (every call successful).
+fn sipp_uac(scenario: &str, calls: u32, extra: &[&str]) -> (u64, u64) {
+    let dir = root_dir().join("target/lab");
+    let screen = dir.join(format!("sipp-{scenario}.screen"));
+    let _ = std::fs::remove_file(&screen);
+    let xml = root_dir().join(format!("scripts/sipp/{scenario}.xml"));
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", CONV_NS, "timeout", "60", "sipp", &format!("{CONV_IWF_TEXT}:5060"), "-sf"])
+        .arg(&xml)
+        .args(["-i", CONV_PEER_TEXT, "-p", SIPP_UAC_PORT, "-m", &calls.to_string(), "-r", "20", "-nostdin"])
+        .args(["-timeout", "30s", "-trace_screen", "-screen_file"])
+        .arg(&screen)
+        .args(extra)
+        .current_dir(&dir));
+    let text = std::fs::read_to_string(&screen).unwrap_or_default();
+    assert!(
+        out.status.code() == Some(0),
+        "sipp {scenario}: exit {:?} (0 = every call successful)\n{}\n{}",
+        out.status.code(),
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cumulative = |label: &str| -> u64 {
+        text.lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("sipp {scenario}: no `{label}` in its screen:\n{text}"))
+    };
+    (cumulative("Successful call"), cumulative("Failed call"))
+}
+
+/// sipp as the SIP core in iwf-conv (198.18.2.1:5060), answering iwf's keep-alive OPTIONS.
+fn sipp_core_uas() -> Child {
+    let xml = root_dir().join("scripts/sipp/uas_options.xml");
+    Command::new("ip")
+        .args(["netns", "exec", CONV_NS, "sipp", "-sf"])
+        .arg(&xml)
+        .args(["-i", CONV_PEER_TEXT, "-p", "5060", "-nostdin"])
+        .current_dir(root_dir().join("target/lab"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (apt-get install sip-tester; scripts/setup.sh does)")
+}
+
+fn sip_over_udp() {
+    let before = counters("converged");
+    let delta = |c: &HashMap<String, u64>, k: &str| get(c, k).saturating_sub(get(&before, k));
+    assert_eq!(sipp_uac("options", 10, &[]), (10, 0), "OPTIONS answered 200 with Allow");
+    assert_eq!(sipp_uac("message", 20, &[]), (20, 0), "MESSAGE answered 404");
+    // The same MESSAGE twice: the second gets the stored 404 (same To tag). sipp's own
+    // retransmission detection is off (-nr), see the scenario.
+    assert_eq!(sipp_uac("message_retrans", 5, &["-nr"]), (5, 0), "retransmitted MESSAGE");
+    let c = wait_counters("sipp's transactions", |c| {
+        delta(c, "sip.rx_options") >= 10 && delta(c, "sip.rx_message") >= 25 && delta(c, "sip.responses_resent") >= 5
+    });
+    assert_eq!(delta(&c, "sip.rx_options"), 10, "{c:?}");
+    assert_eq!(delta(&c, "sip.rx_message"), 25, "one transaction per MESSAGE, none for its copy: {c:?}");
+    assert_eq!(delta(&c, "sip.retransmissions_absorbed"), 5, "{c:?}");
+    assert_eq!(delta(&c, "sip.responses_resent"), 5, "{c:?}");
+    assert_eq!(delta(&c, "sip.tx_4xx"), 30, "404s: 20 + 5 + 5 resent: {c:?}");
+    assert!(delta(&c, "sip.tx_2xx") >= 10, "{c:?}");
+}
+
+/// A sipp UAS answers iwf's keep-alive OPTIONS: the next hop comes up. Returns it running.
+fn keepalive_up() -> Child {
+    let before = counters("converged");
+    let mut uas = sipp_core_uas();
+    let c = wait_counters_for("keep-alive OPTIONS answered 200", Duration::from_secs(15), |c| {
+        get(c, "sip.ka_options_200") > get(&before, "sip.ka_options_200") && get(c, "sip.next_hop_up") == 1
+    });
+    if let Ok(Some(status)) = uas.try_wait() {
+        panic!("the sipp UAS exited early: {status}; counters {c:?}");
+    }
+    assert!(log_text().contains("iwf: port converged SIP next hop up"), "no transition logged");
+    uas
+}
+
+/// The UAS stops: iwf's OPTIONS go unanswered, Timer E retransmits them, Timer F
+/// (64*T1 = 32 s) times the transaction out and the next hop goes down.
+fn keepalive_down(mut uas: Child, stopped_at: Instant, before: &HashMap<String, u64>) {
+    let _ = uas.kill();
+    let _ = uas.wait();
+    let left = Duration::from_secs(50).saturating_sub(stopped_at.elapsed());
+    let c = wait_counters_for("Timer F timeout of the keep-alive", left, |c| {
+        get(c, "sip.client_timeouts") > get(before, "sip.client_timeouts") && get(c, "sip.next_hop_up") == 0
+    });
+    let retrans = get(&c, "sip.client_retransmissions") - get(before, "sip.client_retransmissions");
+    assert!(retrans >= 10, "Timer E retransmissions before Timer F: {retrans}; {c:?}");
+    assert!(log_text().contains("iwf: port converged SIP next hop down"), "no transition logged");
 }
 
 fn malformed_burst() {
@@ -233,6 +346,13 @@ fn malformed_burst() {
         frames.push(f);
         frames.push(base(9, b"discard me")); // no service on port 9
         frames.push(base(5060, b"\x00\xffgarbage that is not SIP\x01")); // good UDP, garbage SIP
+                                                                         // SIP that parses but is invalid (Max-Forwards not a number): a stateless 400.
+        frames.push(base(
+            5060,
+            b"OPTIONS sip:iwf.ims.lab SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5070;branch=z9hG4bKgarbage\r\n\
+Max-Forwards: many\r\nFrom: <sip:x@ims.lab>;tag=1\r\nTo: <sip:iwf.ims.lab>\r\nCall-ID: garbage\r\n\
+CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        ));
     }
     send_raw(CONV_NS, CONV_TAP, frames);
     let delta = |c: &HashMap<String, u64>, k: &str| get(c, k).saturating_sub(get(&before, k));
@@ -248,8 +368,9 @@ fn malformed_burst() {
     ];
     let after = wait_counters("malformed burst", |c| {
         expect.iter().all(|k| delta(c, k) >= N)
-            && delta(c, "udp_delivered") >= N
+            && delta(c, "udp_delivered") >= 2 * N
             && delta(c, "drop.ip_truncated") >= 2 * N
+            && delta(c, "sip.rejected_malformed") >= N
     });
     // Exact per-reason counts: a truncated header and a total length beyond the frame
     // are both ip_truncated.
@@ -257,7 +378,9 @@ fn malformed_burst() {
     for k in &expect[1..] {
         assert_eq!(delta(&after, k), N, "{k}: {after:?}");
     }
-    assert_eq!(delta(&after, "udp_delivered"), N, "garbage SIP reaches the SIP service: {after:?}");
+    assert_eq!(delta(&after, "udp_delivered"), 2 * N, "garbage SIP reaches the SIP service: {after:?}");
+    assert_eq!(delta(&after, "sip.dropped_malformed"), N, "garbage SIP counted by the SIP layer: {after:?}");
+    assert_eq!(delta(&after, "sip.rejected_malformed"), N, "invalid SIP answered 400: {after:?}");
     // And iwf still answers.
     ping(CONV_NS, CONV_IWF_TEXT);
 }
@@ -276,6 +399,9 @@ fn tshark_check() {
                                                      // Make the kernel ask for iwf's MAC again, so the capture holds an ARP reply too.
     let _ = run(Command::new("ip").args(["-n", CONV_NS, "neigh", "flush", "dev", CONV_TAP]));
     ping(CONV_NS, CONV_IWF_TEXT);
+    // And SIP: iwf's 200 and 404 (its keep-alive OPTIONS run beside them).
+    sipp_uac("options", 2, &[]);
+    sipp_uac("message", 2, &[]);
     let status = cap.wait().expect("tshark");
     let mut err = String::new();
     if let Some(mut e) = cap.stderr.take() {
@@ -287,7 +413,16 @@ fn tshark_check() {
     let mac_text = iwf.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let count = |filter: &str| -> usize {
         let out = must(
-            run(Command::new("tshark").arg("-r").arg(&pcap).args(["-Y", filter, "-T", "fields", "-e", "frame.number"])),
+            run(Command::new("tshark").arg("-r").arg(&pcap).args([
+                "-d",
+                "udp.port==5060,sip",
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                "frame.number",
+            ])),
             "tshark -r",
         );
         out.lines().filter(|l| l.trim().parse::<u64>().is_ok()).count()
@@ -297,6 +432,11 @@ fn tshark_check() {
     let arp_replies = count(&format!("{from_iwf} && arp.opcode == 2"));
     assert!(replies >= 3, "tshark saw {replies} echo replies from iwf");
     assert!(arp_replies >= 1, "tshark saw no ARP reply from iwf");
+    let sip_200 = count(&format!("{from_iwf} && sip.Status-Code == 200 && sip.CSeq.method == \"OPTIONS\""));
+    let sip_404 = count(&format!("{from_iwf} && sip.Status-Code == 404 && sip.CSeq.method == \"MESSAGE\""));
+    let sip_options = count(&format!("{from_iwf} && sip.Method == \"OPTIONS\""));
+    assert!(sip_200 >= 2 && sip_404 >= 2, "tshark decoded {sip_200} OPTIONS 200 and {sip_404} MESSAGE 404 from iwf");
+    assert!(sip_options >= 1, "tshark saw no keep-alive OPTIONS from iwf");
     let bad = count(&format!("{from_iwf} && (_ws.malformed || _ws.expert.severity >= \"Warning\")"));
     assert_eq!(bad, 0, "tshark flags {bad} of iwf's frames as malformed or warning (see {})", pcap.display());
 }
@@ -307,7 +447,8 @@ fn assert_clean() {
     let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-br", "link"])).stdout).to_string();
     assert!(!links.contains("iwf-legacy0") && !links.contains("iwf-conv0"), "taps left: {links}");
     assert!(!root_dir().join("target/lab/iwf.pid").exists(), "pid file left");
-    let procs = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "iwf run --config"])).stdout).to_string();
+    let procs =
+        String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "iwf run --config"])).stdout).to_string();
     assert!(procs.trim().is_empty(), "iwf processes left: {procs}");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     for m in mounts.lines().filter(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")) {
@@ -351,11 +492,20 @@ fn lab_end_to_end() {
     ping(CONV_NS, CONV_IWF_TEXT);
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
+    let uas = keepalive_up();
+    sip_over_udp();
+    // The core goes away; while Timer E and F run, the other scenarios go on.
+    let before_down = counters("converged");
+    let stopped_at = Instant::now();
+    let mut uas = uas;
+    let _ = uas.kill();
     malformed_burst();
     tshark_check();
+    keepalive_down(uas, stopped_at, &before_down);
     must(lab("down"), "lab.sh down");
     assert_clean();
     let final_conv = counters("converged");
     assert!(get(&final_conv, "icmp_echo_answered") >= 9, "final report: {final_conv:?}");
     assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
+    assert!(get(&final_conv, "sip.rx_message") >= 27, "final report: {final_conv:?}");
 }

@@ -9,10 +9,11 @@
 use super::config::{self, ConfigError, DataplaneConfig, Device};
 use super::counters::Stats;
 use super::eal::Eal;
-use super::host::{self, Host, UdpService};
+use super::host::{Host, UdpService, UDP_SERVICES};
 use super::mbuf::Mempool;
 use super::port::{Port, PortError};
 use super::preflight;
+use super::sip::{KeepAlive, Route, SipSettings, SipUdp};
 use super::worker::{Worker, WorkerPort, STOP};
 use smoltcp::wire::EthernetAddress;
 use std::fmt;
@@ -222,14 +223,15 @@ fn preflight(path: &str, cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Starts the appliance with `config_path` and runs until SIGINT/SIGTERM; the converged
-/// port's SIP-over-UDP service answers nothing yet (see [`run_with`]).
+/// Starts the appliance with `config_path` and runs until SIGINT/SIGTERM; MESSAGEs are
+/// answered 404 until routing lands (see [`run_with`]).
 pub fn run(config_path: &str) -> Result<(), DataplaneError> {
-    run_with(config_path, host::sip_udp_unanswered)
+    run_with(config_path, crate::session::sip::unknown_recipient)
 }
 
-/// As [`run`], with `sip` as the service on each port's `sip_udp_port`.
-pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError> {
+/// As [`run`], with `route` deciding the MESSAGEs the SIP service on each port's
+/// `sip_udp_port` takes (one [`SipUdp`] per worker and port).
+pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
     let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
@@ -302,14 +304,40 @@ pub fn run_with(config_path: &str, sip: UdpService) -> Result<(), DataplaneError
         );
     }
 
+    if let (Some(nh), Some(i)) = (cfg.sip.next_hop, cfg.sip.next_hop_port) {
+        println!(
+            "iwf: SIP next hop {nh}: OPTIONS every {} ms from port {} (worker of queue 0)",
+            cfg.sip.options_interval_ms,
+            cfg.ports.get(i).map_or("?", |p| p.name.as_str())
+        );
+    }
     for (q, lcore) in workers.iter().enumerate() {
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
-            let mut host = Host::new(EthernetAddress(p.mac), pc.address);
+            let mut host = Host::new(EthernetAddress(p.mac), pc.address).with_subnet(pc.prefix_len, pc.gateway);
+            let mut services: Vec<Option<Box<dyn UdpService>>> = (0..UDP_SERVICES).map(|_| None).collect();
             if let Some(port) = pc.sip_udp_port {
-                host.bind_udp(port, sip).map_err(|e| DataplaneError::Setup(e.to_string()))?;
+                let slot = host.bind_udp(port).map_err(|e| DataplaneError::Setup(e.to_string()))?;
+                // The keep-alive goes from the worker of queue 0 of the next hop's port.
+                let keepalive = match (cfg.sip.next_hop, cfg.sip.next_hop_port) {
+                    (Some(next_hop), Some(i)) if i == index && q == 0 && cfg.sip.options_interval_ms > 0 => {
+                        Some(KeepAlive { next_hop, interval_ms: cfg.sip.options_interval_ms })
+                    }
+                    _ => None,
+                };
+                let settings = SipSettings {
+                    local: std::net::SocketAddrV4::new(pc.address, port),
+                    server_transactions: cfg.sip.server_transactions,
+                    server_slot_bytes: cfg.sip.server_slot_bytes,
+                    client_transactions: cfg.sip.client_transactions,
+                    keepalive,
+                    owner: q as u16,
+                };
+                if let Some(s) = services.get_mut(slot) {
+                    *s = Some(Box::new(SipUdp::new(&settings, route, Arc::clone(&stats), index, q)));
+                }
             }
-            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway });
+            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services });
         }
         let worker = Worker { queue: q as u16, ports: wports, pool: Arc::clone(&pool), stats: Arc::clone(&stats) };
         if let Err(e) = eal.launch(*lcore, Box::new(move || worker.run())) {
@@ -383,6 +411,7 @@ fn control_loop(core: usize, stats: &Stats, ports: &[Port], interval: Duration) 
         eprintln!("iwf: control thread could not be pinned to CPU {core}; running unpinned");
     }
     let mut last: Vec<String> = vec![String::new(); stats.ports.len()];
+    let mut next_hop: Vec<u64> = vec![0; stats.ports.len()];
     let mut next = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         for (i, p) in ports.iter().enumerate() {
@@ -391,6 +420,15 @@ fn control_loop(core: usize, stats: &Stats, ports: &[Port], interval: Duration) 
                 if pc.link_up.swap(up, Ordering::Relaxed) != up {
                     println!("iwf: port {} link {}", p.name, if up { "up" } else { "down" });
                 }
+            }
+        }
+        for (i, p) in stats.ports.iter().enumerate() {
+            let state = stats.totals(i).sip.next_hop_state;
+            if let Some(prev) = next_hop.get_mut(i) {
+                if *prev != state && state > 0 {
+                    println!("iwf: port {} SIP next hop {}", p.name, if state == 2 { "up" } else { "down" });
+                }
+                *prev = state;
             }
         }
         if !interval.is_zero() && Instant::now() >= next {

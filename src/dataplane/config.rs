@@ -26,12 +26,19 @@
 //! rx_desc = 1024             # optional ring sizes
 //! tx_desc = 1024
 //! require_link = true        # a port without link at start is an error
+//!
+//! [sip]                      # optional: SIP over UDP on the ports with sip_udp_port
+//! next_hop = "198.18.2.1:5060"   # the converged core: OPTIONS keep-alive target (optional)
+//! options_interval_ms = 30000    # a keep-alive OPTIONS this often (0 = none)
+//! server_transactions = 4096     # server transactions per worker (each lives 64*T1 = 32 s)
+//! server_slot_bytes = 2048       # bytes stored per server transaction (request fields, then the response)
+//! client_transactions = 256      # iwf's own requests in flight per worker
 //! ```
 #![deny(unsafe_code)]
 
 pub use crate::control::config::ConfigError;
 use serde_spanned::Spanned;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
@@ -159,6 +166,37 @@ pub struct PortConfig {
     pub require_link: bool,
 }
 
+/// `[sip]`: SIP over UDP on the ports with a `sip_udp_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// The converged next hop (the SIP core): iwf keeps it checked with OPTIONS.
+    pub next_hop: Option<SocketAddrV4>,
+    /// The port the keep-alive leaves by (index into `ports`): the SIP port whose
+    /// subnet holds the next hop, else the first SIP port with a gateway.
+    pub next_hop_port: Option<usize>,
+    /// A keep-alive OPTIONS this often; 0 = none.
+    pub options_interval_ms: u64,
+    /// Server transactions per worker.
+    pub server_transactions: usize,
+    /// Bytes stored per server transaction.
+    pub server_slot_bytes: usize,
+    /// Client transactions per worker.
+    pub client_transactions: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            next_hop: None,
+            next_hop_port: None,
+            options_interval_ms: 30_000,
+            server_transactions: 4096,
+            server_slot_bytes: 2048,
+            client_transactions: 256,
+        }
+    }
+}
+
 /// The packet path's whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -168,6 +206,16 @@ pub struct DataplaneConfig {
     pub control: ControlConfig,
     /// `[[ports]]`, in order.
     pub ports: Vec<PortConfig>,
+    /// `[sip]`.
+    pub sip: SipConfig,
+}
+
+impl PortConfig {
+    /// Whether `ip` is on this port's subnet.
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len.min(32))).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.address) & mask
+    }
 }
 
 impl DataplaneConfig {
@@ -502,7 +550,65 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
             require_link,
         });
     }
-    Ok(DataplaneConfig { eal, control, ports })
+    let sip = load_sip(&doc, root, &ports)?;
+    Ok(DataplaneConfig { eal, control, ports, sip })
+}
+
+fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<SipConfig, ConfigError> {
+    let mut sip = SipConfig::default();
+    let Some(v) = Doc::get(root, "sip") else {
+        return Ok(sip);
+    };
+    let t = doc.table("sip", v)?;
+    doc.only(
+        t,
+        "sip",
+        &["next_hop", "options_interval_ms", "server_transactions", "server_slot_bytes", "client_transactions"],
+    )?;
+    if let Some(c) = Doc::get(t, "options_interval_ms") {
+        sip.options_interval_ms = doc.integer("sip.options_interval_ms", c, 0, 86_400_000)? as u64;
+    }
+    if let Some(c) = Doc::get(t, "server_transactions") {
+        sip.server_transactions = doc.integer("sip.server_transactions", c, 16, 1 << 22)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "server_slot_bytes") {
+        sip.server_slot_bytes = doc.integer("sip.server_slot_bytes", c, 512, 65_535)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "client_transactions") {
+        sip.client_transactions = doc.integer("sip.client_transactions", c, 1, 1 << 20)? as usize;
+    }
+    if let Some(nh) = Doc::get(t, "next_hop") {
+        let text = doc.string("sip.next_hop", nh)?;
+        let Ok(addr) = text.parse::<SocketAddrV4>() else {
+            return doc.err(
+                "sip.next_hop",
+                nh.span(),
+                format!("`{text}` is not an IPv4 address and port (198.18.2.1:5060)"),
+            );
+        };
+        let ip = *addr.ip();
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || addr.port() == 0 {
+            return doc.err("sip.next_hop", nh.span(), format!("`{text}`: expected a unicast address and a port"));
+        }
+        let sip_ports = || ports.iter().enumerate().filter(|(_, p)| p.sip_udp_port.is_some());
+        let port = sip_ports()
+            .find(|(_, p)| p.on_link(ip))
+            .or_else(|| sip_ports().find(|(_, p)| p.gateway.is_some()))
+            .map(|(i, _)| i);
+        let Some(port) = port else {
+            return doc.err(
+                "sip.next_hop",
+                nh.span(),
+                format!("no [[ports]] entry with sip_udp_port reaches {ip} (on its subnet, or through its gateway)"),
+            );
+        };
+        if ports.get(port).is_some_and(|p| p.address == ip) {
+            return doc.err("sip.next_hop", nh.span(), format!("{ip} is iwf's own address"));
+        }
+        sip.next_hop = Some(addr);
+        sip.next_hop_port = Some(port);
+    }
+    Ok(sip)
 }
 
 #[cfg(test)]
@@ -626,6 +732,35 @@ sip_udp_port = 5060
     }
 
     #[test]
+    fn sip_section() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.sip, SipConfig::default());
+        let text = format!(
+            "{GOOD}\n[sip]\nnext_hop = \"198.18.2.1:5060\"\noptions_interval_ms = 2000\nserver_transactions = 65536\n"
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.sip.next_hop, Some("198.18.2.1:5060".parse().unwrap()));
+        assert_eq!(c.sip.next_hop_port, Some(1));
+        assert_eq!((c.sip.options_interval_ms, c.sip.server_transactions), (2000, 65536));
+        // Off the SIP port's subnet, it needs a gateway there.
+        let e = err(&text.replace("198.18.2.1:5060", "10.1.1.1:5060"));
+        assert_eq!((e.key.as_str(), e.line), ("sip.next_hop", 28));
+        assert!(e.message.contains("reaches 10.1.1.1"), "{e}");
+        let routed = text
+            .replace("198.18.2.1:5060", "10.1.1.1:5060")
+            .replace("sip_udp_port = 5060", "sip_udp_port = 5060\ngateway = \"198.18.2.1\"");
+        assert_eq!(load(&routed).unwrap().sip.next_hop_port, Some(1));
+        let e = err(&text.replace("198.18.2.1:5060", "198.18.2.1"));
+        assert_eq!((e.key.as_str(), e.line), ("sip.next_hop", 28));
+        let e = err(&text.replace("198.18.2.1:5060", "198.18.2.2:5060"));
+        assert!(e.message.contains("own address"), "{e}");
+        let e = err(&text.replace("server_transactions = 65536", "server_transactions = 1"));
+        assert_eq!((e.key.as_str(), e.line), ("sip.server_transactions", 30));
+        let e = err(&text.replace("options_interval_ms", "options_interval"));
+        assert_eq!((e.key.as_str(), e.line), ("sip.options_interval", 29));
+    }
+
+    #[test]
     fn device_strings() {
         assert!(matches!(Device::parse("3b:00.1"), Ok(Device::Pci { .. })));
         assert!(matches!(Device::parse("net_null0"), Ok(Device::Vdev { iface: None, .. })));
@@ -647,6 +782,8 @@ mod shipped_files {
         assert_eq!(lab.ports[1].address, Ipv4Addr::new(198, 18, 2, 2));
         assert_eq!(lab.ports[1].sip_udp_port, Some(5060));
         assert_eq!(lab.eal.file_prefix, "iwf-lab");
+        assert_eq!(lab.sip.next_hop, Some(SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060)));
+        assert_eq!(lab.sip.next_hop_port, Some(1));
         let example = load(include_str!("../../config/example.toml")).unwrap();
         assert_eq!(example.eal.lcores, vec![2, 3, 4, 5, 6]);
         assert!(matches!(example.ports[0].device, Device::Pci { .. }));

@@ -17,6 +17,12 @@ impl Counter {
         self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Sets the value (for gauges). Only the owning worker calls this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
@@ -99,6 +105,8 @@ drop_reasons! {
     NoMbuf = "no_mbuf",
     /// The TX queue did not take the frame.
     TxFull = "tx_full",
+    /// A datagram iwf originates whose next hop's MAC address is not resolved yet.
+    NoNeighbour = "no_neighbour",
 }
 
 /// What the host did with a frame that was not dropped.
@@ -112,6 +120,116 @@ pub enum Handled {
     IcmpEchoAnswered,
     /// Handed a UDP datagram to its service.
     UdpDelivered,
+}
+
+macro_rules! sip_counters {
+    ($($(#[$doc:meta])* $field:ident = $name:literal,)*) => {
+        /// SIP-over-UDP outcomes of one worker's SIP service, one writer each (the
+        /// worker). Logged as `sip.<name>=N` when non-zero.
+        #[derive(Debug, Default)]
+        pub struct SipCounters {
+            $($(#[$doc])* pub $field: Counter,)*
+            /// The next hop's state by the last keep-alive OPTIONS outcome:
+            /// 0 = not known yet, 1 = down (timeout or non-2xx), 2 = up (2xx).
+            pub next_hop_state: Counter,
+        }
+
+        /// Sums of [`SipCounters`] over queues, in the same field order.
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        pub struct SipTotals {
+            $($(#[$doc])* pub $field: u64,)*
+            /// The next hop's state (see [`SipCounters::next_hop_state`]; only the
+            /// keep-alive's queue writes it, so the sum is that queue's value).
+            pub next_hop_state: u64,
+        }
+
+        impl SipTotals {
+            fn add(&mut self, c: &SipCounters) {
+                $(self.$field += c.$field.get();)*
+                self.next_hop_state += c.next_hop_state.get();
+            }
+
+            /// `(name, value)` of every counter, in order.
+            pub fn fields(&self) -> [(&'static str, u64); [$($name,)*].len()] {
+                [$(($name, self.$field),)*]
+            }
+        }
+    };
+}
+
+sip_counters! {
+    /// New OPTIONS transactions.
+    rx_options = "rx_options",
+    /// New MESSAGE transactions.
+    rx_message = "rx_message",
+    /// Requests of other methods (refused statelessly: 405, 481 for CANCEL, ACK dropped).
+    rx_other = "rx_other",
+    /// Request retransmissions matched to a live transaction.
+    retransmissions_absorbed = "retransmissions_absorbed",
+    /// Stored responses sent again for them.
+    responses_resent = "responses_resent",
+    /// Responses iwf sent with status 1xx (new, resent and stateless).
+    tx_1xx = "tx_1xx",
+    /// ... 2xx.
+    tx_2xx = "tx_2xx",
+    /// ... 3xx.
+    tx_3xx = "tx_3xx",
+    /// ... 4xx.
+    tx_4xx = "tx_4xx",
+    /// ... 5xx.
+    tx_5xx = "tx_5xx",
+    /// ... 6xx.
+    tx_6xx = "tx_6xx",
+    /// Malformed requests answered with a stateless 400.
+    rejected_malformed = "rejected_malformed",
+    /// Malformed datagrams dropped (no response could be built).
+    dropped_malformed = "dropped_malformed",
+    /// Top Via without an RFC 3261 branch (400).
+    rejected_no_branch = "rejected_no_branch",
+    /// Branch and sent-by over the key limit (400).
+    rejected_key_too_long = "rejected_key_too_long",
+    /// ACK outside a transaction (dropped).
+    dropped_ack = "dropped_ack",
+    /// CANCEL (481).
+    rejected_cancel = "rejected_cancel",
+    /// Methods iwf does not serve (405).
+    rejected_method = "rejected_method",
+    /// Request-URI scheme neither sip, sips nor tel (416).
+    rejected_uri_scheme = "rejected_uri_scheme",
+    /// Max-Forwards 0 (483).
+    rejected_too_many_hops = "rejected_too_many_hops",
+    /// Request fields too large to store (513).
+    rejected_too_large = "rejected_too_large",
+    /// Server table full (503 + Retry-After).
+    rejected_table_full = "rejected_table_full",
+    /// The response could not be built into the reply buffer.
+    respond_failed = "respond_failed",
+    /// CRLF keep-alives and empty datagrams (nothing to answer).
+    keepalives = "keepalives",
+    /// Keep-alive OPTIONS started towards the next hop.
+    ka_started = "ka_started",
+    /// Keep-alive OPTIONS that could not start (table full, build error).
+    ka_start_failed = "ka_start_failed",
+    /// First sends of iwf's own requests.
+    client_sent = "client_sent",
+    /// Timer E retransmissions of iwf's own requests.
+    client_retransmissions = "client_retransmissions",
+    /// Provisional responses to iwf's requests.
+    client_1xx = "client_1xx",
+    /// Final 2xx responses to iwf's requests.
+    client_2xx = "client_2xx",
+    /// Final 3xx-6xx responses to iwf's requests.
+    client_3456xx = "client_3456xx",
+    /// Keep-alive OPTIONS answered 200 (a subset of `client_2xx`).
+    ka_options_200 = "ka_options_200",
+    /// Response retransmissions absorbed by a completed client transaction.
+    client_absorbed = "client_absorbed",
+    /// Timer F timeouts of iwf's requests.
+    client_timeouts = "client_timeouts",
+    /// Responses matching no transaction of this core.
+    stray_responses = "stray_responses",
+    /// Unparseable responses.
+    malformed_responses = "malformed_responses",
 }
 
 /// The counters of one RX/TX queue pair of one port. Cache-line aligned so two workers
@@ -141,6 +259,8 @@ pub struct QueueCounters {
     pub udp_replied: Counter,
     /// Drops, indexed by `DropReason as usize`.
     pub drops: [Counter; DropReason::COUNT],
+    /// SIP over UDP outcomes (the SIP service of this queue's worker).
+    pub sip: SipCounters,
 }
 
 impl QueueCounters {
@@ -212,6 +332,8 @@ pub struct Totals {
     pub udp_replied: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
+    /// SIP over UDP.
+    pub sip: SipTotals,
 }
 
 impl Totals {
@@ -229,9 +351,12 @@ impl Totals {
         for (t, c) in self.drops.iter_mut().zip(q.drops.iter()) {
             *t += c.get();
         }
+        self.sip.add(&q.sip);
     }
 
-    /// One log line: `rx=.. tx=.. ... drop.ip_bad_checksum=2` (drops only when non-zero).
+    /// One log line: `rx=.. tx=.. ... drop.ip_bad_checksum=2 sip.rx_message=3
+    /// sip.next_hop_up=1` (drops and SIP counters only when non-zero; the next hop's
+    /// state once a keep-alive has an outcome).
     pub fn line(&self) -> String {
         let mut s = format!(
             "rx={} rx_bytes={} tx={} tx_bytes={} arp_answered={} arp_learned={} arp_requests_sent={} icmp_echo_answered={} udp_delivered={} udp_replied={}",
@@ -250,6 +375,14 @@ impl Totals {
             if *n > 0 {
                 let _ = write!(s, " drop.{}={}", reason.name(), n);
             }
+        }
+        for (name, n) in self.sip.fields() {
+            if n > 0 {
+                let _ = write!(s, " sip.{name}={n}");
+            }
+        }
+        if self.sip.next_hop_state > 0 {
+            let _ = write!(s, " sip.next_hop_up={}", u64::from(self.sip.next_hop_state == 2));
         }
         s
     }
@@ -312,5 +445,22 @@ mod tests {
         assert!(!line.contains("drop.udp"), "{line}");
         assert_eq!(stats.totals(1).icmp_echo_answered, 1);
         assert_eq!(stats.totals(7), Totals::default());
+    }
+
+    #[test]
+    fn sip_counters_join_the_line_when_non_zero() {
+        let stats = Stats::new(&["converged".to_string()], 2);
+        assert!(!stats.totals(0).line().contains("sip."));
+        stats.ports[0].queues[0].sip.rx_message.add(2);
+        stats.ports[0].queues[1].sip.rx_message.inc();
+        stats.ports[0].queues[0].sip.next_hop_state.add(1);
+        let line = stats.totals(0).line();
+        assert!(line.ends_with(" sip.rx_message=3 sip.next_hop_up=0"), "{line}");
+        stats.ports[0].queues[0].sip.next_hop_state.add(1);
+        assert!(stats.totals(0).line().ends_with(" sip.next_hop_up=1"));
+        let mut names: Vec<_> = SipTotals::default().fields().iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SipTotals::default().fields().len());
     }
 }

@@ -4,8 +4,10 @@
 //! Sans-IO over byte slices: the worker passes the frame of an mbuf (`&mut [u8]`), the
 //! host checks it layer by layer (smoltcp's wire views once the lengths are known good)
 //! and either drops it with a [`DropReason`], answers in place (ARP, echo), or hands a
-//! UDP datagram to a [`UdpService`], whose reply [`Host::answer_udp`] frames. Nothing here
-//! allocates, panics on input, or knows DPDK.
+//! UDP datagram to a [`UdpService`] (a stateful, per-core object the worker owns), whose
+//! reply [`Host::answer_udp`] frames; what a service originates (requests, Timer E
+//! retransmissions) [`Host::originate_udp`] frames towards the resolved neighbour.
+//! Nothing here allocates, panics on input, or knows DPDK.
 //!
 //! ```text
 //! Ethernet II (14) | IPv4 header (IHL*4, checksum) | UDP (8, checksum) | payload
@@ -37,10 +39,47 @@ pub const TTL: u8 = 64;
 /// UDP services per port.
 pub const UDP_SERVICES: usize = 4;
 
-/// A UDP service: reads a datagram's payload, may write a reply payload into `reply`
-/// (the room left in a fresh mbuf) and return its length. `src` is the peer, `dst` us.
-/// Runs on the worker lcore: it must not block, allocate per datagram or panic.
-pub type UdpService = fn(payload: &[u8], src: SocketAddrV4, dst: SocketAddrV4, reply: &mut [u8]) -> Option<usize>;
+/// A datagram a [`UdpService`] wrote at the front of the buffer it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpSend {
+    /// Payload length.
+    pub len: usize,
+    /// Destination.
+    pub to: SocketAddrV4,
+}
+
+/// A UDP service on one port of one worker: owned by that worker (no locks), stateful,
+/// driven by datagrams and by the worker's clock. It runs on the worker lcore: it must
+/// not block, allocate per datagram or panic.
+pub trait UdpService: Send + std::fmt::Debug {
+    /// Reads one datagram's payload from `src`; may write a reply payload into `reply`
+    /// (the room of a fresh mbuf after the headers) and say where it goes.
+    fn receive(&mut self, now_ms: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend>;
+
+    /// The earliest time [`UdpService::poll_transmit`] has work; `None` = none.
+    fn poll_timeout(&self) -> Option<u64> {
+        None
+    }
+
+    /// Runs what is due at `now_ms` and returns the next datagram to originate, written
+    /// into `out`. The worker calls it until `None` once [`UdpService::poll_timeout`]
+    /// is reached.
+    fn poll_transmit(&mut self, _now_ms: u64, _out: &mut [u8]) -> Option<UdpSend> {
+        None
+    }
+}
+
+/// Why [`Host::originate_udp`] framed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// The neighbour (the destination, or the gateway towards it) is not resolved:
+    /// ask ARP for it.
+    Unresolved(Ipv4Addr),
+    /// Off-link and no gateway.
+    NoRoute,
+    /// The buffer is too small or the payload too long.
+    TooLong,
+}
 
 /// A UDP datagram for one of the host's services; `payload` indexes the frame.
 #[derive(Debug, Clone)]
@@ -53,8 +92,8 @@ pub struct UdpDatagram {
     pub peer_mac: EthernetAddress,
     /// Where the payload sits in the frame.
     pub payload: Range<usize>,
-    /// The service bound to the destination port.
-    pub service: UdpService,
+    /// The service slot bound to the destination port (see [`Host::bind_udp`]).
+    pub service: usize,
 }
 
 /// What became of a received frame.
@@ -93,8 +132,10 @@ pub struct Host {
     mac: EthernetAddress,
     ip: Ipv4Addr,
     arp: ArpCache,
-    udp: [Option<(u16, UdpService)>; UDP_SERVICES],
+    udp: [Option<u16>; UDP_SERVICES],
     ident: u16,
+    prefix_len: u8,
+    gateway: Option<Ipv4Addr>,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -102,23 +143,47 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 impl Host {
-    /// A host at `ip` with the port's `mac`, no UDP services.
+    /// A host at `ip` with the port's `mac`, no UDP services, on a /32 without gateway
+    /// until [`Host::with_subnet`].
     pub fn new(mac: EthernetAddress, ip: Ipv4Addr) -> Host {
-        Host { mac, ip, arp: ArpCache::new(), udp: [None; UDP_SERVICES], ident: 0 }
+        Host { mac, ip, arp: ArpCache::new(), udp: [None; UDP_SERVICES], ident: 0, prefix_len: 32, gateway: None }
     }
 
-    /// Binds `service` to UDP `port` (replacing an earlier binding of that port).
-    pub fn bind_udp(&mut self, port: u16, service: UdpService) -> Result<(), ServicesFull> {
+    /// The same host on a subnet of `prefix_len` bits, reaching the rest by `gateway`.
+    pub fn with_subnet(mut self, prefix_len: u8, gateway: Option<Ipv4Addr>) -> Host {
+        self.prefix_len = prefix_len.min(32);
+        self.gateway = gateway;
+        self
+    }
+
+    /// Binds UDP `port` to a service slot (the same slot when bound again); returns the
+    /// slot, which [`UdpDatagram::service`] carries.
+    pub fn bind_udp(&mut self, port: u16) -> Result<usize, ServicesFull> {
         let slot = self
             .udp
             .iter()
-            .position(|s| matches!(s, Some((p, _)) if *p == port))
+            .position(|s| *s == Some(port))
             .or_else(|| self.udp.iter().position(Option::is_none))
             .ok_or(ServicesFull)?;
         if let Some(s) = self.udp.get_mut(slot) {
-            *s = Some((port, service));
+            *s = Some(port);
         }
-        Ok(())
+        Ok(slot)
+    }
+
+    /// The UDP port of service slot `slot`.
+    pub fn udp_port(&self, slot: usize) -> Option<u16> {
+        self.udp.get(slot).copied().flatten()
+    }
+
+    /// The neighbour a datagram to `dst` goes to: `dst` on our subnet, else the gateway.
+    pub fn neighbour_for(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+        if u32::from(dst) & mask == u32::from(self.ip) & mask {
+            Some(dst)
+        } else {
+            self.gateway
+        }
     }
 
     /// Our MAC address.
@@ -328,7 +393,7 @@ impl Host {
             return Outcome::Drop(DropReason::UdpBadChecksum);
         }
         let port = packet.dst_port();
-        let Some((_, service)) = self.udp.iter().flatten().find(|(p, _)| *p == port) else {
+        let Some(service) = self.udp.iter().position(|p| *p == Some(port)) else {
             return Outcome::Drop(DropReason::UdpNoService);
         };
         Outcome::Udp(UdpDatagram {
@@ -336,21 +401,54 @@ impl Host {
             dst: SocketAddrV4::new(self.ip, port),
             peer_mac,
             payload: start + UDP_HEADER_LEN..start + len,
-            service: *service,
+            service,
         })
     }
 
-    /// Runs the datagram's service on `payload` with `out` as the reply frame: the
-    /// service writes its payload at [`UDP_PAYLOAD_OFFSET`], the host the Ethernet, IPv4
-    /// and UDP headers (checksums filled). Returns the reply frame's length, or `None`
-    /// when the service has nothing to say.
-    pub fn answer_udp(&mut self, dgram: &UdpDatagram, payload: &[u8], out: &mut [u8]) -> Option<usize> {
-        // IPv4 total length is 16 bits.
+    /// The payload room of a frame buffer `out` (IPv4 total length is 16 bits).
+    fn payload_room(out: &mut [u8]) -> Option<&mut [u8]> {
         let room = out.len().min(usize::from(u16::MAX) - IPV4_HEADER_LEN + ETH_HEADER_LEN);
-        let reply = out.get_mut(UDP_PAYLOAD_OFFSET..room)?;
-        let n = (dgram.service)(payload, dgram.src, dgram.dst, reply)?;
-        let n = n.min(reply.len());
-        self.emit_udp(out, dgram.peer_mac, dgram.dst, dgram.src, n)
+        out.get_mut(UDP_PAYLOAD_OFFSET..room)
+    }
+
+    /// Runs `service` on the datagram's `payload` with `out` as the reply frame: the
+    /// service writes its payload at [`UDP_PAYLOAD_OFFSET`], the host the Ethernet, IPv4
+    /// and UDP headers (checksums filled). The reply goes to the sender's MAC address
+    /// (the service picks the port: SIP answers the Via's). Returns the reply frame's
+    /// length, or `None` when the service has nothing to say.
+    pub fn answer_udp(
+        &mut self,
+        service: &mut dyn UdpService,
+        now_ms: u64,
+        dgram: &UdpDatagram,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let reply = Self::payload_room(out)?;
+        let room = reply.len();
+        let send = service.receive(now_ms, payload, dgram.src, reply)?;
+        self.emit_udp(out, dgram.peer_mac, dgram.dst, send.to, send.len.min(room))
+    }
+
+    /// Asks `service` (bound at `slot`) for the next datagram it originates at `now_ms`
+    /// and frames it into `out` towards the resolved neighbour. `Ok(None)`: nothing due.
+    pub fn originate_udp(
+        &mut self,
+        service: &mut dyn UdpService,
+        slot: usize,
+        now_ms: u64,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, Unsent> {
+        let port = self.udp_port(slot).ok_or(Unsent::NoRoute)?;
+        let room = Self::payload_room(out).ok_or(Unsent::TooLong)?;
+        let room_len = room.len();
+        let Some(send) = service.poll_transmit(now_ms, room) else {
+            return Ok(None);
+        };
+        let neighbour = self.neighbour_for(*send.to.ip()).ok_or(Unsent::NoRoute)?;
+        let mac = self.arp.lookup(neighbour, now_ms).ok_or(Unsent::Unresolved(neighbour))?;
+        let src = SocketAddrV4::new(self.ip, port);
+        self.emit_udp(out, mac, src, send.to, send.len.min(room_len)).map(Some).ok_or(Unsent::TooLong)
     }
 
     /// Writes Ethernet, IPv4 and UDP headers in front of the `payload_len` bytes already
@@ -396,12 +494,6 @@ impl Host {
     }
 }
 
-/// The converged port's SIP-over-UDP service until the SIP transaction layer is plugged
-/// in: it reads nothing and answers nothing (the datagram is counted as delivered).
-pub fn sip_udp_unanswered(_payload: &[u8], _src: SocketAddrV4, _dst: SocketAddrV4, _reply: &mut [u8]) -> Option<usize> {
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,16 +504,47 @@ mod tests {
     const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 
     fn host() -> Host {
-        let mut h = Host::new(OUR_MAC, OUR_IP);
-        h.bind_udp(5060, echo_service).unwrap();
+        let mut h = Host::new(OUR_MAC, OUR_IP).with_subnet(24, Some(Ipv4Addr::new(198, 18, 2, 254)));
+        assert_eq!(h.bind_udp(5060), Ok(0));
         h
     }
 
-    fn echo_service(payload: &[u8], _src: SocketAddrV4, _dst: SocketAddrV4, reply: &mut [u8]) -> Option<usize> {
-        let out = reply.get_mut(..payload.len() + 3)?;
-        out[..3].copy_from_slice(b"re:");
-        out[3..].copy_from_slice(payload);
-        Some(payload.len() + 3)
+    /// Answers "re:" + payload to the sender; originates `pending` datagrams "ping"
+    /// to `to` once `now_ms >= due`.
+    #[derive(Debug)]
+    struct Echo {
+        pending: usize,
+        due: u64,
+        to: SocketAddrV4,
+    }
+
+    fn echo() -> Echo {
+        Echo { pending: 0, due: 0, to: SocketAddrV4::new(PEER_IP, 5060) }
+    }
+
+    impl UdpService for Echo {
+        fn receive(&mut self, _now: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+            if payload == b"x" {
+                return None;
+            }
+            let out = reply.get_mut(..payload.len() + 3)?;
+            out[..3].copy_from_slice(b"re:");
+            out[3..].copy_from_slice(payload);
+            Some(UdpSend { len: payload.len() + 3, to: src })
+        }
+
+        fn poll_timeout(&self) -> Option<u64> {
+            (self.pending > 0).then_some(self.due)
+        }
+
+        fn poll_transmit(&mut self, now_ms: u64, out: &mut [u8]) -> Option<UdpSend> {
+            if self.pending == 0 || now_ms < self.due {
+                return None;
+            }
+            self.pending -= 1;
+            out.get_mut(..4)?.copy_from_slice(b"ping");
+            Some(UdpSend { len: 4, to: self.to })
+        }
     }
 
     /// Internet checksum of `data` (RFC 1071), for independent checks.
@@ -629,7 +752,7 @@ mod tests {
         assert_eq!(d.dst, SocketAddrV4::new(OUR_IP, 5060));
         assert_eq!(&f[d.payload.clone()], b"OPTIONS");
         let mut out = [0u8; 256];
-        let n = h.answer_udp(&d, &f[d.payload.clone()], &mut out).unwrap();
+        let n = h.answer_udp(&mut echo(), 0, &d, &f[d.payload.clone()], &mut out).unwrap();
         let r = &out[..n];
         assert_eq!(n, UDP_PAYLOAD_OFFSET + 10);
         assert_eq!(&r[0..6], &PEER_MAC.0);
@@ -642,10 +765,43 @@ mod tests {
         pseudo.extend_from_slice(&r[34..]);
         assert_eq!(rfc1071(&pseudo), 0, "UDP checksum");
         assert_eq!(&r[UDP_PAYLOAD_OFFSET..], b"re:OPTIONS");
-        // The placeholder SIP service answers nothing.
-        h.bind_udp(5060, sip_udp_unanswered).unwrap();
+        // A service may answer nothing.
         let Outcome::Udp(d) = h.receive(&mut udp(5060, b"x"), 0) else { panic!() };
-        assert_eq!(h.answer_udp(&d, b"x", &mut out), None);
+        assert_eq!(h.answer_udp(&mut echo(), 0, &d, b"x", &mut out), None);
+        // Too small a buffer frames nothing.
+        assert_eq!(h.answer_udp(&mut echo(), 0, &d, b"OPTIONS", &mut out[..UDP_PAYLOAD_OFFSET + 4]), None);
+    }
+
+    #[test]
+    fn originated_datagrams_go_to_the_resolved_neighbour() {
+        let mut h = host();
+        let mut out = [0u8; 256];
+        let mut svc = Echo { pending: 1, due: 10, ..echo() };
+        assert_eq!(h.originate_udp(&mut svc, 0, 5, &mut out), Ok(None), "not due");
+        assert_eq!(h.originate_udp(&mut svc, 0, 10, &mut out), Err(Unsent::Unresolved(PEER_IP)));
+        assert_eq!(svc.pending, 0, "the service has handed it over (its retransmission timer resends)");
+        let mut reply = arp(2, PEER_IP, OUR_IP);
+        assert!(matches!(h.receive(&mut reply, 10), Outcome::Handled(Handled::ArpLearned)));
+        let mut svc = Echo { pending: 1, due: 10, ..echo() };
+        let n = h.originate_udp(&mut svc, 0, 11, &mut out).unwrap().unwrap();
+        let r = &out[..n];
+        assert_eq!(n, UDP_PAYLOAD_OFFSET + 4);
+        assert_eq!(&r[0..6], &PEER_MAC.0);
+        assert_eq!(rfc1071(&r[14..34]), 0);
+        assert_eq!(&r[26..30], &OUR_IP.octets());
+        assert_eq!(&r[30..34], &PEER_IP.octets());
+        assert_eq!(&r[34..36], &5060u16.to_be_bytes(), "from the service's port");
+        assert_eq!(&r[UDP_PAYLOAD_OFFSET..], b"ping");
+        // Off-link goes by the gateway; without one there is no route.
+        let far = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5060);
+        let mut svc = Echo { pending: 1, due: 0, to: far };
+        assert_eq!(h.originate_udp(&mut svc, 0, 11, &mut out), Err(Unsent::Unresolved(Ipv4Addr::new(198, 18, 2, 254))));
+        let mut bare = Host::new(OUR_MAC, OUR_IP);
+        bare.bind_udp(5060).unwrap();
+        let mut svc = Echo { pending: 1, due: 0, to: far };
+        assert_eq!(bare.originate_udp(&mut svc, 0, 11, &mut out), Err(Unsent::NoRoute));
+        assert_eq!(bare.neighbour_for(OUR_IP), Some(OUR_IP));
+        assert_eq!(bare.originate_udp(&mut echo(), 3, 11, &mut out), Err(Unsent::NoRoute), "unbound slot");
     }
 
     #[test]
@@ -671,10 +827,11 @@ mod tests {
     fn services_table_is_bounded() {
         let mut h = Host::new(OUR_MAC, OUR_IP);
         for p in 0..UDP_SERVICES as u16 {
-            h.bind_udp(p, sip_udp_unanswered).unwrap();
+            assert_eq!(h.bind_udp(p), Ok(usize::from(p)));
         }
-        h.bind_udp(0, echo_service).unwrap(); // rebinding is fine
-        assert_eq!(h.bind_udp(99, sip_udp_unanswered), Err(ServicesFull));
+        assert_eq!(h.bind_udp(0), Ok(0)); // rebinding is fine
+        assert_eq!(h.bind_udp(99), Err(ServicesFull));
+        assert_eq!(h.udp_port(2), Some(2));
     }
 
     proptest::proptest! {
@@ -693,7 +850,7 @@ mod tests {
             if let Outcome::Udp(d) = h.receive(&mut f, 0) {
                 let payload = f[d.payload.clone()].to_vec();
                 let mut out = [0u8; 128];
-                let _ = h.answer_udp(&d, &payload, &mut out);
+                let _ = h.answer_udp(&mut echo(), 0, &d, &payload, &mut out);
             }
         }
     }

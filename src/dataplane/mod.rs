@@ -4,6 +4,7 @@
 //!  port legacy ─┐ queue q  ┌─────────────── lcore (worker q) ──────────────┐
 //!  port conv  ──┼────────► │ rx burst (32) → Mbuf → Host::receive(&mut [u8]) │──► tx burst
 //!               │          │   ARP · ICMP echo · IPv4 · UDP → UdpService     │
+//!               │          │   (SipUdp: this core's SIP transactions, timers)│
 //!               │          └───────────── counters (per port, per queue) ────┘
 //!  control thread (core_affinity, not an EAL lcore): link state, counters to the log
 //! ```
@@ -11,6 +12,8 @@
 //! * [`config`]: the `[eal]`, `[control]` and `[[ports]]` sections, errors naming key
 //!   and line (sans-IO, tested without DPDK);
 //! * [`host`] and [`arp`]: the IP host each port runs, over plain byte slices (sans-IO);
+//! * [`sip`]: SIP over UDP per worker (server and client transactions, the UAS policy,
+//!   the next hop's OPTIONS keep-alive), over the payload slice of the RX mbuf;
 //! * [`counters`]: per-port, per-queue, per-drop-reason counters, one writer each;
 //! * [`mbuf`], [`eal`], [`port`], [`worker`]: the thin safe layer over `dpdk-sys`;
 //! * [`app`]: `run(config)`, the appliance's main loop and orderly shutdown.
@@ -27,6 +30,7 @@ pub mod host;
 pub mod mbuf;
 pub mod port;
 pub mod preflight;
+pub mod sip;
 pub mod worker;
 
 pub use app::{run, run_with, DataplaneError};

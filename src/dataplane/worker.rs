@@ -1,8 +1,10 @@
 //! The per-core pipeline: run to completion on one EAL lcore, polling queue `q` of every
-//! port in bursts of [`BURST`], answering through the port's [`Host`], counting every
-//! frame it does not answer by reason. No allocation, no lock, no panic on input.
+//! port in bursts of [`BURST`], answering through the port's [`Host`] and the worker's
+//! own UDP services (SIP), counting every frame it does not answer by reason. The clock
+//! is read when a poll finds nothing, or every [`CLOCK_EVERY`] busy polls; the services'
+//! timers run then. No allocation, no lock, no panic on input.
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
-use super::host::{Host, Outcome};
+use super::host::{Host, Outcome, UdpService, Unsent};
 use super::mbuf::{Mbuf, Mempool};
 use dpdk_sys as sys;
 use std::net::Ipv4Addr;
@@ -18,6 +20,10 @@ pub const TX_BATCH: usize = 2 * BURST;
 pub const MAX_FRAME: u16 = 1514;
 /// How often a worker re-checks that its gateways are resolved, in milliseconds.
 pub const ARP_CHECK_MS: u64 = 100;
+/// Busy polls between two clock reads (an idle poll always reads it).
+pub const CLOCK_EVERY: u32 = 16;
+/// Most datagrams a service may originate per timer check (the rest wait for the next).
+pub const ORIGINATE_MAX: usize = 64;
 
 /// Set by SIGINT/SIGTERM (or the application) to make every worker return.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -33,6 +39,8 @@ pub struct WorkerPort {
     pub host: Host,
     /// A neighbour to keep resolved.
     pub gateway: Option<Ipv4Addr>,
+    /// This worker's UDP services, indexed by the host's service slot.
+    pub services: Vec<Option<Box<dyn UdpService>>>,
 }
 
 /// One worker lcore's pipeline.
@@ -99,7 +107,9 @@ impl Worker {
         let start = Instant::now();
         let mut now_ms = 0u64;
         let mut next_arp_check = 0u64;
-        let mut idle_polls = 0u32;
+        let mut busy_polls = 0u32;
+        // Whether the clock moved since the services' timers last ran.
+        let mut clock_read = true;
         let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
         let queue = usize::from(self.queue);
         let stats = Arc::clone(&self.stats);
@@ -128,10 +138,15 @@ impl Worker {
                 }
                 for raw in rx.iter().take(n.min(BURST)) {
                     // SAFETY: the driver handed these mbufs over to us.
-                    let Some(m) = (unsafe { Mbuf::from_raw(*raw) }) else { continue };
+                    let Some(m) = (unsafe { Mbuf::from_raw(*raw) }) else {
+                        continue;
+                    };
                     counters.rx_packets.inc();
                     counters.rx_bytes.add(m.pkt_len() as u64);
                     handle(p, m, now_ms, &self.pool, counters, &mut tx);
+                }
+                if clock_read {
+                    run_service_timers(p, now_ms, &self.pool, counters, &mut tx);
                 }
                 if let Some(gw) = p.gateway {
                     if arp_check && p.host.arp_request_due(gw, now_ms) {
@@ -140,13 +155,57 @@ impl Worker {
                 }
                 tx.flush(counters);
             }
-            // The clock is read per busy burst, and every 1024 idle polls.
-            idle_polls = if got_any { 0 } else { idle_polls.wrapping_add(1) };
-            if got_any || idle_polls % 1024 == 0 {
+            // The clock is read on every idle poll and every CLOCK_EVERY busy ones.
+            busy_polls = if got_any { busy_polls.wrapping_add(1) } else { 0 };
+            clock_read = !got_any || busy_polls % CLOCK_EVERY == 0;
+            if clock_read {
                 now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
             }
         }
         0
+    }
+}
+
+/// Runs every service whose timer is due: each may originate datagrams (requests,
+/// retransmissions), framed towards the resolved neighbour.
+fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+    let mut resolve = None;
+    for slot in 0..p.services.len() {
+        let Some(Some(service)) = p.services.get_mut(slot) else {
+            continue;
+        };
+        if !service.poll_timeout().is_some_and(|t| t <= now_ms) {
+            continue;
+        }
+        for _ in 0..ORIGINATE_MAX {
+            let Some(mut m) = Mbuf::alloc(pool) else {
+                counters.drop(DropReason::NoMbuf);
+                break;
+            };
+            let room = m.tailroom().min(MAX_FRAME);
+            let Some(buf) = m.append(room) else {
+                counters.drop(DropReason::NoMbuf);
+                break;
+            };
+            match p.host.originate_udp(service.as_mut(), slot, now_ms, buf) {
+                Ok(Some(len)) => {
+                    m.truncate(len);
+                    tx.push(m, counters);
+                }
+                Ok(None) => break,
+                Err(Unsent::Unresolved(neighbour)) => {
+                    // Lost this time; the service's retransmission timer tries again.
+                    counters.drop(DropReason::NoNeighbour);
+                    resolve = Some(neighbour);
+                }
+                Err(Unsent::NoRoute | Unsent::TooLong) => counters.drop(DropReason::NoNeighbour),
+            }
+        }
+    }
+    if let Some(neighbour) = resolve {
+        if p.host.arp_request_due(neighbour, now_ms) {
+            send_arp_request(p, neighbour, pool, counters, tx);
+        }
     }
 }
 
@@ -175,7 +234,11 @@ fn handle(p: &mut WorkerPort, mut m: Mbuf, now_ms: u64, pool: &Mempool, counters
                 return;
             };
             let payload = frame.get(dgram.payload.clone()).unwrap_or(&[]);
-            if let Some(len) = p.host.answer_udp(&dgram, payload, buf) {
+            let Some(Some(service)) = p.services.get_mut(dgram.service) else {
+                counters.drop(DropReason::UdpNoService);
+                return;
+            };
+            if let Some(len) = p.host.answer_udp(service.as_mut(), now_ms, &dgram, payload, buf) {
                 out.truncate(len);
                 counters.udp_replied.inc();
                 tx.push(out, counters);

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The packet-path benchmark of issue 3: SIP MESSAGE transactions/s through iwf, against
+# the raw kernel -> tap -> DPDK packet ceiling measured in the same run, and their ratio.
+#
+#   sudo scripts/bench.sh          release build, measure, append rows to BENCHMARKS.md
+#
+# 1. ceiling: dpdk-testpmd --forward-mode=rxonly on a net_tap port (its own file prefix,
+#    --no-huge); a UDP flood of MESSAGE-sized datagrams (python, one socket, as fast as
+#    the kernel takes them) into the tap's kernel side for CEILING_S seconds; the
+#    ceiling is testpmd's RX-packets over that time.
+# 2. SIP: the lab (scripts/lab.sh up, release binary, config/lab.toml with a larger
+#    server table: every transaction lives 64*T1 = 32 s); sipp in iwf-conv sends MESSAGEs
+#    (scripts/sipp/message.xml, answered 404) at increasing rates (-r, -m bounded); a
+#    step counts when at most 0.1% of its calls failed; the figure is the highest
+#    completed rate (successful calls / wall time of the step).
+# 3. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
+#    ceiling counts packets in); rows (date, machine, figure, value, ratio) appended to
+#    BENCHMARKS.md.
+#
+# Stops by itself (each tool under `timeout`, the whole run under BENCH_LIMIT_S) and
+# cleans up on every exit (lab down, testpmd, its tap and runtime directory).
+# Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
+# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+[ "$(id -u)" -eq 0 ] || { echo "bench: needs root (taps, namespaces, DPDK): sudo scripts/bench.sh" >&2; exit 1; }
+for t in dpdk-testpmd sipp python3 ip; do
+    command -v "$t" >/dev/null || { echo "bench: $t missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+
+TARGET=${CARGO_TARGET_DIR:-target}
+RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
+CEILING_S=${CEILING_S:-5}
+STEP_S=${STEP_S:-4}
+LIMIT_S=${BENCH_LIMIT_S:-300}
+OUT=target/bench
+PMD_PREFIX=iwf-bench-pmd
+PMD_TAP=iwf-bench0
+PAYLOAD_LEN=450 # about the size of scripts/sipp/message.xml's MESSAGE
+START=$(date +%s)
+mkdir -p "$OUT"
+
+say() { echo "bench: $*"; }
+left() { echo $((LIMIT_S - ($(date +%s) - START))); }
+
+PMD_PID=""
+cleanup() {
+    set +e
+    exec 7>&- 2>/dev/null
+    if [ -n "$PMD_PID" ] && kill -0 "$PMD_PID" 2>/dev/null; then kill -KILL "$PMD_PID" 2>/dev/null; fi
+    ip link del "$PMD_TAP" 2>/dev/null
+    rm -rf "/var/run/dpdk/$PMD_PREFIX" "$OUT/pmd.fifo"
+    IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${IWF_NO_BUILD:-}" ]; then
+    say "release build"
+    cargo build --release --quiet --bin iwf
+fi
+IWF_BIN=$TARGET/release/iwf
+[ -x "$IWF_BIN" ] || { echo "bench: no release binary at $IWF_BIN" >&2; exit 1; }
+IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
+
+# --- 1. the tap ceiling ------------------------------------------------------------
+say "ceiling: dpdk-testpmd rxonly on net_tap, ${CEILING_S} s of ${PAYLOAD_LEN}-byte UDP"
+rm -f "$OUT/pmd.fifo"
+mkfifo "$OUT/pmd.fifo"
+stdbuf -oL timeout -s KILL $((CEILING_S + 30)) dpdk-testpmd -l 0,1 --no-huge -m 512 \
+    --file-prefix "$PMD_PREFIX" --no-pci --vdev="net_tap0,iface=$PMD_TAP" --log-level=notice -- \
+    -i --forward-mode=rxonly --nb-cores=1 --total-num-mbufs=8191 \
+    <"$OUT/pmd.fifo" >"$OUT/testpmd.log" 2>&1 &
+PMD_PID=$!
+exec 7>"$OUT/pmd.fifo"
+for _ in $(seq 1 100); do ip link show "$PMD_TAP" >/dev/null 2>&1 && break; sleep 0.1; done
+ip link show "$PMD_TAP" >/dev/null 2>&1 || { echo "bench: testpmd made no tap (see $OUT/testpmd.log)" >&2; exit 1; }
+ip addr add 198.18.9.1/24 dev "$PMD_TAP"
+ip link set "$PMD_TAP" up
+ip neigh replace 198.18.9.2 lladdr 02:00:00:00:09:02 dev "$PMD_TAP"
+echo "start" >&7
+sleep 1
+echo "clear port stats all" >&7
+sleep 0.5
+SENT=$(taskset -c 0 python3 - "$CEILING_S" "$PAYLOAD_LEN" <<'EOF'
+import socket, sys, time
+seconds, size = float(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload = b"M" * size
+n, t0 = 0, time.monotonic()
+end = t0 + seconds
+while time.monotonic() < end:
+    for _ in range(500):
+        try:
+            s.sendto(payload, ("198.18.9.2", 5060))
+            n += 1
+        except OSError:
+            pass
+print(n, time.monotonic() - t0)
+EOF
+)
+echo "show port stats 0" >&7
+sleep 1
+echo "stop" >&7
+sleep 0.5
+echo "quit" >&7
+exec 7>&-
+for _ in $(seq 1 50); do kill -0 "$PMD_PID" 2>/dev/null || break; sleep 0.1; done
+PMD_RX=$(grep -m1 -o 'RX-packets: *[0-9]*' "$OUT/testpmd.log" | grep -o '[0-9]*$' || echo 0)
+read -r SENT_N SENT_S <<<"$SENT"
+CEILING=$(python3 -c "print(round($PMD_RX / $SENT_S))")
+say "ceiling: testpmd received $PMD_RX of $SENT_N datagrams offered in ${SENT_S%.*} s: $CEILING packets/s"
+[ "$PMD_RX" -gt 0 ] || { echo "bench: testpmd received nothing (see $OUT/testpmd.log)" >&2; exit 1; }
+
+# --- 2. SIP MESSAGE transactions/s through iwf ---------------------------------------
+sed -e 's/^server_transactions = .*/server_transactions = 524288 # bench: 32 s of Timer J at 16 k\/s/' \
+    -e 's/^server_slot_bytes = .*/server_slot_bytes = 768/' \
+    -e 's/^options_interval_ms = .*/options_interval_ms = 30000/' \
+    -e 's/^stats_interval_ms = .*/stats_interval_ms = 1000/' config/lab.toml >"$OUT/bench.toml"
+say "lab up (release binary, $OUT/bench.toml)"
+IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up >"$OUT/lab-up.log" 2>&1 ||
+    { cat "$OUT/lab-up.log" >&2; exit 1; }
+
+BEST=0
+BEST_RATE=0
+for rate in $RATES; do
+    [ "$(left)" -gt $((STEP_S + 40)) ] || { say "time box reached, no more steps"; break; }
+    calls=$((rate * STEP_S))
+    screen="$ROOT/$OUT/sipp-$rate.screen"
+    rm -f "$screen"
+    t0=$(date +%s.%N)
+    set +e
+    (cd "$OUT" && ip netns exec iwf-conv timeout $((STEP_S * 4 + 30)) sipp 198.18.2.2:5060 \
+        -sf "$ROOT/scripts/sipp/message.xml" -i 198.18.2.1 -p 5062 -r "$rate" -m "$calls" \
+        -l $((rate * 2)) -nostdin -timeout $((STEP_S * 4 + 20))s -trace_screen -screen_file "$screen" \
+        >/dev/null 2>&1)
+    rc=$?
+    set -e
+    t1=$(date +%s.%N)
+    ok=$( (grep 'Successful call' "$screen" 2>/dev/null || true) | tail -n1 | awk -F'|' '{gsub(/ /,"",$3); print $3+0}')
+    failed=$( (grep 'Failed call' "$screen" 2>/dev/null || true) | tail -n1 | awk -F'|' '{gsub(/ /,"",$3); print $3+0}')
+    ok=${ok:-0}
+    failed=${failed:-0}
+    tps=$(python3 -c "print(round($ok / ($t1 - $t0)))")
+    good=$(python3 -c "print(int($ok > 0 and $failed <= 0.001 * ($ok + $failed)))")
+    say "rate $rate/s: $ok successful, $failed failed, sipp exit $rc, $tps transactions/s"
+    if [ "$good" = 1 ] && [ "$tps" -gt "$BEST" ]; then
+        BEST=$tps
+        BEST_RATE=$rate
+    fi
+    [ "$good" = 1 ] || { say "more than 0.1% failed: stop"; break; }
+    # Offered faster than completed by more than 10%: the rate is no longer sustained.
+    if [ "$tps" -lt $((rate * 9 / 10)) ]; then say "completed < 90% of the offered rate: stop"; break; fi
+done
+sleep 1.5
+STATS=$( (grep -E '^stats port=converged' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+    (grep -E '^(rx|tx|sip\.(rx_message|tx_4xx|rejected_table_full|retransmissions_absorbed)|drop\..*)=' || true) | tr '\n' ' ')
+say "iwf converged port: $STATS"
+IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
+
+# --- 3. report ------------------------------------------------------------------------
+MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//; s/  */ /g')
+MACHINE="$MODEL, $(nproc) CPUs, $(awk '/MemTotal/ {printf "%d GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+RATIO=$(python3 -c "print(f'{$BEST / $CEILING:.2f}')")
+DATE=$(date -u +%Y-%m-%d)
+if [ ! -f BENCHMARKS.md ]; then
+    cat >BENCHMARKS.md <<'EOF'
+# Benchmarks
+
+Written by `scripts/bench.sh` (one row per figure per run; newest last). The ceiling is
+kernel -> net_tap -> DPDK, measured in the same run with `dpdk-testpmd
+--forward-mode=rxonly` on one queue, fed MESSAGE-sized UDP datagrams from the kernel side.
+The SIP figure is SIP MESSAGE transactions/s through iwf (request in, 404 out, one worker
+lcore), sipp in the `iwf-conv` namespace, the highest completed rate with at most 0.1%
+failed calls. The ratio is transactions/s over ceiling packets/s. On a small VM both are
+the VM's (sipp and the tap's kernel side share the CPUs with iwf), not iwf's.
+
+| date | machine | figure | value | ratio |
+|---|---|---|---|---|
+EOF
+fi
+{
+    echo "| $DATE | $MACHINE | kernel→tap→DPDK ceiling (testpmd rxonly, ${PAYLOAD_LEN} B UDP, 1 queue) | $CEILING packets/s | 1.00 |"
+    echo "| $DATE | $MACHINE | SIP MESSAGE transactions/s through iwf (sipp -r $BEST_RATE, ≤ 0.1% failed) | $BEST transactions/s | $RATIO |"
+} >>BENCHMARKS.md
+say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO (BENCHMARKS.md)"
+say "done in $(($(date +%s) - START)) s"

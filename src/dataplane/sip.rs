@@ -1,0 +1,580 @@
+//! SIP over UDP on a worker: the sans-IO transaction layer of [`crate::session::sip`]
+//! plugged into the packet path, one [`SipUdp`] per worker and port (no locks, no
+//! allocation per datagram: the tables are allocated once, at start).
+//!
+//! ```text
+//!  UDP 5060 payload (borrowed from the RX mbuf)
+//!     │ classify
+//!     ├─ request ──► ServerTransactions ──► new: UasPolicy answer ─► respond ─┐
+//!     │                 │ retransmission: stored response ───────────────────┤► reply written
+//!     │                 │ rejected: stateless 400/405/481/... or counted drop ─┘  into the TX mbuf
+//!     ├─ response ─► ClientTransactions (keep-alive OPTIONS, later iwf's MESSAGEs)
+//!     └─ CRLF keep-alive: counted
+//!  timers (poll_timeout ≤ now): Timer J/abandon (server), Timer E/F/K (client),
+//!  the next keep-alive OPTIONS towards [sip] next_hop
+//! ```
+//!
+//! Every outcome has a counter in [`SipCounters`] (logged as `sip.*` with the port's
+//! other counters). The next hop is up after a 2xx to the last keep-alive OPTIONS, down
+//! after any other final response or a Timer F timeout.
+#![deny(unsafe_code)]
+
+use super::counters::{SipCounters, Stats};
+use super::host::{UdpSend, UdpService};
+use crate::session::sip::{
+    classify, Answer, ClientConfig, ClientTransactions, ClientTxId, DatagramKind, Event, Incoming, Rejection,
+    ResponseMatch, ServerConfig, ServerTransactions, UasPolicy,
+};
+use crate::wire::sip::{CoreFields, Header, Message, MessageWriter, Method};
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+/// Header fields parsed per request (more = 400 Too Many Headers).
+pub const MAX_HEADERS: usize = 48;
+/// Largest keep-alive OPTIONS iwf builds.
+const KEEPALIVE_MAX: usize = 512;
+
+/// The MESSAGE route: the receipts issue replaces it with the exchange selection; until
+/// then nobody is reachable (404 Not Found).
+pub type Route = fn(&CoreFields<'_>, &Message<'_, '_>) -> Answer;
+
+/// The keep-alive of the converged next hop: an OPTIONS every `interval_ms` while none
+/// is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// The next hop (the SIP core).
+    pub next_hop: SocketAddrV4,
+    /// Time between the start of two OPTIONS, in milliseconds (at least 1).
+    pub interval_ms: u64,
+}
+
+/// Sizes and options of one worker's SIP service.
+#[derive(Debug, Clone, Copy)]
+pub struct SipSettings {
+    /// Our address and SIP port (the Via sent-by of iwf's requests).
+    pub local: SocketAddrV4,
+    /// Server transactions.
+    pub server_transactions: usize,
+    /// Bytes stored per server transaction.
+    pub server_slot_bytes: usize,
+    /// Client transactions.
+    pub client_transactions: usize,
+    /// The keep-alive, on the one worker that sends it.
+    pub keepalive: Option<KeepAlive>,
+    /// The owner written into client branches (the worker's queue).
+    pub owner: u16,
+}
+
+/// Two fresh random words per call (std's `RandomState` is seeded from the OS).
+fn random_secret() -> [u64; 2] {
+    let word = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.finish()
+    };
+    [word(1), word(2)]
+}
+
+/// One worker's SIP service on one port.
+#[derive(Debug)]
+pub struct SipUdp {
+    server: ServerTransactions,
+    client: ClientTransactions,
+    policy: UasPolicy<Route>,
+    local: SocketAddrV4,
+    keepalive: Option<KeepAlive>,
+    /// When the next keep-alive starts (only while none is in flight).
+    next_keepalive: u64,
+    keepalive_tx: Option<ClientTxId>,
+    keepalive_seq: u32,
+    stats: Arc<Stats>,
+    port: usize,
+    queue: usize,
+}
+
+impl SipUdp {
+    /// A service with `settings`, counting into `stats.ports[port].queues[queue].sip`;
+    /// MESSAGEs go to `route`. All transaction storage is allocated here.
+    pub fn new(settings: &SipSettings, route: Route, stats: Arc<Stats>, port: usize, queue: usize) -> SipUdp {
+        let server = ServerTransactions::new(ServerConfig {
+            capacity: settings.server_transactions,
+            slot_len: settings.server_slot_bytes,
+            secret: random_secret(),
+            ..ServerConfig::default()
+        });
+        let client = ClientTransactions::new(ClientConfig {
+            capacity: settings.client_transactions,
+            secret: random_secret(),
+            owner: settings.owner,
+            ..ClientConfig::default()
+        });
+        SipUdp {
+            server,
+            client,
+            policy: UasPolicy::new(route),
+            local: settings.local,
+            keepalive: settings.keepalive,
+            next_keepalive: 0,
+            keepalive_tx: None,
+            keepalive_seq: 0,
+            stats,
+            port,
+            queue,
+        }
+    }
+
+    fn counters(&self) -> Option<&SipCounters> {
+        Some(&self.stats.ports.get(self.port)?.queues.get(self.queue)?.sip)
+    }
+
+    /// The server transactions (for tests and reports).
+    pub fn server(&self) -> &ServerTransactions {
+        &self.server
+    }
+
+    /// The client transactions (for tests and reports).
+    pub fn client(&self) -> &ClientTransactions {
+        &self.client
+    }
+
+    fn count(&self, f: impl FnOnce(&SipCounters)) {
+        if let Some(c) = self.counters() {
+            f(c);
+        }
+    }
+
+    fn count_sent(&self, reply: &[u8]) {
+        // "SIP/2.0 NXX": the class digit is at offset 8.
+        let class = reply.get(8).copied().unwrap_or(0);
+        self.count(|c| match class {
+            b'1' => c.tx_1xx.inc(),
+            b'2' => c.tx_2xx.inc(),
+            b'3' => c.tx_3xx.inc(),
+            b'4' => c.tx_4xx.inc(),
+            b'5' => c.tx_5xx.inc(),
+            _ => c.tx_6xx.inc(),
+        });
+    }
+
+    fn request(&mut self, now: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+        let mut headers = [Header::EMPTY; MAX_HEADERS];
+        let sent = match self.server.handle_request(now, src, payload, &mut headers, reply) {
+            Incoming::New { id, request, core, .. } => {
+                let method = core.cseq.method;
+                self.count(|c| match method {
+                    Method::Options => c.rx_options.inc(),
+                    Method::Message => c.rx_message.inc(),
+                    _ => c.rx_other.inc(),
+                });
+                let answer = self.policy.answer(&core, &request);
+                match self.server.respond(now, id, &answer.response(), reply) {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        self.count(|c| c.respond_failed.inc());
+                        None
+                    }
+                }
+            }
+            Incoming::Retransmission { reply: r } => {
+                self.count(|c| {
+                    c.retransmissions_absorbed.inc();
+                    if r.is_some() {
+                        c.responses_resent.inc();
+                    }
+                });
+                r
+            }
+            Incoming::Rejected { reason, reply: r } => {
+                self.count(|c| {
+                    match reason {
+                        Rejection::Malformed(_) if r.is_some() => c.rejected_malformed.inc(),
+                        Rejection::Malformed(_) | Rejection::NotARequest => c.dropped_malformed.inc(),
+                        Rejection::NoBranch => c.rejected_no_branch.inc(),
+                        Rejection::KeyTooLong => c.rejected_key_too_long.inc(),
+                        Rejection::Ack => c.dropped_ack.inc(),
+                        Rejection::Cancel => c.rejected_cancel.inc(),
+                        Rejection::MethodNotAllowed => c.rejected_method.inc(),
+                        Rejection::UnsupportedUriScheme => c.rejected_uri_scheme.inc(),
+                        Rejection::TooManyHops => c.rejected_too_many_hops.inc(),
+                        Rejection::TooLarge => c.rejected_too_large.inc(),
+                        Rejection::TableFull => c.rejected_table_full.inc(),
+                    }
+                    if matches!(reason, Rejection::Ack | Rejection::Cancel | Rejection::MethodNotAllowed) {
+                        c.rx_other.inc();
+                    }
+                });
+                r
+            }
+        }?;
+        self.count_sent(reply.get(..sent.len).unwrap_or(&[]));
+        Some(UdpSend { len: sent.len, to: sent.to })
+    }
+
+    fn response(&mut self, now: u64, payload: &[u8]) {
+        let matched = self.client.handle_response(now, payload);
+        let keepalive = self.keepalive_tx;
+        self.count(|c| match matched {
+            ResponseMatch::Provisional { .. } => c.client_1xx.inc(),
+            ResponseMatch::Final { id, status } => {
+                if (200..300).contains(&status) {
+                    c.client_2xx.inc();
+                    if Some(id) == keepalive && status == 200 {
+                        c.ka_options_200.inc();
+                    }
+                } else {
+                    c.client_3456xx.inc();
+                }
+            }
+            ResponseMatch::Retransmission { .. } => c.client_absorbed.inc(),
+            ResponseMatch::Stray => c.stray_responses.inc(),
+            ResponseMatch::Malformed(_) => c.malformed_responses.inc(),
+        });
+        self.drain_events(now);
+    }
+
+    /// Applies the client's outcomes: the keep-alive's ends the next hop's state.
+    fn drain_events(&mut self, now: u64) {
+        while let Some(e) = self.client.poll_event() {
+            let (id, up) = match e {
+                Event::Final { id, status } => (id, (200..300).contains(&status)),
+                Event::Timeout { id } => {
+                    self.count(|c| c.client_timeouts.inc());
+                    (id, false)
+                }
+            };
+            if Some(id) == self.keepalive_tx {
+                self.keepalive_tx = None;
+                self.next_keepalive = self.next_keepalive.max(now);
+                self.count(|c| c.next_hop_state.set(if up { 2 } else { 1 }));
+            }
+        }
+    }
+
+    /// Starts the next keep-alive OPTIONS if one is due and none is in flight.
+    fn start_keepalive(&mut self, now: u64) {
+        let Some(ka) = self.keepalive else { return };
+        if self.keepalive_tx.is_some() || now < self.next_keepalive {
+            return;
+        }
+        self.next_keepalive = now.saturating_add(ka.interval_ms.max(1));
+        self.keepalive_seq = self.keepalive_seq.wrapping_add(1);
+        let branch = self.client.new_branch();
+        let mut buf = [0u8; KEEPALIVE_MAX];
+        let built = keepalive_options(&mut buf, self.local, ka.next_hop, branch.as_str(), self.keepalive_seq);
+        let started = built.and_then(|n| self.client.start(now, buf.get(..n)?, ka.next_hop).ok());
+        match started {
+            Some(id) => {
+                self.keepalive_tx = Some(id);
+                self.count(|c| c.ka_started.inc());
+            }
+            None => self.count(|c| c.ka_start_failed.inc()),
+        }
+    }
+}
+
+/// Writes the keep-alive OPTIONS (RFC 3261 §11) from `local` to `next_hop` into `out`;
+/// its Call-ID is the branch's random part, so every keep-alive is its own call.
+pub fn keepalive_options(
+    out: &mut [u8],
+    local: SocketAddrV4,
+    next_hop: SocketAddrV4,
+    branch: &str,
+    seq: u32,
+) -> Option<usize> {
+    let id = branch.get(branch.len().saturating_sub(16)..).unwrap_or(branch);
+    // The Request-URI is the next hop itself, formatted on the stack.
+    let mut uri = [0u8; 40];
+    let uri_len = {
+        use std::io::Write as _;
+        let mut cur = std::io::Cursor::new(&mut uri[..]);
+        write!(cur, "sip:{next_hop}").ok()?;
+        usize::try_from(cur.position()).ok()?
+    };
+    let uri = std::str::from_utf8(uri.get(..uri_len)?).ok()?;
+    let mut w = MessageWriter::request(out, Method::Options, uri).ok()?;
+    w.header_fmt("Via", format_args!("SIP/2.0/UDP {local};branch={branch};rport"))
+        .ok()?
+        .header_u32("Max-Forwards", 70)
+        .ok()?
+        .header_fmt("From", format_args!("<sip:iwf@{}>;tag={id}", local.ip()))
+        .ok()?
+        .header_fmt("To", format_args!("<{uri}>"))
+        .ok()?
+        .header_fmt("Call-ID", format_args!("ka-{id}@{}", local.ip()))
+        .ok()?
+        .header_fmt("CSeq", format_args!("{seq} OPTIONS"))
+        .ok()?
+        .header("Accept", crate::session::sip::ACCEPT)
+        .ok()?;
+    w.finish(b"").ok()
+}
+
+impl UdpService for SipUdp {
+    fn receive(&mut self, now_ms: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+        match classify(payload) {
+            DatagramKind::Request => self.request(now_ms, payload, src, reply),
+            DatagramKind::Response => {
+                self.response(now_ms, payload);
+                None
+            }
+            DatagramKind::KeepAlive => {
+                self.count(|c| c.keepalives.inc());
+                None
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        let keepalive = match (self.keepalive, self.keepalive_tx) {
+            (Some(_), None) => Some(self.next_keepalive),
+            _ => None,
+        };
+        [self.server.poll_timeout(), self.client.poll_timeout(), keepalive].into_iter().flatten().min()
+    }
+
+    fn poll_transmit(&mut self, now_ms: u64, out: &mut [u8]) -> Option<UdpSend> {
+        if self.server.poll_timeout().is_some_and(|t| t <= now_ms) {
+            self.server.handle_timeout(now_ms);
+        }
+        self.start_keepalive(now_ms);
+        let sent = self.client.poll_transmit(now_ms, out);
+        if let Some(t) = sent {
+            self.count(|c| if t.retransmission { c.client_retransmissions.inc() } else { c.client_sent.inc() });
+        }
+        self.drain_events(now_ms);
+        sent.map(|t| UdpSend { len: t.len, to: t.dest })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::sip::{parse_datagram, MessageWriter};
+    use std::net::Ipv4Addr;
+
+    const IWF: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 2), 5060);
+    const CORE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060);
+    const UAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5062);
+
+    fn service(keepalive: bool) -> (SipUdp, Arc<Stats>) {
+        let stats = Arc::new(Stats::new(&["converged".to_string()], 1));
+        let settings = SipSettings {
+            local: IWF,
+            server_transactions: 16,
+            server_slot_bytes: 1024,
+            client_transactions: 4,
+            keepalive: keepalive.then_some(KeepAlive { next_hop: CORE, interval_ms: 1000 }),
+            owner: 0,
+        };
+        let route: Route = crate::session::sip::unknown_recipient;
+        (SipUdp::new(&settings, route, Arc::clone(&stats), 0, 0), stats)
+    }
+
+    fn request(method: &str, branch: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "{method} sip:+447000100001@iwf.ims.lab SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5062;branch={branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:+447000200001@ims.lab>;tag=a1\r\nTo: <sip:+447000100001@iwf.ims.lab>\r\n\
+Call-ID: {branch}@ims.lab\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 2\r\n\r\nhi"
+        )
+        .into_bytes()
+    }
+
+    fn answer(svc: &mut SipUdp, now: u64, dg: &[u8]) -> Option<(String, SocketAddrV4)> {
+        let mut out = [0u8; 1500];
+        let s = svc.receive(now, dg, UAC, &mut out)?;
+        Some((String::from_utf8(out[..s.len].to_vec()).unwrap(), s.to))
+    }
+
+    fn sip(stats: &Stats) -> crate::dataplane::counters::SipTotals {
+        stats.totals(0).sip
+    }
+
+    #[test]
+    fn options_message_and_other_methods_are_answered() {
+        let (mut svc, stats) = service(false);
+        let (r, to) = answer(&mut svc, 0, &request("OPTIONS", "z9hG4bK1", "")).unwrap();
+        assert_eq!(to, UAC, "to the Via's port");
+        assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+        assert!(
+            r.contains("\r\nAllow: MESSAGE, OPTIONS\r\n") && r.contains("\r\nAccept: message/cpim, text/plain\r\n"),
+            "{r}"
+        );
+        let (r, _) = answer(&mut svc, 0, &request("MESSAGE", "z9hG4bK2", "Content-Type: text/plain\r\n")).unwrap();
+        assert!(r.starts_with("SIP/2.0 404 Not Found\r\n"), "{r}");
+        let (r, _) = answer(&mut svc, 0, &request("INVITE", "z9hG4bK3", "")).unwrap();
+        assert!(r.starts_with("SIP/2.0 405 Method Not Allowed\r\n") && r.contains("Allow: "), "{r}");
+        let (r, _) = answer(&mut svc, 0, &request("CANCEL", "z9hG4bK4", "")).unwrap();
+        assert!(r.starts_with("SIP/2.0 481 "), "{r}");
+        assert_eq!(answer(&mut svc, 0, &request("ACK", "z9hG4bK5", "")), None);
+        let c = sip(&stats);
+        assert_eq!((c.rx_options, c.rx_message, c.rx_other), (1, 1, 3));
+        assert_eq!((c.tx_2xx, c.tx_4xx), (1, 3));
+        assert_eq!((c.rejected_method, c.rejected_cancel, c.dropped_ack), (1, 1, 1));
+        // Every reply parses.
+        let (r, _) = answer(&mut svc, 0, &request("OPTIONS", "z9hG4bK6", "")).unwrap();
+        let mut h = [Header::EMPTY; 32];
+        let m = parse_datagram(r.as_bytes(), &mut h).unwrap();
+        assert_eq!(m.status_code(), Some(200));
+        assert!(m.to().unwrap().tag().is_some(), "a To tag");
+    }
+
+    #[test]
+    fn retransmissions_get_the_stored_response() {
+        let (mut svc, stats) = service(false);
+        let req = request("MESSAGE", "z9hG4bKre", "Content-Type: text/plain\r\n");
+        let first = answer(&mut svc, 10, &req).unwrap();
+        let again = answer(&mut svc, 500, &req).unwrap();
+        assert_eq!(first, again, "byte for byte");
+        let c = sip(&stats);
+        assert_eq!((c.rx_message, c.retransmissions_absorbed, c.responses_resent, c.tx_4xx), (1, 1, 1, 2));
+        assert_eq!(svc.server().len(), 1);
+        // Timer J frees it, through the timer path.
+        let j = svc.poll_timeout().unwrap();
+        assert_eq!(j, 10 + 32_000);
+        let mut out = [0u8; 1500];
+        assert_eq!(svc.poll_transmit(j, &mut out), None);
+        assert!(svc.server().is_empty());
+        assert_eq!(svc.poll_timeout(), None);
+    }
+
+    #[test]
+    fn malformed_requests_are_counted_by_outcome() {
+        let (mut svc, stats) = service(false);
+        assert_eq!(answer(&mut svc, 0, b"\x00\xffgarbage that is not SIP\x01"), None);
+        assert_eq!(answer(&mut svc, 0, b"\r\n\r\n"), None);
+        // Parses, fails validation (no CSeq): a stateless 400 is impossible without CSeq.
+        let no_cseq = String::from_utf8(request("OPTIONS", "z9hG4bK9", "")).unwrap().replace("CSeq: 1 OPTIONS\r\n", "");
+        assert_eq!(answer(&mut svc, 0, no_cseq.as_bytes()), None);
+        // A bad Max-Forwards: 400 with a Warning.
+        let bad = String::from_utf8(request("OPTIONS", "z9hG4bK8", ""))
+            .unwrap()
+            .replace("Max-Forwards: 70", "Max-Forwards: x");
+        let (r, _) = answer(&mut svc, 0, bad.as_bytes()).unwrap();
+        assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n") && r.contains("Warning: 399 iwf"), "{r}");
+        // No RFC 3261 branch: 400.
+        let (r, _) = answer(&mut svc, 0, &request("OPTIONS", "old", "")).unwrap();
+        assert!(r.starts_with("SIP/2.0 400 "), "{r}");
+        let c = sip(&stats);
+        assert_eq!((c.dropped_malformed, c.rejected_malformed, c.rejected_no_branch, c.keepalives), (2, 1, 1, 1));
+        assert!(svc.server().is_empty(), "no table space for rejects");
+    }
+
+    #[test]
+    fn table_full_is_a_503() {
+        let (mut svc, stats) = service(false);
+        for i in 0..16 {
+            answer(&mut svc, 0, &request("OPTIONS", &format!("z9hG4bKf{i}"), "")).unwrap();
+        }
+        let (r, _) = answer(&mut svc, 0, &request("OPTIONS", "z9hG4bKfull", "")).unwrap();
+        assert!(r.starts_with("SIP/2.0 503 ") && r.contains("Retry-After: 5"), "{r}");
+        assert_eq!(sip(&stats).rejected_table_full, 1);
+    }
+
+    /// The next hop's answer to a keep-alive OPTIONS.
+    fn reply_to(options: &[u8], status: u16) -> Vec<u8> {
+        let mut h = [Header::EMPTY; 32];
+        let m = parse_datagram(options, &mut h).unwrap();
+        let mut out = [0u8; 1500];
+        let w = MessageWriter::response_to(&mut out, &m, status, "Whatever", Some("core1")).unwrap();
+        let n = w.finish(b"").unwrap();
+        out[..n].to_vec()
+    }
+
+    #[test]
+    fn keepalive_marks_the_next_hop_up_then_down_at_timer_f() {
+        let (mut svc, stats) = service(true);
+        let mut out = [0u8; 1500];
+        assert_eq!(svc.poll_timeout(), Some(0), "the first keep-alive is due at once");
+        let s = svc.poll_transmit(0, &mut out).unwrap();
+        assert_eq!(s.to, CORE);
+        let options = out[..s.len].to_vec();
+        let text = String::from_utf8(options.clone()).unwrap();
+        assert!(
+            text.starts_with("OPTIONS sip:198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nCSeq: 1 OPTIONS\r\n") && text.contains(";rport\r\n"), "{text}");
+        let mut h = [Header::EMPTY; 32];
+        parse_datagram(&options, &mut h).unwrap().validate().unwrap();
+        assert_eq!(svc.poll_transmit(0, &mut out), None);
+        assert_eq!(sip(&stats).next_hop_state, 0, "not known yet");
+        // Timer E: a retransmission at T1, answered 200.
+        assert_eq!(svc.poll_timeout(), Some(500));
+        let s = svc.poll_transmit(500, &mut out).unwrap();
+        assert_eq!(&out[..s.len], &options[..], "the same request");
+        assert_eq!(svc.receive(600, &reply_to(&options, 200), CORE, &mut out), None);
+        let c = sip(&stats);
+        assert_eq!(
+            (c.ka_started, c.client_sent, c.client_retransmissions, c.client_2xx, c.ka_options_200),
+            (1, 1, 1, 1, 1)
+        );
+        assert_eq!(c.next_hop_state, 2, "up");
+        assert!(stats.totals(0).line().contains(" sip.next_hop_up=1"));
+        // A response retransmission is absorbed; a response to nothing is stray.
+        svc.receive(700, &reply_to(&options, 200), CORE, &mut out);
+        let other = String::from_utf8(options.clone()).unwrap().replace("branch=z9hG4bK", "branch=z9hG4bKx");
+        svc.receive(700, &reply_to(other.as_bytes(), 200), CORE, &mut out);
+        let c = sip(&stats);
+        assert_eq!((c.client_absorbed, c.stray_responses), (1, 1));
+        // The next keep-alive at interval (1000); nobody answers: E at 500, 1000, 2000,
+        // 4000, 4000, ... then F at 64*T1.
+        assert_eq!(svc.poll_timeout(), Some(1000));
+        let s = svc.poll_transmit(1000, &mut out).unwrap();
+        assert!(String::from_utf8_lossy(&out[..s.len]).contains("CSeq: 2 OPTIONS"));
+        let mut now = 1000;
+        let mut retransmissions = 0;
+        while let Some(t) = svc.poll_timeout() {
+            if t > 1000 + 32_000 {
+                break;
+            }
+            now = t;
+            while svc.poll_transmit(now, &mut out).is_some() {
+                retransmissions += 1;
+            }
+            if sip(&stats).client_timeouts > 0 {
+                break;
+            }
+        }
+        assert_eq!(now, 1000 + 32_000, "Timer F");
+        assert_eq!(retransmissions, 10);
+        let c = sip(&stats);
+        assert_eq!((c.client_timeouts, c.next_hop_state, c.ka_started), (1, 1, 2));
+        assert!(stats.totals(0).line().contains(" sip.next_hop_up=0"));
+        // And keep-alives go on.
+        assert_eq!(svc.poll_timeout().map(|t| t <= now + 5000), Some(true));
+        let s = svc.poll_transmit(now, &mut out).unwrap();
+        assert!(String::from_utf8_lossy(&out[..s.len]).contains("CSeq: 3 OPTIONS"));
+    }
+
+    #[test]
+    fn a_final_error_marks_the_next_hop_down() {
+        let (mut svc, stats) = service(true);
+        let mut out = [0u8; 1500];
+        let s = svc.poll_transmit(0, &mut out).unwrap();
+        let options = out[..s.len].to_vec();
+        svc.receive(5, &reply_to(&options, 503), CORE, &mut out);
+        let c = sip(&stats);
+        assert_eq!((c.client_3456xx, c.ka_options_200, c.next_hop_state), (1, 0, 1));
+    }
+
+    #[test]
+    fn without_keepalive_nothing_is_originated() {
+        let (mut svc, _) = service(false);
+        let mut out = [0u8; 1500];
+        assert_eq!(svc.poll_timeout(), None);
+        assert_eq!(svc.poll_transmit(100, &mut out), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_random_datagrams(dgs in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 1..16)) {
+            let (mut svc, _) = service(true);
+            let mut out = [0u8; 1500];
+            for (i, d) in dgs.iter().enumerate() {
+                let _ = svc.receive(i as u64 * 300, d, UAC, &mut out);
+                while svc.poll_transmit(i as u64 * 300, &mut out).is_some() {}
+            }
+        }
+    }
+}
