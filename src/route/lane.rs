@@ -502,10 +502,18 @@ impl Lane {
     /// lanes over cores), or `NO_CORE`.
     fn pick(&self, after: CoreId) -> CoreId {
         let n = self.binds.len();
-        let start = if after == NO_CORE { 0 } else { after as usize + 1 };
+        let start = if after == NO_CORE {
+            0
+        } else {
+            after as usize + 1
+        };
         (0..n)
             .map(|i| (start + i) % n)
-            .find(|&c| self.binds.get(c).is_some_and(|b| b.load(Ordering::SeqCst) > 0))
+            .find(|&c| {
+                self.binds
+                    .get(c)
+                    .is_some_and(|b| b.load(Ordering::SeqCst) > 0)
+            })
             .map_or(NO_CORE, |c| c as CoreId)
     }
 
@@ -769,7 +777,10 @@ mod tests {
         assert_eq!(it.pdu().len(), pdu.buffer_len());
         assert_eq!(Pdu::parse(it.pdu()).unwrap(), pdu);
         let shown = it.to_string();
-        assert!(shown.starts_with("lane item for legacy system 1 token=7 SMPP deliver_sm"), "{shown}");
+        assert!(
+            shown.starts_with("lane item for legacy system 1 token=7 SMPP deliver_sm"),
+            "{shown}"
+        );
         // The same bytes through new().
         assert_eq!(LaneItem::new(A, 7, it.pdu()).unwrap(), it);
     }
@@ -791,7 +802,9 @@ mod tests {
         }
         assert_eq!(
             LaneItem::new(A, 1, &[0; LANE_ITEM_MAX + 1]),
-            Err(LaneItemError::TooLong { len: LANE_ITEM_MAX + 1 })
+            Err(LaneItemError::TooLong {
+                len: LANE_ITEM_MAX + 1
+            })
         );
         assert!(LaneItem::new(A, 1, &[0; LANE_ITEM_MAX]).is_ok());
         assert!(LaneItem::new(A, 1, &[]).unwrap().pdu().is_empty());
@@ -805,7 +818,10 @@ mod tests {
             LaneError::BadCapacity(MAX_CAPACITY + 1)
         );
         assert_eq!(Lane::new(A, 1, 0).unwrap_err(), LaneError::BadCoreCount(0));
-        assert_eq!(Lanes::new(u16::MAX).unwrap_err(), LaneError::BadCoreCount(65535));
+        assert_eq!(
+            Lanes::new(u16::MAX).unwrap_err(),
+            LaneError::BadCoreCount(65535)
+        );
     }
 
     #[test]
@@ -840,7 +856,10 @@ mod tests {
         // FIFO, and room again after one pop.
         assert_eq!(lane.pop(0).unwrap().token(), 0);
         lane.push(item(A, 99)).unwrap();
-        let order: Vec<u64> = (0..4).filter_map(|_| lane.pop(0)).map(|i| i.token()).collect();
+        let order: Vec<u64> = (0..4)
+            .filter_map(|_| lane.pop(0))
+            .map(|i| i.token())
+            .collect();
         assert_eq!(order, vec![1, 2, 3, 99]);
         let c = lane.counters();
         assert_eq!((c.pushed, c.popped, c.full, c.queued), (5, 5, 1, 0));
@@ -853,7 +872,10 @@ mod tests {
         lane.bind_up(3).unwrap();
         lane.bind_up(2).unwrap();
         assert_eq!(lane.owner(), Some(2));
-        assert_eq!((lane.binds_on(2), lane.binds_on(3), lane.binds()), (2, 1, 3));
+        assert_eq!(
+            (lane.binds_on(2), lane.binds_on(3), lane.binds()),
+            (2, 1, 3)
+        );
         for t in 0..5 {
             lane.push(item(A, t)).unwrap();
         }
@@ -865,7 +887,10 @@ mod tests {
         lane.bind_down(2).unwrap();
         assert_eq!(lane.owner(), Some(3));
         assert_eq!(lane.pop(2), None);
-        let got: Vec<u64> = (0..4).filter_map(|_| lane.pop(3)).map(|i| i.token()).collect();
+        let got: Vec<u64> = (0..4)
+            .filter_map(|_| lane.pop(3))
+            .map(|i| i.token())
+            .collect();
         assert_eq!(got, vec![1, 2, 3, 4]);
         assert_eq!(lane.orphaned(), 0);
         let c = lane.counters();
@@ -877,12 +902,21 @@ mod tests {
     fn bind_errors() {
         let lanes = Lanes::new(2).unwrap();
         lanes.add_system(A, 4).unwrap();
-        assert_eq!(lanes.bind_down(A, 0), Err(LaneError::NoBind { system: A, core: 0 }));
-        assert_eq!(lanes.bind_up(A, 2), Err(LaneError::BadCore { core: 2, cores: 2 }));
+        assert_eq!(
+            lanes.bind_down(A, 0),
+            Err(LaneError::NoBind { system: A, core: 0 })
+        );
+        assert_eq!(
+            lanes.bind_up(A, 2),
+            Err(LaneError::BadCore { core: 2, cores: 2 })
+        );
         assert_eq!(lanes.bind_up(B, 0), Err(LaneError::UnknownSystem(B)));
         lanes.bind_up(A, 1).unwrap();
         lanes.bind_down(A, 1).unwrap();
-        assert_eq!(lanes.bind_down(A, 1), Err(LaneError::NoBind { system: A, core: 1 }));
+        assert_eq!(
+            lanes.bind_down(A, 1),
+            Err(LaneError::NoBind { system: A, core: 1 })
+        );
         assert_eq!(lanes.load().get(A).unwrap().owner(), None);
         assert_eq!(
             LaneError::NoBind { system: A, core: 1 }.to_string(),
@@ -933,7 +967,10 @@ mod tests {
         assert!(lanes.load().is_empty());
         let a = lanes.add_system(A, 8).unwrap();
         let c = lanes.add_system(LegacySystemId(3), 8).unwrap();
-        assert_eq!(lanes.add_system(A, 8).unwrap_err(), LaneError::SystemExists(A));
+        assert_eq!(
+            lanes.add_system(A, 8).unwrap_err(),
+            LaneError::SystemExists(A)
+        );
         lanes.bind_up(A, 1).unwrap();
         lanes.load().push(item(A, 1)).unwrap();
         let before = lanes.snapshot();
@@ -949,15 +986,27 @@ mod tests {
         // The old snapshot still works and sees the same lane state.
         assert_eq!(before.get(A).unwrap().len(), 1);
         assert_eq!(after.get(A).unwrap().owner(), Some(1));
-        assert_eq!(after.owned_by(1).map(|l| l.system()).collect::<Vec<_>>(), vec![A]);
+        assert_eq!(
+            after.owned_by(1).map(|l| l.system()).collect::<Vec<_>>(),
+            vec![A]
+        );
         // Removal: retired, items handed back with the lane.
         lanes.load().push(item(B, 5)).unwrap();
         let removed = lanes.remove_system(B).unwrap();
         assert!(removed.is_retired());
         assert_eq!(removed.take_orphan().unwrap().token(), 5);
-        assert_eq!(removed.push(item(B, 6)), Err(PushError::Retired(item(B, 6))));
-        assert_eq!(lanes.load().push(item(B, 6)), Err(PushError::NoLane(item(B, 6))));
-        assert_eq!(lanes.remove_system(B).unwrap_err(), LaneError::UnknownSystem(B));
+        assert_eq!(
+            removed.push(item(B, 6)),
+            Err(PushError::Retired(item(B, 6)))
+        );
+        assert_eq!(
+            lanes.load().push(item(B, 6)),
+            Err(PushError::NoLane(item(B, 6)))
+        );
+        assert_eq!(
+            lanes.remove_system(B).unwrap_err(),
+            LaneError::UnknownSystem(B)
+        );
         assert!(Arc::ptr_eq(lanes.load().get(A).unwrap(), &a));
         assert_eq!(a.len(), 1);
         assert_eq!(lanes.load().generation(), 4);
@@ -1062,8 +1111,7 @@ mod tests {
                         });
                     }
                     received.fetch_add(n as u64, Ordering::SeqCst);
-                    if moves_done.load(Ordering::SeqCst)
-                        && received.load(Ordering::SeqCst) == total
+                    if moves_done.load(Ordering::SeqCst) && received.load(Ordering::SeqCst) == total
                     {
                         return got;
                     }
