@@ -761,6 +761,7 @@ struct EsmeRun {
     other_deliver: u64,
     bound_at: Option<Instant>,
     last_answer: Option<Instant>,
+    last_receipt: Option<Instant>,
     close: Option<CloseReason>,
 }
 
@@ -800,6 +801,7 @@ impl Driver for EsmeRun {
             return;
         }
         self.receipts += 1;
+        self.last_receipt = Some(Instant::now());
         let id = d.id[..d.id_len as usize].to_vec();
         if self.ids.remove(&id) {
             self.matched += 1;
@@ -894,6 +896,7 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         other_deliver: 0,
         bound_at: None,
         last_answer: None,
+        last_receipt: None,
         close: None,
     };
     let rd = RegisteredDelivery(args.registered_delivery);
@@ -1009,6 +1012,16 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
             .duration_since(t)
             .as_secs_f64()
     });
+    // Until the last submit_sm_resp or receipt: every PDU of the run.
+    let end_all = run
+        .last_answer
+        .max(run.last_receipt)
+        .unwrap_or_else(Instant::now);
+    let elapsed_all = run
+        .bound_at
+        .map_or(0.0, |t| end_all.duration_since(t).as_secs_f64());
+    let counters = conn.session.counters();
+    let pdus = counters.pdus_in.total() + counters.pdus_out.total();
     let complete = run.answered == args.count
         && run.ok == args.count
         && (!wants_receipt || run.matched == run.ok);
@@ -1035,6 +1048,9 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         "other_deliver_sm": run.other_deliver,
         "elapsed_s": elapsed,
         "submit_per_s": if elapsed > 0.0 { run.answered as f64 / elapsed } else { 0.0 },
+        "elapsed_all_s": elapsed_all,
+        "pdus": pdus,
+        "pdus_per_s": if elapsed_all > 0.0 { pdus as f64 / elapsed_all } else { 0.0 },
         "latency_us": {
             "min": h.min(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
             "p999": q(0.999), "max": h.max(), "mean": h.mean(),

@@ -31,6 +31,30 @@
 //!   lanes over as the same `Arc<Lane>` objects, so their queues, owners and
 //!   counters are untouched.
 //!
+//! ```
+//! use iwf::route::{LaneItem, Lanes, PushError};
+//! use iwf::session::smpp::LegacySystemId;
+//! let lanes = Lanes::new(2)?; // two pipeline cores
+//! let smsc_a = LegacySystemId(1);
+//! lanes.add_system(smsc_a, 1024)?; // control plane, from provisioning
+//! lanes.bind_up(smsc_a, 1)?; // a bind of smsc-a came up on core 1
+//! // Any core, once per burst: the receipt goes to smsc-a's lane.
+//! let item = LaneItem::new(smsc_a, 42, b"deliver_sm octets")?;
+//! match lanes.load().push(item) {
+//!     Ok(()) => {}
+//!     Err(PushError::Full(_)) => { /* answer SIP 503 + Retry-After */ }
+//!     Err(e) => return Err(e.into()),
+//! }
+//! // Core 1, per burst: drain the lanes it owns onto its binds.
+//! let table = lanes.load();
+//! let mut sent = 0;
+//! for lane in table.owned_by(1) {
+//!     sent += lane.drain(1, 32, |item| assert_eq!(item.token(), 42));
+//! }
+//! assert_eq!(sent, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Ownership protocol: the bind counts and the owner word are atomics; after
 //! each count change the caller "settles" the owner with compare-and-swap on
 //! a generation-tagged word (no ABA), re-checking after every swap. Once the
