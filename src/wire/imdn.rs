@@ -1253,11 +1253,23 @@ mod tests {
             "<imdn xmlns=\"urn:ietf:params:xml:ns:imdnx\">",
             "<imdn xmlns:x=\"urn:ietf:params:xml:ns:imdn\">",
         ] {
-            assert_eq!(Imdn::parse(&doc(root, "</imdn>")), Err(ImdnError::NotImdn), "{root}");
+            assert_eq!(
+                Imdn::parse(&doc(root, "</imdn>")),
+                Err(ImdnError::NotImdn),
+                "{root}"
+            );
         }
         // Mismatched and unmatched end tags still fail after the `</name>` fast path.
-        assert!(Imdn::parse(&doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdnx>")).is_err());
-        assert!(Imdn::parse(&doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdn ></x>")).is_err());
+        assert!(Imdn::parse(&doc(
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">",
+            "</imdnx>"
+        ))
+        .is_err());
+        assert!(Imdn::parse(&doc(
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">",
+            "</imdn ></x>"
+        ))
+        .is_err());
         let spaced = doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdn >");
         assert_eq!(Imdn::parse(&spaced).unwrap(), fast);
     }

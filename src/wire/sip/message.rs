@@ -14,8 +14,8 @@ use std::fmt;
 use super::fields::{CSeq, MediaType, NameAddr, Via};
 use super::header::{self, Header, HeaderKey, ListItems};
 use super::scan::{
-    find_line_break, is_lws, all_request_uri_chars, is_token, is_token_str, parse_decimal, trim_lws,
-    trim_lws_end,
+    all_request_uri_chars, find_line_break, is_lws, is_token, is_token_str, parse_decimal,
+    trim_lws, trim_lws_end,
 };
 use super::uri::{SipUri, Uri};
 use super::Error;
@@ -216,8 +216,14 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
         return Err(Error::BadStartLine);
     }
     // SP is ASCII: byte positions are char boundaries.
-    let first = b.iter().position(|&c| c == b' ').ok_or(Error::BadStartLine)?;
-    let last = b.iter().rposition(|&c| c == b' ').ok_or(Error::BadStartLine)?;
+    let first = b
+        .iter()
+        .position(|&c| c == b' ')
+        .ok_or(Error::BadStartLine)?;
+    let last = b
+        .iter()
+        .rposition(|&c| c == b' ')
+        .ok_or(Error::BadStartLine)?;
     let method = line.get(..first).ok_or(Error::BadMethod)?;
     if !is_token_str(method) {
         return Err(Error::BadMethod);

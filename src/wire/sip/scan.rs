@@ -111,11 +111,17 @@ static REQUEST_URI: [bool; 256] = {
 pub(crate) fn all_request_uri_chars(s: &[u8]) -> bool {
     let mut chunks = s.chunks_exact(8);
     for c in &mut chunks {
-        if !c.iter().fold(true, |ok, &b| ok & REQUEST_URI[usize::from(b)]) {
+        if !c
+            .iter()
+            .fold(true, |ok, &b| ok & REQUEST_URI[usize::from(b)])
+        {
             return false;
         }
     }
-    chunks.remainder().iter().all(|&b| REQUEST_URI[usize::from(b)])
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| REQUEST_URI[usize::from(b)])
 }
 
 /// Is `c` allowed in a Request-URI on the wire?

@@ -802,7 +802,10 @@ mod tests {
             (b"1a3", Some(b"1a3")),
             (b"1 3", None),
         ] {
-            let r = Receipt { err: Some(err), ..base };
+            let r = Receipt {
+                err: Some(err),
+                ..base
+            };
             let mut buf = [0u8; RECEIPT_MAX_LEN];
             match (r.emit(&mut buf), want) {
                 (Ok(n), Some(w)) => assert!(buf[..n].ends_with(&[b"err:", w, b" text:"].concat())),
