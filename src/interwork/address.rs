@@ -108,6 +108,22 @@ impl Msisdn {
         Ok(m)
     }
 
+    /// An E.164 number from ASCII digits only (no `+`, no separators): what
+    /// [`Msisdn::parse`] makes of such text, copied in one go.
+    pub(crate) fn from_ascii_digits(digits: &[u8]) -> Result<Msisdn, AddressError> {
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(AddressError::BadCharacter);
+        }
+        let mut m = Msisdn { digits: [0; E164_MAX_DIGITS], len: 0 };
+        let slot = m.digits.get_mut(..digits.len()).ok_or(AddressError::TooLong)?;
+        slot.copy_from_slice(digits);
+        m.len = u8::try_from(digits.len()).map_err(|_| AddressError::TooLong)?;
+        if m.len == 0 {
+            return Err(AddressError::Empty);
+        }
+        Ok(m)
+    }
+
     fn push(&mut self, digit: u8) -> Result<(), AddressError> {
         let slot = self.digits.get_mut(usize::from(self.len)).ok_or(AddressError::TooLong)?;
         *slot = digit;
@@ -319,6 +335,16 @@ mod tests {
 
     fn num(s: &str) -> LegacyParty<'static> {
         LegacyParty::Number(Msisdn::parse(s).unwrap())
+    }
+
+    #[test]
+    fn from_ascii_digits_is_parse_of_digits() {
+        let all = "1234567890123456789";
+        for n in 0..=all.len() {
+            let d = &all[..n];
+            assert_eq!(Msisdn::from_ascii_digits(d.as_bytes()), Msisdn::parse(d), "{d}");
+        }
+        assert_eq!(Msisdn::from_ascii_digits(b"44+7"), Err(AddressError::BadCharacter));
     }
 
     #[test]

@@ -967,7 +967,7 @@ pub fn imdn_message_to_receipts<'e>(
         .iter()
         .find(|h| match h.name.as_bytes() {
             [c] => c | 0x20 == b'c',
-            name => name.eq_ignore_ascii_case(b"Content-Type"),
+            name => eq_ci(name, b"Content-Type"),
         })
         .map(|h| h.value)
         .unwrap_or_default();
@@ -1169,8 +1169,8 @@ pub fn uri_msisdn(uri: &[u8]) -> Result<Msisdn, AddressError> {
             Some(_) => false,
         };
         if n > 0 && term_ok {
-            if let Some(Ok(digits)) = rest.get(..n).map(core::str::from_utf8) {
-                return Msisdn::parse(digits);
+            if let Some(digits) = rest.get(..n) {
+                return Msisdn::from_ascii_digits(digits);
             }
         }
     }
@@ -1240,9 +1240,9 @@ impl<'a> Envelope<'a> {
                 continue;
             }
             let slot = match h.name.len() {
-                4 if h.name.eq_ignore_ascii_case(b"From") => &mut e.from,
-                2 if h.name.eq_ignore_ascii_case(b"To") => &mut e.to,
-                8 if h.name.eq_ignore_ascii_case(b"DateTime") => &mut e.datetime,
+                4 if eq_ci(h.name, b"From") => &mut e.from,
+                2 if eq_ci(h.name, b"To") => &mut e.to,
+                8 if eq_ci(h.name, b"DateTime") => &mut e.datetime,
                 _ => continue,
             };
             if slot.is_none() {
@@ -1252,8 +1252,8 @@ impl<'a> Envelope<'a> {
         let (mut ct, mut cd) = (None, None);
         for h in cm.content_headers {
             let slot = match h.name.len() {
-                12 if h.name.eq_ignore_ascii_case(b"Content-Type") => &mut ct,
-                19 if h.name.eq_ignore_ascii_case(b"Content-Disposition") => &mut cd,
+                12 if eq_ci(h.name, b"Content-Type") => &mut ct,
+                19 if eq_ci(h.name, b"Content-Disposition") => &mut cd,
                 _ => continue,
             };
             if slot.is_none() {
@@ -1284,11 +1284,17 @@ fn trim_ascii(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// ASCII case-insensitive equality, trying the exact spelling (the common case) first.
+#[inline]
+fn eq_ci(a: &[u8], b: &[u8]) -> bool {
+    a == b || a.eq_ignore_ascii_case(b)
+}
+
 /// Whether a MIME header value's first token (before `;`) is `essence`, any case.
 fn media_essence_is(value: &[u8], essence: &[u8]) -> bool {
     let v = trim_ascii(value);
     match (v.get(..essence.len()), v.get(essence.len()..)) {
-        (Some(head), Some(rest)) if head.eq_ignore_ascii_case(essence) => {
+        (Some(head), Some(rest)) if eq_ci(head, essence) => {
             matches!(trim_ascii(rest).first(), None | Some(b';'))
         }
         _ => false,

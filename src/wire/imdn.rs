@@ -38,6 +38,8 @@ use crate::wire::cpim::{find_byte, DateTime, DateTimeError};
 
 /// XML namespace of IMDN documents (RFC 5438 §7.1).
 pub const IMDN_XML_NS: &[u8] = b"urn:ietf:params:xml:ns:imdn";
+/// The root's usual namespace declaration, recognised without the attribute parser.
+const XMLNS_IMDN: &[u8] = b" xmlns=\"urn:ietf:params:xml:ns:imdn\"";
 /// Default bound on the document size, bytes.
 pub const DEFAULT_MAX_LEN: usize = 4096;
 /// Default bound on element nesting (an IMDN needs 4).
@@ -333,8 +335,23 @@ fn decode_ref(s: &[u8]) -> Option<(char, usize)> {
 /// Scans UTF-8 text once: `Err` on a character XML 1.0 forbids (C0 controls but TAB,
 /// LF, CR; U+FFFE/U+FFFF), else whether it contains `&`.
 fn scan_text(s: &[u8]) -> Result<bool, XmlErrorKind> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Skip whole words holding no byte below `'` and no 0xEF (SWAR, as `find_byte`):
+    // the bytes the loop below has to look at.
+    let mut start = 0;
+    while let Some(Ok(word)) = s.get(start..start + 8).map(<[u8; 8]>::try_from) {
+        let w = u64::from_le_bytes(word);
+        let low = w.wrapping_sub(LO * u64::from(b'\'')) & !w & HI;
+        let e = w ^ (LO * 0xef);
+        let ef = e.wrapping_sub(LO) & !e & HI;
+        if low | ef != 0 {
+            break;
+        }
+        start += 8;
+    }
     let mut amp = false;
-    for (i, &b) in s.iter().enumerate() {
+    for (i, &b) in s.iter().enumerate().skip(start) {
         if b > b'&' && b != 0xef {
             continue;
         }
@@ -684,7 +701,9 @@ impl<'a> Imdn<'a> {
         if input.len() > limits.max_len {
             return Err(ImdnError::TooLarge);
         }
-        let doc = core::str::from_utf8(input).map_err(|_| XmlErrorKind::InvalidUtf8)?;
+        if !input.is_ascii() {
+            core::str::from_utf8(input).map_err(|_| XmlErrorKind::InvalidUtf8)?;
+        }
         let max_depth = limits.max_depth.min(DEPTH_CAP);
         let mut stack = [NO_FRAME; DEPTH_CAP];
         let mut depth = 0usize;
@@ -719,6 +738,18 @@ impl<'a> Imdn<'a> {
             } else if markup.starts_with(b"<!") {
                 return Err(ImdnError::DoctypeForbidden);
             } else if markup.starts_with(b"</") {
+                // The common `</name>` of the open element: its name holds no `>` nor
+                // whitespace, so this is where the general path would find the tag end.
+                if let Some(top) = depth.checked_sub(1) {
+                    let frame = stack[top];
+                    let end = frame.name.len() + 2;
+                    if markup.get(2..end) == Some(frame.name) && markup.get(end) == Some(&b'>') {
+                        Self::on_close(&mut f, &frame)?;
+                        depth = top;
+                        pos = lt + end + 1;
+                        continue;
+                    }
+                }
                 let gt = find_byte(b'>', markup).ok_or(XmlErrorKind::UnclosedTag)?;
                 let name = trim_xml(&markup[2..gt]);
                 if name.is_empty() || markup.get(2).map_or(true, |b| b.is_ascii_whitespace()) {
@@ -737,13 +768,30 @@ impl<'a> Imdn<'a> {
                 // The name ends at whitespace, `/` or `>`; a tag without attributes ends
                 // right there. Otherwise the first `>` ends it unless a quoted attribute
                 // value precedes it: then quick-xml's quote-aware scanner decides.
-                let name_len = tag
-                    .iter()
-                    .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>'))
-                    .ok_or(XmlErrorKind::UnclosedTag)?;
+                // One pass over the name also finds its prefix colon.
+                let mut colon = None;
+                let mut name_end = None;
+                for (i, &b) in tag.iter().enumerate() {
+                    match b {
+                        b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>' => {
+                            name_end = Some(i);
+                            break;
+                        }
+                        b':' if colon.is_none() => colon = Some(i),
+                        _ => {}
+                    }
+                }
+                let name_len = name_end.ok_or(XmlErrorKind::UnclosedTag)?;
                 let gt = match (tag[name_len], tag.get(name_len + 1)) {
                     (b'>', _) => name_len,
                     (b'/', Some(b'>')) => name_len + 1,
+                    // `<imdn xmlns="urn:ietf:params:xml:ns:imdn">`: the quotes are
+                    // balanced and hold no `>`, so the next byte ends the tag.
+                    _ if tag.get(name_len..name_len + XMLNS_IMDN.len()) == Some(XMLNS_IMDN)
+                        && tag.get(name_len + XMLNS_IMDN.len()) == Some(&b'>') =>
+                    {
+                        name_len + XMLNS_IMDN.len()
+                    }
                     _ => {
                         let attrs = &tag[name_len..];
                         match find_byte(b'>', attrs) {
@@ -756,11 +804,10 @@ impl<'a> Imdn<'a> {
                         }
                     }
                 };
-                // `<`, `>`, `/` and whitespace are ASCII: these are char boundaries of `doc`.
-                let content = doc
+                let content = input
                     .get(lt + 1..lt + 1 + gt)
                     .ok_or(XmlErrorKind::UnclosedTag)?;
-                let (content, empty) = match content.strip_suffix('/') {
+                let (content, empty) = match content.strip_suffix(b"/") {
                     Some(c) => (c, true),
                     None => (content, false),
                 };
@@ -771,7 +818,7 @@ impl<'a> Imdn<'a> {
                 if depth >= max_depth {
                     return Err(ImdnError::TooDeep);
                 }
-                let frame = Self::open(&stack, depth, content, name_len, &mut f)?;
+                let frame = Self::open(&stack, depth, content, name_len, colon, &mut f)?;
                 if depth == 0 {
                     if frame.node != Node::Root {
                         return Err(ImdnError::NotImdn);
@@ -831,11 +878,12 @@ impl<'a> Imdn<'a> {
     fn open(
         stack: &[Frame<'a>; DEPTH_CAP],
         depth: usize,
-        content: &'a str,
+        content: &'a [u8],
         name_len: usize,
+        colon: Option<usize>,
         f: &mut Fields<'a>,
     ) -> Result<Frame<'a>, ImdnError> {
-        let bytes = content.as_bytes();
+        let bytes = content;
         let name = bytes.get(..name_len).unwrap_or_default();
         if name.is_empty() {
             return Err(XmlErrorKind::EmptyName.into());
@@ -848,7 +896,12 @@ impl<'a> Imdn<'a> {
             imdn_prefix: parent.and_then(|p| p.imdn_prefix),
             text: None,
         };
-        if name_len < bytes.len() {
+        if bytes.get(name_len..) == Some(XMLNS_IMDN) {
+            // The one attribute the attribute parser would read as the IMDN namespace.
+            frame.default_imdn = true;
+        } else if name_len < bytes.len() {
+            // The document is valid UTF-8 and `<`, `>`, `/` are ASCII: a char-boundary cut.
+            let content = core::str::from_utf8(content).map_err(|_| XmlErrorKind::InvalidUtf8)?;
             for attr in Attributes::new(content, name_len).with_checks(false) {
                 let attr = attr.map_err(|_| XmlErrorKind::BadAttribute)?;
                 let is_imdn = attr.value.as_ref() == IMDN_XML_NS;
@@ -865,11 +918,12 @@ impl<'a> Imdn<'a> {
                 }
             }
         }
-        let (in_imdn, local) = match find_byte(b':', name) {
+        // `colon` is the first `:` of the name (found while reading it).
+        let (in_imdn, local) = match colon.filter(|&c| c < name_len) {
             None => (frame.default_imdn, name),
             Some(colon) => (
-                frame.imdn_prefix == Some(&name[..colon]),
-                &name[colon + 1..],
+                frame.imdn_prefix == name.get(..colon),
+                name.get(colon + 1..).unwrap_or_default(),
             ),
         };
         if !in_imdn {
@@ -1175,6 +1229,52 @@ mod tests {
     }
 
     #[test]
+    fn root_declaration_spellings_agree() {
+        // The literal `xmlns="…imdn"` root is read without the attribute parser; every
+        // other spelling takes the general path and must mean the same.
+        let doc = |root: &str, end: &str| {
+            format!(
+                "{root}<message-id>m1</message-id><datetime>2024-01-02T03:04:05Z</datetime>\
+<display-notification><status><displayed/></status></display-notification>{end}"
+            )
+            .into_bytes()
+        };
+        let fast_doc = doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdn>");
+        let fast = Imdn::parse(&fast_doc).unwrap();
+        for root in [
+            "<imdn xmlns='urn:ietf:params:xml:ns:imdn'>",
+            "<imdn  xmlns=\"urn:ietf:params:xml:ns:imdn\" >",
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\" a=\">\">",
+        ] {
+            assert_eq!(Imdn::parse(&doc(root, "</imdn>")).unwrap(), fast, "{root}");
+        }
+        for root in [
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\" xmlns=\"urn:other\">",
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdnx\">",
+            "<imdn xmlns:x=\"urn:ietf:params:xml:ns:imdn\">",
+        ] {
+            assert_eq!(
+                Imdn::parse(&doc(root, "</imdn>")),
+                Err(ImdnError::NotImdn),
+                "{root}"
+            );
+        }
+        // Mismatched and unmatched end tags still fail after the `</name>` fast path.
+        assert!(Imdn::parse(&doc(
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">",
+            "</imdnx>"
+        ))
+        .is_err());
+        assert!(Imdn::parse(&doc(
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">",
+            "</imdn ></x>"
+        ))
+        .is_err());
+        let spaced = doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdn >");
+        assert_eq!(Imdn::parse(&spaced).unwrap(), fast);
+    }
+
+    #[test]
     fn escapes_and_cdata() {
         let doc = imdn_with(
             "<subject> a &amp; b &lt;&#x263A;&#65;&gt; </subject><recipient-uri><![CDATA[sip:a&b@x]]></recipient-uri>\
@@ -1458,6 +1558,31 @@ mod tests {
             let mut again = [0u8; 2048];
             let m = parsed.emit(&mut again).unwrap();
             prop_assert_eq!(&again[..m], &buf[..n]);
+        }
+
+        #[test]
+        fn scan_text_matches_bytewise(text in proptest::collection::vec(prop_oneof![
+            Just(b'&'), Just(b'\''), Just(0xef_u8), Just(0xbf_u8), Just(0xbe_u8), Just(b'\t'),
+            Just(0x1f_u8), b'a'..=b'z', any::<u8>()], 0..40)) {
+            // The plain per-byte definition the word-at-a-time scan must agree with.
+            let bytewise = |s: &[u8]| -> Result<bool, XmlErrorKind> {
+                let mut amp = false;
+                for (i, &b) in s.iter().enumerate() {
+                    match b {
+                        b'&' => amp = true,
+                        b'\t' | b'\n' | b'\r' => {}
+                        0..=0x1f => return Err(XmlErrorKind::InvalidChar),
+                        0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                            return Err(XmlErrorKind::InvalidChar)
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(amp)
+            };
+            for start in 0..text.len().min(9) {
+                prop_assert_eq!(scan_text(&text[start..]), bytewise(&text[start..]));
+            }
         }
 
         #[test]

@@ -14,8 +14,8 @@ use std::fmt;
 use super::fields::{CSeq, MediaType, NameAddr, Via};
 use super::header::{self, Header, HeaderKey, ListItems};
 use super::scan::{
-    find_line_break, is_lws, is_request_uri_char, is_token, is_token_str, parse_decimal, trim_lws,
-    trim_lws_end,
+    all_request_uri_chars, find_line_break, is_lws, is_token, is_token_str, parse_decimal,
+    trim_lws, trim_lws_end,
 };
 use super::uri::{SipUri, Uri};
 use super::Error;
@@ -176,7 +176,7 @@ impl fmt::Display for StartLine<'_> {
 }
 
 fn is_version(v: &str) -> bool {
-    v.eq_ignore_ascii_case("SIP/2.0")
+    v == "SIP/2.0" || v.eq_ignore_ascii_case("SIP/2.0")
 }
 
 fn parse_status_line(line: &str) -> Result<StatusLine<'_>, Error> {
@@ -211,11 +211,19 @@ fn parse_status_line(line: &str) -> Result<StatusLine<'_>, Error> {
 
 fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
     // RFC 4475 trws: trailing white space after the version.
-    if line.ends_with([' ', '\t']) {
+    let b = line.as_bytes();
+    if matches!(b.last(), Some(b' ' | b'\t')) {
         return Err(Error::BadStartLine);
     }
-    let first = line.find(' ').ok_or(Error::BadStartLine)?;
-    let last = line.rfind(' ').ok_or(Error::BadStartLine)?;
+    // SP is ASCII: byte positions are char boundaries.
+    let first = b
+        .iter()
+        .position(|&c| c == b' ')
+        .ok_or(Error::BadStartLine)?;
+    let last = b
+        .iter()
+        .rposition(|&c| c == b' ')
+        .ok_or(Error::BadStartLine)?;
     let method = line.get(..first).ok_or(Error::BadMethod)?;
     if !is_token_str(method) {
         return Err(Error::BadMethod);
@@ -242,7 +250,7 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
         return Err(Error::BadStartLine);
     }
     // RFC 4475 lwsruri (embedded LWS) and ltgtruri (angle brackets).
-    if !uri.bytes().all(is_request_uri_char) {
+    if !all_request_uri_chars(uri.as_bytes()) {
         return Err(Error::BadRequestUri);
     }
     Ok(RequestLine {

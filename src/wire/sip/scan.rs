@@ -105,6 +105,25 @@ static REQUEST_URI: [bool; 256] = {
     t
 };
 
+/// Is every byte of `s` allowed in a Request-URI on the wire? Eight table lookups are
+/// and-ed per step without a branch each (same answer as `all(is_request_uri_char)`).
+#[inline]
+pub(crate) fn all_request_uri_chars(s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        if !c
+            .iter()
+            .fold(true, |ok, &b| ok & REQUEST_URI[usize::from(b)])
+        {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| REQUEST_URI[usize::from(b)])
+}
+
 /// Is `c` allowed in a Request-URI on the wire?
 #[inline]
 pub(crate) fn is_request_uri_char(c: u8) -> bool {
@@ -197,6 +216,23 @@ pub(crate) fn fmt_decimal(mut v: u64, out: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_uri_check_matches_bytewise() {
+        let base = b"sip:+447000100001@iwf.ims.lab;user=phone";
+        for len in 0..=base.len() {
+            for at in 0..=len {
+                for bad in [b' ', b'<', b'`', 0x7f, 0x80, b'a'] {
+                    let mut s = base[..len].to_vec();
+                    if let Some(b) = s.get_mut(at) {
+                        *b = bad;
+                    }
+                    let bytewise = s.iter().all(|&c| is_request_uri_char(c));
+                    assert_eq!(all_request_uri_chars(&s), bytewise, "{s:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn line_break_search_matches_naive() {

@@ -527,7 +527,8 @@ impl<'a> Receipt<'a> {
         if id.len() > RECEIPT_ID_MAX {
             return Err(ReceiptError::IdTooLong { len: id.len() });
         }
-        if id.is_empty() || !id.iter().all(u8::is_ascii_graphic) {
+        // A branch-free fold (vectorised): the id is at most RECEIPT_ID_MAX bytes.
+        if id.is_empty() || !id.iter().fold(true, |ok, b| ok & b.is_ascii_graphic()) {
             return Err(ReceiptError::BadId);
         }
         let stat = self.stat.ok_or(ReceiptError::MissingField {
@@ -566,6 +567,10 @@ impl<'a> Receipt<'a> {
         let mut err_len = 3;
         match self.err {
             None => {}
+            // Three digits are their own zero-padded form.
+            Some(&[a, b, c]) if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+                err = [a, b, c];
+            }
             Some(e) if !e.is_empty() && e.iter().all(u8::is_ascii_digit) => {
                 let code = self
                     .err_code()
@@ -782,6 +787,32 @@ mod tests {
             emit(&r),
             b"id:9876 sub:001 dlvrd:000 submit date:1303031212 done date:1303031213 stat:EXPIRED err:027 text:x"
         );
+    }
+
+    #[test]
+    fn numeric_err_is_zero_padded() {
+        let base = Receipt::parse(b"id:42 sub:001 dlvrd:000 submit date:2401011200 done date:2401011300 stat:UNDELIV err:000 text:").unwrap();
+        for (err, want) in [
+            (&b"7"[..], Some(&b"007"[..])),
+            (b"42", Some(b"042")),
+            (b"013", Some(b"013")),
+            (b"999", Some(b"999")),
+            (b"0999", Some(b"999")),
+            (b"1000", None),
+            (b"1a3", Some(b"1a3")),
+            (b"1 3", None),
+        ] {
+            let r = Receipt {
+                err: Some(err),
+                ..base
+            };
+            let mut buf = [0u8; RECEIPT_MAX_LEN];
+            match (r.emit(&mut buf), want) {
+                (Ok(n), Some(w)) => assert!(buf[..n].ends_with(&[b"err:", w, b" text:"].concat())),
+                (Err(e), None) => assert_eq!(e, ReceiptError::BadErr),
+                (got, want) => panic!("err {err:?}: {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

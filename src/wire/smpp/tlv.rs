@@ -740,7 +740,7 @@ impl<'b> TlvWriter<'b> {
 
     /// Writes a C-Octet string TLV: `value` (which must not contain NUL) plus a NUL.
     pub fn cstring(&mut self, tag: TlvTag, value: &[u8]) -> Result<&mut Self, EmitError> {
-        if value.contains(&0) {
+        if crate::wire::smpp::pdu::has_nul(value) {
             return Err(EmitError::TlvContainsNul { tag });
         }
         self.write_parts(tag, &[value, &[0]])
