@@ -114,7 +114,7 @@ pub fn aggregate(parts: &[Option<ReceiptState>]) -> Option<ReceiptState> {
     if parts.iter().all(delivered) {
         return Some(ReceiptState::Delivered);
     }
-    if parts.iter().any(|s| *s == Some(ReceiptState::Buffered)) {
+    if parts.contains(&Some(ReceiptState::Buffered)) {
         return Some(ReceiptState::Buffered);
     }
     None
