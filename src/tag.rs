@@ -630,9 +630,9 @@ mod tests {
             receipts: ReceiptRequest::DELIVERY,
         };
         let body = f.to_body(1);
-        // Grouped as the fields: receipts (3 bits), version (2), key id (3).
-        #[allow(clippy::unusual_byte_groupings)]
-        assert_eq!(body, [0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0b001_00_001]);
+        // Last byte: receipts 001 (delivery), version 00, key id 001.
+        let flags: u8 = (0b001 << 5) | 0b001;
+        assert_eq!(body, [0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, flags]);
         let t = ring().encode(&f).unwrap();
         assert_eq!(&t.as_str()[..16], "000g000000000080");
     }
