@@ -93,6 +93,9 @@ impl From<redb::Error> for StoreError {
         match e {
             redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
             redb::Error::Corrupted(why) => StoreError::Corrupt(why),
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                StoreError::Corrupt(io.to_string())
+            }
             redb::Error::Io(io) => StoreError::Io(io.to_string()),
             redb::Error::TableTypeMismatch { .. }
             | redb::Error::TypeDefinitionChanged { .. }
@@ -450,13 +453,13 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        Store::start(Database::open(path)?, path)
+        Store::start(guard(|| Database::open(path))?, path)
     }
 
     /// Opens the store, creating an empty one when the file does not exist.
     pub fn create(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref();
-        Store::start(Database::create(path)?, path)
+        Store::start(guard(|| Database::create(path))?, path)
     }
 
     fn start(db: Database, path: &Path) -> Result<Store, StoreError> {
@@ -698,6 +701,22 @@ fn remove_correlation(
         parts.remove((key, part))?;
     }
     Ok(())
+}
+
+/// redb 2 asserts on some damaged files (a file cut shorter than its header
+/// says) instead of returning an error: such a panic is a corrupt file too.
+fn guard(open: impl FnOnce() -> Result<Database, redb::DatabaseError>) -> Result<Database, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(r) => Ok(r?),
+        Err(p) => {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "redb refused the file".into());
+            Err(StoreError::Corrupt(why))
+        }
+    }
 }
 
 fn deadline_of(v: &[u8]) -> Option<u64> {
