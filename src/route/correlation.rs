@@ -126,7 +126,10 @@ impl fmt::Display for CorrelationError {
             CorrelationError::NoParts => f.write_str("message of 0 parts"),
             CorrelationError::SequenceInUse(s) => write!(f, "sequence {s} already pending"),
             CorrelationError::TooLong => {
-                write!(f, "message id, sender and route exceed {STRINGS_MAX} octets")
+                write!(
+                    f,
+                    "message id, sender and route exceed {STRINGS_MAX} octets"
+                )
             }
             CorrelationError::Full => f.write_str("correlation table full"),
             CorrelationError::UnknownSequence(s) => write!(f, "no pending part with sequence {s}"),
@@ -279,8 +282,16 @@ impl MessageRec {
 
     fn strings_len(&self) -> usize {
         usize::from(self.id_len)
-            + if self.sender_len == SENDER_TEMPLATED { 0 } else { usize::from(self.sender_len) }
-            + if self.route_len == NO_ROUTE { 0 } else { usize::from(self.route_len) }
+            + if self.sender_len == SENDER_TEMPLATED {
+                0
+            } else {
+                usize::from(self.sender_len)
+            }
+            + if self.route_len == NO_ROUTE {
+                0
+            } else {
+                usize::from(self.route_len)
+            }
     }
 }
 
@@ -338,7 +349,10 @@ impl Arena {
         }
         let chunk_index = self.chunks.len() - 1;
         let at = self.fill;
-        let chunk = self.chunks.get_mut(chunk_index).ok_or(CorrelationError::Full)?;
+        let chunk = self
+            .chunks
+            .get_mut(chunk_index)
+            .ok_or(CorrelationError::Full)?;
         let mut o = at;
         for p in parts {
             if let Some(dst) = chunk.get_mut(o..o + p.len()) {
@@ -484,7 +498,9 @@ impl CorrelationTable {
     /// An empty table with room for `messages` single-part messages before it
     /// grows (index, slabs; the arena grows by chunks anyway).
     pub fn with_capacity(config: CorrelationConfig, messages: usize) -> Self {
-        let slots = (messages.saturating_mul(4) / 3 + 1).next_power_of_two().max(16);
+        let slots = (messages.saturating_mul(4) / 3 + 1)
+            .next_power_of_two()
+            .max(16);
         CorrelationTable {
             config,
             messages: Vec::with_capacity(messages),
@@ -534,7 +550,11 @@ impl CorrelationTable {
             + self.free_extra.capacity() * 4
             + self.index.capacity() * 4
             + self.aggregates.capacity() * size_of::<Concat>()
-            + self.aggregates.iter().map(|c| c.extra.capacity() * 4).sum::<usize>()
+            + self
+                .aggregates
+                .iter()
+                .map(|c| c.extra.capacity() * 4)
+                .sum::<usize>()
             + self.free_aggregates.capacity() * 4
             + self.arena.chunks.capacity() * size_of::<Box<[u8]>>()
             + self.arena.allocated()
@@ -716,7 +736,10 @@ impl CorrelationTable {
                 return Ok(i | EXTRA);
             }
         }
-        let i = u32::try_from(self.extra.len()).ok().filter(|&i| i < EXTRA - 1).ok_or(CorrelationError::Full)?;
+        let i = u32::try_from(self.extra.len())
+            .ok()
+            .filter(|&i| i < EXTRA - 1)
+            .ok_or(CorrelationError::Full)?;
         self.extra.push(rec);
         Ok(i | EXTRA)
     }
@@ -725,7 +748,11 @@ impl CorrelationTable {
 
     /// Records a message **before** its PDUs are sent: one key per part,
     /// `(system, sequence)`, the sequences following [`next_sequence`].
-    pub fn insert(&mut self, msg: &NewMessage<'_>, _now: u64) -> Result<MessageRef, CorrelationError> {
+    pub fn insert(
+        &mut self,
+        msg: &NewMessage<'_>,
+        _now: u64,
+    ) -> Result<MessageRef, CorrelationError> {
         if msg.segments == 0 {
             return Err(CorrelationError::NoParts);
         }
@@ -743,7 +770,11 @@ impl CorrelationTable {
             .sender_template
             .as_ref()
             .and_then(|t| t.match_uri(s.sender));
-        let sender_bytes: &[u8] = if templated.is_some() { b"" } else { s.sender.as_bytes() };
+        let sender_bytes: &[u8] = if templated.is_some() {
+            b""
+        } else {
+            s.sender.as_bytes()
+        };
         let route_bytes = s.imdn_record_route.map(str::as_bytes).unwrap_or(b"");
         let total = s.message_id.len() + sender_bytes.len() + route_bytes.len();
         if total > STRINGS_MAX {
@@ -752,7 +783,9 @@ impl CorrelationTable {
         if self.messages.len() >= (EXTRA - 1) as usize && self.free_messages.is_empty() {
             return Err(CorrelationError::Full);
         }
-        let strings = self.arena.put(&[s.message_id.as_bytes(), sender_bytes, route_bytes])?;
+        let strings = self
+            .arena
+            .put(&[s.message_id.as_bytes(), sender_bytes, route_bytes])?;
         let agg = if msg.segments > 1 {
             let agg = PartAggregate::new(msg.segments);
             match self.free_aggregates.pop() {
@@ -764,7 +797,10 @@ impl CorrelationTable {
                     i
                 }
                 None => {
-                    self.aggregates.push(Concat { agg, extra: Vec::with_capacity(usize::from(msg.segments) - 1) });
+                    self.aggregates.push(Concat {
+                        agg,
+                        extra: Vec::with_capacity(usize::from(msg.segments) - 1),
+                    });
                     (self.aggregates.len() - 1) as u32
                 }
             }
@@ -781,8 +817,16 @@ impl CorrelationTable {
             agg,
             datetime_offset: s.datetime.offset_minutes(),
             id_len: s.message_id.len() as u16,
-            sender_len: if templated.is_some() { SENDER_TEMPLATED } else { sender_bytes.len() as u16 },
-            route_len: if s.imdn_record_route.is_some() { route_bytes.len() as u16 } else { NO_ROUTE },
+            sender_len: if templated.is_some() {
+                SENDER_TEMPLATED
+            } else {
+                sender_bytes.len() as u16
+            },
+            route_len: if s.imdn_record_route.is_some() {
+                route_bytes.len() as u16
+            } else {
+                NO_ROUTE
+            },
             system,
             dispositions: s.dispositions.bits(),
             segments: msg.segments,
@@ -849,14 +893,24 @@ impl CorrelationTable {
 
     /// What the IMDN of a message needs. A sender stored as a number is
     /// written into `buf` from the template; a stored sender text is borrowed.
-    pub fn stored<'s>(&'s self, m: MessageRef, buf: &'s mut [u8]) -> Result<StoredCorrelation<'s>, CorrelationError> {
+    pub fn stored<'s>(
+        &'s self,
+        m: MessageRef,
+        buf: &'s mut [u8],
+    ) -> Result<StoredCorrelation<'s>, CorrelationError> {
         let r = self.message(m)?;
         let all = self.arena.get(r.strings, r.strings_len());
         let (id, rest) = all.split_at(usize::from(r.id_len).min(all.len()));
         let (sender, route) = if r.sender_len == SENDER_TEMPLATED {
-            let t = self.config.sender_template.as_ref().ok_or(CorrelationError::StaleRef)?;
+            let t = self
+                .config
+                .sender_template
+                .as_ref()
+                .ok_or(CorrelationError::StaleRef)?;
             let number = unpack_msisdn(r.sender).ok_or(CorrelationError::StaleRef)?;
-            let n = t.write(&number, buf).map_err(|_| CorrelationError::BufferTooSmall)?;
+            let n = t
+                .write(&number, buf)
+                .map_err(|_| CorrelationError::BufferTooSmall)?;
             let sender = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
             (sender, rest)
         } else {
@@ -878,7 +932,13 @@ impl CorrelationTable {
     /// The `submit_sm_resp` of part `sequence` carried the SMSC's message id:
     /// the part is re-keyed by `(system, id)`, and receipts parked for the id
     /// are applied (the last advance, if any, is in [`RespOutcome::notify`]).
-    pub fn resp(&mut self, system: LegacySystemId, sequence: u32, id: &CanonicalId, now: u64) -> Result<RespOutcome, CorrelationError> {
+    pub fn resp(
+        &mut self,
+        system: LegacySystemId,
+        sequence: u32,
+        id: &CanonicalId,
+        now: u64,
+    ) -> Result<RespOutcome, CorrelationError> {
         let (slot, part) = self
             .find(system.0, Probe::Sequence(sequence))
             .ok_or(CorrelationError::UnknownSequence(sequence))?;
@@ -927,7 +987,12 @@ impl CorrelationTable {
     /// The legacy system refused part `sequence` (an error `command_status`, or
     /// no resp in time): the part has failed; the message's IMDN state, if it
     /// changes, is in [`RespOutcome::notify`].
-    pub fn refused(&mut self, system: LegacySystemId, sequence: u32, now: u64) -> Result<RespOutcome, CorrelationError> {
+    pub fn refused(
+        &mut self,
+        system: LegacySystemId,
+        sequence: u32,
+        now: u64,
+    ) -> Result<RespOutcome, CorrelationError> {
         let (_, part) = self
             .find(system.0, Probe::Sequence(sequence))
             .ok_or(CorrelationError::UnknownSequence(sequence))?;
@@ -945,26 +1010,43 @@ impl CorrelationTable {
 
     /// A receipt for `(system, id)`: applied to its part; parked when the id
     /// is not (yet) known.
-    pub fn receipt(&mut self, system: LegacySystemId, id: &CanonicalId, state: ReceiptState, now: u64) -> ReceiptOutcome {
-        let found = self.find(system.0, probe_of(id)).and_then(|(_, part)| {
-            self.part(part).map(|p| (p.message, p.part))
-        });
+    pub fn receipt(
+        &mut self,
+        system: LegacySystemId,
+        id: &CanonicalId,
+        state: ReceiptState,
+        now: u64,
+    ) -> ReceiptOutcome {
+        let found = self
+            .find(system.0, probe_of(id))
+            .and_then(|(_, part)| self.part(part).map(|p| (p.message, p.part)));
         match found {
             Some((message, part)) => match self.apply(message, part, state, now) {
                 Some(state) => {
                     self.counters.notified += 1;
-                    ReceiptOutcome::Notify { message: MessageRef(message), state }
+                    ReceiptOutcome::Notify {
+                        message: MessageRef(message),
+                        state,
+                    }
                 }
                 None => {
                     self.counters.absorbed += 1;
-                    ReceiptOutcome::Absorbed { message: MessageRef(message) }
+                    ReceiptOutcome::Absorbed {
+                        message: MessageRef(message),
+                    }
                 }
             },
             None => self.park(system.0, id, state, now),
         }
     }
 
-    fn park(&mut self, system: u16, id: &CanonicalId, state: ReceiptState, now: u64) -> ReceiptOutcome {
+    fn park(
+        &mut self,
+        system: u16,
+        id: &CanonicalId,
+        state: ReceiptState,
+        now: u64,
+    ) -> ReceiptOutcome {
         let until = now.saturating_add(self.config.park_secs);
         let full = self.parked.len() >= self.config.max_parked;
         match self.parked.get_mut(&(system, *id)) {
@@ -992,7 +1074,13 @@ impl CorrelationTable {
     }
 
     /// Applies a part's state; returns the message state to notify, if any.
-    fn apply(&mut self, message: u32, part: u8, state: ReceiptState, now: u64) -> Option<ReceiptState> {
+    fn apply(
+        &mut self,
+        message: u32,
+        part: u8,
+        state: ReceiptState,
+        now: u64,
+    ) -> Option<ReceiptState> {
         let r = *self.messages.get(message as usize)?;
         if r.segments == 0 || r.record & COMPLETE != 0 {
             return None;
@@ -1080,7 +1168,9 @@ impl CorrelationTable {
             let i = self.cursor;
             self.cursor += 1;
             report.scanned += 1;
-            let Some(r) = self.messages.get(i).copied() else { continue };
+            let Some(r) = self.messages.get(i).copied() else {
+                continue;
+            };
             if r.segments == 0 || r.deadline >= now_e {
                 continue;
             }
@@ -1110,7 +1200,12 @@ impl CorrelationTable {
                 m.strings = r;
             }
         }
-        for p in self.parts.iter_mut().chain(self.extra.iter_mut()).filter(|p| p.kind == KeyKind::ArenaId) {
+        for p in self
+            .parts
+            .iter_mut()
+            .chain(self.extra.iter_mut())
+            .filter(|p| p.kind == KeyKind::ArenaId)
+        {
             let len = (p.key & 0xff) as usize;
             let bytes = old.get((p.key >> 8) as u32, len);
             if let Ok(r) = fresh.put(&[bytes]) {
@@ -1155,7 +1250,11 @@ mod tests {
         }
     }
 
-    fn stored(id: &'static str, sender: &'static str, d: Dispositions) -> StoredCorrelation<'static> {
+    fn stored(
+        id: &'static str,
+        sender: &'static str,
+        d: Dispositions,
+    ) -> StoredCorrelation<'static> {
         StoredCorrelation {
             message_id: id,
             sender,
@@ -1171,11 +1270,22 @@ mod tests {
     }
 
     fn new(seq: u32, segments: u8, s: StoredCorrelation<'static>) -> NewMessage<'static> {
-        NewMessage { system: SYS, stored: s, segments, first_sequence: seq, deadline: T0 + 3600 }
+        NewMessage {
+            system: SYS,
+            stored: s,
+            segments,
+            first_sequence: seq,
+            deadline: T0 + 3600,
+        }
     }
 
     fn id(s: &str) -> CanonicalId {
-        canonical_id(s.as_bytes(), IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap()
+        canonical_id(
+            s.as_bytes(),
+            IdCanonicalisation::Folded,
+            IdOrigin::SubmitResp,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -1187,23 +1297,70 @@ mod tests {
     #[test]
     fn resp_then_receipt_notifies_once() {
         let mut t = CorrelationTable::new(config());
-        let m = t.insert(&new(10, 1, stored("Xy9-77aQ", "sip:+447700900001@ims.lab;user=phone", delivery())), T0).unwrap();
+        let m = t
+            .insert(
+                &new(
+                    10,
+                    1,
+                    stored(
+                        "Xy9-77aQ",
+                        "sip:+447700900001@ims.lab;user=phone",
+                        delivery(),
+                    ),
+                ),
+                T0,
+            )
+            .unwrap();
         assert_eq!(t.len(), 1);
         let r = t.resp(SYS, 10, &id("0A1B"), T0).unwrap();
         assert_eq!((r.message, r.part, r.notify), (m, 1, None));
         // The sequence key is gone, the id key is live.
-        assert_eq!(t.resp(SYS, 10, &id("ffff"), T0), Err(CorrelationError::UnknownSequence(10)));
-        assert_eq!(t.receipt(SYS, &id("a1b"), Buffered, T0 + 1), ReceiptOutcome::Notify { message: m, state: Buffered });
-        assert_eq!(t.receipt(SYS, &id("a1b"), Buffered, T0 + 1), ReceiptOutcome::Absorbed { message: m });
-        assert_eq!(t.receipt(SYS, &id("A1B"), Delivered, T0 + 2), ReceiptOutcome::Notify { message: m, state: Delivered });
+        assert_eq!(
+            t.resp(SYS, 10, &id("ffff"), T0),
+            Err(CorrelationError::UnknownSequence(10))
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("a1b"), Buffered, T0 + 1),
+            ReceiptOutcome::Notify {
+                message: m,
+                state: Buffered
+            }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("a1b"), Buffered, T0 + 1),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("A1B"), Delivered, T0 + 2),
+            ReceiptOutcome::Notify {
+                message: m,
+                state: Delivered
+            }
+        );
         // Complete: duplicates are absorbed while it lingers.
-        assert_eq!(t.receipt(SYS, &id("a1b"), Delivered, T0 + 3), ReceiptOutcome::Absorbed { message: m });
-        assert_eq!(t.receipt(SYS, &id("a1b"), Failed, T0 + 3), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(
+            t.receipt(SYS, &id("a1b"), Delivered, T0 + 3),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("a1b"), Failed, T0 + 3),
+            ReceiptOutcome::Absorbed { message: m }
+        );
         let mut buf = [0u8; 128];
         let s = t.stored(m, &mut buf).unwrap();
-        assert_eq!(s, stored("Xy9-77aQ", "sip:+447700900001@ims.lab;user=phone", delivery()));
+        assert_eq!(
+            s,
+            stored(
+                "Xy9-77aQ",
+                "sip:+447700900001@ims.lab;user=phone",
+                delivery()
+            )
+        );
         // Another system's receipt with the same id is not this message's.
-        assert_eq!(t.receipt(LegacySystemId(4), &id("a1b"), Delivered, T0), ReceiptOutcome::Parked);
+        assert_eq!(
+            t.receipt(LegacySystemId(4), &id("a1b"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
         let rep = t.expire(T0 + 2 + 30, 100);
         assert_eq!((rep.completed, rep.parked_dropped), (0, 1));
         let rep = t.expire(T0 + 2 + 31, 100);
@@ -1215,10 +1372,24 @@ mod tests {
     #[test]
     fn receipt_before_resp_is_parked_and_matched() {
         let mut t = CorrelationTable::new(config());
-        let m = t.insert(&new(7, 1, stored("m1", "sip:alice@ims.lab", delivery())), T0).unwrap();
-        assert_eq!(t.receipt(SYS, &id("99"), Buffered, T0), ReceiptOutcome::Parked);
-        assert_eq!(t.receipt(SYS, &id("99"), Delivered, T0), ReceiptOutcome::Parked);
-        assert_eq!(t.receipt(SYS, &id("99"), Delivered, T0), ReceiptOutcome::Parked);
+        let m = t
+            .insert(
+                &new(7, 1, stored("m1", "sip:alice@ims.lab", delivery())),
+                T0,
+            )
+            .unwrap();
+        assert_eq!(
+            t.receipt(SYS, &id("99"), Buffered, T0),
+            ReceiptOutcome::Parked
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("99"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("99"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
         assert_eq!(t.parked_len(), 1);
         let r = t.resp(SYS, 7, &id("99"), T0 + 29).unwrap();
         assert_eq!(r.notify, Some(Delivered));
@@ -1232,24 +1403,41 @@ mod tests {
     #[test]
     fn parked_receipt_expires_after_park_time() {
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0).unwrap();
-        assert_eq!(t.receipt(SYS, &id("42"), Delivered, T0), ReceiptOutcome::Parked);
+        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0)
+            .unwrap();
+        assert_eq!(
+            t.receipt(SYS, &id("42"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
         assert_eq!(t.expire(T0 + 30, 0).parked_dropped, 0);
         assert_eq!(t.expire(T0 + 31, 0).parked_dropped, 1);
         assert_eq!(t.resp(SYS, 7, &id("42"), T0 + 31).unwrap().notify, None);
         // A parked receipt past its time is not applied even if expire did not run.
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0).unwrap();
+        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0)
+            .unwrap();
         t.receipt(SYS, &id("42"), Delivered, T0);
         assert_eq!(t.resp(SYS, 7, &id("42"), T0 + 31).unwrap().notify, None);
     }
 
     #[test]
     fn park_is_bounded() {
-        let mut t = CorrelationTable::new(CorrelationConfig { max_parked: 2, ..config() });
-        assert_eq!(t.receipt(SYS, &id("1"), Delivered, T0), ReceiptOutcome::Parked);
-        assert_eq!(t.receipt(SYS, &id("2"), Delivered, T0), ReceiptOutcome::Parked);
-        assert_eq!(t.receipt(SYS, &id("3"), Delivered, T0), ReceiptOutcome::ParkFull);
+        let mut t = CorrelationTable::new(CorrelationConfig {
+            max_parked: 2,
+            ..config()
+        });
+        assert_eq!(
+            t.receipt(SYS, &id("1"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("2"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("3"), Delivered, T0),
+            ReceiptOutcome::ParkFull
+        );
         assert_eq!(t.receipt(SYS, &id("2"), Failed, T0), ReceiptOutcome::Parked);
         assert_eq!(t.counters().park_full, 1);
     }
@@ -1257,21 +1445,53 @@ mod tests {
     #[test]
     fn concatenated_parts_make_one_imdn() {
         let mut t = CorrelationTable::new(config());
-        let m = t.insert(&new(100, 3, stored("long", "sip:+1555@ims.lab;user=phone", delivery())), T0).unwrap();
+        let m = t
+            .insert(
+                &new(
+                    100,
+                    3,
+                    stored("long", "sip:+1555@ims.lab;user=phone", delivery()),
+                ),
+                T0,
+            )
+            .unwrap();
         assert_eq!(t.segments(m), Ok(3));
         for (seq, i) in [(100, "a"), (101, "b"), (102, "c")] {
             assert_eq!(t.resp(SYS, seq, &id(i), T0).unwrap().notify, None);
         }
-        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
-        assert_eq!(t.receipt(SYS, &id("b"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
-        assert_eq!(t.receipt(SYS, &id("b"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
-        assert_eq!(t.receipt(SYS, &id("c"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
-        assert_eq!(t.receipt(SYS, &id("c"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(
+            t.receipt(SYS, &id("a"), Delivered, T0),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("b"), Delivered, T0),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("b"), Delivered, T0),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("c"), Delivered, T0),
+            ReceiptOutcome::Notify {
+                message: m,
+                state: Delivered
+            }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("c"), Delivered, T0),
+            ReceiptOutcome::Absorbed { message: m }
+        );
         t.remove(m).unwrap();
         assert!(t.is_empty());
-        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Parked);
+        assert_eq!(
+            t.receipt(SYS, &id("a"), Delivered, T0),
+            ReceiptOutcome::Parked
+        );
         // The slots are reused, keys do not leak.
-        let m2 = t.insert(&new(200, 2, stored("two", "sip:b@x", delivery())), T0).unwrap();
+        let m2 = t
+            .insert(&new(200, 2, stored("two", "sip:b@x", delivery())), T0)
+            .unwrap();
         assert_eq!(m2, m);
         assert_eq!(t.extra.len(), 2);
         assert_eq!(t.index_len, 2);
@@ -1280,12 +1500,20 @@ mod tests {
     #[test]
     fn a_failed_part_fails_the_message() {
         let mut t = CorrelationTable::new(config());
-        let m = t.insert(&new(100, 2, stored("long", "sip:b@x", delivery())), T0).unwrap();
+        let m = t
+            .insert(&new(100, 2, stored("long", "sip:b@x", delivery())), T0)
+            .unwrap();
         t.resp(SYS, 100, &id("a"), T0).unwrap();
         let r = t.refused(SYS, 101, T0).unwrap();
         assert_eq!((r.message, r.part, r.notify), (m, 2, Some(Failed)));
-        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
-        assert_eq!(t.refused(SYS, 100, T0), Err(CorrelationError::UnknownSequence(100)));
+        assert_eq!(
+            t.receipt(SYS, &id("a"), Delivered, T0),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.refused(SYS, 100, T0),
+            Err(CorrelationError::UnknownSequence(100))
+        );
     }
 
     #[test]
@@ -1294,19 +1522,36 @@ mod tests {
         let d = delivery().union(Dispositions::DISPLAY);
         let m = t.insert(&new(1, 1, stored("r", "sip:b@x", d)), T0).unwrap();
         t.resp(SYS, 1, &id("5"), T0).unwrap();
-        assert_eq!(t.receipt(SYS, &id("5"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
+        assert_eq!(
+            t.receipt(SYS, &id("5"), Delivered, T0),
+            ReceiptOutcome::Notify {
+                message: m,
+                state: Delivered
+            }
+        );
         // Not complete: a read report may follow long after the linger time.
         assert_eq!(t.expire(T0 + 100, 10).completed, 0);
-        assert_eq!(t.receipt(SYS, &id("5"), Displayed, T0 + 100), ReceiptOutcome::Notify { message: m, state: Displayed });
-        assert_eq!(t.receipt(SYS, &id("5"), Displayed, T0 + 100), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(
+            t.receipt(SYS, &id("5"), Displayed, T0 + 100),
+            ReceiptOutcome::Notify {
+                message: m,
+                state: Displayed
+            }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("5"), Displayed, T0 + 100),
+            ReceiptOutcome::Absorbed { message: m }
+        );
         assert_eq!(t.expire(T0 + 131, 10).completed, 1);
     }
 
     #[test]
     fn validity_deadline_expires_incomplete_entries() {
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
-        t.insert(&new(2, 2, stored("b", "sip:b@x", delivery())), T0).unwrap();
+        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0)
+            .unwrap();
+        t.insert(&new(2, 2, stored("b", "sip:b@x", delivery())), T0)
+            .unwrap();
         let rep = t.expire(T0 + 3600, 10);
         assert_eq!(rep.expired, 0);
         // A small budget scans round robin.
@@ -1322,17 +1567,35 @@ mod tests {
     #[test]
     fn insert_errors() {
         let mut t = CorrelationTable::new(config());
-        assert_eq!(t.insert(&new(1, 0, stored("a", "sip:b@x", delivery())), T0), Err(CorrelationError::NoParts));
-        t.insert(&new(5, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
-        assert_eq!(t.insert(&new(4, 2, stored("a", "sip:b@x", delivery())), T0), Err(CorrelationError::SequenceInUse(5)));
+        assert_eq!(
+            t.insert(&new(1, 0, stored("a", "sip:b@x", delivery())), T0),
+            Err(CorrelationError::NoParts)
+        );
+        t.insert(&new(5, 1, stored("a", "sip:b@x", delivery())), T0)
+            .unwrap();
+        assert_eq!(
+            t.insert(&new(4, 2, stored("a", "sip:b@x", delivery())), T0),
+            Err(CorrelationError::SequenceInUse(5))
+        );
         let long: &'static str = Box::leak("x".repeat(STRINGS_MAX + 1).into_boxed_str());
-        assert_eq!(t.insert(&new(9, 1, stored(long, "sip:b@x", delivery())), T0), Err(CorrelationError::TooLong));
+        assert_eq!(
+            t.insert(&new(9, 1, stored(long, "sip:b@x", delivery())), T0),
+            Err(CorrelationError::TooLong)
+        );
         // Sequences wrap from 0x7FFFFFFF to 1.
-        t.insert(&new(0x7FFF_FFFF, 2, stored("w", "sip:b@x", delivery())), T0).unwrap();
-        assert_eq!(t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0), Err(CorrelationError::SequenceInUse(1)));
+        t.insert(&new(0x7FFF_FFFF, 2, stored("w", "sip:b@x", delivery())), T0)
+            .unwrap();
+        assert_eq!(
+            t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0),
+            Err(CorrelationError::SequenceInUse(1))
+        );
         t.resp(SYS, 5, &id("77"), T0).unwrap();
-        t.insert(&new(6, 1, stored("c", "sip:b@x", delivery())), T0).unwrap();
-        assert_eq!(t.resp(SYS, 6, &id("77"), T0), Err(CorrelationError::IdInUse));
+        t.insert(&new(6, 1, stored("c", "sip:b@x", delivery())), T0)
+            .unwrap();
+        assert_eq!(
+            t.resp(SYS, 6, &id("77"), T0),
+            Err(CorrelationError::IdInUse)
+        );
         assert!(!CorrelationError::IdInUse.to_string().is_empty());
     }
 
@@ -1343,7 +1606,11 @@ mod tests {
         for i in 0..20_000u32 {
             let s = StoredCorrelation {
                 imdn_record_route: (i % 3 == 0).then_some("sip:route@ims.lab"),
-                ..stored("0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p", "sip:somebody@ims.lab", delivery())
+                ..stored(
+                    "0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p",
+                    "sip:somebody@ims.lab",
+                    delivery(),
+                )
             };
             let m = t.insert(&new(i + 1, 1, s), T0).unwrap();
             t.resp(SYS, i + 1, &id(&format!("h{i:x}")), T0).unwrap();
@@ -1355,29 +1622,66 @@ mod tests {
         }
         let before = t.arena.allocated();
         t.expire(T0, 0);
-        assert!(t.arena.allocated() < before / 4, "{} vs {before}", t.arena.allocated());
+        assert!(
+            t.arena.allocated() < before / 4,
+            "{} vs {before}",
+            t.arena.allocated()
+        );
         let mut buf = [0u8; 64];
         for (m, i) in keep {
             let s = t.stored(m, &mut buf).unwrap();
             assert_eq!(s.sender, "sip:somebody@ims.lab");
-            assert_eq!(s.imdn_record_route, (i % 3 == 0).then_some("sip:route@ims.lab"));
-            assert_eq!(t.receipt(SYS, &id(&format!("h{i:x}")), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
+            assert_eq!(
+                s.imdn_record_route,
+                (i % 3 == 0).then_some("sip:route@ims.lab")
+            );
+            assert_eq!(
+                t.receipt(SYS, &id(&format!("h{i:x}")), Delivered, T0),
+                ReceiptOutcome::Notify {
+                    message: m,
+                    state: Delivered
+                }
+            );
         }
     }
 
     #[test]
     fn numeric_and_text_ids_are_kept_apart() {
         assert!(matches!(probe_of(&id("123")), Probe::NumId(123)));
-        assert!(matches!(probe_of(&CanonicalId::clone(&canonical_id(b"0123", IdCanonicalisation::Exact, IdOrigin::Receipt).unwrap())), Probe::Bytes(_)));
-        assert!(matches!(probe_of(&id("1234567890123456789")), Probe::Bytes(_)));
+        assert!(matches!(
+            probe_of(&CanonicalId::clone(
+                &canonical_id(b"0123", IdCanonicalisation::Exact, IdOrigin::Receipt).unwrap()
+            )),
+            Probe::Bytes(_)
+        ));
+        assert!(matches!(
+            probe_of(&id("1234567890123456789")),
+            Probe::Bytes(_)
+        ));
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
-        t.insert(&new(2, 1, stored("b", "sip:b@x", delivery())), T0).unwrap();
-        let exact = |s: &str| canonical_id(s.as_bytes(), IdCanonicalisation::Exact, IdOrigin::Receipt).unwrap();
+        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0)
+            .unwrap();
+        t.insert(&new(2, 1, stored("b", "sip:b@x", delivery())), T0)
+            .unwrap();
+        let exact = |s: &str| {
+            canonical_id(s.as_bytes(), IdCanonicalisation::Exact, IdOrigin::Receipt).unwrap()
+        };
         let a = t.resp(SYS, 1, &exact("123"), T0).unwrap().message;
         let b = t.resp(SYS, 2, &exact("0123"), T0).unwrap().message;
-        assert_eq!(t.receipt(SYS, &exact("0123"), Delivered, T0), ReceiptOutcome::Notify { message: b, state: Delivered });
-        assert_eq!(t.receipt(SYS, &exact("123"), Delivered, T0), ReceiptOutcome::Notify { message: a, state: Delivered });
+        assert_eq!(
+            t.receipt(SYS, &exact("0123"), Delivered, T0),
+            ReceiptOutcome::Notify {
+                message: b,
+                state: Delivered
+            }
+        );
+        assert_eq!(
+            t.receipt(SYS, &exact("123"), Delivered, T0),
+            ReceiptOutcome::Notify {
+                message: a,
+                state: Delivered
+            }
+        );
     }
 
     #[derive(Debug, Clone)]

@@ -130,13 +130,19 @@ impl fmt::Display for BuildError {
                 write!(f, "route {index}: prefix is not + followed by digits")
             }
             BuildError::PrefixTooLong { index } => {
-                write!(f, "route {index}: prefix longer than {E164_MAX_DIGITS} digits")
+                write!(
+                    f,
+                    "route {index}: prefix longer than {E164_MAX_DIGITS} digits"
+                )
             }
             BuildError::BadContentType { index } => {
                 write!(f, "route {index}: content type is not type/subtype")
             }
             BuildError::Duplicate { first, index } => {
-                write!(f, "route {index} repeats prefix and content type of route {first}")
+                write!(
+                    f,
+                    "route {index} repeats prefix and content type of route {first}"
+                )
             }
             BuildError::TooManyRoutes => f.write_str("too many routes"),
         }
@@ -463,9 +469,9 @@ impl std::error::Error for MapBuildError {}
 /// zeros are kept apart by the count). 15 digits < 2^50.
 pub(crate) fn pack_msisdn(m: &Msisdn) -> u64 {
     let d = m.digits().as_bytes();
-    let v = d
-        .iter()
-        .fold(0u64, |v, &c| v.wrapping_mul(10).wrapping_add(u64::from(c - b'0')));
+    let v = d.iter().fold(0u64, |v, &c| {
+        v.wrapping_mul(10).wrapping_add(u64::from(c - b'0'))
+    });
     v | ((d.len() as u64) << 56)
 }
 
@@ -550,7 +556,10 @@ pub struct MsisdnMap {
 impl MsisdnMap {
     /// Builds the map from explicit `(MSISDN, URI)` entries and an optional
     /// template; any bad entry rejects the whole list.
-    pub fn build(entries: &[(&str, &str)], template: Option<&str>) -> Result<MsisdnMap, MapBuildError> {
+    pub fn build(
+        entries: &[(&str, &str)],
+        template: Option<&str>,
+    ) -> Result<MsisdnMap, MapBuildError> {
         let template = template.map(UriTemplate::parse).transpose()?;
         let mut keyed: Vec<(u64, usize)> = Vec::with_capacity(entries.len());
         for (index, (number, uri)) in entries.iter().enumerate() {
@@ -704,10 +713,16 @@ mod tests {
     fn lab_routes() {
         let t = lab();
         assert_eq!(t.len(), 3);
-        assert_eq!(t.select(&m("+447000112345"), Some("text/plain")), Ok(LegacySystemId(1)));
+        assert_eq!(
+            t.select(&m("+447000112345"), Some("text/plain")),
+            Ok(LegacySystemId(1))
+        );
         assert_eq!(t.select(&m("+447000254321"), None), Ok(LegacySystemId(2)));
         assert_eq!(t.select(&m("+447000300000"), None), Ok(LegacySystemId(3)));
-        assert_eq!(t.select(&m("+447000400000"), None), Err(SelectError::NoRoute));
+        assert_eq!(
+            t.select(&m("+447000400000"), None),
+            Err(SelectError::NoRoute)
+        );
         assert_eq!(t.select(&m("+44700"), None), Err(SelectError::NoRoute));
         assert_eq!(t.select(&m("+33"), None), Err(SelectError::NoRoute));
         // The prefix itself is a number of the route.
@@ -751,14 +766,23 @@ mod tests {
         .unwrap();
         let a = m("+447000112345");
         assert_eq!(t.select(&a, Some("text/plain")), Ok(LegacySystemId(1)));
-        assert_eq!(t.select(&a, Some("TEXT/Plain; charset=UTF-8")), Ok(LegacySystemId(1)));
+        assert_eq!(
+            t.select(&a, Some("TEXT/Plain; charset=UTF-8")),
+            Ok(LegacySystemId(1))
+        );
         assert_eq!(t.select(&a, Some("image/png")), Ok(LegacySystemId(3)));
-        assert_eq!(t.select(&a, Some("audio/amr")), Err(SelectError::ContentTypeNotRouted));
+        assert_eq!(
+            t.select(&a, Some("audio/amr")),
+            Err(SelectError::ContentTypeNotRouted)
+        );
         assert_eq!(t.select(&a, None), Err(SelectError::ContentTypeNotRouted));
         let b = m("+447000259999");
         assert_eq!(t.select(&b, Some("text/plain")), Ok(LegacySystemId(5)));
         assert_eq!(t.select(&b, Some("message/cpim")), Ok(LegacySystemId(4)));
-        assert_eq!(t.select(&m("+4499"), Some("text/plain")), Err(SelectError::NoRoute));
+        assert_eq!(
+            t.select(&m("+4499"), Some("text/plain")),
+            Err(SelectError::NoRoute)
+        );
         assert_eq!(SelectError::NoRoute.sip_status().0, 404);
         assert_eq!(SelectError::ContentTypeNotRouted.sip_status().0, 415);
     }
@@ -770,16 +794,28 @@ mod tests {
             RouteSpec::new("+44", LegacySystemId(2)).content_type("text/plain"),
         ])
         .unwrap();
-        assert_eq!(t.select(&m("+441"), Some("text/plain")), Ok(LegacySystemId(2)));
-        assert_eq!(t.select(&m("+441"), Some("image/gif")), Ok(LegacySystemId(1)));
+        assert_eq!(
+            t.select(&m("+441"), Some("text/plain")),
+            Ok(LegacySystemId(2))
+        );
+        assert_eq!(
+            t.select(&m("+441"), Some("image/gif")),
+            Ok(LegacySystemId(1))
+        );
     }
 
     #[test]
     fn build_errors() {
         let e = |specs: &[RouteSpec<'_>]| RoutingTable::build(specs).unwrap_err();
-        assert_eq!(e(&[RouteSpec::new("+44a", LegacySystemId(1))]), BuildError::BadPrefix { index: 0 });
         assert_eq!(
-            e(&[RouteSpec::new("1", LegacySystemId(1)), RouteSpec::new("++1", LegacySystemId(1))]),
+            e(&[RouteSpec::new("+44a", LegacySystemId(1))]),
+            BuildError::BadPrefix { index: 0 }
+        );
+        assert_eq!(
+            e(&[
+                RouteSpec::new("1", LegacySystemId(1)),
+                RouteSpec::new("++1", LegacySystemId(1))
+            ]),
             BuildError::BadPrefix { index: 1 }
         );
         assert_eq!(
@@ -812,14 +848,23 @@ mod tests {
         assert_eq!(t.select_digits(b"+4470001", None), Ok(LegacySystemId(1)));
         assert_eq!(t.select_digits(b"4470001x99", None), Ok(LegacySystemId(1)));
         assert_eq!(t.select_digits(b"", None), Err(SelectError::NoRoute));
-        assert_eq!(t.select_digits(b"\xff\x00", None), Err(SelectError::NoRoute));
-        assert_eq!(RoutingTable::default().select_digits(b"1", None), Err(SelectError::NoRoute));
+        assert_eq!(
+            t.select_digits(b"\xff\x00", None),
+            Err(SelectError::NoRoute)
+        );
+        assert_eq!(
+            RoutingTable::default().select_digits(b"1", None),
+            Err(SelectError::NoRoute)
+        );
     }
 
     #[test]
     fn msisdn_map_entries_and_template() {
         let map = MsisdnMap::build(
-            &[("+447700900001", "sip:alice@ims.lab"), ("447700900002", "tel:+447700900002")],
+            &[
+                ("+447700900001", "sip:alice@ims.lab"),
+                ("447700900002", "tel:+447700900002"),
+            ],
             Some("sip:+{msisdn}@ims.lab;user=phone"),
         )
         .unwrap();
@@ -841,7 +886,10 @@ mod tests {
         );
         assert_eq!(map.len(), 2);
         let t = map.template().unwrap();
-        assert_eq!(t.match_uri("sip:+447700900003@ims.lab;user=phone"), Some(m("+447700900003")));
+        assert_eq!(
+            t.match_uri("sip:+447700900003@ims.lab;user=phone"),
+            Some(m("+447700900003"))
+        );
         assert_eq!(t.match_uri("sip:+44770x@ims.lab;user=phone"), None);
         assert_eq!(t.match_uri("sip:+@ims.lab;user=phone"), None);
         assert_eq!(t.match_uri("sip:+1@other;user=phone"), None);
@@ -851,7 +899,10 @@ mod tests {
     fn msisdn_map_without_template() {
         let map = MsisdnMap::build(&[("+1555", "sip:bob@x")], None).unwrap();
         let mut buf = [0u8; 64];
-        assert_eq!(map.write_uri(&m("+1556"), &mut buf), Err(UriMapError::Unknown));
+        assert_eq!(
+            map.write_uri(&m("+1556"), &mut buf),
+            Err(UriMapError::Unknown)
+        );
         // Leading zeros and length keep numbers apart.
         let map = MsisdnMap::build(&[("01", "sip:a@x"), ("1", "sip:b@x")], None).unwrap();
         let n = map.write_uri(&m("01"), &mut buf).unwrap();
@@ -862,15 +913,32 @@ mod tests {
 
     #[test]
     fn msisdn_map_build_errors() {
-        assert_eq!(MsisdnMap::build(&[("x1", "sip:a@x")], None).unwrap_err(), MapBuildError::BadMsisdn { index: 0 });
-        assert_eq!(MsisdnMap::build(&[("1", "")], None).unwrap_err(), MapBuildError::BadUri { index: 0 });
-        assert_eq!(MsisdnMap::build(&[("1", "sip:a b@x")], None).unwrap_err(), MapBuildError::BadUri { index: 0 });
         assert_eq!(
-            MsisdnMap::build(&[("+12", "sip:a@x"), ("+3", "sip:c@x"), ("12", "sip:b@x")], None).unwrap_err(),
+            MsisdnMap::build(&[("x1", "sip:a@x")], None).unwrap_err(),
+            MapBuildError::BadMsisdn { index: 0 }
+        );
+        assert_eq!(
+            MsisdnMap::build(&[("1", "")], None).unwrap_err(),
+            MapBuildError::BadUri { index: 0 }
+        );
+        assert_eq!(
+            MsisdnMap::build(&[("1", "sip:a b@x")], None).unwrap_err(),
+            MapBuildError::BadUri { index: 0 }
+        );
+        assert_eq!(
+            MsisdnMap::build(
+                &[("+12", "sip:a@x"), ("+3", "sip:c@x"), ("12", "sip:b@x")],
+                None
+            )
+            .unwrap_err(),
             MapBuildError::Duplicate { first: 0, index: 2 }
         );
         for bad in ["sip:x@y", "{msisdn}{msisdn}", "sip:+{msisdn} @x"] {
-            assert_eq!(MsisdnMap::build(&[], Some(bad)).unwrap_err(), MapBuildError::BadTemplate, "{bad}");
+            assert_eq!(
+                MsisdnMap::build(&[], Some(bad)).unwrap_err(),
+                MapBuildError::BadTemplate,
+                "{bad}"
+            );
         }
     }
 
@@ -885,9 +953,18 @@ mod tests {
         );
         assert_eq!(g, 1);
         // A reader holding the old snapshot keeps it.
-        assert_eq!(old.routes.select(&m("+44700011"), None), Ok(LegacySystemId(1)));
-        assert_eq!(sel.load().routes.select(&m("+44700011"), None), Ok(LegacySystemId(7)));
-        assert_eq!(sel.load().routes.select(&m("+44700021"), None), Err(SelectError::NoRoute));
+        assert_eq!(
+            old.routes.select(&m("+44700011"), None),
+            Ok(LegacySystemId(1))
+        );
+        assert_eq!(
+            sel.load().routes.select(&m("+44700011"), None),
+            Ok(LegacySystemId(7))
+        );
+        assert_eq!(
+            sel.load().routes.select(&m("+44700021"), None),
+            Err(SelectError::NoRoute)
+        );
     }
 
     /// Reference: the longest provisioned prefix of the number, by string search.

@@ -169,7 +169,12 @@ pub struct DurableCorrelation {
 
 impl DurableCorrelation {
     /// An owned copy of what the table stored for a message.
-    pub fn new(system: LegacySystemId, segments: u8, deadline: u64, s: &StoredCorrelation<'_>) -> Self {
+    pub fn new(
+        system: LegacySystemId,
+        segments: u8,
+        deadline: u64,
+        s: &StoredCorrelation<'_>,
+    ) -> Self {
         DurableCorrelation {
             system,
             segments,
@@ -212,7 +217,8 @@ impl DurableCorrelation {
         v.push(digits.len() as u8); // ≤ 15
         v.extend_from_slice(digits);
         let put = |v: &mut Vec<u8>, s: &str| -> Result<(), StoreError> {
-            let len = u16::try_from(s.len()).map_err(|_| StoreError::BadValue("string over 64 KiB"))?;
+            let len =
+                u16::try_from(s.len()).map_err(|_| StoreError::BadValue("string over 64 KiB"))?;
             v.extend_from_slice(&len.to_be_bytes());
             v.extend_from_slice(s.as_bytes());
             Ok(())
@@ -390,25 +396,57 @@ impl Batch {
     }
 
     /// Queues a receipt for its (unbound) legacy system until `deadline`.
-    pub fn queue_receipt(&mut self, item: &LaneItem, enqueued: u64, deadline: u64, now_us: u64) -> Ticket {
+    pub fn queue_receipt(
+        &mut self,
+        item: &LaneItem,
+        enqueued: u64,
+        deadline: u64,
+        now_us: u64,
+    ) -> Ticket {
         let pdu = item.pdu();
         let mut value = Vec::with_capacity(QUEUE_HEADER + pdu.len());
         value.extend_from_slice(&enqueued.to_be_bytes());
         value.extend_from_slice(&deadline.to_be_bytes());
         value.extend_from_slice(&item.token().to_be_bytes());
         value.extend_from_slice(pdu);
-        self.push(Op::Queue { system: item.system().0, value }, now_us)
+        self.push(
+            Op::Queue {
+                system: item.system().0,
+                value,
+            },
+            now_us,
+        )
     }
 
     /// Stores a correlation record under the caller's message `key`.
-    pub fn put_correlation(&mut self, key: u64, record: &DurableCorrelation, now_us: u64) -> Result<Ticket, StoreError> {
+    pub fn put_correlation(
+        &mut self,
+        key: u64,
+        record: &DurableCorrelation,
+        now_us: u64,
+    ) -> Result<Ticket, StoreError> {
         let value = record.encode()?;
         Ok(self.push(Op::PutCorrelation { key, value }, now_us))
     }
 
     /// Records that part `part` of message `key` has the SMSC id `id`.
-    pub fn bind_id(&mut self, system: LegacySystemId, id: &CanonicalId, key: u64, part: u8, now_us: u64) -> Ticket {
-        self.push(Op::BindId { system: system.0, id: id.as_bytes().to_vec(), key, part }, now_us)
+    pub fn bind_id(
+        &mut self,
+        system: LegacySystemId,
+        id: &CanonicalId,
+        key: u64,
+        part: u8,
+        now_us: u64,
+    ) -> Ticket {
+        self.push(
+            Op::BindId {
+                system: system.0,
+                id: id.as_bytes().to_vec(),
+                key,
+                part,
+            },
+            now_us,
+        )
     }
 
     /// Removes message `key` and its ids (its outcome is complete).
@@ -501,7 +539,10 @@ impl Store {
     /// of the batch is stored and the batch keeps its writes for a retry.
     pub fn commit(&mut self, batch: &mut Batch) -> Result<Committed, StoreError> {
         if batch.ops.is_empty() {
-            return Ok(Committed { through: self.committed_through, ..Committed::default() });
+            return Ok(Committed {
+                through: self.committed_through,
+                ..Committed::default()
+            });
         }
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate);
@@ -516,13 +557,21 @@ impl Store {
                 match op {
                     Op::Queue { system, value } => {
                         queue.insert((*system, seq), value.as_slice())?;
-                        queued.push(QueueKey { system: LegacySystemId(*system), seq });
+                        queued.push(QueueKey {
+                            system: LegacySystemId(*system),
+                            seq,
+                        });
                         seq += 1;
                     }
                     Op::PutCorrelation { key, value } => {
                         corr.insert(*key, value.as_slice())?;
                     }
-                    Op::BindId { system, id, key, part } => {
+                    Op::BindId {
+                        system,
+                        id,
+                        key,
+                        part,
+                    } => {
                         ids.insert((*system, id.as_slice()), (*key, *part))?;
                         parts.insert((*key, *part), id.as_slice())?;
                     }
@@ -541,11 +590,20 @@ impl Store {
         let writes = batch.ops.len();
         batch.ops.clear();
         batch.oldest_us = None;
-        Ok(Committed { through, writes, queued })
+        Ok(Committed {
+            through,
+            writes,
+            queued,
+        })
     }
 
     /// Queues one receipt, durable when this returns (one transaction).
-    pub fn put_receipt(&mut self, item: &LaneItem, enqueued: u64, deadline: u64) -> Result<QueueKey, StoreError> {
+    pub fn put_receipt(
+        &mut self,
+        item: &LaneItem,
+        enqueued: u64,
+        deadline: u64,
+    ) -> Result<QueueKey, StoreError> {
         let mut b = Batch::new(1, 0);
         b.queue_receipt(item, enqueued, deadline, 0);
         self.commit(&mut b)?
@@ -558,7 +616,12 @@ impl Store {
     /// Up to `max` receipts queued for `system`, oldest first, skipping those
     /// past their validity at `now`. Nothing is removed: [`Store::ack`] the
     /// ones delivered.
-    pub fn peek(&self, system: LegacySystemId, max: usize, now: u64) -> Result<Vec<QueuedReceipt>, StoreError> {
+    pub fn peek(
+        &self,
+        system: LegacySystemId,
+        max: usize,
+        now: u64,
+    ) -> Result<Vec<QueuedReceipt>, StoreError> {
         let tx = self.db.begin_read()?;
         let queue = tx.open_table(QUEUE)?;
         let mut out = Vec::new();
@@ -568,7 +631,13 @@ impl Store {
             }
             let (k, v) = entry?;
             let (sys, seq) = k.value();
-            let r = decode_queued(QueueKey { system: LegacySystemId(sys), seq }, v.value())?;
+            let r = decode_queued(
+                QueueKey {
+                    system: LegacySystemId(sys),
+                    seq,
+                },
+                v.value(),
+            )?;
             if r.deadline >= now {
                 out.push(r);
             }
@@ -621,7 +690,11 @@ impl Store {
 
     /// The message and part a `(system, id)` belongs to, with its record: a
     /// receipt's way back to its IMDN after a restart.
-    pub fn find_by_id(&self, system: LegacySystemId, id: &CanonicalId) -> Result<Option<(u64, u8, DurableCorrelation)>, StoreError> {
+    pub fn find_by_id(
+        &self,
+        system: LegacySystemId,
+        id: &CanonicalId,
+    ) -> Result<Option<(u64, u8, DurableCorrelation)>, StoreError> {
         let tx = self.db.begin_read()?;
         let ids = tx.open_table(CORRELATION_IDS)?;
         let Some(hit) = ids.get((system.0, id.as_bytes()))? else {
@@ -666,7 +739,11 @@ impl Store {
             let mut gone = Vec::new();
             for e in corr.iter()? {
                 let (k, v) = e?;
-                let d = v.value().get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+                let d = v
+                    .value()
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
                 if d.is_some_and(|d| d < now) {
                     gone.push(k.value());
                 }
@@ -705,7 +782,9 @@ fn remove_correlation(
 
 /// redb 2 asserts on some damaged files (a file cut shorter than its header
 /// says) instead of returning an error: such a panic is a corrupt file too.
-fn guard(open: impl FnOnce() -> Result<Database, redb::DatabaseError>) -> Result<Database, StoreError> {
+fn guard(
+    open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database, StoreError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
         Ok(r) => Ok(r?),
         Err(p) => {
@@ -724,7 +803,12 @@ fn deadline_of(v: &[u8]) -> Option<u64> {
 }
 
 fn decode_queued(key: QueueKey, v: &[u8]) -> Result<QueuedReceipt, StoreError> {
-    let bad = || StoreError::Corrupt(format!("queued receipt {} of {} does not decode", key.seq, key.system));
+    let bad = || {
+        StoreError::Corrupt(format!(
+            "queued receipt {} of {} does not decode",
+            key.seq, key.system
+        ))
+    };
     let mut r = Reader(v);
     let enqueued = u64::from_be_bytes(r.array().map_err(|_| bad())?);
     let deadline = u64::from_be_bytes(r.array().map_err(|_| bad())?);
@@ -733,7 +817,12 @@ fn decode_queued(key: QueueKey, v: &[u8]) -> Result<QueuedReceipt, StoreError> {
         return Err(bad());
     }
     let item = LaneItem::new(key.system, token, r.0).map_err(|_| bad())?;
-    Ok(QueuedReceipt { key, item, enqueued, deadline })
+    Ok(QueuedReceipt {
+        key,
+        item,
+        enqueued,
+        deadline,
+    })
 }
 
 #[cfg(test)]
@@ -760,7 +849,10 @@ mod tests {
         for r in [record(None), record(Some("sip:imdn@ims.lab"))] {
             let b = r.encode().unwrap();
             assert_eq!(DurableCorrelation::decode(&b).unwrap(), r);
-            assert_eq!(DurableCorrelation::new(r.system, r.segments, r.deadline, &r.stored()), r);
+            assert_eq!(
+                DurableCorrelation::new(r.system, r.segments, r.deadline, &r.stored()),
+                r
+            );
         }
     }
 
@@ -768,12 +860,24 @@ mod tests {
     fn truncated_or_padded_records_are_corrupt() {
         let b = record(Some("sip:x@y")).encode().unwrap();
         for n in 0..b.len() {
-            assert!(matches!(DurableCorrelation::decode(&b[..n]), Err(StoreError::Corrupt(_))), "{n}");
+            assert!(
+                matches!(
+                    DurableCorrelation::decode(&b[..n]),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "{n}"
+            );
         }
         let mut long = b.clone();
         long.push(0);
-        assert!(matches!(DurableCorrelation::decode(&long), Err(StoreError::Corrupt(_))));
-        let too_long = DurableCorrelation { sender: "s".repeat(70_000), ..record(None) };
+        assert!(matches!(
+            DurableCorrelation::decode(&long),
+            Err(StoreError::Corrupt(_))
+        ));
+        let too_long = DurableCorrelation {
+            sender: "s".repeat(70_000),
+            ..record(None)
+        };
         assert!(matches!(too_long.encode(), Err(StoreError::BadValue(_))));
     }
 
@@ -788,14 +892,28 @@ mod tests {
         assert!(!b.should_flush(1499));
         assert!(b.should_flush(1500));
         assert_eq!(b.remove_correlation(7, 1200), 2);
-        b.bind_id(LegacySystemId(1), &crate::interwork::converged_to_legacy::canonical_id(b"1", crate::interwork::IdCanonicalisation::Exact, crate::interwork::converged_to_legacy::IdOrigin::Receipt).unwrap(), 7, 1, 1300);
+        b.bind_id(
+            LegacySystemId(1),
+            &crate::interwork::converged_to_legacy::canonical_id(
+                b"1",
+                crate::interwork::IdCanonicalisation::Exact,
+                crate::interwork::converged_to_legacy::IdOrigin::Receipt,
+            )
+            .unwrap(),
+            7,
+            1,
+            1300,
+        );
         assert!(b.should_flush(1300));
         assert_eq!(b.len(), 3);
     }
 
     #[test]
     fn queued_values_decode_strictly() {
-        let key = QueueKey { system: LegacySystemId(1), seq: 1 };
+        let key = QueueKey {
+            system: LegacySystemId(1),
+            seq: 1,
+        };
         assert!(decode_queued(key, &[0; 23]).is_err());
         let mut v = vec![0u8; 24];
         v.extend_from_slice(&[1; LANE_ITEM_MAX + 1]);
