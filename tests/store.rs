@@ -538,3 +538,38 @@ fn correlation_memory_at_one_million_entries() {
         "the receipt path allocated"
     );
 }
+
+/// Exchange selection and the MSISDN map allocate nothing per lookup.
+#[test]
+fn selection_lookups_allocate_nothing() {
+    use iwf::route::select::{MsisdnMap, RouteSpec, RoutingTable, SelectError};
+    let table = RoutingTable::build(&[
+        RouteSpec::new("+4470001", LegacySystemId(1)),
+        RouteSpec::new("+4470002", LegacySystemId(2)).content_type("text/plain"),
+    ])
+    .unwrap();
+    let map = MsisdnMap::build(
+        &[("+447700900001", "sip:alice@ims.lab")],
+        Some("sip:+{msisdn}@ims.lab;user=phone"),
+    )
+    .unwrap();
+    let numbers: Vec<Msisdn> = ["+447000112345", "+447000212345", "+33123", "+447700900001"]
+        .iter()
+        .map(|n| Msisdn::parse(n).unwrap())
+        .collect();
+    let mut buf = [0u8; 128];
+    let calls = CALLS.with(Cell::get);
+    let mut routed = 0;
+    let mut refused = 0;
+    for n in &numbers {
+        for ct in [None, Some("text/plain"), Some("image/png; x=y")] {
+            match table.select(n, ct) {
+                Ok(_) => routed += 1,
+                Err(SelectError::NoRoute | SelectError::ContentTypeNotRouted) => refused += 1,
+            }
+        }
+        assert!(map.write_uri(n, &mut buf).unwrap() > 0);
+    }
+    assert_eq!(CALLS.with(Cell::get), calls, "a lookup allocated");
+    assert_eq!((routed, refused), (4, 8));
+}

@@ -1703,6 +1703,9 @@ mod tests {
         ]
     }
 
+    /// A part in the model: its sequence, and its SMSC id once re-keyed.
+    type ModelPart = (u32, Option<String>);
+
     proptest! {
         /// Against a model: every inserted part is found by its sequence until
         /// re-keyed, then by its id; the index holds exactly the live keys.
@@ -1710,7 +1713,7 @@ mod tests {
         fn index_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
             let mut t = CorrelationTable::with_capacity(config(), 4);
             // (message, sequence, id once re-keyed)
-            let mut live: Vec<(MessageRef, Vec<(u32, Option<String>)>)> = Vec::new();
+            let mut live: Vec<(MessageRef, Vec<ModelPart>)> = Vec::new();
             let mut seq = 1u32;
             let mut next_id = 0u32;
             for op in ops {
