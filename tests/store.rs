@@ -336,22 +336,14 @@ fn a_late_receipt_finds_its_correlation_after_a_restart() {
     assert_eq!(store.correlations().unwrap().len(), 1);
     assert_eq!(store.correlation(77).unwrap().unwrap(), rec);
 
-    // Reloaded into a fresh in-memory table, the receipt becomes an IMDN.
+    // Reloaded into a fresh in-memory table, the receipts become one IMDN.
     let mut table = CorrelationTable::new(CorrelationConfig::default());
-    let m = table
-        .insert(
-            &NewMessage {
-                system: rec.system,
-                stored: rec.stored(),
-                segments: rec.segments,
-                first_sequence: 1,
-                deadline: rec.deadline,
-            },
-            T0,
-        )
-        .unwrap();
-    table.resp(SYS, 1, &cid("ff01"), T0).unwrap();
-    table.resp(SYS, 2, &cid("ff02"), T0).unwrap();
+    let loaded = store.reload(&mut table, T0).unwrap();
+    assert_eq!(loaded.len(), 1);
+    let (key, m) = loaded[0];
+    assert_eq!(key, 77);
+    let mut buf = [0u8; 64];
+    assert_eq!(table.stored(m, &mut buf).unwrap(), stored());
     assert_eq!(
         table.receipt(SYS, &cid("ff01"), ReceiptState::Delivered, T0),
         ReceiptOutcome::Absorbed { message: m }
@@ -363,6 +355,9 @@ fn a_late_receipt_finds_its_correlation_after_a_restart() {
             state: ReceiptState::Delivered
         }
     );
+    // Past its validity, a record is not reloaded.
+    let mut late = CorrelationTable::new(CorrelationConfig::default());
+    assert!(store.reload(&mut late, T0 + 3601).unwrap().is_empty());
 
     let mut b = Batch::new(16, 0);
     b.remove_correlation(77, 0);

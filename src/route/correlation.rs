@@ -116,6 +116,8 @@ pub enum CorrelationError {
     IdInUse,
     /// The message reference names no live entry.
     StaleRef,
+    /// A restored part number is 0 or above the message's part count.
+    PartOutOfRange(u8),
     /// The buffer for the sender URI is too small.
     BufferTooSmall,
 }
@@ -135,6 +137,7 @@ impl fmt::Display for CorrelationError {
             CorrelationError::UnknownSequence(s) => write!(f, "no pending part with sequence {s}"),
             CorrelationError::IdInUse => f.write_str("message id already pending for the system"),
             CorrelationError::StaleRef => f.write_str("no live entry for the message reference"),
+            CorrelationError::PartOutOfRange(p) => write!(f, "part {p} outside the message"),
             CorrelationError::BufferTooSmall => f.write_str("buffer too small for the sender URI"),
         }
     }
@@ -430,6 +433,15 @@ pub struct CorrelationTable {
     live: usize,
     cursor: usize,
     counters: CorrelationCounters,
+}
+
+/// How a new message's parts are keyed.
+#[derive(Clone, Copy)]
+enum Keys<'k> {
+    /// By sequence, from this first one.
+    Sequences(u32),
+    /// By the SMSC ids known for some parts.
+    Ids(&'k [(u8, CanonicalId)]),
 }
 
 /// A key as looked up: `(kind, value)` with the bytes for arena ids.
@@ -753,16 +765,55 @@ impl CorrelationTable {
         msg: &NewMessage<'_>,
         _now: u64,
     ) -> Result<MessageRef, CorrelationError> {
+        self.insert_keyed(msg, Keys::Sequences(msg.first_sequence))
+    }
+
+    /// Re-creates a message from the durable store after a restart: parts
+    /// whose SMSC id was known (`(part, id)`, 1-based) are keyed by it; the
+    /// others stay unkeyed (their resp died with the old process) and the
+    /// message completes only by its deadline if they matter.
+    /// `msg.first_sequence` is not used.
+    pub fn restore(
+        &mut self,
+        msg: &NewMessage<'_>,
+        ids: &[(u8, CanonicalId)],
+        _now: u64,
+    ) -> Result<MessageRef, CorrelationError> {
+        self.insert_keyed(msg, Keys::Ids(ids))
+    }
+
+    fn insert_keyed(
+        &mut self,
+        msg: &NewMessage<'_>,
+        keys: Keys<'_>,
+    ) -> Result<MessageRef, CorrelationError> {
         if msg.segments == 0 {
             return Err(CorrelationError::NoParts);
         }
         let system = msg.system.0;
-        let mut seq = msg.first_sequence;
-        for _ in 0..msg.segments {
-            if self.find(system, Probe::Sequence(seq)).is_some() {
-                return Err(CorrelationError::SequenceInUse(seq));
+        match keys {
+            Keys::Sequences(first) => {
+                let mut seq = first;
+                for _ in 0..msg.segments {
+                    if self.find(system, Probe::Sequence(seq)).is_some() {
+                        return Err(CorrelationError::SequenceInUse(seq));
+                    }
+                    seq = next_sequence(seq);
+                }
             }
-            seq = next_sequence(seq);
+            Keys::Ids(ids) => {
+                for (i, (part, id)) in ids.iter().enumerate() {
+                    if *part == 0 || *part > msg.segments {
+                        return Err(CorrelationError::PartOutOfRange(*part));
+                    }
+                    let earlier = ids.get(..i).unwrap_or(&[]);
+                    if self.find(system, probe_of(id)).is_some()
+                        || earlier.iter().any(|(p, e)| p == part || e == id)
+                    {
+                        return Err(CorrelationError::IdInUse);
+                    }
+                }
+            }
         }
         let s = &msg.stored;
         let templated = self
@@ -845,14 +896,31 @@ impl CorrelationTable {
                 (self.messages.len() - 1) as u32
             }
         };
-        let mut seq = msg.first_sequence;
+        let mut seq = match keys {
+            Keys::Sequences(first) => first,
+            Keys::Ids(_) => 0,
+        };
         for part in 1..=msg.segments {
+            let (kind, key) = match keys {
+                Keys::Sequences(_) => (KeyKind::Sequence, u64::from(seq)),
+                Keys::Ids(ids) => match ids.iter().find(|(p, _)| *p == part) {
+                    None => (KeyKind::Free, 0),
+                    Some((_, id)) => match probe_of(id) {
+                        Probe::NumId(v) => (KeyKind::NumId, v),
+                        Probe::Bytes(b) => {
+                            let r = self.arena.put(&[b])?;
+                            (KeyKind::ArenaId, (u64::from(r) << 8) | b.len() as u64)
+                        }
+                        Probe::Sequence(_) => (KeyKind::Free, 0),
+                    },
+                },
+            };
             let rec = PartRec {
-                key: u64::from(seq),
+                key,
                 message: index,
                 system,
                 part,
-                kind: KeyKind::Sequence,
+                kind,
             };
             let r = if part == 1 {
                 if let Some(slot) = self.parts.get_mut(index as usize) {
@@ -866,7 +934,9 @@ impl CorrelationTable {
                 }
                 r
             };
-            self.index_insert(r);
+            if kind != KeyKind::Free {
+                self.index_insert(r);
+            }
             seq = next_sequence(seq);
         }
         self.live += 1;
@@ -1643,6 +1713,46 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn restore_keys_parts_by_their_known_ids() {
+        let mut t = CorrelationTable::new(config());
+        let msg = new(0, 3, stored("long", "sip:b@x", delivery()));
+        assert_eq!(
+            t.restore(&msg, &[(4, id("a"))], T0),
+            Err(CorrelationError::PartOutOfRange(4))
+        );
+        assert_eq!(
+            t.restore(&msg, &[(1, id("a")), (1, id("b"))], T0),
+            Err(CorrelationError::IdInUse)
+        );
+        assert_eq!(
+            t.restore(&msg, &[(1, id("a")), (2, id("a"))], T0),
+            Err(CorrelationError::IdInUse)
+        );
+        assert!(t.is_empty());
+        // Part 3's resp never came before the restart: it has no key.
+        let m = t.restore(&msg, &[(1, id("a")), (2, id("12"))], T0).unwrap();
+        assert_eq!(t.index_len, 2);
+        assert_eq!(
+            t.receipt(SYS, &id("a"), Delivered, T0),
+            ReceiptOutcome::Absorbed { message: m }
+        );
+        assert_eq!(
+            t.receipt(SYS, &id("12"), Failed, T0),
+            ReceiptOutcome::Notify {
+                message: m,
+                state: Failed
+            }
+        );
+        assert_eq!(
+            t.restore(&msg, &[(1, id("a"))], T0),
+            Err(CorrelationError::IdInUse)
+        );
+        t.remove(m).unwrap();
+        assert_eq!(t.index_len, 0);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -34,9 +34,13 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::correlation::{CorrelationTable, MessageRef, NewMessage};
 use super::lane::{LaneItem, LANE_ITEM_MAX};
 use crate::interwork::address::Msisdn;
-use crate::interwork::converged_to_legacy::{CanonicalId, StoredCorrelation};
+use crate::interwork::converged_to_legacy::{
+    canonical_id, CanonicalId, IdOrigin, StoredCorrelation,
+};
+use crate::interwork::IdCanonicalisation;
 use crate::session::smpp::LegacySystemId;
 use crate::wire::cpim::{DateTime, Dispositions};
 
@@ -706,6 +710,49 @@ impl Store {
             return Ok(None);
         };
         Ok(Some((key, part, DurableCorrelation::decode(v.value())?)))
+    }
+
+    /// The SMSC ids bound to the parts of message `key`: `(part, id)`.
+    pub fn correlation_ids(&self, key: u64) -> Result<Vec<(u8, CanonicalId)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let parts = tx.open_table(CORRELATION_PARTS)?;
+        let mut out = Vec::new();
+        for e in parts.range((key, 0u8)..=(key, u8::MAX))? {
+            let (k, v) = e?;
+            let id = canonical_id(v.value(), IdCanonicalisation::Exact, IdOrigin::Receipt)
+                .map_err(|e| StoreError::Corrupt(format!("stored id of message {key}: {e}")))?;
+            out.push((k.value().1, id));
+        }
+        Ok(out)
+    }
+
+    /// Reloads every correlation record still within its validity at `now`
+    /// into a fresh in-memory table after a restart (parts keyed by their
+    /// stored SMSC ids); returns each store key with its table reference.
+    pub fn reload(
+        &self,
+        table: &mut CorrelationTable,
+        now: u64,
+    ) -> Result<Vec<(u64, MessageRef)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, rec) in self.correlations()? {
+            if rec.deadline < now {
+                continue;
+            }
+            let ids = self.correlation_ids(key)?;
+            let msg = NewMessage {
+                system: rec.system,
+                stored: rec.stored(),
+                segments: rec.segments,
+                first_sequence: 0,
+                deadline: rec.deadline,
+            };
+            let m = table
+                .restore(&msg, &ids, now)
+                .map_err(|e| StoreError::Corrupt(format!("message {key} does not reload: {e}")))?;
+            out.push((key, m));
+        }
+        Ok(out)
     }
 
     /// Every correlation record (to reload the in-memory table after a restart).
