@@ -158,11 +158,17 @@ fn kill_9_loses_nothing_acknowledged() {
         let reader = {
             let acked = Arc::clone(&acked);
             std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(t) = line.strip_prefix("acked ") {
-                        acked.lock().unwrap().push(t.trim().parse().unwrap());
+                let mut r = BufReader::new(stdout);
+                let mut line = String::new();
+                // Only whole lines count: a line cut by the kill was not acknowledged.
+                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+                    if let Some(t) = line
+                        .strip_prefix("acked ")
+                        .and_then(|t| t.strip_suffix('\n'))
+                    {
+                        acked.lock().unwrap().push(t.parse().unwrap());
                     }
+                    line.clear();
                 }
             })
         };

@@ -20,6 +20,10 @@ pub mod lane;
 pub mod select;
 pub mod store;
 
+pub use correlation::{CorrelationConfig, CorrelationTable, MessageRef, NewMessage};
+pub use select::{MsisdnMap, RouteSpec, RoutingTable, SelectError, Selection};
+pub use store::{Batch, Store, StoreError};
+
 pub use lane::{
     CoreId, Lane, LaneCounters, LaneError, LaneItem, LaneItemError, LaneTable, Lanes, PushError,
     LANE_ITEM_MAX,
