@@ -83,7 +83,8 @@ pub struct CorrelationConfig {
     /// The converged users' URI form: senders of this form are stored as a
     /// packed number instead of their text.
     pub sender_template: Option<UriTemplate>,
-    /// Key of the index hash (random per process: ids come from outside).
+    /// Key of the index hash (random per process by default: ids come from
+    /// outside, so collisions must not be predictable).
     pub hash_key: [u8; 16],
 }
 
@@ -94,9 +95,22 @@ impl Default for CorrelationConfig {
             max_parked: 65_536,
             linger_secs: 30,
             sender_template: None,
-            hash_key: [0x5a; 16],
+            hash_key: random_key(),
         }
     }
+}
+
+/// 16 octets that differ per process (from std's randomly seeded hasher).
+fn random_key() -> [u8; 16] {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    let mut key = [0u8; 16];
+    for (i, half) in key.chunks_mut(8).enumerate() {
+        let mut h = RandomState::new().build_hasher();
+        h.write_usize(i);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    key
 }
 
 /// Why a correlation operation failed. Nothing changed.
@@ -1356,6 +1370,14 @@ mod tests {
             IdOrigin::SubmitResp,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn hash_keys_differ_per_table_config() {
+        assert_ne!(
+            CorrelationConfig::default().hash_key,
+            CorrelationConfig::default().hash_key
+        );
     }
 
     #[test]
