@@ -1,0 +1,994 @@
+//! The durable store (redb): what iwf must not lose when it is killed
+//! (PROTOCOLS.md pitfall 5; issue 5 item 5).
+//!
+//! ```text
+//!  control plane ── Batch::queue_receipt / put_correlation / bind_id ... ──► Store::commit
+//!                     (several puts, one redb write transaction, Durability::Immediate:
+//!                      fsync'd when commit returns; every ticket ≤ Committed::through is durable,
+//!                      so only then is the IMDN's SIP request answered 200)
+//!  a legacy system binds again ── Store::peek(system, max, now) ──► send ──► Store::ack(keys)
+//!  upkeep ── Store::sweep(now) ──► receipts and correlations past their validity removed, counted
+//! ```
+//!
+//! Tables (one redb file):
+//! - `queued_receipts`: `(system u16, seq u64)` → `enqueued u64 | deadline u64 |
+//!   token u64 | PDU`: receipts for legacy systems that have no bind. `seq`
+//!   comes from one counter in `meta`, written in the same transaction, so keys
+//!   never repeat across restarts and a system's receipts drain in order.
+//! - `correlation`: message key `u64` (the caller's) → an encoded
+//!   [`DurableCorrelation`]: what a late SMSC receipt needs to become an IMDN
+//!   after a restart.
+//! - `correlation_ids`: `(system u16, canonical id)` → `(message key, part)`,
+//!   and `correlation_parts`, its reverse (`(message key, part)` → id), so a
+//!   record goes with its ids without a scan.
+//! - `meta`: format version and the sequence counter.
+//!
+//! Everything here runs on the control-plane thread (it blocks on fsync and
+//! allocates); the pipelines never call it. Time is unix seconds passed in.
+//! A missing file is [`StoreError::Missing`] for [`Store::open`] (use
+//! [`Store::create`] for the first start); a file redb cannot read, or whose
+//! records do not decode, is [`StoreError::Corrupt`].
+
+use core::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::correlation::{CorrelationTable, MessageRef, NewMessage};
+use super::lane::{LaneItem, LANE_ITEM_MAX};
+use crate::interwork::address::Msisdn;
+use crate::interwork::converged_to_legacy::{
+    canonical_id, CanonicalId, IdOrigin, StoredCorrelation,
+};
+use crate::interwork::IdCanonicalisation;
+use crate::session::smpp::LegacySystemId;
+use crate::wire::cpim::{DateTime, Dispositions};
+
+const QUEUE: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("queued_receipts");
+const CORRELATION: TableDefinition<u64, &[u8]> = TableDefinition::new("correlation");
+const CORRELATION_IDS: TableDefinition<(u16, &[u8]), (u64, u8)> =
+    TableDefinition::new("correlation_ids");
+const CORRELATION_PARTS: TableDefinition<(u64, u8), &[u8]> =
+    TableDefinition::new("correlation_parts");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Version of the record formats in this file.
+pub const FORMAT_VERSION: u64 = 1;
+const QUEUE_HEADER: usize = 24;
+
+/// Why the store failed. The control plane logs it and stops acknowledging.
+#[derive(Debug)]
+pub enum StoreError {
+    /// [`Store::open`] found no file at the path.
+    Missing(PathBuf),
+    /// The file is not a readable store (redb refused it, or a record does not
+    /// decode).
+    Corrupt(String),
+    /// Another process holds the file open.
+    Locked,
+    /// The file was written by a newer or older format.
+    Version(u64),
+    /// A write or fsync failed.
+    Io(String),
+    /// A value is not what the store holds (a PDU over [`LANE_ITEM_MAX`], a
+    /// string over 64 KiB).
+    BadValue(&'static str),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Missing(p) => write!(f, "store file {} does not exist", p.display()),
+            StoreError::Corrupt(why) => write!(f, "store file is corrupt: {why}"),
+            StoreError::Locked => f.write_str("store file is open in another process"),
+            StoreError::Version(v) => {
+                write!(f, "store format {v} is not {FORMAT_VERSION}")
+            }
+            StoreError::Io(why) => write!(f, "store I/O failed: {why}"),
+            StoreError::BadValue(what) => write!(f, "cannot store {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
+            redb::Error::Corrupted(why) => StoreError::Corrupt(why),
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                StoreError::Corrupt(io.to_string())
+            }
+            redb::Error::Io(io) => StoreError::Io(io.to_string()),
+            redb::Error::TableTypeMismatch { .. }
+            | redb::Error::TypeDefinitionChanged { .. }
+            | redb::Error::UpgradeRequired(_) => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::from(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Where a queued receipt sits: its legacy system and its store sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKey {
+    /// The legacy system.
+    pub system: LegacySystemId,
+    /// Store-wide sequence (drain order).
+    pub seq: u64,
+}
+
+/// A receipt waiting for its legacy system to bind again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedReceipt {
+    /// Its key, to [`Store::ack`] once delivered.
+    pub key: QueueKey,
+    /// The PDU and the caller's token.
+    pub item: LaneItem,
+    /// Unix seconds when it was queued.
+    pub enqueued: u64,
+    /// Unix seconds when its validity period ends.
+    pub deadline: u64,
+}
+
+/// An owned correlation record as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurableCorrelation {
+    /// The legacy system the message went to.
+    pub system: LegacySystemId,
+    /// Parts of the message.
+    pub segments: u8,
+    /// Unix seconds when its validity period ends.
+    pub deadline: u64,
+    /// The converged `imdn.Message-ID`.
+    pub message_id: String,
+    /// The converged sender's URI.
+    pub sender: String,
+    /// The legacy recipient.
+    pub recipient: Msisdn,
+    /// The dispositions iwf honours.
+    pub dispositions: Dispositions,
+    /// The CPIM `DateTime`.
+    pub datetime: DateTime,
+    /// The first `imdn.IMDN-Record-Route` URI.
+    pub imdn_record_route: Option<String>,
+}
+
+impl DurableCorrelation {
+    /// An owned copy of what the table stored for a message.
+    pub fn new(
+        system: LegacySystemId,
+        segments: u8,
+        deadline: u64,
+        s: &StoredCorrelation<'_>,
+    ) -> Self {
+        DurableCorrelation {
+            system,
+            segments,
+            deadline,
+            message_id: s.message_id.to_owned(),
+            sender: s.sender.to_owned(),
+            recipient: s.recipient,
+            dispositions: s.dispositions,
+            datetime: s.datetime,
+            imdn_record_route: s.imdn_record_route.map(str::to_owned),
+        }
+    }
+
+    /// The borrowed view [`crate::interwork::converged_to_legacy::receipt_to_imdn`] takes.
+    pub fn stored(&self) -> StoredCorrelation<'_> {
+        StoredCorrelation {
+            message_id: &self.message_id,
+            sender: &self.sender,
+            recipient: self.recipient,
+            dispositions: self.dispositions,
+            datetime: self.datetime,
+            imdn_record_route: self.imdn_record_route.as_deref(),
+        }
+    }
+
+    /// The record's octets: `deadline u64 | system u16 | segments u8 |
+    /// dispositions u8 | unix i64 | nanos u32 | offset i16 | recipient (len u8 +
+    /// digits) | message id, sender (len u16 + octets each) | route (flag u8,
+    /// len u16 + octets)`, big-endian.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let mut v = Vec::with_capacity(64 + self.message_id.len() + self.sender.len());
+        v.extend_from_slice(&self.deadline.to_be_bytes());
+        v.extend_from_slice(&self.system.0.to_be_bytes());
+        v.push(self.segments);
+        v.push(self.dispositions.bits());
+        v.extend_from_slice(&self.datetime.unix_seconds().to_be_bytes());
+        v.extend_from_slice(&self.datetime.nanos().to_be_bytes());
+        v.extend_from_slice(&self.datetime.offset_minutes().to_be_bytes());
+        let digits = self.recipient.digits().as_bytes();
+        v.push(digits.len() as u8); // ≤ 15
+        v.extend_from_slice(digits);
+        let put = |v: &mut Vec<u8>, s: &str| -> Result<(), StoreError> {
+            let len =
+                u16::try_from(s.len()).map_err(|_| StoreError::BadValue("string over 64 KiB"))?;
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(s.as_bytes());
+            Ok(())
+        };
+        put(&mut v, &self.message_id)?;
+        put(&mut v, &self.sender)?;
+        match &self.imdn_record_route {
+            Some(r) => {
+                v.push(1);
+                put(&mut v, r)?;
+            }
+            None => v.push(0),
+        }
+        Ok(v)
+    }
+
+    /// Reads [`DurableCorrelation::encode`]'s octets.
+    pub fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("correlation record does not decode".into());
+        let mut r = Reader(b);
+        let deadline = u64::from_be_bytes(r.array()?);
+        let system = LegacySystemId(u16::from_be_bytes(r.array()?));
+        let [segments, disp] = r.array()?;
+        let unix = i64::from_be_bytes(r.array()?);
+        let nanos = u32::from_be_bytes(r.array()?);
+        let offset = i16::from_be_bytes(r.array()?);
+        let [n] = r.array()?;
+        let digits = r.take(usize::from(n))?;
+        let recipient = core::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| Msisdn::parse(d).ok())
+            .ok_or_else(bad)?;
+        let message_id = r.string()?;
+        let sender = r.string()?;
+        let [flag] = r.array()?;
+        let imdn_record_route = match flag {
+            0 => None,
+            1 => Some(r.string()?),
+            _ => return Err(bad()),
+        };
+        if !r.0.is_empty() {
+            return Err(bad());
+        }
+        let datetime = DateTime::new(unix, nanos, offset).map_err(|_| bad())?;
+        Ok(DurableCorrelation {
+            system,
+            segments,
+            deadline,
+            message_id,
+            sender,
+            recipient,
+            dispositions: dispositions_from_bits(disp),
+            datetime,
+            imdn_record_route,
+        })
+    }
+}
+
+fn dispositions_from_bits(bits: u8) -> Dispositions {
+    [
+        Dispositions::POSITIVE_DELIVERY,
+        Dispositions::NEGATIVE_DELIVERY,
+        Dispositions::PROCESSING,
+        Dispositions::DISPLAY,
+    ]
+    .into_iter()
+    .filter(|d| bits & d.bits() != 0)
+    .fold(Dispositions::empty(), Dispositions::union)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt("record truncated".into()));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        let n = u16::from_be_bytes(self.array()?);
+        let b = self.take(usize::from(n))?;
+        String::from_utf8(b.to_vec()).map_err(|_| StoreError::Corrupt("string is not UTF-8".into()))
+    }
+}
+
+/// A caller's place in the commit order: durable once a commit reports a
+/// [`Committed::through`] at or past it.
+pub type Ticket = u64;
+
+#[derive(Debug)]
+enum Op {
+    Queue {
+        system: u16,
+        value: Vec<u8>,
+    },
+    PutCorrelation {
+        key: u64,
+        value: Vec<u8>,
+    },
+    BindId {
+        system: u16,
+        id: Vec<u8>,
+        key: u64,
+        part: u8,
+    },
+    RemoveCorrelation {
+        key: u64,
+    },
+}
+
+/// Several store writes made durable by one transaction. The control plane
+/// pushes the writes as they come, and commits when [`Batch::should_flush`]
+/// says so (N writes, or the oldest has waited M µs) or right away.
+#[derive(Debug)]
+pub struct Batch {
+    ops: Vec<Op>,
+    next_ticket: Ticket,
+    oldest_us: Option<u64>,
+    max_items: usize,
+    max_wait_us: u64,
+}
+
+impl Batch {
+    /// A batch flushed every `max_items` writes or when its oldest write has
+    /// waited `max_wait_us` microseconds (clock of the caller).
+    pub fn new(max_items: usize, max_wait_us: u64) -> Self {
+        Batch {
+            ops: Vec::with_capacity(max_items.min(4096)),
+            next_ticket: 1,
+            oldest_us: None,
+            max_items: max_items.max(1),
+            max_wait_us,
+        }
+    }
+
+    /// Writes waiting.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Whether to commit now.
+    pub fn should_flush(&self, now_us: u64) -> bool {
+        self.ops.len() >= self.max_items
+            || self
+                .oldest_us
+                .is_some_and(|t| now_us.saturating_sub(t) >= self.max_wait_us)
+    }
+
+    /// When the oldest write's wait ends (for the caller's timer), if any waits.
+    pub fn flush_at(&self) -> Option<u64> {
+        self.oldest_us.map(|t| t.saturating_add(self.max_wait_us))
+    }
+
+    fn push(&mut self, op: Op, now_us: u64) -> Ticket {
+        self.ops.push(op);
+        self.oldest_us.get_or_insert(now_us);
+        let t = self.next_ticket;
+        self.next_ticket += 1;
+        t
+    }
+
+    /// Queues a receipt for its (unbound) legacy system until `deadline`.
+    pub fn queue_receipt(
+        &mut self,
+        item: &LaneItem,
+        enqueued: u64,
+        deadline: u64,
+        now_us: u64,
+    ) -> Ticket {
+        let pdu = item.pdu();
+        let mut value = Vec::with_capacity(QUEUE_HEADER + pdu.len());
+        value.extend_from_slice(&enqueued.to_be_bytes());
+        value.extend_from_slice(&deadline.to_be_bytes());
+        value.extend_from_slice(&item.token().to_be_bytes());
+        value.extend_from_slice(pdu);
+        self.push(
+            Op::Queue {
+                system: item.system().0,
+                value,
+            },
+            now_us,
+        )
+    }
+
+    /// Stores a correlation record under the caller's message `key`.
+    pub fn put_correlation(
+        &mut self,
+        key: u64,
+        record: &DurableCorrelation,
+        now_us: u64,
+    ) -> Result<Ticket, StoreError> {
+        let value = record.encode()?;
+        Ok(self.push(Op::PutCorrelation { key, value }, now_us))
+    }
+
+    /// Records that part `part` of message `key` has the SMSC id `id`.
+    pub fn bind_id(
+        &mut self,
+        system: LegacySystemId,
+        id: &CanonicalId,
+        key: u64,
+        part: u8,
+        now_us: u64,
+    ) -> Ticket {
+        self.push(
+            Op::BindId {
+                system: system.0,
+                id: id.as_bytes().to_vec(),
+                key,
+                part,
+            },
+            now_us,
+        )
+    }
+
+    /// Removes message `key` and its ids (its outcome is complete).
+    pub fn remove_correlation(&mut self, key: u64, now_us: u64) -> Ticket {
+        self.push(Op::RemoveCorrelation { key }, now_us)
+    }
+}
+
+/// What a commit made durable.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// Every ticket up to this one is durable (0: none yet).
+    pub through: Ticket,
+    /// Writes in the transaction.
+    pub writes: usize,
+    /// The keys of the receipts queued, in the order pushed.
+    pub queued: Vec<QueueKey>,
+}
+
+/// What [`Store::sweep`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepReport {
+    /// Queued receipts past their validity (never delivered: count them).
+    pub receipts_expired: usize,
+    /// Correlation records past their validity.
+    pub correlations_expired: usize,
+}
+
+/// The durable store. See the module documentation.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    next_seq: u64,
+    committed_through: Ticket,
+}
+
+impl Store {
+    /// Opens an existing store; a missing file is [`StoreError::Missing`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        Store::start(guard(|| Database::open(path))?, path)
+    }
+
+    /// Opens the store, creating an empty one when the file does not exist.
+    pub fn create(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        Store::start(guard(|| Database::create(path))?, path)
+    }
+
+    fn start(db: Database, path: &Path) -> Result<Store, StoreError> {
+        let mut tx = db.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        let next_seq;
+        {
+            tx.open_table(QUEUE)?;
+            tx.open_table(CORRELATION)?;
+            tx.open_table(CORRELATION_IDS)?;
+            tx.open_table(CORRELATION_PARTS)?;
+            let mut meta = tx.open_table(META)?;
+            let version = meta.get("version")?.map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert("version", FORMAT_VERSION)?;
+                }
+                Some(FORMAT_VERSION) => {}
+                Some(v) => return Err(StoreError::Version(v)),
+            }
+            next_seq = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
+        }
+        tx.commit()?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            next_seq,
+            committed_through: 0,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits every write of `batch` in one transaction, durable
+    /// (fsync'd) when this returns `Ok`; the batch is emptied. On error nothing
+    /// of the batch is stored and the batch keeps its writes for a retry.
+    pub fn commit(&mut self, batch: &mut Batch) -> Result<Committed, StoreError> {
+        if batch.ops.is_empty() {
+            return Ok(Committed {
+                through: self.committed_through,
+                ..Committed::default()
+            });
+        }
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        let mut seq = self.next_seq;
+        let mut queued = Vec::new();
+        {
+            let mut queue = tx.open_table(QUEUE)?;
+            let mut corr = tx.open_table(CORRELATION)?;
+            let mut ids = tx.open_table(CORRELATION_IDS)?;
+            let mut parts = tx.open_table(CORRELATION_PARTS)?;
+            for op in &batch.ops {
+                match op {
+                    Op::Queue { system, value } => {
+                        queue.insert((*system, seq), value.as_slice())?;
+                        queued.push(QueueKey {
+                            system: LegacySystemId(*system),
+                            seq,
+                        });
+                        seq += 1;
+                    }
+                    Op::PutCorrelation { key, value } => {
+                        corr.insert(*key, value.as_slice())?;
+                    }
+                    Op::BindId {
+                        system,
+                        id,
+                        key,
+                        part,
+                    } => {
+                        ids.insert((*system, id.as_slice()), (*key, *part))?;
+                        parts.insert((*key, *part), id.as_slice())?;
+                    }
+                    Op::RemoveCorrelation { key } => {
+                        remove_correlation(&mut corr, &mut ids, &mut parts, *key)?;
+                    }
+                }
+            }
+            let mut meta = tx.open_table(META)?;
+            meta.insert("next_seq", seq)?;
+        }
+        tx.commit()?;
+        self.next_seq = seq;
+        let through = batch.next_ticket - 1;
+        self.committed_through = through;
+        let writes = batch.ops.len();
+        batch.ops.clear();
+        batch.oldest_us = None;
+        Ok(Committed {
+            through,
+            writes,
+            queued,
+        })
+    }
+
+    /// Queues one receipt, durable when this returns (one transaction).
+    pub fn put_receipt(
+        &mut self,
+        item: &LaneItem,
+        enqueued: u64,
+        deadline: u64,
+    ) -> Result<QueueKey, StoreError> {
+        let mut b = Batch::new(1, 0);
+        b.queue_receipt(item, enqueued, deadline, 0);
+        self.commit(&mut b)?
+            .queued
+            .first()
+            .copied()
+            .ok_or(StoreError::Io("commit queued nothing".into()))
+    }
+
+    /// Up to `max` receipts queued for `system`, oldest first, skipping those
+    /// past their validity at `now`. Nothing is removed: [`Store::ack`] the
+    /// ones delivered.
+    pub fn peek(
+        &self,
+        system: LegacySystemId,
+        max: usize,
+        now: u64,
+    ) -> Result<Vec<QueuedReceipt>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let queue = tx.open_table(QUEUE)?;
+        let mut out = Vec::new();
+        for entry in queue.range((system.0, 0u64)..=(system.0, u64::MAX))? {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = entry?;
+            let (sys, seq) = k.value();
+            let r = decode_queued(
+                QueueKey {
+                    system: LegacySystemId(sys),
+                    seq,
+                },
+                v.value(),
+            )?;
+            if r.deadline >= now {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes delivered receipts, durably; returns how many were there.
+    pub fn ack(&mut self, keys: &[QueueKey]) -> Result<usize, StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        let mut removed = 0;
+        {
+            let mut queue = tx.open_table(QUEUE)?;
+            for k in keys {
+                if queue.remove((k.system.0, k.seq))?.is_some() {
+                    removed += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Receipts queued for `system`.
+    pub fn queued_len(&self, system: LegacySystemId) -> Result<usize, StoreError> {
+        let tx = self.db.begin_read()?;
+        let queue = tx.open_table(QUEUE)?;
+        let mut n = 0;
+        for e in queue.range((system.0, 0u64)..=(system.0, u64::MAX))? {
+            e?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Receipts queued for all systems.
+    pub fn queued_total(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(QUEUE)?.len()?)
+    }
+
+    /// The correlation record of message `key`.
+    pub fn correlation(&self, key: u64) -> Result<Option<DurableCorrelation>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let corr = tx.open_table(CORRELATION)?;
+        let v = corr.get(key)?;
+        v.map(|v| DurableCorrelation::decode(v.value())).transpose()
+    }
+
+    /// The message and part a `(system, id)` belongs to, with its record: a
+    /// receipt's way back to its IMDN after a restart.
+    pub fn find_by_id(
+        &self,
+        system: LegacySystemId,
+        id: &CanonicalId,
+    ) -> Result<Option<(u64, u8, DurableCorrelation)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let ids = tx.open_table(CORRELATION_IDS)?;
+        let Some(hit) = ids.get((system.0, id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let (key, part) = hit.value();
+        let corr = tx.open_table(CORRELATION)?;
+        let Some(v) = corr.get(key)? else {
+            return Ok(None);
+        };
+        Ok(Some((key, part, DurableCorrelation::decode(v.value())?)))
+    }
+
+    /// The SMSC ids bound to the parts of message `key`: `(part, id)`.
+    pub fn correlation_ids(&self, key: u64) -> Result<Vec<(u8, CanonicalId)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let parts = tx.open_table(CORRELATION_PARTS)?;
+        let mut out = Vec::new();
+        for e in parts.range((key, 0u8)..=(key, u8::MAX))? {
+            let (k, v) = e?;
+            let id = canonical_id(v.value(), IdCanonicalisation::Exact, IdOrigin::Receipt)
+                .map_err(|e| StoreError::Corrupt(format!("stored id of message {key}: {e}")))?;
+            out.push((k.value().1, id));
+        }
+        Ok(out)
+    }
+
+    /// Reloads every correlation record still within its validity at `now`
+    /// into a fresh in-memory table after a restart (parts keyed by their
+    /// stored SMSC ids); returns each store key with its table reference.
+    pub fn reload(
+        &self,
+        table: &mut CorrelationTable,
+        now: u64,
+    ) -> Result<Vec<(u64, MessageRef)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, rec) in self.correlations()? {
+            if rec.deadline < now {
+                continue;
+            }
+            let ids = self.correlation_ids(key)?;
+            let msg = NewMessage {
+                system: rec.system,
+                stored: rec.stored(),
+                segments: rec.segments,
+                first_sequence: 0,
+                deadline: rec.deadline,
+            };
+            let m = table
+                .restore(&msg, &ids, now)
+                .map_err(|e| StoreError::Corrupt(format!("message {key} does not reload: {e}")))?;
+            out.push((key, m));
+        }
+        Ok(out)
+    }
+
+    /// Every correlation record (to reload the in-memory table after a restart).
+    pub fn correlations(&self) -> Result<Vec<(u64, DurableCorrelation)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let corr = tx.open_table(CORRELATION)?;
+        let mut out = Vec::new();
+        for e in corr.iter()? {
+            let (k, v) = e?;
+            out.push((k.value(), DurableCorrelation::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Removes every queued receipt and correlation record past its validity
+    /// at `now` (durably), counting them.
+    pub fn sweep(&mut self, now: u64) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut queue = tx.open_table(QUEUE)?;
+            queue.retain(|_, v| {
+                let keep = deadline_of(v).map_or(true, |d| d >= now);
+                report.receipts_expired += usize::from(!keep);
+                keep
+            })?;
+            let mut corr = tx.open_table(CORRELATION)?;
+            let mut ids = tx.open_table(CORRELATION_IDS)?;
+            let mut parts = tx.open_table(CORRELATION_PARTS)?;
+            let mut gone = Vec::new();
+            for e in corr.iter()? {
+                let (k, v) = e?;
+                let d = v
+                    .value()
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
+                if d.is_some_and(|d| d < now) {
+                    gone.push(k.value());
+                }
+            }
+            for &key in &gone {
+                remove_correlation(&mut corr, &mut ids, &mut parts, key)?;
+            }
+            report.correlations_expired = gone.len();
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+}
+
+fn remove_correlation(
+    corr: &mut redb::Table<u64, &[u8]>,
+    ids: &mut redb::Table<(u16, &[u8]), (u64, u8)>,
+    parts: &mut redb::Table<(u64, u8), &[u8]>,
+    key: u64,
+) -> Result<(), StoreError> {
+    let system = match corr.remove(key)? {
+        Some(v) => DurableCorrelation::decode(v.value())?.system.0,
+        None => return Ok(()),
+    };
+    let mut bound: Vec<(u8, Vec<u8>)> = Vec::new();
+    for e in parts.range((key, 0u8)..=(key, u8::MAX))? {
+        let (k, v) = e?;
+        bound.push((k.value().1, v.value().to_vec()));
+    }
+    for (part, id) in bound {
+        ids.remove((system, id.as_slice()))?;
+        parts.remove((key, part))?;
+    }
+    Ok(())
+}
+
+/// redb 2 asserts on some damaged files (a file cut shorter than its header
+/// says) instead of returning an error: such a panic is a corrupt file too.
+fn guard(
+    open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(r) => Ok(r?),
+        Err(p) => {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "redb refused the file".into());
+            Err(StoreError::Corrupt(why))
+        }
+    }
+}
+
+fn deadline_of(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(8..16)?.try_into().ok()?))
+}
+
+fn decode_queued(key: QueueKey, v: &[u8]) -> Result<QueuedReceipt, StoreError> {
+    let bad = || {
+        StoreError::Corrupt(format!(
+            "queued receipt {} of {} does not decode",
+            key.seq, key.system
+        ))
+    };
+    let mut r = Reader(v);
+    let enqueued = u64::from_be_bytes(r.array().map_err(|_| bad())?);
+    let deadline = u64::from_be_bytes(r.array().map_err(|_| bad())?);
+    let token = u64::from_be_bytes(r.array().map_err(|_| bad())?);
+    if r.0.len() > LANE_ITEM_MAX {
+        return Err(bad());
+    }
+    let item = LaneItem::new(key.system, token, r.0).map_err(|_| bad())?;
+    Ok(QueuedReceipt {
+        key,
+        item,
+        enqueued,
+        deadline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(route: Option<&str>) -> DurableCorrelation {
+        DurableCorrelation {
+            system: LegacySystemId(3),
+            segments: 2,
+            deadline: 1_800_000_000,
+            message_id: "0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p".into(),
+            sender: "sip:+447700900001@ims.lab;user=phone".into(),
+            recipient: Msisdn::parse("+447000312345").unwrap(),
+            dispositions: Dispositions::POSITIVE_DELIVERY.union(Dispositions::DISPLAY),
+            datetime: DateTime::new(1_700_000_000, 5, -120).unwrap(),
+            imdn_record_route: route.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn correlation_record_round_trips() {
+        for r in [record(None), record(Some("sip:imdn@ims.lab"))] {
+            let b = r.encode().unwrap();
+            assert_eq!(DurableCorrelation::decode(&b).unwrap(), r);
+            assert_eq!(
+                DurableCorrelation::new(r.system, r.segments, r.deadline, &r.stored()),
+                r
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_or_padded_records_are_corrupt() {
+        let b = record(Some("sip:x@y")).encode().unwrap();
+        for n in 0..b.len() {
+            assert!(
+                matches!(
+                    DurableCorrelation::decode(&b[..n]),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "{n}"
+            );
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert!(matches!(
+            DurableCorrelation::decode(&long),
+            Err(StoreError::Corrupt(_))
+        ));
+        let too_long = DurableCorrelation {
+            sender: "s".repeat(70_000),
+            ..record(None)
+        };
+        assert!(matches!(too_long.encode(), Err(StoreError::BadValue(_))));
+    }
+
+    #[test]
+    fn batch_flush_policy() {
+        let mut b = Batch::new(3, 500);
+        assert!(!b.should_flush(0));
+        assert_eq!(b.flush_at(), None);
+        let item = LaneItem::new(LegacySystemId(1), 9, b"pdu").unwrap();
+        assert_eq!(b.queue_receipt(&item, 1, 2, 1000), 1);
+        assert_eq!(b.flush_at(), Some(1500));
+        assert!(!b.should_flush(1499));
+        assert!(b.should_flush(1500));
+        assert_eq!(b.remove_correlation(7, 1200), 2);
+        b.bind_id(
+            LegacySystemId(1),
+            &crate::interwork::converged_to_legacy::canonical_id(
+                b"1",
+                crate::interwork::IdCanonicalisation::Exact,
+                crate::interwork::converged_to_legacy::IdOrigin::Receipt,
+            )
+            .unwrap(),
+            7,
+            1,
+            1300,
+        );
+        assert!(b.should_flush(1300));
+        assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn queued_values_decode_strictly() {
+        let key = QueueKey {
+            system: LegacySystemId(1),
+            seq: 1,
+        };
+        assert!(decode_queued(key, &[0; 23]).is_err());
+        let mut v = vec![0u8; 24];
+        v.extend_from_slice(&[1; LANE_ITEM_MAX + 1]);
+        assert!(decode_queued(key, &v).is_err());
+        let mut v = vec![0u8; 24];
+        v[15] = 9;
+        v.extend_from_slice(b"abc");
+        let r = decode_queued(key, &v).unwrap();
+        assert_eq!((r.deadline, r.item.pdu()), (9, &b"abc"[..]));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = DurableCorrelation::decode(&b);
+            let _ = decode_queued(QueueKey { system: LegacySystemId(1), seq: 1 }, &b);
+        }
+
+        #[test]
+        fn records_round_trip(id in "[ -~]{1,64}", sender in "[ -~]{1,200}", digits in "[1-9][0-9]{0,14}", d in 0u8..16) {
+            let r = DurableCorrelation {
+                message_id: id,
+                sender,
+                recipient: Msisdn::parse(&digits).unwrap(),
+                dispositions: dispositions_from_bits(d),
+                ..record(None)
+            };
+            prop_assert_eq!(DurableCorrelation::decode(&r.encode().unwrap()).unwrap(), r);
+        }
+    }
+}
