@@ -1,7 +1,7 @@
 //! The durable store and the correlation table from outside the crate:
 //!
 //! - `kill_9_loses_nothing_acknowledged`: a child process (this test binary
-//!   re-executed with `IWF_STORE_CHILD` set, running only `child_writer`)
+//!   re-executed with `IWF_STORE_CHILD` set, running only the writer)
 //!   queues receipts, single and batched, printing each id only after the
 //!   commit that made it durable returned; the parent kills it with SIGKILL at
 //!   a random moment, reopens the store and finds every printed id. Repeated.
@@ -100,13 +100,9 @@ fn item(system: LegacySystemId, token: u64) -> LaneItem {
     LaneItem::new(system, token, pdu.as_bytes()).unwrap()
 }
 
-/// Not a test of its own: the child process of `kill_9_loses_nothing_acknowledged`
-/// (does nothing unless `IWF_STORE_CHILD` names a store file).
-#[test]
-fn child_writer() {
-    let Ok(path) = std::env::var("IWF_STORE_CHILD") else {
-        return;
-    };
+/// The child process of `kill_9_loses_nothing_acknowledged`: writes receipts to the
+/// store at `path` and prints each one's id once its commit returned, until killed.
+fn child_writer(path: &str) -> ! {
     let base: u64 = std::env::var("IWF_STORE_BASE").unwrap().parse().unwrap();
     let mut store = Store::create(&path).unwrap();
     let out = std::io::stdout();
@@ -136,6 +132,10 @@ fn child_writer() {
 
 #[test]
 fn kill_9_loses_nothing_acknowledged() {
+    // Re-executed as the writer that gets killed (see below).
+    if let Ok(path) = std::env::var("IWF_STORE_CHILD") {
+        child_writer(&path);
+    }
     let dir = TempDir::new("kill");
     let path = dir.file();
     let exe = std::env::current_exe().unwrap();
@@ -146,7 +146,7 @@ fn kill_9_loses_nothing_acknowledged() {
         .subsec_nanos() as u64;
     for round in 0..4u64 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "kill_9_loses_nothing_acknowledged", "--nocapture", "--test-threads=1"])
             .env("IWF_STORE_CHILD", &path)
             .env("IWF_STORE_BASE", (round * 10_000_000).to_string())
             .stdout(Stdio::piped())
