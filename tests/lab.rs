@@ -14,7 +14,8 @@
 //! to iwf's SMPP server as smsca/pwa (transceiver) and smscb/pwb (transmitter plus
 //! receiver), get ESME_RINVPASWD and ESME_RINVSYSID for bad credentials, enquire_link
 //! answered, submit_sm answered ESME_RX_T_APPN (iwf cannot deliver yet), more requests
-//! than the window answered ESME_RTHROTTLED (none dropped), unbind clean, while tshark
+//! than the window answered ESME_RTHROTTLED (none dropped), unbind clean, connections
+//! beyond the per-peer limit reset, while tshark
 //! on the legacy tap decodes every SMPP PDU iwf sent; iwf's own bind to smsc-c backs off
 //! while no SMSC listens, binds once an SMSC double (tests/peers/smsc_double.py) does,
 //! reconnects with back-off when it goes away, and stops for good (alarm counter) when
@@ -546,6 +547,7 @@ fn smpp_server() {
     assert_eq!(burst["answered"], 15, "every request of the burst answered, none dropped: {v}");
     assert_eq!(burst["statuses"], serde_json::json!({"0x64": 10, "0x58": 5}), "window 10, the rest ESME_RTHROTTLED: {v}");
     assert_eq!(burst["unbind_resp"], serde_json::json!(["0x80000006", 0]), "{v}");
+    assert_eq!(v["peer_limit_10"], 8, "tcp.max_connections_per_peer = 8: the rest reset: {v}");
     let c = wait_port_counters("legacy", "SMPP counters", Duration::from_secs(10), |c| {
         delta(c, &before, "smpp.unbind_in") >= 4 && delta(c, &before, "smpp.sessions_closed") >= 6
     });
@@ -553,11 +555,12 @@ fn smpp_server() {
         ("smpp.binds_ok", 4),
         ("smpp.bind_refused_password", 1),
         ("smpp.bind_refused_system_id", 1),
-        ("smpp.enquire_link_in", 1),
+        ("smpp.enquire_link_in", 1 + 8),
         ("smpp.rx_t_appn", 11),
         ("smpp.throttled", 5),
         ("smpp.unbind_in", 4),
-        ("tcp.accepted", 6),
+        ("tcp.accepted", 6 + 8),
+        ("tcp.refused_peer_limit", 2),
     ] {
         assert_eq!(delta(&c, &before, k), n, "{k}: {c:?}");
     }
@@ -570,9 +573,14 @@ fn smpp_server() {
     let bad = tshark_fields(
         &pcap,
         &decode,
-        &format!("{from_iwf} && (smpp || tcp.port == 2775) && (_ws.malformed || _ws.expert.severity >= \"Warning\")"),
+        &format!(
+            "{from_iwf} && (smpp || tcp.port == 2775) && !tcp.flags.reset && (_ws.malformed || _ws.expert.severity >= \"Warning\")"
+        ),
         "frame.number",
     );
+    // The only resets iwf sends are its refusals beyond the per-peer limit.
+    let resets = tshark_fields(&pcap, &decode, &format!("{from_iwf} && tcp.flags.reset == 1"), "frame.number");
+    assert_eq!(resets.len(), 2, "iwf's RSTs {resets:?}: one per refused connection");
     assert!(bad.is_empty(), "tshark flags iwf's frames {bad:?} as malformed or warning (see {})", pcap.display());
 }
 

@@ -234,7 +234,7 @@ impl SegmentRing for MbufRing {
         let n = unsafe { sys::rte_ring_dequeue_burst(self.0, objs.as_mut_ptr(), 1) };
         if n == 1 {
             // SAFETY: ownership travelled through the ring.
-            unsafe { Mbuf::from_raw(objs[0].cast()) }
+            objs.first().and_then(|raw| unsafe { Mbuf::from_raw(raw.cast()) })
         } else {
             None
         }

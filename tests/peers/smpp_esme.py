@@ -129,11 +129,31 @@ def window_burst():
     return {"bind": bind_st, "statuses": statuses, "answered": len(seqs), "unbind_resp": [hex(unbind[0]), unbind[1]]}
 
 
+def peer_limit(n):
+    """n TCP connections at once from this address: iwf keeps max_connections_per_peer
+    (8 in config/lab.toml) and resets the rest. Returns how many stayed up."""
+    socks = [socket.create_connection((HOST, PORT), timeout=5) for _ in range(n)]
+    alive = 0
+    for s in socks:
+        # enquire_link before bind: answered (generic_nack or enquire_link_resp) while
+        # the connection lives; a reset connection gives an error or EOF.
+        try:
+            s.sendall(pdu(0x15, 7))
+            read_pdu(s)
+            alive += 1
+        except (EOFError, OSError):
+            pass
+    for s in socks:
+        s.close()
+    return alive
+
+
 result = {
     "transceiver": transceiver(),
     "tx_plus_rx": tx_plus_rx(),
     "wrong_password": bind_status("transceiver", "smsca", "wrong")[0],
     "unknown_system_id": bind_status("transceiver", "nosuch", "pwa")[0],
     "window_burst": window_burst(),
+    "peer_limit_10": peer_limit(10),
 }
 print(json.dumps(result, sort_keys=True))
