@@ -5,6 +5,7 @@
 //! - [`wire`]: sans-IO, zero-copy codecs (SIP, CPIM, IMDN, SMPP, SMS text);
 //! - [`tag`]: the authenticated legacy-system tag carried as `imdn.Message-ID`;
 //! - [`interwork`]: the exchange unit's conversions between the two worlds;
+//! - [`route`]: exchange selection: per-exchange lanes and their lock-free table;
 //! - [`inspect`]: the operator's dissector behind `iwf inspect`.
 //!
 //! Only `dataplane/` (a later issue) and the `dpdk-sys` crate may touch DPDK or `unsafe`.
@@ -13,6 +14,7 @@
 
 pub mod inspect;
 pub mod interwork;
+pub mod route;
 pub mod session;
 pub mod tag;
 pub mod wire;

@@ -1,0 +1,1084 @@
+//! `iwf-peer`: the lab's SMPP peers on the kernel TCP stack, built on iwf's own
+//! sans-IO [`Session`] over `std::net::TcpStream` (std threads, blocking
+//! sockets, no async runtime).
+//!
+//! - `iwf-peer smsc`: an SMSC double (the lab's smsc-c at 198.18.1.1:2776).
+//!   Accepts binds with one system_id / password, answers submit_sm with
+//!   message ids (hex or decimal) and, for each submit_sm whose
+//!   registered_delivery asks for an SMSC receipt, sends a delivery receipt
+//!   deliver_sm back on the same bind (esm_class 0x04, `receipted_message_id`
+//!   and `message_state` TLVs, Appendix-B text). Prints a one-line JSON
+//!   summary on SIGINT / SIGTERM or after `--duration`.
+//! - `iwf-peer esme`: a load driver. Binds transceiver, submits `--count`
+//!   messages asking for receipts with at most `--window` outstanding (and at
+//!   most `--rate` per second), answers the receipts, and prints submit_sm_resp
+//!   latency percentiles, throughput and receipt counts as one line of JSON.
+//!
+//! Both stop by themselves (bounded count, duration and timeouts) and talk
+//! only to the address given on the command line. Exit status: 0 done, 1 an
+//! error (connect, bind refused: the one-line error names the status), 2 the
+//! run ended incomplete (JSON still printed).
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use iwf::session::smpp::{
+    BindRefusal, BindRequest, CloseReason, Credentials, Event, LegacySystemId, Role, SendError,
+    Session, SessionConfig, SmppText,
+};
+use iwf::wire::smpp::{
+    Address, Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu, Receipt, ReceiptDate,
+    ReceiptStat, RegisteredDelivery, SmscReceipt, SubmitSm, TlvWriter, Tlvs,
+};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// SMPP peers for the iwf lab on the kernel TCP stack.
+#[derive(Parser)]
+#[command(name = "iwf-peer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// An SMSC double: accepts binds, answers submit_sm, sends delivery receipts.
+    Smsc(SmscArgs),
+    /// An ESME load driver: binds, submits, collects receipts, reports latency.
+    Esme(EsmeArgs),
+}
+
+/// How the SMSC double writes message ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum IdFormat {
+    /// Lower-case hexadecimal (`1f4a`).
+    Hex,
+    /// Decimal (`8010`).
+    Decimal,
+}
+
+#[derive(clap::Args)]
+struct SmscArgs {
+    /// Address to listen on, e.g. 198.18.1.1:2776 (port 0: any; the bound
+    /// address is printed on stderr as `listening on ADDR`).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The system_id ESMEs must bind with.
+    #[arg(long)]
+    system_id: String,
+    /// The password ESMEs must bind with.
+    #[arg(long)]
+    password: String,
+    /// Delay between a submit_sm_resp and its delivery receipt.
+    #[arg(long, default_value_t = 0)]
+    receipt_delay_ms: u64,
+    /// Requests per bind awaiting an answer (ours and the ESME's).
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Message id format in submit_sm_resp and receipts.
+    #[arg(long, value_enum, default_value_t = IdFormat::Hex)]
+    ids: IdFormat,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    /// Most connections served at once (more are closed at once).
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+}
+
+#[derive(clap::Args)]
+struct EsmeArgs {
+    /// The SMSC (or iwf) to bind to, e.g. 198.18.1.2:2775.
+    #[arg(long)]
+    connect: SocketAddr,
+    /// system_id to bind with (≤ 15 octets).
+    #[arg(long)]
+    system_id: String,
+    /// Password to bind with (≤ 8 octets).
+    #[arg(long)]
+    password: String,
+    /// Messages to submit.
+    #[arg(long)]
+    count: u64,
+    /// Most submit_sm outstanding.
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Most submit_sm per second (unlimited when absent).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// source_addr of the messages (international).
+    #[arg(long, default_value = "447000300001")]
+    source: String,
+    /// destination_addr of the messages (international).
+    #[arg(long, default_value = "447000100001")]
+    destination: String,
+    /// registered_delivery of each submit_sm (1: receipt on success or failure).
+    #[arg(long, default_value_t = 1)]
+    registered_delivery: u8,
+    /// How long a submit_sm may wait for its response.
+    #[arg(long, default_value_t = 10_000)]
+    response_timeout_ms: u64,
+    /// After the last response, how long to wait for the missing receipts.
+    #[arg(long, default_value_t = 10_000)]
+    receipt_wait_ms: u64,
+    /// Give up on the whole run after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+}
+
+// ---------------------------------------------------------------- common --
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM set [`STOP`] (the handler only stores to an atomic,
+/// which is async-signal-safe).
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        #[allow(unsafe_code)]
+        // SAFETY: installs a handler that only performs an atomic store.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}
+
+/// Milliseconds since the process started: the sessions' clock.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn peer_v4(addr: SocketAddr) -> Ipv4Addr {
+    match addr.ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// One TCP connection driven through a [`Session`].
+struct Conn {
+    stream: TcpStream,
+    session: Session,
+    inbuf: Vec<u8>,
+    in_len: usize,
+    out: Vec<u8>,
+    read_timeout: Option<Duration>,
+    eof: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, session: Session) -> std::io::Result<Self> {
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(false)?;
+        Ok(Conn {
+            stream,
+            session,
+            inbuf: vec![0; 64 * 1024],
+            in_len: 0,
+            out: vec![0; 64 * 1024],
+            read_timeout: None,
+            eof: false,
+        })
+    }
+
+    /// Writes everything the session has to send.
+    fn flush(&mut self) -> std::io::Result<()> {
+        loop {
+            let n = self.session.poll_transmit(&mut self.out);
+            if n == 0 {
+                return Ok(());
+            }
+            self.stream.write_all(self.out.get(..n).unwrap_or(&[]))?;
+        }
+    }
+
+    /// Waits up to `wait` for bytes (or until the timer the session asks
+    /// for), then runs the session's timers. Returns false once the peer
+    /// closed or the socket failed (the session is told).
+    fn read(&mut self, wait: Duration) -> bool {
+        let now = now_ms();
+        let wait = match self.session.poll_timeout() {
+            Some(t) => wait.min(Duration::from_millis(t.saturating_sub(now))),
+            None => wait,
+        }
+        .max(Duration::from_millis(1));
+        if self.read_timeout != Some(wait) {
+            if self.stream.set_read_timeout(Some(wait)).is_err() {
+                self.session.connection_lost(now);
+                self.eof = true;
+                return false;
+            }
+            self.read_timeout = Some(wait);
+        }
+        if self.in_len == self.inbuf.len() {
+            // The session pauses input while its output is full: flushing
+            // above made room, so only the timers run here.
+            self.session.handle_timeout(now_ms());
+            return true;
+        }
+        let got = self
+            .stream
+            .read(self.inbuf.get_mut(self.in_len..).unwrap_or(&mut []));
+        match got {
+            Ok(0) => {
+                self.session.connection_lost(now_ms());
+                self.eof = true;
+                false
+            }
+            Ok(n) => {
+                self.in_len += n;
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                let now = now_ms();
+                if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                    self.session.handle_timeout(now);
+                }
+                true
+            }
+            Err(_) => {
+                self.session.connection_lost(now_ms());
+                self.eof = true;
+                false
+            }
+        }
+    }
+
+    /// Feeds the buffered bytes to the session; the driver gets each
+    /// request the session hands out (submit_sm, deliver_sm, data_sm) to
+    /// answer, and every event. Flushes as it goes.
+    fn process<D: Driver>(
+        &mut self,
+        auth: &mut dyn iwf::session::smpp::Authenticator,
+        driver: &mut D,
+    ) -> std::io::Result<()> {
+        let mut pos = 0usize;
+        loop {
+            self.drain_events(driver)?;
+            let bytes = self.inbuf.get(pos..self.in_len).unwrap_or(&[]);
+            let input = self.session.handle_input(now_ms(), bytes, auth);
+            let consumed = input.consumed;
+            let request = input.request.as_ref().map(D::extract);
+            pos += consumed;
+            match request {
+                Some(r) => driver.request(&mut self.session, r),
+                None if consumed == 0 => break,
+                None => {}
+            }
+        }
+        self.inbuf.copy_within(pos..self.in_len, 0);
+        self.in_len -= pos;
+        self.drain_events(driver)
+    }
+
+    /// Flushes the output and hands every pending event to the driver.
+    fn drain_events<D: Driver>(&mut self, driver: &mut D) -> std::io::Result<()> {
+        self.flush()?;
+        while let Some(ev) = self.session.poll_event() {
+            driver.event(&mut self.session, ev);
+        }
+        self.flush()
+    }
+}
+
+/// What the owner of a connection does with the session's requests and
+/// events.
+trait Driver {
+    /// A request's content, copied out of the PDU (which borrows the session).
+    type Request: Copy;
+    /// Copies what the driver needs out of a request.
+    fn extract(pdu: &Pdu<'_>) -> Self::Request;
+    /// Answers a request.
+    fn request(&mut self, session: &mut Session, request: Self::Request);
+    /// Takes an event.
+    fn event(&mut self, session: &mut Session, event: Event);
+}
+
+/// An SMPP address held by value.
+#[derive(Clone, Copy)]
+struct OwnedAddress {
+    ton: u8,
+    npi: u8,
+    len: u8,
+    addr: [u8; 65],
+}
+
+impl OwnedAddress {
+    fn from(a: &Address<'_>) -> Self {
+        let mut addr = [0u8; 65];
+        let len = a.addr.len().min(65);
+        addr[..len].copy_from_slice(&a.addr[..len]);
+        OwnedAddress {
+            ton: a.ton,
+            npi: a.npi,
+            len: len as u8,
+            addr,
+        }
+    }
+
+    fn as_address(&self) -> Address<'_> {
+        Address::new(self.ton, self.npi, &self.addr[..self.len as usize])
+    }
+}
+
+/// The UTC `YYMMDDhhmmss` of the Unix time `secs` (civil-from-days, Howard
+/// Hinnant's algorithm).
+fn receipt_date(secs: u64) -> Option<ReceiptDate> {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    ReceiptDate::new(
+        (y % 100) as u8,
+        m as u8,
+        d as u8,
+        (rem / 3_600) as u8,
+        (rem / 60 % 60) as u8,
+        Some((rem % 60) as u8),
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ------------------------------------------------------------------ smsc --
+
+#[derive(Default)]
+struct SmscStats {
+    connections: AtomicU64,
+    connections_refused: AtomicU64,
+    binds_ok: AtomicU64,
+    binds_refused: AtomicU64,
+    submit_sm: AtomicU64,
+    other_requests: AtomicU64,
+    receipts_requested: AtomicU64,
+    receipts_sent: AtomicU64,
+    receipts_acked: AtomicU64,
+    receipts_failed: AtomicU64,
+    receipts_unsent: AtomicU64,
+    enquire_link: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A submit_sm as the double keeps it for its receipt.
+#[derive(Clone, Copy)]
+struct Submitted {
+    seq: u32,
+    command: CommandId,
+    source: OwnedAddress,
+    destination: OwnedAddress,
+    registered_delivery: RegisteredDelivery,
+    text: [u8; 20],
+    text_len: u8,
+}
+
+struct PendingReceipt {
+    due: u64,
+    id: String,
+    sub: Submitted,
+    submit_date: Option<ReceiptDate>,
+}
+
+struct SmscShared {
+    args: SmscArgs,
+    stats: SmscStats,
+    next_id: AtomicU64,
+    stop: AtomicBool,
+}
+
+fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
+    let listener = TcpListener::bind(args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("listener: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("listener: {e}"))?;
+    eprintln!("listening on {local}");
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
+    let started = Instant::now();
+    let shared = Arc::new(SmscShared {
+        args,
+        stats: SmscStats::default(),
+        next_id: AtomicU64::new(1),
+        stop: AtomicBool::new(false),
+    });
+    let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
+    while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                workers.retain(|w| !w.is_finished());
+                if workers.len() >= shared.args.max_connections {
+                    add(&shared.stats.connections_refused, 1);
+                    drop(stream);
+                    continue;
+                }
+                add(&shared.stats.connections, 1);
+                let shared = Arc::clone(&shared);
+                workers.push(thread::spawn(move || {
+                    smsc_connection(&shared, stream, peer)
+                }));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        let _ = w.join();
+    }
+    let s = &shared.stats;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = json!({
+        "role": "smsc",
+        "listen": local.to_string(),
+        "elapsed_s": elapsed,
+        "connections": get(&s.connections),
+        "connections_refused": get(&s.connections_refused),
+        "binds_ok": get(&s.binds_ok),
+        "binds_refused": get(&s.binds_refused),
+        "submit_sm": get(&s.submit_sm),
+        "other_requests": get(&s.other_requests),
+        "submit_sm_per_s": get(&s.submit_sm) as f64 / elapsed.max(1e-9),
+        "receipts_requested": get(&s.receipts_requested),
+        "receipts_sent": get(&s.receipts_sent),
+        "receipts_acked": get(&s.receipts_acked),
+        "receipts_failed": get(&s.receipts_failed),
+        "receipts_unsent": get(&s.receipts_unsent),
+        "enquire_link": get(&s.enquire_link),
+        "bytes_in": get(&s.bytes_in),
+        "bytes_out": get(&s.bytes_out),
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_id(format: IdFormat, n: u64) -> String {
+    match format {
+        IdFormat::Hex => format!("{n:x}"),
+        IdFormat::Decimal => format!("{n}"),
+    }
+}
+
+/// One connection of the SMSC double.
+struct SmscConn<'a> {
+    shared: &'a SmscShared,
+    receipts: VecDeque<PendingReceipt>,
+    closed: bool,
+}
+
+impl Driver for SmscConn<'_> {
+    type Request = Submitted;
+
+    fn extract(pdu: &Pdu<'_>) -> Submitted {
+        let empty = OwnedAddress::from(&Address::new(0, 0, b""));
+        let mut s = Submitted {
+            seq: pdu.sequence_number,
+            command: pdu.command_id(),
+            source: empty,
+            destination: empty,
+            registered_delivery: RegisteredDelivery::NONE,
+            text: [0; 20],
+            text_len: 0,
+        };
+        if let Body::SubmitSm(m) = &pdu.body {
+            s.source = OwnedAddress::from(&m.source);
+            s.destination = OwnedAddress::from(&m.destination);
+            s.registered_delivery = m.registered_delivery;
+            let text = m.payload();
+            let n = text.len().min(20);
+            s.text[..n].copy_from_slice(&text[..n]);
+            s.text_len = n as u8;
+        }
+        s
+    }
+
+    fn request(&mut self, session: &mut Session, sub: Submitted) {
+        let stats = &self.shared.stats;
+        if sub.command != CommandId::SubmitSm {
+            add(&stats.other_requests, 1);
+            let _ = session.respond(sub.seq, CommandStatus::ESME_RINVCMDID, b"");
+            return;
+        }
+        add(&stats.submit_sm, 1);
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format_id(self.shared.args.ids, n);
+        if session
+            .respond(sub.seq, CommandStatus::ESME_ROK, id.as_bytes())
+            .is_err()
+        {
+            return;
+        }
+        if matches!(
+            sub.registered_delivery.smsc_receipt(),
+            SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly
+        ) {
+            add(&stats.receipts_requested, 1);
+            self.receipts.push_back(PendingReceipt {
+                due: now_ms().saturating_add(self.shared.args.receipt_delay_ms),
+                id,
+                sub,
+                submit_date: receipt_date(unix_now()),
+            });
+        }
+    }
+
+    fn event(&mut self, _: &mut Session, ev: Event) {
+        let stats = &self.shared.stats;
+        match ev {
+            Event::Bound { .. } => add(&stats.binds_ok, 1),
+            Event::Response {
+                command_id: CommandId::DeliverSmResp,
+                status,
+                ..
+            } => {
+                if status.is_ok() {
+                    add(&stats.receipts_acked, 1)
+                } else {
+                    add(&stats.receipts_failed, 1)
+                }
+            }
+            Event::Response { .. } => {}
+            Event::ResponseTimeout { command_id, .. } | Event::Abandoned { command_id, .. } => {
+                if command_id == CommandId::DeliverSm {
+                    add(&stats.receipts_failed, 1);
+                }
+            }
+            Event::Closed { reason } => {
+                if let CloseReason::BindRefused(_) = reason {
+                    add(&stats.binds_refused, 1);
+                }
+                self.closed = true;
+            }
+            Event::Throttled { .. } | Event::Resumed => {}
+        }
+    }
+}
+
+fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
+    let args = &shared.args;
+    let config = SessionConfig {
+        role: Role::Server,
+        system_id: SmppText::new(b"smsc-double").unwrap_or_default(),
+        window: args.window,
+        out_window: args.window,
+        ..SessionConfig::default()
+    };
+    let mut session = Session::new(config);
+    session.connected(now_ms(), peer_v4(peer));
+    let Ok(mut conn) = Conn::new(stream, session) else {
+        return;
+    };
+    let (want_id, want_pw) = (args.system_id.as_bytes(), args.password.as_bytes());
+    let mut auth = |b: &BindRequest<'_>| {
+        if b.system_id != want_id {
+            Err(BindRefusal::UnknownSystem)
+        } else if b.password != want_pw {
+            Err(BindRefusal::BadPassword)
+        } else {
+            Ok(LegacySystemId(1))
+        }
+    };
+    let mut d = SmscConn {
+        shared,
+        receipts: VecDeque::new(),
+        closed: false,
+    };
+    let mut unbinding_since: Option<Instant> = None;
+    loop {
+        let now = now_ms();
+        if shared.stop.load(Ordering::SeqCst) && unbinding_since.is_none() {
+            unbinding_since = Some(Instant::now());
+            if conn.session.unbind(now).is_err() {
+                break;
+            }
+        }
+        if unbinding_since.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+            break;
+        }
+        // Receipts that are due, as far as the window lets them out.
+        let mut throttled_until = None;
+        while let Some(r) = d.receipts.front() {
+            if r.due > now {
+                break;
+            }
+            match send_receipt(&mut conn.session, now, r) {
+                Ok(_) => {
+                    add(&shared.stats.receipts_sent, 1);
+                    d.receipts.pop_front();
+                }
+                Err(SendError::Throttled { until }) => {
+                    throttled_until = Some(until);
+                    break;
+                }
+                Err(SendError::WindowFull | SendError::OutputFull) => break,
+                Err(_) => {
+                    add(&shared.stats.receipts_unsent, 1);
+                    d.receipts.pop_front();
+                }
+            }
+        }
+        if conn.process(&mut auth, &mut d).is_err() {
+            conn.session.connection_lost(now_ms());
+            let _ = conn.drain_events(&mut d);
+        }
+        if d.closed || conn.eof {
+            let _ = conn.drain_events(&mut d);
+            break;
+        }
+        // Wake for the next due receipt, the session's timers, or a stop.
+        let mut wait = Duration::from_millis(50);
+        if let Some(until) = throttled_until {
+            // The ESME answered ESME_RTHROTTLED: hold the receipts back.
+            wait = wait.min(Duration::from_millis(until.saturating_sub(now_ms())));
+        } else if let Some(r) = d.receipts.front() {
+            if conn.session.outstanding_requests() < args.window {
+                let now = now_ms();
+                if r.due <= now {
+                    continue; // due now and the window has room: send first
+                }
+                wait = wait.min(Duration::from_millis(r.due - now));
+            }
+        }
+        conn.read(wait);
+    }
+    let _ = conn.flush();
+    let stats = &shared.stats;
+    let c = conn.session.counters();
+    add(&stats.receipts_unsent, d.receipts.len() as u64);
+    add(&stats.enquire_link, c.pdus_in.enquire_link);
+    add(&stats.bytes_in, c.bytes_in);
+    add(&stats.bytes_out, c.bytes_out);
+}
+
+fn send_receipt(session: &mut Session, now: u64, r: &PendingReceipt) -> Result<u32, SendError> {
+    let done = receipt_date(unix_now());
+    let receipt = Receipt {
+        id: Some(r.id.as_bytes()),
+        sub: Some(1),
+        dlvrd: Some(1),
+        submit_date: r.submit_date.or(done),
+        done_date: done,
+        stat: Some(ReceiptStat::Delivered),
+        err: Some(b"000"),
+        text: Some(&r.sub.text[..r.sub.text_len as usize]),
+    };
+    let mut text = [0u8; 200];
+    let n = receipt.emit(&mut text).map_err(|_| SendError::TooLarge)?;
+    let mut area = [0u8; 96];
+    let mut w = TlvWriter::new(&mut area);
+    w.receipted_message_id(r.id.as_bytes())
+        .and_then(|w| w.message_state(MessageState::Delivered))
+        .map_err(SendError::Emit)?;
+    let tlvs = Tlvs::Raw(w.into_bytes());
+    let pdu = Pdu::new(
+        0,
+        Body::DeliverSm(SubmitSm {
+            service_type: b"",
+            source: r.sub.destination.as_address(),
+            destination: r.sub.source.as_address(),
+            esm_class: EsmClass(EsmClass::SMSC_DELIVERY_RECEIPT),
+            protocol_id: 0,
+            priority_flag: 0,
+            schedule_delivery_time: b"",
+            validity_period: b"",
+            registered_delivery: RegisteredDelivery::NONE,
+            replace_if_present_flag: 0,
+            data_coding: 0,
+            sm_default_msg_id: 0,
+            short_message: &text[..n],
+            tlvs,
+        }),
+    );
+    session.send_request(now, &pdu)
+}
+
+// ------------------------------------------------------------------ esme --
+
+/// A deliver_sm as the driver sees it.
+#[derive(Clone, Copy)]
+struct Delivered {
+    seq: u32,
+    is_deliver: bool,
+    is_receipt: bool,
+    id: [u8; 65],
+    id_len: u8,
+}
+
+/// The ESME driver's run state.
+struct EsmeRun {
+    hist: Histogram<u64>,
+    sent_at: HashMap<u32, Instant>,
+    /// Message ids answered, awaiting their receipt.
+    ids: HashSet<Vec<u8>>,
+    /// Receipts that came before their submit_sm_resp was seen.
+    early: HashSet<Vec<u8>>,
+    errors: BTreeMap<String, u64>,
+    answered: u64,
+    ok: u64,
+    timeouts: u64,
+    abandoned: u64,
+    throttled: u64,
+    receipts: u64,
+    matched: u64,
+    duplicates: u64,
+    other_deliver: u64,
+    bound_at: Option<Instant>,
+    last_answer: Option<Instant>,
+    last_receipt: Option<Instant>,
+    close: Option<CloseReason>,
+}
+
+impl Driver for EsmeRun {
+    type Request = Delivered;
+
+    fn extract(pdu: &Pdu<'_>) -> Delivered {
+        let mut d = Delivered {
+            seq: pdu.sequence_number,
+            is_deliver: pdu.command_id() == CommandId::DeliverSm,
+            is_receipt: false,
+            id: [0; 65],
+            id_len: 0,
+        };
+        if let Body::DeliverSm(m) = &pdu.body {
+            d.is_receipt = m.esm_class.is_receipt();
+            // TLVs first, the receipt text as the fallback (PROTOCOLS.md).
+            let from_tlv = m.tlvs.receipted_message_id().ok().flatten();
+            let id = from_tlv.or_else(|| Receipt::parse(m.payload()).ok().and_then(|r| r.id));
+            if let Some(id) = id {
+                let n = id.len().min(65);
+                d.id[..n].copy_from_slice(&id[..n]);
+                d.id_len = n as u8;
+            }
+        }
+        d
+    }
+
+    fn request(&mut self, session: &mut Session, d: Delivered) {
+        if !d.is_deliver {
+            let _ = session.respond(d.seq, CommandStatus::ESME_RINVCMDID, b"");
+            return;
+        }
+        let _ = session.respond(d.seq, CommandStatus::ESME_ROK, b"");
+        if !d.is_receipt {
+            self.other_deliver += 1;
+            return;
+        }
+        self.receipts += 1;
+        self.last_receipt = Some(Instant::now());
+        let id = d.id[..d.id_len as usize].to_vec();
+        if self.ids.remove(&id) {
+            self.matched += 1;
+        } else if !self.early.insert(id) {
+            self.duplicates += 1;
+        }
+    }
+
+    fn event(&mut self, _: &mut Session, ev: Event) {
+        match ev {
+            Event::Bound { .. } => self.bound_at = Some(Instant::now()),
+            Event::Response {
+                seq,
+                command_id: CommandId::SubmitSmResp | CommandId::GenericNack,
+                status,
+                message_id,
+            } => {
+                if let Some(t) = self.sent_at.remove(&seq) {
+                    let us = t.elapsed().as_micros().clamp(1, 120_000_000) as u64;
+                    let _ = self.hist.record(us);
+                }
+                self.answered += 1;
+                self.last_answer = Some(Instant::now());
+                if status.is_ok() {
+                    self.ok += 1;
+                    let id = message_id.as_bytes().to_vec();
+                    // A receipt may beat its submit_sm_resp (PROTOCOLS.md pitfall 1).
+                    if self.early.remove(&id) {
+                        self.matched += 1;
+                    } else {
+                        self.ids.insert(id);
+                    }
+                } else {
+                    *self.errors.entry(status.to_string()).or_default() += 1;
+                }
+            }
+            Event::Response { .. } => {}
+            Event::ResponseTimeout { seq, .. } => {
+                if self.sent_at.remove(&seq).is_some() {
+                    self.timeouts += 1;
+                }
+            }
+            Event::Abandoned { seq, .. } => {
+                if self.sent_at.remove(&seq).is_some() {
+                    self.abandoned += 1;
+                }
+            }
+            Event::Throttled { .. } => self.throttled += 1,
+            Event::Resumed => {}
+            Event::Closed { reason } => self.close = Some(reason),
+        }
+    }
+}
+
+fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
+    let creds = Credentials::transceiver(args.system_id.as_bytes(), args.password.as_bytes())
+        .ok_or("system_id (≤ 15 octets) or password (≤ 8 octets) too long")?;
+    if args.window == 0 {
+        return Err("--window must be at least 1".into());
+    }
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        return Err("--rate must be positive".into());
+    }
+    let overall = Instant::now() + Duration::from_secs_f64(args.timeout.max(0.0));
+    let stream = TcpStream::connect_timeout(&args.connect, Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {}: {e}", args.connect))?;
+    let config = SessionConfig {
+        role: Role::Client(creds),
+        window: args.window.max(10),
+        out_window: args.window,
+        response_timeout: args.response_timeout_ms,
+        ..SessionConfig::default()
+    };
+    let mut session = Session::new(config);
+    session.connected(now_ms(), peer_v4(args.connect));
+    let mut conn = Conn::new(stream, session).map_err(|e| format!("socket: {e}"))?;
+    let mut run = EsmeRun {
+        hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
+            .map_err(|e| format!("histogram: {e}"))?,
+        sent_at: HashMap::new(),
+        ids: HashSet::new(),
+        early: HashSet::new(),
+        errors: BTreeMap::new(),
+        answered: 0,
+        ok: 0,
+        timeouts: 0,
+        abandoned: 0,
+        throttled: 0,
+        receipts: 0,
+        matched: 0,
+        duplicates: 0,
+        other_deliver: 0,
+        bound_at: None,
+        last_answer: None,
+        last_receipt: None,
+        close: None,
+    };
+    let rd = RegisteredDelivery(args.registered_delivery);
+    let wants_receipt = matches!(
+        rd.smsc_receipt(),
+        SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly
+    );
+    let mut submitted = 0u64;
+    let mut unbinding = false;
+    let mut text = String::new();
+    let mut io_error: Option<String> = None;
+    let pace = |start: Instant, n: u64| {
+        args.rate
+            .map(|rate| start + Duration::from_secs_f64(n as f64 / rate))
+    };
+
+    loop {
+        let now = now_ms();
+        // Submit as far as window, rate and count allow.
+        if let (Some(start), false) = (run.bound_at, unbinding) {
+            while submitted < args.count {
+                if pace(start, submitted).is_some_and(|due| Instant::now() < due) {
+                    break;
+                }
+                text.clear();
+                use std::fmt::Write as _;
+                let _ = write!(text, "iwf-peer message {submitted}");
+                let pdu = Pdu::new(
+                    0,
+                    Body::SubmitSm(SubmitSm {
+                        service_type: b"",
+                        source: Address::international(args.source.as_bytes()),
+                        destination: Address::international(args.destination.as_bytes()),
+                        esm_class: EsmClass::DEFAULT,
+                        protocol_id: 0,
+                        priority_flag: 0,
+                        schedule_delivery_time: b"",
+                        validity_period: b"",
+                        registered_delivery: rd,
+                        replace_if_present_flag: 0,
+                        data_coding: 0,
+                        sm_default_msg_id: 0,
+                        short_message: text.as_bytes(),
+                        tlvs: Tlvs::EMPTY,
+                    }),
+                );
+                match conn.session.send_request(now, &pdu) {
+                    Ok(seq) => {
+                        run.sent_at.insert(seq, Instant::now());
+                        submitted += 1;
+                    }
+                    Err(
+                        SendError::WindowFull
+                        | SendError::OutputFull
+                        | SendError::Throttled { .. }
+                        | SendError::NotBound,
+                    ) => break,
+                    Err(e) => return Err(format!("cannot submit: {e}")),
+                }
+            }
+        }
+        // Done: every submit answered and every receipt back (or given up).
+        let all_answered =
+            run.bound_at.is_some() && run.answered + run.timeouts + run.abandoned >= args.count;
+        let receipts_done = !wants_receipt
+            || run.matched >= run.ok
+            || run
+                .last_answer
+                .is_some_and(|t| t.elapsed() > Duration::from_millis(args.receipt_wait_ms));
+        let give_up = Instant::now() > overall || STOP.load(Ordering::SeqCst);
+        if ((all_answered && receipts_done) || give_up) && !unbinding && run.close.is_none() {
+            unbinding = true;
+            if conn.session.unbind(now).is_err() {
+                break;
+            }
+        }
+        if Instant::now() > overall + Duration::from_secs(2) {
+            break;
+        }
+        if let Err(e) = conn.process(&mut iwf::session::smpp::RefuseBinds, &mut run) {
+            io_error = Some(e.to_string());
+            conn.session.connection_lost(now_ms());
+            let _ = conn.drain_events(&mut run);
+        }
+        if run.close.is_some() || conn.eof {
+            let _ = conn.drain_events(&mut run);
+            break;
+        }
+        let mut wait = Duration::from_millis(50);
+        if let (Some(start), false, false) = (run.bound_at, unbinding, submitted >= args.count) {
+            if run.sent_at.len() < args.window {
+                match pace(start, submitted) {
+                    Some(due) if due > Instant::now() => {
+                        wait = wait.min(due.saturating_duration_since(Instant::now()));
+                    }
+                    // The window has room and the pace allows: submit first.
+                    _ => continue,
+                }
+            }
+        }
+        conn.read(wait);
+    }
+    let reason = run.close.unwrap_or(CloseReason::ConnectionLost);
+    if run.bound_at.is_none() {
+        return Err(match io_error {
+            Some(e) => format!("bind failed: {reason} ({e})"),
+            None => format!("bind failed: {reason}"),
+        });
+    }
+    let elapsed = run.bound_at.map_or(0.0, |t| {
+        run.last_answer
+            .unwrap_or_else(Instant::now)
+            .duration_since(t)
+            .as_secs_f64()
+    });
+    // Until the last submit_sm_resp or receipt: every PDU of the run.
+    let end_all = run
+        .last_answer
+        .max(run.last_receipt)
+        .unwrap_or_else(Instant::now);
+    let elapsed_all = run
+        .bound_at
+        .map_or(0.0, |t| end_all.duration_since(t).as_secs_f64());
+    let counters = conn.session.counters();
+    let pdus = counters.pdus_in.total() + counters.pdus_out.total();
+    let complete = run.answered == args.count
+        && run.ok == args.count
+        && (!wants_receipt || run.matched == run.ok);
+    let h = &run.hist;
+    let q = |p: f64| h.value_at_quantile(p);
+    let summary = json!({
+        "role": "esme",
+        "connect": args.connect.to_string(),
+        "count": args.count,
+        "window": args.window,
+        "rate": args.rate,
+        "submitted": submitted,
+        "answered": run.answered,
+        "ok": run.ok,
+        "errors": run.errors,
+        "timeouts": run.timeouts,
+        "abandoned": run.abandoned,
+        "throttled": run.throttled,
+        "receipts": run.receipts,
+        "receipts_matched": run.matched,
+        "receipts_unmatched": run.early.len(),
+        "receipts_duplicate": run.duplicates,
+        "receipts_missing": if wants_receipt { run.ok.saturating_sub(run.matched) } else { 0 },
+        "other_deliver_sm": run.other_deliver,
+        "elapsed_s": elapsed,
+        "submit_per_s": if elapsed > 0.0 { run.answered as f64 / elapsed } else { 0.0 },
+        "elapsed_all_s": elapsed_all,
+        "pdus": pdus,
+        "pdus_per_s": if elapsed_all > 0.0 { pdus as f64 / elapsed_all } else { 0.0 },
+        "latency_us": {
+            "min": h.min(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
+            "p999": q(0.999), "max": h.max(), "mean": h.mean(),
+        },
+        "closed": reason.to_string(),
+        "complete": complete,
+    });
+    println!("{summary}");
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_signal_handlers();
+    let _ = now_ms();
+    let (name, result) = match cli.command {
+        Command::Smsc(a) => ("smsc", smsc(a)),
+        Command::Esme(a) => ("esme", esme(a)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("iwf-peer {name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! `iwf-peer` on loopback: the ESME driver against the SMSC double, both real
+//! processes on the kernel TCP stack (127.0.0.1, ephemeral ports), talking
+//! through iwf's own SMPP session.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PEER: &str = env!("CARGO_BIN_EXE_iwf-peer");
+
+/// A running SMSC double; SIGTERM'd (summary read) or killed when dropped.
+struct Smsc {
+    child: Child,
+    addr: SocketAddr,
+    stderr: BufReader<ChildStderr>,
+}
+
+impl Smsc {
+    fn start(extra: &[&str]) -> Smsc {
+        let mut child = Command::new(PEER)
+            .args([
+                "smsc",
+                "--listen",
+                "127.0.0.1:0",
+                "--system-id",
+                "iwf",
+                "--password",
+                "pwc",
+            ])
+            .args(["--duration", "60"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iwf-peer smsc");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        stderr.read_line(&mut line).expect("listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address");
+        Smsc {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then the one-line JSON summary.
+    fn stop(mut self) -> serde_json::Value {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        self.summary()
+    }
+
+    fn summary(&mut self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "smsc did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read stdout");
+        let mut err = String::new();
+        let _ = self.stderr.read_to_string(&mut err);
+        assert!(status.success(), "smsc exit {status:?}: {err}");
+        assert_eq!(out.lines().count(), 1, "one line: {out:?}");
+        serde_json::from_str(&out).expect("smsc summary is JSON")
+    }
+}
+
+impl Drop for Smsc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn esme(addr: SocketAddr, password: &str, extra: &[&str]) -> Output {
+    Command::new(PEER)
+        .args([
+            "esme",
+            "--connect",
+            &addr.to_string(),
+            "--system-id",
+            "iwf",
+            "--password",
+            password,
+        ])
+        .args(["--timeout", "30"])
+        .args(extra)
+        .output()
+        .expect("run iwf-peer esme")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "one line: {text:?}");
+    serde_json::from_str(&text).expect("esme output is JSON")
+}
+
+#[test]
+fn esme_against_smsc_double_all_answered_all_receipts_back() {
+    let smsc = Smsc::start(&[]);
+    let out = esme(smsc.addr, "pwc", &["--count", "200", "--window", "10"]);
+    assert!(
+        out.status.success(),
+        "esme: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["submitted"], 200);
+    assert_eq!(v["answered"], 200);
+    assert_eq!(v["ok"], 200);
+    assert_eq!(v["errors"], serde_json::json!({}));
+    assert_eq!(v["timeouts"], 0);
+    assert_eq!(v["receipts"], 200);
+    assert_eq!(v["receipts_matched"], 200);
+    assert_eq!(v["receipts_unmatched"], 0);
+    assert_eq!(v["receipts_duplicate"], 0);
+    assert_eq!(v["complete"], true);
+    assert_eq!(v["closed"], "unbound");
+    let lat = &v["latency_us"];
+    let (p50, p99, max) = (
+        lat["p50"].as_u64().unwrap(),
+        lat["p99"].as_u64().unwrap(),
+        lat["max"].as_u64().unwrap(),
+    );
+    assert!(p50 >= 1 && p50 <= p99 && p99 <= max, "{lat}");
+    assert!(v["submit_per_s"].as_f64().unwrap() > 0.0);
+    let s = smsc.stop();
+    assert_eq!(s["role"], "smsc");
+    assert_eq!(s["connections"], 1);
+    assert_eq!(s["binds_ok"], 1);
+    assert_eq!(s["binds_refused"], 0);
+    assert_eq!(s["submit_sm"], 200);
+    assert_eq!(s["receipts_requested"], 200);
+    assert_eq!(s["receipts_sent"], 200);
+    assert_eq!(s["receipts_acked"], 200);
+    assert_eq!(s["receipts_failed"], 0);
+    assert_eq!(s["receipts_unsent"], 0);
+}
+
+#[test]
+fn wrong_password_fails_with_esme_rinvpaswd() {
+    let smsc = Smsc::start(&[]);
+    let out = esme(smsc.addr, "wrong", &["--count", "200", "--window", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ESME_RINVPASWD"), "{err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(out.stdout.is_empty());
+    // Unknown system_id is told apart.
+    let out = Command::new(PEER)
+        .args([
+            "esme",
+            "--connect",
+            &smsc.addr.to_string(),
+            "--system-id",
+            "nobody",
+        ])
+        .args(["--password", "pwc", "--count", "1"])
+        .output()
+        .expect("run esme");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ESME_RINVSYSID"));
+    let s = smsc.stop();
+    assert_eq!(s["binds_refused"], 2);
+    assert_eq!(s["binds_ok"], 0);
+    assert_eq!(s["submit_sm"], 0);
+}
+
+#[test]
+fn decimal_ids_delayed_receipts_and_no_receipt_when_not_asked() {
+    let smsc = Smsc::start(&[
+        "--ids",
+        "decimal",
+        "--receipt-delay-ms",
+        "30",
+        "--window",
+        "4",
+    ]);
+    let out = esme(smsc.addr, "pwc", &["--count", "60", "--window", "8"]);
+    assert!(
+        out.status.success(),
+        "esme: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["receipts_matched"], 60);
+    // registered_delivery 0: no receipt asked, none sent.
+    let out = esme(
+        smsc.addr,
+        "pwc",
+        &[
+            "--count",
+            "20",
+            "--window",
+            "5",
+            "--registered-delivery",
+            "0",
+        ],
+    );
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["ok"], 20);
+    assert_eq!(v["receipts"], 0);
+    assert_eq!(v["receipts_missing"], 0);
+    let s = smsc.stop();
+    assert_eq!(s["connections"], 2);
+    assert_eq!(s["submit_sm"], 80);
+    assert_eq!(s["receipts_requested"], 60);
+    assert_eq!(s["receipts_sent"], 60);
+    assert_eq!(s["receipts_acked"], 60);
+}
+
+#[test]
+fn rate_limits_the_submissions() {
+    let smsc = Smsc::start(&[]);
+    let started = Instant::now();
+    let out = esme(
+        smsc.addr,
+        "pwc",
+        &["--count", "40", "--window", "10", "--rate", "200"],
+    );
+    assert!(
+        out.status.success(),
+        "esme: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 40 messages at 200/s take at least 195 ms (the first goes at once).
+    assert!(
+        started.elapsed() >= Duration::from_millis(195),
+        "{:?}",
+        started.elapsed()
+    );
+    let v = json(&out);
+    assert_eq!(v["receipts_matched"], 40);
+    assert!(
+        v["submit_per_s"].as_f64().unwrap() < 260.0,
+        "{}",
+        v["submit_per_s"]
+    );
+    drop(smsc);
+}
+
+#[test]
+fn smsc_stops_by_itself_after_its_duration() {
+    let mut child = Command::new(PEER)
+        .args([
+            "smsc",
+            "--listen",
+            "127.0.0.1:0",
+            "--system-id",
+            "iwf",
+            "--password",
+            "pwc",
+        ])
+        .args(["--duration", "0.3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smsc");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut smsc = Smsc {
+        addr: "127.0.0.1:1".parse().unwrap(),
+        child,
+        stderr,
+    };
+    let s = smsc.summary();
+    assert_eq!(s["connections"], 0);
+    assert!(s["elapsed_s"].as_f64().unwrap() >= 0.3);
+}
+
+#[test]
+fn esme_refuses_bad_arguments_and_unreachable_peers() {
+    // Nothing listens on port 1 of loopback.
+    let out = Command::new(PEER)
+        .args([
+            "esme",
+            "--connect",
+            "127.0.0.1:1",
+            "--system-id",
+            "x",
+            "--password",
+            "y",
+            "--count",
+            "1",
+        ])
+        .output()
+        .expect("run esme");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+    let out = Command::new(PEER)
+        .args([
+            "esme",
+            "--connect",
+            "127.0.0.1:1",
+            "--system-id",
+            "a-system-id-too-long",
+        ])
+        .args(["--password", "y", "--count", "1"])
+        .output()
+        .expect("run esme");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too long"));
+}
