@@ -17,7 +17,7 @@
 //! than the window answered ESME_RTHROTTLED (none dropped), unbind clean, connections
 //! beyond the per-peer limit reset, while tshark
 //! on the legacy tap decodes every SMPP PDU iwf sent; iwf's own bind to smsc-c backs off
-//! while no SMSC listens, binds once an SMSC double (tests/peers/smsc_double.py) does,
+//! while no SMSC listens, binds once the SMSC double (`iwf-peer smsc`) does,
 //! reconnects with back-off when it goes away, and stops for good (alarm counter) when
 //! the SMSC refuses its password; sipp over TCP exchanges OPTIONS and MESSAGE.
 //!
@@ -584,18 +584,19 @@ fn smpp_server() {
     assert!(bad.is_empty(), "tshark flags iwf's frames {bad:?} as malformed or warning (see {})", pcap.display());
 }
 
-/// The SMSC double standing in for smsc-c in iwf-legacy.
+/// `iwf-peer smsc` (the project's SMSC double, kernel TCP) as smsc-c in iwf-legacy,
+/// accepting system_id `iwf` with `password`.
 fn smsc_double(password: &str) -> Child {
-    let script = root_dir().join("tests/peers/smsc_double.py");
     Command::new("ip")
-        .args(["netns", "exec", LEGACY_NS, "python3", "-u"])
-        .arg(&script)
-        .args([&format!("{LEGACY_PEER_TEXT}:2776"), "iwf", password])
+        .args(["netns", "exec", LEGACY_NS])
+        .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+        .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", password])
+        .args(["--duration", "120"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("python3")
+        .expect("iwf-peer")
 }
 
 /// iwf binds to smsc-c (198.18.1.1:2776) as an ESME: back-off while nothing listens,
