@@ -506,13 +506,40 @@ pub struct StackSettings {
     pub sip_slot_bytes: usize,
 }
 
-/// One worker's TCP on one port: the smoltcp interface and sockets, and the SMPP and
-/// SIP applications on them.
+/// One worker's TCP on one port: the frames waiting for smoltcp, and the [`Endpoint`].
+#[derive(Debug)]
 pub struct TcpStack {
+    rx: FrameQueue,
+    endpoint: Endpoint,
+}
+
+impl TcpStack {
+    /// See [`Endpoint::new`]; plus the input queue of [`RX_QUEUE`] frames.
+    pub fn new(settings: &StackSettings, directory: Directory, route: Route, now_ms: u64) -> TcpStack {
+        TcpStack { rx: FrameQueue::new(RX_QUEUE), endpoint: Endpoint::new(settings, directory, route, now_ms) }
+    }
+
+    /// Queues a frame for smoltcp's next poll; hands it back when the queue is full.
+    pub fn queue(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        self.rx.push(m)
+    }
+
+    /// Runs smoltcp and the applications over the worker's mbufs when frames wait or a
+    /// timer is due (frames go on `tx`).
+    pub fn poll(&mut self, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+        let input = !self.rx.is_empty();
+        let mut dev = MbufDevice { rx: &mut self.rx, pool, tx, counters };
+        self.endpoint.poll(now_ms, input, counters, &mut dev);
+    }
+}
+
+/// The smoltcp interface and sockets of one worker on one port, and the SMPP and SIP
+/// applications on them; driven over any [`phy::Device`] (the worker's mbufs, or frames
+/// in memory in tests).
+pub struct Endpoint {
     iface: Interface,
     sockets: SocketSet<'static>,
     slots: Vec<Slot>,
-    rx: FrameQueue,
     directory: Directory,
     sip: Option<(ServerTransactions, UasPolicy<Route>)>,
     reply: Vec<u8>,
@@ -523,9 +550,9 @@ pub struct TcpStack {
     next_service: u64,
 }
 
-impl std::fmt::Debug for TcpStack {
+impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpStack").field("slots", &self.slots.len()).finish_non_exhaustive()
+        f.debug_struct("Endpoint").field("slots", &self.slots.len()).finish_non_exhaustive()
     }
 }
 
@@ -546,11 +573,11 @@ fn new_socket(tcp: &TcpConfig) -> tcp::Socket<'static> {
     s
 }
 
-impl TcpStack {
+impl Endpoint {
     /// Everything allocated here: the interface, `tcp.sockets` sockets with their
     /// buffers (one per client, the rest split between the SMPP and SIP listeners), a
     /// session per SMPP socket, a stream buffer per SIP socket.
-    pub fn new(settings: &StackSettings, directory: Directory, route: Route, now_ms: u64) -> TcpStack {
+    pub fn new(settings: &StackSettings, directory: Directory, route: Route, now_ms: u64) -> Endpoint {
         let mut config = Config::new(HardwareAddress::Ethernet(settings.mac));
         config.random_seed = seed(u64::from(settings.queue));
         let now = SmolInstant::from_millis(i64::try_from(now_ms).unwrap_or(0));
@@ -624,11 +651,10 @@ impl TcpStack {
             (server, UasPolicy::new(route))
         });
         let ephemeral = ephemeral_range(settings.queue);
-        TcpStack {
+        Endpoint {
             iface,
             sockets,
             slots,
-            rx: FrameQueue::new(RX_QUEUE),
             directory,
             sip,
             reply: vec![0u8; SIP_REPLY_MAX],
@@ -640,23 +666,16 @@ impl TcpStack {
         }
     }
 
-    /// Queues a frame for smoltcp's next poll; hands it back when the queue is full.
-    pub fn queue(&mut self, m: Mbuf) -> Result<(), Mbuf> {
-        self.rx.push(m)
-    }
-
-    /// Runs smoltcp and the applications when frames wait or a timer is due: ingress,
-    /// the sessions and streams, egress (frames go on `tx`).
-    pub fn poll(&mut self, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
-        if self.rx.is_empty() && now_ms < self.next_poll && now_ms < self.next_service {
+    /// Runs smoltcp and the applications over `dev` when `input` frames wait or a timer
+    /// is due: ingress, the sessions and streams, egress.
+    pub fn poll<D: phy::Device>(&mut self, now_ms: u64, input: bool, counters: &QueueCounters, dev: &mut D) {
+        if !input && now_ms < self.next_poll && now_ms < self.next_service {
             return;
         }
         let now = SmolInstant::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
-        let mut dev = MbufDevice { rx: &mut self.rx, pool, tx, counters };
-        self.iface.poll(now, &mut dev, &mut self.sockets);
+        self.iface.poll(now, dev, &mut self.sockets);
         self.service(now_ms, counters);
-        let mut dev = MbufDevice { rx: &mut self.rx, pool, tx, counters };
-        self.iface.poll(now, &mut dev, &mut self.sockets);
+        self.iface.poll(now, dev, &mut self.sockets);
         self.next_service = now_ms.saturating_add(SERVICE_EVERY_MS);
         self.next_poll = self
             .iface
@@ -1120,6 +1139,241 @@ mod tests {
         assert_eq!(h1.pass(1, 8), Err(8));
         assert_eq!(h1.pass(0, 9), Err(9), "no ring to itself");
         assert_eq!(Handoff::<TestRing>::single().steer(peer(1), 2775), Steer::Local);
+    }
+
+    /// Frames in memory: a device receives from `inbox` and sends to `out`.
+    #[derive(Default)]
+    struct Wire {
+        inbox: VecDeque<Vec<u8>>,
+        out: VecDeque<Vec<u8>>,
+    }
+
+    struct VecRx(Vec<u8>);
+
+    impl phy::RxToken for VecRx {
+        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+            f(&self.0)
+        }
+    }
+
+    struct VecTx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+    impl phy::TxToken for VecTx<'_> {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+            let mut b = vec![0u8; len];
+            let r = f(&mut b);
+            self.0.push_back(b);
+            r
+        }
+    }
+
+    impl phy::Device for Wire {
+        type RxToken<'a> = VecRx;
+        type TxToken<'a> = VecTx<'a>;
+
+        fn receive(&mut self, _: SmolInstant) -> Option<(VecRx, VecTx<'_>)> {
+            let f = self.inbox.pop_front()?;
+            Some((VecRx(f), VecTx(&mut self.out)))
+        }
+
+        fn transmit(&mut self, _: SmolInstant) -> Option<VecTx<'_>> {
+            Some(VecTx(&mut self.out))
+        }
+
+        fn capabilities(&self) -> DeviceCapabilities {
+            capabilities()
+        }
+    }
+
+    const IWF_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+
+    /// An ESME host on kernel-less TCP (plain smoltcp) facing one [`Endpoint`].
+    struct Lab {
+        iwf: Endpoint,
+        iwf_wire: Wire,
+        esme: Interface,
+        esme_wire: Wire,
+        sockets: SocketSet<'static>,
+        counters: QueueCounters,
+        now: u64,
+    }
+
+    impl Lab {
+        fn new(per_peer: usize) -> Lab {
+            let legacy = [LegacyConfig {
+                id: 1,
+                name: "smsc-a".into(),
+                system_id: "smsca".into(),
+                password: "pwa".into(),
+                allow: vec![(Ipv4Addr::new(198, 18, 1, 0), 24)],
+                window: 10,
+                connect: None,
+                connect_port: None,
+                reconnect_ms: (1000, 60_000),
+            }];
+            let settings = StackSettings {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                ip: IWF_IP,
+                prefix_len: 24,
+                gateway: None,
+                smpp_port: Some(2775),
+                sip_port: None,
+                clients: Vec::new(),
+                tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
+                queue: 0,
+                sip_transactions: 16,
+                sip_slot_bytes: 1024,
+            };
+            let iwf = Endpoint::new(&settings, Directory::new(&legacy), crate::session::sip::unknown_recipient, 0);
+            let mut esme_wire = Wire::default();
+            let mut esme = Interface::new(
+                Config::new(HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, 1]))),
+                &mut esme_wire,
+                SmolInstant::from_millis(0),
+            );
+            esme.update_ip_addrs(|a| {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Addr::new(198, 18, 1, 1)), 24));
+            });
+            Lab {
+                iwf,
+                iwf_wire: Wire::default(),
+                esme,
+                esme_wire,
+                sockets: SocketSet::new(Vec::new()),
+                counters: QueueCounters::default(),
+                now: 0,
+            }
+        }
+
+        fn connect(&mut self, local_port: u16) -> SocketHandle {
+            let s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
+            let h = self.sockets.add(s);
+            let sock = self.sockets.get_mut::<tcp::Socket>(h);
+            sock.connect(self.esme.context(), (IpAddress::Ipv4(IWF_IP), 2775), local_port).unwrap();
+            h
+        }
+
+        /// Runs both ends for `ms` milliseconds of virtual time.
+        fn run(&mut self, ms: u64) {
+            for _ in 0..ms {
+                self.now += 1;
+                let t = SmolInstant::from_millis(self.now as i64);
+                self.esme.poll(t, &mut self.esme_wire, &mut self.sockets);
+                self.iwf_wire.inbox.extend(self.esme_wire.out.drain(..));
+                let input = !self.iwf_wire.inbox.is_empty();
+                self.iwf.poll(self.now, input, &self.counters, &mut self.iwf_wire);
+                self.esme_wire.inbox.extend(self.iwf_wire.out.drain(..));
+            }
+        }
+
+        fn sock(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut::<tcp::Socket>(h)
+        }
+
+        /// The (command_id, status, sequence) of every whole PDU the ESME received.
+        fn responses(&mut self, h: SocketHandle) -> Vec<(u32, u32, u32)> {
+            let mut bytes = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = self.sock(h).recv_slice(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            let word = |b: &[u8], i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+            let mut out = Vec::new();
+            let mut at = 0;
+            while bytes.len() >= at + 16 {
+                let len = word(&bytes, at) as usize;
+                out.push((word(&bytes, at + 4), word(&bytes, at + 8), word(&bytes, at + 12)));
+                at += len.max(16);
+            }
+            out
+        }
+    }
+
+    fn pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut p = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(&command_id.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    fn bind(system_id: &str, password: &str) -> Vec<u8> {
+        let body = [system_id.as_bytes(), b"\0", password.as_bytes(), b"\0\0\x34\0\0\0"].concat();
+        pdu(0x09, 1, &body)
+    }
+
+    fn submit_sm(seq: u32) -> Vec<u8> {
+        let body = b"\0\x01\x01447000100001\0\x01\x01447000200002\0\0\0\0\0\0\x01\0\0\0\x02hi";
+        pdu(0x04, seq, body)
+    }
+
+    #[test]
+    fn smpp_over_smoltcp_binds_answers_rx_t_appn_and_throttles_beyond_the_window() {
+        let mut lab = Lab::new(8);
+        let h = lab.connect(40000);
+        lab.run(50);
+        assert_eq!(lab.sock(h).state(), TcpState::Established);
+        assert_eq!(lab.counters.tcp.accepted.get(), 1);
+        lab.sock(h).send_slice(&bind("smsca", "pwa")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(h), [(0x8000_0009, 0, 1)], "bind_transceiver_resp ESME_ROK");
+        assert_eq!(lab.counters.smpp.binds_ok.get(), 1);
+        // Twelve submit_sm in one segment: the window's ten answered ESME_RX_T_APPN
+        // (iwf cannot deliver yet), two ESME_RTHROTTLED; none dropped.
+        let burst: Vec<u8> = (10..22).flat_map(submit_sm).collect();
+        lab.sock(h).send_slice(&burst).unwrap();
+        lab.run(50);
+        let got = lab.responses(h);
+        assert_eq!(got.len(), 12, "{got:?}");
+        assert!(got.iter().all(|r| r.0 == 0x8000_0004), "{got:?}");
+        assert_eq!(got.iter().filter(|r| r.1 == 0x64).count(), 10, "{got:?}");
+        assert_eq!(got.iter().filter(|r| r.1 == 0x58).count(), 2, "{got:?}");
+        let mut seqs: Vec<u32> = got.iter().map(|r| r.2).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (10..22).collect::<Vec<_>>());
+        assert_eq!((lab.counters.smpp.rx_t_appn.get(), lab.counters.smpp.throttled.get()), (10, 2));
+        // enquire_link, then unbind: answered, and iwf's side closes after the peer's FIN.
+        lab.sock(h).send_slice(&[pdu(0x15, 30, b""), pdu(0x06, 31, b"")].concat()).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(h), [(0x8000_0015, 0, 30), (0x8000_0006, 0, 31)]);
+        lab.sock(h).close();
+        lab.run(100);
+        assert_eq!(lab.counters.smpp.unbind_in.get(), 1);
+        assert_eq!(lab.counters.smpp.sessions_closed.get(), 1);
+        assert_eq!(lab.counters.tcp.closed.get(), 1);
+        assert_eq!(lab.counters.smpp.pdus_in.get(), 15);
+        assert_eq!(lab.counters.smpp.pdus_out.get(), 15);
+    }
+
+    #[test]
+    fn refused_binds_close_and_the_per_peer_limit_resets() {
+        let mut lab = Lab::new(2);
+        let h = lab.connect(40001);
+        lab.run(30);
+        lab.sock(h).send_slice(&bind("smsca", "nope")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(h), [(0x8000_0009, 0x0e, 1)], "ESME_RINVPASWD");
+        assert!(!lab.sock(h).may_recv(), "iwf closed the connection after the refusal");
+        assert_eq!(lab.counters.smpp.bind_refused_password.get(), 1);
+        lab.sock(h).close();
+        lab.run(50);
+        // Three connections from one address, two allowed: the third is reset.
+        let hs: Vec<_> = (0..3).map(|i| lab.connect(41000 + i)).collect();
+        lab.run(100);
+        let states: Vec<_> = hs.iter().map(|h| lab.sock(*h).state()).collect();
+        assert_eq!(states.iter().filter(|s| **s == TcpState::Established).count(), 2, "{states:?}");
+        assert_eq!(states.iter().filter(|s| **s == TcpState::Closed).count(), 1, "{states:?}");
+        assert_eq!(lab.counters.tcp.refused_peer_limit.get(), 1);
+        // An unknown system_id on an allowed connection.
+        let ok = *hs.iter().find(|h| lab.sock(**h).state() == TcpState::Established).unwrap();
+        lab.sock(ok).send_slice(&bind("nosuch", "pwa")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(ok), [(0x8000_0009, 0x0f, 1)], "ESME_RINVSYSID");
+        assert_eq!(lab.counters.smpp.bind_refused_system_id.get(), 1);
     }
 
     #[test]
