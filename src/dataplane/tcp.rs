@@ -1198,8 +1198,28 @@ mod tests {
         now: u64,
     }
 
+    fn settings(per_peer: usize) -> StackSettings {
+        StackSettings {
+            mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            ip: IWF_IP,
+            prefix_len: 24,
+            gateway: None,
+            smpp_port: Some(2775),
+            sip_port: None,
+            clients: Vec::new(),
+            tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
+            queue: 0,
+            sip_transactions: 16,
+            sip_slot_bytes: 1024,
+        }
+    }
+
     impl Lab {
         fn new(per_peer: usize) -> Lab {
+            Lab::build(settings(per_peer))
+        }
+
+        fn build(settings: StackSettings) -> Lab {
             let legacy = [LegacyConfig {
                 id: 1,
                 name: "smsc-a".into(),
@@ -1211,19 +1231,6 @@ mod tests {
                 connect_port: None,
                 reconnect_ms: (1000, 60_000),
             }];
-            let settings = StackSettings {
-                mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
-                ip: IWF_IP,
-                prefix_len: 24,
-                gateway: None,
-                smpp_port: Some(2775),
-                sip_port: None,
-                clients: Vec::new(),
-                tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
-                queue: 0,
-                sip_transactions: 16,
-                sip_slot_bytes: 1024,
-            };
             let iwf = Endpoint::new(&settings, Directory::new(&legacy), crate::session::sip::unknown_recipient, 0);
             let mut esme_wire = Wire::default();
             let mut esme = Interface::new(
@@ -1246,11 +1253,28 @@ mod tests {
         }
 
         fn connect(&mut self, local_port: u16) -> SocketHandle {
+            self.connect_to(2775, local_port)
+        }
+
+        fn connect_to(&mut self, port: u16, local_port: u16) -> SocketHandle {
             let s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
             let h = self.sockets.add(s);
             let sock = self.sockets.get_mut::<tcp::Socket>(h);
-            sock.connect(self.esme.context(), (IpAddress::Ipv4(IWF_IP), 2775), local_port).unwrap();
+            sock.connect(self.esme.context(), (IpAddress::Ipv4(IWF_IP), port), local_port).unwrap();
             h
+        }
+
+        fn listen(&mut self, port: u16) -> SocketHandle {
+            let s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
+            let h = self.sockets.add(s);
+            self.sockets.get_mut::<tcp::Socket>(h).listen(port).unwrap();
+            h
+        }
+
+        fn text(&mut self, h: SocketHandle) -> String {
+            let mut buf = [0u8; 4096];
+            let n = self.sock(h).recv_slice(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
         }
 
         /// Runs both ends for `ms` milliseconds of virtual time.
@@ -1374,6 +1398,98 @@ mod tests {
         lab.run(50);
         assert_eq!(lab.responses(ok), [(0x8000_0009, 0x0f, 1)], "ESME_RINVSYSID");
         assert_eq!(lab.counters.smpp.bind_refused_system_id.get(), 1);
+    }
+
+    #[test]
+    fn smpp_client_backs_off_binds_and_stops_after_an_auth_rejection() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.clients = vec![SmscClient {
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776),
+            credentials: Credentials::transceiver(b"iwf", b"pwc").unwrap(),
+            window: 10,
+            reconnect: ReconnectConfig { initial: 100, max: 400 },
+        }];
+        let mut lab = Lab::build(st);
+        // Nothing listens: each SYN is reset; the attempts follow the back-off (100 ms
+        // doubling to 400 ms, jittered), not the 1 ms loop.
+        lab.run(3000);
+        let failed = lab.counters.tcp.connect_failed.get();
+        assert!((5..=20).contains(&failed), "{failed} attempts in 3 s");
+        assert_eq!(lab.counters.smpp.client_connects.get(), failed);
+        // The SMSC listens: iwf connects from its own ephemeral slice and binds.
+        let smsc = lab.listen(2776);
+        lab.run(600);
+        assert_eq!(lab.sock(smsc).state(), TcpState::Established);
+        let local = lab.sock(smsc).remote_endpoint().unwrap().port;
+        assert!(ephemeral_range(0).contains(&local), "local port {local}");
+        let mut buf = [0u8; 256];
+        let n = lab.sock(smsc).recv_slice(&mut buf).unwrap();
+        assert_eq!(&buf[4..8], &[0, 0, 0, 9], "bind_transceiver");
+        assert_eq!(&buf[16..n], b"iwf\0pwc\0\0\x34\0\0\0");
+        let seq = u32::from_be_bytes(buf[12..16].try_into().unwrap());
+        lab.sock(smsc).send_slice(&pdu(0x8000_0009, seq, b"smsc\0")).unwrap();
+        lab.run(50);
+        assert_eq!((lab.counters.smpp.client_bound.get(), lab.counters.smpp.client_up.get()), (1, 1));
+        // The SMSC goes away: the session is lost, iwf reconnects.
+        lab.sock(smsc).abort();
+        lab.run(100);
+        assert_eq!((lab.counters.smpp.client_lost.get(), lab.counters.smpp.client_up.get()), (1, 0));
+        let before = lab.counters.smpp.client_connects.get();
+        lab.run(1000);
+        assert!(lab.counters.smpp.client_connects.get() > before, "reconnects after the loss");
+        // It comes back and refuses iwf's password: the alarm, and no rebind at all.
+        let smsc = lab.listen(2776);
+        lab.run(600);
+        let n = lab.sock(smsc).recv_slice(&mut buf).unwrap();
+        assert!(n >= 16);
+        let seq = u32::from_be_bytes(buf[12..16].try_into().unwrap());
+        let mut refusal = pdu(0x8000_0009, seq, b"");
+        refusal[8..12].copy_from_slice(&0x0eu32.to_be_bytes());
+        lab.sock(smsc).send_slice(&refusal).unwrap();
+        lab.run(100);
+        assert_eq!(lab.counters.smpp.client_auth_rejected.get(), 1);
+        let connects = lab.counters.smpp.client_connects.get();
+        lab.run(3000);
+        assert_eq!(lab.counters.smpp.client_connects.get(), connects, "no rebind after ESME_RINVPASWD");
+    }
+
+    #[test]
+    fn sip_over_tcp_is_framed_by_content_length_and_answered_on_the_stream() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.sip_port = Some(5060);
+        let mut lab = Lab::build(st);
+        let h = lab.connect_to(5060, 42000);
+        lab.run(30);
+        let request = |method: &str, n: u32, body: &str| {
+            format!(
+                "{method} sip:+447000100001@iwf.ims.lab SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.1.1:42000;branch=z9hG4bK-t{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:a@ims.lab>;tag={n}\r\nTo: <sip:+447000100001@iwf.ims.lab>\r\n\
+                 Call-ID: c{n}\r\nCSeq: 1 {method}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        // A MESSAGE in two segments, then an OPTIONS right behind it (CRLF keep-alive between).
+        let message = request("MESSAGE", 1, "hello over TCP");
+        let (a, b) = message.split_at(message.len() - 5);
+        lab.sock(h).send_slice(a.as_bytes()).unwrap();
+        lab.run(20);
+        assert_eq!(lab.text(h), "", "nothing before the whole body arrived");
+        lab.sock(h).send_slice(format!("{b}\r\n\r\n{}", request("OPTIONS", 2, "")).as_bytes()).unwrap();
+        lab.run(20);
+        let answers = lab.text(h);
+        assert!(answers.starts_with("SIP/2.0 404 "), "{answers}");
+        assert_eq!(answers.matches("SIP/2.0 ").count(), 2, "{answers}");
+        assert!(answers.contains("SIP/2.0 200 OK"), "{answers}");
+        assert!(answers.contains("CSeq: 1 OPTIONS"), "{answers}");
+        assert_eq!(lab.counters.tcp.sip_requests.get(), 2);
+        assert_eq!((lab.counters.tcp.sip_tx_2xx.get(), lab.counters.tcp.sip_tx_other.get()), (1, 1));
+        // A stream that cannot be framed is closed.
+        lab.sock(h).send_slice(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n").unwrap();
+        lab.run(50);
+        assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 1);
+        assert!(!lab.sock(h).is_active(), "reset by iwf");
     }
 
     #[test]
