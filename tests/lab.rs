@@ -528,7 +528,8 @@ fn smpp_server() {
         ])),
         "tests/peers/smpp_esme.py (pip install smpplib; scripts/setup.sh does)",
     );
-    let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON from the ESME:\n{out}"));
+    let line =
+        out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON from the ESME:\n{out}"));
     let v: serde_json::Value = serde_json::from_str(line).expect("ESME JSON");
     let trx = &v["transceiver"];
     assert_eq!(trx["bind"], 0, "smsca/pwa transceiver bound: {v}");
@@ -545,7 +546,11 @@ fn smpp_server() {
     let burst = &v["window_burst"];
     assert_eq!(burst["bind"], 0, "{v}");
     assert_eq!(burst["answered"], 15, "every request of the burst answered, none dropped: {v}");
-    assert_eq!(burst["statuses"], serde_json::json!({"0x64": 10, "0x58": 5}), "window 10, the rest ESME_RTHROTTLED: {v}");
+    assert_eq!(
+        burst["statuses"],
+        serde_json::json!({"0x64": 10, "0x58": 5}),
+        "window 10, the rest ESME_RTHROTTLED: {v}"
+    );
     assert_eq!(burst["unbind_resp"], serde_json::json!(["0x80000006", 0]), "{v}");
     assert_eq!(v["peer_limit_10"], 8, "tcp.max_connections_per_peer = 8: the rest reset: {v}");
     let c = wait_port_counters("legacy", "SMPP counters", Duration::from_secs(10), |c| {
@@ -611,7 +616,10 @@ fn smpp_client() {
     std::thread::sleep(Duration::from_secs(6));
     let c1 = counters("legacy");
     let pace = delta(&c1, &c0, "tcp.connect_failed");
-    assert!((1..=6).contains(&pace), "{pace} refused connects in 6 s: back-off (500 ms doubling to 4 s) expected; {c1:?}");
+    assert!(
+        (1..=6).contains(&pace),
+        "{pace} refused connects in 6 s: back-off (500 ms doubling to 4 s) expected; {c1:?}"
+    );
     let mut smsc = smsc_double("pwc");
     let c2 = wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(12), |c| {
         get(c, "smpp.client_up") == 1 && delta(c, &c1, "smpp.client_bound") == 1
@@ -620,7 +628,9 @@ fn smpp_client() {
     let _ = smsc.kill();
     let _ = smsc.wait();
     let c3 = wait_port_counters("legacy", "session to smsc-c lost", Duration::from_secs(10), |c| {
-        delta(c, &c2, "smpp.client_lost") == 1 && get(c, "smpp.client_up") == 0 && delta(c, &c2, "tcp.connect_failed") >= 2
+        delta(c, &c2, "smpp.client_lost") == 1
+            && get(c, "smpp.client_up") == 0
+            && delta(c, &c2, "tcp.connect_failed") >= 2
     });
     assert_eq!(get(&c3, "smpp.client_auth_rejected"), 0, "{c3:?}");
     // It comes back refusing iwf's password: one bind, the alarm, then no rebind.
@@ -630,7 +640,11 @@ fn smpp_client() {
     });
     std::thread::sleep(Duration::from_secs(5));
     let c5 = counters("legacy");
-    assert_eq!(get(&c5, "smpp.client_connects"), get(&c4, "smpp.client_connects"), "no rebind after ESME_RINVPASWD: {c5:?}");
+    assert_eq!(
+        get(&c5, "smpp.client_connects"),
+        get(&c4, "smpp.client_connects"),
+        "no rebind after ESME_RINVPASWD: {c5:?}"
+    );
     assert_eq!(get(&c5, "smpp.client_bound"), get(&c2, "smpp.client_bound"), "{c5:?}");
     let _ = smsc.kill();
     let _ = smsc.wait();

@@ -695,7 +695,17 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         doc.only(
             t,
             &at,
-            &["id", "name", "system_id", "password", "allow", "window", "connect", "reconnect_initial_ms", "reconnect_max_ms"],
+            &[
+                "id",
+                "name",
+                "system_id",
+                "password",
+                "allow",
+                "window",
+                "connect",
+                "reconnect_initial_ms",
+                "reconnect_max_ms",
+            ],
         )?;
         let req = |k: &str, what: &str| match Doc::get(t, k) {
             Some(v) => Ok(v),
@@ -709,7 +719,11 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         let name_v = req("name", "the system's name, e.g. \"smsc-a\"")?;
         let name = doc.string(&format!("{at}.name"), name_v)?;
         if name.is_empty() || out.iter().any(|l| l.name == name) {
-            return doc.err(&format!("{at}.name"), name_v.span(), format!("`{name}`: names must be unique and non-empty"));
+            return doc.err(
+                &format!("{at}.name"),
+                name_v.span(),
+                format!("`{name}`: names must be unique and non-empty"),
+            );
         }
         let sid_v = req("system_id", "the SMPP system_id (at most 15 characters)")?;
         let system_id = doc.string(&format!("{at}.system_id"), sid_v)?;
@@ -724,7 +738,11 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         let mut allow = Vec::new();
         if let Some(a) = Doc::get(t, "allow") {
             let Some(items) = a.get_ref().as_array() else {
-                return doc.err(&format!("{at}.allow"), a.span(), "expected an array of networks, e.g. [\"198.18.1.0/24\"]");
+                return doc.err(
+                    &format!("{at}.allow"),
+                    a.span(),
+                    "expected an array of networks, e.g. [\"198.18.1.0/24\"]",
+                );
             };
             for (j, item) in items.iter().enumerate() {
                 let key = format!("{at}.allow[{j}]");
@@ -735,7 +753,9 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 };
                 match net {
                     Some(n) => allow.push(n),
-                    None => return doc.err(&key, item.span(), format!("`{text}` is not an IPv4 network (198.18.1.0/24)")),
+                    None => {
+                        return doc.err(&key, item.span(), format!("`{text}` is not an IPv4 network (198.18.1.0/24)"))
+                    }
                 }
             }
         }
@@ -768,12 +788,20 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 .position(|p| p.on_link(ip) && p.address != ip)
                 .or_else(|| ports.iter().position(|p| p.gateway.is_some() && p.smpp_tcp_port.is_some()));
             if port.is_none() {
-                return doc.err(&key, c.span(), format!("no [[ports]] entry reaches {ip} (on its subnet, or an SMPP port with a gateway)"));
+                return doc.err(
+                    &key,
+                    c.span(),
+                    format!("no [[ports]] entry reaches {ip} (on its subnet, or an SMPP port with a gateway)"),
+                );
             }
             connect = Some(addr);
             connect_port = port;
         } else if allow.is_empty() {
-            return doc.err(&format!("{at}.allow"), entry.span(), "missing: the networks it may bind from (or `connect` for an SMSC iwf binds to)");
+            return doc.err(
+                &format!("{at}.allow"),
+                entry.span(),
+                "missing: the networks it may bind from (or `connect` for an SMSC iwf binds to)",
+            );
         }
         if connect.is_none() && out.iter().any(|l| l.connect.is_none() && l.system_id == system_id) {
             return doc.err(&format!("{at}.system_id"), sid_v.span(), format!("`{system_id}` is used twice"));
@@ -943,7 +971,8 @@ sip_udp_port = 5060
         assert_eq!((e.key.as_str(), e.line), ("legacy[0].allow[0]", line_of_added + 5), "{e}");
         let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"123456789\"\nallow = []\n");
         assert_eq!((e.key.as_str(), e.line), ("legacy[0].password", line_of_added + 4), "{e}");
-        let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nconnect = \"10.9.9.9:1\"\n");
+        let e =
+            bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nconnect = \"10.9.9.9:1\"\n");
         assert_eq!((e.key.as_str(), e.line), ("legacy[0].connect", line_of_added + 5), "{e}");
         let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nwindow = 0\nallow = [\"1.2.3.4\"]\n");
         assert_eq!((e.key.as_str(), e.line), ("legacy[0].window", line_of_added + 5), "{e}");
@@ -951,7 +980,10 @@ sip_udp_port = 5060
         assert_eq!((e.key.as_str(), e.line), ("tcp.sockets", line_of_added + 1), "{e}");
         let e = bad("[tcp]\nsocket = 9\n");
         assert_eq!((e.key.as_str(), e.line), ("tcp.socket", line_of_added + 1), "{e}");
-        let ok = load(&format!("{base}\n[[legacy]]\nid = 7\nname = \"x\"\nsystem_id = \"x\"\npassword = \"\"\nallow = [\"10.0.0.1\"]\n")).unwrap();
+        let ok = load(&format!(
+            "{base}\n[[legacy]]\nid = 7\nname = \"x\"\nsystem_id = \"x\"\npassword = \"\"\nallow = [\"10.0.0.1\"]\n"
+        ))
+        .unwrap();
         assert_eq!(ok.legacy[0].allow, [(Ipv4Addr::new(10, 0, 0, 1), 32)]);
         assert_eq!(ok.legacy[0].window, 10);
     }

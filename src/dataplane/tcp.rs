@@ -419,11 +419,8 @@ impl Directory {
 
 impl Authenticator for Directory {
     fn authenticate(&mut self, bind: &BindRequest<'_>) -> Result<LegacySystemId, BindRefusal> {
-        let system = self
-            .systems
-            .iter()
-            .find(|s| s.system_id.as_bytes() == bind.system_id)
-            .ok_or(BindRefusal::UnknownSystem)?;
+        let system =
+            self.systems.iter().find(|s| s.system_id.as_bytes() == bind.system_id).ok_or(BindRefusal::UnknownSystem)?;
         if system.password.as_bytes() != bind.password {
             return Err(BindRefusal::BadPassword);
         }
@@ -677,10 +674,8 @@ impl Endpoint {
         self.service(now_ms, counters);
         self.iface.poll(now, dev, &mut self.sockets);
         self.next_service = now_ms.saturating_add(SERVICE_EVERY_MS);
-        self.next_poll = self
-            .iface
-            .poll_at(now, &self.sockets)
-            .map_or(u64::MAX, |t| u64::try_from(t.total_millis()).unwrap_or(0));
+        self.next_poll =
+            self.iface.poll_at(now, &self.sockets).map_or(u64::MAX, |t| u64::try_from(t.total_millis()).unwrap_or(0));
     }
 
     /// Open connections of `peer` on this stack.
@@ -786,10 +781,8 @@ impl Endpoint {
             Service::Sip { buf, len, .. } => {
                 if !gone {
                     if let Some((server, policy)) = self.sip.as_mut() {
-                        let peer = SocketAddrV4::new(
-                            slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                            remote.map_or(0, |e| e.port),
-                        );
+                        let peer =
+                            SocketAddrV4::new(slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED), remote.map_or(0, |e| e.port));
                         sip_stream(now, sock, buf, len, peer, server, policy, &mut self.reply, tc);
                     }
                 }
@@ -854,14 +847,7 @@ fn sync_counters(seen: &mut SessionCounters, now: &SessionCounters, sc: &SmppCou
     *seen = *now;
 }
 
-fn smpp_event(
-    now: u64,
-    e: Event,
-    service: &mut Service,
-    window: &mut usize,
-    directory: &Directory,
-    sc: &SmppCounters,
-) {
+fn smpp_event(now: u64, e: Event, service: &mut Service, window: &mut usize, directory: &Directory, sc: &SmppCounters) {
     match (e, service) {
         (Event::Bound { system: Some(id), .. }, _) => {
             sc.binds_ok.inc();
@@ -877,8 +863,9 @@ fn smpp_event(
             sc.client_up.set(0);
             match reason {
                 crate::session::smpp::CloseReason::AuthRejected(_) => sc.client_auth_rejected.inc(),
-                crate::session::smpp::CloseReason::BindFailed(_)
-                | crate::session::smpp::CloseReason::BindTimeout => sc.client_bind_failed.inc(),
+                crate::session::smpp::CloseReason::BindFailed(_) | crate::session::smpp::CloseReason::BindTimeout => {
+                    sc.client_bind_failed.inc()
+                }
                 _ => sc.client_lost.inc(),
             }
             reconnect.closed(now, reason);
@@ -891,7 +878,13 @@ fn smpp_event(
 /// One pass of an SMPP connection: read what the socket holds (answering each request
 /// after the input, `ESME_RTHROTTLED` beyond the bind's window), run the timers, write
 /// what the session has to send.
-fn drive_smpp(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut SmppConn, auth: &mut dyn Authenticator, sc: &SmppCounters) {
+fn drive_smpp(
+    now: u64,
+    sock: &mut tcp::Socket<'_>,
+    conn: &mut SmppConn,
+    auth: &mut dyn Authenticator,
+    sc: &SmppCounters,
+) {
     let window = conn.window.max(1).min(conn.pending.capacity().max(1));
     for _ in 0..4 {
         let mut progressed = false;
@@ -1095,9 +1088,7 @@ mod tests {
         const W: u16 = 3;
         // rings[src][dst]
         let rings: Vec<Vec<Option<TestRing>>> = (0..W)
-            .map(|s| {
-                (0..W).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 4))).collect()
-            })
+            .map(|s| (0..W).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 4))).collect())
             .collect();
         let handoff = |me: u16| {
             let out = rings[usize::from(me)].clone();
