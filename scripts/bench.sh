@@ -27,7 +27,7 @@
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
 # CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300), BENCH_PARTS ("ceiling sip smpp": which
-# figures to measure), SMPP_COUNT (50000), SMPP_WINDOW (10).
+# figures to measure), SMPP_COUNT (300000), SMPP_WINDOW (10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -40,7 +40,7 @@ done
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
 PARTS=${BENCH_PARTS:-"ceiling sip smpp"}
-SMPP_COUNT=${SMPP_COUNT:-50000}
+SMPP_COUNT=${SMPP_COUNT:-300000}
 SMPP_WINDOW=${SMPP_WINDOW:-10}
 CEILING_S=${CEILING_S:-5}
 STEP_S=${STEP_S:-4}
@@ -247,7 +247,7 @@ fi
     fi
     if want smpp; then
         SMPP_RATIO=$(python3 -c "print(f'{$SMPP_IWF / $SMPP_KERNEL:.2f}')")
-        echo "| $DATE | $MACHINE | SMPP, same client (iwf-peer esme, window $SMPP_WINDOW) against iwf-peer smsc on the kernel stack (loopback in iwf-legacy) | $SMPP_KERNEL PDUs/s | 1.00 |"
+        echo "| $DATE | $MACHINE | SMPP, same client (iwf-peer esme, $SMPP_COUNT submit_sm, window $SMPP_WINDOW) against iwf-peer smsc on the kernel stack (loopback in iwf-legacy) | $SMPP_KERNEL PDUs/s | 1.00 |"
         echo "| $DATE | $MACHINE | SMPP PDUs/s through iwf's userspace TCP (smoltcp, 1 worker lcore; submit_sm → ESME_RX_T_APPN), ratio to the kernel row | $SMPP_IWF PDUs/s | $SMPP_RATIO |"
     fi
 } >>BENCHMARKS.md
