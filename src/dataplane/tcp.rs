@@ -1483,6 +1483,38 @@ mod tests {
         assert!(!lab.sock(h).is_active(), "reset by iwf");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Whatever a peer writes on the SMPP or the SIP port (framing errors, garbage,
+        /// truncated PDUs), the endpoint never panics and keeps accepting connections.
+        #[test]
+        fn any_stream_leaves_the_endpoint_serving(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..6),
+            sip in proptest::prelude::any::<bool>(),
+            with_bind in proptest::prelude::any::<bool>(),
+        ) {
+            let mut st = settings(8);
+            st.sip_port = Some(5060);
+            let mut lab = Lab::build(st);
+            let port = if sip { 5060 } else { 2775 };
+            let h = lab.connect_to(port, 43000);
+            lab.run(20);
+            if with_bind && !sip {
+                lab.sock(h).send_slice(&bind("smsca", "pwa")).unwrap();
+                lab.run(10);
+            }
+            for c in &chunks {
+                let _ = lab.sock(h).send_slice(c);
+                lab.run(5);
+            }
+            lab.run(50);
+            let again = lab.connect_to(port, 43001);
+            lab.run(30);
+            proptest::prop_assert_eq!(lab.sock(again).state(), TcpState::Established);
+        }
+    }
+
     #[test]
     fn directory_authenticates_binds() {
         let sys = |id: u16, sid: &str, pw: &str, connect: Option<SocketAddrV4>| LegacyConfig {
