@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use iwf::dataplane::config::{LegacyConfig, TcpConfig};
 use iwf::dataplane::counters::QueueCounters;
-use iwf::dataplane::tcp::{Directory, Endpoint, StackSettings};
+use iwf::dataplane::tcp::{Directory, Endpoint, PeerLimits, StackSettings};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -107,6 +107,7 @@ impl Bench {
             sip_port: None,
             clients: Vec::new(),
             tcp: TcpConfig::default(),
+            limits: std::sync::Arc::new(PeerLimits::new(8)),
             queue: 0,
             sip_transactions: 16,
             sip_slot_bytes: 1024,

@@ -589,19 +589,45 @@ fn smpp_server() {
     assert!(bad.is_empty(), "tshark flags iwf's frames {bad:?} as malformed or warning (see {})", pcap.display());
 }
 
+/// A peer process, killed when the scenario ends (or panics).
+struct Peer(Child);
+
+impl Peer {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// `iwf-peer smsc` (the project's SMSC double, kernel TCP) as smsc-c in iwf-legacy,
 /// accepting system_id `iwf` with `password`.
-fn smsc_double(password: &str) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", LEGACY_NS])
-        .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-        .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", password])
-        .args(["--duration", "120"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iwf-peer")
+fn smsc_double(password: &str) -> Peer {
+    Peer(
+        Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS])
+            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+            .args([
+                "smsc",
+                "--listen",
+                &format!("{LEGACY_PEER_TEXT}:2776"),
+                "--system-id",
+                "iwf",
+                "--password",
+                password,
+            ])
+            .args(["--duration", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iwf-peer"),
+    )
 }
 
 /// iwf binds to smsc-c (198.18.1.1:2776) as an ESME: back-off while nothing listens,
@@ -625,8 +651,7 @@ fn smpp_client() {
         get(c, "smpp.client_up") == 1 && delta(c, &c1, "smpp.client_bound") == 1
     });
     // The SMSC goes away: the session is lost, iwf reconnects with back-off.
-    let _ = smsc.kill();
-    let _ = smsc.wait();
+    smsc.stop();
     let c3 = wait_port_counters("legacy", "session to smsc-c lost", Duration::from_secs(10), |c| {
         delta(c, &c2, "smpp.client_lost") == 1
             && get(c, "smpp.client_up") == 0
@@ -646,8 +671,7 @@ fn smpp_client() {
         "no rebind after ESME_RINVPASWD: {c5:?}"
     );
     assert_eq!(get(&c5, "smpp.client_bound"), get(&c2, "smpp.client_bound"), "{c5:?}");
-    let _ = smsc.kill();
-    let _ = smsc.wait();
+    smsc.stop();
 }
 
 /// sipp over TCP (-t t1): OPTIONS answered 200, MESSAGE 404, on the stream.

@@ -14,7 +14,7 @@ use super::mbuf::Mempool;
 use super::port::{Port, PortError};
 use super::preflight;
 use super::sip::{KeepAlive, Route, SipSettings, SipUdp};
-use super::tcp::{Directory, Handoff, MbufRing, SmscClient, StackSettings, TcpStack};
+use super::tcp::{Directory, Handoff, MbufRing, PeerLimits, SmscClient, StackSettings, TcpStack};
 use super::worker::{Worker, WorkerPort, STOP};
 use crate::session::smpp::{Credentials, ReconnectConfig};
 use smoltcp::wire::EthernetAddress;
@@ -325,6 +325,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     }
     let rings = HandoffRings::create(usize::from(queues), socket).map_err(DataplaneError::Setup)?;
     let directory = Directory::new(&cfg.legacy);
+    // One per-peer connection table per port, shared by its workers.
+    let limits: Vec<Arc<PeerLimits>> =
+        cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
     for (q, lcore) in workers.iter().enumerate() {
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
@@ -375,6 +378,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     sip_port: pc.sip_tcp_port,
                     clients,
                     tcp: cfg.tcp,
+                    limits: limits
+                        .get(index)
+                        .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
                     queue: q as u16,
                     sip_transactions: 1024,
                     sip_slot_bytes: cfg.sip.server_slot_bytes,

@@ -38,7 +38,7 @@
 //! sockets = 32               # TCP sockets per worker and port (listeners + connections), allocated at start
 //! rx_buffer = 16384          # receive buffer per socket, bytes
 //! tx_buffer = 16384          # send buffer per socket, bytes
-//! max_connections_per_peer = 8   # connections one peer IP may hold per worker and port
+//! max_connections_per_peer = 8   # connections one peer IP may hold on a port (all workers together)
 //!
 //! [[legacy]]                 # the provisioned legacy systems (SMPP)
 //! id = 1                     # the stable 16-bit index the tag carries
@@ -196,7 +196,7 @@ pub struct TcpConfig {
     pub rx_buffer: usize,
     /// Send buffer per socket.
     pub tx_buffer: usize,
-    /// Connections one peer address may hold per worker and port.
+    /// Connections one peer address may hold on a port (all workers together).
     pub max_connections_per_peer: usize,
 }
 

@@ -393,6 +393,54 @@ impl phy::Device for NoFrames {
     }
 }
 
+/// Connections per peer address, shared by every worker's endpoint on a port: a fixed
+/// table of atomic counts indexed by a hash of the address (two addresses that share a
+/// bucket share its limit: stricter, never looser). Lock-free; no allocation after
+/// [`PeerLimits::new`].
+#[derive(Debug)]
+pub struct PeerLimits {
+    buckets: Vec<std::sync::atomic::AtomicU32>,
+    max: u32,
+}
+
+impl PeerLimits {
+    /// Buckets in the table.
+    pub const BUCKETS: usize = 4096;
+
+    /// At most `max` connections per address.
+    pub fn new(max: usize) -> PeerLimits {
+        PeerLimits {
+            buckets: (0..Self::BUCKETS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
+            max: u32::try_from(max).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn bucket(&self, ip: Ipv4Addr) -> Option<&std::sync::atomic::AtomicU32> {
+        let h = u64::from(u32::from(ip)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
+        self.buckets.get(usize::try_from(h).unwrap_or(0) % Self::BUCKETS)
+    }
+
+    /// Takes one connection for `ip`; `false` when it holds the maximum already.
+    pub fn acquire(&self, ip: Ipv4Addr) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(b) = self.bucket(ip) else { return false };
+        b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).is_ok()
+    }
+
+    /// Gives one connection of `ip` back.
+    pub fn release(&self, ip: Ipv4Addr) {
+        use std::sync::atomic::Ordering;
+        if let Some(b) = self.bucket(ip) {
+            let _ = b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Connections `ip`'s bucket holds.
+    pub fn held(&self, ip: Ipv4Addr) -> u32 {
+        self.bucket(ip).map_or(0, |b| b.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
 /// The provisioned legacy systems that bind to iwf: the server role's [`Authenticator`]
 /// (system_id, password, source-address allow-list).
 #[derive(Debug, Clone)]
@@ -497,6 +545,8 @@ pub struct StackSettings {
     pub tcp: TcpConfig,
     /// This worker (for its ephemeral ports and seeds).
     pub queue: u16,
+    /// The port's per-peer connection counts (one table shared by the port's workers).
+    pub limits: std::sync::Arc<PeerLimits>,
     /// SIP server transactions for the TCP streams.
     pub sip_transactions: usize,
     /// Bytes per SIP server transaction.
@@ -542,7 +592,7 @@ pub struct Endpoint {
     reply: Vec<u8>,
     ephemeral: std::ops::Range<u16>,
     next_ephemeral: u16,
-    per_peer: usize,
+    limits: std::sync::Arc<PeerLimits>,
     next_poll: u64,
     next_service: u64,
 }
@@ -657,7 +707,7 @@ impl Endpoint {
             reply: vec![0u8; SIP_REPLY_MAX],
             next_ephemeral: ephemeral.start,
             ephemeral,
-            per_peer: settings.tcp.max_connections_per_peer,
+            limits: std::sync::Arc::clone(&settings.limits),
             next_poll: 0,
             next_service: 0,
         }
@@ -676,11 +726,6 @@ impl Endpoint {
         self.next_service = now_ms.saturating_add(SERVICE_EVERY_MS);
         self.next_poll =
             self.iface.poll_at(now, &self.sockets).map_or(u64::MAX, |t| u64::try_from(t.total_millis()).unwrap_or(0));
-    }
-
-    /// Open connections of `peer` on this stack.
-    fn connections_of(&self, peer: Ipv4Addr) -> usize {
-        self.slots.iter().filter(|s| s.open && s.peer == Some(peer)).count()
     }
 
     fn service(&mut self, now: u64, qc: &QueueCounters) {
@@ -708,7 +753,7 @@ impl Endpoint {
         let connected = matches!(state, TcpState::Established | TcpState::CloseWait);
         if !open && connected && (!is_client || connecting) {
             let ip = peer.unwrap_or(Ipv4Addr::UNSPECIFIED);
-            if !is_client && self.connections_of(ip) >= self.per_peer {
+            if !is_client && !self.limits.acquire(ip) {
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 tc.refused_peer_limit.inc();
                 return;
@@ -820,6 +865,9 @@ impl Endpoint {
             }
         }
         if gone {
+            if let (Some(ip), false) = (slot.peer, matches!(slot.service, Service::SmppClient { .. })) {
+                self.limits.release(ip);
+            }
             slot.open = false;
             slot.peer = None;
             tc.closed.inc();
@@ -1199,6 +1247,7 @@ mod tests {
             sip_port: None,
             clients: Vec::new(),
             tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
+            limits: std::sync::Arc::new(PeerLimits::new(per_peer)),
             queue: 0,
             sip_transactions: 16,
             sip_slot_bytes: 1024,
@@ -1513,6 +1562,40 @@ mod tests {
             lab.run(30);
             proptest::prop_assert_eq!(lab.sock(again).state(), TcpState::Established);
         }
+    }
+
+    #[test]
+    fn peer_limits_are_shared_and_exact_per_address() {
+        let limits = std::sync::Arc::new(PeerLimits::new(2));
+        let a = Ipv4Addr::new(198, 18, 1, 1);
+        let others: Vec<Ipv4Addr> = (2..200u8).map(|i| Ipv4Addr::new(198, 18, 1, i)).collect();
+        // Two workers share the table: the limit holds across them.
+        let (w0, w1) = (std::sync::Arc::clone(&limits), std::sync::Arc::clone(&limits));
+        assert!(w0.acquire(a));
+        assert!(w1.acquire(a));
+        assert!(!w0.acquire(a) && !w1.acquire(a));
+        assert_eq!(limits.held(a), 2);
+        // Other addresses of the subnet land in their own buckets.
+        assert!(others.iter().filter(|o| limits.held(**o) > 0).count() == 0);
+        assert!(others.iter().all(|o| limits.acquire(*o)));
+        w1.release(a);
+        assert!(w0.acquire(a));
+        for _ in 0..5 {
+            limits.release(a); // never below zero
+        }
+        assert_eq!(limits.held(a), 0);
+        // Concurrent takers never exceed the limit.
+        let l = std::sync::Arc::new(PeerLimits::new(8));
+        let got: usize = (0..4)
+            .map(|_| {
+                let l = std::sync::Arc::clone(&l);
+                std::thread::spawn(move || (0..100).filter(|_| l.acquire(a)).count())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(got, 8);
     }
 
     #[test]
