@@ -42,6 +42,11 @@
 //! it to its lane — and counted (`smpp.rx_t_appn`). Requests beyond the bind's window
 //! in one poll are answered `ESME_RTHROTTLED`, never dropped.
 //!
+//! **Connection limits.** A connection is accepted only while its peer address holds
+//! fewer than `max_connections_per_peer` on the port, counted in a lock-free table all
+//! of the port's workers share ([`PeerLimits`]); beyond it the connection is reset and
+//! counted (`tcp.refused_peer_limit`).
+//!
 //! **SIP over TCP.** `sip_tcp_port` streams are framed by Content-Length
 //! ([`parse_stream`]) and each request goes through the same transaction layer and UAS
 //! policy as UDP (OPTIONS 200, MESSAGE per route: 404 for now), answered on the stream.
