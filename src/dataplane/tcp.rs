@@ -1077,12 +1077,23 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// A bounded ring for tests (the packet path uses `rte_ring`).
-    #[derive(Clone, Debug)]
-    struct TestRing(Arc<Mutex<VecDeque<u32>>>, usize);
+    struct TestRing<T = u32>(Arc<Mutex<VecDeque<T>>>, usize);
 
-    impl SegmentRing for TestRing {
-        type Item = u32;
-        fn push(&self, item: u32) -> Result<(), u32> {
+    impl<T> Clone for TestRing<T> {
+        fn clone(&self) -> Self {
+            TestRing(Arc::clone(&self.0), self.1)
+        }
+    }
+
+    impl<T> std::fmt::Debug for TestRing<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("TestRing")
+        }
+    }
+
+    impl<T: Send> SegmentRing for TestRing<T> {
+        type Item = T;
+        fn push(&self, item: T) -> Result<(), T> {
             let mut q = self.0.lock().unwrap();
             if q.len() >= self.1 {
                 return Err(item);
@@ -1090,7 +1101,7 @@ mod tests {
             q.push_back(item);
             Ok(())
         }
-        fn pop(&self) -> Option<u32> {
+        fn pop(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
         }
     }
@@ -1140,7 +1151,7 @@ mod tests {
     fn segments_reach_their_owner_through_the_ring() {
         const W: u16 = 3;
         // rings[src][dst]
-        let rings: Vec<Vec<Option<TestRing>>> = (0..W)
+        let rings: Vec<Vec<Option<TestRing<u32>>>> = (0..W)
             .map(|s| (0..W).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 4))).collect())
             .collect();
         let handoff = |me: u16| {
@@ -1177,7 +1188,7 @@ mod tests {
         assert_eq!(local.len() + passed + full, 12);
         assert!(local.iter().all(|p| flow_owner(peer(*p as u16), 2775, W) == 0));
         // A full ring hands the segment back (the caller counts and drops it).
-        let tiny = TestRing(Arc::new(Mutex::new(VecDeque::new())), 1);
+        let tiny: TestRing<u32> = TestRing(Arc::new(Mutex::new(VecDeque::new())), 1);
         let h1 = Handoff::new(0, 2, vec![None, Some(tiny.clone())], vec![None, None]);
         assert_eq!(h1.pass(1, 7), Ok(()));
         assert_eq!(h1.pass(1, 8), Err(8));
@@ -1535,6 +1546,101 @@ mod tests {
         lab.run(50);
         assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 1);
         assert!(!lab.sock(h).is_active(), "reset by iwf");
+    }
+
+    /// Two workers on one port, each with its own [`Endpoint`], behind a "NIC" that
+    /// spreads the peer's frames over the two queues by its own hash (not iwf's): every
+    /// TCP segment goes to its owner through the rings, so the ESMEs' binds and the
+    /// active open of worker 1 (whose replies land on either queue) all work, and the
+    /// per-peer limit holds across both workers.
+    #[test]
+    fn two_workers_hand_segments_to_the_flow_owner() {
+        let limits = Arc::new(PeerLimits::new(6));
+        let mut workers: Vec<(Endpoint, Wire, Handoff<TestRing<Vec<u8>>>)> = Vec::new();
+        let rings: Vec<Vec<Option<TestRing<Vec<u8>>>>> = (0..2)
+            .map(|s| (0..2).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 64))).collect())
+            .collect();
+        for q in 0..2u16 {
+            let mut st = settings(6);
+            st.limits = Arc::clone(&limits);
+            st.queue = q;
+            if q == 1 {
+                st.clients = vec![SmscClient {
+                    remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776),
+                    credentials: Credentials::transceiver(b"iwf", b"pwc").unwrap(),
+                    window: 10,
+                    reconnect: ReconnectConfig { initial: 50, max: 200 },
+                }];
+            }
+            let base = Lab::build(st);
+            let out = rings[usize::from(q)].clone();
+            let inbound = (0..2).map(|s| rings[s][usize::from(q)].clone()).collect();
+            workers.push((base.iwf, Wire::default(), Handoff::new(q, 2, out, inbound)));
+        }
+        // The peer host: ESMEs and the SMSC of worker 1's bind.
+        let mut peer = Lab::new(6);
+        let smsc = peer.listen(2776);
+        let esmes: Vec<SocketHandle> = (0..8).map(|i| peer.connect(44000 + i)).collect();
+        let counters = [QueueCounters::default(), QueueCounters::default()];
+        let mut redirected = 0;
+        let mut answered_bind = false;
+        for now in 1..3000u64 {
+            let t = SmolInstant::from_millis(now as i64);
+            peer.esme.poll(t, &mut peer.esme_wire, &mut peer.sockets);
+            // The "NIC": its own queue choice (TCP source port parity; ARP to both).
+            for f in peer.esme_wire.out.drain(..) {
+                let tcp = f.get(12..14) == Some(&[8, 0][..]) && f.get(23) == Some(&6);
+                if !tcp {
+                    workers.iter_mut().for_each(|w| w.1.inbox.push_back(f.clone()));
+                    continue;
+                }
+                let sport = u16::from_be_bytes([f[34], f[35]]);
+                let q = usize::from(sport % 2);
+                let src = SocketAddrV4::new(Ipv4Addr::new(f[26], f[27], f[28], f[29]), sport);
+                let dport = u16::from_be_bytes([f[36], f[37]]);
+                match workers[q].2.steer(src, dport) {
+                    Steer::Local => workers[q].1.inbox.push_back(f),
+                    Steer::To(o) => {
+                        workers[q].2.pass(o, f).expect("ring has room");
+                        redirected += 1;
+                    }
+                }
+            }
+            for q in 0..2 {
+                let (ep, wire, handoff) = &mut workers[q];
+                handoff.drain(HANDOFF_BURST, |f| wire.inbox.push_back(f));
+                let input = !wire.inbox.is_empty();
+                ep.poll(now, input, &counters[q], wire);
+                peer.esme_wire.inbox.extend(wire.out.drain(..));
+            }
+            // Each ESME binds once connected; the SMSC answers iwf's bind.
+            if now == 200 {
+                for h in &esmes {
+                    if peer.sock(*h).state() == TcpState::Established {
+                        peer.sock(*h).send_slice(&bind("smsca", "pwa")).unwrap();
+                    }
+                }
+            }
+            if !answered_bind && peer.sock(smsc).recv_queue() >= 16 {
+                let mut buf = [0u8; 64];
+                let n = peer.sock(smsc).recv_slice(&mut buf).unwrap();
+                assert!(n >= 16 && buf[4..8] == [0, 0, 0, 9]);
+                let seq = u32::from_be_bytes(buf[12..16].try_into().unwrap());
+                peer.sock(smsc).send_slice(&pdu(0x8000_0009, seq, b"smsc\0")).unwrap();
+                answered_bind = true;
+            }
+        }
+        let sum = |f: fn(&QueueCounters) -> u64| counters.iter().map(f).sum::<u64>();
+        assert!(redirected > 0, "the NIC's choice differs from the owner for some flows");
+        // Six ESMEs bound (the limit, across both workers), two reset.
+        let bound: Vec<_> = esmes.iter().map(|h| peer.responses(*h)).filter(|r| r == &[(0x8000_0009, 0, 1)]).collect();
+        assert_eq!(bound.len(), 6);
+        assert_eq!(sum(|c| c.smpp.binds_ok.get()), 6);
+        assert_eq!(sum(|c| c.tcp.refused_peer_limit.get()), 2);
+        assert!(counters.iter().all(|c| c.tcp.accepted.get() > 0), "both workers own some flows");
+        // Worker 1's active open: bound, though its SMSC's replies reach queue 0 half the time.
+        assert_eq!(counters[1].smpp.client_bound.get(), 1);
+        assert_eq!(counters[1].smpp.client_up.get(), 1);
     }
 
     proptest::proptest! {
