@@ -13,14 +13,21 @@
 #    (scripts/sipp/message.xml, answered 404) at increasing rates (-r, -m bounded); a
 #    step counts when at most 0.1% of its calls failed; the figure is the highest
 #    completed rate (successful calls / wall time of the step).
-# 3. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
+# 3. SMPP: in the same lab, `iwf-peer esme` in iwf-legacy binds to iwf (smsca, SMPP over
+#    iwf's userspace TCP, one worker lcore) and submits SMPP_COUNT submit_sm with at most
+#    SMPP_WINDOW outstanding (iwf answers each ESME_RX_T_APPN until the SIP leg lands);
+#    then the same client against `iwf-peer smsc` on the kernel stack in the same
+#    namespace (kernel TCP over loopback: no tap). Figure: PDUs/s (requests + responses)
+#    of each, and iwf's over the kernel's.
+# 4. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
 #    ceiling counts packets in); rows (date, machine, figure, value, ratio) appended to
 #    BENCHMARKS.md.
 #
 # Stops by itself (each tool under `timeout`, the whole run under BENCH_LIMIT_S) and
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
-# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300).
+# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300), BENCH_PARTS ("ceiling sip smpp": which
+# figures to measure), SMPP_COUNT (300000), SMPP_WINDOW (10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,6 +39,9 @@ done
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
+PARTS=${BENCH_PARTS:-"ceiling sip smpp"}
+SMPP_COUNT=${SMPP_COUNT:-300000}
+SMPP_WINDOW=${SMPP_WINDOW:-10}
 CEILING_S=${CEILING_S:-5}
 STEP_S=${STEP_S:-4}
 LIMIT_S=${BENCH_LIMIT_S:-300}
@@ -43,11 +53,14 @@ START=$(date +%s)
 mkdir -p "$OUT"
 
 say() { echo "bench: $*"; }
+want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 left() { echo $((LIMIT_S - ($(date +%s) - START))); }
 
 PMD_PID=""
+SMSC_PID=""
 cleanup() {
     set +e
+    if [ -n "$SMSC_PID" ] && kill -0 "$SMSC_PID" 2>/dev/null; then kill -TERM "$SMSC_PID" 2>/dev/null; fi
     exec 7>&- 2>/dev/null
     if [ -n "$PMD_PID" ] && kill -0 "$PMD_PID" 2>/dev/null; then kill -KILL "$PMD_PID" 2>/dev/null; fi
     ip link del "$PMD_TAP" 2>/dev/null
@@ -59,13 +72,17 @@ trap 'exit 130' INT TERM
 
 if [ -z "${IWF_NO_BUILD:-}" ]; then
     say "release build"
-    cargo build --release --quiet --bin iwf
+    cargo build --release --quiet --bin iwf --bin iwf-peer
 fi
 IWF_BIN=$TARGET/release/iwf
+PEER_BIN=$TARGET/release/iwf-peer
 [ -x "$IWF_BIN" ] || { echo "bench: no release binary at $IWF_BIN" >&2; exit 1; }
+if want smpp; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
 
 # --- 1. the tap ceiling ------------------------------------------------------------
+CEILING=0
+if want ceiling; then
 say "ceiling: dpdk-testpmd rxonly on net_tap, ${CEILING_S} s of ${PAYLOAD_LEN}-byte UDP"
 rm -f "$OUT/pmd.fifo"
 mkfifo "$OUT/pmd.fifo"
@@ -113,6 +130,7 @@ read -r SENT_N SENT_S <<<"$SENT"
 CEILING=$(python3 -c "print(round($PMD_RX / $SENT_S))")
 say "ceiling: testpmd received $PMD_RX of $SENT_N datagrams offered in ${SENT_S%.*} s: $CEILING packets/s"
 [ "$PMD_RX" -gt 0 ] || { echo "bench: testpmd received nothing (see $OUT/testpmd.log)" >&2; exit 1; }
+fi
 
 # --- 2. SIP MESSAGE transactions/s through iwf ---------------------------------------
 sed -e 's/^server_transactions = .*/server_transactions = 524288 # bench: 32 s of Timer J at 16 k\/s/' \
@@ -125,6 +143,7 @@ IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up
 
 BEST=0
 BEST_RATE=0
+want sip || RATES=""
 for rate in $RATES; do
     [ "$(left)" -gt $((STEP_S + 40)) ] || { say "time box reached, no more steps"; break; }
     calls=$((rate * STEP_S))
@@ -155,15 +174,50 @@ for rate in $RATES; do
     if [ "$tps" -lt $((rate * 9 / 10)) ]; then say "completed < 90% of the offered rate: stop"; break; fi
 done
 sleep 1.5
-STATS=$( (grep -E '^stats port=converged' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
-    (grep -E '^(rx|tx|sip\.(rx_message|tx_4xx|rejected_table_full|retransmissions_absorbed)|drop\..*)=' || true) | tr '\n' ' ')
-say "iwf converged port: $STATS"
+if want sip; then
+    STATS=$( (grep -E '^stats port=converged' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+        (grep -E '^(rx|tx|sip\.(rx_message|tx_4xx|rejected_table_full|retransmissions_absorbed)|drop\..*)=' || true) | tr '\n' ' ')
+    say "iwf converged port: $STATS"
+fi
+
+# --- 3. SMPP PDUs/s through iwf's userspace TCP vs the kernel's ------------------------
+SMPP_IWF=0
+SMPP_KERNEL=0
+pdus_per_s() { python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read().strip().splitlines()[-1]).get("pdus_per_s", 0)))' 2>/dev/null || echo 0; }
+if want smpp; then
+    esme() { # connect system_id password
+        ip netns exec iwf-legacy timeout 90 "$PEER_BIN" esme --connect "$1" --system-id "$2" --password "$3" \
+            --count "$SMPP_COUNT" --window "$SMPP_WINDOW" --registered-delivery 0 --receipt-wait-ms 0 --timeout 80 \
+            2>>"$OUT/esme.err" || true
+    }
+    say "SMPP: iwf-peer esme -> iwf 198.18.1.2:2775 ($SMPP_COUNT submit_sm, window $SMPP_WINDOW)"
+    IWF_JSON=$(esme 198.18.1.2:2775 smsca pwa)
+    echo "$IWF_JSON" >"$OUT/esme-iwf.json"
+    SMPP_IWF=$(echo "$IWF_JSON" | pdus_per_s)
+    ip netns exec iwf-legacy timeout 120 "$PEER_BIN" smsc --listen 198.18.1.1:2777 --system-id bench \
+        --password pwbench --window "$SMPP_WINDOW" --duration 100 >"$OUT/smsc.json" 2>"$OUT/smsc.err" &
+    SMSC_PID=$!
+    for _ in $(seq 1 50); do grep -q listening "$OUT/smsc.err" 2>/dev/null && break; sleep 0.1; done
+    say "SMPP: the same client -> iwf-peer smsc 198.18.1.1:2777 (kernel TCP)"
+    KERNEL_JSON=$(esme 198.18.1.1:2777 bench pwbench)
+    echo "$KERNEL_JSON" >"$OUT/esme-kernel.json"
+    SMPP_KERNEL=$(echo "$KERNEL_JSON" | pdus_per_s)
+    kill -TERM "$SMSC_PID" 2>/dev/null || true
+    wait "$SMSC_PID" 2>/dev/null || true
+    SMSC_PID=""
+    sleep 1.5
+    STATS=$( (grep -E '^stats port=legacy' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+        (grep -E '^(rx|tx|tcp\..*|smpp\.(pdus_in|pdus_out|rx_t_appn|throttled)|drop\..*)=' || true) | tr '\n' ' ')
+    say "iwf legacy port: $STATS"
+    say "SMPP: iwf $SMPP_IWF PDUs/s, kernel $SMPP_KERNEL PDUs/s"
+    [ "$SMPP_IWF" -gt 0 ] && [ "$SMPP_KERNEL" -gt 0 ] || { echo "bench: an SMPP run measured nothing (see $OUT/esme*.json, $OUT/esme.err)" >&2; exit 1; }
+fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
 
-# --- 3. report ------------------------------------------------------------------------
+# --- 4. report ------------------------------------------------------------------------
 MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//; s/  */ /g')
 MACHINE="$MODEL, $(nproc) CPUs, $(awk '/MemTotal/ {printf "%d GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-RATIO=$(python3 -c "print(f'{$BEST / $CEILING:.2f}')")
+RATIO=$(python3 -c "print(f'{$BEST / $CEILING:.2f}' if $CEILING else '-')")
 DATE=$(date -u +%Y-%m-%d)
 if [ ! -f BENCHMARKS.md ]; then
     cat >BENCHMARKS.md <<'EOF'
@@ -174,16 +228,28 @@ kernel -> net_tap -> DPDK, measured in the same run with `dpdk-testpmd
 --forward-mode=rxonly` on one queue, fed MESSAGE-sized UDP datagrams from the kernel side.
 The SIP figure is SIP MESSAGE transactions/s through iwf (request in, 404 out, one worker
 lcore), sipp in the `iwf-conv` namespace, the highest completed rate with at most 0.1%
-failed calls. The ratio is transactions/s over ceiling packets/s. On a small VM both are
-the VM's (sipp and the tap's kernel side share the CPUs with iwf), not iwf's.
+failed calls. The ratio is transactions/s over ceiling packets/s. The SMPP rows are one
+`iwf-peer esme` bind (window 10) in `iwf-legacy`: through iwf's userspace TCP over the tap,
+and against `iwf-peer smsc` on the kernel stack in the same run; their ratio is iwf's over
+the kernel's. On a small VM all of them are the VM's (the peers and the tap's kernel side
+share the CPUs with iwf), not iwf's.
 
 | date | machine | figure | value | ratio |
 |---|---|---|---|---|
 EOF
 fi
 {
-    echo "| $DATE | $MACHINE | kernel→tap→DPDK ceiling (testpmd rxonly, ${PAYLOAD_LEN} B UDP, 1 queue) | $CEILING packets/s | 1.00 |"
-    echo "| $DATE | $MACHINE | SIP MESSAGE transactions/s through iwf (sipp -r $BEST_RATE, ≤ 0.1% failed) | $BEST transactions/s | $RATIO |"
+    if want ceiling; then
+        echo "| $DATE | $MACHINE | kernel→tap→DPDK ceiling (testpmd rxonly, ${PAYLOAD_LEN} B UDP, 1 queue) | $CEILING packets/s | 1.00 |"
+    fi
+    if want sip; then
+        echo "| $DATE | $MACHINE | SIP MESSAGE transactions/s through iwf (sipp -r $BEST_RATE, ≤ 0.1% failed) | $BEST transactions/s | $RATIO |"
+    fi
+    if want smpp; then
+        SMPP_RATIO=$(python3 -c "print(f'{$SMPP_IWF / $SMPP_KERNEL:.2f}')")
+        echo "| $DATE | $MACHINE | SMPP, same client (iwf-peer esme, $SMPP_COUNT submit_sm, window $SMPP_WINDOW) against iwf-peer smsc on the kernel stack (loopback in iwf-legacy) | $SMPP_KERNEL PDUs/s | 1.00 |"
+        echo "| $DATE | $MACHINE | SMPP PDUs/s through iwf's userspace TCP (smoltcp, 1 worker lcore; submit_sm → ESME_RX_T_APPN), ratio to the kernel row | $SMPP_IWF PDUs/s | $SMPP_RATIO |"
+    fi
 } >>BENCHMARKS.md
-say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO (BENCHMARKS.md)"
+say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO; SMPP iwf $SMPP_IWF / kernel $SMPP_KERNEL PDUs/s (BENCHMARKS.md)"
 say "done in $(($(date +%s) - START)) s"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
 # (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
-# tools (iproute2, ping, sipp, tshark) and 2 MB hugepages on /dev/hugepages.
+# tools (iproute2, ping, sipp, tshark, python3 with smpplib) and 2 MB hugepages on
+# /dev/hugepages.
 set -euo pipefail
 
 need_pkgs=()
 pkgs=(build-essential pkg-config ca-certificates
       libdpdk-dev dpdk clang libclang-dev
-      iproute2 iputils-ping sip-tester tshark)
+      iproute2 iputils-ping sip-tester tshark python3 python3-pip)
 # dpdk-testpmd (the tap ceiling in the bench) is in dpdk on some releases, dpdk-dev on others.
 if apt-cache show dpdk-dev >/dev/null 2>&1; then pkgs+=(dpdk-dev); fi
 for p in "${pkgs[@]}"; do
@@ -23,6 +24,15 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     # tshark asks whether non-root users may capture: answer no, non-interactively.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+# Python smpplib (PyPI): the lab's SMPP test clients (tests/peers/smpp_esme.py).
+if ! python3 -c "import smpplib" >/dev/null 2>&1; then
+    echo "setup: installing smpplib (pip)"
+    # Debian's own python3 is "externally managed" (PEP 668): allow the one package.
+    python3 -m pip install --quiet smpplib 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages smpplib \
+        || { echo "setup: pip install smpplib failed" >&2; exit 1; }
 fi
 
 # Hugepages for DPDK (the lab uses 2 MB pages; iwf says so when they are missing).

@@ -10,6 +10,17 @@
 //! keeps answering; tshark on the tap's kernel side decodes iwf's replies (ICMP, ARP,
 //! SIP) without malformed-packet warnings; `lab.sh down` leaves nothing behind.
 //!
+//! TCP (smoltcp on the packet path): Python smpplib ESMEs (tests/peers/smpp_esme.py) bind
+//! to iwf's SMPP server as smsca/pwa (transceiver) and smscb/pwb (transmitter plus
+//! receiver), get ESME_RINVPASWD and ESME_RINVSYSID for bad credentials, enquire_link
+//! answered, submit_sm answered ESME_RX_T_APPN (iwf cannot deliver yet), more requests
+//! than the window answered ESME_RTHROTTLED (none dropped), unbind clean, connections
+//! beyond the per-peer limit reset, while tshark
+//! on the legacy tap decodes every SMPP PDU iwf sent; iwf's own bind to smsc-c backs off
+//! while no SMSC listens, binds once the SMSC double (`iwf-peer smsc`) does,
+//! reconnects with back-off when it goes away, and stops for good (alarm counter) when
+//! the SMSC refuses its password; sipp over TCP exchanges OPTIONS and MESSAGE.
+//!
 //! Without root it fails with a message; it never passes without running.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +31,8 @@ const LEGACY_NS: &str = "iwf-legacy";
 const CONV_NS: &str = "iwf-conv";
 const CONV_TAP: &str = "iwf-conv0";
 const LEGACY_IWF: &str = "198.18.1.2";
+const LEGACY_TAP: &str = "iwf-legacy0";
+const LEGACY_PEER_TEXT: &str = "198.18.1.1";
 const CONV_IWF_TEXT: &str = "198.18.2.2";
 const CONV_IWF: [u8; 4] = [198, 18, 2, 2];
 const CONV_PEER: [u8; 4] = [198, 18, 2, 1];
@@ -200,9 +213,18 @@ fn wait_counters_for(
     limit: Duration,
     cond: impl Fn(&HashMap<String, u64>) -> bool,
 ) -> HashMap<String, u64> {
+    wait_port_counters("converged", what, limit, cond)
+}
+
+fn wait_port_counters(
+    port: &str,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&HashMap<String, u64>) -> bool,
+) -> HashMap<String, u64> {
     let deadline = Instant::now() + limit;
     loop {
-        let c = counters("converged");
+        let c = counters(port);
         if cond(&c) {
             return c;
         }
@@ -215,6 +237,10 @@ fn wait_counters_for(
 /// (successful, failed) call counts of its final screen. Panics unless sipp exits 0
 /// (every call successful).
 fn sipp_uac(scenario: &str, calls: u32, extra: &[&str]) -> (u64, u64) {
+    sipp_uac_on(scenario, calls, SIPP_UAC_PORT, extra)
+}
+
+fn sipp_uac_on(scenario: &str, calls: u32, local_port: &str, extra: &[&str]) -> (u64, u64) {
     let dir = root_dir().join("target/lab");
     let screen = dir.join(format!("sipp-{scenario}.screen"));
     let _ = std::fs::remove_file(&screen);
@@ -222,7 +248,7 @@ fn sipp_uac(scenario: &str, calls: u32, extra: &[&str]) -> (u64, u64) {
     let out = run(Command::new("ip")
         .args(["netns", "exec", CONV_NS, "timeout", "60", "sipp", &format!("{CONV_IWF_TEXT}:5060"), "-sf"])
         .arg(&xml)
-        .args(["-i", CONV_PEER_TEXT, "-p", SIPP_UAC_PORT, "-m", &calls.to_string(), "-r", "20", "-nostdin"])
+        .args(["-i", CONV_PEER_TEXT, "-p", local_port, "-m", &calls.to_string(), "-r", "20", "-nostdin"])
         .args(["-timeout", "30s", "-trace_screen", "-screen_file"])
         .arg(&screen)
         .args(extra)
@@ -430,7 +456,7 @@ fn tshark_check() {
     let from_iwf = format!("eth.src == {mac_text}");
     let replies = count(&format!("{from_iwf} && icmp.type == 0"));
     let arp_replies = count(&format!("{from_iwf} && arp.opcode == 2"));
-    assert!(replies >= 3, "tshark saw {replies} echo replies from iwf");
+    assert!(replies >= 3, "tshark saw {replies} echo replies from iwf ({from_iwf}, {})", pcap.display());
     assert!(arp_replies >= 1, "tshark saw no ARP reply from iwf");
     let sip_200 = count(&format!("{from_iwf} && sip.Status-Code == 200 && sip.CSeq.method == \"OPTIONS\""));
     let sip_404 = count(&format!("{from_iwf} && sip.Status-Code == 404 && sip.CSeq.method == \"MESSAGE\""));
@@ -439,6 +465,225 @@ fn tshark_check() {
     assert!(sip_options >= 1, "tshark saw no keep-alive OPTIONS from iwf");
     let bad = count(&format!("{from_iwf} && (_ws.malformed || _ws.expert.severity >= \"Warning\")"));
     assert_eq!(bad, 0, "tshark flags {bad} of iwf's frames as malformed or warning (see {})", pcap.display());
+}
+
+fn delta(after: &HashMap<String, u64>, before: &HashMap<String, u64>, k: &str) -> u64 {
+    get(after, k).saturating_sub(get(before, k))
+}
+
+/// tshark in `ns` on `iface` for `secs` seconds into `pcap` (started; give it a moment).
+fn capture(ns: &str, iface: &str, secs: u32, pcap: &Path) -> Child {
+    let _ = std::fs::remove_file(pcap);
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "tshark", "-q", "-i", iface, "-a", &format!("duration:{secs}"), "-w"])
+        .arg(pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark (apt-get install tshark; scripts/setup.sh does)");
+    std::thread::sleep(Duration::from_millis(2500));
+    child
+}
+
+fn finish_capture(mut cap: Child) {
+    let status = cap.wait().expect("tshark");
+    let mut err = String::new();
+    if let Some(mut e) = cap.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "tshark capture failed: {err}");
+}
+
+/// The `-T fields` values of `field` for the frames matching `filter` (one entry per
+/// value: a frame with three SMPP PDUs gives three).
+fn tshark_fields(pcap: &Path, decode: &[&str], filter: &str, field: &str) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap);
+    for d in decode {
+        cmd.args(["-d", d]);
+    }
+    cmd.args(["-Y", filter, "-T", "fields", "-E", "separator=,", "-e", field]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "tshark -r: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .flat_map(|l| l.split(',').map(str::trim).map(str::to_string).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// smpplib ESMEs against iwf's SMPP server, captured by tshark on the legacy tap.
+fn smpp_server() {
+    let before = counters("legacy");
+    let pcap = root_dir().join("target/lab/legacy-smpp.pcapng");
+    let cap = capture(LEGACY_NS, LEGACY_TAP, 12, &pcap);
+    let script = root_dir().join("tests/peers/smpp_esme.py");
+    let out = must(
+        run(Command::new("ip").args(["netns", "exec", LEGACY_NS, "timeout", "60", "python3"]).arg(&script).args([
+            LEGACY_IWF,
+            "2775",
+            "--window-burst",
+            "15",
+        ])),
+        "tests/peers/smpp_esme.py (pip install smpplib; scripts/setup.sh does)",
+    );
+    let line =
+        out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON from the ESME:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("ESME JSON");
+    let trx = &v["transceiver"];
+    assert_eq!(trx["bind"], 0, "smsca/pwa transceiver bound: {v}");
+    assert_eq!(trx["enquire_link_resp"], serde_json::json!(["enquire_link_resp", 0]), "{v}");
+    assert_eq!(
+        trx["submit_sm_resp"],
+        serde_json::json!(["submit_sm_resp", 0x64]),
+        "submit_sm answered ESME_RX_T_APPN (iwf cannot deliver it yet): {v}"
+    );
+    assert_eq!(trx["unbind_resp"], serde_json::json!(["unbind_resp", 0]), "{v}");
+    assert_eq!(v["tx_plus_rx"], serde_json::json!({"transmitter": 0, "receiver": 0, "unbind": [0, 0]}), "{v}");
+    assert_eq!(v["wrong_password"], 0x0e, "ESME_RINVPASWD: {v}");
+    assert_eq!(v["unknown_system_id"], 0x0f, "ESME_RINVSYSID: {v}");
+    let burst = &v["window_burst"];
+    assert_eq!(burst["bind"], 0, "{v}");
+    assert_eq!(burst["answered"], 15, "every request of the burst answered, none dropped: {v}");
+    assert_eq!(
+        burst["statuses"],
+        serde_json::json!({"0x64": 10, "0x58": 5}),
+        "window 10, the rest ESME_RTHROTTLED: {v}"
+    );
+    assert_eq!(burst["unbind_resp"], serde_json::json!(["0x80000006", 0]), "{v}");
+    assert_eq!(v["peer_limit_10"], 8, "tcp.max_connections_per_peer = 8: the rest reset: {v}");
+    let c = wait_port_counters("legacy", "SMPP counters", Duration::from_secs(10), |c| {
+        delta(c, &before, "smpp.unbind_in") >= 4 && delta(c, &before, "smpp.sessions_closed") >= 6
+    });
+    for (k, n) in [
+        ("smpp.binds_ok", 4),
+        ("smpp.bind_refused_password", 1),
+        ("smpp.bind_refused_system_id", 1),
+        ("smpp.enquire_link_in", 1 + 8),
+        ("smpp.rx_t_appn", 11),
+        ("smpp.throttled", 5),
+        ("smpp.unbind_in", 4),
+        ("tcp.accepted", 6 + 8),
+        ("tcp.refused_peer_limit", 2),
+    ] {
+        assert_eq!(delta(&c, &before, k), n, "{k}: {c:?}");
+    }
+    finish_capture(cap);
+    let from_iwf = format!("ip.src == {LEGACY_IWF}");
+    let decode = ["tcp.port==2775,smpp"];
+    let pdus = tshark_fields(&pcap, &decode, &format!("{from_iwf} && smpp"), "smpp.command_id");
+    let sent = delta(&c, &before, "smpp.pdus_out") as usize;
+    assert_eq!(pdus.len(), sent, "tshark decoded {} SMPP PDUs from iwf, iwf counted {sent}: {pdus:?}", pdus.len());
+    let bad = tshark_fields(
+        &pcap,
+        &decode,
+        &format!(
+            "{from_iwf} && (smpp || tcp.port == 2775) && !tcp.flags.reset && (_ws.malformed || _ws.expert.severity >= \"Warning\")"
+        ),
+        "frame.number",
+    );
+    // The only resets iwf sends are its refusals beyond the per-peer limit.
+    let resets = tshark_fields(&pcap, &decode, &format!("{from_iwf} && tcp.flags.reset == 1"), "frame.number");
+    assert_eq!(resets.len(), 2, "iwf's RSTs {resets:?}: one per refused connection");
+    assert!(bad.is_empty(), "tshark flags iwf's frames {bad:?} as malformed or warning (see {})", pcap.display());
+}
+
+/// A peer process, killed when the scenario ends (or panics).
+struct Peer(Child);
+
+impl Peer {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `iwf-peer smsc` (the project's SMSC double, kernel TCP) as smsc-c in iwf-legacy,
+/// accepting system_id `iwf` with `password`.
+fn smsc_double(password: &str) -> Peer {
+    Peer(
+        Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS])
+            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+            .args([
+                "smsc",
+                "--listen",
+                &format!("{LEGACY_PEER_TEXT}:2776"),
+                "--system-id",
+                "iwf",
+                "--password",
+                password,
+            ])
+            .args(["--duration", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iwf-peer"),
+    )
+}
+
+/// iwf binds to smsc-c (198.18.1.1:2776) as an ESME: back-off while nothing listens,
+/// bound once the SMSC double listens, back-off again when it goes, and no rebind at all
+/// once the SMSC refuses iwf's password (the alarm counter).
+fn smpp_client() {
+    // Nothing listens yet: iwf's attempts are refused, paced by the back-off (500 ms
+    // doubling to 4 s in config/lab.toml), not a storm.
+    let c0 = wait_port_counters("legacy", "refused connects", Duration::from_secs(15), |c| {
+        get(c, "tcp.connect_failed") >= 3
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let c1 = counters("legacy");
+    let pace = delta(&c1, &c0, "tcp.connect_failed");
+    assert!(
+        (1..=6).contains(&pace),
+        "{pace} refused connects in 6 s: back-off (500 ms doubling to 4 s) expected; {c1:?}"
+    );
+    let mut smsc = smsc_double("pwc");
+    let c2 = wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(12), |c| {
+        get(c, "smpp.client_up") == 1 && delta(c, &c1, "smpp.client_bound") == 1
+    });
+    // The SMSC goes away: the session is lost, iwf reconnects with back-off.
+    smsc.stop();
+    let c3 = wait_port_counters("legacy", "session to smsc-c lost", Duration::from_secs(10), |c| {
+        delta(c, &c2, "smpp.client_lost") == 1
+            && get(c, "smpp.client_up") == 0
+            && delta(c, &c2, "tcp.connect_failed") >= 2
+    });
+    assert_eq!(get(&c3, "smpp.client_auth_rejected"), 0, "{c3:?}");
+    // It comes back refusing iwf's password: one bind, the alarm, then no rebind.
+    let mut smsc = smsc_double("other");
+    let c4 = wait_port_counters("legacy", "smsc-c refuses iwf's password", Duration::from_secs(12), |c| {
+        get(c, "smpp.client_auth_rejected") == 1
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let c5 = counters("legacy");
+    assert_eq!(
+        get(&c5, "smpp.client_connects"),
+        get(&c4, "smpp.client_connects"),
+        "no rebind after ESME_RINVPASWD: {c5:?}"
+    );
+    assert_eq!(get(&c5, "smpp.client_bound"), get(&c2, "smpp.client_bound"), "{c5:?}");
+    smsc.stop();
+}
+
+/// sipp over TCP (-t t1): OPTIONS answered 200, MESSAGE 404, on the stream.
+fn sip_over_tcp() {
+    let before = counters("converged");
+    assert_eq!(sipp_uac_on("options", 10, "5070", &["-t", "t1"]), (10, 0), "OPTIONS over TCP answered 200");
+    assert_eq!(sipp_uac_on("message", 10, "5072", &["-t", "t1"]), (10, 0), "MESSAGE over TCP answered 404");
+    let c = wait_counters("SIP over TCP", |c| delta(c, &before, "tcp.sip_requests") >= 20);
+    assert_eq!(delta(&c, &before, "tcp.sip_requests"), 20, "{c:?}");
+    assert_eq!(delta(&c, &before, "tcp.sip_tx_2xx"), 10, "{c:?}");
+    assert_eq!(delta(&c, &before, "tcp.sip_tx_other"), 10, "{c:?}");
+    assert_eq!(delta(&c, &before, "sip.rx_message"), 0, "TCP requests do not count as UDP: {c:?}");
 }
 
 fn assert_clean() {
@@ -492,8 +737,11 @@ fn lab_end_to_end() {
     ping(CONV_NS, CONV_IWF_TEXT);
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
+    smpp_server();
+    smpp_client();
     let uas = keepalive_up();
     sip_over_udp();
+    sip_over_tcp();
     // The core goes away; while Timer E and F run, the other scenarios go on.
     let before_down = counters("converged");
     let stopped_at = Instant::now();

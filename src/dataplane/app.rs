@@ -14,7 +14,9 @@ use super::mbuf::Mempool;
 use super::port::{Port, PortError};
 use super::preflight;
 use super::sip::{KeepAlive, Route, SipSettings, SipUdp};
+use super::tcp::{Directory, Handoff, MbufRing, PeerLimits, SmscClient, StackSettings, TcpStack};
 use super::worker::{Worker, WorkerPort, STOP};
+use crate::session::smpp::{Credentials, ReconnectConfig};
 use smoltcp::wire::EthernetAddress;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -311,6 +313,21 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             cfg.ports.get(i).map_or("?", |p| p.name.as_str())
         );
     }
+    for l in &cfg.legacy {
+        if let (Some(c), Some(i)) = (l.connect, l.connect_port) {
+            println!(
+                "iwf: SMPP client {} binds to {c} as `{}` from port {} (worker of queue 0)",
+                l.name,
+                l.system_id,
+                cfg.ports.get(i).map_or("?", |p| p.name.as_str())
+            );
+        }
+    }
+    let rings = HandoffRings::create(usize::from(queues), socket).map_err(DataplaneError::Setup)?;
+    let directory = Directory::new(&cfg.legacy);
+    // One per-peer connection table per port, shared by its workers.
+    let limits: Vec<Arc<PeerLimits>> =
+        cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
     for (q, lcore) in workers.iter().enumerate() {
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
@@ -337,9 +354,48 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     *s = Some(Box::new(SipUdp::new(&settings, route, Arc::clone(&stats), index, q)));
                 }
             }
-            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services });
+            // iwf's binds to SMSCs leave from the worker of queue 0 of their port.
+            let clients: Vec<SmscClient> = cfg
+                .legacy
+                .iter()
+                .filter(|l| q == 0 && l.connect_port == Some(index))
+                .filter_map(|l| {
+                    Some(SmscClient {
+                        remote: l.connect?,
+                        credentials: Credentials::transceiver(l.system_id.as_bytes(), l.password.as_bytes())?,
+                        window: l.window,
+                        reconnect: ReconnectConfig { initial: l.reconnect_ms.0, max: l.reconnect_ms.1 },
+                    })
+                })
+                .collect();
+            let tcp = (pc.smpp_tcp_port.is_some() || pc.sip_tcp_port.is_some() || !clients.is_empty()).then(|| {
+                let settings = StackSettings {
+                    mac: EthernetAddress(p.mac),
+                    ip: pc.address,
+                    prefix_len: pc.prefix_len,
+                    gateway: pc.gateway,
+                    smpp_port: pc.smpp_tcp_port,
+                    sip_port: pc.sip_tcp_port,
+                    clients,
+                    tcp: cfg.tcp,
+                    limits: limits
+                        .get(index)
+                        .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
+                    queue: q as u16,
+                    sip_transactions: 1024,
+                    sip_slot_bytes: cfg.sip.server_slot_bytes,
+                };
+                TcpStack::new(&settings, directory.clone(), route, 0)
+            });
+            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services, tcp });
         }
-        let worker = Worker { queue: q as u16, ports: wports, pool: Arc::clone(&pool), stats: Arc::clone(&stats) };
+        let worker = Worker {
+            queue: q as u16,
+            ports: wports,
+            pool: Arc::clone(&pool),
+            stats: Arc::clone(&stats),
+            handoff: rings.handoff(q),
+        };
         if let Err(e) = eal.launch(*lcore, Box::new(move || worker.run())) {
             STOP.store(true, Ordering::SeqCst);
             eal.wait_workers();
@@ -386,7 +442,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
         );
     }
-    // Order matters: ports (stop, close) before the mempool they use, EAL last.
+    // Order matters: rings (drained: their mbufs go back to the pool) and ports (stop,
+    // close) before the mempool they use, EAL last.
+    drop(rings);
     drop(ports);
     drop(pool);
     let (files, dir) = eal.shutdown();
@@ -395,6 +453,79 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         if dir { " and the runtime directory" } else { "" }
     );
     Ok(())
+}
+
+/// The SP/SC rings between every ordered pair of workers (none with one worker).
+struct HandoffRings {
+    workers: usize,
+    /// `rings[src * workers + dst]`, null on the diagonal.
+    rings: Vec<*mut dpdk_sys::rte_ring>,
+}
+
+impl HandoffRings {
+    /// Ring size (a power of two; one slot stays empty).
+    const SIZE: u32 = 1024;
+
+    fn create(workers: usize, socket: i32) -> Result<HandoffRings, String> {
+        let mut me = HandoffRings { workers, rings: vec![std::ptr::null_mut(); workers * workers] };
+        if workers <= 1 {
+            return Ok(me);
+        }
+        for src in 0..workers {
+            for dst in 0..workers {
+                if src == dst {
+                    continue;
+                }
+                let name = std::ffi::CString::new(format!("iwf_tcp_{src}_{dst}")).map_err(|e| e.to_string())?;
+                // SAFETY: EAL is up; the name is a valid C string; single producer (src)
+                // and single consumer (dst).
+                let r = unsafe {
+                    dpdk_sys::rte_ring_create(
+                        name.as_ptr(),
+                        Self::SIZE,
+                        socket,
+                        dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ,
+                    )
+                };
+                if r.is_null() {
+                    return Err(format!(
+                        "cannot create the TCP handoff ring {src}->{dst}: {}",
+                        super::eal::last_error()
+                    ));
+                }
+                if let Some(slot) = me.rings.get_mut(src * workers + dst) {
+                    *slot = r;
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    fn ring(&self, src: usize, dst: usize) -> Option<MbufRing> {
+        let r = *self.rings.get(src * self.workers + dst)?;
+        (!r.is_null()).then_some(MbufRing(r))
+    }
+
+    fn handoff(&self, me: usize) -> Handoff<MbufRing> {
+        if self.workers <= 1 {
+            return Handoff::single();
+        }
+        let out = (0..self.workers).map(|d| self.ring(me, d)).collect();
+        let inbound = (0..self.workers).map(|s| self.ring(s, me)).collect();
+        Handoff::new(me as u16, self.workers as u16, out, inbound)
+    }
+}
+
+impl Drop for HandoffRings {
+    fn drop(&mut self) {
+        use super::tcp::SegmentRing;
+        for r in self.rings.iter().filter(|r| !r.is_null()) {
+            let ring = MbufRing(*r);
+            while ring.pop().is_some() {}
+            // SAFETY: created by us; the workers that used it have stopped.
+            unsafe { dpdk_sys::rte_ring_free(*r) };
+        }
+    }
 }
 
 fn report(tag: &str, stats: &Stats, ports: &[Port]) {

@@ -33,6 +33,23 @@
 //! server_transactions = 4096     # server transactions per worker (each lives 64*T1 = 32 s)
 //! server_slot_bytes = 2048       # bytes stored per server transaction (request fields, then the response)
 //! client_transactions = 256      # iwf's own requests in flight per worker
+//!
+//! [tcp]                      # optional: the per-core userspace TCP (smoltcp)
+//! sockets = 32               # TCP sockets per worker and port (listeners + connections), allocated at start
+//! rx_buffer = 16384          # receive buffer per socket, bytes
+//! tx_buffer = 16384          # send buffer per socket, bytes
+//! max_connections_per_peer = 8   # connections one peer IP may hold on a port (all workers together)
+//!
+//! [[legacy]]                 # the provisioned legacy systems (SMPP)
+//! id = 1                     # the stable 16-bit index the tag carries
+//! name = "smsc-a"
+//! system_id = "smsca"        # it binds to iwf with these (smpp_tcp_port of its port) ...
+//! password = "pwa"
+//! allow = ["198.18.1.0/24"]  # ... from these addresses only
+//! window = 10                # its requests iwf holds unanswered at most (more: ESME_RTHROTTLED)
+//! # connect = "198.18.1.1:2776"  # instead: iwf binds to it as an ESME with system_id/password
+//! # reconnect_initial_ms = 1000  # then: back-off after a failure, doubling ...
+//! # reconnect_max_ms = 60000     # ... up to this (jittered); none after ESME_RINVPASWD/RINVSYSID
 //! ```
 #![deny(unsafe_code)]
 
@@ -164,6 +181,62 @@ pub struct PortConfig {
     pub tx_desc: u16,
     /// Whether a port without link at start is an error.
     pub require_link: bool,
+    /// TCP port of the SMPP server (legacy systems bind to iwf here).
+    pub smpp_tcp_port: Option<u16>,
+    /// TCP port of SIP over TCP.
+    pub sip_tcp_port: Option<u16>,
+}
+
+/// `[tcp]`: the per-core userspace TCP stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// Sockets per worker and port (listeners and connections), allocated at start.
+    pub sockets: usize,
+    /// Receive buffer per socket.
+    pub rx_buffer: usize,
+    /// Send buffer per socket.
+    pub tx_buffer: usize,
+    /// Connections one peer address may hold on a port (all workers together).
+    pub max_connections_per_peer: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig { sockets: 32, rx_buffer: 16384, tx_buffer: 16384, max_connections_per_peer: 8 }
+    }
+}
+
+/// One `[[legacy]]` entry: a provisioned legacy system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// The stable 16-bit index (the tag carries it).
+    pub id: u16,
+    /// Its name in logs.
+    pub name: String,
+    /// Server role: the system_id it binds with. Client role: iwf's.
+    pub system_id: String,
+    /// The password that goes with it.
+    pub password: String,
+    /// Addresses it may bind from (server role), as (network, prefix length).
+    pub allow: Vec<(Ipv4Addr, u8)>,
+    /// Its requests iwf holds unanswered at most.
+    pub window: usize,
+    /// Client role: the SMSC iwf binds to as an ESME.
+    pub connect: Option<SocketAddrV4>,
+    /// Client role: the port the bind leaves by (index into `ports`).
+    pub connect_port: Option<usize>,
+    /// Client role: reconnect back-off, first delay and cap (ms).
+    pub reconnect_ms: (u64, u64),
+}
+
+impl LegacyConfig {
+    /// Whether `ip` is on the allow-list.
+    pub fn allows(&self, ip: Ipv4Addr) -> bool {
+        self.allow.iter().any(|&(net, len)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        })
+    }
 }
 
 /// `[sip]`: SIP over UDP on the ports with a `sip_udp_port`.
@@ -208,6 +281,10 @@ pub struct DataplaneConfig {
     pub ports: Vec<PortConfig>,
     /// `[sip]`.
     pub sip: SipConfig,
+    /// `[tcp]`.
+    pub tcp: TcpConfig,
+    /// `[[legacy]]`, in order.
+    pub legacy: Vec<LegacyConfig>,
 }
 
 impl PortConfig {
@@ -476,7 +553,18 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         doc.only(
             t,
             &at,
-            &["name", "device", "address", "gateway", "sip_udp_port", "rx_desc", "tx_desc", "require_link"],
+            &[
+                "name",
+                "device",
+                "address",
+                "gateway",
+                "sip_udp_port",
+                "smpp_tcp_port",
+                "sip_tcp_port",
+                "rx_desc",
+                "tx_desc",
+                "require_link",
+            ],
         )?;
         let req = |k: &str, what: &str| match Doc::get(t, k) {
             Some(v) => Ok(v),
@@ -519,6 +607,19 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
             Some(v) => Some(doc.integer(&format!("{at}.sip_udp_port"), v, 1, 65535)? as u16),
             None => None,
         };
+        let tcp_port = |k: &str| -> Result<Option<u16>, ConfigError> {
+            match Doc::get(t, k) {
+                Some(v) => Ok(Some(doc.integer(&format!("{at}.{k}"), v, 1, 65535)? as u16)),
+                None => Ok(None),
+            }
+        };
+        let smpp_tcp_port = tcp_port("smpp_tcp_port")?;
+        let sip_tcp_port = tcp_port("sip_tcp_port")?;
+        if let (Some(a), Some(b), Some(v)) = (smpp_tcp_port, sip_tcp_port, Doc::get(t, "sip_tcp_port")) {
+            if a == b {
+                return doc.err(&format!("{at}.sip_tcp_port"), v.span(), format!("{b} is already smpp_tcp_port"));
+            }
+        }
         let desc = |k: &str| -> Result<u16, ConfigError> {
             match Doc::get(t, k) {
                 Some(v) => {
@@ -548,10 +649,176 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
             rx_desc,
             tx_desc,
             require_link,
+            smpp_tcp_port,
+            sip_tcp_port,
         });
     }
     let sip = load_sip(&doc, root, &ports)?;
-    Ok(DataplaneConfig { eal, control, ports, sip })
+    let tcp = load_tcp(&doc, root)?;
+    let legacy = load_legacy(&doc, root, &ports)?;
+    Ok(DataplaneConfig { eal, control, ports, sip, tcp, legacy })
+}
+
+fn load_tcp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<TcpConfig, ConfigError> {
+    let mut tcp = TcpConfig::default();
+    let Some(v) = Doc::get(root, "tcp") else {
+        return Ok(tcp);
+    };
+    let t = doc.table("tcp", v)?;
+    doc.only(t, "tcp", &["sockets", "rx_buffer", "tx_buffer", "max_connections_per_peer"])?;
+    if let Some(c) = Doc::get(t, "sockets") {
+        tcp.sockets = doc.integer("tcp.sockets", c, 4, 65_536)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "rx_buffer") {
+        tcp.rx_buffer = doc.integer("tcp.rx_buffer", c, 2048, 1 << 24)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "tx_buffer") {
+        tcp.tx_buffer = doc.integer("tcp.tx_buffer", c, 2048, 1 << 24)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "max_connections_per_peer") {
+        tcp.max_connections_per_peer = doc.integer("tcp.max_connections_per_peer", c, 1, 65_536)? as usize;
+    }
+    Ok(tcp)
+}
+
+fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<Vec<LegacyConfig>, ConfigError> {
+    let mut out: Vec<LegacyConfig> = Vec::new();
+    let Some(v) = Doc::get(root, "legacy") else {
+        return Ok(out);
+    };
+    let Some(list) = v.get_ref().as_array() else {
+        return doc.err("legacy", v.span(), "expected an array of tables ([[legacy]])");
+    };
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("legacy[{i}]");
+        let t = doc.table(&at, entry)?;
+        doc.only(
+            t,
+            &at,
+            &[
+                "id",
+                "name",
+                "system_id",
+                "password",
+                "allow",
+                "window",
+                "connect",
+                "reconnect_initial_ms",
+                "reconnect_max_ms",
+            ],
+        )?;
+        let req = |k: &str, what: &str| match Doc::get(t, k) {
+            Some(v) => Ok(v),
+            None => doc.err(&format!("{at}.{k}"), entry.span(), format!("missing: {what}")),
+        };
+        let id_v = req("id", "the system's stable index, 1 to 65535")?;
+        let id = doc.integer(&format!("{at}.id"), id_v, 1, 65_535)? as u16;
+        if out.iter().any(|l| l.id == id) {
+            return doc.err(&format!("{at}.id"), id_v.span(), format!("id {id} is used twice"));
+        }
+        let name_v = req("name", "the system's name, e.g. \"smsc-a\"")?;
+        let name = doc.string(&format!("{at}.name"), name_v)?;
+        if name.is_empty() || out.iter().any(|l| l.name == name) {
+            return doc.err(
+                &format!("{at}.name"),
+                name_v.span(),
+                format!("`{name}`: names must be unique and non-empty"),
+            );
+        }
+        let sid_v = req("system_id", "the SMPP system_id (at most 15 characters)")?;
+        let system_id = doc.string(&format!("{at}.system_id"), sid_v)?;
+        if system_id.is_empty() || system_id.len() > 15 || system_id.contains('\0') {
+            return doc.err(&format!("{at}.system_id"), sid_v.span(), "1 to 15 characters, no NUL (SMPP 3.4 §5.2.1)");
+        }
+        let pw_v = req("password", "the SMPP password (at most 8 characters)")?;
+        let password = doc.string(&format!("{at}.password"), pw_v)?;
+        if password.len() > 8 || password.contains('\0') {
+            return doc.err(&format!("{at}.password"), pw_v.span(), "at most 8 characters, no NUL (SMPP 3.4 §5.2.2)");
+        }
+        let mut allow = Vec::new();
+        if let Some(a) = Doc::get(t, "allow") {
+            let Some(items) = a.get_ref().as_array() else {
+                return doc.err(
+                    &format!("{at}.allow"),
+                    a.span(),
+                    "expected an array of networks, e.g. [\"198.18.1.0/24\"]",
+                );
+            };
+            for (j, item) in items.iter().enumerate() {
+                let key = format!("{at}.allow[{j}]");
+                let text = doc.string(&key, item)?;
+                let net = match text.split_once('/') {
+                    Some((a, l)) => a.parse::<Ipv4Addr>().ok().zip(l.parse::<u8>().ok().filter(|l| *l <= 32)),
+                    None => text.parse::<Ipv4Addr>().ok().map(|a| (a, 32)),
+                };
+                match net {
+                    Some(n) => allow.push(n),
+                    None => {
+                        return doc.err(&key, item.span(), format!("`{text}` is not an IPv4 network (198.18.1.0/24)"))
+                    }
+                }
+            }
+        }
+        let window = match Doc::get(t, "window") {
+            Some(w) => doc.integer(&format!("{at}.window"), w, 1, 1024)? as usize,
+            None => 10,
+        };
+        let initial = match Doc::get(t, "reconnect_initial_ms") {
+            Some(v) => doc.integer(&format!("{at}.reconnect_initial_ms"), v, 10, 3_600_000)? as u64,
+            None => 1_000,
+        };
+        let max = match Doc::get(t, "reconnect_max_ms") {
+            Some(v) => doc.integer(&format!("{at}.reconnect_max_ms"), v, initial as i64, 3_600_000)? as u64,
+            None => 60_000.max(initial),
+        };
+        let mut connect = None;
+        let mut connect_port = None;
+        if let Some(c) = Doc::get(t, "connect") {
+            let key = format!("{at}.connect");
+            let text = doc.string(&key, c)?;
+            let Ok(addr) = text.parse::<SocketAddrV4>() else {
+                return doc.err(&key, c.span(), format!("`{text}` is not an IPv4 address and port (198.18.1.1:2776)"));
+            };
+            let ip = *addr.ip();
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || addr.port() == 0 {
+                return doc.err(&key, c.span(), format!("`{text}`: expected a unicast address and a port"));
+            }
+            let port = ports
+                .iter()
+                .position(|p| p.on_link(ip) && p.address != ip)
+                .or_else(|| ports.iter().position(|p| p.gateway.is_some() && p.smpp_tcp_port.is_some()));
+            if port.is_none() {
+                return doc.err(
+                    &key,
+                    c.span(),
+                    format!("no [[ports]] entry reaches {ip} (on its subnet, or an SMPP port with a gateway)"),
+                );
+            }
+            connect = Some(addr);
+            connect_port = port;
+        } else if allow.is_empty() {
+            return doc.err(
+                &format!("{at}.allow"),
+                entry.span(),
+                "missing: the networks it may bind from (or `connect` for an SMSC iwf binds to)",
+            );
+        }
+        if connect.is_none() && out.iter().any(|l| l.connect.is_none() && l.system_id == system_id) {
+            return doc.err(&format!("{at}.system_id"), sid_v.span(), format!("`{system_id}` is used twice"));
+        }
+        out.push(LegacyConfig {
+            id,
+            name: name.to_string(),
+            system_id: system_id.to_string(),
+            password: password.to_string(),
+            allow,
+            window,
+            connect,
+            connect_port,
+            reconnect_ms: (initial, max),
+        });
+    }
+    Ok(out)
 }
 
 fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<SipConfig, ConfigError> {
@@ -694,6 +961,34 @@ sip_udp_port = 5060
     }
 
     #[test]
+    fn legacy_and_tcp_errors_name_key_and_line() {
+        let base = GOOD.to_string();
+        let line_of_added = base.lines().count() + 2;
+        let bad = |extra: &str| load(&format!("{base}\n{extra}")).unwrap_err();
+        let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"this-is-far-too-long\"\npassword = \"x\"\nallow = [\"1.2.3.0/24\"]\n");
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].system_id", line_of_added + 3), "{e}");
+        let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"x\"\nallow = [\"1.2.3/24\"]\n");
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].allow[0]", line_of_added + 5), "{e}");
+        let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"123456789\"\nallow = []\n");
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].password", line_of_added + 4), "{e}");
+        let e =
+            bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nconnect = \"10.9.9.9:1\"\n");
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].connect", line_of_added + 5), "{e}");
+        let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nwindow = 0\nallow = [\"1.2.3.4\"]\n");
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].window", line_of_added + 5), "{e}");
+        let e = bad("[tcp]\nsockets = 1\n");
+        assert_eq!((e.key.as_str(), e.line), ("tcp.sockets", line_of_added + 1), "{e}");
+        let e = bad("[tcp]\nsocket = 9\n");
+        assert_eq!((e.key.as_str(), e.line), ("tcp.socket", line_of_added + 1), "{e}");
+        let ok = load(&format!(
+            "{base}\n[[legacy]]\nid = 7\nname = \"x\"\nsystem_id = \"x\"\npassword = \"\"\nallow = [\"10.0.0.1\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.legacy[0].allow, [(Ipv4Addr::new(10, 0, 0, 1), 32)]);
+        assert_eq!(ok.legacy[0].window, 10);
+    }
+
+    #[test]
     fn errors_name_key_and_line() {
         let e = err(&GOOD.replace("\"0-1\"", "\"0\""));
         assert_eq!((e.key.as_str(), e.line), ("eal.lcores", 5));
@@ -784,6 +1079,16 @@ mod shipped_files {
         assert_eq!(lab.eal.file_prefix, "iwf-lab");
         assert_eq!(lab.sip.next_hop, Some(SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060)));
         assert_eq!(lab.sip.next_hop_port, Some(1));
+        assert_eq!((lab.ports[0].smpp_tcp_port, lab.ports[1].sip_tcp_port), (Some(2775), Some(5060)));
+        let names: Vec<_> = lab.legacy.iter().map(|l| (l.id, l.name.as_str(), l.system_id.as_str())).collect();
+        assert_eq!(names, [(1, "smsc-a", "smsca"), (2, "smsc-b", "smscb"), (3, "smsc-c", "iwf")]);
+        assert!(lab.legacy[0].allows(Ipv4Addr::new(198, 18, 1, 1)));
+        assert!(!lab.legacy[0].allows(Ipv4Addr::new(198, 18, 2, 1)));
+        assert_eq!(lab.legacy[2].connect, Some(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776)));
+        assert_eq!(lab.legacy[2].connect_port, Some(0));
+        assert_eq!(lab.legacy[2].reconnect_ms, (500, 4000));
+        assert_eq!(lab.legacy[0].reconnect_ms, (1000, 60_000));
+        assert_eq!(lab.tcp.max_connections_per_peer, 8);
         let example = load(include_str!("../../config/example.toml")).unwrap();
         assert_eq!(example.eal.lcores, vec![2, 3, 4, 5, 6]);
         assert!(matches!(example.ports[0].device, Device::Pci { .. }));

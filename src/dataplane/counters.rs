@@ -85,8 +85,12 @@ drop_reasons! {
     IpFragment = "ip_fragment",
     /// Addressed to another IP address (or a broadcast).
     IpOtherHost = "ip_other_host",
-    /// A protocol without a handler yet (TCP until the TCP stack lands).
+    /// A protocol without a handler (neither ICMP, UDP nor TCP).
     IpUnhandledProtocol = "ip_unhandled_protocol",
+    /// TCP shorter than its header or its data offset.
+    TcpTruncated = "tcp_truncated",
+    /// TCP on a port without TCP services.
+    TcpNoService = "tcp_no_service",
     /// ICMP shorter than its header.
     IcmpTruncated = "icmp_truncated",
     /// ICMP checksum does not verify.
@@ -232,6 +236,120 @@ sip_counters! {
     malformed_responses = "malformed_responses",
 }
 
+macro_rules! counter_group {
+    ($(#[$sdoc:meta])* $counters:ident, $(#[$tdoc:meta])* $totals:ident, { $($(#[$doc:meta])* $field:ident,)* }) => {
+        $(#[$sdoc])*
+        #[derive(Debug, Default)]
+        pub struct $counters {
+            $($(#[$doc])* pub $field: Counter,)*
+        }
+
+        $(#[$tdoc])*
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        pub struct $totals {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl $totals {
+            fn add(&mut self, c: &$counters) {
+                $(self.$field += c.$field.get();)*
+            }
+
+            /// `(name, value)` of every counter, in order.
+            pub fn fields(&self) -> [(&'static str, u64); [$(stringify!($field),)*].len()] {
+                [$((stringify!($field), self.$field),)*]
+            }
+        }
+    };
+}
+
+counter_group! {
+    /// The userspace TCP of one worker on one port (logged as `tcp.<name>=N` when non-zero).
+    TcpCounters,
+    /// Sums of [`TcpCounters`] over queues.
+    TcpTotals,
+    {
+        /// TCP segments for our address taken off the wire by this worker.
+        segments_in,
+        /// Segments of flows another worker owns, passed to it through its ring.
+        redirected_out,
+        /// Segments another worker passed to this one (flows this worker owns).
+        redirected_in,
+        /// Segments dropped because the owner's ring was full.
+        redirect_ring_full,
+        /// Segments dropped because smoltcp's input queue was full this poll.
+        input_queue_full,
+        /// Connections accepted (a listener reached Established).
+        accepted,
+        /// Connections refused: the peer holds max_connections_per_peer already.
+        refused_peer_limit,
+        /// Connections closed (either side, or reset).
+        closed,
+        /// Active opens (iwf connecting out).
+        active_opens,
+        /// Active opens that failed (refused, unreachable, timed out).
+        connect_failed,
+        /// SIP-over-TCP requests taken from a stream.
+        sip_requests,
+        /// SIP-over-TCP responses sent (2xx).
+        sip_tx_2xx,
+        /// SIP-over-TCP responses sent (other than 2xx).
+        sip_tx_other,
+        /// SIP-over-TCP streams that did not frame (no Content-Length, garbage, too long): closed.
+        sip_stream_errors,
+    }
+}
+
+counter_group! {
+    /// SMPP sessions of one worker on one port (logged as `smpp.<name>=N` when non-zero).
+    SmppCounters,
+    /// Sums of [`SmppCounters`] over queues.
+    SmppTotals,
+    {
+        /// SMPP PDUs received.
+        pdus_in,
+        /// SMPP PDUs sent.
+        pdus_out,
+        /// Server role: binds accepted.
+        binds_ok,
+        /// Server role: binds refused, unknown system_id (ESME_RINVSYSID).
+        bind_refused_system_id,
+        /// Server role: binds refused, wrong password (ESME_RINVPASWD).
+        bind_refused_password,
+        /// Server role: binds refused, peer address not allowed (ESME_RBINDFAIL).
+        bind_refused_address,
+        /// Server role: binds refused otherwise.
+        bind_refused_other,
+        /// enquire_link received and answered.
+        enquire_link_in,
+        /// enquire_link iwf sent (keep-alive).
+        enquire_link_out,
+        /// Peers that unbound.
+        unbind_in,
+        /// submit_sm / data_sm / deliver_sm answered ESME_RX_T_APPN: iwf cannot deliver
+        /// them to the converged side yet and never acknowledges what it has not delivered.
+        rx_t_appn,
+        /// Requests answered ESME_RTHROTTLED (the window of the bind was full).
+        throttled,
+        /// generic_nack iwf sent.
+        generic_nack_out,
+        /// Sessions closed (any reason).
+        sessions_closed,
+        /// Client role: TCP connections opened towards the SMSC.
+        client_connects,
+        /// Client role: bound to the SMSC.
+        client_bound,
+        /// Client role: the SMSC refused iwf's credentials: the alarm (no rebind until reconfigured).
+        client_auth_rejected,
+        /// Client role: binds that failed otherwise.
+        client_bind_failed,
+        /// Client role: sessions lost (the SMSC went away, keep-alive, unbind).
+        client_lost,
+        /// Client role: 1 while bound, else 0.
+        client_up,
+    }
+}
+
 /// The counters of one RX/TX queue pair of one port. Cache-line aligned so two workers
 /// never share a line.
 #[derive(Debug, Default)]
@@ -261,6 +379,10 @@ pub struct QueueCounters {
     pub drops: [Counter; DropReason::COUNT],
     /// SIP over UDP outcomes (the SIP service of this queue's worker).
     pub sip: SipCounters,
+    /// The userspace TCP of this worker on this port.
+    pub tcp: TcpCounters,
+    /// SMPP sessions of this worker on this port.
+    pub smpp: SmppCounters,
 }
 
 impl QueueCounters {
@@ -334,6 +456,10 @@ pub struct Totals {
     pub drops: [u64; DropReason::COUNT],
     /// SIP over UDP.
     pub sip: SipTotals,
+    /// TCP.
+    pub tcp: TcpTotals,
+    /// SMPP.
+    pub smpp: SmppTotals,
 }
 
 impl Totals {
@@ -352,6 +478,8 @@ impl Totals {
             *t += c.get();
         }
         self.sip.add(&q.sip);
+        self.tcp.add(&q.tcp);
+        self.smpp.add(&q.smpp);
     }
 
     /// One log line: `rx=.. tx=.. ... drop.ip_bad_checksum=2 sip.rx_message=3
@@ -383,6 +511,16 @@ impl Totals {
         }
         if self.sip.next_hop_state > 0 {
             let _ = write!(s, " sip.next_hop_up={}", u64::from(self.sip.next_hop_state == 2));
+        }
+        for (name, n) in self.tcp.fields() {
+            if n > 0 {
+                let _ = write!(s, " tcp.{name}={n}");
+            }
+        }
+        for (name, n) in self.smpp.fields() {
+            if n > 0 {
+                let _ = write!(s, " smpp.{name}={n}");
+            }
         }
         s
     }

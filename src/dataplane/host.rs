@@ -30,6 +30,8 @@ pub const ETH_HEADER_LEN: usize = 14;
 pub const IPV4_HEADER_LEN: usize = 20;
 /// Length of a UDP header.
 pub const UDP_HEADER_LEN: usize = 8;
+/// Length of a TCP header without options.
+pub const TCP_HEADER_LEN: usize = 20;
 /// Offset of the UDP payload in a frame iwf builds (no IP options).
 pub const UDP_PAYLOAD_OFFSET: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
 /// Length of an Ethernet/IPv4 ARP frame (without padding).
@@ -112,6 +114,18 @@ pub enum Outcome {
     },
     /// A datagram for a UDP service: call [`Host::answer_udp`] with a fresh buffer.
     Udp(UdpDatagram),
+    /// A TCP segment for our address (IPv4 checked, TCP header within the packet):
+    /// the frame goes, untouched, to the TCP stack of the flow's owner core.
+    Tcp(TcpSegment),
+}
+
+/// Where a TCP segment for us belongs (enough to find the flow's owner core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// The peer.
+    pub src: SocketAddrV4,
+    /// Our port.
+    pub dst_port: u16,
 }
 
 /// A service table is full.
@@ -327,8 +341,25 @@ impl Host {
         match packet.next_header() {
             IpProtocol::Icmp => self.icmp_in(frame, header_len, total, peer_mac),
             IpProtocol::Udp => self.udp_in(frame, header_len, total, src, peer_mac),
+            IpProtocol::Tcp => Self::tcp_in(frame, header_len, total, src),
             _ => Outcome::Drop(DropReason::IpUnhandledProtocol),
         }
+    }
+
+    /// Checks that the TCP header lies within the IP payload; the checksum and the rest
+    /// are the TCP stack's (smoltcp verifies them).
+    fn tcp_in(frame: &[u8], header_len: usize, total: usize, src: Ipv4Addr) -> Outcome {
+        let Some(tcp) = frame.get(ETH_HEADER_LEN + header_len..ETH_HEADER_LEN + total) else {
+            return Outcome::Drop(DropReason::TcpTruncated);
+        };
+        let (Some(sport), Some(dport), Some(&offset)) = (be16(tcp, 0), be16(tcp, 2), tcp.get(12)) else {
+            return Outcome::Drop(DropReason::TcpTruncated);
+        };
+        let data_offset = usize::from(offset >> 4) * 4;
+        if data_offset < TCP_HEADER_LEN || data_offset > tcp.len() {
+            return Outcome::Drop(DropReason::TcpTruncated);
+        }
+        Outcome::Tcp(TcpSegment { src: SocketAddrV4::new(src, sport), dst_port: dport })
     }
 
     fn icmp_in(&mut self, frame: &mut [u8], header_len: usize, total: usize, peer_mac: EthernetAddress) -> Outcome {
@@ -708,7 +739,20 @@ mod tests {
         let mut f = good.clone();
         f[34 + 5] ^= 1; // ICMP identifier, ICMP checksum now wrong
         assert_eq!(drop_of(&mut f), DropReason::IcmpBadChecksum);
-        assert_eq!(drop_of(&mut ipv4(6, &[0; 20])), DropReason::IpUnhandledProtocol);
+        assert_eq!(drop_of(&mut ipv4(47, &[0; 20])), DropReason::IpUnhandledProtocol);
+        assert_eq!(drop_of(&mut ipv4(6, &[0; 19])), DropReason::TcpTruncated);
+        let mut short = [0u8; 20];
+        short[12] = 0x40; // data offset 4 words
+        assert_eq!(drop_of(&mut ipv4(6, &short)), DropReason::TcpTruncated);
+        let mut long = [0u8; 20];
+        long[12] = 0x60; // data offset 6 words beyond the segment
+        assert_eq!(drop_of(&mut ipv4(6, &long)), DropReason::TcpTruncated);
+        let mut syn = [0u8; 20];
+        syn[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        syn[2..4].copy_from_slice(&2775u16.to_be_bytes());
+        syn[12] = 0x50;
+        let Outcome::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
+        assert_eq!(seg, TcpSegment { src: SocketAddrV4::new(PEER_IP, 40000), dst_port: 2775 });
         assert_eq!(drop_of(&mut ipv4(1, &[8, 0, 0])), DropReason::IcmpTruncated);
         let mut ts = vec![13, 0, 0, 0, 0, 0, 0, 0];
         let c = rfc1071(&ts);

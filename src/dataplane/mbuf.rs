@@ -51,6 +51,12 @@ impl Mbuf {
         unsafe { self.0.as_ref() }
     }
 
+    /// The port it was received on (set by the RX driver).
+    #[inline]
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
     /// Whether it has more than one segment.
     #[inline]
     pub fn is_chained(&self) -> bool {

@@ -14,6 +14,9 @@
 //! * [`host`] and [`arp`]: the IP host each port runs, over plain byte slices (sans-IO);
 //! * [`sip`]: SIP over UDP per worker (server and client transactions, the UAS policy,
 //!   the next hop's OPTIONS keep-alive), over the payload slice of the RX mbuf;
+//! * [`tcp`]: one smoltcp interface per worker and port over the worker's mbufs, flow
+//!   ownership with per-core-pair rings, SMPP sessions (server and client role) and SIP
+//!   over TCP on its sockets;
 //! * [`counters`]: per-port, per-queue, per-drop-reason counters, one writer each;
 //! * [`mbuf`], [`eal`], [`port`], [`worker`]: the thin safe layer over `dpdk-sys`;
 //! * [`app`]: `run(config)`, the appliance's main loop and orderly shutdown.
@@ -31,6 +34,7 @@ pub mod mbuf;
 pub mod port;
 pub mod preflight;
 pub mod sip;
+pub mod tcp;
 pub mod worker;
 
 pub use app::{run, run_with, DataplaneError};

@@ -4,8 +4,9 @@
 //! is read when a poll finds nothing, or every [`CLOCK_EVERY`] busy polls; the services'
 //! timers run then. No allocation, no lock, no panic on input.
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
-use super::host::{Host, Outcome, UdpService, Unsent};
+use super::host::{Host, Outcome, UdpService, Unsent, ETH_HEADER_LEN};
 use super::mbuf::{Mbuf, Mempool};
+use super::tcp::{Handoff, MbufRing, Steer, TcpStack, HANDOFF_BURST};
 use dpdk_sys as sys;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,8 @@ pub struct WorkerPort {
     pub gateway: Option<Ipv4Addr>,
     /// This worker's UDP services, indexed by the host's service slot.
     pub services: Vec<Option<Box<dyn UdpService>>>,
+    /// This worker's TCP on the port (SMPP, SIP over TCP), if the port has TCP services.
+    pub tcp: Option<TcpStack>,
 }
 
 /// One worker lcore's pipeline.
@@ -54,10 +57,12 @@ pub struct Worker {
     pub pool: Arc<Mempool>,
     /// Counters; this worker is the only writer of `queues[queue]` of every port.
     pub stats: Arc<Stats>,
+    /// The rings to and from the other workers (TCP segments of flows they own).
+    pub handoff: Handoff<MbufRing>,
 }
 
 /// Frames waiting for a TX burst on one port and queue.
-struct TxBatch {
+pub struct TxBatch {
     port: u16,
     queue: u16,
     pkts: [*mut sys::rte_mbuf; TX_BATCH],
@@ -66,7 +71,8 @@ struct TxBatch {
 }
 
 impl TxBatch {
-    fn push(&mut self, m: Mbuf, counters: &QueueCounters) {
+    /// Adds a frame, flushing first when the batch is full.
+    pub fn push(&mut self, m: Mbuf, counters: &QueueCounters) {
         if self.n == TX_BATCH {
             self.flush(counters);
         }
@@ -119,6 +125,23 @@ impl Worker {
             if arp_check {
                 next_arp_check = now_ms.saturating_add(ARP_CHECK_MS);
             }
+            // Segments other workers passed here (flows this worker owns): to the stack
+            // of the port they arrived on.
+            if self.handoff.workers() > 1 {
+                let ports = &mut self.ports;
+                let stats = &stats;
+                self.handoff.drain(HANDOFF_BURST, |m| {
+                    let port = m.port();
+                    let Some(p) = ports.iter_mut().find(|p| p.port_id == port) else { return };
+                    let Some(c) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else { return };
+                    c.tcp.redirected_in.inc();
+                    if let Some(t) = p.tcp.as_mut() {
+                        if t.queue(m).is_err() {
+                            c.tcp.input_queue_full.inc();
+                        }
+                    }
+                });
+            }
             for p in self.ports.iter_mut() {
                 let Some(counters) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else {
                     continue;
@@ -143,7 +166,10 @@ impl Worker {
                     };
                     counters.rx_packets.inc();
                     counters.rx_bytes.add(m.pkt_len() as u64);
-                    handle(p, m, now_ms, &self.pool, counters, &mut tx);
+                    handle(p, m, now_ms, &self.pool, counters, &mut tx, &self.handoff);
+                }
+                if let Some(t) = p.tcp.as_mut() {
+                    t.poll(now_ms, &self.pool, counters, &mut tx);
                 }
                 if clock_read {
                     run_service_timers(p, now_ms, &self.pool, counters, &mut tx);
@@ -209,7 +235,46 @@ fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters:
     }
 }
 
-fn handle(p: &mut WorkerPort, mut m: Mbuf, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+/// Hands smoltcp a copy of an ARP frame aimed at our address, its operation set to
+/// reply: smoltcp learns the sender's MAC address and never answers (host.rs does).
+fn arp_to_stack(p: &mut WorkerPort, frame: &[u8], pool: &Mempool, counters: &QueueCounters) {
+    const OP: usize = ETH_HEADER_LEN + 6;
+    const TPA: std::ops::Range<usize> = ETH_HEADER_LEN + 24..ETH_HEADER_LEN + 28;
+    let Some(stack) = p.tcp.as_mut() else { return };
+    if frame.get(12..14) != Some(&[0x08, 0x06][..]) || frame.get(TPA) != Some(&p.host.ip().octets()[..]) {
+        return;
+    }
+    let Some(mut copy) = Mbuf::alloc(pool) else {
+        counters.drop(DropReason::NoMbuf);
+        return;
+    };
+    let Some(len) = u16::try_from(frame.len()).ok() else { return };
+    let Some(buf) = copy.append(len) else { return };
+    buf.copy_from_slice(frame);
+    if let Some(op) = buf.get_mut(OP..OP + 2) {
+        op.copy_from_slice(&[0, 2]);
+    }
+    if stack.queue(copy).is_err() {
+        counters.tcp.input_queue_full.inc();
+    }
+}
+
+fn handle(
+    p: &mut WorkerPort,
+    mut m: Mbuf,
+    now_ms: u64,
+    pool: &Mempool,
+    counters: &QueueCounters,
+    tx: &mut TxBatch,
+    handoff: &Handoff<MbufRing>,
+) {
+    if p.tcp.is_some() {
+        if let Ok(frame) = m.data() {
+            if frame.get(12..14) == Some(&[0x08, 0x06][..]) {
+                arp_to_stack(p, frame, pool, counters);
+            }
+        }
+    }
     let outcome = match m.data_mut() {
         Ok(frame) => p.host.receive(frame, now_ms),
         Err(_) => Outcome::Drop(DropReason::Chained),
@@ -221,6 +286,24 @@ fn handle(p: &mut WorkerPort, mut m: Mbuf, now_ms: u64, pool: &Mempool, counters
             counters.handled(what);
             m.truncate(len);
             tx.push(m, counters);
+        }
+        Outcome::Tcp(seg) => {
+            counters.tcp.segments_in.inc();
+            let Some(stack) = p.tcp.as_mut() else {
+                counters.drop(DropReason::TcpNoService);
+                return;
+            };
+            match handoff.steer(seg.src, seg.dst_port) {
+                Steer::Local => {
+                    if stack.queue(m).is_err() {
+                        counters.tcp.input_queue_full.inc();
+                    }
+                }
+                Steer::To(owner) => match handoff.pass(owner, m) {
+                    Ok(()) => counters.tcp.redirected_out.inc(),
+                    Err(_) => counters.tcp.redirect_ring_full.inc(),
+                },
+            }
         }
         Outcome::Udp(dgram) => {
             counters.handled(Handled::UdpDelivered);

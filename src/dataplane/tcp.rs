@@ -1,0 +1,1746 @@
+//! TCP on the packet path: one smoltcp [`Interface`] per worker lcore and port, over a
+//! [`phy::Device`] backed by the worker's RX burst and TX mbufs, with its sockets, SMPP
+//! sessions and SIP-over-TCP streams allocated at start ([`TcpStack`]); and the flow
+//! ownership rule with the per-core-pair rings that carry a segment to its owner
+//! ([`Handoff`]).
+//!
+//! ```text
+//!  rx burst ─► Host::receive ─► Outcome::Tcp(seg) ─► owner = flow_owner(seg)
+//!                    │ ARP aimed at us: a copy,        │ this core: TcpStack::queue(mbuf)
+//!                    │ shown as a reply, to smoltcp    │ other core: Handoff::pass → ring[me][owner]
+//!                    ▼                                 ▼
+//!              ARP/ICMP/UDP answered       TcpStack::poll: iface.poll (RxToken = the mbuf's
+//!              by host.rs as before        data, TxToken = a fresh mbuf's data room) → the
+//!                                          sockets' SMPP sessions / SIP streams → iface.poll
+//! ```
+//!
+//! **Flow ownership.** A flow's owner is the worker that did its active open, else the
+//! hash of its 4-tuple modulo the number of workers ([`flow_owner`]). Active opens take
+//! their local port from the owner's own slice of the ephemeral range
+//! ([`ephemeral_range`]): the registration of the flow with its owner *is* the port
+//! number, written before the SYN leaves, so no shared table, lock or race exists
+//! between the SYN and its SYN-ACK landing on another queue. Every core listens on the
+//! service ports; a SYN that lands elsewhere is passed to the owner, whose listener
+//! accepts it. Segments cross cores through one single-producer/single-consumer ring per
+//! ordered core pair (DPDK `rte_ring` of mbuf pointers), counted on both ends; a full
+//! ring is a counted drop (TCP retransmits).
+//!
+//! **ARP.** host.rs keeps answering ARP; smoltcp keeps its own neighbour cache (its API
+//! has no way to fill it from outside). Each ARP frame aimed at our address is copied
+//! (ARP is rare: no cost that matters) with its operation set to *reply* and handed to
+//! smoltcp, which learns the sender from it and — since it is a reply — never answers
+//! it: one ARP answer per request, from host.rs, and a warm neighbour cache for the
+//! SYN-ACK of a passive open without an extra ARP round trip.
+//!
+//! **SMPP.** One [`Session`] per TCP connection on its owner core (server role on
+//! `smpp_tcp_port`, the [`Directory`] of `[[legacy]]` systems authenticates binds;
+//! client role towards each `[[legacy]]` entry with `connect`, from the worker of queue
+//! 0, paced by [`Reconnect`]). iwf cannot deliver a message to the converged side yet
+//! and must never acknowledge what it has not delivered, so every submit_sm / data_sm /
+//! deliver_sm is answered **`ESME_RX_T_APPN`** ("temporary application error, retry")
+//! once the input of the poll has been read — the point where a later version hands
+//! it to its lane — and counted (`smpp.rx_t_appn`). Requests beyond the bind's window
+//! in one poll are answered `ESME_RTHROTTLED`, never dropped.
+//!
+//! **Connection limits.** A connection is accepted only while its peer address holds
+//! fewer than `max_connections_per_peer` on the port, counted in a lock-free table all
+//! of the port's workers share ([`PeerLimits`]); beyond it the connection is reset and
+//! counted (`tcp.refused_peer_limit`).
+//!
+//! **SIP over TCP.** `sip_tcp_port` streams are framed by Content-Length
+//! ([`parse_stream`]) and each request goes through the same transaction layer and UAS
+//! policy as UDP (OPTIONS 200, MESSAGE per route: 404 for now), answered on the stream.
+//!
+//! Nothing on the per-packet path allocates: sockets, buffers, sessions and queues are
+//! allocated in [`TcpStack::new`].
+
+use super::config::{LegacyConfig, TcpConfig};
+use super::counters::{DropReason, QueueCounters, SmppCounters, TcpCounters};
+use super::mbuf::{Mbuf, Mempool};
+use super::sip::{Route, MAX_HEADERS};
+use super::worker::{TxBatch, MAX_FRAME};
+use crate::session::sip::{Incoming, ServerConfig, ServerTransactions, UasPolicy};
+use crate::session::smpp::{
+    Authenticator, BindRefusal, BindRequest, Credentials, Event, LegacySystemId, Reconnect, ReconnectConfig,
+    RefuseBinds, Role, Session, SessionConfig, SessionCounters, State as SmppState,
+};
+use crate::wire::sip::{parse_stream, Header, Status};
+use crate::wire::smpp::CommandStatus;
+use dpdk_sys as sys;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp::{self, CongestionControl, State as TcpState};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use std::hash::{BuildHasher, Hasher};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// First port of the ephemeral range active opens use (IANA dynamic ports).
+pub const EPHEMERAL_BASE: u16 = 49152;
+/// Ephemeral ports per worker: worker `q` uses `EPHEMERAL_BASE + q * EPHEMERAL_PER_WORKER`
+/// and the next `EPHEMERAL_PER_WORKER - 1` ports.
+pub const EPHEMERAL_PER_WORKER: u16 = 256;
+/// Frames smoltcp may be handed per poll (a burst, what other cores passed, ARP copies).
+pub const RX_QUEUE: usize = 128;
+/// Segments taken from each incoming ring per loop.
+pub const HANDOFF_BURST: usize = 32;
+/// Bytes buffered per SIP-over-TCP stream (one request must fit).
+pub const SIP_STREAM_BUFFER: usize = 8192;
+/// Room a SIP response may need in the socket's send buffer before a request is read.
+const SIP_REPLY_MAX: usize = 2048;
+/// How often sessions are looked at without traffic (keep-alives, reconnects), ms.
+const SERVICE_EVERY_MS: u64 = 10;
+/// An active open gives up after this long without an answer, ms.
+const CONNECT_TIMEOUT_MS: u64 = 3000;
+
+/// The local ports worker `queue` uses for its active opens.
+pub fn ephemeral_range(queue: u16) -> std::ops::Range<u16> {
+    let start = EPHEMERAL_BASE.saturating_add(queue.saturating_mul(EPHEMERAL_PER_WORKER));
+    start..start.saturating_add(EPHEMERAL_PER_WORKER)
+}
+
+/// The worker whose active open owns local port `port`, if it lies in a worker's slice.
+fn active_open_owner(port: u16, workers: u16) -> Option<u16> {
+    let q = port.checked_sub(EPHEMERAL_BASE)? / EPHEMERAL_PER_WORKER;
+    (q < workers).then_some(q)
+}
+
+/// The owner core of the flow between `peer` and our `local_port`, among `workers`
+/// workers: the one that did the active open when `local_port` is in a worker's
+/// ephemeral slice, else the 4-tuple's hash (our address is the port's own, constant
+/// per stack). Deterministic on every core.
+pub fn flow_owner(peer: SocketAddrV4, local_port: u16, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    if let Some(q) = active_open_owner(local_port, workers) {
+        return q;
+    }
+    // FNV-1a over the tuple, then a multiply-shift: spreads ports that differ by one.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    peer.ip().octets().into_iter().for_each(&mut feed);
+    peer.port().to_be_bytes().into_iter().for_each(&mut feed);
+    local_port.to_be_bytes().into_iter().for_each(&mut feed);
+    let mixed = h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    u16::try_from(mixed % u64::from(workers)).unwrap_or(0)
+}
+
+/// One direction of a core pair: single producer (the sending core), single consumer
+/// (the owner).
+pub trait SegmentRing: Send {
+    /// What travels (an [`Mbuf`] on the packet path).
+    type Item;
+    /// Enqueues, or hands the item back when full.
+    fn push(&self, item: Self::Item) -> Result<(), Self::Item>;
+    /// Dequeues one.
+    fn pop(&self) -> Option<Self::Item>;
+}
+
+/// Where a segment goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// This core owns the flow.
+    Local,
+    /// Pass it to this worker.
+    To(u16),
+}
+
+/// One worker's ends of the core-pair rings: `out[q]` carries segments to worker `q`,
+/// `inbound[q]` brings them from worker `q` (`None` for itself).
+#[derive(Debug)]
+pub struct Handoff<R> {
+    me: u16,
+    workers: u16,
+    out: Vec<Option<R>>,
+    inbound: Vec<Option<R>>,
+}
+
+impl<R: SegmentRing> Handoff<R> {
+    /// Worker `me` of `workers`, with its outgoing and incoming rings (indexed by the
+    /// other worker).
+    pub fn new(me: u16, workers: u16, out: Vec<Option<R>>, inbound: Vec<Option<R>>) -> Self {
+        Handoff { me, workers: workers.max(1), out, inbound }
+    }
+
+    /// How many workers share the flows.
+    pub fn workers(&self) -> u16 {
+        self.workers
+    }
+
+    /// A handoff for a single worker (no rings).
+    pub fn single() -> Self {
+        Handoff { me: 0, workers: 1, out: Vec::new(), inbound: Vec::new() }
+    }
+
+    /// Where the segment from `peer` to our `local_port` goes.
+    pub fn steer(&self, peer: SocketAddrV4, local_port: u16) -> Steer {
+        let owner = flow_owner(peer, local_port, self.workers);
+        if owner == self.me {
+            Steer::Local
+        } else {
+            Steer::To(owner)
+        }
+    }
+
+    /// Passes `item` to worker `to`; hands it back when its ring is full or missing.
+    pub fn pass(&self, to: u16, item: R::Item) -> Result<(), R::Item> {
+        match self.out.get(usize::from(to)).and_then(Option::as_ref) {
+            Some(r) => r.push(item),
+            None => Err(item),
+        }
+    }
+
+    /// Takes up to `max` segments from each incoming ring.
+    pub fn drain(&self, max: usize, mut f: impl FnMut(R::Item)) -> usize {
+        let mut n = 0;
+        for r in self.inbound.iter().flatten() {
+            for _ in 0..max {
+                let Some(item) = r.pop() else { break };
+                f(item);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// A DPDK `rte_ring` of mbuf pointers (created SP/SC by the application, freed by it
+/// after the workers stopped).
+#[derive(Debug, Clone, Copy)]
+pub struct MbufRing(pub *mut sys::rte_ring);
+
+// SAFETY: an rte_ring is made for crossing lcores; each end is used by one lcore only
+// (single producer, single consumer), and the application frees it after both stopped.
+unsafe impl Send for MbufRing {}
+
+impl SegmentRing for MbufRing {
+    type Item = Mbuf;
+
+    fn push(&self, item: Mbuf) -> Result<(), Mbuf> {
+        let raw = item.into_raw();
+        let objs = [raw.cast::<std::ffi::c_void>()];
+        // SAFETY: valid ring; we own `raw` and hand it over when enqueued.
+        let n = unsafe { sys::rte_ring_enqueue_burst(self.0, objs.as_ptr(), 1) };
+        if n == 1 {
+            Ok(())
+        } else {
+            // SAFETY: not enqueued, so still ours.
+            unsafe { Mbuf::from_raw(raw) }.map_or(Ok(()), Err)
+        }
+    }
+
+    fn pop(&self) -> Option<Mbuf> {
+        let mut objs = [std::ptr::null_mut::<std::ffi::c_void>()];
+        // SAFETY: valid ring; what comes out was enqueued by `push` (owned mbufs).
+        let n = unsafe { sys::rte_ring_dequeue_burst(self.0, objs.as_mut_ptr(), 1) };
+        if n == 1 {
+            // SAFETY: ownership travelled through the ring.
+            objs.first().and_then(|raw| unsafe { Mbuf::from_raw(raw.cast()) })
+        } else {
+            None
+        }
+    }
+}
+
+/// Frames for smoltcp, owned until its poll consumes them (a fixed ring).
+#[derive(Debug)]
+pub struct FrameQueue {
+    slots: Vec<Option<Mbuf>>,
+    head: usize,
+    len: usize,
+}
+
+impl FrameQueue {
+    fn new(capacity: usize) -> Self {
+        FrameQueue { slots: (0..capacity.max(1)).map(|_| None).collect(), head: 0, len: 0 }
+    }
+
+    fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len >= self.slots.len() {
+            return Err(m);
+        }
+        let i = (self.head + self.len) % self.slots.len();
+        match self.slots.get_mut(i) {
+            Some(s) => {
+                *s = Some(m);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(m),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Mbuf> {
+        if self.len == 0 {
+            return None;
+        }
+        let m = self.slots.get_mut(self.head).and_then(Option::take);
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        m
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn capabilities() -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ethernet;
+    caps.max_transmission_unit = usize::from(MAX_FRAME);
+    caps.max_burst_size = None;
+    caps
+}
+
+/// smoltcp's view of the worker's queue: RX tokens are queued mbufs (smoltcp reads
+/// their data in place), TX tokens allocate a fresh mbuf and let smoltcp write the
+/// frame straight into its data room, then push it on the worker's TX batch.
+pub struct MbufDevice<'a> {
+    rx: &'a mut FrameQueue,
+    pool: &'a Mempool,
+    tx: &'a mut TxBatch,
+    counters: &'a QueueCounters,
+}
+
+/// A received frame: read in place, freed after.
+pub struct MbufRxToken(Mbuf);
+
+impl phy::RxToken for MbufRxToken {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0.data().unwrap_or(&[]))
+    }
+}
+
+/// Room for one frame to send.
+pub struct MbufTxToken<'a> {
+    pool: &'a Mempool,
+    tx: &'a mut TxBatch,
+    counters: &'a QueueCounters,
+}
+
+impl phy::TxToken for MbufTxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let room = u16::try_from(len).ok().filter(|l| *l <= MAX_FRAME);
+        if let (Some(room), Some(mut m)) = (room, Mbuf::alloc(self.pool)) {
+            if let Some(buf) = m.append(room) {
+                let r = f(buf.get_mut(..len).unwrap_or(&mut []));
+                self.tx.push(m, self.counters);
+                return r;
+            }
+        }
+        // No mbuf (or an impossible length): smoltcp writes into a scratch frame that
+        // is dropped and counted; TCP retransmits.
+        self.counters.drop(DropReason::NoMbuf);
+        let mut scratch = [0u8; MAX_FRAME as usize];
+        let n = len.min(scratch.len());
+        f(scratch.get_mut(..n).unwrap_or(&mut []))
+    }
+}
+
+impl phy::Device for MbufDevice<'_> {
+    type RxToken<'b>
+        = MbufRxToken
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = MbufTxToken<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let m = self.rx.pop()?;
+        Some((MbufRxToken(m), MbufTxToken { pool: self.pool, tx: self.tx, counters: self.counters }))
+    }
+
+    fn transmit(&mut self, _now: SmolInstant) -> Option<Self::TxToken<'_>> {
+        Some(MbufTxToken { pool: self.pool, tx: self.tx, counters: self.counters })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        capabilities()
+    }
+}
+
+/// A device with no frames: only its capabilities are read (by `Interface::new`).
+struct NoFrames;
+
+impl phy::Device for NoFrames {
+    type RxToken<'b>
+        = MbufRxToken
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = MbufTxToken<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        None
+    }
+
+    fn transmit(&mut self, _now: SmolInstant) -> Option<Self::TxToken<'_>> {
+        None
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        capabilities()
+    }
+}
+
+/// Connections per peer address, shared by every worker's endpoint on a port: a fixed
+/// table of atomic counts indexed by a hash of the address (two addresses that share a
+/// bucket share its limit: stricter, never looser). Lock-free; no allocation after
+/// [`PeerLimits::new`].
+#[derive(Debug)]
+pub struct PeerLimits {
+    buckets: Vec<std::sync::atomic::AtomicU32>,
+    max: u32,
+}
+
+impl PeerLimits {
+    /// Buckets in the table.
+    pub const BUCKETS: usize = 4096;
+
+    /// At most `max` connections per address.
+    pub fn new(max: usize) -> PeerLimits {
+        PeerLimits {
+            buckets: (0..Self::BUCKETS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
+            max: u32::try_from(max).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn bucket(&self, ip: Ipv4Addr) -> Option<&std::sync::atomic::AtomicU32> {
+        let h = u64::from(u32::from(ip)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
+        self.buckets.get(usize::try_from(h).unwrap_or(0) % Self::BUCKETS)
+    }
+
+    /// Takes one connection for `ip`; `false` when it holds the maximum already.
+    pub fn acquire(&self, ip: Ipv4Addr) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(b) = self.bucket(ip) else { return false };
+        b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).is_ok()
+    }
+
+    /// Gives one connection of `ip` back.
+    pub fn release(&self, ip: Ipv4Addr) {
+        use std::sync::atomic::Ordering;
+        if let Some(b) = self.bucket(ip) {
+            let _ = b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Connections `ip`'s bucket holds.
+    pub fn held(&self, ip: Ipv4Addr) -> u32 {
+        self.bucket(ip).map_or(0, |b| b.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
+/// The provisioned legacy systems that bind to iwf: the server role's [`Authenticator`]
+/// (system_id, password, source-address allow-list).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    systems: Vec<LegacyConfig>,
+}
+
+impl Directory {
+    /// The systems of `[[legacy]]` that bind to iwf (those without `connect`).
+    pub fn new(legacy: &[LegacyConfig]) -> Self {
+        Directory { systems: legacy.iter().filter(|l| l.connect.is_none()).cloned().collect() }
+    }
+
+    /// The window of system `id` (10 when unknown).
+    pub fn window(&self, id: LegacySystemId) -> usize {
+        self.systems.iter().find(|s| s.id == id.0).map_or(10, |s| s.window)
+    }
+
+    /// The largest window of any system (the sessions' window).
+    pub fn max_window(&self) -> usize {
+        self.systems.iter().map(|s| s.window).max().unwrap_or(10)
+    }
+}
+
+impl Authenticator for Directory {
+    fn authenticate(&mut self, bind: &BindRequest<'_>) -> Result<LegacySystemId, BindRefusal> {
+        let system =
+            self.systems.iter().find(|s| s.system_id.as_bytes() == bind.system_id).ok_or(BindRefusal::UnknownSystem)?;
+        if system.password.as_bytes() != bind.password {
+            return Err(BindRefusal::BadPassword);
+        }
+        if !system.allows(bind.peer) {
+            return Err(BindRefusal::AddressNotAllowed);
+        }
+        Ok(LegacySystemId(system.id))
+    }
+}
+
+/// What a socket slot serves.
+#[derive(Debug)]
+enum Service {
+    /// A listener/connection of the SMPP server.
+    SmppServer { port: u16 },
+    /// iwf's bind to an SMSC.
+    SmppClient { remote: SocketAddrV4, reconnect: Reconnect, connecting: bool, since: u64 },
+    /// A listener/connection of SIP over TCP.
+    Sip { port: u16, buf: Vec<u8>, len: usize },
+}
+
+/// One SMPP session and what the glue keeps beside it.
+#[derive(Debug)]
+struct SmppConn {
+    session: Session,
+    /// Sequence numbers of this poll's requests, answered after the input was read.
+    pending: Vec<u32>,
+    /// The bound system's window.
+    window: usize,
+    /// The session's counters at the last look (deltas go to the port's counters).
+    seen: SessionCounters,
+}
+
+#[derive(Debug)]
+struct Slot {
+    handle: SocketHandle,
+    service: Service,
+    smpp: Option<SmppConn>,
+    peer: Option<Ipv4Addr>,
+    open: bool,
+}
+
+/// An SMSC iwf binds to as an ESME.
+#[derive(Debug, Clone, Copy)]
+pub struct SmscClient {
+    /// Its address.
+    pub remote: SocketAddrV4,
+    /// iwf's credentials.
+    pub credentials: Credentials,
+    /// Requests outstanding at most.
+    pub window: usize,
+    /// Reconnect back-off.
+    pub reconnect: ReconnectConfig,
+}
+
+/// What [`TcpStack::new`] needs.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    /// The port's MAC address.
+    pub mac: EthernetAddress,
+    /// Our address on it.
+    pub ip: Ipv4Addr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// Its gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// SMPP server port.
+    pub smpp_port: Option<u16>,
+    /// SIP-over-TCP port.
+    pub sip_port: Option<u16>,
+    /// SMSCs this stack binds to (client role).
+    pub clients: Vec<SmscClient>,
+    /// `[tcp]`.
+    pub tcp: TcpConfig,
+    /// This worker (for its ephemeral ports and seeds).
+    pub queue: u16,
+    /// The port's per-peer connection counts (one table shared by the port's workers).
+    pub limits: std::sync::Arc<PeerLimits>,
+    /// SIP server transactions for the TCP streams.
+    pub sip_transactions: usize,
+    /// Bytes per SIP server transaction.
+    pub sip_slot_bytes: usize,
+}
+
+/// One worker's TCP on one port: the frames waiting for smoltcp, and the [`Endpoint`].
+#[derive(Debug)]
+pub struct TcpStack {
+    rx: FrameQueue,
+    endpoint: Endpoint,
+}
+
+impl TcpStack {
+    /// See [`Endpoint::new`]; plus the input queue of [`RX_QUEUE`] frames.
+    pub fn new(settings: &StackSettings, directory: Directory, route: Route, now_ms: u64) -> TcpStack {
+        TcpStack { rx: FrameQueue::new(RX_QUEUE), endpoint: Endpoint::new(settings, directory, route, now_ms) }
+    }
+
+    /// Queues a frame for smoltcp's next poll; hands it back when the queue is full.
+    pub fn queue(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        self.rx.push(m)
+    }
+
+    /// Runs smoltcp and the applications over the worker's mbufs when frames wait or a
+    /// timer is due (frames go on `tx`).
+    pub fn poll(&mut self, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+        let input = !self.rx.is_empty();
+        let mut dev = MbufDevice { rx: &mut self.rx, pool, tx, counters };
+        self.endpoint.poll(now_ms, input, counters, &mut dev);
+    }
+}
+
+/// The smoltcp interface and sockets of one worker on one port, and the SMPP and SIP
+/// applications on them; driven over any [`phy::Device`] (the worker's mbufs, or frames
+/// in memory in tests).
+pub struct Endpoint {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    slots: Vec<Slot>,
+    directory: Directory,
+    sip: Option<(ServerTransactions, UasPolicy<Route>)>,
+    reply: Vec<u8>,
+    ephemeral: std::ops::Range<u16>,
+    next_ephemeral: u16,
+    limits: std::sync::Arc<PeerLimits>,
+    next_poll: u64,
+    next_service: u64,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("slots", &self.slots.len()).finish_non_exhaustive()
+    }
+}
+
+fn seed(salt: u64) -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.finish()
+}
+
+fn new_socket(tcp: &TcpConfig) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; tcp.rx_buffer]),
+        tcp::SocketBuffer::new(vec![0u8; tcp.tx_buffer]),
+    );
+    s.set_congestion_control(CongestionControl::Cubic);
+    // SMPP and SIP are request/response: send each PDU at once.
+    s.set_nagle_enabled(false);
+    s
+}
+
+impl Endpoint {
+    /// Everything allocated here: the interface, `tcp.sockets` sockets with their
+    /// buffers (one per client, the rest split between the SMPP and SIP listeners), a
+    /// session per SMPP socket, a stream buffer per SIP socket.
+    pub fn new(settings: &StackSettings, directory: Directory, route: Route, now_ms: u64) -> Endpoint {
+        let mut config = Config::new(HardwareAddress::Ethernet(settings.mac));
+        config.random_seed = seed(u64::from(settings.queue));
+        let now = SmolInstant::from_millis(i64::try_from(now_ms).unwrap_or(0));
+        let mut iface = Interface::new(config, &mut NoFrames, now);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(settings.ip), settings.prefix_len));
+        });
+        if let Some(gw) = settings.gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        let total = settings.tcp.sockets.max(settings.clients.len() + 2);
+        let mut sockets = SocketSet::new(Vec::with_capacity(total));
+        let mut slots = Vec::with_capacity(total);
+        let window = directory.max_window();
+        let smpp_conn = |role: Role, window: usize| SmppConn {
+            session: Session::new(SessionConfig { role, window, out_window: window, ..SessionConfig::default() }),
+            pending: Vec::with_capacity(window),
+            window,
+            seen: SessionCounters::default(),
+        };
+        for (i, c) in settings.clients.iter().enumerate() {
+            let s = new_socket(&settings.tcp);
+            let handle = sockets.add(s);
+            let reconnect = Reconnect::new(c.reconnect, seed(i as u64 + 100));
+            slots.push(Slot {
+                handle,
+                service: Service::SmppClient { remote: c.remote, reconnect, connecting: false, since: 0 },
+                smpp: Some(smpp_conn(Role::Client(c.credentials), c.window)),
+                peer: None,
+                open: false,
+            });
+        }
+        let listeners = total.saturating_sub(slots.len());
+        let (smpp_n, sip_n) = match (settings.smpp_port, settings.sip_port) {
+            (Some(_), Some(_)) => (listeners / 2, listeners - listeners / 2),
+            (Some(_), None) => (listeners, 0),
+            (None, Some(_)) => (0, listeners),
+            (None, None) => (0, 0),
+        };
+        if let Some(port) = settings.smpp_port {
+            for _ in 0..smpp_n {
+                let handle = sockets.add(new_socket(&settings.tcp));
+                slots.push(Slot {
+                    handle,
+                    service: Service::SmppServer { port },
+                    smpp: Some(smpp_conn(Role::Server, window)),
+                    peer: None,
+                    open: false,
+                });
+            }
+        }
+        if let Some(port) = settings.sip_port {
+            for _ in 0..sip_n {
+                let handle = sockets.add(new_socket(&settings.tcp));
+                slots.push(Slot {
+                    handle,
+                    service: Service::Sip { port, buf: vec![0u8; SIP_STREAM_BUFFER], len: 0 },
+                    smpp: None,
+                    peer: None,
+                    open: false,
+                });
+            }
+        }
+        let sip = settings.sip_port.map(|_| {
+            let server = ServerTransactions::new(ServerConfig {
+                capacity: settings.sip_transactions,
+                slot_len: settings.sip_slot_bytes,
+                secret: [seed(7), seed(8)],
+                ..ServerConfig::default()
+            });
+            (server, UasPolicy::new(route))
+        });
+        let ephemeral = ephemeral_range(settings.queue);
+        Endpoint {
+            iface,
+            sockets,
+            slots,
+            directory,
+            sip,
+            reply: vec![0u8; SIP_REPLY_MAX],
+            next_ephemeral: ephemeral.start,
+            ephemeral,
+            limits: std::sync::Arc::clone(&settings.limits),
+            next_poll: 0,
+            next_service: 0,
+        }
+    }
+
+    /// Runs smoltcp and the applications over `dev` when `input` frames wait or a timer
+    /// is due: ingress, the sessions and streams, egress.
+    pub fn poll<D: phy::Device>(&mut self, now_ms: u64, input: bool, counters: &QueueCounters, dev: &mut D) {
+        if !input && now_ms < self.next_poll && now_ms < self.next_service {
+            return;
+        }
+        let now = SmolInstant::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        self.iface.poll(now, dev, &mut self.sockets);
+        self.service(now_ms, counters);
+        self.iface.poll(now, dev, &mut self.sockets);
+        self.next_service = now_ms.saturating_add(SERVICE_EVERY_MS);
+        self.next_poll =
+            self.iface.poll_at(now, &self.sockets).map_or(u64::MAX, |t| u64::try_from(t.total_millis()).unwrap_or(0));
+    }
+
+    fn service(&mut self, now: u64, qc: &QueueCounters) {
+        for i in 0..self.slots.len() {
+            self.service_slot(i, now, qc);
+        }
+    }
+
+    fn service_slot(&mut self, i: usize, now: u64, qc: &QueueCounters) {
+        let (tc, sc) = (&qc.tcp, &qc.smpp);
+        let Some(handle) = self.slots.get(i).map(|s| s.handle) else { return };
+        // Accept: a listener that reached a connected state.
+        let (state, remote) = {
+            let sock = self.sockets.get::<tcp::Socket>(handle);
+            (sock.state(), sock.remote_endpoint())
+        };
+        let peer = remote.map(|e| match e.addr {
+            IpAddress::Ipv4(a) => a,
+        });
+        let is_client = matches!(self.slots.get(i).map(|s| &s.service), Some(Service::SmppClient { .. }));
+        let (open, connecting) = match self.slots.get(i) {
+            Some(s) => (s.open, matches!(s.service, Service::SmppClient { connecting: true, .. })),
+            None => return,
+        };
+        let connected = matches!(state, TcpState::Established | TcpState::CloseWait);
+        if !open && connected && (!is_client || connecting) {
+            let ip = peer.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            if !is_client && !self.limits.acquire(ip) {
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                tc.refused_peer_limit.inc();
+                return;
+            }
+            let Some(slot) = self.slots.get_mut(i) else { return };
+            slot.open = true;
+            slot.peer = Some(ip);
+            if let Service::SmppClient { connecting, .. } = &mut slot.service {
+                *connecting = false;
+            } else {
+                tc.accepted.inc();
+            }
+            if let Service::Sip { len, .. } = &mut slot.service {
+                *len = 0;
+            }
+            if let Some(c) = slot.smpp.as_mut() {
+                c.pending.clear();
+                c.session.connected(now, ip);
+            }
+        }
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let sock = self.sockets.get_mut::<tcp::Socket>(handle);
+        // Idle slots: listen again, or (client) connect when the back-off allows.
+        if !slot.open {
+            match &mut slot.service {
+                Service::SmppServer { port } | Service::Sip { port, .. } => {
+                    // A slot in TIME-WAIT listens again once it has passed (10 s).
+                    if state == TcpState::Closed {
+                        let _ = sock.listen(*port);
+                    }
+                }
+                Service::SmppClient { remote, reconnect, connecting, since } => {
+                    if *connecting {
+                        if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
+                            sock.abort();
+                            *connecting = false;
+                            reconnect.connect_failed(now);
+                            tc.connect_failed.inc();
+                        }
+                    } else if state == TcpState::TimeWait {
+                        sock.abort();
+                    } else if state == TcpState::Closed && reconnect.may_attempt(now) {
+                        let local = {
+                            let p = self.next_ephemeral;
+                            self.next_ephemeral =
+                                if p.saturating_add(1) >= self.ephemeral.end { self.ephemeral.start } else { p + 1 };
+                            p
+                        };
+                        let ip = IpAddress::Ipv4(*remote.ip());
+                        match sock.connect(self.iface.context(), (ip, remote.port()), local) {
+                            Ok(()) => {
+                                *connecting = true;
+                                *since = now;
+                                tc.active_opens.inc();
+                                sc.client_connects.inc();
+                            }
+                            Err(_) => {
+                                reconnect.connect_failed(now);
+                                tc.connect_failed.inc();
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        // Open slots: drive the application.
+        let gone = matches!(state, TcpState::Closed | TcpState::TimeWait | TcpState::Listen);
+        match &mut slot.service {
+            Service::Sip { buf, len, .. } => {
+                if !gone {
+                    if let Some((server, policy)) = self.sip.as_mut() {
+                        let peer =
+                            SocketAddrV4::new(slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED), remote.map_or(0, |e| e.port));
+                        sip_stream(now, sock, buf, len, peer, server, policy, &mut self.reply, tc);
+                    }
+                }
+                if !gone && !sock.may_recv() && sock.send_queue() == 0 {
+                    sock.close();
+                }
+            }
+            Service::SmppServer { .. } | Service::SmppClient { .. } => {
+                let Some(conn) = slot.smpp.as_mut() else { return };
+                if gone {
+                    conn.session.connection_lost(now);
+                } else {
+                    if is_client {
+                        drive_smpp(now, sock, conn, &mut RefuseBinds, sc);
+                    } else {
+                        drive_smpp(now, sock, conn, &mut self.directory, sc);
+                    }
+                    if !sock.may_recv() && !matches!(conn.session.state(), SmppState::Closed(_)) {
+                        conn.session.connection_lost(now);
+                    }
+                }
+                let window = &mut conn.window;
+                let directory = &self.directory;
+                while let Some(e) = conn.session.poll_event() {
+                    smpp_event(now, e, &mut slot.service, window, directory, sc);
+                }
+                sync_counters(&mut conn.seen, conn.session.counters(), sc);
+                if matches!(conn.session.state(), SmppState::Closed(_))
+                    && conn.session.buffered_output() == 0
+                    && !gone
+                    && sock.send_queue() == 0
+                {
+                    sock.close();
+                }
+            }
+        }
+        if gone {
+            if let (Some(ip), false) = (slot.peer, matches!(slot.service, Service::SmppClient { .. })) {
+                self.limits.release(ip);
+            }
+            slot.open = false;
+            slot.peer = None;
+            tc.closed.inc();
+        }
+    }
+}
+
+/// Moves a session's counter increases into the port's SMPP counters.
+fn sync_counters(seen: &mut SessionCounters, now: &SessionCounters, sc: &SmppCounters) {
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    sc.pdus_in.add(d(now.pdus_in.total(), seen.pdus_in.total()));
+    sc.pdus_out.add(d(now.pdus_out.total(), seen.pdus_out.total()));
+    sc.enquire_link_in.add(d(now.pdus_in.enquire_link, seen.pdus_in.enquire_link));
+    sc.enquire_link_out.add(d(now.pdus_out.enquire_link, seen.pdus_out.enquire_link));
+    sc.unbind_in.add(d(now.pdus_in.unbind, seen.pdus_in.unbind));
+    sc.generic_nack_out.add(d(now.pdus_out.generic_nack, seen.pdus_out.generic_nack));
+    sc.throttled.add(d(now.throttled_window_full, seen.throttled_window_full));
+    sc.bind_refused_system_id.add(d(now.binds_refused_system_id, seen.binds_refused_system_id));
+    sc.bind_refused_password.add(d(now.binds_refused_password, seen.binds_refused_password));
+    sc.bind_refused_address.add(d(now.binds_refused_address, seen.binds_refused_address));
+    sc.bind_refused_other.add(d(
+        now.binds_refused_too_many + now.binds_refused_other + now.binds_malformed,
+        seen.binds_refused_too_many + seen.binds_refused_other + seen.binds_malformed,
+    ));
+    *seen = *now;
+}
+
+fn smpp_event(now: u64, e: Event, service: &mut Service, window: &mut usize, directory: &Directory, sc: &SmppCounters) {
+    match (e, service) {
+        (Event::Bound { system: Some(id), .. }, _) => {
+            sc.binds_ok.inc();
+            *window = directory.window(id);
+        }
+        (Event::Bound { system: None, .. }, Service::SmppClient { reconnect, .. }) => {
+            reconnect.bound();
+            sc.client_bound.inc();
+            sc.client_up.set(1);
+        }
+        (Event::Closed { reason }, Service::SmppClient { reconnect, .. }) => {
+            sc.sessions_closed.inc();
+            sc.client_up.set(0);
+            match reason {
+                crate::session::smpp::CloseReason::AuthRejected(_) => sc.client_auth_rejected.inc(),
+                crate::session::smpp::CloseReason::BindFailed(_) | crate::session::smpp::CloseReason::BindTimeout => {
+                    sc.client_bind_failed.inc()
+                }
+                _ => sc.client_lost.inc(),
+            }
+            reconnect.closed(now, reason);
+        }
+        (Event::Closed { .. }, _) => sc.sessions_closed.inc(),
+        _ => {}
+    }
+}
+
+/// One pass of an SMPP connection: read what the socket holds (answering each request
+/// after the input, `ESME_RTHROTTLED` beyond the bind's window), run the timers, write
+/// what the session has to send.
+fn drive_smpp(
+    now: u64,
+    sock: &mut tcp::Socket<'_>,
+    conn: &mut SmppConn,
+    auth: &mut dyn Authenticator,
+    sc: &SmppCounters,
+) {
+    let window = conn.window.max(1).min(conn.pending.capacity().max(1));
+    for _ in 0..4 {
+        let mut progressed = false;
+        while sock.can_recv() {
+            let session = &mut conn.session;
+            let pending = &mut conn.pending;
+            let used = sock
+                .recv(|buf| {
+                    let mut used = 0usize;
+                    loop {
+                        let input = session.handle_input(now, buf.get(used..).unwrap_or(&[]), auth);
+                        let consumed = input.consumed;
+                        let request = input.request.map(|p| p.sequence_number);
+                        used = used.saturating_add(consumed);
+                        if let Some(seq) = request {
+                            if pending.len() < window {
+                                pending.push(seq);
+                            } else if session.respond(seq, CommandStatus::ESME_RTHROTTLED, b"").is_ok() {
+                                sc.throttled.inc();
+                            }
+                        }
+                        if consumed == 0 && request.is_none() {
+                            break;
+                        }
+                    }
+                    (used, used)
+                })
+                .unwrap_or(0);
+            if used == 0 {
+                break;
+            }
+            progressed = true;
+        }
+        // The requests of this poll: iwf cannot deliver them to the converged side yet
+        // and must never acknowledge what it has not delivered: ESME_RX_T_APPN
+        // ("temporary application error, retry").
+        for seq in conn.pending.drain(..) {
+            if conn.session.respond(seq, CommandStatus::ESME_RX_T_APPN, b"").is_ok() {
+                sc.rx_t_appn.inc();
+            }
+        }
+        if conn.session.poll_timeout().is_some_and(|t| t <= now) {
+            conn.session.handle_timeout(now);
+        }
+        let session = &mut conn.session;
+        if sock.can_send() && session.buffered_output() > 0 {
+            let n = sock
+                .send(|buf| {
+                    let n = session.poll_transmit(buf);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            progressed |= n > 0;
+        }
+        if !progressed || !sock.can_recv() {
+            break;
+        }
+    }
+}
+
+/// One pass of a SIP-over-TCP stream: append what the socket holds, then answer each
+/// whole request (framed by Content-Length) through the transaction layer and the UAS
+/// policy, while the send buffer has room for a response.
+#[allow(clippy::too_many_arguments)]
+fn sip_stream(
+    now: u64,
+    sock: &mut tcp::Socket<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    peer: SocketAddrV4,
+    server: &mut ServerTransactions,
+    policy: &mut UasPolicy<Route>,
+    reply: &mut [u8],
+    tc: &TcpCounters,
+) {
+    loop {
+        if *len < buf.len() && sock.can_recv() {
+            if let Ok(n) = sock.recv_slice(buf.get_mut(*len..).unwrap_or(&mut [])) {
+                *len = (*len).saturating_add(n).min(buf.len());
+            }
+        }
+        let held = buf.get(..*len).unwrap_or(&[]);
+        // CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped.
+        let skip = held.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        if skip > 0 {
+            buf.copy_within(skip..*len, 0);
+            *len -= skip;
+            continue;
+        }
+        if *len == 0 {
+            return;
+        }
+        let mut headers = [Header::EMPTY; MAX_HEADERS];
+        let framed = match parse_stream(buf.get(..*len).unwrap_or(&[]), &mut headers) {
+            Ok(Status::Complete(n, _)) => n,
+            Ok(Status::Partial) if *len < buf.len() => return,
+            Ok(Status::Partial) | Err(_) => {
+                // Unframeable (no Content-Length, garbage, longer than the buffer): the
+                // stream cannot be resynchronised; close it.
+                tc.sip_stream_errors.inc();
+                *len = 0;
+                sock.abort();
+                return;
+            }
+        };
+        if sock.send_capacity().saturating_sub(sock.send_queue()) < reply.len() {
+            return; // back-pressure: the peer reads our responses first
+        }
+        tc.sip_requests.inc();
+        let mut headers = [Header::EMPTY; MAX_HEADERS];
+        let message = buf.get(..framed).unwrap_or(&[]);
+        let sent = match server.handle_request(now, peer, message, &mut headers, reply) {
+            Incoming::New { id, request, core, .. } => {
+                let answer = policy.answer(&core, &request);
+                server.respond(now, id, &answer.response(), reply).ok()
+            }
+            Incoming::Retransmission { reply: r } | Incoming::Rejected { reply: r, .. } => r,
+        };
+        if let Some(r) = sent {
+            let out = reply.get(..r.len).unwrap_or(&[]);
+            if out.get(8) == Some(&b'2') {
+                tc.sip_tx_2xx.inc();
+            } else {
+                tc.sip_tx_other.inc();
+            }
+            let _ = sock.send_slice(out);
+        }
+        buf.copy_within(framed..*len, 0);
+        *len -= framed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    /// A bounded ring for tests (the packet path uses `rte_ring`).
+    struct TestRing<T = u32>(Arc<Mutex<VecDeque<T>>>, usize);
+
+    impl<T> Clone for TestRing<T> {
+        fn clone(&self) -> Self {
+            TestRing(Arc::clone(&self.0), self.1)
+        }
+    }
+
+    impl<T> std::fmt::Debug for TestRing<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("TestRing")
+        }
+    }
+
+    impl<T: Send> SegmentRing for TestRing<T> {
+        type Item = T;
+        fn push(&self, item: T) -> Result<(), T> {
+            let mut q = self.0.lock().unwrap();
+            if q.len() >= self.1 {
+                return Err(item);
+            }
+            q.push_back(item);
+            Ok(())
+        }
+        fn pop(&self) -> Option<T> {
+            self.0.lock().unwrap().pop_front()
+        }
+    }
+
+    fn peer(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), port)
+    }
+
+    #[test]
+    fn one_worker_owns_everything() {
+        for p in [1u16, 2775, 40000, 65535] {
+            assert_eq!(flow_owner(peer(p), 2775, 1), 0);
+            assert_eq!(flow_owner(peer(p), EPHEMERAL_BASE + 300, 1), 0);
+        }
+    }
+
+    #[test]
+    fn active_opens_belong_to_the_worker_that_made_them() {
+        for q in 0..4u16 {
+            let r = ephemeral_range(q);
+            assert_eq!(r.len(), usize::from(EPHEMERAL_PER_WORKER));
+            for local in [r.start, r.start + 17, r.end - 1] {
+                for p in [2776u16, 5060, 9] {
+                    assert_eq!(flow_owner(peer(p), local, 4), q, "port {local}");
+                }
+            }
+        }
+        // A slice beyond the worker count is hashed like any passive flow.
+        let beyond = ephemeral_range(9).start;
+        assert!(flow_owner(peer(1), beyond, 4) < 4);
+        assert!(ephemeral_range(3).end <= ephemeral_range(4).start);
+    }
+
+    #[test]
+    fn passive_flows_spread_by_hash_and_stay_put() {
+        let mut per = [0usize; 4];
+        for p in 30000..34000u16 {
+            let o = flow_owner(peer(p), 2775, 4);
+            assert_eq!(o, flow_owner(peer(p), 2775, 4), "deterministic");
+            per[usize::from(o)] += 1;
+        }
+        // 4000 flows over 4 cores: each gets a fair share (within 20 %).
+        assert!(per.iter().all(|&n| (800..=1200).contains(&n)), "{per:?}");
+    }
+
+    #[test]
+    fn segments_reach_their_owner_through_the_ring() {
+        const W: u16 = 3;
+        // rings[src][dst]
+        let rings: Vec<Vec<Option<TestRing<u32>>>> = (0..W)
+            .map(|s| (0..W).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 4))).collect())
+            .collect();
+        let handoff = |me: u16| {
+            let out = rings[usize::from(me)].clone();
+            let inbound = (0..W).map(|s| rings[usize::from(s)][usize::from(me)].clone()).collect();
+            Handoff::new(me, W, out, inbound)
+        };
+        let h: Vec<_> = (0..W).map(handoff).collect();
+        // Worker 0 receives segments of many flows; each must end at its owner.
+        let mut local = Vec::new();
+        let mut passed = 0;
+        let mut full = 0;
+        for p in 40000..40012u16 {
+            match h[0].steer(peer(p), 2775) {
+                Steer::Local => local.push(u32::from(p)),
+                Steer::To(q) => match h[0].pass(q, u32::from(p)) {
+                    Ok(()) => passed += 1,
+                    Err(_) => full += 1,
+                },
+            }
+        }
+        // The active open of worker 2 comes back on worker 0 and goes to worker 2.
+        let mine = ephemeral_range(2).start;
+        assert_eq!(h[0].steer(peer(2776), mine), Steer::To(2));
+        assert_eq!(h[2].steer(peer(2776), mine), Steer::Local);
+        let mut got = vec![Vec::new(); usize::from(W)];
+        for q in 1..W {
+            h[usize::from(q)].drain(HANDOFF_BURST, |s| got[usize::from(q)].push(s));
+            for s in &got[usize::from(q)] {
+                assert_eq!(flow_owner(peer(*s as u16), 2775, W), q);
+            }
+        }
+        assert_eq!(got[1].len() + got[2].len(), passed);
+        assert_eq!(local.len() + passed + full, 12);
+        assert!(local.iter().all(|p| flow_owner(peer(*p as u16), 2775, W) == 0));
+        // A full ring hands the segment back (the caller counts and drops it).
+        let tiny: TestRing<u32> = TestRing(Arc::new(Mutex::new(VecDeque::new())), 1);
+        let h1 = Handoff::new(0, 2, vec![None, Some(tiny.clone())], vec![None, None]);
+        assert_eq!(h1.pass(1, 7), Ok(()));
+        assert_eq!(h1.pass(1, 8), Err(8));
+        assert_eq!(h1.pass(0, 9), Err(9), "no ring to itself");
+        assert_eq!(Handoff::<TestRing>::single().steer(peer(1), 2775), Steer::Local);
+    }
+
+    /// Frames in memory: a device receives from `inbox` and sends to `out`.
+    #[derive(Default)]
+    struct Wire {
+        inbox: VecDeque<Vec<u8>>,
+        out: VecDeque<Vec<u8>>,
+    }
+
+    struct VecRx(Vec<u8>);
+
+    impl phy::RxToken for VecRx {
+        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+            f(&self.0)
+        }
+    }
+
+    struct VecTx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+    impl phy::TxToken for VecTx<'_> {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+            let mut b = vec![0u8; len];
+            let r = f(&mut b);
+            self.0.push_back(b);
+            r
+        }
+    }
+
+    impl phy::Device for Wire {
+        type RxToken<'a> = VecRx;
+        type TxToken<'a> = VecTx<'a>;
+
+        fn receive(&mut self, _: SmolInstant) -> Option<(VecRx, VecTx<'_>)> {
+            let f = self.inbox.pop_front()?;
+            Some((VecRx(f), VecTx(&mut self.out)))
+        }
+
+        fn transmit(&mut self, _: SmolInstant) -> Option<VecTx<'_>> {
+            Some(VecTx(&mut self.out))
+        }
+
+        fn capabilities(&self) -> DeviceCapabilities {
+            capabilities()
+        }
+    }
+
+    const IWF_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+
+    /// An ESME host on kernel-less TCP (plain smoltcp) facing one [`Endpoint`].
+    struct Lab {
+        iwf: Endpoint,
+        iwf_wire: Wire,
+        esme: Interface,
+        esme_wire: Wire,
+        sockets: SocketSet<'static>,
+        counters: QueueCounters,
+        now: u64,
+    }
+
+    fn settings(per_peer: usize) -> StackSettings {
+        StackSettings {
+            mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            ip: IWF_IP,
+            prefix_len: 24,
+            gateway: None,
+            smpp_port: Some(2775),
+            sip_port: None,
+            clients: Vec::new(),
+            tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
+            limits: std::sync::Arc::new(PeerLimits::new(per_peer)),
+            queue: 0,
+            sip_transactions: 16,
+            sip_slot_bytes: 1024,
+        }
+    }
+
+    impl Lab {
+        fn new(per_peer: usize) -> Lab {
+            Lab::build(settings(per_peer))
+        }
+
+        fn build(settings: StackSettings) -> Lab {
+            let legacy = [LegacyConfig {
+                id: 1,
+                name: "smsc-a".into(),
+                system_id: "smsca".into(),
+                password: "pwa".into(),
+                allow: vec![(Ipv4Addr::new(198, 18, 1, 0), 24)],
+                window: 10,
+                connect: None,
+                connect_port: None,
+                reconnect_ms: (1000, 60_000),
+            }];
+            let iwf = Endpoint::new(&settings, Directory::new(&legacy), crate::session::sip::unknown_recipient, 0);
+            let mut esme_wire = Wire::default();
+            let mut esme = Interface::new(
+                Config::new(HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, 1]))),
+                &mut esme_wire,
+                SmolInstant::from_millis(0),
+            );
+            esme.update_ip_addrs(|a| {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Addr::new(198, 18, 1, 1)), 24));
+            });
+            Lab {
+                iwf,
+                iwf_wire: Wire::default(),
+                esme,
+                esme_wire,
+                sockets: SocketSet::new(Vec::new()),
+                counters: QueueCounters::default(),
+                now: 0,
+            }
+        }
+
+        fn connect(&mut self, local_port: u16) -> SocketHandle {
+            self.connect_to(2775, local_port)
+        }
+
+        fn connect_to(&mut self, port: u16, local_port: u16) -> SocketHandle {
+            let s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
+            let h = self.sockets.add(s);
+            let sock = self.sockets.get_mut::<tcp::Socket>(h);
+            sock.connect(self.esme.context(), (IpAddress::Ipv4(IWF_IP), port), local_port).unwrap();
+            h
+        }
+
+        fn listen(&mut self, port: u16) -> SocketHandle {
+            let s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
+            let h = self.sockets.add(s);
+            self.sockets.get_mut::<tcp::Socket>(h).listen(port).unwrap();
+            h
+        }
+
+        fn text(&mut self, h: SocketHandle) -> String {
+            let mut buf = [0u8; 4096];
+            let n = self.sock(h).recv_slice(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+
+        /// Runs both ends for `ms` milliseconds of virtual time.
+        fn run(&mut self, ms: u64) {
+            for _ in 0..ms {
+                self.now += 1;
+                let t = SmolInstant::from_millis(self.now as i64);
+                self.esme.poll(t, &mut self.esme_wire, &mut self.sockets);
+                self.iwf_wire.inbox.extend(self.esme_wire.out.drain(..));
+                let input = !self.iwf_wire.inbox.is_empty();
+                self.iwf.poll(self.now, input, &self.counters, &mut self.iwf_wire);
+                self.esme_wire.inbox.extend(self.iwf_wire.out.drain(..));
+            }
+        }
+
+        fn sock(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut::<tcp::Socket>(h)
+        }
+
+        /// The (command_id, status, sequence) of every whole PDU the ESME received.
+        fn responses(&mut self, h: SocketHandle) -> Vec<(u32, u32, u32)> {
+            let mut bytes = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = self.sock(h).recv_slice(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            let word = |b: &[u8], i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+            let mut out = Vec::new();
+            let mut at = 0;
+            while bytes.len() >= at + 16 {
+                let len = word(&bytes, at) as usize;
+                out.push((word(&bytes, at + 4), word(&bytes, at + 8), word(&bytes, at + 12)));
+                at += len.max(16);
+            }
+            out
+        }
+    }
+
+    fn pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut p = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(&command_id.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    fn bind(system_id: &str, password: &str) -> Vec<u8> {
+        let body = [system_id.as_bytes(), b"\0", password.as_bytes(), b"\0\0\x34\0\0\0"].concat();
+        pdu(0x09, 1, &body)
+    }
+
+    fn submit_sm(seq: u32) -> Vec<u8> {
+        let body = b"\0\x01\x01447000100001\0\x01\x01447000200002\0\0\0\0\0\0\x01\0\0\0\x02hi";
+        pdu(0x04, seq, body)
+    }
+
+    #[test]
+    fn smpp_over_smoltcp_binds_answers_rx_t_appn_and_throttles_beyond_the_window() {
+        let mut lab = Lab::new(8);
+        let h = lab.connect(40000);
+        lab.run(50);
+        assert_eq!(lab.sock(h).state(), TcpState::Established);
+        assert_eq!(lab.counters.tcp.accepted.get(), 1);
+        lab.sock(h).send_slice(&bind("smsca", "pwa")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(h), [(0x8000_0009, 0, 1)], "bind_transceiver_resp ESME_ROK");
+        assert_eq!(lab.counters.smpp.binds_ok.get(), 1);
+        // Twelve submit_sm in one segment: the window's ten answered ESME_RX_T_APPN
+        // (iwf cannot deliver yet), two ESME_RTHROTTLED; none dropped.
+        let burst: Vec<u8> = (10..22).flat_map(submit_sm).collect();
+        lab.sock(h).send_slice(&burst).unwrap();
+        lab.run(50);
+        let got = lab.responses(h);
+        assert_eq!(got.len(), 12, "{got:?}");
+        assert!(got.iter().all(|r| r.0 == 0x8000_0004), "{got:?}");
+        assert_eq!(got.iter().filter(|r| r.1 == 0x64).count(), 10, "{got:?}");
+        assert_eq!(got.iter().filter(|r| r.1 == 0x58).count(), 2, "{got:?}");
+        let mut seqs: Vec<u32> = got.iter().map(|r| r.2).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (10..22).collect::<Vec<_>>());
+        assert_eq!((lab.counters.smpp.rx_t_appn.get(), lab.counters.smpp.throttled.get()), (10, 2));
+        // enquire_link, then unbind: answered, and iwf's side closes after the peer's FIN.
+        lab.sock(h).send_slice(&[pdu(0x15, 30, b""), pdu(0x06, 31, b"")].concat()).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(h), [(0x8000_0015, 0, 30), (0x8000_0006, 0, 31)]);
+        lab.sock(h).close();
+        lab.run(100);
+        assert_eq!(lab.counters.smpp.unbind_in.get(), 1);
+        assert_eq!(lab.counters.smpp.sessions_closed.get(), 1);
+        assert_eq!(lab.counters.tcp.closed.get(), 1);
+        assert_eq!(lab.counters.smpp.pdus_in.get(), 15);
+        assert_eq!(lab.counters.smpp.pdus_out.get(), 15);
+    }
+
+    #[test]
+    fn refused_binds_close_and_the_per_peer_limit_resets() {
+        let mut lab = Lab::new(2);
+        let h = lab.connect(40001);
+        lab.run(30);
+        lab.sock(h).send_slice(&bind("smsca", "nope")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(h), [(0x8000_0009, 0x0e, 1)], "ESME_RINVPASWD");
+        assert!(!lab.sock(h).may_recv(), "iwf closed the connection after the refusal");
+        assert_eq!(lab.counters.smpp.bind_refused_password.get(), 1);
+        lab.sock(h).close();
+        lab.run(50);
+        // Three connections from one address, two allowed: the third is reset.
+        let hs: Vec<_> = (0..3).map(|i| lab.connect(41000 + i)).collect();
+        lab.run(100);
+        let states: Vec<_> = hs.iter().map(|h| lab.sock(*h).state()).collect();
+        assert_eq!(states.iter().filter(|s| **s == TcpState::Established).count(), 2, "{states:?}");
+        assert_eq!(states.iter().filter(|s| **s == TcpState::Closed).count(), 1, "{states:?}");
+        assert_eq!(lab.counters.tcp.refused_peer_limit.get(), 1);
+        // An unknown system_id on an allowed connection.
+        let ok = *hs.iter().find(|h| lab.sock(**h).state() == TcpState::Established).unwrap();
+        lab.sock(ok).send_slice(&bind("nosuch", "pwa")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(ok), [(0x8000_0009, 0x0f, 1)], "ESME_RINVSYSID");
+        assert_eq!(lab.counters.smpp.bind_refused_system_id.get(), 1);
+    }
+
+    #[test]
+    fn smpp_client_backs_off_binds_and_stops_after_an_auth_rejection() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.clients = vec![SmscClient {
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776),
+            credentials: Credentials::transceiver(b"iwf", b"pwc").unwrap(),
+            window: 10,
+            reconnect: ReconnectConfig { initial: 100, max: 400 },
+        }];
+        let mut lab = Lab::build(st);
+        // Nothing listens: each SYN is reset; the attempts follow the back-off (100 ms
+        // doubling to 400 ms, jittered), not the 1 ms loop.
+        lab.run(3000);
+        let failed = lab.counters.tcp.connect_failed.get();
+        assert!((5..=20).contains(&failed), "{failed} attempts in 3 s");
+        assert_eq!(lab.counters.smpp.client_connects.get(), failed);
+        // The SMSC listens: iwf connects from its own ephemeral slice and binds.
+        let smsc = lab.listen(2776);
+        lab.run(600);
+        assert_eq!(lab.sock(smsc).state(), TcpState::Established);
+        let local = lab.sock(smsc).remote_endpoint().unwrap().port;
+        assert!(ephemeral_range(0).contains(&local), "local port {local}");
+        let mut buf = [0u8; 256];
+        let n = lab.sock(smsc).recv_slice(&mut buf).unwrap();
+        assert_eq!(&buf[4..8], &[0, 0, 0, 9], "bind_transceiver");
+        assert_eq!(&buf[16..n], b"iwf\0pwc\0\0\x34\0\0\0");
+        let seq = u32::from_be_bytes(buf[12..16].try_into().unwrap());
+        lab.sock(smsc).send_slice(&pdu(0x8000_0009, seq, b"smsc\0")).unwrap();
+        lab.run(50);
+        assert_eq!((lab.counters.smpp.client_bound.get(), lab.counters.smpp.client_up.get()), (1, 1));
+        // The SMSC goes away: the session is lost, iwf reconnects.
+        lab.sock(smsc).abort();
+        lab.run(100);
+        assert_eq!((lab.counters.smpp.client_lost.get(), lab.counters.smpp.client_up.get()), (1, 0));
+        let before = lab.counters.smpp.client_connects.get();
+        lab.run(1000);
+        assert!(lab.counters.smpp.client_connects.get() > before, "reconnects after the loss");
+        // It comes back and refuses iwf's password: the alarm, and no rebind at all.
+        let smsc = lab.listen(2776);
+        lab.run(600);
+        let n = lab.sock(smsc).recv_slice(&mut buf).unwrap();
+        assert!(n >= 16);
+        let seq = u32::from_be_bytes(buf[12..16].try_into().unwrap());
+        let mut refusal = pdu(0x8000_0009, seq, b"");
+        refusal[8..12].copy_from_slice(&0x0eu32.to_be_bytes());
+        lab.sock(smsc).send_slice(&refusal).unwrap();
+        lab.run(100);
+        assert_eq!(lab.counters.smpp.client_auth_rejected.get(), 1);
+        let connects = lab.counters.smpp.client_connects.get();
+        lab.run(3000);
+        assert_eq!(lab.counters.smpp.client_connects.get(), connects, "no rebind after ESME_RINVPASWD");
+    }
+
+    #[test]
+    fn sip_over_tcp_is_framed_by_content_length_and_answered_on_the_stream() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.sip_port = Some(5060);
+        let mut lab = Lab::build(st);
+        let h = lab.connect_to(5060, 42000);
+        lab.run(30);
+        let request = |method: &str, n: u32, body: &str| {
+            format!(
+                "{method} sip:+447000100001@iwf.ims.lab SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.1.1:42000;branch=z9hG4bK-t{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:a@ims.lab>;tag={n}\r\nTo: <sip:+447000100001@iwf.ims.lab>\r\n\
+                 Call-ID: c{n}\r\nCSeq: 1 {method}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        // A MESSAGE in two segments, then an OPTIONS right behind it (CRLF keep-alive between).
+        let message = request("MESSAGE", 1, "hello over TCP");
+        let (a, b) = message.split_at(message.len() - 5);
+        lab.sock(h).send_slice(a.as_bytes()).unwrap();
+        lab.run(20);
+        assert_eq!(lab.text(h), "", "nothing before the whole body arrived");
+        lab.sock(h).send_slice(format!("{b}\r\n\r\n{}", request("OPTIONS", 2, "")).as_bytes()).unwrap();
+        lab.run(20);
+        let answers = lab.text(h);
+        assert!(answers.starts_with("SIP/2.0 404 "), "{answers}");
+        assert_eq!(answers.matches("SIP/2.0 ").count(), 2, "{answers}");
+        assert!(answers.contains("SIP/2.0 200 OK"), "{answers}");
+        assert!(answers.contains("CSeq: 1 OPTIONS"), "{answers}");
+        assert_eq!(lab.counters.tcp.sip_requests.get(), 2);
+        assert_eq!((lab.counters.tcp.sip_tx_2xx.get(), lab.counters.tcp.sip_tx_other.get()), (1, 1));
+        // A stream that cannot be framed is closed.
+        lab.sock(h).send_slice(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n").unwrap();
+        lab.run(50);
+        assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 1);
+        assert!(!lab.sock(h).is_active(), "reset by iwf");
+    }
+
+    /// Two workers on one port, each with its own [`Endpoint`], behind a "NIC" that
+    /// spreads the peer's frames over the two queues by its own hash (not iwf's): every
+    /// TCP segment goes to its owner through the rings, so the ESMEs' binds and the
+    /// active open of worker 1 (whose replies land on either queue) all work, and the
+    /// per-peer limit holds across both workers.
+    #[test]
+    fn two_workers_hand_segments_to_the_flow_owner() {
+        let limits = Arc::new(PeerLimits::new(6));
+        let mut workers: Vec<(Endpoint, Wire, Handoff<TestRing<Vec<u8>>>)> = Vec::new();
+        let rings: Vec<Vec<Option<TestRing<Vec<u8>>>>> = (0..2)
+            .map(|s| (0..2).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 64))).collect())
+            .collect();
+        for q in 0..2u16 {
+            let mut st = settings(6);
+            st.limits = Arc::clone(&limits);
+            st.queue = q;
+            if q == 1 {
+                st.clients = vec![SmscClient {
+                    remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776),
+                    credentials: Credentials::transceiver(b"iwf", b"pwc").unwrap(),
+                    window: 10,
+                    reconnect: ReconnectConfig { initial: 50, max: 200 },
+                }];
+            }
+            let base = Lab::build(st);
+            let out = rings[usize::from(q)].clone();
+            let inbound = (0..2).map(|s| rings[s][usize::from(q)].clone()).collect();
+            workers.push((base.iwf, Wire::default(), Handoff::new(q, 2, out, inbound)));
+        }
+        // The peer host: ESMEs and the SMSC of worker 1's bind.
+        let mut peer = Lab::new(6);
+        let smsc = peer.listen(2776);
+        let esmes: Vec<SocketHandle> = (0..8).map(|i| peer.connect(44000 + i)).collect();
+        let counters = [QueueCounters::default(), QueueCounters::default()];
+        let mut redirected = 0;
+        let mut answered_bind = false;
+        for now in 1..3000u64 {
+            let t = SmolInstant::from_millis(now as i64);
+            peer.esme.poll(t, &mut peer.esme_wire, &mut peer.sockets);
+            // The "NIC": its own queue choice (TCP source port parity; ARP to both).
+            for f in peer.esme_wire.out.drain(..) {
+                let tcp = f.get(12..14) == Some(&[8, 0][..]) && f.get(23) == Some(&6);
+                if !tcp {
+                    workers.iter_mut().for_each(|w| w.1.inbox.push_back(f.clone()));
+                    continue;
+                }
+                let sport = u16::from_be_bytes([f[34], f[35]]);
+                let q = usize::from(sport % 2);
+                let src = SocketAddrV4::new(Ipv4Addr::new(f[26], f[27], f[28], f[29]), sport);
+                let dport = u16::from_be_bytes([f[36], f[37]]);
+                match workers[q].2.steer(src, dport) {
+                    Steer::Local => workers[q].1.inbox.push_back(f),
+                    Steer::To(o) => {
+                        workers[q].2.pass(o, f).expect("ring has room");
+                        redirected += 1;
+                    }
+                }
+            }
+            for q in 0..2 {
+                let (ep, wire, handoff) = &mut workers[q];
+                handoff.drain(HANDOFF_BURST, |f| wire.inbox.push_back(f));
+                let input = !wire.inbox.is_empty();
+                ep.poll(now, input, &counters[q], wire);
+                peer.esme_wire.inbox.extend(wire.out.drain(..));
+            }
+            // Each ESME binds once connected; the SMSC answers iwf's bind.
+            if now == 200 {
+                for h in &esmes {
+                    if peer.sock(*h).state() == TcpState::Established {
+                        peer.sock(*h).send_slice(&bind("smsca", "pwa")).unwrap();
+                    }
+                }
+            }
+            if !answered_bind && peer.sock(smsc).recv_queue() >= 16 {
+                let mut buf = [0u8; 64];
+                let n = peer.sock(smsc).recv_slice(&mut buf).unwrap();
+                assert!(n >= 16 && buf[4..8] == [0, 0, 0, 9]);
+                let seq = u32::from_be_bytes(buf[12..16].try_into().unwrap());
+                peer.sock(smsc).send_slice(&pdu(0x8000_0009, seq, b"smsc\0")).unwrap();
+                answered_bind = true;
+            }
+        }
+        let sum = |f: fn(&QueueCounters) -> u64| counters.iter().map(f).sum::<u64>();
+        assert!(redirected > 0, "the NIC's choice differs from the owner for some flows");
+        // Six ESMEs bound (the limit, across both workers), two reset.
+        let bound: Vec<_> = esmes.iter().map(|h| peer.responses(*h)).filter(|r| r == &[(0x8000_0009, 0, 1)]).collect();
+        assert_eq!(bound.len(), 6);
+        assert_eq!(sum(|c| c.smpp.binds_ok.get()), 6);
+        assert_eq!(sum(|c| c.tcp.refused_peer_limit.get()), 2);
+        assert!(counters.iter().all(|c| c.tcp.accepted.get() > 0), "both workers own some flows");
+        // Worker 1's active open: bound, though its SMSC's replies reach queue 0 half the time.
+        assert_eq!(counters[1].smpp.client_bound.get(), 1);
+        assert_eq!(counters[1].smpp.client_up.get(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Whatever a peer writes on the SMPP or the SIP port (framing errors, garbage,
+        /// truncated PDUs), the endpoint never panics and keeps accepting connections.
+        #[test]
+        fn any_stream_leaves_the_endpoint_serving(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..6),
+            sip in proptest::prelude::any::<bool>(),
+            with_bind in proptest::prelude::any::<bool>(),
+        ) {
+            let mut st = settings(8);
+            st.sip_port = Some(5060);
+            let mut lab = Lab::build(st);
+            let port = if sip { 5060 } else { 2775 };
+            let h = lab.connect_to(port, 43000);
+            lab.run(20);
+            if with_bind && !sip {
+                lab.sock(h).send_slice(&bind("smsca", "pwa")).unwrap();
+                lab.run(10);
+            }
+            for c in &chunks {
+                let _ = lab.sock(h).send_slice(c);
+                lab.run(5);
+            }
+            lab.run(50);
+            let again = lab.connect_to(port, 43001);
+            lab.run(30);
+            proptest::prop_assert_eq!(lab.sock(again).state(), TcpState::Established);
+        }
+    }
+
+    #[test]
+    fn peer_limits_are_shared_and_exact_per_address() {
+        let limits = std::sync::Arc::new(PeerLimits::new(2));
+        let a = Ipv4Addr::new(198, 18, 1, 1);
+        let others: Vec<Ipv4Addr> = (2..200u8).map(|i| Ipv4Addr::new(198, 18, 1, i)).collect();
+        // Two workers share the table: the limit holds across them.
+        let (w0, w1) = (std::sync::Arc::clone(&limits), std::sync::Arc::clone(&limits));
+        assert!(w0.acquire(a));
+        assert!(w1.acquire(a));
+        assert!(!w0.acquire(a) && !w1.acquire(a));
+        assert_eq!(limits.held(a), 2);
+        // Other addresses of the subnet land in their own buckets.
+        assert!(others.iter().filter(|o| limits.held(**o) > 0).count() == 0);
+        assert!(others.iter().all(|o| limits.acquire(*o)));
+        w1.release(a);
+        assert!(w0.acquire(a));
+        for _ in 0..5 {
+            limits.release(a); // never below zero
+        }
+        assert_eq!(limits.held(a), 0);
+        // Concurrent takers never exceed the limit.
+        let l = std::sync::Arc::new(PeerLimits::new(8));
+        let got: usize = (0..4)
+            .map(|_| {
+                let l = std::sync::Arc::clone(&l);
+                std::thread::spawn(move || (0..100).filter(|_| l.acquire(a)).count())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(got, 8);
+    }
+
+    #[test]
+    fn directory_authenticates_binds() {
+        let sys = |id: u16, sid: &str, pw: &str, connect: Option<SocketAddrV4>| LegacyConfig {
+            id,
+            name: format!("s{id}"),
+            system_id: sid.into(),
+            password: pw.into(),
+            allow: vec![(Ipv4Addr::new(198, 18, 1, 0), 24)],
+            window: 5 + usize::from(id),
+            connect,
+            connect_port: None,
+            reconnect_ms: (1000, 60_000),
+        };
+        let mut d = Directory::new(&[sys(1, "smsca", "pwa", None), sys(3, "iwf", "pwc", Some(peer(2776)))]);
+        let bind = |sid: &'static [u8], pw: &'static [u8], ip: Ipv4Addr| BindRequest {
+            system_id: sid,
+            password: pw,
+            system_type: b"",
+            bind_type: crate::session::smpp::BindType::Transceiver,
+            interface_version: 0x34,
+            peer: ip,
+        };
+        let ok = Ipv4Addr::new(198, 18, 1, 1);
+        assert_eq!(d.authenticate(&bind(b"smsca", b"pwa", ok)), Ok(LegacySystemId(1)));
+        assert_eq!(d.authenticate(&bind(b"smsca", b"pwb", ok)), Err(BindRefusal::BadPassword));
+        assert_eq!(d.authenticate(&bind(b"nobody", b"pwa", ok)), Err(BindRefusal::UnknownSystem));
+        assert_eq!(
+            d.authenticate(&bind(b"smsca", b"pwa", Ipv4Addr::new(10, 0, 0, 1))),
+            Err(BindRefusal::AddressNotAllowed)
+        );
+        // A system iwf binds to never binds to iwf.
+        assert_eq!(d.authenticate(&bind(b"iwf", b"pwc", ok)), Err(BindRefusal::UnknownSystem));
+        assert_eq!((d.window(LegacySystemId(1)), d.max_window()), (6, 6));
+    }
+}
