@@ -17,19 +17,12 @@ const T0: u64 = 1_800_000_000;
 const BACKGROUND: u32 = 200_000;
 
 fn id(n: u64) -> CanonicalId {
-    canonical_id(
-        format!("{n}").as_bytes(),
-        IdCanonicalisation::Decimal,
-        IdOrigin::SubmitResp,
-    )
-    .expect("id")
+    canonical_id(format!("{n}").as_bytes(), IdCanonicalisation::Decimal, IdOrigin::SubmitResp).expect("id")
 }
 
 fn bench(c: &mut Criterion) {
     let config = CorrelationConfig {
-        sender_template: Some(
-            UriTemplate::parse("sip:+{msisdn}@ims.lab;user=phone").expect("template"),
-        ),
+        sender_template: Some(UriTemplate::parse("sip:+{msisdn}@ims.lab;user=phone").expect("template")),
         ..CorrelationConfig::default()
     };
     let stored = StoredCorrelation {
@@ -43,20 +36,9 @@ fn bench(c: &mut Criterion) {
     let mut table = CorrelationTable::with_capacity(config, BACKGROUND as usize + 16);
     for i in 1..=BACKGROUND {
         table
-            .insert(
-                &NewMessage {
-                    system: SYS,
-                    stored,
-                    segments: 1,
-                    first_sequence: i,
-                    deadline: T0 + 86_400,
-                },
-                T0,
-            )
+            .insert(&NewMessage { system: SYS, stored, segments: 1, first_sequence: i, deadline: T0 + 86_400 }, T0)
             .expect("insert");
-        table
-            .resp(SYS, i, &id(u64::from(i) + 10_000_000_000), T0)
-            .expect("resp");
+        table.resp(SYS, i, &id(u64::from(i) + 10_000_000_000), T0).expect("resp");
     }
     let ids: Vec<CanonicalId> = (1..=1024u64).map(|i| id(i * 97 + 10_000_000_000)).collect();
     let fresh: Vec<CanonicalId> = (0..1024u64).map(|i| id(i + 90_000_000_000)).collect();
@@ -69,13 +51,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let m = table
                 .insert(
-                    &NewMessage {
-                        system: SYS,
-                        stored,
-                        segments: 1,
-                        first_sequence: seq,
-                        deadline: T0 + 86_400,
-                    },
+                    &NewMessage { system: SYS, stored, segments: 1, first_sequence: seq, deadline: T0 + 86_400 },
                     T0,
                 )
                 .expect("insert");
@@ -84,11 +60,7 @@ fn bench(c: &mut Criterion) {
             let out = table.receipt(SYS, sm_id, ReceiptState::Delivered, T0);
             debug_assert!(matches!(out, ReceiptOutcome::Notify { .. }));
             table.remove(m).expect("remove");
-            seq = if seq >= 0x7fff_0000 {
-                BACKGROUND + 1
-            } else {
-                seq + 1
-            };
+            seq = if seq >= 0x7fff_0000 { BACKGROUND + 1 } else { seq + 1 };
             k += 1;
             black_box(out)
         })

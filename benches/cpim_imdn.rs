@@ -43,18 +43,11 @@ fn parse(c: &mut Criterion) {
         b.iter(|| {
             let mut headers = [EMPTY_HEADER; 16];
             let m = cpim::parse(black_box(CPIM_BODY), &mut headers).unwrap();
-            black_box((
-                m.message_id(),
-                m.dispositions(),
-                m.from().ok(),
-                m.datetime().ok(),
-            ));
+            black_box((m.message_id(), m.dispositions(), m.from().ok(), m.datetime().ok()));
         })
     });
     g.throughput(Throughput::Bytes(IMDN_XML.len() as u64));
-    g.bench_function("imdn_delivery_xml", |b| {
-        b.iter(|| black_box(Imdn::parse(black_box(IMDN_XML)).unwrap()))
-    });
+    g.bench_function("imdn_delivery_xml", |b| b.iter(|| black_box(Imdn::parse(black_box(IMDN_XML)).unwrap())));
     g.finish();
 }
 
@@ -91,13 +84,7 @@ fn emit(c: &mut Criterion) {
     });
     g.bench_function("datetime", |b| {
         let mut buf = [0u8; DateTime::MAX_LEN];
-        b.iter(|| {
-            black_box(
-                DateTime::from_unix(black_box(1_715_000_000))
-                    .emit(&mut buf)
-                    .unwrap(),
-            )
-        })
+        b.iter(|| black_box(DateTime::from_unix(black_box(1_715_000_000)).emit(&mut buf).unwrap()))
     });
     g.finish();
 }

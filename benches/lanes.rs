@@ -20,18 +20,14 @@ fn bench(c: &mut Criterion) {
     let lanes = Lanes::new(2).expect("lanes");
     let lane = lanes.add_system(SYSTEM, 1024).expect("lane");
     for s in 10..20 {
-        lanes
-            .add_system(LegacySystemId(s), 16)
-            .expect("other lanes");
+        lanes.add_system(LegacySystemId(s), 16).expect("other lanes");
     }
     lanes.bind_up(SYSTEM, 0).expect("bind");
     let it = item(1);
 
     let mut g = c.benchmark_group("lanes");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("item_new_200B", |b| {
-        b.iter(|| LaneItem::new(SYSTEM, 1, black_box(&[0x42; 200])))
-    });
+    g.bench_function("item_new_200B", |b| b.iter(|| LaneItem::new(SYSTEM, 1, black_box(&[0x42; 200]))));
     g.bench_function("push_pop_one_thread", |b| {
         b.iter(|| {
             lane.push(black_box(it)).expect("room");

@@ -11,9 +11,7 @@ use iwf::interwork::address::NumberingPlan;
 use iwf::interwork::legacy_to_converged::{
     imdn_message_to_receipts, imdn_to_receipts, legacy_to_sip, LegacyMessage, ReceiptOutcome,
 };
-use iwf::interwork::{
-    BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation,
-};
+use iwf::interwork::{BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation};
 use iwf::tag::{KeyRing, TagKey};
 use iwf::wire::cpim::{self, EMPTY_HEADER};
 use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
@@ -41,10 +39,7 @@ fn exchange() -> Exchange<'static> {
         user_ack: true,
         concatenation: Concatenation::Udh8,
         ids: IdCanonicalisation::Exact,
-        numbering: NumberingPlan {
-            country_code: Some("44"),
-            trunk_prefix: "0",
-        },
+        numbering: NumberingPlan { country_code: Some("44"), trunk_prefix: "0" },
     }
 }
 
@@ -57,11 +52,8 @@ fn ring() -> KeyRing {
 /// A submit_sm as a legacy ESME sends it: 60 GSM-7 characters, receipt requested.
 fn submit_sm_bytes() -> Vec<u8> {
     let mut septets = [0u8; 160];
-    let n = gsm7::encode_unpacked(
-        "Meet you at the station at 10:30, bring the tickets please!",
-        &mut septets,
-    )
-    .expect("gsm7");
+    let n = gsm7::encode_unpacked("Meet you at the station at 10:30, bring the tickets please!", &mut septets)
+        .expect("gsm7");
     let sm = SubmitSm {
         source: Address::international(b"447000100001"),
         destination: Address::international(b"447000200001"),
@@ -70,9 +62,7 @@ fn submit_sm_bytes() -> Vec<u8> {
         ..SubmitSm::default()
     };
     let mut buf = [0u8; 512];
-    let len = Pdu::new(42, Body::SubmitSm(sm))
-        .emit(&mut buf)
-        .expect("emit");
+    let len = Pdu::new(42, Body::SubmitSm(sm)).emit(&mut buf).expect("emit");
     buf[..len].to_vec()
 }
 
@@ -105,8 +95,7 @@ fn imdn_bytes(tag: &[u8]) -> Vec<u8> {
     let bn = cpim.emit(&mut body).expect("cpim");
     let mut out = [0u8; 4096];
     let mut w = MessageWriter::request(&mut out, Method::Message, to).expect("writer");
-    w.header("Via", "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK776asdhds")
-        .expect("h");
+    w.header("Via", "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK776asdhds").expect("h");
     w.header("Max-Forwards", "69").expect("h");
     w.header("From", &format!("<{from}>;tag=49583")).expect("h");
     w.header("To", &format!("<{to}>")).expect("h");
@@ -127,51 +116,21 @@ fn receipt_path(c: &mut Criterion) {
     // Prepare the IMDN for a tag iwf issued.
     let tag = {
         let pdu = Pdu::parse(&submit).expect("pdu");
-        let Body::SubmitSm(sm) = pdu.body else {
-            panic!("not submit_sm")
-        };
+        let Body::SubmitSm(sm) = pdu.body else { panic!("not submit_sm") };
         let (msg, _) = LegacyMessage::from_submit_sm(&sm).expect("message");
-        legacy_to_sip(
-            &msg,
-            &ex,
-            &CONVERGED,
-            None,
-            &keys,
-            1,
-            NOW,
-            &mut scratch,
-            &mut sip_out,
-        )
-        .expect("convert")
-        .tag
+        legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, 1, NOW, &mut scratch, &mut sip_out).expect("convert").tag
     };
     let imdn = imdn_bytes(tag.as_bytes());
     let mut receipt_out = [0u8; 1024];
     assert!(matches!(
-        imdn_to_receipts(
-            &imdn,
-            &keys,
-            NOW,
-            |s| (s == 1).then_some(ex),
-            1,
-            &mut receipt_out
-        ),
+        imdn_to_receipts(&imdn, &keys, NOW, |s| (s == 1).then_some(ex), 1, &mut receipt_out),
         Ok(ReceiptOutcome::Receipts { count: 1, .. })
     ));
 
     let mut g = c.benchmark_group("receipt_path");
     g.throughput(Throughput::Elements(1));
     g.bench_function("imdn_to_deliver_sm", |b| {
-        b.iter(|| {
-            imdn_to_receipts(
-                black_box(&imdn),
-                &keys,
-                NOW,
-                |s| (s == 1).then_some(ex),
-                7,
-                &mut receipt_out,
-            )
-        })
+        b.iter(|| imdn_to_receipts(black_box(&imdn), &keys, NOW, |s| (s == 1).then_some(ex), 7, &mut receipt_out))
     });
     let mut sequence = 0u32;
     g.bench_function("submit_sm_to_sip_message", |b| {
@@ -182,18 +141,7 @@ fn receipt_path(c: &mut Criterion) {
                 return None;
             };
             let (msg, _) = LegacyMessage::from_submit_sm(&sm).ok()?;
-            legacy_to_sip(
-                &msg,
-                &ex,
-                &CONVERGED,
-                None,
-                &keys,
-                sequence,
-                NOW,
-                &mut scratch,
-                &mut sip_out,
-            )
-            .ok()
+            legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, sequence, NOW, &mut scratch, &mut sip_out).ok()
         })
     });
     g.finish();
@@ -203,15 +151,11 @@ fn receipt_path(c: &mut Criterion) {
     g.bench_function("sip_parse", |b| {
         b.iter(|| {
             let mut h = [Header::EMPTY; 32];
-            Parser::datagram()
-                .parse(black_box(&imdn), &mut h)
-                .map(|s| matches!(s, Status::Complete(..)))
+            Parser::datagram().parse(black_box(&imdn), &mut h).map(|s| matches!(s, Status::Complete(..)))
         })
     });
     let mut h = [Header::EMPTY; 32];
-    let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(&imdn, &mut h) else {
-        panic!()
-    };
+    let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(&imdn, &mut h) else { panic!() };
     let body = msg.body;
     g.bench_function("cpim_parse", |b| {
         b.iter(|| {
@@ -221,24 +165,13 @@ fn receipt_path(c: &mut Criterion) {
     });
     let mut ch = [EMPTY_HEADER; 24];
     let content = cpim::parse(body, &mut ch).expect("cpim").content;
-    g.bench_function("imdn_parse", |b| {
-        b.iter(|| Imdn::parse(black_box(content)).map(|i| i.notification))
-    });
+    g.bench_function("imdn_parse", |b| b.iter(|| Imdn::parse(black_box(content)).map(|i| i.notification)));
     g.bench_function("receipts_from_parsed_sip", |b| {
         b.iter(|| {
-            imdn_message_to_receipts(
-                black_box(&msg),
-                &keys,
-                NOW,
-                |s| (s == 1).then_some(ex),
-                7,
-                &mut receipt_out,
-            )
+            imdn_message_to_receipts(black_box(&msg), &keys, NOW, |s| (s == 1).then_some(ex), 7, &mut receipt_out)
         })
     });
-    g.bench_function("tag_verify", |b| {
-        b.iter(|| keys.verify(black_box(tag.as_bytes()), NOW))
-    });
+    g.bench_function("tag_verify", |b| b.iter(|| keys.verify(black_box(tag.as_bytes()), NOW)));
     g.finish();
 }
 

@@ -37,36 +37,21 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("selection");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("lab_select", |b| {
-        b.iter(|| lab.select(black_box(&a), black_box(Some("message/cpim"))))
-    });
+    g.bench_function("lab_select", |b| b.iter(|| lab.select(black_box(&a), black_box(Some("message/cpim")))));
     g.bench_function("lab_select_content_type", |b| {
         b.iter(|| lab.select(black_box(&c3), black_box(Some("text/plain"))))
     });
-    g.bench_function("10k_prefixes_select", |b| {
-        b.iter(|| big.select(black_box(&far), None))
-    });
+    g.bench_function("10k_prefixes_select", |b| b.iter(|| big.select(black_box(&far), None)));
 
-    let entries: Vec<(String, String)> = (0..10_000u64)
-        .map(|i| (format!("+4477009{i:05}"), format!("sip:user{i}@ims.lab")))
-        .collect();
-    let refs: Vec<(&str, &str)> = entries
-        .iter()
-        .map(|(m, u)| (m.as_str(), u.as_str()))
-        .collect();
+    let entries: Vec<(String, String)> =
+        (0..10_000u64).map(|i| (format!("+4477009{i:05}"), format!("sip:user{i}@ims.lab"))).collect();
+    let refs: Vec<(&str, &str)> = entries.iter().map(|(m, u)| (m.as_str(), u.as_str())).collect();
     let map = MsisdnMap::build(&refs, Some("sip:+{msisdn}@ims.lab;user=phone")).expect("map");
     let known = Msisdn::parse("+447700904321").expect("number");
     let templated = Msisdn::parse("+447000112345").expect("number");
     let mut buf = [0u8; 128];
-    g.bench_function("msisdn_entry_10k", |b| {
-        b.iter(|| map.write_uri(black_box(&known), &mut buf).map(black_box))
-    });
-    g.bench_function("msisdn_template", |b| {
-        b.iter(|| {
-            map.write_uri(black_box(&templated), &mut buf)
-                .map(black_box)
-        })
-    });
+    g.bench_function("msisdn_entry_10k", |b| b.iter(|| map.write_uri(black_box(&known), &mut buf).map(black_box)));
+    g.bench_function("msisdn_template", |b| b.iter(|| map.write_uri(black_box(&templated), &mut buf).map(black_box)));
     g.finish();
 }
 

@@ -41,12 +41,7 @@ fn sip(c: &mut Criterion) {
             let mut h = [Header::EMPTY; 32];
             let m = parse_datagram(black_box(MESSAGE), &mut h).expect("parses");
             let core = m.validate().expect("valid");
-            black_box((
-                core.top_via.branch(),
-                core.from.tag(),
-                core.call_id,
-                core.cseq.number,
-            ))
+            black_box((core.top_via.branch(), core.from.tag(), core.call_id, core.cseq.number))
         })
     });
     let mut h = [Header::EMPTY; 32];
@@ -54,9 +49,7 @@ fn sip(c: &mut Criterion) {
     let mut out = [0u8; 1500];
     g.bench_function("build_200_response", |b| {
         b.iter(|| {
-            let w =
-                MessageWriter::response_to(&mut out, black_box(&req), 200, "OK", Some("iwf7f3a"))
-                    .expect("fits");
+            let w = MessageWriter::response_to(&mut out, black_box(&req), 200, "OK", Some("iwf7f3a")).expect("fits");
             black_box(w.finish(b"").expect("fits"))
         })
     });

@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use iwf::wire::smpp::{
-    frame, Address, Body, DeliverSm, EsmClass, MessageState, Pdu, Receipt, ReceiptDate,
-    ReceiptStat, SubmitSm, TlvTag, TlvWriter, Tlvs, KANNEL_MAX_PDU_LEN,
+    frame, Address, Body, DeliverSm, EsmClass, MessageState, Pdu, Receipt, ReceiptDate, ReceiptStat, SubmitSm, TlvTag,
+    TlvWriter, Tlvs, KANNEL_MAX_PDU_LEN,
 };
 
 fn submit_sm_bytes() -> Vec<u8> {
@@ -48,10 +48,7 @@ fn emit_receipt(out: &mut [u8], id: &[u8], seq: u32) -> usize {
     let text_len = receipt.emit(&mut text).unwrap();
     let mut area = [0u8; 80];
     let mut w = TlvWriter::new(&mut area);
-    w.receipted_message_id(id)
-        .unwrap()
-        .message_state(MessageState::Delivered)
-        .unwrap();
+    w.receipted_message_id(id).unwrap().message_state(MessageState::Delivered).unwrap();
     let pdu = Pdu::new(
         seq,
         Body::DeliverSm(DeliverSm {
@@ -83,21 +80,13 @@ fn benches(c: &mut Criterion) {
     let receipt_pdu = out[..n].to_vec();
     g.throughput(Throughput::Bytes(n as u64));
     g.bench_function("emit_deliver_sm_receipt", |b| {
-        b.iter(|| {
-            black_box(emit_receipt(
-                black_box(&mut out),
-                black_box(id),
-                black_box(7),
-            ))
-        })
+        b.iter(|| black_box(emit_receipt(black_box(&mut out), black_box(id), black_box(7))))
     });
 
     g.bench_function("parse_deliver_sm_receipt", |b| {
         b.iter(|| {
             let pdu = Pdu::parse(black_box(&receipt_pdu)).unwrap();
-            let Body::DeliverSm(sm) = pdu.body else {
-                unreachable!()
-            };
+            let Body::DeliverSm(sm) = pdu.body else { unreachable!() };
             let state = sm.tlvs.message_state().unwrap();
             let receipt = Receipt::parse(sm.short_message).unwrap();
             black_box((state, receipt.id, receipt.stat))

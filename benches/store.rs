@@ -20,9 +20,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("store");
     g.sample_size(10);
     g.throughput(Throughput::Elements(1));
-    g.bench_function("put_single", |b| {
-        b.iter(|| black_box(store.put_receipt(&item, T0, T0 + 60).expect("put")))
-    });
+    g.bench_function("put_single", |b| b.iter(|| black_box(store.put_receipt(&item, T0, T0 + 60).expect("put"))));
     g.throughput(Throughput::Elements(64));
     let mut batch = Batch::new(64, 1_000);
     g.bench_function("put_batched_64", |b| {

@@ -12,11 +12,11 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod control;
+pub mod dataplane;
 pub mod inspect;
 pub mod interwork;
 pub mod route;
 pub mod session;
 pub mod tag;
 pub mod wire;
-pub mod control;
-pub mod dataplane;

@@ -306,12 +306,7 @@ impl KeyRing {
     /// Decodes and verifies a tag at Unix time `now_unix`. Case is ignored.
     pub fn verify(&self, text: &[u8], now_unix: u64) -> Result<TagFields, TagError> {
         let (fields, key_id, body, mac) = decode_unverified(text)?;
-        let key = self
-            .keys
-            .get(usize::from(key_id))
-            .copied()
-            .flatten()
-            .ok_or(TagError::UnknownKey)?;
+        let key = self.keys.get(usize::from(key_id)).copied().flatten().ok_or(TagError::UnknownKey)?;
         // One 64-bit comparison: no early exit on a partial match.
         if key.mac(&body) ^ mac != 0 {
             return Err(TagError::BadMac);

@@ -26,7 +26,21 @@ fn one_line_error(out: &Output, needle: &str) {
 
 #[test]
 fn tag_issue_then_inspect() {
-    let out = iwf(&["tag", "--keys", "config/lab.toml", "--system", "3", "--sequence", "99", "--segments", "2", "--index", "2", "--receipts", "delivery,user_ack"]);
+    let out = iwf(&[
+        "tag",
+        "--keys",
+        "config/lab.toml",
+        "--system",
+        "3",
+        "--sequence",
+        "99",
+        "--segments",
+        "2",
+        "--index",
+        "2",
+        "--receipts",
+        "delivery,user_ack",
+    ]);
     assert!(out.status.success());
     let tag = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(tag.len(), 32);
@@ -48,9 +62,15 @@ fn tag_issue_then_inspect() {
 #[test]
 fn tag_errors() {
     one_line_error(&iwf(&["inspect", "tag", "short", "--keys", "config/lab.toml"]), "32 characters");
-    one_line_error(&iwf(&["inspect", "tag", "0123456789abcdefghijklmnopqrstuv", "--keys", "/nonexistent"]), "/nonexistent");
+    one_line_error(
+        &iwf(&["inspect", "tag", "0123456789abcdefghijklmnopqrstuv", "--keys", "/nonexistent"]),
+        "/nonexistent",
+    );
     one_line_error(&iwf(&["tag", "--keys", "config/lab.toml", "--system", "1", "--receipts", "bogus"]), "bogus");
-    one_line_error(&iwf(&["tag", "--keys", "config/lab.toml", "--system", "1", "--segments", "2", "--index", "3"]), "--index");
+    one_line_error(
+        &iwf(&["tag", "--keys", "config/lab.toml", "--system", "1", "--segments", "2", "--index", "3"]),
+        "--index",
+    );
 }
 
 #[test]
@@ -104,7 +124,11 @@ fn sip_vectors() {
 
 #[test]
 fn receipt_vectors() {
-    let v = json(&iwf(&["inspect", "receipt", "ID:0a1b SUB:1 DLVRD:1 SUBMIT DATE:261126120000 DONE DATE:261126120105 STAT:delivrd ERR:0 Text:hi"]));
+    let v = json(&iwf(&[
+        "inspect",
+        "receipt",
+        "ID:0a1b SUB:1 DLVRD:1 SUBMIT DATE:261126120000 DONE DATE:261126120105 STAT:delivrd ERR:0 Text:hi",
+    ]));
     assert_eq!(v["stat"], "DELIVRD");
     assert_eq!(v["message_state"]["name"], "DELIVERED");
     assert!(v["canonical"].as_str().unwrap().starts_with("id:0a1b sub:001 dlvrd:001 submit date:2611261200"));

@@ -19,15 +19,7 @@ struct Smsc {
 impl Smsc {
     fn start(extra: &[&str]) -> Smsc {
         let mut child = Command::new(PEER)
-            .args([
-                "smsc",
-                "--listen",
-                "127.0.0.1:0",
-                "--system-id",
-                "iwf",
-                "--password",
-                "pwc",
-            ])
+            .args(["smsc", "--listen", "127.0.0.1:0", "--system-id", "iwf", "--password", "pwc"])
             .args(["--duration", "60"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -43,19 +35,12 @@ impl Smsc {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("address");
-        Smsc {
-            child,
-            addr,
-            stderr,
-        }
+        Smsc { child, addr, stderr }
     }
 
     /// SIGTERM, then the one-line JSON summary.
     fn stop(mut self) -> serde_json::Value {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
         self.summary()
     }
@@ -70,12 +55,7 @@ impl Smsc {
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .expect("stdout")
-            .read_to_string(&mut out)
-            .expect("read stdout");
+        self.child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
         let mut err = String::new();
         let _ = self.stderr.read_to_string(&mut err);
         assert!(status.success(), "smsc exit {status:?}: {err}");
@@ -93,15 +73,7 @@ impl Drop for Smsc {
 
 fn esme(addr: SocketAddr, password: &str, extra: &[&str]) -> Output {
     Command::new(PEER)
-        .args([
-            "esme",
-            "--connect",
-            &addr.to_string(),
-            "--system-id",
-            "iwf",
-            "--password",
-            password,
-        ])
+        .args(["esme", "--connect", &addr.to_string(), "--system-id", "iwf", "--password", password])
         .args(["--timeout", "30"])
         .args(extra)
         .output()
@@ -118,11 +90,7 @@ fn json(out: &Output) -> serde_json::Value {
 fn esme_against_smsc_double_all_answered_all_receipts_back() {
     let smsc = Smsc::start(&[]);
     let out = esme(smsc.addr, "pwc", &["--count", "200", "--window", "10"]);
-    assert!(
-        out.status.success(),
-        "esme: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "esme: {}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
     assert_eq!(v["submitted"], 200);
     assert_eq!(v["answered"], 200);
@@ -136,11 +104,7 @@ fn esme_against_smsc_double_all_answered_all_receipts_back() {
     assert_eq!(v["complete"], true);
     assert_eq!(v["closed"], "unbound");
     let lat = &v["latency_us"];
-    let (p50, p99, max) = (
-        lat["p50"].as_u64().unwrap(),
-        lat["p99"].as_u64().unwrap(),
-        lat["max"].as_u64().unwrap(),
-    );
+    let (p50, p99, max) = (lat["p50"].as_u64().unwrap(), lat["p99"].as_u64().unwrap(), lat["max"].as_u64().unwrap());
     assert!(p50 >= 1 && p50 <= p99 && p99 <= max, "{lat}");
     assert!(v["submit_per_s"].as_f64().unwrap() > 0.0);
     let s = smsc.stop();
@@ -167,13 +131,7 @@ fn wrong_password_fails_with_esme_rinvpaswd() {
     assert!(out.stdout.is_empty());
     // Unknown system_id is told apart.
     let out = Command::new(PEER)
-        .args([
-            "esme",
-            "--connect",
-            &smsc.addr.to_string(),
-            "--system-id",
-            "nobody",
-        ])
+        .args(["esme", "--connect", &smsc.addr.to_string(), "--system-id", "nobody"])
         .args(["--password", "pwc", "--count", "1"])
         .output()
         .expect("run esme");
@@ -187,35 +145,13 @@ fn wrong_password_fails_with_esme_rinvpaswd() {
 
 #[test]
 fn decimal_ids_delayed_receipts_and_no_receipt_when_not_asked() {
-    let smsc = Smsc::start(&[
-        "--ids",
-        "decimal",
-        "--receipt-delay-ms",
-        "30",
-        "--window",
-        "4",
-    ]);
+    let smsc = Smsc::start(&["--ids", "decimal", "--receipt-delay-ms", "30", "--window", "4"]);
     let out = esme(smsc.addr, "pwc", &["--count", "60", "--window", "8"]);
-    assert!(
-        out.status.success(),
-        "esme: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "esme: {}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
     assert_eq!(v["receipts_matched"], 60);
     // registered_delivery 0: no receipt asked, none sent.
-    let out = esme(
-        smsc.addr,
-        "pwc",
-        &[
-            "--count",
-            "20",
-            "--window",
-            "5",
-            "--registered-delivery",
-            "0",
-        ],
-    );
+    let out = esme(smsc.addr, "pwc", &["--count", "20", "--window", "5", "--registered-delivery", "0"]);
     assert!(out.status.success());
     let v = json(&out);
     assert_eq!(v["ok"], 20);
@@ -233,55 +169,27 @@ fn decimal_ids_delayed_receipts_and_no_receipt_when_not_asked() {
 fn rate_limits_the_submissions() {
     let smsc = Smsc::start(&[]);
     let started = Instant::now();
-    let out = esme(
-        smsc.addr,
-        "pwc",
-        &["--count", "40", "--window", "10", "--rate", "200"],
-    );
-    assert!(
-        out.status.success(),
-        "esme: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = esme(smsc.addr, "pwc", &["--count", "40", "--window", "10", "--rate", "200"]);
+    assert!(out.status.success(), "esme: {}", String::from_utf8_lossy(&out.stderr));
     // 40 messages at 200/s take at least 195 ms (the first goes at once).
-    assert!(
-        started.elapsed() >= Duration::from_millis(195),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(195), "{:?}", started.elapsed());
     let v = json(&out);
     assert_eq!(v["receipts_matched"], 40);
-    assert!(
-        v["submit_per_s"].as_f64().unwrap() < 260.0,
-        "{}",
-        v["submit_per_s"]
-    );
+    assert!(v["submit_per_s"].as_f64().unwrap() < 260.0, "{}", v["submit_per_s"]);
     drop(smsc);
 }
 
 #[test]
 fn smsc_stops_by_itself_after_its_duration() {
     let mut child = Command::new(PEER)
-        .args([
-            "smsc",
-            "--listen",
-            "127.0.0.1:0",
-            "--system-id",
-            "iwf",
-            "--password",
-            "pwc",
-        ])
+        .args(["smsc", "--listen", "127.0.0.1:0", "--system-id", "iwf", "--password", "pwc"])
         .args(["--duration", "0.3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start smsc");
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut smsc = Smsc {
-        addr: "127.0.0.1:1".parse().unwrap(),
-        child,
-        stderr,
-    };
+    let mut smsc = Smsc { addr: "127.0.0.1:1".parse().unwrap(), child, stderr };
     let s = smsc.summary();
     assert_eq!(s["connections"], 0);
     assert!(s["elapsed_s"].as_f64().unwrap() >= 0.3);
@@ -291,29 +199,13 @@ fn smsc_stops_by_itself_after_its_duration() {
 fn esme_refuses_bad_arguments_and_unreachable_peers() {
     // Nothing listens on port 1 of loopback.
     let out = Command::new(PEER)
-        .args([
-            "esme",
-            "--connect",
-            "127.0.0.1:1",
-            "--system-id",
-            "x",
-            "--password",
-            "y",
-            "--count",
-            "1",
-        ])
+        .args(["esme", "--connect", "127.0.0.1:1", "--system-id", "x", "--password", "y", "--count", "1"])
         .output()
         .expect("run esme");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
     let out = Command::new(PEER)
-        .args([
-            "esme",
-            "--connect",
-            "127.0.0.1:1",
-            "--system-id",
-            "a-system-id-too-long",
-        ])
+        .args(["esme", "--connect", "127.0.0.1:1", "--system-id", "a-system-id-too-long"])
         .args(["--password", "y", "--count", "1"])
         .output()
         .expect("run esme");

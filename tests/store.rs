@@ -75,12 +75,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p =
-            std::env::temp_dir().join(format!("iwf-store-{}-{name}-{nanos}", std::process::id()));
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let p = std::env::temp_dir().join(format!("iwf-store-{}-{name}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -140,10 +136,7 @@ fn kill_9_loses_nothing_acknowledged() {
     let path = dir.file();
     let exe = std::env::current_exe().unwrap();
     let mut all_acked = BTreeSet::new();
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     for round in 0..4u64 {
         let mut child = Command::new(&exe)
             .args(["--exact", "kill_9_loses_nothing_acknowledged", "--nocapture", "--test-threads=1"])
@@ -162,10 +155,7 @@ fn kill_9_loses_nothing_acknowledged() {
                 let mut line = String::new();
                 // Only whole lines count: a line cut by the kill was not acknowledged.
                 while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-                    if let Some(t) = line
-                        .strip_prefix("acked ")
-                        .and_then(|t| t.strip_suffix('\n'))
-                    {
+                    if let Some(t) = line.strip_prefix("acked ").and_then(|t| t.strip_suffix('\n')) {
                         acked.lock().unwrap().push(t.parse().unwrap());
                     }
                     line.clear();
@@ -175,15 +165,10 @@ fn kill_9_loses_nothing_acknowledged() {
         // Wait for the first acknowledgement, then kill at a random moment.
         let start = Instant::now();
         while acked.lock().unwrap().is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "child never acknowledged"
-            );
+            assert!(start.elapsed() < Duration::from_secs(60), "child never acknowledged");
             std::thread::sleep(Duration::from_millis(5));
         }
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = 20 + (seed >> 33) % 400;
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().unwrap(); // SIGKILL
@@ -198,21 +183,14 @@ fn kill_9_loses_nothing_acknowledged() {
         let tokens: BTreeSet<u64> = queued.iter().map(|r| r.item.token()).collect();
         assert_eq!(tokens.len(), queued.len(), "a receipt stored twice");
         let lost: Vec<_> = all_acked.difference(&tokens).take(5).collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: acknowledged receipts lost: {lost:?}"
-        );
+        assert!(lost.is_empty(), "round {round}: acknowledged receipts lost: {lost:?}");
         for r in &queued {
             assert_eq!(r.item, item(SYS, r.item.token()));
             assert_eq!((r.enqueued, r.deadline), (T0, T0 + 3600));
         }
         // Keys are in drain order and never reused across restarts.
         assert!(queued.windows(2).all(|w| w[0].key.seq < w[1].key.seq));
-        eprintln!(
-            "round {round}: killed after {delay} ms, {} acknowledged, {} stored",
-            acked.len(),
-            queued.len()
-        );
+        eprintln!("round {round}: killed after {delay} ms, {} acknowledged, {} stored", acked.len(), queued.len());
     }
 }
 
@@ -227,10 +205,7 @@ fn drain_is_two_phase_and_per_system() {
     }
     store.put_receipt(&item(other, 99), T0, T0 + 100).unwrap();
     let first = store.peek(SYS, 3, T0).unwrap();
-    assert_eq!(
-        first.iter().map(|r| r.item.token()).collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
+    assert_eq!(first.iter().map(|r| r.item.token()).collect::<Vec<_>>(), [0, 1, 2]);
     // Peeking again without an ack hands the same receipts out: nothing was removed.
     assert_eq!(store.peek(SYS, 3, T0).unwrap(), first);
     // Only two of three were delivered before the bind dropped again.
@@ -240,10 +215,7 @@ fn drain_is_two_phase_and_per_system() {
     drop(store);
     let mut store = Store::open(dir.file()).unwrap();
     let rest = store.peek(SYS, 10, T0).unwrap();
-    assert_eq!(
-        rest.iter().map(|r| r.item.token()).collect::<Vec<_>>(),
-        [2, 3, 4]
-    );
+    assert_eq!(rest.iter().map(|r| r.item.token()).collect::<Vec<_>>(), [2, 3, 4]);
     assert_eq!(rest.iter().map(|r| r.key).collect::<Vec<_>>(), keys[2..]);
     assert_eq!(store.queued_len(other).unwrap(), 1);
     assert_eq!(store.peek(other, 10, T0).unwrap()[0].item.token(), 99);
@@ -273,15 +245,7 @@ fn sweep_expires_by_validity() {
     assert_eq!((r.receipts_expired, r.correlations_expired), (1, 1));
     let r = store.sweep(T0 + 20).unwrap();
     assert_eq!((r.receipts_expired, r.correlations_expired), (0, 0));
-    assert_eq!(
-        store
-            .peek(SYS, 10, T0)
-            .unwrap()
-            .iter()
-            .map(|r| r.item.token())
-            .collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(store.peek(SYS, 10, T0).unwrap().iter().map(|r| r.item.token()).collect::<Vec<_>>(), [2, 3]);
     assert!(store.find_by_id(SYS, &cid("a1")).unwrap().is_none());
     assert!(store.find_by_id(SYS, &cid("b2")).unwrap().is_some());
     let r = store.sweep(T0 + 100).unwrap();
@@ -301,12 +265,7 @@ fn stored() -> StoredCorrelation<'static> {
 }
 
 fn cid(s: &str) -> CanonicalId {
-    canonical_id(
-        s.as_bytes(),
-        IdCanonicalisation::Folded,
-        IdOrigin::SubmitResp,
-    )
-    .unwrap()
+    canonical_id(s.as_bytes(), IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap()
 }
 
 #[test]
@@ -314,13 +273,7 @@ fn a_late_receipt_finds_its_correlation_after_a_restart() {
     let dir = TempDir::new("corr");
     let mut store = Store::create(dir.file()).unwrap();
     let mut b = Batch::new(16, 0);
-    let t1 = b
-        .put_correlation(
-            77,
-            &DurableCorrelation::new(SYS, 2, T0 + 3600, &stored()),
-            0,
-        )
-        .unwrap();
+    let t1 = b.put_correlation(77, &DurableCorrelation::new(SYS, 2, T0 + 3600, &stored()), 0).unwrap();
     let t2 = b.bind_id(SYS, &cid("00FF01"), 77, 1, 0);
     let t3 = b.bind_id(SYS, &cid("FF02"), 77, 2, 0);
     let c = store.commit(&mut b).unwrap();
@@ -335,10 +288,7 @@ fn a_late_receipt_finds_its_correlation_after_a_restart() {
     assert_eq!((key, part), (77, 1));
     assert_eq!(rec.stored(), stored());
     assert_eq!(store.find_by_id(SYS, &cid("ff02")).unwrap().unwrap().1, 2);
-    assert!(store
-        .find_by_id(LegacySystemId(3), &cid("ff01"))
-        .unwrap()
-        .is_none());
+    assert!(store.find_by_id(LegacySystemId(3), &cid("ff01")).unwrap().is_none());
     assert_eq!(store.correlations().unwrap().len(), 1);
     assert_eq!(store.correlation(77).unwrap().unwrap(), rec);
 
@@ -350,16 +300,10 @@ fn a_late_receipt_finds_its_correlation_after_a_restart() {
     assert_eq!(key, 77);
     let mut buf = [0u8; 64];
     assert_eq!(table.stored(m, &mut buf).unwrap(), stored());
-    assert_eq!(
-        table.receipt(SYS, &cid("ff01"), ReceiptState::Delivered, T0),
-        ReceiptOutcome::Absorbed { message: m }
-    );
+    assert_eq!(table.receipt(SYS, &cid("ff01"), ReceiptState::Delivered, T0), ReceiptOutcome::Absorbed { message: m });
     assert_eq!(
         table.receipt(SYS, &cid("ff02"), ReceiptState::Delivered, T0),
-        ReceiptOutcome::Notify {
-            message: m,
-            state: ReceiptState::Delivered
-        }
+        ReceiptOutcome::Notify { message: m, state: ReceiptState::Delivered }
     );
     // Past its validity, a record is not reloaded.
     let mut late = CorrelationTable::new(CorrelationConfig::default());
@@ -400,10 +344,7 @@ fn missing_or_corrupt_files_are_clear_errors() {
     drop(f);
     match Store::open(&cut) {
         Err(e) => {
-            assert!(
-                matches!(e, StoreError::Corrupt(_) | StoreError::Io(_)),
-                "{e:?}"
-            );
+            assert!(matches!(e, StoreError::Corrupt(_) | StoreError::Io(_)), "{e:?}");
             eprintln!("truncated file: {e}");
         }
         // redb may recover an older consistent state; then it must still read.
@@ -456,16 +397,7 @@ fn correlation_memory_at_one_million_entries() {
         };
         let seq = i + 1;
         table
-            .insert(
-                &NewMessage {
-                    system: SYS,
-                    stored: s,
-                    segments: 1,
-                    first_sequence: seq,
-                    deadline: T0 + 86_400,
-                },
-                T0,
-            )
+            .insert(&NewMessage { system: SYS, stored: s, segments: 1, first_sequence: seq, deadline: T0 + 86_400 }, T0)
             .unwrap();
         smsc.clear();
         if i % 2 == 0 {
@@ -481,10 +413,7 @@ fn correlation_memory_at_one_million_entries() {
     eprintln!("correlation: {per_entry:.1} octets per pending entry at 1 M (table accounts {accounted:.1})");
     assert_eq!(table.len(), N as usize);
     assert!(per_entry <= 128.0, "{per_entry:.1} octets per entry");
-    assert!(
-        (per_entry - accounted).abs() < 2.0,
-        "allocator {per_entry:.1} vs accounting {accounted:.1}"
-    );
+    assert!((per_entry - accounted).abs() < 2.0, "allocator {per_entry:.1} vs accounting {accounted:.1}");
 
     // Spot checks: entries are intact and their receipts find them.
     let mut buf = [0u8; 64];
@@ -500,10 +429,7 @@ fn correlation_memory_at_one_million_entries() {
         };
         let s = table.stored(message, &mut buf).unwrap();
         assert!(s.message_id.starts_with(&format!("{i:08}")));
-        assert_eq!(
-            s.sender,
-            format!("sip:+4477009{:05}@ims.lab;user=phone", i % 100_000)
-        );
+        assert_eq!(s.sender, format!("sip:+4477009{:05}@ims.lab;user=phone", i % 100_000));
     }
 
     // Warm: the receipt path allocates nothing.
@@ -520,24 +446,11 @@ fn correlation_memory_at_one_million_entries() {
     let calls_after_ids = CALLS.with(Cell::get);
     assert!(calls_after_ids > calls);
     for id in &ids {
-        assert!(matches!(
-            table.receipt(SYS, id, ReceiptState::Buffered, T0),
-            ReceiptOutcome::Notify { .. }
-        ));
-        assert!(matches!(
-            table.receipt(SYS, id, ReceiptState::Delivered, T0),
-            ReceiptOutcome::Notify { .. }
-        ));
-        assert!(matches!(
-            table.receipt(SYS, id, ReceiptState::Delivered, T0),
-            ReceiptOutcome::Absorbed { .. }
-        ));
+        assert!(matches!(table.receipt(SYS, id, ReceiptState::Buffered, T0), ReceiptOutcome::Notify { .. }));
+        assert!(matches!(table.receipt(SYS, id, ReceiptState::Delivered, T0), ReceiptOutcome::Notify { .. }));
+        assert!(matches!(table.receipt(SYS, id, ReceiptState::Delivered, T0), ReceiptOutcome::Absorbed { .. }));
     }
-    assert_eq!(
-        CALLS.with(Cell::get),
-        calls_after_ids,
-        "the receipt path allocated"
-    );
+    assert_eq!(CALLS.with(Cell::get), calls_after_ids, "the receipt path allocated");
 }
 
 /// Exchange selection and the MSISDN map allocate nothing per lookup.
@@ -549,11 +462,8 @@ fn selection_lookups_allocate_nothing() {
         RouteSpec::new("+4470002", LegacySystemId(2)).content_type("text/plain"),
     ])
     .unwrap();
-    let map = MsisdnMap::build(
-        &[("+447700900001", "sip:alice@ims.lab")],
-        Some("sip:+{msisdn}@ims.lab;user=phone"),
-    )
-    .unwrap();
+    let map =
+        MsisdnMap::build(&[("+447700900001", "sip:alice@ims.lab")], Some("sip:+{msisdn}@ims.lab;user=phone")).unwrap();
     let numbers: Vec<Msisdn> = ["+447000112345", "+447000212345", "+33123", "+447700900001"]
         .iter()
         .map(|n| Msisdn::parse(n).unwrap())

@@ -14,12 +14,9 @@ use std::cell::Cell;
 
 use iwf::interwork::address::NumberingPlan;
 use iwf::interwork::legacy_to_converged::{
-    imdn_to_receipts, legacy_to_sip, scratch_len, LegacyMessage, ReceiptOutcome, UserData,
-    RECEIPT_PDU_MAX_LEN,
+    imdn_to_receipts, legacy_to_sip, scratch_len, LegacyMessage, ReceiptOutcome, UserData, RECEIPT_PDU_MAX_LEN,
 };
-use iwf::interwork::{
-    BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation,
-};
+use iwf::interwork::{BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation};
 use iwf::tag::{KeyRing, Tag, TagKey};
 use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
 use iwf::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, Notification, XmlText};
@@ -91,10 +88,7 @@ fn exchange(system: u16, direction: BindDirection) -> Exchange<'static> {
         user_ack: true,
         concatenation: Concatenation::Udh8,
         ids: IdCanonicalisation::Exact,
-        numbering: NumberingPlan {
-            country_code: Some("44"),
-            trunk_prefix: "0",
-        },
+        numbering: NumberingPlan { country_code: Some("44"), trunk_prefix: "0" },
     }
 }
 
@@ -115,17 +109,11 @@ fn ring() -> KeyRing {
 /// submit_sm bytes: GSM-7 (with escapes), Latin-1, UCS-2 with emoji, UDH-prefixed.
 fn submit_sms() -> Vec<Vec<u8>> {
     let mut v = Vec::new();
-    for (i, text) in ["Hello €uro [x]", "Grüße", "Привет 😀", "plain text 123"]
-        .iter()
-        .enumerate()
-    {
+    for (i, text) in ["Hello €uro [x]", "Grüße", "Привет 😀", "plain text 123"].iter().enumerate() {
         let mut ud = vec![0u8; 400];
         let (dc, n) = match i {
             0 | 3 => (0, gsm7::encode_unpacked(text, &mut ud).expect("gsm7")),
-            1 => (
-                3,
-                iwf::wire::sms::latin1::encode(text, &mut ud).expect("latin1"),
-            ),
+            1 => (3, iwf::wire::sms::latin1::encode(text, &mut ud).expect("latin1")),
             _ => (8, ucs2::encode(text, &mut ud).expect("ucs2")),
         };
         ud.truncate(n);
@@ -147,9 +135,7 @@ fn submit_sms() -> Vec<Vec<u8>> {
                 ..SubmitSm::default()
             };
             let mut buf = vec![0u8; 512];
-            let n = Pdu::new(9, Body::SubmitSm(sm))
-                .emit(&mut buf)
-                .expect("emit");
+            let n = Pdu::new(9, Body::SubmitSm(sm)).emit(&mut buf).expect("emit");
             buf.truncate(n);
             v.push(buf);
         }
@@ -185,8 +171,7 @@ fn imdn(tag: &Tag, n: Notification, from: &str) -> Vec<u8> {
     let bn = cpim.emit(&mut body).expect("cpim");
     let mut out = vec![0u8; 4096];
     let mut w = MessageWriter::request(&mut out, Method::Message, to).expect("writer");
-    w.header("Via", "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK1")
-        .expect("h");
+    w.header("Via", "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK1").expect("h");
     w.header("From", &format!("<{from}>;tag=1")).expect("h");
     w.header("To", &format!("<{to}>")).expect("h");
     w.header("Call-ID", "c1@198.18.2.1").expect("h");
@@ -214,24 +199,9 @@ fn receipt_paths_allocate_nothing() {
             data_coding: 0,
             registered_delivery: RegisteredDelivery(0x09),
             esm_class: EsmClass(0),
-            user_data: if multi {
-                UserData::Parts(&parts)
-            } else {
-                UserData::Single(b"hi")
-            },
+            user_data: if multi { UserData::Parts(&parts) } else { UserData::Single(b"hi") },
         };
-        let r = legacy_to_sip(
-            &msg,
-            &ex,
-            &CONVERGED,
-            None,
-            &keys,
-            5,
-            NOW,
-            &mut scratch,
-            &mut sip,
-        )
-        .expect("convert");
+        let r = legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, 5, NOW, &mut scratch, &mut sip).expect("convert");
         tags.push(r.tag);
     }
     let notifications = [
@@ -240,10 +210,7 @@ fn receipt_paths_allocate_nothing() {
         Notification::Display(DisplayStatus::Displayed),
     ];
     // The second sender form takes the general (non fast-path) URI reader.
-    let senders = [
-        "sip:+447000200001@ims.lab;user=phone",
-        "tel:+44-7000-200001",
-    ];
+    let senders = ["sip:+447000200001@ims.lab;user=phone", "tel:+44-7000-200001"];
     let mut imdns = Vec::new();
     for tag in &tags {
         for n in notifications {
@@ -264,21 +231,10 @@ fn receipt_paths_allocate_nothing() {
             return 0;
         };
         let ex = exchange_of(1 + 2 * (i % 2) as u16).expect("exchange");
-        legacy_to_sip(
-            &msg, &ex, &CONVERGED, None, &keys, i as u32, NOW, scratch, sip,
-        )
-        .map(|r| r.len)
-        .unwrap_or(0)
+        legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, i as u32, NOW, scratch, sip).map(|r| r.len).unwrap_or(0)
     };
     let imdn_path = |i: usize, out: &mut [u8]| -> Option<u8> {
-        match imdn_to_receipts(
-            &imdns[i % imdns.len()],
-            &keys,
-            NOW + 60,
-            exchange_of,
-            i as u32,
-            out,
-        ) {
+        match imdn_to_receipts(&imdns[i % imdns.len()], &keys, NOW + 60, exchange_of, i as u32, out) {
             Ok(ReceiptOutcome::Receipts { count, .. }) => Some(count),
             _ => None,
         }
@@ -303,16 +259,10 @@ fn receipt_paths_allocate_nothing() {
         }
         (sent, counts)
     });
-    assert_eq!(
-        allocations, 0,
-        "{allocations} allocations on the receipt paths"
-    );
+    assert_eq!(allocations, 0, "{allocations} allocations on the receipt paths");
     // The loop really exercised the paths it claims to.
     assert_eq!(sent, 400);
-    assert!(
-        counts[1] > 0 && counts[3] > 0,
-        "single and 3-segment receipts: {counts:?}"
-    );
+    assert!(counts[1] > 0 && counts[3] > 0, "single and 3-segment receipts: {counts:?}");
 
     // The counter itself works: an allocation under the armed counter is seen.
     let (_, seen) = counting(|| std::hint::black_box(Vec::<u8>::with_capacity(16)));

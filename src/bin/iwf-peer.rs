@@ -21,12 +21,12 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use iwf::session::smpp::{
-    BindRefusal, BindRequest, CloseReason, Credentials, Event, LegacySystemId, Role, SendError,
-    Session, SessionConfig, SmppText,
+    BindRefusal, BindRequest, CloseReason, Credentials, Event, LegacySystemId, Role, SendError, Session, SessionConfig,
+    SmppText,
 };
 use iwf::wire::smpp::{
-    Address, Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu, Receipt, ReceiptDate,
-    ReceiptStat, RegisteredDelivery, SmscReceipt, SubmitSm, TlvWriter, Tlvs,
+    Address, Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu, Receipt, ReceiptDate, ReceiptStat,
+    RegisteredDelivery, SmscReceipt, SubmitSm, TlvWriter, Tlvs,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -147,10 +147,7 @@ fn install_signal_handlers() {
         #[allow(unsafe_code)]
         // SAFETY: installs a handler that only performs an atomic store.
         unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
+            libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
         }
     }
 }
@@ -229,9 +226,7 @@ impl Conn {
             self.session.handle_timeout(now_ms());
             return true;
         }
-        let got = self
-            .stream
-            .read(self.inbuf.get_mut(self.in_len..).unwrap_or(&mut []));
+        let got = self.stream.read(self.inbuf.get_mut(self.in_len..).unwrap_or(&mut []));
         match got {
             Ok(0) => {
                 self.session.connection_lost(now_ms());
@@ -242,12 +237,7 @@ impl Conn {
                 self.in_len += n;
                 true
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
                 let now = now_ms();
                 if self.session.poll_timeout().is_some_and(|t| t <= now) {
                     self.session.handle_timeout(now);
@@ -326,12 +316,7 @@ impl OwnedAddress {
         let mut addr = [0u8; 65];
         let len = a.addr.len().min(65);
         addr[..len].copy_from_slice(&a.addr[..len]);
-        OwnedAddress {
-            ton: a.ton,
-            npi: a.npi,
-            len: len as u8,
-            addr,
-        }
+        OwnedAddress { ton: a.ton, npi: a.npi, len: len as u8, addr }
     }
 
     fn as_address(&self) -> Address<'_> {
@@ -364,9 +349,7 @@ fn receipt_date(secs: u64) -> Option<ReceiptDate> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 // ------------------------------------------------------------------ smsc --
@@ -420,14 +403,9 @@ struct SmscShared {
 }
 
 fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
-    let listener = TcpListener::bind(args.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("listener: {e}"))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("listener: {e}"))?;
+    let listener = TcpListener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    listener.set_nonblocking(true).map_err(|e| format!("listener: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("listener: {e}"))?;
     eprintln!("listening on {local}");
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
     let started = Instant::now();
@@ -449,9 +427,7 @@ fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
                 }
                 add(&shared.stats.connections, 1);
                 let shared = Arc::clone(&shared);
-                workers.push(thread::spawn(move || {
-                    smsc_connection(&shared, stream, peer)
-                }));
+                workers.push(thread::spawn(move || smsc_connection(&shared, stream, peer)));
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -539,16 +515,10 @@ impl Driver for SmscConn<'_> {
         add(&stats.submit_sm, 1);
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format_id(self.shared.args.ids, n);
-        if session
-            .respond(sub.seq, CommandStatus::ESME_ROK, id.as_bytes())
-            .is_err()
-        {
+        if session.respond(sub.seq, CommandStatus::ESME_ROK, id.as_bytes()).is_err() {
             return;
         }
-        if matches!(
-            sub.registered_delivery.smsc_receipt(),
-            SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly
-        ) {
+        if matches!(sub.registered_delivery.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly) {
             add(&stats.receipts_requested, 1);
             self.receipts.push_back(PendingReceipt {
                 due: now_ms().saturating_add(self.shared.args.receipt_delay_ms),
@@ -563,11 +533,7 @@ impl Driver for SmscConn<'_> {
         let stats = &self.shared.stats;
         match ev {
             Event::Bound { .. } => add(&stats.binds_ok, 1),
-            Event::Response {
-                command_id: CommandId::DeliverSmResp,
-                status,
-                ..
-            } => {
+            Event::Response { command_id: CommandId::DeliverSmResp, status, .. } => {
                 if status.is_ok() {
                     add(&stats.receipts_acked, 1)
                 } else {
@@ -615,11 +581,7 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
             Ok(LegacySystemId(1))
         }
     };
-    let mut d = SmscConn {
-        shared,
-        receipts: VecDeque::new(),
-        closed: false,
-    };
+    let mut d = SmscConn { shared, receipts: VecDeque::new(), closed: false };
     let mut unbinding_since: Option<Instant> = None;
     loop {
         let now = now_ms();
@@ -879,8 +841,7 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
     session.connected(now_ms(), peer_v4(args.connect));
     let mut conn = Conn::new(stream, session).map_err(|e| format!("socket: {e}"))?;
     let mut run = EsmeRun {
-        hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
-            .map_err(|e| format!("histogram: {e}"))?,
+        hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| format!("histogram: {e}"))?,
         sent_at: HashMap::new(),
         ids: HashSet::new(),
         early: HashSet::new(),
@@ -900,18 +861,12 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         close: None,
     };
     let rd = RegisteredDelivery(args.registered_delivery);
-    let wants_receipt = matches!(
-        rd.smsc_receipt(),
-        SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly
-    );
+    let wants_receipt = matches!(rd.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly);
     let mut submitted = 0u64;
     let mut unbinding = false;
     let mut text = String::new();
     let mut io_error: Option<String> = None;
-    let pace = |start: Instant, n: u64| {
-        args.rate
-            .map(|rate| start + Duration::from_secs_f64(n as f64 / rate))
-    };
+    let pace = |start: Instant, n: u64| args.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
 
     loop {
         let now = now_ms();
@@ -959,13 +914,10 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
             }
         }
         // Done: every submit answered and every receipt back (or given up).
-        let all_answered =
-            run.bound_at.is_some() && run.answered + run.timeouts + run.abandoned >= args.count;
+        let all_answered = run.bound_at.is_some() && run.answered + run.timeouts + run.abandoned >= args.count;
         let receipts_done = !wants_receipt
             || run.matched >= run.ok
-            || run
-                .last_answer
-                .is_some_and(|t| t.elapsed() > Duration::from_millis(args.receipt_wait_ms));
+            || run.last_answer.is_some_and(|t| t.elapsed() > Duration::from_millis(args.receipt_wait_ms));
         let give_up = Instant::now() > overall || STOP.load(Ordering::SeqCst);
         if ((all_answered && receipts_done) || give_up) && !unbinding && run.close.is_none() {
             unbinding = true;
@@ -1006,25 +958,14 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
             None => format!("bind failed: {reason}"),
         });
     }
-    let elapsed = run.bound_at.map_or(0.0, |t| {
-        run.last_answer
-            .unwrap_or_else(Instant::now)
-            .duration_since(t)
-            .as_secs_f64()
-    });
+    let elapsed =
+        run.bound_at.map_or(0.0, |t| run.last_answer.unwrap_or_else(Instant::now).duration_since(t).as_secs_f64());
     // Until the last submit_sm_resp or receipt: every PDU of the run.
-    let end_all = run
-        .last_answer
-        .max(run.last_receipt)
-        .unwrap_or_else(Instant::now);
-    let elapsed_all = run
-        .bound_at
-        .map_or(0.0, |t| end_all.duration_since(t).as_secs_f64());
+    let end_all = run.last_answer.max(run.last_receipt).unwrap_or_else(Instant::now);
+    let elapsed_all = run.bound_at.map_or(0.0, |t| end_all.duration_since(t).as_secs_f64());
     let counters = conn.session.counters();
     let pdus = counters.pdus_in.total() + counters.pdus_out.total();
-    let complete = run.answered == args.count
-        && run.ok == args.count
-        && (!wants_receipt || run.matched == run.ok);
+    let complete = run.answered == args.count && run.ok == args.count && (!wants_receipt || run.matched == run.ok);
     let h = &run.hist;
     let q = |p: f64| h.value_at_quantile(p);
     let summary = json!({
@@ -1059,11 +1000,7 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         "complete": complete,
     });
     println!("{summary}");
-    Ok(if complete {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 fn main() -> ExitCode {

@@ -62,10 +62,8 @@ impl<'t> Doc<'t> {
     }
 
     fn integer(&self, key: &str, v: &Spanned<DeValue<'_>>, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let n = v
-            .get_ref()
-            .as_integer()
-            .and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
+        let n =
+            v.get_ref().as_integer().and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
         match n {
             Some(n) if (min..=max).contains(&n) => Ok(n),
             Some(n) => self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}")),

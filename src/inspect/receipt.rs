@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn describes_a_receipt() {
-        let v = inspect_receipt(b"id:4F2A sub:001 dlvrd:001 submit date:240101120030 done date:2401011201 stat:delivrd err:0 Text:hi").unwrap();
+        let v = inspect_receipt(
+            b"id:4F2A sub:001 dlvrd:001 submit date:240101120030 done date:2401011201 stat:delivrd err:0 Text:hi",
+        )
+        .unwrap();
         assert_eq!(v["id"], "4F2A");
         assert_eq!(v["sub"], 1);
         assert_eq!(v["submit_date"]["second"], 30);
@@ -97,10 +100,7 @@ mod tests {
 
     #[test]
     fn errors_are_one_line() {
-        assert_eq!(
-            inspect_receipt(b"hello").unwrap_err(),
-            "not a delivery receipt: no receipt field found"
-        );
+        assert_eq!(inspect_receipt(b"hello").unwrap_err(), "not a delivery receipt: no receipt field found");
         let e = inspect_receipt(b"id:1 done date:9913011200").unwrap_err();
         assert_eq!(e, "receipt done date is not a valid YYMMDDhhmm[ss] date");
     }

@@ -118,9 +118,7 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 /// Inspects one SIP message (datagram framing: the body is the rest of the input).
 pub fn inspect_sip(input: &[u8]) -> Result<Value, String> {
     let mut headers = [Header::EMPTY; MAX_HEADERS];
-    let msg = Parser::datagram()
-        .parse(input, &mut headers)
-        .map_err(|e| format!("not a SIP message: {e}"))?;
+    let msg = Parser::datagram().parse(input, &mut headers).map_err(|e| format!("not a SIP message: {e}"))?;
     let msg = match msg {
         crate::wire::sip::Status::Complete(_, m) => m,
         crate::wire::sip::Status::Partial => return Err("not a SIP message: truncated".into()),
@@ -139,10 +137,7 @@ pub fn inspect_sip(input: &[u8]) -> Result<Value, String> {
         }
     }
     out.insert("summary".into(), json!(msg.to_string()));
-    out.insert(
-        "headers".into(),
-        msg.headers.iter().map(|h| json!({ "name": h.name, "value": h.value })).collect(),
-    );
+    out.insert("headers".into(), msg.headers.iter().map(|h| json!({ "name": h.name, "value": h.value })).collect());
     match msg.validate() {
         Ok(core) => {
             out.insert("valid".into(), json!(true));

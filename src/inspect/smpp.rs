@@ -58,23 +58,18 @@ fn octets(bytes: &[u8]) -> Value {
 /// One TLV, typed where the tag is known.
 fn tlv(t: &Tlv<'_>) -> Value {
     let typed: Result<Value, String> = match t.tag {
-        TlvTag::RECEIPTED_MESSAGE_ID => t
-            .as_cstring(RECEIPTED_MESSAGE_ID_MAX)
-            .map(string)
-            .map_err(|e| e.to_string()),
-        TlvTag::MESSAGE_STATE => t
-            .as_message_state()
-            .map(|s| json!({ "value": u8::from(s), "name": s.name() }))
-            .map_err(|e| e.to_string()),
+        TlvTag::RECEIPTED_MESSAGE_ID => t.as_cstring(RECEIPTED_MESSAGE_ID_MAX).map(string).map_err(|e| e.to_string()),
+        TlvTag::MESSAGE_STATE => {
+            t.as_message_state().map(|s| json!({ "value": u8::from(s), "name": s.name() })).map_err(|e| e.to_string())
+        }
         TlvTag::NETWORK_ERROR_CODE => t
             .as_network_error_code()
             .map(|n| json!({ "network_type": n.network_type, "error_code": n.error_code }))
             .map_err(|e| e.to_string()),
         TlvTag::MESSAGE_PAYLOAD => Ok(octets(t.value)),
-        TlvTag::USER_MESSAGE_REFERENCE
-        | TlvTag::SAR_MSG_REF_NUM
-        | TlvTag::SOURCE_PORT
-        | TlvTag::DESTINATION_PORT => t.as_u16().map(|v| json!(v)).map_err(|e| e.to_string()),
+        TlvTag::USER_MESSAGE_REFERENCE | TlvTag::SAR_MSG_REF_NUM | TlvTag::SOURCE_PORT | TlvTag::DESTINATION_PORT => {
+            t.as_u16().map(|v| json!(v)).map_err(|e| e.to_string())
+        }
         TlvTag::SAR_TOTAL_SEGMENTS
         | TlvTag::SAR_SEGMENT_SEQNUM
         | TlvTag::SC_INTERFACE_VERSION
@@ -87,9 +82,7 @@ fn tlv(t: &Tlv<'_>) -> Value {
         | TlvTag::SET_DPF
         | TlvTag::LANGUAGE_INDICATOR
         | TlvTag::USSD_SERVICE_OP => t.as_u8().map(|v| json!(v)).map_err(|e| e.to_string()),
-        TlvTag::ADDITIONAL_STATUS_INFO_TEXT => {
-            t.as_cstring(256).map(string).map_err(|e| e.to_string())
-        }
+        TlvTag::ADDITIONAL_STATUS_INFO_TEXT => t.as_cstring(256).map(string).map_err(|e| e.to_string()),
         _ => Ok(Value::String(hex(t.value))),
     };
     let mut m = Map::new();
@@ -141,23 +134,11 @@ fn submit_sm(s: &SubmitSm<'_>) -> Value {
     m.insert("esm_class".into(), esm_class(s.esm_class));
     m.insert("protocol_id".into(), json!(s.protocol_id));
     m.insert("priority_flag".into(), json!(s.priority_flag));
-    m.insert(
-        "schedule_delivery_time".into(),
-        string(s.schedule_delivery_time),
-    );
+    m.insert("schedule_delivery_time".into(), string(s.schedule_delivery_time));
     m.insert("validity_period".into(), string(s.validity_period));
-    m.insert(
-        "registered_delivery".into(),
-        registered_delivery(s.registered_delivery),
-    );
-    m.insert(
-        "replace_if_present_flag".into(),
-        json!(s.replace_if_present_flag),
-    );
-    m.insert(
-        "data_coding".into(),
-        Value::String(format!("0x{:02x}", s.data_coding)),
-    );
+    m.insert("registered_delivery".into(), registered_delivery(s.registered_delivery));
+    m.insert("replace_if_present_flag".into(), json!(s.replace_if_present_flag));
+    m.insert("data_coding".into(), Value::String(format!("0x{:02x}", s.data_coding)));
     m.insert("sm_default_msg_id".into(), json!(s.sm_default_msg_id));
     m.insert("sm_length".into(), json!(s.short_message.len()));
     m.insert("short_message".into(), octets(s.short_message));
@@ -191,9 +172,7 @@ pub fn inspect_smpp(pdu: &[u8]) -> Result<Value, String> {
     let id = p.command_id();
     let body = match &p.body {
         Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => bind(b),
-        Body::BindReceiverResp(b) | Body::BindTransmitterResp(b) | Body::BindTransceiverResp(b) => {
-            bind_resp(b)
-        }
+        Body::BindReceiverResp(b) | Body::BindTransmitterResp(b) | Body::BindTransceiverResp(b) => bind_resp(b),
         Body::Outbind(o) => {
             json!({ "system_id": string(o.system_id), "password": string(o.password) })
         }
@@ -204,11 +183,7 @@ pub fn inspect_smpp(pdu: &[u8]) -> Result<Value, String> {
             json!({ "source": address(&a.source), "esme": address(&a.esme) })
         }
         Body::Other { body, .. } => json!({ "raw": hex(body) }),
-        Body::Unbind
-        | Body::UnbindResp
-        | Body::EnquireLink
-        | Body::EnquireLinkResp
-        | Body::GenericNack => json!({}),
+        Body::Unbind | Body::UnbindResp | Body::EnquireLink | Body::EnquireLinkResp | Body::GenericNack => json!({}),
     };
     Ok(json!({
         "summary": p.to_string(),
@@ -230,7 +205,8 @@ mod tests {
     use crate::wire::smpp::{MessageState, TlvWriter};
 
     fn receipt_pdu() -> Vec<u8> {
-        let text = b"id:1A2B sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:hello";
+        let text =
+            b"id:1A2B sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:hello";
         let mut area = [0u8; 64];
         let mut w = TlvWriter::new(&mut area);
         w.receipted_message_id(b"1A2B").unwrap();
@@ -262,10 +238,7 @@ mod tests {
         assert_eq!(v["status"], "ESME_ROK");
         assert_eq!(v["sequence_number"], 9);
         assert_eq!(v["body"]["source"]["addr"], "447700900456");
-        assert_eq!(
-            v["body"]["esm_class"]["message_type"],
-            "SmscDeliveryReceipt"
-        );
+        assert_eq!(v["body"]["esm_class"]["message_type"], "SmscDeliveryReceipt");
         assert_eq!(v["body"]["receipt"]["stat"], "DELIVRD");
         assert_eq!(v["body"]["receipt"]["message_state"]["name"], "DELIVERED");
         let tlvs = v["tlvs"].as_array().unwrap();
@@ -278,10 +251,7 @@ mod tests {
         assert_eq!(tlvs[3]["value"]["name"], "SCHEDULED");
         // A known tag with a bad length: hex plus the error.
         assert_eq!(tlvs[4]["value"], "01");
-        assert!(tlvs[4]["error"]
-            .as_str()
-            .unwrap()
-            .contains("bad value length"));
+        assert!(tlvs[4]["error"].as_str().unwrap().contains("bad value length"));
     }
 
     #[test]
@@ -291,17 +261,12 @@ mod tests {
         assert_eq!(v["command"], "submit_sm_resp");
         assert_eq!(v["status"], "ESME_RTHROTTLED");
         assert_eq!(v["body"]["message_id"], Value::Null);
-        assert_eq!(
-            v["summary"],
-            "SMPP submit_sm_resp seq=3 status=ESME_RTHROTTLED"
-        );
+        assert_eq!(v["summary"], "SMPP submit_sm_resp seq=3 status=ESME_RTHROTTLED");
     }
 
     #[test]
     fn unknown_command_is_described() {
-        let bytes = [
-            0, 0, 0, 18, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 1, 0xCA, 0xFE,
-        ];
+        let bytes = [0, 0, 0, 18, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 1, 0xCA, 0xFE];
         let v = inspect_smpp(&bytes).unwrap();
         assert_eq!(v["command"], Value::Null);
         assert_eq!(v["command_id"], "0x00001234");
@@ -315,9 +280,6 @@ mod tests {
         let e = inspect_smpp(&bytes).unwrap_err();
         assert!(e.starts_with("SMPP command_length"), "{e}");
         assert!(!e.contains('\n'));
-        assert_eq!(
-            inspect_smpp(&[0, 0]).unwrap_err(),
-            "SMPP header truncated: 2 of 16 bytes"
-        );
+        assert_eq!(inspect_smpp(&[0, 0]).unwrap_err(), "SMPP header truncated: 2 of 16 bytes");
     }
 }

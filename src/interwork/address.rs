@@ -206,7 +206,10 @@ impl<'a> NumberingPlan<'a> {
         }
         let raw = a.addr.trim();
         let national = a.ton == Ton::NATIONAL
-            || (a.ton == Ton::UNKNOWN && !raw.starts_with('+') && raw.starts_with(self.trunk_prefix) && !self.trunk_prefix.is_empty());
+            || (a.ton == Ton::UNKNOWN
+                && !raw.starts_with('+')
+                && raw.starts_with(self.trunk_prefix)
+                && !self.trunk_prefix.is_empty());
         if national {
             let cc = self.country_code.ok_or(AddressError::NoCountryCode)?;
             let local = raw.strip_prefix(self.trunk_prefix).unwrap_or(raw);

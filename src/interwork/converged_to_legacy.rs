@@ -38,15 +38,12 @@ use super::address::{write_sip_uri, AddressError, LegacyParty, Msisdn, ALPHA_MAX
 use super::state::{aggregate, ReceiptRecord, ReceiptState, Transition};
 use super::{BindDirection, Concatenation, ConvergedSide, Exchange, IdCanonicalisation};
 use crate::wire::cpim::{self, CpimError, CpimRepr, DateTime, Dispositions};
-use crate::wire::imdn::{
-    DeliveryStatus, DisplayStatus, Imdn, ImdnError, Notification, ProcessingStatus, XmlText,
-};
+use crate::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, ImdnError, Notification, ProcessingStatus, XmlText};
 use crate::wire::sip::{self, MediaType, Message, MessageWriter, Method, Uri};
 use crate::wire::smpp::receipt::{Receipt, ReceiptError};
 use crate::wire::smpp::{
-    Address, Body, CommandId, EmitError, EsmClass, MessageState, MessageType, NetworkErrorCode,
-    Pdu, ReceiptDate, RegisteredDelivery, SmeAck, SmscReceipt as ReceiptRequest, SubmitSm, Tlv,
-    TlvError, TlvTag, Tlvs,
+    Address, Body, CommandId, EmitError, EsmClass, MessageState, MessageType, NetworkErrorCode, Pdu, ReceiptDate,
+    RegisteredDelivery, SmeAck, SmscReceipt as ReceiptRequest, SubmitSm, Tlv, TlvError, TlvTag, Tlvs,
 };
 use crate::wire::sms::segment::MAX_SEGMENTS;
 use crate::wire::sms::{choose_encoding_with, Encoding, Gsm7Form, SegmentError, SegmentPlan};
@@ -144,13 +141,11 @@ impl SubmitError {
             SubmitError::UnsupportedUriScheme => (416, "Unsupported URI Scheme"),
             SubmitError::NotAPhoneNumber => (404, "Not Found"),
             SubmitError::IncompleteNumber(_) => (484, "Address Incomplete"),
-            SubmitError::UnsupportedMediaType
-            | SubmitError::UnsupportedCharset
-            | SubmitError::IsImdn => (415, "Unsupported Media Type"),
-            SubmitError::SenderNotANumber | SubmitError::BadSender(_) => (403, "Forbidden"),
-            SubmitError::TooLong { .. } | SubmitError::TooManySegments => {
-                (413, "Request Entity Too Large")
+            SubmitError::UnsupportedMediaType | SubmitError::UnsupportedCharset | SubmitError::IsImdn => {
+                (415, "Unsupported Media Type")
             }
+            SubmitError::SenderNotANumber | SubmitError::BadSender(_) => (403, "Forbidden"),
+            SubmitError::TooLong { .. } | SubmitError::TooManySegments => (413, "Request Entity Too Large"),
             SubmitError::ScratchTooSmall
             | SubmitError::OutputTooSmall
             | SubmitError::Emit(_)
@@ -172,18 +167,14 @@ impl fmt::Display for SubmitError {
         match self {
             SubmitError::NotMessage => f.write_str("request is not a SIP MESSAGE"),
             SubmitError::BadRequestUri => f.write_str("Request-URI does not parse"),
-            SubmitError::UnsupportedUriScheme => {
-                f.write_str("Request-URI scheme is not sip, sips or tel")
-            }
+            SubmitError::UnsupportedUriScheme => f.write_str("Request-URI scheme is not sip, sips or tel"),
             SubmitError::NotAPhoneNumber => f.write_str("Request-URI names no telephone number"),
             SubmitError::IncompleteNumber(e) => {
                 write!(f, "Request-URI is not a complete E.164 number: {e}")
             }
             SubmitError::BadSipHeader(e) => write!(f, "SIP header: {e}"),
             SubmitError::MissingContentType => f.write_str("body without Content-Type"),
-            SubmitError::UnsupportedMediaType => {
-                f.write_str("content type is not text/plain or message/cpim")
-            }
+            SubmitError::UnsupportedMediaType => f.write_str("content type is not text/plain or message/cpim"),
             SubmitError::UnsupportedCharset => f.write_str("text/plain charset is not UTF-8"),
             SubmitError::IsImdn => f.write_str("body is an IMDN, not a text message"),
             SubmitError::BadCpim(e) => write!(f, "CPIM: {e}"),
@@ -195,9 +186,7 @@ impl fmt::Display for SubmitError {
                 write!(f, "text of {units} units exceeds {capacity}")
             }
             SubmitError::TooManySegments => f.write_str("text needs more than 255 short messages"),
-            SubmitError::ScratchTooSmall => {
-                f.write_str("scratch buffer too small for the encoded text")
-            }
+            SubmitError::ScratchTooSmall => f.write_str("scratch buffer too small for the encoded text"),
             SubmitError::OutputTooSmall => f.write_str("output buffer too small for the PDUs"),
             SubmitError::Emit(e) => write!(f, "PDU: {e}"),
             SubmitError::Segment(e) => write!(f, "segmentation: {e}"),
@@ -297,9 +286,7 @@ impl<'a> SubmitBatch<'a> {
         if index >= usize::from(self.count) {
             return None;
         }
-        self.spans
-            .get(index)
-            .map(|&(o, l)| (o as usize, l as usize))
+        self.spans.get(index).map(|&(o, l)| (o as usize, l as usize))
     }
 
     /// `sequence_number` of PDU `index` (0-based).
@@ -318,19 +305,12 @@ impl<'a> SubmitBatch<'a> {
     /// sequence numbers, in order.
     pub fn pdus<'o>(&'o self, out: &'o [u8]) -> impl Iterator<Item = (u32, &'o [u8])> + 'o {
         let mut seq = self.first_sequence;
-        self.spans
-            .iter()
-            .take(usize::from(self.count))
-            .map(move |&(o, l)| {
-                let s = seq;
-                seq = next_sequence(seq);
-                let start = o as usize;
-                (
-                    s,
-                    out.get(start..start.saturating_add(l as usize))
-                        .unwrap_or(&[]),
-                )
-            })
+        self.spans.iter().take(usize::from(self.count)).map(move |&(o, l)| {
+            let s = seq;
+            seq = next_sequence(seq);
+            let start = o as usize;
+            (s, out.get(start..start.saturating_add(l as usize)).unwrap_or(&[]))
+        })
     }
 }
 
@@ -346,9 +326,7 @@ fn e164_of(uri: &Uri<'_>) -> Result<Msisdn, SubmitError> {
         Uri::Sip(s) => {
             let user = s.user.unwrap_or("");
             let number = user.split(';').next().unwrap_or("");
-            let phone = s
-                .user_param()
-                .is_some_and(|p| p.eq_ignore_ascii_case("phone"));
+            let phone = s.user_param().is_some_and(|p| p.eq_ignore_ascii_case("phone"));
             if number.starts_with('+') {
                 Msisdn::parse(number).map_err(SubmitError::IncompleteNumber)
             } else if phone {
@@ -380,9 +358,7 @@ fn sender_of<'a>(uri_text: &'a str, policy: SenderPolicy) -> Result<Source<'a>, 
             };
             let ok = !name.is_empty()
                 && name.len() <= ALPHA_MAX
-                && name
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b' ' | b'.' | b'_' | b'-'));
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b' ' | b'.' | b'_' | b'-'));
             if ok {
                 Ok(Source::Name(name))
             } else {
@@ -434,10 +410,7 @@ fn utf8(b: &[u8]) -> Result<&str, SubmitError> {
 }
 
 fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
-    let ct = msg
-        .content_type()
-        .map_err(SubmitError::BadSipHeader)?
-        .ok_or(SubmitError::MissingContentType)?;
+    let ct = msg.content_type().map_err(SubmitError::BadSipHeader)?.ok_or(SubmitError::MissingContentType)?;
     if ct.is("message", "imdn+xml") {
         return Err(SubmitError::IsImdn);
     }
@@ -458,13 +431,9 @@ fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
     }
     let mut headers = [cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
     let c = cpim::parse(msg.body, &mut headers).map_err(SubmitError::BadCpim)?;
-    let inner = c
-        .content_type()
-        .ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
+    let inner = c.content_type().ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
     let inner = MediaType::parse(utf8(inner)?).map_err(|_| SubmitError::UnsupportedMediaType)?;
-    let is_notification = c
-        .content_disposition()
-        .is_some_and(|d| trim_ascii(d).eq_ignore_ascii_case(b"notification"));
+    let is_notification = c.content_disposition().is_some_and(|d| trim_ascii(d).eq_ignore_ascii_case(b"notification"));
     if inner.is("message", "imdn+xml") || is_notification {
         return Err(SubmitError::IsImdn);
     }
@@ -480,11 +449,7 @@ fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
     Ok(Content {
         text: core::str::from_utf8(c.content).map_err(|_| SubmitError::InvalidUtf8)?,
         sender: utf8(from.uri)?,
-        message_id: c
-            .message_id()
-            .map(utf8)
-            .transpose()?
-            .filter(|s| !s.is_empty()),
+        message_id: c.message_id().map(utf8).transpose()?.filter(|s| !s.is_empty()),
         requested: c.dispositions().known(),
         datetime: c.datetime().map_err(SubmitError::BadCpim)?,
         route,
@@ -536,11 +501,7 @@ pub fn registered_delivery_for(d: Dispositions) -> RegisteredDelivery {
     } else {
         ReceiptRequest::None
     };
-    let ack = if d.contains(Dispositions::DISPLAY) {
-        SmeAck::User
-    } else {
-        SmeAck::None
-    };
+    let ack = if d.contains(Dispositions::DISPLAY) { SmeAck::User } else { SmeAck::None };
     RegisteredDelivery::new(receipt, ack, d.contains(Dispositions::PROCESSING))
 }
 
@@ -572,11 +533,8 @@ pub fn sip_to_submit<'a>(
     if msg.method() != Some(Method::Message) {
         return Err(SubmitError::NotMessage);
     }
-    let ruri = msg
-        .request_line()
-        .ok_or(SubmitError::NotMessage)?
-        .parse_uri()
-        .map_err(|_| SubmitError::BadRequestUri)?;
+    let ruri =
+        msg.request_line().ok_or(SubmitError::NotMessage)?.parse_uri().map_err(|_| SubmitError::BadRequestUri)?;
     let recipient = e164_of(&ruri)?;
     let content = content_of(msg)?;
     if content.text.is_empty() {
@@ -585,31 +543,19 @@ pub fn sip_to_submit<'a>(
     let source = sender_of(content.sender, params.sender_policy)?;
 
     let correlatable = content.message_id.is_some() && content.datetime.is_some();
-    let dispositions = if correlatable {
-        honoured_dispositions(content.requested, exchange)
-    } else {
-        Dispositions::empty()
-    };
+    let dispositions =
+        if correlatable { honoured_dispositions(content.requested, exchange) } else { Dispositions::empty() };
     let registered_delivery = registered_delivery_for(dispositions);
 
     let encoding = choose_encoding_with(content.text, exchange.default_encoding);
     let data_coding = encoding.data_coding().to_u8();
     let method = exchange.concatenation;
-    let plan = SegmentPlan::new(content.text, encoding, method, params.reference, scratch)
-        .map_err(segment_error)?;
+    let plan = SegmentPlan::new(content.text, encoding, method, params.reference, scratch).map_err(segment_error)?;
     let fits_short = plan.encoded().len() <= encoding.single_capacity() * encoding.unit_bytes();
 
     let source_addr = match &source {
-        Source::Number(m) => Address::new(
-            Address::TON_INTERNATIONAL,
-            Address::NPI_ISDN,
-            m.digits().as_bytes(),
-        ),
-        Source::Name(n) => Address::new(
-            Address::TON_ALPHANUMERIC,
-            Address::NPI_UNKNOWN,
-            n.as_bytes(),
-        ),
+        Source::Number(m) => Address::new(Address::TON_INTERNATIONAL, Address::NPI_ISDN, m.digits().as_bytes()),
+        Source::Name(n) => Address::new(Address::TON_ALPHANUMERIC, Address::NPI_UNKNOWN, n.as_bytes()),
     };
     let destination = Address::international(recipient.digits().as_bytes());
     let deliver = exchange.direction == BindDirection::LegacyBindsToIwf;
@@ -623,30 +569,27 @@ pub fn sip_to_submit<'a>(
         let mut ud = [0u8; 254];
         let mut sar = [[0u8; 2]; 3];
         let mut tlv_list = [Tlv::new(TlvTag(0), &[]); 3];
-        let (short_message, tlvs): (&[u8], Tlvs<'_>) =
-            if method == Concatenation::MessagePayload && !fits_short {
-                tlv_list[0] = Tlv::new(TlvTag::MESSAGE_PAYLOAD, seg.payload);
-                (&[], Tlvs::List(&tlv_list[..1]))
-            } else {
-                let n = seg
-                    .write_user_data(Gsm7Form::Unpacked, &mut ud)
-                    .map_err(SubmitError::Segment)?;
-                let tlvs = match (method, seg.concat) {
-                    (Concatenation::Sar, Some(c)) => {
-                        sar[0] = c.reference.to_be_bytes();
-                        sar[1][0] = c.total;
-                        sar[2][0] = c.seq;
-                        tlv_list = [
-                            Tlv::new(TlvTag::SAR_MSG_REF_NUM, &sar[0]),
-                            Tlv::new(TlvTag::SAR_TOTAL_SEGMENTS, &sar[1][..1]),
-                            Tlv::new(TlvTag::SAR_SEGMENT_SEQNUM, &sar[2][..1]),
-                        ];
-                        Tlvs::List(&tlv_list)
-                    }
-                    _ => Tlvs::EMPTY,
-                };
-                (ud.get(..n).unwrap_or(&[]), tlvs)
+        let (short_message, tlvs): (&[u8], Tlvs<'_>) = if method == Concatenation::MessagePayload && !fits_short {
+            tlv_list[0] = Tlv::new(TlvTag::MESSAGE_PAYLOAD, seg.payload);
+            (&[], Tlvs::List(&tlv_list[..1]))
+        } else {
+            let n = seg.write_user_data(Gsm7Form::Unpacked, &mut ud).map_err(SubmitError::Segment)?;
+            let tlvs = match (method, seg.concat) {
+                (Concatenation::Sar, Some(c)) => {
+                    sar[0] = c.reference.to_be_bytes();
+                    sar[1][0] = c.total;
+                    sar[2][0] = c.seq;
+                    tlv_list = [
+                        Tlv::new(TlvTag::SAR_MSG_REF_NUM, &sar[0]),
+                        Tlv::new(TlvTag::SAR_TOTAL_SEGMENTS, &sar[1][..1]),
+                        Tlv::new(TlvTag::SAR_SEGMENT_SEQNUM, &sar[2][..1]),
+                    ];
+                    Tlvs::List(&tlv_list)
+                }
+                _ => Tlvs::EMPTY,
             };
+            (ud.get(..n).unwrap_or(&[]), tlvs)
+        };
         let sm = SubmitSm {
             source: source_addr,
             destination,
@@ -657,11 +600,7 @@ pub fn sip_to_submit<'a>(
             tlvs,
             ..SubmitSm::default()
         };
-        let body = if deliver {
-            Body::DeliverSm(sm)
-        } else {
-            Body::SubmitSm(sm)
-        };
+        let body = if deliver { Body::DeliverSm(sm) } else { Body::SubmitSm(sm) };
         let dst = out.get_mut(pos..).ok_or(SubmitError::OutputTooSmall)?;
         let n = Pdu::new(seq, body).emit(dst).map_err(|e| match e {
             EmitError::BufferTooSmall { .. } => SubmitError::OutputTooSmall,
@@ -678,11 +617,7 @@ pub fn sip_to_submit<'a>(
     Ok(SubmitBatch {
         count,
         len: pos,
-        command_id: if deliver {
-            CommandId::DeliverSm
-        } else {
-            CommandId::SubmitSm
-        },
+        command_id: if deliver { CommandId::DeliverSm } else { CommandId::SubmitSm },
         encoding,
         data_coding,
         registered_delivery,
@@ -760,10 +695,7 @@ pub struct CanonicalId {
 
 impl CanonicalId {
     fn from_slice(s: &[u8]) -> Result<CanonicalId, IdError> {
-        let mut id = CanonicalId {
-            len: 0,
-            bytes: [0; CANONICAL_ID_MAX],
-        };
+        let mut id = CanonicalId { len: 0, bytes: [0; CANONICAL_ID_MAX] };
         let dst = id.bytes.get_mut(..s.len()).ok_or(IdError::TooLong)?;
         dst.copy_from_slice(s);
         id.len = s.len() as u8;
@@ -782,10 +714,7 @@ impl CanonicalId {
             }
         }
         // 20 digits always fit 64 octets.
-        CanonicalId::from_slice(&tmp[i..]).unwrap_or(CanonicalId {
-            len: 0,
-            bytes: [0; CANONICAL_ID_MAX],
-        })
+        CanonicalId::from_slice(&tmp[i..]).unwrap_or(CanonicalId { len: 0, bytes: [0; CANONICAL_ID_MAX] })
     }
 
     /// The canonical octets.
@@ -815,10 +744,7 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
     let mut v = 0u64;
     for &b in digits {
         let d = char::from(b).to_digit(radix).ok_or(not)?;
-        v = v
-            .checked_mul(u64::from(radix))
-            .and_then(|v| v.checked_add(u64::from(d)))
-            .ok_or(IdError::Overflow)?;
+        v = v.checked_mul(u64::from(radix)).and_then(|v| v.checked_add(u64::from(d))).ok_or(IdError::Overflow)?;
     }
     Ok(v)
 }
@@ -834,11 +760,7 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
 ///
 /// Surrounding whitespace is ignored. The raw form stays with the caller (and in
 /// [`SmscReceipt::raw_id`]).
-pub fn canonical_id(
-    raw: &[u8],
-    ids: IdCanonicalisation,
-    origin: IdOrigin,
-) -> Result<CanonicalId, IdError> {
+pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Result<CanonicalId, IdError> {
     let raw = trim_ascii(raw);
     if raw.is_empty() {
         return Err(IdError::Empty);
@@ -861,8 +783,7 @@ pub fn canonical_id(
         (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::SubmitResp) => {
             parse_radix(raw, 16, IdError::NotHex).map(CanonicalId::from_number)
         }
-        (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::Receipt)
-        | (IdCanonicalisation::Decimal, _) => {
+        (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::Receipt) | (IdCanonicalisation::Decimal, _) => {
             parse_radix(raw, 10, IdError::NotDecimal).map(CanonicalId::from_number)
         }
     }
@@ -943,16 +864,12 @@ pub enum ReceiptParseError {
 impl fmt::Display for ReceiptParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReceiptParseError::NotAReceipt => {
-                f.write_str("esm_class marks a message, not a receipt")
-            }
+            ReceiptParseError::NotAReceipt => f.write_str("esm_class marks a message, not a receipt"),
             ReceiptParseError::Tlv(e) => write!(f, "receipt TLV: {e}"),
             ReceiptParseError::Text(e) => write!(f, "receipt text: {e}"),
             ReceiptParseError::NoId => f.write_str("receipt carries no message id"),
             ReceiptParseError::NoState => f.write_str("receipt carries no state"),
-            ReceiptParseError::UnknownState => {
-                f.write_str("receipt state has no canonical meaning")
-            }
+            ReceiptParseError::UnknownState => f.write_str("receipt state has no canonical meaning"),
             ReceiptParseError::Id(e) => write!(f, "receipt id: {e}"),
         }
     }
@@ -967,15 +884,12 @@ impl std::error::Error for ReceiptParseError {}
 pub fn receipt_state_of(state: MessageState) -> Option<ReceiptState> {
     Some(match state {
         MessageState::Delivered => ReceiptState::Delivered,
-        MessageState::Undeliverable
-        | MessageState::Expired
-        | MessageState::Deleted
-        | MessageState::Skipped => ReceiptState::Failed,
+        MessageState::Undeliverable | MessageState::Expired | MessageState::Deleted | MessageState::Skipped => {
+            ReceiptState::Failed
+        }
         MessageState::Rejected => ReceiptState::Rejected,
         MessageState::Unknown => ReceiptState::Unknown,
-        MessageState::Accepted | MessageState::Enroute | MessageState::Scheduled => {
-            ReceiptState::Buffered
-        }
+        MessageState::Accepted | MessageState::Enroute | MessageState::Scheduled => ReceiptState::Buffered,
         MessageState::Other(_) => return None,
     })
 }
@@ -997,10 +911,7 @@ pub fn parse_smsc_receipt<'a>(
         MessageType::IntermediateNotification => ReceiptKind::Intermediate,
         _ => return Err(ReceiptParseError::NotAReceipt),
     };
-    let tlv_id = sm
-        .tlvs
-        .receipted_message_id()
-        .map_err(ReceiptParseError::Tlv)?;
+    let tlv_id = sm.tlvs.receipted_message_id().map_err(ReceiptParseError::Tlv)?;
     let tlv_state = sm.tlvs.message_state().map_err(ReceiptParseError::Tlv)?;
     let network_error = sm.tlvs.network_error_code().ok().flatten();
     // The text is read whenever present; it is only required for what the TLVs lack.
@@ -1015,13 +926,7 @@ pub fn parse_smsc_receipt<'a>(
     let text_state = text.as_ref().ok().and_then(|r| r.stat);
     let (message_state, state_source) = match (tlv_state, text_state) {
         (Some(s), _) => (Some(s), FieldSource::Tlv),
-        (None, Some(stat)) => (
-            Some(
-                stat.message_state()
-                    .ok_or(ReceiptParseError::UnknownState)?,
-            ),
-            FieldSource::Text,
-        ),
+        (None, Some(stat)) => (Some(stat.message_state().ok_or(ReceiptParseError::UnknownState)?), FieldSource::Text),
         (None, None) => (None, FieldSource::Kind),
     };
     let state = match (kind, message_state) {
@@ -1035,28 +940,13 @@ pub fn parse_smsc_receipt<'a>(
             })
         }
     };
-    let state_source = if kind == ReceiptKind::SmeUserAck {
-        FieldSource::Kind
-    } else {
-        state_source
-    };
+    let state_source = if kind == ReceiptKind::SmeUserAck { FieldSource::Kind } else { state_source };
     let id = canonical_id(raw_id, ids, IdOrigin::Receipt).map_err(ReceiptParseError::Id)?;
     let (err, done_date) = match text {
         Ok(r) => (r.err, r.done_date),
         Err(_) => (None, None),
     };
-    Ok(SmscReceipt {
-        kind,
-        raw_id,
-        id,
-        id_source,
-        state,
-        message_state,
-        state_source,
-        network_error,
-        err,
-        done_date,
-    })
+    Ok(SmscReceipt { kind, raw_id, id, id_source, state, message_state, state_source, network_error, err, done_date })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1118,12 +1008,8 @@ impl fmt::Display for ImdnWriteError {
             ImdnWriteError::Xml(e) => write!(f, "IMDN XML: {e}"),
             ImdnWriteError::Cpim(e) => write!(f, "IMDN CPIM: {e}"),
             ImdnWriteError::Sip(e) => write!(f, "IMDN SIP: {e}"),
-            ImdnWriteError::ScratchTooSmall => {
-                f.write_str("scratch buffer too small for the IMDN body")
-            }
-            ImdnWriteError::OutputTooSmall => {
-                f.write_str("output buffer too small for the IMDN request")
-            }
+            ImdnWriteError::ScratchTooSmall => f.write_str("scratch buffer too small for the IMDN body"),
+            ImdnWriteError::OutputTooSmall => f.write_str("output buffer too small for the IMDN request"),
         }
     }
 }
@@ -1145,30 +1031,12 @@ pub struct WrittenImdn {
 /// `processing`; displayed needs `display`.
 pub fn notification_for(state: ReceiptState, asked: Dispositions) -> Option<Notification> {
     let (n, needs) = match state {
-        ReceiptState::Delivered => (
-            Notification::Delivery(DeliveryStatus::Delivered),
-            Dispositions::POSITIVE_DELIVERY,
-        ),
-        ReceiptState::Failed => (
-            Notification::Delivery(DeliveryStatus::Failed),
-            Dispositions::NEGATIVE_DELIVERY,
-        ),
-        ReceiptState::Rejected => (
-            Notification::Delivery(DeliveryStatus::Forbidden),
-            Dispositions::NEGATIVE_DELIVERY,
-        ),
-        ReceiptState::Unknown => (
-            Notification::Delivery(DeliveryStatus::Error),
-            Dispositions::NEGATIVE_DELIVERY,
-        ),
-        ReceiptState::Buffered => (
-            Notification::Processing(ProcessingStatus::Stored),
-            Dispositions::PROCESSING,
-        ),
-        ReceiptState::Displayed => (
-            Notification::Display(DisplayStatus::Displayed),
-            Dispositions::DISPLAY,
-        ),
+        ReceiptState::Delivered => (Notification::Delivery(DeliveryStatus::Delivered), Dispositions::POSITIVE_DELIVERY),
+        ReceiptState::Failed => (Notification::Delivery(DeliveryStatus::Failed), Dispositions::NEGATIVE_DELIVERY),
+        ReceiptState::Rejected => (Notification::Delivery(DeliveryStatus::Forbidden), Dispositions::NEGATIVE_DELIVERY),
+        ReceiptState::Unknown => (Notification::Delivery(DeliveryStatus::Error), Dispositions::NEGATIVE_DELIVERY),
+        ReceiptState::Buffered => (Notification::Processing(ProcessingStatus::Stored), Dispositions::PROCESSING),
+        ReceiptState::Displayed => (Notification::Display(DisplayStatus::Displayed), Dispositions::DISPLAY),
     };
     asked.contains(needs).then_some(n)
 }
@@ -1215,15 +1083,11 @@ pub fn imdn_for_state(
         return Err(ImdnWriteError::BadSeed);
     }
     let mut uri_buf = [0u8; 256];
-    let n = write_sip_uri(
-        &LegacyParty::Number(stored.recipient),
-        side.legacy_domain,
-        &mut uri_buf,
-    )
-    .map_err(ImdnWriteError::Address)?;
+    let n = write_sip_uri(&LegacyParty::Number(stored.recipient), side.legacy_domain, &mut uri_buf)
+        .map_err(ImdnWriteError::Address)?;
     let legacy_uri = uri_buf.get(..n).unwrap_or(&[]);
-    let legacy_uri_str = core::str::from_utf8(legacy_uri)
-        .map_err(|_| ImdnWriteError::Address(AddressError::BadCharacter))?;
+    let legacy_uri_str =
+        core::str::from_utf8(legacy_uri).map_err(|_| ImdnWriteError::Address(AddressError::BadCharacter))?;
 
     let imdn = Imdn {
         message_id: XmlText::plain(stored.message_id.as_bytes()),
@@ -1264,25 +1128,13 @@ pub fn imdn_for_state(
     let mut w = MessageWriter::request(out, Method::Message, ruri).map_err(sip_err)?;
     w.header_fmt(
         "Via",
-        format_args!(
-            "SIP/2.0/{} {};branch=z9hG4bK{}",
-            side.transport, side.local_sent_by, tokens.seed
-        ),
+        format_args!("SIP/2.0/{} {};branch=z9hG4bK{}", side.transport, side.local_sent_by, tokens.seed),
     )
     .map_err(sip_err)?;
     w.header_u32("Max-Forwards", 70).map_err(sip_err)?;
-    w.header_fmt(
-        "From",
-        format_args!("<{}>;tag={}", legacy_uri_str, tokens.seed),
-    )
-    .map_err(sip_err)?;
-    w.header_fmt("To", format_args!("<{}>", stored.sender))
-        .map_err(sip_err)?;
-    w.header_fmt(
-        "Call-ID",
-        format_args!("{}@{}", tokens.seed, side.local_sent_by),
-    )
-    .map_err(sip_err)?;
+    w.header_fmt("From", format_args!("<{}>;tag={}", legacy_uri_str, tokens.seed)).map_err(sip_err)?;
+    w.header_fmt("To", format_args!("<{}>", stored.sender)).map_err(sip_err)?;
+    w.header_fmt("Call-ID", format_args!("{}@{}", tokens.seed, side.local_sent_by)).map_err(sip_err)?;
     w.header("CSeq", "1 MESSAGE").map_err(sip_err)?;
     w.header("Content-Type", "message/cpim").map_err(sip_err)?;
     let len = w.finish(body).map_err(sip_err)?;
@@ -1379,28 +1231,20 @@ impl PartAggregate {
     }
 
     fn displayed_bit(&self, i: usize) -> bool {
-        self.displayed
-            .get(i / 64)
-            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+        self.displayed.get(i / 64).is_some_and(|w| w & (1u64 << (i % 64)) != 0)
     }
 
     /// Applies the receipt of part `part` (1-based). Returns the state to send one IMDN
     /// for now, or `None` when the receipt changes nothing the sender should hear
     /// (a duplicate, a stale receipt, or a part while others are still open).
-    pub fn apply(
-        &mut self,
-        part: u8,
-        state: ReceiptState,
-    ) -> Result<Option<ReceiptState>, AggregateError> {
+    pub fn apply(&mut self, part: u8, state: ReceiptState) -> Result<Option<ReceiptState>, AggregateError> {
         let total = self.total;
         let i = usize::from(part)
             .checked_sub(1)
             .filter(|&i| i < usize::from(total))
             .ok_or(AggregateError::PartOutOfRange { part, total })?;
-        let mut record = ReceiptRecord {
-            delivery: self.parts.get(i).copied().flatten(),
-            displayed: self.displayed_bit(i),
-        };
+        let mut record =
+            ReceiptRecord { delivery: self.parts.get(i).copied().flatten(), displayed: self.displayed_bit(i) };
         if record.apply(state) != Transition::Advance {
             return Ok(None);
         }
@@ -1436,17 +1280,9 @@ mod tests {
     use crate::wire::sms::{ConcatInfo, DataCoding, Udh};
     use proptest::prelude::*;
 
-    const FIXTURE: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/sip/message_cpim.sip"
-    ));
+    const FIXTURE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sip/message_cpim.sip"));
 
-    fn exchange(
-        direction: BindDirection,
-        enc: Encoding,
-        concat: Concatenation,
-        user_ack: bool,
-    ) -> Exchange<'static> {
+    fn exchange(direction: BindDirection, enc: Encoding, concat: Concatenation, user_ack: bool) -> Exchange<'static> {
         Exchange {
             system: 1,
             name: "smsc-a",
@@ -1455,20 +1291,12 @@ mod tests {
             user_ack,
             concatenation: concat,
             ids: IdCanonicalisation::Folded,
-            numbering: NumberingPlan {
-                country_code: Some("44"),
-                trunk_prefix: "0",
-            },
+            numbering: NumberingPlan { country_code: Some("44"), trunk_prefix: "0" },
         }
     }
 
     fn smsc(concat: Concatenation) -> Exchange<'static> {
-        exchange(
-            BindDirection::IwfBindsToLegacy,
-            Encoding::Gsm7,
-            concat,
-            false,
-        )
+        exchange(BindDirection::IwfBindsToLegacy, Encoding::Gsm7, concat, false)
     }
 
     const SIDE: ConvergedSide<'static> = ConvergedSide {
@@ -1478,16 +1306,11 @@ mod tests {
         transport: "UDP",
     };
 
-    const PARAMS: SubmitParams = SubmitParams {
-        reference: 0x1234,
-        first_sequence: 7,
-        sender_policy: SenderPolicy::NumberOnly,
-    };
+    const PARAMS: SubmitParams =
+        SubmitParams { reference: 0x1234, first_sequence: 7, sender_policy: SenderPolicy::NumberOnly };
 
     fn sip_request(method: &str, ruri: &str, from: &str, ct: Option<&str>, body: &[u8]) -> Vec<u8> {
-        let ct = ct
-            .map(|c| format!("Content-Type: {c}\r\n"))
-            .unwrap_or_default();
+        let ct = ct.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
         let mut v = format!(
             "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n\
              From: <{from}>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: c1@198.18.2.1\r\nCSeq: 1 {method}\r\n{ct}Content-Length: {}\r\n\r\n",
@@ -1514,12 +1337,7 @@ mod tests {
         if let Some(d) = dispositions {
             extra += &format!("imdn.Disposition-Notification: {d}\r\n");
         }
-        let body = cpim_body(
-            "sip:+447000100001@ims.lab",
-            &extra,
-            "text/plain;charset=utf-8",
-            text.as_bytes(),
-        );
+        let body = cpim_body("sip:+447000100001@ims.lab", &extra, "text/plain;charset=utf-8", text.as_bytes());
         sip_request(
             "MESSAGE",
             "sip:+447000200001@iwf.ims.lab;user=phone",
@@ -1567,10 +1385,7 @@ mod tests {
             assert_eq!(sm.data_coding, batch.data_coding);
             assert_eq!(sm.destination.ton, 1);
             assert_eq!(sm.destination.npi, 1);
-            assert_eq!(
-                sm.destination.addr,
-                batch.facts.recipient.digits().as_bytes()
-            );
+            assert_eq!(sm.destination.addr, batch.facts.recipient.digits().as_bytes());
             d.esm.push(sm.esm_class.0);
             d.short_lens.push(sm.short_message.len());
             let (concat, payload) = if sm.esm_class.udhi() {
@@ -1595,9 +1410,7 @@ mod tests {
         }
         assert_eq!(expect_offset, batch.len);
         assert_eq!(d.commands.len(), usize::from(batch.count));
-        let enc = DataCoding::from_u8(batch.data_coding)
-            .text_encoding(ex.default_encoding)
-            .unwrap();
+        let enc = DataCoding::from_u8(batch.data_coding).text_encoding(ex.default_encoding).unwrap();
         assert_eq!(enc, batch.encoding);
         let mut buf = vec![0u8; all.len() * 4 + 4];
         let n = enc.decode(&all, &mut buf).unwrap();
@@ -1615,10 +1428,7 @@ mod tests {
         d
     }
 
-    fn convert(
-        raw: &[u8],
-        ex: &Exchange<'_>,
-    ) -> Result<(Decoded, u8, u8, Option<String>, Dispositions), SubmitError> {
+    fn convert(raw: &[u8], ex: &Exchange<'_>) -> Result<(Decoded, u8, u8, Option<String>, Dispositions), SubmitError> {
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(raw, &mut headers).unwrap();
         let mut scratch = vec![0u8; 2 * raw.len() + 16];
@@ -1656,26 +1466,15 @@ mod tests {
         assert_eq!(f.message_id, Some("0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p"));
         assert_eq!(f.sender, "sip:+447000100001@iwf.ims.lab");
         assert_eq!(f.recipient.digits(), "447000200001");
-        assert_eq!(
-            f.dispositions,
-            Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY
-        );
-        assert_eq!(
-            f.datetime,
-            Some(DateTime::parse(b"2024-05-01T12:00:00.000Z").unwrap())
-        );
+        assert_eq!(f.dispositions, Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY);
+        assert_eq!(f.datetime, Some(DateTime::parse(b"2024-05-01T12:00:00.000Z").unwrap()));
         assert_eq!(f.imdn_record_route, None);
         assert_eq!(f.segments, 1);
         let pdu = Pdu::parse(&out[..batch.len]).unwrap();
         assert_eq!(pdu.sequence_number, 7);
-        let Body::SubmitSm(sm) = pdu.body else {
-            panic!("not submit_sm")
-        };
+        let Body::SubmitSm(sm) = pdu.body else { panic!("not submit_sm") };
         assert_eq!(sm.short_message, b"Hello world!");
-        assert_eq!(
-            (sm.source.ton, sm.source.npi, sm.source.addr),
-            (1, 1, &b"447000100001"[..])
-        );
+        assert_eq!((sm.source.ton, sm.source.npi, sm.source.addr), (1, 1, &b"447000100001"[..]));
         assert_eq!(sm.esm_class, EsmClass::DEFAULT);
         assert!(sm.tlvs.is_empty());
         let stored = f.stored().unwrap();
@@ -1706,26 +1505,15 @@ mod tests {
         let text = format!("x{}", "😀".repeat(80));
         let d = round_trip(&text, &ex);
         assert_eq!(d.commands.len(), 3); // 161 units / 66
-        assert!(d
-            .concat
-            .iter()
-            .all(|c| c.unwrap().ref_16bit && c.unwrap().reference == 0x1234));
-        assert!(d
-            .short_lens
-            .iter()
-            .all(|&l| l <= 7 + 132 && (l - 7) % 2 == 0));
+        assert!(d.concat.iter().all(|c| c.unwrap().ref_16bit && c.unwrap().reference == 0x1234));
+        assert!(d.short_lens.iter().all(|&l| l <= 7 + 132 && (l - 7) % 2 == 0));
         let (_, _, dc, _, _) = convert(&cpim_message(&text, None), &ex).unwrap();
         assert_eq!(dc, 8);
     }
 
     #[test]
     fn latin1_preference_and_fallbacks() {
-        let latin = exchange(
-            BindDirection::IwfBindsToLegacy,
-            Encoding::Latin1,
-            Concatenation::Udh8,
-            false,
-        );
+        let latin = exchange(BindDirection::IwfBindsToLegacy, Encoding::Latin1, Concatenation::Udh8, false);
         let (d, _, dc, _, _) = convert(&cpim_message("café señor ½", None), &latin).unwrap();
         assert_eq!((dc, d.text.as_str()), (3, "café señor ½"));
         // Not Latin-1: UCS-2.
@@ -1764,30 +1552,15 @@ mod tests {
         let none = smsc(Concatenation::None);
         round_trip(&"a".repeat(160), &none);
         let e = convert(&cpim_message(&"a".repeat(161), None), &none).unwrap_err();
-        assert_eq!(
-            e,
-            SubmitError::TooLong {
-                units: 161,
-                capacity: 160
-            }
-        );
+        assert_eq!(e, SubmitError::TooLong { units: 161, capacity: 160 });
         assert_eq!(e.sip_status().0, 413);
-        let e = convert(
-            &cpim_message(&"a".repeat(153 * 255 + 1), None),
-            &smsc(Concatenation::Udh8),
-        )
-        .unwrap_err();
+        let e = convert(&cpim_message(&"a".repeat(153 * 255 + 1), None), &smsc(Concatenation::Udh8)).unwrap_err();
         assert_eq!(e, SubmitError::TooManySegments);
     }
 
     #[test]
     fn esme_bound_to_iwf_gets_deliver_sm() {
-        let ex = exchange(
-            BindDirection::LegacyBindsToIwf,
-            Encoding::Gsm7,
-            Concatenation::Udh8,
-            false,
-        );
+        let ex = exchange(BindDirection::LegacyBindsToIwf, Encoding::Gsm7, Concatenation::Udh8, false);
         let d = round_trip(&"z".repeat(200), &ex);
         assert_eq!(d.commands, vec![CommandId::DeliverSm, CommandId::DeliverSm]);
     }
@@ -1801,80 +1574,37 @@ mod tests {
                 0x01,
                 Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY,
             ),
-            (
-                Some("negative-delivery"),
-                false,
-                0x02,
-                Dispositions::NEGATIVE_DELIVERY,
-            ),
-            (
-                Some("positive-delivery"),
-                false,
-                0x01,
-                Dispositions::POSITIVE_DELIVERY,
-            ),
+            (Some("negative-delivery"), false, 0x02, Dispositions::NEGATIVE_DELIVERY),
+            (Some("positive-delivery"), false, 0x01, Dispositions::POSITIVE_DELIVERY),
             (Some("display"), true, 0x08, Dispositions::DISPLAY),
             (Some("display"), false, 0x00, Dispositions::empty()),
-            (
-                Some("positive-delivery, display"),
-                true,
-                0x09,
-                Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY,
-            ),
-            (
-                Some("negative-delivery, display, x-unknown"),
-                false,
-                0x02,
-                Dispositions::NEGATIVE_DELIVERY,
-            ),
+            (Some("positive-delivery, display"), true, 0x09, Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY),
+            (Some("negative-delivery, display, x-unknown"), false, 0x02, Dispositions::NEGATIVE_DELIVERY),
             (Some("processing"), false, 0x10, Dispositions::PROCESSING),
             (None, true, 0x00, Dispositions::empty()),
         ];
         for (asked, user_ack, rd, honoured) in cases {
-            let ex = exchange(
-                BindDirection::IwfBindsToLegacy,
-                Encoding::Gsm7,
-                Concatenation::Udh8,
-                user_ack,
-            );
+            let ex = exchange(BindDirection::IwfBindsToLegacy, Encoding::Gsm7, Concatenation::Udh8, user_ack);
             let (_, got, _, id, disp) = convert(&cpim_message("hi", asked), &ex).unwrap();
             assert_eq!((got, disp), (rd, honoured), "{asked:?} user_ack={user_ack}");
             assert_eq!(id.as_deref(), Some("m-0001"));
         }
         // No imdn.Message-ID, or no DateTime: nothing can be correlated, nothing asked.
-        for extra in [
-            "DateTime: 2024-05-01T12:00:00Z\r\n",
-            "imdn.Message-ID: m-1\r\n",
-        ] {
+        for extra in ["DateTime: 2024-05-01T12:00:00Z\r\n", "imdn.Message-ID: m-1\r\n"] {
             let body = cpim_body(
                 "sip:+447000100001@ims.lab",
                 &format!("{extra}imdn.Disposition-Notification: positive-delivery, negative-delivery\r\n"),
                 "text/plain",
                 b"hi",
             );
-            let raw = sip_request(
-                "MESSAGE",
-                "tel:+447000200001",
-                "sip:a@b",
-                Some("message/cpim"),
-                &body,
-            );
+            let raw = sip_request("MESSAGE", "tel:+447000200001", "sip:a@b", Some("message/cpim"), &body);
             let mut headers = [Header::EMPTY; 32];
             let msg = parse_datagram(&raw, &mut headers).unwrap();
-            let batch = sip_to_submit(
-                &msg,
-                &smsc(Concatenation::Udh8),
-                PARAMS,
-                &mut [0u8; 64],
-                &mut [0u8; 256],
-            )
-            .unwrap();
+            let batch =
+                sip_to_submit(&msg, &smsc(Concatenation::Udh8), PARAMS, &mut [0u8; 64], &mut [0u8; 256]).unwrap();
             assert_eq!(batch.registered_delivery, RegisteredDelivery::NONE);
             assert!(batch.facts.dispositions.is_empty());
-            assert!(batch
-                .facts
-                .requested
-                .contains(Dispositions::POSITIVE_DELIVERY));
+            assert!(batch.facts.requested.contains(Dispositions::POSITIVE_DELIVERY));
             assert!(batch.facts.stored().is_none());
         }
     }
@@ -1888,16 +1618,8 @@ mod tests {
         let r = "tel:+447000200001";
         let f = "tel:+447000100001";
         let cases: [(Option<&str>, Vec<u8>, SubmitError); 9] = [
-            (
-                Some("text/html"),
-                b"<p>hi</p>".to_vec(),
-                SubmitError::UnsupportedMediaType,
-            ),
-            (
-                Some("text/plain;charset=iso-8859-1"),
-                b"hi".to_vec(),
-                SubmitError::UnsupportedCharset,
-            ),
+            (Some("text/html"), b"<p>hi</p>".to_vec(), SubmitError::UnsupportedMediaType),
+            (Some("text/plain;charset=iso-8859-1"), b"hi".to_vec(), SubmitError::UnsupportedCharset),
             (
                 Some("message/cpim"),
                 cpim_body(f, REQUEST_HEADERS, "text/html", b"<p/>"),
@@ -1905,31 +1627,14 @@ mod tests {
             ),
             (
                 Some("message/cpim"),
-                cpim_body(
-                    f,
-                    REQUEST_HEADERS,
-                    "text/plain; charset=\"windows-1252\"",
-                    b"x",
-                ),
+                cpim_body(f, REQUEST_HEADERS, "text/plain; charset=\"windows-1252\"", b"x"),
                 SubmitError::UnsupportedCharset,
             ),
             (None, b"hi".to_vec(), SubmitError::MissingContentType),
             (Some("text/plain"), b"".to_vec(), SubmitError::EmptyText),
-            (
-                Some("message/cpim"),
-                cpim_body(f, REQUEST_HEADERS, "text/plain", b""),
-                SubmitError::EmptyText,
-            ),
-            (
-                Some("text/plain"),
-                b"\xff\xfe".to_vec(),
-                SubmitError::InvalidUtf8,
-            ),
-            (
-                Some("message/cpim"),
-                b"garbage without blank line".to_vec(),
-                SubmitError::BadCpim(CpimError::Truncated),
-            ),
+            (Some("message/cpim"), cpim_body(f, REQUEST_HEADERS, "text/plain", b""), SubmitError::EmptyText),
+            (Some("text/plain"), b"\xff\xfe".to_vec(), SubmitError::InvalidUtf8),
+            (Some("message/cpim"), b"garbage without blank line".to_vec(), SubmitError::BadCpim(CpimError::Truncated)),
         ];
         for (ct, body, want) in cases {
             let e = convert_err(&sip_request("MESSAGE", r, f, ct, &body));
@@ -1938,10 +1643,7 @@ mod tests {
             assert_eq!(e.accept().is_some(), code == 415);
             assert!(code == 415 || code == 400, "{e}: {code}");
         }
-        assert_eq!(
-            SubmitError::UnsupportedMediaType.accept(),
-            Some("text/plain, message/cpim")
-        );
+        assert_eq!(SubmitError::UnsupportedMediaType.accept(), Some("text/plain, message/cpim"));
         // Plain text/plain with the SIP From as sender works.
         let (d, rd, ..) = convert(
             &sip_request("MESSAGE", r, f, Some("text/plain; charset=UTF-8"), b"hello"),
@@ -1962,37 +1664,14 @@ mod tests {
             "message/imdn+xml\r\nContent-Disposition: notification",
             xml,
         );
-        let e = convert_err(&sip_request(
-            "MESSAGE",
-            "tel:+447000200001",
-            f,
-            Some("message/cpim"),
-            &wrapped,
-        ));
+        let e = convert_err(&sip_request("MESSAGE", "tel:+447000200001", f, Some("message/cpim"), &wrapped));
         assert_eq!(e, SubmitError::IsImdn);
-        let e = convert_err(&sip_request(
-            "MESSAGE",
-            "tel:+447000200001",
-            f,
-            Some("message/imdn+xml"),
-            xml,
-        ));
+        let e = convert_err(&sip_request("MESSAGE", "tel:+447000200001", f, Some("message/imdn+xml"), xml));
         assert_eq!(e, SubmitError::IsImdn);
         // Content-Disposition: notification alone marks it too.
-        let odd = cpim_body(
-            f,
-            REQUEST_HEADERS,
-            "text/plain\r\nContent-Disposition: notification",
-            b"x",
-        );
+        let odd = cpim_body(f, REQUEST_HEADERS, "text/plain\r\nContent-Disposition: notification", b"x");
         assert_eq!(
-            convert_err(&sip_request(
-                "MESSAGE",
-                "tel:+447000200001",
-                f,
-                Some("message/cpim"),
-                &odd
-            )),
+            convert_err(&sip_request("MESSAGE", "tel:+447000200001", f, Some("message/cpim"), &odd)),
             SubmitError::IsImdn
         );
     }
@@ -2001,42 +1680,17 @@ mod tests {
     fn request_uri_and_method_errors() {
         let f = "tel:+447000100001";
         let cases: [(&str, &str, SubmitError, u16); 7] = [
-            (
-                "MESSAGE",
-                "sip:alice@ims.lab",
-                SubmitError::NotAPhoneNumber,
-                404,
-            ),
-            (
-                "MESSAGE",
-                "tel:7000;phone-context=+44",
-                SubmitError::IncompleteNumber(AddressError::UnsupportedUri),
-                484,
-            ),
+            ("MESSAGE", "sip:alice@ims.lab", SubmitError::NotAPhoneNumber, 404),
+            ("MESSAGE", "tel:7000;phone-context=+44", SubmitError::IncompleteNumber(AddressError::UnsupportedUri), 484),
             (
                 "MESSAGE",
                 "sip:7000@ims.lab;user=phone",
                 SubmitError::IncompleteNumber(AddressError::UnsupportedUri),
                 484,
             ),
-            (
-                "MESSAGE",
-                "tel:+1234567890123456",
-                SubmitError::IncompleteNumber(AddressError::TooLong),
-                484,
-            ),
-            (
-                "MESSAGE",
-                "sip:+44x1@ims.lab",
-                SubmitError::IncompleteNumber(AddressError::BadCharacter),
-                484,
-            ),
-            (
-                "MESSAGE",
-                "mailto:bob@example.com",
-                SubmitError::UnsupportedUriScheme,
-                416,
-            ),
+            ("MESSAGE", "tel:+1234567890123456", SubmitError::IncompleteNumber(AddressError::TooLong), 484),
+            ("MESSAGE", "sip:+44x1@ims.lab", SubmitError::IncompleteNumber(AddressError::BadCharacter), 484),
+            ("MESSAGE", "mailto:bob@example.com", SubmitError::UnsupportedUriScheme, 416),
             ("INFO", "tel:+447000200001", SubmitError::NotMessage, 405),
         ];
         for (method, ruri, want, code) in cases {
@@ -2044,16 +1698,12 @@ mod tests {
             assert_eq!((e, e.sip_status().0), (want, code), "{ruri}");
         }
         // Accepted forms.
-        for ruri in [
-            "tel:+44-7000-200001",
-            "sip:+447000200001@iwf.ims.lab",
-            "sips:+447000200001;isub=1@x.lab;user=phone",
-        ] {
-            let (d, ..) = convert(
-                &sip_request("MESSAGE", ruri, f, Some("text/plain"), b"ok"),
-                &smsc(Concatenation::Udh8),
-            )
-            .unwrap();
+        for ruri in
+            ["tel:+44-7000-200001", "sip:+447000200001@iwf.ims.lab", "sips:+447000200001;isub=1@x.lab;user=phone"]
+        {
+            let (d, ..) =
+                convert(&sip_request("MESSAGE", ruri, f, Some("text/plain"), b"ok"), &smsc(Concatenation::Udh8))
+                    .unwrap();
             assert_eq!(d.text, "ok");
         }
     }
@@ -2061,78 +1711,28 @@ mod tests {
     #[test]
     fn sender_policy() {
         let body = cpim_body("sip:alice@ims.lab", REQUEST_HEADERS, "text/plain", b"hi");
-        let raw = sip_request(
-            "MESSAGE",
-            "tel:+447000200001",
-            "sip:alice@ims.lab",
-            Some("message/cpim"),
-            &body,
-        );
+        let raw = sip_request("MESSAGE", "tel:+447000200001", "sip:alice@ims.lab", Some("message/cpim"), &body);
         let e = convert_err(&raw);
         assert_eq!((e, e.sip_status().0), (SubmitError::SenderNotANumber, 403));
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
-        let params = SubmitParams {
-            sender_policy: SenderPolicy::AlphanumericFallback,
-            ..PARAMS
-        };
+        let params = SubmitParams { sender_policy: SenderPolicy::AlphanumericFallback, ..PARAMS };
         let mut out = [0u8; 256];
-        let batch = sip_to_submit(
-            &msg,
-            &smsc(Concatenation::Udh8),
-            params,
-            &mut [0u8; 16],
-            &mut out,
-        )
-        .unwrap();
-        let Body::SubmitSm(sm) = Pdu::parse(&out[..batch.len]).unwrap().body else {
-            panic!()
-        };
-        assert_eq!(
-            (sm.source.ton, sm.source.npi, sm.source.addr),
-            (5, 0, &b"alice"[..])
-        );
+        let batch = sip_to_submit(&msg, &smsc(Concatenation::Udh8), params, &mut [0u8; 16], &mut out).unwrap();
+        let Body::SubmitSm(sm) = Pdu::parse(&out[..batch.len]).unwrap().body else { panic!() };
+        assert_eq!((sm.source.ton, sm.source.npi, sm.source.addr), (5, 0, &b"alice"[..]));
         // Too long for an alphanumeric address: still refused.
-        let body = cpim_body(
-            "sip:a-very-long-user-name-indeed@ims.lab",
-            REQUEST_HEADERS,
-            "text/plain",
-            b"hi",
-        );
-        let raw = sip_request(
-            "MESSAGE",
-            "tel:+447000200001",
-            "sip:x@y",
-            Some("message/cpim"),
-            &body,
-        );
+        let body = cpim_body("sip:a-very-long-user-name-indeed@ims.lab", REQUEST_HEADERS, "text/plain", b"hi");
+        let raw = sip_request("MESSAGE", "tel:+447000200001", "sip:x@y", Some("message/cpim"), &body);
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
         assert_eq!(
-            sip_to_submit(
-                &msg,
-                &smsc(Concatenation::Udh8),
-                params,
-                &mut [0u8; 16],
-                &mut out
-            )
-            .unwrap_err(),
+            sip_to_submit(&msg, &smsc(Concatenation::Udh8), params, &mut [0u8; 16], &mut out).unwrap_err(),
             SubmitError::SenderNotANumber
         );
         // A malformed number.
-        let body = cpim_body(
-            "tel:+4470001000019999",
-            REQUEST_HEADERS,
-            "text/plain",
-            b"hi",
-        );
-        let e = convert_err(&sip_request(
-            "MESSAGE",
-            "tel:+447000200001",
-            "sip:x@y",
-            Some("message/cpim"),
-            &body,
-        ));
+        let body = cpim_body("tel:+4470001000019999", REQUEST_HEADERS, "text/plain", b"hi");
+        let e = convert_err(&sip_request("MESSAGE", "tel:+447000200001", "sip:x@y", Some("message/cpim"), &body));
         assert_eq!(e, SubmitError::BadSender(AddressError::TooLong));
     }
 
@@ -2174,28 +1774,16 @@ mod tests {
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
         let mut out = [0u8; 2048];
-        let params = SubmitParams {
-            first_sequence: MAX_SEQUENCE - 1,
-            ..PARAMS
-        };
-        let batch = sip_to_submit(
-            &msg,
-            &smsc(Concatenation::Udh8),
-            params,
-            &mut [0u8; 512],
-            &mut out,
-        )
-        .unwrap();
+        let params = SubmitParams { first_sequence: MAX_SEQUENCE - 1, ..PARAMS };
+        let batch = sip_to_submit(&msg, &smsc(Concatenation::Udh8), params, &mut [0u8; 512], &mut out).unwrap();
         let seqs: Vec<u32> = batch.pdus(&out).map(|(s, _)| s).collect();
         assert_eq!(seqs, vec![MAX_SEQUENCE - 1, MAX_SEQUENCE, 1]);
         assert_eq!(batch.sequence(3), None);
         assert_eq!(batch.span(3), None);
     }
 
-    const ROUTE_FIXTURE: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/interwork/c2l-message-route.sip"
-    ));
+    const ROUTE_FIXTURE: &[u8] =
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/interwork/c2l-message-route.sip"));
 
     /// Compact headers, a tel: Request-URI, UCS-2 text, display asked, two
     /// IMDN-Record-Routes and a DateTime with an offset and a fraction: the facts, then a
@@ -2210,24 +1798,13 @@ mod tests {
         let batch = sip_to_submit(&msg, &no_ack, PARAMS, &mut scratch, &mut out).unwrap();
         assert_eq!(batch.registered_delivery, RegisteredDelivery(0x01));
         assert_eq!(batch.facts.dispositions, Dispositions::POSITIVE_DELIVERY);
-        assert_eq!(
-            batch.facts.requested,
-            Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY
-        );
+        assert_eq!(batch.facts.requested, Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY);
 
-        let ex = exchange(
-            BindDirection::LegacyBindsToIwf,
-            Encoding::Gsm7,
-            Concatenation::Udh8,
-            true,
-        );
+        let ex = exchange(BindDirection::LegacyBindsToIwf, Encoding::Gsm7, Concatenation::Udh8, true);
         let batch = sip_to_submit(&msg, &ex, PARAMS, &mut scratch, &mut out).unwrap();
         let d = decode(&batch, &out, &ex);
         assert_eq!(d.text, "Grüße aus London 😀 — bis bald!");
-        assert_eq!(
-            (batch.data_coding, batch.count, batch.command_id),
-            (8, 1, CommandId::DeliverSm)
-        );
+        assert_eq!((batch.data_coding, batch.count, batch.command_id), (8, 1, CommandId::DeliverSm));
         assert_eq!(batch.registered_delivery, RegisteredDelivery(0x09));
         let f = batch.facts;
         assert_eq!(f.message_id, Some("Xy9-77aQ"));
@@ -2235,10 +1812,7 @@ mod tests {
         assert_eq!(f.recipient.digits(), "447000300042");
         assert_eq!(f.imdn_record_route, Some("sip:imdn@as1.ims.lab;lr"));
         let dt = f.datetime.unwrap();
-        assert_eq!(
-            (dt.unix_seconds(), dt.nanos(), dt.offset_minutes()),
-            (1_714_564_800, 250_000_000, 120)
-        );
+        assert_eq!((dt.unix_seconds(), dt.nanos(), dt.offset_minutes()), (1_714_564_800, 250_000_000, 120));
 
         // The ESME answers with a user ack (submit_sm esm_class 0x10) for iwf's id.
         let area = tlv_area(Some(b"IWF00017"), None, None);
@@ -2248,41 +1822,23 @@ mod tests {
         let st = f.stored().unwrap();
         let mut s2 = [0u8; 2048];
         let mut o2 = [0u8; 2048];
-        let w = receipt_to_imdn(&r, &st, &SIDE, &TOKENS, NOW, &mut s2, &mut o2)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            w.notification,
-            Notification::Display(DisplayStatus::Displayed)
-        );
+        let w = receipt_to_imdn(&r, &st, &SIDE, &TOKENS, NOW, &mut s2, &mut o2).unwrap().unwrap();
+        assert_eq!(w.notification, Notification::Display(DisplayStatus::Displayed));
         let mut h = [Header::EMPTY; 16];
         let m = parse_datagram(&o2[..w.len], &mut h).unwrap();
-        assert_eq!(
-            m.request_line().unwrap().parse_uri().unwrap().as_str(),
-            "sip:imdn@as1.ims.lab;lr"
-        );
-        assert_eq!(
-            m.to().unwrap().uri.as_str(),
-            "sip:+447000100001@ims.lab;user=phone"
-        );
+        assert_eq!(m.request_line().unwrap().parse_uri().unwrap().as_str(), "sip:imdn@as1.ims.lab;lr");
+        assert_eq!(m.to().unwrap().uri.as_str(), "sip:+447000100001@ims.lab;user=phone");
         let mut ch = [EMPTY_HEADER; 16];
         let c = cpim::parse(m.body, &mut ch).unwrap();
         let doc = ImdnDoc::parse(c.content).unwrap();
         assert!(doc.message_id.eq_literal(b"Xy9-77aQ"));
         assert_eq!(doc.datetime, dt);
-        assert!(doc
-            .recipient_uri
-            .unwrap()
-            .eq_literal(b"sip:+447000300042@iwf.ims.lab;user=phone"));
+        assert!(doc.recipient_uri.unwrap().eq_literal(b"sip:+447000300042@iwf.ims.lab;user=phone"));
     }
 
     // ---- receipts ----------------------------------------------------------------------
 
-    fn tlv_area(
-        id: Option<&[u8]>,
-        state: Option<MessageState>,
-        net: Option<NetworkErrorCode>,
-    ) -> Vec<u8> {
+    fn tlv_area(id: Option<&[u8]>, state: Option<MessageState>, net: Option<NetworkErrorCode>) -> Vec<u8> {
         let mut area = [0u8; 128];
         let mut w = TlvWriter::new(&mut area);
         if let Some(id) = id {
@@ -2312,45 +1868,26 @@ mod tests {
         buf
     }
 
-    fn read_receipt(
-        raw: &[u8],
-        ids: IdCanonicalisation,
-    ) -> Result<SmscReceipt<'_>, ReceiptParseError> {
+    fn read_receipt(raw: &[u8], ids: IdCanonicalisation) -> Result<SmscReceipt<'_>, ReceiptParseError> {
         match Pdu::parse(raw).unwrap().body {
             Body::DeliverSm(sm) | Body::SubmitSm(sm) => parse_smsc_receipt(&sm, ids),
             other => panic!("{other:?}"),
         }
     }
 
-    const TEXT: &[u8] = b"id:31 sub:001 dlvrd:001 submit date:2405011200 done date:2405011201 stat:DELIVRD err:000 text:Hello";
+    const TEXT: &[u8] =
+        b"id:31 sub:001 dlvrd:001 submit date:2405011200 done date:2405011201 stat:DELIVRD err:000 text:Hello";
 
     #[test]
     fn receipt_from_tlvs_only() {
-        let net = NetworkErrorCode {
-            network_type: 3,
-            error_code: 0x0022,
-        };
-        let raw = receipt_pdu(
-            0x04,
-            &tlv_area(
-                Some(b"0000A1B2"),
-                Some(MessageState::Undeliverable),
-                Some(net),
-            ),
-            b"",
-        );
+        let net = NetworkErrorCode { network_type: 3, error_code: 0x0022 };
+        let raw = receipt_pdu(0x04, &tlv_area(Some(b"0000A1B2"), Some(MessageState::Undeliverable), Some(net)), b"");
         let r = read_receipt(&raw, IdCanonicalisation::Folded).unwrap();
         assert_eq!(r.kind, ReceiptKind::SmscDeliveryReceipt);
         assert_eq!(r.raw_id, b"0000A1B2");
         assert_eq!(r.id.as_str(), "a1b2");
-        assert_eq!(
-            r.id,
-            canonical_id(b"a1b2", IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap()
-        );
-        assert_eq!(
-            (r.id_source, r.state_source),
-            (FieldSource::Tlv, FieldSource::Tlv)
-        );
+        assert_eq!(r.id, canonical_id(b"a1b2", IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap());
+        assert_eq!((r.id_source, r.state_source), (FieldSource::Tlv, FieldSource::Tlv));
         assert_eq!(r.state, ReceiptState::Failed);
         assert_eq!(r.message_state, Some(MessageState::Undeliverable));
         assert_eq!(r.network_error, Some(net));
@@ -2361,20 +1898,9 @@ mod tests {
     fn receipt_from_text_only_with_hex_decimal_drift() {
         let raw = receipt_pdu(0x04, &[], TEXT);
         let r = read_receipt(&raw, IdCanonicalisation::HexRespDecimalReceipt).unwrap();
-        assert_eq!(
-            (r.id_source, r.state_source),
-            (FieldSource::Text, FieldSource::Text)
-        );
+        assert_eq!((r.id_source, r.state_source), (FieldSource::Text, FieldSource::Text));
         assert_eq!(r.raw_id, b"31");
-        assert_eq!(
-            r.id,
-            canonical_id(
-                b"1F",
-                IdCanonicalisation::HexRespDecimalReceipt,
-                IdOrigin::SubmitResp
-            )
-            .unwrap()
-        );
+        assert_eq!(r.id, canonical_id(b"1F", IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::SubmitResp).unwrap());
         assert_eq!(r.state, ReceiptState::Delivered);
         assert_eq!(r.err, Some(&b"000"[..]));
         assert_eq!(r.done_date, ReceiptDate::new(24, 5, 1, 12, 1, None));
@@ -2390,11 +1916,7 @@ mod tests {
 
     #[test]
     fn tlvs_win_over_text() {
-        let raw = receipt_pdu(
-            0x04,
-            &tlv_area(Some(b"77"), Some(MessageState::Rejected), None),
-            TEXT,
-        );
+        let raw = receipt_pdu(0x04, &tlv_area(Some(b"77"), Some(MessageState::Rejected), None), TEXT);
         let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
         assert_eq!((r.raw_id, r.state), (&b"77"[..], ReceiptState::Rejected));
         assert_eq!(r.err, Some(&b"000"[..]), "text fields still read");
@@ -2403,34 +1925,15 @@ mod tests {
         let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
         assert_eq!(
             (r.raw_id, r.id_source, r.state, r.state_source),
-            (
-                &b"77"[..],
-                FieldSource::Tlv,
-                ReceiptState::Delivered,
-                FieldSource::Text
-            )
+            (&b"77"[..], FieldSource::Tlv, ReceiptState::Delivered, FieldSource::Text)
         );
         // Only the state in a TLV: the id comes from the text.
-        let raw = receipt_pdu(
-            0x04,
-            &tlv_area(None, Some(MessageState::Enroute), None),
-            TEXT,
-        );
+        let raw = receipt_pdu(0x04, &tlv_area(None, Some(MessageState::Enroute), None), TEXT);
         let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
-        assert_eq!(
-            (r.raw_id, r.id_source, r.state),
-            (&b"31"[..], FieldSource::Text, ReceiptState::Buffered)
-        );
+        assert_eq!((r.raw_id, r.id_source, r.state), (&b"31"[..], FieldSource::Text, ReceiptState::Buffered));
         // Both TLVs and a text that is not a receipt: fine.
-        let raw = receipt_pdu(
-            0x04,
-            &tlv_area(Some(b"5"), Some(MessageState::Delivered), None),
-            b"hello there",
-        );
-        assert_eq!(
-            read_receipt(&raw, IdCanonicalisation::Exact).unwrap().state,
-            ReceiptState::Delivered
-        );
+        let raw = receipt_pdu(0x04, &tlv_area(Some(b"5"), Some(MessageState::Delivered), None), b"hello there");
+        assert_eq!(read_receipt(&raw, IdCanonicalisation::Exact).unwrap().state, ReceiptState::Delivered);
     }
 
     #[test]
@@ -2475,17 +1978,9 @@ mod tests {
         ];
         for (v, want) in states {
             assert_eq!(receipt_state_of(MessageState::from(v)), want, "state {v}");
-            let raw = receipt_pdu(
-                0x04,
-                &tlv_area(Some(b"1"), Some(MessageState::from(v)), None),
-                b"",
-            );
+            let raw = receipt_pdu(0x04, &tlv_area(Some(b"1"), Some(MessageState::from(v)), None), b"");
             let got = read_receipt(&raw, IdCanonicalisation::Exact).map(|r| r.state);
-            assert_eq!(
-                got,
-                want.ok_or(ReceiptParseError::UnknownState),
-                "state {v}"
-            );
+            assert_eq!(got, want.ok_or(ReceiptParseError::UnknownState), "state {v}");
         }
     }
 
@@ -2505,40 +2000,22 @@ mod tests {
         let r = read_receipt(&pdu, IdCanonicalisation::Exact).unwrap();
         assert_eq!(
             (r.kind, r.state, r.state_source),
-            (
-                ReceiptKind::SmeUserAck,
-                ReceiptState::Displayed,
-                FieldSource::Kind
-            )
+            (ReceiptKind::SmeUserAck, ReceiptState::Displayed, FieldSource::Kind)
         );
         // SME delivery ack without a state: delivered.
         let pdu = receipt_pdu(0x08, &tlv_area(Some(b"1"), None, None), b"ok");
         let r = read_receipt(&pdu, IdCanonicalisation::Exact).unwrap();
         assert_eq!(
             (r.kind, r.state, r.state_source),
-            (
-                ReceiptKind::SmeDeliveryAck,
-                ReceiptState::Delivered,
-                FieldSource::Kind
-            )
+            (ReceiptKind::SmeDeliveryAck, ReceiptState::Delivered, FieldSource::Kind)
         );
         // Intermediate notification.
-        let pdu = receipt_pdu(
-            0x20,
-            &tlv_area(Some(b"1"), Some(MessageState::Enroute), None),
-            b"",
-        );
+        let pdu = receipt_pdu(0x20, &tlv_area(Some(b"1"), Some(MessageState::Enroute), None), b"");
         let r = read_receipt(&pdu, IdCanonicalisation::Exact).unwrap();
-        assert_eq!(
-            (r.kind, r.state),
-            (ReceiptKind::Intermediate, ReceiptState::Buffered)
-        );
+        assert_eq!((r.kind, r.state), (ReceiptKind::Intermediate, ReceiptState::Buffered));
         // Missing pieces.
         assert_eq!(
-            read_receipt(
-                &receipt_pdu(0x04, &[], b"stat:DELIVRD"),
-                IdCanonicalisation::Exact
-            ),
+            read_receipt(&receipt_pdu(0x04, &[], b"stat:DELIVRD"), IdCanonicalisation::Exact),
             Err(ReceiptParseError::NoId)
         );
         assert_eq!(
@@ -2549,17 +2026,11 @@ mod tests {
             Err(ReceiptParseError::NoState)
         );
         assert_eq!(
-            read_receipt(
-                &receipt_pdu(0x04, &[], b"no receipt here"),
-                IdCanonicalisation::Exact
-            ),
+            read_receipt(&receipt_pdu(0x04, &[], b"no receipt here"), IdCanonicalisation::Exact),
             Err(ReceiptParseError::Text(ReceiptError::NoFields))
         );
         assert_eq!(
-            read_receipt(
-                &receipt_pdu(0x04, &[], b"id:1F stat:DELIVRD"),
-                IdCanonicalisation::HexRespDecimalReceipt
-            ),
+            read_receipt(&receipt_pdu(0x04, &[], b"id:1F stat:DELIVRD"), IdCanonicalisation::HexRespDecimalReceipt),
             Err(ReceiptParseError::Id(IdError::NotDecimal))
         );
         // A malformed message_state TLV (two octets).
@@ -2576,80 +2047,39 @@ mod tests {
         use IdOrigin::*;
         let c = |raw: &str, ids, origin| canonical_id(raw.as_bytes(), ids, origin);
         // Leading zeros and case.
-        assert_eq!(
-            c("0000A1B2", Folded, SubmitResp),
-            c("a1b2", Folded, Receipt)
-        );
+        assert_eq!(c("0000A1B2", Folded, SubmitResp), c("a1b2", Folded, Receipt));
         assert_ne!(c("0000A1B2", Exact, SubmitResp), c("a1b2", Exact, Receipt));
         assert_eq!(c("AbC", Folded, SubmitResp).unwrap().as_str(), "abc");
         assert_eq!(c("000", Folded, SubmitResp).unwrap().as_str(), "0");
         assert_eq!(c(" 42 ", Exact, SubmitResp).unwrap().as_str(), "42");
         // Hex in the response, decimal in the receipt.
-        assert_eq!(
-            c("1F", HexRespDecimalReceipt, SubmitResp),
-            c("31", HexRespDecimalReceipt, Receipt)
-        );
-        assert_eq!(
-            c("0001f", HexRespDecimalReceipt, SubmitResp)
-                .unwrap()
-                .as_str(),
-            "31"
-        );
-        assert_ne!(
-            c("31", HexRespDecimalReceipt, SubmitResp),
-            c("31", HexRespDecimalReceipt, Receipt)
-        );
+        assert_eq!(c("1F", HexRespDecimalReceipt, SubmitResp), c("31", HexRespDecimalReceipt, Receipt));
+        assert_eq!(c("0001f", HexRespDecimalReceipt, SubmitResp).unwrap().as_str(), "31");
+        assert_ne!(c("31", HexRespDecimalReceipt, SubmitResp), c("31", HexRespDecimalReceipt, Receipt));
         assert_eq!(
             c("FFFFFFFFFFFFFFFF", HexRespDecimalReceipt, SubmitResp),
             c("18446744073709551615", HexRespDecimalReceipt, Receipt)
         );
         assert_eq!(c("00031", Decimal, SubmitResp), c("31", Decimal, Receipt));
         // Overflow and malformed.
-        assert_eq!(
-            c("1FFFFFFFFFFFFFFFF", HexRespDecimalReceipt, SubmitResp),
-            Err(IdError::Overflow)
-        );
-        assert_eq!(
-            c("18446744073709551616", Decimal, Receipt),
-            Err(IdError::Overflow)
-        );
-        assert_eq!(
-            c("xyz", HexRespDecimalReceipt, SubmitResp),
-            Err(IdError::NotHex)
-        );
+        assert_eq!(c("1FFFFFFFFFFFFFFFF", HexRespDecimalReceipt, SubmitResp), Err(IdError::Overflow));
+        assert_eq!(c("18446744073709551616", Decimal, Receipt), Err(IdError::Overflow));
+        assert_eq!(c("xyz", HexRespDecimalReceipt, SubmitResp), Err(IdError::NotHex));
         assert_eq!(c("1F", Decimal, Receipt), Err(IdError::NotDecimal));
         assert_eq!(c("  ", Exact, Receipt), Err(IdError::Empty));
         assert_eq!(c(&"9".repeat(65), Exact, Receipt), Err(IdError::TooLong));
-        assert_eq!(
-            c(&"9".repeat(64), Exact, Receipt).unwrap().as_bytes().len(),
-            64
-        );
-        assert_eq!(
-            canonical_id(b"a\x00b", Exact, Receipt),
-            Err(IdError::BadCharacter)
-        );
-        assert_eq!(
-            canonical_id("é".as_bytes(), Folded, Receipt),
-            Err(IdError::BadCharacter)
-        );
+        assert_eq!(c(&"9".repeat(64), Exact, Receipt).unwrap().as_bytes().len(), 64);
+        assert_eq!(canonical_id(b"a\x00b", Exact, Receipt), Err(IdError::BadCharacter));
+        assert_eq!(canonical_id("é".as_bytes(), Folded, Receipt), Err(IdError::BadCharacter));
         // Usable as a map key.
         let mut m = std::collections::HashMap::new();
-        m.insert(
-            (1u16, c("0000A1B2", Folded, SubmitResp).unwrap()),
-            "pending",
-        );
-        assert_eq!(
-            m.get(&(1u16, c("A1B2", Folded, Receipt).unwrap())),
-            Some(&"pending")
-        );
+        m.insert((1u16, c("0000A1B2", Folded, SubmitResp).unwrap()), "pending");
+        assert_eq!(m.get(&(1u16, c("A1B2", Folded, Receipt).unwrap())), Some(&"pending"));
     }
 
     // ---- IMDN --------------------------------------------------------------------------
 
-    fn stored(
-        dispositions: Dispositions,
-        route: Option<&'static str>,
-    ) -> StoredCorrelation<'static> {
+    fn stored(dispositions: Dispositions, route: Option<&'static str>) -> StoredCorrelation<'static> {
         StoredCorrelation {
             message_id: "m-0001",
             sender: "sip:+447000100001@ims.lab;user=phone",
@@ -2660,10 +2090,7 @@ mod tests {
         }
     }
 
-    const TOKENS: ImdnTokens<'static> = ImdnTokens {
-        message_id: "n-42",
-        seed: "s3ed.1",
-    };
+    const TOKENS: ImdnTokens<'static> = ImdnTokens { message_id: "n-42", seed: "s3ed.1" };
     const NOW: i64 = 1_714_564_800 + 90; // 2024-05-01T12:01:30Z
 
     fn all_dispositions() -> Dispositions {
@@ -2676,11 +2103,7 @@ mod tests {
     #[test]
     fn imdn_parsed_back_field_by_field() {
         let cases = [
-            (
-                ReceiptState::Delivered,
-                "delivery-notification",
-                "delivered",
-            ),
+            (ReceiptState::Delivered, "delivery-notification", "delivered"),
             (ReceiptState::Failed, "delivery-notification", "failed"),
             (ReceiptState::Rejected, "delivery-notification", "forbidden"),
             (ReceiptState::Unknown, "delivery-notification", "error"),
@@ -2692,13 +2115,8 @@ mod tests {
                 let st = stored(all_dispositions(), route);
                 let mut scratch = [0u8; 2048];
                 let mut out = [0u8; 2048];
-                let w = imdn_for_state(state, &st, &SIDE, &TOKENS, NOW, &mut scratch, &mut out)
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(
-                    (w.notification.element_name(), w.notification.status_name()),
-                    (element, status)
-                );
+                let w = imdn_for_state(state, &st, &SIDE, &TOKENS, NOW, &mut scratch, &mut out).unwrap().unwrap();
+                assert_eq!((w.notification.element_name(), w.notification.status_name()), (element, status));
                 let raw = &out[..w.len];
                 let mut headers = [Header::EMPTY; 16];
                 let msg = parse_datagram(raw, &mut headers).unwrap();
@@ -2707,18 +2125,12 @@ mod tests {
                 let ruri = msg.request_line().unwrap().parse_uri().unwrap();
                 assert_eq!(ruri.as_str(), route.unwrap_or(st.sender));
                 let from = msg.from().unwrap();
-                assert_eq!(
-                    from.uri.as_str(),
-                    "sip:+447000200001@iwf.ims.lab;user=phone"
-                );
+                assert_eq!(from.uri.as_str(), "sip:+447000200001@iwf.ims.lab;user=phone");
                 assert_eq!(from.tag(), Some("s3ed.1"));
                 let to = msg.to().unwrap();
                 assert_eq!((to.uri.as_str(), to.tag()), (st.sender, None));
                 let via = msg.top_via().unwrap();
-                assert_eq!(
-                    (via.transport, via.branch()),
-                    ("UDP", Some("z9hG4bKs3ed.1"))
-                );
+                assert_eq!((via.transport, via.branch()), ("UDP", Some("z9hG4bKs3ed.1")));
                 assert_eq!(msg.call_id().unwrap(), "s3ed.1@198.18.2.2:5060");
                 let cseq = msg.cseq().unwrap();
                 assert_eq!((cseq.number, cseq.method), (1, Method::Message));
@@ -2727,29 +2139,19 @@ mod tests {
 
                 let mut ch = [EMPTY_HEADER; 16];
                 let c = cpim::parse(msg.body, &mut ch).unwrap();
-                assert_eq!(
-                    c.from().unwrap().uri,
-                    b"sip:+447000200001@iwf.ims.lab;user=phone"
-                );
+                assert_eq!(c.from().unwrap().uri, b"sip:+447000200001@iwf.ims.lab;user=phone");
                 assert_eq!(c.to().unwrap().uri, st.sender.as_bytes());
                 assert_eq!(c.datetime().unwrap(), Some(DateTime::from_unix(NOW)));
                 assert_eq!(c.message_id(), Some(&b"n-42"[..]));
                 assert!(c.dispositions().is_empty());
-                assert_eq!(
-                    c.headers_named(cpim::IMDN_NS, b"Disposition-Notification")
-                        .count(),
-                    0
-                );
+                assert_eq!(c.headers_named(cpim::IMDN_NS, b"Disposition-Notification").count(), 0);
                 assert_eq!(c.content_type(), Some(&b"message/imdn+xml"[..]));
                 assert_eq!(c.content_disposition(), Some(&b"notification"[..]));
 
                 let doc = ImdnDoc::parse(c.content).unwrap();
                 assert!(doc.message_id.eq_literal(b"m-0001"));
                 assert_eq!(doc.datetime, st.datetime);
-                assert!(doc
-                    .recipient_uri
-                    .unwrap()
-                    .eq_literal(b"sip:+447000200001@iwf.ims.lab;user=phone"));
+                assert!(doc.recipient_uri.unwrap().eq_literal(b"sip:+447000200001@iwf.ims.lab;user=phone"));
                 assert_eq!(doc.notification, w.notification);
             }
         }
@@ -2762,14 +2164,7 @@ mod tests {
         let n = Dispositions::NEGATIVE_DELIVERY;
         let pr = Dispositions::PROCESSING;
         let d = Dispositions::DISPLAY;
-        let needs = [
-            (Delivered, p),
-            (Failed, n),
-            (Rejected, n),
-            (Unknown, n),
-            (Buffered, pr),
-            (Displayed, d),
-        ];
+        let needs = [(Delivered, p), (Failed, n), (Rejected, n), (Unknown, n), (Buffered, pr), (Displayed, d)];
         for bits in 0u8..16 {
             let mut asked = Dispositions::empty();
             for x in [p, n, pr, d] {
@@ -2780,59 +2175,19 @@ mod tests {
             for (state, need) in needs {
                 let mut scratch = [0u8; 2048];
                 let mut out = [0u8; 2048];
-                let got = imdn_for_state(
-                    state,
-                    &stored(asked, None),
-                    &SIDE,
-                    &TOKENS,
-                    NOW,
-                    &mut scratch,
-                    &mut out,
-                )
-                .unwrap();
-                assert_eq!(
-                    got.is_some(),
-                    asked.contains(need),
-                    "{state:?} asked {asked}"
-                );
-                assert_eq!(
-                    notification_for(state, asked).is_some(),
-                    asked.contains(need)
-                );
+                let got =
+                    imdn_for_state(state, &stored(asked, None), &SIDE, &TOKENS, NOW, &mut scratch, &mut out).unwrap();
+                assert_eq!(got.is_some(), asked.contains(need), "{state:?} asked {asked}");
+                assert_eq!(notification_for(state, asked).is_some(), asked.contains(need));
             }
         }
         // Through a parsed receipt too.
-        let raw = receipt_pdu(
-            0x04,
-            &tlv_area(Some(b"1"), Some(MessageState::Delivered), None),
-            b"",
-        );
+        let raw = receipt_pdu(0x04, &tlv_area(Some(b"1"), Some(MessageState::Delivered), None), b"");
         let r = read_receipt(&raw, IdCanonicalisation::Exact).unwrap();
         let mut scratch = [0u8; 2048];
         let mut out = [0u8; 2048];
-        assert_eq!(
-            receipt_to_imdn(
-                &r,
-                &stored(n, None),
-                &SIDE,
-                &TOKENS,
-                NOW,
-                &mut scratch,
-                &mut out
-            ),
-            Ok(None)
-        );
-        assert!(receipt_to_imdn(
-            &r,
-            &stored(p, None),
-            &SIDE,
-            &TOKENS,
-            NOW,
-            &mut scratch,
-            &mut out
-        )
-        .unwrap()
-        .is_some());
+        assert_eq!(receipt_to_imdn(&r, &stored(n, None), &SIDE, &TOKENS, NOW, &mut scratch, &mut out), Ok(None));
+        assert!(receipt_to_imdn(&r, &stored(p, None), &SIDE, &TOKENS, NOW, &mut scratch, &mut out).unwrap().is_some());
     }
 
     #[test]
@@ -2840,29 +2195,12 @@ mod tests {
         let st = stored(all_dispositions(), None);
         let mut scratch = [0u8; 2048];
         let mut big = [0u8; 2048];
-        let full = imdn_for_state(
-            ReceiptState::Delivered,
-            &st,
-            &SIDE,
-            &TOKENS,
-            NOW,
-            &mut scratch,
-            &mut big,
-        )
-        .unwrap()
-        .unwrap();
+        let full =
+            imdn_for_state(ReceiptState::Delivered, &st, &SIDE, &TOKENS, NOW, &mut scratch, &mut big).unwrap().unwrap();
         for n in 0..full.len {
             let mut out = vec![0u8; n];
             assert_eq!(
-                imdn_for_state(
-                    ReceiptState::Delivered,
-                    &st,
-                    &SIDE,
-                    &TOKENS,
-                    NOW,
-                    &mut scratch,
-                    &mut out
-                ),
+                imdn_for_state(ReceiptState::Delivered, &st, &SIDE, &TOKENS, NOW, &mut scratch, &mut out),
                 Err(ImdnWriteError::OutputTooSmall),
                 "out {n}"
             );
@@ -2870,96 +2208,40 @@ mod tests {
         let ok = |n: usize| {
             let mut s = vec![0u8; n];
             let mut o = [0u8; 2048];
-            imdn_for_state(
-                ReceiptState::Delivered,
-                &st,
-                &SIDE,
-                &TOKENS,
-                NOW,
-                &mut s,
-                &mut o,
-            )
-            .is_ok()
+            imdn_for_state(ReceiptState::Delivered, &st, &SIDE, &TOKENS, NOW, &mut s, &mut o).is_ok()
         };
         let need = (0..4096).find(|&n| ok(n)).unwrap();
         assert!(need > 500, "XML and CPIM body both live in scratch: {need}");
         for n in 0..need {
             let mut s = vec![0u8; n];
             assert_eq!(
-                imdn_for_state(
-                    ReceiptState::Delivered,
-                    &st,
-                    &SIDE,
-                    &TOKENS,
-                    NOW,
-                    &mut s,
-                    &mut big
-                ),
+                imdn_for_state(ReceiptState::Delivered, &st, &SIDE, &TOKENS, NOW, &mut s, &mut big),
                 Err(ImdnWriteError::ScratchTooSmall),
                 "scratch {n}"
             );
         }
         for seed in ["", "a b", "x;y", "a\r\n"] {
-            let t = ImdnTokens {
-                message_id: "n",
-                seed,
-            };
+            let t = ImdnTokens { message_id: "n", seed };
             assert_eq!(
-                imdn_for_state(
-                    ReceiptState::Delivered,
-                    &st,
-                    &SIDE,
-                    &t,
-                    NOW,
-                    &mut scratch,
-                    &mut big
-                ),
+                imdn_for_state(ReceiptState::Delivered, &st, &SIDE, &t, NOW, &mut scratch, &mut big),
                 Err(ImdnWriteError::BadSeed)
             );
         }
-        let t = ImdnTokens {
-            message_id: "bad\r\nid",
-            seed: "s",
-        };
+        let t = ImdnTokens { message_id: "bad\r\nid", seed: "s" };
         assert_eq!(
-            imdn_for_state(
-                ReceiptState::Delivered,
-                &st,
-                &SIDE,
-                &t,
-                NOW,
-                &mut scratch,
-                &mut big
-            ),
+            imdn_for_state(ReceiptState::Delivered, &st, &SIDE, &t, NOW, &mut scratch, &mut big),
             Err(ImdnWriteError::Cpim(CpimError::InvalidValue))
         );
-        let bad_sender = StoredCorrelation {
-            sender: "sip:a b@c",
-            ..st
-        };
-        assert!(imdn_for_state(
-            ReceiptState::Delivered,
-            &bad_sender,
-            &SIDE,
-            &TOKENS,
-            NOW,
-            &mut scratch,
-            &mut big
-        )
-        .is_err());
+        let bad_sender = StoredCorrelation { sender: "sip:a b@c", ..st };
+        assert!(
+            imdn_for_state(ReceiptState::Delivered, &bad_sender, &SIDE, &TOKENS, NOW, &mut scratch, &mut big).is_err()
+        );
     }
 
     // ---- aggregation -------------------------------------------------------------------
 
     fn permutations3() -> Vec<[u8; 3]> {
-        vec![
-            [1, 2, 3],
-            [1, 3, 2],
-            [2, 1, 3],
-            [2, 3, 1],
-            [3, 1, 2],
-            [3, 2, 1],
-        ]
+        vec![[1, 2, 3], [1, 3, 2], [2, 1, 3], [2, 3, 1], [3, 1, 2], [3, 2, 1]]
     }
 
     #[test]
@@ -2991,26 +2273,14 @@ mod tests {
                 let mut a = PartAggregate::new(3);
                 let mut emitted = vec![];
                 for &part in &order {
-                    let state = if part == failing {
-                        ReceiptState::Failed
-                    } else {
-                        ReceiptState::Delivered
-                    };
+                    let state = if part == failing { ReceiptState::Failed } else { ReceiptState::Delivered };
                     let e = a.apply(part, state).unwrap();
                     if part == failing {
-                        assert_eq!(
-                            e,
-                            Some(ReceiptState::Failed),
-                            "failure is reported at once: {order:?}"
-                        );
+                        assert_eq!(e, Some(ReceiptState::Failed), "failure is reported at once: {order:?}");
                     }
                     emitted.extend(e);
                 }
-                assert_eq!(
-                    emitted,
-                    vec![ReceiptState::Failed],
-                    "{order:?} failing {failing}"
-                );
+                assert_eq!(emitted, vec![ReceiptState::Failed], "{order:?} failing {failing}");
                 // Another final failure of a different kind: still nothing.
                 let other = order.iter().copied().find(|&p| p != failing).unwrap();
                 assert_eq!(a.apply(other, ReceiptState::Rejected).unwrap(), None);
@@ -3021,54 +2291,29 @@ mod tests {
     #[test]
     fn aggregation_buffered_display_and_bounds() {
         let mut a = PartAggregate::new(3);
-        assert_eq!(
-            a.apply(2, ReceiptState::Buffered).unwrap(),
-            Some(ReceiptState::Buffered)
-        );
-        assert_eq!(
-            a.apply(1, ReceiptState::Buffered).unwrap(),
-            None,
-            "one processing notification"
-        );
+        assert_eq!(a.apply(2, ReceiptState::Buffered).unwrap(), Some(ReceiptState::Buffered));
+        assert_eq!(a.apply(1, ReceiptState::Buffered).unwrap(), None, "one processing notification");
         assert_eq!(a.apply(1, ReceiptState::Delivered).unwrap(), None);
         assert_eq!(a.apply(2, ReceiptState::Delivered).unwrap(), None);
-        assert_eq!(
-            a.apply(3, ReceiptState::Unknown).unwrap(),
-            Some(ReceiptState::Unknown)
-        );
+        assert_eq!(a.apply(3, ReceiptState::Unknown).unwrap(), Some(ReceiptState::Unknown));
         assert_eq!(a.part(3), Some(ReceiptState::Unknown));
         assert_eq!(a.part(4), None);
         // Display: once every part was displayed, after and beside the delivery track.
         assert_eq!(a.apply(1, ReceiptState::Displayed).unwrap(), None);
         assert_eq!(a.apply(3, ReceiptState::Displayed).unwrap(), None);
         assert_eq!(a.apply(3, ReceiptState::Displayed).unwrap(), None);
-        assert_eq!(
-            a.apply(2, ReceiptState::Displayed).unwrap(),
-            Some(ReceiptState::Displayed)
-        );
+        assert_eq!(a.apply(2, ReceiptState::Displayed).unwrap(), Some(ReceiptState::Displayed));
         assert_eq!(a.apply(2, ReceiptState::Displayed).unwrap(), None);
-        assert_eq!(
-            a.apply(0, ReceiptState::Delivered),
-            Err(AggregateError::PartOutOfRange { part: 0, total: 3 })
-        );
-        assert_eq!(
-            a.apply(4, ReceiptState::Delivered),
-            Err(AggregateError::PartOutOfRange { part: 4, total: 3 })
-        );
+        assert_eq!(a.apply(0, ReceiptState::Delivered), Err(AggregateError::PartOutOfRange { part: 0, total: 3 }));
+        assert_eq!(a.apply(4, ReceiptState::Delivered), Err(AggregateError::PartOutOfRange { part: 4, total: 3 }));
         // One part and 255 parts.
         let mut one = PartAggregate::new(1);
-        assert_eq!(
-            one.apply(1, ReceiptState::Delivered).unwrap(),
-            Some(ReceiptState::Delivered)
-        );
+        assert_eq!(one.apply(1, ReceiptState::Delivered).unwrap(), Some(ReceiptState::Delivered));
         let mut many = PartAggregate::new(255);
         for p in 1..=254u8 {
             assert_eq!(many.apply(p, ReceiptState::Delivered).unwrap(), None);
         }
-        assert_eq!(
-            many.apply(255, ReceiptState::Delivered).unwrap(),
-            Some(ReceiptState::Delivered)
-        );
+        assert_eq!(many.apply(255, ReceiptState::Delivered).unwrap(), Some(ReceiptState::Delivered));
         assert_eq!(PartAggregate::new(0).total(), 1);
     }
 
@@ -3078,10 +2323,7 @@ mod tests {
     fn end_to_end_concatenated_message() {
         let mut ex = smsc(Concatenation::Udh8);
         ex.ids = IdCanonicalisation::HexRespDecimalReceipt;
-        let raw = cpim_message(
-            &"abc ".repeat(100),
-            Some("positive-delivery, negative-delivery"),
-        );
+        let raw = cpim_message(&"abc ".repeat(100), Some("positive-delivery, negative-delivery"));
         let mut headers = [Header::EMPTY; 32];
         let msg = parse_datagram(&raw, &mut headers).unwrap();
         let mut scratch = [0u8; 512];
@@ -3091,32 +2333,20 @@ mod tests {
         let facts = batch.facts;
         // The SMSC answers each submit_sm with a hex id; the caller keys part numbers by them.
         let resp_ids = ["00FF01", "ff02", "FF03"];
-        let keys: Vec<CanonicalId> = resp_ids
-            .iter()
-            .map(|r| canonical_id(r.as_bytes(), ex.ids, IdOrigin::SubmitResp).unwrap())
-            .collect();
+        let keys: Vec<CanonicalId> =
+            resp_ids.iter().map(|r| canonical_id(r.as_bytes(), ex.ids, IdOrigin::SubmitResp).unwrap()).collect();
         let mut agg = PartAggregate::new(facts.segments);
         let mut sent = vec![];
-        for (decimal, stat) in [
-            ("65283", "DELIVRD"),
-            ("65281", "DELIVRD"),
-            ("065282", "DELIVRD"),
-        ] {
+        for (decimal, stat) in [("65283", "DELIVRD"), ("65281", "DELIVRD"), ("065282", "DELIVRD")] {
             let text = format!("id:{decimal} sub:001 dlvrd:001 submit date:2405011200 done date:2405011201 stat:{stat} err:000 text:abc");
             let pdu = receipt_pdu(0x04, &[], text.as_bytes());
             let r = read_receipt(&pdu, ex.ids).unwrap();
-            let part = keys
-                .iter()
-                .position(|k| *k == r.id)
-                .expect("receipt matches a part") as u8
-                + 1;
+            let part = keys.iter().position(|k| *k == r.id).expect("receipt matches a part") as u8 + 1;
             if let Some(state) = agg.apply(part, r.state).unwrap() {
                 let st = facts.stored().unwrap();
                 let mut s2 = [0u8; 2048];
                 let mut o2 = [0u8; 2048];
-                let w = imdn_for_state(state, &st, &SIDE, &TOKENS, NOW, &mut s2, &mut o2)
-                    .unwrap()
-                    .unwrap();
+                let w = imdn_for_state(state, &st, &SIDE, &TOKENS, NOW, &mut s2, &mut o2).unwrap().unwrap();
                 sent.push(w.notification);
                 let mut h = [Header::EMPTY; 16];
                 let m = parse_datagram(&o2[..w.len], &mut h).unwrap();
@@ -3126,18 +2356,15 @@ mod tests {
                 assert!(doc.message_id.eq_literal(b"m-0001"));
             }
         }
-        assert_eq!(
-            sent,
-            vec![Notification::Delivery(DeliveryStatus::Delivered)]
-        );
+        assert_eq!(sent, vec![Notification::Delivery(DeliveryStatus::Delivered)]);
     }
 
     // ---- property tests ----------------------------------------------------------------
 
     fn text_strategy() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "a", "Z", "0", " ", "@", "£", "é", "Ä", "ñ", "€", "{", "}", "[", "]", "~", "^", "|",
-            "\\", "\n", "½", "ÿ", "Ω", "😀", "🇬🇧", "中",
+            "a", "Z", "0", " ", "@", "£", "é", "Ä", "ñ", "€", "{", "}", "[", "]", "~", "^", "|", "\\", "\n", "½", "ÿ",
+            "Ω", "😀", "🇬🇧", "中",
         ]);
         prop::collection::vec(pieces, 1..700).prop_map(|v| v.concat())
     }

@@ -24,8 +24,7 @@
 use core::fmt;
 
 use super::address::{
-    self, msisdn_from_uri, AddressError, LegacyParty, Msisdn, Npi, NumberingPlan, SmppAddress, Ton,
-    ALPHA_MAX,
+    self, msisdn_from_uri, AddressError, LegacyParty, Msisdn, Npi, NumberingPlan, SmppAddress, Ton, ALPHA_MAX,
 };
 use super::state::ReceiptState;
 use super::{BindDirection, ConvergedSide, Exchange};
@@ -34,9 +33,8 @@ use crate::wire::cpim::{self, CpimError, CpimRepr, DateTime, Dispositions, EMPTY
 use crate::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, ImdnError, Notification, XmlText};
 use crate::wire::sip::{self, Header, Message, MessageWriter, Method, Parser, Status};
 use crate::wire::smpp::{
-    Address, Body, CommandStatus, EmitError, EsmClass, MessageState, NetworkErrorCode, Pdu,
-    Receipt, ReceiptDate, ReceiptError, ReceiptStat, RegisteredDelivery, SmeAck, SmscReceipt,
-    SubmitSm, TlvWriter, Tlvs,
+    Address, Body, CommandStatus, EmitError, EsmClass, MessageState, NetworkErrorCode, Pdu, Receipt, ReceiptDate,
+    ReceiptError, ReceiptStat, RegisteredDelivery, SmeAck, SmscReceipt, SubmitSm, TlvWriter, Tlvs,
 };
 use crate::wire::sms::{gsm7, ConcatInfo, DataCoding, DecodeError, Encoding, Udh, UdhError};
 
@@ -82,10 +80,7 @@ impl<'a> UserData<'a> {
             UserData::Single(b) => (b, &[]),
             UserData::Parts(p) => (&[], p),
         };
-        single
-            .iter()
-            .copied()
-            .chain(parts.iter().flat_map(|p| p.iter().copied()))
+        single.iter().copied().chain(parts.iter().flat_map(|p| p.iter().copied()))
     }
 }
 
@@ -115,9 +110,7 @@ impl<'a> LegacyMessage<'a> {
     /// part (UDH IE 0x00 / 0x08, else the SAR TLVs): when they say `total > 1` this PDU is
     /// one part of a longer message and the caller reassembles the parts first (and
     /// builds the message with [`UserData::Parts`]).
-    pub fn from_submit_sm(
-        sm: &SubmitSm<'a>,
-    ) -> Result<(LegacyMessage<'a>, Option<ConcatInfo>), ConvertError> {
+    pub fn from_submit_sm(sm: &SubmitSm<'a>) -> Result<(LegacyMessage<'a>, Option<ConcatInfo>), ConvertError> {
         let payload = sm.payload();
         let (user_data, udh_concat) = if sm.esm_class.udhi() {
             let (udh, text) = Udh::parse(payload).map_err(ConvertError::BadUdh)?;
@@ -255,11 +248,7 @@ impl fmt::Display for ConvertError {
             ConvertError::InvalidSource(e) => write!(f, "invalid source address: {e}"),
             ConvertError::InvalidDestination(e) => write!(f, "invalid destination address: {e}"),
             ConvertError::UnsupportedDataCoding(dc) => {
-                write!(
-                    f,
-                    "data_coding {} is not text iwf can relay",
-                    DataCoding::from_u8(*dc)
-                )
+                write!(f, "data_coding {} is not text iwf can relay", DataCoding::from_u8(*dc))
             }
             ConvertError::BadText(e) => write!(f, "user data is not valid text: {e}"),
             ConvertError::BadUdh(e) => write!(f, "malformed user data header: {e}"),
@@ -267,9 +256,7 @@ impl fmt::Display for ConvertError {
             ConvertError::BadPartCount(n) => write!(f, "{n} parts (1 to 255 allowed)"),
             ConvertError::Key(e) => write!(f, "cannot sign the tag: {e}"),
             ConvertError::BadClock => f.write_str("the clock is outside the RFC 3339 range"),
-            ConvertError::BadConfig => {
-                f.write_str("converged-side domain, sent-by or transport unusable in SIP")
-            }
+            ConvertError::BadConfig => f.write_str("converged-side domain, sent-by or transport unusable in SIP"),
             ConvertError::ScratchTooSmall => f.write_str("scratch buffer too small"),
             ConvertError::OutputTooSmall => f.write_str("output buffer too small"),
         }
@@ -339,9 +326,7 @@ pub fn write_segment_message_id(
     out: &mut [u8],
 ) -> Result<usize, ConvertError> {
     let tag = segment_tag(keys, fields, index).map_err(ConvertError::Key)?;
-    out.get_mut(..TAG_LEN)
-        .ok_or(ConvertError::OutputTooSmall)?
-        .copy_from_slice(tag.as_bytes());
+    out.get_mut(..TAG_LEN).ok_or(ConvertError::OutputTooSmall)?.copy_from_slice(tag.as_bytes());
     Ok(TAG_LEN)
 }
 
@@ -353,21 +338,12 @@ struct Line {
 
 impl Line {
     fn new() -> Self {
-        Line {
-            buf: [0; LINE_MAX],
-            len: 0,
-        }
+        Line { buf: [0; LINE_MAX], len: 0 }
     }
 
     fn put(&mut self, s: &str) -> Result<&mut Self, ConvertError> {
-        let end = self
-            .len
-            .checked_add(s.len())
-            .ok_or(ConvertError::BadConfig)?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(ConvertError::BadConfig)?
-            .copy_from_slice(s.as_bytes());
+        let end = self.len.checked_add(s.len()).ok_or(ConvertError::BadConfig)?;
+        self.buf.get_mut(self.len..end).ok_or(ConvertError::BadConfig)?.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(self)
     }
@@ -393,15 +369,9 @@ fn sent_by_host(sent_by: &str) -> &str {
 /// The characters of the user data as `data_coding` says, written as UTF-8 into `out`.
 /// Parts are decoded as one stream, so that a GSM-7 escape or a UTF-16 surrogate pair
 /// split between two parts by a careless sender still decodes.
-fn decode_text(
-    msg: &LegacyMessage<'_>,
-    default: Encoding,
-    out: &mut [u8],
-) -> Result<usize, ConvertError> {
+fn decode_text(msg: &LegacyMessage<'_>, default: Encoding, out: &mut [u8]) -> Result<usize, ConvertError> {
     let dc = DataCoding::from_u8(msg.data_coding);
-    let encoding = dc
-        .text_encoding(default)
-        .ok_or(ConvertError::UnsupportedDataCoding(msg.data_coding))?;
+    let encoding = dc.text_encoding(default).ok_or(ConvertError::UnsupportedDataCoding(msg.data_coding))?;
     if let UserData::Single(bytes) = msg.user_data {
         return encoding.decode(bytes, out).map_err(|e| match e {
             DecodeError::BufferTooSmall => ConvertError::ScratchTooSmall,
@@ -420,9 +390,7 @@ fn decode_text(
     let bytes = msg.user_data.bytes();
     match encoding {
         Encoding::Gsm7 | Encoding::Ascii => {
-            if let Some((offset, value)) =
-                msg.user_data.bytes().enumerate().find(|(_, b)| *b > 0x7F)
-            {
+            if let Some((offset, value)) = msg.user_data.bytes().enumerate().find(|(_, b)| *b > 0x7F) {
                 return Err(ConvertError::BadText(if encoding == Encoding::Gsm7 {
                     DecodeError::InvalidSeptet { offset, value }
                 } else {
@@ -531,8 +499,7 @@ pub fn legacy_to_sip(
     };
 
     // Addresses.
-    let source =
-        smpp_party(&exchange.numbering, msg.source).map_err(ConvertError::InvalidSource)?;
+    let source = smpp_party(&exchange.numbering, msg.source).map_err(ConvertError::InvalidSource)?;
     let mut legacy_uri = [0u8; LINE_MAX];
     let legacy_uri = write_uri(&source, converged.legacy_domain, &mut legacy_uri)?;
     let mut template = [0u8; LINE_MAX];
@@ -542,8 +509,7 @@ pub fn legacy_to_sip(
             uri
         }
         None => {
-            let party = smpp_party(&exchange.numbering, msg.destination)
-                .map_err(ConvertError::InvalidDestination)?;
+            let party = smpp_party(&exchange.numbering, msg.destination).map_err(ConvertError::InvalidDestination)?;
             let LegacyParty::Number(_) = party else {
                 return Err(ConvertError::InvalidDestination(AddressError::NotANumber));
             };
@@ -552,11 +518,8 @@ pub fn legacy_to_sip(
     };
 
     // Text, receipts, tag.
-    let (text_buf, cpim_buf) = scratch.split_at_mut(
-        scratch_len(msg.user_data.len())
-            .saturating_sub(CPIM_OVERHEAD)
-            .min(scratch.len()),
-    );
+    let (text_buf, cpim_buf) =
+        scratch.split_at_mut(scratch_len(msg.user_data.len()).saturating_sub(CPIM_OVERHEAD).min(scratch.len()));
     let text_len = decode_text(msg, exchange.default_encoding, text_buf)?;
     let text = text_buf.get(..text_len).unwrap_or_default();
     let (receipts, dispositions) = receipt_request(msg.registered_delivery, exchange.user_ack);
@@ -601,17 +564,11 @@ pub fn legacy_to_sip(
         .put(sip::BRANCH_MAGIC_COOKIE)?
         .put(tag_str)?;
     let mut from = Line::new();
-    from.put("<")?
-        .put(legacy_uri)?
-        .put(">;tag=")?
-        .put(tag_str.get(TAG_LEN - 16..).unwrap_or(tag_str))?;
+    from.put("<")?.put(legacy_uri)?.put(">;tag=")?.put(tag_str.get(TAG_LEN - 16..).unwrap_or(tag_str))?;
     let mut to = Line::new();
     to.put("<")?.put(recipient)?.put(">")?;
     let mut call_id = Line::new();
-    call_id
-        .put(tag_str)?
-        .put("@")?
-        .put(sent_by_host(converged.local_sent_by))?;
+    call_id.put(tag_str)?.put("@")?.put(sent_by_host(converged.local_sent_by))?;
 
     let sip_err = |e: sip::Error| match e {
         sip::Error::BufferTooSmall => ConvertError::OutputTooSmall,
@@ -628,38 +585,18 @@ pub fn legacy_to_sip(
         .and_then(|w| w.header("Content-Type", "message/cpim"))
         .map_err(sip_err)?;
     let len = w.finish(body).map_err(sip_err)?;
-    Ok(ConvertedMessage {
-        len,
-        tag,
-        fields,
-        dispositions,
-    })
+    Ok(ConvertedMessage { len, tag, fields, dispositions })
 }
 
 /// The party an SMPP address names, under the system's numbering plan.
-fn smpp_party<'b>(
-    plan: &NumberingPlan<'_>,
-    a: Address<'b>,
-) -> Result<LegacyParty<'b>, AddressError> {
+fn smpp_party<'b>(plan: &NumberingPlan<'_>, a: Address<'b>) -> Result<LegacyParty<'b>, AddressError> {
     let addr = core::str::from_utf8(a.addr).map_err(|_| AddressError::BadCharacter)?;
-    plan.from_smpp(SmppAddress {
-        ton: Ton(a.ton),
-        npi: Npi(a.npi),
-        addr,
-    })
+    plan.from_smpp(SmppAddress { ton: Ton(a.ton), npi: Npi(a.npi), addr })
 }
 
 /// Writes the SIP URI of `party` under `domain` into `buf`.
-fn write_uri<'b>(
-    party: &LegacyParty<'_>,
-    domain: &str,
-    buf: &'b mut [u8; LINE_MAX],
-) -> Result<&'b str, ConvertError> {
-    if domain.is_empty()
-        || domain
-            .bytes()
-            .any(|b| !(b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)))
-    {
+fn write_uri<'b>(party: &LegacyParty<'_>, domain: &str, buf: &'b mut [u8; LINE_MAX]) -> Result<&'b str, ConvertError> {
+    if domain.is_empty() || domain.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))) {
         return Err(ConvertError::BadConfig);
     }
     let n = address::write_sip_uri(party, domain, buf).map_err(|_| ConvertError::BadConfig)?;
@@ -672,9 +609,7 @@ fn check_recipient(uri: &str) -> Result<(), ConvertError> {
     let bad = ConvertError::InvalidDestination(AddressError::UnsupportedUri);
     if uri.is_empty()
         || uri.len() > LINE_MAX / 2
-        || uri
-            .bytes()
-            .any(|b| b <= b' ' || b == b'<' || b == b'>' || b >= 0x7f)
+        || uri.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>' || b >= 0x7f)
     {
         return Err(bad);
     }
@@ -835,9 +770,7 @@ impl fmt::Display for ImdnRouteError {
             ImdnRouteError::NotCpim => f.write_str("SIP body is not message/cpim"),
             ImdnRouteError::Cpim(e) => write!(f, "IMDN CPIM: {e}"),
             ImdnRouteError::NotImdn => f.write_str("CPIM content is not message/imdn+xml"),
-            ImdnRouteError::NotNotification => {
-                f.write_str("CPIM content disposition is not notification")
-            }
+            ImdnRouteError::NotNotification => f.write_str("CPIM content disposition is not notification"),
             ImdnRouteError::Imdn(e) => write!(f, "IMDN XML: {e}"),
             ImdnRouteError::Tag(e) => write!(f, "IMDN message-id: {e}"),
             ImdnRouteError::UnknownSystem(s) => write!(f, "tag names unknown legacy system {s}"),
@@ -892,12 +825,7 @@ pub fn receipt_wanted(state: ReceiptState, receipts: ReceiptRequest, user_ack: b
 /// | Unknown (IMDN error) | UNKNOWN 7 | UNKNOWN | GSM 34 systemFailure / 034 |
 /// | Buffered | ENROUTE 1 | ENROUTE | none / 000 (never sent) |
 pub fn smpp_state(state: ReceiptState) -> (MessageState, Option<NetworkErrorCode>) {
-    let gsm = |code| {
-        Some(NetworkErrorCode {
-            network_type: NetworkErrorCode::GSM,
-            error_code: code,
-        })
-    };
+    let gsm = |code| Some(NetworkErrorCode { network_type: NetworkErrorCode::GSM, error_code: code });
     match state {
         ReceiptState::Delivered | ReceiptState::Displayed => (MessageState::Delivered, None),
         ReceiptState::Failed => (MessageState::Undeliverable, gsm(32)),
@@ -987,8 +915,7 @@ pub fn imdn_message_to_receipts<'e>(
 
     // The tag.
     let mut id_buf = [0u8; TAG_LEN];
-    let id =
-        xml_text(&imdn.message_id, &mut id_buf).ok_or(ImdnRouteError::Tag(TagError::BadLength))?;
+    let id = xml_text(&imdn.message_id, &mut id_buf).ok_or(ImdnRouteError::Tag(TagError::BadLength))?;
     let id = trim_ascii(id);
     let fields = keys.verify(id, now_unix).map_err(ImdnRouteError::Tag)?;
     // Verified, so exactly TAG_LEN characters of the tag alphabet; canonical case.
@@ -1002,16 +929,10 @@ pub fn imdn_message_to_receipts<'e>(
 
     // Asked for?
     let Some(state) = notification_state(imdn.notification) else {
-        return Ok(ReceiptOutcome::NotRelayed {
-            system,
-            notification: imdn.notification,
-        });
+        return Ok(ReceiptOutcome::NotRelayed { system, notification: imdn.notification });
     };
     if state == ReceiptState::Buffered {
-        return Ok(ReceiptOutcome::NotRelayed {
-            system,
-            notification: imdn.notification,
-        });
+        return Ok(ReceiptOutcome::NotRelayed { system, notification: imdn.notification });
     }
     if !receipt_wanted(state, fields.receipts, exchange.user_ack) {
         return Ok(ReceiptOutcome::NotRequested { system, state });
@@ -1056,11 +977,8 @@ pub fn imdn_message_to_receipts<'e>(
     };
     let delivered = matches!(state, ReceiptState::Delivered | ReceiptState::Displayed);
 
-    let segments = if fields.segment_index != 0 {
-        fields.segment_index..=fields.segment_index
-    } else {
-        1..=fields.segment_count
-    };
+    let segments =
+        if fields.segment_index != 0 { fields.segment_index..=fields.segment_index } else { 1..=fields.segment_count };
     let out_len = out.len();
     let mut pos = 0usize;
     let mut count = 0u8;
@@ -1071,10 +989,7 @@ pub fn imdn_message_to_receipts<'e>(
         let seg_id: [u8; TAG_LEN] = if seg_fields == fields {
             message_id
         } else {
-            *keys
-                .encode(&seg_fields)
-                .map_err(|_| ImdnRouteError::Tag(TagError::UnknownKey))?
-                .as_bytes()
+            *keys.encode(&seg_fields).map_err(|_| ImdnRouteError::Tag(TagError::UnknownKey))?.as_bytes()
         };
         let seg_id = &seg_id;
         let mut text = [0u8; crate::wire::smpp::receipt::RECEIPT_MAX_LEN];
@@ -1091,12 +1006,9 @@ pub fn imdn_message_to_receipts<'e>(
         let text_len = receipt.emit(&mut text).map_err(ImdnRouteError::Receipt)?;
         let mut tlv_buf = [0u8; 64];
         let mut tlvs = TlvWriter::new(&mut tlv_buf);
-        tlvs.receipted_message_id(seg_id)
-            .and_then(|w| w.message_state(message_state))
-            .map_err(ImdnRouteError::Emit)?;
+        tlvs.receipted_message_id(seg_id).and_then(|w| w.message_state(message_state)).map_err(ImdnRouteError::Emit)?;
         if let Some(code) = network_error {
-            tlvs.network_error_code(code)
-                .map_err(ImdnRouteError::Emit)?;
+            tlvs.network_error_code(code).map_err(ImdnRouteError::Emit)?;
         }
         let sm = SubmitSm {
             source,
@@ -1114,22 +1026,16 @@ pub fn imdn_message_to_receipts<'e>(
         let dst = out.get_mut(pos..).unwrap_or_default();
         let written = pdu.emit(dst).map_err(|e| {
             ImdnRouteError::Emit(match e {
-                EmitError::BufferTooSmall { needed, .. } => EmitError::BufferTooSmall {
-                    needed: pos.saturating_add(needed),
-                    available: out_len,
-                },
+                EmitError::BufferTooSmall { needed, .. } => {
+                    EmitError::BufferTooSmall { needed: pos.saturating_add(needed), available: out_len }
+                }
                 e => e,
             })
         })?;
         pos = pos.saturating_add(written);
         count = count.saturating_add(1);
     }
-    Ok(ReceiptOutcome::Receipts {
-        system,
-        state,
-        count,
-        len: pos,
-    })
+    Ok(ReceiptOutcome::Receipts { system, state, count, len: pos })
 }
 
 /// The telephone number of the converged user who sent the IMDN: CPIM `From`, else the
@@ -1174,17 +1080,12 @@ pub fn uri_msisdn(uri: &[u8]) -> Result<Msisdn, AddressError> {
             }
         }
     }
-    core::str::from_utf8(uri)
-        .map_err(|_| AddressError::BadCharacter)
-        .and_then(msisdn_from_uri)
+    core::str::from_utf8(uri).map_err(|_| AddressError::BadCharacter).and_then(msisdn_from_uri)
 }
 
 /// The legacy user a URI iwf minted names: `sip:+E.164@…` (or `tel:`), or a sender name
 /// `sip:<escaped name>@…` (unescaped into `name_buf`).
-fn legacy_party_from_uri<'b>(
-    uri: &[u8],
-    name_buf: &'b mut [u8; ALPHA_MAX],
-) -> Result<LegacyParty<'b>, ImdnRouteError> {
+fn legacy_party_from_uri<'b>(uri: &[u8], name_buf: &'b mut [u8; ALPHA_MAX]) -> Result<LegacyParty<'b>, ImdnRouteError> {
     let bad = ImdnRouteError::BadOriginator;
     match uri_msisdn(uri) {
         Ok(m) => return Ok(LegacyParty::Number(m)),
@@ -1196,20 +1097,12 @@ fn legacy_party_from_uri<'b>(
         Some(s) if s.eq_ignore_ascii_case("sip:") => uri.get(4..).unwrap_or_default(),
         _ => return Err(bad(AddressError::UnsupportedUri)),
     };
-    let user = rest
-        .split('@')
-        .next()
-        .filter(|_| rest.contains('@'))
-        .ok_or(bad(AddressError::UnsupportedUri))?;
+    let user = rest.split('@').next().filter(|_| rest.contains('@')).ok_or(bad(AddressError::UnsupportedUri))?;
     let user = user.split(';').next().unwrap_or_default();
     let name = sip::unescape_into(user, name_buf).map_err(|_| bad(AddressError::TooLong))?;
     let name = core::str::from_utf8(name).map_err(|_| bad(AddressError::BadCharacter))?;
     let plan = NumberingPlan::default();
-    match plan.from_smpp(SmppAddress {
-        ton: Ton::ALPHANUMERIC,
-        npi: Npi::UNKNOWN,
-        addr: name,
-    }) {
+    match plan.from_smpp(SmppAddress { ton: Ton::ALPHANUMERIC, npi: Npi::UNKNOWN, addr: name }) {
         Ok(p) => Ok(p),
         Err(e) => Err(bad(e)),
     }
@@ -1336,10 +1229,7 @@ mod tests {
     use proptest::prelude::*;
 
     const NOW: u64 = 1_790_000_000; // 2026-09-21T14:13:20Z
-    const UK: NumberingPlan<'static> = NumberingPlan {
-        country_code: Some("44"),
-        trunk_prefix: "0",
-    };
+    const UK: NumberingPlan<'static> = NumberingPlan { country_code: Some("44"), trunk_prefix: "0" };
     const CONVERGED: ConvergedSide<'static> = ConvergedSide {
         legacy_domain: "iwf.ims.lab",
         converged_domain: "ims.lab",
@@ -1351,11 +1241,7 @@ mod tests {
 
     fn ring() -> KeyRing {
         let mut r = KeyRing::new(1).unwrap();
-        r.insert(
-            1,
-            TagKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap(),
-        )
-        .unwrap();
+        r.insert(1, TagKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()).unwrap();
         r
     }
 
@@ -1387,18 +1273,7 @@ mod tests {
     fn convert(msg: &LegacyMessage<'_>, ex: &Exchange<'_>) -> (Vec<u8>, ConvertedMessage) {
         let mut scratch = [0u8; 4096];
         let mut out = [0u8; 4096];
-        let r = legacy_to_sip(
-            msg,
-            ex,
-            &CONVERGED,
-            None,
-            &ring(),
-            77,
-            NOW,
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap();
+        let r = legacy_to_sip(msg, ex, &CONVERGED, None, &ring(), 77, NOW, &mut scratch, &mut out).unwrap();
         (out[..r.len].to_vec(), r)
     }
 
@@ -1407,14 +1282,7 @@ mod tests {
         imdn_sip_with(tag, n, from, to, dt, None)
     }
 
-    fn imdn_sip_with(
-        tag: &[u8],
-        n: Notification,
-        from: &str,
-        to: &str,
-        dt: i64,
-        rcpt: Option<&str>,
-    ) -> Vec<u8> {
+    fn imdn_sip_with(tag: &[u8], n: Notification, from: &str, to: &str, dt: i64, rcpt: Option<&str>) -> Vec<u8> {
         let imdn = Imdn {
             message_id: XmlText::plain(tag),
             datetime: DateTime::from_unix(NOW as i64),
@@ -1440,8 +1308,7 @@ mod tests {
         let bn = cpim.emit(&mut body).unwrap();
         let mut out = [0u8; 4096];
         let mut w = MessageWriter::request(&mut out, Method::Message, to).unwrap();
-        w.header("Via", "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bKimdn1")
-            .unwrap();
+        w.header("Via", "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bKimdn1").unwrap();
         w.header("Max-Forwards", "69").unwrap();
         w.header("From", &format!("<{from}>;tag=c1")).unwrap();
         w.header("To", &format!("<{to}>")).unwrap();
@@ -1471,14 +1338,7 @@ mod tests {
     ) -> (Result<ReceiptOutcome, ImdnRouteError>, Vec<u8>) {
         let sip = imdn_sip(tag, n, &conv_uri(), &legacy_uri(), NOW as i64 + 90);
         let mut out = vec![0u8; 255 * RECEIPT_PDU_MAX_LEN];
-        let r = imdn_to_receipts(
-            &sip,
-            &ring(),
-            NOW + 120,
-            |s| (s == ex.system).then_some(ex),
-            1000,
-            &mut out,
-        );
+        let r = imdn_to_receipts(&sip, &ring(), NOW + 120, |s| (s == ex.system).then_some(ex), 1000, &mut out);
         let len = match r {
             Ok(ReceiptOutcome::Receipts { len, .. }) => len,
             _ => 0,
@@ -1511,14 +1371,7 @@ mod tests {
         let n = DateTime::from_unix(unix).emit(&mut b).unwrap();
         let s = std::str::from_utf8(&b[..n]).unwrap();
         // YYYY-MM-DDTHH:MM:SSZ → YYMMDDhhmm
-        format!(
-            "{}{}{}{}{}",
-            &s[2..4],
-            &s[5..7],
-            &s[8..10],
-            &s[11..13],
-            &s[14..16]
-        )
+        format!("{}{}{}{}{}", &s[2..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16])
     }
 
     #[test]
@@ -1535,10 +1388,7 @@ mod tests {
         assert_eq!(r.fields.segment_count, 1);
         assert_eq!(r.fields.segment_index, 0);
         assert_eq!(r.fields.minutes, TagFields::minutes_at(NOW));
-        assert_eq!(
-            r.fields.receipts,
-            ReceiptRequest::DELIVERY.union(ReceiptRequest::FAILURE)
-        );
+        assert_eq!(r.fields.receipts, ReceiptRequest::DELIVERY.union(ReceiptRequest::FAILURE));
         assert_eq!(ring().verify(tag.as_bytes(), NOW), Ok(r.fields));
 
         let mut h = [Header::EMPTY; 32];
@@ -1547,10 +1397,7 @@ mod tests {
         assert_eq!(m.method(), Some(Method::Message));
         assert_eq!(core.request_uri.unwrap().as_str(), conv_uri());
         assert_eq!(core.top_via.transport, "UDP");
-        assert_eq!(
-            core.top_via.branch(),
-            Some(format!("z9hG4bK{tag}").as_str())
-        );
+        assert_eq!(core.top_via.branch(), Some(format!("z9hG4bK{tag}").as_str()));
         assert_eq!(core.max_forwards, Some(70));
         assert_eq!(core.from.uri.as_str(), legacy_uri());
         assert_eq!(core.from.tag(), Some(&tag[16..]));
@@ -1568,28 +1415,16 @@ mod tests {
         assert_eq!(repr.to.uri, conv_uri().as_bytes());
         assert_eq!(repr.message_id, tag.as_bytes());
         assert_eq!(repr.datetime.unix_seconds(), NOW as i64);
-        assert_eq!(
-            repr.dispositions,
-            Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY
-        );
+        assert_eq!(repr.dispositions, Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY);
         assert_eq!(repr.content_type, b"text/plain;charset=UTF-8");
         assert_eq!(repr.content, "Hi €5 [ok]".as_bytes());
         assert_eq!(r.dispositions, repr.dispositions);
 
         // The converged user's IMDN comes back as one deliver_sm.
-        let (res, out) = receipts(
-            tag.as_bytes(),
-            delivered(),
-            exchange(3, BindDirection::LegacyBindsToIwf, false),
-        );
+        let (res, out) = receipts(tag.as_bytes(), delivered(), exchange(3, BindDirection::LegacyBindsToIwf, false));
         assert_eq!(
             res,
-            Ok(ReceiptOutcome::Receipts {
-                system: 3,
-                state: ReceiptState::Delivered,
-                count: 1,
-                len: out.len()
-            })
+            Ok(ReceiptOutcome::Receipts { system: 3, state: ReceiptState::Delivered, count: 1, len: out.len() })
         );
         let ps = pdus(&out);
         assert_eq!(ps.len(), 1);
@@ -1600,32 +1435,17 @@ mod tests {
         assert_eq!(sm.source, Address::new(1, 1, CONV_NUM.as_bytes()));
         assert_eq!(sm.destination, Address::new(1, 1, LEGACY_NUM.as_bytes()));
         let seg = segment_tag(&ring(), &r.fields, 1).unwrap();
-        assert_eq!(
-            seg, r.tag,
-            "a single-part message's segment id is the message tag"
-        );
-        assert_eq!(
-            sm.tlvs.receipted_message_id().unwrap(),
-            Some(seg.as_bytes().as_slice())
-        );
-        assert_eq!(
-            sm.tlvs.message_state().unwrap(),
-            Some(MessageState::Delivered)
-        );
+        assert_eq!(seg, r.tag, "a single-part message's segment id is the message tag");
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(seg.as_bytes().as_slice()));
+        assert_eq!(sm.tlvs.message_state().unwrap(), Some(MessageState::Delivered));
         assert_eq!(sm.tlvs.network_error_code().unwrap(), None);
         let rc = Receipt::parse(sm.short_message).unwrap();
         assert_eq!(rc.id, Some(seg.as_bytes().as_slice()));
         assert_eq!((rc.sub, rc.dlvrd), (Some(1), Some(1)));
         assert_eq!(rc.stat, Some(ReceiptStat::Delivered));
         assert_eq!(rc.err, Some(&b"000"[..]));
-        assert_eq!(
-            rc.submit_date.unwrap().to_string(),
-            date_digits(r.fields.issued_unix() as i64)
-        );
-        assert_eq!(
-            rc.done_date.unwrap().to_string(),
-            date_digits(NOW as i64 + 90)
-        );
+        assert_eq!(rc.submit_date.unwrap().to_string(), date_digits(r.fields.issued_unix() as i64));
+        assert_eq!(rc.done_date.unwrap().to_string(), date_digits(NOW as i64 + 90));
         assert_eq!(rc.text, Some(&b""[..]));
     }
 
@@ -1635,12 +1455,7 @@ mod tests {
         let failed = Notification::Delivery(DeliveryStatus::Failed);
         let cases: [(u8, Dispositions, bool, bool); 4] = [
             (0x00, Dispositions::empty(), false, false),
-            (
-                0x01,
-                Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY,
-                true,
-                true,
-            ),
+            (0x01, Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY, true, true),
             (0x02, Dispositions::NEGATIVE_DELIVERY, false, true),
             (0x03, Dispositions::POSITIVE_DELIVERY, true, false),
         ];
@@ -1652,10 +1467,9 @@ mod tests {
             let m = parse_datagram(&sip, &mut h).unwrap();
             let mut ch = [EMPTY_HEADER; 16];
             assert_eq!(cpim::parse(m.body, &mut ch).unwrap().dispositions(), disp);
-            for (n, want, state) in [
-                (delivered(), want_ok, ReceiptState::Delivered),
-                (failed, want_fail, ReceiptState::Failed),
-            ] {
+            for (n, want, state) in
+                [(delivered(), want_ok, ReceiptState::Delivered), (failed, want_fail, ReceiptState::Failed)]
+            {
                 let (res, out) = receipts(r.tag.as_bytes(), n, ex);
                 if want {
                     assert!(
@@ -1665,16 +1479,10 @@ mod tests {
                     let ps = pdus(&out);
                     let sm = body_sm(&ps[0]);
                     if state == ReceiptState::Failed {
-                        assert_eq!(
-                            sm.tlvs.message_state().unwrap(),
-                            Some(MessageState::Undeliverable)
-                        );
+                        assert_eq!(sm.tlvs.message_state().unwrap(), Some(MessageState::Undeliverable));
                         assert_eq!(
                             sm.tlvs.network_error_code().unwrap(),
-                            Some(NetworkErrorCode {
-                                network_type: 3,
-                                error_code: 32
-                            })
+                            Some(NetworkErrorCode { network_type: 3, error_code: 32 })
                         );
                         let rc = Receipt::parse(sm.short_message).unwrap();
                         assert_eq!(
@@ -1683,11 +1491,7 @@ mod tests {
                         );
                     }
                 } else {
-                    assert_eq!(
-                        res,
-                        Ok(ReceiptOutcome::NotRequested { system: 5, state }),
-                        "rd {rd} {n}"
-                    );
+                    assert_eq!(res, Ok(ReceiptOutcome::NotRequested { system: 5, state }), "rd {rd} {n}");
                     assert!(out.is_empty());
                 }
             }
@@ -1699,31 +1503,15 @@ mod tests {
         let ex = exchange(5, BindDirection::LegacyBindsToIwf, false);
         let (_, r) = convert(&legacy(b"x", 0, 0x01), &ex);
         for (status, ms, code, stat) in [
-            (
-                DeliveryStatus::Forbidden,
-                MessageState::Rejected,
-                13,
-                ReceiptStat::Rejected,
-            ),
-            (
-                DeliveryStatus::Error,
-                MessageState::Unknown,
-                34,
-                ReceiptStat::Unknown,
-            ),
+            (DeliveryStatus::Forbidden, MessageState::Rejected, 13, ReceiptStat::Rejected),
+            (DeliveryStatus::Error, MessageState::Unknown, 34, ReceiptStat::Unknown),
         ] {
             let (res, out) = receipts(r.tag.as_bytes(), Notification::Delivery(status), ex);
-            assert!(
-                matches!(res, Ok(ReceiptOutcome::Receipts { count: 1, .. })),
-                "{res:?}"
-            );
+            assert!(matches!(res, Ok(ReceiptOutcome::Receipts { count: 1, .. })), "{res:?}");
             let ps = pdus(&out);
             let sm = body_sm(&ps[0]);
             assert_eq!(sm.tlvs.message_state().unwrap(), Some(ms));
-            assert_eq!(
-                sm.tlvs.network_error_code().unwrap().map(|c| c.error_code),
-                Some(code)
-            );
+            assert_eq!(sm.tlvs.network_error_code().unwrap().map(|c| c.error_code), Some(code));
             assert_eq!(Receipt::parse(sm.short_message).unwrap().stat, Some(stat));
         }
     }
@@ -1739,29 +1527,18 @@ mod tests {
         let (res, out) = receipts(r.tag.as_bytes(), displayed, with);
         assert_eq!(
             res,
-            Ok(ReceiptOutcome::Receipts {
-                system: 2,
-                state: ReceiptState::Displayed,
-                count: 1,
-                len: out.len()
-            })
+            Ok(ReceiptOutcome::Receipts { system: 2, state: ReceiptState::Displayed, count: 1, len: out.len() })
         );
         let ps = pdus(&out);
         let sm = body_sm(&ps[0]);
         assert_eq!(ps[0].command_id(), CommandId::DeliverSm);
         assert_eq!(sm.esm_class, EsmClass(0x10));
-        assert_eq!(
-            sm.tlvs.message_state().unwrap(),
-            Some(MessageState::Delivered)
-        );
+        assert_eq!(sm.tlvs.message_state().unwrap(), Some(MessageState::Delivered));
         // The system stopped supporting user acks since: nothing is sent.
         let without_now = exchange(2, BindDirection::LegacyBindsToIwf, false);
         assert_eq!(
             receipts(r.tag.as_bytes(), displayed, without_now).0,
-            Ok(ReceiptOutcome::NotRequested {
-                system: 2,
-                state: ReceiptState::Displayed
-            })
+            Ok(ReceiptOutcome::NotRequested { system: 2, state: ReceiptState::Displayed })
         );
 
         // A system without user acks is never promised a display notification.
@@ -1771,10 +1548,7 @@ mod tests {
         assert!(!r.fields.receipts.contains(ReceiptRequest::USER_ACK));
         assert_eq!(
             receipts(r.tag.as_bytes(), displayed, with).0,
-            Ok(ReceiptOutcome::NotRequested {
-                system: 2,
-                state: ReceiptState::Displayed
-            })
+            Ok(ReceiptOutcome::NotRequested { system: 2, state: ReceiptState::Displayed })
         );
         // SME delivery ack alone (bits 3-2 = 01) asks for nothing.
         let (_, r) = convert(&legacy(b"x", 0, 0x04), &with);
@@ -1788,13 +1562,7 @@ mod tests {
             Notification::Processing(ProcessingStatus::Processed),
         ] {
             let (res, out) = receipts(r.tag.as_bytes(), n, with);
-            assert_eq!(
-                res,
-                Ok(ReceiptOutcome::NotRelayed {
-                    system: 2,
-                    notification: n
-                })
-            );
+            assert_eq!(res, Ok(ReceiptOutcome::NotRelayed { system: 2, notification: n }));
             assert!(out.is_empty());
         }
     }
@@ -1813,9 +1581,7 @@ mod tests {
         let reason = |tag: &[u8], keys: &KeyRing, now: u64| {
             let sip = imdn_sip(tag, delivered(), &conv_uri(), &legacy_uri(), NOW as i64);
             let mut out = [0u8; 1024];
-            imdn_to_receipts(&sip, keys, now, |_| Some(ex), 1, &mut out)
-                .unwrap_err()
-                .reason()
+            imdn_to_receipts(&sip, keys, now, |_| Some(ex), 1, &mut out).unwrap_err().reason()
         };
         let ring = ring();
         assert_eq!(reason(&forged, &ring, NOW), "tag_bad_mac");
@@ -1824,10 +1590,7 @@ mod tests {
         assert_eq!(reason(&good, &ring, NOW - 3600), "tag_from_future");
         assert_eq!(reason(&good[..31], &ring, NOW), "tag_bad_length");
         assert_eq!(reason(&[b'v'; 32], &ring, NOW), "tag_unsupported_version");
-        assert_eq!(
-            reason(b"wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww", &ring, NOW),
-            "tag_bad_character"
-        );
+        assert_eq!(reason(b"wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww", &ring, NOW), "tag_bad_character");
         let mut wrong_key = KeyRing::new(1).unwrap();
         wrong_key.insert(1, TagKey::from_bytes([9; 16])).unwrap();
         assert_eq!(reason(&good, &wrong_key, NOW), "tag_bad_mac");
@@ -1840,15 +1603,9 @@ mod tests {
         let mut out = [0u8; 1024];
         assert!(imdn_to_receipts(&sip, &ring, NOW, |_| Some(ex), 1, &mut out).is_ok());
         // A valid tag of an unprovisioned system.
-        assert_eq!(
-            imdn_to_receipts(&sip, &ring, NOW, |_| None, 1, &mut out),
-            Err(ImdnRouteError::UnknownSystem(3))
-        );
+        assert_eq!(imdn_to_receipts(&sip, &ring, NOW, |_| None, 1, &mut out), Err(ImdnRouteError::UnknownSystem(3)));
         // Every reason is distinct.
-        let mut all: Vec<&str> = TagError::ALL
-            .iter()
-            .map(|e| ImdnRouteError::Tag(*e).reason())
-            .collect();
+        let mut all: Vec<&str> = TagError::ALL.iter().map(|e| ImdnRouteError::Tag(*e).reason()).collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), TagError::ALL.len());
@@ -1865,70 +1622,37 @@ mod tests {
         let mut h = [Header::EMPTY; 32];
         let m = parse_datagram(&sip, &mut h).unwrap();
         let mut ch = [EMPTY_HEADER; 16];
-        assert_eq!(
-            cpim::parse(m.body, &mut ch).unwrap().content,
-            b"first part second part third"
-        );
-        let ids: Vec<Tag> = (1..=3)
-            .map(|i| segment_tag(&ring(), &r.fields, i).unwrap())
-            .collect();
+        assert_eq!(cpim::parse(m.body, &mut ch).unwrap().content, b"first part second part third");
+        let ids: Vec<Tag> = (1..=3).map(|i| segment_tag(&ring(), &r.fields, i).unwrap()).collect();
         assert!(ids.iter().all(|t| *t != r.tag));
         let mut buf = [0u8; 40];
-        assert_eq!(
-            write_segment_message_id(&ring(), &r.fields, 2, &mut buf),
-            Ok(32)
-        );
+        assert_eq!(write_segment_message_id(&ring(), &r.fields, 2, &mut buf), Ok(32));
         assert_eq!(&buf[..32], ids[1].as_bytes());
-        assert_eq!(
-            write_segment_message_id(&ring(), &r.fields, 2, &mut buf[..31]),
-            Err(ConvertError::OutputTooSmall)
-        );
+        assert_eq!(write_segment_message_id(&ring(), &r.fields, 2, &mut buf[..31]), Err(ConvertError::OutputTooSmall));
 
         let (res, out) = receipts(r.tag.as_bytes(), delivered(), ex);
-        assert!(matches!(
-            res,
-            Ok(ReceiptOutcome::Receipts {
-                count: 3,
-                system: 9,
-                ..
-            })
-        ));
+        assert!(matches!(res, Ok(ReceiptOutcome::Receipts { count: 3, system: 9, .. })));
         let ps = pdus(&out);
         assert_eq!(ps.len(), 3);
         for (i, p) in ps.iter().enumerate() {
             assert_eq!(p.sequence_number, 1000 + i as u32);
             let sm = body_sm(p);
-            assert_eq!(
-                sm.tlvs.receipted_message_id().unwrap(),
-                Some(ids[i].as_bytes().as_slice())
-            );
-            assert_eq!(
-                Receipt::parse(sm.short_message).unwrap().id,
-                Some(ids[i].as_bytes().as_slice())
-            );
+            assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(ids[i].as_bytes().as_slice()));
+            assert_eq!(Receipt::parse(sm.short_message).unwrap().id, Some(ids[i].as_bytes().as_slice()));
             let f = ring().verify(ids[i].as_bytes(), NOW).unwrap();
-            assert_eq!(
-                (f.system, f.segment_index, f.segment_count),
-                (9, i as u8 + 1, 3)
-            );
+            assert_eq!((f.system, f.segment_index, f.segment_count), (9, i as u8 + 1, 3));
         }
         // An IMDN naming one segment yields that segment's receipt only.
         let (res, out) = receipts(ids[1].as_bytes(), delivered(), ex);
         assert!(matches!(res, Ok(ReceiptOutcome::Receipts { count: 1, .. })));
-        assert_eq!(
-            body_sm(&pdus(&out)[0]).tlvs.receipted_message_id().unwrap(),
-            Some(ids[1].as_bytes().as_slice())
-        );
+        assert_eq!(body_sm(&pdus(&out)[0]).tlvs.receipted_message_id().unwrap(), Some(ids[1].as_bytes().as_slice()));
     }
 
     #[test]
     fn iwf_binds_to_legacy_gets_submit_sm() {
         let ex = exchange(4, BindDirection::IwfBindsToLegacy, true);
         let (_, r) = convert(&legacy(b"x", 0, 0x09), &ex);
-        for (n, esm) in [
-            (delivered(), 0x08),
-            (Notification::Display(DisplayStatus::Displayed), 0x10),
-        ] {
+        for (n, esm) in [(delivered(), 0x08), (Notification::Display(DisplayStatus::Displayed), 0x10)] {
             let (res, out) = receipts(r.tag.as_bytes(), n, ex);
             assert!(matches!(res, Ok(ReceiptOutcome::Receipts { count: 1, .. })));
             let ps = pdus(&out);
@@ -1980,56 +1704,24 @@ mod tests {
         let run = |msg: &LegacyMessage<'_>| {
             let mut scratch = [0u8; 2048];
             let mut out = [0u8; 2048];
-            legacy_to_sip(
-                msg,
-                &ex,
-                &CONVERGED,
-                None,
-                &ring(),
-                1,
-                NOW,
-                &mut scratch,
-                &mut out,
-            )
-            .unwrap_err()
+            legacy_to_sip(msg, &ex, &CONVERGED, None, &ring(), 1, NOW, &mut scratch, &mut out).unwrap_err()
         };
         let e = run(&legacy(b"\x00\x01", 4, 0));
         assert_eq!(e, ConvertError::UnsupportedDataCoding(4));
         assert_eq!(e.command_status(), CommandStatus::ESME_RINVDCS);
-        assert_eq!(
-            run(&legacy(b"x", 2, 0)).command_status(),
-            CommandStatus::ESME_RINVDCS
-        );
-        assert_eq!(
-            run(&legacy(b"x", 0xF4, 0)).command_status(),
-            CommandStatus::ESME_RINVDCS
-        );
-        assert_eq!(
-            run(&legacy(b"x", 0x0E, 0)).command_status(),
-            CommandStatus::ESME_RINVDCS
-        );
+        assert_eq!(run(&legacy(b"x", 2, 0)).command_status(), CommandStatus::ESME_RINVDCS);
+        assert_eq!(run(&legacy(b"x", 0xF4, 0)).command_status(), CommandStatus::ESME_RINVDCS);
+        assert_eq!(run(&legacy(b"x", 0x0E, 0)).command_status(), CommandStatus::ESME_RINVDCS);
         let e = run(&legacy(b"\x00a\x00", 8, 0));
         assert_eq!(e, ConvertError::BadText(DecodeError::OddLength { len: 3 }));
         assert_eq!(e.command_status(), CommandStatus::ESME_RINVMSGLEN);
-        assert_eq!(
-            run(&legacy(b"\xd8\x3d\x00a", 8, 0)).command_status(),
-            CommandStatus::ESME_RINVDCS
-        );
-        assert_eq!(
-            run(&legacy(b"a\x80", 0, 0)).command_status(),
-            CommandStatus::ESME_RINVDCS
-        );
-        assert_eq!(
-            run(&legacy(b"a\x80", 1, 0)).command_status(),
-            CommandStatus::ESME_RINVDCS
-        );
+        assert_eq!(run(&legacy(b"\xd8\x3d\x00a", 8, 0)).command_status(), CommandStatus::ESME_RINVDCS);
+        assert_eq!(run(&legacy(b"a\x80", 0, 0)).command_status(), CommandStatus::ESME_RINVDCS);
+        assert_eq!(run(&legacy(b"a\x80", 1, 0)).command_status(), CommandStatus::ESME_RINVDCS);
 
         let mut m = legacy(b"x", 0, 0);
         m.destination = Address::new(5, 0, b"ALICE");
-        assert_eq!(
-            run(&m),
-            ConvertError::InvalidDestination(AddressError::NotANumber)
-        );
+        assert_eq!(run(&m), ConvertError::InvalidDestination(AddressError::NotANumber));
         assert_eq!(run(&m).command_status(), CommandStatus::ESME_RINVDSTADR);
         m.destination = Address::new(1, 1, b"44x");
         assert_eq!(run(&m).command_status(), CommandStatus::ESME_RINVDSTADR);
@@ -2052,18 +1744,8 @@ mod tests {
         bad_key.insert(1, TagKey::from_bytes([1; 16])).unwrap();
         let mut s = [0u8; 2048];
         let mut o = [0u8; 2048];
-        let e = legacy_to_sip(
-            &legacy(b"x", 0, 0),
-            &ex,
-            &CONVERGED,
-            None,
-            &bad_key,
-            1,
-            NOW,
-            &mut s,
-            &mut o,
-        )
-        .unwrap_err();
+        let e =
+            legacy_to_sip(&legacy(b"x", 0, 0), &ex, &CONVERGED, None, &bad_key, 1, NOW, &mut s, &mut o).unwrap_err();
         assert_eq!(e.command_status(), CommandStatus::ESME_RSYSERR);
         // National numbers and a sender name under the system's numbering plan.
         let mut m = legacy(b"x", 0, 0);
@@ -2082,37 +1764,12 @@ mod tests {
         let mut s = [0u8; 2048];
         let mut o = [0u8; 2048];
         let msg = legacy(b"x", 0, 0);
-        let r = legacy_to_sip(
-            &msg,
-            &ex,
-            &CONVERGED,
-            Some("sip:alice@ims.lab"),
-            &ring(),
-            1,
-            NOW,
-            &mut s,
-            &mut o,
-        )
-        .unwrap();
+        let r =
+            legacy_to_sip(&msg, &ex, &CONVERGED, Some("sip:alice@ims.lab"), &ring(), 1, NOW, &mut s, &mut o).unwrap();
         assert!(o[..r.len].starts_with(b"MESSAGE sip:alice@ims.lab SIP/2.0\r\n"));
         for bad in ["", "alice", "sip:a b@x", "sip:<x>@y", "sip:"] {
-            let e = legacy_to_sip(
-                &msg,
-                &ex,
-                &CONVERGED,
-                Some(bad),
-                &ring(),
-                1,
-                NOW,
-                &mut s,
-                &mut o,
-            )
-            .unwrap_err();
-            assert_eq!(
-                e.command_status(),
-                CommandStatus::ESME_RINVDSTADR,
-                "{bad:?}"
-            );
+            let e = legacy_to_sip(&msg, &ex, &CONVERGED, Some(bad), &ring(), 1, NOW, &mut s, &mut o).unwrap_err();
+            assert_eq!(e.command_status(), CommandStatus::ESME_RINVDSTADR, "{bad:?}");
         }
         // An explicit recipient URI may hold no number: the receipt's source_addr then
         // comes from the IMDN's <recipient-uri>; without one the IMDN routes nowhere.
@@ -2129,37 +1786,18 @@ mod tests {
         )
         .unwrap();
         let mut out = [0u8; 1024];
-        let sip = imdn_sip(
-            r.tag.as_bytes(),
-            delivered(),
-            "sip:alice@ims.lab",
-            &legacy_uri(),
-            NOW as i64,
-        );
+        let sip = imdn_sip(r.tag.as_bytes(), delivered(), "sip:alice@ims.lab", &legacy_uri(), NOW as i64);
         let e = imdn_to_receipts(&sip, &ring(), NOW, |_| Some(ex), 1, &mut out);
-        assert_eq!(
-            e,
-            Err(ImdnRouteError::BadRecipient(AddressError::UnsupportedUri))
-        );
+        assert_eq!(e, Err(ImdnRouteError::BadRecipient(AddressError::UnsupportedUri)));
         assert_eq!(e.unwrap_err().reason(), "bad_recipient");
         let rcpt = format!("tel:+{CONV_NUM}");
-        let sip = imdn_sip_with(
-            r.tag.as_bytes(),
-            delivered(),
-            "sip:alice@ims.lab",
-            &legacy_uri(),
-            NOW as i64,
-            Some(&rcpt),
-        );
-        let Ok(ReceiptOutcome::Receipts { len, .. }) =
-            imdn_to_receipts(&sip, &ring(), NOW, |_| Some(ex), 1, &mut out)
+        let sip =
+            imdn_sip_with(r.tag.as_bytes(), delivered(), "sip:alice@ims.lab", &legacy_uri(), NOW as i64, Some(&rcpt));
+        let Ok(ReceiptOutcome::Receipts { len, .. }) = imdn_to_receipts(&sip, &ring(), NOW, |_| Some(ex), 1, &mut out)
         else {
             panic!()
         };
-        assert_eq!(
-            body_sm(&pdus(&out[..len])[0]).source,
-            Address::new(1, 1, CONV_NUM.as_bytes())
-        );
+        assert_eq!(body_sm(&pdus(&out[..len])[0]).source, Address::new(1, 1, CONV_NUM.as_bytes()));
     }
 
     #[test]
@@ -2171,17 +1809,7 @@ mod tests {
         for n in 0..full.len() {
             let mut out = vec![0u8; n];
             assert_eq!(
-                legacy_to_sip(
-                    &msg,
-                    &ex,
-                    &CONVERGED,
-                    None,
-                    &ring(),
-                    77,
-                    NOW,
-                    &mut scratch,
-                    &mut out
-                ),
+                legacy_to_sip(&msg, &ex, &CONVERGED, None, &ring(), 77, NOW, &mut scratch, &mut out),
                 Err(ConvertError::OutputTooSmall),
                 "out {n}"
             );
@@ -2190,17 +1818,7 @@ mod tests {
         let mut n = 0;
         loop {
             let mut scratch = vec![0u8; n];
-            match legacy_to_sip(
-                &msg,
-                &ex,
-                &CONVERGED,
-                None,
-                &ring(),
-                77,
-                NOW,
-                &mut scratch,
-                &mut out,
-            ) {
+            match legacy_to_sip(&msg, &ex, &CONVERGED, None, &ring(), 77, NOW, &mut scratch, &mut out) {
                 Err(e) => assert_eq!(e, ConvertError::ScratchTooSmall, "scratch {n}"),
                 Ok(done) => {
                     assert_eq!(&out[..done.len], &full[..]);
@@ -2215,13 +1833,7 @@ mod tests {
         m3.user_data = UserData::Parts(&parts);
         let (_, r3) = convert(&m3, &ex);
         for (tag, total) in [(r.tag, 1usize), (r3.tag, 3)] {
-            let sip = imdn_sip(
-                tag.as_bytes(),
-                delivered(),
-                &conv_uri(),
-                &legacy_uri(),
-                NOW as i64,
-            );
+            let sip = imdn_sip(tag.as_bytes(), delivered(), &conv_uri(), &legacy_uri(), NOW as i64);
             let mut big = [0u8; 2048];
             let Ok(ReceiptOutcome::Receipts { len, .. }) =
                 imdn_to_receipts(&sip, &ring(), NOW, |_| Some(ex), 1, &mut big)
@@ -2231,12 +1843,8 @@ mod tests {
             assert!(len <= total * RECEIPT_PDU_MAX_LEN);
             for n in 0..len {
                 let mut out = vec![0u8; n];
-                let e =
-                    imdn_to_receipts(&sip, &ring(), NOW, |_| Some(ex), 1, &mut out).unwrap_err();
-                assert!(
-                    matches!(e, ImdnRouteError::Emit(EmitError::BufferTooSmall { .. })),
-                    "{n}: {e:?}"
-                );
+                let e = imdn_to_receipts(&sip, &ring(), NOW, |_| Some(ex), 1, &mut out).unwrap_err();
+                assert!(matches!(e, ImdnRouteError::Emit(EmitError::BufferTooSmall { .. })), "{n}: {e:?}");
                 assert_eq!(e.reason(), "output_too_small");
             }
         }
@@ -2252,86 +1860,38 @@ mod tests {
         };
         // A text message, not a notification.
         assert_eq!(route(&sip).unwrap_err(), ImdnRouteError::NotImdn);
-        let imdn = imdn_sip(
-            r.tag.as_bytes(),
-            delivered(),
-            &conv_uri(),
-            &legacy_uri(),
-            NOW as i64,
-        );
+        let imdn = imdn_sip(r.tag.as_bytes(), delivered(), &conv_uri(), &legacy_uri(), NOW as i64);
         let swap = |from: &str, to: &str| {
             let s = String::from_utf8(imdn.clone()).unwrap();
             s.replacen(from, to, 1).into_bytes()
         };
+        assert_eq!(route(&swap("MESSAGE sip", "OPTIONS sip")).unwrap_err(), ImdnRouteError::NotMessage);
         assert_eq!(
-            route(&swap("MESSAGE sip", "OPTIONS sip")).unwrap_err(),
-            ImdnRouteError::NotMessage
-        );
-        assert_eq!(
-            route(&swap(
-                "Content-Type: message/cpim",
-                "Content-Type: text/plain"
-            ))
-            .unwrap_err(),
+            route(&swap("Content-Type: message/cpim", "Content-Type: text/plain")).unwrap_err(),
             ImdnRouteError::NotCpim
         );
         assert_eq!(
-            route(&swap(
-                "Content-Disposition: notification",
-                "Content-Disposition: renderrender"
-            ))
-            .unwrap_err(),
+            route(&swap("Content-Disposition: notification", "Content-Disposition: renderrender")).unwrap_err(),
             ImdnRouteError::NotNotification
         );
-        assert_eq!(
-            route(&swap("<delivered/>", "<deliverex/>"))
-                .unwrap_err()
-                .reason(),
-            "imdn_malformed"
-        );
-        assert_eq!(
-            route(&swap("\r\n\r\nFrom: <", "\r\n\r\nFrom; <"))
-                .unwrap_err()
-                .reason(),
-            "cpim_malformed"
-        );
-        assert_eq!(
-            route(b"MESSAGE sip:x SIP/2.0\r\n").unwrap_err().reason(),
-            "sip_malformed"
-        );
+        assert_eq!(route(&swap("<delivered/>", "<deliverex/>")).unwrap_err().reason(), "imdn_malformed");
+        assert_eq!(route(&swap("\r\n\r\nFrom: <", "\r\n\r\nFrom; <")).unwrap_err().reason(), "cpim_malformed");
+        assert_eq!(route(b"MESSAGE sip:x SIP/2.0\r\n").unwrap_err().reason(), "sip_malformed");
         assert_eq!(route(b"").unwrap_err().reason(), "sip_malformed");
         // Responses are not IMDNs.
-        assert_eq!(
-            route(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap_err(),
-            ImdnRouteError::NotMessage
-        );
+        assert_eq!(route(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap_err(), ImdnRouteError::NotMessage);
         // The originator must be a legacy user.
-        let bad_to = imdn_sip(
-            r.tag.as_bytes(),
-            delivered(),
-            &conv_uri(),
-            "mailto:x@y",
-            NOW as i64,
-        );
+        let bad_to = imdn_sip(r.tag.as_bytes(), delivered(), &conv_uri(), "mailto:x@y", NOW as i64);
         assert_eq!(route(&bad_to).unwrap_err().reason(), "bad_originator");
         // Sender name originator: the receipt goes back to TON 5.
-        let named = imdn_sip(
-            r.tag.as_bytes(),
-            delivered(),
-            &conv_uri(),
-            "sip:SMSC%20A@iwf.ims.lab",
-            NOW as i64,
-        );
+        let named = imdn_sip(r.tag.as_bytes(), delivered(), &conv_uri(), "sip:SMSC%20A@iwf.ims.lab", NOW as i64);
         let mut out = [0u8; 1024];
         let Ok(ReceiptOutcome::Receipts { len, .. }) =
             imdn_to_receipts(&named, &ring(), NOW, |_| Some(ex), 1, &mut out)
         else {
             panic!()
         };
-        assert_eq!(
-            body_sm(&pdus(&out[..len])[0]).destination,
-            Address::new(5, 0, b"SMSC A")
-        );
+        assert_eq!(body_sm(&pdus(&out[..len])[0]).destination, Address::new(5, 0, b"SMSC A"));
     }
 
     #[test]
@@ -2348,48 +1908,27 @@ mod tests {
         let (m, c) = LegacyMessage::from_submit_sm(&sm).unwrap();
         assert_eq!(m.user_data, UserData::Single(b"hello"));
         assert_eq!(c, Some(ConcatInfo::new(0x2a, 3, 2, false).unwrap()));
-        let bad = SubmitSm {
-            short_message: b"\x09\x00",
-            ..sm
-        };
+        let bad = SubmitSm { short_message: b"\x09\x00", ..sm };
         let e = LegacyMessage::from_submit_sm(&bad).unwrap_err();
         assert!(matches!(e, ConvertError::BadUdh(_)));
         assert_eq!(e.command_status(), CommandStatus::ESME_RINVMSGLEN);
         // message_payload, SAR TLVs.
         let mut area = [0u8; 64];
         let mut w = TlvWriter::new(&mut area);
-        w.tlv(crate::wire::smpp::TlvTag::MESSAGE_PAYLOAD, b"payload text")
-            .unwrap();
-        w.u16(crate::wire::smpp::TlvTag::SAR_MSG_REF_NUM, 0x1234)
-            .unwrap();
-        w.u8(crate::wire::smpp::TlvTag::SAR_TOTAL_SEGMENTS, 2)
-            .unwrap();
-        w.u8(crate::wire::smpp::TlvTag::SAR_SEGMENT_SEQNUM, 1)
-            .unwrap();
-        let p = SubmitSm {
-            esm_class: EsmClass(0),
-            short_message: b"",
-            tlvs: Tlvs::Raw(w.as_bytes()),
-            ..sm
-        };
+        w.tlv(crate::wire::smpp::TlvTag::MESSAGE_PAYLOAD, b"payload text").unwrap();
+        w.u16(crate::wire::smpp::TlvTag::SAR_MSG_REF_NUM, 0x1234).unwrap();
+        w.u8(crate::wire::smpp::TlvTag::SAR_TOTAL_SEGMENTS, 2).unwrap();
+        w.u8(crate::wire::smpp::TlvTag::SAR_SEGMENT_SEQNUM, 1).unwrap();
+        let p = SubmitSm { esm_class: EsmClass(0), short_message: b"", tlvs: Tlvs::Raw(w.as_bytes()), ..sm };
         let (m, c) = LegacyMessage::from_submit_sm(&p).unwrap();
         assert_eq!(m.user_data, UserData::Single(b"payload text"));
         assert_eq!(c, Some(ConcatInfo::from_sar(0x1234, 2, 1).unwrap()));
         // A whole submit_sm off the wire.
         let mut raw = [0u8; 256];
-        let n = Pdu::new(
-            7,
-            Body::SubmitSm(SubmitSm {
-                esm_class: EsmClass(0),
-                short_message: b"hi",
-                ..sm
-            }),
-        )
-        .emit(&mut raw)
-        .unwrap();
-        let Body::SubmitSm(parsed) = Pdu::parse(&raw[..n]).unwrap().body else {
-            panic!()
-        };
+        let n = Pdu::new(7, Body::SubmitSm(SubmitSm { esm_class: EsmClass(0), short_message: b"hi", ..sm }))
+            .emit(&mut raw)
+            .unwrap();
+        let Body::SubmitSm(parsed) = Pdu::parse(&raw[..n]).unwrap().body else { panic!() };
         let (m, c) = LegacyMessage::from_submit_sm(&parsed).unwrap();
         assert_eq!((m.user_data, c), (UserData::Single(&b"hi"[..]), None));
         let _ = MessageIdResp::default();
@@ -2429,32 +1968,17 @@ mod tests {
     #[test]
     fn media_essence() {
         assert!(media_essence_is(b"message/cpim", b"message/cpim"));
-        assert!(media_essence_is(
-            b" Message/CPIM ; charset=x",
-            b"message/cpim"
-        ));
-        assert!(media_essence_is(
-            b"notification;handling=required",
-            b"notification"
-        ));
+        assert!(media_essence_is(b" Message/CPIM ; charset=x", b"message/cpim"));
+        assert!(media_essence_is(b"notification;handling=required", b"notification"));
         assert!(!media_essence_is(b"message/cpimx", b"message/cpim"));
         assert!(!media_essence_is(b"message/cp", b"message/cpim"));
         assert!(!media_essence_is(b"", b"notification"));
-        assert!(!media_essence_is(
-            "message/cpim€".as_bytes(),
-            b"message/cpim"
-        ));
+        assert!(!media_essence_is("message/cpim€".as_bytes(), b"message/cpim"));
     }
 
     #[test]
     fn receipt_dates_match_rfc3339() {
-        for t in [
-            0i64,
-            951_782_400,
-            1_790_000_000,
-            4_102_444_799,
-            1_709_164_800,
-        ] {
+        for t in [0i64, 951_782_400, 1_790_000_000, 4_102_444_799, 1_709_164_800] {
             assert_eq!(receipt_date(t).unwrap().to_string(), date_digits(t), "{t}");
         }
     }

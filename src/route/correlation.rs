@@ -49,9 +49,7 @@ use std::collections::HashMap;
 use siphasher::sip::SipHasher13;
 
 use super::select::{pack_msisdn, unpack_msisdn, UriTemplate};
-use crate::interwork::converged_to_legacy::{
-    next_sequence, CanonicalId, PartAggregate, StoredCorrelation,
-};
+use crate::interwork::converged_to_legacy::{next_sequence, CanonicalId, PartAggregate, StoredCorrelation};
 use crate::interwork::state::{ReceiptRecord, ReceiptState, Transition};
 use crate::session::smpp::LegacySystemId;
 use crate::tag::TAG_EPOCH_UNIX;
@@ -142,10 +140,7 @@ impl fmt::Display for CorrelationError {
             CorrelationError::NoParts => f.write_str("message of 0 parts"),
             CorrelationError::SequenceInUse(s) => write!(f, "sequence {s} already pending"),
             CorrelationError::TooLong => {
-                write!(
-                    f,
-                    "message id, sender and route exceed {STRINGS_MAX} octets"
-                )
+                write!(f, "message id, sender and route exceed {STRINGS_MAX} octets")
             }
             CorrelationError::Full => f.write_str("correlation table full"),
             CorrelationError::UnknownSequence(s) => write!(f, "no pending part with sequence {s}"),
@@ -299,16 +294,8 @@ impl MessageRec {
 
     fn strings_len(&self) -> usize {
         usize::from(self.id_len)
-            + if self.sender_len == SENDER_TEMPLATED {
-                0
-            } else {
-                usize::from(self.sender_len)
-            }
-            + if self.route_len == NO_ROUTE {
-                0
-            } else {
-                usize::from(self.route_len)
-            }
+            + if self.sender_len == SENDER_TEMPLATED { 0 } else { usize::from(self.sender_len) }
+            + if self.route_len == NO_ROUTE { 0 } else { usize::from(self.route_len) }
     }
 }
 
@@ -333,13 +320,7 @@ struct PartRec {
 }
 
 impl PartRec {
-    const FREE: PartRec = PartRec {
-        key: 0,
-        message: NONE,
-        system: 0,
-        part: 0,
-        kind: KeyKind::Free,
-    };
+    const FREE: PartRec = PartRec { key: 0, message: NONE, system: 0, part: 0, kind: KeyKind::Free };
 }
 
 /// Append-only chunked string arena; space comes back by [`Arena::compact`].
@@ -366,10 +347,7 @@ impl Arena {
         }
         let chunk_index = self.chunks.len() - 1;
         let at = self.fill;
-        let chunk = self
-            .chunks
-            .get_mut(chunk_index)
-            .ok_or(CorrelationError::Full)?;
+        let chunk = self.chunks.get_mut(chunk_index).ok_or(CorrelationError::Full)?;
         let mut o = at;
         for p in parts {
             if let Some(dst) = chunk.get_mut(o..o + p.len()) {
@@ -384,10 +362,7 @@ impl Arena {
 
     fn get(&self, r: u32, len: usize) -> &[u8] {
         let (c, o) = ((r >> 16) as usize, (r & 0xffff) as usize);
-        self.chunks
-            .get(c)
-            .and_then(|ch| ch.get(o..o.saturating_add(len)))
-            .unwrap_or(&[])
+        self.chunks.get(c).and_then(|ch| ch.get(o..o.saturating_add(len))).unwrap_or(&[])
     }
 
     fn free(&mut self, len: usize) {
@@ -470,10 +445,7 @@ enum Probe<'a> {
 /// without a leading zero that fit 63 bits, else its bytes.
 fn probe_of(id: &CanonicalId) -> Probe<'_> {
     let b = id.as_bytes();
-    if !b.is_empty()
-        && b.len() <= 18
-        && b.iter().all(u8::is_ascii_digit)
-        && (b.len() == 1 || b.first() != Some(&b'0'))
+    if !b.is_empty() && b.len() <= 18 && b.iter().all(u8::is_ascii_digit) && (b.len() == 1 || b.first() != Some(&b'0'))
     {
         let v = b.iter().fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
         Probe::NumId(v)
@@ -509,10 +481,7 @@ fn unpack_record(b: u8) -> ReceiptRecord {
         6 => Some(ReceiptState::Displayed),
         _ => None,
     };
-    ReceiptRecord {
-        delivery,
-        displayed: b & 0x08 != 0,
-    }
+    ReceiptRecord { delivery, displayed: b & 0x08 != 0 }
 }
 
 impl CorrelationTable {
@@ -524,9 +493,7 @@ impl CorrelationTable {
     /// An empty table with room for `messages` single-part messages before it
     /// grows (index, slabs; the arena grows by chunks anyway).
     pub fn with_capacity(config: CorrelationConfig, messages: usize) -> Self {
-        let slots = (messages.saturating_mul(4) / 3 + 1)
-            .next_power_of_two()
-            .max(16);
+        let slots = (messages.saturating_mul(4) / 3 + 1).next_power_of_two().max(16);
         CorrelationTable {
             config,
             messages: Vec::with_capacity(messages),
@@ -576,11 +543,7 @@ impl CorrelationTable {
             + self.free_extra.capacity() * 4
             + self.index.capacity() * 4
             + self.aggregates.capacity() * size_of::<Concat>()
-            + self
-                .aggregates
-                .iter()
-                .map(|c| c.extra.capacity() * 4)
-                .sum::<usize>()
+            + self.aggregates.iter().map(|c| c.extra.capacity() * 4).sum::<usize>()
             + self.free_aggregates.capacity() * 4
             + self.arena.chunks.capacity() * size_of::<Box<[u8]>>()
             + self.arena.allocated()
@@ -643,9 +606,7 @@ impl CorrelationTable {
         match (p.kind, probe) {
             (KeyKind::Sequence, Probe::Sequence(s)) => p.key == u64::from(s),
             (KeyKind::NumId, Probe::NumId(v)) => p.key == v,
-            (KeyKind::ArenaId, Probe::Bytes(b)) => {
-                self.arena.get((p.key >> 8) as u32, (p.key & 0xff) as usize) == b
-            }
+            (KeyKind::ArenaId, Probe::Bytes(b)) => self.arena.get((p.key >> 8) as u32, (p.key & 0xff) as usize) == b,
             _ => false,
         }
     }
@@ -762,10 +723,7 @@ impl CorrelationTable {
                 return Ok(i | EXTRA);
             }
         }
-        let i = u32::try_from(self.extra.len())
-            .ok()
-            .filter(|&i| i < EXTRA - 1)
-            .ok_or(CorrelationError::Full)?;
+        let i = u32::try_from(self.extra.len()).ok().filter(|&i| i < EXTRA - 1).ok_or(CorrelationError::Full)?;
         self.extra.push(rec);
         Ok(i | EXTRA)
     }
@@ -774,11 +732,7 @@ impl CorrelationTable {
 
     /// Records a message **before** its PDUs are sent: one key per part,
     /// `(system, sequence)`, the sequences following [`next_sequence`].
-    pub fn insert(
-        &mut self,
-        msg: &NewMessage<'_>,
-        _now: u64,
-    ) -> Result<MessageRef, CorrelationError> {
+    pub fn insert(&mut self, msg: &NewMessage<'_>, _now: u64) -> Result<MessageRef, CorrelationError> {
         self.insert_keyed(msg, Keys::Sequences(msg.first_sequence))
     }
 
@@ -796,11 +750,7 @@ impl CorrelationTable {
         self.insert_keyed(msg, Keys::Ids(ids))
     }
 
-    fn insert_keyed(
-        &mut self,
-        msg: &NewMessage<'_>,
-        keys: Keys<'_>,
-    ) -> Result<MessageRef, CorrelationError> {
+    fn insert_keyed(&mut self, msg: &NewMessage<'_>, keys: Keys<'_>) -> Result<MessageRef, CorrelationError> {
         if msg.segments == 0 {
             return Err(CorrelationError::NoParts);
         }
@@ -821,25 +771,15 @@ impl CorrelationTable {
                         return Err(CorrelationError::PartOutOfRange(*part));
                     }
                     let earlier = ids.get(..i).unwrap_or(&[]);
-                    if self.find(system, probe_of(id)).is_some()
-                        || earlier.iter().any(|(p, e)| p == part || e == id)
-                    {
+                    if self.find(system, probe_of(id)).is_some() || earlier.iter().any(|(p, e)| p == part || e == id) {
                         return Err(CorrelationError::IdInUse);
                     }
                 }
             }
         }
         let s = &msg.stored;
-        let templated = self
-            .config
-            .sender_template
-            .as_ref()
-            .and_then(|t| t.match_uri(s.sender));
-        let sender_bytes: &[u8] = if templated.is_some() {
-            b""
-        } else {
-            s.sender.as_bytes()
-        };
+        let templated = self.config.sender_template.as_ref().and_then(|t| t.match_uri(s.sender));
+        let sender_bytes: &[u8] = if templated.is_some() { b"" } else { s.sender.as_bytes() };
         let route_bytes = s.imdn_record_route.map(str::as_bytes).unwrap_or(b"");
         let total = s.message_id.len() + sender_bytes.len() + route_bytes.len();
         if total > STRINGS_MAX {
@@ -848,9 +788,7 @@ impl CorrelationTable {
         if self.messages.len() >= (EXTRA - 1) as usize && self.free_messages.is_empty() {
             return Err(CorrelationError::Full);
         }
-        let strings = self
-            .arena
-            .put(&[s.message_id.as_bytes(), sender_bytes, route_bytes])?;
+        let strings = self.arena.put(&[s.message_id.as_bytes(), sender_bytes, route_bytes])?;
         let agg = if msg.segments > 1 {
             let agg = PartAggregate::new(msg.segments);
             match self.free_aggregates.pop() {
@@ -862,10 +800,7 @@ impl CorrelationTable {
                     i
                 }
                 None => {
-                    self.aggregates.push(Concat {
-                        agg,
-                        extra: Vec::with_capacity(usize::from(msg.segments) - 1),
-                    });
+                    self.aggregates.push(Concat { agg, extra: Vec::with_capacity(usize::from(msg.segments) - 1) });
                     (self.aggregates.len() - 1) as u32
                 }
             }
@@ -882,16 +817,8 @@ impl CorrelationTable {
             agg,
             datetime_offset: s.datetime.offset_minutes(),
             id_len: s.message_id.len() as u16,
-            sender_len: if templated.is_some() {
-                SENDER_TEMPLATED
-            } else {
-                sender_bytes.len() as u16
-            },
-            route_len: if s.imdn_record_route.is_some() {
-                route_bytes.len() as u16
-            } else {
-                NO_ROUTE
-            },
+            sender_len: if templated.is_some() { SENDER_TEMPLATED } else { sender_bytes.len() as u16 },
+            route_len: if s.imdn_record_route.is_some() { route_bytes.len() as u16 } else { NO_ROUTE },
             system,
             dispositions: s.dispositions.bits(),
             segments: msg.segments,
@@ -929,13 +856,7 @@ impl CorrelationTable {
                     },
                 },
             };
-            let rec = PartRec {
-                key,
-                message: index,
-                system,
-                part,
-                kind,
-            };
+            let rec = PartRec { key, message: index, system, part, kind };
             let r = if part == 1 {
                 if let Some(slot) = self.parts.get_mut(index as usize) {
                     *slot = rec;
@@ -959,10 +880,7 @@ impl CorrelationTable {
     }
 
     fn message(&self, m: MessageRef) -> Result<&MessageRec, CorrelationError> {
-        self.messages
-            .get(m.0 as usize)
-            .filter(|r| r.segments != 0)
-            .ok_or(CorrelationError::StaleRef)
+        self.messages.get(m.0 as usize).filter(|r| r.segments != 0).ok_or(CorrelationError::StaleRef)
     }
 
     /// The legacy system a message went to.
@@ -977,24 +895,14 @@ impl CorrelationTable {
 
     /// What the IMDN of a message needs. A sender stored as a number is
     /// written into `buf` from the template; a stored sender text is borrowed.
-    pub fn stored<'s>(
-        &'s self,
-        m: MessageRef,
-        buf: &'s mut [u8],
-    ) -> Result<StoredCorrelation<'s>, CorrelationError> {
+    pub fn stored<'s>(&'s self, m: MessageRef, buf: &'s mut [u8]) -> Result<StoredCorrelation<'s>, CorrelationError> {
         let r = self.message(m)?;
         let all = self.arena.get(r.strings, r.strings_len());
         let (id, rest) = all.split_at(usize::from(r.id_len).min(all.len()));
         let (sender, route) = if r.sender_len == SENDER_TEMPLATED {
-            let t = self
-                .config
-                .sender_template
-                .as_ref()
-                .ok_or(CorrelationError::StaleRef)?;
+            let t = self.config.sender_template.as_ref().ok_or(CorrelationError::StaleRef)?;
             let number = unpack_msisdn(r.sender).ok_or(CorrelationError::StaleRef)?;
-            let n = t
-                .write(&number, buf)
-                .map_err(|_| CorrelationError::BufferTooSmall)?;
+            let n = t.write(&number, buf).map_err(|_| CorrelationError::BufferTooSmall)?;
             let sender = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
             (sender, rest)
         } else {
@@ -1023,9 +931,8 @@ impl CorrelationTable {
         id: &CanonicalId,
         now: u64,
     ) -> Result<RespOutcome, CorrelationError> {
-        let (slot, part) = self
-            .find(system.0, Probe::Sequence(sequence))
-            .ok_or(CorrelationError::UnknownSequence(sequence))?;
+        let (slot, part) =
+            self.find(system.0, Probe::Sequence(sequence)).ok_or(CorrelationError::UnknownSequence(sequence))?;
         let probe = probe_of(id);
         if self.find(system.0, probe).is_some() {
             return Err(CorrelationError::IdInUse);
@@ -1061,11 +968,7 @@ impl CorrelationTable {
                 self.counters.parked_dropped += 1;
             }
         }
-        Ok(RespOutcome {
-            message: MessageRef(message),
-            part: part_no,
-            notify,
-        })
+        Ok(RespOutcome { message: MessageRef(message), part: part_no, notify })
     }
 
     /// The legacy system refused part `sequence` (an error `command_status`, or
@@ -1077,19 +980,12 @@ impl CorrelationTable {
         sequence: u32,
         now: u64,
     ) -> Result<RespOutcome, CorrelationError> {
-        let (_, part) = self
-            .find(system.0, Probe::Sequence(sequence))
-            .ok_or(CorrelationError::UnknownSequence(sequence))?;
-        let (message, part_no) = self
-            .part(part)
-            .map(|p| (p.message, p.part))
-            .ok_or(CorrelationError::UnknownSequence(sequence))?;
+        let (_, part) =
+            self.find(system.0, Probe::Sequence(sequence)).ok_or(CorrelationError::UnknownSequence(sequence))?;
+        let (message, part_no) =
+            self.part(part).map(|p| (p.message, p.part)).ok_or(CorrelationError::UnknownSequence(sequence))?;
         let notify = self.apply(message, part_no, ReceiptState::Failed, now);
-        Ok(RespOutcome {
-            message: MessageRef(message),
-            part: part_no,
-            notify,
-        })
+        Ok(RespOutcome { message: MessageRef(message), part: part_no, notify })
     }
 
     /// A receipt for `(system, id)`: applied to its part; parked when the id
@@ -1101,36 +997,24 @@ impl CorrelationTable {
         state: ReceiptState,
         now: u64,
     ) -> ReceiptOutcome {
-        let found = self
-            .find(system.0, probe_of(id))
-            .and_then(|(_, part)| self.part(part).map(|p| (p.message, p.part)));
+        let found =
+            self.find(system.0, probe_of(id)).and_then(|(_, part)| self.part(part).map(|p| (p.message, p.part)));
         match found {
             Some((message, part)) => match self.apply(message, part, state, now) {
                 Some(state) => {
                     self.counters.notified += 1;
-                    ReceiptOutcome::Notify {
-                        message: MessageRef(message),
-                        state,
-                    }
+                    ReceiptOutcome::Notify { message: MessageRef(message), state }
                 }
                 None => {
                     self.counters.absorbed += 1;
-                    ReceiptOutcome::Absorbed {
-                        message: MessageRef(message),
-                    }
+                    ReceiptOutcome::Absorbed { message: MessageRef(message) }
                 }
             },
             None => self.park(system.0, id, state, now),
         }
     }
 
-    fn park(
-        &mut self,
-        system: u16,
-        id: &CanonicalId,
-        state: ReceiptState,
-        now: u64,
-    ) -> ReceiptOutcome {
+    fn park(&mut self, system: u16, id: &CanonicalId, state: ReceiptState, now: u64) -> ReceiptOutcome {
         let until = now.saturating_add(self.config.park_secs);
         let full = self.parked.len() >= self.config.max_parked;
         match self.parked.get_mut(&(system, *id)) {
@@ -1158,13 +1042,7 @@ impl CorrelationTable {
     }
 
     /// Applies a part's state; returns the message state to notify, if any.
-    fn apply(
-        &mut self,
-        message: u32,
-        part: u8,
-        state: ReceiptState,
-        now: u64,
-    ) -> Option<ReceiptState> {
+    fn apply(&mut self, message: u32, part: u8, state: ReceiptState, now: u64) -> Option<ReceiptState> {
         let r = *self.messages.get(message as usize)?;
         if r.segments == 0 || r.record & COMPLETE != 0 {
             return None;
@@ -1181,8 +1059,7 @@ impl CorrelationTable {
             (a.apply(part, state).ok().flatten(), a.reported())
         };
         let display_asked = dispositions_from_bits(r.dispositions).contains(Dispositions::DISPLAY);
-        let done = reported.delivery.is_some_and(ReceiptState::is_final)
-            && (!display_asked || reported.displayed);
+        let done = reported.delivery.is_some_and(ReceiptState::is_final) && (!display_asked || reported.displayed);
         if done {
             let linger = to_epoch(now.saturating_add(self.config.linger_secs));
             if let Some(m) = self.messages.get_mut(message as usize) {
@@ -1284,12 +1161,7 @@ impl CorrelationTable {
                 m.strings = r;
             }
         }
-        for p in self
-            .parts
-            .iter_mut()
-            .chain(self.extra.iter_mut())
-            .filter(|p| p.kind == KeyKind::ArenaId)
-        {
+        for p in self.parts.iter_mut().chain(self.extra.iter_mut()).filter(|p| p.kind == KeyKind::ArenaId) {
             let len = (p.key & 0xff) as usize;
             let bytes = old.get((p.key >> 8) as u32, len);
             if let Ok(r) = fresh.put(&[bytes]) {
@@ -1334,11 +1206,7 @@ mod tests {
         }
     }
 
-    fn stored(
-        id: &'static str,
-        sender: &'static str,
-        d: Dispositions,
-    ) -> StoredCorrelation<'static> {
+    fn stored(id: &'static str, sender: &'static str, d: Dispositions) -> StoredCorrelation<'static> {
         StoredCorrelation {
             message_id: id,
             sender,
@@ -1354,30 +1222,16 @@ mod tests {
     }
 
     fn new(seq: u32, segments: u8, s: StoredCorrelation<'static>) -> NewMessage<'static> {
-        NewMessage {
-            system: SYS,
-            stored: s,
-            segments,
-            first_sequence: seq,
-            deadline: T0 + 3600,
-        }
+        NewMessage { system: SYS, stored: s, segments, first_sequence: seq, deadline: T0 + 3600 }
     }
 
     fn id(s: &str) -> CanonicalId {
-        canonical_id(
-            s.as_bytes(),
-            IdCanonicalisation::Folded,
-            IdOrigin::SubmitResp,
-        )
-        .unwrap()
+        canonical_id(s.as_bytes(), IdCanonicalisation::Folded, IdOrigin::SubmitResp).unwrap()
     }
 
     #[test]
     fn hash_keys_differ_per_table_config() {
-        assert_ne!(
-            CorrelationConfig::default().hash_key,
-            CorrelationConfig::default().hash_key
-        );
+        assert_ne!(CorrelationConfig::default().hash_key, CorrelationConfig::default().hash_key);
     }
 
     #[test]
@@ -1389,70 +1243,30 @@ mod tests {
     #[test]
     fn resp_then_receipt_notifies_once() {
         let mut t = CorrelationTable::new(config());
-        let m = t
-            .insert(
-                &new(
-                    10,
-                    1,
-                    stored(
-                        "Xy9-77aQ",
-                        "sip:+447700900001@ims.lab;user=phone",
-                        delivery(),
-                    ),
-                ),
-                T0,
-            )
-            .unwrap();
+        let m =
+            t.insert(&new(10, 1, stored("Xy9-77aQ", "sip:+447700900001@ims.lab;user=phone", delivery())), T0).unwrap();
         assert_eq!(t.len(), 1);
         let r = t.resp(SYS, 10, &id("0A1B"), T0).unwrap();
         assert_eq!((r.message, r.part, r.notify), (m, 1, None));
         // The sequence key is gone, the id key is live.
-        assert_eq!(
-            t.resp(SYS, 10, &id("ffff"), T0),
-            Err(CorrelationError::UnknownSequence(10))
-        );
+        assert_eq!(t.resp(SYS, 10, &id("ffff"), T0), Err(CorrelationError::UnknownSequence(10)));
         assert_eq!(
             t.receipt(SYS, &id("a1b"), Buffered, T0 + 1),
-            ReceiptOutcome::Notify {
-                message: m,
-                state: Buffered
-            }
+            ReceiptOutcome::Notify { message: m, state: Buffered }
         );
-        assert_eq!(
-            t.receipt(SYS, &id("a1b"), Buffered, T0 + 1),
-            ReceiptOutcome::Absorbed { message: m }
-        );
+        assert_eq!(t.receipt(SYS, &id("a1b"), Buffered, T0 + 1), ReceiptOutcome::Absorbed { message: m });
         assert_eq!(
             t.receipt(SYS, &id("A1B"), Delivered, T0 + 2),
-            ReceiptOutcome::Notify {
-                message: m,
-                state: Delivered
-            }
+            ReceiptOutcome::Notify { message: m, state: Delivered }
         );
         // Complete: duplicates are absorbed while it lingers.
-        assert_eq!(
-            t.receipt(SYS, &id("a1b"), Delivered, T0 + 3),
-            ReceiptOutcome::Absorbed { message: m }
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("a1b"), Failed, T0 + 3),
-            ReceiptOutcome::Absorbed { message: m }
-        );
+        assert_eq!(t.receipt(SYS, &id("a1b"), Delivered, T0 + 3), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.receipt(SYS, &id("a1b"), Failed, T0 + 3), ReceiptOutcome::Absorbed { message: m });
         let mut buf = [0u8; 128];
         let s = t.stored(m, &mut buf).unwrap();
-        assert_eq!(
-            s,
-            stored(
-                "Xy9-77aQ",
-                "sip:+447700900001@ims.lab;user=phone",
-                delivery()
-            )
-        );
+        assert_eq!(s, stored("Xy9-77aQ", "sip:+447700900001@ims.lab;user=phone", delivery()));
         // Another system's receipt with the same id is not this message's.
-        assert_eq!(
-            t.receipt(LegacySystemId(4), &id("a1b"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
+        assert_eq!(t.receipt(LegacySystemId(4), &id("a1b"), Delivered, T0), ReceiptOutcome::Parked);
         let rep = t.expire(T0 + 2 + 30, 100);
         assert_eq!((rep.completed, rep.parked_dropped), (0, 1));
         let rep = t.expire(T0 + 2 + 31, 100);
@@ -1464,24 +1278,10 @@ mod tests {
     #[test]
     fn receipt_before_resp_is_parked_and_matched() {
         let mut t = CorrelationTable::new(config());
-        let m = t
-            .insert(
-                &new(7, 1, stored("m1", "sip:alice@ims.lab", delivery())),
-                T0,
-            )
-            .unwrap();
-        assert_eq!(
-            t.receipt(SYS, &id("99"), Buffered, T0),
-            ReceiptOutcome::Parked
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("99"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("99"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
+        let m = t.insert(&new(7, 1, stored("m1", "sip:alice@ims.lab", delivery())), T0).unwrap();
+        assert_eq!(t.receipt(SYS, &id("99"), Buffered, T0), ReceiptOutcome::Parked);
+        assert_eq!(t.receipt(SYS, &id("99"), Delivered, T0), ReceiptOutcome::Parked);
+        assert_eq!(t.receipt(SYS, &id("99"), Delivered, T0), ReceiptOutcome::Parked);
         assert_eq!(t.parked_len(), 1);
         let r = t.resp(SYS, 7, &id("99"), T0 + 29).unwrap();
         assert_eq!(r.notify, Some(Delivered));
@@ -1495,41 +1295,24 @@ mod tests {
     #[test]
     fn parked_receipt_expires_after_park_time() {
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0)
-            .unwrap();
-        assert_eq!(
-            t.receipt(SYS, &id("42"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
+        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0).unwrap();
+        assert_eq!(t.receipt(SYS, &id("42"), Delivered, T0), ReceiptOutcome::Parked);
         assert_eq!(t.expire(T0 + 30, 0).parked_dropped, 0);
         assert_eq!(t.expire(T0 + 31, 0).parked_dropped, 1);
         assert_eq!(t.resp(SYS, 7, &id("42"), T0 + 31).unwrap().notify, None);
         // A parked receipt past its time is not applied even if expire did not run.
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0)
-            .unwrap();
+        t.insert(&new(7, 1, stored("m1", "sip:a@x", delivery())), T0).unwrap();
         t.receipt(SYS, &id("42"), Delivered, T0);
         assert_eq!(t.resp(SYS, 7, &id("42"), T0 + 31).unwrap().notify, None);
     }
 
     #[test]
     fn park_is_bounded() {
-        let mut t = CorrelationTable::new(CorrelationConfig {
-            max_parked: 2,
-            ..config()
-        });
-        assert_eq!(
-            t.receipt(SYS, &id("1"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("2"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("3"), Delivered, T0),
-            ReceiptOutcome::ParkFull
-        );
+        let mut t = CorrelationTable::new(CorrelationConfig { max_parked: 2, ..config() });
+        assert_eq!(t.receipt(SYS, &id("1"), Delivered, T0), ReceiptOutcome::Parked);
+        assert_eq!(t.receipt(SYS, &id("2"), Delivered, T0), ReceiptOutcome::Parked);
+        assert_eq!(t.receipt(SYS, &id("3"), Delivered, T0), ReceiptOutcome::ParkFull);
         assert_eq!(t.receipt(SYS, &id("2"), Failed, T0), ReceiptOutcome::Parked);
         assert_eq!(t.counters().park_full, 1);
     }
@@ -1537,53 +1320,21 @@ mod tests {
     #[test]
     fn concatenated_parts_make_one_imdn() {
         let mut t = CorrelationTable::new(config());
-        let m = t
-            .insert(
-                &new(
-                    100,
-                    3,
-                    stored("long", "sip:+1555@ims.lab;user=phone", delivery()),
-                ),
-                T0,
-            )
-            .unwrap();
+        let m = t.insert(&new(100, 3, stored("long", "sip:+1555@ims.lab;user=phone", delivery())), T0).unwrap();
         assert_eq!(t.segments(m), Ok(3));
         for (seq, i) in [(100, "a"), (101, "b"), (102, "c")] {
             assert_eq!(t.resp(SYS, seq, &id(i), T0).unwrap().notify, None);
         }
-        assert_eq!(
-            t.receipt(SYS, &id("a"), Delivered, T0),
-            ReceiptOutcome::Absorbed { message: m }
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("b"), Delivered, T0),
-            ReceiptOutcome::Absorbed { message: m }
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("b"), Delivered, T0),
-            ReceiptOutcome::Absorbed { message: m }
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("c"), Delivered, T0),
-            ReceiptOutcome::Notify {
-                message: m,
-                state: Delivered
-            }
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("c"), Delivered, T0),
-            ReceiptOutcome::Absorbed { message: m }
-        );
+        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.receipt(SYS, &id("b"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.receipt(SYS, &id("b"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.receipt(SYS, &id("c"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
+        assert_eq!(t.receipt(SYS, &id("c"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
         t.remove(m).unwrap();
         assert!(t.is_empty());
-        assert_eq!(
-            t.receipt(SYS, &id("a"), Delivered, T0),
-            ReceiptOutcome::Parked
-        );
+        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Parked);
         // The slots are reused, keys do not leak.
-        let m2 = t
-            .insert(&new(200, 2, stored("two", "sip:b@x", delivery())), T0)
-            .unwrap();
+        let m2 = t.insert(&new(200, 2, stored("two", "sip:b@x", delivery())), T0).unwrap();
         assert_eq!(m2, m);
         assert_eq!(t.extra.len(), 2);
         assert_eq!(t.index_len, 2);
@@ -1592,20 +1343,12 @@ mod tests {
     #[test]
     fn a_failed_part_fails_the_message() {
         let mut t = CorrelationTable::new(config());
-        let m = t
-            .insert(&new(100, 2, stored("long", "sip:b@x", delivery())), T0)
-            .unwrap();
+        let m = t.insert(&new(100, 2, stored("long", "sip:b@x", delivery())), T0).unwrap();
         t.resp(SYS, 100, &id("a"), T0).unwrap();
         let r = t.refused(SYS, 101, T0).unwrap();
         assert_eq!((r.message, r.part, r.notify), (m, 2, Some(Failed)));
-        assert_eq!(
-            t.receipt(SYS, &id("a"), Delivered, T0),
-            ReceiptOutcome::Absorbed { message: m }
-        );
-        assert_eq!(
-            t.refused(SYS, 100, T0),
-            Err(CorrelationError::UnknownSequence(100))
-        );
+        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.refused(SYS, 100, T0), Err(CorrelationError::UnknownSequence(100)));
     }
 
     #[test]
@@ -1614,36 +1357,22 @@ mod tests {
         let d = delivery().union(Dispositions::DISPLAY);
         let m = t.insert(&new(1, 1, stored("r", "sip:b@x", d)), T0).unwrap();
         t.resp(SYS, 1, &id("5"), T0).unwrap();
-        assert_eq!(
-            t.receipt(SYS, &id("5"), Delivered, T0),
-            ReceiptOutcome::Notify {
-                message: m,
-                state: Delivered
-            }
-        );
+        assert_eq!(t.receipt(SYS, &id("5"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
         // Not complete: a read report may follow long after the linger time.
         assert_eq!(t.expire(T0 + 100, 10).completed, 0);
         assert_eq!(
             t.receipt(SYS, &id("5"), Displayed, T0 + 100),
-            ReceiptOutcome::Notify {
-                message: m,
-                state: Displayed
-            }
+            ReceiptOutcome::Notify { message: m, state: Displayed }
         );
-        assert_eq!(
-            t.receipt(SYS, &id("5"), Displayed, T0 + 100),
-            ReceiptOutcome::Absorbed { message: m }
-        );
+        assert_eq!(t.receipt(SYS, &id("5"), Displayed, T0 + 100), ReceiptOutcome::Absorbed { message: m });
         assert_eq!(t.expire(T0 + 131, 10).completed, 1);
     }
 
     #[test]
     fn validity_deadline_expires_incomplete_entries() {
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0)
-            .unwrap();
-        t.insert(&new(2, 2, stored("b", "sip:b@x", delivery())), T0)
-            .unwrap();
+        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
+        t.insert(&new(2, 2, stored("b", "sip:b@x", delivery())), T0).unwrap();
         let rep = t.expire(T0 + 3600, 10);
         assert_eq!(rep.expired, 0);
         // A small budget scans round robin.
@@ -1659,35 +1388,23 @@ mod tests {
     #[test]
     fn insert_errors() {
         let mut t = CorrelationTable::new(config());
-        assert_eq!(
-            t.insert(&new(1, 0, stored("a", "sip:b@x", delivery())), T0),
-            Err(CorrelationError::NoParts)
-        );
-        t.insert(&new(5, 1, stored("a", "sip:b@x", delivery())), T0)
-            .unwrap();
+        assert_eq!(t.insert(&new(1, 0, stored("a", "sip:b@x", delivery())), T0), Err(CorrelationError::NoParts));
+        t.insert(&new(5, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
         assert_eq!(
             t.insert(&new(4, 2, stored("a", "sip:b@x", delivery())), T0),
             Err(CorrelationError::SequenceInUse(5))
         );
         let long: &'static str = Box::leak("x".repeat(STRINGS_MAX + 1).into_boxed_str());
-        assert_eq!(
-            t.insert(&new(9, 1, stored(long, "sip:b@x", delivery())), T0),
-            Err(CorrelationError::TooLong)
-        );
+        assert_eq!(t.insert(&new(9, 1, stored(long, "sip:b@x", delivery())), T0), Err(CorrelationError::TooLong));
         // Sequences wrap from 0x7FFFFFFF to 1.
-        t.insert(&new(0x7FFF_FFFF, 2, stored("w", "sip:b@x", delivery())), T0)
-            .unwrap();
+        t.insert(&new(0x7FFF_FFFF, 2, stored("w", "sip:b@x", delivery())), T0).unwrap();
         assert_eq!(
             t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0),
             Err(CorrelationError::SequenceInUse(1))
         );
         t.resp(SYS, 5, &id("77"), T0).unwrap();
-        t.insert(&new(6, 1, stored("c", "sip:b@x", delivery())), T0)
-            .unwrap();
-        assert_eq!(
-            t.resp(SYS, 6, &id("77"), T0),
-            Err(CorrelationError::IdInUse)
-        );
+        t.insert(&new(6, 1, stored("c", "sip:b@x", delivery())), T0).unwrap();
+        assert_eq!(t.resp(SYS, 6, &id("77"), T0), Err(CorrelationError::IdInUse));
         assert!(!CorrelationError::IdInUse.to_string().is_empty());
     }
 
@@ -1698,11 +1415,7 @@ mod tests {
         for i in 0..20_000u32 {
             let s = StoredCorrelation {
                 imdn_record_route: (i % 3 == 0).then_some("sip:route@ims.lab"),
-                ..stored(
-                    "0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p",
-                    "sip:somebody@ims.lab",
-                    delivery(),
-                )
+                ..stored("0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p", "sip:somebody@ims.lab", delivery())
             };
             let m = t.insert(&new(i + 1, 1, s), T0).unwrap();
             t.resp(SYS, i + 1, &id(&format!("h{i:x}")), T0).unwrap();
@@ -1714,25 +1427,15 @@ mod tests {
         }
         let before = t.arena.allocated();
         t.expire(T0, 0);
-        assert!(
-            t.arena.allocated() < before / 4,
-            "{} vs {before}",
-            t.arena.allocated()
-        );
+        assert!(t.arena.allocated() < before / 4, "{} vs {before}", t.arena.allocated());
         let mut buf = [0u8; 64];
         for (m, i) in keep {
             let s = t.stored(m, &mut buf).unwrap();
             assert_eq!(s.sender, "sip:somebody@ims.lab");
-            assert_eq!(
-                s.imdn_record_route,
-                (i % 3 == 0).then_some("sip:route@ims.lab")
-            );
+            assert_eq!(s.imdn_record_route, (i % 3 == 0).then_some("sip:route@ims.lab"));
             assert_eq!(
                 t.receipt(SYS, &id(&format!("h{i:x}")), Delivered, T0),
-                ReceiptOutcome::Notify {
-                    message: m,
-                    state: Delivered
-                }
+                ReceiptOutcome::Notify { message: m, state: Delivered }
             );
         }
     }
@@ -1741,37 +1444,16 @@ mod tests {
     fn restore_keys_parts_by_their_known_ids() {
         let mut t = CorrelationTable::new(config());
         let msg = new(0, 3, stored("long", "sip:b@x", delivery()));
-        assert_eq!(
-            t.restore(&msg, &[(4, id("a"))], T0),
-            Err(CorrelationError::PartOutOfRange(4))
-        );
-        assert_eq!(
-            t.restore(&msg, &[(1, id("a")), (1, id("b"))], T0),
-            Err(CorrelationError::IdInUse)
-        );
-        assert_eq!(
-            t.restore(&msg, &[(1, id("a")), (2, id("a"))], T0),
-            Err(CorrelationError::IdInUse)
-        );
+        assert_eq!(t.restore(&msg, &[(4, id("a"))], T0), Err(CorrelationError::PartOutOfRange(4)));
+        assert_eq!(t.restore(&msg, &[(1, id("a")), (1, id("b"))], T0), Err(CorrelationError::IdInUse));
+        assert_eq!(t.restore(&msg, &[(1, id("a")), (2, id("a"))], T0), Err(CorrelationError::IdInUse));
         assert!(t.is_empty());
         // Part 3's resp never came before the restart: it has no key.
         let m = t.restore(&msg, &[(1, id("a")), (2, id("12"))], T0).unwrap();
         assert_eq!(t.index_len, 2);
-        assert_eq!(
-            t.receipt(SYS, &id("a"), Delivered, T0),
-            ReceiptOutcome::Absorbed { message: m }
-        );
-        assert_eq!(
-            t.receipt(SYS, &id("12"), Failed, T0),
-            ReceiptOutcome::Notify {
-                message: m,
-                state: Failed
-            }
-        );
-        assert_eq!(
-            t.restore(&msg, &[(1, id("a"))], T0),
-            Err(CorrelationError::IdInUse)
-        );
+        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.receipt(SYS, &id("12"), Failed, T0), ReceiptOutcome::Notify { message: m, state: Failed });
+        assert_eq!(t.restore(&msg, &[(1, id("a"))], T0), Err(CorrelationError::IdInUse));
         t.remove(m).unwrap();
         assert_eq!(t.index_len, 0);
         assert!(t.is_empty());
@@ -1786,33 +1468,20 @@ mod tests {
             )),
             Probe::Bytes(_)
         ));
-        assert!(matches!(
-            probe_of(&id("1234567890123456789")),
-            Probe::Bytes(_)
-        ));
+        assert!(matches!(probe_of(&id("1234567890123456789")), Probe::Bytes(_)));
         let mut t = CorrelationTable::new(config());
-        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0)
-            .unwrap();
-        t.insert(&new(2, 1, stored("b", "sip:b@x", delivery())), T0)
-            .unwrap();
-        let exact = |s: &str| {
-            canonical_id(s.as_bytes(), IdCanonicalisation::Exact, IdOrigin::Receipt).unwrap()
-        };
+        t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
+        t.insert(&new(2, 1, stored("b", "sip:b@x", delivery())), T0).unwrap();
+        let exact = |s: &str| canonical_id(s.as_bytes(), IdCanonicalisation::Exact, IdOrigin::Receipt).unwrap();
         let a = t.resp(SYS, 1, &exact("123"), T0).unwrap().message;
         let b = t.resp(SYS, 2, &exact("0123"), T0).unwrap().message;
         assert_eq!(
             t.receipt(SYS, &exact("0123"), Delivered, T0),
-            ReceiptOutcome::Notify {
-                message: b,
-                state: Delivered
-            }
+            ReceiptOutcome::Notify { message: b, state: Delivered }
         );
         assert_eq!(
             t.receipt(SYS, &exact("123"), Delivered, T0),
-            ReceiptOutcome::Notify {
-                message: a,
-                state: Delivered
-            }
+            ReceiptOutcome::Notify { message: a, state: Delivered }
         );
     }
 

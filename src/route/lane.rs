@@ -132,21 +132,14 @@ impl LaneItem {
     /// An item carrying a copy of `pdu` (already encoded).
     pub fn new(system: LegacySystemId, token: u64, pdu: &[u8]) -> Result<Self, LaneItemError> {
         let mut item = LaneItem::empty(system, token);
-        let dst = item
-            .pdu
-            .get_mut(..pdu.len())
-            .ok_or(LaneItemError::TooLong { len: pdu.len() })?;
+        let dst = item.pdu.get_mut(..pdu.len()).ok_or(LaneItemError::TooLong { len: pdu.len() })?;
         dst.copy_from_slice(pdu);
         item.len = pdu.len() as u16; // ≤ LANE_ITEM_MAX < u16::MAX
         Ok(item)
     }
 
     /// An item whose PDU is encoded straight into its inline buffer.
-    pub fn from_pdu(
-        system: LegacySystemId,
-        token: u64,
-        pdu: &Pdu<'_>,
-    ) -> Result<Self, LaneItemError> {
+    pub fn from_pdu(system: LegacySystemId, token: u64, pdu: &Pdu<'_>) -> Result<Self, LaneItemError> {
         let mut item = LaneItem::empty(system, token);
         let len = pdu.buffer_len();
         if len > LANE_ITEM_MAX {
@@ -158,12 +151,7 @@ impl LaneItem {
     }
 
     fn empty(system: LegacySystemId, token: u64) -> Self {
-        LaneItem {
-            token,
-            system,
-            len: 0,
-            pdu: [0; LANE_ITEM_MAX],
-        }
+        LaneItem { token, system, len: 0, pdu: [0; LANE_ITEM_MAX] }
     }
 
     /// The legacy system the item is for.
@@ -392,16 +380,12 @@ impl Lane {
 
     /// Live binds of the system on `core` (0 for a core out of range).
     pub fn binds_on(&self, core: CoreId) -> u32 {
-        self.binds
-            .get(core as usize)
-            .map_or(0, |b| b.load(Ordering::SeqCst))
+        self.binds.get(core as usize).map_or(0, |b| b.load(Ordering::SeqCst))
     }
 
     /// Live binds of the system on all cores.
     pub fn binds(&self) -> u32 {
-        self.binds
-            .iter()
-            .fold(0u32, |n, b| n.saturating_add(b.load(Ordering::SeqCst)))
+        self.binds.iter().fold(0u32, |n, b| n.saturating_add(b.load(Ordering::SeqCst)))
     }
 
     /// Whether the system was removed from provisioning (pushes are refused).
@@ -507,37 +491,23 @@ impl Lane {
     pub fn bind_down(&self, core: CoreId) -> Result<(), LaneError> {
         let slot = self.bind_slot(core)?;
         slot.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .map_err(|_| LaneError::NoBind {
-                system: self.system,
-                core,
-            })?;
+            .map_err(|_| LaneError::NoBind { system: self.system, core })?;
         self.settle();
         Ok(())
     }
 
     fn bind_slot(&self, core: CoreId) -> Result<&AtomicU32, LaneError> {
-        self.binds.get(core as usize).ok_or(LaneError::BadCore {
-            core,
-            cores: self.binds.len() as u16,
-        })
+        self.binds.get(core as usize).ok_or(LaneError::BadCore { core, cores: self.binds.len() as u16 })
     }
 
     /// A core holding a bind, looking from the one after `after` (spreads
     /// lanes over cores), or `NO_CORE`.
     fn pick(&self, after: CoreId) -> CoreId {
         let n = self.binds.len();
-        let start = if after == NO_CORE {
-            0
-        } else {
-            after as usize + 1
-        };
+        let start = if after == NO_CORE { 0 } else { after as usize + 1 };
         (0..n)
             .map(|i| (start + i) % n)
-            .find(|&c| {
-                self.binds
-                    .get(c)
-                    .is_some_and(|b| b.load(Ordering::SeqCst) > 0)
-            })
+            .find(|&c| self.binds.get(c).is_some_and(|b| b.load(Ordering::SeqCst) > 0))
             .map_or(NO_CORE, |c| c as CoreId)
     }
 
@@ -557,12 +527,7 @@ impl Lane {
             }
             let generation = (word >> 16).wrapping_add(1) & 0xFFFF_FFFF_FFFF;
             let new = (generation << 16) | next as u64;
-            if self
-                .owner
-                .0
-                .compare_exchange(word, new, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
+            if self.owner.0.compare_exchange(word, new, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
                 bump(&self.owner_moves, 1);
                 if next == NO_CORE {
                     bump(&self.orphaned, self.queue.len() as u64);
@@ -583,10 +548,7 @@ pub struct LaneTable {
 impl LaneTable {
     /// The lane of `system`.
     pub fn get(&self, system: LegacySystemId) -> Option<&Arc<Lane>> {
-        self.lanes
-            .binary_search_by_key(&system, |l| l.system)
-            .ok()
-            .and_then(|i| self.lanes.get(i))
+        self.lanes.binary_search_by_key(&system, |l| l.system).ok().and_then(|i| self.lanes.get(i))
     }
 
     /// Queues `item` on its system's lane.
@@ -610,10 +572,7 @@ impl LaneTable {
     /// The lanes with items queued and no bind, and how many items each
     /// holds: the durable queue's work list.
     pub fn orphaned(&self) -> impl Iterator<Item = (LegacySystemId, usize)> + '_ {
-        self.lanes
-            .iter()
-            .map(|l| (l.system, l.orphaned()))
-            .filter(|&(_, n)| n > 0)
+        self.lanes.iter().map(|l| (l.system, l.orphaned())).filter(|&(_, n)| n > 0)
     }
 
     /// The publication number (0 for the first table, +1 per publication).
@@ -649,11 +608,7 @@ impl Lanes {
         if cores == 0 || cores == NO_CORE {
             return Err(LaneError::BadCoreCount(cores as usize));
         }
-        Ok(Lanes {
-            table: ArcSwap::from_pointee(LaneTable::default()),
-            cores,
-            publish: Mutex::new(()),
-        })
+        Ok(Lanes { table: ArcSwap::from_pointee(LaneTable::default()), cores, publish: Mutex::new(()) })
     }
 
     /// The number of pipeline cores.
@@ -678,20 +633,13 @@ impl Lanes {
         let _publisher = self.publish.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.table.load_full();
         let (lanes, lane) = change(&current)?;
-        self.table.store(Arc::new(LaneTable {
-            lanes,
-            generation: current.generation.wrapping_add(1),
-        }));
+        self.table.store(Arc::new(LaneTable { lanes, generation: current.generation.wrapping_add(1) }));
         Ok(lane)
     }
 
     /// Adds a lane of `capacity` items for `system` and publishes the new
     /// table; the other lanes are carried over untouched.
-    pub fn add_system(
-        &self,
-        system: LegacySystemId,
-        capacity: usize,
-    ) -> Result<Arc<Lane>, LaneError> {
+    pub fn add_system(&self, system: LegacySystemId, capacity: usize) -> Result<Arc<Lane>, LaneError> {
         let lane = Arc::new(Lane::new(system, capacity, self.cores)?);
         self.publish_with(|current| {
             let at = match current.lanes.binary_search_by_key(&system, |l| l.system) {
@@ -725,29 +673,20 @@ impl Lanes {
     /// A bind of `system` came up on `core` (call from that core).
     pub fn bind_up(&self, system: LegacySystemId, core: CoreId) -> Result<(), LaneError> {
         self.check_core(core)?;
-        self.load()
-            .get(system)
-            .ok_or(LaneError::UnknownSystem(system))?
-            .bind_up(core)
+        self.load().get(system).ok_or(LaneError::UnknownSystem(system))?.bind_up(core)
     }
 
     /// A bind of `system` on `core` dropped (call from that core).
     pub fn bind_down(&self, system: LegacySystemId, core: CoreId) -> Result<(), LaneError> {
         self.check_core(core)?;
-        self.load()
-            .get(system)
-            .ok_or(LaneError::UnknownSystem(system))?
-            .bind_down(core)
+        self.load().get(system).ok_or(LaneError::UnknownSystem(system))?.bind_down(core)
     }
 
     fn check_core(&self, core: CoreId) -> Result<(), LaneError> {
         if core < self.cores {
             Ok(())
         } else {
-            Err(LaneError::BadCore {
-                core,
-                cores: self.cores,
-            })
+            Err(LaneError::BadCore { core, cores: self.cores })
         }
     }
 }
@@ -793,7 +732,8 @@ mod tests {
 
     #[test]
     fn item_holds_a_receipt_pdu_inline() {
-        let text = b"id:4f2a9c sub:001 dlvrd:001 submit date:2401021504 done date:2401021505 stat:DELIVRD err:000 text:hello";
+        let text =
+            b"id:4f2a9c sub:001 dlvrd:001 submit date:2401021504 done date:2401021505 stat:DELIVRD err:000 text:hello";
         let pdu = receipt_pdu(text);
         let it = LaneItem::from_pdu(A, 7, &pdu).unwrap();
         assert_eq!(it.system(), A);
@@ -801,10 +741,7 @@ mod tests {
         assert_eq!(it.pdu().len(), pdu.buffer_len());
         assert_eq!(Pdu::parse(it.pdu()).unwrap(), pdu);
         let shown = it.to_string();
-        assert!(
-            shown.starts_with("lane item for legacy system 1 token=7 SMPP deliver_sm"),
-            "{shown}"
-        );
+        assert!(shown.starts_with("lane item for legacy system 1 token=7 SMPP deliver_sm"), "{shown}");
         // The same bytes through new().
         assert_eq!(LaneItem::new(A, 7, it.pdu()).unwrap(), it);
     }
@@ -826,9 +763,7 @@ mod tests {
         }
         assert_eq!(
             LaneItem::new(A, 1, &[0; LANE_ITEM_MAX + 1]),
-            Err(LaneItemError::TooLong {
-                len: LANE_ITEM_MAX + 1
-            })
+            Err(LaneItemError::TooLong { len: LANE_ITEM_MAX + 1 })
         );
         assert!(LaneItem::new(A, 1, &[0; LANE_ITEM_MAX]).is_ok());
         assert!(LaneItem::new(A, 1, &[]).unwrap().pdu().is_empty());
@@ -837,15 +772,9 @@ mod tests {
     #[test]
     fn lane_rejects_bad_sizes() {
         assert_eq!(Lane::new(A, 0, 1).unwrap_err(), LaneError::BadCapacity(0));
-        assert_eq!(
-            Lane::new(A, MAX_CAPACITY + 1, 1).unwrap_err(),
-            LaneError::BadCapacity(MAX_CAPACITY + 1)
-        );
+        assert_eq!(Lane::new(A, MAX_CAPACITY + 1, 1).unwrap_err(), LaneError::BadCapacity(MAX_CAPACITY + 1));
         assert_eq!(Lane::new(A, 1, 0).unwrap_err(), LaneError::BadCoreCount(0));
-        assert_eq!(
-            Lanes::new(u16::MAX).unwrap_err(),
-            LaneError::BadCoreCount(65535)
-        );
+        assert_eq!(Lanes::new(u16::MAX).unwrap_err(), LaneError::BadCoreCount(65535));
     }
 
     #[test]
@@ -880,10 +809,7 @@ mod tests {
         // FIFO, and room again after one pop.
         assert_eq!(lane.pop(0).unwrap().token(), 0);
         lane.push(item(A, 99)).unwrap();
-        let order: Vec<u64> = (0..4)
-            .filter_map(|_| lane.pop(0))
-            .map(|i| i.token())
-            .collect();
+        let order: Vec<u64> = (0..4).filter_map(|_| lane.pop(0)).map(|i| i.token()).collect();
         assert_eq!(order, vec![1, 2, 3, 99]);
         let c = lane.counters();
         assert_eq!((c.pushed, c.popped, c.full, c.queued), (5, 5, 1, 0));
@@ -896,10 +822,7 @@ mod tests {
         lane.bind_up(3).unwrap();
         lane.bind_up(2).unwrap();
         assert_eq!(lane.owner(), Some(2));
-        assert_eq!(
-            (lane.binds_on(2), lane.binds_on(3), lane.binds()),
-            (2, 1, 3)
-        );
+        assert_eq!((lane.binds_on(2), lane.binds_on(3), lane.binds()), (2, 1, 3));
         for t in 0..5 {
             lane.push(item(A, t)).unwrap();
         }
@@ -911,10 +834,7 @@ mod tests {
         lane.bind_down(2).unwrap();
         assert_eq!(lane.owner(), Some(3));
         assert_eq!(lane.pop(2), None);
-        let got: Vec<u64> = (0..4)
-            .filter_map(|_| lane.pop(3))
-            .map(|i| i.token())
-            .collect();
+        let got: Vec<u64> = (0..4).filter_map(|_| lane.pop(3)).map(|i| i.token()).collect();
         assert_eq!(got, vec![1, 2, 3, 4]);
         assert_eq!(lane.orphaned(), 0);
         let c = lane.counters();
@@ -926,26 +846,14 @@ mod tests {
     fn bind_errors() {
         let lanes = Lanes::new(2).unwrap();
         lanes.add_system(A, 4).unwrap();
-        assert_eq!(
-            lanes.bind_down(A, 0),
-            Err(LaneError::NoBind { system: A, core: 0 })
-        );
-        assert_eq!(
-            lanes.bind_up(A, 2),
-            Err(LaneError::BadCore { core: 2, cores: 2 })
-        );
+        assert_eq!(lanes.bind_down(A, 0), Err(LaneError::NoBind { system: A, core: 0 }));
+        assert_eq!(lanes.bind_up(A, 2), Err(LaneError::BadCore { core: 2, cores: 2 }));
         assert_eq!(lanes.bind_up(B, 0), Err(LaneError::UnknownSystem(B)));
         lanes.bind_up(A, 1).unwrap();
         lanes.bind_down(A, 1).unwrap();
-        assert_eq!(
-            lanes.bind_down(A, 1),
-            Err(LaneError::NoBind { system: A, core: 1 })
-        );
+        assert_eq!(lanes.bind_down(A, 1), Err(LaneError::NoBind { system: A, core: 1 }));
         assert_eq!(lanes.load().get(A).unwrap().owner(), None);
-        assert_eq!(
-            LaneError::NoBind { system: A, core: 1 }.to_string(),
-            "core 1 holds no bind of legacy system 1"
-        );
+        assert_eq!(LaneError::NoBind { system: A, core: 1 }.to_string(), "core 1 holds no bind of legacy system 1");
     }
 
     #[test]
@@ -991,10 +899,7 @@ mod tests {
         assert!(lanes.load().is_empty());
         let a = lanes.add_system(A, 8).unwrap();
         let c = lanes.add_system(LegacySystemId(3), 8).unwrap();
-        assert_eq!(
-            lanes.add_system(A, 8).unwrap_err(),
-            LaneError::SystemExists(A)
-        );
+        assert_eq!(lanes.add_system(A, 8).unwrap_err(), LaneError::SystemExists(A));
         lanes.bind_up(A, 1).unwrap();
         lanes.load().push(item(A, 1)).unwrap();
         let before = lanes.snapshot();
@@ -1010,27 +915,15 @@ mod tests {
         // The old snapshot still works and sees the same lane state.
         assert_eq!(before.get(A).unwrap().len(), 1);
         assert_eq!(after.get(A).unwrap().owner(), Some(1));
-        assert_eq!(
-            after.owned_by(1).map(|l| l.system()).collect::<Vec<_>>(),
-            vec![A]
-        );
+        assert_eq!(after.owned_by(1).map(|l| l.system()).collect::<Vec<_>>(), vec![A]);
         // Removal: retired, items handed back with the lane.
         lanes.load().push(item(B, 5)).unwrap();
         let removed = lanes.remove_system(B).unwrap();
         assert!(removed.is_retired());
         assert_eq!(removed.take_orphan().unwrap().token(), 5);
-        assert_eq!(
-            removed.push(item(B, 6)),
-            Err(PushError::Retired(item(B, 6)))
-        );
-        assert_eq!(
-            lanes.load().push(item(B, 6)),
-            Err(PushError::NoLane(item(B, 6)))
-        );
-        assert_eq!(
-            lanes.remove_system(B).unwrap_err(),
-            LaneError::UnknownSystem(B)
-        );
+        assert_eq!(removed.push(item(B, 6)), Err(PushError::Retired(item(B, 6))));
+        assert_eq!(lanes.load().push(item(B, 6)), Err(PushError::NoLane(item(B, 6))));
+        assert_eq!(lanes.remove_system(B).unwrap_err(), LaneError::UnknownSystem(B));
         assert!(Arc::ptr_eq(lanes.load().get(A).unwrap(), &a));
         assert_eq!(a.len(), 1);
         assert_eq!(lanes.load().generation(), 4);
@@ -1099,10 +992,7 @@ mod tests {
         const PER_PRODUCER: u64 = 20_000;
         let systems: Vec<LegacySystemId> = (1..=4).map(LegacySystemId).collect();
         let lanes = Arc::new(Lanes::new(CORES).unwrap());
-        let originals: Vec<Arc<Lane>> = systems
-            .iter()
-            .map(|&s| lanes.add_system(s, 64).unwrap())
-            .collect();
+        let originals: Vec<Arc<Lane>> = systems.iter().map(|&s| lanes.add_system(s, 64).unwrap()).collect();
         let total = PRODUCERS * PER_PRODUCER;
         let received = Arc::new(AtomicU64::new(0));
         let moves_done = Arc::new(AtomicBool::new(false));
@@ -1135,8 +1025,7 @@ mod tests {
                         });
                     }
                     received.fetch_add(n as u64, Ordering::SeqCst);
-                    if moves_done.load(Ordering::SeqCst) && received.load(Ordering::SeqCst) == total
-                    {
+                    if moves_done.load(Ordering::SeqCst) && received.load(Ordering::SeqCst) == total {
                         return got;
                     }
                     if n == 0 {
@@ -1226,9 +1115,6 @@ mod tests {
             pushed += c.pushed;
         }
         assert_eq!(pushed, total);
-        assert_eq!(
-            originals.iter().map(|l| l.counters().full).sum::<u64>(),
-            full.load(Ordering::Relaxed) as u64
-        );
+        assert_eq!(originals.iter().map(|l| l.counters().full).sum::<u64>(), full.load(Ordering::Relaxed) as u64);
     }
 }

@@ -25,6 +25,5 @@ pub use select::{MsisdnMap, RouteSpec, RoutingTable, SelectError, Selection};
 pub use store::{Batch, Store, StoreError};
 
 pub use lane::{
-    CoreId, Lane, LaneCounters, LaneError, LaneItem, LaneItemError, LaneTable, Lanes, PushError,
-    LANE_ITEM_MAX,
+    CoreId, Lane, LaneCounters, LaneError, LaneItem, LaneItemError, LaneTable, Lanes, PushError, LANE_ITEM_MAX,
 };

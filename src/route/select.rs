@@ -79,11 +79,7 @@ pub struct RouteSpec<'a> {
 impl<'a> RouteSpec<'a> {
     /// A route for every content type.
     pub const fn new(prefix: &'a str, system: LegacySystemId) -> Self {
-        RouteSpec {
-            prefix,
-            system,
-            content_type: None,
-        }
+        RouteSpec { prefix, system, content_type: None }
     }
 
     /// The same route restricted to one media type.
@@ -130,19 +126,13 @@ impl fmt::Display for BuildError {
                 write!(f, "route {index}: prefix is not + followed by digits")
             }
             BuildError::PrefixTooLong { index } => {
-                write!(
-                    f,
-                    "route {index}: prefix longer than {E164_MAX_DIGITS} digits"
-                )
+                write!(f, "route {index}: prefix longer than {E164_MAX_DIGITS} digits")
             }
             BuildError::BadContentType { index } => {
                 write!(f, "route {index}: content type is not type/subtype")
             }
             BuildError::Duplicate { first, index } => {
-                write!(
-                    f,
-                    "route {index} repeats prefix and content type of route {first}"
-                )
+                write!(f, "route {index} repeats prefix and content type of route {first}")
             }
             BuildError::TooManyRoutes => f.write_str("too many routes"),
         }
@@ -193,11 +183,7 @@ struct Node {
 }
 
 impl Node {
-    const EMPTY: Node = Node {
-        children: [NONE; 10],
-        first_route: 0,
-        route_count: 0,
-    };
+    const EMPTY: Node = Node { children: [NONE; 10], first_route: 0, route_count: 0 };
 }
 
 #[derive(Debug, Clone)]
@@ -217,10 +203,7 @@ pub struct RoutingTable {
 
 impl Default for RoutingTable {
     fn default() -> Self {
-        RoutingTable {
-            nodes: vec![Node::EMPTY],
-            routes: Vec::new(),
-        }
+        RoutingTable { nodes: vec![Node::EMPTY], routes: Vec::new() }
     }
 }
 
@@ -228,11 +211,7 @@ impl Default for RoutingTable {
 fn media_type(text: &str) -> Option<&str> {
     let t = text.split(';').next().unwrap_or("").trim();
     let (ty, sub) = t.split_once('/')?;
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&c))
-    };
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&c));
     (token(ty) && token(sub)).then_some(t)
 }
 
@@ -255,31 +234,20 @@ impl RoutingTable {
         }
         let mut nodes = vec![Node::EMPTY];
         // (node, restricted first, spec index, system, content type)
-        let mut placed: Vec<(u32, bool, usize, LegacySystemId, Option<String>)> =
-            Vec::with_capacity(specs.len());
+        let mut placed: Vec<(u32, bool, usize, LegacySystemId, Option<String>)> = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
             let digits = prefix_digits(spec.prefix, index)?;
             let ct = match spec.content_type {
                 None => None,
-                Some(c) => Some(
-                    media_type(c)
-                        .ok_or(BuildError::BadContentType { index })?
-                        .to_ascii_lowercase(),
-                ),
+                Some(c) => Some(media_type(c).ok_or(BuildError::BadContentType { index })?.to_ascii_lowercase()),
             };
             let mut at = 0usize;
             for &d in digits {
                 let slot = usize::from(d - b'0');
-                let next = nodes
-                    .get(at)
-                    .and_then(|n| n.children.get(slot))
-                    .copied()
-                    .unwrap_or(NONE);
+                let next = nodes.get(at).and_then(|n| n.children.get(slot)).copied().unwrap_or(NONE);
                 at = if next == NONE {
-                    let new = u32::try_from(nodes.len())
-                        .ok()
-                        .filter(|&n| n != NONE)
-                        .ok_or(BuildError::TooManyRoutes)?;
+                    let new =
+                        u32::try_from(nodes.len()).ok().filter(|&n| n != NONE).ok_or(BuildError::TooManyRoutes)?;
                     nodes.push(Node::EMPTY);
                     if let Some(c) = nodes.get_mut(at).and_then(|n| n.children.get_mut(slot)) {
                         *c = new;
@@ -289,11 +257,7 @@ impl RoutingTable {
                     next as usize
                 };
             }
-            if let Some(first) = placed
-                .iter()
-                .find(|p| p.0 as usize == at && p.4 == ct)
-                .map(|p| p.2)
-            {
+            if let Some(first) = placed.iter().find(|p| p.0 as usize == at && p.4 == ct).map(|p| p.2) {
                 return Err(BuildError::Duplicate { first, index });
             }
             placed.push((at as u32, ct.is_none(), index, spec.system, ct));
@@ -303,10 +267,7 @@ impl RoutingTable {
         let mut routes = Vec::with_capacity(placed.len());
         for (node, _, _, system, ct) in placed {
             let route_index = routes.len() as u32; // < specs.len() < u32::MAX
-            routes.push(Route {
-                system,
-                content_type: ct.map(String::into_boxed_str),
-            });
+            routes.push(Route { system, content_type: ct.map(String::into_boxed_str) });
             if let Some(n) = nodes.get_mut(node as usize) {
                 if n.route_count == 0 {
                     n.first_route = route_index;
@@ -330,21 +291,13 @@ impl RoutingTable {
     /// The legacy system for `number` and a message of `content_type`
     /// (`type/subtype`, parameters ignored; `None` when the message has no
     /// body type, which only unrestricted routes admit).
-    pub fn select(
-        &self,
-        number: &Msisdn,
-        content_type: Option<&str>,
-    ) -> Result<LegacySystemId, SelectError> {
+    pub fn select(&self, number: &Msisdn, content_type: Option<&str>) -> Result<LegacySystemId, SelectError> {
         self.select_digits(number.digits().as_bytes(), content_type)
     }
 
     /// [`RoutingTable::select`] over ASCII digits (a leading `+` is skipped;
     /// anything else than a digit ends the walk).
-    pub fn select_digits(
-        &self,
-        digits: &[u8],
-        content_type: Option<&str>,
-    ) -> Result<LegacySystemId, SelectError> {
+    pub fn select_digits(&self, digits: &[u8], content_type: Option<&str>) -> Result<LegacySystemId, SelectError> {
         let digits = digits.strip_prefix(b"+").unwrap_or(digits);
         // Nodes with routes along the path, shortest first (root + 15 digits).
         let mut path = [0u32; E164_MAX_DIGITS + 1];
@@ -363,12 +316,7 @@ impl RoutingTable {
             if !d.is_ascii_digit() {
                 break;
             }
-            let next = self
-                .nodes
-                .get(at)
-                .and_then(|n| n.children.get(usize::from(d - b'0')))
-                .copied()
-                .unwrap_or(NONE);
+            let next = self.nodes.get(at).and_then(|n| n.children.get(usize::from(d - b'0'))).copied().unwrap_or(NONE);
             if next == NONE {
                 break;
             }
@@ -456,9 +404,7 @@ impl fmt::Display for MapBuildError {
             MapBuildError::Duplicate { first, index } => {
                 write!(f, "MSISDN entry {index} repeats entry {first}")
             }
-            MapBuildError::BadTemplate => {
-                f.write_str("URI template must hold exactly one {msisdn} and no blanks")
-            }
+            MapBuildError::BadTemplate => f.write_str("URI template must hold exactly one {msisdn} and no blanks"),
         }
     }
 }
@@ -469,9 +415,7 @@ impl std::error::Error for MapBuildError {}
 /// zeros are kept apart by the count). 15 digits < 2^50.
 pub(crate) fn pack_msisdn(m: &Msisdn) -> u64 {
     let d = m.digits().as_bytes();
-    let v = d.iter().fold(0u64, |v, &c| {
-        v.wrapping_mul(10).wrapping_add(u64::from(c - b'0'))
-    });
+    let v = d.iter().fold(0u64, |v, &c| v.wrapping_mul(10).wrapping_add(u64::from(c - b'0')));
     v | ((d.len() as u64) << 56)
 }
 
@@ -502,25 +446,18 @@ pub struct UriTemplate {
 impl UriTemplate {
     /// Parses `text` holding exactly one `{msisdn}`.
     pub fn parse(text: &str) -> Result<UriTemplate, MapBuildError> {
-        let (before, after) = text
-            .split_once(MSISDN_PLACEHOLDER)
-            .ok_or(MapBuildError::BadTemplate)?;
+        let (before, after) = text.split_once(MSISDN_PLACEHOLDER).ok_or(MapBuildError::BadTemplate)?;
         if after.contains(MSISDN_PLACEHOLDER) || !uri_ok(text) {
             return Err(MapBuildError::BadTemplate);
         }
-        Ok(UriTemplate {
-            before: before.into(),
-            after: after.into(),
-        })
+        Ok(UriTemplate { before: before.into(), after: after.into() })
     }
 
     /// Writes the URI of `number` into `out`, returning its length.
     pub fn write(&self, number: &Msisdn, out: &mut [u8]) -> Result<usize, UriMapError> {
         let d = number.digits().as_bytes();
         let needed = self.before.len() + d.len() + self.after.len();
-        let dst = out
-            .get_mut(..needed)
-            .ok_or(UriMapError::BufferTooSmall { needed })?;
+        let dst = out.get_mut(..needed).ok_or(UriMapError::BufferTooSmall { needed })?;
         let (a, rest) = dst.split_at_mut(self.before.len());
         a.copy_from_slice(self.before.as_bytes());
         let (b, c) = rest.split_at_mut(d.len());
@@ -532,9 +469,7 @@ impl UriTemplate {
     /// The number a URI of this template's form names (`None` when `uri` is not
     /// of the form, or the middle is not a number).
     pub fn match_uri(&self, uri: &str) -> Option<Msisdn> {
-        let mid = uri
-            .strip_prefix(&*self.before)?
-            .strip_suffix(&*self.after)?;
+        let mid = uri.strip_prefix(&*self.before)?.strip_suffix(&*self.after)?;
         if mid.is_empty() || !mid.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
@@ -556,10 +491,7 @@ pub struct MsisdnMap {
 impl MsisdnMap {
     /// Builds the map from explicit `(MSISDN, URI)` entries and an optional
     /// template; any bad entry rejects the whole list.
-    pub fn build(
-        entries: &[(&str, &str)],
-        template: Option<&str>,
-    ) -> Result<MsisdnMap, MapBuildError> {
+    pub fn build(entries: &[(&str, &str)], template: Option<&str>) -> Result<MsisdnMap, MapBuildError> {
         let template = template.map(UriTemplate::parse).transpose()?;
         let mut keyed: Vec<(u64, usize)> = Vec::with_capacity(entries.len());
         for (index, (number, uri)) in entries.iter().enumerate() {
@@ -584,12 +516,7 @@ impl MsisdnMap {
             keys.push(key);
             spans.push((off, uri.len() as u16)); // ≤ URI_MAX
         }
-        Ok(MsisdnMap {
-            keys,
-            spans,
-            uris,
-            template,
-        })
+        Ok(MsisdnMap { keys, spans, uris, template })
     }
 
     /// Number of explicit entries.
@@ -620,9 +547,7 @@ impl MsisdnMap {
     pub fn write_uri(&self, number: &Msisdn, out: &mut [u8]) -> Result<usize, UriMapError> {
         if let Some(uri) = self.entry(number) {
             let needed = uri.len();
-            let dst = out
-                .get_mut(..needed)
-                .ok_or(UriMapError::BufferTooSmall { needed })?;
+            let dst = out.get_mut(..needed).ok_or(UriMapError::BufferTooSmall { needed })?;
             dst.copy_from_slice(uri.as_bytes());
             return Ok(needed);
         }
@@ -663,11 +588,7 @@ impl Selection {
     /// A selection publishing its first snapshot.
     pub fn new(routes: RoutingTable, msisdns: MsisdnMap) -> Self {
         Selection {
-            tables: ArcSwap::from_pointee(SelectionTables {
-                routes,
-                msisdns,
-                generation: 0,
-            }),
+            tables: ArcSwap::from_pointee(SelectionTables { routes, msisdns, generation: 0 }),
             publish: Mutex::new(()),
         }
     }
@@ -682,11 +603,7 @@ impl Selection {
     pub fn publish(&self, routes: RoutingTable, msisdns: MsisdnMap) -> u64 {
         let _p = self.publish.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.tables.load().generation.wrapping_add(1);
-        self.tables.store(Arc::new(SelectionTables {
-            routes,
-            msisdns,
-            generation,
-        }));
+        self.tables.store(Arc::new(SelectionTables { routes, msisdns, generation }));
         generation
     }
 }
@@ -713,16 +630,10 @@ mod tests {
     fn lab_routes() {
         let t = lab();
         assert_eq!(t.len(), 3);
-        assert_eq!(
-            t.select(&m("+447000112345"), Some("text/plain")),
-            Ok(LegacySystemId(1))
-        );
+        assert_eq!(t.select(&m("+447000112345"), Some("text/plain")), Ok(LegacySystemId(1)));
         assert_eq!(t.select(&m("+447000254321"), None), Ok(LegacySystemId(2)));
         assert_eq!(t.select(&m("+447000300000"), None), Ok(LegacySystemId(3)));
-        assert_eq!(
-            t.select(&m("+447000400000"), None),
-            Err(SelectError::NoRoute)
-        );
+        assert_eq!(t.select(&m("+447000400000"), None), Err(SelectError::NoRoute));
         assert_eq!(t.select(&m("+44700"), None), Err(SelectError::NoRoute));
         assert_eq!(t.select(&m("+33"), None), Err(SelectError::NoRoute));
         // The prefix itself is a number of the route.
@@ -745,11 +656,8 @@ mod tests {
 
     #[test]
     fn default_route() {
-        let t = RoutingTable::build(&[
-            RouteSpec::new("+", LegacySystemId(5)),
-            RouteSpec::new("49", LegacySystemId(6)),
-        ])
-        .unwrap();
+        let t = RoutingTable::build(&[RouteSpec::new("+", LegacySystemId(5)), RouteSpec::new("49", LegacySystemId(6))])
+            .unwrap();
         assert_eq!(t.select(&m("+1555"), None), Ok(LegacySystemId(5)));
         assert_eq!(t.select(&m("+4930"), None), Ok(LegacySystemId(6)));
     }
@@ -766,23 +674,14 @@ mod tests {
         .unwrap();
         let a = m("+447000112345");
         assert_eq!(t.select(&a, Some("text/plain")), Ok(LegacySystemId(1)));
-        assert_eq!(
-            t.select(&a, Some("TEXT/Plain; charset=UTF-8")),
-            Ok(LegacySystemId(1))
-        );
+        assert_eq!(t.select(&a, Some("TEXT/Plain; charset=UTF-8")), Ok(LegacySystemId(1)));
         assert_eq!(t.select(&a, Some("image/png")), Ok(LegacySystemId(3)));
-        assert_eq!(
-            t.select(&a, Some("audio/amr")),
-            Err(SelectError::ContentTypeNotRouted)
-        );
+        assert_eq!(t.select(&a, Some("audio/amr")), Err(SelectError::ContentTypeNotRouted));
         assert_eq!(t.select(&a, None), Err(SelectError::ContentTypeNotRouted));
         let b = m("+447000259999");
         assert_eq!(t.select(&b, Some("text/plain")), Ok(LegacySystemId(5)));
         assert_eq!(t.select(&b, Some("message/cpim")), Ok(LegacySystemId(4)));
-        assert_eq!(
-            t.select(&m("+4499"), Some("text/plain")),
-            Err(SelectError::NoRoute)
-        );
+        assert_eq!(t.select(&m("+4499"), Some("text/plain")), Err(SelectError::NoRoute));
         assert_eq!(SelectError::NoRoute.sip_status().0, 404);
         assert_eq!(SelectError::ContentTypeNotRouted.sip_status().0, 415);
     }
@@ -794,28 +693,16 @@ mod tests {
             RouteSpec::new("+44", LegacySystemId(2)).content_type("text/plain"),
         ])
         .unwrap();
-        assert_eq!(
-            t.select(&m("+441"), Some("text/plain")),
-            Ok(LegacySystemId(2))
-        );
-        assert_eq!(
-            t.select(&m("+441"), Some("image/gif")),
-            Ok(LegacySystemId(1))
-        );
+        assert_eq!(t.select(&m("+441"), Some("text/plain")), Ok(LegacySystemId(2)));
+        assert_eq!(t.select(&m("+441"), Some("image/gif")), Ok(LegacySystemId(1)));
     }
 
     #[test]
     fn build_errors() {
         let e = |specs: &[RouteSpec<'_>]| RoutingTable::build(specs).unwrap_err();
+        assert_eq!(e(&[RouteSpec::new("+44a", LegacySystemId(1))]), BuildError::BadPrefix { index: 0 });
         assert_eq!(
-            e(&[RouteSpec::new("+44a", LegacySystemId(1))]),
-            BuildError::BadPrefix { index: 0 }
-        );
-        assert_eq!(
-            e(&[
-                RouteSpec::new("1", LegacySystemId(1)),
-                RouteSpec::new("++1", LegacySystemId(1))
-            ]),
+            e(&[RouteSpec::new("1", LegacySystemId(1)), RouteSpec::new("++1", LegacySystemId(1))]),
             BuildError::BadPrefix { index: 1 }
         );
         assert_eq!(
@@ -848,23 +735,14 @@ mod tests {
         assert_eq!(t.select_digits(b"+4470001", None), Ok(LegacySystemId(1)));
         assert_eq!(t.select_digits(b"4470001x99", None), Ok(LegacySystemId(1)));
         assert_eq!(t.select_digits(b"", None), Err(SelectError::NoRoute));
-        assert_eq!(
-            t.select_digits(b"\xff\x00", None),
-            Err(SelectError::NoRoute)
-        );
-        assert_eq!(
-            RoutingTable::default().select_digits(b"1", None),
-            Err(SelectError::NoRoute)
-        );
+        assert_eq!(t.select_digits(b"\xff\x00", None), Err(SelectError::NoRoute));
+        assert_eq!(RoutingTable::default().select_digits(b"1", None), Err(SelectError::NoRoute));
     }
 
     #[test]
     fn msisdn_map_entries_and_template() {
         let map = MsisdnMap::build(
-            &[
-                ("+447700900001", "sip:alice@ims.lab"),
-                ("447700900002", "tel:+447700900002"),
-            ],
+            &[("+447700900001", "sip:alice@ims.lab"), ("447700900002", "tel:+447700900002")],
             Some("sip:+{msisdn}@ims.lab;user=phone"),
         )
         .unwrap();
@@ -876,20 +754,11 @@ mod tests {
         let n = map.write_uri(&m("+447700900003"), &mut buf).unwrap();
         assert_eq!(&buf[..n], b"sip:+447700900003@ims.lab;user=phone");
         let mut small = [0u8; 10];
-        assert_eq!(
-            map.write_uri(&m("+447700900003"), &mut small),
-            Err(UriMapError::BufferTooSmall { needed: 36 })
-        );
-        assert_eq!(
-            map.write_uri(&m("+447700900001"), &mut small),
-            Err(UriMapError::BufferTooSmall { needed: 17 })
-        );
+        assert_eq!(map.write_uri(&m("+447700900003"), &mut small), Err(UriMapError::BufferTooSmall { needed: 36 }));
+        assert_eq!(map.write_uri(&m("+447700900001"), &mut small), Err(UriMapError::BufferTooSmall { needed: 17 }));
         assert_eq!(map.len(), 2);
         let t = map.template().unwrap();
-        assert_eq!(
-            t.match_uri("sip:+447700900003@ims.lab;user=phone"),
-            Some(m("+447700900003"))
-        );
+        assert_eq!(t.match_uri("sip:+447700900003@ims.lab;user=phone"), Some(m("+447700900003")));
         assert_eq!(t.match_uri("sip:+44770x@ims.lab;user=phone"), None);
         assert_eq!(t.match_uri("sip:+@ims.lab;user=phone"), None);
         assert_eq!(t.match_uri("sip:+1@other;user=phone"), None);
@@ -899,10 +768,7 @@ mod tests {
     fn msisdn_map_without_template() {
         let map = MsisdnMap::build(&[("+1555", "sip:bob@x")], None).unwrap();
         let mut buf = [0u8; 64];
-        assert_eq!(
-            map.write_uri(&m("+1556"), &mut buf),
-            Err(UriMapError::Unknown)
-        );
+        assert_eq!(map.write_uri(&m("+1556"), &mut buf), Err(UriMapError::Unknown));
         // Leading zeros and length keep numbers apart.
         let map = MsisdnMap::build(&[("01", "sip:a@x"), ("1", "sip:b@x")], None).unwrap();
         let n = map.write_uri(&m("01"), &mut buf).unwrap();
@@ -913,32 +779,15 @@ mod tests {
 
     #[test]
     fn msisdn_map_build_errors() {
+        assert_eq!(MsisdnMap::build(&[("x1", "sip:a@x")], None).unwrap_err(), MapBuildError::BadMsisdn { index: 0 });
+        assert_eq!(MsisdnMap::build(&[("1", "")], None).unwrap_err(), MapBuildError::BadUri { index: 0 });
+        assert_eq!(MsisdnMap::build(&[("1", "sip:a b@x")], None).unwrap_err(), MapBuildError::BadUri { index: 0 });
         assert_eq!(
-            MsisdnMap::build(&[("x1", "sip:a@x")], None).unwrap_err(),
-            MapBuildError::BadMsisdn { index: 0 }
-        );
-        assert_eq!(
-            MsisdnMap::build(&[("1", "")], None).unwrap_err(),
-            MapBuildError::BadUri { index: 0 }
-        );
-        assert_eq!(
-            MsisdnMap::build(&[("1", "sip:a b@x")], None).unwrap_err(),
-            MapBuildError::BadUri { index: 0 }
-        );
-        assert_eq!(
-            MsisdnMap::build(
-                &[("+12", "sip:a@x"), ("+3", "sip:c@x"), ("12", "sip:b@x")],
-                None
-            )
-            .unwrap_err(),
+            MsisdnMap::build(&[("+12", "sip:a@x"), ("+3", "sip:c@x"), ("12", "sip:b@x")], None).unwrap_err(),
             MapBuildError::Duplicate { first: 0, index: 2 }
         );
         for bad in ["sip:x@y", "{msisdn}{msisdn}", "sip:+{msisdn} @x"] {
-            assert_eq!(
-                MsisdnMap::build(&[], Some(bad)).unwrap_err(),
-                MapBuildError::BadTemplate,
-                "{bad}"
-            );
+            assert_eq!(MsisdnMap::build(&[], Some(bad)).unwrap_err(), MapBuildError::BadTemplate, "{bad}");
         }
     }
 
@@ -953,27 +802,14 @@ mod tests {
         );
         assert_eq!(g, 1);
         // A reader holding the old snapshot keeps it.
-        assert_eq!(
-            old.routes.select(&m("+44700011"), None),
-            Ok(LegacySystemId(1))
-        );
-        assert_eq!(
-            sel.load().routes.select(&m("+44700011"), None),
-            Ok(LegacySystemId(7))
-        );
-        assert_eq!(
-            sel.load().routes.select(&m("+44700021"), None),
-            Err(SelectError::NoRoute)
-        );
+        assert_eq!(old.routes.select(&m("+44700011"), None), Ok(LegacySystemId(1)));
+        assert_eq!(sel.load().routes.select(&m("+44700011"), None), Ok(LegacySystemId(7)));
+        assert_eq!(sel.load().routes.select(&m("+44700021"), None), Err(SelectError::NoRoute));
     }
 
     /// Reference: the longest provisioned prefix of the number, by string search.
     fn reference(specs: &[(String, u16)], digits: &str) -> Option<u16> {
-        specs
-            .iter()
-            .filter(|(p, _)| digits.starts_with(p.as_str()))
-            .max_by_key(|(p, _)| p.len())
-            .map(|s| s.1)
+        specs.iter().filter(|(p, _)| digits.starts_with(p.as_str())).max_by_key(|(p, _)| p.len()).map(|s| s.1)
     }
 
     proptest! {

@@ -37,19 +37,15 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use super::correlation::{CorrelationTable, MessageRef, NewMessage};
 use super::lane::{LaneItem, LANE_ITEM_MAX};
 use crate::interwork::address::Msisdn;
-use crate::interwork::converged_to_legacy::{
-    canonical_id, CanonicalId, IdOrigin, StoredCorrelation,
-};
+use crate::interwork::converged_to_legacy::{canonical_id, CanonicalId, IdOrigin, StoredCorrelation};
 use crate::interwork::IdCanonicalisation;
 use crate::session::smpp::LegacySystemId;
 use crate::wire::cpim::{DateTime, Dispositions};
 
 const QUEUE: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("queued_receipts");
 const CORRELATION: TableDefinition<u64, &[u8]> = TableDefinition::new("correlation");
-const CORRELATION_IDS: TableDefinition<(u16, &[u8]), (u64, u8)> =
-    TableDefinition::new("correlation_ids");
-const CORRELATION_PARTS: TableDefinition<(u64, u8), &[u8]> =
-    TableDefinition::new("correlation_parts");
+const CORRELATION_IDS: TableDefinition<(u16, &[u8]), (u64, u8)> = TableDefinition::new("correlation_ids");
+const CORRELATION_PARTS: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("correlation_parts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Version of the record formats in this file.
@@ -97,9 +93,7 @@ impl From<redb::Error> for StoreError {
         match e {
             redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
             redb::Error::Corrupted(why) => StoreError::Corrupt(why),
-            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                StoreError::Corrupt(io.to_string())
-            }
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => StoreError::Corrupt(io.to_string()),
             redb::Error::Io(io) => StoreError::Io(io.to_string()),
             redb::Error::TableTypeMismatch { .. }
             | redb::Error::TypeDefinitionChanged { .. }
@@ -118,13 +112,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Where a queued receipt sits: its legacy system and its store sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -173,12 +161,7 @@ pub struct DurableCorrelation {
 
 impl DurableCorrelation {
     /// An owned copy of what the table stored for a message.
-    pub fn new(
-        system: LegacySystemId,
-        segments: u8,
-        deadline: u64,
-        s: &StoredCorrelation<'_>,
-    ) -> Self {
+    pub fn new(system: LegacySystemId, segments: u8, deadline: u64, s: &StoredCorrelation<'_>) -> Self {
         DurableCorrelation {
             system,
             segments,
@@ -221,8 +204,7 @@ impl DurableCorrelation {
         v.push(digits.len() as u8); // ≤ 15
         v.extend_from_slice(digits);
         let put = |v: &mut Vec<u8>, s: &str| -> Result<(), StoreError> {
-            let len =
-                u16::try_from(s.len()).map_err(|_| StoreError::BadValue("string over 64 KiB"))?;
+            let len = u16::try_from(s.len()).map_err(|_| StoreError::BadValue("string over 64 KiB"))?;
             v.extend_from_slice(&len.to_be_bytes());
             v.extend_from_slice(s.as_bytes());
             Ok(())
@@ -251,10 +233,7 @@ impl DurableCorrelation {
         let offset = i16::from_be_bytes(r.array()?);
         let [n] = r.array()?;
         let digits = r.take(usize::from(n))?;
-        let recipient = core::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| Msisdn::parse(d).ok())
-            .ok_or_else(bad)?;
+        let recipient = core::str::from_utf8(digits).ok().and_then(|d| Msisdn::parse(d).ok()).ok_or_else(bad)?;
         let message_id = r.string()?;
         let sender = r.string()?;
         let [flag] = r.array()?;
@@ -282,15 +261,10 @@ impl DurableCorrelation {
 }
 
 fn dispositions_from_bits(bits: u8) -> Dispositions {
-    [
-        Dispositions::POSITIVE_DELIVERY,
-        Dispositions::NEGATIVE_DELIVERY,
-        Dispositions::PROCESSING,
-        Dispositions::DISPLAY,
-    ]
-    .into_iter()
-    .filter(|d| bits & d.bits() != 0)
-    .fold(Dispositions::empty(), Dispositions::union)
+    [Dispositions::POSITIVE_DELIVERY, Dispositions::NEGATIVE_DELIVERY, Dispositions::PROCESSING, Dispositions::DISPLAY]
+        .into_iter()
+        .filter(|d| bits & d.bits() != 0)
+        .fold(Dispositions::empty(), Dispositions::union)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -324,23 +298,10 @@ pub type Ticket = u64;
 
 #[derive(Debug)]
 enum Op {
-    Queue {
-        system: u16,
-        value: Vec<u8>,
-    },
-    PutCorrelation {
-        key: u64,
-        value: Vec<u8>,
-    },
-    BindId {
-        system: u16,
-        id: Vec<u8>,
-        key: u64,
-        part: u8,
-    },
-    RemoveCorrelation {
-        key: u64,
-    },
+    Queue { system: u16, value: Vec<u8> },
+    PutCorrelation { key: u64, value: Vec<u8> },
+    BindId { system: u16, id: Vec<u8>, key: u64, part: u8 },
+    RemoveCorrelation { key: u64 },
 }
 
 /// Several store writes made durable by one transaction. The control plane
@@ -380,10 +341,7 @@ impl Batch {
 
     /// Whether to commit now.
     pub fn should_flush(&self, now_us: u64) -> bool {
-        self.ops.len() >= self.max_items
-            || self
-                .oldest_us
-                .is_some_and(|t| now_us.saturating_sub(t) >= self.max_wait_us)
+        self.ops.len() >= self.max_items || self.oldest_us.is_some_and(|t| now_us.saturating_sub(t) >= self.max_wait_us)
     }
 
     /// When the oldest write's wait ends (for the caller's timer), if any waits.
@@ -400,26 +358,14 @@ impl Batch {
     }
 
     /// Queues a receipt for its (unbound) legacy system until `deadline`.
-    pub fn queue_receipt(
-        &mut self,
-        item: &LaneItem,
-        enqueued: u64,
-        deadline: u64,
-        now_us: u64,
-    ) -> Ticket {
+    pub fn queue_receipt(&mut self, item: &LaneItem, enqueued: u64, deadline: u64, now_us: u64) -> Ticket {
         let pdu = item.pdu();
         let mut value = Vec::with_capacity(QUEUE_HEADER + pdu.len());
         value.extend_from_slice(&enqueued.to_be_bytes());
         value.extend_from_slice(&deadline.to_be_bytes());
         value.extend_from_slice(&item.token().to_be_bytes());
         value.extend_from_slice(pdu);
-        self.push(
-            Op::Queue {
-                system: item.system().0,
-                value,
-            },
-            now_us,
-        )
+        self.push(Op::Queue { system: item.system().0, value }, now_us)
     }
 
     /// Stores a correlation record under the caller's message `key`.
@@ -434,23 +380,8 @@ impl Batch {
     }
 
     /// Records that part `part` of message `key` has the SMSC id `id`.
-    pub fn bind_id(
-        &mut self,
-        system: LegacySystemId,
-        id: &CanonicalId,
-        key: u64,
-        part: u8,
-        now_us: u64,
-    ) -> Ticket {
-        self.push(
-            Op::BindId {
-                system: system.0,
-                id: id.as_bytes().to_vec(),
-                key,
-                part,
-            },
-            now_us,
-        )
+    pub fn bind_id(&mut self, system: LegacySystemId, id: &CanonicalId, key: u64, part: u8, now_us: u64) -> Ticket {
+        self.push(Op::BindId { system: system.0, id: id.as_bytes().to_vec(), key, part }, now_us)
     }
 
     /// Removes message `key` and its ids (its outcome is complete).
@@ -525,12 +456,7 @@ impl Store {
             next_seq = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
         }
         tx.commit()?;
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-            next_seq,
-            committed_through: 0,
-        })
+        Ok(Store { db, path: path.to_path_buf(), next_seq, committed_through: 0 })
     }
 
     /// The file.
@@ -543,10 +469,7 @@ impl Store {
     /// of the batch is stored and the batch keeps its writes for a retry.
     pub fn commit(&mut self, batch: &mut Batch) -> Result<Committed, StoreError> {
         if batch.ops.is_empty() {
-            return Ok(Committed {
-                through: self.committed_through,
-                ..Committed::default()
-            });
+            return Ok(Committed { through: self.committed_through, ..Committed::default() });
         }
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate);
@@ -561,21 +484,13 @@ impl Store {
                 match op {
                     Op::Queue { system, value } => {
                         queue.insert((*system, seq), value.as_slice())?;
-                        queued.push(QueueKey {
-                            system: LegacySystemId(*system),
-                            seq,
-                        });
+                        queued.push(QueueKey { system: LegacySystemId(*system), seq });
                         seq += 1;
                     }
                     Op::PutCorrelation { key, value } => {
                         corr.insert(*key, value.as_slice())?;
                     }
-                    Op::BindId {
-                        system,
-                        id,
-                        key,
-                        part,
-                    } => {
+                    Op::BindId { system, id, key, part } => {
                         ids.insert((*system, id.as_slice()), (*key, *part))?;
                         parts.insert((*key, *part), id.as_slice())?;
                     }
@@ -594,38 +509,20 @@ impl Store {
         let writes = batch.ops.len();
         batch.ops.clear();
         batch.oldest_us = None;
-        Ok(Committed {
-            through,
-            writes,
-            queued,
-        })
+        Ok(Committed { through, writes, queued })
     }
 
     /// Queues one receipt, durable when this returns (one transaction).
-    pub fn put_receipt(
-        &mut self,
-        item: &LaneItem,
-        enqueued: u64,
-        deadline: u64,
-    ) -> Result<QueueKey, StoreError> {
+    pub fn put_receipt(&mut self, item: &LaneItem, enqueued: u64, deadline: u64) -> Result<QueueKey, StoreError> {
         let mut b = Batch::new(1, 0);
         b.queue_receipt(item, enqueued, deadline, 0);
-        self.commit(&mut b)?
-            .queued
-            .first()
-            .copied()
-            .ok_or(StoreError::Io("commit queued nothing".into()))
+        self.commit(&mut b)?.queued.first().copied().ok_or(StoreError::Io("commit queued nothing".into()))
     }
 
     /// Up to `max` receipts queued for `system`, oldest first, skipping those
     /// past their validity at `now`. Nothing is removed: [`Store::ack`] the
     /// ones delivered.
-    pub fn peek(
-        &self,
-        system: LegacySystemId,
-        max: usize,
-        now: u64,
-    ) -> Result<Vec<QueuedReceipt>, StoreError> {
+    pub fn peek(&self, system: LegacySystemId, max: usize, now: u64) -> Result<Vec<QueuedReceipt>, StoreError> {
         let tx = self.db.begin_read()?;
         let queue = tx.open_table(QUEUE)?;
         let mut out = Vec::new();
@@ -635,13 +532,7 @@ impl Store {
             }
             let (k, v) = entry?;
             let (sys, seq) = k.value();
-            let r = decode_queued(
-                QueueKey {
-                    system: LegacySystemId(sys),
-                    seq,
-                },
-                v.value(),
-            )?;
+            let r = decode_queued(QueueKey { system: LegacySystemId(sys), seq }, v.value())?;
             if r.deadline >= now {
                 out.push(r);
             }
@@ -729,11 +620,7 @@ impl Store {
     /// Reloads every correlation record still within its validity at `now`
     /// into a fresh in-memory table after a restart (parts keyed by their
     /// stored SMSC ids); returns each store key with its table reference.
-    pub fn reload(
-        &self,
-        table: &mut CorrelationTable,
-        now: u64,
-    ) -> Result<Vec<(u64, MessageRef)>, StoreError> {
+    pub fn reload(&self, table: &mut CorrelationTable, now: u64) -> Result<Vec<(u64, MessageRef)>, StoreError> {
         let mut out = Vec::new();
         for (key, rec) in self.correlations()? {
             if rec.deadline < now {
@@ -786,11 +673,7 @@ impl Store {
             let mut gone = Vec::new();
             for e in corr.iter()? {
                 let (k, v) = e?;
-                let d = v
-                    .value()
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes);
+                let d = v.value().get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
                 if d.is_some_and(|d| d < now) {
                     gone.push(k.value());
                 }
@@ -829,9 +712,7 @@ fn remove_correlation(
 
 /// redb 2 asserts on some damaged files (a file cut shorter than its header
 /// says) instead of returning an error: such a panic is a corrupt file too.
-fn guard(
-    open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
-) -> Result<Database, StoreError> {
+fn guard(open: impl FnOnce() -> Result<Database, redb::DatabaseError>) -> Result<Database, StoreError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
         Ok(r) => Ok(r?),
         Err(p) => {
@@ -850,12 +731,7 @@ fn deadline_of(v: &[u8]) -> Option<u64> {
 }
 
 fn decode_queued(key: QueueKey, v: &[u8]) -> Result<QueuedReceipt, StoreError> {
-    let bad = || {
-        StoreError::Corrupt(format!(
-            "queued receipt {} of {} does not decode",
-            key.seq, key.system
-        ))
-    };
+    let bad = || StoreError::Corrupt(format!("queued receipt {} of {} does not decode", key.seq, key.system));
     let mut r = Reader(v);
     let enqueued = u64::from_be_bytes(r.array().map_err(|_| bad())?);
     let deadline = u64::from_be_bytes(r.array().map_err(|_| bad())?);
@@ -864,12 +740,7 @@ fn decode_queued(key: QueueKey, v: &[u8]) -> Result<QueuedReceipt, StoreError> {
         return Err(bad());
     }
     let item = LaneItem::new(key.system, token, r.0).map_err(|_| bad())?;
-    Ok(QueuedReceipt {
-        key,
-        item,
-        enqueued,
-        deadline,
-    })
+    Ok(QueuedReceipt { key, item, enqueued, deadline })
 }
 
 #[cfg(test)]
@@ -896,10 +767,7 @@ mod tests {
         for r in [record(None), record(Some("sip:imdn@ims.lab"))] {
             let b = r.encode().unwrap();
             assert_eq!(DurableCorrelation::decode(&b).unwrap(), r);
-            assert_eq!(
-                DurableCorrelation::new(r.system, r.segments, r.deadline, &r.stored()),
-                r
-            );
+            assert_eq!(DurableCorrelation::new(r.system, r.segments, r.deadline, &r.stored()), r);
         }
     }
 
@@ -907,24 +775,12 @@ mod tests {
     fn truncated_or_padded_records_are_corrupt() {
         let b = record(Some("sip:x@y")).encode().unwrap();
         for n in 0..b.len() {
-            assert!(
-                matches!(
-                    DurableCorrelation::decode(&b[..n]),
-                    Err(StoreError::Corrupt(_))
-                ),
-                "{n}"
-            );
+            assert!(matches!(DurableCorrelation::decode(&b[..n]), Err(StoreError::Corrupt(_))), "{n}");
         }
         let mut long = b.clone();
         long.push(0);
-        assert!(matches!(
-            DurableCorrelation::decode(&long),
-            Err(StoreError::Corrupt(_))
-        ));
-        let too_long = DurableCorrelation {
-            sender: "s".repeat(70_000),
-            ..record(None)
-        };
+        assert!(matches!(DurableCorrelation::decode(&long), Err(StoreError::Corrupt(_))));
+        let too_long = DurableCorrelation { sender: "s".repeat(70_000), ..record(None) };
         assert!(matches!(too_long.encode(), Err(StoreError::BadValue(_))));
     }
 
@@ -957,10 +813,7 @@ mod tests {
 
     #[test]
     fn queued_values_decode_strictly() {
-        let key = QueueKey {
-            system: LegacySystemId(1),
-            seq: 1,
-        };
+        let key = QueueKey { system: LegacySystemId(1), seq: 1 };
         assert!(decode_queued(key, &[0; 23]).is_err());
         let mut v = vec![0u8; 24];
         v.extend_from_slice(&[1; LANE_ITEM_MAX + 1]);

@@ -62,13 +62,13 @@ mod server;
 mod table;
 
 pub use client::{
-    branch_owner, response_owner, Branch, ClientConfig, ClientCounters, ClientError,
-    ClientTransactions, ClientTxId, Event, ResponseMatch, Transmit,
+    branch_owner, response_owner, Branch, ClientConfig, ClientCounters, ClientError, ClientTransactions, ClientTxId,
+    Event, ResponseMatch, Transmit,
 };
 pub use policy::{unknown_recipient, Answer, UasPolicy, ACCEPT, ALLOW};
 pub use server::{
-    Incoming, Rejection, Response, ServerConfig, ServerCounters, ServerError, ServerTransactions,
-    ServerTxId, MALFORMED_REASONS,
+    Incoming, Rejection, Response, ServerConfig, ServerCounters, ServerError, ServerTransactions, ServerTxId,
+    MALFORMED_REASONS,
 };
 
 /// The RFC 3261 timer base values (§17.1.1.1, table 4), in milliseconds.
@@ -84,11 +84,7 @@ pub struct Timers {
 
 impl Timers {
     /// The RFC 3261 defaults: T1 = 500 ms, T2 = 4 s, T4 = 5 s.
-    pub const RFC3261: Timers = Timers {
-        t1: 500,
-        t2: 4_000,
-        t4: 5_000,
-    };
+    pub const RFC3261: Timers = Timers { t1: 500, t2: 4_000, t4: 5_000 };
 
     /// Timer F, the client's give-up time: 64·T1.
     pub fn timer_f(&self) -> u64 {
@@ -136,10 +132,7 @@ pub enum DatagramKind {
 
 /// Classify a datagram without parsing it, to pick the table it goes to.
 pub fn classify(datagram: &[u8]) -> DatagramKind {
-    let start = datagram
-        .iter()
-        .position(|&c| c != b'\r' && c != b'\n')
-        .unwrap_or(datagram.len());
+    let start = datagram.iter().position(|&c| c != b'\r' && c != b'\n').unwrap_or(datagram.len());
     let rest = datagram.get(start..).unwrap_or(&[]);
     if rest.is_empty() {
         DatagramKind::KeepAlive
@@ -155,11 +148,7 @@ pub fn classify(datagram: &[u8]) -> DatagramKind {
 /// source port if the Via asks for `rport` (RFC 3581), else to the sent-by
 /// port or 5060.
 pub fn reply_address(via: &Via<'_>, src: SocketAddrV4) -> SocketAddrV4 {
-    let port = if via.rport().is_some() {
-        src.port()
-    } else {
-        via.port.unwrap_or(5060)
-    };
+    let port = if via.rport().is_some() { src.port() } else { via.port.unwrap_or(5060) };
     SocketAddrV4::new(*src.ip(), port)
 }
 
@@ -256,25 +245,21 @@ mod tests {
     const CORE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060);
 
     fn build_message(branch: &str, out: &mut [u8]) -> usize {
-        let mut w =
-            MessageWriter::request(out, Method::Message, "sip:+447000200001@ims.lab").unwrap();
-        w.header_fmt(
-            "Via",
-            format_args!("SIP/2.0/UDP 198.18.2.2:5060;branch={branch}"),
-        )
-        .unwrap()
-        .header_u32("Max-Forwards", 70)
-        .unwrap()
-        .header("From", "<sip:+447000100001@iwf.ims.lab>;tag=iwf1")
-        .unwrap()
-        .header("To", "<sip:+447000200001@ims.lab>")
-        .unwrap()
-        .header("Call-ID", "lossy@iwf.ims.lab")
-        .unwrap()
-        .header("CSeq", "1 MESSAGE")
-        .unwrap()
-        .header("Content-Type", "text/plain")
-        .unwrap();
+        let mut w = MessageWriter::request(out, Method::Message, "sip:+447000200001@ims.lab").unwrap();
+        w.header_fmt("Via", format_args!("SIP/2.0/UDP 198.18.2.2:5060;branch={branch}"))
+            .unwrap()
+            .header_u32("Max-Forwards", 70)
+            .unwrap()
+            .header("From", "<sip:+447000100001@iwf.ims.lab>;tag=iwf1")
+            .unwrap()
+            .header("To", "<sip:+447000200001@ims.lab>")
+            .unwrap()
+            .header("Call-ID", "lossy@iwf.ims.lab")
+            .unwrap()
+            .header("CSeq", "1 MESSAGE")
+            .unwrap()
+            .header("Content-Type", "text/plain")
+            .unwrap();
         w.finish(b"hello over a lossy link").unwrap()
     }
 
@@ -312,21 +297,16 @@ mod tests {
                 }
                 let mut headers = [crate::wire::sip::Header::EMPTY; 32];
                 match uas.handle_request(now, IWF, &out[..t.len], &mut headers, &mut reply) {
-                    Incoming::New {
-                        id: sid,
-                        request,
-                        core,
-                        reply_to,
-                    } => {
+                    Incoming::New { id: sid, request, core, reply_to } => {
                         assert_eq!(reply_to, IWF);
                         assert_eq!(request.body, b"hello over a lossy link");
-                        let policy = UasPolicy::new(move |_: &crate::wire::sip::CoreFields<'_>, _: &crate::wire::sip::Message<'_, '_>| {
-                            Answer::new(status, "Verdict")
-                        });
+                        let policy = UasPolicy::new(
+                            move |_: &crate::wire::sip::CoreFields<'_>, _: &crate::wire::sip::Message<'_, '_>| {
+                                Answer::new(status, "Verdict")
+                            },
+                        );
                         let answer = policy.answer(&core, &request);
-                        let r = uas
-                            .respond(now, sid, &answer.response(), &mut reply)
-                            .unwrap();
+                        let r = uas.respond(now, sid, &answer.response(), &mut reply).unwrap();
                         if !lose(&reply[..r.len]) {
                             uac.handle_response(now, &reply[..r.len]);
                         }
@@ -342,11 +322,7 @@ mod tests {
             if let Some(e) = uac.poll_event() {
                 // Let both sides run out their timers.
                 let end = now + 40_000;
-                while let Some(t) = [uac.poll_timeout(), uas.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                {
+                while let Some(t) = [uac.poll_timeout(), uas.poll_timeout()].into_iter().flatten().min() {
                     assert!(t <= end);
                     uac.poll_transmit(t, &mut out);
                     uas.handle_timeout(t);
@@ -366,9 +342,7 @@ mod tests {
             for lost_responses in 0..4 {
                 let (e, c, s, at) = lossy_exchange(lost_requests, lost_responses, 404);
                 let case = format!("{lost_requests} requests, {lost_responses} responses lost");
-                let Event::Final { status, .. } = e else {
-                    panic!("{case}: {e:?}")
-                };
+                let Event::Final { status, .. } = e else { panic!("{case}: {e:?}") };
                 assert_eq!(status, 404, "{case}");
                 assert_eq!(at, times[lost_requests + lost_responses], "{case}");
                 assert_eq!(s.transactions, 1, "{case}: one server transaction");
@@ -376,16 +350,8 @@ mod tests {
                 // the stored response again.
                 assert_eq!(s.retransmissions_absorbed, lost_responses as u64, "{case}");
                 assert_eq!(s.responses_resent, lost_responses as u64, "{case}");
-                assert_eq!(
-                    c.retransmissions,
-                    (lost_requests + lost_responses) as u64,
-                    "{case}"
-                );
-                assert_eq!(
-                    (c.finals, c.responses_absorbed, c.stray_responses),
-                    (1, 0, 0),
-                    "{case}"
-                );
+                assert_eq!(c.retransmissions, (lost_requests + lost_responses) as u64, "{case}");
+                assert_eq!((c.finals, c.responses_absorbed, c.stray_responses), (1, 0, 0), "{case}");
             }
         }
     }
@@ -406,21 +372,14 @@ mod tests {
     #[test]
     fn classify_datagrams() {
         assert_eq!(classify(b"SIP/2.0 200 OK\r\n"), DatagramKind::Response);
-        assert_eq!(
-            classify(b"\r\nMESSAGE sip:a SIP/2.0\r\n"),
-            DatagramKind::Request
-        );
+        assert_eq!(classify(b"\r\nMESSAGE sip:a SIP/2.0\r\n"), DatagramKind::Request);
         assert_eq!(classify(b"\r\n\r\n"), DatagramKind::KeepAlive);
         assert_eq!(classify(b""), DatagramKind::KeepAlive);
     }
 
     fn drain(uas: &mut ServerTransactions, uac: &mut ClientTransactions) {
         let mut out = [0u8; 1500];
-        while let Some(t) = [uac.poll_timeout(), uas.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-        {
+        while let Some(t) = [uac.poll_timeout(), uas.poll_timeout()].into_iter().flatten().min() {
             while uac.poll_transmit(t, &mut out).is_some() {}
             uas.handle_timeout(t);
         }
@@ -432,16 +391,14 @@ mod tests {
         let mut base = [0u8; 1500];
         let n = build_message("z9hG4bKprop", &mut base);
         let base = base[..n].to_vec();
-        (proptest::collection::vec((0..n, any::<u8>()), 0..6), 0..=n).prop_map(
-            move |(edits, cut)| {
-                let mut v = base.clone();
-                for (i, b) in edits {
-                    v[i] = b;
-                }
-                v.truncate(cut);
-                v
-            },
-        )
+        (proptest::collection::vec((0..n, any::<u8>()), 0..6), 0..=n).prop_map(move |(edits, cut)| {
+            let mut v = base.clone();
+            for (i, b) in edits {
+                v[i] = b;
+            }
+            v.truncate(cut);
+            v
+        })
     }
 
     proptest! {

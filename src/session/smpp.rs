@@ -70,8 +70,8 @@ use core::fmt;
 use std::net::Ipv4Addr;
 
 use crate::wire::smpp::{
-    frame, Bind, BindResp, Body, CommandId, CommandStatus, EmitError, FrameError, MessageIdResp,
-    Packet, Pdu, Tlv, TlvTag, Tlvs, HEADER_LEN, INTERFACE_VERSION_34, KANNEL_MAX_PDU_LEN,
+    frame, Bind, BindResp, Body, CommandId, CommandStatus, EmitError, FrameError, MessageIdResp, Packet, Pdu, Tlv,
+    TlvTag, Tlvs, HEADER_LEN, INTERFACE_VERSION_34, KANNEL_MAX_PDU_LEN,
 };
 
 mod reconnect;
@@ -113,10 +113,7 @@ impl<const N: usize> SmppText<N> {
         }
         let mut bytes = [0u8; N];
         bytes.get_mut(..text.len())?.copy_from_slice(text);
-        Some(SmppText {
-            bytes,
-            len: text.len(),
-        })
+        Some(SmppText { bytes, len: text.len() })
     }
 
     /// The octets.
@@ -132,10 +129,7 @@ impl<const N: usize> SmppText<N> {
 
 impl<const N: usize> Default for SmppText<N> {
     fn default() -> Self {
-        SmppText {
-            bytes: [0u8; N],
-            len: 0,
-        }
+        SmppText { bytes: [0u8; N], len: 0 }
     }
 }
 
@@ -220,8 +214,8 @@ enum Side {
 fn allowed(sender: Side, command: CommandId, bind: BindType) -> bool {
     use CommandId::*;
     match command {
-        SubmitSm | SubmitMulti | QuerySm | CancelSm | ReplaceSm | BroadcastSm
-        | QueryBroadcastSm | CancelBroadcastSm => sender == Side::Esme && bind.transmits(),
+        SubmitSm | SubmitMulti | QuerySm | CancelSm | ReplaceSm | BroadcastSm | QueryBroadcastSm
+        | CancelBroadcastSm => sender == Side::Esme && bind.transmits(),
         DeliverSm | AlertNotification => sender == Side::Smsc && bind.receives(),
         DataSm => match sender {
             Side::Esme => bind.transmits(),
@@ -817,10 +811,7 @@ impl OutBuf {
     fn emit(&mut self, pdu: &Pdu<'_>) -> Result<usize, EmitError> {
         let needed = pdu.buffer_len();
         if needed > self.free() {
-            return Err(EmitError::BufferTooSmall {
-                needed,
-                available: self.free(),
-            });
+            return Err(EmitError::BufferTooSmall { needed, available: self.free() });
         }
         if self.buf.len() - self.end < needed {
             self.buf.copy_within(self.start..self.end, 0);
@@ -856,11 +847,7 @@ struct EventQueue {
 
 impl EventQueue {
     fn new(capacity: usize) -> Self {
-        EventQueue {
-            ring: vec![None; capacity.max(2)],
-            head: 0,
-            len: 0,
-        }
+        EventQueue { ring: vec![None; capacity.max(2)], head: 0, len: 0 }
     }
 
     fn free(&self) -> usize {
@@ -958,16 +945,11 @@ impl Session {
         config.max_pdu_len = config.max_pdu_len.max(HEADER_LEN);
         config.window = config.window.max(1);
         config.out_window = config.out_window.max(1);
-        let min_out = config
-            .max_pdu_len
-            .saturating_add((config.window + CONTROL_SLOTS + 1).saturating_mul(RESP_MAX));
+        let min_out = config.max_pdu_len.saturating_add((config.window + CONTROL_SLOTS + 1).saturating_mul(RESP_MAX));
         config.out_capacity = config.out_capacity.max(min_out);
         let events = config.window + config.out_window + 8;
         Session {
-            inbuf: InBuf {
-                buf: vec![0; config.max_pdu_len],
-                len: 0,
-            },
+            inbuf: InBuf { buf: vec![0; config.max_pdu_len], len: 0 },
             core: Core {
                 config,
                 state: State::Idle,
@@ -976,11 +958,7 @@ impl Session {
                 opened_at: 0,
                 last_rx: 0,
                 next_seq: 1,
-                out: OutBuf {
-                    buf: vec![0; config.out_capacity],
-                    start: 0,
-                    end: 0,
-                },
+                out: OutBuf { buf: vec![0; config.out_capacity], start: 0, end: 0 },
                 pending: vec![None; config.window],
                 pending_len: 0,
                 arrivals: 0,
@@ -1100,40 +1078,23 @@ impl Session {
     /// the output buffer or event queue lacks room for the answers of one
     /// more PDU (drain them, then call again). After close, bytes are
     /// consumed and discarded.
-    pub fn handle_input<'a>(
-        &'a mut self,
-        now: u64,
-        bytes: &'a [u8],
-        auth: &mut dyn Authenticator,
-    ) -> Input<'a> {
+    pub fn handle_input<'a>(&'a mut self, now: u64, bytes: &'a [u8], auth: &mut dyn Authenticator) -> Input<'a> {
         let mut consumed = 0usize;
         let (source, seq, command) = loop {
             let rest = bytes.get(consumed..).unwrap_or(&[]);
-            if !matches!(
-                self.core.state,
-                State::Open | State::Binding | State::Bound(_) | State::Unbinding
-            ) {
+            if !matches!(self.core.state, State::Open | State::Binding | State::Bound(_) | State::Unbinding) {
                 let c = &mut self.core.counters;
                 c.discarded_bytes = c.discarded_bytes.saturating_add(rest.len() as u64);
                 self.inbuf.len = 0;
-                return Input {
-                    consumed: bytes.len(),
-                    request: None,
-                };
+                return Input { consumed: bytes.len(), request: None };
             }
             if rest.is_empty() {
-                return Input {
-                    consumed,
-                    request: None,
-                };
+                return Input { consumed, request: None };
             }
             if !self.core.has_room() {
                 let c = &mut self.core.counters;
                 c.input_paused = c.input_paused.saturating_add(1);
-                return Input {
-                    consumed,
-                    request: None,
-                };
+                return Input { consumed, request: None };
             }
             let max = self.core.config.max_pdu_len;
             if self.inbuf.len == 0 {
@@ -1142,8 +1103,7 @@ impl Session {
                         let start = consumed;
                         consumed += n;
                         let pdu = rest.get(..n).unwrap_or(&[]);
-                        if let Step::Candidate { seq, command } = self.core.on_frame(now, pdu, auth)
-                        {
+                        if let Step::Candidate { seq, command } = self.core.on_frame(now, pdu, auth) {
                             break (Source::External(start, consumed), seq, command);
                         }
                     }
@@ -1175,12 +1135,10 @@ impl Session {
                 let want = if have < HEADER_LEN {
                     HEADER_LEN
                 } else {
-                    Packet::new_unchecked(self.inbuf.buf.get(..have).unwrap_or(&[]))
-                        .command_length() as usize
+                    Packet::new_unchecked(self.inbuf.buf.get(..have).unwrap_or(&[])).command_length() as usize
                 };
                 let k = want.saturating_sub(have).min(rest.len());
-                if let (Some(d), Some(s)) = (self.inbuf.buf.get_mut(have..have + k), rest.get(..k))
-                {
+                if let (Some(d), Some(s)) = (self.inbuf.buf.get_mut(have..have + k), rest.get(..k)) {
                     d.copy_from_slice(s);
                     self.inbuf.len = have + k;
                     consumed += k;
@@ -1195,8 +1153,7 @@ impl Session {
                     Ok(Some(n)) => {
                         self.inbuf.len = 0;
                         let pdu = self.inbuf.buf.get(..n).unwrap_or(&[]);
-                        if let Step::Candidate { seq, command } = self.core.on_frame(now, pdu, auth)
-                        {
+                        if let Step::Candidate { seq, command } = self.core.on_frame(now, pdu, auth) {
                             break (Source::Internal(n), seq, command);
                         }
                     }
@@ -1218,19 +1175,13 @@ impl Session {
         match Pdu::parse(buf) {
             Ok(pdu) => {
                 self.core.admit(seq, command);
-                Input {
-                    consumed,
-                    request: Some(pdu),
-                }
+                Input { consumed, request: Some(pdu) }
             }
             Err(e) => {
                 self.core.reply(seq, command.response(), e.command_status());
                 let c = &mut self.core.counters;
                 c.malformed_requests = c.malformed_requests.saturating_add(1);
-                Input {
-                    consumed,
-                    request: None,
-                }
+                Input { consumed, request: None }
             }
         }
     }
@@ -1240,12 +1191,7 @@ impl Session {
     /// `message_id` for a successful submit_sm / data_sm (deliver_sm_resp's
     /// is always empty; error responses carry no body). The output room was
     /// reserved when the request arrived, so this never waits.
-    pub fn respond(
-        &mut self,
-        seq: u32,
-        status: CommandStatus,
-        message_id: &[u8],
-    ) -> Result<(), RespondError> {
+    pub fn respond(&mut self, seq: u32, status: CommandStatus, message_id: &[u8]) -> Result<(), RespondError> {
         self.core.respond(seq, status, message_id)
     }
 
@@ -1338,18 +1284,8 @@ impl Core {
     }
 
     /// Emits a request and records it as outstanding.
-    fn send(
-        &mut self,
-        now: u64,
-        body: Body<'_>,
-        purpose: Purpose,
-        timeout: u64,
-    ) -> Result<u32, SendError> {
-        let slot = self
-            .outstanding
-            .iter()
-            .position(Option::is_none)
-            .ok_or(SendError::WindowFull)?;
+    fn send(&mut self, now: u64, body: Body<'_>, purpose: Purpose, timeout: u64) -> Result<u32, SendError> {
+        let slot = self.outstanding.iter().position(Option::is_none).ok_or(SendError::WindowFull)?;
         let seq = self.next_sequence();
         let pdu = Pdu::new(seq, body);
         self.out.emit(&pdu).map_err(|e| match e {
@@ -1357,12 +1293,7 @@ impl Core {
             e => SendError::Emit(e),
         })?;
         if let Some(s) = self.outstanding.get_mut(slot) {
-            *s = Some(Outstanding {
-                seq,
-                command: body.command_id(),
-                purpose,
-                deadline: now.saturating_add(timeout),
-            });
+            *s = Some(Outstanding { seq, command: body.command_id(), purpose, deadline: now.saturating_add(timeout) });
         }
         self.counters.pdus_out.count(body.command_id());
         Ok(seq)
@@ -1411,14 +1342,8 @@ impl Core {
 
     /// A response without body (or a generic_nack), counted.
     fn reply(&mut self, seq: u32, command: CommandId, status: CommandStatus) {
-        let pdu = Pdu {
-            command_status: status,
-            sequence_number: seq,
-            body: Body::Other {
-                command_id: command,
-                body: &[],
-            },
-        };
+        let pdu =
+            Pdu { command_status: status, sequence_number: seq, body: Body::Other { command_id: command, body: &[] } };
         // Room for it was checked before the input was taken.
         if self.out.emit(&pdu).is_ok() {
             self.counters.pdus_out.count(command);
@@ -1494,11 +1419,8 @@ impl Core {
             CommandId::Unbind => match self.state {
                 State::Bound(_) | State::Unbinding => {
                     self.reply(seq, CommandId::UnbindResp, CommandStatus::ESME_ROK);
-                    let reason = if self.state == State::Unbinding {
-                        CloseReason::Unbound
-                    } else {
-                        CloseReason::PeerUnbound
-                    };
+                    let reason =
+                        if self.state == State::Unbinding { CloseReason::Unbound } else { CloseReason::PeerUnbound };
                     self.close(reason);
                 }
                 _ => self.refuse_bind_status(seq, command),
@@ -1522,9 +1444,7 @@ impl Core {
             }
             CommandId::AlertNotification => match Pdu::parse(buf) {
                 // No response exists for alert_notification (SMPP 3.4 §4.12).
-                Ok(_) => {
-                    self.counters.alerts_ignored = self.counters.alerts_ignored.saturating_add(1)
-                }
+                Ok(_) => self.counters.alerts_ignored = self.counters.alerts_ignored.saturating_add(1),
                 Err(e) => self.reply(seq, CommandId::GenericNack, e.command_status()),
             },
             CommandId::Outbind => {
@@ -1564,9 +1484,7 @@ impl Core {
             }
         }
         let (Some(bind_type), Ok(pdu)) = (BindType::from_request(command), Pdu::parse(buf)) else {
-            let status = Pdu::parse(buf)
-                .err()
-                .map_or(CommandStatus::ESME_RSYSERR, |e| e.command_status());
+            let status = Pdu::parse(buf).err().map_or(CommandStatus::ESME_RSYSERR, |e| e.command_status());
             self.reply(seq, resp, status);
             self.counters.binds_malformed = self.counters.binds_malformed.saturating_add(1);
             self.close(CloseReason::BindRefused(status));
@@ -1588,10 +1506,7 @@ impl Core {
             Ok(system) => {
                 let version = [self.config.interface_version];
                 let tlvs = [Tlv::new(TlvTag::SC_INTERFACE_VERSION, &version)];
-                let body = BindResp {
-                    system_id: Some(self.config.system_id.as_bytes()),
-                    tlvs: Tlvs::List(&tlvs),
-                };
+                let body = BindResp { system_id: Some(self.config.system_id.as_bytes()), tlvs: Tlvs::List(&tlvs) };
                 let body = match bind_type {
                     BindType::Transmitter => Body::BindTransmitterResp(body),
                     BindType::Receiver => Body::BindReceiverResp(body),
@@ -1603,10 +1518,7 @@ impl Core {
                 self.state = State::Bound(bind_type);
                 self.system = Some(system);
                 self.counters.binds_ok = self.counters.binds_ok.saturating_add(1);
-                self.events.push(Event::Bound {
-                    bind_type,
-                    system: Some(system),
-                });
+                self.events.push(Event::Bound { bind_type, system: Some(system) });
             }
             Err(refusal) => {
                 self.reply(seq, resp, refusal.status());
@@ -1624,22 +1536,12 @@ impl Core {
         }
     }
 
-    fn on_response(
-        &mut self,
-        now: u64,
-        buf: &[u8],
-        command: CommandId,
-        seq: u32,
-        status: CommandStatus,
-    ) {
+    fn on_response(&mut self, now: u64, buf: &[u8], command: CommandId, seq: u32, status: CommandStatus) {
         let found = self.outstanding.iter().position(|o| {
             matches!(o, Some(o) if o.seq == seq
                 && (command == CommandId::GenericNack || o.command.response() == command))
         });
-        let Some(entry) = found
-            .and_then(|i| self.outstanding.get_mut(i))
-            .and_then(Option::take)
-        else {
+        let Some(entry) = found.and_then(|i| self.outstanding.get_mut(i)).and_then(Option::take) else {
             self.counters.stray_responses = self.counters.stray_responses.saturating_add(1);
             return;
         };
@@ -1660,12 +1562,7 @@ impl Core {
             Purpose::App => {
                 self.app_outstanding = self.app_outstanding.saturating_sub(1);
                 self.counters.responses = self.counters.responses.saturating_add(1);
-                self.events.push(Event::Response {
-                    seq,
-                    command_id: command,
-                    status,
-                    message_id,
-                });
+                self.events.push(Event::Response { seq, command_id: command, status, message_id });
                 if status == CommandStatus::ESME_RTHROTTLED {
                     let c = &mut self.counters;
                     c.throttled_received = c.throttled_received.saturating_add(1);
@@ -1677,20 +1574,14 @@ impl Core {
                 }
             }
             Purpose::Bind => {
-                let bind_type =
-                    BindType::from_request(entry.command).unwrap_or(BindType::Transceiver);
+                let bind_type = BindType::from_request(entry.command).unwrap_or(BindType::Transceiver);
                 if status.is_ok() && command != CommandId::GenericNack {
                     self.state = State::Bound(bind_type);
                     self.counters.binds_ok = self.counters.binds_ok.saturating_add(1);
-                    self.events.push(Event::Bound {
-                        bind_type,
-                        system: None,
-                    });
+                    self.events.push(Event::Bound { bind_type, system: None });
                 } else if matches!(
                     status,
-                    CommandStatus::ESME_RINVPASWD
-                        | CommandStatus::ESME_RINVSYSID
-                        | CommandStatus::ESME_RBINDFAIL
+                    CommandStatus::ESME_RINVPASWD | CommandStatus::ESME_RINVSYSID | CommandStatus::ESME_RBINDFAIL
                 ) {
                     self.counters.auth_rejected = self.counters.auth_rejected.saturating_add(1);
                     self.close(CloseReason::AuthRejected(status));
@@ -1711,22 +1602,13 @@ impl Core {
     fn admit(&mut self, seq: u32, command: CommandId) {
         if let Some(slot) = self.pending.iter_mut().find(|p| p.is_none()) {
             self.arrivals = self.arrivals.wrapping_add(1);
-            *slot = Some(Pending {
-                seq,
-                command,
-                arrival: self.arrivals,
-            });
+            *slot = Some(Pending { seq, command, arrival: self.arrivals });
             self.pending_len += 1;
             self.counters.requests_to_app = self.counters.requests_to_app.saturating_add(1);
         }
     }
 
-    fn respond(
-        &mut self,
-        seq: u32,
-        status: CommandStatus,
-        message_id: &[u8],
-    ) -> Result<(), RespondError> {
+    fn respond(&mut self, seq: u32, status: CommandStatus, message_id: &[u8]) -> Result<(), RespondError> {
         if matches!(self.state, State::Closed(_) | State::Idle) {
             return Err(RespondError::NotConnected);
         }
@@ -1742,24 +1624,14 @@ impl Core {
             return Err(RespondError::UnknownSequence);
         };
         let resp = pending.command.response();
-        let ok = |id| MessageIdResp {
-            message_id: Some(id),
-            tlvs: Tlvs::EMPTY,
-        };
+        let ok = |id| MessageIdResp { message_id: Some(id), tlvs: Tlvs::EMPTY };
         let body = match (status.is_ok(), pending.command) {
             (true, CommandId::SubmitSm) => Body::SubmitSmResp(ok(message_id)),
             (true, CommandId::DataSm) => Body::DataSmResp(ok(message_id)),
             (true, CommandId::DeliverSm) => Body::DeliverSmResp(ok(&[])),
-            _ => Body::Other {
-                command_id: resp,
-                body: &[],
-            },
+            _ => Body::Other { command_id: resp, body: &[] },
         };
-        let pdu = Pdu {
-            command_status: status,
-            sequence_number: seq,
-            body,
-        };
+        let pdu = Pdu { command_status: status, sequence_number: seq, body };
         self.out.emit(&pdu).map_err(RespondError::Emit)?;
         if let Some(slot) = self.pending.get_mut(index) {
             *slot = None;
@@ -1786,10 +1658,7 @@ impl Core {
                 if o.purpose == Purpose::App {
                     self.app_outstanding = self.app_outstanding.saturating_sub(1);
                     self.counters.abandoned = self.counters.abandoned.saturating_add(1);
-                    return Some(Event::Abandoned {
-                        seq: o.seq,
-                        command_id: o.command,
-                    });
+                    return Some(Event::Abandoned { seq: o.seq, command_id: o.command });
                 }
             }
         }
@@ -1803,15 +1672,9 @@ impl Core {
 
     fn keepalive_due(&self) -> Option<u64> {
         let interval = self.config.enquire_link_interval;
-        let waiting = self
-            .outstanding
-            .iter()
-            .flatten()
-            .any(|o| o.purpose == Purpose::EnquireLink);
+        let waiting = self.outstanding.iter().flatten().any(|o| o.purpose == Purpose::EnquireLink);
         match self.state {
-            State::Bound(_) if interval > 0 && !waiting => {
-                Some(self.last_rx.saturating_add(interval))
-            }
+            State::Bound(_) if interval > 0 && !waiting => Some(self.last_rx.saturating_add(interval)),
             _ => None,
         }
     }
@@ -1824,10 +1687,7 @@ impl Core {
             State::Open => consider(self.opened_at.saturating_add(self.config.bind_timeout)),
             _ => {}
         }
-        self.outstanding
-            .iter()
-            .flatten()
-            .for_each(|o| consider(o.deadline));
+        self.outstanding.iter().flatten().for_each(|o| consider(o.deadline));
         if let Some(until) = self.paused_until {
             consider(until);
         }
@@ -1866,10 +1726,7 @@ impl Core {
                     self.app_outstanding = self.app_outstanding.saturating_sub(1);
                     let c = &mut self.counters;
                     c.response_timeouts = c.response_timeouts.saturating_add(1);
-                    self.events.push(Event::ResponseTimeout {
-                        seq: o.seq,
-                        command_id: o.command,
-                    });
+                    self.events.push(Event::ResponseTimeout { seq: o.seq, command_id: o.command });
                 }
                 Purpose::Bind => {
                     self.counters.bind_timeouts = self.counters.bind_timeouts.saturating_add(1);
@@ -1896,10 +1753,7 @@ impl Core {
         if let Some(due) = self.keepalive_due() {
             if now >= due && self.out.free() >= HEADER_LEN {
                 let timeout = self.config.response_timeout;
-                if self
-                    .send(now, Body::EnquireLink, Purpose::EnquireLink, timeout)
-                    .is_ok()
-                {
+                if self.send(now, Body::EnquireLink, Purpose::EnquireLink, timeout).is_ok() {
                     let c = &mut self.counters;
                     c.keepalives_sent = c.keepalives_sent.saturating_add(1);
                 }
@@ -2033,12 +1887,7 @@ mod tests {
 
     /// Feeds all of `bytes` (asserting nothing is left), returning the
     /// requests handed to the application.
-    fn feed(
-        s: &mut Session,
-        now: u64,
-        bytes: &[u8],
-        auth: &mut dyn Authenticator,
-    ) -> Vec<(u32, CommandId)> {
+    fn feed(s: &mut Session, now: u64, bytes: &[u8], auth: &mut dyn Authenticator) -> Vec<(u32, CommandId)> {
         let (reqs, used) = feed_some(s, now, bytes, auth);
         assert_eq!(used, bytes.len(), "input left unconsumed");
         reqs
@@ -2076,12 +1925,7 @@ mod tests {
 
     fn bound_server(config: SessionConfig, bind_type: BindType) -> Session {
         let mut s = server(config);
-        feed(
-            &mut s,
-            0,
-            &bind_bytes(1, bind_type, b"smsca", b"pwa"),
-            &mut LabAuth,
-        );
+        feed(&mut s, 0, &bind_bytes(1, bind_type, b"smsca", b"pwa"), &mut LabAuth);
         assert_eq!(s.state(), State::Bound(bind_type));
         drain(&mut s);
         events(&mut s);
@@ -2092,12 +1936,7 @@ mod tests {
     fn bind_ok_answers_with_system_id_and_interface_version() {
         let mut s = server(SessionConfig::default());
         assert_eq!(s.state(), State::Open);
-        let reqs = feed(
-            &mut s,
-            5,
-            &bind_bytes(7, BindType::Transceiver, b"smsca", b"pwa"),
-            &mut LabAuth,
-        );
+        let reqs = feed(&mut s, 5, &bind_bytes(7, BindType::Transceiver, b"smsca", b"pwa"), &mut LabAuth);
         assert!(reqs.is_empty());
         assert_eq!(s.state(), State::Bound(BindType::Transceiver));
         assert_eq!(s.system(), Some(LegacySystemId(1)));
@@ -2111,10 +1950,7 @@ mod tests {
         assert_eq!(resp.tlvs.sc_interface_version(), Ok(Some(0x34)));
         assert_eq!(
             events(&mut s),
-            vec![Event::Bound {
-                bind_type: BindType::Transceiver,
-                system: Some(LegacySystemId(1))
-            }]
+            vec![Event::Bound { bind_type: BindType::Transceiver, system: Some(LegacySystemId(1)) }]
         );
         assert_eq!(s.counters().binds_ok, 1);
         assert_eq!(s.counters().pdus_in.bind, 1);
@@ -2126,19 +1962,9 @@ mod tests {
         let cases: [(&[u8], &[u8], Ipv4Addr, CommandStatus); 4] = [
             (b"smsca", b"wrong", ESME_IP, CommandStatus::ESME_RINVPASWD),
             (b"nobody", b"pwa", ESME_IP, CommandStatus::ESME_RINVSYSID),
-            (
-                b"smsca",
-                b"pwa",
-                Ipv4Addr::new(10, 0, 0, 9),
-                CommandStatus::ESME_RBINDFAIL,
-            ),
+            (b"smsca", b"pwa", Ipv4Addr::new(10, 0, 0, 9), CommandStatus::ESME_RBINDFAIL),
             // A 16-character system_id has no room for its NUL: parse error.
-            (
-                b"sixteen-chars-id",
-                b"pwa",
-                ESME_IP,
-                CommandStatus::ESME_RINVSYSID,
-            ),
+            (b"sixteen-chars-id", b"pwa", ESME_IP, CommandStatus::ESME_RINVSYSID),
         ];
         for (system_id, password, peer, status) in cases {
             let mut s = Session::new(SessionConfig::default());
@@ -2162,12 +1988,7 @@ mod tests {
             assert_eq!(out[0].seq, 3);
             assert!(out[0].body.is_empty());
             assert_eq!(s.state(), State::Closed(CloseReason::BindRefused(status)));
-            assert_eq!(
-                events(&mut s),
-                vec![Event::Closed {
-                    reason: CloseReason::BindRefused(status)
-                }]
-            );
+            assert_eq!(events(&mut s), vec![Event::Closed { reason: CloseReason::BindRefused(status) }]);
             // Anything after is discarded.
             feed(&mut s, 1, &submit_bytes(4), &mut LabAuth);
             assert!(drain(&mut s).is_empty());
@@ -2177,19 +1998,12 @@ mod tests {
     #[test]
     fn refusal_counters_by_reason() {
         let mut totals = SessionCounters::default();
-        for (sys, pw, peer) in [
-            (&b"smsca"[..], &b"x"[..], ESME_IP),
-            (b"zz", b"pwa", ESME_IP),
-            (b"smsca", b"pwa", IWF_IP),
-        ] {
+        for (sys, pw, peer) in
+            [(&b"smsca"[..], &b"x"[..], ESME_IP), (b"zz", b"pwa", ESME_IP), (b"smsca", b"pwa", IWF_IP)]
+        {
             let mut s = Session::new(SessionConfig::default());
             s.connected(0, peer);
-            feed(
-                &mut s,
-                0,
-                &bind_bytes(1, BindType::Receiver, sys, pw),
-                &mut LabAuth,
-            );
+            feed(&mut s, 0, &bind_bytes(1, BindType::Receiver, sys, pw), &mut LabAuth);
             let c = s.counters();
             totals.binds_refused_password += c.binds_refused_password;
             totals.binds_refused_system_id += c.binds_refused_system_id;
@@ -2203,12 +2017,7 @@ mod tests {
     #[test]
     fn bind_twice_is_already_bound() {
         let mut s = bound_server(SessionConfig::default(), BindType::Transmitter);
-        feed(
-            &mut s,
-            1,
-            &bind_bytes(2, BindType::Receiver, b"smsca", b"pwa"),
-            &mut LabAuth,
-        );
+        feed(&mut s, 1, &bind_bytes(2, BindType::Receiver, b"smsca", b"pwa"), &mut LabAuth);
         let out = drain(&mut s);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].command, CommandId::BindReceiverResp);
@@ -2247,20 +2056,14 @@ mod tests {
         let mut rx = bound_server(SessionConfig::default(), BindType::Receiver);
         assert!(feed(&mut rx, 1, &submit_bytes(5), &mut LabAuth).is_empty());
         let out = drain(&mut rx);
-        assert_eq!(
-            (out[0].command, out[0].status),
-            (CommandId::SubmitSmResp, CommandStatus::ESME_RINVBNDSTS)
-        );
+        assert_eq!((out[0].command, out[0].status), (CommandId::SubmitSmResp, CommandStatus::ESME_RINVBNDSTS));
         // ... but gets deliver_sm.
         let receipt = Pdu::new(0, Body::DeliverSm(receipt_body(b"id:1 stat:DELIVRD")));
         assert!(rx.send_request(1, &receipt).is_ok());
         // A transmitter gets no deliver_sm, may submit.
         let mut tx = bound_server(SessionConfig::default(), BindType::Transmitter);
         assert_eq!(tx.send_request(1, &receipt), Err(SendError::NotPermitted));
-        assert_eq!(
-            feed(&mut tx, 1, &submit_bytes(6), &mut LabAuth),
-            vec![(6, CommandId::SubmitSm)]
-        );
+        assert_eq!(feed(&mut tx, 1, &submit_bytes(6), &mut LabAuth), vec![(6, CommandId::SubmitSm)]);
         // An ESME may not send deliver_sm to iwf.
         let deliver = to_vec(&Pdu::new(8, Body::DeliverSm(receipt_body(b"x"))));
         assert!(feed(&mut tx, 1, &deliver, &mut LabAuth).is_empty());
@@ -2290,10 +2093,7 @@ mod tests {
         let mut bytes = submit_bytes(10);
         bytes.extend(&data);
         let reqs = feed(&mut s, 1, &bytes, &mut LabAuth);
-        assert_eq!(
-            reqs,
-            vec![(10, CommandId::SubmitSm), (11, CommandId::DataSm)]
-        );
+        assert_eq!(reqs, vec![(10, CommandId::SubmitSm), (11, CommandId::DataSm)]);
         // Transaction mode: nothing goes out before the app answers.
         assert!(drain(&mut s).is_empty());
         assert_eq!(s.pending_requests(), 2);
@@ -2304,10 +2104,7 @@ mod tests {
         assert_eq!(out[0].body, b"tag11\0");
         assert_eq!(out[1].command, CommandId::SubmitSmResp);
         assert_eq!((out[1].seq, &out[1].body[..]), (10, &b"tag10\0"[..]));
-        assert_eq!(
-            s.respond(10, CommandStatus::ESME_ROK, b"x"),
-            Err(RespondError::UnknownSequence)
-        );
+        assert_eq!(s.respond(10, CommandStatus::ESME_ROK, b"x"), Err(RespondError::UnknownSequence));
         assert_eq!(s.counters().app_responses, 2);
     }
 
@@ -2316,19 +2113,12 @@ mod tests {
         let mut s = bound_server(SessionConfig::default(), BindType::Transmitter);
         feed(&mut s, 1, &submit_bytes(3), &mut LabAuth);
         let long = [b'a'; 65];
-        assert!(matches!(
-            s.respond(3, CommandStatus::ESME_ROK, &long),
-            Err(RespondError::Emit(_))
-        ));
+        assert!(matches!(s.respond(3, CommandStatus::ESME_ROK, &long), Err(RespondError::Emit(_))));
         assert_eq!(s.pending_requests(), 1);
         // An error answer carries no body, whatever message_id says.
-        s.respond(3, CommandStatus::ESME_RSUBMITFAIL, &long)
-            .unwrap();
+        s.respond(3, CommandStatus::ESME_RSUBMITFAIL, &long).unwrap();
         let out = drain(&mut s);
-        assert_eq!(
-            (out[0].status, out[0].body.len()),
-            (CommandStatus::ESME_RSUBMITFAIL, 0)
-        );
+        assert_eq!((out[0].status, out[0].body.len()), (CommandStatus::ESME_RSUBMITFAIL, 0));
     }
 
     #[test]
@@ -2351,17 +2141,9 @@ mod tests {
 
         feed(&mut s, 2, &header_only(11, 0x6), &mut LabAuth);
         let out = drain(&mut s);
-        assert_eq!(
-            (out[0].command, out[0].status, out[0].seq),
-            (CommandId::UnbindResp, CommandStatus::ESME_ROK, 11)
-        );
+        assert_eq!((out[0].command, out[0].status, out[0].seq), (CommandId::UnbindResp, CommandStatus::ESME_ROK, 11));
         assert_eq!(s.state(), State::Closed(CloseReason::PeerUnbound));
-        assert_eq!(
-            events(&mut s),
-            vec![Event::Closed {
-                reason: CloseReason::PeerUnbound
-            }]
-        );
+        assert_eq!(events(&mut s), vec![Event::Closed { reason: CloseReason::PeerUnbound }]);
         assert_eq!(s.poll_timeout(), None);
     }
 
@@ -2408,19 +2190,10 @@ mod tests {
 
     #[test]
     fn bad_command_length_nacks_and_closes() {
-        for (len, max) in [
-            (8u32, KANNEL_MAX_PDU_LEN),
-            (0, KANNEL_MAX_PDU_LEN),
-            (7425, KANNEL_MAX_PDU_LEN),
-            (300, 256),
-        ] {
-            let mut s = bound_server(
-                SessionConfig {
-                    max_pdu_len: max,
-                    ..SessionConfig::default()
-                },
-                BindType::Transceiver,
-            );
+        for (len, max) in [(8u32, KANNEL_MAX_PDU_LEN), (0, KANNEL_MAX_PDU_LEN), (7425, KANNEL_MAX_PDU_LEN), (300, 256)]
+        {
+            let mut s =
+                bound_server(SessionConfig { max_pdu_len: max, ..SessionConfig::default() }, BindType::Transceiver);
             let mut bytes = header_only(0x42, 0x15);
             bytes[..4].copy_from_slice(&len.to_be_bytes());
             bytes.extend(submit_bytes(0x43)); // never looked at
@@ -2442,10 +2215,7 @@ mod tests {
             feed(&mut s, 1, b, &mut LabAuth);
         }
         let out = drain(&mut s);
-        assert_eq!(
-            (out[0].status, out[0].seq),
-            (CommandStatus::ESME_RINVCMDLEN, 0x44)
-        );
+        assert_eq!((out[0].status, out[0].seq), (CommandStatus::ESME_RINVCMDLEN, 0x44));
         assert_eq!(s.state(), State::Closed(CloseReason::InvalidCommandLength));
     }
 
@@ -2498,26 +2268,14 @@ mod tests {
 
     #[test]
     fn window_full_throttles_and_drops_nothing() {
-        let config = SessionConfig {
-            window: 3,
-            ..SessionConfig::default()
-        };
+        let config = SessionConfig { window: 3, ..SessionConfig::default() };
         let mut s = bound_server(config, BindType::Transmitter);
         let bytes: Vec<u8> = (100..105).flat_map(submit_bytes).collect();
         let reqs = feed(&mut s, 1, &bytes, &mut LabAuth);
-        assert_eq!(
-            reqs.iter().map(|r| r.0).collect::<Vec<_>>(),
-            vec![100, 101, 102]
-        );
+        assert_eq!(reqs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![100, 101, 102]);
         let out = drain(&mut s);
         let got: Vec<_> = out.iter().map(|o| (o.status, o.seq)).collect();
-        assert_eq!(
-            got,
-            vec![
-                (CommandStatus::ESME_RTHROTTLED, 103),
-                (CommandStatus::ESME_RTHROTTLED, 104)
-            ]
-        );
+        assert_eq!(got, vec![(CommandStatus::ESME_RTHROTTLED, 103), (CommandStatus::ESME_RTHROTTLED, 104)]);
         assert_eq!(s.counters().throttled_window_full, 2);
         // The app's lane is full for one of them: it throttles it itself.
         s.respond(101, CommandStatus::ESME_RTHROTTLED, b"").unwrap();
@@ -2536,11 +2294,7 @@ mod tests {
 
     #[test]
     fn response_timeout_then_late_response_is_stray() {
-        let config = SessionConfig {
-            response_timeout: 5_000,
-            enquire_link_interval: 0,
-            ..SessionConfig::default()
-        };
+        let config = SessionConfig { response_timeout: 5_000, enquire_link_interval: 0, ..SessionConfig::default() };
         let mut s = bound_server(config, BindType::Receiver);
         let receipt = Pdu::new(0, Body::DeliverSm(receipt_body(b"id:1 stat:DELIVRD")));
         let seq = s.send_request(100, &receipt).unwrap();
@@ -2550,13 +2304,7 @@ mod tests {
         s.handle_timeout(5_099);
         assert!(events(&mut s).is_empty());
         s.handle_timeout(5_100);
-        assert_eq!(
-            events(&mut s),
-            vec![Event::ResponseTimeout {
-                seq,
-                command_id: CommandId::DeliverSm
-            }]
-        );
+        assert_eq!(events(&mut s), vec![Event::ResponseTimeout { seq, command_id: CommandId::DeliverSm }]);
         assert_eq!(s.counters().response_timeouts, 1);
         feed(&mut s, 6_000, &header_only(seq, 0x8000_0005), &mut LabAuth);
         assert_eq!(s.counters().stray_responses, 1);
@@ -2574,13 +2322,8 @@ mod tests {
         // Wrong command for the sequence: stray, entry kept.
         feed(&mut s, 1, &header_only(a, 0x8000_0004), &mut LabAuth);
         assert_eq!(s.counters().stray_responses, 1);
-        let mut resp = to_vec(&Pdu::new(
-            b,
-            Body::DeliverSmResp(MessageIdResp {
-                message_id: Some(b""),
-                tlvs: Tlvs::EMPTY,
-            }),
-        ));
+        let mut resp =
+            to_vec(&Pdu::new(b, Body::DeliverSmResp(MessageIdResp { message_id: Some(b""), tlvs: Tlvs::EMPTY })));
         let mut nack = header_only(a, 0x8000_0000);
         nack[11] = 0x08;
         resp.extend(nack);
@@ -2607,11 +2350,8 @@ mod tests {
 
     #[test]
     fn keepalive_sent_after_inactivity_and_timeout_closes() {
-        let config = SessionConfig {
-            enquire_link_interval: 30_000,
-            response_timeout: 10_000,
-            ..SessionConfig::default()
-        };
+        let config =
+            SessionConfig { enquire_link_interval: 30_000, response_timeout: 10_000, ..SessionConfig::default() };
         let mut s = bound_server(config, BindType::Transceiver);
         feed(&mut s, 1_000, &header_only(2, 0x15), &mut LabAuth);
         drain(&mut s);
@@ -2623,12 +2363,7 @@ mod tests {
         assert_eq!(out[0].command, CommandId::EnquireLink);
         assert_eq!(s.counters().keepalives_sent, 1);
         // Answered: the next one comes 30 s after the answer.
-        feed(
-            &mut s,
-            32_000,
-            &header_only(out[0].seq, 0x8000_0015),
-            &mut LabAuth,
-        );
+        feed(&mut s, 32_000, &header_only(out[0].seq, 0x8000_0015), &mut LabAuth);
         assert_eq!(s.counters().keepalives_answered, 1);
         assert_eq!(s.poll_timeout(), Some(62_000));
         s.handle_timeout(62_000);
@@ -2638,12 +2373,7 @@ mod tests {
         s.handle_timeout(72_000);
         assert_eq!(s.state(), State::Closed(CloseReason::KeepAliveTimeout));
         assert_eq!(s.counters().keepalive_timeouts, 1);
-        assert_eq!(
-            events(&mut s),
-            vec![Event::Closed {
-                reason: CloseReason::KeepAliveTimeout
-            }]
-        );
+        assert_eq!(events(&mut s), vec![Event::Closed { reason: CloseReason::KeepAliveTimeout }]);
     }
 
     #[test]
@@ -2664,12 +2394,7 @@ mod tests {
         s.connection_lost(1);
         let mut ev = events(&mut s);
         let last = ev.pop();
-        assert_eq!(
-            last,
-            Some(Event::Closed {
-                reason: CloseReason::ConnectionLost
-            })
-        );
+        assert_eq!(last, Some(Event::Closed { reason: CloseReason::ConnectionLost }));
         let mut seqs: Vec<u32> = ev
             .iter()
             .map(|e| match e {
@@ -2680,19 +2405,11 @@ mod tests {
         seqs.sort();
         assert_eq!(seqs, vec![a, b]);
         assert_eq!(s.counters().abandoned, 2);
-        assert_eq!(
-            s.respond(1, CommandStatus::ESME_ROK, b""),
-            Err(RespondError::NotConnected)
-        );
+        assert_eq!(s.respond(1, CommandStatus::ESME_ROK, b""), Err(RespondError::NotConnected));
         // The session is reused for the next connection.
         s.connected(10, ESME_IP);
         assert_eq!(s.state(), State::Open);
-        feed(
-            &mut s,
-            10,
-            &bind_bytes(1, BindType::Receiver, b"smsca", b"pwa"),
-            &mut LabAuth,
-        );
+        feed(&mut s, 10, &bind_bytes(1, BindType::Receiver, b"smsca", b"pwa"), &mut LabAuth);
         assert_eq!(s.state(), State::Bound(BindType::Receiver));
     }
 
@@ -2741,11 +2458,7 @@ mod tests {
 
     impl Link {
         fn new(seed: u64) -> Link {
-            Link {
-                rng: seed | 1,
-                c2s: Pipe::default(),
-                s2c: Pipe::default(),
-            }
+            Link { rng: seed | 1, c2s: Pipe::default(), s2c: Pipe::default() }
         }
 
         fn chunk(&mut self) -> usize {
@@ -2757,12 +2470,7 @@ mod tests {
 
         /// Moves bytes both ways in random chunk sizes; returns the requests
         /// each side's application received.
-        fn pump(
-            &mut self,
-            now: u64,
-            client: &mut Session,
-            server: &mut Session,
-        ) -> (Requests, Requests) {
+        fn pump(&mut self, now: u64, client: &mut Session, server: &mut Session) -> (Requests, Requests) {
             let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
             for _ in 0..64 {
                 let mut moved = false;
@@ -2806,13 +2514,7 @@ mod tests {
         link.pump(1, &mut client, &mut server);
         assert_eq!(client.state(), State::Bound(BindType::Transceiver));
         assert_eq!(server.state(), State::Bound(BindType::Transceiver));
-        assert_eq!(
-            events(&mut client),
-            vec![Event::Bound {
-                bind_type: BindType::Transceiver,
-                system: None
-            }]
-        );
+        assert_eq!(events(&mut client), vec![Event::Bound { bind_type: BindType::Transceiver, system: None }]);
         assert_eq!(client.counters().binds_ok, 1);
     }
 
@@ -2827,9 +2529,7 @@ mod tests {
         // allowed.
         let mut now = 0;
         while now < 600_000 {
-            if matches!(client.state(), State::Idle | State::Closed(_))
-                && reconnect.may_attempt(now)
-            {
+            if matches!(client.state(), State::Idle | State::Closed(_)) && reconnect.may_attempt(now) {
                 attempts += 1;
                 link = Link::new(now + 3);
                 server.connected(now, ESME_IP);
@@ -2846,10 +2546,7 @@ mod tests {
             now += 500;
         }
         assert_eq!(attempts, 1);
-        assert_eq!(
-            client.state(),
-            State::Closed(CloseReason::AuthRejected(CommandStatus::ESME_RINVPASWD))
-        );
+        assert_eq!(client.state(), State::Closed(CloseReason::AuthRejected(CommandStatus::ESME_RINVPASWD)));
         assert_eq!(client.counters().auth_rejected, 1);
         assert_eq!(server.counters().pdus_in.bind, 1);
         assert!(reconnect.is_stopped());
@@ -2871,43 +2568,24 @@ mod tests {
         let mut resp = header_only(seq, 0x8000_0009);
         resp[11] = 0x08;
         feed(&mut c, 20_001, &resp, &mut RefuseBinds);
-        assert_eq!(
-            c.state(),
-            State::Closed(CloseReason::BindFailed(CommandStatus::ESME_RSYSERR))
-        );
+        assert_eq!(c.state(), State::Closed(CloseReason::BindFailed(CommandStatus::ESME_RSYSERR)));
         assert_eq!(c.counters().auth_rejected, 0);
         assert_eq!(c.counters().bind_failures, 1);
         // A bind sent to a client is refused.
         let mut c = Session::new(client_config(b"pwa"));
         c.connected(0, IWF_IP);
         drain(&mut c);
-        feed(
-            &mut c,
-            0,
-            &bind_bytes(5, BindType::Transceiver, b"x", b"y"),
-            &mut RefuseBinds,
-        );
+        feed(&mut c, 0, &bind_bytes(5, BindType::Transceiver, b"x", b"y"), &mut RefuseBinds);
         let out = drain(&mut c);
-        assert_eq!(
-            (out[0].command, out[0].status),
-            (
-                CommandId::BindTransceiverResp,
-                CommandStatus::ESME_RINVBNDSTS
-            )
-        );
+        assert_eq!((out[0].command, out[0].status), (CommandId::BindTransceiverResp, CommandStatus::ESME_RINVBNDSTS));
     }
 
     fn bound_client() -> Session {
         let mut c = Session::new(client_config(b"pwa"));
         c.connected(0, IWF_IP);
         let seq = drain(&mut c)[0].seq;
-        let resp = to_vec(&Pdu::new(
-            seq,
-            Body::BindTransceiverResp(BindResp {
-                system_id: Some(b"smsc"),
-                tlvs: Tlvs::EMPTY,
-            }),
-        ));
+        let resp =
+            to_vec(&Pdu::new(seq, Body::BindTransceiverResp(BindResp { system_id: Some(b"smsc"), tlvs: Tlvs::EMPTY })));
         feed(&mut c, 0, &resp, &mut RefuseBinds);
         assert_eq!(c.state(), State::Bound(BindType::Transceiver));
         events(&mut c);
@@ -2937,23 +2615,13 @@ mod tests {
             ]
         );
         assert_eq!(c.counters().throttled_received, 1);
-        assert_eq!(
-            c.send_request(300, &submit),
-            Err(SendError::Throttled { until: 1_200 })
-        );
+        assert_eq!(c.send_request(300, &submit), Err(SendError::Throttled { until: 1_200 }));
         // Responses to requests already out are still taken.
-        let ok = to_vec(&Pdu::new(
-            b,
-            Body::SubmitSmResp(MessageIdResp {
-                message_id: Some(b"smsc-1"),
-                tlvs: Tlvs::EMPTY,
-            }),
-        ));
+        let ok =
+            to_vec(&Pdu::new(b, Body::SubmitSmResp(MessageIdResp { message_id: Some(b"smsc-1"), tlvs: Tlvs::EMPTY })));
         feed(&mut c, 400, &ok, &mut RefuseBinds);
         match events(&mut c).as_slice() {
-            [Event::Response {
-                seq, message_id, ..
-            }] => {
+            [Event::Response { seq, message_id, .. }] => {
                 assert_eq!(*seq, b);
                 assert_eq!(message_id.as_bytes(), b"smsc-1");
             }
@@ -3020,9 +2688,7 @@ mod tests {
             // mode: after "the SIP side" answered).
             if let Some(seq) = server_app.pop() {
                 let id = format!("m{seq}");
-                server
-                    .respond(seq, CommandStatus::ESME_ROK, id.as_bytes())
-                    .unwrap();
+                server.respond(seq, CommandStatus::ESME_ROK, id.as_bytes()).unwrap();
                 to_receipt.push(id);
             }
             for seq in client_app.drain(..) {
@@ -3051,12 +2717,7 @@ mod tests {
             }
             for e in events(&mut client) {
                 match e {
-                    Event::Response {
-                        status,
-                        message_id,
-                        command_id,
-                        ..
-                    } => {
+                    Event::Response { status, message_id, command_id, .. } => {
                         assert_eq!(command_id, CommandId::SubmitSmResp);
                         assert_eq!(status, CommandStatus::ESME_ROK);
                         submit_ids.push(message_id.to_string());
@@ -3067,9 +2728,7 @@ mod tests {
             }
             for e in events(&mut server) {
                 match e {
-                    Event::Response {
-                        status, command_id, ..
-                    } => {
+                    Event::Response { status, command_id, .. } => {
                         assert_eq!(command_id, CommandId::DeliverSmResp);
                         assert_eq!(status, CommandStatus::ESME_ROK);
                         receipt_responses += 1;
@@ -3130,18 +2789,13 @@ mod tests {
             (1u32..20).prop_map(submit_bytes),
             (1u32..20).prop_map(|q| bind_bytes(q, BindType::Transceiver, b"smsca", b"pwa")),
             (1u32..20, commands.clone()).prop_map(|(q, c)| header_only(q, c)),
-            (
-                1u32..20,
-                commands,
-                prop::collection::vec(any::<u8>(), 0..80)
-            )
-                .prop_map(|(q, c, body)| {
-                    let mut v = header_only(q, c);
-                    v.extend(&body);
-                    let len = v.len() as u32;
-                    v[..4].copy_from_slice(&len.to_be_bytes());
-                    v
-                }),
+            (1u32..20, commands, prop::collection::vec(any::<u8>(), 0..80)).prop_map(|(q, c, body)| {
+                let mut v = header_only(q, c);
+                v.extend(&body);
+                let len = v.len() as u32;
+                v[..4].copy_from_slice(&len.to_be_bytes());
+                v
+            }),
             prop::collection::vec(any::<u8>(), 0..24),
         ]
     }

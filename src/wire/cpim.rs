@@ -72,20 +72,14 @@ impl fmt::Display for CpimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CpimError::Truncated => f.write_str("CPIM body truncated"),
-            CpimError::MissingBlankLine => {
-                f.write_str("CPIM header block not closed by a blank line")
-            }
+            CpimError::MissingBlankLine => f.write_str("CPIM header block not closed by a blank line"),
             CpimError::BadHeaderLine => f.write_str("malformed CPIM header line"),
             CpimError::TooManyHeaders => f.write_str("too many CPIM headers"),
             CpimError::TooManyNamespaces => f.write_str("too many CPIM NS declarations"),
             CpimError::BadNamespace => f.write_str("malformed CPIM NS header"),
-            CpimError::UnknownNamespacePrefix => {
-                f.write_str("CPIM header prefix not declared by NS")
-            }
+            CpimError::UnknownNamespacePrefix => f.write_str("CPIM header prefix not declared by NS"),
             CpimError::BadContentLength => f.write_str("malformed Content-Length"),
-            CpimError::BadNameAddr => {
-                f.write_str("malformed CPIM address (expected [\"Name\"] <uri>)")
-            }
+            CpimError::BadNameAddr => f.write_str("malformed CPIM address (expected [\"Name\"] <uri>)"),
             CpimError::BadDateTime(e) => write!(f, "bad CPIM DateTime: {e}"),
             CpimError::MissingFrom => f.write_str("CPIM From header missing"),
             CpimError::MissingTo => f.write_str("CPIM To header missing"),
@@ -205,11 +199,7 @@ impl DateTime {
 
     /// The instant `secs` after the Unix epoch, written in UTC (`Z`).
     pub const fn from_unix(secs: i64) -> DateTime {
-        DateTime {
-            unix: secs,
-            nanos: 0,
-            offset_minutes: 0,
-        }
+        DateTime { unix: secs, nanos: 0, offset_minutes: 0 }
     }
 
     /// An instant with a fraction and the UTC offset (minutes east) to write it in.
@@ -218,17 +208,11 @@ impl DateTime {
         if nanos >= 1_000_000_000 || offset_minutes.unsigned_abs() > OFFSET_MAX as u16 {
             return Err(DateTimeError::FieldRange);
         }
-        let local = unix
-            .checked_add(i64::from(offset_minutes) * 60)
-            .ok_or(DateTimeError::OutOfRange)?;
+        let local = unix.checked_add(i64::from(offset_minutes) * 60).ok_or(DateTimeError::OutOfRange)?;
         if !(SECS_MIN..=SECS_MAX).contains(&local) {
             return Err(DateTimeError::OutOfRange);
         }
-        Ok(DateTime {
-            unix,
-            nanos,
-            offset_minutes,
-        })
+        Ok(DateTime { unix, nanos, offset_minutes })
     }
 
     /// Seconds since 1970-01-01T00:00:00Z.
@@ -317,11 +301,7 @@ impl DateTime {
         }
         let days = days_from_civil(i64::from(year), month, day);
         let local = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-        Ok(DateTime {
-            unix: local - i64::from(offset) * 60,
-            nanos,
-            offset_minutes: offset as i16,
-        })
+        Ok(DateTime { unix: local - i64::from(offset) * 60, nanos, offset_minutes: offset as i16 })
     }
 
     /// Writes the timestamp (`…Z` or `…±hh:mm`, fraction only when non-zero, trailing
@@ -467,10 +447,7 @@ impl Dispositions {
             if token.is_empty() {
                 continue;
             }
-            d.0 |= match DISPOSITION_TOKENS
-                .iter()
-                .find(|(t, _)| token.eq_ignore_ascii_case(t))
-            {
+            d.0 |= match DISPOSITION_TOKENS.iter().find(|(t, _)| token.eq_ignore_ascii_case(t)) {
                 Some((_, bit)) => bit.0,
                 None => Self::UNKNOWN,
             };
@@ -559,46 +536,24 @@ impl<'a> NameAddr<'a> {
                 Some(lt) => (trim(&v[..lt]), &v[lt..]),
                 None => {
                     // Bare URI (tolerated): one word with a scheme.
-                    if v.is_empty()
-                        || v.iter().any(|&b| b <= b' ' || b == b'>')
-                        || !v.contains(&b':')
-                    {
+                    if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == b'>') || !v.contains(&b':') {
                         return Err(CpimError::BadNameAddr);
                     }
-                    return Ok(NameAddr {
-                        display: &[],
-                        uri: v,
-                    });
+                    return Ok(NameAddr { display: &[], uri: v });
                 }
             }
         };
-        let inner = rest
-            .strip_prefix(b"<")
-            .and_then(|r| r.strip_suffix(b">"))
-            .ok_or(CpimError::BadNameAddr)?;
-        if inner.is_empty()
-            || inner
-                .iter()
-                .any(|&b| b == b'<' || b == b'>' || b == b'\r' || b == b'\n')
-        {
+        let inner = rest.strip_prefix(b"<").and_then(|r| r.strip_suffix(b">")).ok_or(CpimError::BadNameAddr)?;
+        if inner.is_empty() || inner.iter().any(|&b| b == b'<' || b == b'>' || b == b'\r' || b == b'\n') {
             return Err(CpimError::BadNameAddr);
         }
-        Ok(NameAddr {
-            display,
-            uri: inner,
-        })
+        Ok(NameAddr { display, uri: inner })
     }
 
     fn check(&self) -> Result<(), CpimError> {
-        let uri_ok = !self.uri.is_empty()
-            && !self
-                .uri
-                .iter()
-                .any(|&b| matches!(b, b'<' | b'>' | b'\r' | b'\n' | b' ' | b'\t'));
-        if !uri_ok
-            || !quoted_content_ok(self.display)
-            || trim(self.display).len() != self.display.len()
-        {
+        let uri_ok =
+            !self.uri.is_empty() && !self.uri.iter().any(|&b| matches!(b, b'<' | b'>' | b'\r' | b'\n' | b' ' | b'\t'));
+        if !uri_ok || !quoted_content_ok(self.display) || trim(self.display).len() != self.display.len() {
             return Err(CpimError::InvalidValue);
         }
         Ok(())
@@ -667,13 +622,8 @@ pub struct CpimHeader<'a> {
 }
 
 /// An unused header slot to fill caller arrays with.
-pub const EMPTY_HEADER: CpimHeader<'static> = CpimHeader {
-    prefix: b"",
-    name: b"",
-    namespace: b"",
-    params: b"",
-    value: b"",
-};
+pub const EMPTY_HEADER: CpimHeader<'static> =
+    CpimHeader { prefix: b"", name: b"", namespace: b"", params: b"", value: b"" };
 
 impl CpimHeader<'_> {
     /// Whether this header is `name` in `namespace` (both compared ASCII-case-insensitively,
@@ -723,11 +673,7 @@ pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
         }
         base += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| base + i)
+    chunks.remainder().iter().position(|&b| b == needle).map(|i| base + i)
 }
 
 /// The next line at `pos`: (content without CR/LF, position after the LF).
@@ -770,14 +716,9 @@ fn header_name(line: &[u8]) -> Result<(&[u8], usize), CpimError> {
 
 /// Parses `NS: [prefix] <urn>` into (prefix, urn).
 fn parse_ns(value: &[u8]) -> Result<(&[u8], &[u8]), CpimError> {
-    let lt = value
-        .iter()
-        .position(|&b| b == b'<')
-        .ok_or(CpimError::BadNamespace)?;
+    let lt = value.iter().position(|&b| b == b'<').ok_or(CpimError::BadNamespace)?;
     let prefix = trim(&value[..lt]);
-    let urn = value[lt + 1..]
-        .strip_suffix(b">")
-        .ok_or(CpimError::BadNamespace)?;
+    let urn = value[lt + 1..].strip_suffix(b">").ok_or(CpimError::BadNamespace)?;
     if urn.is_empty()
         || urn.iter().any(|&b| b <= b' ' || b == b'<' || b == b'>')
         || !prefix.iter().all(|&b| is_name_char(b) && b != b'.')
@@ -794,10 +735,7 @@ fn parse_ns(value: &[u8]) -> Result<(&[u8], &[u8]), CpimError> {
 /// prefix is unbound is [`CpimError::UnknownNamespacePrefix`]. A prefix-less `NS` is kept
 /// as a header but does not re-map unprefixed names (core headers stay core).
 /// Line ends may be CRLF or bare LF. Message headers may not fold; MIME part headers may.
-pub fn parse<'h, 'a>(
-    input: &'a [u8],
-    headers: &'h mut [CpimHeader<'a>],
-) -> Result<CpimMessage<'h, 'a>, CpimError> {
+pub fn parse<'h, 'a>(input: &'a [u8], headers: &'h mut [CpimHeader<'a>]) -> Result<CpimMessage<'h, 'a>, CpimError> {
     let none: &'a [u8] = b"";
     let mut ns: [(&'a [u8], &'a [u8]); MAX_NAMESPACES] = [(none, none); MAX_NAMESPACES];
     let mut ns_len = 0usize;
@@ -807,11 +745,7 @@ pub fn parse<'h, 'a>(
     // Message headers.
     loop {
         let Some((line, next)) = line_at(input, pos) else {
-            return Err(if pos >= input.len() {
-                CpimError::MissingBlankLine
-            } else {
-                CpimError::Truncated
-            });
+            return Err(if pos >= input.len() { CpimError::MissingBlankLine } else { CpimError::Truncated });
         };
         pos = next;
         if line.is_empty() {
@@ -820,10 +754,7 @@ pub fn parse<'h, 'a>(
         let (full_name, after_colon) = header_name(line)?;
         let after = &line[after_colon..];
         let (params, value) = if after.first() == Some(&b';') {
-            let sp = after
-                .iter()
-                .position(|&b| b == b' ' || b == b'\t')
-                .unwrap_or(after.len());
+            let sp = after.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(after.len());
             after.split_at(sp)
         } else {
             (&after[..0], after)
@@ -840,10 +771,7 @@ pub fn parse<'h, 'a>(
             if name.eq_ignore_ascii_case(b"NS") {
                 let (p, urn) = parse_ns(value)?;
                 if !p.is_empty() {
-                    match ns[..ns_len]
-                        .iter_mut()
-                        .find(|(q, _)| q.eq_ignore_ascii_case(p))
-                    {
+                    match ns[..ns_len].iter_mut().find(|(q, _)| q.eq_ignore_ascii_case(p)) {
                         Some(slot) => slot.1 = urn,
                         None => {
                             let slot = ns.get_mut(ns_len).ok_or(CpimError::TooManyNamespaces)?;
@@ -855,22 +783,13 @@ pub fn parse<'h, 'a>(
             }
             CPIM_HEADERS_NS
         } else {
-            match ns[..ns_len]
-                .iter()
-                .find(|(q, _)| q.eq_ignore_ascii_case(prefix))
-            {
+            match ns[..ns_len].iter().find(|(q, _)| q.eq_ignore_ascii_case(prefix)) {
                 Some((_, urn)) => urn,
                 None => return Err(CpimError::UnknownNamespacePrefix),
             }
         };
         let slot = headers.get_mut(n).ok_or(CpimError::TooManyHeaders)?;
-        *slot = CpimHeader {
-            prefix,
-            name,
-            namespace,
-            params,
-            value,
-        };
+        *slot = CpimHeader { prefix, name, namespace, params, value };
         n += 1;
     }
     let message_count = n;
@@ -880,11 +799,7 @@ pub fn parse<'h, 'a>(
     let mut cur = line_at(input, pos);
     loop {
         let Some((line, mut next)) = cur else {
-            return Err(if pos >= input.len() {
-                CpimError::MissingBlankLine
-            } else {
-                CpimError::Truncated
-            });
+            return Err(if pos >= input.len() { CpimError::MissingBlankLine } else { CpimError::Truncated });
         };
         if line.is_empty() {
             pos = next;
@@ -909,13 +824,7 @@ pub fn parse<'h, 'a>(
             content_length = Some(parse_decimal(value).ok_or(CpimError::BadContentLength)?);
         }
         let slot = headers.get_mut(n).ok_or(CpimError::TooManyHeaders)?;
-        *slot = CpimHeader {
-            prefix: b"",
-            name,
-            namespace: b"",
-            params: b"",
-            value,
-        };
+        *slot = CpimHeader { prefix: b"", name, namespace: b"", params: b"", value };
         n += 1;
     }
 
@@ -925,13 +834,8 @@ pub fn parse<'h, 'a>(
         None => rest,
     };
     let filled: &'h [CpimHeader<'a>] = headers;
-    let (message_headers, content_headers) =
-        filled.get(..n).unwrap_or_default().split_at(message_count);
-    Ok(CpimMessage {
-        message_headers,
-        content_headers,
-        content,
-    })
+    let (message_headers, content_headers) = filled.get(..n).unwrap_or_default().split_at(message_count);
+    Ok(CpimMessage { message_headers, content_headers, content })
 }
 
 fn parse_decimal(s: &[u8]) -> Option<usize> {
@@ -955,53 +859,37 @@ impl<'h, 'a> CpimMessage<'h, 'a> {
         namespace: &'s [u8],
         name: &'s [u8],
     ) -> impl Iterator<Item = &'h CpimHeader<'a>> + 's {
-        self.message_headers
-            .iter()
-            .filter(move |h| h.is(namespace, name))
+        self.message_headers.iter().filter(move |h| h.is(namespace, name))
     }
 
     /// Value of the first message header `name` in `namespace`.
     pub fn header(&self, namespace: &[u8], name: &[u8]) -> Option<&'a [u8]> {
-        self.message_headers
-            .iter()
-            .find(|h| h.is(namespace, name))
-            .map(|h| h.value)
+        self.message_headers.iter().find(|h| h.is(namespace, name)).map(|h| h.value)
     }
 
     /// Value of the first MIME part header `name` (case-insensitive).
     pub fn content_header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        self.content_headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        self.content_headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
     /// `From` (RFC 3862 §4.1).
     pub fn from(&self) -> Result<NameAddr<'a>, CpimError> {
-        NameAddr::parse(
-            self.header(CPIM_HEADERS_NS, b"From")
-                .ok_or(CpimError::MissingFrom)?,
-        )
+        NameAddr::parse(self.header(CPIM_HEADERS_NS, b"From").ok_or(CpimError::MissingFrom)?)
     }
 
     /// The first `To` (RFC 3862 §4.2).
     pub fn to(&self) -> Result<NameAddr<'a>, CpimError> {
-        NameAddr::parse(
-            self.header(CPIM_HEADERS_NS, b"To")
-                .ok_or(CpimError::MissingTo)?,
-        )
+        NameAddr::parse(self.header(CPIM_HEADERS_NS, b"To").ok_or(CpimError::MissingTo)?)
     }
 
     /// Every `To`, in order.
     pub fn to_all<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(CPIM_HEADERS_NS, b"To")
-            .map(|h| NameAddr::parse(h.value))
+        self.headers_named(CPIM_HEADERS_NS, b"To").map(|h| NameAddr::parse(h.value))
     }
 
     /// Every `cc` (RFC 3862 §4.3), in order.
     pub fn cc<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(CPIM_HEADERS_NS, b"cc")
-            .map(|h| NameAddr::parse(h.value))
+        self.headers_named(CPIM_HEADERS_NS, b"cc").map(|h| NameAddr::parse(h.value))
     }
 
     /// `DateTime` (RFC 3862 §4.4), `None` when absent.
@@ -1025,30 +913,22 @@ impl<'h, 'a> CpimMessage<'h, 'a> {
     /// Union of all `imdn.Disposition-Notification` headers (RFC 5438 §6.2); empty when none.
     pub fn dispositions(&self) -> Dispositions {
         self.headers_named(IMDN_NS, b"Disposition-Notification")
-            .fold(Dispositions::empty(), |d, h| {
-                d | Dispositions::parse(h.value)
-            })
+            .fold(Dispositions::empty(), |d, h| d | Dispositions::parse(h.value))
     }
 
     /// Every `imdn.IMDN-Record-Route` (RFC 5438 §6.3), in order.
-    pub fn imdn_record_routes<'s>(
-        &'s self,
-    ) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(IMDN_NS, b"IMDN-Record-Route")
-            .map(|h| NameAddr::parse(h.value))
+    pub fn imdn_record_routes<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
+        self.headers_named(IMDN_NS, b"IMDN-Record-Route").map(|h| NameAddr::parse(h.value))
     }
 
     /// Every `imdn.IMDN-Route` (RFC 5438 §6.3), in order.
     pub fn imdn_routes<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(IMDN_NS, b"IMDN-Route")
-            .map(|h| NameAddr::parse(h.value))
+        self.headers_named(IMDN_NS, b"IMDN-Route").map(|h| NameAddr::parse(h.value))
     }
 
     /// `imdn.Original-To` (RFC 5438 §6.4), `None` when absent.
     pub fn original_to(&self) -> Result<Option<NameAddr<'a>>, CpimError> {
-        self.header(IMDN_NS, b"Original-To")
-            .map(NameAddr::parse)
-            .transpose()
+        self.header(IMDN_NS, b"Original-To").map(NameAddr::parse).transpose()
     }
 
     /// MIME part `Content-Type`.
@@ -1105,14 +985,8 @@ struct Out<'b> {
 
 impl Out<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), CpimError> {
-        let end = self
-            .len
-            .checked_add(bytes.len())
-            .ok_or(CpimError::BufferTooSmall)?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(CpimError::BufferTooSmall)?
-            .copy_from_slice(bytes);
+        let end = self.len.checked_add(bytes.len()).ok_or(CpimError::BufferTooSmall)?;
+        self.buf.get_mut(self.len..end).ok_or(CpimError::BufferTooSmall)?.copy_from_slice(bytes);
         self.len = end;
         Ok(())
     }
@@ -1207,10 +1081,7 @@ impl<'a> CpimRepr<'a> {
         w.put(check_value(self.message_id)?)?;
         w.put(b"\r\nDateTime: ")?;
         let mut dt = [0u8; DateTime::MAX_LEN];
-        let n = self
-            .datetime
-            .emit(&mut dt)
-            .map_err(CpimError::BadDateTime)?;
+        let n = self.datetime.emit(&mut dt).map_err(CpimError::BadDateTime)?;
         w.put(&dt[..n])?;
         w.put(b"\r\n")?;
         let d = self.dispositions.known();
@@ -1287,12 +1158,7 @@ Hello World!";
         let mut h = [EMPTY_HEADER; 32];
         let m = parse(input, &mut h).unwrap();
         let (nm, c) = (m.message_headers.len(), m.content);
-        let all = m
-            .message_headers
-            .iter()
-            .chain(m.content_headers)
-            .copied()
-            .collect();
+        let all = m.message_headers.iter().chain(m.content_headers).copied().collect();
         (all, nm, c)
     }
 
@@ -1313,16 +1179,9 @@ Hello World!";
         let fr = &m.message_headers[4];
         assert_eq!(
             (fr.name, fr.params, fr.value),
-            (
-                &b"Subject"[..],
-                &b";lang=fr"[..],
-                &b"beau temps prevu pour aujourd'hui"[..]
-            )
+            (&b"Subject"[..], &b";lang=fr"[..], &b"beau temps prevu pour aujourd'hui"[..])
         );
-        let v = m
-            .headers_named(b"mid:MessageFeatures@id.foo.com", b"VitalMessageOption")
-            .next()
-            .unwrap();
+        let v = m.headers_named(b"mid:MessageFeatures@id.foo.com", b"VitalMessageOption").next().unwrap();
         assert_eq!(v.prefix, b"MyFeatures");
         assert_eq!(v.value, b"Confirmation-requested");
         assert_eq!(m.content_type(), Some(&b"text/xml; charset=utf-8"[..]));
@@ -1342,19 +1201,13 @@ Hello World!";
         assert!(d.contains(Dispositions::POSITIVE_DELIVERY | Dispositions::NEGATIVE_DELIVERY));
         assert!(!d.contains(Dispositions::DISPLAY) && !d.has_unknown());
         let routes: Vec<_> = m.imdn_record_routes().map(|r| r.unwrap().uri).collect();
-        assert_eq!(
-            routes,
-            [&b"sip:bob-proxy@example.com"[..], b"sip:hop2@example.com"]
-        );
+        assert_eq!(routes, [&b"sip:bob-proxy@example.com"[..], b"sip:hop2@example.com"]);
         assert_eq!(m.imdn_routes().count(), 0);
         assert_eq!(m.content, b"Hello World!");
         assert_eq!(m.content_type(), Some(&b"text/plain"[..]));
         assert_eq!(m.original_to().unwrap(), None);
         let s = m.to_string();
-        assert!(
-            s.contains("id=34jk324j") && s.contains("positive-delivery"),
-            "{s}"
-        );
+        assert!(s.contains("id=34jk324j") && s.contains("positive-delivery"), "{s}");
     }
 
     #[test]
@@ -1368,17 +1221,13 @@ Content-Type: text/plain\r\n\r\nhi";
         let d = m.dispositions();
         assert!(d.contains(Dispositions::DISPLAY) && d.has_unknown());
         assert_eq!(d.known(), Dispositions::DISPLAY);
-        assert_eq!(
-            m.original_to().unwrap(),
-            Some(NameAddr::new(b"B", b"sip:orig@x"))
-        );
+        assert_eq!(m.original_to().unwrap(), Some(NameAddr::new(b"B", b"sip:orig@x")));
         assert_eq!(m.content, b"hi");
     }
 
     #[test]
     fn case_tolerant_and_lf_only() {
-        let input =
-            b"from: <sip:a@x>\nTO: \"Bob \\\"B\\\"\" <sip:b@x>\nNS: IMDN <URN:IETF:PARAMS:IMDN>\n\
+        let input = b"from: <sip:a@x>\nTO: \"Bob \\\"B\\\"\" <sip:b@x>\nNS: IMDN <URN:IETF:PARAMS:IMDN>\n\
 imdn.message-id: q1\n\ncontent-type: text/plain\n\nbody\n";
         let mut h = [EMPTY_HEADER; 8];
         let m = parse(input, &mut h).unwrap();
@@ -1406,72 +1255,33 @@ imdn.message-id: q1\n\ncontent-type: text/plain\n\nbody\n";
             (b"", CpimError::MissingBlankLine),
             (b"From: <sip:a@x>", CpimError::Truncated),
             (b"From: <sip:a@x>\r\n", CpimError::MissingBlankLine),
-            (
-                b"From: <sip:a@x>\r\n\r\nContent-Type: text/plain\r\n",
-                CpimError::MissingBlankLine,
-            ),
-            (
-                b"From: <sip:a@x>\r\n\r\nContent-Type: text/plain",
-                CpimError::Truncated,
-            ),
+            (b"From: <sip:a@x>\r\n\r\nContent-Type: text/plain\r\n", CpimError::MissingBlankLine),
+            (b"From: <sip:a@x>\r\n\r\nContent-Type: text/plain", CpimError::Truncated),
             (b"From <sip:a@x>\r\n\r\n\r\n", CpimError::BadHeaderLine),
             (b": v\r\n\r\n\r\n", CpimError::BadHeaderLine),
             (b" From: <sip:a@x>\r\n\r\n\r\n", CpimError::BadHeaderLine),
             (b"Bad Name: v\r\n\r\n\r\n", CpimError::BadHeaderLine),
-            (
-                b"imdn.Message-ID: x\r\n\r\n\r\n",
-                CpimError::UnknownNamespacePrefix,
-            ),
-            (
-                b"NS: imdn urn:ietf:params:imdn\r\n\r\n\r\n",
-                CpimError::BadNamespace,
-            ),
-            (
-                b"From: x\r\n\r\nContent-Length: 1x\r\n\r\n",
-                CpimError::BadContentLength,
-            ),
-            (
-                b"From: x\r\n\r\nContent-Length: 99999999999999999999\r\n\r\n",
-                CpimError::BadContentLength,
-            ),
-            (
-                b"From: x\r\n\r\nContent-Length: 5\r\n\r\nabc",
-                CpimError::Truncated,
-            ),
+            (b"imdn.Message-ID: x\r\n\r\n\r\n", CpimError::UnknownNamespacePrefix),
+            (b"NS: imdn urn:ietf:params:imdn\r\n\r\n\r\n", CpimError::BadNamespace),
+            (b"From: x\r\n\r\nContent-Length: 1x\r\n\r\n", CpimError::BadContentLength),
+            (b"From: x\r\n\r\nContent-Length: 99999999999999999999\r\n\r\n", CpimError::BadContentLength),
+            (b"From: x\r\n\r\nContent-Length: 5\r\n\r\nabc", CpimError::Truncated),
         ];
         for (input, err) in cases {
-            assert_eq!(
-                parse(input, &mut h).unwrap_err(),
-                *err,
-                "{}",
-                input.escape_ascii()
-            );
+            assert_eq!(parse(input, &mut h).unwrap_err(), *err, "{}", input.escape_ascii());
         }
         let mut small = [EMPTY_HEADER; 2];
-        assert_eq!(
-            parse(IMDN_REQUEST, &mut small).unwrap_err(),
-            CpimError::TooManyHeaders
-        );
+        assert_eq!(parse(IMDN_REQUEST, &mut small).unwrap_err(), CpimError::TooManyHeaders);
         let many_ns: Vec<u8> = (0..=MAX_NAMESPACES)
             .flat_map(|i| format!("NS: p{i} <urn:x:{i}>\r\n").into_bytes())
             .chain(b"\r\n\r\n".iter().copied())
             .collect();
-        assert_eq!(
-            parse(&many_ns, &mut h).unwrap_err(),
-            CpimError::TooManyNamespaces
-        );
+        assert_eq!(parse(&many_ns, &mut h).unwrap_err(), CpimError::TooManyNamespaces);
         // Accessor-level errors.
-        let m = parse(
-            b"From: nobody\r\nDateTime: 2024-02-30T00:00:00Z\r\n\r\n\r\n",
-            &mut h,
-        )
-        .unwrap();
+        let m = parse(b"From: nobody\r\nDateTime: 2024-02-30T00:00:00Z\r\n\r\n\r\n", &mut h).unwrap();
         assert_eq!(m.from().unwrap_err(), CpimError::BadNameAddr);
         assert_eq!(m.to().unwrap_err(), CpimError::MissingTo);
-        assert_eq!(
-            m.datetime().unwrap_err(),
-            CpimError::BadDateTime(DateTimeError::FieldRange)
-        );
+        assert_eq!(m.datetime().unwrap_err(), CpimError::BadDateTime(DateTimeError::FieldRange));
         assert_eq!(CpimRepr::parse(&m).unwrap_err(), CpimError::BadNameAddr);
     }
 
@@ -1488,32 +1298,11 @@ imdn.message-id: q1\n\ncontent-type: text/plain\n\nbody\n";
 
     #[test]
     fn name_addr_forms() {
-        assert_eq!(
-            NameAddr::parse(b"<sip:a@x>").unwrap(),
-            NameAddr::new(b"", b"sip:a@x")
-        );
-        assert_eq!(
-            NameAddr::parse(b" \"A B\"<sip:a@x> ").unwrap(),
-            NameAddr::new(b"A B", b"sip:a@x")
-        );
-        assert_eq!(
-            NameAddr::parse(b"sip:a@x").unwrap(),
-            NameAddr::new(b"", b"sip:a@x")
-        );
-        for bad in [
-            &b"\"A <sip:a@x>"[..],
-            b"A <sip:a@x",
-            b"<>",
-            b"\"A\" sip:a@x",
-            b"",
-            b"two words",
-        ] {
-            assert_eq!(
-                NameAddr::parse(bad).unwrap_err(),
-                CpimError::BadNameAddr,
-                "{}",
-                bad.escape_ascii()
-            );
+        assert_eq!(NameAddr::parse(b"<sip:a@x>").unwrap(), NameAddr::new(b"", b"sip:a@x"));
+        assert_eq!(NameAddr::parse(b" \"A B\"<sip:a@x> ").unwrap(), NameAddr::new(b"A B", b"sip:a@x"));
+        assert_eq!(NameAddr::parse(b"sip:a@x").unwrap(), NameAddr::new(b"", b"sip:a@x"));
+        for bad in [&b"\"A <sip:a@x>"[..], b"A <sip:a@x", b"<>", b"\"A\" sip:a@x", b"", b"two words"] {
+            assert_eq!(NameAddr::parse(bad).unwrap_err(), CpimError::BadNameAddr, "{}", bad.escape_ascii());
         }
     }
 
@@ -1559,10 +1348,7 @@ Content-Length: 7\r\n\
         assert_eq!(CpimRepr::parse(&m).unwrap(), repr);
         // Every shorter buffer fails cleanly.
         for len in 0..n {
-            assert_eq!(
-                repr.emit(&mut buf[..len]).unwrap_err(),
-                CpimError::BufferTooSmall
-            );
+            assert_eq!(repr.emit(&mut buf[..len]).unwrap_err(), CpimError::BufferTooSmall);
         }
     }
 
@@ -1570,45 +1356,17 @@ Content-Length: 7\r\n\
     fn emit_rejects_injection() {
         let mut buf = [0u8; 512];
         let bad = [
-            CpimRepr {
-                message_id: b"a\r\nTo: evil",
-                ..imdn_repr()
-            },
-            CpimRepr {
-                message_id: b"",
-                ..imdn_repr()
-            },
-            CpimRepr {
-                content_type: b" text/plain",
-                ..imdn_repr()
-            },
-            CpimRepr {
-                from: NameAddr::new(b"a\"b", b"sip:x"),
-                ..imdn_repr()
-            },
-            CpimRepr {
-                from: NameAddr::new(b"ab\\", b"sip:x"),
-                ..imdn_repr()
-            },
-            CpimRepr {
-                to: NameAddr::new(b"", b"sip:x>y"),
-                ..imdn_repr()
-            },
-            CpimRepr {
-                to: NameAddr::new(b"", b""),
-                ..imdn_repr()
-            },
-            CpimRepr {
-                content_disposition: Some(b"x\ny"),
-                ..imdn_repr()
-            },
+            CpimRepr { message_id: b"a\r\nTo: evil", ..imdn_repr() },
+            CpimRepr { message_id: b"", ..imdn_repr() },
+            CpimRepr { content_type: b" text/plain", ..imdn_repr() },
+            CpimRepr { from: NameAddr::new(b"a\"b", b"sip:x"), ..imdn_repr() },
+            CpimRepr { from: NameAddr::new(b"ab\\", b"sip:x"), ..imdn_repr() },
+            CpimRepr { to: NameAddr::new(b"", b"sip:x>y"), ..imdn_repr() },
+            CpimRepr { to: NameAddr::new(b"", b""), ..imdn_repr() },
+            CpimRepr { content_disposition: Some(b"x\ny"), ..imdn_repr() },
         ];
         for r in bad {
-            assert_eq!(
-                r.emit(&mut buf).unwrap_err(),
-                CpimError::InvalidValue,
-                "{r:?}"
-            );
+            assert_eq!(r.emit(&mut buf).unwrap_err(), CpimError::InvalidValue, "{r:?}");
         }
     }
 
@@ -1620,18 +1378,8 @@ Content-Length: 7\r\n\
             (b"1985-04-12T23:20:50.52Z", 482_196_050, 520_000_000, 0),
             (b"1996-12-19T16:39:57-08:00", 851_042_397, 0, -480),
             (b"1990-12-31T23:59:60Z", 662_688_000, 0, 0),
-            (
-                b"1937-01-01T12:00:27.87+00:20",
-                -1_041_336_000 + 27 - 20 * 60,
-                870_000_000,
-                20,
-            ),
-            (
-                b"2024-02-29t10:00:00.123456789123z",
-                1_709_200_800,
-                123_456_789,
-                0,
-            ),
+            (b"1937-01-01T12:00:27.87+00:20", -1_041_336_000 + 27 - 20 * 60, 870_000_000, 20),
+            (b"2024-02-29t10:00:00.123456789123z", 1_709_200_800, 123_456_789, 0),
             (b"0000-01-01T00:00:00Z", SECS_MIN, 0, 0),
             (b"9999-12-31T23:59:59Z", SECS_MAX, 0, 0),
         ];
@@ -1644,14 +1392,8 @@ Content-Length: 7\r\n\
                 s.escape_ascii()
             );
         }
-        assert_eq!(
-            DateTime::from_unix(1_700_000_000).to_string(),
-            "2023-11-14T22:13:20Z"
-        );
-        assert_eq!(
-            DateTime::new(0, 500_000_000, -330).unwrap().to_string(),
-            "1969-12-31T18:30:00.5-05:30"
-        );
+        assert_eq!(DateTime::from_unix(1_700_000_000).to_string(), "2023-11-14T22:13:20Z");
+        assert_eq!(DateTime::new(0, 500_000_000, -330).unwrap().to_string(), "1969-12-31T18:30:00.5-05:30");
         for bad in [
             &b"2024-01-01"[..],
             b"2024-01-01T00:00:00",
@@ -1662,12 +1404,7 @@ Content-Length: 7\r\n\
             b"2024-01-01X00:00:00Z",
             b"+024-01-01T00:00:00Z",
         ] {
-            assert_eq!(
-                DateTime::parse(bad).unwrap_err(),
-                DateTimeError::Syntax,
-                "{}",
-                bad.escape_ascii()
-            );
+            assert_eq!(DateTime::parse(bad).unwrap_err(), DateTimeError::Syntax, "{}", bad.escape_ascii());
         }
         for bad in [
             &b"2023-02-29T00:00:00Z"[..],
@@ -1679,48 +1416,22 @@ Content-Length: 7\r\n\
             b"2024-01-01T00:00:61Z",
             b"2024-01-01T00:00:00+24:00",
         ] {
-            assert_eq!(
-                DateTime::parse(bad).unwrap_err(),
-                DateTimeError::FieldRange,
-                "{}",
-                bad.escape_ascii()
-            );
+            assert_eq!(DateTime::parse(bad).unwrap_err(), DateTimeError::FieldRange, "{}", bad.escape_ascii());
         }
         let mut small = [0u8; 19];
-        assert_eq!(
-            DateTime::from_unix(0).emit(&mut small).unwrap_err(),
-            DateTimeError::BufferTooSmall
-        );
-        assert_eq!(
-            DateTime::from_unix(SECS_MAX + 1)
-                .emit(&mut [0; 40])
-                .unwrap_err(),
-            DateTimeError::OutOfRange
-        );
-        assert_eq!(
-            DateTime::new(0, 1_000_000_000, 0).unwrap_err(),
-            DateTimeError::FieldRange
-        );
-        assert_eq!(
-            DateTime::new(i64::MAX, 0, 60).unwrap_err(),
-            DateTimeError::OutOfRange
-        );
+        assert_eq!(DateTime::from_unix(0).emit(&mut small).unwrap_err(), DateTimeError::BufferTooSmall);
+        assert_eq!(DateTime::from_unix(SECS_MAX + 1).emit(&mut [0; 40]).unwrap_err(), DateTimeError::OutOfRange);
+        assert_eq!(DateTime::new(0, 1_000_000_000, 0).unwrap_err(), DateTimeError::FieldRange);
+        assert_eq!(DateTime::new(i64::MAX, 0, 60).unwrap_err(), DateTimeError::OutOfRange);
     }
 
     fn arb_datetime() -> impl Strategy<Value = DateTime> {
-        (
-            SECS_MIN + 86_400..SECS_MAX - 86_400,
-            prop_oneof![Just(0u32), 0..1_000_000_000u32],
-            -OFFSET_MAX..=OFFSET_MAX,
-        )
+        (SECS_MIN + 86_400..SECS_MAX - 86_400, prop_oneof![Just(0u32), 0..1_000_000_000u32], -OFFSET_MAX..=OFFSET_MAX)
             .prop_map(|(u, n, o)| DateTime::new(u, n, o).unwrap())
     }
 
     fn arb_token() -> impl Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(
-            prop_oneof![b'a'..=b'z', b'0'..=b'9', Just(b'-'), Just(b'@'), Just(b'.')],
-            1..24,
-        )
+        proptest::collection::vec(prop_oneof![b'a'..=b'z', b'0'..=b'9', Just(b'-'), Just(b'@'), Just(b'.')], 1..24)
     }
 
     fn arb_display() -> impl Strategy<Value = Vec<u8>> {

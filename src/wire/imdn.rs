@@ -58,10 +58,7 @@ pub struct ImdnLimits {
 
 impl Default for ImdnLimits {
     fn default() -> Self {
-        ImdnLimits {
-            max_len: DEFAULT_MAX_LEN,
-            max_depth: DEFAULT_MAX_DEPTH,
-        }
+        ImdnLimits { max_len: DEFAULT_MAX_LEN, max_depth: DEFAULT_MAX_DEPTH }
     }
 }
 
@@ -155,12 +152,8 @@ impl fmt::Display for ImdnError {
         match self {
             ImdnError::TooLarge => f.write_str("IMDN document too large"),
             ImdnError::TooDeep => f.write_str("IMDN document nested too deep"),
-            ImdnError::DoctypeForbidden => {
-                f.write_str("DOCTYPE/entity declarations are forbidden in IMDN")
-            }
-            ImdnError::NotImdn => {
-                f.write_str("root element is not urn:ietf:params:xml:ns:imdn imdn")
-            }
+            ImdnError::DoctypeForbidden => f.write_str("DOCTYPE/entity declarations are forbidden in IMDN"),
+            ImdnError::NotImdn => f.write_str("root element is not urn:ietf:params:xml:ns:imdn imdn"),
             ImdnError::MissingMessageId => f.write_str("IMDN message-id missing"),
             ImdnError::MissingDatetime => f.write_str("IMDN datetime missing"),
             ImdnError::BadDatetime(e) => write!(f, "bad IMDN datetime: {e}"),
@@ -360,9 +353,7 @@ fn scan_text(s: &[u8]) -> Result<bool, XmlErrorKind> {
             b'\t' | b'\n' | b'\r' => {}
             0..=0x1f => return Err(XmlErrorKind::InvalidChar),
             // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
-            0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
-                return Err(XmlErrorKind::InvalidChar)
-            }
+            0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => return Err(XmlErrorKind::InvalidChar),
             _ => {}
         }
     }
@@ -373,9 +364,7 @@ fn parse_radix(digits: &[u8], radix: u32) -> Option<u32> {
     if digits.is_empty() || digits.len() > 8 {
         return None;
     }
-    digits.iter().try_fold(0u32, |v, &b| {
-        Some(v * radix + char::from(b).to_digit(radix)?)
-    })
+    digits.iter().try_fold(0u32, |v, &b| Some(v * radix + char::from(b).to_digit(radix)?))
 }
 
 /// Text content of an IMDN field, borrowed from the document.
@@ -392,10 +381,7 @@ pub struct XmlText<'a> {
 impl<'a> XmlText<'a> {
     /// Literal text (escaped when emitted).
     pub const fn plain(text: &'a [u8]) -> XmlText<'a> {
-        XmlText {
-            bytes: text,
-            escaped: false,
-        }
+        XmlText { bytes: text, escaped: false }
     }
 
     /// Already-escaped XML character data: UTF-8, no `<`, every `&` a predefined entity or
@@ -414,15 +400,11 @@ impl<'a> XmlText<'a> {
         let mut i = 0;
         while let Some(amp) = raw.get(i..).and_then(|r| find_byte(b'&', r)) {
             let at = i + amp + 1;
-            let (_, n) =
-                decode_ref(raw.get(at..).unwrap_or_default()).ok_or(XmlErrorKind::BadReference)?;
+            let (_, n) = decode_ref(raw.get(at..).unwrap_or_default()).ok_or(XmlErrorKind::BadReference)?;
             escaped = true;
             i = at + n;
         }
-        Ok(XmlText {
-            bytes: raw,
-            escaped,
-        })
+        Ok(XmlText { bytes: raw, escaped })
     }
 
     /// The bytes as held: raw document text when [`XmlText::is_escaped`], else literal.
@@ -446,13 +428,7 @@ impl<'a> XmlText<'a> {
 
     /// The literal text, byte by byte (references decoded on the fly).
     pub fn bytes(&self) -> Unescaped<'a> {
-        Unescaped {
-            rest: self.bytes,
-            escaped: self.escaped,
-            pending: [0; 4],
-            at: 0,
-            len: 0,
-        }
+        Unescaped { rest: self.bytes, escaped: self.escaped, pending: [0; 4], at: 0, len: 0 }
     }
 
     /// Writes the literal text into `buf`; returns the written part.
@@ -502,9 +478,7 @@ impl<'a> XmlText<'a> {
                 b'\n' if edge => b"&#xA;",
                 b'\t' | b'\n' => continue,
                 0..=0x1f => return Err(ImdnError::InvalidText),
-                0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
-                    return Err(ImdnError::InvalidText)
-                }
+                0xef if matches!(s.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => return Err(ImdnError::InvalidText),
                 _ => continue,
             };
             w.put(&s[run..i])?;
@@ -615,11 +589,7 @@ impl Node {
     fn is_leaf(self) -> bool {
         matches!(
             self,
-            Node::MessageId
-                | Node::Datetime
-                | Node::RecipientUri
-                | Node::OriginalRecipientUri
-                | Node::Subject
+            Node::MessageId | Node::Datetime | Node::RecipientUri | Node::OriginalRecipientUri | Node::Subject
         )
     }
 }
@@ -636,13 +606,8 @@ struct Frame<'a> {
     text: Option<XmlText<'a>>,
 }
 
-const NO_FRAME: Frame<'static> = Frame {
-    name: b"",
-    node: Node::Other,
-    default_imdn: false,
-    imdn_prefix: None,
-    text: None,
-};
+const NO_FRAME: Frame<'static> =
+    Frame { name: b"", node: Node::Other, default_imdn: false, imdn_prefix: None, text: None };
 
 /// Fields collected while reading.
 #[derive(Default)]
@@ -709,11 +674,7 @@ impl<'a> Imdn<'a> {
         let mut depth = 0usize;
         let mut root_seen = false;
         let mut f = Fields::default();
-        let mut pos = if input.starts_with("\u{feff}".as_bytes()) {
-            3
-        } else {
-            0
-        };
+        let mut pos = if input.starts_with("\u{feff}".as_bytes()) { 3 } else { 0 };
 
         loop {
             let rest = input.get(pos..).unwrap_or_default();
@@ -795,18 +756,12 @@ impl<'a> Imdn<'a> {
                     _ => {
                         let attrs = &tag[name_len..];
                         match find_byte(b'>', attrs) {
-                            Some(gt) if !attrs[..gt].iter().any(|&b| b == b'"' || b == b'\'') => {
-                                name_len + gt
-                            }
-                            _ => ElementParser::default()
-                                .feed(tag)
-                                .ok_or(XmlErrorKind::UnclosedTag)?,
+                            Some(gt) if !attrs[..gt].iter().any(|&b| b == b'"' || b == b'\'') => name_len + gt,
+                            _ => ElementParser::default().feed(tag).ok_or(XmlErrorKind::UnclosedTag)?,
                         }
                     }
                 };
-                let content = input
-                    .get(lt + 1..lt + 1 + gt)
-                    .ok_or(XmlErrorKind::UnclosedTag)?;
+                let content = input.get(lt + 1..lt + 1 + gt).ok_or(XmlErrorKind::UnclosedTag)?;
                 let (content, empty) = match content.strip_suffix(b"/") {
                     Some(c) => (c, true),
                     None => (content, false),
@@ -843,12 +798,7 @@ impl<'a> Imdn<'a> {
     }
 
     /// Text (or CDATA when `cdata`) at the current depth.
-    fn on_text(
-        stack: &mut [Frame<'a>; DEPTH_CAP],
-        depth: usize,
-        text: &'a [u8],
-        cdata: bool,
-    ) -> Result<(), ImdnError> {
+    fn on_text(stack: &mut [Frame<'a>; DEPTH_CAP], depth: usize, text: &'a [u8], cdata: bool) -> Result<(), ImdnError> {
         let Some(top) = depth.checked_sub(1) else {
             return if cdata || !trim_xml(text).is_empty() {
                 Err(XmlErrorKind::ContentOutsideRoot.into())
@@ -921,10 +871,7 @@ impl<'a> Imdn<'a> {
         // `colon` is the first `:` of the name (found while reading it).
         let (in_imdn, local) = match colon.filter(|&c| c < name_len) {
             None => (frame.default_imdn, name),
-            Some(colon) => (
-                frame.imdn_prefix == name.get(..colon),
-                name.get(colon + 1..).unwrap_or_default(),
-            ),
+            Some(colon) => (frame.imdn_prefix == name.get(..colon), name.get(colon + 1..).unwrap_or_default()),
         };
         if !in_imdn {
             return Ok(frame);
@@ -975,17 +922,12 @@ impl<'a> Imdn<'a> {
     }
 
     fn finish(f: Fields<'a>) -> Result<Imdn<'a>, ImdnError> {
-        let message_id = f
-            .message_id
-            .filter(|t| !t.raw().is_empty())
-            .ok_or(ImdnError::MissingMessageId)?;
+        let message_id = f.message_id.filter(|t| !t.raw().is_empty()).ok_or(ImdnError::MissingMessageId)?;
         let dt = f.datetime.ok_or(ImdnError::MissingDatetime)?;
         let mut tmp = [0u8; 64];
         let dt_bytes = match dt.as_plain() {
             Some(p) => p,
-            None => dt
-                .unescape_into(&mut tmp)
-                .map_err(|_| ImdnError::BadDatetime(DateTimeError::Syntax))?,
+            None => dt.unescape_into(&mut tmp).map_err(|_| ImdnError::BadDatetime(DateTimeError::Syntax))?,
         };
         let datetime = DateTime::parse(dt_bytes).map_err(ImdnError::BadDatetime)?;
         if f.kind.is_none() {
@@ -1017,14 +959,13 @@ impl<'a> Imdn<'a> {
             return Err(ImdnError::MissingMessageId);
         }
         let mut w = Out { buf, len: 0 };
-        w.put(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\n<message-id>")?;
+        w.put(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\n<message-id>",
+        )?;
         self.message_id.emit(&mut w)?;
         w.put(b"</message-id>\n<datetime>")?;
         let mut dt = [0u8; DateTime::MAX_LEN];
-        let n = self
-            .datetime
-            .emit(&mut dt)
-            .map_err(ImdnError::BadDatetime)?;
+        let n = self.datetime.emit(&mut dt).map_err(ImdnError::BadDatetime)?;
         w.put(&dt[..n])?;
         w.put(b"</datetime>\n")?;
         let optional: [(&[u8], &Option<XmlText<'_>>); 3] = [
@@ -1058,11 +999,7 @@ impl<'a> Imdn<'a> {
 impl fmt::Display for Imdn<'_> {
     /// One line: `IMDN delivery/delivered id=… dt=… [rcpt=…]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "IMDN {} id={} dt={}",
-            self.notification, self.message_id, self.datetime
-        )?;
+        write!(f, "IMDN {} id={} dt={}", self.notification, self.message_id, self.datetime)?;
         if let Some(r) = &self.recipient_uri {
             write!(f, " rcpt={r}")?;
         }
@@ -1077,14 +1014,8 @@ struct Out<'b> {
 
 impl Out<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), ImdnError> {
-        let end = self
-            .len
-            .checked_add(bytes.len())
-            .ok_or(ImdnError::BufferTooSmall)?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(ImdnError::BufferTooSmall)?
-            .copy_from_slice(bytes);
+        let end = self.len.checked_add(bytes.len()).ok_or(ImdnError::BufferTooSmall)?;
+        self.buf.get_mut(self.len..end).ok_or(ImdnError::BufferTooSmall)?.copy_from_slice(bytes);
         self.len = end;
         Ok(())
     }
@@ -1138,33 +1069,21 @@ mod tests {
     fn rfc5438_delivery() {
         let d = Imdn::parse(RFC5438_DELIVERY).unwrap();
         assert_eq!(d.message_id.as_plain(), Some(&b"34jk324j"[..]));
-        assert_eq!(
-            d.datetime,
-            DateTime::parse(b"2008-04-04T12:16:49-05:00").unwrap()
-        );
-        assert_eq!(
-            d.recipient_uri.unwrap().as_plain(),
-            Some(&b"im:bob@example.com"[..])
-        );
-        assert!(d
-            .original_recipient_uri
-            .unwrap()
-            .eq_literal(b"im:bob@example.com"));
+        assert_eq!(d.datetime, DateTime::parse(b"2008-04-04T12:16:49-05:00").unwrap());
+        assert_eq!(d.recipient_uri.unwrap().as_plain(), Some(&b"im:bob@example.com"[..]));
+        assert!(d.original_recipient_uri.unwrap().eq_literal(b"im:bob@example.com"));
         assert_eq!(d.subject, None);
+        assert_eq!(d.notification, Notification::Delivery(DeliveryStatus::Delivered));
         assert_eq!(
-            d.notification,
-            Notification::Delivery(DeliveryStatus::Delivered)
+            d.to_string(),
+            "IMDN delivery/delivered id=34jk324j dt=2008-04-04T12:16:49-05:00 rcpt=im:bob@example.com"
         );
-        assert_eq!(d.to_string(), "IMDN delivery/delivered id=34jk324j dt=2008-04-04T12:16:49-05:00 rcpt=im:bob@example.com");
     }
 
     #[test]
     fn rfc5438_display() {
         let d = Imdn::parse(RFC5438_DISPLAY).unwrap();
-        assert_eq!(
-            d.notification,
-            Notification::Display(DisplayStatus::Displayed)
-        );
+        assert_eq!(d.notification, Notification::Display(DisplayStatus::Displayed));
         assert!(d.subject.unwrap().eq_literal(b"Hi there"));
     }
 
@@ -1184,18 +1103,10 @@ mod tests {
             Notification::Processing(ProcessingStatus::Error),
         ];
         for n in all {
-            let doc = imdn_with(&format!(
-                "<{0}><status><{1}/></status></{0}>",
-                n.element_name(),
-                n.status_name()
-            ));
+            let doc = imdn_with(&format!("<{0}><status><{1}/></status></{0}>", n.element_name(), n.status_name()));
             assert_eq!(Imdn::parse(&doc).unwrap().notification, n);
             // Non-empty form of the status element too.
-            let doc = imdn_with(&format!(
-                "<{0}><status><{1}></{1}></status></{0}>",
-                n.element_name(),
-                n.status_name()
-            ));
+            let doc = imdn_with(&format!("<{0}><status><{1}></{1}></status></{0}>", n.element_name(), n.status_name()));
             assert_eq!(Imdn::parse(&doc).unwrap().notification, n);
         }
     }
@@ -1214,18 +1125,14 @@ mod tests {
         let d = Imdn::parse(doc).unwrap();
         assert!(d.message_id.eq_literal(b"abc"));
         assert_eq!(d.datetime.offset_minutes(), 60);
-        assert_eq!(
-            d.notification,
-            Notification::Delivery(DeliveryStatus::Failed)
-        );
+        assert_eq!(d.notification, Notification::Delivery(DeliveryStatus::Failed));
         // Redeclared default namespace on an inner element.
-        let doc = imdn_with("<delivery-notification xmlns=\"urn:other\"><status><delivered/></status></delivery-notification>");
+        let doc = imdn_with(
+            "<delivery-notification xmlns=\"urn:other\"><status><delivered/></status></delivery-notification>",
+        );
         assert_eq!(Imdn::parse(&doc).unwrap_err(), ImdnError::NoNotification);
         let doc = imdn_with("<q:delivery-notification xmlns:q=\"urn:ietf:params:xml:ns:imdn\"><q:status><q:stored/><q:error/></q:status></q:delivery-notification>");
-        assert_eq!(
-            Imdn::parse(&doc).unwrap().notification,
-            Notification::Delivery(DeliveryStatus::Error)
-        );
+        assert_eq!(Imdn::parse(&doc).unwrap().notification, Notification::Delivery(DeliveryStatus::Error));
     }
 
     #[test]
@@ -1253,23 +1160,11 @@ mod tests {
             "<imdn xmlns=\"urn:ietf:params:xml:ns:imdnx\">",
             "<imdn xmlns:x=\"urn:ietf:params:xml:ns:imdn\">",
         ] {
-            assert_eq!(
-                Imdn::parse(&doc(root, "</imdn>")),
-                Err(ImdnError::NotImdn),
-                "{root}"
-            );
+            assert_eq!(Imdn::parse(&doc(root, "</imdn>")), Err(ImdnError::NotImdn), "{root}");
         }
         // Mismatched and unmatched end tags still fail after the `</name>` fast path.
-        assert!(Imdn::parse(&doc(
-            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">",
-            "</imdnx>"
-        ))
-        .is_err());
-        assert!(Imdn::parse(&doc(
-            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">",
-            "</imdn ></x>"
-        ))
-        .is_err());
+        assert!(Imdn::parse(&doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdnx>")).is_err());
+        assert!(Imdn::parse(&doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdn ></x>")).is_err());
         let spaced = doc("<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">", "</imdn >");
         assert_eq!(Imdn::parse(&spaced).unwrap(), fast);
     }
@@ -1284,22 +1179,12 @@ mod tests {
         let s = d.subject.unwrap();
         assert!(s.is_escaped() && s.as_plain().is_none());
         let mut buf = [0u8; 32];
-        assert_eq!(
-            s.unescape_into(&mut buf).unwrap(),
-            "a & b <\u{263A}A>".as_bytes()
-        );
-        assert_eq!(
-            s.unescape_into(&mut buf[..3]).unwrap_err(),
-            ImdnError::BufferTooSmall
-        );
+        assert_eq!(s.unescape_into(&mut buf).unwrap(), "a & b <\u{263A}A>".as_bytes());
+        assert_eq!(s.unescape_into(&mut buf[..3]).unwrap_err(), ImdnError::BufferTooSmall);
         assert_eq!(d.recipient_uri.unwrap().as_plain(), Some(&b"sip:a&b@x"[..]));
         for bad in ["&bogus;", "&#0;", "&#xD800;", "&amp", "&#x110000;", "&#;"] {
             let doc = imdn_with(&format!("<subject>{bad}</subject>"));
-            assert_eq!(
-                Imdn::parse(&doc).unwrap_err(),
-                ImdnError::Xml(XmlErrorKind::BadReference),
-                "{bad}"
-            );
+            assert_eq!(Imdn::parse(&doc).unwrap_err(), ImdnError::Xml(XmlErrorKind::BadReference), "{bad}");
         }
     }
 
@@ -1347,66 +1232,28 @@ mod tests {
             (b"<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\xff</imdn>".to_vec(), ImdnError::Xml(XmlErrorKind::InvalidUtf8)),
         ];
         for (doc, err) in cases {
-            assert_eq!(
-                Imdn::parse(&doc).unwrap_err(),
-                err,
-                "{}",
-                doc.escape_ascii()
-            );
+            assert_eq!(Imdn::parse(&doc).unwrap_err(), err, "{}", doc.escape_ascii());
         }
         // Limits are parameters.
-        let d = imdn_with(
-            "<delivery-notification><status><delivered/></status></delivery-notification>",
-        );
+        let d = imdn_with("<delivery-notification><status><delivered/></status></delivery-notification>");
         assert!(Imdn::parse(&d).is_ok());
         assert_eq!(
-            Imdn::parse_with_limits(
-                &d,
-                ImdnLimits {
-                    max_len: d.len() - 1,
-                    ..Default::default()
-                }
-            )
-            .unwrap_err(),
+            Imdn::parse_with_limits(&d, ImdnLimits { max_len: d.len() - 1, ..Default::default() }).unwrap_err(),
             ImdnError::TooLarge
         );
         assert_eq!(
-            Imdn::parse_with_limits(
-                &d,
-                ImdnLimits {
-                    max_depth: 3,
-                    ..Default::default()
-                }
-            )
-            .unwrap_err(),
+            Imdn::parse_with_limits(&d, ImdnLimits { max_depth: 3, ..Default::default() }).unwrap_err(),
             ImdnError::TooDeep
         );
-        assert!(Imdn::parse_with_limits(
-            &d,
-            ImdnLimits {
-                max_depth: 4,
-                ..Default::default()
-            }
-        )
-        .is_ok());
-        assert!(Imdn::parse_with_limits(
-            RFC5438_DELIVERY,
-            ImdnLimits {
-                max_depth: 1000,
-                ..Default::default()
-            }
-        )
-        .is_ok());
+        assert!(Imdn::parse_with_limits(&d, ImdnLimits { max_depth: 4, ..Default::default() }).is_ok());
+        assert!(Imdn::parse_with_limits(RFC5438_DELIVERY, ImdnLimits { max_depth: 1000, ..Default::default() }).is_ok());
     }
 
     #[test]
     fn every_truncation_fails() {
         let end = RFC5438_DELIVERY.len() - b"</imdn>\n".len();
         for cut in 0..end {
-            assert!(
-                Imdn::parse(&RFC5438_DELIVERY[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(Imdn::parse(&RFC5438_DELIVERY[..cut]).is_err(), "cut at {cut}");
         }
     }
 
@@ -1432,57 +1279,31 @@ mod tests {
         assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), expected);
         assert_eq!(Imdn::parse(&buf[..n]).unwrap(), sample());
         for len in 0..n {
-            assert_eq!(
-                sample().emit(&mut buf[..len]).unwrap_err(),
-                ImdnError::BufferTooSmall
-            );
+            assert_eq!(sample().emit(&mut buf[..len]).unwrap_err(), ImdnError::BufferTooSmall);
         }
     }
 
     #[test]
     fn emit_escapes_and_rejects() {
         let mut buf = [0u8; 512];
-        let x = Imdn {
-            subject: Some(XmlText::plain(b" <a&b>\r\n ")),
-            ..sample()
-        };
+        let x = Imdn { subject: Some(XmlText::plain(b" <a&b>\r\n ")), ..sample() };
         let n = x.emit(&mut buf).unwrap();
         let s = core::str::from_utf8(&buf[..n]).unwrap();
-        assert!(
-            s.contains("<subject>&#x20;&lt;a&amp;b&gt;&#xD;&#xA;&#x20;</subject>"),
-            "{s}"
-        );
+        assert!(s.contains("<subject>&#x20;&lt;a&amp;b&gt;&#xD;&#xA;&#x20;</subject>"), "{s}");
         assert_eq!(Imdn::parse(&buf[..n]).unwrap(), x);
         for bad in [&b"\x01"[..], b"\xff", b"\xef\xbf\xbe"] {
-            let x = Imdn {
-                subject: Some(XmlText::plain(bad)),
-                ..sample()
-            };
+            let x = Imdn { subject: Some(XmlText::plain(bad)), ..sample() };
             assert_eq!(x.emit(&mut buf).unwrap_err(), ImdnError::InvalidText);
         }
-        let x = Imdn {
-            message_id: XmlText::plain(b""),
-            ..sample()
-        };
+        let x = Imdn { message_id: XmlText::plain(b""), ..sample() };
         assert_eq!(x.emit(&mut buf).unwrap_err(), ImdnError::MissingMessageId);
-        assert_eq!(
-            XmlText::from_escaped(b"a<b").unwrap_err(),
-            ImdnError::InvalidText
-        );
-        assert_eq!(
-            XmlText::from_escaped(b"a&b").unwrap_err(),
-            ImdnError::InvalidText
-        );
+        assert_eq!(XmlText::from_escaped(b"a<b").unwrap_err(), ImdnError::InvalidText);
+        assert_eq!(XmlText::from_escaped(b"a&b").unwrap_err(), ImdnError::InvalidText);
         let raw = XmlText::from_escaped(b"a&amp;b").unwrap();
         assert_eq!(raw, XmlText::plain(b"a&b"));
-        let x = Imdn {
-            subject: Some(raw),
-            ..sample()
-        };
+        let x = Imdn { subject: Some(raw), ..sample() };
         let n = x.emit(&mut buf).unwrap();
-        assert!(core::str::from_utf8(&buf[..n])
-            .unwrap()
-            .contains("<subject>a&amp;b</subject>"));
+        assert!(core::str::from_utf8(&buf[..n]).unwrap().contains("<subject>a&amp;b</subject>"));
     }
 
     fn arb_text() -> impl Strategy<Value = String> {
@@ -1518,12 +1339,8 @@ mod tests {
                 Just(DeliveryStatus::Error)
             ]
             .prop_map(Notification::Delivery),
-            prop_oneof![
-                Just(DisplayStatus::Displayed),
-                Just(DisplayStatus::Forbidden),
-                Just(DisplayStatus::Error)
-            ]
-            .prop_map(Notification::Display),
+            prop_oneof![Just(DisplayStatus::Displayed), Just(DisplayStatus::Forbidden), Just(DisplayStatus::Error)]
+                .prop_map(Notification::Display),
             prop_oneof![
                 Just(ProcessingStatus::Processed),
                 Just(ProcessingStatus::Stored),

@@ -290,11 +290,7 @@ struct EventQueue {
 
 impl EventQueue {
     fn new(capacity: usize) -> Self {
-        EventQueue {
-            ring: vec![None; capacity.max(1)],
-            head: 0,
-            len: 0,
-        }
+        EventQueue { ring: vec![None; capacity.max(1)], head: 0, len: 0 }
     }
 
     fn push(&mut self, e: Event) -> bool {
@@ -337,10 +333,7 @@ impl ClientTransactions {
         ClientTransactions {
             table: Table::new(config.capacity, config.slot_len, config.secret),
             events: EventQueue::new(config.capacity.saturating_mul(2)),
-            branches: SipHasher13::new_with_keys(
-                config.secret[1] ^ 0x6272_616e_6368,
-                config.secret[0].rotate_left(29),
-            ),
+            branches: SipHasher13::new_with_keys(config.secret[1] ^ 0x6272_616e_6368, config.secret[0].rotate_left(29)),
             branch_seq: 0,
             config,
             counters: ClientCounters::default(),
@@ -387,12 +380,7 @@ impl ClientTransactions {
     /// Start a transaction for `request` (a whole SIP request; its top Via
     /// branch and CSeq method become the key) towards `dest`. The first send
     /// comes out of the next [`ClientTransactions::poll_transmit`].
-    pub fn start(
-        &mut self,
-        now: u64,
-        request: &[u8],
-        dest: SocketAddrV4,
-    ) -> Result<ClientTxId, ClientError> {
+    pub fn start(&mut self, now: u64, request: &[u8], dest: SocketAddrV4) -> Result<ClientTxId, ClientError> {
         if request.len() > self.table.data_len() {
             return Err(ClientError::TooLarge);
         }
@@ -413,21 +401,12 @@ impl ClientTransactions {
         }
         let branch = via.rfc3261_branch().ok_or(ClientError::NoBranch)?;
         let mut key_buf = [0u8; KEY_MAX];
-        let key = transaction_key(&mut key_buf, branch, None, method)
-            .ok_or(ClientError::BranchTooLong)?;
+        let key = transaction_key(&mut key_buf, branch, None, method).ok_or(ClientError::BranchTooLong)?;
         if self.table.find(key).is_some() {
             return Err(ClientError::DuplicateBranch);
         }
         let f_at = now.saturating_add(self.config.timers.timer_f());
-        let state = ClientTx {
-            phase: Phase::Trying,
-            dest,
-            len: request.len(),
-            delay: 0,
-            send_at: now,
-            f_at,
-            k_at: 0,
-        };
+        let state = ClientTx { phase: Phase::Trying, dest, len: request.len(), delay: 0, send_at: now, f_at, k_at: 0 };
         let Some(r) = self.table.insert(key, state) else {
             self.counters.table_full += 1;
             return Err(ClientError::TableFull);
@@ -500,12 +479,7 @@ impl ClientTransactions {
             } else {
                 self.counters.transmissions += 1;
             }
-            return Some(Transmit {
-                id: ClientTxId(r),
-                dest,
-                len,
-                retransmission,
-            });
+            return Some(Transmit { id: ClientTxId(r), dest, len, retransmission });
         }
     }
 
@@ -633,10 +607,7 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         assert_eq!(&out[..t.len], &req[..]);
         assert_eq!(uac.poll_timeout(), Some(500));
         let times = sends(&mut uac, 1, 32_000);
-        assert_eq!(
-            times,
-            [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-        );
+        assert_eq!(times, [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
         assert_eq!(uac.poll_event(), Some(Event::Timeout { id }));
         assert_eq!(uac.poll_event(), None);
         assert!(uac.is_empty());
@@ -668,21 +639,9 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         assert_eq!(uac.poll_timeout(), Some(15_000));
         assert_eq!(sends(&mut uac, 10_001, 15_000), Vec::<u64>::new());
         assert!(uac.is_empty());
-        assert_eq!(
-            uac.handle_response(15_001, &response("z9hG4bKp1", 200, "MESSAGE")),
-            ResponseMatch::Stray
-        );
+        assert_eq!(uac.handle_response(15_001, &response("z9hG4bKp1", 200, "MESSAGE")), ResponseMatch::Stray);
         let c = *uac.counters();
-        assert_eq!(
-            (
-                c.provisional,
-                c.finals,
-                c.responses_absorbed,
-                c.terminated,
-                c.stray_responses
-            ),
-            (1, 1, 1, 1, 1)
-        );
+        assert_eq!((c.provisional, c.finals, c.responses_absorbed, c.terminated, c.stray_responses), (1, 1, 1, 1, 1));
         assert_eq!(uac.poll_event(), None);
     }
 
@@ -690,22 +649,13 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
     fn matching_needs_branch_and_method() {
         let mut uac = ClientTransactions::new(ClientConfig::default());
         let id = uac.start(0, &message("z9hG4bKm1"), DEST).unwrap();
-        assert_eq!(
-            uac.handle_response(1, &response("z9hG4bKm1", 200, "OPTIONS")),
-            ResponseMatch::Stray
-        );
-        assert_eq!(
-            uac.handle_response(1, &response("z9hG4bKm2", 200, "MESSAGE")),
-            ResponseMatch::Stray
-        );
+        assert_eq!(uac.handle_response(1, &response("z9hG4bKm1", 200, "OPTIONS")), ResponseMatch::Stray);
+        assert_eq!(uac.handle_response(1, &response("z9hG4bKm2", 200, "MESSAGE")), ResponseMatch::Stray);
         assert_eq!(
             uac.handle_response(1, b"SIP/2.0 200 OK\r\nCSeq: 1 MESSAGE\r\n\r\n"),
             ResponseMatch::Malformed(Error::MissingHeader("Via"))
         );
-        assert_eq!(
-            uac.handle_response(1, &message("z9hG4bKm1")),
-            ResponseMatch::Malformed(Error::BadStatusCode)
-        );
+        assert_eq!(uac.handle_response(1, &message("z9hG4bKm1")), ResponseMatch::Malformed(Error::BadStatusCode));
         assert_eq!(
             uac.handle_response(1, &response("z9hG4bKm1", 404, "MESSAGE")),
             ResponseMatch::Final { id, status: 404 }
@@ -714,53 +664,26 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
 
     #[test]
     fn start_refusals_and_table_full() {
-        let mut uac = ClientTransactions::new(ClientConfig {
-            capacity: 1,
-            slot_len: 400,
-            ..ClientConfig::default()
-        });
+        let mut uac = ClientTransactions::new(ClientConfig { capacity: 1, slot_len: 400, ..ClientConfig::default() });
         let b = uac.new_branch();
         assert!(b.as_str().starts_with("z9hG4bK0000") && b.as_str().len() == 27);
         assert_eq!(branch_owner(b.as_str()), Some(0));
         assert_ne!(uac.new_branch(), b);
         uac.start(0, &message(b.as_str()), DEST).unwrap();
-        assert_eq!(
-            uac.start(0, &message(b.as_str()), DEST),
-            Err(ClientError::DuplicateBranch)
-        );
-        assert_eq!(
-            uac.start(0, &message("z9hG4bKother"), DEST),
-            Err(ClientError::TableFull)
-        );
+        assert_eq!(uac.start(0, &message(b.as_str()), DEST), Err(ClientError::DuplicateBranch));
+        assert_eq!(uac.start(0, &message("z9hG4bKother"), DEST), Err(ClientError::TableFull));
         assert_eq!(uac.counters().table_full, 1);
-        assert_eq!(
-            uac.start(0, &message("abc"), DEST),
-            Err(ClientError::NoBranch)
-        );
+        assert_eq!(uac.start(0, &message("abc"), DEST), Err(ClientError::NoBranch));
         assert_eq!(uac.start(0, &[b'x'; 401], DEST), Err(ClientError::TooLarge));
-        let invite = String::from_utf8(message("z9hG4bKi"))
-            .unwrap()
-            .replace("MESSAGE", "INVITE");
-        assert_eq!(
-            uac.start(0, invite.as_bytes(), DEST),
-            Err(ClientError::UnsupportedMethod)
-        );
-        assert_eq!(
-            uac.start(0, &response("z9hG4bKr", 200, "MESSAGE"), DEST),
-            Err(ClientError::NotARequest)
-        );
-        assert_eq!(
-            uac.start(0, b"MESSAGE sip:a SIP/2.0\r\n", DEST),
-            Err(ClientError::Malformed(Error::Truncated))
-        );
+        let invite = String::from_utf8(message("z9hG4bKi")).unwrap().replace("MESSAGE", "INVITE");
+        assert_eq!(uac.start(0, invite.as_bytes(), DEST), Err(ClientError::UnsupportedMethod));
+        assert_eq!(uac.start(0, &response("z9hG4bKr", 200, "MESSAGE"), DEST), Err(ClientError::NotARequest));
+        assert_eq!(uac.start(0, b"MESSAGE sip:a SIP/2.0\r\n", DEST), Err(ClientError::Malformed(Error::Truncated)));
     }
 
     #[test]
     fn branches_carry_their_owner() {
-        let mut uac = ClientTransactions::new(ClientConfig {
-            owner: 0xbeef,
-            ..ClientConfig::default()
-        });
+        let mut uac = ClientTransactions::new(ClientConfig { owner: 0xbeef, ..ClientConfig::default() });
         let b = uac.new_branch();
         assert_eq!(&b.as_str()[..11], "z9hG4bKbeef");
         assert_eq!(branch_owner(b.as_str()), Some(0xbeef));
@@ -771,10 +694,7 @@ Call-ID: {branch}@iwf\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         assert_eq!(branch_owner("z9hG4bKbéef0123456789abcde"), None);
         let resp = response(b.as_str(), 200, "MESSAGE");
         assert_eq!(response_owner(&resp), Some(0xbeef));
-        assert_eq!(
-            response_owner(&response("z9hG4bKforeign", 200, "MESSAGE")),
-            None
-        );
+        assert_eq!(response_owner(&response("z9hG4bKforeign", 200, "MESSAGE")), None);
         assert_eq!(response_owner(b"garbage"), None);
     }
 

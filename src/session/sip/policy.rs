@@ -24,11 +24,7 @@ pub struct Answer {
 impl Answer {
     /// An answer without extra header fields.
     pub const fn new(status: u16, reason: &'static str) -> Self {
-        Answer {
-            status,
-            reason,
-            headers: &[],
-        }
+        Answer { status, reason, headers: &[] }
     }
 
     /// As a [`super::Response`] for [`super::ServerTransactions::respond`].
@@ -54,9 +50,7 @@ pub struct UasPolicy<R = fn(&CoreFields<'_>, &Message<'_, '_>) -> Answer> {
 
 impl Default for UasPolicy {
     fn default() -> Self {
-        UasPolicy {
-            route: unknown_recipient,
-        }
+        UasPolicy { route: unknown_recipient }
     }
 }
 
@@ -76,33 +70,20 @@ where
     /// - anything else → 405 with `Allow`.
     pub fn answer(&self, core: &CoreFields<'_>, request: &Message<'_, '_>) -> Answer {
         match core.cseq.method {
-            Method::Options => Answer {
-                status: 200,
-                reason: "OK",
-                headers: CAPABILITIES,
-            },
+            Method::Options => Answer { status: 200, reason: "OK", headers: CAPABILITIES },
             Method::Message => {
                 let acceptable = core.content_type.is_some_and(|t| {
-                    let is = |a: &str, b: &str| {
-                        t.type_name.eq_ignore_ascii_case(a) && t.subtype.eq_ignore_ascii_case(b)
-                    };
+                    let is =
+                        |a: &str, b: &str| t.type_name.eq_ignore_ascii_case(a) && t.subtype.eq_ignore_ascii_case(b);
                     is("message", "cpim") || is("text", "plain")
                 });
                 if acceptable {
                     (self.route)(core, request)
                 } else {
-                    Answer {
-                        status: 415,
-                        reason: "Unsupported Media Type",
-                        headers: &[("Accept", ACCEPT)],
-                    }
+                    Answer { status: 415, reason: "Unsupported Media Type", headers: &[("Accept", ACCEPT)] }
                 }
             }
-            _ => Answer {
-                status: 405,
-                reason: "Method Not Allowed",
-                headers: &[("Allow", ALLOW)],
-            },
+            _ => Answer { status: 405, reason: "Method Not Allowed", headers: &[("Allow", ALLOW)] },
         }
     }
 }
@@ -133,17 +114,8 @@ CSeq: 1 {method}\r\n{ctype}Content-Length: 2\r\n\r\nhi"
         let p = UasPolicy::default();
         let a = answer_for(&p, "OPTIONS", "");
         assert_eq!((a.status, a.reason), (200, "OK"));
-        assert_eq!(
-            a.headers,
-            &[
-                ("Allow", "MESSAGE, OPTIONS"),
-                ("Accept", "message/cpim, text/plain")
-            ]
-        );
-        assert_eq!(
-            answer_for(&p, "MESSAGE", "Content-Type: text/plain\r\n").status,
-            404
-        );
+        assert_eq!(a.headers, &[("Allow", "MESSAGE, OPTIONS"), ("Accept", "message/cpim, text/plain")]);
+        assert_eq!(answer_for(&p, "MESSAGE", "Content-Type: text/plain\r\n").status, 404);
         assert_eq!(answer_for(&p, "MESSAGE", "c: Message/CPIM\r\n").status, 404);
         let a = answer_for(&p, "MESSAGE", "Content-Type: application/json\r\n");
         assert_eq!((a.status, a.headers), (415, &[("Accept", ACCEPT)][..]));
@@ -153,15 +125,10 @@ CSeq: 1 {method}\r\n{ctype}Content-Length: 2\r\n\r\nhi"
 
     #[test]
     fn route_hook_decides_messages() {
-        let p =
-            UasPolicy::new(
-                |core: &CoreFields<'_>, _: &Message<'_, '_>| match core.request_uri {
-                    Some(crate::wire::sip::Uri::Sip(u)) if u.user == Some("+447000100001") => {
-                        Answer::new(202, "Accepted")
-                    }
-                    _ => Answer::new(480, "Temporarily Unavailable"),
-                },
-            );
+        let p = UasPolicy::new(|core: &CoreFields<'_>, _: &Message<'_, '_>| match core.request_uri {
+            Some(crate::wire::sip::Uri::Sip(u)) if u.user == Some("+447000100001") => Answer::new(202, "Accepted"),
+            _ => Answer::new(480, "Temporarily Unavailable"),
+        });
         let a = answer_for(&p, "MESSAGE", "Content-Type: text/plain\r\n");
         assert_eq!((a.status, a.reason), (202, "Accepted"));
         assert_eq!(a.response().status, 202);

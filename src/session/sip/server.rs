@@ -33,9 +33,7 @@ use siphasher::sip::SipHasher13;
 
 use super::table::{SlotRef, Table, KEY_MAX};
 use super::{reply_address, transaction_key, Reply, Tag, Timers};
-use crate::wire::sip::{
-    CoreFields, Error, Header, Message, MessageWriter, Method, Parser, Status, Uri,
-};
+use crate::wire::sip::{CoreFields, Error, Header, Message, MessageWriter, Method, Parser, Status, Uri};
 
 /// Header fields a stored request keeps (what a response copies, §8.2.6.2).
 const STORED_FIELDS: [&str; 5] = ["Via", "From", "To", "Call-ID", "CSeq"];
@@ -154,9 +152,7 @@ impl Rejection {
     /// The stateless response's status code and reason phrase, if any.
     pub fn status(&self) -> Option<(u16, &'static str)> {
         Some(match self {
-            Rejection::Malformed(_) | Rejection::NoBranch | Rejection::KeyTooLong => {
-                (400, "Bad Request")
-            }
+            Rejection::Malformed(_) | Rejection::NoBranch | Rejection::KeyTooLong => (400, "Bad Request"),
             Rejection::NotARequest | Rejection::Ack => return None,
             Rejection::Cancel => (481, "Call/Transaction Does Not Exist"),
             Rejection::MethodNotAllowed => (405, "Method Not Allowed"),
@@ -228,13 +224,7 @@ pub struct Response<'r> {
 impl<'r> Response<'r> {
     /// A response without extra headers or body, with a derived To tag.
     pub fn new(status: u16, reason: &'r str) -> Self {
-        Response {
-            status,
-            reason,
-            to_tag: None,
-            headers: &[],
-            body: b"",
-        }
+        Response { status, reason, to_tag: None, headers: &[], body: b"" }
     }
 
     /// The same response with extra header fields.
@@ -407,10 +397,7 @@ impl ServerTransactions {
         let slot_len = config.slot_len.min(u16::MAX as usize);
         ServerTransactions {
             table: Table::new(config.capacity, slot_len, config.secret),
-            tags: SipHasher13::new_with_keys(
-                config.secret[0] ^ 0x7461_6773,
-                config.secret[1].rotate_left(17),
-            ),
+            tags: SipHasher13::new_with_keys(config.secret[0] ^ 0x7461_6773, config.secret[1].rotate_left(17)),
             config,
             counters: ServerCounters::default(),
         }
@@ -458,17 +445,11 @@ impl ServerTransactions {
         };
         let Some(method) = request.method() else {
             self.counters.not_requests += 1;
-            return Incoming::Rejected {
-                reason: Rejection::NotARequest,
-                reply: None,
-            };
+            return Incoming::Rejected { reason: Rejection::NotARequest, reply: None };
         };
         if method == Method::Ack {
             self.counters.acks += 1;
-            return Incoming::Rejected {
-                reason: Rejection::Ack,
-                reply: None,
-            };
+            return Incoming::Rejected { reason: Rejection::Ack, reply: None };
         }
         let core = match request.validate() {
             Ok(c) => c,
@@ -505,13 +486,7 @@ impl ServerTransactions {
         if let Some(reason) = refusal {
             return self.reject(&request, reply_to, reason, out);
         }
-        let state = ServerTx {
-            phase: Phase::Trying,
-            reply_to,
-            request_len: 0,
-            response_at: 0,
-            response_len: 0,
-        };
+        let state = ServerTx { phase: Phase::Trying, reply_to, request_len: 0, response_at: 0, response_len: 0 };
         let Some(r) = self.table.insert(key, state) else {
             self.counters.table_full += 1;
             return self.reject(&request, reply_to, Rejection::TableFull, out);
@@ -532,15 +507,9 @@ impl ServerTransactions {
             self.counters.too_large += 1;
             return self.reject(&request, reply_to, Rejection::TooLarge, out);
         }
-        self.table
-            .set_timer(r.slot, now.saturating_add(self.config.tu_timeout));
+        self.table.set_timer(r.slot, now.saturating_add(self.config.tu_timeout));
         self.counters.transactions += 1;
-        Incoming::New {
-            id: ServerTxId(r),
-            request,
-            core,
-            reply_to,
-        }
+        Incoming::New { id: ServerTxId(r), request, core, reply_to }
     }
 
     fn retransmission<'a, 'h>(&mut self, r: SlotRef, out: &mut [u8]) -> Incoming<'a, 'h> {
@@ -570,10 +539,7 @@ impl ServerTransactions {
         if let Some(c) = self.counters.malformed.get_mut(malformed_index(e)) {
             *c += 1;
         }
-        Incoming::Rejected {
-            reason: Rejection::Malformed(e),
-            reply: None,
-        }
+        Incoming::Rejected { reason: Rejection::Malformed(e), reply: None }
     }
 
     /// 400 for a request that parsed but failed validation, if Via, From,
@@ -589,24 +555,16 @@ impl ServerTransactions {
             *c += 1;
         }
         // Reply to the top Via's port if it parses, else to the source.
-        let reply_to = request
-            .top_via()
-            .map_or(src, |via| reply_address(&via, src));
+        let reply_to = request.top_via().map_or(src, |via| reply_address(&via, src));
         let reason = Rejection::Malformed(e);
         match self.reject(request, reply_to, reason, out) {
             Incoming::Rejected { reply: Some(r), .. } => {
                 self.counters.malformed_answered += 1;
-                Incoming::Rejected {
-                    reason,
-                    reply: Some(r),
-                }
+                Incoming::Rejected { reason, reply: Some(r) }
             }
             _ => {
                 self.counters.malformed_dropped += 1;
-                Incoming::Rejected {
-                    reason,
-                    reply: None,
-                }
+                Incoming::Rejected { reason, reply: None }
             }
         }
     }
@@ -621,22 +579,17 @@ impl ServerTransactions {
     ) -> Incoming<'a, 'h> {
         let reply = reason.status().and_then(|(status, phrase)| {
             let tag = Tag::derive(&self.tags, request.headers);
-            let mut w =
-                MessageWriter::response_to(out, request, status, phrase, Some(tag.as_str()))
-                    .ok()?;
+            let mut w = MessageWriter::response_to(out, request, status, phrase, Some(tag.as_str())).ok()?;
             match reason {
                 Rejection::MethodNotAllowed => {
-                    w.header_fmt("Allow", format_args!("{}", MethodList(self.config.allow)))
-                        .ok()?;
+                    w.header_fmt("Allow", format_args!("{}", MethodList(self.config.allow))).ok()?;
                 }
                 Rejection::TableFull => {
-                    w.header_u32("Retry-After", self.config.retry_after_s)
-                        .ok()?;
+                    w.header_u32("Retry-After", self.config.retry_after_s).ok()?;
                 }
                 Rejection::Malformed(_) | Rejection::NoBranch | Rejection::KeyTooLong => {
                     // RFC 3261 §20.43: 399 = miscellaneous warning.
-                    w.header_fmt("Warning", format_args!("399 iwf \"{reason}\""))
-                        .ok()?;
+                    w.header_fmt("Warning", format_args!("399 iwf \"{reason}\"")).ok()?;
                 }
                 _ => {}
             }
@@ -661,25 +614,17 @@ impl ServerTransactions {
     ) -> Result<Reply, ServerError> {
         let r = id.0;
         let slot_len = self.table.data_len();
-        let (tx, data) = self
-            .table
-            .entry_mut(r)
-            .ok_or(ServerError::UnknownTransaction)?;
+        let (tx, data) = self.table.entry_mut(r).ok_or(ServerError::UnknownTransaction)?;
         if tx.phase == Phase::Completed {
             return Err(ServerError::AlreadyCompleted);
         }
-        let len =
-            build_response(&self.tags, data, tx, response, out).map_err(ServerError::Build)?;
+        let len = build_response(&self.tags, data, tx, response, out).map_err(ServerError::Build)?;
         let bytes = out.get(..len).unwrap_or(&[]);
         let final_response = response.status >= 200;
         self.counters.responses_sent += 1;
         // A final response replaces the stored request (no longer needed); a
         // provisional one goes after it.
-        let at = if final_response {
-            0
-        } else {
-            tx.request_len as usize
-        };
+        let at = if final_response { 0 } else { tx.request_len as usize };
         match data.get_mut(at..at + len) {
             Some(dst) if at + len <= slot_len => {
                 dst.copy_from_slice(bytes);
@@ -693,14 +638,10 @@ impl ServerTransactions {
                 }
             }
         }
-        let reply = Reply {
-            len,
-            to: tx.reply_to,
-        };
+        let reply = Reply { len, to: tx.reply_to };
         if final_response {
             tx.phase = Phase::Completed;
-            self.table
-                .set_timer(r.slot, now.saturating_add(self.config.timers.timer_j()));
+            self.table.set_timer(r.slot, now.saturating_add(self.config.timers.timer_j()));
         } else {
             tx.phase = Phase::Proceeding;
         }
@@ -750,11 +691,7 @@ fn store_request(request: &Message<'_, '_>, data: &mut [u8]) -> Option<usize> {
     put(line.uri.as_bytes())?;
     put(b" SIP/2.0\r\n")?;
     let mut lines = 0usize;
-    for h in request
-        .headers
-        .iter()
-        .filter(|h| STORED_FIELDS.iter().any(|f| h.is(f)))
-    {
+    for h in request.headers.iter().filter(|h| STORED_FIELDS.iter().any(|f| h.is(f))) {
         lines += 1;
         if lines > STORED_HEADERS_MAX {
             return None;
@@ -784,8 +721,7 @@ fn build_response(
     };
     let derived = Tag::derive(tags, request.headers);
     let tag = response.to_tag.unwrap_or(derived.as_str());
-    let mut w =
-        MessageWriter::response_to(out, &request, response.status, response.reason, Some(tag))?;
+    let mut w = MessageWriter::response_to(out, &request, response.status, response.reason, Some(tag))?;
     for (name, value) in response.headers {
         w.header(name, value)?;
     }
@@ -838,10 +774,7 @@ Content-Length: 5\r\n\r\nhello"
 
     impl Uas {
         fn new(config: ServerConfig) -> Self {
-            Uas {
-                t: ServerTransactions::new(config),
-                out: [0; 1500],
-            }
+            Uas { t: ServerTransactions::new(config), out: [0; 1500] }
         }
 
         /// Feed a datagram; returns (kind, response bytes).
@@ -852,24 +785,17 @@ Content-Length: 5\r\n\r\nhello"
                     assert_eq!(core.cseq.number, 7);
                     ("new".into(), None, Some(id))
                 }
-                Incoming::Retransmission { reply } => (
-                    "retransmission".into(),
-                    reply.map(|r| self.out[..r.len].to_vec()),
-                    None,
-                ),
-                Incoming::Rejected { reason, reply } => (
-                    format!("rejected {reason:?}"),
-                    reply.map(|r| self.out[..r.len].to_vec()),
-                    None,
-                ),
+                Incoming::Retransmission { reply } => {
+                    ("retransmission".into(), reply.map(|r| self.out[..r.len].to_vec()), None)
+                }
+                Incoming::Rejected { reason, reply } => {
+                    (format!("rejected {reason:?}"), reply.map(|r| self.out[..r.len].to_vec()), None)
+                }
             }
         }
 
         fn respond(&mut self, now: u64, id: ServerTxId, status: u16, reason: &str) -> Vec<u8> {
-            let r = self
-                .t
-                .respond(now, id, &Response::new(status, reason), &mut self.out)
-                .unwrap();
+            let r = self.t.respond(now, id, &Response::new(status, reason), &mut self.out).unwrap();
             assert_eq!(r.to, SRC);
             self.out[..r.len].to_vec()
         }
@@ -903,10 +829,7 @@ Content-Length: 5\r\n\r\nhello"
             "Via: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bKa1\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKlower\r\n"
         ));
         let to = header_of(&resp, "To").unwrap();
-        assert!(
-            to.starts_with("<sip:+447000100001@iwf.ims.lab>;tag="),
-            "{to}"
-        );
+        assert!(to.starts_with("<sip:+447000100001@iwf.ims.lab>;tag="), "{to}");
         assert_eq!(header_of(&resp, "CSeq").unwrap(), "7 MESSAGE");
         for t in [500, 1500, 3500] {
             let (kind, again, _) = uas.feed(t, &req);
@@ -914,17 +837,9 @@ Content-Length: 5\r\n\r\nhello"
             assert_eq!(again.as_deref(), Some(&resp[..]), "byte-identical");
         }
         let c = uas.t.counters();
+        assert_eq!((c.transactions, c.retransmissions_absorbed, c.responses_resent), (1, 4, 3));
         assert_eq!(
-            (
-                c.transactions,
-                c.retransmissions_absorbed,
-                c.responses_resent
-            ),
-            (1, 4, 3)
-        );
-        assert_eq!(
-            uas.t
-                .respond(4000, id, &Response::new(200, "OK"), &mut [0u8; 1500]),
+            uas.t.respond(4000, id, &Response::new(200, "OK"), &mut [0u8; 1500]),
             Err(ServerError::AlreadyCompleted)
         );
     }
@@ -935,10 +850,7 @@ Content-Length: 5\r\n\r\nhello"
         let req = request("MESSAGE", "z9hG4bKp", "");
         let id = uas.feed(0, &req).2.unwrap();
         let trying = uas.respond(10, id, 100, "Trying");
-        assert!(
-            header_of(&trying, "To").unwrap().ends_with("iwf.ims.lab>"),
-            "100 has no tag"
-        );
+        assert!(header_of(&trying, "To").unwrap().ends_with("iwf.ims.lab>"), "100 has no tag");
         assert_eq!(uas.feed(500, &req).1.as_deref(), Some(&trying[..]));
         let ok = uas.respond(600, id, 202, "Accepted");
         assert_eq!(status_of(&ok), 202);
@@ -956,15 +868,14 @@ Content-Length: 5\r\n\r\nhello"
         // Same branch, other method → a new transaction.
         assert_eq!(uas.feed(2, &request("OPTIONS", "z9hG4bKk1", "")).0, "new");
         // Same branch, other sent-by → new.
-        let other_host =
-            String::from_utf8(a.clone())
-                .unwrap()
-                .replacen("198.18.2.1:5060", "198.18.2.9:5060", 1);
+        let other_host = String::from_utf8(a.clone()).unwrap().replacen("198.18.2.1:5060", "198.18.2.9:5060", 1);
         assert_eq!(uas.feed(3, other_host.as_bytes()).0, "new");
         // Same sent-by in other case → the same transaction.
-        let upper = String::from_utf8(request("MESSAGE", "z9hG4bKh", ""))
-            .unwrap()
-            .replacen("198.18.2.1:5060", "Core.IMS.lab", 1);
+        let upper = String::from_utf8(request("MESSAGE", "z9hG4bKh", "")).unwrap().replacen(
+            "198.18.2.1:5060",
+            "Core.IMS.lab",
+            1,
+        );
         let lower = upper.replacen("Core.IMS.lab", "core.ims.lab", 1);
         assert_eq!(uas.feed(4, upper.as_bytes()).0, "new");
         assert_eq!(uas.feed(5, lower.as_bytes()).0, "retransmission");
@@ -985,8 +896,7 @@ Content-Length: 5\r\n\r\nhello"
         assert_eq!(uas.t.counters().expired, 1);
         assert_eq!(uas.t.poll_timeout(), None);
         assert_eq!(
-            uas.t
-                .respond(32_200, id, &Response::new(200, "OK"), &mut [0u8; 1500]),
+            uas.t.respond(32_200, id, &Response::new(200, "OK"), &mut [0u8; 1500]),
             Err(ServerError::UnknownTransaction)
         );
         assert_eq!(uas.feed(40_000, &req).0, "new");
@@ -1003,11 +913,7 @@ Content-Length: 5\r\n\r\nhello"
 
     #[test]
     fn full_table_answers_503_with_retry_after() {
-        let mut uas = Uas::new(ServerConfig {
-            capacity: 2,
-            retry_after_s: 7,
-            ..ServerConfig::default()
-        });
+        let mut uas = Uas::new(ServerConfig { capacity: 2, retry_after_s: 7, ..ServerConfig::default() });
         assert_eq!(uas.feed(0, &request("MESSAGE", "z9hG4bKf1", "")).0, "new");
         assert_eq!(uas.feed(0, &request("MESSAGE", "z9hG4bKf2", "")).0, "new");
         let (kind, resp, _) = uas.feed(0, &request("MESSAGE", "z9hG4bKf3", ""));
@@ -1017,10 +923,7 @@ Content-Length: 5\r\n\r\nhello"
         assert_eq!(header_of(&resp, "Retry-After").as_deref(), Some("7"));
         assert_eq!(uas.t.counters().table_full, 1);
         // A retransmission of a held request is still absorbed.
-        assert_eq!(
-            uas.feed(1, &request("MESSAGE", "z9hG4bKf1", "")).0,
-            "retransmission"
-        );
+        assert_eq!(uas.feed(1, &request("MESSAGE", "z9hG4bKf1", "")).0, "retransmission");
     }
 
     #[test]
@@ -1030,23 +933,14 @@ Content-Length: 5\r\n\r\nhello"
         assert_eq!(kind, "rejected MethodNotAllowed");
         let resp = resp.unwrap();
         assert_eq!(status_of(&resp), 405);
-        assert_eq!(
-            header_of(&resp, "Allow").as_deref(),
-            Some("MESSAGE, OPTIONS")
-        );
+        assert_eq!(header_of(&resp, "Allow").as_deref(), Some("MESSAGE, OPTIONS"));
         assert!(header_of(&resp, "To").unwrap().contains(";tag="));
         // Stateless but deterministic: the retransmission gets the same bytes.
-        assert_eq!(
-            uas.feed(500, &request("INVITE", "z9hG4bKi", "")).1,
-            Some(resp)
-        );
+        assert_eq!(uas.feed(500, &request("INVITE", "z9hG4bKi", "")).1, Some(resp));
 
         let (kind, resp, _) = uas.feed(0, &request("MESSAGE", "z9hG4bKm", "Max-Forwards: 0\r\n"));
         // Two Max-Forwards: the duplicate is malformed.
-        assert_eq!(
-            kind,
-            "rejected Malformed(DuplicateHeader(\"Max-Forwards\"))"
-        );
+        assert_eq!(kind, "rejected Malformed(DuplicateHeader(\"Max-Forwards\"))");
         assert_eq!(status_of(&resp.unwrap()), 400);
         let mf0 = String::from_utf8(request("MESSAGE", "z9hG4bKm", ""))
             .unwrap()
@@ -1058,19 +952,19 @@ Content-Length: 5\r\n\r\nhello"
         let opt0 = mf0.replace("MESSAGE", "OPTIONS");
         assert_eq!(uas.feed(0, opt0.as_bytes()).0, "new");
 
-        let mailto = String::from_utf8(request("MESSAGE", "z9hG4bKs", ""))
-            .unwrap()
-            .replacen("sip:+447000100001@iwf.ims.lab SIP", "mailto:a@b.c SIP", 1);
+        let mailto = String::from_utf8(request("MESSAGE", "z9hG4bKs", "")).unwrap().replacen(
+            "sip:+447000100001@iwf.ims.lab SIP",
+            "mailto:a@b.c SIP",
+            1,
+        );
         let (kind, resp, _) = uas.feed(0, mailto.as_bytes());
         assert_eq!(kind, "rejected UnsupportedUriScheme");
         assert_eq!(status_of(&resp.unwrap()), 416);
-        let tel = String::from_utf8(request("MESSAGE", "z9hG4bKt", ""))
-            .unwrap()
-            .replacen(
-                "sip:+447000100001@iwf.ims.lab SIP",
-                "tel:+447000100001 SIP",
-                1,
-            );
+        let tel = String::from_utf8(request("MESSAGE", "z9hG4bKt", "")).unwrap().replacen(
+            "sip:+447000100001@iwf.ims.lab SIP",
+            "tel:+447000100001 SIP",
+            1,
+        );
         assert_eq!(uas.feed(0, tel.as_bytes()).0, "new");
 
         let (kind, resp, _) = uas.feed(0, &request("CANCEL", "z9hG4bKc", ""));
@@ -1081,20 +975,10 @@ Content-Length: 5\r\n\r\nhello"
 
         let c = *uas.t.counters();
         assert_eq!(
-            (
-                c.method_not_allowed,
-                c.too_many_hops,
-                c.unsupported_uri_scheme,
-                c.cancels,
-                c.acks
-            ),
+            (c.method_not_allowed, c.too_many_hops, c.unsupported_uri_scheme, c.cancels, c.acks),
             (2, 1, 1, 1, 1)
         );
-        assert_eq!(
-            uas.t.len(),
-            2,
-            "only the OPTIONS and the tel: MESSAGE hold entries"
-        );
+        assert_eq!(uas.t.len(), 2, "only the OPTIONS and the tel: MESSAGE hold entries");
     }
 
     #[test]
@@ -1103,44 +987,17 @@ Content-Length: 5\r\n\r\nhello"
         let good = String::from_utf8(request("MESSAGE", "z9hG4bKx", "")).unwrap();
         // (mutation, expected status or None for a silent drop, reason)
         let cases: [(String, Option<u16>, Error); 7] = [
+            (good.replace("CSeq: 7 MESSAGE", "CSeq: x MESSAGE"), Some(400), Error::BadCSeq),
+            (good.replace("CSeq: 7 MESSAGE", "CSeq: 7 OPTIONS"), Some(400), Error::CSeqMethodMismatch),
+            (good.replace("Call-ID: c-z9hG4bKx@ims.lab\r\n", ""), None, Error::MissingHeader("Call-ID")),
             (
-                good.replace("CSeq: 7 MESSAGE", "CSeq: x MESSAGE"),
-                Some(400),
-                Error::BadCSeq,
-            ),
-            (
-                good.replace("CSeq: 7 MESSAGE", "CSeq: 7 OPTIONS"),
-                Some(400),
-                Error::CSeqMethodMismatch,
-            ),
-            (
-                good.replace("Call-ID: c-z9hG4bKx@ims.lab\r\n", ""),
-                None,
-                Error::MissingHeader("Call-ID"),
-            ),
-            (
-                good.replace(
-                    "From: <sip:+447000200001@ims.lab>;tag=abc",
-                    "From: <sip:a b>",
-                ),
+                good.replace("From: <sip:+447000200001@ims.lab>;tag=abc", "From: <sip:a b>"),
                 Some(400),
                 Error::BadNameAddr,
             ),
-            (
-                good.replace("\r\n\r\nhello", "\r\nhello"),
-                None,
-                Error::Truncated,
-            ),
-            (
-                good.replace(" SIP/2.0\r\nVia", " SIP/3.0\r\nVia"),
-                None,
-                Error::BadVersion,
-            ),
-            (
-                good.replace("Max-Forwards: 69", "Max-Forwards: 300"),
-                Some(400),
-                Error::BadMaxForwards,
-            ),
+            (good.replace("\r\n\r\nhello", "\r\nhello"), None, Error::Truncated),
+            (good.replace(" SIP/2.0\r\nVia", " SIP/3.0\r\nVia"), None, Error::BadVersion),
+            (good.replace("Max-Forwards: 69", "Max-Forwards: 300"), Some(400), Error::BadMaxForwards),
         ];
         for (dg, status, reason) in &cases {
             let (kind, resp, _) = uas.feed(0, dg.as_bytes());
@@ -1165,16 +1022,8 @@ Content-Length: 5\r\n\r\nhello"
         assert!(uas.t.is_empty());
         // Too many headers for the caller's array: parse error, dropped.
         let mut h = [Header::EMPTY; 4];
-        let r = uas
-            .t
-            .handle_request(0, SRC, good.as_bytes(), &mut h, &mut [0; 1500]);
-        assert_eq!(
-            r,
-            Incoming::Rejected {
-                reason: Rejection::Malformed(Error::TooManyHeaders),
-                reply: None
-            }
-        );
+        let r = uas.t.handle_request(0, SRC, good.as_bytes(), &mut h, &mut [0; 1500]);
+        assert_eq!(r, Incoming::Rejected { reason: Rejection::Malformed(Error::TooManyHeaders), reply: None });
     }
 
     #[test]
@@ -1182,13 +1031,12 @@ Content-Length: 5\r\n\r\nhello"
         let mut uas = Uas::new(ServerConfig::default());
         let src = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 40000);
         let mut h = [Header::EMPTY; 32];
-        let rport = String::from_utf8(request("OPTIONS", "z9hG4bKr", ""))
-            .unwrap()
-            .replacen(";branch=z9hG4bKr", ";rport;branch=z9hG4bKr", 1);
-        match uas
-            .t
-            .handle_request(0, src, rport.as_bytes(), &mut h, &mut uas.out)
-        {
+        let rport = String::from_utf8(request("OPTIONS", "z9hG4bKr", "")).unwrap().replacen(
+            ";branch=z9hG4bKr",
+            ";rport;branch=z9hG4bKr",
+            1,
+        );
+        match uas.t.handle_request(0, src, rport.as_bytes(), &mut h, &mut uas.out) {
             Incoming::New { reply_to, .. } => assert_eq!(reply_to, src),
             o => panic!("{o:?}"),
         }
@@ -1202,29 +1050,19 @@ Content-Length: 5\r\n\r\nhello"
 
     #[test]
     fn response_too_large_is_sent_but_not_stored() {
-        let mut uas = Uas::new(ServerConfig {
-            slot_len: 600,
-            ..ServerConfig::default()
-        });
+        let mut uas = Uas::new(ServerConfig { slot_len: 600, ..ServerConfig::default() });
         let req = request("MESSAGE", "z9hG4bKbig", "");
         let id = uas.feed(0, &req).2.unwrap();
         let body = [b'x'; 700];
         let mut out = [0u8; 1500];
-        let r = uas
-            .t
-            .respond(0, id, &Response::new(200, "OK").with_body(&body), &mut out)
-            .unwrap();
+        let r = uas.t.respond(0, id, &Response::new(200, "OK").with_body(&body), &mut out).unwrap();
         assert!(r.len > 700);
         assert_eq!(uas.t.counters().responses_not_stored, 1);
         assert_eq!(uas.feed(500, &req), ("retransmission".into(), None, None));
         // Too small an out buffer is an error that leaves the transaction open.
-        let id = uas
-            .feed(0, &request("MESSAGE", "z9hG4bKsmall", ""))
-            .2
-            .unwrap();
+        let id = uas.feed(0, &request("MESSAGE", "z9hG4bKsmall", "")).2.unwrap();
         assert_eq!(
-            uas.t
-                .respond(0, id, &Response::new(200, "OK"), &mut [0u8; 40]),
+            uas.t.respond(0, id, &Response::new(200, "OK"), &mut [0u8; 40]),
             Err(ServerError::Build(Error::BufferTooSmall))
         );
         assert_eq!(status_of(&uas.respond(1, id, 200, "OK")), 200);
@@ -1237,9 +1075,7 @@ Content-Length: 5\r\n\r\nhello"
         let mut out = [0u8; 1500];
         let resp = Response {
             to_tag: Some("mytag"),
-            ..Response::new(200, "OK")
-                .with_headers(&[("Content-Type", "text/plain")])
-                .with_body(b"ok")
+            ..Response::new(200, "OK").with_headers(&[("Content-Type", "text/plain")]).with_body(b"ok")
         };
         let r = uas.t.respond(0, id, &resp, &mut out).unwrap();
         let m = &out[..r.len];

@@ -47,14 +47,7 @@ impl<S> Table<S> {
         let capacity = capacity.clamp(1, (u32::MAX / 4) as usize);
         let buckets = capacity.saturating_mul(2).next_power_of_two();
         Table {
-            meta: (0..capacity)
-                .map(|_| Meta {
-                    generation: 0,
-                    hash: 0,
-                    key_len: 0,
-                    state: None,
-                })
-                .collect(),
+            meta: (0..capacity).map(|_| Meta { generation: 0, hash: 0, key_len: 0, state: None }).collect(),
             keys: vec![0; capacity.saturating_mul(KEY_MAX)],
             data: vec![0; capacity.saturating_mul(data_len)],
             data_len,
@@ -90,9 +83,7 @@ impl<S> Table<S> {
             None => return &[],
         };
         let start = slot as usize * KEY_MAX;
-        self.keys
-            .get(start..start + m.key_len as usize)
-            .unwrap_or(&[])
+        self.keys.get(start..start + m.key_len as usize).unwrap_or(&[])
     }
 
     /// The live slot holding `key`.
@@ -106,10 +97,7 @@ impl<S> Table<S> {
             }
             let m = self.meta.get(s as usize)?;
             if m.hash == hash && self.key_of(s) == key {
-                return Some(SlotRef {
-                    slot: s,
-                    generation: m.generation,
-                });
+                return Some(SlotRef { slot: s, generation: m.generation });
             }
             i = (i + 1) & self.mask;
         }
@@ -177,11 +165,7 @@ impl<S> Table<S> {
             };
             let home = self.meta.get(s as usize).map_or(0, |m| m.hash as usize) & self.mask;
             // Move `s` into the hole unless its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
+            let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
             if !stays {
                 if let Some(b) = self.index.get_mut(hole) {
                     *b = s;
@@ -227,10 +211,7 @@ impl<S> Table<S> {
     pub(crate) fn slot_ref(&self, slot: u32) -> Option<SlotRef> {
         let m = self.meta.get(slot as usize)?;
         m.state.as_ref()?;
-        Some(SlotRef {
-            slot,
-            generation: m.generation,
-        })
+        Some(SlotRef { slot, generation: m.generation })
     }
 
     /// Arm (or re-arm) the slot's one timer.
@@ -255,19 +236,11 @@ struct TimerHeap {
 
 impl TimerHeap {
     fn new(capacity: usize) -> Self {
-        TimerHeap {
-            heap: Vec::with_capacity(capacity),
-            pos: vec![NONE; capacity],
-            at: vec![0; capacity],
-        }
+        TimerHeap { heap: Vec::with_capacity(capacity), pos: vec![NONE; capacity], at: vec![0; capacity] }
     }
 
     fn key(&self, heap_index: usize) -> u64 {
-        self.heap
-            .get(heap_index)
-            .and_then(|&s| self.at.get(s as usize))
-            .copied()
-            .unwrap_or(u64::MAX)
+        self.heap.get(heap_index).and_then(|&s| self.at.get(s as usize)).copied().unwrap_or(u64::MAX)
     }
 
     fn peek(&self) -> Option<(u64, u32)> {

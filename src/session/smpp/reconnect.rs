@@ -18,10 +18,7 @@ pub struct ReconnectConfig {
 impl Default for ReconnectConfig {
     /// 1 s doubling up to 60 s.
     fn default() -> Self {
-        ReconnectConfig {
-            initial: 1_000,
-            max: 60_000,
-        }
+        ReconnectConfig { initial: 1_000, max: 60_000 }
     }
 }
 
@@ -115,12 +112,7 @@ impl Reconnect {
     fn schedule(&mut self, now: u64) {
         self.failures = self.failures.saturating_add(1);
         let shift = self.failures.saturating_sub(1).min(63);
-        let base = self
-            .config
-            .initial
-            .max(1)
-            .saturating_mul(1u64 << shift)
-            .min(self.config.max.max(1));
+        let base = self.config.initial.max(1).saturating_mul(1u64 << shift).min(self.config.max.max(1));
         let half = base / 2;
         let jitter = self.next_random() % (base - half).saturating_add(1);
         self.next_at = now.saturating_add(half).saturating_add(jitter);
@@ -151,10 +143,7 @@ mod tests {
 
     #[test]
     fn back_off_doubles_with_jitter_and_is_capped() {
-        let cfg = ReconnectConfig {
-            initial: 1_000,
-            max: 8_000,
-        };
+        let cfg = ReconnectConfig { initial: 1_000, max: 8_000 };
         let mut r = Reconnect::new(cfg, 42);
         let mut now = 0;
         for n in 1..=8u32 {
@@ -162,11 +151,7 @@ mod tests {
             let at = r.next_attempt(now).unwrap();
             let base = (1_000u64 << (n - 1)).min(8_000);
             let delay = at - now;
-            assert!(
-                delay >= base / 2 && delay <= base,
-                "failure {n}: delay {delay} outside [{}, {base}]",
-                base / 2
-            );
+            assert!(delay >= base / 2 && delay <= base, "failure {n}: delay {delay} outside [{}, {base}]", base / 2);
             assert!(!r.may_attempt(now + delay - 1) || delay == 0);
             assert!(r.may_attempt(at));
             now = at;
@@ -210,13 +195,7 @@ mod tests {
 
     #[test]
     fn huge_values_do_not_overflow() {
-        let mut r = Reconnect::new(
-            ReconnectConfig {
-                initial: u64::MAX,
-                max: u64::MAX,
-            },
-            3,
-        );
+        let mut r = Reconnect::new(ReconnectConfig { initial: u64::MAX, max: u64::MAX }, 3);
         for _ in 0..100 {
             r.connect_failed(u64::MAX - 1);
         }

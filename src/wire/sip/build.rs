@@ -84,23 +84,15 @@ impl<'b> MessageWriter<'b> {
         }
         let mut w = MessageWriter::response(buf, code, reason)?;
         let mut vias = 0usize;
-        for h in request
-            .headers
-            .iter()
-            .filter(|h| header::VIA.matches(h.name))
-        {
+        for h in request.headers.iter().filter(|h| header::VIA.matches(h.name)) {
             w.field_unfolded("Via", h.value, None)?;
             vias += 1;
         }
         if vias == 0 {
             return Err(Error::MissingHeader("Via"));
         }
-        let copy: [(HeaderKey<'static>, &'static str); 4] = [
-            (header::FROM, "From"),
-            (header::TO, "To"),
-            (header::CALL_ID, "Call-ID"),
-            (header::CSEQ, "CSeq"),
-        ];
+        let copy: [(HeaderKey<'static>, &'static str); 4] =
+            [(header::FROM, "From"), (header::TO, "To"), (header::CALL_ID, "Call-ID"), (header::CSEQ, "CSeq")];
         for (key, name) in copy {
             let v = request
                 .headers
@@ -112,10 +104,7 @@ impl<'b> MessageWriter<'b> {
                 // Without the letters "tag" the To cannot have a tag parameter;
                 // only then is the full name-addr parse needed.
                 ("To", Some(t)) if code > 100 => {
-                    let maybe_tagged = v
-                        .as_bytes()
-                        .windows(3)
-                        .any(|w| w.eq_ignore_ascii_case(b"tag"));
+                    let maybe_tagged = v.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"tag"));
                     match maybe_tagged.then(|| NameAddr::parse(v)) {
                         None => Some(t),
                         Some(Ok(na)) if na.tag().is_none() => Some(t),
@@ -141,10 +130,7 @@ impl<'b> MessageWriter<'b> {
 
     fn put(&mut self, b: &[u8]) -> Result<(), Error> {
         let end = self.len.checked_add(b.len()).ok_or(Error::BufferTooSmall)?;
-        let dst = self
-            .buf
-            .get_mut(self.len..end)
-            .ok_or(Error::BufferTooSmall)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(Error::BufferTooSmall)?;
         dst.copy_from_slice(b);
         self.len = end;
         Ok(())
@@ -229,20 +215,13 @@ impl<'b> MessageWriter<'b> {
 
     /// Add a header field whose value is formatted (`format_args!`), without
     /// allocating. A formatted CR or LF is refused and nothing is kept.
-    pub fn header_fmt(
-        &mut self,
-        name: &str,
-        value: fmt::Arguments<'_>,
-    ) -> Result<&mut Self, Error> {
+    pub fn header_fmt(&mut self, name: &str, value: fmt::Arguments<'_>) -> Result<&mut Self, Error> {
         Self::check_name(name)?;
         self.atomic(|w| {
             w.put(name.as_bytes())?;
             w.put(b": ")?;
             let value_start = w.len;
-            let mut sink = Sink {
-                w: &mut *w,
-                failed: false,
-            };
+            let mut sink = Sink { w: &mut *w, failed: false };
             if fmt::write(&mut sink, value).is_err() || sink.failed {
                 return Err(Error::BufferTooSmall);
             }
@@ -299,8 +278,7 @@ mod tests {
     #[test]
     fn request_round_trip() {
         let mut buf = [0u8; 512];
-        let mut w =
-            MessageWriter::request(&mut buf, Method::Message, "sip:+447000200001@ims.lab").unwrap();
+        let mut w = MessageWriter::request(&mut buf, Method::Message, "sip:+447000200001@ims.lab").unwrap();
         w.header("Via", "SIP/2.0/UDP 198.18.2.2;branch=z9hG4bK1")
             .unwrap()
             .header_u32("Max-Forwards", 70)
@@ -329,48 +307,20 @@ Max-Forwards: 70\r\nCSeq: 7 MESSAGE\r\nContent-Type: text/plain\r\nContent-Lengt
             MessageWriter::request(&mut buf, Method::Other("BAD METHOD"), "sip:a").unwrap_err(),
             Error::BadMethod
         );
-        assert_eq!(
-            MessageWriter::request(&mut buf, Method::Ack, "sip:a b").unwrap_err(),
-            Error::BadRequestUri
-        );
-        assert_eq!(
-            MessageWriter::request(&mut buf, Method::Ack, "").unwrap_err(),
-            Error::BadRequestUri
-        );
-        assert_eq!(
-            MessageWriter::response(&mut buf, 99, "x").unwrap_err(),
-            Error::BadStatusCode
-        );
-        assert_eq!(
-            MessageWriter::response(&mut buf, 200, "O\r\nK").unwrap_err(),
-            Error::BadReason
-        );
+        assert_eq!(MessageWriter::request(&mut buf, Method::Ack, "sip:a b").unwrap_err(), Error::BadRequestUri);
+        assert_eq!(MessageWriter::request(&mut buf, Method::Ack, "").unwrap_err(), Error::BadRequestUri);
+        assert_eq!(MessageWriter::response(&mut buf, 99, "x").unwrap_err(), Error::BadStatusCode);
+        assert_eq!(MessageWriter::response(&mut buf, 200, "O\r\nK").unwrap_err(), Error::BadReason);
         let mut w = MessageWriter::response(&mut buf, 200, "OK").unwrap();
-        assert_eq!(
-            w.header("X", "a\r\nInjected: 1").unwrap_err(),
-            Error::BadHeaderValue
-        );
+        assert_eq!(w.header("X", "a\r\nInjected: 1").unwrap_err(), Error::BadHeaderValue);
         assert_eq!(w.header("Bad Name", "a").unwrap_err(), Error::BadHeaderName);
         assert_eq!(w.header("l", "5").unwrap_err(), Error::BadHeaderName);
-        assert_eq!(
-            w.header_u32("Content-Length", 5).unwrap_err(),
-            Error::BadHeaderName
-        );
+        assert_eq!(w.header_u32("Content-Length", 5).unwrap_err(), Error::BadHeaderName);
         let before = w.len();
-        assert_eq!(
-            w.header_fmt("X", format_args!("a{}b", "\n")).unwrap_err(),
-            Error::BadHeaderValue
-        );
+        assert_eq!(w.header_fmt("X", format_args!("a{}b", "\n")).unwrap_err(), Error::BadHeaderValue);
         assert_eq!(w.len(), before);
-        assert_eq!(
-            w.header("X", &"y".repeat(100)).unwrap_err(),
-            Error::BufferTooSmall
-        );
-        assert_eq!(
-            w.header_fmt("X", format_args!("{}", "y".repeat(100)))
-                .unwrap_err(),
-            Error::BufferTooSmall
-        );
+        assert_eq!(w.header("X", &"y".repeat(100)).unwrap_err(), Error::BufferTooSmall);
+        assert_eq!(w.header_fmt("X", format_args!("{}", "y".repeat(100))).unwrap_err(), Error::BufferTooSmall);
         assert_eq!(w.len(), before);
         assert!(!w.is_empty());
         // Every buffer size below the needed one fails cleanly.
@@ -391,10 +341,7 @@ Via: SIP/2.0/UDP h3;branch=z9hG4bK3\r\nf: <sip:c@d>;tag=1\r\nt: <sip:a@b>\r\ni: 
         let mut h = [Header::EMPTY; 16];
         let m = parse_datagram(req, &mut h).unwrap();
         let mut buf = [0u8; 512];
-        let n = MessageWriter::response_to(&mut buf, &m, 200, "OK", Some("xyz"))
-            .unwrap()
-            .finish(b"")
-            .unwrap();
+        let n = MessageWriter::response_to(&mut buf, &m, 200, "OK", Some("xyz")).unwrap().finish(b"").unwrap();
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         assert_eq!(
             text,
@@ -403,22 +350,11 @@ Via: SIP/2.0/UDP h3;branch=z9hG4bK3\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>;ta
 CSeq: 5 MESSAGE\r\nContent-Length: 0\r\n\r\n"
         );
         // 100 Trying gets no tag; a To that has one keeps it.
-        let n = MessageWriter::response_to(&mut buf, &m, 100, "Trying", Some("xyz"))
-            .unwrap()
-            .finish(b"")
-            .unwrap();
-        assert!(std::str::from_utf8(&buf[..n])
-            .unwrap()
-            .contains("\r\nTo: <sip:a@b>\r\n"));
-        assert_eq!(
-            MessageWriter::response_to(&mut buf, &m, 200, "OK", Some("bad tag")).unwrap_err(),
-            Error::BadParam
-        );
+        let n = MessageWriter::response_to(&mut buf, &m, 100, "Trying", Some("xyz")).unwrap().finish(b"").unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().contains("\r\nTo: <sip:a@b>\r\n"));
+        assert_eq!(MessageWriter::response_to(&mut buf, &m, 200, "OK", Some("bad tag")).unwrap_err(), Error::BadParam);
         let no_via = b"MESSAGE sip:a@b SIP/2.0\r\nf: <sip:c@d>;tag=1\r\n\r\n";
         let m = parse_datagram(no_via, &mut h).unwrap();
-        assert_eq!(
-            MessageWriter::response_to(&mut buf, &m, 200, "OK", None).unwrap_err(),
-            Error::MissingHeader("Via")
-        );
+        assert_eq!(MessageWriter::response_to(&mut buf, &m, 200, "OK", None).unwrap_err(), Error::MissingHeader("Via"));
     }
 }

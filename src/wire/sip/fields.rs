@@ -8,8 +8,7 @@ use std::net::IpAddr;
 use super::header::{is_token_words, unquote_into, Params};
 use super::message::Method;
 use super::scan::{
-    find_byte, is_lws, is_token, is_token_str, parse_decimal, quoted_string_end, trim_lws,
-    trim_lws_start,
+    find_byte, is_lws, is_token, is_token_str, parse_decimal, quoted_string_end, trim_lws, trim_lws_start,
 };
 use super::uri::{Host, Uri};
 use super::Error;
@@ -63,10 +62,7 @@ impl<'a> NameAddr<'a> {
                 None => {
                     // addr-spec: the URI ends at the first ';' or LWS; a URI that
                     // needs '?' (or ',' / ';') MUST use the name-addr form (§20).
-                    let end = b
-                        .iter()
-                        .position(|&c| c == b';' || is_lws(c))
-                        .unwrap_or(b.len());
+                    let end = b.iter().position(|&c| c == b';' || is_lws(c)).unwrap_or(b.len());
                     let uri_s = t.get(..end).ok_or(Error::BadNameAddr)?;
                     if uri_s.contains('?') {
                         return Err(Error::BadNameAddr);
@@ -170,21 +166,15 @@ impl<'a> Via<'a> {
         let hend = if rb.first() == Some(&b'[') {
             find_byte(rb, b']').map(|i| i + 1).ok_or(Error::BadVia)?
         } else {
-            rb.iter()
-                .position(|&c| c == b':' || c == b';' || is_lws(c))
-                .unwrap_or(rb.len())
+            rb.iter().position(|&c| c == b':' || c == b';' || is_lws(c)).unwrap_or(rb.len())
         };
-        let host =
-            Host::parse(rest.get(..hend).ok_or(Error::BadVia)?).map_err(|_| Error::BadVia)?;
+        let host = Host::parse(rest.get(..hend).ok_or(Error::BadVia)?).map_err(|_| Error::BadVia)?;
         let mut rest = trim_lws_start(rest.get(hend..).unwrap_or(""));
         let mut port = None;
         if let Some(p) = rest.strip_prefix(':') {
             let p = trim_lws_start(p);
             let pb = p.as_bytes();
-            let pend = pb
-                .iter()
-                .position(|c| !c.is_ascii_digit())
-                .unwrap_or(pb.len());
+            let pend = pb.iter().position(|c| !c.is_ascii_digit()).unwrap_or(pb.len());
             let v = parse_decimal(p.get(..pend).unwrap_or(""), 5).ok_or(Error::BadVia)?;
             port = Some(u16::try_from(v).map_err(|_| Error::BadVia)?);
             rest = p.get(pend..).unwrap_or("");
@@ -193,18 +183,9 @@ impl<'a> Via<'a> {
             let ok = if p.name.eq_ignore_ascii_case("branch") {
                 p.value.is_some_and(is_token_str)
             } else if p.name.eq_ignore_ascii_case("rport") {
-                p.value.map_or(true, |v| {
-                    parse_decimal(v, 5)
-                        .and_then(|v| u16::try_from(v).ok())
-                        .is_some()
-                })
+                p.value.map_or(true, |v| parse_decimal(v, 5).and_then(|v| u16::try_from(v).ok()).is_some())
             } else if p.name.eq_ignore_ascii_case("received") {
-                p.value.is_some_and(|r| {
-                    r.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<IpAddr>()
-                        .is_ok()
-                })
+                p.value.is_some_and(|r| r.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok())
             } else {
                 true
             };
@@ -214,14 +195,7 @@ impl<'a> Via<'a> {
                 Err(Error::BadVia)
             }
         })?;
-        Ok(Via {
-            protocol,
-            version,
-            transport,
-            host,
-            port,
-            params,
-        })
+        Ok(Via { protocol, version, transport, host, port, params })
     }
 
     /// The `branch` parameter as received.
@@ -233,8 +207,7 @@ impl<'a> Via<'a> {
     /// cookie and has something after it (RFC 4475 `badbranch` has only the
     /// cookie and must be treated as an RFC 2543 request).
     pub fn rfc3261_branch(&self) -> Option<&'a str> {
-        self.branch()
-            .filter(|b| b.len() > BRANCH_MAGIC_COOKIE.len() && b.starts_with(BRANCH_MAGIC_COOKIE))
+        self.branch().filter(|b| b.len() > BRANCH_MAGIC_COOKIE.len() && b.starts_with(BRANCH_MAGIC_COOKIE))
     }
 
     /// The `received` parameter (RFC 3261 §18.2.1).
@@ -247,11 +220,7 @@ impl<'a> Via<'a> {
     /// (flag), `Some(Some(port))` filled in by the server.
     pub fn rport(&self) -> Option<Option<u16>> {
         let p = self.params.get("rport")?;
-        Some(
-            p.value
-                .and_then(|v| parse_decimal(v, 5))
-                .and_then(|v| u16::try_from(v).ok()),
-        )
+        Some(p.value.and_then(|v| parse_decimal(v, 5)).and_then(|v| u16::try_from(v).ok()))
     }
 
     /// The `maddr` parameter.
@@ -271,11 +240,7 @@ fn split_slash(s: &str) -> Result<(&str, &str), Error> {
 
 impl fmt::Display for Via<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{} {}",
-            self.protocol, self.version, self.transport, self.host
-        )?;
+        write!(f, "{}/{}/{} {}", self.protocol, self.version, self.transport, self.host)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
@@ -297,13 +262,9 @@ impl<'a> CSeq<'a> {
     pub fn parse(s: &'a str) -> Result<Self, Error> {
         let t = trim_lws(s);
         let b = t.as_bytes();
-        let dend = b
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(b.len());
-        let number = parse_decimal(t.get(..dend).unwrap_or(""), 10)
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or(Error::BadCSeq)?;
+        let dend = b.iter().position(|c| !c.is_ascii_digit()).unwrap_or(b.len());
+        let number =
+            parse_decimal(t.get(..dend).unwrap_or(""), 10).and_then(|v| u32::try_from(v).ok()).ok_or(Error::BadCSeq)?;
         if !matches!(b.get(dend), Some(&c) if is_lws(c)) {
             return Err(Error::BadCSeq);
         }
@@ -311,10 +272,7 @@ impl<'a> CSeq<'a> {
         if !is_token_str(m) {
             return Err(Error::BadCSeq);
         }
-        Ok(CSeq {
-            number,
-            method: Method::from_token(m),
-        })
+        Ok(CSeq { number, method: Method::from_token(m) })
     }
 }
 
@@ -349,11 +307,7 @@ impl<'a> MediaType<'a> {
             return Err(Error::BadContentType);
         }
         let params = Params::parse_header(rest.get(send..).unwrap_or(""))?;
-        Ok(MediaType {
-            type_name,
-            subtype,
-            params,
-        })
+        Ok(MediaType { type_name, subtype, params })
     }
 
     /// Is this `type/subtype` (case-insensitive)?
@@ -377,13 +331,7 @@ impl<'a> MediaType<'a> {
 
 impl fmt::Display for MediaType<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}{}",
-            self.type_name,
-            self.subtype,
-            self.params.as_str()
-        )
+        write!(f, "{}/{}{}", self.type_name, self.subtype, self.params.as_str())
     }
 }
 
@@ -394,8 +342,7 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let n =
-            NameAddr::parse(r#""Legacy User" <sip:+447000100001@iwf.ims.lab>;tag=49583"#).unwrap();
+        let n = NameAddr::parse(r#""Legacy User" <sip:+447000100001@iwf.ims.lab>;tag=49583"#).unwrap();
         assert_eq!(n.display_name, Some(r#""Legacy User""#));
         assert_eq!(n.tag(), Some("49583"));
         assert!(n.angle);
@@ -412,8 +359,7 @@ mod tests {
         assert_eq!(n.display_name, Some("caller"));
         assert_eq!(n.display_name_into(&mut b).unwrap(), "caller");
 
-        let n =
-            NameAddr::parse(" sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let n = NameAddr::parse(" sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert_eq!(n.tag(), Some("1918181833n"));
 
         let n = NameAddr::parse("<tel:+1-201-555-0123>").unwrap();
@@ -427,26 +373,11 @@ mod tests {
     #[test]
     fn name_addr_errors() {
         assert_eq!(NameAddr::parse(""), Err(Error::BadNameAddr));
-        assert_eq!(
-            NameAddr::parse(r#""Mr. J. User <sip:j.user@example.com>"#),
-            Err(Error::BadQuotedString)
-        );
-        assert_eq!(
-            NameAddr::parse(r#""Watson, Thomas" < sip:t.watson@example.org >"#),
-            Err(Error::BadNameAddr)
-        );
-        assert_eq!(
-            NameAddr::parse("Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
-            Err(Error::BadNameAddr)
-        );
-        assert_eq!(
-            NameAddr::parse("sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
-            Err(Error::BadNameAddr)
-        );
-        assert_eq!(
-            NameAddr::parse(r#""Joe" <sip:joe@example.org>;;;;"#),
-            Err(Error::BadParam)
-        );
+        assert_eq!(NameAddr::parse(r#""Mr. J. User <sip:j.user@example.com>"#), Err(Error::BadQuotedString));
+        assert_eq!(NameAddr::parse(r#""Watson, Thomas" < sip:t.watson@example.org >"#), Err(Error::BadNameAddr));
+        assert_eq!(NameAddr::parse("Bell, Alexander <sip:a.g.bell@example.com>;tag=43"), Err(Error::BadNameAddr));
+        assert_eq!(NameAddr::parse("sip:user@example.com?Route=%3Csip:sip.example.com%3E"), Err(Error::BadNameAddr));
+        assert_eq!(NameAddr::parse(r#""Joe" <sip:joe@example.org>;;;;"#), Err(Error::BadParam));
         assert_eq!(NameAddr::parse("<sip:a@b"), Err(Error::BadNameAddr));
         assert_eq!(NameAddr::parse(r#""x" sip:a@b"#), Err(Error::BadNameAddr));
         assert_eq!(NameAddr::parse("<sip:a@b> junk"), Err(Error::BadParam));
@@ -464,22 +395,17 @@ mod tests {
         assert_eq!(v.rfc3261_branch(), Some("z9hG4bK776asdhds"));
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.received(), None);
-        assert_eq!(
-            v.to_string(),
-            "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK776asdhds;rport"
-        );
+        assert_eq!(v.to_string(), "SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK776asdhds;rport");
 
         let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.branch(), Some("390skdjuw"));
         assert_eq!(v.rfc3261_branch(), None);
 
-        let v = Via::parse(" SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239")
-            .unwrap();
+        let v = Via::parse(" SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239").unwrap();
         assert_eq!(v.branch(), Some("z9hG4bK30239"));
 
-        let v =
-            Via::parse("SIP/2.0/TLS [2001:db8::9]:5061;received=2001:db8::1;rport=5062").unwrap();
+        let v = Via::parse("SIP/2.0/TLS [2001:db8::9]:5061;received=2001:db8::1;rport=5062").unwrap();
         assert_eq!(v.host, Host::Ipv6("2001:db8::9".parse().unwrap()));
         assert_eq!(v.received(), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(v.rport(), Some(Some(5062)));
@@ -513,25 +439,13 @@ mod tests {
     #[test]
     fn cseq_and_media_type() {
         let c = CSeq::parse("0009\r\n  INVITE").unwrap();
-        assert_eq!(
-            c,
-            CSeq {
-                number: 9,
-                method: Method::Invite
-            }
-        );
+        assert_eq!(c, CSeq { number: 9, method: Method::Invite });
         assert_eq!(c.to_string(), "9 INVITE");
-        assert_eq!(
-            CSeq::parse("36893488147419103232 REGISTER"),
-            Err(Error::BadCSeq)
-        );
+        assert_eq!(CSeq::parse("36893488147419103232 REGISTER"), Err(Error::BadCSeq));
         assert_eq!(CSeq::parse("1INVITE"), Err(Error::BadCSeq));
         assert_eq!(CSeq::parse("1 "), Err(Error::BadCSeq));
         assert_eq!(CSeq::parse("x INVITE"), Err(Error::BadCSeq));
-        assert_eq!(
-            CSeq::parse("4294967295 FOO").unwrap().method,
-            Method::Other("FOO")
-        );
+        assert_eq!(CSeq::parse("4294967295 FOO").unwrap().method, Method::Other("FOO"));
 
         let m = MediaType::parse("text/plain ; charset=\"UTF-8\"").unwrap();
         assert!(m.is("TEXT", "Plain"));

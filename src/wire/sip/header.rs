@@ -3,8 +3,7 @@
 //! quoted strings.
 
 use super::scan::{
-    find_in_set, is_lws, is_token, is_token_str, quoted_string_end, trim_lws, LIST_DELIMS,
-    PARAM_DELIMS,
+    find_in_set, is_lws, is_token, is_token_str, quoted_string_end, trim_lws, LIST_DELIMS, PARAM_DELIMS,
 };
 use super::Error;
 
@@ -23,10 +22,7 @@ pub struct Header<'a> {
 
 impl<'a> Header<'a> {
     /// An empty header, to initialise the caller's header array.
-    pub const EMPTY: Header<'static> = Header {
-        name: "",
-        value: "",
-    };
+    pub const EMPTY: Header<'static> = Header { name: "", value: "" };
 
     /// Does this header have `name`? Case-insensitive and compact-form aware
     /// (`is("From")` matches `f:`; `is("f")` matches `From:`).
@@ -86,10 +82,7 @@ pub fn full_name(compact: &str) -> Option<&'static str> {
 
 /// The compact letter of a full header name (`"Call-ID"` → `'i'`), any case.
 pub fn compact_form(full: &str) -> Option<char> {
-    COMPACT_FORMS
-        .iter()
-        .find(|(_, n)| n.eq_ignore_ascii_case(full))
-        .map(|(l, _)| char::from(*l))
+    COMPACT_FORMS.iter().find(|(_, n)| n.eq_ignore_ascii_case(full)).map(|(l, _)| char::from(*l))
 }
 
 /// Do two header names denote the same field (case-insensitive, compact forms
@@ -114,24 +107,12 @@ impl<'n> HeaderKey<'n> {
         if let [c] = name.as_bytes() {
             let c = c.to_ascii_lowercase();
             if let Some((l, full)) = COMPACT_FORMS.iter().find(|(l, _)| *l == c) {
-                return HeaderKey {
-                    full,
-                    compact: Some(*l),
-                };
+                return HeaderKey { full, compact: Some(*l) };
             }
-            return HeaderKey {
-                full: name,
-                compact: None,
-            };
+            return HeaderKey { full: name, compact: None };
         }
-        let compact = COMPACT_FORMS
-            .iter()
-            .find(|(_, n)| n.eq_ignore_ascii_case(name))
-            .map(|(l, _)| *l);
-        HeaderKey {
-            full: name,
-            compact,
-        }
+        let compact = COMPACT_FORMS.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(l, _)| *l);
+        HeaderKey { full: name, compact }
     }
 
     #[inline]
@@ -150,8 +131,7 @@ pub(crate) const CALL_ID: HeaderKey<'static> = HeaderKey::known("Call-ID", Some(
 pub(crate) const CSEQ: HeaderKey<'static> = HeaderKey::known("CSeq", None);
 pub(crate) const MAX_FORWARDS: HeaderKey<'static> = HeaderKey::known("Max-Forwards", None);
 pub(crate) const CONTENT_TYPE: HeaderKey<'static> = HeaderKey::known("Content-Type", Some(b'c'));
-pub(crate) const CONTENT_LENGTH: HeaderKey<'static> =
-    HeaderKey::known("Content-Length", Some(b'l'));
+pub(crate) const CONTENT_LENGTH: HeaderKey<'static> = HeaderKey::known("Content-Length", Some(b'l'));
 pub(crate) const EXPIRES: HeaderKey<'static> = HeaderKey::known("Expires", None);
 pub(crate) const CONTACT: HeaderKey<'static> = HeaderKey::known("Contact", Some(b'm'));
 pub(crate) const ROUTE: HeaderKey<'static> = HeaderKey::known("Route", None);
@@ -172,10 +152,7 @@ impl<'a> ListItems<'a> {
     /// Split `value`.
     pub fn new(value: &'a str) -> Self {
         let rest = trim_lws(value);
-        ListItems {
-            rest,
-            done: rest.is_empty(),
-        }
+        ListItems { rest, done: rest.is_empty() }
     }
 }
 
@@ -326,10 +303,7 @@ fn is_gen_value(v: &str) -> bool {
     if b.first() == Some(&b'"') {
         return quoted_string_end(b, 0) == Some(b.len());
     }
-    !b.is_empty()
-        && b.iter().all(|&c| {
-            c > b' ' && c != 0x7f && !matches!(c, b';' | b',' | b'"' | b'<' | b'>' | b'\\')
-        })
+    !b.is_empty() && b.iter().all(|&c| c > b' ' && c != 0x7f && !matches!(c, b';' | b',' | b'"' | b'<' | b'>' | b'\\'))
 }
 
 /// Iterator over a [`Params`] list.
@@ -369,10 +343,7 @@ impl<'a> Iterator for ParamIter<'a> {
                 name: trim_lws(s.get(..eq).unwrap_or("")),
                 value: Some(trim_lws(s.get(eq + 1..i).unwrap_or(""))),
             },
-            None => Param {
-                name: trim_lws(s.get(..i).unwrap_or("")),
-                value: None,
-            },
+            None => Param { name: trim_lws(s.get(..i).unwrap_or("")), value: None },
         })
     }
 }
@@ -460,10 +431,7 @@ mod tests {
         assert!(!names_match("To", "Tx"));
         assert!(!names_match("z", "Z-Header"));
         assert!(names_match("z", "Z"));
-        let h = Header {
-            name: "m",
-            value: "<sip:a@b>",
-        };
+        let h = Header { name: "m", value: "<sip:a@b>" };
         assert!(h.is("Contact"));
         assert!(!h.is("Content-Type"));
     }
@@ -472,15 +440,7 @@ mod tests {
     fn list_items_respect_quotes_and_angles() {
         let v = r#""Bell, Alexander" <sip:a@b;x=1,2>;tag=1 , <sip:c@d> ,,x"#;
         let items: Vec<&str> = ListItems::new(v).collect();
-        assert_eq!(
-            items,
-            [
-                r#""Bell, Alexander" <sip:a@b;x=1,2>;tag=1"#,
-                "<sip:c@d>",
-                "",
-                "x"
-            ]
-        );
+        assert_eq!(items, [r#""Bell, Alexander" <sip:a@b;x=1,2>;tag=1"#, "<sip:c@d>", "", "x"]);
         assert_eq!(ListItems::new("  \r\n ").count(), 0);
         let folded = "application/sdp, application/pkcs7-mime,\r\n        multipart/mixed";
         assert_eq!(ListItems::new(folded).nth(2), Some("multipart/mixed"));
@@ -493,20 +453,8 @@ mod tests {
         let p = Params::parse_header(" ;   tag    = 1918181833n ; lr;q=\"a;b\"").unwrap();
         let v: Vec<Param> = p.iter().collect();
         assert_eq!(v.len(), 3);
-        assert_eq!(
-            v[0],
-            Param {
-                name: "tag",
-                value: Some("1918181833n")
-            }
-        );
-        assert_eq!(
-            v[1],
-            Param {
-                name: "lr",
-                value: None
-            }
-        );
+        assert_eq!(v[0], Param { name: "tag", value: Some("1918181833n") });
+        assert_eq!(v[1], Param { name: "lr", value: None });
         assert_eq!(v[2].value, Some("\"a;b\""));
         assert_eq!(p.value("TAG"), Some("1918181833n"));
         assert!(p.has("lr"));
@@ -526,19 +474,10 @@ mod tests {
         let mut b = [0u8; 64];
         assert_eq!(unfold_into("a  \r\n   b\r\n\tc", &mut b).unwrap(), "a b c");
         assert_eq!(unfold_into("plain", &mut b).unwrap(), "plain");
-        assert_eq!(
-            unfold_into("abc", &mut [0u8; 2]),
-            Err(Error::BufferTooSmall)
-        );
-        assert_eq!(
-            unquote_into(r#""J Rosenberg \\\"""#, &mut b).unwrap(),
-            r#"J Rosenberg \""#
-        );
+        assert_eq!(unfold_into("abc", &mut [0u8; 2]), Err(Error::BufferTooSmall));
+        assert_eq!(unquote_into(r#""J Rosenberg \\\"""#, &mut b).unwrap(), r#"J Rosenberg \""#);
         assert_eq!(unquote_into("caller", &mut b).unwrap(), "caller");
         assert_eq!(unquote_into("\"open", &mut b), Err(Error::BadQuotedString));
-        assert_eq!(
-            unquote_into("\"ab\"", &mut [0u8; 1]),
-            Err(Error::BufferTooSmall)
-        );
+        assert_eq!(unquote_into("\"ab\"", &mut [0u8; 1]), Err(Error::BufferTooSmall));
     }
 }

@@ -14,8 +14,7 @@ use std::fmt;
 use super::fields::{CSeq, MediaType, NameAddr, Via};
 use super::header::{self, Header, HeaderKey, ListItems};
 use super::scan::{
-    all_request_uri_chars, find_line_break, is_lws, is_token, is_token_str, parse_decimal,
-    trim_lws, trim_lws_end,
+    all_request_uri_chars, find_line_break, is_lws, is_token, is_token_str, parse_decimal, trim_lws, trim_lws_end,
 };
 use super::uri::{SipUri, Uri};
 use super::Error;
@@ -196,17 +195,11 @@ fn parse_status_line(line: &str) -> Result<StatusLine<'_>, Error> {
         Some(b' ') => rest.get(4..).ok_or(Error::BadStartLine)?,
         Some(_) => return Err(Error::BadStatusCode),
     };
-    let code = digits
-        .iter()
-        .fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
+    let code = digits.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
     if !(100..=699).contains(&code) {
         return Err(Error::BadStatusCode);
     }
-    Ok(StatusLine {
-        version,
-        code,
-        reason,
-    })
+    Ok(StatusLine { version, code, reason })
 }
 
 fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
@@ -216,14 +209,8 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
         return Err(Error::BadStartLine);
     }
     // SP is ASCII: byte positions are char boundaries.
-    let first = b
-        .iter()
-        .position(|&c| c == b' ')
-        .ok_or(Error::BadStartLine)?;
-    let last = b
-        .iter()
-        .rposition(|&c| c == b' ')
-        .ok_or(Error::BadStartLine)?;
+    let first = b.iter().position(|&c| c == b' ').ok_or(Error::BadStartLine)?;
+    let last = b.iter().rposition(|&c| c == b' ').ok_or(Error::BadStartLine)?;
     let method = line.get(..first).ok_or(Error::BadMethod)?;
     if !is_token_str(method) {
         return Err(Error::BadMethod);
@@ -233,16 +220,11 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
     }
     let version = line.get(last + 1..).ok_or(Error::BadStartLine)?;
     if !is_version(version) {
-        return Err(
-            if version
-                .get(..4)
-                .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
-            {
-                Error::BadVersion
-            } else {
-                Error::BadStartLine
-            },
-        );
+        return Err(if version.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/")) {
+            Error::BadVersion
+        } else {
+            Error::BadStartLine
+        });
     }
     let uri = line.get(first + 1..last).ok_or(Error::BadStartLine)?;
     // RFC 4475 lwsstart: more than one SP between elements.
@@ -253,11 +235,7 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
     if !all_request_uri_chars(uri.as_bytes()) {
         return Err(Error::BadRequestUri);
     }
-    Ok(RequestLine {
-        method: Method::from_token(method),
-        uri,
-        version,
-    })
+    Ok(RequestLine { method: Method::from_token(method), uri, version })
 }
 
 /// How the message arrived (RFC 3261 §18.3).
@@ -303,10 +281,7 @@ pub struct Message<'a, 'h> {
 }
 
 /// Parse one datagram (UDP): a missing end of headers is [`Error::Truncated`].
-pub fn parse_datagram<'a, 'h>(
-    buf: &'a [u8],
-    headers: &'h mut [Header<'a>],
-) -> Result<Message<'a, 'h>, Error> {
+pub fn parse_datagram<'a, 'h>(buf: &'a [u8], headers: &'h mut [Header<'a>]) -> Result<Message<'a, 'h>, Error> {
     match Parser::datagram().parse(buf, headers)? {
         Status::Complete(_, m) => Ok(m),
         Status::Partial => Err(Error::Truncated),
@@ -314,10 +289,7 @@ pub fn parse_datagram<'a, 'h>(
 }
 
 /// Parse the front of a stream buffer (TCP/TLS).
-pub fn parse_stream<'a, 'h>(
-    buf: &'a [u8],
-    headers: &'h mut [Header<'a>],
-) -> Result<Status<Message<'a, 'h>>, Error> {
+pub fn parse_stream<'a, 'h>(buf: &'a [u8], headers: &'h mut [Header<'a>]) -> Result<Status<Message<'a, 'h>>, Error> {
     Parser::stream().parse(buf, headers)
 }
 
@@ -337,9 +309,7 @@ fn line_end(buf: &[u8], i: usize) -> Result<Option<usize>, ()> {
 }
 
 fn parse_content_length(v: &str) -> Result<usize, Error> {
-    parse_decimal(v, 10)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or(Error::BadContentLength)
+    parse_decimal(v, 10).and_then(|n| usize::try_from(n).ok()).ok_or(Error::BadContentLength)
 }
 
 /// Header lines located but not yet validated as UTF-8 (byte offsets in the buffer).
@@ -365,18 +335,13 @@ fn flush<'a>(
     n: &mut usize,
     content_length: &mut Option<usize>,
 ) -> Result<(), Error> {
-    let region = buf
-        .get(region_start..region_end)
-        .ok_or(Error::BadHeaderValue)?;
+    let region = buf.get(region_start..region_end).ok_or(Error::BadHeaderValue)?;
     let region = std::str::from_utf8(region).map_err(|_| Error::InvalidUtf8)?;
     for f in fields {
         let ls = f.line_start - region_start;
-        let name = region
-            .get(ls..ls + f.name_len)
-            .ok_or(Error::BadHeaderName)?;
-        let value = region
-            .get(f.value_start - region_start..f.value_end - region_start)
-            .ok_or(Error::BadHeaderValue)?;
+        let name = region.get(ls..ls + f.name_len).ok_or(Error::BadHeaderName)?;
+        let value =
+            region.get(f.value_start - region_start..f.value_end - region_start).ok_or(Error::BadHeaderValue)?;
         // Leading SP/HT were skipped on bytes; only a value that starts on a
         // continuation line still begins with LWS (CR LF).
         let value = match value.as_bytes().first() {
@@ -409,10 +374,7 @@ fn is_content_length(name: &[u8]) -> bool {
 impl Parser {
     /// A parser for `transport` with [`DEFAULT_MAX_MESSAGE_LEN`].
     pub const fn new(transport: Transport) -> Self {
-        Parser {
-            transport,
-            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
-        }
+        Parser { transport, max_message_len: DEFAULT_MAX_MESSAGE_LEN }
     }
 
     /// UDP framing.
@@ -501,10 +463,7 @@ impl Parser {
             }
             let line_start = pos;
             let rest = buf.get(pos..).unwrap_or(&[]);
-            let name_len = rest
-                .iter()
-                .position(|&c| !is_token(c))
-                .unwrap_or(rest.len());
+            let name_len = rest.iter().position(|&c| !is_token(c)).unwrap_or(rest.len());
             pos += name_len;
             while matches!(buf.get(pos), Some(b' ' | b'\t')) {
                 pos += 1;
@@ -544,25 +503,12 @@ impl Parser {
                 return Err(Error::TooManyHeaders);
             }
             if let Some(p) = pending.get_mut(npend) {
-                *p = PendingField {
-                    line_start,
-                    name_len,
-                    value_start,
-                    value_end,
-                };
+                *p = PendingField { line_start, name_len, value_start, value_end };
                 npend += 1;
             }
             if npend == BATCH {
                 let region_end = value_end;
-                flush(
-                    buf,
-                    region_start,
-                    region_end,
-                    &pending,
-                    headers,
-                    &mut n,
-                    &mut content_length,
-                )?;
+                flush(buf, region_start, region_end, &pending, headers, &mut n, &mut content_length)?;
                 npend = 0;
                 region_start = pos;
             }
@@ -570,15 +516,7 @@ impl Parser {
         if npend > 0 {
             let region_end = pending.get(npend - 1).map_or(region_start, |p| p.value_end);
             let fields = pending.get(..npend).unwrap_or(&[]);
-            flush(
-                buf,
-                region_start,
-                region_end,
-                fields,
-                headers,
-                &mut n,
-                &mut content_length,
-            )?;
+            flush(buf, region_start, region_end, fields, headers, &mut n, &mut content_length)?;
         }
         if pos - start > max {
             return Err(Error::TooLong);
@@ -606,15 +544,7 @@ impl Parser {
         };
         let headers: &'h [Header<'a>] = headers;
         let headers = headers.get(..n).unwrap_or(&[]);
-        Ok(Status::Complete(
-            pos + body.len(),
-            Message {
-                start_line,
-                headers,
-                body,
-                content_length,
-            },
-        ))
+        Ok(Status::Complete(pos + body.len(), Message { start_line, headers, body, content_length }))
     }
 }
 
@@ -629,10 +559,7 @@ impl<'a, 'h, 'n> Iterator for HeaderValues<'a, 'h, 'n> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let key = self.key;
-        self.iter
-            .by_ref()
-            .find(|h| key.matches(h.name))
-            .map(|h| h.value)
+        self.iter.by_ref().find(|h| key.matches(h.name)).map(|h| h.value)
     }
 }
 
@@ -680,10 +607,7 @@ impl<'a, 'h> Iterator for NameAddrs<'a, 'h> {
 
 impl<'a, 'h> Message<'a, 'h> {
     fn first(&self, key: HeaderKey<'_>) -> Option<&'a str> {
-        self.headers
-            .iter()
-            .find(|h| key.matches(h.name))
-            .map(|h| h.value)
+        self.headers.iter().find(|h| key.matches(h.name)).map(|h| h.value)
     }
 
     fn required(&self, key: HeaderKey<'_>, name: &'static str) -> Result<&'a str, Error> {
@@ -691,13 +615,7 @@ impl<'a, 'h> Message<'a, 'h> {
     }
 
     fn list(&self, key: HeaderKey<'static>) -> ListValues<'a, 'h, 'static> {
-        ListValues {
-            headers: HeaderValues {
-                iter: self.headers.iter(),
-                key,
-            },
-            items: None,
-        }
+        ListValues { headers: HeaderValues { iter: self.headers.iter(), key }, items: None }
     }
 
     /// Is this a request?
@@ -738,18 +656,12 @@ impl<'a, 'h> Message<'a, 'h> {
 
     /// Every value of header `name`, one per header line.
     pub fn headers<'n>(&self, name: &'n str) -> HeaderValues<'a, 'h, 'n> {
-        HeaderValues {
-            iter: self.headers.iter(),
-            key: HeaderKey::new(name),
-        }
+        HeaderValues { iter: self.headers.iter(), key: HeaderKey::new(name) }
     }
 
     /// Every comma-separated element of every header `name`.
     pub fn values<'n>(&self, name: &'n str) -> ListValues<'a, 'h, 'n> {
-        ListValues {
-            headers: self.headers(name),
-            items: None,
-        }
+        ListValues { headers: self.headers(name), items: None }
     }
 
     /// Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, checked for LWS.
@@ -787,9 +699,7 @@ impl<'a, 'h> Message<'a, 'h> {
 
     /// Max-Forwards (RFC 3261 §20.22), 0..=255.
     pub fn max_forwards(&self) -> Result<Option<u8>, Error> {
-        self.first(header::MAX_FORWARDS)
-            .map(parse_max_forwards)
-            .transpose()
+        self.first(header::MAX_FORWARDS).map(parse_max_forwards).transpose()
     }
 
     /// Expires (RFC 3261 §20.19), delta-seconds up to 2^32-1.
@@ -799,9 +709,7 @@ impl<'a, 'h> Message<'a, 'h> {
 
     /// Content-Type (RFC 3261 §20.15).
     pub fn content_type(&self) -> Result<Option<MediaType<'a>>, Error> {
-        self.first(header::CONTENT_TYPE)
-            .map(MediaType::parse)
-            .transpose()
+        self.first(header::CONTENT_TYPE).map(MediaType::parse).transpose()
     }
 
     /// Content-Length as framed by the parser.
@@ -872,19 +780,12 @@ impl<'a, 'h> Message<'a, 'h> {
         }
         let get = |k: Known| first.get(k as usize).copied().flatten();
         let need = |k: Known| get(k).ok_or(Error::MissingHeader(k.name()));
-        let (to, from, call_id, cseq) = (
-            need(Known::To)?,
-            need(Known::From)?,
-            need(Known::CallId)?,
-            need(Known::CSeq)?,
-        );
+        let (to, from, call_id, cseq) =
+            (need(Known::To)?, need(Known::From)?, need(Known::CallId)?, need(Known::CSeq)?);
         let top_via = top_via.ok_or(Error::MissingHeader("Via"))?;
         let request_uri = match self.request_line() {
             Some(r) => match r.parse_uri() {
-                Ok(Uri::Sip(SipUri {
-                    headers: Some(_), ..
-                }))
-                | Err(_) => return Err(Error::BadRequestUri),
+                Ok(Uri::Sip(SipUri { headers: Some(_), .. })) | Err(_) => return Err(Error::BadRequestUri),
                 Ok(u) => Some(u),
             },
             None => None,
@@ -898,21 +799,10 @@ impl<'a, 'h> Message<'a, 'h> {
                 return Err(Error::CSeqMethodMismatch);
             }
         }
-        let max_forwards = get(Known::MaxForwards)
-            .map(parse_max_forwards)
-            .transpose()?;
+        let max_forwards = get(Known::MaxForwards).map(parse_max_forwards).transpose()?;
         get(Known::Expires).map(parse_expires).transpose()?;
         let content_type = get(Known::ContentType).map(MediaType::parse).transpose()?;
-        Ok(CoreFields {
-            request_uri,
-            call_id,
-            cseq,
-            from,
-            to,
-            top_via,
-            max_forwards,
-            content_type,
-        })
+        Ok(CoreFields { request_uri, call_id, cseq, from, to, top_via, max_forwards, content_type })
     }
 }
 
@@ -1012,15 +902,11 @@ fn check_call_id(v: &str) -> Result<&str, Error> {
 }
 
 fn parse_max_forwards(v: &str) -> Result<u8, Error> {
-    parse_decimal(v, 10)
-        .and_then(|n| u8::try_from(n).ok())
-        .ok_or(Error::BadMaxForwards)
+    parse_decimal(v, 10).and_then(|n| u8::try_from(n).ok()).ok_or(Error::BadMaxForwards)
 }
 
 fn parse_expires(v: &str) -> Result<u32, Error> {
-    parse_decimal(v, 10)
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or(Error::BadExpires)
+    parse_decimal(v, 10).and_then(|n| u32::try_from(n).ok()).ok_or(Error::BadExpires)
 }
 
 impl fmt::Display for Message<'_, '_> {
@@ -1031,12 +917,7 @@ impl fmt::Display for Message<'_, '_> {
         if let Some(c) = self.first(header::CSEQ) {
             write!(f, "CSeq {}, ", trim_lws(c))?;
         }
-        write!(
-            f,
-            "{} headers, {}-byte body)",
-            self.headers.len(),
-            self.body.len()
-        )
+        write!(f, "{} headers, {}-byte body)", self.headers.len(), self.body.len())
     }
 }
 
@@ -1050,32 +931,14 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
     #[test]
     fn start_lines() {
         let r = StartLine::parse("MESSAGE sip:a@b SIP/2.0").unwrap();
-        assert_eq!(
-            r,
-            StartLine::Request(RequestLine {
-                method: Method::Message,
-                uri: "sip:a@b",
-                version: "SIP/2.0"
-            })
-        );
+        assert_eq!(r, StartLine::Request(RequestLine { method: Method::Message, uri: "sip:a@b", version: "SIP/2.0" }));
         assert_eq!(r.to_string(), "Request: MESSAGE sip:a@b");
         let s = StartLine::parse("SIP/2.0 404 Not Found").unwrap();
-        assert_eq!(
-            s,
-            StartLine::Response(StatusLine {
-                version: "SIP/2.0",
-                code: 404,
-                reason: "Not Found"
-            })
-        );
+        assert_eq!(s, StartLine::Response(StatusLine { version: "SIP/2.0", code: 404, reason: "Not Found" }));
         assert_eq!(s.to_string(), "Status: 404 Not Found");
         assert!(matches!(
             StartLine::parse("sip/2.0 200"),
-            Ok(StartLine::Response(StatusLine {
-                code: 200,
-                reason: "",
-                ..
-            }))
+            Ok(StartLine::Response(StatusLine { code: 200, reason: "", .. }))
         ));
         for (line, e) in [
             ("", Error::BadStartLine),
@@ -1113,39 +976,26 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
     #[test]
     fn stream_framing_every_split() {
         let mut h = [Header::EMPTY; 16];
-        let Status::Complete(n, m) = parse_stream(MIN, &mut h).unwrap() else {
-            panic!("partial")
-        };
+        let Status::Complete(n, m) = parse_stream(MIN, &mut h).unwrap() else { panic!("partial") };
         assert_eq!(n, MIN.len());
         assert_eq!(m.body, b"body");
         assert_eq!(m.headers.len(), 6);
         for cut in 0..MIN.len() {
             let mut h = [Header::EMPTY; 16];
-            assert_eq!(
-                parse_stream(&MIN[..cut], &mut h),
-                Ok(Status::Partial),
-                "cut {cut}"
-            );
+            assert_eq!(parse_stream(&MIN[..cut], &mut h), Ok(Status::Partial), "cut {cut}");
             let mut h = [Header::EMPTY; 16];
             let r = parse_datagram(&MIN[..cut], &mut h);
-            assert!(
-                matches!(r, Err(Error::Truncated | Error::ContentLengthMismatch)),
-                "cut {cut}: {r:?}"
-            );
+            assert!(matches!(r, Err(Error::Truncated | Error::ContentLengthMismatch)), "cut {cut}: {r:?}");
         }
         // Two pipelined messages with keep-alive CRLFs in front.
         let mut two = b"\r\n\r\n".to_vec();
         two.extend_from_slice(MIN);
         two.extend_from_slice(MIN);
         let mut h = [Header::EMPTY; 16];
-        let Status::Complete(n, _) = parse_stream(&two, &mut h).unwrap() else {
-            panic!()
-        };
+        let Status::Complete(n, _) = parse_stream(&two, &mut h).unwrap() else { panic!() };
         assert_eq!(n, 4 + MIN.len());
         let mut h = [Header::EMPTY; 16];
-        assert!(
-            matches!(parse_stream(&two[n..], &mut h), Ok(Status::Complete(l, _)) if l == MIN.len())
-        );
+        assert!(matches!(parse_stream(&two[n..], &mut h), Ok(Status::Complete(l, _)) if l == MIN.len()));
         let mut h = [Header::EMPTY; 16];
         assert_eq!(parse_stream(b"\r\n\r\n", &mut h), Ok(Status::Partial));
         assert_eq!(parse_datagram(b"\r\n", &mut h), Err(Error::Truncated));
@@ -1159,69 +1009,32 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
         assert_eq!(m.body, b"rest of datagram");
         assert_eq!(m.content_length(), None);
         let mut h = [Header::EMPTY; 4];
-        assert_eq!(
-            parse_stream(no_cl, &mut h),
-            Err(Error::MissingContentLength)
-        );
+        assert_eq!(parse_stream(no_cl, &mut h), Err(Error::MissingContentLength));
         let short = b"MESSAGE sip:a@b SIP/2.0\r\nl: 4\r\n\r\nrest of datagram";
         let mut h = [Header::EMPTY; 4];
-        let Status::Complete(n, m) = Parser::datagram().parse(short, &mut h).unwrap() else {
-            panic!()
-        };
+        let Status::Complete(n, m) = Parser::datagram().parse(short, &mut h).unwrap() else { panic!() };
         assert_eq!(m.body, b"rest");
         assert_eq!(n, short.len() - 12);
         let long = b"MESSAGE sip:a@b SIP/2.0\r\nl: 40\r\n\r\nrest";
-        assert_eq!(
-            parse_datagram(long, &mut h),
-            Err(Error::ContentLengthMismatch)
-        );
+        assert_eq!(parse_datagram(long, &mut h), Err(Error::ContentLengthMismatch));
     }
 
     #[test]
     fn header_errors_and_limits() {
         let mut h = [Header::EMPTY; 8];
         let cases: [(&[u8], Error); 9] = [
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\n: x\r\n\r\n",
-                Error::BadHeaderName,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\n folded-start: x\r\n\r\n",
-                Error::BadHeaderName,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\nNa<me: x\r\n\r\n",
-                Error::BadHeaderName,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\nName x\r\n\r\n",
-                Error::BadHeaderName,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\nName: a\rb\r\n\r\n",
-                Error::BadHeaderValue,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\nName: \xff\r\n\r\n",
-                Error::InvalidUtf8,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\nl: -999\r\n\r\n",
-                Error::BadContentLength,
-            ),
-            (
-                b"MESSAGE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab",
-                Error::MultipleContentLength,
-            ),
+            (b"MESSAGE sip:a@b SIP/2.0\r\n: x\r\n\r\n", Error::BadHeaderName),
+            (b"MESSAGE sip:a@b SIP/2.0\r\n folded-start: x\r\n\r\n", Error::BadHeaderName),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nNa<me: x\r\n\r\n", Error::BadHeaderName),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nName x\r\n\r\n", Error::BadHeaderName),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nName: a\rb\r\n\r\n", Error::BadHeaderValue),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nName: \xff\r\n\r\n", Error::InvalidUtf8),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nl: -999\r\n\r\n", Error::BadContentLength),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab", Error::MultipleContentLength),
             (b"MESSAGE sip:a@b SIP/2.0\rX\r\n\r\n", Error::BadStartLine),
         ];
         for (m, e) in cases {
-            assert_eq!(
-                parse_datagram(m, &mut h),
-                Err(e),
-                "{:?}",
-                String::from_utf8_lossy(m)
-            );
+            assert_eq!(parse_datagram(m, &mut h), Err(e), "{:?}", String::from_utf8_lossy(m));
         }
         let mut one = [Header::EMPTY; 1];
         assert_eq!(
@@ -1235,11 +1048,7 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
         let dg = Parser::datagram().with_max_message_len(64);
         assert_eq!(dg.parse(MIN, &mut h), Err(Error::TooLong));
         // Same Content-Length twice is tolerated; bare-LF line ends accepted.
-        let m = parse_datagram(
-            b"MESSAGE sip:a@b SIP/2.0\nl: 2\nContent-Length: 2\n\nab",
-            &mut h,
-        )
-        .unwrap();
+        let m = parse_datagram(b"MESSAGE sip:a@b SIP/2.0\nl: 2\nContent-Length: 2\n\nab", &mut h).unwrap();
         assert_eq!(m.body, b"ab");
     }
 
@@ -1260,10 +1069,7 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
         assert_eq!(m.header("x-missing"), None);
         assert_eq!(m.contacts().count(), 0);
         assert!(m.validate().is_ok());
-        assert_eq!(
-            m.to_string(),
-            "Request: OPTIONS sip:a@b (CSeq 1 OPTIONS, 6 headers, 4-byte body)"
-        );
+        assert_eq!(m.to_string(), "Request: OPTIONS sip:a@b (CSeq 1 OPTIONS, 6 headers, 4-byte body)");
         let bare = b"SIP/2.0 200 OK\r\nCall-ID: a b\r\nMax-Forwards: 256\r\nExpires: x\r\n\r\n";
         let m = parse_datagram(bare, &mut h).unwrap();
         assert_eq!(m.call_id(), Err(Error::BadCallId));

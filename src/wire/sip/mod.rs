@@ -36,16 +36,15 @@ mod uri;
 pub use build::MessageWriter;
 pub use fields::{CSeq, MediaType, NameAddr, Via, BRANCH_MAGIC_COOKIE};
 pub use header::{
-    compact_form, full_name, names_match, unfold_into, unquote_into, Header, ListItems, Param,
-    ParamIter, Params, COMPACT_FORMS,
+    compact_form, full_name, names_match, unfold_into, unquote_into, Header, ListItems, Param, ParamIter, Params,
+    COMPACT_FORMS,
 };
 pub use message::{
-    parse_datagram, parse_stream, CoreFields, HeaderValues, ListValues, Message, Method, NameAddrs,
-    Parser, RequestLine, StartLine, Status, StatusLine, Transport, Vias, DEFAULT_MAX_MESSAGE_LEN,
+    parse_datagram, parse_stream, CoreFields, HeaderValues, ListValues, Message, Method, NameAddrs, Parser,
+    RequestLine, StartLine, Status, StatusLine, Transport, Vias, DEFAULT_MAX_MESSAGE_LEN,
 };
 pub use uri::{
-    escaped_eq, escaped_eq_ignore_case, unescape_into, unescaped, Host, OtherUri, SipUri, TelUri,
-    Unescape, Uri,
+    escaped_eq, escaped_eq_ignore_case, unescape_into, unescaped, Host, OtherUri, SipUri, TelUri, Unescape, Uri,
 };
 
 /// Everything that can go wrong parsing or writing SIP; one variant per cause,
@@ -142,9 +141,7 @@ impl fmt::Display for Error {
             Error::MultipleContentLength => "conflicting Content-Length header fields",
             Error::ContentLengthMismatch => "Content-Length larger than the datagram",
             Error::MissingHeader(h) => return write!(f, "missing {h} header field"),
-            Error::DuplicateHeader(h) => {
-                return write!(f, "{h} header field appears more than once")
-            }
+            Error::DuplicateHeader(h) => return write!(f, "{h} header field appears more than once"),
             Error::BadUri => "malformed URI",
             Error::BadHost => "malformed host",
             Error::BadPort => "malformed port",
@@ -177,11 +174,7 @@ mod tests {
 
     macro_rules! fixture {
         ($name:literal) => {
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/sip/",
-                $name
-            ))
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sip/", $name))
         };
     }
 
@@ -231,11 +224,7 @@ mod tests {
     ];
 
     fn bytes(name: &str) -> &'static [u8] {
-        FIXTURES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, b)| *b)
-            .expect("fixture")
+        FIXTURES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("fixture")
     }
 
     /// Parse fixture `name` as one UDP datagram into `h`.
@@ -316,35 +305,19 @@ mod tests {
         let from = m.from().unwrap();
         assert_eq!(from.tag(), Some("98asjd8"));
         let mut buf = [0u8; 64];
-        assert_eq!(
-            from.display_name_into(&mut buf).unwrap(),
-            "J Rosenberg \\\""
-        );
+        assert_eq!(from.display_name_into(&mut buf).unwrap(), "J Rosenberg \\\"");
         assert_eq!(m.max_forwards(), Ok(Some(68)));
         assert_eq!(m.call_id(), Ok("wsinv.ndaksdj@192.0.2.1"));
         assert_eq!(m.content_length(), Some(150));
         assert_eq!(m.body.len(), 150);
-        assert_eq!(
-            m.cseq().unwrap(),
-            CSeq {
-                number: 9,
-                method: Method::Invite
-            }
-        );
-        let vias: Vec<(&str, String, Option<&str>)> = m
-            .vias()
-            .map(|v| v.unwrap())
-            .map(|v| (v.transport, v.host.to_string(), v.branch()))
-            .collect();
+        assert_eq!(m.cseq().unwrap(), CSeq { number: 9, method: Method::Invite });
+        let vias: Vec<(&str, String, Option<&str>)> =
+            m.vias().map(|v| v.unwrap()).map(|v| (v.transport, v.host.to_string(), v.branch())).collect();
         assert_eq!(
             vias,
             [
                 ("UDP", "192.0.2.2".to_string(), Some("390skdjuw")),
-                (
-                    "TCP",
-                    "spindle.example.com".to_string(),
-                    Some("z9hG4bK9ikj8")
-                ),
+                ("TCP", "spindle.example.com".to_string(), Some("z9hG4bK9ikj8")),
                 ("UDP", "192.168.255.111".to_string(), Some("z9hG4bK30239")),
             ]
         );
@@ -352,10 +325,7 @@ mod tests {
         assert_eq!(m.values("s").count(), 0);
         let nf = m.headers.iter().find(|h| h.is("newfangledheader")).unwrap();
         assert!(nf.is_folded());
-        assert_eq!(
-            unfold_into(nf.value, &mut [0u8; 64]).unwrap(),
-            "newfangled value continued newfangled value"
-        );
+        assert_eq!(unfold_into(nf.value, &mut [0u8; 64]).unwrap(), "newfangled value continued newfangled value");
         assert_eq!(m.header("UnknownHeaderWithUnusualValue"), Some(";;,,;;,;"));
         let routes: Vec<NameAddr> = m.routes().map(|r| r.unwrap()).collect();
         assert_eq!(routes.len(), 1);
@@ -381,36 +351,18 @@ mod tests {
         assert_eq!(m.cseq().unwrap().method.as_str(), method);
         let ruri = m.request_line().unwrap().parse_uri().unwrap();
         let s = ruri.as_sip().unwrap();
-        assert_eq!(
-            s.user,
-            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
-        );
-        assert_eq!(
-            s.password,
-            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
-        );
+        assert_eq!(s.user, Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+        assert_eq!(s.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
         assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-.!%66*_+`'~"));
         let mut buf = [0u8; 64];
-        assert_eq!(
-            m.to().unwrap().display_name_into(&mut buf).unwrap(),
-            "BEL:\x07 NUL:\x00 DEL:\x7f"
-        );
+        assert_eq!(m.to().unwrap().display_name_into(&mut buf).unwrap(), "BEL:\x07 NUL:\x00 DEL:\x7f");
         let from = m.from().unwrap();
         assert_eq!(from.display_name, Some("token1~` token2'+_ token3*%!.-"));
         assert_eq!(from.tag(), Some("_token~1'+`*%!-."));
-        assert_eq!(
-            from.params.value("fromParam''~+*_!.-%"),
-            Some("\"работающий\"")
-        );
-        assert_eq!(
-            m.call_id(),
-            Ok("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{")
-        );
+        assert_eq!(from.params.value("fromParam''~+*_!.-%"), Some("\"работающий\""));
+        assert_eq!(m.call_id(), Ok("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"));
         assert_eq!(m.max_forwards(), Ok(Some(255)));
-        assert_eq!(
-            m.header("extensionHeader-!.%*+_`'~"),
-            Some("\u{feff}大停電")
-        );
+        assert_eq!(m.header("extensionHeader-!.%*+_`'~"), Some("\u{feff}大停電"));
     }
 
     #[test]
@@ -420,34 +372,18 @@ mod tests {
         let mut buf = [0u8; 64];
         let ruri = m.request_line().unwrap().parse_uri().unwrap();
         assert_eq!(ruri.as_sip().unwrap().host, Host::Domain("example.net"));
-        assert_eq!(
-            unescape_into(ruri.as_sip().unwrap().user.unwrap(), &mut buf).unwrap(),
-            b"sips:user@example.com"
-        );
-        assert!(escaped_eq(
-            m.to().unwrap().uri.as_sip().unwrap().user.unwrap(),
-            "user"
-        ));
+        assert_eq!(unescape_into(ruri.as_sip().unwrap().user.unwrap(), &mut buf).unwrap(), b"sips:user@example.com");
+        assert!(escaped_eq(m.to().unwrap().uri.as_sip().unwrap().user.unwrap(), "user"));
         let from = m.from().unwrap();
-        assert_eq!(
-            unescape_into(from.uri.as_sip().unwrap().user.unwrap(), &mut buf).unwrap(),
-            b"I have spaces"
-        );
+        assert_eq!(unescape_into(from.uri.as_sip().unwrap().user.unwrap(), &mut buf).unwrap(), b"I have spaces");
         assert_eq!(m.call_id(), Ok("esc01.239409asdfakjkn23onasd0-3234"));
-        assert!(m
-            .content_type()
-            .unwrap()
-            .unwrap()
-            .is_essence("application/sdp"));
+        assert!(m.content_type().unwrap().unwrap().is_essence("application/sdp"));
         let c = m.contacts().next().unwrap().unwrap();
         assert!(escaped_eq(c.uri.as_sip().unwrap().user.unwrap(), "caller"));
 
         let mut h = hdrs();
         let m = dgram("escnull", &mut h).unwrap();
-        let users: Vec<&str> = m
-            .contacts()
-            .map(|c| c.unwrap().uri.as_sip().unwrap().user.unwrap())
-            .collect();
+        let users: Vec<&str> = m.contacts().map(|c| c.unwrap().uri.as_sip().unwrap().user.unwrap()).collect();
         assert_eq!(users, ["%00", "%00%00"]);
         assert_eq!(unescape_into(users[1], &mut buf).unwrap(), b"\0\0");
         assert_eq!(m.content_length(), Some(0));
@@ -457,10 +393,7 @@ mod tests {
         assert_eq!(m.method(), Some(Method::Other("RE%47IST%45R")));
         assert_ne!(m.method(), Some(Method::Register));
         assert_eq!(m.contacts().count(), 2, "C%6Fntact is an unknown header");
-        assert_eq!(
-            m.header("C%6Fntact"),
-            Some("<sip:alias2@host2.example.com>")
-        );
+        assert_eq!(m.header("C%6Fntact"), Some("<sip:alias2@host2.example.com>"));
         assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK209%fzsnel234"));
         assert_eq!(m.to().unwrap().display_name, Some("\"%Z%45\""));
     }
@@ -472,10 +405,7 @@ mod tests {
         assert_eq!(m.from().unwrap().display_name, Some("caller"));
 
         let mut small = [Header::EMPTY; 32];
-        assert_eq!(
-            dgram("longreq", &mut small).unwrap_err(),
-            Error::TooManyHeaders
-        );
+        assert_eq!(dgram("longreq", &mut small).unwrap_err(), Error::TooManyHeaders);
         let mut h = hdrs();
         let m = dgram("longreq", &mut h).unwrap();
         assert_eq!(m.headers.len(), 43);
@@ -491,10 +421,7 @@ mod tests {
         let mut h = hdrs();
         let m = dgram("semiuri", &mut h).unwrap();
         let ruri = m.request_line().unwrap().parse_uri().unwrap();
-        assert_eq!(
-            ruri.as_sip().unwrap().user,
-            Some("user;par=u%40example.net")
-        );
+        assert_eq!(ruri.as_sip().unwrap().user, Some("user;par=u%40example.net"));
         assert_eq!(ruri.as_sip().unwrap().host, Host::Domain("example.com"));
         let accept: Vec<&str> = m.accept().collect();
         assert_eq!(accept.len(), 6);
@@ -510,21 +437,14 @@ mod tests {
     fn dblreq_extra_octets_in_datagram() {
         let b = bytes("dblreq");
         let mut h = hdrs();
-        let Status::Complete(n, m) = Parser::datagram().parse(b, &mut h).unwrap() else {
-            panic!()
-        };
+        let Status::Complete(n, m) = Parser::datagram().parse(b, &mut h).unwrap() else { panic!() };
         assert_eq!(m.method(), Some(Method::Register));
         assert!(m.body.is_empty());
         assert!(b[n..].starts_with(b"\r\nINVITE"));
         // On a stream the next message is the INVITE after a keep-alive CRLF.
         let mut h2 = hdrs();
-        let Status::Complete(n2, second) = parse_stream(&b[n..], &mut h2).unwrap() else {
-            panic!()
-        };
-        assert!(
-            b[n + n2..].len() < 8,
-            "the INVITE's Content-Length frames it"
-        );
+        let Status::Complete(n2, second) = parse_stream(&b[n..], &mut h2).unwrap() else { panic!() };
+        assert!(b[n + n2..].len() < 8, "the INVITE's Content-Length frames it");
         assert_eq!(second.method(), Some(Method::Invite));
         assert_eq!(second.body.len(), 150);
     }
@@ -546,10 +466,7 @@ mod tests {
         assert_eq!(m.status_code(), Some(503));
         assert_eq!(m.cseq(), Err(Error::BadCSeq));
         assert_eq!(m.header("Retry-After"), Some("949302838503028349304023988"));
-        assert_eq!(
-            m.top_via().unwrap().received(),
-            Some("192.0.2.129".parse().unwrap())
-        );
+        assert_eq!(m.top_via().unwrap().received(), Some("192.0.2.129".parse().unwrap()));
         assert_eq!(dgram("bigcode", &mut h).unwrap_err(), Error::BadStatusCode);
     }
 
@@ -562,25 +479,14 @@ mod tests {
 
         let mut h = hdrs();
         assert_eq!(parse_stream(bytes("clerr"), &mut h), Ok(Status::Partial));
-        assert_eq!(
-            parse_stream(bytes("ncl"), &mut h),
-            Err(Error::BadContentLength)
-        );
+        assert_eq!(parse_stream(bytes("ncl"), &mut h), Err(Error::BadContentLength));
 
         let mut h = hdrs();
         let m = dgram("scalar02", &mut h).unwrap();
         assert_eq!(m.cseq(), Err(Error::BadCSeq));
         assert_eq!(m.max_forwards(), Err(Error::BadMaxForwards));
         assert_eq!(m.expires(), Err(Error::BadExpires));
-        assert_eq!(
-            m.contacts()
-                .next()
-                .unwrap()
-                .unwrap()
-                .params
-                .value("expires"),
-            Some("280297596632815")
-        );
+        assert_eq!(m.contacts().next().unwrap().unwrap().params.value("expires"), Some("280297596632815"));
 
         let mut h = hdrs();
         let m = dgram("quotbal", &mut h).unwrap();
@@ -590,10 +496,7 @@ mod tests {
         let mut h = hdrs();
         let m = dgram("escruri", &mut h).unwrap();
         let ruri = m.request_line().unwrap().parse_uri().unwrap();
-        assert_eq!(
-            ruri.as_sip().unwrap().headers,
-            Some("Route=%3Csip:example.com%3E")
-        );
+        assert_eq!(ruri.as_sip().unwrap().headers, Some("Route=%3Csip:example.com%3E"));
 
         let mut h = hdrs();
         let m = dgram("baddate", &mut h).unwrap();
@@ -626,17 +529,11 @@ mod tests {
         let m = dgram("unksm2", &mut h).unwrap();
         assert_eq!(m.to().unwrap().uri.scheme(), "isbn");
         assert_eq!(m.from().unwrap().uri.scheme(), "http");
-        assert_eq!(
-            m.contacts().next().unwrap().unwrap().uri.as_str(),
-            "name:John_Smith"
-        );
+        assert_eq!(m.contacts().next().unwrap().unwrap().uri.as_str(), "name:John_Smith");
 
         let mut h = hdrs();
         let m = dgram("novelsc", &mut h).unwrap();
-        assert!(matches!(
-            m.request_line().unwrap().parse_uri(),
-            Ok(Uri::Other(_))
-        ));
+        assert!(matches!(m.request_line().unwrap().parse_uri(), Ok(Uri::Other(_))));
 
         let mut h = hdrs();
         let m = dgram("zeromf", &mut h).unwrap();
@@ -649,13 +546,7 @@ mod tests {
         let m = dgram("message_cpim", &mut h).unwrap();
         let core = m.validate().unwrap();
         assert_eq!(core.call_id, "a84b4c76e66710@198.18.2.1");
-        assert_eq!(
-            core.cseq,
-            CSeq {
-                number: 1,
-                method: Method::Message
-            }
-        );
+        assert_eq!(core.cseq, CSeq { number: 1, method: Method::Message });
         assert_eq!(core.from.tag(), Some("49583"));
         assert!(core.to.uri.as_tel().is_some());
         assert_eq!(core.top_via.branch(), Some("z9hG4bK776asdhds"));
@@ -667,9 +558,7 @@ mod tests {
         assert_eq!(ruri.as_sip().unwrap().phone_number(), Some("+447000200001"));
         let ct = m.content_type().unwrap().unwrap();
         assert!(ct.is_essence("message/cpim"));
-        assert!(m
-            .body
-            .starts_with(b"From: <sip:+447000100001@iwf.ims.lab>\r\n"));
+        assert!(m.body.starts_with(b"From: <sip:+447000100001@iwf.ims.lab>\r\n"));
         assert!(m.body.ends_with(b"\r\n\r\nHello world!"));
         assert_eq!(m.content_length(), Some(m.body.len()));
         let vias: Vec<Via> = m.vias().map(|v| v.unwrap()).collect();
@@ -682,29 +571,23 @@ mod tests {
         let tel = to.uri.as_tel().unwrap();
         assert_eq!(tel.digits_into(&mut [0u8; 16]).unwrap(), "+447000200001");
         let mut dn = [0u8; 32];
-        assert_eq!(
-            m.from().unwrap().display_name_into(&mut dn).unwrap(),
-            "Legacy User"
-        );
-        let routes: Vec<SipUri> = m
-            .routes()
-            .map(|r| *r.unwrap().uri.as_sip().unwrap())
-            .collect();
+        assert_eq!(m.from().unwrap().display_name_into(&mut dn).unwrap(), "Legacy User");
+        let routes: Vec<SipUri> = m.routes().map(|r| *r.unwrap().uri.as_sip().unwrap()).collect();
         assert_eq!(routes.len(), 2);
         assert!(routes.iter().all(SipUri::lr));
         assert_eq!(routes[1].transport(), Some("tcp"));
         assert_eq!(m.max_forwards(), Ok(Some(69)));
         assert_eq!(
             m.to_string(),
-            format!("Request: MESSAGE sip:+447000200001@ims.lab;user=phone (CSeq 1 MESSAGE, 10 headers, {}-byte body)", m.body.len())
+            format!(
+                "Request: MESSAGE sip:+447000200001@ims.lab;user=phone (CSeq 1 MESSAGE, 10 headers, {}-byte body)",
+                m.body.len()
+            )
         );
 
         // The 200 OK iwf sends back, parsed again.
         let mut out = [0u8; 1024];
-        let n = MessageWriter::response_to(&mut out, &m, 200, "OK", Some("iwf1"))
-            .unwrap()
-            .finish(b"")
-            .unwrap();
+        let n = MessageWriter::response_to(&mut out, &m, 200, "OK", Some("iwf1")).unwrap().finish(b"").unwrap();
         let mut h2 = hdrs();
         let r = parse_datagram(&out[..n], &mut h2).unwrap();
         assert!(r.validate().is_ok());
@@ -717,10 +600,7 @@ mod tests {
         assert_eq!(r.cseq(), m.cseq());
         assert_eq!(r.content_length(), Some(0));
         // And a 404 with a reason body-less, through stream framing.
-        let n = MessageWriter::response_to(&mut out, &m, 404, "Not Found", Some("iwf1"))
-            .unwrap()
-            .finish(b"")
-            .unwrap();
+        let n = MessageWriter::response_to(&mut out, &m, 404, "Not Found", Some("iwf1")).unwrap().finish(b"").unwrap();
         let mut h3 = hdrs();
         assert!(
             matches!(parse_stream(&out[..n], &mut h3), Ok(Status::Complete(k, r)) if k == n && r.status_code() == Some(404))
@@ -738,23 +618,14 @@ mod tests {
         assert_eq!(m.from().unwrap().tag(), Some("a73kszlfl"));
         assert_eq!(m.to().unwrap().tag(), Some("8321234356"));
         assert_eq!(m.call_id(), Ok("1j9FpLxk3uxtm8tn@198.18.2.2"));
-        assert_eq!(
-            m.cseq().unwrap(),
-            CSeq {
-                number: 4711,
-                method: Method::Message
-            }
-        );
+        assert_eq!(m.cseq().unwrap(), CSeq { number: 4711, method: Method::Message });
         assert_eq!(m.header("Content-Length"), Some("0"));
         assert_eq!(m.headers("From").count(), 1);
 
         let mut h = hdrs();
         let m = dgram("options", &mut h).unwrap();
         assert!(m.validate().is_ok());
-        assert_eq!(
-            m.accept().collect::<Vec<_>>(),
-            ["application/sdp", "message/cpim"]
-        );
+        assert_eq!(m.accept().collect::<Vec<_>>(), ["application/sdp", "message/cpim"]);
         let c = m.contacts().next().unwrap().unwrap();
         assert_eq!(c.uri.as_sip().unwrap().transport(), Some("udp"));
         assert_eq!(c.uri.as_sip().unwrap().port, Some(5060));
@@ -765,32 +636,12 @@ mod tests {
     fn touch_everything(m: &Message<'_, '_>) {
         let _ = m.validate();
         let _ = (m.call_id(), m.cseq(), m.from(), m.to(), m.top_via());
-        let _ = (
-            m.max_forwards(),
-            m.expires(),
-            m.content_type(),
-            m.to_string(),
-        );
+        let _ = (m.max_forwards(), m.expires(), m.content_type(), m.to_string());
         for v in m.vias().flatten() {
-            let _ = (
-                v.branch(),
-                v.received(),
-                v.rport(),
-                v.rfc3261_branch(),
-                v.to_string(),
-            );
+            let _ = (v.branch(), v.received(), v.rport(), v.rfc3261_branch(), v.to_string());
         }
-        for n in m
-            .contacts()
-            .chain(m.routes())
-            .chain(m.record_routes())
-            .flatten()
-        {
-            let _ = (
-                n.tag(),
-                n.display_name_into(&mut [0u8; 32]),
-                n.uri.to_string(),
-            );
+        for n in m.contacts().chain(m.routes()).chain(m.record_routes()).flatten() {
+            let _ = (n.tag(), n.display_name_into(&mut [0u8; 32]), n.uri.to_string());
         }
         if let Some(r) = m.request_line() {
             let _ = r.parse_uri();
@@ -820,19 +671,11 @@ mod tests {
 
     #[test]
     fn error_display_is_one_line() {
-        for e in [
-            Error::Truncated,
-            Error::MissingHeader("To"),
-            Error::DuplicateHeader("CSeq"),
-            Error::BufferTooSmall,
-        ] {
+        for e in [Error::Truncated, Error::MissingHeader("To"), Error::DuplicateHeader("CSeq"), Error::BufferTooSmall] {
             let s = e.to_string();
             assert!(!s.is_empty() && !s.contains('\n'), "{s}");
         }
-        assert_eq!(
-            Error::MissingHeader("To").to_string(),
-            "missing To header field"
-        );
+        assert_eq!(Error::MissingHeader("To").to_string(), "missing To header field");
     }
 
     fn header_name() -> impl Strategy<Value = String> {
@@ -842,11 +685,7 @@ mod tests {
     }
 
     fn header_value() -> impl Strategy<Value = String> {
-        prop_oneof![
-            "[!-~]([ -~]{0,40}[!-~])?",
-            "[!-~]\\PC{0,20}[!-~]",
-            Just(String::new()),
-        ]
+        prop_oneof!["[!-~]([ -~]{0,40}[!-~])?", "[!-~]\\PC{0,20}[!-~]", Just(String::new()),]
     }
 
     proptest! {

@@ -11,10 +11,7 @@ static TOKEN: [bool; 256] = {
     while i < 256 {
         let c = i as u8;
         t[i] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
+            || matches!(c, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
         i += 1;
     }
     t
@@ -39,10 +36,7 @@ pub(crate) static LIST_DELIMS: [bool; 256] = byte_set(b",\"<>");
 /// First index of a byte of `set` in `b` at or after `from`.
 #[inline]
 pub(crate) fn find_in_set(b: &[u8], from: usize, set: &[bool; 256]) -> Option<usize> {
-    b.get(from..)?
-        .iter()
-        .position(|&c| set[c as usize])
-        .map(|i| i + from)
+    b.get(from..)?.iter().position(|&c| set[c as usize]).map(|i| i + from)
 }
 
 /// First index of `needle` in `b` (short inputs: a plain loop beats memchr setup).
@@ -96,10 +90,7 @@ static REQUEST_URI: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0x21;
     while i < 0x7f {
-        t[i] = !matches!(
-            i as u8,
-            b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`'
-        );
+        t[i] = !matches!(i as u8, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`');
         i += 1;
     }
     t
@@ -111,17 +102,11 @@ static REQUEST_URI: [bool; 256] = {
 pub(crate) fn all_request_uri_chars(s: &[u8]) -> bool {
     let mut chunks = s.chunks_exact(8);
     for c in &mut chunks {
-        if !c
-            .iter()
-            .fold(true, |ok, &b| ok & REQUEST_URI[usize::from(b)])
-        {
+        if !c.iter().fold(true, |ok, &b| ok & REQUEST_URI[usize::from(b)]) {
             return false;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .all(|&b| REQUEST_URI[usize::from(b)])
+    chunks.remainder().iter().all(|&b| REQUEST_URI[usize::from(b)])
 }
 
 /// Is `c` allowed in a Request-URI on the wire?
@@ -160,11 +145,7 @@ pub(crate) fn find_line_break(b: &[u8], from: usize) -> Option<usize> {
         }
         off += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == b'\r' || c == b'\n')
-        .map(|i| off + i)
+    chunks.remainder().iter().position(|&c| c == b'\r' || c == b'\n').map(|i| off + i)
 }
 
 /// Given `b[start] == '"'`, the index just past the closing quote, or `None`
@@ -236,21 +217,11 @@ mod tests {
 
     #[test]
     fn line_break_search_matches_naive() {
-        let samples: [&[u8]; 6] = [
-            b"",
-            b"abc",
-            b"0123456789abcdef\r\n",
-            b"\n",
-            b"0123456\r",
-            b"01234567890123456789012345\n6789",
-        ];
+        let samples: [&[u8]; 6] =
+            [b"", b"abc", b"0123456789abcdef\r\n", b"\n", b"0123456\r", b"01234567890123456789012345\n6789"];
         for s in samples {
             for from in 0..=s.len() {
-                let naive = s
-                    .iter()
-                    .skip(from)
-                    .position(|&c| c == b'\r' || c == b'\n')
-                    .map(|i| i + from);
+                let naive = s.iter().skip(from).position(|&c| c == b'\r' || c == b'\n').map(|i| i + from);
                 assert_eq!(find_line_break(s, from), naive, "{s:?} from {from}");
             }
         }

@@ -46,11 +46,7 @@ impl<'a> Uri<'a> {
             if rest.is_empty() || !rest.bytes().all(is_uric) {
                 return Err(Error::BadUri);
             }
-            Ok(Uri::Other(OtherUri {
-                raw: s,
-                scheme,
-                rest,
-            }))
+            Ok(Uri::Other(OtherUri { raw: s, scheme, rest }))
         }
     }
 
@@ -66,8 +62,7 @@ impl<'a> Uri<'a> {
     /// The scheme as received (`sip`, `SIPS`, `tel`, ...).
     pub fn scheme(&self) -> &'a str {
         let raw = self.as_str();
-        raw.get(..find_byte(raw.as_bytes(), b':').unwrap_or(0))
-            .unwrap_or("")
+        raw.get(..find_byte(raw.as_bytes(), b':').unwrap_or(0)).unwrap_or("")
     }
 
     /// The SIP/SIPS view, if this is one.
@@ -238,18 +233,13 @@ impl<'a> SipUri<'a> {
         let host_end = if hb.first() == Some(&b'[') {
             find_byte(hb, b']').map(|i| i + 1).ok_or(Error::BadHost)?
         } else {
-            hb.iter()
-                .position(|&c| matches!(c, b':' | b';' | b'?'))
-                .unwrap_or(hb.len())
+            hb.iter().position(|&c| matches!(c, b':' | b';' | b'?')).unwrap_or(hb.len())
         };
         let host = Host::parse(hostpart.get(..host_end).ok_or(Error::BadUri)?)?;
         let mut rest = hostpart.get(host_end..).unwrap_or("");
         let mut port = None;
         if let Some(p) = rest.strip_prefix(':') {
-            let end = p
-                .bytes()
-                .position(|c| c == b';' || c == b'?')
-                .unwrap_or(p.len());
+            let end = p.bytes().position(|c| c == b';' || c == b'?').unwrap_or(p.len());
             port = Some(parse_port(p.get(..end).unwrap_or(""))?);
             rest = p.get(end..).unwrap_or("");
         }
@@ -267,16 +257,7 @@ impl<'a> SipUri<'a> {
             }
             None => None,
         };
-        Ok(SipUri {
-            raw,
-            secure,
-            user,
-            password,
-            host,
-            port,
-            params: Params::from_validated(params_raw),
-            headers,
-        })
+        Ok(SipUri { raw, secure, user, password, host, port, params: Params::from_validated(params_raw), headers })
     }
 
     /// The URI text as received.
@@ -352,9 +333,7 @@ impl<'a> TelUri<'a> {
         if let Some(global) = number.strip_prefix('+') {
             // global-number-digits = "+" *phonedigit DIGIT *phonedigit
             if !global.bytes().any(|c| c.is_ascii_digit())
-                || !global
-                    .bytes()
-                    .all(|c| c.is_ascii_digit() || is_visual_separator(c))
+                || !global.bytes().all(|c| c.is_ascii_digit() || is_visual_separator(c))
             {
                 return Err(Error::BadTelUri);
             }
@@ -369,11 +348,7 @@ impl<'a> TelUri<'a> {
                 return Err(Error::BadTelUri);
             }
         }
-        Ok(TelUri {
-            raw,
-            number,
-            params,
-        })
+        Ok(TelUri { raw, number, params })
     }
 
     /// The URI text as received.
@@ -422,8 +397,7 @@ fn is_visual_separator(c: u8) -> bool {
 fn is_scheme(s: &str) -> bool {
     let b = s.as_bytes();
     matches!(b.first(), Some(c) if c.is_ascii_alphabetic())
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
 /// Character classes of RFC 3261 §25.1 URI grammar, one bit each.
@@ -439,11 +413,8 @@ static URI_CLASS: [u8; 256] = {
     while i < 256 {
         let c = i as u8;
         // unreserved = alphanum / mark
-        let unreserved = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-            );
+        let unreserved =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')');
         let mut m = 0;
         if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
             m |= USER;
@@ -461,19 +432,7 @@ static URI_CLASS: [u8; 256] = {
         if unreserved
             || matches!(
                 c,
-                b';' | b'/'
-                    | b'?'
-                    | b':'
-                    | b'@'
-                    | b'&'
-                    | b'='
-                    | b'+'
-                    | b'$'
-                    | b','
-                    | b'%'
-                    | b'#'
-                    | b'['
-                    | b']'
+                b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b',' | b'%' | b'#' | b'[' | b']'
             )
         {
             m |= URIC;
@@ -514,9 +473,7 @@ fn valid_escaped(s: &str, class: u8) -> bool {
 }
 
 fn parse_port(s: &str) -> Result<u16, Error> {
-    parse_decimal(s, 5)
-        .and_then(|v| u16::try_from(v).ok())
-        .ok_or(Error::BadPort)
+    parse_decimal(s, 5).and_then(|v| u16::try_from(v).ok()).ok_or(Error::BadPort)
 }
 
 /// `*( ";" pname [ "=" pvalue ] )`, pname/pvalue = 1*paramchar.
@@ -576,10 +533,7 @@ pub struct Unescape<'a> {
 
 /// Decode the percent-escapes of `s` lazily.
 pub fn unescaped(s: &str) -> Unescape<'_> {
-    Unescape {
-        b: s.as_bytes(),
-        i: 0,
-    }
+    Unescape { b: s.as_bytes(), i: 0 }
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -628,9 +582,7 @@ pub fn escaped_eq(a: &str, b: &str) -> bool {
 /// Equal after decoding percent-escapes, ASCII case-insensitively (for hosts
 /// and parameter names/values).
 pub fn escaped_eq_ignore_case(a: &str, b: &str) -> bool {
-    unescaped(a)
-        .map(|c| c.to_ascii_lowercase())
-        .eq(unescaped(b).map(|c| c.to_ascii_lowercase()))
+    unescaped(a).map(|c| c.to_ascii_lowercase()).eq(unescaped(b).map(|c| c.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -639,9 +591,7 @@ mod tests {
 
     #[test]
     fn sip_uri_parts() {
-        let u =
-            SipUri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x&h=y")
-                .unwrap();
+        let u = SipUri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x&h=y").unwrap();
         assert!(u.secure);
         assert_eq!(u.user, Some("alice"));
         assert_eq!(u.password, Some("secret"));
@@ -650,10 +600,7 @@ mod tests {
         assert_eq!(u.transport(), Some("tcp"));
         assert!(u.lr());
         assert_eq!(u.headers, Some("subject=x&h=y"));
-        assert_eq!(
-            u.to_string(),
-            "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x&h=y"
-        );
+        assert_eq!(u.to_string(), "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x&h=y");
 
         let u = SipUri::parse("sip:+447000200001@ims.lab;user=phone").unwrap();
         assert_eq!(u.phone_number(), Some("+447000200001"));
@@ -673,14 +620,8 @@ mod tests {
             "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(
-            u.user,
-            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
-        );
-        assert_eq!(
-            u.password,
-            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
-        );
+        assert_eq!(u.user, Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+        assert_eq!(u.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
         assert_eq!(u.host, Host::Domain("example.com"));
         // semiuri: the ';' belongs to the user part.
         let u = SipUri::parse("sip:user;par=u%40example.net@example.com").unwrap();
@@ -689,26 +630,16 @@ mod tests {
         // esc01
         let u = SipUri::parse("sip:sips%3Auser%40example.com@example.net").unwrap();
         let mut buf = [0u8; 64];
-        assert_eq!(
-            unescape_into(u.user.unwrap(), &mut buf).unwrap(),
-            b"sips:user@example.com"
-        );
-        let u =
-            SipUri::parse("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31").unwrap();
+        assert_eq!(unescape_into(u.user.unwrap(), &mut buf).unwrap(), b"sips:user@example.com");
+        let u = SipUri::parse("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31").unwrap();
         assert!(escaped_eq(u.user.unwrap(), "caller"));
         let p: Vec<_> = u.params.iter().collect();
         assert!(escaped_eq(p[0].name, "lr"));
         assert!(escaped_eq(p[1].name, "name"));
-        assert_eq!(
-            unescape_into(p[1].value.unwrap(), &mut buf).unwrap(),
-            b"value%41"
-        );
+        assert_eq!(unescape_into(p[1].value.unwrap(), &mut buf).unwrap(), b"value%41");
         // escnull
         let u = SipUri::parse("sip:null-%00-null@example.com").unwrap();
-        assert_eq!(
-            unescape_into(u.user.unwrap(), &mut buf).unwrap(),
-            b"null-\0-null"
-        );
+        assert_eq!(unescape_into(u.user.unwrap(), &mut buf).unwrap(), b"null-\0-null");
         // escruri keeps its headers
         let u = SipUri::parse("sip:user@example.com?Route=%3Csip:example.com%3E").unwrap();
         assert_eq!(u.headers, Some("Route=%3Csip:example.com%3E"));
@@ -765,14 +696,7 @@ mod tests {
         assert_eq!(u.scheme(), "soap.beep");
         assert_eq!(u.as_str(), "soap.beep://192.0.2.103:3002");
         let u = Uri::parse("isbn:2983792873").unwrap();
-        assert!(matches!(
-            u,
-            Uri::Other(OtherUri {
-                scheme: "isbn",
-                rest: "2983792873",
-                ..
-            })
-        ));
+        assert!(matches!(u, Uri::Other(OtherUri { scheme: "isbn", rest: "2983792873", .. })));
         assert!(Uri::parse("http:").is_err());
         assert!(Uri::parse("http:a b").is_err());
     }
@@ -785,9 +709,6 @@ mod tests {
         assert!(escaped_eq("100%", "100%"));
         assert!(escaped_eq("%Z%45", "%ZE"));
         assert_eq!(unescape_into("%41%4", &mut [0u8; 8]).unwrap(), b"A%4");
-        assert_eq!(
-            unescape_into("abc", &mut [0u8; 2]),
-            Err(Error::BufferTooSmall)
-        );
+        assert_eq!(unescape_into("abc", &mut [0u8; 2]), Err(Error::BufferTooSmall));
     }
 }

@@ -100,13 +100,7 @@ impl RegisteredDelivery {
 
 impl fmt::Display for RegisteredDelivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "0x{:02x} ({:?}, ack {:?}",
-            self.0,
-            self.smsc_receipt(),
-            self.sme_ack()
-        )?;
+        write!(f, "0x{:02x} ({:?}, ack {:?}", self.0, self.smsc_receipt(), self.sme_ack())?;
         if self.intermediate() {
             f.write_str(", intermediate")?;
         }
@@ -224,11 +218,7 @@ impl EsmClass {
 
     /// The same octet with UDHI set or cleared.
     pub fn with_udhi(self, udhi: bool) -> Self {
-        EsmClass(if udhi {
-            self.0 | Self::UDHI
-        } else {
-            self.0 & !Self::UDHI
-        })
+        EsmClass(if udhi { self.0 | Self::UDHI } else { self.0 & !Self::UDHI })
     }
 }
 
@@ -261,20 +251,14 @@ mod tests {
         assert!(rd.wants_user_ack());
         assert!(rd.intermediate());
         assert_eq!(RegisteredDelivery(0x0F).sme_ack(), SmeAck::Both);
-        assert_eq!(
-            RegisteredDelivery(0x03).smsc_receipt(),
-            SmscReceipt::SuccessOnly
-        );
+        assert_eq!(RegisteredDelivery(0x03).smsc_receipt(), SmscReceipt::SuccessOnly);
     }
 
     #[test]
     fn registered_delivery_new_round_trips() {
         for byte in 0u8..0x20 {
             let rd = RegisteredDelivery(byte);
-            assert_eq!(
-                RegisteredDelivery::new(rd.smsc_receipt(), rd.sme_ack(), rd.intermediate()),
-                rd
-            );
+            assert_eq!(RegisteredDelivery::new(rd.smsc_receipt(), rd.sme_ack(), rd.intermediate()), rd);
         }
     }
 
@@ -285,10 +269,7 @@ mod tests {
         assert!(e.is_receipt());
         assert_eq!(EsmClass(0x08).message_type(), MessageType::SmeDeliveryAck);
         assert_eq!(EsmClass(0x10).message_type(), MessageType::SmeUserAck);
-        assert_eq!(
-            EsmClass(0x20).message_type(),
-            MessageType::IntermediateNotification
-        );
+        assert_eq!(EsmClass(0x20).message_type(), MessageType::IntermediateNotification);
         assert_eq!(EsmClass(0x0C).message_type(), MessageType::Other(0x0C));
         let e = EsmClass(0xC3);
         assert!(e.udhi());
@@ -300,9 +281,6 @@ mod tests {
         assert_eq!(EsmClass(0x02).messaging_mode(), MessagingMode::Forward);
         assert_eq!(EsmClass(0x00).with_udhi(true), EsmClass(0x40));
         assert_eq!(EsmClass(0x44).with_udhi(false), EsmClass(0x04));
-        assert_eq!(
-            EsmClass(0x44).to_string(),
-            "0x44 (SmscDeliveryReceipt, UDHI)"
-        );
+        assert_eq!(EsmClass(0x44).to_string(), "0x44 (SmscDeliveryReceipt, UDHI)");
     }
 }

@@ -216,19 +216,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             FrameError::CommandLengthTooShort { command_length } => {
-                write!(
-                    f,
-                    "SMPP command_length {command_length} is below the 16-byte header"
-                )
+                write!(f, "SMPP command_length {command_length} is below the 16-byte header")
             }
-            FrameError::CommandLengthTooLong {
-                command_length,
-                max_len,
-            } => {
-                write!(
-                    f,
-                    "SMPP command_length {command_length} exceeds the cap of {max_len}"
-                )
+            FrameError::CommandLengthTooLong { command_length, max_len } => {
+                write!(f, "SMPP command_length {command_length} exceeds the cap of {max_len}")
             }
         }
     }
@@ -246,15 +237,10 @@ pub fn frame(buf: &[u8], max_len: usize) -> Result<Option<usize>, FrameError> {
         return Ok(None);
     };
     if (len as usize) < HEADER_LEN {
-        return Err(FrameError::CommandLengthTooShort {
-            command_length: len,
-        });
+        return Err(FrameError::CommandLengthTooShort { command_length: len });
     }
     if len as usize > max_len {
-        return Err(FrameError::CommandLengthTooLong {
-            command_length: len,
-            max_len,
-        });
+        return Err(FrameError::CommandLengthTooLong { command_length: len, max_len });
     }
     if buf.len() < len as usize {
         return Ok(None);
@@ -302,15 +288,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(ParseError::TruncatedHeader { len: buf.len() });
         }
         if (len as usize) < HEADER_LEN {
-            return Err(ParseError::CommandLengthTooShort {
-                command_length: len,
-            });
+            return Err(ParseError::CommandLengthTooShort { command_length: len });
         }
         if len as usize > buf.len() {
-            return Err(ParseError::LengthMismatch {
-                command_length: len,
-                buffer_len: buf.len(),
-            });
+            return Err(ParseError::LengthMismatch { command_length: len, buffer_len: buf.len() });
         }
         Ok(())
     }
@@ -402,10 +383,8 @@ mod tests {
     use super::*;
 
     // enquire_link, sequence 1 (SMPP 3.4 §4.11.1: header only).
-    const ENQUIRE_LINK: [u8; 16] = [
-        0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x01,
-    ];
+    const ENQUIRE_LINK: [u8; 16] =
+        [0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01];
 
     #[test]
     fn packet_getters() {
@@ -426,13 +405,7 @@ mod tests {
         p.set_command_status(CommandStatus::ESME_RTHROTTLED);
         p.set_sequence_number(0xdead_beef);
         p.body_mut().copy_from_slice(b"abc\0");
-        assert_eq!(
-            buf,
-            [
-                0, 0, 0, 20, 0x80, 0, 0, 4, 0, 0, 0, 0x58, 0xde, 0xad, 0xbe, 0xef, b'a', b'b',
-                b'c', 0
-            ]
-        );
+        assert_eq!(buf, [0, 0, 0, 20, 0x80, 0, 0, 4, 0, 0, 0, 0x58, 0xde, 0xad, 0xbe, 0xef, b'a', b'b', b'c', 0]);
         let p = Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.command_id(), CommandId::SubmitSmResp);
         assert_eq!(p.command_status(), CommandStatus::ESME_RTHROTTLED);
@@ -441,10 +414,7 @@ mod tests {
 
     #[test]
     fn packet_truncated_and_bad_lengths() {
-        assert_eq!(
-            Packet::new_checked(&ENQUIRE_LINK[..15]).unwrap_err(),
-            ParseError::TruncatedHeader { len: 15 }
-        );
+        assert_eq!(Packet::new_checked(&ENQUIRE_LINK[..15]).unwrap_err(), ParseError::TruncatedHeader { len: 15 });
         let mut short = ENQUIRE_LINK;
         short[3] = 15;
         assert_eq!(
@@ -455,10 +425,7 @@ mod tests {
         long[3] = 17;
         assert_eq!(
             Packet::new_checked(&long[..]).unwrap_err(),
-            ParseError::LengthMismatch {
-                command_length: 17,
-                buffer_len: 16
-            }
+            ParseError::LengthMismatch { command_length: 17, buffer_len: 16 }
         );
         // Unchecked views never panic.
         let p = Packet::new_unchecked(&[0u8, 0, 0][..]);
@@ -478,10 +445,7 @@ mod tests {
         two[16..32].copy_from_slice(&ENQUIRE_LINK);
         assert_eq!(frame(&two, KANNEL_MAX_PDU_LEN), Ok(Some(16)));
         assert_eq!(frame(&two[16..], KANNEL_MAX_PDU_LEN), Ok(Some(16)));
-        assert_eq!(
-            frame(&two[32..], KANNEL_MAX_PDU_LEN),
-            Err(FrameError::CommandLengthTooShort { command_length: 0 })
-        );
+        assert_eq!(frame(&two[32..], KANNEL_MAX_PDU_LEN), Err(FrameError::CommandLengthTooShort { command_length: 0 }));
     }
 
     #[test]
@@ -493,18 +457,12 @@ mod tests {
         );
         assert_eq!(
             frame(&[0, 0, 0x1d, 0x01], KANNEL_MAX_PDU_LEN),
-            Err(FrameError::CommandLengthTooLong {
-                command_length: 7425,
-                max_len: 7424
-            })
+            Err(FrameError::CommandLengthTooLong { command_length: 7425, max_len: 7424 })
         );
         assert_eq!(frame(&[0, 0, 0x1d, 0x00], KANNEL_MAX_PDU_LEN), Ok(None));
         assert_eq!(
             frame(&[0xff, 0xff, 0xff, 0xff], SMPP_MAX_PDU_LEN),
-            Err(FrameError::CommandLengthTooLong {
-                command_length: u32::MAX,
-                max_len: 70_000
-            })
+            Err(FrameError::CommandLengthTooLong { command_length: u32::MAX, max_len: 70_000 })
         );
     }
 
@@ -514,15 +472,9 @@ mod tests {
         assert_eq!(CommandId::from(0x1234), CommandId::Unknown(0x1234));
         assert_eq!(u32::from(CommandId::DataSm), 0x103);
         assert_eq!(CommandId::DeliverSm.name(), Some("deliver_sm"));
-        assert_eq!(
-            CommandId::Unknown(0x1234).to_string(),
-            "command_id 0x00001234"
-        );
+        assert_eq!(CommandId::Unknown(0x1234).to_string(), "command_id 0x00001234");
         assert_eq!(CommandId::SubmitSm.response(), CommandId::SubmitSmResp);
-        assert_eq!(
-            CommandId::EnquireLink.response(),
-            CommandId::EnquireLinkResp
-        );
+        assert_eq!(CommandId::EnquireLink.response(), CommandId::EnquireLinkResp);
         assert_eq!(CommandId::Unknown(0x55).response(), CommandId::GenericNack);
         assert_eq!(CommandId::SubmitSmResp.response(), CommandId::GenericNack);
         assert!(CommandId::GenericNack.is_response());

@@ -71,12 +71,10 @@ pub mod status;
 pub mod tlv;
 
 pub use flags::{EsmClass, MessageType, MessagingMode, RegisteredDelivery, SmeAck, SmscReceipt};
-pub use header::{
-    frame, CommandId, FrameError, Packet, HEADER_LEN, KANNEL_MAX_PDU_LEN, SMPP_MAX_PDU_LEN,
-};
+pub use header::{frame, CommandId, FrameError, Packet, HEADER_LEN, KANNEL_MAX_PDU_LEN, SMPP_MAX_PDU_LEN};
 pub use pdu::{
-    Address, AlertNotification, Bind, BindResp, Body, DataSm, DeliverSm, EmitError, Field,
-    MessageIdResp, Outbind, ParseError, Pdu, SubmitSm, INTERFACE_VERSION_34, INTERFACE_VERSION_50,
+    Address, AlertNotification, Bind, BindResp, Body, DataSm, DeliverSm, EmitError, Field, MessageIdResp, Outbind,
+    ParseError, Pdu, SubmitSm, INTERFACE_VERSION_34, INTERFACE_VERSION_50,
 };
 pub use receipt::{Receipt, ReceiptDate, ReceiptError, ReceiptField, ReceiptStat};
 pub use status::CommandStatus;

@@ -215,38 +215,20 @@ impl fmt::Display for ParseError {
                 write!(f, "SMPP header truncated: {len} of 16 bytes")
             }
             ParseError::CommandLengthTooShort { command_length } => {
-                write!(
-                    f,
-                    "SMPP command_length {command_length} is below the 16-byte header"
-                )
+                write!(f, "SMPP command_length {command_length} is below the 16-byte header")
             }
-            ParseError::LengthMismatch {
-                command_length,
-                buffer_len,
-            } => {
-                write!(
-                    f,
-                    "SMPP command_length {command_length} but {buffer_len} bytes given"
-                )
+            ParseError::LengthMismatch { command_length, buffer_len } => {
+                write!(f, "SMPP command_length {command_length} but {buffer_len} bytes given")
             }
             ParseError::Truncated { field } => write!(f, "SMPP body truncated before {field}"),
             ParseError::MissingNul { field } => {
-                write!(
-                    f,
-                    "SMPP {field} has no NUL terminator before the end of the body"
-                )
+                write!(f, "SMPP {field} has no NUL terminator before the end of the body")
             }
             ParseError::CStringTooLong { field, max } => {
                 write!(f, "SMPP {field} longer than {max} octets (NUL included)")
             }
-            ParseError::BadSmLength {
-                sm_length,
-                available,
-            } => {
-                write!(
-                    f,
-                    "SMPP sm_length {sm_length} invalid ({available} body bytes left)"
-                )
+            ParseError::BadSmLength { sm_length, available } => {
+                write!(f, "SMPP sm_length {sm_length} invalid ({available} body bytes left)")
             }
             ParseError::TrailingBytes { len } => {
                 write!(f, "SMPP PDU has {len} unexpected trailing bytes")
@@ -318,10 +300,7 @@ impl fmt::Display for EmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             EmitError::BufferTooSmall { needed, available } => {
-                write!(
-                    f,
-                    "output buffer too small: {needed} bytes needed, {available} available"
-                )
+                write!(f, "output buffer too small: {needed} bytes needed, {available} available")
             }
             EmitError::CStringTooLong { field, max } => {
                 write!(f, "SMPP {field} longer than {max} octets (NUL included)")
@@ -353,10 +332,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn u8(&mut self, field: Field) -> Result<u8, ParseError> {
-        let (&b, rest) = self
-            .rest
-            .split_first()
-            .ok_or(ParseError::Truncated { field })?;
+        let (&b, rest) = self.rest.split_first().ok_or(ParseError::Truncated { field })?;
         self.rest = rest;
         Ok(b)
     }
@@ -372,19 +348,13 @@ impl<'a> Reader<'a> {
                 self.rest = self.rest.get(nul + 1..).unwrap_or(&[]);
                 Ok(value)
             }
-            None if self.rest.len() >= max as usize => {
-                Err(ParseError::CStringTooLong { field, max })
-            }
+            None if self.rest.len() >= max as usize => Err(ParseError::CStringTooLong { field, max }),
             None => Err(ParseError::MissingNul { field }),
         }
     }
 
     fn address(&mut self, fields: [Field; 3], max: u8) -> Result<Address<'a>, ParseError> {
-        Ok(Address {
-            ton: self.u8(fields[0])?,
-            npi: self.u8(fields[1])?,
-            addr: self.cstr(fields[2], max)?,
-        })
+        Ok(Address { ton: self.u8(fields[0])?, npi: self.u8(fields[1])?, addr: self.cstr(fields[2], max)? })
     }
 
     /// The rest must be a TLV area: validate it and keep it raw.
@@ -399,9 +369,7 @@ impl<'a> Reader<'a> {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(ParseError::TrailingBytes {
-                len: self.rest.len(),
-            })
+            Err(ParseError::TrailingBytes { len: self.rest.len() })
         }
     }
 }
@@ -419,10 +387,7 @@ impl Writer<'_> {
         let available = self.buf.len();
         self.buf
             .get_mut(self.pos..end)
-            .ok_or(EmitError::BufferTooSmall {
-                needed: end,
-                available,
-            })?
+            .ok_or(EmitError::BufferTooSmall { needed: end, available })?
             .copy_from_slice(bytes);
         self.pos = end;
         Ok(())
@@ -448,10 +413,9 @@ impl Writer<'_> {
         let available = self.buf.len();
         let dst = self.buf.get_mut(self.pos..).unwrap_or(&mut []);
         let n = tlvs.emit(dst).map_err(|e| match e {
-            EmitError::BufferTooSmall { needed, .. } => EmitError::BufferTooSmall {
-                needed: self.pos.saturating_add(needed),
-                available,
-            },
+            EmitError::BufferTooSmall { needed, .. } => {
+                EmitError::BufferTooSmall { needed: self.pos.saturating_add(needed), available }
+            }
             other => other,
         })?;
         self.pos = self.pos.saturating_add(n);
@@ -481,16 +445,8 @@ fn clen(s: &[u8]) -> usize {
     s.len().saturating_add(1)
 }
 
-const SOURCE: [Field; 3] = [
-    Field::SourceAddrTon,
-    Field::SourceAddrNpi,
-    Field::SourceAddr,
-];
-const DEST: [Field; 3] = [
-    Field::DestAddrTon,
-    Field::DestAddrNpi,
-    Field::DestinationAddr,
-];
+const SOURCE: [Field; 3] = [Field::SourceAddrTon, Field::SourceAddrNpi, Field::SourceAddr];
+const DEST: [Field; 3] = [Field::DestAddrTon, Field::DestAddrNpi, Field::DestinationAddr];
 const ESME: [Field; 3] = [Field::EsmeAddrTon, Field::EsmeAddrNpi, Field::EsmeAddr];
 
 // ---------------------------------------------------------------------------------------
@@ -540,11 +496,7 @@ impl<'a> Address<'a> {
 
     /// An international E.164 number (TON 1, NPI 1).
     pub const fn international(addr: &'a [u8]) -> Self {
-        Address {
-            ton: Self::TON_INTERNATIONAL,
-            npi: Self::NPI_ISDN,
-            addr,
-        }
+        Address { ton: Self::TON_INTERNATIONAL, npi: Self::NPI_ISDN, addr }
     }
 }
 
@@ -597,11 +549,7 @@ impl<'a> Bind<'a> {
     }
 
     fn body_len(&self) -> usize {
-        clen(self.system_id)
-            + clen(self.password)
-            + clen(self.system_type)
-            + 3
-            + clen(self.address_range)
+        clen(self.system_id) + clen(self.password) + clen(self.system_type) + 3 + clen(self.address_range)
     }
 
     fn emit_body(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
@@ -630,22 +578,15 @@ impl<'a> BindResp<'a> {
     /// Parses a bind_*_resp body; an empty body gives `system_id: None`.
     pub fn parse_body(body: &'a [u8]) -> Result<Self, ParseError> {
         if body.is_empty() {
-            return Ok(BindResp {
-                system_id: None,
-                tlvs: Tlvs::EMPTY,
-            });
+            return Ok(BindResp { system_id: None, tlvs: Tlvs::EMPTY });
         }
         let mut r = Reader { rest: body };
         let system_id = r.cstr(Field::SystemId, max::SYSTEM_ID)?;
-        Ok(BindResp {
-            system_id: Some(system_id),
-            tlvs: r.tlvs()?,
-        })
+        Ok(BindResp { system_id: Some(system_id), tlvs: r.tlvs()? })
     }
 
     fn body_len(&self) -> usize {
-        self.system_id
-            .map_or(0, |s| clen(s) + self.tlvs.encoded_len())
+        self.system_id.map_or(0, |s| clen(s) + self.tlvs.encoded_len())
     }
 
     fn emit_body(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
@@ -754,10 +695,7 @@ impl<'a> SubmitSm<'a> {
         let sm_length = r.u8(Field::SmLength)?;
         let available = r.rest.len();
         if sm_length as usize > max::SHORT_MESSAGE || sm_length as usize > available {
-            return Err(ParseError::BadSmLength {
-                sm_length,
-                available,
-            });
+            return Err(ParseError::BadSmLength { sm_length, available });
         }
         let (short_message, rest) = r.rest.split_at(sm_length as usize);
         r.rest = rest;
@@ -797,20 +735,14 @@ impl<'a> SubmitSm<'a> {
         let sm_length = u8::try_from(self.short_message.len())
             .ok()
             .filter(|&n| n as usize <= max::SHORT_MESSAGE)
-            .ok_or(EmitError::ShortMessageTooLong {
-                len: self.short_message.len(),
-            })?;
+            .ok_or(EmitError::ShortMessageTooLong { len: self.short_message.len() })?;
         w.cstr(Field::ServiceType, self.service_type, max::SERVICE_TYPE)?;
         w.address(SOURCE, &self.source, max::SM_ADDR)?;
         w.address(DEST, &self.destination, max::SM_ADDR)?;
         w.u8(self.esm_class.0)?;
         w.u8(self.protocol_id)?;
         w.u8(self.priority_flag)?;
-        w.cstr(
-            Field::ScheduleDeliveryTime,
-            self.schedule_delivery_time,
-            max::TIME,
-        )?;
+        w.cstr(Field::ScheduleDeliveryTime, self.schedule_delivery_time, max::TIME)?;
         w.cstr(Field::ValidityPeriod, self.validity_period, max::TIME)?;
         w.u8(self.registered_delivery.0)?;
         w.u8(self.replace_if_present_flag)?;
@@ -850,22 +782,15 @@ impl<'a> MessageIdResp<'a> {
     /// [`ParseError::Truncated`].
     pub fn parse_body(body: &'a [u8], body_optional: bool) -> Result<Self, ParseError> {
         if body.is_empty() && body_optional {
-            return Ok(MessageIdResp {
-                message_id: None,
-                tlvs: Tlvs::EMPTY,
-            });
+            return Ok(MessageIdResp { message_id: None, tlvs: Tlvs::EMPTY });
         }
         let mut r = Reader { rest: body };
         let message_id = r.cstr(Field::MessageId, max::MESSAGE_ID)?;
-        Ok(MessageIdResp {
-            message_id: Some(message_id),
-            tlvs: r.tlvs()?,
-        })
+        Ok(MessageIdResp { message_id: Some(message_id), tlvs: r.tlvs()? })
     }
 
     fn body_len(&self) -> usize {
-        self.message_id
-            .map_or(0, |s| clen(s) + self.tlvs.encoded_len())
+        self.message_id.map_or(0, |s| clen(s) + self.tlvs.encoded_len())
     }
 
     fn emit_body(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
@@ -1057,11 +982,7 @@ impl<'a> Body<'a> {
     }
 
     /// Parses the body of a PDU with this command and status.
-    pub fn parse(
-        command_id: CommandId,
-        command_status: CommandStatus,
-        body: &'a [u8],
-    ) -> Result<Self, ParseError> {
+    pub fn parse(command_id: CommandId, command_status: CommandStatus, body: &'a [u8]) -> Result<Self, ParseError> {
         let empty = |b: Body<'a>| {
             if body.is_empty() {
                 Ok(b)
@@ -1075,12 +996,8 @@ impl<'a> Body<'a> {
             CommandId::BindTransmitter => Body::BindTransmitter(Bind::parse_body(body)?),
             CommandId::BindTransceiver => Body::BindTransceiver(Bind::parse_body(body)?),
             CommandId::BindReceiverResp => Body::BindReceiverResp(BindResp::parse_body(body)?),
-            CommandId::BindTransmitterResp => {
-                Body::BindTransmitterResp(BindResp::parse_body(body)?)
-            }
-            CommandId::BindTransceiverResp => {
-                Body::BindTransceiverResp(BindResp::parse_body(body)?)
-            }
+            CommandId::BindTransmitterResp => Body::BindTransmitterResp(BindResp::parse_body(body)?),
+            CommandId::BindTransceiverResp => Body::BindTransceiverResp(BindResp::parse_body(body)?),
             CommandId::Outbind => Body::Outbind(Outbind::parse_body(body)?),
             CommandId::Unbind => empty(Body::Unbind)?,
             CommandId::UnbindResp => empty(Body::UnbindResp)?,
@@ -1093,9 +1010,7 @@ impl<'a> Body<'a> {
             CommandId::SubmitSmResp => Body::SubmitSmResp(MessageIdResp::parse_body(body, error)?),
             CommandId::DeliverSmResp => Body::DeliverSmResp(MessageIdResp::parse_body(body, true)?),
             CommandId::DataSmResp => Body::DataSmResp(MessageIdResp::parse_body(body, error)?),
-            CommandId::AlertNotification => {
-                Body::AlertNotification(AlertNotification::parse_body(body)?)
-            }
+            CommandId::AlertNotification => Body::AlertNotification(AlertNotification::parse_body(body)?),
             command_id => Body::Other { command_id, body },
         })
     }
@@ -1103,18 +1018,10 @@ impl<'a> Body<'a> {
     /// Encoded body length.
     pub fn body_len(&self) -> usize {
         match self {
-            Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => {
-                b.body_len()
-            }
-            Body::BindReceiverResp(b)
-            | Body::BindTransmitterResp(b)
-            | Body::BindTransceiverResp(b) => b.body_len(),
+            Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => b.body_len(),
+            Body::BindReceiverResp(b) | Body::BindTransmitterResp(b) | Body::BindTransceiverResp(b) => b.body_len(),
             Body::Outbind(b) => b.body_len(),
-            Body::Unbind
-            | Body::UnbindResp
-            | Body::EnquireLink
-            | Body::EnquireLinkResp
-            | Body::GenericNack => 0,
+            Body::Unbind | Body::UnbindResp | Body::EnquireLink | Body::EnquireLinkResp | Body::GenericNack => 0,
             Body::SubmitSm(b) | Body::DeliverSm(b) => b.body_len(),
             Body::SubmitSmResp(b) | Body::DeliverSmResp(b) | Body::DataSmResp(b) => b.body_len(),
             Body::DataSm(b) => b.body_len(),
@@ -1125,18 +1032,10 @@ impl<'a> Body<'a> {
 
     fn emit_body(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
         match self {
-            Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => {
-                b.emit_body(w)
-            }
-            Body::BindReceiverResp(b)
-            | Body::BindTransmitterResp(b)
-            | Body::BindTransceiverResp(b) => b.emit_body(w),
+            Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => b.emit_body(w),
+            Body::BindReceiverResp(b) | Body::BindTransmitterResp(b) | Body::BindTransceiverResp(b) => b.emit_body(w),
             Body::Outbind(b) => b.emit_body(w),
-            Body::Unbind
-            | Body::UnbindResp
-            | Body::EnquireLink
-            | Body::EnquireLinkResp
-            | Body::GenericNack => Ok(()),
+            Body::Unbind | Body::UnbindResp | Body::EnquireLink | Body::EnquireLinkResp | Body::GenericNack => Ok(()),
             Body::SubmitSm(b) | Body::DeliverSm(b) => b.emit_body(w),
             Body::SubmitSmResp(b) | Body::DeliverSmResp(b) | Body::DataSmResp(b) => b.emit_body(w),
             Body::DataSm(b) => b.emit_body(w),
@@ -1148,9 +1047,7 @@ impl<'a> Body<'a> {
     /// The TLVs of this body (empty for bodies without TLVs).
     pub fn tlvs(&self) -> Tlvs<'a> {
         match *self {
-            Body::BindReceiverResp(b)
-            | Body::BindTransmitterResp(b)
-            | Body::BindTransceiverResp(b) => b.tlvs,
+            Body::BindReceiverResp(b) | Body::BindTransmitterResp(b) | Body::BindTransceiverResp(b) => b.tlvs,
             Body::SubmitSm(b) | Body::DeliverSm(b) => b.tlvs,
             Body::SubmitSmResp(b) | Body::DeliverSmResp(b) | Body::DataSmResp(b) => b.tlvs,
             Body::DataSm(b) => b.tlvs,
@@ -1175,20 +1072,12 @@ pub struct Pdu<'a> {
 impl<'a> Pdu<'a> {
     /// A request (or successful response) with `ESME_ROK`.
     pub const fn new(sequence_number: u32, body: Body<'a>) -> Self {
-        Pdu {
-            command_status: CommandStatus::ESME_ROK,
-            sequence_number,
-            body,
-        }
+        Pdu { command_status: CommandStatus::ESME_ROK, sequence_number, body }
     }
 
     /// A `generic_nack` with this status (e.g. `ESME_RINVCMDID` for an unknown command).
     pub const fn generic_nack(sequence_number: u32, status: CommandStatus) -> Self {
-        Pdu {
-            command_status: status,
-            sequence_number,
-            body: Body::GenericNack,
-        }
+        Pdu { command_status: status, sequence_number, body: Body::GenericNack }
     }
 
     /// Parses exactly one PDU: `buf.len()` must equal `command_length`.
@@ -1196,10 +1085,7 @@ impl<'a> Pdu<'a> {
         let packet = Packet::new_checked(buf)?;
         let command_length = packet.command_length();
         if command_length as usize != buf.len() {
-            return Err(ParseError::LengthMismatch {
-                command_length,
-                buffer_len: buf.len(),
-            });
+            return Err(ParseError::LengthMismatch { command_length, buffer_len: buf.len() });
         }
         let body = buf.get(HEADER_LEN..).unwrap_or(&[]);
         Ok(Pdu {
@@ -1224,15 +1110,9 @@ impl<'a> Pdu<'a> {
         let len = self.buffer_len();
         let command_length = u32::try_from(len).map_err(|_| EmitError::PduTooLong { len })?;
         if buf.len() < len {
-            return Err(EmitError::BufferTooSmall {
-                needed: len,
-                available: buf.len(),
-            });
+            return Err(EmitError::BufferTooSmall { needed: len, available: buf.len() });
         }
-        let mut w = Writer {
-            buf,
-            pos: HEADER_LEN,
-        };
+        let mut w = Writer { buf, pos: HEADER_LEN };
         self.body.emit_body(&mut w)?;
         debug_assert_eq!(w.pos, len);
         let mut packet = Packet::new_unchecked(&mut w.buf[..]);
@@ -1252,12 +1132,9 @@ impl fmt::Display for Pdu<'_> {
             write!(f, " status={}", self.command_status)?;
         }
         match &self.body {
-            Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => write!(
-                f,
-                " system_id={} version=0x{:02x}",
-                b.system_id.escape_ascii(),
-                b.interface_version
-            ),
+            Body::BindReceiver(b) | Body::BindTransmitter(b) | Body::BindTransceiver(b) => {
+                write!(f, " system_id={} version=0x{:02x}", b.system_id.escape_ascii(), b.interface_version)
+            }
             Body::BindReceiverResp(b) | Body::BindTransmitterResp(b) | Body::BindTransceiverResp(b) => {
                 match b.system_id {
                     Some(s) => write!(f, " system_id={}", s.escape_ascii()),
@@ -1275,12 +1152,10 @@ impl fmt::Display for Pdu<'_> {
                 b.data_coding,
                 b.short_message.len()
             ),
-            Body::SubmitSmResp(b) | Body::DeliverSmResp(b) | Body::DataSmResp(b) => {
-                match b.message_id {
-                    Some(s) => write!(f, " message_id={}", s.escape_ascii()),
-                    None => Ok(()),
-                }
-            }
+            Body::SubmitSmResp(b) | Body::DeliverSmResp(b) | Body::DataSmResp(b) => match b.message_id {
+                Some(s) => write!(f, " message_id={}", s.escape_ascii()),
+                None => Ok(()),
+            },
             Body::DataSm(b) => write!(
                 f,
                 " {} -> {} esm_class=0x{:02x} registered_delivery=0x{:02x} data_coding=0x{:02x}",
@@ -1288,11 +1163,7 @@ impl fmt::Display for Pdu<'_> {
             ),
             Body::AlertNotification(b) => write!(f, " {} esme={}", b.source, b.esme),
             Body::Other { body, .. } => write!(f, " body_len={}", body.len()),
-            Body::Unbind
-            | Body::UnbindResp
-            | Body::EnquireLink
-            | Body::EnquireLinkResp
-            | Body::GenericNack => Ok(()),
+            Body::Unbind | Body::UnbindResp | Body::EnquireLink | Body::EnquireLinkResp | Body::GenericNack => Ok(()),
         }
     }
 }
@@ -1326,10 +1197,7 @@ mod tests {
         let mut small = vec![0u8; bytes.len() - 1];
         assert_eq!(
             pdu.emit(&mut small),
-            Err(EmitError::BufferTooSmall {
-                needed: bytes.len(),
-                available: bytes.len() - 1
-            })
+            Err(EmitError::BufferTooSmall { needed: bytes.len(), available: bytes.len() - 1 })
         );
         // Every truncation fails.
         for cut in 0..bytes.len() {
@@ -1342,10 +1210,9 @@ mod tests {
     // "secret08", system_type "SUBMIT1", interface_version 0x34, addr_ton 1, addr_npi 1,
     // address_range "". command_length 47 = 16 + 10 + 9 + 8 + 3 + 1.
     const BIND_TRANSMITTER: &[u8] = &[
-        0x00, 0x00, 0x00, 0x2F, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x01, b'S', b'M', b'P', b'P', b'3', b'T', b'E', b'S', b'T', 0x00, b's', b'e', b'c', b'r',
-        b'e', b't', b'0', b'8', 0x00, b'S', b'U', b'B', b'M', b'I', b'T', b'1', 0x00, 0x34, 0x01,
-        0x01, 0x00,
+        0x00, 0x00, 0x00, 0x2F, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, b'S', b'M',
+        b'P', b'P', b'3', b'T', b'E', b'S', b'T', 0x00, b's', b'e', b'c', b'r', b'e', b't', b'0', b'8', 0x00, b'S',
+        b'U', b'B', b'M', b'I', b'T', b'1', 0x00, 0x34, 0x01, 0x01, 0x00,
     ];
 
     // submit_sm, SMPP 3.4 §4.4.1 layout: service_type "", 1/1 "447700900123" ->
@@ -1354,14 +1221,14 @@ mod tests {
     // sm_length 5 "hello", user_message_reference (0x0204) = 7.
     // command_length 68 = 16 + 1 + 15 + 15 + 3 + 1 + 1 + 4 + 1 + 5 + 6.
     const SUBMIT_SM: &[u8] = &[
-        0x00, 0x00, 0x00, 0x44, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x02, 0x00, 0x01, 0x01, b'4', b'4', b'7', b'7', b'0', b'0', b'9', b'0', b'0', b'1', b'2',
-        b'3', 0x00, 0x01, 0x01, b'4', b'4', b'7', b'7', b'0', b'0', b'9', b'0', b'0', b'4', b'5',
-        b'6', 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, b'h', b'e', b'l',
-        b'l', b'o', 0x02, 0x04, 0x00, 0x02, 0x00, 0x07,
+        0x00, 0x00, 0x00, 0x44, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01,
+        0x01, b'4', b'4', b'7', b'7', b'0', b'0', b'9', b'0', b'0', b'1', b'2', b'3', 0x00, 0x01, 0x01, b'4', b'4',
+        b'7', b'7', b'0', b'0', b'9', b'0', b'0', b'4', b'5', b'6', 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+        0x00, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o', 0x02, 0x04, 0x00, 0x02, 0x00, 0x07,
     ];
 
-    const RECEIPT_TEXT: &[u8] = b"id:1A2B sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:hello";
+    const RECEIPT_TEXT: &[u8] =
+        b"id:1A2B sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:hello";
 
     fn deliver_sm_receipt() -> Vec<u8> {
         pdu(
@@ -1390,19 +1257,14 @@ mod tests {
     fn bind_transmitter_fixture() {
         let pdu = round_trip(BIND_TRANSMITTER);
         assert_eq!(pdu.sequence_number, 1);
-        let Body::BindTransmitter(b) = pdu.body else {
-            panic!("{pdu:?}")
-        };
+        let Body::BindTransmitter(b) = pdu.body else { panic!("{pdu:?}") };
         assert_eq!(b.system_id, b"SMPP3TEST");
         assert_eq!(b.password, b"secret08");
         assert_eq!(b.system_type, b"SUBMIT1");
         assert_eq!(b.interface_version, INTERFACE_VERSION_34);
         assert_eq!((b.addr_ton, b.addr_npi), (1, 1));
         assert_eq!(b.address_range, b"");
-        assert_eq!(
-            pdu.to_string(),
-            "SMPP bind_transmitter seq=1 system_id=SMPP3TEST version=0x34"
-        );
+        assert_eq!(pdu.to_string(), "SMPP bind_transmitter seq=1 system_id=SMPP3TEST version=0x34");
     }
 
     #[test]
@@ -1417,16 +1279,9 @@ mod tests {
     #[test]
     fn bind_resp_fixtures() {
         // bind_transceiver_resp "SMSC" + sc_interface_version 0x34.
-        let ok = pdu(
-            0x8000_0009,
-            0,
-            1,
-            &[b"SMSC\0", &[0x02, 0x10, 0x00, 0x01, 0x34]],
-        );
+        let ok = pdu(0x8000_0009, 0, 1, &[b"SMSC\0", &[0x02, 0x10, 0x00, 0x01, 0x34]]);
         let p = round_trip(&ok);
-        let Body::BindTransceiverResp(r) = p.body else {
-            panic!()
-        };
+        let Body::BindTransceiverResp(r) = p.body else { panic!() };
         assert_eq!(r.system_id, Some(&b"SMSC"[..]));
         assert_eq!(r.tlvs.sc_interface_version(), Ok(Some(0x34)));
         // Error response without body (ESME_RINVPASWD).
@@ -1434,33 +1289,18 @@ mod tests {
         let p = round_trip(&err);
         assert_eq!(p.command_status, CommandStatus::ESME_RINVPASWD);
         assert_eq!(p.body, Body::BindTransmitterResp(BindResp::default()));
-        assert_eq!(
-            p.to_string(),
-            "SMPP bind_transmitter_resp seq=1 status=ESME_RINVPASWD"
-        );
+        assert_eq!(p.to_string(), "SMPP bind_transmitter_resp seq=1 status=ESME_RINVPASWD");
         // Error response with an empty system_id is also fine.
         let err = pdu(0x8000_0001, 0x0D, 1, &[b"\0"]);
         let p = round_trip(&err);
-        assert_eq!(
-            p.body,
-            Body::BindReceiverResp(BindResp {
-                system_id: Some(b""),
-                tlvs: Tlvs::EMPTY
-            })
-        );
+        assert_eq!(p.body, Body::BindReceiverResp(BindResp { system_id: Some(b""), tlvs: Tlvs::EMPTY }));
     }
 
     #[test]
     fn outbind_and_header_only_pdus() {
         let o = pdu(0x0B, 0, 3, &[b"SMSC\0", b"pw\0"]);
         let p = round_trip(&o);
-        assert_eq!(
-            p.body,
-            Body::Outbind(Outbind {
-                system_id: b"SMSC",
-                password: b"pw"
-            })
-        );
+        assert_eq!(p.body, Body::Outbind(Outbind { system_id: b"SMSC", password: b"pw" }));
         for (id, body) in [
             (0x06, Body::Unbind),
             (0x8000_0006, Body::UnbindResp),
@@ -1483,9 +1323,7 @@ mod tests {
     #[test]
     fn submit_sm_fixture() {
         let pdu = round_trip(SUBMIT_SM);
-        let Body::SubmitSm(sm) = pdu.body else {
-            panic!()
-        };
+        let Body::SubmitSm(sm) = pdu.body else { panic!() };
         assert_eq!(sm.service_type, b"");
         assert_eq!(sm.source, Address::international(b"447700900123"));
         assert_eq!(sm.destination, Address::international(b"447700900456"));
@@ -1504,64 +1342,36 @@ mod tests {
     fn submit_sm_resp_fixtures() {
         let ok = pdu(0x8000_0004, 0, 2, &[b"4f2a9c01\0"]);
         let p = round_trip(&ok);
-        assert_eq!(
-            p.body,
-            Body::SubmitSmResp(MessageIdResp {
-                message_id: Some(b"4f2a9c01"),
-                tlvs: Tlvs::EMPTY
-            })
-        );
+        assert_eq!(p.body, Body::SubmitSmResp(MessageIdResp { message_id: Some(b"4f2a9c01"), tlvs: Tlvs::EMPTY }));
         // Throttled, no body.
         let thr = pdu(0x8000_0004, 0x58, 2, &[]);
-        assert_eq!(
-            round_trip(&thr).body,
-            Body::SubmitSmResp(MessageIdResp::default())
-        );
+        assert_eq!(round_trip(&thr).body, Body::SubmitSmResp(MessageIdResp::default()));
         // Success without message_id is malformed.
         let bad = pdu(0x8000_0004, 0, 2, &[]);
-        assert_eq!(
-            Pdu::parse(&bad),
-            Err(ParseError::Truncated {
-                field: Field::MessageId
-            })
-        );
+        assert_eq!(Pdu::parse(&bad), Err(ParseError::Truncated { field: Field::MessageId }));
         // message_id of 64 characters is the maximum.
         let id = [b'7'; 64];
         let long = pdu(0x8000_0004, 0, 2, &[&id, b"\0"]);
         round_trip(&long);
         let id = [b'7'; 65];
         let too_long = pdu(0x8000_0004, 0, 2, &[&id, b"\0"]);
-        assert_eq!(
-            Pdu::parse(&too_long),
-            Err(ParseError::CStringTooLong {
-                field: Field::MessageId,
-                max: 65
-            })
-        );
+        assert_eq!(Pdu::parse(&too_long), Err(ParseError::CStringTooLong { field: Field::MessageId, max: 65 }));
     }
 
     #[test]
     fn deliver_sm_receipt_fixture() {
         let bytes = deliver_sm_receipt();
         let p = round_trip(&bytes);
-        let Body::DeliverSm(sm) = p.body else {
-            panic!()
-        };
+        let Body::DeliverSm(sm) = p.body else { panic!() };
         assert!(sm.esm_class.is_receipt());
         assert_eq!(sm.short_message, RECEIPT_TEXT);
         assert_eq!(sm.tlvs.receipted_message_id(), Ok(Some(&b"1A2B"[..])));
         assert_eq!(sm.tlvs.message_state(), Ok(Some(MessageState::Delivered)));
         // Emit the same receipt from a TLV list and from a TlvWriter area.
-        let list = [
-            Tlv::new(TlvTag::RECEIPTED_MESSAGE_ID, b"1A2B\0"),
-            Tlv::new(TlvTag::MESSAGE_STATE, &[2]),
-        ];
+        let list = [Tlv::new(TlvTag::RECEIPTED_MESSAGE_ID, b"1A2B\0"), Tlv::new(TlvTag::MESSAGE_STATE, &[2])];
         let mut area = [0u8; 32];
         let mut w = TlvWriter::new(&mut area);
-        w.receipted_message_id(b"1A2B")
-            .unwrap()
-            .message_state(MessageState::Delivered)
-            .unwrap();
+        w.receipted_message_id(b"1A2B").unwrap().message_state(MessageState::Delivered).unwrap();
         for tlvs in [Tlvs::List(&list), Tlvs::Raw(w.as_bytes())] {
             let built = Pdu::new(
                 9,
@@ -1583,16 +1393,10 @@ mod tests {
         let resp = pdu(0x8000_0005, 0, 9, &[b"\0"]);
         assert_eq!(
             round_trip(&resp).body,
-            Body::DeliverSmResp(MessageIdResp {
-                message_id: Some(b""),
-                tlvs: Tlvs::EMPTY
-            })
+            Body::DeliverSmResp(MessageIdResp { message_id: Some(b""), tlvs: Tlvs::EMPTY })
         );
         let resp = pdu(0x8000_0005, 0, 9, &[]);
-        assert_eq!(
-            round_trip(&resp).body,
-            Body::DeliverSmResp(MessageIdResp::default())
-        );
+        assert_eq!(round_trip(&resp).body, Body::DeliverSmResp(MessageIdResp::default()));
     }
 
     #[test]
@@ -1621,52 +1425,24 @@ mod tests {
         assert!(d.esm_class.udhi());
         assert_eq!(d.data_coding, 8);
         assert_eq!(d.tlvs.message_payload(), Some(&[0xAA, 0xBB, 0xCC][..]));
-        let resp = pdu(
-            0x8000_0103,
-            0,
-            11,
-            &[b"abc\0", &[0x04, 0x25, 0x00, 0x01, 0x00]],
-        );
+        let resp = pdu(0x8000_0103, 0, 11, &[b"abc\0", &[0x04, 0x25, 0x00, 0x01, 0x00]]);
         let p = round_trip(&resp);
-        let Body::DataSmResp(r) = p.body else {
-            panic!()
-        };
+        let Body::DataSmResp(r) = p.body else { panic!() };
         assert_eq!(r.message_id, Some(&b"abc"[..]));
-        assert_eq!(
-            r.tlvs.get(TlvTag::DELIVERY_FAILURE_REASON).unwrap().value,
-            &[0]
-        );
+        assert_eq!(r.tlvs.get(TlvTag::DELIVERY_FAILURE_REASON).unwrap().value, &[0]);
         let fail = pdu(0x8000_0103, 0xFE, 11, &[]);
-        assert_eq!(
-            round_trip(&fail).body,
-            Body::DataSmResp(MessageIdResp::default())
-        );
+        assert_eq!(round_trip(&fail).body, Body::DataSmResp(MessageIdResp::default()));
     }
 
     #[test]
     fn alert_notification_fixture() {
-        let bytes = pdu(
-            0x0000_0102,
-            0,
-            12,
-            &[
-                &[1, 1],
-                b"447700900123\0",
-                &[0, 0],
-                b"iwf\0",
-                &[0x04, 0x22, 0x00, 0x01, 0x00],
-            ],
-        );
+        let bytes =
+            pdu(0x0000_0102, 0, 12, &[&[1, 1], b"447700900123\0", &[0, 0], b"iwf\0", &[0x04, 0x22, 0x00, 0x01, 0x00]]);
         let p = round_trip(&bytes);
-        let Body::AlertNotification(a) = p.body else {
-            panic!()
-        };
+        let Body::AlertNotification(a) = p.body else { panic!() };
         assert_eq!(a.source, Address::international(b"447700900123"));
         assert_eq!(a.esme, Address::new(0, 0, b"iwf"));
-        assert_eq!(
-            a.tlvs.get(TlvTag::MS_AVAILABILITY_STATUS).unwrap().value,
-            &[0]
-        );
+        assert_eq!(a.tlvs.get(TlvTag::MS_AVAILABILITY_STATUS).unwrap().value, &[0]);
     }
 
     #[test]
@@ -1676,132 +1452,55 @@ mod tests {
         assert_eq!(p.command_id(), CommandId::QuerySm);
         let u = pdu(0x0001_0000, 0, 5, &[b"zz"]);
         let p = round_trip(&u);
-        assert_eq!(
-            p.body,
-            Body::Other {
-                command_id: CommandId::Unknown(0x1_0000),
-                body: b"zz"
-            }
-        );
+        assert_eq!(p.body, Body::Other { command_id: CommandId::Unknown(0x1_0000), body: b"zz" });
         assert_eq!(p.to_string(), "SMPP command_id 0x00010000 seq=5 body_len=2");
     }
 
     #[test]
     fn header_errors() {
-        assert_eq!(
-            Pdu::parse(&SUBMIT_SM[..10]),
-            Err(ParseError::TruncatedHeader { len: 10 })
-        );
+        assert_eq!(Pdu::parse(&SUBMIT_SM[..10]), Err(ParseError::TruncatedHeader { len: 10 }));
         let mut v = SUBMIT_SM.to_vec();
         v[3] = 0x0F;
-        assert_eq!(
-            Pdu::parse(&v),
-            Err(ParseError::CommandLengthTooShort { command_length: 15 })
-        );
+        assert_eq!(Pdu::parse(&v), Err(ParseError::CommandLengthTooShort { command_length: 15 }));
         v[3] = 0x45; // claims one byte more than given
-        assert_eq!(
-            Pdu::parse(&v),
-            Err(ParseError::LengthMismatch {
-                command_length: 0x45,
-                buffer_len: 0x44
-            })
-        );
+        assert_eq!(Pdu::parse(&v), Err(ParseError::LengthMismatch { command_length: 0x45, buffer_len: 0x44 }));
         v[3] = 0x43; // one byte less: trailing byte outside the PDU
-        assert_eq!(
-            Pdu::parse(&v),
-            Err(ParseError::LengthMismatch {
-                command_length: 0x43,
-                buffer_len: 0x44
-            })
-        );
+        assert_eq!(Pdu::parse(&v), Err(ParseError::LengthMismatch { command_length: 0x43, buffer_len: 0x44 }));
         let mut v = SUBMIT_SM.to_vec();
         v.push(0);
-        assert!(matches!(
-            Pdu::parse(&v),
-            Err(ParseError::LengthMismatch { .. })
-        ));
+        assert!(matches!(Pdu::parse(&v), Err(ParseError::LengthMismatch { .. })));
     }
 
     #[test]
     fn cstring_errors() {
         // system_id of 16 characters: no NUL within 16 octets.
-        let bytes = pdu(
-            0x02,
-            0,
-            1,
-            &[b"ABCDEFGHIJKLMNOP\0pw\0\0", &[0x34, 0, 0], b"\0"],
-        );
+        let bytes = pdu(0x02, 0, 1, &[b"ABCDEFGHIJKLMNOP\0pw\0\0", &[0x34, 0, 0], b"\0"]);
+        assert_eq!(Pdu::parse(&bytes), Err(ParseError::CStringTooLong { field: Field::SystemId, max: 16 }));
         assert_eq!(
-            Pdu::parse(&bytes),
-            Err(ParseError::CStringTooLong {
-                field: Field::SystemId,
-                max: 16
-            })
-        );
-        assert_eq!(
-            ParseError::CStringTooLong {
-                field: Field::SystemId,
-                max: 16
-            }
-            .command_status(),
+            ParseError::CStringTooLong { field: Field::SystemId, max: 16 }.command_status(),
             CommandStatus::ESME_RINVSYSID
         );
         // password of 9 characters.
-        let bytes = pdu(
-            0x02,
-            0,
-            1,
-            &[b"id\0", b"123456789\0", b"\0", &[0x34, 0, 0], b"\0"],
-        );
-        assert_eq!(
-            Pdu::parse(&bytes),
-            Err(ParseError::CStringTooLong {
-                field: Field::Password,
-                max: 9
-            })
-        );
+        let bytes = pdu(0x02, 0, 1, &[b"id\0", b"123456789\0", b"\0", &[0x34, 0, 0], b"\0"]);
+        assert_eq!(Pdu::parse(&bytes), Err(ParseError::CStringTooLong { field: Field::Password, max: 9 }));
         // Missing NUL at the end of the body.
-        let bytes = pdu(
-            0x02,
-            0,
-            1,
-            &[b"id\0", b"pw\0", b"\0", &[0x34, 0, 0], b"range"],
-        );
-        assert_eq!(
-            Pdu::parse(&bytes),
-            Err(ParseError::MissingNul {
-                field: Field::AddressRange
-            })
-        );
+        let bytes = pdu(0x02, 0, 1, &[b"id\0", b"pw\0", b"\0", &[0x34, 0, 0], b"range"]);
+        assert_eq!(Pdu::parse(&bytes), Err(ParseError::MissingNul { field: Field::AddressRange }));
         // Missing field.
         let bytes = pdu(0x02, 0, 1, &[b"id\0", b"pw\0", b"\0", &[0x34]]);
-        assert_eq!(
-            Pdu::parse(&bytes),
-            Err(ParseError::Truncated {
-                field: Field::AddrTon
-            })
-        );
+        assert_eq!(Pdu::parse(&bytes), Err(ParseError::Truncated { field: Field::AddrTon }));
         // Trailing bytes after a bind.
         let mut bytes = BIND_TRANSMITTER.to_vec();
         bytes.push(0xAA);
         bytes[3] += 1;
-        assert_eq!(
-            Pdu::parse(&bytes),
-            Err(ParseError::TrailingBytes { len: 1 })
-        );
+        assert_eq!(Pdu::parse(&bytes), Err(ParseError::TrailingBytes { len: 1 }));
         // source_addr of 21 digits in submit_sm.
         let mut v = SUBMIT_SM.to_vec();
         let addr = [b'1'; 21];
         v.splice(19..31, addr.iter().copied());
         v[3] = v.len() as u8;
         let err = Pdu::parse(&v).unwrap_err();
-        assert_eq!(
-            err,
-            ParseError::CStringTooLong {
-                field: Field::SourceAddr,
-                max: 21
-            }
-        );
+        assert_eq!(err, ParseError::CStringTooLong { field: Field::SourceAddr, max: 21 });
         assert_eq!(err.command_status(), CommandStatus::ESME_RINVSRCADR);
     }
 
@@ -1811,19 +1510,9 @@ mod tests {
         // body end instead.
         let mut v = SUBMIT_SM.to_vec();
         v[56] = 200;
+        assert_eq!(Pdu::parse(&v), Err(ParseError::BadSmLength { sm_length: 200, available: 11 }));
         assert_eq!(
-            Pdu::parse(&v),
-            Err(ParseError::BadSmLength {
-                sm_length: 200,
-                available: 11
-            })
-        );
-        assert_eq!(
-            ParseError::BadSmLength {
-                sm_length: 200,
-                available: 11
-            }
-            .command_status(),
+            ParseError::BadSmLength { sm_length: 200, available: 11 }.command_status(),
             CommandStatus::ESME_RINVMSGLEN
         );
         // sm_length 255 is invalid even when the bytes are there.
@@ -1832,25 +1521,9 @@ mod tests {
             0x04,
             0,
             1,
-            &[
-                b"\0",
-                &[1, 1],
-                b"1\0",
-                &[1, 1],
-                b"2\0",
-                &[0, 0, 0],
-                b"\0\0",
-                &[0, 0, 0, 0, 255],
-                &filler,
-            ],
+            &[b"\0", &[1, 1], b"1\0", &[1, 1], b"2\0", &[0, 0, 0], b"\0\0", &[0, 0, 0, 0, 255], &filler],
         );
-        assert_eq!(
-            Pdu::parse(&bytes),
-            Err(ParseError::BadSmLength {
-                sm_length: 255,
-                available: 255
-            })
-        );
+        assert_eq!(Pdu::parse(&bytes), Err(ParseError::BadSmLength { sm_length: 255, available: 255 }));
         // sm_length shifted by one makes the TLV area malformed.
         let mut v = SUBMIT_SM.to_vec();
         v[56] = 6;
@@ -1865,79 +1538,31 @@ mod tests {
         let err = Pdu::parse(&v).unwrap_err();
         assert_eq!(
             err,
-            ParseError::Tlv(TlvError::TruncatedValue {
-                tag: TlvTag::USER_MESSAGE_REFERENCE,
-                length: 2,
-                available: 1
-            })
+            ParseError::Tlv(TlvError::TruncatedValue { tag: TlvTag::USER_MESSAGE_REFERENCE, length: 2, available: 1 })
         );
         assert_eq!(err.command_status(), CommandStatus::ESME_RINVOPTPARSTREAM);
-        assert_eq!(
-            err.to_string(),
-            "SMPP TLV user_message_reference length 2 exceeds the 1 bytes left"
-        );
+        assert_eq!(err.to_string(), "SMPP TLV user_message_reference length 2 exceeds the 1 bytes left");
     }
 
     #[test]
     fn emit_errors() {
         let mut buf = [0u8; 512];
-        let long_sys = Pdu::new(
-            1,
-            Body::BindTransceiver(Bind {
-                system_id: &[b'a'; 16],
-                ..Bind::default()
-            }),
-        );
-        assert_eq!(
-            long_sys.emit(&mut buf),
-            Err(EmitError::CStringTooLong {
-                field: Field::SystemId,
-                max: 16
-            })
-        );
-        let nul = Pdu::new(
-            1,
-            Body::Outbind(Outbind {
-                system_id: b"a\0b",
-                password: b"",
-            }),
-        );
-        assert_eq!(
-            nul.emit(&mut buf),
-            Err(EmitError::ContainsNul {
-                field: Field::SystemId
-            })
-        );
+        let long_sys = Pdu::new(1, Body::BindTransceiver(Bind { system_id: &[b'a'; 16], ..Bind::default() }));
+        assert_eq!(long_sys.emit(&mut buf), Err(EmitError::CStringTooLong { field: Field::SystemId, max: 16 }));
+        let nul = Pdu::new(1, Body::Outbind(Outbind { system_id: b"a\0b", password: b"" }));
+        assert_eq!(nul.emit(&mut buf), Err(EmitError::ContainsNul { field: Field::SystemId }));
         let text = [b'x'; 255];
-        let sm = Pdu::new(
-            1,
-            Body::SubmitSm(SubmitSm {
-                short_message: &text,
-                ..SubmitSm::default()
-            }),
-        );
-        assert_eq!(
-            sm.emit(&mut buf),
-            Err(EmitError::ShortMessageTooLong { len: 255 })
-        );
+        let sm = Pdu::new(1, Body::SubmitSm(SubmitSm { short_message: &text, ..SubmitSm::default() }));
+        assert_eq!(sm.emit(&mut buf), Err(EmitError::ShortMessageTooLong { len: 255 }));
         let list = [Tlv::new(TlvTag::SC_INTERFACE_VERSION, &[0x34])];
         let resp = Pdu {
             command_status: CommandStatus::ESME_RBINDFAIL,
             sequence_number: 1,
-            body: Body::BindTransmitterResp(BindResp {
-                system_id: None,
-                tlvs: Tlvs::List(&list),
-            }),
+            body: Body::BindTransmitterResp(BindResp { system_id: None, tlvs: Tlvs::List(&list) }),
         };
         assert_eq!(resp.emit(&mut buf), Err(EmitError::TlvsWithoutBody));
         let bad_area = [0x00, 0x1E, 0x00];
-        let resp = Pdu::new(
-            1,
-            Body::DataSmResp(MessageIdResp {
-                message_id: Some(b"1"),
-                tlvs: Tlvs::Raw(&bad_area),
-            }),
-        );
+        let resp = Pdu::new(1, Body::DataSmResp(MessageIdResp { message_id: Some(b"1"), tlvs: Tlvs::Raw(&bad_area) }));
         assert!(matches!(resp.emit(&mut buf), Err(EmitError::BadTlv(_))));
     }
 

@@ -129,10 +129,7 @@ impl fmt::Display for ReceiptError {
             ReceiptError::CountTooLarge { field } => write!(f, "receipt {field} exceeds 999"),
             ReceiptError::BadErr => f.write_str("receipt err is not 3 alphanumerics"),
             ReceiptError::BufferTooSmall { needed, available } => {
-                write!(
-                    f,
-                    "output buffer too small: {needed} bytes needed, {available} available"
-                )
+                write!(f, "output buffer too small: {needed} bytes needed, {available} available")
             }
         }
     }
@@ -160,14 +157,7 @@ pub struct ReceiptDate {
 impl ReceiptDate {
     /// A validated date.
     pub fn new(yy: u8, mm: u8, dd: u8, hh: u8, mi: u8, ss: Option<u8>) -> Option<Self> {
-        let d = ReceiptDate {
-            yy,
-            mm,
-            dd,
-            hh,
-            mi,
-            ss,
-        };
+        let d = ReceiptDate { yy, mm, dd, hh, mi, ss };
         d.is_valid().then_some(d)
     }
 
@@ -189,21 +179,14 @@ impl ReceiptDate {
             let pair = digits.get(i..i + 2)?;
             Some((pair[0] - b'0') * 10 + (pair[1] - b'0'))
         };
-        let ss = if digits.len() == 12 {
-            Some(two(10)?)
-        } else {
-            None
-        };
+        let ss = if digits.len() == 12 { Some(two(10)?) } else { None };
         ReceiptDate::new(two(0)?, two(2)?, two(4)?, two(6)?, two(8)?, ss)
     }
 
     /// The canonical 10-digit form (seconds dropped).
     pub fn to_digits(&self) -> [u8; 10] {
         let mut out = [0u8; 10];
-        for (i, v) in [self.yy, self.mm, self.dd, self.hh, self.mi]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, v) in [self.yy, self.mm, self.dd, self.hh, self.mi].into_iter().enumerate() {
             out[2 * i] = b'0' + v / 10 % 10;
             out[2 * i + 1] = b'0' + v % 10;
         }
@@ -218,11 +201,7 @@ impl ReceiptDate {
 
 impl fmt::Display for ReceiptDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02}{:02}{:02}{:02}{:02}",
-            self.yy, self.mm, self.dd, self.hh, self.mi
-        )?;
+        write!(f, "{:02}{:02}{:02}{:02}{:02}", self.yy, self.mm, self.dd, self.hh, self.mi)?;
         if let Some(ss) = self.ss {
             write!(f, "{ss:02}")?;
         }
@@ -276,9 +255,7 @@ impl<'a> ReceiptStat<'a> {
                 return Ok(*stat);
             }
         }
-        core::str::from_utf8(value)
-            .map(ReceiptStat::Other)
-            .map_err(|_| ReceiptError::BadStat)
+        core::str::from_utf8(value).map(ReceiptStat::Other).map_err(|_| ReceiptError::BadStat)
     }
 
     /// The canonical 7-character code (`DELIVRD`), or the [`ReceiptStat::Other`] text.
@@ -309,9 +286,7 @@ impl<'a> ReceiptStat<'a> {
             ReceiptStat::Rejected => MessageState::Rejected,
             ReceiptStat::Enroute => MessageState::Enroute,
             ReceiptStat::Other(s) if s.eq_ignore_ascii_case("SKIPPED") => MessageState::Skipped,
-            ReceiptStat::Other(s)
-                if s.eq_ignore_ascii_case("SCHEDUL") || s.eq_ignore_ascii_case("SCHEDULED") =>
-            {
+            ReceiptStat::Other(s) if s.eq_ignore_ascii_case("SCHEDUL") || s.eq_ignore_ascii_case("SCHEDULED") => {
                 MessageState::Scheduled
             }
             ReceiptStat::Other(_) => return None,
@@ -368,12 +343,7 @@ fn is_space(b: u8) -> bool {
 }
 
 fn word_end(input: &[u8], from: usize) -> usize {
-    let run = input
-        .get(from..)
-        .unwrap_or(&[])
-        .iter()
-        .take_while(|b| b.is_ascii_alphabetic() || **b == b'_')
-        .count();
+    let run = input.get(from..).unwrap_or(&[]).iter().take_while(|b| b.is_ascii_alphabetic() || **b == b'_').count();
     from + run
 }
 
@@ -400,25 +370,13 @@ fn match_key(input: &[u8], pos: usize) -> Option<(ReceiptField, usize)> {
         (ReceiptField::DoneDate, end)
     } else if is("submit") || is("done") {
         // "submit date", with any run of spaces between the two words.
-        let gap = input
-            .get(end..)?
-            .iter()
-            .take_while(|&&b| b == b' ' || b == b'\t')
-            .count();
+        let gap = input.get(end..)?.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
         let date_start = end + gap;
         let date_end = word_end(input, date_start);
-        if gap == 0
-            || !input
-                .get(date_start..date_end)?
-                .eq_ignore_ascii_case(b"date")
-        {
+        if gap == 0 || !input.get(date_start..date_end)?.eq_ignore_ascii_case(b"date") {
             return None;
         }
-        let field = if is("submit") {
-            ReceiptField::SubmitDate
-        } else {
-            ReceiptField::DoneDate
-        };
+        let field = if is("submit") { ReceiptField::SubmitDate } else { ReceiptField::DoneDate };
         (field, date_end)
     } else {
         return None;
@@ -476,16 +434,12 @@ impl<'a> Receipt<'a> {
             match field {
                 ReceiptField::Id if r.id.is_none() => r.id = Some(value),
                 ReceiptField::Sub if r.sub.is_none() => r.sub = Some(parse_count(value, field)?),
-                ReceiptField::Dlvrd if r.dlvrd.is_none() => {
-                    r.dlvrd = Some(parse_count(value, field)?)
-                }
+                ReceiptField::Dlvrd if r.dlvrd.is_none() => r.dlvrd = Some(parse_count(value, field)?),
                 ReceiptField::SubmitDate if r.submit_date.is_none() => {
-                    r.submit_date =
-                        Some(ReceiptDate::parse(value).ok_or(ReceiptError::BadDate { field })?)
+                    r.submit_date = Some(ReceiptDate::parse(value).ok_or(ReceiptError::BadDate { field })?)
                 }
                 ReceiptField::DoneDate if r.done_date.is_none() => {
-                    r.done_date =
-                        Some(ReceiptDate::parse(value).ok_or(ReceiptError::BadDate { field })?)
+                    r.done_date = Some(ReceiptDate::parse(value).ok_or(ReceiptError::BadDate { field })?)
                 }
                 ReceiptField::Stat if r.stat.is_none() => r.stat = Some(ReceiptStat::parse(value)?),
                 ReceiptField::Err if r.err.is_none() => r.err = Some(value),
@@ -510,9 +464,7 @@ impl<'a> Receipt<'a> {
         if err.is_empty() || !err.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        err.iter().try_fold(0u32, |n, d| {
-            n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
-        })
+        err.iter().try_fold(0u32, |n, d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
     }
 
     /// Length of the canonical text [`Receipt::emit`] writes.
@@ -521,9 +473,7 @@ impl<'a> Receipt<'a> {
     }
 
     fn canonical(&self) -> Result<Canonical<'a>, ReceiptError> {
-        let id = self.id.ok_or(ReceiptError::MissingField {
-            field: ReceiptField::Id,
-        })?;
+        let id = self.id.ok_or(ReceiptError::MissingField { field: ReceiptField::Id })?;
         if id.len() > RECEIPT_ID_MAX {
             return Err(ReceiptError::IdTooLong { len: id.len() });
         }
@@ -531,37 +481,27 @@ impl<'a> Receipt<'a> {
         if id.is_empty() || !id.iter().fold(true, |ok, b| ok & b.is_ascii_graphic()) {
             return Err(ReceiptError::BadId);
         }
-        let stat = self.stat.ok_or(ReceiptError::MissingField {
-            field: ReceiptField::Stat,
-        })?;
+        let stat = self.stat.ok_or(ReceiptError::MissingField { field: ReceiptField::Stat })?;
         let stat = stat.as_str().as_bytes();
         if stat.is_empty() || stat.len() > 7 || !stat.iter().all(u8::is_ascii_alphanumeric) {
             return Err(ReceiptError::BadStat);
         }
-        let submit =
-            self.submit_date
-                .filter(ReceiptDate::is_valid)
-                .ok_or(ReceiptError::MissingField {
-                    field: ReceiptField::SubmitDate,
-                })?;
-        let done =
-            self.done_date
-                .filter(ReceiptDate::is_valid)
-                .ok_or(ReceiptError::MissingField {
-                    field: ReceiptField::DoneDate,
-                })?;
+        let submit = self
+            .submit_date
+            .filter(ReceiptDate::is_valid)
+            .ok_or(ReceiptError::MissingField { field: ReceiptField::SubmitDate })?;
+        let done = self
+            .done_date
+            .filter(ReceiptDate::is_valid)
+            .ok_or(ReceiptError::MissingField { field: ReceiptField::DoneDate })?;
         let delivered = self.stat == Some(ReceiptStat::Delivered);
         let sub = self.sub.unwrap_or(1);
         let dlvrd = self.dlvrd.unwrap_or(u16::from(delivered));
         if sub > 999 {
-            return Err(ReceiptError::CountTooLarge {
-                field: ReceiptField::Sub,
-            });
+            return Err(ReceiptError::CountTooLarge { field: ReceiptField::Sub });
         }
         if dlvrd > 999 {
-            return Err(ReceiptError::CountTooLarge {
-                field: ReceiptField::Dlvrd,
-            });
+            return Err(ReceiptError::CountTooLarge { field: ReceiptField::Dlvrd });
         }
         let mut err = [b'0'; 3];
         let mut err_len = 3;
@@ -572,10 +512,7 @@ impl<'a> Receipt<'a> {
                 err = [a, b, c];
             }
             Some(e) if !e.is_empty() && e.iter().all(u8::is_ascii_digit) => {
-                let code = self
-                    .err_code()
-                    .filter(|&c| c <= 999)
-                    .ok_or(ReceiptError::BadErr)?;
+                let code = self.err_code().filter(|&c| c <= 999).ok_or(ReceiptError::BadErr)?;
                 err = digits3(code as u16);
             }
             Some(e) if (1..=3).contains(&e.len()) && e.iter().all(u8::is_ascii_alphanumeric) => {
@@ -617,10 +554,7 @@ impl<'a> Receipt<'a> {
         let c = self.canonical()?;
         let needed = c.len();
         if buf.len() < needed {
-            return Err(ReceiptError::BufferTooSmall {
-                needed,
-                available: buf.len(),
-            });
+            return Err(ReceiptError::BufferTooSmall { needed, available: buf.len() });
         }
         let parts: [&[u8]; 16] = [
             b"id:",
@@ -644,9 +578,7 @@ impl<'a> Receipt<'a> {
         let mut pos = 0usize;
         for part in parts {
             let end = pos + part.len();
-            buf.get_mut(pos..end)
-                .ok_or(ReceiptError::BufferTooSmall { needed, available })?
-                .copy_from_slice(part);
+            buf.get_mut(pos..end).ok_or(ReceiptError::BufferTooSmall { needed, available })?.copy_from_slice(part);
             pos = end;
         }
         Ok(pos)
@@ -675,11 +607,7 @@ impl Canonical<'_> {
 }
 
 fn digits3(n: u16) -> [u8; 3] {
-    [
-        b'0' + (n / 100 % 10) as u8,
-        b'0' + (n / 10 % 10) as u8,
-        b'0' + (n % 10) as u8,
-    ]
+    [b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
 }
 
 fn parse_count(value: &[u8], field: ReceiptField) -> Result<u16, ReceiptError> {
@@ -688,9 +616,7 @@ fn parse_count(value: &[u8], field: ReceiptField) -> Result<u16, ReceiptError> {
     }
     value
         .iter()
-        .try_fold(0u16, |n, d| {
-            n.checked_mul(10)?.checked_add(u16::from(d - b'0'))
-        })
+        .try_fold(0u16, |n, d| n.checked_mul(10)?.checked_add(u16::from(d - b'0')))
         .ok_or(ReceiptError::BadCount { field })
 }
 
@@ -754,7 +680,10 @@ mod tests {
 
     #[test]
     fn kannel_shape_with_empty_text() {
-        let r = Receipt::parse(b"id:1234567890 sub:001 dlvrd:001 submit date:1402131200 done date:1402131201 stat:DELIVRD err:000 text:").unwrap();
+        let r = Receipt::parse(
+            b"id:1234567890 sub:001 dlvrd:001 submit date:1402131200 done date:1402131201 stat:DELIVRD err:000 text:",
+        )
+        .unwrap();
         assert_eq!(r.id, Some(&b"1234567890"[..]));
         assert_eq!(r.text, Some(&b""[..]));
         assert_eq!(r.done_date, date("1402131201"));
@@ -778,7 +707,10 @@ mod tests {
 
     #[test]
     fn twelve_digit_dates() {
-        let r = Receipt::parse(b"id:9876 sub:001 dlvrd:000 submit date:130303121255 done date:130303121301 stat:EXPIRED err:027 text:x").unwrap();
+        let r = Receipt::parse(
+            b"id:9876 sub:001 dlvrd:000 submit date:130303121255 done date:130303121301 stat:EXPIRED err:027 text:x",
+        )
+        .unwrap();
         assert_eq!(r.submit_date, ReceiptDate::new(13, 3, 3, 12, 12, Some(55)));
         assert_eq!(r.done_date.unwrap().ss, Some(1));
         assert_eq!(r.message_state(), Some(MessageState::Expired));
@@ -791,7 +723,10 @@ mod tests {
 
     #[test]
     fn numeric_err_is_zero_padded() {
-        let base = Receipt::parse(b"id:42 sub:001 dlvrd:000 submit date:2401011200 done date:2401011300 stat:UNDELIV err:000 text:").unwrap();
+        let base = Receipt::parse(
+            b"id:42 sub:001 dlvrd:000 submit date:2401011200 done date:2401011300 stat:UNDELIV err:000 text:",
+        )
+        .unwrap();
         for (err, want) in [
             (&b"7"[..], Some(&b"007"[..])),
             (b"42", Some(b"042")),
@@ -802,10 +737,7 @@ mod tests {
             (b"1a3", Some(b"1a3")),
             (b"1 3", None),
         ] {
-            let r = Receipt {
-                err: Some(err),
-                ..base
-            };
+            let r = Receipt { err: Some(err), ..base };
             let mut buf = [0u8; RECEIPT_MAX_LEN];
             match (r.emit(&mut buf), want) {
                 (Ok(n), Some(w)) => assert!(buf[..n].ends_with(&[b"err:", w, b" text:"].concat())),
@@ -817,7 +749,10 @@ mod tests {
 
     #[test]
     fn alphanumeric_err() {
-        let r = Receipt::parse(b"id:42 sub:001 dlvrd:000 submit date:2401011200 done date:2401011300 stat:REJECTD err:G0B text:").unwrap();
+        let r = Receipt::parse(
+            b"id:42 sub:001 dlvrd:000 submit date:2401011200 done date:2401011300 stat:REJECTD err:G0B text:",
+        )
+        .unwrap();
         assert_eq!(r.err, Some(&b"G0B"[..]));
         assert_eq!(r.err_code(), None);
         assert_eq!(r.message_state(), Some(MessageState::Rejected));
@@ -826,10 +761,7 @@ mod tests {
 
     #[test]
     fn missing_sub_dlvrd_and_text() {
-        let r = Receipt::parse(
-            b"id:12345 submit date:2401011200 done date:2401011201 stat:DELIVRD err:0",
-        )
-        .unwrap();
+        let r = Receipt::parse(b"id:12345 submit date:2401011200 done date:2401011201 stat:DELIVRD err:0").unwrap();
         assert_eq!((r.sub, r.dlvrd, r.text), (None, None, None));
         assert_eq!(r.err_code(), Some(0));
         assert_eq!(
@@ -840,7 +772,10 @@ mod tests {
 
     #[test]
     fn upper_case_keys_lower_case_stat_hex_id() {
-        let r = Receipt::parse(b"ID:4f2a9c01 SUB:001 DLVRD:001 SUBMIT DATE:2401011200 DONE DATE:2401011201 STAT:delivrd ERR:000 TEXT:abc").unwrap();
+        let r = Receipt::parse(
+            b"ID:4f2a9c01 SUB:001 DLVRD:001 SUBMIT DATE:2401011200 DONE DATE:2401011201 STAT:delivrd ERR:000 TEXT:abc",
+        )
+        .unwrap();
         assert_eq!(r.id, Some(&b"4f2a9c01"[..]));
         assert_eq!(r.stat, Some(ReceiptStat::Delivered));
         assert_eq!(r.submit_date, date("2401011200"));
@@ -849,7 +784,10 @@ mod tests {
 
     #[test]
     fn leading_zeros_and_extra_spaces() {
-        let r = Receipt::parse(b"id:000000123  sub:1   dlvrd:1  submit  date: 2401011200  done date:2401011201 stat:DELIVRD  err:000").unwrap();
+        let r = Receipt::parse(
+            b"id:000000123  sub:1   dlvrd:1  submit  date: 2401011200  done date:2401011201 stat:DELIVRD  err:000",
+        )
+        .unwrap();
         assert_eq!(r.id, Some(&b"000000123"[..]));
         assert_eq!((r.sub, r.dlvrd), (Some(1), Some(1)));
         assert_eq!(r.submit_date, date("2401011200"));
@@ -858,7 +796,10 @@ mod tests {
 
     #[test]
     fn trailing_crlf_unknown_fields_and_underscored_keys() {
-        let r = Receipt::parse(b"id:55 imsi:234150000000000 submit_date:2401011200 done_date:2401011201 stat:ACCEPTD err:000\r\n").unwrap();
+        let r = Receipt::parse(
+            b"id:55 imsi:234150000000000 submit_date:2401011200 done_date:2401011201 stat:ACCEPTD err:000\r\n",
+        )
+        .unwrap();
         assert_eq!(r.id, Some(&b"55"[..]));
         assert_eq!(r.err, Some(&b"000"[..]));
         assert_eq!(r.submit_date, date("2401011200"));
@@ -899,32 +840,15 @@ mod tests {
         assert_eq!(Receipt::parse(b"identity:5"), Err(ReceiptError::NoFields));
         assert_eq!(
             Receipt::parse(b"id:1 submit date:2413011200"),
-            Err(ReceiptError::BadDate {
-                field: ReceiptField::SubmitDate
-            })
+            Err(ReceiptError::BadDate { field: ReceiptField::SubmitDate })
         );
         assert_eq!(
             Receipt::parse(b"id:1 done date:24010112"),
-            Err(ReceiptError::BadDate {
-                field: ReceiptField::DoneDate
-            })
+            Err(ReceiptError::BadDate { field: ReceiptField::DoneDate })
         );
-        assert_eq!(
-            Receipt::parse(b"id:1 sub:abc"),
-            Err(ReceiptError::BadCount {
-                field: ReceiptField::Sub
-            })
-        );
-        assert_eq!(
-            Receipt::parse(b"id:1 dlvrd:99999999"),
-            Err(ReceiptError::BadCount {
-                field: ReceiptField::Dlvrd
-            })
-        );
-        assert_eq!(
-            Receipt::parse(b"id:1 stat:\xff\xfe"),
-            Err(ReceiptError::BadStat)
-        );
+        assert_eq!(Receipt::parse(b"id:1 sub:abc"), Err(ReceiptError::BadCount { field: ReceiptField::Sub }));
+        assert_eq!(Receipt::parse(b"id:1 dlvrd:99999999"), Err(ReceiptError::BadCount { field: ReceiptField::Dlvrd }));
+        assert_eq!(Receipt::parse(b"id:1 stat:\xff\xfe"), Err(ReceiptError::BadStat));
     }
 
     #[test]
@@ -944,17 +868,11 @@ mod tests {
         );
         // 19 ASCII + a 2-byte character: the character is not split.
         let text = "0123456789abcdefghié".as_bytes();
-        let r = Receipt {
-            text: Some(text),
-            ..base
-        };
+        let r = Receipt { text: Some(text), ..base };
         assert!(emit(&r).ends_with(b"text:0123456789abcdefghi"));
         // Binary text is cut at 20 octets.
         let bin = [0xFFu8; 30];
-        let r = Receipt {
-            text: Some(&bin),
-            ..base
-        };
+        let r = Receipt { text: Some(&bin), ..base };
         assert!(emit(&r).ends_with(&[0xFF; 20]));
     }
 
@@ -969,86 +887,23 @@ mod tests {
         };
         let mut buf = [0u8; RECEIPT_MAX_LEN];
         let cases: &[(Receipt<'_>, ReceiptError)] = &[
-            (
-                Receipt { id: None, ..ok },
-                ReceiptError::MissingField {
-                    field: ReceiptField::Id,
-                },
-            ),
-            (
-                Receipt { stat: None, ..ok },
-                ReceiptError::MissingField {
-                    field: ReceiptField::Stat,
-                },
-            ),
-            (
-                Receipt {
-                    submit_date: None,
-                    ..ok
-                },
-                ReceiptError::MissingField {
-                    field: ReceiptField::SubmitDate,
-                },
-            ),
-            (
-                Receipt {
-                    id: Some(&[b'1'; 65]),
-                    ..ok
-                },
-                ReceiptError::IdTooLong { len: 65 },
-            ),
-            (
-                Receipt {
-                    id: Some(b"a b"),
-                    ..ok
-                },
-                ReceiptError::BadId,
-            ),
-            (
-                Receipt {
-                    sub: Some(1000),
-                    ..ok
-                },
-                ReceiptError::CountTooLarge {
-                    field: ReceiptField::Sub,
-                },
-            ),
-            (
-                Receipt {
-                    err: Some(b"1234"),
-                    ..ok
-                },
-                ReceiptError::BadErr,
-            ),
-            (
-                Receipt {
-                    err: Some(b"ABCD"),
-                    ..ok
-                },
-                ReceiptError::BadErr,
-            ),
-            (
-                Receipt {
-                    stat: Some(ReceiptStat::Other("TOOLONGX")),
-                    ..ok
-                },
-                ReceiptError::BadStat,
-            ),
+            (Receipt { id: None, ..ok }, ReceiptError::MissingField { field: ReceiptField::Id }),
+            (Receipt { stat: None, ..ok }, ReceiptError::MissingField { field: ReceiptField::Stat }),
+            (Receipt { submit_date: None, ..ok }, ReceiptError::MissingField { field: ReceiptField::SubmitDate }),
+            (Receipt { id: Some(&[b'1'; 65]), ..ok }, ReceiptError::IdTooLong { len: 65 }),
+            (Receipt { id: Some(b"a b"), ..ok }, ReceiptError::BadId),
+            (Receipt { sub: Some(1000), ..ok }, ReceiptError::CountTooLarge { field: ReceiptField::Sub }),
+            (Receipt { err: Some(b"1234"), ..ok }, ReceiptError::BadErr),
+            (Receipt { err: Some(b"ABCD"), ..ok }, ReceiptError::BadErr),
+            (Receipt { stat: Some(ReceiptStat::Other("TOOLONGX")), ..ok }, ReceiptError::BadStat),
         ];
         for (r, e) in cases {
             assert_eq!(r.emit(&mut buf), Err(*e), "{r:?}");
         }
         let mut small = [0u8; 50];
-        assert!(matches!(
-            ok.emit(&mut small),
-            Err(ReceiptError::BufferTooSmall { .. })
-        ));
+        assert!(matches!(ok.emit(&mut small), Err(ReceiptError::BufferTooSmall { .. })));
         // The longest receipt fits RECEIPT_MAX_LEN exactly.
-        let longest = Receipt {
-            id: Some(&[b'9'; 64]),
-            text: Some(&[b't'; 40]),
-            ..ok
-        };
+        let longest = Receipt { id: Some(&[b'9'; 64]), text: Some(&[b't'; 40]), ..ok };
         assert_eq!(longest.emit(&mut buf), Ok(RECEIPT_MAX_LEN));
     }
 
@@ -1056,19 +911,13 @@ mod tests {
     fn stat_message_state_mapping_round_trips() {
         for v in 1u8..=8 {
             let state = MessageState::from(v);
-            assert_eq!(
-                ReceiptStat::from_message_state(state).message_state(),
-                Some(state)
-            );
+            assert_eq!(ReceiptStat::from_message_state(state).message_state(), Some(state));
         }
         assert_eq!(
             ReceiptStat::from_message_state(MessageState::Scheduled).message_state(),
             Some(MessageState::Scheduled)
         );
-        assert_eq!(
-            ReceiptStat::from_message_state(MessageState::Other(42)),
-            ReceiptStat::Unknown
-        );
+        assert_eq!(ReceiptStat::from_message_state(MessageState::Other(42)), ReceiptStat::Unknown);
     }
 
     fn stat_strategy() -> impl Strategy<Value = ReceiptStat<'static>> {
@@ -1086,15 +935,13 @@ mod tests {
     }
 
     fn date_strategy() -> impl Strategy<Value = ReceiptDate> {
-        (0u8..100, 1u8..13, 1u8..32, 0u8..24, 0u8..60).prop_map(|(yy, mm, dd, hh, mi)| {
-            ReceiptDate {
-                yy,
-                mm,
-                dd,
-                hh,
-                mi,
-                ss: None,
-            }
+        (0u8..100, 1u8..13, 1u8..32, 0u8..24, 0u8..60).prop_map(|(yy, mm, dd, hh, mi)| ReceiptDate {
+            yy,
+            mm,
+            dd,
+            hh,
+            mi,
+            ss: None,
         })
     }
 

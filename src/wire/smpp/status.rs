@@ -175,33 +175,13 @@ mod tests {
             (CommandStatus::ESME_RTHROTTLED, 0x58, "ESME_RTHROTTLED"),
             (CommandStatus::ESME_RX_R_APPN, 0x66, "ESME_RX_R_APPN"),
             (CommandStatus::ESME_RQUERYFAIL, 0x67, "ESME_RQUERYFAIL"),
-            (
-                CommandStatus::ESME_RINVTLVSTREAM,
-                0xC0,
-                "ESME_RINVOPTPARSTREAM",
-            ),
-            (
-                CommandStatus::ESME_RINVOPTPARAMVAL,
-                0xC4,
-                "ESME_RINVOPTPARAMVAL",
-            ),
-            (
-                CommandStatus::ESME_RDELIVERYFAILURE,
-                0xFE,
-                "ESME_RDELIVERYFAILURE",
-            ),
+            (CommandStatus::ESME_RINVTLVSTREAM, 0xC0, "ESME_RINVOPTPARSTREAM"),
+            (CommandStatus::ESME_RINVOPTPARAMVAL, 0xC4, "ESME_RINVOPTPARAMVAL"),
+            (CommandStatus::ESME_RDELIVERYFAILURE, 0xFE, "ESME_RDELIVERYFAILURE"),
             (CommandStatus::ESME_RUNKNOWNERR, 0xFF, "ESME_RUNKNOWNERR"),
-            (
-                CommandStatus::ESME_RSERTYPUNAUTH,
-                0x100,
-                "ESME_RSERTYPUNAUTH",
-            ),
+            (CommandStatus::ESME_RSERTYPUNAUTH, 0x100, "ESME_RSERTYPUNAUTH"),
             (CommandStatus::ESME_RINVDCS, 0x104, "ESME_RINVDCS"),
-            (
-                CommandStatus::ESME_RINVBCASTCHANIND,
-                0x112,
-                "ESME_RINVBCASTCHANIND",
-            ),
+            (CommandStatus::ESME_RINVBCASTCHANIND, 0x112, "ESME_RINVBCASTCHANIND"),
         ];
         for &(status, value, name) in table {
             assert_eq!(status.0, value);
@@ -229,14 +209,8 @@ mod tests {
 
     #[test]
     fn display() {
-        assert_eq!(
-            CommandStatus::ESME_RTHROTTLED.to_string(),
-            "ESME_RTHROTTLED"
-        );
-        assert_eq!(
-            format!("{:#}", CommandStatus::ESME_RINVPASWD),
-            "ESME_RINVPASWD (Invalid password)"
-        );
+        assert_eq!(CommandStatus::ESME_RTHROTTLED.to_string(), "ESME_RTHROTTLED");
+        assert_eq!(format!("{:#}", CommandStatus::ESME_RINVPASWD), "ESME_RINVPASWD (Invalid password)");
         assert!(CommandStatus::ESME_ROK.is_ok());
         assert!(!CommandStatus::ESME_RSYSERR.is_ok());
     }

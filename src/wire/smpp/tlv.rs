@@ -177,10 +177,7 @@ impl MessageState {
 
     /// Whether the state is final (the message will not change state again).
     pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            MessageState::Scheduled | MessageState::Enroute | MessageState::Other(_)
-        )
+        !matches!(self, MessageState::Scheduled | MessageState::Enroute | MessageState::Other(_))
     }
 }
 
@@ -252,15 +249,8 @@ impl fmt::Display for TlvError {
             TlvError::TruncatedHeader { available } => {
                 write!(f, "TLV header truncated ({available} bytes left, 4 needed)")
             }
-            TlvError::TruncatedValue {
-                tag,
-                length,
-                available,
-            } => {
-                write!(
-                    f,
-                    "TLV {tag} length {length} exceeds the {available} bytes left"
-                )
+            TlvError::TruncatedValue { tag, length, available } => {
+                write!(f, "TLV {tag} length {length} exceeds the {available} bytes left")
             }
             TlvError::BadValueLength { tag, length } => {
                 write!(f, "TLV {tag} has a bad value length {length}")
@@ -298,10 +288,7 @@ impl<'a> Tlv<'a> {
     pub fn as_u8(&self) -> Result<u8, TlvError> {
         match *self.value {
             [v] => Ok(v),
-            _ => Err(TlvError::BadValueLength {
-                tag: self.tag,
-                length: self.value.len(),
-            }),
+            _ => Err(TlvError::BadValueLength { tag: self.tag, length: self.value.len() }),
         }
     }
 
@@ -309,10 +296,7 @@ impl<'a> Tlv<'a> {
     pub fn as_u16(&self) -> Result<u16, TlvError> {
         match *self.value {
             [hi, lo] => Ok(u16::from_be_bytes([hi, lo])),
-            _ => Err(TlvError::BadValueLength {
-                tag: self.tag,
-                length: self.value.len(),
-            }),
+            _ => Err(TlvError::BadValueLength { tag: self.tag, length: self.value.len() }),
         }
     }
 
@@ -323,11 +307,7 @@ impl<'a> Tlv<'a> {
         if self.value.len() > max {
             return Err(TlvError::CStringTooLong { tag: self.tag, max });
         }
-        let end = self
-            .value
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.value.len());
+        let end = self.value.iter().position(|&b| b == 0).unwrap_or(self.value.len());
         Ok(self.value.get(..end).unwrap_or(&[]))
     }
 
@@ -339,29 +319,18 @@ impl<'a> Tlv<'a> {
     /// The value as a [`NetworkErrorCode`].
     pub fn as_network_error_code(&self) -> Result<NetworkErrorCode, TlvError> {
         match *self.value {
-            [network_type, hi, lo] => Ok(NetworkErrorCode {
-                network_type,
-                error_code: u16::from_be_bytes([hi, lo]),
-            }),
-            _ => Err(TlvError::BadValueLength {
-                tag: self.tag,
-                length: self.value.len(),
-            }),
+            [network_type, hi, lo] => Ok(NetworkErrorCode { network_type, error_code: u16::from_be_bytes([hi, lo]) }),
+            _ => Err(TlvError::BadValueLength { tag: self.tag, length: self.value.len() }),
         }
     }
 
     /// Writes the TLV at the start of `buf`, returning its encoded length.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
-        let len = u16::try_from(self.value.len()).map_err(|_| EmitError::TlvValueTooLong {
-            tag: self.tag,
-            len: self.value.len(),
-        })?;
+        let len = u16::try_from(self.value.len())
+            .map_err(|_| EmitError::TlvValueTooLong { tag: self.tag, len: self.value.len() })?;
         let total = self.encoded_len();
         let available = buf.len();
-        let dst = buf.get_mut(..total).ok_or(EmitError::BufferTooSmall {
-            needed: total,
-            available,
-        })?;
+        let dst = buf.get_mut(..total).ok_or(EmitError::BufferTooSmall { needed: total, available })?;
         let (head, value) = dst.split_at_mut(TLV_HEADER_LEN);
         head[..2].copy_from_slice(&self.tag.0.to_be_bytes());
         head[2..].copy_from_slice(&len.to_be_bytes());
@@ -401,13 +370,9 @@ impl<'a> Iterator for TlvIter<'a> {
             return None;
         }
         let rest = self.rest;
-        let (Some(&[t0, t1, l0, l1]), Some(after)) =
-            (rest.get(..TLV_HEADER_LEN), rest.get(TLV_HEADER_LEN..))
-        else {
+        let (Some(&[t0, t1, l0, l1]), Some(after)) = (rest.get(..TLV_HEADER_LEN), rest.get(TLV_HEADER_LEN..)) else {
             self.rest = &[];
-            return Some(Err(TlvError::TruncatedHeader {
-                available: rest.len(),
-            }));
+            return Some(Err(TlvError::TruncatedHeader { available: rest.len() }));
         };
         let tag = TlvTag(u16::from_be_bytes([t0, t1]));
         let length = u16::from_be_bytes([l0, l1]);
@@ -418,11 +383,7 @@ impl<'a> Iterator for TlvIter<'a> {
             }
             _ => {
                 self.rest = &[];
-                Some(Err(TlvError::TruncatedValue {
-                    tag,
-                    length,
-                    available: after.len(),
-                }))
+                Some(Err(TlvError::TruncatedValue { tag, length, available: after.len() }))
             }
         }
     }
@@ -492,10 +453,7 @@ impl<'a> Tlvs<'a> {
         for tlv in self.iter() {
             let tlv = tlv?;
             if tlv.value.len() > u16::MAX as usize {
-                return Err(TlvError::BadValueLength {
-                    tag: tlv.tag,
-                    length: tlv.value.len(),
-                });
+                return Err(TlvError::BadValueLength { tag: tlv.tag, length: tlv.value.len() });
             }
         }
         Ok(())
@@ -505,9 +463,7 @@ impl<'a> Tlvs<'a> {
     pub fn encoded_len(&self) -> usize {
         match *self {
             Tlvs::Raw(area) => area.len(),
-            Tlvs::List(list) => list
-                .iter()
-                .fold(0usize, |n, t| n.saturating_add(t.encoded_len())),
+            Tlvs::List(list) => list.iter().fold(0usize, |n, t| n.saturating_add(t.encoded_len())),
         }
     }
 
@@ -518,10 +474,7 @@ impl<'a> Tlvs<'a> {
                 self.validate().map_err(EmitError::BadTlv)?;
                 let available = buf.len();
                 buf.get_mut(..area.len())
-                    .ok_or(EmitError::BufferTooSmall {
-                        needed: area.len(),
-                        available,
-                    })?
+                    .ok_or(EmitError::BufferTooSmall { needed: area.len(), available })?
                     .copy_from_slice(area);
                 Ok(area.len())
             }
@@ -530,10 +483,9 @@ impl<'a> Tlvs<'a> {
                 for tlv in list {
                     let dst = buf.get_mut(pos..).unwrap_or(&mut []);
                     pos = pos.saturating_add(tlv.emit(dst).map_err(|e| match e {
-                        EmitError::BufferTooSmall { .. } => EmitError::BufferTooSmall {
-                            needed: self.encoded_len(),
-                            available: buf.len(),
-                        },
+                        EmitError::BufferTooSmall { .. } => {
+                            EmitError::BufferTooSmall { needed: self.encoded_len(), available: buf.len() }
+                        }
                         other => other,
                     })?);
                 }
@@ -549,23 +501,17 @@ impl<'a> Tlvs<'a> {
 
     /// `receipted_message_id` (0x001E): C-string ≤ 65 octets, returned without its NUL.
     pub fn receipted_message_id(&self) -> Result<Option<&'a [u8]>, TlvError> {
-        self.get(TlvTag::RECEIPTED_MESSAGE_ID)
-            .map(|t| t.as_cstring(RECEIPTED_MESSAGE_ID_MAX))
-            .transpose()
+        self.get(TlvTag::RECEIPTED_MESSAGE_ID).map(|t| t.as_cstring(RECEIPTED_MESSAGE_ID_MAX)).transpose()
     }
 
     /// `message_state` (0x0427).
     pub fn message_state(&self) -> Result<Option<MessageState>, TlvError> {
-        self.get(TlvTag::MESSAGE_STATE)
-            .map(|t| t.as_message_state())
-            .transpose()
+        self.get(TlvTag::MESSAGE_STATE).map(|t| t.as_message_state()).transpose()
     }
 
     /// `network_error_code` (0x0423).
     pub fn network_error_code(&self) -> Result<Option<NetworkErrorCode>, TlvError> {
-        self.get(TlvTag::NETWORK_ERROR_CODE)
-            .map(|t| t.as_network_error_code())
-            .transpose()
+        self.get(TlvTag::NETWORK_ERROR_CODE).map(|t| t.as_network_error_code()).transpose()
     }
 
     /// `message_payload` (0x0424): the message when it does not fit `short_message`.
@@ -617,12 +563,7 @@ impl<'a> Tlvs<'a> {
     /// time information, ignored here.
     pub fn ms_validity(&self) -> Result<Option<u8>, TlvError> {
         self.get(TlvTag::MS_VALIDITY)
-            .map(|t| {
-                t.value.first().copied().ok_or(TlvError::BadValueLength {
-                    tag: t.tag,
-                    length: 0,
-                })
-            })
+            .map(|t| t.value.first().copied().ok_or(TlvError::BadValueLength { tag: t.tag, length: 0 }))
             .transpose()
     }
 
@@ -697,20 +638,11 @@ impl<'b> TlvWriter<'b> {
     /// Writes a TLV whose value is made of `parts` concatenated.
     fn write_parts(&mut self, tag: TlvTag, parts: &[&[u8]]) -> Result<&mut Self, EmitError> {
         let value_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
-        let len = u16::try_from(value_len).map_err(|_| EmitError::TlvValueTooLong {
-            tag,
-            len: value_len,
-        })?;
+        let len = u16::try_from(value_len).map_err(|_| EmitError::TlvValueTooLong { tag, len: value_len })?;
         let total = TLV_HEADER_LEN + value_len;
         let available = self.buf.len().saturating_sub(self.len);
         let end = self.len.saturating_add(total);
-        let dst = self
-            .buf
-            .get_mut(self.len..end)
-            .ok_or(EmitError::BufferTooSmall {
-                needed: total,
-                available,
-            })?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(EmitError::BufferTooSmall { needed: total, available })?;
         let (head, mut value) = dst.split_at_mut(TLV_HEADER_LEN);
         head[..2].copy_from_slice(&tag.0.to_be_bytes());
         head[2..].copy_from_slice(&len.to_be_bytes());
@@ -788,13 +720,7 @@ mod tests {
         assert!(tlvs.validate().is_ok());
         assert_eq!(tlvs.receipted_message_id(), Ok(Some(&b"1A2B"[..])));
         assert_eq!(tlvs.message_state(), Ok(Some(MessageState::Delivered)));
-        assert_eq!(
-            tlvs.network_error_code(),
-            Ok(Some(NetworkErrorCode {
-                network_type: 3,
-                error_code: 1
-            }))
-        );
+        assert_eq!(tlvs.network_error_code(), Ok(Some(NetworkErrorCode { network_type: 3, error_code: 1 })));
         let vendor = tlvs.get(TlvTag(0x1401)).unwrap();
         assert_eq!(vendor.value, &[0xAB, 0xCD]);
         assert!(vendor.tag.is_vendor_specific());
@@ -806,19 +732,12 @@ mod tests {
     #[test]
     fn truncated_areas() {
         let mut it = TlvIter::new(&AREA[..2]);
-        assert_eq!(
-            it.next(),
-            Some(Err(TlvError::TruncatedHeader { available: 2 }))
-        );
+        assert_eq!(it.next(), Some(Err(TlvError::TruncatedHeader { available: 2 })));
         assert_eq!(it.next(), None);
         let mut it = TlvIter::new(&AREA[..8]);
         assert_eq!(
             it.next(),
-            Some(Err(TlvError::TruncatedValue {
-                tag: TlvTag::RECEIPTED_MESSAGE_ID,
-                length: 5,
-                available: 4
-            }))
+            Some(Err(TlvError::TruncatedValue { tag: TlvTag::RECEIPTED_MESSAGE_ID, length: 5, available: 4 }))
         );
         assert_eq!(it.next(), None);
         assert!(Tlvs::Raw(&AREA[..AREA.len() - 1]).validate().is_err());
@@ -835,10 +754,7 @@ mod tests {
         let area = [0x04, 0x27, 0x00, 0x02, 0x00, 0x02];
         assert_eq!(
             Tlvs::Raw(&area).message_state(),
-            Err(TlvError::BadValueLength {
-                tag: TlvTag::MESSAGE_STATE,
-                length: 2
-            })
+            Err(TlvError::BadValueLength { tag: TlvTag::MESSAGE_STATE, length: 2 })
         );
         let area = [0x02, 0x04, 0x00, 0x01, 0x07];
         assert!(Tlvs::Raw(&area).user_message_reference().is_err());
@@ -846,17 +762,11 @@ mod tests {
         long[..4].copy_from_slice(&[0x00, 0x1E, 0x00, 66]);
         assert_eq!(
             Tlvs::Raw(&long).receipted_message_id(),
-            Err(TlvError::CStringTooLong {
-                tag: TlvTag::RECEIPTED_MESSAGE_ID,
-                max: 65
-            })
+            Err(TlvError::CStringTooLong { tag: TlvTag::RECEIPTED_MESSAGE_ID, max: 65 })
         );
         // A receipted_message_id without NUL is accepted.
         let area = [0x00, 0x1E, 0x00, 0x02, b'4', b'2'];
-        assert_eq!(
-            Tlvs::Raw(&area).receipted_message_id(),
-            Ok(Some(&b"42"[..]))
-        );
+        assert_eq!(Tlvs::Raw(&area).receipted_message_id(), Ok(Some(&b"42"[..])));
     }
 
     #[test]
@@ -867,23 +777,14 @@ mod tests {
             .unwrap()
             .message_state(MessageState::Delivered)
             .unwrap()
-            .network_error_code(NetworkErrorCode {
-                network_type: 3,
-                error_code: 1,
-            })
+            .network_error_code(NetworkErrorCode { network_type: 3, error_code: 1 })
             .unwrap()
             .tlv(TlvTag(0x1401), &[0xAB, 0xCD])
             .unwrap();
         assert_eq!(w.as_bytes(), AREA);
         let mut w = TlvWriter::new(&mut buf);
-        w.u16(TlvTag::SAR_MSG_REF_NUM, 0x1234)
-            .unwrap()
-            .u8(TlvTag::SAR_TOTAL_SEGMENTS, 3)
-            .unwrap();
-        assert_eq!(
-            w.into_bytes(),
-            &[0x02, 0x0C, 0, 2, 0x12, 0x34, 0x02, 0x0E, 0, 1, 3]
-        );
+        w.u16(TlvTag::SAR_MSG_REF_NUM, 0x1234).unwrap().u8(TlvTag::SAR_TOTAL_SEGMENTS, 3).unwrap();
+        assert_eq!(w.into_bytes(), &[0x02, 0x0C, 0, 2, 0x12, 0x34, 0x02, 0x0E, 0, 1, 3]);
     }
 
     #[test]
@@ -892,25 +793,16 @@ mod tests {
         let mut w = TlvWriter::new(&mut buf);
         assert_eq!(
             w.receipted_message_id(b"12345").unwrap_err(),
-            EmitError::BufferTooSmall {
-                needed: 10,
-                available: 8
-            }
+            EmitError::BufferTooSmall { needed: 10, available: 8 }
         );
         assert!(w.is_empty());
         assert_eq!(
-            w.cstring(TlvTag::RECEIPTED_MESSAGE_ID, b"a\0b")
-                .unwrap_err(),
-            EmitError::TlvContainsNul {
-                tag: TlvTag::RECEIPTED_MESSAGE_ID
-            }
+            w.cstring(TlvTag::RECEIPTED_MESSAGE_ID, b"a\0b").unwrap_err(),
+            EmitError::TlvContainsNul { tag: TlvTag::RECEIPTED_MESSAGE_ID }
         );
         let mut big = [0u8; 128];
         let mut w = TlvWriter::new(&mut big);
-        assert!(matches!(
-            w.receipted_message_id(&[b'1'; 65]),
-            Err(EmitError::TlvValueTooLong { .. })
-        ));
+        assert!(matches!(w.receipted_message_id(&[b'1'; 65]), Err(EmitError::TlvValueTooLong { .. })));
         assert!(w.receipted_message_id(&[b'1'; 64]).is_ok());
     }
 
@@ -929,13 +821,7 @@ mod tests {
         assert_eq!(&buf[..n], AREA);
         assert_eq!(tlvs, Tlvs::Raw(AREA));
         let mut small = [0u8; 10];
-        assert_eq!(
-            tlvs.emit(&mut small).unwrap_err(),
-            EmitError::BufferTooSmall {
-                needed: AREA.len(),
-                available: 10
-            }
-        );
+        assert_eq!(tlvs.emit(&mut small).unwrap_err(), EmitError::BufferTooSmall { needed: AREA.len(), available: 10 });
     }
 
     #[test]

@@ -206,21 +206,14 @@ pub fn packed_len(septets: usize, fill_bits: u8) -> usize {
     if septets == 0 {
         return 0;
     }
-    septets
-        .saturating_mul(7)
-        .saturating_add(fill_bits as usize)
-        .saturating_add(7)
-        / 8
+    septets.saturating_mul(7).saturating_add(fill_bits as usize).saturating_add(7) / 8
 }
 
 /// The most septets `octets` packed octets can hold after `fill_bits` fill bits. When
 /// the count is not carried alongside (TP-UDL), a trailing `@` (0x00) may be padding: TS
 /// 23.038 §6.1.2.3.1 has senders pad 7 spare bits with CR instead.
 pub fn max_septets_in(octets: usize, fill_bits: u8) -> usize {
-    octets
-        .saturating_mul(8)
-        .saturating_sub(fill_bits as usize)
-        / 7
+    octets.saturating_mul(8).saturating_sub(fill_bits as usize) / 7
 }
 
 /// Packs septets (values 0..=0x7F) into `out`, LSB first, after `fill_bits` zero fill
@@ -532,15 +525,9 @@ mod tests {
     #[test]
     fn unrepresentable_reports_char_and_offset() {
         let mut buf = [0u8; 16];
-        assert_eq!(
-            encode_unpacked("ab`c", &mut buf),
-            Err(EncodeError::Unrepresentable { ch: '`', offset: 2 })
-        );
+        assert_eq!(encode_unpacked("ab`c", &mut buf), Err(EncodeError::Unrepresentable { ch: '`', offset: 2 }));
         assert_eq!(septet_count("é日"), Err(EncodeError::Unrepresentable { ch: '日', offset: 2 }));
-        assert_eq!(
-            encode_packed("x😀", 0, &mut buf),
-            Err(EncodeError::Unrepresentable { ch: '😀', offset: 1 })
-        );
+        assert_eq!(encode_packed("x😀", 0, &mut buf), Err(EncodeError::Unrepresentable { ch: '😀', offset: 1 }));
         // Strict: no ç → Ç fallback.
         assert!(!is_representable("ç"));
         assert!(is_representable("Ç€[]"));

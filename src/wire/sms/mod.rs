@@ -348,7 +348,9 @@ impl fmt::Display for EncodeError {
                 write!(f, "character {:?} (U+{:04X}) at offset {offset} not representable", ch, *ch as u32)
             }
             EncodeError::BufferTooSmall => f.write_str("output buffer too small"),
-            EncodeError::InvalidSeptet { offset, value } => write!(f, "value 0x{value:02x} at {offset} is not a septet"),
+            EncodeError::InvalidSeptet { offset, value } => {
+                write!(f, "value 0x{value:02x} at {offset} is not a septet")
+            }
             EncodeError::FillBitsOutOfRange(n) => write!(f, "{n} fill bits (0..=6 allowed)"),
         }
     }
@@ -396,7 +398,9 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::InvalidSeptet { offset, value } => write!(f, "octet 0x{value:02x} at {offset} is not a septet"),
+            DecodeError::InvalidSeptet { offset, value } => {
+                write!(f, "octet 0x{value:02x} at {offset} is not a septet")
+            }
             DecodeError::NonAscii { offset, value } => write!(f, "octet 0x{value:02x} at {offset} is not ASCII"),
             DecodeError::OddLength { len } => write!(f, "UCS-2 data of odd length {len}"),
             DecodeError::LoneSurrogate { offset, unit } => write!(f, "lone surrogate 0x{unit:04x} at offset {offset}"),
@@ -469,9 +473,13 @@ impl fmt::Display for UdhError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UdhError::Truncated => f.write_str("UDH truncated: no UDHL"),
-            UdhError::UdhlOverrun { udhl, available } => write!(f, "UDHL {udhl} exceeds {available} octets of user data"),
+            UdhError::UdhlOverrun { udhl, available } => {
+                write!(f, "UDHL {udhl} exceeds {available} octets of user data")
+            }
             UdhError::IeTruncated { offset } => write!(f, "IE header at {offset} truncated"),
-            UdhError::IeOverrun { offset, iei, len } => write!(f, "IE 0x{iei:02x} at {offset} length {len} overruns the UDH"),
+            UdhError::IeOverrun { offset, iei, len } => {
+                write!(f, "IE 0x{iei:02x} at {offset} length {len} overruns the UDH")
+            }
             UdhError::BadConcatLength { iei, len } => write!(f, "concatenation IE 0x{iei:02x} has length {len}"),
             UdhError::BadConcatSequence { total, seq } => write!(f, "concatenation part {seq} of {total} invalid"),
             UdhError::IeTooLong { iei, len } => write!(f, "IE 0x{iei:02x} data of {len} octets exceeds 255"),

@@ -41,7 +41,12 @@ pub struct ReassemblyLimits {
 impl Default for ReassemblyLimits {
     /// 1024 messages, 1 MiB, 255 octets per part (SMPP `short_message`), 120 s.
     fn default() -> Self {
-        ReassemblyLimits { max_messages: 1024, max_bytes: 1 << 20, max_part_len: 255, timeout: Duration::from_secs(120) }
+        ReassemblyLimits {
+            max_messages: 1024,
+            max_bytes: 1 << 20,
+            max_part_len: 255,
+            timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -83,7 +88,9 @@ impl fmt::Display for ReassemblyError {
             ReassemblyError::TooManyMessages { max } => write!(f, "reassembly full: {max} messages pending"),
             ReassemblyError::TooManyBytes { max } => write!(f, "reassembly full: {max} octets held"),
             ReassemblyError::PartTooLarge { len, max } => write!(f, "part of {len} octets exceeds {max}"),
-            ReassemblyError::TotalMismatch { expected, got } => write!(f, "part says {got} parts, message has {expected}"),
+            ReassemblyError::TotalMismatch { expected, got } => {
+                write!(f, "part says {got} parts, message has {expected}")
+            }
         }
     }
 }
@@ -203,7 +210,8 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
 
     /// Takes one part. A single-part message (`total` 1) completes at once.
     pub fn push(&mut self, key: K, info: ConcatInfo, payload: &[u8], now: Instant) -> Result<Push<K>, ReassemblyError> {
-        let info = ConcatInfo::new(info.reference, info.total, info.seq, info.ref_16bit).map_err(ReassemblyError::Concat)?;
+        let info =
+            ConcatInfo::new(info.reference, info.total, info.seq, info.ref_16bit).map_err(ReassemblyError::Concat)?;
         if payload.len() > self.limits.max_part_len {
             return Err(ReassemblyError::PartTooLarge { len: payload.len(), max: self.limits.max_part_len });
         }
@@ -367,10 +375,7 @@ mod tests {
         assert_eq!(r.push(0u8, ci(3, 2, 1), b"c", t0), Err(ReassemblyError::TooManyMessages { max: 2 }));
         // Parts of pending messages are still taken.
         assert!(matches!(r.push(0u8, ci(1, 2, 2), b"a", t0), Ok(Push::Complete(_))));
-        assert_eq!(
-            r.push(0u8, ci(3, 2, 1), &[0u8; 17], t0),
-            Err(ReassemblyError::PartTooLarge { len: 17, max: 16 })
-        );
+        assert_eq!(r.push(0u8, ci(3, 2, 1), &[0u8; 17], t0), Err(ReassemblyError::PartTooLarge { len: 17, max: 16 }));
         assert_eq!(r.push(0u8, ci(2, 3, 2), b"x", t0), Err(ReassemblyError::TotalMismatch { expected: 2, got: 3 }));
         assert_eq!(
             r.push(0u8, ci(2, 2, 0), b"x", t0),

@@ -615,10 +615,7 @@ mod tests {
     }
 
     fn gsm_or_wide_char() -> impl Strategy<Value = char> {
-        prop_oneof![
-            proptest::sample::select(vec!['a', 'Z', '€', '[', '^', '@', 'Ω', ' ', '\n']),
-            any::<char>(),
-        ]
+        prop_oneof![proptest::sample::select(vec!['a', 'Z', '€', '[', '^', '@', 'Ω', ' ', '\n']), any::<char>(),]
     }
 
     proptest! {

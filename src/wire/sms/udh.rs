@@ -59,9 +59,11 @@ impl<'a> Udh<'a> {
                 Some(h) => (h[0], h[1] as usize),
                 None => return Err(UdhError::IeTruncated { offset: pos + 1 }),
             };
-            let data = ies
-                .get(pos + 2..pos + 2 + len)
-                .ok_or(UdhError::IeOverrun { offset: pos + 1, iei: id, len: len as u8 })?;
+            let data = ies.get(pos + 2..pos + 2 + len).ok_or(UdhError::IeOverrun {
+                offset: pos + 1,
+                iei: id,
+                len: len as u8,
+            })?;
             match id {
                 IEI_CONCAT_8 | IEI_CONCAT_16 => concat = Some(concat_from_ie(id, data)?),
                 _ => {}
@@ -233,8 +235,8 @@ mod tests {
     fn unknown_ies_are_kept_and_last_concat_wins() {
         // Port addressing (0x05), then two concat IEs.
         let ud = [
-            0x13, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x01, 0x02, 0x01, 0x08, 0x04, 0x00, 0x07, 0x02,
-            0x02, 0x70, 0x00, 0xAA,
+            0x13, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x01, 0x02, 0x01, 0x08, 0x04, 0x00, 0x07, 0x02, 0x02,
+            0x70, 0x00, 0xAA,
         ];
         let (udh, text) = Udh::parse(&ud).unwrap();
         assert_eq!(text, &[0xAA]);
@@ -258,10 +260,7 @@ mod tests {
             Udh::parse(&[0x04, 0x00, 0x03, 0x01, 0x02]),
             Err(UdhError::IeOverrun { offset: 1, iei: 0x00, len: 3 })
         );
-        assert_eq!(
-            Udh::parse(&[0x04, 0x00, 0x02, 0x01, 0x02]),
-            Err(UdhError::BadConcatLength { iei: 0x00, len: 2 })
-        );
+        assert_eq!(Udh::parse(&[0x04, 0x00, 0x02, 0x01, 0x02]), Err(UdhError::BadConcatLength { iei: 0x00, len: 2 }));
         assert_eq!(
             Udh::parse(&[0x06, 0x08, 0x04, 0x00, 0x01, 0x02]),
             Err(UdhError::UdhlOverrun { udhl: 6, available: 5 })
