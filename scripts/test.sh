@@ -20,9 +20,15 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     for target in $(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
         mkdir -p "$work/$target"
         echo "-- fuzz $target"
-        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$work/$target" "corpus/$target" -- \
-            -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3)
-        # pipefail makes a crash (libFuzzer exits non-zero) fail the whole run.
+        if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$work/$target" "corpus/$target" -- \
+            -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -print_final_stats=0 >"$work/$target.log" 2>&1); then
+            # The crashing input is kept in fuzz/artifacts/<target>/; show why it crashed.
+            grep -E "panicked|ERROR|SUMMARY|Test unit written" "$work/$target.log" | head -n 20
+            tail -n 20 "$work/$target.log"
+            echo "test.sh: fuzz target $target failed" >&2
+            exit 1
+        fi
+        grep -E "^Done" "$work/$target.log" || true
     done
 fi
 echo "test.sh: all passed"

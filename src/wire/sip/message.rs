@@ -227,8 +227,9 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Error> {
         });
     }
     let uri = line.get(first + 1..last).ok_or(Error::BadStartLine)?;
-    // RFC 4475 lwsstart: more than one SP between elements.
-    if uri.starts_with(' ') || uri.ends_with(' ') {
+    // RFC 4475 lwsstart: more than one SP between elements (an empty Request-URI
+    // is two SPs in a row).
+    if uri.is_empty() || uri.starts_with(' ') || uri.ends_with(' ') {
         return Err(Error::BadStartLine);
     }
     // RFC 4475 lwsruri (embedded LWS) and ltgtruri (angle brackets).
@@ -946,6 +947,8 @@ To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nConte
             ("INVITE sip:a@b", Error::BadStartLine),
             ("INVITE sip:a@b SIP/2.0 ", Error::BadStartLine),
             ("INVITE  sip:a@b SIP/2.0", Error::BadStartLine),
+            // An empty Request-URI (found by the fuzzer: the writer refuses it).
+            ("OPTIONS  SIP/2.0", Error::BadStartLine),
             ("INVITE sip:a@b HTTP/1.1", Error::BadStartLine),
             ("INVITE sip:a@b SIP/3.0", Error::BadVersion),
             ("INV<TE sip:a@b SIP/2.0", Error::BadMethod),
