@@ -110,7 +110,7 @@ lab_up() {
     if [ -z "${IWF_NO_BUILD:-}" ]; then
         command -v cargo >/dev/null || die "cargo not found and IWF_NO_BUILD unset"
         say "building"
-        cargo build --quiet --bin iwf
+        cargo build --quiet --bin iwf --bin iwf-peer
     fi
     [ -x "$IWF_BIN" ] || die "no iwf binary at $IWF_BIN (build it, or set IWF_BIN)"
     ensure_hugepages

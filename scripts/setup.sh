@@ -50,7 +50,7 @@ else
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.75)" >&2
+    echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85)" >&2
     exit 1
 fi
 

@@ -1,14 +1,17 @@
 //! iwf — an interworking function between a SIP-based converged messaging core
 //! (SIP MESSAGE, CPIM, IMDN) and legacy message systems (SMPP 3.4 / 5.0).
 //!
-//! Layout (see `../shared/DESIGN.md`):
+//! Layout (the team's design notes: `shared/DESIGN.md`):
 //! - [`wire`]: sans-IO, zero-copy codecs (SIP, CPIM, IMDN, SMPP, SMS text);
 //! - [`tag`]: the authenticated legacy-system tag carried as `imdn.Message-ID`;
 //! - [`interwork`]: the exchange unit's conversions between the two worlds;
-//! - [`route`]: exchange selection: per-exchange lanes and their lock-free table;
+//! - [`session`]: sans-IO state machines (SIP transactions, SMPP sessions);
+//! - [`route`]: per-exchange lanes, exchange selection, correlation, the durable store;
+//! - [`control`]: configuration;
+//! - [`dataplane`]: everything that touches DPDK (EAL, ports, per-core pipelines, TCP);
 //! - [`inspect`]: the operator's dissector behind `iwf inspect`.
 //!
-//! Only `dataplane/` (a later issue) and the `dpdk-sys` crate may touch DPDK or `unsafe`.
+//! Only [`dataplane`] and the `dpdk-sys` crate may touch DPDK or `unsafe`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

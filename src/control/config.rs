@@ -98,6 +98,15 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
     let Some(tag_table) = tag.get_ref().as_table() else {
         return doc.err("tag", tag.span(), "expected a table");
     };
+    for (k, _) in tag_table.iter() {
+        if !matches!(k.get_ref().as_ref(), "signing_key" | "max_age_minutes" | "keys") {
+            return doc.err(
+                &format!("tag.{}", k.get_ref()),
+                k.span(),
+                "unknown key (expected signing_key, max_age_minutes, keys)",
+            );
+        }
+    }
     let Some(signing) = Doc::get(tag_table, "signing_key") else {
         return doc.err("tag.signing_key", tag.span(), "missing: the key id (0-7) new tags are signed with");
     };
@@ -184,6 +193,9 @@ mod tests {
 
         let e = load_keyring(&GOOD.replace("id = 2", "idd = 2")).unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].idd", 9));
+
+        let e = load_keyring(&GOOD.replace("signing_key = 2", "signing_key = 2\nmax_age_minute = 5")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.max_age_minute", 3));
 
         let e = load_keyring("[tag\n").unwrap_err();
         assert_eq!(e.line, 1);
