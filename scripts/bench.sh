@@ -148,11 +148,21 @@ fi
 BEST=0
 BEST_RATE=0
 want sip || RATES=""
+# The worker's time on non-empty polls of the converged port (busy_ns, printed by the
+# control thread every second): how much of its core iwf actually needed.
+busy_ns() {
+    sleep 1.2
+    (grep -E '^stats port=converged' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+        awk -F= '$1 == "busy_ns" { print $2 }' | tail -n1
+}
+BEST_BUSY_SHARE=0
+BEST_NS_PER_TX=0
 for rate in $RATES; do
     [ "$(left)" -gt $((STEP_S + 40)) ] || { say "time box reached, no more steps"; break; }
     calls=$((rate * STEP_S))
     screen="$ROOT/$OUT/sipp-$rate.screen"
     rm -f "$screen"
+    b0=$(busy_ns)
     t0=$(date +%s.%N)
     set +e
     (cd "$OUT" && ip netns exec iwf-conv timeout $((STEP_S * 4 + 30)) sipp 198.18.2.2:5060 \
@@ -166,12 +176,17 @@ for rate in $RATES; do
     failed=$( (grep 'Failed call' "$screen" 2>/dev/null || true) | tail -n1 | awk -F'|' '{gsub(/ /,"",$3); print $3+0}')
     ok=${ok:-0}
     failed=${failed:-0}
+    b1=$(busy_ns)
     tps=$(python3 -c "print(round($ok / ($t1 - $t0)))")
     good=$(python3 -c "print(int($ok > 0 and $failed <= 0.001 * ($ok + $failed)))")
-    say "rate $rate/s: $ok successful, $failed failed, sipp exit $rc, $tps transactions/s"
+    share=$(python3 -c "print(round((${b1:-0} - ${b0:-0}) / 1e9 / ($t1 - $t0), 3))")
+    ns_tx=$(python3 -c "print(round((${b1:-0} - ${b0:-0}) / max($ok, 1)))")
+    say "rate $rate/s: $ok successful, $failed failed, sipp exit $rc, $tps transactions/s; iwf worker busy $share of its core, $ns_tx ns per transaction"
     if [ "$good" = 1 ] && [ "$tps" -gt "$BEST" ]; then
         BEST=$tps
         BEST_RATE=$rate
+        BEST_BUSY_SHARE=$share
+        BEST_NS_PER_TX=$ns_tx
     fi
     [ "$good" = 1 ] || { say "more than 0.1% failed: stop"; break; }
     # Offered faster than completed by more than 10%: the rate is no longer sustained.
@@ -248,6 +263,8 @@ fi
     fi
     if want sip; then
         echo "| $DATE | $MACHINE | SIP MESSAGE transactions/s through iwf (sipp -r $BEST_RATE, ≤ 0.1% failed) | $BEST transactions/s | $RATIO |"
+        echo "| $DATE | $MACHINE | iwf worker's share of its core spent on packets at that rate (non-empty polls) | $BEST_BUSY_SHARE | |"
+        echo "| $DATE | $MACHINE | iwf worker CPU time per SIP MESSAGE transaction (non-empty polls) | $BEST_NS_PER_TX ns | |"
     fi
     if want smpp; then
         SMPP_RATIO=$(python3 -c "print(f'{$SMPP_IWF / $SMPP_KERNEL:.2f}')")

@@ -375,6 +375,9 @@ pub struct QueueCounters {
     pub udp_delivered: Counter,
     /// UDP replies a service produced.
     pub udp_replied: Counter,
+    /// Nanoseconds this queue's worker spent on polls of this port that found packets
+    /// (the CPU time packets cost; idle polls are not counted).
+    pub busy_ns: Counter,
     /// Drops, indexed by `DropReason as usize`.
     pub drops: [Counter; DropReason::COUNT],
     /// SIP over UDP outcomes (the SIP service of this queue's worker).
@@ -452,6 +455,8 @@ pub struct Totals {
     pub udp_delivered: u64,
     /// UDP replies sent.
     pub udp_replied: u64,
+    /// Time spent on non-empty polls, ns.
+    pub busy_ns: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
     /// SIP over UDP.
@@ -474,6 +479,7 @@ impl Totals {
         self.icmp_echo_answered += q.icmp_echo_answered.get();
         self.udp_delivered += q.udp_delivered.get();
         self.udp_replied += q.udp_replied.get();
+        self.busy_ns += q.busy_ns.get();
         for (t, c) in self.drops.iter_mut().zip(q.drops.iter()) {
             *t += c.get();
         }
@@ -487,7 +493,7 @@ impl Totals {
     /// state once a keep-alive has an outcome).
     pub fn line(&self) -> String {
         let mut s = format!(
-            "rx={} rx_bytes={} tx={} tx_bytes={} arp_answered={} arp_learned={} arp_requests_sent={} icmp_echo_answered={} udp_delivered={} udp_replied={}",
+            "rx={} rx_bytes={} tx={} tx_bytes={} arp_answered={} arp_learned={} arp_requests_sent={} icmp_echo_answered={} udp_delivered={} udp_replied={} busy_ns={}",
             self.rx_packets,
             self.rx_bytes,
             self.tx_packets,
@@ -497,7 +503,8 @@ impl Totals {
             self.arp_requests_sent,
             self.icmp_echo_answered,
             self.udp_delivered,
-            self.udp_replied
+            self.udp_replied,
+            self.busy_ns
         );
         for (reason, n) in DropReason::ALL.iter().zip(self.drops.iter()) {
             if *n > 0 {

@@ -153,6 +153,7 @@ impl Worker {
                     n: 0,
                     bytes: 0,
                 };
+                let polled_at = Instant::now();
                 // SAFETY: started port, our own queue, `rx` has room for BURST pointers.
                 let n =
                     usize::from(unsafe { sys::rte_eth_rx_burst(p.port_id, self.queue, rx.as_mut_ptr(), BURST as u16) });
@@ -180,6 +181,9 @@ impl Worker {
                     }
                 }
                 tx.flush(counters);
+                if n > 0 {
+                    counters.busy_ns.add(u64::try_from(polled_at.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                }
             }
             // The clock is read on every idle poll and every CLOCK_EVERY busy ones.
             busy_polls = if got_any { busy_polls.wrapping_add(1) } else { 0 };
