@@ -446,6 +446,15 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         message: format!("TOML syntax error: {}", e.message().lines().next().unwrap_or("")),
     })?;
     let root = root.get_ref();
+    // A misspelt section would otherwise be ignored while every key inside the known
+    // ones is checked.
+    const SECTIONS: [&str; 7] = ["tag", "eal", "control", "ports", "sip", "tcp", "legacy"];
+    for (k, _) in root.iter() {
+        let name: &str = k.get_ref().as_ref();
+        if !SECTIONS.contains(&name) {
+            return doc.err(name, k.span(), format!("unknown section (expected one of {})", SECTIONS.join(", ")));
+        }
+    }
 
     let Some(eal_v) = Doc::get(root, "eal") else {
         return doc.err("eal", 0..0, "missing section [eal] (lcores, file_prefix, ...)");
@@ -990,6 +999,10 @@ sip_udp_port = 5060
 
     #[test]
     fn errors_name_key_and_line() {
+        let e = err(&format!("{GOOD}\n[sipp]\nnext_hop = \"198.18.2.1:5060\"\n"));
+        assert_eq!(e.key, "sipp");
+        assert_eq!(e.line, GOOD.lines().count() + 2);
+        assert!(e.message.contains("unknown section"), "{e}");
         let e = err(&GOOD.replace("\"0-1\"", "\"0\""));
         assert_eq!((e.key.as_str(), e.line), ("eal.lcores", 5));
         assert!(e.message.contains("at least two"), "{e}");
