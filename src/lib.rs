@@ -7,7 +7,7 @@
 //! - [`interwork`]: the exchange unit's conversions between the two worlds;
 //! - [`session`]: sans-IO state machines (SIP transactions, SMPP sessions);
 //! - [`route`]: per-exchange lanes, exchange selection, correlation, the durable store;
-//! - [`control`]: configuration;
+//! - [`control`]: configuration (the `[tag]` keys; provisioning grows here);
 //! - [`dataplane`]: everything that touches DPDK (EAL, ports, per-core pipelines, TCP);
 //! - [`inspect`]: the operator's dissector behind `iwf inspect`.
 //!

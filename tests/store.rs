@@ -100,7 +100,7 @@ fn item(system: LegacySystemId, token: u64) -> LaneItem {
 /// store at `path` and prints each one's id once its commit returned, until killed.
 fn child_writer(path: &str) -> ! {
     let base: u64 = std::env::var("IWF_STORE_BASE").unwrap().parse().unwrap();
-    let mut store = Store::create(&path).unwrap();
+    let mut store = Store::create(path).unwrap();
     let out = std::io::stdout();
     let mut token = base;
     let mut batch = Batch::new(8, 1000);

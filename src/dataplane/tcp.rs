@@ -1553,10 +1553,13 @@ mod tests {
     /// TCP segment goes to its owner through the rings, so the ESMEs' binds and the
     /// active open of worker 1 (whose replies land on either queue) all work, and the
     /// per-peer limit holds across both workers.
+    /// One worker of the two-worker test: its endpoint, its wire, its rings.
+    type TestWorker = (Endpoint, Wire, Handoff<TestRing<Vec<u8>>>);
+
     #[test]
     fn two_workers_hand_segments_to_the_flow_owner() {
         let limits = Arc::new(PeerLimits::new(6));
-        let mut workers: Vec<(Endpoint, Wire, Handoff<TestRing<Vec<u8>>>)> = Vec::new();
+        let mut workers: Vec<TestWorker> = Vec::new();
         let rings: Vec<Vec<Option<TestRing<Vec<u8>>>>> = (0..2)
             .map(|s| (0..2).map(|d| (s != d).then(|| TestRing(Arc::new(Mutex::new(VecDeque::new())), 64))).collect())
             .collect();

@@ -204,7 +204,7 @@ fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters:
         let Some(Some(service)) = p.services.get_mut(slot) else {
             continue;
         };
-        if !service.poll_timeout().is_some_and(|t| t <= now_ms) {
+        if service.poll_timeout().is_none_or(|t| t > now_ms) {
             continue;
         }
         for _ in 0..ORIGINATE_MAX {

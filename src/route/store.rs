@@ -663,7 +663,7 @@ impl Store {
         {
             let mut queue = tx.open_table(QUEUE)?;
             queue.retain(|_, v| {
-                let keep = deadline_of(v).map_or(true, |d| d >= now);
+                let keep = deadline_of(v).is_none_or(|d| d >= now);
                 report.receipts_expired += usize::from(!keep);
                 keep
             })?;

@@ -713,7 +713,7 @@ impl<'a> Imdn<'a> {
                 }
                 let gt = find_byte(b'>', markup).ok_or(XmlErrorKind::UnclosedTag)?;
                 let name = trim_xml(&markup[2..gt]);
-                if name.is_empty() || markup.get(2).map_or(true, |b| b.is_ascii_whitespace()) {
+                if name.is_empty() || markup.get(2).is_none_or(|b| b.is_ascii_whitespace()) {
                     return Err(XmlErrorKind::EmptyName.into());
                 }
                 let top = depth.checked_sub(1).ok_or(XmlErrorKind::UnmatchedEndTag)?;

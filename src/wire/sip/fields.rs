@@ -183,7 +183,7 @@ impl<'a> Via<'a> {
             let ok = if p.name.eq_ignore_ascii_case("branch") {
                 p.value.is_some_and(is_token_str)
             } else if p.name.eq_ignore_ascii_case("rport") {
-                p.value.map_or(true, |v| parse_decimal(v, 5).and_then(|v| u16::try_from(v).ok()).is_some())
+                p.value.is_none_or(|v| parse_decimal(v, 5).and_then(|v| u16::try_from(v).ok()).is_some())
             } else if p.name.eq_ignore_ascii_case("received") {
                 p.value.is_some_and(|r| r.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok())
             } else {

@@ -167,7 +167,7 @@ impl ReceiptDate {
             && (1..=31).contains(&self.dd)
             && self.hh <= 23
             && self.mi <= 59
-            && self.ss.map_or(true, |s| s <= 59)
+            && self.ss.is_none_or(|s| s <= 59)
     }
 
     /// Parses 10 or 12 ASCII digits.
