@@ -17,6 +17,7 @@
 use crate::tag::{KeyRing, TagKey};
 use serde_spanned::Spanned;
 use std::fmt;
+use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
 /// A configuration error: which key, on which line, and what is wrong with it.
@@ -45,23 +46,46 @@ impl std::error::Error for ConfigError {}
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
 }
 
-struct Doc<'t> {
-    text: &'t str,
+/// A TOML value with its place in the file.
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
+
+/// A configuration text being read: every error it builds names the key and the line.
+pub(crate) struct Doc<'t> {
+    /// The whole file.
+    pub(crate) text: &'t str,
 }
 
-impl<'t> Doc<'t> {
-    fn err<T>(&self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+impl Doc<'_> {
+    pub(crate) fn err<T>(&self, key: &str, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError { key: key.to_string(), line: line_of(self.text, span.start), message: message.into() })
     }
 
-    fn get<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    pub(crate) fn line(&self, v: &Value<'_>) -> usize {
+        line_of(self.text, v.span().start)
+    }
+
+    pub(crate) fn get<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Value<'i>> {
         table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
     }
 
-    fn integer(&self, key: &str, v: &Spanned<DeValue<'_>>, min: i64, max: i64) -> Result<i64, ConfigError> {
+    pub(crate) fn only(&self, table: &DeTable<'_>, at: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+        for (k, _) in table.iter() {
+            let name: &str = k.get_ref().as_ref();
+            if !allowed.contains(&name) {
+                return self.err(
+                    &format!("{at}.{name}"),
+                    k.span(),
+                    format!("unknown key (expected one of {})", allowed.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn integer(&self, key: &str, v: &Value<'_>, min: i64, max: i64) -> Result<i64, ConfigError> {
         let n =
             v.get_ref().as_integer().and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
         match n {
@@ -71,16 +95,30 @@ impl<'t> Doc<'t> {
         }
     }
 
-    fn string<'a>(&self, key: &str, v: &'a Spanned<DeValue<'_>>) -> Result<&'a str, ConfigError> {
+    pub(crate) fn string<'a>(&self, key: &str, v: &'a Value<'_>) -> Result<&'a str, ConfigError> {
         match v.get_ref().as_str() {
             Some(s) => Ok(s),
             None => self.err(key, v.span(), format!("expected a string, found {}", v.get_ref().type_str())),
         }
     }
+
+    pub(crate) fn boolean(&self, key: &str, v: &Value<'_>) -> Result<bool, ConfigError> {
+        match v.get_ref().as_bool() {
+            Some(b) => Ok(b),
+            None => self.err(key, v.span(), format!("expected true or false, found {}", v.get_ref().type_str())),
+        }
+    }
+
+    pub(crate) fn table<'a, 'i>(&self, key: &str, v: &'a Value<'i>) -> Result<&'a DeTable<'i>, ConfigError> {
+        match v.get_ref().as_table() {
+            Some(t) => Ok(t),
+            None => self.err(key, v.span(), format!("expected a table, found {}", v.get_ref().type_str())),
+        }
+    }
 }
 
 /// Parses a whole TOML document, mapping a syntax error to its line.
-fn parse(text: &str) -> Result<Spanned<DeTable<'_>>, ConfigError> {
+pub(crate) fn parse(text: &str) -> Result<Spanned<DeTable<'_>>, ConfigError> {
     DeTable::parse(text).map_err(|e| ConfigError {
         key: String::new(),
         line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
@@ -98,15 +136,7 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
     let Some(tag_table) = tag.get_ref().as_table() else {
         return doc.err("tag", tag.span(), "expected a table");
     };
-    for (k, _) in tag_table.iter() {
-        if !matches!(k.get_ref().as_ref(), "signing_key" | "max_age_minutes" | "keys") {
-            return doc.err(
-                &format!("tag.{}", k.get_ref()),
-                k.span(),
-                "unknown key (expected signing_key, max_age_minutes, keys)",
-            );
-        }
-    }
+    doc.only(tag_table, "tag", &["signing_key", "max_age_minutes", "keys"])?;
     let Some(signing) = Doc::get(tag_table, "signing_key") else {
         return doc.err("tag.signing_key", tag.span(), "missing: the key id (0-7) new tags are signed with");
     };
@@ -130,11 +160,7 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
         let Some(t) = entry.get_ref().as_table() else {
             return doc.err(&at, entry.span(), "expected a table with id and secret");
         };
-        for (k, _) in t.iter() {
-            if !matches!(k.get_ref().as_ref(), "id" | "secret") {
-                return doc.err(&format!("{at}.{}", k.get_ref()), k.span(), "unknown key (expected id, secret)");
-            }
-        }
+        doc.only(t, &at, &["id", "secret"])?;
         let Some(id) = Doc::get(t, "id") else {
             return doc.err(&format!("{at}.id"), entry.span(), "missing: the key id (0-7)");
         };

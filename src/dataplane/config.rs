@@ -54,10 +54,10 @@
 #![deny(unsafe_code)]
 
 pub use crate::control::config::ConfigError;
+use crate::control::config::Doc;
 use serde_spanned::Spanned;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::ops::Range;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 /// Largest lcore id accepted (DPDK's default `RTE_MAX_LCORE` is 128).
 pub const MAX_LCORE: u32 = 127;
@@ -330,77 +330,6 @@ impl DataplaneConfig {
     }
 }
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
-}
-
-type Value<'i> = Spanned<DeValue<'i>>;
-
-struct Doc<'t> {
-    text: &'t str,
-}
-
-impl Doc<'_> {
-    fn err<T>(&self, key: &str, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
-        Err(ConfigError { key: key.to_string(), line: line_of(self.text, span.start), message: message.into() })
-    }
-
-    fn line(&self, v: &Value<'_>) -> usize {
-        line_of(self.text, v.span().start)
-    }
-
-    fn get<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Value<'i>> {
-        table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
-    }
-
-    fn only(&self, table: &DeTable<'_>, at: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-        for (k, _) in table.iter() {
-            let name: &str = k.get_ref().as_ref();
-            if !allowed.contains(&name) {
-                return self.err(
-                    &format!("{at}.{name}"),
-                    k.span(),
-                    format!("unknown key (expected one of {})", allowed.join(", ")),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn integer(&self, key: &str, v: &Value<'_>, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let n =
-            v.get_ref().as_integer().and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            Some(n) => self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}")),
-            None => self.err(key, v.span(), format!("expected an integer, found {}", v.get_ref().type_str())),
-        }
-    }
-
-    fn string<'a>(&self, key: &str, v: &'a Value<'_>) -> Result<&'a str, ConfigError> {
-        match v.get_ref().as_str() {
-            Some(s) => Ok(s),
-            None => self.err(key, v.span(), format!("expected a string, found {}", v.get_ref().type_str())),
-        }
-    }
-
-    fn boolean(&self, key: &str, v: &Value<'_>) -> Result<bool, ConfigError> {
-        match v.get_ref().as_bool() {
-            Some(b) => Ok(b),
-            None => self.err(key, v.span(), format!("expected true or false, found {}", v.get_ref().type_str())),
-        }
-    }
-
-    fn table<'a, 'i>(&self, key: &str, v: &'a Value<'i>) -> Result<&'a DeTable<'i>, ConfigError> {
-        match v.get_ref().as_table() {
-            Some(t) => Ok(t),
-            None => self.err(key, v.span(), format!("expected a table, found {}", v.get_ref().type_str())),
-        }
-    }
-}
-
 /// Parses an lcore list: `0-3`, `0,2,4`, `1,3-5`.
 pub fn parse_lcores(s: &str) -> Result<Vec<u32>, String> {
     let mut out: Vec<u32> = Vec::new();
@@ -440,11 +369,7 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
 /// sections, like `[tag]`, are left to their own readers).
 pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     let doc = Doc { text };
-    let root = DeTable::parse(text).map_err(|e| ConfigError {
-        key: String::new(),
-        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-        message: format!("TOML syntax error: {}", e.message().lines().next().unwrap_or("")),
-    })?;
+    let root = crate::control::config::parse(text)?;
     let root = root.get_ref();
     // A misspelt section would otherwise be ignored while every key inside the known
     // ones is checked.
