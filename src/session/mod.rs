@@ -8,5 +8,8 @@
 //! - [`smpp`]: the SMPP session over a TCP stream (SMPP 3.4 §2), as server
 //!   (legacy systems bind to iwf) and as client (iwf binds to an SMSC).
 
+mod fifo;
 pub mod sip;
 pub mod smpp;
+
+pub(crate) use fifo::BoundedFifo;

@@ -838,49 +838,7 @@ impl OutBuf {
 }
 
 /// Bounded FIFO of events, allocated once.
-#[derive(Debug)]
-struct EventQueue {
-    ring: Vec<Option<Event>>,
-    head: usize,
-    len: usize,
-}
-
-impl EventQueue {
-    fn new(capacity: usize) -> Self {
-        EventQueue { ring: vec![None; capacity.max(2)], head: 0, len: 0 }
-    }
-
-    fn free(&self) -> usize {
-        self.ring.len() - self.len
-    }
-
-    fn push(&mut self, e: Event) -> bool {
-        if self.len >= self.ring.len() {
-            return false;
-        }
-        let i = (self.head + self.len) % self.ring.len();
-        if let Some(s) = self.ring.get_mut(i) {
-            *s = Some(e);
-        }
-        self.len += 1;
-        true
-    }
-
-    fn pop(&mut self) -> Option<Event> {
-        if self.len == 0 {
-            return None;
-        }
-        let e = self.ring.get_mut(self.head).and_then(Option::take);
-        self.head = (self.head + 1) % self.ring.len();
-        self.len -= 1;
-        e
-    }
-
-    fn clear(&mut self) {
-        while self.pop().is_some() {}
-        self.head = 0;
-    }
-}
+type EventQueue = crate::session::BoundedFifo<Event>;
 
 /// The reassembly buffer: the front of one PDU that arrived in pieces.
 #[derive(Debug)]
@@ -965,7 +923,7 @@ impl Session {
                 outstanding: vec![None; config.out_window + CONTROL_SLOTS],
                 app_outstanding: 0,
                 paused_until: None,
-                events: EventQueue::new(events),
+                events: EventQueue::new(events.max(2)),
                 close_reported: true,
                 counters: SessionCounters::default(),
             },
@@ -2806,7 +2764,7 @@ mod tests {
         assert!(s.outstanding_requests() <= c.out_window + CONTROL_SLOTS);
         assert!(s.buffered_output() <= c.out_capacity);
         assert!(s.buffered_input() < c.max_pdu_len);
-        assert!(s.core.events.len <= s.core.events.ring.len());
+        assert!(s.core.events.len() <= s.core.events.capacity());
     }
 
     proptest! {

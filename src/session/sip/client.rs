@@ -281,40 +281,7 @@ impl fmt::Display for Branch {
 }
 
 /// Bounded FIFO of events, allocated once.
-#[derive(Debug)]
-struct EventQueue {
-    ring: Vec<Option<Event>>,
-    head: usize,
-    len: usize,
-}
-
-impl EventQueue {
-    fn new(capacity: usize) -> Self {
-        EventQueue { ring: vec![None; capacity.max(1)], head: 0, len: 0 }
-    }
-
-    fn push(&mut self, e: Event) -> bool {
-        if self.len >= self.ring.len() {
-            return false;
-        }
-        let i = (self.head + self.len) % self.ring.len();
-        if let Some(s) = self.ring.get_mut(i) {
-            *s = Some(e);
-        }
-        self.len += 1;
-        true
-    }
-
-    fn pop(&mut self) -> Option<Event> {
-        if self.len == 0 {
-            return None;
-        }
-        let e = self.ring.get_mut(self.head).and_then(Option::take);
-        self.head = (self.head + 1) % self.ring.len();
-        self.len -= 1;
-        e
-    }
-}
+type EventQueue = crate::session::BoundedFifo<Event>;
 
 /// The client transaction table (RFC 3261 §17.1.2 over UDP).
 #[derive(Debug)]
