@@ -2,3 +2,4 @@
 //! API. It runs on one ordinary thread and never touches a packet.
 
 pub mod config;
+pub mod provision;

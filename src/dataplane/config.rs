@@ -55,6 +55,7 @@
 
 pub use crate::control::config::ConfigError;
 use crate::control::config::Doc;
+use crate::interwork::{Encoding, IdCanonicalisation};
 use serde_spanned::Spanned;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::de::DeTable;
@@ -227,6 +228,38 @@ pub struct LegacyConfig {
     pub connect_port: Option<usize>,
     /// Client role: reconnect back-off, first delay and cap (ms).
     pub reconnect_ms: (u64, u64),
+    /// Whether it handles SME user acknowledgements (display reports become esm_class 0x10).
+    pub user_ack: bool,
+    /// What data_coding 0 means to it.
+    pub default_encoding: Encoding,
+    /// How its message ids compare (submit_sm_resp vs receipt).
+    pub ids: IdCanonicalisation,
+    /// Country code for its national numbers (`44`), if it sends any.
+    pub country_code: Option<String>,
+    /// Receipts its lane holds at most before back-pressure.
+    pub lane_capacity: usize,
+}
+
+impl Default for LegacyConfig {
+    /// A server-role system with the configuration file's defaults (tests fill in the rest).
+    fn default() -> Self {
+        LegacyConfig {
+            id: 0,
+            name: String::new(),
+            system_id: String::new(),
+            password: String::new(),
+            allow: Vec::new(),
+            window: 10,
+            connect: None,
+            connect_port: None,
+            reconnect_ms: (1_000, 60_000),
+            user_ack: true,
+            default_encoding: Encoding::Gsm7,
+            ids: IdCanonicalisation::Exact,
+            country_code: None,
+            lane_capacity: 4096,
+        }
+    }
 }
 
 impl LegacyConfig {
@@ -373,7 +406,8 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     let root = root.get_ref();
     // A misspelt section would otherwise be ignored while every key inside the known
     // ones is checked.
-    const SECTIONS: [&str; 7] = ["tag", "eal", "control", "ports", "sip", "tcp", "legacy"];
+    const SECTIONS: [&str; 10] =
+        ["tag", "eal", "control", "ports", "sip", "tcp", "legacy", "converged", "routes", "msisdn"];
     for (k, _) in root.iter() {
         let name: &str = k.get_ref().as_ref();
         if !SECTIONS.contains(&name) {
@@ -639,6 +673,11 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 "connect",
                 "reconnect_initial_ms",
                 "reconnect_max_ms",
+                "user_ack",
+                "default_data_coding",
+                "id_canonicalisation",
+                "country_code",
+                "lane_capacity",
             ],
         )?;
         let req = |k: &str, what: &str| match Doc::get(t, k) {
@@ -740,7 +779,60 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         if connect.is_none() && out.iter().any(|l| l.connect.is_none() && l.system_id == system_id) {
             return doc.err(&format!("{at}.system_id"), sid_v.span(), format!("`{system_id}` is used twice"));
         }
+        let user_ack = match Doc::get(t, "user_ack") {
+            Some(v) => doc.boolean(&format!("{at}.user_ack"), v)?,
+            None => true,
+        };
+        let default_encoding = match Doc::get(t, "default_data_coding") {
+            None => Encoding::Gsm7,
+            Some(v) => match doc.string(&format!("{at}.default_data_coding"), v)? {
+                "gsm7" => Encoding::Gsm7,
+                "latin1" => Encoding::Latin1,
+                other => {
+                    return doc.err(
+                        &format!("{at}.default_data_coding"),
+                        v.span(),
+                        format!("`{other}`: expected \"gsm7\" or \"latin1\" (what data_coding 0 means to it)"),
+                    )
+                }
+            },
+        };
+        let ids = match Doc::get(t, "id_canonicalisation") {
+            None => IdCanonicalisation::Exact,
+            Some(v) => match doc.string(&format!("{at}.id_canonicalisation"), v)? {
+                "exact" => IdCanonicalisation::Exact,
+                "folded" => IdCanonicalisation::Folded,
+                "hex-resp-decimal-receipt" => IdCanonicalisation::HexRespDecimalReceipt,
+                "decimal" => IdCanonicalisation::Decimal,
+                other => {
+                    return doc.err(
+                        &format!("{at}.id_canonicalisation"),
+                        v.span(),
+                        format!("`{other}`: expected exact, folded, hex-resp-decimal-receipt or decimal"),
+                    )
+                }
+            },
+        };
+        let country_code = match Doc::get(t, "country_code") {
+            None => None,
+            Some(v) => {
+                let cc = doc.string(&format!("{at}.country_code"), v)?;
+                if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
+                    return doc.err(&format!("{at}.country_code"), v.span(), "1 to 3 digits, without `+` (\"44\")");
+                }
+                Some(cc.to_string())
+            }
+        };
+        let lane_capacity = match Doc::get(t, "lane_capacity") {
+            Some(v) => doc.integer(&format!("{at}.lane_capacity"), v, 1, 1 << 20)? as usize,
+            None => 4096,
+        };
         out.push(LegacyConfig {
+            user_ack,
+            default_encoding,
+            ids,
+            country_code,
+            lane_capacity,
             id,
             name: name.to_string(),
             system_id: system_id.to_string(),

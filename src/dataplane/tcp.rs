@@ -1286,6 +1286,7 @@ mod tests {
                 connect: None,
                 connect_port: None,
                 reconnect_ms: (1000, 60_000),
+                ..LegacyConfig::default()
             }];
             let iwf = Endpoint::new(&settings, Directory::new(&legacy), crate::session::sip::unknown_recipient, 0);
             let mut esme_wire = Wire::default();
@@ -1724,6 +1725,7 @@ mod tests {
             connect,
             connect_port: None,
             reconnect_ms: (1000, 60_000),
+            ..LegacyConfig::default()
         };
         let mut d = Directory::new(&[sys(1, "smsca", "pwa", None), sys(3, "iwf", "pwc", Some(peer(2776)))]);
         let bind = |sid: &'static [u8], pw: &'static [u8], ip: Ipv4Addr| BindRequest {
