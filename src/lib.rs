@@ -17,6 +17,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod flow;
 pub mod inspect;
 pub mod interwork;
 pub mod route;

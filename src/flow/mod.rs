@@ -1,0 +1,1496 @@
+//! The flows: what one worker does with each message, sans-IO (DESIGN.md "The problem it
+//! solves"). [`Flows`] sits between the worker's sessions (SMPP binds, SIP transactions)
+//! and the conversions in [`crate::interwork`]; it takes events and time from the caller
+//! and hands back what to send, so a whole exchange runs in a unit test on a virtual
+//! clock.
+//!
+//! - **Legacy → converged**: a submit_sm (from a system bound to iwf) or deliver_sm (from
+//!   an SMSC iwf is bound to) is reassembled when concatenated, converted and sent as a SIP
+//!   MESSAGE; each part's `*_resp` goes out only after the SIP final response, with
+//!   message_id = the part's tag.
+//! - **Converged receipts → legacy**: an IMDN's tag names the legacy system; its receipts
+//!   go through that system's lane to the core holding its bind; the IMDN gets its 200
+//!   when the system acknowledged them, or when they are stored durably because it has
+//!   no bind.
+//! - **Converged → legacy**: a MESSAGE to a number is routed by prefix, converted to
+//!   submit_sm / deliver_sm, the correlation entry written before sending; the SMSC's
+//!   receipt becomes an IMDN to the converged sender, and the receipt is acknowledged
+//!   after the IMDN's final response.
+//!
+//! Completions travel as `u64` tokens: the top 16 bits name the core (or the store) that
+//! waits, the rest its waiter.
+#![deny(unsafe_code)]
+
+pub mod store;
+
+use crate::control::provision::Provision;
+use crate::dataplane::config::LegacyConfig;
+use crate::interwork::address::{LegacyParty, Npi, NumberingPlan, SmppAddress, Ton};
+use crate::interwork::converged_to_legacy::{
+    canonical_id, imdn_for_state, parse_smsc_receipt, sip_to_submit, IdOrigin, ImdnTokens, SenderPolicy, SubmitParams,
+};
+use crate::interwork::legacy_to_converged::{
+    imdn_message_to_receipts, legacy_to_sip, segment_tag, sip_status_to_command_status, ImdnRouteError, LegacyMessage,
+    ReceiptOutcome, UserData,
+};
+use crate::interwork::{BindDirection, Concatenation, ConvergedSide, Exchange};
+use crate::route::correlation::{self, CorrelationConfig, CorrelationTable, NewMessage};
+use crate::route::lane::{CoreId, LaneItem, Lanes, PushError};
+use crate::session::sip::ServerTxId;
+use crate::session::smpp::LegacySystemId;
+use crate::tag::{TagFields, TAG_LEN};
+use crate::wire::sip::Message;
+use crate::wire::smpp::{Body, CommandStatus, Pdu, SubmitSm};
+use crate::wire::sms::{ConcatInfo, Push, Reassembler, ReassemblyLimits};
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Origin of tokens the durable store waits on.
+pub const STORE_ORIGIN: u16 = u16::MAX;
+/// Largest SIP request iwf writes.
+pub const SIP_REQUEST_MAX: usize = 8192;
+/// Lane items one core takes per poll.
+const DRAIN_PER_POLL: usize = 64;
+
+/// A connection of the worker that carries an SMPP session: `(port index << 16) | slot`.
+pub type ConnId = u32;
+
+/// A SIP server transaction waiting for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipTxn {
+    /// On the SIP-over-UDP service of port `port`.
+    Udp {
+        /// The port index.
+        port: u8,
+        /// The transaction.
+        id: ServerTxId,
+    },
+    /// On a SIP-over-TCP stream of port `port`.
+    Tcp {
+        /// The port index.
+        port: u8,
+        /// The stream's socket slot.
+        slot: u16,
+        /// The transaction.
+        id: ServerTxId,
+    },
+}
+
+/// The answer to a SIP request, to send on its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipAnswer {
+    /// The transaction.
+    pub txn: SipTxn,
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: &'static str,
+    /// `Retry-After` seconds (503 back-pressure).
+    pub retry_after: Option<u32>,
+}
+
+/// A SIP request iwf originates, for the next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipRequest {
+    /// Give it back to [`Flows::sip_final`].
+    pub token: u64,
+    /// The request.
+    pub bytes: Vec<u8>,
+    /// Where it goes.
+    pub dest: SocketAddrV4,
+}
+
+/// What to do on an SMPP session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmppOut {
+    /// Answer request `seq`.
+    Respond {
+        /// The request's sequence number.
+        seq: u32,
+        /// command_status.
+        status: CommandStatus,
+        /// message_id (submit_sm_resp).
+        message_id: [u8; TAG_LEN],
+        /// Octets of `message_id` used.
+        id_len: u8,
+    },
+    /// Send this request, then hand it back with its sequence number to
+    /// [`Flows::smpp_sent`] (or to [`Flows::smpp_unsent`] when the session refused it).
+    Send(SmppSend),
+}
+
+/// A request for a legacy system and what its response completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmppSend {
+    /// The waiter.
+    pub token: u64,
+    /// The PDU (its sequence number is the session's).
+    pub item: LaneItem,
+    /// Converged → legacy: (system, correlation sequence) the resp re-keys.
+    pub correlation: Option<(u16, u32)>,
+}
+
+/// How a receipt or message handed to a legacy system ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The system acknowledged it (`ESME_ROK`).
+    Delivered,
+    /// Stored durably for a system without a bind.
+    Stored,
+    /// The system refused it with this status.
+    Refused(CommandStatus),
+}
+
+/// A completion for the waiter a token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The token.
+    pub token: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Counters of the flows, shared by every core (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    /// submit_sm / deliver_sm messages from legacy systems (whole messages).
+    pub legacy_messages: AtomicU64,
+    /// Parts of concatenated legacy messages received.
+    pub legacy_parts: AtomicU64,
+    /// Legacy messages refused before SIP (conversion, address, map).
+    pub legacy_refused: AtomicU64,
+    /// SIP MESSAGEs sent for legacy messages.
+    pub sip_messages_sent: AtomicU64,
+    /// Their final responses: 2xx.
+    pub sip_messages_ok: AtomicU64,
+    /// Their final responses: other (incl. timeouts).
+    pub sip_messages_failed: AtomicU64,
+    /// IMDNs received from the converged side.
+    pub imdns_in: AtomicU64,
+    /// Receipts routed to a legacy system's lane.
+    pub receipts_routed: AtomicU64,
+    /// Receipts stored durably for an unbound system.
+    pub receipts_queued: AtomicU64,
+    /// Receipts acknowledged by their legacy system.
+    pub receipts_delivered: AtomicU64,
+    /// Receipts the legacy system refused.
+    pub receipts_refused: AtomicU64,
+    /// IMDNs nobody asked a receipt for (not sent).
+    pub receipts_not_requested: AtomicU64,
+    /// IMDNs whose tag failed (forged, altered, unknown key, expired...).
+    pub imdn_bad_tag: AtomicU64,
+    /// IMDNs otherwise malformed.
+    pub imdn_malformed: AtomicU64,
+    /// Lane full: back-pressure answered.
+    pub lane_full: AtomicU64,
+    /// Converged → legacy MESSAGEs received.
+    pub converged_messages: AtomicU64,
+    /// Refused (no route, bad number, content type, no bind...).
+    pub converged_refused: AtomicU64,
+    /// submit_sm / deliver_sm sent to legacy systems for them.
+    pub converged_parts_sent: AtomicU64,
+    /// SMSC receipts received.
+    pub smsc_receipts: AtomicU64,
+    /// IMDNs iwf sent for SMSC receipts.
+    pub imdns_sent: AtomicU64,
+    /// SMSC receipts matching nothing (parked, duplicate or stale).
+    pub smsc_receipts_absorbed: AtomicU64,
+}
+
+impl FlowStats {
+    /// Every counter with its name.
+    pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let all: [(&'static str, &AtomicU64); 21] = [
+            ("legacy_messages", &self.legacy_messages),
+            ("legacy_parts", &self.legacy_parts),
+            ("legacy_refused", &self.legacy_refused),
+            ("sip_messages_sent", &self.sip_messages_sent),
+            ("sip_messages_ok", &self.sip_messages_ok),
+            ("sip_messages_failed", &self.sip_messages_failed),
+            ("imdns_in", &self.imdns_in),
+            ("receipts_routed", &self.receipts_routed),
+            ("receipts_queued", &self.receipts_queued),
+            ("receipts_delivered", &self.receipts_delivered),
+            ("receipts_refused", &self.receipts_refused),
+            ("receipts_not_requested", &self.receipts_not_requested),
+            ("imdn_bad_tag", &self.imdn_bad_tag),
+            ("imdn_malformed", &self.imdn_malformed),
+            ("lane_full", &self.lane_full),
+            ("converged_messages", &self.converged_messages),
+            ("converged_refused", &self.converged_refused),
+            ("converged_parts_sent", &self.converged_parts_sent),
+            ("smsc_receipts", &self.smsc_receipts),
+            ("imdns_sent", &self.imdns_sent),
+            ("smsc_receipts_absorbed", &self.smsc_receipts_absorbed),
+        ];
+        for (name, v) in all {
+            f(name, v.load(Ordering::Relaxed));
+        }
+    }
+
+    /// One line `name=value ...` of the non-zero counters.
+    pub fn line(&self) -> String {
+        let mut s = String::new();
+        self.visit(&mut |n, v| {
+            if v > 0 {
+                s.push_str(&format!("{n}={v} "));
+            }
+        });
+        s.trim_end().to_string()
+    }
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the cores share: provisioning, lanes, completion rings, the store's intake.
+#[derive(Debug)]
+pub struct Shared {
+    /// The provisioning snapshot (the control plane publishes a new one on reload).
+    pub provision: ArcSwap<Provision>,
+    /// One lane per legacy system.
+    pub lanes: Lanes,
+    /// Per core: completions for its waiters.
+    completions: Vec<ArrayQueue<Completion>>,
+    /// Completions for the store.
+    pub store_completions: ArrayQueue<Completion>,
+    /// The durable store's intake (none: receipts for unbound systems are refused 480).
+    pub store: Option<std::sync::mpsc::Sender<store::StoreOp>>,
+    /// Counters.
+    pub stats: FlowStats,
+}
+
+impl Shared {
+    /// Shared state for `cores` workers with a lane per provisioned system.
+    pub fn new(provision: Provision, cores: u16, store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Shared {
+        let lanes = Lanes::new(cores.max(1)).unwrap_or_else(|_| Lanes::new(1).expect("one core"));
+        for l in &provision.legacy {
+            let _ = lanes.add_system(LegacySystemId(l.id), l.lane_capacity);
+        }
+        Shared {
+            provision: ArcSwap::from_pointee(provision),
+            lanes,
+            completions: (0..cores.max(1)).map(|_| ArrayQueue::new(65_536)).collect(),
+            store_completions: ArrayQueue::new(65_536),
+            store: None.or(store),
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// Sends a completion to whoever waits on `token`.
+    pub fn complete(&self, token: u64, outcome: Outcome) {
+        let origin = (token >> 48) as u16;
+        let c = Completion { token, outcome };
+        let q =
+            if origin == STORE_ORIGIN { Some(&self.store_completions) } else { self.completions.get(origin as usize) };
+        if let Some(q) = q {
+            // A full ring means a stalled consumer; spin briefly rather than lose it.
+            let mut c = c;
+            for _ in 0..1_000 {
+                match q.push(c) {
+                    Ok(()) => return,
+                    Err(back) => {
+                        c = back;
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Settings of one core's [`Flows`].
+#[derive(Debug, Clone)]
+pub struct FlowsConfig {
+    /// This worker.
+    pub core: CoreId,
+    /// The converged next hop (the SIP core).
+    pub next_hop: SocketAddrV4,
+    /// iwf's sent-by on the converged side (`198.18.2.2:5060`).
+    pub local_sent_by: String,
+}
+
+/// A small slab with generation-checked keys (24-bit index, 24-bit generation).
+#[derive(Debug)]
+struct Slab<T> {
+    items: Vec<(u32, Option<T>)>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab { items: Vec::new(), free: Vec::new() }
+    }
+    fn insert(&mut self, t: T) -> u64 {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.items.push((0, None));
+                (self.items.len() - 1) as u32
+            }
+        };
+        let Some(e) = self.items.get_mut(i as usize) else { return u64::MAX };
+        e.0 = (e.0 + 1) & 0xFF_FFFF;
+        e.1 = Some(t);
+        (u64::from(e.0) << 24) | u64::from(i)
+    }
+    fn get_mut(&mut self, key: u64) -> Option<&mut T> {
+        let (g, i) = ((key >> 24) & 0xFF_FFFF, key & 0xFF_FFFF);
+        let e = self.items.get_mut(i as usize)?;
+        if u64::from(e.0) != g {
+            return None;
+        }
+        e.1.as_mut()
+    }
+    fn remove(&mut self, key: u64) -> Option<T> {
+        let (g, i) = ((key >> 24) & 0xFF_FFFF, key & 0xFF_FFFF);
+        let e = self.items.get_mut(i as usize)?;
+        if u64::from(e.0) != g {
+            return None;
+        }
+        let t = e.1.take();
+        if t.is_some() {
+            self.free.push(i as u32);
+        }
+        t
+    }
+    fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}
+
+/// A bound SMPP session of this worker.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    system: u16,
+    receives: bool,
+}
+
+/// What a SIP request iwf sent waits to finish.
+#[derive(Debug)]
+enum Outgoing {
+    /// A legacy message: its parts' `*_resp` after the final response.
+    Message { parts: Vec<(ConnId, u32)>, fields: TagFields },
+    /// An IMDN for an SMSC receipt: the receipt's `*_resp` after the final response.
+    ReceiptAck { conn: ConnId, seq: u32 },
+}
+
+/// A SIP transaction waiting for legacy-side completions.
+#[derive(Debug)]
+struct Waiter {
+    txn: SipTxn,
+    remaining: u16,
+    /// The worst outcome seen (the answer).
+    refused: Option<CommandStatus>,
+}
+
+/// Key of a concatenated legacy message being reassembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ReKey {
+    conn_system: u16,
+    reference: u16,
+    source: [u8; 21],
+}
+
+/// One worker's flows.
+#[derive(Debug)]
+pub struct Flows {
+    config: FlowsConfig,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    conns: HashMap<ConnId, Conn>,
+    outgoing: Slab<Outgoing>,
+    waiters: Slab<Waiter>,
+    sent: HashMap<(ConnId, u32), SmppSend>,
+    reassembly: Reassembler<ReKey>,
+    held: HashMap<ReKey, Vec<(ConnId, u32)>>,
+    correlation: CorrelationTable,
+    corr_seq: u32,
+    tag_seq: u32,
+    concat_ref: u16,
+    rr: usize,
+    smpp_out: VecDeque<(ConnId, SmppOut)>,
+    sip_answers: VecDeque<SipAnswer>,
+    sip_requests: VecDeque<SipRequest>,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+}
+
+fn id_buf(id: &[u8]) -> ([u8; TAG_LEN], u8) {
+    let mut b = [0u8; TAG_LEN];
+    let n = id.len().min(TAG_LEN);
+    b[..n].copy_from_slice(&id[..n]);
+    (b, n as u8)
+}
+
+fn exchange_of(l: &LegacyConfig) -> Exchange<'_> {
+    Exchange {
+        system: l.id,
+        name: &l.name,
+        direction: if l.connect.is_some() { BindDirection::IwfBindsToLegacy } else { BindDirection::LegacyBindsToIwf },
+        default_encoding: l.default_encoding,
+        user_ack: l.user_ack,
+        concatenation: Concatenation::Udh8,
+        ids: l.ids,
+        numbering: NumberingPlan { country_code: l.country_code.as_deref(), trunk_prefix: "0" },
+    }
+}
+
+/// The SIP answer for a converged request whose legacy side refused with `status`.
+fn sip_for_command_status(status: CommandStatus) -> (u16, &'static str) {
+    match status {
+        CommandStatus::ESME_RINVDSTADR => (404, "Not Found (legacy destination refused)"),
+        CommandStatus::ESME_RTHROTTLED | CommandStatus::ESME_RMSGQFUL => {
+            (503, "Service Unavailable (legacy throttled)")
+        }
+        CommandStatus::ESME_RINVMSGLEN => (413, "Request Entity Too Large"),
+        CommandStatus::ESME_RX_T_APPN | CommandStatus::ESME_RSYSERR => (500, "Server Internal Error (legacy system)"),
+        _ => (403, "Forbidden (refused by the legacy system)"),
+    }
+}
+
+impl Flows {
+    /// The flows of worker `config.core`.
+    pub fn new(config: FlowsConfig, shared: Arc<Shared>) -> Flows {
+        let template = shared.provision.load().msisdns.template().cloned();
+        Flows {
+            config,
+            shared,
+            epoch: Instant::now(),
+            conns: HashMap::with_capacity(64),
+            outgoing: Slab::new(),
+            waiters: Slab::new(),
+            sent: HashMap::with_capacity(1024),
+            reassembly: Reassembler::new(ReassemblyLimits::default()),
+            held: HashMap::new(),
+            correlation: CorrelationTable::new(CorrelationConfig {
+                sender_template: template,
+                ..CorrelationConfig::default()
+            }),
+            corr_seq: 1,
+            tag_seq: 0,
+            concat_ref: 0,
+            rr: 0,
+            smpp_out: VecDeque::with_capacity(256),
+            sip_answers: VecDeque::with_capacity(256),
+            sip_requests: VecDeque::with_capacity(256),
+            scratch: vec![0u8; 16 * 1024],
+            out: vec![0u8; 16 * 1024],
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn token(&self, key: u64) -> u64 {
+        (u64::from(self.config.core) << 48) | (key & 0xFFFF_FFFF_FFFF)
+    }
+
+    // ---- sessions ------------------------------------------------------------------
+
+    /// An SMPP session of legacy system `system` is bound on `conn`; `receives` when
+    /// the bind may be sent deliver_sm (server role) or is iwf's own transceiver bind.
+    pub fn bound(&mut self, conn: ConnId, system: u16, receives: bool) {
+        if let Some(old) = self.conns.insert(conn, Conn { system, receives }) {
+            if old.receives {
+                let _ = self.shared.lanes.bind_down(LegacySystemId(old.system), self.config.core);
+            }
+        }
+        if receives {
+            let _ = self.shared.lanes.bind_up(LegacySystemId(system), self.config.core);
+            if let Some(tx) = &self.shared.store {
+                let _ = tx.send(store::StoreOp::Bound { system });
+            }
+        }
+    }
+
+    /// The session on `conn` ended (requests still outstanding come as
+    /// [`Flows::smpp_lost`] first).
+    pub fn closed(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if c.receives {
+                let _ = self.shared.lanes.bind_down(LegacySystemId(c.system), self.config.core);
+            }
+        }
+    }
+
+    // ---- legacy → converged ----------------------------------------------------------
+
+    /// A submit_sm / deliver_sm / data_sm of the bound system on `conn`. Its answer
+    /// comes later through [`Flows::poll_smpp`].
+    pub fn smpp_request(&mut self, now: u64, unix: u64, conn: ConnId, seq: u32, pdu: &Pdu<'_>) {
+        let Some(c) = self.conns.get(&conn).copied() else {
+            self.respond(conn, seq, CommandStatus::ESME_RINVBNDSTS, b"");
+            return;
+        };
+        let sm = match pdu.body {
+            Body::SubmitSm(sm) | Body::DeliverSm(sm) => sm,
+            _ => {
+                self.respond(conn, seq, CommandStatus::ESME_RINVCMDID, b"");
+                return;
+            }
+        };
+        if sm.esm_class.is_receipt() {
+            self.legacy_receipt(now, unix, conn, c.system, seq, &sm);
+            return;
+        }
+        let (msg, concat) = match LegacyMessage::from_submit_sm(&sm) {
+            Ok(v) => v,
+            Err(e) => {
+                inc(&self.shared.stats.legacy_refused);
+                self.respond(conn, seq, e.command_status(), b"");
+                return;
+            }
+        };
+        match concat {
+            Some(info) if info.total > 1 => self.legacy_part(now, unix, conn, c.system, seq, &sm, msg, info),
+            _ => self.legacy_message(unix, c.system, vec![(conn, seq)], &msg),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn legacy_part(
+        &mut self,
+        now: u64,
+        unix: u64,
+        conn: ConnId,
+        system: u16,
+        seq: u32,
+        sm: &SubmitSm<'_>,
+        msg: LegacyMessage<'_>,
+        info: ConcatInfo,
+    ) {
+        inc(&self.shared.stats.legacy_parts);
+        let mut source = [0u8; 21];
+        let n = sm.source.addr.len().min(21);
+        source[..n].copy_from_slice(&sm.source.addr[..n]);
+        let key = ReKey { conn_system: system, reference: info.reference, source };
+        let UserData::Single(payload) = msg.user_data else { return };
+        let at = self.epoch + Duration::from_millis(now);
+        match self.reassembly.push(key, info, payload, at) {
+            Ok(Push::Incomplete { .. }) => self.held.entry(key).or_default().push((conn, seq)),
+            Ok(Push::Duplicate) => {
+                // The part is held already: this copy gets the same answer later.
+                self.held.entry(key).or_default().push((conn, seq));
+            }
+            Ok(Push::Complete(whole)) => {
+                let mut parts = self.held.remove(&key).unwrap_or_default();
+                parts.push((conn, seq));
+                let slices: Vec<&[u8]> = whole.parts.iter().map(Vec::as_slice).collect();
+                let full = LegacyMessage { user_data: UserData::Parts(&slices), ..msg };
+                self.legacy_message(unix, system, parts, &full);
+            }
+            Err(_) => {
+                inc(&self.shared.stats.legacy_refused);
+                self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
+            }
+        }
+    }
+
+    fn legacy_message(&mut self, unix: u64, system: u16, parts: Vec<(ConnId, u32)>, msg: &LegacyMessage<'_>) {
+        inc(&self.shared.stats.legacy_messages);
+        let provision = self.shared.provision.load_full();
+        let Some(l) = provision.system(system) else {
+            for (conn, seq) in parts {
+                self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b"");
+            }
+            return;
+        };
+        let exchange = exchange_of(l);
+        // The recipient from the MSISDN map; a number it cannot map is refused.
+        let mut uri = [0u8; 512];
+        let number = core::str::from_utf8(msg.destination.addr).ok().and_then(|addr| {
+            let a = SmppAddress { ton: Ton(msg.destination.ton), npi: Npi(msg.destination.npi), addr };
+            match exchange.numbering.from_smpp(a) {
+                Ok(LegacyParty::Number(m)) => Some(m),
+                _ => None,
+            }
+        });
+        let recipient = number.and_then(|m| {
+            let n = provision.msisdns.write_uri(&m, &mut uri).ok()?;
+            core::str::from_utf8(uri.get(..n)?).ok()
+        });
+        let Some(recipient) = recipient else {
+            inc(&self.shared.stats.legacy_refused);
+            for (conn, seq) in parts {
+                self.respond(conn, seq, CommandStatus::ESME_RINVDSTADR, b"");
+            }
+            return;
+        };
+        let side = ConvergedSide {
+            legacy_domain: &provision.converged.legacy_domain,
+            converged_domain: &provision.converged.converged_domain,
+            local_sent_by: &self.config.local_sent_by,
+            transport: "UDP",
+        };
+        self.tag_seq = self.tag_seq.wrapping_add(1);
+        let sequence = self.tag_seq ^ (u32::from(self.config.core) << 24);
+        let converted = legacy_to_sip(
+            msg,
+            &exchange,
+            &side,
+            Some(recipient),
+            &provision.keys,
+            sequence,
+            unix,
+            &mut self.scratch,
+            &mut self.out,
+        );
+        match converted {
+            Ok(c) => {
+                let bytes = self.out[..c.len].to_vec();
+                let key = self.outgoing.insert(Outgoing::Message { parts, fields: c.fields });
+                let token = self.token(key);
+                inc(&self.shared.stats.sip_messages_sent);
+                self.sip_requests.push_back(SipRequest { token, bytes, dest: self.config.next_hop });
+            }
+            Err(e) => {
+                inc(&self.shared.stats.legacy_refused);
+                for (conn, seq) in parts {
+                    self.respond(conn, seq, e.command_status(), b"");
+                }
+            }
+        }
+    }
+
+    /// The final response (or 408 for Timer F) to SIP request `token`.
+    pub fn sip_final(&mut self, token: u64, status: u16) {
+        let Some(o) = self.outgoing.remove(token & 0xFFFF_FFFF_FFFF) else { return };
+        match o {
+            Outgoing::Message { parts, fields } => {
+                let ok = (200..300).contains(&status);
+                inc(if ok { &self.shared.stats.sip_messages_ok } else { &self.shared.stats.sip_messages_failed });
+                let cs = sip_status_to_command_status(status);
+                let provision = self.shared.provision.load_full();
+                let count = parts.len();
+                for (i, (conn, seq)) in parts.into_iter().enumerate() {
+                    if !ok {
+                        self.respond(conn, seq, cs, b"");
+                        continue;
+                    }
+                    // Each part's resp carries its segment's tag.
+                    let index = if count > 1 { (i + 1) as u8 } else { 0 };
+                    match segment_tag(&provision.keys, &fields, index) {
+                        Ok(tag) => self.respond(conn, seq, CommandStatus::ESME_ROK, tag.as_bytes()),
+                        Err(_) => self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b""),
+                    }
+                }
+            }
+            Outgoing::ReceiptAck { conn: ConnId::MAX, .. } => {}
+            Outgoing::ReceiptAck { conn, seq } => {
+                let cs = if (200..300).contains(&status) {
+                    CommandStatus::ESME_ROK
+                } else {
+                    sip_status_to_command_status(status)
+                };
+                self.respond(conn, seq, cs, b"");
+            }
+        }
+    }
+
+    fn respond(&mut self, conn: ConnId, seq: u32, status: CommandStatus, id: &[u8]) {
+        let (message_id, id_len) = id_buf(id);
+        self.smpp_out.push_back((conn, SmppOut::Respond { seq, status, message_id, id_len }));
+    }
+
+    // ---- converged → legacy and IMDNs ------------------------------------------------
+
+    /// A new MESSAGE from the converged side (an IMDN, or a message for a legacy user).
+    pub fn sip_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>) {
+        let provision = self.shared.provision.load_full();
+        let first = 1;
+        let routed = imdn_message_to_receipts(
+            msg,
+            &provision.keys,
+            unix,
+            |s| provision.system(s).map(exchange_of),
+            first,
+            &mut self.out,
+        );
+        match routed {
+            Err(ImdnRouteError::NotCpim | ImdnRouteError::NotImdn | ImdnRouteError::NotNotification) => {
+                self.converged_message(now, unix, txn, msg, &provision)
+            }
+            Err(e) => {
+                inc(&self.shared.stats.imdns_in);
+                match e {
+                    ImdnRouteError::Tag(crate::tag::TagError::Expired) => {
+                        inc(&self.shared.stats.imdn_bad_tag);
+                        self.answer(txn, 200, "OK (message-id expired: nothing to relay)");
+                    }
+                    ImdnRouteError::Tag(_) | ImdnRouteError::UnknownSystem(_) => {
+                        inc(&self.shared.stats.imdn_bad_tag);
+                        self.answer(txn, 403, "Forbidden (message-id not issued by this IWF)");
+                    }
+                    _ => {
+                        inc(&self.shared.stats.imdn_malformed);
+                        self.answer(txn, 400, "Bad Request (malformed IMDN)");
+                    }
+                }
+            }
+            Ok(ReceiptOutcome::NotRequested { .. } | ReceiptOutcome::NotRelayed { .. }) => {
+                inc(&self.shared.stats.imdns_in);
+                inc(&self.shared.stats.receipts_not_requested);
+                self.answer(txn, 200, "OK");
+            }
+            Ok(ReceiptOutcome::Receipts { system, count, len, .. }) => {
+                inc(&self.shared.stats.imdns_in);
+                self.route_receipts(now, unix, txn, system, count, len);
+            }
+        }
+    }
+
+    fn answer(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
+        self.sip_answers.push_back(SipAnswer { txn, status, reason, retry_after: None });
+    }
+
+    /// Hands the `count` receipt PDUs in `self.out[..len]` to `system`'s lane (or the
+    /// store when it has no bind); the IMDN is answered once all are acknowledged.
+    fn route_receipts(&mut self, now: u64, unix: u64, txn: SipTxn, system: u16, count: u8, _len: usize) {
+        let _ = now;
+        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count), refused: None });
+        let token = self.token(key);
+        let lanes = self.shared.lanes.load();
+        let Some(lane) = lanes.get(LegacySystemId(system)) else {
+            self.waiters.remove(key);
+            self.answer(txn, 500, "Server Internal Error (no lane)");
+            return;
+        };
+        let validity = self.shared.provision.load().converged.message_validity_s;
+        let mut at = 0usize;
+        let mut failed = 0u16;
+        for _ in 0..count {
+            let Some(head) = self.out.get(at..at + 4) else { break };
+            let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let Some(bytes) = self.out.get(at..at + n) else { break };
+            at += n;
+            let Ok(item) = LaneItem::new(LegacySystemId(system), token, bytes) else {
+                failed += 1;
+                continue;
+            };
+            if lane.owner().is_none() {
+                match &self.shared.store {
+                    Some(tx) => {
+                        inc(&self.shared.stats.receipts_queued);
+                        let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
+                        if tx.send(op).is_err() {
+                            failed += 1;
+                        }
+                    }
+                    None => failed += 1,
+                }
+                continue;
+            }
+            match lane.push(item) {
+                Ok(()) => inc(&self.shared.stats.receipts_routed),
+                Err(PushError::Full(_)) => {
+                    inc(&self.shared.stats.lane_full);
+                    failed += 1;
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        if failed > 0 {
+            // Items already handed over still complete; the IMDN is answered 503 now
+            // and its completions are ignored (the converged side resends; a duplicate
+            // receipt is harmless to the legacy system's correlation).
+            self.waiters.remove(key);
+            self.sip_answers.push_back(SipAnswer {
+                txn,
+                status: 503,
+                reason: "Service Unavailable (legacy lane full or unbound)",
+                retry_after: Some(5),
+            });
+        }
+    }
+
+    fn converged_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>, provision: &Provision) {
+        inc(&self.shared.stats.converged_messages);
+        let refuse = |me: &mut Flows, status: u16, reason: &'static str| {
+            inc(&me.shared.stats.converged_refused);
+            me.answer(txn, status, reason);
+        };
+        // Route by the Request-URI's number (content type from the body).
+        let number = msg
+            .request_line()
+            .and_then(|r| r.parse_uri().ok())
+            .and_then(|u| crate::interwork::legacy_to_converged::uri_msisdn(u.as_str().as_bytes()).ok());
+        let Some(number) = number else {
+            return refuse(self, 404, "Not Found (no E.164 number in the Request-URI)");
+        };
+        let system = match provision.routes.select(&number, None) {
+            Ok(s) => s.0,
+            Err(e) => {
+                let (status, reason) = e.sip_status();
+                return refuse(self, status, reason);
+            }
+        };
+        let Some(l) = provision.system(system) else {
+            return refuse(self, 500, "Server Internal Error (route to an unknown system)");
+        };
+        // The bind the parts leave on: this core's, one that receives.
+        let Some(conn) = self.pick_conn(system) else {
+            return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)");
+        };
+        let exchange = exchange_of(l);
+        self.concat_ref = self.concat_ref.wrapping_add(1);
+        let first = self.corr_seq;
+        let params = SubmitParams {
+            reference: self.concat_ref,
+            first_sequence: first,
+            sender_policy: SenderPolicy::AlphanumericFallback,
+        };
+        let batch = match sip_to_submit(msg, &exchange, params, &mut self.scratch, &mut self.out) {
+            Ok(b) => b,
+            Err(e) => {
+                let (status, reason) = e.sip_status();
+                return refuse(self, status, reason);
+            }
+        };
+        let count = batch.count;
+        self.corr_seq = first.wrapping_add(u32::from(count)).max(1);
+        if let Some(stored) = batch.facts.stored() {
+            let entry = NewMessage {
+                system: LegacySystemId(system),
+                stored,
+                segments: count,
+                first_sequence: first,
+                deadline: unix + provision.converged.message_validity_s,
+            };
+            if self.correlation.insert(&entry, unix).is_err() {
+                return refuse(self, 503, "Service Unavailable (correlation table)");
+            }
+        }
+        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count), refused: None });
+        let token = self.token(key);
+        let mut items = Vec::with_capacity(usize::from(count));
+        for (i, (_, bytes)) in batch.pdus(&self.out).enumerate() {
+            let corr = batch.facts.stored().map(|_| (system, first.wrapping_add(i as u32)));
+            items.push((LaneItem::new(LegacySystemId(system), token, bytes), corr));
+        }
+        let _ = now;
+        for (item, corr) in items {
+            match item {
+                Ok(item) => {
+                    inc(&self.shared.stats.converged_parts_sent);
+                    self.smpp_out.push_back((conn, SmppOut::Send(SmppSend { token, item, correlation: corr })));
+                }
+                Err(_) => self.complete_local(token, Outcome::Refused(CommandStatus::ESME_RINVMSGLEN)),
+            }
+        }
+    }
+
+    fn pick_conn(&mut self, system: u16) -> Option<ConnId> {
+        let mut candidates: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| c.system == system && c.receives).map(|(k, _)| *k).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.sort_unstable();
+        self.rr = self.rr.wrapping_add(1);
+        candidates.get(self.rr % candidates.len()).copied()
+    }
+}
+
+impl Flows {
+    // ---- receipts from legacy systems (converged → legacy leg) -----------------------
+
+    /// An SMSC receipt (deliver_sm from an SMSC iwf is bound to, or submit_sm 0x08/0x10
+    /// from a system bound to iwf): matched to its message, it becomes an IMDN to the
+    /// converged sender; the receipt is acknowledged after the IMDN's final response.
+    fn legacy_receipt(&mut self, _now: u64, unix: u64, conn: ConnId, system: u16, seq: u32, sm: &SubmitSm<'_>) {
+        inc(&self.shared.stats.smsc_receipts);
+        let provision = self.shared.provision.load_full();
+        let Some(l) = provision.system(system) else {
+            self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b"");
+            return;
+        };
+        let receipt = match parse_smsc_receipt(sm, l.ids) {
+            Ok(r) => r,
+            Err(_) => {
+                inc(&self.shared.stats.smsc_receipts_absorbed);
+                // Unreadable: acknowledged (a retry would not read better), counted.
+                self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+                return;
+            }
+        };
+        match self.correlation.receipt(LegacySystemId(system), &receipt.id, receipt.state, unix) {
+            correlation::ReceiptOutcome::Notify { message, state } => {
+                self.send_imdn(unix, message, state, Some((conn, seq)), &provision);
+            }
+            correlation::ReceiptOutcome::Absorbed { .. } | correlation::ReceiptOutcome::Parked => {
+                inc(&self.shared.stats.smsc_receipts_absorbed);
+                self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+            }
+            correlation::ReceiptOutcome::ParkFull => {
+                self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
+            }
+        }
+    }
+
+    /// Writes and queues the IMDN for `message` in `state`; `ack` is the receipt to
+    /// answer after its final response (answered now when no IMDN is due).
+    fn send_imdn(
+        &mut self,
+        unix: u64,
+        message: correlation::MessageRef,
+        state: crate::interwork::state::ReceiptState,
+        ack: Option<(ConnId, u32)>,
+        provision: &Provision,
+    ) {
+        let mut strings = [0u8; 2048];
+        let Ok(stored) = self.correlation.stored(message, &mut strings) else {
+            if let Some((conn, seq)) = ack {
+                self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+            }
+            return;
+        };
+        let side = ConvergedSide {
+            legacy_domain: &provision.converged.legacy_domain,
+            converged_domain: &provision.converged.converged_domain,
+            local_sent_by: &self.config.local_sent_by,
+            transport: "UDP",
+        };
+        self.tag_seq = self.tag_seq.wrapping_add(1);
+        let seed = format!("iwf{:x}c{}m{}", unix, self.config.core, self.tag_seq);
+        let message_id = format!("n{:x}{}{}", unix, self.config.core, self.tag_seq);
+        let tokens = ImdnTokens { message_id: &message_id, seed: &seed };
+        let written = imdn_for_state(
+            state,
+            &stored,
+            &side,
+            &tokens,
+            i64::try_from(unix).unwrap_or(0),
+            &mut self.scratch,
+            &mut self.out,
+        );
+        match written {
+            Ok(Some(w)) => {
+                let bytes = self.out[..w.len].to_vec();
+                let outgoing = match ack {
+                    Some((conn, seq)) => Outgoing::ReceiptAck { conn, seq },
+                    None => Outgoing::ReceiptAck { conn: ConnId::MAX, seq: 0 },
+                };
+                let key = self.outgoing.insert(outgoing);
+                let token = self.token(key);
+                inc(&self.shared.stats.imdns_sent);
+                self.sip_requests.push_back(SipRequest { token, bytes, dest: self.config.next_hop });
+            }
+            Ok(None) | Err(_) => {
+                if let Some((conn, seq)) = ack {
+                    self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+                }
+            }
+        }
+    }
+
+    // ---- what the sessions report ----------------------------------------------------
+
+    /// The session on `conn` sent `req` as sequence number `seq`.
+    pub fn smpp_sent(&mut self, conn: ConnId, seq: u32, req: SmppSend) {
+        self.sent.insert((conn, seq), req);
+    }
+
+    /// The session on `conn` could not send `req` (not bound, window full): it goes
+    /// back to its lane (or completes as refused when it cannot).
+    pub fn smpp_unsent(&mut self, conn: ConnId, req: SmppSend) {
+        let _ = conn;
+        self.retry(req);
+    }
+
+    /// The response to request `seq` iwf sent on `conn`.
+    pub fn smpp_response(&mut self, unix: u64, conn: ConnId, seq: u32, status: CommandStatus, message_id: &[u8]) {
+        let Some(req) = self.sent.remove(&(conn, seq)) else { return };
+        if let Some((system, corr)) = req.correlation {
+            let provision = self.shared.provision.load_full();
+            let ids = provision.system(system).map_or(crate::interwork::IdCanonicalisation::Exact, |l| l.ids);
+            let outcome = if status == CommandStatus::ESME_ROK {
+                match canonical_id(message_id, ids, IdOrigin::SubmitResp) {
+                    Ok(id) => self.correlation.resp(LegacySystemId(system), corr, &id, unix),
+                    Err(_) => self.correlation.refused(LegacySystemId(system), corr, unix),
+                }
+            } else {
+                self.correlation.refused(LegacySystemId(system), corr, unix)
+            };
+            if let Ok(o) = outcome {
+                if let Some(state) = o.notify {
+                    self.send_imdn(unix, o.message, state, None, &provision);
+                }
+            }
+        }
+        if req.correlation.is_none() {
+            match status {
+                CommandStatus::ESME_ROK => inc(&self.shared.stats.receipts_delivered),
+                CommandStatus::ESME_RTHROTTLED | CommandStatus::ESME_RMSGQFUL => {}
+                _ => inc(&self.shared.stats.receipts_refused),
+            }
+        }
+        match status {
+            CommandStatus::ESME_ROK => self.finish(req.token, Outcome::Delivered),
+            CommandStatus::ESME_RTHROTTLED | CommandStatus::ESME_RMSGQFUL if req.correlation.is_none() => {
+                self.retry(req)
+            }
+            s => self.finish(req.token, Outcome::Refused(s)),
+        }
+    }
+
+    /// Request `seq` on `conn` got no response in time, or its session closed: a
+    /// receipt goes back to its lane (the legacy system absorbs a duplicate); a
+    /// converged message part fails (the sender retries).
+    pub fn smpp_lost(&mut self, unix: u64, conn: ConnId, seq: u32) {
+        let Some(req) = self.sent.remove(&(conn, seq)) else { return };
+        match req.correlation {
+            None => self.retry(req),
+            Some((system, corr)) => {
+                let _ = self.correlation.refused(LegacySystemId(system), corr, unix);
+                self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RX_T_APPN));
+            }
+        }
+    }
+
+    fn retry(&mut self, req: SmppSend) {
+        if req.correlation.is_some() {
+            self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RX_T_APPN));
+            return;
+        }
+        match self.shared.lanes.load().push(req.item) {
+            Ok(()) => {}
+            Err(_) => self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RTHROTTLED)),
+        }
+    }
+
+    /// A completion for `token`, here or on the core (or store) that waits for it.
+    fn finish(&mut self, token: u64, outcome: Outcome) {
+        if (token >> 48) as u16 == self.config.core {
+            self.complete_local(token, outcome);
+        } else {
+            self.shared.complete(token, outcome);
+        }
+    }
+
+    fn complete_local(&mut self, token: u64, outcome: Outcome) {
+        let key = token & 0xFFFF_FFFF_FFFF;
+        let Some(w) = self.waiters.get_mut(key) else { return };
+        w.remaining = w.remaining.saturating_sub(1);
+        if let Outcome::Refused(s) = outcome {
+            w.refused = Some(s);
+        }
+        if w.remaining > 0 {
+            return;
+        }
+        let Some(w) = self.waiters.remove(key) else { return };
+        let (status, reason) = match w.refused {
+            None => (200, "OK"),
+            Some(s) => sip_for_command_status(s),
+        };
+        self.answer(w.txn, status, reason);
+    }
+
+    // ---- time and the outboxes -------------------------------------------------------
+
+    /// Work not driven by input: completions from other cores and the store, this
+    /// core's lanes, reassembly and correlation timeouts.
+    pub fn poll(&mut self, now: u64, unix: u64) {
+        let core = self.config.core;
+        let shared = Arc::clone(&self.shared);
+        if let Some(q) = shared.completions.get(core as usize) {
+            while let Some(c) = q.pop() {
+                self.complete_local(c.token, c.outcome);
+            }
+        }
+        let lanes = shared.lanes.load();
+        for lane in lanes.owned_by(core) {
+            let system = lane.system().0;
+            let mut n = 0;
+            while n < DRAIN_PER_POLL {
+                let Some(conn) = self.pick_conn(system) else { break };
+                let Some(item) = lane.pop(core) else { break };
+                self.smpp_out
+                    .push_back((conn, SmppOut::Send(SmppSend { token: item.token(), item, correlation: None })));
+                n += 1;
+            }
+        }
+        let at = self.epoch + Duration::from_millis(now);
+        while let Some(expired) = self.reassembly.poll_expired(at) {
+            // Parts of a message that never completed: the system resends them.
+            for (conn, seq) in self.held.remove(&expired.key).unwrap_or_default() {
+                self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
+            }
+        }
+        let _ = self.correlation.expire(unix, 256);
+    }
+
+    /// The next SMPP action for the sessions of port `port`.
+    pub fn poll_smpp(&mut self, port: u8) -> Option<(ConnId, SmppOut)> {
+        let i = self.smpp_out.iter().position(|(c, _)| (c >> 16) as u8 == port)?;
+        self.smpp_out.remove(i)
+    }
+
+    /// Whether SMPP actions wait.
+    pub fn has_smpp(&self) -> bool {
+        !self.smpp_out.is_empty()
+    }
+
+    /// The next SIP answer whose transaction matches `filter`.
+    pub fn poll_answer(&mut self, filter: impl Fn(&SipTxn) -> bool) -> Option<SipAnswer> {
+        let i = self.sip_answers.iter().position(|a| filter(&a.txn))?;
+        self.sip_answers.remove(i)
+    }
+
+    /// The next SIP request iwf originates.
+    pub fn poll_request(&mut self) -> Option<SipRequest> {
+        self.sip_requests.pop_front()
+    }
+
+    /// Waiters, outgoing requests, unanswered sent PDUs and correlation entries (for
+    /// tests and the metrics).
+    pub fn in_flight(&self) -> (usize, usize, usize, usize) {
+        (self.waiters.len(), self.outgoing.len(), self.sent.len(), self.correlation.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::sip::{ServerConfig, ServerTransactions};
+    use crate::wire::sip::{Header, Parser, Status};
+    use crate::wire::smpp::{Address, EsmClass, RegisteredDelivery, Tlvs};
+
+    const NOW: u64 = 1_800_000_000;
+    const SMSCA: ConnId = 5; // port 0, slot 5
+    const SMSCC: ConnId = 1;
+
+    fn shared(store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared> {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, store))
+    }
+
+    fn flows(shared: &Arc<Shared>) -> Flows {
+        let config = FlowsConfig {
+            core: 0,
+            next_hop: "198.18.2.1:5060".parse().unwrap(),
+            local_sent_by: "198.18.2.2:5060".into(),
+        };
+        Flows::new(config, Arc::clone(shared))
+    }
+
+    fn submit(seq: u32, rd: u8, esm: u8, text: &[u8], tlvs: &[u8]) -> Vec<u8> {
+        let sm = SubmitSm {
+            source: Address::international(b"447000100001"),
+            destination: Address::international(b"447900000001"),
+            esm_class: EsmClass(esm),
+            registered_delivery: RegisteredDelivery(rd),
+            short_message: text,
+            tlvs: Tlvs::Raw(tlvs),
+            ..SubmitSm::default()
+        };
+        let pdu = Pdu::new(seq, Body::SubmitSm(sm));
+        let mut out = vec![0u8; pdu.buffer_len()];
+        pdu.emit(&mut out).unwrap();
+        out
+    }
+
+    /// A server transaction id to answer on (the table stands in for the SIP service).
+    fn txn(server: &mut ServerTransactions, request: &[u8]) -> SipTxn {
+        let mut headers = [Header::EMPTY; 32];
+        let mut reply = [0u8; 2048];
+        match server.handle_request(0, "198.18.2.1:5060".parse().unwrap(), request, &mut headers, &mut reply) {
+            crate::session::sip::Incoming::New { id, .. } => SipTxn::Udp { port: 1, id },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn deliver(f: &mut Flows, shared: &Shared, unix: u64, request: &[u8], txn: SipTxn) {
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(request, &mut headers) else { panic!() };
+        f.sip_message(0, unix, txn, &msg);
+        let _ = shared;
+    }
+
+    fn imdn(tag: &str, status: &str, kind: &str) -> Vec<u8> {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\r\n\
+<message-id>{tag}</message-id>\r\n<datetime>2027-01-15T08:00:00Z</datetime>\r\n\
+<{kind}-notification><status><{status}/></status></{kind}-notification>\r\n</imdn>\r\n"
+        );
+        let cpim = format!(
+            "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: own{status}\r\nDateTime: 2027-01-15T08:00:00Z\r\n\r\n\
+Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Length: {}\r\n\r\n{xml}",
+            xml.len()
+        );
+        format!(
+            "MESSAGE sip:+447000100001@iwf.ims.lab;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{status}{}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:+447900000001@ims.lab;user=phone>;tag=u1\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
+Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            &tag[..8.min(tag.len())],
+            cpim.len()
+        )
+        .into_bytes()
+    }
+
+    fn tag_of(sip: &[u8]) -> String {
+        let text = String::from_utf8_lossy(sip);
+        let at = text.find("imdn.Message-ID: ").unwrap() + 17;
+        text[at..at + TAG_LEN].to_string()
+    }
+
+    fn respond_of(out: Option<(ConnId, SmppOut)>) -> (ConnId, u32, CommandStatus, String) {
+        match out {
+            Some((c, SmppOut::Respond { seq, status, message_id, id_len })) => {
+                (c, seq, status, String::from_utf8_lossy(&message_id[..id_len as usize]).into_owned())
+            }
+            other => panic!("expected a resp, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_submit_is_answered_after_the_sip_final_with_its_tag_and_the_imdn_returns_as_a_receipt() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCA, 1, true);
+        let pdu = submit(7, 0x09, 0, b"hello", &[]);
+        f.smpp_request(0, NOW, SMSCA, 7, &Pdu::parse(&pdu).unwrap());
+        assert!(f.poll_smpp(0).is_none(), "nothing answered before the SIP final response");
+        let req = f.poll_request().expect("a SIP MESSAGE");
+        let text = String::from_utf8_lossy(&req.bytes).into_owned();
+        assert!(text.starts_with("MESSAGE sip:+447900000001@ims.lab;user=phone SIP/2.0\r\n"), "{text}");
+        assert!(text.contains("positive-delivery") && text.contains("display"), "{text}");
+        let tag = tag_of(&req.bytes);
+        f.sip_final(req.token, 200);
+        let (conn, seq, status, id) = respond_of(f.poll_smpp(0));
+        assert_eq!((conn, seq, status, id.as_str()), (SMSCA, 7, CommandStatus::ESME_ROK, tag.as_str()));
+
+        // The delivery notification: a deliver_sm receipt to smsc-a, 200 after its resp.
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW + 5, &dn, t);
+        assert!(f.poll_answer(|_| true).is_none(), "no 200 before the legacy system acknowledged");
+        f.poll(10, NOW + 5);
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a deliver_sm") };
+        assert_eq!(conn, SMSCA);
+        let pdu = Pdu::parse(send.item.pdu()).unwrap();
+        let Body::DeliverSm(sm) = pdu.body else { panic!("{pdu:?}") };
+        assert_eq!(sm.esm_class.0 & 0x3c, 0x04);
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        f.smpp_sent(SMSCA, 900, send);
+        assert!(f.poll_answer(|_| true).is_none());
+        f.smpp_response(NOW + 5, SMSCA, 900, CommandStatus::ESME_ROK, b"");
+        let a = f.poll_answer(|_| true).expect("the IMDN's answer");
+        assert_eq!((a.txn, a.status), (t, 200));
+
+        // The display notification: user ack (0x10), asked with registered_delivery 0x09.
+        let dn = imdn(&tag, "displayed", "display");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW + 9, &dn, t);
+        f.poll(20, NOW + 9);
+        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a user ack") };
+        let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.esm_class.0 & 0x3c, 0x10);
+        f.smpp_sent(SMSCA, 901, send);
+        f.smpp_response(NOW + 9, SMSCA, 901, CommandStatus::ESME_ROK, b"");
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        assert_eq!(f.in_flight(), (0, 0, 0, 0));
+        assert_eq!(shared.stats.receipts_delivered.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn sip_failures_map_to_command_status_and_unmapped_numbers_are_refused() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"a", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        f.sip_final(r.token, 404);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RINVDSTADR);
+        f.smpp_request(0, NOW, SMSCA, 2, &Pdu::parse(&submit(2, 1, 0, b"b", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        f.sip_final(r.token, 408);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RX_T_APPN);
+        f.smpp_request(0, NOW, SMSCA, 3, &Pdu::parse(&submit(3, 1, 0, b"c", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        f.sip_final(r.token, 503);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED);
+        // An unbound connection's request.
+        f.smpp_request(0, NOW, 99, 4, &Pdu::parse(&submit(4, 1, 0, b"d", &[])).unwrap());
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RINVBNDSTS);
+    }
+
+    #[test]
+    fn concatenated_parts_are_sent_as_one_message_and_each_resp_gets_its_segment_tag() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        for (seq, part) in [(11u32, 1u8), (12, 2), (13, 3)] {
+            let mut sm = vec![5, 0, 3, 0x42, 3, part];
+            sm.extend_from_slice(b"part ");
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
+        }
+        let r = f.poll_request().expect("one MESSAGE for three parts");
+        assert!(f.poll_request().is_none());
+        assert!(String::from_utf8_lossy(&r.bytes).contains("part part part "));
+        f.sip_final(r.token, 200);
+        let ids: Vec<_> = (0..3).map(|_| respond_of(f.poll_smpp(0))).collect();
+        assert_eq!(ids.iter().map(|r| r.1).collect::<Vec<_>>(), [11, 12, 13]);
+        let keys = &shared.provision.load().keys;
+        for (i, r) in ids.iter().enumerate() {
+            let fields = keys.verify(r.3.as_bytes(), NOW).unwrap();
+            assert_eq!((fields.segment_index, fields.segment_count), (i as u8 + 1, 3));
+        }
+    }
+
+    #[test]
+    fn forged_and_unasked_imdns_route_nowhere() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 0x01, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        let mut forged = tag.clone().into_bytes();
+        forged[5] = if forged[5] == b'a' { b'b' } else { b'a' };
+        let dn = imdn(std::str::from_utf8(&forged).unwrap(), "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(403));
+        // A display report nobody asked for (registered_delivery 1: delivery only).
+        let dn = imdn(&tag, "displayed", "display");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        f.poll(1, NOW);
+        assert!(f.poll_smpp(0).is_none(), "no legacy system saw either");
+        assert_eq!(shared.stats.imdn_bad_tag.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.stats.receipts_not_requested.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_converged_message_is_correlated_before_sending_and_the_smsc_receipt_becomes_an_imdn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let message = |number: &str, call: &str| {
+            let cpim = format!(
+                "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: conv-1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
+imdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
+            );
+            format!(
+                "MESSAGE tel:{number} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
+From: <sip:+447900000001@ims.lab;user=phone>;tag=a\r\nTo: <tel:{number}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\n\
+Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+                cpim.len()
+            )
+        };
+        let sip = message("+447000300001", "conv1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        assert_eq!(conn, SMSCC);
+        let Body::SubmitSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.destination.addr, b"447000300001");
+        assert_eq!(sm.registered_delivery.0 & 3, 1);
+        assert_eq!(f.in_flight().3, 1, "the correlation entry exists before the PDU leaves");
+        f.smpp_sent(SMSCC, 44, send);
+        f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-77");
+        assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        // The SMSC's receipt (text form).
+        let text =
+            b"id:smsc-77 sub:001 dlvrd:001 submit date:2701150800 done date:2701150801 stat:DELIVRD err:000 text:hi";
+        let mut receipt = submit(5, 0, 0x04, text, &[]);
+        receipt[4..8].copy_from_slice(&0x0000_0005u32.to_be_bytes()); // deliver_sm
+        f.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&receipt).unwrap());
+        assert!(f.poll_smpp(0).is_none(), "the receipt is acknowledged after the IMDN's final response");
+        let r = f.poll_request().expect("an IMDN");
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        assert!(text.starts_with("MESSAGE sip:+447900000001@ims.lab;user=phone SIP/2.0"), "{text}");
+        assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
+        f.sip_final(r.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_ROK);
+        assert_eq!(shared.stats.imdns_sent.load(Ordering::Relaxed), 1);
+        // No route: 404; a routed system without a bind: 480.
+        let other = message("+15550100", "conv3");
+        let t = txn(&mut server, other.as_bytes());
+        deliver(&mut f, &shared, NOW, other.as_bytes(), t);
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(404));
+        let unbound = message("+447000200001", "conv2");
+        let t = txn(&mut server, unbound.as_bytes());
+        deliver(&mut f, &shared, NOW, unbound.as_bytes(), t);
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(480));
+    }
+
+    #[test]
+    fn receipts_for_an_unbound_system_are_stored_then_delivered_when_it_binds() {
+        let dir = std::env::temp_dir().join(format!("iwf-flow-store-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = shared(Some(tx));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stats = Arc::new(store::StoreStats::default());
+        let thread = {
+            let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
+            let db = crate::route::store::Store::create(&dir).unwrap();
+            std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
+        };
+        // A message from smsc-a, then smsc-a unbinds before the IMDN comes.
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        f.closed(SMSCA);
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            f.poll(0, NOW);
+            if let Some(a) = f.poll_answer(|_| true) {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "no answer after the store");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!((answer.txn, answer.status), (t, 200));
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
+        // It binds again: the stored receipt comes out of its lane.
+        f.bound(SMSCA + 1, 1, true);
+        let send = loop {
+            f.poll(0, NOW);
+            if let Some((_, SmppOut::Send(s))) = f.poll_smpp(0) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the stored receipt was not replayed");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        f.smpp_sent(SMSCA + 1, 3, send);
+        f.smpp_response(NOW, SMSCA + 1, 3, CommandStatus::ESME_ROK, b"");
+        while stats.acked.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the delivered receipt was not removed from the store");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        let db = crate::route::store::Store::open(&dir).unwrap();
+        assert_eq!(db.queued_total().unwrap(), 0);
+        let _ = std::fs::remove_file(&dir);
+    }
+}

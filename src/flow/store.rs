@@ -1,0 +1,208 @@
+//! The durable queue's thread: receipts for legacy systems without a bind are written to
+//! the store (redb, group commits) and their IMDNs answered only after the commit; when
+//! a system binds again its queued receipts go into its lane, and each is removed from
+//! the store once the system acknowledged it. A restart picks the queue up from the file.
+//!
+//! The thread is the control plane's: it never touches a packet; the workers reach it
+//! through a channel ([`StoreOp`]) and it answers through [`Shared::complete`].
+use super::{Completion, Outcome, Shared, STORE_ORIGIN};
+use crate::route::lane::LaneItem;
+use crate::route::store::{Batch, QueueKey, Store};
+use crate::session::smpp::LegacySystemId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the workers ask of the store.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreOp {
+    /// Keep this receipt until its system binds (or `deadline`, Unix seconds); its
+    /// token completes with [`Outcome::Stored`] once durable.
+    Queue {
+        /// The receipt and the waiter's token.
+        item: LaneItem,
+        /// Unix seconds now.
+        enqueued: u64,
+        /// Unix seconds when it expires.
+        deadline: u64,
+    },
+    /// `system` has a bind again: hand it its queue.
+    Bound {
+        /// The system.
+        system: u16,
+    },
+}
+
+/// Counters of the store thread.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Receipts made durable.
+    pub queued: AtomicU64,
+    /// Receipts handed from the store to a lane.
+    pub replayed: AtomicU64,
+    /// Receipts removed after their system acknowledged them.
+    pub acked: AtomicU64,
+    /// Receipts that expired in the store undelivered.
+    pub expired: AtomicU64,
+    /// Commits.
+    pub commits: AtomicU64,
+    /// Store errors (each also logged).
+    pub errors: AtomicU64,
+    /// Receipts in the store now.
+    pub depth: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs until `stop`: intake, group commits, replay to lanes, acknowledgements, expiry.
+pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: Arc<StoreStats>, stop: &AtomicBool) {
+    let epoch = Instant::now();
+    let mut batch = Batch::new(256, 2_000);
+    // Tokens of the receipts in the batch, in push order (their waiters hear after the commit).
+    let mut waiting: Vec<u64> = Vec::new();
+    // Receipts replayed into a lane, by the token index they carry.
+    let mut replayed: HashMap<u64, QueueKey> = HashMap::new();
+    let mut next_index: u64 = 1;
+    let mut bound: Vec<u16> = shared.provision.load().legacy.iter().map(|l| l.id).collect();
+    let mut next_sweep = Instant::now();
+    if let Ok(n) = store.queued_total() {
+        stats.depth.store(n, Ordering::Relaxed);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let now_us = epoch.elapsed().as_micros() as u64;
+        let wait =
+            batch.flush_at().map_or(Duration::from_millis(5), |t| Duration::from_micros(t.saturating_sub(now_us)));
+        match rx.recv_timeout(wait.min(Duration::from_millis(5))) {
+            Ok(op) => intake(op, &mut batch, &mut waiting, &mut bound, now_us),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(op) = rx.try_recv() {
+            intake(op, &mut batch, &mut waiting, &mut bound, now_us);
+            if batch.len() >= 256 {
+                break;
+            }
+        }
+        // Items left in a lane whose system lost its binds: into the store.
+        for lane in shared.lanes.load().lanes() {
+            while batch.len() < 256 {
+                let Some(item) = lane.take_orphan() else { break };
+                let unix = unix_now();
+                let validity = shared.provision.load().converged.message_validity_s;
+                waiting.push(item.token());
+                batch.queue_receipt(&item, unix, unix + validity, now_us);
+            }
+        }
+        let now_us = epoch.elapsed().as_micros() as u64;
+        if !batch.is_empty() && (batch.should_flush(now_us) || rx_idle(&waiting)) {
+            match store.commit(&mut batch) {
+                Ok(c) => {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats.queued.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
+                    stats.depth.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
+                    for token in waiting.drain(..) {
+                        if (token >> 48) as u16 != STORE_ORIGIN {
+                            shared.complete(token, Outcome::Stored);
+                        }
+                    }
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("iwf: store commit failed: {e}");
+                    // The waiters are not answered: their IMDNs time out and the
+                    // converged side resends.
+                    waiting.clear();
+                    batch = Batch::new(256, 2_000);
+                }
+            }
+        }
+        // Acknowledgements of replayed receipts.
+        let mut acks = Vec::new();
+        while let Some(Completion { token, outcome }) = shared.store_completions.pop() {
+            let Some(key) = replayed.remove(&(token & 0xFFFF_FFFF_FFFF)) else { continue };
+            match outcome {
+                Outcome::Delivered | Outcome::Refused(_) => acks.push(key),
+                // Back in the store's hands (its system unbound again): replay later.
+                Outcome::Stored => {}
+            }
+        }
+        if !acks.is_empty() {
+            match store.ack(&acks) {
+                Ok(n) => {
+                    stats.acked.fetch_add(n as u64, Ordering::Relaxed);
+                    stats.depth.fetch_sub((n as u64).min(stats.depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("iwf: store ack failed: {e}");
+                }
+            }
+        }
+        // Replay to systems that have an owner now.
+        let lanes = shared.lanes.load();
+        bound.retain(|&system| {
+            let Some(lane) = lanes.get(LegacySystemId(system)) else { return false };
+            if lane.owner().is_none() {
+                return true; // keep looking: it may bind
+            }
+            let in_flight: Vec<QueueKey> = replayed.values().copied().filter(|k| k.system.0 == system).collect();
+            let room = lane.capacity().saturating_sub(lane.len()).min(256);
+            if room == 0 {
+                return true;
+            }
+            let Ok(queued) = store.peek(LegacySystemId(system), room + in_flight.len(), unix_now()) else {
+                return true;
+            };
+            for q in queued.into_iter().filter(|q| !in_flight.contains(&q.key)) {
+                let index = next_index;
+                next_index = (next_index + 1) & 0xFFFF_FFFF_FFFF;
+                let token = (u64::from(STORE_ORIGIN) << 48) | index;
+                let Ok(item) = LaneItem::new(LegacySystemId(system), token, q.item.pdu()) else { continue };
+                if lane.push(item).is_ok() {
+                    stats.replayed.fetch_add(1, Ordering::Relaxed);
+                    replayed.insert(index, q.key);
+                }
+            }
+            true
+        });
+        if Instant::now() >= next_sweep {
+            next_sweep = Instant::now() + Duration::from_secs(10);
+            if let Ok(r) = store.sweep(unix_now()) {
+                stats.expired.fetch_add(r.receipts_expired as u64, Ordering::Relaxed);
+                if let Ok(n) = store.queued_total() {
+                    stats.depth.store(n, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        if store.commit(&mut batch).is_ok() {
+            for token in waiting.drain(..) {
+                shared.complete(token, Outcome::Stored);
+            }
+        }
+    }
+}
+
+/// Commit at once when receipts wait for it (latency over batching at low load).
+fn rx_idle(waiting: &[u64]) -> bool {
+    !waiting.is_empty()
+}
+
+fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Vec<u16>, now_us: u64) {
+    match op {
+        StoreOp::Queue { item, enqueued, deadline } => {
+            waiting.push(item.token());
+            batch.queue_receipt(&item, enqueued, deadline, now_us);
+        }
+        StoreOp::Bound { system } => {
+            if !bound.contains(&system) {
+                bound.push(system);
+            }
+        }
+    }
+}
