@@ -97,6 +97,7 @@ impl Bench {
             connect: None,
             connect_port: None,
             reconnect_ms: (1000, 60_000),
+            ..LegacyConfig::default()
         }];
         let settings = StackSettings {
             mac: EthernetAddress([2, 0, 0, 0, 0, 2]),

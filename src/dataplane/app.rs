@@ -237,6 +237,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
     let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
+    let provision = crate::control::provision::Provision::parse(&text)
+        .map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
     preflight(config_path, &cfg)?;
     if let Some(core) = cfg.control.core {
         let online =
@@ -324,11 +326,57 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
     }
     let rings = HandoffRings::create(usize::from(queues), socket).map_err(DataplaneError::Setup)?;
+    // The flows: shared state (provisioning snapshot, lanes, completions), the durable
+    // store's thread, one engine per worker.
+    let (store_tx, store_rx) = std::sync::mpsc::channel();
+    let store = match &cfg.control.store {
+        Some(path) => {
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let s = crate::route::store::Store::create(path)
+                .map_err(|e| DataplaneError::Setup(format!("{config_path}: control.store `{path}`: {e}")))?;
+            println!("iwf: durable store {path}: {} receipts queued", s.queued_total().unwrap_or(0));
+            Some(s)
+        }
+        None => None,
+    };
+    let shared = Arc::new(crate::flow::Shared::new(provision, queues, store.as_ref().map(|_| store_tx)));
+    let store_stats = Arc::new(crate::flow::store::StoreStats::default());
+    let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store_thread = store.map(|db| {
+        let (shared, stats, stop) = (Arc::clone(&shared), Arc::clone(&store_stats), Arc::clone(&store_stop));
+        std::thread::Builder::new()
+            .name("iwf-store".into())
+            .spawn(move || crate::flow::store::run(db, store_rx, shared, stats, &stop))
+    });
+    let store_thread = match store_thread {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Err(DataplaneError::Setup(format!("cannot start the store thread: {e}"))),
+        None => None,
+    };
+    let conv_sent_by = cfg
+        .sip
+        .next_hop_port
+        .and_then(|i| cfg.ports.get(i))
+        .map(|p| format!("{}:{}", p.address, p.sip_udp_port.unwrap_or(5060)))
+        .unwrap_or_else(|| "0.0.0.0:5060".into());
     let directory = Directory::new(&cfg.legacy);
     // One per-peer connection table per port, shared by its workers.
     let limits: Vec<Arc<PeerLimits>> =
         cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
     for (q, lcore) in workers.iter().enumerate() {
+        let flows = Arc::new(std::sync::Mutex::new(crate::flow::Flows::new(
+            crate::flow::FlowsConfig {
+                core: q as u16,
+                next_hop: cfg
+                    .sip
+                    .next_hop
+                    .unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060)),
+                local_sent_by: conv_sent_by.clone(),
+            },
+            Arc::clone(&shared),
+        )));
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
             let mut host = Host::new(EthernetAddress(p.mac), pc.address).with_subnet(pc.prefix_len, pc.gateway);
@@ -350,8 +398,12 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     keepalive,
                     owner: q as u16,
                 };
+                // iwf's own requests (MESSAGEs, IMDNs) leave from the next hop's port.
+                let originates = cfg.sip.next_hop_port == Some(index);
                 if let Some(s) = services.get_mut(slot) {
-                    *s = Some(Box::new(SipUdp::new(&settings, route, Arc::clone(&stats), index, q)));
+                    let sip = SipUdp::new(&settings, route, Arc::clone(&stats), index, q)
+                        .with_flows(Arc::clone(&flows), originates);
+                    *s = Some(Box::new(sip));
                 }
             }
             // iwf's binds to SMSCs leave from the worker of queue 0 of their port.
@@ -361,6 +413,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 .filter(|l| q == 0 && l.connect_port == Some(index))
                 .filter_map(|l| {
                     Some(SmscClient {
+                        system: l.id,
                         remote: l.connect?,
                         credentials: Credentials::transceiver(l.system_id.as_bytes(), l.password.as_bytes())?,
                         window: l.window,
@@ -385,7 +438,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     sip_transactions: 1024,
                     sip_slot_bytes: cfg.sip.server_slot_bytes,
                 };
-                TcpStack::new(&settings, directory.clone(), route, 0)
+                TcpStack::new(&settings, directory.clone(), route, 0).with_flows(Arc::clone(&flows), index as u8)
             });
             wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services, tcp });
         }
@@ -395,6 +448,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             pool: Arc::clone(&pool),
             stats: Arc::clone(&stats),
             handoff: rings.handoff(q),
+            flows: Some(flows),
         };
         if let Err(e) = eal.launch(*lcore, Box::new(move || worker.run())) {
             STOP.store(true, Ordering::SeqCst);
@@ -405,11 +459,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let ports = Arc::new(ports);
     let control_core = cfg.control.core.unwrap_or(eal.main_lcore() as usize);
     let control = {
-        let (stats, ports) = (Arc::clone(&stats), Arc::clone(&ports));
+        let (stats, ports, shared) = (Arc::clone(&stats), Arc::clone(&ports), Arc::clone(&shared));
         let interval = Duration::from_millis(cfg.control.stats_interval_ms);
         std::thread::Builder::new()
             .name("iwf-control".into())
-            .spawn(move || control_loop(control_core, &stats, &ports, interval))
+            .spawn(move || control_loop(control_core, &stats, &ports, &shared, interval))
             .map_err(|e| DataplaneError::Setup(format!("cannot start the control thread: {e}")))
     };
     let control = match control {
@@ -434,6 +488,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     if let Some(c) = control {
         let _ = c.join();
     }
+    store_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = store_thread {
+        let _ = t.join();
+    }
+    println!("final flows {}", shared.stats.line());
     report("final", &stats, &ports);
     for p in ports.iter() {
         let hw = p.hw_stats();
@@ -537,7 +596,8 @@ fn report(tag: &str, stats: &Stats, ports: &[Port]) {
 }
 
 /// The control plane for now: pins itself, watches links, logs counters when they change.
-fn control_loop(core: usize, stats: &Stats, ports: &[Port], interval: Duration) {
+fn control_loop(core: usize, stats: &Stats, ports: &[Port], shared: &crate::flow::Shared, interval: Duration) {
+    let mut last_flows = String::new();
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         eprintln!("iwf: control thread could not be pinned to CPU {core}; running unpinned");
     }
@@ -564,6 +624,11 @@ fn control_loop(core: usize, stats: &Stats, ports: &[Port], interval: Duration) 
         }
         if !interval.is_zero() && Instant::now() >= next {
             next = Instant::now() + interval;
+            let line = shared.stats.line();
+            if line != last_flows {
+                println!("flows {line}");
+                last_flows = line;
+            }
             for (i, p) in stats.ports.iter().enumerate() {
                 let line = stats.totals(i).line();
                 if let Some(prev) = last.get_mut(i) {

@@ -95,6 +95,11 @@ pub struct ControlConfig {
     pub stats_interval_ms: u64,
     /// How long a port may take to come up at start.
     pub link_wait_ms: u64,
+    /// The durable store's file (receipts for unbound systems); `None`: no durable
+    /// queue, such receipts are answered 503.
+    pub store: Option<String>,
+    /// The admin endpoint (`/metrics`, `/healthz`, `POST /-/reload`); `None`: off.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 /// What a port is.
@@ -490,10 +495,38 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         args,
     };
 
-    let mut control = ControlConfig { core: None, stats_interval_ms: 1000, link_wait_ms: 3000 };
+    let mut control =
+        ControlConfig { core: None, stats_interval_ms: 1000, link_wait_ms: 3000, store: None, admin: None };
     if let Some(v) = Doc::get(root, "control") {
         let t = doc.table("control", v)?;
-        doc.only(t, "control", &["core", "stats_interval_ms", "link_wait_ms"])?;
+        doc.only(t, "control", &["core", "stats_interval_ms", "link_wait_ms", "store", "admin"])?;
+        if let Some(c) = Doc::get(t, "store") {
+            let path = doc.string("control.store", c)?;
+            if path.is_empty() {
+                return doc.err("control.store", c.span(), "an empty path: leave the key out for no durable queue");
+            }
+            control.store = Some(path.to_string());
+        }
+        if let Some(c) = Doc::get(t, "admin") {
+            let text = doc.string("control.admin", c)?;
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => control.admin = Some(a),
+                Ok(_) => {
+                    return doc.err(
+                        "control.admin",
+                        c.span(),
+                        format!("`{text}`: the admin endpoint listens on loopback only (127.0.0.1:9870)"),
+                    )
+                }
+                Err(_) => {
+                    return doc.err(
+                        "control.admin",
+                        c.span(),
+                        format!("`{text}` is not an address and port (127.0.0.1:9870)"),
+                    )
+                }
+            }
+        }
         if let Some(c) = Doc::get(t, "core") {
             control.core = Some(doc.integer("control.core", c, 0, i64::from(MAX_LCORE))? as usize);
         }

@@ -21,14 +21,50 @@
 
 use super::counters::{SipCounters, Stats};
 use super::host::{UdpSend, UdpService};
+use crate::flow::{Flows, SipTxn};
+use crate::session::sip::Response;
 use crate::session::sip::{
     classify, Answer, ClientConfig, ClientTransactions, ClientTxId, DatagramKind, Event, Incoming, Rejection,
     ResponseMatch, ServerConfig, ServerTransactions, UasPolicy,
 };
 use crate::wire::sip::{CoreFields, Header, Message, MessageWriter, Method};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddrV4;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// A worker's flows, shared by its SIP and TCP services (only that worker's thread
+/// locks it: the mutex is never contended, it only makes the services `Send`).
+pub type FlowsHandle = Arc<Mutex<Flows>>;
+
+/// Seconds since the Unix epoch (the tags' and receipts' clock).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes the answer a flow decided into `out` through the server transaction.
+pub fn answer_into(
+    server: &mut ServerTransactions,
+    now: u64,
+    id: crate::session::sip::ServerTxId,
+    status: u16,
+    reason: &str,
+    retry_after: Option<u32>,
+    out: &mut [u8],
+) -> Option<crate::session::sip::Reply> {
+    let mut secs = [0u8; 10];
+    let n = retry_after.map_or(0, |r| {
+        use std::io::Write as _;
+        let mut c = std::io::Cursor::new(&mut secs[..]);
+        let _ = write!(c, "{r}");
+        c.position() as usize
+    });
+    let value = std::str::from_utf8(secs.get(..n).unwrap_or(&[])).unwrap_or("");
+    let extra = [("Retry-After", value)];
+    let headers: &[(&str, &str)] = if n > 0 { &extra } else { &[] };
+    let response = Response { status, reason, to_tag: None, headers, body: b"" };
+    server.respond(now, id, &response, out).ok()
+}
 
 /// Header fields parsed per request (more = 400 Too Many Headers).
 pub const MAX_HEADERS: usize = 48;
@@ -91,9 +127,23 @@ pub struct SipUdp {
     stats: Arc<Stats>,
     port: usize,
     queue: usize,
+    /// The worker's flows: MESSAGEs go there instead of the policy.
+    flows: Option<FlowsHandle>,
+    /// Whether this service sends the flows' requests to the next hop.
+    originates: bool,
+    /// The flows' requests in flight: client transaction → token.
+    tokens: HashMap<ClientTxId, u64>,
 }
 
 impl SipUdp {
+    /// Hands MESSAGEs to `flows`; `originates`: this service also sends the flows'
+    /// requests (the next hop's port, worker of queue 0).
+    pub fn with_flows(mut self, flows: FlowsHandle, originates: bool) -> SipUdp {
+        self.flows = Some(flows);
+        self.originates = originates;
+        self
+    }
+
     /// A service with `settings`, counting into `stats.ports[port].queues[queue].sip`;
     /// MESSAGEs go to `route`. All transaction storage is allocated here.
     pub fn new(settings: &SipSettings, route: Route, stats: Arc<Stats>, port: usize, queue: usize) -> SipUdp {
@@ -121,6 +171,9 @@ impl SipUdp {
             stats,
             port,
             queue,
+            flows: None,
+            originates: false,
+            tokens: HashMap::with_capacity(settings.client_transactions),
         }
     }
 
@@ -167,6 +220,16 @@ impl SipUdp {
                     Method::Message => c.rx_message.inc(),
                     _ => c.rx_other.inc(),
                 });
+                if method == Method::Message {
+                    if let Some(flows) = &self.flows {
+                        // Answered later, when the flow completes (poll_transmit).
+                        let txn = SipTxn::Udp { port: self.port as u8, id };
+                        if let Ok(mut f) = flows.lock() {
+                            f.sip_message(now, unix_now(), txn, &request);
+                        }
+                        return None;
+                    }
+                }
                 let answer = self.policy.answer(&core, &request);
                 match self.server.respond(now, id, &answer.response(), reply) {
                     Ok(r) => Some(r),
@@ -237,9 +300,21 @@ impl SipUdp {
     fn drain_events(&mut self, now: u64) {
         while let Some(e) = self.client.poll_event() {
             let (id, up) = match e {
-                Event::Final { id, status } => (id, (200..300).contains(&status)),
+                Event::Final { id, status } => {
+                    if let (Some(token), Some(flows)) = (self.tokens.remove(&id), &self.flows) {
+                        if let Ok(mut f) = flows.lock() {
+                            f.sip_final(token, status);
+                        }
+                    }
+                    (id, (200..300).contains(&status))
+                }
                 Event::Timeout { id } => {
                     self.count(|c| c.client_timeouts.inc());
+                    if let (Some(token), Some(flows)) = (self.tokens.remove(&id), &self.flows) {
+                        if let Ok(mut f) = flows.lock() {
+                            f.sip_final(token, 408);
+                        }
+                    }
                     (id, false)
                 }
             };
@@ -330,12 +405,52 @@ impl UdpService for SipUdp {
             (Some(_), None) => Some(self.next_keepalive),
             _ => None,
         };
-        [self.server.poll_timeout(), self.client.poll_timeout(), keepalive].into_iter().flatten().min()
+        // Work the flows left for this service: now.
+        let flows = self.flows.as_ref().and_then(|f| {
+            let f = f.lock().ok()?;
+            let port = self.port as u8;
+            (f.has_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port))
+                || (self.originates && f.has_request()))
+            .then_some(0)
+        });
+        [self.server.poll_timeout(), self.client.poll_timeout(), keepalive, flows].into_iter().flatten().min()
     }
 
     fn poll_transmit(&mut self, now_ms: u64, out: &mut [u8]) -> Option<UdpSend> {
         if self.server.poll_timeout().is_some_and(|t| t <= now_ms) {
             self.server.handle_timeout(now_ms);
+        }
+        if let Some(flows) = self.flows.clone() {
+            let port = self.port as u8;
+            let answer = flows
+                .lock()
+                .ok()
+                .and_then(|mut f| f.poll_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port)));
+            if let Some(a) = answer {
+                if let SipTxn::Udp { id, .. } = a.txn {
+                    if let Some(r) = answer_into(&mut self.server, now_ms, id, a.status, a.reason, a.retry_after, out) {
+                        self.count_sent(out.get(..r.len).unwrap_or(&[]));
+                        return Some(UdpSend { len: r.len, to: r.to });
+                    }
+                    self.count(|c| c.respond_failed.inc());
+                }
+            }
+            if self.originates {
+                let request = flows.lock().ok().and_then(|mut f| f.poll_request());
+                if let Some(req) = request {
+                    match self.client.start(now_ms, &req.bytes, req.dest) {
+                        Ok(id) => {
+                            self.tokens.insert(id, req.token);
+                        }
+                        Err(_) => {
+                            self.count(|c| c.ka_start_failed.inc());
+                            if let Ok(mut f) = flows.lock() {
+                                f.sip_final(req.token, 503);
+                            }
+                        }
+                    }
+                }
+            }
         }
         self.start_keepalive(now_ms);
         let sent = self.client.poll_transmit(now_ms, out);

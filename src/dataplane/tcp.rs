@@ -57,8 +57,9 @@
 use super::config::{LegacyConfig, TcpConfig};
 use super::counters::{DropReason, QueueCounters, SmppCounters, TcpCounters};
 use super::mbuf::{Mbuf, Mempool};
-use super::sip::{Route, MAX_HEADERS};
+use super::sip::{answer_into, unix_now, FlowsHandle, Route, MAX_HEADERS};
 use super::worker::{TxBatch, MAX_FRAME};
+use crate::flow::{ConnId, Flows, SipTxn, SmppOut};
 use crate::session::sip::{Incoming, ServerConfig, ServerTransactions, UasPolicy};
 use crate::session::smpp::{
     Authenticator, BindRefusal, BindRequest, Credentials, Event, LegacySystemId, Reconnect, ReconnectConfig,
@@ -490,7 +491,7 @@ enum Service {
     /// A listener/connection of the SMPP server.
     SmppServer { port: u16 },
     /// iwf's bind to an SMSC.
-    SmppClient { remote: SocketAddrV4, reconnect: Reconnect, connecting: bool, since: u64 },
+    SmppClient { remote: SocketAddrV4, reconnect: Reconnect, connecting: bool, since: u64, system: u16 },
     /// A listener/connection of SIP over TCP.
     Sip { port: u16, buf: Vec<u8>, len: usize },
 }
@@ -519,6 +520,8 @@ struct Slot {
 /// An SMSC iwf binds to as an ESME.
 #[derive(Debug, Clone, Copy)]
 pub struct SmscClient {
+    /// The legacy system it is.
+    pub system: u16,
     /// Its address.
     pub remote: SocketAddrV4,
     /// iwf's credentials.
@@ -571,6 +574,13 @@ impl TcpStack {
         TcpStack { rx: FrameQueue::new(RX_QUEUE), endpoint: Endpoint::new(settings, directory, route, now_ms) }
     }
 
+    /// Hands the SMPP requests and SIP-over-TCP MESSAGEs of port `port` to `flows`.
+    pub fn with_flows(mut self, flows: FlowsHandle, port: u8) -> TcpStack {
+        self.endpoint.flows = Some(flows);
+        self.endpoint.port = port;
+        self
+    }
+
     /// Queues a frame for smoltcp's next poll; hands it back when the queue is full.
     pub fn queue(&mut self, m: Mbuf) -> Result<(), Mbuf> {
         self.rx.push(m)
@@ -600,6 +610,11 @@ pub struct Endpoint {
     limits: std::sync::Arc<PeerLimits>,
     next_poll: u64,
     next_service: u64,
+    /// The worker's flows (none: requests are answered `ESME_RX_T_APPN`, MESSAGEs by
+    /// the policy).
+    flows: Option<FlowsHandle>,
+    /// This port's index (the high half of a [`ConnId`]).
+    port: u8,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -656,7 +671,13 @@ impl Endpoint {
             let reconnect = Reconnect::new(c.reconnect, seed(i as u64 + 100));
             slots.push(Slot {
                 handle,
-                service: Service::SmppClient { remote: c.remote, reconnect, connecting: false, since: 0 },
+                service: Service::SmppClient {
+                    remote: c.remote,
+                    reconnect,
+                    connecting: false,
+                    since: 0,
+                    system: c.system,
+                },
                 smpp: Some(smpp_conn(Role::Client(c.credentials), c.window)),
                 peer: None,
                 open: false,
@@ -715,13 +736,21 @@ impl Endpoint {
             limits: std::sync::Arc::clone(&settings.limits),
             next_poll: 0,
             next_service: 0,
+            flows: None,
+            port: 0,
         }
     }
 
     /// Runs smoltcp and the applications over `dev` when `input` frames wait or a timer
     /// is due: ingress, the sessions and streams, egress.
     pub fn poll<D: phy::Device>(&mut self, now_ms: u64, input: bool, counters: &QueueCounters, dev: &mut D) {
-        if !input && now_ms < self.next_poll && now_ms < self.next_service {
+        let flows_work = self.flows.as_ref().is_some_and(|f| {
+            let port = self.port;
+            f.lock().is_ok_and(|f| {
+                f.has_smpp_for(port) || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
+            })
+        });
+        if !input && !flows_work && now_ms < self.next_poll && now_ms < self.next_service {
             return;
         }
         let now = SmolInstant::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
@@ -734,8 +763,86 @@ impl Endpoint {
     }
 
     fn service(&mut self, now: u64, qc: &QueueCounters) {
+        self.dispatch(now, qc);
         for i in 0..self.slots.len() {
             self.service_slot(i, now, qc);
+        }
+        // What the flows decided while the slots were read goes out in this poll.
+        if self.dispatch(now, qc) {
+            self.flush(now);
+        }
+    }
+
+    /// Applies the flows' SMPP actions and SIP-over-TCP answers for this port; true when
+    /// anything was applied.
+    fn dispatch(&mut self, now: u64, qc: &QueueCounters) -> bool {
+        let Some(flows) = self.flows.clone() else { return false };
+        let Ok(mut f) = flows.lock() else { return false };
+        let mut any = false;
+        while let Some((conn, out)) = f.poll_smpp(self.port) {
+            any = true;
+            let slot = (conn & 0xFFFF) as usize;
+            let Some(c) = self.slots.get_mut(slot).and_then(|s| s.smpp.as_mut()) else {
+                if let SmppOut::Send(req) = out {
+                    f.smpp_unsent(conn, req);
+                }
+                continue;
+            };
+            match out {
+                SmppOut::Respond { seq, status, message_id, id_len } => {
+                    let id = message_id.get(..usize::from(id_len)).unwrap_or(&[]);
+                    // An error means the session answered it already (throttled, or the
+                    // connection went): nothing is left to answer.
+                    let _ = c.session.respond(seq, status, id);
+                }
+                SmppOut::Send(req) => {
+                    let sent = crate::wire::smpp::Pdu::parse(req.item.pdu())
+                        .ok()
+                        .and_then(|pdu| c.session.send_request(now, &pdu).ok());
+                    match sent {
+                        Some(seq) => f.smpp_sent(conn, seq, req),
+                        None => f.smpp_unsent(conn, req),
+                    }
+                }
+            }
+        }
+        let port = self.port;
+        while let Some(a) = f.poll_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port)) {
+            any = true;
+            let SipTxn::Tcp { slot, id, .. } = a.txn else { continue };
+            let Some((server, _)) = self.sip.as_mut() else { continue };
+            let Some(r) = answer_into(server, now, id, a.status, a.reason, a.retry_after, &mut self.reply) else {
+                continue;
+            };
+            let Some(handle) = self.slots.get(usize::from(slot)).map(|s| s.handle) else { continue };
+            let sock = self.sockets.get_mut::<tcp::Socket>(handle);
+            if sock.may_send() {
+                let _ = sock.send_slice(self.reply.get(..r.len).unwrap_or(&[]));
+                if self.reply.get(8) == Some(&b'2') {
+                    qc.tcp.sip_tx_2xx.inc();
+                } else {
+                    qc.tcp.sip_tx_other.inc();
+                }
+            }
+        }
+        any
+    }
+
+    /// Writes what the SMPP sessions have to send into their sockets.
+    fn flush(&mut self, _now: u64) {
+        for slot in &mut self.slots {
+            let Some(c) = slot.smpp.as_mut() else { continue };
+            if !slot.open {
+                continue;
+            }
+            let sock = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+            let session = &mut c.session;
+            if sock.can_send() && session.buffered_output() > 0 {
+                let _ = sock.send(|buf| {
+                    let n = session.poll_transmit(buf);
+                    (n, n)
+                });
+            }
         }
     }
 
@@ -790,7 +897,7 @@ impl Endpoint {
                         let _ = sock.listen(*port);
                     }
                 }
-                Service::SmppClient { remote, reconnect, connecting, since } => {
+                Service::SmppClient { remote, reconnect, connecting, since, .. } => {
                     if *connecting {
                         if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
                             sock.abort();
@@ -842,13 +949,16 @@ impl Endpoint {
             }
             Service::SmppServer { .. } | Service::SmppClient { .. } => {
                 let Some(conn) = slot.smpp.as_mut() else { return };
+                let conn_id: ConnId = (u32::from(self.port) << 16) | i as u32;
+                let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
                 if gone {
                     conn.session.connection_lost(now);
                 } else {
+                    let flows = flows.as_deref_mut().map(|f| (f, conn_id));
                     if is_client {
-                        drive_smpp(now, sock, conn, &mut RefuseBinds, sc);
+                        drive_smpp(now, sock, conn, &mut RefuseBinds, sc, flows);
                     } else {
-                        drive_smpp(now, sock, conn, &mut self.directory, sc);
+                        drive_smpp(now, sock, conn, &mut self.directory, sc, flows);
                     }
                     if !sock.may_recv() && !matches!(conn.session.state(), SmppState::Closed(_)) {
                         conn.session.connection_lost(now);
@@ -857,8 +967,12 @@ impl Endpoint {
                 let window = &mut conn.window;
                 let directory = &self.directory;
                 while let Some(e) = conn.session.poll_event() {
+                    if let Some(f) = flows.as_deref_mut() {
+                        flow_event(f, conn_id, &e, &slot.service);
+                    }
                     smpp_event(now, e, &mut slot.service, window, directory, sc);
                 }
+                drop(flows);
                 sync_counters(&mut conn.seen, conn.session.counters(), sc);
                 if matches!(conn.session.state(), SmppState::Closed(_))
                     && conn.session.buffered_output() == 0
@@ -937,8 +1051,10 @@ fn drive_smpp(
     conn: &mut SmppConn,
     auth: &mut dyn Authenticator,
     sc: &SmppCounters,
+    mut flows: Option<(&mut Flows, ConnId)>,
 ) {
     let window = conn.window.max(1).min(conn.pending.capacity().max(1));
+    let unix = if flows.is_some() { unix_now() } else { 0 };
     for _ in 0..4 {
         let mut progressed = false;
         while sock.can_recv() {
@@ -951,6 +1067,18 @@ fn drive_smpp(
                         let input = session.handle_input(now, buf.get(used..).unwrap_or(&[]), auth);
                         let consumed = input.consumed;
                         let request = input.request.map(|p| p.sequence_number);
+                        if let (Some(pdu), Some((f, id))) = (input.request, flows.as_mut()) {
+                            // The flows answer it later; beyond the system's window the
+                            // session's own answer is ESME_RTHROTTLED at once.
+                            let seq = pdu.sequence_number;
+                            f.smpp_request(now, unix, *id, seq, &pdu);
+                            used = used.saturating_add(consumed);
+                            if session.pending_requests() > window {
+                                // (answered by the flows too; the first answer wins)
+                                sc.throttled.inc();
+                            }
+                            continue;
+                        }
                         used = used.saturating_add(consumed);
                         if let Some(seq) = request {
                             if pending.len() < window {
@@ -971,7 +1099,7 @@ fn drive_smpp(
             }
             progressed = true;
         }
-        // The requests of this poll: iwf cannot deliver them to the converged side yet
+        // Without flows (a configuration with no legacy → converged path): iwf cannot deliver them
         // and must never acknowledge what it has not delivered: ESME_RX_T_APPN
         // ("temporary application error, retry").
         for seq in conn.pending.drain(..) {
@@ -1067,6 +1195,20 @@ fn sip_stream(
         }
         buf.copy_within(framed..*len, 0);
         *len -= framed;
+    }
+}
+
+/// Tells the flows what a session event means for them.
+fn flow_event(f: &mut Flows, conn: ConnId, e: &Event, service: &Service) {
+    match (e, service) {
+        (Event::Bound { system: Some(id), bind_type }, _) => f.bound(conn, id.0, bind_type.receives()),
+        (Event::Bound { system: None, .. }, Service::SmppClient { system, .. }) => f.bound(conn, *system, true),
+        (Event::Response { seq, status, message_id, .. }, _) => {
+            f.smpp_response(unix_now(), conn, *seq, *status, message_id.as_bytes())
+        }
+        (Event::ResponseTimeout { seq, .. } | Event::Abandoned { seq, .. }, _) => f.smpp_lost(unix_now(), conn, *seq),
+        (Event::Closed { .. }, _) => f.closed(conn),
+        _ => {}
     }
 }
 
@@ -1462,6 +1604,7 @@ mod tests {
         let mut st = settings(8);
         st.smpp_port = None;
         st.clients = vec![SmscClient {
+            system: 3,
             remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776),
             credentials: Credentials::transceiver(b"iwf", b"pwc").unwrap(),
             window: 10,
@@ -1570,6 +1713,7 @@ mod tests {
             st.queue = q;
             if q == 1 {
                 st.clients = vec![SmscClient {
+                    system: 3,
                     remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776),
                     credentials: Credentials::transceiver(b"iwf", b"pwc").unwrap(),
                     window: 10,

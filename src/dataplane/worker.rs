@@ -59,6 +59,8 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     /// The rings to and from the other workers (TCP segments of flows they own).
     pub handoff: Handoff<MbufRing>,
+    /// This worker's flows (lanes, completions, timeouts run from here).
+    pub flows: Option<super::sip::FlowsHandle>,
 }
 
 /// Frames waiting for a TX burst on one port and queue.
@@ -141,6 +143,13 @@ impl Worker {
                         }
                     }
                 });
+            }
+            if clock_read {
+                if let Some(f) = &self.flows {
+                    if let Ok(mut f) = f.lock() {
+                        f.poll(now_ms, super::sip::unix_now());
+                    }
+                }
             }
             for p in self.ports.iter_mut() {
                 let Some(counters) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else {

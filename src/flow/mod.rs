@@ -107,6 +107,7 @@ pub struct SipRequest {
 
 /// What to do on an SMPP session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a lane item by value: no allocation per PDU
 pub enum SmppOut {
     /// Answer request `seq`.
     Respond {
@@ -1134,15 +1135,25 @@ impl Flows {
         self.smpp_out.remove(i)
     }
 
-    /// Whether SMPP actions wait.
-    pub fn has_smpp(&self) -> bool {
-        !self.smpp_out.is_empty()
+    /// Whether SMPP actions wait for the sessions of port `port`.
+    pub fn has_smpp_for(&self, port: u8) -> bool {
+        self.smpp_out.iter().any(|(c, _)| (c >> 16) as u8 == port)
     }
 
     /// The next SIP answer whose transaction matches `filter`.
     pub fn poll_answer(&mut self, filter: impl Fn(&SipTxn) -> bool) -> Option<SipAnswer> {
         let i = self.sip_answers.iter().position(|a| filter(&a.txn))?;
         self.sip_answers.remove(i)
+    }
+
+    /// Whether an answer whose transaction matches `filter` waits.
+    pub fn has_answer(&self, filter: impl Fn(&SipTxn) -> bool) -> bool {
+        self.sip_answers.iter().any(|a| filter(&a.txn))
+    }
+
+    /// Whether SIP requests wait to be sent.
+    pub fn has_request(&self) -> bool {
+        !self.sip_requests.is_empty()
     }
 
     /// The next SIP request iwf originates.
