@@ -172,6 +172,66 @@ mod tests {
         assert!(w.finish().contains("iwf_tcp_accepted_total{port=\"legacy\"} 4\n"));
     }
 
+    /// The wiring app.rs uses: the counters and a reloader behind the admin endpoint.
+    #[test]
+    fn admin_endpoint_serves_counters_and_reloads() {
+        use crate::control::admin::{Admin, Handlers, Health};
+        use crate::control::config::load_keyring;
+        use crate::control::metrics::MetricsRegistry;
+        use crate::control::reload::Reloader;
+        use std::io::{Read, Write};
+
+        let good = "[tag]\nsigning_key = 1\n\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n";
+        let path = std::env::temp_dir().join(format!("iwf-wiring-{}.toml", std::process::id()));
+        std::fs::write(&path, good).unwrap();
+        let stats = Arc::new(Stats::new(&["legacy".to_string()], 1));
+        let keys = Arc::new(Reloader::load(&path, load_keyring).unwrap());
+        let metrics = Arc::new(MetricsRegistry::new());
+        metrics.register(Arc::new(StatsMetrics(Arc::clone(&stats))));
+        metrics.register(keys.clone());
+        let health_stats = Arc::clone(&stats);
+        let reload_keys = Arc::clone(&keys);
+        let admin = Admin::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Handlers {
+                metrics,
+                health: Some(Box::new(move || {
+                    let up = health_stats.ports.iter().all(|p| p.link_up.load(Ordering::Relaxed));
+                    Health { healthy: up, details: serde_json::json!({ "links_up": up }) }
+                })),
+                reload: Some(Box::new(move || reload_keys.reload_text())),
+            },
+        )
+        .unwrap();
+        let ask = |req: &str| {
+            let mut s = std::net::TcpStream::connect(admin.local_addr()).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        stats.ports[0].queues[0].rx_packets.add(9);
+        assert!(ask("GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503 "));
+        stats.ports[0].link_up.store(true, Ordering::Relaxed);
+        assert!(ask("GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+        std::fs::write(&path, good.replace("signing_key = 1", "signing_key = 9")).unwrap();
+        let refused = ask("POST /-/reload HTTP/1.1\r\n\r\n");
+        assert!(refused.starts_with("HTTP/1.1 400 ") && refused.contains("line 2: `tag.signing_key`"), "{refused}");
+        std::fs::write(&path, good).unwrap();
+        assert!(ask("POST /-/reload HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+        let scrape = ask("GET /metrics HTTP/1.1\r\n\r\n");
+        for line in [
+            "\niwf_port_rx_packets_total{port=\"legacy\"} 9\n",
+            "\niwf_port_link_up{port=\"legacy\"} 1\n",
+            "\niwf_config_generation 2\n",
+            "\niwf_config_reloads_failed_total 1\n",
+        ] {
+            assert!(scrape.contains(line), "missing {line:?}");
+        }
+        admin.stop();
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn visit_covers_the_totals() {
         // The groups' own lists plus the port counters, the drop reasons and next_hop_state.
