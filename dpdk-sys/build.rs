@@ -72,10 +72,14 @@ fn main() {
         .allowlist_function("rte_eth_promiscuous_(enable|disable|get)")
         .allowlist_function("rte_eth_allmulticast_(enable|disable)")
         .allowlist_function("rte_ring_(create|free|lookup)")
+        // Telemetry: iwf's own commands on the telemetry socket (dataplane/telemetry.rs).
+        .allowlist_function("rte_telemetry_register_cmd")
+        .allowlist_function("rte_tel_data_(alloc|free|start_dict|start_array|add_dict_u64|add_array_string)")
+        .allowlist_var("RTE_TEL_MAX_(STRING_LEN|DICT_ENTRIES|ARRAY_ENTRIES)")
         // The shim.
         .allowlist_function("iwfsh_.*")
         .allowlist_type("rte_eth_(conf|rxconf|txconf|dev_info|stats|link)")
-        .allowlist_type("rte_mbuf|rte_mempool|rte_ring|rte_ether_addr|lcore_function_t|rte_rmt_call_main_t")
+        .allowlist_type("rte_mbuf|rte_mempool|rte_ring|rte_ether_addr|lcore_function_t|rte_rmt_call_main_t|telemetry_cb")
         .allowlist_var("RTE_MAX_LCORE|RTE_MAX_ETHPORTS|RTE_PKTMBUF_HEADROOM|RTE_MBUF_DEFAULT_.*|RTE_ETHER_ADDR_LEN")
         .allowlist_var("RTE_ETH_LINK_(UP|DOWN|FULL_DUPLEX|MAX_STR_LEN)|RTE_ETH_SPEED_NUM_.*|RTE_ETH_MQ_.*|RING_F_.*|SOCKET_ID_ANY")
         .allowlist_var("RTE_ETH_RX_DESC_DEFAULT|RTE_ETH_TX_DESC_DEFAULT|RTE_MEMPOOL_CACHE_MAX_SIZE")

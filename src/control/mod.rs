@@ -1,5 +1,14 @@
-//! The control plane: configuration, provisioning and (later) metrics and the admin
-//! API. It runs on one ordinary thread and never touches a packet.
+//! The control plane: configuration, provisioning, metrics and the admin API. It runs on
+//! ordinary threads and never touches a packet.
+//!
+//! * [`config`]: the TOML reader whose errors name key and line;
+//! * [`metrics`]: Prometheus text exposition and the [`metrics::MetricsSource`] registry;
+//! * [`admin`]: the HTTP/1.1 admin endpoint (`/metrics`, `/healthz`, `/-/reload`);
+//! * [`reload`]: SIGHUP and the hot reload of a configuration snapshot;
+//! * [`provision`]: the snapshot the flows read (legacy systems, routes, MSISDN map, keys).
 
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod provision;
+pub mod reload;

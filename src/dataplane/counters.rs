@@ -488,6 +488,42 @@ impl Totals {
         self.smpp.add(&q.smpp);
     }
 
+    /// Calls `f(group, counter, value)` for every counter, in a fixed order: the port
+    /// counters (group `port`), every drop reason (group `drop`, named by
+    /// [`DropReason::name`]), then the `sip` (with `next_hop_state` last), `tcp` and
+    /// `smpp` groups. The one list metrics and telemetry export; a field added to
+    /// [`Totals`] joins it here.
+    pub fn visit(&self, f: &mut dyn FnMut(&'static str, &'static str, u64)) {
+        for (name, v) in [
+            ("rx_packets", self.rx_packets),
+            ("rx_bytes", self.rx_bytes),
+            ("tx_packets", self.tx_packets),
+            ("tx_bytes", self.tx_bytes),
+            ("arp_answered", self.arp_answered),
+            ("arp_learned", self.arp_learned),
+            ("arp_requests_sent", self.arp_requests_sent),
+            ("icmp_echo_answered", self.icmp_echo_answered),
+            ("udp_delivered", self.udp_delivered),
+            ("udp_replied", self.udp_replied),
+            ("busy_ns", self.busy_ns),
+        ] {
+            f("port", name, v);
+        }
+        for (reason, v) in DropReason::ALL.iter().zip(self.drops.iter()) {
+            f("drop", reason.name(), *v);
+        }
+        for (name, v) in self.sip.fields() {
+            f("sip", name, v);
+        }
+        f("sip", "next_hop_state", self.sip.next_hop_state);
+        for (name, v) in self.tcp.fields() {
+            f("tcp", name, v);
+        }
+        for (name, v) in self.smpp.fields() {
+            f("smpp", name, v);
+        }
+    }
+
     /// One log line: `rx=.. tx=.. ... drop.ip_bad_checksum=2 sip.rx_message=3
     /// sip.next_hop_up=1` (drops and SIP counters only when non-zero; the next hop's
     /// state once a keep-alive has an outcome).

@@ -18,6 +18,8 @@
 //!   ownership with per-core-pair rings, SMPP sessions (server and client role) and SIP
 //!   over TCP on its sockets;
 //! * [`counters`]: per-port, per-queue, per-drop-reason counters, one writer each;
+//! * [`metrics`]: the counters as Prometheus metrics for the admin endpoint;
+//! * [`telemetry`]: the counters on DPDK's telemetry socket (`/iwf/stats`, `/iwf/ports`);
 //! * [`mbuf`], [`eal`], [`port`], [`worker`]: the thin safe layer over `dpdk-sys`;
 //! * [`app`]: `run(config)`, the appliance's main loop and orderly shutdown.
 //!
@@ -31,10 +33,12 @@ pub mod counters;
 pub mod eal;
 pub mod host;
 pub mod mbuf;
+pub mod metrics;
 pub mod port;
 pub mod preflight;
 pub mod sip;
 pub mod tcp;
+pub mod telemetry;
 pub mod worker;
 
 pub use app::{run, run_with, DataplaneError};

@@ -1,0 +1,635 @@
+//! The admin endpoint: a small HTTP/1.1 server on the control plane, loopback only by
+//! default (it has no authentication).
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /metrics` | 200, Prometheus text format 0.0.4 from the registered [`MetricsSource`]s |
+//! | `GET /healthz` | 200 `{"status":"ok","details":…}`, 503 `{"status":"unhealthy",…}` |
+//! | `POST /-/reload` | 200 with the reload summary, 400 with the error (file, key, line) |
+//! | other paths | 404; another method on a known path: 405 with `Allow` |
+//!
+//! One thread, one connection at a time (`Connection: close` after each answer). A
+//! client has [`Limits::io_timeout`] (2 s) for its whole request, so a slow or silent
+//! client is answered 408 and the next one is served; a request over
+//! [`Limits::max_request_bytes`] is answered 413, one that does not parse 400. Requests
+//! are parsed with `httparse`.
+//!
+//! ```toml
+//! [admin]
+//! listen = "127.0.0.1:9870"   # default; a non-loopback address needs allow_remote
+//! allow_remote = false
+//! ```
+//!
+//! [`MetricsSource`]: super::metrics::MetricsSource
+
+use super::config::{self, ConfigError, Doc};
+use super::metrics::{MetricsRegistry, CONTENT_TYPE};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The admin endpoint's address when the configuration names none.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9870);
+
+/// How often the accept loop looks at the stop flag while no client connects.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+
+/// How long an answered connection's unread input is drained before closing (so the
+/// close is a FIN, not a reset that could discard the answer at the client).
+const DRAIN: Duration = Duration::from_millis(200);
+
+/// The `[admin]` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where the endpoint listens (`admin.listen`, default 127.0.0.1:9870).
+    pub listen: SocketAddr,
+    /// Whether a non-loopback `listen` is allowed (`admin.allow_remote`, default false).
+    pub allow_remote: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: DEFAULT_LISTEN, allow_remote: false }
+    }
+}
+
+/// Reads the optional `[admin]` section (the defaults when it is absent). A non-loopback
+/// `listen` without `allow_remote = true` is an error naming `admin.listen` and its line.
+pub fn load_admin(text: &str) -> Result<AdminConfig, ConfigError> {
+    let doc = Doc { text };
+    let root = config::parse(text)?;
+    let mut cfg = AdminConfig::default();
+    let Some(section) = Doc::get(root.get_ref(), "admin") else {
+        return Ok(cfg);
+    };
+    let t = doc.table("admin", section)?;
+    doc.only(t, "admin", &["listen", "allow_remote"])?;
+    if let Some(v) = Doc::get(t, "allow_remote") {
+        cfg.allow_remote = doc.boolean("admin.allow_remote", v)?;
+    }
+    if let Some(v) = Doc::get(t, "listen") {
+        let s = doc.string("admin.listen", v)?;
+        cfg.listen = match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => return doc.err("admin.listen", v.span(), format!("{s:?} is not an address:port")),
+        };
+        if !cfg.listen.ip().is_loopback() && !cfg.allow_remote {
+            return doc.err(
+                "admin.listen",
+                v.span(),
+                format!(
+                    "{} is not a loopback address: the admin endpoint has no authentication; \
+                     set admin.allow_remote = true to expose it anyway",
+                    cfg.listen.ip()
+                ),
+            );
+        }
+    }
+    Ok(cfg)
+}
+
+/// Size and time limits of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a client has for its whole request, and for each write of the answer.
+    pub io_timeout: Duration,
+    /// The largest request (head and body) read; larger is answered 413.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { io_timeout: Duration::from_secs(2), max_request_bytes: 8192 }
+    }
+}
+
+/// What `GET /healthz` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// 200 when true, 503 when false.
+    pub healthy: bool,
+    /// Shown under `"details"` (links, next hops, binds).
+    pub details: serde_json::Value,
+}
+
+/// The health callback.
+pub type HealthCheck = Box<dyn Fn() -> Health + Send>;
+
+/// The reload callback: a summary, or the error text (file, key and line).
+pub type ReloadHook = Box<dyn Fn() -> Result<String, String> + Send>;
+
+/// What the routes call. Runs on the admin thread.
+#[derive(Default)]
+pub struct Handlers {
+    /// Rendered by `GET /metrics`; sources may join after start.
+    pub metrics: Arc<MetricsRegistry>,
+    /// Called by `GET /healthz`; without one the endpoint is healthy while it answers.
+    pub health: Option<HealthCheck>,
+    /// Called by `POST /-/reload`; without one the route answers 501.
+    pub reload: Option<ReloadHook>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field("metrics", &self.metrics)
+            .field("health", &self.health.is_some())
+            .field("reload", &self.reload.is_some())
+            .finish()
+    }
+}
+
+/// The admin server (see the module documentation).
+#[derive(Debug)]
+pub struct Admin;
+
+/// A running admin server; [`AdminHandle::stop`] (or dropping it) ends its thread.
+#[derive(Debug)]
+pub struct AdminHandle {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Binds `addr` and serves on a new thread (`iwf-admin`) with the default [`Limits`].
+    /// The address is not checked here: [`load_admin`] refuses a non-loopback one.
+    pub fn start(addr: SocketAddr, handlers: Handlers) -> io::Result<AdminHandle> {
+        Admin::start_with(addr, handlers, Limits::default())
+    }
+
+    /// [`Admin::start`] with explicit limits.
+    pub fn start_with(addr: SocketAddr, handlers: Handlers, limits: Limits) -> io::Result<AdminHandle> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("iwf-admin".to_string())
+            .spawn(move || accept_loop(&listener, &handlers, limits, &flag))?;
+        Ok(AdminHandle { addr, stop, thread: Some(thread) })
+    }
+}
+
+impl AdminHandle {
+    /// The bound address (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes the connection in hand (at most one request's
+    /// timeout) and joins the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for AdminHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: &TcpListener, handlers: &Handlers, limits: Limits, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => serve(stream, handlers, limits),
+            // WouldBlock, or a transient error (EMFILE, ECONNABORTED): look again soon.
+            Err(_) => std::thread::sleep(ACCEPT_POLL),
+        }
+    }
+}
+
+/// An answer: status, extra headers, content type and body.
+#[derive(Debug, PartialEq)]
+struct Response {
+    status: u16,
+    allow: Option<&'static str>,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Response {
+    fn text(status: u16, body: impl Into<String>) -> Response {
+        let mut body = body.into();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Response { status, allow: None, content_type: "text/plain; charset=utf-8", body }
+    }
+
+    fn method_not_allowed(allow: &'static str) -> Response {
+        Response { allow: Some(allow), ..Response::text(405, format!("method not allowed, use {allow}")) }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if let Some(allow) = self.allow {
+            head.push_str("Allow: ");
+            head.push_str(allow);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(self.body.as_bytes());
+        out
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// The parts of a request the routes need.
+struct Head {
+    method: String,
+    path: String,
+    /// Bytes of head.
+    head_len: usize,
+    content_length: usize,
+}
+
+enum Parsed {
+    Complete(Head),
+    Partial,
+    Refused(Response),
+}
+
+fn parse_head(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => Parsed::Refused(Response::text(431, "too many header fields")),
+        Err(e) => Parsed::Refused(Response::text(400, format!("bad request: {e}"))),
+        Ok(httparse::Status::Complete(head_len)) => {
+            let mut content_length = 0usize;
+            for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    return Parsed::Refused(Response::text(400, "bad request: send a Content-Length, not chunks"));
+                }
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+                        Some(n) => content_length = n,
+                        None => return Parsed::Refused(Response::text(400, "bad request: bad Content-Length")),
+                    }
+                }
+            }
+            Parsed::Complete(Head {
+                method: req.method.unwrap_or("").to_string(),
+                path: req.path.unwrap_or("").to_string(),
+                head_len,
+                content_length,
+            })
+        }
+    }
+}
+
+/// Reads one request within the limits and answers it.
+fn serve(mut stream: TcpStream, handlers: &Handlers, limits: Limits) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(limits.io_timeout));
+    let deadline = Instant::now() + limits.io_timeout;
+    let mut buf = vec![0u8; limits.max_request_bytes.max(1)];
+    let mut len = 0usize;
+    let mut head: Option<Head> = None;
+    let response = loop {
+        let filled = buf.get(..len).unwrap_or(&[]);
+        if head.is_none() && len > 0 {
+            match parse_head(filled) {
+                Parsed::Complete(h) => {
+                    if h.head_len.saturating_add(h.content_length) > buf.len() {
+                        break Response::text(413, "request too large");
+                    }
+                    head = Some(h);
+                }
+                Parsed::Partial if len == buf.len() => break Response::text(413, "request too large"),
+                Parsed::Partial => {}
+                Parsed::Refused(r) => break r,
+            }
+        }
+        if let Some(h) = &head {
+            if len >= h.head_len.saturating_add(h.content_length) {
+                break route(h, handlers);
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break Response::text(408, "request timeout");
+        }
+        let _ = stream.set_read_timeout(Some(remaining));
+        let Some(space) = buf.get_mut(len..) else {
+            break Response::text(413, "request too large");
+        };
+        match stream.read(space) {
+            // The client went away before a whole request: nobody to answer.
+            Ok(0) => return,
+            Ok(n) => len = len.saturating_add(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                break Response::text(408, "request timeout");
+            }
+            Err(_) => return,
+        }
+    };
+    if stream.write_all(&response.to_bytes()).is_err() {
+        return;
+    }
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+    // Drain what the client still sends (a body past the limit) so closing does not
+    // reset the connection before it reads the answer.
+    let drain_until = Instant::now() + DRAIN;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    while drained < 1 << 20 {
+        let remaining = drain_until.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// Routes a complete request. A panicking callback is answered 500, not a dead thread.
+fn route(head: &Head, handlers: &Handlers) -> Response {
+    let path = head.path.split('?').next().unwrap_or("");
+    let method = head.method.as_str();
+    catch_unwind(AssertUnwindSafe(|| match (path, method) {
+        ("/metrics", "GET") => {
+            Response { status: 200, allow: None, content_type: CONTENT_TYPE, body: handlers.metrics.render() }
+        }
+        ("/healthz", "GET") => {
+            let health = match &handlers.health {
+                Some(check) => check(),
+                None => Health { healthy: true, details: serde_json::Value::Object(Default::default()) },
+            };
+            let body = serde_json::json!({
+                "status": if health.healthy { "ok" } else { "unhealthy" },
+                "details": health.details,
+            });
+            Response {
+                status: if health.healthy { 200 } else { 503 },
+                allow: None,
+                content_type: "application/json",
+                body: format!("{body}\n"),
+            }
+        }
+        ("/-/reload", "POST") => match &handlers.reload {
+            Some(reload) => match reload() {
+                Ok(summary) => Response::text(200, summary),
+                Err(error) => Response::text(400, error),
+            },
+            None => Response::text(501, "reload is not configured"),
+        },
+        ("/metrics" | "/healthz", _) => Response::method_not_allowed("GET"),
+        ("/-/reload", _) => Response::method_not_allowed("POST"),
+        _ => Response::text(404, "not found (routes: GET /metrics, GET /healthz, POST /-/reload)"),
+    }))
+    .unwrap_or_else(|_| Response::text(500, "handler failed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::metrics::{MetricsSource, MetricsWriter};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+    struct Requests(AtomicU64);
+    impl MetricsSource for Requests {
+        fn render(&self, out: &mut MetricsWriter) {
+            let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = out.counter("iwf_test_scrapes_total", "Scrapes.", &[("port", "legacy")], n);
+        }
+    }
+
+    fn handlers(healthy: Arc<AtomicBool>, reload_result: Arc<Mutex<Result<String, String>>>) -> Handlers {
+        let metrics = Arc::new(MetricsRegistry::new());
+        metrics.register(Arc::new(Requests(AtomicU64::new(0))));
+        Handlers {
+            metrics,
+            health: Some(Box::new(move || Health {
+                healthy: healthy.load(Ordering::SeqCst),
+                details: serde_json::json!({"ports": {"legacy": "up"}}),
+            })),
+            reload: Some(Box::new(move || reload_result.lock().unwrap().clone())),
+        }
+    }
+
+    fn fast() -> Limits {
+        Limits { io_timeout: Duration::from_millis(300), max_request_bytes: 1024 }
+    }
+
+    /// Sends `raw`, reads until the server closes: (status, head, body).
+    fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, String, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let len: usize =
+            head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.parse().ok()).unwrap();
+        assert_eq!(len, body.len(), "{head}");
+        (status, head.to_string(), body.to_string())
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        exchange(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    }
+
+    #[test]
+    fn routes_answer() {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let reload = Arc::new(Mutex::new(Ok("lab.toml: loaded, configuration generation 2".to_string())));
+        let h = Admin::start_with(LOCAL, handlers(Arc::clone(&healthy), Arc::clone(&reload)), fast()).unwrap();
+        let addr = h.local_addr();
+        assert_ne!(addr.port(), 0);
+
+        let (status, head, body) = get(addr, "/metrics");
+        assert_eq!(status, 200);
+        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+        assert!(head.contains("Connection: close"), "{head}");
+        assert!(body.contains("# TYPE iwf_test_scrapes_total counter\niwf_test_scrapes_total{port=\"legacy\"} 1\n"));
+        // A query string does not change the route; each scrape renders afresh.
+        assert!(get(addr, "/metrics?x=1").2.contains("} 2\n"));
+
+        let (status, head, body) = get(addr, "/healthz");
+        assert_eq!(status, 200);
+        assert!(head.contains("Content-Type: application/json"), "{head}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["status"], "ok");
+        assert_eq!(json["details"]["ports"]["legacy"], "up");
+        healthy.store(false, Ordering::SeqCst);
+        let (status, _, body) = get(addr, "/healthz");
+        assert_eq!(status, 503);
+        assert!(body.contains("\"unhealthy\""), "{body}");
+
+        let post = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+        let (status, _, body) = exchange(addr, post);
+        assert_eq!((status, body.as_str()), (200, "lab.toml: loaded, configuration generation 2\n"));
+        *reload.lock().unwrap() = Err("lab.toml: line 12: `tag.keys[1].secret`: 32 hex digits".to_string());
+        let (status, _, body) = exchange(addr, post);
+        assert_eq!(status, 400);
+        assert!(body.contains("line 12: `tag.keys[1].secret`"), "{body}");
+        // A body (ignored) is read before the answer.
+        let (status, _, _) = exchange(addr, b"POST /-/reload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(status, 400);
+        h.stop();
+    }
+
+    #[test]
+    fn unknown_paths_and_wrong_methods() {
+        let reload = Arc::new(Mutex::new(Ok(String::new())));
+        let h = Admin::start_with(LOCAL, handlers(Arc::new(AtomicBool::new(true)), reload), fast()).unwrap();
+        let addr = h.local_addr();
+        assert_eq!(get(addr, "/").0, 404);
+        assert_eq!(get(addr, "/metricsx").0, 404);
+        let (status, head, _) = get(addr, "/-/reload");
+        assert_eq!(status, 405);
+        assert!(head.contains("\r\nAllow: POST"), "{head}");
+        let (status, head, _) = exchange(addr, b"POST /metrics HTTP/1.1\r\n\r\n");
+        assert_eq!(status, 405);
+        assert!(head.contains("\r\nAllow: GET"), "{head}");
+        let (status, head, _) = exchange(addr, b"DELETE /healthz HTTP/1.1\r\n\r\n");
+        assert_eq!(status, 405);
+        assert!(head.contains("\r\nAllow: GET"), "{head}");
+        h.stop();
+    }
+
+    #[test]
+    fn oversize_garbage_and_bad_framing_are_refused() {
+        let reload = Arc::new(Mutex::new(Ok(String::new())));
+        let h = Admin::start_with(LOCAL, handlers(Arc::new(AtomicBool::new(true)), reload), fast()).unwrap();
+        let addr = h.local_addr();
+        // A head that never ends within the limit.
+        let mut big = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+        big.resize(4096, b'a');
+        assert_eq!(exchange(addr, &big).0, 413);
+        // A body announced past the limit.
+        assert_eq!(exchange(addr, b"POST /-/reload HTTP/1.1\r\nContent-Length: 100000\r\n\r\n").0, 413);
+        assert_eq!(exchange(addr, b"\x00\x01garbage\r\n\r\n").0, 400);
+        assert_eq!(exchange(addr, b"GET /metrics HTTP/1.1\r\nContent-Length: x\r\n\r\n").0, 400);
+        assert_eq!(exchange(addr, b"POST /-/reload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").0, 400);
+        let many: String = (0..40).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(exchange(addr, format!("GET /healthz HTTP/1.1\r\n{many}\r\n").as_bytes()).0, 431);
+        // Still serving.
+        assert_eq!(get(addr, "/healthz").0, 200);
+        h.stop();
+    }
+
+    #[test]
+    fn a_slow_client_times_out_and_the_next_is_served() {
+        let reload = Arc::new(Mutex::new(Ok(String::new())));
+        let h = Admin::start_with(LOCAL, handlers(Arc::new(AtomicBool::new(true)), reload), fast()).unwrap();
+        let addr = h.local_addr();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /metr").unwrap();
+        // A dribbling client gets no more than the one timeout in total.
+        let start = Instant::now();
+        let (status, _, _) = get(addr, "/healthz");
+        assert_eq!(status, 200);
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = String::new();
+        slow.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        // A client that connects and says nothing does not block the next either.
+        let _silent = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(get(addr, "/metrics").0, 200);
+        h.stop();
+    }
+
+    #[test]
+    fn defaults_without_callbacks_and_stop_frees_the_port() {
+        let h = Admin::start(LOCAL, Handlers::default()).unwrap();
+        let addr = h.local_addr();
+        let (status, _, body) = get(addr, "/healthz");
+        assert_eq!((status, body.as_str()), (200, "{\"details\":{},\"status\":\"ok\"}\n"));
+        let (status, _, body) = get(addr, "/metrics");
+        assert_eq!((status, body.as_str()), (200, ""));
+        assert_eq!(exchange(addr, b"POST /-/reload HTTP/1.1\r\n\r\n").0, 501);
+        let start = Instant::now();
+        h.stop();
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // The listener is closed: the same port binds again.
+        let again = Admin::start(addr, Handlers::default()).unwrap();
+        assert_eq!(again.local_addr(), addr);
+        assert_eq!(Limits::default().io_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_panicking_callback_is_a_500() {
+        let h = Admin::start_with(
+            LOCAL,
+            Handlers { reload: Some(Box::new(|| panic!("boom"))), ..Handlers::default() },
+            fast(),
+        )
+        .unwrap();
+        assert_eq!(exchange(h.local_addr(), b"POST /-/reload HTTP/1.1\r\n\r\n").0, 500);
+        assert_eq!(get(h.local_addr(), "/healthz").0, 200);
+    }
+
+    #[test]
+    fn admin_section() {
+        assert_eq!(load_admin("[tag]\nsigning_key = 1\n").unwrap(), AdminConfig::default());
+        assert_eq!(DEFAULT_LISTEN.to_string(), "127.0.0.1:9870");
+        let c = load_admin("[admin]\nlisten = \"127.0.0.2:9999\"\n").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.2:9999");
+        assert_eq!(load_admin("[admin]\nlisten = \"[::1]:9870\"\n").unwrap().listen.port(), 9870);
+
+        let e = load_admin("# admin\n[admin]\nlisten = \"0.0.0.0:9870\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("admin.listen", 3));
+        assert!(e.message.contains("allow_remote"), "{e}");
+        let c = load_admin("[admin]\nlisten = \"10.0.0.1:9870\"\nallow_remote = true\n").unwrap();
+        assert!(c.allow_remote);
+        assert_eq!(c.listen.to_string(), "10.0.0.1:9870");
+
+        let e = load_admin("[admin]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("admin.listen", 2));
+        let e = load_admin("[admin]\nallow_remote = 1\n").unwrap_err();
+        assert_eq!(e.key, "admin.allow_remote");
+        let e = load_admin("[admin]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("admin.lisen", 2));
+    }
+}

@@ -1,0 +1,357 @@
+//! Prometheus text exposition (format 0.0.4) for the admin endpoint's `GET /metrics`.
+//!
+//! ```text
+//! # HELP iwf_port_rx_packets_total Frames received.
+//! # TYPE iwf_port_rx_packets_total counter
+//! iwf_port_rx_packets_total{port="legacy"} 7
+//! iwf_port_rx_packets_total{port="converged"} 3
+//! ```
+//!
+//! A [`MetricsWriter`] gathers samples by family, so every family's HELP and TYPE lines
+//! come once and its samples stay together however the callers interleave them (the
+//! format requires both). Each part of the appliance that has numbers to show implements
+//! [`MetricsSource`] and registers it in the [`MetricsRegistry`] the admin server reads.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, RwLock};
+
+/// The `Content-Type` of the text exposition format this module writes.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What a family measures (the `# TYPE` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up (resets when the process restarts).
+    Counter,
+    /// Goes up and down (a state, a level).
+    Gauge,
+}
+
+impl MetricKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// Why a sample was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricError {
+    /// The metric name is not `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    BadName,
+    /// A label name is not `[a-zA-Z_][a-zA-Z0-9_]*`, or starts with the reserved `__`.
+    BadLabelName,
+    /// The family was first written as the other kind (a counter and a gauge share a name).
+    KindMismatch,
+}
+
+impl fmt::Display for MetricError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricError::BadName => "metric name is not [a-zA-Z_:][a-zA-Z0-9_:]*",
+            MetricError::BadLabelName => "label name is not [a-zA-Z_][a-zA-Z0-9_]* or starts with __",
+            MetricError::KindMismatch => "metric family already written with another type",
+        })
+    }
+}
+
+impl std::error::Error for MetricError {}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn valid_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__` (reserved for Prometheus itself).
+pub fn valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    !name.starts_with("__")
+        && matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// One family: its HELP and TYPE, then its samples (already formatted lines).
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    kind: MetricKind,
+    samples: String,
+}
+
+/// Collects samples and writes them as Prometheus text (format 0.0.4).
+///
+/// Families appear in the order they were first written; within a family, samples in the
+/// order written. Writing allocates: this is the control plane, not the packet path.
+#[derive(Debug, Default)]
+pub struct MetricsWriter {
+    families: Vec<Family>,
+    index: HashMap<String, usize>,
+}
+
+impl MetricsWriter {
+    /// An empty writer.
+    pub fn new() -> MetricsWriter {
+        MetricsWriter::default()
+    }
+
+    /// Writes a counter sample. `help` is kept from the family's first sample.
+    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: u64) -> Result<(), MetricError> {
+        self.sample(name, help, MetricKind::Counter, labels, &value.to_string())
+    }
+
+    /// Writes a gauge sample (`NaN`, `+Inf` and `-Inf` are written as the format spells them).
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) -> Result<(), MetricError> {
+        let text = if value.is_nan() {
+            "NaN".to_string()
+        } else if value.is_infinite() {
+            if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+        } else {
+            value.to_string()
+        };
+        self.sample(name, help, MetricKind::Gauge, labels, &text)
+    }
+
+    /// The number of families written so far.
+    pub fn families(&self) -> usize {
+        self.families.len()
+    }
+
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: &[(&str, &str)],
+        value: &str,
+    ) -> Result<(), MetricError> {
+        if !valid_metric_name(name) {
+            return Err(MetricError::BadName);
+        }
+        if !labels.iter().all(|(k, _)| valid_label_name(k)) {
+            return Err(MetricError::BadLabelName);
+        }
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.families.push(Family {
+                    name: name.to_string(),
+                    help: help.to_string(),
+                    kind,
+                    samples: String::new(),
+                });
+                self.index.insert(name.to_string(), self.families.len() - 1);
+                self.families.len() - 1
+            }
+        };
+        let Some(family) = self.families.get_mut(i) else {
+            return Err(MetricError::BadName);
+        };
+        if family.kind != kind {
+            return Err(MetricError::KindMismatch);
+        }
+        let s = &mut family.samples;
+        s.push_str(name);
+        if !labels.is_empty() {
+            s.push('{');
+            for (n, (k, v)) in labels.iter().enumerate() {
+                if n > 0 {
+                    s.push(',');
+                }
+                s.push_str(k);
+                s.push_str("=\"");
+                escape_label_value(s, v);
+                s.push('"');
+            }
+            s.push('}');
+        }
+        s.push(' ');
+        s.push_str(value);
+        s.push('\n');
+        Ok(())
+    }
+
+    /// Appends the exposition text to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        for f in &self.families {
+            let _ = write!(out, "# HELP {} ", f.name);
+            escape_help(out, &f.help);
+            let _ = writeln!(out, "\n# TYPE {} {}", f.name, f.kind.as_str());
+            out.push_str(&f.samples);
+        }
+    }
+
+    /// The exposition text.
+    pub fn finish(&self) -> String {
+        let mut out = String::new();
+        self.write_to(&mut out);
+        out
+    }
+}
+
+/// Label values escape `\`, `"` and line feed.
+fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// HELP text escapes `\` and line feed (not `"`).
+fn escape_help(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Something with numbers to show on `GET /metrics` (the packet path's counters, the
+/// configuration reloader, a flow's lanes). Called on the admin thread, so it reads
+/// atomics or snapshots and never blocks on the packet path.
+pub trait MetricsSource: Send + Sync {
+    /// Writes this source's samples.
+    fn render(&self, out: &mut MetricsWriter);
+}
+
+/// The sources the admin endpoint renders, in registration order. Sources may join at
+/// any time (a flow registers its own when it starts).
+#[derive(Default)]
+pub struct MetricsRegistry {
+    sources: RwLock<Vec<Arc<dyn MetricsSource>>>,
+}
+
+impl fmt::Debug for MetricsRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsRegistry").field("sources", &self.len()).finish()
+    }
+}
+
+impl MetricsRegistry {
+    /// An empty registry.
+    pub fn new() -> MetricsRegistry {
+        MetricsRegistry::default()
+    }
+
+    /// Adds a source.
+    pub fn register(&self, source: Arc<dyn MetricsSource>) {
+        match self.sources.write() {
+            Ok(mut s) => s.push(source),
+            Err(poisoned) => poisoned.into_inner().push(source),
+        }
+    }
+
+    /// The number of sources.
+    pub fn len(&self) -> usize {
+        self.sources.read().map_or_else(|p| p.into_inner().len(), |s| s.len())
+    }
+
+    /// Whether no source is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every source's samples as exposition text.
+    pub fn render(&self) -> String {
+        let sources: Vec<Arc<dyn MetricsSource>> =
+            self.sources.read().map_or_else(|p| p.into_inner().clone(), |s| s.clone());
+        let mut w = MetricsWriter::new();
+        for s in &sources {
+            s.render(&mut w);
+        }
+        w.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_grouped_with_help_and_type_once() {
+        let mut w = MetricsWriter::new();
+        w.counter("iwf_rx_total", "Frames received.", &[("port", "legacy")], 7).unwrap();
+        w.gauge("iwf_link_up", "Link state.", &[("port", "legacy")], 1.0).unwrap();
+        w.counter("iwf_rx_total", "ignored", &[("port", "converged")], 3).unwrap();
+        w.gauge("iwf_temp", "A level.", &[], -2.5).unwrap();
+        assert_eq!(w.families(), 3);
+        assert_eq!(
+            w.finish(),
+            "# HELP iwf_rx_total Frames received.\n# TYPE iwf_rx_total counter\n\
+             iwf_rx_total{port=\"legacy\"} 7\niwf_rx_total{port=\"converged\"} 3\n\
+             # HELP iwf_link_up Link state.\n# TYPE iwf_link_up gauge\niwf_link_up{port=\"legacy\"} 1\n\
+             # HELP iwf_temp A level.\n# TYPE iwf_temp gauge\niwf_temp -2.5\n"
+        );
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut w = MetricsWriter::new();
+        w.counter("a_total", "back\\slash\nand \"quotes\"", &[("v", "a\\b\"c\nd"), ("w", "é")], 1).unwrap();
+        let text = w.finish();
+        assert!(text.contains("# HELP a_total back\\\\slash\\nand \"quotes\"\n"), "{text}");
+        assert!(text.contains("a_total{v=\"a\\\\b\\\"c\\nd\",w=\"é\"} 1\n"), "{text}");
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
+
+    #[test]
+    fn special_gauge_values() {
+        let mut w = MetricsWriter::new();
+        w.gauge("g", "", &[("k", "nan")], f64::NAN).unwrap();
+        w.gauge("g", "", &[("k", "inf")], f64::INFINITY).unwrap();
+        w.gauge("g", "", &[("k", "-inf")], f64::NEG_INFINITY).unwrap();
+        let text = w.finish();
+        assert!(text.contains("g{k=\"nan\"} NaN\ng{k=\"inf\"} +Inf\ng{k=\"-inf\"} -Inf\n"), "{text}");
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let mut w = MetricsWriter::new();
+        for bad in ["", "1abc", "a-b", "a b", "a{b}", "é"] {
+            assert_eq!(w.counter(bad, "", &[], 1), Err(MetricError::BadName), "{bad:?}");
+        }
+        for good in ["a", "_a", ":a", "iwf:x_total", "A9_:"] {
+            assert_eq!(w.counter(good, "", &[], 1), Ok(()), "{good:?}");
+        }
+        for bad in ["", "__reserved", "9x", "a:b", "a-b"] {
+            assert_eq!(w.counter("x", "", &[(bad, "v")], 1), Err(MetricError::BadLabelName), "{bad:?}");
+        }
+        assert_eq!(w.gauge("a", "", &[], 1.0), Err(MetricError::KindMismatch));
+        // Rejected samples leave no trace.
+        assert!(!w.finish().contains("9x"));
+        assert_eq!(w.families(), 5);
+    }
+
+    struct Fixed(&'static str, u64);
+    impl MetricsSource for Fixed {
+        fn render(&self, out: &mut MetricsWriter) {
+            let _ = out.counter("iwf_fixed_total", "Fixed.", &[("src", self.0)], self.1);
+        }
+    }
+
+    #[test]
+    fn registry_renders_every_source_in_order() {
+        let r = MetricsRegistry::new();
+        assert!(r.is_empty());
+        assert_eq!(r.render(), "");
+        r.register(Arc::new(Fixed("a", 1)));
+        r.register(Arc::new(Fixed("b", 2)));
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r.render(),
+            "# HELP iwf_fixed_total Fixed.\n# TYPE iwf_fixed_total counter\n\
+             iwf_fixed_total{src=\"a\"} 1\niwf_fixed_total{src=\"b\"} 2\n"
+        );
+    }
+}

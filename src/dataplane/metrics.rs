@@ -1,0 +1,248 @@
+//! The packet path's counters as Prometheus metrics (see [`crate::control::metrics`]).
+//!
+//! * every counter of [`Totals`] per port: `iwf_<group>_<counter>_total{port="legacy"}`,
+//!   groups `port`, `drop`, `sip`, `tcp`, `smpp` (the order of [`Totals::visit`]);
+//! * states as gauges: `iwf_port_link_up`, `iwf_sip_next_hop_state` (0 unknown, 1 down,
+//!   2 up), `iwf_smpp_client_up`;
+//! * per queue (= per worker core): `iwf_queue_busy_ns_total`, `iwf_queue_rx_packets_total`,
+//!   `iwf_queue_tx_packets_total` with labels `port` and `queue`: a core's busy share is
+//!   `rate(iwf_queue_busy_ns_total[1m]) / 1e9`.
+#![deny(unsafe_code)]
+
+use super::counters::{Stats, Totals};
+use crate::control::metrics::{MetricsSource, MetricsWriter};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Counters of [`Totals`] that are states, not counts: exported as gauges without `_total`.
+const GAUGES: [(&str, &str); 2] = [("sip", "next_hop_state"), ("smpp", "client_up")];
+
+/// Writes every port's totals, link state and per-queue counters.
+pub fn render(stats: &Stats, out: &mut MetricsWriter) {
+    for (i, port) in stats.ports.iter().enumerate() {
+        let labels = [("port", port.name.as_str())];
+        let _ = out.gauge(
+            "iwf_port_link_up",
+            "Link state as last seen by the control thread (1 up, 0 down).",
+            &labels,
+            f64::from(u8::from(port.link_up.load(Ordering::Relaxed))),
+        );
+        render_totals(&stats.totals(i), &labels, out);
+    }
+    for port in &stats.ports {
+        for (q, c) in port.queues.iter().enumerate() {
+            let queue = q.to_string();
+            let labels = [("port", port.name.as_str()), ("queue", queue.as_str())];
+            let _ = out.counter(
+                "iwf_queue_busy_ns_total",
+                "Nanoseconds this queue's worker spent on polls that found packets.",
+                &labels,
+                c.busy_ns.get(),
+            );
+            let _ = out.counter(
+                "iwf_queue_rx_packets_total",
+                "Frames received on this queue.",
+                &labels,
+                c.rx_packets.get(),
+            );
+            let _ = out.counter(
+                "iwf_queue_tx_packets_total",
+                "Frames handed to this queue's TX ring.",
+                &labels,
+                c.tx_packets.get(),
+            );
+        }
+    }
+}
+
+/// One port's totals, `iwf_<group>_<counter>_total` (or a gauge for [`GAUGES`]).
+fn render_totals(t: &Totals, labels: &[(&str, &str)], out: &mut MetricsWriter) {
+    let mut name = String::with_capacity(64);
+    t.visit(&mut |group, counter, value| {
+        name.clear();
+        name.push_str("iwf_");
+        name.push_str(group);
+        name.push('_');
+        name.push_str(counter);
+        if GAUGES.contains(&(group, counter)) {
+            let _ = out.gauge(&name, &help(group, counter), labels, value as f64);
+        } else {
+            name.push_str("_total");
+            let _ = out.counter(&name, &help(group, counter), labels, value);
+        }
+    });
+}
+
+/// A HELP line for a counter: the group says where it is counted.
+fn help(group: &str, counter: &str) -> String {
+    match group {
+        "port" => format!("Port counter {counter}, summed over queues."),
+        "drop" => format!("Frames dropped on the packet path, reason {counter}."),
+        "sip" if counter == "next_hop_state" => {
+            "SIP next hop by the last keep-alive OPTIONS: 0 not known yet, 1 down, 2 up.".to_string()
+        }
+        "smpp" if counter == "client_up" => "SMPP client sessions bound (1 per bound session).".to_string(),
+        g => format!("{} counter {counter}, summed over queues.", g.to_ascii_uppercase()),
+    }
+}
+
+/// The packet path's counters as a [`MetricsSource`] (register it with the admin server).
+#[derive(Debug, Clone)]
+pub struct StatsMetrics(pub Arc<Stats>);
+
+impl MetricsSource for StatsMetrics {
+    fn render(&self, out: &mut MetricsWriter) {
+        render(&self.0, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::counters::DropReason;
+
+    fn count_visits(t: &Totals) -> usize {
+        let mut n = 0;
+        t.visit(&mut |_, _, _| n += 1);
+        n
+    }
+
+    #[test]
+    fn every_counter_of_every_port_is_exported_once() {
+        let stats = Stats::new(&["legacy".to_string(), "converged".to_string()], 2);
+        stats.ports[0].queues[1].rx_packets.add(5);
+        stats.ports[0].queues[0].drop(DropReason::IpBadChecksum);
+        stats.ports[1].queues[0].sip.rx_message.add(3);
+        stats.ports[1].queues[0].sip.next_hop_state.set(2);
+        stats.ports[0].queues[1].smpp.client_up.set(1);
+        stats.ports[0].queues[1].busy_ns.add(1234);
+        stats.ports[1].link_up.store(true, Ordering::Relaxed);
+        let mut w = MetricsWriter::new();
+        render(&stats, &mut w);
+        let text = w.finish();
+
+        for line in [
+            "iwf_port_rx_packets_total{port=\"legacy\"} 5\n",
+            "iwf_port_rx_packets_total{port=\"converged\"} 0\n",
+            "iwf_drop_ip_bad_checksum_total{port=\"legacy\"} 1\n",
+            "iwf_sip_rx_message_total{port=\"converged\"} 3\n",
+            "iwf_sip_next_hop_state{port=\"converged\"} 2\n",
+            "iwf_smpp_client_up{port=\"legacy\"} 1\n",
+            "iwf_port_link_up{port=\"converged\"} 1\n",
+            "iwf_port_link_up{port=\"legacy\"} 0\n",
+            "iwf_queue_busy_ns_total{port=\"legacy\",queue=\"1\"} 1234\n",
+            "iwf_queue_rx_packets_total{port=\"legacy\",queue=\"0\"} 0\n",
+            "# TYPE iwf_sip_next_hop_state gauge\n",
+            "# TYPE iwf_tcp_accepted_total counter\n",
+            "# TYPE iwf_smpp_binds_ok_total counter\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?}");
+        }
+        // One sample per counter and port, plus the link gauge; three per queue.
+        let per_port = count_visits(&stats.totals(0));
+        assert!(per_port > 100, "{per_port}");
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, 2 * (per_port + 1) + 4 * 3);
+        // HELP and TYPE once per family; families have distinct names.
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        assert_eq!(types.len(), per_port + 1 + 3);
+        let mut names: Vec<&str> = types.iter().filter_map(|l| l.split(' ').nth(2)).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), types.len());
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), types.len());
+        // Every family's samples sit right after its TYPE line.
+        let mut current = "";
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap_or("");
+            } else if !l.starts_with('#') {
+                assert!(l.starts_with(&format!("{current}{{")), "{l} outside its family {current}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_source_renders_the_shared_stats() {
+        let stats = Arc::new(Stats::new(&["legacy".to_string()], 1));
+        let source = StatsMetrics(Arc::clone(&stats));
+        stats.ports[0].queues[0].tcp.accepted.add(4);
+        let mut w = MetricsWriter::new();
+        source.render(&mut w);
+        assert!(w.finish().contains("iwf_tcp_accepted_total{port=\"legacy\"} 4\n"));
+    }
+
+    /// The wiring app.rs uses: the counters and a reloader behind the admin endpoint.
+    #[test]
+    fn admin_endpoint_serves_counters_and_reloads() {
+        use crate::control::admin::{Admin, Handlers, Health};
+        use crate::control::config::load_keyring;
+        use crate::control::metrics::MetricsRegistry;
+        use crate::control::reload::Reloader;
+        use std::io::{Read, Write};
+
+        let good = "[tag]\nsigning_key = 1\n\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n";
+        let path = std::env::temp_dir().join(format!("iwf-wiring-{}.toml", std::process::id()));
+        std::fs::write(&path, good).unwrap();
+        let stats = Arc::new(Stats::new(&["legacy".to_string()], 1));
+        let keys = Arc::new(Reloader::load(&path, load_keyring).unwrap());
+        let metrics = Arc::new(MetricsRegistry::new());
+        metrics.register(Arc::new(StatsMetrics(Arc::clone(&stats))));
+        metrics.register(keys.clone());
+        let health_stats = Arc::clone(&stats);
+        let reload_keys = Arc::clone(&keys);
+        let admin = Admin::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Handlers {
+                metrics,
+                health: Some(Box::new(move || {
+                    let up = health_stats.ports.iter().all(|p| p.link_up.load(Ordering::Relaxed));
+                    Health { healthy: up, details: serde_json::json!({ "links_up": up }) }
+                })),
+                reload: Some(Box::new(move || reload_keys.reload_text())),
+            },
+        )
+        .unwrap();
+        let ask = |req: &str| {
+            let mut s = std::net::TcpStream::connect(admin.local_addr()).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        stats.ports[0].queues[0].rx_packets.add(9);
+        assert!(ask("GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503 "));
+        stats.ports[0].link_up.store(true, Ordering::Relaxed);
+        assert!(ask("GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+        std::fs::write(&path, good.replace("signing_key = 1", "signing_key = 9")).unwrap();
+        let refused = ask("POST /-/reload HTTP/1.1\r\n\r\n");
+        assert!(refused.starts_with("HTTP/1.1 400 ") && refused.contains("line 2: `tag.signing_key`"), "{refused}");
+        std::fs::write(&path, good).unwrap();
+        assert!(ask("POST /-/reload HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+        let scrape = ask("GET /metrics HTTP/1.1\r\n\r\n");
+        for line in [
+            "\niwf_port_rx_packets_total{port=\"legacy\"} 9\n",
+            "\niwf_port_link_up{port=\"legacy\"} 1\n",
+            "\niwf_config_generation 2\n",
+            "\niwf_config_reloads_failed_total 1\n",
+        ] {
+            assert!(scrape.contains(line), "missing {line:?}");
+        }
+        admin.stop();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn visit_covers_the_totals() {
+        // The groups' own lists plus the port counters, the drop reasons and next_hop_state.
+        let t = Totals::default();
+        let expected = 11 + DropReason::COUNT + t.sip.fields().len() + 1 + t.tcp.fields().len() + t.smpp.fields().len();
+        assert_eq!(count_visits(&t), expected);
+        let mut seen = Vec::new();
+        t.visit(&mut |g, c, _| seen.push(format!("{g}.{c}")));
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "duplicate names");
+    }
+}
