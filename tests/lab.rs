@@ -514,7 +514,129 @@ fn tshark_fields(pcap: &Path, decode: &[&str], filter: &str, field: &str) -> Vec
 }
 
 /// smpplib ESMEs against iwf's SMPP server, captured by tshark on the legacy tap.
+/// The scripted SIP core + converged users (tests/peers/sip_ua.py) in iwf-conv on
+/// 198.18.2.1:5060, with `args`; its JSON comes from [`Peer::json`].
+fn sip_ua(args: &[&str], out: &Path) -> Peer {
+    let file = std::fs::File::create(out).expect("UA output file");
+    Peer(
+        Command::new("ip")
+            .args(["netns", "exec", CONV_NS, "python3"])
+            .arg(root_dir().join("tests/peers/sip_ua.py"))
+            .args(["--listen", &format!("{CONV_PEER_TEXT}:5060"), "--iwf", &format!("{CONV_IWF_TEXT}:5060")])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 tests/peers/sip_ua.py"),
+    )
+}
+
+fn json_of(text: &str, what: &str) -> serde_json::Value {
+    let line =
+        text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON from {what}:\n{text}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: {e}: {line}"))
+}
+
+/// tests/peers/legacy_flow.py in iwf-legacy with `args`: smsc-a (transceiver) and
+/// smsc-b (transmitter + receiver) send at once and collect their receipts.
+fn legacy_flow(args: &[&str]) -> serde_json::Value {
+    let out = must(
+        run(Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+            .arg(root_dir().join("tests/peers/legacy_flow.py"))
+            .args(["--host", LEGACY_IWF, "--port", "2775"])
+            .args(args)),
+        "tests/peers/legacy_flow.py",
+    );
+    json_of(&out, "legacy_flow.py")
+}
+
+/// The mission, through the running appliance: smsc-a and smsc-b send at once (plain
+/// and concatenated messages, delivery receipts and user acks asked), the converged
+/// users answer with delivery and display notifications, and every receipt reaches
+/// exactly the system that sent the message with receipted_message_id = the message_id
+/// it was given; a converged user's messages to smsc-c (iwf bound to an SMSC double)
+/// come back as delivery IMDNs; forged tags route nowhere; smsc-b, unbound when its
+/// receipts arrive, gets them from the durable queue after it binds again.
+fn receipts_end_to_end() {
+    let mut smsc = smsc_double("pwc");
+    wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(15), |c| get(c, "smpp.client_up") == 1);
+    let ua_out = root_dir().join("target/lab/sip_ua.json");
+    let mut ua = sip_ua(
+        &[
+            "--notify",
+            "both",
+            "--duration",
+            "30",
+            "--send-to",
+            "tel:+447000300001",
+            "--count",
+            "3",
+            "--want",
+            "delivery",
+            "--forge",
+            "3",
+        ],
+        &ua_out,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let v = legacy_flow(&["--count", "5", "--user-ack", "--long", "--receipt-timeout", "20"]);
+    let checks = &v["checks"];
+    assert_eq!(checks["errors"], 0, "{v}");
+    assert_eq!(checks["every_receipt_matches"], true, "each receipt reached the system that sent it: {v}");
+    for k in ["missing", "missing_user_ack", "unexpected", "misrouted"] {
+        assert_eq!(checks[k], serde_json::json!([]), "{k}: {v}");
+    }
+    for system in ["smsc-a", "smsc-b"] {
+        let s = &v["systems"][system];
+        // 5 single messages + 3 parts of the long one, each accepted with its own tag.
+        assert_eq!(s["resp_statuses"], serde_json::json!({"0x0": 8}), "{system}: {v}");
+        let receipts = s["receipts"].as_array().map_or(0, Vec::len);
+        assert_eq!(receipts, 16, "{system}: a delivery receipt and a user ack per part: {v}");
+    }
+    // smsc-b unbinds after its resps: its receipts wait in the durable store and come
+    // when it binds again.
+    let v = legacy_flow(&["--count", "2", "--unbind-before-receipts", "3", "--receipt-timeout", "20"]);
+    assert_eq!(v["checks"]["errors"], 0, "{v}");
+    assert_eq!(v["checks"]["every_receipt_matches"], true, "{v}");
+    assert_eq!(
+        v["checks"]["missing"],
+        serde_json::json!([]),
+        "receipts queued while unbound arrive after the rebind: {v}"
+    );
+    let after = v["systems"]["smsc-b"]["receipts"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|x| x["phase"] == "after_rebind").count());
+    assert_eq!(after, 2, "{v}");
+    let _ = ua.0.wait();
+    let text = std::fs::read_to_string(&ua_out).unwrap_or_default();
+    let u = json_of(&text, "sip_ua.py");
+    assert_eq!(u["responses"]["message"], serde_json::json!({"200": 3}), "converged → smsc-c accepted: {u}");
+    assert_eq!(u["missing_imdns"], serde_json::json!([]), "every SMSC receipt came back as an IMDN: {u}");
+    for m in u["sent"].as_array().into_iter().flatten() {
+        assert_eq!(m["imdns"]["delivery"], "delivered", "{u}");
+    }
+    assert_eq!(u["responses"]["forged"], serde_json::json!({"403": 3}), "forged tags route nowhere: {u}");
+    // The flows' counters reach the log once a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = log_text();
+        let flows = log.lines().rev().find(|l| l.starts_with("flows ")).unwrap_or_default().to_string();
+        if flows.contains("imdn_bad_tag=3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "forged IMDNs counted by reason: {flows}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    smsc.stop();
+}
+
 fn smpp_server() {
+    // The converged side answers the MESSAGEs the submit_sm become.
+    let ua = sip_ua(&["--notify", "none", "--duration", "40"], &root_dir().join("target/lab/sip_ua_server.json"));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ua = ua;
     let before = counters("legacy");
     let pcap = root_dir().join("target/lab/legacy-smpp.pcapng");
     let cap = capture(LEGACY_NS, LEGACY_TAP, 12, &pcap);
@@ -536,8 +658,8 @@ fn smpp_server() {
     assert_eq!(trx["enquire_link_resp"], serde_json::json!(["enquire_link_resp", 0]), "{v}");
     assert_eq!(
         trx["submit_sm_resp"],
-        serde_json::json!(["submit_sm_resp", 0x64]),
-        "submit_sm answered ESME_RX_T_APPN (iwf cannot deliver it yet): {v}"
+        serde_json::json!(["submit_sm_resp", 0]),
+        "submit_sm accepted once the converged side took the MESSAGE: {v}"
     );
     assert_eq!(trx["unbind_resp"], serde_json::json!(["unbind_resp", 0]), "{v}");
     assert_eq!(v["tx_plus_rx"], serde_json::json!({"transmitter": 0, "receiver": 0, "unbind": [0, 0]}), "{v}");
@@ -548,7 +670,7 @@ fn smpp_server() {
     assert_eq!(burst["answered"], 15, "every request of the burst answered, none dropped: {v}");
     assert_eq!(
         burst["statuses"],
-        serde_json::json!({"0x64": 10, "0x58": 5}),
+        serde_json::json!({"0x0": 10, "0x58": 5}),
         "window 10, the rest ESME_RTHROTTLED: {v}"
     );
     assert_eq!(burst["unbind_resp"], serde_json::json!(["0x80000006", 0]), "{v}");
@@ -561,7 +683,7 @@ fn smpp_server() {
         ("smpp.bind_refused_password", 1),
         ("smpp.bind_refused_system_id", 1),
         ("smpp.enquire_link_in", 1 + 8),
-        ("smpp.rx_t_appn", 11),
+        ("smpp.rx_t_appn", 0),
         ("smpp.throttled", 5),
         ("smpp.unbind_in", 4),
         ("tcp.accepted", 6 + 8),
@@ -738,6 +860,7 @@ fn lab_end_to_end() {
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
     smpp_server();
+    receipts_end_to_end();
     smpp_client();
     let uas = keepalive_up();
     sip_over_udp();

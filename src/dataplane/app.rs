@@ -237,8 +237,16 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
     let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
-    let provision = crate::control::provision::Provision::parse(&text)
-        .map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
+    // Provisioning: parsed whole now, and again on SIGHUP or POST /-/reload (a bad file
+    // is refused whole and the running snapshot stays).
+    let provision = crate::control::reload::Reloader::load(config_path, crate::control::provision::Provision::parse)
+        .map_err(|e| match e {
+            crate::control::reload::ReloadError::Config { error, .. } => {
+                DataplaneError::Config { path: config_path.to_string(), error }
+            }
+            other => DataplaneError::Setup(other.to_string()),
+        })?;
+    let provision = Arc::new(provision);
     preflight(config_path, &cfg)?;
     if let Some(core) = cfg.control.core {
         let online =
@@ -256,6 +264,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
     }
     install_signal_handlers()?;
+    crate::control::reload::install_sighup_handler()
+        .map_err(|e| DataplaneError::Setup(format!("cannot install the SIGHUP handler: {e}")))?;
 
     let mut args = vec!["iwf".to_string()];
     args.extend(cfg.eal_args());
@@ -341,7 +351,43 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
         None => None,
     };
-    let shared = Arc::new(crate::flow::Shared::new(provision, queues, store.as_ref().map(|_| store_tx)));
+    let shared = Arc::new(crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx)));
+    if let Err(e) = super::telemetry::register(Arc::clone(&stats)) {
+        eprintln!("iwf: DPDK telemetry commands not registered: {e}");
+    }
+    let registry = Arc::new(crate::control::metrics::MetricsRegistry::new());
+    registry.register(Arc::new(super::metrics::StatsMetrics(Arc::clone(&stats))));
+    registry.register(Arc::clone(&shared) as Arc<dyn crate::control::metrics::MetricsSource>);
+    registry.register(Arc::clone(&provision) as Arc<dyn crate::control::metrics::MetricsSource>);
+    let admin = match cfg.control.admin {
+        Some(addr) => {
+            let (hs, rp, rs) = (Arc::clone(&stats), Arc::clone(&provision), Arc::clone(&shared));
+            let handlers = crate::control::admin::Handlers {
+                metrics: Arc::clone(&registry),
+                health: Some(Box::new(move || {
+                    let links: serde_json::Map<String, serde_json::Value> =
+                        hs.ports.iter().map(|p| (p.name.clone(), p.link_up.load(Ordering::Relaxed).into())).collect();
+                    let up = hs.ports.iter().all(|p| p.link_up.load(Ordering::Relaxed));
+                    crate::control::admin::Health {
+                        healthy: up && !STOP.load(Ordering::Relaxed),
+                        details: serde_json::json!({ "links_up": links }),
+                    }
+                })),
+                reload: Some(Box::new(move || {
+                    let r = rp.reload_text();
+                    if r.is_ok() {
+                        rs.sync_lanes();
+                    }
+                    r
+                })),
+            };
+            let a = crate::control::admin::Admin::start(addr, handlers)
+                .map_err(|e| DataplaneError::Setup(format!("admin endpoint on {addr}: {e}")))?;
+            println!("iwf: admin endpoint http://{addr}/ (metrics, healthz, POST /-/reload)");
+            Some(a)
+        }
+        None => None,
+    };
     let store_stats = Arc::new(crate::flow::store::StoreStats::default());
     let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let store_thread = store.map(|db| {
@@ -460,10 +506,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let control_core = cfg.control.core.unwrap_or(eal.main_lcore() as usize);
     let control = {
         let (stats, ports, shared) = (Arc::clone(&stats), Arc::clone(&ports), Arc::clone(&shared));
+        let provision = Arc::clone(&provision);
         let interval = Duration::from_millis(cfg.control.stats_interval_ms);
         std::thread::Builder::new()
             .name("iwf-control".into())
-            .spawn(move || control_loop(control_core, &stats, &ports, &shared, interval))
+            .spawn(move || control_loop(control_core, &stats, &ports, &shared, &provision, interval))
             .map_err(|e| DataplaneError::Setup(format!("cannot start the control thread: {e}")))
     };
     let control = match control {
@@ -485,6 +532,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     }
     println!("iwf: stopping");
     eal.wait_workers();
+    if let Some(a) = admin {
+        a.stop();
+    }
     if let Some(c) = control {
         let _ = c.join();
     }
@@ -596,7 +646,14 @@ fn report(tag: &str, stats: &Stats, ports: &[Port]) {
 }
 
 /// The control plane for now: pins itself, watches links, logs counters when they change.
-fn control_loop(core: usize, stats: &Stats, ports: &[Port], shared: &crate::flow::Shared, interval: Duration) {
+fn control_loop(
+    core: usize,
+    stats: &Stats,
+    ports: &[Port],
+    shared: &crate::flow::Shared,
+    provision: &crate::control::reload::Reloader<crate::control::provision::Provision>,
+    interval: Duration,
+) {
     let mut last_flows = String::new();
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         eprintln!("iwf: control thread could not be pinned to CPU {core}; running unpinned");
@@ -605,6 +662,15 @@ fn control_loop(core: usize, stats: &Stats, ports: &[Port], shared: &crate::flow
     let mut next_hop: Vec<u64> = vec![0; stats.ports.len()];
     let mut next = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
+        if crate::control::reload::take_sighup() {
+            match provision.reload() {
+                Ok(summary) => {
+                    let added = shared.sync_lanes();
+                    println!("iwf: reload (SIGHUP): {summary}; {added} new lanes");
+                }
+                Err(e) => eprintln!("iwf: reload (SIGHUP) refused, the running configuration stays: {e}"),
+            }
+        }
         for (i, p) in ports.iter().enumerate() {
             let up = p.link().up;
             if let Some(pc) = stats.ports.get(i) {

@@ -1068,15 +1068,11 @@ fn drive_smpp(
                         let consumed = input.consumed;
                         let request = input.request.map(|p| p.sequence_number);
                         if let (Some(pdu), Some((f, id))) = (input.request, flows.as_mut()) {
-                            // The flows answer it later; beyond the system's window the
-                            // session's own answer is ESME_RTHROTTLED at once.
+                            // The flows answer it later; beyond the window the session
+                            // itself answered ESME_RTHROTTLED at once (and counted it).
                             let seq = pdu.sequence_number;
                             f.smpp_request(now, unix, *id, seq, &pdu);
                             used = used.saturating_add(consumed);
-                            if session.pending_requests() > window {
-                                // (answered by the flows too; the first answer wins)
-                                sc.throttled.inc();
-                            }
                             continue;
                         }
                         used = used.saturating_add(consumed);

@@ -203,6 +203,30 @@ pub struct FlowStats {
     pub smsc_receipts_absorbed: AtomicU64,
 }
 
+impl crate::control::metrics::MetricsSource for Shared {
+    fn render(&self, out: &mut crate::control::metrics::MetricsWriter) {
+        self.stats.visit(&mut |name, v| {
+            let _ =
+                out.counter(&format!("iwf_flow_{name}_total"), "Flow events (see src/flow/mod.rs FlowStats)", &[], v);
+        });
+        let provision = self.provision.load();
+        for lane in self.lanes.load().lanes() {
+            let name = provision.system(lane.system().0).map_or("removed", |l| l.name.as_str());
+            let labels = [("system", name)];
+            let c = lane.counters();
+            let _ = out.gauge("iwf_lane_queued", "Receipts waiting in the system's lane", &labels, lane.len() as f64);
+            let _ = out.gauge(
+                "iwf_lane_binds",
+                "Receiving binds of the system (all cores)",
+                &labels,
+                f64::from(lane.binds()),
+            );
+            let _ = out.counter("iwf_lane_pushed_total", "Items pushed into the lane", &labels, c.pushed);
+            let _ = out.counter("iwf_lane_full_total", "Pushes refused: lane full (back-pressure)", &labels, c.full);
+        }
+    }
+}
+
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
@@ -254,7 +278,7 @@ fn inc(c: &AtomicU64) {
 #[derive(Debug)]
 pub struct Shared {
     /// The provisioning snapshot (the control plane publishes a new one on reload).
-    pub provision: ArcSwap<Provision>,
+    pub provision: Arc<ArcSwap<Provision>>,
     /// One lane per legacy system.
     pub lanes: Lanes,
     /// Per core: completions for its waiters.
@@ -270,18 +294,43 @@ pub struct Shared {
 impl Shared {
     /// Shared state for `cores` workers with a lane per provisioned system.
     pub fn new(provision: Provision, cores: u16, store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Shared {
+        Shared::published(Arc::new(ArcSwap::from_pointee(provision)), cores, store)
+    }
+
+    /// As [`Shared::new`], reading the snapshot a reloader publishes.
+    pub fn published(
+        provision: Arc<ArcSwap<Provision>>,
+        cores: u16,
+        store: Option<std::sync::mpsc::Sender<store::StoreOp>>,
+    ) -> Shared {
         let lanes = Lanes::new(cores.max(1)).unwrap_or_else(|_| Lanes::new(1).expect("one core"));
-        for l in &provision.legacy {
+        for l in &provision.load().legacy {
             let _ = lanes.add_system(LegacySystemId(l.id), l.lane_capacity);
         }
         Shared {
-            provision: ArcSwap::from_pointee(provision),
+            provision,
             lanes,
             completions: (0..cores.max(1)).map(|_| ArrayQueue::new(65_536)).collect(),
             store_completions: ArrayQueue::new(65_536),
             store: None.or(store),
             stats: FlowStats::default(),
         }
+    }
+
+    /// After a reload: a lane for every system the snapshot added (a removed system's
+    /// lane stays until its items are delivered or stored; nothing else is disturbed).
+    /// Returns the systems added.
+    pub fn sync_lanes(&self) -> usize {
+        let table = self.lanes.load();
+        let mut added = 0;
+        for l in &self.provision.load().legacy {
+            if table.get(LegacySystemId(l.id)).is_none()
+                && self.lanes.add_system(LegacySystemId(l.id), l.lane_capacity).is_ok()
+            {
+                added += 1;
+            }
+        }
+        added
     }
 
     /// Sends a completion to whoever waits on `token`.
