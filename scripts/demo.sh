@@ -48,7 +48,7 @@ sipp_run() {
         || echo "  sipp reported failures: see target/lab/sipp-demo-$scenario.screen"
 }
 sipp_run options 5     # OPTIONS -> 200 OK with Allow and Accept
-sipp_run message 5     # MESSAGE -> 404 until routing lands (receipts issue)
+sipp_run message 5     # MESSAGE to a number no route covers -> 404
 sleep 2
 echo
 echo "iwf's counters (target/lab/iwf.log, printed by the control thread):"
