@@ -3,8 +3,10 @@
 # its own network namespace where the peers run.
 #
 #   scripts/lab.sh up       build if needed, start iwf, wire the namespaces, wait for ping
-#   scripts/lab.sh down     stop iwf (SIGTERM), remove namespaces, taps, hugepage files
+#   scripts/lab.sh down     stop iwf (SIGTERM), remove namespaces, taps, hugepage files, the store
 #   scripts/lab.sh status   what is up
+#   scripts/lab.sh restart  after iwf died (kill -9): start it again, taps back into the
+#                           existing namespaces (the peers there keep running)
 #
 #   side       namespace    tap          peer            iwf
 #   legacy     iwf-legacy   iwf-legacy0  198.18.1.1/24   198.18.1.2
@@ -85,6 +87,9 @@ lab_down() {
         fi
     fi
     rm -f "$PIDFILE"
+    # The lab's durable store (config/lab.toml [control] store): a new lab starts empty
+    # (`restart` keeps it: that is what it is for).
+    rm -f "$LAB_DIR/iwf.redb"
     local side ns tap rest
     for s in "${SIDES[@]}"; do
         read -r side ns tap rest <<<"$s"
@@ -114,7 +119,13 @@ lab_up() {
     fi
     [ -x "$IWF_BIN" ] || die "no iwf binary at $IWF_BIN (build it, or set IWF_BIN)"
     ensure_hugepages
+    start_iwf
+    attach_taps
+    say "up"
+}
 
+# Starts iwf and waits until it is ready (its taps exist then).
+start_iwf() {
     say "starting $IWF_BIN run --config $CONFIG (log $LOG)"
     setsid "$IWF_BIN" run --config "$CONFIG" >"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
@@ -130,12 +141,15 @@ lab_up() {
         sleep 0.1
     done
     [ -n "$ready" ] || { lab_down; die "iwf not ready after 15 s (see $LOG)"; }
+}
 
+# Moves iwf's taps into the namespaces (made if missing) and checks ping both ways.
+attach_taps() {
     local side ns tap peer addr
     for s in "${SIDES[@]}"; do
         read -r side ns tap peer addr <<<"$s"
         ip link show "$tap" >/dev/null 2>&1 || { lab_down; die "tap $tap did not appear (see $LOG)"; }
-        ip netns add "$ns"
+        ip netns list | grep -qw "^$ns" || ip netns add "$ns"
         ip link set "$tap" netns "$ns"
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
         ip -n "$ns" link set lo up
@@ -151,7 +165,22 @@ lab_up() {
         [ -n "$ok" ] || { lab_down; die "iwf does not answer ping at $addr from $ns (see $LOG)"; }
         say "$side: $ns ($tap ${peer}) -> iwf $addr answers"
     done
-    say "up"
+}
+
+# After iwf died (kill -9, crash): start it again and give its new taps to the existing
+# namespaces, so the peers running there carry on (their TCP connections to iwf are gone).
+lab_restart() {
+    # A killed iwf may take a moment to release its memory and exit.
+    for _ in $(seq 1 100); do iwf_pid >/dev/null || break; sleep 0.1; done
+    if pid=$(iwf_pid); then die "iwf is running (pid $pid): restart is for after a crash"; fi
+    rm -f "$PIDFILE"
+    release_files
+    ensure_hugepages
+    local log_keep="$LOG.$(date +%s)"
+    [ -f "$LOG" ] && cp "$LOG" "$log_keep"
+    start_iwf
+    attach_taps
+    say "restarted (the log before the crash: $log_keep)"
 }
 
 lab_status() {
@@ -184,7 +213,8 @@ lab_status() {
 
 case "${1:-}" in
     up) lab_up ;;
+    restart) lab_restart ;;
     down) lab_down; say "down" ;;
     status) lab_status ;;
-    *) echo "usage: scripts/lab.sh up|down|status" >&2; exit 2 ;;
+    *) echo "usage: scripts/lab.sh up|down|status|restart" >&2; exit 2 ;;
 esac

@@ -632,6 +632,105 @@ fn receipts_end_to_end() {
     smsc.stop();
 }
 
+/// `iwf-peer smsc` as smsc-c sending its receipts `delay_ms` after each submit_sm_resp
+/// (receipts it could not send yet go to the next bind, like a real SMSC's).
+fn smsc_double_delayed(delay_ms: u64) -> Peer {
+    Peer(
+        Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS])
+            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+            .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
+            .args(["--receipt-delay-ms", &delay_ms.to_string(), "--duration", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iwf-peer"),
+    )
+}
+
+fn flows_line() -> String {
+    log_text().lines().rev().find(|l| l.starts_with("flows ")).unwrap_or_default().to_string()
+}
+
+fn flow_counter(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `kill -9` while receipts wait in the durable queue (smsc-b unbound) and while a
+/// converged user's messages to smsc-c wait for their SMSC receipts: after the restart
+/// smsc-b gets its receipts when it binds again, and the SMSC's receipts still become
+/// IMDNs (the correlation records were durable before the 200s).
+fn kill_and_restart() {
+    // The previous scenario's SMSC double is gone: wait for iwf to notice, then bind anew.
+    let c0 =
+        wait_port_counters("legacy", "iwf lost smsc-c", Duration::from_secs(15), |c| get(c, "smpp.client_up") == 0);
+    let mut smsc = smsc_double_delayed(8_000);
+    wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(15), |c| {
+        get(c, "smpp.client_up") == 1 && delta(c, &c0, "smpp.client_bound") >= 1
+    });
+    let base = flows_line();
+    let (queued0, sent0) = (flow_counter(&base, "receipts_queued"), flow_counter(&base, "converged_parts_sent"));
+    let ua_out = root_dir().join("target/lab/sip_ua_restart.json");
+    let mut ua = sip_ua(
+        &[
+            "--notify",
+            "delivered",
+            "--duration",
+            "45",
+            "--send-to",
+            "tel:+447000300001",
+            "--count",
+            "2",
+            "--want",
+            "delivery",
+        ],
+        &ua_out,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let flow = Command::new("ip")
+        .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+        .arg(root_dir().join("tests/peers/legacy_flow.py"))
+        .args(["--host", LEGACY_IWF, "--port", "2775", "--count", "2", "--unbind-before-receipts", "15"])
+        .args(["--receipt-timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("legacy_flow.py");
+    // Wait until smsc-b's receipts are durable and smsc-c's messages were answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = flows_line();
+        if flow_counter(&line, "receipts_queued") >= queued0 + 2
+            && flow_counter(&line, "converged_parts_sent") >= sent0 + 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no queued receipts / converged messages before the kill: {line}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = std::fs::read_to_string(root_dir().join("target/lab/iwf.pid")).expect("iwf.pid");
+    must(run(Command::new("kill").args(["-9", pid.trim()])), "kill -9 iwf");
+    std::thread::sleep(Duration::from_millis(500));
+    must(lab("restart"), "lab.sh restart");
+    assert!(log_text().contains("correlation records restored"), "{}", log_text());
+    let out = flow.wait_with_output().expect("legacy_flow.py");
+    let v = json_of(&String::from_utf8_lossy(&out.stdout), "legacy_flow.py");
+    let b = &v["systems"]["smsc-b"];
+    assert_eq!(b["resp_statuses"], serde_json::json!({"0x0": 2}), "{v}");
+    assert_eq!(b["checks"]["every_receipt_matches"], true, "{v}");
+    assert_eq!(b["checks"]["missing"], serde_json::json!([]), "receipts acknowledged before the kill arrive: {v}");
+    let _ = ua.0.wait();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["message"], serde_json::json!({"200": 2}), "{u}");
+    assert_eq!(u["missing_imdns"], serde_json::json!([]), "SMSC receipts after the restart became IMDNs: {u}");
+    smsc.stop();
+}
+
 fn smpp_server() {
     // The converged side answers the MESSAGEs the submit_sm become.
     let ua = sip_ua(&["--notify", "none", "--duration", "40"], &root_dir().join("target/lab/sip_ua_server.json"));
@@ -861,6 +960,7 @@ fn lab_end_to_end() {
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
     smpp_server();
     receipts_end_to_end();
+    kill_and_restart();
     smpp_client();
     let uas = keepalive_up();
     sip_over_udp();
@@ -876,7 +976,9 @@ fn lab_end_to_end() {
     must(lab("down"), "lab.sh down");
     assert_clean();
     let final_conv = counters("converged");
-    assert!(get(&final_conv, "icmp_echo_answered") >= 9, "final report: {final_conv:?}");
+    // (The counters of the iwf started by `lab.sh restart` in kill_and_restart: the
+    // pings before the kill are in the log kept beside it.)
+    assert!(get(&final_conv, "icmp_echo_answered") >= 7, "final report: {final_conv:?}");
     assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
     assert!(get(&final_conv, "sip.rx_message") >= 27, "final report: {final_conv:?}");
 }

@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use iwf::session::smpp::{
     BindRefusal, BindRequest, CloseReason, Credentials, Event, LegacySystemId, Role, SendError, Session, SessionConfig,
-    SmppText,
+    SmppText, State as SessionState,
 };
 use iwf::wire::smpp::{
     Address, Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu, Receipt, ReceiptDate, ReceiptStat,
@@ -400,6 +400,9 @@ struct SmscShared {
     stats: SmscStats,
     next_id: AtomicU64,
     stop: AtomicBool,
+    /// Receipts not yet sent when their connection ended: the next bind gets them (an
+    /// SMSC keeps its receipts until the ESME is back).
+    held: std::sync::Mutex<VecDeque<PendingReceipt>>,
 }
 
 fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
@@ -414,6 +417,7 @@ fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
         stats: SmscStats::default(),
         next_id: AtomicU64::new(1),
         stop: AtomicBool::new(false),
+        held: std::sync::Mutex::new(VecDeque::new()),
     });
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -456,7 +460,7 @@ fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
         "receipts_sent": get(&s.receipts_sent),
         "receipts_acked": get(&s.receipts_acked),
         "receipts_failed": get(&s.receipts_failed),
-        "receipts_unsent": get(&s.receipts_unsent),
+        "receipts_unsent": get(&s.receipts_unsent) + shared.held.lock().map_or(0, |h| h.len() as u64),
         "enquire_link": get(&s.enquire_link),
         "bytes_in": get(&s.bytes_in),
         "bytes_out": get(&s.bytes_out),
@@ -476,6 +480,9 @@ fn format_id(format: IdFormat, n: u64) -> String {
 struct SmscConn<'a> {
     shared: &'a SmscShared,
     receipts: VecDeque<PendingReceipt>,
+    /// Receipts sent and not yet acknowledged, by sequence number: a timeout or a lost
+    /// connection puts them back in line (a receipt is delivered, or kept).
+    inflight: std::collections::HashMap<u32, PendingReceipt>,
     closed: bool,
 }
 
@@ -533,17 +540,26 @@ impl Driver for SmscConn<'_> {
         let stats = &self.shared.stats;
         match ev {
             Event::Bound { .. } => add(&stats.binds_ok, 1),
-            Event::Response { command_id: CommandId::DeliverSmResp, status, .. } => {
+            Event::Response { command_id: CommandId::DeliverSmResp, status, seq, .. } => {
+                let r = self.inflight.remove(&seq);
                 if status.is_ok() {
                     add(&stats.receipts_acked, 1)
+                } else if status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RX_T_APPN {
+                    // Temporary: again later.
+                    if let Some(r) = r {
+                        self.receipts.push_back(r);
+                    }
                 } else {
                     add(&stats.receipts_failed, 1)
                 }
             }
             Event::Response { .. } => {}
-            Event::ResponseTimeout { command_id, .. } | Event::Abandoned { command_id, .. } => {
+            Event::ResponseTimeout { command_id, seq } | Event::Abandoned { command_id, seq } => {
                 if command_id == CommandId::DeliverSm {
-                    add(&stats.receipts_failed, 1);
+                    match self.inflight.remove(&seq) {
+                        Some(r) => self.receipts.push_front(r),
+                        None => add(&stats.receipts_failed, 1),
+                    }
                 }
             }
             Event::Closed { reason } => {
@@ -581,7 +597,8 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
             Ok(LegacySystemId(1))
         }
     };
-    let mut d = SmscConn { shared, receipts: VecDeque::new(), closed: false };
+    let held = shared.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+    let mut d = SmscConn { shared, receipts: held, inflight: std::collections::HashMap::new(), closed: false };
     let mut unbinding_since: Option<Instant> = None;
     loop {
         let now = now_ms();
@@ -594,6 +611,12 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
         if unbinding_since.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
             break;
         }
+        // Receipts an ended connection left behind come to a bound one.
+        if matches!(conn.session.state(), SessionState::Bound(_)) {
+            if let Ok(mut h) = shared.held.try_lock() {
+                d.receipts.extend(h.drain(..));
+            }
+        }
         // Receipts that are due, as far as the window lets them out.
         let mut throttled_until = None;
         while let Some(r) = d.receipts.front() {
@@ -601,15 +624,18 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
                 break;
             }
             match send_receipt(&mut conn.session, now, r) {
-                Ok(_) => {
+                Ok(seq) => {
                     add(&shared.stats.receipts_sent, 1);
-                    d.receipts.pop_front();
+                    if let Some(r) = d.receipts.pop_front() {
+                        d.inflight.insert(seq, r);
+                    }
                 }
                 Err(SendError::Throttled { until }) => {
                     throttled_until = Some(until);
                     break;
                 }
-                Err(SendError::WindowFull | SendError::OutputFull) => break,
+                // Not bound (yet, or any more): kept for this or the next bind.
+                Err(SendError::WindowFull | SendError::OutputFull | SendError::NotBound) => break,
                 Err(_) => {
                     add(&shared.stats.receipts_unsent, 1);
                     d.receipts.pop_front();
@@ -643,7 +669,10 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
     let _ = conn.flush();
     let stats = &shared.stats;
     let c = conn.session.counters();
-    add(&stats.receipts_unsent, d.receipts.len() as u64);
+    if let Ok(mut h) = shared.held.lock() {
+        h.extend(d.inflight.drain().map(|(_, r)| r));
+        h.extend(d.receipts.drain(..));
+    }
     add(&stats.enquire_link, c.pdus_in.enquire_link);
     add(&stats.bytes_in, c.bytes_in);
     add(&stats.bytes_out, c.bytes_out);

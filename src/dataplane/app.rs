@@ -388,6 +388,30 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
         None => None,
     };
+    let conv_sent_by = cfg
+        .sip
+        .next_hop_port
+        .and_then(|i| cfg.ports.get(i))
+        .map(|p| format!("{}:{}", p.address, p.sip_udp_port.unwrap_or(5060)))
+        .unwrap_or_else(|| "0.0.0.0:5060".into());
+    // One engine per worker; after a restart each gets the correlation records still
+    // valid (a receipt may come back on any core holding a bind of its system).
+    let all_flows: Vec<super::sip::FlowsHandle> = (0..workers.len())
+        .map(|q| {
+            let next_hop =
+                cfg.sip.next_hop.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060));
+            let config = crate::flow::FlowsConfig { core: q as u16, next_hop, local_sent_by: conv_sent_by.clone() };
+            let mut f = crate::flow::Flows::new(config, Arc::clone(&shared));
+            if let Some(db) = &store {
+                match f.restore(db, super::sip::unix_now()) {
+                    Ok(n) if q == 0 => println!("iwf: {n} correlation records restored from the store"),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("iwf: correlation records not restored: {e}"),
+                }
+            }
+            Arc::new(std::sync::Mutex::new(f))
+        })
+        .collect();
     let store_stats = Arc::new(crate::flow::store::StoreStats::default());
     let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let store_thread = store.map(|db| {
@@ -401,28 +425,12 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         Some(Err(e)) => return Err(DataplaneError::Setup(format!("cannot start the store thread: {e}"))),
         None => None,
     };
-    let conv_sent_by = cfg
-        .sip
-        .next_hop_port
-        .and_then(|i| cfg.ports.get(i))
-        .map(|p| format!("{}:{}", p.address, p.sip_udp_port.unwrap_or(5060)))
-        .unwrap_or_else(|| "0.0.0.0:5060".into());
     let directory = Directory::new(&cfg.legacy);
     // One per-peer connection table per port, shared by its workers.
     let limits: Vec<Arc<PeerLimits>> =
         cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
     for (q, lcore) in workers.iter().enumerate() {
-        let flows = Arc::new(std::sync::Mutex::new(crate::flow::Flows::new(
-            crate::flow::FlowsConfig {
-                core: q as u16,
-                next_hop: cfg
-                    .sip
-                    .next_hop
-                    .unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060)),
-                local_sent_by: conv_sent_by.clone(),
-            },
-            Arc::clone(&shared),
-        )));
+        let Some(flows) = all_flows.get(q).cloned() else { break };
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
             let mut host = Host::new(EthernetAddress(p.mac), pc.address).with_subnet(pc.prefix_len, pc.gateway);

@@ -461,6 +461,11 @@ pub struct Flows {
     reassembly: Reassembler<ReKey>,
     held: HashMap<ReKey, Vec<(ConnId, u32)>>,
     correlation: CorrelationTable,
+    /// Store keys of the correlated messages (durable copies).
+    store_keys: HashMap<correlation::MessageRef, u64>,
+    next_store_key: u64,
+    /// The Unix time of the last poll.
+    unix: u64,
     corr_seq: u32,
     tag_seq: u32,
     concat_ref: u16,
@@ -523,6 +528,9 @@ impl Flows {
                 sender_template: template,
                 ..CorrelationConfig::default()
             }),
+            store_keys: HashMap::new(),
+            next_store_key: 0,
+            unix: 0,
             corr_seq: 1,
             tag_seq: 0,
             concat_ref: 0,
@@ -538,6 +546,33 @@ impl Flows {
     /// The shared state.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// After a restart: the correlation records still valid at `unix` come back from
+    /// the store (parts keyed by the SMSC ids they had), so receipts for messages
+    /// acknowledged before the restart still become IMDNs. Returns how many.
+    pub fn restore(
+        &mut self,
+        store: &crate::route::store::Store,
+        unix: u64,
+    ) -> Result<usize, crate::route::store::StoreError> {
+        let restored = store.reload(&mut self.correlation, unix)?;
+        for (key, m) in &restored {
+            self.store_keys.insert(*m, *key);
+        }
+        Ok(restored.len())
+    }
+
+    /// A store key unique across cores and restarts: core, start time, counter.
+    fn store_key(&mut self) -> u64 {
+        if self.next_store_key == 0 {
+            let start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() & 0xFFFF_FFFF);
+            self.next_store_key = (u64::from(self.config.core & 0xFF) << 56) | (start << 24);
+        }
+        self.next_store_key += 1;
+        self.next_store_key
     }
 
     fn token(&self, key: u64) -> u64 {
@@ -907,6 +942,7 @@ impl Flows {
         };
         let count = batch.count;
         self.corr_seq = first.wrapping_add(u32::from(count)).max(1);
+        let mut durable = None;
         if let Some(stored) = batch.facts.stored() {
             let entry = NewMessage {
                 system: LegacySystemId(system),
@@ -915,12 +951,25 @@ impl Flows {
                 first_sequence: first,
                 deadline: unix + provision.converged.message_validity_s,
             };
-            if self.correlation.insert(&entry, unix).is_err() {
+            let Ok(message) = self.correlation.insert(&entry, unix) else {
                 return refuse(self, 503, "Service Unavailable (correlation table)");
+            };
+            durable = Some((
+                message,
+                crate::route::store::DurableCorrelation::new(LegacySystemId(system), count, entry.deadline, &stored),
+            ));
+        }
+        // With a store, the 200 also waits for the record and every part's id to be durable.
+        let store_waits = if durable.is_some() && self.shared.store.is_some() { 1 + u16::from(count) } else { 0 };
+        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count) + store_waits, refused: None });
+        let token = self.token(key);
+        if let (Some((message, record)), true) = (durable, self.shared.store.is_some()) {
+            let store_key = self.store_key();
+            self.store_keys.insert(message, store_key);
+            if let Some(tx) = &self.shared.store {
+                let _ = tx.send(store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token });
             }
         }
-        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count), refused: None });
-        let token = self.token(key);
         let mut items = Vec::with_capacity(usize::from(count));
         for (i, (_, bytes)) in batch.pdus(&self.out).enumerate() {
             let corr = batch.facts.stored().map(|_| (system, first.wrapping_add(i as u32)));
@@ -1022,6 +1071,11 @@ impl Flows {
             &mut self.scratch,
             &mut self.out,
         );
+        if state.is_final() {
+            if let (Some(key), Some(tx)) = (self.store_keys.remove(&message), &self.shared.store) {
+                let _ = tx.send(store::StoreOp::RemoveCorrelation { key });
+            }
+        }
         match written {
             Ok(Some(w)) => {
                 let bytes = self.out[..w.len].to_vec();
@@ -1064,12 +1118,31 @@ impl Flows {
             let ids = provision.system(system).map_or(crate::interwork::IdCanonicalisation::Exact, |l| l.ids);
             let outcome = if status == CommandStatus::ESME_ROK {
                 match canonical_id(message_id, ids, IdOrigin::SubmitResp) {
-                    Ok(id) => self.correlation.resp(LegacySystemId(system), corr, &id, unix),
+                    Ok(id) => {
+                        let r = self.correlation.resp(LegacySystemId(system), corr, &id, unix);
+                        if let Ok(o) = &r {
+                            let key = self.store_keys.get(&o.message).copied();
+                            if let (Some(key), Some(tx)) = (key, &self.shared.store) {
+                                let op = store::StoreOp::BindId { system, id, key, part: o.part, token: req.token };
+                                let _ = tx.send(op);
+                            }
+                        }
+                        r
+                    }
                     Err(_) => self.correlation.refused(LegacySystemId(system), corr, unix),
                 }
             } else {
                 self.correlation.refused(LegacySystemId(system), corr, unix)
             };
+            // A part that will not bind an id still counts for the store's share.
+            let bound_id = status == CommandStatus::ESME_ROK && outcome.is_ok();
+            if !bound_id && self.shared.store.is_some() {
+                if let Ok(o) = &outcome {
+                    if self.store_keys.contains_key(&o.message) {
+                        self.finish(req.token, Outcome::Stored);
+                    }
+                }
+            }
             if let Ok(o) = outcome {
                 if let Some(state) = o.notify {
                     self.send_imdn(unix, o.message, state, None, &provision);
@@ -1099,16 +1172,26 @@ impl Flows {
         let Some(req) = self.sent.remove(&(conn, seq)) else { return };
         match req.correlation {
             None => self.retry(req),
-            Some((system, corr)) => {
-                let _ = self.correlation.refused(LegacySystemId(system), corr, unix);
-                self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RX_T_APPN));
+            Some(_) => self.part_failed(unix, req),
+        }
+    }
+
+    /// A converged → legacy part that got no id: it has failed (the sender retries);
+    /// its share of the store's work is done too.
+    fn part_failed(&mut self, unix: u64, req: SmppSend) {
+        if let Some((system, corr)) = req.correlation {
+            if let Ok(o) = self.correlation.refused(LegacySystemId(system), corr, unix) {
+                if self.shared.store.is_some() && self.store_keys.contains_key(&o.message) {
+                    self.finish(req.token, Outcome::Stored);
+                }
             }
         }
+        self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RX_T_APPN));
     }
 
     fn retry(&mut self, req: SmppSend) {
         if req.correlation.is_some() {
-            self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RX_T_APPN));
+            self.part_failed(self.unix, req);
             return;
         }
         match self.shared.lanes.load().push(req.item) {
@@ -1149,6 +1232,7 @@ impl Flows {
     /// Work not driven by input: completions from other cores and the store, this
     /// core's lanes, reassembly and correlation timeouts.
     pub fn poll(&mut self, now: u64, unix: u64) {
+        self.unix = unix;
         let core = self.config.core;
         let shared = Arc::clone(&self.shared);
         if let Some(q) = shared.completions.get(core as usize) {
@@ -1312,6 +1396,79 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         }
     }
 
+    fn conv_message(number: &str, call: &str) -> String {
+        let cpim = format!(
+            "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: conv-1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
+imdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        format!(
+            "MESSAGE tel:{number} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
+From: <sip:+447900000001@ims.lab;user=phone>;tag=a\r\nTo: <tel:{number}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\n\
+Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            cpim.len()
+        )
+    }
+
+    fn smsc_receipt(seq: u32, id: &str) -> Vec<u8> {
+        let text = format!(
+            "id:{id} sub:001 dlvrd:001 submit date:2701150800 done date:2701150801 stat:DELIVRD err:000 text:hi"
+        );
+        let mut receipt = submit(seq, 0, 0x04, text.as_bytes(), &[]);
+        receipt[4..8].copy_from_slice(&0x0000_0005u32.to_be_bytes()); // deliver_sm
+        receipt
+    }
+
+    #[test]
+    fn a_correlation_acknowledged_before_a_restart_still_turns_its_receipt_into_an_imdn() {
+        let path = std::env::temp_dir().join(format!("iwf-flow-corr-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = shared(Some(tx));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stats = Arc::new(store::StoreStats::default());
+        let thread = {
+            let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
+            let db = crate::route::store::Store::create(&path).unwrap();
+            std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
+        };
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "corr1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        f.smpp_sent(SMSCC, 9, send);
+        f.smpp_response(NOW, SMSCC, 9, CommandStatus::ESME_ROK, b"smsc-9");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            f.poll(0, NOW);
+            if let Some(a) = f.poll_answer(|_| true) {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "no 200 after the store");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(answer.status, 200);
+        assert!(stats.writes.load(Ordering::Relaxed) >= 2, "record and id durable before the 200");
+        // The process dies here (nothing more is written); a new one reads the store.
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        drop(f);
+        let db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore(&db, NOW + 30).unwrap(), 1);
+        f2.bound(SMSCC, 3, true);
+        f2.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&smsc_receipt(5, "smsc-9")).unwrap());
+        let r = f2.poll_request().expect("the IMDN, from the restored correlation");
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn a_submit_is_answered_after_the_sip_final_with_its_tag_and_the_imdn_returns_as_a_receipt() {
         let shared = shared(None);
@@ -1442,20 +1599,7 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
         f.bound(SMSCC, 3, true);
-        let message = |number: &str, call: &str| {
-            let cpim = format!(
-                "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
-NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: conv-1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
-imdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
-            );
-            format!(
-                "MESSAGE tel:{number} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
-From: <sip:+447900000001@ims.lab;user=phone>;tag=a\r\nTo: <tel:{number}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\n\
-Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
-                cpim.len()
-            )
-        };
-        let sip = message("+447000300001", "conv1");
+        let sip = conv_message("+447000300001", "conv1");
         let t = txn(&mut server, sip.as_bytes());
         deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
         let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
@@ -1468,10 +1612,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-77");
         assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
         // The SMSC's receipt (text form).
-        let text =
-            b"id:smsc-77 sub:001 dlvrd:001 submit date:2701150800 done date:2701150801 stat:DELIVRD err:000 text:hi";
-        let mut receipt = submit(5, 0, 0x04, text, &[]);
-        receipt[4..8].copy_from_slice(&0x0000_0005u32.to_be_bytes()); // deliver_sm
+        let receipt = smsc_receipt(5, "smsc-77");
         f.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&receipt).unwrap());
         assert!(f.poll_smpp(0).is_none(), "the receipt is acknowledged after the IMDN's final response");
         let r = f.poll_request().expect("an IMDN");
@@ -1482,11 +1623,11 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_ROK);
         assert_eq!(shared.stats.imdns_sent.load(Ordering::Relaxed), 1);
         // No route: 404; a routed system without a bind: 480.
-        let other = message("+15550100", "conv3");
+        let other = conv_message("+15550100", "conv3");
         let t = txn(&mut server, other.as_bytes());
         deliver(&mut f, &shared, NOW, other.as_bytes(), t);
         assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(404));
-        let unbound = message("+447000200001", "conv2");
+        let unbound = conv_message("+447000200001", "conv2");
         let t = txn(&mut server, unbound.as_bytes());
         deliver(&mut f, &shared, NOW, unbound.as_bytes(), t);
         assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(480));

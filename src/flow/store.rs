@@ -6,8 +6,9 @@
 //! The thread is the control plane's: it never touches a packet; the workers reach it
 //! through a channel ([`StoreOp`]) and it answers through [`Shared::complete`].
 use super::{Completion, Outcome, Shared, STORE_ORIGIN};
+use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
-use crate::route::store::{Batch, QueueKey, Store};
+use crate::route::store::{Batch, DurableCorrelation, QueueKey, Store};
 use crate::session::smpp::LegacySystemId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the workers ask of the store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // a lane item by value: no allocation per receipt
 pub enum StoreOp {
     /// Keep this receipt until its system binds (or `deadline`, Unix seconds); its
@@ -34,6 +35,34 @@ pub enum StoreOp {
         /// The system.
         system: u16,
     },
+    /// A converged → legacy message's correlation record; `token` completes with
+    /// [`Outcome::Stored`] once durable (before the converged sender hears 200).
+    PutCorrelation {
+        /// The message's store key.
+        key: u64,
+        /// The record.
+        record: Box<DurableCorrelation>,
+        /// The waiter.
+        token: u64,
+    },
+    /// Part `part` of message `key` has the SMSC id `id`; `token` as above.
+    BindId {
+        /// The legacy system.
+        system: u16,
+        /// The canonical SMSC id.
+        id: CanonicalId,
+        /// The message's store key.
+        key: u64,
+        /// The part (1-based).
+        part: u8,
+        /// The waiter.
+        token: u64,
+    },
+    /// Message `key` is complete: forget it.
+    RemoveCorrelation {
+        /// The message's store key.
+        key: u64,
+    },
 }
 
 /// Counters of the store thread.
@@ -49,6 +78,8 @@ pub struct StoreStats {
     pub expired: AtomicU64,
     /// Commits.
     pub commits: AtomicU64,
+    /// Writes made durable (receipts, correlation records and ids, removals).
+    pub writes: AtomicU64,
     /// Store errors (each also logged).
     pub errors: AtomicU64,
     /// Receipts in the store now.
@@ -103,6 +134,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             match store.commit(&mut batch) {
                 Ok(c) => {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats.writes.fetch_add(c.writes as u64, Ordering::Relaxed);
                     stats.queued.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
                     stats.depth.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
                     for token in waiting.drain(..) {
@@ -202,6 +234,18 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
             if !bound.contains(&system) {
                 bound.push(system);
             }
+        }
+        StoreOp::PutCorrelation { key, record, token } => {
+            if batch.put_correlation(key, &record, now_us).is_ok() {
+                waiting.push(token);
+            }
+        }
+        StoreOp::BindId { system, id, key, part, token } => {
+            waiting.push(token);
+            batch.bind_id(LegacySystemId(system), &id, key, part, now_us);
+        }
+        StoreOp::RemoveCorrelation { key } => {
+            batch.remove_correlation(key, now_us);
         }
     }
 }
