@@ -54,10 +54,16 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// The lab's configuration: a copy of config/lab.toml the reload scenario edits.
+fn lab_config() -> PathBuf {
+    root_dir().join("target/lab/lab.toml")
+}
+
 fn lab(action: &str) -> Output {
     run(Command::new(root_dir().join("scripts/lab.sh"))
         .arg(action)
         .env("IWF_BIN", iwf_bin())
+        .env("IWF_CONFIG", lab_config())
         .env("IWF_NO_BUILD", "1")
         .current_dir(root_dir()))
 }
@@ -731,6 +737,100 @@ fn kill_and_restart() {
     smsc.stop();
 }
 
+/// One HTTP/1.1 request to iwf's admin endpoint (127.0.0.1:9870); (status, body).
+fn admin(method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect("127.0.0.1:9870").expect("admin endpoint 127.0.0.1:9870");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// A bind of `system_id`/`password` from iwf-legacy (smpplib): its bind_transceiver_resp status.
+fn bind_status(system_id: &str, password: &str) -> u64 {
+    let code = format!(
+        "import smpplib.client, smpplib.exceptions\n\
+c = smpplib.client.Client('{LEGACY_IWF}', 2775, timeout=5)\nc.connect()\n\
+try:\n    c.bind_transceiver(system_id='{system_id}', password='{password}'); print(0); c.unbind()\n\
+except smpplib.exceptions.PDUError as e:\n    print(int(e.args[1]))\nc.disconnect()\n"
+    );
+    let out = must(
+        run(Command::new("ip").args(["netns", "exec", LEGACY_NS, "timeout", "20", "python3", "-c", &code])),
+        "smpplib bind",
+    );
+    out.lines().find_map(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("no bind status: {out}"))
+}
+
+/// Provisioning changes while smsc-a and smsc-b send: a reload (POST /-/reload) adds
+/// smsc-d, which can bind at once; a bad file is refused whole, naming the key and line,
+/// and the running configuration stays; SIGHUP reloads too; /metrics and /healthz answer;
+/// the traffic of the other systems is not disturbed.
+fn reload_and_admin() {
+    let (status, body) = admin("GET", "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bind_status("smscd", "pwd"), 0x0f, "smsc-d is not provisioned yet: ESME_RINVSYSID");
+    let ua = sip_ua(&["--notify", "delivered", "--duration", "25"], &root_dir().join("target/lab/sip_ua_reload.json"));
+    std::thread::sleep(Duration::from_millis(300));
+    let flow = Command::new("ip")
+        .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+        .arg(root_dir().join("tests/peers/legacy_flow.py"))
+        .args(["--host", LEGACY_IWF, "--port", "2775", "--count", "20", "--receipt-timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("legacy_flow.py");
+    let base = std::fs::read_to_string(lab_config()).expect("target/lab/lab.toml");
+    let added = format!(
+        "{base}\n[[legacy]]\nid = 4\nname = \"smsc-d\"\nsystem_id = \"smscd\"\npassword = \"pwd\"\n\
+allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\nsystem = \"smsc-d\"\n"
+    );
+    std::fs::write(lab_config(), &added).unwrap();
+    let (status, body) = admin("POST", "/-/reload");
+    assert_eq!(status, 200, "reload: {body}");
+    assert_eq!(bind_status("smscd", "pwd"), 0, "smsc-d binds right after the reload");
+    // A bad file: refused whole, naming the key and its line; smsc-d stays.
+    let bad = added.replace(
+        "window = 10\n\n[[routes]]\nprefix = \"+4470004\"",
+        "window = \"ten\"\n\n[[routes]]\nprefix = \"+4470004\"",
+    );
+    std::fs::write(lab_config(), &bad).unwrap();
+    let line = bad.lines().position(|l| l.contains("\"ten\"")).unwrap() + 1;
+    let (status, body) = admin("POST", "/-/reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(&format!("line {line}")) && body.contains("window"), "names key and line: {body}");
+    assert_eq!(bind_status("smscd", "pwd"), 0, "the running configuration stays");
+    // SIGHUP with the good file again.
+    std::fs::write(lab_config(), &added).unwrap();
+    let pid = std::fs::read_to_string(root_dir().join("target/lab/iwf.pid")).expect("iwf.pid");
+    must(run(Command::new("kill").args(["-HUP", pid.trim()])), "kill -HUP iwf");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log_text().contains("reload (SIGHUP)") {
+        assert!(Instant::now() < deadline, "no SIGHUP reload in the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = flow.wait_with_output().expect("legacy_flow.py");
+    let v = json_of(&String::from_utf8_lossy(&out.stdout), "legacy_flow.py");
+    assert_eq!(v["checks"]["errors"], 0, "{v}");
+    assert_eq!(v["checks"]["every_receipt_matches"], true, "{v}");
+    assert_eq!(v["checks"]["missing"], serde_json::json!([]), "traffic undisturbed by the reloads: {v}");
+    drop(ua);
+    let (status, metrics) = admin("GET", "/metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "iwf_flow_receipts_delivered_total",
+        "iwf_config_reloads_ok_total 2",
+        "iwf_config_reloads_failed_total 1",
+        "iwf_lane_queued{system=\"smsc-d\"}",
+    ] {
+        assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
+    }
+    std::fs::write(lab_config(), &base).unwrap();
+}
+
 fn smpp_server() {
     // The converged side answers the MESSAGEs the submit_sm become.
     let ua = sip_ua(&["--notify", "none", "--duration", "40"], &root_dir().join("target/lab/sip_ua_server.json"));
@@ -952,6 +1052,8 @@ fn lab_end_to_end() {
     );
     assert!(iwf_bin().exists(), "{} missing after the build", iwf_bin().display());
     let _guard = LabDown;
+    std::fs::create_dir_all(root_dir().join("target/lab")).unwrap();
+    std::fs::copy(root_dir().join("config/lab.toml"), lab_config()).expect("copy config/lab.toml");
     must(lab("down"), "lab.sh down (before)");
     must(lab("up"), "lab.sh up");
     ping(LEGACY_NS, LEGACY_IWF);
@@ -961,6 +1063,7 @@ fn lab_end_to_end() {
     smpp_server();
     receipts_end_to_end();
     kill_and_restart();
+    reload_and_admin();
     smpp_client();
     let uas = keepalive_up();
     sip_over_udp();

@@ -451,37 +451,64 @@ impl PeerLimits {
 /// (system_id, password, source-address allow-list).
 #[derive(Debug, Clone)]
 pub struct Directory {
-    systems: Vec<LegacyConfig>,
+    source: DirectorySource,
+}
+
+#[derive(Debug, Clone)]
+enum DirectorySource {
+    /// A fixed list (tests, tools).
+    Fixed(Vec<LegacyConfig>),
+    /// The provisioning snapshot the control plane republishes on reload: a system
+    /// added by a reload can bind at once, a changed password applies to the next bind.
+    Live(std::sync::Arc<arc_swap::ArcSwap<crate::control::provision::Provision>>),
 }
 
 impl Directory {
     /// The systems of `[[legacy]]` that bind to iwf (those without `connect`).
     pub fn new(legacy: &[LegacyConfig]) -> Self {
-        Directory { systems: legacy.iter().filter(|l| l.connect.is_none()).cloned().collect() }
+        Directory { source: DirectorySource::Fixed(legacy.iter().filter(|l| l.connect.is_none()).cloned().collect()) }
+    }
+
+    /// The systems of the current provisioning snapshot, read at every bind.
+    pub fn live(provision: std::sync::Arc<arc_swap::ArcSwap<crate::control::provision::Provision>>) -> Self {
+        Directory { source: DirectorySource::Live(provision) }
+    }
+
+    /// Runs `f` over the systems that bind to iwf (those without `connect`).
+    fn with<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &LegacyConfig>) -> R) -> R {
+        match &self.source {
+            DirectorySource::Fixed(v) => f(&mut v.iter().filter(|l| l.connect.is_none())),
+            DirectorySource::Live(p) => {
+                let p = p.load();
+                f(&mut p.legacy.iter().filter(|l| l.connect.is_none()))
+            }
+        }
     }
 
     /// The window of system `id` (10 when unknown).
     pub fn window(&self, id: LegacySystemId) -> usize {
-        self.systems.iter().find(|s| s.id == id.0).map_or(10, |s| s.window)
+        self.with(|mut it| Iterator::find(&mut it, |s| s.id == id.0).map_or(10, |s| s.window))
     }
 
     /// The largest window of any system (the sessions' window).
     pub fn max_window(&self) -> usize {
-        self.systems.iter().map(|s| s.window).max().unwrap_or(10)
+        self.with(|mut it| Iterator::max(Iterator::map(&mut it, |s| s.window)).unwrap_or(10))
     }
 }
 
 impl Authenticator for Directory {
     fn authenticate(&mut self, bind: &BindRequest<'_>) -> Result<LegacySystemId, BindRefusal> {
-        let system =
-            self.systems.iter().find(|s| s.system_id.as_bytes() == bind.system_id).ok_or(BindRefusal::UnknownSystem)?;
-        if system.password.as_bytes() != bind.password {
-            return Err(BindRefusal::BadPassword);
-        }
-        if !system.allows(bind.peer) {
-            return Err(BindRefusal::AddressNotAllowed);
-        }
-        Ok(LegacySystemId(system.id))
+        self.with(|mut it| {
+            let system = Iterator::find(&mut it, |s| s.system_id.as_bytes() == bind.system_id)
+                .ok_or(BindRefusal::UnknownSystem)?;
+            if system.password.as_bytes() != bind.password {
+                return Err(BindRefusal::BadPassword);
+            }
+            if !system.allows(bind.peer) {
+                return Err(BindRefusal::AddressNotAllowed);
+            }
+            Ok(LegacySystemId(system.id))
+        })
     }
 }
 

@@ -510,6 +510,34 @@ fn sip_for_command_status(status: CommandStatus) -> (u16, &'static str) {
     }
 }
 
+/// `type/subtype` of a Content-Type value (parameters and blanks dropped).
+fn essence(v: &[u8]) -> &[u8] {
+    let v = v.split(|b| *b == b';').next().unwrap_or(v);
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    v.get(start..end).unwrap_or(&[])
+}
+
+/// The media type (`type/subtype`, lower case) of a MESSAGE's content: the CPIM part's
+/// for `message/cpim`, else the SIP body's; written into `buf`.
+fn content_type_of<'b>(msg: &Message<'_, '_>, buf: &'b mut [u8]) -> Option<&'b str> {
+    let sip_type = msg
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("Content-Type") || h.name.eq_ignore_ascii_case("c"))
+        .map(|h| h.value.as_bytes())?;
+    let mut media = essence(sip_type);
+    let mut headers = [crate::wire::cpim::EMPTY_HEADER; 24];
+    if media.eq_ignore_ascii_case(b"message/cpim") {
+        let parsed = crate::wire::cpim::parse(msg.body, &mut headers).ok()?;
+        media = essence(parsed.content_header(b"Content-Type")?);
+    }
+    let out = buf.get_mut(..media.len())?;
+    out.copy_from_slice(media);
+    out.make_ascii_lowercase();
+    core::str::from_utf8(out).ok()
+}
+
 impl Flows {
     /// The flows of worker `config.core`.
     pub fn new(config: FlowsConfig, shared: Arc<Shared>) -> Flows {
@@ -911,7 +939,9 @@ impl Flows {
         let Some(number) = number else {
             return refuse(self, 404, "Not Found (no E.164 number in the Request-URI)");
         };
-        let system = match provision.routes.select(&number, None) {
+        let mut media = [0u8; 128];
+        let content_type = content_type_of(msg, &mut media);
+        let system = match provision.routes.select(&number, content_type) {
             Ok(s) => s.0,
             Err(e) => {
                 let (status, reason) = e.sip_status();
@@ -1467,6 +1497,25 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
         drop(db);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_route_restricted_to_another_content_type_answers_415() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system = \"smsc-c\"", "system = \"smsc-c\"\ncontent_type = \"application/x-other\"");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "ct1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(415));
+        assert!(f.poll_smpp(0).is_none());
+        let mut buf = [0u8; 64];
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
+        assert_eq!(content_type_of(&msg, &mut buf), Some("text/plain"));
     }
 
     #[test]
