@@ -828,7 +828,29 @@ allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\ns
     ] {
         assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
     }
+    // The same counters as DPDK telemetry commands.
+    let flows = telemetry("/iwf/flows");
+    assert!(flows.contains("\"flow/receipts_delivered\"") && flows.contains("\"lane/smsc_d/queued\""), "{flows}");
+    let legacy = telemetry("/iwf/stats,legacy");
+    assert!(legacy.contains("\"smpp/binds_ok\""), "{legacy}");
     std::fs::write(lab_config(), &base).unwrap();
+}
+
+/// One command on iwf's DPDK telemetry socket through dpdk-telemetry.py (dpdk-dev).
+fn telemetry(command: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("timeout")
+        .args(["20", "dpdk-telemetry.py", "-f", "iwf-lab"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (apt-get install dpdk-dev; scripts/setup.sh does)");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "{command}");
+    }
+    let out = child.wait_with_output().expect("dpdk-telemetry.py");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn smpp_server() {

@@ -352,7 +352,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         None => None,
     };
     let shared = Arc::new(crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx)));
-    if let Err(e) = super::telemetry::register(Arc::clone(&stats)) {
+    if let Err(e) = super::telemetry::register(Arc::clone(&stats))
+        .and_then(|()| super::telemetry::register_flows(Arc::clone(&shared)))
+    {
         eprintln!("iwf: DPDK telemetry commands not registered: {e}");
     }
     let registry = Arc::new(crate::control::metrics::MetricsRegistry::new());

@@ -4,6 +4,8 @@
 //! * `/iwf/ports`: the port names, in configuration order;
 //! * `/iwf/stats,<port>` (a name or an index): that port's totals, keys `<group>/<counter>`
 //!   (the groups of [`Totals::visit`](super::counters::Totals::visit), and `port/link_up`);
+//! * `/iwf/flows`: the flows' counters ([`crate::flow::FlowStats`]) and each legacy
+//!   system's lane (`lane/<system>/queued`, `lane/<system>/binds`);
 //! * `/iwf/stats`: every port, keys `<port>/<group>/<counter>`. A reply holds at most
 //!   `RTE_TEL_MAX_DICT_ENTRIES` (256) entries: when every counter of every port does not
 //!   fit, only the non-zero ones are listed.
@@ -25,6 +27,61 @@ static STATS: OnceLock<Arc<Stats>> = OnceLock::new();
 pub const STATS_COMMAND: &CStr = c"/iwf/stats";
 /// `/iwf/ports`.
 pub const PORTS_COMMAND: &CStr = c"/iwf/ports";
+/// `/iwf/flows`.
+pub const FLOWS_COMMAND: &CStr = c"/iwf/flows";
+
+/// The flows the `/iwf/flows` callback reads, set once by [`register_flows`].
+static FLOWS: OnceLock<Arc<crate::flow::Shared>> = OnceLock::new();
+
+/// Registers `/iwf/flows` over `shared`.
+pub fn register_flows(shared: Arc<crate::flow::Shared>) -> Result<(), TelemetryError> {
+    FLOWS.set(shared).map_err(|_| TelemetryError::AlreadyRegistered)?;
+    let help = c"iwf flow counters and lanes per legacy system. Takes no parameters";
+    // SAFETY: NUL-terminated statics; the callback has the telemetry_cb signature.
+    let rc = unsafe { sys::rte_telemetry_register_cmd(FLOWS_COMMAND.as_ptr(), Some(flows_cb), help.as_ptr()) };
+    if rc != 0 {
+        return Err(TelemetryError::Register(rc));
+    }
+    Ok(())
+}
+
+/// Calls `f(key parts, value)` for what `/iwf/flows` returns.
+fn flows_entries(shared: &crate::flow::Shared, f: &mut dyn FnMut(&[&str], u64)) {
+    shared.stats.visit(&mut |name, v| f(&["flow", name], v));
+    let provision = shared.provision.load();
+    for lane in shared.lanes.load().lanes() {
+        let name = provision.system(lane.system().0).map_or("removed", |l| l.name.as_str());
+        f(&["lane", name, "queued"], lane.len() as u64);
+        f(&["lane", name, "binds"], u64::from(lane.binds()));
+    }
+}
+
+unsafe extern "C" fn flows_cb(_cmd: *const c_char, params: *const c_char, d: *mut sys::rte_tel_data) -> c_int {
+    let Some(shared) = FLOWS.get() else {
+        return -libc::ENODEV;
+    };
+    // SAFETY: as in `stats_cb`.
+    if !params_str(params).trim().is_empty() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: `d` is the reply the telemetry library allocated for this call.
+    if sys::rte_tel_data_start_dict(d) != 0 {
+        return -libc::EINVAL;
+    }
+    let mut buf = [0u8; KEY_LEN];
+    let mut failed = 0i32;
+    flows_entries(shared, &mut |parts, value| match key(&mut buf, parts) {
+        // SAFETY: `d` is a started dict; `name` is NUL-terminated and outlives the call.
+        Some(name) => {
+            let rc = unsafe { sys::rte_tel_data_add_dict_u64(d, name.as_ptr(), value) };
+            if rc < 0 && failed == 0 {
+                failed = rc;
+            }
+        }
+        None => failed = -libc::E2BIG,
+    });
+    failed
+}
 
 /// Longest key, NUL included (`RTE_TEL_MAX_STRING_LEN`).
 const KEY_LEN: usize = sys::RTE_TEL_MAX_STRING_LEN as usize;
