@@ -118,8 +118,8 @@ progress() {
     metrics | awk -v t="$1" '
         /^iwf_flow_[a-z_]+ / { v[substr($1, 10)] = $2 }
         END {
-            printf "  %3ss  a,b→conv: submit_sm %d → MESSAGE %d (200 %d), IMDNs in %d → receipts delivered %d queued %d | conv→c: submit_sm %d, SMSC receipts %d → IMDNs %d | bad tags %d\n",
-                t, v["legacy_parts_total"], v["sip_messages_sent_total"], v["sip_messages_ok_total"], v["imdns_in_total"],
+            printf "  %3ss  a,b→conv: messages %d (concat parts %d) → MESSAGE %d (200 %d), IMDNs in %d → receipts delivered %d queued %d | conv→c: submit_sm %d, SMSC receipts %d → IMDNs %d | bad tags %d\n",
+                t, v["legacy_messages_total"], v["legacy_parts_total"], v["sip_messages_sent_total"], v["sip_messages_ok_total"], v["imdns_in_total"],
                 v["receipts_delivered_total"], v["receipts_queued_total"], v["converged_parts_sent_total"],
                 v["smsc_receipts_total"], v["imdns_sent_total"], v["imdn_bad_tag_total"]
         }'
