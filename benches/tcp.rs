@@ -112,6 +112,7 @@ impl Bench {
             queue: 0,
             sip_transactions: 16,
             sip_slot_bytes: 1024,
+            sip_next_hop: None,
         };
         let iwf = Endpoint::new(&settings, Directory::new(&legacy), iwf::session::sip::unknown_recipient, 0);
         let mut esme_wire = Wire::default();

@@ -853,6 +853,37 @@ fn telemetry(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A message of 8 parts makes a SIP MESSAGE over 1300 octets: iwf sends it over TCP
+/// (RFC 3261 §18.1.1) on its own connection to the next hop, where sipp (-t t1) takes it.
+fn large_message_over_tcp() {
+    let before = counters("converged");
+    let mut sipp = Peer(
+        Command::new("ip")
+            .args(["netns", "exec", CONV_NS, "sipp", "-sf"])
+            .arg(root_dir().join("scripts/sipp/uas_message.xml"))
+            .args(["-t", "t1", "-i", CONV_PEER_TEXT, "-p", "5060", "-m", "2", "-nostdin"])
+            .current_dir(root_dir().join("target/lab"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let v = legacy_flow(&["--count", "0", "--long", "--long-parts", "8", "--receipt-timeout", "1"]);
+    for system in ["smsc-a", "smsc-b"] {
+        assert_eq!(
+            v["systems"][system]["resp_statuses"],
+            serde_json::json!({"0x0": 8}),
+            "each part accepted after the 200 that came over TCP: {v}"
+        );
+    }
+    let c = wait_counters("iwf's MESSAGEs over TCP", |c| delta(c, &before, "tcp.sip_client_responses") >= 2);
+    assert_eq!(delta(&c, &before, "tcp.sip_client_sent"), 2, "{c:?}");
+    assert_eq!(delta(&c, &before, "tcp.active_opens"), 1, "one connection for both: {c:?}");
+    sipp.stop();
+}
+
 fn smpp_server() {
     // The converged side answers the MESSAGEs the submit_sm become.
     let ua = sip_ua(&["--notify", "none", "--duration", "40"], &root_dir().join("target/lab/sip_ua_server.json"));
@@ -1086,6 +1117,7 @@ fn lab_end_to_end() {
     receipts_end_to_end();
     kill_and_restart();
     reload_and_admin();
+    large_message_over_tcp();
     smpp_client();
     let uas = keepalive_up();
     sip_over_udp();

@@ -480,7 +480,14 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     })
                 })
                 .collect();
-            let tcp = (pc.smpp_tcp_port.is_some() || pc.sip_tcp_port.is_some() || !clients.is_empty()).then(|| {
+            // iwf's own SIP requests over 1300 octets go to the next hop over TCP from
+            // its port (each worker its own connection: active opens belong to it).
+            let sip_next_hop = cfg.sip.next_hop.filter(|_| cfg.sip.next_hop_port == Some(index));
+            let tcp = (pc.smpp_tcp_port.is_some()
+                || pc.sip_tcp_port.is_some()
+                || !clients.is_empty()
+                || sip_next_hop.is_some())
+            .then(|| {
                 let settings = StackSettings {
                     mac: EthernetAddress(p.mac),
                     ip: pc.address,
@@ -496,6 +503,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     queue: q as u16,
                     sip_transactions: 1024,
                     sip_slot_bytes: cfg.sip.server_slot_bytes,
+                    sip_next_hop,
                 };
                 TcpStack::new(&settings, directory.clone(), route, 0).with_flows(Arc::clone(&flows), index as u8)
             });

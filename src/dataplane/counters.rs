@@ -297,6 +297,16 @@ counter_group! {
         sip_tx_other,
         /// SIP-over-TCP streams that did not frame (no Content-Length, garbage, too long): closed.
         sip_stream_errors,
+        /// iwf's own requests (over 1300 octets) written to its connection to the next hop.
+        sip_client_sent,
+        /// Responses read on that connection.
+        sip_client_responses,
+        /// Its requests with no final response within Timer F (answered 408 to the flow).
+        sip_client_timeouts,
+        /// Its requests lost with the connection, or refused for want of one (503).
+        sip_client_failed,
+        /// Messages on that connection that were not responses to iwf (counted, dropped).
+        sip_client_ignored,
     }
 }
 

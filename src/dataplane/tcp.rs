@@ -521,7 +521,26 @@ enum Service {
     SmppClient { remote: SocketAddrV4, reconnect: Reconnect, connecting: bool, since: u64, system: u16 },
     /// A listener/connection of SIP over TCP.
     Sip { port: u16, buf: Vec<u8>, len: usize },
+    /// iwf's own connection to the SIP next hop, for its requests over 1300 octets
+    /// (RFC 3261 §18.1.1), opened when one waits.
+    SipClient { remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64, buf: Vec<u8>, len: usize },
 }
+
+/// A request iwf sent on its SIP-over-TCP connection, waiting for its final response.
+#[derive(Debug)]
+struct StreamRequest {
+    /// The Via branch (the transaction, RFC 3261 §17.1.3).
+    branch: String,
+    /// The flows' token.
+    token: u64,
+    /// Timer F (64·T1 after sending): no final response → 408.
+    deadline: u64,
+}
+
+/// Requests waiting for the connection to the next hop, at most.
+const SIP_CLIENT_QUEUE: usize = 256;
+/// Timer F for requests over TCP (64·T1, T1 = 500 ms).
+const SIP_CLIENT_TIMER_F_MS: u64 = 32_000;
 
 /// One SMPP session and what the glue keeps beside it.
 #[derive(Debug)]
@@ -586,6 +605,9 @@ pub struct StackSettings {
     pub sip_transactions: usize,
     /// Bytes per SIP server transaction.
     pub sip_slot_bytes: usize,
+    /// The SIP next hop iwf's large requests go to over TCP from this port (none: the
+    /// next hop is not behind this port).
+    pub sip_next_hop: Option<SocketAddrV4>,
 }
 
 /// One worker's TCP on one port: the frames waiting for smoltcp, and the [`Endpoint`].
@@ -642,6 +664,10 @@ pub struct Endpoint {
     flows: Option<FlowsHandle>,
     /// This port's index (the high half of a [`ConnId`]).
     port: u8,
+    /// iwf's requests waiting for the connection to the next hop: (token, bytes).
+    sip_out: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// iwf's requests sent on it, waiting for their final responses.
+    sip_sent: Vec<StreamRequest>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -682,7 +708,8 @@ impl Endpoint {
         if let Some(gw) = settings.gateway {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
-        let total = settings.tcp.sockets.max(settings.clients.len() + 2);
+        let own = settings.clients.len() + usize::from(settings.sip_next_hop.is_some());
+        let total = settings.tcp.sockets.max(own + 2);
         let mut sockets = SocketSet::new(Vec::with_capacity(total));
         let mut slots = Vec::with_capacity(total);
         let window = directory.max_window();
@@ -710,7 +737,7 @@ impl Endpoint {
                 open: false,
             });
         }
-        let listeners = total.saturating_sub(slots.len());
+        let listeners = total.saturating_sub(own);
         let (smpp_n, sip_n) = match (settings.smpp_port, settings.sip_port) {
             (Some(_), Some(_)) => (listeners / 2, listeners - listeners / 2),
             (Some(_), None) => (listeners, 0),
@@ -741,6 +768,23 @@ impl Endpoint {
                 });
             }
         }
+        if let Some(remote) = settings.sip_next_hop {
+            let handle = sockets.add(new_socket(&settings.tcp));
+            slots.push(Slot {
+                handle,
+                service: Service::SipClient {
+                    remote,
+                    connecting: false,
+                    since: 0,
+                    retry_at: 0,
+                    buf: vec![0u8; SIP_STREAM_BUFFER],
+                    len: 0,
+                },
+                smpp: None,
+                peer: None,
+                open: false,
+            });
+        }
         let sip = settings.sip_port.map(|_| {
             let server = ServerTransactions::new(ServerConfig {
                 capacity: settings.sip_transactions,
@@ -765,6 +809,8 @@ impl Endpoint {
             next_service: 0,
             flows: None,
             port: 0,
+            sip_out: std::collections::VecDeque::new(),
+            sip_sent: Vec::new(),
         }
     }
 
@@ -774,7 +820,10 @@ impl Endpoint {
         let flows_work = self.flows.as_ref().is_some_and(|f| {
             let port = self.port;
             f.lock().is_ok_and(|f| {
-                f.has_smpp_for(port) || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
+                f.has_smpp_for(port)
+                    || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
+                    || (f.has_request_tcp()
+                        && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
             })
         });
         if !input && !flows_work && now_ms < self.next_poll && now_ms < self.next_service {
@@ -791,6 +840,18 @@ impl Endpoint {
 
     fn service(&mut self, now: u64, qc: &QueueCounters) {
         self.dispatch(now, qc);
+        if self.sip_sent.iter().any(|r| r.deadline <= now) {
+            if let Some(Ok(mut f)) = self.flows.as_ref().map(|f| f.lock()) {
+                self.sip_sent.retain(|r| {
+                    if r.deadline > now {
+                        return true;
+                    }
+                    qc.tcp.sip_client_timeouts.inc();
+                    f.sip_final(r.token, 408);
+                    false
+                });
+            }
+        }
         for i in 0..self.slots.len() {
             self.service_slot(i, now, qc);
         }
@@ -830,6 +891,17 @@ impl Endpoint {
                         Some(seq) => f.smpp_sent(conn, seq, req),
                         None => f.smpp_unsent(conn, req),
                     }
+                }
+            }
+        }
+        if self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })) {
+            while let Some(req) = f.poll_request_tcp() {
+                any = true;
+                if self.sip_out.len() >= SIP_CLIENT_QUEUE {
+                    qc.tcp.sip_client_failed.inc();
+                    f.sip_final(req.token, 503);
+                } else {
+                    self.sip_out.push_back((req.token, req.bytes));
                 }
             }
         }
@@ -884,9 +956,18 @@ impl Endpoint {
         let peer = remote.map(|e| match e.addr {
             IpAddress::Ipv4(a) => a,
         });
-        let is_client = matches!(self.slots.get(i).map(|s| &s.service), Some(Service::SmppClient { .. }));
+        let is_client = matches!(
+            self.slots.get(i).map(|s| &s.service),
+            Some(Service::SmppClient { .. } | Service::SipClient { .. })
+        );
         let (open, connecting) = match self.slots.get(i) {
-            Some(s) => (s.open, matches!(s.service, Service::SmppClient { connecting: true, .. })),
+            Some(s) => (
+                s.open,
+                matches!(
+                    s.service,
+                    Service::SmppClient { connecting: true, .. } | Service::SipClient { connecting: true, .. }
+                ),
+            ),
             None => return,
         };
         let connected = matches!(state, TcpState::Established | TcpState::CloseWait);
@@ -900,10 +981,13 @@ impl Endpoint {
             let Some(slot) = self.slots.get_mut(i) else { return };
             slot.open = true;
             slot.peer = Some(ip);
-            if let Service::SmppClient { connecting, .. } = &mut slot.service {
-                *connecting = false;
-            } else {
-                tc.accepted.inc();
+            match &mut slot.service {
+                Service::SmppClient { connecting, .. } => *connecting = false,
+                Service::SipClient { connecting, len, .. } => {
+                    *connecting = false;
+                    *len = 0;
+                }
+                _ => tc.accepted.inc(),
             }
             if let Service::Sip { len, .. } = &mut slot.service {
                 *len = 0;
@@ -922,6 +1006,46 @@ impl Endpoint {
                     // A slot in TIME-WAIT listens again once it has passed (10 s).
                     if state == TcpState::Closed {
                         let _ = sock.listen(*port);
+                    }
+                }
+                Service::SipClient { remote, connecting, since, retry_at, .. } => {
+                    let mut failed = false;
+                    if *connecting {
+                        if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
+                            sock.abort();
+                            *connecting = false;
+                            failed = true;
+                        }
+                    } else if state == TcpState::TimeWait {
+                        sock.abort();
+                    } else if state == TcpState::Closed && !self.sip_out.is_empty() && now >= *retry_at {
+                        let local = {
+                            let p = self.next_ephemeral;
+                            self.next_ephemeral =
+                                if p.saturating_add(1) >= self.ephemeral.end { self.ephemeral.start } else { p + 1 };
+                            p
+                        };
+                        let ip = IpAddress::Ipv4(*remote.ip());
+                        match sock.connect(self.iface.context(), (ip, remote.port()), local) {
+                            Ok(()) => {
+                                *connecting = true;
+                                *since = now;
+                                tc.active_opens.inc();
+                            }
+                            Err(_) => failed = true,
+                        }
+                    }
+                    if failed {
+                        // The next hop is unreachable over TCP: what waits is answered
+                        // as a transport error (503: the legacy side retries later).
+                        tc.connect_failed.inc();
+                        *retry_at = now.saturating_add(1_000);
+                        if let Some(Ok(mut f)) = self.flows.as_ref().map(|f| f.lock()) {
+                            for (token, _) in self.sip_out.drain(..) {
+                                tc.sip_client_failed.inc();
+                                f.sip_final(token, 503);
+                            }
+                        }
                     }
                 }
                 Service::SmppClient { remote, reconnect, connecting, since, .. } => {
@@ -974,6 +1098,31 @@ impl Endpoint {
                     sock.close();
                 }
             }
+            Service::SipClient { buf, len, .. } => {
+                let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
+                if !gone {
+                    sip_client_stream(
+                        now,
+                        sock,
+                        buf,
+                        len,
+                        &mut self.sip_out,
+                        &mut self.sip_sent,
+                        flows.as_deref_mut(),
+                        tc,
+                    );
+                }
+                if gone {
+                    // Requests whose responses were on the lost connection: their fate is
+                    // unknown, answered as a transport error.
+                    for r in self.sip_sent.drain(..) {
+                        tc.sip_client_failed.inc();
+                        if let Some(f) = flows.as_deref_mut() {
+                            f.sip_final(r.token, 503);
+                        }
+                    }
+                }
+            }
             Service::SmppServer { .. } | Service::SmppClient { .. } => {
                 let Some(conn) = slot.smpp.as_mut() else { return };
                 let conn_id: ConnId = (u32::from(self.port) << 16) | i as u32;
@@ -1011,7 +1160,9 @@ impl Endpoint {
             }
         }
         if gone {
-            if let (Some(ip), false) = (slot.peer, matches!(slot.service, Service::SmppClient { .. })) {
+            if let (Some(ip), false) =
+                (slot.peer, matches!(slot.service, Service::SmppClient { .. } | Service::SipClient { .. }))
+            {
                 self.limits.release(ip);
             }
             slot.open = false;
@@ -1215,6 +1366,89 @@ fn sip_stream(
                 tc.sip_tx_other.inc();
             }
             let _ = sock.send_slice(out);
+        }
+        buf.copy_within(framed..*len, 0);
+        *len -= framed;
+    }
+}
+
+/// The Via branch of a request iwf wrote (`;branch=` of its first Via).
+fn branch_of(request: &[u8]) -> String {
+    let text = std::str::from_utf8(request).unwrap_or("");
+    let via = text.lines().find(|l| l.len() > 4 && l[..4].eq_ignore_ascii_case("via:")).unwrap_or("");
+    via.split(';').find_map(|p| p.trim().strip_prefix("branch=")).map(|b| b.trim().to_string()).unwrap_or_default()
+}
+
+/// One pass of iwf's own SIP-over-TCP connection to the next hop: write the requests
+/// that wait while the send buffer has room, then read responses (framed by
+/// Content-Length) and hand each final one to the flows by its Via branch.
+#[allow(clippy::too_many_arguments)]
+fn sip_client_stream(
+    now: u64,
+    sock: &mut tcp::Socket<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    out: &mut std::collections::VecDeque<(u64, Vec<u8>)>,
+    sent: &mut Vec<StreamRequest>,
+    mut flows: Option<&mut Flows>,
+    tc: &TcpCounters,
+) {
+    while let Some((_, bytes)) = out.front() {
+        if !sock.may_send() || sock.send_capacity().saturating_sub(sock.send_queue()) < bytes.len() {
+            break;
+        }
+        let Some((token, bytes)) = out.pop_front() else { break };
+        let _ = sock.send_slice(&bytes);
+        tc.sip_client_sent.inc();
+        sent.push(StreamRequest {
+            branch: branch_of(&bytes),
+            token,
+            deadline: now.saturating_add(SIP_CLIENT_TIMER_F_MS),
+        });
+    }
+    loop {
+        if *len < buf.len() && sock.can_recv() {
+            if let Ok(n) = sock.recv_slice(buf.get_mut(*len..).unwrap_or(&mut [])) {
+                *len = (*len).saturating_add(n).min(buf.len());
+            }
+        }
+        let skip = buf.get(..*len).unwrap_or(&[]).iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        if skip > 0 {
+            buf.copy_within(skip..*len, 0);
+            *len -= skip;
+            continue;
+        }
+        if *len == 0 {
+            return;
+        }
+        let mut headers = [Header::EMPTY; MAX_HEADERS];
+        let (framed, status, branch) = match parse_stream(buf.get(..*len).unwrap_or(&[]), &mut headers) {
+            Ok(Status::Complete(n, m)) => {
+                (n, m.status_code(), m.top_via().ok().and_then(|v| v.branch().map(str::to_string)))
+            }
+            Ok(Status::Partial) if *len < buf.len() => return,
+            Ok(Status::Partial) | Err(_) => {
+                tc.sip_stream_errors.inc();
+                *len = 0;
+                sock.abort();
+                return;
+            }
+        };
+        match (status, branch) {
+            (Some(code), Some(branch)) => {
+                tc.sip_client_responses.inc();
+                if code >= 200 {
+                    if let Some(i) = sent.iter().position(|r| r.branch == branch) {
+                        let r = sent.swap_remove(i);
+                        if let Some(f) = flows.as_deref_mut() {
+                            f.sip_final(r.token, code);
+                        }
+                    }
+                }
+            }
+            // A request on iwf's client connection (or a response without a branch):
+            // not iwf's business here; counted.
+            _ => tc.sip_client_ignored.inc(),
         }
         buf.copy_within(framed..*len, 0);
         *len -= framed;
@@ -1432,6 +1666,7 @@ mod tests {
             queue: 0,
             sip_transactions: 16,
             sip_slot_bytes: 1024,
+            sip_next_hop: None,
         }
     }
 

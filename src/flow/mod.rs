@@ -54,6 +54,9 @@ use std::time::{Duration, Instant};
 pub const STORE_ORIGIN: u16 = u16::MAX;
 /// Largest SIP request iwf writes.
 pub const SIP_REQUEST_MAX: usize = 8192;
+/// Largest request iwf sends over UDP (RFC 3261 §18.1.1, RFC 3428 §5); longer ones go
+/// over TCP.
+pub const UDP_MAX_REQUEST: usize = 1300;
 /// Lane items one core takes per poll.
 const DRAIN_PER_POLL: usize = 64;
 
@@ -473,6 +476,8 @@ pub struct Flows {
     smpp_out: VecDeque<(ConnId, SmppOut)>,
     sip_answers: VecDeque<SipAnswer>,
     sip_requests: VecDeque<SipRequest>,
+    /// Requests over [`UDP_MAX_REQUEST`] octets: over TCP (RFC 3261 §18.1.1).
+    sip_requests_tcp: VecDeque<SipRequest>,
     scratch: Vec<u8>,
     out: Vec<u8>,
 }
@@ -566,6 +571,7 @@ impl Flows {
             smpp_out: VecDeque::with_capacity(256),
             sip_answers: VecDeque::with_capacity(256),
             sip_requests: VecDeque::with_capacity(256),
+            sip_requests_tcp: VecDeque::new(),
             scratch: vec![0u8; 16 * 1024],
             out: vec![0u8; 16 * 1024],
         }
@@ -757,13 +763,33 @@ impl Flows {
             &mut self.scratch,
             &mut self.out,
         );
+        // Too long for UDP: the same message (same tag) with a TCP Via.
+        let converted = match converted {
+            Ok(c) if c.len > UDP_MAX_REQUEST => legacy_to_sip(
+                msg,
+                &exchange,
+                &ConvergedSide { transport: "TCP", ..side },
+                Some(recipient),
+                &provision.keys,
+                sequence,
+                unix,
+                &mut self.scratch,
+                &mut self.out,
+            ),
+            other => other,
+        };
         match converted {
             Ok(c) => {
                 let bytes = self.out[..c.len].to_vec();
                 let key = self.outgoing.insert(Outgoing::Message { parts, fields: c.fields });
                 let token = self.token(key);
                 inc(&self.shared.stats.sip_messages_sent);
-                self.sip_requests.push_back(SipRequest { token, bytes, dest: self.config.next_hop });
+                let request = SipRequest { token, bytes, dest: self.config.next_hop };
+                if c.len > UDP_MAX_REQUEST {
+                    self.sip_requests_tcp.push_back(request);
+                } else {
+                    self.sip_requests.push_back(request);
+                }
             }
             Err(e) => {
                 inc(&self.shared.stats.legacy_refused);
@@ -1317,6 +1343,16 @@ impl Flows {
     /// Whether SIP requests wait to be sent.
     pub fn has_request(&self) -> bool {
         !self.sip_requests.is_empty()
+    }
+
+    /// The next SIP request iwf sends over TCP (over [`UDP_MAX_REQUEST`] octets).
+    pub fn poll_request_tcp(&mut self) -> Option<SipRequest> {
+        self.sip_requests_tcp.pop_front()
+    }
+
+    /// Whether requests wait for TCP.
+    pub fn has_request_tcp(&self) -> bool {
+        !self.sip_requests_tcp.is_empty()
     }
 
     /// The next SIP request iwf originates.

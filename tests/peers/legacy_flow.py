@@ -17,7 +17,7 @@ Both systems run concurrently (one thread each, plus one for smsc-b's receiver).
 N submit_sm (registered_delivery 0x01; with --user-ack 0x09 = SMSC receipt + SME
 manual/user ack, SMPP 3.4 5.2.17; --registered-delivery overrides), keeping at most W
 outstanding, and records every submit_sm_resp (iwf answers after the SIP final response).
---long adds, per system, one 3-part concatenated message (UDH 05 00 03 ref 03 i,
+--long adds, per system, one concatenated message of --long-parts parts (default 3; UDH 05 00 03 ref N i,
 esm_class 0x40): three submit_sm, three message_ids, three receipts expected.
 Then each system collects deliver_sm (answering deliver_sm_resp) until every accepted
 message_id has its receipt(s) or --receipt-timeout passes (default 30 s).
@@ -64,7 +64,7 @@ SYSTEMS = {
                "dest_base": 447900005001, "split": True},
 }
 TAG_RE = re.compile(r"^[0-9a-v]{32}$")
-LONG_TEXT = ("This is part %d of 3 of a long message from the legacy side to the converged "
+LONG_TEXT = ("This is part %d of %d of a long message from the legacy side to the converged "
              "side, padded so that each segment is well over a hundred characters long. ")
 
 
@@ -170,9 +170,10 @@ class System:
         if self.args.long:
             dest = str(self.cfg["dest_base"] + self.args.count)
             ref = 0x42 if self.name == "smsc-a" else 0x43
-            for i in range(1, 4):
-                udh = bytes([0x05, 0x00, 0x03, ref, 0x03, i])
-                out.append((dest, "%d/3" % i, 0x40, udh + (LONG_TEXT % i).encode()[:153]))
+            n = self.args.long_parts
+            for i in range(1, n + 1):
+                udh = bytes([0x05, 0x00, 0x03, ref, n, i])
+                out.append((dest, "%d/%d" % (i, n), 0x40, udh + (LONG_TEXT % (i, n)).encode()[:153]))
         return out
 
     # -- receipts
@@ -368,6 +369,8 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=2775)
     p.add_argument("--count", type=int, default=5)
     p.add_argument("--long", action="store_true")
+    p.add_argument("--long-parts", type=int, default=3,
+                   help="parts of the --long message (2..255; 8 makes a SIP MESSAGE over 1300 octets)")
     p.add_argument("--user-ack", action="store_true")
     p.add_argument("--registered-delivery", type=lambda s: int(s, 0))
     p.add_argument("--unbind-before-receipts", type=float)
