@@ -661,6 +661,14 @@ impl Flows {
             self.legacy_receipt(now, unix, conn, c.system, seq, &sm);
             return;
         }
+        // Back-pressure: while the system's lane is full (its receipts are not being
+        // taken), it may not send more messages whose receipts would have to wait.
+        let full = self.shared.lanes.load().get(LegacySystemId(c.system)).is_some_and(|l| l.len() >= l.capacity());
+        if full {
+            inc(&self.shared.stats.lane_full);
+            self.respond(conn, seq, CommandStatus::ESME_RTHROTTLED, b"");
+            return;
+        }
         let (msg, concat) = match LegacyMessage::from_submit_sm(&sm) {
             Ok(v) => v,
             Err(e) => {
@@ -1552,6 +1560,24 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let mut headers = [Header::EMPTY; 32];
         let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
         assert_eq!(content_type_of(&msg, &mut buf), Some("text/plain"));
+    }
+
+    #[test]
+    fn a_full_lane_throttles_the_systems_new_messages() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nlane_capacity = 2");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+        let mut f = flows(&shared);
+        // smsc-a binds as a transmitter only: nothing takes its receipts.
+        f.bound(SMSCA, 1, false);
+        for token in 0..2 {
+            let item = LaneItem::new(LegacySystemId(1), token, &submit(1, 0, 4, b"r", &[])).unwrap();
+            shared.lanes.load().push(item).unwrap();
+        }
+        f.smpp_request(0, NOW, SMSCA, 9, &Pdu::parse(&submit(9, 1, 0, b"m", &[])).unwrap());
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED);
+        assert!(f.poll_request().is_none());
+        assert_eq!(shared.stats.lane_full.load(Ordering::Relaxed), 1);
     }
 
     #[test]
