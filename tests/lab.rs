@@ -884,6 +884,23 @@ fn large_message_over_tcp() {
     sipp.stop();
 }
 
+/// The receipts scenario again with two worker lcores (sharing CPU 1 on a 2-CPU
+/// machine: `lcores = "0,1,2@1"`): each port has two queues, TCP segments and SIP
+/// responses are steered to the worker that owns their flow or transaction, IMDNs and
+/// converged messages reach the core holding the system's bind.
+fn two_workers() {
+    let config = std::fs::read_to_string(root_dir().join("config/lab.toml")).unwrap();
+    let two = config.replacen("lcores = \"0-1\"", "lcores = \"0,1,2@1\"", 1);
+    assert_ne!(two, config, "config/lab.toml sets lcores = \"0-1\"");
+    std::fs::write(lab_config(), two).unwrap();
+    must(lab("up"), "lab.sh up (two workers)");
+    let log = log_text();
+    assert!(log.contains("worker lcores [1, 2]") && log.contains("queues 2"), "{log}");
+    receipts_end_to_end();
+    must(lab("down"), "lab.sh down (two workers)");
+    assert_clean();
+}
+
 fn smpp_server() {
     // The converged side answers the MESSAGEs the submit_sm become.
     let ua = sip_ua(&["--notify", "none", "--duration", "40"], &root_dir().join("target/lab/sip_ua_server.json"));
@@ -1138,4 +1155,5 @@ fn lab_end_to_end() {
     assert!(get(&final_conv, "icmp_echo_answered") >= 7, "final report: {final_conv:?}");
     assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
     assert!(get(&final_conv, "sip.rx_message") >= 27, "final report: {final_conv:?}");
+    two_workers();
 }

@@ -187,7 +187,7 @@ fn preflight(path: &str, cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
     let online_text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     let online = preflight::parse_cpu_list(&online_text);
     if !online.is_empty() {
-        if let Some(cpu) = preflight::missing_cpu(&cfg.eal.lcores, &online) {
+        if let Some(cpu) = preflight::missing_cpu(&cfg.eal.cpus, &online) {
             let online = online_text.trim().to_string();
             return Err(DataplaneError::MissingCpu {
                 path: path.to_string(),

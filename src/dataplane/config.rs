@@ -68,6 +68,9 @@ pub const MAX_LCORE: u32 = 127;
 pub struct EalConfig {
     /// The lcores, in the order given; the first is the main lcore.
     pub lcores: Vec<u32>,
+    /// The CPU each lcore runs on (`N@C` in `eal.lcores`; the lcore's own number
+    /// otherwise), in the order of `lcores`.
+    pub cpus: Vec<u32>,
     /// Line of `eal.lcores` (for errors found later, e.g. a CPU that does not exist).
     pub lcores_line: usize,
     /// `--file-prefix`.
@@ -337,7 +340,12 @@ impl DataplaneConfig {
     /// The EAL command line (without the program name).
     pub fn eal_args(&self) -> Vec<String> {
         let e = &self.eal;
-        let lcores: Vec<String> = e.lcores.iter().map(u32::to_string).collect();
+        let lcores: Vec<String> = e
+            .lcores
+            .iter()
+            .zip(&e.cpus)
+            .map(|(l, c)| if l == c { l.to_string() } else { format!("{l}@{c}") })
+            .collect();
         let mut a = vec!["--lcores".to_string(), lcores.join(","), format!("--file-prefix={}", e.file_prefix)];
         if !e.hugepages {
             a.push("--no-huge".to_string());
@@ -370,8 +378,27 @@ impl DataplaneConfig {
 
 /// Parses an lcore list: `0-3`, `0,2,4`, `1,3-5`.
 pub fn parse_lcores(s: &str) -> Result<Vec<u32>, String> {
-    let mut out: Vec<u32> = Vec::new();
+    Ok(parse_lcore_map(s)?.into_iter().map(|(l, _)| l).collect())
+}
+
+/// Parses an lcore list with optional CPU placement: `0-3`, `0,1,2@1` (lcore 2 runs on
+/// CPU 1, sharing it with lcore 1: for trying several workers on a small machine).
+pub fn parse_lcore_map(s: &str) -> Result<Vec<(u32, u32)>, String> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
     for part in s.split(',').map(str::trim) {
+        if let Some((l, c)) = part.split_once('@') {
+            let (Ok(l), Ok(c)) = (l.trim().parse::<u32>(), c.trim().parse::<u32>()) else {
+                return Err(format!("`{part}` is not LCORE@CPU (e.g. \"2@1\")"));
+            };
+            if l > MAX_LCORE {
+                return Err(format!("`{part}`: lcores run from 0 to {MAX_LCORE}"));
+            }
+            if out.iter().any(|(x, _)| *x == l) {
+                return Err(format!("lcore {l} is listed twice"));
+            }
+            out.push((l, c));
+            continue;
+        }
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (part, part),
@@ -383,10 +410,10 @@ pub fn parse_lcores(s: &str) -> Result<Vec<u32>, String> {
             return Err(format!("`{part}`: lcores run from 0 to {MAX_LCORE}, low to high"));
         }
         for l in lo..=hi {
-            if out.contains(&l) {
+            if out.iter().any(|(x, _)| *x == l) {
                 return Err(format!("lcore {l} is listed twice"));
             }
-            out.push(l);
+            out.push((l, l));
         }
     }
     Ok(out)
@@ -432,10 +459,12 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     let Some(lc) = Doc::get(eal_t, "lcores") else {
         return doc.err("eal.lcores", eal_v.span(), "missing: the lcore list, e.g. \"0-1\" (first = main lcore)");
     };
-    let lcores = match parse_lcores(doc.string("eal.lcores", lc)?) {
+    let map = match parse_lcore_map(doc.string("eal.lcores", lc)?) {
         Ok(l) => l,
         Err(m) => return doc.err("eal.lcores", lc.span(), m),
     };
+    let lcores: Vec<u32> = map.iter().map(|(l, _)| *l).collect();
+    let cpus: Vec<u32> = map.iter().map(|(_, c)| *c).collect();
     if lcores.len() < 2 {
         return doc.err(
             "eal.lcores",
@@ -485,6 +514,7 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     }
     let eal = EalConfig {
         lcores,
+        cpus,
         lcores_line: doc.line(lc),
         file_prefix: file_prefix.to_string(),
         hugepages,
@@ -1012,6 +1042,9 @@ sip_udp_port = 5060
         assert!(parse_lcores("2-1").is_err());
         assert!(parse_lcores("0-500").is_err());
         assert!(parse_lcores("a").is_err());
+        assert_eq!(parse_lcore_map("0,1,2@1").unwrap(), vec![(0, 0), (1, 1), (2, 1)]);
+        assert!(parse_lcore_map("1,1@0").unwrap_err().contains("twice"));
+        assert!(parse_lcore_map("2@x").is_err());
         assert!(parse_lcores("").is_err());
     }
 

@@ -230,6 +230,10 @@ sip_counters! {
     client_absorbed = "client_absorbed",
     /// Timer F timeouts of iwf's requests.
     client_timeouts = "client_timeouts",
+    /// SIP responses passed to the worker whose client transaction they answer.
+    responses_steered_out = "responses_steered_out",
+    /// SIP responses another worker passed here.
+    responses_steered_in = "responses_steered_in",
     /// Responses matching no transaction of this core.
     stray_responses = "stray_responses",
     /// Unparseable responses.

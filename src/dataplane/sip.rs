@@ -42,6 +42,23 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Replaces the branch of a request's first Via with `branch` (header section only:
+/// the Content-Length stays right).
+pub fn set_branch(request: &mut Vec<u8>, branch: &str) {
+    let head_end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(request.len());
+    let Some(via) = find(&request[..head_end], b"\r\nVia:").or_else(|| find(&request[..head_end], b"\r\nv:")) else {
+        return;
+    };
+    let line_end = find(&request[via + 2..head_end], b"\r\n").map_or(head_end, |e| via + 2 + e);
+    let Some(at) = find(&request[via..line_end], b"branch=").map(|b| via + b + 7) else { return };
+    let end = request[at..line_end].iter().position(|c| matches!(c, b';' | b',' | b' ')).map_or(line_end, |e| at + e);
+    request.splice(at..end, branch.bytes());
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Writes the answer a flow decided into `out` through the server transaction.
 pub fn answer_into(
     server: &mut ServerTransactions,
@@ -225,7 +242,7 @@ impl SipUdp {
                         // Answered later, when the flow completes (poll_transmit).
                         let txn = SipTxn::Udp { port: self.port as u8, id };
                         if let Ok(mut f) = flows.lock() {
-                            f.sip_message(now, unix_now(), txn, &request);
+                            f.sip_message(now, unix_now(), txn, &request, payload);
                         }
                         return None;
                     }
@@ -437,7 +454,11 @@ impl UdpService for SipUdp {
             }
             if self.originates {
                 let request = flows.lock().ok().and_then(|mut f| f.poll_request());
-                if let Some(req) = request {
+                if let Some(mut req) = request {
+                    // This table's branch (it names the worker, so a response landing
+                    // on another worker's queue is steered here).
+                    let branch = self.client.new_branch();
+                    set_branch(&mut req.bytes, branch.as_str());
                     match self.client.start(now_ms, &req.bytes, req.dest) {
                         Ok(id) => {
                             self.tokens.insert(id, req.token);
@@ -503,6 +524,20 @@ Call-ID: {branch}@ims.lab\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 2\r\n\r\
 
     fn sip(stats: &Stats) -> crate::dataplane::counters::SipTotals {
         stats.totals(0).sip
+    }
+
+    #[test]
+    fn set_branch_replaces_only_the_first_via_branch() {
+        let mut r = b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bKold;rport\r\n\
+Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
+            .to_vec();
+        set_branch(&mut r, "z9hG4bK0001abcdef0123456789");
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.contains("branch=z9hG4bK0001abcdef0123456789;rport\r\n"), "{text}");
+        assert!(text.contains("branch=z9hG4bKkeep") && text.ends_with("\r\n\r\nhi"), "{text}");
+        let mut r = b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bKold\r\n\r\n".to_vec();
+        set_branch(&mut r, "z9hG4bKnew");
+        assert!(String::from_utf8(r).unwrap().contains("branch=z9hG4bKnew\r\n"));
     }
 
     #[test]

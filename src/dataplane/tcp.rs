@@ -172,6 +172,11 @@ impl<R: SegmentRing> Handoff<R> {
         self.workers
     }
 
+    /// This worker.
+    pub fn me(&self) -> u16 {
+        self.me
+    }
+
     /// A handoff for a single worker (no rings).
     pub fn single() -> Self {
         Handoff { me: 0, workers: 1, out: Vec::new(), inbound: Vec::new() }
@@ -1091,7 +1096,10 @@ impl Endpoint {
                     if let Some((server, policy)) = self.sip.as_mut() {
                         let peer =
                             SocketAddrV4::new(slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED), remote.map_or(0, |e| e.port));
-                        sip_stream(now, sock, buf, len, peer, server, policy, &mut self.reply, tc);
+                        let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
+                        let at = (self.port, i as u16);
+                        let flows = flows.as_deref_mut().map(|f| (f, at));
+                        sip_stream(now, sock, buf, len, peer, server, policy, &mut self.reply, tc, flows);
                     }
                 }
                 if !gone && !sock.may_recv() && sock.send_queue() == 0 {
@@ -1314,6 +1322,7 @@ fn sip_stream(
     policy: &mut UasPolicy<Route>,
     reply: &mut [u8],
     tc: &TcpCounters,
+    mut flows: Option<(&mut Flows, (u8, u16))>,
 ) {
     loop {
         if *len < buf.len() && sock.can_recv() {
@@ -1352,10 +1361,18 @@ fn sip_stream(
         let mut headers = [Header::EMPTY; MAX_HEADERS];
         let message = buf.get(..framed).unwrap_or(&[]);
         let sent = match server.handle_request(now, peer, message, &mut headers, reply) {
-            Incoming::New { id, request, core, .. } => {
-                let answer = policy.answer(&core, &request);
-                server.respond(now, id, &answer.response(), reply).ok()
-            }
+            Incoming::New { id, request, core, .. } => match flows.as_mut() {
+                // A MESSAGE goes to the flows, answered when its flow completes.
+                Some((f, (port, slot))) if core.cseq.method == crate::wire::sip::Method::Message => {
+                    let txn = SipTxn::Tcp { port: *port, slot: *slot, id };
+                    f.sip_message(now, unix_now(), txn, &request, message);
+                    None
+                }
+                _ => {
+                    let answer = policy.answer(&core, &request);
+                    server.respond(now, id, &answer.response(), reply).ok()
+                }
+            },
             Incoming::Retransmission { reply: r } | Incoming::Rejected { reply: r, .. } => r,
         };
         if let Some(r) = sent {

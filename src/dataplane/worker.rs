@@ -132,10 +132,19 @@ impl Worker {
             if self.handoff.workers() > 1 {
                 let ports = &mut self.ports;
                 let stats = &stats;
-                self.handoff.drain(HANDOFF_BURST, |m| {
+                let (pool, handoff, me) = (&self.pool, &self.handoff, self.queue);
+                handoff.drain(HANDOFF_BURST, |m| {
                     let port = m.port();
                     let Some(p) = ports.iter_mut().find(|p| p.port_id == port) else { return };
                     let Some(c) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else { return };
+                    if is_udp(&m) {
+                        // A SIP response to one of this worker's client transactions.
+                        c.sip.responses_steered_in.inc();
+                        let mut tx = TxBatch { port: p.port_id, queue: me, pkts: [std::ptr::null_mut(); TX_BATCH], n: 0, bytes: 0 };
+                        handle(p, m, now_ms, pool, c, &mut tx, handoff);
+                        tx.flush(c);
+                        return;
+                    }
                     c.tcp.redirected_in.inc();
                     if let Some(t) = p.tcp.as_mut() {
                         if t.queue(m).is_err() {
@@ -203,6 +212,11 @@ impl Worker {
         }
         0
     }
+}
+
+/// Whether a frame is IPv4/UDP (a steered SIP response, not a TCP segment).
+fn is_udp(m: &Mbuf) -> bool {
+    m.data().ok().is_some_and(|f| f.get(12..14) == Some(&[0x08, 0x00][..]) && f.get(ETH_HEADER_LEN + 9) == Some(&17))
 }
 
 /// Runs every service whose timer is due: each may originate datagrams (requests,
@@ -319,6 +333,23 @@ fn handle(
             }
         }
         Outcome::Udp(dgram) => {
+            // A response to a client transaction of another worker (the branch names
+            // it): to that worker, whose table holds the transaction.
+            if handoff.workers() > 1 {
+                let owner = m.data().ok().and_then(|frame| {
+                    let payload = frame.get(dgram.payload.clone())?;
+                    (crate::session::sip::classify(payload) == crate::session::sip::DatagramKind::Response)
+                        .then(|| crate::session::sip::response_owner(payload))
+                        .flatten()
+                });
+                if let Some(owner) = owner.filter(|&o| o != handoff.me() && o < handoff.workers()) {
+                    match handoff.pass(owner, m) {
+                        Ok(()) => counters.sip.responses_steered_out.inc(),
+                        Err(_) => counters.tcp.redirect_ring_full.inc(),
+                    }
+                    return;
+                }
+            }
             counters.handled(Handled::UdpDelivered);
             let Some(mut out) = Mbuf::alloc(pool) else {
                 counters.drop(DropReason::NoMbuf);

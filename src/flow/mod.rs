@@ -82,6 +82,22 @@ pub enum SipTxn {
         /// The transaction.
         id: ServerTxId,
     },
+    /// On another core, which handed the request here ([`Job`]): the answer goes back as
+    /// a completion of `token`.
+    Remote {
+        /// The waiter on the core that holds the transaction.
+        token: u64,
+    },
+}
+
+/// A converged → legacy MESSAGE handed to the core that holds a bind of its legacy
+/// system (that core writes the correlation entry and sends the parts).
+#[derive(Debug)]
+pub struct Job {
+    /// The waiter on the core that holds the SIP transaction.
+    pub token: u64,
+    /// The request as received.
+    pub request: Vec<u8>,
 }
 
 /// The answer to a SIP request, to send on its transaction.
@@ -148,6 +164,8 @@ pub enum Outcome {
     Stored,
     /// The system refused it with this status.
     Refused(CommandStatus),
+    /// Another core answered a request handed to it ([`Job`]) with this SIP status.
+    Answered(u16, &'static str),
 }
 
 /// A completion for the waiter a token names.
@@ -286,6 +304,8 @@ pub struct Shared {
     pub lanes: Lanes,
     /// Per core: completions for its waiters.
     completions: Vec<ArrayQueue<Completion>>,
+    /// Per core: converged → legacy MESSAGEs other cores handed to it.
+    jobs: Vec<ArrayQueue<Job>>,
     /// Completions for the store.
     pub store_completions: ArrayQueue<Completion>,
     /// The durable store's intake (none: receipts for unbound systems are refused 480).
@@ -314,6 +334,7 @@ impl Shared {
             provision,
             lanes,
             completions: (0..cores.max(1)).map(|_| ArrayQueue::new(65_536)).collect(),
+            jobs: (0..cores.max(1)).map(|_| ArrayQueue::new(4096)).collect(),
             store_completions: ArrayQueue::new(65_536),
             store: None.or(store),
             stats: FlowStats::default(),
@@ -441,6 +462,8 @@ struct Waiter {
     remaining: u16,
     /// The worst outcome seen (the answer).
     refused: Option<CommandStatus>,
+    /// The answer another core gave (a [`Job`]).
+    answer: Option<(u16, &'static str)>,
 }
 
 /// Key of a concatenated legacy message being reassembled.
@@ -851,7 +874,7 @@ impl Flows {
     // ---- converged → legacy and IMDNs ------------------------------------------------
 
     /// A new MESSAGE from the converged side (an IMDN, or a message for a legacy user).
-    pub fn sip_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>) {
+    pub fn sip_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>, raw: &[u8]) {
         let provision = self.shared.provision.load_full();
         let first = 1;
         let routed = imdn_message_to_receipts(
@@ -864,7 +887,7 @@ impl Flows {
         );
         match routed {
             Err(ImdnRouteError::NotCpim | ImdnRouteError::NotImdn | ImdnRouteError::NotNotification) => {
-                self.converged_message(now, unix, txn, msg, &provision)
+                self.converged_message(now, unix, txn, msg, raw, &provision)
             }
             Err(e) => {
                 inc(&self.shared.stats.imdns_in);
@@ -896,14 +919,22 @@ impl Flows {
     }
 
     fn answer(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
-        self.sip_answers.push_back(SipAnswer { txn, status, reason, retry_after: None });
+        self.answer_with(SipAnswer { txn, status, reason, retry_after: None });
+    }
+
+    /// Queues an answer for its transaction, or sends it to the core that holds it.
+    fn answer_with(&mut self, a: SipAnswer) {
+        match a.txn {
+            SipTxn::Remote { token } => self.finish(token, Outcome::Answered(a.status, a.reason)),
+            _ => self.sip_answers.push_back(a),
+        }
     }
 
     /// Hands the `count` receipt PDUs in `self.out[..len]` to `system`'s lane (or the
     /// store when it has no bind); the IMDN is answered once all are acknowledged.
     fn route_receipts(&mut self, now: u64, unix: u64, txn: SipTxn, system: u16, count: u8, _len: usize) {
         let _ = now;
-        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count), refused: None });
+        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count), refused: None, answer: None });
         let token = self.token(key);
         let lanes = self.shared.lanes.load();
         let Some(lane) = lanes.get(LegacySystemId(system)) else {
@@ -950,7 +981,7 @@ impl Flows {
             // and its completions are ignored (the converged side resends; a duplicate
             // receipt is harmless to the legacy system's correlation).
             self.waiters.remove(key);
-            self.sip_answers.push_back(SipAnswer {
+            self.answer_with(SipAnswer {
                 txn,
                 status: 503,
                 reason: "Service Unavailable (legacy lane full or unbound)",
@@ -959,8 +990,18 @@ impl Flows {
         }
     }
 
-    fn converged_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>, provision: &Provision) {
-        inc(&self.shared.stats.converged_messages);
+    fn converged_message(
+        &mut self,
+        now: u64,
+        unix: u64,
+        txn: SipTxn,
+        msg: &Message<'_, '_>,
+        raw: &[u8],
+        provision: &Provision,
+    ) {
+        if !matches!(txn, SipTxn::Remote { .. }) {
+            inc(&self.shared.stats.converged_messages);
+        }
         let refuse = |me: &mut Flows, status: u16, reason: &'static str| {
             inc(&me.shared.stats.converged_refused);
             me.answer(txn, status, reason);
@@ -985,9 +1026,27 @@ impl Flows {
         let Some(l) = provision.system(system) else {
             return refuse(self, 500, "Server Internal Error (route to an unknown system)");
         };
-        // The bind the parts leave on: this core's, one that receives.
+        // The bind the parts leave on: this core's, one that receives; else the core
+        // that holds one gets the request (it keeps the correlation: the receipts come
+        // back on that bind).
         let Some(conn) = self.pick_conn(system) else {
-            return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)");
+            let owner = self.shared.lanes.load().get(LegacySystemId(system)).and_then(|l| l.owner());
+            let me = self.config.core;
+            match owner {
+                Some(core) if core != me && !matches!(txn, SipTxn::Remote { .. }) => {
+                    let key = self.waiters.insert(Waiter { txn, remaining: 1, refused: None, answer: None });
+                    let job = Job { token: self.token(key), request: raw.to_vec() };
+                    match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
+                        Some(Ok(())) => {}
+                        _ => {
+                            self.waiters.remove(key);
+                            refuse(self, 503, "Service Unavailable (core hand-over full)");
+                        }
+                    }
+                    return;
+                }
+                _ => return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)"),
+            }
         };
         let exchange = exchange_of(l);
         self.concat_ref = self.concat_ref.wrapping_add(1);
@@ -1025,7 +1084,7 @@ impl Flows {
         }
         // With a store, the 200 also waits for the record and every part's id to be durable.
         let store_waits = if durable.is_some() && self.shared.store.is_some() { 1 + u16::from(count) } else { 0 };
-        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count) + store_waits, refused: None });
+        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count) + store_waits, refused: None, answer: None });
         let token = self.token(key);
         if let (Some((message, record)), true) = (durable, self.shared.store.is_some()) {
             let store_key = self.store_key();
@@ -1277,16 +1336,19 @@ impl Flows {
         let key = token & 0xFFFF_FFFF_FFFF;
         let Some(w) = self.waiters.get_mut(key) else { return };
         w.remaining = w.remaining.saturating_sub(1);
-        if let Outcome::Refused(s) = outcome {
-            w.refused = Some(s);
+        match outcome {
+            Outcome::Refused(s) => w.refused = Some(s),
+            Outcome::Answered(status, reason) => w.answer = Some((status, reason)),
+            Outcome::Delivered | Outcome::Stored => {}
         }
         if w.remaining > 0 {
             return;
         }
         let Some(w) = self.waiters.remove(key) else { return };
-        let (status, reason) = match w.refused {
-            None => (200, "OK"),
-            Some(s) => sip_for_command_status(s),
+        let (status, reason) = match (w.answer, w.refused) {
+            (Some(a), _) => a,
+            (None, None) => (200, "OK"),
+            (None, Some(s)) => sip_for_command_status(s),
         };
         self.answer(w.txn, status, reason);
     }
@@ -1302,6 +1364,17 @@ impl Flows {
         if let Some(q) = shared.completions.get(core as usize) {
             while let Some(c) = q.pop() {
                 self.complete_local(c.token, c.outcome);
+            }
+        }
+        if let Some(q) = shared.jobs.get(core as usize) {
+            for _ in 0..DRAIN_PER_POLL {
+                let Some(job) = q.pop() else { break };
+                let mut headers = [crate::wire::sip::Header::EMPTY; 48];
+                let txn = SipTxn::Remote { token: job.token };
+                match crate::wire::sip::Parser::datagram().parse(&job.request, &mut headers) {
+                    Ok(crate::wire::sip::Status::Complete(_, msg)) => self.sip_message(now, unix, txn, &msg, &job.request),
+                    _ => self.answer(txn, 500, "Server Internal Error (hand-over)"),
+                }
             }
         }
         let lanes = shared.lanes.load();
@@ -1429,7 +1502,7 @@ mod tests {
     fn deliver(f: &mut Flows, shared: &Shared, unix: u64, request: &[u8], txn: SipTxn) {
         let mut headers = [Header::EMPTY; 32];
         let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(request, &mut headers) else { panic!() };
-        f.sip_message(0, unix, txn, &msg);
+        f.sip_message(0, unix, txn, &msg, request);
         let _ = shared;
     }
 
@@ -1578,6 +1651,59 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED);
         assert!(f.poll_request().is_none());
         assert_eq!(shared.stats.lane_full.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn two_cores_hand_receipts_and_converged_messages_to_the_core_holding_the_bind() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 2, None));
+        let core = |c: u16| {
+            let config = FlowsConfig {
+                core: c,
+                next_hop: "198.18.2.1:5060".parse().unwrap(),
+                local_sent_by: "198.18.2.2:5060".into(),
+            };
+            Flows::new(config, Arc::clone(&shared))
+        };
+        let (mut c0, mut c1) = (core(0), core(1));
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // smsc-a and smsc-c are bound on core 0.
+        c0.bound(SMSCA, 1, true);
+        c0.bound(SMSCC, 3, true);
+        c0.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = c0.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        c0.sip_final(r.token, 200);
+        let _ = c0.poll_smpp(0);
+        // The IMDN lands on core 1: the receipt goes out on core 0, the 200 on core 1.
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut c1, &shared, NOW, &dn, t);
+        c0.poll(1, NOW);
+        let Some((conn, SmppOut::Send(send))) = c0.poll_smpp(0) else { panic!("core 0 sends the receipt") };
+        assert_eq!(conn, SMSCA);
+        c0.smpp_sent(SMSCA, 50, send);
+        c0.smpp_response(NOW, SMSCA, 50, CommandStatus::ESME_ROK, b"");
+        assert!(c0.poll_answer(|_| true).is_none());
+        c1.poll(1, NOW);
+        assert_eq!(c1.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        // A converged message for smsc-c lands on core 1: core 0 correlates and sends it.
+        let sip = conv_message("+447000300001", "x1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut c1, &shared, NOW, sip.as_bytes(), t);
+        assert!(c1.poll_smpp(0).is_none() && c1.poll_answer(|_| true).is_none());
+        c0.poll(2, NOW);
+        let Some((conn, SmppOut::Send(send))) = c0.poll_smpp(0) else { panic!("core 0 sends the submit_sm") };
+        assert_eq!(conn, SMSCC);
+        assert_eq!(c0.in_flight().3, 1, "the correlation entry lives on core 0");
+        c0.smpp_sent(SMSCC, 51, send);
+        c0.smpp_response(NOW, SMSCC, 51, CommandStatus::ESME_ROK, b"c-1");
+        c1.poll(3, NOW);
+        assert_eq!(c1.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        // Its receipt arrives on core 0's bind: the IMDN leaves from core 0.
+        c0.smpp_request(0, NOW + 9, SMSCC, 6, &Pdu::parse(&smsc_receipt(6, "c-1")).unwrap());
+        assert!(c0.poll_request().is_some_and(|r| String::from_utf8_lossy(&r.bytes).contains("<delivered/>")));
+        assert_eq!(c1.in_flight().0, 0);
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         while let Some(Completion { token, outcome }) = shared.store_completions.pop() {
             let Some(key) = replayed.remove(&(token & 0xFFFF_FFFF_FFFF)) else { continue };
             match outcome {
-                Outcome::Delivered | Outcome::Refused(_) => acks.push(key),
+                Outcome::Delivered | Outcome::Refused(_) | Outcome::Answered(..) => acks.push(key),
                 // Back in the store's hands (its system unbound again): replay later.
                 Outcome::Stored => {}
             }
