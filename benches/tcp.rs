@@ -113,6 +113,7 @@ impl Bench {
             sip_transactions: 16,
             sip_slot_bytes: 1024,
             sip_next_hop: None,
+            timer_f_ms: 0,
         };
         let iwf = Endpoint::new(&settings, Directory::new(&legacy), iwf::session::sip::unknown_recipient, 0);
         let mut esme_wire = Wire::default();

@@ -456,6 +456,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     client_transactions: cfg.sip.client_transactions,
                     keepalive,
                     owner: q as u16,
+                    timer_t1_ms: cfg.sip.timer_t1_ms,
                 };
                 // iwf's own requests (MESSAGEs, IMDNs) leave from the next hop's port.
                 let originates = cfg.sip.next_hop_port == Some(index);
@@ -504,6 +505,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     sip_transactions: 1024,
                     sip_slot_bytes: cfg.sip.server_slot_bytes,
                     sip_next_hop,
+                    timer_f_ms: cfg.sip.timer_t1_ms.saturating_mul(64),
                 };
                 TcpStack::new(&settings, directory.clone(), route, 0).with_flows(Arc::clone(&flows), index as u8)
             });

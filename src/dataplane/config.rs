@@ -246,6 +246,9 @@ pub struct LegacyConfig {
     pub country_code: Option<String>,
     /// Receipts its lane holds at most before back-pressure.
     pub lane_capacity: usize,
+    /// Messages per second it may send, and iwf may send it (0: no limit): beyond,
+    /// ESME_RTHROTTLED / SIP 503 + Retry-After.
+    pub throughput: u32,
 }
 
 impl Default for LegacyConfig {
@@ -266,6 +269,7 @@ impl Default for LegacyConfig {
             ids: IdCanonicalisation::Exact,
             country_code: None,
             lane_capacity: 4096,
+            throughput: 0,
         }
     }
 }
@@ -296,6 +300,10 @@ pub struct SipConfig {
     pub server_slot_bytes: usize,
     /// Client transactions per worker.
     pub client_transactions: usize,
+    /// T1 (RFC 3261 §17): Timer F = 64·T1 is how long iwf waits for the final response
+    /// to a MESSAGE before answering the legacy system ESME_RX_T_APPN (default 500 ms:
+    /// 32 s).
+    pub timer_t1_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -307,6 +315,7 @@ impl Default for SipConfig {
             server_transactions: 4096,
             server_slot_bytes: 2048,
             client_transactions: 256,
+            timer_t1_ms: 500,
         }
     }
 }
@@ -741,6 +750,7 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 "id_canonicalisation",
                 "country_code",
                 "lane_capacity",
+                "throughput",
             ],
         )?;
         let req = |k: &str, what: &str| match Doc::get(t, k) {
@@ -886,11 +896,16 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 Some(cc.to_string())
             }
         };
+        let throughput = match Doc::get(t, "throughput") {
+            Some(v) => doc.integer(&format!("{at}.throughput"), v, 0, 1_000_000)? as u32,
+            None => 0,
+        };
         let lane_capacity = match Doc::get(t, "lane_capacity") {
             Some(v) => doc.integer(&format!("{at}.lane_capacity"), v, 1, 1 << 20)? as usize,
             None => 4096,
         };
         out.push(LegacyConfig {
+            throughput,
             user_ack,
             default_encoding,
             ids,
@@ -919,7 +934,14 @@ fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<S
     doc.only(
         t,
         "sip",
-        &["next_hop", "options_interval_ms", "server_transactions", "server_slot_bytes", "client_transactions"],
+        &[
+            "next_hop",
+            "options_interval_ms",
+            "server_transactions",
+            "server_slot_bytes",
+            "client_transactions",
+            "timer_t1_ms",
+        ],
     )?;
     if let Some(c) = Doc::get(t, "options_interval_ms") {
         sip.options_interval_ms = doc.integer("sip.options_interval_ms", c, 0, 86_400_000)? as u64;
@@ -929,6 +951,9 @@ fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<S
     }
     if let Some(c) = Doc::get(t, "server_slot_bytes") {
         sip.server_slot_bytes = doc.integer("sip.server_slot_bytes", c, 512, 65_535)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "timer_t1_ms") {
+        sip.timer_t1_ms = doc.integer("sip.timer_t1_ms", c, 10, 10_000)? as u64;
     }
     if let Some(c) = Doc::get(t, "client_transactions") {
         sip.client_transactions = doc.integer("sip.client_transactions", c, 1, 1 << 20)? as usize;

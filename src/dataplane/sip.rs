@@ -117,6 +117,8 @@ pub struct SipSettings {
     pub keepalive: Option<KeepAlive>,
     /// The owner written into client branches (the worker's queue).
     pub owner: u16,
+    /// T1 of iwf's client transactions (Timer F = 64·T1).
+    pub timer_t1_ms: u64,
 }
 
 /// Two fresh random words per call (std's `RandomState` is seeded from the OS).
@@ -174,6 +176,7 @@ impl SipUdp {
             capacity: settings.client_transactions,
             secret: random_secret(),
             owner: settings.owner,
+            timers: crate::session::sip::Timers { t1: settings.timer_t1_ms.max(1), ..crate::session::sip::Timers::RFC3261 },
             ..ClientConfig::default()
         });
         SipUdp {
@@ -502,6 +505,7 @@ mod tests {
             client_transactions: 4,
             keepalive: keepalive.then_some(KeepAlive { next_hop: CORE, interval_ms: 1000 }),
             owner: 0,
+            timer_t1_ms: 500,
         };
         let route: Route = crate::session::sip::unknown_recipient;
         (SipUdp::new(&settings, route, Arc::clone(&stats), 0, 0), stats)

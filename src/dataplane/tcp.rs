@@ -544,7 +544,7 @@ struct StreamRequest {
 
 /// Requests waiting for the connection to the next hop, at most.
 const SIP_CLIENT_QUEUE: usize = 256;
-/// Timer F for requests over TCP (64·T1, T1 = 500 ms).
+/// Timer F for requests over TCP when none is configured (64·T1, T1 = 500 ms).
 const SIP_CLIENT_TIMER_F_MS: u64 = 32_000;
 
 /// One SMPP session and what the glue keeps beside it.
@@ -613,6 +613,8 @@ pub struct StackSettings {
     /// The SIP next hop iwf's large requests go to over TCP from this port (none: the
     /// next hop is not behind this port).
     pub sip_next_hop: Option<SocketAddrV4>,
+    /// Timer F of those requests (64·T1; 0: 32 s).
+    pub timer_f_ms: u64,
 }
 
 /// One worker's TCP on one port: the frames waiting for smoltcp, and the [`Endpoint`].
@@ -673,6 +675,8 @@ pub struct Endpoint {
     sip_out: std::collections::VecDeque<(u64, Vec<u8>)>,
     /// iwf's requests sent on it, waiting for their final responses.
     sip_sent: Vec<StreamRequest>,
+    /// Their Timer F.
+    timer_f_ms: u64,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -816,6 +820,7 @@ impl Endpoint {
             port: 0,
             sip_out: std::collections::VecDeque::new(),
             sip_sent: Vec::new(),
+            timer_f_ms: if settings.timer_f_ms == 0 { SIP_CLIENT_TIMER_F_MS } else { settings.timer_f_ms },
         }
     }
 
@@ -1116,6 +1121,7 @@ impl Endpoint {
                         len,
                         &mut self.sip_out,
                         &mut self.sip_sent,
+                        self.timer_f_ms,
                         flows.as_deref_mut(),
                         tc,
                     );
@@ -1407,6 +1413,7 @@ fn sip_client_stream(
     len: &mut usize,
     out: &mut std::collections::VecDeque<(u64, Vec<u8>)>,
     sent: &mut Vec<StreamRequest>,
+    timer_f_ms: u64,
     mut flows: Option<&mut Flows>,
     tc: &TcpCounters,
 ) {
@@ -1420,7 +1427,7 @@ fn sip_client_stream(
         sent.push(StreamRequest {
             branch: branch_of(&bytes),
             token,
-            deadline: now.saturating_add(SIP_CLIENT_TIMER_F_MS),
+            deadline: now.saturating_add(timer_f_ms),
         });
     }
     loop {
@@ -1684,6 +1691,7 @@ mod tests {
             sip_transactions: 16,
             sip_slot_bytes: 1024,
             sip_next_hop: None,
+            timer_f_ms: 0,
         }
     }
 

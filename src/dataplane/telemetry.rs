@@ -48,7 +48,15 @@ pub fn register_flows(shared: Arc<crate::flow::Shared>) -> Result<(), TelemetryE
 /// Calls `f(key parts, value)` for what `/iwf/flows` returns.
 fn flows_entries(shared: &crate::flow::Shared, f: &mut dyn FnMut(&[&str], u64)) {
     shared.stats.visit(&mut |name, v| f(&["flow", name], v));
+    for (reason, v) in shared.drops() {
+        f(&["drop", reason], v);
+    }
     let provision = shared.provision.load();
+    for l in &provision.legacy {
+        if let Some(st) = shared.system(l.id) {
+            st.visit(&mut |counter, v| f(&["system", &l.name, counter], v));
+        }
+    }
     for lane in shared.lanes.load().lanes() {
         let name = provision.system(lane.system().0).map_or("removed", |l| l.name.as_str());
         f(&["lane", name, "queued"], lane.len() as u64);

@@ -231,6 +231,20 @@ impl crate::control::metrics::MetricsSource for Shared {
                 out.counter(&format!("iwf_flow_{name}_total"), "Flow events (see src/flow/mod.rs FlowStats)", &[], v);
         });
         let provision = self.provision.load();
+        for (id, st) in self.systems.load().iter() {
+            let name = provision.system(*id).map_or("removed", |l| l.name.as_str());
+            st.visit(&mut |counter, v| {
+                let _ = out.counter(
+                    &format!("iwf_system_{counter}_total"),
+                    "Per legacy system (see src/flow/mod.rs SystemStats)",
+                    &[("system", name)],
+                    v,
+                );
+            });
+        }
+        for (reason, v) in self.drops() {
+            let _ = out.counter("iwf_drops_total", "Refused or routed nowhere, by reason", &[("reason", reason)], v);
+        }
         for lane in self.lanes.load().lanes() {
             let name = provision.system(lane.system().0).map_or("removed", |l| l.name.as_str());
             let labels = [("system", name)];
@@ -295,6 +309,99 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// What one legacy system sent and got, and its throughput window (all cores).
+#[derive(Debug, Default)]
+pub struct SystemStats {
+    /// Messages it sent to converged users (whole messages).
+    pub messages_in: AtomicU64,
+    /// Of those, taken by the converged side (SIP 2xx).
+    pub messages_accepted: AtomicU64,
+    /// Of those, refused (conversion, address, SIP error, timeout).
+    pub messages_refused: AtomicU64,
+    /// Receipts for it handed to its lane.
+    pub receipts_routed: AtomicU64,
+    /// Receipts for it stored durably while it had no bind.
+    pub receipts_queued: AtomicU64,
+    /// Receipts it acknowledged.
+    pub receipts_delivered: AtomicU64,
+    /// Converged users' short messages sent to it (parts).
+    pub messages_out: AtomicU64,
+    /// Its receipts for those (SMSC receipts).
+    pub smsc_receipts: AtomicU64,
+    /// Messages refused by its throughput limit (either direction) or a full lane.
+    pub throttled: AtomicU64,
+    window: AtomicU64,
+}
+
+impl SystemStats {
+    /// Every counter with its name.
+    pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let all: [(&'static str, &AtomicU64); 9] = [
+            ("messages_in", &self.messages_in),
+            ("messages_accepted", &self.messages_accepted),
+            ("messages_refused", &self.messages_refused),
+            ("receipts_routed", &self.receipts_routed),
+            ("receipts_queued", &self.receipts_queued),
+            ("receipts_delivered", &self.receipts_delivered),
+            ("messages_out", &self.messages_out),
+            ("smsc_receipts", &self.smsc_receipts),
+            ("throttled", &self.throttled),
+        ];
+        for (name, v) in all {
+            f(name, v.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Whether one more message fits `limit` per second at `unix` (0: no limit). One
+    /// word, lock-free: the second in the high 32 bits, the count in the low.
+    pub fn admit(&self, unix: u64, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let sec = unix & 0xFFFF_FFFF;
+        let mut word = self.window.load(Ordering::Relaxed);
+        loop {
+            let (s, n) = (word >> 32, word & 0xFFFF_FFFF);
+            let next = if s == sec {
+                if n >= u64::from(limit) {
+                    return false;
+                }
+                word + 1
+            } else {
+                (sec << 32) | 1
+            };
+            match self.window.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(w) => word = w,
+            }
+        }
+    }
+}
+
+/// Why something was refused or routed nowhere (the `reason` label of the drops).
+pub const DROP_REASONS: [&str; 20] = [
+    "tag_bad_length",
+    "tag_bad_character",
+    "tag_unsupported_version",
+    "tag_unknown_key",
+    "tag_bad_mac",
+    "tag_bad_segment",
+    "tag_expired",
+    "tag_from_future",
+    "unknown_system",
+    "imdn_malformed",
+    "lane_full",
+    "throttled",
+    "no_route",
+    "not_bound",
+    "legacy_message_invalid",
+    "sip_error",
+    "smsc_receipt_unreadable",
+    "park_full",
+    "correlation_full",
+    "other",
+];
+
 /// What the cores share: provisioning, lanes, completion rings, the store's intake.
 #[derive(Debug)]
 pub struct Shared {
@@ -312,6 +419,10 @@ pub struct Shared {
     pub store: Option<std::sync::mpsc::Sender<store::StoreOp>>,
     /// Counters.
     pub stats: FlowStats,
+    /// Per legacy system (its id): counters and throughput window.
+    systems: ArcSwap<HashMap<u16, Arc<SystemStats>>>,
+    /// Drops by reason ([`DROP_REASONS`]).
+    drops: [AtomicU64; DROP_REASONS.len()],
 }
 
 impl Shared {
@@ -330,7 +441,11 @@ impl Shared {
         for l in &provision.load().legacy {
             let _ = lanes.add_system(LegacySystemId(l.id), l.lane_capacity);
         }
+        let systems: HashMap<u16, Arc<SystemStats>> =
+            provision.load().legacy.iter().map(|l| (l.id, Arc::new(SystemStats::default()))).collect();
         Shared {
+            systems: ArcSwap::from_pointee(systems),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
             provision,
             lanes,
             completions: (0..cores.max(1)).map(|_| ArrayQueue::new(65_536)).collect(),
@@ -347,6 +462,11 @@ impl Shared {
     pub fn sync_lanes(&self) -> usize {
         let table = self.lanes.load();
         let mut added = 0;
+        let mut systems = HashMap::clone(&self.systems.load());
+        for l in &self.provision.load().legacy {
+            systems.entry(l.id).or_insert_with(|| Arc::new(SystemStats::default()));
+        }
+        self.systems.store(Arc::new(systems));
         for l in &self.provision.load().legacy {
             if table.get(LegacySystemId(l.id)).is_none()
                 && self.lanes.add_system(LegacySystemId(l.id), l.lane_capacity).is_ok()
@@ -355,6 +475,24 @@ impl Shared {
             }
         }
         added
+    }
+
+    /// The counters of legacy system `id`.
+    pub fn system(&self, id: u16) -> Option<Arc<SystemStats>> {
+        self.systems.load().get(&id).cloned()
+    }
+
+    /// Counts a drop by reason (one of [`DROP_REASONS`]; others count as `other`).
+    pub fn count_drop(&self, reason: &str) {
+        let i = DROP_REASONS.iter().position(|r| *r == reason).unwrap_or(DROP_REASONS.len() - 1);
+        if let Some(c) = self.drops.get(i) {
+            inc(c);
+        }
+    }
+
+    /// Every drop reason with its count.
+    pub fn drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DROP_REASONS.iter().zip(&self.drops).map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
     }
 
     /// Sends a completion to whoever waits on `token`.
@@ -450,7 +588,7 @@ struct Conn {
 #[derive(Debug)]
 enum Outgoing {
     /// A legacy message: its parts' `*_resp` after the final response.
-    Message { parts: Vec<(ConnId, u32)>, fields: TagFields },
+    Message { parts: Vec<(ConnId, u32)>, fields: TagFields, system: u16 },
     /// An IMDN for an SMSC receipt: the receipt's `*_resp` after the final response.
     ReceiptAck { conn: ConnId, seq: u32 },
 }
@@ -687,8 +825,17 @@ impl Flows {
         // Back-pressure: while the system's lane is full (its receipts are not being
         // taken), it may not send more messages whose receipts would have to wait.
         let full = self.shared.lanes.load().get(LegacySystemId(c.system)).is_some_and(|l| l.len() >= l.capacity());
-        if full {
-            inc(&self.shared.stats.lane_full);
+        let limit = self.shared.provision.load().system(c.system).map_or(0, |l| l.throughput);
+        let st = self.shared.system(c.system);
+        let over = st.as_ref().is_some_and(|st| !st.admit(unix, limit));
+        if full || over {
+            if full {
+                inc(&self.shared.stats.lane_full);
+            }
+            if let Some(st) = &st {
+                inc(&st.throttled);
+            }
+            self.shared.count_drop(if full { "lane_full" } else { "throttled" });
             self.respond(conn, seq, CommandStatus::ESME_RTHROTTLED, b"");
             return;
         }
@@ -696,6 +843,7 @@ impl Flows {
             Ok(v) => v,
             Err(e) => {
                 inc(&self.shared.stats.legacy_refused);
+                self.shared.count_drop("legacy_message_invalid");
                 self.respond(conn, seq, e.command_status(), b"");
                 return;
             }
@@ -747,6 +895,9 @@ impl Flows {
 
     fn legacy_message(&mut self, unix: u64, system: u16, parts: Vec<(ConnId, u32)>, msg: &LegacyMessage<'_>) {
         inc(&self.shared.stats.legacy_messages);
+        if let Some(st) = self.shared.system(system) {
+            inc(&st.messages_in);
+        }
         let provision = self.shared.provision.load_full();
         let Some(l) = provision.system(system) else {
             for (conn, seq) in parts {
@@ -770,6 +921,10 @@ impl Flows {
         });
         let Some(recipient) = recipient else {
             inc(&self.shared.stats.legacy_refused);
+            self.shared.count_drop("legacy_message_invalid");
+            if let Some(st) = self.shared.system(system) {
+                inc(&st.messages_refused);
+            }
             for (conn, seq) in parts {
                 self.respond(conn, seq, CommandStatus::ESME_RINVDSTADR, b"");
             }
@@ -812,7 +967,7 @@ impl Flows {
         match converted {
             Ok(c) => {
                 let bytes = self.out[..c.len].to_vec();
-                let key = self.outgoing.insert(Outgoing::Message { parts, fields: c.fields });
+                let key = self.outgoing.insert(Outgoing::Message { parts, fields: c.fields, system });
                 let token = self.token(key);
                 inc(&self.shared.stats.sip_messages_sent);
                 let request = SipRequest { token, bytes, dest: self.config.next_hop };
@@ -824,6 +979,10 @@ impl Flows {
             }
             Err(e) => {
                 inc(&self.shared.stats.legacy_refused);
+                self.shared.count_drop("legacy_message_invalid");
+                if let Some(st) = self.shared.system(system) {
+                    inc(&st.messages_refused);
+                }
                 for (conn, seq) in parts {
                     self.respond(conn, seq, e.command_status(), b"");
                 }
@@ -835,9 +994,15 @@ impl Flows {
     pub fn sip_final(&mut self, token: u64, status: u16) {
         let Some(o) = self.outgoing.remove(token & 0xFFFF_FFFF_FFFF) else { return };
         match o {
-            Outgoing::Message { parts, fields } => {
+            Outgoing::Message { parts, fields, system } => {
                 let ok = (200..300).contains(&status);
                 inc(if ok { &self.shared.stats.sip_messages_ok } else { &self.shared.stats.sip_messages_failed });
+                if let Some(st) = self.shared.system(system) {
+                    inc(if ok { &st.messages_accepted } else { &st.messages_refused });
+                }
+                if !ok {
+                    self.shared.count_drop("sip_error");
+                }
                 let cs = sip_status_to_command_status(status);
                 let provision = self.shared.provision.load_full();
                 let count = parts.len();
@@ -891,6 +1056,10 @@ impl Flows {
             }
             Err(e) => {
                 inc(&self.shared.stats.imdns_in);
+                self.shared.count_drop(match e {
+                    ImdnRouteError::Tag(_) | ImdnRouteError::UnknownSystem(_) => e.reason(),
+                    _ => "imdn_malformed",
+                });
                 match e {
                     ImdnRouteError::Tag(crate::tag::TagError::Expired) => {
                         inc(&self.shared.stats.imdn_bad_tag);
@@ -954,10 +1123,14 @@ impl Flows {
                 failed += 1;
                 continue;
             };
+            let st = self.shared.system(system);
             if lane.owner().is_none() {
                 match &self.shared.store {
                     Some(tx) => {
                         inc(&self.shared.stats.receipts_queued);
+                        if let Some(st) = &st {
+                            inc(&st.receipts_queued);
+                        }
                         let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
                         if tx.send(op).is_err() {
                             failed += 1;
@@ -968,9 +1141,15 @@ impl Flows {
                 continue;
             }
             match lane.push(item) {
-                Ok(()) => inc(&self.shared.stats.receipts_routed),
+                Ok(()) => {
+                    inc(&self.shared.stats.receipts_routed);
+                    if let Some(st) = &st {
+                        inc(&st.receipts_routed);
+                    }
+                }
                 Err(PushError::Full(_)) => {
                     inc(&self.shared.stats.lane_full);
+                    self.shared.count_drop("lane_full");
                     failed += 1;
                 }
                 Err(_) => failed += 1,
@@ -1019,6 +1198,7 @@ impl Flows {
         let system = match provision.routes.select(&number, content_type) {
             Ok(s) => s.0,
             Err(e) => {
+                self.shared.count_drop("no_route");
                 let (status, reason) = e.sip_status();
                 return refuse(self, status, reason);
             }
@@ -1026,6 +1206,21 @@ impl Flows {
         let Some(l) = provision.system(system) else {
             return refuse(self, 500, "Server Internal Error (route to an unknown system)");
         };
+        let st = self.shared.system(system);
+        if !matches!(txn, SipTxn::Remote { .. }) && st.as_ref().is_some_and(|st| !st.admit(unix, l.throughput)) {
+            if let Some(st) = &st {
+                inc(&st.throttled);
+            }
+            self.shared.count_drop("throttled");
+            inc(&self.shared.stats.converged_refused);
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: "Service Unavailable (legacy system's throughput limit)",
+                retry_after: Some(1),
+            });
+            return;
+        }
         // The bind the parts leave on: this core's, one that receives; else the core
         // that holds one gets the request (it keeps the correlation: the receipts come
         // back on that bind).
@@ -1045,7 +1240,10 @@ impl Flows {
                     }
                     return;
                 }
-                _ => return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)"),
+                _ => {
+                    self.shared.count_drop("not_bound");
+                    return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)");
+                }
             }
         };
         let exchange = exchange_of(l);
@@ -1103,6 +1301,9 @@ impl Flows {
             match item {
                 Ok(item) => {
                     inc(&self.shared.stats.converged_parts_sent);
+                    if let Some(st) = &st {
+                        inc(&st.messages_out);
+                    }
                     self.smpp_out.push_back((conn, SmppOut::Send(SmppSend { token, item, correlation: corr })));
                 }
                 Err(_) => self.complete_local(token, Outcome::Refused(CommandStatus::ESME_RINVMSGLEN)),
@@ -1130,6 +1331,9 @@ impl Flows {
     /// converged sender; the receipt is acknowledged after the IMDN's final response.
     fn legacy_receipt(&mut self, _now: u64, unix: u64, conn: ConnId, system: u16, seq: u32, sm: &SubmitSm<'_>) {
         inc(&self.shared.stats.smsc_receipts);
+        if let Some(st) = self.shared.system(system) {
+            inc(&st.smsc_receipts);
+        }
         let provision = self.shared.provision.load_full();
         let Some(l) = provision.system(system) else {
             self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b"");
@@ -1139,6 +1343,7 @@ impl Flows {
             Ok(r) => r,
             Err(_) => {
                 inc(&self.shared.stats.smsc_receipts_absorbed);
+                self.shared.count_drop("smsc_receipt_unreadable");
                 // Unreadable: acknowledged (a retry would not read better), counted.
                 self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
                 return;
@@ -1153,6 +1358,7 @@ impl Flows {
                 self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
             }
             correlation::ReceiptOutcome::ParkFull => {
+                self.shared.count_drop("park_full");
                 self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
             }
         }
@@ -1273,6 +1479,11 @@ impl Flows {
             }
         }
         if req.correlation.is_none() {
+            if status == CommandStatus::ESME_ROK {
+                if let Some(st) = self.shared.system(req.item.system().0) {
+                    inc(&st.receipts_delivered);
+                }
+            }
             match status {
                 CommandStatus::ESME_ROK => inc(&self.shared.stats.receipts_delivered),
                 CommandStatus::ESME_RTHROTTLED | CommandStatus::ESME_RMSGQFUL => {}
@@ -1707,6 +1918,38 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
     }
 
     #[test]
+    fn a_throughput_limit_throttles_both_directions_per_second() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text
+            .replace("system_id = \"smsca\"", "system_id = \"smsca\"\nthroughput = 2")
+            .replace("system_id = \"iwf\"", "system_id = \"iwf\"\nthroughput = 1");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCA, 1, true);
+        f.bound(SMSCC, 3, true);
+        for seq in 1..=3 {
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0, b"m", &[])).unwrap());
+        }
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED, "the third in one second");
+        assert_eq!((f.poll_request().is_some(), f.poll_request().is_some()), (true, true));
+        // The next second admits again.
+        f.smpp_request(0, NOW + 1, SMSCA, 4, &Pdu::parse(&submit(4, 1, 0, b"m", &[])).unwrap());
+        assert!(f.poll_request().is_some());
+        // Toward smsc-c: 1 per second, the second is 503 + Retry-After.
+        for call in ["t1", "t2"] {
+            let sip = conv_message("+447000300001", call);
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        }
+        let a = f.poll_answer(|_| true).expect("the second is refused at once");
+        assert_eq!((a.status, a.retry_after), (503, Some(1)));
+        assert_eq!(shared.system(1).unwrap().throttled.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.system(3).unwrap().throttled.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.drops().find(|(r, _)| *r == "throttled").map(|(_, n)| n), Some(2));
+    }
+
+    #[test]
     fn a_submit_is_answered_after_the_sip_final_with_its_tag_and_the_imdn_returns_as_a_receipt() {
         let shared = shared(None);
         let mut f = flows(&shared);
@@ -1755,6 +1998,12 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
         assert_eq!(f.in_flight(), (0, 0, 0, 0));
         assert_eq!(shared.stats.receipts_delivered.load(Ordering::Relaxed), 2);
+        let a = shared.system(1).unwrap();
+        assert_eq!(a.messages_in.load(Ordering::Relaxed), 1);
+        assert_eq!(a.messages_accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(a.receipts_routed.load(Ordering::Relaxed), 2);
+        assert_eq!(a.receipts_delivered.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.system(2).unwrap().receipts_delivered.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -1827,6 +2076,9 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f.poll(1, NOW);
         assert!(f.poll_smpp(0).is_none(), "no legacy system saw either");
         assert_eq!(shared.stats.imdn_bad_tag.load(Ordering::Relaxed), 1);
+        let drops: HashMap<&str, u64> = shared.drops().collect();
+        assert_eq!(drops["tag_bad_mac"], 1, "{drops:?}");
+        assert_eq!(drops.values().sum::<u64>(), 1, "{drops:?}");
         assert_eq!(shared.stats.receipts_not_requested.load(Ordering::Relaxed), 1);
     }
 
