@@ -566,7 +566,20 @@ fn legacy_flow(args: &[&str]) -> serde_json::Value {
 /// come back as delivery IMDNs; forged tags route nowhere; smsc-b, unbound when its
 /// receipts arrive, gets them from the durable queue after it binds again.
 fn receipts_end_to_end() {
-    let mut smsc = smsc_double("pwc");
+    // smsc-c also originates 3 messages (deliver_sm) to a converged user: their delivery
+    // notifications come back to it as SME acks (submit_sm, esm_class 0x08).
+    let smsc_out = root_dir().join("target/lab/smsc_mo.json");
+    let smsc = Command::new("ip")
+        .args(["netns", "exec", LEGACY_NS])
+        .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+        .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
+        .args(["--mo", "3", "--duration", "120"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&smsc_out).expect("smsc output"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iwf-peer");
+    let mut smsc = Peer(smsc);
     wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(15), |c| get(c, "smpp.client_up") == 1);
     let ua_out = root_dir().join("target/lab/sip_ua.json");
     let mut ua = sip_ua(
@@ -635,7 +648,17 @@ fn receipts_end_to_end() {
         assert!(Instant::now() < deadline, "forged IMDNs counted by reason: {flows}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    smsc.stop();
+    // smsc-c's MO messages: accepted after the converged side took them, and each
+    // delivery notification came back to it as an SME ack addressed to the sender.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(smsc.0.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = smsc.0.wait();
+    let m = json_of(&std::fs::read_to_string(&smsc_out).unwrap_or_default(), "iwf-peer smsc --mo");
+    assert_eq!((m["mo_sent"].as_u64(), m["mo_accepted"].as_u64()), (Some(3), Some(3)), "{m}");
+    assert_eq!((m["sme_acks"].as_u64(), m["sme_acks_to_sender"].as_u64()), (Some(3), Some(3)), "{m}");
+    assert_eq!(m["user_acks"].as_u64(), Some(0), "no user ack was asked: {m}");
+    let mo = u["received"].as_array().map_or(0, |r| r.iter().filter(|x| x["cpim_from"].as_str().is_some_and(|f| f.contains("447000300009"))).count());
+    assert_eq!(mo, 3, "the MO messages reached the converged user: {u}");
 }
 
 /// `iwf-peer smsc` as smsc-c sending its receipts `delay_ms` after each submit_sm_resp

@@ -90,6 +90,17 @@ struct SmscArgs {
     /// Most connections served at once (more are closed at once).
     #[arg(long, default_value_t = 64)]
     max_connections: usize,
+    /// Mobile-originated messages to send to the first bound ESME (deliver_sm, asking
+    /// for a delivery receipt): iwf turns them into SIP MESSAGEs and the receipts come
+    /// back as submit_sm SME acks (esm_class 0x08 / 0x10), counted as `sme_acks`.
+    #[arg(long, default_value_t = 0)]
+    mo: u64,
+    /// source_addr of the MO messages (international).
+    #[arg(long, default_value = "447000300009")]
+    mo_from: String,
+    /// destination_addr of the MO messages: the converged user (international).
+    #[arg(long, default_value = "447900000042")]
+    mo_to: String,
 }
 
 #[derive(clap::Args)]
@@ -370,6 +381,12 @@ struct SmscStats {
     enquire_link: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    mo_sent: AtomicU64,
+    mo_accepted: AtomicU64,
+    mo_refused: AtomicU64,
+    sme_acks: AtomicU64,
+    sme_acks_to_sender: AtomicU64,
+    user_acks: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -380,6 +397,7 @@ fn add(c: &AtomicU64, n: u64) {
 #[derive(Clone, Copy)]
 struct Submitted {
     seq: u32,
+    esm_class: EsmClass,
     command: CommandId,
     source: OwnedAddress,
     destination: OwnedAddress,
@@ -462,6 +480,12 @@ fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
         "receipts_failed": get(&s.receipts_failed),
         "receipts_unsent": get(&s.receipts_unsent) + shared.held.lock().map_or(0, |h| h.len() as u64),
         "enquire_link": get(&s.enquire_link),
+        "mo_sent": get(&s.mo_sent),
+        "mo_accepted": get(&s.mo_accepted),
+        "mo_refused": get(&s.mo_refused),
+        "sme_acks": get(&s.sme_acks),
+        "sme_acks_to_sender": get(&s.sme_acks_to_sender),
+        "user_acks": get(&s.user_acks),
         "bytes_in": get(&s.bytes_in),
         "bytes_out": get(&s.bytes_out),
     });
@@ -483,6 +507,8 @@ struct SmscConn<'a> {
     /// Receipts sent and not yet acknowledged, by sequence number: a timeout or a lost
     /// connection puts them back in line (a receipt is delivered, or kept).
     inflight: std::collections::HashMap<u32, PendingReceipt>,
+    /// Sequence numbers of MO messages awaiting their deliver_sm_resp.
+    mo_inflight: HashSet<u32>,
     closed: bool,
 }
 
@@ -493,6 +519,7 @@ impl Driver for SmscConn<'_> {
         let empty = OwnedAddress::from(&Address::new(0, 0, b""));
         let mut s = Submitted {
             seq: pdu.sequence_number,
+            esm_class: EsmClass::DEFAULT,
             command: pdu.command_id(),
             source: empty,
             destination: empty,
@@ -501,6 +528,7 @@ impl Driver for SmscConn<'_> {
             text_len: 0,
         };
         if let Body::SubmitSm(m) = &pdu.body {
+            s.esm_class = m.esm_class;
             s.source = OwnedAddress::from(&m.source);
             s.destination = OwnedAddress::from(&m.destination);
             s.registered_delivery = m.registered_delivery;
@@ -517,6 +545,20 @@ impl Driver for SmscConn<'_> {
         if sub.command != CommandId::SubmitSm {
             add(&stats.other_requests, 1);
             let _ = session.respond(sub.seq, CommandStatus::ESME_RINVCMDID, b"");
+            return;
+        }
+        if sub.esm_class.is_receipt() {
+            // An SME acknowledgement of one of our MO messages.
+            if sub.esm_class.0 & 0x3c == EsmClass::SME_USER_ACK {
+                add(&stats.user_acks, 1);
+            } else {
+                add(&stats.sme_acks, 1);
+            }
+            let to = sub.destination.as_address();
+            if to.addr == self.shared.args.mo_from.as_bytes() {
+                add(&stats.sme_acks_to_sender, 1);
+            }
+            let _ = session.respond(sub.seq, CommandStatus::ESME_ROK, b"");
             return;
         }
         add(&stats.submit_sm, 1);
@@ -540,6 +582,11 @@ impl Driver for SmscConn<'_> {
         let stats = &self.shared.stats;
         match ev {
             Event::Bound { .. } => add(&stats.binds_ok, 1),
+            Event::Response { command_id: CommandId::DeliverSmResp, status, seq, .. }
+                if self.mo_inflight.remove(&seq) =>
+            {
+                add(if status.is_ok() { &stats.mo_accepted } else { &stats.mo_refused }, 1);
+            }
             Event::Response { command_id: CommandId::DeliverSmResp, status, seq, .. } => {
                 let r = self.inflight.remove(&seq);
                 if status.is_ok() {
@@ -598,7 +645,13 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
         }
     };
     let held = shared.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
-    let mut d = SmscConn { shared, receipts: held, inflight: std::collections::HashMap::new(), closed: false };
+    let mut d = SmscConn {
+        shared,
+        receipts: held,
+        inflight: std::collections::HashMap::new(),
+        mo_inflight: HashSet::new(),
+        closed: false,
+    };
     let mut unbinding_since: Option<Instant> = None;
     loop {
         let now = now_ms();
@@ -610,6 +663,27 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
         }
         if unbinding_since.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
             break;
+        }
+        // MO messages, once bound, as far as the window lets them out.
+        if matches!(conn.session.state(), SessionState::Bound(_)) {
+            while shared.stats.mo_sent.load(Ordering::Relaxed) < args.mo {
+                if conn.session.outstanding_requests() >= args.window {
+                    break;
+                }
+                let n = shared.stats.mo_sent.fetch_add(1, Ordering::Relaxed);
+                if n >= args.mo {
+                    break;
+                }
+                match send_mo(&mut conn.session, now, args, n) {
+                    Ok(seq) => {
+                        d.mo_inflight.insert(seq);
+                    }
+                    Err(_) => {
+                        shared.stats.mo_sent.fetch_sub(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
         }
         // Receipts an ended connection left behind come to a bound one.
         if matches!(conn.session.state(), SessionState::Bound(_)) {
@@ -676,6 +750,32 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
     add(&stats.enquire_link, c.pdus_in.enquire_link);
     add(&stats.bytes_in, c.bytes_in);
     add(&stats.bytes_out, c.bytes_out);
+}
+
+/// MO message `n`: a deliver_sm from a legacy user to a converged one, asking for a
+/// delivery receipt (which comes back as an SME acknowledgement).
+fn send_mo(session: &mut Session, now: u64, args: &SmscArgs, n: u64) -> Result<u32, SendError> {
+    let text = format!("mobile-originated message {n}");
+    let pdu = Pdu::new(
+        0,
+        Body::DeliverSm(SubmitSm {
+            service_type: b"",
+            source: Address::international(args.mo_from.as_bytes()),
+            destination: Address::international(args.mo_to.as_bytes()),
+            esm_class: EsmClass::DEFAULT,
+            protocol_id: 0,
+            priority_flag: 0,
+            schedule_delivery_time: b"",
+            validity_period: b"",
+            registered_delivery: RegisteredDelivery(1),
+            replace_if_present_flag: 0,
+            data_coding: 0,
+            sm_default_msg_id: 0,
+            short_message: text.as_bytes(),
+            tlvs: Tlvs::EMPTY,
+        }),
+    );
+    session.send_request(now, &pdu)
 }
 
 fn send_receipt(session: &mut Session, now: u64, r: &PendingReceipt) -> Result<u32, SendError> {
