@@ -657,7 +657,9 @@ fn receipts_end_to_end() {
     assert_eq!((m["mo_sent"].as_u64(), m["mo_accepted"].as_u64()), (Some(3), Some(3)), "{m}");
     assert_eq!((m["sme_acks"].as_u64(), m["sme_acks_to_sender"].as_u64()), (Some(3), Some(3)), "{m}");
     assert_eq!(m["user_acks"].as_u64(), Some(0), "no user ack was asked: {m}");
-    let mo = u["received"].as_array().map_or(0, |r| r.iter().filter(|x| x["cpim_from"].as_str().is_some_and(|f| f.contains("447000300009"))).count());
+    let mo = u["received"].as_array().map_or(0, |r| {
+        r.iter().filter(|x| x["cpim_from"].as_str().is_some_and(|f| f.contains("447000300009"))).count()
+    });
     assert_eq!(mo, 3, "the MO messages reached the converged user: {u}");
 }
 

@@ -206,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    fn the_annotated_example_provisions_too() {
+        let p = Provision::parse(include_str!("../../config/example.toml")).unwrap();
+        assert_eq!(p.routes.select_digits(b"447712345678", None), Ok(LegacySystemId(1)));
+        assert_eq!(p.routes.select_digits(b"441234567890", Some("text/plain")), Ok(LegacySystemId(2)));
+        assert!(p.routes.select_digits(b"441234567890", Some("image/png")).is_err());
+        assert_eq!(p.system(1).map(|l| l.throughput), Some(500));
+        let m = crate::interwork::address::Msisdn::parse("+447700900123").unwrap();
+        assert_eq!(p.msisdns.entry(&m), Some("sip:alice@ims.example.net"));
+    }
+
+    #[test]
     fn a_route_to_an_unknown_system_names_the_key_and_line() {
         let text = lab().replace("system = \"smsc-b\"", "system = \"smsc-x\"");
         let e = Provision::parse(&text).unwrap_err().to_string();

@@ -176,7 +176,10 @@ impl SipUdp {
             capacity: settings.client_transactions,
             secret: random_secret(),
             owner: settings.owner,
-            timers: crate::session::sip::Timers { t1: settings.timer_t1_ms.max(1), ..crate::session::sip::Timers::RFC3261 },
+            timers: crate::session::sip::Timers {
+                t1: settings.timer_t1_ms.max(1),
+                ..crate::session::sip::Timers::RFC3261
+            },
             ..ClientConfig::default()
         });
         SipUdp {

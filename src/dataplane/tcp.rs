@@ -1424,11 +1424,7 @@ fn sip_client_stream(
         let Some((token, bytes)) = out.pop_front() else { break };
         let _ = sock.send_slice(&bytes);
         tc.sip_client_sent.inc();
-        sent.push(StreamRequest {
-            branch: branch_of(&bytes),
-            token,
-            deadline: now.saturating_add(timer_f_ms),
-        });
+        sent.push(StreamRequest { branch: branch_of(&bytes), token, deadline: now.saturating_add(timer_f_ms) });
     }
     loop {
         if *len < buf.len() && sock.can_recv() {

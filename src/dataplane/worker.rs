@@ -140,7 +140,13 @@ impl Worker {
                     if is_udp(&m) {
                         // A SIP response to one of this worker's client transactions.
                         c.sip.responses_steered_in.inc();
-                        let mut tx = TxBatch { port: p.port_id, queue: me, pkts: [std::ptr::null_mut(); TX_BATCH], n: 0, bytes: 0 };
+                        let mut tx = TxBatch {
+                            port: p.port_id,
+                            queue: me,
+                            pkts: [std::ptr::null_mut(); TX_BATCH],
+                            n: 0,
+                            bytes: 0,
+                        };
                         handle(p, m, now_ms, pool, c, &mut tx, handoff);
                         tx.flush(c);
                         return;

@@ -1282,7 +1282,8 @@ impl Flows {
         }
         // With a store, the 200 also waits for the record and every part's id to be durable.
         let store_waits = if durable.is_some() && self.shared.store.is_some() { 1 + u16::from(count) } else { 0 };
-        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count) + store_waits, refused: None, answer: None });
+        let key =
+            self.waiters.insert(Waiter { txn, remaining: u16::from(count) + store_waits, refused: None, answer: None });
         let token = self.token(key);
         if let (Some((message, record)), true) = (durable, self.shared.store.is_some()) {
             let store_key = self.store_key();
@@ -1583,7 +1584,9 @@ impl Flows {
                 let mut headers = [crate::wire::sip::Header::EMPTY; 48];
                 let txn = SipTxn::Remote { token: job.token };
                 match crate::wire::sip::Parser::datagram().parse(&job.request, &mut headers) {
-                    Ok(crate::wire::sip::Status::Complete(_, msg)) => self.sip_message(now, unix, txn, &msg, &job.request),
+                    Ok(crate::wire::sip::Status::Complete(_, msg)) => {
+                        self.sip_message(now, unix, txn, &msg, &job.request)
+                    }
                     _ => self.answer(txn, 500, "Server Internal Error (hand-over)"),
                 }
             }
