@@ -837,6 +837,11 @@ allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\ns
         assert!(Instant::now() < deadline, "no SIGHUP reload in the log");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // smsc-d removed again while the others send: it can no longer bind.
+    std::fs::write(lab_config(), &base).unwrap();
+    let (status, body) = admin("POST", "/-/reload");
+    assert_eq!(status, 200, "reload: {body}");
+    assert_eq!(bind_status("smscd", "pwd"), 0x0f, "a removed system is refused: ESME_RINVSYSID");
     let out = flow.wait_with_output().expect("legacy_flow.py");
     let v = json_of(&String::from_utf8_lossy(&out.stdout), "legacy_flow.py");
     assert_eq!(v["checks"]["errors"], 0, "{v}");
@@ -847,15 +852,18 @@ allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\ns
     assert_eq!(status, 200);
     for needle in [
         "iwf_flow_receipts_delivered_total",
-        "iwf_config_reloads_ok_total 2",
+        "iwf_config_reloads_ok_total 3",
+        "iwf_system_receipts_delivered_total{system=\"smsc-a\"}",
+        "iwf_system_messages_in_total{system=\"smsc-b\"}",
+        "iwf_drops_total{reason=\"tag_bad_mac\"}",
         "iwf_config_reloads_failed_total 1",
-        "iwf_lane_queued{system=\"smsc-d\"}",
+        "iwf_lane_queued{system=\"smsc-a\"}",
     ] {
         assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
     }
     // The same counters as DPDK telemetry commands.
     let flows = telemetry("/iwf/flows");
-    assert!(flows.contains("\"flow/receipts_delivered\"") && flows.contains("\"lane/smsc_d/queued\""), "{flows}");
+    assert!(flows.contains("\"flow/receipts_delivered\"") && flows.contains("\"lane/smsc_a/queued\"") && flows.contains("\"system/smsc_b/receipts_delivered\""), "{flows}");
     let legacy = telemetry("/iwf/stats,legacy");
     assert!(legacy.contains("\"smpp/binds_ok\""), "{legacy}");
     std::fs::write(lab_config(), &base).unwrap();
