@@ -97,9 +97,9 @@ done
 echo "  iwf bound to smsc-c (iwf_smpp_client_up{port=\"legacy\"} 1)"
 
 # The converged side: the SIP core and its users.
-note "ip netns exec iwf-conv python3 tests/peers/sip_ua.py --notify both --duration 25 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 &"
+note "ip netns exec iwf-conv python3 tests/peers/sip_ua.py --notify both --duration 12 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 &"
 ip netns exec iwf-conv python3 tests/peers/sip_ua.py --listen 198.18.2.1:5060 --iwf 198.18.2.2:5060 \
-    --notify both --duration 25 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 \
+    --notify both --duration 12 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 \
     >"$out/sip_ua.json" 2>"$out/sip_ua.log" </dev/null &
 ua_pid=$!
 pids+=("$ua_pid")
