@@ -21,6 +21,11 @@
 #    then the same client against `iwf-peer smsc` on the kernel stack in the same
 #    namespace (kernel TCP over loopback: no tap). Figure: PDUs/s (requests + responses)
 #    of each, and iwf's over the kernel's.
+# e2e: the mission end to end in the same lab: `iwf-peer esme` as smsc-a submits
+#    E2E_COUNT messages asking for receipts (window E2E_WINDOW); `iwf-peer ua` in iwf-conv
+#    answers each SIP MESSAGE 200 and sends the delivery IMDN back; the driver matches
+#    every deliver_sm receipt to the message_id it was given. Figures: receipts/s and
+#    submit → receipt p50 / p99 (hdrhistogram).
 # 4. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
 #    ceiling counts packets in); rows (date, machine, figure, value, ratio) appended to
 #    BENCHMARKS.md.
@@ -28,8 +33,9 @@
 # Stops by itself (each tool under `timeout`, the whole run under BENCH_LIMIT_S) and
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
-# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300), BENCH_PARTS ("ceiling sip smpp": which
-# figures to measure), SMPP_COUNT (300000), SMPP_WINDOW (10).
+# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300), BENCH_PARTS ("ceiling sip smpp e2e":
+# which figures to measure), SMPP_COUNT (300000), SMPP_WINDOW (10), E2E_COUNT (20000),
+# E2E_WINDOW (64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -41,7 +47,8 @@ done
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
-PARTS=${BENCH_PARTS:-"ceiling sip smpp"}
+PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e"}
+E2E_COUNT=${E2E_COUNT:-20000}
 SMPP_COUNT=${SMPP_COUNT:-300000}
 SMPP_WINDOW=${SMPP_WINDOW:-10}
 CEILING_S=${CEILING_S:-5}
@@ -81,7 +88,7 @@ fi
 IWF_BIN=$TARGET/release/iwf
 PEER_BIN=$TARGET/release/iwf-peer
 [ -x "$IWF_BIN" ] || { echo "bench: no release binary at $IWF_BIN" >&2; exit 1; }
-if want smpp; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
+if want smpp || want e2e; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
 
 # --- 1. the tap ceiling ------------------------------------------------------------
@@ -140,8 +147,10 @@ fi
 sed -e 's/^server_transactions = .*/server_transactions = 524288 # bench: 32 s of Timer J at 16 k\/s/' \
     -e 's/^server_slot_bytes = .*/server_slot_bytes = 768/' \
     -e 's/^options_interval_ms = .*/options_interval_ms = 30000/' \
-    -e 's/^stats_interval_ms = .*/stats_interval_ms = 1000/' config/lab.toml >"$OUT/bench.toml"
-if want sip || want smpp; then
+    -e 's/^stats_interval_ms = .*/stats_interval_ms = 1000/' \
+    -e 's/^client_transactions = .*/client_transactions = 65536 # bench: (RTT + Timer K 5 s) at 13 k\/s/' \
+    -e 's/^window = 10$/window = 64/' config/lab.toml >"$OUT/bench.toml"
+if want sip || want smpp || want e2e; then
     say "lab up (release binary, $OUT/bench.toml)"
     IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up >"$OUT/lab-up.log" 2>&1 ||
         { cat "$OUT/lab-up.log" >&2; exit 1; }
@@ -234,6 +243,37 @@ if want smpp; then
     say "SMPP: iwf $SMPP_IWF PDUs/s, kernel $SMPP_KERNEL PDUs/s"
     [ "$SMPP_IWF" -gt 0 ] && [ "$SMPP_KERNEL" -gt 0 ] || { echo "bench: an SMPP run measured nothing (see $OUT/esme*.json, $OUT/esme.err)" >&2; exit 1; }
 fi
+# --- 3b. the mission end to end ----------------------------------------------------------
+# `iwf-peer esme` as smsc-a (window E2E_WINDOW) submits E2E_COUNT messages asking for
+# receipts; iwf turns each into a SIP MESSAGE; `iwf-peer ua` in iwf-conv (the SIP core
+# and its users) answers 200 and sends the delivery notification back; iwf routes it by
+# the tag to smsc-a's lane and sends the deliver_sm receipt, which the driver matches to
+# the message_id it was given. Figures: receipts/s, submit → receipt latency.
+E2E_RPS=0
+E2E_P50=0
+E2E_P99=0
+E2E_WINDOW=${E2E_WINDOW:-64}
+if want e2e; then
+    ip netns exec iwf-conv timeout 200 "$PEER_BIN" ua --listen 198.18.2.1:5060 --duration 150 \
+        >"$OUT/ua.json" 2>"$OUT/ua.err" &
+    UA_PID=$!
+    sleep 0.5
+    say "end to end: iwf-peer esme (smsca, $E2E_COUNT submit_sm asking for receipts, window $E2E_WINDOW) -> iwf -> iwf-peer ua -> IMDN -> iwf -> receipt"
+    E2E_JSON=$(ip netns exec iwf-legacy timeout 150 "$PEER_BIN" esme --connect 198.18.1.2:2775 --system-id smsca --password pwa \
+        --count "$E2E_COUNT" --window "$E2E_WINDOW" --registered-delivery 1 --destination 447900000001 \
+        --receipt-wait-ms 10000 --timeout 140 2>>"$OUT/esme.err" || true)
+    echo "$E2E_JSON" >"$OUT/esme-e2e.json"
+    kill -TERM "$UA_PID" 2>/dev/null || true
+    wait "$UA_PID" 2>/dev/null || true
+    read -r E2E_RPS E2E_P50 E2E_P99 E2E_MATCHED < <(echo "$E2E_JSON" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+l = d.get("receipt_latency_us", {})
+print(round(d.get("receipts_per_s", 0)), l.get("p50", 0), l.get("p99", 0), d.get("receipts_matched", 0))' 2>/dev/null || echo "0 0 0 0")
+    say "end to end: $E2E_MATCHED receipts matched, $E2E_RPS receipts/s, submit -> receipt p50 $E2E_P50 us, p99 $E2E_P99 us"
+    say "iwf flows: $(grep -E '^flows ' target/lab/iwf.log | tail -n1)"
+    [ "$E2E_RPS" -gt 0 ] || { echo "bench: the end-to-end run measured nothing (see $OUT/esme-e2e.json, $OUT/ua.json, target/lab/iwf.log)" >&2; exit 1; }
+fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
 
 # --- 4. report ------------------------------------------------------------------------
@@ -274,6 +314,11 @@ fi
         echo "| $DATE | $MACHINE | SMPP, same client (iwf-peer esme, $SMPP_COUNT submit_sm, window $SMPP_WINDOW) against iwf-peer smsc on the kernel stack (loopback in iwf-legacy) | $SMPP_KERNEL PDUs/s | 1.00 |"
         echo "| $DATE | $MACHINE | SMPP PDUs/s through iwf's userspace TCP (smoltcp, 1 worker lcore; submit_sm → ESME_RINVDSTADR from the flows), ratio to the kernel row | $SMPP_IWF PDUs/s | $SMPP_RATIO |"
     fi
+    if want e2e; then
+        E2E_RATIO=$(python3 -c "print(f'{$E2E_RPS / $CEILING:.3f}' if $CEILING else '')")
+        echo "| $DATE | $MACHINE | receipts/s end to end: submit_sm (iwf-peer esme, window $E2E_WINDOW) → SIP MESSAGE → 200 + delivery IMDN (iwf-peer ua) → deliver_sm receipt matched at the sender; ratio to the tap ceiling when measured | $E2E_RPS receipts/s | $E2E_RATIO |"
+        echo "| $DATE | $MACHINE | submit_sm → its receipt back at the sender, p50 / p99 (same run) | $E2E_P50 / $E2E_P99 µs | |"
+    fi
 } >>BENCHMARKS.md
-say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO; SMPP iwf $SMPP_IWF / kernel $SMPP_KERNEL PDUs/s (BENCHMARKS.md)"
+say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO; SMPP iwf $SMPP_IWF / kernel $SMPP_KERNEL PDUs/s; end to end $E2E_RPS receipts/s, p99 $E2E_P99 µs (BENCHMARKS.md)"
 say "done in $(($(date +%s) - START)) s"

@@ -863,7 +863,12 @@ allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\ns
     }
     // The same counters as DPDK telemetry commands.
     let flows = telemetry("/iwf/flows");
-    assert!(flows.contains("\"flow/receipts_delivered\"") && flows.contains("\"lane/smsc_a/queued\"") && flows.contains("\"system/smsc_b/receipts_delivered\""), "{flows}");
+    assert!(
+        flows.contains("\"flow/receipts_delivered\"")
+            && flows.contains("\"lane/smsc_a/queued\"")
+            && flows.contains("\"system/smsc_b/receipts_delivered\""),
+        "{flows}"
+    );
     let legacy = telemetry("/iwf/stats,legacy");
     assert!(legacy.contains("\"smpp/binds_ok\""), "{legacy}");
     std::fs::write(lab_config(), &base).unwrap();

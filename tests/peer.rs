@@ -212,3 +212,79 @@ fn esme_refuses_bad_arguments_and_unreachable_peers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("too long"));
 }
+
+/// `iwf-peer ua` on loopback: a MESSAGE asking for positive-delivery gets 200 and a
+/// delivery notification back for its imdn.Message-ID; a retransmitted MESSAGE gets the
+/// same 200 and no second notification; the summary counts what happened.
+#[test]
+fn ua_answers_and_sends_the_delivery_notification_back() {
+    use std::net::UdpSocket;
+    let mut child = Command::new(PEER)
+        .args(["ua", "--listen", "127.0.0.1:0", "--duration", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start iwf-peer ua");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("listening line");
+    let ua: SocketAddr = line.trim().strip_prefix("listening on ").expect("listening line").parse().expect("address");
+    let me = UdpSocket::bind("127.0.0.1:0").unwrap();
+    me.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = me.local_addr().unwrap();
+    let cpim = "From: <sip:+447000100001@iwf.ims.lab;user=phone>\r\nTo: <sip:+447900000001@ims.lab;user=phone>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: 000tag000000000000000000000000a1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
+imdn.Disposition-Notification: positive-delivery, negative-delivery\r\n\r\n\
+Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 5\r\n\r\nhello";
+    let message = format!(
+        "MESSAGE sip:+447900000001@ims.lab;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKtest1\r\n\
+Max-Forwards: 70\r\nFrom: <sip:+447000100001@iwf.ims.lab;user=phone>;tag=a\r\nTo: <sip:+447900000001@ims.lab;user=phone>\r\n\
+Call-ID: c1@127.0.0.1\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+        cpim.len()
+    );
+    let mut buf = [0u8; 8192];
+    me.send_to(message.as_bytes(), ua).unwrap();
+    let (n, _) = me.recv_from(&mut buf).expect("the 200");
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(first.starts_with("SIP/2.0 200 OK\r\n"), "{first}");
+    // The retransmission: the same response, no new notification.
+    me.send_to(message.as_bytes(), ua).unwrap();
+    let mut imdn = None;
+    let mut second = None;
+    for _ in 0..2 {
+        let (n, from) = me.recv_from(&mut buf).expect("the resent 200 and the IMDN");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("MESSAGE ") {
+            imdn = Some((text, from));
+        } else {
+            second = Some(text);
+        }
+    }
+    assert_eq!(second.as_deref(), Some(first.as_str()), "a retransmission gets the same response");
+    let (imdn, from) = imdn.expect("a delivery notification");
+    assert!(imdn.starts_with("MESSAGE sip:+447000100001@iwf.ims.lab;user=phone SIP/2.0\r\n"), "{imdn}");
+    assert!(imdn.contains("<message-id>000tag000000000000000000000000a1</message-id>"), "{imdn}");
+    assert!(imdn.contains("<delivered/>") && imdn.contains("Content-Disposition: notification"), "{imdn}");
+    // Answer it 200 (the UA matches the response by its Via branch).
+    let get = |name: &str| {
+        imdn.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_string()).unwrap_or_default()
+    };
+    let via = get("Via:");
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {}\r\nTo: {};tag=x\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        get("From:"),
+        get("To:"),
+        get("Call-ID:"),
+        get("CSeq:")
+    );
+    me.send_to(ok.as_bytes(), from).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().expect("ua output");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ua summary is JSON");
+    assert_eq!(v["messages"], 1, "{v}");
+    assert_eq!(v["retransmitted_messages"], 1, "{v}");
+    assert_eq!(v["imdns_sent"], 1, "{v}");
+    assert_eq!(v["imdns_ok"], 1, "{v}");
+    assert_eq!(v["imdns_unanswered"], 0, "{v}");
+}

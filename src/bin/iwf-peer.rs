@@ -14,10 +14,17 @@
 //!   most `--rate` per second), answers the receipts, and prints submit_sm_resp
 //!   latency percentiles, throughput and receipt counts as one line of JSON.
 //!
-//! Both stop by themselves (bounded count, duration and timeouts) and talk
+//! - `iwf-peer ua`: the converged side on UDP (SIP core and users): answers
+//!   MESSAGE and OPTIONS, sends a delivery notification back for each MESSAGE
+//!   that asked for one (see `iwf-peer/ua.rs`).
+//!
+//! They stop by themselves (bounded count, duration and timeouts) and talk
 //! only to the address given on the command line. Exit status: 0 done, 1 an
 //! error (connect, bind refused: the one-line error names the status), 2 the
 //! run ended incomplete (JSON still printed).
+#[path = "iwf-peer/ua.rs"]
+mod ua;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use iwf::session::smpp::{
@@ -52,6 +59,8 @@ enum Command {
     Smsc(SmscArgs),
     /// An ESME load driver: binds, submits, collects receipts, reports latency.
     Esme(EsmeArgs),
+    /// The converged side on UDP: answers MESSAGEs, sends delivery notifications back.
+    Ua(ua::UaArgs),
 }
 
 /// How the SMSC double writes message ids.
@@ -835,11 +844,13 @@ struct Delivered {
 /// The ESME driver's run state.
 struct EsmeRun {
     hist: Histogram<u64>,
+    /// submit_sm → its receipt, µs.
+    receipt_hist: Histogram<u64>,
     sent_at: HashMap<u32, Instant>,
     /// Message ids answered, awaiting their receipt.
-    ids: HashSet<Vec<u8>>,
+    ids: HashMap<Vec<u8>, Instant>,
     /// Receipts that came before their submit_sm_resp was seen.
-    early: HashSet<Vec<u8>>,
+    early: HashMap<Vec<u8>, Instant>,
     errors: BTreeMap<String, u64>,
     answered: u64,
     ok: u64,
@@ -894,9 +905,10 @@ impl Driver for EsmeRun {
         self.receipts += 1;
         self.last_receipt = Some(Instant::now());
         let id = d.id[..d.id_len as usize].to_vec();
-        if self.ids.remove(&id) {
+        if let Some(submitted) = self.ids.remove(&id) {
             self.matched += 1;
-        } else if !self.early.insert(id) {
+            let _ = self.receipt_hist.record(submitted.elapsed().as_micros().clamp(1, 120_000_000) as u64);
+        } else if self.early.insert(id, Instant::now()).is_some() {
             self.duplicates += 1;
         }
     }
@@ -910,7 +922,8 @@ impl Driver for EsmeRun {
                 status,
                 message_id,
             } => {
-                if let Some(t) = self.sent_at.remove(&seq) {
+                let submitted = self.sent_at.remove(&seq);
+                if let Some(t) = submitted {
                     let us = t.elapsed().as_micros().clamp(1, 120_000_000) as u64;
                     let _ = self.hist.record(us);
                 }
@@ -919,11 +932,14 @@ impl Driver for EsmeRun {
                 if status.is_ok() {
                     self.ok += 1;
                     let id = message_id.as_bytes().to_vec();
+                    let submitted = submitted.unwrap_or_else(Instant::now);
                     // A receipt may beat its submit_sm_resp (PROTOCOLS.md pitfall 1).
-                    if self.early.remove(&id) {
+                    if let Some(at) = self.early.remove(&id) {
                         self.matched += 1;
+                        let us = at.saturating_duration_since(submitted).as_micros().clamp(1, 120_000_000) as u64;
+                        let _ = self.receipt_hist.record(us);
                     } else {
-                        self.ids.insert(id);
+                        self.ids.insert(id, submitted);
                     }
                 } else {
                     *self.errors.entry(status.to_string()).or_default() += 1;
@@ -971,9 +987,10 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
     let mut conn = Conn::new(stream, session).map_err(|e| format!("socket: {e}"))?;
     let mut run = EsmeRun {
         hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| format!("histogram: {e}"))?,
+        receipt_hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| format!("histogram: {e}"))?,
         sent_at: HashMap::new(),
-        ids: HashSet::new(),
-        early: HashSet::new(),
+        ids: HashMap::new(),
+        early: HashMap::new(),
         errors: BTreeMap::new(),
         answered: 0,
         ok: 0,
@@ -996,9 +1013,13 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
     let mut text = String::new();
     let mut io_error: Option<String> = None;
     let pace = |start: Instant, n: u64| args.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
+    let mut throttled_until: Option<u64> = None;
 
     loop {
         let now = now_ms();
+        if throttled_until.is_some_and(|t| t <= now) {
+            throttled_until = None;
+        }
         // Submit as far as window, rate and count allow.
         if let (Some(start), false) = (run.bound_at, unbinding) {
             while submitted < args.count {
@@ -1032,12 +1053,12 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
                         run.sent_at.insert(seq, Instant::now());
                         submitted += 1;
                     }
-                    Err(
-                        SendError::WindowFull
-                        | SendError::OutputFull
-                        | SendError::Throttled { .. }
-                        | SendError::NotBound,
-                    ) => break,
+                    Err(SendError::Throttled { until }) => {
+                        // The peer answered ESME_RTHROTTLED: wait until the back-off ends.
+                        throttled_until = Some(until);
+                        break;
+                    }
+                    Err(SendError::WindowFull | SendError::OutputFull | SendError::NotBound) => break,
                     Err(e) => return Err(format!("cannot submit: {e}")),
                 }
             }
@@ -1067,7 +1088,9 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
             break;
         }
         let mut wait = Duration::from_millis(50);
-        if let (Some(start), false, false) = (run.bound_at, unbinding, submitted >= args.count) {
+        if let Some(until) = throttled_until {
+            wait = wait.min(Duration::from_millis(until.saturating_sub(now_ms()).max(1)));
+        } else if let (Some(start), false, false) = (run.bound_at, unbinding, submitted >= args.count) {
             if run.sent_at.len() < args.window {
                 match pace(start, submitted) {
                     Some(due) if due > Instant::now() => {
@@ -1097,6 +1120,8 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
     let complete = run.answered == args.count && run.ok == args.count && (!wants_receipt || run.matched == run.ok);
     let h = &run.hist;
     let q = |p: f64| h.value_at_quantile(p);
+    let r = &run.receipt_hist;
+    let rq = |p: f64| r.value_at_quantile(p);
     let summary = json!({
         "role": "esme",
         "connect": args.connect.to_string(),
@@ -1125,6 +1150,11 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
             "min": h.min(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
             "p999": q(0.999), "max": h.max(), "mean": h.mean(),
         },
+        "receipts_per_s": if elapsed_all > 0.0 { run.matched as f64 / elapsed_all } else { 0.0 },
+        "receipt_latency_us": {
+            "min": r.min(), "p50": rq(0.5), "p90": rq(0.9), "p99": rq(0.99),
+            "p999": rq(0.999), "max": r.max(), "mean": r.mean(),
+        },
         "closed": reason.to_string(),
         "complete": complete,
     });
@@ -1139,6 +1169,7 @@ fn main() -> ExitCode {
     let (name, result) = match cli.command {
         Command::Smsc(a) => ("smsc", smsc(a)),
         Command::Esme(a) => ("esme", esme(a)),
+        Command::Ua(a) => ("ua", ua::ua(a)),
     };
     match result {
         Ok(code) => code,
