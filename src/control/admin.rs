@@ -14,15 +14,11 @@
 //! [`Limits::max_request_bytes`] is answered 413, one that does not parse 400. Requests
 //! are parsed with `httparse`.
 //!
-//! ```toml
-//! [admin]
-//! listen = "127.0.0.1:9870"   # default; a non-loopback address needs allow_remote
-//! allow_remote = false
-//! ```
+//! The address comes from `[control] admin` (`127.0.0.1:9870` in the shipped files); the
+//! configuration refuses a non-loopback one, as the endpoint has no authentication.
 //!
 //! [`MetricsSource`]: super::metrics::MetricsSource
 
-use super::config::{self, ConfigError, Doc};
 use super::metrics::{MetricsRegistry, CONTENT_TYPE};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -41,56 +37,6 @@ const ACCEPT_POLL: Duration = Duration::from_millis(20);
 /// How long an answered connection's unread input is drained before closing (so the
 /// close is a FIN, not a reset that could discard the answer at the client).
 const DRAIN: Duration = Duration::from_millis(200);
-
-/// The `[admin]` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminConfig {
-    /// Where the endpoint listens (`admin.listen`, default 127.0.0.1:9870).
-    pub listen: SocketAddr,
-    /// Whether a non-loopback `listen` is allowed (`admin.allow_remote`, default false).
-    pub allow_remote: bool,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig { listen: DEFAULT_LISTEN, allow_remote: false }
-    }
-}
-
-/// Reads the optional `[admin]` section (the defaults when it is absent). A non-loopback
-/// `listen` without `allow_remote = true` is an error naming `admin.listen` and its line.
-pub fn load_admin(text: &str) -> Result<AdminConfig, ConfigError> {
-    let doc = Doc { text };
-    let root = config::parse(text)?;
-    let mut cfg = AdminConfig::default();
-    let Some(section) = Doc::get(root.get_ref(), "admin") else {
-        return Ok(cfg);
-    };
-    let t = doc.table("admin", section)?;
-    doc.only(t, "admin", &["listen", "allow_remote"])?;
-    if let Some(v) = Doc::get(t, "allow_remote") {
-        cfg.allow_remote = doc.boolean("admin.allow_remote", v)?;
-    }
-    if let Some(v) = Doc::get(t, "listen") {
-        let s = doc.string("admin.listen", v)?;
-        cfg.listen = match s.parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => return doc.err("admin.listen", v.span(), format!("{s:?} is not an address:port")),
-        };
-        if !cfg.listen.ip().is_loopback() && !cfg.allow_remote {
-            return doc.err(
-                "admin.listen",
-                v.span(),
-                format!(
-                    "{} is not a loopback address: the admin endpoint has no authentication; \
-                     set admin.allow_remote = true to expose it anyway",
-                    cfg.listen.ip()
-                ),
-            );
-        }
-    }
-    Ok(cfg)
-}
 
 /// Size and time limits of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +103,8 @@ pub struct AdminHandle {
 
 impl Admin {
     /// Binds `addr` and serves on a new thread (`iwf-admin`) with the default [`Limits`].
-    /// The address is not checked here: [`load_admin`] refuses a non-loopback one.
+    /// The address is not checked here: the configuration (`control.admin`) refuses a
+    /// non-loopback one.
     pub fn start(addr: SocketAddr, handlers: Handlers) -> io::Result<AdminHandle> {
         Admin::start_with(addr, handlers, Limits::default())
     }
@@ -608,28 +555,5 @@ mod tests {
         .unwrap();
         assert_eq!(exchange(h.local_addr(), b"POST /-/reload HTTP/1.1\r\n\r\n").0, 500);
         assert_eq!(get(h.local_addr(), "/healthz").0, 200);
-    }
-
-    #[test]
-    fn admin_section() {
-        assert_eq!(load_admin("[tag]\nsigning_key = 1\n").unwrap(), AdminConfig::default());
-        assert_eq!(DEFAULT_LISTEN.to_string(), "127.0.0.1:9870");
-        let c = load_admin("[admin]\nlisten = \"127.0.0.2:9999\"\n").unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.2:9999");
-        assert_eq!(load_admin("[admin]\nlisten = \"[::1]:9870\"\n").unwrap().listen.port(), 9870);
-
-        let e = load_admin("# admin\n[admin]\nlisten = \"0.0.0.0:9870\"\n").unwrap_err();
-        assert_eq!((e.key.as_str(), e.line), ("admin.listen", 3));
-        assert!(e.message.contains("allow_remote"), "{e}");
-        let c = load_admin("[admin]\nlisten = \"10.0.0.1:9870\"\nallow_remote = true\n").unwrap();
-        assert!(c.allow_remote);
-        assert_eq!(c.listen.to_string(), "10.0.0.1:9870");
-
-        let e = load_admin("[admin]\nlisten = \"localhost\"\n").unwrap_err();
-        assert_eq!((e.key.as_str(), e.line), ("admin.listen", 2));
-        let e = load_admin("[admin]\nallow_remote = 1\n").unwrap_err();
-        assert_eq!(e.key, "admin.allow_remote");
-        let e = load_admin("[admin]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
-        assert_eq!((e.key.as_str(), e.line), ("admin.lisen", 2));
     }
 }

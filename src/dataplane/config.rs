@@ -249,6 +249,9 @@ pub struct LegacyConfig {
     /// Messages per second it may send, and iwf may send it (0: no limit): beyond,
     /// ESME_RTHROTTLED / SIP 503 + Retry-After.
     pub throughput: u32,
+    /// Whether a converged sender without a telephone number (`sip:alice@…`) may reach it
+    /// as an alphanumeric source address (else the MESSAGE is refused 403).
+    pub alphanumeric_senders: bool,
 }
 
 impl Default for LegacyConfig {
@@ -270,6 +273,7 @@ impl Default for LegacyConfig {
             country_code: None,
             lane_capacity: 4096,
             throughput: 0,
+            alphanumeric_senders: false,
         }
     }
 }
@@ -751,6 +755,7 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 "country_code",
                 "lane_capacity",
                 "throughput",
+                "alphanumeric_senders",
             ],
         )?;
         let req = |k: &str, what: &str| match Doc::get(t, k) {
@@ -896,6 +901,10 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 Some(cc.to_string())
             }
         };
+        let alphanumeric_senders = match Doc::get(t, "alphanumeric_senders") {
+            Some(v) => doc.boolean(&format!("{at}.alphanumeric_senders"), v)?,
+            None => false,
+        };
         let throughput = match Doc::get(t, "throughput") {
             Some(v) => doc.integer(&format!("{at}.throughput"), v, 0, 1_000_000)? as u32,
             None => 0,
@@ -905,6 +914,7 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
             None => 4096,
         };
         out.push(LegacyConfig {
+            alphanumeric_senders,
             throughput,
             user_ack,
             default_encoding,

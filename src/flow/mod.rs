@@ -1252,7 +1252,11 @@ impl Flows {
         let params = SubmitParams {
             reference: self.concat_ref,
             first_sequence: first,
-            sender_policy: SenderPolicy::AlphanumericFallback,
+            sender_policy: if l.alphanumeric_senders {
+                SenderPolicy::AlphanumericFallback
+            } else {
+                SenderPolicy::NumberOnly
+            },
         };
         let batch = match sip_to_submit(msg, &exchange, params, &mut self.scratch, &mut self.out) {
             Ok(b) => b,
@@ -1950,6 +1954,37 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(shared.system(1).unwrap().throttled.load(Ordering::Relaxed), 1);
         assert_eq!(shared.system(3).unwrap().throttled.load(Ordering::Relaxed), 1);
         assert_eq!(shared.drops().find(|(r, _)| *r == "throttled").map(|(_, n)| n), Some(2));
+    }
+
+    #[test]
+    fn a_sender_without_a_number_needs_the_systems_alphanumeric_senders() {
+        let message = conv_message("+447000300001", "al1")
+            .replace("From: <sip:+447900000001@ims.lab;user=phone>\r\nTo", "From: <sip:alice@ims.lab>\r\nTo")
+            .replace("From: <sip:+447900000001@ims.lab;user=phone>;tag=a", "From: <sip:alice@ims.lab>;tag=a");
+        // The CPIM body got shorter: fix the SIP Content-Length.
+        let (head, body) = message.split_once("\r\n\r\n").unwrap();
+        let head = head.split("\r\n").filter(|l| !l.starts_with("Content-Length")).collect::<Vec<_>>().join("\r\n");
+        let sip = format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        for (allowed, want) in [(false, Some(403)), (true, None)] {
+            let text = if allowed {
+                text.replace("system_id = \"iwf\"", "system_id = \"iwf\"\nalphanumeric_senders = true")
+            } else {
+                text.clone()
+            };
+            let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+            let mut f = flows(&shared);
+            let mut server = ServerTransactions::new(ServerConfig::default());
+            f.bound(SMSCC, 3, true);
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+            assert_eq!(f.poll_answer(|_| true).map(|a| a.status), want);
+            if allowed {
+                let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+                let Body::SubmitSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+                assert_eq!((sm.source.ton, sm.source.addr), (5, &b"alice"[..]));
+            }
+        }
     }
 
     #[test]
