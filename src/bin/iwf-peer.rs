@@ -761,29 +761,24 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
     add(&stats.bytes_out, c.bytes_out);
 }
 
+/// A plain short message between two international numbers (the body of the driver's
+/// submit_sm and of the double's MO deliver_sm).
+fn short_message<'a>(source: &'a str, destination: &'a str, rd: RegisteredDelivery, text: &'a [u8]) -> SubmitSm<'a> {
+    SubmitSm {
+        source: Address::international(source.as_bytes()),
+        destination: Address::international(destination.as_bytes()),
+        registered_delivery: rd,
+        short_message: text,
+        ..SubmitSm::default()
+    }
+}
+
 /// MO message `n`: a deliver_sm from a legacy user to a converged one, asking for a
 /// delivery receipt (which comes back as an SME acknowledgement).
 fn send_mo(session: &mut Session, now: u64, args: &SmscArgs, n: u64) -> Result<u32, SendError> {
     let text = format!("mobile-originated message {n}");
-    let pdu = Pdu::new(
-        0,
-        Body::DeliverSm(SubmitSm {
-            service_type: b"",
-            source: Address::international(args.mo_from.as_bytes()),
-            destination: Address::international(args.mo_to.as_bytes()),
-            esm_class: EsmClass::DEFAULT,
-            protocol_id: 0,
-            priority_flag: 0,
-            schedule_delivery_time: b"",
-            validity_period: b"",
-            registered_delivery: RegisteredDelivery(1),
-            replace_if_present_flag: 0,
-            data_coding: 0,
-            sm_default_msg_id: 0,
-            short_message: text.as_bytes(),
-            tlvs: Tlvs::EMPTY,
-        }),
-    );
+    let sm = short_message(&args.mo_from, &args.mo_to, RegisteredDelivery(1), text.as_bytes());
+    let pdu = Pdu::new(0, Body::DeliverSm(sm));
     session.send_request(now, &pdu)
 }
 
@@ -1029,25 +1024,8 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
                 text.clear();
                 use std::fmt::Write as _;
                 let _ = write!(text, "iwf-peer message {submitted}");
-                let pdu = Pdu::new(
-                    0,
-                    Body::SubmitSm(SubmitSm {
-                        service_type: b"",
-                        source: Address::international(args.source.as_bytes()),
-                        destination: Address::international(args.destination.as_bytes()),
-                        esm_class: EsmClass::DEFAULT,
-                        protocol_id: 0,
-                        priority_flag: 0,
-                        schedule_delivery_time: b"",
-                        validity_period: b"",
-                        registered_delivery: rd,
-                        replace_if_present_flag: 0,
-                        data_coding: 0,
-                        sm_default_msg_id: 0,
-                        short_message: text.as_bytes(),
-                        tlvs: Tlvs::EMPTY,
-                    }),
-                );
+                let sm = short_message(&args.source, &args.destination, rd, text.as_bytes());
+                let pdu = Pdu::new(0, Body::SubmitSm(sm));
                 match conn.session.send_request(now, &pdu) {
                     Ok(seq) => {
                         run.sent_at.insert(seq, Instant::now());

@@ -351,7 +351,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
         None => None,
     };
-    let shared = Arc::new(crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx)));
+    let shared = crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx))
+        .map_err(|e| DataplaneError::Setup(format!("lanes: {e}")))?;
+    let shared = Arc::new(shared);
     if let Err(e) = super::telemetry::register(Arc::clone(&stats))
         .and_then(|()| super::telemetry::register_flows(Arc::clone(&shared)))
     {

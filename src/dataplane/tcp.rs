@@ -1029,14 +1029,8 @@ impl Endpoint {
                     } else if state == TcpState::TimeWait {
                         sock.abort();
                     } else if state == TcpState::Closed && !self.sip_out.is_empty() && now >= *retry_at {
-                        let local = {
-                            let p = self.next_ephemeral;
-                            self.next_ephemeral =
-                                if p.saturating_add(1) >= self.ephemeral.end { self.ephemeral.start } else { p + 1 };
-                            p
-                        };
-                        let ip = IpAddress::Ipv4(*remote.ip());
-                        match sock.connect(self.iface.context(), (ip, remote.port()), local) {
+                        let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
+                        match active_open(sock, self.iface.context(), *remote, next, range) {
                             Ok(()) => {
                                 *connecting = true;
                                 *since = now;
@@ -1069,14 +1063,8 @@ impl Endpoint {
                     } else if state == TcpState::TimeWait {
                         sock.abort();
                     } else if state == TcpState::Closed && reconnect.may_attempt(now) {
-                        let local = {
-                            let p = self.next_ephemeral;
-                            self.next_ephemeral =
-                                if p.saturating_add(1) >= self.ephemeral.end { self.ephemeral.start } else { p + 1 };
-                            p
-                        };
-                        let ip = IpAddress::Ipv4(*remote.ip());
-                        match sock.connect(self.iface.context(), (ip, remote.port()), local) {
+                        let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
+                        match active_open(sock, self.iface.context(), *remote, next, range) {
                             Ok(()) => {
                                 *connecting = true;
                                 *since = now;
@@ -1393,6 +1381,20 @@ fn sip_stream(
         buf.copy_within(framed..*len, 0);
         *len -= framed;
     }
+}
+
+/// Connects `sock` to `remote` from the next port of this worker's ephemeral `range`
+/// (the port names the worker, so the return traffic finds its owner).
+fn active_open(
+    sock: &mut tcp::Socket<'_>,
+    cx: &mut smoltcp::iface::Context,
+    remote: SocketAddrV4,
+    next: &mut u16,
+    range: &std::ops::Range<u16>,
+) -> Result<(), tcp::ConnectError> {
+    let local = *next;
+    *next = if local.saturating_add(1) >= range.end { range.start } else { local + 1 };
+    sock.connect(cx, (IpAddress::Ipv4(*remote.ip()), remote.port()), local)
 }
 
 /// The Via branch of a request iwf wrote (`;branch=` of its first Via).

@@ -427,7 +427,11 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state for `cores` workers with a lane per provisioned system.
-    pub fn new(provision: Provision, cores: u16, store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Shared {
+    pub fn new(
+        provision: Provision,
+        cores: u16,
+        store: Option<std::sync::mpsc::Sender<store::StoreOp>>,
+    ) -> Result<Shared, crate::route::lane::LaneError> {
         Shared::published(Arc::new(ArcSwap::from_pointee(provision)), cores, store)
     }
 
@@ -436,24 +440,24 @@ impl Shared {
         provision: Arc<ArcSwap<Provision>>,
         cores: u16,
         store: Option<std::sync::mpsc::Sender<store::StoreOp>>,
-    ) -> Shared {
-        let lanes = Lanes::new(cores.max(1)).unwrap_or_else(|_| Lanes::new(1).expect("one core"));
+    ) -> Result<Shared, crate::route::lane::LaneError> {
+        let lanes = Lanes::new(cores)?;
         for l in &provision.load().legacy {
             let _ = lanes.add_system(LegacySystemId(l.id), l.lane_capacity);
         }
         let systems: HashMap<u16, Arc<SystemStats>> =
             provision.load().legacy.iter().map(|l| (l.id, Arc::new(SystemStats::default()))).collect();
-        Shared {
+        Ok(Shared {
             systems: ArcSwap::from_pointee(systems),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             provision,
             lanes,
-            completions: (0..cores.max(1)).map(|_| ArrayQueue::new(65_536)).collect(),
-            jobs: (0..cores.max(1)).map(|_| ArrayQueue::new(4096)).collect(),
+            completions: (0..cores).map(|_| ArrayQueue::new(65_536)).collect(),
+            jobs: (0..cores).map(|_| ArrayQueue::new(4096)).collect(),
             store_completions: ArrayQueue::new(65_536),
-            store: None.or(store),
+            store,
             stats: FlowStats::default(),
-        }
+        })
     }
 
     /// After a reload: a lane for every system the snapshot added (a removed system's
@@ -630,6 +634,8 @@ pub struct Flows {
     next_store_key: u64,
     /// The Unix time of the last poll.
     unix: u64,
+    /// The second the correlation table was last swept.
+    expired_at: u64,
     corr_seq: u32,
     tag_seq: u32,
     concat_ref: u16,
@@ -725,6 +731,7 @@ impl Flows {
             store_keys: HashMap::new(),
             next_store_key: 0,
             unix: 0,
+            expired_at: 0,
             corr_seq: 1,
             tag_seq: 0,
             concat_ref: 0,
@@ -1614,7 +1621,11 @@ impl Flows {
                 self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
             }
         }
-        let _ = self.correlation.expire(unix, 256);
+        // Expiry works in seconds: once per second is enough (not every poll).
+        if unix != self.expired_at {
+            self.expired_at = unix;
+            let _ = self.correlation.expire(unix, 256);
+        }
     }
 
     /// The next SMPP action for the sessions of port `port`.
@@ -1679,7 +1690,7 @@ mod tests {
 
     fn shared(store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared> {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
-        Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, store))
+        Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, store).unwrap())
     }
 
     fn flows(shared: &Arc<Shared>) -> Flows {
@@ -1761,6 +1772,51 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         }
     }
 
+    /// The durable store's thread over a fresh file, with the shared state it serves.
+    struct StoreRun {
+        shared: Arc<Shared>,
+        stats: Arc<store::StoreStats>,
+        path: std::path::PathBuf,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl StoreRun {
+        fn start(name: &str) -> StoreRun {
+            let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let shared = shared(Some(tx));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stats = Arc::new(store::StoreStats::default());
+            let thread = {
+                let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
+                let db = crate::route::store::Store::create(&path).unwrap();
+                std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
+            };
+            StoreRun { shared, stats, path, stop, thread }
+        }
+
+        /// Stops the thread as a process end would (nothing more is written).
+        fn stop(self) {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.join().unwrap();
+        }
+    }
+
+    /// Polls `f` until an answer comes (the store thread completes asynchronously).
+    fn answer_within(f: &mut Flows, what: &str) -> SipAnswer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            f.poll(0, NOW);
+            if let Some(a) = f.poll_answer(|_| true) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn conv_message(number: &str, call: &str) -> String {
         let cpim = format!(
             "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
@@ -1786,19 +1842,10 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
 
     #[test]
     fn a_correlation_acknowledged_before_a_restart_still_turns_its_receipt_into_an_imdn() {
-        let path = std::env::temp_dir().join(format!("iwf-flow-corr-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let shared = shared(Some(tx));
+        let store = StoreRun::start("iwf-flow-corr");
+        let (shared, stats, path) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stats = Arc::new(store::StoreStats::default());
-        let thread = {
-            let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
-            let db = crate::route::store::Store::create(&path).unwrap();
-            std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
-        };
         f.bound(SMSCC, 3, true);
         let sip = conv_message("+447000300001", "corr1");
         let t = txn(&mut server, sip.as_bytes());
@@ -1806,20 +1853,11 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
         f.smpp_sent(SMSCC, 9, send);
         f.smpp_response(NOW, SMSCC, 9, CommandStatus::ESME_ROK, b"smsc-9");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let answer = loop {
-            f.poll(0, NOW);
-            if let Some(a) = f.poll_answer(|_| true) {
-                break a;
-            }
-            assert!(Instant::now() < deadline, "no 200 after the store");
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let answer = answer_within(&mut f, "no 200 after the store");
         assert_eq!(answer.status, 200);
         assert!(stats.writes.load(Ordering::Relaxed) >= 2, "record and id durable before the 200");
         // The process dies here (nothing more is written); a new one reads the store.
-        stop.store(true, Ordering::Relaxed);
-        thread.join().unwrap();
+        store.stop();
         drop(f);
         let db = crate::route::store::Store::open(&path).unwrap();
         let shared2 = self::shared(None);
@@ -1838,7 +1876,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
     fn a_route_restricted_to_another_content_type_answers_415() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
         let text = text.replace("system = \"smsc-c\"", "system = \"smsc-c\"\ncontent_type = \"application/x-other\"");
-        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
         f.bound(SMSCC, 3, true);
@@ -1857,7 +1895,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
     fn a_full_lane_throttles_the_systems_new_messages() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
         let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nlane_capacity = 2");
-        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
         let mut f = flows(&shared);
         // smsc-a binds as a transmitter only: nothing takes its receipts.
         f.bound(SMSCA, 1, false);
@@ -1874,7 +1912,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
     #[test]
     fn two_cores_hand_receipts_and_converged_messages_to_the_core_holding_the_bind() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
-        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 2, None));
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 2, None).unwrap());
         let core = |c: u16| {
             let config = FlowsConfig {
                 core: c,
@@ -1930,7 +1968,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let text = text
             .replace("system_id = \"smsca\"", "system_id = \"smsca\"\nthroughput = 2")
             .replace("system_id = \"iwf\"", "system_id = \"iwf\"\nthroughput = 1");
-        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
         f.bound(SMSCA, 1, true);
@@ -1972,7 +2010,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             } else {
                 text.clone()
             };
-            let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None));
+            let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
             let mut f = flows(&shared);
             let mut server = ServerTransactions::new(ServerConfig::default());
             f.bound(SMSCC, 3, true);
@@ -2162,19 +2200,10 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
 
     #[test]
     fn receipts_for_an_unbound_system_are_stored_then_delivered_when_it_binds() {
-        let dir = std::env::temp_dir().join(format!("iwf-flow-store-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let shared = shared(Some(tx));
+        let store = StoreRun::start("iwf-flow-store");
+        let (shared, stats, dir) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stats = Arc::new(store::StoreStats::default());
-        let thread = {
-            let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
-            let db = crate::route::store::Store::create(&dir).unwrap();
-            std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
-        };
         // A message from smsc-a, then smsc-a unbinds before the IMDN comes.
         f.bound(SMSCA, 1, true);
         f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
@@ -2186,15 +2215,8 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let dn = imdn(&tag, "delivered", "delivery");
         let t = txn(&mut server, &dn);
         deliver(&mut f, &shared, NOW, &dn, t);
+        let answer = answer_within(&mut f, "no answer after the store");
         let deadline = Instant::now() + Duration::from_secs(10);
-        let answer = loop {
-            f.poll(0, NOW);
-            if let Some(a) = f.poll_answer(|_| true) {
-                break a;
-            }
-            assert!(Instant::now() < deadline, "no answer after the store");
-            std::thread::sleep(Duration::from_millis(2));
-        };
         assert_eq!((answer.txn, answer.status), (t, 200));
         assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
         // It binds again: the stored receipt comes out of its lane.
@@ -2215,8 +2237,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             assert!(Instant::now() < deadline, "the delivered receipt was not removed from the store");
             std::thread::sleep(Duration::from_millis(2));
         }
-        stop.store(true, Ordering::Relaxed);
-        thread.join().unwrap();
+        store.stop();
         let db = crate::route::store::Store::open(&dir).unwrap();
         assert_eq!(db.queued_total().unwrap(), 0);
         let _ = std::fs::remove_file(&dir);

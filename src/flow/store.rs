@@ -130,7 +130,9 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             }
         }
         let now_us = epoch.elapsed().as_micros() as u64;
-        if !batch.is_empty() && (batch.should_flush(now_us) || rx_idle(&waiting)) {
+        // Receipts waiting for their commit are committed at once (latency over
+        // batching at low load); removals alone wait for the batch's time.
+        if !batch.is_empty() && (!waiting.is_empty() || batch.should_flush(now_us)) {
             match store.commit(&mut batch) {
                 Ok(c) => {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -217,11 +219,6 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             shared.complete(token, Outcome::Stored);
         }
     }
-}
-
-/// Commit at once when receipts wait for it (latency over batching at low load).
-fn rx_idle(waiting: &[u64]) -> bool {
-    !waiting.is_empty()
 }
 
 fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Vec<u16>, now_us: u64) {
