@@ -18,10 +18,16 @@
 //!   MESSAGE and OPTIONS, sends a delivery notification back for each MESSAGE
 //!   that asked for one (see `iwf-peer/ua.rs`).
 //!
+//! - `iwf-peer load`: the load generator, all of the above at once: N legacy systems
+//!   with a text mix, the converged side, the SMSC iwf binds to; progress and a report
+//!   (see `iwf-peer/load.rs`).
+//!
 //! They stop by themselves (bounded count, duration and timeouts) and talk
 //! only to the address given on the command line. Exit status: 0 done, 1 an
 //! error (connect, bind refused: the one-line error names the status), 2 the
 //! run ended incomplete (JSON still printed).
+#[path = "iwf-peer/load.rs"]
+mod load;
 #[path = "iwf-peer/ua.rs"]
 mod ua;
 
@@ -61,6 +67,8 @@ enum Command {
     Esme(EsmeArgs),
     /// The converged side on UDP: answers MESSAGEs, sends delivery notifications back.
     Ua(ua::UaArgs),
+    /// The load generator: N legacy systems, the converged side and the SMSC iwf binds to.
+    Load(Box<load::LoadArgs>),
 }
 
 /// How the SMSC double writes message ids.
@@ -73,7 +81,7 @@ enum IdFormat {
 }
 
 #[derive(clap::Args)]
-struct SmscArgs {
+pub(crate) struct SmscArgs {
     /// Address to listen on, e.g. 198.18.1.1:2776 (port 0: any; the bound
     /// address is printed on stderr as `listening on ADDR`).
     #[arg(long)]
@@ -433,6 +441,18 @@ struct SmscShared {
 }
 
 fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
+    let summary = serve_smsc(args, &AtomicBool::new(false), None)?;
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the SMSC double until `--duration`, a signal or `stop`; returns its summary.
+/// `binds` (when given) counts successful binds as they happen.
+pub(crate) fn serve_smsc(
+    args: SmscArgs,
+    stop: &AtomicBool,
+    binds: Option<&AtomicU64>,
+) -> Result<serde_json::Value, String> {
     let listener = TcpListener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     listener.set_nonblocking(true).map_err(|e| format!("listener: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("listener: {e}"))?;
@@ -447,7 +467,10 @@ fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
         held: std::sync::Mutex::new(VecDeque::new()),
     });
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
-    while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
+    while !STOP.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        if let Some(b) = binds {
+            b.store(shared.stats.binds_ok.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         match listener.accept() {
             Ok((stream, peer)) => {
                 workers.retain(|w| !w.is_finished());
@@ -498,8 +521,7 @@ fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
         "bytes_in": get(&s.bytes_in),
         "bytes_out": get(&s.bytes_out),
     });
-    println!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    Ok(summary)
 }
 
 fn format_id(format: IdFormat, n: u64) -> String {
@@ -837,7 +859,7 @@ struct Delivered {
 }
 
 /// The ESME driver's run state.
-struct EsmeRun {
+pub(crate) struct EsmeRun {
     hist: Histogram<u64>,
     /// submit_sm → its receipt, µs.
     receipt_hist: Histogram<u64>,
@@ -958,27 +980,121 @@ impl Driver for EsmeRun {
     }
 }
 
-fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
-    let creds = Credentials::transceiver(args.system_id.as_bytes(), args.password.as_bytes())
+/// One submit_sm of a message: user data (with its UDH when UDHI is set) and coding.
+pub(crate) struct Part {
+    /// esm_class (0, or UDHI for a concatenated part).
+    pub esm_class: u8,
+    /// data_coding (0 GSM 7-bit unpacked, 8 UCS-2).
+    pub data_coding: u8,
+    /// short_message octets.
+    pub user_data: Vec<u8>,
+}
+
+/// The next message an ESME run sends.
+#[derive(Default)]
+pub(crate) struct Outgoing {
+    /// destination_addr (international).
+    pub destination: String,
+    /// Its parts, in order.
+    pub parts: Vec<Part>,
+}
+
+/// Where an ESME run gets its messages.
+pub(crate) trait MessageSource {
+    /// Fills `out` with message `n` (0-based).
+    fn message(&mut self, n: u64, out: &mut Outgoing);
+}
+
+/// `iwf-peer esme`'s messages: one short GSM text to one destination.
+struct PlainMessages {
+    destination: String,
+}
+
+impl MessageSource for PlainMessages {
+    fn message(&mut self, n: u64, out: &mut Outgoing) {
+        out.destination.clone_from(&self.destination);
+        out.parts.clear();
+        out.parts.push(Part { esm_class: 0, data_coding: 0, user_data: format!("iwf-peer message {n}").into_bytes() });
+    }
+}
+
+/// What one ESME bind does.
+pub(crate) struct EsmeSpec {
+    pub connect: SocketAddr,
+    pub system_id: String,
+    pub password: String,
+    pub window: usize,
+    /// Most messages per second (all parts of a message go together).
+    pub rate: Option<f64>,
+    /// Most messages.
+    pub count: u64,
+    /// Stop submitting after this long from the bind.
+    pub submit_for: Option<Duration>,
+    pub source: String,
+    pub registered_delivery: u8,
+    pub response_timeout_ms: u64,
+    pub receipt_wait_ms: u64,
+    /// Give up on the whole run after this many seconds.
+    pub timeout: f64,
+}
+
+/// A run's counters for a progress line, updated as it goes.
+#[derive(Default)]
+pub(crate) struct EsmeLive {
+    pub messages: AtomicU64,
+    pub parts: AtomicU64,
+    pub ok: AtomicU64,
+    pub refused: AtomicU64,
+    pub receipts: AtomicU64,
+    pub matched: AtomicU64,
+    pub bound: AtomicBool,
+    pub done: AtomicBool,
+}
+
+/// How an ESME run ended.
+pub(crate) struct EsmeOutcome {
+    pub run: EsmeRun,
+    pub messages: u64,
+    pub parts: u64,
+    pub pdus: u64,
+    /// Bind → last submit_sm_resp, s.
+    pub elapsed: f64,
+    /// Bind → last submit_sm_resp or receipt, s.
+    pub elapsed_all: f64,
+    pub reason: CloseReason,
+    pub wants_receipt: bool,
+    pub complete: bool,
+}
+
+/// Binds, submits the source's messages within window, rate, count and time, answers
+/// and matches the receipts, unbinds. `stop` ends it early (the receipts still
+/// outstanding count as missing).
+pub(crate) fn run_esme(
+    spec: &EsmeSpec,
+    source: &mut dyn MessageSource,
+    live: &EsmeLive,
+    stop: &AtomicBool,
+) -> Result<EsmeOutcome, String> {
+    let creds = Credentials::transceiver(spec.system_id.as_bytes(), spec.password.as_bytes())
         .ok_or("system_id (≤ 15 octets) or password (≤ 8 octets) too long")?;
-    if args.window == 0 {
+    if spec.window == 0 {
         return Err("--window must be at least 1".into());
     }
-    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+    if spec.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         return Err("--rate must be positive".into());
     }
-    let overall = Instant::now() + Duration::from_secs_f64(args.timeout.max(0.0));
-    let stream = TcpStream::connect_timeout(&args.connect, Duration::from_secs(5))
-        .map_err(|e| format!("cannot connect to {}: {e}", args.connect))?;
+    let overall = Instant::now() + Duration::from_secs_f64(spec.timeout.max(0.0));
+    let stream = TcpStream::connect_timeout(&spec.connect, Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {}: {e}", spec.connect))?;
     let config = SessionConfig {
         role: Role::Client(creds),
-        window: args.window.max(10),
-        out_window: args.window,
-        response_timeout: args.response_timeout_ms,
+        window: spec.window.max(10),
+        out_window: spec.window,
+        response_timeout: spec.response_timeout_ms,
         ..SessionConfig::default()
     };
     let mut session = Session::new(config);
-    session.connected(now_ms(), peer_v4(args.connect));
+    session.connected(now_ms(), peer_v4(spec.connect));
     let mut conn = Conn::new(stream, session).map_err(|e| format!("socket: {e}"))?;
     let mut run = EsmeRun {
         hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| format!("histogram: {e}"))?,
@@ -1001,13 +1117,17 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         last_receipt: None,
         close: None,
     };
-    let rd = RegisteredDelivery(args.registered_delivery);
+    let rd = RegisteredDelivery(spec.registered_delivery);
     let wants_receipt = matches!(rd.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly);
-    let mut submitted = 0u64;
+    let mut messages = 0u64;
+    let mut parts = 0u64;
     let mut unbinding = false;
-    let mut text = String::new();
     let mut io_error: Option<String> = None;
-    let pace = |start: Instant, n: u64| args.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
+    let mut next = Outgoing::default();
+    // Parts of the current message not yet sent (sent back to front).
+    let mut queued: Vec<Part> = Vec::new();
+    let pace = |start: Instant, n: u64| spec.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
+    let submitting = |start: Instant, n: u64| n < spec.count && spec.submit_for.is_none_or(|d| start.elapsed() < d);
     let mut throttled_until: Option<u64> = None;
 
     loop {
@@ -1015,21 +1135,29 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         if throttled_until.is_some_and(|t| t <= now) {
             throttled_until = None;
         }
-        // Submit as far as window, rate and count allow.
+        // Submit as far as window, rate, count and time allow.
         if let (Some(start), false) = (run.bound_at, unbinding) {
-            while submitted < args.count {
-                if pace(start, submitted).is_some_and(|due| Instant::now() < due) {
-                    break;
+            loop {
+                if queued.is_empty() {
+                    if !submitting(start, messages) || pace(start, messages).is_some_and(|due| Instant::now() < due) {
+                        break;
+                    }
+                    source.message(messages, &mut next);
+                    messages += 1;
+                    queued.extend(next.parts.drain(..).rev());
                 }
-                text.clear();
-                use std::fmt::Write as _;
-                let _ = write!(text, "iwf-peer message {submitted}");
-                let sm = short_message(&args.source, &args.destination, rd, text.as_bytes());
+                let Some(part) = queued.last() else { break };
+                let sm = SubmitSm {
+                    esm_class: EsmClass(part.esm_class),
+                    data_coding: part.data_coding,
+                    ..short_message(&spec.source, &next.destination, rd, &part.user_data)
+                };
                 let pdu = Pdu::new(0, Body::SubmitSm(sm));
                 match conn.session.send_request(now, &pdu) {
                     Ok(seq) => {
                         run.sent_at.insert(seq, Instant::now());
-                        submitted += 1;
+                        queued.pop();
+                        parts += 1;
                     }
                     Err(SendError::Throttled { until }) => {
                         // The peer answered ESME_RTHROTTLED: wait until the back-off ends.
@@ -1041,12 +1169,20 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
                 }
             }
         }
+        live.messages.store(messages, Ordering::Relaxed);
+        live.parts.store(parts, Ordering::Relaxed);
+        live.ok.store(run.ok, Ordering::Relaxed);
+        live.refused.store(run.answered - run.ok, Ordering::Relaxed);
+        live.receipts.store(run.receipts, Ordering::Relaxed);
+        live.matched.store(run.matched, Ordering::Relaxed);
+        live.bound.store(run.bound_at.is_some(), Ordering::Relaxed);
         // Done: every submit answered and every receipt back (or given up).
-        let all_answered = run.bound_at.is_some() && run.answered + run.timeouts + run.abandoned >= args.count;
+        let sent_all = run.bound_at.is_some_and(|start| !submitting(start, messages)) && queued.is_empty();
+        let all_answered = sent_all && run.answered + run.timeouts + run.abandoned >= parts;
         let receipts_done = !wants_receipt
             || run.matched >= run.ok
-            || run.last_answer.is_some_and(|t| t.elapsed() > Duration::from_millis(args.receipt_wait_ms));
-        let give_up = Instant::now() > overall || STOP.load(Ordering::SeqCst);
+            || run.last_answer.is_some_and(|t| t.elapsed() > Duration::from_millis(spec.receipt_wait_ms));
+        let give_up = Instant::now() > overall || stop.load(Ordering::SeqCst);
         if ((all_answered && receipts_done) || give_up) && !unbinding && run.close.is_none() {
             unbinding = true;
             if conn.session.unbind(now).is_err() {
@@ -1068,10 +1204,10 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         let mut wait = Duration::from_millis(50);
         if let Some(until) = throttled_until {
             wait = wait.min(Duration::from_millis(until.saturating_sub(now_ms()).max(1)));
-        } else if let (Some(start), false, false) = (run.bound_at, unbinding, submitted >= args.count) {
-            if run.sent_at.len() < args.window {
-                match pace(start, submitted) {
-                    Some(due) if due > Instant::now() => {
+        } else if let (Some(start), false) = (run.bound_at, unbinding) {
+            if run.sent_at.len() < spec.window && (!queued.is_empty() || submitting(start, messages)) {
+                match pace(start, messages) {
+                    Some(due) if queued.is_empty() && due > Instant::now() => {
                         wait = wait.min(due.saturating_duration_since(Instant::now()));
                     }
                     // The window has room and the pace allows: submit first.
@@ -1081,6 +1217,8 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         }
         conn.read(wait);
     }
+    live.matched.store(run.matched, Ordering::Relaxed);
+    live.done.store(true, Ordering::Relaxed);
     let reason = run.close.unwrap_or(CloseReason::ConnectionLost);
     if run.bound_at.is_none() {
         return Err(match io_error {
@@ -1095,18 +1233,47 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
     let elapsed_all = run.bound_at.map_or(0.0, |t| end_all.duration_since(t).as_secs_f64());
     let counters = conn.session.counters();
     let pdus = counters.pdus_in.total() + counters.pdus_out.total();
-    let complete = run.answered == args.count && run.ok == args.count && (!wants_receipt || run.matched == run.ok);
-    let h = &run.hist;
+    let complete = run.answered == parts
+        && run.ok == parts
+        && (!wants_receipt || run.matched == run.ok)
+        && (spec.submit_for.is_some() || messages == spec.count);
+    Ok(EsmeOutcome { run, messages, parts, pdus, elapsed, elapsed_all, reason, wants_receipt, complete })
+}
+
+/// Percentiles of a latency histogram, µs.
+pub(crate) fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     let q = |p: f64| h.value_at_quantile(p);
-    let r = &run.receipt_hist;
-    let rq = |p: f64| r.value_at_quantile(p);
+    json!({
+        "count": h.len(), "min": h.min(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
+        "p999": q(0.999), "max": h.max(), "mean": h.mean(),
+    })
+}
+
+fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
+    let spec = EsmeSpec {
+        connect: args.connect,
+        system_id: args.system_id,
+        password: args.password,
+        window: args.window,
+        rate: args.rate,
+        count: args.count,
+        submit_for: None,
+        source: args.source,
+        registered_delivery: args.registered_delivery,
+        response_timeout_ms: args.response_timeout_ms,
+        receipt_wait_ms: args.receipt_wait_ms,
+        timeout: args.timeout,
+    };
+    let mut source = PlainMessages { destination: args.destination };
+    let o = run_esme(&spec, &mut source, &EsmeLive::default(), &STOP)?;
+    let run = &o.run;
     let summary = json!({
         "role": "esme",
-        "connect": args.connect.to_string(),
-        "count": args.count,
-        "window": args.window,
-        "rate": args.rate,
-        "submitted": submitted,
+        "connect": spec.connect.to_string(),
+        "count": spec.count,
+        "window": spec.window,
+        "rate": spec.rate,
+        "submitted": o.parts,
         "answered": run.answered,
         "ok": run.ok,
         "errors": run.errors,
@@ -1117,27 +1284,21 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         "receipts_matched": run.matched,
         "receipts_unmatched": run.early.len(),
         "receipts_duplicate": run.duplicates,
-        "receipts_missing": if wants_receipt { run.ok.saturating_sub(run.matched) } else { 0 },
+        "receipts_missing": if o.wants_receipt { run.ok.saturating_sub(run.matched) } else { 0 },
         "other_deliver_sm": run.other_deliver,
-        "elapsed_s": elapsed,
-        "submit_per_s": if elapsed > 0.0 { run.answered as f64 / elapsed } else { 0.0 },
-        "elapsed_all_s": elapsed_all,
-        "pdus": pdus,
-        "pdus_per_s": if elapsed_all > 0.0 { pdus as f64 / elapsed_all } else { 0.0 },
-        "latency_us": {
-            "min": h.min(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
-            "p999": q(0.999), "max": h.max(), "mean": h.mean(),
-        },
-        "receipts_per_s": if elapsed_all > 0.0 { run.matched as f64 / elapsed_all } else { 0.0 },
-        "receipt_latency_us": {
-            "min": r.min(), "p50": rq(0.5), "p90": rq(0.9), "p99": rq(0.99),
-            "p999": rq(0.999), "max": r.max(), "mean": r.mean(),
-        },
-        "closed": reason.to_string(),
-        "complete": complete,
+        "elapsed_s": o.elapsed,
+        "submit_per_s": if o.elapsed > 0.0 { run.answered as f64 / o.elapsed } else { 0.0 },
+        "elapsed_all_s": o.elapsed_all,
+        "pdus": o.pdus,
+        "pdus_per_s": if o.elapsed_all > 0.0 { o.pdus as f64 / o.elapsed_all } else { 0.0 },
+        "latency_us": percentiles(&run.hist),
+        "receipts_per_s": if o.elapsed_all > 0.0 { run.matched as f64 / o.elapsed_all } else { 0.0 },
+        "receipt_latency_us": percentiles(&run.receipt_hist),
+        "closed": o.reason.to_string(),
+        "complete": o.complete,
     });
     println!("{summary}");
-    Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if o.complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 fn main() -> ExitCode {
@@ -1148,6 +1309,7 @@ fn main() -> ExitCode {
         Command::Smsc(a) => ("smsc", smsc(a)),
         Command::Esme(a) => ("esme", esme(a)),
         Command::Ua(a) => ("ua", ua::ua(a)),
+        Command::Load(a) => ("load", load::load(*a)),
     };
     match result {
         Ok(code) => code,

@@ -1,18 +1,27 @@
 //! `iwf-peer ua`: the converged side for load runs, on the kernel's UDP. It stands in
 //! for the SIP core and its users: answers OPTIONS and MESSAGE (status `--answer`), and
 //! for every MESSAGE whose CPIM asks for `positive-delivery` sends a delivery
-//! notification (RFC 5438) back to the sender after `--notify-delay-ms`, retransmitted
-//! on Timer E until a final response or Timer F (RFC 3261 §17.1.2). A retransmitted
-//! MESSAGE gets the same response again and no second notification. Prints one JSON
-//! line at the end (SIGINT / SIGTERM or `--duration`).
-use iwf::wire::cpim::{self, CpimRepr, DateTime, Dispositions, EMPTY_HEADER};
-use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
+//! notification (RFC 5438) back to the sender after `--notify-delay-ms` (then, when
+//! `display` was asked too and `--display` is on, a display notification once the
+//! delivery notification got its final response), retransmitted on Timer E until a final
+//! response or Timer F (RFC 3261 §17.1.2). A retransmitted MESSAGE gets the same response
+//! again and no second notification.
+//!
+//! It can also originate converged → legacy traffic ([`Originate`]): MESSAGEs with CPIM
+//! asking for `positive-delivery`, paced, retransmitted like the notifications, and the
+//! delivery notifications that come back for them matched by `imdn.Message-ID`, with the
+//! MESSAGE → notification latency in a histogram. `iwf-peer load` drives it; `iwf-peer ua`
+//! prints one JSON line at the end (SIGINT / SIGTERM or `--duration`).
+use super::percentiles;
+use hdrhistogram::Histogram;
+use iwf::wire::cpim::{self, CpimRepr, DateTime, Dispositions, NameAddr, EMPTY_HEADER};
+use iwf::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{Header, Message, MessageWriter, Method, Parser, Status};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// `iwf-peer ua` options.
@@ -27,32 +36,116 @@ pub struct UaArgs {
     /// Delay between answering a MESSAGE and sending its delivery notification.
     #[arg(long, default_value_t = 0)]
     pub notify_delay_ms: u64,
+    /// Also send a display notification where `display` was asked.
+    #[arg(long)]
+    pub display: bool,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 600.0)]
     pub duration: f64,
 }
 
-/// A notification waiting for its final response.
+/// Converged → legacy traffic the UA originates.
+pub struct Originate {
+    /// Where the MESSAGEs go (iwf's converged port, or the baseline's SIP proxy).
+    pub next_hop: SocketAddr,
+    /// The converged sender (`sip:+447900000001@ims.lab;user=phone`).
+    pub from: String,
+    /// Recipients: `tel:` + this prefix + a zero-padded user number.
+    pub to_prefix: String,
+    /// Distinct recipients (user numbers 1..=users).
+    pub users: u64,
+    /// MESSAGEs per second.
+    pub rate: f64,
+    /// Most MESSAGEs.
+    pub count: u64,
+    /// Stop originating after this long.
+    pub send_for: Duration,
+    /// How long to wait for the notifications after the last MESSAGE's final response.
+    pub drain: Duration,
+}
+
+/// What the UA does.
+pub struct UaConfig {
+    /// Status for MESSAGEs that are not notifications.
+    pub answer: u16,
+    /// Delay before a delivery notification.
+    pub notify_delay_ms: u64,
+    /// Send display notifications where asked.
+    pub display: bool,
+    /// Converged → legacy traffic to originate.
+    pub originate: Option<Originate>,
+}
+
+/// Counters a progress line reads while the UA runs.
+#[derive(Default)]
+pub struct UaLive {
+    pub messages: AtomicU64,
+    pub notifications_sent: AtomicU64,
+    pub notifications_ok: AtomicU64,
+    pub originated: AtomicU64,
+    pub originated_ok: AtomicU64,
+    pub notifications_back: AtomicU64,
+    /// Origination finished: everything sent and every notification back (or the drain
+    /// time passed).
+    pub originate_done: AtomicBool,
+}
+
+/// A request of ours waiting for its final response.
 struct Out {
     bytes: Vec<u8>,
     dest: SocketAddr,
     next: Instant,
     interval: Duration,
     give_up: Instant,
+    what: Sent,
 }
 
+/// What an outstanding request is.
+enum Sent {
+    /// A notification; the display notification to send once it is answered 2xx.
+    Notification { then: Option<Request> },
+    /// One of our own MESSAGEs, by its imdn.Message-ID.
+    Own(String),
+}
+
+/// What the UA counted.
 #[derive(Default)]
-struct Counts {
-    messages: u64,
-    retransmitted_messages: u64,
-    options: u64,
-    other_requests: u64,
-    imdns_sent: u64,
-    imdn_retransmissions: u64,
-    imdns_ok: u64,
-    imdns_failed: u64,
-    imdn_timeouts: u64,
-    malformed: u64,
+pub struct Counts {
+    pub messages: u64,
+    pub retransmitted_messages: u64,
+    pub options: u64,
+    pub other_requests: u64,
+    pub imdns_sent: u64,
+    pub display_sent: u64,
+    pub imdn_retransmissions: u64,
+    pub imdns_ok: u64,
+    pub imdns_failed: u64,
+    pub imdn_timeouts: u64,
+    pub malformed: u64,
+    pub originated: u64,
+    pub originated_retransmissions: u64,
+    pub originated_ok: u64,
+    pub originated_refused: HashMap<u16, u64>,
+    pub originated_timeouts: u64,
+    pub notifications_back: u64,
+    pub delivered_back: u64,
+    pub failed_back: u64,
+    pub notifications_unmatched: u64,
+    pub notifications_duplicate: u64,
+}
+
+/// How a UA run ended.
+pub struct UaOutcome {
+    pub local: SocketAddr,
+    pub counts: Counts,
+    /// Requests still waiting for their final response.
+    pub unanswered: usize,
+    /// Own MESSAGEs accepted whose notification never came.
+    pub missing: u64,
+    /// MESSAGE sent → its delivery notification received, µs.
+    pub notification_hist: Histogram<u64>,
+    /// Seconds from the first own MESSAGE to the last notification back.
+    pub originate_elapsed: f64,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -63,32 +156,46 @@ fn branch_of(m: &Message<'_, '_>) -> Option<String> {
     m.top_via().ok()?.branch().map(str::to_string)
 }
 
-/// The delivery notification for a MESSAGE's CPIM body, as a SIP MESSAGE from the
-/// converged user (CPIM To) to the legacy user (CPIM From), or `None` when none was asked.
-fn notification(msg: &Message<'_, '_>, local: SocketAddr, n: u64) -> Option<(Vec<u8>, String)> {
-    let mut headers = [EMPTY_HEADER; 24];
-    let parsed = cpim::parse(msg.body, &mut headers).ok()?;
-    let c = CpimRepr::parse(&parsed).ok()?;
-    if !c.dispositions.contains(Dispositions::POSITIVE_DELIVERY) || c.message_id.is_empty() {
-        return None;
-    }
+fn unix_now() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(now).unwrap_or(0)
+}
+
+/// A SIP MESSAGE over UDP from `local` carrying a CPIM body; returns it and its branch.
+fn request(local: SocketAddr, ruri: &str, from: &str, to: &str, tag: &str, body: &[u8]) -> Option<(Vec<u8>, String)> {
+    let branch = format!("z9hG4bK{tag}");
+    let mut out = vec![0u8; 2048 + body.len()];
+    let mut w = MessageWriter::request(&mut out, Method::Message, ruri).ok()?;
+    w.header("Via", &format!("SIP/2.0/UDP {local};branch={branch}")).ok()?;
+    w.header("Max-Forwards", "70").ok()?;
+    w.header("From", &format!("<{from}>;tag={tag}")).ok()?;
+    w.header("To", &format!("<{to}>")).ok()?;
+    w.header("Call-ID", &format!("{tag}@{}", local.ip())).ok()?;
+    w.header("CSeq", "1 MESSAGE").ok()?;
+    w.header("Content-Type", "message/cpim").ok()?;
+    let len = w.finish(body).ok()?;
+    out.truncate(len);
+    Some((out, branch))
+}
+
+/// A notification about the message `c` (CPIM of a received MESSAGE) from its recipient
+/// (CPIM To) back to its sender (CPIM From).
+fn notification_for(c: &CpimRepr<'_>, local: SocketAddr, tag: &str, what: Notification) -> Option<(Vec<u8>, String)> {
     let imdn = Imdn {
         message_id: XmlText::plain(c.message_id),
         datetime: c.datetime,
         recipient_uri: Some(XmlText::plain(c.to.uri)),
         original_recipient_uri: None,
         subject: None,
-        notification: Notification::Delivery(DeliveryStatus::Delivered),
+        notification: what,
     };
     let mut xml = [0u8; 1024];
     let xn = imdn.emit(&mut xml).ok()?;
-    let own_id = format!("ua{n:x}");
     let body = CpimRepr {
         from: c.to,
         to: c.from,
-        datetime: DateTime::from_unix(i64::try_from(now).unwrap_or(0)),
-        message_id: own_id.as_bytes(),
+        datetime: DateTime::from_unix(unix_now()),
+        message_id: tag.as_bytes(),
         dispositions: Dispositions::empty(),
         imdn_record_route: None,
         content_type: b"message/imdn+xml",
@@ -99,36 +206,89 @@ fn notification(msg: &Message<'_, '_>, local: SocketAddr, n: u64) -> Option<(Vec
     let cn = body.emit(&mut cbuf).ok()?;
     let to = std::str::from_utf8(c.from.uri).ok()?;
     let from = std::str::from_utf8(c.to.uri).ok()?;
-    let branch = format!("z9hG4bKua{n:x}");
-    let mut out = vec![0u8; 4096];
-    let mut w = MessageWriter::request(&mut out, Method::Message, to).ok()?;
-    w.header("Via", &format!("SIP/2.0/UDP {local};branch={branch}")).ok()?;
-    w.header("Max-Forwards", "70").ok()?;
-    w.header("From", &format!("<{from}>;tag=ua{n:x}")).ok()?;
-    w.header("To", &format!("<{to}>")).ok()?;
-    w.header("Call-ID", &format!("ua{n:x}@{}", local.ip())).ok()?;
-    w.header("CSeq", "1 MESSAGE").ok()?;
-    w.header("Content-Type", "message/cpim").ok()?;
-    let len = w.finish(cbuf.get(..cn)?).ok()?;
-    out.truncate(len);
-    Some((out, branch))
+    request(local, to, from, to, tag, cbuf.get(..cn)?)
 }
 
-/// Runs the UA until `--duration` or a signal.
-pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
-    let sock = UdpSocket::bind(args.listen).map_err(|e| format!("cannot bind {}: {e}", args.listen))?;
+/// A request's bytes and its Via branch.
+type Request = (Vec<u8>, String);
+
+/// The notifications a received MESSAGE asks for: delivery (first), display (after it).
+type Notifications = (Option<Request>, Option<Request>);
+
+fn notifications(msg: &Message<'_, '_>, local: SocketAddr, n: u64, display: bool) -> Notifications {
+    let mut headers = [EMPTY_HEADER; 24];
+    let Ok(parsed) = cpim::parse(msg.body, &mut headers) else { return (None, None) };
+    let Ok(c) = CpimRepr::parse(&parsed) else { return (None, None) };
+    if c.message_id.is_empty() || c.content_type.starts_with(b"message/imdn") {
+        return (None, None);
+    }
+    let delivery = c
+        .dispositions
+        .contains(Dispositions::POSITIVE_DELIVERY)
+        .then(|| notification_for(&c, local, &format!("ua{n:x}"), Notification::Delivery(DeliveryStatus::Delivered)))
+        .flatten();
+    let shown = (display && c.dispositions.contains(Dispositions::DISPLAY))
+        .then(|| notification_for(&c, local, &format!("uad{n:x}"), Notification::Display(DisplayStatus::Displayed)))
+        .flatten();
+    (delivery, shown)
+}
+
+/// A notification received: (the message id it is about, delivered?), or `None` when the
+/// MESSAGE is not a notification.
+fn received_notification(msg: &Message<'_, '_>) -> Option<(String, bool)> {
+    let mut headers = [EMPTY_HEADER; 24];
+    let parsed = cpim::parse(msg.body, &mut headers).ok()?;
+    let c = CpimRepr::parse(&parsed).ok()?;
+    if !c.content_type.starts_with(b"message/imdn") && c.content_disposition != Some(b"notification") {
+        return None;
+    }
+    let imdn = Imdn::parse(c.content).ok()?;
+    let delivered = matches!(imdn.notification, Notification::Delivery(DeliveryStatus::Delivered));
+    Some((imdn.message_id.to_string(), delivered))
+}
+
+/// Own MESSAGE `n`: CPIM text asking for positive-delivery.
+fn own_message(o: &Originate, local: SocketAddr, n: u64, id: &str) -> Option<(Vec<u8>, String)> {
+    let user = n % o.users.max(1) + 1;
+    let to = format!("tel:{}{user:05}", o.to_prefix);
+    let text = format!("converged to legacy load message {n}");
+    let body = CpimRepr {
+        from: NameAddr { display: b"", uri: o.from.as_bytes() },
+        to: NameAddr { display: b"", uri: to.as_bytes() },
+        datetime: DateTime::from_unix(unix_now()),
+        message_id: id.as_bytes(),
+        dispositions: Dispositions::POSITIVE_DELIVERY,
+        imdn_record_route: None,
+        content_type: b"text/plain;charset=utf-8",
+        content_disposition: None,
+        content: text.as_bytes(),
+    };
+    let mut cbuf = [0u8; 2048];
+    let cn = body.emit(&mut cbuf).ok()?;
+    request(local, &to, &o.from, &to, id, cbuf.get(..cn)?)
+}
+
+/// Runs the UA on `sock` until `stop`.
+pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -> Result<UaOutcome, String> {
     let local = sock.local_addr().map_err(|e| e.to_string())?;
-    eprintln!("listening on {local}");
-    sock.set_read_timeout(Some(Duration::from_millis(5))).map_err(|e| e.to_string())?;
-    let end = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
+    sock.set_read_timeout(Some(Duration::from_millis(2))).map_err(|e| e.to_string())?;
     let mut c = Counts::default();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| format!("histogram: {e}"))?;
     let mut answered: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut scheduled: VecDeque<(Instant, String, Vec<u8>, SocketAddr)> = VecDeque::new();
+    let mut scheduled: VecDeque<(Instant, Request, Option<Request>, SocketAddr)> = VecDeque::new();
     let mut outstanding: HashMap<String, Out> = HashMap::new();
+    // Own MESSAGEs by imdn.Message-ID: when sent, and whether their notification came.
+    let mut own: HashMap<String, (Instant, bool)> = HashMap::new();
+    let mut own_first: Option<Instant> = None;
+    let mut own_last_back: Option<Instant> = None;
+    let mut own_last_final: Option<Instant> = None;
+    let started = Instant::now();
     let mut buf = vec![0u8; 65_536];
     let mut reply = vec![0u8; 4096];
     let mut n = 0u64;
-    while Instant::now() < end && !super::STOP.load(Ordering::SeqCst) {
+    let mut sent_own = 0u64;
+    let mut pending_own = 0u64;
+    while !stop.load(Ordering::SeqCst) {
         if let Ok((len, src)) = sock.recv_from(&mut buf) {
             let mut headers = [Header::EMPTY; 48];
             match Parser::datagram().parse(buf.get(..len).unwrap_or(&[]), &mut headers) {
@@ -142,10 +302,12 @@ pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
                         let _ = sock.send_to(r, src);
                         continue;
                     }
+                    let back = (m.method() == Some(Method::Message)).then(|| received_notification(&m)).flatten();
                     let (code, reason) = match m.method() {
+                        Some(Method::Message) if back.is_some() => (200, "OK"),
                         Some(Method::Message) => {
                             c.messages += 1;
-                            (args.answer, if args.answer < 300 { "OK" } else { "Refused" })
+                            (cfg.answer, if cfg.answer < 300 { "OK" } else { "Refused" })
                         }
                         Some(Method::Options) => {
                             c.options += 1;
@@ -167,23 +329,60 @@ pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
                         }
                         answered.insert(branch, r);
                     }
-                    if m.method() == Some(Method::Message) && (200..300).contains(&code) {
+                    if let Some((id, delivered)) = back {
+                        c.notifications_back += 1;
+                        if delivered {
+                            c.delivered_back += 1;
+                        } else {
+                            c.failed_back += 1;
+                        }
+                        match own.get_mut(&id) {
+                            Some((at, seen)) if !*seen => {
+                                *seen = true;
+                                pending_own = pending_own.saturating_sub(1);
+                                own_last_back = Some(Instant::now());
+                                let _ = hist.record(at.elapsed().as_micros().clamp(1, 120_000_000) as u64);
+                            }
+                            Some(_) => c.notifications_duplicate += 1,
+                            None => c.notifications_unmatched += 1,
+                        }
+                    } else if m.method() == Some(Method::Message) && (200..300).contains(&code) {
                         n += 1;
-                        if let Some((bytes, b)) = notification(&m, local, n) {
-                            let due = Instant::now() + Duration::from_millis(args.notify_delay_ms);
-                            scheduled.push_back((due, b, bytes, src));
+                        if let (Some((bytes, b)), then) = notifications(&m, local, n, cfg.display) {
+                            let due = Instant::now() + Duration::from_millis(cfg.notify_delay_ms);
+                            scheduled.push_back((due, (bytes, b), then, src));
                         }
                     }
                 }
                 Ok(Status::Complete(_, m)) => {
                     let status = m.status_code().unwrap_or(0);
                     if status >= 200 {
-                        if let Some(b) = branch_of(&m) {
-                            if outstanding.remove(&b).is_some() {
-                                if status < 300 {
-                                    c.imdns_ok += 1;
-                                } else {
-                                    c.imdns_failed += 1;
+                        if let Some(o) = branch_of(&m).and_then(|b| outstanding.remove(&b)) {
+                            match o.what {
+                                Sent::Notification { then } => {
+                                    if status < 300 {
+                                        c.imdns_ok += 1;
+                                        if let Some((bytes, b)) = then {
+                                            let now = Instant::now();
+                                            let _ = sock.send_to(&bytes, o.dest);
+                                            c.display_sent += 1;
+                                            let out = Out::new(bytes, o.dest, now, Sent::Notification { then: None });
+                                            outstanding.insert(b, out);
+                                        }
+                                    } else {
+                                        c.imdns_failed += 1;
+                                    }
+                                }
+                                Sent::Own(id) => {
+                                    own_last_final = Some(Instant::now());
+                                    if status < 300 {
+                                        c.originated_ok += 1;
+                                    } else {
+                                        *c.originated_refused.entry(status).or_default() += 1;
+                                        if own.remove(&id).is_some_and(|(_, seen)| !seen) {
+                                            pending_own = pending_own.saturating_sub(1);
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -194,10 +393,35 @@ pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
         }
         let now = Instant::now();
         while scheduled.front().is_some_and(|(due, ..)| *due <= now) {
-            let Some((_, b, bytes, dest)) = scheduled.pop_front() else { break };
+            let Some((_, (bytes, b), then, dest)) = scheduled.pop_front() else { break };
             let _ = sock.send_to(&bytes, dest);
             c.imdns_sent += 1;
-            outstanding.insert(b, Out { bytes, dest, next: now + T1, interval: T1, give_up: now + T1 * 64 });
+            outstanding.insert(b, Out::new(bytes, dest, now, Sent::Notification { then }));
+        }
+        if let Some(o) = &cfg.originate {
+            let start = *own_first.get_or_insert(now);
+            while sent_own < o.count
+                && now.duration_since(start) < o.send_for
+                && start + Duration::from_secs_f64(sent_own as f64 / o.rate) <= now
+            {
+                let id = format!("lo{sent_own:x}");
+                let Some((bytes, b)) = own_message(o, local, sent_own, &id) else {
+                    return Err("cannot build a MESSAGE (sender or prefix too long?)".into());
+                };
+                sent_own += 1;
+                let _ = sock.send_to(&bytes, o.next_hop);
+                c.originated += 1;
+                own.insert(id.clone(), (now, false));
+                pending_own += 1;
+                outstanding.insert(b, Out::new(bytes, o.next_hop, now, Sent::Own(id)));
+            }
+            let sending = sent_own < o.count && now.duration_since(start) < o.send_for;
+            let drained = own_last_final.or(own_last_back).is_some_and(|t| now.duration_since(t) > o.drain)
+                || (sent_own == 0 && !sending);
+            let waiting = outstanding.values().any(|o| matches!(o.what, Sent::Own(_)));
+            if !sending && !waiting && (pending_own == 0 || drained) {
+                live.originate_done.store(true, Ordering::Relaxed);
+            }
         }
         let mut gone = Vec::new();
         for (b, o) in outstanding.iter_mut() {
@@ -205,33 +429,114 @@ pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
                 gone.push(b.clone());
             } else if o.next <= now {
                 let _ = sock.send_to(&o.bytes, o.dest);
-                c.imdn_retransmissions += 1;
+                match o.what {
+                    Sent::Own(_) => c.originated_retransmissions += 1,
+                    Sent::Notification { .. } => c.imdn_retransmissions += 1,
+                }
                 o.interval = (o.interval * 2).min(T2);
                 o.next = now + o.interval;
             }
         }
         for b in gone {
-            outstanding.remove(&b);
-            c.imdn_timeouts += 1;
+            match outstanding.remove(&b).map(|o| o.what) {
+                Some(Sent::Own(id)) => {
+                    c.originated_timeouts += 1;
+                    own_last_final = Some(now);
+                    if own.remove(&id).is_some_and(|(_, seen)| !seen) {
+                        pending_own = pending_own.saturating_sub(1);
+                    }
+                }
+                Some(Sent::Notification { .. }) => c.imdn_timeouts += 1,
+                None => {}
+            }
         }
+        live.messages.store(c.messages, Ordering::Relaxed);
+        live.notifications_sent.store(c.imdns_sent + c.display_sent, Ordering::Relaxed);
+        live.notifications_ok.store(c.imdns_ok, Ordering::Relaxed);
+        live.originated.store(c.originated, Ordering::Relaxed);
+        live.originated_ok.store(c.originated_ok, Ordering::Relaxed);
+        live.notifications_back.store(c.notifications_back, Ordering::Relaxed);
     }
-    println!(
-        "{}",
+    let missing = own.values().filter(|(_, seen)| !seen).count() as u64;
+    let originate_elapsed = match (own_first, own_last_back) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => started.elapsed().as_secs_f64(),
+    };
+    Ok(UaOutcome {
+        local,
+        counts: c,
+        unanswered: outstanding.len(),
+        missing,
+        notification_hist: hist,
+        originate_elapsed,
+    })
+}
+
+impl Out {
+    fn new(bytes: Vec<u8>, dest: SocketAddr, now: Instant, what: Sent) -> Out {
+        Out { bytes, dest, next: now + T1, interval: T1, give_up: now + T1 * 64, what }
+    }
+}
+
+impl UaOutcome {
+    /// The run as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.counts;
+        let refused: HashMap<String, u64> = c.originated_refused.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         json!({
-            "role": "ua",
-            "listen": local.to_string(),
+            "listen": self.local.to_string(),
             "messages": c.messages,
             "retransmitted_messages": c.retransmitted_messages,
             "options": c.options,
             "other_requests": c.other_requests,
             "imdns_sent": c.imdns_sent,
+            "display_sent": c.display_sent,
             "imdn_retransmissions": c.imdn_retransmissions,
             "imdns_ok": c.imdns_ok,
             "imdns_failed": c.imdns_failed,
             "imdn_timeouts": c.imdn_timeouts,
-            "imdns_unanswered": outstanding.len(),
+            "imdns_unanswered": self.unanswered,
             "malformed": c.malformed,
+            "originated": c.originated,
+            "originated_ok": c.originated_ok,
+            "originated_refused": refused,
+            "originated_timeouts": c.originated_timeouts,
+            "originated_retransmissions": c.originated_retransmissions,
+            "notifications_back": c.notifications_back,
+            "delivered_back": c.delivered_back,
+            "failed_back": c.failed_back,
+            "notifications_missing": self.missing,
+            "notifications_unmatched": c.notifications_unmatched,
+            "notifications_duplicate": c.notifications_duplicate,
+            "notifications_per_s": if self.originate_elapsed > 0.0 {
+                (c.notifications_back - c.notifications_duplicate - c.notifications_unmatched) as f64
+                    / self.originate_elapsed
+            } else {
+                0.0
+            },
+            "notification_latency_us": percentiles(&self.notification_hist),
         })
-    );
+    }
+}
+
+/// `iwf-peer ua`: runs until `--duration` or a signal, prints one JSON line.
+pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
+    let sock = UdpSocket::bind(args.listen).map_err(|e| format!("cannot bind {}: {e}", args.listen))?;
+    eprintln!("listening on {}", sock.local_addr().map_err(|e| e.to_string())?);
+    let cfg =
+        UaConfig { answer: args.answer, notify_delay_ms: args.notify_delay_ms, display: args.display, originate: None };
+    let stop = AtomicBool::new(false);
+    let end = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
+    let outcome = std::thread::scope(|s| {
+        let runner = s.spawn(|| run(&sock, &cfg, &UaLive::default(), &stop));
+        while Instant::now() < end && !super::STOP.load(Ordering::SeqCst) && !runner.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::SeqCst);
+        runner.join().unwrap_or_else(|_| Err("the UA thread panicked".into()))
+    })?;
+    let mut j = outcome.to_json();
+    j["role"] = json!("ua");
+    println!("{j}");
     Ok(ExitCode::SUCCESS)
 }
