@@ -288,3 +288,67 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConten
     assert_eq!(v["imdns_ok"], 1, "{v}");
     assert_eq!(v["imdns_unanswered"], 0, "{v}");
 }
+
+/// `iwf-peer load` on loopback without iwf: two "legacy systems" bind to the SMSC double
+/// (which answers and sends a receipt per part), and the converged side originates
+/// MESSAGEs to `iwf-peer ua` (which answers and notifies). Every part and every
+/// notification must be matched, the mix must show in the parts, and the JSON report
+/// must agree with the double's own counts.
+#[test]
+fn load_matches_every_receipt_and_notification_and_reports() {
+    let smsc = Smsc::start(&["--window", "64"]);
+    let mut ua = Command::new(PEER)
+        .args(["ua", "--listen", "127.0.0.1:0", "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start iwf-peer ua");
+    let mut line = String::new();
+    BufReader::new(ua.stderr.take().expect("stderr")).read_line(&mut line).expect("listening line");
+    let ua_addr = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
+    let report = std::env::temp_dir().join(format!("iwf-load-{}.json", std::process::id()));
+    let out = Command::new(PEER)
+        .args(["load", "--connect", &smsc.addr.to_string(), "--system", "iwf:pwc", "--system", "iwf:pwc"])
+        .args(["--rate", "400", "--duration", "2", "--drain", "5", "--mix", "short=50,long=30,ucs2=20"])
+        .args(["--ua-listen", "127.0.0.1:0", "--originate-rate", "50", "--originate-next-hop", &ua_addr])
+        .args(["--progress-ms", "500", "--json", report.to_str().unwrap()])
+        .output()
+        .expect("run iwf-peer load");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "load exit {:?}\n{text}\n{progress}", out.status);
+    assert!(progress.lines().filter(|l| l.starts_with("load ")).count() >= 3, "progress lines: {progress}");
+    assert!(text.contains("complete") && !text.contains("INCOMPLETE"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("json report")).expect("JSON");
+    let _ = std::fs::remove_file(&report);
+    let systems = v["systems"].as_array().expect("systems");
+    assert_eq!(systems.len(), 2, "{v}");
+    let mut parts = 0;
+    for s in systems {
+        let messages = s["messages"].as_u64().unwrap();
+        assert!((300..=500).contains(&messages), "about 200/s for 2 s each: {s}");
+        let t = &s["texts"];
+        let (short, long, ucs2) =
+            (t["short"].as_u64().unwrap(), t["long"].as_u64().unwrap(), t["ucs2"].as_u64().unwrap());
+        assert_eq!(short + long + ucs2, messages, "{s}");
+        assert!(long > 0 && ucs2 > 0, "{s}");
+        assert_eq!(s["parts"].as_u64().unwrap(), short + 3 * long + 2 * ucs2, "{s}");
+        assert_eq!(s["receipts_matched"], s["parts"], "{s}");
+        assert_eq!(s["receipts_missing"], 0, "{s}");
+        assert_eq!(s["receipts_misrouted"], 0, "{s}");
+        assert!(s["receipt_latency_us"]["p99"].as_u64().unwrap() > 0, "{s}");
+        parts += s["parts"].as_u64().unwrap();
+    }
+    assert_eq!(v["legacy"]["receipts_matched"].as_u64(), Some(parts), "{v}");
+    let c = &v["converged"];
+    let originated = c["originated"].as_u64().unwrap();
+    assert!((80..=120).contains(&originated), "about 50/s for 2 s: {c}");
+    assert_eq!(c["originated_ok"].as_u64(), Some(originated), "{c}");
+    assert_eq!(c["delivered_back"].as_u64(), Some(originated), "{c}");
+    assert_eq!(c["notifications_missing"], 0, "{c}");
+    let double = smsc.stop();
+    assert_eq!(double["submit_sm"].as_u64(), Some(parts), "{double}");
+    assert_eq!(double["receipts_acked"].as_u64(), Some(parts), "{double}");
+    let _ = ua.kill();
+    let _ = ua.wait();
+}
