@@ -10,7 +10,7 @@ echo "== unit, property and integration tests"
 cargo test --workspace --locked
 
 echo "== benches compile and run once (figures come from scripts/bench.sh)"
-cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp -- --test
+cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp --bench memory -- --test
 
 fuzz_seconds=${FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" -gt 0 ]; then
