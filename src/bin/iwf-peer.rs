@@ -882,6 +882,12 @@ pub(crate) struct EsmeRun {
     last_answer: Option<Instant>,
     last_receipt: Option<Instant>,
     close: Option<CloseReason>,
+    /// Parts awaiting their response, by sequence number, with their destination.
+    inflight: HashMap<u32, (Arc<str>, Part)>,
+    /// Parts the peer answered ESME_RTHROTTLED: submitted again after the back-off.
+    retry: Vec<(Arc<str>, Part)>,
+    /// Resubmissions after ESME_RTHROTTLED.
+    resubmitted: u64,
 }
 
 impl Driver for EsmeRun {
@@ -940,6 +946,13 @@ impl Driver for EsmeRun {
                 message_id,
             } => {
                 let submitted = self.sent_at.remove(&seq);
+                let part = self.inflight.remove(&seq);
+                if status == CommandStatus::ESME_RTHROTTLED {
+                    // Not an answer: the part goes again once the back-off ends.
+                    self.throttled += 1;
+                    self.retry.extend(part);
+                    return;
+                }
                 if let Some(t) = submitted {
                     let us = t.elapsed().as_micros().clamp(1, 120_000_000) as u64;
                     let _ = self.hist.record(us);
@@ -964,16 +977,18 @@ impl Driver for EsmeRun {
             }
             Event::Response { .. } => {}
             Event::ResponseTimeout { seq, .. } => {
+                self.inflight.remove(&seq);
                 if self.sent_at.remove(&seq).is_some() {
                     self.timeouts += 1;
                 }
             }
             Event::Abandoned { seq, .. } => {
+                self.inflight.remove(&seq);
                 if self.sent_at.remove(&seq).is_some() {
                     self.abandoned += 1;
                 }
             }
-            Event::Throttled { .. } => self.throttled += 1,
+            Event::Throttled { .. } => {}
             Event::Resumed => {}
             Event::Closed { reason } => self.close = Some(reason),
         }
@@ -981,6 +996,7 @@ impl Driver for EsmeRun {
 }
 
 /// One submit_sm of a message: user data (with its UDH when UDHI is set) and coding.
+#[derive(Clone)]
 pub(crate) struct Part {
     /// esm_class (0, or UDHI for a concatenated part).
     pub esm_class: u8,
@@ -1116,6 +1132,9 @@ pub(crate) fn run_esme(
         last_answer: None,
         last_receipt: None,
         close: None,
+        inflight: HashMap::new(),
+        retry: Vec::new(),
+        resubmitted: 0,
     };
     let rd = RegisteredDelivery(spec.registered_delivery);
     let wants_receipt = matches!(rd.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly);
@@ -1124,8 +1143,10 @@ pub(crate) fn run_esme(
     let mut unbinding = false;
     let mut io_error: Option<String> = None;
     let mut next = Outgoing::default();
-    // Parts of the current message not yet sent (sent back to front).
-    let mut queued: Vec<Part> = Vec::new();
+    // Parts of the current message not yet sent (back to front), with their destination,
+    // and throttled parts to submit again (these go first).
+    let mut queued: Vec<(Arc<str>, Part)> = Vec::new();
+    let mut again: Vec<(Arc<str>, Part)> = Vec::new();
     let pace = |start: Instant, n: u64| spec.rate.map(|rate| start + Duration::from_secs_f64(n as f64 / rate));
     let submitting = |start: Instant, n: u64| n < spec.count && spec.submit_for.is_none_or(|d| start.elapsed() < d);
     let mut throttled_until: Option<u64> = None;
@@ -1137,27 +1158,41 @@ pub(crate) fn run_esme(
         }
         // Submit as far as window, rate, count and time allow.
         if let (Some(start), false) = (run.bound_at, unbinding) {
+            // Throttled parts first, in their order.
+            if throttled_until.is_none() && !run.retry.is_empty() {
+                again.extend(run.retry.drain(..).rev());
+            }
             loop {
-                if queued.is_empty() {
+                if queued.is_empty() && again.is_empty() {
                     if !submitting(start, messages) || pace(start, messages).is_some_and(|due| Instant::now() < due) {
                         break;
                     }
                     source.message(messages, &mut next);
                     messages += 1;
-                    queued.extend(next.parts.drain(..).rev());
+                    let to: Arc<str> = Arc::from(next.destination.as_str());
+                    queued.extend(next.parts.drain(..).rev().map(|p| (Arc::clone(&to), p)));
                 }
-                let Some(part) = queued.last() else { break };
+                let resubmit = !again.is_empty();
+                let Some((to, part)) = again.last().or(queued.last()) else { break };
                 let sm = SubmitSm {
                     esm_class: EsmClass(part.esm_class),
                     data_coding: part.data_coding,
-                    ..short_message(&spec.source, &next.destination, rd, &part.user_data)
+                    ..short_message(&spec.source, to, rd, &part.user_data)
                 };
                 let pdu = Pdu::new(0, Body::SubmitSm(sm));
                 match conn.session.send_request(now, &pdu) {
                     Ok(seq) => {
                         run.sent_at.insert(seq, Instant::now());
-                        queued.pop();
-                        parts += 1;
+                        let sent = if resubmit {
+                            run.resubmitted += 1;
+                            again.pop()
+                        } else {
+                            parts += 1;
+                            queued.pop()
+                        };
+                        if let Some(p) = sent {
+                            run.inflight.insert(seq, p);
+                        }
                     }
                     Err(SendError::Throttled { until }) => {
                         // The peer answered ESME_RTHROTTLED: wait until the back-off ends.
@@ -1177,7 +1212,10 @@ pub(crate) fn run_esme(
         live.matched.store(run.matched, Ordering::Relaxed);
         live.bound.store(run.bound_at.is_some(), Ordering::Relaxed);
         // Done: every submit answered and every receipt back (or given up).
-        let sent_all = run.bound_at.is_some_and(|start| !submitting(start, messages)) && queued.is_empty();
+        let sent_all = run.bound_at.is_some_and(|start| !submitting(start, messages))
+            && queued.is_empty()
+            && again.is_empty()
+            && run.retry.is_empty();
         let all_answered = sent_all && run.answered + run.timeouts + run.abandoned >= parts;
         let receipts_done = !wants_receipt
             || run.matched >= run.ok
@@ -1205,9 +1243,11 @@ pub(crate) fn run_esme(
         if let Some(until) = throttled_until {
             wait = wait.min(Duration::from_millis(until.saturating_sub(now_ms()).max(1)));
         } else if let (Some(start), false) = (run.bound_at, unbinding) {
-            if run.sent_at.len() < spec.window && (!queued.is_empty() || submitting(start, messages)) {
+            if run.sent_at.len() < spec.window
+                && (!queued.is_empty() || !again.is_empty() || !run.retry.is_empty() || submitting(start, messages))
+            {
                 match pace(start, messages) {
-                    Some(due) if queued.is_empty() && due > Instant::now() => {
+                    Some(due) if queued.is_empty() && again.is_empty() && due > Instant::now() => {
                         wait = wait.min(due.saturating_duration_since(Instant::now()));
                     }
                     // The window has room and the pace allows: submit first.
@@ -1280,6 +1320,7 @@ fn esme(args: EsmeArgs) -> Result<ExitCode, String> {
         "timeouts": run.timeouts,
         "abandoned": run.abandoned,
         "throttled": run.throttled,
+        "resubmitted": run.resubmitted,
         "receipts": run.receipts,
         "receipts_matched": run.matched,
         "receipts_unmatched": run.early.len(),

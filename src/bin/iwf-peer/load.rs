@@ -88,9 +88,13 @@ pub struct LoadArgs {
     /// Send display notifications where display was asked.
     #[arg(long)]
     pub display: bool,
-    /// Converged → legacy MESSAGEs per second from the converged side (0: none).
+    /// Converged → legacy MESSAGEs per second from the converged side (0: none, unless
+    /// --originate-window is set: then as fast as that window allows).
     #[arg(long, default_value_t = 0.0)]
     pub originate_rate: f64,
+    /// Most originated MESSAGEs whose notification has not come back yet (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub originate_window: u64,
     /// Where originated MESSAGEs go.
     #[arg(long, default_value = "198.18.2.2:5060")]
     pub originate_next_hop: SocketAddr,
@@ -264,11 +268,12 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
     if args.rate.is_nan() || args.rate < 0.0 || args.originate_rate.is_nan() || args.originate_rate < 0.0 {
         return Err("--rate and --originate-rate must be 0 or more".into());
     }
-    if args.systems.is_empty() && args.originate_rate == 0.0 {
+    let originating = args.originate_rate > 0.0 || args.originate_window > 0;
+    if args.systems.is_empty() && !originating {
         return Err("nothing to do: give --system (legacy → converged) or --originate-rate (converged → legacy)".into());
     }
-    if args.originate_rate > 0.0 && args.ua_listen.is_none() {
-        return Err("--originate-rate needs --ua-listen (the converged side's address)".into());
+    if originating && args.ua_listen.is_none() {
+        return Err("--originate-rate / --originate-window need --ua-listen (the converged side's address)".into());
     }
     let source: u64 = args.source.parse().map_err(|_| "--source must be digits".to_string())?;
     let n_systems = args.systems.len().max(1) as f64;
@@ -309,12 +314,13 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
         answer: 200,
         notify_delay_ms: args.notify_delay_ms,
         display: args.display,
-        originate: (args.originate_rate > 0.0).then(|| Originate {
+        originate: originating.then(|| Originate {
             next_hop: args.originate_next_hop,
             from: args.originate_from.clone(),
             to_prefix: args.originate_prefix.clone(),
             users: args.originate_users.max(1),
             rate: args.originate_rate,
+            window: args.originate_window,
             count: args.originate_count,
             send_for: Duration::from_secs_f64(args.duration.max(0.0)),
             drain: Duration::from_secs_f64(args.drain.max(0.0)),
@@ -579,6 +585,10 @@ impl Report {
             if !run.errors.is_empty() {
                 let _ = writeln!(text, "{:<10} refusals: {:?}", "", run.errors);
             }
+            if run.throttled > 0 {
+                let _ =
+                    writeln!(text, "{:<10} {} ESME_RTHROTTLED answers, each part submitted again", "", run.throttled);
+            }
             if missing > 0 || misrouted > 0 || refused > 0 || run.timeouts > 0 || !o.complete {
                 complete = false;
             }
@@ -601,6 +611,7 @@ impl Report {
                 "refusals": run.errors,
                 "response_timeouts": run.timeouts,
                 "throttled": run.throttled,
+                "resubmitted": run.resubmitted,
                 "receipts": run.receipts,
                 "receipts_matched": run.matched,
                 "receipts_missing": missing,
@@ -650,7 +661,7 @@ impl Report {
                 if c.imdn_timeouts > 0 || c.imdns_failed > 0 {
                     complete = false;
                 }
-                if args.originate_rate > 0.0 {
+                if c.originated > 0 {
                     let l = &j["notification_latency_us"];
                     let _ = writeln!(
                         text,
@@ -701,7 +712,7 @@ impl Report {
                 "systems": results.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
                 "rate": args.rate, "duration_s": args.duration, "window": args.window, "mix": args.mix,
                 "users": args.users, "notify_delay_ms": args.notify_delay_ms, "display": args.display,
-                "originate_rate": args.originate_rate,
+                "originate_rate": args.originate_rate, "originate_window": args.originate_window,
             },
             "legacy": legacy_total,
             "systems": systems_json,

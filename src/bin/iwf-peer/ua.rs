@@ -54,8 +54,10 @@ pub struct Originate {
     pub to_prefix: String,
     /// Distinct recipients (user numbers 1..=users).
     pub users: u64,
-    /// MESSAGEs per second.
+    /// MESSAGEs per second (0: as fast as `window` allows).
     pub rate: f64,
+    /// Most MESSAGEs whose notification has not come back yet (0: no limit).
+    pub window: u64,
     /// Most MESSAGEs.
     pub count: u64,
     /// Stop originating after this long.
@@ -142,6 +144,8 @@ pub struct UaOutcome {
     pub unanswered: usize,
     /// Own MESSAGEs accepted whose notification never came.
     pub missing: u64,
+    /// The first few of them (imdn.Message-IDs, in sending order).
+    pub missing_sample: Vec<String>,
     /// MESSAGE sent → its delivery notification received, µs.
     pub notification_hist: Histogram<u64>,
     /// Seconds from the first own MESSAGE to the last notification back.
@@ -402,7 +406,8 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
             let start = *own_first.get_or_insert(now);
             while sent_own < o.count
                 && now.duration_since(start) < o.send_for
-                && start + Duration::from_secs_f64(sent_own as f64 / o.rate) <= now
+                && (o.rate <= 0.0 || start + Duration::from_secs_f64(sent_own as f64 / o.rate) <= now)
+                && (o.window == 0 || pending_own < o.window)
             {
                 let id = format!("lo{sent_own:x}");
                 let Some((bytes, b)) = own_message(o, local, sent_own, &id) else {
@@ -458,6 +463,10 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
         live.notifications_back.store(c.notifications_back, Ordering::Relaxed);
     }
     let missing = own.values().filter(|(_, seen)| !seen).count() as u64;
+    let mut missing_sample: Vec<(Instant, String)> =
+        own.iter().filter(|(_, (_, seen))| !seen).map(|(id, (at, _))| (*at, id.clone())).collect();
+    missing_sample.sort();
+    let missing_sample = missing_sample.into_iter().take(10).map(|(_, id)| id).collect();
     let originate_elapsed = match (own_first, own_last_back) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => started.elapsed().as_secs_f64(),
@@ -467,6 +476,7 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
         counts: c,
         unanswered: outstanding.len(),
         missing,
+        missing_sample,
         notification_hist: hist,
         originate_elapsed,
     })
@@ -506,6 +516,7 @@ impl UaOutcome {
             "delivered_back": c.delivered_back,
             "failed_back": c.failed_back,
             "notifications_missing": self.missing,
+            "notifications_missing_sample": self.missing_sample,
             "notifications_unmatched": c.notifications_unmatched,
             "notifications_duplicate": c.notifications_duplicate,
             "notifications_per_s": if self.originate_elapsed > 0.0 {
