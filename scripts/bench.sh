@@ -26,6 +26,25 @@
 #    answers each SIP MESSAGE 200 and sends the delivery IMDN back; the driver matches
 #    every deliver_sm receipt to the message_id it was given. Figures: receipts/s and
 #    submit → receipt p50 / p99 (hdrhistogram).
+# load: `iwf-peer load` (the load generator) plays smsc-a and smsc-b (window 64 each, the
+#    text mix short 70% / long 3-part 20% / UCS-2 2-part 10%, to 1000 converged users) and
+#    the converged side, for LOAD_S seconds as fast as the windows allow: receipts/s (every
+#    receipt matched at the system that sent its part) and submit → receipt p99; then again
+#    at half that load for the p99 there. iwf's CPU time per receipt = its worker's
+#    non-empty polls (busy_ns of both ports) + the CPU time of every other iwf thread
+#    (store, control, admin), over the receipts.
+# originate: converged → legacy: the load generator's converged side sends MESSAGEs asking
+#    for delivery notifications (closed loop, 64 awaiting their notification) through iwf
+#    to smsc-c, which the load generator also plays (answers, sends the receipt); every
+#    notification is matched: notifications/s, MESSAGE → notification p99, CPU per
+#    notification. With the baseline part, again at the baseline's comfortable load.
+# baseline: the same converged → legacy measurement through Kamailio + Kannel
+#    (scripts/baseline.sh, pinned to BASE_CPUS), before iwf's lab is up: the iwf / baseline
+#    ratios of notifications/s, p99 at the baseline's comfortable load (half its maximum)
+#    and CPU time per notification.
+# rss: iwf's resident memory (VmRSS) every 30 s under RSS_RATE messages/s from the load
+#    generator for RSS_S seconds (default 600): after warm-up, at the end, and the growth.
+# memory: bytes per pending correlation entry at 1 M entries (cargo bench --bench memory).
 # 4. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
 #    ceiling counts packets in); rows (date, machine, figure, value, ratio) appended to
 #    BENCHMARKS.md.
@@ -33,9 +52,10 @@
 # Stops by itself (each tool under `timeout`, the whole run under BENCH_LIMIT_S) and
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
-# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (300), BENCH_PARTS ("ceiling sip smpp e2e":
-# which figures to measure), SMPP_COUNT (300000), SMPP_WINDOW (10), E2E_COUNT (20000),
-# E2E_WINDOW (64).
+# CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (600 + RSS_S), BENCH_PARTS ("ceiling sip smpp
+# e2e load originate baseline rss memory": which figures to measure), SMPP_COUNT (300000),
+# SMPP_WINDOW (10), E2E_COUNT (20000), E2E_WINDOW (64), LOAD_S (10), RSS_S (600),
+# RSS_RATE (2000), BASE_CPUS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -47,13 +67,16 @@ done
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
-PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e"}
+PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load originate baseline rss memory"}
+LOAD_S=${LOAD_S:-10}
+RSS_S=${RSS_S:-600}
+RSS_RATE=${RSS_RATE:-2000}
 E2E_COUNT=${E2E_COUNT:-20000}
 SMPP_COUNT=${SMPP_COUNT:-300000}
 SMPP_WINDOW=${SMPP_WINDOW:-10}
 CEILING_S=${CEILING_S:-5}
 STEP_S=${STEP_S:-4}
-LIMIT_S=${BENCH_LIMIT_S:-300}
+LIMIT_S=${BENCH_LIMIT_S:-$((600 + RSS_S))}
 OUT=target/bench
 PMD_PREFIX=iwf-bench-pmd
 PMD_TAP=iwf-bench0
@@ -67,6 +90,8 @@ left() { echo $((LIMIT_S - ($(date +%s) - START))); }
 
 PMD_PID=""
 SMSC_PID=""
+RSS_LOAD_PID=""
+BASELINE_UP=""
 cleanup() {
     set +e
     if [ -n "$SMSC_PID" ] && kill -0 "$SMSC_PID" 2>/dev/null; then kill -TERM "$SMSC_PID" 2>/dev/null; fi
@@ -76,6 +101,8 @@ cleanup() {
     pkill -KILL -f -- "--file-prefix $PMD_PREFIX" 2>/dev/null
     ip link del "$PMD_TAP" 2>/dev/null
     rm -rf "/var/run/dpdk/$PMD_PREFIX" "$OUT/pmd.fifo"
+    if [ -n "$RSS_LOAD_PID" ] && kill -0 "$RSS_LOAD_PID" 2>/dev/null; then kill -TERM "$RSS_LOAD_PID" 2>/dev/null; fi
+    if [ -n "$BASELINE_UP" ]; then scripts/baseline.sh down >/dev/null 2>&1; fi
     IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1
 }
 trap cleanup EXIT
@@ -84,11 +111,12 @@ trap 'exit 130' INT TERM
 if [ -z "${IWF_NO_BUILD:-}" ]; then
     say "release build"
     cargo build --release --quiet --bin iwf --bin iwf-peer
+    if want memory; then cargo bench --quiet --no-run --bench memory 2>/dev/null; fi
 fi
 IWF_BIN=$TARGET/release/iwf
 PEER_BIN=$TARGET/release/iwf-peer
 [ -x "$IWF_BIN" ] || { echo "bench: no release binary at $IWF_BIN" >&2; exit 1; }
-if want smpp || want e2e; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
+if want smpp || want e2e || want load || want originate || want baseline || want rss; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
 
 # --- 1. the tap ceiling ------------------------------------------------------------
@@ -143,6 +171,87 @@ say "ceiling: testpmd received $PMD_RX of $SENT_N datagrams offered in ${SENT_S%
 [ "$PMD_RX" -gt 0 ] || { echo "bench: testpmd received nothing (see $OUT/testpmd.log)" >&2; exit 1; }
 fi
 
+# --- the load generator's runs ----------------------------------------------------------
+# jget FILE a.b.c: a value from a JSON report (0 when absent).
+jget() {
+    python3 - "$1" "$2" <<'PY' 2>/dev/null || echo 0
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else (v or {}).get(k)
+print(0 if v is None else (round(v) if isinstance(v, float) else v))
+PY
+}
+# iwf's CPU time so far, ns: its worker's non-empty polls (busy_ns on the last stats line
+# of each port: idle polls of a busy-polling core are not work) plus the CPU time of every
+# other iwf thread (store, control, admin, EAL helpers).
+iwf_cpu_ns() {
+    sleep 1.2
+    local busy other pid
+    busy=$(for p in legacy converged; do
+        (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "busy_ns" { print $2 }'
+    done | awk '{ s += $1 } END { printf "%d", s }')
+    pid=$(cat target/lab/iwf.pid 2>/dev/null || echo 0)
+    other=$(for t in /proc/"$pid"/task/*; do
+        case "$(cat "$t/comm" 2>/dev/null)" in rte-worker-*) ;; *) awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null ;; esac
+    done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%d", s * 1e9 / hz }')
+    echo $((busy + other))
+}
+# run_load NAME SECONDS ARGS...: the load generator against the lab, report in $OUT/load-NAME.*
+run_load() {
+    local name=$1 secs=$2
+    shift 2
+    timeout $((secs + 120)) "$PEER_BIN" load --legacy-netns iwf-legacy --converged-netns iwf-conv \
+        --ua-listen 198.18.2.1:5060 --duration "$secs" --drain 10 --progress-ms 5000 \
+        --json "$OUT/load-$name.json" "$@" >"$OUT/load-$name.txt" 2>"$OUT/load-$name.progress" || true
+    sed 's/^/bench:   /' "$OUT/load-$name.txt"
+}
+# --- baseline: Kamailio + Kannel, converged → legacy with receipts ------------------------
+# Before iwf's lab is up: its busy-polling worker would share BASE_CPUS with the chain.
+BASE_NPS=0
+BASE_P99=0
+BASE_NS=0
+BASE_COMFORT=0
+BASE_COMFORT_P99=0
+BASE_CPUS=${BASE_CPUS:-1}
+# CPU time of the chain's processes so far, ns (every process started in namespace iwf-base
+# but the SMSC double: kamailio, bearerbox, smsbox).
+base_cpu_ns() {
+    local pids
+    pids=$(ip netns pids iwf-base 2>/dev/null || true)
+    for p in $pids; do
+        case "$(cat /proc/"$p"/comm 2>/dev/null)" in iwf-peer) ;; *) awk '{ print $14 + $15 }' /proc/"$p"/stat 2>/dev/null ;; esac
+    done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%d", s * 1e9 / hz }'
+}
+if want baseline; then
+    say "baseline: Kamailio + Kannel in namespace iwf-base, pinned to CPU $BASE_CPUS (scripts/baseline.sh)"
+    PEER_BIN="$PEER_BIN" BASE_CPUS="$BASE_CPUS" scripts/baseline.sh up >"$OUT/baseline-up.log" 2>&1 ||
+        { cat "$OUT/baseline-up.log" >&2; echo "bench: the baseline did not come up" >&2; exit 1; }
+    BASELINE_UP=1
+    base_load() { # NAME ARGS...
+        local name=$1
+        shift
+        timeout $((LOAD_S + 120)) ip netns exec iwf-base "$PEER_BIN" load --ua-listen 127.0.0.1:5062 \
+            --originate-next-hop 127.0.0.1:5060 --duration "$LOAD_S" --drain 10 --progress-ms 5000 \
+            --json "$OUT/load-$name.json" "$@" >"$OUT/load-$name.txt" 2>"$OUT/load-$name.progress" || true
+        sed 's/^/bench:   /' "$OUT/load-$name.txt"
+    }
+    c0=$(base_cpu_ns)
+    base_load base-max --originate-window 64
+    c1=$(base_cpu_ns)
+    BASE_NPS=$(jget "$OUT/load-base-max.json" converged.notifications_per_s)
+    BASE_P99=$(jget "$OUT/load-base-max.json" converged.notification_latency_us.p99)
+    n=$(jget "$OUT/load-base-max.json" converged.delivered_back)
+    BASE_NS=$(((c1 - c0) / (n > 0 ? n : 1)))
+    BASE_COMFORT=$((BASE_NPS / 2 > 0 ? BASE_NPS / 2 : 1))
+    base_load base-comfort --originate-rate "$BASE_COMFORT"
+    BASE_COMFORT_P99=$(jget "$OUT/load-base-comfort.json" converged.notification_latency_us.p99)
+    say "baseline: $BASE_NPS notifications/s (p99 $BASE_P99 µs), $BASE_NS ns CPU per notification; at $BASE_COMFORT/s p99 $BASE_COMFORT_P99 µs"
+    scripts/baseline.sh down >/dev/null 2>&1 || true
+    BASELINE_UP=""
+    [ "$BASE_NPS" -gt 0 ] || { echo "bench: the baseline measured nothing (see $OUT/load-base-max.*, target/baseline/)" >&2; exit 1; }
+fi
+
 # --- 2. SIP MESSAGE transactions/s through iwf ---------------------------------------
 sed -e 's/^server_transactions = .*/server_transactions = 524288 # bench: 32 s of Timer J at 16 k\/s/' \
     -e 's/^server_slot_bytes = .*/server_slot_bytes = 768/' \
@@ -150,7 +259,7 @@ sed -e 's/^server_transactions = .*/server_transactions = 524288 # bench: 32 s o
     -e 's/^stats_interval_ms = .*/stats_interval_ms = 1000/' \
     -e 's/^client_transactions = .*/client_transactions = 65536 # bench: (RTT + Timer K 5 s) at 13 k\/s/' \
     -e 's/^window = 10$/window = 64/' config/lab.toml >"$OUT/bench.toml"
-if want sip || want smpp || want e2e; then
+if want sip || want smpp || want e2e || want load || want originate || want rss; then
     say "lab up (release binary, $OUT/bench.toml)"
     IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up >"$OUT/lab-up.log" 2>&1 ||
         { cat "$OUT/lab-up.log" >&2; exit 1; }
@@ -274,7 +383,86 @@ print(round(d.get("receipts_per_s", 0)), l.get("p50", 0), l.get("p99", 0), d.get
     say "iwf flows: $(grep -E '^flows ' target/lab/iwf.log | tail -n1)"
     [ "$E2E_RPS" -gt 0 ] || { echo "bench: the end-to-end run measured nothing (see $OUT/esme-e2e.json, $OUT/ua.json, target/lab/iwf.log)" >&2; exit 1; }
 fi
+# --- load: legacy → converged with the load generator --------------------------------------
+LOAD_RPS=0
+LOAD_P99=0
+LOAD_NS=0
+HALF_RPS=0
+HALF_P99=0
+LOAD_MISSING=0
+if want load; then
+    say "load: smsc-a + smsc-b (window 64, text mix) -> iwf -> converged side, ${LOAD_S} s as fast as the windows allow"
+    c0=$(iwf_cpu_ns)
+    run_load max "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate 0
+    c1=$(iwf_cpu_ns)
+    LOAD_RPS=$(jget "$OUT/load-max.json" legacy.receipts_per_s)
+    LOAD_P99=$(jget "$OUT/load-max.json" legacy.receipt_latency_us.p99)
+    n=$(jget "$OUT/load-max.json" legacy.receipts_matched)
+    LOAD_MISSING=$(( $(jget "$OUT/load-max.json" legacy.receipts_missing) + $(jget "$OUT/load-max.json" legacy.receipts_misrouted) ))
+    LOAD_NS=$(((c1 - c0) / (n > 0 ? n : 1)))
+    parts=$(jget "$OUT/load-max.json" legacy.parts)
+    msgs=$(jget "$OUT/load-max.json" legacy.messages)
+    half=$(python3 -c "print(max(1, round($LOAD_RPS / 2 / max($parts, 1) * max($msgs, 1))))")
+    say "load: at half that ($half messages/s)"
+    run_load half "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate "$half"
+    HALF_RPS=$(jget "$OUT/load-half.json" legacy.receipts_per_s)
+    HALF_P99=$(jget "$OUT/load-half.json" legacy.receipt_latency_us.p99)
+    say "load: $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, $LOAD_MISSING missing or misrouted), $LOAD_NS ns iwf CPU per receipt; at half: $HALF_RPS receipts/s, p99 $HALF_P99 µs"
+    [ "$LOAD_RPS" -gt 0 ] || { echo "bench: the load run measured nothing (see $OUT/load-max.*)" >&2; exit 1; }
+fi
+# --- originate: converged → legacy through iwf ----------------------------------------------
+ORIG_NPS=0
+ORIG_P99=0
+ORIG_NS=0
+ORIG_COMFORT_P99=0
+if want originate; then
+    say "originate: converged side -> iwf -> smsc-c (played by the load generator) -> receipt -> IMDN back, window 64"
+    c0=$(iwf_cpu_ns)
+    run_load orig-max "$LOAD_S" --originate-window 64 --smsc-listen 198.18.1.1:2776
+    c1=$(iwf_cpu_ns)
+    ORIG_NPS=$(jget "$OUT/load-orig-max.json" converged.notifications_per_s)
+    ORIG_P99=$(jget "$OUT/load-orig-max.json" converged.notification_latency_us.p99)
+    n=$(jget "$OUT/load-orig-max.json" converged.delivered_back)
+    ORIG_NS=$(((c1 - c0) / (n > 0 ? n : 1)))
+    if [ "$BASE_COMFORT" -gt 0 ]; then
+        say "originate: at the baseline's comfortable load ($BASE_COMFORT/s)"
+        run_load orig-comfort "$LOAD_S" --originate-rate "$BASE_COMFORT" --smsc-listen 198.18.1.1:2776
+        ORIG_COMFORT_P99=$(jget "$OUT/load-orig-comfort.json" converged.notification_latency_us.p99)
+    fi
+    say "originate: $ORIG_NPS notifications/s (p99 $ORIG_P99 µs), $ORIG_NS ns iwf CPU per notification; at the baseline's comfortable load p99 $ORIG_COMFORT_P99 µs"
+    [ "$ORIG_NPS" -gt 0 ] || { echo "bench: the originate run measured nothing (see $OUT/load-orig-max.*)" >&2; exit 1; }
+fi
+# --- rss: resident memory under steady load -------------------------------------------------
+RSS_WARM=0
+RSS_END=0
+if want rss; then
+    say "rss: $RSS_RATE messages/s for $RSS_S s, iwf's VmRSS every 30 s ($OUT/rss.csv)"
+    pid=$(cat target/lab/iwf.pid)
+    run_load rss "$RSS_S" --system smsca:pwa --system smscb:pwb --rate "$RSS_RATE" >/dev/null &
+    RSS_LOAD_PID=$!
+    echo "seconds,vmrss_kb" >"$OUT/rss.csv"
+    t0=$(date +%s)
+    while kill -0 "$RSS_LOAD_PID" 2>/dev/null; do
+        t=$(($(date +%s) - t0))
+        kb=$(awk '/^VmRSS/ { print $2 }' /proc/"$pid"/status 2>/dev/null || echo 0)
+        [ "$t" -le "$RSS_S" ] && echo "$t,$kb" >>"$OUT/rss.csv"
+        [ "$t" -ge 60 ] && [ "$RSS_WARM" = 0 ] && RSS_WARM=$kb
+        [ "$t" -le "$RSS_S" ] && RSS_END=$kb
+        sleep 30 & wait $! || true
+    done
+    wait "$RSS_LOAD_PID" 2>/dev/null || true
+    sed 's/^/bench:   /' "$OUT/load-rss.txt"
+    say "rss: ${RSS_WARM} kB after 60 s, ${RSS_END} kB at the end ($((RSS_END - RSS_WARM)) kB growth)"
+fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
+# --- memory: bytes per pending correlation entry ---------------------------------------------
+MEM_PER_ENTRY=0
+if want memory; then
+    MEM_JSON=$(cargo bench --quiet --bench memory 2>/dev/null | tail -n1)
+    echo "$MEM_JSON" >"$OUT/memory.json"
+    MEM_PER_ENTRY=$(jget "$OUT/memory.json" bytes_per_entry)
+    say "memory: $MEM_PER_ENTRY bytes per pending correlation entry at 1 M entries"
+fi
 
 # --- 4. report ------------------------------------------------------------------------
 MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//; s/  */ /g')
@@ -319,6 +507,35 @@ fi
         echo "| $DATE | $MACHINE | receipts/s end to end: submit_sm (iwf-peer esme, window $E2E_WINDOW) → SIP MESSAGE → 200 + delivery IMDN (iwf-peer ua) → deliver_sm receipt matched at the sender; ratio to the tap ceiling when measured | $E2E_RPS receipts/s | $E2E_RATIO |"
         echo "| $DATE | $MACHINE | submit_sm → its receipt back at the sender, p50 / p99 (same run) | $E2E_P50 / $E2E_P99 µs | |"
     fi
+    if want load; then
+        r=$(python3 -c "print(f'{$LOAD_RPS / $CEILING:.3f}' if $CEILING else '')")
+        echo "| $DATE | $MACHINE | receipts/s, load generator: smsc-a + smsc-b (window 64, text mix 70/20/10 short/long/UCS-2) → iwf → converged side → receipts matched at their senders ($LOAD_MISSING missing or misrouted); ratio to the tap ceiling | $LOAD_RPS receipts/s | $r |"
+        echo "| $DATE | $MACHINE | submit → receipt p99 at that load / at half that load ($HALF_RPS receipts/s) | $LOAD_P99 / $HALF_P99 µs | |"
+        echo "| $DATE | $MACHINE | iwf CPU time per receipt (worker's non-empty polls + all other iwf threads) | $LOAD_NS ns | |"
+    fi
+    if want originate; then
+        echo "| $DATE | $MACHINE | converged → legacy: MESSAGE → iwf → submit_sm → SMSC receipt → IMDN back, notifications/s (window 64) | $ORIG_NPS notifications/s | |"
+        echo "| $DATE | $MACHINE | converged → legacy: MESSAGE → its notification p99 at that load | $ORIG_P99 µs | |"
+        echo "| $DATE | $MACHINE | iwf CPU time per converged → legacy message and its notification | $ORIG_NS ns | |"
+    fi
+    if want baseline; then
+        echo "| $DATE | $MACHINE | baseline Kamailio + Kannel (pinned to CPU $BASE_CPUS), same load generator, converged → legacy notifications/s (window 64) | $BASE_NPS notifications/s | 1.00 |"
+        if want originate; then
+            r=$(python3 -c "print(f'{$ORIG_NPS / $BASE_NPS:.1f}' if $BASE_NPS else '')")
+            echo "| $DATE | $MACHINE | iwf / baseline notifications/s | $ORIG_NPS / $BASE_NPS | $r |"
+            r=$(python3 -c "print(f'{$BASE_COMFORT_P99 / $ORIG_COMFORT_P99:.1f}' if $ORIG_COMFORT_P99 else '')")
+            echo "| $DATE | $MACHINE | p99 MESSAGE → notification at the baseline's comfortable load ($BASE_COMFORT/s), baseline / iwf | $BASE_COMFORT_P99 / $ORIG_COMFORT_P99 µs | $r |"
+            r=$(python3 -c "print(f'{$BASE_NS / $ORIG_NS:.1f}' if $ORIG_NS else '')")
+            echo "| $DATE | $MACHINE | CPU time per message and notification, baseline / iwf | $BASE_NS / $ORIG_NS ns | $r |"
+        fi
+    fi
+    if want rss; then
+        echo "| $DATE | $MACHINE | iwf VmRSS under $RSS_RATE messages/s for $RSS_S s: after 60 s / at the end (growth) | $RSS_WARM / $RSS_END kB ($((RSS_END - RSS_WARM)) kB) | |"
+    fi
+    if want memory; then
+        echo "| $DATE | $MACHINE | bytes per pending correlation entry at 1 M entries (counting allocator) | $MEM_PER_ENTRY B | |"
+    fi
 } >>BENCHMARKS.md
 say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO; SMPP iwf $SMPP_IWF / kernel $SMPP_KERNEL PDUs/s; end to end $E2E_RPS receipts/s, p99 $E2E_P99 µs (BENCHMARKS.md)"
+say "load $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, half-load p99 $HALF_P99 µs); converged → legacy $ORIG_NPS notifications/s vs baseline $BASE_NPS; RSS $RSS_WARM → $RSS_END kB; $MEM_PER_ENTRY B per correlation entry"
 say "done in $(($(date +%s) - START)) s"

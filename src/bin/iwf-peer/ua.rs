@@ -165,6 +165,14 @@ fn unix_now() -> i64 {
     i64::try_from(now).unwrap_or(0)
 }
 
+/// A token unique to this run (time and process id), so that branches, Call-IDs and
+/// imdn.Message-IDs never repeat those of an earlier run: iwf's server transactions
+/// outlive a run (64·T1) and would answer a repeated branch as a retransmission.
+fn run_token() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:x}.", (nanos as u64 ^ (u64::from(std::process::id()) << 40)) & 0xffff_ffff_ffff)
+}
+
 /// A SIP MESSAGE over UDP from `local` carrying a CPIM body; returns it and its branch.
 fn request(local: SocketAddr, ruri: &str, from: &str, to: &str, tag: &str, body: &[u8]) -> Option<(Vec<u8>, String)> {
     let branch = format!("z9hG4bK{tag}");
@@ -219,7 +227,7 @@ type Request = (Vec<u8>, String);
 /// The notifications a received MESSAGE asks for: delivery (first), display (after it).
 type Notifications = (Option<Request>, Option<Request>);
 
-fn notifications(msg: &Message<'_, '_>, local: SocketAddr, n: u64, display: bool) -> Notifications {
+fn notifications(msg: &Message<'_, '_>, local: SocketAddr, run: &str, n: u64, display: bool) -> Notifications {
     let mut headers = [EMPTY_HEADER; 24];
     let Ok(parsed) = cpim::parse(msg.body, &mut headers) else { return (None, None) };
     let Ok(c) = CpimRepr::parse(&parsed) else { return (None, None) };
@@ -229,10 +237,14 @@ fn notifications(msg: &Message<'_, '_>, local: SocketAddr, n: u64, display: bool
     let delivery = c
         .dispositions
         .contains(Dispositions::POSITIVE_DELIVERY)
-        .then(|| notification_for(&c, local, &format!("ua{n:x}"), Notification::Delivery(DeliveryStatus::Delivered)))
+        .then(|| {
+            notification_for(&c, local, &format!("ua{run}{n:x}"), Notification::Delivery(DeliveryStatus::Delivered))
+        })
         .flatten();
     let shown = (display && c.dispositions.contains(Dispositions::DISPLAY))
-        .then(|| notification_for(&c, local, &format!("uad{n:x}"), Notification::Display(DisplayStatus::Displayed)))
+        .then(|| {
+            notification_for(&c, local, &format!("uad{run}{n:x}"), Notification::Display(DisplayStatus::Displayed))
+        })
         .flatten();
     (delivery, shown)
 }
@@ -275,6 +287,7 @@ fn own_message(o: &Originate, local: SocketAddr, n: u64, id: &str) -> Option<(Ve
 /// Runs the UA on `sock` until `stop`.
 pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -> Result<UaOutcome, String> {
     let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let run = run_token();
     sock.set_read_timeout(Some(Duration::from_millis(2))).map_err(|e| e.to_string())?;
     let mut c = Counts::default();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| format!("histogram: {e}"))?;
@@ -352,7 +365,7 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                         }
                     } else if m.method() == Some(Method::Message) && (200..300).contains(&code) {
                         n += 1;
-                        if let (Some((bytes, b)), then) = notifications(&m, local, n, cfg.display) {
+                        if let (Some((bytes, b)), then) = notifications(&m, local, &run, n, cfg.display) {
                             let due = Instant::now() + Duration::from_millis(cfg.notify_delay_ms);
                             scheduled.push_back((due, (bytes, b), then, src));
                         }
@@ -409,7 +422,7 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                 && (o.rate <= 0.0 || start + Duration::from_secs_f64(sent_own as f64 / o.rate) <= now)
                 && (o.window == 0 || pending_own < o.window)
             {
-                let id = format!("lo{sent_own:x}");
+                let id = format!("lo{run}{sent_own:x}");
                 let Some((bytes, b)) = own_message(o, local, sent_own, &id) else {
                     return Err("cannot build a MESSAGE (sender or prefix too long?)".into());
                 };
