@@ -22,6 +22,8 @@
 //! only to the address given on the command line. Exit status: 0 done, 1 an
 //! error (connect, bind refused: the one-line error names the status), 2 the
 //! run ended incomplete (JSON still printed).
+#[path = "iwf-peer/pcap.rs"]
+mod pcap;
 #[path = "iwf-peer/ua.rs"]
 mod ua;
 
@@ -61,6 +63,8 @@ enum Command {
     Esme(EsmeArgs),
     /// The converged side on UDP: answers MESSAGEs, sends delivery notifications back.
     Ua(ua::UaArgs),
+    /// Captures for load tools (TRex, tcpreplay): IMDNs with valid tags, MESSAGEs, an SMPP session.
+    Pcap(pcap::PcapArgs),
 }
 
 /// How the SMSC double writes message ids.
@@ -1148,6 +1152,7 @@ fn main() -> ExitCode {
         Command::Smsc(a) => ("smsc", smsc(a)),
         Command::Esme(a) => ("esme", esme(a)),
         Command::Ua(a) => ("ua", ua::ua(a)),
+        Command::Pcap(a) => ("pcap", pcap::pcap(a)),
     };
     match result {
         Ok(code) => code,
