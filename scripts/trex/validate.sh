@@ -7,6 +7,8 @@
 #                 smsc-c's receipts routed (or queued) +N and acknowledged +N;
 #   message.pcap  N MESSAGEs to a number routed to smsc-c: converged_messages +N,
 #                 converged_refused +0, smsc-c's messages_out +N.
+#   varied.pcap   what sip_stl.py's field engine makes of them (check_profiles.py): each
+#                 packet a new transaction, counted like the above.
 # smsc-c is `iwf-peer smsc` (iwf binds to it); `iwf-peer ua` stands in for the SIP core
 # (it takes the IMDNs iwf sends for smsc-c's receipts). smpp.pcap is a TCP session: it
 # cannot be replayed open-loop into a real stack (tests/peer.rs checks it frame by frame).
@@ -75,6 +77,10 @@ say "converged tap $tap_mac -> iwf $iwf_mac"
 "$peer" pcap --config config/lab.toml --out "$work" --count "$count" --system smsc-c \
     --src-mac "$tap_mac" --dst-mac "$iwf_mac" >"$work/pcap.json"
 say "iwf-peer pcap: $(cat "$work/pcap.json")"
+# The TRex profiles, without TRex: they compile, load with tunables, and their field
+# engine's packets (new branch and Call-ID each, UDP checksum 0) go to varied.pcap.
+PYTHONPYCACHEPREFIX=$work/pycache python3 -m py_compile scripts/trex/sip_stl.py scripts/trex/smpp_astf.py
+python3 -B scripts/trex/check_profiles.py "$work" | sed 's/^/validate: /'
 
 fail=0
 # expect LABEL NAME WANT BEFORE AFTER: the counter moved by exactly WANT.
@@ -94,7 +100,7 @@ replay() {
     shift
     name=$(basename "$file" .pcap)
     metrics >"$work/$name.before"
-    say "tcpreplay $name.pcap ($count frames at $pps/s) into iwf-conv0"
+    say "tcpreplay $name.pcap at $pps/s into iwf-conv0"
     ip netns exec iwf-conv tcpreplay -i iwf-conv0 --pps "$pps" "$file" >"$work/$name.tcpreplay" 2>&1 \
         || { cat "$work/$name.tcpreplay" >&2; die "tcpreplay failed"; }
     grep -E '^Actual:' "$work/$name.tcpreplay" | sed 's/^/validate:   /'
@@ -130,5 +136,16 @@ replay "$work/message.pcap" \
     "iwf_flow_converged_refused_total 0" \
     "iwf_system_messages_out_total$sys $count"
 
+# What sip_stl.py sends (check_profiles.py: 3 IMDN and 3 MESSAGE streams, 5 packets
+# each, every one a new transaction): iwf counts each.
+replay "$work/varied.pcap" \
+    "iwf_flow_imdns_in_total 15" \
+    "iwf_flow_imdn_bad_tag_total 0" \
+    "iwf_system_receipts_routed_total$sys 15" \
+    "iwf_system_receipts_delivered_total$sys 15" \
+    "iwf_flow_converged_messages_total 15" \
+    "iwf_flow_converged_refused_total 0" \
+    "iwf_system_messages_out_total$sys 15"
+
 [ "$fail" -eq 0 ] || die "counters did not move as the captures say (snapshots and logs in $work, iwf log target/lab/iwf.log)"
-say "ok: $count IMDNs with valid tags routed to smsc-c and acknowledged, $count MESSAGEs sent to it, no bad tags"
+say "ok: $count IMDNs with valid tags routed to smsc-c and acknowledged, $count MESSAGEs sent to it, no bad tags; sip_stl.py's varied packets counted as new transactions"

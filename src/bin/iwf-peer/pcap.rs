@@ -25,7 +25,9 @@ use iwf::tag::{KeyRing, ReceiptRequest, TagFields};
 use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
 use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{MessageWriter, Method};
-use iwf::wire::smpp::{Address, Bind, BindResp, Body, MessageIdResp, Pdu, RegisteredDelivery, SubmitSm};
+use iwf::wire::smpp::{
+    Address, Bind, BindResp, Body, MessageIdResp, Pdu, RegisteredDelivery, SubmitSm, Tlv, TlvTag, Tlvs,
+};
 use serde_json::json;
 use smoltcp::phy::{ChecksumCapabilities, PcapLinkType, PcapSink};
 use smoltcp::time::Instant;
@@ -415,7 +417,11 @@ pub fn smpp_flow(client: Endpoint, server: Endpoint, isn: (u32, u32), s: &SmppSc
         address_range: b"",
     };
     flow.data(true, &pdu(1, Body::BindTransmitter(bind))?)?;
-    let resp = BindResp { system_id: Some(b"iwf"), ..BindResp::default() };
+    // What iwf answers (src/session/smpp.rs): its system_id and sc_interface_version, so
+    // that ASTF's receive lengths taken from this capture match iwf's real answers.
+    let version = [0x34];
+    let tlvs = [Tlv::new(TlvTag::SC_INTERFACE_VERSION, &version)];
+    let resp = BindResp { system_id: Some(b"iwf"), tlvs: Tlvs::List(&tlvs) };
     flow.data(false, &pdu(1, Body::BindTransmitterResp(resp))?)?;
     for i in 0..s.submits {
         let seq = i + 2;
@@ -730,6 +736,7 @@ mod tests {
                 let p = Pdu::parse(&s[..n]).unwrap();
                 let text = match p.body {
                     Body::BindTransmitter(b) => String::from_utf8_lossy(b.system_id).into_owned(),
+                    Body::BindTransmitterResp(r) => format!("version={:?}", r.tlvs.sc_interface_version()),
                     Body::SubmitSm(sm) => format!("rd={}", sm.registered_delivery.0),
                     Body::SubmitSmResp(r) => String::from_utf8_lossy(r.message_id.unwrap_or(b"")).into_owned(),
                     _ => String::new(),
@@ -746,6 +753,7 @@ mod tests {
             assert_eq!(r.0, q.0 | 0x8000_0000);
         }
         assert_eq!((reqs[0].0, reqs[0].2.as_str()), (0x0000_0002, "smsca"));
+        assert_eq!(resps[0].2, "version=Ok(Some(52))", "iwf's bind_transmitter_resp: sc_interface_version 0x34");
         assert_eq!(reqs[2].2, "rd=1");
         assert_eq!(resps[2].2, "id1");
         assert_eq!(reqs[4].0, 0x0000_0006);
