@@ -48,8 +48,9 @@ pub struct PcapArgs {
     /// Directory the captures are written to (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// Requests per capture (IMDNs, MESSAGEs, submit_sm).
-    #[arg(long, default_value_t = 100)]
+    /// Requests per capture (IMDNs, MESSAGEs, submit_sm; at most 1,000,000: the
+    /// captures are built in memory).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub count: u32,
     /// The legacy system (`[[legacy]] name`) whose tags the IMDNs carry and whose route
     /// the MESSAGEs take (default: the first system).
