@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
 # (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
-# tools (iproute2, ping, sipp, tshark, python3 with smpplib) and 2 MB hugepages on
+# tools (iproute2, ping, sipp, tshark, tcpreplay, python3 with smpplib) and 2 MB hugepages on
 # /dev/hugepages.
 set -euo pipefail
 
 need_pkgs=()
 pkgs=(build-essential pkg-config ca-certificates
       libdpdk-dev dpdk clang libclang-dev
-      iproute2 iputils-ping sip-tester tshark python3 python3-pip)
+      iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip)
 # dpdk-testpmd (the tap ceiling in the bench) is in dpdk on some releases, dpdk-dev on others.
 if apt-cache show dpdk-dev >/dev/null 2>&1; then pkgs+=(dpdk-dev); fi
 for p in "${pkgs[@]}"; do

@@ -9,6 +9,9 @@ scripts/setup.sh
 echo "== unit, property and integration tests"
 cargo test --workspace --locked
 
+echo "== load-tool captures (iwf-peer pcap) replayed into the lab with tcpreplay, counters checked"
+scripts/trex/validate.sh
+
 echo "== benches compile and run once (figures come from scripts/bench.sh)"
 cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp --bench memory -- --test
 

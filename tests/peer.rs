@@ -352,3 +352,193 @@ fn load_matches_every_receipt_and_notification_and_reports() {
     let _ = ua.kill();
     let _ = ua.wait();
 }
+
+/// The records of a classic libpcap file (either byte order): (seconds, frame).
+fn pcap_records(bytes: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    assert!(bytes.len() >= 24, "no global header");
+    let magic = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+    let swap = match magic {
+        0xa1b2_c3d4 => false,
+        0xd4c3_b2a1 => true,
+        m => panic!("not a microsecond libpcap file: magic {m:#x}"),
+    };
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = bytes[i..i + 4].try_into().unwrap();
+        if swap {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    assert_eq!(u32_at(20), 1, "link type Ethernet");
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let (secs, caplen, len) = (u32_at(at), u32_at(at + 8) as usize, u32_at(at + 12) as usize);
+        assert_eq!(caplen, len, "whole frames");
+        out.push((secs, bytes[at + 16..at + 16 + caplen].to_vec()));
+        at += 16 + caplen;
+    }
+    out
+}
+
+/// The frame's L4 protocol and payload, after checking the IPv4 and L4 checksums.
+fn l4_payload(frame: &[u8]) -> (smoltcp::wire::IpProtocol, u16, Vec<u8>) {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+    let eth = EthernetFrame::new_checked(frame).expect("Ethernet");
+    assert_eq!(eth.ethertype(), EthernetProtocol::Ipv4);
+    let ip = Ipv4Packet::new_checked(eth.payload()).expect("IPv4");
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    match ip.next_header() {
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(ip.payload()).expect("UDP");
+            assert!(udp.verify_checksum(&src, &dst), "UDP checksum");
+            (IpProtocol::Udp, udp.dst_port(), udp.payload().to_vec())
+        }
+        IpProtocol::Tcp => {
+            let tcp = TcpPacket::new_checked(ip.payload()).expect("TCP");
+            assert!(tcp.verify_checksum(&src, &dst), "TCP checksum");
+            (IpProtocol::Tcp, tcp.dst_port(), tcp.payload().to_vec())
+        }
+        p => panic!("unexpected protocol {p}"),
+    }
+}
+
+#[test]
+fn pcap_writes_imdns_with_valid_tags_messages_and_an_smpp_session_from_the_lab_config() {
+    use iwf::wire::cpim::{self, CpimRepr, Dispositions, EMPTY_HEADER};
+    use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification};
+    use iwf::wire::sip::{parse_datagram, Header};
+    use iwf::wire::smpp::{Body, Pdu};
+    use smoltcp::wire::IpProtocol;
+    use std::collections::HashSet;
+
+    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml");
+    let provision = iwf::control::provision::Provision::parse(&std::fs::read_to_string(lab).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("iwf-peer-pcap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let count = 7u32;
+    let out = Command::new(PEER)
+        .args(["pcap", "--config", lab, "--out", dir.to_str().unwrap(), "--count", &count.to_string()])
+        .args(["--system", "smsc-b"])
+        .output()
+        .expect("run iwf-peer pcap");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let at = v["tags_issued_at"].as_u64().expect("tags_issued_at");
+    assert_eq!(v["files"]["imdn"]["system"], "smsc-b", "{v}");
+    assert_eq!(v["files"]["message"]["routed_to"], "smsc-b", "{v}");
+
+    // imdn.pcap: delivery IMDNs whose tags verify with the lab keys and name smsc-b (2).
+    let imdns = pcap_records(&std::fs::read(dir.join("imdn.pcap")).unwrap());
+    assert_eq!(imdns.len(), count as usize);
+    assert_eq!(v["files"]["imdn"]["frames"], count);
+    let (mut calls, mut tags, mut first_tag) = (HashSet::new(), HashSet::new(), None);
+    for (secs, frame) in &imdns {
+        assert_eq!(u64::from(*secs), at);
+        let (proto, port, payload) = l4_payload(frame);
+        assert_eq!((proto, port), (IpProtocol::Udp, 5060));
+        let mut headers = [Header::EMPTY; 24];
+        let m = parse_datagram(&payload, &mut headers).expect("SIP");
+        assert!(calls.insert(m.call_id().unwrap().to_string()), "Call-ID repeated");
+        let mut ch = [EMPTY_HEADER; 16];
+        let c = cpim::parse(m.body, &mut ch).expect("CPIM");
+        let imdn = Imdn::parse(c.content).expect("IMDN");
+        assert_eq!(imdn.notification, Notification::Delivery(DeliveryStatus::Delivered));
+        let tag = imdn.message_id.as_plain().expect("a tag needs no escaping");
+        let fields = provision.keys.verify(tag, at).expect("the tag verifies");
+        assert_eq!(fields.system, 2);
+        assert!(fields.receipts.contains(iwf::tag::ReceiptRequest::DELIVERY));
+        first_tag.get_or_insert_with(|| tag.to_vec());
+        assert!(tags.insert(tag.to_vec()), "tag repeated");
+    }
+    assert_eq!(v["files"]["imdn"]["first_tag"].as_str().map(|t| t.as_bytes().to_vec()), first_tag);
+
+    // message.pcap: text for a number routed to smsc-b, asking for a delivery notification.
+    let messages = pcap_records(&std::fs::read(dir.join("message.pcap")).unwrap());
+    assert_eq!(messages.len(), count as usize);
+    let mut ids = HashSet::new();
+    for (_, frame) in &messages {
+        let (_, port, payload) = l4_payload(frame);
+        assert_eq!(port, 5060);
+        let mut headers = [Header::EMPTY; 24];
+        let m = parse_datagram(&payload, &mut headers).expect("SIP");
+        let uri = m.request_line().unwrap().uri;
+        let number = uri.strip_prefix("sip:+").and_then(|u| u.split('@').next()).unwrap();
+        assert_eq!(provision.routes.select_digits(number.as_bytes(), Some("text/plain")).map(|s| s.0), Ok(2), "{uri}");
+        let mut ch = [EMPTY_HEADER; 16];
+        let c = cpim::parse(m.body, &mut ch).expect("CPIM");
+        let r = CpimRepr::parse(&c).expect("CPIM fields");
+        assert!(r.dispositions.contains(Dispositions::POSITIVE_DELIVERY));
+        assert!(ids.insert(r.message_id.to_vec()), "imdn.Message-ID repeated");
+    }
+
+    // smpp.pcap: one TCP flow; the client's stream is bind + submits + unbind, the
+    // server's their responses, message_ids tags of a system that binds to iwf.
+    let frames = pcap_records(&std::fs::read(dir.join("smpp.pcap")).unwrap());
+    let (mut to_iwf, mut from_iwf) = (Vec::new(), Vec::new());
+    for (_, frame) in &frames {
+        let (proto, port, payload) = l4_payload(frame);
+        assert_eq!(proto, IpProtocol::Tcp);
+        if port == 2775 {
+            to_iwf.extend(payload)
+        } else {
+            from_iwf.extend(payload)
+        }
+    }
+    let pdus = |mut s: &[u8]| {
+        let mut out = Vec::new();
+        while !s.is_empty() {
+            let n = u32::from_be_bytes(s[..4].try_into().unwrap()) as usize;
+            out.push(s[..n].to_vec());
+            s = &s[n..];
+        }
+        out
+    };
+    let (reqs, resps) = (pdus(&to_iwf), pdus(&from_iwf));
+    assert_eq!((reqs.len(), resps.len()), (count as usize + 2, count as usize + 2));
+    match Pdu::parse(&reqs[0]).unwrap().body {
+        Body::BindTransmitter(b) => assert_eq!((b.system_id, b.password), (&b"smscb"[..], &b"pwb"[..])),
+        b => panic!("first PDU {b:?}"),
+    }
+    for (q, r) in reqs[1..=count as usize].iter().zip(&resps[1..]) {
+        let (q, r) = (Pdu::parse(q).unwrap(), Pdu::parse(r).unwrap());
+        assert_eq!(q.sequence_number, r.sequence_number);
+        let (Body::SubmitSm(sm), Body::SubmitSmResp(resp)) = (q.body, r.body) else { panic!("{q} / {r}") };
+        assert_eq!(sm.registered_delivery.0, 1);
+        assert_eq!(provision.keys.verify(resp.message_id.unwrap(), at).map(|f| f.system), Ok(2));
+    }
+    assert!(matches!(Pdu::parse(reqs.last().unwrap()).unwrap().body, Body::Unbind));
+
+    // tshark (scripts/setup.sh installs it) decodes every frame, checksums checked.
+    if Command::new("tshark").arg("-v").output().is_ok_and(|o| o.status.success()) {
+        for (file, proto, want) in
+            [("imdn.pcap", "sip", count), ("message.pcap", "sip", count), ("smpp.pcap", "smpp", 2 * count + 4)]
+        {
+            let path = dir.join(file);
+            let run = |filter: &str| {
+                let o = Command::new("tshark")
+                    .args(["-r", path.to_str().unwrap(), "-d", "tcp.port==2775,smpp"])
+                    .args([
+                        "-o",
+                        "ip.check_checksum:TRUE",
+                        "-o",
+                        "udp.check_checksum:TRUE",
+                        "-o",
+                        "tcp.check_checksum:TRUE",
+                    ])
+                    .args(["-Y", filter])
+                    .output()
+                    .expect("tshark");
+                assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+                String::from_utf8_lossy(&o.stdout).lines().count()
+            };
+            assert_eq!(run(proto), want as usize, "{file}: {proto} frames");
+            let bad = "_ws.malformed || _ws.expert.severity == error || ip.checksum.status == 0 \
+                       || udp.checksum.status == 0 || tcp.checksum.status == 0";
+            assert_eq!(run(bad), 0, "{file}: malformed or bad checksums");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,8 @@
 //! run ended incomplete (JSON still printed).
 #[path = "iwf-peer/load.rs"]
 mod load;
+#[path = "iwf-peer/pcap.rs"]
+mod pcap;
 #[path = "iwf-peer/ua.rs"]
 mod ua;
 
@@ -69,6 +71,8 @@ enum Command {
     Ua(ua::UaArgs),
     /// The load generator: N legacy systems, the converged side and the SMSC iwf binds to.
     Load(Box<load::LoadArgs>),
+    /// Captures for load tools (TRex, tcpreplay): IMDNs with valid tags, MESSAGEs, an SMPP session.
+    Pcap(pcap::PcapArgs),
 }
 
 /// How the SMSC double writes message ids.
@@ -1351,6 +1355,7 @@ fn main() -> ExitCode {
         Command::Esme(a) => ("esme", esme(a)),
         Command::Ua(a) => ("ua", ua::ua(a)),
         Command::Load(a) => ("load", load::load(*a)),
+        Command::Pcap(a) => ("pcap", pcap::pcap(a)),
     };
     match result {
         Ok(code) => code,

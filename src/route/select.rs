@@ -288,6 +288,31 @@ impl RoutingTable {
         self.routes.is_empty()
     }
 
+    /// Every route as `(prefix digits without `+`, system, content type)`, in digit
+    /// order of the prefixes (a prefix before its extensions): for tools that need a
+    /// number a route covers (`iwf-peer pcap`), not for the packet path.
+    pub fn entries(&self) -> Vec<(String, LegacySystemId, Option<&str>)> {
+        let mut out = Vec::with_capacity(self.routes.len());
+        // Depth-first over the trie; a node's digits are its path from the root.
+        let mut stack: Vec<(u32, String)> = vec![(0, String::new())];
+        while let Some((node, digits)) = stack.pop() {
+            let Some(n) = self.nodes.get(node as usize) else { continue };
+            let start = n.first_route as usize;
+            let end = start.saturating_add(n.route_count as usize);
+            for r in self.routes.get(start..end).unwrap_or(&[]) {
+                out.push((digits.clone(), r.system, r.content_type.as_deref()));
+            }
+            for (d, &child) in n.children.iter().enumerate().rev() {
+                if child != NONE {
+                    let mut next = digits.clone();
+                    next.push(char::from(b'0' + d as u8));
+                    stack.push((child, next));
+                }
+            }
+        }
+        out
+    }
+
     /// The legacy system for `number` and a message of `content_type`
     /// (`type/subtype`, parameters ignored; `None` when the message has no
     /// body type, which only unrestricted routes admit).
@@ -615,6 +640,32 @@ mod tests {
 
     fn m(s: &str) -> Msisdn {
         Msisdn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn entries_list_every_route_in_digit_order() {
+        let t = RoutingTable::build(&[
+            RouteSpec::new("+4470002", LegacySystemId(2)),
+            RouteSpec::new("+4470001", LegacySystemId(1)),
+            RouteSpec { prefix: "+447000", system: LegacySystemId(3), content_type: Some("text/plain") },
+            RouteSpec::new("+447000", LegacySystemId(4)),
+        ])
+        .unwrap();
+        let e = t.entries();
+        assert_eq!(e.len(), t.len());
+        assert_eq!(
+            e,
+            [
+                ("447000".to_string(), LegacySystemId(3), Some("text/plain")),
+                ("447000".to_string(), LegacySystemId(4), None),
+                ("4470001".to_string(), LegacySystemId(1), None),
+                ("4470002".to_string(), LegacySystemId(2), None),
+            ]
+        );
+        for (digits, system, ct) in e {
+            assert_eq!(t.select_digits(digits.as_bytes(), ct), Ok(system));
+        }
+        assert!(RoutingTable::default().entries().is_empty());
     }
 
     fn lab() -> RoutingTable {
