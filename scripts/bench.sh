@@ -45,6 +45,9 @@
 # rss: iwf's resident memory (VmRSS) every 30 s under RSS_RATE messages/s from the load
 #    generator for RSS_S seconds (default 600): after warm-up, at the end, and the growth.
 # memory: bytes per pending correlation entry at 1 M entries (cargo bench --bench memory).
+# scaling: the receipt path in process on 1, 2, 4, 8 pinned worker threads (as many as the
+#    machine has CPUs) fed IMDNs from memory, lanes shared (cargo bench --bench scaling):
+#    receipts/s and efficiency = receipts/s(N) / (N · receipts/s(1)).
 # 4. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
 #    ceiling counts packets in); rows (date, machine, figure, value, ratio) appended to
 #    BENCHMARKS.md.
@@ -53,7 +56,7 @@
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
 # CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (600 + RSS_S), BENCH_PARTS ("ceiling sip smpp
-# e2e load originate baseline rss memory": which figures to measure), SMPP_COUNT (300000),
+# e2e load originate baseline rss memory scaling": which figures to measure), SMPP_COUNT (300000),
 # SMPP_WINDOW (10), E2E_COUNT (20000), E2E_WINDOW (64), LOAD_S (10), RSS_S (600),
 # RSS_RATE (2000), BASE_CPUS (1).
 set -euo pipefail
@@ -67,7 +70,7 @@ done
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
-PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load originate baseline rss memory"}
+PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load originate baseline rss memory scaling"}
 LOAD_S=${LOAD_S:-10}
 RSS_S=${RSS_S:-600}
 RSS_RATE=${RSS_RATE:-2000}
@@ -111,7 +114,7 @@ trap 'exit 130' INT TERM
 if [ -z "${IWF_NO_BUILD:-}" ]; then
     say "release build"
     cargo build --release --quiet --bin iwf --bin iwf-peer
-    if want memory; then cargo bench --quiet --no-run --bench memory 2>/dev/null; fi
+    if want memory || want scaling; then cargo bench --quiet --no-run --bench memory --bench scaling 2>/dev/null; fi
 fi
 IWF_BIN=$TARGET/release/iwf
 PEER_BIN=$TARGET/release/iwf-peer
@@ -463,6 +466,18 @@ if want memory; then
     MEM_PER_ENTRY=$(jget "$OUT/memory.json" bytes_per_entry)
     say "memory: $MEM_PER_ENTRY bytes per pending correlation entry at 1 M entries"
 fi
+SCALING=""
+if want scaling; then
+    cargo bench --quiet --bench scaling 2>/dev/null | grep '"figure":"scaling"' >"$OUT/scaling.json" || true
+    SCALING=$(python3 - "$OUT/scaling.json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("; ".join(f"{r['workers']} workers: {r['receipts_per_s']} receipts/s (efficiency {r['efficiency']})"
+                for r in rows if "receipts_per_s" in r))
+PY
+)
+    say "scaling: $SCALING"
+fi
 
 # --- 4. report ------------------------------------------------------------------------
 MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//; s/  */ /g')
@@ -531,6 +546,16 @@ fi
     fi
     if want rss; then
         echo "| $DATE | $MACHINE | iwf VmRSS under $RSS_RATE messages/s for $RSS_S s: after 60 s / at the end (growth) | $RSS_WARM / $RSS_END kB ($((RSS_END - RSS_WARM)) kB) | |"
+    fi
+    if want scaling; then
+        python3 - "$OUT/scaling.json" "$DATE" "$MACHINE" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "receipts_per_s" in r:
+        print(f"| {sys.argv[2]} | {sys.argv[3]} | receipt path in process (IMDN → tag verify → deliver_sm → shared lanes → owner), "
+              f"{r['workers']} pinned worker(s); ratio = efficiency vs N × 1 worker | {r['receipts_per_s']} receipts/s | {r['efficiency']:.2f} |")
+PY
     fi
     if want memory; then
         echo "| $DATE | $MACHINE | bytes per pending correlation entry at 1 M entries (counting allocator) | $MEM_PER_ENTRY B | |"

@@ -13,7 +13,7 @@ echo "== load-tool captures (iwf-peer pcap) replayed into the lab with tcpreplay
 scripts/trex/validate.sh
 
 echo "== benches compile and run once (figures come from scripts/bench.sh)"
-cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp --bench memory -- --test
+cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp --bench memory --bench scaling -- --test
 
 fuzz_seconds=${FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" -gt 0 ]; then

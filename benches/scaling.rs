@@ -1,0 +1,151 @@
+//! Multi-core scaling of the receipt path in process (issue 6, scope 4), without NICs:
+//! N worker threads, each pinned to its own CPU, take pre-built SIP MESSAGEs carrying
+//! delivery IMDNs (tags of 8 legacy systems, from memory) and run what a pipeline core
+//! runs per datagram: SIP, CPIM and IMDN parse, tag verify, the deliver_sm receipt
+//! encoded, pushed into the system's lane (lock-free, shared by all cores); each worker
+//! drains the lanes it owns (system s is owned by worker (s − 1) mod N, as binds spread
+//! over cores) as its SMPP sessions would. Figure: receipts drained per second for
+//! N = 1, 2, 4, 8 (those that fit the machine's CPUs), and the scaling efficiency
+//! receipts/s(N) / (N · receipts/s(1)). One JSON line per N.
+//!
+//! Not a criterion bench (threads and wall time); `-- --test` runs 0.1 s per N.
+//! What it leaves out: the NIC rings (DPDK) and the TCP/SMPP session, measured through
+//! the lab by scripts/bench.sh.
+#[path = "support/mod.rs"]
+mod support;
+
+use iwf::interwork::legacy_to_converged::{imdn_to_receipts, legacy_to_sip, LegacyMessage, ReceiptOutcome};
+use iwf::interwork::Exchange;
+use iwf::route::{LaneItem, Lanes, PushError};
+use iwf::session::smpp::LegacySystemId;
+use iwf::wire::smpp::{Body, Pdu};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+use support::{exchange, imdn_bytes, ring, submit_sm_bytes, CONVERGED, NOW};
+
+const SYSTEMS: u16 = 8;
+const DATAGRAMS: u32 = 8192;
+
+fn exchange_of(system: u16) -> Option<Exchange<'static>> {
+    (1..=SYSTEMS).contains(&system).then(|| Exchange { system, ..exchange() })
+}
+
+/// One delivery IMDN per tag, tags spread over the systems.
+fn datagrams() -> Vec<Vec<u8>> {
+    let keys = ring();
+    let submit = submit_sm_bytes();
+    let pdu = Pdu::parse(&submit).expect("pdu");
+    let Body::SubmitSm(sm) = pdu.body else { panic!("not a submit_sm") };
+    let (msg, _) = LegacyMessage::from_submit_sm(&sm).expect("message");
+    let (mut scratch, mut out) = ([0u8; 2048], [0u8; 2048]);
+    (0..DATAGRAMS)
+        .map(|i| {
+            let ex = exchange_of(1 + (i % u32::from(SYSTEMS)) as u16).expect("system");
+            let tag = legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, i + 1, NOW, &mut scratch, &mut out)
+                .expect("convert")
+                .tag;
+            imdn_bytes(tag.as_bytes())
+        })
+        .collect()
+}
+
+/// Receipts drained per second with `n` workers pinned to `cores`.
+fn run(n: usize, cores: &[core_affinity::CoreId], input: &[Vec<u8>], seconds: f64) -> (f64, u64) {
+    let keys = ring();
+    let lanes = Lanes::new(n as u16).expect("lanes");
+    for s in 1..=SYSTEMS {
+        lanes.add_system(LegacySystemId(s), 4096).expect("lane");
+        lanes.bind_up(LegacySystemId(s), (s - 1) % n as u16).expect("bind");
+    }
+    let stop = AtomicBool::new(false);
+    let drained = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let start = Barrier::new(n + 1);
+    let elapsed = std::thread::scope(|s| {
+        for w in 0..n {
+            let (lanes, keys, stop, drained, failed, start) = (&lanes, &keys, &stop, &drained, &failed, &start);
+            let core = cores[w % cores.len()];
+            s.spawn(move || {
+                core_affinity::set_for_current(core);
+                let me = w as u16;
+                let mut out = [0u8; 1024];
+                let mut token = (w as u64) << 48;
+                let mut mine = 0u64;
+                let drain = |mine: &mut u64| {
+                    for lane in lanes.load().owned_by(me) {
+                        *mine += lane.drain(me, 256, |item| {
+                            black_box(item);
+                        }) as u64;
+                    }
+                };
+                start.wait();
+                'run: loop {
+                    for (k, datagram) in input.iter().enumerate().skip(w).step_by(n) {
+                        token += 1;
+                        match imdn_to_receipts(datagram, keys, NOW, exchange_of, token as u32, &mut out) {
+                            Ok(ReceiptOutcome::Receipts { system, len, .. }) => {
+                                let Ok(mut item) = LaneItem::new(LegacySystemId(system), token, &out[..len]) else {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                };
+                                // A full lane waits for its owner: drain ours meanwhile.
+                                while let Err(PushError::Full(back)) = lanes.load().push(item) {
+                                    item = back;
+                                    drain(&mut mine);
+                                    if stop.load(Ordering::Relaxed) {
+                                        break 'run;
+                                    }
+                                    std::hint::spin_loop();
+                                }
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        if k % 32 == 0 {
+                            drain(&mut mine);
+                            if stop.load(Ordering::Relaxed) {
+                                break 'run;
+                            }
+                        }
+                    }
+                }
+                drained.fetch_add(mine, Ordering::Relaxed);
+            });
+        }
+        start.wait();
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        t0.elapsed()
+    });
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "every IMDN must become a receipt");
+    let n_drained = drained.load(Ordering::Relaxed);
+    (n_drained as f64 / elapsed.as_secs_f64(), n_drained)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--test");
+    let seconds = if quick { 0.1 } else { 3.0 };
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let available = cores.len().max(1);
+    let input = datagrams();
+    let mut one = 0.0;
+    for n in [1usize, 2, 4, 8] {
+        if n > available {
+            println!("{{\"figure\":\"scaling\",\"workers\":{n},\"skipped\":\"only {available} CPUs\"}}");
+            continue;
+        }
+        let (rps, receipts) = run(n, &cores, &input, seconds);
+        if n == 1 {
+            one = rps;
+        }
+        let efficiency = if one > 0.0 { rps / (n as f64 * one) } else { 0.0 };
+        println!(
+            "{{\"figure\":\"scaling\",\"workers\":{n},\"receipts\":{receipts},\"receipts_per_s\":{rps:.0},\"per_worker\":{:.0},\"efficiency\":{efficiency:.2}}}",
+            rps / n as f64
+        );
+    }
+}
