@@ -200,6 +200,12 @@ iwf_cpu_ns() {
     done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%d", s * 1e9 / hz }')
     echo $((busy + other))
 }
+# Packets iwf received and sent so far on both ports (rx + tx of their last stats lines).
+iwf_packets() {
+    for p in legacy converged; do
+        (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "rx" || $1 == "tx" { print $2 }'
+    done | awk '{ s += $1 } END { printf "%d", s }'
+}
 # run_load NAME SECONDS ARGS...: the load generator against the lab, report in $OUT/load-NAME.*
 run_load() {
     local name=$1 secs=$2
@@ -393,16 +399,22 @@ LOAD_NS=0
 HALF_RPS=0
 HALF_P99=0
 LOAD_MISSING=0
+LOAD_PKTS=0
+LOAD_PPS=0
 if want load; then
     say "load: smsc-a + smsc-b (window 64, text mix) -> iwf -> converged side, ${LOAD_S} s as fast as the windows allow"
     c0=$(iwf_cpu_ns)
+    p0=$(iwf_packets)
     run_load max "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate 0
     c1=$(iwf_cpu_ns)
+    p1=$(iwf_packets)
     LOAD_RPS=$(jget "$OUT/load-max.json" legacy.receipts_per_s)
     LOAD_P99=$(jget "$OUT/load-max.json" legacy.receipt_latency_us.p99)
     n=$(jget "$OUT/load-max.json" legacy.receipts_matched)
     LOAD_MISSING=$(( $(jget "$OUT/load-max.json" legacy.receipts_missing) + $(jget "$OUT/load-max.json" legacy.receipts_misrouted) ))
     LOAD_NS=$(((c1 - c0) / (n > 0 ? n : 1)))
+    LOAD_PKTS=$(python3 -c "print(round(($p1 - $p0) / max($n, 1), 1))")
+    LOAD_PPS=$(python3 -c "print(round($LOAD_RPS * ($p1 - $p0) / max($n, 1)))")
     parts=$(jget "$OUT/load-max.json" legacy.parts)
     msgs=$(jget "$OUT/load-max.json" legacy.messages)
     half=$(python3 -c "print(max(1, round($LOAD_RPS / 2 / max($parts, 1) * max($msgs, 1))))")
@@ -410,7 +422,7 @@ if want load; then
     run_load half "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate "$half"
     HALF_RPS=$(jget "$OUT/load-half.json" legacy.receipts_per_s)
     HALF_P99=$(jget "$OUT/load-half.json" legacy.receipt_latency_us.p99)
-    say "load: $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, $LOAD_MISSING missing or misrouted), $LOAD_NS ns iwf CPU per receipt; at half: $HALF_RPS receipts/s, p99 $HALF_P99 µs"
+    say "load: $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, $LOAD_MISSING missing or misrouted), $LOAD_PKTS packets per receipt ($LOAD_PPS packets/s), $LOAD_NS ns iwf CPU per receipt; at half: $HALF_RPS receipts/s, p99 $HALF_P99 µs"
     [ "$LOAD_RPS" -gt 0 ] || { echo "bench: the load run measured nothing (see $OUT/load-max.*)" >&2; exit 1; }
 fi
 # --- originate: converged → legacy through iwf ----------------------------------------------
@@ -525,6 +537,8 @@ fi
     if want load; then
         r=$(python3 -c "print(f'{$LOAD_RPS / $CEILING:.3f}' if $CEILING else '')")
         echo "| $DATE | $MACHINE | receipts/s, load generator: smsc-a + smsc-b (window 64, text mix 70/20/10 short/long/UCS-2) → iwf → converged side → receipts matched at their senders ($LOAD_MISSING missing or misrouted); ratio to the tap ceiling | $LOAD_RPS receipts/s | $r |"
+        r=$(python3 -c "print(f'{$LOAD_PPS / $CEILING:.2f}' if $CEILING else '')")
+        echo "| $DATE | $MACHINE | packets through iwf's taps at that load ($LOAD_PKTS packets per receipt: SMPP, TCP ACKs, SIP MESSAGE, 200, IMDN, 200, rx + tx), ratio to the tap ceiling | $LOAD_PPS packets/s | $r |"
         echo "| $DATE | $MACHINE | submit → receipt p99 at that load / at half that load ($HALF_RPS receipts/s) | $LOAD_P99 / $HALF_P99 µs | |"
         echo "| $DATE | $MACHINE | iwf CPU time per receipt (worker's non-empty polls + all other iwf threads) | $LOAD_NS ns | |"
     fi
