@@ -891,6 +891,81 @@ fn telemetry(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The load generator (`iwf-peer load`) against iwf: smsc-a and smsc-b bind (window 10)
+/// and send the text mix (short, 3-part GSM, 2-part UCS-2) to converged users; the
+/// generator's converged side answers and notifies; it also originates converged → legacy
+/// MESSAGEs through iwf to smsc-c, which it plays. Every receipt must come back to the
+/// system that sent its part (none misrouted or missing), every notification to its
+/// sender, and iwf's flows must have routed exactly the receipts the systems got.
+fn load_generator() {
+    let report = root_dir().join("target/lab/load.json");
+    // The flows line is logged each second: let it catch up with the earlier scenarios.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = flows_line();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_iwf-peer")).args([
+        "load",
+        "--system",
+        "smsca:pwa",
+        "--system",
+        "smscb:pwb",
+        "--legacy-netns",
+        LEGACY_NS,
+        "--ua-listen",
+        &format!("{CONV_PEER_TEXT}:5060"),
+        "--converged-netns",
+        CONV_NS,
+        "--rate",
+        "100",
+        "--duration",
+        "3",
+        "--window",
+        "10",
+        "--mix",
+        "short=60,long=25,ucs2=15",
+        "--originate-rate",
+        "20",
+        "--smsc-listen",
+        &format!("{LEGACY_PEER_TEXT}:2776"),
+        "--drain",
+        "15",
+        "--progress-ms",
+        "0",
+        "--json",
+        report.to_str().expect("path"),
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "iwf-peer load: {:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("load report")).expect("JSON");
+    let mut parts = 0;
+    for s in v["systems"].as_array().expect("systems") {
+        let t = &s["texts"];
+        assert!(t["long"].as_u64() > Some(0) && t["ucs2"].as_u64() > Some(0), "{s}");
+        assert!(s["messages"].as_u64() >= Some(100), "about 50/s for 3 s: {s}");
+        assert_eq!(s["receipts_matched"], s["parts"], "{s}");
+        assert_eq!(s["receipts_misrouted"], 0, "{s}");
+        assert_eq!(s["receipts_unknown"], 0, "{s}");
+        parts += s["parts"].as_u64().expect("parts");
+    }
+    let c = &v["converged"];
+    assert!(c["originated"].as_u64() >= Some(40), "{c}");
+    assert_eq!(c["delivered_back"], c["originated"], "{c}");
+    assert_eq!(c["notifications_missing"], 0, "{c}");
+    assert_eq!(v["complete"], true, "{text}");
+    // iwf's own account: the receipts it delivered are the ones the systems got.
+    let flow = |line: &str, k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let delivered = || flow(&flows_line(), "receipts_delivered") - flow(&before, "receipts_delivered");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while delivered() < parts && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(delivered(), parts, "before: {before}\nafter: {}", flows_line());
+}
+
 /// A message of 8 parts makes a SIP MESSAGE over 1300 octets: iwf sends it over TCP
 /// (RFC 3261 §18.1.1) on its own connection to the next hop, where sipp (-t t1) takes it.
 fn large_message_over_tcp() {
@@ -1173,6 +1248,7 @@ fn lab_end_to_end() {
     kill_and_restart();
     reload_and_admin();
     large_message_over_tcp();
+    load_generator();
     smpp_client();
     let uas = keepalive_up();
     sip_over_udp();
