@@ -117,7 +117,8 @@ wait_for() {
 # `ip netns exec` and `taskset` exec the command, so $! is the program's own pid.
 start() {
     local name=$1; shift
-    ip netns exec "$NS" taskset -c "$CPUS" "$@" >"$OUT/$name.log" 2>&1 </dev/null &
+    # 9>&-: the lock stays with this script, not with the chain.
+    ip netns exec "$NS" taskset -c "$CPUS" "$@" >"$OUT/$name.log" 2>&1 </dev/null 9>&- &
     echo $! >"$OUT/$name.pid"
 }
 
@@ -248,7 +249,7 @@ trap 'exit 130' INT TERM
 # One baseline.sh at a time (the namespace and the pid files are shared).
 mkdir -p "$OUT"
 exec 9>"$OUT/.lock"
-flock -w 120 9 || die "another scripts/baseline.sh holds $OUT/.lock"
+flock -w 60 9 || die "another scripts/baseline.sh holds $OUT/.lock"
 
 case ${1:-} in
     up) up ;;
