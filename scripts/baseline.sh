@@ -24,6 +24,8 @@
 #   BASE_CPUS    CPU list every process of the chain is pinned to (taskset -c), default
 #                "1": the CPU the iwf worker lcore uses in the lab
 #   BASE_WINDOW  SMPP window: Kannel's max-pending-submits and the double's --window (64)
+#   BASE_QUICKACK  1 (default): no delayed ACKs on the namespace's loopback (Kannel cannot
+#                set TCP_NODELAY; see up()); 0: the kernel's defaults (40 ms stalls)
 #   BASE_CHECK_ARGS  extra arguments for baseline_check.py in `check` (e.g. "--count 1000
 #                --window 32")
 # Installs nothing: scripts/setup.sh installs kamailio, kannel and the modules.
@@ -36,6 +38,7 @@ OUT=$ROOT/target/baseline
 PEER_BIN=${PEER_BIN:-target/release/iwf-peer}
 CPUS=${BASE_CPUS:-1}
 WINDOW=${BASE_WINDOW:-64}
+QUICKACK=${BASE_QUICKACK:-1}
 READY_S=20
 # Start order; `down` stops them in reverse.
 PROCS=(smsc bearerbox smsbox kamailio)
@@ -143,6 +146,14 @@ up() {
     render_configs
     ip netns add "$NS"
     ip -n "$NS" link set lo up
+    if [ "$QUICKACK" = 1 ]; then
+        # Kannel has no TCP_NODELAY setting: a small write (smsbox's ack of a receipt)
+        # followed by the next message meets Nagle + the peer's delayed ACK, a 40 ms
+        # stall per message on the smsbox <-> bearerbox link. Operators tune this away
+        # in the kernel: no delayed ACKs on the namespace's loopback routes.
+        ip -n "$NS" route change local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1 quickack 1
+        ip -n "$NS" route change local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1 quickack 1
+    fi
 
     # The SMSC double: answers submit_sm, sends a receipt when registered_delivery asks.
     start smsc "$(readlink -f "$PEER_BIN")" smsc --listen 127.0.0.1:2775 \

@@ -8,7 +8,7 @@ writes, the body iwf takes), to numbers +4470003NNNNN. Kamailio hands each to Ka
 through Kannel's dlr-url as a SIP MESSAGE carrying a delivery IMDN to this UA.
 
     baseline_check.py [--listen 127.0.0.1:5062] [--proxy 127.0.0.1:5060]
-                      [--count 5] [--window 1] [--timeout 20]
+                      [--count 5] [--window 1] [--timeout S] [--linger 1]
 
 Checks: every MESSAGE gets a 2xx; exactly one delivery IMDN (status delivered) comes
 back per MESSAGE, with that MESSAGE's imdn.Message-ID in <message-id> and the IMDN's
@@ -235,13 +235,15 @@ def main(argv=None):
     p.add_argument("--count", type=int, default=5)
     p.add_argument("--window", type=int, default=1,
                    help="MESSAGEs awaiting their final response at once")
-    p.add_argument("--timeout", type=float, default=20.0,
-                   help="give up after this many seconds")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="give up after this many seconds (default 20 + count / 100)")
     p.add_argument("--linger", type=float, default=1.0,
                    help="seconds to wait for duplicate IMDNs after the last one")
     a = p.parse_args(argv)
     if a.count < 1 or a.window < 1:
         p.error("--count and --window must be >= 1")
+    if a.timeout is None:
+        a.timeout = 20.0 + a.count / 100.0
     out = Check(a).run()
     print(json.dumps(out, sort_keys=True))
     return 0 if out["ok"] else 1
