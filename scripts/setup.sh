@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
 # (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
-# tools (iproute2, ping, sipp, tshark, tcpreplay, python3 with smpplib) and 2 MB hugepages on
-# /dev/hugepages.
+# tools (iproute2, ping, sipp, tshark, tcpreplay, python3 with smpplib), 2 MB hugepages on
+# /dev/hugepages, and the peer baseline's Kamailio + Kannel (scripts/baseline.sh).
 set -euo pipefail
 
 need_pkgs=()
 pkgs=(build-essential pkg-config ca-certificates
       libdpdk-dev dpdk clang libclang-dev
-      iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip)
+      iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip
+      # The peer baseline (scripts/baseline.sh): Kamailio (tm, xhttp, uac, ... are in
+      # kamailio; http_client is in kamailio-utils-modules) and Kannel (bearerbox, smsbox).
+      kamailio kamailio-utils-modules kannel util-linux)
 # dpdk-testpmd (the tap ceiling in the bench) is in dpdk on some releases, dpdk-dev on others.
 if apt-cache show dpdk-dev >/dev/null 2>&1; then pkgs+=(dpdk-dev); fi
 for p in "${pkgs[@]}"; do
@@ -23,7 +26,32 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     # tshark asks whether non-root users may capture: answer no, non-interactively.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    # Debian starts a package's service on install (kamailio and kannel would listen on
+    # 5060 / 13000-13013 in the root namespace): forbid that for the install with
+    # policy-rc.d (exit 101 = "action not allowed"), unless one is already there.
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        own_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+    if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+fi
+# The baseline runs its own Kamailio and Kannel in namespace iwf-base: the system
+# services stay stopped and disabled (also when they were installed earlier).
+if [ "$(id -u)" -eq 0 ]; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now kamailio kannel >/dev/null 2>&1 || true
+    else
+        for svc in kamailio kannel; do
+            if [ -x /etc/init.d/$svc ]; then
+                /etc/init.d/$svc stop >/dev/null 2>&1 || true
+                update-rc.d $svc disable >/dev/null 2>&1 || true
+            fi
+        done
+    fi
 fi
 
 # Python smpplib (PyPI): the lab's SMPP test clients (tests/peers/smpp_esme.py).
