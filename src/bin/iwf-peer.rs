@@ -105,6 +105,10 @@ pub(crate) struct SmscArgs {
     /// Message id format in submit_sm_resp and receipts.
     #[arg(long, value_enum, default_value_t = IdFormat::Hex)]
     ids: IdFormat,
+    /// The first message id (then counting up). An SMSC does not hand out an id again
+    /// soon after a restart; give each run its own range to play one.
+    #[arg(long, default_value_t = 1)]
+    first_id: u64,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 600.0)]
     duration: f64,
@@ -463,10 +467,11 @@ pub(crate) fn serve_smsc(
     eprintln!("listening on {local}");
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
     let started = Instant::now();
+    let first_id = args.first_id;
     let shared = Arc::new(SmscShared {
         args,
         stats: SmscStats::default(),
-        next_id: AtomicU64::new(1),
+        next_id: AtomicU64::new(first_id),
         stop: AtomicBool::new(false),
         held: std::sync::Mutex::new(VecDeque::new()),
     });

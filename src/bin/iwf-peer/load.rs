@@ -338,6 +338,13 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                 receipt_delay_ms: 0,
                 window: args.window.max(10),
                 ids: IdFormat::Hex,
+                // Ids of an earlier run may still be held by iwf (a correlation lingers
+                // after its notification): each run takes its own range, as an SMSC would.
+                first_id: (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    & 0xff_ffff)
+                    << 24,
                 duration: args.duration.max(0.0) + args.drain.max(0.0) + 120.0,
                 max_connections: 64,
                 mo: 0,
