@@ -214,6 +214,12 @@ sip_counters! {
     ka_started = "ka_started",
     /// Keep-alive OPTIONS that could not start (table full, build error).
     ka_start_failed = "ka_start_failed",
+    /// Times a request of the flows (IMDN, converted MESSAGE) found the client
+    /// transaction table full: it stays queued in the flows until a slot frees.
+    client_table_full = "client_table_full",
+    /// Requests of the flows the client table refused for good (malformed, too
+    /// large, duplicate branch): failed back to their flow as 500.
+    client_start_failed = "client_start_failed",
     /// First sends of iwf's own requests.
     client_sent = "client_sent",
     /// Timer E retransmissions of iwf's own requests.

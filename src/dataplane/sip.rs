@@ -24,8 +24,8 @@ use super::host::{UdpSend, UdpService};
 use crate::flow::{Flows, SipTxn};
 use crate::session::sip::Response;
 use crate::session::sip::{
-    classify, Answer, ClientConfig, ClientTransactions, ClientTxId, DatagramKind, Event, Incoming, Rejection,
-    ResponseMatch, ServerConfig, ServerTransactions, UasPolicy,
+    classify, Answer, ClientConfig, ClientError, ClientTransactions, ClientTxId, DatagramKind, Event, Incoming,
+    Rejection, ResponseMatch, ServerConfig, ServerTransactions, UasPolicy,
 };
 use crate::wire::sip::{CoreFields, Header, Message, MessageWriter, Method};
 use std::collections::HashMap;
@@ -152,6 +152,8 @@ pub struct SipUdp {
     originates: bool,
     /// The flows' requests in flight: client transaction → token.
     tokens: HashMap<ClientTxId, u64>,
+    /// The flows' requests wait for a client slot (counted once per episode).
+    blocked: bool,
 }
 
 impl SipUdp {
@@ -197,6 +199,7 @@ impl SipUdp {
             flows: None,
             originates: false,
             tokens: HashMap::with_capacity(settings.client_transactions),
+            blocked: false,
         }
     }
 
@@ -349,6 +352,62 @@ impl SipUdp {
         }
     }
 
+    /// Whether the client table can take one more of the flows' requests. With a
+    /// keep-alive, the last slot is kept for it, so that a backlog of IMDNs cannot
+    /// starve it (and mark a busy next hop down).
+    fn client_has_room(&self) -> bool {
+        let reserve = usize::from(self.keepalive.is_some() && self.client.capacity() > 1);
+        self.client.len().saturating_add(reserve) < self.client.capacity()
+    }
+
+    /// Starts the flows' next request, if any and the client table has room. A full
+    /// table holds the request in the flows' queue (sent first once Timer K frees a
+    /// slot): an IMDN or converted MESSAGE is never failed for want of a slot, since
+    /// its receipt or part would be answered with an error while the correlation has
+    /// already taken the state (the SMSC's resend is then absorbed and the
+    /// notification lost).
+    fn originate(&mut self, now_ms: u64, flows: &FlowsHandle) {
+        let request = flows.lock().ok().and_then(|mut f| {
+            if !f.has_request() {
+                return None;
+            }
+            if !self.client_has_room() {
+                if !self.blocked {
+                    self.blocked = true;
+                    self.count(|c| c.client_table_full.inc());
+                }
+                return None;
+            }
+            f.poll_request()
+        });
+        let Some(mut req) = request else { return };
+        self.blocked = false;
+        // This table's branch (it names the worker, so a response landing on another
+        // worker's queue is steered here).
+        let branch = self.client.new_branch();
+        set_branch(&mut req.bytes, branch.as_str());
+        match self.client.start(now_ms, &req.bytes, req.dest) {
+            Ok(id) => {
+                self.tokens.insert(id, req.token);
+            }
+            Err(ClientError::TableFull) => {
+                // Not reached while client_has_room holds; kept for safety: hold it.
+                self.blocked = true;
+                self.count(|c| c.client_table_full.inc());
+                if let Ok(mut f) = flows.lock() {
+                    f.hold_request(req);
+                }
+            }
+            Err(_) => {
+                // The request itself is unusable: retrying would not help.
+                self.count(|c| c.client_start_failed.inc());
+                if let Ok(mut f) = flows.lock() {
+                    f.sip_final(req.token, 500);
+                }
+            }
+        }
+    }
+
     /// Starts the next keep-alive OPTIONS if one is due and none is in flight.
     fn start_keepalive(&mut self, now: u64) {
         let Some(ka) = self.keepalive else { return };
@@ -433,7 +492,7 @@ impl UdpService for SipUdp {
             let f = f.lock().ok()?;
             let port = self.port as u8;
             (f.has_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port))
-                || (self.originates && f.has_request()))
+                || (self.originates && f.has_request() && self.client_has_room()))
             .then_some(0)
         });
         [self.server.poll_timeout(), self.client.poll_timeout(), keepalive, flows].into_iter().flatten().min()
@@ -459,24 +518,7 @@ impl UdpService for SipUdp {
                 }
             }
             if self.originates {
-                let request = flows.lock().ok().and_then(|mut f| f.poll_request());
-                if let Some(mut req) = request {
-                    // This table's branch (it names the worker, so a response landing
-                    // on another worker's queue is steered here).
-                    let branch = self.client.new_branch();
-                    set_branch(&mut req.bytes, branch.as_str());
-                    match self.client.start(now_ms, &req.bytes, req.dest) {
-                        Ok(id) => {
-                            self.tokens.insert(id, req.token);
-                        }
-                        Err(_) => {
-                            self.count(|c| c.ka_start_failed.inc());
-                            if let Ok(mut f) = flows.lock() {
-                                f.sip_final(req.token, 503);
-                            }
-                        }
-                    }
-                }
+                self.originate(now_ms, &flows);
             }
         }
         self.start_keepalive(now_ms);
@@ -615,6 +657,85 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         let c = sip(&stats);
         assert_eq!((c.dropped_malformed, c.rejected_malformed, c.rejected_no_branch, c.keepalives), (2, 1, 1, 1));
         assert!(svc.server().is_empty(), "no table space for rejects");
+    }
+
+    /// A 200 to `request` (its Via, From, To, Call-ID and CSeq copied).
+    fn ok_to(request: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(request);
+        let mut r = String::from("SIP/2.0 200 OK\r\n");
+        for line in text.split("\r\n").take_while(|l| !l.is_empty()) {
+            if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"].iter().any(|h| line.starts_with(h)) {
+                r.push_str(line);
+                r.push_str("\r\n");
+            }
+        }
+        r.push_str("Content-Length: 0\r\n\r\n");
+        r.into_bytes()
+    }
+
+    #[test]
+    fn a_full_client_table_holds_the_flows_requests_until_a_slot_frees() {
+        use crate::flow::{FlowsConfig, Shared, SmppOut};
+        use crate::wire::smpp::{Address, Body, CommandStatus, Pdu, RegisteredDelivery, SubmitSm};
+        const SMSCA: u32 = 5; // port 0, slot 5
+        const MESSAGES: u32 = 7;
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let provision = crate::control::provision::Provision::parse(&text).unwrap();
+        let shared = Arc::new(Shared::new(provision, 1, None).unwrap());
+        let config = FlowsConfig { core: 0, next_hop: CORE, local_sent_by: IWF.to_string() };
+        let mut flows = Flows::new(config, Arc::clone(&shared));
+        flows.bound(SMSCA, 1, true);
+        // Legacy messages from smsc-a: each becomes one SIP MESSAGE of the flows, and
+        // its submit_sm is answered after that MESSAGE's final response.
+        for seq in 1..=MESSAGES {
+            let sm = SubmitSm {
+                source: Address::international(b"447000100001"),
+                destination: Address::international(b"447900000001"),
+                registered_delivery: RegisteredDelivery(1),
+                short_message: b"hello",
+                ..SubmitSm::default()
+            };
+            let pdu = Pdu::new(seq, Body::SubmitSm(sm));
+            let mut buf = vec![0u8; pdu.buffer_len()];
+            pdu.emit(&mut buf).unwrap();
+            flows.smpp_request(0, unix_now(), SMSCA, seq, &Pdu::parse(&buf).unwrap());
+        }
+        let handle: FlowsHandle = Arc::new(Mutex::new(flows));
+        // A client table of 4: the flows' requests outnumber it.
+        let (svc, stats) = service(false);
+        let mut svc = svc.with_flows(Arc::clone(&handle), true);
+        let mut out = [0u8; 1500];
+        let mut first_sends = Vec::new();
+        let mut now = 0;
+        while now <= 30_000 {
+            assert!(svc.client().len() <= svc.client().capacity());
+            while let Some(s) = svc.poll_transmit(now, &mut out) {
+                let request = out[..s.len].to_vec();
+                if request.starts_with(b"MESSAGE ") {
+                    first_sends.push(now);
+                    // The UA answers at once; the transaction holds its slot for Timer K.
+                    let _ = svc.receive(now, &ok_to(&request), CORE, &mut [0u8; 1500]);
+                }
+            }
+            now += 50;
+        }
+        let c = sip(&stats);
+        assert_eq!(c.client_sent, u64::from(MESSAGES), "every request sent, first sends at {first_sends:?}");
+        assert_eq!(c.client_2xx, u64::from(MESSAGES));
+        assert!(first_sends.iter().any(|&t| t >= 5_000), "some waited for Timer K: {first_sends:?}");
+        assert_eq!(c.client_table_full, 1, "one episode of a full table");
+        assert_eq!(c.client_start_failed, 0);
+        // Every submit_sm answered ESME_ROK (none throttled for want of a slot).
+        let mut f = handle.lock().unwrap();
+        let mut answered = Vec::new();
+        while let Some((conn, out)) = f.poll_smpp(0) {
+            let SmppOut::Respond { seq, status, .. } = out else { panic!("{out:?}") };
+            assert_eq!((conn, status), (SMSCA, CommandStatus::ESME_ROK), "seq {seq}");
+            answered.push(seq);
+        }
+        answered.sort_unstable();
+        assert_eq!(answered, (1..=MESSAGES).collect::<Vec<_>>());
+        assert_eq!(f.requests_waiting(), 0);
     }
 
     #[test]

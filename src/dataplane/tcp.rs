@@ -833,6 +833,7 @@ impl Endpoint {
                 f.has_smpp_for(port)
                     || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
                     || (f.has_request_tcp()
+                        && self.sip_out.len() < SIP_CLIENT_QUEUE
                         && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
             })
         });
@@ -905,14 +906,13 @@ impl Endpoint {
             }
         }
         if self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })) {
-            while let Some(req) = f.poll_request_tcp() {
+            // A full queue leaves the requests in the flows (their receipts or parts stay
+            // unanswered) rather than failing them: a failed IMDN's receipt would be
+            // answered with an error after the correlation took its state.
+            while self.sip_out.len() < SIP_CLIENT_QUEUE {
+                let Some(req) = f.poll_request_tcp() else { break };
                 any = true;
-                if self.sip_out.len() >= SIP_CLIENT_QUEUE {
-                    qc.tcp.sip_client_failed.inc();
-                    f.sip_final(req.token, 503);
-                } else {
-                    self.sip_out.push_back((req.token, req.bytes));
-                }
+                self.sip_out.push_back((req.token, req.bytes));
             }
         }
         let port = self.port;

@@ -1670,6 +1670,19 @@ impl Flows {
         self.sip_requests.pop_front()
     }
 
+    /// Gives back a request from [`Flows::poll_request`] that could not be sent yet
+    /// (the client transaction table is full): it is sent first when there is room.
+    /// Nothing is answered for it meanwhile (its receipt or part stays unacknowledged,
+    /// which holds the legacy system's window).
+    pub fn hold_request(&mut self, req: SipRequest) {
+        self.sip_requests.push_front(req);
+    }
+
+    /// SIP requests waiting to be sent over UDP (the metrics' backlog).
+    pub fn requests_waiting(&self) -> usize {
+        self.sip_requests.len()
+    }
+
     /// Waiters, outgoing requests, unanswered sent PDUs and correlation entries (for
     /// tests and the metrics).
     pub fn in_flight(&self) -> (usize, usize, usize, usize) {
