@@ -9,51 +9,22 @@
 //! receipts/s(N) / (N · receipts/s(1)). One JSON line per N.
 //!
 //! Not a criterion bench (threads and wall time); `-- --test` runs 0.1 s per N.
-//! What it leaves out: the NIC rings (DPDK) and the TCP/SMPP session, measured through
-//! the lab by scripts/bench.sh.
-#[path = "support/mod.rs"]
-mod support;
-
-use iwf::interwork::legacy_to_converged::{imdn_to_receipts, legacy_to_sip, LegacyMessage, ReceiptOutcome};
-use iwf::interwork::Exchange;
+//! What it leaves out: the NIC rings (`iwf scaling` adds them: the same path on DPDK
+//! net_ring ports) and the TCP/SMPP session (measured through the lab by scripts/bench.sh).
+use iwf::dataplane::scaling::{exchange_of, imdn_datagrams, key_ring, NOW, SYSTEMS};
+use iwf::interwork::legacy_to_converged::{imdn_to_receipts, ReceiptOutcome};
 use iwf::route::{LaneItem, Lanes, PushError};
 use iwf::session::smpp::LegacySystemId;
-use iwf::wire::smpp::{Body, Pdu};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use support::{exchange, imdn_bytes, ring, submit_sm_bytes, CONVERGED, NOW};
 
-const SYSTEMS: u16 = 8;
 const DATAGRAMS: u32 = 8192;
-
-fn exchange_of(system: u16) -> Option<Exchange<'static>> {
-    (1..=SYSTEMS).contains(&system).then(|| Exchange { system, ..exchange() })
-}
-
-/// One delivery IMDN per tag, tags spread over the systems.
-fn datagrams() -> Vec<Vec<u8>> {
-    let keys = ring();
-    let submit = submit_sm_bytes();
-    let pdu = Pdu::parse(&submit).expect("pdu");
-    let Body::SubmitSm(sm) = pdu.body else { panic!("not a submit_sm") };
-    let (msg, _) = LegacyMessage::from_submit_sm(&sm).expect("message");
-    let (mut scratch, mut out) = ([0u8; 2048], [0u8; 2048]);
-    (0..DATAGRAMS)
-        .map(|i| {
-            let ex = exchange_of(1 + (i % u32::from(SYSTEMS)) as u16).expect("system");
-            let tag = legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, i + 1, NOW, &mut scratch, &mut out)
-                .expect("convert")
-                .tag;
-            imdn_bytes(tag.as_bytes())
-        })
-        .collect()
-}
 
 /// Receipts drained per second with `n` workers pinned to `cores`.
 fn run(n: usize, cores: &[core_affinity::CoreId], input: &[Vec<u8>], seconds: f64) -> (f64, u64) {
-    let keys = ring();
+    let keys = key_ring().expect("keys");
     let lanes = Lanes::new(n as u16).expect("lanes");
     for s in 1..=SYSTEMS {
         lanes.add_system(LegacySystemId(s), 4096).expect("lane");
@@ -131,7 +102,7 @@ fn main() {
     let seconds = if quick { 0.1 } else { 3.0 };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let available = cores.len().max(1);
-    let input = datagrams();
+    let input = imdn_datagrams(&key_ring().expect("keys"), DATAGRAMS).expect("datagrams");
     let mut one = 0.0;
     for n in [1usize, 2, 4, 8] {
         if n > available {

@@ -45,9 +45,12 @@
 # rss: iwf's resident memory (VmRSS) every 30 s under RSS_RATE messages/s from the load
 #    generator for RSS_S seconds (default 600): after warm-up, at the end, and the growth.
 # memory: bytes per pending correlation entry at 1 M entries (cargo bench --bench memory).
-# scaling: the receipt path in process on 1, 2, 4, 8 pinned worker threads (as many as the
-#    machine has CPUs) fed IMDNs from memory, lanes shared (cargo bench --bench scaling):
-#    receipts/s and efficiency = receipts/s(N) / (N · receipts/s(1)).
+# scaling: `iwf scaling`: the receipt path on 1, 2, 4, 8 worker lcores over a DPDK net_ring
+#    port (frames circulating in memory, no NIC or tap limit: rx_burst, checksums, SIP/CPIM/
+#    IMDN parse, tag verify, deliver_sm into the shared lanes, drained by their owners,
+#    tx_burst), as many as the machine has CPUs; and the same path without DPDK on pinned
+#    threads (cargo bench --bench scaling). Receipts/s and efficiency = receipts/s(N) /
+#    (N · receipts/s(1)).
 # 4. ratio = transactions/s / ceiling packets/s (one request in per transaction, as the
 #    ceiling counts packets in); rows (date, machine, figure, value, ratio) appended to
 #    BENCHMARKS.md.
@@ -480,12 +483,15 @@ if want memory; then
 fi
 SCALING=""
 if want scaling; then
-    cargo bench --quiet --bench scaling 2>/dev/null | grep '"figure":"scaling"' >"$OUT/scaling.json" || true
+    counts=$(python3 -c "import os; n = os.cpu_count() or 1; print(','.join(str(w) for w in (1, 2, 4, 8) if w <= n))")
+    timeout 120 "$IWF_BIN" scaling --workers "$counts" --seconds 3 >"$OUT/scaling.json" 2>"$OUT/scaling.err" ||
+        { cat "$OUT/scaling.err" >&2; echo "bench: iwf scaling failed" >&2; exit 1; }
+    cargo bench --quiet --bench scaling 2>/dev/null | grep '"figure":"scaling"' >>"$OUT/scaling.json" || true
     SCALING=$(python3 - "$OUT/scaling.json" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("; ".join(f"{r['workers']} workers: {r['receipts_per_s']} receipts/s (efficiency {r['efficiency']})"
-                for r in rows if "receipts_per_s" in r))
+print("; ".join(f"{'DPDK rings' if r['figure'] == 'scaling_dpdk_ring' else 'threads'} {r['workers']} workers: "
+                f"{round(r['receipts_per_s'])} receipts/s (efficiency {r['efficiency']})" for r in rows if "receipts_per_s" in r))
 PY
 )
     say "scaling: $SCALING"
@@ -566,9 +572,14 @@ fi
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if "receipts_per_s" in r:
-        print(f"| {sys.argv[2]} | {sys.argv[3]} | receipt path in process (IMDN → tag verify → deliver_sm → shared lanes → owner), "
-              f"{r['workers']} pinned worker(s); ratio = efficiency vs N × 1 worker | {r['receipts_per_s']} receipts/s | {r['efficiency']:.2f} |")
+    if "receipts_per_s" not in r:
+        continue
+    if r["figure"] == "scaling_dpdk_ring":
+        what = "iwf scaling: receipt path on DPDK net_ring queues (rx_burst → IMDN → tag verify → deliver_sm → shared lanes → owner → tx_burst)"
+    else:
+        what = "receipt path on pinned threads, no DPDK (IMDN → tag verify → deliver_sm → shared lanes → owner)"
+    print(f"| {sys.argv[2]} | {sys.argv[3]} | {what}, {r['workers']} worker(s); ratio = efficiency vs N × 1 worker "
+          f"| {round(r['receipts_per_s'])} receipts/s | {r['efficiency']:.2f} |")
 PY
     fi
     if want memory; then

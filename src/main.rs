@@ -24,6 +24,16 @@ enum Command {
         #[arg(long)]
         config: String,
     },
+    /// Receipts/s of the receipt path on N worker lcores over DPDK ring ports (net_ring,
+    /// frames circulating in memory: no NIC or tap limit); one JSON line per worker count.
+    Scaling {
+        /// Worker lcore counts, one round each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+        workers: Vec<usize>,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// Dissect protocol input and print it as JSON (exit 1 with a one-line error on bad input).
     #[command(subcommand)]
     Inspect(Inspect),
@@ -164,6 +174,47 @@ fn print_line(s: &str) {
     let _ = writeln!(out, "{s}");
 }
 
+/// `iwf scaling`: the rounds, one JSON line each (efficiency against one worker).
+fn scaling(workers: &[usize], seconds: f64) -> ExitCode {
+    if workers.is_empty() || workers.contains(&0) || !(0.01..=600.0).contains(&seconds) {
+        eprintln!("iwf scaling: --workers needs counts of at least 1, --seconds 0.01..=600");
+        return ExitCode::FAILURE;
+    }
+    match iwf::dataplane::scaling::run(workers, seconds) {
+        Ok(rounds) => {
+            let one = rounds.iter().find(|r| r.workers == 1).map(|r| r.receipts_per_s());
+            let mut ok = true;
+            for r in &rounds {
+                let rps = r.receipts_per_s();
+                let efficiency = one.filter(|o| *o > 0.0).map(|o| rps / (o * r.workers as f64));
+                ok &= r.failed == 0 && r.receipts > 0;
+                print_line(
+                    &serde_json::json!({
+                        "figure": "scaling_dpdk_ring",
+                        "workers": r.workers,
+                        "receipts": r.receipts,
+                        "failed": r.failed,
+                        "seconds": r.seconds,
+                        "receipts_per_s": rps.round(),
+                        "efficiency": efficiency.map(|e| (e * 100.0).round() / 100.0),
+                    })
+                    .to_string(),
+                );
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("iwf scaling: a round lost frames or drained nothing");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("iwf scaling: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -174,6 +225,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Scaling { workers, seconds } => scaling(&workers, seconds),
         Command::Inspect(cmd) => match inspect(cmd) {
             Ok(v) => {
                 print_line(&serde_json::to_string_pretty(&v).unwrap_or_default());

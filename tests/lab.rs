@@ -1225,6 +1225,30 @@ impl Drop for LabDown {
     }
 }
 
+/// `iwf scaling`: the receipt path on one and two worker lcores over a DPDK net_ring port
+/// (frames circulating in memory): every frame becomes a receipt drained from its lane,
+/// and the run leaves no EAL runtime directory behind.
+fn scaling_on_rings() {
+    let out = run(Command::new(iwf_bin()).args(["scaling", "--workers", "1,2", "--seconds", "0.3"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "iwf scaling: {:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let rounds: Vec<serde_json::Value> = text.lines().map(|l| json_of(l, "iwf scaling")).collect();
+    assert_eq!(rounds.len(), 2, "{text}");
+    for (r, workers) in rounds.iter().zip([1, 2]) {
+        assert_eq!(r["workers"], workers, "{r}");
+        assert_eq!(r["failed"], 0, "{r}");
+        assert!(r["receipts"].as_u64() > Some(1000), "{r}");
+    }
+    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("iwf-scaling"))
+        .collect();
+    assert!(left.is_empty(), "EAL runtime directories left: {left:?}");
+}
+
 #[test]
 fn lab_end_to_end() {
     let uid = run(Command::new("id").arg("-u"));
@@ -1270,4 +1294,5 @@ fn lab_end_to_end() {
     assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
     assert!(get(&final_conv, "sip.rx_message") >= 27, "final report: {final_conv:?}");
     two_workers();
+    scaling_on_rings();
 }

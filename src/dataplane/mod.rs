@@ -36,6 +36,7 @@ pub mod mbuf;
 pub mod metrics;
 pub mod port;
 pub mod preflight;
+pub mod scaling;
 pub mod sip;
 pub mod tcp;
 pub mod telemetry;
