@@ -12,6 +12,9 @@ cargo test --workspace --locked
 echo "== load-tool captures (iwf-peer pcap) replayed into the lab with tcpreplay, counters checked"
 scripts/trex/validate.sh
 
+echo "== the peer baseline (Kamailio + Kannel, scripts/baseline.sh): MESSAGEs answered, one IMDN back each"
+PEER_BIN=${CARGO_TARGET_DIR:-target}/debug/iwf-peer scripts/baseline.sh check
+
 echo "== benches compile and run once (figures come from scripts/bench.sh)"
 cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp --bench memory --bench scaling -- --test
 
