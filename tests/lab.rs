@@ -892,8 +892,9 @@ fn telemetry(command: &str) -> String {
 }
 
 /// The load generator (`iwf-peer load`) against iwf: smsc-a and smsc-b bind (window 10)
-/// and send the text mix (short, 3-part GSM, 2-part UCS-2) to converged users; the
-/// generator's converged side answers and notifies; it also originates converged → legacy
+/// and send the text mix (short, 3-part GSM, 2-part UCS-2) to converged users, asking for
+/// receipts and user acks; the generator's converged side answers and sends delivery and
+/// display notifications; it also originates converged → legacy
 /// MESSAGEs through iwf to smsc-c, which it plays. Every receipt must come back to the
 /// system that sent its part (none misrouted or missing), every notification to its
 /// sender, and iwf's flows must have routed exactly the receipts the systems got.
@@ -922,6 +923,7 @@ fn load_generator() {
         "10",
         "--mix",
         "short=60,long=25,ucs2=15",
+        "--user-ack",
         "--originate-rate",
         "20",
         "--smsc-listen",
@@ -944,6 +946,9 @@ fn load_generator() {
         assert_eq!(s["receipts_matched"], s["parts"], "{s}");
         assert_eq!(s["receipts_misrouted"], 0, "{s}");
         assert_eq!(s["receipts_unknown"], 0, "{s}");
+        // Display notifications came back as user acks, one per part.
+        assert_eq!(s["user_acks"], s["parts"], "{s}");
+        assert_eq!(s["user_acks_unknown"], 0, "{s}");
         parts += s["parts"].as_u64().expect("parts");
     }
     let c = &v["converged"];

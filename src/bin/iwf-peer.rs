@@ -40,8 +40,8 @@ use iwf::session::smpp::{
     SmppText, State as SessionState,
 };
 use iwf::wire::smpp::{
-    Address, Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu, Receipt, ReceiptDate, ReceiptStat,
-    RegisteredDelivery, SmscReceipt, SubmitSm, TlvWriter, Tlvs,
+    Address, Body, CommandId, CommandStatus, EsmClass, MessageState, MessageType, Pdu, Receipt, ReceiptDate,
+    ReceiptStat, RegisteredDelivery, SmeAck, SmscReceipt, SubmitSm, TlvWriter, Tlvs,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -863,6 +863,8 @@ struct Delivered {
     seq: u32,
     is_deliver: bool,
     is_receipt: bool,
+    /// An SME manual/user acknowledgement (esm_class 0x10: the converged user read it).
+    is_user_ack: bool,
     id: [u8; 65],
     id_len: u8,
 }
@@ -897,6 +899,12 @@ pub(crate) struct EsmeRun {
     retry: Vec<(Arc<str>, Part)>,
     /// Resubmissions after ESME_RTHROTTLED.
     resubmitted: u64,
+    /// Whether the submissions ask for a user acknowledgement.
+    wants_user_ack: bool,
+    /// Message ids answered, awaiting their user acknowledgement.
+    ack_ids: HashSet<Vec<u8>>,
+    user_acks: u64,
+    user_acks_unmatched: u64,
 }
 
 impl Driver for EsmeRun {
@@ -907,11 +915,13 @@ impl Driver for EsmeRun {
             seq: pdu.sequence_number,
             is_deliver: pdu.command_id() == CommandId::DeliverSm,
             is_receipt: false,
+            is_user_ack: false,
             id: [0; 65],
             id_len: 0,
         };
         if let Body::DeliverSm(m) = &pdu.body {
-            d.is_receipt = m.esm_class.is_receipt();
+            d.is_user_ack = m.esm_class.message_type() == MessageType::SmeUserAck;
+            d.is_receipt = m.esm_class.is_receipt() && !d.is_user_ack;
             // TLVs first, the receipt text as the fallback (PROTOCOLS.md).
             let from_tlv = m.tlvs.receipted_message_id().ok().flatten();
             let id = from_tlv.or_else(|| Receipt::parse(m.payload()).ok().and_then(|r| r.id));
@@ -930,6 +940,15 @@ impl Driver for EsmeRun {
             return;
         }
         let _ = session.respond(d.seq, CommandStatus::ESME_ROK, b"");
+        if d.is_user_ack {
+            let id = &d.id[..d.id_len as usize];
+            if self.ack_ids.remove(id) {
+                self.user_acks += 1;
+            } else {
+                self.user_acks_unmatched += 1;
+            }
+            return;
+        }
         if !d.is_receipt {
             self.other_deliver += 1;
             return;
@@ -978,7 +997,10 @@ impl Driver for EsmeRun {
                         let us = at.saturating_duration_since(submitted).as_micros().clamp(1, 120_000_000) as u64;
                         let _ = self.receipt_hist.record(us);
                     } else {
-                        self.ids.insert(id, submitted);
+                        self.ids.insert(id.clone(), submitted);
+                    }
+                    if self.wants_user_ack {
+                        self.ack_ids.insert(id);
                     }
                 } else {
                     *self.errors.entry(status.to_string()).or_default() += 1;
@@ -1144,6 +1166,10 @@ pub(crate) fn run_esme(
         inflight: HashMap::new(),
         retry: Vec::new(),
         resubmitted: 0,
+        wants_user_ack: matches!(RegisteredDelivery(spec.registered_delivery).sme_ack(), SmeAck::User | SmeAck::Both),
+        ack_ids: HashSet::new(),
+        user_acks: 0,
+        user_acks_unmatched: 0,
     };
     let rd = RegisteredDelivery(spec.registered_delivery);
     let wants_receipt = matches!(rd.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly);
@@ -1226,9 +1252,9 @@ pub(crate) fn run_esme(
             && again.is_empty()
             && run.retry.is_empty();
         let all_answered = sent_all && run.answered + run.timeouts + run.abandoned >= parts;
-        let receipts_done = !wants_receipt
-            || run.matched >= run.ok
-            || run.last_answer.is_some_and(|t| t.elapsed() > Duration::from_millis(spec.receipt_wait_ms));
+        let waited_out = run.last_answer.is_some_and(|t| t.elapsed() > Duration::from_millis(spec.receipt_wait_ms));
+        let receipts_done = (!wants_receipt || run.matched >= run.ok || waited_out)
+            && (!run.wants_user_ack || run.ack_ids.is_empty() || waited_out);
         let give_up = Instant::now() > overall || stop.load(Ordering::SeqCst);
         if ((all_answered && receipts_done) || give_up) && !unbinding && run.close.is_none() {
             unbinding = true;
@@ -1285,6 +1311,7 @@ pub(crate) fn run_esme(
     let complete = run.answered == parts
         && run.ok == parts
         && (!wants_receipt || run.matched == run.ok)
+        && (!run.wants_user_ack || run.ack_ids.is_empty())
         && (spec.submit_for.is_some() || messages == spec.count);
     Ok(EsmeOutcome { run, messages, parts, pdus, elapsed, elapsed_all, reason, wants_receipt, complete })
 }

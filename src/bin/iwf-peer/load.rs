@@ -73,6 +73,11 @@ pub struct LoadArgs {
     /// registered_delivery of each submit_sm (1: receipt on success or failure; 0: none).
     #[arg(long, default_value_t = 1)]
     pub registered_delivery: u8,
+    /// Ask for user (read) acknowledgements too (registered_delivery | 0x08): iwf asks the
+    /// converged side for display notifications, the converged side sends them (as with
+    /// --display) and iwf returns each as a deliver_sm user ack (esm_class 0x10).
+    #[arg(long)]
+    pub user_ack: bool,
     /// Seconds to wait for outstanding receipts and notifications after submitting ends.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
@@ -294,7 +299,11 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                     count: args.count,
                     submit_for: Some(Duration::from_secs_f64(args.duration.max(0.0))),
                     source: (source + i as u64).to_string(),
-                    registered_delivery: args.registered_delivery,
+                    registered_delivery: if args.user_ack {
+                        args.registered_delivery | 0x08
+                    } else {
+                        args.registered_delivery
+                    },
                     response_timeout_ms: 30_000,
                     receipt_wait_ms: (args.drain.max(0.0) * 1000.0) as u64,
                     timeout: args.duration.max(0.0) + args.drain.max(0.0) + 40.0,
@@ -313,7 +322,7 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
     let ua_cfg = UaConfig {
         answer: 200,
         notify_delay_ms: args.notify_delay_ms,
-        display: args.display,
+        display: args.display || args.user_ack,
         originate: originating.then(|| Originate {
             next_hop: args.originate_next_hop,
             from: args.originate_from.clone(),
@@ -596,7 +605,22 @@ impl Report {
                 let _ =
                     writeln!(text, "{:<10} {} ESME_RTHROTTLED answers, each part submitted again", "", run.throttled);
             }
-            if missing > 0 || misrouted > 0 || refused > 0 || run.timeouts > 0 || !o.complete {
+            let acks_missing = if run.wants_user_ack { run.ok.saturating_sub(run.user_acks) } else { 0 };
+            if run.wants_user_ack {
+                let _ = writeln!(
+                    text,
+                    "{:<10} user acks: {} matched, {} missing, {} unknown",
+                    "", run.user_acks, acks_missing, run.user_acks_unmatched
+                );
+            }
+            if missing > 0
+                || misrouted > 0
+                || refused > 0
+                || run.timeouts > 0
+                || !o.complete
+                || acks_missing > 0
+                || run.user_acks_unmatched > 0
+            {
                 complete = false;
             }
             if let Some(a) = all.as_mut() {
@@ -625,6 +649,9 @@ impl Report {
                 "receipts_misrouted": misrouted,
                 "receipts_unknown": (run.early.len() as u64).saturating_sub(misrouted),
                 "receipts_duplicate": run.duplicates,
+                "user_acks": run.user_acks,
+                "user_acks_missing": acks_missing,
+                "user_acks_unknown": run.user_acks_unmatched,
                 "elapsed_s": o.elapsed_all,
                 "receipts_per_s": rps,
                 "submit_resp_latency_us": percentiles(&run.hist),
