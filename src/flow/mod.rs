@@ -226,7 +226,7 @@ pub struct FlowStats {
     pub imdns_sent: AtomicU64,
     /// Of those, answered 2xx by the converged side.
     pub imdns_delivered: AtomicU64,
-    /// Of those, failed (error response or Timer F): the receipt's state was rolled back.
+    /// Of those, failed (error response or Timer F): a receipt's state goes back for its resend.
     pub imdns_failed: AtomicU64,
     /// SMSC receipts matching nothing (duplicate, stale, or no id bound in the park time).
     pub smsc_receipts_absorbed: AtomicU64,
