@@ -15,7 +15,10 @@
 //! - **Converged → legacy**: a MESSAGE to a number is routed by prefix, converted to
 //!   submit_sm / deliver_sm, the correlation entry written before sending; the SMSC's
 //!   receipt becomes an IMDN to the converged sender, and the receipt is acknowledged
-//!   after the IMDN's final response.
+//!   after the IMDN's final response. The receipt's state change is final only with the
+//!   IMDN's 2xx: a failed IMDN rolls it back (the SMSC's resend produces the IMDN
+//!   again), and receipts for the message that arrive meanwhile wait for it. A receipt
+//!   that arrives before its submit_sm_resp waits (unanswered) for the resp and the IMDN.
 //!
 //! Completions travel as `u64` tokens: the top 16 bits name the core (or the store) that
 //! waits, the rest its waiter.
@@ -27,14 +30,15 @@ use crate::control::provision::Provision;
 use crate::dataplane::config::LegacyConfig;
 use crate::interwork::address::{LegacyParty, Npi, NumberingPlan, SmppAddress, Ton};
 use crate::interwork::converged_to_legacy::{
-    canonical_id, imdn_for_state, parse_smsc_receipt, sip_to_submit, IdOrigin, ImdnTokens, SenderPolicy, SubmitParams,
+    canonical_id, imdn_for_state, parse_smsc_receipt, sip_to_submit, CanonicalId, IdOrigin, ImdnTokens, SenderPolicy,
+    SubmitParams,
 };
 use crate::interwork::legacy_to_converged::{
     imdn_message_to_receipts, legacy_to_sip, segment_tag, sip_status_to_command_status, ImdnRouteError, LegacyMessage,
     ReceiptOutcome, UserData,
 };
 use crate::interwork::{BindDirection, Concatenation, ConvergedSide, Exchange};
-use crate::route::correlation::{self, CorrelationConfig, CorrelationTable, NewMessage};
+use crate::route::correlation::{self, Checkpoint, CorrelationConfig, CorrelationError, CorrelationTable, NewMessage};
 use crate::route::lane::{CoreId, LaneItem, Lanes, PushError};
 use crate::session::sip::ServerTxId;
 use crate::session::smpp::LegacySystemId;
@@ -218,9 +222,13 @@ pub struct FlowStats {
     pub converged_parts_sent: AtomicU64,
     /// SMSC receipts received.
     pub smsc_receipts: AtomicU64,
-    /// IMDNs iwf sent for SMSC receipts.
+    /// IMDNs iwf sent for SMSC receipts (queued).
     pub imdns_sent: AtomicU64,
-    /// SMSC receipts matching nothing (parked, duplicate or stale).
+    /// Of those, answered 2xx by the converged side.
+    pub imdns_delivered: AtomicU64,
+    /// Of those, failed (error response or Timer F): a receipt's state goes back for its resend.
+    pub imdns_failed: AtomicU64,
+    /// SMSC receipts matching nothing (duplicate, stale, or no id bound in the park time).
     pub smsc_receipts_absorbed: AtomicU64,
 }
 
@@ -265,7 +273,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 21] = [
+        let all: [(&'static str, &AtomicU64); 23] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -286,6 +294,8 @@ impl FlowStats {
             ("converged_parts_sent", &self.converged_parts_sent),
             ("smsc_receipts", &self.smsc_receipts),
             ("imdns_sent", &self.imdns_sent),
+            ("imdns_delivered", &self.imdns_delivered),
+            ("imdns_failed", &self.imdns_failed),
             ("smsc_receipts_absorbed", &self.smsc_receipts_absorbed),
         ];
         for (name, v) in all {
@@ -379,7 +389,7 @@ impl SystemStats {
 }
 
 /// Why something was refused or routed nowhere (the `reason` label of the drops).
-pub const DROP_REASONS: [&str; 20] = [
+pub const DROP_REASONS: [&str; 22] = [
     "tag_bad_length",
     "tag_bad_character",
     "tag_unsupported_version",
@@ -399,6 +409,11 @@ pub const DROP_REASONS: [&str; 20] = [
     "smsc_receipt_unreadable",
     "park_full",
     "correlation_full",
+    // A submit_sm_resp's id that a live correlation entry still holds (SMSC id reuse):
+    // the message is answered, its part gets no receipt.
+    "smsc_id_in_use",
+    // An SMSC receipt whose id no submit_sm_resp bound before the park time ended.
+    "smsc_receipt_unmatched",
     "other",
 ];
 
@@ -593,8 +608,27 @@ struct Conn {
 enum Outgoing {
     /// A legacy message: its parts' `*_resp` after the final response.
     Message { parts: Vec<(ConnId, u32)>, fields: TagFields, system: u16 },
-    /// An IMDN for an SMSC receipt: the receipt's `*_resp` after the final response.
-    ReceiptAck { conn: ConnId, seq: u32 },
+    /// An IMDN for a correlated message: the receipts' `*_resp` after the final
+    /// response; `undo` restores the message's state when it fails (receipt-driven).
+    Imdn { message: correlation::MessageRef, acks: Vec<(ConnId, u32)>, undo: Option<Box<Checkpoint>>, last: bool },
+}
+
+/// An SMSC receipt whose `*_resp` is held: parked for its id, or waiting for the IMDN
+/// of its message in flight.
+#[derive(Debug, Clone, Copy)]
+struct HeldReceipt {
+    conn: ConnId,
+    seq: u32,
+    system: u16,
+    id: CanonicalId,
+    state: crate::interwork::state::ReceiptState,
+}
+
+/// The IMDN(s) of a correlated message in flight and the receipts that wait for them.
+#[derive(Debug, Default)]
+struct InFlight {
+    imdns: u16,
+    waiting: Vec<HeldReceipt>,
 }
 
 /// A SIP transaction waiting for legacy-side completions.
@@ -631,6 +665,11 @@ pub struct Flows {
     correlation: CorrelationTable,
     /// Store keys of the correlated messages (durable copies).
     store_keys: HashMap<correlation::MessageRef, u64>,
+    /// Correlated messages with an IMDN in flight (held in the table).
+    imdns: HashMap<correlation::MessageRef, InFlight>,
+    /// SMSC receipts parked for an id no resp bound yet (their resps held; the SMPP
+    /// window bounds them).
+    parked: HashMap<(u16, CanonicalId), Vec<HeldReceipt>>,
     next_store_key: u64,
     /// The Unix time of the last poll.
     unix: u64,
@@ -729,6 +768,8 @@ impl Flows {
                 ..CorrelationConfig::default()
             }),
             store_keys: HashMap::new(),
+            imdns: HashMap::new(),
+            parked: HashMap::new(),
             next_store_key: 0,
             unix: 0,
             expired_at: 0,
@@ -1026,15 +1067,53 @@ impl Flows {
                     }
                 }
             }
-            Outgoing::ReceiptAck { conn: ConnId::MAX, .. } => {}
-            Outgoing::ReceiptAck { conn, seq } => {
-                let cs = if (200..300).contains(&status) {
-                    CommandStatus::ESME_ROK
-                } else {
-                    sip_status_to_command_status(status)
+            Outgoing::Imdn { message, acks, undo, last } => {
+                let ok = (200..300).contains(&status);
+                inc(if ok { &self.shared.stats.imdns_delivered } else { &self.shared.stats.imdns_failed });
+                // A failed IMDN for receipts: their state goes back, so the SMSC's resend
+                // (the receipts are refused below) produces the IMDN again. The durable
+                // correlation goes only with the 2xx of the final state's IMDN.
+                let rolled_back = match (undo, ok) {
+                    (Some(undo), false) => self.correlation.roll_back(message, &undo).is_ok(),
+                    _ => false,
                 };
-                self.respond(conn, seq, cs, b"");
+                if !rolled_back {
+                    let _ = self.correlation.release(message, self.unix);
+                    if last {
+                        self.remove_durable(message);
+                    }
+                }
+                let cs = if ok { CommandStatus::ESME_ROK } else { sip_status_to_command_status(status) };
+                for (conn, seq) in acks {
+                    self.respond(conn, seq, cs, b"");
+                }
+                self.imdn_ended(message);
             }
+        }
+    }
+
+    /// The durable copy of `message`'s correlation is no longer needed.
+    fn remove_durable(&mut self, message: correlation::MessageRef) {
+        if let (Some(key), Some(tx)) = (self.store_keys.remove(&message), &self.shared.store) {
+            let _ = tx.send(store::StoreOp::RemoveCorrelation { key });
+        }
+    }
+
+    /// An IMDN of `message` ended: when it was the last in flight, the receipts that
+    /// waited for it are applied now (a duplicate is absorbed after a 2xx, and
+    /// produces the IMDN again after a failure).
+    fn imdn_ended(&mut self, message: correlation::MessageRef) {
+        let Some(f) = self.imdns.get_mut(&message) else { return };
+        f.imdns = f.imdns.saturating_sub(1);
+        if f.imdns > 0 {
+            // Another IMDN of the message is still in flight: keep holding it.
+            let _ = self.correlation.hold(message);
+            return;
+        }
+        let Some(f) = self.imdns.remove(&message) else { return };
+        let provision = self.shared.provision.load_full();
+        for r in f.waiting {
+            self.apply_receipt(self.unix, r, &provision);
         }
     }
 
@@ -1361,34 +1440,76 @@ impl Flows {
                 return;
             }
         };
-        match self.correlation.receipt(LegacySystemId(system), &receipt.id, receipt.state, unix) {
+        let r = HeldReceipt { conn, seq, system, id: receipt.id, state: receipt.state };
+        self.apply_receipt(unix, r, &provision);
+    }
+
+    /// Applies an SMSC receipt to its message: an IMDN (the resp after its final
+    /// response), a duplicate (answered now), or held: parked until its id is bound,
+    /// or waiting for the message's IMDN in flight.
+    fn apply_receipt(&mut self, unix: u64, r: HeldReceipt, provision: &Provision) {
+        let system = LegacySystemId(r.system);
+        let undo = self.correlation.message_of(system, &r.id).and_then(|m| self.correlation.checkpoint(m).ok());
+        match self.correlation.receipt(system, &r.id, r.state, unix) {
             correlation::ReceiptOutcome::Notify { message, state } => {
-                self.send_imdn(unix, message, state, Some((conn, seq)), &provision);
+                self.send_imdn(unix, message, state, vec![(r.conn, r.seq)], undo, provision);
             }
-            correlation::ReceiptOutcome::Absorbed { .. } | correlation::ReceiptOutcome::Parked => {
+            correlation::ReceiptOutcome::InFlight { message } => match self.imdns.get_mut(&message) {
+                Some(f) => f.waiting.push(r),
+                None => {
+                    // Held with nothing in flight here (cannot happen): free it, retry later.
+                    let _ = self.correlation.release(message, unix);
+                    self.respond(r.conn, r.seq, CommandStatus::ESME_RX_T_APPN, b"");
+                }
+            },
+            correlation::ReceiptOutcome::Absorbed { .. } => {
                 inc(&self.shared.stats.smsc_receipts_absorbed);
-                self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+                self.respond(r.conn, r.seq, CommandStatus::ESME_ROK, b"");
             }
+            correlation::ReceiptOutcome::Parked => self.parked.entry((r.system, r.id)).or_default().push(r),
             correlation::ReceiptOutcome::ParkFull => {
                 self.shared.count_drop("park_full");
-                self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
+                self.respond(r.conn, r.seq, CommandStatus::ESME_RX_T_APPN, b"");
             }
         }
     }
 
-    /// Writes and queues the IMDN for `message` in `state`; `ack` is the receipt to
-    /// answer after its final response (answered now when no IMDN is due).
+    /// Receipts whose park time ended without a resp binding their id: no message
+    /// iwf sent has it (a resend would not match better). Acknowledged, counted.
+    fn sweep_parked(&mut self) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let gone: Vec<(u16, CanonicalId)> = self
+            .parked
+            .keys()
+            .filter(|(system, id)| !self.correlation.is_parked(LegacySystemId(*system), id))
+            .copied()
+            .collect();
+        for key in gone {
+            for r in self.parked.remove(&key).unwrap_or_default() {
+                inc(&self.shared.stats.smsc_receipts_absorbed);
+                self.shared.count_drop("smsc_receipt_unmatched");
+                self.respond(r.conn, r.seq, CommandStatus::ESME_ROK, b"");
+            }
+        }
+    }
+
+    /// Writes and queues the IMDN for `message` in `state`; `acks` are the receipts to
+    /// answer after its final response (answered now when no IMDN is due); `undo` the
+    /// message's state before the receipt, restored if the IMDN fails.
     fn send_imdn(
         &mut self,
         unix: u64,
         message: correlation::MessageRef,
         state: crate::interwork::state::ReceiptState,
-        ack: Option<(ConnId, u32)>,
+        acks: Vec<(ConnId, u32)>,
+        undo: Option<Checkpoint>,
         provision: &Provision,
     ) {
         let mut strings = [0u8; 2048];
         let Ok(stored) = self.correlation.stored(message, &mut strings) else {
-            if let Some((conn, seq)) = ack {
+            for (conn, seq) in acks {
                 self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
             }
             return;
@@ -1412,25 +1533,24 @@ impl Flows {
             &mut self.scratch,
             &mut self.out,
         );
-        if state.is_final() {
-            if let (Some(key), Some(tx)) = (self.store_keys.remove(&message), &self.shared.store) {
-                let _ = tx.send(store::StoreOp::RemoveCorrelation { key });
-            }
-        }
         match written {
             Ok(Some(w)) => {
                 let bytes = self.out[..w.len].to_vec();
-                let outgoing = match ack {
-                    Some((conn, seq)) => Outgoing::ReceiptAck { conn, seq },
-                    None => Outgoing::ReceiptAck { conn: ConnId::MAX, seq: 0 },
-                };
-                let key = self.outgoing.insert(outgoing);
+                // Until its final response the message's receipts wait and it stays.
+                let _ = self.correlation.hold(message);
+                self.imdns.entry(message).or_default().imdns += 1;
+                let undo = undo.map(Box::new);
+                let key = self.outgoing.insert(Outgoing::Imdn { message, acks, undo, last: state.is_final() });
                 let token = self.token(key);
                 inc(&self.shared.stats.imdns_sent);
                 self.sip_requests.push_back(SipRequest { token, bytes, dest: self.config.next_hop });
             }
             Ok(None) | Err(_) => {
-                if let Some((conn, seq)) = ack {
+                // No IMDN is due (not asked, or it cannot be written): nothing to wait for.
+                if state.is_final() {
+                    self.remove_durable(message);
+                }
+                for (conn, seq) in acks {
                     self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
                 }
             }
@@ -1457,37 +1577,59 @@ impl Flows {
         if let Some((system, corr)) = req.correlation {
             let provision = self.shared.provision.load_full();
             let ids = provision.system(system).map_or(crate::interwork::IdCanonicalisation::Exact, |l| l.ids);
+            let mut bind_sent = false;
+            let mut parked = Vec::new();
             let outcome = if status == CommandStatus::ESME_ROK {
                 match canonical_id(message_id, ids, IdOrigin::SubmitResp) {
                     Ok(id) => {
-                        let r = self.correlation.resp(LegacySystemId(system), corr, &id, unix);
-                        if let Ok(o) = &r {
-                            let key = self.store_keys.get(&o.message).copied();
-                            if let (Some(key), Some(tx)) = (key, &self.shared.store) {
-                                let op = store::StoreOp::BindId { system, id, key, part: o.part, token: req.token };
-                                let _ = tx.send(op);
+                        // Receipts that came before this resp: held here (their resps wait),
+                        // applied below once the id is bound.
+                        self.correlation.unpark(LegacySystemId(system), &id);
+                        parked = self.parked.remove(&(system, id)).unwrap_or_default();
+                        match self.correlation.resp(LegacySystemId(system), corr, &id, unix) {
+                            Err(CorrelationError::IdInUse) => {
+                                // The SMSC reused an id a live entry still waits a receipt
+                                // for: that entry keeps it. The SMSC took this part, so the
+                                // sender still hears 200 (an error would make it resend a
+                                // message that was sent); the part stays unkeyed: its
+                                // receipt carries the same id and goes to the older entry,
+                                // this message gets no IMDN for it and goes at its validity.
+                                self.shared.count_drop("smsc_id_in_use");
+                                self.correlation.detach(LegacySystemId(system), corr)
+                            }
+                            r => {
+                                if let Ok(o) = &r {
+                                    let key = self.store_keys.get(&o.message).copied();
+                                    if let (Some(key), Some(tx)) = (key, &self.shared.store) {
+                                        let op =
+                                            store::StoreOp::BindId { system, id, key, part: o.part, token: req.token };
+                                        bind_sent = tx.send(op).is_ok();
+                                    }
+                                }
+                                r
                             }
                         }
-                        r
                     }
                     Err(_) => self.correlation.refused(LegacySystemId(system), corr, unix),
                 }
             } else {
                 self.correlation.refused(LegacySystemId(system), corr, unix)
             };
-            // A part that will not bind an id still counts for the store's share.
-            let bound_id = status == CommandStatus::ESME_ROK && outcome.is_ok();
-            if !bound_id && self.shared.store.is_some() {
-                if let Ok(o) = &outcome {
-                    if self.store_keys.contains_key(&o.message) {
-                        self.finish(req.token, Outcome::Stored);
-                    }
-                }
+            if let Some(evicted) = outcome.as_ref().ok().and_then(|o| o.evicted) {
+                // A lingering entry gave its id to this part.
+                self.remove_durable(evicted);
+            }
+            // A part that binds no durable id still counts for the store's share.
+            if !bind_sent && self.shared.store.is_some() {
+                self.finish(req.token, Outcome::Stored);
             }
             if let Ok(o) = outcome {
                 if let Some(state) = o.notify {
-                    self.send_imdn(unix, o.message, state, None, &provision);
+                    self.send_imdn(unix, o.message, state, Vec::new(), None, &provision);
                 }
+            }
+            for r in parked {
+                self.apply_receipt(unix, r, &provision);
             }
         }
         if req.correlation.is_none() {
@@ -1526,10 +1668,9 @@ impl Flows {
     /// its share of the store's work is done too.
     fn part_failed(&mut self, unix: u64, req: SmppSend) {
         if let Some((system, corr)) = req.correlation {
-            if let Ok(o) = self.correlation.refused(LegacySystemId(system), corr, unix) {
-                if self.shared.store.is_some() && self.store_keys.contains_key(&o.message) {
-                    self.finish(req.token, Outcome::Stored);
-                }
+            let _ = self.correlation.refused(LegacySystemId(system), corr, unix);
+            if self.shared.store.is_some() {
+                self.finish(req.token, Outcome::Stored);
             }
         }
         self.finish(req.token, Outcome::Refused(CommandStatus::ESME_RX_T_APPN));
@@ -1625,6 +1766,7 @@ impl Flows {
         if unix != self.expired_at {
             self.expired_at = unix;
             let _ = self.correlation.expire(unix, 256);
+            self.sweep_parked();
         }
     }
 
@@ -2209,6 +2351,166 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let t = txn(&mut server, unbound.as_bytes());
         deliver(&mut f, &shared, NOW, unbound.as_bytes(), t);
         assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(480));
+    }
+
+    /// A converged message to smsc-c sent and acknowledged with SMSC id `id` (seq `seq`).
+    fn conv_sent(f: &mut Flows, server: &mut ServerTransactions, call: &str, seq: u32, id: &[u8]) -> SipTxn {
+        let sip = conv_message("+447000300001", call);
+        let t = txn(server, sip.as_bytes());
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
+        f.sip_message(0, NOW, t, &msg, sip.as_bytes());
+        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        f.smpp_sent(SMSCC, seq, send);
+        f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, id);
+        t
+    }
+
+    fn receipt_in(f: &mut Flows, unix: u64, seq: u32, id: &str) {
+        f.smpp_request(0, unix, SMSCC, seq, &Pdu::parse(&smsc_receipt(seq, id)).unwrap());
+    }
+
+    #[test]
+    fn a_failed_imdn_rolls_its_receipt_back_and_the_resend_produces_it_again() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent(&mut f, &mut server, "rb1", 44, b"smsc-77");
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        receipt_in(&mut f, NOW + 60, 5, "smsc-77");
+        let r1 = f.poll_request().expect("an IMDN");
+        f.sip_final(r1.token, 408);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 5, CommandStatus::ESME_RX_T_APPN, String::new()));
+        // The SMSC resends the receipt: not a duplicate, the IMDN goes again.
+        receipt_in(&mut f, NOW + 90, 6, "smsc-77");
+        let r2 = f.poll_request().expect("the resend produces the IMDN again");
+        assert!(String::from_utf8_lossy(&r2.bytes).contains("<delivered/>"));
+        // Another resend while that IMDN is in flight: not acknowledged before its 2xx.
+        receipt_in(&mut f, NOW + 91, 7, "smsc-77");
+        assert!(f.poll_smpp(0).is_none() && f.poll_request().is_none());
+        f.sip_final(r2.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 6);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 7, CommandStatus::ESME_ROK, String::new()));
+        assert!(f.poll_request().is_none(), "after the 2xx a resend is a duplicate");
+        // A resend held while the IMDN fails produces the IMDN again itself.
+        conv_sent(&mut f, &mut server, "rb2", 45, b"smsc-78");
+        receipt_in(&mut f, NOW + 60, 8, "smsc-78");
+        let r3 = f.poll_request().unwrap();
+        receipt_in(&mut f, NOW + 61, 9, "smsc-78");
+        f.sip_final(r3.token, 503);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 8);
+        assert!(f.poll_smpp(0).is_none(), "the held resend waits for its own IMDN");
+        let r4 = f.poll_request().expect("the held resend's IMDN");
+        f.sip_final(r4.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 9, CommandStatus::ESME_ROK, String::new()));
+        let st = &shared.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!((n(&st.imdns_sent), n(&st.imdns_delivered), n(&st.imdns_failed)), (4, 2, 2));
+        assert!(shared.stats.line().contains("imdns_delivered=2 imdns_failed=2"), "{}", shared.stats.line());
+        assert_eq!(f.in_flight().1, 0);
+        assert!(f.imdns.is_empty());
+    }
+
+    #[test]
+    fn a_receipt_before_its_submit_sm_resp_is_answered_after_its_imdn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "early1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        f.smpp_sent(SMSCC, 44, send);
+        // The receipt overtakes the submit_sm_resp: parked, not acknowledged.
+        receipt_in(&mut f, NOW, 5, "smsc-88");
+        assert!(f.poll_smpp(0).is_none(), "a parked receipt is not acknowledged");
+        f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-88");
+        assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        let r = f.poll_request().expect("the parked receipt's IMDN");
+        assert!(f.poll_smpp(0).is_none(), "the receipt waits for its IMDN");
+        f.sip_final(r.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 5, CommandStatus::ESME_ROK, String::new()));
+        // A receipt no resp ever binds: answered when its park time ends, counted.
+        f.poll(0, NOW);
+        receipt_in(&mut f, NOW, 6, "nobody");
+        f.poll(0, NOW + 30);
+        assert!(f.poll_smpp(0).is_none());
+        f.poll(0, NOW + 31);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 6, CommandStatus::ESME_ROK, String::new()));
+        let drops: HashMap<&str, u64> = shared.drops().collect();
+        assert_eq!(drops["smsc_receipt_unmatched"], 1);
+        assert!(f.parked.is_empty());
+    }
+
+    #[test]
+    fn the_durable_correlation_goes_only_with_the_final_imdns_2xx() {
+        let store = StoreRun::start("iwf-flow-durable");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent(&mut f, &mut server, "du1", 41, b"smsc-1");
+        assert_eq!(answer_within(&mut f, "message 1").status, 200);
+        conv_sent(&mut f, &mut server, "du2", 42, b"smsc-2");
+        assert_eq!(answer_within(&mut f, "message 2").status, 200);
+        // Message 1's IMDN is queued but gets no answer; message 2's gets its 2xx.
+        receipt_in(&mut f, NOW, 5, "smsc-1");
+        let _pending = f.poll_request().expect("IMDN 1");
+        receipt_in(&mut f, NOW, 6, "smsc-2");
+        let r2 = f.poll_request().expect("IMDN 2");
+        f.sip_final(r2.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 6);
+        // A third message: once its 200 is out, the store has taken every earlier op.
+        conv_sent(&mut f, &mut server, "du3", 43, b"smsc-3");
+        assert_eq!(answer_within(&mut f, "message 3").status, 200);
+        // The process dies before IMDN 1's answer: its correlation survives.
+        store.stop();
+        drop(f);
+        let db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore(&db, NOW + 30).unwrap(), 2, "messages 1 and 3, not 2");
+        f2.bound(SMSCC, 3, true);
+        receipt_in(&mut f2, NOW + 60, 7, "smsc-1");
+        assert!(f2.poll_request().is_some(), "the receipt's resend still becomes an IMDN");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_reused_smsc_id_still_answers_the_message() {
+        let store = StoreRun::start("iwf-flow-reuse");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent(&mut f, &mut server, "re1", 41, b"smsc-5");
+        assert_eq!(answer_within(&mut f, "message 1").status, 200);
+        // The SMSC restarted and gives the same id while message 1 awaits its receipt.
+        let t = conv_sent(&mut f, &mut server, "re2", 42, b"smsc-5");
+        let a = answer_within(&mut f, "a reused id left the MESSAGE unanswered");
+        assert_eq!((a.txn, a.status), (t, 200));
+        let drops: HashMap<&str, u64> = shared.drops().collect();
+        assert_eq!(drops["smsc_id_in_use"], 1);
+        // Message 1 gets its receipt and completes; its id lingers, then is reused: the
+        // new message takes it over.
+        receipt_in(&mut f, NOW, 5, "smsc-5");
+        let r = f.poll_request().expect("IMDN 1");
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        receipt_in(&mut f, NOW, 6, "smsc-5");
+        assert!(f.poll_request().is_none(), "a duplicate while message 1 lingers");
+        let _ = f.poll_smpp(0);
+        let t = conv_sent(&mut f, &mut server, "re3", 43, b"smsc-5");
+        let a = answer_within(&mut f, "message 3");
+        assert_eq!((a.txn, a.status), (t, 200));
+        receipt_in(&mut f, NOW + 5, 7, "smsc-5");
+        assert!(f.poll_request().is_some(), "the reused id's receipt is the new message's");
+        assert_eq!(shared.drops().find(|(r, _)| *r == "smsc_id_in_use").map(|(_, n)| n), Some(1));
+        store.stop();
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -24,6 +24,15 @@
 //! - A message whose outcome is complete (a final delivery state, and a
 //!   display if one was asked) lingers [`CorrelationConfig::linger_secs`] to
 //!   absorb late duplicates, then goes; any entry goes at its validity deadline.
+//! - While the IMDN of a state change is in flight the caller holds the message
+//!   ([`CorrelationTable::hold`]): its receipts answer [`ReceiptOutcome::InFlight`]
+//!   (nothing applied) and it does not expire. The IMDN's 2xx makes the change final
+//!   ([`CorrelationTable::release`]); its failure restores the state taken before
+//!   ([`CorrelationTable::checkpoint`], [`CorrelationTable::roll_back`]), so the
+//!   receipt's resend produces the IMDN again.
+//! - An SMSC id reused while an entry still holds it: a complete (lingering) holder is
+//!   evicted and the id goes to the new part; a live holder keeps it
+//!   ([`CorrelationError::IdInUse`], then [`CorrelationTable::detach`]).
 //!
 //! # Memory
 //!
@@ -191,6 +200,9 @@ pub struct RespOutcome {
     /// The state to send one IMDN for now (a receipt was parked for the id, or
     /// the refusal decided the message), if any.
     pub notify: Option<ReceiptState>,
+    /// A complete (lingering) message that held the same id and was removed to
+    /// give the id to this part (the SMSC reuses its ids).
+    pub evicted: Option<MessageRef>,
 }
 
 /// What to do with a receipt.
@@ -207,6 +219,12 @@ pub enum ReceiptOutcome {
     /// Nothing to send: a duplicate, a stale receipt, or a part while others
     /// are still open.
     Absorbed {
+        /// The message.
+        message: MessageRef,
+    },
+    /// The message's IMDN is in flight ([`CorrelationTable::hold`]): nothing
+    /// applied; apply the receipt again once the IMDN has ended.
+    InFlight {
         /// The message.
         message: MessageRef,
     },
@@ -248,6 +266,20 @@ pub struct CorrelationCounters {
     pub parked_dropped: u64,
     /// Messages expired incomplete.
     pub expired: u64,
+    /// Complete messages removed early because the SMSC reused their id.
+    pub evicted: u64,
+    /// State changes rolled back (their IMDN failed).
+    pub rolled_back: u64,
+}
+
+/// A message's receipt state before a change, to restore when the change's IMDN
+/// fails ([`CorrelationTable::roll_back`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    message: u32,
+    record: u8,
+    deadline: u32,
+    agg: Option<PartAggregate>,
 }
 
 /// One message: fixed size (56 octets). `segments == 0` marks a free slot.
@@ -272,6 +304,8 @@ struct MessageRec {
 }
 
 const COMPLETE: u8 = 0x80;
+/// `record` bit: an IMDN of the message is in flight ([`CorrelationTable::hold`]).
+const HELD: u8 = 0x40;
 
 impl MessageRec {
     const FREE: MessageRec = MessageRec {
@@ -931,12 +965,26 @@ impl CorrelationTable {
         id: &CanonicalId,
         now: u64,
     ) -> Result<RespOutcome, CorrelationError> {
-        let (slot, part) =
+        let (_, part) =
             self.find(system.0, Probe::Sequence(sequence)).ok_or(CorrelationError::UnknownSequence(sequence))?;
         let probe = probe_of(id);
-        if self.find(system.0, probe).is_some() {
-            return Err(CorrelationError::IdInUse);
+        let mut evicted = None;
+        if let Some((_, holder)) = self.find(system.0, probe) {
+            // A complete message only lingers to absorb duplicates: the SMSC reused
+            // its id (a restart), so the id is the new part's now.
+            let holder = self.part(holder).map_or(NONE, |p| p.message);
+            let lingering =
+                self.messages.get(holder as usize).is_some_and(|r| r.record & (COMPLETE | HELD) == COMPLETE);
+            if !lingering || self.part(part).is_some_and(|p| p.message == holder) {
+                return Err(CorrelationError::IdInUse);
+            }
+            self.remove_index(holder);
+            self.counters.evicted += 1;
+            evicted = Some(MessageRef(holder));
         }
+        // The eviction may have moved index slots: find the sequence key again.
+        let (slot, part) =
+            self.find(system.0, Probe::Sequence(sequence)).ok_or(CorrelationError::UnknownSequence(sequence))?;
         let (kind, key) = match probe {
             Probe::NumId(v) => (KeyKind::NumId, v),
             Probe::Bytes(b) => {
@@ -968,7 +1016,22 @@ impl CorrelationTable {
                 self.counters.parked_dropped += 1;
             }
         }
-        Ok(RespOutcome { message: MessageRef(message), part: part_no, notify })
+        Ok(RespOutcome { message: MessageRef(message), part: part_no, notify, evicted })
+    }
+
+    /// The `submit_sm_resp` of part `sequence` carried an id that a live entry holds
+    /// ([`CorrelationError::IdInUse`] from [`CorrelationTable::resp`]): the part loses
+    /// its sequence key and stays without one. Its receipts carry the holder's id and
+    /// go to the holder (the two cannot be told apart); this message gets no receipt
+    /// for the part and goes at its validity deadline.
+    pub fn detach(&mut self, system: LegacySystemId, sequence: u32) -> Result<RespOutcome, CorrelationError> {
+        let (slot, part) =
+            self.find(system.0, Probe::Sequence(sequence)).ok_or(CorrelationError::UnknownSequence(sequence))?;
+        self.index_remove_slot(slot);
+        let p = self.part_mut(part).ok_or(CorrelationError::UnknownSequence(sequence))?;
+        p.kind = KeyKind::Free;
+        p.key = 0;
+        Ok(RespOutcome { message: MessageRef(p.message), part: p.part, notify: None, evicted: None })
     }
 
     /// The legacy system refused part `sequence` (an error `command_status`, or
@@ -985,7 +1048,74 @@ impl CorrelationTable {
         let (message, part_no) =
             self.part(part).map(|p| (p.message, p.part)).ok_or(CorrelationError::UnknownSequence(sequence))?;
         let notify = self.apply(message, part_no, ReceiptState::Failed, now);
-        Ok(RespOutcome { message: MessageRef(message), part: part_no, notify })
+        Ok(RespOutcome { message: MessageRef(message), part: part_no, notify, evicted: None })
+    }
+
+    /// The message whose part has the id `(system, id)`.
+    pub fn message_of(&self, system: LegacySystemId, id: &CanonicalId) -> Option<MessageRef> {
+        let (_, part) = self.find(system.0, probe_of(id))?;
+        self.part(part).map(|p| MessageRef(p.message))
+    }
+
+    /// Whether receipts for `(system, id)` are parked.
+    pub fn is_parked(&self, system: LegacySystemId, id: &CanonicalId) -> bool {
+        self.parked.contains_key(&(system.0, *id))
+    }
+
+    /// Drops the receipts parked for `(system, id)` (the caller applies its own
+    /// copies); whether there were any.
+    pub fn unpark(&mut self, system: LegacySystemId, id: &CanonicalId) -> bool {
+        self.parked.remove(&(system.0, *id)).is_some()
+    }
+
+    /// The message's receipt state now, to restore if the IMDN of the next change fails.
+    pub fn checkpoint(&self, m: MessageRef) -> Result<Checkpoint, CorrelationError> {
+        let r = self.message(m)?;
+        let agg = if r.agg == NONE { None } else { self.aggregates.get(r.agg as usize).map(|c| c.agg) };
+        Ok(Checkpoint { message: m.0, record: r.record & !HELD, deadline: r.deadline, agg })
+    }
+
+    /// An IMDN of the message is in flight: its receipts answer
+    /// [`ReceiptOutcome::InFlight`] and it does not expire until
+    /// [`CorrelationTable::release`] or [`CorrelationTable::roll_back`].
+    pub fn hold(&mut self, m: MessageRef) -> Result<(), CorrelationError> {
+        self.message(m)?;
+        if let Some(r) = self.messages.get_mut(m.0 as usize) {
+            r.record |= HELD;
+        }
+        Ok(())
+    }
+
+    /// The IMDN got its 2xx: the change is final (a complete message lingers from now on).
+    pub fn release(&mut self, m: MessageRef, now: u64) -> Result<(), CorrelationError> {
+        self.message(m)?;
+        let linger = to_epoch(now.saturating_add(self.config.linger_secs));
+        if let Some(r) = self.messages.get_mut(m.0 as usize) {
+            r.record &= !HELD;
+            if r.record & COMPLETE != 0 {
+                // Late duplicates are absorbed for the linger time after the 2xx.
+                r.deadline = r.deadline.max(linger);
+            }
+        }
+        Ok(())
+    }
+
+    /// The IMDN failed: the message's state goes back to `checkpoint` (taken before the
+    /// change), so the receipt's resend produces the IMDN again; the hold ends.
+    pub fn roll_back(&mut self, m: MessageRef, checkpoint: &Checkpoint) -> Result<(), CorrelationError> {
+        let r = *self.message(m)?;
+        if checkpoint.message != m.0 {
+            return Err(CorrelationError::StaleRef);
+        }
+        if let (Some(agg), Some(c)) = (checkpoint.agg, self.aggregates.get_mut(r.agg as usize)) {
+            c.agg = agg;
+        }
+        if let Some(rec) = self.messages.get_mut(m.0 as usize) {
+            rec.record = checkpoint.record & !HELD;
+            rec.deadline = checkpoint.deadline;
+        }
+        self.counters.rolled_back += 1;
+        Ok(())
     }
 
     /// A receipt for `(system, id)`: applied to its part; parked when the id
@@ -999,7 +1129,9 @@ impl CorrelationTable {
     ) -> ReceiptOutcome {
         let found =
             self.find(system.0, probe_of(id)).and_then(|(_, part)| self.part(part).map(|p| (p.message, p.part)));
+        let held = |m: u32| self.messages.get(m as usize).is_some_and(|r| r.record & HELD != 0);
         match found {
+            Some((message, _)) if held(message) => ReceiptOutcome::InFlight { message: MessageRef(message) },
             Some((message, part)) => match self.apply(message, part, state, now) {
                 Some(state) => {
                     self.counters.notified += 1;
@@ -1051,7 +1183,7 @@ impl CorrelationTable {
             let mut rec = unpack_record(r.record);
             let t = rec.apply(state);
             if let Some(m) = self.messages.get_mut(message as usize) {
-                m.record = pack_record(rec);
+                m.record = pack_record(rec) | (m.record & HELD);
             }
             ((t == Transition::Advance).then_some(state), rec)
         } else {
@@ -1132,7 +1264,7 @@ impl CorrelationTable {
             let Some(r) = self.messages.get(i).copied() else {
                 continue;
             };
-            if r.segments == 0 || r.deadline >= now_e {
+            if r.segments == 0 || r.deadline >= now_e || r.record & HELD != 0 {
                 continue;
             }
             if r.record & COMPLETE != 0 {
@@ -1338,6 +1470,79 @@ mod tests {
         assert_eq!(m2, m);
         assert_eq!(t.extra.len(), 2);
         assert_eq!(t.index_len, 2);
+    }
+
+    #[test]
+    fn a_held_message_waits_for_its_imdn_and_a_failed_imdn_rolls_its_state_back() {
+        let mut t = CorrelationTable::new(config());
+        let m = t.insert(&new(1, 1, stored("r", "sip:b@x", delivery())), T0).unwrap();
+        t.resp(SYS, 1, &id("5"), T0).unwrap();
+        assert_eq!(t.message_of(SYS, &id("5")), Some(m));
+        let before = t.checkpoint(m).unwrap();
+        assert_eq!(t.receipt(SYS, &id("5"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
+        t.hold(m).unwrap();
+        // While its IMDN is in flight: a resend is not applied, the entry does not expire.
+        assert_eq!(t.receipt(SYS, &id("5"), Delivered, T0 + 1), ReceiptOutcome::InFlight { message: m });
+        assert_eq!(t.expire(T0 + 40, 10).completed, 0);
+        // The IMDN failed: the resend produces it again.
+        t.roll_back(m, &before).unwrap();
+        assert_eq!(t.counters().rolled_back, 1);
+        assert_eq!(
+            t.receipt(SYS, &id("5"), Delivered, T0 + 40),
+            ReceiptOutcome::Notify { message: m, state: Delivered }
+        );
+        t.hold(m).unwrap();
+        // Its 2xx: final; duplicates are absorbed for the linger time from then.
+        t.release(m, T0 + 60).unwrap();
+        assert_eq!(t.receipt(SYS, &id("5"), Delivered, T0 + 61), ReceiptOutcome::Absorbed { message: m });
+        assert_eq!(t.expire(T0 + 90, 10).completed, 0);
+        assert_eq!(t.expire(T0 + 91, 10).completed, 1);
+        assert_eq!(t.roll_back(m, &before), Err(CorrelationError::StaleRef));
+        // A concatenated message's aggregate goes back too.
+        let m = t.insert(&new(10, 2, stored("c", "sip:b@x", delivery())), T0).unwrap();
+        t.resp(SYS, 10, &id("a"), T0).unwrap();
+        t.resp(SYS, 11, &id("b"), T0).unwrap();
+        assert_eq!(t.receipt(SYS, &id("a"), Delivered, T0), ReceiptOutcome::Absorbed { message: m });
+        let before = t.checkpoint(m).unwrap();
+        assert_eq!(t.receipt(SYS, &id("b"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
+        t.hold(m).unwrap();
+        t.roll_back(m, &before).unwrap();
+        assert_eq!(t.receipt(SYS, &id("b"), Delivered, T0), ReceiptOutcome::Notify { message: m, state: Delivered });
+    }
+
+    #[test]
+    fn a_reused_id_evicts_a_lingering_entry_but_not_a_live_one() {
+        let mut t = CorrelationTable::new(config());
+        let old = t.insert(&new(1, 1, stored("old", "sip:b@x", delivery())), T0).unwrap();
+        t.resp(SYS, 1, &id("77"), T0).unwrap();
+        assert_eq!(t.receipt(SYS, &id("77"), Delivered, T0), ReceiptOutcome::Notify { message: old, state: Delivered });
+        // Complete and lingering: the id goes to the new part.
+        let new_m = t.insert(&new(2, 1, stored("new", "sip:b@x", delivery())), T0).unwrap();
+        let r = t.resp(SYS, 2, &id("77"), T0 + 1).unwrap();
+        assert_eq!((r.message, r.evicted), (new_m, Some(old)));
+        assert_eq!(t.counters().evicted, 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.receipt(SYS, &id("77"), Delivered, T0 + 2),
+            ReceiptOutcome::Notify { message: new_m, state: Delivered }
+        );
+        // A live holder (no receipt yet) keeps the id; the new part is detached.
+        let live = t.insert(&new(3, 1, stored("live", "sip:b@x", delivery())), T0).unwrap();
+        t.resp(SYS, 3, &id("88"), T0).unwrap();
+        let late = t.insert(&new(4, 1, stored("late", "sip:b@x", delivery())), T0).unwrap();
+        assert_eq!(t.resp(SYS, 4, &id("88"), T0), Err(CorrelationError::IdInUse));
+        let r = t.detach(SYS, 4).unwrap();
+        assert_eq!((r.message, r.part, r.notify), (late, 1, None));
+        assert_eq!(t.detach(SYS, 4), Err(CorrelationError::UnknownSequence(4)));
+        assert_eq!(t.message_of(SYS, &id("88")), Some(live));
+        assert_eq!(t.index_len, 2);
+        // A held holder is not evicted either.
+        let m = t.insert(&new(5, 1, stored("held", "sip:b@x", delivery())), T0).unwrap();
+        t.resp(SYS, 5, &id("99"), T0).unwrap();
+        t.receipt(SYS, &id("99"), Delivered, T0);
+        t.hold(m).unwrap();
+        t.insert(&new(6, 1, stored("next", "sip:b@x", delivery())), T0).unwrap();
+        assert_eq!(t.resp(SYS, 6, &id("99"), T0), Err(CorrelationError::IdInUse));
     }
 
     #[test]
