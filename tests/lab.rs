@@ -956,19 +956,20 @@ fn load_generator() {
     assert_eq!(c["delivered_back"], c["originated"], "{c}");
     assert_eq!(c["notifications_missing"], 0, "{c}");
     assert_eq!(v["complete"], true, "{text}");
-    // iwf's own account: the receipts it delivered are the ones the systems got.
+    // iwf's own account: the receipts and acks it delivered are the ones the systems got.
     let flow = |line: &str, k: &str| -> u64 {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
+    // Each part: its delivery receipt and its user ack.
     let delivered = || flow(&flows_line(), "receipts_delivered") - flow(&before, "receipts_delivered");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while delivered() < parts && Instant::now() < deadline {
+    while delivered() < 2 * parts && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(delivered(), parts, "before: {before}\nafter: {}", flows_line());
+    assert_eq!(delivered(), 2 * parts, "before: {before}\nafter: {}", flows_line());
 }
 
 /// A message of 8 parts makes a SIP MESSAGE over 1300 octets: iwf sends it over TCP
