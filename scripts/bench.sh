@@ -196,18 +196,18 @@ iwf_cpu_ns() {
     local busy other pid
     busy=$(for p in legacy converged; do
         (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "busy_ns" { print $2 }'
-    done | awk '{ s += $1 } END { printf "%d", s }')
+    done | awk '{ s += $1 } END { printf "%.0f", s }')
     pid=$(cat target/lab/iwf.pid 2>/dev/null || echo 0)
     other=$(for t in /proc/"$pid"/task/*; do
         case "$(cat "$t/comm" 2>/dev/null)" in rte-worker-*) ;; *) awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null ;; esac
-    done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%d", s * 1e9 / hz }')
+    done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.0f", s * 1e9 / hz }')
     echo $((busy + other))
 }
 # Packets iwf received and sent so far on both ports (rx + tx of their last stats lines).
 iwf_packets() {
     for p in legacy converged; do
         (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "rx" || $1 == "tx" { print $2 }'
-    done | awk '{ s += $1 } END { printf "%d", s }'
+    done | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 # run_load NAME SECONDS ARGS...: the load generator against the lab, report in $OUT/load-NAME.*
 run_load() {
@@ -233,7 +233,7 @@ base_cpu_ns() {
     pids=$(ip netns pids iwf-base 2>/dev/null || true)
     for p in $pids; do
         case "$(cat /proc/"$p"/comm 2>/dev/null)" in iwf-peer) ;; *) awk '{ print $14 + $15 }' /proc/"$p"/stat 2>/dev/null ;; esac
-    done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%d", s * 1e9 / hz }'
+    done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.0f", s * 1e9 / hz }'
 }
 if want baseline; then
     say "baseline: Kamailio + Kannel in namespace iwf-base, pinned to CPU $BASE_CPUS (scripts/baseline.sh)"
