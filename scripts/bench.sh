@@ -70,6 +70,9 @@ ROOT=$(pwd)
 for t in dpdk-testpmd sipp python3 ip; do
     command -v "$t" >/dev/null || { echo "bench: $t missing (scripts/setup.sh installs it)" >&2; exit 1; }
 done
+# The build, and the memory and scaling benches, run cargo: with sudo, root's PATH may
+# lack it (sudo env PATH="$PATH" scripts/bench.sh).
+command -v cargo >/dev/null || { echo "bench: cargo not on PATH (sudo env PATH=\"\$PATH\" scripts/bench.sh)" >&2; exit 1; }
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
@@ -106,7 +109,7 @@ cleanup() {
     # $PMD_PID is timeout's pid; testpmd itself is its child: find it by its file prefix.
     pkill -KILL -f -- "--file-prefix $PMD_PREFIX" 2>/dev/null
     ip link del "$PMD_TAP" 2>/dev/null
-    rm -rf "/var/run/dpdk/$PMD_PREFIX" "$OUT/pmd.fifo"
+    rm -rf "/var/run/dpdk/$PMD_PREFIX" "$OUT/pmd.fifo" /var/run/dpdk/iwf-scaling-*
     if [ -n "$RSS_LOAD_PID" ] && kill -0 "$RSS_LOAD_PID" 2>/dev/null; then kill -TERM "$RSS_LOAD_PID" 2>/dev/null; fi
     if [ -n "$BASELINE_UP" ]; then scripts/baseline.sh down >/dev/null 2>&1; fi
     IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1
@@ -456,7 +459,12 @@ RSS_END=0
 if want rss; then
     say "rss: $RSS_RATE messages/s for $RSS_S s, iwf's VmRSS every 30 s ($OUT/rss.csv)"
     pid=$(cat target/lab/iwf.pid)
-    run_load rss "$RSS_S" --system smsca:pwa --system smscb:pwb --rate "$RSS_RATE" >/dev/null &
+    # timeout itself in the background (not a subshell): cleanup's TERM reaches it, and it
+    # passes the signal on to the load generator.
+    timeout $((RSS_S + 120)) "$PEER_BIN" load --legacy-netns iwf-legacy --converged-netns iwf-conv \
+        --ua-listen 198.18.2.1:5060 --duration "$RSS_S" --drain 10 --progress-ms 5000 \
+        --json "$OUT/load-rss.json" --system smsca:pwa --system smscb:pwb --rate "$RSS_RATE" \
+        >"$OUT/load-rss.txt" 2>"$OUT/load-rss.progress" &
     RSS_LOAD_PID=$!
     echo "seconds,vmrss_kb" >"$OUT/rss.csv"
     t0=$(date +%s)
@@ -476,7 +484,7 @@ IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
 # --- memory: bytes per pending correlation entry ---------------------------------------------
 MEM_PER_ENTRY=0
 if want memory; then
-    MEM_JSON=$(cargo bench --quiet --bench memory 2>/dev/null | tail -n1)
+    MEM_JSON=$(cargo bench --quiet --bench memory 2>/dev/null | tail -n1 || true)
     echo "$MEM_JSON" >"$OUT/memory.json"
     MEM_PER_ENTRY=$(jget "$OUT/memory.json" bytes_per_entry)
     say "memory: $MEM_PER_ENTRY bytes per pending correlation entry at 1 M entries"

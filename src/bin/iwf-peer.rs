@@ -903,8 +903,9 @@ pub(crate) struct EsmeRun {
     wants_user_ack: bool,
     /// Message ids answered, awaiting their user acknowledgement.
     ack_ids: HashSet<Vec<u8>>,
+    /// User acks that came before their submit_sm_resp (or for no part of ours).
+    early_acks: HashSet<Vec<u8>>,
     user_acks: u64,
-    user_acks_unmatched: u64,
 }
 
 impl Driver for EsmeRun {
@@ -945,7 +946,8 @@ impl Driver for EsmeRun {
             if self.ack_ids.remove(id) {
                 self.user_acks += 1;
             } else {
-                self.user_acks_unmatched += 1;
+                // Before its submit_sm_resp (matched then), or for no part of ours.
+                self.early_acks.insert(id.to_vec());
             }
             return;
         }
@@ -1000,7 +1002,11 @@ impl Driver for EsmeRun {
                         self.ids.insert(id.clone(), submitted);
                     }
                     if self.wants_user_ack {
-                        self.ack_ids.insert(id);
+                        if self.early_acks.remove(&id) {
+                            self.user_acks += 1;
+                        } else {
+                            self.ack_ids.insert(id);
+                        }
                     }
                 } else {
                     *self.errors.entry(status.to_string()).or_default() += 1;
@@ -1168,8 +1174,8 @@ pub(crate) fn run_esme(
         resubmitted: 0,
         wants_user_ack: matches!(RegisteredDelivery(spec.registered_delivery).sme_ack(), SmeAck::User | SmeAck::Both),
         ack_ids: HashSet::new(),
+        early_acks: HashSet::new(),
         user_acks: 0,
-        user_acks_unmatched: 0,
     };
     let rd = RegisteredDelivery(spec.registered_delivery);
     let wants_receipt = matches!(rd.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly);

@@ -7,8 +7,10 @@
 //! signed with a bench key). Each worker lcore then runs what a pipeline core runs per
 //! datagram: `rte_eth_rx_burst`, Ethernet/IPv4/UDP parse with checksums, SIP/CPIM/IMDN
 //! parse, tag verify, the deliver_sm receipt encoded and pushed into its system's lane
-//! (the lock-free lanes all cores share; system *s* is owned by worker (*s* − 1) mod N);
-//! it drains the lanes it owns, as its SMPP sessions would, and sends the same mbufs back
+//! (the lock-free lanes all cores share). Queue *q* carries the IMDNs of systems
+//! *s* ≡ *q* + 1 (mod N), and system *s* is bound on worker *s* mod N, so with N > 1 every
+//! receipt crosses to another core, the worst case of binds spread over cores. Each
+//! worker drains the lanes it owns, as its SMPP sessions would, and sends the same mbufs back
 //! with `rte_eth_tx_burst`, so the frames circulate. Figure: receipts drained per second
 //! for each N, and the efficiency receipts/s(N) / (N · receipts/s(1)).
 //!
@@ -264,13 +266,22 @@ fn worker(s: &Shared, me: u16, workers: u16) -> i32 {
                 continue;
             };
             // A full lane waits for its owner: drain ours meanwhile.
-            while let Err(PushError::Full(back)) = s.lanes.load().push(item) {
-                item = back;
-                drain(&mut drained);
-                if s.stop.load(Ordering::Relaxed) {
-                    break;
+            loop {
+                match s.lanes.load().push(item) {
+                    Ok(()) => break,
+                    Err(PushError::Full(back)) => {
+                        item = back;
+                        drain(&mut drained);
+                        if s.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        break;
+                    }
                 }
-                std::hint::spin_loop();
             }
         }
         drain(&mut drained);
@@ -362,7 +373,7 @@ fn rounds(eal: &Eal, counts: &[usize], max: usize, seconds: f64) -> Result<Vec<R
         let lanes = Lanes::new(n as u16).map_err(|e| e.to_string())?;
         for s in 1..=SYSTEMS {
             lanes.add_system(LegacySystemId(s), 4096).map_err(|e| e.to_string())?;
-            lanes.bind_up(LegacySystemId(s), (s - 1) % n as u16).map_err(|e| e.to_string())?;
+            lanes.bind_up(LegacySystemId(s), s % n as u16).map_err(|e| e.to_string())?;
         }
         let shared = Arc::new(Shared {
             port: port.id,
@@ -389,7 +400,12 @@ fn rounds(eal: &Eal, counts: &[usize], max: usize, seconds: f64) -> Result<Vec<R
         let t0 = Instant::now();
         for (w, &lcore) in lcores.iter().take(n).enumerate() {
             let s = Arc::clone(&shared);
-            eal.launch(lcore, Box::new(move || worker(&s, w as u16, n as u16)))?;
+            if let Err(e) = eal.launch(lcore, Box::new(move || worker(&s, w as u16, n as u16))) {
+                // The ones started must be done with the port before it goes.
+                shared.stop.store(true, Ordering::Relaxed);
+                eal.wait_workers();
+                return Err(e);
+            }
         }
         std::thread::sleep(Duration::from_secs_f64(seconds));
         shared.stop.store(true, Ordering::Relaxed);

@@ -594,6 +594,9 @@ impl<T> Slab<T> {
     fn len(&self) -> usize {
         self.items.len() - self.free.len()
     }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.items.iter_mut().filter_map(|(_, t)| t.as_mut())
+    }
 }
 
 /// A bound SMPP session of this worker.
@@ -846,6 +849,27 @@ impl Flows {
         if let Some(c) = self.conns.remove(&conn) {
             if c.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(c.system), self.config.core);
+            }
+        }
+        // Answers still owed to this session's requests are forgotten: a later session
+        // that gets the same ConnId restarts its sequence numbers, so an answer kept for
+        // (conn, seq) would reach one of its requests. Nothing is lost by it: held
+        // receipts had no state applied (the SMSC sends them again on its next bind), and
+        // a message's parts were never acknowledged (the legacy system sends them again).
+        for list in self.parked.values_mut() {
+            list.retain(|h| h.conn != conn);
+        }
+        self.parked.retain(|_, list| !list.is_empty());
+        for f in self.imdns.values_mut() {
+            f.waiting.retain(|h| h.conn != conn);
+        }
+        for parts in self.held.values_mut() {
+            parts.retain(|(c, _)| *c != conn);
+        }
+        for o in self.outgoing.iter_mut() {
+            match o {
+                Outgoing::Message { parts, .. } => parts.retain(|(c, _)| *c != conn),
+                Outgoing::Imdn { acks, .. } => acks.retain(|(c, _)| *c != conn),
             }
         }
     }
@@ -2442,6 +2466,31 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let drops: HashMap<&str, u64> = shared.drops().collect();
         assert_eq!(drops["smsc_receipt_unmatched"], 1);
         assert!(f.parked.is_empty());
+    }
+
+    #[test]
+    fn a_closed_session_leaves_no_answer_for_the_next_one_on_its_conn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "gone1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        f.smpp_sent(SMSCC, 44, send);
+        // A receipt overtakes the resp (parked), then the session ends.
+        receipt_in(&mut f, NOW, 5, "smsc-77");
+        f.smpp_lost(NOW, SMSCC, 44);
+        f.closed(SMSCC);
+        assert!(f.parked.is_empty(), "the closed session's parked receipt is forgotten");
+        // The next session on the same ConnId reuses sequence 5: nothing answers it.
+        f.bound(SMSCC, 3, true);
+        f.poll(0, NOW + 31);
+        while let Some(out) = f.poll_smpp(0) {
+            assert!(!matches!(out.1, SmppOut::Respond { seq: 5, .. }), "a stale answer: {out:?}");
+        }
+        assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)).map(|(_, s)| s >= 400), Some(true));
     }
 
     #[test]

@@ -610,7 +610,10 @@ impl Report {
                 let _ = writeln!(
                     text,
                     "{:<10} user acks: {} matched, {} missing, {} unknown",
-                    "", run.user_acks, acks_missing, run.user_acks_unmatched
+                    "",
+                    run.user_acks,
+                    acks_missing,
+                    run.early_acks.len() as u64
                 );
             }
             if missing > 0
@@ -619,7 +622,7 @@ impl Report {
                 || run.timeouts > 0
                 || !o.complete
                 || acks_missing > 0
-                || run.user_acks_unmatched > 0
+                || run.early_acks.len() as u64 > 0
             {
                 complete = false;
             }
@@ -651,7 +654,7 @@ impl Report {
                 "receipts_duplicate": run.duplicates,
                 "user_acks": run.user_acks,
                 "user_acks_missing": acks_missing,
-                "user_acks_unknown": run.user_acks_unmatched,
+                "user_acks_unknown": run.early_acks.len() as u64,
                 "elapsed_s": o.elapsed_all,
                 "receipts_per_s": rps,
                 "submit_resp_latency_us": percentiles(&run.hist),
@@ -714,7 +717,11 @@ impl Report {
                         l["p50"],
                         l["p99"]
                     );
-                    if u.missing > 0 || c.originated_ok < c.originated || c.notifications_unmatched > 0 {
+                    if u.missing > 0
+                        || c.originated_ok < c.originated
+                        || c.notifications_unmatched > 0
+                        || c.failed_back > 0
+                    {
                         complete = false;
                     }
                 }

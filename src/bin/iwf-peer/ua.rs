@@ -365,9 +365,12 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                         }
                     } else if m.method() == Some(Method::Message) && (200..300).contains(&code) {
                         n += 1;
-                        if let (Some((bytes, b)), then) = notifications(&m, local, &run, n, cfg.display) {
-                            let due = Instant::now() + Duration::from_millis(cfg.notify_delay_ms);
-                            scheduled.push_back((due, (bytes, b), then, src));
+                        let due = Instant::now() + Duration::from_millis(cfg.notify_delay_ms);
+                        match notifications(&m, local, &run, n, cfg.display) {
+                            (Some(delivery), then) => scheduled.push_back((due, delivery, then, src)),
+                            // Display asked without delivery: the display notification alone.
+                            (None, Some(display)) => scheduled.push_back((due, display, None, src)),
+                            (None, None) => {}
                         }
                     }
                 }
@@ -434,7 +437,7 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                 outstanding.insert(b, Out::new(bytes, o.next_hop, now, Sent::Own(id)));
             }
             let sending = sent_own < o.count && now.duration_since(start) < o.send_for;
-            let drained = own_last_final.or(own_last_back).is_some_and(|t| now.duration_since(t) > o.drain)
+            let drained = own_last_final.max(own_last_back).is_some_and(|t| now.duration_since(t) > o.drain)
                 || (sent_own == 0 && !sending);
             let waiting = outstanding.values().any(|o| matches!(o.what, Sent::Own(_)));
             if !sending && !waiting && (pending_own == 0 || drained) {
