@@ -583,9 +583,9 @@ for line in open(sys.argv[1]):
     if "receipts_per_s" not in r:
         continue
     if r["figure"] == "scaling_dpdk_ring":
-        what = "iwf scaling: receipt path on DPDK net_ring queues (rx_burst → IMDN → tag verify → deliver_sm → shared lanes → owner → tx_burst)"
+        what = "iwf scaling: receipt path on DPDK net_ring queues (rx_burst → IMDN → tag verify → deliver_sm → shared lanes, every receipt to another core's lane for N > 1 → owner → tx_burst)"
     else:
-        what = "receipt path on pinned threads, no DPDK (IMDN → tag verify → deliver_sm → shared lanes → owner)"
+        what = "receipt path on pinned threads, no DPDK (IMDN → tag verify → deliver_sm → shared lanes, every receipt to another core's lane for N > 1 → owner)"
     print(f"| {sys.argv[2]} | {sys.argv[3]} | {what}, {r['workers']} worker(s); ratio = efficiency vs N × 1 worker "
           f"| {round(r['receipts_per_s'])} receipts/s | {r['efficiency']:.2f} |")
 PY
