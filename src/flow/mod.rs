@@ -1548,6 +1548,11 @@ impl Flows {
         let seed = format!("iwf{:x}c{}m{}", unix, self.config.core, self.tag_seq);
         let message_id = format!("n{:x}{}{}", unix, self.config.core, self.tag_seq);
         let tokens = ImdnTokens { message_id: &message_id, seed: &seed };
+        // The durable copy goes with the last notification the sender can get: a
+        // delivery is not the last while a display (user ack) is still owed.
+        let last = state.is_final()
+            && !(state == crate::interwork::state::ReceiptState::Delivered
+                && stored.dispositions.contains(crate::wire::cpim::Dispositions::DISPLAY));
         let written = imdn_for_state(
             state,
             &stored,
@@ -1564,14 +1569,14 @@ impl Flows {
                 let _ = self.correlation.hold(message);
                 self.imdns.entry(message).or_default().imdns += 1;
                 let undo = undo.map(Box::new);
-                let key = self.outgoing.insert(Outgoing::Imdn { message, acks, undo, last: state.is_final() });
+                let key = self.outgoing.insert(Outgoing::Imdn { message, acks, undo, last });
                 let token = self.token(key);
                 inc(&self.shared.stats.imdns_sent);
                 self.sip_requests.push_back(SipRequest { token, bytes, dest: self.config.next_hop });
             }
             Ok(None) | Err(_) => {
                 // No IMDN is due (not asked, or it cannot be written): nothing to wait for.
-                if state.is_final() {
+                if last {
                     self.remove_durable(message);
                 }
                 for (conn, seq) in acks {
@@ -1997,10 +2002,14 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
     }
 
     fn conv_message(number: &str, call: &str) -> String {
+        conv_message_asking(number, call, "positive-delivery")
+    }
+
+    fn conv_message_asking(number: &str, call: &str, dispositions: &str) -> String {
         let cpim = format!(
             "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
 NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: conv-1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
-imdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
+imdn.Disposition-Notification: {dispositions}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
         );
         format!(
             "MESSAGE tel:{number} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
@@ -2379,7 +2388,18 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
 
     /// A converged message to smsc-c sent and acknowledged with SMSC id `id` (seq `seq`).
     fn conv_sent(f: &mut Flows, server: &mut ServerTransactions, call: &str, seq: u32, id: &[u8]) -> SipTxn {
-        let sip = conv_message("+447000300001", call);
+        conv_sent_asking(f, server, call, seq, id, "positive-delivery")
+    }
+
+    fn conv_sent_asking(
+        f: &mut Flows,
+        server: &mut ServerTransactions,
+        call: &str,
+        seq: u32,
+        id: &[u8],
+        dispositions: &str,
+    ) -> SipTxn {
+        let sip = conv_message_asking("+447000300001", call, dispositions);
         let t = txn(server, sip.as_bytes());
         let mut headers = [Header::EMPTY; 32];
         let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
@@ -2524,6 +2544,33 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f2.bound(SMSCC, 3, true);
         receipt_in(&mut f2, NOW + 60, 7, "smsc-1");
         assert!(f2.poll_request().is_some(), "the receipt's resend still becomes an IMDN");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_durable_correlation_stays_while_a_display_is_still_owed() {
+        let store = StoreRun::start("iwf-flow-display");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent_asking(&mut f, &mut server, "dd1", 41, b"smsc-1", "positive-delivery, display");
+        assert_eq!(answer_within(&mut f, "message 1").status, 200);
+        // Delivered, and the delivery IMDN answered: the read report is still to come.
+        receipt_in(&mut f, NOW, 5, "smsc-1");
+        let r = f.poll_request().expect("the delivery IMDN");
+        f.sip_final(r.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 5);
+        // Once a later message's 200 is out, the store has taken every earlier op.
+        conv_sent(&mut f, &mut server, "dd2", 42, b"smsc-2");
+        assert_eq!(answer_within(&mut f, "message 2").status, 200);
+        store.stop();
+        drop(f);
+        let db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore(&db, NOW + 30).unwrap(), 2, "message 1 waits for its display");
         drop(db);
         let _ = std::fs::remove_file(&path);
     }
