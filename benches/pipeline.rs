@@ -16,14 +16,28 @@ use iwf::wire::sip::{Header, Parser, Status};
 use iwf::wire::smpp::{Body, Pdu};
 use std::hint::black_box;
 
-#[path = "support/mod.rs"]
-mod support;
-use support::{exchange, imdn_bytes, ring, submit_sm_bytes, CONVERGED, NOW};
+use iwf::dataplane::scaling::{imdn_message, key_ring, submit_sm_bytes, CONVERGED, NOW};
+use iwf::interwork::address::NumberingPlan;
+use iwf::interwork::{BindDirection, Concatenation, Encoding, Exchange, IdCanonicalisation};
+
+/// One legacy system (smsc-a) that asks for user acks; the traffic is `iwf scaling`'s.
+fn exchange() -> Exchange<'static> {
+    Exchange {
+        system: 1,
+        name: "smsc-a",
+        direction: BindDirection::LegacyBindsToIwf,
+        default_encoding: Encoding::Gsm7,
+        user_ack: true,
+        concatenation: Concatenation::Udh8,
+        ids: IdCanonicalisation::Exact,
+        numbering: NumberingPlan { country_code: Some("44"), trunk_prefix: "0" },
+    }
+}
 
 fn receipt_path(c: &mut Criterion) {
-    let keys = ring();
+    let keys = key_ring().expect("key ring");
     let ex = exchange();
-    let submit = submit_sm_bytes();
+    let submit = submit_sm_bytes().expect("submit_sm");
     let mut scratch = [0u8; 2048];
     let mut sip_out = [0u8; 2048];
 
@@ -34,7 +48,7 @@ fn receipt_path(c: &mut Criterion) {
         let (msg, _) = LegacyMessage::from_submit_sm(&sm).expect("message");
         legacy_to_sip(&msg, &ex, &CONVERGED, None, &keys, 1, NOW, &mut scratch, &mut sip_out).expect("convert").tag
     };
-    let imdn = imdn_bytes(tag.as_bytes());
+    let imdn = imdn_message(tag.as_bytes()).expect("imdn");
     let mut receipt_out = [0u8; 1024];
     assert!(matches!(
         imdn_to_receipts(&imdn, &keys, NOW, |s| (s == 1).then_some(ex), 1, &mut receipt_out),

@@ -212,13 +212,22 @@ iwf_packets() {
         (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "rx" || $1 == "tx" { print $2 }'
     done | awk '{ s += $1 } END { printf "%.0f", s }'
 }
-# run_load NAME SECONDS ARGS...: the load generator against the lab, report in $OUT/load-NAME.*
+# load_cmd NAME SECONDS WHERE...: the load generator command line (WHERE: how to reach the
+# system under test), SECONDS of load then up to 10 s of drain, report in $OUT/load-NAME.json.
+load_cmd() {
+    local name=$1 secs=$2
+    shift 2
+    LOAD_CMD=(timeout $((secs + 120)) "$@" --duration "$secs" --drain 10 --progress-ms 5000 --json "$OUT/load-$name.json")
+}
+# The load generator against the lab: the legacy systems and SMSC in iwf-legacy, the
+# converged side in iwf-conv.
+LAB_LOAD=("$PEER_BIN" load --legacy-netns iwf-legacy --converged-netns iwf-conv --ua-listen 198.18.2.1:5060)
+# run_load NAME SECONDS ARGS...: a lab run, its text report shown.
 run_load() {
     local name=$1 secs=$2
     shift 2
-    timeout $((secs + 120)) "$PEER_BIN" load --legacy-netns iwf-legacy --converged-netns iwf-conv \
-        --ua-listen 198.18.2.1:5060 --duration "$secs" --drain 10 --progress-ms 5000 \
-        --json "$OUT/load-$name.json" "$@" >"$OUT/load-$name.txt" 2>"$OUT/load-$name.progress" || true
+    load_cmd "$name" "$secs" "${LAB_LOAD[@]}"
+    "${LOAD_CMD[@]}" "$@" >"$OUT/load-$name.txt" 2>"$OUT/load-$name.progress" || true
     sed 's/^/bench:   /' "$OUT/load-$name.txt"
 }
 # --- baseline: Kamailio + Kannel, converged → legacy with receipts ------------------------
@@ -246,9 +255,9 @@ if want baseline; then
     base_load() { # NAME ARGS...
         local name=$1
         shift
-        timeout $((LOAD_S + 120)) ip netns exec iwf-base "$PEER_BIN" load --ua-listen 127.0.0.1:5062 \
-            --originate-next-hop 127.0.0.1:5060 --duration "$LOAD_S" --drain 10 --progress-ms 5000 \
-            --json "$OUT/load-$name.json" "$@" >"$OUT/load-$name.txt" 2>"$OUT/load-$name.progress" || true
+        load_cmd "$name" "$LOAD_S" ip netns exec iwf-base "$PEER_BIN" load --ua-listen 127.0.0.1:5062 \
+            --originate-next-hop 127.0.0.1:5060
+        "${LOAD_CMD[@]}" "$@" >"$OUT/load-$name.txt" 2>"$OUT/load-$name.progress" || true
         sed 's/^/bench:   /' "$OUT/load-$name.txt"
     }
     c0=$(base_cpu_ns)
@@ -461,9 +470,8 @@ if want rss; then
     pid=$(cat target/lab/iwf.pid)
     # timeout itself in the background (not a subshell): cleanup's TERM reaches it, and it
     # passes the signal on to the load generator.
-    timeout $((RSS_S + 120)) "$PEER_BIN" load --legacy-netns iwf-legacy --converged-netns iwf-conv \
-        --ua-listen 198.18.2.1:5060 --duration "$RSS_S" --drain 10 --progress-ms 5000 \
-        --json "$OUT/load-rss.json" --system smsca:pwa --system smscb:pwb --rate "$RSS_RATE" \
+    load_cmd rss "$RSS_S" "${LAB_LOAD[@]}"
+    "${LOAD_CMD[@]}" --system smsca:pwa --system smscb:pwb --rate "$RSS_RATE" \
         >"$OUT/load-rss.txt" 2>"$OUT/load-rss.progress" &
     RSS_LOAD_PID=$!
     echo "seconds,vmrss_kb" >"$OUT/rss.csv"

@@ -49,7 +49,8 @@ const BURST: usize = 32;
 /// The synthetic traffic's clock (Unix seconds the tags are issued and verified at).
 pub const NOW: u64 = 1_790_000_000;
 
-const CONVERGED: ConvergedSide<'static> = ConvergedSide {
+/// The converged side the bench traffic's tags are issued for.
+pub const CONVERGED: ConvergedSide<'static> = ConvergedSide {
     legacy_domain: "iwf.ims.lab",
     converged_domain: "ims.lab",
     local_sent_by: "198.18.2.2:5060",
@@ -81,19 +82,8 @@ pub fn key_ring() -> Result<KeyRing, String> {
 /// for a submit_sm converted with sequence number i + 1 (what a converged client sends
 /// back for messages iwf converted).
 pub fn imdn_datagrams(keys: &KeyRing, count: u32) -> Result<Vec<Vec<u8>>, String> {
-    let mut septets = [0u8; 160];
-    let n = gsm7::encode_unpacked("Meet you at the station at 10:30, bring the tickets please!", &mut septets)
-        .map_err(|e| e.to_string())?;
-    let sm = SubmitSm {
-        source: Address::international(b"447000100001"),
-        destination: Address::international(b"447000200001"),
-        registered_delivery: RegisteredDelivery(0x01),
-        short_message: septets.get(..n).unwrap_or(&[]),
-        ..SubmitSm::default()
-    };
-    let mut pdu_buf = [0u8; 512];
-    let len = Pdu::new(42, Body::SubmitSm(sm)).emit(&mut pdu_buf).map_err(|e| e.to_string())?;
-    let pdu = Pdu::parse(pdu_buf.get(..len).unwrap_or(&[])).map_err(|e| e.to_string())?;
+    let submit = submit_sm_bytes()?;
+    let pdu = Pdu::parse(&submit).map_err(|e| e.to_string())?;
     let Body::SubmitSm(sm) = pdu.body else { return Err("not a submit_sm".into()) };
     let (msg, _) = LegacyMessage::from_submit_sm(&sm).map_err(|e| e.to_string())?;
     let (mut scratch, mut out) = ([0u8; 2048], [0u8; 2048]);
@@ -108,8 +98,25 @@ pub fn imdn_datagrams(keys: &KeyRing, count: u32) -> Result<Vec<Vec<u8>>, String
         .collect()
 }
 
+/// A submit_sm as a legacy ESME sends it: 60 GSM-7 characters, receipt requested.
+pub fn submit_sm_bytes() -> Result<Vec<u8>, String> {
+    let mut septets = [0u8; 160];
+    let n = gsm7::encode_unpacked("Meet you at the station at 10:30, bring the tickets please!", &mut septets)
+        .map_err(|e| e.to_string())?;
+    let sm = SubmitSm {
+        source: Address::international(b"447000100001"),
+        destination: Address::international(b"447000200001"),
+        registered_delivery: RegisteredDelivery(0x01),
+        short_message: septets.get(..n).unwrap_or(&[]),
+        ..SubmitSm::default()
+    };
+    let mut buf = [0u8; 512];
+    let len = Pdu::new(42, Body::SubmitSm(sm)).emit(&mut buf).map_err(|e| e.to_string())?;
+    Ok(buf.get(..len).unwrap_or(&[]).to_vec())
+}
+
 /// The converged client's SIP MESSAGE with the delivery IMDN for `tag`.
-fn imdn_message(tag: &[u8]) -> Option<Vec<u8>> {
+pub fn imdn_message(tag: &[u8]) -> Option<Vec<u8>> {
     let imdn = Imdn {
         message_id: XmlText::plain(tag),
         datetime: DateTime::from_unix(NOW as i64),

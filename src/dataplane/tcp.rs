@@ -65,7 +65,7 @@ use crate::session::smpp::{
     Authenticator, BindRefusal, BindRequest, Credentials, Event, LegacySystemId, Reconnect, ReconnectConfig,
     RefuseBinds, Role, Session, SessionConfig, SessionCounters, State as SmppState,
 };
-use crate::wire::sip::{parse_stream, Header, Status};
+use crate::wire::sip::{parse_stream, Header, Message, Status};
 use crate::wire::smpp::CommandStatus;
 use dpdk_sys as sys;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -1318,42 +1318,12 @@ fn sip_stream(
     tc: &TcpCounters,
     mut flows: Option<(&mut Flows, (u8, u16))>,
 ) {
-    loop {
-        if *len < buf.len() && sock.can_recv() {
-            if let Ok(n) = sock.recv_slice(buf.get_mut(*len..).unwrap_or(&mut [])) {
-                *len = (*len).saturating_add(n).min(buf.len());
-            }
-        }
-        let held = buf.get(..*len).unwrap_or(&[]);
-        // CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped.
-        let skip = held.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
-        if skip > 0 {
-            buf.copy_within(skip..*len, 0);
-            *len -= skip;
-            continue;
-        }
-        if *len == 0 {
-            return;
-        }
-        let mut headers = [Header::EMPTY; MAX_HEADERS];
-        let framed = match parse_stream(buf.get(..*len).unwrap_or(&[]), &mut headers) {
-            Ok(Status::Complete(n, _)) => n,
-            Ok(Status::Partial) if *len < buf.len() => return,
-            Ok(Status::Partial) | Err(_) => {
-                // Unframeable (no Content-Length, garbage, longer than the buffer): the
-                // stream cannot be resynchronised; close it.
-                tc.sip_stream_errors.inc();
-                *len = 0;
-                sock.abort();
-                return;
-            }
-        };
+    sip_frames(sock, buf, len, tc, |sock, message, _| {
         if sock.send_capacity().saturating_sub(sock.send_queue()) < reply.len() {
-            return; // back-pressure: the peer reads our responses first
+            return false; // back-pressure: the peer reads our responses first
         }
         tc.sip_requests.inc();
         let mut headers = [Header::EMPTY; MAX_HEADERS];
-        let message = buf.get(..framed).unwrap_or(&[]);
         let sent = match server.handle_request(now, peer, message, &mut headers, reply) {
             Incoming::New { id, request, core, .. } => match flows.as_mut() {
                 // A MESSAGE goes to the flows, answered when its flow completes.
@@ -1378,9 +1348,62 @@ fn sip_stream(
             }
             let _ = sock.send_slice(out);
         }
+        true
+    });
+}
+
+/// Reads what `sock` holds into `buf` (`*len` octets held) and hands each whole SIP
+/// message in it (framed by Content-Length; CRLF keep-alives between messages skipped,
+/// RFC 5626 §3.5.1) to `each`, with the socket and the parsed message; `each` returns
+/// false to leave that message for the next pass (back-pressure). A stream that cannot
+/// be framed (no Content-Length, garbage, longer than the buffer) cannot be
+/// resynchronised: counted and aborted.
+fn sip_frames(
+    sock: &mut tcp::Socket<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    tc: &TcpCounters,
+    mut each: impl FnMut(&mut tcp::Socket<'_>, &[u8], &Message<'_, '_>) -> bool,
+) {
+    loop {
+        if *len < buf.len() && sock.can_recv() {
+            if let Ok(n) = sock.recv_slice(buf.get_mut(*len..).unwrap_or(&mut [])) {
+                *len = (*len).saturating_add(n).min(buf.len());
+            }
+        }
+        let skip = buf.get(..*len).unwrap_or(&[]).iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        if skip > 0 {
+            buf.copy_within(skip..*len, 0);
+            *len -= skip;
+            continue;
+        }
+        if *len == 0 {
+            return;
+        }
+        let mut headers = [Header::EMPTY; MAX_HEADERS];
+        let framed = match parse_stream(buf.get(..*len).unwrap_or(&[]), &mut headers) {
+            Ok(Status::Complete(n, m)) => {
+                if !each(sock, buf.get(..n).unwrap_or(&[]), &m) {
+                    return;
+                }
+                n
+            }
+            Ok(Status::Partial) if *len < buf.len() => return,
+            Ok(Status::Partial) | Err(_) => {
+                tc.sip_stream_errors.inc();
+                *len = 0;
+                sock.abort();
+                return;
+            }
+        };
         buf.copy_within(framed..*len, 0);
         *len -= framed;
     }
+}
+
+/// The branch of a message's top Via.
+fn top_branch(m: &Message<'_, '_>) -> Option<String> {
+    m.top_via().ok().and_then(|v| v.branch().map(str::to_string))
 }
 
 /// Connects `sock` to `remote` from the next port of this worker's ephemeral `range`
@@ -1397,11 +1420,13 @@ fn active_open(
     sock.connect(cx, (IpAddress::Ipv4(*remote.ip()), remote.port()), local)
 }
 
-/// The Via branch of a request iwf wrote (`;branch=` of its first Via).
+/// The Via branch of a request iwf wrote (`;branch=` of its top Via).
 fn branch_of(request: &[u8]) -> String {
-    let text = std::str::from_utf8(request).unwrap_or("");
-    let via = text.lines().find(|l| l.len() > 4 && l[..4].eq_ignore_ascii_case("via:")).unwrap_or("");
-    via.split(';').find_map(|p| p.trim().strip_prefix("branch=")).map(|b| b.trim().to_string()).unwrap_or_default()
+    let mut headers = [Header::EMPTY; MAX_HEADERS];
+    match parse_stream(request, &mut headers) {
+        Ok(Status::Complete(_, m)) => top_branch(&m).unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// One pass of iwf's own SIP-over-TCP connection to the next hop: write the requests
@@ -1428,35 +1453,8 @@ fn sip_client_stream(
         tc.sip_client_sent.inc();
         sent.push(StreamRequest { branch: branch_of(&bytes), token, deadline: now.saturating_add(timer_f_ms) });
     }
-    loop {
-        if *len < buf.len() && sock.can_recv() {
-            if let Ok(n) = sock.recv_slice(buf.get_mut(*len..).unwrap_or(&mut [])) {
-                *len = (*len).saturating_add(n).min(buf.len());
-            }
-        }
-        let skip = buf.get(..*len).unwrap_or(&[]).iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
-        if skip > 0 {
-            buf.copy_within(skip..*len, 0);
-            *len -= skip;
-            continue;
-        }
-        if *len == 0 {
-            return;
-        }
-        let mut headers = [Header::EMPTY; MAX_HEADERS];
-        let (framed, status, branch) = match parse_stream(buf.get(..*len).unwrap_or(&[]), &mut headers) {
-            Ok(Status::Complete(n, m)) => {
-                (n, m.status_code(), m.top_via().ok().and_then(|v| v.branch().map(str::to_string)))
-            }
-            Ok(Status::Partial) if *len < buf.len() => return,
-            Ok(Status::Partial) | Err(_) => {
-                tc.sip_stream_errors.inc();
-                *len = 0;
-                sock.abort();
-                return;
-            }
-        };
-        match (status, branch) {
+    sip_frames(sock, buf, len, tc, |_, _, m| {
+        match (m.status_code(), top_branch(m)) {
             (Some(code), Some(branch)) => {
                 tc.sip_client_responses.inc();
                 if code >= 200 {
@@ -1472,9 +1470,8 @@ fn sip_client_stream(
             // not iwf's business here; counted.
             _ => tc.sip_client_ignored.inc(),
         }
-        buf.copy_within(framed..*len, 0);
-        *len -= framed;
-    }
+        true
+    });
 }
 
 /// Tells the flows what a session event means for them.

@@ -2399,6 +2399,20 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         id: &[u8],
         dispositions: &str,
     ) -> SipTxn {
+        let t = conv_submitted(f, server, call, seq, dispositions);
+        f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, id);
+        t
+    }
+
+    /// A converged MESSAGE to smsc-c, submitted there as sequence `seq` (its resp still
+    /// to come).
+    fn conv_submitted(
+        f: &mut Flows,
+        server: &mut ServerTransactions,
+        call: &str,
+        seq: u32,
+        dispositions: &str,
+    ) -> SipTxn {
         let sip = conv_message_asking("+447000300001", call, dispositions);
         let t = txn(server, sip.as_bytes());
         let mut headers = [Header::EMPTY; 32];
@@ -2406,7 +2420,6 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f.sip_message(0, NOW, t, &msg, sip.as_bytes());
         let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
         f.smpp_sent(SMSCC, seq, send);
-        f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, id);
         t
     }
 
@@ -2462,11 +2475,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
         f.bound(SMSCC, 3, true);
-        let sip = conv_message("+447000300001", "early1");
-        let t = txn(&mut server, sip.as_bytes());
-        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
-        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
-        f.smpp_sent(SMSCC, 44, send);
+        let t = conv_submitted(&mut f, &mut server, "early1", 44, "positive-delivery");
         // The receipt overtakes the submit_sm_resp: parked, not acknowledged.
         receipt_in(&mut f, NOW, 5, "smsc-88");
         assert!(f.poll_smpp(0).is_none(), "a parked receipt is not acknowledged");
@@ -2494,11 +2503,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
         f.bound(SMSCC, 3, true);
-        let sip = conv_message("+447000300001", "gone1");
-        let t = txn(&mut server, sip.as_bytes());
-        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
-        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
-        f.smpp_sent(SMSCC, 44, send);
+        conv_submitted(&mut f, &mut server, "gone1", 44, "positive-delivery");
         // A receipt overtakes the resp (parked), then the session ends.
         receipt_in(&mut f, NOW, 5, "smsc-77");
         f.smpp_lost(NOW, SMSCC, 44);

@@ -227,10 +227,7 @@ type Request = (Vec<u8>, String);
 /// The notifications a received MESSAGE asks for: delivery (first), display (after it).
 type Notifications = (Option<Request>, Option<Request>);
 
-fn notifications(msg: &Message<'_, '_>, local: SocketAddr, run: &str, n: u64, display: bool) -> Notifications {
-    let mut headers = [EMPTY_HEADER; 24];
-    let Ok(parsed) = cpim::parse(msg.body, &mut headers) else { return (None, None) };
-    let Ok(c) = CpimRepr::parse(&parsed) else { return (None, None) };
+fn notifications(c: &CpimRepr<'_>, local: SocketAddr, run: &str, n: u64, display: bool) -> Notifications {
     if c.message_id.is_empty() || c.content_type.starts_with(b"message/imdn") {
         return (None, None);
     }
@@ -238,23 +235,18 @@ fn notifications(msg: &Message<'_, '_>, local: SocketAddr, run: &str, n: u64, di
         .dispositions
         .contains(Dispositions::POSITIVE_DELIVERY)
         .then(|| {
-            notification_for(&c, local, &format!("ua{run}{n:x}"), Notification::Delivery(DeliveryStatus::Delivered))
+            notification_for(c, local, &format!("ua{run}{n:x}"), Notification::Delivery(DeliveryStatus::Delivered))
         })
         .flatten();
     let shown = (display && c.dispositions.contains(Dispositions::DISPLAY))
-        .then(|| {
-            notification_for(&c, local, &format!("uad{run}{n:x}"), Notification::Display(DisplayStatus::Displayed))
-        })
+        .then(|| notification_for(c, local, &format!("uad{run}{n:x}"), Notification::Display(DisplayStatus::Displayed)))
         .flatten();
     (delivery, shown)
 }
 
 /// A notification received: (the message id it is about, delivered?), or `None` when the
 /// MESSAGE is not a notification.
-fn received_notification(msg: &Message<'_, '_>) -> Option<(String, bool)> {
-    let mut headers = [EMPTY_HEADER; 24];
-    let parsed = cpim::parse(msg.body, &mut headers).ok()?;
-    let c = CpimRepr::parse(&parsed).ok()?;
+fn received_notification(c: &CpimRepr<'_>) -> Option<(String, bool)> {
     if !c.content_type.starts_with(b"message/imdn") && c.content_disposition != Some(b"notification") {
         return None;
     }
@@ -319,7 +311,12 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                         let _ = sock.send_to(r, src);
                         continue;
                     }
-                    let back = (m.method() == Some(Method::Message)).then(|| received_notification(&m)).flatten();
+                    // A MESSAGE's CPIM, parsed once: a notification back, or a message.
+                    let mut cpim_headers = [EMPTY_HEADER; 24];
+                    let cpim = (m.method() == Some(Method::Message))
+                        .then(|| cpim::parse(m.body, &mut cpim_headers).ok().and_then(|p| CpimRepr::parse(&p).ok()))
+                        .flatten();
+                    let back = cpim.as_ref().and_then(received_notification);
                     let (code, reason) = match m.method() {
                         Some(Method::Message) if back.is_some() => (200, "OK"),
                         Some(Method::Message) => {
@@ -366,7 +363,8 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                     } else if m.method() == Some(Method::Message) && (200..300).contains(&code) {
                         n += 1;
                         let due = Instant::now() + Duration::from_millis(cfg.notify_delay_ms);
-                        match notifications(&m, local, &run, n, cfg.display) {
+                        let asked = cpim.as_ref().map(|c| notifications(c, local, &run, n, cfg.display));
+                        match asked.unwrap_or((None, None)) {
                             (Some(delivery), then) => scheduled.push_back((due, delivery, then, src)),
                             // Display asked without delivery: the display notification alone.
                             (None, Some(display)) => scheduled.push_back((due, display, None, src)),
