@@ -178,7 +178,7 @@ fn kill_9_loses_nothing_acknowledged() {
         assert!(!acked.is_empty());
         all_acked.extend(acked.iter().copied());
 
-        let store = Store::open(&path).unwrap();
+        let mut store = Store::open(&path).unwrap();
         let queued = store.peek(SYS, usize::MAX, T0).unwrap();
         let tokens: BTreeSet<u64> = queued.iter().map(|r| r.item.token()).collect();
         assert_eq!(tokens.len(), queued.len(), "a receipt stored twice");
@@ -316,6 +316,66 @@ fn a_late_receipt_finds_its_correlation_after_a_restart() {
     assert!(store.correlation(77).unwrap().is_none());
 }
 
+/// Overwrites one stored value with octets no record decodes to, as a bad sector or
+/// an older writer's bug would leave it.
+fn poison(path: &std::path::Path, table: &str, write: impl FnOnce(&redb::WriteTransaction, &str)) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    write(&tx, table);
+    tx.commit().unwrap();
+}
+
+#[test]
+fn one_corrupt_record_is_quarantined_and_the_rest_restored() {
+    let dir = TempDir::new("poison");
+    {
+        let mut store = Store::create(dir.file()).unwrap();
+        let mut b = Batch::new(16, 0);
+        for key in 1..=3u64 {
+            b.put_correlation(key, &DurableCorrelation::new(SYS, 1, T0 + 3600, &stored()), 0).unwrap();
+            b.bind_id(SYS, &cid(&format!("a{key}")), key, 1, 0);
+        }
+        store.commit(&mut b).unwrap();
+        for t in 0..3 {
+            store.put_receipt(&item(SYS, t), T0, T0 + 3600).unwrap();
+        }
+    }
+    poison(&dir.file(), "correlation", |tx, name| {
+        let mut t = tx.open_table(redb::TableDefinition::<u64, &[u8]>::new(name)).unwrap();
+        t.insert(2u64, &b"\x00\x01 not a record"[..]).unwrap();
+    });
+    let second = {
+        let mut store = Store::open(dir.file()).unwrap();
+        store.peek(SYS, 10, T0).unwrap()[1].key
+    };
+    poison(&dir.file(), "queued_receipts", |tx, name| {
+        let mut t = tx.open_table(redb::TableDefinition::<(u16, u64), &[u8]>::new(name)).unwrap();
+        t.insert((SYS.0, second.seq), &b"short"[..]).unwrap();
+    });
+
+    let mut store = Store::open(dir.file()).unwrap();
+    // The two good records come back; the bad one is set aside, not fatal.
+    let mut table = CorrelationTable::new(CorrelationConfig::default());
+    let loaded = store.reload(&mut table, T0).unwrap();
+    assert_eq!(loaded.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [1, 3]);
+    assert!(store.find_by_id(SYS, &cid("a2")).unwrap().is_none(), "the bad record's ids go with it");
+    assert!(store.find_by_id(SYS, &cid("a3")).unwrap().is_some());
+    // The undecodable receipt does not block its system's replay.
+    let queued = store.peek(SYS, 10, T0).unwrap();
+    assert_eq!(queued.iter().map(|r| r.item.token()).collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(store.quarantined().unwrap(), 2);
+    assert_eq!(store.queued_total().unwrap(), 2);
+    // A sweep past every deadline still runs, and the quarantine keeps what it holds.
+    let r = store.sweep(T0 + 7200).unwrap();
+    assert_eq!((r.receipts_expired, r.correlations_expired), (2, 2));
+    assert_eq!(store.quarantined().unwrap(), 2);
+    drop(store);
+    // Reopened, the quarantine is still there for the operator, and nothing else.
+    let mut store = Store::open(dir.file()).unwrap();
+    assert_eq!(store.quarantined().unwrap(), 2);
+    assert!(store.reload(&mut CorrelationTable::new(CorrelationConfig::default()), T0).unwrap().is_empty());
+}
+
 #[test]
 fn missing_or_corrupt_files_are_clear_errors() {
     let dir = TempDir::new("bad");
@@ -348,7 +408,7 @@ fn missing_or_corrupt_files_are_clear_errors() {
             eprintln!("truncated file: {e}");
         }
         // redb may recover an older consistent state; then it must still read.
-        Ok(s) => {
+        Ok(mut s) => {
             let _ = s.peek(SYS, 100, T0).unwrap();
         }
     }

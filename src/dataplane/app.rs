@@ -345,7 +345,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 let _ = std::fs::create_dir_all(dir);
             }
             let s = crate::route::store::Store::create(path)
-                .map_err(|e| DataplaneError::Setup(format!("{config_path}: control.store `{path}`: {e}")))?;
+                .map_err(|e| DataplaneError::Setup(format!("{config_path}: control.store `{path}`: {e}: {}", e.advice())))?;
             println!("iwf: durable store {path}: {} receipts queued", s.queued_total().unwrap_or(0));
             Some(s)
         }
@@ -403,23 +403,39 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         .unwrap_or_else(|| "0.0.0.0:5060".into());
     // One engine per worker; after a restart each gets the correlation records still
     // valid (a receipt may come back on any core holding a bind of its system).
+    let mut store = store;
+    let restorable = match store.as_mut().map(|db| db.restorable(super::sip::unix_now())) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            return Err(DataplaneError::Setup(format!(
+                "{config_path}: control.store: correlation records not readable: {e}: {}",
+                e.advice()
+            )))
+        }
+        None => Vec::new(),
+    };
+    if let Some(n) = store.as_ref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
+        eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
+    }
     let all_flows: Vec<super::sip::FlowsHandle> = (0..workers.len())
         .map(|q| {
             let next_hop =
                 cfg.sip.next_hop.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060));
             let config = crate::flow::FlowsConfig { core: q as u16, next_hop, local_sent_by: conv_sent_by.clone() };
             let mut f = crate::flow::Flows::new(config, Arc::clone(&shared));
-            if let Some(db) = &store {
-                match f.restore(db, super::sip::unix_now()) {
-                    Ok(n) if q == 0 => println!("iwf: {n} correlation records restored from the store"),
-                    Ok(_) => {}
-                    Err(e) => eprintln!("iwf: correlation records not restored: {e}"),
+            if store.is_some() {
+                let n = f.restore(&restorable, super::sip::unix_now());
+                if q == 0 {
+                    println!("iwf: {n} correlation records restored from the store");
                 }
             }
             Arc::new(std::sync::Mutex::new(f))
         })
         .collect();
     let store_stats = Arc::new(crate::flow::store::StoreStats::default());
+    if store.is_some() {
+        registry.register(Arc::clone(&store_stats) as Arc<dyn crate::control::metrics::MetricsSource>);
+    }
     let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let store_thread = store.map(|db| {
         let (shared, stats, stop) = (Arc::clone(&shared), Arc::clone(&store_stats), Arc::clone(&store_stop));

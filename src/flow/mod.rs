@@ -170,6 +170,9 @@ pub enum Outcome {
     Refused(CommandStatus),
     /// Another core answered a request handed to it ([`Job`]) with this SIP status.
     Answered(u16, &'static str),
+    /// The store could not make it durable (a failed commit): its waiter is
+    /// answered 500 at once rather than left to time out.
+    StoreFailed,
 }
 
 /// A completion for the waiter a token names.
@@ -797,16 +800,25 @@ impl Flows {
     /// After a restart: the correlation records still valid at `unix` come back from
     /// the store (parts keyed by the SMSC ids they had), so receipts for messages
     /// acknowledged before the restart still become IMDNs. Returns how many.
-    pub fn restore(
-        &mut self,
-        store: &crate::route::store::Store,
-        unix: u64,
-    ) -> Result<usize, crate::route::store::StoreError> {
-        let restored = store.reload(&mut self.correlation, unix)?;
-        for (key, m) in &restored {
-            self.store_keys.insert(*m, *key);
+    /// `records` come from [`crate::route::store::Store::restorable`], read once for
+    /// every core; one the table refuses (full) is skipped: its receipts still find
+    /// it in the store.
+    pub fn restore(&mut self, records: &[crate::route::store::Restorable], unix: u64) -> usize {
+        let mut n = 0;
+        for (key, rec, ids) in records {
+            let msg = NewMessage {
+                system: rec.system,
+                stored: rec.stored(),
+                segments: rec.segments,
+                first_sequence: 0,
+                deadline: rec.deadline,
+            };
+            if let Ok(m) = self.correlation.restore(&msg, ids, unix) {
+                self.store_keys.insert(m, *key);
+                n += 1;
+            }
         }
-        Ok(restored.len())
+        n
     }
 
     /// A store key unique across cores and restarts: core, start time, counter.
@@ -1732,6 +1744,7 @@ impl Flows {
         match outcome {
             Outcome::Refused(s) => w.refused = Some(s),
             Outcome::Answered(status, reason) => w.answer = Some((status, reason)),
+            Outcome::StoreFailed => w.answer = Some((500, "Server Internal Error (store write failed)")),
             Outcome::Delivered | Outcome::Stored => {}
         }
         if w.remaining > 0 {
@@ -1969,13 +1982,17 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         fn start(name: &str) -> StoreRun {
             let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
             let _ = std::fs::remove_file(&path);
+            let db = crate::route::store::Store::create(&path).unwrap();
+            StoreRun::over(db, path)
+        }
+
+        fn over(db: crate::route::store::Store, path: std::path::PathBuf) -> StoreRun {
             let (tx, rx) = std::sync::mpsc::channel();
             let shared = shared(Some(tx));
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let stats = Arc::new(store::StoreStats::default());
             let thread = {
                 let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
-                let db = crate::route::store::Store::create(&path).unwrap();
                 std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
             };
             StoreRun { shared, stats, path, stop, thread }
@@ -2047,10 +2064,10 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         // The process dies here (nothing more is written); a new one reads the store.
         store.stop();
         drop(f);
-        let db = crate::route::store::Store::open(&path).unwrap();
+        let mut db = crate::route::store::Store::open(&path).unwrap();
         let shared2 = self::shared(None);
         let mut f2 = flows(&shared2);
-        assert_eq!(f2.restore(&db, NOW + 30).unwrap(), 1);
+        assert_eq!(f2.restore(&db.restorable(NOW + 30).unwrap(), NOW + 30), 1);
         f2.bound(SMSCC, 3, true);
         f2.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&smsc_receipt(5, "smsc-9")).unwrap());
         let r = f2.poll_request().expect("the IMDN, from the restored correlation");
@@ -2542,10 +2559,10 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         // The process dies before IMDN 1's answer: its correlation survives.
         store.stop();
         drop(f);
-        let db = crate::route::store::Store::open(&path).unwrap();
+        let mut db = crate::route::store::Store::open(&path).unwrap();
         let shared2 = self::shared(None);
         let mut f2 = flows(&shared2);
-        assert_eq!(f2.restore(&db, NOW + 30).unwrap(), 2, "messages 1 and 3, not 2");
+        assert_eq!(f2.restore(&db.restorable(NOW + 30).unwrap(), NOW + 30), 2, "messages 1 and 3, not 2");
         f2.bound(SMSCC, 3, true);
         receipt_in(&mut f2, NOW + 60, 7, "smsc-1");
         assert!(f2.poll_request().is_some(), "the receipt's resend still becomes an IMDN");
@@ -2572,10 +2589,10 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(answer_within(&mut f, "message 2").status, 200);
         store.stop();
         drop(f);
-        let db = crate::route::store::Store::open(&path).unwrap();
+        let mut db = crate::route::store::Store::open(&path).unwrap();
         let shared2 = self::shared(None);
         let mut f2 = flows(&shared2);
-        assert_eq!(f2.restore(&db, NOW + 30).unwrap(), 2, "message 1 waits for its display");
+        assert_eq!(f2.restore(&db.restorable(NOW + 30).unwrap(), NOW + 30), 2, "message 1 waits for its display");
         drop(db);
         let _ = std::fs::remove_file(&path);
     }
@@ -2657,5 +2674,93 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let db = crate::route::store::Store::open(&dir).unwrap();
         assert_eq!(db.queued_total().unwrap(), 0);
         let _ = std::fs::remove_file(&dir);
+    }
+
+    /// A disk in memory that is full on command: writes that would grow it fail as a
+    /// full file system fails them (ENOSPC), and succeed again once space returns.
+    #[derive(Debug, Clone, Default)]
+    struct FillingDisk {
+        bytes: Arc<std::sync::Mutex<Vec<u8>>>,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FillingDisk {
+        fn refuse(&self, grow: bool) -> std::io::Result<()> {
+            if grow && self.full.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl redb::StorageBackend for FillingDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.bytes.lock().unwrap().len() as u64)
+        }
+        fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            let b = self.bytes.lock().unwrap();
+            let at = usize::try_from(offset).unwrap();
+            Ok(b.get(at..at + len).ok_or(std::io::ErrorKind::UnexpectedEof)?.to_vec())
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            let mut b = self.bytes.lock().unwrap();
+            self.refuse(len as usize > b.len())?;
+            b.resize(len as usize, 0);
+            Ok(())
+        }
+        fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
+            self.refuse(true)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.refuse(true)?;
+            let mut b = self.bytes.lock().unwrap();
+            let at = usize::try_from(offset).unwrap();
+            if b.len() < at + data.len() {
+                b.resize(at + data.len(), 0);
+            }
+            b[at..at + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_refuses_at_once_and_recovers_when_space_returns() {
+        let disk = FillingDisk::default();
+        let db = crate::route::store::Store::with_backend(disk.clone()).unwrap();
+        let store = StoreRun::over(db, std::path::PathBuf::new());
+        let (shared, stats) = (Arc::clone(&store.shared), Arc::clone(&store.stats));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // Two messages from smsc-a; smsc-a unbinds before their IMDNs come.
+        f.bound(SMSCA, 1, true);
+        let mut tags = Vec::new();
+        for seq in 1..=2 {
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0, b"x", &[])).unwrap());
+            let r = f.poll_request().unwrap();
+            tags.push(tag_of(&r.bytes));
+            f.sip_final(r.token, 200);
+            let _ = f.poll_smpp(0);
+        }
+        f.closed(SMSCA);
+        // The disk is full: the receipt cannot be made durable, and its IMDN hears so
+        // at once (500: the converged side sends it again), rather than never.
+        disk.full.store(true, Ordering::SeqCst);
+        let dn = imdn(&tags[0], "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let answer = answer_within(&mut f, "a receipt the store could not write was never answered");
+        assert_eq!((answer.txn, answer.status), (t, 500));
+        assert!(stats.errors.load(Ordering::Relaxed) >= 1);
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 0);
+        // Space returns: the next receipt is stored and answered 200.
+        disk.full.store(false, Ordering::SeqCst);
+        let dn = imdn(&tags[1], "delivered", "delivery");
+        // (the fixture's branch is the tag's first characters, which both tags share)
+        let t = txn(&mut ServerTransactions::new(ServerConfig::default()), &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let answer = answer_within(&mut f, "no answer once space returned");
+        assert_eq!((answer.txn, answer.status), (t, 200));
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
+        store.stop();
     }
 }

@@ -84,6 +84,8 @@ pub struct StoreStats {
     pub errors: AtomicU64,
     /// Receipts in the store now.
     pub depth: AtomicU64,
+    /// Records set aside because they do not decode.
+    pub quarantined: AtomicU64,
 }
 
 fn unix_now() -> u64 {
@@ -103,6 +105,9 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
     let mut next_sweep = Instant::now();
     if let Ok(n) = store.queued_total() {
         stats.depth.store(n, Ordering::Relaxed);
+    }
+    if let Ok(n) = store.quarantined() {
+        stats.quarantined.store(n, Ordering::Relaxed);
     }
     while !stop.load(Ordering::Relaxed) {
         let now_us = epoch.elapsed().as_micros() as u64;
@@ -148,9 +153,14 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 Err(e) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("iwf: store commit failed: {e}");
-                    // The waiters are not answered: their IMDNs time out and the
-                    // converged side resends.
-                    waiting.clear();
+                    // Nothing of the batch is durable: each waiter hears so now (its
+                    // request is answered 500 and the sender retries), none waits for
+                    // ever. The writes go with the batch.
+                    for token in waiting.drain(..) {
+                        if (token >> 48) as u16 != STORE_ORIGIN {
+                            shared.complete(token, Outcome::StoreFailed);
+                        }
+                    }
                     batch = Batch::new(256, 2_000);
                 }
             }
@@ -162,7 +172,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             match outcome {
                 Outcome::Delivered | Outcome::Refused(_) | Outcome::Answered(..) => acks.push(key),
                 // Back in the store's hands (its system unbound again): replay later.
-                Outcome::Stored => {}
+                Outcome::Stored | Outcome::StoreFailed => {}
             }
         }
         if !acks.is_empty() {
@@ -211,6 +221,9 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 if let Ok(n) = store.queued_total() {
                     stats.depth.store(n, Ordering::Relaxed);
                 }
+                if let Ok(n) = store.quarantined() {
+                    stats.quarantined.store(n, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -244,5 +257,30 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
         StoreOp::RemoveCorrelation { key } => {
             batch.remove_correlation(key, now_us);
         }
+    }
+}
+
+impl crate::control::metrics::MetricsSource for StoreStats {
+    fn render(&self, out: &mut crate::control::metrics::MetricsWriter) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = [
+            ("iwf_store_receipts_queued_total", "Receipts made durable for systems without a bind", &self.queued),
+            ("iwf_store_receipts_replayed_total", "Queued receipts handed to a lane", &self.replayed),
+            ("iwf_store_receipts_acked_total", "Queued receipts removed once their system took them", &self.acked),
+            ("iwf_store_receipts_expired_total", "Queued receipts that expired undelivered", &self.expired),
+            ("iwf_store_commits_total", "Store transactions committed", &self.commits),
+            ("iwf_store_writes_total", "Writes made durable", &self.writes),
+            ("iwf_store_errors_total", "Store operations that failed (each logged)", &self.errors),
+        ];
+        for (name, help, c) in counters {
+            let _ = out.counter(name, help, &[], get(c));
+        }
+        let _ = out.gauge("iwf_store_receipts_depth", "Receipts in the store now", &[], get(&self.depth) as f64);
+        let _ = out.gauge(
+            "iwf_store_quarantined",
+            "Store records set aside because they do not decode (table `quarantine`)",
+            &[],
+            get(&self.quarantined) as f64,
+        );
     }
 }

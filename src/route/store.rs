@@ -22,12 +22,16 @@
 //!   and `correlation_parts`, its reverse (`(message key, part)` → id), so a
 //!   record goes with its ids without a scan.
 //! - `meta`: format version and the sequence counter.
+//! - `quarantine`: `seq u64` → `(table, key, value)`: records that do not decode,
+//!   moved aside where they are found (restore, replay, sweep) so one bad record
+//!   never stops the others; kept for the operator, never read back by iwf.
 //!
 //! Everything here runs on the control-plane thread (it blocks on fsync and
 //! allocates); the pipelines never call it. Time is unix seconds passed in.
 //! A missing file is [`StoreError::Missing`] for [`Store::open`] (use
-//! [`Store::create`] for the first start); a file redb cannot read, or whose
-//! records do not decode, is [`StoreError::Corrupt`].
+//! [`Store::create`] for the first start); a file redb cannot read is
+//! [`StoreError::Corrupt`]. A single record that does not decode is not an error
+//! of the store: it is quarantined and counted ([`Store::quarantined`]).
 
 use core::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +51,7 @@ const CORRELATION: TableDefinition<u64, &[u8]> = TableDefinition::new("correlati
 const CORRELATION_IDS: TableDefinition<(u16, &[u8]), (u64, u8)> = TableDefinition::new("correlation_ids");
 const CORRELATION_PARTS: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("correlation_parts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableDefinition::new("quarantine");
 
 /// Version of the record formats in this file.
 pub const FORMAT_VERSION: u64 = 1;
@@ -82,6 +87,22 @@ impl fmt::Display for StoreError {
             }
             StoreError::Io(why) => write!(f, "store I/O failed: {why}"),
             StoreError::BadValue(what) => write!(f, "cannot store {what}"),
+        }
+    }
+}
+
+impl StoreError {
+    /// What the operator should do about it, for the one line start-up prints.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            StoreError::Missing(_) => "check control.store, or start once with the file absent to create it",
+            StoreError::Corrupt(_) => {
+                "move the file aside and start again (its queued receipts and correlations are lost) or restore it from a backup"
+            }
+            StoreError::Locked => "another iwf holds it: stop that process or give this one its own control.store",
+            StoreError::Version(_) => "run the iwf version that wrote it until its queue drains, or move the file aside",
+            StoreError::Io(_) => "check the file system: permissions, free space, the disk",
+            StoreError::BadValue(_) => "report this: iwf tried to store a value its format cannot hold",
         }
     }
 }
@@ -401,6 +422,9 @@ pub struct Committed {
     pub queued: Vec<QueueKey>,
 }
 
+/// A correlation record to restore: its store key, the record, its parts' SMSC ids.
+pub type Restorable = (u64, DurableCorrelation, Vec<(u8, CanonicalId)>);
+
 /// What [`Store::sweep`] removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SweepReport {
@@ -413,10 +437,24 @@ pub struct SweepReport {
 /// The durable store. See the module documentation.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    /// `None` after a write failed: redb refuses every later transaction of a
+    /// database whose write failed, so the file is closed and opened again
+    /// ([`Store::commit`] retries), which is how a full disk recovers once space
+    /// returns.
+    db: Option<Database>,
+    reopen: Reopen,
     path: PathBuf,
     next_seq: u64,
     committed_through: Ticket,
+}
+
+/// How the store opens its database again after a failed write.
+struct Reopen(Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send>);
+
+impl fmt::Debug for Reopen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reopen")
+    }
 }
 
 impl Store {
@@ -426,16 +464,30 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        Store::start(guard(|| Database::open(path))?, path)
+        let owned = path.to_path_buf();
+        Store::start(guard(|| Database::open(path))?, path, Reopen(Box::new(move || Database::open(&owned))))
     }
 
     /// Opens the store, creating an empty one when the file does not exist.
     pub fn create(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref();
-        Store::start(guard(|| Database::create(path))?, path)
+        let owned = path.to_path_buf();
+        Store::start(guard(|| Database::create(path))?, path, Reopen(Box::new(move || Database::open(&owned))))
     }
 
-    fn start(db: Database, path: &Path) -> Result<Store, StoreError> {
+    /// A store over any redb storage backend (a clone of it serves a reopen after
+    /// a failed write): for tests that need a disk that fails on command.
+    pub fn with_backend<B>(backend: B) -> Result<Store, StoreError>
+    where
+        B: redb::StorageBackend + Clone + Send + 'static,
+    {
+        let first = backend.clone();
+        let db = guard(|| Database::builder().create_with_backend(first))?;
+        let reopen = Reopen(Box::new(move || Database::builder().create_with_backend(backend.clone())));
+        Store::start(db, Path::new("(backend)"), reopen)
+    }
+
+    fn start(db: Database, path: &Path, reopen: Reopen) -> Result<Store, StoreError> {
         let mut tx = db.begin_write()?;
         tx.set_durability(Durability::Immediate);
         let next_seq;
@@ -444,6 +496,7 @@ impl Store {
             tx.open_table(CORRELATION)?;
             tx.open_table(CORRELATION_IDS)?;
             tx.open_table(CORRELATION_PARTS)?;
+            tx.open_table(QUARANTINE)?;
             let mut meta = tx.open_table(META)?;
             let version = meta.get("version")?.map(|v| v.value());
             match version {
@@ -456,7 +509,19 @@ impl Store {
             next_seq = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
         }
         tx.commit()?;
-        Ok(Store { db, path: path.to_path_buf(), next_seq, committed_through: 0 })
+        Ok(Store { db: Some(db), reopen, path: path.to_path_buf(), next_seq, committed_through: 0 })
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Io("the store is closed after a failed write".into()))
+    }
+
+    /// After a failed write: close the database and open it again (redb refuses
+    /// every transaction after an I/O error until then). A reopen that fails
+    /// leaves it closed; the next commit tries again.
+    fn recover(&mut self) {
+        self.db = None;
+        self.db = guard(|| (self.reopen.0)()).ok();
     }
 
     /// The file.
@@ -471,7 +536,18 @@ impl Store {
         if batch.ops.is_empty() {
             return Ok(Committed { through: self.committed_through, ..Committed::default() });
         }
-        let mut tx = self.db.begin_write()?;
+        if self.db.is_none() {
+            self.recover();
+        }
+        let r = self.commit_batch(batch);
+        if matches!(r, Err(StoreError::Io(_))) {
+            self.recover();
+        }
+        r
+    }
+
+    fn commit_batch(&mut self, batch: &mut Batch) -> Result<Committed, StoreError> {
+        let mut tx = self.db()?.begin_write()?;
         tx.set_durability(Durability::Immediate);
         let mut seq = self.next_seq;
         let mut queued = Vec::new();
@@ -521,28 +597,63 @@ impl Store {
 
     /// Up to `max` receipts queued for `system`, oldest first, skipping those
     /// past their validity at `now`. Nothing is removed: [`Store::ack`] the
-    /// ones delivered.
-    pub fn peek(&self, system: LegacySystemId, max: usize, now: u64) -> Result<Vec<QueuedReceipt>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let queue = tx.open_table(QUEUE)?;
+    /// ones delivered. A receipt that does not decode is quarantined on the way
+    /// (it would otherwise block its system's replay for ever).
+    pub fn peek(&mut self, system: LegacySystemId, max: usize, now: u64) -> Result<Vec<QueuedReceipt>, StoreError> {
+        let mut bad = Vec::new();
         let mut out = Vec::new();
-        for entry in queue.range((system.0, 0u64)..=(system.0, u64::MAX))? {
-            if out.len() >= max {
-                break;
+        {
+            let tx = self.db()?.begin_read()?;
+            let queue = tx.open_table(QUEUE)?;
+            for entry in queue.range((system.0, 0u64)..=(system.0, u64::MAX))? {
+                if out.len() >= max {
+                    break;
+                }
+                let (k, v) = entry?;
+                let (sys, seq) = k.value();
+                match decode_queued(QueueKey { system: LegacySystemId(sys), seq }, v.value()) {
+                    Ok(r) if r.deadline >= now => out.push(r),
+                    Ok(_) => {}
+                    Err(_) => bad.push((sys, seq)),
+                }
             }
-            let (k, v) = entry?;
-            let (sys, seq) = k.value();
-            let r = decode_queued(QueueKey { system: LegacySystemId(sys), seq }, v.value())?;
-            if r.deadline >= now {
-                out.push(r);
-            }
+        }
+        if !bad.is_empty() {
+            self.quarantine_queued(&bad)?;
         }
         Ok(out)
     }
 
+    fn quarantine_queued(&mut self, keys: &[(u16, u64)]) -> Result<(), StoreError> {
+        let mut tx = self.db()?.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut queue = tx.open_table(QUEUE)?;
+            let mut q = tx.open_table(QUARANTINE)?;
+            let mut meta = tx.open_table(META)?;
+            let mut seq = meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1);
+            for &(system, s) in keys {
+                let Some(v) = queue.remove((system, s))?.map(|v| v.value().to_vec()) else { continue };
+                let mut key = system.to_be_bytes().to_vec();
+                key.extend_from_slice(&s.to_be_bytes());
+                q.insert(seq, ("queued_receipts", key.as_slice(), v.as_slice()))?;
+                seq += 1;
+            }
+            meta.insert("next_quarantine", seq)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records set aside because they do not decode (kept for the operator).
+    pub fn quarantined(&self) -> Result<u64, StoreError> {
+        let tx = self.db()?.begin_read()?;
+        Ok(tx.open_table(QUARANTINE)?.len()?)
+    }
+
     /// Removes delivered receipts, durably; returns how many were there.
     pub fn ack(&mut self, keys: &[QueueKey]) -> Result<usize, StoreError> {
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db()?.begin_write()?;
         tx.set_durability(Durability::Immediate);
         let mut removed = 0;
         {
@@ -559,7 +670,7 @@ impl Store {
 
     /// Receipts queued for `system`.
     pub fn queued_len(&self, system: LegacySystemId) -> Result<usize, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let queue = tx.open_table(QUEUE)?;
         let mut n = 0;
         for e in queue.range((system.0, 0u64)..=(system.0, u64::MAX))? {
@@ -571,13 +682,13 @@ impl Store {
 
     /// Receipts queued for all systems.
     pub fn queued_total(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         Ok(tx.open_table(QUEUE)?.len()?)
     }
 
     /// The correlation record of message `key`.
     pub fn correlation(&self, key: u64) -> Result<Option<DurableCorrelation>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let corr = tx.open_table(CORRELATION)?;
         let v = corr.get(key)?;
         v.map(|v| DurableCorrelation::decode(v.value())).transpose()
@@ -590,7 +701,7 @@ impl Store {
         system: LegacySystemId,
         id: &CanonicalId,
     ) -> Result<Option<(u64, u8, DurableCorrelation)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let ids = tx.open_table(CORRELATION_IDS)?;
         let Some(hit) = ids.get((system.0, id.as_bytes()))? else {
             return Ok(None);
@@ -605,7 +716,7 @@ impl Store {
 
     /// The SMSC ids bound to the parts of message `key`: `(part, id)`.
     pub fn correlation_ids(&self, key: u64) -> Result<Vec<(u8, CanonicalId)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let parts = tx.open_table(CORRELATION_PARTS)?;
         let mut out = Vec::new();
         for e in parts.range((key, 0u8)..=(key, u8::MAX))? {
@@ -620,13 +731,12 @@ impl Store {
     /// Reloads every correlation record still within its validity at `now`
     /// into a fresh in-memory table after a restart (parts keyed by their
     /// stored SMSC ids); returns each store key with its table reference.
-    pub fn reload(&self, table: &mut CorrelationTable, now: u64) -> Result<Vec<(u64, MessageRef)>, StoreError> {
+    /// Record by record: one that does not decode (the record or one of its
+    /// ids) is quarantined, and one the table refuses is left in the store
+    /// (its receipts still find it through [`Store::find_by_id`]).
+    pub fn reload(&mut self, table: &mut CorrelationTable, now: u64) -> Result<Vec<(u64, MessageRef)>, StoreError> {
         let mut out = Vec::new();
-        for (key, rec) in self.correlations()? {
-            if rec.deadline < now {
-                continue;
-            }
-            let ids = self.correlation_ids(key)?;
+        for (key, rec, ids) in self.restorable(now)? {
             let msg = NewMessage {
                 system: rec.system,
                 stored: rec.stored(),
@@ -634,22 +744,84 @@ impl Store {
                 first_sequence: 0,
                 deadline: rec.deadline,
             };
-            let m = table
-                .restore(&msg, &ids, now)
-                .map_err(|e| StoreError::Corrupt(format!("message {key} does not reload: {e}")))?;
-            out.push((key, m));
+            if let Ok(m) = table.restore(&msg, &ids, now) {
+                out.push((key, m));
+            }
         }
         Ok(out)
     }
 
-    /// Every correlation record (to reload the in-memory table after a restart).
+    /// Every correlation record still valid at `now` with its SMSC ids, each
+    /// decoded on its own: those that do not decode are quarantined first.
+    pub fn restorable(&mut self, now: u64) -> Result<Vec<Restorable>, StoreError> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        {
+            let tx = self.db()?.begin_read()?;
+            let corr = tx.open_table(CORRELATION)?;
+            let parts = tx.open_table(CORRELATION_PARTS)?;
+            for e in corr.iter()? {
+                let (k, v) = e?;
+                let key = k.value();
+                let Ok(rec) = DurableCorrelation::decode(v.value()) else {
+                    bad.push(key);
+                    continue;
+                };
+                let ids = parts
+                    .range((key, 0u8)..=(key, u8::MAX))?
+                    .map(|e| {
+                        let (k, v) = e.map_err(StoreError::from)?;
+                        let id = canonical_id(v.value(), IdCanonicalisation::Exact, IdOrigin::Receipt)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        Ok((k.value().1, id))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>();
+                match ids {
+                    Ok(_) if rec.deadline < now => {}
+                    Ok(ids) => out.push((key, rec, ids)),
+                    Err(_) => bad.push(key),
+                }
+            }
+        }
+        if !bad.is_empty() {
+            self.quarantine_correlations(&bad)?;
+        }
+        Ok(out)
+    }
+
+    fn quarantine_correlations(&mut self, keys: &[u64]) -> Result<(), StoreError> {
+        let mut tx = self.db()?.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut corr = tx.open_table(CORRELATION)?;
+            let mut ids = tx.open_table(CORRELATION_IDS)?;
+            let mut parts = tx.open_table(CORRELATION_PARTS)?;
+            let mut q = tx.open_table(QUARANTINE)?;
+            let mut meta = tx.open_table(META)?;
+            let mut seq = meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1);
+            for &key in keys {
+                let Some(v) = corr.get(key)?.map(|v| v.value().to_vec()) else { continue };
+                q.insert(seq, ("correlation", key.to_be_bytes().as_slice(), v.as_slice()))?;
+                seq += 1;
+                remove_correlation(&mut corr, &mut ids, &mut parts, key)?;
+            }
+            meta.insert("next_quarantine", seq)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every correlation record that decodes (the others are left for
+    /// [`Store::restorable`] to quarantine).
     pub fn correlations(&self) -> Result<Vec<(u64, DurableCorrelation)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let corr = tx.open_table(CORRELATION)?;
         let mut out = Vec::new();
         for e in corr.iter()? {
             let (k, v) = e?;
-            out.push((k.value(), DurableCorrelation::decode(v.value())?));
+            if let Ok(rec) = DurableCorrelation::decode(v.value()) {
+                out.push((k.value(), rec));
+            }
         }
         Ok(out)
     }
@@ -658,7 +830,7 @@ impl Store {
     /// at `now` (durably), counting them.
     pub fn sweep(&mut self, now: u64) -> Result<SweepReport, StoreError> {
         let mut report = SweepReport::default();
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db()?.begin_write()?;
         tx.set_durability(Durability::Immediate);
         {
             let mut queue = tx.open_table(QUEUE)?;
@@ -688,6 +860,9 @@ impl Store {
     }
 }
 
+/// Removes record `key` with its ids. The ids are found through the record's
+/// system; a record that does not decode cannot be trusted to name it, and has
+/// its ids found by a scan (rare: only quarantine meets such a record).
 fn remove_correlation(
     corr: &mut redb::Table<u64, &[u8]>,
     ids: &mut redb::Table<(u16, &[u8]), (u64, u8)>,
@@ -695,7 +870,7 @@ fn remove_correlation(
     key: u64,
 ) -> Result<(), StoreError> {
     let system = match corr.remove(key)? {
-        Some(v) => DurableCorrelation::decode(v.value())?.system.0,
+        Some(v) => DurableCorrelation::decode(v.value()).ok().map(|r| r.system.0),
         None => return Ok(()),
     };
     let mut bound: Vec<(u8, Vec<u8>)> = Vec::new();
@@ -703,9 +878,14 @@ fn remove_correlation(
         let (k, v) = e?;
         bound.push((k.value().1, v.value().to_vec()));
     }
-    for (part, id) in bound {
-        ids.remove((system, id.as_slice()))?;
-        parts.remove((key, part))?;
+    for (part, id) in &bound {
+        if let Some(system) = system {
+            ids.remove((system, id.as_slice()))?;
+        }
+        parts.remove((key, *part))?;
+    }
+    if system.is_none() && !bound.is_empty() {
+        ids.retain(|_, (k, _)| k != key)?;
     }
     Ok(())
 }
