@@ -344,8 +344,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let s = crate::route::store::Store::create(path)
-                .map_err(|e| DataplaneError::Setup(format!("{config_path}: control.store `{path}`: {e}: {}", e.advice())))?;
+            let s = crate::route::store::Store::create(path).map_err(|e| {
+                DataplaneError::Setup(format!("{config_path}: control.store `{path}`: {e}: {}", e.advice()))
+            })?;
             println!("iwf: durable store {path}: {} receipts queued", s.queued_total().unwrap_or(0));
             Some(s)
         }
