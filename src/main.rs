@@ -37,6 +37,14 @@ enum Command {
     /// Dissect protocol input and print it as JSON (exit 1 with a one-line error on bad input).
     #[command(subcommand)]
     Inspect(Inspect),
+    /// Make a random 128-bit tag key (32 hex digits, from the kernel's random source):
+    /// written to --out (created with mode 0600, never overwritten) for a
+    /// `[[tag.keys]] secret_file`, or printed.
+    Keygen {
+        /// The key file to create; without it the key is printed.
+        #[arg(long)]
+        out: Option<String>,
+    },
     /// Issue a tag with the configured keys (for tests, load generation and operators).
     Tag {
         /// An iwf configuration file holding the [tag] section with the keys.
@@ -167,6 +175,32 @@ fn issue_tag(cmd: Command) -> Result<String, String> {
     ring.encode(&fields).map(|t| t.to_string()).map_err(|e| e.to_string())
 }
 
+/// `iwf keygen`: 16 bytes from the kernel's random source as 32 hex digits.
+fn keygen(out: Option<&str>) -> Result<(), String> {
+    use std::io::Write;
+    let mut key = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    // A random key is never weak; the check guards against a broken random source.
+    iwf::tag::TagKey::from_hex_strong(&hex).map_err(|e| format!("the random source gave {e}"))?;
+    let Some(path) = out else {
+        print_line(&hex);
+        return Ok(());
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{path}: {e} (an existing key file is never overwritten)"))?;
+    writeln!(f, "{hex}").and_then(|()| f.sync_all()).map_err(|e| format!("{path}: {e}"))?;
+    eprintln!("iwf keygen: wrote {path}; name it in [[tag.keys]] as secret_file = \"{path}\"");
+    Ok(())
+}
+
 /// Prints a line to standard output; a closed pipe (`iwf inspect ... | head`) is not an error.
 fn print_line(s: &str) {
     use std::io::Write;
@@ -226,6 +260,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Scaling { workers, seconds } => scaling(&workers, seconds),
+        Command::Keygen { out } => match keygen(out.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("iwf keygen: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Inspect(cmd) => match inspect(cmd) {
             Ok(v) => {
                 print_line(&serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -161,17 +161,19 @@ impl TagKey {
 
     /// A key from 32 hexadecimal digits.
     pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
-        let h = hex.as_bytes();
-        if h.len() != 32 {
-            return Err(KeyError::BadHexLength);
+        Ok(TagKey::from_bytes(key_bytes(hex)?))
+    }
+
+    /// A key from 32 hexadecimal digits that could be a secret: one that is all one
+    /// byte, counts in equal steps or holds fewer than 8 distinct byte values is
+    /// refused ([`KeyError::Weak`]): those are placeholders (the zeros of an example
+    /// file) or typed by hand, and anyone who guesses one can forge receipts.
+    pub fn from_hex_strong(hex: &str) -> Result<Self, KeyError> {
+        let b = key_bytes(hex)?;
+        if let Some(why) = weakness(&b) {
+            return Err(KeyError::Weak(why));
         }
-        let mut out = [0u8; 16];
-        for (i, pair) in h.chunks_exact(2).enumerate() {
-            let hi = hex_val(pair[0]).ok_or(KeyError::BadHexDigit)?;
-            let lo = hex_val(pair[1]).ok_or(KeyError::BadHexDigit)?;
-            out[i] = (hi << 4) | lo;
-        }
-        Ok(TagKey::from_bytes(out))
+        Ok(TagKey::from_bytes(b))
     }
 
     fn mac(&self, body: &[u8; 12]) -> u64 {
@@ -185,6 +187,39 @@ impl fmt::Debug for TagKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TagKey(..)")
     }
+}
+
+fn key_bytes(hex: &str) -> Result<[u8; 16], KeyError> {
+    let h = hex.as_bytes();
+    if h.len() != 32 {
+        return Err(KeyError::BadHexLength);
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in h.chunks_exact(2).enumerate() {
+        let hi = hex_val(pair[0]).ok_or(KeyError::BadHexDigit)?;
+        let lo = hex_val(pair[1]).ok_or(KeyError::BadHexDigit)?;
+        out[i] = (hi << 4) | lo;
+    }
+    Ok(out)
+}
+
+/// Why 16 key bytes cannot be a random secret, if they cannot. A random key has
+/// about 15.3 distinct byte values; fewer than 8 happens with odds far below
+/// 2^-64, so no random key is ever refused.
+fn weakness(b: &[u8; 16]) -> Option<&'static str> {
+    let step = b[1].wrapping_sub(b[0]);
+    if b.windows(2).all(|w| w[1] == w[0]) {
+        return Some("every byte is the same");
+    }
+    if b.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
+        return Some("its bytes count in equal steps");
+    }
+    let mut seen = [false; 256];
+    let distinct = b.iter().filter(|&&x| !core::mem::replace(&mut seen[usize::from(x)], true)).count();
+    if distinct < 8 {
+        return Some("it holds fewer than 8 distinct byte values");
+    }
+    None
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -207,6 +242,8 @@ pub enum KeyError {
     BadKeyId,
     /// The signing key id has no key.
     NoSigningKey,
+    /// The key cannot be a random secret (see [`TagKey::from_hex_strong`]).
+    Weak(&'static str),
 }
 
 impl fmt::Display for KeyError {
@@ -216,6 +253,9 @@ impl fmt::Display for KeyError {
             KeyError::BadHexDigit => "a tag key may only hold hexadecimal digits",
             KeyError::BadKeyId => "a tag key id is 0 to 7",
             KeyError::NoSigningKey => "the signing key id names no configured key",
+            KeyError::Weak(why) => {
+                return write!(f, "a weak tag key ({why}): make a random one with `iwf keygen`");
+            }
         })
     }
 }
@@ -600,6 +640,24 @@ mod tests {
         // Index above count is refused even with a valid MAC.
         let bad = r.encode(&TagFields { segment_index: 4, ..whole }).unwrap();
         assert_eq!(r.verify(bad.as_bytes(), NOW), Err(TagError::BadSegment));
+    }
+
+    #[test]
+    fn weak_keys_are_refused_and_random_ones_accepted() {
+        for (hex, why) in [
+            ("00000000000000000000000000000000", "every byte is the same"),
+            ("abababababababababababababababab", "every byte is the same"),
+            ("000102030405060708090a0b0c0d0e0f", "its bytes count in equal steps"),
+            ("f0e0d0c0b0a090807060504030201000", "its bytes count in equal steps"),
+            ("01020102010201020102010201020102", "it holds fewer than 8 distinct byte values"),
+            ("31323334353637313233343536373132", "it holds fewer than 8 distinct byte values"),
+        ] {
+            assert_eq!(TagKey::from_hex_strong(hex), Err(KeyError::Weak(why)), "{hex}");
+            assert!(TagKey::from_hex(hex).is_ok(), "the codec itself reads any 32 digits");
+        }
+        assert!(TagKey::from_hex_strong("6c61622d6b65792d6f6e652d31323334").is_ok());
+        assert!(TagKey::from_hex_strong("9f3c2a71d04be85a6e17c3f20b8d9e44").is_ok());
+        assert!(KeyError::Weak("x").to_string().contains("iwf keygen"));
     }
 
     #[test]

@@ -134,3 +134,37 @@ fn receipt_vectors() {
     assert!(v["canonical"].as_str().unwrap().starts_with("id:0a1b sub:001 dlvrd:001 submit date:2611261200"));
     one_line_error(&iwf(&["inspect", "receipt", "this is no receipt"]), "");
 }
+
+#[test]
+fn keygen_writes_a_key_the_config_takes_and_never_overwrites_it() {
+    let dir = std::env::temp_dir().join(format!("iwf-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("tag-key-1");
+    let key_s = key.to_str().unwrap();
+    let out = iwf(&["keygen", "--out", key_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hex = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(hex.trim().len(), 32);
+    assert!(hex.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    // A second run keeps the first key.
+    one_line_error(&iwf(&["keygen", "--out", key_s]), "never overwritten");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), hex);
+    // Two printed keys differ.
+    let a = iwf(&["keygen"]);
+    let b = iwf(&["keygen"]);
+    assert!(a.status.success() && b.status.success());
+    assert_ne!(a.stdout, b.stdout);
+    // The example configuration refuses to sign with nothing, and signs with the key.
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let conf = dir.join("iwf.toml");
+    std::fs::write(&conf, &example).unwrap();
+    one_line_error(&iwf(&["tag", "--keys", conf.to_str().unwrap(), "--system", "1"]), "iwf keygen --out");
+    std::fs::write(&conf, example.replace("/etc/iwf/tag-key-1", key_s)).unwrap();
+    let out = iwf(&["tag", "--keys", conf.to_str().unwrap(), "--system", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 32);
+    let _ = std::fs::remove_dir_all(&dir);
+}

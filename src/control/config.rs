@@ -1,18 +1,26 @@
 //! Reading iwf's TOML configuration. Every error names the key and the line it sits on,
 //! so an operator can fix the file without guessing.
 //!
-//! This module reads the `[tag]` section today; provisioning of legacy systems, routes
-//! and the MSISDN map joins it with the receipts issue.
+//! This module reads the `[tag]` section (the rest of the file has its readers in
+//! `dataplane::config` and `control::provision`).
 //!
 //! ```toml
 //! [tag]
 //! signing_key = 1          # key id (0-7) new tags are signed with
-//! max_age_minutes = 10080  # optional: how long a tag verifies (default 7 days)
+//! max_age_minutes = 10080  # optional: how long a tag verifies (default 7 days, at most 30)
 //!
 //! [[tag.keys]]
 //! id = 1
-//! secret = "000102030405060708090a0b0c0d0e0f"   # 128-bit key, 32 hex digits
+//! secret_file = "/etc/iwf/tag-key-1"   # written by `iwf keygen --out /etc/iwf/tag-key-1`
+//!
+//! [[tag.keys]]                         # the previous key: verifies tags in flight, signs none
+//! id = 0
+//! secret = "9f3c2a71d04be85a6e17c3f20b8d9e44"   # or the 32 hex digits inline
 //! ```
+//!
+//! A key that cannot be a random secret (all one byte, counting, few distinct bytes:
+//! [`TagKey::from_hex_strong`]) is refused, so an example file's placeholder never
+//! signs a tag.
 
 use crate::tag::{KeyRing, TagKey};
 use serde_spanned::Spanned;
@@ -126,6 +134,11 @@ pub(crate) fn parse(text: &str) -> Result<Spanned<DeTable<'_>>, ConfigError> {
     })
 }
 
+/// The longest `tag.max_age_minutes`: 30 days. A tag verifies for this long after it
+/// was issued; longer would keep forged-tag guesses and old receipts meaningful for
+/// longer than any SMSC keeps a message (validity periods top out at days).
+pub const MAX_AGE_MINUTES: u32 = 30 * 24 * 60;
+
 /// Reads the `[tag]` section of a configuration into a key ring.
 pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
     let doc = Doc { text };
@@ -146,7 +159,7 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
         Err(e) => return doc.err("tag.signing_key", signing.span(), e.to_string()),
     };
     if let Some(age) = Doc::get(tag_table, "max_age_minutes") {
-        ring.set_max_age_minutes(doc.integer("tag.max_age_minutes", age, 1, i64::from(u32::MAX))? as u32);
+        ring.set_max_age_minutes(doc.integer("tag.max_age_minutes", age, 1, i64::from(MAX_AGE_MINUTES))? as u32);
     }
     let Some(keys) = Doc::get(tag_table, "keys") else {
         return doc.err("tag.keys", tag.span(), "missing: at least one [[tag.keys]] entry with id and secret");
@@ -160,7 +173,7 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
         let Some(t) = entry.get_ref().as_table() else {
             return doc.err(&at, entry.span(), "expected a table with id and secret");
         };
-        doc.only(t, &at, &["id", "secret"])?;
+        doc.only(t, &at, &["id", "secret", "secret_file"])?;
         let Some(id) = Doc::get(t, "id") else {
             return doc.err(&format!("{at}.id"), entry.span(), "missing: the key id (0-7)");
         };
@@ -168,13 +181,34 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
         if std::mem::replace(&mut seen[usize::from(id_n)], true) {
             return doc.err(&format!("{at}.id"), id.span(), format!("key id {id_n} is defined twice"));
         }
-        let Some(secret) = Doc::get(t, "secret") else {
-            return doc.err(&format!("{at}.secret"), entry.span(), "missing: 32 hex digits");
+        let (name, value, hex) = match (Doc::get(t, "secret"), Doc::get(t, "secret_file")) {
+            (Some(secret), None) => {
+                let name = format!("{at}.secret");
+                let hex = doc.string(&name, secret)?.to_owned();
+                (name, secret, hex)
+            }
+            (None, Some(file)) => {
+                let name = format!("{at}.secret_file");
+                let path = doc.string(&name, file)?;
+                match std::fs::read_to_string(path) {
+                    Ok(text) => (name, file, text.trim().to_owned()),
+                    Err(e) => {
+                        let why = format!("cannot read {path}: {e} (write a key there with `iwf keygen --out {path}`)");
+                        return doc.err(&name, file.span(), why);
+                    }
+                }
+            }
+            (Some(_), Some(file)) => {
+                return doc.err(&format!("{at}.secret_file"), file.span(), "give secret or secret_file, not both")
+            }
+            (None, None) => {
+                let why = "missing: secret (32 hex digits) or secret_file (a file `iwf keygen` wrote)";
+                return doc.err(&format!("{at}.secret"), entry.span(), why);
+            }
         };
-        let hex = doc.string(&format!("{at}.secret"), secret)?;
-        let key = match TagKey::from_hex(hex) {
+        let key = match TagKey::from_hex_strong(&hex) {
             Ok(k) => k,
-            Err(e) => return doc.err(&format!("{at}.secret"), secret.span(), e.to_string()),
+            Err(e) => return doc.err(&name, value.span(), e.to_string()),
         };
         if ring.insert(id_n, key).is_err() {
             return doc.err(&format!("{at}.id"), id.span(), "a tag key id is 0 to 7");
@@ -190,7 +224,7 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "[tag]\nsigning_key = 2\n\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n\n[[tag.keys]]\nid = 2\nsecret = \"f0e0d0c0b0a090807060504030201000\"\n";
+    const GOOD: &str = "[tag]\nsigning_key = 2\n\n[[tag.keys]]\nid = 1\nsecret = \"9f3c2a71d04be85a6e17c3f20b8d9e44\"\n\n[[tag.keys]]\nid = 2\nsecret = \"5be0917a3cd24f68a1e3079bc42d6f15\"\n";
 
     #[test]
     fn reads_two_live_keys() {
@@ -201,7 +235,7 @@ mod tests {
 
     #[test]
     fn errors_name_key_and_line() {
-        let bad = GOOD.replace("f0e0d0c0b0a090807060504030201000", "f0e0");
+        let bad = GOOD.replace("5be0917a3cd24f68a1e3079bc42d6f15", "f0e0");
         let e = load_keyring(&bad).unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].secret", 10));
         assert!(e.to_string().contains("32 hexadecimal digits"), "{e}");
@@ -229,5 +263,50 @@ mod tests {
 
         let e = load_keyring("[other]\n").unwrap_err();
         assert_eq!(e.key, "tag");
+    }
+
+    #[test]
+    fn weak_keys_and_endless_ages_are_refused() {
+        let zeros = GOOD.replace("5be0917a3cd24f68a1e3079bc42d6f15", "00000000000000000000000000000000");
+        let e = load_keyring(&zeros).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].secret", 10));
+        assert!(e.message.contains("weak") && e.message.contains("iwf keygen"), "{e}");
+        let counting = GOOD.replace("5be0917a3cd24f68a1e3079bc42d6f15", "000102030405060708090a0b0c0d0e0f");
+        assert_eq!(load_keyring(&counting).unwrap_err().key, "tag.keys[1].secret");
+
+        let forever = GOOD.replace("signing_key = 2", "signing_key = 2\nmax_age_minutes = 4294967295");
+        let e = load_keyring(&forever).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.max_age_minutes", 3));
+        let month = GOOD.replace("signing_key = 2", "signing_key = 2\nmax_age_minutes = 43200");
+        assert!(load_keyring(&month).is_ok());
+    }
+
+    #[test]
+    fn a_key_file_is_read_and_its_absence_named() {
+        let path = std::env::temp_dir().join(format!("iwf-key-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let text = GOOD
+            .replace("secret = \"5be0917a3cd24f68a1e3079bc42d6f15\"", &format!("secret_file = \"{}\"", path.display()));
+        let e = load_keyring(&text).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].secret_file", 10));
+        assert!(e.message.contains("iwf keygen --out"), "{e}");
+        std::fs::write(&path, "5be0917a3cd24f68a1e3079bc42d6f15\n").unwrap();
+        let ring = load_keyring(&text).unwrap();
+        assert_eq!(ring.key_ids().collect::<Vec<_>>(), vec![1, 2]);
+        // The same key inline and from the file sign the same tags.
+        let fields = crate::tag::TagFields {
+            system: 1,
+            minutes: 1000,
+            sequence: 1,
+            segment_index: 0,
+            segment_count: 1,
+            receipts: crate::tag::ReceiptRequest::DELIVERY,
+        };
+        assert_eq!(ring.encode(&fields).unwrap(), load_keyring(GOOD).unwrap().encode(&fields).unwrap());
+        std::fs::write(&path, "00000000000000000000000000000000\n").unwrap();
+        assert!(load_keyring(&text).unwrap_err().message.contains("weak"));
+        let both = text.replace("id = 2\n", "id = 2\nsecret = \"5be0917a3cd24f68a1e3079bc42d6f15\"\n");
+        assert!(load_keyring(&both).unwrap_err().message.contains("not both"));
+        let _ = std::fs::remove_file(&path);
     }
 }

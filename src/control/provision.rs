@@ -207,7 +207,14 @@ mod tests {
 
     #[test]
     fn the_annotated_example_provisions_too() {
-        let p = Provision::parse(include_str!("../../config/example.toml")).unwrap();
+        let example = include_str!("../../config/example.toml");
+        // It does not load until its key exists ...
+        let e = Provision::parse(example).unwrap_err().to_string();
+        assert!(e.contains("tag.keys[0].secret_file") && e.contains("iwf keygen"), "{e}");
+        // ... and provisions once one is put in.
+        let keyed =
+            example.replace("secret_file = \"/etc/iwf/tag-key-1\"", "secret = \"9f3c2a71d04be85a6e17c3f20b8d9e44\"");
+        let p = Provision::parse(&keyed).unwrap();
         assert_eq!(p.routes.select_digits(b"447712345678", None), Ok(LegacySystemId(1)));
         assert_eq!(p.routes.select_digits(b"441234567890", Some("text/plain")), Ok(LegacySystemId(2)));
         assert!(p.routes.select_digits(b"441234567890", Some("image/png")).is_err());

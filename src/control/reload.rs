@@ -239,9 +239,9 @@ mod tests {
     }
 
     const GOOD: &str =
-        "[tag]\nsigning_key = 1\n\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n";
+        "[tag]\nsigning_key = 1\n\n[[tag.keys]]\nid = 1\nsecret = \"9f3c2a71d04be85a6e17c3f20b8d9e44\"\n";
     const OTHER: &str =
-        "[tag]\nsigning_key = 2\n\n[[tag.keys]]\nid = 2\nsecret = \"f0e0d0c0b0a090807060504030201000\"\n";
+        "[tag]\nsigning_key = 2\n\n[[tag.keys]]\nid = 2\nsecret = \"5be0917a3cd24f68a1e3079bc42d6f15\"\n";
 
     fn keyring(text: &str) -> Result<crate::tag::KeyRing, ConfigError> {
         super::super::config::load_keyring(text)
@@ -269,7 +269,7 @@ mod tests {
         let r = Reloader::load(&file.0, keyring).unwrap();
         let before = r.snapshot();
         // The error sits in line 6; the rest of the file would load.
-        file.write(&OTHER.replace("f0e0d0c0b0a090807060504030201000", "f0e0"));
+        file.write(&OTHER.replace("5be0917a3cd24f68a1e3079bc42d6f15", "f0e0"));
         let e = r.reload().unwrap_err();
         match &e {
             ReloadError::Config { path, error } => {

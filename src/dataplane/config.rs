@@ -1225,6 +1225,7 @@ mod shipped_files {
         assert!(matches!(example.ports[0].device, Device::Pci { .. }));
         // The [tag] section of both still loads with its own reader.
         crate::control::config::load_keyring(include_str!("../../config/lab.toml")).unwrap();
-        crate::control::config::load_keyring(include_str!("../../config/example.toml")).unwrap();
+        let e = crate::control::config::load_keyring(include_str!("../../config/example.toml")).unwrap_err();
+        assert_eq!(e.key, "tag.keys[0].secret_file", "the example names a key file that does not exist yet");
     }
 }

@@ -181,7 +181,7 @@ mod tests {
         use crate::control::reload::Reloader;
         use std::io::{Read, Write};
 
-        let good = "[tag]\nsigning_key = 1\n\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n";
+        let good = "[tag]\nsigning_key = 1\n\n[[tag.keys]]\nid = 1\nsecret = \"9f3c2a71d04be85a6e17c3f20b8d9e44\"\n";
         let path = std::env::temp_dir().join(format!("iwf-wiring-{}.toml", std::process::id()));
         std::fs::write(&path, good).unwrap();
         let stats = Arc::new(Stats::new(&["legacy".to_string()], 1));

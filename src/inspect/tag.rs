@@ -51,7 +51,7 @@ mod tests {
     use super::*;
     use crate::tag::{ReceiptRequest, TagFields};
 
-    const KEYS: &str = "[tag]\nsigning_key = 1\n[[tag.keys]]\nid = 1\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n";
+    const KEYS: &str = "[tag]\nsigning_key = 1\n[[tag.keys]]\nid = 1\nsecret = \"9f3c2a71d04be85a6e17c3f20b8d9e44\"\n";
 
     #[test]
     fn shows_valid_and_forged() {
