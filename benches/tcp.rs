@@ -109,6 +109,8 @@ impl Bench {
             clients: Vec::new(),
             tcp: TcpConfig::default(),
             limits: std::sync::Arc::new(PeerLimits::new(8)),
+            bind_guard: std::sync::Arc::new(iwf::dataplane::admission::BindGuard::default()),
+            sip_trusted: Vec::new(),
             queue: 0,
             sip_transactions: 16,
             sip_slot_bytes: 1024,

@@ -797,7 +797,7 @@ except smpplib.exceptions.PDUError as e:\n    print(int(e.args[1]))\nc.disconnec
 fn reload_and_admin() {
     let (status, body) = admin("GET", "/healthz");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(bind_status("smscd", "pwd"), 0x0f, "smsc-d is not provisioned yet: ESME_RINVSYSID");
+    assert_eq!(bind_status("smscd", "pwd"), 0x0d, "smsc-d is not provisioned yet: ESME_RBINDFAIL");
     let ua = sip_ua(&["--notify", "delivered", "--duration", "25"], &root_dir().join("target/lab/sip_ua_reload.json"));
     std::thread::sleep(Duration::from_millis(300));
     let flow = Command::new("ip")
@@ -811,7 +811,7 @@ fn reload_and_admin() {
     let base = std::fs::read_to_string(lab_config()).expect("target/lab/lab.toml");
     let added = format!(
         "{base}\n[[legacy]]\nid = 4\nname = \"smsc-d\"\nsystem_id = \"smscd\"\npassword = \"pwd\"\n\
-allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\nsystem = \"smsc-d\"\n"
+allow = [\"198.18.1.1/32\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\nsystem = \"smsc-d\"\n"
     );
     std::fs::write(lab_config(), &added).unwrap();
     let (status, body) = admin("POST", "/-/reload");
@@ -841,7 +841,7 @@ allow = [\"198.18.1.0/24\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\ns
     std::fs::write(lab_config(), &base).unwrap();
     let (status, body) = admin("POST", "/-/reload");
     assert_eq!(status, 200, "reload: {body}");
-    assert_eq!(bind_status("smscd", "pwd"), 0x0f, "a removed system is refused: ESME_RINVSYSID");
+    assert_eq!(bind_status("smscd", "pwd"), 0x0d, "a removed system is refused: ESME_RBINDFAIL");
     let out = flow.wait_with_output().expect("legacy_flow.py");
     let v = json_of(&String::from_utf8_lossy(&out.stdout), "legacy_flow.py");
     assert_eq!(v["checks"]["errors"], 0, "{v}");
@@ -1051,8 +1051,9 @@ fn smpp_server() {
     );
     assert_eq!(trx["unbind_resp"], serde_json::json!(["unbind_resp", 0]), "{v}");
     assert_eq!(v["tx_plus_rx"], serde_json::json!({"transmitter": 0, "receiver": 0, "unbind": [0, 0]}), "{v}");
-    assert_eq!(v["wrong_password"], 0x0e, "ESME_RINVPASWD: {v}");
-    assert_eq!(v["unknown_system_id"], 0x0f, "ESME_RINVSYSID: {v}");
+    // Every refusal reads the same (ESME_RBINDFAIL); the counters keep the reason.
+    assert_eq!(v["wrong_password"], 0x0d, "ESME_RBINDFAIL: {v}");
+    assert_eq!(v["unknown_system_id"], 0x0d, "ESME_RBINDFAIL: {v}");
     let burst = &v["window_burst"];
     assert_eq!(burst["bind"], 0, "{v}");
     assert_eq!(burst["answered"], 15, "every request of the burst answered, none dropped: {v}");
@@ -1097,6 +1098,86 @@ fn smpp_server() {
     let resets = tshark_fields(&pcap, &decode, &format!("{from_iwf} && tcp.flags.reset == 1"), "frame.number");
     assert_eq!(resets.len(), 2, "iwf's RSTs {resets:?}: one per refused connection");
     assert!(bad.is_empty(), "tshark flags iwf's frames {bad:?} as malformed or warning (see {})", pcap.display());
+}
+
+/// tests/peers/hostile.py inside `ns`: its JSON.
+fn hostile(ns: &str, args: &[&str]) -> serde_json::Value {
+    let script = root_dir().join("tests/peers/hostile.py");
+    let out = must(
+        run(Command::new("ip").args(["netns", "exec", ns, "timeout", "60", "python3"]).arg(&script).args(args)),
+        "tests/peers/hostile.py",
+    );
+    json_of(&out, "hostile.py")
+}
+
+/// A second address in a lab namespace, as a stranger's; removed on drop.
+struct StrangerAddr(&'static str, &'static str, &'static str);
+
+impl StrangerAddr {
+    fn add(ns: &'static str, dev: &'static str, cidr: &'static str) -> StrangerAddr {
+        let _ = run(Command::new("ip").args(["-n", ns, "addr", "del", cidr, "dev", dev]));
+        must(run(Command::new("ip").args(["-n", ns, "addr", "add", cidr, "dev", dev])), "ip addr add");
+        StrangerAddr(ns, dev, cidr)
+    }
+}
+
+impl Drop for StrangerAddr {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["-n", self.0, "addr", "del", self.2, "dev", self.1]));
+    }
+}
+
+/// Hostile peers: only the lab's SMSC address (198.18.1.1) may reach the SMPP port and
+/// only the SIP core (198.18.2.1) the SIP port. From 198.18.1.9 every bind, whether its
+/// system_id is unknown or its password wrong or right, ends the same way: the SYN is
+/// reset. From the allowed address every refusal is ESME_RBINDFAIL, and a burst of them
+/// puts the address in back-off (SYNs reset) until it runs out. From 198.18.2.9 a MESSAGE
+/// and an IMDN get 403 and a TCP connection is reset; none costs a transaction.
+fn hostile_peers() {
+    let legacy_before = counters("legacy");
+    let conv_before = counters("converged");
+    let _l = StrangerAddr::add(LEGACY_NS, LEGACY_TAP, "198.18.1.9/24");
+    let _c = StrangerAddr::add(CONV_NS, CONV_TAP, "198.18.2.9/24");
+    let probes = ["--bind", "nobody:pwa", "--bind", "smsca:wrong", "--bind", "smsca:pwa"];
+    let v = hostile(LEGACY_NS, &[&["binds", LEGACY_IWF, "2775", "--source", "198.18.1.9"][..], &probes[..]].concat());
+    assert_eq!(v["binds"], serde_json::json!(["refused", "refused", "refused"]), "one answer for all: {v}");
+    // From the allowed address: a good bind first (it clears earlier failures), then
+    // five refusals, each ESME_RBINDFAIL; the sixth attempt is reset at its SYN.
+    let mut args = vec!["binds", LEGACY_IWF, "2775", "--source", LEGACY_PEER_TEXT, "--bind", "smsca:pwa"];
+    for _ in 0..3 {
+        args.extend(["--bind", "nobody:pwa", "--bind", "smsca:wrong"]);
+    }
+    let v = hostile(LEGACY_NS, &args);
+    assert_eq!(
+        v["binds"],
+        serde_json::json!([0, 0x0d, 0x0d, 0x0d, 0x0d, 0x0d, "refused", "refused"]),
+        "five refusals, then the back-off: {v}"
+    );
+    let c = wait_port_counters("legacy", "refusal counters", Duration::from_secs(5), |c| {
+        delta(c, &legacy_before, "tcp.refused_backoff") >= 2
+    });
+    assert_eq!(delta(&c, &legacy_before, "tcp.refused_not_allowed"), 3, "{c:?}");
+    assert_eq!(delta(&c, &legacy_before, "smpp.bind_backoffs"), 1, "{c:?}");
+    assert_eq!(delta(&c, &legacy_before, "smpp.bind_refused_system_id"), 3, "{c:?}");
+    assert_eq!(delta(&c, &legacy_before, "smpp.bind_refused_password"), 2, "{c:?}");
+    // The back-off (bind_backoff_s = 5 in the lab) runs out: the system binds again.
+    std::thread::sleep(Duration::from_millis(5500));
+    let v = hostile(LEGACY_NS, &["binds", LEGACY_IWF, "2775", "--source", LEGACY_PEER_TEXT, "--bind", "smsca:pwa"]);
+    assert_eq!(v["binds"], serde_json::json!([0]), "{v}");
+
+    let v = hostile(CONV_NS, &["sip", CONV_IWF_TEXT, "5060", "--source", "198.18.2.9"]);
+    assert_eq!(v["message"], "SIP/2.0 403 Forbidden", "{v}");
+    assert_eq!(v["imdn"], "SIP/2.0 403 Forbidden", "{v}");
+    assert_eq!(v["tcp"], "refused", "{v}");
+    let c = wait_port_counters("converged", "SIP refusal counters", Duration::from_secs(5), |c| {
+        delta(c, &conv_before, "sip.untrusted_refused") >= 2 && delta(c, &conv_before, "tcp.refused_untrusted") >= 1
+    });
+    assert_eq!(delta(&c, &conv_before, "sip.rx_message"), 0, "no transaction for a stranger: {c:?}");
+    // The SIP core itself is still served over both transports.
+    let v = hostile(CONV_NS, &["sip", CONV_IWF_TEXT, "5060", "--source", CONV_PEER_TEXT]);
+    assert_ne!(v["message"], "SIP/2.0 403 Forbidden", "{v}");
+    assert_ne!(v["message"], "none", "{v}");
+    assert_eq!(v["tcp"], "connected", "{v}");
 }
 
 /// A peer process, killed when the scenario ends (or panics).
@@ -1274,6 +1355,7 @@ fn lab_end_to_end() {
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
     smpp_server();
+    hostile_peers();
     receipts_end_to_end();
     kill_and_restart();
     reload_and_admin();

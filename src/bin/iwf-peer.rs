@@ -667,6 +667,8 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
         system_id: SmppText::new(b"smsc-double").unwrap_or_default(),
         window: args.window,
         out_window: args.window,
+        // Like the SMSCs it stands in for, the double says why a bind was refused.
+        specific_bind_errors: true,
         ..SessionConfig::default()
     };
     let mut session = Session::new(config);

@@ -453,6 +453,18 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     // One per-peer connection table per port, shared by its workers.
     let limits: Vec<Arc<PeerLimits>> =
         cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
+    let new_guard = || {
+        Arc::new(super::admission::BindGuard::new(
+            cfg.smpp.backoff,
+            cfg.smpp.max_unbound,
+            4096,
+            cfg.smpp.specific_bind_errors,
+        ))
+    };
+    let guards: Vec<Arc<super::admission::BindGuard>> = cfg.ports.iter().map(|_| new_guard()).collect();
+    if cfg.sip.trusted.is_empty() && cfg.ports.iter().any(|p| p.sip_udp_port.is_some() || p.sip_tcp_port.is_some()) {
+        eprintln!("iwf: warning: [sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
+    }
     for (q, lcore) in workers.iter().enumerate() {
         let Some(flows) = all_flows.get(q).cloned() else { break };
         let mut wports = Vec::with_capacity(ports.len());
@@ -476,6 +488,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     keepalive,
                     owner: q as u16,
                     timer_t1_ms: cfg.sip.timer_t1_ms,
+                    trusted: cfg.sip.trusted.clone(),
+                    untrusted: cfg.sip.untrusted,
                 };
                 // iwf's own requests (MESSAGEs, IMDNs) leave from the next hop's port.
                 let originates = cfg.sip.next_hop_port == Some(index);
@@ -520,6 +534,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     limits: limits
                         .get(index)
                         .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
+                    bind_guard: guards.get(index).map_or_else(new_guard, Arc::clone),
+                    sip_trusted: cfg.sip.trusted.clone(),
                     queue: q as u16,
                     sip_transactions: 1024,
                     sip_slot_bytes: cfg.sip.server_slot_bytes,

@@ -308,6 +308,40 @@ pub struct SipConfig {
     /// to a MESSAGE before answering the legacy system ESME_RX_T_APPN (default 500 ms:
     /// 32 s).
     pub timer_t1_ms: u64,
+    /// The hosts that may send SIP to iwf (the SIP core, the next hops): a request
+    /// from anywhere else is refused before it costs a transaction, and a TCP
+    /// connection at its SYN. Empty: anyone (a warning at start).
+    pub trusted: Vec<(Ipv4Addr, u8)>,
+    /// What an untrusted UDP request gets.
+    pub untrusted: Untrusted,
+}
+
+/// What a SIP request over UDP from outside `[sip] trusted` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Untrusted {
+    /// 403 Forbidden, from no transaction (counted).
+    #[default]
+    Refuse,
+    /// Nothing (counted): a scanner learns nothing.
+    Drop,
+}
+
+/// `[smpp]`: the SMPP server's defences (the systems themselves are `[[legacy]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmppConfig {
+    /// Answer each bind refusal with its own status instead of `ESME_RBINDFAIL` (lab
+    /// debugging only: it tells a stranger which system_ids exist).
+    pub specific_bind_errors: bool,
+    /// Failed binds that put an address in back-off, and for how long.
+    pub backoff: super::admission::BackoffPolicy,
+    /// Connections not bound yet, on a port as a whole.
+    pub max_unbound: usize,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        SmppConfig { specific_bind_errors: false, backoff: super::admission::BackoffPolicy::default(), max_unbound: 64 }
+    }
 }
 
 impl Default for SipConfig {
@@ -320,6 +354,8 @@ impl Default for SipConfig {
             server_slot_bytes: 2048,
             client_transactions: 256,
             timer_t1_ms: 500,
+            trusted: Vec::new(),
+            untrusted: Untrusted::Refuse,
         }
     }
 }
@@ -337,6 +373,8 @@ pub struct DataplaneConfig {
     pub sip: SipConfig,
     /// `[tcp]`.
     pub tcp: TcpConfig,
+    /// `[smpp]`.
+    pub smpp: SmppConfig,
     /// `[[legacy]]`, in order.
     pub legacy: Vec<LegacyConfig>,
 }
@@ -451,8 +489,8 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     let root = root.get_ref();
     // A misspelt section would otherwise be ignored while every key inside the known
     // ones is checked.
-    const SECTIONS: [&str; 10] =
-        ["tag", "eal", "control", "ports", "sip", "tcp", "legacy", "converged", "routes", "msisdn"];
+    const SECTIONS: [&str; 11] =
+        ["tag", "eal", "control", "ports", "sip", "tcp", "smpp", "legacy", "converged", "routes", "msisdn"];
     for (k, _) in root.iter() {
         let name: &str = k.get_ref().as_ref();
         if !SECTIONS.contains(&name) {
@@ -699,8 +737,9 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
     }
     let sip = load_sip(&doc, root, &ports)?;
     let tcp = load_tcp(&doc, root)?;
+    let smpp = load_smpp(&doc, root)?;
     let legacy = load_legacy(&doc, root, &ports)?;
-    Ok(DataplaneConfig { eal, control, ports, sip, tcp, legacy })
+    Ok(DataplaneConfig { eal, control, ports, sip, tcp, smpp, legacy })
 }
 
 fn load_tcp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<TcpConfig, ConfigError> {
@@ -788,27 +827,7 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         }
         let mut allow = Vec::new();
         if let Some(a) = Doc::get(t, "allow") {
-            let Some(items) = a.get_ref().as_array() else {
-                return doc.err(
-                    &format!("{at}.allow"),
-                    a.span(),
-                    "expected an array of networks, e.g. [\"198.18.1.0/24\"]",
-                );
-            };
-            for (j, item) in items.iter().enumerate() {
-                let key = format!("{at}.allow[{j}]");
-                let text = doc.string(&key, item)?;
-                let net = match text.split_once('/') {
-                    Some((a, l)) => a.parse::<Ipv4Addr>().ok().zip(l.parse::<u8>().ok().filter(|l| *l <= 32)),
-                    None => text.parse::<Ipv4Addr>().ok().map(|a| (a, 32)),
-                };
-                match net {
-                    Some(n) => allow.push(n),
-                    None => {
-                        return doc.err(&key, item.span(), format!("`{text}` is not an IPv4 network (198.18.1.0/24)"))
-                    }
-                }
-            }
+            allow = networks(doc, &format!("{at}.allow"), a)?;
         }
         let window = match Doc::get(t, "window") {
             Some(w) => doc.integer(&format!("{at}.window"), w, 1, 1024)? as usize,
@@ -935,6 +954,56 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
     Ok(out)
 }
 
+/// An array of IPv4 networks (`"198.18.1.0/24"`, or an address for /32).
+fn networks(doc: &Doc<'_>, key: &str, v: &Spanned<toml::de::DeValue<'_>>) -> Result<Vec<(Ipv4Addr, u8)>, ConfigError> {
+    let Some(items) = v.get_ref().as_array() else {
+        return doc.err(key, v.span(), "expected an array of networks, e.g. [\"198.18.1.0/24\"]");
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (j, item) in items.iter().enumerate() {
+        let key = format!("{key}[{j}]");
+        let text = doc.string(&key, item)?;
+        let net = match text.split_once('/') {
+            Some((a, l)) => a.parse::<Ipv4Addr>().ok().zip(l.parse::<u8>().ok().filter(|l| *l <= 32)),
+            None => text.parse::<Ipv4Addr>().ok().map(|a| (a, 32)),
+        };
+        match net {
+            Some(n) => out.push(n),
+            None => return doc.err(&key, item.span(), format!("`{text}` is not an IPv4 network (198.18.1.0/24)")),
+        }
+    }
+    Ok(out)
+}
+
+fn load_smpp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<SmppConfig, ConfigError> {
+    let mut smpp = SmppConfig::default();
+    let Some(v) = Doc::get(root, "smpp") else {
+        return Ok(smpp);
+    };
+    let t = doc.table("smpp", v)?;
+    doc.only(
+        t,
+        "smpp",
+        &["specific_bind_errors", "bind_failures", "bind_failure_window_s", "bind_backoff_s", "max_unbound"],
+    )?;
+    if let Some(c) = Doc::get(t, "specific_bind_errors") {
+        smpp.specific_bind_errors = doc.boolean("smpp.specific_bind_errors", c)?;
+    }
+    if let Some(c) = Doc::get(t, "bind_failures") {
+        smpp.backoff.failures = doc.integer("smpp.bind_failures", c, 1, 255)? as u8;
+    }
+    if let Some(c) = Doc::get(t, "bind_failure_window_s") {
+        smpp.backoff.window_s = doc.integer("smpp.bind_failure_window_s", c, 1, 86_400)? as u32;
+    }
+    if let Some(c) = Doc::get(t, "bind_backoff_s") {
+        smpp.backoff.backoff_s = doc.integer("smpp.bind_backoff_s", c, 1, 86_400)? as u32;
+    }
+    if let Some(c) = Doc::get(t, "max_unbound") {
+        smpp.max_unbound = doc.integer("smpp.max_unbound", c, 1, 65_536)? as usize;
+    }
+    Ok(smpp)
+}
+
 fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<SipConfig, ConfigError> {
     let mut sip = SipConfig::default();
     let Some(v) = Doc::get(root, "sip") else {
@@ -951,8 +1020,20 @@ fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<S
             "server_slot_bytes",
             "client_transactions",
             "timer_t1_ms",
+            "trusted",
+            "untrusted",
         ],
     )?;
+    if let Some(c) = Doc::get(t, "trusted") {
+        sip.trusted = networks(doc, "sip.trusted", c)?;
+    }
+    if let Some(c) = Doc::get(t, "untrusted") {
+        sip.untrusted = match doc.string("sip.untrusted", c)? {
+            "refuse" => Untrusted::Refuse,
+            "drop" => Untrusted::Drop,
+            other => return doc.err("sip.untrusted", c.span(), format!("`{other}`: expected refuse or drop")),
+        };
+    }
     if let Some(c) = Doc::get(t, "options_interval_ms") {
         sip.options_interval_ms = doc.integer("sip.options_interval_ms", c, 0, 86_400_000)? as u64;
     }

@@ -198,6 +198,11 @@ sip_counters! {
     rejected_cancel = "rejected_cancel",
     /// Methods iwf does not serve (405).
     rejected_method = "rejected_method",
+    /// Requests from outside `[sip] trusted` answered 403 (no transaction).
+    untrusted_refused = "untrusted_refused",
+    /// Datagrams from outside `[sip] trusted` dropped (requests with `untrusted =
+    /// "drop"`, responses, keep-alives).
+    untrusted_dropped = "untrusted_dropped",
     /// Request-URI scheme neither sip, sips nor tel (416).
     rejected_uri_scheme = "rejected_uri_scheme",
     /// Max-Forwards 0 (483).
@@ -293,6 +298,14 @@ counter_group! {
         accepted,
         /// Connections refused: the peer holds max_connections_per_peer already.
         refused_peer_limit,
+        /// SYNs to the SMPP port refused (RST): no legacy system allows the address.
+        refused_not_allowed,
+        /// SYNs to the SMPP port refused (RST): the address is in its bind back-off.
+        refused_backoff,
+        /// Connections refused: the port holds `smpp.max_unbound` unbound connections.
+        refused_unbound_cap,
+        /// SYNs to the SIP-over-TCP port refused (RST): not in `[sip] trusted`.
+        refused_untrusted,
         /// Connections closed (either side, or reset).
         closed,
         /// Active opens (iwf connecting out).
@@ -340,6 +353,8 @@ counter_group! {
         bind_refused_address,
         /// Server role: binds refused otherwise.
         bind_refused_other,
+        /// Server role: addresses put in back-off after `smpp.bind_failures` failed binds.
+        bind_backoffs,
         /// enquire_link received and answered.
         enquire_link_in,
         /// enquire_link iwf sent (keep-alive).

@@ -19,7 +19,7 @@ use super::arp::ArpCache;
 use super::counters::{DropReason, Handled};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet,
-    IpAddress, IpProtocol, Ipv4Packet, UdpPacket,
+    IpAddress, IpProtocol, Ipv4Packet, TcpPacket, TcpSeqNumber, UdpPacket,
 };
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
@@ -126,6 +126,9 @@ pub struct TcpSegment {
     pub src: SocketAddrV4,
     /// Our port.
     pub dst_port: u16,
+    /// A connection attempt (SYN without ACK): where admission is decided, before
+    /// the attempt costs a socket ([`reset_in_place`] refuses it).
+    pub opening: bool,
 }
 
 /// A service table is full.
@@ -154,6 +157,70 @@ pub struct Host {
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Rewrites a received TCP segment (Ethernet + IPv4 + TCP, checked by
+/// [`Host::receive`]) in place into the RST that refuses it (RFC 9293 §3.10.7.1: a
+/// segment without ACK is answered `seq 0, ACK = its seq + its length`), and returns
+/// the reply's length: addresses and ports swapped, no options, no payload.
+pub fn reset_in_place(frame: &mut [u8]) -> Option<usize> {
+    let ip_len = usize::from(frame.get(ETH_HEADER_LEN)? & 0x0F) * 4;
+    let total = usize::from(be16(frame, ETH_HEADER_LEN + 2)?);
+    let tcp_at = ETH_HEADER_LEN + ip_len;
+    let data_offset = usize::from(frame.get(tcp_at + 12)? >> 4) * 4;
+    let flags = *frame.get(tcp_at + 13)?;
+    let seq = u32::from_be_bytes(frame.get(tcp_at + 4..tcp_at + 8)?.try_into().ok()?);
+    let ack = u32::from_be_bytes(frame.get(tcp_at + 8..tcp_at + 12)?.try_into().ok()?);
+    let payload = total.checked_sub(ip_len + data_offset)?;
+    let (syn, fin, has_ack) = (flags & 0x02 != 0, flags & 0x01 != 0, flags & 0x10 != 0);
+    let seg_len = payload as u32 + u32::from(syn) + u32::from(fin);
+    let mut peer_ip = [0u8; 4];
+    let mut our_ip = [0u8; 4];
+    peer_ip.copy_from_slice(frame.get(ETH_HEADER_LEN + 12..ETH_HEADER_LEN + 16)?);
+    our_ip.copy_from_slice(frame.get(ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20)?);
+    let (sport, dport) = (be16(frame, tcp_at)?, be16(frame, tcp_at + 2)?);
+    let len = ETH_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
+    let out = frame.get_mut(..len)?;
+    // Ethernet: back to the sender.
+    let mut mac = [0u8; 12];
+    mac.copy_from_slice(&out[..12]);
+    out[..6].copy_from_slice(&mac[6..12]);
+    out[6..12].copy_from_slice(&mac[..6]);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut out[ETH_HEADER_LEN..]);
+        ip.set_version(4);
+        ip.set_header_len(IPV4_HEADER_LEN as u8);
+        ip.set_dscp(0);
+        ip.set_ecn(0);
+        ip.set_total_len((IPV4_HEADER_LEN + TCP_HEADER_LEN) as u16);
+        ip.set_ident(0);
+        ip.clear_flags();
+        ip.set_dont_frag(true);
+        ip.set_frag_offset(0);
+        ip.set_hop_limit(64);
+        ip.set_next_header(IpProtocol::Tcp);
+        ip.set_src_addr(Ipv4Addr::from(our_ip));
+        ip.set_dst_addr(Ipv4Addr::from(peer_ip));
+        ip.fill_checksum();
+    }
+    let mut tcp = TcpPacket::new_unchecked(&mut out[ETH_HEADER_LEN + IPV4_HEADER_LEN..]);
+    tcp.set_src_port(dport);
+    tcp.set_dst_port(sport);
+    tcp.set_header_len(TCP_HEADER_LEN as u8);
+    tcp.clear_flags();
+    tcp.set_rst(true);
+    if has_ack {
+        tcp.set_seq_number(TcpSeqNumber(ack as i32));
+        tcp.set_ack_number(TcpSeqNumber(0));
+    } else {
+        tcp.set_seq_number(TcpSeqNumber(0));
+        tcp.set_ack_number(TcpSeqNumber(seq.wrapping_add(seg_len) as i32));
+        tcp.set_ack(true);
+    }
+    tcp.set_window_len(0);
+    tcp.set_urgent_at(0);
+    tcp.fill_checksum(&IpAddress::Ipv4(Ipv4Addr::from(our_ip)), &IpAddress::Ipv4(Ipv4Addr::from(peer_ip)));
+    Some(len)
 }
 
 impl Host {
@@ -352,14 +419,18 @@ impl Host {
         let Some(tcp) = frame.get(ETH_HEADER_LEN + header_len..ETH_HEADER_LEN + total) else {
             return Outcome::Drop(DropReason::TcpTruncated);
         };
-        let (Some(sport), Some(dport), Some(&offset)) = (be16(tcp, 0), be16(tcp, 2), tcp.get(12)) else {
+        let (Some(sport), Some(dport), Some(&offset), Some(&flags)) =
+            (be16(tcp, 0), be16(tcp, 2), tcp.get(12), tcp.get(13))
+        else {
             return Outcome::Drop(DropReason::TcpTruncated);
         };
         let data_offset = usize::from(offset >> 4) * 4;
         if data_offset < TCP_HEADER_LEN || data_offset > tcp.len() {
             return Outcome::Drop(DropReason::TcpTruncated);
         }
-        Outcome::Tcp(TcpSegment { src: SocketAddrV4::new(src, sport), dst_port: dport })
+        // SYN (0x02) without ACK (0x10) or RST (0x04).
+        let opening = flags & 0x16 == 0x02;
+        Outcome::Tcp(TcpSegment { src: SocketAddrV4::new(src, sport), dst_port: dport, opening })
     }
 
     fn icmp_in(&mut self, frame: &mut [u8], header_len: usize, total: usize, peer_mac: EthernetAddress) -> Outcome {
@@ -751,8 +822,12 @@ mod tests {
         syn[0..2].copy_from_slice(&40000u16.to_be_bytes());
         syn[2..4].copy_from_slice(&2775u16.to_be_bytes());
         syn[12] = 0x50;
+        syn[13] = 0x02;
         let Outcome::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
-        assert_eq!(seg, TcpSegment { src: SocketAddrV4::new(PEER_IP, 40000), dst_port: 2775 });
+        assert_eq!(seg, TcpSegment { src: SocketAddrV4::new(PEER_IP, 40000), dst_port: 2775, opening: true });
+        syn[13] = 0x12; // SYN-ACK: not an opening
+        let Outcome::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
+        assert!(!seg.opening);
         assert_eq!(drop_of(&mut ipv4(1, &[8, 0, 0])), DropReason::IcmpTruncated);
         let mut ts = vec![13, 0, 0, 0, 0, 0, 0, 0];
         let c = rfc1071(&ts);
@@ -897,5 +972,33 @@ mod tests {
                 let _ = h.answer_udp(&mut echo(), 0, &d, &payload, &mut out);
             }
         }
+    }
+
+    #[test]
+    fn a_refused_syn_becomes_its_reset_in_place() {
+        let mut syn = [0u8; 24]; // with 4 octets of options (MSS)
+        syn[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        syn[2..4].copy_from_slice(&2775u16.to_be_bytes());
+        syn[4..8].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+        syn[12] = 0x60;
+        syn[13] = 0x02;
+        syn[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+        let mut f = ipv4(6, &syn);
+        let (peer_mac, our_mac) = (f[6..12].to_vec(), f[0..6].to_vec());
+        let len = reset_in_place(&mut f).unwrap();
+        assert_eq!(len, 54);
+        let f = &f[..len];
+        assert_eq!((&f[0..6], &f[6..12]), (&peer_mac[..], &our_mac[..]));
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (OUR_IP, PEER_IP));
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(tcp.verify_checksum(&IpAddress::Ipv4(OUR_IP), &IpAddress::Ipv4(PEER_IP)));
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (2775, 40000));
+        assert!(tcp.rst() && tcp.ack() && !tcp.syn());
+        assert_eq!(tcp.seq_number(), TcpSeqNumber(0));
+        // The SYN's sequence number plus one, wrapping.
+        assert_eq!(tcp.ack_number(), TcpSeqNumber(0xFFFF_FFF1u32 as i32));
+        assert!(reset_in_place(&mut [0u8; 20]).is_none(), "too short to answer");
     }
 }

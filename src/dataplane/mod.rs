@@ -26,6 +26,7 @@
 //! This is the one module that may use `unsafe`; each unsafe block states why it holds.
 #![allow(unsafe_code)]
 
+pub mod admission;
 pub mod app;
 pub mod arp;
 pub mod config;

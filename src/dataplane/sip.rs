@@ -103,7 +103,7 @@ pub struct KeepAlive {
 }
 
 /// Sizes and options of one worker's SIP service.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SipSettings {
     /// Our address and SIP port (the Via sent-by of iwf's requests).
     pub local: SocketAddrV4,
@@ -119,6 +119,22 @@ pub struct SipSettings {
     pub owner: u16,
     /// T1 of iwf's client transactions (Timer F = 64·T1).
     pub timer_t1_ms: u64,
+    /// `[sip] trusted`: the only sources served (empty: every source).
+    pub trusted: Vec<(std::net::Ipv4Addr, u8)>,
+    /// What an untrusted request gets.
+    pub untrusted: super::config::Untrusted,
+}
+
+/// A stateless `403 Forbidden` to `request` in `out` (its length), if it parses.
+fn forbidden(request: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut headers = [Header::EMPTY; MAX_HEADERS];
+    let crate::wire::sip::Status::Complete(_, msg) =
+        crate::wire::sip::Parser::datagram().parse(request, &mut headers).ok()?
+    else {
+        return None;
+    };
+    let w = crate::wire::sip::MessageWriter::response_to(out, &msg, 403, "Forbidden", Some("iwf")).ok()?;
+    w.finish(b"").ok()
 }
 
 /// Two fresh random words per call (std's `RandomState` is seeded from the OS).
@@ -154,6 +170,8 @@ pub struct SipUdp {
     tokens: HashMap<ClientTxId, u64>,
     /// The flows' requests wait for a client slot (counted once per episode).
     blocked: bool,
+    trusted: Vec<(std::net::Ipv4Addr, u8)>,
+    untrusted: super::config::Untrusted,
 }
 
 impl SipUdp {
@@ -200,6 +218,8 @@ impl SipUdp {
             originates: false,
             tokens: HashMap::with_capacity(settings.client_transactions),
             blocked: false,
+            trusted: settings.trusted.clone(),
+            untrusted: settings.untrusted,
         }
     }
 
@@ -298,6 +318,25 @@ impl SipUdp {
         }?;
         self.count_sent(reply.get(..sent.len).unwrap_or(&[]));
         Some(UdpSend { len: sent.len, to: sent.to })
+    }
+
+    /// A datagram from outside `[sip] trusted`: a request is answered 403 without a
+    /// transaction (or dropped, as configured), anything else dropped; all counted.
+    /// It never reaches the transaction table or the flows.
+    fn untrusted(&mut self, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+        let refuse = self.untrusted == super::config::Untrusted::Refuse && classify(payload) == DatagramKind::Request;
+        let sent = refuse.then(|| forbidden(payload, reply)).flatten();
+        match sent {
+            Some(len) => {
+                self.count(|c| c.untrusted_refused.inc());
+                self.count_sent(reply.get(..len).unwrap_or(&[]));
+                Some(UdpSend { len, to: src })
+            }
+            None => {
+                self.count(|c| c.untrusted_dropped.inc());
+                None
+            }
+        }
     }
 
     fn response(&mut self, now: u64, payload: &[u8]) {
@@ -469,6 +508,9 @@ pub fn keepalive_options(
 
 impl UdpService for SipUdp {
     fn receive(&mut self, now_ms: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+        if !super::tcp::in_cidrs(&self.trusted, *src.ip(), true) {
+            return self.untrusted(payload, src, reply);
+        }
         match classify(payload) {
             DatagramKind::Request => self.request(now_ms, payload, src, reply),
             DatagramKind::Response => {
@@ -551,6 +593,8 @@ mod tests {
             keepalive: keepalive.then_some(KeepAlive { next_hop: CORE, interval_ms: 1000 }),
             owner: 0,
             timer_t1_ms: 500,
+            trusted: vec![(Ipv4Addr::new(198, 18, 2, 1), 32)],
+            untrusted: crate::dataplane::config::Untrusted::Refuse,
         };
         let route: Route = crate::session::sip::unknown_recipient;
         (SipUdp::new(&settings, route, Arc::clone(&stats), 0, 0), stats)
@@ -616,6 +660,32 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         let m = parse_datagram(r.as_bytes(), &mut h).unwrap();
         assert_eq!(m.status_code(), Some(200));
         assert!(m.to().unwrap().tag().is_some(), "a To tag");
+    }
+
+    #[test]
+    fn untrusted_sources_are_refused_before_a_transaction() {
+        let (mut svc, stats) = service(false);
+        let stranger = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 9), 5062);
+        let mut out = [0u8; 1500];
+        let msg = request("MESSAGE", "z9hG4bKx1", "Content-Type: text/plain\r\n");
+        let sent = svc.receive(0, &msg, stranger, &mut out).expect("a 403");
+        assert_eq!(sent.to, stranger, "back to the sender, whatever its Via says");
+        let r = std::str::from_utf8(&out[..sent.len]).unwrap();
+        assert!(r.starts_with("SIP/2.0 403 Forbidden\r\n"), "{r}");
+        assert_eq!(svc.server().len(), 0, "no transaction spent on it");
+        // A response and a keep-alive from there are dropped.
+        assert!(svc.receive(0, &ok_to(&msg), stranger, &mut out).is_none());
+        assert!(svc.receive(0, b"\r\n\r\n", stranger, &mut out).is_none());
+        let c = sip(&stats);
+        assert_eq!((c.untrusted_refused, c.untrusted_dropped, c.rx_message, c.tx_4xx), (1, 2, 0, 1));
+        // The trusted core is served as before.
+        let (r, _) = answer(&mut svc, 0, &msg).unwrap();
+        assert!(r.starts_with("SIP/2.0 404 "), "{r}");
+        assert_eq!(svc.server().len(), 1);
+        // Configured to drop, the stranger hears nothing.
+        svc.untrusted = crate::dataplane::config::Untrusted::Drop;
+        assert!(svc.receive(0, &request("OPTIONS", "z9hG4bKx2", ""), stranger, &mut out).is_none());
+        assert_eq!(sip(&stats).untrusted_dropped, 3);
     }
 
     #[test]

@@ -54,6 +54,7 @@
 //! Nothing on the per-packet path allocates: sockets, buffers, sessions and queues are
 //! allocated in [`TcpStack::new`].
 
+use super::admission::BindGuard;
 use super::config::{LegacyConfig, TcpConfig};
 use super::counters::{DropReason, QueueCounters, SmppCounters, TcpCounters};
 use super::mbuf::{Mbuf, Mempool};
@@ -406,12 +407,14 @@ impl phy::Device for NoFrames {
 
 /// Connections per peer address, shared by every worker's endpoint on a port: a fixed
 /// table of atomic counts indexed by a hash of the address (two addresses that share a
-/// bucket share its limit: stricter, never looser). Lock-free; no allocation after
-/// [`PeerLimits::new`].
+/// bucket share its limit: stricter, never looser). The hash is keyed at start (std's
+/// `RandomState`), so nobody can pick an address that shares a legacy system's bucket.
+/// Lock-free; no allocation after [`PeerLimits::new`].
 #[derive(Debug)]
 pub struct PeerLimits {
     buckets: Vec<std::sync::atomic::AtomicU32>,
     max: u32,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl PeerLimits {
@@ -423,12 +426,13 @@ impl PeerLimits {
         PeerLimits {
             buckets: (0..Self::BUCKETS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
             max: u32::try_from(max).unwrap_or(u32::MAX),
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
     fn bucket(&self, ip: Ipv4Addr) -> Option<&std::sync::atomic::AtomicU32> {
-        let h = u64::from(u32::from(ip)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
-        self.buckets.get(usize::try_from(h).unwrap_or(0) % Self::BUCKETS)
+        let h = self.hasher.hash_one(u32::from(ip));
+        self.buckets.get(usize::try_from(h % Self::BUCKETS as u64).unwrap_or(0))
     }
 
     /// Takes one connection for `ip`; `false` when it holds the maximum already.
@@ -501,16 +505,68 @@ impl Directory {
     }
 }
 
-impl Authenticator for Directory {
-    fn authenticate(&mut self, bind: &BindRequest<'_>) -> Result<LegacySystemId, BindRefusal> {
-        self.with(|mut it| {
-            let system = Iterator::find(&mut it, |s| s.system_id.as_bytes() == bind.system_id)
-                .ok_or(BindRefusal::UnknownSystem)?;
-            if system.password.as_bytes() != bind.password {
-                return Err(BindRefusal::BadPassword);
+impl Directory {
+    /// Whether any system that binds to iwf allows `ip`: a connection from anywhere
+    /// else is refused at its SYN.
+    pub fn admits(&self, ip: Ipv4Addr) -> bool {
+        self.with(|it| {
+            let mut any = false;
+            for s in it {
+                any |= s.allows(ip);
             }
+            any
+        })
+    }
+}
+
+/// Whether `ip` lies in one of `cidrs`; an empty list answers `empty`.
+pub fn in_cidrs(cidrs: &[(Ipv4Addr, u8)], ip: Ipv4Addr, empty: bool) -> bool {
+    if cidrs.is_empty() {
+        return empty;
+    }
+    cidrs.iter().any(|&(net, len)| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(net) & mask
+    })
+}
+
+/// Compares a bind's password with the provisioned one in constant time (both padded
+/// to SMPP's 8 octets plus their length), so the time a refusal takes tells nothing
+/// about how much of a guess was right.
+fn password_matches(provisioned: &[u8], offered: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let pad = |p: &[u8]| {
+        let mut out = [0u8; 10];
+        let n = p.len().min(9);
+        out[..n].copy_from_slice(&p[..n]);
+        out[9] = p.len().min(255) as u8;
+        out
+    };
+    bool::from(pad(provisioned).ct_eq(&pad(offered)))
+}
+
+impl Authenticator for Directory {
+    /// The address first (a peer no system allows learns nothing else), then the
+    /// system_id, then the password, compared in constant time.
+    fn authenticate(&mut self, bind: &BindRequest<'_>) -> Result<LegacySystemId, BindRefusal> {
+        self.with(|it| {
+            let mut allowed = false;
+            let mut found = None;
+            for s in it {
+                allowed |= s.allows(bind.peer);
+                if found.is_none() && s.system_id.as_bytes() == bind.system_id {
+                    found = Some(s);
+                }
+            }
+            if !allowed {
+                return Err(BindRefusal::AddressNotAllowed);
+            }
+            let system = found.ok_or(BindRefusal::UnknownSystem)?;
             if !system.allows(bind.peer) {
                 return Err(BindRefusal::AddressNotAllowed);
+            }
+            if !password_matches(system.password.as_bytes(), bind.password) {
+                return Err(BindRefusal::BadPassword);
             }
             Ok(LegacySystemId(system.id))
         })
@@ -566,6 +622,9 @@ struct Slot {
     smpp: Option<SmppConn>,
     peer: Option<Ipv4Addr>,
     open: bool,
+    /// An SMPP server connection not bound yet: it holds one of the port's
+    /// [`UnboundCap`](super::admission::UnboundCap) places.
+    unbound: bool,
 }
 
 /// An SMSC iwf binds to as an ESME.
@@ -606,6 +665,11 @@ pub struct StackSettings {
     pub queue: u16,
     /// The port's per-peer connection counts (one table shared by the port's workers).
     pub limits: std::sync::Arc<PeerLimits>,
+    /// The port's bind back-off and unbound-connection cap (shared likewise).
+    pub bind_guard: std::sync::Arc<BindGuard>,
+    /// `[sip] trusted`: the addresses that may open SIP-over-TCP connections (empty:
+    /// anyone).
+    pub sip_trusted: Vec<(Ipv4Addr, u8)>,
     /// SIP server transactions for the TCP streams.
     pub sip_transactions: usize,
     /// Bytes per SIP server transaction.
@@ -642,6 +706,12 @@ impl TcpStack {
         self.rx.push(m)
     }
 
+    /// Whether a connection attempt (a SYN) from `peer` to our `port` may go on; see
+    /// [`Endpoint::admit`].
+    pub fn admit(&self, peer: Ipv4Addr, port: u16, now_ms: u64) -> Result<(), Refusal> {
+        self.endpoint.admit(peer, port, now_ms)
+    }
+
     /// Runs smoltcp and the applications over the worker's mbufs when frames wait or a
     /// timer is due (frames go on `tx`).
     pub fn poll(&mut self, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
@@ -664,6 +734,11 @@ pub struct Endpoint {
     ephemeral: std::ops::Range<u16>,
     next_ephemeral: u16,
     limits: std::sync::Arc<PeerLimits>,
+    guard: std::sync::Arc<BindGuard>,
+    /// `[sip] trusted`: who may open a SIP-over-TCP connection (empty: anyone).
+    sip_trusted: Vec<(Ipv4Addr, u8)>,
+    smpp_port: Option<u16>,
+    sip_port: Option<u16>,
     next_poll: u64,
     next_service: u64,
     /// The worker's flows (none: requests are answered `ESME_RX_T_APPN`, MESSAGEs by
@@ -702,7 +777,36 @@ fn new_socket(tcp: &TcpConfig) -> tcp::Socket<'static> {
     s
 }
 
+/// Why a connection attempt was refused at its SYN (answered with a RST, counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// SMPP: no legacy system allows the address.
+    NotAllowed,
+    /// SMPP: the address failed to bind too often and waits out its back-off.
+    Backoff,
+    /// SIP over TCP: the address is not in `[sip] trusted`.
+    Untrusted,
+}
+
 impl Endpoint {
+    /// Admission at the SYN, before the attempt costs a socket or a handshake: to the
+    /// SMPP port only from an address some legacy system allows and that is not in
+    /// its bind back-off; to the SIP port only from `[sip] trusted`. Other ports are
+    /// smoltcp's (nothing listens: it resets them itself).
+    pub fn admit(&self, peer: Ipv4Addr, port: u16, now_ms: u64) -> Result<(), Refusal> {
+        if self.smpp_port == Some(port) {
+            if !self.directory.admits(peer) {
+                return Err(Refusal::NotAllowed);
+            }
+            if self.guard.backoff.refused(peer, now_ms / 1000) {
+                return Err(Refusal::Backoff);
+            }
+        } else if self.sip_port == Some(port) && !in_cidrs(&self.sip_trusted, peer, true) {
+            return Err(Refusal::Untrusted);
+        }
+        Ok(())
+    }
+
     /// Everything allocated here: the interface, `tcp.sockets` sockets with their
     /// buffers (one per client, the rest split between the SMPP and SIP listeners), a
     /// session per SMPP socket, a stream buffer per SIP socket.
@@ -722,8 +826,15 @@ impl Endpoint {
         let mut sockets = SocketSet::new(Vec::with_capacity(total));
         let mut slots = Vec::with_capacity(total);
         let window = directory.max_window();
+        let specific_bind_errors = settings.bind_guard.specific_bind_errors;
         let smpp_conn = |role: Role, window: usize| SmppConn {
-            session: Session::new(SessionConfig { role, window, out_window: window, ..SessionConfig::default() }),
+            session: Session::new(SessionConfig {
+                role,
+                window,
+                out_window: window,
+                specific_bind_errors,
+                ..SessionConfig::default()
+            }),
             pending: Vec::with_capacity(window),
             window,
             seen: SessionCounters::default(),
@@ -744,6 +855,7 @@ impl Endpoint {
                 smpp: Some(smpp_conn(Role::Client(c.credentials), c.window)),
                 peer: None,
                 open: false,
+                unbound: false,
             });
         }
         let listeners = total.saturating_sub(own);
@@ -762,6 +874,7 @@ impl Endpoint {
                     smpp: Some(smpp_conn(Role::Server, window)),
                     peer: None,
                     open: false,
+                    unbound: false,
                 });
             }
         }
@@ -774,6 +887,7 @@ impl Endpoint {
                     smpp: None,
                     peer: None,
                     open: false,
+                    unbound: false,
                 });
             }
         }
@@ -792,6 +906,7 @@ impl Endpoint {
                 smpp: None,
                 peer: None,
                 open: false,
+                unbound: false,
             });
         }
         let sip = settings.sip_port.map(|_| {
@@ -814,6 +929,10 @@ impl Endpoint {
             next_ephemeral: ephemeral.start,
             ephemeral,
             limits: std::sync::Arc::clone(&settings.limits),
+            guard: std::sync::Arc::clone(&settings.bind_guard),
+            sip_trusted: settings.sip_trusted.clone(),
+            smpp_port: settings.smpp_port,
+            sip_port: settings.sip_port,
             next_poll: 0,
             next_service: 0,
             flows: None,
@@ -988,9 +1107,18 @@ impl Endpoint {
                 tc.refused_peer_limit.inc();
                 return;
             }
+            let smpp_server = matches!(self.slots.get(i).map(|s| &s.service), Some(Service::SmppServer { .. }));
+            if smpp_server && !self.guard.unbound.acquire() {
+                // Strangers may not hold every socket: unbound connections are capped.
+                self.limits.release(ip);
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                tc.refused_unbound_cap.inc();
+                return;
+            }
             let Some(slot) = self.slots.get_mut(i) else { return };
             slot.open = true;
             slot.peer = Some(ip);
+            slot.unbound = smpp_server;
             match &mut slot.service {
                 Service::SmppClient { connecting, .. } => *connecting = false,
                 Service::SipClient { connecting, len, .. } => {
@@ -1148,6 +1276,22 @@ impl Endpoint {
                     if let Some(f) = flows.as_deref_mut() {
                         flow_event(f, conn_id, &e, &slot.service);
                     }
+                    if let (Service::SmppServer { .. }, Some(ip)) = (&slot.service, slot.peer) {
+                        match &e {
+                            Event::Bound { .. } => {
+                                self.guard.backoff.bound(ip);
+                                if std::mem::take(&mut slot.unbound) {
+                                    self.guard.unbound.release();
+                                }
+                            }
+                            Event::Closed { reason: crate::session::smpp::CloseReason::BindRefused(_) }
+                                if self.guard.backoff.failed(ip, now / 1000) =>
+                            {
+                                sc.bind_backoffs.inc();
+                            }
+                            _ => {}
+                        }
+                    }
                     smpp_event(now, e, &mut slot.service, window, directory, sc);
                 }
                 drop(flows);
@@ -1166,6 +1310,9 @@ impl Endpoint {
                 (slot.peer, matches!(slot.service, Service::SmppClient { .. } | Service::SipClient { .. }))
             {
                 self.limits.release(ip);
+            }
+            if std::mem::take(&mut slot.unbound) {
+                self.guard.unbound.release();
             }
             slot.open = false;
             slot.peer = None;
@@ -1682,6 +1829,8 @@ mod tests {
             clients: Vec::new(),
             tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
             limits: std::sync::Arc::new(PeerLimits::new(per_peer)),
+            bind_guard: std::sync::Arc::new(BindGuard::default()),
+            sip_trusted: Vec::new(),
             queue: 0,
             sip_transactions: 16,
             sip_slot_bytes: 1024,
@@ -1851,13 +2000,98 @@ mod tests {
     }
 
     #[test]
+    fn admission_at_the_syn_and_the_bind_back_off() {
+        let mut lab = Lab::new(8);
+        let esme = Ipv4Addr::new(198, 18, 1, 1);
+        // Only the SMPP port is judged, and only addresses a system allows pass.
+        assert_eq!(lab.iwf.admit(esme, 2775, 0), Ok(()));
+        assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 2, 9), 2775, 0), Err(Refusal::NotAllowed));
+        assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 2, 9), 2776, 0), Ok(()), "not a service: smoltcp's");
+        // Four wrong passwords: still admitted; the fifth starts the back-off.
+        for i in 0..5u16 {
+            let h = lab.connect(42000 + i);
+            lab.run(30);
+            lab.sock(h).send_slice(&bind("smsca", "guess")).unwrap();
+            lab.run(50);
+            assert_eq!(lab.responses(h), [(0x8000_0009, 0x0d, 1)]);
+            let admitted = lab.iwf.admit(esme, 2775, lab.now);
+            assert_eq!(admitted.is_ok(), i < 4, "after failure {}", i + 1);
+            lab.sock(h).abort();
+            lab.run(20);
+        }
+        assert_eq!(lab.counters.smpp.bind_backoffs.get(), 1);
+        assert_eq!(lab.iwf.admit(esme, 2775, lab.now + 59_000), Err(Refusal::Backoff));
+        assert_eq!(lab.iwf.admit(esme, 2775, lab.now + 61_000), Ok(()), "a minute later");
+        // Every unbound place went back when those connections closed.
+        assert_eq!(lab.iwf.guard.unbound.held(), 0);
+    }
+
+    #[test]
+    fn unbound_connections_are_capped_for_the_port_and_a_bind_frees_a_place() {
+        let mut s = settings(8);
+        s.bind_guard = std::sync::Arc::new(BindGuard::new(Default::default(), 2, 64, false));
+        let mut lab = Lab::build(s);
+        let hs: Vec<_> = (0..3).map(|i| lab.connect(43000 + i)).collect();
+        lab.run(100);
+        let up: Vec<_> = hs.iter().filter(|h| lab.sock(**h).state() == TcpState::Established).copied().collect();
+        assert_eq!(up.len(), 2);
+        assert_eq!(lab.counters.tcp.refused_unbound_cap.get(), 1);
+        // One binds: its place is free for the next stranger.
+        lab.sock(up[0]).send_slice(&bind("smsca", "pwa")).unwrap();
+        lab.run(50);
+        assert_eq!(lab.responses(up[0]), [(0x8000_0009, 0, 1)]);
+        assert_eq!(lab.iwf.guard.unbound.held(), 1);
+        let h = lab.connect(43010);
+        lab.run(100);
+        assert_eq!(lab.sock(h).state(), TcpState::Established);
+    }
+
+    #[test]
+    fn passwords_compare_whole() {
+        assert!(password_matches(b"pwa", b"pwa"));
+        assert!(!password_matches(b"pwa", b"pw"));
+        assert!(!password_matches(b"pwa", b"pwa\0"));
+        assert!(!password_matches(b"", b"x"));
+        assert!(!password_matches(b"12345678", b"12345679"));
+    }
+
+    #[test]
+    fn a_stranger_learns_nothing_from_the_refusal_reason() {
+        let legacy = [LegacyConfig {
+            id: 1,
+            system_id: "smsca".into(),
+            password: "pwa".into(),
+            allow: vec![(Ipv4Addr::new(198, 18, 1, 1), 32)],
+            ..LegacyConfig::default()
+        }];
+        let mut d = Directory::new(&legacy);
+        let bind = |system_id: &'static [u8], password: &'static [u8], peer| BindRequest {
+            system_id,
+            password,
+            system_type: b"",
+            bind_type: crate::session::smpp::BindType::Transceiver,
+            interface_version: 0x34,
+            peer,
+        };
+        let stranger = Ipv4Addr::new(198, 18, 1, 9);
+        // Unknown system_id, wrong password, right password: the address is checked first.
+        for (id, pw) in [(&b"nobody"[..], &b"pwa"[..]), (b"smsca", b"wrong"), (b"smsca", b"pwa")] {
+            assert_eq!(d.authenticate(&bind(id, pw, stranger)), Err(BindRefusal::AddressNotAllowed));
+        }
+        let esme = Ipv4Addr::new(198, 18, 1, 1);
+        assert_eq!(d.authenticate(&bind(b"nobody", b"pwa", esme)), Err(BindRefusal::UnknownSystem));
+        assert_eq!(d.authenticate(&bind(b"smsca", b"wrong", esme)), Err(BindRefusal::BadPassword));
+        assert_eq!(d.authenticate(&bind(b"smsca", b"pwa", esme)), Ok(LegacySystemId(1)));
+    }
+
+    #[test]
     fn refused_binds_close_and_the_per_peer_limit_resets() {
         let mut lab = Lab::new(2);
         let h = lab.connect(40001);
         lab.run(30);
         lab.sock(h).send_slice(&bind("smsca", "nope")).unwrap();
         lab.run(50);
-        assert_eq!(lab.responses(h), [(0x8000_0009, 0x0e, 1)], "ESME_RINVPASWD");
+        assert_eq!(lab.responses(h), [(0x8000_0009, 0x0d, 1)], "ESME_RBINDFAIL, the only refusal a peer sees");
         assert!(!lab.sock(h).may_recv(), "iwf closed the connection after the refusal");
         assert_eq!(lab.counters.smpp.bind_refused_password.get(), 1);
         lab.sock(h).close();
@@ -1873,7 +2107,7 @@ mod tests {
         let ok = *hs.iter().find(|h| lab.sock(**h).state() == TcpState::Established).unwrap();
         lab.sock(ok).send_slice(&bind("nosuch", "pwa")).unwrap();
         lab.run(50);
-        assert_eq!(lab.responses(ok), [(0x8000_0009, 0x0f, 1)], "ESME_RINVSYSID");
+        assert_eq!(lab.responses(ok), [(0x8000_0009, 0x0d, 1)], "ESME_RBINDFAIL for an unknown system_id too");
         assert_eq!(lab.counters.smpp.bind_refused_system_id.get(), 1);
     }
 

@@ -326,6 +326,23 @@ fn handle(
                 counters.drop(DropReason::TcpNoService);
                 return;
             };
+            if seg.opening {
+                if let Err(refusal) = stack.admit(*seg.src.ip(), seg.dst_port, now_ms) {
+                    // Refused before it costs a socket, a handshake or a hand-over: the
+                    // SYN becomes its RST.
+                    let c = &counters.tcp;
+                    match refusal {
+                        super::tcp::Refusal::NotAllowed => c.refused_not_allowed.inc(),
+                        super::tcp::Refusal::Backoff => c.refused_backoff.inc(),
+                        super::tcp::Refusal::Untrusted => c.refused_untrusted.inc(),
+                    }
+                    if let Some(len) = m.data_mut().ok().and_then(super::host::reset_in_place) {
+                        m.truncate(len);
+                        tx.push(m, counters);
+                    }
+                    return;
+                }
+            }
             match handoff.steer(seg.src, seg.dst_port) {
                 Steer::Local => {
                     if stack.queue(m).is_err() {

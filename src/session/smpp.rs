@@ -377,6 +377,12 @@ pub struct SessionConfig {
     pub throttle_backoff: u64,
     /// Output buffer size; raised to the minimum the windows need.
     pub out_capacity: usize,
+    /// Server: answer each bind refusal with its own status
+    /// ([`BindRefusal::status`]). Off (the default), every refusal is
+    /// `ESME_RBINDFAIL`, so a stranger learns nothing about which system_ids
+    /// exist or whether a password was right; the specific statuses are for
+    /// lab debugging.
+    pub specific_bind_errors: bool,
 }
 
 impl Default for SessionConfig {
@@ -395,6 +401,7 @@ impl Default for SessionConfig {
             bind_timeout: 10_000,
             throttle_backoff: 1_000,
             out_capacity: 0,
+            specific_bind_errors: false,
         }
     }
 }
@@ -1442,7 +1449,10 @@ impl Core {
             }
         }
         let (Some(bind_type), Ok(pdu)) = (BindType::from_request(command), Pdu::parse(buf)) else {
-            let status = Pdu::parse(buf).err().map_or(CommandStatus::ESME_RSYSERR, |e| e.command_status());
+            let status = match Pdu::parse(buf).err() {
+                Some(e) if self.config.specific_bind_errors => e.command_status(),
+                _ => CommandStatus::ESME_RBINDFAIL,
+            };
             self.reply(seq, resp, status);
             self.counters.binds_malformed = self.counters.binds_malformed.saturating_add(1);
             self.close(CloseReason::BindRefused(status));
@@ -1479,7 +1489,9 @@ impl Core {
                 self.events.push(Event::Bound { bind_type, system: Some(system) });
             }
             Err(refusal) => {
-                self.reply(seq, resp, refusal.status());
+                let status =
+                    if self.config.specific_bind_errors { refusal.status() } else { CommandStatus::ESME_RBINDFAIL };
+                self.reply(seq, resp, status);
                 let c = &mut self.counters;
                 let n = match refusal {
                     BindRefusal::UnknownSystem => &mut c.binds_refused_system_id,
@@ -1489,7 +1501,7 @@ impl Core {
                     BindRefusal::Failed => &mut c.binds_refused_other,
                 };
                 *n = n.saturating_add(1);
-                self.close(CloseReason::BindRefused(refusal.status()));
+                self.close(CloseReason::BindRefused(status));
             }
         }
     }
@@ -1924,8 +1936,12 @@ mod tests {
             // A 16-character system_id has no room for its NUL: parse error.
             (b"sixteen-chars-id", b"pwa", ESME_IP, CommandStatus::ESME_RINVSYSID),
         ];
-        for (system_id, password, peer, status) in cases {
-            let mut s = Session::new(SessionConfig::default());
+        // Specific statuses when configured for lab debugging; by default every
+        // refusal is ESME_RBINDFAIL, so a stranger learns nothing from it.
+        let uniform = cases.map(|(a, b, c, _)| (a, b, c, CommandStatus::ESME_RBINDFAIL));
+        let runs = cases.into_iter().map(|c| (true, c)).chain(uniform.into_iter().map(|c| (false, c)));
+        for (specific, (system_id, password, peer, status)) in runs {
+            let mut s = Session::new(SessionConfig { specific_bind_errors: specific, ..SessionConfig::default() });
             s.connected(0, peer);
             let bytes = if system_id.len() == 16 {
                 // Emit refuses it, so build the body by hand.
@@ -2504,7 +2520,8 @@ mod tests {
             now += 500;
         }
         assert_eq!(attempts, 1);
-        assert_eq!(client.state(), State::Closed(CloseReason::AuthRejected(CommandStatus::ESME_RINVPASWD)));
+        // The server answers every refusal ESME_RBINDFAIL (no hint for a guesser).
+        assert_eq!(client.state(), State::Closed(CloseReason::AuthRejected(CommandStatus::ESME_RBINDFAIL)));
         assert_eq!(client.counters().auth_rejected, 1);
         assert_eq!(server.counters().pdus_in.bind, 1);
         assert!(reconnect.is_stopped());
