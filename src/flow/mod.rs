@@ -256,6 +256,11 @@ impl crate::control::metrics::MetricsSource for Shared {
         for (reason, v) in self.drops() {
             let _ = out.counter("iwf_drops_total", "Refused or routed nowhere, by reason", &[("reason", reason)], v);
         }
+        for name in TABLES {
+            let v = self.table_entries(name) as f64;
+            let _ =
+                out.gauge("iwf_table_entries", "Entries of a table peers can fill, all cores", &[("table", name)], v);
+        }
         for lane in self.lanes.load().lanes() {
             let name = provision.system(lane.system().0).map_or("removed", |l| l.name.as_str());
             let labels = [("system", name)];
@@ -441,7 +446,13 @@ pub struct Shared {
     systems: ArcSwap<HashMap<u16, Arc<SystemStats>>>,
     /// Drops by reason ([`DROP_REASONS`]).
     drops: [AtomicU64; DROP_REASONS.len()],
+    /// Per core: the entries of each of its tables ([`TABLES`]), published once a
+    /// second by the core (`iwf_table_entries`).
+    tables: Vec<[AtomicU64; TABLES.len()]>,
 }
+
+/// The per-core tables a peer can fill, as `/metrics` names them.
+pub const TABLES: [&str; 5] = ["correlation", "smsc_receipts_parked", "waiters", "sent_pdus", "reassembly_held"];
 
 impl Shared {
     /// Shared state for `cores` workers with a lane per provisioned system.
@@ -475,7 +486,14 @@ impl Shared {
             store_completions: ArrayQueue::new(65_536),
             store,
             stats: FlowStats::default(),
+            tables: (0..cores).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
         })
+    }
+
+    /// Entries of table `name` ([`TABLES`]) summed over the cores, as last published.
+    pub fn table_entries(&self, name: &str) -> u64 {
+        let Some(i) = TABLES.iter().position(|t| *t == name) else { return 0 };
+        self.tables.iter().filter_map(|t| t.get(i)).map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     /// After a reload: a lane for every system the snapshot added (a removed system's
@@ -538,6 +556,10 @@ impl Shared {
         }
     }
 }
+
+/// Correlation entries removed per poll at most (a worker polls thousands of times a
+/// second: far more than any completion rate needs).
+const EXPIRE_PER_POLL: usize = 64;
 
 /// Settings of one core's [`Flows`].
 #[derive(Debug, Clone)]
@@ -1512,6 +1534,17 @@ impl Flows {
 
     /// Receipts whose park time ended without a resp binding their id: no message
     /// iwf sent has it (a resend would not match better). Acknowledged, counted.
+    /// This core's table sizes into the shared gauges.
+    fn publish_tables(&self) {
+        let Some(slots) = self.shared.tables.get(usize::from(self.config.core)) else { return };
+        let held: usize = self.held.values().map(Vec::len).sum();
+        let parked = self.correlation.parked_len() + self.parked.len();
+        let sizes = [self.correlation.len(), parked, self.waiters.len(), self.sent.len(), held];
+        for (slot, n) in slots.iter().zip(sizes) {
+            slot.store(n as u64, Ordering::Relaxed);
+        }
+    }
+
     fn sweep_parked(&mut self) {
         if self.parked.is_empty() {
             return;
@@ -1804,11 +1837,13 @@ impl Flows {
                 self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
             }
         }
-        // Expiry works in seconds: once per second is enough (not every poll).
+        // Correlation expiry costs what is due (nothing when nothing is): every poll,
+        // bounded per poll so a burst of expiries never stalls the packet path.
+        let _ = self.correlation.expire(unix, EXPIRE_PER_POLL);
         if unix != self.expired_at {
             self.expired_at = unix;
-            let _ = self.correlation.expire(unix, 256);
             self.sweep_parked();
+            self.publish_tables();
         }
     }
 

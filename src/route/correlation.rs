@@ -24,6 +24,12 @@
 //! - A message whose outcome is complete (a final delivery state, and a
 //!   display if one was asked) lingers [`CorrelationConfig::linger_secs`] to
 //!   absorb late duplicates, then goes; any entry goes at its validity deadline.
+//!   Expiry costs O(what expires): every message sits in one of two lists kept
+//!   in deadline order (live messages by validity, complete ones by the end of
+//!   their linger), linked through the message records themselves; each list's
+//!   deadlines grow with insertion order (a constant offset from now), so a new
+//!   deadline goes at the tail, and [`CorrelationTable::expire`] takes from the
+//!   heads only what is due.
 //! - While the IMDN of a state change is in flight the caller holds the message
 //!   ([`CorrelationTable::hold`]): its receipts answer [`ReceiptOutcome::InFlight`]
 //!   (nothing applied) and it does not expire. The IMDN's 2xx makes the change final
@@ -282,22 +288,29 @@ pub struct Checkpoint {
     agg: Option<PartAggregate>,
 }
 
-/// One message: fixed size (56 octets). `segments == 0` marks a free slot.
+/// One message: fixed size (60 octets: its 64-bit values are kept as two `u32`
+/// so the record aligns to 4 and needs no padding). `segments == 0` marks a free
+/// slot.
 #[derive(Debug, Clone, Copy)]
 struct MessageRec {
-    datetime_unix: i64,
-    recipient: u64,
-    sender: u64,
+    /// Neighbours in its deadline list ([`NONE`] at the ends); which list is in
+    /// `record` ([`QUEUE`]).
+    prev: u32,
+    next: u32,
+    datetime_unix: [u32; 2],
+    recipient: [u32; 2],
+    sender: [u32; 2],
     strings: u32,
     deadline: u32,
     datetime_nanos: u32,
     agg: u32,
-    datetime_offset: i16,
+    /// The DateTime's offset in minutes (12 bits, signed: at most ±1439) and, in
+    /// the top 4 bits, the dispositions asked for.
+    offset_dispositions: u16,
     id_len: u16,
     sender_len: u16,
     route_len: u16,
     system: u16,
-    dispositions: u8,
     segments: u8,
     /// Single part: packed [`ReceiptRecord`]; bit 7: complete.
     record: u8,
@@ -306,25 +319,45 @@ struct MessageRec {
 const COMPLETE: u8 = 0x80;
 /// `record` bit: an IMDN of the message is in flight ([`CorrelationTable::hold`]).
 const HELD: u8 = 0x40;
+/// `record` bits: the deadline list that holds the message (0 none, 1 live, 2 lingering).
+const QUEUE: u8 = 0x30;
+
+fn split(v: u64) -> [u32; 2] {
+    [(v >> 32) as u32, v as u32]
+}
+
+fn join(v: [u32; 2]) -> u64 {
+    (u64::from(v[0]) << 32) | u64::from(v[1])
+}
 
 impl MessageRec {
     const FREE: MessageRec = MessageRec {
-        datetime_unix: 0,
-        recipient: 0,
-        sender: 0,
+        prev: NONE,
+        next: NONE,
+        datetime_unix: [0; 2],
+        recipient: [0; 2],
+        sender: [0; 2],
         strings: 0,
         deadline: 0,
         datetime_nanos: 0,
         agg: NONE,
-        datetime_offset: 0,
+        offset_dispositions: 0,
         id_len: 0,
         sender_len: 0,
         route_len: NO_ROUTE,
         system: 0,
-        dispositions: 0,
         segments: 0,
         record: 0,
     };
+
+    fn offset(&self) -> i16 {
+        // Sign-extend the low 12 bits.
+        ((self.offset_dispositions << 4) as i16) >> 4
+    }
+
+    fn dispositions(&self) -> u8 {
+        (self.offset_dispositions >> 12) as u8
+    }
 
     fn strings_len(&self) -> usize {
         usize::from(self.id_len)
@@ -453,8 +486,11 @@ pub struct CorrelationTable {
     free_aggregates: Vec<u32>,
     arena: Arena,
     parked: HashMap<(u16, CanonicalId), Parked>,
+    /// When the parked receipts were last swept (unix seconds).
+    parked_swept: u64,
     live: usize,
-    cursor: usize,
+    /// Deadline lists: `[live, lingering]`, each `(head, tail)`.
+    queues: [(u32, u32); 2],
     counters: CorrelationCounters,
 }
 
@@ -541,8 +577,9 @@ impl CorrelationTable {
             free_aggregates: Vec::new(),
             arena: Arena::default(),
             parked: HashMap::new(),
+            parked_swept: 0,
             live: 0,
-            cursor: 0,
+            queues: [(NONE, NONE); 2],
             counters: CorrelationCounters::default(),
         }
     }
@@ -842,19 +879,21 @@ impl CorrelationTable {
             NONE
         };
         let rec = MessageRec {
-            datetime_unix: s.datetime.unix_seconds(),
-            recipient: pack_msisdn(&s.recipient),
-            sender: templated.map(|m| pack_msisdn(&m)).unwrap_or(0),
+            prev: NONE,
+            next: NONE,
+            datetime_unix: split(s.datetime.unix_seconds() as u64),
+            recipient: split(pack_msisdn(&s.recipient)),
+            sender: split(templated.map(|m| pack_msisdn(&m)).unwrap_or(0)),
             strings,
             deadline: to_epoch(msg.deadline),
             datetime_nanos: s.datetime.nanos(),
             agg,
-            datetime_offset: s.datetime.offset_minutes(),
+            offset_dispositions: (u16::from(s.dispositions.bits() & 0x0F) << 12)
+                | (s.datetime.offset_minutes() as u16 & 0x0FFF),
             id_len: s.message_id.len() as u16,
             sender_len: if templated.is_some() { SENDER_TEMPLATED } else { sender_bytes.len() as u16 },
             route_len: if s.imdn_record_route.is_some() { route_bytes.len() as u16 } else { NO_ROUTE },
             system,
-            dispositions: s.dispositions.bits(),
             segments: msg.segments,
             record: 0,
         };
@@ -908,9 +947,58 @@ impl CorrelationTable {
             }
             seq = next_sequence(seq);
         }
+        self.place(index);
         self.live += 1;
         self.counters.inserted += 1;
         Ok(MessageRef(index))
+    }
+
+    // ---- deadline lists ---------------------------------------------------------------
+
+    /// Takes message `i` out of its deadline list.
+    fn unlink(&mut self, i: u32) {
+        let Some(r) = self.messages.get(i as usize).copied() else { return };
+        let Some(q) = usize::from((r.record & QUEUE) >> 4).checked_sub(1) else { return };
+        match self.messages.get_mut(r.prev as usize) {
+            Some(p) => p.next = r.next,
+            None => self.queues[q].0 = r.next,
+        }
+        match self.messages.get_mut(r.next as usize) {
+            Some(n) => n.prev = r.prev,
+            None => self.queues[q].1 = r.prev,
+        }
+        if let Some(m) = self.messages.get_mut(i as usize) {
+            (m.prev, m.next) = (NONE, NONE);
+            m.record &= !QUEUE;
+        }
+    }
+
+    /// Puts message `i` in the list its state names (complete: lingering), in
+    /// deadline order: from the tail back past later deadlines, which only a
+    /// changed validity or linger setting produces, so this is O(1) in service.
+    fn place(&mut self, i: u32) {
+        self.unlink(i);
+        let Some(r) = self.messages.get(i as usize).copied() else { return };
+        if r.segments == 0 {
+            return;
+        }
+        let q = usize::from(r.record & COMPLETE != 0);
+        let mut after = self.queues[q].1;
+        while let Some(a) = self.messages.get(after as usize).filter(|a| a.deadline > r.deadline) {
+            after = a.prev;
+        }
+        let next = match self.messages.get_mut(after as usize) {
+            Some(a) => core::mem::replace(&mut a.next, i),
+            None => core::mem::replace(&mut self.queues[q].0, i),
+        };
+        match self.messages.get_mut(next as usize) {
+            Some(n) => n.prev = i,
+            None => self.queues[q].1 = i,
+        }
+        if let Some(m) = self.messages.get_mut(i as usize) {
+            (m.prev, m.next) = (after, next);
+            m.record = (m.record & !QUEUE) | ((q as u8 + 1) << 4);
+        }
     }
 
     fn message(&self, m: MessageRef) -> Result<&MessageRec, CorrelationError> {
@@ -935,7 +1023,7 @@ impl CorrelationTable {
         let (id, rest) = all.split_at(usize::from(r.id_len).min(all.len()));
         let (sender, route) = if r.sender_len == SENDER_TEMPLATED {
             let t = self.config.sender_template.as_ref().ok_or(CorrelationError::StaleRef)?;
-            let number = unpack_msisdn(r.sender).ok_or(CorrelationError::StaleRef)?;
+            let number = unpack_msisdn(join(r.sender)).ok_or(CorrelationError::StaleRef)?;
             let n = t.write(&number, buf).map_err(|_| CorrelationError::BufferTooSmall)?;
             let sender = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
             (sender, rest)
@@ -947,10 +1035,10 @@ impl CorrelationTable {
         Ok(StoredCorrelation {
             message_id: text(id),
             sender,
-            recipient: unpack_msisdn(r.recipient).ok_or(CorrelationError::StaleRef)?,
-            dispositions: dispositions_from_bits(r.dispositions),
-            datetime: DateTime::new(r.datetime_unix, r.datetime_nanos, r.datetime_offset)
-                .unwrap_or(DateTime::from_unix(r.datetime_unix)),
+            recipient: unpack_msisdn(join(r.recipient)).ok_or(CorrelationError::StaleRef)?,
+            dispositions: dispositions_from_bits(r.dispositions()),
+            datetime: DateTime::new(join(r.datetime_unix) as i64, r.datetime_nanos, r.offset())
+                .unwrap_or(DateTime::from_unix(join(r.datetime_unix) as i64)),
             imdn_record_route: (r.route_len != NO_ROUTE).then(|| text(route)),
         })
     }
@@ -1097,6 +1185,7 @@ impl CorrelationTable {
                 r.deadline = r.deadline.max(linger);
             }
         }
+        self.place(m.0);
         Ok(())
     }
 
@@ -1111,9 +1200,11 @@ impl CorrelationTable {
             c.agg = agg;
         }
         if let Some(rec) = self.messages.get_mut(m.0 as usize) {
-            rec.record = checkpoint.record & !HELD;
+            // The state goes back; the list it sits in is `place`'s to change.
+            rec.record = (checkpoint.record & !(HELD | QUEUE)) | (rec.record & QUEUE);
             rec.deadline = checkpoint.deadline;
         }
+        self.place(m.0);
         self.counters.rolled_back += 1;
         Ok(())
     }
@@ -1183,14 +1274,14 @@ impl CorrelationTable {
             let mut rec = unpack_record(r.record);
             let t = rec.apply(state);
             if let Some(m) = self.messages.get_mut(message as usize) {
-                m.record = pack_record(rec) | (m.record & HELD);
+                m.record = pack_record(rec) | (m.record & (HELD | QUEUE));
             }
             ((t == Transition::Advance).then_some(state), rec)
         } else {
             let a = &mut self.aggregates.get_mut(r.agg as usize)?.agg;
             (a.apply(part, state).ok().flatten(), a.reported())
         };
-        let display_asked = dispositions_from_bits(r.dispositions).contains(Dispositions::DISPLAY);
+        let display_asked = dispositions_from_bits(r.dispositions()).contains(Dispositions::DISPLAY);
         let done = reported.delivery.is_some_and(ReceiptState::is_final) && (!display_asked || reported.displayed);
         if done {
             let linger = to_epoch(now.saturating_add(self.config.linger_secs));
@@ -1198,6 +1289,7 @@ impl CorrelationTable {
                 m.record |= COMPLETE;
                 m.deadline = m.deadline.min(linger);
             }
+            self.place(message);
         }
         notify
     }
@@ -1214,6 +1306,7 @@ impl CorrelationTable {
         let Some(r) = self.messages.get(message as usize).copied() else {
             return;
         };
+        self.unlink(message);
         self.remove_part_key(message);
         if let Some(p) = self.parts.get_mut(message as usize) {
             *p = PartRec::FREE;
@@ -1244,36 +1337,40 @@ impl CorrelationTable {
         self.live = self.live.saturating_sub(1);
     }
 
-    /// Drops parked receipts past their park time, and scans up to `budget`
-    /// message slots (round robin) for entries past their deadline or linger.
+    /// Removes up to `budget` messages past their deadline or linger, taking
+    /// them from the heads of the deadline lists: the cost is what expires (a
+    /// message whose IMDN is in flight is stepped over; it is rare and short),
+    /// nothing when nothing is due, so it can run every poll. Parked receipts
+    /// past their park time are dropped once per second.
     pub fn expire(&mut self, now: u64, budget: usize) -> ExpiryReport {
         let mut report = ExpiryReport::default();
-        let before = self.parked.len();
-        self.parked.retain(|_, p| p.until >= now);
-        report.parked_dropped = before - self.parked.len();
-        self.counters.parked_dropped += report.parked_dropped as u64;
+        if now != self.parked_swept {
+            self.parked_swept = now;
+            let before = self.parked.len();
+            self.parked.retain(|_, p| p.until >= now);
+            report.parked_dropped = before - self.parked.len();
+            self.counters.parked_dropped += report.parked_dropped as u64;
+        }
         let now_e = to_epoch(now);
-        let n = self.messages.len();
-        for _ in 0..budget.min(n) {
-            if self.cursor >= n {
-                self.cursor = 0;
+        for q in 0..self.queues.len() {
+            let mut i = self.queues[q].0;
+            while report.expired + report.completed < budget {
+                let Some(r) = self.messages.get(i as usize).copied().filter(|r| r.deadline < now_e) else {
+                    break;
+                };
+                report.scanned += 1;
+                let next = r.next;
+                if r.record & HELD == 0 {
+                    if r.record & COMPLETE != 0 {
+                        report.completed += 1;
+                    } else {
+                        report.expired += 1;
+                        self.counters.expired += 1;
+                    }
+                    self.remove_index(i);
+                }
+                i = next;
             }
-            let i = self.cursor;
-            self.cursor += 1;
-            report.scanned += 1;
-            let Some(r) = self.messages.get(i).copied() else {
-                continue;
-            };
-            if r.segments == 0 || r.deadline >= now_e || r.record & HELD != 0 {
-                continue;
-            }
-            if r.record & COMPLETE != 0 {
-                report.completed += 1;
-            } else {
-                report.expired += 1;
-                self.counters.expired += 1;
-            }
-            self.remove_index(i as u32);
         }
         if self.arena.dead() > self.arena.live.max(4 * CHUNK) {
             self.compact_arena();
@@ -1368,7 +1465,12 @@ mod tests {
 
     #[test]
     fn sizes_stay_compact() {
-        assert_eq!(core::mem::size_of::<MessageRec>(), 56);
+        // 52 octets of message, 8 of deadline-list links (expiry by what is due).
+        assert_eq!(core::mem::size_of::<MessageRec>(), 60);
+        for offset in [-1439i16, -1, 0, 1, 60, 1439] {
+            let r = MessageRec { offset_dispositions: (0xF << 12) | (offset as u16 & 0x0FFF), ..MessageRec::FREE };
+            assert_eq!((r.offset(), r.dispositions()), (offset, 0xF));
+        }
         assert_eq!(core::mem::size_of::<PartRec>(), 16);
     }
 
@@ -1579,8 +1681,8 @@ mod tests {
         t.insert(&new(1, 1, stored("a", "sip:b@x", delivery())), T0).unwrap();
         t.insert(&new(2, 2, stored("b", "sip:b@x", delivery())), T0).unwrap();
         let rep = t.expire(T0 + 3600, 10);
-        assert_eq!(rep.expired, 0);
-        // A small budget scans round robin.
+        assert_eq!((rep.scanned, rep.expired), (0, 0), "nothing due: nothing looked at");
+        // The budget bounds the removals of one call; the rest wait for the next.
         let rep = t.expire(T0 + 3601, 1);
         assert_eq!((rep.scanned, rep.expired), (1, 1));
         let rep = t.expire(T0 + 3601, 1);
@@ -1588,6 +1690,54 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.index_len, 0);
         assert_eq!(t.counters().expired, 2);
+    }
+
+    /// Expiry costs what expires: among 100 000 live entries, the 300 that completed
+    /// (scattered over the table) all go once their linger ends, and nothing else is
+    /// looked at. A scan of a fixed number of slots per call let completed entries
+    /// pile up whenever more completed per call than it scanned.
+    #[test]
+    fn expiry_takes_what_is_due_wherever_it_sits() {
+        let mut t = CorrelationTable::new(config());
+        let mut refs = Vec::new();
+        for seq in 1..=100_000u32 {
+            let m = t.insert(&new(seq, 1, stored("m", "sip:b@x", delivery())), T0).unwrap();
+            refs.push((seq, m));
+        }
+        for (n, &(seq, m)) in refs.iter().enumerate().filter(|(n, _)| n % 333 == 7) {
+            t.resp(SYS, seq, &id(&format!("{n}")), T0 + 1).unwrap();
+            assert!(matches!(
+                t.receipt(SYS, &id(&format!("{n}")), ReceiptState::Delivered, T0 + 1),
+                ReceiptOutcome::Notify { message, .. } if message == m
+            ));
+        }
+        let linger = config().linger_secs;
+        assert_eq!(t.expire(T0 + 1 + linger, 100_000).scanned, 0, "the linger has not ended");
+        let rep = t.expire(T0 + 2 + linger, 100_000);
+        assert_eq!((rep.completed, rep.expired, rep.scanned), (301, 0, 301));
+        assert_eq!(t.len(), 100_000 - 301);
+        // Sustained: 400 messages a second, each complete at once, expiry once a
+        // second with a budget the rate fits: the table holds rate × linger.
+        let mut t = CorrelationTable::new(config());
+        let mut seq = 1u32;
+        let mut peak = 0;
+        for sec in 0..600u64 {
+            let now = T0 + sec;
+            for _ in 0..400 {
+                let m = t.insert(&new(seq, 1, stored("m", "sip:b@x", delivery())), now).unwrap();
+                let smsc = id(&format!("s{seq}"));
+                t.resp(SYS, seq, &smsc, now).unwrap();
+                assert!(matches!(t.receipt(SYS, &smsc, ReceiptState::Delivered, now), ReceiptOutcome::Notify { .. }));
+                t.release(m, now).unwrap();
+                seq = next_sequence(seq);
+            }
+            t.expire(now, 4096);
+            if sec > 60 {
+                peak = peak.max(t.len());
+            }
+        }
+        let steady = 400 * (linger as usize + 1);
+        assert!(peak <= steady, "{peak} entries held, rate × linger is {steady}");
     }
 
     #[test]

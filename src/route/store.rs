@@ -786,6 +786,9 @@ impl Store {
         if !bad.is_empty() {
             self.quarantine_correlations(&bad)?;
         }
+        // In deadline order: the in-memory table keeps its expiry lists sorted, and
+        // records that come in order each go at a list's tail.
+        out.sort_by_key(|(_, rec, _)| rec.deadline);
         Ok(out)
     }
 
