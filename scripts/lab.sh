@@ -118,6 +118,10 @@ lab_up() {
         cargo build --quiet --bin iwf --bin iwf-peer
     fi
     [ -x "$IWF_BIN" ] || die "no iwf binary at $IWF_BIN (build it, or set IWF_BIN)"
+    # The admin endpoint's token (config/lab.toml [control] admin_token_file): POST
+    # /-/reload needs `Authorization: Bearer $(cat target/lab/admin.token)`.
+    [ -s "$LAB_DIR/admin.token" ] || "$IWF_BIN" keygen --out "$LAB_DIR/admin.token" 2>/dev/null \
+        || die "cannot write $LAB_DIR/admin.token"
     ensure_hugepages
     start_iwf
     attach_taps

@@ -767,7 +767,14 @@ fn admin(method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect("127.0.0.1:9870").expect("admin endpoint 127.0.0.1:9870");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    // The token scripts/lab.sh wrote for [control] admin_token_file.
+    let token = std::fs::read_to_string(root_dir().join("target/lab/admin.token")).unwrap_or_default();
+    let token = token.trim();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:9870\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -797,6 +804,19 @@ except smpplib.exceptions.PDUError as e:\n    print(int(e.args[1]))\nc.disconnec
 fn reload_and_admin() {
     let (status, body) = admin("GET", "/healthz");
     assert_eq!(status, 200, "{body}");
+    // Without the token, or from a page that names another host, nothing changes.
+    for raw in [
+        "POST /-/reload HTTP/1.1\r\nHost: 127.0.0.1:9870\r\nContent-Length: 0\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: rebound.example:9870\r\n\r\n",
+    ] {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9870").expect("admin endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        assert!(text.starts_with("HTTP/1.1 401 ") || text.starts_with("HTTP/1.1 421 "), "{raw:?}: {text}");
+    }
     assert_eq!(bind_status("smscd", "pwd"), 0x0d, "smsc-d is not provisioned yet: ESME_RBINDFAIL");
     let ua = sip_ua(&["--notify", "delivered", "--duration", "25"], &root_dir().join("target/lab/sip_ua_reload.json"));
     std::thread::sleep(Duration::from_millis(300));

@@ -1,21 +1,29 @@
-//! The admin endpoint: a small HTTP/1.1 server on the control plane, loopback only by
-//! default (it has no authentication).
+//! The admin endpoint: a small HTTP/1.1 server on the control plane, on loopback.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /metrics` | 200, Prometheus text format 0.0.4 from the registered [`MetricsSource`]s |
 //! | `GET /healthz` | 200 `{"status":"ok","details":…}`, 503 `{"status":"unhealthy",…}` |
-//! | `POST /-/reload` | 200 with the reload summary, 400 with the error (file, key, line) |
+//! | `POST /-/reload` | 200 with the reload summary, 400 with the error (file, key, line); needs the token |
 //! | other paths | 404; another method on a known path: 405 with `Allow` |
 //!
-//! One thread, one connection at a time (`Connection: close` after each answer). A
-//! client has [`Limits::io_timeout`] (2 s) for its whole request, so a slow or silent
-//! client is answered 408 and the next one is served; a request over
-//! [`Limits::max_request_bytes`] is answered 413, one that does not parse 400. Requests
-//! are parsed with `httparse`.
+//! **Who may call it.** Every request must name the endpoint itself in `Host`
+//! (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`), else 421: a web page whose name
+//! an attacker pointed at 127.0.0.1 (DNS rebinding) sends its own name and is refused.
+//! A call that changes something needs `Authorization: Bearer <token>`, the token read
+//! from the file `[control] admin_token_file` names (compared in constant time), else
+//! 401; without a token file such calls are refused 403. A browser cannot add that
+//! header to a cross-site form post, so a page cannot make iwf reload (CSRF).
+//!
+//! **Bounds.** Each connection is served on a thread of its own, at most
+//! [`Limits::max_connections`] at once; beyond that a connection is answered 503 at once
+//! and closed, so one slow local client cannot starve the rest. A client has
+//! [`Limits::io_timeout`] (2 s) for its whole request (then 408); a request over
+//! [`Limits::max_request_bytes`] is answered 413, one that does not parse 400 (parsed with
+//! `httparse`). `Connection: close` after each answer.
 //!
 //! The address comes from `[control] admin` (`127.0.0.1:9870` in the shipped files); the
-//! configuration refuses a non-loopback one, as the endpoint has no authentication.
+//! configuration refuses a non-loopback one.
 //!
 //! [`MetricsSource`]: super::metrics::MetricsSource
 
@@ -38,18 +46,20 @@ const ACCEPT_POLL: Duration = Duration::from_millis(20);
 /// close is a FIN, not a reset that could discard the answer at the client).
 const DRAIN: Duration = Duration::from_millis(200);
 
-/// Size and time limits of one request.
+/// Size and time limits of one request, and how many are served at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Time a client has for its whole request, and for each write of the answer.
     pub io_timeout: Duration,
     /// The largest request (head and body) read; larger is answered 413.
     pub max_request_bytes: usize,
+    /// Connections served at once; more are answered 503.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { io_timeout: Duration::from_secs(2), max_request_bytes: 8192 }
+        Limits { io_timeout: Duration::from_secs(2), max_request_bytes: 8192, max_connections: 8 }
     }
 }
 
@@ -63,12 +73,12 @@ pub struct Health {
 }
 
 /// The health callback.
-pub type HealthCheck = Box<dyn Fn() -> Health + Send>;
+pub type HealthCheck = Box<dyn Fn() -> Health + Send + Sync>;
 
 /// The reload callback: a summary, or the error text (file, key and line).
-pub type ReloadHook = Box<dyn Fn() -> Result<String, String> + Send>;
+pub type ReloadHook = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
 
-/// What the routes call. Runs on the admin thread.
+/// What the routes call. Runs on the admin threads (several at once).
 #[derive(Default)]
 pub struct Handlers {
     /// Rendered by `GET /metrics`; sources may join after start.
@@ -77,6 +87,47 @@ pub struct Handlers {
     pub health: Option<HealthCheck>,
     /// Called by `POST /-/reload`; without one the route answers 501.
     pub reload: Option<ReloadHook>,
+    /// The bearer token of calls that change something; none: they are refused.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin token: read from its file at start, compared in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(Vec<u8>);
+
+impl AdminToken {
+    /// The shortest token accepted, in characters (`iwf keygen` writes 32).
+    pub const MIN_LEN: usize = 16;
+
+    /// The token in the file at `path` (surrounding white space ignored): at least
+    /// [`AdminToken::MIN_LEN`] printable characters.
+    pub fn read(path: &std::path::Path) -> Result<AdminToken, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        AdminToken::new(text.trim())
+    }
+
+    /// A token from its text.
+    pub fn new(text: &str) -> Result<AdminToken, String> {
+        if text.len() < Self::MIN_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "an admin token is at least {} printable characters without spaces (`iwf keygen --out FILE` makes one)",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(AdminToken(text.as_bytes().to_vec()))
+    }
+
+    /// Whether `offered` is the token (constant time for offers of its length).
+    fn matches(&self, offered: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        offered.len() == self.0.len() && bool::from(offered.ct_eq(&self.0))
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 impl std::fmt::Debug for Handlers {
@@ -85,6 +136,7 @@ impl std::fmt::Debug for Handlers {
             .field("metrics", &self.metrics)
             .field("health", &self.health.is_some())
             .field("reload", &self.reload.is_some())
+            .field("token", &self.token.is_some())
             .finish()
     }
 }
@@ -116,9 +168,10 @@ impl Admin {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let handlers = Arc::new(handlers);
         let thread = std::thread::Builder::new()
             .name("iwf-admin".to_string())
-            .spawn(move || accept_loop(&listener, &handlers, limits, &flag))?;
+            .spawn(move || accept_loop(&listener, &handlers, limits, &flag, addr))?;
         Ok(AdminHandle { addr, stop, thread: Some(thread) })
     }
 }
@@ -129,8 +182,8 @@ impl AdminHandle {
         self.addr
     }
 
-    /// Stops accepting, finishes the connection in hand (at most one request's
-    /// timeout) and joins the thread.
+    /// Stops accepting and joins the accept thread (connections in hand finish on
+    /// their own threads, within a request's timeout).
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -149,10 +202,51 @@ impl Drop for AdminHandle {
     }
 }
 
-fn accept_loop(listener: &TcpListener, handlers: &Handlers, limits: Limits, stop: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, handlers: &Arc<Handlers>, limits: Limits, stop: &AtomicBool, addr: SocketAddr) {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => serve(stream, handlers, limits),
+            Ok((mut stream, _)) => {
+                let taken = active
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < limits.max_connections).then_some(n + 1)
+                    })
+                    .is_ok();
+                if !taken {
+                    // Busy: say so at once rather than queue behind slow clients; a
+                    // short thread drains what the client sends so the close does not
+                    // reset the answer away (at most as many again, else just closed).
+                    let refusing = active
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n < 2 * limits.max_connections).then_some(n + 1)
+                        })
+                        .is_ok();
+                    if refusing {
+                        let active2 = Arc::clone(&active);
+                        let spawned = std::thread::Builder::new().name("iwf-admin-busy".to_string()).spawn(move || {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                            let busy = Response::text(503, "busy: too many admin connections");
+                            if stream.write_all(&busy.to_bytes()).is_ok() {
+                                finish(&mut stream);
+                            }
+                            active2.fetch_sub(1, Ordering::AcqRel);
+                        });
+                        if spawned.is_err() {
+                            active.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                    continue;
+                }
+                let (handlers, active2) = (Arc::clone(handlers), Arc::clone(&active));
+                let spawned = std::thread::Builder::new().name("iwf-admin-conn".to_string()).spawn(move || {
+                    serve(stream, &handlers, limits, addr);
+                    active2.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
             // WouldBlock, or a transient error (EMFILE, ECONNABORTED): look again soon.
             Err(_) => std::thread::sleep(ACCEPT_POLL),
         }
@@ -205,9 +299,12 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -224,6 +321,10 @@ struct Head {
     /// Bytes of head.
     head_len: usize,
     content_length: usize,
+    /// The `Host` header, if one.
+    host: Option<String>,
+    /// The credentials of `Authorization: Bearer <token>`, if given.
+    bearer: Option<Vec<u8>>,
 }
 
 enum Parsed {
@@ -241,7 +342,21 @@ fn parse_head(buf: &[u8]) -> Parsed {
         Err(e) => Parsed::Refused(Response::text(400, format!("bad request: {e}"))),
         Ok(httparse::Status::Complete(head_len)) => {
             let mut content_length = 0usize;
+            let mut host = None;
+            let mut bearer = None;
             for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("host") {
+                    if host.is_some() {
+                        return Parsed::Refused(Response::text(400, "bad request: two Host header fields"));
+                    }
+                    host = Some(String::from_utf8_lossy(h.value).trim().to_ascii_lowercase());
+                }
+                if h.name.eq_ignore_ascii_case("authorization") {
+                    let v = h.value.trim_ascii();
+                    if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+                        bearer = Some(v[7..].trim_ascii().to_vec());
+                    }
+                }
                 if h.name.eq_ignore_ascii_case("transfer-encoding") {
                     return Parsed::Refused(Response::text(400, "bad request: send a Content-Length, not chunks"));
                 }
@@ -257,13 +372,22 @@ fn parse_head(buf: &[u8]) -> Parsed {
                 path: req.path.unwrap_or("").to_string(),
                 head_len,
                 content_length,
+                host,
+                bearer,
             })
         }
     }
 }
 
+/// Whether `host` names the endpoint at `addr` (by address or as localhost).
+fn host_is_us(host: &str, addr: SocketAddr) -> bool {
+    let port = addr.port();
+    let names = [format!("{}:{port}", addr.ip()), format!("localhost:{port}"), format!("[::1]:{port}")];
+    names.iter().any(|n| n == host) || (port == 80 && matches!(host, "localhost" | "127.0.0.1" | "[::1]"))
+}
+
 /// Reads one request within the limits and answers it.
-fn serve(mut stream: TcpStream, handlers: &Handlers, limits: Limits) {
+fn serve(mut stream: TcpStream, handlers: &Handlers, limits: Limits, addr: SocketAddr) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.io_timeout));
@@ -287,6 +411,9 @@ fn serve(mut stream: TcpStream, handlers: &Handlers, limits: Limits) {
             }
         }
         if let Some(h) = &head {
+            if !h.host.as_deref().is_some_and(|host| host_is_us(host, addr)) {
+                break Response::text(421, format!("Host must name this endpoint ({addr})"));
+            }
             if len >= h.head_len.saturating_add(h.content_length) {
                 break route(h, handlers);
             }
@@ -313,6 +440,12 @@ fn serve(mut stream: TcpStream, handlers: &Handlers, limits: Limits) {
     if stream.write_all(&response.to_bytes()).is_err() {
         return;
     }
+    finish(&mut stream);
+}
+
+/// Ends an answered connection: FIN, then what the client still sends is drained
+/// for a moment.
+fn finish(stream: &mut TcpStream) {
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
     // Drain what the client still sends (a body past the limit) so closing does not
@@ -356,12 +489,15 @@ fn route(head: &Head, handlers: &Handlers) -> Response {
                 body: format!("{body}\n"),
             }
         }
-        ("/-/reload", "POST") => match &handlers.reload {
-            Some(reload) => match reload() {
+        ("/-/reload", "POST") => match (&handlers.reload, &handlers.token, &head.bearer) {
+            (_, None, _) => Response::text(403, "changes need an admin token: set [control] admin_token_file"),
+            (_, Some(token), Some(offered)) if !token.matches(offered) => Response::text(401, "wrong admin token"),
+            (_, Some(_), None) => Response::text(401, "send Authorization: Bearer <the admin token>"),
+            (Some(reload), Some(_), Some(_)) => match reload() {
                 Ok(summary) => Response::text(200, summary),
                 Err(error) => Response::text(400, error),
             },
-            None => Response::text(501, "reload is not configured"),
+            (None, Some(_), Some(_)) => Response::text(501, "reload is not configured"),
         },
         ("/metrics" | "/healthz", _) => Response::method_not_allowed("GET"),
         ("/-/reload", _) => Response::method_not_allowed("POST"),
@@ -397,15 +533,32 @@ mod tests {
                 details: serde_json::json!({"ports": {"legacy": "up"}}),
             })),
             reload: Some(Box::new(move || reload_result.lock().unwrap().clone())),
+            token: Some(AdminToken::new(TOKEN).unwrap()),
         }
     }
 
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
     fn fast() -> Limits {
-        Limits { io_timeout: Duration::from_millis(300), max_request_bytes: 1024 }
+        Limits { io_timeout: Duration::from_millis(300), max_request_bytes: 1024, max_connections: 8 }
     }
 
-    /// Sends `raw`, reads until the server closes: (status, head, body).
+    /// `raw` with a `Host` naming the endpoint after its request line.
+    fn hosted(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(raw);
+        match text.split_once("\r\n") {
+            Some((line, rest)) => format!("{line}\r\nHost: {addr}\r\n{rest}").into_bytes(),
+            None => raw.to_vec(),
+        }
+    }
+
+    /// Sends `raw` with the endpoint's `Host`, reads until the server closes.
     fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, String, String) {
+        exchange_raw(addr, &hosted(addr, raw))
+    }
+
+    /// Sends `raw` as it is, reads until the server closes: (status, head, body).
+    fn exchange_raw(addr: SocketAddr, raw: &[u8]) -> (u16, String, String) {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(raw).unwrap();
@@ -421,7 +574,11 @@ mod tests {
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-        exchange(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        exchange(addr, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+    }
+
+    fn reload_with(addr: SocketAddr, token: &str) -> (u16, String, String) {
+        exchange(addr, format!("POST /-/reload HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
     }
 
     #[test]
@@ -451,16 +608,72 @@ mod tests {
         assert_eq!(status, 503);
         assert!(body.contains("\"unhealthy\""), "{body}");
 
-        let post = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
-        let (status, _, body) = exchange(addr, post);
+        let post = format!("POST /-/reload HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n");
+        let (status, _, body) = exchange(addr, post.as_bytes());
         assert_eq!((status, body.as_str()), (200, "lab.toml: loaded, configuration generation 2\n"));
         *reload.lock().unwrap() = Err("lab.toml: line 12: `tag.keys[1].secret`: 32 hex digits".to_string());
-        let (status, _, body) = exchange(addr, post);
+        let (status, _, body) = exchange(addr, post.as_bytes());
         assert_eq!(status, 400);
         assert!(body.contains("line 12: `tag.keys[1].secret`"), "{body}");
         // A body (ignored) is read before the answer.
-        let (status, _, _) = exchange(addr, b"POST /-/reload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
-        assert_eq!(status, 400);
+        let with_body =
+            format!("POST /-/reload HTTP/1.1\r\nAuthorization: bearer {TOKEN}\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(exchange(addr, with_body.as_bytes()).0, 400);
+        h.stop();
+    }
+
+    #[test]
+    fn changes_need_the_token_and_every_call_our_own_host() {
+        let reload = Arc::new(Mutex::new(Ok("reloaded".to_string())));
+        let h = Admin::start_with(LOCAL, handlers(Arc::new(AtomicBool::new(true)), reload), fast()).unwrap();
+        let addr = h.local_addr();
+        assert_eq!(reload_with(addr, TOKEN).0, 200);
+        // No token, a wrong one, one of another length: refused, nothing reloaded.
+        assert_eq!(exchange(addr, b"POST /-/reload HTTP/1.1\r\n\r\n").0, 401);
+        assert_eq!(reload_with(addr, "0123456789abcdef0123456789abcdee").0, 401);
+        assert_eq!(reload_with(addr, "0123").0, 401);
+        // Another name in Host (DNS rebinding), or none: refused, reads too.
+        let evil = b"GET /metrics HTTP/1.1\r\nHost: attacker.example:9870\r\n\r\n";
+        assert_eq!(exchange_raw(addr, evil).0, 421);
+        assert_eq!(exchange_raw(addr, b"GET /healthz HTTP/1.1\r\n\r\n").0, 421);
+        let post =
+            format!("POST /-/reload HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        assert_eq!(exchange_raw(addr, post.as_bytes()).0, 421);
+        let two = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nHost: {addr}\r\n\r\n");
+        assert_eq!(exchange_raw(addr, two.as_bytes()).0, 400);
+        // localhost by name is us.
+        let local = format!("GET /healthz HTTP/1.1\r\nHost: LocalHost:{}\r\n\r\n", addr.port());
+        assert_eq!(exchange_raw(addr, local.as_bytes()).0, 200);
+        // Without a token file, changes are refused outright.
+        let open = Admin::start_with(LOCAL, Handlers { token: None, ..Handlers::default() }, fast()).unwrap();
+        assert_eq!(reload_with(open.local_addr(), TOKEN).0, 403);
+        assert!(AdminToken::new("short").is_err());
+        assert!(AdminToken::new("0123456789abcdef 0123").is_err());
+        h.stop();
+    }
+
+    #[test]
+    fn connections_are_served_at_once_up_to_a_bound() {
+        let reload = Arc::new(Mutex::new(Ok(String::new())));
+        let limits = Limits { io_timeout: Duration::from_millis(800), max_request_bytes: 1024, max_connections: 2 };
+        let h = Admin::start_with(LOCAL, handlers(Arc::new(AtomicBool::new(true)), reload), limits).unwrap();
+        let addr = h.local_addr();
+        // One silent client does not hold up the next.
+        let silent = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        assert_eq!(get(addr, "/healthz").0, 200);
+        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        // Two silent clients take both places: the next hears 503 at once.
+        let _second = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        assert_eq!(get(addr, "/healthz").0, 503);
+        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        // Their time runs out; the places come back.
+        drop(silent);
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(get(addr, "/healthz").0, 200);
         h.stop();
     }
 
@@ -535,7 +748,7 @@ mod tests {
         assert_eq!((status, body.as_str()), (200, "{\"details\":{},\"status\":\"ok\"}\n"));
         let (status, _, body) = get(addr, "/metrics");
         assert_eq!((status, body.as_str()), (200, ""));
-        assert_eq!(exchange(addr, b"POST /-/reload HTTP/1.1\r\n\r\n").0, 501);
+        assert_eq!(reload_with(addr, TOKEN).0, 403, "no token file: no changes");
         let start = Instant::now();
         h.stop();
         assert!(start.elapsed() < Duration::from_secs(1));
@@ -549,11 +762,15 @@ mod tests {
     fn a_panicking_callback_is_a_500() {
         let h = Admin::start_with(
             LOCAL,
-            Handlers { reload: Some(Box::new(|| panic!("boom"))), ..Handlers::default() },
+            Handlers {
+                reload: Some(Box::new(|| panic!("boom"))),
+                token: Some(AdminToken::new(TOKEN).unwrap()),
+                ..Handlers::default()
+            },
             fast(),
         )
         .unwrap();
-        assert_eq!(exchange(h.local_addr(), b"POST /-/reload HTTP/1.1\r\n\r\n").0, 500);
+        assert_eq!(reload_with(h.local_addr(), TOKEN).0, 500);
         assert_eq!(get(h.local_addr(), "/healthz").0, 200);
     }
 }

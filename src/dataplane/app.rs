@@ -13,8 +13,9 @@ use super::host::{Host, UdpService, UDP_SERVICES};
 use super::mbuf::Mempool;
 use super::port::{Port, PortError};
 use super::preflight;
+use super::ring::{RingConsumer, RingProducer};
 use super::sip::{KeepAlive, Route, SipSettings, SipUdp};
-use super::tcp::{Directory, Handoff, MbufRing, PeerLimits, SmscClient, StackSettings, TcpStack};
+use super::tcp::{Directory, Handoff, MbufHandoff, PeerLimits, SmscClient, StackSettings, TcpStack};
 use super::worker::{Worker, WorkerPort, STOP};
 use crate::session::smpp::{Credentials, ReconnectConfig};
 use smoltcp::wire::EthernetAddress;
@@ -335,7 +336,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             );
         }
     }
-    let rings = HandoffRings::create(usize::from(queues), socket).map_err(DataplaneError::Setup)?;
+    let mut handoffs = handoffs(usize::from(queues), socket).map_err(DataplaneError::Setup)?.into_iter();
     // The flows: shared state (provisioning snapshot, lanes, completions), the durable
     // store's thread, one engine per worker.
     let (store_tx, store_rx) = std::sync::mpsc::channel();
@@ -376,9 +377,22 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     // Healthy while the pipelines run; the links are reported, not
                     // judged (net_tap reads "down" once its tap moved to a namespace).
                     let flows = rs2.stats.line();
+                    // A worker that stopped polling for a second, or died, makes iwf
+                    // unhealthy, by name.
+                    let troubles = hs.liveness.troubles(WORKER_STALL_MS, STOP.load(Ordering::Relaxed));
+                    let workers: Vec<serde_json::Value> = hs
+                        .liveness
+                        .ages_ms()
+                        .iter()
+                        .enumerate()
+                        .map(|(q, age)| {
+                            let trouble = troubles.iter().find(|(w, _)| *w == q).map(|(_, t)| t.to_string());
+                            serde_json::json!({ "worker": q, "last_poll_ms_ago": age, "trouble": trouble })
+                        })
+                        .collect();
                     crate::control::admin::Health {
-                        healthy: !STOP.load(Ordering::Relaxed),
-                        details: serde_json::json!({ "links_up": links, "flows": flows }),
+                        healthy: !STOP.load(Ordering::Relaxed) && troubles.is_empty(),
+                        details: serde_json::json!({ "links_up": links, "flows": flows, "workers": workers }),
                     }
                 })),
                 reload: Some(Box::new(move || {
@@ -388,10 +402,21 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     }
                     r
                 })),
+                token: match &cfg.control.admin_token_file {
+                    Some(path) => Some(
+                        crate::control::admin::AdminToken::read(std::path::Path::new(path))
+                            .map_err(|e| {
+                                DataplaneError::Setup(format!(
+                                    "{config_path}: control.admin_token_file: {e} (write one with `iwf keygen --out {path}`)"
+                                ))
+                            })?,
+                    ),
+                    None => None,
+                },
             };
             let a = crate::control::admin::Admin::start(addr, handlers)
                 .map_err(|e| DataplaneError::Setup(format!("admin endpoint on {addr}: {e}")))?;
-            println!("iwf: admin endpoint http://{addr}/ (metrics, healthz, POST /-/reload)");
+            println!("iwf: admin endpoint http://{addr}/ (metrics, healthz, POST /-/reload with the token)");
             Some(a)
         }
         None => None,
@@ -551,10 +576,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             ports: wports,
             pool: Arc::clone(&pool),
             stats: Arc::clone(&stats),
-            handoff: rings.handoff(q),
+            handoff: handoffs.next().unwrap_or_else(Handoff::single),
             flows: Some(flows),
         };
-        if let Err(e) = eal.launch(*lcore, Box::new(move || worker.run())) {
+        let beats = Arc::clone(&stats);
+        if let Err(e) = eal.launch(*lcore, Box::new(move || beats.liveness.run(q, || worker.run()))) {
             STOP.store(true, Ordering::SeqCst);
             eal.wait_workers();
             return Err(DataplaneError::Setup(e));
@@ -609,9 +635,10 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
         );
     }
-    // Order matters: rings (drained: their mbufs go back to the pool) and ports (stop,
-    // close) before the mempool they use, EAL last.
-    drop(rings);
+    // Order matters: rings (drained: their mbufs go back to the pool; each went with
+    // the workers that held its ends, the unused ones go here) and ports (stop, close)
+    // before the mempool they use, EAL last.
+    drop(handoffs);
     drop(ports);
     drop(pool);
     let (files, dir) = eal.shutdown();
@@ -622,77 +649,36 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// The SP/SC rings between every ordered pair of workers (none with one worker).
-struct HandoffRings {
-    workers: usize,
-    /// `rings[src * workers + dst]`, null on the diagonal.
-    rings: Vec<*mut dpdk_sys::rte_ring>,
-}
-
-impl HandoffRings {
+/// The SP/SC rings between every ordered pair of workers (none with one worker), as
+/// each worker's [`MbufHandoff`]: its producer ends towards the others, its consumer
+/// ends from them. A ring is freed once both its ends are gone (the workers stopped).
+fn handoffs(workers: usize, socket: i32) -> Result<Vec<MbufHandoff>, String> {
     /// Ring size (a power of two; one slot stays empty).
     const SIZE: u32 = 1024;
-
-    fn create(workers: usize, socket: i32) -> Result<HandoffRings, String> {
-        let mut me = HandoffRings { workers, rings: vec![std::ptr::null_mut(); workers * workers] };
-        if workers <= 1 {
-            return Ok(me);
-        }
-        for src in 0..workers {
-            for dst in 0..workers {
-                if src == dst {
-                    continue;
-                }
-                let name = std::ffi::CString::new(format!("iwf_tcp_{src}_{dst}")).map_err(|e| e.to_string())?;
-                // SAFETY: EAL is up; the name is a valid C string; single producer (src)
-                // and single consumer (dst).
-                let r = unsafe {
-                    dpdk_sys::rte_ring_create(
-                        name.as_ptr(),
-                        Self::SIZE,
-                        socket,
-                        dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ,
-                    )
-                };
-                if r.is_null() {
-                    return Err(format!(
-                        "cannot create the TCP handoff ring {src}->{dst}: {}",
-                        super::eal::last_error()
-                    ));
-                }
-                if let Some(slot) = me.rings.get_mut(src * workers + dst) {
-                    *slot = r;
-                }
+    if workers <= 1 {
+        return Ok(vec![Handoff::single()]);
+    }
+    let mut out: Vec<Vec<Option<RingProducer>>> = (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    let mut inbound: Vec<Vec<Option<RingConsumer>>> =
+        (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    for src in 0..workers {
+        for dst in (0..workers).filter(|d| *d != src) {
+            let (p, c) = super::ring::create(&format!("iwf_tcp_{src}_{dst}"), SIZE, socket)
+                .map_err(|e| format!("the TCP handoff ring {src}->{dst}: {e}"))?;
+            if let Some(slot) = out.get_mut(src).and_then(|v| v.get_mut(dst)) {
+                *slot = Some(p);
+            }
+            if let Some(slot) = inbound.get_mut(dst).and_then(|v| v.get_mut(src)) {
+                *slot = Some(c);
             }
         }
-        Ok(me)
     }
-
-    fn ring(&self, src: usize, dst: usize) -> Option<MbufRing> {
-        let r = *self.rings.get(src * self.workers + dst)?;
-        (!r.is_null()).then_some(MbufRing(r))
-    }
-
-    fn handoff(&self, me: usize) -> Handoff<MbufRing> {
-        if self.workers <= 1 {
-            return Handoff::single();
-        }
-        let out = (0..self.workers).map(|d| self.ring(me, d)).collect();
-        let inbound = (0..self.workers).map(|s| self.ring(s, me)).collect();
-        Handoff::new(me as u16, self.workers as u16, out, inbound)
-    }
-}
-
-impl Drop for HandoffRings {
-    fn drop(&mut self) {
-        use super::tcp::SegmentRing;
-        for r in self.rings.iter().filter(|r| !r.is_null()) {
-            let ring = MbufRing(*r);
-            while ring.pop().is_some() {}
-            // SAFETY: created by us; the workers that used it have stopped.
-            unsafe { dpdk_sys::rte_ring_free(*r) };
-        }
-    }
+    Ok(out
+        .into_iter()
+        .zip(inbound)
+        .enumerate()
+        .map(|(me, (out, inbound))| Handoff::new(me as u16, workers as u16, out, inbound))
+        .collect())
 }
 
 fn report(tag: &str, stats: &Stats, ports: &[Port]) {
@@ -704,6 +690,9 @@ fn report(tag: &str, stats: &Stats, ports: &[Port]) {
 }
 
 /// The control plane for now: pins itself, watches links, logs counters when they change.
+/// A worker silent for this long is unhealthy (`/healthz` 503, logged).
+const WORKER_STALL_MS: u64 = 1000;
+
 fn control_loop(
     core: usize,
     stats: &Stats,
@@ -719,7 +708,26 @@ fn control_loop(
     let mut last: Vec<String> = vec![String::new(); stats.ports.len()];
     let mut next_hop: Vec<u64> = vec![0; stats.ports.len()];
     let mut next = Instant::now();
+    // The troubles already logged (each is said once, and again once it clears).
+    let mut told: Vec<(usize, bool)> = Vec::new();
     while !STOP.load(Ordering::SeqCst) {
+        let troubles = stats.liveness.troubles(WORKER_STALL_MS, false);
+        for (w, t) in &troubles {
+            let kind = matches!(t, crate::dataplane::liveness::Trouble::Stalled(_));
+            if !told.contains(&(*w, kind)) {
+                eprintln!("iwf: worker {w} {t}");
+                told.push((*w, kind));
+            }
+        }
+        told.retain(|(w, kind)| {
+            let still = troubles
+                .iter()
+                .any(|(x, t)| x == w && matches!(t, crate::dataplane::liveness::Trouble::Stalled(_)) == *kind);
+            if !still {
+                println!("iwf: worker {w} polling again");
+            }
+            still
+        });
         if crate::control::reload::take_sighup() {
             match provision.reload() {
                 Ok(summary) => {

@@ -103,6 +103,9 @@ pub struct ControlConfig {
     pub store: Option<String>,
     /// The admin endpoint (`/metrics`, `/healthz`, `POST /-/reload`); `None`: off.
     pub admin: Option<std::net::SocketAddr>,
+    /// The file holding the admin endpoint's bearer token (calls that change
+    /// something need it); `None`: such calls are refused.
+    pub admin_token_file: Option<String>,
 }
 
 /// What a port is.
@@ -576,11 +579,26 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         args,
     };
 
-    let mut control =
-        ControlConfig { core: None, stats_interval_ms: 1000, link_wait_ms: 3000, store: None, admin: None };
+    let mut control = ControlConfig {
+        core: None,
+        stats_interval_ms: 1000,
+        link_wait_ms: 3000,
+        store: None,
+        admin: None,
+        admin_token_file: None,
+    };
     if let Some(v) = Doc::get(root, "control") {
         let t = doc.table("control", v)?;
-        doc.only(t, "control", &["core", "stats_interval_ms", "link_wait_ms", "store", "admin"])?;
+        doc.only(t, "control", &["core", "stats_interval_ms", "link_wait_ms", "store", "admin", "admin_token_file"])?;
+        if let Some(c) = Doc::get(t, "admin_token_file") {
+            // Read at start (iwf run), not here: the file may be made after the
+            // configuration is written (`iwf keygen --out`).
+            let path = doc.string("control.admin_token_file", c)?;
+            if path.is_empty() {
+                return doc.err("control.admin_token_file", c.span(), "an empty path: leave the key out for no token");
+            }
+            control.admin_token_file = Some(path.to_string());
+        }
         if let Some(c) = Doc::get(t, "store") {
             let path = doc.string("control.store", c)?;
             if path.is_empty() {

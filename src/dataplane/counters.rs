@@ -465,6 +465,8 @@ pub struct PortCounters {
 pub struct Stats {
     /// In configuration order.
     pub ports: Vec<PortCounters>,
+    /// The workers' heartbeats (one per queue).
+    pub liveness: super::liveness::Liveness,
 }
 
 /// Sums of one port's queues (for reports).
@@ -616,6 +618,7 @@ impl Stats {
                     queues: (0..queues).map(|_| QueueCounters::default()).collect(),
                 })
                 .collect(),
+            liveness: super::liveness::Liveness::new(queues),
         }
     }
 

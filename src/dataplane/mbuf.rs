@@ -173,8 +173,18 @@ impl Mempool {
 }
 
 impl Drop for Mempool {
+    /// Frees the pool only when every mbuf is back: an [`Mbuf`] still alive anywhere
+    /// (a ring, a queue, a leaked handle) points into it, and freeing under it would
+    /// be a use after free. A pool with mbufs out is left to the process's end (its
+    /// hugepage memory goes with EAL's cleanup), and says so.
     fn drop(&mut self) {
-        // SAFETY: ours; callers drop it after the ports using it are closed.
+        // SAFETY: a valid pool.
+        let out = unsafe { sys::rte_mempool_in_use_count(self.0.as_ptr()) };
+        if out != 0 {
+            eprintln!("iwf: mempool not freed: {out} mbufs still in use");
+            return;
+        }
+        // SAFETY: ours, and no mbuf of it is alive.
         unsafe { sys::rte_mempool_free(self.0.as_ptr()) }
     }
 }

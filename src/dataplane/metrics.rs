@@ -200,11 +200,16 @@ mod tests {
                     Health { healthy: up, details: serde_json::json!({ "links_up": up }) }
                 })),
                 reload: Some(Box::new(move || reload_keys.reload_text())),
+                token: Some(crate::control::admin::AdminToken::new("wiring-token-0123456789").unwrap()),
             },
         )
         .unwrap();
         let ask = |req: &str| {
             let mut s = std::net::TcpStream::connect(admin.local_addr()).unwrap();
+            // The endpoint's own Host and the token, after the request line.
+            let (line, rest) = req.split_once("\r\n").unwrap();
+            let host = admin.local_addr();
+            let req = format!("{line}\r\nHost: {host}\r\nAuthorization: Bearer wiring-token-0123456789\r\n{rest}");
             s.write_all(req.as_bytes()).unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).unwrap();

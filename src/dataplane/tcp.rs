@@ -68,7 +68,6 @@ use crate::session::smpp::{
 };
 use crate::wire::sip::{parse_stream, Header, Message, Status};
 use crate::wire::smpp::CommandStatus;
-use dpdk_sys as sys;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::{self, CongestionControl, State as TcpState};
@@ -131,13 +130,20 @@ pub fn flow_owner(peer: SocketAddrV4, local_port: u16, workers: u16) -> u16 {
     u16::try_from(mixed % u64::from(workers)).unwrap_or(0)
 }
 
-/// One direction of a core pair: single producer (the sending core), single consumer
-/// (the owner).
-pub trait SegmentRing: Send {
+/// The sending end of one direction of a core pair (the sending core is its only
+/// producer).
+pub trait SegmentSender: Send {
     /// What travels (an [`Mbuf`] on the packet path).
     type Item;
     /// Enqueues, or hands the item back when full.
     fn push(&self, item: Self::Item) -> Result<(), Self::Item>;
+}
+
+/// The receiving end of one direction of a core pair (the owner core is its only
+/// consumer).
+pub trait SegmentReceiver: Send {
+    /// What travels.
+    type Item;
     /// Dequeues one.
     fn pop(&self) -> Option<Self::Item>;
 }
@@ -154,17 +160,20 @@ pub enum Steer {
 /// One worker's ends of the core-pair rings: `out[q]` carries segments to worker `q`,
 /// `inbound[q]` brings them from worker `q` (`None` for itself).
 #[derive(Debug)]
-pub struct Handoff<R> {
+pub struct Handoff<S, R> {
     me: u16,
     workers: u16,
-    out: Vec<Option<R>>,
+    out: Vec<Option<S>>,
     inbound: Vec<Option<R>>,
 }
 
-impl<R: SegmentRing> Handoff<R> {
+/// The packet path's hand-over: DPDK rings of mbufs.
+pub type MbufHandoff = Handoff<super::ring::RingProducer, super::ring::RingConsumer>;
+
+impl<S: SegmentSender, R: SegmentReceiver<Item = S::Item>> Handoff<S, R> {
     /// Worker `me` of `workers`, with its outgoing and incoming rings (indexed by the
     /// other worker).
-    pub fn new(me: u16, workers: u16, out: Vec<Option<R>>, inbound: Vec<Option<R>>) -> Self {
+    pub fn new(me: u16, workers: u16, out: Vec<Option<S>>, inbound: Vec<Option<R>>) -> Self {
         Handoff { me, workers: workers.max(1), out, inbound }
     }
 
@@ -194,7 +203,7 @@ impl<R: SegmentRing> Handoff<R> {
     }
 
     /// Passes `item` to worker `to`; hands it back when its ring is full or missing.
-    pub fn pass(&self, to: u16, item: R::Item) -> Result<(), R::Item> {
+    pub fn pass(&self, to: u16, item: S::Item) -> Result<(), S::Item> {
         match self.out.get(usize::from(to)).and_then(Option::as_ref) {
             Some(r) => r.push(item),
             None => Err(item),
@@ -215,41 +224,19 @@ impl<R: SegmentRing> Handoff<R> {
     }
 }
 
-/// A DPDK `rte_ring` of mbuf pointers (created SP/SC by the application, freed by it
-/// after the workers stopped).
-#[derive(Debug, Clone, Copy)]
-pub struct MbufRing(pub *mut sys::rte_ring);
-
-// SAFETY: an rte_ring is made for crossing lcores; each end is used by one lcore only
-// (single producer, single consumer), and the application frees it after both stopped.
-unsafe impl Send for MbufRing {}
-
-impl SegmentRing for MbufRing {
+impl SegmentSender for super::ring::RingProducer {
     type Item = Mbuf;
 
     fn push(&self, item: Mbuf) -> Result<(), Mbuf> {
-        let raw = item.into_raw();
-        let objs = [raw.cast::<std::ffi::c_void>()];
-        // SAFETY: valid ring; we own `raw` and hand it over when enqueued.
-        let n = unsafe { sys::rte_ring_enqueue_burst(self.0, objs.as_ptr(), 1) };
-        if n == 1 {
-            Ok(())
-        } else {
-            // SAFETY: not enqueued, so still ours.
-            unsafe { Mbuf::from_raw(raw) }.map_or(Ok(()), Err)
-        }
+        super::ring::RingProducer::push(self, item)
     }
+}
+
+impl SegmentReceiver for super::ring::RingConsumer {
+    type Item = Mbuf;
 
     fn pop(&self) -> Option<Mbuf> {
-        let mut objs = [std::ptr::null_mut::<std::ffi::c_void>()];
-        // SAFETY: valid ring; what comes out was enqueued by `push` (owned mbufs).
-        let n = unsafe { sys::rte_ring_dequeue_burst(self.0, objs.as_mut_ptr(), 1) };
-        if n == 1 {
-            // SAFETY: ownership travelled through the ring.
-            objs.first().and_then(|raw| unsafe { Mbuf::from_raw(raw.cast()) })
-        } else {
-            None
-        }
+        super::ring::RingConsumer::pop(self)
     }
 }
 
@@ -1656,7 +1643,7 @@ mod tests {
         }
     }
 
-    impl<T: Send> SegmentRing for TestRing<T> {
+    impl<T: Send> SegmentSender for TestRing<T> {
         type Item = T;
         fn push(&self, item: T) -> Result<(), T> {
             let mut q = self.0.lock().unwrap();
@@ -1666,6 +1653,10 @@ mod tests {
             q.push_back(item);
             Ok(())
         }
+    }
+
+    impl<T: Send> SegmentReceiver for TestRing<T> {
+        type Item = T;
         fn pop(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
         }
@@ -1754,11 +1745,11 @@ mod tests {
         assert!(local.iter().all(|p| flow_owner(peer(*p as u16), 2775, W) == 0));
         // A full ring hands the segment back (the caller counts and drops it).
         let tiny: TestRing<u32> = TestRing(Arc::new(Mutex::new(VecDeque::new())), 1);
-        let h1 = Handoff::new(0, 2, vec![None, Some(tiny.clone())], vec![None, None]);
+        let h1 = Handoff::new(0, 2, vec![None, Some(tiny.clone())], Vec::<Option<TestRing<u32>>>::from([None, None]));
         assert_eq!(h1.pass(1, 7), Ok(()));
         assert_eq!(h1.pass(1, 8), Err(8));
         assert_eq!(h1.pass(0, 9), Err(9), "no ring to itself");
-        assert_eq!(Handoff::<TestRing>::single().steer(peer(1), 2775), Steer::Local);
+        assert_eq!(Handoff::<TestRing, TestRing>::single().steer(peer(1), 2775), Steer::Local);
     }
 
     /// Frames in memory: a device receives from `inbox` and sends to `out`.
@@ -2210,7 +2201,7 @@ mod tests {
     /// active open of worker 1 (whose replies land on either queue) all work, and the
     /// per-peer limit holds across both workers.
     /// One worker of the two-worker test: its endpoint, its wire, its rings.
-    type TestWorker = (Endpoint, Wire, Handoff<TestRing<Vec<u8>>>);
+    type TestWorker = (Endpoint, Wire, Handoff<TestRing<Vec<u8>>, TestRing<Vec<u8>>>);
 
     #[test]
     fn two_workers_hand_segments_to_the_flow_owner() {

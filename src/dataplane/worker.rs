@@ -6,7 +6,7 @@
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
 use super::host::{Host, Outcome, UdpService, Unsent, ETH_HEADER_LEN};
 use super::mbuf::{Mbuf, Mempool};
-use super::tcp::{Handoff, MbufRing, Steer, TcpStack, HANDOFF_BURST};
+use super::tcp::{MbufHandoff, Steer, TcpStack, HANDOFF_BURST};
 use dpdk_sys as sys;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,7 @@ pub struct Worker {
     /// Counters; this worker is the only writer of `queues[queue]` of every port.
     pub stats: Arc<Stats>,
     /// The rings to and from the other workers (TCP segments of flows they own).
-    pub handoff: Handoff<MbufRing>,
+    pub handoff: MbufHandoff,
     /// This worker's flows (lanes, completions, timeouts run from here).
     pub flows: Option<super::sip::FlowsHandle>,
 }
@@ -214,6 +214,7 @@ impl Worker {
             clock_read = !got_any || busy_polls % CLOCK_EVERY == 0;
             if clock_read {
                 now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                stats.liveness.beat(queue);
             }
         }
         0
@@ -299,7 +300,7 @@ fn handle(
     pool: &Mempool,
     counters: &QueueCounters,
     tx: &mut TxBatch,
-    handoff: &Handoff<MbufRing>,
+    handoff: &MbufHandoff,
 ) {
     if p.tcp.is_some() {
         if let Ok(frame) = m.data() {

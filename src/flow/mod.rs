@@ -233,6 +233,9 @@ pub struct FlowStats {
     pub imdns_failed: AtomicU64,
     /// SMSC receipts matching nothing (duplicate, stale, or no id bound in the park time).
     pub smsc_receipts_absorbed: AtomicU64,
+    /// Completions for another core kept back because its ring was full (sent again
+    /// on a later poll).
+    pub completions_deferred: AtomicU64,
 }
 
 impl crate::control::metrics::MetricsSource for Shared {
@@ -281,7 +284,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 23] = [
+        let all: [(&'static str, &AtomicU64); 24] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -305,6 +308,7 @@ impl FlowStats {
             ("imdns_delivered", &self.imdns_delivered),
             ("imdns_failed", &self.imdns_failed),
             ("smsc_receipts_absorbed", &self.smsc_receipts_absorbed),
+            ("completions_deferred", &self.completions_deferred),
         ];
         for (name, v) in all {
             f(name, v.load(Ordering::Relaxed));
@@ -535,24 +539,18 @@ impl Shared {
         DROP_REASONS.iter().zip(&self.drops).map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
     }
 
-    /// Sends a completion to whoever waits on `token`.
-    pub fn complete(&self, token: u64, outcome: Outcome) {
+    /// Sends a completion to whoever waits on `token`. A full ring (its consumer is
+    /// behind) hands the completion back: the caller keeps it and tries again later,
+    /// never spinning (a worker must not wait on another). A token of no core is
+    /// dropped (`Ok`): nobody waits for it.
+    pub fn complete(&self, token: u64, outcome: Outcome) -> Result<(), Completion> {
         let origin = (token >> 48) as u16;
         let c = Completion { token, outcome };
         let q =
             if origin == STORE_ORIGIN { Some(&self.store_completions) } else { self.completions.get(origin as usize) };
-        if let Some(q) = q {
-            // A full ring means a stalled consumer; spin briefly rather than lose it.
-            let mut c = c;
-            for _ in 0..1_000 {
-                match q.push(c) {
-                    Ok(()) => return,
-                    Err(back) => {
-                        c = back;
-                        std::thread::yield_now();
-                    }
-                }
-            }
+        match q {
+            Some(q) => q.push(c),
+            None => Ok(()),
         }
     }
 }
@@ -713,6 +711,8 @@ pub struct Flows {
     /// Requests over [`UDP_MAX_REQUEST`] octets: over TCP (RFC 3261 §18.1.1).
     sip_requests_tcp: VecDeque<SipRequest>,
     scratch: Vec<u8>,
+    /// Completions for other cores whose rings were full, oldest first.
+    deferred: VecDeque<Completion>,
     out: Vec<u8>,
 }
 
@@ -810,6 +810,7 @@ impl Flows {
             sip_requests: VecDeque::with_capacity(256),
             sip_requests_tcp: VecDeque::new(),
             scratch: vec![0u8; 16 * 1024],
+            deferred: VecDeque::new(),
             out: vec![0u8; 16 * 1024],
         }
     }
@@ -1765,8 +1766,10 @@ impl Flows {
     fn finish(&mut self, token: u64, outcome: Outcome) {
         if (token >> 48) as u16 == self.config.core {
             self.complete_local(token, outcome);
-        } else {
-            self.shared.complete(token, outcome);
+        } else if let Err(c) = self.shared.complete(token, outcome) {
+            // The other side's ring is full: kept here, sent again from `poll`.
+            inc(&self.shared.stats.completions_deferred);
+            self.deferred.push_back(c);
         }
     }
 
@@ -1803,6 +1806,12 @@ impl Flows {
         if let Some(q) = shared.completions.get(core as usize) {
             while let Some(c) = q.pop() {
                 self.complete_local(c.token, c.outcome);
+            }
+        }
+        while let Some(c) = self.deferred.pop_front() {
+            if let Err(c) = shared.complete(c.token, c.outcome) {
+                self.deferred.push_front(c);
+                break;
             }
         }
         if let Some(q) = shared.jobs.get(core as usize) {

@@ -146,7 +146,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                     stats.depth.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
                     for token in waiting.drain(..) {
                         if (token >> 48) as u16 != STORE_ORIGIN {
-                            shared.complete(token, Outcome::Stored);
+                            complete(&shared, token, Outcome::Stored, stop);
                         }
                     }
                 }
@@ -158,7 +158,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                     // ever. The writes go with the batch.
                     for token in waiting.drain(..) {
                         if (token >> 48) as u16 != STORE_ORIGIN {
-                            shared.complete(token, Outcome::StoreFailed);
+                            complete(&shared, token, Outcome::StoreFailed, stop);
                         }
                     }
                     batch = Batch::new(256, 2_000);
@@ -229,8 +229,21 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
     }
     if !batch.is_empty() && store.commit(&mut batch).is_ok() {
         for token in waiting.drain(..) {
-            shared.complete(token, Outcome::Stored);
+            let _ = shared.complete(token, Outcome::Stored);
         }
+    }
+}
+
+/// Tells a waiter its outcome. The store's thread may wait (it is no packet path): a
+/// full ring is tried again until the core drains it or iwf stops.
+fn complete(shared: &Shared, token: u64, outcome: Outcome, stop: &AtomicBool) {
+    let mut c = Completion { token, outcome };
+    while let Err(back) = shared.complete(c.token, c.outcome) {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        c = back;
+        std::thread::sleep(Duration::from_micros(100));
     }
 }
 
