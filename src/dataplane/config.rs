@@ -272,7 +272,7 @@ impl Default for LegacyConfig {
             reconnect_ms: (1_000, 60_000),
             user_ack: true,
             default_encoding: Encoding::Gsm7,
-            ids: IdCanonicalisation::Exact,
+            ids: IdCanonicalisation::Auto,
             country_code: None,
             lane_capacity: 4096,
             throughput: 0,
@@ -913,8 +913,9 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
             },
         };
         let ids = match Doc::get(t, "id_canonicalisation") {
-            None => IdCanonicalisation::Exact,
+            None => IdCanonicalisation::Auto,
             Some(v) => match doc.string(&format!("{at}.id_canonicalisation"), v)? {
+                "auto" => IdCanonicalisation::Auto,
                 "exact" => IdCanonicalisation::Exact,
                 "folded" => IdCanonicalisation::Folded,
                 "hex-resp-decimal-receipt" => IdCanonicalisation::HexRespDecimalReceipt,
@@ -923,7 +924,7 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                     return doc.err(
                         &format!("{at}.id_canonicalisation"),
                         v.span(),
-                        format!("`{other}`: expected exact, folded, hex-resp-decimal-receipt or decimal"),
+                        format!("`{other}`: expected auto, exact, folded, hex-resp-decimal-receipt or decimal"),
                     )
                 }
             },

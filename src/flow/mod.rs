@@ -236,6 +236,13 @@ pub struct FlowStats {
     /// Completions for another core kept back because its ring was full (sent again
     /// on a later poll).
     pub completions_deferred: AtomicU64,
+    /// SMSC receipts matched reading their id as the submit_sm_resp's was read
+    /// (exactly, or, with `auto`, through case and leading zeros).
+    pub receipt_ids_as_sent: AtomicU64,
+    /// SMSC receipts matched only as the decimal number of a hex id (`auto`).
+    pub receipt_ids_decimal: AtomicU64,
+    /// SMSC receipts refused: their id read two ways named two live messages.
+    pub receipt_ids_ambiguous: AtomicU64,
 }
 
 impl crate::control::metrics::MetricsSource for Shared {
@@ -284,7 +291,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 24] = [
+        let all: [(&'static str, &AtomicU64); 27] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -309,6 +316,9 @@ impl FlowStats {
             ("imdns_failed", &self.imdns_failed),
             ("smsc_receipts_absorbed", &self.smsc_receipts_absorbed),
             ("completions_deferred", &self.completions_deferred),
+            ("receipt_ids_as_sent", &self.receipt_ids_as_sent),
+            ("receipt_ids_decimal", &self.receipt_ids_decimal),
+            ("receipt_ids_ambiguous", &self.receipt_ids_ambiguous),
         ];
         for (name, v) in all {
             f(name, v.load(Ordering::Relaxed));
@@ -401,7 +411,7 @@ impl SystemStats {
 }
 
 /// Why something was refused or routed nowhere (the `reason` label of the drops).
-pub const DROP_REASONS: [&str; 22] = [
+pub const DROP_REASONS: [&str; 23] = [
     "tag_bad_length",
     "tag_bad_character",
     "tag_unsupported_version",
@@ -426,6 +436,8 @@ pub const DROP_REASONS: [&str; 22] = [
     "smsc_id_in_use",
     // An SMSC receipt whose id no submit_sm_resp bound before the park time ended.
     "smsc_receipt_unmatched",
+    // An SMSC receipt whose id, read as sent and as a decimal number, named two messages.
+    "smsc_id_ambiguous",
     "other",
 ];
 
@@ -647,6 +659,8 @@ struct HeldReceipt {
     seq: u32,
     system: u16,
     id: CanonicalId,
+    /// The id's second reading ([`crate::interwork::converged_to_legacy::alternate_id`]).
+    alt: Option<CanonicalId>,
     state: crate::interwork::state::ReceiptState,
 }
 
@@ -1499,15 +1513,37 @@ impl Flows {
                 return;
             }
         };
-        let r = HeldReceipt { conn, seq, system, id: receipt.id, state: receipt.state };
+        let alt = crate::interwork::converged_to_legacy::alternate_id(receipt.raw_id, l.ids, IdOrigin::Receipt);
+        let r = HeldReceipt { conn, seq, system, id: receipt.id, alt, state: receipt.state };
         self.apply_receipt(unix, r, &provision);
     }
 
     /// Applies an SMSC receipt to its message: an IMDN (the resp after its final
     /// response), a duplicate (answered now), or held: parked until its id is bound,
     /// or waiting for the message's IMDN in flight.
-    fn apply_receipt(&mut self, unix: u64, r: HeldReceipt, provision: &Provision) {
+    fn apply_receipt(&mut self, unix: u64, mut r: HeldReceipt, provision: &Provision) {
         let system = LegacySystemId(r.system);
+        // A receipt id with two readings (`auto`): the one a live message holds; none
+        // of them when each names another message.
+        if let Some(alt) = r.alt.take() {
+            let primary = self.correlation.message_of(system, &r.id);
+            match (primary, self.correlation.message_of(system, &alt)) {
+                (Some(p), Some(a)) if p != a => {
+                    inc(&self.shared.stats.receipt_ids_ambiguous);
+                    self.shared.count_drop("smsc_id_ambiguous");
+                    self.respond(r.conn, r.seq, CommandStatus::ESME_ROK, b"");
+                    return;
+                }
+                (None, Some(_)) => {
+                    inc(&self.shared.stats.receipt_ids_decimal);
+                    r.id = alt;
+                }
+                (Some(_), _) => inc(&self.shared.stats.receipt_ids_as_sent),
+                (None, None) => {}
+            }
+        } else if self.correlation.message_of(system, &r.id).is_some() {
+            inc(&self.shared.stats.receipt_ids_as_sent);
+        }
         let undo = self.correlation.message_of(system, &r.id).and_then(|m| self.correlation.checkpoint(m).ok());
         match self.correlation.receipt(system, &r.id, r.state, unix) {
             correlation::ReceiptOutcome::Notify { message, state } => {
@@ -1533,8 +1569,6 @@ impl Flows {
         }
     }
 
-    /// Receipts whose park time ended without a resp binding their id: no message
-    /// iwf sent has it (a resend would not match better). Acknowledged, counted.
     /// This core's table sizes into the shared gauges.
     fn publish_tables(&self) {
         let Some(slots) = self.shared.tables.get(usize::from(self.config.core)) else { return };
@@ -1546,6 +1580,8 @@ impl Flows {
         }
     }
 
+    /// Receipts whose park time ended without a resp binding their id: no message
+    /// iwf sent has it (a resend would not match better). Acknowledged, counted.
     fn sweep_parked(&mut self) {
         if self.parked.is_empty() {
             return;
@@ -1651,7 +1687,7 @@ impl Flows {
         let Some(req) = self.sent.remove(&(conn, seq)) else { return };
         if let Some((system, corr)) = req.correlation {
             let provision = self.shared.provision.load_full();
-            let ids = provision.system(system).map_or(crate::interwork::IdCanonicalisation::Exact, |l| l.ids);
+            let ids = provision.system(system).map_or(crate::interwork::IdCanonicalisation::Auto, |l| l.ids);
             let mut bind_sent = false;
             let mut parked = Vec::new();
             let outcome = if status == CommandStatus::ESME_ROK {
@@ -2806,5 +2842,43 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!((answer.txn, answer.status), (t, 200));
         assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
         store.stop();
+    }
+
+    /// `auto`, the default: a receipt whose id drifted from its submit_sm_resp (case,
+    /// leading zeros, decimal for hex) still becomes its IMDN; one whose two readings
+    /// name two live messages is refused, counted, and becomes nothing.
+    #[test]
+    fn receipt_ids_that_drift_from_their_resp_still_match_and_ambiguity_is_refused() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        for (i, resp_id) in ["0000A1B2", "4D2", "1234", "3039"].iter().enumerate() {
+            let sip = conv_message(&format!("+44700030010{i}"), &format!("drift{i}"));
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+            let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+            let seq = 10 + i as u32;
+            f.smpp_sent(SMSCC, seq, send);
+            f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, resp_id.as_bytes());
+            assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        }
+        let stats = &shared.stats;
+        let mut receipt = |seq: u32, id: &str| {
+            f.smpp_request(0, NOW + 1, SMSCC, seq, &Pdu::parse(&smsc_receipt(seq, id)).unwrap());
+            f.poll_request().is_some()
+        };
+        assert!(receipt(20, "a1b2"), "case and leading zeros: the IMDN of 0000A1B2");
+        assert!(receipt(21, "4d2"), "the IMDN of 4D2");
+        assert!(receipt(22, "12345"), "decimal of 0x3039: its IMDN");
+        assert_eq!(stats.receipt_ids_as_sent.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.receipt_ids_decimal.load(Ordering::Relaxed), 1);
+        // "1234": hex 0x1234 is the resp 1234's, decimal 1234 is 4D2's: refused.
+        assert!(!receipt(23, "1234"), "an ambiguous id becomes no IMDN");
+        assert_eq!(stats.receipt_ids_ambiguous.load(Ordering::Relaxed), 1);
+        assert!(shared.drops().any(|(r, n)| r == "smsc_id_ambiguous" && n == 1));
+        let answered = std::iter::from_fn(|| f.poll_smpp(0))
+            .any(|(_, out)| matches!(out, SmppOut::Respond { seq: 23, status: CommandStatus::ESME_ROK, .. }));
+        assert!(answered, "the ambiguous receipt is answered, not held");
     }
 }

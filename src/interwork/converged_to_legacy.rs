@@ -752,6 +752,9 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
 /// The canonical form of a legacy system's message id (PROTOCOLS.md pitfall 3), so that
 /// the id of a `submit_sm_resp` and the id of its receipt compare equal:
 ///
+/// - [`IdCanonicalisation::Auto`]: hex digits (≤ 16 after leading zeros) as their
+///   number (`00A1b2` = `a1b2`), written in decimal; anything else folded;
+///   [`alternate_id`] gives a receipt's decimal reading;
 /// - [`IdCanonicalisation::Exact`]: as sent;
 /// - [`IdCanonicalisation::Folded`]: lower case, leading zeros dropped (`0000A1B2` = `a1b2`);
 /// - [`IdCanonicalisation::HexRespDecimalReceipt`]: the number, read as hex from a
@@ -771,15 +774,20 @@ pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Re
     if !raw.iter().all(|b| b.is_ascii_graphic()) {
         return Err(IdError::BadCharacter);
     }
+    let folded = || {
+        let zeros = raw.iter().take_while(|&&b| b == b'0').count();
+        let kept = raw.get(zeros.min(raw.len() - 1)..).unwrap_or(raw);
+        let mut id = CanonicalId::from_slice(kept)?;
+        id.bytes.make_ascii_lowercase();
+        Ok(id)
+    };
     match (ids, origin) {
+        (IdCanonicalisation::Auto, _) => match parse_radix(raw, 16, IdError::NotHex) {
+            Ok(n) => Ok(CanonicalId::from_number(n)),
+            Err(_) => folded(),
+        },
         (IdCanonicalisation::Exact, _) => CanonicalId::from_slice(raw),
-        (IdCanonicalisation::Folded, _) => {
-            let zeros = raw.iter().take_while(|&&b| b == b'0').count();
-            let kept = raw.get(zeros.min(raw.len() - 1)..).unwrap_or(raw);
-            let mut id = CanonicalId::from_slice(kept)?;
-            id.bytes.make_ascii_lowercase();
-            Ok(id)
-        }
+        (IdCanonicalisation::Folded, _) => folded(),
         (IdCanonicalisation::HexRespDecimalReceipt, IdOrigin::SubmitResp) => {
             parse_radix(raw, 16, IdError::NotHex).map(CanonicalId::from_number)
         }
@@ -787,6 +795,20 @@ pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Re
             parse_radix(raw, 10, IdError::NotDecimal).map(CanonicalId::from_number)
         }
     }
+}
+
+/// The second reading [`IdCanonicalisation::Auto`] gives a receipt's id: a decimal
+/// number (an SMSC that reports in decimal what it answered in hex), when the id is
+/// decimal digits and that reading differs from [`canonical_id`]'s. `None` otherwise,
+/// and for every other setting.
+pub fn alternate_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Option<CanonicalId> {
+    if ids != IdCanonicalisation::Auto || origin != IdOrigin::Receipt {
+        return None;
+    }
+    let raw = trim_ascii(raw);
+    let decimal = parse_radix(raw, 10, IdError::NotDecimal).ok().map(CanonicalId::from_number)?;
+    let primary = canonical_id(raw, ids, origin).ok()?;
+    (decimal != primary).then_some(decimal)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2069,6 +2091,19 @@ mod tests {
         assert_eq!(c("  ", Exact, Receipt), Err(IdError::Empty));
         assert_eq!(c(&"9".repeat(65), Exact, Receipt), Err(IdError::TooLong));
         assert_eq!(c(&"9".repeat(64), Exact, Receipt).unwrap().as_bytes().len(), 64);
+        // auto: hex as a number (case and zeros do not matter), others folded.
+        assert_eq!(c("0000A1B2", Auto, SubmitResp), c("a1b2", Auto, Receipt));
+        assert_eq!(c("0000A1B2", Auto, SubmitResp).unwrap().as_bytes(), b"41394");
+        assert_eq!(c("Msg-0001", Auto, SubmitResp), c("msg-0001", Auto, Receipt));
+        assert_eq!(c("00Msg-1", Auto, SubmitResp), c("msg-1", Auto, Receipt));
+        assert_ne!(c("4D2", Auto, SubmitResp), c("1234", Auto, Receipt), "first reading: hex");
+        assert_eq!(alternate_id(b"1234", Auto, Receipt), c("4D2", Auto, SubmitResp).ok(), "second: decimal");
+        assert_eq!(alternate_id(b"a1b2", Auto, Receipt), None, "not decimal digits");
+        assert_eq!(alternate_id(b"1234", Auto, SubmitResp), None, "resps have one reading");
+        assert_eq!(alternate_id(b"1234", Exact, Receipt), None);
+        assert_eq!(alternate_id(b"7", Auto, Receipt), None, "both readings agree");
+        // Over 16 hex digits: folded, not a number.
+        assert_eq!(c("00112233445566778899", Auto, Receipt).unwrap().as_bytes(), b"112233445566778899");
         assert_eq!(canonical_id(b"a\x00b", Exact, Receipt), Err(IdError::BadCharacter));
         assert_eq!(canonical_id("é".as_bytes(), Folded, Receipt), Err(IdError::BadCharacter));
         // Usable as a map key.

@@ -30,6 +30,13 @@ pub use crate::wire::sms::Encoding;
 /// with the id in its submit_sm_resp (PROTOCOLS.md pitfall 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdCanonicalisation {
+    /// Tolerant, the default: an id of hexadecimal digits (at most 16 after leading
+    /// zeros) is the number it spells in hex, so case and leading zeros do not matter;
+    /// any other id is compared folded (lower case, no leading zeros). A receipt id of
+    /// decimal digits that matches nothing that way is tried as the decimal number (an
+    /// SMSC that answers in hex and reports in decimal). A receipt that would match two
+    /// live messages, one each way, is refused as ambiguous.
+    Auto,
     /// Compare ids as they are.
     Exact,
     /// Compare case-insensitively and without leading zeros.

@@ -381,7 +381,6 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                     enter_netns(ns)?;
                 }
                 let sock = UdpSocket::bind(listen).map_err(|e| format!("converged side: cannot bind {listen}: {e}"))?;
-                ready.store(true, Ordering::SeqCst);
                 if smsc_wanted {
                     // Originating before iwf has bound to the SMSC would measure 480s.
                     let until = Instant::now() + wait;
@@ -392,6 +391,10 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                         return Err(format!("iwf did not bind to the SMSC at {:?} within {wait:?}", args.smsc_listen));
                     }
                 }
+                // Ready only now: while it waited for iwf's bind to the SMSC nobody read
+                // the socket, and the legacy systems' MESSAGEs would have waited for
+                // iwf's retransmissions (seconds of latency that are the test's own).
+                ready.store(true, Ordering::SeqCst);
                 ua::run(&sock, cfg, live, stop)
             })
         });
