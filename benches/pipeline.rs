@@ -99,7 +99,9 @@ fn receipt_path(c: &mut Criterion) {
             imdn_message_to_receipts(black_box(&msg), &keys, NOW, |s| (s == 1).then_some(ex), 7, &mut receipt_out)
         })
     });
-    g.bench_function("tag_verify", |b| b.iter(|| keys.verify(black_box(tag.as_bytes()), NOW)));
+    let parties =
+        [iwf::tag::Parties::new(iwf::tag::Originator::Number("447000100001"), "447000200001").expect("parties")];
+    g.bench_function("tag_verify", |b| b.iter(|| keys.verify(black_box(tag.as_bytes()), NOW, &parties)));
     g.finish();
 }
 

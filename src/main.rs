@@ -68,6 +68,13 @@ enum Command {
         /// Issue as if at this Unix time instead of now.
         #[arg(long)]
         at: Option<u64>,
+        /// The message's legacy originator the tag is signed for: E.164 digits, or a
+        /// sender name (receipts can only be addressed to the parties of the tag).
+        #[arg(long, default_value = "")]
+        originator: String,
+        /// The message's converged recipient: E.164 digits.
+        #[arg(long, default_value = "")]
+        recipient: String,
     },
 }
 
@@ -98,6 +105,13 @@ enum Inspect {
         /// Verify as if at this Unix time instead of now.
         #[arg(long)]
         at: Option<u64>,
+        /// The message's legacy originator (digits or sender name): a version 1 tag
+        /// verifies only with its own parties.
+        #[arg(long, default_value = "")]
+        originator: String,
+        /// The message's converged recipient (digits).
+        #[arg(long, default_value = "")]
+        recipient: String,
     },
 }
 
@@ -138,15 +152,16 @@ fn inspect(cmd: Inspect) -> Result<serde_json::Value, String> {
         Inspect::Smpp { hex } => iwf::inspect::smpp::inspect_smpp(&decode_hex(&hex)?),
         Inspect::Sip { file } => iwf::inspect::sip::inspect_sip(&read_input(&file)?),
         Inspect::Receipt { text } => iwf::inspect::receipt::inspect_receipt(text.as_bytes()),
-        Inspect::Tag { tag, keys, at } => {
+        Inspect::Tag { tag, keys, at, originator, recipient } => {
             let text = std::fs::read_to_string(&keys).map_err(|e| format!("reading {keys}: {e}"))?;
-            iwf::inspect::tag::inspect_tag(&tag, &text, at.unwrap_or_else(now_unix))
+            let parties = iwf::inspect::tag::parties_arg(&originator, &recipient)?;
+            iwf::inspect::tag::inspect_tag(&tag, &text, at.unwrap_or_else(now_unix), &parties)
         }
     }
 }
 
 fn issue_tag(cmd: Command) -> Result<String, String> {
-    let Command::Tag { keys, system, sequence, segments, index, receipts, at } = cmd else {
+    let Command::Tag { keys, system, sequence, segments, index, receipts, at, originator, recipient } = cmd else {
         return Err("not a tag command".into());
     };
     use iwf::tag::{ReceiptRequest, TagFields};
@@ -171,6 +186,7 @@ fn issue_tag(cmd: Command) -> Result<String, String> {
         segment_index: index,
         segment_count: segments,
         receipts: req,
+        parties: iwf::inspect::tag::parties_arg(&originator, &recipient)?,
     };
     ring.encode(&fields).map(|t| t.to_string()).map_err(|e| e.to_string())
 }

@@ -12,10 +12,21 @@
 //! 72..80  segment index (0 = the whole message, 1..=count = one SMS segment)
 //! 80..88  segment count (1 for a single-part message)
 //! 88..91  receipts asked for: bit 0 delivery, bit 1 failure, bit 2 user ack
-//! 91..93  format version (0)
+//! 91..93  format version (1; 0 for tags issued before the parties were signed)
 //! 93..96  key id (0..=7)
-//! 96..160 MAC: SipHash-2-4 keyed with the 128-bit key, over the 12 bytes above
+//! 96..160 MAC: SipHash-2-4 keyed with the 128-bit key, over the 12 bytes above and,
+//!         from version 1, the message's parties (not carried: see below)
 //! ```
+//!
+//! **The parties.** A version 1 MAC also covers who the message was between
+//! ([`Parties`]: the legacy originator's E.164 digits or sender name, the converged
+//! recipient's E.164 digits), fed to SipHash after the 12 bytes as `kind u8 | len u8 |
+//! originator | len u8 | recipient`. They are not in the tag: an IMDN names them
+//! itself, and [`KeyRing::verify`] takes the pairs it names as candidates and keeps the
+//! one the MAC confirms. So a receipt can only be addressed to the message's own
+//! parties: a replayed or rewritten IMDN cannot point a receipt elsewhere. Version 0
+//! tags (MAC over the 12 bytes only) still verify until they expire, so an upgrade
+//! rejects no tag in flight; their parties are whatever the IMDN says, as before.
 //!
 //! The 20 bytes are written big-endian and encoded as 32 characters of base32 with the
 //! alphabet `0-9a-v` (no padding): the tag is exactly 32 characters of `[0-9a-z]`,
@@ -38,8 +49,12 @@ pub const KEY_SLOTS: usize = 8;
 pub const TAG_EPOCH_UNIX: u64 = 1_704_067_200;
 /// The largest minute count the 24-bit time field holds.
 pub const MAX_MINUTES: u32 = (1 << 24) - 1;
-/// Current format version.
-pub const VERSION: u8 = 0;
+/// Format version of the tags iwf issues: the MAC covers the parties.
+pub const VERSION: u8 = 1;
+/// The format before the parties were signed (verified until such tags expire).
+pub const VERSION_UNBOUND: u8 = 0;
+/// Longest party (an E.164 number is 15 digits, a sender name 11 characters).
+pub const PARTY_MAX: usize = 16;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
 
@@ -76,7 +91,92 @@ impl ReceiptRequest {
     }
 }
 
-/// What a tag carries. Everything but the MAC.
+/// Who a message was between, as a version 1 tag's MAC covers them: the legacy
+/// originator (E.164 digits without `+`, or an alphanumeric sender name) and the
+/// converged recipient (E.164 digits without `+`). Empty parties are allowed (tools
+/// and tests); iwf always signs the message's own.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Parties {
+    originator: [u8; PARTY_MAX],
+    originator_len: u8,
+    originator_is_name: bool,
+    recipient: [u8; PARTY_MAX],
+    recipient_len: u8,
+}
+
+/// The legacy end of [`Parties`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Originator<'a> {
+    /// A number: E.164 digits without `+`.
+    Number(&'a str),
+    /// An alphanumeric sender name.
+    Name(&'a str),
+}
+
+impl Parties {
+    /// No parties (what a version 0 tag's fields carry).
+    pub const NONE: Parties = Parties {
+        originator: [0; PARTY_MAX],
+        originator_len: 0,
+        originator_is_name: false,
+        recipient: [0; PARTY_MAX],
+        recipient_len: 0,
+    };
+
+    /// `originator` to `recipient` (E.164 digits); `None` when either is longer than
+    /// [`PARTY_MAX`].
+    pub fn new(originator: Originator<'_>, recipient: &str) -> Option<Parties> {
+        let (o, is_name) = match originator {
+            Originator::Number(d) => (d.as_bytes(), false),
+            Originator::Name(n) => (n.as_bytes(), true),
+        };
+        let r = recipient.as_bytes();
+        let mut p = Parties { originator_is_name: is_name, ..Parties::NONE };
+        p.originator.get_mut(..o.len())?.copy_from_slice(o);
+        p.recipient.get_mut(..r.len())?.copy_from_slice(r);
+        p.originator_len = o.len() as u8;
+        p.recipient_len = r.len() as u8;
+        Some(p)
+    }
+
+    /// The legacy originator.
+    pub fn originator(&self) -> Originator<'_> {
+        let b = self.originator.get(..usize::from(self.originator_len)).unwrap_or_default();
+        let s = core::str::from_utf8(b).unwrap_or("");
+        if self.originator_is_name {
+            Originator::Name(s)
+        } else {
+            Originator::Number(s)
+        }
+    }
+
+    /// The converged recipient's E.164 digits.
+    pub fn recipient(&self) -> &str {
+        core::str::from_utf8(self.recipient.get(..usize::from(self.recipient_len)).unwrap_or_default()).unwrap_or("")
+    }
+
+    /// Whether these are [`Parties::NONE`].
+    pub fn is_none(&self) -> bool {
+        *self == Parties::NONE
+    }
+
+    fn feed(&self, h: &mut SipHasher24) {
+        let o = self.originator.get(..usize::from(self.originator_len)).unwrap_or_default();
+        let r = self.recipient.get(..usize::from(self.recipient_len)).unwrap_or_default();
+        h.write(&[u8::from(self.originator_is_name), self.originator_len]);
+        h.write(o);
+        h.write(&[self.recipient_len]);
+        h.write(r);
+    }
+}
+
+impl fmt::Debug for Parties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Parties({:?} -> {})", self.originator(), self.recipient())
+    }
+}
+
+/// What a tag carries, and the parties its MAC covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TagFields {
     /// The legacy system the message came from (provisioning index).
@@ -91,6 +191,9 @@ pub struct TagFields {
     pub segment_count: u8,
     /// Receipts the legacy system asked for.
     pub receipts: ReceiptRequest,
+    /// Who the message was between (covered by the MAC, not carried; [`Parties::NONE`]
+    /// in the fields of a version 0 tag).
+    pub parties: Parties,
 }
 
 impl TagFields {
@@ -117,7 +220,7 @@ impl TagFields {
         }
     }
 
-    fn to_body(self, key_id: u8) -> [u8; 12] {
+    fn to_body(self, key_id: u8, version: u8) -> [u8; 12] {
         let mut b = [0u8; 12];
         b[0..2].copy_from_slice(&self.system.to_be_bytes());
         let m = self.minutes.min(MAX_MINUTES).to_be_bytes();
@@ -125,7 +228,7 @@ impl TagFields {
         b[5..9].copy_from_slice(&self.sequence.to_be_bytes());
         b[9] = self.segment_index;
         b[10] = self.segment_count;
-        b[11] = (self.receipts.bits() << 5) | ((VERSION & 0b11) << 3) | (key_id & 0b111);
+        b[11] = (self.receipts.bits() << 5) | ((version & 0b11) << 3) | (key_id & 0b111);
         b
     }
 
@@ -137,6 +240,7 @@ impl TagFields {
             segment_index: b[9],
             segment_count: b[10],
             receipts: ReceiptRequest::from_bits(b[11] >> 5),
+            parties: Parties::NONE,
         };
         (fields, (b[11] >> 3) & 0b11, b[11] & 0b111)
     }
@@ -176,9 +280,12 @@ impl TagKey {
         Ok(TagKey::from_bytes(b))
     }
 
-    fn mac(&self, body: &[u8; 12]) -> u64 {
+    fn mac(&self, body: &[u8; 12], parties: Option<&Parties>) -> u64 {
         let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
         h.write(body);
+        if let Some(p) = parties {
+            p.feed(&mut h);
+        }
         h.finish()
     }
 }
@@ -332,24 +439,46 @@ impl KeyRing {
         self.keys.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(i, _)| i as u8)
     }
 
-    /// Signs `fields` with the signing key and writes the 32-character tag.
+    /// Signs `fields` (their parties included: version 1) with the signing key and
+    /// writes the 32-character tag.
     pub fn encode(&self, fields: &TagFields) -> Result<Tag, KeyError> {
         let key = self.keys[usize::from(self.signing)].ok_or(KeyError::NoSigningKey)?;
-        let body = fields.to_body(self.signing);
-        let mac = key.mac(&body);
+        let body = fields.to_body(self.signing, VERSION);
+        let mac = key.mac(&body, Some(&fields.parties));
         let mut raw = [0u8; TAG_BYTES];
         raw[..12].copy_from_slice(&body);
         raw[12..].copy_from_slice(&mac.to_be_bytes());
         Ok(Tag(base32_encode(&raw)))
     }
 
-    /// Decodes and verifies a tag at Unix time `now_unix`. Case is ignored.
-    pub fn verify(&self, text: &[u8], now_unix: u64) -> Result<TagFields, TagError> {
-        let (fields, key_id, body, mac) = decode_unverified(text)?;
+    /// Signs `fields` as a version 0 tag (MAC over the 12 bytes only): only to re-sign
+    /// the segment tags of a message whose own tag verified as version 0, so that its
+    /// receipts carry the ids the legacy system was given.
+    pub fn encode_unbound(&self, fields: &TagFields) -> Result<Tag, KeyError> {
+        let key = self.keys[usize::from(self.signing)].ok_or(KeyError::NoSigningKey)?;
+        let body = fields.to_body(self.signing, VERSION_UNBOUND);
+        let mac = key.mac(&body, None);
+        let mut raw = [0u8; TAG_BYTES];
+        raw[..12].copy_from_slice(&body);
+        raw[12..].copy_from_slice(&mac.to_be_bytes());
+        Ok(Tag(base32_encode(&raw)))
+    }
+
+    /// Decodes and verifies a tag at Unix time `now_unix`. Case is ignored. A version
+    /// 1 tag verifies only with its own parties: each of `candidates` (the pairs the
+    /// IMDN names) is tried and the fields come back with the one the MAC confirms. A
+    /// version 0 tag verifies without them and comes back with [`Parties::NONE`].
+    pub fn verify(&self, text: &[u8], now_unix: u64, candidates: &[Parties]) -> Result<TagFields, TagError> {
+        let (mut fields, version, key_id, body, mac) = decode_unverified(text)?;
         let key = self.keys.get(usize::from(key_id)).copied().flatten().ok_or(TagError::UnknownKey)?;
-        // One 64-bit comparison: no early exit on a partial match.
-        if key.mac(&body) ^ mac != 0 {
-            return Err(TagError::BadMac);
+        // One 64-bit comparison per candidate: no early exit on a partial match.
+        if version == VERSION_UNBOUND {
+            if key.mac(&body, None) ^ mac != 0 {
+                return Err(TagError::BadMac);
+            }
+        } else {
+            let p = candidates.iter().find(|p| key.mac(&body, Some(p)) ^ mac == 0).ok_or(TagError::BadMac)?;
+            fields.parties = *p;
         }
         if fields.segment_count == 0 || fields.segment_index > fields.segment_count {
             return Err(TagError::BadSegment);
@@ -366,13 +495,13 @@ impl KeyRing {
 }
 
 /// Decodes a tag without checking its MAC or age: for the operator's dissector only.
-/// Returns the fields, the format version and the key id.
-pub fn decode_unauthenticated(text: &[u8]) -> Result<(TagFields, u8), TagError> {
-    let (fields, key_id, _, _) = decode_unverified(text)?;
-    Ok((fields, key_id))
+/// Returns the fields, the key id and the format version.
+pub fn decode_unauthenticated(text: &[u8]) -> Result<(TagFields, u8, u8), TagError> {
+    let (fields, version, key_id, _, _) = decode_unverified(text)?;
+    Ok((fields, key_id, version))
 }
 
-fn decode_unverified(text: &[u8]) -> Result<(TagFields, u8, [u8; 12], u64), TagError> {
+fn decode_unverified(text: &[u8]) -> Result<(TagFields, u8, u8, [u8; 12], u64), TagError> {
     if text.len() != TAG_LEN {
         return Err(TagError::BadLength);
     }
@@ -382,10 +511,10 @@ fn decode_unverified(text: &[u8]) -> Result<(TagFields, u8, [u8; 12], u64), TagE
     let mut mac = [0u8; 8];
     mac.copy_from_slice(&raw[12..]);
     let (fields, version, key_id) = TagFields::from_body(&body);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_UNBOUND {
         return Err(TagError::UnsupportedVersion);
     }
-    Ok((fields, key_id, body, u64::from_be_bytes(mac)))
+    Ok((fields, version, key_id, body, u64::from_be_bytes(mac)))
 }
 
 /// Why a tag routes nowhere. Each variant is a drop counter.
@@ -543,7 +672,12 @@ mod tests {
             segment_index: 0,
             segment_count: 1,
             receipts: ReceiptRequest::DELIVERY.union(ReceiptRequest::FAILURE),
+            parties: parties(),
         }
+    }
+
+    fn parties() -> Parties {
+        Parties::new(Originator::Number("447000100001"), "447900000001").unwrap()
     }
 
     #[test]
@@ -557,9 +691,9 @@ mod tests {
     fn round_trip_and_case_folding() {
         let r = ring();
         let t = r.encode(&fields()).unwrap();
-        assert_eq!(r.verify(t.as_bytes(), NOW).unwrap(), fields());
+        assert_eq!(r.verify(t.as_bytes(), NOW, &[parties()]).unwrap(), fields());
         let upper = t.as_str().to_ascii_uppercase();
-        assert_eq!(r.verify(upper.as_bytes(), NOW).unwrap(), fields());
+        assert_eq!(r.verify(upper.as_bytes(), NOW, &[parties()]).unwrap(), fields());
     }
 
     #[test]
@@ -569,11 +703,11 @@ mod tests {
         r.set_signing(2).unwrap();
         let new = r.encode(&fields()).unwrap();
         assert_ne!(old, new);
-        assert!(r.verify(old.as_bytes(), NOW).is_ok());
-        assert!(r.verify(new.as_bytes(), NOW).is_ok());
+        assert!(r.verify(old.as_bytes(), NOW, &[parties()]).is_ok());
+        assert!(r.verify(new.as_bytes(), NOW, &[parties()]).is_ok());
         r.remove(1);
-        assert_eq!(r.verify(old.as_bytes(), NOW), Err(TagError::UnknownKey));
-        assert!(r.verify(new.as_bytes(), NOW).is_ok());
+        assert_eq!(r.verify(old.as_bytes(), NOW, &[parties()]), Err(TagError::UnknownKey));
+        assert!(r.verify(new.as_bytes(), NOW, &[parties()]).is_ok());
     }
 
     #[test]
@@ -581,7 +715,7 @@ mod tests {
         let t = ring().encode(&fields()).unwrap();
         let mut other = KeyRing::new(1).unwrap();
         other.insert(1, TagKey::from_hex("ffffffffffffffffffffffffffffffff").unwrap()).unwrap();
-        assert_eq!(other.verify(t.as_bytes(), NOW), Err(TagError::BadMac));
+        assert_eq!(other.verify(t.as_bytes(), NOW, &[parties()]), Err(TagError::BadMac));
     }
 
     #[test]
@@ -595,7 +729,7 @@ mod tests {
                     continue;
                 }
                 b[i] = c;
-                assert!(r.verify(&b, NOW).is_err(), "altered at {i} to {}", c as char);
+                assert!(r.verify(&b, NOW, &[parties()]).is_err(), "altered at {i} to {}", c as char);
             }
         }
     }
@@ -604,13 +738,13 @@ mod tests {
     fn malformed_inputs() {
         let r = ring();
         let t = r.encode(&fields()).unwrap();
-        assert_eq!(r.verify(&t.as_bytes()[..31], NOW), Err(TagError::BadLength));
-        assert_eq!(r.verify(b"", NOW), Err(TagError::BadLength));
+        assert_eq!(r.verify(&t.as_bytes()[..31], NOW, &[parties()]), Err(TagError::BadLength));
+        assert_eq!(r.verify(b"", NOW, &[parties()]), Err(TagError::BadLength));
         let mut b = *t.as_bytes();
         b[5] = b'w';
-        assert_eq!(r.verify(&b, NOW), Err(TagError::BadCharacter));
+        assert_eq!(r.verify(&b, NOW, &[parties()]), Err(TagError::BadCharacter));
         b[5] = b'-';
-        assert_eq!(r.verify(&b, NOW), Err(TagError::BadCharacter));
+        assert_eq!(r.verify(&b, NOW, &[parties()]), Err(TagError::BadCharacter));
     }
 
     #[test]
@@ -618,9 +752,9 @@ mod tests {
         let r = ring();
         let t = r.encode(&fields()).unwrap();
         let week = u64::from(KeyRing::DEFAULT_MAX_AGE_MINUTES) * 60;
-        assert!(r.verify(t.as_bytes(), NOW + week).is_ok());
-        assert_eq!(r.verify(t.as_bytes(), NOW + week + 120), Err(TagError::Expired));
-        assert_eq!(r.verify(t.as_bytes(), NOW - 3600), Err(TagError::FromFuture));
+        assert!(r.verify(t.as_bytes(), NOW + week, &[parties()]).is_ok());
+        assert_eq!(r.verify(t.as_bytes(), NOW + week + 120, &[parties()]), Err(TagError::Expired));
+        assert_eq!(r.verify(t.as_bytes(), NOW - 3600, &[parties()]), Err(TagError::FromFuture));
     }
 
     #[test]
@@ -631,7 +765,7 @@ mod tests {
         let w = r.encode(&whole).unwrap();
         assert!(!tags.contains(&w));
         for (i, t) in tags.iter().enumerate() {
-            let f = r.verify(t.as_bytes(), NOW).unwrap();
+            let f = r.verify(t.as_bytes(), NOW, &[parties()]).unwrap();
             assert_eq!(f.segment_index as usize, i + 1);
             assert_eq!(f.segment_count, 3);
         }
@@ -639,7 +773,7 @@ mod tests {
         assert_eq!(r.encode(&fields().segment(1)).unwrap(), r.encode(&fields()).unwrap());
         // Index above count is refused even with a valid MAC.
         let bad = r.encode(&TagFields { segment_index: 4, ..whole }).unwrap();
-        assert_eq!(r.verify(bad.as_bytes(), NOW), Err(TagError::BadSegment));
+        assert_eq!(r.verify(bad.as_bytes(), NOW, &[parties()]), Err(TagError::BadSegment));
     }
 
     #[test]
@@ -671,6 +805,51 @@ mod tests {
         assert_eq!(r.insert(9, TagKey::from_bytes([0; 16])), Err(KeyError::BadKeyId));
     }
 
+    /// A tag names its message's parties: verified with another pair (a replay aimed at
+    /// someone else) it fails; among candidates, the one that is the message's is kept.
+    #[test]
+    fn the_parties_are_signed_and_chosen_by_the_mac() {
+        let r = ring();
+        let t = r.encode(&fields()).unwrap();
+        let other = Parties::new(Originator::Number("447000100099"), "447900000001").unwrap();
+        let swapped = Parties::new(Originator::Number("447900000001"), "447000100001").unwrap();
+        let named = Parties::new(Originator::Name("BANK"), "447900000001").unwrap();
+        for wrong in [other, swapped, named, Parties::NONE] {
+            assert_eq!(r.verify(t.as_bytes(), NOW, &[wrong]), Err(TagError::BadMac), "{wrong:?}");
+        }
+        assert_eq!(r.verify(t.as_bytes(), NOW, &[]), Err(TagError::BadMac));
+        let got = r.verify(t.as_bytes(), NOW, &[other, parties(), named]).unwrap();
+        assert_eq!(got.parties, parties());
+        assert_eq!(got.parties.originator(), Originator::Number("447000100001"));
+        assert_eq!(got.parties.recipient(), "447900000001");
+        // A sender name is a party too, told apart from digits.
+        let from_name = r.encode(&TagFields { parties: named, ..fields() }).unwrap();
+        assert_eq!(r.verify(from_name.as_bytes(), NOW, &[named]).unwrap().parties, named);
+        let digits_named = Parties::new(Originator::Number("BANK"), "447900000001").unwrap();
+        assert_eq!(r.verify(from_name.as_bytes(), NOW, &[digits_named]), Err(TagError::BadMac));
+        assert!(Parties::new(Originator::Number("12345678901234567"), "1").is_none());
+    }
+
+    /// Tags issued before the parties were signed (version 0) verify until they expire.
+    #[test]
+    fn version_0_tags_still_verify() {
+        let r = ring();
+        let key = TagKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        let body = fields().to_body(1, VERSION_UNBOUND);
+        let mut raw = [0u8; TAG_BYTES];
+        raw[..12].copy_from_slice(&body);
+        raw[12..].copy_from_slice(&key.mac(&body, None).to_be_bytes());
+        let old = base32_encode(&raw);
+        let got = r.verify(&old, NOW, &[parties()]).unwrap();
+        assert!(got.parties.is_none(), "its parties are not known: the IMDN's are used");
+        assert_eq!(TagFields { parties: parties(), ..got }, fields());
+        assert_eq!(r.verify(&old, NOW + 8 * 86_400, &[]), Err(TagError::Expired));
+        // Any other version is refused.
+        let mut raw3 = raw;
+        raw3[11] |= 0b11 << 3;
+        assert_eq!(r.verify(&base32_encode(&raw3), NOW, &[]), Err(TagError::UnsupportedVersion));
+    }
+
     #[test]
     fn known_vector_is_stable() {
         // Freezes the wire format: a change here breaks every tag in flight.
@@ -681,12 +860,16 @@ mod tests {
             segment_index: 0,
             segment_count: 1,
             receipts: ReceiptRequest::DELIVERY,
+            parties: Parties::NONE,
         };
-        let body = f.to_body(1);
+        let body = f.to_body(1, VERSION_UNBOUND);
         // Last byte: receipts 001 (delivery), version 00, key id 001.
         let flags: u8 = (0b001 << 5) | 0b001;
         assert_eq!(body, [0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, flags]);
+        // Version 1: the same bytes but for the version bits.
+        assert_eq!(f.to_body(1, VERSION)[11], flags | (1 << 3));
         let t = ring().encode(&f).unwrap();
+        // (the version bits sit in byte 11, past the 16 characters shown)
         assert_eq!(&t.as_str()[..16], "000g000000000080");
     }
 
@@ -696,17 +879,18 @@ mod tests {
                            count in 1u8..=255, idx: u8, receipts in 0u8..8, key in 0u8..8) {
             let idx = idx % (count.saturating_add(1)).max(1);
             let f = TagFields { system, minutes, sequence, segment_index: idx,
-                                segment_count: count, receipts: ReceiptRequest::from_bits(receipts) };
+                                segment_count: count, receipts: ReceiptRequest::from_bits(receipts),
+                                parties: parties() };
             let mut r = KeyRing::new(key).unwrap();
             r.insert(key, TagKey::from_bytes([key; 16])).unwrap();
             let t = r.encode(&f).unwrap();
-            prop_assert_eq!(r.verify(t.as_bytes(), f.issued_unix()), Ok(f));
-            prop_assert_eq!(decode_unauthenticated(t.as_bytes()), Ok((f, key)));
+            prop_assert_eq!(r.verify(t.as_bytes(), f.issued_unix(), &[parties()]), Ok(f));
+            prop_assert_eq!(decode_unauthenticated(t.as_bytes()), Ok((TagFields { parties: Parties::NONE, ..f }, key, VERSION)));
         }
 
         #[test]
         fn prop_garbage_never_panics(s in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let _ = ring().verify(&s, NOW);
+            let _ = ring().verify(&s, NOW, &[parties()]);
         }
     }
 }

@@ -447,7 +447,13 @@ fn pcap_writes_imdns_with_valid_tags_messages_and_an_smpp_session_from_the_lab_c
         let imdn = Imdn::parse(c.content).expect("IMDN");
         assert_eq!(imdn.notification, Notification::Delivery(DeliveryStatus::Delivered));
         let tag = imdn.message_id.as_plain().expect("a tag needs no escaping");
-        let fields = provision.keys.verify(tag, at).expect("the tag verifies");
+        // Signed for the parties the IMDN names: its CPIM From (the converged user) and To.
+        let (to, from) = (c.to().expect("CPIM To"), c.from().expect("CPIM From"));
+        let digits =
+            |uri: &[u8]| iwf::interwork::legacy_to_converged::uri_msisdn(uri).expect("a number").digits().to_string();
+        let (legacy, converged) = (digits(to.uri), digits(from.uri));
+        let parties = iwf::tag::Parties::new(iwf::tag::Originator::Number(&legacy), &converged).unwrap();
+        let fields = provision.keys.verify(tag, at, &[parties]).expect("the tag verifies");
         assert_eq!(fields.system, 2);
         assert!(fields.receipts.contains(iwf::tag::ReceiptRequest::DELIVERY));
         first_tag.get_or_insert_with(|| tag.to_vec());
@@ -507,7 +513,8 @@ fn pcap_writes_imdns_with_valid_tags_messages_and_an_smpp_session_from_the_lab_c
         assert_eq!(q.sequence_number, r.sequence_number);
         let (Body::SubmitSm(sm), Body::SubmitSmResp(resp)) = (q.body, r.body) else { panic!("{q} / {r}") };
         assert_eq!(sm.registered_delivery.0, 1);
-        assert_eq!(provision.keys.verify(resp.message_id.unwrap(), at).map(|f| f.system), Ok(2));
+        let id = iwf::tag::decode_unauthenticated(resp.message_id.unwrap()).map(|(f, _, _)| f.system);
+        assert_eq!(id, Ok(2));
     }
     assert!(matches!(Pdu::parse(reqs.last().unwrap()).unwrap().body, Body::Unbind));
 

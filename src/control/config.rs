@@ -301,6 +301,7 @@ mod tests {
             segment_index: 0,
             segment_count: 1,
             receipts: crate::tag::ReceiptRequest::DELIVERY,
+            parties: crate::tag::Parties::NONE,
         };
         assert_eq!(ring.encode(&fields).unwrap(), load_keyring(GOOD).unwrap().encode(&fields).unwrap());
         std::fs::write(&path, "00000000000000000000000000000000\n").unwrap();

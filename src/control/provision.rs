@@ -9,6 +9,8 @@
 //! legacy_domain = "iwf.ims.lab"       # legacy users appear as sip:+<E.164>@iwf.ims.lab;user=phone
 //! converged_domain = "ims.lab"        # converged users: sip:+<E.164>@ims.lab;user=phone
 //! message_validity_s = 172800         # how long a correlation entry or a queued receipt lives
+//! replay_window_s = 3600              # a notification is relayed at most once in this time
+//! replay_capacity = 1000000           # notifications remembered in that window (10 octets each)
 //!
 //! [[routes]]                          # converged → legacy: longest number prefix wins
 //! prefix = "+4470001"
@@ -36,6 +38,12 @@ pub struct ConvergedNames {
     pub converged_domain: String,
     /// Seconds a correlation entry or a receipt queued for an unbound system lives.
     pub message_validity_s: u64,
+    /// How long a relayed notification is remembered, so a replay of it is not relayed
+    /// again (seconds; read at start).
+    pub replay_window_s: u64,
+    /// Notifications remembered at most within the window (8-10 octets each, read at
+    /// start); beyond, new notifications are refused 503 until old ones age out.
+    pub replay_capacity: usize,
 }
 
 impl Default for ConvergedNames {
@@ -44,6 +52,8 @@ impl Default for ConvergedNames {
             legacy_domain: "iwf.ims.lab".into(),
             converged_domain: "ims.lab".into(),
             message_validity_s: 48 * 3600,
+            replay_window_s: 3600,
+            replay_capacity: 1_000_000,
         }
     }
 }
@@ -80,7 +90,17 @@ impl Provision {
         let mut converged = ConvergedNames::default();
         if let Some(v) = Doc::get(root, "converged") {
             let t = doc.table("converged", v)?;
-            doc.only(t, "converged", &["legacy_domain", "converged_domain", "message_validity_s"])?;
+            doc.only(
+                t,
+                "converged",
+                &["legacy_domain", "converged_domain", "message_validity_s", "replay_window_s", "replay_capacity"],
+            )?;
+            if let Some(d) = Doc::get(t, "replay_window_s") {
+                converged.replay_window_s = doc.integer("converged.replay_window_s", d, 60, 7 * 24 * 3600)? as u64;
+            }
+            if let Some(d) = Doc::get(t, "replay_capacity") {
+                converged.replay_capacity = doc.integer("converged.replay_capacity", d, 1024, 1 << 30)? as usize;
+            }
             for (key, slot) in
                 [("legacy_domain", &mut converged.legacy_domain), ("converged_domain", &mut converged.converged_domain)]
             {

@@ -252,6 +252,12 @@ pub struct LegacyConfig {
     /// Messages per second it may send, and iwf may send it (0: no limit): beyond,
     /// ESME_RTHROTTLED / SIP 503 + Retry-After.
     pub throughput: u32,
+    /// Receipts per second iwf relays to it (0: no limit): beyond, the IMDN gets 503 +
+    /// Retry-After (a flood of notifications cannot flood the legacy system).
+    pub receipt_rate: u32,
+    /// Receipts the durable store holds for it at most while it has no bind: beyond,
+    /// the IMDN gets 503 + Retry-After.
+    pub queue_limit: u64,
     /// Whether a converged sender without a telephone number (`sip:alice@…`) may reach it
     /// as an alphanumeric source address (else the MESSAGE is refused 403).
     pub alphanumeric_senders: bool,
@@ -276,6 +282,8 @@ impl Default for LegacyConfig {
             country_code: None,
             lane_capacity: 4096,
             throughput: 0,
+            receipt_rate: 0,
+            queue_limit: 100_000,
             alphanumeric_senders: false,
         }
     }
@@ -812,6 +820,8 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
                 "country_code",
                 "lane_capacity",
                 "throughput",
+                "receipt_rate",
+                "queue_limit",
                 "alphanumeric_senders",
             ],
         )?;
@@ -947,6 +957,14 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
             Some(v) => doc.integer(&format!("{at}.throughput"), v, 0, 1_000_000)? as u32,
             None => 0,
         };
+        let receipt_rate = match Doc::get(t, "receipt_rate") {
+            Some(v) => doc.integer(&format!("{at}.receipt_rate"), v, 0, 1_000_000)? as u32,
+            None => 0,
+        };
+        let queue_limit = match Doc::get(t, "queue_limit") {
+            Some(v) => doc.integer(&format!("{at}.queue_limit"), v, 1, 100_000_000)? as u64,
+            None => 100_000,
+        };
         let lane_capacity = match Doc::get(t, "lane_capacity") {
             Some(v) => doc.integer(&format!("{at}.lane_capacity"), v, 1, 1 << 20)? as usize,
             None => 4096,
@@ -954,6 +972,8 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         out.push(LegacyConfig {
             alphanumeric_senders,
             throughput,
+            receipt_rate,
+            queue_limit,
             user_ack,
             default_encoding,
             ids,

@@ -417,9 +417,12 @@ impl PeerLimits {
         }
     }
 
+    fn slot(&self, ip: Ipv4Addr) -> usize {
+        usize::try_from(self.hasher.hash_one(u32::from(ip)) % Self::BUCKETS as u64).unwrap_or(0)
+    }
+
     fn bucket(&self, ip: Ipv4Addr) -> Option<&std::sync::atomic::AtomicU32> {
-        let h = self.hasher.hash_one(u32::from(ip));
-        self.buckets.get(usize::try_from(h % Self::BUCKETS as u64).unwrap_or(0))
+        self.buckets.get(self.slot(ip))
     }
 
     /// Takes one connection for `ip`; `false` when it holds the maximum already.
@@ -2337,9 +2340,22 @@ mod tests {
         assert!(w1.acquire(a));
         assert!(!w0.acquire(a) && !w1.acquire(a));
         assert_eq!(limits.held(a), 2);
-        // Other addresses of the subnet land in their own buckets.
-        assert!(others.iter().filter(|o| limits.held(**o) > 0).count() == 0);
-        assert!(others.iter().all(|o| limits.acquire(*o)));
+        // Other addresses do not share its limit unless they share its bucket, which a
+        // key drawn at start decides: nobody can pick an address that does.
+        let apart: Vec<Ipv4Addr> = others.iter().copied().filter(|o| limits.slot(*o) != limits.slot(a)).collect();
+        assert!(
+            apart.len() >= others.len() - 20,
+            "{} of {} share a's bucket",
+            others.len() - apart.len(),
+            others.len()
+        );
+        for o in &apart {
+            assert!(limits.acquire(*o), "{o}");
+            limits.release(*o);
+        }
+        let placements: Vec<Vec<usize>> =
+            (0..4).map(|_| PeerLimits::new(2)).map(|l| others.iter().map(|o| l.slot(*o)).collect()).collect();
+        assert!(placements.windows(2).any(|w| w[0] != w[1]), "the buckets differ from table to table");
         w1.release(a);
         assert!(w0.acquire(a));
         for _ in 0..5 {

@@ -243,6 +243,9 @@ pub struct FlowStats {
     pub receipt_ids_decimal: AtomicU64,
     /// SMSC receipts refused: their id read two ways named two live messages.
     pub receipt_ids_ambiguous: AtomicU64,
+    /// IMDNs answered 200 without relaying: the same notification of the same tag was
+    /// relayed within the replay window.
+    pub imdn_replays: AtomicU64,
 }
 
 impl crate::control::metrics::MetricsSource for Shared {
@@ -291,7 +294,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 27] = [
+        let all: [(&'static str, &AtomicU64); 28] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -319,6 +322,7 @@ impl FlowStats {
             ("receipt_ids_as_sent", &self.receipt_ids_as_sent),
             ("receipt_ids_decimal", &self.receipt_ids_decimal),
             ("receipt_ids_ambiguous", &self.receipt_ids_ambiguous),
+            ("imdn_replays", &self.imdn_replays),
         ];
         for (name, v) in all {
             f(name, v.load(Ordering::Relaxed));
@@ -362,13 +366,19 @@ pub struct SystemStats {
     pub smsc_receipts: AtomicU64,
     /// Messages refused by its throughput limit (either direction) or a full lane.
     pub throttled: AtomicU64,
+    /// IMDNs refused because its receipt rate or its durable queue limit was reached.
+    pub receipts_refused_limit: AtomicU64,
+    /// Receipts in the durable store for it now (kept by the cores as they queue and
+    /// by the store's thread as it delivers, expires and recounts).
+    pub queued_now: AtomicU64,
     window: AtomicU64,
+    receipt_window: AtomicU64,
 }
 
 impl SystemStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 9] = [
+        let all: [(&'static str, &AtomicU64); 10] = [
             ("messages_in", &self.messages_in),
             ("messages_accepted", &self.messages_accepted),
             ("messages_refused", &self.messages_refused),
@@ -378,40 +388,56 @@ impl SystemStats {
             ("messages_out", &self.messages_out),
             ("smsc_receipts", &self.smsc_receipts),
             ("throttled", &self.throttled),
+            ("receipts_refused_limit", &self.receipts_refused_limit),
         ];
         for (name, v) in all {
             f(name, v.load(Ordering::Relaxed));
         }
     }
 
-    /// Whether one more message fits `limit` per second at `unix` (0: no limit). One
-    /// word, lock-free: the second in the high 32 bits, the count in the low.
+    /// Whether one more message fits `limit` per second at `unix` (0: no limit).
     pub fn admit(&self, unix: u64, limit: u32) -> bool {
-        if limit == 0 {
-            return true;
-        }
-        let sec = unix & 0xFFFF_FFFF;
-        let mut word = self.window.load(Ordering::Relaxed);
-        loop {
-            let (s, n) = (word >> 32, word & 0xFFFF_FFFF);
-            let next = if s == sec {
-                if n >= u64::from(limit) {
-                    return false;
-                }
-                word + 1
-            } else {
-                (sec << 32) | 1
-            };
-            match self.window.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(w) => word = w,
+        admit_in(&self.window, unix, limit, 1)
+    }
+
+    /// Whether `n` more receipts fit `limit` per second at `unix` (0: no limit).
+    pub fn admit_receipts(&self, unix: u64, limit: u32, n: u32) -> bool {
+        admit_in(&self.receipt_window, unix, limit, n)
+    }
+}
+
+/// Whether `n` more fit `limit` per second at `unix` in `window` (0: no limit). One
+/// word, lock-free: the second in the high 32 bits, the count in the low.
+fn admit_in(window: &AtomicU64, unix: u64, limit: u32, n: u32) -> bool {
+    if limit == 0 {
+        return true;
+    }
+    let sec = unix & 0xFFFF_FFFF;
+    let n = u64::from(n);
+    let mut word = window.load(Ordering::Relaxed);
+    loop {
+        let (s, used) = (word >> 32, word & 0xFFFF_FFFF);
+        let next = if s == sec {
+            if used + n > u64::from(limit) {
+                return false;
             }
+            word + n
+        } else if n > u64::from(limit) {
+            return false;
+        } else {
+            (sec << 32) | n
+        };
+        match window.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(w) => word = w,
         }
     }
 }
 
+impl SystemStats {}
+
 /// Why something was refused or routed nowhere (the `reason` label of the drops).
-pub const DROP_REASONS: [&str; 23] = [
+pub const DROP_REASONS: [&str; 26] = [
     "tag_bad_length",
     "tag_bad_character",
     "tag_unsupported_version",
@@ -438,6 +464,12 @@ pub const DROP_REASONS: [&str; 23] = [
     "smsc_receipt_unmatched",
     // An SMSC receipt whose id, read as sent and as a decimal number, named two messages.
     "smsc_id_ambiguous",
+    // An IMDN refused 503: the replay table had no room to remember it.
+    "replay_table_full",
+    // An IMDN refused 503: its legacy system's receipt rate was reached.
+    "receipt_rate",
+    // An IMDN refused 503: its unbound legacy system's durable queue is at its limit.
+    "queue_limit",
     "other",
 ];
 
@@ -465,6 +497,8 @@ pub struct Shared {
     /// Per core: the entries of each of its tables ([`TABLES`]), published once a
     /// second by the core (`iwf_table_entries`).
     tables: Vec<[AtomicU64; TABLES.len()]>,
+    /// The notifications relayed within the replay window (every core's).
+    pub replay: crate::route::replay::ReplayGuard,
 }
 
 /// The per-core tables a peer can fill, as `/metrics` names them.
@@ -492,7 +526,13 @@ impl Shared {
         }
         let systems: HashMap<u16, Arc<SystemStats>> =
             provision.load().legacy.iter().map(|l| (l.id, Arc::new(SystemStats::default()))).collect();
+        let converged = &provision.load().converged;
+        let replay = crate::route::replay::ReplayGuard::new(
+            converged.replay_capacity,
+            u32::try_from(converged.replay_window_s.div_ceil(60)).unwrap_or(u32::MAX),
+        );
         Ok(Shared {
+            replay,
             systems: ArcSwap::from_pointee(systems),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             provision,
@@ -680,6 +720,8 @@ struct Waiter {
     refused: Option<CommandStatus>,
     /// The answer another core gave (a [`Job`]).
     answer: Option<(u16, &'static str)>,
+    /// The notification this IMDN is remembered as (forgotten if it is not relayed).
+    replay: Option<crate::route::replay::Seen>,
 }
 
 /// Key of a concatenated legacy message being reassembled.
@@ -1239,9 +1281,30 @@ impl Flows {
                 inc(&self.shared.stats.receipts_not_requested);
                 self.answer(txn, 200, "OK");
             }
-            Ok(ReceiptOutcome::Receipts { system, count, len, .. }) => {
+            Ok(ReceiptOutcome::Receipts { system, state, count, len, message_id }) => {
                 inc(&self.shared.stats.imdns_in);
-                self.route_receipts(now, unix, txn, system, count, len);
+                // Relayed once per window: the tag and whether it reports delivery or display.
+                let mut key = [0u8; crate::tag::TAG_LEN + 1];
+                key[..crate::tag::TAG_LEN].copy_from_slice(&message_id);
+                key[crate::tag::TAG_LEN] = u8::from(state == crate::interwork::state::ReceiptState::Displayed);
+                match self.shared.replay.admit(&key, unix) {
+                    crate::route::replay::Admission::Fresh(seen) => {
+                        self.route_receipts(now, unix, txn, system, count, len, seen)
+                    }
+                    crate::route::replay::Admission::Replay => {
+                        inc(&self.shared.stats.imdn_replays);
+                        self.answer(txn, 200, "OK (already relayed)");
+                    }
+                    crate::route::replay::Admission::Full => {
+                        self.shared.count_drop("replay_table_full");
+                        self.answer_with(SipAnswer {
+                            txn,
+                            status: 503,
+                            reason: "Service Unavailable (replay table full)",
+                            retry_after: Some(30),
+                        });
+                    }
+                }
             }
         }
     }
@@ -1260,16 +1323,66 @@ impl Flows {
 
     /// Hands the `count` receipt PDUs in `self.out[..len]` to `system`'s lane (or the
     /// store when it has no bind); the IMDN is answered once all are acknowledged.
-    fn route_receipts(&mut self, now: u64, unix: u64, txn: SipTxn, system: u16, count: u8, _len: usize) {
+    #[allow(clippy::too_many_arguments)]
+    fn route_receipts(
+        &mut self,
+        now: u64,
+        unix: u64,
+        txn: SipTxn,
+        system: u16,
+        count: u8,
+        _len: usize,
+        seen: crate::route::replay::Seen,
+    ) {
         let _ = now;
-        let key = self.waiters.insert(Waiter { txn, remaining: u16::from(count), refused: None, answer: None });
-        let token = self.token(key);
+        let provision = self.shared.provision.load();
+        let limits = provision.system(system).map(|l| (l.receipt_rate, l.queue_limit));
+        let st = self.shared.system(system);
         let lanes = self.shared.lanes.load();
         let Some(lane) = lanes.get(LegacySystemId(system)) else {
-            self.waiters.remove(key);
+            self.shared.replay.forget(seen);
             self.answer(txn, 500, "Server Internal Error (no lane)");
             return;
         };
+        // The system's receipt rate, and the store's room for it while it has no bind:
+        // beyond either, the notification waits at the converged side (503).
+        let (rate, queue_limit) = limits.unwrap_or((0, u64::MAX));
+        let over = match &st {
+            Some(st) if !st.admit_receipts(unix, rate, u32::from(count)) => Some(("receipt_rate", 1)),
+            Some(st)
+                if lane.owner().is_none()
+                    && st.queued_now.load(Ordering::Relaxed).saturating_add(u64::from(count)) > queue_limit =>
+            {
+                Some(("queue_limit", 30))
+            }
+            _ => None,
+        };
+        if let Some((why, retry)) = over {
+            self.shared.replay.forget(seen);
+            self.shared.count_drop(why);
+            if let Some(st) = &st {
+                inc(&st.receipts_refused_limit);
+            }
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: if why == "receipt_rate" {
+                    "Service Unavailable (legacy system's receipt rate)"
+                } else {
+                    "Service Unavailable (legacy system's durable queue is full)"
+                },
+                retry_after: Some(retry),
+            });
+            return;
+        }
+        let key = self.waiters.insert(Waiter {
+            txn,
+            remaining: u16::from(count),
+            refused: None,
+            answer: None,
+            replay: Some(seen),
+        });
+        let token = self.token(key);
         let validity = self.shared.provision.load().converged.message_validity_s;
         let mut at = 0usize;
         let mut failed = 0u16;
@@ -1293,6 +1406,8 @@ impl Flows {
                         let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
                         if tx.send(op).is_err() {
                             failed += 1;
+                        } else if let Some(st) = &st {
+                            st.queued_now.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     None => failed += 1,
@@ -1318,7 +1433,9 @@ impl Flows {
             // Items already handed over still complete; the IMDN is answered 503 now
             // and its completions are ignored (the converged side resends; a duplicate
             // receipt is harmless to the legacy system's correlation).
-            self.waiters.remove(key);
+            if let Some(seen) = self.waiters.remove(key).and_then(|w| w.replay) {
+                self.shared.replay.forget(seen);
+            }
             self.answer_with(SipAnswer {
                 txn,
                 status: 503,
@@ -1388,7 +1505,8 @@ impl Flows {
             let me = self.config.core;
             match owner {
                 Some(core) if core != me && !matches!(txn, SipTxn::Remote { .. }) => {
-                    let key = self.waiters.insert(Waiter { txn, remaining: 1, refused: None, answer: None });
+                    let key =
+                        self.waiters.insert(Waiter { txn, remaining: 1, refused: None, answer: None, replay: None });
                     let job = Job { token: self.token(key), request: raw.to_vec() };
                     match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
                         Some(Ok(())) => {}
@@ -1445,8 +1563,13 @@ impl Flows {
         }
         // With a store, the 200 also waits for the record and every part's id to be durable.
         let store_waits = if durable.is_some() && self.shared.store.is_some() { 1 + u16::from(count) } else { 0 };
-        let key =
-            self.waiters.insert(Waiter { txn, remaining: u16::from(count) + store_waits, refused: None, answer: None });
+        let key = self.waiters.insert(Waiter {
+            txn,
+            remaining: u16::from(count) + store_waits,
+            refused: None,
+            answer: None,
+            replay: None,
+        });
         let token = self.token(key);
         if let (Some((message, record)), true) = (durable, self.shared.store.is_some()) {
             let store_key = self.store_key();
@@ -1828,6 +1951,10 @@ impl Flows {
             (None, None) => (200, "OK"),
             (None, Some(s)) => sip_for_command_status(s),
         };
+        if let (Some(seen), false) = (w.replay, (200..300).contains(&status)) {
+            // Not relayed: the sender's retry must be.
+            self.shared.replay.forget(seen);
+        }
         self.answer(w.txn, status, reason);
     }
 
@@ -2407,7 +2534,8 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(ids.iter().map(|r| r.1).collect::<Vec<_>>(), [11, 12, 13]);
         let keys = &shared.provision.load().keys;
         for (i, r) in ids.iter().enumerate() {
-            let fields = keys.verify(r.3.as_bytes(), NOW).unwrap();
+            let _ = keys;
+            let fields = crate::tag::decode_unauthenticated(r.3.as_bytes()).unwrap().0;
             assert_eq!((fields.segment_index, fields.segment_count), (i as u8 + 1, 3));
         }
     }
@@ -2880,5 +3008,143 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let answered = std::iter::from_fn(|| f.poll_smpp(0))
             .any(|(_, out)| matches!(out, SmppOut::Respond { seq: 23, status: CommandStatus::ESME_ROK, .. }));
         assert!(answered, "the ambiguous receipt is answered, not held");
+    }
+
+    /// One message from smsc-a, its resp answered; returns its tag.
+    fn one_message_from_smsca(f: &mut Flows, seq: u32) -> String {
+        f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        assert!(matches!(f.poll_smpp(0), Some((_, SmppOut::Respond { .. }))));
+        tag
+    }
+
+    /// Delivers `dn` as a new transaction (its own branch and Call-ID), lets the lane
+    /// drain and acknowledges what goes to smsc-a; returns the deliver_sm PDUs sent and
+    /// the IMDN's answer.
+    fn imdn_round(f: &mut Flows, shared: &Arc<Shared>, dn: &str, n: u32) -> (Vec<Vec<u8>>, u16) {
+        let dn = dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKround{n}x"), 1).replacen(
+            "Call-ID: ",
+            &format!("Call-ID: round{n}x"),
+            1,
+        );
+        let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
+        deliver(f, shared, NOW, dn.as_bytes(), t);
+        f.poll(0, NOW);
+        let mut sent = Vec::new();
+        while let Some((conn, out)) = f.poll_smpp(0) {
+            if let SmppOut::Send(send) = out {
+                sent.push(send.item.pdu().to_vec());
+                f.smpp_sent(conn, 500 + n, send);
+                f.smpp_response(NOW, conn, 500 + n, CommandStatus::ESME_ROK, b"");
+            }
+        }
+        f.poll(0, NOW);
+        (sent, f.poll_answer(|a| *a == t).map_or(0, |a| a.status))
+    }
+
+    /// A notification is relayed once per window however often it is replayed, and a
+    /// receipt goes to the message's own parties whatever the IMDN claims.
+    #[test]
+    fn replayed_imdns_are_relayed_once_and_cannot_be_redirected() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let tag = one_message_from_smsca(&mut f, 1);
+        let dn = String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap();
+        let mut relayed = 0;
+        for n in 0..5 {
+            let (sent, status) = imdn_round(&mut f, &shared, &dn, n);
+            assert_eq!(status, 200, "replay {n} is answered");
+            relayed += sent.len();
+        }
+        assert_eq!(relayed, 1, "relayed once");
+        assert_eq!(shared.stats.imdn_replays.load(Ordering::Relaxed), 4);
+        // The display of the same tag is another notification: relayed (if asked for).
+        let (_, status) =
+            imdn_round(&mut f, &shared, &String::from_utf8(imdn(&tag, "displayed", "display")).unwrap(), 9);
+        assert_eq!(status, 200);
+
+        // An IMDN whose CPIM names another legacy user: the receipt still goes to the
+        // message's own (the SIP To names it, and the tag's MAC picks it).
+        let tag = one_message_from_smsca(&mut f, 2);
+        let lying = String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap().replace(
+            "To: <sip:+447000100001@iwf.ims.lab;user=phone>\r\nNS:",
+            "To: <sip:+447000100099@iwf.ims.lab;user=phone>\r\nNS:",
+        );
+        assert!(lying.contains("+447000100099"), "the CPIM To was rewritten");
+        let (sent, status) = imdn_round(&mut f, &shared, &lying, 20);
+        assert_eq!((sent.len(), status), (1, 200));
+        let Body::DeliverSm(sm) = Pdu::parse(&sent[0]).unwrap().body else { panic!("a deliver_sm") };
+        assert_eq!(sm.destination.addr, b"447000100001", "the message's own originator");
+        assert_eq!(sm.source.addr, b"447900000001", "the message's own recipient");
+        // Every address in it rewritten: nothing verifies, nothing is relayed.
+        let tag = one_message_from_smsca(&mut f, 3);
+        let redirected =
+            String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap().replace("+447000100001", "+447000100099");
+        let (sent, status) = imdn_round(&mut f, &shared, &redirected, 30);
+        assert_eq!((sent.len(), status), (0, 403));
+    }
+
+    /// A legacy system's receipt rate and its durable queue limit refuse IMDNs with 503
+    /// (the converged side resends later); the refused notification is not remembered.
+    #[test]
+    fn receipt_rate_and_queue_limits_answer_503() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nreceipt_rate = 1");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let (a, b) = (one_message_from_smsca(&mut f, 1), one_message_from_smsca(&mut f, 2));
+        let dn = |t: &str| String::from_utf8(imdn(t, "delivered", "delivery")).unwrap();
+        let (sent, status) = imdn_round(&mut f, &shared, &dn(&a), 1);
+        assert_eq!((sent.len(), status), (1, 200));
+        let (sent, status) = imdn_round(&mut f, &shared, &dn(&b), 2);
+        assert_eq!((sent.len(), status), (0, 503), "one receipt a second");
+        assert!(shared.drops().any(|(r, n)| r == "receipt_rate" && n == 1));
+        // Not remembered: its resend, a second later, is relayed.
+        let later = |f: &mut Flows| {
+            let dn =
+                dn(&b).replacen("branch=z9hG4bK", "branch=z9hG4bKlater", 1).replacen("Call-ID: ", "Call-ID: later", 1);
+            let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
+            deliver(f, &shared, NOW + 1, dn.as_bytes(), t);
+            f.poll(0, NOW + 1);
+            std::iter::from_fn(|| f.poll_smpp(0)).filter(|(_, o)| matches!(o, SmppOut::Send(_))).count()
+        };
+        assert_eq!(later(&mut f), 1);
+    }
+
+    #[test]
+    fn an_unbound_systems_durable_queue_has_a_limit() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nqueue_limit = 1");
+        let path = std::env::temp_dir().join(format!("iwf-flow-qlimit-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, Some(tx)).unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+            let db = crate::route::store::Store::create(&path).unwrap();
+            std::thread::spawn(move || store::run(db, rx, shared, Arc::new(store::StoreStats::default()), &stop))
+        };
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let (a, b) = (one_message_from_smsca(&mut f, 1), one_message_from_smsca(&mut f, 2));
+        f.closed(SMSCA);
+        let mut answer = |tag: &str, n: u32| {
+            let dn = String::from_utf8(imdn(tag, "delivered", "delivery")).unwrap();
+            let dn = dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKq{n}x"), 1);
+            let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
+            deliver(&mut f, &shared, NOW, dn.as_bytes(), t);
+            answer_within(&mut f, "an answer").status
+        };
+        assert_eq!(answer(&a, 1), 200, "stored");
+        assert_eq!(answer(&b, 2), 503, "the queue holds one");
+        assert!(shared.drops().any(|(r, n)| r == "queue_limit" && n == 1));
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }

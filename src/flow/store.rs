@@ -109,6 +109,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
     if let Ok(n) = store.quarantined() {
         stats.quarantined.store(n, Ordering::Relaxed);
     }
+    recount(&store, &shared);
     while !stop.load(Ordering::Relaxed) {
         let now_us = epoch.elapsed().as_micros() as u64;
         let wait =
@@ -176,6 +177,11 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             }
         }
         if !acks.is_empty() {
+            for k in &acks {
+                if let Some(st) = shared.system(k.system.0) {
+                    let _ = st.queued_now.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                }
+            }
             match store.ack(&acks) {
                 Ok(n) => {
                     stats.acked.fetch_add(n as u64, Ordering::Relaxed);
@@ -224,12 +230,23 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 if let Ok(n) = store.quarantined() {
                     stats.quarantined.store(n, Ordering::Relaxed);
                 }
+                recount(&store, &shared);
             }
         }
     }
     if !batch.is_empty() && store.commit(&mut batch).is_ok() {
         for token in waiting.drain(..) {
             let _ = shared.complete(token, Outcome::Stored);
+        }
+    }
+}
+
+/// Each system's queued receipts as the store counts them (the cores' running count
+/// drifts by what expired or failed to commit; this puts it right).
+fn recount(store: &Store, shared: &Shared) {
+    for l in &shared.provision.load().legacy {
+        if let (Some(st), Ok(n)) = (shared.system(l.id), store.queued_len(LegacySystemId(l.id))) {
+            st.queued_now.store(n as u64, Ordering::Relaxed);
         }
     }
 }

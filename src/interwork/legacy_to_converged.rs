@@ -28,7 +28,7 @@ use super::address::{
 };
 use super::state::ReceiptState;
 use super::{BindDirection, ConvergedSide, Exchange};
-use crate::tag::{KeyError, KeyRing, ReceiptRequest, Tag, TagError, TagFields, TAG_LEN};
+use crate::tag::{KeyError, KeyRing, Originator, Parties, ReceiptRequest, Tag, TagError, TagFields, TAG_LEN};
 use crate::wire::cpim::{self, CpimError, CpimRepr, DateTime, Dispositions, EMPTY_HEADER};
 use crate::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, ImdnError, Notification, XmlText};
 use crate::wire::sip::{self, Header, Message, MessageWriter, Method, Parser, Status};
@@ -523,6 +523,18 @@ pub fn legacy_to_sip(
     let text_len = decode_text(msg, exchange.default_encoding, text_buf)?;
     let text = text_buf.get(..text_len).unwrap_or_default();
     let (receipts, dispositions) = receipt_request(msg.registered_delivery, exchange.user_ack);
+    // The tag's MAC covers who the message is between: its receipts can be addressed to
+    // these parties only.
+    let dest_digits = match smpp_party(&exchange.numbering, msg.destination) {
+        Ok(LegacyParty::Number(m)) => Some(m),
+        _ => None,
+    };
+    let originator = match &source {
+        LegacyParty::Number(m) => Originator::Number(m.digits()),
+        LegacyParty::Name(n) => Originator::Name(n),
+    };
+    let parties = Parties::new(originator, dest_digits.as_ref().map_or("", |m| m.digits()))
+        .ok_or(ConvertError::InvalidSource(AddressError::TooLong))?;
     let fields = TagFields {
         system: exchange.system,
         minutes: TagFields::minutes_at(now_unix),
@@ -530,6 +542,7 @@ pub fn legacy_to_sip(
         segment_index: 0,
         segment_count,
         receipts,
+        parties,
     };
     let tag = keys.encode(&fields).map_err(ConvertError::Key)?;
     let now = i64::try_from(now_unix).map_err(|_| ConvertError::BadClock)?;
@@ -681,6 +694,9 @@ pub enum ReceiptOutcome {
         count: u8,
         /// Octets written.
         len: usize,
+        /// The verified tag (`<message-id>`, lower case): with the state, what a replay
+        /// of the same notification is known by.
+        message_id: [u8; TAG_LEN],
     },
     /// A valid notification the legacy system did not ask for: nothing to send.
     NotRequested {
@@ -917,7 +933,19 @@ pub fn imdn_message_to_receipts<'e>(
     let mut id_buf = [0u8; TAG_LEN];
     let id = xml_text(&imdn.message_id, &mut id_buf).ok_or(ImdnRouteError::Tag(TagError::BadLength))?;
     let id = trim_ascii(id);
-    let fields = keys.verify(id, now_unix).map_err(ImdnRouteError::Tag)?;
+    // The parties the IMDN names (CPIM first, then the SIP header fields and the IMDN's
+    // own URIs): the tag's MAC picks the message's own among them, so a replay or a
+    // rewritten IMDN cannot address the receipt to anyone else.
+    let mut candidates = [Parties::NONE; MAX_CANDIDATES];
+    let n = party_candidates(msg, &env, &imdn, &mut candidates);
+    if n == 0 {
+        // No pair to verify with: say which party the IMDN fails to name.
+        converged_number(env.from, &imdn)?;
+        let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+            .map_err(ImdnRouteError::Cpim)?;
+        legacy_party_from_uri(to.uri, &mut [0u8; ALPHA_MAX])?;
+    }
+    let fields = keys.verify(id, now_unix, candidates.get(..n).unwrap_or(&[])).map_err(ImdnRouteError::Tag)?;
     // Verified, so exactly TAG_LEN characters of the tag alphabet; canonical case.
     let mut message_id = [0u8; TAG_LEN];
     if let Some(src) = id.get(..TAG_LEN) {
@@ -938,14 +966,29 @@ pub fn imdn_message_to_receipts<'e>(
         return Ok(ReceiptOutcome::NotRequested { system, state });
     }
 
-    // Addresses.
-    let recipient = converged_number(env.from, &imdn)?;
-    let (rton, rnpi, rdigits) = NumberingPlan::to_smpp(&recipient);
-    let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
-        .map_err(ImdnRouteError::Cpim)?;
+    // Addresses: those the tag authenticated; a version 0 tag's from the CPIM headers.
     let mut name_buf = [0u8; ALPHA_MAX];
+    let (recipient, originator) = if fields.parties.is_none() {
+        let recipient = converged_number(env.from, &imdn)?;
+        let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+            .map_err(ImdnRouteError::Cpim)?;
+        (recipient, legacy_party_from_uri(to.uri, &mut name_buf)?)
+    } else {
+        let p = &fields.parties;
+        let recipient = Msisdn::parse(p.recipient()).map_err(ImdnRouteError::BadRecipient)?;
+        let originator = match p.originator() {
+            Originator::Number(d) => LegacyParty::Number(Msisdn::parse(d).map_err(ImdnRouteError::BadOriginator)?),
+            Originator::Name(n) => {
+                let b = name_buf.get_mut(..n.len()).ok_or(ImdnRouteError::BadOriginator(AddressError::TooLong))?;
+                b.copy_from_slice(n.as_bytes());
+                LegacyParty::Name(core::str::from_utf8(b).unwrap_or_default())
+            }
+        };
+        (recipient, originator)
+    };
+    let (rton, rnpi, rdigits) = NumberingPlan::to_smpp(&recipient);
     let originator_number;
-    let destination = match legacy_party_from_uri(to.uri, &mut name_buf)? {
+    let destination = match originator {
         LegacyParty::Number(m) => {
             originator_number = m;
             let (ton, npi, digits) = NumberingPlan::to_smpp(&originator_number);
@@ -989,7 +1032,9 @@ pub fn imdn_message_to_receipts<'e>(
         let seg_id: [u8; TAG_LEN] = if seg_fields == fields {
             message_id
         } else {
-            *keys.encode(&seg_fields).map_err(|_| ImdnRouteError::Tag(TagError::UnknownKey))?.as_bytes()
+            let tag =
+                if fields.parties.is_none() { keys.encode_unbound(&seg_fields) } else { keys.encode(&seg_fields) };
+            *tag.map_err(|_| ImdnRouteError::Tag(TagError::UnknownKey))?.as_bytes()
         };
         let seg_id = &seg_id;
         let mut text = [0u8; crate::wire::smpp::receipt::RECEIPT_MAX_LEN];
@@ -1035,7 +1080,50 @@ pub fn imdn_message_to_receipts<'e>(
         pos = pos.saturating_add(written);
         count = count.saturating_add(1);
     }
-    Ok(ReceiptOutcome::Receipts { system, state, count, len: pos })
+    Ok(ReceiptOutcome::Receipts { system, state, count, len: pos, message_id })
+}
+
+/// Most party pairs an IMDN is verified against (3 originators × 4 recipients).
+const MAX_CANDIDATES: usize = 12;
+
+/// The (originator, recipient) pairs an IMDN names, deduplicated, into `out`; returns
+/// how many. Originators: the CPIM `To`, the SIP `To`, the Request-URI (the legacy
+/// user, as a number or a sender name). Recipients: the CPIM `From`, the IMDN's
+/// `<recipient-uri>` and `<original-recipient-uri>`, the SIP `From` (a number).
+fn party_candidates(msg: &Message<'_, '_>, env: &Envelope<'_>, imdn: &Imdn<'_>, out: &mut [Parties]) -> usize {
+    let mut originators: [Option<Parties>; 3] = [None; 3];
+    let mut name_buf = [0u8; ALPHA_MAX];
+    let sip_to = msg.to().ok().map(|t| t.uri.as_str().as_bytes());
+    let cpim_to = env.to.and_then(|t| cpim::NameAddr::parse(t).ok()).map(|t| t.uri);
+    let r_uri = msg.request_line().map(|r| r.uri.as_bytes());
+    for (slot, uri) in originators.iter_mut().zip([cpim_to, sip_to, r_uri]) {
+        let Some(uri) = uri else { continue };
+        *slot = match legacy_party_from_uri(uri, &mut name_buf) {
+            Ok(LegacyParty::Number(m)) => Parties::new(Originator::Number(m.digits()), ""),
+            Ok(LegacyParty::Name(n)) => Parties::new(Originator::Name(n), ""),
+            Err(_) => None,
+        };
+    }
+    let mut recipients: [Option<Msisdn>; 4] = [None; 4];
+    recipients[0] = env.from.and_then(|f| cpim::NameAddr::parse(f).ok()).and_then(|f| uri_msisdn(f.uri).ok());
+    let mut buf = [0u8; LINE_MAX];
+    for (slot, x) in recipients[1..3].iter_mut().zip([&imdn.recipient_uri, &imdn.original_recipient_uri]) {
+        *slot = x.as_ref().and_then(|x| xml_text(x, &mut buf).and_then(|u| uri_msisdn(u).ok()));
+    }
+    recipients[3] = msg.from().ok().and_then(|f| uri_msisdn(f.uri.as_str().as_bytes()).ok());
+    let mut n = 0;
+    for o in originators.iter().flatten() {
+        for r in recipients.iter().flatten() {
+            let Some(p) = Parties::new(o.originator(), r.digits()) else { continue };
+            if out.get(..n).is_some_and(|seen| seen.contains(&p)) {
+                continue;
+            }
+            let Some(slot) = out.get_mut(n) else { return n };
+            *slot = p;
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The telephone number of the converged user who sent the IMDN: CPIM `From`, else the
@@ -1239,6 +1327,13 @@ mod tests {
     const LEGACY_NUM: &str = "447000100001";
     const CONV_NUM: &str = "447000200001";
 
+    /// A tag as `<message-id>` reports it: lower case.
+    fn lower(tag: &str) -> [u8; TAG_LEN] {
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.to_ascii_lowercase().as_bytes());
+        out
+    }
+
     fn ring() -> KeyRing {
         let mut r = KeyRing::new(1).unwrap();
         r.insert(1, TagKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()).unwrap();
@@ -1389,7 +1484,10 @@ mod tests {
         assert_eq!(r.fields.segment_index, 0);
         assert_eq!(r.fields.minutes, TagFields::minutes_at(NOW));
         assert_eq!(r.fields.receipts, ReceiptRequest::DELIVERY.union(ReceiptRequest::FAILURE));
-        assert_eq!(ring().verify(tag.as_bytes(), NOW), Ok(r.fields));
+        assert_eq!(ring().verify(tag.as_bytes(), NOW, &[r.fields.parties]), Ok(r.fields));
+        // Signed for the message's own parties: the legacy sender and the converged user.
+        assert_eq!(r.fields.parties.originator(), crate::tag::Originator::Number(LEGACY_NUM));
+        assert_eq!(r.fields.parties.recipient(), CONV_NUM);
 
         let mut h = [Header::EMPTY; 32];
         let m = parse_datagram(&sip, &mut h).unwrap();
@@ -1424,7 +1522,13 @@ mod tests {
         let (res, out) = receipts(tag.as_bytes(), delivered(), exchange(3, BindDirection::LegacyBindsToIwf, false));
         assert_eq!(
             res,
-            Ok(ReceiptOutcome::Receipts { system: 3, state: ReceiptState::Delivered, count: 1, len: out.len() })
+            Ok(ReceiptOutcome::Receipts {
+                system: 3,
+                state: ReceiptState::Delivered,
+                count: 1,
+                len: out.len(),
+                message_id: lower(tag)
+            })
         );
         let ps = pdus(&out);
         assert_eq!(ps.len(), 1);
@@ -1527,7 +1631,13 @@ mod tests {
         let (res, out) = receipts(r.tag.as_bytes(), displayed, with);
         assert_eq!(
             res,
-            Ok(ReceiptOutcome::Receipts { system: 2, state: ReceiptState::Displayed, count: 1, len: out.len() })
+            Ok(ReceiptOutcome::Receipts {
+                system: 2,
+                state: ReceiptState::Displayed,
+                count: 1,
+                len: out.len(),
+                message_id: lower(r.tag.as_str())
+            })
         );
         let ps = pdus(&out);
         let sm = body_sm(&ps[0]);
@@ -1639,7 +1749,7 @@ mod tests {
             let sm = body_sm(p);
             assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(ids[i].as_bytes().as_slice()));
             assert_eq!(Receipt::parse(sm.short_message).unwrap().id, Some(ids[i].as_bytes().as_slice()));
-            let f = ring().verify(ids[i].as_bytes(), NOW).unwrap();
+            let f = crate::tag::decode_unauthenticated(ids[i].as_bytes()).unwrap().0;
             assert_eq!((f.system, f.segment_index, f.segment_count), (9, i as u8 + 1, 3));
         }
         // An IMDN naming one segment yields that segment's receipt only.
@@ -1883,8 +1993,18 @@ mod tests {
         // The originator must be a legacy user.
         let bad_to = imdn_sip(r.tag.as_bytes(), delivered(), &conv_uri(), "mailto:x@y", NOW as i64);
         assert_eq!(route(&bad_to).unwrap_err().reason(), "bad_originator");
-        // Sender name originator: the receipt goes back to TON 5.
-        let named = imdn_sip(r.tag.as_bytes(), delivered(), &conv_uri(), "sip:SMSC%20A@iwf.ims.lab", NOW as i64);
+        // Sender name originator: the receipt goes back to TON 5 (for a message that came
+        // from that name: the tag is signed for its parties).
+        let from_name = LegacyMessage { source: Address::new(5, 0, b"SMSC A"), ..legacy(b"x", 0, 1) };
+        let (_, rn) = convert(&from_name, &ex);
+        assert_eq!(
+            route(&imdn_sip(r.tag.as_bytes(), delivered(), &conv_uri(), "sip:SMSC%20A@iwf.ims.lab", NOW as i64))
+                .unwrap_err()
+                .reason(),
+            "tag_bad_mac",
+            "another message's tag"
+        );
+        let named = imdn_sip(rn.tag.as_bytes(), delivered(), &conv_uri(), "sip:SMSC%20A@iwf.ims.lab", NOW as i64);
         let mut out = [0u8; 1024];
         let Ok(ReceiptOutcome::Receipts { len, .. }) =
             imdn_to_receipts(&named, &ring(), NOW, |_| Some(ex), 1, &mut out)
@@ -2042,7 +2162,7 @@ mod tests {
                     let id = segment_tag(&keys, &r.fields, i as u8 + 1).unwrap();
                     let sm = body_sm(p);
                     prop_assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(id.as_bytes().as_slice()));
-                    prop_assert_eq!(keys.verify(id.as_bytes(), NOW).unwrap().system, system);
+                    prop_assert_eq!(keys.verify(id.as_bytes(), NOW, &[r.fields.parties]).unwrap().system, system);
                     let cmd = if iwf_binds { CommandId::SubmitSm } else { CommandId::DeliverSm };
                     prop_assert_eq!(p.command_id(), cmd);
                 }

@@ -10,6 +10,7 @@
 //!   parts aggregated into one IMDN), compact enough for millions of entries.
 //! - [`store`]: the durable store (redb) of correlation entries and of receipts
 //!   queued for legacy systems without a bind.
+//! - [`replay`]: the notifications already relayed (each at most once a window).
 //!
 //! Everything here is std only, sans-IO and without `unsafe`: the pipelines
 //! call it from the packet path, the control plane publishes new tables.
@@ -17,6 +18,7 @@
 
 pub mod correlation;
 pub mod lane;
+pub mod replay;
 pub mod select;
 pub mod store;
 

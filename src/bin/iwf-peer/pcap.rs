@@ -21,7 +21,7 @@
 //! `tag.max_age_minutes`: generate the captures again before that.
 use iwf::control::provision::Provision;
 use iwf::dataplane::config::LegacyConfig;
-use iwf::tag::{KeyRing, ReceiptRequest, TagFields};
+use iwf::tag::{KeyRing, Originator, Parties, ReceiptRequest, TagFields};
 use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
 use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{MessageWriter, Method};
@@ -523,7 +523,13 @@ pub fn pcap(args: PcapArgs) -> Result<ExitCode, String> {
     let run = format!("{at:x}");
     let minutes = TagFields::minutes_at(at);
     let seq_base = (at as u32).wrapping_mul(1000);
+    // Each tag is signed for its message's parties (legacy user `to_number(i)`, the
+    // converged user), which its IMDN names: iwf verifies it with them.
+    let converged_digits = args.converged_user.trim_start_matches('+').to_string();
     let tag_for = |sys: &LegacyConfig, i: u32| -> Result<String, String> {
+        let legacy = to_number(i);
+        let parties = Parties::new(Originator::Number(legacy.trim_start_matches('+')), &converged_digits)
+            .ok_or("a party is longer than 16 digits")?;
         let fields = TagFields {
             system: sys.id,
             minutes,
@@ -531,11 +537,12 @@ pub fn pcap(args: PcapArgs) -> Result<ExitCode, String> {
             segment_index: 0,
             segment_count: 1,
             receipts: ReceiptRequest::DELIVERY.union(ReceiptRequest::FAILURE),
+            parties,
         };
         let tag = keys.encode(&fields).map_err(|e| format!("tag: {e}"))?;
         let tag = tag.as_str().to_string();
         // What iwf will do with it: verify, at the issue time.
-        keys.verify(tag.as_bytes(), at).map_err(|e| format!("a minted tag does not verify: {e}"))?;
+        keys.verify(tag.as_bytes(), at, &[parties]).map_err(|e| format!("a minted tag does not verify: {e}"))?;
         Ok(tag)
     };
 
@@ -770,6 +777,7 @@ mod tests {
             segment_index: 0,
             segment_count: 1,
             receipts: ReceiptRequest::DELIVERY,
+            parties: Parties::new(Originator::Number("447000200001"), "447900000001").unwrap(),
         };
         let tag = p.keys.encode(&fields).unwrap();
         let peer: SocketAddrV4 = "198.18.2.1:5062".parse().unwrap();
@@ -795,7 +803,7 @@ mod tests {
         assert_eq!(imdn.notification, Notification::Delivery(DeliveryStatus::Delivered));
         let mut buf = [0u8; 64];
         let id = imdn.message_id.unescape_into(&mut buf).unwrap();
-        assert_eq!(p.keys.verify(id, 1_800_000_000), Ok(fields));
+        assert_eq!(p.keys.verify(id, 1_800_000_000, &[fields.parties]), Ok(fields));
         // What iwf's flows do with it: one delivery receipt for smsc-b.
         let routed = iwf::interwork::legacy_to_converged::imdn_message_to_receipts(
             &m,

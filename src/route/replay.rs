@@ -1,0 +1,208 @@
+//! The notifications already relayed, so a replayed IMDN is relayed at most once within
+//! a window (1 h by default): each `(tag, notification)` is remembered as one 64-bit
+//! word in a fixed table every core shares, without a lock.
+//!
+//! ```text
+//!  word (u64):  fingerprint (40 bits) | minute it was first seen (24 bits)   0 = free
+//!  home = keyed hash mod slots; up to PROBE slots from there (linear probing)
+//! ```
+//!
+//! The fingerprint is 40 bits of a keyed SipHash of the notification (the key is
+//! random per process), so two notifications share one with odds of 2^-40 per slot
+//! looked at, and nobody outside can aim at one. A slot whose minute is older than the
+//! window is free again. Memory is 8 octets a slot, fixed at start: a table sized at
+//! 1.25 × the notifications a window holds costs 10 octets per remembered
+//! notification. When every slot of a neighbourhood is live the table is full for that
+//! notification: the caller refuses it (503), never relays it unremembered.
+use core::hash::Hasher;
+use siphasher::sip::SipHasher13;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Slots probed from a notification's home slot.
+const PROBE: usize = 8;
+const MINUTE_BITS: u32 = 24;
+const MINUTE_MASK: u64 = (1 << MINUTE_BITS) - 1;
+
+/// What [`ReplayGuard::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// First seen within the window: relay it (and [`ReplayGuard::forget`] it if the
+    /// relay fails, so the sender's retry is relayed).
+    Fresh(Seen),
+    /// Seen within the window: a replay (or a retry while the first is in flight).
+    Replay,
+    /// No room to remember it: refuse it for now.
+    Full,
+}
+
+/// A remembered notification, to forget when its relay failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    slot: u32,
+    word: u64,
+}
+
+/// The shared table (see the module documentation).
+#[derive(Debug)]
+pub struct ReplayGuard {
+    slots: Box<[AtomicU64]>,
+    key: (u64, u64),
+    window_minutes: u64,
+}
+
+impl ReplayGuard {
+    /// Room for about `capacity` notifications per window of `window_minutes`.
+    pub fn new(capacity: usize, window_minutes: u32) -> ReplayGuard {
+        let n = (capacity.saturating_mul(5) / 4).max(PROBE * 8);
+        let key = {
+            use std::hash::BuildHasher;
+            let s = std::collections::hash_map::RandomState::new();
+            (s.hash_one(1u8), s.hash_one(2u8))
+        };
+        ReplayGuard {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            key,
+            window_minutes: u64::from(window_minutes.max(1)),
+        }
+    }
+
+    /// Slots in the table.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Live entries (a scan: for metrics, not the packet path).
+    pub fn len(&self, now_unix: u64) -> usize {
+        let now = now_unix / 60;
+        self.slots.iter().filter(|s| self.live(s.load(Ordering::Relaxed), now)).count()
+    }
+
+    /// Whether the table remembers nothing live.
+    pub fn is_empty(&self, now_unix: u64) -> bool {
+        self.len(now_unix) == 0
+    }
+
+    fn live(&self, word: u64, now_minute: u64) -> bool {
+        word != 0 && (now_minute & MINUTE_MASK).wrapping_sub(word & MINUTE_MASK) & MINUTE_MASK < self.window_minutes
+    }
+
+    fn hash(&self, notification: &[u8]) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(notification);
+        h.finish()
+    }
+
+    /// Records `notification` (the tag and the kind of notification, as bytes) at
+    /// `now_unix`, or says it was seen within the window.
+    pub fn admit(&self, notification: &[u8], now_unix: u64) -> Admission {
+        let h = self.hash(notification);
+        let fingerprint = (h >> MINUTE_BITS) | 1; // never 0: 0 marks a free slot
+        let now = now_unix / 60;
+        let word = (fingerprint << MINUTE_BITS) | (now & MINUTE_MASK);
+        let len = self.slots.len();
+        let home = (h % len as u64) as usize;
+        'retry: for _ in 0..4 {
+            let mut free = None;
+            for i in 0..PROBE {
+                let at = (home + i) % len;
+                let Some(slot) = self.slots.get(at) else { continue };
+                let w = slot.load(Ordering::Acquire);
+                if self.live(w, now) {
+                    if w >> MINUTE_BITS == fingerprint {
+                        return Admission::Replay;
+                    }
+                } else if free.is_none() {
+                    free = Some((at, w));
+                }
+            }
+            let Some((at, old)) = free else { return Admission::Full };
+            let Some(slot) = self.slots.get(at) else { return Admission::Full };
+            if slot.compare_exchange(old, word, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                // Another core took that slot meanwhile (perhaps with this very
+                // notification): look again.
+                continue 'retry;
+            }
+            return Admission::Fresh(Seen { slot: at as u32, word });
+        }
+        Admission::Full
+    }
+
+    /// Forgets a notification whose relay failed, so that its next arrival is relayed.
+    pub fn forget(&self, seen: Seen) {
+        if let Some(slot) = self.slots.get(seen.slot as usize) {
+            let _ = slot.compare_exchange(seen.word, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_notification_passes_once_per_window() {
+        let g = ReplayGuard::new(1000, 60);
+        assert!(matches!(g.admit(b"tag-a/delivery", T0), Admission::Fresh(_)));
+        assert_eq!(g.admit(b"tag-a/delivery", T0 + 10), Admission::Replay);
+        assert_eq!(g.admit(b"tag-a/delivery", T0 + 59 * 60), Admission::Replay);
+        // Another notification of the same tag is its own.
+        assert!(matches!(g.admit(b"tag-a/display", T0 + 10), Admission::Fresh(_)));
+        // After the window it is news again.
+        assert!(matches!(g.admit(b"tag-a/delivery", T0 + 61 * 60), Admission::Fresh(_)));
+        assert_eq!(g.len(T0 + 61 * 60), 1, "the display, seen 61 minutes ago, is forgotten");
+    }
+
+    #[test]
+    fn a_failed_relay_is_forgotten_so_its_retry_passes() {
+        let g = ReplayGuard::new(1000, 60);
+        let Admission::Fresh(seen) = g.admit(b"tag-b/delivery", T0) else { panic!() };
+        g.forget(seen);
+        assert!(matches!(g.admit(b"tag-b/delivery", T0 + 1), Admission::Fresh(_)));
+    }
+
+    #[test]
+    fn a_full_table_refuses_rather_than_forgets() {
+        let g = ReplayGuard::new(10, 60);
+        let cap = g.capacity();
+        let mut fresh = 0;
+        let mut full = 0;
+        for i in 0..cap * 2 {
+            match g.admit(format!("tag-{i}").as_bytes(), T0) {
+                Admission::Fresh(_) => fresh += 1,
+                Admission::Full => full += 1,
+                Admission::Replay => panic!("distinct notifications are not replays"),
+            }
+        }
+        assert!(fresh <= cap && full >= cap, "{fresh} fresh, {full} refused of {}", cap * 2);
+        // Everything it took is still known.
+        let replays = (0..cap * 2).filter(|i| g.admit(format!("tag-{i}").as_bytes(), T0) == Admission::Replay).count();
+        assert_eq!(replays, fresh);
+        // The window passes: room again.
+        assert!(matches!(g.admit(b"tag-new", T0 + 3600 + 60), Admission::Fresh(_)));
+    }
+
+    #[test]
+    fn cores_racing_on_one_notification_relay_it_once() {
+        let g = std::sync::Arc::new(ReplayGuard::new(1 << 16, 60));
+        for round in 0..200 {
+            let key = format!("race-{round}");
+            let fresh: usize = (0..4)
+                .map(|_| {
+                    let (g, key) = (std::sync::Arc::clone(&g), key.clone());
+                    std::thread::spawn(move || usize::from(matches!(g.admit(key.as_bytes(), T0), Admission::Fresh(_))))
+                })
+                .map(|h| h.join().unwrap())
+                .sum();
+            assert_eq!(fresh, 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn memory_per_notification() {
+        let g = ReplayGuard::new(1_000_000, 60);
+        let per = (g.capacity() * 8) as f64 / 1_000_000.0;
+        assert!(per <= 16.0, "{per} octets per remembered notification");
+    }
+}
