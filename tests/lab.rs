@@ -1201,6 +1201,55 @@ fn hostile_peers() {
     assert_eq!(v["tcp"], "connected", "{v}");
 }
 
+/// Receipts a converged core cannot bend: it sends each IMDN before its 200 (0.4 s
+/// later), replays every IMDN three times as new transactions, and names another legacy
+/// user in every IMDN's CPIM To. smsc-a and smsc-b still get exactly one receipt per
+/// message, each after the submit_sm_resp that gave out its id, each addressed from
+/// the converged user the message went to and to the user who sent it.
+fn receipts_cannot_be_bent() {
+    let before = flows_line();
+    let ua_out = root_dir().join("target/lab/sip_ua_bent.json");
+    let mut ua = sip_ua(
+        &[
+            "--notify",
+            "delivered",
+            "--imdn-first",
+            "0.4",
+            "--replay",
+            "3",
+            "--lie-cpim-to",
+            "sip:+447000100099@iwf.ims.lab;user=phone",
+            "--until-idle",
+            "5",
+        ],
+        &ua_out,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let v = legacy_flow(&["--count", "4", "--receipt-timeout", "15"]);
+    let c = &v["checks"];
+    assert_eq!(c["every_receipt_matches"], true, "{c}");
+    assert_eq!(c["missing"], serde_json::json!([]), "every message got its receipt: {c}");
+    assert_eq!(c["duplicates"], serde_json::json!([]), "replays were not relayed: {c}");
+    assert_eq!(c["early"], serde_json::json!([]), "no receipt before its resp: {c}");
+    assert_eq!(c["wrong_address"], serde_json::json!([]), "the messages' own addresses: {c}");
+    let _ = ua.0.wait();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["replay"], serde_json::json!({"200": 24}), "every replay answered 200: {u}");
+    // The flows' counters reach the log once a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let after = flows_line();
+        if flow_counter(&after, "imdn_replays") - flow_counter(&before, "imdn_replays") >= 24 {
+            break after;
+        }
+        assert!(Instant::now() < deadline, "replays counted: {after}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(flow_counter(&after, "imdn_replays") - flow_counter(&before, "imdn_replays"), 24, "{after}");
+    assert!(flow_counter(&after, "receipts_before_resp") > flow_counter(&before, "receipts_before_resp"), "{after}");
+    ua.stop();
+}
+
 /// A peer process, killed when the scenario ends (or panics).
 struct Peer(Child);
 
@@ -1379,6 +1428,7 @@ fn lab_end_to_end() {
     receipts_end_to_end();
     kill_and_restart();
     hostile_peers();
+    receipts_cannot_be_bent();
     reload_and_admin();
     large_message_over_tcp();
     load_generator();

@@ -366,6 +366,8 @@ counter_group! {
         rx_t_appn,
         /// Requests answered ESME_RTHROTTLED (the window of the bind was full).
         throttled,
+        /// iwf's requests that waited for room in the bind's window (sent on a later poll).
+        send_deferred,
         /// generic_nack iwf sent.
         generic_nack_out,
         /// Sessions closed (any reason).

@@ -987,6 +987,10 @@ impl Endpoint {
         let Some(flows) = self.flows.clone() else { return false };
         let Ok(mut f) = flows.lock() else { return false };
         let mut any = false;
+        // Requests a session cannot take now (its window, its output or a throttle is
+        // full): they wait, in order, for a later poll; later ones of the same
+        // connection wait behind them.
+        let mut waiting: Vec<(ConnId, crate::flow::SmppSend)> = Vec::new();
         while let Some((conn, out)) = f.poll_smpp(self.port) {
             any = true;
             let slot = (conn & 0xFFFF) as usize;
@@ -996,6 +1000,29 @@ impl Endpoint {
                 }
                 continue;
             };
+            if let SmppOut::Send(req) = out {
+                if waiting.iter().any(|(w, _)| *w == conn) {
+                    waiting.push((conn, req));
+                    continue;
+                }
+                let sent = match crate::wire::smpp::Pdu::parse(req.item.pdu()) {
+                    Ok(pdu) => c.session.send_request(now, &pdu),
+                    Err(_) => Err(crate::session::smpp::SendError::TooLarge),
+                };
+                match sent {
+                    Ok(seq) => f.smpp_sent(conn, seq, req),
+                    Err(
+                        crate::session::smpp::SendError::WindowFull
+                        | crate::session::smpp::SendError::OutputFull
+                        | crate::session::smpp::SendError::Throttled { .. },
+                    ) => {
+                        qc.smpp.send_deferred.inc();
+                        waiting.push((conn, req));
+                    }
+                    Err(_) => f.smpp_unsent(conn, req),
+                }
+                continue;
+            }
             match out {
                 SmppOut::Respond { seq, status, message_id, id_len } => {
                     let id = message_id.get(..usize::from(id_len)).unwrap_or(&[]);
@@ -1003,17 +1030,10 @@ impl Endpoint {
                     // connection went): nothing is left to answer.
                     let _ = c.session.respond(seq, status, id);
                 }
-                SmppOut::Send(req) => {
-                    let sent = crate::wire::smpp::Pdu::parse(req.item.pdu())
-                        .ok()
-                        .and_then(|pdu| c.session.send_request(now, &pdu).ok());
-                    match sent {
-                        Some(seq) => f.smpp_sent(conn, seq, req),
-                        None => f.smpp_unsent(conn, req),
-                    }
-                }
+                SmppOut::Send(_) => {}
             }
         }
+        f.smpp_wait(waiting);
         if self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })) {
             // A full queue leaves the requests in the flows (their receipts or parts stay
             // unanswered) rather than failing them: a failed IMDN's receipt would be

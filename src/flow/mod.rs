@@ -246,6 +246,9 @@ pub struct FlowStats {
     /// IMDNs answered 200 without relaying: the same notification of the same tag was
     /// relayed within the replay window.
     pub imdn_replays: AtomicU64,
+    /// Receipts held until just after the resp of their message (the converged side
+    /// sent the IMDN before its final response to the MESSAGE).
+    pub receipts_before_resp: AtomicU64,
 }
 
 impl crate::control::metrics::MetricsSource for Shared {
@@ -294,7 +297,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 28] = [
+        let all: [(&'static str, &AtomicU64); 29] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -323,6 +326,7 @@ impl FlowStats {
             ("receipt_ids_decimal", &self.receipt_ids_decimal),
             ("receipt_ids_ambiguous", &self.receipt_ids_ambiguous),
             ("imdn_replays", &self.imdn_replays),
+            ("receipts_before_resp", &self.receipts_before_resp),
         ];
         for (name, v) in all {
             f(name, v.load(Ordering::Relaxed));
@@ -607,6 +611,26 @@ impl Shared {
     }
 }
 
+/// Legacy messages awaiting their `*_resp`, by their tag's (system, minutes, sequence),
+/// with the receipts held for them.
+type AwaitingResp = HashMap<(u16, u32, u32), Vec<(ConnId, SmppSend)>>;
+
+/// The awaited message a receipt is for, when its resp has not gone out yet.
+fn receipt_awaits(
+    awaiting: &HashMap<(u16, u32, u32), Vec<(ConnId, SmppSend)>>,
+    item: &LaneItem,
+) -> Option<(u16, u32, u32)> {
+    if awaiting.is_empty() {
+        return None;
+    }
+    let pdu = Pdu::parse(item.pdu()).ok()?;
+    let (Body::DeliverSm(sm) | Body::SubmitSm(sm)) = pdu.body else { return None };
+    let id = sm.tlvs.receipted_message_id().ok()??;
+    let (f, _, _) = crate::tag::decode_unauthenticated(id).ok()?;
+    let key = (f.system, f.minutes, f.sequence);
+    awaiting.contains_key(&key).then_some(key)
+}
+
 /// Correlation entries removed per poll at most (a worker polls thousands of times a
 /// second: far more than any completion rate needs).
 const EXPIRE_PER_POLL: usize = 64;
@@ -769,6 +793,11 @@ pub struct Flows {
     scratch: Vec<u8>,
     /// Completions for other cores whose rings were full, oldest first.
     deferred: VecDeque<Completion>,
+    /// Legacy messages whose `*_resp` is not sent yet (their SIP final is awaited), by
+    /// their tag's (system, minutes, sequence), with the receipts for them that came
+    /// first: a receipt must not reach the legacy system before the resp that gives it
+    /// its id, so these wait until just after it.
+    awaiting_resp: AwaitingResp,
     out: Vec<u8>,
 }
 
@@ -867,6 +896,7 @@ impl Flows {
             sip_requests_tcp: VecDeque::new(),
             scratch: vec![0u8; 16 * 1024],
             deferred: VecDeque::new(),
+            awaiting_resp: HashMap::new(),
             out: vec![0u8; 16 * 1024],
         }
     }
@@ -1130,6 +1160,7 @@ impl Flows {
         match converted {
             Ok(c) => {
                 let bytes = self.out[..c.len].to_vec();
+                self.awaiting_resp.insert((system, c.fields.minutes, c.fields.sequence), Vec::new());
                 let key = self.outgoing.insert(Outgoing::Message { parts, fields: c.fields, system });
                 let token = self.token(key);
                 inc(&self.shared.stats.sip_messages_sent);
@@ -1180,6 +1211,12 @@ impl Flows {
                         Ok(tag) => self.respond(conn, seq, CommandStatus::ESME_ROK, tag.as_bytes()),
                         Err(_) => self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b""),
                     }
+                }
+                // Receipts that beat the resps go out right behind them.
+                for (conn, send) in
+                    self.awaiting_resp.remove(&(system, fields.minutes, fields.sequence)).unwrap_or_default()
+                {
+                    self.smpp_out.push_back((conn, SmppOut::Send(send)));
                 }
             }
             Outgoing::Imdn { message, acks, undo, last } => {
@@ -1798,8 +1835,19 @@ impl Flows {
         self.sent.insert((conn, seq), req);
     }
 
-    /// The session on `conn` could not send `req` (not bound, window full): it goes
-    /// back to its lane (or completes as refused when it cannot).
+    /// Requests the sessions could not take yet (their windows are full): they go back
+    /// to the front of the queue, in their order, and are offered again on the next
+    /// poll. A converged message's part waits its turn: it is never failed for want of
+    /// window.
+    pub fn smpp_wait(&mut self, waiting: Vec<(ConnId, SmppSend)>) {
+        for (conn, req) in waiting.into_iter().rev() {
+            self.smpp_out.push_front((conn, SmppOut::Send(req)));
+        }
+    }
+
+    /// The session on `conn` cannot send `req` at all (not bound, not permitted on its
+    /// bind type, unencodable): a receipt goes back to its lane (or completes as refused
+    /// when it cannot), a converged message's part fails.
     pub fn smpp_unsent(&mut self, conn: ConnId, req: SmppSend) {
         let _ = conn;
         self.retry(req);
@@ -1997,8 +2045,16 @@ impl Flows {
             while n < DRAIN_PER_POLL {
                 let Some(conn) = self.pick_conn(system) else { break };
                 let Some(item) = lane.pop(core) else { break };
-                self.smpp_out
-                    .push_back((conn, SmppOut::Send(SmppSend { token: item.token(), item, correlation: None })));
+                let send = SmppSend { token: item.token(), item, correlation: None };
+                match receipt_awaits(&self.awaiting_resp, &send.item) {
+                    Some(key) => {
+                        inc(&self.shared.stats.receipts_before_resp);
+                        if let Some(held) = self.awaiting_resp.get_mut(&key) {
+                            held.push((conn, send));
+                        }
+                    }
+                    None => self.smpp_out.push_back((conn, SmppOut::Send(send))),
+                }
                 n += 1;
             }
         }
@@ -3146,5 +3202,77 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         stop.store(true, Ordering::Relaxed);
         thread.join().unwrap();
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A converged message's part that finds its bind's window full waits its turn
+    /// (it was failed, and its MESSAGE answered 500, when handed back as unsent).
+    #[test]
+    fn a_part_beyond_the_window_waits_its_turn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let text = "a long text ".repeat(30);
+        let sip = conv_message("+447000300001", "win1")
+            .replace("Content-Length: 2\r\n\r\nhi", &format!("Content-Length: {}\r\n\r\n{text}", text.len()));
+        let sip = {
+            // The SIP Content-Length follows the CPIM body.
+            let (head, body) = sip.split_once("\r\n\r\n").unwrap();
+            let head = head.split("\r\n").filter(|l| !l.starts_with("Content-Length")).collect::<Vec<_>>().join("\r\n");
+            format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        };
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let mut parts: Vec<SmppSend> = std::iter::from_fn(|| match f.poll_smpp(0) {
+            Some((_, SmppOut::Send(s))) => Some(s),
+            _ => None,
+        })
+        .collect();
+        assert!(parts.len() >= 2, "a concatenated message: {}", parts.len());
+        let n = parts.len();
+        // The window takes the first part; the others wait.
+        let first = parts.remove(0);
+        f.smpp_sent(SMSCC, 40, first);
+        f.smpp_wait(parts.into_iter().map(|p| (SMSCC, p)).collect());
+        assert!(f.poll_answer(|_| true).is_none(), "nothing failed");
+        // Room again: the waiting parts come out in order, and the message completes.
+        f.smpp_response(NOW, SMSCC, 40, CommandStatus::ESME_ROK, b"id-40");
+        for i in 1..n {
+            let Some((_, SmppOut::Send(p))) = f.poll_smpp(0) else { panic!("part {} waits no more", i + 1) };
+            let seq = 40 + i as u32;
+            f.smpp_sent(SMSCC, seq, p);
+            f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, format!("id-{seq}").as_bytes());
+        }
+        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+    }
+
+    /// The converged side may send its IMDN before its final response to the MESSAGE:
+    /// the receipt then waits, and reaches the legacy system just after the
+    /// submit_sm_resp that gives it its id (a strict ESME drops it otherwise).
+    #[test]
+    fn a_receipt_never_overtakes_its_submit_sm_resp() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        // The IMDN first ...
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut ServerTransactions::new(ServerConfig::default()), &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        f.poll(0, NOW);
+        assert!(f.poll_smpp(0).is_none(), "no receipt before the resp");
+        assert_eq!(shared.stats.receipts_before_resp.load(Ordering::Relaxed), 1);
+        // ... then the 200: the resp, and right behind it the receipt.
+        f.sip_final(r.token, 200);
+        assert!(matches!(f.poll_smpp(0), Some((_, SmppOut::Respond { seq: 1, status: CommandStatus::ESME_ROK, .. }))));
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("the receipt after the resp") };
+        let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!("a deliver_sm") };
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        // Its resp completes the IMDN.
+        f.smpp_sent(conn, 9, send);
+        f.smpp_response(NOW, conn, 9, CommandStatus::ESME_ROK, b"");
+        assert_eq!(f.poll_answer(|a| *a == t).map(|a| a.status), Some(200));
     }
 }

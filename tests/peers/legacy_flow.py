@@ -35,7 +35,11 @@ Prints ONE JSON object:
               duplicates, text_id_mismatch, message_ids_well_formed, states},
       errors [..]}}
   checks: {every_receipt_matches, missing, missing_user_ack, unexpected, misrouted,
+           early, wrong_address, duplicates,
            errors (how many entries the systems' errors lists hold)}
+early: receipts whose id no submit_sm_resp had given out when they arrived.
+wrong_address: receipts not from the converged user the message went to, or not to the
+legacy user who sent it.
 every_receipt_matches: each receipt's receipted_message_id is one of the ids iwf gave THIS
 system, and no receipt came to the wrong system. missing: accepted ids without an
 esm_class 0x04 receipt; missing_user_ack (only with --user-ack): ids without a 0x10 one.
@@ -198,7 +202,20 @@ class System:
             "text": text,
         }
         with self.lock:
+            # A receipt whose id no submit_sm_resp has given out yet: a strict ESME
+            # (Kannel) drops it. Only a transceiver bind orders the two (a receiver
+            # bind is another connection).
+            rec["early"] = bind.kind == "transceiver" and rec["receipted_message_id"] not in set(self.accepted_ids())
             self.receipts.append(rec)
+
+    def wrong_address(self, r):
+        """Whether a receipt is not addressed to its message's own parties: from the
+        converged user the message went to, to this system's user who sent it."""
+        sub = next((s for s in self.submissions if s["message_id"] == r["receipted_message_id"]), None)
+        if sub is None:
+            return False
+        return (r["source_addr"] or "").lstrip("+") != sub["dest"].lstrip("+") \
+            or (r["destination_addr"] or "").lstrip("+") != self.cfg["source"].lstrip("+")
 
     def accepted_ids(self):
         return [s["message_id"] for s in self.submissions if s["status"] == 0 and s["message_id"]]
@@ -345,6 +362,8 @@ class System:
             "unexpected": unexpected,
             "misrouted": misrouted,
             "duplicates": dups,
+            "early": [r["receipted_message_id"] for r in receipts if r.get("early")],
+            "wrong_address": [r["receipted_message_id"] for r in receipts if self.wrong_address(r)],
             "text_id_mismatch": [r["receipted_message_id"] for r in receipts
                                  if (r["text_id"] or "").lower() != (r["receipted_message_id"] or "").lower()],
             "message_ids_well_formed": all(TAG_RE.match(i) for i in ids),
@@ -402,6 +421,9 @@ def main(argv=None):
         "missing_user_ack": sorted(i for r in reports for i in r["checks"]["missing_user_ack"]),
         "unexpected": sorted(i or "" for r in reports for i in r["checks"]["unexpected"]),
         "misrouted": sorted(i for r in reports for i in r["checks"]["misrouted"]),
+        "early": sorted(i for r in reports for i in r["checks"]["early"]),
+        "wrong_address": sorted(i for r in reports for i in r["checks"]["wrong_address"]),
+        "duplicates": sorted(i or "" for r in reports for i in r["checks"]["duplicates"]),
         "errors": sum(len(r["errors"]) for r in reports),
     }
     print(json.dumps(out, sort_keys=True))

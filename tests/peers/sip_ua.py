@@ -13,6 +13,7 @@ MESSAGEs (legacy -> converged) and its keep-alive OPTIONS. Stdlib only.
               [--send-to tel:+447000300001 --count N --want delivery|display|both|none]
               [--from sip:+447900000001@ims.lab;user=phone] [--rate R]
               [--forge N] [--seed K]
+              [--imdn-first S] [--replay N] [--lie-cpim-to URI]
 
 Behaviour
 - OPTIONS -> 200. MESSAGE -> --answer (Via/From/To/Call-ID/CSeq copied, To tag added,
@@ -30,6 +31,14 @@ Behaviour
 - --send-to: sends --count MESSAGEs (paced at --rate per second) from --from with unique
   imdn.Message-IDs and the dispositions of --want; records their final responses and the
   IMDNs iwf later delivers for them.
+- --imdn-first S: the IMDNs of a MESSAGE go out at once and its final response only S
+  seconds later (a core that forwards the IMDN faster than the 200).
+- --replay N: each IMDN is sent N more times, each as a new transaction (new Call-ID and
+  branch) once the previous one got its final response; their statuses are recorded in
+  "replays" (a replay must be answered, and relayed to the legacy system only once).
+- --lie-cpim-to URI: the IMDNs' CPIM To names URI instead of the legacy user (the SIP
+  To and Request-URI still name the message's own): the receipt must still go to the
+  message's own originator.
 - --forge N: when the run would otherwise end, sends N delivery IMDNs whose <message-id>
   is forged (cycling: one character of a real received tag flipped, a random 32-character
   id, a real tag truncated to 31 characters), then waits for their final responses.
@@ -357,6 +366,7 @@ class UA:
         self.counts = {"message": 0, "imdn": 0, "options": 0, "other": 0, "retransmissions": 0}
         self.seen_ids = set()
         self.imdns_sent = []
+        self.replays = []
         self.sent = []
         self.sent_by_id = {}
         self.unmatched_imdns = []
@@ -579,7 +589,12 @@ class UA:
         self.counts["message"] += 1
         status = None if self.args.answer == "none" else int(self.args.answer)
         rec["answered"] = status
-        self.respond(key, msg, addr, status)
+        if self.args.imdn_first is not None and status is not None:
+            # Nothing for retransmissions meanwhile; the answer comes after the IMDNs.
+            self.server_tx[key] = None
+            self.later(self.args.imdn_first, lambda: self.respond(key, msg, addr, status))
+        else:
+            self.respond(key, msg, addr, status)
         mid = rec["message_id"]
         if mid is not None:
             if mid in self.seen_ids:
@@ -617,7 +632,7 @@ class UA:
                 kind, status = kinds[i]
                 self.send_imdn(rec, datetime, kind, status, "imdn", lambda _st: chain(i + 1))
 
-        self.later(a.notify_delay, lambda: chain(0))
+        self.later(0 if a.imdn_first is not None else a.notify_delay, lambda: chain(0))
 
     def send_imdn(self, orig, datetime, kind, status, bucket, on_final=None, message_id=None):
         user = orig.get("cpim_to") or orig.get("to") or self.args.from_uri
@@ -625,12 +640,27 @@ class UA:
         mid = message_id if message_id is not None else orig["message_id"]
         imdn_id = self.new_id("imdn")
         xml = build_imdn_xml(mid, datetime, user, kind, status)
-        body = build_cpim(user, legacy, imdn_id, None, "message/imdn+xml", xml, "notification")
+        cpim_to = self.args.lie_cpim_to if bucket == "imdn" and self.args.lie_cpim_to else legacy
+        body = build_cpim(user, cpim_to, imdn_id, None, "message/imdn+xml", xml, "notification")
         data, call_id = self.request("MESSAGE", legacy, user, legacy, body, "message/cpim")
         record = {"message_id": mid, "kind": kind, "status": status, "imdn_id": imdn_id,
                   "call_id": call_id}
         if bucket == "imdn":
             self.imdns_sent.append(record)
+            replays = self.args.replay
+
+            def replayed(st, n=1):
+                # The same notification again, as a new transaction, once the last ended.
+                if n > 1:
+                    self.replays.append({"message_id": mid, "kind": kind, "final": st})
+                if n <= replays:
+                    again, _ = self.request("MESSAGE", legacy, user, legacy, body, "message/cpim")
+                    self.start_tx("replay", again, {"message_id": mid}, lambda st2: replayed(st2, n + 1))
+                elif on_final:
+                    on_final(st)
+
+            self.start_tx(bucket, data, record, replayed if replays > 0 else on_final)
+            return record
         self.start_tx(bucket, data, record, on_final)
         return record
 
@@ -688,6 +718,7 @@ class UA:
             "received": self.received,
             "received_counts": self.counts,
             "imdns_sent": self.imdns_sent,
+            "replays": self.replays,
             "sent": self.sent,
             "imdns_for_sent": {s["message_id"]: s["imdns"] for s in self.sent},
             "missing_imdns": missing,
@@ -726,6 +757,9 @@ def main(argv=None):
     p.add_argument("--from", dest="from_uri", default="sip:+447900000001@ims.lab;user=phone")
     p.add_argument("--rate", type=float, default=50.0, help="own MESSAGEs per second")
     p.add_argument("--forge", type=int, default=0)
+    p.add_argument("--imdn-first", type=float, default=None)
+    p.add_argument("--replay", type=int, default=0)
+    p.add_argument("--lie-cpim-to", default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--t1", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--t2", type=float, default=4.0, help=argparse.SUPPRESS)
