@@ -1219,8 +1219,8 @@ fn receipts_cannot_be_bent() {
             "3",
             "--lie-cpim-to",
             "sip:+447000100099@iwf.ims.lab;user=phone",
-            "--until-idle",
-            "5",
+            "--duration",
+            "15",
         ],
         &ua_out,
     );

@@ -601,9 +601,15 @@ struct SmppConn {
     pending: Vec<u32>,
     /// The bound system's window.
     window: usize,
+    /// When the window was last read from the live provisioning (a reload changes it).
+    window_read: u64,
     /// The session's counters at the last look (deltas go to the port's counters).
     seen: SessionCounters,
 }
+
+/// Room every server session allocates for the peer's requests: the most any system's
+/// window may become by a reload without a restart (each bind holds its own system's).
+const WINDOW_ROOM: usize = 256;
 
 #[derive(Debug)]
 struct Slot {
@@ -815,7 +821,7 @@ impl Endpoint {
         let total = settings.tcp.sockets.max(own + 2);
         let mut sockets = SocketSet::new(Vec::with_capacity(total));
         let mut slots = Vec::with_capacity(total);
-        let window = directory.max_window();
+        let window = directory.max_window().max(WINDOW_ROOM);
         let specific_bind_errors = settings.bind_guard.specific_bind_errors;
         let smpp_conn = |role: Role, window: usize| SmppConn {
             session: Session::new(SessionConfig {
@@ -827,6 +833,7 @@ impl Endpoint {
             }),
             pending: Vec::with_capacity(window),
             window,
+            window_read: 0,
             seen: SessionCounters::default(),
         };
         for (i, c) in settings.clients.iter().enumerate() {
@@ -1303,6 +1310,15 @@ impl Endpoint {
                         }
                     }
                     smpp_event(now, e, &mut slot.service, window, directory, sc);
+                }
+                // A bind holds its own system's window, as provisioned now (read again
+                // once a second, so a reload changes it on live binds).
+                if let (Service::SmppServer { .. }, Some(id)) = (&slot.service, conn.session.system()) {
+                    if now >= conn.window_read.saturating_add(1000) {
+                        conn.window_read = now;
+                        conn.window = directory.window(id);
+                    }
+                    conn.session.set_window(conn.window);
                 }
                 drop(flows);
                 sync_counters(&mut conn.seen, conn.session.counters(), sc);

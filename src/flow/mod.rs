@@ -616,10 +616,7 @@ impl Shared {
 type AwaitingResp = HashMap<(u16, u32, u32), Vec<(ConnId, SmppSend)>>;
 
 /// The awaited message a receipt is for, when its resp has not gone out yet.
-fn receipt_awaits(
-    awaiting: &HashMap<(u16, u32, u32), Vec<(ConnId, SmppSend)>>,
-    item: &LaneItem,
-) -> Option<(u16, u32, u32)> {
+fn receipt_awaits(awaiting: &AwaitingResp, item: &LaneItem) -> Option<(u16, u32, u32)> {
     if awaiting.is_empty() {
         return None;
     }

@@ -885,6 +885,11 @@ struct Core {
     out: OutBuf,
     pending: Vec<Option<Pending>>,
     pending_len: usize,
+    /// The peer's requests held at most now ([`Session::set_window`]; the room
+    /// allocated is `config.window`).
+    window: usize,
+    /// The application's requests outstanding at most now (within `config.out_window`).
+    out_window: usize,
     arrivals: u64,
     outstanding: Vec<Option<Outstanding>>,
     app_outstanding: usize,
@@ -926,6 +931,8 @@ impl Session {
                 out: OutBuf { buf: vec![0; config.out_capacity], start: 0, end: 0 },
                 pending: vec![None; config.window],
                 pending_len: 0,
+                window: config.window,
+                out_window: config.out_window,
                 arrivals: 0,
                 outstanding: vec![None; config.out_window + CONTROL_SLOTS],
                 app_outstanding: 0,
@@ -940,6 +947,21 @@ impl Session {
     /// The configuration in force (after [`Session::new`]'s adjustments).
     pub fn config(&self) -> &SessionConfig {
         &self.core.config
+    }
+
+    /// Holds at most `window` of the peer's requests from now on (beyond them:
+    /// `ESME_RTHROTTLED`) and keeps at most `window` of the application's requests
+    /// outstanding, within the room the configuration allocated: the bound system's
+    /// own window, from the live provisioning, rather than the largest any system has.
+    /// Requests already held or outstanding are not refused.
+    pub fn set_window(&mut self, window: usize) {
+        self.core.window = window.clamp(1, self.core.pending.len().max(1));
+        self.core.out_window = window.clamp(1, self.core.config.out_window.max(1));
+    }
+
+    /// The peer's requests held at most now.
+    pub fn window(&self) -> usize {
+        self.core.window
     }
 
     /// The state.
@@ -1289,7 +1311,7 @@ impl Core {
         if let Some(until) = self.paused_until {
             return Err(SendError::Throttled { until });
         }
-        if self.app_outstanding >= self.config.out_window {
+        if self.app_outstanding >= self.out_window {
             return Err(SendError::WindowFull);
         }
         let len = pdu.buffer_len();
@@ -1399,7 +1421,7 @@ impl Core {
                     self.refuse_bind_status(seq, command);
                     return Step::Done;
                 }
-                if self.pending_len >= self.pending.len() {
+                if self.pending_len >= self.window {
                     self.reply(seq, command.response(), CommandStatus::ESME_RTHROTTLED);
                     let c = &mut self.counters;
                     c.throttled_window_full = c.throttled_window_full.saturating_add(1);
@@ -2264,6 +2286,37 @@ mod tests {
         // The window is free again.
         let reqs = feed(&mut s, 2, &submit_bytes(105), &mut LabAuth);
         assert_eq!(reqs, vec![(105, CommandId::SubmitSm)]);
+    }
+
+    /// A session allocated for the largest window holds only its bound system's, and
+    /// a later change (a reload) applies to the next requests.
+    #[test]
+    fn the_bound_systems_window_applies_not_the_largest() {
+        let config = SessionConfig { window: 10, ..SessionConfig::default() };
+        let mut s = bound_server(config, BindType::Transceiver);
+        s.set_window(2);
+        let reqs = feed(&mut s, 1, &(100..105).flat_map(submit_bytes).collect::<Vec<u8>>(), &mut LabAuth);
+        assert_eq!(reqs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![100, 101]);
+        assert_eq!(drain(&mut s).len(), 3, "three throttled");
+        s.respond(100, CommandStatus::ESME_ROK, b"a").unwrap();
+        s.respond(101, CommandStatus::ESME_ROK, b"b").unwrap();
+        let _ = drain(&mut s);
+        // Raised (never beyond the room allocated): four now.
+        s.set_window(4);
+        assert_eq!(s.window(), 4);
+        let reqs = feed(&mut s, 2, &(110..116).flat_map(submit_bytes).collect::<Vec<u8>>(), &mut LabAuth);
+        assert_eq!(reqs.len(), 4);
+        s.set_window(1000);
+        assert_eq!(s.window(), 10);
+        // iwf's own requests to the peer are held to it too.
+        let mut s = bound_server(
+            SessionConfig { window: 10, out_window: 10, ..SessionConfig::default() },
+            BindType::Transceiver,
+        );
+        s.set_window(1);
+        let receipt = Pdu::new(0, Body::DeliverSm(receipt_body(b"id:1 stat:DELIVRD")));
+        assert!(s.send_request(1, &receipt).is_ok());
+        assert_eq!(s.send_request(1, &receipt), Err(SendError::WindowFull));
     }
 
     #[test]
