@@ -42,8 +42,11 @@
 #    (scripts/baseline.sh, pinned to BASE_CPUS), before iwf's lab is up: the iwf / baseline
 #    ratios of notifications/s, p99 at the baseline's comfortable load (half its maximum)
 #    and CPU time per notification.
-# rss: iwf's resident memory (VmRSS) every 30 s under RSS_RATE messages/s from the load
-#    generator for RSS_S seconds (default 600): after warm-up, at the end, and the growth.
+# rss: iwf's resident memory (VmRSS) and its correlation entries (iwf_table_entries
+#    {table="correlation"}) every 30 s under RSS_RATE messages/s from the legacy systems and
+#    RSS_ORIGINATE converged → legacy messages/s (each leaves a correlation entry that must
+#    go once its receipt came and it lingered) for RSS_S seconds (default 600): after
+#    warm-up, at the end, and the growth.
 # memory: bytes per pending correlation entry at 1 M entries (cargo bench --bench memory).
 # scaling: `iwf scaling`: the receipt path on 1, 2, 4, 8 worker lcores over a DPDK net_ring
 #    port (frames circulating in memory, no NIC or tap limit: rx_burst, checksums, SIP/CPIM/
@@ -80,6 +83,7 @@ PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load originate baseline rss memory sc
 LOAD_S=${LOAD_S:-10}
 RSS_S=${RSS_S:-600}
 RSS_RATE=${RSS_RATE:-2000}
+RSS_ORIGINATE=${RSS_ORIGINATE:-400}
 E2E_COUNT=${E2E_COUNT:-20000}
 SMPP_COUNT=${SMPP_COUNT:-300000}
 SMPP_WINDOW=${SMPP_WINDOW:-10}
@@ -465,6 +469,8 @@ fi
 # --- rss: resident memory under steady load -------------------------------------------------
 RSS_WARM=0
 RSS_END=0
+CORR_WARM=0
+CORR_END=0
 if want rss; then
     say "rss: $RSS_RATE messages/s for $RSS_S s, iwf's VmRSS every 30 s ($OUT/rss.csv)"
     pid=$(cat target/lab/iwf.pid)
@@ -472,21 +478,25 @@ if want rss; then
     # passes the signal on to the load generator.
     load_cmd rss "$RSS_S" "${LAB_LOAD[@]}"
     "${LOAD_CMD[@]}" --system smsca:pwa --system smscb:pwb --rate "$RSS_RATE" \
+        --originate-rate "$RSS_ORIGINATE" --smsc-listen 198.18.1.1:2776 \
         >"$OUT/load-rss.txt" 2>"$OUT/load-rss.progress" &
     RSS_LOAD_PID=$!
-    echo "seconds,vmrss_kb" >"$OUT/rss.csv"
+    echo "seconds,vmrss_kb,correlation_entries" >"$OUT/rss.csv"
     t0=$(date +%s)
     while kill -0 "$RSS_LOAD_PID" 2>/dev/null; do
         t=$(($(date +%s) - t0))
         kb=$(awk '/^VmRSS/ { print $2 }' /proc/"$pid"/status 2>/dev/null || echo 0)
-        [ "$t" -le "$RSS_S" ] && echo "$t,$kb" >>"$OUT/rss.csv"
-        [ "$t" -ge 60 ] && [ "$RSS_WARM" = 0 ] && RSS_WARM=$kb
-        [ "$t" -le "$RSS_S" ] && RSS_END=$kb
+        corr=$(curl -s --max-time 2 127.0.0.1:9870/metrics | awk '/^iwf_table_entries\{table="correlation"\}/ { print $2 }')
+        corr=${corr:-0}
+        [ "$t" -le "$RSS_S" ] && echo "$t,$kb,$corr" >>"$OUT/rss.csv"
+        [ "$t" -ge 60 ] && [ "$RSS_WARM" = 0 ] && { RSS_WARM=$kb; CORR_WARM=$corr; }
+        [ "$t" -le "$RSS_S" ] && { RSS_END=$kb; CORR_END=$corr; }
         sleep 30 & wait $! || true
     done
     wait "$RSS_LOAD_PID" 2>/dev/null || true
     sed 's/^/bench:   /' "$OUT/load-rss.txt"
     say "rss: ${RSS_WARM} kB after 60 s, ${RSS_END} kB at the end ($((RSS_END - RSS_WARM)) kB growth)"
+    say "rss: correlation entries ${CORR_WARM} after 60 s, ${CORR_END} at the end"
 fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
 # --- memory: bytes per pending correlation entry ---------------------------------------------
@@ -581,7 +591,8 @@ fi
         fi
     fi
     if want rss; then
-        echo "| $DATE | $MACHINE | iwf VmRSS under $RSS_RATE messages/s for $RSS_S s: after 60 s / at the end (growth) | $RSS_WARM / $RSS_END kB ($((RSS_END - RSS_WARM)) kB) | |"
+        echo "| $DATE | $MACHINE | iwf VmRSS under $RSS_RATE messages/s legacy → converged and $RSS_ORIGINATE/s converged → legacy for $RSS_S s: after 60 s / at the end (growth) | $RSS_WARM / $RSS_END kB ($((RSS_END - RSS_WARM)) kB) | |"
+        echo "| $DATE | $MACHINE | correlation entries (iwf_table_entries) in the same run: after 60 s / at the end | $CORR_WARM / $CORR_END | |"
     fi
     if want scaling; then
         python3 - "$OUT/scaling.json" "$DATE" "$MACHINE" <<'PY'

@@ -1250,6 +1250,68 @@ fn receipts_cannot_be_bent() {
     ua.stop();
 }
 
+/// iwf's correlation entries as `/metrics` counts them.
+fn correlation_entries() -> u64 {
+    let (status, body) = admin("GET", "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("iwf_table_entries{table=\"correlation\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn iwf_rss_kb() -> u64 {
+    let pid = std::fs::read_to_string(root_dir().join("target/lab/iwf.pid")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Converged → legacy at a steady 100 messages/s for 120 s (smsc-c answers and sends
+/// its receipts at once): each message's correlation entry goes once its IMDN is
+/// delivered and it lingered 30 s, so iwf holds about rate × linger of them, flat, and
+/// its resident memory stays flat too.
+fn sustained_converged_to_legacy() {
+    let report = root_dir().join("target/lab/load-sustained.json");
+    let mut load = Peer(
+        Command::new(env!("CARGO_BIN_EXE_iwf-peer"))
+            .args(["load", "--system", "smsca:pwa", "--rate", "2", "--legacy-netns", LEGACY_NS])
+            .args(["--ua-listen", &format!("{CONV_PEER_TEXT}:5060"), "--converged-netns", CONV_NS])
+            .args(["--originate-rate", "100", "--smsc-listen", &format!("{LEGACY_PEER_TEXT}:2776")])
+            .args(["--duration", "120", "--drain", "10", "--progress-ms", "0", "--json"])
+            .arg(&report)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iwf-peer load"),
+    );
+    let start = Instant::now();
+    let mut samples: Vec<(u64, u64, u64)> = Vec::new();
+    while start.elapsed() < Duration::from_secs(125) {
+        std::thread::sleep(Duration::from_secs(10));
+        samples.push((start.elapsed().as_secs(), correlation_entries(), iwf_rss_kb()));
+    }
+    let _ = load.0.wait();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+    let originated = v["converged"]["originated"].as_u64().unwrap_or(0);
+    assert!(originated >= 9_000, "about 100/s for 120 s: {originated} ({samples:?})");
+    // Warm after the linger (30 s) and a margin: rate × linger, give or take the rate's
+    // and the receipts' jitter, and no growth from then on.
+    let steady: Vec<_> = samples.iter().filter(|(t, _, _)| (50..=120).contains(t)).collect();
+    assert!(steady.len() >= 5, "{samples:?}");
+    for (t, corr, _) in &steady {
+        assert!((1_500..=4_500).contains(corr), "at {t} s: {corr} entries, about 100/s × 30 s expected: {samples:?}");
+    }
+    let (first, last) = (steady[0], steady[steady.len() - 1]);
+    assert!(last.2 <= first.2 + first.2 / 5, "resident memory grew from {} to {} kB: {samples:?}", first.2, last.2);
+    eprintln!("sustained converged → legacy, (s, correlation entries, VmRSS kB): {samples:?}");
+}
+
 /// A peer process, killed when the scenario ends (or panics).
 struct Peer(Child);
 
@@ -1432,6 +1494,7 @@ fn lab_end_to_end() {
     reload_and_admin();
     large_message_over_tcp();
     load_generator();
+    sustained_converged_to_legacy();
     smpp_client();
     let uas = keepalive_up();
     sip_over_udp();

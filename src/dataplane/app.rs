@@ -569,7 +569,12 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 };
                 TcpStack::new(&settings, directory.clone(), route, 0).with_flows(Arc::clone(&flows), index as u8)
             });
-            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services, tcp });
+            let arp_hold = super::arp::ArpHold::new(
+                super::worker::ARP_HOLD_PER_NEIGHBOUR,
+                super::worker::ARP_HOLD_MAX,
+                super::worker::ARP_HOLD_MS,
+            );
+            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services, tcp, arp_hold });
         }
         let worker = Worker {
             queue: q as u16,

@@ -178,3 +178,107 @@ mod tests {
         assert_eq!(c.lookup(Ipv4Addr::new(10, 0, 1, 0), 101), Some(MAC));
     }
 }
+
+/// Frames waiting for their neighbour's ARP reply: a few per neighbour and a few
+/// neighbours at once (like the kernel's queue of unresolved packets), each sent as soon
+/// as its neighbour resolves and dropped, counted, when resolving takes longer than the
+/// timeout. Without it the first datagram to a neighbour not yet (or no longer) in the
+/// cache was lost, and a peer that does not retransmit never heard it.
+#[derive(Debug)]
+pub struct ArpHold<T> {
+    held: Vec<(Ipv4Addr, u64, T)>,
+    per_neighbour: usize,
+    max: usize,
+    timeout_ms: u64,
+}
+
+impl<T> ArpHold<T> {
+    /// At most `per_neighbour` frames per neighbour and `max` in all, each for
+    /// `timeout_ms`. Allocated here, once.
+    pub fn new(per_neighbour: usize, max: usize, timeout_ms: u64) -> ArpHold<T> {
+        ArpHold { held: Vec::with_capacity(max), per_neighbour, max, timeout_ms }
+    }
+
+    /// Frames held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Holds `frame` for `neighbour` from `now_ms`; a full hold hands it back.
+    pub fn hold(&mut self, neighbour: Ipv4Addr, now_ms: u64, frame: T) -> Result<(), T> {
+        let for_it = self.held.iter().filter(|(n, _, _)| *n == neighbour).count();
+        if for_it >= self.per_neighbour || self.held.len() >= self.max {
+            return Err(frame);
+        }
+        self.held.push((neighbour, now_ms.saturating_add(self.timeout_ms), frame));
+        Ok(())
+    }
+
+    /// Hands every frame whose neighbour `resolve` now knows to `send` (in the order
+    /// held), and every one past its timeout to `expired`.
+    pub fn release(
+        &mut self,
+        now_ms: u64,
+        mut resolve: impl FnMut(Ipv4Addr) -> Option<EthernetAddress>,
+        mut send: impl FnMut(EthernetAddress, T),
+        mut expired: impl FnMut(T),
+    ) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let Some(&(neighbour, deadline, _)) = self.held.get(i) else { break };
+            if let Some(mac) = resolve(neighbour) {
+                let (_, _, frame) = self.held.remove(i);
+                send(mac, frame);
+            } else if now_ms >= deadline {
+                let (_, _, frame) = self.held.remove(i);
+                expired(frame);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 9);
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+
+    #[test]
+    fn held_frames_go_out_when_their_neighbour_resolves() {
+        let mut h = ArpHold::new(3, 8, 3000);
+        for f in 1..=3 {
+            assert!(h.hold(A, 0, f).is_ok());
+        }
+        assert_eq!(h.hold(A, 0, 4), Err(4), "three per neighbour");
+        assert!(h.hold(B, 0, 10).is_ok());
+        let mut sent = Vec::new();
+        let mut gone = Vec::new();
+        // Nothing resolved yet: all stay.
+        h.release(100, |_| None, |m, f| sent.push((m, f)), |f| gone.push(f));
+        assert!(sent.is_empty() && gone.is_empty());
+        // A answers: its frames leave in order; B's stays.
+        h.release(200, |n| (n == A).then_some(MAC), |m, f| sent.push((m, f)), |f| gone.push(f));
+        assert_eq!(sent, vec![(MAC, 1), (MAC, 2), (MAC, 3)]);
+        assert_eq!(h.len(), 1);
+        // B never answers: dropped at the timeout.
+        h.release(3000, |_| None, |m, f| sent.push((m, f)), |f| gone.push(f));
+        assert_eq!(gone, vec![10]);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn the_hold_is_bounded_overall() {
+        let mut h = ArpHold::new(3, 4, 3000);
+        let refused = (0..10u8).filter(|i| h.hold(Ipv4Addr::new(10, 0, 0, *i), 0, *i).is_err()).count();
+        assert_eq!((h.len(), refused), (4, 6));
+    }
+}

@@ -412,6 +412,10 @@ pub struct QueueCounters {
     pub udp_delivered: Counter,
     /// UDP replies a service produced.
     pub udp_replied: Counter,
+    /// Datagrams held for a neighbour being resolved (ARP).
+    pub arp_held: Counter,
+    /// Held datagrams sent once their neighbour answered.
+    pub arp_released: Counter,
     /// Nanoseconds this queue's worker spent on polls of this port that found packets
     /// (the CPU time packets cost; idle polls are not counted).
     pub busy_ns: Counter,
@@ -494,6 +498,10 @@ pub struct Totals {
     pub udp_delivered: u64,
     /// UDP replies sent.
     pub udp_replied: u64,
+    /// Datagrams held for a neighbour being resolved.
+    pub arp_held: u64,
+    /// Held datagrams sent once their neighbour answered.
+    pub arp_released: u64,
     /// Time spent on non-empty polls, ns.
     pub busy_ns: u64,
     /// Drops by reason.
@@ -518,6 +526,8 @@ impl Totals {
         self.icmp_echo_answered += q.icmp_echo_answered.get();
         self.udp_delivered += q.udp_delivered.get();
         self.udp_replied += q.udp_replied.get();
+        self.arp_held += q.arp_held.get();
+        self.arp_released += q.arp_released.get();
         self.busy_ns += q.busy_ns.get();
         for (t, c) in self.drops.iter_mut().zip(q.drops.iter()) {
             *t += c.get();
@@ -544,6 +554,8 @@ impl Totals {
             ("icmp_echo_answered", self.icmp_echo_answered),
             ("udp_delivered", self.udp_delivered),
             ("udp_replied", self.udp_replied),
+            ("arp_held", self.arp_held),
+            ("arp_released", self.arp_released),
             ("busy_ns", self.busy_ns),
         ] {
             f("port", name, v);
@@ -581,6 +593,9 @@ impl Totals {
             self.udp_replied,
             self.busy_ns
         );
+        if self.arp_held > 0 {
+            let _ = write!(s, " arp_held={} arp_released={}", self.arp_held, self.arp_released);
+        }
         for (reason, n) in DropReason::ALL.iter().zip(self.drops.iter()) {
             if *n > 0 {
                 let _ = write!(s, " drop.{}={}", reason.name(), n);

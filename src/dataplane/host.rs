@@ -75,8 +75,14 @@ pub trait UdpService: Send + std::fmt::Debug {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsent {
     /// The neighbour (the destination, or the gateway towards it) is not resolved:
-    /// ask ARP for it.
-    Unresolved(Ipv4Addr),
+    /// ask ARP for it. The frame is written all the same (`len` octets, the
+    /// destination MAC left zero): hold it until the neighbour answers.
+    Unresolved {
+        /// The neighbour to resolve.
+        neighbour: Ipv4Addr,
+        /// The frame's length.
+        len: usize,
+    },
     /// Off-link and no gateway.
     NoRoute,
     /// The buffer is too small or the payload too long.
@@ -548,9 +554,21 @@ impl Host {
             return Ok(None);
         };
         let neighbour = self.neighbour_for(*send.to.ip()).ok_or(Unsent::NoRoute)?;
-        let mac = self.arp.lookup(neighbour, now_ms).ok_or(Unsent::Unresolved(neighbour))?;
         let src = SocketAddrV4::new(self.ip, port);
-        self.emit_udp(out, mac, src, send.to, send.len.min(room_len)).map(Some).ok_or(Unsent::TooLong)
+        match self.arp.lookup(neighbour, now_ms) {
+            Some(mac) => self.emit_udp(out, mac, src, send.to, send.len.min(room_len)).map(Some).ok_or(Unsent::TooLong),
+            None => {
+                // Framed for a MAC to come: the caller holds it for the ARP reply.
+                let zero = EthernetAddress([0; 6]);
+                let len = self.emit_udp(out, zero, src, send.to, send.len.min(room_len)).ok_or(Unsent::TooLong)?;
+                Err(Unsent::Unresolved { neighbour, len })
+            }
+        }
+    }
+
+    /// The MAC address of `neighbour` if it is resolved at `now_ms`.
+    pub fn neighbour_mac(&self, neighbour: Ipv4Addr, now_ms: u64) -> Option<EthernetAddress> {
+        self.arp.lookup(neighbour, now_ms)
     }
 
     /// Writes Ethernet, IPv4 and UDP headers in front of the `payload_len` bytes already
@@ -897,8 +915,13 @@ mod tests {
         let mut out = [0u8; 256];
         let mut svc = Echo { pending: 1, due: 10, ..echo() };
         assert_eq!(h.originate_udp(&mut svc, 0, 5, &mut out), Ok(None), "not due");
-        assert_eq!(h.originate_udp(&mut svc, 0, 10, &mut out), Err(Unsent::Unresolved(PEER_IP)));
-        assert_eq!(svc.pending, 0, "the service has handed it over (its retransmission timer resends)");
+        assert_eq!(
+            h.originate_udp(&mut svc, 0, 10, &mut out),
+            Err(Unsent::Unresolved { neighbour: PEER_IP, len: UDP_PAYLOAD_OFFSET + 4 })
+        );
+        assert_eq!(svc.pending, 0, "the service has handed it over: framed, to hold for the ARP reply");
+        assert_eq!(&out[0..6], &[0; 6], "its destination MAC comes with the reply");
+        assert_eq!(&out[30..34], &PEER_IP.octets());
         let mut reply = arp(2, PEER_IP, OUR_IP);
         assert!(matches!(h.receive(&mut reply, 10), Outcome::Handled(Handled::ArpLearned)));
         let mut svc = Echo { pending: 1, due: 10, ..echo() };
@@ -914,7 +937,10 @@ mod tests {
         // Off-link goes by the gateway; without one there is no route.
         let far = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5060);
         let mut svc = Echo { pending: 1, due: 0, to: far };
-        assert_eq!(h.originate_udp(&mut svc, 0, 11, &mut out), Err(Unsent::Unresolved(Ipv4Addr::new(198, 18, 2, 254))));
+        assert_eq!(
+            h.originate_udp(&mut svc, 0, 11, &mut out),
+            Err(Unsent::Unresolved { neighbour: Ipv4Addr::new(198, 18, 2, 254), len: UDP_PAYLOAD_OFFSET + 4 })
+        );
         let mut bare = Host::new(OUR_MAC, OUR_IP);
         bare.bind_udp(5060).unwrap();
         let mut svc = Echo { pending: 1, due: 0, to: far };

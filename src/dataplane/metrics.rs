@@ -241,7 +241,7 @@ mod tests {
     fn visit_covers_the_totals() {
         // The groups' own lists plus the port counters, the drop reasons and next_hop_state.
         let t = Totals::default();
-        let expected = 11 + DropReason::COUNT + t.sip.fields().len() + 1 + t.tcp.fields().len() + t.smpp.fields().len();
+        let expected = 13 + DropReason::COUNT + t.sip.fields().len() + 1 + t.tcp.fields().len() + t.smpp.fields().len();
         assert_eq!(count_visits(&t), expected);
         let mut seen = Vec::new();
         t.visit(&mut |g, c, _| seen.push(format!("{g}.{c}")));

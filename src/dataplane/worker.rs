@@ -3,6 +3,7 @@
 //! own UDP services (SIP), counting every frame it does not answer by reason. The clock
 //! is read when a poll finds nothing, or every [`CLOCK_EVERY`] busy polls; the services'
 //! timers run then. No allocation, no lock, no panic on input.
+use super::arp::ArpHold;
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
 use super::host::{Host, Outcome, UdpService, Unsent, ETH_HEADER_LEN};
 use super::mbuf::{Mbuf, Mempool};
@@ -44,7 +45,17 @@ pub struct WorkerPort {
     pub services: Vec<Option<Box<dyn UdpService>>>,
     /// This worker's TCP on the port (SMPP, SIP over TCP), if the port has TCP services.
     pub tcp: Option<TcpStack>,
+    /// Datagrams this worker originated for neighbours still being resolved.
+    pub arp_hold: ArpHold<Mbuf>,
 }
+
+/// Datagrams held per neighbour being resolved, in all, and for how long (the
+/// kernel's defaults are of this order: a few packets, a few seconds).
+pub const ARP_HOLD_PER_NEIGHBOUR: usize = 3;
+/// See [`ARP_HOLD_PER_NEIGHBOUR`].
+pub const ARP_HOLD_MAX: usize = 64;
+/// See [`ARP_HOLD_PER_NEIGHBOUR`].
+pub const ARP_HOLD_MS: u64 = 3_000;
 
 /// One worker lcore's pipeline.
 #[derive(Debug)]
@@ -199,6 +210,25 @@ impl Worker {
                 if clock_read {
                     run_service_timers(p, now_ms, &self.pool, counters, &mut tx);
                 }
+                if !p.arp_hold.is_empty() {
+                    // What waited for a neighbour goes once it answered ARP.
+                    let host = &p.host;
+                    p.arp_hold.release(
+                        now_ms,
+                        |n| host.neighbour_mac(n, now_ms),
+                        |mac, mut m| {
+                            if let Some(dst) = m.data_mut().ok().and_then(|f| f.get_mut(0..6)) {
+                                dst.copy_from_slice(&mac.0);
+                            }
+                            counters.arp_released.inc();
+                            tx.push(m, counters);
+                        },
+                        |m| {
+                            drop(m);
+                            counters.drop(DropReason::NoNeighbour);
+                        },
+                    );
+                }
                 if let Some(gw) = p.gateway {
                     if arp_check && p.host.arp_request_due(gw, now_ms) {
                         send_arp_request(p, gw, &self.pool, counters, &mut tx);
@@ -253,9 +283,15 @@ fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters:
                     tx.push(m, counters);
                 }
                 Ok(None) => break,
-                Err(Unsent::Unresolved(neighbour)) => {
-                    // Lost this time; the service's retransmission timer tries again.
-                    counters.drop(DropReason::NoNeighbour);
+                Err(Unsent::Unresolved { neighbour, len }) => {
+                    // Held until the neighbour answers ARP (or the hold times out).
+                    m.truncate(len);
+                    if let Err(m) = p.arp_hold.hold(neighbour, now_ms, m) {
+                        drop(m);
+                        counters.drop(DropReason::NoNeighbour);
+                    } else {
+                        counters.arp_held.inc();
+                    }
                     resolve = Some(neighbour);
                 }
                 Err(Unsent::NoRoute | Unsent::TooLong) => counters.drop(DropReason::NoNeighbour),
