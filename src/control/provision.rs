@@ -11,6 +11,7 @@
 //! message_validity_s = 172800         # how long a correlation entry or a queued receipt lives
 //! replay_window_s = 3600              # a notification is relayed at most once in this time
 //! replay_capacity = 1000000           # notifications remembered in that window (10 octets each)
+//! correlation_capacity = 4000000      # converged -> legacy messages correlated per worker at most
 //!
 //! [[routes]]                          # converged → legacy: longest number prefix wins
 //! prefix = "+4470001"
@@ -44,6 +45,9 @@ pub struct ConvergedNames {
     /// Notifications remembered at most within the window (8-10 octets each, read at
     /// start); beyond, new notifications are refused 503 until old ones age out.
     pub replay_capacity: usize,
+    /// Converged → legacy messages each worker keeps a correlation entry for at most
+    /// (about 125 octets each); beyond, a MESSAGE is refused 503 + Retry-After.
+    pub correlation_capacity: usize,
 }
 
 impl Default for ConvergedNames {
@@ -54,6 +58,7 @@ impl Default for ConvergedNames {
             message_validity_s: 48 * 3600,
             replay_window_s: 3600,
             replay_capacity: 1_000_000,
+            correlation_capacity: 4_000_000,
         }
     }
 }
@@ -93,8 +98,19 @@ impl Provision {
             doc.only(
                 t,
                 "converged",
-                &["legacy_domain", "converged_domain", "message_validity_s", "replay_window_s", "replay_capacity"],
+                &[
+                    "legacy_domain",
+                    "converged_domain",
+                    "message_validity_s",
+                    "replay_window_s",
+                    "replay_capacity",
+                    "correlation_capacity",
+                ],
             )?;
+            if let Some(d) = Doc::get(t, "correlation_capacity") {
+                converged.correlation_capacity =
+                    doc.integer("converged.correlation_capacity", d, 1024, 100_000_000)? as usize;
+            }
             if let Some(d) = Doc::get(t, "replay_window_s") {
                 converged.replay_window_s = doc.integer("converged.replay_window_s", d, 60, 7 * 24 * 3600)? as u64;
             }

@@ -1212,6 +1212,12 @@ sip_udp_port = 5060
         let base = GOOD.to_string();
         let line_of_added = base.lines().count() + 2;
         let bad = |extra: &str| load(&format!("{base}\n{extra}")).unwrap_err();
+        let e = bad("[smpp]\nbind_failures = 0\n");
+        assert_eq!((e.key.as_str(), e.line), ("smpp.bind_failures", line_of_added + 1), "{e}");
+        let e = bad("[smpp]\nbind_backof_s = 5\n");
+        assert_eq!((e.key.as_str(), e.line), ("smpp.bind_backof_s", line_of_added + 1), "{e}");
+        let e = bad("[smpp]\nspecific_bind_errors = \"yes\"\n");
+        assert_eq!(e.key, "smpp.specific_bind_errors", "{e}");
         let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"this-is-far-too-long\"\npassword = \"x\"\nallow = [\"1.2.3.0/24\"]\n");
         assert_eq!((e.key.as_str(), e.line), ("legacy[0].system_id", line_of_added + 3), "{e}");
         let e = bad("[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"x\"\nallow = [\"1.2.3/24\"]\n");
@@ -1304,6 +1310,15 @@ sip_udp_port = 5060
         assert_eq!((e.key.as_str(), e.line), ("sip.server_transactions", 30));
         let e = err(&text.replace("options_interval_ms", "options_interval"));
         assert_eq!((e.key.as_str(), e.line), ("sip.options_interval", 29));
+        // The trusted hosts: networks, named by key and line when wrong.
+        let trusted = text.replace("server_transactions = 65536", "server_transactions = 65536\ntrusted = [\"198.18.2.1\", \"10.0.0.0/8\"]\nuntrusted = \"drop\"");
+        let c = load(&trusted).unwrap();
+        assert_eq!(c.sip.trusted, vec![(Ipv4Addr::new(198, 18, 2, 1), 32), (Ipv4Addr::new(10, 0, 0, 0), 8)]);
+        assert_eq!(c.sip.untrusted, Untrusted::Drop);
+        let e = err(&trusted.replace("10.0.0.0/8", "10.0.0.0/33"));
+        assert_eq!((e.key.as_str(), e.line), ("sip.trusted[1]", 31));
+        let e = err(&trusted.replace("\"drop\"", "\"ignore\""));
+        assert_eq!((e.key.as_str(), e.line), ("sip.untrusted", 32));
     }
 
     #[test]
@@ -1340,8 +1355,15 @@ mod shipped_files {
         assert_eq!(lab.legacy[2].reconnect_ms, (500, 4000));
         assert_eq!(lab.legacy[0].reconnect_ms, (1000, 60_000));
         assert_eq!(lab.tcp.max_connections_per_peer, 8);
+        assert_eq!(lab.sip.trusted, vec![(Ipv4Addr::new(198, 18, 2, 1), 32)]);
+        assert_eq!((lab.smpp.backoff.failures, lab.smpp.backoff.backoff_s), (5, 5));
+        assert!(!lab.smpp.specific_bind_errors);
+        assert_eq!(lab.control.admin_token_file.as_deref(), Some("target/lab/admin.token"));
         let example = load(include_str!("../../config/example.toml")).unwrap();
         assert_eq!(example.eal.lcores, vec![2, 3, 4, 5, 6]);
+        assert_eq!(example.sip.untrusted, Untrusted::Refuse);
+        assert_eq!((example.smpp.max_unbound, example.smpp.backoff.window_s), (64, 60));
+        assert_eq!((example.legacy[0].receipt_rate, example.legacy[0].queue_limit), (500, 100_000));
         assert!(matches!(example.ports[0].device, Device::Pci { .. }));
         // The [tag] section of both still loads with its own reader.
         crate::control::config::load_keyring(include_str!("../../config/lab.toml")).unwrap();

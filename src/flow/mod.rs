@@ -277,6 +277,16 @@ impl crate::control::metrics::MetricsSource for Shared {
             let _ =
                 out.gauge("iwf_table_entries", "Entries of a table peers can fill, all cores", &[("table", name)], v);
         }
+        // The configured bounds (all cores): full means 503 + Retry-After.
+        let cores = self.tables.len().max(1) as f64;
+        let capacities = [
+            ("correlation", provision.converged.correlation_capacity as f64 * cores),
+            ("smsc_receipts_parked", crate::route::correlation::DEFAULT_MAX_PARKED as f64 * cores),
+            ("replay", self.replay.capacity() as f64),
+        ];
+        for (name, v) in capacities {
+            let _ = out.gauge("iwf_table_capacity", "Entries a table may hold, all cores", &[("table", name)], v);
+        }
         for lane in self.lanes.load().lanes() {
             let name = provision.system(lane.system().0).map_or("removed", |l| l.name.as_str());
             let labels = [("system", name)];
@@ -1587,8 +1597,19 @@ impl Flows {
                 first_sequence: first,
                 deadline: unix + provision.converged.message_validity_s,
             };
-            let Ok(message) = self.correlation.insert(&entry, unix) else {
-                return refuse(self, 503, "Service Unavailable (correlation table)");
+            let full = self.correlation.len() >= provision.converged.correlation_capacity;
+            let inserted = if full { None } else { self.correlation.insert(&entry, unix).ok() };
+            let Some(message) = inserted else {
+                // Full (its capacity, or the table's own limit): the sender retries later.
+                self.shared.count_drop("correlation_full");
+                inc(&self.shared.stats.converged_refused);
+                self.answer_with(SipAnswer {
+                    txn,
+                    status: 503,
+                    reason: "Service Unavailable (correlation table full)",
+                    retry_after: Some(10),
+                });
+                return;
             };
             durable = Some((
                 message,
@@ -3271,5 +3292,27 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f.smpp_sent(conn, 9, send);
         f.smpp_response(NOW, conn, 9, CommandStatus::ESME_ROK, b"");
         assert_eq!(f.poll_answer(|a| *a == t).map(|a| a.status), Some(200));
+    }
+
+    /// The correlation table has a configured capacity: full, a converged MESSAGE is
+    /// refused 503 with Retry-After and counted, never sent uncorrelated.
+    #[test]
+    fn a_full_correlation_table_answers_503() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replacen("[converged]", "[converged]\ncorrelation_capacity = 1024", 1);
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig { capacity: 4096, ..ServerConfig::default() });
+        f.bound(SMSCC, 3, true);
+        for i in 0..1025u32 {
+            let sip = conv_message(&format!("+44700030{i:05}"), &format!("cap{i}"));
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+            while f.poll_smpp(0).is_some() {}
+        }
+        assert_eq!(f.in_flight().3, 1024);
+        let a = std::iter::from_fn(|| f.poll_answer(|_| true)).last().expect("the 1025th is answered");
+        assert_eq!((a.status, a.retry_after), (503, Some(10)));
+        assert!(shared.drops().any(|(r, n)| r == "correlation_full" && n == 1));
     }
 }

@@ -82,6 +82,9 @@ const NO_ROUTE: u16 = u16::MAX;
 /// Most receipts parked per id.
 const PARK_DEPTH: usize = 4;
 
+/// Distinct ids parked at most by default.
+pub const DEFAULT_MAX_PARKED: usize = 65_536;
+
 /// Settings of a [`CorrelationTable`].
 #[derive(Debug, Clone)]
 pub struct CorrelationConfig {
@@ -105,7 +108,7 @@ impl Default for CorrelationConfig {
     fn default() -> Self {
         CorrelationConfig {
             park_secs: 30,
-            max_parked: 65_536,
+            max_parked: DEFAULT_MAX_PARKED,
             linger_secs: 30,
             sender_template: None,
             hash_key: random_key(),
