@@ -1311,7 +1311,10 @@ sip_udp_port = 5060
         let e = err(&text.replace("options_interval_ms", "options_interval"));
         assert_eq!((e.key.as_str(), e.line), ("sip.options_interval", 29));
         // The trusted hosts: networks, named by key and line when wrong.
-        let trusted = text.replace("server_transactions = 65536", "server_transactions = 65536\ntrusted = [\"198.18.2.1\", \"10.0.0.0/8\"]\nuntrusted = \"drop\"");
+        let trusted = text.replace(
+            "server_transactions = 65536",
+            "server_transactions = 65536\ntrusted = [\"198.18.2.1\", \"10.0.0.0/8\"]\nuntrusted = \"drop\"",
+        );
         let c = load(&trusted).unwrap();
         assert_eq!(c.sip.trusted, vec![(Ipv4Addr::new(198, 18, 2, 1), 32), (Ipv4Addr::new(10, 0, 0, 0), 8)]);
         assert_eq!(c.sip.untrusted, Untrusted::Drop);
