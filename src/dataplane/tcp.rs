@@ -593,10 +593,37 @@ const SIP_CLIENT_QUEUE: usize = 256;
 /// Timer F for requests over TCP when none is configured (64·T1, T1 = 500 ms).
 const SIP_CLIENT_TIMER_F_MS: u64 = 32_000;
 
+/// Requests waiting at most for room in one session's window; beyond, they are handed
+/// back to the flows as unsendable (a receipt returns to its lane, a part fails).
+const SEND_WAIT_MAX: usize = 1024;
+
+/// Whether a request a session refused may go later.
+enum Sendable {
+    /// Its window, output or a throttle is full: later.
+    Later,
+    /// Not bound, not permitted, unencodable: never on this session.
+    Never,
+}
+
+/// Offers `req` to `session`: its sequence number, or why not.
+fn send_to(session: &mut Session, now: u64, req: &crate::flow::SmppSend) -> Result<u32, Sendable> {
+    use crate::session::smpp::SendError;
+    let pdu = crate::wire::smpp::Pdu::parse(req.item.pdu()).map_err(|_| Sendable::Never)?;
+    session.send_request(now, &pdu).map_err(|e| match e {
+        SendError::WindowFull | SendError::OutputFull | SendError::Throttled { .. } => Sendable::Later,
+        _ => Sendable::Never,
+    })
+}
+
 /// One SMPP session and what the glue keeps beside it.
 #[derive(Debug)]
 struct SmppConn {
     session: Session,
+    /// iwf's requests waiting for room in the session's window, in order (a
+    /// converged message's part is never failed for want of window).
+    waiting: std::collections::VecDeque<crate::flow::SmppSend>,
+    /// The connection the waiting requests are for.
+    conn_id: ConnId,
     /// Sequence numbers of this poll's requests, answered after the input was read.
     pending: Vec<u32>,
     /// The bound system's window.
@@ -832,6 +859,8 @@ impl Endpoint {
                 ..SessionConfig::default()
             }),
             pending: Vec::with_capacity(window),
+            waiting: std::collections::VecDeque::new(),
+            conn_id: 0,
             window,
             window_read: 0,
             seen: SessionCounters::default(),
@@ -994,10 +1023,24 @@ impl Endpoint {
         let Some(flows) = self.flows.clone() else { return false };
         let Ok(mut f) = flows.lock() else { return false };
         let mut any = false;
-        // Requests a session cannot take now (its window, its output or a throttle is
-        // full): they wait, in order, for a later poll; later ones of the same
-        // connection wait behind them.
-        let mut waiting: Vec<(ConnId, crate::flow::SmppSend)> = Vec::new();
+        // What waited for room in a session's window goes first, in order, as far as
+        // the window now allows (one refused try per connection, whatever waits).
+        for slot in &mut self.slots {
+            let Some(c) = slot.smpp.as_mut() else { continue };
+            while let Some(req) = c.waiting.pop_front() {
+                match send_to(&mut c.session, now, &req) {
+                    Ok(seq) => {
+                        any = true;
+                        f.smpp_sent(c.conn_id, seq, req);
+                    }
+                    Err(Sendable::Later) => {
+                        c.waiting.push_front(req);
+                        break;
+                    }
+                    Err(Sendable::Never) => f.smpp_unsent(c.conn_id, req),
+                }
+            }
+        }
         while let Some((conn, out)) = f.poll_smpp(self.port) {
             any = true;
             let slot = (conn & 0xFFFF) as usize;
@@ -1007,40 +1050,29 @@ impl Endpoint {
                 }
                 continue;
             };
-            if let SmppOut::Send(req) = out {
-                if waiting.iter().any(|(w, _)| *w == conn) {
-                    waiting.push((conn, req));
-                    continue;
-                }
-                let sent = match crate::wire::smpp::Pdu::parse(req.item.pdu()) {
-                    Ok(pdu) => c.session.send_request(now, &pdu),
-                    Err(_) => Err(crate::session::smpp::SendError::TooLarge),
-                };
-                match sent {
-                    Ok(seq) => f.smpp_sent(conn, seq, req),
-                    Err(
-                        crate::session::smpp::SendError::WindowFull
-                        | crate::session::smpp::SendError::OutputFull
-                        | crate::session::smpp::SendError::Throttled { .. },
-                    ) => {
-                        qc.smpp.send_deferred.inc();
-                        waiting.push((conn, req));
-                    }
-                    Err(_) => f.smpp_unsent(conn, req),
-                }
-                continue;
-            }
             match out {
+                SmppOut::Send(req) => {
+                    // Behind what already waits for this connection, or sent now.
+                    let sent =
+                        if c.waiting.is_empty() { send_to(&mut c.session, now, &req) } else { Err(Sendable::Later) };
+                    match sent {
+                        Ok(seq) => f.smpp_sent(conn, seq, req),
+                        Err(Sendable::Later) if c.waiting.len() < SEND_WAIT_MAX => {
+                            qc.smpp.send_deferred.inc();
+                            c.conn_id = conn;
+                            c.waiting.push_back(req);
+                        }
+                        Err(_) => f.smpp_unsent(conn, req),
+                    }
+                }
                 SmppOut::Respond { seq, status, message_id, id_len } => {
                     let id = message_id.get(..usize::from(id_len)).unwrap_or(&[]);
                     // An error means the session answered it already (throttled, or the
                     // connection went): nothing is left to answer.
                     let _ = c.session.respond(seq, status, id);
                 }
-                SmppOut::Send(_) => {}
             }
         }
-        f.smpp_wait(waiting);
         if self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })) {
             // A full queue leaves the requests in the flows (their receipts or parts stay
             // unanswered) rather than failing them: a failed IMDN's receipt would be
@@ -1276,7 +1308,16 @@ impl Endpoint {
                 let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
                 if gone {
                     conn.session.connection_lost(now);
-                } else {
+                }
+                if !matches!(conn.session.state(), SmppState::Bound(_)) {
+                    // What waited for this session's window will not go on it.
+                    if let Some(f) = flows.as_deref_mut() {
+                        for req in conn.waiting.drain(..) {
+                            f.smpp_unsent(conn_id, req);
+                        }
+                    }
+                }
+                if !gone {
                     let flows = flows.as_deref_mut().map(|f| (f, conn_id));
                     if is_client {
                         drive_smpp(now, sock, conn, &mut RefuseBinds, sc, flows);

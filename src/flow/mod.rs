@@ -1853,16 +1853,6 @@ impl Flows {
         self.sent.insert((conn, seq), req);
     }
 
-    /// Requests the sessions could not take yet (their windows are full): they go back
-    /// to the front of the queue, in their order, and are offered again on the next
-    /// poll. A converged message's part waits its turn: it is never failed for want of
-    /// window.
-    pub fn smpp_wait(&mut self, waiting: Vec<(ConnId, SmppSend)>) {
-        for (conn, req) in waiting.into_iter().rev() {
-            self.smpp_out.push_front((conn, SmppOut::Send(req)));
-        }
-    }
-
     /// The session on `conn` cannot send `req` at all (not bound, not permitted on its
     /// bind type, unencodable): a receipt goes back to its lane (or completes as refused
     /// when it cannot), a converged message's part fails.
@@ -3222,8 +3212,9 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let _ = std::fs::remove_file(&path);
     }
 
-    /// A converged message's part that finds its bind's window full waits its turn
-    /// (it was failed, and its MESSAGE answered 500, when handed back as unsent).
+    /// A converged message's part that finds its bind's window full waits its turn in
+    /// the session's glue (it was failed, and its MESSAGE answered 500, when handed back
+    /// as unsent): the flows take a part sent late, in order, like any other.
     #[test]
     fn a_part_beyond_the_window_waits_its_turn() {
         let shared = shared(None);
@@ -3248,19 +3239,19 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         .collect();
         assert!(parts.len() >= 2, "a concatenated message: {}", parts.len());
         let n = parts.len();
-        // The window takes the first part; the others wait.
+        // The window takes the first part; the others wait (in the glue).
         let first = parts.remove(0);
         f.smpp_sent(SMSCC, 40, first);
-        f.smpp_wait(parts.into_iter().map(|p| (SMSCC, p)).collect());
+        f.poll(0, NOW);
         assert!(f.poll_answer(|_| true).is_none(), "nothing failed");
-        // Room again: the waiting parts come out in order, and the message completes.
+        // Room again: the waiting parts go, in order, and the message completes.
         f.smpp_response(NOW, SMSCC, 40, CommandStatus::ESME_ROK, b"id-40");
-        for i in 1..n {
-            let Some((_, SmppOut::Send(p))) = f.poll_smpp(0) else { panic!("part {} waits no more", i + 1) };
-            let seq = 40 + i as u32;
+        for (i, p) in parts.into_iter().enumerate() {
+            let seq = 41 + i as u32;
             f.smpp_sent(SMSCC, seq, p);
             f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, format!("id-{seq}").as_bytes());
         }
+        assert!(n >= 2);
         assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
     }
 
