@@ -7,7 +7,7 @@
 //! line; reading it takes no lock.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// A worker that is not well.
@@ -41,7 +41,8 @@ struct Beat {
     /// Milliseconds since [`Liveness`]'s epoch, plus one (0: not started).
     at: AtomicU64,
     state: AtomicU8,
-    panic: Mutex<Option<String>>,
+    /// The panic's message, written once by the dying worker.
+    panic: OnceLock<String>,
 }
 
 /// The heartbeats of every worker (one per queue).
@@ -57,7 +58,7 @@ impl Liveness {
         Liveness {
             epoch: Instant::now(),
             beats: (0..workers)
-                .map(|_| Beat { at: AtomicU64::new(0), state: AtomicU8::new(RUNNING), panic: Mutex::new(None) })
+                .map(|_| Beat { at: AtomicU64::new(0), state: AtomicU8::new(RUNNING), panic: OnceLock::new() })
                 .collect(),
         }
     }
@@ -90,9 +91,7 @@ impl Liveness {
                     .map(|s| (*s).to_owned())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".into());
-                if let Ok(mut slot) = b.panic.lock() {
-                    *slot = Some(why);
-                }
+                let _ = b.panic.set(why);
                 b.state.store(PANICKED, Ordering::Release);
                 -1
             }
@@ -107,7 +106,7 @@ impl Liveness {
         for (i, b) in self.beats.iter().enumerate() {
             match b.state.load(Ordering::Acquire) {
                 PANICKED => {
-                    let why = b.panic.lock().ok().and_then(|p| p.clone()).unwrap_or_default();
+                    let why = b.panic.get().cloned().unwrap_or_default();
                     out.push((i, Trouble::Panicked(why)));
                 }
                 EXITED if !stopping => out.push((i, Trouble::Exited)),

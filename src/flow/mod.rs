@@ -922,14 +922,7 @@ impl Flows {
     pub fn restore(&mut self, records: &[crate::route::store::Restorable], unix: u64) -> usize {
         let mut n = 0;
         for (key, rec, ids) in records {
-            let msg = NewMessage {
-                system: rec.system,
-                stored: rec.stored(),
-                segments: rec.segments,
-                first_sequence: 0,
-                deadline: rec.deadline,
-            };
-            if let Ok(m) = self.correlation.restore(&msg, ids, unix) {
+            if let Ok(m) = self.correlation.restore(&rec.new_message(), ids, unix) {
                 self.store_keys.insert(m, *key);
                 n += 1;
             }

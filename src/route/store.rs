@@ -196,6 +196,17 @@ impl DurableCorrelation {
         }
     }
 
+    /// The message as the in-memory table restores it ([`CorrelationTable::restore`]).
+    pub fn new_message(&self) -> NewMessage<'_> {
+        NewMessage {
+            system: self.system,
+            stored: self.stored(),
+            segments: self.segments,
+            first_sequence: 0,
+            deadline: self.deadline,
+        }
+    }
+
     /// The borrowed view [`crate::interwork::converged_to_legacy::receipt_to_imdn`] takes.
     pub fn stored(&self) -> StoredCorrelation<'_> {
         StoredCorrelation {
@@ -737,14 +748,7 @@ impl Store {
     pub fn reload(&mut self, table: &mut CorrelationTable, now: u64) -> Result<Vec<(u64, MessageRef)>, StoreError> {
         let mut out = Vec::new();
         for (key, rec, ids) in self.restorable(now)? {
-            let msg = NewMessage {
-                system: rec.system,
-                stored: rec.stored(),
-                segments: rec.segments,
-                first_sequence: 0,
-                deadline: rec.deadline,
-            };
-            if let Ok(m) = table.restore(&msg, &ids, now) {
+            if let Ok(m) = table.restore(&rec.new_message(), &ids, now) {
                 out.push((key, m));
             }
         }
