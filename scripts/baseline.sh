@@ -164,7 +164,16 @@ up() {
     start bearerbox bearerbox -v 3 "$OUT/kannel.conf"
     wait_for bearerbox listening tcp 13000
     wait_for bearerbox smsc_online
+    # smsbox connects to bearerbox's smsbox port at start and exits when it is not
+    # there yet (seen once in a test run, without a word at -v 3): wait for it, and
+    # look again at once.
+    wait_for bearerbox listening tcp 13001
     start smsbox smsbox -v 3 "$OUT/kannel.conf"
+    sleep 0.5
+    if ! live_pid smsbox >/dev/null; then
+        say "smsbox exited at start; starting it again"
+        start smsbox smsbox -v 3 "$OUT/kannel.conf"
+    fi
     wait_for smsbox listening tcp 13013
 
     # Kamailio in the foreground (-DD) logging to stderr (-E); 256 MB shared memory
