@@ -458,6 +458,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             Arc::new(std::sync::Mutex::new(f))
         })
         .collect();
+    if let Some(db) = &store {
+        crate::flow::store::recount(db, &shared);
+    }
     let store_stats = Arc::new(crate::flow::store::StoreStats::default());
     if store.is_some() {
         registry.register(Arc::clone(&store_stats) as Arc<dyn crate::control::metrics::MetricsSource>);

@@ -102,14 +102,15 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
     let mut replayed: HashMap<u64, QueueKey> = HashMap::new();
     let mut next_index: u64 = 1;
     let mut bound: Vec<u16> = shared.provision.load().legacy.iter().map(|l| l.id).collect();
-    let mut next_sweep = Instant::now();
+    // The first sweep after 10 s too: the counts the cores keep start from
+    // [`recount`], which the caller runs before the cores start.
+    let mut next_sweep = Instant::now() + Duration::from_secs(10);
     if let Ok(n) = store.queued_total() {
         stats.depth.store(n, Ordering::Relaxed);
     }
     if let Ok(n) = store.quarantined() {
         stats.quarantined.store(n, Ordering::Relaxed);
     }
-    recount(&store, &shared);
     while !stop.load(Ordering::Relaxed) {
         let now_us = epoch.elapsed().as_micros() as u64;
         let wait =
@@ -230,7 +231,9 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 if let Ok(n) = store.quarantined() {
                     stats.quarantined.store(n, Ordering::Relaxed);
                 }
-                recount(&store, &shared);
+                if batch.is_empty() {
+                    recount(&store, &shared);
+                }
             }
         }
     }
@@ -241,9 +244,11 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
     }
 }
 
-/// Each system's queued receipts as the store counts them (the cores' running count
-/// drifts by what expired or failed to commit; this puts it right).
-fn recount(store: &Store, shared: &Shared) {
+/// Each system's queued receipts as the store counts them: run once before the cores
+/// start, and by the store's thread after each sweep (the cores' running count drifts
+/// by what expired or failed to commit). A receipt still on its way to the store is
+/// not counted by it: the limit is exact to within what is in flight.
+pub fn recount(store: &Store, shared: &Shared) {
     for l in &shared.provision.load().legacy {
         if let (Some(st), Ok(n)) = (shared.system(l.id), store.queued_len(LegacySystemId(l.id))) {
             st.queued_now.store(n as u64, Ordering::Relaxed);
