@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# Each fuzz target starts from the seeds committed beside it (fuzz/corpus/<target>/seed-*;
+# .gitignore keeps nothing else there). Checked first, so that a target without seeds
+# stops the run at once rather than after the lab.
+for target in $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^iwf-fuzz$'); do
+    if ! compgen -G "fuzz/corpus/$target/seed-*" >/dev/null; then
+        echo "test.sh: fuzz target $target has no committed seed in fuzz/corpus/$target/seed-*" >&2
+        exit 1
+    fi
+done
+
 echo "== unit, property and integration tests"
 cargo test --workspace --locked
 
