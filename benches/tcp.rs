@@ -110,6 +110,7 @@ impl Bench {
             tcp: TcpConfig::default(),
             limits: std::sync::Arc::new(PeerLimits::new(8)),
             bind_guard: std::sync::Arc::new(iwf::dataplane::admission::BindGuard::default()),
+            parts_aside: 0,
             sip_trusted: Vec::new(),
             queue: 0,
             sip_transactions: 16,

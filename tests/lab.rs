@@ -992,6 +992,62 @@ fn load_generator() {
     assert_eq!(delivered(), 2 * parts, "before: {before}\nafter: {}", flows_line());
 }
 
+/// Overload: smsc-a and smsc-b each keep up to 400 submit_sm outstanding against their
+/// window of 10, with 2- and 3-part texts in the mix, and send each throttled part
+/// again (out of order). Parts waiting for their siblings are held outside the window,
+/// so every submit_sm is answered (ROK or RTHROTTLED), every accepted part's receipt
+/// comes back, and no bind stalls. Held in the window, the first parts of messages
+/// filled it and every sibling was throttled until the client gave up.
+fn overload_with_concatenation() {
+    let report = root_dir().join("target/lab/overload.json");
+    let before = counters("legacy");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_iwf-peer")).args([
+        "load",
+        "--system",
+        "smsca:pwa",
+        "--system",
+        "smscb:pwb",
+        "--legacy-netns",
+        LEGACY_NS,
+        "--ua-listen",
+        &format!("{CONV_PEER_TEXT}:5060"),
+        "--converged-netns",
+        CONV_NS,
+        "--rate",
+        "4000",
+        "--duration",
+        "4",
+        "--window",
+        "400",
+        "--mix",
+        "short=40,long=40,ucs2=20",
+        "--drain",
+        "60",
+        "--progress-ms",
+        "0",
+        "--json",
+        report.to_str().expect("path"),
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "iwf-peer load: {:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("load report")).expect("JSON");
+    for s in v["systems"].as_array().expect("systems") {
+        assert!(s["throttled"].as_u64() > Some(100), "far beyond the window: {s}");
+        assert!(s["texts"]["long"].as_u64() > Some(0), "{s}");
+        assert_eq!(s["response_timeouts"], 0, "a submit_sm left unanswered: {s}");
+        assert_eq!(s["refused"], 0, "{s}");
+        assert_eq!(s["accepted"], s["parts"], "{s}");
+        assert_eq!(s["receipts_matched"], s["parts"], "{s}");
+        assert_eq!(s["receipts_unknown"], 0, "{s}");
+        assert_eq!(s["complete"], true, "{s}");
+    }
+    assert_eq!(v["complete"], true, "{text}");
+    let after = wait_port_counters("legacy", "parts set aside", Duration::from_secs(10), |c| {
+        delta(c, &before, "smpp.parts_aside") > 0
+    });
+    assert_eq!(delta(&after, &before, "smpp.parts_aside_refused"), 0, "{after:?}");
+}
+
 /// A message of 8 parts makes a SIP MESSAGE over 1300 octets: iwf sends it over TCP
 /// (RFC 3261 §18.1.1) on its own connection to the next hop, where sipp (-t t1) takes it.
 fn large_message_over_tcp() {
@@ -1494,6 +1550,7 @@ fn lab_end_to_end() {
     reload_and_admin();
     large_message_over_tcp();
     load_generator();
+    overload_with_concatenation();
     sustained_converged_to_legacy();
     smpp_client();
     let uas = keepalive_up();

@@ -40,12 +40,14 @@ fuzz_target!(|data: &[u8]| {
         core: 0,
         next_hop: "198.18.2.1:5060".parse().unwrap_or(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5060)),
         local_sent_by: "198.18.2.2:5060".into(),
+        parts_aside: 64,
     };
     let mut flows = Flows::new(config, Arc::clone(&shared));
     let mut auth = |b: &BindRequest<'_>| -> Result<LegacySystemId, BindRefusal> {
         if b.system_id == b"smsca" { Ok(LegacySystemId(1)) } else { Err(BindRefusal::UnknownSystem) }
     };
-    let mut session = Session::new(SessionConfig { window: 16, out_window: 16, ..SessionConfig::default() });
+    let mut session =
+        Session::new(SessionConfig { window: 16, out_window: 16, aside: 64, ..SessionConfig::default() });
     let mut now = 1_000u64;
     session.connected(now, Ipv4Addr::new(198, 18, 1, 1));
     let mut stream = bind_transceiver();
@@ -97,6 +99,9 @@ fuzz_target!(|data: &[u8]| {
                 SmppOut::Respond { seq, status, message_id, id_len } => {
                     let id = message_id.get(..usize::from(id_len)).unwrap_or(&[]);
                     let _ = session.respond(seq, status, id);
+                }
+                SmppOut::SetAside { seq } => {
+                    let _ = session.set_aside(seq);
                 }
                 SmppOut::Send(req) => match iwf::wire::smpp::Pdu::parse(req.item.pdu()) {
                     Ok(pdu) => match session.send_request(now, &pdu) {

@@ -447,7 +447,12 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         .map(|q| {
             let next_hop =
                 cfg.sip.next_hop.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060));
-            let config = crate::flow::FlowsConfig { core: q as u16, next_hop, local_sent_by: conv_sent_by.clone() };
+            let config = crate::flow::FlowsConfig {
+                core: q as u16,
+                next_hop,
+                local_sent_by: conv_sent_by.clone(),
+                parts_aside: cfg.smpp.parts_aside,
+            };
             let mut f = crate::flow::Flows::new(config, Arc::clone(&shared));
             if store.is_some() {
                 let n = f.restore(&restorable, super::sip::unix_now());
@@ -563,6 +568,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                         .get(index)
                         .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
                     bind_guard: guards.get(index).map_or_else(new_guard, Arc::clone),
+                    parts_aside: cfg.smpp.parts_aside,
                     sip_trusted: cfg.sip.trusted.clone(),
                     queue: q as u16,
                     sip_transactions: 1024,

@@ -347,11 +347,20 @@ pub struct SmppConfig {
     pub backoff: super::admission::BackoffPolicy,
     /// Connections not bound yet, on a port as a whole.
     pub max_unbound: usize,
+    /// Parts of concatenated messages one bind may hold outside its window while they
+    /// wait for their siblings (the room of each message's missing parts is taken at
+    /// its first part, so every message admitted can complete).
+    pub parts_aside: usize,
 }
 
 impl Default for SmppConfig {
     fn default() -> Self {
-        SmppConfig { specific_bind_errors: false, backoff: super::admission::BackoffPolicy::default(), max_unbound: 64 }
+        SmppConfig {
+            specific_bind_errors: false,
+            backoff: super::admission::BackoffPolicy::default(),
+            max_unbound: 64,
+            parts_aside: 64,
+        }
     }
 }
 
@@ -1023,7 +1032,14 @@ fn load_smpp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<SmppConfig, ConfigErro
     doc.only(
         t,
         "smpp",
-        &["specific_bind_errors", "bind_failures", "bind_failure_window_s", "bind_backoff_s", "max_unbound"],
+        &[
+            "specific_bind_errors",
+            "bind_failures",
+            "bind_failure_window_s",
+            "bind_backoff_s",
+            "max_unbound",
+            "parts_aside",
+        ],
     )?;
     if let Some(c) = Doc::get(t, "specific_bind_errors") {
         smpp.specific_bind_errors = doc.boolean("smpp.specific_bind_errors", c)?;
@@ -1039,6 +1055,9 @@ fn load_smpp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<SmppConfig, ConfigErro
     }
     if let Some(c) = Doc::get(t, "max_unbound") {
         smpp.max_unbound = doc.integer("smpp.max_unbound", c, 1, 65_536)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "parts_aside") {
+        smpp.parts_aside = doc.integer("smpp.parts_aside", c, 0, 4_096)? as usize;
     }
     Ok(smpp)
 }

@@ -368,6 +368,11 @@ counter_group! {
         throttled,
         /// iwf's requests that waited for room in the bind's window (sent on a later poll).
         send_deferred,
+        /// Parts the flows set aside (held outside the bind's window for their siblings).
+        parts_aside,
+        /// Parts the session could not set aside (its room was full): they kept their
+        /// window slot.
+        parts_aside_refused,
         /// generic_nack iwf sent.
         generic_nack_out,
         /// Sessions closed (any reason).

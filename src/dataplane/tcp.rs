@@ -690,6 +690,8 @@ pub struct StackSettings {
     pub limits: std::sync::Arc<PeerLimits>,
     /// The port's bind back-off and unbound-connection cap (shared likewise).
     pub bind_guard: std::sync::Arc<BindGuard>,
+    /// Requests a bind may hold outside its window (`smpp.parts_aside`).
+    pub parts_aside: usize,
     /// `[sip] trusted`: the addresses that may open SIP-over-TCP connections (empty:
     /// anyone).
     pub sip_trusted: Vec<(Ipv4Addr, u8)>,
@@ -855,6 +857,7 @@ impl Endpoint {
                 role,
                 window,
                 out_window: window,
+                aside: settings.parts_aside,
                 specific_bind_errors,
                 ..SessionConfig::default()
             }),
@@ -1063,6 +1066,13 @@ impl Endpoint {
                             c.waiting.push_back(req);
                         }
                         Err(_) => f.smpp_unsent(conn, req),
+                    }
+                }
+                SmppOut::SetAside { seq } => {
+                    if c.session.set_aside(seq) {
+                        qc.smpp.parts_aside.inc();
+                    } else {
+                        qc.smpp.parts_aside_refused.inc();
                     }
                 }
                 SmppOut::Respond { seq, status, message_id, id_len } => {
@@ -1901,6 +1911,7 @@ mod tests {
             tcp: TcpConfig { sockets: 8, rx_buffer: 4096, tx_buffer: 4096, max_connections_per_peer: per_peer },
             limits: std::sync::Arc::new(PeerLimits::new(per_peer)),
             bind_guard: std::sync::Arc::new(BindGuard::default()),
+            parts_aside: 0,
             sip_trusted: Vec::new(),
             queue: 0,
             sip_transactions: 16,

@@ -45,7 +45,7 @@ use crate::session::smpp::LegacySystemId;
 use crate::tag::{TagFields, TAG_LEN};
 use crate::wire::sip::Message;
 use crate::wire::smpp::{Body, CommandStatus, Pdu, SubmitSm};
-use crate::wire::sms::{ConcatInfo, Push, Reassembler, ReassemblyLimits};
+use crate::wire::sms::{ConcatInfo, Push, Reassembler, ReassemblyError, ReassemblyLimits};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use std::collections::{HashMap, VecDeque};
@@ -146,6 +146,14 @@ pub enum SmppOut {
     /// Send this request, then hand it back with its sequence number to
     /// [`Flows::smpp_sent`] (or to [`Flows::smpp_unsent`] when the session refused it).
     Send(SmppSend),
+    /// Hold request `seq` outside the bind's window
+    /// ([`crate::session::smpp::Session::set_aside`]): a part of a concatenated
+    /// message that waits for its siblings, whose answer comes only once they are
+    /// all in. In the window it would take the room its siblings need.
+    SetAside {
+        /// The request's sequence number.
+        seq: u32,
+    },
 }
 
 /// A request for a legacy system and what its response completes.
@@ -193,6 +201,9 @@ pub struct FlowStats {
     pub legacy_parts: AtomicU64,
     /// Legacy messages refused before SIP (conversion, address, map).
     pub legacy_refused: AtomicU64,
+    /// Parts answered ESME_RTHROTTLED because their bind's room outside the window
+    /// (`smpp.parts_aside`) was taken.
+    pub parts_aside_full: AtomicU64,
     /// SIP MESSAGEs sent for legacy messages.
     pub sip_messages_sent: AtomicU64,
     /// Their final responses: 2xx.
@@ -307,10 +318,11 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 29] = [
+        let all: [(&'static str, &AtomicU64); 30] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
+            ("parts_aside_full", &self.parts_aside_full),
             ("sip_messages_sent", &self.sip_messages_sent),
             ("sip_messages_ok", &self.sip_messages_ok),
             ("sip_messages_failed", &self.sip_messages_failed),
@@ -451,7 +463,7 @@ fn admit_in(window: &AtomicU64, unix: u64, limit: u32, n: u32) -> bool {
 impl SystemStats {}
 
 /// Why something was refused or routed nowhere (the `reason` label of the drops).
-pub const DROP_REASONS: [&str; 26] = [
+pub const DROP_REASONS: [&str; 28] = [
     "tag_bad_length",
     "tag_bad_character",
     "tag_unsupported_version",
@@ -484,6 +496,10 @@ pub const DROP_REASONS: [&str; 26] = [
     "receipt_rate",
     // An IMDN refused 503: its unbound legacy system's durable queue is at its limit.
     "queue_limit",
+    // A part answered ESME_RTHROTTLED: its bind's room outside the window was taken.
+    "parts_aside_full",
+    // A part answered ESME_RTHROTTLED: the reassembly table was full.
+    "reassembly_full",
     "other",
 ];
 
@@ -651,6 +667,9 @@ pub struct FlowsConfig {
     pub next_hop: SocketAddrV4,
     /// iwf's sent-by on the converged side (`198.18.2.2:5060`).
     pub local_sent_by: String,
+    /// Parts a bind may hold outside its window (`smpp.parts_aside`; the sessions
+    /// are given the same room).
+    pub parts_aside: usize,
 }
 
 /// A small slab with generation-checked keys (24-bit index, 24-bit generation).
@@ -710,13 +729,66 @@ impl<T> Slab<T> {
 struct Conn {
     system: u16,
     receives: bool,
+    /// Slots of its `parts_aside` room taken ([`Aside`]).
+    aside: u16,
+}
+
+/// A legacy request answered once its whole message is: (bind, sequence number,
+/// part number; 0 for a single-part message).
+type PartRef = (ConnId, u32, u8);
+
+/// Room a concatenated message's parts take outside their binds' windows
+/// (`smpp.parts_aside`). The bind of the first part that arrives reserves room for
+/// every part but the last at once, so a message once admitted can always complete:
+/// a part that waits for its siblings never holds a window slot they need. A part
+/// that arrives on another bind takes one slot there.
+#[derive(Debug, Default)]
+struct Aside {
+    /// Slots taken, per bind.
+    charges: Vec<(ConnId, u16)>,
+    /// The bind holding the reservation.
+    owner: Option<ConnId>,
+    /// Slots of the reservation not used yet.
+    unused: u16,
+}
+
+impl Aside {
+    /// Bind `conn` closed: its slots went with it.
+    fn forget(&mut self, conn: ConnId) {
+        self.charges.retain(|(c, _)| *c != conn);
+        if self.owner == Some(conn) {
+            self.owner = None;
+            self.unused = 0;
+        }
+    }
+}
+
+/// The parts of a concatenated legacy message held for their siblings.
+#[derive(Debug, Default)]
+struct HeldParts {
+    parts: Vec<PartRef>,
+    aside: Aside,
+}
+
+/// What a part about to be held takes from its bind's room outside the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// Nothing: it completes its message, or it holds its window slot (no room is
+    /// configured, or the message has more parts than the room).
+    InWindow,
+    /// A slot of its message's reservation.
+    Reserved,
+    /// The reservation of a new message: this many slots.
+    Reserve(u16),
+    /// One slot of its own bind (its message's reservation is on another bind).
+    One,
 }
 
 /// What a SIP request iwf sent waits to finish.
 #[derive(Debug)]
 enum Outgoing {
     /// A legacy message: its parts' `*_resp` after the final response.
-    Message { parts: Vec<(ConnId, u32)>, fields: TagFields, system: u16 },
+    Message { parts: Vec<PartRef>, aside: Aside, fields: TagFields, system: u16 },
     /// An IMDN for a correlated message: the receipts' `*_resp` after the final
     /// response; `undo` restores the message's state when it fails (receipt-driven).
     Imdn { message: correlation::MessageRef, acks: Vec<(ConnId, u32)>, undo: Option<Box<Checkpoint>>, last: bool },
@@ -774,7 +846,7 @@ pub struct Flows {
     waiters: Slab<Waiter>,
     sent: HashMap<(ConnId, u32), SmppSend>,
     reassembly: Reassembler<ReKey>,
-    held: HashMap<ReKey, Vec<(ConnId, u32)>>,
+    held: HashMap<ReKey, HeldParts>,
     correlation: CorrelationTable,
     /// Store keys of the correlated messages (durable copies).
     store_keys: HashMap<correlation::MessageRef, u64>,
@@ -951,7 +1023,7 @@ impl Flows {
     /// An SMPP session of legacy system `system` is bound on `conn`; `receives` when
     /// the bind may be sent deliver_sm (server role) or is iwf's own transceiver bind.
     pub fn bound(&mut self, conn: ConnId, system: u16, receives: bool) {
-        if let Some(old) = self.conns.insert(conn, Conn { system, receives }) {
+        if let Some(old) = self.conns.insert(conn, Conn { system, receives, aside: 0 }) {
             if old.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(old.system), self.config.core);
             }
@@ -984,12 +1056,16 @@ impl Flows {
         for f in self.imdns.values_mut() {
             f.waiting.retain(|h| h.conn != conn);
         }
-        for parts in self.held.values_mut() {
-            parts.retain(|(c, _)| *c != conn);
+        for h in self.held.values_mut() {
+            h.parts.retain(|(c, ..)| *c != conn);
+            h.aside.forget(conn);
         }
         for o in self.outgoing.iter_mut() {
             match o {
-                Outgoing::Message { parts, .. } => parts.retain(|(c, _)| *c != conn),
+                Outgoing::Message { parts, aside, .. } => {
+                    parts.retain(|(c, ..)| *c != conn);
+                    aside.forget(conn);
+                }
                 Outgoing::Imdn { acks, .. } => acks.retain(|(c, _)| *c != conn),
             }
         }
@@ -1043,7 +1119,7 @@ impl Flows {
         };
         match concat {
             Some(info) if info.total > 1 => self.legacy_part(now, unix, conn, c.system, seq, &sm, msg, info),
-            _ => self.legacy_message(unix, c.system, vec![(conn, seq)], &msg),
+            _ => self.legacy_message(unix, c.system, vec![(conn, seq, 0)], Aside::default(), &msg),
         }
     }
 
@@ -1065,35 +1141,107 @@ impl Flows {
         source[..n].copy_from_slice(&sm.source.addr[..n]);
         let key = ReKey { conn_system: system, reference: info.reference, source };
         let UserData::Single(payload) = msg.user_data else { return };
+        let charge = self.charge_of(conn, &key, info);
+        let taken = match charge {
+            Charge::Reserve(n) => n,
+            Charge::One => 1,
+            Charge::InWindow | Charge::Reserved => 0,
+        };
+        let room = u16::try_from(self.config.parts_aside).unwrap_or(u16::MAX);
+        if taken > 0 && self.conns.get(&conn).map_or(0, |c| c.aside).saturating_add(taken) > room {
+            // Held in the window it would take the room its siblings (or another
+            // message's) need: the system sends it again once answers free the room.
+            inc(&self.shared.stats.parts_aside_full);
+            self.shared.count_drop("parts_aside_full");
+            self.respond(conn, seq, CommandStatus::ESME_RTHROTTLED, b"");
+            return;
+        }
         let at = self.epoch + Duration::from_millis(now);
         match self.reassembly.push(key, info, payload, at) {
-            Ok(Push::Incomplete { .. }) => self.held.entry(key).or_default().push((conn, seq)),
-            Ok(Push::Duplicate) => {
-                // The part is held already: this copy gets the same answer later.
-                self.held.entry(key).or_default().push((conn, seq));
+            // A duplicate of a part held already gets the same answer later.
+            Ok(Push::Incomplete { .. } | Push::Duplicate) => {
+                let h = self.held.entry(key).or_default();
+                h.parts.push((conn, seq, info.seq));
+                match charge {
+                    Charge::InWindow => return,
+                    Charge::Reserved => h.aside.unused = h.aside.unused.saturating_sub(1),
+                    Charge::Reserve(n) => {
+                        h.aside.owner = Some(conn);
+                        h.aside.unused = n.saturating_sub(1);
+                        h.aside.charges.push((conn, n));
+                    }
+                    Charge::One => h.aside.charges.push((conn, 1)),
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.aside = c.aside.saturating_add(taken);
+                }
+                self.smpp_out.push_back((conn, SmppOut::SetAside { seq }));
             }
             Ok(Push::Complete(whole)) => {
-                let mut parts = self.held.remove(&key).unwrap_or_default();
-                parts.push((conn, seq));
+                let HeldParts { mut parts, aside } = self.held.remove(&key).unwrap_or_default();
+                parts.push((conn, seq, info.seq));
                 let slices: Vec<&[u8]> = whole.parts.iter().map(Vec::as_slice).collect();
                 let full = LegacyMessage { user_data: UserData::Parts(&slices), ..msg };
-                self.legacy_message(unix, system, parts, &full);
+                self.legacy_message(unix, system, parts, aside, &full);
             }
-            Err(_) => {
+            Err(e) => {
                 inc(&self.shared.stats.legacy_refused);
-                self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
+                let status = match e {
+                    // Full: the system sends it again later.
+                    ReassemblyError::TooManyMessages { .. } | ReassemblyError::TooManyBytes { .. } => {
+                        self.shared.count_drop("reassembly_full");
+                        CommandStatus::ESME_RTHROTTLED
+                    }
+                    _ => {
+                        self.shared.count_drop("legacy_message_invalid");
+                        CommandStatus::ESME_RX_T_APPN
+                    }
+                };
+                self.respond(conn, seq, status, b"");
             }
         }
     }
 
-    fn legacy_message(&mut self, unix: u64, system: u16, parts: Vec<(ConnId, u32)>, msg: &LegacyMessage<'_>) {
+    /// What part `info` of message `key`, arriving on `conn`, would take from its
+    /// bind's room outside the window ([`Aside`]).
+    fn charge_of(&self, conn: ConnId, key: &ReKey, info: ConcatInfo) -> Charge {
+        let held = self.held.get(key);
+        let mut seen = [0u64; 4];
+        for &(_, _, part) in held.map_or(&[][..], |h| h.parts.as_slice()) {
+            seen[usize::from(part >> 6)] |= 1 << (part & 63);
+        }
+        seen[usize::from(info.seq >> 6)] |= 1 << (info.seq & 63);
+        let have: u32 = seen.iter().map(|w| w.count_ones()).sum();
+        if self.config.parts_aside == 0 || have >= u32::from(info.total) {
+            return Charge::InWindow;
+        }
+        match held {
+            Some(h) if h.aside.owner == Some(conn) && h.aside.unused > 0 => Charge::Reserved,
+            Some(_) => Charge::One,
+            // A message longer than the whole room keeps its parts in the window.
+            None if usize::from(info.total.saturating_sub(1)) > self.config.parts_aside => Charge::InWindow,
+            None => Charge::Reserve(u16::from(info.total.saturating_sub(1))),
+        }
+    }
+
+    /// Gives back the room `aside` took on its binds.
+    fn release(&mut self, aside: &Aside) {
+        for &(conn, n) in &aside.charges {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.aside = c.aside.saturating_sub(n);
+            }
+        }
+    }
+
+    fn legacy_message(&mut self, unix: u64, system: u16, parts: Vec<PartRef>, aside: Aside, msg: &LegacyMessage<'_>) {
         inc(&self.shared.stats.legacy_messages);
         if let Some(st) = self.shared.system(system) {
             inc(&st.messages_in);
         }
         let provision = self.shared.provision.load_full();
         let Some(l) = provision.system(system) else {
-            for (conn, seq) in parts {
+            self.release(&aside);
+            for (conn, seq, _) in parts {
                 self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b"");
             }
             return;
@@ -1118,7 +1266,8 @@ impl Flows {
             if let Some(st) = self.shared.system(system) {
                 inc(&st.messages_refused);
             }
-            for (conn, seq) in parts {
+            self.release(&aside);
+            for (conn, seq, _) in parts {
                 self.respond(conn, seq, CommandStatus::ESME_RINVDSTADR, b"");
             }
             return;
@@ -1161,7 +1310,7 @@ impl Flows {
             Ok(c) => {
                 let bytes = self.out[..c.len].to_vec();
                 self.awaiting_resp.insert((system, c.fields.minutes, c.fields.sequence), Vec::new());
-                let key = self.outgoing.insert(Outgoing::Message { parts, fields: c.fields, system });
+                let key = self.outgoing.insert(Outgoing::Message { parts, aside, fields: c.fields, system });
                 let token = self.token(key);
                 inc(&self.shared.stats.sip_messages_sent);
                 let request = SipRequest { token, bytes, dest: self.config.next_hop };
@@ -1177,7 +1326,8 @@ impl Flows {
                 if let Some(st) = self.shared.system(system) {
                     inc(&st.messages_refused);
                 }
-                for (conn, seq) in parts {
+                self.release(&aside);
+                for (conn, seq, _) in parts {
                     self.respond(conn, seq, e.command_status(), b"");
                 }
             }
@@ -1188,7 +1338,8 @@ impl Flows {
     pub fn sip_final(&mut self, token: u64, status: u16) {
         let Some(o) = self.outgoing.remove(token & 0xFFFF_FFFF_FFFF) else { return };
         match o {
-            Outgoing::Message { parts, fields, system } => {
+            Outgoing::Message { parts, aside, fields, system } => {
+                self.release(&aside);
                 let ok = (200..300).contains(&status);
                 inc(if ok { &self.shared.stats.sip_messages_ok } else { &self.shared.stats.sip_messages_failed });
                 if let Some(st) = self.shared.system(system) {
@@ -1199,15 +1350,14 @@ impl Flows {
                 }
                 let cs = sip_status_to_command_status(status);
                 let provision = self.shared.provision.load_full();
-                let count = parts.len();
-                for (i, (conn, seq)) in parts.into_iter().enumerate() {
+                for (conn, seq, part) in parts {
                     if !ok {
                         self.respond(conn, seq, cs, b"");
                         continue;
                     }
-                    // Each part's resp carries its segment's tag.
-                    let index = if count > 1 { (i + 1) as u8 } else { 0 };
-                    match segment_tag(&provision.keys, &fields, index) {
+                    // Each part's resp carries its segment's tag (by its part number,
+                    // whatever order the parts came in).
+                    match segment_tag(&provision.keys, &fields, part) {
                         Ok(tag) => self.respond(conn, seq, CommandStatus::ESME_ROK, tag.as_bytes()),
                         Err(_) => self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b""),
                     }
@@ -1743,7 +1893,7 @@ impl Flows {
     /// This core's table sizes into the shared gauges.
     fn publish_tables(&self) {
         let Some(slots) = self.shared.tables.get(usize::from(self.config.core)) else { return };
-        let held: usize = self.held.values().map(Vec::len).sum();
+        let held: usize = self.held.values().map(|h| h.parts.len()).sum();
         let parked = self.correlation.parked_len() + self.parked.len();
         let sizes = [self.correlation.len(), parked, self.waiters.len(), self.sent.len(), held];
         for (slot, n) in slots.iter().zip(sizes) {
@@ -2062,7 +2212,9 @@ impl Flows {
         let at = self.epoch + Duration::from_millis(now);
         while let Some(expired) = self.reassembly.poll_expired(at) {
             // Parts of a message that never completed: the system resends them.
-            for (conn, seq) in self.held.remove(&expired.key).unwrap_or_default() {
+            let HeldParts { parts, aside } = self.held.remove(&expired.key).unwrap_or_default();
+            self.release(&aside);
+            for (conn, seq, _) in parts {
                 self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
             }
         }
@@ -2154,13 +2306,17 @@ mod tests {
         Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, store).unwrap())
     }
 
-    fn flows(shared: &Arc<Shared>) -> Flows {
-        let config = FlowsConfig {
+    fn f_config() -> FlowsConfig {
+        FlowsConfig {
             core: 0,
             next_hop: "198.18.2.1:5060".parse().unwrap(),
             local_sent_by: "198.18.2.2:5060".into(),
-        };
-        Flows::new(config, Arc::clone(shared))
+            parts_aside: 64,
+        }
+    }
+
+    fn flows(shared: &Arc<Shared>) -> Flows {
+        Flows::new(f_config(), Arc::clone(shared))
     }
 
     fn submit(seq: u32, rd: u8, esm: u8, text: &[u8], tlvs: &[u8]) -> Vec<u8> {
@@ -2387,6 +2543,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
                 core: c,
                 next_hop: "198.18.2.1:5060".parse().unwrap(),
                 local_sent_by: "198.18.2.2:5060".into(),
+                parts_aside: 64,
             };
             Flows::new(config, Arc::clone(&shared))
         };
@@ -2583,6 +2740,9 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             sm.extend_from_slice(b"part ");
             f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
         }
+        // The first two wait for their siblings outside the window.
+        let aside: Vec<_> = f.smpp_out.drain(..).map(|(_, o)| o).collect();
+        assert_eq!(aside, [SmppOut::SetAside { seq: 11 }, SmppOut::SetAside { seq: 12 }]);
         let r = f.poll_request().expect("one MESSAGE for three parts");
         assert!(f.poll_request().is_none());
         assert!(String::from_utf8_lossy(&r.bytes).contains("part part part "));
@@ -2595,6 +2755,131 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             let fields = crate::tag::decode_unauthenticated(r.3.as_bytes()).unwrap().0;
             assert_eq!((fields.segment_index, fields.segment_count), (i as u8 + 1, 3));
         }
+    }
+
+    /// Concatenated messages whose parts come out of order against a small window (a
+    /// legacy system retrying its throttled parts): parts waiting for their siblings
+    /// are held outside the window, so each message completes and every submit_sm is
+    /// answered. Held in the window, the first parts of two messages filled it and
+    /// every sibling was throttled for good.
+    #[test]
+    fn parts_waiting_for_their_siblings_leave_the_window_to_them() {
+        use crate::session::smpp::{BindRefusal, BindRequest, Session, SessionConfig};
+        let shared = shared(None);
+        let mut f = Flows::new(FlowsConfig { parts_aside: 4, ..f_config() }, Arc::clone(&shared));
+        let mut s = Session::new(SessionConfig { window: 2, out_window: 2, aside: 4, ..SessionConfig::default() });
+        s.connected(0, std::net::Ipv4Addr::new(198, 18, 1, 1));
+        let mut auth = |_: &BindRequest<'_>| -> Result<LegacySystemId, BindRefusal> { Ok(LegacySystemId(1)) };
+        let body = b"smsca\0pwa\0\0\x34\x01\x01\0";
+        let mut stream = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+        stream.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1]);
+        stream.extend_from_slice(body);
+        f.bound(SMSCA, 1, true);
+        // Three 3-part messages, each part's first try in this order (the order
+        // throttled parts come back in); throttled ones are sent again next round.
+        let order = [(1u8, 1u8), (2, 1), (3, 1), (1, 2), (2, 2), (3, 2), (1, 3), (2, 3), (3, 3)];
+        let mut to_send: Vec<(u8, u8)> = order.to_vec();
+        let mut answered: HashMap<u32, CommandStatus> = HashMap::new();
+        let mut seq_of: HashMap<u32, (u8, u8)> = HashMap::new();
+        let mut next_seq = 100u32;
+        let mut out = vec![0u8; 1 << 16];
+        for _round in 0..20 {
+            for (msg, part) in std::mem::take(&mut to_send) {
+                let mut sm = vec![5, 0, 3, msg, 3, part];
+                sm.extend_from_slice(b"text ");
+                next_seq += 1;
+                seq_of.insert(next_seq, (msg, part));
+                stream.extend_from_slice(&submit(next_seq, 1, 0x40, &sm, &[]));
+            }
+            let mut used = 0;
+            loop {
+                let input = s.handle_input(0, &stream[used..], &mut auth);
+                if input.consumed == 0 && input.request.is_none() {
+                    break;
+                }
+                used += input.consumed;
+                if let Some(pdu) = input.request {
+                    f.smpp_request(0, NOW, SMSCA, pdu.sequence_number, &pdu);
+                }
+                // The flows' instructions reach the session as the dataplane applies
+                // them: after each request.
+                while let Some((_, o)) = f.poll_smpp(0) {
+                    match o {
+                        SmppOut::SetAside { seq } => assert!(s.set_aside(seq)),
+                        SmppOut::Respond { seq, status, message_id, id_len } => {
+                            s.respond(seq, status, &message_id[..usize::from(id_len)]).unwrap()
+                        }
+                        SmppOut::Send(_) => {}
+                    }
+                }
+            }
+            stream.drain(..used);
+            while let Some(r) = f.poll_request() {
+                f.sip_final(r.token, 200);
+            }
+            while let Some((_, o)) = f.poll_smpp(0) {
+                if let SmppOut::Respond { seq, status, message_id, id_len } = o {
+                    s.respond(seq, status, &message_id[..usize::from(id_len)]).unwrap();
+                }
+            }
+            // What the session answered: ROK ends a part, RTHROTTLED sends it again.
+            let n = s.poll_transmit(&mut out);
+            let mut at = 0;
+            while at < n {
+                let len = u32::from_be_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+                let pdu = Pdu::parse(&out[at..at + len]).unwrap();
+                at += len;
+                if pdu.sequence_number == 1 {
+                    continue; // the bind_resp
+                }
+                answered.insert(pdu.sequence_number, pdu.command_status);
+                if pdu.command_status == CommandStatus::ESME_RTHROTTLED {
+                    to_send.push(seq_of[&pdu.sequence_number]);
+                }
+            }
+            if to_send.is_empty() && s.pending_requests() == 0 {
+                break;
+            }
+        }
+        let ok = answered.values().filter(|st| **st == CommandStatus::ESME_ROK).count();
+        assert_eq!(ok, 9, "every part of the three messages accepted: {answered:?}");
+        assert_eq!(answered.len() as u32, next_seq - 100, "every submit_sm answered");
+        assert_eq!((s.pending_requests(), s.aside_requests()), (0, 0));
+        assert!(f.conns.values().all(|c| c.aside == 0), "the room outside the window is given back");
+        assert!(f.held.is_empty());
+    }
+
+    /// A bind's room outside the window is taken for a whole message at its first
+    /// part: a new message that would not fit is throttled at once, while the parts
+    /// of the messages already admitted still get in.
+    #[test]
+    fn a_new_message_gets_room_outside_the_window_only_for_all_its_parts() {
+        let shared = shared(None);
+        let mut f = Flows::new(FlowsConfig { parts_aside: 3, ..f_config() }, Arc::clone(&shared));
+        f.bound(SMSCA, 1, true);
+        let part = |f: &mut Flows, seq: u32, msg: u8, total: u8, part: u8| {
+            let mut sm = vec![5, 0, 3, msg, total, part];
+            sm.extend_from_slice(b"text ");
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
+            f.smpp_out.drain(..).map(|(_, o)| o).collect::<Vec<_>>()
+        };
+        // Message 1 (3 parts) reserves 2 of the 3 slots.
+        assert_eq!(part(&mut f, 1, 1, 3, 2), [SmppOut::SetAside { seq: 1 }]);
+        // Message 2 (3 parts) needs 2: refused now, nothing of it held.
+        let refused = part(&mut f, 2, 2, 3, 1);
+        assert!(matches!(refused[..], [SmppOut::Respond { seq: 2, status: CommandStatus::ESME_RTHROTTLED, .. }]));
+        assert_eq!(shared.stats.parts_aside_full.load(Ordering::Relaxed), 1);
+        // Message 3 (2 parts) needs 1: it fits.
+        assert_eq!(part(&mut f, 3, 3, 2, 1), [SmppOut::SetAside { seq: 3 }]);
+        // Message 1's second held part uses its own reservation; its last completes it.
+        assert_eq!(part(&mut f, 4, 1, 3, 1), [SmppOut::SetAside { seq: 4 }]);
+        assert_eq!(part(&mut f, 5, 1, 3, 3), []);
+        let r = f.poll_request().expect("message 1");
+        f.sip_final(r.token, 200);
+        let answers: Vec<_> = f.smpp_out.drain(..).map(|(_, o)| o).collect();
+        assert_eq!(answers.len(), 3);
+        // Its room is back: message 2 gets in now.
+        assert_eq!(part(&mut f, 6, 2, 3, 1), [SmppOut::SetAside { seq: 6 }]);
     }
 
     #[test]

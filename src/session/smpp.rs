@@ -363,6 +363,11 @@ pub struct SessionConfig {
     pub window: usize,
     /// The application's requests awaiting the peer's response.
     pub out_window: usize,
+    /// Requests the application may set aside ([`Session::set_aside`]): held
+    /// unanswered outside the window, so that they do not take the room of
+    /// requests that can complete (parts of a concatenated message waiting for
+    /// their siblings).
+    pub aside: usize,
     /// How long a request of iwf waits for its response.
     pub response_timeout: u64,
     /// Inactivity (nothing received) before iwf sends enquire_link; 0
@@ -396,6 +401,7 @@ impl Default for SessionConfig {
             max_pdu_len: KANNEL_MAX_PDU_LEN,
             window: 10,
             out_window: 10,
+            aside: 0,
             response_timeout: 30_000,
             enquire_link_interval: 30_000,
             bind_timeout: 10_000,
@@ -773,6 +779,8 @@ struct Pending {
     seq: u32,
     command: CommandId,
     arrival: u64,
+    /// Set aside: held outside the window.
+    aside: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -885,6 +893,8 @@ struct Core {
     out: OutBuf,
     pending: Vec<Option<Pending>>,
     pending_len: usize,
+    /// Of `pending_len`, those set aside (outside the window).
+    aside_len: usize,
     /// The peer's requests held at most now ([`Session::set_window`]; the room
     /// allocated is `config.window`).
     window: usize,
@@ -915,7 +925,8 @@ impl Session {
         config.max_pdu_len = config.max_pdu_len.max(HEADER_LEN);
         config.window = config.window.max(1);
         config.out_window = config.out_window.max(1);
-        let min_out = config.max_pdu_len.saturating_add((config.window + CONTROL_SLOTS + 1).saturating_mul(RESP_MAX));
+        let held = config.window.saturating_add(config.aside);
+        let min_out = config.max_pdu_len.saturating_add((held + CONTROL_SLOTS + 1).saturating_mul(RESP_MAX));
         config.out_capacity = config.out_capacity.max(min_out);
         let events = config.window + config.out_window + 8;
         Session {
@@ -929,8 +940,9 @@ impl Session {
                 last_rx: 0,
                 next_seq: 1,
                 out: OutBuf { buf: vec![0; config.out_capacity], start: 0, end: 0 },
-                pending: vec![None; config.window],
+                pending: vec![None; held],
                 pending_len: 0,
+                aside_len: 0,
                 window: config.window,
                 out_window: config.out_window,
                 arrivals: 0,
@@ -955,7 +967,7 @@ impl Session {
     /// own window, from the live provisioning, rather than the largest any system has.
     /// Requests already held or outstanding are not refused.
     pub fn set_window(&mut self, window: usize) {
-        self.core.window = window.clamp(1, self.core.pending.len().max(1));
+        self.core.window = window.clamp(1, self.core.config.window.max(1));
         self.core.out_window = window.clamp(1, self.core.config.out_window.max(1));
     }
 
@@ -984,9 +996,35 @@ impl Session {
         &self.core.counters
     }
 
-    /// Requests of the peer awaiting [`Session::respond`].
+    /// Requests of the peer awaiting [`Session::respond`] (those set aside included).
     pub fn pending_requests(&self) -> usize {
         self.core.pending_len
+    }
+
+    /// Requests of the peer set aside ([`Session::set_aside`]).
+    pub fn aside_requests(&self) -> usize {
+        self.core.aside_len
+    }
+
+    /// Moves the pending request `seq` (the oldest with that number not yet set
+    /// aside) out of the window: it stays unanswered until [`Session::respond`], and
+    /// its window slot takes the next request. Refused (`false`) when
+    /// [`SessionConfig::aside`] requests are set aside already or none is pending
+    /// with `seq`; the request then stays in the window.
+    pub fn set_aside(&mut self, seq: u32) -> bool {
+        let c = &mut self.core;
+        if c.aside_len >= c.config.aside {
+            return false;
+        }
+        let oldest = c.pending.iter_mut().flatten().filter(|p| p.seq == seq && !p.aside).min_by_key(|p| p.arrival);
+        match oldest {
+            Some(p) => {
+                p.aside = true;
+                c.aside_len += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// iwf's requests awaiting the peer's response (the application's and
@@ -1015,6 +1053,7 @@ impl Session {
         c.out.clear();
         c.pending.iter_mut().for_each(|p| *p = None);
         c.pending_len = 0;
+        c.aside_len = 0;
         c.outstanding.iter_mut().for_each(|o| *o = None);
         c.app_outstanding = 0;
         c.paused_until = None;
@@ -1361,6 +1400,7 @@ impl Core {
         self.state = State::Closed(reason);
         self.pending.iter_mut().for_each(|p| *p = None);
         self.pending_len = 0;
+        self.aside_len = 0;
         self.paused_until = None;
         // The session's own requests die with it; the application's are
         // reported as Abandoned by poll_event.
@@ -1421,7 +1461,7 @@ impl Core {
                     self.refuse_bind_status(seq, command);
                     return Step::Done;
                 }
-                if self.pending_len >= self.window {
+                if self.pending_len - self.aside_len >= self.window {
                     self.reply(seq, command.response(), CommandStatus::ESME_RTHROTTLED);
                     let c = &mut self.counters;
                     c.throttled_window_full = c.throttled_window_full.saturating_add(1);
@@ -1594,7 +1634,7 @@ impl Core {
     fn admit(&mut self, seq: u32, command: CommandId) {
         if let Some(slot) = self.pending.iter_mut().find(|p| p.is_none()) {
             self.arrivals = self.arrivals.wrapping_add(1);
-            *slot = Some(Pending { seq, command, arrival: self.arrivals });
+            *slot = Some(Pending { seq, command, arrival: self.arrivals, aside: false });
             self.pending_len += 1;
             self.counters.requests_to_app = self.counters.requests_to_app.saturating_add(1);
         }
@@ -1629,6 +1669,9 @@ impl Core {
             *slot = None;
         }
         self.pending_len = self.pending_len.saturating_sub(1);
+        if pending.aside {
+            self.aside_len = self.aside_len.saturating_sub(1);
+        }
         let c = &mut self.counters;
         c.pdus_out.count(resp);
         c.app_responses = c.app_responses.saturating_add(1);
@@ -2286,6 +2329,34 @@ mod tests {
         // The window is free again.
         let reqs = feed(&mut s, 2, &submit_bytes(105), &mut LabAuth);
         assert_eq!(reqs, vec![(105, CommandId::SubmitSm)]);
+    }
+
+    /// Requests set aside leave their window slot to the next request, stay answerable
+    /// and stay bounded: beyond `aside` they are refused and keep their slot.
+    #[test]
+    fn requests_set_aside_free_the_window_within_their_own_bound() {
+        let config = SessionConfig { window: 2, aside: 2, ..SessionConfig::default() };
+        let mut s = bound_server(config, BindType::Transmitter);
+        let reqs = feed(&mut s, 1, &(100..103).flat_map(submit_bytes).collect::<Vec<u8>>(), &mut LabAuth);
+        assert_eq!(reqs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![100, 101]);
+        assert_eq!(drain(&mut s).len(), 1, "102 throttled: the window is full");
+        assert!(s.set_aside(100));
+        assert!(!s.set_aside(100), "set aside once only");
+        assert!(!s.set_aside(999), "nothing pending with 999");
+        let reqs = feed(&mut s, 2, &submit_bytes(103), &mut LabAuth);
+        assert_eq!(reqs, vec![(103, CommandId::SubmitSm)], "100's slot took 103");
+        assert!(s.set_aside(101));
+        assert!(!s.set_aside(103), "two aside at most");
+        assert_eq!((s.pending_requests(), s.aside_requests()), (3, 2));
+        let reqs = feed(&mut s, 3, &(104..106).flat_map(submit_bytes).collect::<Vec<u8>>(), &mut LabAuth);
+        assert_eq!(reqs, vec![(104, CommandId::SubmitSm)]);
+        assert_eq!(drain(&mut s).len(), 1, "105 throttled: 103 and 104 fill the window");
+        for seq in [100, 101, 103, 104] {
+            s.respond(seq, CommandStatus::ESME_ROK, b"m").unwrap();
+        }
+        assert_eq!((s.pending_requests(), s.aside_requests()), (0, 0));
+        assert_eq!(s.counters().pdus_out.submit_sm_resp, 6, "each request answered once");
+        assert!(!s.set_aside(100), "answered: nothing to set aside");
     }
 
     /// A session allocated for the largest window holds only its bound system's, and
