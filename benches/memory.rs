@@ -1,4 +1,4 @@
-//! Memory per pending correlation entry (issue 6, scope 5): the bytes the allocator
+//! Memory per pending correlation entry: the bytes the allocator
 //! holds for a [`CorrelationTable`] with N converged → legacy messages waiting for their
 //! SMSC receipts (inserted, then re-keyed by their submit_sm_resp id, as in service),
 //! divided by N. A counting global allocator measures what the table really holds: its

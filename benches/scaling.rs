@@ -1,4 +1,4 @@
-//! Multi-core scaling of the receipt path in process (issue 6, scope 4), without NICs:
+//! Multi-core scaling of the receipt path in process, without NICs:
 //! N worker threads, each pinned to its own CPU, take pre-built SIP MESSAGEs carrying
 //! delivery IMDNs (tags of 8 legacy systems, from memory) and run what a pipeline core
 //! runs per datagram: SIP, CPIM and IMDN parse, tag verify, the deliver_sm receipt

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The peer baseline (issue 6): iwf's converged -> legacy direction with receipts, built
+# The peer baseline: iwf's converged -> legacy direction with receipts, built
 # the way operators build it from Debian packages, so a benchmark can drive it with the
 # same load generator as iwf:
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The packet-path benchmark of issue 3: SIP MESSAGE transactions/s through iwf, against
+# The packet-path benchmark: SIP MESSAGE transactions/s through iwf, against
 # the raw kernel -> tap -> DPDK packet ceiling measured in the same run, and their ratio.
 #
 #   sudo scripts/bench.sh          release build, measure, append rows to BENCHMARKS.md

@@ -762,6 +762,60 @@ fn kill_and_restart() {
     smsc.stop();
 }
 
+/// smsc-c sends 15 receipts for ids iwf never gave out (more than its window of 10),
+/// as after an SMSC failover, then a converged user's message goes through the same
+/// bind. iwf answers each unknown receipt once it is parked in the store, so the
+/// message's own receipt is not stuck behind them: its IMDN comes back at once (held
+/// for their 30 s park time, the unknown receipts filled the SMSC's window first).
+fn unknown_receipts_do_not_stall_the_bind() {
+    let c0 =
+        wait_port_counters("legacy", "iwf lost smsc-c", Duration::from_secs(15), |c| get(c, "smpp.client_up") == 0);
+    let before = flows_line();
+    let mut smsc = Peer(
+        Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS])
+            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+            .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf"])
+            .args(["--password", "pwc", "--unknown-receipts", "15", "--first-id", "3000000", "--duration", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iwf-peer smsc"),
+    );
+    wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(15), |c| {
+        get(c, "smpp.client_up") == 1 && delta(c, &c0, "smpp.client_bound") >= 1
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flow_counter(&flows_line(), "smsc_receipts_parked_durably")
+        < flow_counter(&before, "smsc_receipts_parked_durably") + 15
+    {
+        assert!(Instant::now() < deadline, "the unknown receipts were not parked: {}", flows_line());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ua_out = root_dir().join("target/lab/sip_ua_unknown_receipts.json");
+    let mut ua = sip_ua(
+        &[
+            "--notify",
+            "none",
+            "--duration",
+            "12",
+            "--send-to",
+            "tel:+447000300001",
+            "--count",
+            "1",
+            "--want",
+            "delivery",
+        ],
+        &ua_out,
+    );
+    let _ = ua.0.wait();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["message"], serde_json::json!({"200": 1}), "{u}");
+    assert_eq!(u["missing_imdns"], serde_json::json!([]), "the real receipt's IMDN within 12 s: {u}");
+    smsc.stop();
+}
+
 /// One HTTP/1.1 request to iwf's admin endpoint (127.0.0.1:9870); (status, body).
 fn admin(method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -1545,6 +1599,7 @@ fn lab_end_to_end() {
     smpp_server();
     receipts_end_to_end();
     kill_and_restart();
+    unknown_receipts_do_not_stall_the_bind();
     hostile_peers();
     receipts_cannot_be_bent();
     reload_and_admin();

@@ -126,6 +126,11 @@ pub(crate) struct SmscArgs {
     /// destination_addr of the MO messages: the converged user (international).
     #[arg(long, default_value = "447900000042")]
     mo_to: String,
+    /// Delivery receipts for ids this double never gave out, sent first to the first
+    /// bound ESME (what a bind sees after an SMSC failover, or in a pool of gateways
+    /// sharing a system_id).
+    #[arg(long, default_value_t = 0)]
+    unknown_receipts: u64,
 }
 
 #[derive(clap::Args)]
@@ -468,12 +473,13 @@ pub(crate) fn serve_smsc(
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
     let started = Instant::now();
     let first_id = args.first_id;
+    let unknown = (0..args.unknown_receipts).map(unknown_receipt).collect();
     let shared = Arc::new(SmscShared {
         args,
         stats: SmscStats::default(),
         next_id: AtomicU64::new(first_id),
         stop: AtomicBool::new(false),
-        held: std::sync::Mutex::new(VecDeque::new()),
+        held: std::sync::Mutex::new(unknown),
     });
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !STOP.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -531,6 +537,22 @@ pub(crate) fn serve_smsc(
         "bytes_out": get(&s.bytes_out),
     });
     Ok(summary)
+}
+
+/// Receipt `n` for an id no submit_sm_resp of this double gave out.
+fn unknown_receipt(n: u64) -> PendingReceipt {
+    let mut sub = Submitted {
+        seq: 0,
+        esm_class: EsmClass::DEFAULT,
+        command: CommandId::SubmitSm,
+        source: OwnedAddress::from(&Address::international(b"447900000077")),
+        destination: OwnedAddress::from(&Address::international(b"447000300077")),
+        registered_delivery: RegisteredDelivery(1),
+        text: [0; 20],
+        text_len: 7,
+    };
+    sub.text[..7].copy_from_slice(b"unknown");
+    PendingReceipt { due: 0, id: format!("unknown{n}"), sub, submit_date: receipt_date(unix_now()) }
 }
 
 fn format_id(format: IdFormat, n: u64) -> String {
@@ -772,7 +794,10 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
             // The ESME answered ESME_RTHROTTLED: hold the receipts back.
             wait = wait.min(Duration::from_millis(until.saturating_sub(now_ms())));
         } else if let Some(r) = d.receipts.front() {
-            if conn.session.outstanding_requests() < args.window {
+            // (Not bound yet, a due receipt waits for the bind: read it first.)
+            if conn.session.outstanding_requests() < args.window
+                && matches!(conn.session.state(), SessionState::Bound(_))
+            {
                 let now = now_ms();
                 if r.due <= now {
                     continue; // due now and the window has room: send first

@@ -440,6 +440,17 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
         None => Vec::new(),
     };
+    // SMSC receipts answered when parked: applied again on the first core.
+    let parked = match store.as_mut().map(|db| db.parked(super::sip::unix_now())) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            return Err(DataplaneError::Setup(format!(
+                "{config_path}: control.store: parked receipts not readable: {e}: {}",
+                e.advice()
+            )))
+        }
+        None => Vec::new(),
+    };
     if let Some(n) = store.as_ref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
         eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
     }
@@ -458,6 +469,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 let n = f.restore(&restorable, super::sip::unix_now());
                 if q == 0 {
                     println!("iwf: {n} correlation records restored from the store");
+                    let p = f.restore_parked(&parked, super::sip::unix_now());
+                    println!("iwf: {p} parked SMSC receipts restored from the store");
                 }
             }
             Arc::new(std::sync::Mutex::new(f))

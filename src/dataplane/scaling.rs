@@ -1,5 +1,5 @@
 //! `iwf scaling`: receipts/s of the receipt path on 1, 2, 4, 8 worker lcores over DPDK
-//! rings, without a NIC's or a tap's limit (issue 6, multi-core scaling).
+//! rings, without a NIC's or a tap's limit (multi-core scaling).
 //!
 //! One `net_ring` port (the ring PMD: queue *i*'s TX ring is its RX ring) with one queue
 //! pair per worker. Each queue is filled once with Ethernet/IPv4/UDP frames carrying SIP

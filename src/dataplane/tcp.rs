@@ -1459,15 +1459,25 @@ fn drive_smpp(
 ) {
     let window = conn.window.max(1).min(conn.pending.capacity().max(1));
     let unix = if flows.is_some() { unix_now() } else { 0 };
+    // Input stops right after the bind completes, until the caller has handed the
+    // session's Bound event to the flows: a receipt or message that came in the same
+    // segment as the bind (an SMSC sends its queued receipts at once) must find its
+    // bind known there, or it is refused as unbound.
+    let bound_before = matches!(conn.session.state(), SmppState::Bound(_));
+    let mut just_bound = false;
     for _ in 0..4 {
         let mut progressed = false;
-        while sock.can_recv() {
+        while sock.can_recv() && !just_bound {
             let session = &mut conn.session;
             let pending = &mut conn.pending;
             let used = sock
                 .recv(|buf| {
                     let mut used = 0usize;
                     loop {
+                        if !bound_before && matches!(session.state(), SmppState::Bound(_)) {
+                            just_bound = true;
+                            break;
+                        }
                         let input = session.handle_input(now, buf.get(used..).unwrap_or(&[]), auth);
                         let consumed = input.consumed;
                         let request = input.request.map(|p| p.sequence_number);
@@ -1520,7 +1530,7 @@ fn drive_smpp(
                 .unwrap_or(0);
             progressed |= n > 0;
         }
-        if !progressed || !sock.can_recv() {
+        if !progressed || !sock.can_recv() || just_bound {
             break;
         }
     }
@@ -2079,6 +2089,32 @@ mod tests {
         assert_eq!(lab.counters.tcp.closed.get(), 1);
         assert_eq!(lab.counters.smpp.pdus_in.get(), 15);
         assert_eq!(lab.counters.smpp.pdus_out.get(), 15);
+    }
+
+    /// A bind and a submit_sm in one segment (an ESME or SMSC that sends its queue as
+    /// soon as it binds): the flows learn of the bind before the request reaches them,
+    /// so it is taken, not refused as unbound.
+    #[test]
+    fn a_request_in_the_bind_segment_reaches_the_flows_as_bound() {
+        let mut lab = Lab::new(8);
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let provision = crate::control::provision::Provision::parse(&text).unwrap();
+        let shared = Arc::new(crate::flow::Shared::new(provision, 1, None).unwrap());
+        let config = crate::flow::FlowsConfig {
+            core: 0,
+            next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
+            local_sent_by: "198.18.2.2:5060".into(),
+            parts_aside: 64,
+        };
+        let flows = Arc::new(Mutex::new(crate::flow::Flows::new(config, shared)));
+        lab.iwf.flows = Some(Arc::clone(&flows));
+        let h = lab.connect(40000);
+        lab.run(50);
+        lab.sock(h).send_slice(&[bind("smsca", "pwa"), submit_sm(7)].concat()).unwrap();
+        lab.run(50);
+        // The bind answered; the submit_sm waits for its SIP MESSAGE's final response.
+        assert_eq!(lab.responses(h), [(0x8000_0009, 0, 1)]);
+        assert!(flows.lock().unwrap().poll_request().is_some(), "the submit_sm became a SIP MESSAGE");
     }
 
     #[test]

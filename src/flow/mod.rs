@@ -244,6 +244,8 @@ pub struct FlowStats {
     pub imdns_failed: AtomicU64,
     /// SMSC receipts matching nothing (duplicate, stale, or no id bound in the park time).
     pub smsc_receipts_absorbed: AtomicU64,
+    /// SMSC receipts for ids no resp had bound yet, parked in the store and answered.
+    pub smsc_receipts_parked_durably: AtomicU64,
     /// Completions for another core kept back because its ring was full (sent again
     /// on a later poll).
     pub completions_deferred: AtomicU64,
@@ -318,11 +320,12 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 30] = [
+        let all: [(&'static str, &AtomicU64); 31] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
             ("parts_aside_full", &self.parts_aside_full),
+            ("smsc_receipts_parked_durably", &self.smsc_receipts_parked_durably),
             ("sip_messages_sent", &self.sip_messages_sent),
             ("sip_messages_ok", &self.sip_messages_ok),
             ("sip_messages_failed", &self.sip_messages_failed),
@@ -654,6 +657,10 @@ fn receipt_awaits(awaiting: &AwaitingResp, item: &LaneItem) -> Option<(u16, u32,
     awaiting.contains_key(&key).then_some(key)
 }
 
+/// How long the store keeps a parked receipt at most (its flows drop it, counted as
+/// unmatched, once its park time ends; this bounds what a lost removal leaves).
+const PARKED_RECORD_S: u64 = 3600;
+
 /// Correlation entries removed per poll at most (a worker polls thousands of times a
 /// second: far more than any completion rate needs).
 const EXPIRE_PER_POLL: usize = 64;
@@ -791,7 +798,7 @@ enum Outgoing {
     Message { parts: Vec<PartRef>, aside: Aside, fields: TagFields, system: u16 },
     /// An IMDN for a correlated message: the receipts' `*_resp` after the final
     /// response; `undo` restores the message's state when it fails (receipt-driven).
-    Imdn { message: correlation::MessageRef, acks: Vec<(ConnId, u32)>, undo: Option<Box<Checkpoint>>, last: bool },
+    Imdn { message: correlation::MessageRef, acks: Vec<ReceiptAck>, undo: Option<Box<Checkpoint>>, last: bool },
 }
 
 /// An SMSC receipt whose `*_resp` is held: parked for its id, or waiting for the IMDN
@@ -805,6 +812,38 @@ struct HeldReceipt {
     /// The id's second reading ([`crate::interwork::converged_to_legacy::alternate_id`]).
     alt: Option<CanonicalId>,
     state: crate::interwork::state::ReceiptState,
+    /// The store key of its parked record: it was answered once that was durable
+    /// (`conn` and `seq` are spent), and the record goes when it is done with.
+    parked: Option<u64>,
+}
+
+/// Who hears how an SMSC receipt ended.
+#[derive(Debug, Clone, Copy)]
+enum ReceiptAck {
+    /// Its deliver_sm_resp (`conn`, `seq`), sent then.
+    Resp(ConnId, u32),
+    /// A receipt answered when it was durably parked: its record goes once it is done
+    /// with; after a failed IMDN it is applied again at the next sweep.
+    Parked(HeldReceipt),
+}
+
+impl HeldReceipt {
+    fn ack(self) -> ReceiptAck {
+        match self.parked {
+            Some(_) => ReceiptAck::Parked(self),
+            None => ReceiptAck::Resp(self.conn, self.seq),
+        }
+    }
+}
+
+/// Who hears what a [`Waiter`] collected.
+#[derive(Debug, Clone, Copy)]
+enum Requester {
+    /// A SIP request: its final response.
+    Sip(SipTxn),
+    /// An SMSC receipt being parked durably (store key `key`): its deliver_sm_resp
+    /// once the park is stored (`None` once its session closed).
+    Parking { resp: Option<(ConnId, u32)>, key: u64, system: u16, id: CanonicalId },
 }
 
 /// The IMDN(s) of a correlated message in flight and the receipts that wait for them.
@@ -817,7 +856,7 @@ struct InFlight {
 /// A SIP transaction waiting for legacy-side completions.
 #[derive(Debug)]
 struct Waiter {
-    txn: SipTxn,
+    from: Requester,
     remaining: u16,
     /// The worst outcome seen (the answer).
     refused: Option<CommandStatus>,
@@ -852,9 +891,13 @@ pub struct Flows {
     store_keys: HashMap<correlation::MessageRef, u64>,
     /// Correlated messages with an IMDN in flight (held in the table).
     imdns: HashMap<correlation::MessageRef, InFlight>,
-    /// SMSC receipts parked for an id no resp bound yet (their resps held; the SMPP
-    /// window bounds them).
+    /// SMSC receipts parked for an id no resp bound yet. With a store each is answered
+    /// once its record is durable, so unknown ids never hold the SMSC's window;
+    /// without one its resp waits (the SMPP window bounds them).
     parked: HashMap<(u16, CanonicalId), Vec<HeldReceipt>>,
+    /// Receipts answered when parked whose IMDN failed: applied again at the next
+    /// sweep (their resps were sent; nothing else would bring them back).
+    retry_receipts: Vec<HeldReceipt>,
     next_store_key: u64,
     /// The Unix time of the last poll.
     unix: u64,
@@ -962,6 +1005,7 @@ impl Flows {
             store_keys: HashMap::new(),
             imdns: HashMap::new(),
             parked: HashMap::new(),
+            retry_receipts: Vec::new(),
             next_store_key: 0,
             unix: 0,
             expired_at: 0,
@@ -1049,12 +1093,20 @@ impl Flows {
         // (conn, seq) would reach one of its requests. Nothing is lost by it: held
         // receipts had no state applied (the SMSC sends them again on its next bind), and
         // a message's parts were never acknowledged (the legacy system sends them again).
+        // Receipts answered when parked durably owe this session nothing: they stay.
         for list in self.parked.values_mut() {
-            list.retain(|h| h.conn != conn);
+            list.retain(|h| h.parked.is_some() || h.conn != conn);
         }
         self.parked.retain(|_, list| !list.is_empty());
         for f in self.imdns.values_mut() {
-            f.waiting.retain(|h| h.conn != conn);
+            f.waiting.retain(|h| h.parked.is_some() || h.conn != conn);
+        }
+        for w in self.waiters.iter_mut() {
+            if let Requester::Parking { resp, .. } = &mut w.from {
+                if resp.is_some_and(|(c, _)| c == conn) {
+                    *resp = None;
+                }
+            }
         }
         for h in self.held.values_mut() {
             h.parts.retain(|(c, ..)| *c != conn);
@@ -1066,7 +1118,7 @@ impl Flows {
                     parts.retain(|(c, ..)| *c != conn);
                     aside.forget(conn);
                 }
-                Outgoing::Imdn { acks, .. } => acks.retain(|(c, _)| *c != conn),
+                Outgoing::Imdn { acks, .. } => acks.retain(|a| !matches!(a, ReceiptAck::Resp(c, _) if *c == conn)),
             }
         }
     }
@@ -1386,8 +1438,8 @@ impl Flows {
                     }
                 }
                 let cs = if ok { CommandStatus::ESME_ROK } else { sip_status_to_command_status(status) };
-                for (conn, seq) in acks {
-                    self.respond(conn, seq, cs, b"");
+                for ack in acks {
+                    self.settle(ack, cs);
                 }
                 self.imdn_ended(message);
             }
@@ -1563,7 +1615,7 @@ impl Flows {
             return;
         }
         let key = self.waiters.insert(Waiter {
-            txn,
+            from: Requester::Sip(txn),
             remaining: u16::from(count),
             refused: None,
             answer: None,
@@ -1692,8 +1744,13 @@ impl Flows {
             let me = self.config.core;
             match owner {
                 Some(core) if core != me && !matches!(txn, SipTxn::Remote { .. }) => {
-                    let key =
-                        self.waiters.insert(Waiter { txn, remaining: 1, refused: None, answer: None, replay: None });
+                    let key = self.waiters.insert(Waiter {
+                        from: Requester::Sip(txn),
+                        remaining: 1,
+                        refused: None,
+                        answer: None,
+                        replay: None,
+                    });
                     let job = Job { token: self.token(key), request: raw.to_vec() };
                     match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
                         Some(Ok(())) => {}
@@ -1762,7 +1819,7 @@ impl Flows {
         // With a store, the 200 also waits for the record and every part's id to be durable.
         let store_waits = if durable.is_some() && self.shared.store.is_some() { 1 + u16::from(count) } else { 0 };
         let key = self.waiters.insert(Waiter {
-            txn,
+            from: Requester::Sip(txn),
             remaining: u16::from(count) + store_waits,
             refused: None,
             answer: None,
@@ -1835,7 +1892,7 @@ impl Flows {
             }
         };
         let alt = crate::interwork::converged_to_legacy::alternate_id(receipt.raw_id, l.ids, IdOrigin::Receipt);
-        let r = HeldReceipt { conn, seq, system, id: receipt.id, alt, state: receipt.state };
+        let r = HeldReceipt { conn, seq, system, id: receipt.id, alt, state: receipt.state, parked: None };
         self.apply_receipt(unix, r, &provision);
     }
 
@@ -1852,7 +1909,7 @@ impl Flows {
                 (Some(p), Some(a)) if p != a => {
                     inc(&self.shared.stats.receipt_ids_ambiguous);
                     self.shared.count_drop("smsc_id_ambiguous");
-                    self.respond(r.conn, r.seq, CommandStatus::ESME_ROK, b"");
+                    self.settle(r.ack(), CommandStatus::ESME_ROK);
                     return;
                 }
                 (None, Some(_)) => {
@@ -1868,26 +1925,54 @@ impl Flows {
         let undo = self.correlation.message_of(system, &r.id).and_then(|m| self.correlation.checkpoint(m).ok());
         match self.correlation.receipt(system, &r.id, r.state, unix) {
             correlation::ReceiptOutcome::Notify { message, state } => {
-                self.send_imdn(unix, message, state, vec![(r.conn, r.seq)], undo, provision);
+                self.send_imdn(unix, message, state, vec![r.ack()], undo, provision);
             }
             correlation::ReceiptOutcome::InFlight { message } => match self.imdns.get_mut(&message) {
                 Some(f) => f.waiting.push(r),
                 None => {
                     // Held with nothing in flight here (cannot happen): free it, retry later.
                     let _ = self.correlation.release(message, unix);
-                    self.respond(r.conn, r.seq, CommandStatus::ESME_RX_T_APPN, b"");
+                    self.settle(r.ack(), CommandStatus::ESME_RX_T_APPN);
                 }
             },
             correlation::ReceiptOutcome::Absorbed { .. } => {
                 inc(&self.shared.stats.smsc_receipts_absorbed);
-                self.respond(r.conn, r.seq, CommandStatus::ESME_ROK, b"");
+                self.settle(r.ack(), CommandStatus::ESME_ROK);
             }
-            correlation::ReceiptOutcome::Parked => self.parked.entry((r.system, r.id)).or_default().push(r),
+            correlation::ReceiptOutcome::Parked => self.park(unix, r),
             correlation::ReceiptOutcome::ParkFull => {
                 self.shared.count_drop("park_full");
-                self.respond(r.conn, r.seq, CommandStatus::ESME_RX_T_APPN, b"");
+                self.settle(r.ack(), CommandStatus::ESME_RX_T_APPN);
             }
         }
+    }
+
+    /// Keeps receipt `r` until a resp binds its id. With a store it is written there
+    /// and answered once durable: held unanswered, receipts for ids iwf never gave out
+    /// (after an SMSC failover, or in a pool sharing a system_id) would fill the
+    /// SMSC's window and push real receipts out.
+    fn park(&mut self, unix: u64, mut r: HeldReceipt) {
+        if r.parked.is_none() {
+            if let Some(tx) = self.shared.store.clone() {
+                let key = self.store_key();
+                let from = Requester::Parking { resp: Some((r.conn, r.seq)), key, system: r.system, id: r.id };
+                let w = self.waiters.insert(Waiter { from, remaining: 1, refused: None, answer: None, replay: None });
+                let receipt = crate::route::store::ParkedReceipt {
+                    key,
+                    system: LegacySystemId(r.system),
+                    id: r.id,
+                    state: r.state,
+                    deadline: unix.saturating_add(PARKED_RECORD_S),
+                };
+                if tx.send(store::StoreOp::Park { receipt, token: self.token(w) }).is_ok() {
+                    inc(&self.shared.stats.smsc_receipts_parked_durably);
+                    r.parked = Some(key);
+                } else {
+                    self.waiters.remove(w);
+                }
+            }
+        }
+        self.parked.entry((r.system, r.id)).or_default().push(r);
     }
 
     /// This core's table sizes into the shared gauges.
@@ -1904,6 +1989,12 @@ impl Flows {
     /// Receipts whose park time ended without a resp binding their id: no message
     /// iwf sent has it (a resend would not match better). Acknowledged, counted.
     fn sweep_parked(&mut self) {
+        if !self.retry_receipts.is_empty() {
+            let provision = self.shared.provision.load_full();
+            for r in std::mem::take(&mut self.retry_receipts) {
+                self.apply_receipt(self.unix, r, &provision);
+            }
+        }
         if self.parked.is_empty() {
             return;
         }
@@ -1917,7 +2008,7 @@ impl Flows {
             for r in self.parked.remove(&key).unwrap_or_default() {
                 inc(&self.shared.stats.smsc_receipts_absorbed);
                 self.shared.count_drop("smsc_receipt_unmatched");
-                self.respond(r.conn, r.seq, CommandStatus::ESME_ROK, b"");
+                self.settle(r.ack(), CommandStatus::ESME_ROK);
             }
         }
     }
@@ -1930,14 +2021,14 @@ impl Flows {
         unix: u64,
         message: correlation::MessageRef,
         state: crate::interwork::state::ReceiptState,
-        acks: Vec<(ConnId, u32)>,
+        acks: Vec<ReceiptAck>,
         undo: Option<Checkpoint>,
         provision: &Provision,
     ) {
         let mut strings = [0u8; 2048];
         let Ok(stored) = self.correlation.stored(message, &mut strings) else {
-            for (conn, seq) in acks {
-                self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+            for ack in acks {
+                self.settle(ack, CommandStatus::ESME_ROK);
             }
             return;
         };
@@ -1982,8 +2073,8 @@ impl Flows {
                 if last {
                     self.remove_durable(message);
                 }
-                for (conn, seq) in acks {
-                    self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
+                for ack in acks {
+                    self.settle(ack, CommandStatus::ESME_ROK);
                 }
             }
         }
@@ -2154,7 +2245,58 @@ impl Flows {
             // Not relayed: the sender's retry must be.
             self.shared.replay.forget(seen);
         }
-        self.answer(w.txn, status, reason);
+        match w.from {
+            Requester::Sip(txn) => self.answer(txn, status, reason),
+            Requester::Parking { resp, key, system, id } => {
+                let stored = (200..300).contains(&status);
+                if !stored {
+                    // Not durable: the receipt is forgotten here and the SMSC, told to
+                    // retry, sends it again.
+                    if let Some(list) = self.parked.get_mut(&(system, id)) {
+                        list.retain(|h| h.parked != Some(key));
+                    }
+                    self.parked.retain(|_, list| !list.is_empty());
+                }
+                if let Some((conn, seq)) = resp {
+                    let cs = if stored { CommandStatus::ESME_ROK } else { CommandStatus::ESME_RX_T_APPN };
+                    self.respond(conn, seq, cs, b"");
+                }
+            }
+        }
+    }
+
+    /// Tells an SMSC receipt how it ended: its deliver_sm_resp with `status`, or for
+    /// one answered when parked, its record goes (`ESME_ROK`: done with) or it is
+    /// applied again at the next sweep (a temporary failure).
+    fn settle(&mut self, ack: ReceiptAck, status: CommandStatus) {
+        match ack {
+            ReceiptAck::Resp(conn, seq) => self.respond(conn, seq, status, b""),
+            ReceiptAck::Parked(r) if status == CommandStatus::ESME_ROK => {
+                if let (Some(key), Some(tx)) = (r.parked, &self.shared.store) {
+                    let _ = tx.send(store::StoreOp::Unpark { key });
+                }
+            }
+            ReceiptAck::Parked(r) => self.retry_receipts.push(r),
+        }
+    }
+
+    /// Receipts of the store's parked table, after a restart: each is applied again
+    /// (to a restored correlation, or parked anew until its park time ends).
+    pub fn restore_parked(&mut self, records: &[crate::route::store::ParkedReceipt], unix: u64) -> usize {
+        let provision = self.shared.provision.load_full();
+        for p in records {
+            let r = HeldReceipt {
+                conn: 0,
+                seq: 0,
+                system: p.system.0,
+                id: p.id,
+                alt: None,
+                state: p.state,
+                parked: Some(p.key),
+            };
+            self.apply_receipt(unix, r, &provision);
+        }
+        records.len()
     }
 
     // ---- time and the outboxes -------------------------------------------------------
@@ -2493,6 +2635,119 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let r = f2.poll_request().expect("the IMDN, from the restored correlation");
         let text = String::from_utf8_lossy(&r.bytes).into_owned();
         assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Answers polled until `n` deliver_sm_resps came (the store completes
+    /// asynchronously); each `(seq, status)`.
+    fn resps_within(f: &mut Flows, n: usize, what: &str) -> Vec<(u32, CommandStatus)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < n {
+            f.poll(0, NOW);
+            while let Some((_, o)) = f.poll_smpp(0) {
+                if let SmppOut::Respond { seq, status, .. } = o {
+                    got.push((seq, status));
+                }
+            }
+            assert!(Instant::now() < deadline, "{what}: {got:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
+    }
+
+    /// Receipts for ids iwf never gave out (more than the SMSC's window) are answered
+    /// once durably parked, not held for their park time; a real message's receipt on
+    /// the same bind still turns into its IMDN at once. A parked receipt whose resp
+    /// comes later becomes its IMDN, and its record goes with the IMDN's 2xx.
+    #[test]
+    fn receipts_for_unknown_ids_are_answered_once_durably_parked() {
+        let store = StoreRun::start("iwf-flow-park");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        // A message submitted whose resp has not come yet.
+        let t = conv_submitted(&mut f, &mut server, "park-late", 40, "positive-delivery");
+        for seq in 1..=15u32 {
+            receipt_in(&mut f, NOW, seq, &format!("unknown-{seq}"));
+        }
+        // The late message's own receipt, before its resp, too.
+        receipt_in(&mut f, NOW, 16, "late-1");
+        let resps = resps_within(&mut f, 16, "every parked receipt answered");
+        assert!(resps.iter().all(|(_, st)| *st == CommandStatus::ESME_ROK), "{resps:?}");
+        assert_eq!(shared.stats.smsc_receipts_parked_durably.load(Ordering::Relaxed), 16);
+        // A real message on the same bind: its receipt becomes an IMDN at once.
+        conv_sent(&mut f, &mut server, "park-real", 41, b"real-1");
+        let _ = answer_within(&mut f, "the real message's 200");
+        receipt_in(&mut f, NOW, 17, "real-1");
+        let imdn = f.poll_request().expect("the real message's IMDN");
+        f.sip_final(imdn.token, 200);
+        assert_eq!(resps_within(&mut f, 1, "the real receipt's resp"), [(17, CommandStatus::ESME_ROK)]);
+        // The late resp binds the parked id: its IMDN goes, and nothing more is owed to
+        // the SMSC (the receipt was answered when parked).
+        f.smpp_response(NOW, SMSCC, 40, CommandStatus::ESME_ROK, b"late-1");
+        let late = f.poll_request().expect("the parked receipt's IMDN");
+        assert!(String::from_utf8_lossy(&late.bytes).contains("<delivered/>"));
+        let writes = store.stats.writes.load(Ordering::Relaxed);
+        f.sip_final(late.token, 200);
+        assert!(f.poll_smpp(0).is_none(), "no second answer for a parked receipt");
+        let _ = t;
+        // The removal is committed with the store's next batch.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.stats.writes.load(Ordering::Relaxed) == writes {
+            assert!(Instant::now() < deadline, "the parked record's removal never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        store.stop();
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let left: Vec<_> = db.parked(NOW).unwrap().into_iter().map(|p| p.id).collect();
+        assert_eq!(left.len(), 15, "the applied one's record went, the unknown ones wait");
+        assert!(left.iter().all(|id| id.as_bytes().starts_with(b"unknown-")));
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A receipt answered when parked, then its IMDN failed: it is applied again at
+    /// the next sweep (its SMSC will not send it again), and after a restart a parked
+    /// receipt is applied again from the store.
+    #[test]
+    fn a_parked_receipt_survives_a_failed_imdn_and_a_restart() {
+        let store = StoreRun::start("iwf-flow-park2");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_submitted(&mut f, &mut server, "park-fail", 50, "positive-delivery");
+        receipt_in(&mut f, NOW, 1, "pf-1");
+        assert_eq!(resps_within(&mut f, 1, "parked"), [(1, CommandStatus::ESME_ROK)]);
+        f.smpp_response(NOW, SMSCC, 50, CommandStatus::ESME_ROK, b"pf-1");
+        let _ = answer_within(&mut f, "the message's 200");
+        let first = f.poll_request().expect("the IMDN");
+        f.sip_final(first.token, 503);
+        assert!(f.poll_request().is_none());
+        // The next second's sweep applies it again.
+        f.poll(0, NOW + 1);
+        let again = f.poll_request().expect("the IMDN again");
+        assert!(String::from_utf8_lossy(&again.bytes).contains("<delivered/>"));
+        // A receipt parked for an id that only the restored store knows.
+        conv_submitted(&mut f, &mut server, "park-restart", 51, "positive-delivery");
+        receipt_in(&mut f, NOW, 2, "pr-1");
+        assert_eq!(resps_within(&mut f, 1, "parked"), [(2, CommandStatus::ESME_ROK)]);
+        store.stop();
+        drop(f);
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let parked = db.parked(NOW).unwrap();
+        assert_eq!(parked.len(), 2, "{parked:?}");
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore_parked(&parked, NOW + 5), 2);
+        // Parked anew (their resps never come after a restart) and counted unmatched
+        // when the park time ends.
+        assert!(f2.poll_request().is_none());
+        f2.poll(0, NOW + 5 + 31);
+        assert_eq!(shared2.stats.smsc_receipts_absorbed.load(Ordering::Relaxed), 2);
         drop(db);
         let _ = std::fs::remove_file(&path);
     }

@@ -8,7 +8,7 @@
 use super::{Completion, Outcome, Shared, STORE_ORIGIN};
 use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
-use crate::route::store::{Batch, DurableCorrelation, QueueKey, Store};
+use crate::route::store::{Batch, DurableCorrelation, ParkedReceipt, QueueKey, Store};
 use crate::session::smpp::LegacySystemId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +61,19 @@ pub enum StoreOp {
     /// Message `key` is complete: forget it.
     RemoveCorrelation {
         /// The message's store key.
+        key: u64,
+    },
+    /// An SMSC receipt whose id no resp has bound yet; `token` completes with
+    /// [`Outcome::Stored`] once durable (then its deliver_sm_resp goes).
+    Park {
+        /// The receipt.
+        receipt: ParkedReceipt,
+        /// The waiter.
+        token: u64,
+    },
+    /// Parked receipt `key` is done with (applied, a duplicate, or unmatched).
+    Unpark {
+        /// Its store key.
         key: u64,
     },
 }
@@ -291,6 +304,13 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
         }
         StoreOp::RemoveCorrelation { key } => {
             batch.remove_correlation(key, now_us);
+        }
+        StoreOp::Park { receipt, token } => {
+            waiting.push(token);
+            batch.park(&receipt, now_us);
+        }
+        StoreOp::Unpark { key } => {
+            batch.unpark(key, now_us);
         }
     }
 }

@@ -42,7 +42,7 @@
 //!
 //! # Memory
 //!
-//! Sized for millions of pending entries (issue 6: ≤ 128 octets per entry at
+//! Sized for millions of pending entries (≤ 128 octets per entry at
 //! 1 M). Per message a fixed 56-octet record; per part a 16-octet key record;
 //! the index is an open-addressing table of `u32` (linear probing, load ≤ ¾,
 //! backward-shift deletion: no tombstones); the variable strings (converged

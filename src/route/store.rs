@@ -1,5 +1,4 @@
-//! The durable store (redb): what iwf must not lose when it is killed
-//! (PROTOCOLS.md pitfall 5; issue 5 item 5).
+//! The durable store (redb): what iwf must not lose when it is killed.
 //!
 //! ```text
 //!  control plane ── Batch::queue_receipt / put_correlation / bind_id ... ──► Store::commit
@@ -21,6 +20,10 @@
 //! - `correlation_ids`: `(system u16, canonical id)` → `(message key, part)`,
 //!   and `correlation_parts`, its reverse (`(message key, part)` → id), so a
 //!   record goes with its ids without a scan.
+//! - `parked_receipts`: store key `u64` → `deadline u64 | system u16 | state u8 |
+//!   canonical id`: SMSC receipts whose id no resp had bound yet, answered once
+//!   written here (held unanswered they would fill the SMSC's window), applied
+//!   when the resp comes, counted unmatched when their park time ends.
 //! - `meta`: format version and the sequence counter.
 //! - `quarantine`: `seq u64` → `(table, key, value)`: records that do not decode,
 //!   moved aside where they are found (restore, replay, sweep) so one bad record
@@ -42,6 +45,7 @@ use super::correlation::{CorrelationTable, MessageRef, NewMessage};
 use super::lane::{LaneItem, LANE_ITEM_MAX};
 use crate::interwork::address::Msisdn;
 use crate::interwork::converged_to_legacy::{canonical_id, CanonicalId, IdOrigin, StoredCorrelation};
+use crate::interwork::state::ReceiptState;
 use crate::interwork::IdCanonicalisation;
 use crate::session::smpp::LegacySystemId;
 use crate::wire::cpim::{DateTime, Dispositions};
@@ -52,6 +56,9 @@ const CORRELATION_IDS: TableDefinition<(u16, &[u8]), (u64, u8)> = TableDefinitio
 const CORRELATION_PARTS: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("correlation_parts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableDefinition::new("quarantine");
+/// SMSC receipts answered once parked here: their id had no message yet (its resp may
+/// still come). Value: deadline (u64 BE), system (u16 BE), state (u8), id.
+const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked_receipts");
 
 /// Version of the record formats in this file.
 pub const FORMAT_VERSION: u64 = 1;
@@ -334,6 +341,55 @@ enum Op {
     PutCorrelation { key: u64, value: Vec<u8> },
     BindId { system: u16, id: Vec<u8>, key: u64, part: u8 },
     RemoveCorrelation { key: u64 },
+    Park { key: u64, value: Vec<u8> },
+    Unpark { key: u64 },
+}
+
+/// An SMSC receipt parked durably: answered at once, applied when a resp binds its id
+/// (or counted as unmatched when `deadline` passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkedReceipt {
+    /// Its store key.
+    pub key: u64,
+    /// The legacy system it came from.
+    pub system: LegacySystemId,
+    /// The SMSC id it names.
+    pub id: CanonicalId,
+    /// The state it reports.
+    pub state: ReceiptState,
+    /// Unix seconds after which it is dropped from the store.
+    pub deadline: u64,
+}
+
+const STATES: [ReceiptState; 6] = [
+    ReceiptState::Buffered,
+    ReceiptState::Delivered,
+    ReceiptState::Failed,
+    ReceiptState::Rejected,
+    ReceiptState::Unknown,
+    ReceiptState::Displayed,
+];
+
+impl ParkedReceipt {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(11 + self.id.as_bytes().len());
+        v.extend_from_slice(&self.deadline.to_be_bytes());
+        v.extend_from_slice(&self.system.0.to_be_bytes());
+        v.push(STATES.iter().position(|s| *s == self.state).unwrap_or(4) as u8);
+        v.extend_from_slice(self.id.as_bytes());
+        v
+    }
+
+    fn decode(key: u64, b: &[u8]) -> Result<ParkedReceipt, StoreError> {
+        let mut r = Reader(b);
+        let deadline = u64::from_be_bytes(r.array()?);
+        let system = LegacySystemId(u16::from_be_bytes(r.array()?));
+        let [code] = r.array()?;
+        let state = *STATES.get(usize::from(code)).ok_or(StoreError::Corrupt("unknown receipt state".into()))?;
+        let id = canonical_id(r.0, IdCanonicalisation::Exact, IdOrigin::Receipt)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(ParkedReceipt { key, system, id, state, deadline })
+    }
 }
 
 /// Several store writes made durable by one transaction. The control plane
@@ -420,6 +476,16 @@ impl Batch {
     pub fn remove_correlation(&mut self, key: u64, now_us: u64) -> Ticket {
         self.push(Op::RemoveCorrelation { key }, now_us)
     }
+
+    /// Parks an SMSC receipt under `receipt.key`.
+    pub fn park(&mut self, receipt: &ParkedReceipt, now_us: u64) -> Ticket {
+        self.push(Op::Park { key: receipt.key, value: receipt.encode() }, now_us)
+    }
+
+    /// Removes parked receipt `key` (applied, a duplicate, or unmatched).
+    pub fn unpark(&mut self, key: u64, now_us: u64) -> Ticket {
+        self.push(Op::Unpark { key }, now_us)
+    }
 }
 
 /// What a commit made durable.
@@ -443,6 +509,8 @@ pub struct SweepReport {
     pub receipts_expired: usize,
     /// Correlation records past their validity.
     pub correlations_expired: usize,
+    /// Parked receipts past their deadline (their flows count them unmatched first).
+    pub parked_expired: usize,
 }
 
 /// The durable store. See the module documentation.
@@ -508,6 +576,7 @@ impl Store {
             tx.open_table(CORRELATION_IDS)?;
             tx.open_table(CORRELATION_PARTS)?;
             tx.open_table(QUARANTINE)?;
+            tx.open_table(PARKED)?;
             let mut meta = tx.open_table(META)?;
             let version = meta.get("version")?.map(|v| v.value());
             match version {
@@ -567,6 +636,7 @@ impl Store {
             let mut corr = tx.open_table(CORRELATION)?;
             let mut ids = tx.open_table(CORRELATION_IDS)?;
             let mut parts = tx.open_table(CORRELATION_PARTS)?;
+            let mut parked = tx.open_table(PARKED)?;
             for op in &batch.ops {
                 match op {
                     Op::Queue { system, value } => {
@@ -583,6 +653,12 @@ impl Store {
                     }
                     Op::RemoveCorrelation { key } => {
                         remove_correlation(&mut corr, &mut ids, &mut parts, *key)?;
+                    }
+                    Op::Park { key, value } => {
+                        parked.insert(*key, value.as_slice())?;
+                    }
+                    Op::Unpark { key } => {
+                        parked.remove(*key)?;
                     }
                 }
             }
@@ -818,6 +894,43 @@ impl Store {
         Ok(())
     }
 
+    /// Every parked receipt still valid at `now`, each decoded on its own: those that
+    /// do not decode are quarantined.
+    pub fn parked(&mut self, now: u64) -> Result<Vec<ParkedReceipt>, StoreError> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        {
+            let tx = self.db()?.begin_read()?;
+            let parked = tx.open_table(PARKED)?;
+            for e in parked.iter()? {
+                let (k, v) = e?;
+                match ParkedReceipt::decode(k.value(), v.value()) {
+                    Ok(r) if r.deadline < now => {}
+                    Ok(r) => out.push(r),
+                    Err(_) => bad.push((k.value(), v.value().to_vec())),
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let mut tx = self.db()?.begin_write()?;
+            tx.set_durability(Durability::Immediate);
+            {
+                let mut parked = tx.open_table(PARKED)?;
+                let mut q = tx.open_table(QUARANTINE)?;
+                let mut meta = tx.open_table(META)?;
+                let mut seq = meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1);
+                for (key, v) in &bad {
+                    q.insert(seq, ("parked_receipt", key.to_be_bytes().as_slice(), v.as_slice()))?;
+                    seq += 1;
+                    parked.remove(*key)?;
+                }
+                meta.insert("next_quarantine", seq)?;
+            }
+            tx.commit()?;
+        }
+        Ok(out)
+    }
+
     /// Every correlation record that decodes (the others are left for
     /// [`Store::restorable`] to quarantine).
     pub fn correlations(&self) -> Result<Vec<(u64, DurableCorrelation)>, StoreError> {
@@ -861,6 +974,12 @@ impl Store {
                 remove_correlation(&mut corr, &mut ids, &mut parts, key)?;
             }
             report.correlations_expired = gone.len();
+            let mut parked = tx.open_table(PARKED)?;
+            parked.retain(|_, v| {
+                let keep = v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).is_none_or(|d| d >= now);
+                report.parked_expired += usize::from(!keep);
+                keep
+            })?;
         }
         tx.commit()?;
         Ok(report)

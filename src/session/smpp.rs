@@ -1129,8 +1129,14 @@ impl Session {
                         let start = consumed;
                         consumed += n;
                         let pdu = rest.get(..n).unwrap_or(&[]);
+                        let was_bound = matches!(self.core.state, State::Bound(_));
                         if let Step::Candidate { seq, command } = self.core.on_frame(now, pdu, auth) {
                             break (Source::External(start, consumed), seq, command);
+                        }
+                        if !was_bound && matches!(self.core.state, State::Bound(_)) {
+                            // The caller hears of the bind (Event::Bound) before the
+                            // requests that follow it in the same input.
+                            return Input { consumed, request: None };
                         }
                     }
                     Ok(None) => {
@@ -1179,8 +1185,12 @@ impl Session {
                     Ok(Some(n)) => {
                         self.inbuf.len = 0;
                         let pdu = self.inbuf.buf.get(..n).unwrap_or(&[]);
+                        let was_bound = matches!(self.core.state, State::Bound(_));
                         if let Step::Candidate { seq, command } = self.core.on_frame(now, pdu, auth) {
                             break (Source::Internal(n), seq, command);
+                        }
+                        if !was_bound && matches!(self.core.state, State::Bound(_)) {
+                            return Input { consumed, request: None };
                         }
                     }
                     Ok(None) => {}

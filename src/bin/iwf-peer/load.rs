@@ -358,6 +358,7 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                 max_connections: 64,
                 mo: 0,
                 mo_from: String::new(),
+                unknown_receipts: 0,
                 mo_to: String::new(),
             };
             let (stop, binds, up) = (&smsc_stop, &smsc_binds, &smsc_up);
