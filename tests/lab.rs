@@ -1194,8 +1194,13 @@ fn smpp_server() {
     );
     assert_eq!(burst["unbind_resp"], serde_json::json!(["0x80000006", 0]), "{v}");
     assert_eq!(v["peer_limit_10"], 8, "tcp.max_connections_per_peer = 8: the rest reset: {v}");
+    // (The stats line comes once a second: wait for the last connections' counts too.)
     let c = wait_port_counters("legacy", "SMPP counters", Duration::from_secs(10), |c| {
-        delta(c, &before, "smpp.unbind_in") >= 4 && delta(c, &before, "smpp.sessions_closed") >= 6
+        delta(c, &before, "smpp.unbind_in") >= 4
+            && delta(c, &before, "smpp.sessions_closed") >= 6
+            && delta(c, &before, "tcp.accepted") >= 6 + 8
+            && delta(c, &before, "smpp.enquire_link_in") >= 9
+            && delta(c, &before, "tcp.refused_peer_limit") >= 2
     });
     for (k, n) in [
         ("smpp.binds_ok", 4),

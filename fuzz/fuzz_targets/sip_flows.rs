@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
         local_sent_by: "198.18.2.2:5060".into(),
         parts_aside: 64,
+        reassembly: (1024, 1 << 20),
     };
     let mut flows = Flows::new(config, Arc::clone(&shared));
     let mut server = ServerTransactions::new(ServerConfig { capacity: 64, ..ServerConfig::default() });

@@ -12,6 +12,8 @@
 //! replay_window_s = 3600              # a notification is relayed at most once in this time
 //! replay_capacity = 1000000           # notifications remembered in that window (10 octets each)
 //! correlation_capacity = 4000000      # converged -> legacy messages correlated per worker at most
+//! waiter_capacity = 65536             # SIP requests and store writes waiting per worker at most
+//! parked_capacity = 65536             # SMSC receipts parked (id not bound yet) per worker at most
 //!
 //! [[routes]]                          # converged → legacy: longest number prefix wins
 //! prefix = "+4470001"
@@ -48,6 +50,13 @@ pub struct ConvergedNames {
     /// Converged → legacy messages each worker keeps a correlation entry for at most
     /// (about 125 octets each); beyond, a MESSAGE is refused 503 + Retry-After.
     pub correlation_capacity: usize,
+    /// Requests each worker keeps waiting for legacy answers or store writes at most (a
+    /// converged MESSAGE, an IMDN, a receipt being parked); beyond, SIP 503 +
+    /// Retry-After, or ESME_RMSGQFUL for a receipt.
+    pub waiter_capacity: usize,
+    /// SMSC receipts each worker keeps parked for an id no resp has bound yet (read at
+    /// start); beyond, ESME_RMSGQFUL.
+    pub parked_capacity: usize,
 }
 
 impl Default for ConvergedNames {
@@ -59,6 +68,8 @@ impl Default for ConvergedNames {
             replay_window_s: 3600,
             replay_capacity: 1_000_000,
             correlation_capacity: 4_000_000,
+            waiter_capacity: 65_536,
+            parked_capacity: crate::route::correlation::DEFAULT_MAX_PARKED,
         }
     }
 }
@@ -105,8 +116,16 @@ impl Provision {
                     "replay_window_s",
                     "replay_capacity",
                     "correlation_capacity",
+                    "waiter_capacity",
+                    "parked_capacity",
                 ],
             )?;
+            if let Some(d) = Doc::get(t, "waiter_capacity") {
+                converged.waiter_capacity = doc.integer("converged.waiter_capacity", d, 64, 10_000_000)? as usize;
+            }
+            if let Some(d) = Doc::get(t, "parked_capacity") {
+                converged.parked_capacity = doc.integer("converged.parked_capacity", d, 64, 10_000_000)? as usize;
+            }
             if let Some(d) = Doc::get(t, "correlation_capacity") {
                 converged.correlation_capacity =
                     doc.integer("converged.correlation_capacity", d, 1024, 100_000_000)? as usize;

@@ -463,6 +463,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 next_hop,
                 local_sent_by: conv_sent_by.clone(),
                 parts_aside: cfg.smpp.parts_aside,
+                reassembly: (cfg.smpp.reassembly_messages, cfg.smpp.reassembly_bytes),
             };
             let mut f = crate::flow::Flows::new(config, Arc::clone(&shared));
             if store.is_some() {

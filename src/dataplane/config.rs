@@ -351,6 +351,11 @@ pub struct SmppConfig {
     /// wait for their siblings (the room of each message's missing parts is taken at
     /// its first part, so every message admitted can complete).
     pub parts_aside: usize,
+    /// Concatenated legacy messages each worker reassembles at once, and the octets
+    /// their parts may hold; beyond either, a new part is answered ESME_RTHROTTLED.
+    pub reassembly_messages: usize,
+    /// See `reassembly_messages`.
+    pub reassembly_bytes: usize,
 }
 
 impl Default for SmppConfig {
@@ -360,6 +365,8 @@ impl Default for SmppConfig {
             backoff: super::admission::BackoffPolicy::default(),
             max_unbound: 64,
             parts_aside: 64,
+            reassembly_messages: 1024,
+            reassembly_bytes: 1 << 20,
         }
     }
 }
@@ -1039,6 +1046,8 @@ fn load_smpp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<SmppConfig, ConfigErro
             "bind_backoff_s",
             "max_unbound",
             "parts_aside",
+            "reassembly_messages",
+            "reassembly_bytes",
         ],
     )?;
     if let Some(c) = Doc::get(t, "specific_bind_errors") {
@@ -1058,6 +1067,12 @@ fn load_smpp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<SmppConfig, ConfigErro
     }
     if let Some(c) = Doc::get(t, "parts_aside") {
         smpp.parts_aside = doc.integer("smpp.parts_aside", c, 0, 4_096)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "reassembly_messages") {
+        smpp.reassembly_messages = doc.integer("smpp.reassembly_messages", c, 16, 10_000_000)? as usize;
+    }
+    if let Some(c) = Doc::get(t, "reassembly_bytes") {
+        smpp.reassembly_bytes = doc.integer("smpp.reassembly_bytes", c, 4096, 1 << 34)? as usize;
     }
     Ok(smpp)
 }

@@ -752,7 +752,13 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
         let provision = crate::control::provision::Provision::parse(&text).unwrap();
         let shared = Arc::new(Shared::new(provision, 1, None).unwrap());
-        let config = FlowsConfig { core: 0, next_hop: CORE, local_sent_by: IWF.to_string(), parts_aside: 64 };
+        let config = FlowsConfig {
+            core: 0,
+            next_hop: CORE,
+            local_sent_by: IWF.to_string(),
+            parts_aside: 64,
+            reassembly: (1024, 1 << 20),
+        };
         let mut flows = Flows::new(config, Arc::clone(&shared));
         flows.bound(SMSCA, 1, true);
         // Legacy messages from smsc-a: each becomes one SIP MESSAGE of the flows, and

@@ -2105,6 +2105,7 @@ mod tests {
             next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
             local_sent_by: "198.18.2.2:5060".into(),
             parts_aside: 64,
+            reassembly: (1024, 1 << 20),
         };
         let flows = Arc::new(Mutex::new(crate::flow::Flows::new(config, shared)));
         lab.iwf.flows = Some(Arc::clone(&flows));

@@ -294,7 +294,8 @@ impl crate::control::metrics::MetricsSource for Shared {
         let cores = self.tables.len().max(1) as f64;
         let capacities = [
             ("correlation", provision.converged.correlation_capacity as f64 * cores),
-            ("smsc_receipts_parked", crate::route::correlation::DEFAULT_MAX_PARKED as f64 * cores),
+            ("smsc_receipts_parked", provision.converged.parked_capacity as f64 * cores),
+            ("waiters", provision.converged.waiter_capacity as f64 * cores),
             ("replay", self.replay.capacity() as f64),
         ];
         for (name, v) in capacities {
@@ -466,7 +467,7 @@ fn admit_in(window: &AtomicU64, unix: u64, limit: u32, n: u32) -> bool {
 impl SystemStats {}
 
 /// Why something was refused or routed nowhere (the `reason` label of the drops).
-pub const DROP_REASONS: [&str; 28] = [
+pub const DROP_REASONS: [&str; 29] = [
     "tag_bad_length",
     "tag_bad_character",
     "tag_unsupported_version",
@@ -503,6 +504,9 @@ pub const DROP_REASONS: [&str; 28] = [
     "parts_aside_full",
     // A part answered ESME_RTHROTTLED: the reassembly table was full.
     "reassembly_full",
+    // A request refused (SIP 503, ESME_RMSGQFUL): the worker's waiters were at
+    // `waiter_capacity`.
+    "waiters_full",
     "other",
 ];
 
@@ -677,6 +681,9 @@ pub struct FlowsConfig {
     /// Parts a bind may hold outside its window (`smpp.parts_aside`; the sessions
     /// are given the same room).
     pub parts_aside: usize,
+    /// Concatenated legacy messages reassembled at once, and the octets their parts
+    /// hold (`smpp.reassembly_messages`, `smpp.reassembly_bytes`).
+    pub reassembly: (usize, usize),
 }
 
 /// A small slab with generation-checked keys (24-bit index, 24-bit generation).
@@ -844,6 +851,18 @@ enum Requester {
     /// An SMSC receipt being parked durably (store key `key`): its deliver_sm_resp
     /// once the park is stored (`None` once its session closed).
     Parking { resp: Option<(ConnId, u32)>, key: u64, system: u16, id: CanonicalId },
+    /// A converged message's correlation record being stored: its parts (in
+    /// [`Flows::unsent`] under this waiter's key) go out once it is durable, so a
+    /// receipt can never come for a message a restart would forget.
+    Correlation { message: u64 },
+}
+
+/// A converged message's parts waiting for its correlation record to be durable.
+#[derive(Debug)]
+struct UnsentParts {
+    conn: ConnId,
+    system: u16,
+    parts: Vec<SmppSend>,
 }
 
 /// The IMDN(s) of a correlated message in flight and the receipts that wait for them.
@@ -898,6 +917,9 @@ pub struct Flows {
     /// Receipts answered when parked whose IMDN failed: applied again at the next
     /// sweep (their resps were sent; nothing else would bring them back).
     retry_receipts: Vec<HeldReceipt>,
+    /// Converged messages' parts waiting for their correlation record to be durable,
+    /// by the key of the waiter of that write.
+    unsent: HashMap<u64, UnsentParts>,
     next_store_key: u64,
     /// The Unix time of the last poll.
     unix: u64,
@@ -988,6 +1010,8 @@ impl Flows {
     /// The flows of worker `config.core`.
     pub fn new(config: FlowsConfig, shared: Arc<Shared>) -> Flows {
         let template = shared.provision.load().msisdns.template().cloned();
+        let parked_capacity = shared.provision.load().converged.parked_capacity;
+        let (max_messages, max_bytes) = config.reassembly;
         Flows {
             config,
             shared,
@@ -996,16 +1020,18 @@ impl Flows {
             outgoing: Slab::new(),
             waiters: Slab::new(),
             sent: HashMap::with_capacity(1024),
-            reassembly: Reassembler::new(ReassemblyLimits::default()),
+            reassembly: Reassembler::new(ReassemblyLimits { max_messages, max_bytes, ..ReassemblyLimits::default() }),
             held: HashMap::new(),
             correlation: CorrelationTable::new(CorrelationConfig {
                 sender_template: template,
+                max_parked: parked_capacity,
                 ..CorrelationConfig::default()
             }),
             store_keys: HashMap::new(),
             imdns: HashMap::new(),
             parked: HashMap::new(),
             retry_receipts: Vec::new(),
+            unsent: HashMap::new(),
             next_store_key: 0,
             unix: 0,
             expired_at: 0,
@@ -1274,6 +1300,11 @@ impl Flows {
             None if usize::from(info.total.saturating_sub(1)) > self.config.parts_aside => Charge::InWindow,
             None => Charge::Reserve(u16::from(info.total.saturating_sub(1))),
         }
+    }
+
+    /// Whether `n` more waiters would pass `[converged] waiter_capacity`.
+    fn waiters_full(&self, n: usize) -> bool {
+        self.waiters.len().saturating_add(n) > self.shared.provision.load().converged.waiter_capacity
     }
 
     /// Gives back the room `aside` took on its binds.
@@ -1594,6 +1625,7 @@ impl Flows {
             {
                 Some(("queue_limit", 30))
             }
+            _ if self.waiters_full(1) => Some(("waiters_full", 1)),
             _ => None,
         };
         if let Some((why, retry)) = over {
@@ -1605,10 +1637,10 @@ impl Flows {
             self.answer_with(SipAnswer {
                 txn,
                 status: 503,
-                reason: if why == "receipt_rate" {
-                    "Service Unavailable (legacy system's receipt rate)"
-                } else {
-                    "Service Unavailable (legacy system's durable queue is full)"
+                reason: match why {
+                    "receipt_rate" => "Service Unavailable (legacy system's receipt rate)",
+                    "queue_limit" => "Service Unavailable (legacy system's durable queue is full)",
+                    _ => "Service Unavailable (too many requests waiting)",
                 },
                 retry_after: Some(retry),
             });
@@ -1736,6 +1768,18 @@ impl Flows {
             });
             return;
         }
+        // A waiter for the answer and one for the correlation record's write.
+        if self.waiters_full(2) {
+            self.shared.count_drop("waiters_full");
+            inc(&self.shared.stats.converged_refused);
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: "Service Unavailable (too many requests waiting)",
+                retry_after: Some(1),
+            });
+            return;
+        }
         // The bind the parts leave on: this core's, one that receives; else the core
         // that holds one gets the request (it keeps the correlation: the receipts come
         // back on that bind).
@@ -1816,8 +1860,9 @@ impl Flows {
                 crate::route::store::DurableCorrelation::new(LegacySystemId(system), count, entry.deadline, &stored),
             ));
         }
-        // With a store, the 200 also waits for the record and every part's id to be durable.
-        let store_waits = if durable.is_some() && self.shared.store.is_some() { 1 + u16::from(count) } else { 0 };
+        // With a store, the 200 also waits for every part's id to be durable (the record
+        // is, before the parts go).
+        let store_waits = if durable.is_some() && self.shared.store.is_some() { u16::from(count) } else { 0 };
         let key = self.waiters.insert(Waiter {
             from: Requester::Sip(txn),
             remaining: u16::from(count) + store_waits,
@@ -1826,30 +1871,49 @@ impl Flows {
             replay: None,
         });
         let token = self.token(key);
-        if let (Some((message, record)), true) = (durable, self.shared.store.is_some()) {
-            let store_key = self.store_key();
-            self.store_keys.insert(message, store_key);
-            if let Some(tx) = &self.shared.store {
-                let _ = tx.send(store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token });
-            }
-        }
         let mut items = Vec::with_capacity(usize::from(count));
         for (i, (_, bytes)) in batch.pdus(&self.out).enumerate() {
             let corr = batch.facts.stored().map(|_| (system, first.wrapping_add(i as u32)));
             items.push((LaneItem::new(LegacySystemId(system), token, bytes), corr));
         }
         let _ = now;
+        let mut parts = Vec::with_capacity(items.len());
         for (item, corr) in items {
             match item {
-                Ok(item) => {
-                    inc(&self.shared.stats.converged_parts_sent);
-                    if let Some(st) = &st {
-                        inc(&st.messages_out);
+                Ok(item) => parts.push(SmppSend { token, item, correlation: corr }),
+                Err(_) => {
+                    // Never sent: its entry part fails, and its id's write will not come.
+                    if let Some((system, c)) = corr {
+                        let _ = self.correlation.refused(LegacySystemId(system), c, unix);
                     }
-                    self.smpp_out.push_back((conn, SmppOut::Send(SmppSend { token, item, correlation: corr })));
+                    if store_waits > 0 {
+                        self.complete_local(token, Outcome::Stored);
+                    }
+                    self.complete_local(token, Outcome::Refused(CommandStatus::ESME_RINVMSGLEN))
                 }
-                Err(_) => self.complete_local(token, Outcome::Refused(CommandStatus::ESME_RINVMSGLEN)),
             }
+        }
+        if let (Some((message, record)), Some(tx)) = (durable, self.shared.store.clone()) {
+            // The parts wait for the record: a receipt must never come for a message a
+            // restart would forget.
+            let store_key = self.store_key();
+            self.store_keys.insert(message, store_key);
+            let from = Requester::Correlation { message: key };
+            let w = self.waiters.insert(Waiter { from, remaining: 1, refused: None, answer: None, replay: None });
+            self.unsent.insert(w, UnsentParts { conn, system, parts });
+            let op = store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token: self.token(w) };
+            if tx.send(op).is_err() {
+                self.waiters.remove(w);
+                self.release_parts(w, key, false);
+            }
+            return;
+        }
+        for send in parts {
+            inc(&self.shared.stats.converged_parts_sent);
+            if let Some(st) = &st {
+                inc(&st.messages_out);
+            }
+            self.smpp_out.push_back((conn, SmppOut::Send(send)));
         }
     }
 
@@ -1942,7 +2006,7 @@ impl Flows {
             correlation::ReceiptOutcome::Parked => self.park(unix, r),
             correlation::ReceiptOutcome::ParkFull => {
                 self.shared.count_drop("park_full");
-                self.settle(r.ack(), CommandStatus::ESME_RX_T_APPN);
+                self.settle(r.ack(), CommandStatus::ESME_RMSGQFUL);
             }
         }
     }
@@ -1952,6 +2016,12 @@ impl Flows {
     /// (after an SMSC failover, or in a pool sharing a system_id) would fill the
     /// SMSC's window and push real receipts out.
     fn park(&mut self, unix: u64, mut r: HeldReceipt) {
+        if r.parked.is_none() && self.shared.store.is_some() && self.waiters_full(1) {
+            // No room to wait for the write: the SMSC sends it again later.
+            self.shared.count_drop("waiters_full");
+            self.respond(r.conn, r.seq, CommandStatus::ESME_RMSGQFUL, b"");
+            return;
+        }
         if r.parked.is_none() {
             if let Some(tx) = self.shared.store.clone() {
                 let key = self.store_key();
@@ -2247,6 +2317,10 @@ impl Flows {
         }
         match w.from {
             Requester::Sip(txn) => self.answer(txn, status, reason),
+            Requester::Correlation { message } => {
+                let ok = (200..300).contains(&status);
+                self.release_parts(key, message, ok);
+            }
             Requester::Parking { resp, key, system, id } => {
                 let stored = (200..300).contains(&status);
                 if !stored {
@@ -2260,6 +2334,37 @@ impl Flows {
                 if let Some((conn, seq)) = resp {
                     let cs = if stored { CommandStatus::ESME_ROK } else { CommandStatus::ESME_RX_T_APPN };
                     self.respond(conn, seq, cs, b"");
+                }
+            }
+        }
+    }
+
+    /// The parts held under waiter `key` for their correlation record: sent now that it
+    /// is durable (on their bind, or another of the system's if it went), or failed
+    /// when it could not be written, which answers their message 500.
+    fn release_parts(&mut self, key: u64, message: u64, stored: bool) {
+        let Some(u) = self.unsent.remove(&key) else { return };
+        let usable = |f: &Flows, c: ConnId| f.conns.get(&c).is_some_and(|b| b.system == u.system && b.receives);
+        let conn = if usable(self, u.conn) { Some(u.conn) } else { self.pick_conn(u.system) };
+        match (stored, conn) {
+            (true, Some(conn)) => {
+                let st = self.shared.system(u.system);
+                for send in u.parts {
+                    inc(&self.shared.stats.converged_parts_sent);
+                    if let Some(st) = &st {
+                        inc(&st.messages_out);
+                    }
+                    self.smpp_out.push_back((conn, SmppOut::Send(send)));
+                }
+            }
+            _ => {
+                if !stored {
+                    if let Some(w) = self.waiters.get_mut(message) {
+                        w.answer = Some((500, "Server Internal Error (store write failed)"));
+                    }
+                }
+                for send in u.parts {
+                    self.part_failed(self.unix, send);
                 }
             }
         }
@@ -2454,6 +2559,7 @@ mod tests {
             next_hop: "198.18.2.1:5060".parse().unwrap(),
             local_sent_by: "198.18.2.2:5060".into(),
             parts_aside: 64,
+            reassembly: (1024, 1 << 20),
         }
     }
 
@@ -2567,6 +2673,20 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         }
     }
 
+    /// Polls `f` until it sends a request: with a store, a converged message's parts
+    /// wait for its correlation record to be durable.
+    fn send_within(f: &mut Flows) -> SmppSend {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            f.poll(0, NOW);
+            if let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) {
+                return send;
+            }
+            assert!(Instant::now() < deadline, "no submit_sm");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Polls `f` until an answer comes (the store thread completes asynchronously).
     fn answer_within(f: &mut Flows, what: &str) -> SipAnswer {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -2617,7 +2737,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let sip = conv_message("+447000300001", "corr1");
         let t = txn(&mut server, sip.as_bytes());
         deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
-        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        let send = send_within(&mut f);
         f.smpp_sent(SMSCC, 9, send);
         f.smpp_response(NOW, SMSCC, 9, CommandStatus::ESME_ROK, b"smsc-9");
         let answer = answer_within(&mut f, "no 200 after the store");
@@ -2799,6 +2919,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
                 next_hop: "198.18.2.1:5060".parse().unwrap(),
                 local_sent_by: "198.18.2.2:5060".into(),
                 parts_aside: 64,
+                reassembly: (1024, 1 << 20),
             };
             Flows::new(config, Arc::clone(&shared))
         };
@@ -3240,7 +3361,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let mut headers = [Header::EMPTY; 32];
         let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
         f.sip_message(0, NOW, t, &msg, sip.as_bytes());
-        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        let send = send_within(f);
         f.smpp_sent(SMSCC, seq, send);
         t
     }
@@ -3569,6 +3690,43 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         store.stop();
     }
 
+    /// A converged message's parts go out only once its correlation record is durable:
+    /// on a full disk none goes and the MESSAGE is answered 500 (a receipt for it could
+    /// otherwise come back after a restart that forgot it); once space returns they go
+    /// after the write.
+    #[test]
+    fn converged_parts_wait_for_their_correlation_to_be_durable() {
+        let disk = FillingDisk::default();
+        let db = crate::route::store::Store::with_backend(disk.clone()).unwrap();
+        let store = StoreRun::over(db, std::path::PathBuf::new());
+        let (shared, stats) = (Arc::clone(&store.shared), Arc::clone(&store.stats));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        disk.full.store(true, Ordering::SeqCst);
+        let sip = conv_message("+447000300001", "durable-first");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        assert!(f.poll_smpp(0).is_none(), "no part before its record is durable");
+        let answer = answer_within(&mut f, "the MESSAGE whose record could not be written");
+        assert_eq!((answer.txn, answer.status), (t, 500));
+        assert!(f.poll_smpp(0).is_none(), "no part at all: its record was never durable");
+        assert_eq!(shared.stats.converged_parts_sent.load(Ordering::Relaxed), 0);
+        assert!(f.unsent.is_empty() && f.waiters.len() == 0, "nothing left waiting");
+        // Space returns: the next message's part goes, after its record's write.
+        disk.full.store(false, Ordering::SeqCst);
+        let writes = stats.writes.load(Ordering::Relaxed);
+        let sip = conv_message("+447000300001", "durable-second");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let send = send_within(&mut f);
+        assert!(stats.writes.load(Ordering::Relaxed) > writes, "the record was written before the part went");
+        f.smpp_sent(SMSCC, 3, send);
+        f.smpp_response(NOW, SMSCC, 3, CommandStatus::ESME_ROK, b"dur-2");
+        assert_eq!(answer_within(&mut f, "the second MESSAGE's 200").status, 200);
+        store.stop();
+    }
+
     /// `auto`, the default: a receipt whose id drifted from its submit_sm_resp (case,
     /// leading zeros, decimal for hex) still becomes its IMDN; one whose two readings
     /// name two live messages is refused, counted, and becomes nothing.
@@ -3838,5 +3996,37 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let a = std::iter::from_fn(|| f.poll_answer(|_| true)).last().expect("the 1025th is answered");
         assert_eq!((a.status, a.retry_after), (503, Some(10)));
         assert!(shared.drops().any(|(r, n)| r == "correlation_full" && n == 1));
+    }
+
+    /// The waiters are bounded too: past `waiter_capacity`, a MESSAGE gets 503 +
+    /// Retry-After (an IMDN likewise) and a receipt to park ESME_RMSGQFUL, each counted.
+    #[test]
+    fn a_full_waiter_table_answers_503_and_message_queue_full() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replacen("[converged]", "[converged]\nwaiter_capacity = 64", 1);
+        // A store that never answers.
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, Some(tx)).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig { capacity: 4096, ..ServerConfig::default() });
+        f.bound(SMSCC, 3, true);
+        // With a store, each MESSAGE waits twice: for its answer and its record's write
+        // (the store here never answers): 32 fill the 64.
+        for i in 0..32u32 {
+            let sip = conv_message(&format!("+44700030{i:05}"), &format!("w{i}"));
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        }
+        assert_eq!(f.in_flight().0, 64);
+        assert!(f.poll_answer(|_| true).is_none());
+        let sip = conv_message("+447000300099", "w-over");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let a = f.poll_answer(|_| true).expect("the 33rd MESSAGE answered at once");
+        assert_eq!((a.txn, a.status, a.retry_after), (t, 503, Some(1)));
+        // A receipt for an id no resp bound: it cannot wait for its park's write.
+        receipt_in(&mut f, NOW, 7, "no-such-id");
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RMSGQFUL);
+        assert!(shared.drops().any(|(r, n)| r == "waiters_full" && n == 2));
     }
 }
