@@ -1,7 +1,7 @@
 //! iwf — an interworking function between a SIP-based converged messaging core
 //! (SIP MESSAGE, CPIM, IMDN) and legacy message systems (SMPP 3.4 / 5.0).
 //!
-//! Layout (the team's design notes: `shared/DESIGN.md`):
+//! Layout:
 //! - [`wire`]: sans-IO, zero-copy codecs (SIP, CPIM, IMDN, SMPP, SMS text);
 //! - [`tag`]: the authenticated legacy-system tag carried as `imdn.Message-ID`;
 //! - [`interwork`]: the exchange unit's conversions between the two worlds;
@@ -24,3 +24,10 @@ pub mod route;
 pub mod session;
 pub mod tag;
 pub mod wire;
+
+/// The message a panic carried (`panic!` with a literal or a formatted string), for
+/// the places that catch one and must say why: a worker that died, a file redb
+/// refused.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| payload.downcast_ref::<String>().cloned())
+}

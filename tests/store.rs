@@ -6,7 +6,8 @@
 //!   commit that made it durable returned; the parent kills it with SIGKILL at
 //!   a random moment, reopens the store and finds every printed id. Repeated.
 //! - expiry (`sweep`), two-phase drain (`peek` then `ack`), correlation records
-//!   after a reopen, a missing or corrupt file;
+//!   after a reopen, a missing or corrupt file, a full filesystem (a small tmpfs:
+//!   needs root);
 //! - the correlation table's memory at 1 M pending entries, measured with a
 //!   counting global allocator (net octets allocated by the test's thread),
 //!   and no allocation on its receipt path once warm.
@@ -25,7 +26,7 @@ use iwf::interwork::state::ReceiptState;
 use iwf::interwork::IdCanonicalisation;
 use iwf::route::correlation::{CorrelationConfig, CorrelationTable, NewMessage, ReceiptOutcome};
 use iwf::route::select::UriTemplate;
-use iwf::route::store::{Batch, DurableCorrelation, QueueKey, Store, StoreError};
+use iwf::route::store::{Batch, DurableCorrelation, ParkedReceipt, QueueKey, Store, StoreError};
 use iwf::route::LaneItem;
 use iwf::session::smpp::LegacySystemId;
 use iwf::wire::cpim::{DateTime, Dispositions};
@@ -225,6 +226,77 @@ fn drain_is_two_phase_and_per_system() {
     assert!(store.peek(SYS, 10, T0).unwrap().is_empty());
 }
 
+/// A tmpfs mounted for one test, unmounted (and its directory removed) when dropped.
+struct Tmpfs(TempDir);
+
+impl Tmpfs {
+    fn mount(name: &str, size: &str) -> Tmpfs {
+        let uid = Command::new("id").arg("-u").output().expect("id -u");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "the full-disk test mounts a tmpfs: run it as root (`sudo scripts/test.sh`)"
+        );
+        let dir = TempDir::new(name);
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "iwf-store-test"])
+            .arg(&dir.0)
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "mount tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0 .0).status();
+    }
+}
+
+/// The store on a real filesystem that fills up (a 2 MiB tmpfs, the rest taken by
+/// another file): writes are refused with the OS's reason, nothing panics, what was
+/// committed stays readable, and writes succeed again once space returns.
+#[test]
+fn a_full_filesystem_refuses_writes_and_recovers_when_space_returns() {
+    let fs = Tmpfs::mount("tmpfs", "2m");
+    let mut store = Store::create(fs.0.file()).unwrap();
+    // Everything but a little room goes to another file.
+    let filler = fs.0 .0.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut stored = Vec::new();
+    let mut refusal = None;
+    for t in 0..20_000u64 {
+        match store.put_receipt(&item(SYS, t), T0, T0 + 3600) {
+            Ok(_) => stored.push(t),
+            Err(e) => {
+                refusal = Some(e);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("a full filesystem refused a write");
+    assert!(matches!(refusal, StoreError::Io(_)), "{refusal:?}");
+    assert!(refusal.to_string().contains("No space left"), "the OS's reason: {refusal}");
+    // Refused again while it is full, and nothing committed is lost.
+    assert!(store.put_receipt(&item(SYS, 1_000_000), T0, T0 + 3600).is_err());
+    // Space returns: the same store writes again, and holds everything it took.
+    std::fs::remove_file(&filler).unwrap();
+    store.put_receipt(&item(SYS, 2_000_000), T0, T0 + 3600).expect("a write once space returned");
+    let queued: Vec<u64> = store.peek(SYS, 100_000, T0).unwrap().iter().map(|r| r.item.token()).collect();
+    let mut want = stored.clone();
+    want.push(2_000_000);
+    assert_eq!(queued, want);
+    drop(store);
+    let mut store = Store::open(fs.0.file()).unwrap();
+    assert_eq!(store.peek(SYS, 100_000, T0).unwrap().len(), want.len(), "after a reopen too");
+}
+
 #[test]
 fn sweep_expires_by_validity() {
     let dir = TempDir::new("sweep");
@@ -323,6 +395,43 @@ fn poison(path: &std::path::Path, table: &str, write: impl FnOnce(&redb::WriteTr
     let tx = db.begin_write().unwrap();
     write(&tx, table);
     tx.commit().unwrap();
+}
+
+/// Parked receipts restore record by record too: a corrupt one is quarantined, the
+/// others come back, and one past its deadline is left for the sweep.
+#[test]
+fn a_corrupt_parked_receipt_is_quarantined_and_the_rest_restored() {
+    let dir = TempDir::new("poison-parked");
+    {
+        let mut store = Store::create(dir.file()).unwrap();
+        let mut b = Batch::new(16, 0);
+        for key in 1..=3u64 {
+            let deadline = if key == 3 { T0 - 1 } else { T0 + 60 };
+            let r = ParkedReceipt {
+                key,
+                system: SYS,
+                id: cid(&format!("p{key}")),
+                state: ReceiptState::Delivered,
+                deadline,
+            };
+            b.park(&r, 0);
+        }
+        store.commit(&mut b).unwrap();
+    }
+    poison(&dir.file(), "parked_receipts", |tx, name| {
+        let mut t = tx.open_table(redb::TableDefinition::<u64, &[u8]>::new(name)).unwrap();
+        t.insert(9u64, &b"\x00\x01"[..]).unwrap();
+    });
+    let mut store = Store::open(dir.file()).unwrap();
+    let parked = store.parked(T0).unwrap();
+    assert_eq!(parked.iter().map(|p| (p.key, p.id)).collect::<Vec<_>>(), [(1, cid("p1")), (2, cid("p2"))]);
+    assert_eq!(parked[0].state, ReceiptState::Delivered);
+    assert_eq!(store.quarantined().unwrap(), 1);
+    assert_eq!(store.sweep(T0).unwrap().parked_expired, 1);
+    let mut b = Batch::new(4, 0);
+    b.unpark(1, 0);
+    store.commit(&mut b).unwrap();
+    assert_eq!(store.parked(T0).unwrap().len(), 1);
 }
 
 #[test]

@@ -6,34 +6,17 @@
 //! answer is only ever given to a live transaction.
 #![no_main]
 
-use iwf::control::provision::Provision;
-use iwf::flow::{Flows, FlowsConfig, Shared, SipTxn, SmppOut};
+use iwf::flow::{SipTxn, SmppOut};
 use iwf::session::sip::{Incoming, ServerConfig, ServerTransactions};
 use iwf::wire::sip::Header;
 use iwf::wire::smpp::CommandStatus;
 use libfuzzer_sys::fuzz_target;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 
 const UNIX: u64 = 1_800_000_000;
 
 fuzz_target!(|data: &[u8]| {
-    // The lab's provisioning, with tables sized for a fuzz run (the defaults, a million
-    // remembered notifications and 4096-receipt lanes, are megabytes to clear per input).
-    let text = include_str!("../../config/lab.toml")
-        .replacen("[converged]", "[converged]\nreplay_capacity = 1024", 1)
-        .replace("\nwindow = 10\n", "\nwindow = 10\nlane_capacity = 64\n");
-    let Ok(provision) = Provision::parse(&text) else { return };
-    let Ok(shared) = Shared::new(provision, 1, None) else { return };
-    let shared = Arc::new(shared);
-    let config = FlowsConfig {
-        core: 0,
-        next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
-        local_sent_by: "198.18.2.2:5060".into(),
-        parts_aside: 64,
-        reassembly: (1024, 1 << 20),
-    };
-    let mut flows = Flows::new(config, Arc::clone(&shared));
+    let mut flows = iwf_fuzz::lab_flows();
     let mut server = ServerTransactions::new(ServerConfig { capacity: 64, ..ServerConfig::default() });
     let peer = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060);
     let mut reply = vec![0u8; 4096];
@@ -48,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         match op % 6 {
             0 | 1 | 2 => {
                 let mut headers = [Header::EMPTY; 48];
-                if let Incoming::New { id, request, .. } = server.handle_request(now, peer, arg, &mut headers, &mut reply) {
+                if let Incoming::New { id, request, .. } =
+                    server.handle_request(now, peer, arg, &mut headers, &mut reply)
+                {
                     flows.sip_message(now, UNIX + now / 1000, SipTxn::Udp { port: 1, id }, &request, arg);
                 }
             }
@@ -79,7 +64,15 @@ fuzz_target!(|data: &[u8]| {
         }
         while let Some(a) = flows.poll_answer(|_| true) {
             if let SipTxn::Udp { id, .. } = a.txn {
-                let _ = iwf::dataplane::sip::answer_into(&mut server, now, id, a.status, a.reason, a.retry_after, &mut reply);
+                let _ = iwf::dataplane::sip::answer_into(
+                    &mut server,
+                    now,
+                    id,
+                    a.status,
+                    a.reason,
+                    a.retry_after,
+                    &mut reply,
+                );
             }
         }
     }

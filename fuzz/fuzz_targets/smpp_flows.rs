@@ -6,13 +6,11 @@
 //! handed over is answered exactly once the flows have had their say.
 #![no_main]
 
-use iwf::control::provision::Provision;
-use iwf::flow::{Flows, FlowsConfig, Shared, SmppOut};
-use iwf::session::smpp::{BindRequest, BindRefusal, LegacySystemId, Session, SessionConfig};
+use iwf::flow::SmppOut;
+use iwf::session::smpp::{BindRefusal, BindRequest, LegacySystemId, Session, SessionConfig};
 use iwf::wire::smpp::CommandStatus;
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 const CONN: u32 = 7;
 const UNIX: u64 = 1_800_000_000;
@@ -28,27 +26,15 @@ fn bind_transceiver() -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The lab's provisioning, with tables sized for a fuzz run (the defaults, a million
-    // remembered notifications and 4096-receipt lanes, are megabytes to clear per input).
-    let text = include_str!("../../config/lab.toml")
-        .replacen("[converged]", "[converged]\nreplay_capacity = 1024", 1)
-        .replace("\nwindow = 10\n", "\nwindow = 10\nlane_capacity = 64\n");
-    let Ok(provision) = Provision::parse(&text) else { return };
-    let Ok(shared) = Shared::new(provision, 1, None) else { return };
-    let shared = Arc::new(shared);
-    let config = FlowsConfig {
-        core: 0,
-        next_hop: "198.18.2.1:5060".parse().unwrap_or(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5060)),
-        local_sent_by: "198.18.2.2:5060".into(),
-        parts_aside: 64,
-        reassembly: (1024, 1 << 20),
-    };
-    let mut flows = Flows::new(config, Arc::clone(&shared));
+    let mut flows = iwf_fuzz::lab_flows();
     let mut auth = |b: &BindRequest<'_>| -> Result<LegacySystemId, BindRefusal> {
-        if b.system_id == b"smsca" { Ok(LegacySystemId(1)) } else { Err(BindRefusal::UnknownSystem) }
+        if b.system_id == b"smsca" {
+            Ok(LegacySystemId(1))
+        } else {
+            Err(BindRefusal::UnknownSystem)
+        }
     };
-    let mut session =
-        Session::new(SessionConfig { window: 16, out_window: 16, aside: 64, ..SessionConfig::default() });
+    let mut session = Session::new(SessionConfig { window: 16, out_window: 16, aside: 64, ..SessionConfig::default() });
     let mut now = 1_000u64;
     session.connected(now, Ipv4Addr::new(198, 18, 1, 1));
     let mut stream = bind_transceiver();

@@ -86,11 +86,7 @@ impl Liveness {
                 rc
             }
             Err(p) => {
-                let why = p
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".into());
+                let why = crate::panic_message(p.as_ref()).unwrap_or_else(|| "(no message)".into());
                 let _ = b.panic.set(why);
                 b.state.store(PANICKED, Ordering::Release);
                 -1

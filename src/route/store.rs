@@ -1022,12 +1022,7 @@ fn guard(open: impl FnOnce() -> Result<Database, redb::DatabaseError>) -> Result
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
         Ok(r) => Ok(r?),
         Err(p) => {
-            let why = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "redb refused the file".into());
-            Err(StoreError::Corrupt(why))
+            Err(StoreError::Corrupt(crate::panic_message(p.as_ref()).unwrap_or_else(|| "redb refused the file".into())))
         }
     }
 }
