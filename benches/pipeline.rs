@@ -1,4 +1,4 @@
-//! The receipt path end to end, on one core (DESIGN.md "The problem it solves"):
+//! The receipt path end to end, on one core:
 //!
 //! - `submit_sm_to_sip_message`: raw submit_sm bytes → SMPP parse → UDH/text decode →
 //!   tag signed → CPIM + SIP MESSAGE bytes;

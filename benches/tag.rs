@@ -1,4 +1,4 @@
-//! Tag encode and decode+verify (DESIGN.md: verify well under 100 ns).
+//! Tag encode and decode+verify (verify is meant to stay well under 100 ns).
 use criterion::{criterion_group, criterion_main, Criterion};
 use iwf::tag::{KeyRing, Originator, Parties, ReceiptRequest, TagFields, TagKey};
 use std::hint::black_box;

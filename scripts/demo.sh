@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's first command. It shows the protocol core through `iwf inspect` and
-# `iwf tag`; then, as root, iwf on DPDK in the lab (DESIGN.md, "Lab topology") answering
+# `iwf tag`; then, as root, iwf on DPDK in the lab (README "The lab") answering
 # ping and real SIP traffic from sipp, and a short mixed scenario through real peers:
 #   - smsc-a and smsc-b bind to iwf (tests/peers/legacy_flow.py) and each send 10 messages
 #     plus one 3-part concatenated one to converged users, asking for delivery receipts
@@ -45,7 +45,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 echo
-echo "iwf demo: the packet path (DPDK on net_tap, lab topology of DESIGN.md)"
+echo "iwf demo: the packet path (DPDK on net_tap, the lab of README \"The lab\")"
 lab() { IWF_BIN=$(realpath "$iwf") IWF_NO_BUILD=1 scripts/lab.sh "$@"; }
 pids=()   # the peers started below: stopped at exit, before the lab goes
 cleanup() {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The lab of DESIGN.md: iwf on two net_tap ports, the kernel side of each tap moved into
+# The lab (README "The lab"): iwf on two net_tap ports, the kernel side of each tap moved into
 # its own network namespace where the peers run.
 #
 #   scripts/lab.sh up       build if needed, start iwf, wire the namespaces, wait for ping

@@ -1,4 +1,4 @@
-//! The `iwf` binary: the appliance (packet path, later issues) and the operator's tools.
+//! The `iwf` binary: the appliance (the packet path) and the operator's tools.
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use std::io::Read;

@@ -59,7 +59,8 @@ pub const PARTY_MAX: usize = 16;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
 
 /// Which receipts the legacy system asked for, so that a receipt nobody asked for is
-/// never sent (PROTOCOLS.md: registered_delivery bits 1-0 and 3-2).
+/// never sent (`registered_delivery` bits 1-0 ask for SMSC receipts, bits 3-2 for
+/// SME acknowledgements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ReceiptRequest(u8);
 

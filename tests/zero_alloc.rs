@@ -1,5 +1,5 @@
-//! Proves that both receipt paths allocate nothing per message (STYLE.md: the hot path
-//! allocates nothing per packet):
+//! Proves that both receipt paths allocate nothing per message (the hot path allocates
+//! nothing per packet):
 //!
 //! - submit_sm bytes → `Pdu::parse` → `LegacyMessage::from_submit_sm` → `legacy_to_sip`;
 //! - IMDN SIP bytes → `imdn_to_receipts` → SMPP receipt PDUs.

@@ -365,20 +365,10 @@ impl OwnedAddress {
     }
 }
 
-/// The UTC `YYMMDDhhmmss` of the Unix time `secs` (civil-from-days, Howard
-/// Hinnant's algorithm).
+/// The UTC `YYMMDDhhmmss` of the Unix time `secs`.
 fn receipt_date(secs: u64) -> Option<ReceiptDate> {
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = iwf::wire::cpim::civil_from_days((secs / 86_400) as i64);
     ReceiptDate::new(
         (y % 100) as u8,
         m as u8,
@@ -950,7 +940,8 @@ impl Driver for EsmeRun {
         if let Body::DeliverSm(m) = &pdu.body {
             d.is_user_ack = m.esm_class.message_type() == MessageType::SmeUserAck;
             d.is_receipt = m.esm_class.is_receipt() && !d.is_user_ack;
-            // TLVs first, the receipt text as the fallback (PROTOCOLS.md).
+            // TLVs first, the receipt text as the fallback (SMPP 3.4 receipts may carry
+            // only the text).
             let from_tlv = m.tlvs.receipted_message_id().ok().flatten();
             let id = from_tlv.or_else(|| Receipt::parse(m.payload()).ok().and_then(|r| r.id));
             if let Some(id) = id {
@@ -1020,7 +1011,7 @@ impl Driver for EsmeRun {
                     self.ok += 1;
                     let id = message_id.as_bytes().to_vec();
                     let submitted = submitted.unwrap_or_else(Instant::now);
-                    // A receipt may beat its submit_sm_resp (PROTOCOLS.md pitfall 1).
+                    // A receipt may beat its submit_sm_resp.
                     if let Some(at) = self.early.remove(&id) {
                         self.matched += 1;
                         let us = at.saturating_duration_since(submitted).as_micros().clamp(1, 120_000_000) as u64;

@@ -226,8 +226,9 @@ fn preflight(path: &str, cfg: &DataplaneConfig) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Starts the appliance with `config_path` and runs until SIGINT/SIGTERM; MESSAGEs are
-/// answered 404 until routing lands (see [`run_with`]).
+/// Starts the appliance with `config_path` and runs until SIGINT/SIGTERM. MESSAGEs go to
+/// the flows (exchange selection); a SIP service without flows answers them 404 (see
+/// [`run_with`]).
 pub fn run(config_path: &str) -> Result<(), DataplaneError> {
     run_with(config_path, crate::session::sip::unknown_recipient)
 }
@@ -717,7 +718,7 @@ fn report(tag: &str, stats: &Stats, ports: &[Port]) {
     }
 }
 
-/// The control plane for now: pins itself, watches links, logs counters when they change.
+/// The control thread: pins itself, watches links, logs counters when they change.
 /// A worker silent for this long is unhealthy (`/healthz` 503, logged).
 const WORKER_STALL_MS: u64 = 1000;
 

@@ -88,8 +88,8 @@ pub const MAX_HEADERS: usize = 48;
 /// Largest keep-alive OPTIONS iwf builds.
 const KEEPALIVE_MAX: usize = 512;
 
-/// The MESSAGE route: the receipts issue replaces it with the exchange selection; until
-/// then nobody is reachable (404 Not Found).
+/// How a SIP service without flows answers a MESSAGE (with flows, MESSAGEs go to the
+/// exchange selection instead).
 pub type Route = fn(&CoreFields<'_>, &Message<'_, '_>) -> Answer;
 
 /// The keep-alive of the converged next hop: an OPTIONS every `interval_ms` while none

@@ -49,7 +49,8 @@
 //!
 //! **SIP over TCP.** `sip_tcp_port` streams are framed by Content-Length
 //! ([`parse_stream`]) and each request goes through the same transaction layer and UAS
-//! policy as UDP (OPTIONS 200, MESSAGE per route: 404 for now), answered on the stream.
+//! policy as UDP (OPTIONS 200, MESSAGE to the flows, or per route without them),
+//! answered on the stream.
 //!
 //! Nothing on the per-packet path allocates: sockets, buffers, sessions and queues are
 //! allocated in [`TcpStack::new`].

@@ -1,5 +1,4 @@
-//! The flows: what one worker does with each message, sans-IO (DESIGN.md "The problem it
-//! solves"). [`Flows`] sits between the worker's sessions (SMPP binds, SIP transactions)
+//! The flows: what one worker does with each message, sans-IO. [`Flows`] sits between the worker's sessions (SMPP binds, SIP transactions)
 //! and the conversions in [`crate::interwork`]; it takes events and time from the caller
 //! and hands back what to send, so a whole exchange runs in a unit test on a virtual
 //! clock.

@@ -15,7 +15,7 @@
 //! concatenation reference and unique tokens come from the caller; output goes into
 //! caller buffers; nothing allocates or panics.
 //!
-//! Decisions taken here (PROTOCOLS.md "Mapping receipts" and "Pitfalls"):
+//! Decisions taken here:
 //! - the recipient (Request-URI) must be a global E.164 number (`tel:+…`,
 //!   `sip:+…@…[;user=phone]`); anything else is refused with a SIP status
 //!   ([`SubmitError::sip_status`]);
@@ -369,23 +369,6 @@ fn sender_of<'a>(uri_text: &'a str, policy: SenderPolicy) -> Result<Source<'a>, 
     }
 }
 
-/// `s` without leading and trailing ASCII whitespace (`<[u8]>::trim_ascii` needs 1.80).
-fn trim_ascii(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !first.is_ascii_whitespace() {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !last.is_ascii_whitespace() {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
-
 /// Checks a `text/plain` media type: charset UTF-8 or absent.
 fn check_text_plain(mt: &MediaType<'_>) -> Result<(), SubmitError> {
     match mt.charset() {
@@ -433,7 +416,7 @@ fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
     let c = cpim::parse(msg.body, &mut headers).map_err(SubmitError::BadCpim)?;
     let inner = c.content_type().ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
     let inner = MediaType::parse(utf8(inner)?).map_err(|_| SubmitError::UnsupportedMediaType)?;
-    let is_notification = c.content_disposition().is_some_and(|d| trim_ascii(d).eq_ignore_ascii_case(b"notification"));
+    let is_notification = c.content_disposition().is_some_and(|d| d.trim_ascii().eq_ignore_ascii_case(b"notification"));
     if inner.is("message", "imdn+xml") || is_notification {
         return Err(SubmitError::IsImdn);
     }
@@ -473,7 +456,7 @@ fn without(d: Dispositions, drop: Dispositions) -> Dispositions {
 }
 
 /// The dispositions iwf promises for a message to `exchange`: `display` only when the
-/// system handles SME user acks (PROTOCOLS.md pitfall 7).
+/// system handles SME user acks (`user_ack`).
 pub fn honoured_dispositions(requested: Dispositions, exchange: &Exchange<'_>) -> Dispositions {
     if exchange.user_ack {
         requested.known()
@@ -749,7 +732,7 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
     Ok(v)
 }
 
-/// The canonical form of a legacy system's message id (PROTOCOLS.md pitfall 3), so that
+/// The canonical form of a legacy system's message id, so that
 /// the id of a `submit_sm_resp` and the id of its receipt compare equal:
 ///
 /// - [`IdCanonicalisation::Auto`]: hex digits (≤ 16 after leading zeros) as their
@@ -764,7 +747,7 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
 /// Surrounding whitespace is ignored. The raw form stays with the caller (and in
 /// [`SmscReceipt::raw_id`]).
 pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Result<CanonicalId, IdError> {
-    let raw = trim_ascii(raw);
+    let raw = raw.trim_ascii();
     if raw.is_empty() {
         return Err(IdError::Empty);
     }
@@ -805,7 +788,7 @@ pub fn alternate_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Op
     if ids != IdCanonicalisation::Auto || origin != IdOrigin::Receipt {
         return None;
     }
-    let raw = trim_ascii(raw);
+    let raw = raw.trim_ascii();
     let decimal = parse_radix(raw, 10, IdError::NotDecimal).ok().map(CanonicalId::from_number)?;
     let primary = canonical_id(raw, ids, origin).ok()?;
     (decimal != primary).then_some(decimal)
@@ -899,7 +882,7 @@ impl fmt::Display for ReceiptParseError {
 
 impl std::error::Error for ReceiptParseError {}
 
-/// The canonical state of an SMPP `message_state` (PROTOCOLS.md "Mapping receipts"):
+/// The canonical state of an SMPP `message_state`:
 /// DELIVERED → delivered; UNDELIVERABLE, EXPIRED, DELETED (and 5.0 SKIPPED) → failed;
 /// REJECTED → rejected; UNKNOWN → unknown; ACCEPTED, ENROUTE (and 5.0 SCHEDULED) →
 /// buffered; unassigned values → `None`.
@@ -1208,7 +1191,7 @@ impl fmt::Display for AggregateError {
 impl std::error::Error for AggregateError {}
 
 /// The receipts of one concatenated message (≤ 255 parts), aggregated into the one IMDN
-/// the converged sender gets (PROTOCOLS.md pitfall 6): delivered when every part is
+/// the converged sender gets: delivered when every part is
 /// delivered; failed (with the first final failure's kind) as soon as any part finally
 /// fails; buffered once while parts are buffered and none failed; displayed once every
 /// part was displayed (SME user acks). A final state is never replaced, duplicates are

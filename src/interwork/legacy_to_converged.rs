@@ -281,7 +281,7 @@ const LINE_MAX: usize = 256;
 /// Max-Forwards of the requests iwf originates (RFC 3261 §8.1.1.6).
 pub const MAX_FORWARDS: u32 = 70;
 
-/// The receipts and dispositions a `registered_delivery` asks for (PROTOCOLS.md):
+/// The receipts and dispositions a `registered_delivery` asks for:
 ///
 /// | bits | SMPP | tag receipt bits | `imdn.Disposition-Notification` |
 /// |---|---|---|---|
@@ -800,7 +800,7 @@ impl fmt::Display for ImdnRouteError {
 
 impl std::error::Error for ImdnRouteError {}
 
-/// The canonical state of an IMDN notification (PROTOCOLS.md "Mapping receipts"):
+/// The canonical state of an IMDN notification:
 /// delivered → Delivered, failed → Failed, forbidden → Rejected, error → Unknown,
 /// displayed → Displayed, any processing notification → Buffered; display
 /// forbidden/error have no state (`None`).
@@ -852,8 +852,7 @@ pub fn smpp_state(state: ReceiptState) -> (MessageState, Option<NetworkErrorCode
 }
 
 /// Converts an IMDN (a SIP MESSAGE datagram, or one framed message off a stream) into
-/// the SMPP receipts of the legacy system its tag names (DESIGN.md "The problem it
-/// solves", step 3–4). See [`imdn_message_to_receipts`] for the parsed-message form.
+/// the SMPP receipts of the legacy system its tag names. See [`imdn_message_to_receipts`] for the parsed-message form.
 pub fn imdn_to_receipts<'e>(
     sip: &[u8],
     keys: &KeyRing,
@@ -932,7 +931,7 @@ pub fn imdn_message_to_receipts<'e>(
     // The tag.
     let mut id_buf = [0u8; TAG_LEN];
     let id = xml_text(&imdn.message_id, &mut id_buf).ok_or(ImdnRouteError::Tag(TagError::BadLength))?;
-    let id = trim_ascii(id);
+    let id = id.trim_ascii();
     // The parties the IMDN names (CPIM first, then the SIP header fields and the IMDN's
     // own URIs): the tag's MAC picks the message's own among them, so a replay or a
     // rewritten IMDN cannot address the receipt to anyone else.
@@ -1255,16 +1254,6 @@ fn xml_text<'b>(t: &XmlText<'b>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
     }
 }
 
-fn trim_ascii(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t' | b'\r' | b'\n', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n'] = s {
-        s = rest;
-    }
-    s
-}
-
 /// ASCII case-insensitive equality, trying the exact spelling (the common case) first.
 #[inline]
 fn eq_ci(a: &[u8], b: &[u8]) -> bool {
@@ -1273,10 +1262,10 @@ fn eq_ci(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether a MIME header value's first token (before `;`) is `essence`, any case.
 fn media_essence_is(value: &[u8], essence: &[u8]) -> bool {
-    let v = trim_ascii(value);
+    let v = value.trim_ascii();
     match (v.get(..essence.len()), v.get(essence.len()..)) {
         (Some(head), Some(rest)) if eq_ci(head, essence) => {
-            matches!(trim_ascii(rest).first(), None | Some(b';'))
+            matches!(rest.trim_ascii().first(), None | Some(b';'))
         }
         _ => false,
     }
@@ -1284,18 +1273,8 @@ fn media_essence_is(value: &[u8], essence: &[u8]) -> bool {
 
 /// A receipt date (UTC, `YYMMDDhhmm`) for a Unix time.
 fn receipt_date(unix: i64) -> Option<ReceiptDate> {
-    let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
-    // H. Hinnant's civil_from_days.
-    let z = days.checked_add(719_468)?;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::wire::cpim::civil_from_days(unix.div_euclid(86_400));
     ReceiptDate::new(
         u8::try_from(y.rem_euclid(100)).ok()?,
         u8::try_from(m).ok()?,

@@ -27,7 +27,7 @@ pub use crate::wire::sms::Concatenation;
 pub use crate::wire::sms::Encoding;
 
 /// How a legacy system writes message ids, so that the id in its receipt can be matched
-/// with the id in its submit_sm_resp (PROTOCOLS.md pitfall 3).
+/// with the id in its submit_sm_resp (SMSCs write the same id differently in the two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdCanonicalisation {
     /// Tolerant, the default: an id of hexadecimal digits (at most 16 after leading
@@ -60,7 +60,8 @@ pub struct Exchange<'a> {
     /// the encoding preferred for outgoing text when the text fits it.
     pub default_encoding: Encoding,
     /// Whether the system handles SME manual/user acknowledgements (esm_class 0x10):
-    /// only then is a display (read) report promised or relayed (PROTOCOLS.md pitfall 7).
+    /// only then is a display (read) report promised or relayed (most SMSCs never send
+    /// a user ack, so promising one would leave the sender waiting for ever).
     pub user_ack: bool,
     /// How iwf sends concatenated messages to it.
     pub concatenation: Concatenation,

@@ -1,4 +1,4 @@
-//! The canonical receipt state both worlds map to (PROTOCOLS.md "Mapping receipts"),
+//! The canonical receipt state both worlds map to (SMPP receipts and IMDN notifications),
 //! the rule that a receipt only moves forward, and the aggregation of a concatenated
 //! message's part receipts into one.
 //!
@@ -99,7 +99,8 @@ impl ReceiptRecord {
     }
 }
 
-/// The state of a concatenated message from its parts' states (PROTOCOLS.md pitfall 6):
+/// The state of a concatenated message from its parts' states (each part has its own
+/// receipt; the sender hears one state):
 /// delivered when every part is delivered; failed (with the first failure's kind) as
 /// soon as any part finally fails; buffered while some part is buffered and none failed;
 /// `None` while nothing decisive is known. Displayed counts as delivered.

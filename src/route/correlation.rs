@@ -1,6 +1,5 @@
 //! The converged → legacy correlation table: what iwf remembers of a message it
-//! sent to a legacy system until that system's receipts have come back
-//! (DESIGN.md "The reverse direction"; PROTOCOLS.md pitfalls 1, 2, 3, 6).
+//! sent to a legacy system until that system's receipts have come back.
 //!
 //! ```text
 //!  sip_to_submit ──insert(before sending!)──► entry, parts keyed by (system, sequence)
@@ -89,7 +88,7 @@ pub const DEFAULT_MAX_PARKED: usize = 65_536;
 #[derive(Debug, Clone)]
 pub struct CorrelationConfig {
     /// How long a receipt with an unknown id waits for its resp (seconds; ≥ 30
-    /// recommended, PROTOCOLS.md pitfall 1).
+    /// recommended: an SMSC may send a receipt before the submit_sm_resp that gives out its id).
     pub park_secs: u64,
     /// Most distinct ids parked at once; beyond, receipts are refused
     /// ([`ReceiptOutcome::ParkFull`]).

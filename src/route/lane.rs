@@ -1,5 +1,5 @@
 //! Per-exchange lanes: one bounded queue per legacy system into the core that
-//! owns a live bind of that system (DESIGN.md, "Shape of the appliance").
+//! owns a live bind of that system.
 //!
 //! ```text
 //!  pipelines (any core)                 lane table snapshot (Arc, arc-swap)

@@ -1,5 +1,4 @@
-//! Exchange selection for converged → legacy traffic (DESIGN.md "The reverse
-//! direction"): which legacy system takes a message for an E.164 number, and
+//! Exchange selection for converged → legacy traffic: which legacy system takes a message for an E.164 number, and
 //! the MSISDN → converged URI map for legacy → converged traffic.
 //!
 //! ```text

@@ -19,6 +19,7 @@
 //! from the input and the headers land in a caller-supplied array (httparse style).
 //! [`CpimRepr::emit`] writes a body into a caller buffer. Nothing here allocates.
 
+use crate::wire::bytes::find_byte;
 use core::fmt;
 
 /// Namespace URN of the IMDN CPIM headers (RFC 5438 §6.1), bound as `NS: imdn <…>`.
@@ -150,9 +151,11 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Inverse of [`days_from_civil`]: (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
+/// The proleptic Gregorian (year, month, day) of day `z` since 1970-01-01 (H. Hinnant's
+/// algorithm; the inverse of `days_from_civil`): the one calendar of the crate, for
+/// CPIM `DateTime` and SMPP receipt dates alike. `z` within ±10¹⁵ days.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z.saturating_add(719_468);
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -443,7 +446,7 @@ impl Dispositions {
     pub fn parse(value: &[u8]) -> Dispositions {
         let mut d = Dispositions(0);
         for token in value.split(|&b| b == b',') {
-            let token = trim(token);
+            let token = token.trim_ascii();
             if token.is_empty() {
                 continue;
             }
@@ -519,7 +522,7 @@ impl<'a> NameAddr<'a> {
     /// Parses `"Name" <uri>`, `Name Words <uri>` or `<uri>`; a bare URI without angle
     /// brackets and whitespace is accepted too.
     pub fn parse(value: &'a [u8]) -> Result<NameAddr<'a>, CpimError> {
-        let v = trim(value);
+        let v = value.trim_ascii();
         let (display, rest) = if v.first() == Some(&b'"') {
             let mut i = 1;
             loop {
@@ -530,10 +533,10 @@ impl<'a> NameAddr<'a> {
                     None => return Err(CpimError::BadNameAddr),
                 }
             }
-            (&v[1..i], trim(&v[i + 1..]))
+            (&v[1..i], v[i + 1..].trim_ascii())
         } else {
             match v.iter().position(|&b| b == b'<') {
-                Some(lt) => (trim(&v[..lt]), &v[lt..]),
+                Some(lt) => (v[..lt].trim_ascii(), &v[lt..]),
                 None => {
                     // Bare URI (tolerated): one word with a scheme.
                     if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == b'>') || !v.contains(&b':') {
@@ -553,7 +556,7 @@ impl<'a> NameAddr<'a> {
     fn check(&self) -> Result<(), CpimError> {
         let uri_ok =
             !self.uri.is_empty() && !self.uri.iter().any(|&b| matches!(b, b'<' | b'>' | b'\r' | b'\n' | b' ' | b'\t'));
-        if !uri_ok || !quoted_content_ok(self.display) || trim(self.display).len() != self.display.len() {
+        if !uri_ok || !quoted_content_ok(self.display) || self.display.trim_ascii().len() != self.display.len() {
             return Err(CpimError::InvalidValue);
         }
         Ok(())
@@ -644,42 +647,10 @@ pub struct CpimMessage<'h, 'a> {
     pub content: &'a [u8],
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t' | b'\r' | b'\n', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// Index of the first `needle` in `hay`, eight bytes at a time (SWAR, safe code).
-pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // The lowest set bit marks the first zero byte (borrows only run upwards).
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks.remainder().iter().position(|&b| b == needle).map(|i| base + i)
-}
-
 /// The next line at `pos`: (content without CR/LF, position after the LF).
 fn line_at(input: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let rest = input.get(pos..)?;
-    let nl = find_byte(b'\n', rest)?;
+    let nl = find_byte(rest, b'\n')?;
     let line = &rest[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some((line, pos + nl + 1))
@@ -717,7 +688,7 @@ fn header_name(line: &[u8]) -> Result<(&[u8], usize), CpimError> {
 /// Parses `NS: [prefix] <urn>` into (prefix, urn).
 fn parse_ns(value: &[u8]) -> Result<(&[u8], &[u8]), CpimError> {
     let lt = value.iter().position(|&b| b == b'<').ok_or(CpimError::BadNamespace)?;
-    let prefix = trim(&value[..lt]);
+    let prefix = value[..lt].trim_ascii();
     let urn = value[lt + 1..].strip_suffix(b">").ok_or(CpimError::BadNamespace)?;
     if urn.is_empty()
         || urn.iter().any(|&b| b <= b' ' || b == b'<' || b == b'>')
@@ -759,7 +730,7 @@ pub fn parse<'h, 'a>(input: &'a [u8], headers: &'h mut [CpimHeader<'a>]) -> Resu
         } else {
             (&after[..0], after)
         };
-        let value = trim(value);
+        let value = value.trim_ascii();
         let (prefix, name) = match full_name.iter().position(|&b| b == b'.') {
             Some(dot) => (&full_name[..dot], &full_name[dot + 1..]),
             None => (&full_name[..0], full_name),
@@ -819,7 +790,7 @@ pub fn parse<'h, 'a>(input: &'a [u8], headers: &'h mut [CpimHeader<'a>]) -> Resu
             cur = line_at(input, next);
         }
         pos = next;
-        let value = trim(input.get(value_start..value_end).unwrap_or_default());
+        let value = input.get(value_start..value_end).unwrap_or_default().trim_ascii();
         if name.eq_ignore_ascii_case(b"Content-Length") {
             content_length = Some(parse_decimal(value).ok_or(CpimError::BadContentLength)?);
         }
@@ -1008,7 +979,7 @@ impl Out<'_> {
 
 /// A header value emit accepts: non-empty, no CR/LF, no surrounding whitespace.
 fn check_value(v: &[u8]) -> Result<&[u8], CpimError> {
-    if v.is_empty() || trim(v).len() != v.len() || v.iter().any(|&b| b == b'\r' || b == b'\n') {
+    if v.is_empty() || v.trim_ascii().len() != v.len() || v.iter().any(|&b| b == b'\r' || b == b'\n') {
         return Err(CpimError::InvalidValue);
     }
     Ok(v)
@@ -1436,17 +1407,10 @@ Content-Length: 7\r\n\
 
     fn arb_display() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(prop_oneof![b'a'..=b'z', Just(b' '), Just(b'\'')], 0..12)
-            .prop_map(|v| trim(&v).to_vec())
+            .prop_map(|v| v.trim_ascii().to_vec())
     }
 
     proptest! {
-        #[test]
-        fn find_byte_matches_position(hay in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(0x8a_u8), Just(0u8), any::<u8>()], 0..40), needle in prop_oneof![Just(b'\n'), any::<u8>()]) {
-            for start in 0..hay.len().min(9) {
-                prop_assert_eq!(find_byte(needle, &hay[start..]), hay[start..].iter().position(|&b| b == needle));
-            }
-        }
-
         #[test]
         fn datetime_round_trip(dt in arb_datetime()) {
             let mut buf = [0u8; DateTime::MAX_LEN];

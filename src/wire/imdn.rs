@@ -34,7 +34,8 @@ use quick_xml::events::attributes::Attributes;
 use quick_xml::name::PrefixDeclaration;
 use quick_xml::parser::{ElementParser, Parser};
 
-use crate::wire::cpim::{find_byte, DateTime, DateTimeError};
+use crate::wire::bytes::find_byte;
+use crate::wire::cpim::{DateTime, DateTimeError};
 
 /// XML namespace of IMDN documents (RFC 5438 §7.1).
 pub const IMDN_XML_NS: &[u8] = b"urn:ietf:params:xml:ns:imdn";
@@ -398,7 +399,7 @@ impl<'a> XmlText<'a> {
     fn from_document(raw: &'a [u8]) -> Result<XmlText<'a>, ImdnError> {
         let mut escaped = false;
         let mut i = 0;
-        while let Some(amp) = raw.get(i..).and_then(|r| find_byte(b'&', r)) {
+        while let Some(amp) = raw.get(i..).and_then(|r| find_byte(r, b'&')) {
             let at = i + amp + 1;
             let (_, n) = decode_ref(raw.get(at..).unwrap_or_default()).ok_or(XmlErrorKind::BadReference)?;
             escaped = true;
@@ -624,7 +625,7 @@ struct Fields<'a> {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, _) = needle.split_first()?;
     let mut from = 0;
-    while let Some(i) = hay.get(from..).and_then(|h| find_byte(first, h)) {
+    while let Some(i) = hay.get(from..).and_then(|h| find_byte(h, first)) {
         let at = from + i;
         if hay.get(at..)?.starts_with(needle) {
             return Some(at);
@@ -678,7 +679,7 @@ impl<'a> Imdn<'a> {
 
         loop {
             let rest = input.get(pos..).unwrap_or_default();
-            let lt = find_byte(b'<', rest);
+            let lt = find_byte(rest, b'<');
             let text = &rest[..lt.unwrap_or(rest.len())];
             if !text.is_empty() {
                 Self::on_text(&mut stack, depth, text, false)?;
@@ -711,7 +712,7 @@ impl<'a> Imdn<'a> {
                         continue;
                     }
                 }
-                let gt = find_byte(b'>', markup).ok_or(XmlErrorKind::UnclosedTag)?;
+                let gt = find_byte(markup, b'>').ok_or(XmlErrorKind::UnclosedTag)?;
                 let name = trim_xml(&markup[2..gt]);
                 if name.is_empty() || markup.get(2).is_none_or(|b| b.is_ascii_whitespace()) {
                     return Err(XmlErrorKind::EmptyName.into());
@@ -755,7 +756,7 @@ impl<'a> Imdn<'a> {
                     }
                     _ => {
                         let attrs = &tag[name_len..];
-                        match find_byte(b'>', attrs) {
+                        match find_byte(attrs, b'>') {
                             Some(gt) if !attrs[..gt].iter().any(|&b| b == b'"' || b == b'\'') => name_len + gt,
                             _ => ElementParser::default().feed(tag).ok_or(XmlErrorKind::UnclosedTag)?,
                         }

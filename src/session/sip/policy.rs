@@ -35,8 +35,8 @@ impl Answer {
 
 const CAPABILITIES: &[(&str, &str)] = &[("Allow", ALLOW), ("Accept", ACCEPT)];
 
-/// The default MESSAGE route: nobody is reachable yet (404 Not Found).
-/// The receipts work replaces it with the exchange selection.
+/// The MESSAGE route of a SIP service with no flows behind it: nobody is reachable (404
+/// Not Found).
 pub fn unknown_recipient(_core: &CoreFields<'_>, _request: &Message<'_, '_>) -> Answer {
     Answer::new(404, "Not Found")
 }

@@ -1,8 +1,7 @@
 //! When iwf, bound to an SMSC as an ESME, may open the next connection:
 //! capped exponential back-off with jitter, and no rebind at all after the
 //! SMSC refused iwf's credentials until the operator changes them
-//! (PROTOCOLS.md: "a client that gets those must not hammer the peer with
-//! rebinds").
+//! (a client refused for its credentials must not hammer the peer with rebinds).
 
 use super::CloseReason;
 

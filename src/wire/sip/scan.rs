@@ -39,11 +39,7 @@ pub(crate) fn find_in_set(b: &[u8], from: usize, set: &[bool; 256]) -> Option<us
     b.get(from..)?.iter().position(|&c| set[c as usize]).map(|i| i + from)
 }
 
-/// First index of `needle` in `b` (short inputs: a plain loop beats memchr setup).
-#[inline]
-pub(crate) fn find_byte(b: &[u8], needle: u8) -> Option<usize> {
-    b.iter().position(|&c| c == needle)
-}
+pub(crate) use crate::wire::bytes::find_byte;
 
 /// Is `c` an RFC 3261 token character?
 #[inline]

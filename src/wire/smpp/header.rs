@@ -195,7 +195,7 @@ impl fmt::Display for CommandId {
 }
 
 /// Why a byte stream cannot be framed into PDUs. Any of these closes the session
-/// (PROTOCOLS.md: "a framing error closes the session").
+/// (a framing error closes the session: nothing after it can be framed reliably).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
     /// `command_length` is smaller than the 16-byte header.
