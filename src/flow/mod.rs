@@ -465,49 +465,128 @@ fn admit_in(window: &AtomicU64, unix: u64, limit: u32, n: u32) -> bool {
 
 impl SystemStats {}
 
-/// Why something was refused or routed nowhere (the `reason` label of the drops).
-pub const DROP_REASONS: [&str; 29] = [
-    "tag_bad_length",
-    "tag_bad_character",
-    "tag_unsupported_version",
-    "tag_unknown_key",
-    "tag_bad_mac",
-    "tag_bad_segment",
-    "tag_expired",
-    "tag_from_future",
-    "unknown_system",
-    "imdn_malformed",
-    "lane_full",
-    "throttled",
-    "no_route",
-    "not_bound",
-    "legacy_message_invalid",
-    "sip_error",
-    "smsc_receipt_unreadable",
-    "park_full",
-    "correlation_full",
-    // A submit_sm_resp's id that a live correlation entry still holds (SMSC id reuse):
-    // the message is answered, its part gets no receipt.
-    "smsc_id_in_use",
-    // An SMSC receipt whose id no submit_sm_resp bound before the park time ended.
-    "smsc_receipt_unmatched",
-    // An SMSC receipt whose id, read as sent and as a decimal number, named two messages.
-    "smsc_id_ambiguous",
-    // An IMDN refused 503: the replay table had no room to remember it.
-    "replay_table_full",
-    // An IMDN refused 503: its legacy system's receipt rate was reached.
-    "receipt_rate",
-    // An IMDN refused 503: its unbound legacy system's durable queue is at its limit.
-    "queue_limit",
-    // A part answered ESME_RTHROTTLED: its bind's room outside the window was taken.
-    "parts_aside_full",
-    // A part answered ESME_RTHROTTLED: the reassembly table was full.
-    "reassembly_full",
-    // A request refused (SIP 503, ESME_RMSGQFUL): the worker's waiters were at
-    // `waiter_capacity`.
-    "waiters_full",
-    "other",
-];
+/// Why something was refused or routed nowhere (the `reason` label of the drops): a
+/// Copy index into the drop counters, named for the metrics by [`DropReason::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant is its name; the less obvious ones say more
+pub enum DropReason {
+    TagBadLength,
+    TagBadCharacter,
+    TagUnsupportedVersion,
+    TagUnknownKey,
+    TagBadMac,
+    TagBadSegment,
+    TagExpired,
+    TagFromFuture,
+    UnknownSystem,
+    ImdnMalformed,
+    LaneFull,
+    Throttled,
+    NoRoute,
+    NotBound,
+    LegacyMessageInvalid,
+    SipError,
+    SmscReceiptUnreadable,
+    ParkFull,
+    CorrelationFull,
+    /// A submit_sm_resp's id that a live correlation entry still holds (SMSC id reuse):
+    /// the message is answered, its part gets no receipt.
+    SmscIdInUse,
+    /// An SMSC receipt whose id no submit_sm_resp bound before the park time ended.
+    SmscReceiptUnmatched,
+    /// An SMSC receipt whose id, read as sent and as a decimal number, named two messages.
+    SmscIdAmbiguous,
+    /// An IMDN refused 503: the replay table had no room to remember it.
+    ReplayTableFull,
+    /// An IMDN refused 503: its legacy system's receipt rate was reached.
+    ReceiptRate,
+    /// An IMDN refused 503: its unbound legacy system's durable queue is at its limit.
+    QueueLimit,
+    /// A part answered ESME_RTHROTTLED: its bind's room outside the window was taken.
+    PartsAsideFull,
+    /// A part answered ESME_RTHROTTLED: the reassembly table was full.
+    ReassemblyFull,
+    /// A request refused (SIP 503, ESME_RMSGQFUL): the worker's waiters were at
+    /// `waiter_capacity`.
+    WaitersFull,
+    Other,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 29] = [
+        DropReason::TagBadLength,
+        DropReason::TagBadCharacter,
+        DropReason::TagUnsupportedVersion,
+        DropReason::TagUnknownKey,
+        DropReason::TagBadMac,
+        DropReason::TagBadSegment,
+        DropReason::TagExpired,
+        DropReason::TagFromFuture,
+        DropReason::UnknownSystem,
+        DropReason::ImdnMalformed,
+        DropReason::LaneFull,
+        DropReason::Throttled,
+        DropReason::NoRoute,
+        DropReason::NotBound,
+        DropReason::LegacyMessageInvalid,
+        DropReason::SipError,
+        DropReason::SmscReceiptUnreadable,
+        DropReason::ParkFull,
+        DropReason::CorrelationFull,
+        DropReason::SmscIdInUse,
+        DropReason::SmscReceiptUnmatched,
+        DropReason::SmscIdAmbiguous,
+        DropReason::ReplayTableFull,
+        DropReason::ReceiptRate,
+        DropReason::QueueLimit,
+        DropReason::PartsAsideFull,
+        DropReason::ReassemblyFull,
+        DropReason::WaitersFull,
+        DropReason::Other,
+    ];
+
+    /// The `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::TagBadLength => "tag_bad_length",
+            DropReason::TagBadCharacter => "tag_bad_character",
+            DropReason::TagUnsupportedVersion => "tag_unsupported_version",
+            DropReason::TagUnknownKey => "tag_unknown_key",
+            DropReason::TagBadMac => "tag_bad_mac",
+            DropReason::TagBadSegment => "tag_bad_segment",
+            DropReason::TagExpired => "tag_expired",
+            DropReason::TagFromFuture => "tag_from_future",
+            DropReason::UnknownSystem => "unknown_system",
+            DropReason::ImdnMalformed => "imdn_malformed",
+            DropReason::LaneFull => "lane_full",
+            DropReason::Throttled => "throttled",
+            DropReason::NoRoute => "no_route",
+            DropReason::NotBound => "not_bound",
+            DropReason::LegacyMessageInvalid => "legacy_message_invalid",
+            DropReason::SipError => "sip_error",
+            DropReason::SmscReceiptUnreadable => "smsc_receipt_unreadable",
+            DropReason::ParkFull => "park_full",
+            DropReason::CorrelationFull => "correlation_full",
+            DropReason::SmscIdInUse => "smsc_id_in_use",
+            DropReason::SmscReceiptUnmatched => "smsc_receipt_unmatched",
+            DropReason::SmscIdAmbiguous => "smsc_id_ambiguous",
+            DropReason::ReplayTableFull => "replay_table_full",
+            DropReason::ReceiptRate => "receipt_rate",
+            DropReason::QueueLimit => "queue_limit",
+            DropReason::PartsAsideFull => "parts_aside_full",
+            DropReason::ReassemblyFull => "reassembly_full",
+            DropReason::WaitersFull => "waiters_full",
+            DropReason::Other => "other",
+        }
+    }
+
+    /// The reason labelled `name` (`Other` for none): for reasons named by a lower
+    /// layer (a tag's error); never on the hot path.
+    pub fn from_name(name: &str) -> DropReason {
+        DropReason::ALL.into_iter().find(|r| r.name() == name).unwrap_or(DropReason::Other)
+    }
+}
 
 /// What the cores share: provisioning, lanes, completion rings, the store's intake.
 #[derive(Debug)]
@@ -528,8 +607,8 @@ pub struct Shared {
     pub stats: FlowStats,
     /// Per legacy system (its id): counters and throughput window.
     systems: ArcSwap<HashMap<u16, Arc<SystemStats>>>,
-    /// Drops by reason ([`DROP_REASONS`]).
-    drops: [AtomicU64; DROP_REASONS.len()],
+    /// Drops by reason ([`DropReason`]).
+    drops: [AtomicU64; DropReason::ALL.len()],
     /// Per core: the entries of each of its tables ([`TABLES`]), published once a
     /// second by the core (`iwf_table_entries`).
     tables: Vec<[AtomicU64; TABLES.len()]>,
@@ -614,17 +693,16 @@ impl Shared {
         self.systems.load().get(&id).cloned()
     }
 
-    /// Counts a drop by reason (one of [`DROP_REASONS`]; others count as `other`).
-    pub fn count_drop(&self, reason: &str) {
-        let i = DROP_REASONS.iter().position(|r| *r == reason).unwrap_or(DROP_REASONS.len() - 1);
-        if let Some(c) = self.drops.get(i) {
+    /// Counts a drop by reason.
+    pub fn count_drop(&self, reason: DropReason) {
+        if let Some(c) = self.drops.get(reason as usize) {
             inc(c);
         }
     }
 
     /// Every drop reason with its count.
     pub fn drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DROP_REASONS.iter().zip(&self.drops).map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+        DropReason::ALL.iter().zip(&self.drops).map(|(r, c)| (r.name(), c.load(Ordering::Relaxed)))
     }
 
     /// Sends a completion to whoever waits on `token`. A full ring (its consumer is
@@ -1181,7 +1259,7 @@ impl Flows {
             if let Some(st) = &st {
                 inc(&st.throttled);
             }
-            self.shared.count_drop(if full { "lane_full" } else { "throttled" });
+            self.shared.count_drop(if full { DropReason::LaneFull } else { DropReason::Throttled });
             self.respond(conn, seq, CommandStatus::ESME_RTHROTTLED, b"");
             return;
         }
@@ -1189,7 +1267,7 @@ impl Flows {
             Ok(v) => v,
             Err(e) => {
                 inc(&self.shared.stats.legacy_refused);
-                self.shared.count_drop("legacy_message_invalid");
+                self.shared.count_drop(DropReason::LegacyMessageInvalid);
                 self.respond(conn, seq, e.command_status(), b"");
                 return;
             }
@@ -1229,7 +1307,7 @@ impl Flows {
             // Held in the window it would take the room its siblings (or another
             // message's) need: the system sends it again once answers free the room.
             inc(&self.shared.stats.parts_aside_full);
-            self.shared.count_drop("parts_aside_full");
+            self.shared.count_drop(DropReason::PartsAsideFull);
             self.respond(conn, seq, CommandStatus::ESME_RTHROTTLED, b"");
             return;
         }
@@ -1266,11 +1344,11 @@ impl Flows {
                 let status = match e {
                     // Full: the system sends it again later.
                     ReassemblyError::TooManyMessages { .. } | ReassemblyError::TooManyBytes { .. } => {
-                        self.shared.count_drop("reassembly_full");
+                        self.shared.count_drop(DropReason::ReassemblyFull);
                         CommandStatus::ESME_RTHROTTLED
                     }
                     _ => {
-                        self.shared.count_drop("legacy_message_invalid");
+                        self.shared.count_drop(DropReason::LegacyMessageInvalid);
                         CommandStatus::ESME_RX_T_APPN
                     }
                 };
@@ -1344,7 +1422,7 @@ impl Flows {
         });
         let Some(recipient) = recipient else {
             inc(&self.shared.stats.legacy_refused);
-            self.shared.count_drop("legacy_message_invalid");
+            self.shared.count_drop(DropReason::LegacyMessageInvalid);
             if let Some(st) = self.shared.system(system) {
                 inc(&st.messages_refused);
             }
@@ -1404,7 +1482,7 @@ impl Flows {
             }
             Err(e) => {
                 inc(&self.shared.stats.legacy_refused);
-                self.shared.count_drop("legacy_message_invalid");
+                self.shared.count_drop(DropReason::LegacyMessageInvalid);
                 if let Some(st) = self.shared.system(system) {
                     inc(&st.messages_refused);
                 }
@@ -1428,7 +1506,7 @@ impl Flows {
                     inc(if ok { &st.messages_accepted } else { &st.messages_refused });
                 }
                 if !ok {
-                    self.shared.count_drop("sip_error");
+                    self.shared.count_drop(DropReason::SipError);
                 }
                 let cs = sip_status_to_command_status(status);
                 let provision = self.shared.provision.load_full();
@@ -1527,8 +1605,8 @@ impl Flows {
             Err(e) => {
                 inc(&self.shared.stats.imdns_in);
                 self.shared.count_drop(match e {
-                    ImdnRouteError::Tag(_) | ImdnRouteError::UnknownSystem(_) => e.reason(),
-                    _ => "imdn_malformed",
+                    ImdnRouteError::Tag(_) | ImdnRouteError::UnknownSystem(_) => DropReason::from_name(e.reason()),
+                    _ => DropReason::ImdnMalformed,
                 });
                 match e {
                     ImdnRouteError::Tag(crate::tag::TagError::Expired) => {
@@ -1565,7 +1643,7 @@ impl Flows {
                         self.answer(txn, 200, "OK (already relayed)");
                     }
                     crate::route::replay::Admission::Full => {
-                        self.shared.count_drop("replay_table_full");
+                        self.shared.count_drop(DropReason::ReplayTableFull);
                         self.answer_with(SipAnswer {
                             txn,
                             status: 503,
@@ -1617,14 +1695,14 @@ impl Flows {
         // beyond either, the notification waits at the converged side (503).
         let (rate, queue_limit) = limits.unwrap_or((0, u64::MAX));
         let over = match &st {
-            Some(st) if !st.admit_receipts(unix, rate, u32::from(count)) => Some(("receipt_rate", 1)),
+            Some(st) if !st.admit_receipts(unix, rate, u32::from(count)) => Some((DropReason::ReceiptRate, 1)),
             Some(st)
                 if lane.owner().is_none()
                     && st.queued_now.load(Ordering::Relaxed).saturating_add(u64::from(count)) > queue_limit =>
             {
-                Some(("queue_limit", 30))
+                Some((DropReason::QueueLimit, 30))
             }
-            _ if self.waiters_full(1) => Some(("waiters_full", 1)),
+            _ if self.waiters_full(1) => Some((DropReason::WaitersFull, 1)),
             _ => None,
         };
         if let Some((why, retry)) = over {
@@ -1637,8 +1715,8 @@ impl Flows {
                 txn,
                 status: 503,
                 reason: match why {
-                    "receipt_rate" => "Service Unavailable (legacy system's receipt rate)",
-                    "queue_limit" => "Service Unavailable (legacy system's durable queue is full)",
+                    DropReason::ReceiptRate => "Service Unavailable (legacy system's receipt rate)",
+                    DropReason::QueueLimit => "Service Unavailable (legacy system's durable queue is full)",
                     _ => "Service Unavailable (too many requests waiting)",
                 },
                 retry_after: Some(retry),
@@ -1693,7 +1771,7 @@ impl Flows {
                 }
                 Err(PushError::Full(_)) => {
                     inc(&self.shared.stats.lane_full);
-                    self.shared.count_drop("lane_full");
+                    self.shared.count_drop(DropReason::LaneFull);
                     failed += 1;
                 }
                 Err(_) => failed += 1,
@@ -1744,7 +1822,7 @@ impl Flows {
         let system = match provision.routes.select(&number, content_type) {
             Ok(s) => s.0,
             Err(e) => {
-                self.shared.count_drop("no_route");
+                self.shared.count_drop(DropReason::NoRoute);
                 let (status, reason) = e.sip_status();
                 return refuse(self, status, reason);
             }
@@ -1757,7 +1835,7 @@ impl Flows {
             if let Some(st) = &st {
                 inc(&st.throttled);
             }
-            self.shared.count_drop("throttled");
+            self.shared.count_drop(DropReason::Throttled);
             inc(&self.shared.stats.converged_refused);
             self.answer_with(SipAnswer {
                 txn,
@@ -1769,7 +1847,7 @@ impl Flows {
         }
         // A waiter for the answer and one for the correlation record's write.
         if self.waiters_full(2) {
-            self.shared.count_drop("waiters_full");
+            self.shared.count_drop(DropReason::WaitersFull);
             inc(&self.shared.stats.converged_refused);
             self.answer_with(SipAnswer {
                 txn,
@@ -1805,7 +1883,7 @@ impl Flows {
                     return;
                 }
                 _ => {
-                    self.shared.count_drop("not_bound");
+                    self.shared.count_drop(DropReason::NotBound);
                     return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)");
                 }
             }
@@ -1844,7 +1922,7 @@ impl Flows {
             let inserted = if full { None } else { self.correlation.insert(&entry, unix).ok() };
             let Some(message) = inserted else {
                 // Full (its capacity, or the table's own limit): the sender retries later.
-                self.shared.count_drop("correlation_full");
+                self.shared.count_drop(DropReason::CorrelationFull);
                 inc(&self.shared.stats.converged_refused);
                 self.answer_with(SipAnswer {
                     txn,
@@ -1948,7 +2026,7 @@ impl Flows {
             Ok(r) => r,
             Err(_) => {
                 inc(&self.shared.stats.smsc_receipts_absorbed);
-                self.shared.count_drop("smsc_receipt_unreadable");
+                self.shared.count_drop(DropReason::SmscReceiptUnreadable);
                 // Unreadable: acknowledged (a retry would not read better), counted.
                 self.respond(conn, seq, CommandStatus::ESME_ROK, b"");
                 return;
@@ -1971,7 +2049,7 @@ impl Flows {
             match (primary, self.correlation.message_of(system, &alt)) {
                 (Some(p), Some(a)) if p != a => {
                     inc(&self.shared.stats.receipt_ids_ambiguous);
-                    self.shared.count_drop("smsc_id_ambiguous");
+                    self.shared.count_drop(DropReason::SmscIdAmbiguous);
                     self.settle(r.ack(), CommandStatus::ESME_ROK);
                     return;
                 }
@@ -2004,7 +2082,7 @@ impl Flows {
             }
             correlation::ReceiptOutcome::Parked => self.park(unix, r),
             correlation::ReceiptOutcome::ParkFull => {
-                self.shared.count_drop("park_full");
+                self.shared.count_drop(DropReason::ParkFull);
                 self.settle(r.ack(), CommandStatus::ESME_RMSGQFUL);
             }
         }
@@ -2017,7 +2095,7 @@ impl Flows {
     fn park(&mut self, unix: u64, mut r: HeldReceipt) {
         if r.parked.is_none() && self.shared.store.is_some() && self.waiters_full(1) {
             // No room to wait for the write: the SMSC sends it again later.
-            self.shared.count_drop("waiters_full");
+            self.shared.count_drop(DropReason::WaitersFull);
             self.respond(r.conn, r.seq, CommandStatus::ESME_RMSGQFUL, b"");
             return;
         }
@@ -2076,7 +2154,7 @@ impl Flows {
         for key in gone {
             for r in self.parked.remove(&key).unwrap_or_default() {
                 inc(&self.shared.stats.smsc_receipts_absorbed);
-                self.shared.count_drop("smsc_receipt_unmatched");
+                self.shared.count_drop(DropReason::SmscReceiptUnmatched);
                 self.settle(r.ack(), CommandStatus::ESME_ROK);
             }
         }
@@ -2187,7 +2265,7 @@ impl Flows {
                                 // message that was sent); the part stays unkeyed: its
                                 // receipt carries the same id and goes to the older entry,
                                 // this message gets no IMDN for it and goes at its validity.
-                                self.shared.count_drop("smsc_id_in_use");
+                                self.shared.count_drop(DropReason::SmscIdInUse);
                                 self.correlation.detach(LegacySystemId(system), corr)
                             }
                             r => {
@@ -3995,6 +4073,35 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let a = std::iter::from_fn(|| f.poll_answer(|_| true)).last().expect("the 1025th is answered");
         assert_eq!((a.status, a.retry_after), (503, Some(10)));
         assert!(shared.drops().any(|(r, n)| r == "correlation_full" && n == 1));
+    }
+
+    /// Each drop reason indexes its own counter under its own name, and every reason a
+    /// tag or an unknown system gives an IMDN has a counter of its own (not `other`).
+    #[test]
+    fn drop_reasons_are_distinct_and_cover_what_imdns_fail_for() {
+        let names: std::collections::HashSet<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len());
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(DropReason::from_name(r.name()), *r);
+        }
+        use crate::tag::TagError;
+        let tag_errors = [
+            TagError::BadLength,
+            TagError::BadCharacter,
+            TagError::UnsupportedVersion,
+            TagError::UnknownKey,
+            TagError::BadMac,
+            TagError::BadSegment,
+            TagError::Expired,
+            TagError::FromFuture,
+        ];
+        for e in tag_errors {
+            let reason = ImdnRouteError::Tag(e).reason();
+            assert_ne!(DropReason::from_name(reason), DropReason::Other, "{reason}");
+        }
+        let unknown = ImdnRouteError::UnknownSystem(9).reason();
+        assert_eq!(DropReason::from_name(unknown), DropReason::UnknownSystem);
     }
 
     /// The waiters are bounded too: past `waiter_capacity`, a MESSAGE gets 503 +
