@@ -122,7 +122,7 @@ fn now_unix() -> u64 {
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = s.bytes().filter(|c| !matches!(c, b' ' | b':' | b'\n' | b'\t' | b'\r')).collect();
     let digits = digits.strip_prefix(b"0x").unwrap_or(&digits);
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", digits.len()));
     }
     digits

@@ -431,25 +431,17 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     // One engine per worker; after a restart each gets the correlation records still
     // valid (a receipt may come back on any core holding a bind of its system).
     let mut store = store;
-    let restorable = match store.as_mut().map(|db| db.restorable(super::sip::unix_now())) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            return Err(DataplaneError::Setup(format!(
-                "{config_path}: control.store: correlation records not readable: {e}: {}",
-                e.advice()
-            )))
-        }
+    let unix = super::sip::unix_now();
+    let unreadable = |what: &str, e: crate::route::store::StoreError| {
+        DataplaneError::Setup(format!("{config_path}: control.store: {what} not readable: {e}: {}", e.advice()))
+    };
+    let restorable = match store.as_mut().map(|db| db.restorable(unix)) {
+        Some(r) => r.map_err(|e| unreadable("correlation records", e))?,
         None => Vec::new(),
     };
     // SMSC receipts answered when parked: applied again on the first core.
-    let parked = match store.as_mut().map(|db| db.parked(super::sip::unix_now())) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            return Err(DataplaneError::Setup(format!(
-                "{config_path}: control.store: parked receipts not readable: {e}: {}",
-                e.advice()
-            )))
-        }
+    let parked = match store.as_mut().map(|db| db.parked(unix)) {
+        Some(r) => r.map_err(|e| unreadable("parked receipts", e))?,
         None => Vec::new(),
     };
     if let Some(n) = store.as_ref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {

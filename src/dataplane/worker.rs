@@ -241,7 +241,7 @@ impl Worker {
             }
             // The clock is read on every idle poll and every CLOCK_EVERY busy ones.
             busy_polls = if got_any { busy_polls.wrapping_add(1) } else { 0 };
-            clock_read = !got_any || busy_polls % CLOCK_EVERY == 0;
+            clock_read = !got_any || busy_polls.is_multiple_of(CLOCK_EVERY);
             if clock_read {
                 now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 stats.liveness.beat(queue);

@@ -4085,18 +4085,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             assert_eq!(*r as usize, i);
             assert_eq!(DropReason::from_name(r.name()), *r);
         }
-        use crate::tag::TagError;
-        let tag_errors = [
-            TagError::BadLength,
-            TagError::BadCharacter,
-            TagError::UnsupportedVersion,
-            TagError::UnknownKey,
-            TagError::BadMac,
-            TagError::BadSegment,
-            TagError::Expired,
-            TagError::FromFuture,
-        ];
-        for e in tag_errors {
+        for e in crate::tag::TagError::ALL {
             let reason = ImdnRouteError::Tag(e).reason();
             assert_ne!(DropReason::from_name(reason), DropReason::Other, "{reason}");
         }

@@ -414,7 +414,7 @@ fn decode_text(msg: &LegacyMessage<'_>, default: Encoding, out: &mut [u8]) -> Re
         }
         Encoding::Ucs2 => {
             let len = msg.user_data.len();
-            if len % 2 != 0 {
+            if !len.is_multiple_of(2) {
                 return Err(ConvertError::BadText(DecodeError::OddLength { len }));
             }
             let mut octets = bytes;

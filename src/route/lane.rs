@@ -945,7 +945,7 @@ mod tests {
                             x ^= x << 13;
                             x ^= x >> 7;
                             x ^= x << 17;
-                            if held == 0 || (x % 3 == 0 && held < 3) {
+                            if held == 0 || (x.is_multiple_of(3) && held < 3) {
                                 lane.bind_up(core).unwrap();
                                 held += 1;
                             } else {
@@ -954,7 +954,7 @@ mod tests {
                             }
                         }
                         // Leave some cores bound, others not.
-                        if (core as u64 + round) % 2 == 0 {
+                        if (core as u64 + round).is_multiple_of(2) {
                             while held > 0 {
                                 lane.bind_down(core).unwrap();
                                 held -= 1;

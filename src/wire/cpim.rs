@@ -344,7 +344,7 @@ impl DateTime {
             n += 1;
             let mut v = self.nanos;
             let mut width = 9;
-            while v % 10 == 0 {
+            while v.is_multiple_of(10) {
                 v /= 10;
                 width -= 1;
             }

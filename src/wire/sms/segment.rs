@@ -244,7 +244,7 @@ impl<'a> SegmentPlan<'a> {
         method: Concatenation,
         reference: u16,
     ) -> Result<SegmentPlan<'a>, SegmentError> {
-        if encoding == Encoding::Ucs2 && encoded.len() % 2 != 0 {
+        if encoding == Encoding::Ucs2 && !encoded.len().is_multiple_of(2) {
             return Err(SegmentError::OddUcs2Length { len: encoded.len() });
         }
         let units = encoded.len() / encoding.unit_bytes();

@@ -85,7 +85,7 @@ fn unit_at(bytes: &[u8], at: usize) -> Option<u16> {
 
 /// The characters of UTF-16BE octets; an odd length is an error up front.
 pub fn chars(bytes: &[u8]) -> Result<Ucs2Chars<'_>, DecodeError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(DecodeError::OddLength { len: bytes.len() });
     }
     Ok(Ucs2Chars { bytes, pos: 0 })
