@@ -2,13 +2,13 @@
 //! re-keying, receipt → IMDN state, removal) on a table holding 200 000 other
 //! pending entries, and a receipt lookup alone (a duplicate, absorbed).
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use iwf::ids::LegacySystemId;
 use iwf::interwork::address::Msisdn;
 use iwf::interwork::converged_to_legacy::{canonical_id, CanonicalId, IdOrigin, StoredCorrelation};
 use iwf::interwork::state::ReceiptState;
 use iwf::interwork::IdCanonicalisation;
 use iwf::route::correlation::{CorrelationConfig, CorrelationTable, NewMessage, ReceiptOutcome};
 use iwf::route::select::UriTemplate;
-use iwf::session::smpp::LegacySystemId;
 use iwf::wire::cpim::{DateTime, Dispositions};
 use std::hint::black_box;
 

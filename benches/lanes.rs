@@ -2,8 +2,8 @@
 //! thread and from a producer thread to the owner's thread; and the lane
 //! table lookup a pipeline does per item.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use iwf::ids::LegacySystemId;
 use iwf::route::{LaneItem, Lanes};
-use iwf::session::smpp::LegacySystemId;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -6,13 +6,13 @@
 //! (`scripts/bench.sh` writes it to BENCHMARKS.md). `-- --test` (as `cargo bench -- --test`
 //! passes it) runs 10 000 entries instead of 1 000 000, and every run checks that each
 //! entry is still found by its id.
+use iwf::ids::LegacySystemId;
 use iwf::interwork::address::Msisdn;
 use iwf::interwork::converged_to_legacy::{canonical_id, CanonicalId, IdOrigin, StoredCorrelation};
 use iwf::interwork::state::ReceiptState;
 use iwf::interwork::IdCanonicalisation;
 use iwf::route::correlation::{CorrelationConfig, CorrelationTable, NewMessage, ReceiptOutcome};
 use iwf::route::select::UriTemplate;
-use iwf::session::smpp::LegacySystemId;
 use iwf::wire::cpim::{DateTime, Dispositions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -14,9 +14,9 @@
 //! What it leaves out: the NIC rings (`iwf scaling` adds them: the same path on DPDK
 //! net_ring ports) and the TCP/SMPP session (measured through the lab by scripts/bench.sh).
 use iwf::dataplane::scaling::{exchange_of, imdn_datagrams, key_ring, NOW, SYSTEMS};
+use iwf::ids::LegacySystemId;
 use iwf::interwork::legacy_to_converged::{imdn_to_receipts, ReceiptOutcome};
 use iwf::route::{LaneItem, Lanes, PushError};
-use iwf::session::smpp::LegacySystemId;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;

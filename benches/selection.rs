@@ -2,9 +2,9 @@
 //! 10 000 prefixes), with and without a content-type restriction, and the
 //! MSISDN → converged URI map (explicit entry, template).
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use iwf::ids::LegacySystemId;
 use iwf::interwork::address::Msisdn;
 use iwf::route::select::{MsisdnMap, RouteSpec, RoutingTable};
-use iwf::session::smpp::LegacySystemId;
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {

@@ -3,9 +3,9 @@
 //! control plane's batch). Figures are puts per second of the file system
 //! under the temp dir.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use iwf::ids::LegacySystemId;
 use iwf::route::store::{Batch, Store};
 use iwf::route::LaneItem;
-use iwf::session::smpp::LegacySystemId;
 use std::hint::black_box;
 
 const SYS: LegacySystemId = LegacySystemId(1);

@@ -5,7 +5,7 @@
 //! SMPP PDUs (requests + responses); both stacks' cost is inside (the ESME's smoltcp is
 //! a second userspace TCP on the same core), so iwf's share is at most this.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use iwf::dataplane::config::{LegacyConfig, TcpConfig};
+use iwf::control::config::{LegacyConfig, TcpConfig};
 use iwf::dataplane::counters::QueueCounters;
 use iwf::dataplane::tcp::{Directory, Endpoint, PeerLimits, StackSettings};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};

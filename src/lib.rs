@@ -11,13 +11,14 @@
 //! - [`dataplane`]: everything that touches DPDK (EAL, ports, per-core pipelines, TCP);
 //! - [`inspect`]: the operator's dissector behind `iwf inspect`.
 //!
-//! Only [`dataplane`] and the `dpdk-sys` crate may touch DPDK or `unsafe`.
+//! Only `dataplane::dpdk` and the `dpdk-sys` crate may touch DPDK or use `unsafe`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod control;
 pub mod dataplane;
 pub mod flow;
+pub mod ids;
 pub mod inspect;
 pub mod interwork;
 pub mod route;

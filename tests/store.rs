@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use iwf::ids::LegacySystemId;
 use iwf::interwork::address::Msisdn;
 use iwf::interwork::converged_to_legacy::{canonical_id, CanonicalId, IdOrigin, StoredCorrelation};
 use iwf::interwork::state::ReceiptState;
@@ -28,7 +29,6 @@ use iwf::route::correlation::{CorrelationConfig, CorrelationTable, NewMessage, R
 use iwf::route::select::UriTemplate;
 use iwf::route::store::{Batch, DurableCorrelation, ParkedReceipt, QueueKey, Store, StoreError};
 use iwf::route::LaneItem;
-use iwf::session::smpp::LegacySystemId;
 use iwf::wire::cpim::{DateTime, Dispositions};
 
 struct CountingAlloc;

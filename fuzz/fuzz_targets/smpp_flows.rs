@@ -7,7 +7,8 @@
 #![no_main]
 
 use iwf::flow::SmppOut;
-use iwf::session::smpp::{BindRefusal, BindRequest, LegacySystemId, Session, SessionConfig};
+use iwf::ids::LegacySystemId;
+use iwf::session::smpp::{BindRefusal, BindRequest, Session, SessionConfig};
 use iwf::wire::smpp::CommandStatus;
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;

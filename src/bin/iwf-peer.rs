@@ -35,9 +35,10 @@ mod ua;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
+use iwf::ids::LegacySystemId;
 use iwf::session::smpp::{
-    BindRefusal, BindRequest, CloseReason, Credentials, Event, LegacySystemId, Role, SendError, Session, SessionConfig,
-    SmppText, State as SessionState,
+    BindRefusal, BindRequest, CloseReason, Credentials, Event, Role, SendError, Session, SessionConfig, SmppText,
+    State as SessionState,
 };
 use iwf::wire::smpp::{
     Address, Body, CommandId, CommandStatus, EsmClass, MessageState, MessageType, Pdu, Receipt, ReceiptDate,

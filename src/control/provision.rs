@@ -2,7 +2,7 @@
 //! from the configuration file (and rebuilt whole on reload).
 //!
 //! Sections read here (the packet path's own sections are read by
-//! [`crate::dataplane::config`]):
+//! [`crate::control::config`]):
 //!
 //! ```toml
 //! [converged]
@@ -27,9 +27,9 @@
 //!
 //! Every error names the key and its line; a snapshot is built whole or not at all.
 use super::config::{self, ConfigError, Doc};
-use crate::dataplane::config::LegacyConfig;
+use crate::control::config::LegacyConfig;
+use crate::ids::LegacySystemId;
 use crate::route::select::{MsisdnMap, RouteSpec, RoutingTable};
-use crate::session::smpp::LegacySystemId;
 use crate::tag::KeyRing;
 
 /// `[converged]`: the names of the converged side.
@@ -98,7 +98,7 @@ impl Provision {
     /// Builds a snapshot from a whole configuration file.
     pub fn parse(text: &str) -> Result<Provision, ConfigError> {
         let keys = config::load_keyring(text)?;
-        let legacy = crate::dataplane::config::load(text)?.legacy;
+        let legacy = crate::control::config::load(text)?.legacy;
         let doc = Doc { text };
         let root = config::parse(text)?;
         let root = root.get_ref();

@@ -18,36 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Set by the SIGHUP handler, cleared by [`take_sighup`].
-static SIGHUP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sighup(_: libc::c_int) {
-    // Async-signal-safe: one atomic store, nothing else.
-    SIGHUP.store(true, Ordering::SeqCst);
-}
-
-/// Installs the SIGHUP handler (sets the flag [`take_sighup`] reads). Call once at start,
-/// before the control loop polls [`take_sighup`].
-// The one unsafe block outside dataplane/: libc's sigaction has no safe wrapper in the
-// dependencies, and the handler only stores an atomic.
-#[allow(unsafe_code)]
-pub fn install_sighup_handler() -> std::io::Result<()> {
-    // SAFETY: a zeroed sigaction is valid (no flags, empty mask filled in below); the
-    // handler is an `extern "C" fn(c_int)` that only stores to a static atomic, which is
-    // async-signal-safe; SA_RESTART keeps the control thread's blocking calls going.
-    let rc = unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sighup as extern "C" fn(libc::c_int) as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut())
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
+/// Set by the SIGHUP handler (the packet path's application installs it), cleared
+/// by [`take_sighup`].
+pub static SIGHUP: AtomicBool = AtomicBool::new(false);
 
 /// Whether SIGHUP arrived since the last call (and clears it): several signals between
 /// two calls ask for one reload.
@@ -316,22 +289,5 @@ mod tests {
         assert!(text.contains("\niwf_config_reloads_ok_total 1\n"), "{text}");
         assert!(text.contains("\niwf_config_reloads_failed_total 1\n"), "{text}");
         assert!(text.contains("\niwf_config_generation 2\n"), "{text}");
-    }
-
-    #[test]
-    fn sighup_sets_the_flag_once() {
-        install_sighup_handler().unwrap();
-        // Other tests never raise SIGHUP; this is the only reader of the flag.
-        let _ = take_sighup();
-        // raise() is unsafe FFI; `kill -HUP` on our own pid needs none.
-        let pid = std::process::id().to_string();
-        let status = std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !SIGHUP.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(take_sighup());
-        assert!(!take_sighup());
     }
 }

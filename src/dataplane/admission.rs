@@ -13,6 +13,7 @@
 //!               failures < threshold: counting since the first failure of the window
 //!               failures = threshold: refused since `since`, for the back-off period
 //! ```
+use crate::control::config::BackoffPolicy;
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -21,25 +22,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 const PROBE: usize = 4;
 /// Seconds are kept in 24 bits (194 days); ages are computed modulo that.
 const SECONDS_MASK: u32 = 0x00FF_FFFF;
-
-/// The back-off policy of [`BindBackoff`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    /// Failures within `window_s` that start a back-off (1-255).
-    pub failures: u8,
-    /// The window the failures are counted in, seconds.
-    pub window_s: u32,
-    /// How long an address is refused once it reached `failures`, seconds.
-    pub backoff_s: u32,
-}
-
-impl Default for BackoffPolicy {
-    /// 5 failed binds in a minute refuse the address for a minute: a mistyped password
-    /// or two never trips it; a password guesser gets 5 tries a minute.
-    fn default() -> Self {
-        BackoffPolicy { failures: 5, window_s: 60, backoff_s: 60 }
-    }
-}
 
 /// Failed binds per peer address, and the addresses refused for a back-off period.
 #[derive(Debug)]
@@ -208,6 +190,17 @@ impl Default for BindGuard {
     fn default() -> Self {
         BindGuard::new(BackoffPolicy::default(), 64, 4096, false)
     }
+}
+
+/// Whether `ip` lies in one of `cidrs`; an empty list answers `empty`.
+pub fn in_cidrs(cidrs: &[(Ipv4Addr, u8)], ip: Ipv4Addr, empty: bool) -> bool {
+    if cidrs.is_empty() {
+        return empty;
+    }
+    cidrs.iter().any(|&(net, len)| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(net) & mask
+    })
 }
 
 #[cfg(test)]

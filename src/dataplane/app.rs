@@ -6,17 +6,17 @@
 //!    (pinned with core_affinity, never touches a packet: link state, counters to the log);
 //! 4. SIGINT/SIGTERM set [`STOP`]: workers return, the counters are reported, ports are
 //!    stopped and closed, the mempool freed, `rte_eal_cleanup` releases hugepage memory.
-use super::config::{self, ConfigError, DataplaneConfig, Device};
 use super::counters::Stats;
-use super::eal::Eal;
+use super::dpdk::eal::Eal;
+use super::dpdk::mbuf::Mempool;
+use super::dpdk::port::{Port, PortError};
+use super::dpdk::ring::{RingConsumer, RingProducer};
 use super::host::{Host, UdpService, UDP_SERVICES};
-use super::mbuf::Mempool;
-use super::port::{Port, PortError};
 use super::preflight;
-use super::ring::{RingConsumer, RingProducer};
 use super::sip::{KeepAlive, Route, SipSettings, SipUdp};
 use super::tcp::{Directory, Handoff, MbufHandoff, PeerLimits, SmscClient, StackSettings, TcpStack};
 use super::worker::{Worker, WorkerPort, STOP};
+use crate::control::config::{self, ConfigError, DataplaneConfig, Device};
 use crate::session::smpp::{Credentials, ReconnectConfig};
 use smoltcp::wire::EthernetAddress;
 use std::fmt;
@@ -159,25 +159,11 @@ impl fmt::Display for DataplaneError {
 
 impl std::error::Error for DataplaneError {}
 
-extern "C" fn on_signal(_signal: libc::c_int) {
-    // An atomic store is async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
-
 fn install_signal_handlers() -> Result<(), DataplaneError> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(DataplaneError::Setup(format!("cannot install a handler for signal {sig}")));
-        }
-    }
-    Ok(())
+    use super::dpdk::signal::set_on;
+    set_on(&[libc::SIGINT, libc::SIGTERM], &STOP)
+        .and_then(|()| set_on(&[libc::SIGHUP], &crate::control::reload::SIGHUP))
+        .map_err(|sig| DataplaneError::Setup(format!("cannot install a handler for signal {sig}")))
 }
 
 /// Checks what operators get wrong first, before EAL prints pages of log about it.
@@ -266,8 +252,6 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         }
     }
     install_signal_handlers()?;
-    crate::control::reload::install_sighup_handler()
-        .map_err(|e| DataplaneError::Setup(format!("cannot install the SIGHUP handler: {e}")))?;
 
     let mut args = vec!["iwf".to_string()];
     args.extend(cfg.eal_args());
@@ -357,8 +341,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let shared = crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx))
         .map_err(|e| DataplaneError::Setup(format!("lanes: {e}")))?;
     let shared = Arc::new(shared);
-    if let Err(e) = super::telemetry::register(Arc::clone(&stats))
-        .and_then(|()| super::telemetry::register_flows(Arc::clone(&shared)))
+    if let Err(e) = super::dpdk::telemetry::register(Arc::clone(&stats))
+        .and_then(|()| super::dpdk::telemetry::register_flows(Arc::clone(&shared)))
     {
         eprintln!("iwf: DPDK telemetry commands not registered: {e}");
     }
@@ -590,7 +574,10 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 super::worker::ARP_HOLD_MAX,
                 super::worker::ARP_HOLD_MS,
             );
-            wports.push(WorkerPort { port_id: p.id, index, host, gateway: pc.gateway, services, tcp, arp_hold });
+            let queue = p
+                .queue(q as u16)
+                .ok_or_else(|| DataplaneError::Setup(format!("port {}: no queue {q} for worker {q}", p.name)))?;
+            wports.push(WorkerPort { queue, index, host, gateway: pc.gateway, services, tcp, arp_hold });
         }
         let worker = Worker {
             queue: q as u16,
@@ -684,7 +671,7 @@ fn handoffs(workers: usize, socket: i32) -> Result<Vec<MbufHandoff>, String> {
         (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
     for src in 0..workers {
         for dst in (0..workers).filter(|d| *d != src) {
-            let (p, c) = super::ring::create(&format!("iwf_tcp_{src}_{dst}"), SIZE, socket)
+            let (p, c) = super::dpdk::ring::create(&format!("iwf_tcp_{src}_{dst}"), SIZE, socket)
                 .map_err(|e| format!("the TCP handoff ring {src}->{dst}: {e}"))?;
             if let Some(slot) = out.get_mut(src).and_then(|v| v.get_mut(dst)) {
                 *slot = Some(p);

@@ -443,6 +443,16 @@ impl QueueCounters {
         }
     }
 
+    /// Counts what a TX batch sent, and the frames its queue's full ring refused.
+    #[inline]
+    pub fn count_tx(&self, t: super::dpdk::port::TxTotals) {
+        self.tx_packets.add(t.sent);
+        self.tx_bytes.add(t.bytes);
+        if let Some(c) = self.drops.get(DropReason::TxFull as usize) {
+            c.add(t.dropped);
+        }
+    }
+
     /// Counts one handled frame.
     #[inline]
     pub fn handled(&self, what: Handled) {

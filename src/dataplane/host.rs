@@ -26,6 +26,8 @@ use std::ops::Range;
 
 /// Length of an Ethernet II header.
 pub const ETH_HEADER_LEN: usize = 14;
+/// Largest frame iwf builds (Ethernet header + 1500).
+pub const MAX_FRAME: u16 = 1514;
 /// Length of an IPv4 header without options.
 pub const IPV4_HEADER_LEN: usize = 20;
 /// Length of a UDP header.

@@ -9,8 +9,6 @@
 //!  control thread (core_affinity, not an EAL lcore): link state, counters to the log
 //! ```
 //!
-//! * [`config`]: the `[eal]`, `[control]` and `[[ports]]` sections, errors naming key
-//!   and line (sans-IO, tested without DPDK);
 //! * [`host`] and [`arp`]: the IP host each port runs, over plain byte slices (sans-IO);
 //! * [`sip`]: SIP over UDP per worker (server and client transactions, the UAS policy,
 //!   the next hop's OPTIONS keep-alive), over the payload slice of the RX mbuf;
@@ -19,30 +17,26 @@
 //!   over TCP on its sockets;
 //! * [`counters`]: per-port, per-queue, per-drop-reason counters, one writer each;
 //! * [`metrics`]: the counters as Prometheus metrics for the admin endpoint;
-//! * [`telemetry`]: the counters on DPDK's telemetry socket (`/iwf/stats`, `/iwf/ports`);
-//! * [`mbuf`], [`eal`], [`port`], [`worker`]: the thin safe layer over `dpdk-sys`;
+//! * [`dpdk`]: the thin safe layer over `dpdk-sys` (EAL, mbufs, ports with their burst
+//!   API, rings, telemetry): the only `unsafe` code of the crate;
+//! * [`worker`]: the per-core loop that ties them together;
 //! * [`app`]: `run(config)`, the appliance's main loop and orderly shutdown.
 //!
-//! This is the one module that may use `unsafe`; each unsafe block states why it holds.
-#![allow(unsafe_code)]
+//! Only [`dpdk`] may use `unsafe`; each unsafe block there states why it holds.
 
 pub mod admission;
 pub mod app;
 pub mod arp;
-pub mod config;
+
 pub mod counters;
-pub mod eal;
+pub mod dpdk;
 pub mod host;
 pub mod liveness;
-pub mod mbuf;
 pub mod metrics;
-pub mod port;
 pub mod preflight;
-pub mod ring;
 pub mod scaling;
 pub mod sip;
 pub mod tcp;
-pub mod telemetry;
 pub mod worker;
 
 pub use app::{run, run_with, DataplaneError};

@@ -16,22 +16,21 @@
 //!
 //! What it leaves out: the TCP/SMPP sessions and the SIP transactions (measured through
 //! the lab by scripts/bench.sh).
-use super::config::{Device, PortConfig};
-use super::eal::Eal;
-use super::mbuf::{Mbuf, Mempool};
-use super::port::Port;
+use super::dpdk::eal::Eal;
+use super::dpdk::mbuf::{Mbuf, Mempool};
+use super::dpdk::port::{Port, PortQueue, RxBurst, TxBatch};
+use crate::control::config::{Device, PortConfig};
+use crate::ids::LegacySystemId;
 use crate::interwork::address::NumberingPlan;
 use crate::interwork::legacy_to_converged::{imdn_to_receipts, legacy_to_sip, LegacyMessage, ReceiptOutcome};
 use crate::interwork::{BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation};
 use crate::route::{LaneItem, Lanes, PushError};
-use crate::session::smpp::LegacySystemId;
 use crate::tag::{KeyRing, TagKey};
 use crate::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
 use crate::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
 use crate::wire::sip::{MessageWriter, Method};
 use crate::wire::smpp::{Address, Body, Pdu, RegisteredDelivery, SubmitSm};
 use crate::wire::sms::gsm7;
-use dpdk_sys as sys;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
@@ -45,7 +44,6 @@ use std::time::{Duration, Instant};
 pub const SYSTEMS: u16 = 8;
 /// Frames each queue circulates.
 const FRAMES_PER_QUEUE: usize = 256;
-const BURST: usize = 32;
 /// The synthetic traffic's clock (Unix seconds the tags are issued and verified at).
 pub const NOW: u64 = 1_790_000_000;
 
@@ -229,7 +227,6 @@ impl Round {
 
 /// What a worker lcore needs for a round.
 struct Shared {
-    port: u16,
     lanes: Lanes,
     keys: KeyRing,
     stop: AtomicBool,
@@ -237,9 +234,11 @@ struct Shared {
     failed: AtomicU64,
 }
 
-/// The loop of worker `me` on queue `me` (see the module documentation).
-fn worker(s: &Shared, me: u16, workers: u16) -> i32 {
-    let mut bufs: [*mut sys::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+/// The loop of worker `me` on its queue `q` (see the module documentation).
+fn worker(s: &Shared, q: &PortQueue) -> i32 {
+    let me = q.queue();
+    let mut rx = RxBurst::new();
+    let mut tx = TxBatch::new(q);
     let mut out = [0u8; 1024];
     let mut token = u64::from(me) << 48;
     let (mut drained, mut failed) = (0u64, 0u64);
@@ -251,19 +250,14 @@ fn worker(s: &Shared, me: u16, workers: u16) -> i32 {
         }
     };
     while !s.stop.load(Ordering::Relaxed) {
-        // SAFETY: the port is started with `workers` queues and queue `me` is this
-        // lcore's alone; `bufs` has room for BURST pointers.
-        let n = usize::from(unsafe { sys::rte_eth_rx_burst(s.port, me, bufs.as_mut_ptr(), BURST as u16) });
-        for raw in bufs.iter().take(n) {
-            // SAFETY: rx_burst returned `n` valid mbufs we own until we send them back.
-            let m = unsafe { Mbuf::from_raw(*raw) };
-            let Some(m) = m else { continue };
+        q.receive(&mut rx);
+        for m in rx.by_ref() {
             let receipt = m.data().ok().and_then(udp_payload).map(|payload| {
                 token += 1;
                 imdn_to_receipts(payload, &s.keys, NOW, exchange_of, token as u32, &mut out)
             });
-            // Still ours: the same mbuf goes back onto the ring below.
-            let _ = m.into_raw();
+            // The same mbuf goes back onto the ring, so that the frames circulate.
+            tx.push(m);
             let Some(Ok(ReceiptOutcome::Receipts { system, len, .. })) = receipt else {
                 failed += 1;
                 continue;
@@ -292,24 +286,8 @@ fn worker(s: &Shared, me: u16, workers: u16) -> i32 {
             }
         }
         drain(&mut drained);
-        let mut sent = 0usize;
-        while sent < n {
-            // SAFETY: the first `n` entries of `bufs` are mbufs we own; tx_burst takes
-            // ownership of those it accepts.
-            let k = usize::from(unsafe {
-                sys::rte_eth_tx_burst(s.port, me, bufs.as_mut_ptr().add(sent), (n - sent) as u16)
-            });
-            sent += k;
-            if k == 0 {
-                break;
-            }
-        }
-        for raw in bufs.iter().take(n).skip(sent) {
-            // SAFETY: not accepted by tx_burst: still ours to free.
-            drop(unsafe { Mbuf::from_raw(*raw) });
-        }
+        tx.flush();
     }
-    let _ = workers;
     s.receipts.fetch_add(drained, Ordering::Relaxed);
     s.failed.fetch_add(failed, Ordering::Relaxed);
     0
@@ -383,7 +361,6 @@ fn rounds(eal: &Eal, counts: &[usize], max: usize, seconds: f64) -> Result<Vec<R
             lanes.bind_up(LegacySystemId(s), s % n as u16).map_err(|e| e.to_string())?;
         }
         let shared = Arc::new(Shared {
-            port: port.id,
             lanes,
             keys: key_ring()?,
             stop: AtomicBool::new(false),
@@ -391,23 +368,25 @@ fn rounds(eal: &Eal, counts: &[usize], max: usize, seconds: f64) -> Result<Vec<R
             failed: AtomicU64::new(0),
         });
         // Fill each queue's ring: what a worker sends on queue q, it receives on q.
+        let mut queues = Vec::with_capacity(n);
         for q in 0..n as u16 {
-            for (i, f) in frames.iter().enumerate().skip(usize::from(q)).step_by(n).take(FRAMES_PER_QUEUE) {
+            let queue = port.queue(q).ok_or_else(|| format!("queue {q} is held"))?;
+            let mut tx = TxBatch::new(&queue);
+            for f in frames.iter().skip(usize::from(q)).step_by(n).take(FRAMES_PER_QUEUE) {
                 let mut m = Mbuf::alloc(&pool).ok_or("mbuf pool empty")?;
                 m.append(f.len() as u16).ok_or("frame larger than an mbuf")?.copy_from_slice(f);
-                let mut raw = m.into_raw();
-                // SAFETY: one mbuf we own; tx_burst takes it when it returns 1.
-                if unsafe { sys::rte_eth_tx_burst(port.id, q, &mut raw, 1) } == 0 {
-                    // SAFETY: not taken: still ours.
-                    drop(unsafe { Mbuf::from_raw(raw) });
-                    return Err(format!("queue {q} ring full after {i} frames"));
-                }
+                tx.push(m);
             }
+            let filled = tx.flush();
+            if filled.dropped > 0 {
+                return Err(format!("queue {q} ring full after {} frames", filled.sent));
+            }
+            queues.push(queue);
         }
         let t0 = Instant::now();
-        for (w, &lcore) in lcores.iter().take(n).enumerate() {
+        for (queue, &lcore) in queues.into_iter().zip(lcores.iter()) {
             let s = Arc::clone(&shared);
-            if let Err(e) = eal.launch(lcore, Box::new(move || worker(&s, w as u16, n as u16))) {
+            if let Err(e) = eal.launch(lcore, Box::new(move || worker(&s, &queue))) {
                 // The ones started must be done with the port before it goes.
                 shared.stop.store(true, Ordering::Relaxed);
                 eal.wait_workers();
@@ -418,19 +397,10 @@ fn rounds(eal: &Eal, counts: &[usize], max: usize, seconds: f64) -> Result<Vec<R
         shared.stop.store(true, Ordering::Relaxed);
         eal.wait_workers();
         let elapsed = t0.elapsed().as_secs_f64();
-        // Empty the rings for the next round.
-        let mut bufs: [*mut sys::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        // Empty the rings for the next round (the workers gave their queues back).
         for q in 0..max as u16 {
-            loop {
-                // SAFETY: the workers are done; the main lcore owns every queue now.
-                let k = usize::from(unsafe { sys::rte_eth_rx_burst(port.id, q, bufs.as_mut_ptr(), BURST as u16) });
-                for raw in bufs.iter().take(k) {
-                    // SAFETY: received, ours to free.
-                    drop(unsafe { Mbuf::from_raw(*raw) });
-                }
-                if k == 0 {
-                    break;
-                }
+            if let Some(queue) = port.queue(q) {
+                queue.drain();
             }
         }
         out.push(Round {

@@ -122,7 +122,7 @@ pub struct SipSettings {
     /// `[sip] trusted`: the only sources served (empty: every source).
     pub trusted: Vec<(std::net::Ipv4Addr, u8)>,
     /// What an untrusted request gets.
-    pub untrusted: super::config::Untrusted,
+    pub untrusted: crate::control::config::Untrusted,
 }
 
 /// A stateless `403 Forbidden` to `request` in `out` (its length), if it parses.
@@ -171,7 +171,7 @@ pub struct SipUdp {
     /// The flows' requests wait for a client slot (counted once per episode).
     blocked: bool,
     trusted: Vec<(std::net::Ipv4Addr, u8)>,
-    untrusted: super::config::Untrusted,
+    untrusted: crate::control::config::Untrusted,
 }
 
 impl SipUdp {
@@ -324,7 +324,8 @@ impl SipUdp {
     /// transaction (or dropped, as configured), anything else dropped; all counted.
     /// It never reaches the transaction table or the flows.
     fn untrusted(&mut self, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
-        let refuse = self.untrusted == super::config::Untrusted::Refuse && classify(payload) == DatagramKind::Request;
+        let refuse =
+            self.untrusted == crate::control::config::Untrusted::Refuse && classify(payload) == DatagramKind::Request;
         let sent = refuse.then(|| forbidden(payload, reply)).flatten();
         match sent {
             Some(len) => {
@@ -508,7 +509,7 @@ pub fn keepalive_options(
 
 impl UdpService for SipUdp {
     fn receive(&mut self, now_ms: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
-        if !super::tcp::in_cidrs(&self.trusted, *src.ip(), true) {
+        if !super::admission::in_cidrs(&self.trusted, *src.ip(), true) {
             return self.untrusted(payload, src, reply);
         }
         match classify(payload) {
@@ -594,7 +595,7 @@ mod tests {
             owner: 0,
             timer_t1_ms: 500,
             trusted: vec![(Ipv4Addr::new(198, 18, 2, 1), 32)],
-            untrusted: crate::dataplane::config::Untrusted::Refuse,
+            untrusted: crate::control::config::Untrusted::Refuse,
         };
         let route: Route = crate::session::sip::unknown_recipient;
         (SipUdp::new(&settings, route, Arc::clone(&stats), 0, 0), stats)
@@ -683,7 +684,7 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert!(r.starts_with("SIP/2.0 404 "), "{r}");
         assert_eq!(svc.server().len(), 1);
         // Configured to drop, the stranger hears nothing.
-        svc.untrusted = crate::dataplane::config::Untrusted::Drop;
+        svc.untrusted = crate::control::config::Untrusted::Drop;
         assert!(svc.receive(0, &request("OPTIONS", "z9hG4bKx2", ""), stranger, &mut out).is_none());
         assert_eq!(sip(&stats).untrusted_dropped, 3);
     }

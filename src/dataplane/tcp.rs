@@ -55,17 +55,19 @@
 //! Nothing on the per-packet path allocates: sockets, buffers, sessions and queues are
 //! allocated in [`TcpStack::new`].
 
-use super::admission::BindGuard;
-use super::config::{LegacyConfig, TcpConfig};
+use super::admission::{in_cidrs, BindGuard};
 use super::counters::{DropReason, QueueCounters, SmppCounters, TcpCounters};
-use super::mbuf::{Mbuf, Mempool};
+use super::dpdk::mbuf::{Mbuf, Mempool};
+use super::dpdk::port::TxBatch;
+use super::host::MAX_FRAME;
 use super::sip::{answer_into, unix_now, FlowsHandle, Route, MAX_HEADERS};
-use super::worker::{TxBatch, MAX_FRAME};
+use crate::control::config::{LegacyConfig, TcpConfig};
 use crate::flow::{ConnId, Flows, SipTxn, SmppOut};
+use crate::ids::LegacySystemId;
 use crate::session::sip::{Incoming, ServerConfig, ServerTransactions, UasPolicy};
 use crate::session::smpp::{
-    Authenticator, BindRefusal, BindRequest, Credentials, Event, LegacySystemId, Reconnect, ReconnectConfig,
-    RefuseBinds, Role, Session, SessionConfig, SessionCounters, State as SmppState,
+    Authenticator, BindRefusal, BindRequest, Credentials, Event, Reconnect, ReconnectConfig, RefuseBinds, Role,
+    Session, SessionConfig, SessionCounters, State as SmppState,
 };
 use crate::wire::sip::{parse_stream, Header, Message, Status};
 use crate::wire::smpp::CommandStatus;
@@ -169,7 +171,7 @@ pub struct Handoff<S, R> {
 }
 
 /// The packet path's hand-over: DPDK rings of mbufs.
-pub type MbufHandoff = Handoff<super::ring::RingProducer, super::ring::RingConsumer>;
+pub type MbufHandoff = Handoff<super::dpdk::ring::RingProducer, super::dpdk::ring::RingConsumer>;
 
 impl<S: SegmentSender, R: SegmentReceiver<Item = S::Item>> Handoff<S, R> {
     /// Worker `me` of `workers`, with its outgoing and incoming rings (indexed by the
@@ -225,19 +227,19 @@ impl<S: SegmentSender, R: SegmentReceiver<Item = S::Item>> Handoff<S, R> {
     }
 }
 
-impl SegmentSender for super::ring::RingProducer {
+impl SegmentSender for super::dpdk::ring::RingProducer {
     type Item = Mbuf;
 
     fn push(&self, item: Mbuf) -> Result<(), Mbuf> {
-        super::ring::RingProducer::push(self, item)
+        super::dpdk::ring::RingProducer::push(self, item)
     }
 }
 
-impl SegmentReceiver for super::ring::RingConsumer {
+impl SegmentReceiver for super::dpdk::ring::RingConsumer {
     type Item = Mbuf;
 
     fn pop(&self) -> Option<Mbuf> {
-        super::ring::RingConsumer::pop(self)
+        super::dpdk::ring::RingConsumer::pop(self)
     }
 }
 
@@ -330,7 +332,7 @@ impl phy::TxToken for MbufTxToken<'_> {
         if let (Some(room), Some(mut m)) = (room, Mbuf::alloc(self.pool)) {
             if let Some(buf) = m.append(room) {
                 let r = f(buf.get_mut(..len).unwrap_or(&mut []));
-                self.tx.push(m, self.counters);
+                self.tx.push(m);
                 return r;
             }
         }
@@ -508,17 +510,6 @@ impl Directory {
             any
         })
     }
-}
-
-/// Whether `ip` lies in one of `cidrs`; an empty list answers `empty`.
-pub fn in_cidrs(cidrs: &[(Ipv4Addr, u8)], ip: Ipv4Addr, empty: bool) -> bool {
-    if cidrs.is_empty() {
-        return empty;
-    }
-    cidrs.iter().any(|&(net, len)| {
-        let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
-        u32::from(ip) & mask == u32::from(net) & mask
-    })
 }
 
 /// Compares a bind's password with the provisioned one in constant time (both padded

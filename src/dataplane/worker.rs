@@ -5,21 +5,15 @@
 //! timers run then. No allocation, no lock, no panic on input.
 use super::arp::ArpHold;
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
-use super::host::{Host, Outcome, UdpService, Unsent, ETH_HEADER_LEN};
-use super::mbuf::{Mbuf, Mempool};
+use super::dpdk::mbuf::{Mbuf, Mempool};
+use super::dpdk::port::{PortQueue, RxBurst, TxBatch};
+use super::host::{Host, Outcome, UdpService, Unsent, ETH_HEADER_LEN, MAX_FRAME};
 use super::tcp::{MbufHandoff, Steer, TcpStack, HANDOFF_BURST};
-use dpdk_sys as sys;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Frames per RX burst (a multiple of 8 for the vector drivers).
-pub const BURST: usize = 32;
-/// Frames collected per port before a TX burst is forced.
-pub const TX_BATCH: usize = 2 * BURST;
-/// Largest frame iwf builds (Ethernet header + 1500).
-pub const MAX_FRAME: u16 = 1514;
 /// How often a worker re-checks that its gateways are resolved, in milliseconds.
 pub const ARP_CHECK_MS: u64 = 100;
 /// Busy polls between two clock reads (an idle poll always reads it).
@@ -33,8 +27,8 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 /// One port as seen by one worker.
 #[derive(Debug)]
 pub struct WorkerPort {
-    /// ethdev port id.
-    pub port_id: u16,
+    /// This worker's queue pair of the port.
+    pub queue: PortQueue,
     /// Index into [`Stats::ports`].
     pub index: usize,
     /// This core's IP host for the port.
@@ -74,52 +68,6 @@ pub struct Worker {
     pub flows: Option<super::sip::FlowsHandle>,
 }
 
-/// Frames waiting for a TX burst on one port and queue.
-pub struct TxBatch {
-    port: u16,
-    queue: u16,
-    pkts: [*mut sys::rte_mbuf; TX_BATCH],
-    n: usize,
-    bytes: u64,
-}
-
-impl TxBatch {
-    /// Adds a frame, flushing first when the batch is full.
-    pub fn push(&mut self, m: Mbuf, counters: &QueueCounters) {
-        if self.n == TX_BATCH {
-            self.flush(counters);
-        }
-        if let Some(slot) = self.pkts.get_mut(self.n) {
-            self.bytes += m.pkt_len() as u64;
-            *slot = m.into_raw();
-            self.n += 1;
-        }
-    }
-
-    fn flush(&mut self, counters: &QueueCounters) {
-        if self.n == 0 {
-            return;
-        }
-        let n = self.n.min(TX_BATCH);
-        // SAFETY: pkts[..n] are mbufs we own; the driver takes the first `sent`.
-        let sent =
-            usize::from(unsafe { sys::rte_eth_tx_burst(self.port, self.queue, self.pkts.as_mut_ptr(), n as u16) });
-        let sent = sent.min(n);
-        let mut bytes = self.bytes;
-        for raw in self.pkts.get(sent..n).unwrap_or(&[]) {
-            // SAFETY: not taken by the driver, so still ours: free it (count it first).
-            if let Some(m) = unsafe { Mbuf::from_raw(*raw) } {
-                bytes = bytes.saturating_sub(m.pkt_len() as u64);
-                counters.drop(DropReason::TxFull);
-            }
-        }
-        counters.tx_packets.add(sent as u64);
-        counters.tx_bytes.add(bytes);
-        self.n = 0;
-        self.bytes = 0;
-    }
-}
-
 impl Worker {
     /// Polls until [`STOP`] is set; returns 0 (the lcore's exit code).
     pub fn run(mut self) -> i32 {
@@ -129,7 +77,7 @@ impl Worker {
         let mut busy_polls = 0u32;
         // Whether the clock moved since the services' timers last ran.
         let mut clock_read = true;
-        let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        let mut rx = RxBurst::new();
         let queue = usize::from(self.queue);
         let stats = Arc::clone(&self.stats);
         while !STOP.load(Ordering::Relaxed) {
@@ -143,23 +91,17 @@ impl Worker {
             if self.handoff.workers() > 1 {
                 let ports = &mut self.ports;
                 let stats = &stats;
-                let (pool, handoff, me) = (&self.pool, &self.handoff, self.queue);
+                let (pool, handoff) = (&self.pool, &self.handoff);
                 handoff.drain(HANDOFF_BURST, |m| {
                     let port = m.port();
-                    let Some(p) = ports.iter_mut().find(|p| p.port_id == port) else { return };
+                    let Some(p) = ports.iter_mut().find(|p| p.queue.port() == port) else { return };
                     let Some(c) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else { return };
                     if is_udp(&m) {
                         // A SIP response to one of this worker's client transactions.
                         c.sip.responses_steered_in.inc();
-                        let mut tx = TxBatch {
-                            port: p.port_id,
-                            queue: me,
-                            pkts: [std::ptr::null_mut(); TX_BATCH],
-                            n: 0,
-                            bytes: 0,
-                        };
+                        let mut tx = TxBatch::new(&p.queue);
                         handle(p, m, now_ms, pool, c, &mut tx, handoff);
-                        tx.flush(c);
+                        c.count_tx(tx.flush());
                         return;
                     }
                     c.tcp.redirected_in.inc();
@@ -181,25 +123,13 @@ impl Worker {
                 let Some(counters) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else {
                     continue;
                 };
-                let mut tx = TxBatch {
-                    port: p.port_id,
-                    queue: self.queue,
-                    pkts: [std::ptr::null_mut(); TX_BATCH],
-                    n: 0,
-                    bytes: 0,
-                };
+                let mut tx = TxBatch::new(&p.queue);
                 let polled_at = Instant::now();
-                // SAFETY: started port, our own queue, `rx` has room for BURST pointers.
-                let n =
-                    usize::from(unsafe { sys::rte_eth_rx_burst(p.port_id, self.queue, rx.as_mut_ptr(), BURST as u16) });
+                let n = p.queue.receive(&mut rx);
                 if n > 0 {
                     got_any = true;
                 }
-                for raw in rx.iter().take(n.min(BURST)) {
-                    // SAFETY: the driver handed these mbufs over to us.
-                    let Some(m) = (unsafe { Mbuf::from_raw(*raw) }) else {
-                        continue;
-                    };
+                for m in rx.by_ref() {
                     counters.rx_packets.inc();
                     counters.rx_bytes.add(m.pkt_len() as u64);
                     handle(p, m, now_ms, &self.pool, counters, &mut tx, &self.handoff);
@@ -221,7 +151,7 @@ impl Worker {
                                 dst.copy_from_slice(&mac.0);
                             }
                             counters.arp_released.inc();
-                            tx.push(m, counters);
+                            tx.push(m);
                         },
                         |m| {
                             drop(m);
@@ -234,7 +164,7 @@ impl Worker {
                         send_arp_request(p, gw, &self.pool, counters, &mut tx);
                     }
                 }
-                tx.flush(counters);
+                counters.count_tx(tx.flush());
                 if n > 0 {
                     counters.busy_ns.add(u64::try_from(polled_at.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }
@@ -280,7 +210,7 @@ fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters:
             match p.host.originate_udp(service.as_mut(), slot, now_ms, buf) {
                 Ok(Some(len)) => {
                     m.truncate(len);
-                    tx.push(m, counters);
+                    tx.push(m);
                 }
                 Ok(None) => break,
                 Err(Unsent::Unresolved { neighbour, len }) => {
@@ -355,7 +285,7 @@ fn handle(
         Outcome::Reply { len, what } => {
             counters.handled(what);
             m.truncate(len);
-            tx.push(m, counters);
+            tx.push(m);
         }
         Outcome::Tcp(seg) => {
             counters.tcp.segments_in.inc();
@@ -375,7 +305,7 @@ fn handle(
                     }
                     if let Some(len) = m.data_mut().ok().and_then(super::host::reset_in_place) {
                         m.truncate(len);
-                        tx.push(m, counters);
+                        tx.push(m);
                     }
                     return;
                 }
@@ -428,7 +358,7 @@ fn handle(
             if let Some(len) = p.host.answer_udp(service.as_mut(), now_ms, &dgram, payload, buf) {
                 out.truncate(len);
                 counters.udp_replied.inc();
-                tx.push(out, counters);
+                tx.push(out);
             }
         }
     }
@@ -445,6 +375,6 @@ fn send_arp_request(p: &mut WorkerPort, target: Ipv4Addr, pool: &Mempool, counte
     };
     if p.host.arp_request(buf, target).is_some() {
         counters.arp_requests_sent.inc();
-        tx.push(m, counters);
+        tx.push(m);
     }
 }

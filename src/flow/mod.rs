@@ -25,8 +25,9 @@
 
 pub mod store;
 
+use crate::control::config::LegacyConfig;
 use crate::control::provision::Provision;
-use crate::dataplane::config::LegacyConfig;
+use crate::ids::LegacySystemId;
 use crate::interwork::address::{LegacyParty, Npi, NumberingPlan, SmppAddress, Ton};
 use crate::interwork::converged_to_legacy::{
     canonical_id, imdn_for_state, parse_smsc_receipt, sip_to_submit, CanonicalId, IdOrigin, ImdnTokens, SenderPolicy,
@@ -40,7 +41,6 @@ use crate::interwork::{BindDirection, Concatenation, ConvergedSide, Exchange};
 use crate::route::correlation::{self, Checkpoint, CorrelationConfig, CorrelationError, CorrelationTable, NewMessage};
 use crate::route::lane::{CoreId, LaneItem, Lanes, PushError};
 use crate::session::sip::ServerTxId;
-use crate::session::smpp::LegacySystemId;
 use crate::tag::{TagFields, TAG_LEN};
 use crate::wire::sip::Message;
 use crate::wire::smpp::{Body, CommandStatus, Pdu, SubmitSm};

@@ -6,10 +6,10 @@
 //! The thread is the control plane's: it never touches a packet; the workers reach it
 //! through a channel ([`StoreOp`]) and it answers through [`Shared::complete`].
 use super::{Completion, Outcome, Shared, STORE_ORIGIN};
+use crate::ids::LegacySystemId;
 use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
 use crate::route::store::{Batch, DurableCorrelation, ParkedReceipt, QueueKey, Store};
-use crate::session::smpp::LegacySystemId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

@@ -5,7 +5,8 @@ use serde_json::{json, Map, Value};
 
 use crate::wire::smpp::pdu::{Address, Bind, BindResp, Body, DataSm, MessageIdResp, Pdu, SubmitSm};
 use crate::wire::smpp::receipt::Receipt;
-use crate::wire::smpp::tlv::{Tlv, TlvTag, Tlvs, RECEIPTED_MESSAGE_ID_MAX};
+use crate::wire::smpp::tlv::{Tlv, Tlvs, RECEIPTED_MESSAGE_ID_MAX};
+use crate::wire::smpp::TlvTag;
 use crate::wire::smpp::{EsmClass, RegisteredDelivery};
 
 fn hex(bytes: &[u8]) -> String {

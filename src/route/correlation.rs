@@ -63,9 +63,9 @@ use std::collections::HashMap;
 use siphasher::sip::SipHasher13;
 
 use super::select::{pack_msisdn, unpack_msisdn, UriTemplate};
+use crate::ids::LegacySystemId;
 use crate::interwork::converged_to_legacy::{next_sequence, CanonicalId, PartAggregate, StoredCorrelation};
 use crate::interwork::state::{ReceiptRecord, ReceiptState, Transition};
-use crate::session::smpp::LegacySystemId;
 use crate::tag::TAG_EPOCH_UNIX;
 use crate::wire::cpim::{DateTime, Dispositions};
 

@@ -33,7 +33,7 @@
 //!
 //! ```
 //! use iwf::route::{LaneItem, Lanes, PushError};
-//! use iwf::session::smpp::LegacySystemId;
+//! use iwf::ids::LegacySystemId;
 //! let lanes = Lanes::new(2)?; // two pipeline cores
 //! let smsc_a = LegacySystemId(1);
 //! lanes.add_system(smsc_a, 1024)?; // control plane, from provisioning
@@ -74,7 +74,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, Guard};
 use crossbeam_queue::ArrayQueue;
 
-use crate::session::smpp::LegacySystemId;
+use crate::ids::LegacySystemId;
 use crate::wire::smpp::{EmitError, Pdu};
 
 /// Largest PDU a [`LaneItem`] holds: a receipt `deliver_sm` (header, service
@@ -82,8 +82,7 @@ use crate::wire::smpp::{EmitError, Pdu};
 /// `receipted_message_id` ≤ 65, `message_state`, `network_error_code`).
 pub const LANE_ITEM_MAX: usize = 320;
 
-/// The index of a pipeline core (lcore order, `0..cores`).
-pub type CoreId = u16;
+pub use crate::ids::CoreId;
 
 /// The owner word's "no core" value (also the largest core count + 1 bound).
 const NO_CORE: u16 = u16::MAX;

@@ -27,7 +27,7 @@
 //! ```
 //! use iwf::interwork::address::Msisdn;
 //! use iwf::route::select::{MsisdnMap, RouteSpec, RoutingTable, SelectError};
-//! use iwf::session::smpp::LegacySystemId;
+//! use iwf::ids::LegacySystemId;
 //! let table = RoutingTable::build(&[
 //!     RouteSpec::new("+4470001", LegacySystemId(1)),
 //!     RouteSpec::new("+44700015", LegacySystemId(2)).content_type("text/plain"),
@@ -50,8 +50,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::ids::LegacySystemId;
 use crate::interwork::address::{Msisdn, E164_MAX_DIGITS};
-use crate::session::smpp::LegacySystemId;
 
 /// The placeholder of a [`MsisdnMap`] template: replaced by the number's digits.
 pub const MSISDN_PLACEHOLDER: &str = "{msisdn}";

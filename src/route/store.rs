@@ -43,11 +43,11 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 
 use super::correlation::{CorrelationTable, MessageRef, NewMessage};
 use super::lane::{LaneItem, LANE_ITEM_MAX};
+use crate::ids::LegacySystemId;
 use crate::interwork::address::Msisdn;
 use crate::interwork::converged_to_legacy::{canonical_id, CanonicalId, IdOrigin, StoredCorrelation};
 use crate::interwork::state::ReceiptState;
 use crate::interwork::IdCanonicalisation;
-use crate::session::smpp::LegacySystemId;
 use crate::wire::cpim::{DateTime, Dispositions};
 
 const QUEUE: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("queued_receipts");

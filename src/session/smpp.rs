@@ -46,7 +46,8 @@
 //! [`Session::handle_input`] stops consuming (TCP back-pressure).
 //!
 //! ```
-//! use iwf::session::smpp::{BindRequest, Event, LegacySystemId, Session, SessionConfig};
+//! use iwf::ids::LegacySystemId;
+//! use iwf::session::smpp::{BindRequest, Event, Session, SessionConfig};
 //! use std::net::Ipv4Addr;
 //! let mut smsc = Session::new(SessionConfig::default());
 //! smsc.connected(0, Ipv4Addr::new(198, 18, 1, 1));
@@ -66,6 +67,7 @@
 //! # let _ = n;
 //! ```
 
+use crate::ids::LegacySystemId;
 use core::fmt;
 use std::net::Ipv4Addr;
 
@@ -85,17 +87,6 @@ const RESP_MAX: usize = 96;
 /// Requests of the session itself that may be outstanding beside the
 /// application's: bind, enquire_link, unbind.
 const CONTROL_SLOTS: usize = 3;
-
-/// The stable 16-bit index of a legacy system from provisioning (the same
-/// number the tag carries).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegacySystemId(pub u16);
-
-impl fmt::Display for LegacySystemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "legacy system {}", self.0)
-    }
-}
 
 /// A short SMPP text field held inline (`system_id`, `password`,
 /// `message_id`): at most `N` octets, no NUL.

@@ -1,4 +1,4 @@
-//! Byte search shared by the codecs.
+//! Byte searches shared by the codecs.
 
 /// Index of the first `needle` in `hay`. Short inputs (under 64 octets: SIP tokens, URIs,
 /// header values, XML attributes) take a plain loop, which beats any setup; longer ones
@@ -26,6 +26,13 @@ pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         base += 8;
     }
     chunks.remainder().iter().position(|&b| b == needle).map(|i| base + i)
+}
+
+/// Whether `s` holds a NUL: a branch-free fold (vectorised) instead of a `memchr` call,
+/// which costs more than the scan on the short strings of an SMPP PDU.
+#[inline]
+pub(crate) fn has_nul(s: &[u8]) -> bool {
+    s.iter().fold(false, |nul, &b| nul | (b == 0))
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@
 //! CPIM, IMDN and SMPP emitters; the file is classic libpcap (link type Ethernet) written
 //! through smoltcp's [`PcapSink`]. Tags expire after the configuration's
 //! `tag.max_age_minutes`: generate the captures again before that.
+use iwf::control::config::LegacyConfig;
 use iwf::control::provision::Provision;
-use iwf::dataplane::config::LegacyConfig;
 use iwf::tag::{KeyRing, Originator, Parties, ReceiptRequest, TagFields};
 use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
 use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};

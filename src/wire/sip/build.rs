@@ -9,7 +9,8 @@ use std::fmt;
 
 use super::fields::NameAddr;
 use super::header::{self, HeaderKey};
-use super::message::{Message, Method};
+use super::message::Message;
+use super::method::Method;
 use super::scan::{find_line_break, fmt_decimal, is_lws, is_request_uri_char, is_token_str};
 use super::Error;
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::header::{is_token_words, unquote_into, Params};
-use super::message::Method;
+use super::method::Method;
 use super::scan::{
     find_byte, is_lws, is_token, is_token_str, parse_decimal, quoted_string_end, trim_lws, trim_lws_start,
 };

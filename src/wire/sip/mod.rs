@@ -30,6 +30,7 @@ mod build;
 mod fields;
 mod header;
 mod message;
+mod method;
 mod scan;
 mod uri;
 
@@ -40,9 +41,10 @@ pub use header::{
     COMPACT_FORMS,
 };
 pub use message::{
-    parse_datagram, parse_stream, CoreFields, HeaderValues, ListValues, Message, Method, NameAddrs, Parser,
-    RequestLine, StartLine, Status, StatusLine, Transport, Vias, DEFAULT_MAX_MESSAGE_LEN,
+    parse_datagram, parse_stream, CoreFields, HeaderValues, ListValues, Message, NameAddrs, Parser, RequestLine,
+    StartLine, Status, StatusLine, Transport, Vias, DEFAULT_MAX_MESSAGE_LEN,
 };
+pub use method::Method;
 pub use uri::{
     escaped_eq, escaped_eq_ignore_case, unescape_into, unescaped, Host, OtherUri, SipUri, TelUri, Unescape, Uri,
 };

@@ -19,7 +19,7 @@
 
 use core::fmt;
 
-use super::pdu::ParseError;
+use super::error::ParseError;
 use super::status::CommandStatus;
 
 /// Byte ranges of the header fields.

@@ -63,6 +63,7 @@ macro_rules! enum_with_unknown {
     };
 }
 
+pub mod error;
 pub mod flags;
 pub mod header;
 pub mod pdu;
@@ -70,12 +71,13 @@ pub mod receipt;
 pub mod status;
 pub mod tlv;
 
+pub use error::{EmitError, Field, ParseError, TlvError, TlvTag};
 pub use flags::{EsmClass, MessageType, MessagingMode, RegisteredDelivery, SmeAck, SmscReceipt};
 pub use header::{frame, CommandId, FrameError, Packet, HEADER_LEN, KANNEL_MAX_PDU_LEN, SMPP_MAX_PDU_LEN};
 pub use pdu::{
-    Address, AlertNotification, Bind, BindResp, Body, DataSm, DeliverSm, EmitError, Field, MessageIdResp, Outbind,
-    ParseError, Pdu, SubmitSm, INTERFACE_VERSION_34, INTERFACE_VERSION_50,
+    Address, AlertNotification, Bind, BindResp, Body, DataSm, DeliverSm, MessageIdResp, Outbind, Pdu, SubmitSm,
+    INTERFACE_VERSION_34, INTERFACE_VERSION_50,
 };
 pub use receipt::{Receipt, ReceiptDate, ReceiptError, ReceiptField, ReceiptStat};
 pub use status::CommandStatus;
-pub use tlv::{MessageState, NetworkErrorCode, Tlv, TlvError, TlvIter, TlvTag, TlvWriter, Tlvs};
+pub use tlv::{MessageState, NetworkErrorCode, Tlv, TlvIter, TlvWriter, Tlvs};

@@ -11,10 +11,12 @@
 
 use core::fmt;
 
+use super::error::{EmitError, Field, ParseError};
 use super::flags::{EsmClass, RegisteredDelivery};
 use super::header::{CommandId, Packet, HEADER_LEN};
 use super::status::CommandStatus;
-use super::tlv::{TlvError, TlvTag, Tlvs};
+use super::tlv::Tlvs;
+use crate::wire::bytes::has_nul;
 
 /// `interface_version` of SMPP 3.4.
 pub const INTERFACE_VERSION_34: u8 = 0x34;
@@ -45,282 +47,6 @@ pub mod max {
     /// `short_message` octets.
     pub const SHORT_MESSAGE: usize = 254;
 }
-
-/// A mandatory PDU field, named in errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
-pub enum Field {
-    SystemId,
-    Password,
-    SystemType,
-    InterfaceVersion,
-    AddrTon,
-    AddrNpi,
-    AddressRange,
-    ServiceType,
-    SourceAddrTon,
-    SourceAddrNpi,
-    SourceAddr,
-    DestAddrTon,
-    DestAddrNpi,
-    DestinationAddr,
-    EsmClass,
-    ProtocolId,
-    PriorityFlag,
-    ScheduleDeliveryTime,
-    ValidityPeriod,
-    RegisteredDelivery,
-    ReplaceIfPresentFlag,
-    DataCoding,
-    SmDefaultMsgId,
-    SmLength,
-    ShortMessage,
-    MessageId,
-    EsmeAddrTon,
-    EsmeAddrNpi,
-    EsmeAddr,
-}
-
-impl Field {
-    /// The spec's field name.
-    pub fn name(self) -> &'static str {
-        use Field::*;
-        match self {
-            SystemId => "system_id",
-            Password => "password",
-            SystemType => "system_type",
-            InterfaceVersion => "interface_version",
-            AddrTon => "addr_ton",
-            AddrNpi => "addr_npi",
-            AddressRange => "address_range",
-            ServiceType => "service_type",
-            SourceAddrTon => "source_addr_ton",
-            SourceAddrNpi => "source_addr_npi",
-            SourceAddr => "source_addr",
-            DestAddrTon => "dest_addr_ton",
-            DestAddrNpi => "dest_addr_npi",
-            DestinationAddr => "destination_addr",
-            EsmClass => "esm_class",
-            ProtocolId => "protocol_id",
-            PriorityFlag => "priority_flag",
-            ScheduleDeliveryTime => "schedule_delivery_time",
-            ValidityPeriod => "validity_period",
-            RegisteredDelivery => "registered_delivery",
-            ReplaceIfPresentFlag => "replace_if_present_flag",
-            DataCoding => "data_coding",
-            SmDefaultMsgId => "sm_default_msg_id",
-            SmLength => "sm_length",
-            ShortMessage => "short_message",
-            MessageId => "message_id",
-            EsmeAddrTon => "esme_addr_ton",
-            EsmeAddrNpi => "esme_addr_npi",
-            EsmeAddr => "esme_addr",
-        }
-    }
-}
-
-impl fmt::Display for Field {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Why bytes are not a valid PDU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParseError {
-    /// Fewer than 16 bytes: no complete header.
-    TruncatedHeader {
-        /// Bytes available.
-        len: usize,
-    },
-    /// `command_length` is below 16.
-    CommandLengthTooShort {
-        /// The value read.
-        command_length: u32,
-    },
-    /// `command_length` differs from the number of bytes given.
-    LengthMismatch {
-        /// The value read.
-        command_length: u32,
-        /// Bytes given.
-        buffer_len: usize,
-    },
-    /// The body ends before this integer field (or before this C-string starts).
-    Truncated {
-        /// The field.
-        field: Field,
-    },
-    /// The body ends inside this C-string, before its NUL.
-    MissingNul {
-        /// The field.
-        field: Field,
-    },
-    /// No NUL within the C-string's maximum size.
-    CStringTooLong {
-        /// The field.
-        field: Field,
-        /// Its maximum size, NUL included.
-        max: u8,
-    },
-    /// `sm_length` is above 254 or runs past the end of the body.
-    BadSmLength {
-        /// The value read.
-        sm_length: u8,
-        /// Bytes left in the body.
-        available: usize,
-    },
-    /// Bytes after the last field of a PDU that takes no (more) parameters.
-    TrailingBytes {
-        /// How many.
-        len: usize,
-    },
-    /// The TLV area is malformed.
-    Tlv(TlvError),
-}
-
-impl ParseError {
-    /// The `command_status` to answer the offending request with (in its `*_resp`, or
-    /// in a `generic_nack` when the header itself is bad).
-    pub fn command_status(&self) -> CommandStatus {
-        match *self {
-            ParseError::TruncatedHeader { .. }
-            | ParseError::CommandLengthTooShort { .. }
-            | ParseError::LengthMismatch { .. }
-            | ParseError::TrailingBytes { .. } => CommandStatus::ESME_RINVCMDLEN,
-            ParseError::BadSmLength { .. } => CommandStatus::ESME_RINVMSGLEN,
-            ParseError::Tlv(TlvError::BadValueLength { .. }) => CommandStatus::ESME_RINVPARLEN,
-            ParseError::Tlv(_) => CommandStatus::ESME_RINVOPTPARSTREAM,
-            ParseError::Truncated { field }
-            | ParseError::MissingNul { field }
-            | ParseError::CStringTooLong { field, .. } => match field {
-                Field::SystemId => CommandStatus::ESME_RINVSYSID,
-                Field::Password => CommandStatus::ESME_RINVPASWD,
-                Field::SystemType => CommandStatus::ESME_RINVSYSTYP,
-                Field::ServiceType => CommandStatus::ESME_RINVSERTYP,
-                Field::SourceAddr => CommandStatus::ESME_RINVSRCADR,
-                Field::DestinationAddr => CommandStatus::ESME_RINVDSTADR,
-                Field::ScheduleDeliveryTime => CommandStatus::ESME_RINVSCHED,
-                Field::ValidityPeriod => CommandStatus::ESME_RINVEXPIRY,
-                Field::MessageId => CommandStatus::ESME_RINVMSGID,
-                _ => CommandStatus::ESME_RINVCMDLEN,
-            },
-        }
-    }
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ParseError::TruncatedHeader { len } => {
-                write!(f, "SMPP header truncated: {len} of 16 bytes")
-            }
-            ParseError::CommandLengthTooShort { command_length } => {
-                write!(f, "SMPP command_length {command_length} is below the 16-byte header")
-            }
-            ParseError::LengthMismatch { command_length, buffer_len } => {
-                write!(f, "SMPP command_length {command_length} but {buffer_len} bytes given")
-            }
-            ParseError::Truncated { field } => write!(f, "SMPP body truncated before {field}"),
-            ParseError::MissingNul { field } => {
-                write!(f, "SMPP {field} has no NUL terminator before the end of the body")
-            }
-            ParseError::CStringTooLong { field, max } => {
-                write!(f, "SMPP {field} longer than {max} octets (NUL included)")
-            }
-            ParseError::BadSmLength { sm_length, available } => {
-                write!(f, "SMPP sm_length {sm_length} invalid ({available} body bytes left)")
-            }
-            ParseError::TrailingBytes { len } => {
-                write!(f, "SMPP PDU has {len} unexpected trailing bytes")
-            }
-            ParseError::Tlv(e) => write!(f, "SMPP {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
-
-impl From<TlvError> for ParseError {
-    fn from(e: TlvError) -> Self {
-        ParseError::Tlv(e)
-    }
-}
-
-/// Why a PDU (or TLV area, or receipt) cannot be emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmitError {
-    /// The output buffer is too small.
-    BufferTooSmall {
-        /// Bytes needed.
-        needed: usize,
-        /// Bytes available.
-        available: usize,
-    },
-    /// A C-string is too long for its field.
-    CStringTooLong {
-        /// The field.
-        field: Field,
-        /// Its maximum size, NUL included.
-        max: u8,
-    },
-    /// A C-string contains a NUL.
-    ContainsNul {
-        /// The field.
-        field: Field,
-    },
-    /// `short_message` is longer than 254 octets (use `message_payload`).
-    ShortMessageTooLong {
-        /// Its length.
-        len: usize,
-    },
-    /// A TLV value is longer than 65535 octets (or its spec maximum).
-    TlvValueTooLong {
-        /// The tag.
-        tag: TlvTag,
-        /// Its length.
-        len: usize,
-    },
-    /// A C-string TLV value contains a NUL.
-    TlvContainsNul {
-        /// The tag.
-        tag: TlvTag,
-    },
-    /// A raw TLV area is malformed.
-    BadTlv(TlvError),
-    /// TLVs were given for a response without body (`message_id` / `system_id` `None`).
-    TlvsWithoutBody,
-    /// The PDU would exceed `u32::MAX` octets.
-    PduTooLong {
-        /// Its length.
-        len: usize,
-    },
-}
-
-impl fmt::Display for EmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            EmitError::BufferTooSmall { needed, available } => {
-                write!(f, "output buffer too small: {needed} bytes needed, {available} available")
-            }
-            EmitError::CStringTooLong { field, max } => {
-                write!(f, "SMPP {field} longer than {max} octets (NUL included)")
-            }
-            EmitError::ContainsNul { field } => write!(f, "SMPP {field} contains a NUL"),
-            EmitError::ShortMessageTooLong { len } => {
-                write!(f, "SMPP short_message of {len} octets exceeds 254")
-            }
-            EmitError::TlvValueTooLong { tag, len } => {
-                write!(f, "SMPP TLV {tag} value of {len} octets is too long")
-            }
-            EmitError::TlvContainsNul { tag } => write!(f, "SMPP TLV {tag} contains a NUL"),
-            EmitError::BadTlv(e) => write!(f, "SMPP {e}"),
-            EmitError::TlvsWithoutBody => f.write_str("SMPP TLVs given for a body-less response"),
-            EmitError::PduTooLong { len } => write!(f, "SMPP PDU of {len} octets is too long"),
-        }
-    }
-}
-
-impl std::error::Error for EmitError {}
 
 // ---------------------------------------------------------------------------------------
 // Cursors
@@ -431,13 +157,6 @@ fn check_cstr(field: Field, s: &[u8], max: u8) -> Result<(), EmitError> {
         return Err(EmitError::ContainsNul { field });
     }
     Ok(())
-}
-
-/// Whether `s` holds a NUL: a branch-free fold (vectorised) instead of a `memchr` call,
-/// which costs more than the scan on the short strings of a PDU.
-#[inline]
-pub(crate) fn has_nul(s: &[u8]) -> bool {
-    s.iter().fold(false, |nul, &b| nul | (b == 0))
 }
 
 /// Length of a C-string on the wire.
@@ -1171,6 +890,7 @@ impl fmt::Display for Pdu<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::smpp::error::{TlvError, TlvTag};
     use crate::wire::smpp::tlv::{MessageState, Tlv, TlvWriter};
     use proptest::prelude::*;
 

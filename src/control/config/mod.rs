@@ -1,8 +1,10 @@
 //! Reading iwf's TOML configuration. Every error names the key and the line it sits on,
 //! so an operator can fix the file without guessing.
 //!
-//! This module reads the `[tag]` section (the rest of the file has its readers in
-//! `dataplane::config` and `control::provision`).
+//! Here: the error type, the spanned document every reader walks, and the `[tag]`
+//! section. The packet path's sections (`[eal]`, `[control]`, `[[ports]]`, `[sip]`,
+//! `[smpp]`, `[tcp]`, `[[legacy]]`) are read by [`appliance`] and re-exported here;
+//! routes and names by [`crate::control::provision`].
 //!
 //! ```toml
 //! [tag]
@@ -21,6 +23,9 @@
 //! A key that cannot be a random secret (all one byte, counting, few distinct bytes:
 //! [`TagKey::from_hex_strong`]) is refused, so an example file's placeholder never
 //! signs a tag.
+
+pub mod appliance;
+pub use appliance::*;
 
 use crate::tag::{KeyRing, TagKey};
 use serde_spanned::Spanned;

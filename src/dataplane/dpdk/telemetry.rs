@@ -3,7 +3,7 @@
 //!
 //! * `/iwf/ports`: the port names, in configuration order;
 //! * `/iwf/stats,<port>` (a name or an index): that port's totals, keys `<group>/<counter>`
-//!   (the groups of [`Totals::visit`](super::counters::Totals::visit), and `port/link_up`);
+//!   (the groups of [`Totals::visit`](crate::dataplane::counters::Totals::visit), and `port/link_up`);
 //! * `/iwf/flows`: the flows' counters ([`crate::flow::FlowStats`]) and each legacy
 //!   system's lane (`lane/<system>/queued`, `lane/<system>/binds`);
 //! * `/iwf/stats`: every port, keys `<port>/<group>/<counter>`. A reply holds at most
@@ -13,7 +13,7 @@
 //! Dictionary keys may only hold `[A-Za-z0-9_/]`, so other bytes of a port name become `_`.
 //! The callbacks run on DPDK's telemetry thread and read the counters' atomics.
 
-use super::counters::Stats;
+use crate::dataplane::counters::Stats;
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, CStr};
 use std::fmt;

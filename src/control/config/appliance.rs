@@ -53,8 +53,7 @@
 //! ```
 #![deny(unsafe_code)]
 
-pub use crate::control::config::ConfigError;
-use crate::control::config::Doc;
+use super::{ConfigError, Doc};
 use crate::interwork::{Encoding, IdCanonicalisation};
 use serde_spanned::Spanned;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -344,7 +343,7 @@ pub struct SmppConfig {
     /// debugging only: it tells a stranger which system_ids exist).
     pub specific_bind_errors: bool,
     /// Failed binds that put an address in back-off, and for how long.
-    pub backoff: super::admission::BackoffPolicy,
+    pub backoff: BackoffPolicy,
     /// Connections not bound yet, on a port as a whole.
     pub max_unbound: usize,
     /// Parts of concatenated messages one bind may hold outside its window while they
@@ -362,7 +361,7 @@ impl Default for SmppConfig {
     fn default() -> Self {
         SmppConfig {
             specific_bind_errors: false,
-            backoff: super::admission::BackoffPolicy::default(),
+            backoff: BackoffPolicy::default(),
             max_unbound: 64,
             parts_aside: 64,
             reassembly_messages: 1024,
@@ -1156,6 +1155,26 @@ fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<S
     Ok(sip)
 }
 
+/// `[smpp] bind_backoff_*`: how failed binds from one address are slowed down (the
+/// packet path's `BindBackoff` applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// Failures within `window_s` that start a back-off (1-255).
+    pub failures: u8,
+    /// The window the failures are counted in, seconds.
+    pub window_s: u32,
+    /// How long an address is refused once it reached `failures`, seconds.
+    pub backoff_s: u32,
+}
+
+impl Default for BackoffPolicy {
+    /// 5 failed binds in a minute refuse the address for a minute: a mistyped password
+    /// or two never trips it; a password guesser gets 5 tries a minute.
+    fn default() -> Self {
+        BackoffPolicy { failures: 5, window_s: 60, backoff_s: 60 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1374,7 +1393,7 @@ mod shipped_files {
 
     #[test]
     fn lab_and_example_configurations_load() {
-        let lab = load(include_str!("../../config/lab.toml")).unwrap();
+        let lab = load(include_str!("../../../config/lab.toml")).unwrap();
         assert_eq!(lab.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["legacy", "converged"]);
         assert_eq!(lab.ports[0].address, Ipv4Addr::new(198, 18, 1, 2));
         assert_eq!(lab.ports[1].address, Ipv4Addr::new(198, 18, 2, 2));
@@ -1396,15 +1415,15 @@ mod shipped_files {
         assert_eq!((lab.smpp.backoff.failures, lab.smpp.backoff.backoff_s), (5, 5));
         assert!(!lab.smpp.specific_bind_errors);
         assert_eq!(lab.control.admin_token_file.as_deref(), Some("target/lab/admin.token"));
-        let example = load(include_str!("../../config/example.toml")).unwrap();
+        let example = load(include_str!("../../../config/example.toml")).unwrap();
         assert_eq!(example.eal.lcores, vec![2, 3, 4, 5, 6]);
         assert_eq!(example.sip.untrusted, Untrusted::Refuse);
         assert_eq!((example.smpp.max_unbound, example.smpp.backoff.window_s), (64, 60));
         assert_eq!((example.legacy[0].receipt_rate, example.legacy[0].queue_limit), (500, 100_000));
         assert!(matches!(example.ports[0].device, Device::Pci { .. }));
         // The [tag] section of both still loads with its own reader.
-        crate::control::config::load_keyring(include_str!("../../config/lab.toml")).unwrap();
-        let e = crate::control::config::load_keyring(include_str!("../../config/example.toml")).unwrap_err();
+        crate::control::config::load_keyring(include_str!("../../../config/lab.toml")).unwrap();
+        let e = crate::control::config::load_keyring(include_str!("../../../config/example.toml")).unwrap_err();
         assert_eq!(e.key, "tag.keys[0].secret_file", "the example names a key file that does not exist yet");
     }
 }

@@ -6,14 +6,14 @@
 //!
 //! ```compile_fail
 //! // One producer only: an end cannot be copied ...
-//! fn two(p: iwf::dataplane::ring::RingProducer) -> (iwf::dataplane::ring::RingProducer, iwf::dataplane::ring::RingProducer) {
+//! fn two(p: iwf::dataplane::dpdk::ring::RingProducer) -> (iwf::dataplane::dpdk::ring::RingProducer, iwf::dataplane::dpdk::ring::RingProducer) {
 //!     (p, p)
 //! }
 //! ```
 //! ```compile_fail
 //! // ... nor shared between threads.
 //! fn shared<T: Sync>() {}
-//! shared::<iwf::dataplane::ring::RingConsumer>();
+//! shared::<iwf::dataplane::dpdk::ring::RingConsumer>();
 //! ```
 use super::mbuf::Mbuf;
 use dpdk_sys as sys;
