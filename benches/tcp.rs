@@ -160,7 +160,7 @@ impl Bench {
             self.esme.poll(t, &mut self.esme_wire, &mut self.sockets);
             self.iwf_wire.inbox.extend(self.esme_wire.out.drain(..));
             let input = !self.iwf_wire.inbox.is_empty();
-            self.iwf.poll(self.now, input, &self.counters, &mut self.iwf_wire);
+            self.iwf.poll(self.now, input, &self.counters, &mut self.iwf_wire, None);
             self.esme_wire.inbox.extend(self.iwf_wire.out.drain(..));
         }
     }

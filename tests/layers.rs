@@ -1,7 +1,8 @@
 //! The house rules of the source tree, checked on the source itself:
 //! - the top-level modules form layers, and no module names one above it;
 //! - within a folder, no two files import each other (directly or around a circle);
-//! - the library's `unsafe` code lives in `src/dataplane/dpdk/` only.
+//! - the library's `unsafe` code lives in `src/dataplane/dpdk/` only;
+//! - the worker's loop, its services and its engine take no lock.
 //!
 //! Test modules (everything after a file's first `#[cfg(test)]`) and comments are
 //! left out: a test may reach anywhere, and a comment may name anything.
@@ -202,6 +203,26 @@ fn unsafe_code_lives_in_the_dpdk_room() {
         }
     }
     assert!(outside.is_empty(), "unsafe outside src/dataplane/dpdk/: {outside:?}");
+}
+
+#[test]
+fn the_packet_path_takes_no_lock() {
+    // What a worker runs per frame: its loop, its SIP and TCP services, its engine.
+    let mut files: Vec<PathBuf> = ["worker.rs", "sip.rs", "tcp.rs", "host.rs", "arp.rs"]
+        .iter()
+        .map(|f| src().join("dataplane").join(f))
+        .collect();
+    sources(&src().join("flow"), &mut files);
+    let mut locking = Vec::new();
+    for f in &files {
+        let code = code(f);
+        for what in ["Mutex", "RwLock", ".lock()"] {
+            if code.contains(what) {
+                locking.push(format!("{}: {what}", f.strip_prefix(src()).unwrap_or(f).display()));
+            }
+        }
+    }
+    assert!(locking.is_empty(), "locks on the packet path: {locking:?}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::dpdk::eal::Eal;
 use super::dpdk::mbuf::Mempool;
 use super::dpdk::port::{Port, PortError};
 use super::dpdk::ring::{RingConsumer, RingProducer};
-use super::host::{Host, UdpService, UDP_SERVICES};
+use super::host::{Host, UDP_SERVICES};
 use super::preflight;
 use super::sip::{KeepAlive, Route, SipSettings, SipUdp};
 use super::tcp::{Directory, Handoff, MbufHandoff, PeerLimits, SmscClient, StackSettings, TcpStack};
@@ -431,7 +431,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     if let Some(n) = store.as_ref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
         eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
     }
-    let all_flows: Vec<super::sip::FlowsHandle> = (0..workers.len())
+    let all_flows: Vec<crate::flow::Flows> = (0..workers.len())
         .map(|q| {
             let next_hop =
                 cfg.sip.next_hop.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060));
@@ -451,9 +451,10 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     println!("iwf: {p} parked SMSC receipts restored from the store");
                 }
             }
-            Arc::new(std::sync::Mutex::new(f))
+            f
         })
         .collect();
+    let mut all_flows = all_flows.into_iter();
     if let Some(db) = &store {
         crate::flow::store::recount(db, &shared);
     }
@@ -490,11 +491,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         eprintln!("iwf: warning: [sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
     }
     for (q, lcore) in workers.iter().enumerate() {
-        let Some(flows) = all_flows.get(q).cloned() else { break };
+        let Some(flows) = all_flows.next() else { break };
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
             let mut host = Host::new(EthernetAddress(p.mac), pc.address).with_subnet(pc.prefix_len, pc.gateway);
-            let mut services: Vec<Option<Box<dyn UdpService>>> = (0..UDP_SERVICES).map(|_| None).collect();
+            let mut services: Vec<Option<SipUdp>> = (0..UDP_SERVICES).map(|_| None).collect();
             if let Some(port) = pc.sip_udp_port {
                 let slot = host.bind_udp(port).map_err(|e| DataplaneError::Setup(e.to_string()))?;
                 // The keep-alive goes from the worker of queue 0 of the next hop's port.
@@ -518,9 +519,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                 // iwf's own requests (MESSAGEs, IMDNs) leave from the next hop's port.
                 let originates = cfg.sip.next_hop_port == Some(index);
                 if let Some(s) = services.get_mut(slot) {
-                    let sip = SipUdp::new(&settings, route, Arc::clone(&stats), index, q)
-                        .with_flows(Arc::clone(&flows), originates);
-                    *s = Some(Box::new(sip));
+                    *s = Some(SipUdp::new(&settings, route, Arc::clone(&stats), index, q).originating(originates));
                 }
             }
             // iwf's binds to SMSCs leave from the worker of queue 0 of their port.
@@ -567,7 +566,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     sip_next_hop,
                     timer_f_ms: cfg.sip.timer_t1_ms.saturating_mul(64),
                 };
-                TcpStack::new(&settings, directory.clone(), route, 0).with_flows(Arc::clone(&flows), index as u8)
+                TcpStack::new(&settings, directory.clone(), route, 0).on_port(index as u8)
             });
             let arp_hold = super::arp::ArpHold::new(
                 super::worker::ARP_HOLD_PER_NEIGHBOUR,

@@ -4,8 +4,8 @@
 //! Sans-IO over byte slices: the worker passes the frame of an mbuf (`&mut [u8]`), the
 //! host checks it layer by layer (smoltcp's wire views once the lengths are known good)
 //! and either drops it with a [`DropReason`], answers in place (ARP, echo), or hands a
-//! UDP datagram to a [`UdpService`] (a stateful, per-core object the worker owns), whose
-//! reply [`Host::answer_udp`] frames; what a service originates (requests, Timer E
+//! UDP datagram to the worker's service for that port (SIP), whose reply
+//! [`Host::answer_udp`] frames; what a service originates (requests, Timer E
 //! retransmissions) [`Host::originate_udp`] frames towards the resolved neighbour.
 //! Nothing here allocates, panics on input, or knows DPDK.
 //!
@@ -43,34 +43,14 @@ pub const TTL: u8 = 64;
 /// UDP services per port.
 pub const UDP_SERVICES: usize = 4;
 
-/// A datagram a [`UdpService`] wrote at the front of the buffer it was given.
+/// A datagram a UDP service (the worker's SIP) wrote at the front of the buffer it was
+/// given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpSend {
     /// Payload length.
     pub len: usize,
     /// Destination.
     pub to: SocketAddrV4,
-}
-
-/// A UDP service on one port of one worker: owned by that worker (no locks), stateful,
-/// driven by datagrams and by the worker's clock. It runs on the worker lcore: it must
-/// not block, allocate per datagram or panic.
-pub trait UdpService: Send + std::fmt::Debug {
-    /// Reads one datagram's payload from `src`; may write a reply payload into `reply`
-    /// (the room of a fresh mbuf after the headers) and say where it goes.
-    fn receive(&mut self, now_ms: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend>;
-
-    /// The earliest time [`UdpService::poll_transmit`] has work; `None` = none.
-    fn poll_timeout(&self) -> Option<u64> {
-        None
-    }
-
-    /// Runs what is due at `now_ms` and returns the next datagram to originate, written
-    /// into `out`. The worker calls it until `None` once [`UdpService::poll_timeout`]
-    /// is reached.
-    fn poll_transmit(&mut self, _now_ms: u64, _out: &mut [u8]) -> Option<UdpSend> {
-        None
-    }
 }
 
 /// Why [`Host::originate_udp`] framed nothing.
@@ -528,15 +508,13 @@ impl Host {
     /// length, or `None` when the service has nothing to say.
     pub fn answer_udp(
         &mut self,
-        service: &mut dyn UdpService,
-        now_ms: u64,
         dgram: &UdpDatagram,
-        payload: &[u8],
         out: &mut [u8],
+        service: impl FnOnce(&mut [u8]) -> Option<UdpSend>,
     ) -> Option<usize> {
         let reply = Self::payload_room(out)?;
         let room = reply.len();
-        let send = service.receive(now_ms, payload, dgram.src, reply)?;
+        let send = service(reply)?;
         self.emit_udp(out, dgram.peer_mac, dgram.dst, send.to, send.len.min(room))
     }
 
@@ -544,15 +522,15 @@ impl Host {
     /// and frames it into `out` towards the resolved neighbour. `Ok(None)`: nothing due.
     pub fn originate_udp(
         &mut self,
-        service: &mut dyn UdpService,
         slot: usize,
         now_ms: u64,
         out: &mut [u8],
+        service: impl FnOnce(&mut [u8]) -> Option<UdpSend>,
     ) -> Result<Option<usize>, Unsent> {
         let port = self.udp_port(slot).ok_or(Unsent::NoRoute)?;
         let room = Self::payload_room(out).ok_or(Unsent::TooLong)?;
         let room_len = room.len();
-        let Some(send) = service.poll_transmit(now_ms, room) else {
+        let Some(send) = service(room) else {
             return Ok(None);
         };
         let neighbour = self.neighbour_for(*send.to.ip()).ok_or(Unsent::NoRoute)?;
@@ -644,8 +622,8 @@ mod tests {
         Echo { pending: 0, due: 0, to: SocketAddrV4::new(PEER_IP, 5060) }
     }
 
-    impl UdpService for Echo {
-        fn receive(&mut self, _now: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+    impl Echo {
+        fn receive(&mut self, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
             if payload == b"x" {
                 return None;
             }
@@ -653,10 +631,6 @@ mod tests {
             out[..3].copy_from_slice(b"re:");
             out[3..].copy_from_slice(payload);
             Some(UdpSend { len: payload.len() + 3, to: src })
-        }
-
-        fn poll_timeout(&self) -> Option<u64> {
-            (self.pending > 0).then_some(self.due)
         }
 
         fn poll_transmit(&mut self, now_ms: u64, out: &mut [u8]) -> Option<UdpSend> {
@@ -891,7 +865,7 @@ mod tests {
         assert_eq!(d.dst, SocketAddrV4::new(OUR_IP, 5060));
         assert_eq!(&f[d.payload.clone()], b"OPTIONS");
         let mut out = [0u8; 256];
-        let n = h.answer_udp(&mut echo(), 0, &d, &f[d.payload.clone()], &mut out).unwrap();
+        let n = h.answer_udp(&d, &mut out, |r| echo().receive(&f[d.payload.clone()], d.src, r)).unwrap();
         let r = &out[..n];
         assert_eq!(n, UDP_PAYLOAD_OFFSET + 10);
         assert_eq!(&r[0..6], &PEER_MAC.0);
@@ -906,9 +880,12 @@ mod tests {
         assert_eq!(&r[UDP_PAYLOAD_OFFSET..], b"re:OPTIONS");
         // A service may answer nothing.
         let Outcome::Udp(d) = h.receive(&mut udp(5060, b"x"), 0) else { panic!() };
-        assert_eq!(h.answer_udp(&mut echo(), 0, &d, b"x", &mut out), None);
+        assert_eq!(h.answer_udp(&d, &mut out, |r| echo().receive(b"x", d.src, r)), None);
         // Too small a buffer frames nothing.
-        assert_eq!(h.answer_udp(&mut echo(), 0, &d, b"OPTIONS", &mut out[..UDP_PAYLOAD_OFFSET + 4]), None);
+        assert_eq!(
+            h.answer_udp(&d, &mut out[..UDP_PAYLOAD_OFFSET + 4], |r| echo().receive(b"OPTIONS", d.src, r)),
+            None
+        );
     }
 
     #[test]
@@ -916,9 +893,9 @@ mod tests {
         let mut h = host();
         let mut out = [0u8; 256];
         let mut svc = Echo { pending: 1, due: 10, ..echo() };
-        assert_eq!(h.originate_udp(&mut svc, 0, 5, &mut out), Ok(None), "not due");
+        assert_eq!(h.originate_udp(0, 5, &mut out, |r| svc.poll_transmit(5, r)), Ok(None), "not due");
         assert_eq!(
-            h.originate_udp(&mut svc, 0, 10, &mut out),
+            h.originate_udp(0, 10, &mut out, |r| svc.poll_transmit(10, r)),
             Err(Unsent::Unresolved { neighbour: PEER_IP, len: UDP_PAYLOAD_OFFSET + 4 })
         );
         assert_eq!(svc.pending, 0, "the service has handed it over: framed, to hold for the ARP reply");
@@ -927,7 +904,7 @@ mod tests {
         let mut reply = arp(2, PEER_IP, OUR_IP);
         assert!(matches!(h.receive(&mut reply, 10), Outcome::Handled(Handled::ArpLearned)));
         let mut svc = Echo { pending: 1, due: 10, ..echo() };
-        let n = h.originate_udp(&mut svc, 0, 11, &mut out).unwrap().unwrap();
+        let n = h.originate_udp(0, 11, &mut out, |r| svc.poll_transmit(11, r)).unwrap().unwrap();
         let r = &out[..n];
         assert_eq!(n, UDP_PAYLOAD_OFFSET + 4);
         assert_eq!(&r[0..6], &PEER_MAC.0);
@@ -940,15 +917,19 @@ mod tests {
         let far = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5060);
         let mut svc = Echo { pending: 1, due: 0, to: far };
         assert_eq!(
-            h.originate_udp(&mut svc, 0, 11, &mut out),
+            h.originate_udp(0, 11, &mut out, |r| svc.poll_transmit(11, r)),
             Err(Unsent::Unresolved { neighbour: Ipv4Addr::new(198, 18, 2, 254), len: UDP_PAYLOAD_OFFSET + 4 })
         );
         let mut bare = Host::new(OUR_MAC, OUR_IP);
         bare.bind_udp(5060).unwrap();
         let mut svc = Echo { pending: 1, due: 0, to: far };
-        assert_eq!(bare.originate_udp(&mut svc, 0, 11, &mut out), Err(Unsent::NoRoute));
+        assert_eq!(bare.originate_udp(0, 11, &mut out, |r| svc.poll_transmit(11, r)), Err(Unsent::NoRoute));
         assert_eq!(bare.neighbour_for(OUR_IP), Some(OUR_IP));
-        assert_eq!(bare.originate_udp(&mut echo(), 3, 11, &mut out), Err(Unsent::NoRoute), "unbound slot");
+        assert_eq!(
+            bare.originate_udp(3, 11, &mut out, |r| echo().poll_transmit(11, r)),
+            Err(Unsent::NoRoute),
+            "unbound slot"
+        );
     }
 
     #[test]
@@ -997,7 +978,7 @@ mod tests {
             if let Outcome::Udp(d) = h.receive(&mut f, 0) {
                 let payload = f[d.payload.clone()].to_vec();
                 let mut out = [0u8; 128];
-                let _ = h.answer_udp(&mut echo(), 0, &d, &payload, &mut out);
+                let _ = h.answer_udp(&d, &mut out, |r| echo().receive(&payload, d.src, r));
             }
         }
     }

@@ -1,12 +1,14 @@
-//! The packet path: everything that touches DPDK.
+//! The packet path: the per-core workers over DPDK, and everything they drive.
 //!
 //! ```text
-//!  port legacy ─┐ queue q  ┌─────────────── lcore (worker q) ──────────────┐
-//!  port conv  ──┼────────► │ rx burst (32) → Mbuf → Host::receive(&mut [u8]) │──► tx burst
-//!               │          │   ARP · ICMP echo · IPv4 · UDP → UdpService     │
-//!               │          │   (SipUdp: this core's SIP transactions, timers)│
-//!               │          └───────────── counters (per port, per queue) ────┘
-//!  control thread (core_affinity, not an EAL lcore): link state, counters to the log
+//!  port legacy ─┐ queue q  ┌──────────────────── lcore (worker q) ─────────────────────┐
+//!  port conv  ──┼────────► │ RxBurst → Mbuf → Host::receive(&mut [u8])                  │──► TxBatch
+//!               │          │   ARP · ICMP echo · IPv4 · UDP → SipUdp  · TCP → TcpStack  │
+//!               │          │        SipUdp / TcpStack ──&mut──► the worker's engine      │
+//!               │          │        (crate::flow::Flows: owned by the worker, no lock)  │
+//!               │          └───────────────── counters (per port, per queue) ───────────┘
+//!  control thread (core_affinity, not an EAL lcore): link state, counters, reload; it
+//!  reaches the workers only through published snapshots and the lanes' rings
 //! ```
 //!
 //! * [`host`] and [`arp`]: the IP host each port runs, over plain byte slices (sans-IO);

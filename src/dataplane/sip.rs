@@ -20,7 +20,7 @@
 #![deny(unsafe_code)]
 
 use super::counters::{SipCounters, Stats};
-use super::host::{UdpSend, UdpService};
+use super::host::UdpSend;
 use crate::flow::{Flows, SipTxn};
 use crate::session::sip::Response;
 use crate::session::sip::{
@@ -31,11 +31,7 @@ use crate::wire::sip::{CoreFields, Header, Message, MessageWriter, Method};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddrV4;
-use std::sync::{Arc, Mutex};
-
-/// A worker's flows, shared by its SIP and TCP services (only that worker's thread
-/// locks it: the mutex is never contended, it only makes the services `Send`).
-pub type FlowsHandle = Arc<Mutex<Flows>>;
+use std::sync::Arc;
 
 /// Seconds since the Unix epoch (the tags' and receipts' clock).
 pub fn unix_now() -> u64 {
@@ -162,8 +158,6 @@ pub struct SipUdp {
     stats: Arc<Stats>,
     port: usize,
     queue: usize,
-    /// The worker's flows: MESSAGEs go there instead of the policy.
-    flows: Option<FlowsHandle>,
     /// Whether this service sends the flows' requests to the next hop.
     originates: bool,
     /// The flows' requests in flight: client transaction → token.
@@ -175,10 +169,9 @@ pub struct SipUdp {
 }
 
 impl SipUdp {
-    /// Hands MESSAGEs to `flows`; `originates`: this service also sends the flows'
-    /// requests (the next hop's port, worker of queue 0).
-    pub fn with_flows(mut self, flows: FlowsHandle, originates: bool) -> SipUdp {
-        self.flows = Some(flows);
+    /// `originates`: this service also sends the flows' requests (the next hop's port,
+    /// worker of queue 0).
+    pub fn originating(mut self, originates: bool) -> SipUdp {
         self.originates = originates;
         self
     }
@@ -214,7 +207,6 @@ impl SipUdp {
             stats,
             port,
             queue,
-            flows: None,
             originates: false,
             tokens: HashMap::with_capacity(settings.client_transactions),
             blocked: false,
@@ -256,7 +248,14 @@ impl SipUdp {
         });
     }
 
-    fn request(&mut self, now: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+    fn request(
+        &mut self,
+        flows: Option<&mut Flows>,
+        now: u64,
+        payload: &[u8],
+        src: SocketAddrV4,
+        reply: &mut [u8],
+    ) -> Option<UdpSend> {
         let mut headers = [Header::EMPTY; MAX_HEADERS];
         let sent = match self.server.handle_request(now, src, payload, &mut headers, reply) {
             Incoming::New { id, request, core, .. } => {
@@ -267,12 +266,10 @@ impl SipUdp {
                     _ => c.rx_other.inc(),
                 });
                 if method == Method::Message {
-                    if let Some(flows) = &self.flows {
+                    if let Some(f) = flows {
                         // Answered later, when the flow completes (poll_transmit).
                         let txn = SipTxn::Udp { port: self.port as u8, id };
-                        if let Ok(mut f) = flows.lock() {
-                            f.sip_message(now, unix_now(), txn, &request, payload);
-                        }
+                        f.sip_message(now, unix_now(), txn, &request, payload);
                         return None;
                     }
                 }
@@ -340,7 +337,7 @@ impl SipUdp {
         }
     }
 
-    fn response(&mut self, now: u64, payload: &[u8]) {
+    fn response(&mut self, flows: Option<&mut Flows>, now: u64, payload: &[u8]) {
         let matched = self.client.handle_response(now, payload);
         let keepalive = self.keepalive_tx;
         self.count(|c| match matched {
@@ -359,27 +356,23 @@ impl SipUdp {
             ResponseMatch::Stray => c.stray_responses.inc(),
             ResponseMatch::Malformed(_) => c.malformed_responses.inc(),
         });
-        self.drain_events(now);
+        self.drain_events(flows, now);
     }
 
     /// Applies the client's outcomes: the keep-alive's ends the next hop's state.
-    fn drain_events(&mut self, now: u64) {
+    fn drain_events(&mut self, mut flows: Option<&mut Flows>, now: u64) {
         while let Some(e) = self.client.poll_event() {
             let (id, up) = match e {
                 Event::Final { id, status } => {
-                    if let (Some(token), Some(flows)) = (self.tokens.remove(&id), &self.flows) {
-                        if let Ok(mut f) = flows.lock() {
-                            f.sip_final(token, status);
-                        }
+                    if let (Some(token), Some(f)) = (self.tokens.remove(&id), flows.as_deref_mut()) {
+                        f.sip_final(token, status);
                     }
                     (id, (200..300).contains(&status))
                 }
                 Event::Timeout { id } => {
                     self.count(|c| c.client_timeouts.inc());
-                    if let (Some(token), Some(flows)) = (self.tokens.remove(&id), &self.flows) {
-                        if let Ok(mut f) = flows.lock() {
-                            f.sip_final(token, 408);
-                        }
+                    if let (Some(token), Some(f)) = (self.tokens.remove(&id), flows.as_deref_mut()) {
+                        f.sip_final(token, 408);
                     }
                     (id, false)
                 }
@@ -406,21 +399,18 @@ impl SipUdp {
     /// its receipt or part would be answered with an error while the correlation has
     /// already taken the state (the SMSC's resend is then absorbed and the
     /// notification lost).
-    fn originate(&mut self, now_ms: u64, flows: &FlowsHandle) {
-        let request = flows.lock().ok().and_then(|mut f| {
-            if !f.has_request() {
-                return None;
+    fn originate(&mut self, now_ms: u64, f: &mut Flows) {
+        if !f.has_request() {
+            return;
+        }
+        if !self.client_has_room() {
+            if !self.blocked {
+                self.blocked = true;
+                self.count(|c| c.client_table_full.inc());
             }
-            if !self.client_has_room() {
-                if !self.blocked {
-                    self.blocked = true;
-                    self.count(|c| c.client_table_full.inc());
-                }
-                return None;
-            }
-            f.poll_request()
-        });
-        let Some(mut req) = request else { return };
+            return;
+        }
+        let Some(mut req) = f.poll_request() else { return };
         self.blocked = false;
         // This table's branch (it names the worker, so a response landing on another
         // worker's queue is steered here).
@@ -434,16 +424,12 @@ impl SipUdp {
                 // Not reached while client_has_room holds; kept for safety: hold it.
                 self.blocked = true;
                 self.count(|c| c.client_table_full.inc());
-                if let Ok(mut f) = flows.lock() {
-                    f.hold_request(req);
-                }
+                f.hold_request(req);
             }
             Err(_) => {
                 // The request itself is unusable: retrying would not help.
                 self.count(|c| c.client_start_failed.inc());
-                if let Ok(mut f) = flows.lock() {
-                    f.sip_final(req.token, 500);
-                }
+                f.sip_final(req.token, 500);
             }
         }
     }
@@ -507,15 +493,26 @@ pub fn keepalive_options(
     w.finish(b"").ok()
 }
 
-impl UdpService for SipUdp {
-    fn receive(&mut self, now_ms: u64, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
+/// The worker drives its SIP service through these three calls, with its engine (`None`:
+/// MESSAGEs are answered by the policy, nothing is originated for the flows).
+impl SipUdp {
+    /// Reads one datagram's payload from `src`; may write a reply payload into `reply`
+    /// (the room of a fresh mbuf after the headers) and say where it goes.
+    pub fn receive(
+        &mut self,
+        flows: Option<&mut Flows>,
+        now_ms: u64,
+        payload: &[u8],
+        src: SocketAddrV4,
+        reply: &mut [u8],
+    ) -> Option<UdpSend> {
         if !super::admission::in_cidrs(&self.trusted, *src.ip(), true) {
             return self.untrusted(payload, src, reply);
         }
         match classify(payload) {
-            DatagramKind::Request => self.request(now_ms, payload, src, reply),
+            DatagramKind::Request => self.request(flows, now_ms, payload, src, reply),
             DatagramKind::Response => {
-                self.response(now_ms, payload);
+                self.response(flows, now_ms, payload);
                 None
             }
             DatagramKind::KeepAlive => {
@@ -525,15 +522,15 @@ impl UdpService for SipUdp {
         }
     }
 
-    fn poll_timeout(&self) -> Option<u64> {
+    /// The earliest time [`SipUdp::poll_transmit`] has work; `None` = none.
+    pub fn poll_timeout(&self, flows: Option<&Flows>) -> Option<u64> {
         let keepalive = match (self.keepalive, self.keepalive_tx) {
             (Some(_), None) => Some(self.next_keepalive),
             _ => None,
         };
         // Work the flows left for this service: now.
-        let flows = self.flows.as_ref().and_then(|f| {
-            let f = f.lock().ok()?;
-            let port = self.port as u8;
+        let port = self.port as u8;
+        let flows = flows.and_then(|f| {
             (f.has_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port))
                 || (self.originates && f.has_request() && self.client_has_room()))
             .then_some(0)
@@ -541,16 +538,15 @@ impl UdpService for SipUdp {
         [self.server.poll_timeout(), self.client.poll_timeout(), keepalive, flows].into_iter().flatten().min()
     }
 
-    fn poll_transmit(&mut self, now_ms: u64, out: &mut [u8]) -> Option<UdpSend> {
+    /// Runs what is due at `now_ms` and returns the next datagram to send, written into
+    /// `out`. The worker calls it until `None` once [`SipUdp::poll_timeout`] is reached.
+    pub fn poll_transmit(&mut self, mut flows: Option<&mut Flows>, now_ms: u64, out: &mut [u8]) -> Option<UdpSend> {
         if self.server.poll_timeout().is_some_and(|t| t <= now_ms) {
             self.server.handle_timeout(now_ms);
         }
-        if let Some(flows) = self.flows.clone() {
+        if let Some(f) = flows.as_deref_mut() {
             let port = self.port as u8;
-            let answer = flows
-                .lock()
-                .ok()
-                .and_then(|mut f| f.poll_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port)));
+            let answer = f.poll_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port));
             if let Some(a) = answer {
                 if let SipTxn::Udp { id, .. } = a.txn {
                     if let Some(r) = answer_into(&mut self.server, now_ms, id, a.status, a.reason, a.retry_after, out) {
@@ -561,7 +557,7 @@ impl UdpService for SipUdp {
                 }
             }
             if self.originates {
-                self.originate(now_ms, &flows);
+                self.originate(now_ms, f);
             }
         }
         self.start_keepalive(now_ms);
@@ -569,7 +565,7 @@ impl UdpService for SipUdp {
         if let Some(t) = sent {
             self.count(|c| if t.retransmission { c.client_retransmissions.inc() } else { c.client_sent.inc() });
         }
-        self.drain_events(now_ms);
+        self.drain_events(flows, now_ms);
         sent.map(|t| UdpSend { len: t.len, to: t.dest })
     }
 }
@@ -612,7 +608,7 @@ Call-ID: {branch}@ims.lab\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 2\r\n\r\
 
     fn answer(svc: &mut SipUdp, now: u64, dg: &[u8]) -> Option<(String, SocketAddrV4)> {
         let mut out = [0u8; 1500];
-        let s = svc.receive(now, dg, UAC, &mut out)?;
+        let s = svc.receive(None, now, dg, UAC, &mut out)?;
         Some((String::from_utf8(out[..s.len].to_vec()).unwrap(), s.to))
     }
 
@@ -669,14 +665,14 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         let stranger = SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 9), 5062);
         let mut out = [0u8; 1500];
         let msg = request("MESSAGE", "z9hG4bKx1", "Content-Type: text/plain\r\n");
-        let sent = svc.receive(0, &msg, stranger, &mut out).expect("a 403");
+        let sent = svc.receive(None, 0, &msg, stranger, &mut out).expect("a 403");
         assert_eq!(sent.to, stranger, "back to the sender, whatever its Via says");
         let r = std::str::from_utf8(&out[..sent.len]).unwrap();
         assert!(r.starts_with("SIP/2.0 403 Forbidden\r\n"), "{r}");
         assert_eq!(svc.server().len(), 0, "no transaction spent on it");
         // A response and a keep-alive from there are dropped.
-        assert!(svc.receive(0, &ok_to(&msg), stranger, &mut out).is_none());
-        assert!(svc.receive(0, b"\r\n\r\n", stranger, &mut out).is_none());
+        assert!(svc.receive(None, 0, &ok_to(&msg), stranger, &mut out).is_none());
+        assert!(svc.receive(None, 0, b"\r\n\r\n", stranger, &mut out).is_none());
         let c = sip(&stats);
         assert_eq!((c.untrusted_refused, c.untrusted_dropped, c.rx_message, c.tx_4xx), (1, 2, 0, 1));
         // The trusted core is served as before.
@@ -685,7 +681,7 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert_eq!(svc.server().len(), 1);
         // Configured to drop, the stranger hears nothing.
         svc.untrusted = crate::control::config::Untrusted::Drop;
-        assert!(svc.receive(0, &request("OPTIONS", "z9hG4bKx2", ""), stranger, &mut out).is_none());
+        assert!(svc.receive(None, 0, &request("OPTIONS", "z9hG4bKx2", ""), stranger, &mut out).is_none());
         assert_eq!(sip(&stats).untrusted_dropped, 3);
     }
 
@@ -700,12 +696,12 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert_eq!((c.rx_message, c.retransmissions_absorbed, c.responses_resent, c.tx_4xx), (1, 1, 1, 2));
         assert_eq!(svc.server().len(), 1);
         // Timer J frees it, through the timer path.
-        let j = svc.poll_timeout().unwrap();
+        let j = svc.poll_timeout(None).unwrap();
         assert_eq!(j, 10 + 32_000);
         let mut out = [0u8; 1500];
-        assert_eq!(svc.poll_transmit(j, &mut out), None);
+        assert_eq!(svc.poll_transmit(None, j, &mut out), None);
         assert!(svc.server().is_empty());
-        assert_eq!(svc.poll_timeout(), None);
+        assert_eq!(svc.poll_timeout(None), None);
     }
 
     #[test]
@@ -777,21 +773,20 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
             pdu.emit(&mut buf).unwrap();
             flows.smpp_request(0, unix_now(), SMSCA, seq, &Pdu::parse(&buf).unwrap());
         }
-        let handle: FlowsHandle = Arc::new(Mutex::new(flows));
         // A client table of 4: the flows' requests outnumber it.
         let (svc, stats) = service(false);
-        let mut svc = svc.with_flows(Arc::clone(&handle), true);
+        let mut svc = svc.originating(true);
         let mut out = [0u8; 1500];
         let mut first_sends = Vec::new();
         let mut now = 0;
         while now <= 30_000 {
             assert!(svc.client().len() <= svc.client().capacity());
-            while let Some(s) = svc.poll_transmit(now, &mut out) {
+            while let Some(s) = svc.poll_transmit(Some(&mut flows), now, &mut out) {
                 let request = out[..s.len].to_vec();
                 if request.starts_with(b"MESSAGE ") {
                     first_sends.push(now);
                     // The UA answers at once; the transaction holds its slot for Timer K.
-                    let _ = svc.receive(now, &ok_to(&request), CORE, &mut [0u8; 1500]);
+                    let _ = svc.receive(Some(&mut flows), now, &ok_to(&request), CORE, &mut [0u8; 1500]);
                 }
             }
             now += 50;
@@ -803,7 +798,7 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert_eq!(c.client_table_full, 1, "one episode of a full table");
         assert_eq!(c.client_start_failed, 0);
         // Every submit_sm answered ESME_ROK (none throttled for want of a slot).
-        let mut f = handle.lock().unwrap();
+        let f = &mut flows;
         let mut answered = Vec::new();
         while let Some((conn, out)) = f.poll_smpp(0) {
             let SmppOut::Respond { seq, status, .. } = out else { panic!("{out:?}") };
@@ -840,8 +835,8 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
     fn keepalive_marks_the_next_hop_up_then_down_at_timer_f() {
         let (mut svc, stats) = service(true);
         let mut out = [0u8; 1500];
-        assert_eq!(svc.poll_timeout(), Some(0), "the first keep-alive is due at once");
-        let s = svc.poll_transmit(0, &mut out).unwrap();
+        assert_eq!(svc.poll_timeout(None), Some(0), "the first keep-alive is due at once");
+        let s = svc.poll_transmit(None, 0, &mut out).unwrap();
         assert_eq!(s.to, CORE);
         let options = out[..s.len].to_vec();
         let text = String::from_utf8(options.clone()).unwrap();
@@ -852,13 +847,13 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert!(text.contains("\r\nCSeq: 1 OPTIONS\r\n") && text.contains(";rport\r\n"), "{text}");
         let mut h = [Header::EMPTY; 32];
         parse_datagram(&options, &mut h).unwrap().validate().unwrap();
-        assert_eq!(svc.poll_transmit(0, &mut out), None);
+        assert_eq!(svc.poll_transmit(None, 0, &mut out), None);
         assert_eq!(sip(&stats).next_hop_state, 0, "not known yet");
         // Timer E: a retransmission at T1, answered 200.
-        assert_eq!(svc.poll_timeout(), Some(500));
-        let s = svc.poll_transmit(500, &mut out).unwrap();
+        assert_eq!(svc.poll_timeout(None), Some(500));
+        let s = svc.poll_transmit(None, 500, &mut out).unwrap();
         assert_eq!(&out[..s.len], &options[..], "the same request");
-        assert_eq!(svc.receive(600, &reply_to(&options, 200), CORE, &mut out), None);
+        assert_eq!(svc.receive(None, 600, &reply_to(&options, 200), CORE, &mut out), None);
         let c = sip(&stats);
         assert_eq!(
             (c.ka_started, c.client_sent, c.client_retransmissions, c.client_2xx, c.ka_options_200),
@@ -867,24 +862,24 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert_eq!(c.next_hop_state, 2, "up");
         assert!(stats.totals(0).line().contains(" sip.next_hop_up=1"));
         // A response retransmission is absorbed; a response to nothing is stray.
-        svc.receive(700, &reply_to(&options, 200), CORE, &mut out);
+        svc.receive(None, 700, &reply_to(&options, 200), CORE, &mut out);
         let other = String::from_utf8(options.clone()).unwrap().replace("branch=z9hG4bK", "branch=z9hG4bKx");
-        svc.receive(700, &reply_to(other.as_bytes(), 200), CORE, &mut out);
+        svc.receive(None, 700, &reply_to(other.as_bytes(), 200), CORE, &mut out);
         let c = sip(&stats);
         assert_eq!((c.client_absorbed, c.stray_responses), (1, 1));
         // The next keep-alive at interval (1000); nobody answers: E at 500, 1000, 2000,
         // 4000, 4000, ... then F at 64*T1.
-        assert_eq!(svc.poll_timeout(), Some(1000));
-        let s = svc.poll_transmit(1000, &mut out).unwrap();
+        assert_eq!(svc.poll_timeout(None), Some(1000));
+        let s = svc.poll_transmit(None, 1000, &mut out).unwrap();
         assert!(String::from_utf8_lossy(&out[..s.len]).contains("CSeq: 2 OPTIONS"));
         let mut now = 1000;
         let mut retransmissions = 0;
-        while let Some(t) = svc.poll_timeout() {
+        while let Some(t) = svc.poll_timeout(None) {
             if t > 1000 + 32_000 {
                 break;
             }
             now = t;
-            while svc.poll_transmit(now, &mut out).is_some() {
+            while svc.poll_transmit(None, now, &mut out).is_some() {
                 retransmissions += 1;
             }
             if sip(&stats).client_timeouts > 0 {
@@ -897,8 +892,8 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
         assert_eq!((c.client_timeouts, c.next_hop_state, c.ka_started), (1, 1, 2));
         assert!(stats.totals(0).line().contains(" sip.next_hop_up=0"));
         // And keep-alives go on.
-        assert_eq!(svc.poll_timeout().map(|t| t <= now + 5000), Some(true));
-        let s = svc.poll_transmit(now, &mut out).unwrap();
+        assert_eq!(svc.poll_timeout(None).map(|t| t <= now + 5000), Some(true));
+        let s = svc.poll_transmit(None, now, &mut out).unwrap();
         assert!(String::from_utf8_lossy(&out[..s.len]).contains("CSeq: 3 OPTIONS"));
     }
 
@@ -906,9 +901,9 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
     fn a_final_error_marks_the_next_hop_down() {
         let (mut svc, stats) = service(true);
         let mut out = [0u8; 1500];
-        let s = svc.poll_transmit(0, &mut out).unwrap();
+        let s = svc.poll_transmit(None, 0, &mut out).unwrap();
         let options = out[..s.len].to_vec();
-        svc.receive(5, &reply_to(&options, 503), CORE, &mut out);
+        svc.receive(None, 5, &reply_to(&options, 503), CORE, &mut out);
         let c = sip(&stats);
         assert_eq!((c.client_3456xx, c.ka_options_200, c.next_hop_state), (1, 0, 1));
     }
@@ -917,8 +912,8 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
     fn without_keepalive_nothing_is_originated() {
         let (mut svc, _) = service(false);
         let mut out = [0u8; 1500];
-        assert_eq!(svc.poll_timeout(), None);
-        assert_eq!(svc.poll_transmit(100, &mut out), None);
+        assert_eq!(svc.poll_timeout(None), None);
+        assert_eq!(svc.poll_transmit(None, 100, &mut out), None);
     }
 
     proptest::proptest! {
@@ -927,8 +922,8 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
             let (mut svc, _) = service(true);
             let mut out = [0u8; 1500];
             for (i, d) in dgs.iter().enumerate() {
-                let _ = svc.receive(i as u64 * 300, d, UAC, &mut out);
-                while svc.poll_transmit(i as u64 * 300, &mut out).is_some() {}
+                let _ = svc.receive(None, i as u64 * 300, d, UAC, &mut out);
+                while svc.poll_transmit(None, i as u64 * 300, &mut out).is_some() {}
             }
         }
     }

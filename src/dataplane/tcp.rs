@@ -60,7 +60,7 @@ use super::counters::{DropReason, QueueCounters, SmppCounters, TcpCounters};
 use super::dpdk::mbuf::{Mbuf, Mempool};
 use super::dpdk::port::TxBatch;
 use super::host::MAX_FRAME;
-use super::sip::{answer_into, unix_now, FlowsHandle, Route, MAX_HEADERS};
+use super::sip::{answer_into, unix_now, Route, MAX_HEADERS};
 use crate::control::config::{LegacyConfig, TcpConfig};
 use crate::flow::{ConnId, Flows, SipTxn, SmppOut};
 use crate::ids::LegacySystemId;
@@ -711,9 +711,8 @@ impl TcpStack {
         TcpStack { rx: FrameQueue::new(RX_QUEUE), endpoint: Endpoint::new(settings, directory, route, now_ms) }
     }
 
-    /// Hands the SMPP requests and SIP-over-TCP MESSAGEs of port `port` to `flows`.
-    pub fn with_flows(mut self, flows: FlowsHandle, port: u8) -> TcpStack {
-        self.endpoint.flows = Some(flows);
+    /// The stack of port `port` (the port index its connections are named by).
+    pub fn on_port(mut self, port: u8) -> TcpStack {
         self.endpoint.port = port;
         self
     }
@@ -730,11 +729,19 @@ impl TcpStack {
     }
 
     /// Runs smoltcp and the applications over the worker's mbufs when frames wait or a
-    /// timer is due (frames go on `tx`).
-    pub fn poll(&mut self, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+    /// timer is due (frames go on `tx`); SMPP requests and SIP-over-TCP MESSAGEs go to
+    /// the worker's engine `flows` (`None`: answered `ESME_RX_T_APPN` and by the policy).
+    pub fn poll(
+        &mut self,
+        now_ms: u64,
+        pool: &Mempool,
+        counters: &QueueCounters,
+        tx: &mut TxBatch,
+        flows: Option<&mut Flows>,
+    ) {
         let input = !self.rx.is_empty();
         let mut dev = MbufDevice { rx: &mut self.rx, pool, tx, counters };
-        self.endpoint.poll(now_ms, input, counters, &mut dev);
+        self.endpoint.poll(now_ms, input, counters, &mut dev, flows);
     }
 }
 
@@ -758,9 +765,6 @@ pub struct Endpoint {
     sip_port: Option<u16>,
     next_poll: u64,
     next_service: u64,
-    /// The worker's flows (none: requests are answered `ESME_RX_T_APPN`, MESSAGEs by
-    /// the policy).
-    flows: Option<FlowsHandle>,
     /// This port's index (the high half of a [`ConnId`]).
     port: u8,
     /// iwf's requests waiting for the connection to the next hop: (token, bytes).
@@ -956,7 +960,6 @@ impl Endpoint {
             sip_port: settings.sip_port,
             next_poll: 0,
             next_service: 0,
-            flows: None,
             port: 0,
             sip_out: std::collections::VecDeque::new(),
             sip_sent: Vec::new(),
@@ -966,33 +969,38 @@ impl Endpoint {
 
     /// Runs smoltcp and the applications over `dev` when `input` frames wait or a timer
     /// is due: ingress, the sessions and streams, egress.
-    pub fn poll<D: phy::Device>(&mut self, now_ms: u64, input: bool, counters: &QueueCounters, dev: &mut D) {
-        let flows_work = self.flows.as_ref().is_some_and(|f| {
-            let port = self.port;
-            f.lock().is_ok_and(|f| {
-                f.has_smpp_for(port)
-                    || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
-                    || (f.has_request_tcp()
-                        && self.sip_out.len() < SIP_CLIENT_QUEUE
-                        && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
-            })
+    pub fn poll<D: phy::Device>(
+        &mut self,
+        now_ms: u64,
+        input: bool,
+        counters: &QueueCounters,
+        dev: &mut D,
+        flows: Option<&mut Flows>,
+    ) {
+        let port = self.port;
+        let flows_work = flows.as_deref().is_some_and(|f| {
+            f.has_smpp_for(port)
+                || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
+                || (f.has_request_tcp()
+                    && self.sip_out.len() < SIP_CLIENT_QUEUE
+                    && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
         });
         if !input && !flows_work && now_ms < self.next_poll && now_ms < self.next_service {
             return;
         }
         let now = SmolInstant::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
         self.iface.poll(now, dev, &mut self.sockets);
-        self.service(now_ms, counters);
+        self.service(now_ms, counters, flows);
         self.iface.poll(now, dev, &mut self.sockets);
         self.next_service = now_ms.saturating_add(SERVICE_EVERY_MS);
         self.next_poll =
             self.iface.poll_at(now, &self.sockets).map_or(u64::MAX, |t| u64::try_from(t.total_millis()).unwrap_or(0));
     }
 
-    fn service(&mut self, now: u64, qc: &QueueCounters) {
-        self.dispatch(now, qc);
+    fn service(&mut self, now: u64, qc: &QueueCounters, mut flows: Option<&mut Flows>) {
+        self.dispatch(now, qc, flows.as_deref_mut());
         if self.sip_sent.iter().any(|r| r.deadline <= now) {
-            if let Some(Ok(mut f)) = self.flows.as_ref().map(|f| f.lock()) {
+            if let Some(f) = flows.as_deref_mut() {
                 self.sip_sent.retain(|r| {
                     if r.deadline > now {
                         return true;
@@ -1004,19 +1012,18 @@ impl Endpoint {
             }
         }
         for i in 0..self.slots.len() {
-            self.service_slot(i, now, qc);
+            self.service_slot(i, now, qc, flows.as_deref_mut());
         }
         // What the flows decided while the slots were read goes out in this poll.
-        if self.dispatch(now, qc) {
+        if self.dispatch(now, qc, flows) {
             self.flush(now);
         }
     }
 
     /// Applies the flows' SMPP actions and SIP-over-TCP answers for this port; true when
     /// anything was applied.
-    fn dispatch(&mut self, now: u64, qc: &QueueCounters) -> bool {
-        let Some(flows) = self.flows.clone() else { return false };
-        let Ok(mut f) = flows.lock() else { return false };
+    fn dispatch(&mut self, now: u64, qc: &QueueCounters, flows: Option<&mut Flows>) -> bool {
+        let Some(f) = flows else { return false };
         let mut any = false;
         // What waited for room in a session's window goes first, in order, as far as
         // the window now allows (one refused try per connection, whatever waits).
@@ -1125,7 +1132,7 @@ impl Endpoint {
         }
     }
 
-    fn service_slot(&mut self, i: usize, now: u64, qc: &QueueCounters) {
+    fn service_slot(&mut self, i: usize, now: u64, qc: &QueueCounters, mut flows: Option<&mut Flows>) {
         let (tc, sc) = (&qc.tcp, &qc.smpp);
         let Some(handle) = self.slots.get(i).map(|s| s.handle) else { return };
         // Accept: a listener that reached a connected state.
@@ -1223,7 +1230,7 @@ impl Endpoint {
                         // as a transport error (503: the legacy side retries later).
                         tc.connect_failed.inc();
                         *retry_at = now.saturating_add(1_000);
-                        if let Some(Ok(mut f)) = self.flows.as_ref().map(|f| f.lock()) {
+                        if let Some(f) = flows.as_deref_mut() {
                             for (token, _) in self.sip_out.drain(..) {
                                 tc.sip_client_failed.inc();
                                 f.sip_final(token, 503);
@@ -1268,7 +1275,6 @@ impl Endpoint {
                     if let Some((server, policy)) = self.sip.as_mut() {
                         let peer =
                             SocketAddrV4::new(slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED), remote.map_or(0, |e| e.port));
-                        let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
                         let at = (self.port, i as u16);
                         let flows = flows.as_deref_mut().map(|f| (f, at));
                         sip_stream(now, sock, buf, len, peer, server, policy, &mut self.reply, tc, flows);
@@ -1279,7 +1285,6 @@ impl Endpoint {
                 }
             }
             Service::SipClient { buf, len, .. } => {
-                let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
                 if !gone {
                     sip_client_stream(
                         now,
@@ -1307,7 +1312,6 @@ impl Endpoint {
             Service::SmppServer { .. } | Service::SmppClient { .. } => {
                 let Some(conn) = slot.smpp.as_mut() else { return };
                 let conn_id: ConnId = (u32::from(self.port) << 16) | i as u32;
-                let mut flows = self.flows.as_ref().and_then(|f| f.lock().ok());
                 if gone {
                     conn.session.connection_lost(now);
                 }
@@ -1363,7 +1367,6 @@ impl Endpoint {
                     }
                     conn.session.set_window(conn.window);
                 }
-                drop(flows);
                 sync_counters(&mut conn.seen, conn.session.counters(), sc);
                 if matches!(conn.session.state(), SmppState::Closed(_))
                     && conn.session.buffered_output() == 0
@@ -1899,6 +1902,8 @@ mod tests {
         sockets: SocketSet<'static>,
         counters: QueueCounters,
         now: u64,
+        /// The engine iwf's endpoint hands requests to (none: it answers them itself).
+        flows: Option<crate::flow::Flows>,
     }
 
     fn settings(per_peer: usize) -> StackSettings {
@@ -1959,6 +1964,7 @@ mod tests {
                 sockets: SocketSet::new(Vec::new()),
                 counters: QueueCounters::default(),
                 now: 0,
+                flows: None,
             }
         }
 
@@ -1995,7 +2001,7 @@ mod tests {
                 self.esme.poll(t, &mut self.esme_wire, &mut self.sockets);
                 self.iwf_wire.inbox.extend(self.esme_wire.out.drain(..));
                 let input = !self.iwf_wire.inbox.is_empty();
-                self.iwf.poll(self.now, input, &self.counters, &mut self.iwf_wire);
+                self.iwf.poll(self.now, input, &self.counters, &mut self.iwf_wire, self.flows.as_mut());
                 self.esme_wire.inbox.extend(self.iwf_wire.out.drain(..));
             }
         }
@@ -2099,15 +2105,15 @@ mod tests {
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
         };
-        let flows = Arc::new(Mutex::new(crate::flow::Flows::new(config, shared)));
-        lab.iwf.flows = Some(Arc::clone(&flows));
+        lab.flows = Some(crate::flow::Flows::new(config, shared));
         let h = lab.connect(40000);
         lab.run(50);
         lab.sock(h).send_slice(&[bind("smsca", "pwa"), submit_sm(7)].concat()).unwrap();
         lab.run(50);
         // The bind answered; the submit_sm waits for its SIP MESSAGE's final response.
         assert_eq!(lab.responses(h), [(0x8000_0009, 0, 1)]);
-        assert!(flows.lock().unwrap().poll_request().is_some(), "the submit_sm became a SIP MESSAGE");
+        let flows = lab.flows.as_mut().unwrap();
+        assert!(flows.poll_request().is_some(), "the submit_sm became a SIP MESSAGE");
     }
 
     #[test]
@@ -2381,7 +2387,7 @@ mod tests {
                 let (ep, wire, handoff) = &mut workers[q];
                 handoff.drain(HANDOFF_BURST, |f| wire.inbox.push_back(f));
                 let input = !wire.inbox.is_empty();
-                ep.poll(now, input, &counters[q], wire);
+                ep.poll(now, input, &counters[q], wire, None);
                 peer.esme_wire.inbox.extend(wire.out.drain(..));
             }
             // Each ESME binds once connected; the SMSC answers iwf's bind.

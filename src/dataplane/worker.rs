@@ -7,8 +7,10 @@ use super::arp::ArpHold;
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
 use super::dpdk::mbuf::{Mbuf, Mempool};
 use super::dpdk::port::{PortQueue, RxBurst, TxBatch};
-use super::host::{Host, Outcome, UdpService, Unsent, ETH_HEADER_LEN, MAX_FRAME};
+use super::host::{Host, Outcome, Unsent, ETH_HEADER_LEN, MAX_FRAME};
+use super::sip::SipUdp;
 use super::tcp::{MbufHandoff, Steer, TcpStack, HANDOFF_BURST};
+use crate::flow::Flows;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,8 +37,8 @@ pub struct WorkerPort {
     pub host: Host,
     /// A neighbour to keep resolved.
     pub gateway: Option<Ipv4Addr>,
-    /// This worker's UDP services, indexed by the host's service slot.
-    pub services: Vec<Option<Box<dyn UdpService>>>,
+    /// This worker's UDP services (SIP), indexed by the host's service slot.
+    pub services: Vec<Option<SipUdp>>,
     /// This worker's TCP on the port (SMPP, SIP over TCP), if the port has TCP services.
     pub tcp: Option<TcpStack>,
     /// Datagrams this worker originated for neighbours still being resolved.
@@ -64,8 +66,9 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     /// The rings to and from the other workers (TCP segments of flows they own).
     pub handoff: MbufHandoff,
-    /// This worker's flows (lanes, completions, timeouts run from here).
-    pub flows: Option<super::sip::FlowsHandle>,
+    /// This worker's engine, its own: the SIP and TCP services reach it only through
+    /// the `&mut` the loop lends them (lanes, completions, timeouts run from here).
+    pub flows: Option<Flows>,
 }
 
 impl Worker {
@@ -91,7 +94,7 @@ impl Worker {
             if self.handoff.workers() > 1 {
                 let ports = &mut self.ports;
                 let stats = &stats;
-                let (pool, handoff) = (&self.pool, &self.handoff);
+                let (pool, handoff, flows) = (&self.pool, &self.handoff, &mut self.flows);
                 handoff.drain(HANDOFF_BURST, |m| {
                     let port = m.port();
                     let Some(p) = ports.iter_mut().find(|p| p.queue.port() == port) else { return };
@@ -100,7 +103,7 @@ impl Worker {
                         // A SIP response to one of this worker's client transactions.
                         c.sip.responses_steered_in.inc();
                         let mut tx = TxBatch::new(&p.queue);
-                        handle(p, m, now_ms, pool, c, &mut tx, handoff);
+                        handle(p, flows.as_mut(), m, now_ms, pool, c, &mut tx, handoff);
                         c.count_tx(tx.flush());
                         return;
                     }
@@ -113,10 +116,8 @@ impl Worker {
                 });
             }
             if clock_read {
-                if let Some(f) = &self.flows {
-                    if let Ok(mut f) = f.lock() {
-                        f.poll(now_ms, super::sip::unix_now());
-                    }
+                if let Some(f) = self.flows.as_mut() {
+                    f.poll(now_ms, super::sip::unix_now());
                 }
             }
             for p in self.ports.iter_mut() {
@@ -132,13 +133,13 @@ impl Worker {
                 for m in rx.by_ref() {
                     counters.rx_packets.inc();
                     counters.rx_bytes.add(m.pkt_len() as u64);
-                    handle(p, m, now_ms, &self.pool, counters, &mut tx, &self.handoff);
+                    handle(p, self.flows.as_mut(), m, now_ms, &self.pool, counters, &mut tx, &self.handoff);
                 }
                 if let Some(t) = p.tcp.as_mut() {
-                    t.poll(now_ms, &self.pool, counters, &mut tx);
+                    t.poll(now_ms, &self.pool, counters, &mut tx, self.flows.as_mut());
                 }
                 if clock_read {
-                    run_service_timers(p, now_ms, &self.pool, counters, &mut tx);
+                    run_service_timers(p, self.flows.as_mut(), now_ms, &self.pool, counters, &mut tx);
                 }
                 if !p.arp_hold.is_empty() {
                     // What waited for a neighbour goes once it answered ARP.
@@ -188,13 +189,20 @@ fn is_udp(m: &Mbuf) -> bool {
 
 /// Runs every service whose timer is due: each may originate datagrams (requests,
 /// retransmissions), framed towards the resolved neighbour.
-fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters: &QueueCounters, tx: &mut TxBatch) {
+fn run_service_timers(
+    p: &mut WorkerPort,
+    mut flows: Option<&mut Flows>,
+    now_ms: u64,
+    pool: &Mempool,
+    counters: &QueueCounters,
+    tx: &mut TxBatch,
+) {
     let mut resolve = None;
     for slot in 0..p.services.len() {
         let Some(Some(service)) = p.services.get_mut(slot) else {
             continue;
         };
-        if service.poll_timeout().is_none_or(|t| t > now_ms) {
+        if service.poll_timeout(flows.as_deref()).is_none_or(|t| t > now_ms) {
             continue;
         }
         for _ in 0..ORIGINATE_MAX {
@@ -207,7 +215,8 @@ fn run_service_timers(p: &mut WorkerPort, now_ms: u64, pool: &Mempool, counters:
                 counters.drop(DropReason::NoMbuf);
                 break;
             };
-            match p.host.originate_udp(service.as_mut(), slot, now_ms, buf) {
+            let f = flows.as_deref_mut();
+            match p.host.originate_udp(slot, now_ms, buf, |room| service.poll_transmit(f, now_ms, room)) {
                 Ok(Some(len)) => {
                     m.truncate(len);
                     tx.push(m);
@@ -259,8 +268,10 @@ fn arp_to_stack(p: &mut WorkerPort, frame: &[u8], pool: &Mempool, counters: &Que
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn handle(
     p: &mut WorkerPort,
+    flows: Option<&mut Flows>,
     mut m: Mbuf,
     now_ms: u64,
     pool: &Mempool,
@@ -355,7 +366,9 @@ fn handle(
                 counters.drop(DropReason::UdpNoService);
                 return;
             };
-            if let Some(len) = p.host.answer_udp(service.as_mut(), now_ms, &dgram, payload, buf) {
+            let src = dgram.src;
+            if let Some(len) = p.host.answer_udp(&dgram, buf, |room| service.receive(flows, now_ms, payload, src, room))
+            {
                 out.truncate(len);
                 counters.udp_replied.inc();
                 tx.push(out);
