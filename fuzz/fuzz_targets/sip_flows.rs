@@ -7,6 +7,7 @@
 #![no_main]
 
 use iwf::flow::{SipTxn, SmppOut};
+use iwf::ids::ConnRef;
 use iwf::session::sip::{Incoming, ServerConfig, ServerTransactions};
 use iwf::wire::sip::Header;
 use iwf::wire::smpp::CommandStatus;
@@ -47,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             4 => now += u64::from(arg.first().copied().unwrap_or(1)) * 131,
             _ => {
                 let system = 1 + u16::from(arg.first().copied().unwrap_or(0) % 3);
-                flows.bound(u32::from(system), system, true);
+                flows.bound(ConnRef::new(0, system), system, true);
             }
         }
         flows.poll(now, UNIX + now / 1000);
@@ -62,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 flows.smpp_response(UNIX, conn, seq, status, format!("id{seq}").as_bytes());
             }
         }
-        while let Some(a) = flows.poll_answer(|_| true) {
+        while let Some(a) = flows.poll_any_answer() {
             if let SipTxn::Udp { id, .. } = a.txn {
                 let _ = iwf::dataplane::sip::answer_into(
                     &mut server,

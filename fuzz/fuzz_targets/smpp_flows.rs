@@ -7,13 +7,14 @@
 #![no_main]
 
 use iwf::flow::SmppOut;
+use iwf::ids::ConnRef;
 use iwf::ids::LegacySystemId;
 use iwf::session::smpp::{BindRefusal, BindRequest, Session, SessionConfig};
 use iwf::wire::smpp::CommandStatus;
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 
-const CONN: u32 = 7;
+const CONN: ConnRef = ConnRef::new(0, 7);
 const UNIX: u64 = 1_800_000_000;
 
 fn bind_transceiver() -> Vec<u8> {

@@ -531,9 +531,7 @@ impl SipUdp {
         // Work the flows left for this service: now.
         let port = self.port as u8;
         let flows = flows.and_then(|f| {
-            (f.has_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port))
-                || (self.originates && f.has_request() && self.client_has_room()))
-            .then_some(0)
+            (f.has_udp_answer(port) || (self.originates && f.has_request() && self.client_has_room())).then_some(0)
         });
         [self.server.poll_timeout(), self.client.poll_timeout(), keepalive, flows].into_iter().flatten().min()
     }
@@ -546,7 +544,7 @@ impl SipUdp {
         }
         if let Some(f) = flows.as_deref_mut() {
             let port = self.port as u8;
-            let answer = f.poll_answer(|t| matches!(t, SipTxn::Udp { port: p, .. } if *p == port));
+            let answer = f.poll_udp_answer(port);
             if let Some(a) = answer {
                 if let SipTxn::Udp { id, .. } = a.txn {
                     if let Some(r) = answer_into(&mut self.server, now_ms, id, a.status, a.reason, a.retry_after, out) {
@@ -744,7 +742,7 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
     fn a_full_client_table_holds_the_flows_requests_until_a_slot_frees() {
         use crate::flow::{FlowsConfig, Shared, SmppOut};
         use crate::wire::smpp::{Address, Body, CommandStatus, Pdu, RegisteredDelivery, SubmitSm};
-        const SMSCA: u32 = 5; // port 0, slot 5
+        const SMSCA: crate::ids::ConnRef = crate::ids::ConnRef::new(0, 5);
         const MESSAGES: u32 = 7;
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
         let provision = crate::control::provision::Provision::parse(&text).unwrap();

@@ -62,7 +62,8 @@ use super::dpdk::port::TxBatch;
 use super::host::MAX_FRAME;
 use super::sip::{answer_into, unix_now, Route, MAX_HEADERS};
 use crate::control::config::{LegacyConfig, TcpConfig};
-use crate::flow::{ConnId, Flows, SipTxn, SmppOut};
+use crate::flow::{Flows, SipTxn, SmppOut};
+use crate::ids::ConnRef;
 use crate::ids::LegacySystemId;
 use crate::session::sip::{Incoming, ServerConfig, ServerTransactions, UasPolicy};
 use crate::session::smpp::{
@@ -615,7 +616,7 @@ struct SmppConn {
     /// converged message's part is never failed for want of window).
     waiting: std::collections::VecDeque<crate::flow::SmppSend>,
     /// The connection the waiting requests are for.
-    conn_id: ConnId,
+    conn_id: ConnRef,
     /// Sequence numbers of this poll's requests, answered after the input was read.
     pending: Vec<u32>,
     /// The bound system's window.
@@ -765,7 +766,7 @@ pub struct Endpoint {
     sip_port: Option<u16>,
     next_poll: u64,
     next_service: u64,
-    /// This port's index (the high half of a [`ConnId`]).
+    /// This port's index (the port of its [`ConnRef`]s).
     port: u8,
     /// iwf's requests waiting for the connection to the next hop: (token, bytes).
     sip_out: std::collections::VecDeque<(u64, Vec<u8>)>,
@@ -859,7 +860,8 @@ impl Endpoint {
             }),
             pending: Vec::with_capacity(window),
             waiting: std::collections::VecDeque::new(),
-            conn_id: 0,
+            // Named by the dispatcher when a request first waits on it.
+            conn_id: ConnRef::new(0, 0),
             window,
             window_read: 0,
             seen: SessionCounters::default(),
@@ -980,7 +982,7 @@ impl Endpoint {
         let port = self.port;
         let flows_work = flows.as_deref().is_some_and(|f| {
             f.has_smpp_for(port)
-                || f.has_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port))
+                || f.has_tcp_answer(port)
                 || (f.has_request_tcp()
                     && self.sip_out.len() < SIP_CLIENT_QUEUE
                     && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
@@ -1045,7 +1047,7 @@ impl Endpoint {
         }
         while let Some((conn, out)) = f.poll_smpp(self.port) {
             any = true;
-            let slot = (conn & 0xFFFF) as usize;
+            let slot = usize::from(conn.slot);
             let Some(c) = self.slots.get_mut(slot).and_then(|s| s.smpp.as_mut()) else {
                 if let SmppOut::Send(req) = out {
                     f.smpp_unsent(conn, req);
@@ -1092,8 +1094,7 @@ impl Endpoint {
                 self.sip_out.push_back((req.token, req.bytes));
             }
         }
-        let port = self.port;
-        while let Some(a) = f.poll_answer(|t| matches!(t, SipTxn::Tcp { port: p, .. } if *p == port)) {
+        while let Some(a) = f.poll_tcp_answer(self.port) {
             any = true;
             let SipTxn::Tcp { slot, id, .. } = a.txn else { continue };
             let Some((server, _)) = self.sip.as_mut() else { continue };
@@ -1311,7 +1312,7 @@ impl Endpoint {
             }
             Service::SmppServer { .. } | Service::SmppClient { .. } => {
                 let Some(conn) = slot.smpp.as_mut() else { return };
-                let conn_id: ConnId = (u32::from(self.port) << 16) | i as u32;
+                let conn_id = ConnRef::new(self.port, i as u16);
                 if gone {
                     conn.session.connection_lost(now);
                 }
@@ -1450,7 +1451,7 @@ fn drive_smpp(
     conn: &mut SmppConn,
     auth: &mut dyn Authenticator,
     sc: &SmppCounters,
-    mut flows: Option<(&mut Flows, ConnId)>,
+    mut flows: Option<(&mut Flows, ConnRef)>,
 ) {
     let window = conn.window.max(1).min(conn.pending.capacity().max(1));
     let unix = if flows.is_some() { unix_now() } else { 0 };
@@ -1704,7 +1705,7 @@ fn sip_client_stream(
 }
 
 /// Tells the flows what a session event means for them.
-fn flow_event(f: &mut Flows, conn: ConnId, e: &Event, service: &Service) {
+fn flow_event(f: &mut Flows, conn: ConnRef, e: &Event, service: &Service) {
     match (e, service) {
         (Event::Bound { system: Some(id), bind_type }, _) => f.bound(conn, id.0, bind_type.receives()),
         (Event::Bound { system: None, .. }, Service::SmppClient { system, .. }) => f.bound(conn, *system, true),

@@ -63,8 +63,46 @@ pub const UDP_MAX_REQUEST: usize = 1300;
 /// Lane items one core takes per poll.
 const DRAIN_PER_POLL: usize = 64;
 
-/// A connection of the worker that carries an SMPP session: `(port index << 16) | slot`.
-pub type ConnId = u32;
+pub use crate::ids::ConnRef;
+
+/// Output addressed to a port: one queue per port index, so that a port's services
+/// take their own without scanning what waits for another.
+#[derive(Debug)]
+pub struct ByPort<T> {
+    queues: Vec<VecDeque<T>>,
+}
+
+impl<T> Default for ByPort<T> {
+    fn default() -> Self {
+        ByPort { queues: Vec::new() }
+    }
+}
+
+impl<T> ByPort<T> {
+    fn push(&mut self, port: u8, t: T) {
+        let i = usize::from(port);
+        if self.queues.len() <= i {
+            // Once per port, at its first output.
+            self.queues.resize_with(i + 1, || VecDeque::with_capacity(256));
+        }
+        if let Some(q) = self.queues.get_mut(i) {
+            q.push_back(t);
+        }
+    }
+
+    fn pop(&mut self, port: u8) -> Option<T> {
+        self.queues.get_mut(usize::from(port))?.pop_front()
+    }
+
+    fn has(&self, port: u8) -> bool {
+        self.queues.get(usize::from(port)).is_some_and(|q| !q.is_empty())
+    }
+
+    /// The next of any port (lowest port first): for tests and fuzzers.
+    fn pop_any(&mut self) -> Option<T> {
+        self.queues.iter_mut().find_map(VecDeque::pop_front)
+    }
+}
 
 /// A SIP server transaction waiting for its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -723,7 +761,7 @@ impl Shared {
 
 /// Legacy messages awaiting their `*_resp`, by their tag's (system, minutes, sequence),
 /// with the receipts held for them.
-type AwaitingResp = HashMap<(u16, u32, u32), Vec<(ConnId, SmppSend)>>;
+type AwaitingResp = HashMap<(u16, u32, u32), Vec<(ConnRef, SmppSend)>>;
 
 /// The awaited message a receipt is for, when its resp has not gone out yet.
 fn receipt_awaits(awaiting: &AwaitingResp, item: &LaneItem) -> Option<(u16, u32, u32)> {
@@ -826,7 +864,7 @@ struct Conn {
 
 /// A legacy request answered once its whole message is: (bind, sequence number,
 /// part number; 0 for a single-part message).
-type PartRef = (ConnId, u32, u8);
+type PartRef = (ConnRef, u32, u8);
 
 /// Room a concatenated message's parts take outside their binds' windows
 /// (`smpp.parts_aside`). The bind of the first part that arrives reserves room for
@@ -836,16 +874,16 @@ type PartRef = (ConnId, u32, u8);
 #[derive(Debug, Default)]
 struct Aside {
     /// Slots taken, per bind.
-    charges: Vec<(ConnId, u16)>,
+    charges: Vec<(ConnRef, u16)>,
     /// The bind holding the reservation.
-    owner: Option<ConnId>,
+    owner: Option<ConnRef>,
     /// Slots of the reservation not used yet.
     unused: u16,
 }
 
 impl Aside {
     /// Bind `conn` closed: its slots went with it.
-    fn forget(&mut self, conn: ConnId) {
+    fn forget(&mut self, conn: ConnRef) {
         self.charges.retain(|(c, _)| *c != conn);
         if self.owner == Some(conn) {
             self.owner = None;
@@ -889,7 +927,7 @@ enum Outgoing {
 /// of its message in flight.
 #[derive(Debug, Clone, Copy)]
 struct HeldReceipt {
-    conn: ConnId,
+    conn: ConnRef,
     seq: u32,
     system: u16,
     id: CanonicalId,
@@ -905,7 +943,7 @@ struct HeldReceipt {
 #[derive(Debug, Clone, Copy)]
 enum ReceiptAck {
     /// Its deliver_sm_resp (`conn`, `seq`), sent then.
-    Resp(ConnId, u32),
+    Resp(ConnRef, u32),
     /// A receipt answered when it was durably parked: its record goes once it is done
     /// with; after a failed IMDN it is applied again at the next sweep.
     Parked(HeldReceipt),
@@ -927,7 +965,7 @@ enum Requester {
     Sip(SipTxn),
     /// An SMSC receipt being parked durably (store key `key`): its deliver_sm_resp
     /// once the park is stored (`None` once its session closed).
-    Parking { resp: Option<(ConnId, u32)>, key: u64, system: u16, id: CanonicalId },
+    Parking { resp: Option<(ConnRef, u32)>, key: u64, system: u16, id: CanonicalId },
     /// A converged message's correlation record being stored: its parts (in
     /// [`Flows::unsent`] under this waiter's key) go out once it is durable, so a
     /// receipt can never come for a message a restart would forget.
@@ -937,7 +975,7 @@ enum Requester {
 /// A converged message's parts waiting for its correlation record to be durable.
 #[derive(Debug)]
 struct UnsentParts {
-    conn: ConnId,
+    conn: ConnRef,
     system: u16,
     parts: Vec<SmppSend>,
 }
@@ -976,10 +1014,10 @@ pub struct Flows {
     config: FlowsConfig,
     shared: Arc<Shared>,
     epoch: Instant,
-    conns: HashMap<ConnId, Conn>,
+    conns: HashMap<ConnRef, Conn>,
     outgoing: Slab<Outgoing>,
     waiters: Slab<Waiter>,
-    sent: HashMap<(ConnId, u32), SmppSend>,
+    sent: HashMap<(ConnRef, u32), SmppSend>,
     reassembly: Reassembler<ReKey>,
     held: HashMap<ReKey, HeldParts>,
     correlation: CorrelationTable,
@@ -1006,8 +1044,11 @@ pub struct Flows {
     tag_seq: u32,
     concat_ref: u16,
     rr: usize,
-    smpp_out: VecDeque<(ConnId, SmppOut)>,
-    sip_answers: VecDeque<SipAnswer>,
+    smpp_out: ByPort<(ConnRef, SmppOut)>,
+    /// Answers to SIP transactions on UDP, by port.
+    udp_answers: ByPort<SipAnswer>,
+    /// Answers to SIP transactions on TCP streams, by port.
+    tcp_answers: ByPort<SipAnswer>,
     sip_requests: VecDeque<SipRequest>,
     /// Requests over [`UDP_MAX_REQUEST`] octets: over TCP (RFC 3261 §18.1.1).
     sip_requests_tcp: VecDeque<SipRequest>,
@@ -1116,8 +1157,9 @@ impl Flows {
             tag_seq: 0,
             concat_ref: 0,
             rr: 0,
-            smpp_out: VecDeque::with_capacity(256),
-            sip_answers: VecDeque::with_capacity(256),
+            smpp_out: ByPort::default(),
+            udp_answers: ByPort::default(),
+            tcp_answers: ByPort::default(),
             sip_requests: VecDeque::with_capacity(256),
             sip_requests_tcp: VecDeque::new(),
             scratch: vec![0u8; 16 * 1024],
@@ -1169,7 +1211,7 @@ impl Flows {
 
     /// An SMPP session of legacy system `system` is bound on `conn`; `receives` when
     /// the bind may be sent deliver_sm (server role) or is iwf's own transceiver bind.
-    pub fn bound(&mut self, conn: ConnId, system: u16, receives: bool) {
+    pub fn bound(&mut self, conn: ConnRef, system: u16, receives: bool) {
         if let Some(old) = self.conns.insert(conn, Conn { system, receives, aside: 0 }) {
             if old.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(old.system), self.config.core);
@@ -1185,14 +1227,14 @@ impl Flows {
 
     /// The session on `conn` ended (requests still outstanding come as
     /// [`Flows::smpp_lost`] first).
-    pub fn closed(&mut self, conn: ConnId) {
+    pub fn closed(&mut self, conn: ConnRef) {
         if let Some(c) = self.conns.remove(&conn) {
             if c.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(c.system), self.config.core);
             }
         }
         // Answers still owed to this session's requests are forgotten: a later session
-        // that gets the same ConnId restarts its sequence numbers, so an answer kept for
+        // that gets the same ConnRef restarts its sequence numbers, so an answer kept for
         // (conn, seq) would reach one of its requests. Nothing is lost by it: held
         // receipts had no state applied (the SMSC sends them again on its next bind), and
         // a message's parts were never acknowledged (the legacy system sends them again).
@@ -1230,7 +1272,7 @@ impl Flows {
 
     /// A submit_sm / deliver_sm / data_sm of the bound system on `conn`. Its answer
     /// comes later through [`Flows::poll_smpp`].
-    pub fn smpp_request(&mut self, now: u64, unix: u64, conn: ConnId, seq: u32, pdu: &Pdu<'_>) {
+    pub fn smpp_request(&mut self, now: u64, unix: u64, conn: ConnRef, seq: u32, pdu: &Pdu<'_>) {
         let Some(c) = self.conns.get(&conn).copied() else {
             self.respond(conn, seq, CommandStatus::ESME_RINVBNDSTS, b"");
             return;
@@ -1283,7 +1325,7 @@ impl Flows {
         &mut self,
         now: u64,
         unix: u64,
-        conn: ConnId,
+        conn: ConnRef,
         system: u16,
         seq: u32,
         sm: &SubmitSm<'_>,
@@ -1330,7 +1372,7 @@ impl Flows {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.aside = c.aside.saturating_add(taken);
                 }
-                self.smpp_out.push_back((conn, SmppOut::SetAside { seq }));
+                self.smpp_out.push(conn.port, (conn, SmppOut::SetAside { seq }));
             }
             Ok(Push::Complete(whole)) => {
                 let HeldParts { mut parts, aside } = self.held.remove(&key).unwrap_or_default();
@@ -1359,7 +1401,7 @@ impl Flows {
 
     /// What part `info` of message `key`, arriving on `conn`, would take from its
     /// bind's room outside the window ([`Aside`]).
-    fn charge_of(&self, conn: ConnId, key: &ReKey, info: ConcatInfo) -> Charge {
+    fn charge_of(&self, conn: ConnRef, key: &ReKey, info: ConcatInfo) -> Charge {
         let held = self.held.get(key);
         let mut seen = [0u64; 4];
         for &(_, _, part) in held.map_or(&[][..], |h| h.parts.as_slice()) {
@@ -1526,7 +1568,7 @@ impl Flows {
                 for (conn, send) in
                     self.awaiting_resp.remove(&(system, fields.minutes, fields.sequence)).unwrap_or_default()
                 {
-                    self.smpp_out.push_back((conn, SmppOut::Send(send)));
+                    self.smpp_out.push(conn.port, (conn, SmppOut::Send(send)));
                 }
             }
             Outgoing::Imdn { message, acks, undo, last } => {
@@ -1579,9 +1621,9 @@ impl Flows {
         }
     }
 
-    fn respond(&mut self, conn: ConnId, seq: u32, status: CommandStatus, id: &[u8]) {
+    fn respond(&mut self, conn: ConnRef, seq: u32, status: CommandStatus, id: &[u8]) {
         let (message_id, id_len) = id_buf(id);
-        self.smpp_out.push_back((conn, SmppOut::Respond { seq, status, message_id, id_len }));
+        self.smpp_out.push(conn.port, (conn, SmppOut::Respond { seq, status, message_id, id_len }));
     }
 
     // ---- converged → legacy and IMDNs ------------------------------------------------
@@ -1664,7 +1706,8 @@ impl Flows {
     fn answer_with(&mut self, a: SipAnswer) {
         match a.txn {
             SipTxn::Remote { token } => self.finish(token, Outcome::Answered(a.status, a.reason)),
-            _ => self.sip_answers.push_back(a),
+            SipTxn::Udp { port, .. } => self.udp_answers.push(port, a),
+            SipTxn::Tcp { port, .. } => self.tcp_answers.push(port, a),
         }
     }
 
@@ -1990,12 +2033,12 @@ impl Flows {
             if let Some(st) = &st {
                 inc(&st.messages_out);
             }
-            self.smpp_out.push_back((conn, SmppOut::Send(send)));
+            self.smpp_out.push(conn.port, (conn, SmppOut::Send(send)));
         }
     }
 
-    fn pick_conn(&mut self, system: u16) -> Option<ConnId> {
-        let mut candidates: Vec<ConnId> =
+    fn pick_conn(&mut self, system: u16) -> Option<ConnRef> {
+        let mut candidates: Vec<ConnRef> =
             self.conns.iter().filter(|(_, c)| c.system == system && c.receives).map(|(k, _)| *k).collect();
         if candidates.is_empty() {
             return None;
@@ -2012,7 +2055,7 @@ impl Flows {
     /// An SMSC receipt (deliver_sm from an SMSC iwf is bound to, or submit_sm 0x08/0x10
     /// from a system bound to iwf): matched to its message, it becomes an IMDN to the
     /// converged sender; the receipt is acknowledged after the IMDN's final response.
-    fn legacy_receipt(&mut self, _now: u64, unix: u64, conn: ConnId, system: u16, seq: u32, sm: &SubmitSm<'_>) {
+    fn legacy_receipt(&mut self, _now: u64, unix: u64, conn: ConnRef, system: u16, seq: u32, sm: &SubmitSm<'_>) {
         inc(&self.shared.stats.smsc_receipts);
         if let Some(st) = self.shared.system(system) {
             inc(&st.smsc_receipts);
@@ -2230,20 +2273,20 @@ impl Flows {
     // ---- what the sessions report ----------------------------------------------------
 
     /// The session on `conn` sent `req` as sequence number `seq`.
-    pub fn smpp_sent(&mut self, conn: ConnId, seq: u32, req: SmppSend) {
+    pub fn smpp_sent(&mut self, conn: ConnRef, seq: u32, req: SmppSend) {
         self.sent.insert((conn, seq), req);
     }
 
     /// The session on `conn` cannot send `req` at all (not bound, not permitted on its
     /// bind type, unencodable): a receipt goes back to its lane (or completes as refused
     /// when it cannot), a converged message's part fails.
-    pub fn smpp_unsent(&mut self, conn: ConnId, req: SmppSend) {
+    pub fn smpp_unsent(&mut self, conn: ConnRef, req: SmppSend) {
         let _ = conn;
         self.retry(req);
     }
 
     /// The response to request `seq` iwf sent on `conn`.
-    pub fn smpp_response(&mut self, unix: u64, conn: ConnId, seq: u32, status: CommandStatus, message_id: &[u8]) {
+    pub fn smpp_response(&mut self, unix: u64, conn: ConnRef, seq: u32, status: CommandStatus, message_id: &[u8]) {
         let Some(req) = self.sent.remove(&(conn, seq)) else { return };
         if let Some((system, corr)) = req.correlation {
             let provision = self.shared.provision.load_full();
@@ -2327,7 +2370,7 @@ impl Flows {
     /// Request `seq` on `conn` got no response in time, or its session closed: a
     /// receipt goes back to its lane (the legacy system absorbs a duplicate); a
     /// converged message part fails (the sender retries).
-    pub fn smpp_lost(&mut self, unix: u64, conn: ConnId, seq: u32) {
+    pub fn smpp_lost(&mut self, unix: u64, conn: ConnRef, seq: u32) {
         let Some(req) = self.sent.remove(&(conn, seq)) else { return };
         match req.correlation {
             None => self.retry(req),
@@ -2421,7 +2464,7 @@ impl Flows {
     /// when it could not be written, which answers their message 500.
     fn release_parts(&mut self, key: u64, message: u64, stored: bool) {
         let Some(u) = self.unsent.remove(&key) else { return };
-        let usable = |f: &Flows, c: ConnId| f.conns.get(&c).is_some_and(|b| b.system == u.system && b.receives);
+        let usable = |f: &Flows, c: ConnRef| f.conns.get(&c).is_some_and(|b| b.system == u.system && b.receives);
         let conn = if usable(self, u.conn) { Some(u.conn) } else { self.pick_conn(u.system) };
         match (stored, conn) {
             (true, Some(conn)) => {
@@ -2431,7 +2474,7 @@ impl Flows {
                     if let Some(st) = &st {
                         inc(&st.messages_out);
                     }
-                    self.smpp_out.push_back((conn, SmppOut::Send(send)));
+                    self.smpp_out.push(conn.port, (conn, SmppOut::Send(send)));
                 }
             }
             _ => {
@@ -2468,7 +2511,8 @@ impl Flows {
         let provision = self.shared.provision.load_full();
         for p in records {
             let r = HeldReceipt {
-                conn: 0,
+                // No connection waits for its answer: the SMSC had it before the restart.
+                conn: ConnRef::new(0, 0),
                 seq: 0,
                 system: p.system.0,
                 id: p.id,
@@ -2528,7 +2572,7 @@ impl Flows {
                             held.push((conn, send));
                         }
                     }
-                    None => self.smpp_out.push_back((conn, SmppOut::Send(send))),
+                    None => self.smpp_out.push(conn.port, (conn, SmppOut::Send(send))),
                 }
                 n += 1;
             }
@@ -2553,25 +2597,39 @@ impl Flows {
     }
 
     /// The next SMPP action for the sessions of port `port`.
-    pub fn poll_smpp(&mut self, port: u8) -> Option<(ConnId, SmppOut)> {
-        let i = self.smpp_out.iter().position(|(c, _)| (c >> 16) as u8 == port)?;
-        self.smpp_out.remove(i)
+    pub fn poll_smpp(&mut self, port: u8) -> Option<(ConnRef, SmppOut)> {
+        self.smpp_out.pop(port)
     }
 
     /// Whether SMPP actions wait for the sessions of port `port`.
     pub fn has_smpp_for(&self, port: u8) -> bool {
-        self.smpp_out.iter().any(|(c, _)| (c >> 16) as u8 == port)
+        self.smpp_out.has(port)
     }
 
-    /// The next SIP answer whose transaction matches `filter`.
-    pub fn poll_answer(&mut self, filter: impl Fn(&SipTxn) -> bool) -> Option<SipAnswer> {
-        let i = self.sip_answers.iter().position(|a| filter(&a.txn))?;
-        self.sip_answers.remove(i)
+    /// The next answer to a SIP-over-UDP transaction of port `port`.
+    pub fn poll_udp_answer(&mut self, port: u8) -> Option<SipAnswer> {
+        self.udp_answers.pop(port)
     }
 
-    /// Whether an answer whose transaction matches `filter` waits.
-    pub fn has_answer(&self, filter: impl Fn(&SipTxn) -> bool) -> bool {
-        self.sip_answers.iter().any(|a| filter(&a.txn))
+    /// Whether answers wait for the SIP-over-UDP transactions of port `port`.
+    pub fn has_udp_answer(&self, port: u8) -> bool {
+        self.udp_answers.has(port)
+    }
+
+    /// The next answer to a SIP-over-TCP transaction of port `port`.
+    pub fn poll_tcp_answer(&mut self, port: u8) -> Option<SipAnswer> {
+        self.tcp_answers.pop(port)
+    }
+
+    /// Whether answers wait for the SIP-over-TCP transactions of port `port`.
+    pub fn has_tcp_answer(&self, port: u8) -> bool {
+        self.tcp_answers.has(port)
+    }
+
+    /// The next answer of any port and transport (UDP first): what a test or a fuzzer
+    /// that stands in for every service drains.
+    pub fn poll_any_answer(&mut self) -> Option<SipAnswer> {
+        self.udp_answers.pop_any().or_else(|| self.tcp_answers.pop_any())
     }
 
     /// Whether SIP requests wait to be sent.
@@ -2622,8 +2680,8 @@ mod tests {
     use crate::wire::smpp::{Address, EsmClass, RegisteredDelivery, Tlvs};
 
     const NOW: u64 = 1_800_000_000;
-    const SMSCA: ConnId = 5; // port 0, slot 5
-    const SMSCC: ConnId = 1;
+    const SMSCA: ConnRef = ConnRef::new(0, 5);
+    const SMSCC: ConnRef = ConnRef::new(0, 1);
 
     fn shared(store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared> {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
@@ -2705,7 +2763,7 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         text[at..at + TAG_LEN].to_string()
     }
 
-    fn respond_of(out: Option<(ConnId, SmppOut)>) -> (ConnId, u32, CommandStatus, String) {
+    fn respond_of(out: Option<(ConnRef, SmppOut)>) -> (ConnRef, u32, CommandStatus, String) {
         match out {
             Some((c, SmppOut::Respond { seq, status, message_id, id_len })) => {
                 (c, seq, status, String::from_utf8_lossy(&message_id[..id_len as usize]).into_owned())
@@ -2769,7 +2827,7 @@ Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nConte
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             f.poll(0, NOW);
-            if let Some(a) = f.poll_answer(|_| true) {
+            if let Some(a) = f.poll_any_answer() {
                 return a;
             }
             assert!(Instant::now() < deadline, "{what}");
@@ -2960,7 +3018,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let sip = conv_message("+447000300001", "ct1");
         let t = txn(&mut server, sip.as_bytes());
         deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(415));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(415));
         assert!(f.poll_smpp(0).is_none());
         let mut buf = [0u8; 64];
         let mut headers = [Header::EMPTY; 32];
@@ -3019,14 +3077,14 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(conn, SMSCA);
         c0.smpp_sent(SMSCA, 50, send);
         c0.smpp_response(NOW, SMSCA, 50, CommandStatus::ESME_ROK, b"");
-        assert!(c0.poll_answer(|_| true).is_none());
+        assert!(c0.poll_any_answer().is_none());
         c1.poll(1, NOW);
-        assert_eq!(c1.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        assert_eq!(c1.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
         // A converged message for smsc-c lands on core 1: core 0 correlates and sends it.
         let sip = conv_message("+447000300001", "x1");
         let t = txn(&mut server, sip.as_bytes());
         deliver(&mut c1, &shared, NOW, sip.as_bytes(), t);
-        assert!(c1.poll_smpp(0).is_none() && c1.poll_answer(|_| true).is_none());
+        assert!(c1.poll_smpp(0).is_none() && c1.poll_any_answer().is_none());
         c0.poll(2, NOW);
         let Some((conn, SmppOut::Send(send))) = c0.poll_smpp(0) else { panic!("core 0 sends the submit_sm") };
         assert_eq!(conn, SMSCC);
@@ -3034,7 +3092,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         c0.smpp_sent(SMSCC, 51, send);
         c0.smpp_response(NOW, SMSCC, 51, CommandStatus::ESME_ROK, b"c-1");
         c1.poll(3, NOW);
-        assert_eq!(c1.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        assert_eq!(c1.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
         // Its receipt arrives on core 0's bind: the IMDN leaves from core 0.
         c0.smpp_request(0, NOW + 9, SMSCC, 6, &Pdu::parse(&smsc_receipt(6, "c-1")).unwrap());
         assert!(c0.poll_request().is_some_and(|r| String::from_utf8_lossy(&r.bytes).contains("<delivered/>")));
@@ -3066,7 +3124,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             let t = txn(&mut server, sip.as_bytes());
             deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
         }
-        let a = f.poll_answer(|_| true).expect("the second is refused at once");
+        let a = f.poll_any_answer().expect("the second is refused at once");
         assert_eq!((a.status, a.retry_after), (503, Some(1)));
         assert_eq!(shared.system(1).unwrap().throttled.load(Ordering::Relaxed), 1);
         assert_eq!(shared.system(3).unwrap().throttled.load(Ordering::Relaxed), 1);
@@ -3095,7 +3153,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             f.bound(SMSCC, 3, true);
             let t = txn(&mut server, sip.as_bytes());
             deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
-            assert_eq!(f.poll_answer(|_| true).map(|a| a.status), want);
+            assert_eq!(f.poll_any_answer().map(|a| a.status), want);
             if allowed {
                 let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
                 let Body::SubmitSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
@@ -3126,7 +3184,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let dn = imdn(&tag, "delivered", "delivery");
         let t = txn(&mut server, &dn);
         deliver(&mut f, &shared, NOW + 5, &dn, t);
-        assert!(f.poll_answer(|_| true).is_none(), "no 200 before the legacy system acknowledged");
+        assert!(f.poll_any_answer().is_none(), "no 200 before the legacy system acknowledged");
         f.poll(10, NOW + 5);
         let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a deliver_sm") };
         assert_eq!(conn, SMSCA);
@@ -3135,9 +3193,9 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(sm.esm_class.0 & 0x3c, 0x04);
         assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
         f.smpp_sent(SMSCA, 900, send);
-        assert!(f.poll_answer(|_| true).is_none());
+        assert!(f.poll_any_answer().is_none());
         f.smpp_response(NOW + 5, SMSCA, 900, CommandStatus::ESME_ROK, b"");
-        let a = f.poll_answer(|_| true).expect("the IMDN's answer");
+        let a = f.poll_any_answer().expect("the IMDN's answer");
         assert_eq!((a.txn, a.status), (t, 200));
 
         // The display notification: user ack (0x10), asked with registered_delivery 0x09.
@@ -3150,7 +3208,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(sm.esm_class.0 & 0x3c, 0x10);
         f.smpp_sent(SMSCA, 901, send);
         f.smpp_response(NOW + 9, SMSCA, 901, CommandStatus::ESME_ROK, b"");
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
         assert_eq!(f.in_flight(), (0, 0, 0, 0));
         assert_eq!(shared.stats.receipts_delivered.load(Ordering::Relaxed), 2);
         let a = shared.system(1).unwrap();
@@ -3179,7 +3237,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f.sip_final(r.token, 503);
         assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED);
         // An unbound connection's request.
-        f.smpp_request(0, NOW, 99, 4, &Pdu::parse(&submit(4, 1, 0, b"d", &[])).unwrap());
+        f.smpp_request(0, NOW, ConnRef::new(0, 99), 4, &Pdu::parse(&submit(4, 1, 0, b"d", &[])).unwrap());
         assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RINVBNDSTS);
     }
 
@@ -3194,7 +3252,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
         }
         // The first two wait for their siblings outside the window.
-        let aside: Vec<_> = f.smpp_out.drain(..).map(|(_, o)| o).collect();
+        let aside: Vec<_> = std::iter::from_fn(|| f.smpp_out.pop_any()).map(|(_, o)| o).collect();
         assert_eq!(aside, [SmppOut::SetAside { seq: 11 }, SmppOut::SetAside { seq: 12 }]);
         let r = f.poll_request().expect("one MESSAGE for three parts");
         assert!(f.poll_request().is_none());
@@ -3314,7 +3372,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             let mut sm = vec![5, 0, 3, msg, total, part];
             sm.extend_from_slice(b"text ");
             f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
-            f.smpp_out.drain(..).map(|(_, o)| o).collect::<Vec<_>>()
+            std::iter::from_fn(|| f.smpp_out.pop_any()).map(|(_, o)| o).collect::<Vec<_>>()
         };
         // Message 1 (3 parts) reserves 2 of the 3 slots.
         assert_eq!(part(&mut f, 1, 1, 3, 2), [SmppOut::SetAside { seq: 1 }]);
@@ -3329,7 +3387,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(part(&mut f, 5, 1, 3, 3), []);
         let r = f.poll_request().expect("message 1");
         f.sip_final(r.token, 200);
-        let answers: Vec<_> = f.smpp_out.drain(..).map(|(_, o)| o).collect();
+        let answers: Vec<_> = std::iter::from_fn(|| f.smpp_out.pop_any()).map(|(_, o)| o).collect();
         assert_eq!(answers.len(), 3);
         // Its room is back: message 2 gets in now.
         assert_eq!(part(&mut f, 6, 2, 3, 1), [SmppOut::SetAside { seq: 6 }]);
@@ -3351,12 +3409,12 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let dn = imdn(std::str::from_utf8(&forged).unwrap(), "delivered", "delivery");
         let t = txn(&mut server, &dn);
         deliver(&mut f, &shared, NOW, &dn, t);
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(403));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(403));
         // A display report nobody asked for (registered_delivery 1: delivery only).
         let dn = imdn(&tag, "displayed", "display");
         let t = txn(&mut server, &dn);
         deliver(&mut f, &shared, NOW, &dn, t);
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
         f.poll(1, NOW);
         assert!(f.poll_smpp(0).is_none(), "no legacy system saw either");
         assert_eq!(shared.stats.imdn_bad_tag.load(Ordering::Relaxed), 1);
@@ -3383,7 +3441,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!(f.in_flight().3, 1, "the correlation entry exists before the PDU leaves");
         f.smpp_sent(SMSCC, 44, send);
         f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-77");
-        assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
         // The SMSC's receipt (text form).
         let receipt = smsc_receipt(5, "smsc-77");
         f.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&receipt).unwrap());
@@ -3399,11 +3457,11 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let other = conv_message("+15550100", "conv3");
         let t = txn(&mut server, other.as_bytes());
         deliver(&mut f, &shared, NOW, other.as_bytes(), t);
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(404));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(404));
         let unbound = conv_message("+447000200001", "conv2");
         let t = txn(&mut server, unbound.as_bytes());
         deliver(&mut f, &shared, NOW, unbound.as_bytes(), t);
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(480));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(480));
     }
 
     /// A converged message to smsc-c sent and acknowledged with SMSC id `id` (seq `seq`).
@@ -3454,7 +3512,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let mut server = ServerTransactions::new(ServerConfig::default());
         f.bound(SMSCC, 3, true);
         conv_sent(&mut f, &mut server, "rb1", 44, b"smsc-77");
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
         receipt_in(&mut f, NOW + 60, 5, "smsc-77");
         let r1 = f.poll_request().expect("an IMDN");
         f.sip_final(r1.token, 408);
@@ -3500,7 +3558,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         receipt_in(&mut f, NOW, 5, "smsc-88");
         assert!(f.poll_smpp(0).is_none(), "a parked receipt is not acknowledged");
         f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-88");
-        assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)), Some((t, 200)));
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
         let r = f.poll_request().expect("the parked receipt's IMDN");
         assert!(f.poll_smpp(0).is_none(), "the receipt waits for its IMDN");
         f.sip_final(r.token, 200);
@@ -3529,13 +3587,13 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         f.smpp_lost(NOW, SMSCC, 44);
         f.closed(SMSCC);
         assert!(f.parked.is_empty(), "the closed session's parked receipt is forgotten");
-        // The next session on the same ConnId reuses sequence 5: nothing answers it.
+        // The next session on the same ConnRef reuses sequence 5: nothing answers it.
         f.bound(SMSCC, 3, true);
         f.poll(0, NOW + 31);
         while let Some(out) = f.poll_smpp(0) {
             assert!(!matches!(out.1, SmppOut::Respond { seq: 5, .. }), "a stale answer: {out:?}");
         }
-        assert_eq!(f.poll_answer(|_| true).map(|a| (a.txn, a.status)).map(|(_, s)| s >= 400), Some(true));
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)).map(|(_, s)| s >= 400), Some(true));
     }
 
     #[test]
@@ -3656,7 +3714,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         assert_eq!((answer.txn, answer.status), (t, 200));
         assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
         // It binds again: the stored receipt comes out of its lane.
-        f.bound(SMSCA + 1, 1, true);
+        f.bound(ConnRef::new(0, 6), 1, true);
         let send = loop {
             f.poll(0, NOW);
             if let Some((_, SmppOut::Send(s))) = f.poll_smpp(0) {
@@ -3667,8 +3725,8 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         };
         let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
         assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
-        f.smpp_sent(SMSCA + 1, 3, send);
-        f.smpp_response(NOW, SMSCA + 1, 3, CommandStatus::ESME_ROK, b"");
+        f.smpp_sent(ConnRef::new(0, 6), 3, send);
+        f.smpp_response(NOW, ConnRef::new(0, 6), 3, CommandStatus::ESME_ROK, b"");
         while stats.acked.load(Ordering::Relaxed) == 0 {
             assert!(Instant::now() < deadline, "the delivered receipt was not removed from the store");
             std::thread::sleep(Duration::from_millis(2));
@@ -3821,7 +3879,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             let seq = 10 + i as u32;
             f.smpp_sent(SMSCC, seq, send);
             f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, resp_id.as_bytes());
-            assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+            assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
         }
         let stats = &shared.stats;
         let mut receipt = |seq: u32, id: &str| {
@@ -3873,7 +3931,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             }
         }
         f.poll(0, NOW);
-        (sent, f.poll_answer(|a| *a == t).map_or(0, |a| a.status))
+        (sent, f.poll_any_answer().filter(|a| a.txn == t).map_or(0, |a| a.status))
     }
 
     /// A notification is relayed once per window however often it is replayed, and a
@@ -4011,7 +4069,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         let first = parts.remove(0);
         f.smpp_sent(SMSCC, 40, first);
         f.poll(0, NOW);
-        assert!(f.poll_answer(|_| true).is_none(), "nothing failed");
+        assert!(f.poll_any_answer().is_none(), "nothing failed");
         // Room again: the waiting parts go, in order, and the message completes.
         f.smpp_response(NOW, SMSCC, 40, CommandStatus::ESME_ROK, b"id-40");
         for (i, p) in parts.into_iter().enumerate() {
@@ -4020,7 +4078,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, format!("id-{seq}").as_bytes());
         }
         assert!(n >= 2);
-        assert_eq!(f.poll_answer(|_| true).map(|a| a.status), Some(200));
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
     }
 
     /// The converged side may send its IMDN before its final response to the MESSAGE:
@@ -4050,7 +4108,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
         // Its resp completes the IMDN.
         f.smpp_sent(conn, 9, send);
         f.smpp_response(NOW, conn, 9, CommandStatus::ESME_ROK, b"");
-        assert_eq!(f.poll_answer(|a| *a == t).map(|a| a.status), Some(200));
+        assert_eq!(f.poll_any_answer().filter(|a| a.txn == t).map(|a| a.status), Some(200));
     }
 
     /// The correlation table has a configured capacity: full, a converged MESSAGE is
@@ -4070,7 +4128,7 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             while f.poll_smpp(0).is_some() {}
         }
         assert_eq!(f.in_flight().3, 1024);
-        let a = std::iter::from_fn(|| f.poll_answer(|_| true)).last().expect("the 1025th is answered");
+        let a = std::iter::from_fn(|| f.poll_any_answer()).last().expect("the 1025th is answered");
         assert_eq!((a.status, a.retry_after), (503, Some(10)));
         assert!(shared.drops().any(|(r, n)| r == "correlation_full" && n == 1));
     }
@@ -4113,11 +4171,11 @@ Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
         }
         assert_eq!(f.in_flight().0, 64);
-        assert!(f.poll_answer(|_| true).is_none());
+        assert!(f.poll_any_answer().is_none());
         let sip = conv_message("+447000300099", "w-over");
         let t = txn(&mut server, sip.as_bytes());
         deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
-        let a = f.poll_answer(|_| true).expect("the 33rd MESSAGE answered at once");
+        let a = f.poll_any_answer().expect("the 33rd MESSAGE answered at once");
         assert_eq!((a.txn, a.status, a.retry_after), (t, 503, Some(1)));
         // A receipt for an id no resp bound: it cannot wait for its park's write.
         receipt_in(&mut f, NOW, 7, "no-such-id");
