@@ -1,0 +1,426 @@
+//! Converged → legacy: SIP MESSAGEs from the converged side. An IMDN's receipts go
+//! through its legacy system's lane (or the durable store); a MESSAGE to a number is
+//! routed, converted to submit_sm / deliver_sm, its correlation written before sending.
+use super::*;
+
+impl Flows {
+    /// A new MESSAGE from the converged side (an IMDN, or a message for a legacy user).
+    pub fn sip_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>, raw: &[u8]) {
+        let provision = self.shared.provision.load_full();
+        let first = 1;
+        let routed = imdn_message_to_receipts(
+            msg,
+            &provision.keys,
+            unix,
+            |s| provision.system(s).map(exchange_of),
+            first,
+            &mut self.out,
+        );
+        match routed {
+            Err(ImdnRouteError::NotCpim | ImdnRouteError::NotImdn | ImdnRouteError::NotNotification) => {
+                self.converged_message(now, unix, txn, msg, raw, &provision)
+            }
+            Err(e) => {
+                inc(&self.shared.stats.imdns_in);
+                self.shared.count_drop(match e {
+                    ImdnRouteError::Tag(_) | ImdnRouteError::UnknownSystem(_) => DropReason::from_name(e.reason()),
+                    _ => DropReason::ImdnMalformed,
+                });
+                match e {
+                    ImdnRouteError::Tag(crate::tag::TagError::Expired) => {
+                        inc(&self.shared.stats.imdn_bad_tag);
+                        self.answer(txn, 200, "OK (message-id expired: nothing to relay)");
+                    }
+                    ImdnRouteError::Tag(_) | ImdnRouteError::UnknownSystem(_) => {
+                        inc(&self.shared.stats.imdn_bad_tag);
+                        self.answer(txn, 403, "Forbidden (message-id not issued by this IWF)");
+                    }
+                    _ => {
+                        inc(&self.shared.stats.imdn_malformed);
+                        self.answer(txn, 400, "Bad Request (malformed IMDN)");
+                    }
+                }
+            }
+            Ok(ReceiptOutcome::NotRequested { .. } | ReceiptOutcome::NotRelayed { .. }) => {
+                inc(&self.shared.stats.imdns_in);
+                inc(&self.shared.stats.receipts_not_requested);
+                self.answer(txn, 200, "OK");
+            }
+            Ok(ReceiptOutcome::Receipts { system, state, count, len, message_id }) => {
+                inc(&self.shared.stats.imdns_in);
+                // Relayed once per window: the tag and whether it reports delivery or display.
+                let mut key = [0u8; crate::tag::TAG_LEN + 1];
+                key[..crate::tag::TAG_LEN].copy_from_slice(&message_id);
+                key[crate::tag::TAG_LEN] = u8::from(state == crate::interwork::state::ReceiptState::Displayed);
+                match self.shared.replay.admit(&key, unix) {
+                    crate::route::replay::Admission::Fresh(seen) => {
+                        self.route_receipts(now, unix, txn, system, count, len, seen)
+                    }
+                    crate::route::replay::Admission::Replay => {
+                        inc(&self.shared.stats.imdn_replays);
+                        self.answer(txn, 200, "OK (already relayed)");
+                    }
+                    crate::route::replay::Admission::Full => {
+                        self.shared.count_drop(DropReason::ReplayTableFull);
+                        self.answer_with(SipAnswer {
+                            txn,
+                            status: 503,
+                            reason: "Service Unavailable (replay table full)",
+                            retry_after: Some(30),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn answer(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
+        self.answer_with(SipAnswer { txn, status, reason, retry_after: None });
+    }
+
+    /// Queues an answer for its transaction, or sends it to the core that holds it.
+    pub(super) fn answer_with(&mut self, a: SipAnswer) {
+        match a.txn {
+            SipTxn::Remote { token } => self.finish(token, Outcome::Answered(a.status, a.reason)),
+            SipTxn::Udp { port, .. } => self.udp_answers.push(port, a),
+            SipTxn::Tcp { port, .. } => self.tcp_answers.push(port, a),
+        }
+    }
+
+    /// Hands the `count` receipt PDUs in `self.out[..len]` to `system`'s lane (or the
+    /// store when it has no bind); the IMDN is answered once all are acknowledged.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn route_receipts(
+        &mut self,
+        now: u64,
+        unix: u64,
+        txn: SipTxn,
+        system: u16,
+        count: u8,
+        _len: usize,
+        seen: crate::route::replay::Seen,
+    ) {
+        let _ = now;
+        let provision = self.shared.provision.load();
+        let limits = provision.system(system).map(|l| (l.receipt_rate, l.queue_limit));
+        let st = self.shared.system(system);
+        let lanes = self.shared.lanes.load();
+        let Some(lane) = lanes.get(LegacySystemId(system)) else {
+            self.shared.replay.forget(seen);
+            self.answer(txn, 500, "Server Internal Error (no lane)");
+            return;
+        };
+        // The system's receipt rate, and the store's room for it while it has no bind:
+        // beyond either, the notification waits at the converged side (503).
+        let (rate, queue_limit) = limits.unwrap_or((0, u64::MAX));
+        let over = match &st {
+            Some(st) if !st.admit_receipts(unix, rate, u32::from(count)) => Some((DropReason::ReceiptRate, 1)),
+            Some(st)
+                if lane.owner().is_none()
+                    && st.queued_now.load(Ordering::Relaxed).saturating_add(u64::from(count)) > queue_limit =>
+            {
+                Some((DropReason::QueueLimit, 30))
+            }
+            _ if self.waiters_full(1) => Some((DropReason::WaitersFull, 1)),
+            _ => None,
+        };
+        if let Some((why, retry)) = over {
+            self.shared.replay.forget(seen);
+            self.shared.count_drop(why);
+            if let Some(st) = &st {
+                inc(&st.receipts_refused_limit);
+            }
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: match why {
+                    DropReason::ReceiptRate => "Service Unavailable (legacy system's receipt rate)",
+                    DropReason::QueueLimit => "Service Unavailable (legacy system's durable queue is full)",
+                    _ => "Service Unavailable (too many requests waiting)",
+                },
+                retry_after: Some(retry),
+            });
+            return;
+        }
+        let key = self.waiters.insert(Waiter {
+            from: Requester::Sip(txn),
+            remaining: u16::from(count),
+            refused: None,
+            answer: None,
+            replay: Some(seen),
+        });
+        let token = self.token(key);
+        let validity = self.shared.provision.load().converged.message_validity_s;
+        let mut at = 0usize;
+        let mut failed = 0u16;
+        for _ in 0..count {
+            let Some(head) = self.out.get(at..at + 4) else { break };
+            let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let Some(bytes) = self.out.get(at..at + n) else { break };
+            at += n;
+            let Ok(item) = LaneItem::new(LegacySystemId(system), token, bytes) else {
+                failed += 1;
+                continue;
+            };
+            let st = self.shared.system(system);
+            if lane.owner().is_none() {
+                match &self.shared.store {
+                    Some(tx) => {
+                        inc(&self.shared.stats.receipts_queued);
+                        if let Some(st) = &st {
+                            inc(&st.receipts_queued);
+                        }
+                        let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
+                        if tx.send(op).is_err() {
+                            failed += 1;
+                        } else if let Some(st) = &st {
+                            st.queued_now.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => failed += 1,
+                }
+                continue;
+            }
+            match lane.push(item) {
+                Ok(()) => {
+                    inc(&self.shared.stats.receipts_routed);
+                    if let Some(st) = &st {
+                        inc(&st.receipts_routed);
+                    }
+                }
+                Err(PushError::Full(_)) => {
+                    inc(&self.shared.stats.lane_full);
+                    self.shared.count_drop(DropReason::LaneFull);
+                    failed += 1;
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        if failed > 0 {
+            // Items already handed over still complete; the IMDN is answered 503 now
+            // and its completions are ignored (the converged side resends; a duplicate
+            // receipt is harmless to the legacy system's correlation).
+            if let Some(seen) = self.waiters.remove(key).and_then(|w| w.replay) {
+                self.shared.replay.forget(seen);
+            }
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: "Service Unavailable (legacy lane full or unbound)",
+                retry_after: Some(5),
+            });
+        }
+    }
+
+    pub(super) fn converged_message(
+        &mut self,
+        now: u64,
+        unix: u64,
+        txn: SipTxn,
+        msg: &Message<'_, '_>,
+        raw: &[u8],
+        provision: &Provision,
+    ) {
+        if !matches!(txn, SipTxn::Remote { .. }) {
+            inc(&self.shared.stats.converged_messages);
+        }
+        let refuse = |me: &mut Flows, status: u16, reason: &'static str| {
+            inc(&me.shared.stats.converged_refused);
+            me.answer(txn, status, reason);
+        };
+        // Route by the Request-URI's number (content type from the body).
+        let number = msg
+            .request_line()
+            .and_then(|r| r.parse_uri().ok())
+            .and_then(|u| crate::interwork::legacy_to_converged::uri_msisdn(u.as_str().as_bytes()).ok());
+        let Some(number) = number else {
+            return refuse(self, 404, "Not Found (no E.164 number in the Request-URI)");
+        };
+        let mut media = [0u8; 128];
+        let content_type = content_type_of(msg, &mut media);
+        let system = match provision.routes.select(&number, content_type) {
+            Ok(s) => s.0,
+            Err(e) => {
+                self.shared.count_drop(DropReason::NoRoute);
+                let (status, reason) = e.sip_status();
+                return refuse(self, status, reason);
+            }
+        };
+        let Some(l) = provision.system(system) else {
+            return refuse(self, 500, "Server Internal Error (route to an unknown system)");
+        };
+        let st = self.shared.system(system);
+        if !matches!(txn, SipTxn::Remote { .. }) && st.as_ref().is_some_and(|st| !st.admit(unix, l.throughput)) {
+            if let Some(st) = &st {
+                inc(&st.throttled);
+            }
+            self.shared.count_drop(DropReason::Throttled);
+            inc(&self.shared.stats.converged_refused);
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: "Service Unavailable (legacy system's throughput limit)",
+                retry_after: Some(1),
+            });
+            return;
+        }
+        // A waiter for the answer and one for the correlation record's write.
+        if self.waiters_full(2) {
+            self.shared.count_drop(DropReason::WaitersFull);
+            inc(&self.shared.stats.converged_refused);
+            self.answer_with(SipAnswer {
+                txn,
+                status: 503,
+                reason: "Service Unavailable (too many requests waiting)",
+                retry_after: Some(1),
+            });
+            return;
+        }
+        // The bind the parts leave on: this core's, one that receives; else the core
+        // that holds one gets the request (it keeps the correlation: the receipts come
+        // back on that bind).
+        let Some(conn) = self.pick_conn(system) else {
+            let owner = self.shared.lanes.load().get(LegacySystemId(system)).and_then(|l| l.owner());
+            let me = self.config.core;
+            match owner {
+                Some(core) if core != me && !matches!(txn, SipTxn::Remote { .. }) => {
+                    let key = self.waiters.insert(Waiter {
+                        from: Requester::Sip(txn),
+                        remaining: 1,
+                        refused: None,
+                        answer: None,
+                        replay: None,
+                    });
+                    let job = Job { token: self.token(key), request: raw.to_vec() };
+                    match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
+                        Some(Ok(())) => {}
+                        _ => {
+                            self.waiters.remove(key);
+                            refuse(self, 503, "Service Unavailable (core hand-over full)");
+                        }
+                    }
+                    return;
+                }
+                _ => {
+                    self.shared.count_drop(DropReason::NotBound);
+                    return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)");
+                }
+            }
+        };
+        let exchange = exchange_of(l);
+        self.concat_ref = self.concat_ref.wrapping_add(1);
+        let first = self.corr_seq;
+        let params = SubmitParams {
+            reference: self.concat_ref,
+            first_sequence: first,
+            sender_policy: if l.alphanumeric_senders {
+                SenderPolicy::AlphanumericFallback
+            } else {
+                SenderPolicy::NumberOnly
+            },
+        };
+        let batch = match sip_to_submit(msg, &exchange, params, &mut self.scratch, &mut self.out) {
+            Ok(b) => b,
+            Err(e) => {
+                let (status, reason) = e.sip_status();
+                return refuse(self, status, reason);
+            }
+        };
+        let count = batch.count;
+        self.corr_seq = first.wrapping_add(u32::from(count)).max(1);
+        let mut durable = None;
+        if let Some(stored) = batch.facts.stored() {
+            let entry = NewMessage {
+                system: LegacySystemId(system),
+                stored,
+                segments: count,
+                first_sequence: first,
+                deadline: unix + provision.converged.message_validity_s,
+            };
+            let full = self.correlation.len() >= provision.converged.correlation_capacity;
+            let inserted = if full { None } else { self.correlation.insert(&entry, unix).ok() };
+            let Some(message) = inserted else {
+                // Full (its capacity, or the table's own limit): the sender retries later.
+                self.shared.count_drop(DropReason::CorrelationFull);
+                inc(&self.shared.stats.converged_refused);
+                self.answer_with(SipAnswer {
+                    txn,
+                    status: 503,
+                    reason: "Service Unavailable (correlation table full)",
+                    retry_after: Some(10),
+                });
+                return;
+            };
+            durable = Some((
+                message,
+                crate::route::store::DurableCorrelation::new(LegacySystemId(system), count, entry.deadline, &stored),
+            ));
+        }
+        // With a store, the 200 also waits for every part's id to be durable (the record
+        // is, before the parts go).
+        let store_waits = if durable.is_some() && self.shared.store.is_some() { u16::from(count) } else { 0 };
+        let key = self.waiters.insert(Waiter {
+            from: Requester::Sip(txn),
+            remaining: u16::from(count) + store_waits,
+            refused: None,
+            answer: None,
+            replay: None,
+        });
+        let token = self.token(key);
+        let mut items = Vec::with_capacity(usize::from(count));
+        for (i, (_, bytes)) in batch.pdus(&self.out).enumerate() {
+            let corr = batch.facts.stored().map(|_| (system, first.wrapping_add(i as u32)));
+            items.push((LaneItem::new(LegacySystemId(system), token, bytes), corr));
+        }
+        let _ = now;
+        let mut parts = Vec::with_capacity(items.len());
+        for (item, corr) in items {
+            match item {
+                Ok(item) => parts.push(SmppSend { token, item, correlation: corr }),
+                Err(_) => {
+                    // Never sent: its entry part fails, and its id's write will not come.
+                    if let Some((system, c)) = corr {
+                        let _ = self.correlation.refused(LegacySystemId(system), c, unix);
+                    }
+                    if store_waits > 0 {
+                        self.complete_local(token, Outcome::Stored);
+                    }
+                    self.complete_local(token, Outcome::Refused(CommandStatus::ESME_RINVMSGLEN))
+                }
+            }
+        }
+        if let (Some((message, record)), Some(tx)) = (durable, self.shared.store.clone()) {
+            // The parts wait for the record: a receipt must never come for a message a
+            // restart would forget.
+            let store_key = self.store_key();
+            self.store_keys.insert(message, store_key);
+            let from = Requester::Correlation { message: key };
+            let w = self.waiters.insert(Waiter { from, remaining: 1, refused: None, answer: None, replay: None });
+            self.unsent.insert(w, UnsentParts { conn, system, parts });
+            let op = store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token: self.token(w) };
+            if tx.send(op).is_err() {
+                self.waiters.remove(w);
+                self.release_parts(w, key, false);
+            }
+            return;
+        }
+        for send in parts {
+            inc(&self.shared.stats.converged_parts_sent);
+            if let Some(st) = &st {
+                inc(&st.messages_out);
+            }
+            self.smpp_out.push(conn.port, (conn, SmppOut::Send(send)));
+        }
+    }
+
+    pub(super) fn pick_conn(&mut self, system: u16) -> Option<ConnRef> {
+        let mut candidates: Vec<ConnRef> =
+            self.conns.iter().filter(|(_, c)| c.system == system && c.receives).map(|(k, _)| *k).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.sort_unstable();
+        self.rr = self.rr.wrapping_add(1);
+        candidates.get(self.rr % candidates.len()).copied()
+    }
+}
