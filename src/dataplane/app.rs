@@ -576,7 +576,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             let queue = p
                 .queue(q as u16)
                 .ok_or_else(|| DataplaneError::Setup(format!("port {}: no queue {q} for worker {q}", p.name)))?;
-            wports.push(WorkerPort { queue, index, host, gateway: pc.gateway, services, tcp, arp_hold });
+            let scratch = vec![0u8; usize::from(super::host::MAX_FRAME)].into_boxed_slice();
+            wports.push(WorkerPort { queue, index, host, gateway: pc.gateway, services, tcp, arp_hold, scratch });
         }
         let worker = Worker {
             queue: q as u16,

@@ -320,9 +320,14 @@ impl SipUdp {
     /// A datagram from outside `[sip] trusted`: a request is answered 403 without a
     /// transaction (or dropped, as configured), anything else dropped; all counted.
     /// It never reaches the transaction table or the flows.
-    fn untrusted(&mut self, payload: &[u8], src: SocketAddrV4, reply: &mut [u8]) -> Option<UdpSend> {
-        let refuse =
-            self.untrusted == crate::control::config::Untrusted::Refuse && classify(payload) == DatagramKind::Request;
+    fn untrusted(
+        &mut self,
+        kind: DatagramKind,
+        payload: &[u8],
+        src: SocketAddrV4,
+        reply: &mut [u8],
+    ) -> Option<UdpSend> {
+        let refuse = self.untrusted == crate::control::config::Untrusted::Refuse && kind == DatagramKind::Request;
         let sent = refuse.then(|| forbidden(payload, reply)).flatten();
         match sent {
             Some(len) => {
@@ -506,10 +511,24 @@ impl SipUdp {
         src: SocketAddrV4,
         reply: &mut [u8],
     ) -> Option<UdpSend> {
+        self.receive_classified(flows, classify(payload), now_ms, payload, src, reply)
+    }
+
+    /// [`SipUdp::receive`] for a datagram the caller classified already (the worker
+    /// does, to steer responses), so that it is classified once.
+    pub fn receive_classified(
+        &mut self,
+        flows: Option<&mut Flows>,
+        kind: DatagramKind,
+        now_ms: u64,
+        payload: &[u8],
+        src: SocketAddrV4,
+        reply: &mut [u8],
+    ) -> Option<UdpSend> {
         if !super::admission::in_cidrs(&self.trusted, *src.ip(), true) {
-            return self.untrusted(payload, src, reply);
+            return self.untrusted(kind, payload, src, reply);
         }
-        match classify(payload) {
+        match kind {
             DatagramKind::Request => self.request(flows, now_ms, payload, src, reply),
             DatagramKind::Response => {
                 self.response(flows, now_ms, payload);

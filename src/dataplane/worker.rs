@@ -43,6 +43,8 @@ pub struct WorkerPort {
     pub tcp: Option<TcpStack>,
     /// Datagrams this worker originated for neighbours still being resolved.
     pub arp_hold: ArpHold<Mbuf>,
+    /// Where a UDP reply is written before it is known to exist ([`MAX_FRAME`] octets).
+    pub scratch: Box<[u8]>,
 }
 
 /// Datagrams held per neighbour being resolved, in all, and for how long (the
@@ -334,15 +336,13 @@ fn handle(
             }
         }
         Outcome::Udp(dgram) => {
+            use crate::session::sip::{classify, response_owner, DatagramKind};
+            // Classified once, here: for steering and for the service.
+            let kind = m.data().ok().and_then(|f| f.get(dgram.payload.clone())).map(classify);
             // A response to a client transaction of another worker (the branch names
             // it): to that worker, whose table holds the transaction.
-            if handoff.workers() > 1 {
-                let owner = m.data().ok().and_then(|frame| {
-                    let payload = frame.get(dgram.payload.clone())?;
-                    (crate::session::sip::classify(payload) == crate::session::sip::DatagramKind::Response)
-                        .then(|| crate::session::sip::response_owner(payload))
-                        .flatten()
-                });
+            if handoff.workers() > 1 && kind == Some(DatagramKind::Response) {
+                let owner = m.data().ok().and_then(|f| f.get(dgram.payload.clone())).and_then(response_owner);
                 if let Some(owner) = owner.filter(|&o| o != handoff.me() && o < handoff.workers()) {
                     match handoff.pass(owner, m) {
                         Ok(()) => counters.sip.responses_steered_out.inc(),
@@ -352,26 +352,30 @@ fn handle(
                 }
             }
             counters.handled(Handled::UdpDelivered);
-            let Some(mut out) = Mbuf::alloc(pool) else {
-                counters.drop(DropReason::NoMbuf);
-                return;
-            };
-            let room = out.tailroom().min(MAX_FRAME);
-            let (Ok(frame), Some(buf)) = (m.data(), out.append(room)) else {
-                counters.drop(DropReason::NoMbuf);
-                return;
-            };
+            let (Ok(frame), Some(kind)) = (m.data(), kind) else { return };
             let payload = frame.get(dgram.payload.clone()).unwrap_or(&[]);
             let Some(Some(service)) = p.services.get_mut(dgram.service) else {
                 counters.drop(DropReason::UdpNoService);
                 return;
             };
+            // The reply is written into the port's scratch frame: an mbuf is taken only
+            // when there is one (a MESSAGE or an IMDN is answered later, by the engine).
             let src = dgram.src;
-            if let Some(len) = p.host.answer_udp(&dgram, buf, |room| service.receive(flows, now_ms, payload, src, room))
-            {
-                out.truncate(len);
-                counters.udp_replied.inc();
-                tx.push(out);
+            let reply = p.host.answer_udp(&dgram, &mut p.scratch[..], |room| {
+                service.receive_classified(flows, kind, now_ms, payload, src, room)
+            });
+            let Some(len) = reply else { return };
+            let Some(mut out) = Mbuf::alloc(pool) else {
+                counters.drop(DropReason::NoMbuf);
+                return;
+            };
+            match (out.append(len as u16), p.scratch.get(..len)) {
+                (Some(buf), Some(frame)) if len <= usize::from(MAX_FRAME) => {
+                    buf.copy_from_slice(frame);
+                    counters.udp_replied.inc();
+                    tx.push(out);
+                }
+                _ => counters.drop(DropReason::NoMbuf),
             }
         }
     }

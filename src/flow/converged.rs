@@ -8,8 +8,12 @@ impl Flows {
     pub fn sip_message(&mut self, now: u64, unix: u64, txn: SipTxn, msg: &Message<'_, '_>, raw: &[u8]) {
         let provision = self.shared.provision.load_full();
         let first = 1;
-        let routed = imdn_message_to_receipts(
+        // The body is looked at once: an IMDN's receipts and a user's text both read it.
+        let mut cpim_headers = [crate::wire::cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
+        let content = SipContent::of(msg, &mut cpim_headers);
+        let routed = imdn_content_to_receipts(
             msg,
+            &content,
             &provision.keys,
             unix,
             |s| provision.system(s).map(exchange_of),
@@ -18,7 +22,7 @@ impl Flows {
         );
         match routed {
             Err(ImdnRouteError::NotCpim | ImdnRouteError::NotImdn | ImdnRouteError::NotNotification) => {
-                self.converged_message(now, unix, txn, msg, raw, &provision)
+                self.converged_message(now, unix, txn, msg, &content, raw, &provision)
             }
             Err(e) => {
                 inc(&self.shared.stats.imdns_in);
@@ -212,12 +216,14 @@ impl Flows {
         }
     }
 
-    pub(super) fn converged_message(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn converged_message<'a>(
         &mut self,
         now: u64,
         unix: u64,
         txn: SipTxn,
-        msg: &Message<'_, '_>,
+        msg: &Message<'a, '_>,
+        content: &SipContent<'_, 'a>,
         raw: &[u8],
         provision: &Provision,
     ) {
@@ -237,7 +243,7 @@ impl Flows {
             return refuse(self, 404, "Not Found (no E.164 number in the Request-URI)");
         };
         let mut media = [0u8; 128];
-        let content_type = content_type_of(msg, &mut media);
+        let content_type = content_type_of(msg, content, &mut media);
         let system = match provision.routes.select(&number, content_type) {
             Ok(s) => s.0,
             Err(e) => {
@@ -319,7 +325,7 @@ impl Flows {
                 SenderPolicy::NumberOnly
             },
         };
-        let batch = match sip_to_submit(msg, &exchange, params, &mut self.scratch, &mut self.out) {
+        let batch = match sip_content_to_submit(msg, content, &exchange, params, &mut self.scratch, &mut self.out) {
             Ok(b) => b,
             Err(e) => {
                 let (status, reason) = e.sip_status();

@@ -44,12 +44,13 @@ use crate::control::config::LegacyConfig;
 use crate::control::provision::Provision;
 use crate::ids::LegacySystemId;
 use crate::interwork::address::{LegacyParty, Npi, NumberingPlan, SmppAddress, Ton};
+use crate::interwork::content::{SipContent, MAX_CPIM_HEADERS};
 use crate::interwork::converged_to_legacy::{
-    canonical_id, imdn_for_state, parse_smsc_receipt, sip_to_submit, CanonicalId, IdOrigin, ImdnTokens, SenderPolicy,
-    SubmitParams,
+    canonical_id, imdn_for_state, parse_smsc_receipt, sip_content_to_submit, CanonicalId, IdOrigin, ImdnTokens,
+    SenderPolicy, SubmitParams,
 };
 use crate::interwork::legacy_to_converged::{
-    imdn_message_to_receipts, legacy_to_sip, segment_tag, sip_status_to_command_status, ImdnRouteError, LegacyMessage,
+    imdn_content_to_receipts, legacy_to_sip, segment_tag, sip_status_to_command_status, ImdnRouteError, LegacyMessage,
     ReceiptOutcome, UserData,
 };
 use crate::interwork::{BindDirection, Concatenation, ConvergedSide, Exchange};
@@ -590,19 +591,19 @@ fn essence(v: &[u8]) -> &[u8] {
 }
 
 /// The media type (`type/subtype`, lower case) of a MESSAGE's content: the CPIM part's
-/// for `message/cpim`, else the SIP body's; written into `buf`.
-fn content_type_of<'b>(msg: &Message<'_, '_>, buf: &'b mut [u8]) -> Option<&'b str> {
-    let sip_type = msg
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("Content-Type") || h.name.eq_ignore_ascii_case("c"))
-        .map(|h| h.value.as_bytes())?;
-    let mut media = essence(sip_type);
-    let mut headers = [crate::wire::cpim::EMPTY_HEADER; 24];
-    if media.eq_ignore_ascii_case(b"message/cpim") {
-        let parsed = crate::wire::cpim::parse(msg.body, &mut headers).ok()?;
-        media = essence(parsed.content_header(b"Content-Type")?);
-    }
+/// for `message/cpim` (as parsed once, in `content`), else the SIP body's; written into
+/// `buf`.
+fn content_type_of<'b>(msg: &Message<'_, '_>, content: &SipContent<'_, '_>, buf: &'b mut [u8]) -> Option<&'b str> {
+    let media = match content {
+        SipContent::Cpim(parsed) => essence(parsed.content_header(b"Content-Type")?),
+        SipContent::BadCpim(_) => return None,
+        SipContent::Plain => essence(
+            msg.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("Content-Type") || h.name.eq_ignore_ascii_case("c"))
+                .map(|h| h.value.as_bytes())?,
+        ),
+    };
     let out = buf.get_mut(..media.len())?;
     out.copy_from_slice(media);
     out.make_ascii_lowercase();

@@ -348,7 +348,10 @@ fn a_route_restricted_to_another_content_type_answers_415() {
     let mut buf = [0u8; 64];
     let mut headers = [Header::EMPTY; 32];
     let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
-    assert_eq!(content_type_of(&msg, &mut buf), Some("text/plain"));
+    let mut cpim_headers = [crate::wire::cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
+    let content = SipContent::of(&msg, &mut cpim_headers);
+    assert!(matches!(content, SipContent::Cpim(_)), "the CPIM body, parsed once");
+    assert_eq!(content_type_of(&msg, &content, &mut buf), Some("text/plain"));
 }
 
 #[test]

@@ -35,6 +35,7 @@
 use core::fmt;
 
 use super::address::{write_sip_uri, AddressError, LegacyParty, Msisdn, ALPHA_MAX};
+use super::content::SipContent;
 use super::state::{aggregate, ReceiptRecord, ReceiptState, Transition};
 use super::{BindDirection, Concatenation, ConvergedSide, Exchange, IdCanonicalisation};
 use crate::wire::cpim::{self, CpimError, CpimRepr, DateTime, Dispositions};
@@ -52,8 +53,7 @@ use crate::wire::sms::{choose_encoding_with, Encoding, Gsm7Form, SegmentError, S
 /// 415 answer.
 pub const ACCEPT: &str = "text/plain, message/cpim";
 
-/// Most CPIM header lines read from a MESSAGE body (message and MIME part headers).
-pub const MAX_CPIM_HEADERS: usize = 32;
+pub use super::content::MAX_CPIM_HEADERS;
 
 /// Largest SMPP `sequence_number` (SMPP 3.4 §3.2: 0x00000001–0x7FFFFFFF).
 pub const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
@@ -392,7 +392,7 @@ fn utf8(b: &[u8]) -> Result<&str, SubmitError> {
     core::str::from_utf8(b).map_err(|_| SubmitError::BadCpim(CpimError::InvalidValue))
 }
 
-fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
+fn content_of<'a>(msg: &Message<'a, '_>, parsed: &SipContent<'_, 'a>) -> Result<Content<'a>, SubmitError> {
     let ct = msg.content_type().map_err(SubmitError::BadSipHeader)?.ok_or(SubmitError::MissingContentType)?;
     if ct.is("message", "imdn+xml") {
         return Err(SubmitError::IsImdn);
@@ -412,8 +412,12 @@ fn content_of<'a>(msg: &Message<'a, '_>) -> Result<Content<'a>, SubmitError> {
     if !ct.is("message", "cpim") {
         return Err(SubmitError::UnsupportedMediaType);
     }
-    let mut headers = [cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
-    let c = cpim::parse(msg.body, &mut headers).map_err(SubmitError::BadCpim)?;
+    let c = match parsed {
+        SipContent::Cpim(c) => c,
+        SipContent::BadCpim(e) => return Err(SubmitError::BadCpim(*e)),
+        // The essence said otherwise than the parsed Content-Type: not CPIM to us.
+        SipContent::Plain => return Err(SubmitError::UnsupportedMediaType),
+    };
     let inner = c.content_type().ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
     let inner = MediaType::parse(utf8(inner)?).map_err(|_| SubmitError::UnsupportedMediaType)?;
     let is_notification = c.content_disposition().is_some_and(|d| d.trim_ascii().eq_ignore_ascii_case(b"notification"));
@@ -513,13 +517,28 @@ pub fn sip_to_submit<'a>(
     scratch: &mut [u8],
     out: &mut [u8],
 ) -> Result<SubmitBatch<'a>, SubmitError> {
+    let mut headers = [cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
+    let content = SipContent::of(msg, &mut headers);
+    sip_content_to_submit(msg, &content, exchange, params, scratch, out)
+}
+
+/// [`sip_to_submit`] for a MESSAGE whose body was looked at already
+/// ([`SipContent::of`]), so that its CPIM is parsed once.
+pub fn sip_content_to_submit<'a>(
+    msg: &Message<'a, '_>,
+    parsed: &SipContent<'_, 'a>,
+    exchange: &Exchange<'_>,
+    params: SubmitParams,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<SubmitBatch<'a>, SubmitError> {
     if msg.method() != Some(Method::Message) {
         return Err(SubmitError::NotMessage);
     }
     let ruri =
         msg.request_line().ok_or(SubmitError::NotMessage)?.parse_uri().map_err(|_| SubmitError::BadRequestUri)?;
     let recipient = e164_of(&ruri)?;
-    let content = content_of(msg)?;
+    let content = content_of(msg, parsed)?;
     if content.text.is_empty() {
         return Err(SubmitError::EmptyText);
     }

@@ -26,6 +26,7 @@ use core::fmt;
 use super::address::{
     self, msisdn_from_uri, AddressError, LegacyParty, Msisdn, Npi, NumberingPlan, SmppAddress, Ton, ALPHA_MAX,
 };
+use super::content::{eq_ci, media_essence_is, SipContent};
 use super::state::ReceiptState;
 use super::{BindDirection, ConvergedSide, Exchange};
 use crate::tag::{KeyError, KeyRing, Originator, Parties, ReceiptRequest, Tag, TagError, TagFields, TAG_LEN};
@@ -674,8 +675,7 @@ pub fn sip_status_to_command_status(code: u16) -> CommandStatus {
 
 /// Most SIP header fields an IMDN request may carry.
 pub const MAX_SIP_HEADERS: usize = 32;
-/// Most CPIM header lines (message and MIME part) an IMDN may carry.
-pub const MAX_CPIM_HEADERS: usize = 24;
+pub use super::content::MAX_CPIM_HEADERS;
 /// Upper bound of one receipt PDU [`imdn_to_receipts`] writes: size `out` as
 /// `segment_count × RECEIPT_PDU_MAX_LEN` (255 segments: 65 KiB) or larger.
 pub const RECEIPT_PDU_MAX_LEN: usize = 320;
@@ -904,22 +904,32 @@ pub fn imdn_message_to_receipts<'e>(
     if msg.method() != Some(Method::Message) {
         return Err(ImdnRouteError::NotMessage);
     }
-    // The media type's essence is all that matters here: no parameter parse.
-    let content_type = msg
-        .headers
-        .iter()
-        .find(|h| match h.name.as_bytes() {
-            [c] => c | 0x20 == b'c',
-            name => eq_ci(name, b"Content-Type"),
-        })
-        .map(|h| h.value)
-        .unwrap_or_default();
-    if !media_essence_is(content_type.as_bytes(), b"message/cpim") {
-        return Err(ImdnRouteError::NotCpim);
-    }
     let mut cheaders = [EMPTY_HEADER; MAX_CPIM_HEADERS];
-    let cm = cpim::parse(msg.body, &mut cheaders).map_err(ImdnRouteError::Cpim)?;
-    let env = Envelope::of(&cm);
+    let content = SipContent::of(msg, &mut cheaders);
+    imdn_content_to_receipts(msg, &content, keys, now_unix, exchange_of, first_sequence, out)
+}
+
+/// [`imdn_message_to_receipts`] for a MESSAGE whose body was looked at already
+/// ([`SipContent::of`]): the caller that may go on with the message as a converged
+/// user's text parses its CPIM once for both.
+pub fn imdn_content_to_receipts<'e>(
+    msg: &Message<'_, '_>,
+    content: &SipContent<'_, '_>,
+    keys: &KeyRing,
+    now_unix: u64,
+    exchange_of: impl Fn(u16) -> Option<Exchange<'e>>,
+    first_sequence: u32,
+    out: &mut [u8],
+) -> Result<ReceiptOutcome, ImdnRouteError> {
+    if msg.method() != Some(Method::Message) {
+        return Err(ImdnRouteError::NotMessage);
+    }
+    let cm = match content {
+        SipContent::Cpim(cm) => cm,
+        SipContent::BadCpim(e) => return Err(ImdnRouteError::Cpim(*e)),
+        SipContent::Plain => return Err(ImdnRouteError::NotCpim),
+    };
+    let env = Envelope::of(cm);
     if !media_essence_is(env.content_type, b"message/imdn+xml") {
         return Err(ImdnRouteError::NotImdn);
     }
@@ -1255,22 +1265,6 @@ fn xml_text<'b>(t: &XmlText<'b>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
 }
 
 /// ASCII case-insensitive equality, trying the exact spelling (the common case) first.
-#[inline]
-fn eq_ci(a: &[u8], b: &[u8]) -> bool {
-    a == b || a.eq_ignore_ascii_case(b)
-}
-
-/// Whether a MIME header value's first token (before `;`) is `essence`, any case.
-fn media_essence_is(value: &[u8], essence: &[u8]) -> bool {
-    let v = value.trim_ascii();
-    match (v.get(..essence.len()), v.get(essence.len()..)) {
-        (Some(head), Some(rest)) if eq_ci(head, essence) => {
-            matches!(rest.trim_ascii().first(), None | Some(b';'))
-        }
-        _ => false,
-    }
-}
-
 /// A receipt date (UTC, `YYMMDDhhmm`) for a Unix time.
 fn receipt_date(unix: i64) -> Option<ReceiptDate> {
     let secs = unix.rem_euclid(86_400);

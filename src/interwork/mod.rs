@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod address;
+pub mod content;
 pub mod converged_to_legacy;
 pub mod legacy_to_converged;
 pub mod state;

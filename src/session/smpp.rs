@@ -543,6 +543,8 @@ pub enum SendError {
     TooLarge,
     /// The PDU cannot be encoded.
     Emit(EmitError),
+    /// An encoded PDU's header does not frame it (`command_length` is not its length).
+    NotAPdu,
 }
 
 impl fmt::Display for SendError {
@@ -556,6 +558,7 @@ impl fmt::Display for SendError {
             SendError::OutputFull => f.write_str("SMPP output buffer full"),
             SendError::TooLarge => f.write_str("PDU longer than the session's cap"),
             SendError::Emit(e) => write!(f, "cannot encode PDU: {e}"),
+            SendError::NotAPdu => f.write_str("encoded PDU with a command_length other than its length"),
         }
     }
 }
@@ -828,6 +831,25 @@ impl OutBuf {
         let n = pdu.emit(dst)?;
         self.end += n;
         Ok(n)
+    }
+
+    /// Appends `bytes` (a whole PDU already encoded) and returns where they now sit,
+    /// for the header fields the session fills in.
+    fn append(&mut self, bytes: &[u8]) -> Result<&mut [u8], EmitError> {
+        let needed = bytes.len();
+        if needed > self.free() {
+            return Err(EmitError::BufferTooSmall { needed, available: self.free() });
+        }
+        if self.buf.len() - self.end < needed {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let at = self.end;
+        let dst = self.buf.get_mut(at..at + needed).ok_or(EmitError::BufferTooSmall { needed, available: 0 })?;
+        dst.copy_from_slice(bytes);
+        self.end += needed;
+        Ok(dst)
     }
 
     fn take(&mut self, out: &mut [u8]) -> usize {
@@ -1231,6 +1253,15 @@ impl Session {
         self.core.send_request(now, pdu)
     }
 
+    /// As [`Session::send_request`], for a request already encoded (header and body,
+    /// as iwf's own encoders write them into a lane item): the bytes are copied once
+    /// and the session's sequence number written into their header, with no parse and
+    /// no second encoding. Only the header is read: the body must come from a trusted
+    /// encoder.
+    pub fn send_encoded(&mut self, now: u64, pdu: &[u8]) -> Result<u32, SendError> {
+        self.core.send_encoded(now, pdu)
+    }
+
     /// Starts an orderly unbind (bound sessions only): new requests are
     /// refused, pending ones may still be answered; [`Event::Closed`] with
     /// [`CloseReason::Unbound`] follows the unbind_resp.
@@ -1326,12 +1357,12 @@ impl Core {
         Ok(seq)
     }
 
-    fn send_request(&mut self, now: u64, pdu: &Pdu<'_>) -> Result<u32, SendError> {
+    /// Whether an application request of `command`, `len` octets long, may go now.
+    fn admit_request(&self, command: CommandId, len: usize) -> Result<(), SendError> {
         let bind = match self.state {
             State::Bound(b) => b,
             _ => return Err(SendError::NotBound),
         };
-        let command = pdu.command_id();
         if command.is_response()
             || matches!(
                 command,
@@ -1354,15 +1385,39 @@ impl Core {
         if self.app_outstanding >= self.out_window {
             return Err(SendError::WindowFull);
         }
-        let len = pdu.buffer_len();
         if len > self.config.max_pdu_len {
             return Err(SendError::TooLarge);
         }
         if self.out.free() < self.reserved().saturating_add(len) {
             return Err(SendError::OutputFull);
         }
+        Ok(())
+    }
+
+    fn send_request(&mut self, now: u64, pdu: &Pdu<'_>) -> Result<u32, SendError> {
+        self.admit_request(pdu.command_id(), pdu.buffer_len())?;
         let timeout = self.config.response_timeout;
         let seq = self.send(now, pdu.body, Purpose::App, timeout)?;
+        self.app_outstanding += 1;
+        Ok(seq)
+    }
+
+    fn send_encoded(&mut self, now: u64, bytes: &[u8]) -> Result<u32, SendError> {
+        let packet = Packet::new_checked(bytes).map_err(|_| SendError::NotAPdu)?;
+        if packet.command_length() as usize != bytes.len() {
+            return Err(SendError::NotAPdu);
+        }
+        let command = packet.command_id();
+        self.admit_request(command, bytes.len())?;
+        let slot = self.outstanding.iter().position(Option::is_none).ok_or(SendError::WindowFull)?;
+        let seq = self.next_sequence();
+        let written = self.out.append(bytes).map_err(|_| SendError::OutputFull)?;
+        Packet::new_unchecked(written).set_sequence_number(seq);
+        let deadline = now.saturating_add(self.config.response_timeout);
+        if let Some(s) = self.outstanding.get_mut(slot) {
+            *s = Some(Outstanding { seq, command, purpose: Purpose::App, deadline });
+        }
+        self.counters.pdus_out.count(command);
         self.app_outstanding += 1;
         Ok(seq)
     }
@@ -2117,6 +2172,31 @@ mod tests {
         assert_eq!(tx.send_request(1, &enquire), Err(SendError::NotARequest));
         let resp = Pdu::new(0, Body::SubmitSmResp(MessageIdResp::default()));
         assert_eq!(tx.send_request(1, &resp), Err(SendError::NotARequest));
+    }
+
+    #[test]
+    fn an_encoded_request_goes_out_as_encoded_with_the_session_sequence() {
+        let mut by_pdu = bound_server(SessionConfig::default(), BindType::Receiver);
+        let mut by_bytes = bound_server(SessionConfig::default(), BindType::Receiver);
+        let receipt = Pdu::new(0, Body::DeliverSm(receipt_body(b"id:1 stat:DELIVRD")));
+        let encoded = to_vec(&receipt);
+        let a = by_pdu.send_request(1, &receipt).unwrap();
+        let b = by_bytes.send_encoded(1, &encoded).unwrap();
+        assert_eq!(a, b, "the same sequence number");
+        let (mut x, mut y) = ([0u8; 512], [0u8; 512]);
+        let (n, m) = (by_pdu.poll_transmit(&mut x), by_bytes.poll_transmit(&mut y));
+        assert_eq!(x[..n], y[..m], "byte for byte what send_request writes");
+        assert_eq!(Packet::new_unchecked(&y[..m]).sequence_number(), b);
+        // Its response ends it as any request's does.
+        assert_eq!(by_bytes.counters().pdus_out, by_pdu.counters().pdus_out);
+        // The same rules as send_request: bind type, and bytes that are not one PDU.
+        let mut tx = bound_server(SessionConfig::default(), BindType::Transmitter);
+        assert_eq!(tx.send_encoded(1, &encoded), Err(SendError::NotPermitted));
+        assert_eq!(by_bytes.send_encoded(1, &encoded[..encoded.len() - 1]), Err(SendError::NotAPdu));
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert_eq!(by_bytes.send_encoded(1, &longer), Err(SendError::NotAPdu));
+        assert_eq!(by_bytes.send_encoded(1, &encoded[..10]), Err(SendError::NotAPdu));
     }
 
     #[test]

@@ -77,8 +77,8 @@ pub(super) enum Sendable {
 /// Offers `req` to `session`: its sequence number, or why not.
 pub(super) fn send_to(session: &mut Session, now: u64, req: &crate::flow::SmppSend) -> Result<u32, Sendable> {
     use crate::session::smpp::SendError;
-    let pdu = crate::wire::smpp::Pdu::parse(req.item.pdu()).map_err(|_| Sendable::Never)?;
-    session.send_request(now, &pdu).map_err(|e| match e {
+    // Written once by the engine's encoder; the session only fills in the sequence.
+    session.send_encoded(now, req.item.pdu()).map_err(|e| match e {
         SendError::WindowFull | SendError::OutputFull | SendError::Throttled { .. } => Sendable::Later,
         _ => Sendable::Never,
     })
