@@ -1264,7 +1264,6 @@ fn xml_text<'b>(t: &XmlText<'b>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
     }
 }
 
-/// ASCII case-insensitive equality, trying the exact spelling (the common case) first.
 /// A receipt date (UTC, `YYMMDDhhmm`) for a Unix time.
 fn receipt_date(unix: i64) -> Option<ReceiptDate> {
     let secs = unix.rem_euclid(86_400);
