@@ -2,7 +2,10 @@
 //! nothing per packet):
 //!
 //! - submit_sm bytes → `Pdu::parse` → `LegacyMessage::from_submit_sm` → `legacy_to_sip`;
-//! - IMDN SIP bytes → `imdn_to_receipts` → SMPP receipt PDUs.
+//! - IMDN SIP bytes → `imdn_to_receipts` → SMPP receipt PDUs;
+//! - the whole engine (`flow::Flows`, as a worker drives it): 10 000 round trips of a
+//!   legacy message (submit_sm → SIP MESSAGE → 200 → submit_sm_resp) and its IMDN
+//!   (MESSAGE → deliver_sm on the SMSC's bind → deliver_sm_resp → 200).
 //!
 //! A counting global allocator counts allocations made by the measuring thread while
 //! its flag is set (other test threads are not counted). Inputs are built beforehand
@@ -267,4 +270,169 @@ fn receipt_paths_allocate_nothing() {
     // The counter itself works: an allocation under the armed counter is seen.
     let (_, seen) = counting(|| std::hint::black_box(Vec::<u8>::with_capacity(16)));
     assert_eq!(seen, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole engine: round trips through `flow::Flows` as a worker drives it.
+
+mod engine {
+    use super::counting;
+    use iwf::control::provision::Provision;
+    use iwf::flow::{Flows, FlowsConfig, Shared, SipTxn, SmppOut};
+    use iwf::ids::ConnRef;
+    use iwf::session::sip::{Incoming, ServerConfig, ServerTransactions};
+    use iwf::tag::TAG_LEN;
+    use iwf::wire::sip::{Header, Parser, Status};
+    use iwf::wire::smpp::{Address, Body, CommandStatus, Pdu, RegisteredDelivery, SubmitSm};
+    use std::sync::Arc;
+
+    const UNIX: u64 = 1_800_000_000;
+    /// smsc-a (system 1 of config/lab.toml), bound to this worker on port 0.
+    const SMSC: ConnRef = ConnRef::new(0, 5);
+    const CORE: &str = "198.18.2.1:5060";
+    /// Where the counter sits in the IMDN's branch and Call-ID (fixed width).
+    const COUNTER: &str = "00000000";
+
+    fn submit_sm(seq: u32) -> Vec<u8> {
+        let sm = SubmitSm {
+            source: Address::international(b"447000100001"),
+            destination: Address::international(b"447900000001"),
+            registered_delivery: RegisteredDelivery(1),
+            short_message: b"hello from the legacy side",
+            ..SubmitSm::default()
+        };
+        let pdu = Pdu::new(seq, Body::SubmitSm(sm));
+        let mut out = vec![0u8; pdu.buffer_len()];
+        pdu.emit(&mut out).unwrap();
+        out
+    }
+
+    /// A delivery IMDN for a tag of `TAG_LEN` octets at the returned offset, with the
+    /// counter's place in its branch and Call-ID at the other returned offsets.
+    fn imdn_template() -> (Vec<u8>, usize, Vec<usize>) {
+        let tag = "T".repeat(TAG_LEN);
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\r\n\
+<message-id>{tag}</message-id>\r\n<datetime>2027-01-15T08:00:00Z</datetime>\r\n\
+<delivery-notification><status><delivered/></status></delivery-notification>\r\n</imdn>\r\n"
+        );
+        let cpim = format!(
+            "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: d{COUNTER}\r\nDateTime: 2027-01-15T08:00:00Z\r\n\r\n\
+Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Length: {}\r\n\r\n{xml}",
+            xml.len()
+        );
+        let sip = format!(
+            "MESSAGE sip:+447000100001@iwf.ims.lab;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP {CORE};branch=z9hG4bKd{COUNTER}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:+447900000001@ims.lab;user=phone>;tag=u1\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
+Call-ID: d{COUNTER}@ims.lab\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            cpim.len()
+        )
+        .into_bytes();
+        let at_tag = find(&sip, tag.as_bytes()).unwrap();
+        let mut counters = Vec::new();
+        let mut from = 0;
+        while let Some(i) = find(&sip[from..], COUNTER.as_bytes()) {
+            counters.push(from + i);
+            from += i + COUNTER.len();
+        }
+        (sip, at_tag, counters)
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    fn write_counter(buf: &mut [u8], at: &[usize], n: u32) {
+        let mut digits = [b'0'; 8];
+        let mut v = n;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        for &i in at {
+            buf[i..i + 8].copy_from_slice(&digits);
+        }
+    }
+
+    /// One legacy message → SIP MESSAGE → 200 → submit_sm_resp, then its IMDN →
+    /// deliver_sm receipt → deliver_sm_resp → 200 for the IMDN. Panics if any step
+    /// does not happen.
+    #[allow(clippy::too_many_arguments)]
+    fn round_trip(
+        f: &mut Flows,
+        server: &mut ServerTransactions,
+        now: u64,
+        n: u32,
+        submit: &[u8],
+        imdn: &mut [u8],
+        at_tag: usize,
+        at_counter: &[usize],
+    ) {
+        let unix = UNIX + now / 1000;
+        // Legacy → converged.
+        let pdu = Pdu::parse(submit).unwrap();
+        f.smpp_request(now, unix, SMSC, n, &pdu);
+        let req = f.poll_request().expect("a SIP MESSAGE");
+        let tag_at = find(&req.bytes, b"imdn.Message-ID: ").expect("tagged") + 17;
+        imdn[at_tag..at_tag + TAG_LEN].copy_from_slice(&req.bytes[tag_at..tag_at + TAG_LEN]);
+        f.sip_final(req.token, 200);
+        // Sent: the SIP service gives the buffer back, as the worker's does.
+        f.recycle(req.bytes);
+        assert!(matches!(f.poll_smpp(0), Some((_, SmppOut::Respond { status: CommandStatus::ESME_ROK, .. }))));
+        // Its IMDN → the receipt on the SMSC's bind.
+        write_counter(imdn, at_counter, n);
+        let mut headers = [Header::EMPTY; 32];
+        let mut reply = [0u8; 1024];
+        let id = match server.handle_request(now, CORE.parse().unwrap(), imdn, &mut headers, &mut reply) {
+            Incoming::New { id, .. } => id,
+            other => panic!("{other:?}"),
+        };
+        let txn = SipTxn::Udp { port: 1, id };
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(imdn, &mut headers) else { panic!() };
+        f.sip_message(now, unix, txn, &msg, imdn);
+        f.poll(now, unix);
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a deliver_sm") };
+        f.smpp_sent(conn, n, send);
+        f.smpp_response(unix, conn, n, CommandStatus::ESME_ROK, b"");
+        let answer = f.poll_udp_answer(1).expect("the IMDN's answer");
+        assert_eq!(answer.status, 200);
+        let response = iwf::session::sip::Response { status: 200, reason: "OK", to_tag: None, headers: &[], body: b"" };
+        server.respond(now, id, &response, &mut reply).unwrap();
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
+    }
+
+    #[test]
+    fn engine_round_trips_allocate_nothing() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let config = FlowsConfig {
+            core: 0,
+            next_hop: CORE.parse().unwrap(),
+            local_sent_by: "198.18.2.2:5060".into(),
+            parts_aside: 64,
+            reassembly: (1024, 1 << 20),
+        };
+        let mut f = Flows::new(config, shared);
+        f.bound(SMSC, 1, true);
+        let mut server = ServerTransactions::new(ServerConfig { capacity: 8192, ..ServerConfig::default() });
+        let submits: Vec<Vec<u8>> = (0..=20_000).map(submit_sm).collect();
+        let (mut imdn, at_tag, at_counter) = imdn_template();
+        // Warm-up: every table reaches its working size.
+        let mut now = 0u64;
+        for n in 1..=10_000u32 {
+            now += 5;
+            round_trip(&mut f, &mut server, now, n, &submits[n as usize], &mut imdn, at_tag, &at_counter);
+        }
+        let ((), allocations) = counting(|| {
+            for n in 10_001..=20_000u32 {
+                now += 5;
+                round_trip(&mut f, &mut server, now, n, &submits[n as usize], &mut imdn, at_tag, &at_counter);
+            }
+        });
+        assert_eq!(allocations, 0, "allocations in 10 000 round trips through the engine");
+    }
 }

@@ -424,6 +424,8 @@ impl SipUdp {
         match self.client.start(now_ms, &req.bytes, req.dest) {
             Ok(id) => {
                 self.tokens.insert(id, req.token);
+                // The client table holds its own copy: the buffer serves the next one.
+                f.recycle(req.bytes);
             }
             Err(ClientError::TableFull) => {
                 // Not reached while client_has_room holds; kept for safety: hold it.
@@ -435,6 +437,7 @@ impl SipUdp {
                 // The request itself is unusable: retrying would not help.
                 self.count(|c| c.client_start_failed.inc());
                 f.sip_final(req.token, 500);
+                f.recycle(req.bytes);
             }
         }
     }

@@ -19,7 +19,7 @@ impl Flows {
                 }
                 let cs = sip_status_to_command_status(status);
                 let provision = self.shared.provision.load_full();
-                for (conn, seq, part) in parts {
+                for &(conn, seq, part) in &parts {
                     if !ok {
                         self.respond(conn, seq, cs, b"");
                         continue;
@@ -31,6 +31,7 @@ impl Flows {
                         Err(_) => self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b""),
                     }
                 }
+                self.give_parts(parts);
                 // Receipts that beat the resps go out right behind them.
                 for (conn, send) in
                     self.awaiting_resp.remove(&(system, fields.minutes, fields.sequence)).unwrap_or_default()

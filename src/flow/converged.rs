@@ -419,13 +419,9 @@ impl Flows {
         }
     }
 
+    /// A connection of `system` that may be sent receipts, in turn.
     pub(super) fn pick_conn(&mut self, system: u16) -> Option<ConnRef> {
-        let mut candidates: Vec<ConnRef> =
-            self.conns.iter().filter(|(_, c)| c.system == system && c.receives).map(|(k, _)| *k).collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        candidates.sort_unstable();
+        let candidates = self.receivers.get(&system).filter(|c| !c.is_empty())?;
         self.rr = self.rr.wrapping_add(1);
         candidates.get(self.rr % candidates.len()).copied()
     }

@@ -51,7 +51,11 @@ impl Flows {
         };
         match concat {
             Some(info) if info.total > 1 => self.legacy_part(now, unix, conn, c.system, seq, &sm, msg, info),
-            _ => self.legacy_message(unix, c.system, vec![(conn, seq, 0)], Aside::default(), &msg),
+            _ => {
+                let mut parts = self.take_parts();
+                parts.push((conn, seq, 0));
+                self.legacy_message(unix, c.system, parts, Aside::default(), &msg)
+            }
         }
     }
 
@@ -252,7 +256,7 @@ impl Flows {
         };
         match converted {
             Ok(c) => {
-                let bytes = self.out[..c.len].to_vec();
+                let bytes = self.request_bytes(c.len);
                 self.awaiting_resp.insert((system, c.fields.minutes, c.fields.sequence), Vec::new());
                 let key = self.outgoing.insert(Outgoing::Message { parts, aside, fields: c.fields, system });
                 let token = self.token(key);

@@ -78,6 +78,10 @@ pub const SIP_REQUEST_MAX: usize = 8192;
 pub const UDP_MAX_REQUEST: usize = 1300;
 /// Lane items one core takes per poll.
 const DRAIN_PER_POLL: usize = 64;
+/// Spare part lists and request buffers an engine keeps.
+const SPARES: usize = 256;
+/// Largest request buffer kept for reuse.
+const SPARE_BYTES_MAX: usize = 16 * 1024;
 
 pub use crate::ids::ConnRef;
 
@@ -501,6 +505,13 @@ pub struct Flows {
     shared: Arc<Shared>,
     epoch: Instant,
     conns: HashMap<ConnRef, Conn>,
+    /// The connections that may be sent receipts, per legacy system, in order: kept
+    /// up to date at bind and close, so that picking one allocates nothing.
+    receivers: HashMap<u16, Vec<ConnRef>>,
+    /// Emptied part lists and request buffers, kept for the next message so that the
+    /// engine's steady state allocates nothing ([`SPARES`] of each at most).
+    spare_parts: Vec<Vec<PartRef>>,
+    spare_bytes: Vec<Vec<u8>>,
     outgoing: Slab<Outgoing>,
     waiters: Slab<Waiter>,
     sent: HashMap<(ConnRef, u32), SmppSend>,
@@ -621,6 +632,9 @@ impl Flows {
             shared,
             epoch: Instant::now(),
             conns: HashMap::with_capacity(64),
+            receivers: HashMap::with_capacity(64),
+            spare_parts: Vec::with_capacity(SPARES),
+            spare_bytes: Vec::with_capacity(SPARES),
             outgoing: Slab::new(),
             waiters: Slab::new(),
             sent: HashMap::with_capacity(1024),
@@ -698,11 +712,16 @@ impl Flows {
     /// the bind may be sent deliver_sm (server role) or is iwf's own transceiver bind.
     pub fn bound(&mut self, conn: ConnRef, system: u16, receives: bool) {
         if let Some(old) = self.conns.insert(conn, Conn { system, receives, aside: 0 }) {
+            self.forget_receiver(old.system, conn);
             if old.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(old.system), self.config.core);
             }
         }
         if receives {
+            let list = self.receivers.entry(system).or_default();
+            if let Err(at) = list.binary_search(&conn) {
+                list.insert(at, conn);
+            }
             let _ = self.shared.lanes.bind_up(LegacySystemId(system), self.config.core);
             if let Some(tx) = &self.shared.store {
                 let _ = tx.send(store::StoreOp::Bound { system });
@@ -714,6 +733,7 @@ impl Flows {
     /// [`Flows::smpp_lost`] first).
     pub fn closed(&mut self, conn: ConnRef) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.forget_receiver(c.system, conn);
             if c.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(c.system), self.config.core);
             }
@@ -820,6 +840,42 @@ impl Flows {
             self.expired_at = unix;
             self.sweep_parked();
             self.publish_tables();
+        }
+    }
+
+    fn forget_receiver(&mut self, system: u16, conn: ConnRef) {
+        if let Some(list) = self.receivers.get_mut(&system) {
+            list.retain(|&c| c != conn);
+        }
+    }
+
+    /// An empty part list, reused when one is spare.
+    fn take_parts(&mut self) -> Vec<PartRef> {
+        self.spare_parts.pop().unwrap_or_default()
+    }
+
+    /// Keeps an emptied part list for the next message.
+    fn give_parts(&mut self, mut parts: Vec<PartRef>) {
+        if self.spare_parts.len() < SPARES {
+            parts.clear();
+            self.spare_parts.push(parts);
+        }
+    }
+
+    /// The request written in `self.out[..len]`, in a buffer of its own (a spare one
+    /// when there is one).
+    fn request_bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = self.spare_bytes.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(self.out.get(..len).unwrap_or(&[]));
+        v
+    }
+
+    /// Gives back a request's buffer once it is sent ([`SipRequest::bytes`]): the
+    /// next request is written into it, so that sending allocates nothing.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        if self.spare_bytes.len() < SPARES && bytes.capacity() <= SPARE_BYTES_MAX {
+            self.spare_bytes.push(bytes);
         }
     }
 

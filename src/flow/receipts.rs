@@ -208,7 +208,7 @@ impl Flows {
         );
         match written {
             Ok(Some(w)) => {
-                let bytes = self.out[..w.len].to_vec();
+                let bytes = self.request_bytes(w.len);
                 // Until its final response the message's receipts wait and it stays.
                 let _ = self.correlation.hold(message);
                 self.imdns.entry(message).or_default().imdns += 1;

@@ -162,6 +162,9 @@ pub(super) fn sip_client_stream(
         let _ = sock.send_slice(&bytes);
         tc.sip_client_sent.inc();
         sent.push(StreamRequest { branch: branch_of(&bytes), token, deadline: now.saturating_add(timer_f_ms) });
+        if let Some(f) = flows.as_deref_mut() {
+            f.recycle(bytes);
+        }
     }
     sip_frames(sock, buf, len, tc, |_, _, m| {
         match (m.status_code(), top_branch(m)) {
