@@ -945,16 +945,30 @@ pub fn imdn_content_to_receipts<'e>(
     // The parties the IMDN names (CPIM first, then the SIP header fields and the IMDN's
     // own URIs): the tag's MAC picks the message's own among them, so a replay or a
     // rewritten IMDN cannot address the receipt to anyone else.
-    let mut candidates = [Parties::NONE; MAX_CANDIDATES];
-    let n = party_candidates(msg, &env, &imdn, &mut candidates);
-    if n == 0 {
-        // No pair to verify with: say which party the IMDN fails to name.
-        converged_number(env.from, &imdn)?;
-        let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
-            .map_err(ImdnRouteError::Cpim)?;
-        legacy_party_from_uri(to.uri, &mut [0u8; ALPHA_MAX])?;
+    // The CPIM pair comes first: a conforming UA copies it from the message (To and
+    // From swapped), so it verifies alone and the other fields are not read; only when
+    // it does not is every pair tried (the first of which is that same pair).
+    let primary = primary_parties(&env);
+    let verified = match primary {
+        Some(p) => keys.verify(id, now_unix, &[p]),
+        None => Err(TagError::BadMac),
+    };
+    let fields = match verified {
+        Err(TagError::BadMac) => {
+            let mut candidates = [Parties::NONE; MAX_CANDIDATES];
+            let n = party_candidates(msg, &env, &imdn, &mut candidates);
+            if n == 0 {
+                // No pair to verify with: say which party the IMDN fails to name.
+                converged_number(env.from, &imdn)?;
+                let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+                    .map_err(ImdnRouteError::Cpim)?;
+                legacy_party_from_uri(to.uri, &mut [0u8; ALPHA_MAX])?;
+            }
+            keys.verify(id, now_unix, candidates.get(..n).unwrap_or(&[]))
+        }
+        other => other,
     }
-    let fields = keys.verify(id, now_unix, candidates.get(..n).unwrap_or(&[])).map_err(ImdnRouteError::Tag)?;
+    .map_err(ImdnRouteError::Tag)?;
     // Verified, so exactly TAG_LEN characters of the tag alphabet; canonical case.
     let mut message_id = [0u8; TAG_LEN];
     if let Some(src) = id.get(..TAG_LEN) {
@@ -1094,6 +1108,18 @@ pub fn imdn_content_to_receipts<'e>(
 
 /// Most party pairs an IMDN is verified against (3 originators × 4 recipients).
 const MAX_CANDIDATES: usize = 12;
+
+/// The pair of the IMDN's CPIM `To` (the legacy user) and `From` (the converged user):
+/// the first [`party_candidates`] yields, without reading anything else.
+fn primary_parties(env: &Envelope<'_>) -> Option<Parties> {
+    let to = cpim::NameAddr::parse(env.to?).ok()?.uri;
+    let from = uri_msisdn(cpim::NameAddr::parse(env.from?).ok()?.uri).ok()?;
+    let mut name_buf = [0u8; ALPHA_MAX];
+    match legacy_party_from_uri(to, &mut name_buf).ok()? {
+        LegacyParty::Number(m) => Parties::new(Originator::Number(m.digits()), from.digits()),
+        LegacyParty::Name(n) => Parties::new(Originator::Name(n), from.digits()),
+    }
+}
 
 /// The (originator, recipient) pairs an IMDN names, deduplicated, into `out`; returns
 /// how many. Originators: the CPIM `To`, the SIP `To`, the Request-URI (the legacy
