@@ -628,25 +628,43 @@ fn base32_encode(raw: &[u8; TAG_BYTES]) -> [u8; TAG_LEN] {
     out
 }
 
-fn base32_value(c: u8) -> Option<u64> {
-    match c {
-        b'0'..=b'9' => Some(u64::from(c - b'0')),
-        b'a'..=b'v' => Some(u64::from(c - b'a' + 10)),
-        b'A'..=b'V' => Some(u64::from(c - b'A' + 10)),
-        _ => None,
+/// The 5-bit value of each base32 character (`0-9a-v`, either case); 0xFF for the rest,
+/// so one OR over a tag's values tells whether any was bad (bit 7).
+static BASE32_VALUES: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0u8;
+    while i < 10 {
+        t[(b'0' + i) as usize] = i;
+        i += 1;
     }
-}
+    let mut i = 0u8;
+    while i < 22 {
+        t[(b'a' + i) as usize] = 10 + i;
+        t[(b'A' + i) as usize] = 10 + i;
+        i += 1;
+    }
+    t
+};
 
 fn base32_decode(text: &[u8]) -> Result<[u8; TAG_BYTES], TagError> {
     let mut raw = [0u8; TAG_BYTES];
+    // No branch per character: the values are OR-ed and checked once.
+    let mut seen = 0u8;
     for (g, chunk) in text.chunks_exact(8).enumerate() {
         let mut v = 0u64;
         for &c in chunk {
-            v = (v << 5) | base32_value(c).ok_or(TagError::BadCharacter)?;
+            let d = BASE32_VALUES[usize::from(c)];
+            seen |= d;
+            v = (v << 5) | u64::from(d & 0x1F);
         }
         for i in 0..5 {
-            raw[g * 5 + i] = (v >> (32 - 8 * i)) as u8;
+            if let Some(b) = raw.get_mut(g * 5 + i) {
+                *b = (v >> (32 - 8 * i)) as u8;
+            }
         }
+    }
+    if seen & 0x80 != 0 {
+        return Err(TagError::BadCharacter);
     }
     Ok(raw)
 }

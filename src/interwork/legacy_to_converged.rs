@@ -948,9 +948,10 @@ pub fn imdn_content_to_receipts<'e>(
     // The CPIM pair comes first: a conforming UA copies it from the message (To and
     // From swapped), so it verifies alone and the other fields are not read; only when
     // it does not is every pair tried (the first of which is that same pair).
-    let primary = primary_parties(&env);
-    let verified = match primary {
-        Some(p) => keys.verify(id, now_unix, &[p]),
+    let mut primary_name = [0u8; ALPHA_MAX];
+    let primary = primary_parties(&env, &mut primary_name);
+    let verified = match &primary {
+        Some((p, ..)) => keys.verify(id, now_unix, &[*p]),
         None => Err(TagError::BadMac),
     };
     let fields = match verified {
@@ -991,7 +992,10 @@ pub fn imdn_content_to_receipts<'e>(
 
     // Addresses: those the tag authenticated; a version 0 tag's from the CPIM headers.
     let mut name_buf = [0u8; ALPHA_MAX];
-    let (recipient, originator) = if fields.parties.is_none() {
+    let signed_primary = primary.filter(|(p, ..)| *p == fields.parties && !fields.parties.is_none());
+    let (recipient, originator) = if let Some((_, recipient, originator)) = signed_primary {
+        (recipient, originator)
+    } else if fields.parties.is_none() {
         let recipient = converged_number(env.from, &imdn)?;
         let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
             .map_err(ImdnRouteError::Cpim)?;
@@ -1111,14 +1115,20 @@ const MAX_CANDIDATES: usize = 12;
 
 /// The pair of the IMDN's CPIM `To` (the legacy user) and `From` (the converged user):
 /// the first [`party_candidates`] yields, without reading anything else.
-fn primary_parties(env: &Envelope<'_>) -> Option<Parties> {
+/// With the pair, the two parties as read (the converged user's number, the legacy
+/// user), so that a tag signed for them need not be read again.
+fn primary_parties<'n>(
+    env: &Envelope<'_>,
+    name_buf: &'n mut [u8; ALPHA_MAX],
+) -> Option<(Parties, Msisdn, LegacyParty<'n>)> {
     let to = cpim::NameAddr::parse(env.to?).ok()?.uri;
     let from = uri_msisdn(cpim::NameAddr::parse(env.from?).ok()?.uri).ok()?;
-    let mut name_buf = [0u8; ALPHA_MAX];
-    match legacy_party_from_uri(to, &mut name_buf).ok()? {
+    let legacy = legacy_party_from_uri(to, name_buf).ok()?;
+    let parties = match legacy {
         LegacyParty::Number(m) => Parties::new(Originator::Number(m.digits()), from.digits()),
         LegacyParty::Name(n) => Parties::new(Originator::Name(n), from.digits()),
-    }
+    }?;
+    Some((parties, from, legacy))
 }
 
 /// The (originator, recipient) pairs an IMDN names, deduplicated, into `out`; returns
