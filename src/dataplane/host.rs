@@ -88,7 +88,7 @@ pub struct UdpDatagram {
 
 /// What became of a received frame.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub enum Verdict {
     /// Dropped, for this reason.
     Drop(DropReason),
     /// Consumed; nothing to send.
@@ -270,29 +270,29 @@ impl Host {
         &self.arp
     }
 
-    /// Handles one received frame; see [`Outcome`].
-    pub fn receive(&mut self, frame: &mut [u8], now_ms: u64) -> Outcome {
+    /// Handles one received frame; see [`Verdict`].
+    pub fn receive(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
-            return Outcome::Drop(DropReason::EthTruncated);
+            return Verdict::Drop(DropReason::EthTruncated);
         };
         let dst = eth.dst_addr();
         if dst != self.mac && !dst.is_broadcast() {
-            return Outcome::Drop(if dst.is_multicast() { DropReason::EthMulticast } else { DropReason::EthOtherHost });
+            return Verdict::Drop(if dst.is_multicast() { DropReason::EthMulticast } else { DropReason::EthOtherHost });
         }
         let peer_mac = eth.src_addr();
         match eth.ethertype() {
             EthernetProtocol::Arp => self.arp_in(frame, now_ms),
             EthernetProtocol::Ipv4 => self.ipv4_in(frame, peer_mac),
-            _ => Outcome::Drop(DropReason::EthUnknownType),
+            _ => Verdict::Drop(DropReason::EthUnknownType),
         }
     }
 
-    fn arp_in(&mut self, frame: &mut [u8], now_ms: u64) -> Outcome {
+    fn arp_in(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
         let Some(body) = frame.get(ETH_HEADER_LEN..) else {
-            return Outcome::Drop(DropReason::EthTruncated);
+            return Verdict::Drop(DropReason::EthTruncated);
         };
         let Ok(packet) = ArpPacket::new_checked(body) else {
-            return Outcome::Drop(DropReason::ArpMalformed);
+            return Verdict::Drop(DropReason::ArpMalformed);
         };
         let Ok(ArpRepr::EthernetIpv4 {
             operation,
@@ -302,7 +302,7 @@ impl Host {
             ..
         }) = ArpRepr::parse(&packet)
         else {
-            return Outcome::Drop(DropReason::ArpMalformed);
+            return Verdict::Drop(DropReason::ArpMalformed);
         };
         let for_us = tpa == self.ip;
         let learned = self.arp.learn(spa, sha, now_ms, for_us);
@@ -316,12 +316,12 @@ impl Host {
                     target_protocol_addr: spa,
                 };
                 match self.emit_arp(frame, sha, &reply) {
-                    Some(len) => Outcome::Reply { len, what: Handled::ArpAnswered },
-                    None => Outcome::Drop(DropReason::ArpMalformed),
+                    Some(len) => Verdict::Reply { len, what: Handled::ArpAnswered },
+                    None => Verdict::Drop(DropReason::ArpMalformed),
                 }
             }
-            _ if learned => Outcome::Handled(Handled::ArpLearned),
-            _ => Outcome::Drop(DropReason::ArpOtherTarget),
+            _ if learned => Verdict::Handled(Handled::ArpLearned),
+            _ => Verdict::Drop(DropReason::ArpOtherTarget),
         }
     }
 
@@ -354,91 +354,91 @@ impl Host {
         self.arp.request_due(target, now_ms)
     }
 
-    fn ipv4_in(&mut self, frame: &mut [u8], peer_mac: EthernetAddress) -> Outcome {
+    fn ipv4_in(&mut self, frame: &mut [u8], peer_mac: EthernetAddress) -> Verdict {
         let Some(ip) = frame.get(ETH_HEADER_LEN..) else {
-            return Outcome::Drop(DropReason::EthTruncated);
+            return Verdict::Drop(DropReason::EthTruncated);
         };
         let (Some(&ver_ihl), Some(total)) = (ip.first(), be16(ip, 2)) else {
-            return Outcome::Drop(DropReason::IpTruncated);
+            return Verdict::Drop(DropReason::IpTruncated);
         };
         if ip.len() < IPV4_HEADER_LEN {
-            return Outcome::Drop(DropReason::IpTruncated);
+            return Verdict::Drop(DropReason::IpTruncated);
         }
         if ver_ihl >> 4 != 4 {
-            return Outcome::Drop(DropReason::IpBadVersion);
+            return Verdict::Drop(DropReason::IpBadVersion);
         }
         let header_len = usize::from(ver_ihl & 0x0f) * 4;
         let total = usize::from(total);
         if header_len < IPV4_HEADER_LEN {
-            return Outcome::Drop(DropReason::IpBadHeaderLen);
+            return Verdict::Drop(DropReason::IpBadHeaderLen);
         }
         if total < header_len {
-            return Outcome::Drop(DropReason::IpBadTotalLen);
+            return Verdict::Drop(DropReason::IpBadTotalLen);
         }
         if total > ip.len() {
-            return Outcome::Drop(DropReason::IpTruncated);
+            return Verdict::Drop(DropReason::IpTruncated);
         }
         // Lengths are good: smoltcp's accessors cannot panic on this slice.
         let Some(ip) = frame.get_mut(ETH_HEADER_LEN..ETH_HEADER_LEN + total) else {
-            return Outcome::Drop(DropReason::IpTruncated);
+            return Verdict::Drop(DropReason::IpTruncated);
         };
         let packet = Ipv4Packet::new_unchecked(&*ip);
         if !packet.verify_checksum() {
-            return Outcome::Drop(DropReason::IpBadChecksum);
+            return Verdict::Drop(DropReason::IpBadChecksum);
         }
         if packet.more_frags() || packet.frag_offset() != 0 {
-            return Outcome::Drop(DropReason::IpFragment);
+            return Verdict::Drop(DropReason::IpFragment);
         }
         if packet.dst_addr() != self.ip {
-            return Outcome::Drop(DropReason::IpOtherHost);
+            return Verdict::Drop(DropReason::IpOtherHost);
         }
         let src = packet.src_addr();
         match packet.next_header() {
             IpProtocol::Icmp => self.icmp_in(frame, header_len, total, peer_mac),
             IpProtocol::Udp => self.udp_in(frame, header_len, total, src, peer_mac),
             IpProtocol::Tcp => Self::tcp_in(frame, header_len, total, src),
-            _ => Outcome::Drop(DropReason::IpUnhandledProtocol),
+            _ => Verdict::Drop(DropReason::IpUnhandledProtocol),
         }
     }
 
     /// Checks that the TCP header lies within the IP payload; the checksum and the rest
     /// are the TCP stack's (smoltcp verifies them).
-    fn tcp_in(frame: &[u8], header_len: usize, total: usize, src: Ipv4Addr) -> Outcome {
+    fn tcp_in(frame: &[u8], header_len: usize, total: usize, src: Ipv4Addr) -> Verdict {
         let Some(tcp) = frame.get(ETH_HEADER_LEN + header_len..ETH_HEADER_LEN + total) else {
-            return Outcome::Drop(DropReason::TcpTruncated);
+            return Verdict::Drop(DropReason::TcpTruncated);
         };
         let (Some(sport), Some(dport), Some(&offset), Some(&flags)) =
             (be16(tcp, 0), be16(tcp, 2), tcp.get(12), tcp.get(13))
         else {
-            return Outcome::Drop(DropReason::TcpTruncated);
+            return Verdict::Drop(DropReason::TcpTruncated);
         };
         let data_offset = usize::from(offset >> 4) * 4;
         if data_offset < TCP_HEADER_LEN || data_offset > tcp.len() {
-            return Outcome::Drop(DropReason::TcpTruncated);
+            return Verdict::Drop(DropReason::TcpTruncated);
         }
         // SYN (0x02) without ACK (0x10) or RST (0x04).
         let opening = flags & 0x16 == 0x02;
-        Outcome::Tcp(TcpSegment { src: SocketAddrV4::new(src, sport), dst_port: dport, opening })
+        Verdict::Tcp(TcpSegment { src: SocketAddrV4::new(src, sport), dst_port: dport, opening })
     }
 
-    fn icmp_in(&mut self, frame: &mut [u8], header_len: usize, total: usize, peer_mac: EthernetAddress) -> Outcome {
+    fn icmp_in(&mut self, frame: &mut [u8], header_len: usize, total: usize, peer_mac: EthernetAddress) -> Verdict {
         let end = ETH_HEADER_LEN + total;
         let Some(icmp) = frame.get_mut(ETH_HEADER_LEN + header_len..end) else {
-            return Outcome::Drop(DropReason::IcmpTruncated);
+            return Verdict::Drop(DropReason::IcmpTruncated);
         };
         let Ok(mut icmp) = Icmpv4Packet::new_checked(icmp) else {
-            return Outcome::Drop(DropReason::IcmpTruncated);
+            return Verdict::Drop(DropReason::IcmpTruncated);
         };
         if !icmp.verify_checksum() {
-            return Outcome::Drop(DropReason::IcmpBadChecksum);
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
         }
         if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
-            return Outcome::Drop(DropReason::IcmpUnhandled);
+            return Verdict::Drop(DropReason::IcmpUnhandled);
         }
         icmp.set_msg_type(Icmpv4Message::EchoReply);
         icmp.fill_checksum();
         self.turn_around(frame, total, peer_mac);
-        Outcome::Reply { len: end, what: Handled::IcmpEchoAnswered }
+        Verdict::Reply { len: end, what: Handled::IcmpEchoAnswered }
     }
 
     /// Swaps the addresses of a validated IPv4 frame in place so it goes back to its sender.
@@ -463,30 +463,30 @@ impl Host {
         total: usize,
         src: Ipv4Addr,
         peer_mac: EthernetAddress,
-    ) -> Outcome {
+    ) -> Verdict {
         let start = ETH_HEADER_LEN + header_len;
         let Some(udp) = frame.get(start..ETH_HEADER_LEN + total) else {
-            return Outcome::Drop(DropReason::UdpTruncated);
+            return Verdict::Drop(DropReason::UdpTruncated);
         };
         let Some(len) = be16(udp, 4) else {
-            return Outcome::Drop(DropReason::UdpTruncated);
+            return Verdict::Drop(DropReason::UdpTruncated);
         };
         if udp.len() < UDP_HEADER_LEN {
-            return Outcome::Drop(DropReason::UdpTruncated);
+            return Verdict::Drop(DropReason::UdpTruncated);
         }
         let len = usize::from(len);
         let Some(udp) = udp.get(..len).filter(|_| len >= UDP_HEADER_LEN) else {
-            return Outcome::Drop(DropReason::UdpBadLength);
+            return Verdict::Drop(DropReason::UdpBadLength);
         };
         let packet = UdpPacket::new_unchecked(udp);
         if !packet.verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(self.ip)) {
-            return Outcome::Drop(DropReason::UdpBadChecksum);
+            return Verdict::Drop(DropReason::UdpBadChecksum);
         }
         let port = packet.dst_port();
         let Some(service) = self.udp.iter().position(|p| *p == Some(port)) else {
-            return Outcome::Drop(DropReason::UdpNoService);
+            return Verdict::Drop(DropReason::UdpNoService);
         };
-        Outcome::Udp(UdpDatagram {
+        Verdict::Udp(UdpDatagram {
             src: SocketAddrV4::new(src, packet.src_port()),
             dst: SocketAddrV4::new(self.ip, port),
             peer_mac,
@@ -714,7 +714,7 @@ mod tests {
 
     fn drop_of(frame: &mut [u8]) -> DropReason {
         match host().receive(frame, 0) {
-            Outcome::Drop(r) => r,
+            Verdict::Drop(r) => r,
             other => panic!("expected a drop, got {other:?}"),
         }
     }
@@ -723,7 +723,7 @@ mod tests {
     fn answers_arp_request_for_our_address_and_learns_the_sender() {
         let mut h = host();
         let mut f = arp(1, PEER_IP, OUR_IP);
-        let Outcome::Reply { len, what } = h.receive(&mut f, 5) else { panic!() };
+        let Verdict::Reply { len, what } = h.receive(&mut f, 5) else { panic!() };
         assert_eq!((len, what), (ARP_FRAME_LEN, Handled::ArpAnswered));
         let r = &f[..len];
         assert_eq!(&r[0..6], &PEER_MAC.0);
@@ -743,7 +743,7 @@ mod tests {
         let mut h = host();
         assert!(h.arp_request_due(PEER_IP, 0));
         let mut f = arp(2, PEER_IP, OUR_IP);
-        assert!(matches!(h.receive(&mut f, 1), Outcome::Handled(Handled::ArpLearned)));
+        assert!(matches!(h.receive(&mut f, 1), Verdict::Handled(Handled::ArpLearned)));
         assert_eq!(h.arp().lookup(PEER_IP, 2), Some(PEER_MAC));
         assert!(!h.arp_request_due(PEER_IP, 5000));
         let mut bad = arp(1, PEER_IP, OUR_IP);
@@ -769,7 +769,7 @@ mod tests {
         let mut f = echo_request(b"abcdefgh");
         let request = f.clone();
         f.extend_from_slice(&[0; 6]); // trailing padding is not echoed
-        let Outcome::Reply { len, what } = host().receive(&mut f, 0) else { panic!() };
+        let Verdict::Reply { len, what } = host().receive(&mut f, 0) else { panic!() };
         assert_eq!((len, what), (request.len(), Handled::IcmpEchoAnswered));
         let r = &f[..len];
         assert_eq!(&r[0..6], &PEER_MAC.0);
@@ -817,10 +817,10 @@ mod tests {
         syn[2..4].copy_from_slice(&2775u16.to_be_bytes());
         syn[12] = 0x50;
         syn[13] = 0x02;
-        let Outcome::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
+        let Verdict::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
         assert_eq!(seg, TcpSegment { src: SocketAddrV4::new(PEER_IP, 40000), dst_port: 2775, opening: true });
         syn[13] = 0x12; // SYN-ACK: not an opening
-        let Outcome::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
+        let Verdict::Tcp(seg) = host().receive(&mut ipv4(6, &syn), 0) else { panic!("TCP goes to the stack") };
         assert!(!seg.opening);
         assert_eq!(drop_of(&mut ipv4(1, &[8, 0, 0])), DropReason::IcmpTruncated);
         let mut ts = vec![13, 0, 0, 0, 0, 0, 0, 0];
@@ -860,7 +860,7 @@ mod tests {
     fn udp_to_a_service_is_delivered_and_answered() {
         let mut h = host();
         let mut f = udp(5060, b"OPTIONS");
-        let Outcome::Udp(d) = h.receive(&mut f, 0) else { panic!() };
+        let Verdict::Udp(d) = h.receive(&mut f, 0) else { panic!() };
         assert_eq!(d.src, SocketAddrV4::new(PEER_IP, 5060));
         assert_eq!(d.dst, SocketAddrV4::new(OUR_IP, 5060));
         assert_eq!(&f[d.payload.clone()], b"OPTIONS");
@@ -879,7 +879,7 @@ mod tests {
         assert_eq!(rfc1071(&pseudo), 0, "UDP checksum");
         assert_eq!(&r[UDP_PAYLOAD_OFFSET..], b"re:OPTIONS");
         // A service may answer nothing.
-        let Outcome::Udp(d) = h.receive(&mut udp(5060, b"x"), 0) else { panic!() };
+        let Verdict::Udp(d) = h.receive(&mut udp(5060, b"x"), 0) else { panic!() };
         assert_eq!(h.answer_udp(&d, &mut out, |r| echo().receive(b"x", d.src, r)), None);
         // Too small a buffer frames nothing.
         assert_eq!(
@@ -902,7 +902,7 @@ mod tests {
         assert_eq!(&out[0..6], &[0; 6], "its destination MAC comes with the reply");
         assert_eq!(&out[30..34], &PEER_IP.octets());
         let mut reply = arp(2, PEER_IP, OUR_IP);
-        assert!(matches!(h.receive(&mut reply, 10), Outcome::Handled(Handled::ArpLearned)));
+        assert!(matches!(h.receive(&mut reply, 10), Verdict::Handled(Handled::ArpLearned)));
         let mut svc = Echo { pending: 1, due: 10, ..echo() };
         let n = h.originate_udp(0, 11, &mut out, |r| svc.poll_transmit(11, r)).unwrap().unwrap();
         let r = &out[..n];
@@ -948,7 +948,7 @@ mod tests {
         // A zero checksum means "none" (RFC 768).
         let mut f = udp(5060, b"hello");
         f[40..42].copy_from_slice(&[0, 0]);
-        assert!(matches!(host().receive(&mut f, 0), Outcome::Udp(_)));
+        assert!(matches!(host().receive(&mut f, 0), Verdict::Udp(_)));
     }
 
     #[test]
@@ -975,7 +975,7 @@ mod tests {
             if let Some(b) = f.get_mut(at) { *b = byte; }
             f.truncate(f.len().saturating_sub(cut % 8));
             let mut h = host();
-            if let Outcome::Udp(d) = h.receive(&mut f, 0) {
+            if let Verdict::Udp(d) = h.receive(&mut f, 0) {
                 let payload = f[d.payload.clone()].to_vec();
                 let mut out = [0u8; 128];
                 let _ = h.answer_udp(&d, &mut out, |r| echo().receive(&payload, d.src, r));

@@ -7,7 +7,7 @@ use super::arp::ArpHold;
 use super::counters::{DropReason, Handled, QueueCounters, Stats};
 use super::dpdk::mbuf::{Mbuf, Mempool};
 use super::dpdk::port::{PortQueue, RxBurst, TxBatch};
-use super::host::{Host, Outcome, Unsent, ETH_HEADER_LEN, MAX_FRAME};
+use super::host::{Host, Unsent, Verdict, ETH_HEADER_LEN, MAX_FRAME};
 use super::sip::SipUdp;
 use super::tcp::{MbufHandoff, Steer, TcpStack, HANDOFF_BURST};
 use crate::flow::Flows;
@@ -290,17 +290,17 @@ fn handle(
     }
     let outcome = match m.data_mut() {
         Ok(frame) => p.host.receive(frame, now_ms),
-        Err(_) => Outcome::Drop(DropReason::Chained),
+        Err(_) => Verdict::Drop(DropReason::Chained),
     };
     match outcome {
-        Outcome::Drop(reason) => counters.drop(reason),
-        Outcome::Handled(what) => counters.handled(what),
-        Outcome::Reply { len, what } => {
+        Verdict::Drop(reason) => counters.drop(reason),
+        Verdict::Handled(what) => counters.handled(what),
+        Verdict::Reply { len, what } => {
             counters.handled(what);
             m.truncate(len);
             tx.push(m);
         }
-        Outcome::Tcp(seg) => {
+        Verdict::Tcp(seg) => {
             counters.tcp.segments_in.inc();
             let Some(stack) = p.tcp.as_mut() else {
                 counters.drop(DropReason::TcpNoService);
@@ -335,7 +335,7 @@ fn handle(
                 },
             }
         }
-        Outcome::Udp(dgram) => {
+        Verdict::Udp(dgram) => {
             use crate::session::sip::{classify, response_owner, DatagramKind};
             // Classified once, here: for steering and for the service.
             let kind = m.data().ok().and_then(|f| f.get(dgram.payload.clone())).map(classify);

@@ -7,7 +7,7 @@
 //!  SIP MESSAGE ──sip_to_submit──► N × submit_sm / deliver_sm  + CorrelationFacts (store first!)
 //!                                              │ SMSC message_ids (submit_sm_resp)
 //!                                              ▼ canonical_id(.., IdOrigin::SubmitResp)
-//!  deliver_sm receipt ──parse_smsc_receipt──► SmscReceipt { id: CanonicalId, state }
+//!  deliver_sm receipt ──parse_smsc_receipt──► LegacyReceipt { id: CanonicalId, state }
 //!        ──PartAggregate::apply──► one state for the message ──receipt_to_imdn──► SIP MESSAGE (IMDN)
 //! ```
 //!
@@ -44,7 +44,7 @@ use crate::wire::sip::{self, MediaType, Message, MessageWriter, Method, Uri};
 use crate::wire::smpp::receipt::{Receipt, ReceiptError};
 use crate::wire::smpp::{
     Address, Body, CommandId, EmitError, EsmClass, MessageState, MessageType, NetworkErrorCode, Pdu, ReceiptDate,
-    RegisteredDelivery, SmeAck, SmscReceipt as ReceiptRequest, SubmitSm, Tlv, TlvError, TlvTag, Tlvs,
+    RegisteredDelivery, SmeAck, SmscReceipt, SubmitSm, Tlv, TlvError, TlvTag, Tlvs,
 };
 use crate::wire::sms::segment::MAX_SEGMENTS;
 use crate::wire::sms::{choose_encoding_with, Encoding, Gsm7Form, SegmentError, SegmentPlan};
@@ -482,11 +482,11 @@ pub fn honoured_dispositions(requested: Dispositions, exchange: &Exchange<'_>) -
 /// user acks.
 pub fn registered_delivery_for(d: Dispositions) -> RegisteredDelivery {
     let receipt = if d.contains(Dispositions::POSITIVE_DELIVERY) {
-        ReceiptRequest::SuccessOrFailure
+        SmscReceipt::SuccessOrFailure
     } else if d.contains(Dispositions::NEGATIVE_DELIVERY) {
-        ReceiptRequest::FailureOnly
+        SmscReceipt::FailureOnly
     } else {
-        ReceiptRequest::None
+        SmscReceipt::None
     };
     let ack = if d.contains(Dispositions::DISPLAY) { SmeAck::User } else { SmeAck::None };
     RegisteredDelivery::new(receipt, ack, d.contains(Dispositions::PROCESSING))
@@ -764,7 +764,7 @@ fn parse_radix(digits: &[u8], radix: u32, not: IdError) -> Result<u64, IdError> 
 /// - [`IdCanonicalisation::Decimal`]: the decimal number, leading zeros dropped.
 ///
 /// Surrounding whitespace is ignored. The raw form stays with the caller (and in
-/// [`SmscReceipt::raw_id`]).
+/// [`LegacyReceipt::raw_id`]).
 pub fn canonical_id(raw: &[u8], ids: IdCanonicalisation, origin: IdOrigin) -> Result<CanonicalId, IdError> {
     let raw = raw.trim_ascii();
     if raw.is_empty() {
@@ -843,7 +843,7 @@ pub enum FieldSource {
 
 /// A receipt from a legacy system, read from a `deliver_sm` (or `submit_sm`) PDU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SmscReceipt<'a> {
+pub struct LegacyReceipt<'a> {
     /// What kind of receipt.
     pub kind: ReceiptKind,
     /// The id as sent (TLV first, else the text `id:`).
@@ -927,7 +927,7 @@ pub fn receipt_state_of(state: MessageState) -> Option<ReceiptState> {
 pub fn parse_smsc_receipt<'a>(
     sm: &SubmitSm<'a>,
     ids: IdCanonicalisation,
-) -> Result<SmscReceipt<'a>, ReceiptParseError> {
+) -> Result<LegacyReceipt<'a>, ReceiptParseError> {
     let kind = match sm.esm_class.message_type() {
         MessageType::SmscDeliveryReceipt => ReceiptKind::SmscDeliveryReceipt,
         MessageType::SmeDeliveryAck => ReceiptKind::SmeDeliveryAck,
@@ -970,7 +970,7 @@ pub fn parse_smsc_receipt<'a>(
         Ok(r) => (r.err, r.done_date),
         Err(_) => (None, None),
     };
-    Ok(SmscReceipt { kind, raw_id, id, id_source, state, message_state, state_source, network_error, err, done_date })
+    Ok(LegacyReceipt { kind, raw_id, id, id_source, state, message_state, state_source, network_error, err, done_date })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1170,7 +1170,7 @@ pub fn imdn_for_state(
 /// [`ReceiptRecord`] per message, or `PartAggregate::new(1)`); concatenated messages go
 /// through [`PartAggregate`] and then [`imdn_for_state`].
 pub fn receipt_to_imdn(
-    receipt: &SmscReceipt<'_>,
+    receipt: &LegacyReceipt<'_>,
     stored: &StoredCorrelation<'_>,
     side: &ConvergedSide<'_>,
     tokens: &ImdnTokens<'_>,
@@ -1892,7 +1892,7 @@ mod tests {
         buf
     }
 
-    fn read_receipt(raw: &[u8], ids: IdCanonicalisation) -> Result<SmscReceipt<'_>, ReceiptParseError> {
+    fn read_receipt(raw: &[u8], ids: IdCanonicalisation) -> Result<LegacyReceipt<'_>, ReceiptParseError> {
         match Pdu::parse(raw).unwrap().body {
             Body::DeliverSm(sm) | Body::SubmitSm(sm) => parse_smsc_receipt(&sm, ids),
             other => panic!("{other:?}"),

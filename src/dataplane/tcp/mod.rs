@@ -5,7 +5,7 @@
 //! ([`Handoff`]).
 //!
 //! ```text
-//!  rx burst ─► Host::receive ─► Outcome::Tcp(seg) ─► owner = flow_owner(seg)
+//!  rx burst ─► Host::receive ─► Verdict::Tcp(seg) ─► owner = flow_owner(seg)
 //!                    │ ARP aimed at us: a copy,        │ this core: TcpStack::queue(mbuf)
 //!                    │ shown as a reply, to smoltcp    │ other core: Handoff::pass → ring[me][owner]
 //!                    ▼                                 ▼
