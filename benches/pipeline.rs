@@ -16,9 +16,11 @@ use iwf::wire::sip::{Header, Parser, Status};
 use iwf::wire::smpp::{Body, Pdu};
 use std::hint::black_box;
 
-use iwf::dataplane::scaling::{imdn_message, key_ring, submit_sm_bytes, CONVERGED, NOW};
+#[path = "../src/bin/iwf/traffic.rs"]
+mod traffic;
 use iwf::interwork::address::NumberingPlan;
 use iwf::interwork::{BindDirection, Concatenation, Encoding, Exchange, IdCanonicalisation};
+use traffic::{imdn_message, key_ring, submit_sm_bytes, CONVERGED, NOW};
 
 /// One legacy system (smsc-a) that asks for user acks; the traffic is `iwf scaling`'s.
 fn exchange() -> Exchange<'static> {

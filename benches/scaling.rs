@@ -13,7 +13,8 @@
 //! Not a criterion bench (threads and wall time); `-- --test` runs 0.1 s per N.
 //! What it leaves out: the NIC rings (`iwf scaling` adds them: the same path on DPDK
 //! net_ring ports) and the TCP/SMPP session (measured through the lab by scripts/bench.sh).
-use iwf::dataplane::scaling::{exchange_of, imdn_datagrams, key_ring, NOW, SYSTEMS};
+#[path = "../src/bin/iwf/traffic.rs"]
+mod traffic;
 use iwf::ids::LegacySystemId;
 use iwf::interwork::legacy_to_converged::{imdn_to_receipts, ReceiptOutcome};
 use iwf::route::{LaneItem, Lanes, PushError};
@@ -21,6 +22,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
+use traffic::{exchange_of, imdn_datagrams, key_ring, NOW, SYSTEMS};
 
 const DATAGRAMS: u32 = 8192;
 

@@ -36,7 +36,6 @@ pub mod host;
 pub mod liveness;
 pub mod metrics;
 pub mod preflight;
-pub mod scaling;
 pub mod sip;
 pub mod tcp;
 pub mod worker;

@@ -1,4 +1,7 @@
 //! The `iwf` binary: the appliance (the packet path) and the operator's tools.
+mod scaling;
+mod traffic;
+
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use std::io::Read;
@@ -230,7 +233,7 @@ fn scaling(workers: &[usize], seconds: f64) -> ExitCode {
         eprintln!("iwf scaling: --workers needs counts of at least 1, --seconds 0.01..=600");
         return ExitCode::FAILURE;
     }
-    match iwf::dataplane::scaling::run(workers, seconds) {
+    match scaling::run(workers, seconds) {
         Ok(rounds) => {
             let one = rounds.iter().find(|r| r.workers == 1).map(|r| r.receipts_per_s());
             let mut ok = true;
