@@ -21,7 +21,7 @@
 
 use super::counters::{SipCounters, Stats};
 use super::host::UdpSend;
-use crate::flow::{Flows, SipTxn};
+use crate::flow::{Flows, Input, SipTxn};
 use crate::session::sip::Response;
 use crate::session::sip::{
     classify, Answer, ClientConfig, ClientError, ClientTransactions, ClientTxId, DatagramKind, Event, Incoming,
@@ -269,7 +269,7 @@ impl SipUdp {
                     if let Some(f) = flows {
                         // Answered later, when the flow completes (poll_transmit).
                         let txn = SipTxn::Udp { port: self.port as u8, id };
-                        f.sip_message(now, unix_now(), txn, &request, payload);
+                        f.handle(now, Input::SipMessage { txn, msg: &request, raw: payload });
                         return None;
                     }
                 }
@@ -370,14 +370,14 @@ impl SipUdp {
             let (id, up) = match e {
                 Event::Final { id, status } => {
                     if let (Some(token), Some(f)) = (self.tokens.remove(&id), flows.as_deref_mut()) {
-                        f.sip_final(token, status);
+                        f.handle(now, Input::SipFinal { token, status });
                     }
                     (id, (200..300).contains(&status))
                 }
                 Event::Timeout { id } => {
                     self.count(|c| c.client_timeouts.inc());
                     if let (Some(token), Some(f)) = (self.tokens.remove(&id), flows.as_deref_mut()) {
-                        f.sip_final(token, 408);
+                        f.handle(now, Input::SipFinal { token, status: 408 });
                     }
                     (id, false)
                 }
@@ -436,7 +436,7 @@ impl SipUdp {
             Err(_) => {
                 // The request itself is unusable: retrying would not help.
                 self.count(|c| c.client_start_failed.inc());
-                f.sip_final(req.token, 500);
+                f.handle(now_ms, Input::SipFinal { token: req.token, status: 500 });
                 f.recycle(req.bytes);
             }
         }

@@ -91,6 +91,13 @@ impl Worker {
             if arp_check {
                 next_arp_check = now_ms.saturating_add(ARP_CHECK_MS);
             }
+            // The engine's timers and the other cores' hand-overs first: what the
+            // services hand it below is stamped with this poll's clock.
+            if clock_read {
+                if let Some(f) = self.flows.as_mut() {
+                    f.poll(now_ms, super::sip::unix_now());
+                }
+            }
             // Segments other workers passed here (flows this worker owns): to the stack
             // of the port they arrived on.
             if self.handoff.workers() > 1 {
@@ -116,11 +123,6 @@ impl Worker {
                         }
                     }
                 });
-            }
-            if clock_read {
-                if let Some(f) = self.flows.as_mut() {
-                    f.poll(now_ms, super::sip::unix_now());
-                }
             }
             for p in self.ports.iter_mut() {
                 let Some(counters) = stats.ports.get(p.index).and_then(|s| s.queues.get(queue)) else {

@@ -124,6 +124,90 @@ impl<T> ByPort<T> {
     }
 }
 
+/// What a worker's services tell its engine, through [`Flows::handle`]: every event of
+/// the sessions and transactions the engine serves. The engine answers through its
+/// outboxes ([`Flows::poll_smpp`], [`Flows::poll_udp_answer`],
+/// [`Flows::poll_tcp_answer`], [`Flows::poll_request`]), and runs its timers and the
+/// other cores' hand-overs in [`Flows::poll`].
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// An SMPP session of legacy system `system` is bound on `conn`; `receives` when it
+    /// may be sent deliver_sm (server role) or is iwf's own transceiver bind.
+    Bound {
+        /// The connection.
+        conn: ConnRef,
+        /// The legacy system.
+        system: u16,
+        /// Whether receipts may go to it.
+        receives: bool,
+    },
+    /// The session on `conn` ended (its outstanding requests came as `SmppLost` first).
+    Closed {
+        /// The connection.
+        conn: ConnRef,
+    },
+    /// A request read on `conn`; its answer comes through [`Flows::poll_smpp`].
+    SmppRequest {
+        /// The connection.
+        conn: ConnRef,
+        /// Its sequence number.
+        seq: u32,
+        /// The request.
+        pdu: &'a Pdu<'a>,
+    },
+    /// A request of [`SmppOut::Send`] went out on `conn` as `seq`.
+    SmppSent {
+        /// The connection.
+        conn: ConnRef,
+        /// The sequence number the session gave it.
+        seq: u32,
+        /// The request.
+        req: SmppSend,
+    },
+    /// A request of [`SmppOut::Send`] could not go out on `conn`.
+    SmppUnsent {
+        /// The connection.
+        conn: ConnRef,
+        /// The request.
+        req: SmppSend,
+    },
+    /// The response to request `seq` on `conn`.
+    SmppResponse {
+        /// The connection.
+        conn: ConnRef,
+        /// The request's sequence number.
+        seq: u32,
+        /// Its command_status.
+        status: CommandStatus,
+        /// Its message_id (submit_sm_resp; empty otherwise).
+        message_id: &'a [u8],
+    },
+    /// Request `seq` on `conn` got no response (timeout, or the connection went).
+    SmppLost {
+        /// The connection.
+        conn: ConnRef,
+        /// The request's sequence number.
+        seq: u32,
+    },
+    /// A SIP MESSAGE on server transaction `txn`; `raw` is its bytes (a hand-over to
+    /// another core carries them).
+    SipMessage {
+        /// The transaction to answer on.
+        txn: SipTxn,
+        /// The parsed request.
+        msg: &'a Message<'a, 'a>,
+        /// Its bytes.
+        raw: &'a [u8],
+    },
+    /// The final response (or timeout, as 408) to the engine's request `token`.
+    SipFinal {
+        /// The request's token ([`SipRequest::token`]).
+        token: u64,
+        /// The status.
+        status: u16,
+    },
+}
+
 /// A SIP server transaction waiting for its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SipTxn {
@@ -840,6 +924,26 @@ impl Flows {
             self.expired_at = unix;
             self.sweep_parked();
             self.publish_tables();
+        }
+    }
+
+    /// Takes one event of the worker's sessions and transactions at `now` (the
+    /// worker's milliseconds). The tags' clock (Unix seconds) is the one of the last
+    /// [`Flows::poll`], which the worker runs whenever it reads its clock.
+    pub fn handle(&mut self, now: u64, input: Input<'_>) {
+        let unix = self.unix;
+        match input {
+            Input::Bound { conn, system, receives } => self.bound(conn, system, receives),
+            Input::Closed { conn } => self.closed(conn),
+            Input::SmppRequest { conn, seq, pdu } => self.smpp_request(now, unix, conn, seq, pdu),
+            Input::SmppSent { conn, seq, req } => self.smpp_sent(conn, seq, req),
+            Input::SmppUnsent { conn, req } => self.smpp_unsent(conn, req),
+            Input::SmppResponse { conn, seq, status, message_id } => {
+                self.smpp_response(unix, conn, seq, status, message_id)
+            }
+            Input::SmppLost { conn, seq } => self.smpp_lost(unix, conn, seq),
+            Input::SipMessage { txn, msg, raw } => self.sip_message(now, unix, txn, msg, raw),
+            Input::SipFinal { token, status } => self.sip_final(token, status),
         }
     }
 

@@ -62,9 +62,9 @@ use super::counters::{DropReason, QueueCounters, SmppCounters, TcpCounters};
 use super::dpdk::mbuf::{Mbuf, Mempool};
 use super::dpdk::port::TxBatch;
 use super::host::MAX_FRAME;
-use super::sip::{answer_into, unix_now, Route, MAX_HEADERS};
+use super::sip::{answer_into, Route, MAX_HEADERS};
 use crate::control::config::{LegacyConfig, TcpConfig};
-use crate::flow::{Flows, SipTxn, SmppOut};
+use crate::flow::{Flows, Input, SipTxn, SmppOut};
 use crate::ids::ConnRef;
 use crate::ids::LegacySystemId;
 use crate::session::sip::{Incoming, ServerConfig, ServerTransactions, UasPolicy};
@@ -664,7 +664,7 @@ impl Endpoint {
                         return true;
                     }
                     qc.tcp.sip_client_timeouts.inc();
-                    f.sip_final(r.token, 408);
+                    f.handle(now, Input::SipFinal { token: r.token, status: 408 });
                     false
                 });
             }
@@ -691,13 +691,13 @@ impl Endpoint {
                 match send_to(&mut c.session, now, &req) {
                     Ok(seq) => {
                         any = true;
-                        f.smpp_sent(c.conn_id, seq, req);
+                        f.handle(now, Input::SmppSent { conn: c.conn_id, seq, req });
                     }
                     Err(Sendable::Later) => {
                         c.waiting.push_front(req);
                         break;
                     }
-                    Err(Sendable::Never) => f.smpp_unsent(c.conn_id, req),
+                    Err(Sendable::Never) => f.handle(now, Input::SmppUnsent { conn: c.conn_id, req }),
                 }
             }
         }
@@ -706,7 +706,7 @@ impl Endpoint {
             let slot = usize::from(conn.slot);
             let Some(c) = self.slots.get_mut(slot).and_then(|s| s.smpp.as_mut()) else {
                 if let SmppOut::Send(req) = out {
-                    f.smpp_unsent(conn, req);
+                    f.handle(now, Input::SmppUnsent { conn, req });
                 }
                 continue;
             };
@@ -716,13 +716,13 @@ impl Endpoint {
                     let sent =
                         if c.waiting.is_empty() { send_to(&mut c.session, now, &req) } else { Err(Sendable::Later) };
                     match sent {
-                        Ok(seq) => f.smpp_sent(conn, seq, req),
+                        Ok(seq) => f.handle(now, Input::SmppSent { conn, seq, req }),
                         Err(Sendable::Later) if c.waiting.len() < SEND_WAIT_MAX => {
                             qc.smpp.send_deferred.inc();
                             c.conn_id = conn;
                             c.waiting.push_back(req);
                         }
-                        Err(_) => f.smpp_unsent(conn, req),
+                        Err(_) => f.handle(now, Input::SmppUnsent { conn, req }),
                     }
                 }
                 SmppOut::SetAside { seq } => {
@@ -890,7 +890,7 @@ impl Endpoint {
                         if let Some(f) = flows.as_deref_mut() {
                             for (token, _) in self.sip_out.drain(..) {
                                 tc.sip_client_failed.inc();
-                                f.sip_final(token, 503);
+                                f.handle(now, Input::SipFinal { token, status: 503 });
                             }
                         }
                     }
@@ -961,7 +961,7 @@ impl Endpoint {
                     for r in self.sip_sent.drain(..) {
                         tc.sip_client_failed.inc();
                         if let Some(f) = flows.as_deref_mut() {
-                            f.sip_final(r.token, 503);
+                            f.handle(now, Input::SipFinal { token: r.token, status: 503 });
                         }
                     }
                 }
@@ -976,7 +976,7 @@ impl Endpoint {
                     // What waited for this session's window will not go on it.
                     if let Some(f) = flows.as_deref_mut() {
                         for req in conn.waiting.drain(..) {
-                            f.smpp_unsent(conn_id, req);
+                            f.handle(now, Input::SmppUnsent { conn: conn_id, req });
                         }
                     }
                 }
@@ -995,7 +995,7 @@ impl Endpoint {
                 let directory = &self.directory;
                 while let Some(e) = conn.session.poll_event() {
                     if let Some(f) = flows.as_deref_mut() {
-                        flow_event(f, conn_id, &e, &slot.service);
+                        flow_event(f, now, conn_id, &e, &slot.service);
                     }
                     if let (Service::SmppServer { .. }, Some(ip)) = (&slot.service, slot.peer) {
                         match &e {

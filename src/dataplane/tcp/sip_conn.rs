@@ -53,7 +53,7 @@ pub(super) fn sip_stream(
                 // A MESSAGE goes to the flows, answered when its flow completes.
                 Some((f, (port, slot))) if core.cseq.method == crate::wire::sip::Method::Message => {
                     let txn = SipTxn::Tcp { port: *port, slot: *slot, id };
-                    f.sip_message(now, unix_now(), txn, &request, message);
+                    f.handle(now, Input::SipMessage { txn, msg: &request, raw: message });
                     None
                 }
                 _ => {
@@ -174,7 +174,7 @@ pub(super) fn sip_client_stream(
                     if let Some(i) = sent.iter().position(|r| r.branch == branch) {
                         let r = sent.swap_remove(i);
                         if let Some(f) = flows.as_deref_mut() {
-                            f.sip_final(r.token, code);
+                            f.handle(now, Input::SipFinal { token: r.token, status: code });
                         }
                     }
                 }

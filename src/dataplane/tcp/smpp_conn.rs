@@ -189,7 +189,6 @@ pub(super) fn drive_smpp(
     mut flows: Option<(&mut Flows, ConnRef)>,
 ) {
     let window = conn.window.max(1).min(conn.pending.capacity().max(1));
-    let unix = if flows.is_some() { unix_now() } else { 0 };
     // Input stops right after the bind completes, until the caller has handed the
     // session's Bound event to the flows: a receipt or message that came in the same
     // segment as the bind (an SMSC sends its queued receipts at once) must find its
@@ -216,7 +215,7 @@ pub(super) fn drive_smpp(
                             // The flows answer it later; beyond the window the session
                             // itself answered ESME_RTHROTTLED at once (and counted it).
                             let seq = pdu.sequence_number;
-                            f.smpp_request(now, unix, *id, seq, &pdu);
+                            f.handle(now, Input::SmppRequest { conn: *id, seq, pdu: &pdu });
                             used = used.saturating_add(consumed);
                             continue;
                         }
@@ -268,15 +267,20 @@ pub(super) fn drive_smpp(
 }
 
 /// Tells the flows what a session event means for them.
-pub(super) fn flow_event(f: &mut Flows, conn: ConnRef, e: &Event, service: &Service) {
-    match (e, service) {
-        (Event::Bound { system: Some(id), bind_type }, _) => f.bound(conn, id.0, bind_type.receives()),
-        (Event::Bound { system: None, .. }, Service::SmppClient { system, .. }) => f.bound(conn, *system, true),
-        (Event::Response { seq, status, message_id, .. }, _) => {
-            f.smpp_response(unix_now(), conn, *seq, *status, message_id.as_bytes())
+pub(super) fn flow_event(f: &mut Flows, now: u64, conn: ConnRef, e: &Event, service: &Service) {
+    let input = match (e, service) {
+        (Event::Bound { system: Some(id), bind_type }, _) => {
+            Input::Bound { conn, system: id.0, receives: bind_type.receives() }
         }
-        (Event::ResponseTimeout { seq, .. } | Event::Abandoned { seq, .. }, _) => f.smpp_lost(unix_now(), conn, *seq),
-        (Event::Closed { .. }, _) => f.closed(conn),
-        _ => {}
-    }
+        (Event::Bound { system: None, .. }, Service::SmppClient { system, .. }) => {
+            Input::Bound { conn, system: *system, receives: true }
+        }
+        (Event::Response { seq, status, message_id, .. }, _) => {
+            Input::SmppResponse { conn, seq: *seq, status: *status, message_id: message_id.as_bytes() }
+        }
+        (Event::ResponseTimeout { seq, .. } | Event::Abandoned { seq, .. }, _) => Input::SmppLost { conn, seq: *seq },
+        (Event::Closed { .. }, _) => Input::Closed { conn },
+        _ => return,
+    };
+    f.handle(now, input);
 }
