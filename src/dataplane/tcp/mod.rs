@@ -78,7 +78,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::{self, CongestionControl, State as TcpState};
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -789,152 +789,60 @@ impl Endpoint {
         }
     }
 
-    fn service_slot(&mut self, i: usize, now: u64, qc: &QueueCounters, mut flows: Option<&mut Flows>) {
-        let (tc, sc) = (&qc.tcp, &qc.smpp);
+    fn service_slot(&mut self, i: usize, now: u64, qc: &QueueCounters, flows: Option<&mut Flows>) {
+        let tc = &qc.tcp;
         let Some(handle) = self.slots.get(i).map(|s| s.handle) else { return };
-        // Accept: a listener that reached a connected state.
         let (state, remote) = {
             let sock = self.sockets.get::<tcp::Socket>(handle);
             (sock.state(), sock.remote_endpoint())
         };
-        let peer = remote.map(|e| match e.addr {
-            IpAddress::Ipv4(a) => a,
-        });
-        let is_client = matches!(
-            self.slots.get(i).map(|s| &s.service),
-            Some(Service::SmppClient { .. } | Service::SipClient { .. })
-        );
-        let (open, connecting) = match self.slots.get(i) {
-            Some(s) => (
-                s.open,
-                matches!(
-                    s.service,
-                    Service::SmppClient { connecting: true, .. } | Service::SipClient { connecting: true, .. }
-                ),
-            ),
-            None => return,
-        };
-        let connected = matches!(state, TcpState::Established | TcpState::CloseWait);
-        if !open && connected && (!is_client || connecting) {
-            let ip = peer.unwrap_or(Ipv4Addr::UNSPECIFIED);
-            if !is_client && !self.limits.acquire(ip) {
-                self.sockets.get_mut::<tcp::Socket>(handle).abort();
-                tc.refused_peer_limit.inc();
-                return;
-            }
-            let smpp_server = matches!(self.slots.get(i).map(|s| &s.service), Some(Service::SmppServer { .. }));
-            if smpp_server && !self.guard.unbound.acquire() {
-                // Strangers may not hold every socket: unbound connections are capped.
-                self.limits.release(ip);
-                self.sockets.get_mut::<tcp::Socket>(handle).abort();
-                tc.refused_unbound_cap.inc();
-                return;
-            }
-            let Some(slot) = self.slots.get_mut(i) else { return };
-            slot.open = true;
-            slot.peer = Some(ip);
-            slot.unbound = smpp_server;
-            match &mut slot.service {
-                Service::SmppClient { connecting, .. } => *connecting = false,
-                Service::SipClient { connecting, len, .. } => {
-                    *connecting = false;
-                    *len = 0;
-                }
-                _ => tc.accepted.inc(),
-            }
-            if let Service::Sip { len, .. } = &mut slot.service {
-                *len = 0;
-            }
-            if let Some(c) = slot.smpp.as_mut() {
-                c.pending.clear();
-                c.session.connected(now, ip);
-            }
+        if !self.accept_slot(i, now, state, remote, tc) {
+            return;
         }
-        let Some(slot) = self.slots.get_mut(i) else { return };
-        let sock = self.sockets.get_mut::<tcp::Socket>(handle);
-        // Idle slots: listen again, or (client) connect when the back-off allows.
-        if !slot.open {
-            match &mut slot.service {
-                Service::SmppServer { port } | Service::Sip { port, .. } => {
-                    // A slot in TIME-WAIT listens again once it has passed (10 s).
-                    if state == TcpState::Closed {
-                        let _ = sock.listen(*port);
-                    }
-                }
-                Service::SipClient { remote, connecting, since, retry_at, .. } => {
-                    let mut failed = false;
-                    if *connecting {
-                        if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
-                            sock.abort();
-                            *connecting = false;
-                            failed = true;
-                        }
-                    } else if state == TcpState::TimeWait {
-                        sock.abort();
-                    } else if state == TcpState::Closed && !self.sip_out.is_empty() && now >= *retry_at {
-                        let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
-                        match active_open(sock, self.iface.context(), *remote, next, range) {
-                            Ok(()) => {
-                                *connecting = true;
-                                *since = now;
-                                tc.active_opens.inc();
-                            }
-                            Err(_) => failed = true,
-                        }
-                    }
-                    if failed {
-                        // The next hop is unreachable over TCP: what waits is answered
-                        // as a transport error (503: the legacy side retries later).
-                        tc.connect_failed.inc();
-                        *retry_at = now.saturating_add(1_000);
-                        if let Some(f) = flows.as_deref_mut() {
-                            for (token, _) in self.sip_out.drain(..) {
-                                tc.sip_client_failed.inc();
-                                f.handle(now, Input::SipFinal { token, status: 503 });
-                            }
-                        }
-                    }
-                }
-                Service::SmppClient { remote, reconnect, connecting, since, .. } => {
-                    if *connecting {
-                        if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
-                            sock.abort();
-                            *connecting = false;
-                            reconnect.connect_failed(now);
-                            tc.connect_failed.inc();
-                        }
-                    } else if state == TcpState::TimeWait {
-                        sock.abort();
-                    } else if state == TcpState::Closed && reconnect.may_attempt(now) {
-                        let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
-                        match active_open(sock, self.iface.context(), *remote, next, range) {
-                            Ok(()) => {
-                                *connecting = true;
-                                *since = now;
-                                tc.active_opens.inc();
-                                sc.client_connects.inc();
-                            }
-                            Err(_) => {
-                                reconnect.connect_failed(now);
-                                tc.connect_failed.inc();
-                            }
-                        }
-                    }
-                }
-            }
+        if !self.slots.get(i).is_some_and(|s| s.open) {
+            self.idle_slot(i, now, state, qc, flows);
             return;
         }
         // Open slots: drive the application.
         let gone = matches!(state, TcpState::Closed | TcpState::TimeWait | TcpState::Listen);
+        let smpp = matches!(
+            self.slots.get(i).map(|s| &s.service),
+            Some(Service::SmppServer { .. } | Service::SmppClient { .. })
+        );
+        if smpp {
+            if !self.smpp_slot(i, now, gone, qc, flows) {
+                return;
+            }
+        } else {
+            self.sip_slot(i, now, gone, remote, tc, flows);
+        }
+        if gone {
+            self.release_slot(i, tc);
+        }
+    }
+
+    /// An open SIP connection: a served stream's requests to the transaction layer, or
+    /// iwf's own requests onto its stream to the next hop.
+    fn sip_slot(
+        &mut self,
+        i: usize,
+        now: u64,
+        gone: bool,
+        remote: Option<IpEndpoint>,
+        tc: &TcpCounters,
+        mut flows: Option<&mut Flows>,
+    ) {
+        let Endpoint { slots, sockets, sip, reply, sip_out, sip_sent, timer_f_ms, port, .. } = self;
+        let Some(slot) = slots.get_mut(i) else { return };
+        let sock = sockets.get_mut::<tcp::Socket>(slot.handle);
         match &mut slot.service {
             Service::Sip { buf, len, .. } => {
                 if !gone {
-                    if let Some((server, policy)) = self.sip.as_mut() {
+                    if let Some((server, policy)) = sip.as_mut() {
                         let peer =
                             SocketAddrV4::new(slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED), remote.map_or(0, |e| e.port));
-                        let at = (self.port, i as u16);
-                        let flows = flows.as_deref_mut().map(|f| (f, at));
-                        sip_stream(now, sock, buf, len, peer, server, policy, &mut self.reply, tc, flows);
+                        let flows = flows.as_deref_mut().map(|f| (f, (*port, i as u16)));
+                        sip_stream(now, sock, buf, len, peer, server, policy, reply, tc, flows);
                     }
                 }
                 if !gone && !sock.may_recv() && sock.send_queue() == 0 {
@@ -943,22 +851,12 @@ impl Endpoint {
             }
             Service::SipClient { buf, len, .. } => {
                 if !gone {
-                    sip_client_stream(
-                        now,
-                        sock,
-                        buf,
-                        len,
-                        &mut self.sip_out,
-                        &mut self.sip_sent,
-                        self.timer_f_ms,
-                        flows.as_deref_mut(),
-                        tc,
-                    );
+                    sip_client_stream(now, sock, buf, len, sip_out, sip_sent, *timer_f_ms, flows.as_deref_mut(), tc);
                 }
                 if gone {
                     // Requests whose responses were on the lost connection: their fate is
                     // unknown, answered as a transport error.
-                    for r in self.sip_sent.drain(..) {
+                    for r in sip_sent.drain(..) {
                         tc.sip_client_failed.inc();
                         if let Some(f) = flows.as_deref_mut() {
                             f.handle(now, Input::SipFinal { token: r.token, status: 503 });
@@ -966,87 +864,238 @@ impl Endpoint {
                     }
                 }
             }
-            Service::SmppServer { .. } | Service::SmppClient { .. } => {
-                let Some(conn) = slot.smpp.as_mut() else { return };
-                let conn_id = ConnRef::new(self.port, i as u16);
-                if gone {
-                    conn.session.connection_lost(now);
+            Service::SmppServer { .. } | Service::SmppClient { .. } => {}
+        }
+    }
+
+    /// A listener or active open of slot `i` that reached a connected state becomes an
+    /// open connection, if the per-peer limit and the unbound cap let it: false when it
+    /// was refused (and reset).
+    fn accept_slot(
+        &mut self,
+        i: usize,
+        now: u64,
+        state: TcpState,
+        remote: Option<IpEndpoint>,
+        tc: &TcpCounters,
+    ) -> bool {
+        let Some(s) = self.slots.get(i) else { return false };
+        let handle = s.handle;
+        let is_client = matches!(s.service, Service::SmppClient { .. } | Service::SipClient { .. });
+        let connecting = matches!(
+            s.service,
+            Service::SmppClient { connecting: true, .. } | Service::SipClient { connecting: true, .. }
+        );
+        let connected = matches!(state, TcpState::Established | TcpState::CloseWait);
+        if s.open || !connected || (is_client && !connecting) {
+            return true;
+        }
+        let ip = remote
+            .map(|e| match e.addr {
+                IpAddress::Ipv4(a) => a,
+            })
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if !is_client && !self.limits.acquire(ip) {
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            tc.refused_peer_limit.inc();
+            return false;
+        }
+        let smpp_server = matches!(s.service, Service::SmppServer { .. });
+        if smpp_server && !self.guard.unbound.acquire() {
+            // Strangers may not hold every socket: unbound connections are capped.
+            self.limits.release(ip);
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            tc.refused_unbound_cap.inc();
+            return false;
+        }
+        let Some(slot) = self.slots.get_mut(i) else { return false };
+        slot.open = true;
+        slot.peer = Some(ip);
+        slot.unbound = smpp_server;
+        match &mut slot.service {
+            Service::SmppClient { connecting, .. } => *connecting = false,
+            Service::SipClient { connecting, len, .. } => {
+                *connecting = false;
+                *len = 0;
+            }
+            _ => tc.accepted.inc(),
+        }
+        if let Service::Sip { len, .. } = &mut slot.service {
+            *len = 0;
+        }
+        if let Some(c) = slot.smpp.as_mut() {
+            c.pending.clear();
+            c.session.connected(now, ip);
+        }
+        true
+    }
+
+    /// An idle slot: a listener listens again; a client connects when its back-off
+    /// allows, and a SIP client that cannot connect fails what waits for it.
+    fn idle_slot(&mut self, i: usize, now: u64, state: TcpState, qc: &QueueCounters, flows: Option<&mut Flows>) {
+        let (tc, sc) = (&qc.tcp, &qc.smpp);
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let sock = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        match &mut slot.service {
+            Service::SmppServer { port } | Service::Sip { port, .. } => {
+                // A slot in TIME-WAIT listens again once it has passed (10 s).
+                if state == TcpState::Closed {
+                    let _ = sock.listen(*port);
                 }
-                if !matches!(conn.session.state(), SmppState::Bound(_)) {
-                    // What waited for this session's window will not go on it.
-                    if let Some(f) = flows.as_deref_mut() {
-                        for req in conn.waiting.drain(..) {
-                            f.handle(now, Input::SmppUnsent { conn: conn_id, req });
+            }
+            Service::SipClient { remote, connecting, since, retry_at, .. } => {
+                let mut failed = false;
+                if *connecting {
+                    if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
+                        sock.abort();
+                        *connecting = false;
+                        failed = true;
+                    }
+                } else if state == TcpState::TimeWait {
+                    sock.abort();
+                } else if state == TcpState::Closed && !self.sip_out.is_empty() && now >= *retry_at {
+                    let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
+                    match active_open(sock, self.iface.context(), *remote, next, range) {
+                        Ok(()) => {
+                            *connecting = true;
+                            *since = now;
+                            tc.active_opens.inc();
+                        }
+                        Err(_) => failed = true,
+                    }
+                }
+                if failed {
+                    // The next hop is unreachable over TCP: what waits is answered
+                    // as a transport error (503: the legacy side retries later).
+                    tc.connect_failed.inc();
+                    *retry_at = now.saturating_add(1_000);
+                    if let Some(f) = flows {
+                        for (token, _) in self.sip_out.drain(..) {
+                            tc.sip_client_failed.inc();
+                            f.handle(now, Input::SipFinal { token, status: 503 });
                         }
                     }
                 }
-                if !gone {
-                    let flows = flows.as_deref_mut().map(|f| (f, conn_id));
-                    if is_client {
-                        drive_smpp(now, sock, conn, &mut RefuseBinds, sc, flows);
-                    } else {
-                        drive_smpp(now, sock, conn, &mut self.directory, sc, flows);
+            }
+            Service::SmppClient { remote, reconnect, connecting, since, .. } => {
+                if *connecting {
+                    if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
+                        sock.abort();
+                        *connecting = false;
+                        reconnect.connect_failed(now);
+                        tc.connect_failed.inc();
                     }
-                    if !sock.may_recv() && !matches!(conn.session.state(), SmppState::Closed(_)) {
-                        conn.session.connection_lost(now);
-                    }
-                }
-                let window = &mut conn.window;
-                let directory = &self.directory;
-                while let Some(e) = conn.session.poll_event() {
-                    if let Some(f) = flows.as_deref_mut() {
-                        flow_event(f, now, conn_id, &e, &slot.service);
-                    }
-                    if let (Service::SmppServer { .. }, Some(ip)) = (&slot.service, slot.peer) {
-                        match &e {
-                            Event::Bound { .. } => {
-                                self.guard.backoff.bound(ip);
-                                if std::mem::take(&mut slot.unbound) {
-                                    self.guard.unbound.release();
-                                }
-                            }
-                            Event::Closed { reason: crate::session::smpp::CloseReason::BindRefused(_) }
-                                if self.guard.backoff.failed(ip, now / 1000) =>
-                            {
-                                sc.bind_backoffs.inc();
-                            }
-                            _ => {}
+                } else if state == TcpState::TimeWait {
+                    sock.abort();
+                } else if state == TcpState::Closed && reconnect.may_attempt(now) {
+                    let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
+                    match active_open(sock, self.iface.context(), *remote, next, range) {
+                        Ok(()) => {
+                            *connecting = true;
+                            *since = now;
+                            tc.active_opens.inc();
+                            sc.client_connects.inc();
+                        }
+                        Err(_) => {
+                            reconnect.connect_failed(now);
+                            tc.connect_failed.inc();
                         }
                     }
-                    smpp_event(now, e, &mut slot.service, window, directory, sc);
-                }
-                // A bind holds its own system's window, as provisioned now (read again
-                // once a second, so a reload changes it on live binds).
-                if let (Service::SmppServer { .. }, Some(id)) = (&slot.service, conn.session.system()) {
-                    if now >= conn.window_read.saturating_add(1000) {
-                        conn.window_read = now;
-                        conn.window = directory.window(id);
-                    }
-                    conn.session.set_window(conn.window);
-                }
-                sync_counters(&mut conn.seen, conn.session.counters(), sc);
-                if matches!(conn.session.state(), SmppState::Closed(_))
-                    && conn.session.buffered_output() == 0
-                    && !gone
-                    && sock.send_queue() == 0
-                {
-                    sock.close();
                 }
             }
         }
+    }
+
+    /// An open SMPP connection: its input to the session, the session's events to the
+    /// engine and to admission, its window as provisioned now. False when the slot has
+    /// no session (nothing more to do for it).
+    fn smpp_slot(&mut self, i: usize, now: u64, gone: bool, qc: &QueueCounters, mut flows: Option<&mut Flows>) -> bool {
+        let sc = &qc.smpp;
+        let Endpoint { slots, sockets, directory, guard, port, .. } = self;
+        let Some(slot) = slots.get_mut(i) else { return false };
+        let sock = sockets.get_mut::<tcp::Socket>(slot.handle);
+        let is_client = matches!(slot.service, Service::SmppClient { .. });
+        let Some(conn) = slot.smpp.as_mut() else { return false };
+        let conn_id = ConnRef::new(*port, i as u16);
         if gone {
-            if let (Some(ip), false) =
-                (slot.peer, matches!(slot.service, Service::SmppClient { .. } | Service::SipClient { .. }))
-            {
-                self.limits.release(ip);
-            }
-            if std::mem::take(&mut slot.unbound) {
-                self.guard.unbound.release();
-            }
-            slot.open = false;
-            slot.peer = None;
-            tc.closed.inc();
+            conn.session.connection_lost(now);
         }
+        if !matches!(conn.session.state(), SmppState::Bound(_)) {
+            // What waited for this session's window will not go on it.
+            if let Some(f) = flows.as_deref_mut() {
+                for req in conn.waiting.drain(..) {
+                    f.handle(now, Input::SmppUnsent { conn: conn_id, req });
+                }
+            }
+        }
+        if !gone {
+            let flows = flows.as_deref_mut().map(|f| (f, conn_id));
+            if is_client {
+                drive_smpp(now, sock, conn, &mut RefuseBinds, sc, flows);
+            } else {
+                drive_smpp(now, sock, conn, directory, sc, flows);
+            }
+            if !sock.may_recv() && !matches!(conn.session.state(), SmppState::Closed(_)) {
+                conn.session.connection_lost(now);
+            }
+        }
+        let window = &mut conn.window;
+        while let Some(e) = conn.session.poll_event() {
+            if let Some(f) = flows.as_deref_mut() {
+                flow_event(f, now, conn_id, &e, &slot.service);
+            }
+            if let (Service::SmppServer { .. }, Some(ip)) = (&slot.service, slot.peer) {
+                match &e {
+                    Event::Bound { .. } => {
+                        guard.backoff.bound(ip);
+                        if std::mem::take(&mut slot.unbound) {
+                            guard.unbound.release();
+                        }
+                    }
+                    Event::Closed { reason: crate::session::smpp::CloseReason::BindRefused(_) }
+                        if guard.backoff.failed(ip, now / 1000) =>
+                    {
+                        sc.bind_backoffs.inc();
+                    }
+                    _ => {}
+                }
+            }
+            smpp_event(now, e, &mut slot.service, window, directory, sc);
+        }
+        // A bind holds its own system's window, as provisioned now (read again
+        // once a second, so a reload changes it on live binds).
+        if let (Service::SmppServer { .. }, Some(id)) = (&slot.service, conn.session.system()) {
+            if now >= conn.window_read.saturating_add(1000) {
+                conn.window_read = now;
+                conn.window = directory.window(id);
+            }
+            conn.session.set_window(conn.window);
+        }
+        sync_counters(&mut conn.seen, conn.session.counters(), sc);
+        if matches!(conn.session.state(), SmppState::Closed(_))
+            && conn.session.buffered_output() == 0
+            && !gone
+            && sock.send_queue() == 0
+        {
+            sock.close();
+        }
+        true
+    }
+
+    /// A connection of slot `i` is gone: its peer's and the unbound cap's places freed.
+    fn release_slot(&mut self, i: usize, tc: &TcpCounters) {
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        if let (Some(ip), false) =
+            (slot.peer, matches!(slot.service, Service::SmppClient { .. } | Service::SipClient { .. }))
+        {
+            self.limits.release(ip);
+        }
+        if std::mem::take(&mut slot.unbound) {
+            self.guard.unbound.release();
+        }
+        slot.open = false;
+        slot.peer = None;
+        tc.closed.inc();
     }
 }
 
