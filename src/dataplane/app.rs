@@ -222,6 +222,138 @@ pub fn run(config_path: &str) -> Result<(), DataplaneError> {
 /// As [`run`], with `route` deciding the MESSAGEs the SIP service on each port's
 /// `sip_udp_port` takes (one [`SipUdp`] per worker and port).
 pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
+    let (cfg, provision) = load_and_check(config_path)?;
+    install_signal_handlers()?;
+
+    let mut args = vec!["iwf".to_string()];
+    args.extend(cfg.eal_args());
+    println!("iwf: DPDK {} EAL {}", dpdk_sys::DPDK_VERSION, args[1..].join(" "));
+    let eal = Eal::init(&args, &cfg.eal.file_prefix).map_err(DataplaneError::Eal)?;
+    let workers = eal.worker_lcores();
+    let queues = u16::try_from(workers.len()).unwrap_or(u16::MAX);
+    if workers.is_empty() {
+        return Err(DataplaneError::Setup("EAL gave no worker lcores: list at least two in eal.lcores".into()));
+    }
+    let socket = i32::try_from(eal.lcore_socket(eal.main_lcore())).unwrap_or(-1);
+    let pool = Arc::new(
+        Mempool::create("iwf_mbufs", cfg.eal.mbufs, cfg.eal.mbuf_cache, socket).map_err(DataplaneError::Setup)?,
+    );
+    let ports = open_ports(config_path, &cfg, queues, &pool)?;
+    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let stats = Arc::new(Stats::new(&names, usize::from(queues)));
+    announce(&cfg, &ports);
+    let mut handoffs = handoffs(usize::from(queues), socket).map_err(DataplaneError::Setup)?.into_iter();
+    // The flows: shared state (provisioning snapshot, lanes, completions), the durable
+    // store's thread, one engine per worker.
+    let (store_tx, store_rx) = std::sync::mpsc::channel();
+    let store = open_store(config_path, &cfg)?;
+    let shared = crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx))
+        .map_err(|e| DataplaneError::Setup(format!("lanes: {e}")))?;
+    let shared = Arc::new(shared);
+    if let Err(e) = super::dpdk::telemetry::register(Arc::clone(&stats))
+        .and_then(|()| super::dpdk::telemetry::register_flows(Arc::clone(&shared)))
+    {
+        eprintln!("iwf: DPDK telemetry commands not registered: {e}");
+    }
+    let registry = Arc::new(crate::control::metrics::MetricsRegistry::new());
+    registry.register(Arc::new(super::metrics::StatsMetrics(Arc::clone(&stats))));
+    registry.register(Arc::clone(&shared) as Arc<dyn crate::control::metrics::MetricsSource>);
+    registry.register(Arc::clone(&provision) as Arc<dyn crate::control::metrics::MetricsSource>);
+    let admin = start_admin(config_path, &cfg, &registry, &stats, &provision, &shared)?;
+    let mut store = store;
+    let mut all_flows = engines(config_path, &cfg, workers.len(), &shared, store.as_mut())?.into_iter();
+    let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store_thread = start_store(store, store_rx, &shared, &registry, &store_stop)?;
+    let directory = Directory::live(provision.shared());
+    // One per-peer connection table per port, shared by its workers.
+    let limits: Vec<Arc<PeerLimits>> =
+        cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
+    let guards: Vec<Arc<super::admission::BindGuard>> = cfg.ports.iter().map(|_| new_guard(&cfg)).collect();
+    if cfg.sip.trusted.is_empty() && cfg.ports.iter().any(|p| p.sip_udp_port.is_some() || p.sip_tcp_port.is_some()) {
+        eprintln!("iwf: warning: [sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
+    }
+    for (q, lcore) in workers.iter().enumerate() {
+        let Some(flows) = all_flows.next() else { break };
+        let mut wports = Vec::with_capacity(ports.len());
+        for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
+            let shared = PortShared { limits: &limits, guards: &guards, directory: &directory, stats: &stats };
+            wports.push(worker_port(&cfg, q, index, p, pc, route, &shared)?);
+        }
+        let worker = Worker {
+            queue: q as u16,
+            ports: wports,
+            pool: Arc::clone(&pool),
+            stats: Arc::clone(&stats),
+            handoff: handoffs.next().unwrap_or_else(Handoff::single),
+            flows: Some(flows),
+        };
+        let beats = Arc::clone(&stats);
+        if let Err(e) = eal.launch(*lcore, Box::new(move || beats.liveness.run(q, || worker.run()))) {
+            STOP.store(true, Ordering::SeqCst);
+            eal.wait_workers();
+            return Err(DataplaneError::Setup(e));
+        }
+    }
+    let ports = Arc::new(ports);
+    let control_core = cfg.control.core.unwrap_or(eal.main_lcore() as usize);
+    let interval = Duration::from_millis(cfg.control.stats_interval_ms);
+    let control = {
+        let (stats, ports, shared, provision) =
+            (Arc::clone(&stats), Arc::clone(&ports), Arc::clone(&shared), Arc::clone(&provision));
+        std::thread::Builder::new()
+            .name("iwf-control".into())
+            .spawn(move || control_loop(control_core, &stats, &ports, &shared, &provision, interval))
+            .map_err(|e| {
+                // Without its control thread iwf stops at once, orderly.
+                STOP.store(true, Ordering::SeqCst);
+                eprintln!("iwf: cannot start the control thread: {e}");
+            })
+            .ok()
+    };
+    println!(
+        "iwf: ready: main lcore {}, worker lcores {:?}, control thread on CPU {control_core}",
+        eal.main_lcore(),
+        workers
+    );
+
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("iwf: stopping");
+    eal.wait_workers();
+    if let Some(a) = admin {
+        a.stop();
+    }
+    if let Some(c) = control {
+        let _ = c.join();
+    }
+    store_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = store_thread {
+        let _ = t.join();
+    }
+    final_report(&shared, &stats, &ports);
+    // Order matters: rings (drained: their mbufs go back to the pool; each went with
+    // the workers that held its ends, the unused ones go here) and ports (stop, close)
+    // before the mempool they use, EAL last.
+    drop(handoffs);
+    drop(ports);
+    drop(pool);
+    let (files, dir) = eal.shutdown();
+    println!(
+        "iwf: stopped cleanly (removed {files} hugepage files{})",
+        if dir { " and the runtime directory" } else { "" }
+    );
+    Ok(())
+}
+
+/// The configuration and the provisioning of `config_path`, checked against the machine
+/// (root, the CPUs named) before EAL prints pages of log about what is wrong.
+fn load_and_check(
+    config_path: &str,
+) -> Result<
+    (DataplaneConfig, Arc<crate::control::reload::Reloader<crate::control::provision::Provision>>),
+    DataplaneError,
+> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
     let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
@@ -251,25 +383,54 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             });
         }
     }
-    install_signal_handlers()?;
+    Ok((cfg, provision))
+}
 
-    let mut args = vec!["iwf".to_string()];
-    args.extend(cfg.eal_args());
-    println!("iwf: DPDK {} EAL {}", dpdk_sys::DPDK_VERSION, args[1..].join(" "));
-    let eal = Eal::init(&args, &cfg.eal.file_prefix).map_err(DataplaneError::Eal)?;
-    let workers = eal.worker_lcores();
-    let queues = u16::try_from(workers.len()).unwrap_or(u16::MAX);
-    if workers.is_empty() {
-        return Err(DataplaneError::Setup("EAL gave no worker lcores: list at least two in eal.lcores".into()));
+/// The durable store's thread (with its metrics), over the store if one is configured.
+fn start_store(
+    store: Option<crate::route::store::Store>,
+    intake: std::sync::mpsc::Receiver<crate::flow::store::StoreOp>,
+    shared: &Arc<crate::flow::Shared>,
+    registry: &crate::control::metrics::MetricsRegistry,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<std::thread::JoinHandle<()>>, DataplaneError> {
+    let Some(db) = store else { return Ok(None) };
+    crate::flow::store::recount(&db, shared);
+    let stats = Arc::new(crate::flow::store::StoreStats::default());
+    registry.register(Arc::clone(&stats) as Arc<dyn crate::control::metrics::MetricsSource>);
+    let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+    std::thread::Builder::new()
+        .name("iwf-store".into())
+        .spawn(move || crate::flow::store::run(db, intake, shared, stats, &stop))
+        .map(Some)
+        .map_err(|e| DataplaneError::Setup(format!("cannot start the store thread: {e}")))
+}
+
+/// What the run did, printed once it stopped: the flows, the counters, each port's
+/// hardware counters.
+fn final_report(shared: &crate::flow::Shared, stats: &Stats, ports: &[Port]) {
+    println!("final flows {}", shared.stats.line());
+    report("final", stats, ports);
+    for p in ports {
+        let hw = p.hw_stats();
+        println!(
+            "final-hw port={} ipackets={} opackets={} imissed={} ierrors={} oerrors={} rx_nombuf={}",
+            p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
+        );
     }
-    let socket = i32::try_from(eal.lcore_socket(eal.main_lcore())).unwrap_or(-1);
-    let pool = Arc::new(
-        Mempool::create("iwf_mbufs", cfg.eal.mbufs, cfg.eal.mbuf_cache, socket).map_err(DataplaneError::Setup)?,
-    );
+}
+
+/// Opens every configured port with `queues` queue pairs over `pool`.
+fn open_ports(
+    config_path: &str,
+    cfg: &DataplaneConfig,
+    queues: u16,
+    pool: &Mempool,
+) -> Result<Vec<Port>, DataplaneError> {
     let link_wait = Duration::from_millis(cfg.control.link_wait_ms);
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for (index, pc) in cfg.ports.iter().enumerate() {
-        match Port::open(pc, queues, &pool, link_wait) {
+        match Port::open(pc, queues, pool, link_wait) {
             Ok(p) => ports.push(p),
             Err(PortError::NotFound) => {
                 return Err(DataplaneError::DeviceNotFound {
@@ -285,8 +446,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             }
         }
     }
-    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
-    let stats = Arc::new(Stats::new(&names, usize::from(queues)));
+    Ok(ports)
+}
+
+/// Says what was opened: the ports, the SIP next hop, iwf's own SMPP binds.
+fn announce(cfg: &DataplaneConfig, ports: &[Port]) {
     for (p, pc) in ports.iter().zip(&cfg.ports) {
         let link = p.link();
         println!(
@@ -321,11 +485,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             );
         }
     }
-    let mut handoffs = handoffs(usize::from(queues), socket).map_err(DataplaneError::Setup)?.into_iter();
-    // The flows: shared state (provisioning snapshot, lanes, completions), the durable
-    // store's thread, one engine per worker.
-    let (store_tx, store_rx) = std::sync::mpsc::channel();
-    let store = match &cfg.control.store {
+}
+
+/// The durable store of `[control] store`, if one is configured.
+fn open_store(config_path: &str, cfg: &DataplaneConfig) -> Result<Option<crate::route::store::Store>, DataplaneError> {
+    Ok(match &cfg.control.store {
         Some(path) => {
             if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 let _ = std::fs::create_dir_all(dir);
@@ -337,25 +501,83 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             Some(s)
         }
         None => None,
+    })
+}
+
+/// One engine per worker; after a restart each gets the correlation records still
+/// valid (a receipt may come back on any core holding a bind of its system), and the
+/// first the parked SMSC receipts.
+fn engines(
+    config_path: &str,
+    cfg: &DataplaneConfig,
+    workers: usize,
+    shared: &Arc<crate::flow::Shared>,
+    mut store: Option<&mut crate::route::store::Store>,
+) -> Result<Vec<crate::flow::Flows>, DataplaneError> {
+    let conv_sent_by = cfg
+        .sip
+        .next_hop_port
+        .and_then(|i| cfg.ports.get(i))
+        .map(|p| format!("{}:{}", p.address, p.sip_udp_port.unwrap_or(5060)))
+        .unwrap_or_else(|| "0.0.0.0:5060".into());
+    let unix = super::sip::unix_now();
+    let unreadable = |what: &str, e: crate::route::store::StoreError| {
+        DataplaneError::Setup(format!("{config_path}: control.store: {what} not readable: {e}: {}", e.advice()))
     };
-    let shared = crate::flow::Shared::published(provision.shared(), queues, store.as_ref().map(|_| store_tx))
-        .map_err(|e| DataplaneError::Setup(format!("lanes: {e}")))?;
-    let shared = Arc::new(shared);
-    if let Err(e) = super::dpdk::telemetry::register(Arc::clone(&stats))
-        .and_then(|()| super::dpdk::telemetry::register_flows(Arc::clone(&shared)))
-    {
-        eprintln!("iwf: DPDK telemetry commands not registered: {e}");
+    let restorable = match store.as_deref_mut().map(|db| db.restorable(unix)) {
+        Some(r) => r.map_err(|e| unreadable("correlation records", e))?,
+        None => Vec::new(),
+    };
+    // SMSC receipts answered when parked: applied again on the first core.
+    let parked = match store.as_deref_mut().map(|db| db.parked(unix)) {
+        Some(r) => r.map_err(|e| unreadable("parked receipts", e))?,
+        None => Vec::new(),
+    };
+    if let Some(n) = store.as_deref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
+        eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
     }
-    let registry = Arc::new(crate::control::metrics::MetricsRegistry::new());
-    registry.register(Arc::new(super::metrics::StatsMetrics(Arc::clone(&stats))));
-    registry.register(Arc::clone(&shared) as Arc<dyn crate::control::metrics::MetricsSource>);
-    registry.register(Arc::clone(&provision) as Arc<dyn crate::control::metrics::MetricsSource>);
-    let admin = match cfg.control.admin {
+    let all_flows: Vec<crate::flow::Flows> = (0..workers)
+        .map(|q| {
+            let next_hop =
+                cfg.sip.next_hop.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060));
+            let config = crate::flow::FlowsConfig {
+                core: q as u16,
+                next_hop,
+                local_sent_by: conv_sent_by.clone(),
+                parts_aside: cfg.smpp.parts_aside,
+                reassembly: (cfg.smpp.reassembly_messages, cfg.smpp.reassembly_bytes),
+            };
+            let mut f = crate::flow::Flows::new(config, Arc::clone(shared));
+            if store.is_some() {
+                let n = f.restore(&restorable, super::sip::unix_now());
+                if q == 0 {
+                    println!("iwf: {n} correlation records restored from the store");
+                    let p = f.restore_parked(&parked, super::sip::unix_now());
+                    println!("iwf: {p} parked SMSC receipts restored from the store");
+                }
+            }
+            f
+        })
+        .collect();
+    Ok(all_flows)
+}
+
+/// The admin endpoint of `[control] admin`, if one is configured: metrics, health,
+/// reload.
+fn start_admin(
+    config_path: &str,
+    cfg: &DataplaneConfig,
+    registry: &Arc<crate::control::metrics::MetricsRegistry>,
+    stats: &Arc<Stats>,
+    provision: &Arc<crate::control::reload::Reloader<crate::control::provision::Provision>>,
+    shared: &Arc<crate::flow::Shared>,
+) -> Result<Option<crate::control::admin::AdminHandle>, DataplaneError> {
+    Ok(match cfg.control.admin {
         Some(addr) => {
-            let (hs, rp, rs) = (Arc::clone(&stats), Arc::clone(&provision), Arc::clone(&shared));
-            let rs2 = Arc::clone(&shared);
+            let (hs, rp, rs) = (Arc::clone(stats), Arc::clone(provision), Arc::clone(shared));
+            let rs2 = Arc::clone(shared);
             let handlers = crate::control::admin::Handlers {
-                metrics: Arc::clone(&registry),
+                metrics: Arc::clone(registry),
                 health: Some(Box::new(move || {
                     let links: serde_json::Map<String, serde_json::Value> =
                         hs.ports.iter().map(|p| (p.name.clone(), p.link_up.load(Ordering::Relaxed).into())).collect();
@@ -405,145 +627,86 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             Some(a)
         }
         None => None,
-    };
-    let conv_sent_by = cfg
-        .sip
-        .next_hop_port
-        .and_then(|i| cfg.ports.get(i))
-        .map(|p| format!("{}:{}", p.address, p.sip_udp_port.unwrap_or(5060)))
-        .unwrap_or_else(|| "0.0.0.0:5060".into());
-    // One engine per worker; after a restart each gets the correlation records still
-    // valid (a receipt may come back on any core holding a bind of its system).
-    let mut store = store;
-    let unix = super::sip::unix_now();
-    let unreadable = |what: &str, e: crate::route::store::StoreError| {
-        DataplaneError::Setup(format!("{config_path}: control.store: {what} not readable: {e}: {}", e.advice()))
-    };
-    let restorable = match store.as_mut().map(|db| db.restorable(unix)) {
-        Some(r) => r.map_err(|e| unreadable("correlation records", e))?,
-        None => Vec::new(),
-    };
-    // SMSC receipts answered when parked: applied again on the first core.
-    let parked = match store.as_mut().map(|db| db.parked(unix)) {
-        Some(r) => r.map_err(|e| unreadable("parked receipts", e))?,
-        None => Vec::new(),
-    };
-    if let Some(n) = store.as_ref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
-        eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
-    }
-    let all_flows: Vec<crate::flow::Flows> = (0..workers.len())
-        .map(|q| {
-            let next_hop =
-                cfg.sip.next_hop.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5060));
-            let config = crate::flow::FlowsConfig {
-                core: q as u16,
-                next_hop,
-                local_sent_by: conv_sent_by.clone(),
-                parts_aside: cfg.smpp.parts_aside,
-                reassembly: (cfg.smpp.reassembly_messages, cfg.smpp.reassembly_bytes),
-            };
-            let mut f = crate::flow::Flows::new(config, Arc::clone(&shared));
-            if store.is_some() {
-                let n = f.restore(&restorable, super::sip::unix_now());
-                if q == 0 {
-                    println!("iwf: {n} correlation records restored from the store");
-                    let p = f.restore_parked(&parked, super::sip::unix_now());
-                    println!("iwf: {p} parked SMSC receipts restored from the store");
-                }
+    })
+}
+
+/// What the workers of one application share per port (and the counters).
+struct PortShared<'a> {
+    limits: &'a [Arc<PeerLimits>],
+    guards: &'a [Arc<super::admission::BindGuard>],
+    directory: &'a Directory,
+    stats: &'a Arc<Stats>,
+}
+
+/// The bind admission of one port (all its workers share it).
+fn new_guard(cfg: &DataplaneConfig) -> Arc<super::admission::BindGuard> {
+    Arc::new(super::admission::BindGuard::new(
+        cfg.smpp.backoff,
+        cfg.smpp.max_unbound,
+        4096,
+        cfg.smpp.specific_bind_errors,
+    ))
+}
+
+/// Worker `q`'s view of port `index`: its IP host, its SIP service, its TCP stack (SMPP
+/// server and clients, SIP over TCP) and its queue pair.
+fn worker_port(
+    cfg: &DataplaneConfig,
+    q: usize,
+    index: usize,
+    p: &Port,
+    pc: &crate::control::config::PortConfig,
+    route: Route,
+    shared: &PortShared<'_>,
+) -> Result<WorkerPort, DataplaneError> {
+    let mut host = Host::new(EthernetAddress(p.mac), pc.address).with_subnet(pc.prefix_len, pc.gateway);
+    let mut services: Vec<Option<SipUdp>> = (0..UDP_SERVICES).map(|_| None).collect();
+    if let Some(port) = pc.sip_udp_port {
+        let slot = host.bind_udp(port).map_err(|e| DataplaneError::Setup(e.to_string()))?;
+        // The keep-alive goes from the worker of queue 0 of the next hop's port.
+        let keepalive = match (cfg.sip.next_hop, cfg.sip.next_hop_port) {
+            (Some(next_hop), Some(i)) if i == index && q == 0 && cfg.sip.options_interval_ms > 0 => {
+                Some(KeepAlive { next_hop, interval_ms: cfg.sip.options_interval_ms })
             }
-            f
+            _ => None,
+        };
+        let settings = SipSettings {
+            local: std::net::SocketAddrV4::new(pc.address, port),
+            server_transactions: cfg.sip.server_transactions,
+            server_slot_bytes: cfg.sip.server_slot_bytes,
+            client_transactions: cfg.sip.client_transactions,
+            keepalive,
+            owner: q as u16,
+            timer_t1_ms: cfg.sip.timer_t1_ms,
+            trusted: cfg.sip.trusted.clone(),
+            untrusted: cfg.sip.untrusted,
+        };
+        // iwf's own requests (MESSAGEs, IMDNs) leave from the next hop's port.
+        let originates = cfg.sip.next_hop_port == Some(index);
+        if let Some(s) = services.get_mut(slot) {
+            *s = Some(SipUdp::new(&settings, route, Arc::clone(shared.stats), index, q).originating(originates));
+        }
+    }
+    // iwf's binds to SMSCs leave from the worker of queue 0 of their port.
+    let clients: Vec<SmscClient> = cfg
+        .legacy
+        .iter()
+        .filter(|l| q == 0 && l.connect_port == Some(index))
+        .filter_map(|l| {
+            Some(SmscClient {
+                system: l.id,
+                remote: l.connect?,
+                credentials: Credentials::transceiver(l.system_id.as_bytes(), l.password.as_bytes())?,
+                window: l.window,
+                reconnect: ReconnectConfig { initial: l.reconnect_ms.0, max: l.reconnect_ms.1 },
+            })
         })
         .collect();
-    let mut all_flows = all_flows.into_iter();
-    if let Some(db) = &store {
-        crate::flow::store::recount(db, &shared);
-    }
-    let store_stats = Arc::new(crate::flow::store::StoreStats::default());
-    if store.is_some() {
-        registry.register(Arc::clone(&store_stats) as Arc<dyn crate::control::metrics::MetricsSource>);
-    }
-    let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let store_thread = store.map(|db| {
-        let (shared, stats, stop) = (Arc::clone(&shared), Arc::clone(&store_stats), Arc::clone(&store_stop));
-        std::thread::Builder::new()
-            .name("iwf-store".into())
-            .spawn(move || crate::flow::store::run(db, store_rx, shared, stats, &stop))
-    });
-    let store_thread = match store_thread {
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => return Err(DataplaneError::Setup(format!("cannot start the store thread: {e}"))),
-        None => None,
-    };
-    let directory = Directory::live(provision.shared());
-    // One per-peer connection table per port, shared by its workers.
-    let limits: Vec<Arc<PeerLimits>> =
-        cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
-    let new_guard = || {
-        Arc::new(super::admission::BindGuard::new(
-            cfg.smpp.backoff,
-            cfg.smpp.max_unbound,
-            4096,
-            cfg.smpp.specific_bind_errors,
-        ))
-    };
-    let guards: Vec<Arc<super::admission::BindGuard>> = cfg.ports.iter().map(|_| new_guard()).collect();
-    if cfg.sip.trusted.is_empty() && cfg.ports.iter().any(|p| p.sip_udp_port.is_some() || p.sip_tcp_port.is_some()) {
-        eprintln!("iwf: warning: [sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
-    }
-    for (q, lcore) in workers.iter().enumerate() {
-        let Some(flows) = all_flows.next() else { break };
-        let mut wports = Vec::with_capacity(ports.len());
-        for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
-            let mut host = Host::new(EthernetAddress(p.mac), pc.address).with_subnet(pc.prefix_len, pc.gateway);
-            let mut services: Vec<Option<SipUdp>> = (0..UDP_SERVICES).map(|_| None).collect();
-            if let Some(port) = pc.sip_udp_port {
-                let slot = host.bind_udp(port).map_err(|e| DataplaneError::Setup(e.to_string()))?;
-                // The keep-alive goes from the worker of queue 0 of the next hop's port.
-                let keepalive = match (cfg.sip.next_hop, cfg.sip.next_hop_port) {
-                    (Some(next_hop), Some(i)) if i == index && q == 0 && cfg.sip.options_interval_ms > 0 => {
-                        Some(KeepAlive { next_hop, interval_ms: cfg.sip.options_interval_ms })
-                    }
-                    _ => None,
-                };
-                let settings = SipSettings {
-                    local: std::net::SocketAddrV4::new(pc.address, port),
-                    server_transactions: cfg.sip.server_transactions,
-                    server_slot_bytes: cfg.sip.server_slot_bytes,
-                    client_transactions: cfg.sip.client_transactions,
-                    keepalive,
-                    owner: q as u16,
-                    timer_t1_ms: cfg.sip.timer_t1_ms,
-                    trusted: cfg.sip.trusted.clone(),
-                    untrusted: cfg.sip.untrusted,
-                };
-                // iwf's own requests (MESSAGEs, IMDNs) leave from the next hop's port.
-                let originates = cfg.sip.next_hop_port == Some(index);
-                if let Some(s) = services.get_mut(slot) {
-                    *s = Some(SipUdp::new(&settings, route, Arc::clone(&stats), index, q).originating(originates));
-                }
-            }
-            // iwf's binds to SMSCs leave from the worker of queue 0 of their port.
-            let clients: Vec<SmscClient> = cfg
-                .legacy
-                .iter()
-                .filter(|l| q == 0 && l.connect_port == Some(index))
-                .filter_map(|l| {
-                    Some(SmscClient {
-                        system: l.id,
-                        remote: l.connect?,
-                        credentials: Credentials::transceiver(l.system_id.as_bytes(), l.password.as_bytes())?,
-                        window: l.window,
-                        reconnect: ReconnectConfig { initial: l.reconnect_ms.0, max: l.reconnect_ms.1 },
-                    })
-                })
-                .collect();
-            // iwf's own SIP requests over 1300 octets go to the next hop over TCP from
-            // its port (each worker its own connection: active opens belong to it).
-            let sip_next_hop = cfg.sip.next_hop.filter(|_| cfg.sip.next_hop_port == Some(index));
-            let tcp = (pc.smpp_tcp_port.is_some()
-                || pc.sip_tcp_port.is_some()
-                || !clients.is_empty()
-                || sip_next_hop.is_some())
+    // iwf's own SIP requests over 1300 octets go to the next hop over TCP from
+    // its port (each worker its own connection: active opens belong to it).
+    let sip_next_hop = cfg.sip.next_hop.filter(|_| cfg.sip.next_hop_port == Some(index));
+    let tcp =
+        (pc.smpp_tcp_port.is_some() || pc.sip_tcp_port.is_some() || !clients.is_empty() || sip_next_hop.is_some())
             .then(|| {
                 let settings = StackSettings {
                     mac: EthernetAddress(p.mac),
@@ -554,10 +717,11 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     sip_port: pc.sip_tcp_port,
                     clients,
                     tcp: cfg.tcp,
-                    limits: limits
+                    limits: shared
+                        .limits
                         .get(index)
                         .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
-                    bind_guard: guards.get(index).map_or_else(new_guard, Arc::clone),
+                    bind_guard: shared.guards.get(index).map_or_else(|| new_guard(cfg), Arc::clone),
                     parts_aside: cfg.smpp.parts_aside,
                     sip_trusted: cfg.sip.trusted.clone(),
                     queue: q as u16,
@@ -566,95 +730,18 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
                     sip_next_hop,
                     timer_f_ms: cfg.sip.timer_t1_ms.saturating_mul(64),
                 };
-                TcpStack::new(&settings, directory.clone(), route, 0).on_port(index as u8)
+                TcpStack::new(&settings, shared.directory.clone(), route, 0).on_port(index as u8)
             });
-            let arp_hold = super::arp::ArpHold::new(
-                super::worker::ARP_HOLD_PER_NEIGHBOUR,
-                super::worker::ARP_HOLD_MAX,
-                super::worker::ARP_HOLD_MS,
-            );
-            let queue = p
-                .queue(q as u16)
-                .ok_or_else(|| DataplaneError::Setup(format!("port {}: no queue {q} for worker {q}", p.name)))?;
-            let scratch = vec![0u8; usize::from(super::host::MAX_FRAME)].into_boxed_slice();
-            wports.push(WorkerPort { queue, index, host, gateway: pc.gateway, services, tcp, arp_hold, scratch });
-        }
-        let worker = Worker {
-            queue: q as u16,
-            ports: wports,
-            pool: Arc::clone(&pool),
-            stats: Arc::clone(&stats),
-            handoff: handoffs.next().unwrap_or_else(Handoff::single),
-            flows: Some(flows),
-        };
-        let beats = Arc::clone(&stats);
-        if let Err(e) = eal.launch(*lcore, Box::new(move || beats.liveness.run(q, || worker.run()))) {
-            STOP.store(true, Ordering::SeqCst);
-            eal.wait_workers();
-            return Err(DataplaneError::Setup(e));
-        }
-    }
-    let ports = Arc::new(ports);
-    let control_core = cfg.control.core.unwrap_or(eal.main_lcore() as usize);
-    let control = {
-        let (stats, ports, shared) = (Arc::clone(&stats), Arc::clone(&ports), Arc::clone(&shared));
-        let provision = Arc::clone(&provision);
-        let interval = Duration::from_millis(cfg.control.stats_interval_ms);
-        std::thread::Builder::new()
-            .name("iwf-control".into())
-            .spawn(move || control_loop(control_core, &stats, &ports, &shared, &provision, interval))
-            .map_err(|e| DataplaneError::Setup(format!("cannot start the control thread: {e}")))
-    };
-    let control = match control {
-        Ok(c) => Some(c),
-        Err(e) => {
-            STOP.store(true, Ordering::SeqCst);
-            eprintln!("iwf: {e}");
-            None
-        }
-    };
-    println!(
-        "iwf: ready: main lcore {}, worker lcores {:?}, control thread on CPU {control_core}",
-        eal.main_lcore(),
-        workers
+    let arp_hold = super::arp::ArpHold::new(
+        super::worker::ARP_HOLD_PER_NEIGHBOUR,
+        super::worker::ARP_HOLD_MAX,
+        super::worker::ARP_HOLD_MS,
     );
-
-    while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!("iwf: stopping");
-    eal.wait_workers();
-    if let Some(a) = admin {
-        a.stop();
-    }
-    if let Some(c) = control {
-        let _ = c.join();
-    }
-    store_stop.store(true, Ordering::SeqCst);
-    if let Some(t) = store_thread {
-        let _ = t.join();
-    }
-    println!("final flows {}", shared.stats.line());
-    report("final", &stats, &ports);
-    for p in ports.iter() {
-        let hw = p.hw_stats();
-        println!(
-            "final-hw port={} ipackets={} opackets={} imissed={} ierrors={} oerrors={} rx_nombuf={}",
-            p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
-        );
-    }
-    // Order matters: rings (drained: their mbufs go back to the pool; each went with
-    // the workers that held its ends, the unused ones go here) and ports (stop, close)
-    // before the mempool they use, EAL last.
-    drop(handoffs);
-    drop(ports);
-    drop(pool);
-    let (files, dir) = eal.shutdown();
-    println!(
-        "iwf: stopped cleanly (removed {files} hugepage files{})",
-        if dir { " and the runtime directory" } else { "" }
-    );
-    Ok(())
+    let queue = p
+        .queue(q as u16)
+        .ok_or_else(|| DataplaneError::Setup(format!("port {}: no queue {q} for worker {q}", p.name)))?;
+    let scratch = vec![0u8; usize::from(super::host::MAX_FRAME)].into_boxed_slice();
+    Ok(WorkerPort { queue, index, host, gateway: pc.gateway, services, tcp, arp_hold, scratch })
 }
 
 /// The SP/SC rings between every ordered pair of workers (none with one worker), as
