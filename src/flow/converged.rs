@@ -227,91 +227,19 @@ impl Flows {
         raw: &[u8],
         provision: &Provision,
     ) {
+        let _ = now;
         if !matches!(txn, SipTxn::Remote { .. }) {
             inc(&self.shared.stats.converged_messages);
         }
-        let refuse = |me: &mut Flows, status: u16, reason: &'static str| {
-            inc(&me.shared.stats.converged_refused);
-            me.answer(txn, status, reason);
-        };
-        // Route by the Request-URI's number (content type from the body).
-        let number = msg
-            .request_line()
-            .and_then(|r| r.parse_uri().ok())
-            .and_then(|u| crate::interwork::legacy_to_converged::uri_msisdn(u.as_str().as_bytes()).ok());
-        let Some(number) = number else {
-            return refuse(self, 404, "Not Found (no E.164 number in the Request-URI)");
-        };
-        let mut media = [0u8; 128];
-        let content_type = content_type_of(msg, content, &mut media);
-        let system = match provision.routes.select(&number, content_type) {
-            Ok(s) => s.0,
-            Err(e) => {
-                self.shared.count_drop(DropReason::NoRoute);
-                let (status, reason) = e.sip_status();
-                return refuse(self, status, reason);
-            }
-        };
+        let Some(system) = self.admit_converged(unix, txn, msg, content, provision) else { return };
         let Some(l) = provision.system(system) else {
-            return refuse(self, 500, "Server Internal Error (route to an unknown system)");
+            return self.refuse_converged(txn, 500, "Server Internal Error (route to an unknown system)");
         };
-        let st = self.shared.system(system);
-        if !matches!(txn, SipTxn::Remote { .. }) && st.as_ref().is_some_and(|st| !st.admit(unix, l.throughput)) {
-            if let Some(st) = &st {
-                inc(&st.throttled);
-            }
-            self.shared.count_drop(DropReason::Throttled);
-            inc(&self.shared.stats.converged_refused);
-            self.answer_with(SipAnswer {
-                txn,
-                status: 503,
-                reason: "Service Unavailable (legacy system's throughput limit)",
-                retry_after: Some(1),
-            });
-            return;
-        }
-        // A waiter for the answer and one for the correlation record's write.
-        if self.waiters_full(2) {
-            self.shared.count_drop(DropReason::WaitersFull);
-            inc(&self.shared.stats.converged_refused);
-            self.answer_with(SipAnswer {
-                txn,
-                status: 503,
-                reason: "Service Unavailable (too many requests waiting)",
-                retry_after: Some(1),
-            });
-            return;
-        }
         // The bind the parts leave on: this core's, one that receives; else the core
         // that holds one gets the request (it keeps the correlation: the receipts come
         // back on that bind).
         let Some(conn) = self.pick_conn(system) else {
-            let owner = self.shared.lanes.load().get(LegacySystemId(system)).and_then(|l| l.owner());
-            let me = self.config.core;
-            match owner {
-                Some(core) if core != me && !matches!(txn, SipTxn::Remote { .. }) => {
-                    let key = self.waiters.insert(Waiter {
-                        from: Requester::Sip(txn),
-                        remaining: 1,
-                        refused: None,
-                        answer: None,
-                        replay: None,
-                    });
-                    let job = Job { token: self.token(key), request: raw.to_vec() };
-                    match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
-                        Some(Ok(())) => {}
-                        _ => {
-                            self.waiters.remove(key);
-                            refuse(self, 503, "Service Unavailable (core hand-over full)");
-                        }
-                    }
-                    return;
-                }
-                _ => {
-                    self.shared.count_drop(DropReason::NotBound);
-                    return refuse(self, 480, "Temporarily Unavailable (legacy system not bound)");
-                }
-            }
+            return self.hand_over(txn, system, raw);
         };
         let exchange = exchange_of(l);
         self.concat_ref = self.concat_ref.wrapping_add(1);
@@ -329,39 +257,14 @@ impl Flows {
             Ok(b) => b,
             Err(e) => {
                 let (status, reason) = e.sip_status();
-                return refuse(self, status, reason);
+                return self.refuse_converged(txn, status, reason);
             }
         };
         let count = batch.count;
         self.corr_seq = first.wrapping_add(u32::from(count)).max(1);
-        let mut durable = None;
-        if let Some(stored) = batch.facts.stored() {
-            let entry = NewMessage {
-                system: LegacySystemId(system),
-                stored,
-                segments: count,
-                first_sequence: first,
-                deadline: unix + provision.converged.message_validity_s,
-            };
-            let full = self.correlation.len() >= provision.converged.correlation_capacity;
-            let inserted = if full { None } else { self.correlation.insert(&entry, unix).ok() };
-            let Some(message) = inserted else {
-                // Full (its capacity, or the table's own limit): the sender retries later.
-                self.shared.count_drop(DropReason::CorrelationFull);
-                inc(&self.shared.stats.converged_refused);
-                self.answer_with(SipAnswer {
-                    txn,
-                    status: 503,
-                    reason: "Service Unavailable (correlation table full)",
-                    retry_after: Some(10),
-                });
-                return;
-            };
-            durable = Some((
-                message,
-                crate::route::store::DurableCorrelation::new(LegacySystemId(system), count, entry.deadline, &stored),
-            ));
-        }
+        let Ok(durable) = self.correlate(unix, txn, system, first, count, batch.facts.stored(), provision) else {
+            return;
+        };
         // With a store, the 200 also waits for every part's id to be durable (the record
         // is, before the parts go).
         let store_waits = if durable.is_some() && self.shared.store.is_some() { u16::from(count) } else { 0 };
@@ -378,7 +281,6 @@ impl Flows {
             let corr = batch.facts.stored().map(|_| (system, first.wrapping_add(i as u32)));
             items.push((LaneItem::new(LegacySystemId(system), token, bytes), corr));
         }
-        let _ = now;
         let mut parts = Vec::with_capacity(items.len());
         for (item, corr) in items {
             match item {
@@ -395,9 +297,147 @@ impl Flows {
                 }
             }
         }
+        self.send_parts(key, conn, system, parts, durable);
+    }
+
+    fn refuse_converged(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
+        inc(&self.shared.stats.converged_refused);
+        self.answer(txn, status, reason);
+    }
+
+    fn refuse_converged_later(&mut self, txn: SipTxn, drop: DropReason, reason: &'static str, retry_after: u32) {
+        self.shared.count_drop(drop);
+        inc(&self.shared.stats.converged_refused);
+        self.answer_with(SipAnswer { txn, status: 503, reason, retry_after: Some(retry_after) });
+    }
+
+    /// The legacy system a converged user's MESSAGE goes to (by the Request-URI's
+    /// number and the content's type), if it may go now: its throughput and this
+    /// core's waiters allow it. `None`: answered already.
+    fn admit_converged(
+        &mut self,
+        unix: u64,
+        txn: SipTxn,
+        msg: &Message<'_, '_>,
+        content: &SipContent<'_, '_>,
+        provision: &Provision,
+    ) -> Option<u16> {
+        let number = msg
+            .request_line()
+            .and_then(|r| r.parse_uri().ok())
+            .and_then(|u| crate::interwork::legacy_to_converged::uri_msisdn(u.as_str().as_bytes()).ok());
+        let Some(number) = number else {
+            self.refuse_converged(txn, 404, "Not Found (no E.164 number in the Request-URI)");
+            return None;
+        };
+        let mut media = [0u8; 128];
+        let content_type = content_type_of(msg, content, &mut media);
+        let system = match provision.routes.select(&number, content_type) {
+            Ok(s) => s.0,
+            Err(e) => {
+                self.shared.count_drop(DropReason::NoRoute);
+                let (status, reason) = e.sip_status();
+                self.refuse_converged(txn, status, reason);
+                return None;
+            }
+        };
+        let Some(throughput) = provision.system(system).map(|l| l.throughput) else {
+            self.refuse_converged(txn, 500, "Server Internal Error (route to an unknown system)");
+            return None;
+        };
+        let st = self.shared.system(system);
+        if !matches!(txn, SipTxn::Remote { .. }) && st.as_ref().is_some_and(|st| !st.admit(unix, throughput)) {
+            if let Some(st) = &st {
+                inc(&st.throttled);
+            }
+            let reason = "Service Unavailable (legacy system's throughput limit)";
+            self.refuse_converged_later(txn, DropReason::Throttled, reason, 1);
+            return None;
+        }
+        // A waiter for the answer and one for the correlation record's write.
+        if self.waiters_full(2) {
+            let reason = "Service Unavailable (too many requests waiting)";
+            self.refuse_converged_later(txn, DropReason::WaitersFull, reason, 1);
+            return None;
+        }
+        Some(system)
+    }
+
+    /// No bind of `system` here: the core that holds one gets the request (once; a
+    /// request handed over already is not handed on).
+    fn hand_over(&mut self, txn: SipTxn, system: u16, raw: &[u8]) {
+        let owner = self.shared.lanes.load().get(LegacySystemId(system)).and_then(|l| l.owner());
+        match owner {
+            Some(core) if core != self.config.core && !matches!(txn, SipTxn::Remote { .. }) => {
+                let key = self.waiters.insert(Waiter {
+                    from: Requester::Sip(txn),
+                    remaining: 1,
+                    refused: None,
+                    answer: None,
+                    replay: None,
+                });
+                let job = Job { token: self.token(key), request: raw.to_vec() };
+                match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
+                    Some(Ok(())) => {}
+                    _ => {
+                        self.waiters.remove(key);
+                        self.refuse_converged(txn, 503, "Service Unavailable (core hand-over full)");
+                    }
+                }
+            }
+            _ => {
+                self.shared.count_drop(DropReason::NotBound);
+                self.refuse_converged(txn, 480, "Temporarily Unavailable (legacy system not bound)");
+            }
+        }
+    }
+
+    /// The correlation entry of a message that asked for notifications (and what its
+    /// durable record will hold); `Err` when the table is full (answered 503).
+    #[allow(clippy::too_many_arguments)]
+    fn correlate(
+        &mut self,
+        unix: u64,
+        txn: SipTxn,
+        system: u16,
+        first: u32,
+        count: u8,
+        stored: Option<crate::interwork::converged_to_legacy::StoredCorrelation<'_>>,
+        provision: &Provision,
+    ) -> Result<Option<(correlation::MessageRef, crate::route::store::DurableCorrelation)>, ()> {
+        let Some(stored) = stored else { return Ok(None) };
+        let entry = NewMessage {
+            system: LegacySystemId(system),
+            stored,
+            segments: count,
+            first_sequence: first,
+            deadline: unix + provision.converged.message_validity_s,
+        };
+        let full = self.correlation.len() >= provision.converged.correlation_capacity;
+        let inserted = if full { None } else { self.correlation.insert(&entry, unix).ok() };
+        let Some(message) = inserted else {
+            // Full (its capacity, or the table's own limit): the sender retries later.
+            let reason = "Service Unavailable (correlation table full)";
+            self.refuse_converged_later(txn, DropReason::CorrelationFull, reason, 10);
+            return Err(());
+        };
+        let record =
+            crate::route::store::DurableCorrelation::new(LegacySystemId(system), count, entry.deadline, &stored);
+        Ok(Some((message, record)))
+    }
+
+    /// The parts of a converged message: onto the bind `conn` now, or, with a store and
+    /// a correlation, once its record is durable (a receipt must never come for a
+    /// message a restart would forget).
+    fn send_parts(
+        &mut self,
+        key: u64,
+        conn: ConnRef,
+        system: u16,
+        parts: Vec<SmppSend>,
+        durable: Option<(correlation::MessageRef, crate::route::store::DurableCorrelation)>,
+    ) {
         if let (Some((message, record)), Some(tx)) = (durable, self.shared.store.clone()) {
-            // The parts wait for the record: a receipt must never come for a message a
-            // restart would forget.
             let store_key = self.store_key();
             self.store_keys.insert(message, store_key);
             let from = Requester::Correlation { message: key };
@@ -410,6 +450,7 @@ impl Flows {
             }
             return;
         }
+        let st = self.shared.system(system);
         for send in parts {
             inc(&self.shared.stats.converged_parts_sent);
             if let Some(st) = &st {
