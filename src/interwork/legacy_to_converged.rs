@@ -950,26 +950,7 @@ pub fn imdn_content_to_receipts<'e>(
     // it does not is every pair tried (the first of which is that same pair).
     let mut primary_name = [0u8; ALPHA_MAX];
     let primary = primary_parties(&env, &mut primary_name);
-    let verified = match &primary {
-        Some((p, ..)) => keys.verify(id, now_unix, &[*p]),
-        None => Err(TagError::BadMac),
-    };
-    let fields = match verified {
-        Err(TagError::BadMac) => {
-            let mut candidates = [Parties::NONE; MAX_CANDIDATES];
-            let n = party_candidates(msg, &env, &imdn, &mut candidates);
-            if n == 0 {
-                // No pair to verify with: say which party the IMDN fails to name.
-                converged_number(env.from, &imdn)?;
-                let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
-                    .map_err(ImdnRouteError::Cpim)?;
-                legacy_party_from_uri(to.uri, &mut [0u8; ALPHA_MAX])?;
-            }
-            keys.verify(id, now_unix, candidates.get(..n).unwrap_or(&[]))
-        }
-        other => other,
-    }
-    .map_err(ImdnRouteError::Tag)?;
+    let fields = verify_tag(msg, &env, &imdn, id, keys, now_unix, primary.as_ref().map(|(p, ..)| *p))?;
     // Verified, so exactly TAG_LEN characters of the tag alphabet; canonical case.
     let mut message_id = [0u8; TAG_LEN];
     if let Some(src) = id.get(..TAG_LEN) {
@@ -993,25 +974,9 @@ pub fn imdn_content_to_receipts<'e>(
     // Addresses: those the tag authenticated; a version 0 tag's from the CPIM headers.
     let mut name_buf = [0u8; ALPHA_MAX];
     let signed_primary = primary.filter(|(p, ..)| *p == fields.parties && !fields.parties.is_none());
-    let (recipient, originator) = if let Some((_, recipient, originator)) = signed_primary {
-        (recipient, originator)
-    } else if fields.parties.is_none() {
-        let recipient = converged_number(env.from, &imdn)?;
-        let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
-            .map_err(ImdnRouteError::Cpim)?;
-        (recipient, legacy_party_from_uri(to.uri, &mut name_buf)?)
-    } else {
-        let p = &fields.parties;
-        let recipient = Msisdn::parse(p.recipient()).map_err(ImdnRouteError::BadRecipient)?;
-        let originator = match p.originator() {
-            Originator::Number(d) => LegacyParty::Number(Msisdn::parse(d).map_err(ImdnRouteError::BadOriginator)?),
-            Originator::Name(n) => {
-                let b = name_buf.get_mut(..n.len()).ok_or(ImdnRouteError::BadOriginator(AddressError::TooLong))?;
-                b.copy_from_slice(n.as_bytes());
-                LegacyParty::Name(core::str::from_utf8(b).unwrap_or_default())
-            }
-        };
-        (recipient, originator)
+    let (recipient, originator) = match signed_primary {
+        Some((_, recipient, originator)) => (recipient, originator),
+        None => receipt_parties(&env, &imdn, &fields, &mut name_buf)?,
     };
     let (rton, rnpi, rdigits) = NumberingPlan::to_smpp(&recipient);
     let originator_number;
@@ -1047,6 +1012,107 @@ pub fn imdn_content_to_receipts<'e>(
     };
     let delivered = matches!(state, ReceiptState::Delivered | ReceiptState::Displayed);
 
+    let parts = ReceiptParts {
+        source,
+        destination,
+        esm_class,
+        message_state,
+        network_error,
+        err,
+        delivered,
+        submit_date,
+        done_date,
+        direction: exchange.direction,
+    };
+    let (count, pos) = write_receipts(keys, &fields, message_id, &parts, first_sequence, out)?;
+    Ok(ReceiptOutcome::Receipts { system, state, count, len: pos, message_id })
+}
+
+/// The tag `id` verified against the `primary` pair first, then against every pair the
+/// IMDN names; an IMDN that names none is refused for the party it lacks.
+fn verify_tag(
+    msg: &Message<'_, '_>,
+    env: &Envelope<'_>,
+    imdn: &Imdn<'_>,
+    id: &[u8],
+    keys: &KeyRing,
+    now_unix: u64,
+    primary: Option<Parties>,
+) -> Result<TagFields, ImdnRouteError> {
+    let verified = match primary {
+        Some(p) => keys.verify(id, now_unix, &[p]),
+        None => Err(TagError::BadMac),
+    };
+    match verified {
+        Err(TagError::BadMac) => {
+            let mut candidates = [Parties::NONE; MAX_CANDIDATES];
+            let n = party_candidates(msg, env, imdn, &mut candidates);
+            if n == 0 {
+                // No pair to verify with: say which party the IMDN fails to name.
+                converged_number(env.from, imdn)?;
+                let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+                    .map_err(ImdnRouteError::Cpim)?;
+                legacy_party_from_uri(to.uri, &mut [0u8; ALPHA_MAX])?;
+            }
+            keys.verify(id, now_unix, candidates.get(..n).unwrap_or(&[]))
+        }
+        other => other,
+    }
+    .map_err(ImdnRouteError::Tag)
+}
+
+/// The converged recipient and the legacy originator of the receipts: those the tag
+/// authenticated, or for a version 0 tag the IMDN's CPIM headers.
+fn receipt_parties<'n>(
+    env: &Envelope<'_>,
+    imdn: &Imdn<'_>,
+    fields: &TagFields,
+    name_buf: &'n mut [u8; ALPHA_MAX],
+) -> Result<(Msisdn, LegacyParty<'n>), ImdnRouteError> {
+    Ok(if fields.parties.is_none() {
+        let recipient = converged_number(env.from, imdn)?;
+        let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+            .map_err(ImdnRouteError::Cpim)?;
+        (recipient, legacy_party_from_uri(to.uri, name_buf)?)
+    } else {
+        let p = &fields.parties;
+        let recipient = Msisdn::parse(p.recipient()).map_err(ImdnRouteError::BadRecipient)?;
+        let originator = match p.originator() {
+            Originator::Number(d) => LegacyParty::Number(Msisdn::parse(d).map_err(ImdnRouteError::BadOriginator)?),
+            Originator::Name(n) => {
+                let b = name_buf.get_mut(..n.len()).ok_or(ImdnRouteError::BadOriginator(AddressError::TooLong))?;
+                b.copy_from_slice(n.as_bytes());
+                LegacyParty::Name(core::str::from_utf8(b).unwrap_or_default())
+            }
+        };
+        (recipient, originator)
+    })
+}
+
+/// What every receipt PDU of one IMDN shares.
+struct ReceiptParts<'a> {
+    source: Address<'a>,
+    destination: Address<'a>,
+    esm_class: EsmClass,
+    message_state: MessageState,
+    network_error: Option<NetworkErrorCode>,
+    err: &'static [u8],
+    delivered: bool,
+    submit_date: Option<ReceiptDate>,
+    done_date: Option<ReceiptDate>,
+    direction: BindDirection,
+}
+
+/// The receipt PDUs for the segments `fields` names (one, or every segment of the
+/// message), numbered from `first_sequence`, into `out`: how many, and their length.
+fn write_receipts(
+    keys: &KeyRing,
+    fields: &TagFields,
+    message_id: [u8; TAG_LEN],
+    p: &ReceiptParts<'_>,
+    first_sequence: u32,
+    out: &mut [u8],
+) -> Result<(u8, usize), ImdnRouteError> {
     let segments =
         if fields.segment_index != 0 { fields.segment_index..=fields.segment_index } else { 1..=fields.segment_count };
     let out_len = out.len();
@@ -1056,7 +1122,7 @@ pub fn imdn_content_to_receipts<'e>(
         // The message's own tag (single part) is the verified id in canonical (lower)
         // case; other segments' tags are signed afresh.
         let seg_fields = fields.segment(i);
-        let seg_id: [u8; TAG_LEN] = if seg_fields == fields {
+        let seg_id: [u8; TAG_LEN] = if seg_fields == *fields {
             message_id
         } else {
             let tag =
@@ -1068,29 +1134,31 @@ pub fn imdn_content_to_receipts<'e>(
         let receipt = Receipt {
             id: Some(seg_id),
             sub: Some(1),
-            dlvrd: Some(u16::from(delivered)),
-            submit_date,
-            done_date,
-            stat: Some(ReceiptStat::from_message_state(message_state)),
-            err: Some(err),
+            dlvrd: Some(u16::from(p.delivered)),
+            submit_date: p.submit_date,
+            done_date: p.done_date,
+            stat: Some(ReceiptStat::from_message_state(p.message_state)),
+            err: Some(p.err),
             text: Some(b""),
         };
         let text_len = receipt.emit(&mut text).map_err(ImdnRouteError::Receipt)?;
         let mut tlv_buf = [0u8; 64];
         let mut tlvs = TlvWriter::new(&mut tlv_buf);
-        tlvs.receipted_message_id(seg_id).and_then(|w| w.message_state(message_state)).map_err(ImdnRouteError::Emit)?;
-        if let Some(code) = network_error {
+        tlvs.receipted_message_id(seg_id)
+            .and_then(|w| w.message_state(p.message_state))
+            .map_err(ImdnRouteError::Emit)?;
+        if let Some(code) = p.network_error {
             tlvs.network_error_code(code).map_err(ImdnRouteError::Emit)?;
         }
         let sm = SubmitSm {
-            source,
-            destination,
-            esm_class,
+            source: p.source,
+            destination: p.destination,
+            esm_class: p.esm_class,
             short_message: text.get(..text_len).unwrap_or_default(),
             tlvs: Tlvs::Raw(tlvs.as_bytes()),
             ..SubmitSm::default()
         };
-        let body = match exchange.direction {
+        let body = match p.direction {
             BindDirection::LegacyBindsToIwf => Body::DeliverSm(sm),
             BindDirection::IwfBindsToLegacy => Body::SubmitSm(sm),
         };
@@ -1107,7 +1175,7 @@ pub fn imdn_content_to_receipts<'e>(
         pos = pos.saturating_add(written);
         count = count.saturating_add(1);
     }
-    Ok(ReceiptOutcome::Receipts { system, state, count, len: pos, message_id })
+    Ok((count, pos))
 }
 
 /// Most party pairs an IMDN is verified against (3 originators × 4 recipients).
