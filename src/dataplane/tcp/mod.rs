@@ -499,99 +499,7 @@ impl Endpoint {
         if let Some(gw) = settings.gateway {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
-        let own = settings.clients.len() + usize::from(settings.sip_next_hop.is_some());
-        let total = settings.tcp.sockets.max(own + 2);
-        let mut sockets = SocketSet::new(Vec::with_capacity(total));
-        let mut slots = Vec::with_capacity(total);
-        let window = directory.max_window().max(WINDOW_ROOM);
-        let specific_bind_errors = settings.bind_guard.specific_bind_errors;
-        let smpp_conn = |role: Role, window: usize| SmppConn {
-            session: Session::new(SessionConfig {
-                role,
-                window,
-                out_window: window,
-                aside: settings.parts_aside,
-                specific_bind_errors,
-                ..SessionConfig::default()
-            }),
-            pending: Vec::with_capacity(window),
-            waiting: std::collections::VecDeque::new(),
-            // Named by the dispatcher when a request first waits on it.
-            conn_id: ConnRef::new(0, 0),
-            window,
-            window_read: 0,
-            seen: SessionCounters::default(),
-        };
-        for (i, c) in settings.clients.iter().enumerate() {
-            let s = new_socket(&settings.tcp);
-            let handle = sockets.add(s);
-            let reconnect = Reconnect::new(c.reconnect, seed(i as u64 + 100));
-            slots.push(Slot {
-                handle,
-                service: Service::SmppClient {
-                    remote: c.remote,
-                    reconnect,
-                    connecting: false,
-                    since: 0,
-                    system: c.system,
-                },
-                smpp: Some(smpp_conn(Role::Client(c.credentials), c.window)),
-                peer: None,
-                open: false,
-                unbound: false,
-            });
-        }
-        let listeners = total.saturating_sub(own);
-        let (smpp_n, sip_n) = match (settings.smpp_port, settings.sip_port) {
-            (Some(_), Some(_)) => (listeners / 2, listeners - listeners / 2),
-            (Some(_), None) => (listeners, 0),
-            (None, Some(_)) => (0, listeners),
-            (None, None) => (0, 0),
-        };
-        if let Some(port) = settings.smpp_port {
-            for _ in 0..smpp_n {
-                let handle = sockets.add(new_socket(&settings.tcp));
-                slots.push(Slot {
-                    handle,
-                    service: Service::SmppServer { port },
-                    smpp: Some(smpp_conn(Role::Server, window)),
-                    peer: None,
-                    open: false,
-                    unbound: false,
-                });
-            }
-        }
-        if let Some(port) = settings.sip_port {
-            for _ in 0..sip_n {
-                let handle = sockets.add(new_socket(&settings.tcp));
-                slots.push(Slot {
-                    handle,
-                    service: Service::Sip { port, buf: vec![0u8; SIP_STREAM_BUFFER], len: 0 },
-                    smpp: None,
-                    peer: None,
-                    open: false,
-                    unbound: false,
-                });
-            }
-        }
-        if let Some(remote) = settings.sip_next_hop {
-            let handle = sockets.add(new_socket(&settings.tcp));
-            slots.push(Slot {
-                handle,
-                service: Service::SipClient {
-                    remote,
-                    connecting: false,
-                    since: 0,
-                    retry_at: 0,
-                    buf: vec![0u8; SIP_STREAM_BUFFER],
-                    len: 0,
-                },
-                smpp: None,
-                peer: None,
-                open: false,
-                unbound: false,
-            });
-        }
+        let (sockets, slots) = slots_of(settings, directory.max_window().max(WINDOW_ROOM));
         let sip = settings.sip_port.map(|_| {
             let server = ServerTransactions::new(ServerConfig {
                 capacity: settings.sip_transactions,
@@ -1097,6 +1005,100 @@ impl Endpoint {
         slot.peer = None;
         tc.closed.inc();
     }
+}
+
+/// The sockets of one stack and their slots, allocated here once: iwf's binds to
+/// SMSCs, then the SMPP and SIP listeners (the sockets left, shared between the two
+/// ports), then iwf's connection to its SIP next hop. `window` sizes each served
+/// SMPP session (the largest a system is provisioned with).
+fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec<Slot>) {
+    let own = settings.clients.len() + usize::from(settings.sip_next_hop.is_some());
+    let total = settings.tcp.sockets.max(own + 2);
+    let mut sockets = SocketSet::new(Vec::with_capacity(total));
+    let mut slots = Vec::with_capacity(total);
+    let specific_bind_errors = settings.bind_guard.specific_bind_errors;
+    let smpp_conn = |role: Role, window: usize| SmppConn {
+        session: Session::new(SessionConfig {
+            role,
+            window,
+            out_window: window,
+            aside: settings.parts_aside,
+            specific_bind_errors,
+            ..SessionConfig::default()
+        }),
+        pending: Vec::with_capacity(window),
+        waiting: std::collections::VecDeque::new(),
+        // Named by the dispatcher when a request first waits on it.
+        conn_id: ConnRef::new(0, 0),
+        window,
+        window_read: 0,
+        seen: SessionCounters::default(),
+    };
+    for (i, c) in settings.clients.iter().enumerate() {
+        let s = new_socket(&settings.tcp);
+        let handle = sockets.add(s);
+        let reconnect = Reconnect::new(c.reconnect, seed(i as u64 + 100));
+        slots.push(Slot {
+            handle,
+            service: Service::SmppClient { remote: c.remote, reconnect, connecting: false, since: 0, system: c.system },
+            smpp: Some(smpp_conn(Role::Client(c.credentials), c.window)),
+            peer: None,
+            open: false,
+            unbound: false,
+        });
+    }
+    let listeners = total.saturating_sub(own);
+    let (smpp_n, sip_n) = match (settings.smpp_port, settings.sip_port) {
+        (Some(_), Some(_)) => (listeners / 2, listeners - listeners / 2),
+        (Some(_), None) => (listeners, 0),
+        (None, Some(_)) => (0, listeners),
+        (None, None) => (0, 0),
+    };
+    if let Some(port) = settings.smpp_port {
+        for _ in 0..smpp_n {
+            let handle = sockets.add(new_socket(&settings.tcp));
+            slots.push(Slot {
+                handle,
+                service: Service::SmppServer { port },
+                smpp: Some(smpp_conn(Role::Server, window)),
+                peer: None,
+                open: false,
+                unbound: false,
+            });
+        }
+    }
+    if let Some(port) = settings.sip_port {
+        for _ in 0..sip_n {
+            let handle = sockets.add(new_socket(&settings.tcp));
+            slots.push(Slot {
+                handle,
+                service: Service::Sip { port, buf: vec![0u8; SIP_STREAM_BUFFER], len: 0 },
+                smpp: None,
+                peer: None,
+                open: false,
+                unbound: false,
+            });
+        }
+    }
+    if let Some(remote) = settings.sip_next_hop {
+        let handle = sockets.add(new_socket(&settings.tcp));
+        slots.push(Slot {
+            handle,
+            service: Service::SipClient {
+                remote,
+                connecting: false,
+                since: 0,
+                retry_at: 0,
+                buf: vec![0u8; SIP_STREAM_BUFFER],
+                len: 0,
+            },
+            smpp: None,
+            peer: None,
+            open: false,
+            unbound: false,
+        });
+    }
+    (sockets, slots)
 }
 
 /// Connects `sock` to `remote` from the next port of this worker's ephemeral `range`
