@@ -105,6 +105,112 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Commits `batch`; the waiters of its receipts hear whether they are durable.
+fn commit(
+    store: &mut Store,
+    batch: &mut Batch,
+    waiting: &mut Vec<u64>,
+    shared: &Shared,
+    stats: &StoreStats,
+    stop: &AtomicBool,
+) {
+    match store.commit(batch) {
+        Ok(c) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(c.writes as u64, Ordering::Relaxed);
+            stats.queued.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
+            stats.depth.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
+            for token in waiting.drain(..) {
+                if (token >> 48) as u16 != STORE_ORIGIN {
+                    complete(shared, token, Outcome::Stored, stop);
+                }
+            }
+        }
+        Err(e) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!("iwf: store commit failed: {e}");
+            // Nothing of the batch is durable: each waiter hears so now (its
+            // request is answered 500 and the sender retries), none waits for
+            // ever. The writes go with the batch.
+            for token in waiting.drain(..) {
+                if (token >> 48) as u16 != STORE_ORIGIN {
+                    complete(shared, token, Outcome::StoreFailed, stop);
+                }
+            }
+            *batch = Batch::new(256, 2_000);
+        }
+    }
+}
+
+/// The lanes' acknowledgements of replayed receipts: those delivered (or refused for
+/// good) leave the store.
+fn apply_acks(store: &mut Store, replayed: &mut HashMap<u64, QueueKey>, shared: &Shared, stats: &StoreStats) {
+    let mut acks = Vec::new();
+    while let Some(Completion { token, outcome }) = shared.store_completions.pop() {
+        let Some(key) = replayed.remove(&(token & 0xFFFF_FFFF_FFFF)) else { continue };
+        match outcome {
+            Outcome::Delivered | Outcome::Refused(_) | Outcome::Answered(..) => acks.push(key),
+            // Back in the store's hands (its system unbound again): replay later.
+            Outcome::Stored | Outcome::StoreFailed => {}
+        }
+    }
+    if !acks.is_empty() {
+        for k in &acks {
+            if let Some(st) = shared.system(k.system.0) {
+                let _ = st.queued_now.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+        }
+        match store.ack(&acks) {
+            Ok(n) => {
+                stats.acked.fetch_add(n as u64, Ordering::Relaxed);
+                stats.depth.fetch_sub((n as u64).min(stats.depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("iwf: store ack failed: {e}");
+            }
+        }
+    }
+}
+
+/// Receipts queued for systems that have a bind again go back into their lanes, as
+/// much as the lanes have room for (those in flight not twice).
+fn replay(
+    store: &mut Store,
+    shared: &Shared,
+    bound: &mut Vec<u16>,
+    replayed: &mut HashMap<u64, QueueKey>,
+    next_index: &mut u64,
+    stats: &StoreStats,
+) {
+    let lanes = shared.lanes.load();
+    bound.retain(|&system| {
+        let Some(lane) = lanes.get(LegacySystemId(system)) else { return false };
+        if lane.owner().is_none() {
+            return true; // keep looking: it may bind
+        }
+        let in_flight: Vec<QueueKey> = replayed.values().copied().filter(|k| k.system.0 == system).collect();
+        let room = lane.capacity().saturating_sub(lane.len()).min(256);
+        if room == 0 {
+            return true;
+        }
+        let Ok(queued) = store.peek(LegacySystemId(system), room + in_flight.len(), unix_now()) else {
+            return true;
+        };
+        for q in queued.into_iter().filter(|q| !in_flight.contains(&q.key)) {
+            let index = *next_index;
+            *next_index = (*next_index + 1) & 0xFFFF_FFFF_FFFF;
+            let token = (u64::from(STORE_ORIGIN) << 48) | index;
+            let Ok(item) = LaneItem::new(LegacySystemId(system), token, q.item.pdu()) else { continue };
+            if lane.push(item).is_ok() {
+                stats.replayed.fetch_add(1, Ordering::Relaxed);
+                replayed.insert(index, q.key);
+            }
+        }
+        true
+    });
+}
+
 /// Runs until `stop`: intake, group commits, replay to lanes, acknowledgements, expiry.
 pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: Arc<StoreStats>, stop: &AtomicBool) {
     let epoch = Instant::now();
@@ -153,87 +259,12 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         // Receipts waiting for their commit are committed at once (latency over
         // batching at low load); removals alone wait for the batch's time.
         if !batch.is_empty() && (!waiting.is_empty() || batch.should_flush(now_us)) {
-            match store.commit(&mut batch) {
-                Ok(c) => {
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                    stats.writes.fetch_add(c.writes as u64, Ordering::Relaxed);
-                    stats.queued.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
-                    stats.depth.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
-                    for token in waiting.drain(..) {
-                        if (token >> 48) as u16 != STORE_ORIGIN {
-                            complete(&shared, token, Outcome::Stored, stop);
-                        }
-                    }
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("iwf: store commit failed: {e}");
-                    // Nothing of the batch is durable: each waiter hears so now (its
-                    // request is answered 500 and the sender retries), none waits for
-                    // ever. The writes go with the batch.
-                    for token in waiting.drain(..) {
-                        if (token >> 48) as u16 != STORE_ORIGIN {
-                            complete(&shared, token, Outcome::StoreFailed, stop);
-                        }
-                    }
-                    batch = Batch::new(256, 2_000);
-                }
-            }
+            commit(&mut store, &mut batch, &mut waiting, &shared, &stats, stop);
         }
         // Acknowledgements of replayed receipts.
-        let mut acks = Vec::new();
-        while let Some(Completion { token, outcome }) = shared.store_completions.pop() {
-            let Some(key) = replayed.remove(&(token & 0xFFFF_FFFF_FFFF)) else { continue };
-            match outcome {
-                Outcome::Delivered | Outcome::Refused(_) | Outcome::Answered(..) => acks.push(key),
-                // Back in the store's hands (its system unbound again): replay later.
-                Outcome::Stored | Outcome::StoreFailed => {}
-            }
-        }
-        if !acks.is_empty() {
-            for k in &acks {
-                if let Some(st) = shared.system(k.system.0) {
-                    let _ = st.queued_now.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-                }
-            }
-            match store.ack(&acks) {
-                Ok(n) => {
-                    stats.acked.fetch_add(n as u64, Ordering::Relaxed);
-                    stats.depth.fetch_sub((n as u64).min(stats.depth.load(Ordering::Relaxed)), Ordering::Relaxed);
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("iwf: store ack failed: {e}");
-                }
-            }
-        }
+        apply_acks(&mut store, &mut replayed, &shared, &stats);
         // Replay to systems that have an owner now.
-        let lanes = shared.lanes.load();
-        bound.retain(|&system| {
-            let Some(lane) = lanes.get(LegacySystemId(system)) else { return false };
-            if lane.owner().is_none() {
-                return true; // keep looking: it may bind
-            }
-            let in_flight: Vec<QueueKey> = replayed.values().copied().filter(|k| k.system.0 == system).collect();
-            let room = lane.capacity().saturating_sub(lane.len()).min(256);
-            if room == 0 {
-                return true;
-            }
-            let Ok(queued) = store.peek(LegacySystemId(system), room + in_flight.len(), unix_now()) else {
-                return true;
-            };
-            for q in queued.into_iter().filter(|q| !in_flight.contains(&q.key)) {
-                let index = next_index;
-                next_index = (next_index + 1) & 0xFFFF_FFFF_FFFF;
-                let token = (u64::from(STORE_ORIGIN) << 48) | index;
-                let Ok(item) = LaneItem::new(LegacySystemId(system), token, q.item.pdu()) else { continue };
-                if lane.push(item).is_ok() {
-                    stats.replayed.fetch_add(1, Ordering::Relaxed);
-                    replayed.insert(index, q.key);
-                }
-            }
-            true
-        });
+        replay(&mut store, &shared, &mut bound, &mut replayed, &mut next_index, &stats);
         if Instant::now() >= next_sweep {
             next_sweep = Instant::now() + Duration::from_secs(10);
             if let Ok(r) = store.sweep(unix_now()) {
