@@ -50,16 +50,14 @@ impl Flows {
                 inc(&self.shared.stats.receipts_not_requested);
                 self.answer(txn, 200, "OK");
             }
-            Ok(ReceiptOutcome::Receipts { system, state, count, len, message_id }) => {
+            Ok(ReceiptOutcome::Receipts { system, state, count, message_id, .. }) => {
                 inc(&self.shared.stats.imdns_in);
                 // Relayed once per window: the tag and whether it reports delivery or display.
                 let mut key = [0u8; crate::tag::TAG_LEN + 1];
                 key[..crate::tag::TAG_LEN].copy_from_slice(&message_id);
                 key[crate::tag::TAG_LEN] = u8::from(state == crate::interwork::state::ReceiptState::Displayed);
                 match self.shared.replay.admit(&key, unix) {
-                    crate::route::replay::Admission::Fresh(seen) => {
-                        self.route_receipts(now, unix, txn, system, count, len, seen)
-                    }
+                    crate::route::replay::Admission::Fresh(seen) => self.route_receipts(unix, txn, system, count, seen),
                     crate::route::replay::Admission::Replay => {
                         inc(&self.shared.stats.imdn_replays);
                         self.answer(txn, 200, "OK (already relayed)");
@@ -91,22 +89,16 @@ impl Flows {
         }
     }
 
-    /// Hands the `count` receipt PDUs in `self.out[..len]` to `system`'s lane (or the
-    /// store when it has no bind); the IMDN is answered once all are acknowledged.
-    #[allow(clippy::too_many_arguments)]
+    /// Hands the `count` receipt PDUs at the front of `self.out` to `system`'s lane (or
+    /// the store when it has no bind); the IMDN is answered once all are acknowledged.
     pub(super) fn route_receipts(
         &mut self,
-        now: u64,
         unix: u64,
         txn: SipTxn,
         system: u16,
         count: u8,
-        _len: usize,
         seen: crate::route::replay::Seen,
     ) {
-        let _ = now;
-        let provision = self.shared.provision.load();
-        let limits = provision.system(system).map(|l| (l.receipt_rate, l.queue_limit));
         let st = self.shared.system(system);
         let lanes = self.shared.lanes.load();
         let Some(lane) = lanes.get(LegacySystemId(system)) else {
@@ -114,21 +106,7 @@ impl Flows {
             self.answer(txn, 500, "Server Internal Error (no lane)");
             return;
         };
-        // The system's receipt rate, and the store's room for it while it has no bind:
-        // beyond either, the notification waits at the converged side (503).
-        let (rate, queue_limit) = limits.unwrap_or((0, u64::MAX));
-        let over = match &st {
-            Some(st) if !st.admit_receipts(unix, rate, u32::from(count)) => Some((DropReason::ReceiptRate, 1)),
-            Some(st)
-                if lane.owner().is_none()
-                    && st.queued_now.load(Ordering::Relaxed).saturating_add(u64::from(count)) > queue_limit =>
-            {
-                Some((DropReason::QueueLimit, 30))
-            }
-            _ if self.waiters_full(1) => Some((DropReason::WaitersFull, 1)),
-            _ => None,
-        };
-        if let Some((why, retry)) = over {
+        if let Some((why, retry)) = self.receipts_over_limit(unix, system, count, lane.owner().is_none()) {
             self.shared.replay.forget(seen);
             self.shared.count_drop(why);
             if let Some(st) = &st {
@@ -166,38 +144,8 @@ impl Flows {
                 failed += 1;
                 continue;
             };
-            let st = self.shared.system(system);
-            if lane.owner().is_none() {
-                match &self.shared.store {
-                    Some(tx) => {
-                        inc(&self.shared.stats.receipts_queued);
-                        if let Some(st) = &st {
-                            inc(&st.receipts_queued);
-                        }
-                        let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
-                        if tx.send(op).is_err() {
-                            failed += 1;
-                        } else if let Some(st) = &st {
-                            st.queued_now.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    None => failed += 1,
-                }
-                continue;
-            }
-            match lane.push(item) {
-                Ok(()) => {
-                    inc(&self.shared.stats.receipts_routed);
-                    if let Some(st) = &st {
-                        inc(&st.receipts_routed);
-                    }
-                }
-                Err(PushError::Full(_)) => {
-                    inc(&self.shared.stats.lane_full);
-                    self.shared.count_drop(DropReason::LaneFull);
-                    failed += 1;
-                }
-                Err(_) => failed += 1,
+            if !self.hand_receipt(lane, item, unix, validity, st.as_deref()) {
+                failed += 1;
             }
         }
         if failed > 0 {
@@ -457,6 +405,67 @@ impl Flows {
                 inc(&st.messages_out);
             }
             self.smpp_out.push(conn.port, (conn, SmppOut::Send(send)));
+        }
+    }
+
+    /// Whether `count` receipts for `system` exceed its receipt rate, the store's room
+    /// for it while it has no bind (`unbound`), or this core's waiters: the drop reason
+    /// and the Retry-After of the 503 the IMDN gets.
+    fn receipts_over_limit(&self, unix: u64, system: u16, count: u8, unbound: bool) -> Option<(DropReason, u32)> {
+        let provision = self.shared.provision.load();
+        let (rate, queue_limit) =
+            provision.system(system).map(|l| (l.receipt_rate, l.queue_limit)).unwrap_or((0, u64::MAX));
+        match self.shared.system(system) {
+            Some(st) if !st.admit_receipts(unix, rate, u32::from(count)) => Some((DropReason::ReceiptRate, 1)),
+            Some(st)
+                if unbound && st.queued_now.load(Ordering::Relaxed).saturating_add(u64::from(count)) > queue_limit =>
+            {
+                Some((DropReason::QueueLimit, 30))
+            }
+            _ if self.waiters_full(1) => Some((DropReason::WaitersFull, 1)),
+            _ => None,
+        }
+    }
+
+    /// One receipt into its system's lane, or the store while the system has no bind;
+    /// false when it could go to neither.
+    fn hand_receipt(
+        &self,
+        lane: &crate::route::Lane,
+        item: LaneItem,
+        unix: u64,
+        validity: u64,
+        st: Option<&SystemStats>,
+    ) -> bool {
+        if lane.owner().is_none() {
+            let Some(tx) = &self.shared.store else { return false };
+            inc(&self.shared.stats.receipts_queued);
+            if let Some(st) = st {
+                inc(&st.receipts_queued);
+            }
+            let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
+            if tx.send(op).is_err() {
+                return false;
+            }
+            if let Some(st) = st {
+                st.queued_now.fetch_add(1, Ordering::Relaxed);
+            }
+            return true;
+        }
+        match lane.push(item) {
+            Ok(()) => {
+                inc(&self.shared.stats.receipts_routed);
+                if let Some(st) = st {
+                    inc(&st.receipts_routed);
+                }
+                true
+            }
+            Err(PushError::Full(_)) => {
+                inc(&self.shared.stats.lane_full);
+                self.shared.count_drop(DropReason::LaneFull);
+                false
+            }
+            Err(_) => false,
         }
     }
 
