@@ -828,28 +828,7 @@ impl CorrelationTable {
             return Err(CorrelationError::NoParts);
         }
         let system = msg.system.0;
-        match keys {
-            Keys::Sequences(first) => {
-                let mut seq = first;
-                for _ in 0..msg.segments {
-                    if self.find(system, Probe::Sequence(seq)).is_some() {
-                        return Err(CorrelationError::SequenceInUse(seq));
-                    }
-                    seq = next_sequence(seq);
-                }
-            }
-            Keys::Ids(ids) => {
-                for (i, (part, id)) in ids.iter().enumerate() {
-                    if *part == 0 || *part > msg.segments {
-                        return Err(CorrelationError::PartOutOfRange(*part));
-                    }
-                    let earlier = ids.get(..i).unwrap_or(&[]);
-                    if self.find(system, probe_of(id)).is_some() || earlier.iter().any(|(p, e)| p == part || e == id) {
-                        return Err(CorrelationError::IdInUse);
-                    }
-                }
-            }
-        }
+        self.check_keys_free(system, msg.segments, keys)?;
         let s = &msg.stored;
         let templated = self.config.sender_template.as_ref().and_then(|t| t.match_uri(s.sender));
         let sender_bytes: &[u8] = if templated.is_some() { b"" } else { s.sender.as_bytes() };
@@ -862,24 +841,7 @@ impl CorrelationTable {
             return Err(CorrelationError::Full);
         }
         let strings = self.arena.put(&[s.message_id.as_bytes(), sender_bytes, route_bytes])?;
-        let agg = if msg.segments > 1 {
-            let agg = PartAggregate::new(msg.segments);
-            match self.free_aggregates.pop() {
-                Some(i) => {
-                    if let Some(slot) = self.aggregates.get_mut(i as usize) {
-                        slot.agg = agg;
-                        slot.extra.clear();
-                    }
-                    i
-                }
-                None => {
-                    self.aggregates.push(Concat { agg, extra: Vec::with_capacity(usize::from(msg.segments) - 1) });
-                    (self.aggregates.len() - 1) as u32
-                }
-            }
-        } else {
-            NONE
-        };
+        let agg = if msg.segments > 1 { self.new_aggregate(msg.segments) } else { NONE };
         let rec = MessageRec {
             prev: NONE,
             next: NONE,
@@ -912,11 +874,72 @@ impl CorrelationTable {
                 (self.messages.len() - 1) as u32
             }
         };
+        self.key_parts(index, agg, system, msg.segments, keys)?;
+        self.place(index);
+        self.live += 1;
+        self.counters.inserted += 1;
+        Ok(MessageRef(index))
+    }
+
+    /// Whether the keys a new message's parts would take are free (and in range).
+    fn check_keys_free(&self, system: u16, segments: u8, keys: Keys<'_>) -> Result<(), CorrelationError> {
+        match keys {
+            Keys::Sequences(first) => {
+                let mut seq = first;
+                for _ in 0..segments {
+                    if self.find(system, Probe::Sequence(seq)).is_some() {
+                        return Err(CorrelationError::SequenceInUse(seq));
+                    }
+                    seq = next_sequence(seq);
+                }
+            }
+            Keys::Ids(ids) => {
+                for (i, (part, id)) in ids.iter().enumerate() {
+                    if *part == 0 || *part > segments {
+                        return Err(CorrelationError::PartOutOfRange(*part));
+                    }
+                    let earlier = ids.get(..i).unwrap_or(&[]);
+                    if self.find(system, probe_of(id)).is_some() || earlier.iter().any(|(p, e)| p == part || e == id) {
+                        return Err(CorrelationError::IdInUse);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A part aggregate for a message of `segments` parts (a freed one reused).
+    fn new_aggregate(&mut self, segments: u8) -> u32 {
+        let agg = PartAggregate::new(segments);
+        match self.free_aggregates.pop() {
+            Some(i) => {
+                if let Some(slot) = self.aggregates.get_mut(i as usize) {
+                    slot.agg = agg;
+                    slot.extra.clear();
+                }
+                i
+            }
+            None => {
+                self.aggregates.push(Concat { agg, extra: Vec::with_capacity(usize::from(segments) - 1) });
+                (self.aggregates.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The part records of message `index` with their keys, indexed.
+    fn key_parts(
+        &mut self,
+        index: u32,
+        agg: u32,
+        system: u16,
+        segments: u8,
+        keys: Keys<'_>,
+    ) -> Result<(), CorrelationError> {
         let mut seq = match keys {
             Keys::Sequences(first) => first,
             Keys::Ids(_) => 0,
         };
-        for part in 1..=msg.segments {
+        for part in 1..=segments {
             let (kind, key) = match keys {
                 Keys::Sequences(_) => (KeyKind::Sequence, u64::from(seq)),
                 Keys::Ids(ids) => match ids.iter().find(|(p, _)| *p == part) {
@@ -949,10 +972,7 @@ impl CorrelationTable {
             }
             seq = next_sequence(seq);
         }
-        self.place(index);
-        self.live += 1;
-        self.counters.inserted += 1;
-        Ok(MessageRef(index))
+        Ok(())
     }
 
     // ---- deadline lists ---------------------------------------------------------------
