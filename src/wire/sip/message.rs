@@ -232,6 +232,74 @@ struct PendingField {
     value_end: usize,
 }
 
+/// One line of the header section, read from `*pos` (advanced past it).
+enum Line {
+    /// A header field (folded continuation lines included).
+    Field(PendingField),
+    /// The empty line that ends the section.
+    End,
+    /// The buffer ends first.
+    More,
+}
+
+/// Reads the header line at `*pos`: `name *LWS ":" *LWS value` up to the line break
+/// that is not followed by a continuation, or the section's end.
+#[inline]
+fn header_line(buf: &[u8], pos: &mut usize) -> Result<Line, Error> {
+    match buf.get(*pos) {
+        None => return Ok(Line::More),
+        Some(b'\n') => {
+            *pos += 1;
+            return Ok(Line::End);
+        }
+        Some(b'\r') => match buf.get(*pos + 1) {
+            Some(b'\n') => {
+                *pos += 2;
+                return Ok(Line::End);
+            }
+            None => return Ok(Line::More),
+            Some(_) => return Err(Error::BadHeaderName),
+        },
+        Some(_) => {}
+    }
+    let line_start = *pos;
+    let rest = buf.get(*pos..).unwrap_or(&[]);
+    let name_len = rest.iter().position(|&c| !is_token(c)).unwrap_or(rest.len());
+    *pos += name_len;
+    while matches!(buf.get(*pos), Some(b' ' | b'\t')) {
+        *pos += 1;
+    }
+    match buf.get(*pos) {
+        Some(b':') if name_len > 0 => *pos += 1,
+        None => return Ok(Line::More),
+        Some(_) => return Err(Error::BadHeaderName),
+    }
+    while matches!(buf.get(*pos), Some(b' ' | b'\t')) {
+        *pos += 1;
+    }
+    let value_start = *pos;
+    let value_end = loop {
+        let Some(i) = find_line_break(buf, *pos) else {
+            return Ok(Line::More);
+        };
+        let nx = match line_end(buf, i) {
+            Ok(Some(nx)) => nx,
+            Ok(None) => return Ok(Line::More),
+            Err(()) => return Err(Error::BadHeaderValue),
+        };
+        match buf.get(nx) {
+            // A continuation line (RFC 3261 §7.3.1 folding).
+            Some(b' ' | b'\t') => *pos = nx,
+            Some(_) => {
+                *pos = nx;
+                break i;
+            }
+            None => return Ok(Line::More),
+        }
+    };
+    Ok(Line::Field(PendingField { line_start, name_len, value_start, value_end }))
+}
+
 /// Lines validated per `from_utf8` call.
 const BATCH: usize = 32;
 
@@ -356,57 +424,12 @@ impl Parser {
         let mut npend = 0usize;
         let mut region_start = pos;
         loop {
-            match buf.get(pos) {
-                None => return more(),
-                Some(b'\n') => {
-                    pos += 1;
-                    break;
-                }
-                Some(b'\r') => match buf.get(pos + 1) {
-                    Some(b'\n') => {
-                        pos += 2;
-                        break;
-                    }
-                    None => return more(),
-                    Some(_) => return Err(Error::BadHeaderName),
-                },
-                Some(_) => {}
-            }
-            let line_start = pos;
-            let rest = buf.get(pos..).unwrap_or(&[]);
-            let name_len = rest.iter().position(|&c| !is_token(c)).unwrap_or(rest.len());
-            pos += name_len;
-            while matches!(buf.get(pos), Some(b' ' | b'\t')) {
-                pos += 1;
-            }
-            match buf.get(pos) {
-                Some(b':') if name_len > 0 => pos += 1,
-                None => return more(),
-                Some(_) => return Err(Error::BadHeaderName),
-            }
-            while matches!(buf.get(pos), Some(b' ' | b'\t')) {
-                pos += 1;
-            }
-            let value_start = pos;
-            let value_end = loop {
-                let Some(i) = find_line_break(buf, pos) else {
-                    return more();
-                };
-                let nx = match line_end(buf, i) {
-                    Ok(Some(nx)) => nx,
-                    Ok(None) => return more(),
-                    Err(()) => return Err(Error::BadHeaderValue),
-                };
-                match buf.get(nx) {
-                    // A continuation line (RFC 3261 §7.3.1 folding).
-                    Some(b' ' | b'\t') => pos = nx,
-                    Some(_) => {
-                        pos = nx;
-                        break i;
-                    }
-                    None => return more(),
-                }
+            let field = match header_line(buf, &mut pos)? {
+                Line::Field(f) => f,
+                Line::End => break,
+                Line::More => return more(),
             };
+            let value_end = field.value_end;
             if pos - start > max {
                 return Err(Error::TooLong);
             }
@@ -414,7 +437,7 @@ impl Parser {
                 return Err(Error::TooManyHeaders);
             }
             if let Some(p) = pending.get_mut(npend) {
-                *p = PendingField { line_start, name_len, value_start, value_end };
+                *p = field;
                 npend += 1;
             }
             if npend == BATCH {
@@ -433,8 +456,27 @@ impl Parser {
             return Err(Error::TooLong);
         }
 
-        // Body.
+        let Some(body) = self.body(buf, start, pos, content_length)? else {
+            return Ok(Status::Partial);
+        };
+        let headers: &'h [Header<'a>] = headers;
+        let headers = headers.get(..n).unwrap_or(&[]);
+        Ok(Status::Complete(pos + body.len(), Message { start_line, headers, body, content_length }))
+    }
+
+    /// The body after a header section that ends at `pos` (the message started at
+    /// `start`): per Content-Length, which a stream requires; `None` when a stream has
+    /// not all of it yet.
+    fn body<'a>(
+        &self,
+        buf: &'a [u8],
+        start: usize,
+        pos: usize,
+        content_length: Option<usize>,
+    ) -> Result<Option<&'a [u8]>, Error> {
         let rest = buf.get(pos..).unwrap_or(&[]);
+        let datagram = self.transport == Transport::Datagram;
+        let max = self.max_message_len;
         let body = if datagram {
             match content_length {
                 // RFC 3261 §18.3: a larger Content-Length is an error, a smaller
@@ -450,12 +492,10 @@ impl Parser {
             }
             match buf.get(pos..total) {
                 Some(b) => b,
-                None => return Ok(Status::Partial),
+                None => return Ok(None),
             }
         };
-        let headers: &'h [Header<'a>] = headers;
-        let headers = headers.get(..n).unwrap_or(&[]);
-        Ok(Status::Complete(pos + body.len(), Message { start_line, headers, body, content_length }))
+        Ok(Some(body))
     }
 }
 
