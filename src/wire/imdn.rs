@@ -652,6 +652,48 @@ fn set_once<'a>(slot: &mut Option<XmlText<'a>>, v: XmlText<'a>) -> Result<(), Im
     Ok(())
 }
 
+/// A start tag's layout (`tag` is what follows its `<`): the name's length, its prefix
+/// colon, and where the closing `>` is.
+#[inline]
+fn start_tag(tag: &[u8]) -> Result<(usize, Option<usize>, usize), ImdnError> {
+    // The name ends at whitespace, `/` or `>`; a tag without attributes ends
+    // right there. Otherwise the first `>` ends it unless a quoted attribute
+    // value precedes it: then quick-xml's quote-aware scanner decides.
+    // One pass over the name also finds its prefix colon.
+    let mut colon = None;
+    let mut name_end = None;
+    for (i, &b) in tag.iter().enumerate() {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>' => {
+                name_end = Some(i);
+                break;
+            }
+            b':' if colon.is_none() => colon = Some(i),
+            _ => {}
+        }
+    }
+    let name_len = name_end.ok_or(XmlErrorKind::UnclosedTag)?;
+    let gt = match (tag[name_len], tag.get(name_len + 1)) {
+        (b'>', _) => name_len,
+        (b'/', Some(b'>')) => name_len + 1,
+        // `<imdn xmlns="urn:ietf:params:xml:ns:imdn">`: the quotes are
+        // balanced and hold no `>`, so the next byte ends the tag.
+        _ if tag.get(name_len..name_len + XMLNS_IMDN.len()) == Some(XMLNS_IMDN)
+            && tag.get(name_len + XMLNS_IMDN.len()) == Some(&b'>') =>
+        {
+            name_len + XMLNS_IMDN.len()
+        }
+        _ => {
+            let attrs = &tag[name_len..];
+            match find_byte(attrs, b'>') {
+                Some(gt) if !attrs[..gt].iter().any(|&b| b == b'"' || b == b'\'') => name_len + gt,
+                _ => ElementParser::default().feed(tag).ok_or(XmlErrorKind::UnclosedTag)?,
+            }
+        }
+    };
+    Ok((name_len, colon, gt))
+}
+
 impl<'a> Imdn<'a> {
     /// Parses an IMDN document with the default [`ImdnLimits`] (4 KiB, depth 8).
     pub fn parse(input: &'a [u8]) -> Result<Imdn<'a>, ImdnError> {
@@ -726,42 +768,7 @@ impl<'a> Imdn<'a> {
                 depth = top;
                 pos = lt + gt + 1;
             } else {
-                let tag = &markup[1..];
-                // The name ends at whitespace, `/` or `>`; a tag without attributes ends
-                // right there. Otherwise the first `>` ends it unless a quoted attribute
-                // value precedes it: then quick-xml's quote-aware scanner decides.
-                // One pass over the name also finds its prefix colon.
-                let mut colon = None;
-                let mut name_end = None;
-                for (i, &b) in tag.iter().enumerate() {
-                    match b {
-                        b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>' => {
-                            name_end = Some(i);
-                            break;
-                        }
-                        b':' if colon.is_none() => colon = Some(i),
-                        _ => {}
-                    }
-                }
-                let name_len = name_end.ok_or(XmlErrorKind::UnclosedTag)?;
-                let gt = match (tag[name_len], tag.get(name_len + 1)) {
-                    (b'>', _) => name_len,
-                    (b'/', Some(b'>')) => name_len + 1,
-                    // `<imdn xmlns="urn:ietf:params:xml:ns:imdn">`: the quotes are
-                    // balanced and hold no `>`, so the next byte ends the tag.
-                    _ if tag.get(name_len..name_len + XMLNS_IMDN.len()) == Some(XMLNS_IMDN)
-                        && tag.get(name_len + XMLNS_IMDN.len()) == Some(&b'>') =>
-                    {
-                        name_len + XMLNS_IMDN.len()
-                    }
-                    _ => {
-                        let attrs = &tag[name_len..];
-                        match find_byte(attrs, b'>') {
-                            Some(gt) if !attrs[..gt].iter().any(|&b| b == b'"' || b == b'\'') => name_len + gt,
-                            _ => ElementParser::default().feed(tag).ok_or(XmlErrorKind::UnclosedTag)?,
-                        }
-                    }
-                };
+                let (name_len, colon, gt) = start_tag(&markup[1..])?;
                 let content = input.get(lt + 1..lt + 1 + gt).ok_or(XmlErrorKind::UnclosedTag)?;
                 let (content, empty) = match content.strip_suffix(b"/") {
                     Some(c) => (c, true),
