@@ -524,6 +524,18 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         }
     }
 
+    let eal = load_eal(&doc, root)?;
+    let control = load_control(&doc, root)?;
+    let ports = load_ports(&doc, root)?;
+    let sip = load_sip(&doc, root, &ports)?;
+    let tcp = load_tcp(&doc, root)?;
+    let smpp = load_smpp(&doc, root)?;
+    let legacy = load_legacy(&doc, root, &ports)?;
+    Ok(DataplaneConfig { eal, control, ports, sip, tcp, smpp, legacy })
+}
+
+/// `[eal]`.
+fn load_eal(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<EalConfig, ConfigError> {
     let Some(eal_v) = Doc::get(root, "eal") else {
         return doc.err("eal", 0..0, "missing section [eal] (lcores, file_prefix, ...)");
     };
@@ -602,6 +614,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         args,
     };
 
+    Ok(eal)
+}
+
+/// `[control]`.
+fn load_control(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<ControlConfig, ConfigError> {
     let mut control = ControlConfig {
         core: None,
         stats_interval_ms: 1000,
@@ -660,6 +677,11 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
         }
     }
 
+    Ok(control)
+}
+
+/// `[[ports]]`.
+fn load_ports(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<Vec<PortConfig>, ConfigError> {
     let Some(ports_v) = Doc::get(root, "ports") else {
         return doc.err("ports", 0..0, "missing: at least one [[ports]] entry");
     };
@@ -776,11 +798,7 @@ pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
             sip_tcp_port,
         });
     }
-    let sip = load_sip(&doc, root, &ports)?;
-    let tcp = load_tcp(&doc, root)?;
-    let smpp = load_smpp(&doc, root)?;
-    let legacy = load_legacy(&doc, root, &ports)?;
-    Ok(DataplaneConfig { eal, control, ports, sip, tcp, smpp, legacy })
+    Ok(ports)
 }
 
 fn load_tcp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<TcpConfig, ConfigError> {
@@ -887,28 +905,9 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         let mut connect = None;
         let mut connect_port = None;
         if let Some(c) = Doc::get(t, "connect") {
-            let key = format!("{at}.connect");
-            let text = doc.string(&key, c)?;
-            let Ok(addr) = text.parse::<SocketAddrV4>() else {
-                return doc.err(&key, c.span(), format!("`{text}` is not an IPv4 address and port (198.18.1.1:2776)"));
-            };
-            let ip = *addr.ip();
-            if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || addr.port() == 0 {
-                return doc.err(&key, c.span(), format!("`{text}`: expected a unicast address and a port"));
-            }
-            let port = ports
-                .iter()
-                .position(|p| p.on_link(ip) && p.address != ip)
-                .or_else(|| ports.iter().position(|p| p.gateway.is_some() && p.smpp_tcp_port.is_some()));
-            if port.is_none() {
-                return doc.err(
-                    &key,
-                    c.span(),
-                    format!("no [[ports]] entry reaches {ip} (on its subnet, or an SMPP port with a gateway)"),
-                );
-            }
+            let (addr, port) = legacy_connect(doc, &format!("{at}.connect"), c, ports)?;
             connect = Some(addr);
-            connect_port = port;
+            connect_port = Some(port);
         } else if allow.is_empty() {
             return doc.err(
                 &format!("{at}.allow"),
@@ -919,81 +918,7 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
         if connect.is_none() && out.iter().any(|l| l.connect.is_none() && l.system_id == system_id) {
             return doc.err(&format!("{at}.system_id"), sid_v.span(), format!("`{system_id}` is used twice"));
         }
-        let user_ack = match Doc::get(t, "user_ack") {
-            Some(v) => doc.boolean(&format!("{at}.user_ack"), v)?,
-            None => true,
-        };
-        let default_encoding = match Doc::get(t, "default_data_coding") {
-            None => Encoding::Gsm7,
-            Some(v) => match doc.string(&format!("{at}.default_data_coding"), v)? {
-                "gsm7" => Encoding::Gsm7,
-                "latin1" => Encoding::Latin1,
-                other => {
-                    return doc.err(
-                        &format!("{at}.default_data_coding"),
-                        v.span(),
-                        format!("`{other}`: expected \"gsm7\" or \"latin1\" (what data_coding 0 means to it)"),
-                    )
-                }
-            },
-        };
-        let ids = match Doc::get(t, "id_canonicalisation") {
-            None => IdCanonicalisation::Auto,
-            Some(v) => match doc.string(&format!("{at}.id_canonicalisation"), v)? {
-                "auto" => IdCanonicalisation::Auto,
-                "exact" => IdCanonicalisation::Exact,
-                "folded" => IdCanonicalisation::Folded,
-                "hex-resp-decimal-receipt" => IdCanonicalisation::HexRespDecimalReceipt,
-                "decimal" => IdCanonicalisation::Decimal,
-                other => {
-                    return doc.err(
-                        &format!("{at}.id_canonicalisation"),
-                        v.span(),
-                        format!("`{other}`: expected auto, exact, folded, hex-resp-decimal-receipt or decimal"),
-                    )
-                }
-            },
-        };
-        let country_code = match Doc::get(t, "country_code") {
-            None => None,
-            Some(v) => {
-                let cc = doc.string(&format!("{at}.country_code"), v)?;
-                if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
-                    return doc.err(&format!("{at}.country_code"), v.span(), "1 to 3 digits, without `+` (\"44\")");
-                }
-                Some(cc.to_string())
-            }
-        };
-        let alphanumeric_senders = match Doc::get(t, "alphanumeric_senders") {
-            Some(v) => doc.boolean(&format!("{at}.alphanumeric_senders"), v)?,
-            None => false,
-        };
-        let throughput = match Doc::get(t, "throughput") {
-            Some(v) => doc.integer(&format!("{at}.throughput"), v, 0, 1_000_000)? as u32,
-            None => 0,
-        };
-        let receipt_rate = match Doc::get(t, "receipt_rate") {
-            Some(v) => doc.integer(&format!("{at}.receipt_rate"), v, 0, 1_000_000)? as u32,
-            None => 0,
-        };
-        let queue_limit = match Doc::get(t, "queue_limit") {
-            Some(v) => doc.integer(&format!("{at}.queue_limit"), v, 1, 100_000_000)? as u64,
-            None => 100_000,
-        };
-        let lane_capacity = match Doc::get(t, "lane_capacity") {
-            Some(v) => doc.integer(&format!("{at}.lane_capacity"), v, 1, 1 << 20)? as usize,
-            None => 4096,
-        };
-        out.push(LegacyConfig {
-            alphanumeric_senders,
-            throughput,
-            receipt_rate,
-            queue_limit,
-            user_ack,
-            default_encoding,
-            ids,
-            country_code,
-            lane_capacity,
+        let mut l = LegacyConfig {
             id,
             name: name.to_string(),
             system_id: system_id.to_string(),
@@ -1003,9 +928,120 @@ fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Resul
             connect,
             connect_port,
             reconnect_ms: (initial, max),
-        });
+            ..LegacyConfig::default()
+        };
+        legacy_exchange(doc, &at, t, &mut l)?;
+        out.push(l);
     }
     Ok(out)
+}
+
+/// `[[legacy]] connect`: the SMSC's address, and the port that reaches it.
+fn legacy_connect(
+    doc: &Doc<'_>,
+    key: &str,
+    c: &Spanned<toml::de::DeValue<'_>>,
+    ports: &[PortConfig],
+) -> Result<(SocketAddrV4, usize), ConfigError> {
+    let text = doc.string(key, c)?;
+    let Ok(addr) = text.parse::<SocketAddrV4>() else {
+        return doc.err(key, c.span(), format!("`{text}` is not an IPv4 address and port (198.18.1.1:2776)"));
+    };
+    let ip = *addr.ip();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || addr.port() == 0 {
+        return doc.err(key, c.span(), format!("`{text}`: expected a unicast address and a port"));
+    }
+    let port = ports
+        .iter()
+        .position(|p| p.on_link(ip) && p.address != ip)
+        .or_else(|| ports.iter().position(|p| p.gateway.is_some() && p.smpp_tcp_port.is_some()));
+    let Some(port) = port else {
+        return doc.err(
+            key,
+            c.span(),
+            format!("no [[ports]] entry reaches {ip} (on its subnet, or an SMPP port with a gateway)"),
+        );
+    };
+    Ok((addr, port))
+}
+
+/// A legacy system's exchange options (receipts, coding, ids, numbers, limits) into `l`.
+fn legacy_exchange(doc: &Doc<'_>, at: &str, t: &DeTable<'_>, l: &mut LegacyConfig) -> Result<(), ConfigError> {
+    let user_ack = match Doc::get(t, "user_ack") {
+        Some(v) => doc.boolean(&format!("{at}.user_ack"), v)?,
+        None => true,
+    };
+    let default_encoding = match Doc::get(t, "default_data_coding") {
+        None => Encoding::Gsm7,
+        Some(v) => match doc.string(&format!("{at}.default_data_coding"), v)? {
+            "gsm7" => Encoding::Gsm7,
+            "latin1" => Encoding::Latin1,
+            other => {
+                return doc.err(
+                    &format!("{at}.default_data_coding"),
+                    v.span(),
+                    format!("`{other}`: expected \"gsm7\" or \"latin1\" (what data_coding 0 means to it)"),
+                )
+            }
+        },
+    };
+    let ids = match Doc::get(t, "id_canonicalisation") {
+        None => IdCanonicalisation::Auto,
+        Some(v) => match doc.string(&format!("{at}.id_canonicalisation"), v)? {
+            "auto" => IdCanonicalisation::Auto,
+            "exact" => IdCanonicalisation::Exact,
+            "folded" => IdCanonicalisation::Folded,
+            "hex-resp-decimal-receipt" => IdCanonicalisation::HexRespDecimalReceipt,
+            "decimal" => IdCanonicalisation::Decimal,
+            other => {
+                return doc.err(
+                    &format!("{at}.id_canonicalisation"),
+                    v.span(),
+                    format!("`{other}`: expected auto, exact, folded, hex-resp-decimal-receipt or decimal"),
+                )
+            }
+        },
+    };
+    let country_code = match Doc::get(t, "country_code") {
+        None => None,
+        Some(v) => {
+            let cc = doc.string(&format!("{at}.country_code"), v)?;
+            if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
+                return doc.err(&format!("{at}.country_code"), v.span(), "1 to 3 digits, without `+` (\"44\")");
+            }
+            Some(cc.to_string())
+        }
+    };
+    let alphanumeric_senders = match Doc::get(t, "alphanumeric_senders") {
+        Some(v) => doc.boolean(&format!("{at}.alphanumeric_senders"), v)?,
+        None => false,
+    };
+    let throughput = match Doc::get(t, "throughput") {
+        Some(v) => doc.integer(&format!("{at}.throughput"), v, 0, 1_000_000)? as u32,
+        None => 0,
+    };
+    let receipt_rate = match Doc::get(t, "receipt_rate") {
+        Some(v) => doc.integer(&format!("{at}.receipt_rate"), v, 0, 1_000_000)? as u32,
+        None => 0,
+    };
+    let queue_limit = match Doc::get(t, "queue_limit") {
+        Some(v) => doc.integer(&format!("{at}.queue_limit"), v, 1, 100_000_000)? as u64,
+        None => 100_000,
+    };
+    let lane_capacity = match Doc::get(t, "lane_capacity") {
+        Some(v) => doc.integer(&format!("{at}.lane_capacity"), v, 1, 1 << 20)? as usize,
+        None => 4096,
+    };
+    l.user_ack = user_ack;
+    l.default_encoding = default_encoding;
+    l.ids = ids;
+    l.country_code = country_code;
+    l.alphanumeric_senders = alphanumeric_senders;
+    l.throughput = throughput;
+    l.receipt_rate = receipt_rate;
+    l.queue_limit = queue_limit;
+    l.lane_capacity = lane_capacity;
+    Ok(())
 }
 
 /// An array of IPv4 networks (`"198.18.1.0/24"`, or an address for /32).
