@@ -31,6 +31,7 @@ use crate::control::config::LegacyConfig;
 use crate::ids::LegacySystemId;
 use crate::route::select::{MsisdnMap, RouteSpec, RoutingTable};
 use crate::tag::KeyRing;
+use toml::de::DeTable;
 
 /// `[converged]`: the names of the converged side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,138 +104,149 @@ impl Provision {
         let root = config::parse(text)?;
         let root = root.get_ref();
 
-        let mut converged = ConvergedNames::default();
-        if let Some(v) = Doc::get(root, "converged") {
-            let t = doc.table("converged", v)?;
-            doc.only(
-                t,
-                "converged",
-                &[
-                    "legacy_domain",
-                    "converged_domain",
-                    "message_validity_s",
-                    "replay_window_s",
-                    "replay_capacity",
-                    "correlation_capacity",
-                    "waiter_capacity",
-                    "parked_capacity",
-                ],
-            )?;
-            if let Some(d) = Doc::get(t, "waiter_capacity") {
-                converged.waiter_capacity = doc.integer("converged.waiter_capacity", d, 64, 10_000_000)? as usize;
-            }
-            if let Some(d) = Doc::get(t, "parked_capacity") {
-                converged.parked_capacity = doc.integer("converged.parked_capacity", d, 64, 10_000_000)? as usize;
-            }
-            if let Some(d) = Doc::get(t, "correlation_capacity") {
-                converged.correlation_capacity =
-                    doc.integer("converged.correlation_capacity", d, 1024, 100_000_000)? as usize;
-            }
-            if let Some(d) = Doc::get(t, "replay_window_s") {
-                converged.replay_window_s = doc.integer("converged.replay_window_s", d, 60, 7 * 24 * 3600)? as u64;
-            }
-            if let Some(d) = Doc::get(t, "replay_capacity") {
-                converged.replay_capacity = doc.integer("converged.replay_capacity", d, 1024, 1 << 30)? as usize;
-            }
-            for (key, slot) in
-                [("legacy_domain", &mut converged.legacy_domain), ("converged_domain", &mut converged.converged_domain)]
-            {
-                if let Some(d) = Doc::get(t, key) {
-                    let s = doc.string(&format!("converged.{key}"), d)?;
-                    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
-                        return doc.err(&format!("converged.{key}"), d.span(), format!("`{s}` is not a domain name"));
-                    }
-                    *slot = s.to_string();
-                }
-            }
-            if let Some(d) = Doc::get(t, "message_validity_s") {
-                converged.message_validity_s =
-                    doc.integer("converged.message_validity_s", d, 60, 30 * 24 * 3600)? as u64;
-            }
-        }
-
-        // [[routes]]
-        let mut specs: Vec<(String, u16, Option<String>)> = Vec::new();
-        if let Some(v) = Doc::get(root, "routes") {
-            let Some(list) = v.get_ref().as_array() else {
-                return doc.err("routes", v.span(), "expected an array of tables ([[routes]])");
-            };
-            for (i, entry) in list.iter().enumerate() {
-                let at = format!("routes[{i}]");
-                let t = doc.table(&at, entry)?;
-                doc.only(t, &at, &["prefix", "system", "content_type"])?;
-                let Some(p) = Doc::get(t, "prefix") else {
-                    return doc.err(&format!("{at}.prefix"), entry.span(), "missing: the E.164 prefix (\"+4470001\")");
-                };
-                let prefix = doc.string(&format!("{at}.prefix"), p)?;
-                let Some(s) = Doc::get(t, "system") else {
-                    return doc.err(&format!("{at}.system"), entry.span(), "missing: the legacy system's name");
-                };
-                let name = doc.string(&format!("{at}.system"), s)?;
-                let Some(system) = legacy.iter().find(|l| l.name == name) else {
-                    let names: Vec<&str> = legacy.iter().map(|l| l.name.as_str()).collect();
-                    return doc.err(
-                        &format!("{at}.system"),
-                        s.span(),
-                        format!("`{name}` is no [[legacy]] system (known: {})", names.join(", ")),
-                    );
-                };
-                let content_type = match Doc::get(t, "content_type") {
-                    Some(c) => Some(doc.string(&format!("{at}.content_type"), c)?.to_string()),
-                    None => None,
-                };
-                specs.push((prefix.to_string(), system.id, content_type));
-            }
-        }
-        let route_specs: Vec<RouteSpec<'_>> = specs
-            .iter()
-            .map(|(p, s, c)| RouteSpec { prefix: p, system: LegacySystemId(*s), content_type: c.as_deref() })
-            .collect();
-        let routes = match RoutingTable::build(&route_specs) {
-            Ok(r) => r,
-            Err(e) => {
-                let span = Doc::get(root, "routes").map(|v| v.span()).unwrap_or(0..0);
-                return doc.err("routes", span, e.to_string());
-            }
-        };
-
-        // [msisdn]
-        let default_template = format!("sip:+{{msisdn}}@{};user=phone", converged.converged_domain);
-        let mut template = Some(default_template);
-        let mut entries: Vec<(String, String)> = Vec::new();
-        let mut msisdn_span = 0..0;
-        if let Some(v) = Doc::get(root, "msisdn") {
-            msisdn_span = v.span();
-            let t = doc.table("msisdn", v)?;
-            doc.only(t, "msisdn", &["template", "entries"])?;
-            if let Some(tv) = Doc::get(t, "template") {
-                let s = doc.string("msisdn.template", tv)?;
-                template = (!s.is_empty()).then(|| s.to_string());
-            }
-            if let Some(ev) = Doc::get(t, "entries") {
-                let Some(list) = ev.get_ref().as_array() else {
-                    return doc.err("msisdn.entries", ev.span(), "expected an array of { number, uri } tables");
-                };
-                for (i, e) in list.iter().enumerate() {
-                    let at = format!("msisdn.entries[{i}]");
-                    let et = doc.table(&at, e)?;
-                    doc.only(et, &at, &["number", "uri"])?;
-                    let (Some(n), Some(u)) = (Doc::get(et, "number"), Doc::get(et, "uri")) else {
-                        return doc.err(&at, e.span(), "needs both `number` and `uri`");
-                    };
-                    entries.push((
-                        doc.string(&format!("{at}.number"), n)?.to_string(),
-                        doc.string(&format!("{at}.uri"), u)?.to_string(),
-                    ));
-                }
-            }
-        }
-        let pairs: Vec<(&str, &str)> = entries.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
-        let msisdns = match MsisdnMap::build(&pairs, template.as_deref()) {
-            Ok(m) => m,
-            Err(e) => return doc.err("msisdn", msisdn_span, e.to_string()),
-        };
+        let converged = converged_names(&doc, root)?;
+        let routes = routes(&doc, root, &legacy)?;
+        let msisdns = msisdns(&doc, root, &converged)?;
         Ok(Provision { keys, legacy, routes, msisdns, converged })
+    }
+}
+
+/// `[converged]`.
+fn converged_names(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<ConvergedNames, ConfigError> {
+    let mut converged = ConvergedNames::default();
+    if let Some(v) = Doc::get(root, "converged") {
+        let t = doc.table("converged", v)?;
+        doc.only(
+            t,
+            "converged",
+            &[
+                "legacy_domain",
+                "converged_domain",
+                "message_validity_s",
+                "replay_window_s",
+                "replay_capacity",
+                "correlation_capacity",
+                "waiter_capacity",
+                "parked_capacity",
+            ],
+        )?;
+        if let Some(d) = Doc::get(t, "waiter_capacity") {
+            converged.waiter_capacity = doc.integer("converged.waiter_capacity", d, 64, 10_000_000)? as usize;
+        }
+        if let Some(d) = Doc::get(t, "parked_capacity") {
+            converged.parked_capacity = doc.integer("converged.parked_capacity", d, 64, 10_000_000)? as usize;
+        }
+        if let Some(d) = Doc::get(t, "correlation_capacity") {
+            converged.correlation_capacity =
+                doc.integer("converged.correlation_capacity", d, 1024, 100_000_000)? as usize;
+        }
+        if let Some(d) = Doc::get(t, "replay_window_s") {
+            converged.replay_window_s = doc.integer("converged.replay_window_s", d, 60, 7 * 24 * 3600)? as u64;
+        }
+        if let Some(d) = Doc::get(t, "replay_capacity") {
+            converged.replay_capacity = doc.integer("converged.replay_capacity", d, 1024, 1 << 30)? as usize;
+        }
+        for (key, slot) in
+            [("legacy_domain", &mut converged.legacy_domain), ("converged_domain", &mut converged.converged_domain)]
+        {
+            if let Some(d) = Doc::get(t, key) {
+                let s = doc.string(&format!("converged.{key}"), d)?;
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+                    return doc.err(&format!("converged.{key}"), d.span(), format!("`{s}` is not a domain name"));
+                }
+                *slot = s.to_string();
+            }
+        }
+        if let Some(d) = Doc::get(t, "message_validity_s") {
+            converged.message_validity_s = doc.integer("converged.message_validity_s", d, 60, 30 * 24 * 3600)? as u64;
+        }
+    }
+    Ok(converged)
+}
+
+/// `[[routes]]`: converged → legacy, by number prefix (and content type).
+fn routes(doc: &Doc<'_>, root: &DeTable<'_>, legacy: &[LegacyConfig]) -> Result<RoutingTable, ConfigError> {
+    let mut specs: Vec<(String, u16, Option<String>)> = Vec::new();
+    if let Some(v) = Doc::get(root, "routes") {
+        let Some(list) = v.get_ref().as_array() else {
+            return doc.err("routes", v.span(), "expected an array of tables ([[routes]])");
+        };
+        for (i, entry) in list.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let t = doc.table(&at, entry)?;
+            doc.only(t, &at, &["prefix", "system", "content_type"])?;
+            let Some(p) = Doc::get(t, "prefix") else {
+                return doc.err(&format!("{at}.prefix"), entry.span(), "missing: the E.164 prefix (\"+4470001\")");
+            };
+            let prefix = doc.string(&format!("{at}.prefix"), p)?;
+            let Some(s) = Doc::get(t, "system") else {
+                return doc.err(&format!("{at}.system"), entry.span(), "missing: the legacy system's name");
+            };
+            let name = doc.string(&format!("{at}.system"), s)?;
+            let Some(system) = legacy.iter().find(|l| l.name == name) else {
+                let names: Vec<&str> = legacy.iter().map(|l| l.name.as_str()).collect();
+                return doc.err(
+                    &format!("{at}.system"),
+                    s.span(),
+                    format!("`{name}` is no [[legacy]] system (known: {})", names.join(", ")),
+                );
+            };
+            let content_type = match Doc::get(t, "content_type") {
+                Some(c) => Some(doc.string(&format!("{at}.content_type"), c)?.to_string()),
+                None => None,
+            };
+            specs.push((prefix.to_string(), system.id, content_type));
+        }
+    }
+    let route_specs: Vec<RouteSpec<'_>> = specs
+        .iter()
+        .map(|(p, s, c)| RouteSpec { prefix: p, system: LegacySystemId(*s), content_type: c.as_deref() })
+        .collect();
+    match RoutingTable::build(&route_specs) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let span = Doc::get(root, "routes").map(|v| v.span()).unwrap_or(0..0);
+            doc.err("routes", span, e.to_string())
+        }
+    }
+}
+
+/// `[msisdn]`: legacy → converged, MSISDN to the converged user's URI.
+fn msisdns(doc: &Doc<'_>, root: &DeTable<'_>, converged: &ConvergedNames) -> Result<MsisdnMap, ConfigError> {
+    let default_template = format!("sip:+{{msisdn}}@{};user=phone", converged.converged_domain);
+    let mut template = Some(default_template);
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut msisdn_span = 0..0;
+    if let Some(v) = Doc::get(root, "msisdn") {
+        msisdn_span = v.span();
+        let t = doc.table("msisdn", v)?;
+        doc.only(t, "msisdn", &["template", "entries"])?;
+        if let Some(tv) = Doc::get(t, "template") {
+            let s = doc.string("msisdn.template", tv)?;
+            template = (!s.is_empty()).then(|| s.to_string());
+        }
+        if let Some(ev) = Doc::get(t, "entries") {
+            let Some(list) = ev.get_ref().as_array() else {
+                return doc.err("msisdn.entries", ev.span(), "expected an array of { number, uri } tables");
+            };
+            for (i, e) in list.iter().enumerate() {
+                let at = format!("msisdn.entries[{i}]");
+                let et = doc.table(&at, e)?;
+                doc.only(et, &at, &["number", "uri"])?;
+                let (Some(n), Some(u)) = (Doc::get(et, "number"), Doc::get(et, "uri")) else {
+                    return doc.err(&at, e.span(), "needs both `number` and `uri`");
+                };
+                entries.push((
+                    doc.string(&format!("{at}.number"), n)?.to_string(),
+                    doc.string(&format!("{at}.uri"), u)?.to_string(),
+                ));
+            }
+        }
+    }
+    let pairs: Vec<(&str, &str)> = entries.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+    match MsisdnMap::build(&pairs, template.as_deref()) {
+        Ok(m) => Ok(m),
+        Err(e) => doc.err("msisdn", msisdn_span, e.to_string()),
     }
 }
 
