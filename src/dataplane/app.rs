@@ -316,21 +316,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         workers
     );
 
-    while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!("iwf: stopping");
-    eal.wait_workers();
-    if let Some(a) = admin {
-        a.stop();
-    }
-    if let Some(c) = control {
-        let _ = c.join();
-    }
-    store_stop.store(true, Ordering::SeqCst);
-    if let Some(t) = store_thread {
-        let _ = t.join();
-    }
+    wait_for_stop(&eal, admin, control, &store_stop, store_thread);
     final_report(&shared, &stats, &ports);
     // Order matters: rings (drained: their mbufs go back to the pool; each went with
     // the workers that held its ends, the unused ones go here) and ports (stop, close)
@@ -404,6 +390,33 @@ fn start_store(
         .spawn(move || crate::flow::store::run(db, intake, shared, stats, &stop))
         .map(Some)
         .map_err(|e| DataplaneError::Setup(format!("cannot start the store thread: {e}")))
+}
+
+/// Runs until SIGINT/SIGTERM (or a fatal error) sets [`STOP`], then stops the threads
+/// in order: the workers, the admin endpoint, the control thread, the store thread
+/// (which commits what it holds).
+fn wait_for_stop(
+    eal: &Eal,
+    admin: Option<crate::control::admin::AdminHandle>,
+    control: Option<std::thread::JoinHandle<()>>,
+    store_stop: &std::sync::atomic::AtomicBool,
+    store_thread: Option<std::thread::JoinHandle<()>>,
+) {
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("iwf: stopping");
+    eal.wait_workers();
+    if let Some(a) = admin {
+        a.stop();
+    }
+    if let Some(c) = control {
+        let _ = c.join();
+    }
+    store_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = store_thread {
+        let _ = t.join();
+    }
 }
 
 /// What the run did, printed once it stopped: the flows, the counters, each port's

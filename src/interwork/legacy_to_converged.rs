@@ -567,8 +567,20 @@ pub fn legacy_to_sip(
     })?;
     let body = cpim_buf.get(..body_len).unwrap_or_default();
 
-    // SIP MESSAGE.
-    let tag_str = tag.as_str();
+    let len = write_message(converged, legacy_uri, recipient, tag.as_str(), body, out)?;
+    Ok(ConvertedMessage { len, tag, fields, dispositions })
+}
+
+/// The SIP MESSAGE carrying `body` from `legacy_uri` to `recipient`, its branch,
+/// From tag and Call-ID drawn from the tag, into `out`; its length.
+fn write_message(
+    converged: &ConvergedSide<'_>,
+    legacy_uri: &str,
+    recipient: &str,
+    tag_str: &str,
+    body: &[u8],
+    out: &mut [u8],
+) -> Result<usize, ConvertError> {
     let mut via = Line::new();
     via.put("SIP/2.0/")?
         .put(converged.transport)?
@@ -598,8 +610,7 @@ pub fn legacy_to_sip(
         .and_then(|w| w.header("CSeq", "1 MESSAGE"))
         .and_then(|w| w.header("Content-Type", "message/cpim"))
         .map_err(sip_err)?;
-    let len = w.finish(body).map_err(sip_err)?;
-    Ok(ConvertedMessage { len, tag, fields, dispositions })
+    w.finish(body).map_err(sip_err)
 }
 
 /// The party an SMPP address names, under the system's numbering plan.
