@@ -2,7 +2,8 @@
 //! - the top-level modules form layers, and no module names one above it;
 //! - within a folder, no two files import each other (directly or around a circle);
 //! - the library's `unsafe` code lives in `src/dataplane/dpdk/` only;
-//! - the worker's loop, its services and its engine take no lock.
+//! - the worker's loop, its services and its engine take no lock;
+//! - no function of the library runs over 120 lines.
 //!
 //! Test modules (everything after a file's first `#[cfg(test)]`) and comments are
 //! left out: a test may reach anywhere, and a comment may name anything.
@@ -228,6 +229,51 @@ fn the_packet_path_takes_no_lock() {
     assert!(locking.is_empty(), "locks on the packet path: {locking:?}");
 }
 
+/// Each function of `code` (one per `fn` line; its body ends at the first line that
+/// closes it at its own indentation) as (name, lines).
+fn function_lengths(code: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let words: Vec<&str> = trimmed.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "fn") else { continue };
+        // Only qualifiers may come before `fn` (`pub`, `pub(crate)`, `const`, `unsafe`, ...).
+        if !words[..at]
+            .iter()
+            .all(|w| w.starts_with("pub") || matches!(*w, "const" | "unsafe" | "async" | "extern" | "\"C\""))
+        {
+            continue;
+        }
+        let name: String =
+            words.get(at + 1).map_or("", |w| w).chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if trimmed.ends_with(';') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i + 1..].iter().position(|l| *l == close) {
+            out.push((name, end + 2));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_runs_over_120_lines() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let mut long = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with(src().join("bin"))) {
+        for (name, n) in function_lengths(&code(f)) {
+            if n > 120 {
+                long.push(format!("{}: {name} ({n} lines)", f.strip_prefix(src()).unwrap_or(f).display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 120 lines (split them by what they do):\n{}", long.join("\n"));
+}
+
 #[test]
 fn the_checks_see_what_they_look_for() {
     // The scanners themselves: a check that finds nothing must be able to find something.
@@ -243,4 +289,6 @@ fn the_checks_see_what_they_look_for() {
     assert_eq!(find_cycle(&edges), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
     edges.insert("c".to_owned(), BTreeSet::new());
     assert_eq!(find_cycle(&edges), None);
+    let long_fn = format!("    pub(crate) fn f() {{\n{}    }}\n", "        x();\n".repeat(130));
+    assert_eq!(function_lengths(&long_fn), [("f".to_owned(), 132)]);
 }
