@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use iwf::wire::cpim::{self, CpimRepr, DateTime, Dispositions, NameAddr, EMPTY_HEADER};
+use iwf::wire::cpim::{self, CpimAddress, CpimRepr, DateTime, Dispositions, EMPTY_HEADER};
 use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
 
 /// A CPIM body as a converged client sends it (RFC 5438 §6 headers).
@@ -68,8 +68,8 @@ fn emit(c: &mut Criterion) {
         b.iter(|| black_box(black_box(&imdn).emit(&mut buf).unwrap()))
     });
     let repr = CpimRepr {
-        from: NameAddr::new(b"", b"sip:+15551234567@example.net;user=phone"),
-        to: NameAddr::new(b"Alice", b"sip:alice@example.com"),
+        from: CpimAddress::new(b"", b"sip:+15551234567@example.net;user=phone"),
+        to: CpimAddress::new(b"Alice", b"sip:alice@example.com"),
         datetime: DateTime::from_unix(1_715_000_000),
         message_id: b"k2j3h4g5f6d7s8a9",
         dispositions: Dispositions::empty(),

@@ -21,7 +21,7 @@ use iwf::interwork::legacy_to_converged::{
 };
 use iwf::interwork::{BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation};
 use iwf::tag::{KeyRing, Tag, TagKey};
-use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
+use iwf::wire::cpim::{CpimAddress, CpimRepr, DateTime, Dispositions};
 use iwf::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{MessageWriter, Method};
 use iwf::wire::smpp::{Address, Body, EsmClass, Pdu, RegisteredDelivery, SubmitSm};
@@ -160,8 +160,8 @@ fn imdn(tag: &Tag, n: Notification, from: &str) -> Vec<u8> {
     let xn = doc.emit(&mut xml).expect("imdn");
     let to = "sip:+447000100001@iwf.ims.lab;user=phone";
     let cpim = CpimRepr {
-        from: NameAddr::new(b"", from.as_bytes()),
-        to: NameAddr::new(b"", to.as_bytes()),
+        from: CpimAddress::new(b"", from.as_bytes()),
+        to: CpimAddress::new(b"", to.as_bytes()),
         datetime: DateTime::from_unix(NOW as i64 + 5),
         message_id: b"imdn-1",
         dispositions: Dispositions::empty(),

@@ -57,7 +57,7 @@ fn cpim_json(m: &CpimMessage<'_, '_>) -> Value {
             })
             .collect(),
     );
-    let addr = |r: Result<cpim::NameAddr<'_>, cpim::CpimError>| match r {
+    let addr = |r: Result<cpim::CpimAddress<'_>, cpim::CpimError>| match r {
         Ok(a) => json!({ "display": text(a.display), "uri": text(a.uri) }),
         Err(e) => json!({ "error": e.to_string() }),
     };

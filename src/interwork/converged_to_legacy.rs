@@ -1128,8 +1128,8 @@ pub fn imdn_for_state(
     })?;
     let (xml_buf, cpim_buf) = scratch.split_at_mut(xml_len.min(scratch.len()));
     let cpim = CpimRepr {
-        from: cpim::NameAddr::new(b"", legacy_uri),
-        to: cpim::NameAddr::new(b"", stored.sender.as_bytes()),
+        from: cpim::CpimAddress::new(b"", legacy_uri),
+        to: cpim::CpimAddress::new(b"", stored.sender.as_bytes()),
         datetime: DateTime::from_unix(now),
         message_id: tokens.message_id.as_bytes(),
         dispositions: Dispositions::empty(),

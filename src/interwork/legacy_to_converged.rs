@@ -551,8 +551,8 @@ pub fn legacy_to_sip(
 
     // CPIM body.
     let cpim = CpimRepr {
-        from: cpim::NameAddr::new(b"", legacy_uri.as_bytes()),
-        to: cpim::NameAddr::new(b"", recipient.as_bytes()),
+        from: cpim::CpimAddress::new(b"", legacy_uri.as_bytes()),
+        to: cpim::CpimAddress::new(b"", recipient.as_bytes()),
         datetime,
         message_id: tag.as_bytes(),
         dispositions,
@@ -1061,7 +1061,7 @@ fn verify_tag(
             if n == 0 {
                 // No pair to verify with: say which party the IMDN fails to name.
                 converged_number(env.from, imdn)?;
-                let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+                let to = cpim::CpimAddress::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
                     .map_err(ImdnRouteError::Cpim)?;
                 legacy_party_from_uri(to.uri, &mut [0u8; ALPHA_MAX])?;
             }
@@ -1082,7 +1082,7 @@ fn receipt_parties<'n>(
 ) -> Result<(Msisdn, LegacyParty<'n>), ImdnRouteError> {
     Ok(if fields.parties.is_none() {
         let recipient = converged_number(env.from, imdn)?;
-        let to = cpim::NameAddr::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
+        let to = cpim::CpimAddress::parse(env.to.ok_or(ImdnRouteError::Cpim(CpimError::MissingTo))?)
             .map_err(ImdnRouteError::Cpim)?;
         (recipient, legacy_party_from_uri(to.uri, name_buf)?)
     } else {
@@ -1200,8 +1200,8 @@ fn primary_parties<'n>(
     env: &Envelope<'_>,
     name_buf: &'n mut [u8; ALPHA_MAX],
 ) -> Option<(Parties, Msisdn, LegacyParty<'n>)> {
-    let to = cpim::NameAddr::parse(env.to?).ok()?.uri;
-    let from = uri_msisdn(cpim::NameAddr::parse(env.from?).ok()?.uri).ok()?;
+    let to = cpim::CpimAddress::parse(env.to?).ok()?.uri;
+    let from = uri_msisdn(cpim::CpimAddress::parse(env.from?).ok()?.uri).ok()?;
     let legacy = legacy_party_from_uri(to, name_buf).ok()?;
     let parties = match legacy {
         LegacyParty::Number(m) => Parties::new(Originator::Number(m.digits()), from.digits()),
@@ -1218,7 +1218,7 @@ fn party_candidates(msg: &Message<'_, '_>, env: &Envelope<'_>, imdn: &Imdn<'_>, 
     let mut originators: [Option<Parties>; 3] = [None; 3];
     let mut name_buf = [0u8; ALPHA_MAX];
     let sip_to = msg.to().ok().map(|t| t.uri.as_str().as_bytes());
-    let cpim_to = env.to.and_then(|t| cpim::NameAddr::parse(t).ok()).map(|t| t.uri);
+    let cpim_to = env.to.and_then(|t| cpim::CpimAddress::parse(t).ok()).map(|t| t.uri);
     let r_uri = msg.request_line().map(|r| r.uri.as_bytes());
     for (slot, uri) in originators.iter_mut().zip([cpim_to, sip_to, r_uri]) {
         let Some(uri) = uri else { continue };
@@ -1229,7 +1229,7 @@ fn party_candidates(msg: &Message<'_, '_>, env: &Envelope<'_>, imdn: &Imdn<'_>, 
         };
     }
     let mut recipients: [Option<Msisdn>; 4] = [None; 4];
-    recipients[0] = env.from.and_then(|f| cpim::NameAddr::parse(f).ok()).and_then(|f| uri_msisdn(f.uri).ok());
+    recipients[0] = env.from.and_then(|f| cpim::CpimAddress::parse(f).ok()).and_then(|f| uri_msisdn(f.uri).ok());
     let mut buf = [0u8; LINE_MAX];
     for (slot, x) in recipients[1..3].iter_mut().zip([&imdn.recipient_uri, &imdn.original_recipient_uri]) {
         *slot = x.as_ref().and_then(|x| xml_text(x, &mut buf).and_then(|u| uri_msisdn(u).ok()));
@@ -1253,7 +1253,7 @@ fn party_candidates(msg: &Message<'_, '_>, env: &Envelope<'_>, imdn: &Imdn<'_>, 
 /// The telephone number of the converged user who sent the IMDN: CPIM `From`, else the
 /// IMDN `<recipient-uri>`.
 fn converged_number(from: Option<&[u8]>, imdn: &Imdn<'_>) -> Result<Msisdn, ImdnRouteError> {
-    let from_err = match from.map(cpim::NameAddr::parse) {
+    let from_err = match from.map(cpim::CpimAddress::parse) {
         Some(Ok(from)) => match uri_msisdn(from.uri) {
             Ok(m) => return Ok(m),
             Err(e) => e,
@@ -1476,8 +1476,8 @@ mod tests {
         let mut xml = [0u8; 1024];
         let xn = imdn.emit(&mut xml).unwrap();
         let cpim = CpimRepr {
-            from: cpim::NameAddr::new(b"", from.as_bytes()),
-            to: cpim::NameAddr::new(b"", to.as_bytes()),
+            from: cpim::CpimAddress::new(b"", from.as_bytes()),
+            to: cpim::CpimAddress::new(b"", to.as_bytes()),
             datetime: DateTime::from_unix(dt),
             message_id: b"imdn-own-id-1",
             dispositions: Dispositions::empty(),

@@ -49,7 +49,7 @@ pub enum CpimError {
     /// `Content-Length` is not a decimal number.
     BadContentLength,
     /// A `From`/`To`/route value is not `["Name"] <uri>`.
-    BadNameAddr,
+    BadAddress,
     /// `DateTime` is not an RFC 3339 timestamp.
     BadDateTime(DateTimeError),
     /// No `From` header.
@@ -80,7 +80,7 @@ impl fmt::Display for CpimError {
             CpimError::BadNamespace => f.write_str("malformed CPIM NS header"),
             CpimError::UnknownNamespacePrefix => f.write_str("CPIM header prefix not declared by NS"),
             CpimError::BadContentLength => f.write_str("malformed Content-Length"),
-            CpimError::BadNameAddr => f.write_str("malformed CPIM address (expected [\"Name\"] <uri>)"),
+            CpimError::BadAddress => f.write_str("malformed CPIM address (expected [\"Name\"] <uri>)"),
             CpimError::BadDateTime(e) => write!(f, "bad CPIM DateTime: {e}"),
             CpimError::MissingFrom => f.write_str("CPIM From header missing"),
             CpimError::MissingTo => f.write_str("CPIM To header missing"),
@@ -503,25 +503,26 @@ impl fmt::Debug for Dispositions {
 // ---------------------------------------------------------------------------------------
 
 /// A CPIM address (RFC 3862 §4.1 `From`/`To`/`cc`, RFC 5438 §6.3 `IMDN-Record-Route`):
-/// `[Formal-name] "<" URI ">"`. `display` is the raw name: the inside of the quotes
+/// `[Formal-name] "<" URI ">"`. Not SIP's `name-addr` ([`crate::wire::sip::NameAddr`]):
+/// no parameters follow it, and its URI is kept as bytes. `display` is the raw name: the inside of the quotes
 /// (backslash escapes kept) or the unquoted words; empty when absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct NameAddr<'a> {
+pub struct CpimAddress<'a> {
     /// Display name (raw), empty when absent.
     pub display: &'a [u8],
     /// The URI between `<` and `>`.
     pub uri: &'a [u8],
 }
 
-impl<'a> NameAddr<'a> {
+impl<'a> CpimAddress<'a> {
     /// An address with display name `display` (raw quoted-string content, may be empty).
-    pub const fn new(display: &'a [u8], uri: &'a [u8]) -> NameAddr<'a> {
-        NameAddr { display, uri }
+    pub const fn new(display: &'a [u8], uri: &'a [u8]) -> CpimAddress<'a> {
+        CpimAddress { display, uri }
     }
 
     /// Parses `"Name" <uri>`, `Name Words <uri>` or `<uri>`; a bare URI without angle
     /// brackets and whitespace is accepted too.
-    pub fn parse(value: &'a [u8]) -> Result<NameAddr<'a>, CpimError> {
+    pub fn parse(value: &'a [u8]) -> Result<CpimAddress<'a>, CpimError> {
         let v = value.trim_ascii();
         let (display, rest) = if v.first() == Some(&b'"') {
             let mut i = 1;
@@ -530,7 +531,7 @@ impl<'a> NameAddr<'a> {
                     Some(b'\\') => i += 2,
                     Some(b'"') => break,
                     Some(_) => i += 1,
-                    None => return Err(CpimError::BadNameAddr),
+                    None => return Err(CpimError::BadAddress),
                 }
             }
             (&v[1..i], v[i + 1..].trim_ascii())
@@ -540,17 +541,17 @@ impl<'a> NameAddr<'a> {
                 None => {
                     // Bare URI (tolerated): one word with a scheme.
                     if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == b'>') || !v.contains(&b':') {
-                        return Err(CpimError::BadNameAddr);
+                        return Err(CpimError::BadAddress);
                     }
-                    return Ok(NameAddr { display: &[], uri: v });
+                    return Ok(CpimAddress { display: &[], uri: v });
                 }
             }
         };
-        let inner = rest.strip_prefix(b"<").and_then(|r| r.strip_suffix(b">")).ok_or(CpimError::BadNameAddr)?;
+        let inner = rest.strip_prefix(b"<").and_then(|r| r.strip_suffix(b">")).ok_or(CpimError::BadAddress)?;
         if inner.is_empty() || inner.iter().any(|&b| b == b'<' || b == b'>' || b == b'\r' || b == b'\n') {
-            return Err(CpimError::BadNameAddr);
+            return Err(CpimError::BadAddress);
         }
-        Ok(NameAddr { display, uri: inner })
+        Ok(CpimAddress { display, uri: inner })
     }
 
     fn check(&self) -> Result<(), CpimError> {
@@ -575,7 +576,7 @@ impl<'a> NameAddr<'a> {
     }
 }
 
-impl fmt::Display for NameAddr<'_> {
+impl fmt::Display for CpimAddress<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.display.is_empty() {
             write!(f, "\"{}\" ", self.display.escape_ascii())?;
@@ -844,23 +845,23 @@ impl<'h, 'a> CpimMessage<'h, 'a> {
     }
 
     /// `From` (RFC 3862 §4.1).
-    pub fn from(&self) -> Result<NameAddr<'a>, CpimError> {
-        NameAddr::parse(self.header(CPIM_HEADERS_NS, b"From").ok_or(CpimError::MissingFrom)?)
+    pub fn from(&self) -> Result<CpimAddress<'a>, CpimError> {
+        CpimAddress::parse(self.header(CPIM_HEADERS_NS, b"From").ok_or(CpimError::MissingFrom)?)
     }
 
     /// The first `To` (RFC 3862 §4.2).
-    pub fn to(&self) -> Result<NameAddr<'a>, CpimError> {
-        NameAddr::parse(self.header(CPIM_HEADERS_NS, b"To").ok_or(CpimError::MissingTo)?)
+    pub fn to(&self) -> Result<CpimAddress<'a>, CpimError> {
+        CpimAddress::parse(self.header(CPIM_HEADERS_NS, b"To").ok_or(CpimError::MissingTo)?)
     }
 
     /// Every `To`, in order.
-    pub fn to_all<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(CPIM_HEADERS_NS, b"To").map(|h| NameAddr::parse(h.value))
+    pub fn to_all<'s>(&'s self) -> impl Iterator<Item = Result<CpimAddress<'a>, CpimError>> + 's {
+        self.headers_named(CPIM_HEADERS_NS, b"To").map(|h| CpimAddress::parse(h.value))
     }
 
     /// Every `cc` (RFC 3862 §4.3), in order.
-    pub fn cc<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(CPIM_HEADERS_NS, b"cc").map(|h| NameAddr::parse(h.value))
+    pub fn cc<'s>(&'s self) -> impl Iterator<Item = Result<CpimAddress<'a>, CpimError>> + 's {
+        self.headers_named(CPIM_HEADERS_NS, b"cc").map(|h| CpimAddress::parse(h.value))
     }
 
     /// `DateTime` (RFC 3862 §4.4), `None` when absent.
@@ -888,18 +889,18 @@ impl<'h, 'a> CpimMessage<'h, 'a> {
     }
 
     /// Every `imdn.IMDN-Record-Route` (RFC 5438 §6.3), in order.
-    pub fn imdn_record_routes<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(IMDN_NS, b"IMDN-Record-Route").map(|h| NameAddr::parse(h.value))
+    pub fn imdn_record_routes<'s>(&'s self) -> impl Iterator<Item = Result<CpimAddress<'a>, CpimError>> + 's {
+        self.headers_named(IMDN_NS, b"IMDN-Record-Route").map(|h| CpimAddress::parse(h.value))
     }
 
     /// Every `imdn.IMDN-Route` (RFC 5438 §6.3), in order.
-    pub fn imdn_routes<'s>(&'s self) -> impl Iterator<Item = Result<NameAddr<'a>, CpimError>> + 's {
-        self.headers_named(IMDN_NS, b"IMDN-Route").map(|h| NameAddr::parse(h.value))
+    pub fn imdn_routes<'s>(&'s self) -> impl Iterator<Item = Result<CpimAddress<'a>, CpimError>> + 's {
+        self.headers_named(IMDN_NS, b"IMDN-Route").map(|h| CpimAddress::parse(h.value))
     }
 
     /// `imdn.Original-To` (RFC 5438 §6.4), `None` when absent.
-    pub fn original_to(&self) -> Result<Option<NameAddr<'a>>, CpimError> {
-        self.header(IMDN_NS, b"Original-To").map(NameAddr::parse).transpose()
+    pub fn original_to(&self) -> Result<Option<CpimAddress<'a>>, CpimError> {
+        self.header(IMDN_NS, b"Original-To").map(CpimAddress::parse).transpose()
     }
 
     /// MIME part `Content-Type`.
@@ -1005,9 +1006,9 @@ fn check_value(v: &[u8]) -> Result<&[u8], CpimError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpimRepr<'a> {
     /// `From`.
-    pub from: NameAddr<'a>,
+    pub from: CpimAddress<'a>,
     /// `To`.
-    pub to: NameAddr<'a>,
+    pub to: CpimAddress<'a>,
     /// `DateTime`.
     pub datetime: DateTime,
     /// `imdn.Message-ID`.
@@ -1015,7 +1016,7 @@ pub struct CpimRepr<'a> {
     /// `imdn.Disposition-Notification` (omitted when empty; unknown marker not written).
     pub dispositions: Dispositions,
     /// `imdn.IMDN-Record-Route`.
-    pub imdn_record_route: Option<NameAddr<'a>>,
+    pub imdn_record_route: Option<CpimAddress<'a>>,
     /// MIME part `Content-Type`.
     pub content_type: &'a [u8],
     /// MIME part `Content-Disposition`.
@@ -1192,7 +1193,7 @@ Content-Type: text/plain\r\n\r\nhi";
         let d = m.dispositions();
         assert!(d.contains(Dispositions::DISPLAY) && d.has_unknown());
         assert_eq!(d.known(), Dispositions::DISPLAY);
-        assert_eq!(m.original_to().unwrap(), Some(NameAddr::new(b"B", b"sip:orig@x")));
+        assert_eq!(m.original_to().unwrap(), Some(CpimAddress::new(b"B", b"sip:orig@x")));
         assert_eq!(m.content, b"hi");
     }
 
@@ -1250,10 +1251,10 @@ imdn.message-id: q1\n\ncontent-type: text/plain\n\nbody\n";
         assert_eq!(parse(&many_ns, &mut h).unwrap_err(), CpimError::TooManyNamespaces);
         // Accessor-level errors.
         let m = parse(b"From: nobody\r\nDateTime: 2024-02-30T00:00:00Z\r\n\r\n\r\n", &mut h).unwrap();
-        assert_eq!(m.from().unwrap_err(), CpimError::BadNameAddr);
+        assert_eq!(m.from().unwrap_err(), CpimError::BadAddress);
         assert_eq!(m.to().unwrap_err(), CpimError::MissingTo);
         assert_eq!(m.datetime().unwrap_err(), CpimError::BadDateTime(DateTimeError::FieldRange));
-        assert_eq!(CpimRepr::parse(&m).unwrap_err(), CpimError::BadNameAddr);
+        assert_eq!(CpimRepr::parse(&m).unwrap_err(), CpimError::BadAddress);
     }
 
     #[test]
@@ -1269,18 +1270,18 @@ imdn.message-id: q1\n\ncontent-type: text/plain\n\nbody\n";
 
     #[test]
     fn name_addr_forms() {
-        assert_eq!(NameAddr::parse(b"<sip:a@x>").unwrap(), NameAddr::new(b"", b"sip:a@x"));
-        assert_eq!(NameAddr::parse(b" \"A B\"<sip:a@x> ").unwrap(), NameAddr::new(b"A B", b"sip:a@x"));
-        assert_eq!(NameAddr::parse(b"sip:a@x").unwrap(), NameAddr::new(b"", b"sip:a@x"));
+        assert_eq!(CpimAddress::parse(b"<sip:a@x>").unwrap(), CpimAddress::new(b"", b"sip:a@x"));
+        assert_eq!(CpimAddress::parse(b" \"A B\"<sip:a@x> ").unwrap(), CpimAddress::new(b"A B", b"sip:a@x"));
+        assert_eq!(CpimAddress::parse(b"sip:a@x").unwrap(), CpimAddress::new(b"", b"sip:a@x"));
         for bad in [&b"\"A <sip:a@x>"[..], b"A <sip:a@x", b"<>", b"\"A\" sip:a@x", b"", b"two words"] {
-            assert_eq!(NameAddr::parse(bad).unwrap_err(), CpimError::BadNameAddr, "{}", bad.escape_ascii());
+            assert_eq!(CpimAddress::parse(bad).unwrap_err(), CpimError::BadAddress, "{}", bad.escape_ascii());
         }
     }
 
     fn imdn_repr() -> CpimRepr<'static> {
         CpimRepr {
-            from: NameAddr::new(b"Bob", b"sip:bob@example.com"),
-            to: NameAddr::new(b"", b"sip:alice@example.com"),
+            from: CpimAddress::new(b"Bob", b"sip:bob@example.com"),
+            to: CpimAddress::new(b"", b"sip:alice@example.com"),
             datetime: DateTime::parse(b"2008-04-04T12:16:49-05:00").unwrap(),
             message_id: b"dfjkleriou432333",
             dispositions: Dispositions::empty(),
@@ -1296,7 +1297,7 @@ imdn.message-id: q1\n\ncontent-type: text/plain\n\nbody\n";
         let mut buf = [0u8; 512];
         let repr = CpimRepr {
             dispositions: Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY,
-            imdn_record_route: Some(NameAddr::new(b"", b"sip:iwf@example.net")),
+            imdn_record_route: Some(CpimAddress::new(b"", b"sip:iwf@example.net")),
             ..imdn_repr()
         };
         let n = repr.emit(&mut buf).unwrap();
@@ -1330,10 +1331,10 @@ Content-Length: 7\r\n\
             CpimRepr { message_id: b"a\r\nTo: evil", ..imdn_repr() },
             CpimRepr { message_id: b"", ..imdn_repr() },
             CpimRepr { content_type: b" text/plain", ..imdn_repr() },
-            CpimRepr { from: NameAddr::new(b"a\"b", b"sip:x"), ..imdn_repr() },
-            CpimRepr { from: NameAddr::new(b"ab\\", b"sip:x"), ..imdn_repr() },
-            CpimRepr { to: NameAddr::new(b"", b"sip:x>y"), ..imdn_repr() },
-            CpimRepr { to: NameAddr::new(b"", b""), ..imdn_repr() },
+            CpimRepr { from: CpimAddress::new(b"a\"b", b"sip:x"), ..imdn_repr() },
+            CpimRepr { from: CpimAddress::new(b"ab\\", b"sip:x"), ..imdn_repr() },
+            CpimRepr { to: CpimAddress::new(b"", b"sip:x>y"), ..imdn_repr() },
+            CpimRepr { to: CpimAddress::new(b"", b""), ..imdn_repr() },
             CpimRepr { content_disposition: Some(b"x\ny"), ..imdn_repr() },
         ];
         for r in bad {
@@ -1433,12 +1434,12 @@ Content-Length: 7\r\n\
             let (fu, tu) = ([b"sip:", &fu[..]].concat(), [b"sip:", &tu[..]].concat());
             let route = route.map(|r| [b"sip:", &r[..]].concat());
             let repr = CpimRepr {
-                from: NameAddr::new(&fd, &fu),
-                to: NameAddr::new(b"", &tu),
+                from: CpimAddress::new(&fd, &fu),
+                to: CpimAddress::new(b"", &tu),
                 datetime: dt,
                 message_id: &id,
                 dispositions: Dispositions(disp),
-                imdn_record_route: route.as_deref().map(|r| NameAddr::new(b"", r)),
+                imdn_record_route: route.as_deref().map(|r| CpimAddress::new(b"", r)),
                 content_type: b"text/plain;charset=UTF-8",
                 content_disposition: cd.as_deref(),
                 content: &content,

@@ -22,7 +22,7 @@
 use iwf::control::config::LegacyConfig;
 use iwf::control::provision::Provision;
 use iwf::tag::{KeyRing, Originator, Parties, ReceiptRequest, TagFields};
-use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
+use iwf::wire::cpim::{CpimAddress, CpimRepr, DateTime, Dispositions};
 use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{MessageWriter, Method};
 use iwf::wire::smpp::{
@@ -339,8 +339,8 @@ pub fn imdn_request(
     let mut xml = [0u8; 1024];
     let xn = imdn.emit(&mut xml).map_err(|e| format!("IMDN: {e}"))?;
     let cpim = CpimRepr {
-        from: NameAddr::new(b"", converged.as_bytes()),
-        to: NameAddr::new(b"", legacy.as_bytes()),
+        from: CpimAddress::new(b"", converged.as_bytes()),
+        to: CpimAddress::new(b"", legacy.as_bytes()),
         datetime: now,
         message_id: call.as_bytes(),
         dispositions: Dispositions::empty(),
@@ -365,8 +365,8 @@ pub fn message_request(
     id: &str,
 ) -> Result<Vec<u8>, String> {
     let cpim = CpimRepr {
-        from: NameAddr::new(b"", converged.as_bytes()),
-        to: NameAddr::new(b"", legacy.as_bytes()),
+        from: CpimAddress::new(b"", converged.as_bytes()),
+        to: CpimAddress::new(b"", legacy.as_bytes()),
         datetime: now,
         message_id: id.as_bytes(),
         dispositions: Dispositions::POSITIVE_DELIVERY,

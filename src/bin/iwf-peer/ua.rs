@@ -14,7 +14,7 @@
 //! prints one JSON line at the end (SIGINT / SIGTERM or `--duration`).
 use super::percentiles;
 use hdrhistogram::Histogram;
-use iwf::wire::cpim::{self, CpimRepr, DateTime, Dispositions, NameAddr, EMPTY_HEADER};
+use iwf::wire::cpim::{self, CpimAddress, CpimRepr, DateTime, Dispositions, EMPTY_HEADER};
 use iwf::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{Header, Message, MessageWriter, Method, Parser, Status};
 use serde_json::json;
@@ -261,8 +261,8 @@ fn own_message(o: &Originate, local: SocketAddr, n: u64, id: &str) -> Option<(Ve
     let to = format!("tel:{}{user:05}", o.to_prefix);
     let text = format!("converged to legacy load message {n}");
     let body = CpimRepr {
-        from: NameAddr { display: b"", uri: o.from.as_bytes() },
-        to: NameAddr { display: b"", uri: to.as_bytes() },
+        from: CpimAddress { display: b"", uri: o.from.as_bytes() },
+        to: CpimAddress { display: b"", uri: to.as_bytes() },
         datetime: DateTime::from_unix(unix_now()),
         message_id: id.as_bytes(),
         dispositions: Dispositions::POSITIVE_DELIVERY,

@@ -8,7 +8,7 @@ use iwf::interwork::address::NumberingPlan;
 use iwf::interwork::legacy_to_converged::{legacy_to_sip, LegacyMessage};
 use iwf::interwork::{BindDirection, Concatenation, ConvergedSide, Encoding, Exchange, IdCanonicalisation};
 use iwf::tag::{KeyRing, TagKey};
-use iwf::wire::cpim::{CpimRepr, DateTime, Dispositions, NameAddr};
+use iwf::wire::cpim::{CpimAddress, CpimRepr, DateTime, Dispositions};
 use iwf::wire::imdn::{DeliveryStatus, Imdn, Notification, XmlText};
 use iwf::wire::sip::{MessageWriter, Method};
 use iwf::wire::smpp::{Address, Body, Pdu, RegisteredDelivery, SubmitSm};
@@ -105,8 +105,8 @@ pub fn imdn_message(tag: &[u8]) -> Option<Vec<u8>> {
     let from = "sip:+447000200001@ims.lab;user=phone";
     let to = "sip:+447000100001@iwf.ims.lab;user=phone";
     let cpim = CpimRepr {
-        from: NameAddr::new(b"", from.as_bytes()),
-        to: NameAddr::new(b"", to.as_bytes()),
+        from: CpimAddress::new(b"", from.as_bytes()),
+        to: CpimAddress::new(b"", to.as_bytes()),
         datetime: DateTime::from_unix(NOW as i64 + 30),
         message_id: b"Ba7kDf1x9q",
         dispositions: Dispositions::empty(),
