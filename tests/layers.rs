@@ -41,11 +41,8 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The file's code without its tests and comments (a `tests.rs` is all tests).
+/// The file's code without its tests and comments.
 fn code(path: &Path) -> String {
-    if path.file_name().is_some_and(|n| n == "tests.rs") {
-        return String::new();
-    }
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let text = text.split("#[cfg(test)]").next().unwrap_or("");
     text.lines()

@@ -279,7 +279,7 @@ impl Flows {
             return None;
         };
         let mut media = [0u8; 128];
-        let content_type = content_type_of(msg, content, &mut media);
+        let content_type = content_type_of(content, &mut media);
         let system = match provision.routes.select(&number, content_type) {
             Ok(s) => s.0,
             Err(e) => {

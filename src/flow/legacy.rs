@@ -188,11 +188,7 @@ impl Flows {
         }
         let provision = self.shared.provision.load_full();
         let Some(l) = provision.system(system) else {
-            self.release(&aside);
-            for (conn, seq, _) in parts {
-                self.respond(conn, seq, CommandStatus::ESME_RSYSERR, b"");
-            }
-            return;
+            return self.answer_parts(parts, &aside, CommandStatus::ESME_RSYSERR);
         };
         let exchange = exchange_of(l);
         // The recipient from the MSISDN map; a number it cannot map is refused.
@@ -209,16 +205,7 @@ impl Flows {
             core::str::from_utf8(uri.get(..n)?).ok()
         });
         let Some(recipient) = recipient else {
-            inc(&self.shared.stats.legacy_refused);
-            self.shared.count_drop(DropReason::LegacyMessageInvalid);
-            if let Some(st) = self.shared.system(system) {
-                inc(&st.messages_refused);
-            }
-            self.release(&aside);
-            for (conn, seq, _) in parts {
-                self.respond(conn, seq, CommandStatus::ESME_RINVDSTADR, b"");
-            }
-            return;
+            return self.refuse_legacy(system, parts, &aside, CommandStatus::ESME_RINVDSTADR);
         };
         let side = ConvergedSide {
             legacy_domain: &provision.converged.legacy_domain,
@@ -268,18 +255,28 @@ impl Flows {
                     self.sip_requests.push_back(request);
                 }
             }
-            Err(e) => {
-                inc(&self.shared.stats.legacy_refused);
-                self.shared.count_drop(DropReason::LegacyMessageInvalid);
-                if let Some(st) = self.shared.system(system) {
-                    inc(&st.messages_refused);
-                }
-                self.release(&aside);
-                for (conn, seq, _) in parts {
-                    self.respond(conn, seq, e.command_status(), b"");
-                }
-            }
+            Err(e) => self.refuse_legacy(system, parts, &aside, e.command_status()),
         }
+    }
+
+    /// A legacy message refused as invalid: counted, and each part answered `status`.
+    fn refuse_legacy(&mut self, system: u16, parts: Vec<PartRef>, aside: &Aside, status: CommandStatus) {
+        inc(&self.shared.stats.legacy_refused);
+        self.shared.count_drop(DropReason::LegacyMessageInvalid);
+        if let Some(st) = self.shared.system(system) {
+            inc(&st.messages_refused);
+        }
+        self.answer_parts(parts, aside, status);
+    }
+
+    /// Answers each part of a message `status` now (its room aside freed); the list
+    /// serves the next message.
+    pub(super) fn answer_parts(&mut self, parts: Vec<PartRef>, aside: &Aside, status: CommandStatus) {
+        self.release(aside);
+        for &(conn, seq, _) in &parts {
+            self.respond(conn, seq, status, b"");
+        }
+        self.give_parts(parts);
     }
 
     pub(super) fn respond(&mut self, conn: ConnRef, seq: u32, status: CommandStatus, id: &[u8]) {

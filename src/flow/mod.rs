@@ -688,16 +688,11 @@ fn essence(v: &[u8]) -> &[u8] {
 /// The media type (`type/subtype`, lower case) of a MESSAGE's content: the CPIM part's
 /// for `message/cpim` (as parsed once, in `content`), else the SIP body's; written into
 /// `buf`.
-fn content_type_of<'b>(msg: &Message<'_, '_>, content: &SipContent<'_, '_>, buf: &'b mut [u8]) -> Option<&'b str> {
+fn content_type_of<'b>(content: &SipContent<'_, '_>, buf: &'b mut [u8]) -> Option<&'b str> {
     let media = match content {
         SipContent::Cpim(parsed) => essence(parsed.content_header(b"Content-Type")?),
-        SipContent::BadCpim(_) => return None,
-        SipContent::Plain => essence(
-            msg.headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("Content-Type") || h.name.eq_ignore_ascii_case("c"))
-                .map(|h| h.value.as_bytes())?,
-        ),
+        SipContent::BadCpim(_) | SipContent::Plain(b"") => return None,
+        SipContent::Plain(content_type) => essence(content_type),
     };
     let out = buf.get_mut(..media.len())?;
     out.copy_from_slice(media);
@@ -912,10 +907,7 @@ impl Flows {
         while let Some(expired) = self.reassembly.poll_expired(at) {
             // Parts of a message that never completed: the system resends them.
             let HeldParts { parts, aside } = self.held.remove(&expired.key).unwrap_or_default();
-            self.release(&aside);
-            for (conn, seq, _) in parts {
-                self.respond(conn, seq, CommandStatus::ESME_RX_T_APPN, b"");
-            }
+            self.answer_parts(parts, &aside, CommandStatus::ESME_RX_T_APPN);
         }
         // Correlation expiry costs what is due (nothing when nothing is): every poll,
         // bounded per poll so a burst of expiries never stalls the packet path.
@@ -1060,4 +1052,1518 @@ impl Flows {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    //! The engine's exchanges on a virtual clock, without DPDK: each test drives [`Flows`]
+    //! as the worker's services would and checks what it hands back.
+    use super::*;
+    use crate::session::sip::{ServerConfig, ServerTransactions};
+    use crate::wire::sip::{Header, Parser, Status};
+    use crate::wire::smpp::{Address, EsmClass, RegisteredDelivery, Tlvs};
+
+    const NOW: u64 = 1_800_000_000;
+    const SMSCA: ConnRef = ConnRef::new(0, 5);
+    const SMSCC: ConnRef = ConnRef::new(0, 1);
+
+    fn shared(store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared> {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, store).unwrap())
+    }
+
+    fn f_config() -> FlowsConfig {
+        FlowsConfig {
+            core: 0,
+            next_hop: "198.18.2.1:5060".parse().unwrap(),
+            local_sent_by: "198.18.2.2:5060".into(),
+            parts_aside: 64,
+            reassembly: (1024, 1 << 20),
+        }
+    }
+
+    fn flows(shared: &Arc<Shared>) -> Flows {
+        Flows::new(f_config(), Arc::clone(shared))
+    }
+
+    fn submit(seq: u32, rd: u8, esm: u8, text: &[u8], tlvs: &[u8]) -> Vec<u8> {
+        let sm = SubmitSm {
+            source: Address::international(b"447000100001"),
+            destination: Address::international(b"447900000001"),
+            esm_class: EsmClass(esm),
+            registered_delivery: RegisteredDelivery(rd),
+            short_message: text,
+            tlvs: Tlvs::Raw(tlvs),
+            ..SubmitSm::default()
+        };
+        let pdu = Pdu::new(seq, Body::SubmitSm(sm));
+        let mut out = vec![0u8; pdu.buffer_len()];
+        pdu.emit(&mut out).unwrap();
+        out
+    }
+
+    /// A server transaction id to answer on (the table stands in for the SIP service).
+    fn txn(server: &mut ServerTransactions, request: &[u8]) -> SipTxn {
+        let mut headers = [Header::EMPTY; 32];
+        let mut reply = [0u8; 2048];
+        match server.handle_request(0, "198.18.2.1:5060".parse().unwrap(), request, &mut headers, &mut reply) {
+            crate::session::sip::Incoming::New { id, .. } => SipTxn::Udp { port: 1, id },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn deliver(f: &mut Flows, shared: &Shared, unix: u64, request: &[u8], txn: SipTxn) {
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(request, &mut headers) else { panic!() };
+        f.sip_message(0, unix, txn, &msg, request);
+        let _ = shared;
+    }
+
+    fn imdn(tag: &str, status: &str, kind: &str) -> Vec<u8> {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\r\n\
+    <message-id>{tag}</message-id>\r\n<datetime>2027-01-15T08:00:00Z</datetime>\r\n\
+    <{kind}-notification><status><{status}/></status></{kind}-notification>\r\n</imdn>\r\n"
+        );
+        let cpim = format!(
+            "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
+    NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: own{status}\r\nDateTime: 2027-01-15T08:00:00Z\r\n\r\n\
+    Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Length: {}\r\n\r\n{xml}",
+            xml.len()
+        );
+        format!(
+            "MESSAGE sip:+447000100001@iwf.ims.lab;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{status}{}\r\n\
+    Max-Forwards: 70\r\nFrom: <sip:+447900000001@ims.lab;user=phone>;tag=u1\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
+    Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            &tag[..8.min(tag.len())],
+            cpim.len()
+        )
+        .into_bytes()
+    }
+
+    fn tag_of(sip: &[u8]) -> String {
+        let text = String::from_utf8_lossy(sip);
+        let at = text.find("imdn.Message-ID: ").unwrap() + 17;
+        text[at..at + TAG_LEN].to_string()
+    }
+
+    fn respond_of(out: Option<(ConnRef, SmppOut)>) -> (ConnRef, u32, CommandStatus, String) {
+        match out {
+            Some((c, SmppOut::Respond { seq, status, message_id, id_len })) => {
+                (c, seq, status, String::from_utf8_lossy(&message_id[..id_len as usize]).into_owned())
+            }
+            other => panic!("expected a resp, got {other:?}"),
+        }
+    }
+
+    /// The durable store's thread over a fresh file, with the shared state it serves.
+    struct StoreRun {
+        shared: Arc<Shared>,
+        stats: Arc<store::StoreStats>,
+        path: std::path::PathBuf,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl StoreRun {
+        fn start(name: &str) -> StoreRun {
+            let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let db = crate::route::store::Store::create(&path).unwrap();
+            StoreRun::over(db, path)
+        }
+
+        fn over(db: crate::route::store::Store, path: std::path::PathBuf) -> StoreRun {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let shared = shared(Some(tx));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stats = Arc::new(store::StoreStats::default());
+            let thread = {
+                let (shared, stop, stats) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&stats));
+                std::thread::spawn(move || store::run(db, rx, shared, stats, &stop))
+            };
+            StoreRun { shared, stats, path, stop, thread }
+        }
+
+        /// Stops the thread as a process end would (nothing more is written).
+        fn stop(self) {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.join().unwrap();
+        }
+    }
+
+    /// Polls `f` until it sends a request: with a store, a converged message's parts
+    /// wait for its correlation record to be durable.
+    fn send_within(f: &mut Flows) -> SmppSend {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            f.poll(0, NOW);
+            if let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) {
+                return send;
+            }
+            assert!(Instant::now() < deadline, "no submit_sm");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Polls `f` until an answer comes (the store thread completes asynchronously).
+    fn answer_within(f: &mut Flows, what: &str) -> SipAnswer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            f.poll(0, NOW);
+            if let Some(a) = f.poll_any_answer() {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn conv_message(number: &str, call: &str) -> String {
+        conv_message_asking(number, call, "positive-delivery")
+    }
+
+    fn conv_message_asking(number: &str, call: &str, dispositions: &str) -> String {
+        let cpim = format!(
+            "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
+    NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: conv-1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
+    imdn.Disposition-Notification: {dispositions}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        format!(
+            "MESSAGE tel:{number} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
+    From: <sip:+447900000001@ims.lab;user=phone>;tag=a\r\nTo: <tel:{number}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\n\
+    Content-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            cpim.len()
+        )
+    }
+
+    fn smsc_receipt(seq: u32, id: &str) -> Vec<u8> {
+        let text = format!(
+            "id:{id} sub:001 dlvrd:001 submit date:2701150800 done date:2701150801 stat:DELIVRD err:000 text:hi"
+        );
+        let mut receipt = submit(seq, 0, 0x04, text.as_bytes(), &[]);
+        receipt[4..8].copy_from_slice(&0x0000_0005u32.to_be_bytes()); // deliver_sm
+        receipt
+    }
+
+    #[test]
+    fn a_correlation_acknowledged_before_a_restart_still_turns_its_receipt_into_an_imdn() {
+        let store = StoreRun::start("iwf-flow-corr");
+        let (shared, stats, path) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "corr1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let send = send_within(&mut f);
+        f.smpp_sent(SMSCC, 9, send);
+        f.smpp_response(NOW, SMSCC, 9, CommandStatus::ESME_ROK, b"smsc-9");
+        let answer = answer_within(&mut f, "no 200 after the store");
+        assert_eq!(answer.status, 200);
+        assert!(stats.writes.load(Ordering::Relaxed) >= 2, "record and id durable before the 200");
+        // The process dies here (nothing more is written); a new one reads the store.
+        store.stop();
+        drop(f);
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore(&db.restorable(NOW + 30).unwrap(), NOW + 30), 1);
+        f2.bound(SMSCC, 3, true);
+        f2.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&smsc_receipt(5, "smsc-9")).unwrap());
+        let r = f2.poll_request().expect("the IMDN, from the restored correlation");
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Answers polled until `n` deliver_sm_resps came (the store completes
+    /// asynchronously); each `(seq, status)`.
+    fn resps_within(f: &mut Flows, n: usize, what: &str) -> Vec<(u32, CommandStatus)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < n {
+            f.poll(0, NOW);
+            while let Some((_, o)) = f.poll_smpp(0) {
+                if let SmppOut::Respond { seq, status, .. } = o {
+                    got.push((seq, status));
+                }
+            }
+            assert!(Instant::now() < deadline, "{what}: {got:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
+    }
+
+    /// Receipts for ids iwf never gave out (more than the SMSC's window) are answered
+    /// once durably parked, not held for their park time; a real message's receipt on
+    /// the same bind still turns into its IMDN at once. A parked receipt whose resp
+    /// comes later becomes its IMDN, and its record goes with the IMDN's 2xx.
+    #[test]
+    fn receipts_for_unknown_ids_are_answered_once_durably_parked() {
+        let store = StoreRun::start("iwf-flow-park");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        // A message submitted whose resp has not come yet.
+        let t = conv_submitted(&mut f, &mut server, "park-late", 40, "positive-delivery");
+        for seq in 1..=15u32 {
+            receipt_in(&mut f, NOW, seq, &format!("unknown-{seq}"));
+        }
+        // The late message's own receipt, before its resp, too.
+        receipt_in(&mut f, NOW, 16, "late-1");
+        let resps = resps_within(&mut f, 16, "every parked receipt answered");
+        assert!(resps.iter().all(|(_, st)| *st == CommandStatus::ESME_ROK), "{resps:?}");
+        assert_eq!(shared.stats.smsc_receipts_parked_durably.load(Ordering::Relaxed), 16);
+        // A real message on the same bind: its receipt becomes an IMDN at once.
+        conv_sent(&mut f, &mut server, "park-real", 41, b"real-1");
+        let _ = answer_within(&mut f, "the real message's 200");
+        receipt_in(&mut f, NOW, 17, "real-1");
+        let imdn = f.poll_request().expect("the real message's IMDN");
+        f.sip_final(imdn.token, 200);
+        assert_eq!(resps_within(&mut f, 1, "the real receipt's resp"), [(17, CommandStatus::ESME_ROK)]);
+        // The late resp binds the parked id: its IMDN goes, and nothing more is owed to
+        // the SMSC (the receipt was answered when parked).
+        f.smpp_response(NOW, SMSCC, 40, CommandStatus::ESME_ROK, b"late-1");
+        let late = f.poll_request().expect("the parked receipt's IMDN");
+        assert!(String::from_utf8_lossy(&late.bytes).contains("<delivered/>"));
+        let writes = store.stats.writes.load(Ordering::Relaxed);
+        f.sip_final(late.token, 200);
+        assert!(f.poll_smpp(0).is_none(), "no second answer for a parked receipt");
+        let _ = t;
+        // The removal is committed with the store's next batch.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.stats.writes.load(Ordering::Relaxed) == writes {
+            assert!(Instant::now() < deadline, "the parked record's removal never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        store.stop();
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let left: Vec<_> = db.parked(NOW).unwrap().into_iter().map(|p| p.id).collect();
+        assert_eq!(left.len(), 15, "the applied one's record went, the unknown ones wait");
+        assert!(left.iter().all(|id| id.as_bytes().starts_with(b"unknown-")));
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A receipt answered when parked, then its IMDN failed: it is applied again at
+    /// the next sweep (its SMSC will not send it again), and after a restart a parked
+    /// receipt is applied again from the store.
+    #[test]
+    fn a_parked_receipt_survives_a_failed_imdn_and_a_restart() {
+        let store = StoreRun::start("iwf-flow-park2");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_submitted(&mut f, &mut server, "park-fail", 50, "positive-delivery");
+        receipt_in(&mut f, NOW, 1, "pf-1");
+        assert_eq!(resps_within(&mut f, 1, "parked"), [(1, CommandStatus::ESME_ROK)]);
+        f.smpp_response(NOW, SMSCC, 50, CommandStatus::ESME_ROK, b"pf-1");
+        let _ = answer_within(&mut f, "the message's 200");
+        let first = f.poll_request().expect("the IMDN");
+        f.sip_final(first.token, 503);
+        assert!(f.poll_request().is_none());
+        // The next second's sweep applies it again.
+        f.poll(0, NOW + 1);
+        let again = f.poll_request().expect("the IMDN again");
+        assert!(String::from_utf8_lossy(&again.bytes).contains("<delivered/>"));
+        // A receipt parked for an id that only the restored store knows.
+        conv_submitted(&mut f, &mut server, "park-restart", 51, "positive-delivery");
+        receipt_in(&mut f, NOW, 2, "pr-1");
+        assert_eq!(resps_within(&mut f, 1, "parked"), [(2, CommandStatus::ESME_ROK)]);
+        store.stop();
+        drop(f);
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let parked = db.parked(NOW).unwrap();
+        assert_eq!(parked.len(), 2, "{parked:?}");
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore_parked(&parked, NOW + 5), 2);
+        // Parked anew (their resps never come after a restart) and counted unmatched
+        // when the park time ends.
+        assert!(f2.poll_request().is_none());
+        f2.poll(0, NOW + 5 + 31);
+        assert_eq!(shared2.stats.smsc_receipts_absorbed.load(Ordering::Relaxed), 2);
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_route_restricted_to_another_content_type_answers_415() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system = \"smsc-c\"", "system = \"smsc-c\"\ncontent_type = \"application/x-other\"");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "ct1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(415));
+        assert!(f.poll_smpp(0).is_none());
+        let mut buf = [0u8; 64];
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
+        let mut cpim_headers = [crate::wire::cpim::EMPTY_HEADER; MAX_CPIM_HEADERS];
+        let content = SipContent::of(&msg, &mut cpim_headers);
+        assert!(matches!(content, SipContent::Cpim(_)), "the CPIM body, parsed once");
+        assert_eq!(content_type_of(&content, &mut buf), Some("text/plain"));
+    }
+
+    #[test]
+    fn a_full_lane_throttles_the_systems_new_messages() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nlane_capacity = 2");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        // smsc-a binds as a transmitter only: nothing takes its receipts.
+        f.bound(SMSCA, 1, false);
+        for token in 0..2 {
+            let item = LaneItem::new(LegacySystemId(1), token, &submit(1, 0, 4, b"r", &[])).unwrap();
+            shared.lanes.load().push(item).unwrap();
+        }
+        f.smpp_request(0, NOW, SMSCA, 9, &Pdu::parse(&submit(9, 1, 0, b"m", &[])).unwrap());
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED);
+        assert!(f.poll_request().is_none());
+        assert_eq!(shared.stats.lane_full.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn two_cores_hand_receipts_and_converged_messages_to_the_core_holding_the_bind() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 2, None).unwrap());
+        let core = |c: u16| {
+            let config = FlowsConfig {
+                core: c,
+                next_hop: "198.18.2.1:5060".parse().unwrap(),
+                local_sent_by: "198.18.2.2:5060".into(),
+                parts_aside: 64,
+                reassembly: (1024, 1 << 20),
+            };
+            Flows::new(config, Arc::clone(&shared))
+        };
+        let (mut c0, mut c1) = (core(0), core(1));
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // smsc-a and smsc-c are bound on core 0.
+        c0.bound(SMSCA, 1, true);
+        c0.bound(SMSCC, 3, true);
+        c0.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = c0.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        c0.sip_final(r.token, 200);
+        let _ = c0.poll_smpp(0);
+        // The IMDN lands on core 1: the receipt goes out on core 0, the 200 on core 1.
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut c1, &shared, NOW, &dn, t);
+        c0.poll(1, NOW);
+        let Some((conn, SmppOut::Send(send))) = c0.poll_smpp(0) else { panic!("core 0 sends the receipt") };
+        assert_eq!(conn, SMSCA);
+        c0.smpp_sent(SMSCA, 50, send);
+        c0.smpp_response(NOW, SMSCA, 50, CommandStatus::ESME_ROK, b"");
+        assert!(c0.poll_any_answer().is_none());
+        c1.poll(1, NOW);
+        assert_eq!(c1.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
+        // A converged message for smsc-c lands on core 1: core 0 correlates and sends it.
+        let sip = conv_message("+447000300001", "x1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut c1, &shared, NOW, sip.as_bytes(), t);
+        assert!(c1.poll_smpp(0).is_none() && c1.poll_any_answer().is_none());
+        c0.poll(2, NOW);
+        let Some((conn, SmppOut::Send(send))) = c0.poll_smpp(0) else { panic!("core 0 sends the submit_sm") };
+        assert_eq!(conn, SMSCC);
+        assert_eq!(c0.in_flight().3, 1, "the correlation entry lives on core 0");
+        c0.smpp_sent(SMSCC, 51, send);
+        c0.smpp_response(NOW, SMSCC, 51, CommandStatus::ESME_ROK, b"c-1");
+        c1.poll(3, NOW);
+        assert_eq!(c1.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
+        // Its receipt arrives on core 0's bind: the IMDN leaves from core 0.
+        c0.smpp_request(0, NOW + 9, SMSCC, 6, &Pdu::parse(&smsc_receipt(6, "c-1")).unwrap());
+        assert!(c0.poll_request().is_some_and(|r| String::from_utf8_lossy(&r.bytes).contains("<delivered/>")));
+        assert_eq!(c1.in_flight().0, 0);
+    }
+
+    #[test]
+    fn a_throughput_limit_throttles_both_directions_per_second() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text
+            .replace("system_id = \"smsca\"", "system_id = \"smsca\"\nthroughput = 2")
+            .replace("system_id = \"iwf\"", "system_id = \"iwf\"\nthroughput = 1");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCA, 1, true);
+        f.bound(SMSCC, 3, true);
+        for seq in 1..=3 {
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0, b"m", &[])).unwrap());
+        }
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED, "the third in one second");
+        assert_eq!((f.poll_request().is_some(), f.poll_request().is_some()), (true, true));
+        // The next second admits again.
+        f.smpp_request(0, NOW + 1, SMSCA, 4, &Pdu::parse(&submit(4, 1, 0, b"m", &[])).unwrap());
+        assert!(f.poll_request().is_some());
+        // Toward smsc-c: 1 per second, the second is 503 + Retry-After.
+        for call in ["t1", "t2"] {
+            let sip = conv_message("+447000300001", call);
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        }
+        let a = f.poll_any_answer().expect("the second is refused at once");
+        assert_eq!((a.status, a.retry_after), (503, Some(1)));
+        assert_eq!(shared.system(1).unwrap().throttled.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.system(3).unwrap().throttled.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.drops().find(|(r, _)| *r == "throttled").map(|(_, n)| n), Some(2));
+    }
+
+    #[test]
+    fn a_sender_without_a_number_needs_the_systems_alphanumeric_senders() {
+        let message = conv_message("+447000300001", "al1")
+            .replace("From: <sip:+447900000001@ims.lab;user=phone>\r\nTo", "From: <sip:alice@ims.lab>\r\nTo")
+            .replace("From: <sip:+447900000001@ims.lab;user=phone>;tag=a", "From: <sip:alice@ims.lab>;tag=a");
+        // The CPIM body got shorter: fix the SIP Content-Length.
+        let (head, body) = message.split_once("\r\n\r\n").unwrap();
+        let head = head.split("\r\n").filter(|l| !l.starts_with("Content-Length")).collect::<Vec<_>>().join("\r\n");
+        let sip = format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        for (allowed, want) in [(false, Some(403)), (true, None)] {
+            let text = if allowed {
+                text.replace("system_id = \"iwf\"", "system_id = \"iwf\"\nalphanumeric_senders = true")
+            } else {
+                text.clone()
+            };
+            let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+            let mut f = flows(&shared);
+            let mut server = ServerTransactions::new(ServerConfig::default());
+            f.bound(SMSCC, 3, true);
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+            assert_eq!(f.poll_any_answer().map(|a| a.status), want);
+            if allowed {
+                let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+                let Body::SubmitSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+                assert_eq!((sm.source.ton, sm.source.addr), (5, &b"alice"[..]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_submit_is_answered_after_the_sip_final_with_its_tag_and_the_imdn_returns_as_a_receipt() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCA, 1, true);
+        let pdu = submit(7, 0x09, 0, b"hello", &[]);
+        f.smpp_request(0, NOW, SMSCA, 7, &Pdu::parse(&pdu).unwrap());
+        assert!(f.poll_smpp(0).is_none(), "nothing answered before the SIP final response");
+        let req = f.poll_request().expect("a SIP MESSAGE");
+        let text = String::from_utf8_lossy(&req.bytes).into_owned();
+        assert!(text.starts_with("MESSAGE sip:+447900000001@ims.lab;user=phone SIP/2.0\r\n"), "{text}");
+        assert!(text.contains("positive-delivery") && text.contains("display"), "{text}");
+        let tag = tag_of(&req.bytes);
+        f.sip_final(req.token, 200);
+        let (conn, seq, status, id) = respond_of(f.poll_smpp(0));
+        assert_eq!((conn, seq, status, id.as_str()), (SMSCA, 7, CommandStatus::ESME_ROK, tag.as_str()));
+
+        // The delivery notification: a deliver_sm receipt to smsc-a, 200 after its resp.
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW + 5, &dn, t);
+        assert!(f.poll_any_answer().is_none(), "no 200 before the legacy system acknowledged");
+        f.poll(10, NOW + 5);
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a deliver_sm") };
+        assert_eq!(conn, SMSCA);
+        let pdu = Pdu::parse(send.item.pdu()).unwrap();
+        let Body::DeliverSm(sm) = pdu.body else { panic!("{pdu:?}") };
+        assert_eq!(sm.esm_class.0 & 0x3c, 0x04);
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        f.smpp_sent(SMSCA, 900, send);
+        assert!(f.poll_any_answer().is_none());
+        f.smpp_response(NOW + 5, SMSCA, 900, CommandStatus::ESME_ROK, b"");
+        let a = f.poll_any_answer().expect("the IMDN's answer");
+        assert_eq!((a.txn, a.status), (t, 200));
+
+        // The display notification: user ack (0x10), asked with registered_delivery 0x09.
+        let dn = imdn(&tag, "displayed", "display");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW + 9, &dn, t);
+        f.poll(20, NOW + 9);
+        let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a user ack") };
+        let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.esm_class.0 & 0x3c, 0x10);
+        f.smpp_sent(SMSCA, 901, send);
+        f.smpp_response(NOW + 9, SMSCA, 901, CommandStatus::ESME_ROK, b"");
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        assert_eq!(f.in_flight(), (0, 0, 0, 0));
+        assert_eq!(shared.stats.receipts_delivered.load(Ordering::Relaxed), 2);
+        let a = shared.system(1).unwrap();
+        assert_eq!(a.messages_in.load(Ordering::Relaxed), 1);
+        assert_eq!(a.messages_accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(a.receipts_routed.load(Ordering::Relaxed), 2);
+        assert_eq!(a.receipts_delivered.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.system(2).unwrap().receipts_delivered.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn sip_failures_map_to_command_status_and_unmapped_numbers_are_refused() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"a", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        f.sip_final(r.token, 404);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RINVDSTADR);
+        f.smpp_request(0, NOW, SMSCA, 2, &Pdu::parse(&submit(2, 1, 0, b"b", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        f.sip_final(r.token, 408);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RX_T_APPN);
+        f.smpp_request(0, NOW, SMSCA, 3, &Pdu::parse(&submit(3, 1, 0, b"c", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        f.sip_final(r.token, 503);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RTHROTTLED);
+        // An unbound connection's request.
+        f.smpp_request(0, NOW, ConnRef::new(0, 99), 4, &Pdu::parse(&submit(4, 1, 0, b"d", &[])).unwrap());
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RINVBNDSTS);
+    }
+
+    #[test]
+    fn concatenated_parts_are_sent_as_one_message_and_each_resp_gets_its_segment_tag() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        for (seq, part) in [(11u32, 1u8), (12, 2), (13, 3)] {
+            let mut sm = vec![5, 0, 3, 0x42, 3, part];
+            sm.extend_from_slice(b"part ");
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
+        }
+        // The first two wait for their siblings outside the window.
+        let aside: Vec<_> = std::iter::from_fn(|| f.smpp_out.pop_any()).map(|(_, o)| o).collect();
+        assert_eq!(aside, [SmppOut::SetAside { seq: 11 }, SmppOut::SetAside { seq: 12 }]);
+        let r = f.poll_request().expect("one MESSAGE for three parts");
+        assert!(f.poll_request().is_none());
+        assert!(String::from_utf8_lossy(&r.bytes).contains("part part part "));
+        f.sip_final(r.token, 200);
+        let ids: Vec<_> = (0..3).map(|_| respond_of(f.poll_smpp(0))).collect();
+        assert_eq!(ids.iter().map(|r| r.1).collect::<Vec<_>>(), [11, 12, 13]);
+        let keys = &shared.provision.load().keys;
+        for (i, r) in ids.iter().enumerate() {
+            let _ = keys;
+            let fields = crate::tag::decode_unauthenticated(r.3.as_bytes()).unwrap().0;
+            assert_eq!((fields.segment_index, fields.segment_count), (i as u8 + 1, 3));
+        }
+    }
+
+    /// Concatenated messages whose parts come out of order against a small window (a
+    /// legacy system retrying its throttled parts): parts waiting for their siblings
+    /// are held outside the window, so each message completes and every submit_sm is
+    /// answered. Held in the window, the first parts of two messages filled it and
+    /// every sibling was throttled for good.
+    #[test]
+    fn parts_waiting_for_their_siblings_leave_the_window_to_them() {
+        use crate::session::smpp::{BindRefusal, BindRequest, Session, SessionConfig};
+        let shared = shared(None);
+        let mut f = Flows::new(FlowsConfig { parts_aside: 4, ..f_config() }, Arc::clone(&shared));
+        let mut s = Session::new(SessionConfig { window: 2, out_window: 2, aside: 4, ..SessionConfig::default() });
+        s.connected(0, std::net::Ipv4Addr::new(198, 18, 1, 1));
+        let mut auth = |_: &BindRequest<'_>| -> Result<LegacySystemId, BindRefusal> { Ok(LegacySystemId(1)) };
+        let body = b"smsca\0pwa\0\0\x34\x01\x01\0";
+        let mut stream = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+        stream.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1]);
+        stream.extend_from_slice(body);
+        f.bound(SMSCA, 1, true);
+        // Three 3-part messages, each part's first try in this order (the order
+        // throttled parts come back in); throttled ones are sent again next round.
+        let order = [(1u8, 1u8), (2, 1), (3, 1), (1, 2), (2, 2), (3, 2), (1, 3), (2, 3), (3, 3)];
+        let mut to_send: Vec<(u8, u8)> = order.to_vec();
+        let mut answered: HashMap<u32, CommandStatus> = HashMap::new();
+        let mut seq_of: HashMap<u32, (u8, u8)> = HashMap::new();
+        let mut next_seq = 100u32;
+        let mut out = vec![0u8; 1 << 16];
+        for _round in 0..20 {
+            for (msg, part) in std::mem::take(&mut to_send) {
+                let mut sm = vec![5, 0, 3, msg, 3, part];
+                sm.extend_from_slice(b"text ");
+                next_seq += 1;
+                seq_of.insert(next_seq, (msg, part));
+                stream.extend_from_slice(&submit(next_seq, 1, 0x40, &sm, &[]));
+            }
+            let mut used = 0;
+            loop {
+                let input = s.handle_input(0, &stream[used..], &mut auth);
+                if input.consumed == 0 && input.request.is_none() {
+                    break;
+                }
+                used += input.consumed;
+                if let Some(pdu) = input.request {
+                    f.smpp_request(0, NOW, SMSCA, pdu.sequence_number, &pdu);
+                }
+                // The flows' instructions reach the session as the dataplane applies
+                // them: after each request.
+                while let Some((_, o)) = f.poll_smpp(0) {
+                    match o {
+                        SmppOut::SetAside { seq } => assert!(s.set_aside(seq)),
+                        SmppOut::Respond { seq, status, message_id, id_len } => {
+                            s.respond(seq, status, &message_id[..usize::from(id_len)]).unwrap()
+                        }
+                        SmppOut::Send(_) => {}
+                    }
+                }
+            }
+            stream.drain(..used);
+            while let Some(r) = f.poll_request() {
+                f.sip_final(r.token, 200);
+            }
+            while let Some((_, o)) = f.poll_smpp(0) {
+                if let SmppOut::Respond { seq, status, message_id, id_len } = o {
+                    s.respond(seq, status, &message_id[..usize::from(id_len)]).unwrap();
+                }
+            }
+            // What the session answered: ROK ends a part, RTHROTTLED sends it again.
+            let n = s.poll_transmit(&mut out);
+            let mut at = 0;
+            while at < n {
+                let len = u32::from_be_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+                let pdu = Pdu::parse(&out[at..at + len]).unwrap();
+                at += len;
+                if pdu.sequence_number == 1 {
+                    continue; // the bind_resp
+                }
+                answered.insert(pdu.sequence_number, pdu.command_status);
+                if pdu.command_status == CommandStatus::ESME_RTHROTTLED {
+                    to_send.push(seq_of[&pdu.sequence_number]);
+                }
+            }
+            if to_send.is_empty() && s.pending_requests() == 0 {
+                break;
+            }
+        }
+        let ok = answered.values().filter(|st| **st == CommandStatus::ESME_ROK).count();
+        assert_eq!(ok, 9, "every part of the three messages accepted: {answered:?}");
+        assert_eq!(answered.len() as u32, next_seq - 100, "every submit_sm answered");
+        assert_eq!((s.pending_requests(), s.aside_requests()), (0, 0));
+        assert!(f.conns.values().all(|c| c.aside == 0), "the room outside the window is given back");
+        assert!(f.held.is_empty());
+    }
+
+    /// A bind's room outside the window is taken for a whole message at its first
+    /// part: a new message that would not fit is throttled at once, while the parts
+    /// of the messages already admitted still get in.
+    #[test]
+    fn a_new_message_gets_room_outside_the_window_only_for_all_its_parts() {
+        let shared = shared(None);
+        let mut f = Flows::new(FlowsConfig { parts_aside: 3, ..f_config() }, Arc::clone(&shared));
+        f.bound(SMSCA, 1, true);
+        let part = |f: &mut Flows, seq: u32, msg: u8, total: u8, part: u8| {
+            let mut sm = vec![5, 0, 3, msg, total, part];
+            sm.extend_from_slice(b"text ");
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0x40, &sm, &[])).unwrap());
+            std::iter::from_fn(|| f.smpp_out.pop_any()).map(|(_, o)| o).collect::<Vec<_>>()
+        };
+        // Message 1 (3 parts) reserves 2 of the 3 slots.
+        assert_eq!(part(&mut f, 1, 1, 3, 2), [SmppOut::SetAside { seq: 1 }]);
+        // Message 2 (3 parts) needs 2: refused now, nothing of it held.
+        let refused = part(&mut f, 2, 2, 3, 1);
+        assert!(matches!(refused[..], [SmppOut::Respond { seq: 2, status: CommandStatus::ESME_RTHROTTLED, .. }]));
+        assert_eq!(shared.stats.parts_aside_full.load(Ordering::Relaxed), 1);
+        // Message 3 (2 parts) needs 1: it fits.
+        assert_eq!(part(&mut f, 3, 3, 2, 1), [SmppOut::SetAside { seq: 3 }]);
+        // Message 1's second held part uses its own reservation; its last completes it.
+        assert_eq!(part(&mut f, 4, 1, 3, 1), [SmppOut::SetAside { seq: 4 }]);
+        assert_eq!(part(&mut f, 5, 1, 3, 3), []);
+        let r = f.poll_request().expect("message 1");
+        f.sip_final(r.token, 200);
+        let answers: Vec<_> = std::iter::from_fn(|| f.smpp_out.pop_any()).map(|(_, o)| o).collect();
+        assert_eq!(answers.len(), 3);
+        // Its room is back: message 2 gets in now.
+        assert_eq!(part(&mut f, 6, 2, 3, 1), [SmppOut::SetAside { seq: 6 }]);
+    }
+
+    #[test]
+    fn forged_and_unasked_imdns_route_nowhere() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 0x01, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        let mut forged = tag.clone().into_bytes();
+        forged[5] = if forged[5] == b'a' { b'b' } else { b'a' };
+        let dn = imdn(std::str::from_utf8(&forged).unwrap(), "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(403));
+        // A display report nobody asked for (registered_delivery 1: delivery only).
+        let dn = imdn(&tag, "displayed", "display");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        f.poll(1, NOW);
+        assert!(f.poll_smpp(0).is_none(), "no legacy system saw either");
+        assert_eq!(shared.stats.imdn_bad_tag.load(Ordering::Relaxed), 1);
+        let drops: HashMap<&str, u64> = shared.drops().collect();
+        assert_eq!(drops["tag_bad_mac"], 1, "{drops:?}");
+        assert_eq!(drops.values().sum::<u64>(), 1, "{drops:?}");
+        assert_eq!(shared.stats.receipts_not_requested.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_converged_message_is_correlated_before_sending_and_the_smsc_receipt_becomes_an_imdn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_message("+447000300001", "conv1");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+        assert_eq!(conn, SMSCC);
+        let Body::SubmitSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.destination.addr, b"447000300001");
+        assert_eq!(sm.registered_delivery.0 & 3, 1);
+        assert_eq!(f.in_flight().3, 1, "the correlation entry exists before the PDU leaves");
+        f.smpp_sent(SMSCC, 44, send);
+        f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-77");
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
+        // The SMSC's receipt (text form).
+        let receipt = smsc_receipt(5, "smsc-77");
+        f.smpp_request(0, NOW + 60, SMSCC, 5, &Pdu::parse(&receipt).unwrap());
+        assert!(f.poll_smpp(0).is_none(), "the receipt is acknowledged after the IMDN's final response");
+        let r = f.poll_request().expect("an IMDN");
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        assert!(text.starts_with("MESSAGE sip:+447900000001@ims.lab;user=phone SIP/2.0"), "{text}");
+        assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
+        f.sip_final(r.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_ROK);
+        assert_eq!(shared.stats.imdns_sent.load(Ordering::Relaxed), 1);
+        // No route: 404; a routed system without a bind: 480.
+        let other = conv_message("+15550100", "conv3");
+        let t = txn(&mut server, other.as_bytes());
+        deliver(&mut f, &shared, NOW, other.as_bytes(), t);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(404));
+        let unbound = conv_message("+447000200001", "conv2");
+        let t = txn(&mut server, unbound.as_bytes());
+        deliver(&mut f, &shared, NOW, unbound.as_bytes(), t);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(480));
+    }
+
+    /// A converged message to smsc-c sent and acknowledged with SMSC id `id` (seq `seq`).
+    fn conv_sent(f: &mut Flows, server: &mut ServerTransactions, call: &str, seq: u32, id: &[u8]) -> SipTxn {
+        conv_sent_asking(f, server, call, seq, id, "positive-delivery")
+    }
+
+    fn conv_sent_asking(
+        f: &mut Flows,
+        server: &mut ServerTransactions,
+        call: &str,
+        seq: u32,
+        id: &[u8],
+        dispositions: &str,
+    ) -> SipTxn {
+        let t = conv_submitted(f, server, call, seq, dispositions);
+        f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, id);
+        t
+    }
+
+    /// A converged MESSAGE to smsc-c, submitted there as sequence `seq` (its resp still
+    /// to come).
+    fn conv_submitted(
+        f: &mut Flows,
+        server: &mut ServerTransactions,
+        call: &str,
+        seq: u32,
+        dispositions: &str,
+    ) -> SipTxn {
+        let sip = conv_message_asking("+447000300001", call, dispositions);
+        let t = txn(server, sip.as_bytes());
+        let mut headers = [Header::EMPTY; 32];
+        let Ok(Status::Complete(_, msg)) = Parser::datagram().parse(sip.as_bytes(), &mut headers) else { panic!() };
+        f.sip_message(0, NOW, t, &msg, sip.as_bytes());
+        let send = send_within(f);
+        f.smpp_sent(SMSCC, seq, send);
+        t
+    }
+
+    fn receipt_in(f: &mut Flows, unix: u64, seq: u32, id: &str) {
+        f.smpp_request(0, unix, SMSCC, seq, &Pdu::parse(&smsc_receipt(seq, id)).unwrap());
+    }
+
+    #[test]
+    fn a_failed_imdn_rolls_its_receipt_back_and_the_resend_produces_it_again() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent(&mut f, &mut server, "rb1", 44, b"smsc-77");
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        receipt_in(&mut f, NOW + 60, 5, "smsc-77");
+        let r1 = f.poll_request().expect("an IMDN");
+        f.sip_final(r1.token, 408);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 5, CommandStatus::ESME_RX_T_APPN, String::new()));
+        // The SMSC resends the receipt: not a duplicate, the IMDN goes again.
+        receipt_in(&mut f, NOW + 90, 6, "smsc-77");
+        let r2 = f.poll_request().expect("the resend produces the IMDN again");
+        assert!(String::from_utf8_lossy(&r2.bytes).contains("<delivered/>"));
+        // Another resend while that IMDN is in flight: not acknowledged before its 2xx.
+        receipt_in(&mut f, NOW + 91, 7, "smsc-77");
+        assert!(f.poll_smpp(0).is_none() && f.poll_request().is_none());
+        f.sip_final(r2.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 6);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 7, CommandStatus::ESME_ROK, String::new()));
+        assert!(f.poll_request().is_none(), "after the 2xx a resend is a duplicate");
+        // A resend held while the IMDN fails produces the IMDN again itself.
+        conv_sent(&mut f, &mut server, "rb2", 45, b"smsc-78");
+        receipt_in(&mut f, NOW + 60, 8, "smsc-78");
+        let r3 = f.poll_request().unwrap();
+        receipt_in(&mut f, NOW + 61, 9, "smsc-78");
+        f.sip_final(r3.token, 503);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 8);
+        assert!(f.poll_smpp(0).is_none(), "the held resend waits for its own IMDN");
+        let r4 = f.poll_request().expect("the held resend's IMDN");
+        f.sip_final(r4.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 9, CommandStatus::ESME_ROK, String::new()));
+        let st = &shared.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!((n(&st.imdns_sent), n(&st.imdns_delivered), n(&st.imdns_failed)), (4, 2, 2));
+        assert!(shared.stats.line().contains("imdns_delivered=2 imdns_failed=2"), "{}", shared.stats.line());
+        assert_eq!(f.in_flight().1, 0);
+        assert!(f.imdns.is_empty());
+    }
+
+    #[test]
+    fn a_receipt_before_its_submit_sm_resp_is_answered_after_its_imdn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let t = conv_submitted(&mut f, &mut server, "early1", 44, "positive-delivery");
+        // The receipt overtakes the submit_sm_resp: parked, not acknowledged.
+        receipt_in(&mut f, NOW, 5, "smsc-88");
+        assert!(f.poll_smpp(0).is_none(), "a parked receipt is not acknowledged");
+        f.smpp_response(NOW, SMSCC, 44, CommandStatus::ESME_ROK, b"smsc-88");
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
+        let r = f.poll_request().expect("the parked receipt's IMDN");
+        assert!(f.poll_smpp(0).is_none(), "the receipt waits for its IMDN");
+        f.sip_final(r.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 5, CommandStatus::ESME_ROK, String::new()));
+        // A receipt no resp ever binds: answered when its park time ends, counted.
+        f.poll(0, NOW);
+        receipt_in(&mut f, NOW, 6, "nobody");
+        f.poll(0, NOW + 30);
+        assert!(f.poll_smpp(0).is_none());
+        f.poll(0, NOW + 31);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCC, 6, CommandStatus::ESME_ROK, String::new()));
+        let drops: HashMap<&str, u64> = shared.drops().collect();
+        assert_eq!(drops["smsc_receipt_unmatched"], 1);
+        assert!(f.parked.is_empty());
+    }
+
+    #[test]
+    fn a_closed_session_leaves_no_answer_for_the_next_one_on_its_conn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_submitted(&mut f, &mut server, "gone1", 44, "positive-delivery");
+        // A receipt overtakes the resp (parked), then the session ends.
+        receipt_in(&mut f, NOW, 5, "smsc-77");
+        f.smpp_lost(NOW, SMSCC, 44);
+        f.closed(SMSCC);
+        assert!(f.parked.is_empty(), "the closed session's parked receipt is forgotten");
+        // The next session on the same ConnRef reuses sequence 5: nothing answers it.
+        f.bound(SMSCC, 3, true);
+        f.poll(0, NOW + 31);
+        while let Some(out) = f.poll_smpp(0) {
+            assert!(!matches!(out.1, SmppOut::Respond { seq: 5, .. }), "a stale answer: {out:?}");
+        }
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)).map(|(_, s)| s >= 400), Some(true));
+    }
+
+    #[test]
+    fn the_durable_correlation_goes_only_with_the_final_imdns_2xx() {
+        let store = StoreRun::start("iwf-flow-durable");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent(&mut f, &mut server, "du1", 41, b"smsc-1");
+        assert_eq!(answer_within(&mut f, "message 1").status, 200);
+        conv_sent(&mut f, &mut server, "du2", 42, b"smsc-2");
+        assert_eq!(answer_within(&mut f, "message 2").status, 200);
+        // Message 1's IMDN is queued but gets no answer; message 2's gets its 2xx.
+        receipt_in(&mut f, NOW, 5, "smsc-1");
+        let _pending = f.poll_request().expect("IMDN 1");
+        receipt_in(&mut f, NOW, 6, "smsc-2");
+        let r2 = f.poll_request().expect("IMDN 2");
+        f.sip_final(r2.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 6);
+        // A third message: once its 200 is out, the store has taken every earlier op.
+        conv_sent(&mut f, &mut server, "du3", 43, b"smsc-3");
+        assert_eq!(answer_within(&mut f, "message 3").status, 200);
+        // The process dies before IMDN 1's answer: its correlation survives.
+        store.stop();
+        drop(f);
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore(&db.restorable(NOW + 30).unwrap(), NOW + 30), 2, "messages 1 and 3, not 2");
+        f2.bound(SMSCC, 3, true);
+        receipt_in(&mut f2, NOW + 60, 7, "smsc-1");
+        assert!(f2.poll_request().is_some(), "the receipt's resend still becomes an IMDN");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_durable_correlation_stays_while_a_display_is_still_owed() {
+        let store = StoreRun::start("iwf-flow-display");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent_asking(&mut f, &mut server, "dd1", 41, b"smsc-1", "positive-delivery, display");
+        assert_eq!(answer_within(&mut f, "message 1").status, 200);
+        // Delivered, and the delivery IMDN answered: the read report is still to come.
+        receipt_in(&mut f, NOW, 5, "smsc-1");
+        let r = f.poll_request().expect("the delivery IMDN");
+        f.sip_final(r.token, 200);
+        assert_eq!(respond_of(f.poll_smpp(0)).1, 5);
+        // Once a later message's 200 is out, the store has taken every earlier op.
+        conv_sent(&mut f, &mut server, "dd2", 42, b"smsc-2");
+        assert_eq!(answer_within(&mut f, "message 2").status, 200);
+        store.stop();
+        drop(f);
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = self::shared(None);
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore(&db.restorable(NOW + 30).unwrap(), NOW + 30), 2, "message 1 waits for its display");
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_reused_smsc_id_still_answers_the_message() {
+        let store = StoreRun::start("iwf-flow-reuse");
+        let (shared, path) = (Arc::clone(&store.shared), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        conv_sent(&mut f, &mut server, "re1", 41, b"smsc-5");
+        assert_eq!(answer_within(&mut f, "message 1").status, 200);
+        // The SMSC restarted and gives the same id while message 1 awaits its receipt.
+        let t = conv_sent(&mut f, &mut server, "re2", 42, b"smsc-5");
+        let a = answer_within(&mut f, "a reused id left the MESSAGE unanswered");
+        assert_eq!((a.txn, a.status), (t, 200));
+        let drops: HashMap<&str, u64> = shared.drops().collect();
+        assert_eq!(drops["smsc_id_in_use"], 1);
+        // Message 1 gets its receipt and completes; its id lingers, then is reused: the
+        // new message takes it over.
+        receipt_in(&mut f, NOW, 5, "smsc-5");
+        let r = f.poll_request().expect("IMDN 1");
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        receipt_in(&mut f, NOW, 6, "smsc-5");
+        assert!(f.poll_request().is_none(), "a duplicate while message 1 lingers");
+        let _ = f.poll_smpp(0);
+        let t = conv_sent(&mut f, &mut server, "re3", 43, b"smsc-5");
+        let a = answer_within(&mut f, "message 3");
+        assert_eq!((a.txn, a.status), (t, 200));
+        receipt_in(&mut f, NOW + 5, 7, "smsc-5");
+        assert!(f.poll_request().is_some(), "the reused id's receipt is the new message's");
+        assert_eq!(shared.drops().find(|(r, _)| *r == "smsc_id_in_use").map(|(_, n)| n), Some(1));
+        store.stop();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn receipts_for_an_unbound_system_are_stored_then_delivered_when_it_binds() {
+        let store = StoreRun::start("iwf-flow-store");
+        let (shared, stats, dir) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // A message from smsc-a, then smsc-a unbinds before the IMDN comes.
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        f.closed(SMSCA);
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let answer = answer_within(&mut f, "no answer after the store");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!((answer.txn, answer.status), (t, 200));
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
+        // It binds again: the stored receipt comes out of its lane.
+        f.bound(ConnRef::new(0, 6), 1, true);
+        let send = loop {
+            f.poll(0, NOW);
+            if let Some((_, SmppOut::Send(s))) = f.poll_smpp(0) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the stored receipt was not replayed");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        f.smpp_sent(ConnRef::new(0, 6), 3, send);
+        f.smpp_response(NOW, ConnRef::new(0, 6), 3, CommandStatus::ESME_ROK, b"");
+        while stats.acked.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the delivered receipt was not removed from the store");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        store.stop();
+        let db = crate::route::store::Store::open(&dir).unwrap();
+        assert_eq!(db.queued_total().unwrap(), 0);
+        let _ = std::fs::remove_file(&dir);
+    }
+
+    /// A disk in memory that is full on command: writes that would grow it fail as a
+    /// full file system fails them (ENOSPC), and succeed again once space returns.
+    #[derive(Debug, Clone, Default)]
+    struct FillingDisk {
+        bytes: Arc<std::sync::Mutex<Vec<u8>>>,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FillingDisk {
+        fn refuse(&self, grow: bool) -> std::io::Result<()> {
+            if grow && self.full.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl redb::StorageBackend for FillingDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.bytes.lock().unwrap().len() as u64)
+        }
+        fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            let b = self.bytes.lock().unwrap();
+            let at = usize::try_from(offset).unwrap();
+            Ok(b.get(at..at + len).ok_or(std::io::ErrorKind::UnexpectedEof)?.to_vec())
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            let mut b = self.bytes.lock().unwrap();
+            self.refuse(len as usize > b.len())?;
+            b.resize(len as usize, 0);
+            Ok(())
+        }
+        fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
+            self.refuse(true)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.refuse(true)?;
+            let mut b = self.bytes.lock().unwrap();
+            let at = usize::try_from(offset).unwrap();
+            if b.len() < at + data.len() {
+                b.resize(at + data.len(), 0);
+            }
+            b[at..at + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_refuses_at_once_and_recovers_when_space_returns() {
+        let disk = FillingDisk::default();
+        let db = crate::route::store::Store::with_backend(disk.clone()).unwrap();
+        let store = StoreRun::over(db, std::path::PathBuf::new());
+        let (shared, stats) = (Arc::clone(&store.shared), Arc::clone(&store.stats));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // Two messages from smsc-a; smsc-a unbinds before their IMDNs come.
+        f.bound(SMSCA, 1, true);
+        let mut tags = Vec::new();
+        for seq in 1..=2 {
+            f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0, b"x", &[])).unwrap());
+            let r = f.poll_request().unwrap();
+            tags.push(tag_of(&r.bytes));
+            f.sip_final(r.token, 200);
+            let _ = f.poll_smpp(0);
+        }
+        f.closed(SMSCA);
+        // The disk is full: the receipt cannot be made durable, and its IMDN hears so
+        // at once (500: the converged side sends it again), rather than never.
+        disk.full.store(true, Ordering::SeqCst);
+        let dn = imdn(&tags[0], "delivered", "delivery");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let answer = answer_within(&mut f, "a receipt the store could not write was never answered");
+        assert_eq!((answer.txn, answer.status), (t, 500));
+        assert!(stats.errors.load(Ordering::Relaxed) >= 1);
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 0);
+        // Space returns: the next receipt is stored and answered 200.
+        disk.full.store(false, Ordering::SeqCst);
+        let dn = imdn(&tags[1], "delivered", "delivery");
+        // (the fixture's branch is the tag's first characters, which both tags share)
+        let t = txn(&mut ServerTransactions::new(ServerConfig::default()), &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let answer = answer_within(&mut f, "no answer once space returned");
+        assert_eq!((answer.txn, answer.status), (t, 200));
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
+        store.stop();
+    }
+
+    /// A converged message's parts go out only once its correlation record is durable:
+    /// on a full disk none goes and the MESSAGE is answered 500 (a receipt for it could
+    /// otherwise come back after a restart that forgot it); once space returns they go
+    /// after the write.
+    #[test]
+    fn converged_parts_wait_for_their_correlation_to_be_durable() {
+        let disk = FillingDisk::default();
+        let db = crate::route::store::Store::with_backend(disk.clone()).unwrap();
+        let store = StoreRun::over(db, std::path::PathBuf::new());
+        let (shared, stats) = (Arc::clone(&store.shared), Arc::clone(&store.stats));
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        disk.full.store(true, Ordering::SeqCst);
+        let sip = conv_message("+447000300001", "durable-first");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        assert!(f.poll_smpp(0).is_none(), "no part before its record is durable");
+        let answer = answer_within(&mut f, "the MESSAGE whose record could not be written");
+        assert_eq!((answer.txn, answer.status), (t, 500));
+        assert!(f.poll_smpp(0).is_none(), "no part at all: its record was never durable");
+        assert_eq!(shared.stats.converged_parts_sent.load(Ordering::Relaxed), 0);
+        assert!(f.unsent.is_empty() && f.waiters.len() == 0, "nothing left waiting");
+        // Space returns: the next message's part goes, after its record's write.
+        disk.full.store(false, Ordering::SeqCst);
+        let writes = stats.writes.load(Ordering::Relaxed);
+        let sip = conv_message("+447000300001", "durable-second");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let send = send_within(&mut f);
+        assert!(stats.writes.load(Ordering::Relaxed) > writes, "the record was written before the part went");
+        f.smpp_sent(SMSCC, 3, send);
+        f.smpp_response(NOW, SMSCC, 3, CommandStatus::ESME_ROK, b"dur-2");
+        assert_eq!(answer_within(&mut f, "the second MESSAGE's 200").status, 200);
+        store.stop();
+    }
+
+    /// `auto`, the default: a receipt whose id drifted from its submit_sm_resp (case,
+    /// leading zeros, decimal for hex) still becomes its IMDN; one whose two readings
+    /// name two live messages is refused, counted, and becomes nothing.
+    #[test]
+    fn receipt_ids_that_drift_from_their_resp_still_match_and_ambiguity_is_refused() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        for (i, resp_id) in ["0000A1B2", "4D2", "1234", "3039"].iter().enumerate() {
+            let sip = conv_message(&format!("+44700030010{i}"), &format!("drift{i}"));
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+            let Some((_, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("a submit_sm") };
+            let seq = 10 + i as u32;
+            f.smpp_sent(SMSCC, seq, send);
+            f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, resp_id.as_bytes());
+            assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        }
+        let stats = &shared.stats;
+        let mut receipt = |seq: u32, id: &str| {
+            f.smpp_request(0, NOW + 1, SMSCC, seq, &Pdu::parse(&smsc_receipt(seq, id)).unwrap());
+            f.poll_request().is_some()
+        };
+        assert!(receipt(20, "a1b2"), "case and leading zeros: the IMDN of 0000A1B2");
+        assert!(receipt(21, "4d2"), "the IMDN of 4D2");
+        assert!(receipt(22, "12345"), "decimal of 0x3039: its IMDN");
+        assert_eq!(stats.receipt_ids_as_sent.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.receipt_ids_decimal.load(Ordering::Relaxed), 1);
+        // "1234": hex 0x1234 is the resp 1234's, decimal 1234 is 4D2's: refused.
+        assert!(!receipt(23, "1234"), "an ambiguous id becomes no IMDN");
+        assert_eq!(stats.receipt_ids_ambiguous.load(Ordering::Relaxed), 1);
+        assert!(shared.drops().any(|(r, n)| r == "smsc_id_ambiguous" && n == 1));
+        let answered = std::iter::from_fn(|| f.poll_smpp(0))
+            .any(|(_, out)| matches!(out, SmppOut::Respond { seq: 23, status: CommandStatus::ESME_ROK, .. }));
+        assert!(answered, "the ambiguous receipt is answered, not held");
+    }
+
+    /// One message from smsc-a, its resp answered; returns its tag.
+    fn one_message_from_smsca(f: &mut Flows, seq: u32) -> String {
+        f.smpp_request(0, NOW, SMSCA, seq, &Pdu::parse(&submit(seq, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        assert!(matches!(f.poll_smpp(0), Some((_, SmppOut::Respond { .. }))));
+        tag
+    }
+
+    /// Delivers `dn` as a new transaction (its own branch and Call-ID), lets the lane
+    /// drain and acknowledges what goes to smsc-a; returns the deliver_sm PDUs sent and
+    /// the IMDN's answer.
+    fn imdn_round(f: &mut Flows, shared: &Arc<Shared>, dn: &str, n: u32) -> (Vec<Vec<u8>>, u16) {
+        let dn = dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKround{n}x"), 1).replacen(
+            "Call-ID: ",
+            &format!("Call-ID: round{n}x"),
+            1,
+        );
+        let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
+        deliver(f, shared, NOW, dn.as_bytes(), t);
+        f.poll(0, NOW);
+        let mut sent = Vec::new();
+        while let Some((conn, out)) = f.poll_smpp(0) {
+            if let SmppOut::Send(send) = out {
+                sent.push(send.item.pdu().to_vec());
+                f.smpp_sent(conn, 500 + n, send);
+                f.smpp_response(NOW, conn, 500 + n, CommandStatus::ESME_ROK, b"");
+            }
+        }
+        f.poll(0, NOW);
+        (sent, f.poll_any_answer().filter(|a| a.txn == t).map_or(0, |a| a.status))
+    }
+
+    /// A notification is relayed once per window however often it is replayed, and a
+    /// receipt goes to the message's own parties whatever the IMDN claims.
+    #[test]
+    fn replayed_imdns_are_relayed_once_and_cannot_be_redirected() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let tag = one_message_from_smsca(&mut f, 1);
+        let dn = String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap();
+        let mut relayed = 0;
+        for n in 0..5 {
+            let (sent, status) = imdn_round(&mut f, &shared, &dn, n);
+            assert_eq!(status, 200, "replay {n} is answered");
+            relayed += sent.len();
+        }
+        assert_eq!(relayed, 1, "relayed once");
+        assert_eq!(shared.stats.imdn_replays.load(Ordering::Relaxed), 4);
+        // The display of the same tag is another notification: relayed (if asked for).
+        let (_, status) =
+            imdn_round(&mut f, &shared, &String::from_utf8(imdn(&tag, "displayed", "display")).unwrap(), 9);
+        assert_eq!(status, 200);
+
+        // An IMDN whose CPIM names another legacy user: the receipt still goes to the
+        // message's own (the SIP To names it, and the tag's MAC picks it).
+        let tag = one_message_from_smsca(&mut f, 2);
+        let lying = String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap().replace(
+            "To: <sip:+447000100001@iwf.ims.lab;user=phone>\r\nNS:",
+            "To: <sip:+447000100099@iwf.ims.lab;user=phone>\r\nNS:",
+        );
+        assert!(lying.contains("+447000100099"), "the CPIM To was rewritten");
+        let (sent, status) = imdn_round(&mut f, &shared, &lying, 20);
+        assert_eq!((sent.len(), status), (1, 200));
+        let Body::DeliverSm(sm) = Pdu::parse(&sent[0]).unwrap().body else { panic!("a deliver_sm") };
+        assert_eq!(sm.destination.addr, b"447000100001", "the message's own originator");
+        assert_eq!(sm.source.addr, b"447900000001", "the message's own recipient");
+        // Every address in it rewritten: nothing verifies, nothing is relayed.
+        let tag = one_message_from_smsca(&mut f, 3);
+        let redirected =
+            String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap().replace("+447000100001", "+447000100099");
+        let (sent, status) = imdn_round(&mut f, &shared, &redirected, 30);
+        assert_eq!((sent.len(), status), (0, 403));
+    }
+
+    /// A legacy system's receipt rate and its durable queue limit refuse IMDNs with 503
+    /// (the converged side resends later); the refused notification is not remembered.
+    #[test]
+    fn receipt_rate_and_queue_limits_answer_503() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nreceipt_rate = 1");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let (a, b) = (one_message_from_smsca(&mut f, 1), one_message_from_smsca(&mut f, 2));
+        let dn = |t: &str| String::from_utf8(imdn(t, "delivered", "delivery")).unwrap();
+        let (sent, status) = imdn_round(&mut f, &shared, &dn(&a), 1);
+        assert_eq!((sent.len(), status), (1, 200));
+        let (sent, status) = imdn_round(&mut f, &shared, &dn(&b), 2);
+        assert_eq!((sent.len(), status), (0, 503), "one receipt a second");
+        assert!(shared.drops().any(|(r, n)| r == "receipt_rate" && n == 1));
+        // Not remembered: its resend, a second later, is relayed.
+        let later = |f: &mut Flows| {
+            let dn =
+                dn(&b).replacen("branch=z9hG4bK", "branch=z9hG4bKlater", 1).replacen("Call-ID: ", "Call-ID: later", 1);
+            let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
+            deliver(f, &shared, NOW + 1, dn.as_bytes(), t);
+            f.poll(0, NOW + 1);
+            std::iter::from_fn(|| f.poll_smpp(0)).filter(|(_, o)| matches!(o, SmppOut::Send(_))).count()
+        };
+        assert_eq!(later(&mut f), 1);
+    }
+
+    #[test]
+    fn an_unbound_systems_durable_queue_has_a_limit() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("system_id = \"smsca\"", "system_id = \"smsca\"\nqueue_limit = 1");
+        let path = std::env::temp_dir().join(format!("iwf-flow-qlimit-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, Some(tx)).unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+            let db = crate::route::store::Store::create(&path).unwrap();
+            std::thread::spawn(move || store::run(db, rx, shared, Arc::new(store::StoreStats::default()), &stop))
+        };
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let (a, b) = (one_message_from_smsca(&mut f, 1), one_message_from_smsca(&mut f, 2));
+        f.closed(SMSCA);
+        let mut answer = |tag: &str, n: u32| {
+            let dn = String::from_utf8(imdn(tag, "delivered", "delivery")).unwrap();
+            let dn = dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKq{n}x"), 1);
+            let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
+            deliver(&mut f, &shared, NOW, dn.as_bytes(), t);
+            answer_within(&mut f, "an answer").status
+        };
+        assert_eq!(answer(&a, 1), 200, "stored");
+        assert_eq!(answer(&b, 2), 503, "the queue holds one");
+        assert!(shared.drops().any(|(r, n)| r == "queue_limit" && n == 1));
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A converged message's part that finds its bind's window full waits its turn in
+    /// the session's glue (it was failed, and its MESSAGE answered 500, when handed back
+    /// as unsent): the flows take a part sent late, in order, like any other.
+    #[test]
+    fn a_part_beyond_the_window_waits_its_turn() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let text = "a long text ".repeat(30);
+        let sip = conv_message("+447000300001", "win1")
+            .replace("Content-Length: 2\r\n\r\nhi", &format!("Content-Length: {}\r\n\r\n{text}", text.len()));
+        let sip = {
+            // The SIP Content-Length follows the CPIM body.
+            let (head, body) = sip.split_once("\r\n\r\n").unwrap();
+            let head = head.split("\r\n").filter(|l| !l.starts_with("Content-Length")).collect::<Vec<_>>().join("\r\n");
+            format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        };
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let mut parts: Vec<SmppSend> = std::iter::from_fn(|| match f.poll_smpp(0) {
+            Some((_, SmppOut::Send(s))) => Some(s),
+            _ => None,
+        })
+        .collect();
+        assert!(parts.len() >= 2, "a concatenated message: {}", parts.len());
+        let n = parts.len();
+        // The window takes the first part; the others wait (in the glue).
+        let first = parts.remove(0);
+        f.smpp_sent(SMSCC, 40, first);
+        f.poll(0, NOW);
+        assert!(f.poll_any_answer().is_none(), "nothing failed");
+        // Room again: the waiting parts go, in order, and the message completes.
+        f.smpp_response(NOW, SMSCC, 40, CommandStatus::ESME_ROK, b"id-40");
+        for (i, p) in parts.into_iter().enumerate() {
+            let seq = 41 + i as u32;
+            f.smpp_sent(SMSCC, seq, p);
+            f.smpp_response(NOW, SMSCC, seq, CommandStatus::ESME_ROK, format!("id-{seq}").as_bytes());
+        }
+        assert!(n >= 2);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+    }
+
+    /// The converged side may send its IMDN before its final response to the MESSAGE:
+    /// the receipt then waits, and reaches the legacy system just after the
+    /// submit_sm_resp that gives it its id (a strict ESME drops it otherwise).
+    #[test]
+    fn a_receipt_never_overtakes_its_submit_sm_resp() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        // The IMDN first ...
+        let dn = imdn(&tag, "delivered", "delivery");
+        let t = txn(&mut ServerTransactions::new(ServerConfig::default()), &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        f.poll(0, NOW);
+        assert!(f.poll_smpp(0).is_none(), "no receipt before the resp");
+        assert_eq!(shared.stats.receipts_before_resp.load(Ordering::Relaxed), 1);
+        // ... then the 200: the resp, and right behind it the receipt.
+        f.sip_final(r.token, 200);
+        assert!(matches!(f.poll_smpp(0), Some((_, SmppOut::Respond { seq: 1, status: CommandStatus::ESME_ROK, .. }))));
+        let Some((conn, SmppOut::Send(send))) = f.poll_smpp(0) else { panic!("the receipt after the resp") };
+        let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!("a deliver_sm") };
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        // Its resp completes the IMDN.
+        f.smpp_sent(conn, 9, send);
+        f.smpp_response(NOW, conn, 9, CommandStatus::ESME_ROK, b"");
+        assert_eq!(f.poll_any_answer().filter(|a| a.txn == t).map(|a| a.status), Some(200));
+    }
+
+    /// The correlation table has a configured capacity: full, a converged MESSAGE is
+    /// refused 503 with Retry-After and counted, never sent uncorrelated.
+    #[test]
+    fn a_full_correlation_table_answers_503() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replacen("[converged]", "[converged]\ncorrelation_capacity = 1024", 1);
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig { capacity: 4096, ..ServerConfig::default() });
+        f.bound(SMSCC, 3, true);
+        for i in 0..1025u32 {
+            let sip = conv_message(&format!("+44700030{i:05}"), &format!("cap{i}"));
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+            while f.poll_smpp(0).is_some() {}
+        }
+        assert_eq!(f.in_flight().3, 1024);
+        let a = std::iter::from_fn(|| f.poll_any_answer()).last().expect("the 1025th is answered");
+        assert_eq!((a.status, a.retry_after), (503, Some(10)));
+        assert!(shared.drops().any(|(r, n)| r == "correlation_full" && n == 1));
+    }
+
+    /// Each drop reason indexes its own counter under its own name, and every reason a
+    /// tag or an unknown system gives an IMDN has a counter of its own (not `other`).
+    #[test]
+    fn drop_reasons_are_distinct_and_cover_what_imdns_fail_for() {
+        let names: std::collections::HashSet<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len());
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(DropReason::from_name(r.name()), *r);
+        }
+        for e in crate::tag::TagError::ALL {
+            let reason = ImdnRouteError::Tag(e).reason();
+            assert_ne!(DropReason::from_name(reason), DropReason::Other, "{reason}");
+        }
+        let unknown = ImdnRouteError::UnknownSystem(9).reason();
+        assert_eq!(DropReason::from_name(unknown), DropReason::UnknownSystem);
+    }
+
+    /// The waiters are bounded too: past `waiter_capacity`, a MESSAGE gets 503 +
+    /// Retry-After (an IMDN likewise) and a receipt to park ESME_RMSGQFUL, each counted.
+    #[test]
+    fn a_full_waiter_table_answers_503_and_message_queue_full() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replacen("[converged]", "[converged]\nwaiter_capacity = 64", 1);
+        // A store that never answers.
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, Some(tx)).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig { capacity: 4096, ..ServerConfig::default() });
+        f.bound(SMSCC, 3, true);
+        // With a store, each MESSAGE waits twice: for its answer and its record's write
+        // (the store here never answers): 32 fill the 64.
+        for i in 0..32u32 {
+            let sip = conv_message(&format!("+44700030{i:05}"), &format!("w{i}"));
+            let t = txn(&mut server, sip.as_bytes());
+            deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        }
+        assert_eq!(f.in_flight().0, 64);
+        assert!(f.poll_any_answer().is_none());
+        let sip = conv_message("+447000300099", "w-over");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let a = f.poll_any_answer().expect("the 33rd MESSAGE answered at once");
+        assert_eq!((a.txn, a.status, a.retry_after), (t, 503, Some(1)));
+        // A receipt for an id no resp bound: it cannot wait for its park's write.
+        receipt_in(&mut f, NOW, 7, "no-such-id");
+        assert_eq!(respond_of(f.poll_smpp(0)).2, CommandStatus::ESME_RMSGQFUL);
+        assert!(shared.drops().any(|(r, n)| r == "waiters_full" && n == 2));
+    }
+}

@@ -14,8 +14,9 @@ pub enum SipContent<'h, 'a> {
     Cpim(CpimMessage<'h, 'a>),
     /// `message/cpim` that does not parse.
     BadCpim(CpimError),
-    /// Another media type, or none: the SIP body itself is the content.
-    Plain,
+    /// Another media type, or none: the SIP body itself is the content, of this
+    /// Content-Type value (empty when absent).
+    Plain(&'a [u8]),
 }
 
 impl<'h, 'a> SipContent<'h, 'a> {
@@ -29,10 +30,9 @@ impl<'h, 'a> SipContent<'h, 'a> {
                 [c] => c | 0x20 == b'c',
                 name => eq_ci(name, b"Content-Type"),
             })
-            .map(|h| h.value)
-            .unwrap_or_default();
-        if !media_essence_is(content_type.as_bytes(), b"message/cpim") {
-            return SipContent::Plain;
+            .map_or(&b""[..], |h| h.value.as_bytes());
+        if !media_essence_is(content_type, b"message/cpim") {
+            return SipContent::Plain(content_type);
         }
         match cpim::parse(msg.body, headers) {
             Ok(c) => SipContent::Cpim(c),

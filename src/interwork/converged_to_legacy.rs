@@ -416,7 +416,7 @@ fn content_of<'a>(msg: &Message<'a, '_>, parsed: &SipContent<'_, 'a>) -> Result<
         SipContent::Cpim(c) => c,
         SipContent::BadCpim(e) => return Err(SubmitError::BadCpim(*e)),
         // The essence said otherwise than the parsed Content-Type: not CPIM to us.
-        SipContent::Plain => return Err(SubmitError::UnsupportedMediaType),
+        SipContent::Plain(_) => return Err(SubmitError::UnsupportedMediaType),
     };
     let inner = c.content_type().ok_or(SubmitError::BadCpim(CpimError::MissingContentType))?;
     let inner = MediaType::parse(utf8(inner)?).map_err(|_| SubmitError::UnsupportedMediaType)?;

@@ -912,9 +912,6 @@ pub fn imdn_message_to_receipts<'e>(
     first_sequence: u32,
     out: &mut [u8],
 ) -> Result<ReceiptOutcome, ImdnRouteError> {
-    if msg.method() != Some(Method::Message) {
-        return Err(ImdnRouteError::NotMessage);
-    }
     let mut cheaders = [EMPTY_HEADER; MAX_CPIM_HEADERS];
     let content = SipContent::of(msg, &mut cheaders);
     imdn_content_to_receipts(msg, &content, keys, now_unix, exchange_of, first_sequence, out)
@@ -938,7 +935,7 @@ pub fn imdn_content_to_receipts<'e>(
     let cm = match content {
         SipContent::Cpim(cm) => cm,
         SipContent::BadCpim(e) => return Err(ImdnRouteError::Cpim(*e)),
-        SipContent::Plain => return Err(ImdnRouteError::NotCpim),
+        SipContent::Plain(_) => return Err(ImdnRouteError::NotCpim),
     };
     let env = Envelope::of(cm);
     if !media_essence_is(env.content_type, b"message/imdn+xml") {

@@ -817,8 +817,9 @@ impl OutBuf {
         self.end = 0;
     }
 
-    fn emit(&mut self, pdu: &Pdu<'_>) -> Result<usize, EmitError> {
-        let needed = pdu.buffer_len();
+    /// The free room at the end, at least `needed` octets (what waits is moved to the
+    /// front when the tail is too short).
+    fn room(&mut self, needed: usize) -> Result<&mut [u8], EmitError> {
         if needed > self.free() {
             return Err(EmitError::BufferTooSmall { needed, available: self.free() });
         }
@@ -827,8 +828,11 @@ impl OutBuf {
             self.end -= self.start;
             self.start = 0;
         }
-        let dst = self.buf.get_mut(self.end..).unwrap_or(&mut []);
-        let n = pdu.emit(dst)?;
+        Ok(self.buf.get_mut(self.end..).unwrap_or(&mut []))
+    }
+
+    fn emit(&mut self, pdu: &Pdu<'_>) -> Result<usize, EmitError> {
+        let n = pdu.emit(self.room(pdu.buffer_len())?)?;
         self.end += n;
         Ok(n)
     }
@@ -837,19 +841,14 @@ impl OutBuf {
     /// for the header fields the session fills in.
     fn append(&mut self, bytes: &[u8]) -> Result<&mut [u8], EmitError> {
         let needed = bytes.len();
-        if needed > self.free() {
-            return Err(EmitError::BufferTooSmall { needed, available: self.free() });
-        }
-        if self.buf.len() - self.end < needed {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
+        self.room(needed)?
+            .get_mut(..needed)
+            .ok_or(EmitError::BufferTooSmall { needed, available: 0 })?
+            .copy_from_slice(bytes);
+        // After `room`, which may have moved what waits: the bytes sit at the end.
         let at = self.end;
-        let dst = self.buf.get_mut(at..at + needed).ok_or(EmitError::BufferTooSmall { needed, available: 0 })?;
-        dst.copy_from_slice(bytes);
         self.end += needed;
-        Ok(dst)
+        Ok(self.buf.get_mut(at..at + needed).unwrap_or(&mut []))
     }
 
     fn take(&mut self, out: &mut [u8]) -> usize {

@@ -6,7 +6,8 @@ use super::mbuf::{Mbuf, Mempool};
 use crate::control::config::PortConfig;
 use dpdk_sys as sys;
 use std::ffi::CString;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Frames per RX burst (a multiple of 8 for the vector drivers).
@@ -68,7 +69,7 @@ pub struct Port {
     /// The driver's name.
     pub driver: String,
     /// Which queue pairs have a live [`PortQueue`].
-    taken: Arc<Mutex<Vec<bool>>>,
+    taken: Arc<[AtomicBool]>,
 }
 
 /// One queue pair of a started port: the only handle to it while it lives, so that
@@ -78,7 +79,7 @@ pub struct Port {
 pub struct PortQueue {
     port: u16,
     queue: u16,
-    taken: Arc<Mutex<Vec<bool>>>,
+    taken: Arc<[AtomicBool]>,
 }
 
 impl PortQueue {
@@ -122,9 +123,8 @@ impl PortQueue {
 
 impl Drop for PortQueue {
     fn drop(&mut self) {
-        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = taken.get_mut(usize::from(self.queue)) {
-            *t = false;
+        if let Some(t) = self.taken.get(usize::from(self.queue)) {
+            t.store(false, Ordering::Release);
         }
     }
 }
@@ -349,7 +349,7 @@ impl Port {
         let mut mac = sys::rte_ether_addr::default();
         // SAFETY: valid port and out pointer.
         check(unsafe { sys::rte_eth_macaddr_get(id, &mut mac) }, "reading the MAC address")?;
-        let taken = Arc::new(Mutex::new(vec![false; usize::from(queues)]));
+        let taken: Arc<[AtomicBool]> = (0..queues).map(|_| AtomicBool::new(false)).collect();
         let port = Port { id, name: cfg.name.clone(), mac: mac.addr_bytes, queues, rss, driver, taken };
         if cfg.require_link {
             let deadline = Instant::now() + link_wait;
@@ -366,12 +366,9 @@ impl Port {
     /// The handle of queue pair `q`: `None` when the port has no such queue or a handle
     /// of it is alive.
     pub fn queue(&self, q: u16) -> Option<PortQueue> {
-        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        let t = taken.get_mut(usize::from(q))?;
-        if *t {
-            return None;
-        }
-        *t = true;
+        // Taken by whoever flips it first: two callers never both get a handle.
+        let t = self.taken.get(usize::from(q))?;
+        t.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok()?;
         Some(PortQueue { port: self.id, queue: q, taken: Arc::clone(&self.taken) })
     }
 
@@ -412,7 +409,7 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
-        let polled = self.taken.lock().map_or(true, |t| t.iter().any(|&t| t));
+        let polled = self.taken.iter().any(|t| t.load(Ordering::Acquire));
         if polled {
             // A queue handle outlived its port: closing under it would let it poll a
             // closed device. The port is left to the process's end instead.
