@@ -96,6 +96,10 @@ impl Flows {
         match self.reassembly.push(key, info, payload, at) {
             // A duplicate of a part held already gets the same answer later.
             Ok(Push::Incomplete { .. } | Push::Duplicate) => {
+                if self.timers.reassembly.is_none() {
+                    // The first pending message: every later one's deadline is later.
+                    self.timers.reassembly = self.reassembly_deadline();
+                }
                 let h = self.held.entry(key).or_default();
                 h.parts.push((conn, seq, info.seq));
                 match charge {

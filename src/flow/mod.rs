@@ -358,6 +358,25 @@ const PARKED_RECORD_S: u64 = 3600;
 /// second: far more than any completion rate needs).
 const EXPIRE_PER_POLL: usize = 64;
 
+/// When the engine's timers next have work, in the worker's milliseconds.
+///
+/// Two clocks drive them: the correlation table, the parked receipts and the
+/// published table sizes count Unix seconds (their deadlines are seconds), so they
+/// run once each time the Unix second changes, or every poll while an expiry backlog
+/// is left; reassembly deadlines count the worker's milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timers {
+    /// The worker's milliseconds when the Unix second last changed: the next change
+    /// is due a second later.
+    second_began: u64,
+    /// The earliest reassembly deadline, if a message is pending.
+    reassembly: Option<u64>,
+    /// More correlation entries were due than one run removes.
+    backlog: bool,
+    /// The worker's milliseconds at the last run.
+    last: u64,
+}
+
 /// Settings of one core's [`Flows`].
 #[derive(Debug, Clone)]
 pub struct FlowsConfig {
@@ -621,6 +640,8 @@ pub struct Flows {
     unix: u64,
     /// The second the correlation table was last swept.
     expired_at: u64,
+    /// The timers [`Flows::poll_timeout`] reports and [`Flows::handle_timeout`] runs.
+    timers: Timers,
     corr_seq: u32,
     tag_seq: u32,
     concat_ref: u16,
@@ -732,6 +753,7 @@ impl Flows {
             next_store_key: 0,
             unix: 0,
             expired_at: 0,
+            timers: Timers::default(),
             corr_seq: 1,
             tag_seq: 0,
             concat_ref: 0,
@@ -853,8 +875,10 @@ impl Flows {
     }
 
     // ---- time and the outboxes -------------------------------------------------------
-    /// Work not driven by input: completions from other cores and the store, this
-    /// core's lanes, reassembly and correlation timeouts.
+    /// Work not driven by this worker's input: completions from other cores and the
+    /// store, hand-overs, this core's lanes; then the timers, when
+    /// [`Flows::poll_timeout`] has passed (checked without a scan, so a worker calls
+    /// this on every clock read).
     pub fn poll(&mut self, now: u64, unix: u64) {
         self.unix = unix;
         let core = self.config.core;
@@ -903,20 +927,74 @@ impl Flows {
                 n += 1;
             }
         }
-        let at = self.epoch + Duration::from_millis(now);
-        while let Some(expired) = self.reassembly.poll_expired(at) {
-            // Parts of a message that never completed: the system resends them.
-            let HeldParts { parts, aside } = self.held.remove(&expired.key).unwrap_or_default();
-            self.answer_parts(parts, &aside, CommandStatus::ESME_RX_T_APPN);
+        if self.timer_due(now, unix) {
+            self.handle_timeout(now, unix);
         }
-        // Correlation expiry costs what is due (nothing when nothing is): every poll,
-        // bounded per poll so a burst of expiries never stalls the packet path.
-        let _ = self.correlation.expire(unix, EXPIRE_PER_POLL);
+    }
+
+    /// Whether a timer is due at `now` / `unix` (what [`Flows::poll`] asks before it
+    /// runs them: cheap, no scan).
+    fn timer_due(&self, now: u64, unix: u64) -> bool {
+        let t = &self.timers;
+        unix != self.expired_at || t.backlog || t.reassembly.is_some_and(|at| at <= now)
+    }
+
+    /// When the engine's timers next have work, in the worker's milliseconds: the
+    /// earliest reassembly deadline, the next change of the Unix second (correlation
+    /// expiry, parked receipts, table sizes), or the last run's time while an expiry
+    /// backlog is left. The per-second upkeep always runs, so there is always an
+    /// answer. Inputs only arm timers later than this (a reassembly deadline lies its
+    /// whole timeout ahead), so a host may sleep until it unless input arrives.
+    pub fn poll_timeout(&self) -> u64 {
+        let t = &self.timers;
+        let mut at = t.second_began.saturating_add(1000);
+        if let Some(r) = t.reassembly {
+            at = at.min(r);
+        }
+        if t.backlog {
+            at = at.min(t.last);
+        }
+        at
+    }
+
+    /// Runs the timers due at `now` (the worker's milliseconds) and `unix` (seconds):
+    /// concatenated legacy messages whose parts stopped coming are answered
+    /// ESME_RX_T_APPN, and once per Unix second correlation entries past their
+    /// validity expire, parked receipts past their park time are dropped and the
+    /// table sizes are published. [`Flows::poll`] calls it when
+    /// [`Flows::poll_timeout`] has passed.
+    pub fn handle_timeout(&mut self, now: u64, unix: u64) {
+        self.unix = unix;
+        self.timers.last = now;
+        let at = self.epoch + Duration::from_millis(now);
+        if self.timers.reassembly.is_some_and(|r| r <= now) {
+            while let Some(expired) = self.reassembly.poll_expired(at) {
+                // Parts of a message that never completed: the system resends them.
+                let HeldParts { parts, aside } = self.held.remove(&expired.key).unwrap_or_default();
+                self.answer_parts(parts, &aside, CommandStatus::ESME_RX_T_APPN);
+            }
+            self.timers.reassembly = self.reassembly_deadline();
+        }
+        if unix != self.expired_at || self.timers.backlog {
+            // Correlation expiry costs what is due, bounded per run so a burst of
+            // expiries never stalls the packet path: what is left runs next poll.
+            let report = self.correlation.expire(unix, EXPIRE_PER_POLL);
+            self.timers.backlog = report.expired + report.completed >= EXPIRE_PER_POLL;
+        }
         if unix != self.expired_at {
             self.expired_at = unix;
+            self.timers.second_began = now;
             self.sweep_parked();
             self.publish_tables();
         }
+    }
+
+    /// The earliest reassembly deadline in the worker's milliseconds (rounded up, so
+    /// the deadline has passed when it is due).
+    fn reassembly_deadline(&self) -> Option<u64> {
+        let at = self.reassembly.next_timeout()?;
+        let ms = at.saturating_duration_since(self.epoch).as_micros().div_ceil(1000);
+        Some(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
     /// Takes one event of the worker's sessions and transactions at `now` (the
@@ -1650,6 +1728,37 @@ mod tests {
             let fields = crate::tag::decode_unauthenticated(r.3.as_bytes()).unwrap().0;
             assert_eq!((fields.segment_index, fields.segment_count), (i as u8 + 1, 3));
         }
+    }
+
+    /// The engine says when its timers next have work, and nothing runs before: a
+    /// part whose siblings never come is answered ESME_RX_T_APPN at its reassembly
+    /// deadline, not a poll earlier, and the deadline is what `poll_timeout` named.
+    #[test]
+    fn poll_timeout_names_the_reassembly_deadline_and_nothing_fires_before_it() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        f.poll(0, NOW);
+        assert_eq!(f.poll_timeout(), 1000, "with nothing armed: the next second's upkeep");
+        let mut sm = vec![5, 0, 3, 0x42, 2, 1];
+        sm.extend_from_slice(b"half");
+        f.smpp_request(10, NOW, SMSCA, 21, &Pdu::parse(&submit(21, 1, 0x40, &sm, &[])).unwrap());
+        assert_eq!(f.smpp_out.pop_any().map(|(_, o)| o), Some(SmppOut::SetAside { seq: 21 }));
+        let timeout = ReassemblyLimits::default().timeout.as_millis() as u64;
+        // The upkeep keeps ticking each second while the part waits.
+        for second in 1..=timeout / 1000 {
+            let now = f.poll_timeout();
+            assert_eq!(now, second * 1000);
+            f.poll(now, NOW + second);
+            assert!(f.poll_smpp(0).is_none(), "nothing answered at {now} ms");
+        }
+        let last = NOW + timeout / 1000;
+        assert_eq!(f.poll_timeout(), 10 + timeout, "the reassembly deadline comes before the next second");
+        f.poll(9 + timeout, last);
+        assert!(f.poll_smpp(0).is_none(), "a millisecond before the deadline");
+        f.poll(10 + timeout, last);
+        assert_eq!(respond_of(f.poll_smpp(0)), (SMSCA, 21, CommandStatus::ESME_RX_T_APPN, String::new()));
+        assert!(f.poll_timeout() > 10 + timeout, "no reassembly deadline left");
     }
 
     /// Concatenated messages whose parts come out of order against a small window (a
