@@ -26,12 +26,13 @@
 //! ```
 //!
 //! Every error names the key and its line; a snapshot is built whole or not at all.
+use super::config::file::File;
 use super::config::{self, ConfigError, Doc};
 use crate::control::config::LegacyConfig;
 use crate::ids::LegacySystemId;
 use crate::route::select::{MsisdnMap, RouteSpec, RoutingTable};
 use crate::tag::KeyRing;
-use toml::de::DeTable;
+use serde_spanned::Spanned;
 
 /// `[converged]`: the names of the converged side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,156 +99,107 @@ impl Provision {
 
     /// Builds a snapshot from a whole configuration file.
     pub fn parse(text: &str) -> Result<Provision, ConfigError> {
-        let keys = config::load_keyring(text)?;
-        let legacy = crate::control::config::load(text)?.legacy;
+        let file = config::read(text)?;
         let doc = Doc { text };
-        let root = config::parse(text)?;
-        let root = root.get_ref();
-
-        let converged = converged_names(&doc, root)?;
-        let routes = routes(&doc, root, &legacy)?;
-        let msisdns = msisdns(&doc, root, &converged)?;
+        let keys = config::keyring(&doc, &file)?;
+        let legacy = config::dataplane(&doc, &file)?.legacy;
+        let converged = converged_names(&doc, &file)?;
+        let routes = routes(&doc, &file, &legacy)?;
+        let msisdns = msisdns(&doc, &file, &converged)?;
         Ok(Provision { keys, legacy, routes, msisdns, converged })
     }
 }
 
 /// `[converged]`.
-fn converged_names(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<ConvergedNames, ConfigError> {
-    let mut converged = ConvergedNames::default();
-    if let Some(v) = Doc::get(root, "converged") {
-        let t = doc.table("converged", v)?;
-        doc.only(
-            t,
-            "converged",
-            &[
-                "legacy_domain",
-                "converged_domain",
-                "message_validity_s",
-                "replay_window_s",
-                "replay_capacity",
-                "correlation_capacity",
-                "waiter_capacity",
-                "parked_capacity",
-            ],
-        )?;
-        if let Some(d) = Doc::get(t, "waiter_capacity") {
-            converged.waiter_capacity = doc.integer("converged.waiter_capacity", d, 64, 10_000_000)? as usize;
+fn converged_names(doc: &Doc<'_>, file: &File) -> Result<ConvergedNames, ConfigError> {
+    let d = ConvergedNames::default();
+    let Some(t) = &file.converged else {
+        return Ok(d);
+    };
+    let t = t.get_ref();
+    let int = |k: &str, v: &Option<Spanned<i64>>, min: i64, max: i64, default: usize| {
+        doc.integer_or(&format!("converged.{k}"), v, min, max, default as i64).map(|n| n as usize)
+    };
+    let domain = |k: &str, v: &Option<Spanned<String>>, default: &str| -> Result<String, ConfigError> {
+        let Some(v) = v else { return Ok(default.to_string()) };
+        let s = v.get_ref();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+            return doc.err(&format!("converged.{k}"), v.span(), format!("`{s}` is not a domain name"));
         }
-        if let Some(d) = Doc::get(t, "parked_capacity") {
-            converged.parked_capacity = doc.integer("converged.parked_capacity", d, 64, 10_000_000)? as usize;
-        }
-        if let Some(d) = Doc::get(t, "correlation_capacity") {
-            converged.correlation_capacity =
-                doc.integer("converged.correlation_capacity", d, 1024, 100_000_000)? as usize;
-        }
-        if let Some(d) = Doc::get(t, "replay_window_s") {
-            converged.replay_window_s = doc.integer("converged.replay_window_s", d, 60, 7 * 24 * 3600)? as u64;
-        }
-        if let Some(d) = Doc::get(t, "replay_capacity") {
-            converged.replay_capacity = doc.integer("converged.replay_capacity", d, 1024, 1 << 30)? as usize;
-        }
-        for (key, slot) in
-            [("legacy_domain", &mut converged.legacy_domain), ("converged_domain", &mut converged.converged_domain)]
-        {
-            if let Some(d) = Doc::get(t, key) {
-                let s = doc.string(&format!("converged.{key}"), d)?;
-                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
-                    return doc.err(&format!("converged.{key}"), d.span(), format!("`{s}` is not a domain name"));
-                }
-                *slot = s.to_string();
-            }
-        }
-        if let Some(d) = Doc::get(t, "message_validity_s") {
-            converged.message_validity_s = doc.integer("converged.message_validity_s", d, 60, 30 * 24 * 3600)? as u64;
-        }
-    }
-    Ok(converged)
+        Ok(s.clone())
+    };
+    Ok(ConvergedNames {
+        legacy_domain: domain("legacy_domain", &t.legacy_domain, &d.legacy_domain)?,
+        converged_domain: domain("converged_domain", &t.converged_domain, &d.converged_domain)?,
+        message_validity_s: int(
+            "message_validity_s",
+            &t.message_validity_s,
+            60,
+            30 * 24 * 3600,
+            d.message_validity_s as usize,
+        )? as u64,
+        replay_window_s: int("replay_window_s", &t.replay_window_s, 60, 7 * 24 * 3600, d.replay_window_s as usize)?
+            as u64,
+        replay_capacity: int("replay_capacity", &t.replay_capacity, 1024, 1 << 30, d.replay_capacity)?,
+        correlation_capacity: int(
+            "correlation_capacity",
+            &t.correlation_capacity,
+            1024,
+            100_000_000,
+            d.correlation_capacity,
+        )?,
+        waiter_capacity: int("waiter_capacity", &t.waiter_capacity, 64, 10_000_000, d.waiter_capacity)?,
+        parked_capacity: int("parked_capacity", &t.parked_capacity, 64, 10_000_000, d.parked_capacity)?,
+    })
 }
 
 /// `[[routes]]`: converged → legacy, by number prefix (and content type).
-fn routes(doc: &Doc<'_>, root: &DeTable<'_>, legacy: &[LegacyConfig]) -> Result<RoutingTable, ConfigError> {
-    let mut specs: Vec<(String, u16, Option<String>)> = Vec::new();
-    if let Some(v) = Doc::get(root, "routes") {
-        let Some(list) = v.get_ref().as_array() else {
-            return doc.err("routes", v.span(), "expected an array of tables ([[routes]])");
+fn routes(doc: &Doc<'_>, file: &File, legacy: &[LegacyConfig]) -> Result<RoutingTable, ConfigError> {
+    let mut specs: Vec<RouteSpec<'_>> = Vec::new();
+    let list = file.routes.as_ref();
+    for (i, entry) in list.map_or(&[][..], |l| l.get_ref()).iter().enumerate() {
+        let at = format!("routes[{i}]");
+        let t = entry.get_ref();
+        let prefix = doc.need(&format!("{at}.prefix"), &t.prefix, entry.span(), "the E.164 prefix (\"+4470001\")")?;
+        let s = doc.need(&format!("{at}.system"), &t.system, entry.span(), "the legacy system's name")?;
+        let name = s.get_ref();
+        let Some(system) = legacy.iter().find(|l| &l.name == name) else {
+            let names: Vec<&str> = legacy.iter().map(|l| l.name.as_str()).collect();
+            return doc.err(
+                &format!("{at}.system"),
+                s.span(),
+                format!("`{name}` is no [[legacy]] system (known: {})", names.join(", ")),
+            );
         };
-        for (i, entry) in list.iter().enumerate() {
-            let at = format!("routes[{i}]");
-            let t = doc.table(&at, entry)?;
-            doc.only(t, &at, &["prefix", "system", "content_type"])?;
-            let Some(p) = Doc::get(t, "prefix") else {
-                return doc.err(&format!("{at}.prefix"), entry.span(), "missing: the E.164 prefix (\"+4470001\")");
-            };
-            let prefix = doc.string(&format!("{at}.prefix"), p)?;
-            let Some(s) = Doc::get(t, "system") else {
-                return doc.err(&format!("{at}.system"), entry.span(), "missing: the legacy system's name");
-            };
-            let name = doc.string(&format!("{at}.system"), s)?;
-            let Some(system) = legacy.iter().find(|l| l.name == name) else {
-                let names: Vec<&str> = legacy.iter().map(|l| l.name.as_str()).collect();
-                return doc.err(
-                    &format!("{at}.system"),
-                    s.span(),
-                    format!("`{name}` is no [[legacy]] system (known: {})", names.join(", ")),
-                );
-            };
-            let content_type = match Doc::get(t, "content_type") {
-                Some(c) => Some(doc.string(&format!("{at}.content_type"), c)?.to_string()),
-                None => None,
-            };
-            specs.push((prefix.to_string(), system.id, content_type));
-        }
+        specs.push(RouteSpec {
+            prefix: prefix.get_ref(),
+            system: LegacySystemId(system.id),
+            content_type: t.content_type.as_ref().map(|c| c.get_ref().as_str()),
+        });
     }
-    let route_specs: Vec<RouteSpec<'_>> = specs
-        .iter()
-        .map(|(p, s, c)| RouteSpec { prefix: p, system: LegacySystemId(*s), content_type: c.as_deref() })
-        .collect();
-    match RoutingTable::build(&route_specs) {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            let span = Doc::get(root, "routes").map(|v| v.span()).unwrap_or(0..0);
-            doc.err("routes", span, e.to_string())
-        }
-    }
+    RoutingTable::build(&specs).or_else(|e| doc.err("routes", list.map_or(0..0, Spanned::span), e.to_string()))
 }
 
 /// `[msisdn]`: legacy → converged, MSISDN to the converged user's URI.
-fn msisdns(doc: &Doc<'_>, root: &DeTable<'_>, converged: &ConvergedNames) -> Result<MsisdnMap, ConfigError> {
+fn msisdns(doc: &Doc<'_>, file: &File, converged: &ConvergedNames) -> Result<MsisdnMap, ConfigError> {
     let default_template = format!("sip:+{{msisdn}}@{};user=phone", converged.converged_domain);
-    let mut template = Some(default_template);
-    let mut entries: Vec<(String, String)> = Vec::new();
-    let mut msisdn_span = 0..0;
-    if let Some(v) = Doc::get(root, "msisdn") {
-        msisdn_span = v.span();
-        let t = doc.table("msisdn", v)?;
-        doc.only(t, "msisdn", &["template", "entries"])?;
-        if let Some(tv) = Doc::get(t, "template") {
-            let s = doc.string("msisdn.template", tv)?;
-            template = (!s.is_empty()).then(|| s.to_string());
+    let mut template = Some(default_template.as_str());
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut span = 0..0;
+    if let Some(m) = &file.msisdn {
+        span = m.span();
+        let t = m.get_ref();
+        if let Some(tv) = &t.template {
+            template = Some(tv.get_ref().as_str()).filter(|s| !s.is_empty());
         }
-        if let Some(ev) = Doc::get(t, "entries") {
-            let Some(list) = ev.get_ref().as_array() else {
-                return doc.err("msisdn.entries", ev.span(), "expected an array of { number, uri } tables");
+        for (i, e) in t.entries.as_ref().map_or(&[][..], |l| l.get_ref()).iter().enumerate() {
+            let (Some(n), Some(u)) = (&e.get_ref().number, &e.get_ref().uri) else {
+                return doc.err(&format!("msisdn.entries[{i}]"), e.span(), "needs both `number` and `uri`");
             };
-            for (i, e) in list.iter().enumerate() {
-                let at = format!("msisdn.entries[{i}]");
-                let et = doc.table(&at, e)?;
-                doc.only(et, &at, &["number", "uri"])?;
-                let (Some(n), Some(u)) = (Doc::get(et, "number"), Doc::get(et, "uri")) else {
-                    return doc.err(&at, e.span(), "needs both `number` and `uri`");
-                };
-                entries.push((
-                    doc.string(&format!("{at}.number"), n)?.to_string(),
-                    doc.string(&format!("{at}.uri"), u)?.to_string(),
-                ));
-            }
+            pairs.push((n.get_ref(), u.get_ref()));
         }
     }
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
-    match MsisdnMap::build(&pairs, template.as_deref()) {
-        Ok(m) => Ok(m),
-        Err(e) => doc.err("msisdn", msisdn_span, e.to_string()),
-    }
+    MsisdnMap::build(&pairs, template).or_else(|e| doc.err("msisdn", span, e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The per-core pipeline: run to completion on one EAL lcore, polling queue `q` of every
-//! port in bursts of [`BURST`], answering through the port's [`Host`] and the worker's
+//! port in bursts of [`BURST`](super::dpdk::port::BURST), answering through the port's [`Host`] and the worker's
 //! own UDP services (SIP), counting every frame it does not answer by reason. The clock
 //! is read when a poll finds nothing, or every [`CLOCK_EVERY`] busy polls; the services'
 //! timers run then. No allocation, no lock, no panic on input.

@@ -53,11 +53,11 @@
 //! ```
 #![deny(unsafe_code)]
 
+use super::file::{self, File};
 use super::{ConfigError, Doc};
 use crate::interwork::{Encoding, IdCanonicalisation};
 use serde_spanned::Spanned;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use toml::de::DeTable;
 
 /// Largest lcore id accepted (DPDK's default `RTE_MAX_LCORE` is 128).
 pub const MAX_LCORE: u32 = 127;
@@ -510,48 +510,40 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
 /// Reads `[eal]`, `[control]` and `[[ports]]` from a configuration file's text (other
 /// sections, like `[tag]`, are left to their own readers).
 pub fn load(text: &str) -> Result<DataplaneConfig, ConfigError> {
-    let doc = Doc { text };
-    let root = crate::control::config::parse(text)?;
-    let root = root.get_ref();
-    // A misspelt section would otherwise be ignored while every key inside the known
-    // ones is checked.
-    const SECTIONS: [&str; 11] =
-        ["tag", "eal", "control", "ports", "sip", "tcp", "smpp", "legacy", "converged", "routes", "msisdn"];
-    for (k, _) in root.iter() {
-        let name: &str = k.get_ref().as_ref();
-        if !SECTIONS.contains(&name) {
-            return doc.err(name, k.span(), format!("unknown section (expected one of {})", SECTIONS.join(", ")));
-        }
-    }
+    let file = super::read(text)?;
+    dataplane(&Doc { text }, &file)
+}
 
-    let eal = load_eal(&doc, root)?;
-    let control = load_control(&doc, root)?;
-    let ports = load_ports(&doc, root)?;
-    let sip = load_sip(&doc, root, &ports)?;
-    let tcp = load_tcp(&doc, root)?;
-    let smpp = load_smpp(&doc, root)?;
-    let legacy = load_legacy(&doc, root, &ports)?;
+/// The packet path's sections, from the file read.
+pub(crate) fn dataplane(doc: &Doc<'_>, file: &File) -> Result<DataplaneConfig, ConfigError> {
+    let eal = load_eal(doc, file)?;
+    let control = load_control(doc, file)?;
+    let ports = load_ports(doc, file)?;
+    let sip = load_sip(doc, file, &ports)?;
+    let tcp = load_tcp(doc, file)?;
+    let smpp = load_smpp(doc, file)?;
+    let legacy = load_legacy(doc, file, &ports)?;
     Ok(DataplaneConfig { eal, control, ports, sip, tcp, smpp, legacy })
 }
 
+/// A string value parsed by `parse`, its error named by key and line.
+fn parsed<T>(
+    doc: &Doc<'_>,
+    key: &str,
+    v: &Spanned<String>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    parse(v.get_ref()).or_else(|m| doc.err(key, v.span(), m))
+}
+
 /// `[eal]`.
-fn load_eal(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<EalConfig, ConfigError> {
-    let Some(eal_v) = Doc::get(root, "eal") else {
+fn load_eal(doc: &Doc<'_>, file: &File) -> Result<EalConfig, ConfigError> {
+    let Some(eal) = &file.eal else {
         return doc.err("eal", 0..0, "missing section [eal] (lcores, file_prefix, ...)");
     };
-    let eal_t = doc.table("eal", eal_v)?;
-    doc.only(
-        eal_t,
-        "eal",
-        &["lcores", "file_prefix", "hugepages", "memory_mb", "mbufs", "mbuf_cache", "log_level", "args"],
-    )?;
-    let Some(lc) = Doc::get(eal_t, "lcores") else {
-        return doc.err("eal.lcores", eal_v.span(), "missing: the lcore list, e.g. \"0-1\" (first = main lcore)");
-    };
-    let map = match parse_lcore_map(doc.string("eal.lcores", lc)?) {
-        Ok(l) => l,
-        Err(m) => return doc.err("eal.lcores", lc.span(), m),
-    };
+    let (e, within) = (eal.get_ref(), eal.span());
+    let lc = doc.need("eal.lcores", &e.lcores, within.clone(), "the lcore list, e.g. \"0-1\" (first = main lcore)")?;
+    let map = parsed(doc, "eal.lcores", lc, parse_lcore_map)?;
     let lcores: Vec<u32> = map.iter().map(|(l, _)| *l).collect();
     let cpus: Vec<u32> = map.iter().map(|(_, c)| *c).collect();
     if lcores.len() < 2 {
@@ -561,64 +553,41 @@ fn load_eal(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<EalConfig, ConfigError>
             "needs at least two lcores: the first is the main lcore, the others poll the ports",
         );
     }
-    let Some(fp) = Doc::get(eal_t, "file_prefix") else {
-        return doc.err("eal.file_prefix", eal_v.span(), "missing: a prefix unique to this DPDK process, e.g. \"iwf\"");
-    };
-    let file_prefix = doc.string("eal.file_prefix", fp)?;
+    let fp = doc.need(
+        "eal.file_prefix",
+        &e.file_prefix,
+        within.clone(),
+        "a prefix unique to this DPDK process, e.g. \"iwf\"",
+    )?;
+    let file_prefix = fp.get_ref();
     if file_prefix.is_empty() || !file_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return doc.err("eal.file_prefix", fp.span(), "use letters, digits, - and _ only (it names files)");
     }
-    let hugepages = match Doc::get(eal_t, "hugepages") {
-        Some(v) => doc.boolean("eal.hugepages", v)?,
-        None => true,
-    };
-    let memory_mb = match Doc::get(eal_t, "memory_mb") {
+    let hugepages = e.hugepages.as_ref().is_none_or(|h| *h.get_ref());
+    let memory_mb = match &e.memory_mb {
         Some(v) => Some(doc.integer("eal.memory_mb", v, 64, 1 << 20)? as u32),
         None => None,
     };
     if !hugepages && memory_mb.is_none() {
-        let at = Doc::get(eal_t, "hugepages").map_or(eal_v.span(), Spanned::span);
+        let at = e.hugepages.as_ref().map_or(within, Spanned::span);
         return doc.err("eal.memory_mb", at, "hugepages = false (--no-huge) needs memory_mb, e.g. 512");
     }
-    let mbufs = match Doc::get(eal_t, "mbufs") {
-        Some(v) => doc.integer("eal.mbufs", v, 1023, 1 << 24)? as u32,
-        None => 8191,
-    };
-    let mbuf_cache = match Doc::get(eal_t, "mbuf_cache") {
-        Some(v) => doc.integer("eal.mbuf_cache", v, 0, 512)? as u32,
-        None => 256,
-    };
-    let log_level = match Doc::get(eal_t, "log_level") {
-        Some(v) => Some(doc.string("eal.log_level", v)?.to_string()),
-        None => None,
-    };
-    let mut args = Vec::new();
-    if let Some(v) = Doc::get(eal_t, "args") {
-        let Some(list) = v.get_ref().as_array() else {
-            return doc.err("eal.args", v.span(), "expected an array of strings");
-        };
-        for (i, a) in list.iter().enumerate() {
-            args.push(doc.string(&format!("eal.args[{i}]"), a)?.to_string());
-        }
-    }
-    let eal = EalConfig {
+    Ok(EalConfig {
         lcores,
         cpus,
         lcores_line: doc.line(lc),
-        file_prefix: file_prefix.to_string(),
+        file_prefix: file_prefix.clone(),
         hugepages,
         memory_mb,
-        mbufs,
-        mbuf_cache,
-        log_level,
-        args,
-    };
-
-    Ok(eal)
+        mbufs: doc.integer_or("eal.mbufs", &e.mbufs, 1023, 1 << 24, 8191)? as u32,
+        mbuf_cache: doc.integer_or("eal.mbuf_cache", &e.mbuf_cache, 0, 512, 256)? as u32,
+        log_level: e.log_level.as_ref().map(|l| l.get_ref().clone()),
+        args: e.args.as_ref().map_or_else(Vec::new, |a| a.get_ref().iter().map(|s| s.get_ref().clone()).collect()),
+    })
 }
 
 /// `[control]`.
-fn load_control(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<ControlConfig, ConfigError> {
+fn load_control(doc: &Doc<'_>, file: &File) -> Result<ControlConfig, ConfigError> {
     let mut control = ControlConfig {
         core: None,
         stats_interval_ms: 1000,
@@ -627,323 +596,230 @@ fn load_control(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<ControlConfig, Conf
         admin: None,
         admin_token_file: None,
     };
-    if let Some(v) = Doc::get(root, "control") {
-        let t = doc.table("control", v)?;
-        doc.only(t, "control", &["core", "stats_interval_ms", "link_wait_ms", "store", "admin", "admin_token_file"])?;
-        if let Some(c) = Doc::get(t, "admin_token_file") {
-            // Read at start (iwf run), not here: the file may be made after the
-            // configuration is written (`iwf keygen --out`).
-            let path = doc.string("control.admin_token_file", c)?;
-            if path.is_empty() {
-                return doc.err("control.admin_token_file", c.span(), "an empty path: leave the key out for no token");
-            }
-            control.admin_token_file = Some(path.to_string());
+    let Some(c) = &file.control else {
+        return Ok(control);
+    };
+    let c = c.get_ref();
+    if let Some(v) = &c.admin_token_file {
+        // Read at start (iwf run), not here: the file may be made after the
+        // configuration is written (`iwf keygen --out`).
+        if v.get_ref().is_empty() {
+            return doc.err("control.admin_token_file", v.span(), "an empty path: leave the key out for no token");
         }
-        if let Some(c) = Doc::get(t, "store") {
-            let path = doc.string("control.store", c)?;
-            if path.is_empty() {
-                return doc.err("control.store", c.span(), "an empty path: leave the key out for no durable queue");
-            }
-            control.store = Some(path.to_string());
-        }
-        if let Some(c) = Doc::get(t, "admin") {
-            let text = doc.string("control.admin", c)?;
-            match text.parse::<std::net::SocketAddr>() {
-                Ok(a) if a.ip().is_loopback() => control.admin = Some(a),
-                Ok(_) => {
-                    return doc.err(
-                        "control.admin",
-                        c.span(),
-                        format!("`{text}`: the admin endpoint listens on loopback only (127.0.0.1:9870)"),
-                    )
-                }
-                Err(_) => {
-                    return doc.err(
-                        "control.admin",
-                        c.span(),
-                        format!("`{text}` is not an address and port (127.0.0.1:9870)"),
-                    )
-                }
-            }
-        }
-        if let Some(c) = Doc::get(t, "core") {
-            control.core = Some(doc.integer("control.core", c, 0, i64::from(MAX_LCORE))? as usize);
-        }
-        if let Some(c) = Doc::get(t, "stats_interval_ms") {
-            control.stats_interval_ms = doc.integer("control.stats_interval_ms", c, 0, 86_400_000)? as u64;
-        }
-        if let Some(c) = Doc::get(t, "link_wait_ms") {
-            control.link_wait_ms = doc.integer("control.link_wait_ms", c, 0, 600_000)? as u64;
-        }
+        control.admin_token_file = Some(v.get_ref().clone());
     }
-
+    if let Some(v) = &c.store {
+        if v.get_ref().is_empty() {
+            return doc.err("control.store", v.span(), "an empty path: leave the key out for no durable queue");
+        }
+        control.store = Some(v.get_ref().clone());
+    }
+    if let Some(v) = &c.admin {
+        control.admin = Some(parsed(doc, "control.admin", v, |text| match text.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => Ok(a),
+            Ok(_) => Err(format!("`{text}`: the admin endpoint listens on loopback only (127.0.0.1:9870)")),
+            Err(_) => Err(format!("`{text}` is not an address and port (127.0.0.1:9870)")),
+        })?);
+    }
+    if let Some(v) = &c.core {
+        control.core = Some(doc.integer("control.core", v, 0, i64::from(MAX_LCORE))? as usize);
+    }
+    control.stats_interval_ms =
+        doc.integer_or("control.stats_interval_ms", &c.stats_interval_ms, 0, 86_400_000, 1000)? as u64;
+    control.link_wait_ms = doc.integer_or("control.link_wait_ms", &c.link_wait_ms, 0, 600_000, 3000)? as u64;
     Ok(control)
 }
 
 /// `[[ports]]`.
-fn load_ports(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<Vec<PortConfig>, ConfigError> {
-    let Some(ports_v) = Doc::get(root, "ports") else {
+fn load_ports(doc: &Doc<'_>, file: &File) -> Result<Vec<PortConfig>, ConfigError> {
+    let Some(list) = &file.ports else {
         return doc.err("ports", 0..0, "missing: at least one [[ports]] entry");
     };
-    let Some(list) = ports_v.get_ref().as_array() else {
-        return doc.err("ports", ports_v.span(), "expected an array of tables ([[ports]])");
-    };
-    if list.is_empty() {
-        return doc.err("ports", ports_v.span(), "at least one [[ports]] entry");
+    if list.get_ref().is_empty() {
+        return doc.err("ports", list.span(), "at least one [[ports]] entry");
     }
     let mut ports: Vec<PortConfig> = Vec::new();
-    for (i, entry) in list.iter().enumerate() {
-        let at = format!("ports[{i}]");
-        let t = doc.table(&at, entry)?;
-        doc.only(
-            t,
-            &at,
-            &[
-                "name",
-                "device",
-                "address",
-                "gateway",
-                "sip_udp_port",
-                "smpp_tcp_port",
-                "sip_tcp_port",
-                "rx_desc",
-                "tx_desc",
-                "require_link",
-            ],
-        )?;
-        let req = |k: &str, what: &str| match Doc::get(t, k) {
-            Some(v) => Ok(v),
-            None => doc.err(&format!("{at}.{k}"), entry.span(), format!("missing: {what}")),
-        };
-        let name_v = req("name", "the port's name, e.g. \"legacy\"")?;
-        let name = doc.string(&format!("{at}.name"), name_v)?;
-        if name.is_empty() || ports.iter().any(|p| p.name == name) {
-            return doc.err(
-                &format!("{at}.name"),
-                name_v.span(),
-                format!("`{name}`: port names must be unique and non-empty"),
-            );
-        }
-        let dev_v = req("device", "a vdev spec (net_tap0,iface=NAME) or a PCI address")?;
-        let device = match Device::parse(doc.string(&format!("{at}.device"), dev_v)?) {
-            Ok(d) => d,
-            Err(m) => return doc.err(&format!("{at}.device"), dev_v.span(), m),
-        };
-        if let Some(other) = ports.iter().find(|p| p.device.ethdev_name() == device.ethdev_name()) {
-            return doc.err(
-                &format!("{at}.device"),
-                dev_v.span(),
-                format!("`{}` is already port `{}`", device.ethdev_name(), other.name),
-            );
-        }
-        let addr_v = req("address", "our address with prefix length, e.g. \"198.18.1.2/24\"")?;
-        let (address, prefix_len) = match parse_cidr(doc.string(&format!("{at}.address"), addr_v)?) {
-            Ok(a) => a,
-            Err(m) => return doc.err(&format!("{at}.address"), addr_v.span(), m),
-        };
-        let gateway = match Doc::get(t, "gateway") {
-            Some(v) => match doc.string(&format!("{at}.gateway"), v)?.parse::<Ipv4Addr>() {
-                Ok(g) if g != address && !g.is_unspecified() && !g.is_multicast() && !g.is_broadcast() => Some(g),
-                _ => return doc.err(&format!("{at}.gateway"), v.span(), "expected a neighbour's unicast IPv4 address"),
-            },
-            None => None,
-        };
-        let sip_udp_port = match Doc::get(t, "sip_udp_port") {
-            Some(v) => Some(doc.integer(&format!("{at}.sip_udp_port"), v, 1, 65535)? as u16),
-            None => None,
-        };
-        let tcp_port = |k: &str| -> Result<Option<u16>, ConfigError> {
-            match Doc::get(t, k) {
-                Some(v) => Ok(Some(doc.integer(&format!("{at}.{k}"), v, 1, 65535)? as u16)),
-                None => Ok(None),
-            }
-        };
-        let smpp_tcp_port = tcp_port("smpp_tcp_port")?;
-        let sip_tcp_port = tcp_port("sip_tcp_port")?;
-        if let (Some(a), Some(b), Some(v)) = (smpp_tcp_port, sip_tcp_port, Doc::get(t, "sip_tcp_port")) {
-            if a == b {
-                return doc.err(&format!("{at}.sip_tcp_port"), v.span(), format!("{b} is already smpp_tcp_port"));
-            }
-        }
-        let desc = |k: &str| -> Result<u16, ConfigError> {
-            match Doc::get(t, k) {
-                Some(v) => {
-                    let n = doc.integer(&format!("{at}.{k}"), v, 64, 16384)?;
-                    if n & (n - 1) != 0 {
-                        return doc.err(&format!("{at}.{k}"), v.span(), format!("{n} is not a power of two"));
-                    }
-                    Ok(n as u16)
-                }
-                None => Ok(1024),
-            }
-        };
-        let rx_desc = desc("rx_desc")?;
-        let tx_desc = desc("tx_desc")?;
-        let require_link = match Doc::get(t, "require_link") {
-            Some(v) => doc.boolean(&format!("{at}.require_link"), v)?,
-            None => true,
-        };
-        ports.push(PortConfig {
-            name: name.to_string(),
-            device,
-            device_line: doc.line(dev_v),
-            address,
-            prefix_len,
-            gateway,
-            sip_udp_port,
-            rx_desc,
-            tx_desc,
-            require_link,
-            smpp_tcp_port,
-            sip_tcp_port,
-        });
+    for (i, entry) in list.get_ref().iter().enumerate() {
+        let port = load_port(doc, &format!("ports[{i}]"), entry, &ports)?;
+        ports.push(port);
     }
     Ok(ports)
 }
 
-fn load_tcp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<TcpConfig, ConfigError> {
-    let mut tcp = TcpConfig::default();
-    let Some(v) = Doc::get(root, "tcp") else {
-        return Ok(tcp);
+/// One `[[ports]]` entry (`at`: its key), checked against the ones before it.
+fn load_port(
+    doc: &Doc<'_>,
+    at: &str,
+    entry: &Spanned<file::Port>,
+    before: &[PortConfig],
+) -> Result<PortConfig, ConfigError> {
+    let (t, within) = (entry.get_ref(), entry.span());
+    let key = |k: &str| format!("{at}.{k}");
+    let name_v = doc.need(&key("name"), &t.name, within.clone(), "the port's name, e.g. \"legacy\"")?;
+    let name = name_v.get_ref();
+    if name.is_empty() || before.iter().any(|p| &p.name == name) {
+        return doc.err(&key("name"), name_v.span(), format!("`{name}`: port names must be unique and non-empty"));
+    }
+    let dev_v =
+        doc.need(&key("device"), &t.device, within.clone(), "a vdev spec (net_tap0,iface=NAME) or a PCI address")?;
+    let device = parsed(doc, &key("device"), dev_v, Device::parse)?;
+    if let Some(other) = before.iter().find(|p| p.device.ethdev_name() == device.ethdev_name()) {
+        let why = format!("`{}` is already port `{}`", device.ethdev_name(), other.name);
+        return doc.err(&key("device"), dev_v.span(), why);
+    }
+    let what = "our address with prefix length, e.g. \"198.18.1.2/24\"";
+    let addr_v = doc.need(&key("address"), &t.address, within, what)?;
+    let (address, prefix_len) = parsed(doc, &key("address"), addr_v, parse_cidr)?;
+    let gateway = match &t.gateway {
+        Some(v) => Some(parsed(doc, &key("gateway"), v, |g| match g.parse::<Ipv4Addr>() {
+            Ok(g) if g != address && !g.is_unspecified() && !g.is_multicast() && !g.is_broadcast() => Ok(g),
+            _ => Err("expected a neighbour's unicast IPv4 address".to_string()),
+        })?),
+        None => None,
     };
-    let t = doc.table("tcp", v)?;
-    doc.only(t, "tcp", &["sockets", "rx_buffer", "tx_buffer", "max_connections_per_peer"])?;
-    if let Some(c) = Doc::get(t, "sockets") {
-        tcp.sockets = doc.integer("tcp.sockets", c, 4, 65_536)? as usize;
+    let udp_or_tcp = |k: &str, v: &Option<Spanned<i64>>| -> Result<Option<u16>, ConfigError> {
+        v.as_ref().map(|v| doc.integer(&key(k), v, 1, 65535).map(|n| n as u16)).transpose()
+    };
+    let sip_udp_port = udp_or_tcp("sip_udp_port", &t.sip_udp_port)?;
+    let smpp_tcp_port = udp_or_tcp("smpp_tcp_port", &t.smpp_tcp_port)?;
+    let sip_tcp_port = udp_or_tcp("sip_tcp_port", &t.sip_tcp_port)?;
+    if let (Some(a), Some(b), Some(v)) = (smpp_tcp_port, sip_tcp_port, &t.sip_tcp_port) {
+        if a == b {
+            return doc.err(&key("sip_tcp_port"), v.span(), format!("{b} is already smpp_tcp_port"));
+        }
     }
-    if let Some(c) = Doc::get(t, "rx_buffer") {
-        tcp.rx_buffer = doc.integer("tcp.rx_buffer", c, 2048, 1 << 24)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "tx_buffer") {
-        tcp.tx_buffer = doc.integer("tcp.tx_buffer", c, 2048, 1 << 24)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "max_connections_per_peer") {
-        tcp.max_connections_per_peer = doc.integer("tcp.max_connections_per_peer", c, 1, 65_536)? as usize;
-    }
-    Ok(tcp)
+    let desc = |k: &str, v: &Option<Spanned<i64>>| -> Result<u16, ConfigError> {
+        let n = doc.integer_or(&key(k), v, 64, 16384, 1024)?;
+        match v {
+            Some(v) if n & (n - 1) != 0 => doc.err(&key(k), v.span(), format!("{n} is not a power of two")),
+            _ => Ok(n as u16),
+        }
+    };
+    Ok(PortConfig {
+        name: name.clone(),
+        device,
+        device_line: doc.line(dev_v),
+        address,
+        prefix_len,
+        gateway,
+        sip_udp_port,
+        rx_desc: desc("rx_desc", &t.rx_desc)?,
+        tx_desc: desc("tx_desc", &t.tx_desc)?,
+        require_link: t.require_link.as_ref().is_none_or(|r| *r.get_ref()),
+        smpp_tcp_port,
+        sip_tcp_port,
+    })
 }
 
-fn load_legacy(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<Vec<LegacyConfig>, ConfigError> {
+fn load_tcp(doc: &Doc<'_>, file: &File) -> Result<TcpConfig, ConfigError> {
+    let d = TcpConfig::default();
+    let Some(t) = &file.tcp else {
+        return Ok(d);
+    };
+    let t = t.get_ref();
+    Ok(TcpConfig {
+        sockets: doc.integer_or("tcp.sockets", &t.sockets, 4, 65_536, d.sockets as i64)? as usize,
+        rx_buffer: doc.integer_or("tcp.rx_buffer", &t.rx_buffer, 2048, 1 << 24, d.rx_buffer as i64)? as usize,
+        tx_buffer: doc.integer_or("tcp.tx_buffer", &t.tx_buffer, 2048, 1 << 24, d.tx_buffer as i64)? as usize,
+        max_connections_per_peer: doc.integer_or(
+            "tcp.max_connections_per_peer",
+            &t.max_connections_per_peer,
+            1,
+            65_536,
+            d.max_connections_per_peer as i64,
+        )? as usize,
+    })
+}
+
+fn load_legacy(doc: &Doc<'_>, file: &File, ports: &[PortConfig]) -> Result<Vec<LegacyConfig>, ConfigError> {
     let mut out: Vec<LegacyConfig> = Vec::new();
-    let Some(v) = Doc::get(root, "legacy") else {
+    let Some(list) = &file.legacy else {
         return Ok(out);
     };
-    let Some(list) = v.get_ref().as_array() else {
-        return doc.err("legacy", v.span(), "expected an array of tables ([[legacy]])");
-    };
-    for (i, entry) in list.iter().enumerate() {
+    for (i, entry) in list.get_ref().iter().enumerate() {
         let at = format!("legacy[{i}]");
-        let t = doc.table(&at, entry)?;
-        doc.only(
-            t,
-            &at,
-            &[
-                "id",
-                "name",
-                "system_id",
-                "password",
-                "allow",
-                "window",
-                "connect",
-                "reconnect_initial_ms",
-                "reconnect_max_ms",
-                "user_ack",
-                "default_data_coding",
-                "id_canonicalisation",
-                "country_code",
-                "lane_capacity",
-                "throughput",
-                "receipt_rate",
-                "queue_limit",
-                "alphanumeric_senders",
-            ],
-        )?;
-        let req = |k: &str, what: &str| match Doc::get(t, k) {
-            Some(v) => Ok(v),
-            None => doc.err(&format!("{at}.{k}"), entry.span(), format!("missing: {what}")),
-        };
-        let id_v = req("id", "the system's stable index, 1 to 65535")?;
-        let id = doc.integer(&format!("{at}.id"), id_v, 1, 65_535)? as u16;
-        if out.iter().any(|l| l.id == id) {
-            return doc.err(&format!("{at}.id"), id_v.span(), format!("id {id} is used twice"));
-        }
-        let name_v = req("name", "the system's name, e.g. \"smsc-a\"")?;
-        let name = doc.string(&format!("{at}.name"), name_v)?;
-        if name.is_empty() || out.iter().any(|l| l.name == name) {
+        let mut l = legacy_identity(doc, &at, entry, &out)?;
+        let t = entry.get_ref();
+        let key = |k: &str| format!("{at}.{k}");
+        let initial = doc.integer_or(&key("reconnect_initial_ms"), &t.reconnect_initial_ms, 10, 3_600_000, 1_000)?;
+        let max =
+            doc.integer_or(&key("reconnect_max_ms"), &t.reconnect_max_ms, initial, 3_600_000, 60_000.max(initial))?;
+        l.reconnect_ms = (initial as u64, max as u64);
+        if let Some(c) = &t.connect {
+            let (addr, port) = legacy_connect(doc, &key("connect"), c, ports)?;
+            l.connect = Some(addr);
+            l.connect_port = Some(port);
+        } else if l.allow.is_empty() {
             return doc.err(
-                &format!("{at}.name"),
-                name_v.span(),
-                format!("`{name}`: names must be unique and non-empty"),
-            );
-        }
-        let sid_v = req("system_id", "the SMPP system_id (at most 15 characters)")?;
-        let system_id = doc.string(&format!("{at}.system_id"), sid_v)?;
-        if system_id.is_empty() || system_id.len() > 15 || system_id.contains('\0') {
-            return doc.err(&format!("{at}.system_id"), sid_v.span(), "1 to 15 characters, no NUL (SMPP 3.4 §5.2.1)");
-        }
-        let pw_v = req("password", "the SMPP password (at most 8 characters)")?;
-        let password = doc.string(&format!("{at}.password"), pw_v)?;
-        if password.len() > 8 || password.contains('\0') {
-            return doc.err(&format!("{at}.password"), pw_v.span(), "at most 8 characters, no NUL (SMPP 3.4 §5.2.2)");
-        }
-        let mut allow = Vec::new();
-        if let Some(a) = Doc::get(t, "allow") {
-            allow = networks(doc, &format!("{at}.allow"), a)?;
-        }
-        let window = match Doc::get(t, "window") {
-            Some(w) => doc.integer(&format!("{at}.window"), w, 1, 1024)? as usize,
-            None => 10,
-        };
-        let initial = match Doc::get(t, "reconnect_initial_ms") {
-            Some(v) => doc.integer(&format!("{at}.reconnect_initial_ms"), v, 10, 3_600_000)? as u64,
-            None => 1_000,
-        };
-        let max = match Doc::get(t, "reconnect_max_ms") {
-            Some(v) => doc.integer(&format!("{at}.reconnect_max_ms"), v, initial as i64, 3_600_000)? as u64,
-            None => 60_000.max(initial),
-        };
-        let mut connect = None;
-        let mut connect_port = None;
-        if let Some(c) = Doc::get(t, "connect") {
-            let (addr, port) = legacy_connect(doc, &format!("{at}.connect"), c, ports)?;
-            connect = Some(addr);
-            connect_port = Some(port);
-        } else if allow.is_empty() {
-            return doc.err(
-                &format!("{at}.allow"),
+                &key("allow"),
                 entry.span(),
                 "missing: the networks it may bind from (or `connect` for an SMSC iwf binds to)",
             );
         }
-        if connect.is_none() && out.iter().any(|l| l.connect.is_none() && l.system_id == system_id) {
-            return doc.err(&format!("{at}.system_id"), sid_v.span(), format!("`{system_id}` is used twice"));
+        if l.connect.is_none() && out.iter().any(|o| o.connect.is_none() && o.system_id == l.system_id) {
+            let span = t.system_id.as_ref().map_or(entry.span(), Spanned::span);
+            return doc.err(&key("system_id"), span, format!("`{}` is used twice", l.system_id));
         }
-        let mut l = LegacyConfig {
-            id,
-            name: name.to_string(),
-            system_id: system_id.to_string(),
-            password: password.to_string(),
-            allow,
-            window,
-            connect,
-            connect_port,
-            reconnect_ms: (initial, max),
-            ..LegacyConfig::default()
-        };
         legacy_exchange(doc, &at, t, &mut l)?;
         out.push(l);
     }
     Ok(out)
 }
 
+/// A `[[legacy]]` entry's identity: id, name, credentials, allow-list and window,
+/// checked against the entries before it.
+fn legacy_identity(
+    doc: &Doc<'_>,
+    at: &str,
+    entry: &Spanned<file::Legacy>,
+    before: &[LegacyConfig],
+) -> Result<LegacyConfig, ConfigError> {
+    let (t, within) = (entry.get_ref(), entry.span());
+    let key = |k: &str| format!("{at}.{k}");
+    let id_v = doc.need(&key("id"), &t.id, within.clone(), "the system's stable index, 1 to 65535")?;
+    let id = doc.integer(&key("id"), id_v, 1, 65_535)? as u16;
+    if before.iter().any(|l| l.id == id) {
+        return doc.err(&key("id"), id_v.span(), format!("id {id} is used twice"));
+    }
+    let name_v = doc.need(&key("name"), &t.name, within.clone(), "the system's name, e.g. \"smsc-a\"")?;
+    let name = name_v.get_ref();
+    if name.is_empty() || before.iter().any(|l| &l.name == name) {
+        return doc.err(&key("name"), name_v.span(), format!("`{name}`: names must be unique and non-empty"));
+    }
+    let sid_v =
+        doc.need(&key("system_id"), &t.system_id, within.clone(), "the SMPP system_id (at most 15 characters)")?;
+    let system_id = sid_v.get_ref();
+    if system_id.is_empty() || system_id.len() > 15 || system_id.contains('\0') {
+        return doc.err(&key("system_id"), sid_v.span(), "1 to 15 characters, no NUL (SMPP 3.4 §5.2.1)");
+    }
+    let pw_v = doc.need(&key("password"), &t.password, within, "the SMPP password (at most 8 characters)")?;
+    let password = pw_v.get_ref();
+    if password.len() > 8 || password.contains('\0') {
+        return doc.err(&key("password"), pw_v.span(), "at most 8 characters, no NUL (SMPP 3.4 §5.2.2)");
+    }
+    let allow = match &t.allow {
+        Some(a) => networks(doc, &key("allow"), a)?,
+        None => Vec::new(),
+    };
+    Ok(LegacyConfig {
+        id,
+        name: name.clone(),
+        system_id: system_id.clone(),
+        password: password.clone(),
+        allow,
+        window: doc.integer_or(&key("window"), &t.window, 1, 1024, 10)? as usize,
+        ..LegacyConfig::default()
+    })
+}
+
 /// `[[legacy]] connect`: the SMSC's address, and the port that reaches it.
 fn legacy_connect(
     doc: &Doc<'_>,
     key: &str,
-    c: &Spanned<toml::de::DeValue<'_>>,
+    c: &Spanned<String>,
     ports: &[PortConfig],
 ) -> Result<(SocketAddrV4, usize), ConfigError> {
-    let text = doc.string(key, c)?;
+    let text = c.get_ref();
     let Ok(addr) = text.parse::<SocketAddrV4>() else {
         return doc.err(key, c.span(), format!("`{text}` is not an IPv4 address and port (198.18.1.1:2776)"));
     };
@@ -966,229 +842,156 @@ fn legacy_connect(
 }
 
 /// A legacy system's exchange options (receipts, coding, ids, numbers, limits) into `l`.
-fn legacy_exchange(doc: &Doc<'_>, at: &str, t: &DeTable<'_>, l: &mut LegacyConfig) -> Result<(), ConfigError> {
-    let user_ack = match Doc::get(t, "user_ack") {
-        Some(v) => doc.boolean(&format!("{at}.user_ack"), v)?,
-        None => true,
-    };
-    let default_encoding = match Doc::get(t, "default_data_coding") {
-        None => Encoding::Gsm7,
-        Some(v) => match doc.string(&format!("{at}.default_data_coding"), v)? {
-            "gsm7" => Encoding::Gsm7,
-            "latin1" => Encoding::Latin1,
-            other => {
-                return doc.err(
-                    &format!("{at}.default_data_coding"),
-                    v.span(),
-                    format!("`{other}`: expected \"gsm7\" or \"latin1\" (what data_coding 0 means to it)"),
-                )
-            }
-        },
-    };
-    let ids = match Doc::get(t, "id_canonicalisation") {
-        None => IdCanonicalisation::Auto,
-        Some(v) => match doc.string(&format!("{at}.id_canonicalisation"), v)? {
-            "auto" => IdCanonicalisation::Auto,
-            "exact" => IdCanonicalisation::Exact,
-            "folded" => IdCanonicalisation::Folded,
-            "hex-resp-decimal-receipt" => IdCanonicalisation::HexRespDecimalReceipt,
-            "decimal" => IdCanonicalisation::Decimal,
-            other => {
-                return doc.err(
-                    &format!("{at}.id_canonicalisation"),
-                    v.span(),
-                    format!("`{other}`: expected auto, exact, folded, hex-resp-decimal-receipt or decimal"),
-                )
-            }
-        },
-    };
-    let country_code = match Doc::get(t, "country_code") {
-        None => None,
-        Some(v) => {
-            let cc = doc.string(&format!("{at}.country_code"), v)?;
+fn legacy_exchange(doc: &Doc<'_>, at: &str, t: &file::Legacy, l: &mut LegacyConfig) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    if let Some(v) = &t.default_data_coding {
+        l.default_encoding = parsed(doc, &key("default_data_coding"), v, |s| match s {
+            "gsm7" => Ok(Encoding::Gsm7),
+            "latin1" => Ok(Encoding::Latin1),
+            other => Err(format!("`{other}`: expected \"gsm7\" or \"latin1\" (what data_coding 0 means to it)")),
+        })?;
+    }
+    if let Some(v) = &t.id_canonicalisation {
+        l.ids = parsed(doc, &key("id_canonicalisation"), v, |s| match s {
+            "auto" => Ok(IdCanonicalisation::Auto),
+            "exact" => Ok(IdCanonicalisation::Exact),
+            "folded" => Ok(IdCanonicalisation::Folded),
+            "hex-resp-decimal-receipt" => Ok(IdCanonicalisation::HexRespDecimalReceipt),
+            "decimal" => Ok(IdCanonicalisation::Decimal),
+            other => Err(format!("`{other}`: expected auto, exact, folded, hex-resp-decimal-receipt or decimal")),
+        })?;
+    }
+    if let Some(v) = &t.country_code {
+        l.country_code = Some(parsed(doc, &key("country_code"), v, |cc| {
             if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
-                return doc.err(&format!("{at}.country_code"), v.span(), "1 to 3 digits, without `+` (\"44\")");
+                return Err("1 to 3 digits, without `+` (\"44\")".to_string());
             }
-            Some(cc.to_string())
-        }
-    };
-    let alphanumeric_senders = match Doc::get(t, "alphanumeric_senders") {
-        Some(v) => doc.boolean(&format!("{at}.alphanumeric_senders"), v)?,
-        None => false,
-    };
-    let throughput = match Doc::get(t, "throughput") {
-        Some(v) => doc.integer(&format!("{at}.throughput"), v, 0, 1_000_000)? as u32,
-        None => 0,
-    };
-    let receipt_rate = match Doc::get(t, "receipt_rate") {
-        Some(v) => doc.integer(&format!("{at}.receipt_rate"), v, 0, 1_000_000)? as u32,
-        None => 0,
-    };
-    let queue_limit = match Doc::get(t, "queue_limit") {
-        Some(v) => doc.integer(&format!("{at}.queue_limit"), v, 1, 100_000_000)? as u64,
-        None => 100_000,
-    };
-    let lane_capacity = match Doc::get(t, "lane_capacity") {
-        Some(v) => doc.integer(&format!("{at}.lane_capacity"), v, 1, 1 << 20)? as usize,
-        None => 4096,
-    };
-    l.user_ack = user_ack;
-    l.default_encoding = default_encoding;
-    l.ids = ids;
-    l.country_code = country_code;
-    l.alphanumeric_senders = alphanumeric_senders;
-    l.throughput = throughput;
-    l.receipt_rate = receipt_rate;
-    l.queue_limit = queue_limit;
-    l.lane_capacity = lane_capacity;
+            Ok(cc.to_string())
+        })?);
+    }
+    l.user_ack = t.user_ack.as_ref().is_none_or(|v| *v.get_ref());
+    l.alphanumeric_senders = t.alphanumeric_senders.as_ref().is_some_and(|v| *v.get_ref());
+    l.throughput = doc.integer_or(&key("throughput"), &t.throughput, 0, 1_000_000, 0)? as u32;
+    l.receipt_rate = doc.integer_or(&key("receipt_rate"), &t.receipt_rate, 0, 1_000_000, 0)? as u32;
+    l.queue_limit = doc.integer_or(&key("queue_limit"), &t.queue_limit, 1, 100_000_000, 100_000)? as u64;
+    l.lane_capacity = doc.integer_or(&key("lane_capacity"), &t.lane_capacity, 1, 1 << 20, 4096)? as usize;
     Ok(())
 }
 
 /// An array of IPv4 networks (`"198.18.1.0/24"`, or an address for /32).
-fn networks(doc: &Doc<'_>, key: &str, v: &Spanned<toml::de::DeValue<'_>>) -> Result<Vec<(Ipv4Addr, u8)>, ConfigError> {
-    let Some(items) = v.get_ref().as_array() else {
-        return doc.err(key, v.span(), "expected an array of networks, e.g. [\"198.18.1.0/24\"]");
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (j, item) in items.iter().enumerate() {
-        let key = format!("{key}[{j}]");
-        let text = doc.string(&key, item)?;
-        let net = match text.split_once('/') {
-            Some((a, l)) => a.parse::<Ipv4Addr>().ok().zip(l.parse::<u8>().ok().filter(|l| *l <= 32)),
-            None => text.parse::<Ipv4Addr>().ok().map(|a| (a, 32)),
-        };
-        match net {
-            Some(n) => out.push(n),
-            None => return doc.err(&key, item.span(), format!("`{text}` is not an IPv4 network (198.18.1.0/24)")),
-        }
+fn networks(doc: &Doc<'_>, key: &str, v: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<(Ipv4Addr, u8)>, ConfigError> {
+    let mut out = Vec::with_capacity(v.get_ref().len());
+    for (j, item) in v.get_ref().iter().enumerate() {
+        out.push(parsed(doc, &format!("{key}[{j}]"), item, |text| {
+            let net = match text.split_once('/') {
+                Some((a, l)) => a.parse::<Ipv4Addr>().ok().zip(l.parse::<u8>().ok().filter(|l| *l <= 32)),
+                None => text.parse::<Ipv4Addr>().ok().map(|a| (a, 32)),
+            };
+            net.ok_or_else(|| format!("`{text}` is not an IPv4 network (198.18.1.0/24)"))
+        })?);
     }
     Ok(out)
 }
 
-fn load_smpp(doc: &Doc<'_>, root: &DeTable<'_>) -> Result<SmppConfig, ConfigError> {
+fn load_smpp(doc: &Doc<'_>, file: &File) -> Result<SmppConfig, ConfigError> {
     let mut smpp = SmppConfig::default();
-    let Some(v) = Doc::get(root, "smpp") else {
+    let Some(t) = &file.smpp else {
         return Ok(smpp);
     };
-    let t = doc.table("smpp", v)?;
-    doc.only(
-        t,
-        "smpp",
-        &[
-            "specific_bind_errors",
-            "bind_failures",
-            "bind_failure_window_s",
-            "bind_backoff_s",
-            "max_unbound",
-            "parts_aside",
-            "reassembly_messages",
-            "reassembly_bytes",
-        ],
-    )?;
-    if let Some(c) = Doc::get(t, "specific_bind_errors") {
-        smpp.specific_bind_errors = doc.boolean("smpp.specific_bind_errors", c)?;
+    let t = t.get_ref();
+    let d = SmppConfig::default();
+    if let Some(v) = &t.specific_bind_errors {
+        smpp.specific_bind_errors = *v.get_ref();
     }
-    if let Some(c) = Doc::get(t, "bind_failures") {
-        smpp.backoff.failures = doc.integer("smpp.bind_failures", c, 1, 255)? as u8;
-    }
-    if let Some(c) = Doc::get(t, "bind_failure_window_s") {
-        smpp.backoff.window_s = doc.integer("smpp.bind_failure_window_s", c, 1, 86_400)? as u32;
-    }
-    if let Some(c) = Doc::get(t, "bind_backoff_s") {
-        smpp.backoff.backoff_s = doc.integer("smpp.bind_backoff_s", c, 1, 86_400)? as u32;
-    }
-    if let Some(c) = Doc::get(t, "max_unbound") {
-        smpp.max_unbound = doc.integer("smpp.max_unbound", c, 1, 65_536)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "parts_aside") {
-        smpp.parts_aside = doc.integer("smpp.parts_aside", c, 0, 4_096)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "reassembly_messages") {
-        smpp.reassembly_messages = doc.integer("smpp.reassembly_messages", c, 16, 10_000_000)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "reassembly_bytes") {
-        smpp.reassembly_bytes = doc.integer("smpp.reassembly_bytes", c, 4096, 1 << 34)? as usize;
-    }
+    let b = d.backoff;
+    smpp.backoff.failures = doc.integer_or("smpp.bind_failures", &t.bind_failures, 1, 255, b.failures.into())? as u8;
+    smpp.backoff.window_s =
+        doc.integer_or("smpp.bind_failure_window_s", &t.bind_failure_window_s, 1, 86_400, b.window_s.into())? as u32;
+    smpp.backoff.backoff_s =
+        doc.integer_or("smpp.bind_backoff_s", &t.bind_backoff_s, 1, 86_400, b.backoff_s.into())? as u32;
+    smpp.max_unbound = doc.integer_or("smpp.max_unbound", &t.max_unbound, 1, 65_536, d.max_unbound as i64)? as usize;
+    smpp.parts_aside = doc.integer_or("smpp.parts_aside", &t.parts_aside, 0, 4_096, d.parts_aside as i64)? as usize;
+    smpp.reassembly_messages = doc.integer_or(
+        "smpp.reassembly_messages",
+        &t.reassembly_messages,
+        16,
+        10_000_000,
+        d.reassembly_messages as i64,
+    )? as usize;
+    smpp.reassembly_bytes =
+        doc.integer_or("smpp.reassembly_bytes", &t.reassembly_bytes, 4096, 1 << 34, d.reassembly_bytes as i64)?
+            as usize;
     Ok(smpp)
 }
 
-fn load_sip(doc: &Doc<'_>, root: &DeTable<'_>, ports: &[PortConfig]) -> Result<SipConfig, ConfigError> {
+fn load_sip(doc: &Doc<'_>, file: &File, ports: &[PortConfig]) -> Result<SipConfig, ConfigError> {
     let mut sip = SipConfig::default();
-    let Some(v) = Doc::get(root, "sip") else {
+    let Some(t) = &file.sip else {
         return Ok(sip);
     };
-    let t = doc.table("sip", v)?;
-    doc.only(
-        t,
-        "sip",
-        &[
-            "next_hop",
-            "options_interval_ms",
-            "server_transactions",
-            "server_slot_bytes",
-            "client_transactions",
-            "timer_t1_ms",
-            "trusted",
-            "untrusted",
-        ],
-    )?;
-    if let Some(c) = Doc::get(t, "trusted") {
-        sip.trusted = networks(doc, "sip.trusted", c)?;
+    let t = t.get_ref();
+    let d = SipConfig::default();
+    if let Some(v) = &t.trusted {
+        sip.trusted = networks(doc, "sip.trusted", v)?;
     }
-    if let Some(c) = Doc::get(t, "untrusted") {
-        sip.untrusted = match doc.string("sip.untrusted", c)? {
-            "refuse" => Untrusted::Refuse,
-            "drop" => Untrusted::Drop,
-            other => return doc.err("sip.untrusted", c.span(), format!("`{other}`: expected refuse or drop")),
-        };
+    if let Some(v) = &t.untrusted {
+        sip.untrusted = parsed(doc, "sip.untrusted", v, |s| match s {
+            "refuse" => Ok(Untrusted::Refuse),
+            "drop" => Ok(Untrusted::Drop),
+            other => Err(format!("`{other}`: expected refuse or drop")),
+        })?;
     }
-    if let Some(c) = Doc::get(t, "options_interval_ms") {
-        sip.options_interval_ms = doc.integer("sip.options_interval_ms", c, 0, 86_400_000)? as u64;
-    }
-    if let Some(c) = Doc::get(t, "server_transactions") {
-        sip.server_transactions = doc.integer("sip.server_transactions", c, 16, 1 << 22)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "server_slot_bytes") {
-        sip.server_slot_bytes = doc.integer("sip.server_slot_bytes", c, 512, 65_535)? as usize;
-    }
-    if let Some(c) = Doc::get(t, "timer_t1_ms") {
-        sip.timer_t1_ms = doc.integer("sip.timer_t1_ms", c, 10, 10_000)? as u64;
-    }
-    if let Some(c) = Doc::get(t, "client_transactions") {
-        sip.client_transactions = doc.integer("sip.client_transactions", c, 1, 1 << 20)? as usize;
-    }
-    if let Some(nh) = Doc::get(t, "next_hop") {
-        let text = doc.string("sip.next_hop", nh)?;
-        let Ok(addr) = text.parse::<SocketAddrV4>() else {
-            return doc.err(
-                "sip.next_hop",
-                nh.span(),
-                format!("`{text}` is not an IPv4 address and port (198.18.2.1:5060)"),
-            );
-        };
-        let ip = *addr.ip();
-        if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || addr.port() == 0 {
-            return doc.err("sip.next_hop", nh.span(), format!("`{text}`: expected a unicast address and a port"));
-        }
-        let sip_ports = || ports.iter().enumerate().filter(|(_, p)| p.sip_udp_port.is_some());
-        let port = sip_ports()
-            .find(|(_, p)| p.on_link(ip))
-            .or_else(|| sip_ports().find(|(_, p)| p.gateway.is_some()))
-            .map(|(i, _)| i);
-        let Some(port) = port else {
-            return doc.err(
-                "sip.next_hop",
-                nh.span(),
-                format!("no [[ports]] entry with sip_udp_port reaches {ip} (on its subnet, or through its gateway)"),
-            );
-        };
-        if ports.get(port).is_some_and(|p| p.address == ip) {
-            return doc.err("sip.next_hop", nh.span(), format!("{ip} is iwf's own address"));
-        }
+    let int = |k: &str, v: &Option<Spanned<i64>>, min: i64, max: i64, default: i64| {
+        doc.integer_or(&format!("sip.{k}"), v, min, max, default)
+    };
+    sip.options_interval_ms =
+        int("options_interval_ms", &t.options_interval_ms, 0, 86_400_000, d.options_interval_ms as i64)? as u64;
+    sip.server_transactions =
+        int("server_transactions", &t.server_transactions, 16, 1 << 22, d.server_transactions as i64)? as usize;
+    sip.server_slot_bytes =
+        int("server_slot_bytes", &t.server_slot_bytes, 512, 65_535, d.server_slot_bytes as i64)? as usize;
+    sip.timer_t1_ms = int("timer_t1_ms", &t.timer_t1_ms, 10, 10_000, d.timer_t1_ms as i64)? as u64;
+    sip.client_transactions =
+        int("client_transactions", &t.client_transactions, 1, 1 << 20, d.client_transactions as i64)? as usize;
+    if let Some(nh) = &t.next_hop {
+        let (addr, port) = sip_next_hop(doc, nh, ports)?;
         sip.next_hop = Some(addr);
         sip.next_hop_port = Some(port);
     }
     Ok(sip)
+}
+
+/// `[sip] next_hop`: the SIP core's address, and the SIP port that reaches it.
+fn sip_next_hop(
+    doc: &Doc<'_>,
+    nh: &Spanned<String>,
+    ports: &[PortConfig],
+) -> Result<(SocketAddrV4, usize), ConfigError> {
+    let text = nh.get_ref();
+    let Ok(addr) = text.parse::<SocketAddrV4>() else {
+        let why = format!("`{text}` is not an IPv4 address and port (198.18.2.1:5060)");
+        return doc.err("sip.next_hop", nh.span(), why);
+    };
+    let ip = *addr.ip();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || addr.port() == 0 {
+        return doc.err("sip.next_hop", nh.span(), format!("`{text}`: expected a unicast address and a port"));
+    }
+    let sip_ports = || ports.iter().enumerate().filter(|(_, p)| p.sip_udp_port.is_some());
+    let port = sip_ports()
+        .find(|(_, p)| p.on_link(ip))
+        .or_else(|| sip_ports().find(|(_, p)| p.gateway.is_some()))
+        .map(|(i, _)| i);
+    let Some(port) = port else {
+        return doc.err(
+            "sip.next_hop",
+            nh.span(),
+            format!("no [[ports]] entry with sip_udp_port reaches {ip} (on its subnet, or through its gateway)"),
+        );
+    };
+    if ports.get(port).is_some_and(|p| p.address == ip) {
+        return doc.err("sip.next_hop", nh.span(), format!("{ip} is iwf's own address"));
+    }
+    Ok((addr, port))
 }
 
 /// `[smpp] bind_backoff_*`: how failed binds from one address are slowed down (the

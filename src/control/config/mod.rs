@@ -1,8 +1,9 @@
 //! Reading iwf's TOML configuration. Every error names the key and the line it sits on,
 //! so an operator can fix the file without guessing.
 //!
-//! Here: the error type, the spanned document every reader walks, and the `[tag]`
-//! section. The packet path's sections (`[eal]`, `[control]`, `[[ports]]`, `[sip]`,
+//! Here: the error type, `read`, which takes the whole file into its shape
+//! (`file`: serde derive, unknown keys refused, every value spanned), and the `[tag]`
+//! section. Each section's reader then checks what its values may be. The packet path's sections (`[eal]`, `[control]`, `[[ports]]`, `[sip]`,
 //! `[smpp]`, `[tcp]`, `[[legacy]]`) are read by [`appliance`] and re-exported here;
 //! routes and names by [`crate::control::provision`].
 //!
@@ -25,6 +26,7 @@
 //! signs a tag.
 
 pub mod appliance;
+pub(crate) mod file;
 pub use appliance::*;
 
 use crate::tag::{KeyRing, TagKey};
@@ -62,9 +64,6 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
 }
 
-/// A TOML value with its place in the file.
-pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
-
 /// A configuration text being read: every error it builds names the key and the line.
 pub(crate) struct Doc<'t> {
     /// The whole file.
@@ -76,67 +75,133 @@ impl Doc<'_> {
         Err(ConfigError { key: key.to_string(), line: line_of(self.text, span.start), message: message.into() })
     }
 
-    pub(crate) fn line(&self, v: &Value<'_>) -> usize {
+    /// The line a value sits on.
+    pub(crate) fn line<T>(&self, v: &Spanned<T>) -> usize {
         line_of(self.text, v.span().start)
     }
 
-    pub(crate) fn get<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Value<'i>> {
-        table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
+    /// A key the section needs: its value, or an error at `within` (the table's
+    /// place) saying what the key should hold.
+    pub(crate) fn need<'a, T>(
+        &self,
+        key: &str,
+        v: &'a Option<Spanned<T>>,
+        within: Range<usize>,
+        what: &str,
+    ) -> Result<&'a Spanned<T>, ConfigError> {
+        match v {
+            Some(v) => Ok(v),
+            None => self.err(key, within, format!("missing: {what}")),
+        }
     }
 
-    pub(crate) fn only(&self, table: &DeTable<'_>, at: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-        for (k, _) in table.iter() {
-            let name: &str = k.get_ref().as_ref();
-            if !allowed.contains(&name) {
-                return self.err(
-                    &format!("{at}.{name}"),
-                    k.span(),
-                    format!("unknown key (expected one of {})", allowed.join(", ")),
-                );
+    /// An integer within `min..=max`.
+    pub(crate) fn integer(&self, key: &str, v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let n = *v.get_ref();
+        if (min..=max).contains(&n) {
+            Ok(n)
+        } else {
+            self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}"))
+        }
+    }
+
+    /// An optional integer within `min..=max`, else `default`.
+    pub(crate) fn integer_or(
+        &self,
+        key: &str,
+        v: &Option<Spanned<i64>>,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> Result<i64, ConfigError> {
+        v.as_ref().map_or(Ok(default), |v| self.integer(key, v, min, max))
+    }
+}
+
+/// Reads a whole configuration file into its shape ([`file::File`]): a syntax error,
+/// an unknown key or a value of the wrong type is named by key and line here; what
+/// the values may be is left to the sections' readers.
+pub(crate) fn read(text: &str) -> Result<file::File, ConfigError> {
+    let tree = DeTable::parse(text).map_err(|e| ConfigError {
+        key: String::new(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: format!("TOML syntax error: {}", e.message().lines().next().unwrap_or("")),
+    })?;
+    toml::from_str::<file::File>(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let key = key_at(tree.get_ref(), &span);
+        let message = explain(e.message(), !key.contains(['.', '[']));
+        ConfigError { key, line: line_of(text, span.start), message }
+    })
+}
+
+/// The dotted path (`tag.keys[1].id`) of the key at `span` (an unknown key's name) or
+/// of the innermost value holding it (a value of the wrong type).
+fn key_at(root: &DeTable<'_>, span: &Range<usize>) -> String {
+    let mut best: Option<(usize, String)> = None;
+    let mut visit = |path: &str, key: Option<&Range<usize>>, value: &Range<usize>| {
+        if key == Some(span) {
+            best = Some((0, path.to_string()));
+        } else if value.start <= span.start && span.end <= value.end {
+            let len = value.end - value.start + 1;
+            if best.as_ref().is_none_or(|(l, _)| len < *l) {
+                best = Some((len, path.to_string()));
             }
         }
-        Ok(())
-    }
+    };
+    walk_table(root, "", &mut visit);
+    best.map(|(_, p)| p).unwrap_or_default()
+}
 
-    pub(crate) fn integer(&self, key: &str, v: &Value<'_>, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let n =
-            v.get_ref().as_integer().and_then(|i| i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok());
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            Some(n) => self.err(key, v.span(), format!("{n} is out of range, expected {min} to {max}")),
-            None => self.err(key, v.span(), format!("expected an integer, found {}", v.get_ref().type_str())),
-        }
-    }
+type Visit<'v> = dyn FnMut(&str, Option<&Range<usize>>, &Range<usize>) + 'v;
 
-    pub(crate) fn string<'a>(&self, key: &str, v: &'a Value<'_>) -> Result<&'a str, ConfigError> {
-        match v.get_ref().as_str() {
-            Some(s) => Ok(s),
-            None => self.err(key, v.span(), format!("expected a string, found {}", v.get_ref().type_str())),
-        }
+fn walk_table(table: &DeTable<'_>, at: &str, visit: &mut Visit<'_>) {
+    for (k, v) in table.iter() {
+        let name: &str = k.get_ref().as_ref();
+        let path = if at.is_empty() { name.to_string() } else { format!("{at}.{name}") };
+        visit(&path, Some(&k.span()), &v.span());
+        walk_value(v.get_ref(), &path, visit);
     }
+}
 
-    pub(crate) fn boolean(&self, key: &str, v: &Value<'_>) -> Result<bool, ConfigError> {
-        match v.get_ref().as_bool() {
-            Some(b) => Ok(b),
-            None => self.err(key, v.span(), format!("expected true or false, found {}", v.get_ref().type_str())),
-        }
-    }
-
-    pub(crate) fn table<'a, 'i>(&self, key: &str, v: &'a Value<'i>) -> Result<&'a DeTable<'i>, ConfigError> {
-        match v.get_ref().as_table() {
-            Some(t) => Ok(t),
-            None => self.err(key, v.span(), format!("expected a table, found {}", v.get_ref().type_str())),
+fn walk_value(v: &DeValue<'_>, path: &str, visit: &mut Visit<'_>) {
+    if let Some(t) = v.as_table() {
+        walk_table(t, path, visit);
+    } else if let Some(items) = v.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            visit(&path, None, &item.span());
+            walk_value(item.get_ref(), &path, visit);
         }
     }
 }
 
-/// Parses a whole TOML document, mapping a syntax error to its line.
-pub(crate) fn parse(text: &str) -> Result<Spanned<DeTable<'_>>, ConfigError> {
-    DeTable::parse(text).map_err(|e| ConfigError {
-        key: String::new(),
-        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-        message: format!("TOML syntax error: {}", e.message().lines().next().unwrap_or("")),
-    })
+/// Serde's wording, in the file's terms: "unknown key (expected one of a, b)",
+/// "expected an integer, found string \"x\"".
+fn explain(message: &str, section: bool) -> String {
+    let message = message.lines().next().unwrap_or("");
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let allowed = rest.split_once(", expected ").map_or("", |(_, a)| a);
+        let allowed = allowed.trim_start_matches("one of ").replace(" or ", ", ").replace('`', "");
+        let what = if section { "section" } else { "key" };
+        return format!("unknown {what} (expected one of {allowed})");
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.rsplit_once(", expected ") {
+            if found.contains(" as i128") {
+                return format!("{} is out of range", found.trim_start_matches("integer ").replace(" as i128", ""));
+            }
+            let expected = match expected {
+                "i64" => "an integer",
+                "a boolean" => "true or false",
+                "a sequence" => "an array",
+                e if e.starts_with("struct ") => "a table",
+                e => e,
+            };
+            return format!("expected {expected}, found {found}");
+        }
+    }
+    message.to_string()
 }
 
 /// The longest `tag.max_age_minutes`: 30 days. A tag verifies for this long after it
@@ -146,57 +211,44 @@ pub const MAX_AGE_MINUTES: u32 = 30 * 24 * 60;
 
 /// Reads the `[tag]` section of a configuration into a key ring.
 pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
-    let doc = Doc { text };
-    let root = parse(text)?;
-    let Some(tag) = Doc::get(root.get_ref(), "tag") else {
+    let file = read(text)?;
+    keyring(&Doc { text }, &file)
+}
+
+/// `[tag]`, from the file read.
+pub(crate) fn keyring(doc: &Doc<'_>, file: &file::File) -> Result<KeyRing, ConfigError> {
+    let Some(tag) = &file.tag else {
         return doc.err("tag", 0..0, "missing section: the tag keys live in [tag]");
     };
-    let Some(tag_table) = tag.get_ref().as_table() else {
-        return doc.err("tag", tag.span(), "expected a table");
-    };
-    doc.only(tag_table, "tag", &["signing_key", "max_age_minutes", "keys"])?;
-    let Some(signing) = Doc::get(tag_table, "signing_key") else {
-        return doc.err("tag.signing_key", tag.span(), "missing: the key id (0-7) new tags are signed with");
-    };
+    let (t, within) = (tag.get_ref(), tag.span());
+    let signing =
+        doc.need("tag.signing_key", &t.signing_key, within.clone(), "the key id (0-7) new tags are signed with")?;
     let signing_id = doc.integer("tag.signing_key", signing, 0, 7)? as u8;
     let mut ring = match KeyRing::new(signing_id) {
         Ok(r) => r,
         Err(e) => return doc.err("tag.signing_key", signing.span(), e.to_string()),
     };
-    if let Some(age) = Doc::get(tag_table, "max_age_minutes") {
+    if let Some(age) = &t.max_age_minutes {
         ring.set_max_age_minutes(doc.integer("tag.max_age_minutes", age, 1, i64::from(MAX_AGE_MINUTES))? as u32);
     }
-    let Some(keys) = Doc::get(tag_table, "keys") else {
-        return doc.err("tag.keys", tag.span(), "missing: at least one [[tag.keys]] entry with id and secret");
-    };
-    let Some(list) = keys.get_ref().as_array() else {
-        return doc.err("tag.keys", keys.span(), "expected an array of tables ([[tag.keys]])");
-    };
+    let what = "at least one [[tag.keys]] entry with id and secret";
+    let keys = doc.need("tag.keys", &t.keys, within, what)?;
     let mut seen = [false; crate::tag::KEY_SLOTS];
-    for (i, entry) in list.iter().enumerate() {
+    for (i, entry) in keys.get_ref().iter().enumerate() {
         let at = format!("tag.keys[{i}]");
-        let Some(t) = entry.get_ref().as_table() else {
-            return doc.err(&at, entry.span(), "expected a table with id and secret");
-        };
-        doc.only(t, &at, &["id", "secret", "secret_file"])?;
-        let Some(id) = Doc::get(t, "id") else {
-            return doc.err(&format!("{at}.id"), entry.span(), "missing: the key id (0-7)");
-        };
+        let k = entry.get_ref();
+        let id = doc.need(&format!("{at}.id"), &k.id, entry.span(), "the key id (0-7)")?;
         let id_n = doc.integer(&format!("{at}.id"), id, 0, 7)? as u8;
         if std::mem::replace(&mut seen[usize::from(id_n)], true) {
             return doc.err(&format!("{at}.id"), id.span(), format!("key id {id_n} is defined twice"));
         }
-        let (name, value, hex) = match (Doc::get(t, "secret"), Doc::get(t, "secret_file")) {
-            (Some(secret), None) => {
-                let name = format!("{at}.secret");
-                let hex = doc.string(&name, secret)?.to_owned();
-                (name, secret, hex)
-            }
+        let (name, span, hex) = match (&k.secret, &k.secret_file) {
+            (Some(secret), None) => (format!("{at}.secret"), secret.span(), secret.get_ref().clone()),
             (None, Some(file)) => {
                 let name = format!("{at}.secret_file");
-                let path = doc.string(&name, file)?;
+                let path = file.get_ref();
                 match std::fs::read_to_string(path) {
-                    Ok(text) => (name, file, text.trim().to_owned()),
+                    Ok(text) => (name, file.span(), text.trim().to_owned()),
                     Err(e) => {
                         let why = format!("cannot read {path}: {e} (write a key there with `iwf keygen --out {path}`)");
                         return doc.err(&name, file.span(), why);
@@ -213,7 +265,7 @@ pub fn load_keyring(text: &str) -> Result<KeyRing, ConfigError> {
         };
         let key = match TagKey::from_hex_strong(&hex) {
             Ok(k) => k,
-            Err(e) => return doc.err(&name, value.span(), e.to_string()),
+            Err(e) => return doc.err(&name, span, e.to_string()),
         };
         if ring.insert(id_n, key).is_err() {
             return doc.err(&format!("{at}.id"), id.span(), "a tag key id is 0 to 7");
@@ -266,8 +318,41 @@ mod tests {
         assert_eq!(e.line, 1);
         assert!(e.message.starts_with("TOML syntax error"));
 
-        let e = load_keyring("[other]\n").unwrap_err();
+        let e = load_keyring("[control]\n").unwrap_err();
         assert_eq!(e.key, "tag");
+        // Every reader reads the whole file: a misspelt section is never skipped.
+        let e = load_keyring(&format!("{GOOD}\n[other]\n")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("other", 12));
+        assert!(e.message.starts_with("unknown section (expected one of tag, eal,"), "{e}");
+    }
+
+    /// The file's shape is checked before any section is read: a value of the wrong
+    /// type, deep in an array of tables, is named by its whole path, its line and the
+    /// type expected, in the file's words rather than serde's.
+    #[test]
+    fn wrong_types_and_unknown_keys_are_named_by_path() {
+        let e = load_keyring(&GOOD.replace("id = 2", "id = 2.5")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].id", 9));
+        assert_eq!(e.message, "expected an integer, found floating point `2.5`");
+        let e = load_keyring(&GOOD.replace("signing_key = 2", "signing_key = 99999999999999999999")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.signing_key", 2));
+        assert!(e.message.contains("out of range"), "{e}");
+        let e = load_keyring("[tag]\nsigning_key = 1\nkeys = 5\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line, e.message.as_str()),
+            ("tag.keys", 3, "expected an array, found integer `5`")
+        );
+        let e = load_keyring("tag = true\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag", 1));
+        assert!(e.message.starts_with("expected a table"), "{e}");
+        let e = load_keyring(&GOOD.replace("id = 2\n", "id = 2\nsecrets = 1\n")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tag.keys[1].secrets", 10));
+        assert_eq!(e.message, "unknown key (expected one of id, secret, secret_file)");
+        let e = load_keyring(&GOOD.replace("[[tag.keys]]\nid = 1", "[[tag.keys]]\nid = true")).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line, e.message.as_str()),
+            ("tag.keys[0].id", 5, "expected an integer, found boolean `true`")
+        );
     }
 
     #[test]
