@@ -7,9 +7,12 @@
 //!   OPTIONS handling.
 //! - [`smpp`]: the SMPP session over a TCP stream (SMPP 3.4 §2), as server
 //!   (legacy systems bind to iwf) and as client (iwf binds to an SMSC).
+//! - [`smtp`]: SMTP over a TCP stream (RFC 5321), as server (an MMS centre relays
+//!   MM4 to iwf) and as client (iwf delivers MM4 to an MMS centre).
 
 mod fifo;
 pub mod sip;
 pub mod smpp;
+pub mod smtp;
 
 pub(crate) use fifo::BoundedFifo;
