@@ -123,6 +123,21 @@ fn sip_vectors() {
 }
 
 #[test]
+fn mm4_vectors() {
+    let v = json(&iwf(&["inspect", "mm4", "tests/data/mm4/forward.eml"]));
+    assert_eq!(v["type"], "MM4_forward.REQ");
+    assert_eq!(v["message_id"], "m1@mmsc-m.lab");
+    assert_eq!((v["delivery_report"].as_bool(), v["read_reply"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(v["parts"][0]["text"], "hello");
+    assert_eq!(
+        (v["parts"][1]["content_type"].as_str(), v["parts"][1]["octets"].as_u64()),
+        (Some("image/jpeg"), Some(15))
+    );
+    one_line_error(&iwf(&["inspect", "mm4", "tests/data/demo/message.sip"]), "Error-message-format-corrupt");
+    one_line_error(&iwf(&["inspect", "mm4", "/nonexistent.eml"]), "/nonexistent.eml");
+}
+
+#[test]
 fn receipt_vectors() {
     let v = json(&iwf(&[
         "inspect",

@@ -93,6 +93,12 @@ enum Inspect {
         /// Path of the file holding the raw message, or - for standard input.
         file: String,
     },
+    /// An MM4 message (MMS relay to relay) from a file (or - for standard input):
+    /// type, ids, addresses, status codes and parts.
+    Mm4 {
+        /// Path of the file holding the raw RFC 5322 message, or - for standard input.
+        file: String,
+    },
     /// SMPP delivery receipt text (the short_message of a receipt).
     Receipt {
         /// The receipt text, e.g. "id:123 sub:001 dlvrd:001 ... stat:DELIVRD err:000 text:hi".
@@ -154,6 +160,7 @@ fn inspect(cmd: Inspect) -> Result<serde_json::Value, String> {
     match cmd {
         Inspect::Smpp { hex } => iwf::inspect::smpp::inspect_smpp(&decode_hex(&hex)?),
         Inspect::Sip { file } => iwf::inspect::sip::inspect_sip(&read_input(&file)?),
+        Inspect::Mm4 { file } => iwf::inspect::mm4::inspect_mm4(&read_input(&file)?),
         Inspect::Receipt { text } => iwf::inspect::receipt::inspect_receipt(text.as_bytes()),
         Inspect::Tag { tag, keys, at, originator, recipient } => {
             let text = std::fs::read_to_string(&keys).map_err(|e| format!("reading {keys}: {e}"))?;
