@@ -573,7 +573,7 @@ pub fn legacy_to_sip(
 
 /// The SIP MESSAGE carrying `body` from `legacy_uri` to `recipient`, its branch,
 /// From tag and Call-ID drawn from the tag, into `out`; its length.
-fn write_message(
+pub(crate) fn write_message(
     converged: &ConvergedSide<'_>,
     legacy_uri: &str,
     recipient: &str,

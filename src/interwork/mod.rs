@@ -8,6 +8,7 @@ pub mod address;
 pub mod content;
 pub mod converged_to_legacy;
 pub mod legacy_to_converged;
+pub mod mms;
 pub mod state;
 
 use address::NumberingPlan;

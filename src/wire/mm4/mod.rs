@@ -441,15 +441,63 @@ pub fn forward_req(e: &Envelope<'_>, f: &Forward<'_>) -> Vec<u8> {
     if let Some(s) = f.subject {
         b = b.subject(s.to_string());
     }
-    let mut mime: Vec<MimePart<'static>> = f.parts.iter().map(mime_part).collect();
-    let body = if mime.len() == 1 {
-        mime.remove(0)
-    } else {
-        // RFC 2387 §3.1: a multipart/related names its root part's type.
-        let root = f.parts.first().map_or("text/plain", |p| p.content_type.split(';').next().unwrap_or("").trim());
-        MimePart::new(ContentType::new("multipart/related").attribute("type", root.to_string()), mime)
+    let body = match f.parts {
+        [one] => mime_part(one),
+        parts => related(parts),
     };
     write(b.body(body))
+}
+
+/// `parts` as one MIME entity, for a body that is not an MM4 message (a CPIM
+/// content): one part as it is, several as `multipart/related`. Its Content-Type
+/// (with the boundary) and its octets.
+pub fn entity(parts: &[Part]) -> (String, Vec<u8>) {
+    if let [one] = parts {
+        return (one.content_type.clone(), one.body.clone());
+    }
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = related(parts).write_part(&mut out);
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let body = out.get(split + 4..).unwrap_or_default().to_vec();
+    let ct = head
+        .split("\r\n")
+        .fold(Vec::<String>::new(), |mut lines, l| {
+            match lines.last_mut() {
+                Some(last) if l.starts_with([' ', '\t']) => last.push_str(l.trim_start()),
+                _ => lines.push(l.to_string()),
+            }
+            lines
+        })
+        .into_iter()
+        .find_map(|l| {
+            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("Content-Type")).map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "multipart/related".to_string());
+    (ct, body)
+}
+
+/// The parts of a MIME entity given by its Content-Type and octets (a CPIM
+/// content): a multipart's leaves, or the entity itself as one part.
+pub fn entity_parts(content_type: &str, body: &[u8]) -> Result<Vec<Part>, Mm4Error> {
+    if content_type.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(Mm4Error::Bad("Content-Type"));
+    }
+    let mut whole = Vec::with_capacity(content_type.len() + body.len() + 20);
+    whole.extend_from_slice(b"Content-Type: ");
+    whole.extend_from_slice(content_type.as_bytes());
+    whole.extend_from_slice(b"\r\n\r\n");
+    whole.extend_from_slice(body);
+    let message = MessageParser::new().with_mime_headers().parse(&whole).ok_or(Mm4Error::NotAMessage)?;
+    parts(&message)
+}
+
+fn related(parts: &[Part]) -> MimePart<'static> {
+    // RFC 2387 §3.1: a multipart/related names its root part's type.
+    let root = parts.first().map_or("text/plain", |p| p.content_type.split(';').next().unwrap_or("").trim());
+    let ct = ContentType::new("multipart/related").attribute("type", root.to_string());
+    MimePart::new(ct, parts.iter().map(mime_part).collect::<Vec<_>>())
 }
 
 /// One part for mail-builder: text as text (it picks the transfer encoding),
