@@ -25,10 +25,15 @@
 //!
 //! `X-Mms-Delivery-Report: Yes` asks for delivery notifications (positive and
 //! negative), `X-Mms-Read-Reply: Yes` for a display notification, and nothing else
-//! is asked.
+//! is asked. The notifications coming back become MM4 reports ([`report_for`]).
+//!
+//! Converged → MMS: [`converged_to_mms`] makes the MMS a converged MESSAGE becomes
+//! (its content's parts, the reports its dispositions ask for), and an MMS centre's
+//! report about it becomes an IMDN through the SMS path's writer ([`report_state`]).
 use super::legacy_to_converged::write_message;
 use super::ConvergedSide;
 use crate::interwork::address::{self, LegacyParty, Msisdn};
+use crate::interwork::state::ReceiptState;
 use crate::tag::{KeyError, KeyRing, Originator, Parties, ReceiptRequest, Tag, TagFields};
 use crate::wire::cpim::{self, CpimAddress, CpimRepr, DateTime, Dispositions};
 use crate::wire::imdn::{DeliveryStatus, DisplayStatus, Notification, ProcessingStatus};
@@ -304,25 +309,105 @@ pub fn report_for(n: Notification) -> Option<MmsReport> {
     })
 }
 
-/// The converged notification an MMS centre's report about a message iwf forwarded
-/// becomes, if any: Retrieved and Forwarded are delivered; Rejected is forbidden;
-/// Expired and Unrecognised are failed; Indeterminate is an error; Deferred is no
-/// notification yet (another report follows). A read reply Read is displayed; a
-/// deletion unread has no IMDN form.
-pub fn notification_for(report: MmsReport) -> Option<Notification> {
+/// The state an MMS centre's report about a message iwf forwarded reports, which
+/// [`super::converged_to_legacy::imdn_for_state`] turns into the IMDN the sender
+/// asked for (the same path as an SMSC receipt's):
+///
+/// | MM4 | state | IMDN |
+/// |---|---|---|
+/// | Retrieved, Forwarded | delivered | delivered |
+/// | Rejected | rejected | forbidden |
+/// | Expired, Unrecognised | failed | failed |
+/// | Indeterminate | unknown | error |
+/// | Deferred | buffered | processing: stored |
+/// | read reply Read | displayed | displayed |
+/// | read reply Deleted without being read | none | none (IMDN has no such status) |
+pub fn report_state(report: MmsReport) -> Option<ReceiptState> {
     Some(match report {
-        MmsReport::Delivery(MmStatus::Retrieved | MmStatus::Forwarded) => {
-            Notification::Delivery(DeliveryStatus::Delivered)
+        MmsReport::Delivery(MmStatus::Retrieved | MmStatus::Forwarded) => ReceiptState::Delivered,
+        MmsReport::Delivery(MmStatus::Rejected) => ReceiptState::Rejected,
+        MmsReport::Delivery(MmStatus::Expired | MmStatus::Unrecognised) => ReceiptState::Failed,
+        MmsReport::Delivery(MmStatus::Indeterminate) => ReceiptState::Unknown,
+        MmsReport::Delivery(MmStatus::Deferred) => ReceiptState::Buffered,
+        MmsReport::ReadReply(ReadStatus::Read) => ReceiptState::Displayed,
+        MmsReport::ReadReply(ReadStatus::DeletedWithoutBeingRead) => return None,
+    })
+}
+
+/// The report an MM4 request carries, if it is a report.
+pub fn report_of(m: &Mm4) -> Option<MmsReport> {
+    match m.kind {
+        MessageType::DeliveryReportReq => m.mm_status.map(MmsReport::Delivery),
+        MessageType::ReadReplyReportReq => m.read_status.map(MmsReport::ReadReply),
+        _ => None,
+    }
+}
+
+/// A converged user's message to an MMS user, as iwf forwards it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmsOut {
+    /// `From`: the converged sender as an MMS address under iwf's domain.
+    pub from: mm4::MmsAddress,
+    /// `To`: the recipient under the MMS centre's domain.
+    pub to: mm4::MmsAddress,
+    /// `X-Mms-Delivery-Report`: the sender asked for delivery notifications.
+    pub delivery_report: bool,
+    /// `X-Mms-Read-Reply`: the sender asked for a display notification.
+    pub read_reply: bool,
+    /// The content's parts.
+    pub parts: Vec<mm4::Part>,
+}
+
+/// Why a converged message cannot go to an MMS centre, with the SIP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToMmsError {
+    /// The sender's URI has no phone number (MMS addresses are numbers): 403.
+    SenderNotANumber,
+    /// The content is not a MIME entity that reads: 400.
+    BadContent(mm4::Mm4Error),
+    /// No content: 400.
+    Empty,
+}
+
+impl ToMmsError {
+    /// The SIP status and reason phrase.
+    pub fn sip_status(&self) -> (u16, &'static str) {
+        match self {
+            ToMmsError::SenderNotANumber => (403, "Forbidden (the sender has no number for MMS)"),
+            ToMmsError::BadContent(_) | ToMmsError::Empty => (400, "Bad Request (content)"),
         }
-        MmsReport::Delivery(MmStatus::Rejected) => Notification::Delivery(DeliveryStatus::Forbidden),
-        MmsReport::Delivery(MmStatus::Expired | MmStatus::Unrecognised) => {
-            Notification::Delivery(DeliveryStatus::Failed)
-        }
-        MmsReport::Delivery(MmStatus::Indeterminate) => Notification::Delivery(DeliveryStatus::Error),
-        MmsReport::ReadReply(ReadStatus::Read) => Notification::Display(DisplayStatus::Displayed),
-        MmsReport::Delivery(MmStatus::Deferred) | MmsReport::ReadReply(ReadStatus::DeletedWithoutBeingRead) => {
-            return None
-        }
+    }
+}
+
+/// The MMS a converged MESSAGE becomes: from `sender_uri` (a `tel:` or
+/// `sip:+<E.164>...;user=phone` URI) to number `to` at the MMS centre of
+/// `mmsc_domain`; the content (`content_type`, `content`: the CPIM content, or the
+/// SIP body) split into its parts; the notifications asked become the reports asked.
+pub fn converged_to_mms(
+    sender_uri: &str,
+    to: &Msisdn,
+    legacy_domain: &str,
+    mmsc_domain: &str,
+    dispositions: Dispositions,
+    content_type: &str,
+    content: &[u8],
+) -> Result<MmsOut, ToMmsError> {
+    let sender = address::msisdn_from_uri(sender_uri).map_err(|_| ToMmsError::SenderNotANumber)?;
+    if content.is_empty() {
+        return Err(ToMmsError::Empty);
+    }
+    let content_type = if content_type.trim().is_empty() { "text/plain; charset=utf-8" } else { content_type };
+    let parts = mm4::entity_parts(content_type, content).map_err(ToMmsError::BadContent)?;
+    if parts.is_empty() {
+        return Err(ToMmsError::Empty);
+    }
+    Ok(MmsOut {
+        from: mm4::MmsAddress::plmn(&format!("+{}", sender.digits()), legacy_domain),
+        to: mm4::MmsAddress::plmn(&format!("+{}", to.digits()), mmsc_domain),
+        delivery_report: dispositions.contains(Dispositions::POSITIVE_DELIVERY)
+            || dispositions.contains(Dispositions::NEGATIVE_DELIVERY),
+        read_reply: dispositions.contains(Dispositions::DISPLAY),
+        parts,
     })
 }
 
@@ -483,20 +568,67 @@ mod tests {
         assert_eq!(report_for(N::Delivery(DeliveryStatus::Forbidden)), Some(MmsReport::Delivery(MmStatus::Rejected)));
         assert_eq!(report_for(N::Display(DisplayStatus::Displayed)), Some(MmsReport::ReadReply(ReadStatus::Read)));
         assert_eq!(report_for(N::Processing(ProcessingStatus::Processed)), None);
-        assert_eq!(
-            notification_for(MmsReport::Delivery(MmStatus::Retrieved)),
-            Some(N::Delivery(DeliveryStatus::Delivered))
-        );
-        assert_eq!(notification_for(MmsReport::Delivery(MmStatus::Expired)), Some(N::Delivery(DeliveryStatus::Failed)));
-        assert_eq!(notification_for(MmsReport::Delivery(MmStatus::Deferred)), None);
-        assert_eq!(
-            notification_for(MmsReport::ReadReply(ReadStatus::Read)),
-            Some(N::Display(DisplayStatus::Displayed))
-        );
-        // Every delivery notification round-trips to a notification of its kind.
-        for s in [DeliveryStatus::Delivered, DeliveryStatus::Failed, DeliveryStatus::Forbidden, DeliveryStatus::Error] {
-            let back = report_for(N::Delivery(s)).and_then(notification_for);
-            assert!(matches!(back, Some(N::Delivery(_))), "{s:?}");
-        }
+        assert_eq!(report_state(MmsReport::Delivery(MmStatus::Retrieved)), Some(ReceiptState::Delivered));
+        assert_eq!(report_state(MmsReport::Delivery(MmStatus::Expired)), Some(ReceiptState::Failed));
+        assert_eq!(report_state(MmsReport::Delivery(MmStatus::Deferred)), Some(ReceiptState::Buffered));
+        assert_eq!(report_state(MmsReport::ReadReply(ReadStatus::Read)), Some(ReceiptState::Displayed));
+        assert_eq!(report_state(MmsReport::ReadReply(ReadStatus::DeletedWithoutBeingRead)), None);
+    }
+
+    /// An MMS centre's report about a message iwf forwarded becomes the IMDN the
+    /// converged sender asked for, through the SMS path's IMDN writer.
+    #[test]
+    fn a_report_becomes_the_imdn_asked_for() {
+        use crate::interwork::converged_to_legacy::{imdn_for_state, ImdnTokens, StoredCorrelation};
+        let text = "X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_delivery_report.REQ\r\nX-Mms-Transaction-ID: t\r\nX-Mms-Message-ID: iwf-1\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\nTo: +447000200001/TYPE=PLMN@iwf.ims.lab\r\nX-Mms-MM-Status-Code: Retrieved\r\n\r\n";
+        let report = report_of(&Mm4::parse(text.as_bytes()).unwrap()).unwrap();
+        let stored = StoredCorrelation {
+            message_id: "conv-1",
+            sender: "sip:+447000200001@ims.lab;user=phone",
+            recipient: Msisdn::parse("+447000400001").unwrap(),
+            dispositions: Dispositions::POSITIVE_DELIVERY,
+            datetime: DateTime::from_unix(1_796_616_000),
+            imdn_record_route: None,
+        };
+        let tokens = ImdnTokens { message_id: "imdn-1", seed: "s1" };
+        let (mut scratch, mut out) = ([0u8; 2048], [0u8; 4096]);
+        let state = report_state(report).unwrap();
+        let w =
+            imdn_for_state(state, &stored, &side(), &tokens, 1_796_616_100, &mut scratch, &mut out).unwrap().unwrap();
+        let sip = String::from_utf8_lossy(&out[..w.len]);
+        assert!(sip.contains("<delivered/>") && sip.contains("<message-id>conv-1</message-id>"), "{sip}");
+        // A read reply the sender did not ask for makes no IMDN.
+        let read = report_state(MmsReport::ReadReply(ReadStatus::Read)).unwrap();
+        assert_eq!(imdn_for_state(read, &stored, &side(), &tokens, 0, &mut scratch, &mut out), Ok(None));
+    }
+
+    #[test]
+    fn a_converged_message_becomes_an_mms_with_its_parts_and_reports() {
+        let to = Msisdn::parse("+447000400001").unwrap();
+        let (ct, body) = mm4::entity(&picture());
+        let asked = Dispositions::POSITIVE_DELIVERY | Dispositions::DISPLAY;
+        let m = converged_to_mms(
+            "sip:+447000200001@ims.lab;user=phone",
+            &to,
+            "iwf.ims.lab",
+            "mmsc-m.lab",
+            asked,
+            &ct,
+            &body,
+        )
+        .unwrap();
+        assert_eq!(m.from.to_string(), "+447000200001/TYPE=PLMN@iwf.ims.lab");
+        assert_eq!(m.to.to_string(), "+447000400001/TYPE=PLMN@mmsc-m.lab");
+        assert!(m.delivery_report && m.read_reply);
+        assert_eq!(m.parts, picture());
+        let text =
+            converged_to_mms("tel:+447000200001", &to, "iwf.ims.lab", "mmsc-m.lab", Dispositions::empty(), "", b"hi")
+                .unwrap();
+        assert_eq!((text.parts.len(), text.delivery_report, text.read_reply), (1, false, false));
+        assert_eq!(text.parts[0].body, b"hi");
+        let e = converged_to_mms("sip:alice@ims.lab", &to, "iwf.ims.lab", "mmsc-m.lab", asked, "text/plain", b"x");
+        assert_eq!(e.unwrap_err().sip_status().0, 403);
+        let e = converged_to_mms("tel:+447000200001", &to, "i", "m", asked, "text/plain", b"");
+        assert_eq!(e.unwrap_err(), ToMmsError::Empty);
     }
 }
