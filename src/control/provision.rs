@@ -14,6 +14,7 @@
 //! correlation_capacity = 4000000      # converged -> legacy messages correlated per worker at most
 //! waiter_capacity = 65536             # SIP requests and store writes waiting per worker at most
 //! parked_capacity = 65536             # SMSC receipts parked (id not bound yet) per worker at most
+//! sms_max_parts = 4                   # SMS parts a text may take; longer goes to the MMS centre (else 488)
 //!
 //! [[routes]]                          # converged → legacy: longest number prefix wins
 //! prefix = "+4470001"
@@ -59,6 +60,9 @@ pub struct ConvergedNames {
     /// SMSC receipts each worker keeps parked for an id no resp has bound yet (read at
     /// start); beyond, ESME_RMSGQFUL.
     pub parked_capacity: usize,
+    /// SMS parts a converged text may take to go to an SMS centre; longer text goes
+    /// to the destination's MMS centre (exchange selection), or is refused 488.
+    pub sms_max_parts: usize,
 }
 
 impl Default for ConvergedNames {
@@ -72,6 +76,7 @@ impl Default for ConvergedNames {
             correlation_capacity: 4_000_000,
             waiter_capacity: 65_536,
             parked_capacity: crate::route::correlation::DEFAULT_MAX_PARKED,
+            sms_max_parts: 4,
         }
     }
 }
@@ -150,6 +155,7 @@ fn converged_names(doc: &Doc<'_>, file: &File) -> Result<ConvergedNames, ConfigE
         )?,
         waiter_capacity: int("waiter_capacity", &t.waiter_capacity, 64, 10_000_000, d.waiter_capacity)?,
         parked_capacity: int("parked_capacity", &t.parked_capacity, 64, 10_000_000, d.parked_capacity)?,
+        sms_max_parts: int("sms_max_parts", &t.sms_max_parts, 1, 255, d.sms_max_parts)?,
     })
 }
 
@@ -175,6 +181,7 @@ fn routes(doc: &Doc<'_>, file: &File, legacy: &[LegacyConfig]) -> Result<Routing
             prefix: prefix.get_ref(),
             system: LegacySystemId(system.id),
             content_type: t.content_type.as_ref().map(|c| c.get_ref().as_str()),
+            exchange: system.exchange,
         });
     }
     RoutingTable::build(&specs).or_else(|e| doc.err("routes", list.map_or(0..0, Spanned::span), e.to_string()))

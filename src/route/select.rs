@@ -73,12 +73,68 @@ pub struct RouteSpec<'a> {
     /// Only messages of this media type (`type/subtype`, case-insensitive) take
     /// the route; `None` admits every type.
     pub content_type: Option<&'a str>,
+    /// The system's exchange: SMS takes short text only, MMS takes anything.
+    pub exchange: ExchangeKind,
+}
+
+/// Which exchange a legacy system is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExchangeKind {
+    /// An SMS centre (SMPP): text that fits the configured number of SMS parts.
+    #[default]
+    Sms,
+    /// An MMS centre (MM4): media, multipart content, and text of any length.
+    Mms,
+}
+
+/// What a message's content is, for exchange selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentClass {
+    /// Text that fits the configured SMS limit: an SMS route first, else MMS.
+    Text,
+    /// Text over the SMS limit: MMS only (SIP 488 without an MMS route).
+    LongText,
+    /// Anything but plain text (images, multipart): MMS only (SIP 415 without one).
+    Media,
+}
+
+impl ContentClass {
+    /// The class of content of `content_type` (`None`: no body type, taken as text)
+    /// whose text, if it is text, fits the SMS limit when `fits_sms`.
+    pub fn of(content_type: Option<&str>, fits_sms: bool) -> ContentClass {
+        let essence = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+        match essence {
+            None | Some("") => text_class(fits_sms),
+            Some(e) if e.len() >= 5 && e[..5].eq_ignore_ascii_case("text/") => text_class(fits_sms),
+            Some(_) => ContentClass::Media,
+        }
+    }
+
+    /// Whether a route to `exchange` takes this class; `restricted`: the route names
+    /// the content type it takes (an operator's explicit choice is honoured).
+    fn takes(self, exchange: ExchangeKind, restricted: bool) -> bool {
+        matches!((self, exchange), (ContentClass::Text, _) | (_, ExchangeKind::Mms)) || restricted
+    }
+}
+
+fn text_class(fits_sms: bool) -> ContentClass {
+    if fits_sms {
+        ContentClass::Text
+    } else {
+        ContentClass::LongText
+    }
 }
 
 impl<'a> RouteSpec<'a> {
     /// A route for every content type.
     pub const fn new(prefix: &'a str, system: LegacySystemId) -> Self {
-        RouteSpec { prefix, system, content_type: None }
+        RouteSpec { prefix, system, content_type: None, exchange: ExchangeKind::Sms }
+    }
+
+    /// The same route to an exchange of kind `exchange`.
+    pub const fn exchange(mut self, exchange: ExchangeKind) -> Self {
+        self.exchange = exchange;
+        self
     }
 
     /// The same route restricted to one media type.
@@ -107,7 +163,8 @@ pub enum BuildError {
         /// Position of the route in the provisioning list.
         index: usize,
     },
-    /// Route `index` repeats the prefix and content type of route `first`.
+    /// Route `index` repeats the prefix, content type and exchange kind of route
+    /// `first`.
     Duplicate {
         /// The earlier route.
         first: usize,
@@ -131,7 +188,7 @@ impl fmt::Display for BuildError {
                 write!(f, "route {index}: content type is not type/subtype")
             }
             BuildError::Duplicate { first, index } => {
-                write!(f, "route {index} repeats prefix and content type of route {first}")
+                write!(f, "route {index} repeats prefix, content type and exchange of route {first}")
             }
             BuildError::TooManyRoutes => f.write_str("too many routes"),
         }
@@ -147,8 +204,11 @@ pub enum SelectError {
     /// No route prefix matches the number (SIP 404).
     NoRoute,
     /// Prefixes match, but every matching route is restricted to other content
-    /// types (SIP 415).
+    /// types, or is an SMS route and the content is not text (SIP 415).
     ContentTypeNotRouted,
+    /// Prefixes match, but only SMS routes, and the text is over the SMS limit
+    /// (SIP 488).
+    TextTooLong,
 }
 
 impl SelectError {
@@ -157,6 +217,7 @@ impl SelectError {
         match self {
             SelectError::NoRoute => (404, "Not Found"),
             SelectError::ContentTypeNotRouted => (415, "Unsupported Media Type"),
+            SelectError::TextTooLong => (488, "Not Acceptable Here (text over the SMS limit, no MMS route)"),
         }
     }
 }
@@ -166,6 +227,7 @@ impl fmt::Display for SelectError {
         f.write_str(match self {
             SelectError::NoRoute => "no route for the number",
             SelectError::ContentTypeNotRouted => "no route for the number and content type",
+            SelectError::TextTooLong => "text over the SMS limit and no MMS route for the number",
         })
     }
 }
@@ -188,6 +250,7 @@ impl Node {
 #[derive(Debug, Clone)]
 struct Route {
     system: LegacySystemId,
+    exchange: ExchangeKind,
     /// Lower-case `type/subtype`, or `None` for every type.
     content_type: Option<Box<str>>,
 }
@@ -232,8 +295,9 @@ impl RoutingTable {
             return Err(BuildError::TooManyRoutes);
         }
         let mut nodes = vec![Node::EMPTY];
-        // (node, restricted first, spec index, system, content type)
-        let mut placed: Vec<(u32, bool, usize, LegacySystemId, Option<String>)> = Vec::with_capacity(specs.len());
+        // (node, restricted first, spec index, system, content type, exchange)
+        type Placed = (u32, bool, usize, LegacySystemId, Option<String>, ExchangeKind);
+        let mut placed: Vec<Placed> = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
             let digits = prefix_digits(spec.prefix, index)?;
             let ct = match spec.content_type {
@@ -256,17 +320,18 @@ impl RoutingTable {
                     next as usize
                 };
             }
-            if let Some(first) = placed.iter().find(|p| p.0 as usize == at && p.4 == ct).map(|p| p.2) {
+            let same = |p: &&Placed| p.0 as usize == at && p.4 == ct && p.5 == spec.exchange;
+            if let Some(first) = placed.iter().find(same).map(|p| p.2) {
                 return Err(BuildError::Duplicate { first, index });
             }
-            placed.push((at as u32, ct.is_none(), index, spec.system, ct));
+            placed.push((at as u32, ct.is_none(), index, spec.system, ct, spec.exchange));
         }
         // Group by node; within a node, restricted routes before the catch-all.
         placed.sort_by_key(|p| (p.0, p.1, p.2));
         let mut routes = Vec::with_capacity(placed.len());
-        for (node, _, _, system, ct) in placed {
+        for (node, _, _, system, ct, exchange) in placed {
             let route_index = routes.len() as u32; // < specs.len() < u32::MAX
-            routes.push(Route { system, content_type: ct.map(String::into_boxed_str) });
+            routes.push(Route { system, exchange, content_type: ct.map(String::into_boxed_str) });
             if let Some(n) = nodes.get_mut(node as usize) {
                 if n.route_count == 0 {
                     n.first_route = route_index;
@@ -314,14 +379,30 @@ impl RoutingTable {
 
     /// The legacy system for `number` and a message of `content_type`
     /// (`type/subtype`, parameters ignored; `None` when the message has no
-    /// body type, which only unrestricted routes admit).
+    /// body type, which only unrestricted routes admit), text taken as fitting the
+    /// SMS limit: [`RoutingTable::select_for`] with [`ContentClass::of`].
     pub fn select(&self, number: &Msisdn, content_type: Option<&str>) -> Result<LegacySystemId, SelectError> {
-        self.select_digits(number.digits().as_bytes(), content_type)
+        self.select_for(number.digits().as_bytes(), content_type, ContentClass::of(content_type, true))
     }
 
     /// [`RoutingTable::select`] over ASCII digits (a leading `+` is skipped;
     /// anything else than a digit ends the walk).
     pub fn select_digits(&self, digits: &[u8], content_type: Option<&str>) -> Result<LegacySystemId, SelectError> {
+        self.select_for(digits, content_type, ContentClass::of(content_type, true))
+    }
+
+    /// Exchange selection: the legacy system for the number `digits` and content of
+    /// `content_type` and `class`. The longest prefix with a route that admits the
+    /// content type and takes the class wins; at one prefix, short text goes to an
+    /// SMS route before an MMS one, media and long text only to MMS. A prefix whose
+    /// routes admit the content but cannot take its class yields to a shorter one
+    /// (a default MMS route serves media to numbers routed to an SMS centre).
+    pub fn select_for(
+        &self,
+        digits: &[u8],
+        content_type: Option<&str>,
+        class: ContentClass,
+    ) -> Result<LegacySystemId, SelectError> {
         let digits = digits.strip_prefix(b"+").unwrap_or(digits);
         // Nodes with routes along the path, shortest first (root + 15 digits).
         let mut path = [0u32; E164_MAX_DIGITS + 1];
@@ -351,21 +432,36 @@ impl RoutingTable {
             return Err(SelectError::NoRoute);
         }
         let wanted = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+        let mut admitted = false;
         for &node in path.get(..depth).unwrap_or(&[]).iter().rev() {
             let Some(n) = self.nodes.get(node as usize) else {
                 continue;
             };
             let start = n.first_route as usize;
             let end = start.saturating_add(n.route_count as usize);
-            for r in self.routes.get(start..end).unwrap_or(&[]) {
-                match (&r.content_type, wanted) {
-                    (None, _) => return Ok(r.system),
-                    (Some(ct), Some(w)) if ct.eq_ignore_ascii_case(w) => return Ok(r.system),
-                    _ => {}
+            let routes = self.routes.get(start..end).unwrap_or(&[]);
+            let admits = |r: &&Route| match (&r.content_type, wanted) {
+                (None, _) => true,
+                (Some(ct), Some(w)) => ct.eq_ignore_ascii_case(w),
+                (Some(_), None) => false,
+            };
+            let mut fit = routes.iter().filter(admits).peekable();
+            admitted |= fit.peek().is_some();
+            let mut mms = None;
+            for r in fit.filter(|r| class.takes(r.exchange, r.content_type.is_some())) {
+                match r.exchange {
+                    ExchangeKind::Sms => return Ok(r.system),
+                    ExchangeKind::Mms => mms = mms.or(Some(r.system)),
                 }
             }
+            if let Some(system) = mms {
+                return Ok(system);
+            }
         }
-        Err(SelectError::ContentTypeNotRouted)
+        Err(match class {
+            ContentClass::LongText if admitted => SelectError::TextTooLong,
+            _ => SelectError::ContentTypeNotRouted,
+        })
     }
 }
 
@@ -634,6 +730,46 @@ impl Selection {
 
 #[cfg(test)]
 mod tests {
+    /// Exchange selection by content and destination: short text to the SMS centre,
+    /// media and long text to the MMS centre, a default MMS route behind an SMS-only
+    /// prefix, and the specific refusals.
+    #[test]
+    fn content_picks_the_exchange() {
+        let (sms, mms, other_mms) = (LegacySystemId(1), LegacySystemId(4), LegacySystemId(9));
+        let t = RoutingTable::build(&[
+            RouteSpec::new("+4470001", sms),
+            RouteSpec::new("+4470001", mms).exchange(ExchangeKind::Mms),
+            RouteSpec::new("+4470004", mms).exchange(ExchangeKind::Mms),
+            RouteSpec::new("+4470002", sms),
+            RouteSpec::new("+33", sms),
+            RouteSpec::new("+", other_mms).exchange(ExchangeKind::Mms).content_type("image/jpeg"),
+        ])
+        .unwrap();
+        let pick = |n: &str, ct: Option<&str>, fits: bool| t.select_for(n.as_bytes(), ct, ContentClass::of(ct, fits));
+        assert_eq!(pick("447000100001", Some("text/plain"), true), Ok(sms));
+        assert_eq!(pick("447000100001", Some("text/plain"), false), Ok(mms));
+        assert_eq!(pick("447000100001", Some("image/png"), true), Ok(mms));
+        assert_eq!(pick("447000100001", Some("multipart/related; type=\"text/plain\""), true), Ok(mms));
+        // Text for an MMS user: the MMS centre takes it.
+        assert_eq!(pick("447000400001", Some("text/plain"), true), Ok(mms));
+        assert_eq!(pick("447000400001", None, true), Ok(mms));
+        // An SMS-only prefix: long text is 488, media without a route for it 415, and
+        // a shorter prefix's MMS route serves the media it admits.
+        assert_eq!(pick("447000200001", Some("text/plain"), false), Err(SelectError::TextTooLong));
+        assert_eq!(SelectError::TextTooLong.sip_status().0, 488);
+        assert_eq!(pick("447000200001", Some("image/png"), true), Err(SelectError::ContentTypeNotRouted));
+        assert_eq!(pick("447000200001", Some("image/jpeg"), true), Ok(other_mms));
+        assert_eq!(pick("3312", Some("image/jpeg"), true), Ok(other_mms));
+        assert_eq!(pick("1555", Some("text/plain"), true), Err(SelectError::ContentTypeNotRouted));
+        assert_eq!(
+            RoutingTable::build(&[RouteSpec::new("+1", sms)]).unwrap().select_digits(b"44", None),
+            Err(SelectError::NoRoute)
+        );
+        // The same prefix may have one route of each kind, not two of one.
+        let dup = RoutingTable::build(&[RouteSpec::new("+44", sms), RouteSpec::new("+44", LegacySystemId(2))]);
+        assert_eq!(dup.unwrap_err(), BuildError::Duplicate { first: 0, index: 1 });
+    }
+
     use super::*;
     use proptest::prelude::*;
 
@@ -646,7 +782,12 @@ mod tests {
         let t = RoutingTable::build(&[
             RouteSpec::new("+4470002", LegacySystemId(2)),
             RouteSpec::new("+4470001", LegacySystemId(1)),
-            RouteSpec { prefix: "+447000", system: LegacySystemId(3), content_type: Some("text/plain") },
+            RouteSpec {
+                prefix: "+447000",
+                system: LegacySystemId(3),
+                content_type: Some("text/plain"),
+                exchange: ExchangeKind::Sms,
+            },
             RouteSpec::new("+447000", LegacySystemId(4)),
         ])
         .unwrap();
@@ -744,7 +885,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(t.select(&m("+441"), Some("text/plain")), Ok(LegacySystemId(2)));
-        assert_eq!(t.select(&m("+441"), Some("image/gif")), Ok(LegacySystemId(1)));
+        assert_eq!(t.select(&m("+441"), Some("text/html")), Ok(LegacySystemId(1)));
+        // Media goes to an SMS centre only through a route restricted to its type.
+        assert_eq!(t.select(&m("+441"), Some("image/gif")), Err(SelectError::ContentTypeNotRouted));
     }
 
     #[test]

@@ -177,6 +177,7 @@ fn rounds(eal: &Eal, counts: &[usize], max: usize, seconds: f64) -> Result<Vec<R
         require_link: false,
         smpp_tcp_port: None,
         sip_tcp_port: None,
+        smtp_tcp_port: None,
     };
     let port = Port::open(&cfg, max as u16, &pool, Duration::ZERO).map_err(|e| format!("net_ring0: {e:?}"))?;
     let keys = key_ring()?;

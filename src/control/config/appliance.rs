@@ -56,6 +56,7 @@
 use super::file::{self, File};
 use super::{ConfigError, Doc};
 use crate::interwork::{Encoding, IdCanonicalisation};
+use crate::route::select::ExchangeKind;
 use serde_spanned::Spanned;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -196,6 +197,8 @@ pub struct PortConfig {
     pub smpp_tcp_port: Option<u16>,
     /// TCP port of SIP over TCP.
     pub sip_tcp_port: Option<u16>,
+    /// TCP port of the SMTP server MMS centres relay MM4 to.
+    pub smtp_tcp_port: Option<u16>,
 }
 
 /// `[tcp]`: the per-core userspace TCP stack.
@@ -260,6 +263,25 @@ pub struct LegacyConfig {
     /// Whether a converged sender without a telephone number (`sip:alice@…`) may reach it
     /// as an alphanumeric source address (else the MESSAGE is refused 403).
     pub alphanumeric_senders: bool,
+    /// Its exchange: an SMS centre (SMPP) or an MMS centre (MM4).
+    pub exchange: ExchangeKind,
+    /// An MMS centre's MM4 settings (`kind = "mmsc"`).
+    pub mms: Option<MmscConfig>,
+}
+
+/// A `[[legacy]]` MMS centre's MM4 settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmscConfig {
+    /// Its MMS domain: its users are `+<E.164>/TYPE=PLMN@<domain>`.
+    pub domain: String,
+    /// Where iwf's SMTP client delivers MM4 to it (a static next hop, no MX lookup).
+    pub next_hop: SocketAddrV4,
+    /// The port that reaches the next hop (index into `ports`).
+    pub next_hop_port: usize,
+    /// The largest MM4 message taken from it or sent to it, octets.
+    pub max_message_size: usize,
+    /// The `X-Mms-3GPP-MMS-Version` iwf writes to it.
+    pub mm4_version: String,
 }
 
 impl Default for LegacyConfig {
@@ -284,6 +306,8 @@ impl Default for LegacyConfig {
             receipt_rate: 0,
             queue_limit: 100_000,
             alphanumeric_senders: false,
+            exchange: ExchangeKind::Sms,
+            mms: None,
         }
     }
 }
@@ -683,9 +707,15 @@ fn load_port(
     let sip_udp_port = udp_or_tcp("sip_udp_port", &t.sip_udp_port)?;
     let smpp_tcp_port = udp_or_tcp("smpp_tcp_port", &t.smpp_tcp_port)?;
     let sip_tcp_port = udp_or_tcp("sip_tcp_port", &t.sip_tcp_port)?;
+    let smtp_tcp_port = udp_or_tcp("smtp_tcp_port", &t.smtp_tcp_port)?;
     if let (Some(a), Some(b), Some(v)) = (smpp_tcp_port, sip_tcp_port, &t.sip_tcp_port) {
         if a == b {
             return doc.err(&key("sip_tcp_port"), v.span(), format!("{b} is already smpp_tcp_port"));
+        }
+    }
+    if let (Some(c), Some(v)) = (smtp_tcp_port, &t.smtp_tcp_port) {
+        if smpp_tcp_port == Some(c) || sip_tcp_port == Some(c) {
+            return doc.err(&key("smtp_tcp_port"), v.span(), format!("{c} is already this port's SMPP or SIP port"));
         }
     }
     let desc = |k: &str, v: &Option<Spanned<i64>>| -> Result<u16, ConfigError> {
@@ -708,6 +738,7 @@ fn load_port(
         require_link: t.require_link.as_ref().is_none_or(|r| *r.get_ref()),
         smpp_tcp_port,
         sip_tcp_port,
+        smtp_tcp_port,
     })
 }
 
@@ -738,9 +769,32 @@ fn load_legacy(doc: &Doc<'_>, file: &File, ports: &[PortConfig]) -> Result<Vec<L
     };
     for (i, entry) in list.get_ref().iter().enumerate() {
         let at = format!("legacy[{i}]");
-        let mut l = legacy_identity(doc, &at, entry, &out)?;
         let t = entry.get_ref();
         let key = |k: &str| format!("{at}.{k}");
+        let kind = match &t.kind {
+            None => ExchangeKind::Sms,
+            Some(k) => parsed(doc, &key("kind"), k, |s| match s {
+                "smsc" => Ok(ExchangeKind::Sms),
+                "mmsc" => Ok(ExchangeKind::Mms),
+                other => Err(format!("`{other}`: expected \"smsc\" (SMPP) or \"mmsc\" (MM4)")),
+            })?,
+        };
+        if kind == ExchangeKind::Mms {
+            let l = legacy_mmsc(doc, &at, entry, &out, ports)?;
+            out.push(l);
+            continue;
+        }
+        for (name, v) in [
+            ("domain", t.domain.as_ref().map(Spanned::span)),
+            ("smtp_next_hop", t.smtp_next_hop.as_ref().map(Spanned::span)),
+            ("max_message_size", t.max_message_size.as_ref().map(Spanned::span)),
+            ("mm4_version", t.mm4_version.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = v {
+                return doc.err(&key(name), span, "an MM4 key: only a kind = \"mmsc\" system has it");
+            }
+        }
+        let mut l = legacy_identity(doc, &at, entry, &out)?;
         let initial = doc.integer_or(&key("reconnect_initial_ms"), &t.reconnect_initial_ms, 10, 3_600_000, 1_000)?;
         let max =
             doc.integer_or(&key("reconnect_max_ms"), &t.reconnect_max_ms, initial, 3_600_000, 60_000.max(initial))?;
@@ -766,6 +820,110 @@ fn load_legacy(doc: &Doc<'_>, file: &File, ports: &[PortConfig]) -> Result<Vec<L
     Ok(out)
 }
 
+/// A `[[legacy]]` MMS centre (`kind = "mmsc"`): its identity, the networks it relays
+/// from, its domain and SMTP next hop, checked against the entries before it. SMPP's
+/// keys have no meaning for it and are refused.
+fn legacy_mmsc(
+    doc: &Doc<'_>,
+    at: &str,
+    entry: &Spanned<file::Legacy>,
+    before: &[LegacyConfig],
+    ports: &[PortConfig],
+) -> Result<LegacyConfig, ConfigError> {
+    let (t, within) = (entry.get_ref(), entry.span());
+    let key = |k: &str| format!("{at}.{k}");
+    let smpp_only = [
+        ("system_id", t.system_id.as_ref().map(Spanned::span)),
+        ("password", t.password.as_ref().map(Spanned::span)),
+        ("connect", t.connect.as_ref().map(Spanned::span)),
+        ("window", t.window.as_ref().map(Spanned::span)),
+        ("user_ack", t.user_ack.as_ref().map(Spanned::span)),
+        ("default_data_coding", t.default_data_coding.as_ref().map(Spanned::span)),
+        ("id_canonicalisation", t.id_canonicalisation.as_ref().map(Spanned::span)),
+        ("country_code", t.country_code.as_ref().map(Spanned::span)),
+        ("alphanumeric_senders", t.alphanumeric_senders.as_ref().map(Spanned::span)),
+    ];
+    if let Some((name, Some(span))) = smpp_only.into_iter().find(|(_, s)| s.is_some()) {
+        return doc.err(&key(name), span, "an SMPP key: a kind = \"mmsc\" system has none");
+    }
+    let (id, name) = legacy_name(doc, at, entry, before)?;
+    let dom = doc.need(&key("domain"), &t.domain, within.clone(), "its MMS domain, e.g. \"mmsc-m.lab\"")?;
+    let domain = parsed(doc, &key("domain"), dom, |d| {
+        let ok = !d.is_empty() && d.len() <= 253 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+        if ok {
+            Ok(d.to_ascii_lowercase())
+        } else {
+            Err(format!("`{d}` is not a domain name"))
+        }
+    })?;
+    let hop = doc.need(
+        &key("smtp_next_hop"),
+        &t.smtp_next_hop,
+        within.clone(),
+        "where iwf delivers MM4 to it, e.g. \"198.18.1.1:2525\"",
+    )?;
+    let (next_hop, next_hop_port) = legacy_connect(doc, &key("smtp_next_hop"), hop, ports)?;
+    let allow = match &t.allow {
+        Some(a) if !a.get_ref().is_empty() => networks(doc, &key("allow"), a)?,
+        _ => return doc.err(&key("allow"), within, "missing: the networks it relays MM4 from"),
+    };
+    if !ports.iter().any(|p| p.smtp_tcp_port.is_some()) {
+        return doc.err(&key("kind"), within, "an MMS centre needs a [[ports]] entry with smtp_tcp_port");
+    }
+    let max_message_size =
+        doc.integer_or(&key("max_message_size"), &t.max_message_size, 1024, 64 << 20, 1 << 20)? as usize;
+    let mm4_version = match &t.mm4_version {
+        None => crate::wire::mm4::VERSION.to_string(),
+        Some(v) => parsed(doc, &key("mm4_version"), v, |s| {
+            let ok = s.split('.').count() == 3
+                && s.split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if ok {
+                Ok(s.to_string())
+            } else {
+                Err(format!("`{s}` is not a version like \"6.10.0\""))
+            }
+        })?,
+    };
+    let initial = doc.integer_or(&key("reconnect_initial_ms"), &t.reconnect_initial_ms, 10, 3_600_000, 1_000)?;
+    let max = doc.integer_or(&key("reconnect_max_ms"), &t.reconnect_max_ms, initial, 3_600_000, 60_000.max(initial))?;
+    let mut l = LegacyConfig {
+        id,
+        name,
+        allow,
+        reconnect_ms: (initial as u64, max as u64),
+        exchange: ExchangeKind::Mms,
+        mms: Some(MmscConfig { domain, next_hop, next_hop_port, max_message_size, mm4_version }),
+        ..LegacyConfig::default()
+    };
+    l.throughput = doc.integer_or(&key("throughput"), &t.throughput, 0, 1_000_000, 0)? as u32;
+    l.receipt_rate = doc.integer_or(&key("receipt_rate"), &t.receipt_rate, 0, 1_000_000, 0)? as u32;
+    l.queue_limit = doc.integer_or(&key("queue_limit"), &t.queue_limit, 1, 100_000_000, 100_000)? as u64;
+    l.lane_capacity = doc.integer_or(&key("lane_capacity"), &t.lane_capacity, 1, 1 << 20, 4096)? as usize;
+    Ok(l)
+}
+
+/// A `[[legacy]]` entry's id and name, unique among the entries before it.
+fn legacy_name(
+    doc: &Doc<'_>,
+    at: &str,
+    entry: &Spanned<file::Legacy>,
+    before: &[LegacyConfig],
+) -> Result<(u16, String), ConfigError> {
+    let (t, within) = (entry.get_ref(), entry.span());
+    let key = |k: &str| format!("{at}.{k}");
+    let id_v = doc.need(&key("id"), &t.id, within.clone(), "the system's stable index, 1 to 65535")?;
+    let id = doc.integer(&key("id"), id_v, 1, 65_535)? as u16;
+    if before.iter().any(|l| l.id == id) {
+        return doc.err(&key("id"), id_v.span(), format!("id {id} is used twice"));
+    }
+    let name_v = doc.need(&key("name"), &t.name, within, "the system's name, e.g. \"smsc-a\"")?;
+    let name = name_v.get_ref();
+    if name.is_empty() || before.iter().any(|l| &l.name == name) {
+        return doc.err(&key("name"), name_v.span(), format!("`{name}`: names must be unique and non-empty"));
+    }
+    Ok((id, name.clone()))
+}
+
 /// A `[[legacy]]` entry's identity: id, name, credentials, allow-list and window,
 /// checked against the entries before it.
 fn legacy_identity(
@@ -776,16 +934,7 @@ fn legacy_identity(
 ) -> Result<LegacyConfig, ConfigError> {
     let (t, within) = (entry.get_ref(), entry.span());
     let key = |k: &str| format!("{at}.{k}");
-    let id_v = doc.need(&key("id"), &t.id, within.clone(), "the system's stable index, 1 to 65535")?;
-    let id = doc.integer(&key("id"), id_v, 1, 65_535)? as u16;
-    if before.iter().any(|l| l.id == id) {
-        return doc.err(&key("id"), id_v.span(), format!("id {id} is used twice"));
-    }
-    let name_v = doc.need(&key("name"), &t.name, within.clone(), "the system's name, e.g. \"smsc-a\"")?;
-    let name = name_v.get_ref();
-    if name.is_empty() || before.iter().any(|l| &l.name == name) {
-        return doc.err(&key("name"), name_v.span(), format!("`{name}`: names must be unique and non-empty"));
-    }
+    let (id, name) = legacy_name(doc, at, entry, before)?;
     let sid_v =
         doc.need(&key("system_id"), &t.system_id, within.clone(), "the SMPP system_id (at most 15 characters)")?;
     let system_id = sid_v.get_ref();
@@ -803,7 +952,7 @@ fn legacy_identity(
     };
     Ok(LegacyConfig {
         id,
-        name: name.clone(),
+        name,
         system_id: system_id.clone(),
         password: password.clone(),
         allow,
@@ -1097,6 +1246,43 @@ sip_udp_port = 5060
 
     fn err(text: &str) -> ConfigError {
         load(text).unwrap_err()
+    }
+
+    /// An MMS centre: its MM4 keys are read, SMPP's refused, and what it needs named.
+    #[test]
+    fn an_mms_centre_is_provisioned_with_its_mm4_keys() {
+        let base = GOOD.replace("gateway = \"198.18.1.1\"", "gateway = \"198.18.1.1\"\nsmtp_tcp_port = 25");
+        let mmsc = "[[legacy]]\nid = 4\nname = \"mmsc-m\"\nkind = \"mmsc\"\ndomain = \"MMSC-M.lab\"\nallow = [\"198.18.1.1\"]\nsmtp_next_hop = \"198.18.1.1:2525\"\n";
+        let c = load(&format!("{base}\n{mmsc}")).unwrap();
+        assert_eq!(c.ports[0].smtp_tcp_port, Some(25));
+        let l = &c.legacy[0];
+        assert_eq!((l.exchange, l.allow.as_slice()), (ExchangeKind::Mms, &[(Ipv4Addr::new(198, 18, 1, 1), 32)][..]));
+        let m = l.mms.as_ref().unwrap();
+        assert_eq!((m.domain.as_str(), m.next_hop.port(), m.next_hop_port), ("mmsc-m.lab", 2525, 0));
+        assert_eq!((m.max_message_size, m.mm4_version.as_str()), (1 << 20, "6.10.0"));
+        let line_of_added = base.lines().count() + 2;
+        let bad = |extra: &str| load(&format!("{base}\n{extra}")).unwrap_err();
+        let e = bad(&mmsc.replace("kind = \"mmsc\"\n", "kind = \"mmsc\"\npassword = \"x\"\n"));
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].password", line_of_added + 4), "{e}");
+        assert!(e.message.contains("SMPP key"), "{e}");
+        let e = bad(&mmsc.replace("kind = \"mmsc\"", "kind = \"fax\""));
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].kind", line_of_added + 3), "{e}");
+        let e = bad(&mmsc.replace("smtp_next_hop = \"198.18.1.1:2525\"\n", ""));
+        assert_eq!(e.key, "legacy[0].smtp_next_hop", "{e}");
+        let e = bad(&mmsc.replace("domain = \"MMSC-M.lab\"", "domain = \"mmsc m\""));
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].domain", line_of_added + 4), "{e}");
+        let e = bad(&mmsc.replace("allow = [\"198.18.1.1\"]\n", ""));
+        assert_eq!(e.key, "legacy[0].allow", "{e}");
+        let e = bad(&format!("{mmsc}mm4_version = \"six\"\n"));
+        assert_eq!(e.key, "legacy[0].mm4_version", "{e}");
+        let e = load(&format!("{GOOD}\n{mmsc}")).unwrap_err();
+        assert!(e.message.contains("smtp_tcp_port"), "no port serves it: {e}");
+        let smsc = "[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nallow = [\"1.2.3.4\"]\ndomain = \"x.lab\"\n";
+        let e = bad(smsc);
+        assert_eq!((e.key.as_str(), e.line), ("legacy[0].domain", line_of_added + 6), "{e}");
+        assert!(e.message.contains("MM4 key"), "{e}");
+        let e = err(&base.replace("smtp_tcp_port = 25", "smtp_tcp_port = 25\nsmpp_tcp_port = 25"));
+        assert_eq!(e.key, "ports[0].smtp_tcp_port", "{e}");
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(crate) struct Port {
     pub sip_udp_port: S<i64>,
     pub smpp_tcp_port: S<i64>,
     pub sip_tcp_port: S<i64>,
+    pub smtp_tcp_port: S<i64>,
     pub rx_desc: S<i64>,
     pub tx_desc: S<i64>,
     pub require_link: S<bool>,
@@ -126,6 +127,11 @@ pub(crate) struct Smpp {
 pub(crate) struct Legacy {
     pub id: S<i64>,
     pub name: S<String>,
+    pub kind: S<String>,
+    pub domain: S<String>,
+    pub smtp_next_hop: S<String>,
+    pub max_message_size: S<i64>,
+    pub mm4_version: S<String>,
     pub system_id: S<String>,
     pub password: S<String>,
     pub allow: Strings,
@@ -155,6 +161,7 @@ pub(crate) struct Converged {
     pub correlation_capacity: S<i64>,
     pub waiter_capacity: S<i64>,
     pub parked_capacity: S<i64>,
+    pub sms_max_parts: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -241,10 +241,16 @@ impl PeerLimits {
     }
 }
 
+/// Whether legacy system `l` binds to iwf over SMPP: an SMS centre without `connect`
+/// (an MMS centre relays over SMTP; its allow-list is the SMTP server's).
+fn binds_here(l: &LegacyConfig) -> bool {
+    l.connect.is_none() && l.exchange == crate::route::select::ExchangeKind::Sms
+}
+
 impl Directory {
-    /// The systems of `[[legacy]]` that bind to iwf (those without `connect`).
+    /// The systems of `[[legacy]]` that bind to iwf (SMS centres without `connect`).
     pub fn new(legacy: &[LegacyConfig]) -> Self {
-        Directory { source: DirectorySource::Fixed(legacy.iter().filter(|l| l.connect.is_none()).cloned().collect()) }
+        Directory { source: DirectorySource::Fixed(legacy.iter().filter(|l| binds_here(l)).cloned().collect()) }
     }
 
     /// The systems of the current provisioning snapshot, read at every bind.
@@ -252,13 +258,13 @@ impl Directory {
         Directory { source: DirectorySource::Live(provision) }
     }
 
-    /// Runs `f` over the systems that bind to iwf (those without `connect`).
+    /// Runs `f` over the systems that bind to iwf (SMS centres without `connect`).
     fn with<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &LegacyConfig>) -> R) -> R {
         match &self.source {
-            DirectorySource::Fixed(v) => f(&mut v.iter().filter(|l| l.connect.is_none())),
+            DirectorySource::Fixed(v) => f(&mut v.iter().filter(|l| binds_here(l))),
             DirectorySource::Live(p) => {
                 let p = p.load();
-                f(&mut p.legacy.iter().filter(|l| l.connect.is_none()))
+                f(&mut p.legacy.iter().filter(|l| binds_here(l)))
             }
         }
     }
