@@ -304,8 +304,18 @@ enum Service {
     /// A listener/connection of SIP over TCP.
     Sip { port: u16, buf: Vec<u8>, len: usize },
     /// iwf's own connection to the SIP next hop, for its requests over 1300 octets
-    /// (RFC 3261 §18.1.1), opened when one waits.
-    SipClient { remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64, buf: Vec<u8>, len: usize },
+    /// (RFC 3261 §18.1.1), opened when one waits. `sending`: octets of the first
+    /// waiting request already in the socket (a request larger than the send buffer
+    /// goes in pieces).
+    SipClient {
+        remote: SocketAddrV4,
+        connecting: bool,
+        since: u64,
+        retry_at: u64,
+        buf: Vec<u8>,
+        len: usize,
+        sending: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -763,11 +773,14 @@ impl Endpoint {
                     sock.close();
                 }
             }
-            Service::SipClient { buf, len, .. } => {
+            Service::SipClient { buf, len, sending, .. } => {
                 if !gone {
-                    sip_client_stream(now, sock, buf, len, sip_out, sip_sent, *timer_f_ms, flows.as_deref_mut(), tc);
+                    let stream = ClientStream { buf, len, sending, out: sip_out, sent: sip_sent, timer_f_ms: *timer_f_ms };
+                    sip_client_stream(now, sock, stream, flows.as_deref_mut(), tc);
                 }
                 if gone {
+                    // A request cut off mid-way goes again, whole, on the next connection.
+                    *sending = 0;
                     // Requests whose responses were on the lost connection: their fate is
                     // unknown, answered as a transport error.
                     for r in sip_sent.drain(..) {
@@ -828,9 +841,10 @@ impl Endpoint {
         slot.unbound = smpp_server;
         match &mut slot.service {
             Service::SmppClient { connecting, .. } => *connecting = false,
-            Service::SipClient { connecting, len, .. } => {
+            Service::SipClient { connecting, len, sending, .. } => {
                 *connecting = false;
                 *len = 0;
+                *sending = 0;
             }
             _ => tc.accepted.inc(),
         }
@@ -1097,6 +1111,7 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
                 retry_at: 0,
                 buf: vec![0u8; SIP_STREAM_BUFFER],
                 len: 0,
+                sending: 0,
             },
             smpp: None,
             peer: None,
@@ -1725,6 +1740,44 @@ mod tests {
         lab.run(50);
         assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 1);
         assert!(!lab.sock(h).is_active(), "reset by iwf");
+    }
+
+    /// iwf's own request larger than its socket's send buffer (an MMS of a megabyte
+    /// toward the SIP core) goes in pieces over several passes, whole and in order;
+    /// its Timer F starts when its last octet is written.
+    #[test]
+    fn a_request_larger_than_the_send_buffer_goes_in_pieces() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.sip_next_hop = Some(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 5060));
+        let mut lab = Lab::build(st);
+        let core = lab.listen(5060);
+        let body = "x".repeat(50_000);
+        let request = format!(
+            "MESSAGE sip:+447000200001@ims.lab SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.1.2;branch=z9hG4bK-big\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        lab.iwf.sip_out.push_back((7, request.clone().into_bytes()));
+        let mut got = Vec::new();
+        for _ in 0..400 {
+            lab.run(5);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = lab.sock(core).recv_slice(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            if got.len() >= request.len() {
+                break;
+            }
+        }
+        assert_eq!(got.len(), request.len(), "the whole request arrived");
+        assert!(got == request.as_bytes(), "in order, unchanged");
+        assert_eq!(lab.counters.tcp.sip_client_sent.get(), 1);
+        assert_eq!(lab.iwf.sip_sent.len(), 1, "waiting for its final response");
+        assert!(lab.iwf.sip_out.is_empty());
     }
 
     /// Two workers on one port, each with its own [`Endpoint`], behind a "NIC" that

@@ -139,27 +139,44 @@ pub(super) fn branch_of(request: &[u8]) -> String {
     }
 }
 
+/// iwf's own SIP-over-TCP connection's state, as one pass uses it.
+pub(super) struct ClientStream<'a> {
+    /// The response buffer and the octets it holds.
+    pub(super) buf: &'a mut [u8],
+    pub(super) len: &'a mut usize,
+    /// Octets of the first waiting request already written.
+    pub(super) sending: &'a mut usize,
+    /// The requests waiting to be written, and those written awaiting their final.
+    pub(super) out: &'a mut std::collections::VecDeque<(u64, Vec<u8>)>,
+    pub(super) sent: &'a mut Vec<StreamRequest>,
+    /// Timer F of a written request.
+    pub(super) timer_f_ms: u64,
+}
+
 /// One pass of iwf's own SIP-over-TCP connection to the next hop: write the requests
-/// that wait while the send buffer has room, then read responses (framed by
-/// Content-Length) and hand each final one to the flows by its Via branch.
-#[allow(clippy::too_many_arguments)]
+/// that wait, as far as the send buffer takes them (a request larger than the buffer
+/// goes over several passes, its Timer F started when its last octet is written), then
+/// read responses (framed by Content-Length) and hand each final one to the flows by
+/// its Via branch.
 pub(super) fn sip_client_stream(
     now: u64,
     sock: &mut tcp::Socket<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    out: &mut std::collections::VecDeque<(u64, Vec<u8>)>,
-    sent: &mut Vec<StreamRequest>,
-    timer_f_ms: u64,
+    stream: ClientStream<'_>,
     mut flows: Option<&mut Flows>,
     tc: &TcpCounters,
 ) {
+    let ClientStream { buf, len, sending, out, sent, timer_f_ms } = stream;
     while let Some((_, bytes)) = out.front() {
-        if !sock.may_send() || sock.send_capacity().saturating_sub(sock.send_queue()) < bytes.len() {
+        if !sock.may_send() {
             break;
         }
+        let rest = bytes.get(*sending..).unwrap_or(&[]);
+        *sending += sock.send_slice(rest).unwrap_or(0);
+        if *sending < bytes.len() {
+            break; // the send buffer is full: the rest goes on a later pass
+        }
+        *sending = 0;
         let Some((token, bytes)) = out.pop_front() else { break };
-        let _ = sock.send_slice(&bytes);
         tc.sip_client_sent.inc();
         sent.push(StreamRequest { branch: branch_of(&bytes), token, deadline: now.saturating_add(timer_f_ms) });
         if let Some(f) = flows.as_deref_mut() {
