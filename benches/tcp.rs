@@ -117,6 +117,8 @@ impl Bench {
             sip_slot_bytes: 1024,
             sip_next_hop: None,
             timer_f_ms: 0,
+            sip_max_message: 1 << 20,
+            sip_budget: std::sync::Arc::new(iwf::dataplane::tcp::StreamBudget::new(1 << 20)),
         };
         let iwf = Endpoint::new(&settings, Directory::new(&legacy), iwf::session::sip::unknown_recipient, 0);
         let mut esme_wire = Wire::default();

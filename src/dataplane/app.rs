@@ -269,6 +269,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let limits: Vec<Arc<PeerLimits>> =
         cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
     let guards: Vec<Arc<super::admission::BindGuard>> = cfg.ports.iter().map(|_| new_guard(&cfg)).collect();
+    // One budget for every SIP-over-TCP stream of every port and worker.
+    let sip_budget = Arc::new(super::tcp::StreamBudget::new(cfg.sip.stream_memory_mb.saturating_mul(1 << 20)));
     if cfg.sip.trusted.is_empty() && cfg.ports.iter().any(|p| p.sip_udp_port.is_some() || p.sip_tcp_port.is_some()) {
         eprintln!("iwf: warning: [sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
     }
@@ -276,7 +278,13 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
         let Some(flows) = all_flows.next() else { break };
         let mut wports = Vec::with_capacity(ports.len());
         for (index, (p, pc)) in ports.iter().zip(&cfg.ports).enumerate() {
-            let shared = PortShared { limits: &limits, guards: &guards, directory: &directory, stats: &stats };
+            let shared = PortShared {
+                limits: &limits,
+                guards: &guards,
+                directory: &directory,
+                stats: &stats,
+                sip_budget: &sip_budget,
+            };
             wports.push(worker_port(&cfg, q, index, p, pc, route, &shared)?);
         }
         let worker = Worker {
@@ -649,6 +657,7 @@ struct PortShared<'a> {
     guards: &'a [Arc<super::admission::BindGuard>],
     directory: &'a Directory,
     stats: &'a Arc<Stats>,
+    sip_budget: &'a Arc<super::tcp::StreamBudget>,
 }
 
 /// The bind admission of one port (all its workers share it).
@@ -742,6 +751,8 @@ fn worker_port(
                     sip_slot_bytes: cfg.sip.server_slot_bytes,
                     sip_next_hop,
                     timer_f_ms: cfg.sip.timer_t1_ms.saturating_mul(64),
+                    sip_max_message: cfg.sip.max_message_bytes,
+                    sip_budget: Arc::clone(shared.sip_budget),
                 };
                 TcpStack::new(&settings, shared.directory.clone(), route, 0).on_port(index as u8)
             });

@@ -318,8 +318,12 @@ counter_group! {
         sip_tx_2xx,
         /// SIP-over-TCP responses sent (other than 2xx).
         sip_tx_other,
-        /// SIP-over-TCP streams that did not frame (no Content-Length, garbage, too long): closed.
+        /// SIP-over-TCP streams that did not frame (no Content-Length, garbage, a header
+        /// section over the buffer): closed.
         sip_stream_errors,
+        /// SIP-over-TCP requests refused from their head, their bodies skipped: 413 (over
+        /// `[sip] max_message_bytes`) or 503 (the streams' memory spent).
+        sip_refused_large,
         /// iwf's own requests (over 1300 octets) written to its connection to the next hop.
         sip_client_sent,
         /// Responses read on that connection.

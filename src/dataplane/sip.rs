@@ -303,8 +303,10 @@ impl SipUdp {
                         Rejection::MethodNotAllowed => c.rejected_method.inc(),
                         Rejection::UnsupportedUriScheme => c.rejected_uri_scheme.inc(),
                         Rejection::TooManyHops => c.rejected_too_many_hops.inc(),
-                        Rejection::TooLarge => c.rejected_too_large.inc(),
-                        Rejection::TableFull => c.rejected_table_full.inc(),
+                        // A datagram is read whole: the stream-only refusals are counted
+                        // with their nearest kin.
+                        Rejection::TooLarge | Rejection::EntityTooLarge => c.rejected_too_large.inc(),
+                        Rejection::TableFull | Rejection::NoRoom => c.rejected_table_full.inc(),
                     }
                     if matches!(reason, Rejection::Ack | Rejection::Cancel | Rejection::MethodNotAllowed) {
                         c.rx_other.inc();

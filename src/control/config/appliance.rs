@@ -33,6 +33,8 @@
 //! server_transactions = 4096     # server transactions per worker (each lives 64*T1 = 32 s)
 //! server_slot_bytes = 2048       # bytes stored per server transaction (request fields, then the response)
 //! client_transactions = 256      # iwf's own requests in flight per worker
+//! max_message_bytes = 1048576    # the largest SIP message over TCP (an MMS); larger: 413
+//! stream_memory_mb = 64          # SIP-over-TCP streams' memory beyond 8 KiB each, all together; beyond: 503
 //!
 //! [tcp]                      # optional: the per-core userspace TCP (smoltcp)
 //! sockets = 32               # TCP sockets per worker and port (listeners + connections), allocated at start
@@ -348,6 +350,12 @@ pub struct SipConfig {
     pub trusted: Vec<(Ipv4Addr, u8)>,
     /// What an untrusted UDP request gets.
     pub untrusted: Untrusted,
+    /// The largest SIP message taken over TCP (a MESSAGE carrying an MMS), octets;
+    /// a larger one is refused 413 from its head.
+    pub max_message_bytes: usize,
+    /// What the SIP-over-TCP streams may hold beyond their 8 KiB buffers, all ports and
+    /// workers together, MiB; a large message beyond it is refused 503.
+    pub stream_memory_mb: usize,
 }
 
 /// What a SIP request over UDP from outside `[sip] trusted` gets.
@@ -406,6 +414,8 @@ impl Default for SipConfig {
             timer_t1_ms: 500,
             trusted: Vec::new(),
             untrusted: Untrusted::Refuse,
+            max_message_bytes: 1 << 20,
+            stream_memory_mb: 64,
         }
     }
 }
@@ -1102,6 +1112,10 @@ fn load_sip(doc: &Doc<'_>, file: &File, ports: &[PortConfig]) -> Result<SipConfi
     sip.timer_t1_ms = int("timer_t1_ms", &t.timer_t1_ms, 10, 10_000, d.timer_t1_ms as i64)? as u64;
     sip.client_transactions =
         int("client_transactions", &t.client_transactions, 1, 1 << 20, d.client_transactions as i64)? as usize;
+    sip.max_message_bytes =
+        int("max_message_bytes", &t.max_message_bytes, 8192, 64 << 20, d.max_message_bytes as i64)? as usize;
+    sip.stream_memory_mb =
+        int("stream_memory_mb", &t.stream_memory_mb, 1, 1 << 20, d.stream_memory_mb as i64)? as usize;
     if let Some(nh) = &t.next_hop {
         let (addr, port) = sip_next_hop(doc, nh, ports)?;
         sip.next_hop = Some(addr);

@@ -98,6 +98,8 @@ pub(crate) struct Sip {
     pub timer_t1_ms: S<i64>,
     pub trusted: Strings,
     pub untrusted: S<String>,
+    pub max_message_bytes: S<i64>,
+    pub stream_memory_mb: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]

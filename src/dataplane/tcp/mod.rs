@@ -302,20 +302,12 @@ enum Service {
     /// iwf's bind to an SMSC.
     SmppClient { remote: SocketAddrV4, reconnect: Reconnect, connecting: bool, since: u64, system: u16 },
     /// A listener/connection of SIP over TCP.
-    Sip { port: u16, buf: Vec<u8>, len: usize },
+    Sip { port: u16, input: StreamIn },
     /// iwf's own connection to the SIP next hop, for its requests over 1300 octets
     /// (RFC 3261 §18.1.1), opened when one waits. `sending`: octets of the first
     /// waiting request already in the socket (a request larger than the send buffer
     /// goes in pieces).
-    SipClient {
-        remote: SocketAddrV4,
-        connecting: bool,
-        since: u64,
-        retry_at: u64,
-        buf: Vec<u8>,
-        len: usize,
-        sending: usize,
-    },
+    SipClient { remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64, input: StreamIn, sending: usize },
 }
 
 #[derive(Debug)]
@@ -369,6 +361,10 @@ pub struct StackSettings {
     pub sip_next_hop: Option<SocketAddrV4>,
     /// Timer F of those requests (64·T1; 0: 32 s).
     pub timer_f_ms: u64,
+    /// The largest SIP message a stream takes (`[sip] max_message_bytes`).
+    pub sip_max_message: usize,
+    /// What the streams may hold beyond their buffers at rest, shared by every stack.
+    pub sip_budget: std::sync::Arc<StreamBudget>,
 }
 
 /// One worker's TCP on one port: the frames waiting for smoltcp, and the [`Endpoint`].
@@ -446,6 +442,10 @@ pub struct Endpoint {
     sip_sent: Vec<StreamRequest>,
     /// Their Timer F.
     timer_f_ms: u64,
+    /// The largest SIP message a stream takes.
+    sip_max_message: usize,
+    /// What the SIP streams may hold beyond their buffers at rest (all stacks).
+    sip_budget: std::sync::Arc<StreamBudget>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -521,6 +521,7 @@ impl Endpoint {
                 capacity: settings.sip_transactions,
                 slot_len: settings.sip_slot_bytes,
                 secret: [seed(7), seed(8)],
+                max_request_len: settings.sip_max_message.max(ServerConfig::default().max_request_len),
                 ..ServerConfig::default()
             });
             (server, UasPolicy::new(route))
@@ -546,6 +547,8 @@ impl Endpoint {
             sip_out: std::collections::VecDeque::new(),
             sip_sent: Vec::new(),
             timer_f_ms: if settings.timer_f_ms == 0 { SIP_CLIENT_TIMER_F_MS } else { settings.timer_f_ms },
+            sip_max_message: settings.sip_max_message.max(SIP_STREAM_BUFFER),
+            sip_budget: std::sync::Arc::clone(&settings.sip_budget),
         }
     }
 
@@ -756,31 +759,49 @@ impl Endpoint {
         tc: &TcpCounters,
         mut flows: Option<&mut Flows>,
     ) {
-        let Endpoint { slots, sockets, sip, reply, sip_out, sip_sent, timer_f_ms, port, .. } = self;
+        let Endpoint {
+            slots,
+            sockets,
+            sip,
+            reply,
+            sip_out,
+            sip_sent,
+            timer_f_ms,
+            port,
+            sip_max_message,
+            sip_budget,
+            ..
+        } = self;
         let Some(slot) = slots.get_mut(i) else { return };
         let sock = sockets.get_mut::<tcp::Socket>(slot.handle);
         match &mut slot.service {
-            Service::Sip { buf, len, .. } => {
+            Service::Sip { input, .. } => {
+                let limits = StreamLimits { max_message: *sip_max_message, budget: sip_budget };
                 if !gone {
                     if let Some((server, policy)) = sip.as_mut() {
                         let peer =
                             SocketAddrV4::new(slot.peer.unwrap_or(Ipv4Addr::UNSPECIFIED), remote.map_or(0, |e| e.port));
                         let flows = flows.as_deref_mut().map(|f| (f, (*port, i as u16)));
-                        sip_stream(now, sock, buf, len, peer, server, policy, reply, tc, flows);
+                        sip_stream(now, sock, input, limits, peer, server, policy, reply, tc, flows);
                     }
+                } else {
+                    input.reset(sip_budget);
                 }
                 if !gone && !sock.may_recv() && sock.send_queue() == 0 {
                     sock.close();
                 }
             }
-            Service::SipClient { buf, len, sending, .. } => {
+            Service::SipClient { input, sending, .. } => {
                 if !gone {
-                    let stream = ClientStream { buf, len, sending, out: sip_out, sent: sip_sent, timer_f_ms: *timer_f_ms };
+                    let limits = StreamLimits { max_message: *sip_max_message, budget: sip_budget };
+                    let stream =
+                        ClientStream { input, limits, sending, out: sip_out, sent: sip_sent, timer_f_ms: *timer_f_ms };
                     sip_client_stream(now, sock, stream, flows.as_deref_mut(), tc);
                 }
                 if gone {
                     // A request cut off mid-way goes again, whole, on the next connection.
                     *sending = 0;
+                    input.reset(sip_budget);
                     // Requests whose responses were on the lost connection: their fate is
                     // unknown, answered as a transport error.
                     for r in sip_sent.drain(..) {
@@ -841,15 +862,15 @@ impl Endpoint {
         slot.unbound = smpp_server;
         match &mut slot.service {
             Service::SmppClient { connecting, .. } => *connecting = false,
-            Service::SipClient { connecting, len, sending, .. } => {
+            Service::SipClient { connecting, input, sending, .. } => {
                 *connecting = false;
-                *len = 0;
+                input.reset(&self.sip_budget);
                 *sending = 0;
             }
             _ => tc.accepted.inc(),
         }
-        if let Service::Sip { len, .. } = &mut slot.service {
-            *len = 0;
+        if let Service::Sip { input, .. } = &mut slot.service {
+            input.reset(&self.sip_budget);
         }
         if let Some(c) = slot.smpp.as_mut() {
             c.pending.clear();
@@ -1092,7 +1113,7 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
             let handle = sockets.add(new_socket(&settings.tcp));
             slots.push(Slot {
                 handle,
-                service: Service::Sip { port, buf: vec![0u8; SIP_STREAM_BUFFER], len: 0 },
+                service: Service::Sip { port, input: StreamIn::new() },
                 smpp: None,
                 peer: None,
                 open: false,
@@ -1109,8 +1130,7 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
                 connecting: false,
                 since: 0,
                 retry_at: 0,
-                buf: vec![0u8; SIP_STREAM_BUFFER],
-                len: 0,
+                input: StreamIn::new(),
                 sending: 0,
             },
             smpp: None,
@@ -1346,6 +1366,8 @@ mod tests {
             sip_slot_bytes: 1024,
             sip_next_hop: None,
             timer_f_ms: 0,
+            sip_max_message: 1 << 20,
+            sip_budget: std::sync::Arc::new(StreamBudget::new(1 << 20)),
         }
     }
 
@@ -1740,6 +1762,63 @@ mod tests {
         lab.run(50);
         assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 1);
         assert!(!lab.sock(h).is_active(), "reset by iwf");
+    }
+
+    /// A MESSAGE larger than a stream's buffer (an MMS toward an MMS user) is read
+    /// whole, its buffer grown out of the shared budget and given back; one over the
+    /// maximum is answered 413 and one the budget cannot hold now 503, each from its
+    /// head, its body skipped, and the stream goes on serving the next request.
+    #[test]
+    fn large_messages_over_tcp_are_read_whole_or_refused_from_their_head() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.sip_port = Some(5060);
+        st.tcp.rx_buffer = 16384;
+        st.sip_max_message = 60_000;
+        st.sip_budget = std::sync::Arc::new(StreamBudget::new(70_000));
+        let budget = std::sync::Arc::clone(&st.sip_budget);
+        let mut lab = Lab::build(st);
+        let h = lab.connect_to(5060, 42001);
+        lab.run(30);
+        let request = |method: &str, n: u32, body: &str| {
+            format!(
+                "{method} sip:+447000100001@iwf.ims.lab SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.1.1:42001;branch=z9hG4bK-l{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:a@ims.lab>;tag={n}\r\nTo: <sip:+447000100001@iwf.ims.lab>\r\n\
+                 Call-ID: l{n}\r\nCSeq: 1 {method}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let send_all = |lab: &mut Lab, bytes: &[u8]| {
+            let mut at = 0;
+            let mut answers = String::new();
+            while at < bytes.len() {
+                at += lab.sock(h).send_slice(&bytes[at..]).unwrap_or(0);
+                lab.run(5);
+                answers.push_str(&lab.text(h));
+            }
+            lab.run(50);
+            answers.push_str(&lab.text(h));
+            answers
+        };
+        // 50 000 octets: read whole (answered by the policy, 404), the growth given back.
+        let big = request("MESSAGE", 1, &"b".repeat(50_000));
+        let answers = send_all(&mut lab, big.as_bytes());
+        assert!(answers.starts_with("SIP/2.0 404 ") && answers.contains("CSeq: 1 MESSAGE"), "{answers}");
+        assert_eq!(budget.left(), 70_000, "the growth is given back");
+        // Over the maximum: 413, then the OPTIONS behind it is answered on the same stream.
+        let over = format!("{}{}", request("MESSAGE", 2, &"o".repeat(61_000)), request("OPTIONS", 3, ""));
+        let answers = send_all(&mut lab, over.as_bytes());
+        assert!(answers.starts_with("SIP/2.0 413 Request Entity Too Large"), "{answers}");
+        assert!(answers.contains("SIP/2.0 200 OK") && answers.contains("CSeq: 1 OPTIONS"), "{answers}");
+        // The budget spent elsewhere: 503 with Retry-After, and the stream serves on.
+        assert!(budget.take(65_000));
+        let starved = format!("{}{}", request("MESSAGE", 4, &"s".repeat(20_000)), request("OPTIONS", 5, ""));
+        let answers = send_all(&mut lab, starved.as_bytes());
+        assert!(answers.starts_with("SIP/2.0 503 ") && answers.contains("Retry-After:"), "{answers}");
+        assert!(answers.contains("CSeq: 1 OPTIONS"), "{answers}");
+        assert_eq!(lab.counters.tcp.sip_refused_large.get(), 2);
+        assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 0);
+        assert!(lab.sock(h).is_active());
     }
 
     /// iwf's own request larger than its socket's send buffer (an MMS of a megabyte

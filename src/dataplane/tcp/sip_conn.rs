@@ -2,9 +2,83 @@
 //! same transaction layer as UDP) and the stream iwf opens to its next hop for requests
 //! too large for UDP.
 use super::*;
+use crate::session::sip::Rejection;
 
-/// Bytes buffered per SIP-over-TCP stream (one request must fit).
+/// Bytes buffered per SIP-over-TCP stream at rest: a message's header section must
+/// fit, and most messages do whole. A larger message grows its stream's buffer to its
+/// size (up to `[sip] max_message_bytes`) out of the [`StreamBudget`], given back
+/// once it is read.
 pub const SIP_STREAM_BUFFER: usize = 8192;
+
+/// Octets the SIP-over-TCP streams may hold beyond their buffers at rest, all ports
+/// and workers together (`[sip] stream_memory_mb`): a flood of large messages is
+/// answered 503 rather than taking the machine's memory.
+#[derive(Debug)]
+pub struct StreamBudget {
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl StreamBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> StreamBudget {
+        StreamBudget { left: std::sync::atomic::AtomicUsize::new(bytes) }
+    }
+
+    /// Takes `n` octets if that many are left.
+    pub fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(n)).is_ok()
+    }
+
+    /// Gives `n` octets back.
+    pub fn give(&self, n: usize) {
+        self.left.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Octets left.
+    pub fn left(&self) -> usize {
+        self.left.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// One SIP-over-TCP stream's input: its buffer (grown for a large message), the
+/// octets it holds, and the octets of a refused message's body still to skip.
+#[derive(Debug)]
+pub(super) struct StreamIn {
+    pub(super) buf: Vec<u8>,
+    pub(super) len: usize,
+    pub(super) skip: usize,
+}
+
+impl StreamIn {
+    pub(super) fn new() -> StreamIn {
+        StreamIn { buf: vec![0u8; SIP_STREAM_BUFFER], len: 0, skip: 0 }
+    }
+
+    /// Back to rest: nothing held, the buffer's growth given back.
+    pub(super) fn reset(&mut self, budget: &StreamBudget) {
+        self.len = 0;
+        self.skip = 0;
+        self.shrink(budget);
+    }
+
+    /// Gives a grown buffer's growth back once what it holds fits the buffer at rest.
+    fn shrink(&mut self, budget: &StreamBudget) {
+        if self.buf.len() > SIP_STREAM_BUFFER && self.len <= SIP_STREAM_BUFFER {
+            budget.give(self.buf.len() - SIP_STREAM_BUFFER);
+            self.buf.truncate(SIP_STREAM_BUFFER);
+            self.buf.shrink_to_fit();
+        }
+    }
+}
+
+/// What a stream may hold: the largest message, and the shared budget its growth
+/// comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StreamLimits<'a> {
+    pub(super) max_message: usize,
+    pub(super) budget: &'a StreamBudget,
+}
 
 /// Room a SIP response may need in the socket's send buffer before a request is read.
 pub(super) const SIP_REPLY_MAX: usize = 2048;
@@ -33,8 +107,8 @@ pub(super) const SIP_CLIENT_TIMER_F_MS: u64 = 32_000;
 pub(super) fn sip_stream(
     now: u64,
     sock: &mut tcp::Socket<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
+    input: &mut StreamIn,
+    limits: StreamLimits<'_>,
     peer: SocketAddrV4,
     server: &mut ServerTransactions,
     policy: &mut UasPolicy<Route>,
@@ -42,7 +116,22 @@ pub(super) fn sip_stream(
     tc: &TcpCounters,
     mut flows: Option<(&mut Flows, (u8, u16))>,
 ) {
-    sip_frames(sock, buf, len, tc, |sock, message, _| {
+    sip_frames(sock, input, limits, tc, true, |sock, frame| {
+        let message = match frame {
+            Frame::Whole(message, _) => message,
+            Frame::Refused(head, reason) => {
+                if sock.send_capacity().saturating_sub(sock.send_queue()) < reply.len() {
+                    return false; // answered on a later pass, once the peer read ours
+                }
+                tc.sip_requests.inc();
+                tc.sip_refused_large.inc();
+                if let Incoming::Rejected { reply: Some(r), .. } = server.refuse_head(peer, head, reason, reply) {
+                    tc.sip_tx_other.inc();
+                    let _ = sock.send_slice(reply.get(..r.len).unwrap_or(&[]));
+                }
+                return true;
+            }
+        };
         if sock.send_capacity().saturating_sub(sock.send_queue()) < reply.len() {
             return false; // back-pressure: the peer reads our responses first
         }
@@ -76,20 +165,48 @@ pub(super) fn sip_stream(
     });
 }
 
-/// Reads what `sock` holds into `buf` (`*len` octets held) and hands each whole SIP
-/// message in it (framed by Content-Length; CRLF keep-alives between messages skipped,
-/// RFC 5626 §3.5.1) to `each`, with the socket and the parsed message; `each` returns
-/// false to leave that message for the next pass (back-pressure). A stream that cannot
-/// be framed (no Content-Length, garbage, longer than the buffer) cannot be
-/// resynchronised: counted and aborted.
+/// What a stream hands on: a whole message (its octets and its parse), or one it will
+/// not read whole, refused from its head (413: over the maximum; 503: no memory now)
+/// while its body is skipped.
+pub(super) enum Frame<'f, 'a, 'h> {
+    /// A whole message.
+    Whole(&'f [u8], &'f Message<'a, 'h>),
+    /// A message to refuse, known by its head.
+    Refused(&'f Message<'a, 'h>, Rejection),
+}
+
+/// Reads what `sock` holds into the stream's buffer and hands each whole SIP message in
+/// it (framed by Content-Length; CRLF keep-alives between messages skipped, RFC 5626
+/// §3.5.1) to `each`, with the socket and the parsed message; `each` returns false to
+/// leave that message for the next pass (back-pressure).
+///
+/// A message larger than the buffer at rest grows it to the message's size out of the
+/// budget; one over `max_message`, or one the budget cannot hold now, is handed on as
+/// [`Frame::Refused`] when the stream `refuses` (a served stream answers it), its body
+/// skipped as it arrives; else (iwf's own connection, whose peer sends responses) it
+/// breaks the stream. A stream that cannot be framed (no Content-Length, garbage, a
+/// header section over the buffer) cannot be resynchronised: counted and aborted.
 pub(super) fn sip_frames(
     sock: &mut tcp::Socket<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
+    input: &mut StreamIn,
+    limits: StreamLimits<'_>,
     tc: &TcpCounters,
-    mut each: impl FnMut(&mut tcp::Socket<'_>, &[u8], &Message<'_, '_>) -> bool,
+    refuses: bool,
+    mut each: impl FnMut(&mut tcp::Socket<'_>, Frame<'_, '_, '_>) -> bool,
 ) {
+    let parser = crate::wire::sip::Parser::stream().with_max_message_len(limits.max_message.max(SIP_STREAM_BUFFER));
     loop {
+        if input.skip > 0 {
+            let skipped = sock.recv(|data| {
+                let n = data.len().min(input.skip);
+                (n, n)
+            });
+            input.skip -= skipped.unwrap_or(0);
+            if input.skip > 0 {
+                return;
+            }
+        }
+        let StreamIn { buf, len, .. } = input;
         if *len < buf.len() && sock.can_recv() {
             if let Ok(n) = sock.recv_slice(buf.get_mut(*len..).unwrap_or(&mut [])) {
                 *len = (*len).saturating_add(n).min(buf.len());
@@ -105,24 +222,79 @@ pub(super) fn sip_frames(
             return;
         }
         let mut headers = [Header::EMPTY; MAX_HEADERS];
-        let framed = match parse_stream(buf.get(..*len).unwrap_or(&[]), &mut headers) {
+        let framed = match parser.parse(buf.get(..*len).unwrap_or(&[]), &mut headers) {
             Ok(Status::Complete(n, m)) => {
-                if !each(sock, buf.get(..n).unwrap_or(&[]), &m) {
+                if !each(sock, Frame::Whole(buf.get(..n).unwrap_or(&[]), &m)) {
                     return;
                 }
                 n
             }
             Ok(Status::Partial) if *len < buf.len() => return,
-            Ok(Status::Partial) | Err(_) => {
+            Ok(Status::Partial) | Err(crate::wire::sip::Error::TooLong) => {
+                // The buffer is full and the message is not whole: grow for it, or refuse it.
+                match make_room(sock, input, limits, tc, refuses, &mut each) {
+                    true => continue,
+                    false => return,
+                }
+            }
+            Err(_) => {
                 tc.sip_stream_errors.inc();
-                *len = 0;
+                input.len = 0;
                 sock.abort();
                 return;
             }
         };
         buf.copy_within(framed..*len, 0);
         *len -= framed;
+        input.shrink(limits.budget);
     }
+}
+
+/// A full buffer holding the start of a message larger than it: grow the buffer to the
+/// message's size out of the budget (true: read on), or refuse the message from its
+/// head and skip the rest of it (true), or break a stream that cannot be framed
+/// (false).
+fn make_room(
+    sock: &mut tcp::Socket<'_>,
+    input: &mut StreamIn,
+    limits: StreamLimits<'_>,
+    tc: &TcpCounters,
+    refuses: bool,
+    each: &mut impl FnMut(&mut tcp::Socket<'_>, Frame<'_, '_, '_>) -> bool,
+) -> bool {
+    let mut headers = [Header::EMPTY; MAX_HEADERS];
+    let held = input.buf.get(..input.len).unwrap_or(&[]);
+    let head = crate::wire::sip::Parser::stream().parse_head(held, &mut headers);
+    let (head_len, m) = match head {
+        Ok(Status::Complete(n, m)) if m.content_length().is_some() => (n, m),
+        _ => {
+            tc.sip_stream_errors.inc();
+            input.len = 0;
+            sock.abort();
+            return false;
+        }
+    };
+    let total = head_len.saturating_add(m.content_length().unwrap_or(0));
+    let reason = if total > limits.max_message {
+        Rejection::EntityTooLarge
+    } else if limits.budget.take(total - input.buf.len()) {
+        input.buf.resize(total, 0);
+        return true;
+    } else {
+        Rejection::NoRoom
+    };
+    if !refuses {
+        tc.sip_stream_errors.inc();
+        input.len = 0;
+        sock.abort();
+        return false;
+    }
+    if !each(sock, Frame::Refused(&m, reason)) {
+        return false; // no room to answer yet: tried again on the next pass
+    }
+    input.skip = total.saturating_sub(input.len);
+    input.len = 0;
+    true
 }
 
 /// The branch of a message's top Via.
@@ -141,9 +313,10 @@ pub(super) fn branch_of(request: &[u8]) -> String {
 
 /// iwf's own SIP-over-TCP connection's state, as one pass uses it.
 pub(super) struct ClientStream<'a> {
-    /// The response buffer and the octets it holds.
-    pub(super) buf: &'a mut [u8],
-    pub(super) len: &'a mut usize,
+    /// The responses' input.
+    pub(super) input: &'a mut StreamIn,
+    /// Its limits.
+    pub(super) limits: StreamLimits<'a>,
     /// Octets of the first waiting request already written.
     pub(super) sending: &'a mut usize,
     /// The requests waiting to be written, and those written awaiting their final.
@@ -165,7 +338,7 @@ pub(super) fn sip_client_stream(
     mut flows: Option<&mut Flows>,
     tc: &TcpCounters,
 ) {
-    let ClientStream { buf, len, sending, out, sent, timer_f_ms } = stream;
+    let ClientStream { input, limits, sending, out, sent, timer_f_ms } = stream;
     while let Some((_, bytes)) = out.front() {
         if !sock.may_send() {
             break;
@@ -183,7 +356,8 @@ pub(super) fn sip_client_stream(
             f.recycle(bytes);
         }
     }
-    sip_frames(sock, buf, len, tc, |_, _, m| {
+    sip_frames(sock, input, limits, tc, false, |_, frame| {
+        let Frame::Whole(_, m) = frame else { return true };
         match (m.status_code(), top_branch(m)) {
             (Some(code), Some(branch)) => {
                 tc.sip_client_responses.inc();

@@ -146,6 +146,12 @@ pub enum Rejection {
     TooLarge,
     /// Table full (503 with Retry-After).
     TableFull,
+    /// A stream's request whose body is over the configured maximum (413, RFC 3261
+    /// §21.4.11): refused from its head, its body skipped unread.
+    EntityTooLarge,
+    /// A stream's request too large to hold now (the streams' memory is spent): 503
+    /// with Retry-After, its body skipped unread.
+    NoRoom,
 }
 
 impl Rejection {
@@ -160,6 +166,8 @@ impl Rejection {
             Rejection::TooManyHops => (483, "Too Many Hops"),
             Rejection::TooLarge => (513, "Message Too Large"),
             Rejection::TableFull => (503, "Service Unavailable"),
+            Rejection::EntityTooLarge => (413, "Request Entity Too Large"),
+            Rejection::NoRoom => (503, "Service Unavailable"),
         })
     }
 }
@@ -178,6 +186,8 @@ impl fmt::Display for Rejection {
             Rejection::TooManyHops => f.write_str("Max-Forwards is 0"),
             Rejection::TooLarge => f.write_str("request fields too large to store"),
             Rejection::TableFull => f.write_str("server transaction table full"),
+            Rejection::EntityTooLarge => f.write_str("request body over the maximum"),
+            Rejection::NoRoom => f.write_str("no memory to hold the request now"),
         }
     }
 }
@@ -323,6 +333,10 @@ pub struct ServerCounters {
     pub too_large: u64,
     /// 503: table full.
     pub table_full: u64,
+    /// Stream requests refused 413 from their head (body over the maximum).
+    pub entity_too_large: u64,
+    /// Stream requests refused 503 from their head (no memory to hold them now).
+    pub no_room: u64,
     /// Completed transactions freed by Timer J.
     pub expired: u64,
     /// Transactions freed because the application never answered.
@@ -351,6 +365,8 @@ impl Default for ServerCounters {
             too_many_hops: 0,
             too_large: 0,
             table_full: 0,
+            entity_too_large: 0,
+            no_room: 0,
             expired: 0,
             abandoned: 0,
         }
@@ -569,6 +585,26 @@ impl ServerTransactions {
         }
     }
 
+    /// A stateless refusal of a stream's request known only by its head (parsed with
+    /// [`crate::wire::sip::Parser::parse_head`]): [`Rejection::EntityTooLarge`] or
+    /// [`Rejection::NoRoom`]. No transaction is made (the request was never read
+    /// whole); a retransmission gets the same answer again. Counted.
+    pub fn refuse_head<'a, 'h>(
+        &mut self,
+        src: SocketAddrV4,
+        head: &Message<'_, '_>,
+        reason: Rejection,
+        out: &mut [u8],
+    ) -> Incoming<'a, 'h> {
+        self.counters.requests += 1;
+        match reason {
+            Rejection::EntityTooLarge => self.counters.entity_too_large += 1,
+            _ => self.counters.no_room += 1,
+        }
+        let reply_to = head.top_via().map_or(src, |via| reply_address(&via, src));
+        self.reject(head, reply_to, reason, out)
+    }
+
     /// A stateless response (§8.2.7) to `request` for `reason`.
     fn reject<'a, 'h>(
         &self,
@@ -584,7 +620,7 @@ impl ServerTransactions {
                 Rejection::MethodNotAllowed => {
                     w.header_fmt("Allow", format_args!("{}", MethodList(self.config.allow))).ok()?;
                 }
-                Rejection::TableFull => {
+                Rejection::TableFull | Rejection::NoRoom => {
                     w.header_u32("Retry-After", self.config.retry_after_s).ok()?;
                 }
                 Rejection::Malformed(_) | Rejection::NoBranch | Rejection::KeyTooLong => {

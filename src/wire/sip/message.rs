@@ -191,6 +191,18 @@ pub struct Message<'a, 'h> {
     content_length: Option<usize>,
 }
 
+/// Where a message's header section lies, and what it says.
+struct HeadSection<'a> {
+    /// The message's first octet (after keep-alive CRLFs).
+    start: usize,
+    /// The first octet after the blank line.
+    end: usize,
+    start_line: StartLine<'a>,
+    /// Header fields parsed.
+    fields: usize,
+    content_length: Option<usize>,
+}
+
 /// Parse one datagram (UDP): a missing end of headers is [`Error::Truncated`].
 pub fn parse_datagram<'a, 'h>(buf: &'a [u8], headers: &'h mut [Header<'a>]) -> Result<Message<'a, 'h>, Error> {
     match Parser::datagram().parse(buf, headers)? {
@@ -381,6 +393,39 @@ impl Parser {
         buf: &'a [u8],
         headers: &'h mut [Header<'a>],
     ) -> Result<Status<Message<'a, 'h>>, Error> {
+        let Status::Complete(_, head) = self.head(buf, headers)? else {
+            return Ok(Status::Partial);
+        };
+        let Some(body) = self.body(buf, head.start, head.end, head.content_length)? else {
+            return Ok(Status::Partial);
+        };
+        let headers: &'h [Header<'a>] = headers;
+        let headers = headers.get(..head.fields).unwrap_or(&[]);
+        let m = Message { start_line: head.start_line, headers, body, content_length: head.content_length };
+        Ok(Status::Complete(head.end + body.len(), m))
+    }
+
+    /// Parse the start line and header fields of the message at the front of a
+    /// stream buffer, whatever of its body has arrived: the octets up to the body,
+    /// and the message with an empty body (its [`Message::content_length`] says how
+    /// long the body is). For a stream that must decide about a message before
+    /// holding all of it (one too large to read gets its answer from this).
+    pub fn parse_head<'a, 'h>(
+        &self,
+        buf: &'a [u8],
+        headers: &'h mut [Header<'a>],
+    ) -> Result<Status<Message<'a, 'h>>, Error> {
+        let Status::Complete(_, head) = self.head(buf, headers)? else {
+            return Ok(Status::Partial);
+        };
+        let headers: &'h [Header<'a>] = headers;
+        let headers = headers.get(..head.fields).unwrap_or(&[]);
+        let m = Message { start_line: head.start_line, headers, body: &[], content_length: head.content_length };
+        Ok(Status::Complete(head.end, m))
+    }
+
+    /// The start line and header section at the front of `buf`.
+    fn head<'a>(&self, buf: &'a [u8], headers: &mut [Header<'a>]) -> Result<Status<HeadSection<'a>>, Error> {
         let max = self.max_message_len;
         let datagram = self.transport == Transport::Datagram;
         if datagram && buf.len() > max {
@@ -455,13 +500,7 @@ impl Parser {
         if pos - start > max {
             return Err(Error::TooLong);
         }
-
-        let Some(body) = self.body(buf, start, pos, content_length)? else {
-            return Ok(Status::Partial);
-        };
-        let headers: &'h [Header<'a>] = headers;
-        let headers = headers.get(..n).unwrap_or(&[]);
-        Ok(Status::Complete(pos + body.len(), Message { start_line, headers, body, content_length }))
+        Ok(Status::Complete(pos, HeadSection { start, end: pos, start_line, fields: n, content_length }))
     }
 
     /// The body after a header section that ends at `pos` (the message started at
