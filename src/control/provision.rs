@@ -108,11 +108,29 @@ impl Provision {
         let doc = Doc { text };
         let keys = config::keyring(&doc, &file)?;
         let legacy = config::dataplane(&doc, &file)?.legacy;
+        unserved(&doc, &file, &legacy)?;
         let converged = converged_names(&doc, &file)?;
         let routes = routes(&doc, &file, &legacy)?;
         let msisdns = msisdns(&doc, &file, &converged)?;
         Ok(Provision { keys, legacy, routes, msisdns, converged })
     }
+}
+
+/// The MMS exchange's codecs, sessions, conversions, selection and configuration are
+/// in place, but the packet path does not serve MMS centres yet: a running iwf with
+/// one would route media to it and never deliver. Refused at start and at reload, at
+/// the system's `kind`.
+fn unserved(doc: &Doc<'_>, file: &File, legacy: &[LegacyConfig]) -> Result<(), ConfigError> {
+    let entries = file.legacy.as_ref().map_or(&[][..], |l| l.get_ref());
+    for (i, (l, entry)) in legacy.iter().zip(entries).enumerate() {
+        if l.exchange == crate::route::select::ExchangeKind::Mms {
+            let span = entry.get_ref().kind.as_ref().map_or(entry.span(), Spanned::span);
+            let why = "this version of iwf does not serve MMS centres on its packet path yet (MM4 is read, \
+                       written and converted, not relayed): leave the system out";
+            return doc.err(&format!("legacy[{i}].kind"), span, why);
+        }
+    }
+    Ok(())
 }
 
 /// `[converged]`.
@@ -256,6 +274,16 @@ mod tests {
         assert!(e.contains("routes[1].system") && e.contains("smsc-x"), "{e}");
         let line = text.lines().position(|l| l.contains("smsc-x")).unwrap() + 1;
         assert!(e.contains(&format!("line {line}")), "{e}");
+    }
+
+    #[test]
+    fn an_mms_centre_is_refused_until_the_packet_path_serves_it() {
+        let text = lab()
+            .replace("sip_udp_port = 5060", "sip_udp_port = 5060\nsmtp_tcp_port = 25")
+            + "\n[[legacy]]\nid = 9\nname = \"mmsc-m\"\nkind = \"mmsc\"\ndomain = \"mmsc-m.lab\"\nallow = [\"198.18.1.1\"]\nsmtp_next_hop = \"198.18.1.1:2525\"\n";
+        let e = Provision::parse(&text).unwrap_err();
+        assert_eq!(e.key, "legacy[3].kind", "{e}");
+        assert!(e.message.contains("does not serve MMS centres"), "{e}");
     }
 
     #[test]
