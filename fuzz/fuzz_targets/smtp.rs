@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         while let Some(e) = s.poll_event() {
             if e == Event::Message {
                 assert!(s.message().is_some_and(|m| m.data.len() <= 4096));
-                s.answer(Reply::new(250, b"2.0.0 Ok")).expect("a message waits for its answer");
+                s.answer(now, Reply::new(250, b"2.0.0 Ok")).expect("a message waits for its answer");
             }
         }
         let n = s.poll_transmit(&mut out);

@@ -280,7 +280,13 @@ impl Flows {
         };
         let mut media = [0u8; 128];
         let content_type = content_type_of(content, &mut media);
-        let system = match provision.routes.select(&number, content_type) {
+        let body = match content {
+            SipContent::Cpim(parsed) => parsed.content,
+            _ => msg.body,
+        };
+        let fits = fits_sms(content_type, body, provision.converged.sms_max_parts);
+        let class = crate::route::select::ContentClass::of(content_type, fits);
+        let system = match provision.routes.select_for(number.digits().as_bytes(), content_type, class) {
             Ok(s) => s.0,
             Err(e) => {
                 self.shared.count_drop(DropReason::NoRoute);
@@ -475,4 +481,21 @@ impl Flows {
         self.rr = self.rr.wrapping_add(1);
         candidates.get(self.rr % candidates.len()).copied()
     }
+}
+
+/// Whether a text content (`content_type` text/* or none) fits `max_parts` SMS parts as
+/// 8-bit-reference concatenation counts them, in the encoding it needs (GSM 7-bit, else
+/// UCS-2). A text short enough to fit whatever its characters is not counted (the
+/// common case costs no pass over it); text that is not UTF-8 is left to the SMS
+/// conversion to refuse. Non-text content is not asked (it is media whatever its size).
+fn fits_sms(content_type: Option<&str>, text: &[u8], max_parts: usize) -> bool {
+    use crate::wire::sms::{choose_encoding, count_segments, Concatenation};
+    /// UCS-2 characters per part of a concatenated message: the fewest of any encoding.
+    const UCS2_PART: usize = 67;
+    let is_text = content_type.is_none_or(|c| c.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"text/")));
+    if !is_text || text.len() <= max_parts.saturating_mul(UCS2_PART) {
+        return true;
+    }
+    let Ok(text) = core::str::from_utf8(text) else { return true };
+    count_segments(text, choose_encoding(text), Concatenation::Udh8).is_ok_and(|n| usize::from(n) <= max_parts)
 }

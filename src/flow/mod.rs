@@ -1299,10 +1299,15 @@ mod tests {
     }
 
     fn conv_message_asking(number: &str, call: &str, dispositions: &str) -> String {
+        conv_text(number, call, dispositions, "hi")
+    }
+
+    fn conv_text(number: &str, call: &str, dispositions: &str, text: &str) -> String {
         let cpim = format!(
             "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <tel:{number}>\r\n\
     NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: conv-1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\
-    imdn.Disposition-Notification: {dispositions}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nhi"
+    imdn.Disposition-Notification: {dispositions}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
         );
         format!(
             "MESSAGE tel:{number} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
@@ -1486,6 +1491,32 @@ mod tests {
         let content = SipContent::of(&msg, &mut cpim_headers);
         assert!(matches!(content, SipContent::Cpim(_)), "the CPIM body, parsed once");
         assert_eq!(content_type_of(&content, &mut buf), Some("text/plain"));
+    }
+
+    /// Exchange selection by length: a text over `[converged] sms_max_parts` SMS parts,
+    /// for a number with only SMS routes, is answered 488 and nothing is submitted; the
+    /// same text within the limit goes to the SMS centre.
+    #[test]
+    fn text_over_the_sms_limit_without_an_mms_route_answers_488() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let text = text.replace("[converged]", "[converged]\nsms_max_parts = 2");
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 1, None).unwrap());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.bound(SMSCC, 3, true);
+        let sip = conv_text("+447000300001", "len1", "positive-delivery", &"x".repeat(2 * 153 + 1));
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        assert_eq!(
+            f.poll_any_answer().map(|a| (a.status, a.reason)),
+            Some((488, crate::route::select::SelectError::TextTooLong.sip_status().1))
+        );
+        assert!(f.poll_smpp(0).is_none(), "nothing submitted");
+        // Two parts exactly: submitted.
+        let sip = conv_text("+447000300001", "len2", "positive-delivery", &"x".repeat(2 * 153));
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        assert!(f.poll_any_answer().is_none(), "waiting for the SMSC");
     }
 
     #[test]

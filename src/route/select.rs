@@ -3,18 +3,20 @@
 //!
 //! ```text
 //!  provisioning ──RoutingTable::build──► immutable snapshot ──Selection::publish (arc-swap)──►
-//!  pipelines: Selection::load() per burst ──► table.select(&msisdn, Some("text/plain"))
-//!                                                 │ longest digit prefix, then content type
-//!                                                 ▼
-//!            Ok(LegacySystemId) │ Err(NoRoute) → SIP 404 │ Err(ContentTypeNotRouted) → SIP 415
+//!  pipelines: Selection::load() per burst ──► table.select_for(digits, content type, class)
+//!                                     │ longest digit prefix, content type, then exchange kind
+//!                                     ▼
+//!   Ok(LegacySystemId) │ NoRoute → SIP 404 │ ContentTypeNotRouted → 415 │ TextTooLong → 488
 //! ```
 //!
 //! - [`RoutingTable`]: a digit trie (10 children per node, `u32` indices) over
 //!   the route prefixes. A lookup walks at most 15 digits, remembers the nodes
-//!   that carry routes, and then tries them longest first: the first route
-//!   whose content-type restriction admits the message wins. A number that
-//!   matches no prefix is [`SelectError::NoRoute`]; one whose matching prefixes
-//!   all restrict the content type to something else is
+//!   that carry routes, and then tries them longest first: at the first prefix
+//!   with a route that admits the content type and whose exchange takes the
+//!   content's [`ContentClass`], short text goes to an SMS route before an MMS
+//!   one, media and long text only to MMS. A number that matches no prefix is
+//!   [`SelectError::NoRoute`]; long text with only SMS routes is
+//!   [`SelectError::TextTooLong`]; any other content no route takes is
 //!   [`SelectError::ContentTypeNotRouted`]. Lookups allocate nothing.
 //! - [`MsisdnMap`]: explicit entries (exact MSISDN → URI), sorted by a packed
 //!   numeric key and binary-searched, plus an optional template rule
@@ -26,15 +28,18 @@
 //!
 //! ```
 //! use iwf::interwork::address::Msisdn;
-//! use iwf::route::select::{MsisdnMap, RouteSpec, RoutingTable, SelectError};
+//! use iwf::route::select::{ContentClass, ExchangeKind, MsisdnMap, RouteSpec, RoutingTable, SelectError};
 //! use iwf::ids::LegacySystemId;
 //! let table = RoutingTable::build(&[
 //!     RouteSpec::new("+4470001", LegacySystemId(1)),
+//!     RouteSpec::new("+4470001", LegacySystemId(4)).exchange(ExchangeKind::Mms),
 //!     RouteSpec::new("+44700015", LegacySystemId(2)).content_type("text/plain"),
 //! ])?;
 //! let n = Msisdn::parse("+447000151234")?;
 //! assert_eq!(table.select(&n, Some("text/plain")), Ok(LegacySystemId(2)));
-//! assert_eq!(table.select(&n, Some("image/png")), Ok(LegacySystemId(1)));
+//! assert_eq!(table.select(&n, Some("image/png")), Ok(LegacySystemId(4)));
+//! let long = ContentClass::of(Some("text/plain"), false);
+//! assert_eq!(table.select_for(b"447000171234", Some("text/plain"), long), Ok(LegacySystemId(4)));
 //! let other = Msisdn::parse("+33123")?;
 //! assert_eq!(table.select(&other, None), Err(SelectError::NoRoute));
 //!
@@ -105,15 +110,17 @@ impl ContentClass {
         let essence = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
         match essence {
             None | Some("") => text_class(fits_sms),
-            Some(e) if e.len() >= 5 && e[..5].eq_ignore_ascii_case("text/") => text_class(fits_sms),
+            Some(e) if e.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"text/")) => text_class(fits_sms),
             Some(_) => ContentClass::Media,
         }
     }
 
     /// Whether a route to `exchange` takes this class; `restricted`: the route names
-    /// the content type it takes (an operator's explicit choice is honoured).
+    /// the content type it takes (an operator's explicit choice of a media type for an
+    /// SMS centre is honoured; long text never goes to one).
     fn takes(self, exchange: ExchangeKind, restricted: bool) -> bool {
-        matches!((self, exchange), (ContentClass::Text, _) | (_, ExchangeKind::Mms)) || restricted
+        matches!((self, exchange), (ContentClass::Text, _) | (_, ExchangeKind::Mms))
+            || (restricted && self == ContentClass::Media)
     }
 }
 
@@ -765,6 +772,13 @@ mod tests {
             RoutingTable::build(&[RouteSpec::new("+1", sms)]).unwrap().select_digits(b"44", None),
             Err(SelectError::NoRoute)
         );
+        // A Content-Type whose fifth octet falls inside a character is media, not a panic.
+        assert_eq!(ContentClass::of(Some("abcdé/x"), true), ContentClass::Media);
+        assert_eq!(ContentClass::of(Some("TEXT/Plain; charset=utf-8"), false), ContentClass::LongText);
+        // A route restricted to text/plain is still an SMS route: long text is 488 there.
+        let r = RoutingTable::build(&[RouteSpec::new("+44", sms).content_type("text/plain")]).unwrap();
+        let long = ContentClass::of(Some("text/plain"), false);
+        assert_eq!(r.select_for(b"441", Some("text/plain"), long), Err(SelectError::TextTooLong));
         // The same prefix may have one route of each kind, not two of one.
         let dup = RoutingTable::build(&[RouteSpec::new("+44", sms), RouteSpec::new("+44", LegacySystemId(2))]);
         assert_eq!(dup.unwrap_err(), BuildError::Duplicate { first: 0, index: 1 });

@@ -9,13 +9,11 @@
 
 use core::fmt;
 
-/// The longest command line, CRLF included (RFC 5321 §4.5.3.1.4), with room for
-/// the `SIZE=` and `BODY=` parameters of RFC 1870 and RFC 6152.
-pub const MAX_COMMAND_LINE: usize = 512;
+/// The longest command line, CRLF included: RFC 5321 §4.5.3.1.4's 512, plus the 26
+/// octets RFC 1870 allows for `SIZE=` and 14 for ` BODY=8BITMIME` (RFC 6152).
+pub const MAX_COMMAND_LINE: usize = 512 + 26 + 14;
 /// The longest reply line, CRLF included (RFC 5321 §4.5.3.1.5).
 pub const MAX_REPLY_LINE: usize = 512;
-/// The longest text line of a message body, CRLF included (RFC 5321 §4.5.3.1.6).
-pub const MAX_TEXT_LINE: usize = 1000;
 
 /// A command from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

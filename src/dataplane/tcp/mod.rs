@@ -307,7 +307,7 @@ enum Service {
     /// (RFC 3261 §18.1.1), opened when one waits. `sending`: octets of the first
     /// waiting request already in the socket (a request larger than the send buffer
     /// goes in pieces).
-    SipClient { remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64, input: StreamIn, sending: usize },
+    SipClient { remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64, input: StreamIn, sending: Sending },
 }
 
 #[derive(Debug)]
@@ -799,8 +799,16 @@ impl Endpoint {
                     sip_client_stream(now, sock, stream, flows.as_deref_mut(), tc);
                 }
                 if gone {
-                    // A request cut off mid-way goes again, whole, on the next connection.
-                    *sending = 0;
+                    // A request cut off mid-way is not sent again (a next hop that resets
+                    // it would get it for ever): it is answered as a transport error.
+                    if std::mem::take(sending).octets > 0 {
+                        if let Some((token, _)) = sip_out.pop_front() {
+                            tc.sip_client_failed.inc();
+                            if let Some(f) = flows.as_deref_mut() {
+                                f.handle(now, Input::SipFinal { token, status: 503 });
+                            }
+                        }
+                    }
                     input.reset(sip_budget);
                     // Requests whose responses were on the lost connection: their fate is
                     // unknown, answered as a transport error.
@@ -865,7 +873,7 @@ impl Endpoint {
             Service::SipClient { connecting, input, sending, .. } => {
                 *connecting = false;
                 input.reset(&self.sip_budget);
-                *sending = 0;
+                *sending = Sending::default();
             }
             _ => tc.accepted.inc(),
         }
@@ -1131,7 +1139,7 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
                 since: 0,
                 retry_at: 0,
                 input: StreamIn::new(),
-                sending: 0,
+                sending: Sending::default(),
             },
             smpp: None,
             peer: None,
@@ -1788,10 +1796,14 @@ mod tests {
                 body.len()
             )
         };
-        let send_all = |lab: &mut Lab, bytes: &[u8]| {
+        let send_all = |lab: &mut Lab, h: SocketHandle, bytes: &[u8]| {
             let mut at = 0;
             let mut answers = String::new();
-            while at < bytes.len() {
+            // Bounded: a stream iwf closes stops taking octets.
+            for _ in 0..2000 {
+                if at == bytes.len() {
+                    break;
+                }
                 at += lab.sock(h).send_slice(&bytes[at..]).unwrap_or(0);
                 lab.run(5);
                 answers.push_str(&lab.text(h));
@@ -1802,23 +1814,45 @@ mod tests {
         };
         // 50 000 octets: read whole (answered by the policy, 404), the growth given back.
         let big = request("MESSAGE", 1, &"b".repeat(50_000));
-        let answers = send_all(&mut lab, big.as_bytes());
+        let answers = send_all(&mut lab, h, big.as_bytes());
         assert!(answers.starts_with("SIP/2.0 404 ") && answers.contains("CSeq: 1 MESSAGE"), "{answers}");
         assert_eq!(budget.left(), 70_000, "the growth is given back");
         // Over the maximum: 413, then the OPTIONS behind it is answered on the same stream.
         let over = format!("{}{}", request("MESSAGE", 2, &"o".repeat(61_000)), request("OPTIONS", 3, ""));
-        let answers = send_all(&mut lab, over.as_bytes());
+        let answers = send_all(&mut lab, h, over.as_bytes());
         assert!(answers.starts_with("SIP/2.0 413 Request Entity Too Large"), "{answers}");
         assert!(answers.contains("SIP/2.0 200 OK") && answers.contains("CSeq: 1 OPTIONS"), "{answers}");
         // The budget spent elsewhere: 503 with Retry-After, and the stream serves on.
         assert!(budget.take(65_000));
         let starved = format!("{}{}", request("MESSAGE", 4, &"s".repeat(20_000)), request("OPTIONS", 5, ""));
-        let answers = send_all(&mut lab, starved.as_bytes());
+        let answers = send_all(&mut lab, h, starved.as_bytes());
         assert!(answers.starts_with("SIP/2.0 503 ") && answers.contains("Retry-After:"), "{answers}");
         assert!(answers.contains("CSeq: 1 OPTIONS"), "{answers}");
         assert_eq!(lab.counters.tcp.sip_refused_large.get(), 2);
         assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 0);
         assert!(lab.sock(h).is_active());
+        budget.give(65_000);
+        // A large ACK is skipped, never answered.
+        let ack = format!("{}{}", request("ACK", 6, &"a".repeat(61_000)), request("OPTIONS", 7, ""));
+        let answers = send_all(&mut lab, h, ack.as_bytes());
+        assert!(answers.starts_with("SIP/2.0 200 OK") && answers.matches("SIP/2.0 ").count() == 1, "{answers}");
+        // A large message that stops coming: after its time the stream goes, and its
+        // memory comes back.
+        let cut = request("MESSAGE", 8, &"c".repeat(50_000));
+        let _ = send_all(&mut lab, h, &cut.as_bytes()[..20_000]);
+        assert!(budget.left() < 70_000, "the buffer grew");
+        lab.run(sip_conn::LARGE_MESSAGE_MS + 100);
+        assert_eq!(budget.left(), 70_000);
+        assert_eq!(lab.counters.tcp.sip_stream_errors.get(), 1);
+        // A Content-Length out of all reason: 413, then the stream closes rather than
+        // skip for ever.
+        let h = lab.connect_to(5060, 42002);
+        lab.run(30);
+        let absurd = request("MESSAGE", 9, "").replace("Content-Length: 0", "Content-Length: 99999999");
+        let answers = send_all(&mut lab, h, format!("{absurd}{}", "z".repeat(9000)).as_bytes());
+        assert!(answers.starts_with("SIP/2.0 413 "), "{answers}");
+        lab.run(100);
+        assert!(!lab.sock(h).may_recv() || !lab.sock(h).is_active(), "closed by iwf");
     }
 
     /// iwf's own request larger than its socket's send buffer (an MMS of a megabyte
@@ -1857,6 +1891,12 @@ mod tests {
         assert_eq!(lab.counters.tcp.sip_client_sent.get(), 1);
         assert_eq!(lab.iwf.sip_sent.len(), 1, "waiting for its final response");
         assert!(lab.iwf.sip_out.is_empty());
+        // A next hop that stops reading: the request half written times out (408) and
+        // the connection goes, rather than hold it for ever.
+        lab.iwf.sip_out.push_back((8, request.into_bytes()));
+        lab.run(SIP_CLIENT_TIMER_F_MS + 500);
+        assert!(lab.iwf.sip_out.is_empty(), "given up");
+        assert!(lab.counters.tcp.sip_client_timeouts.get() >= 1);
     }
 
     /// Two workers on one port, each with its own [`Endpoint`], behind a "NIC" that

@@ -48,11 +48,14 @@ pub(super) struct StreamIn {
     pub(super) buf: Vec<u8>,
     pub(super) len: usize,
     pub(super) skip: usize,
+    /// While the buffer is grown: when the message must be whole (a peer that sends a
+    /// large head and then nothing would hold the budget for ever).
+    pub(super) grown_until: u64,
 }
 
 impl StreamIn {
     pub(super) fn new() -> StreamIn {
-        StreamIn { buf: vec![0u8; SIP_STREAM_BUFFER], len: 0, skip: 0 }
+        StreamIn { buf: vec![0u8; SIP_STREAM_BUFFER], len: 0, skip: 0, grown_until: 0 }
     }
 
     /// Back to rest: nothing held, the buffer's growth given back.
@@ -71,6 +74,10 @@ impl StreamIn {
         }
     }
 }
+
+/// How long a large message may take to arrive whole once its head is read, ms (Timer
+/// F's 64·T1: the sender gives up on it by then anyway).
+pub(super) const LARGE_MESSAGE_MS: u64 = 32_000;
 
 /// What a stream may hold: the largest message, and the shared budget its growth
 /// comes from.
@@ -116,7 +123,7 @@ pub(super) fn sip_stream(
     tc: &TcpCounters,
     mut flows: Option<(&mut Flows, (u8, u16))>,
 ) {
-    sip_frames(sock, input, limits, tc, true, |sock, frame| {
+    sip_frames(now, sock, input, limits, tc, true, |sock, frame| {
         let message = match frame {
             Frame::Whole(message, _) => message,
             Frame::Refused(head, reason) => {
@@ -187,6 +194,7 @@ pub(super) enum Frame<'f, 'a, 'h> {
 /// breaks the stream. A stream that cannot be framed (no Content-Length, garbage, a
 /// header section over the buffer) cannot be resynchronised: counted and aborted.
 pub(super) fn sip_frames(
+    now: u64,
     sock: &mut tcp::Socket<'_>,
     input: &mut StreamIn,
     limits: StreamLimits<'_>,
@@ -195,14 +203,25 @@ pub(super) fn sip_frames(
     mut each: impl FnMut(&mut tcp::Socket<'_>, Frame<'_, '_, '_>) -> bool,
 ) {
     let parser = crate::wire::sip::Parser::stream().with_max_message_len(limits.max_message.max(SIP_STREAM_BUFFER));
+    if input.buf.len() > SIP_STREAM_BUFFER && now > input.grown_until {
+        // A large message that stopped coming: its memory goes back, the stream cannot
+        // be framed again.
+        tc.sip_stream_errors.inc();
+        input.reset(limits.budget);
+        sock.abort();
+        return;
+    }
     loop {
-        if input.skip > 0 {
-            let skipped = sock.recv(|data| {
-                let n = data.len().min(input.skip);
-                (n, n)
-            });
-            input.skip -= skipped.unwrap_or(0);
-            if input.skip > 0 {
+        while input.skip > 0 {
+            // The socket's buffer is a ring: one recv sees up to its end, so go on.
+            let skipped = sock
+                .recv(|data| {
+                    let n = data.len().min(input.skip);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            input.skip -= skipped;
+            if skipped == 0 {
                 return;
             }
         }
@@ -232,7 +251,7 @@ pub(super) fn sip_frames(
             Ok(Status::Partial) if *len < buf.len() => return,
             Ok(Status::Partial) | Err(crate::wire::sip::Error::TooLong) => {
                 // The buffer is full and the message is not whole: grow for it, or refuse it.
-                match make_room(sock, input, limits, tc, refuses, &mut each) {
+                match make_room(now, sock, input, limits, tc, refuses, &mut each) {
                     true => continue,
                     false => return,
                 }
@@ -255,6 +274,7 @@ pub(super) fn sip_frames(
 /// head and skip the rest of it (true), or break a stream that cannot be framed
 /// (false).
 fn make_room(
+    now: u64,
     sock: &mut tcp::Socket<'_>,
     input: &mut StreamIn,
     limits: StreamLimits<'_>,
@@ -278,7 +298,9 @@ fn make_room(
     let reason = if total > limits.max_message {
         Rejection::EntityTooLarge
     } else if limits.budget.take(total - input.buf.len()) {
+        input.buf.reserve_exact(total - input.buf.len());
         input.buf.resize(total, 0);
+        input.grown_until = now.saturating_add(LARGE_MESSAGE_MS);
         return true;
     } else {
         Rejection::NoRoom
@@ -292,8 +314,17 @@ fn make_room(
     if !each(sock, Frame::Refused(&m, reason)) {
         return false; // no room to answer yet: tried again on the next pass
     }
-    input.skip = total.saturating_sub(input.len);
+    let skip = total.saturating_sub(input.len);
     input.len = 0;
+    if skip > limits.max_message {
+        // Skipping more than any message may hold (a Content-Length out of all reason)
+        // would swallow the stream: it closes once the answer is out (RFC 3261 §21.4.11
+        // allows it).
+        tc.sip_stream_errors.inc();
+        sock.close();
+        return false;
+    }
+    input.skip = skip;
     true
 }
 
@@ -311,14 +342,24 @@ pub(super) fn branch_of(request: &[u8]) -> String {
     }
 }
 
+/// The writing of a request larger than the send buffer, begun and not finished.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Sending {
+    /// Octets written.
+    pub(super) octets: usize,
+    /// When it must be finished (Timer F from its first octet: a next hop that stops
+    /// reading does not hold it for ever).
+    pub(super) until: u64,
+}
+
 /// iwf's own SIP-over-TCP connection's state, as one pass uses it.
 pub(super) struct ClientStream<'a> {
     /// The responses' input.
     pub(super) input: &'a mut StreamIn,
     /// Its limits.
     pub(super) limits: StreamLimits<'a>,
-    /// Octets of the first waiting request already written.
-    pub(super) sending: &'a mut usize,
+    /// The first waiting request's writing, once begun.
+    pub(super) sending: &'a mut Sending,
     /// The requests waiting to be written, and those written awaiting their final.
     pub(super) out: &'a mut std::collections::VecDeque<(u64, Vec<u8>)>,
     pub(super) sent: &'a mut Vec<StreamRequest>,
@@ -339,16 +380,32 @@ pub(super) fn sip_client_stream(
     tc: &TcpCounters,
 ) {
     let ClientStream { input, limits, sending, out, sent, timer_f_ms } = stream;
+    if sending.octets > 0 && now > sending.until {
+        // Half a request is on the wire and the next hop stopped reading: it gets 408,
+        // and the connection (whose stream is cut mid-request) goes.
+        if let Some((token, _)) = out.pop_front() {
+            tc.sip_client_timeouts.inc();
+            if let Some(f) = flows.as_deref_mut() {
+                f.handle(now, Input::SipFinal { token, status: 408 });
+            }
+        }
+        *sending = Sending::default();
+        sock.abort();
+        return;
+    }
     while let Some((_, bytes)) = out.front() {
         if !sock.may_send() {
             break;
         }
-        let rest = bytes.get(*sending..).unwrap_or(&[]);
-        *sending += sock.send_slice(rest).unwrap_or(0);
-        if *sending < bytes.len() {
+        if sending.octets == 0 {
+            sending.until = now.saturating_add(timer_f_ms);
+        }
+        let rest = bytes.get(sending.octets..).unwrap_or(&[]);
+        sending.octets += sock.send_slice(rest).unwrap_or(0);
+        if sending.octets < bytes.len() {
             break; // the send buffer is full: the rest goes on a later pass
         }
-        *sending = 0;
+        *sending = Sending::default();
         let Some((token, bytes)) = out.pop_front() else { break };
         tc.sip_client_sent.inc();
         sent.push(StreamRequest { branch: branch_of(&bytes), token, deadline: now.saturating_add(timer_f_ms) });
@@ -356,7 +413,7 @@ pub(super) fn sip_client_stream(
             f.recycle(bytes);
         }
     }
-    sip_frames(sock, input, limits, tc, false, |_, frame| {
+    sip_frames(now, sock, input, limits, tc, false, |_, frame| {
         let Frame::Whole(_, m) = frame else { return true };
         match (m.status_code(), top_branch(m)) {
             (Some(code), Some(branch)) => {

@@ -596,6 +596,19 @@ impl ServerTransactions {
         reason: Rejection,
         out: &mut [u8],
     ) -> Incoming<'a, 'h> {
+        match head.method() {
+            // A response, or an ACK, is never answered (RFC 3261 §17.2.1, §8.2.6): it
+            // is only skipped.
+            None => {
+                self.counters.not_requests += 1;
+                return Incoming::Rejected { reason: Rejection::NotARequest, reply: None };
+            }
+            Some(Method::Ack) => {
+                self.counters.acks += 1;
+                return Incoming::Rejected { reason: Rejection::Ack, reply: None };
+            }
+            Some(_) => {}
+        }
         self.counters.requests += 1;
         match reason {
             Rejection::EntityTooLarge => self.counters.entity_too_large += 1,

@@ -10,7 +10,8 @@
 //!  quit() when Ready ─► QUIT ─221─► Closed;  a bad reply or timeout ─► Closed
 //! ```
 //!
-//! The message goes with one recipient (MM4 addresses one MMS centre per
+//! A server that refuses EHLO (500, 502) gets HELO (RFC 5321 §3.2), and no extension
+//! is used with it. The message goes with one recipient (MM4 addresses one MMS centre per
 //! transaction; several recipients are several sends). Its octets are dot-stuffed
 //! on the way out and must use CRLF line ends. A server that advertised a smaller
 //! `SIZE` is not asked to take the message: it is refused here, permanently.
@@ -53,6 +54,8 @@ pub enum State {
     Greeting,
     /// EHLO sent.
     Ehlo,
+    /// HELO sent (the server refused EHLO).
+    Helo,
     /// Connected, no message in flight: [`Client::send`] may be called.
     Ready,
     /// MAIL sent.
@@ -238,24 +241,12 @@ impl Client {
             let mut size = None;
             let mut pipelining = false;
             let rest = &bytes[at..];
-            let parsed = Reply::parse(rest, |l| {
-                let (k, v) = match l.iter().position(|&b| b == b' ') {
-                    Some(i) => (&l[..i], &l[i + 1..]),
-                    None => (l, &b""[..]),
-                };
-                if k.eq_ignore_ascii_case(b"SIZE") {
-                    size = core::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok());
-                } else if k.eq_ignore_ascii_case(b"PIPELINING") {
-                    pipelining = true;
-                }
-            });
+            let parsed = Reply::parse(rest, |l| extension(l, &mut size, &mut pipelining));
             match parsed {
                 Ok(ReplyStatus::Complete(reply, used)) => {
-                    if self.state == State::Ehlo {
-                        // The last line may name an extension too.
-                        if reply.text.eq_ignore_ascii_case(b"PIPELINING") {
-                            pipelining = true;
-                        }
+                    if self.state == State::Ehlo && reply.is_positive() {
+                        // The last line names an extension too.
+                        extension(reply.text, &mut size, &mut pipelining);
                         self.max_size = size.unwrap_or(0);
                         self.pipelining = pipelining;
                     }
@@ -279,13 +270,16 @@ impl Client {
         }
         match (self.state, r.code) {
             (State::Greeting, 220) => {
-                self.out.extend_from_slice(b"EHLO ");
-                self.out.extend_from_slice(self.config.hostname.as_bytes());
-                self.out.extend_from_slice(b"\r\n");
+                self.hello(b"EHLO ");
                 self.state = State::Ehlo;
             }
-            (State::Greeting | State::Ehlo, _) if !r.is_positive() => self.close(CloseReason::Refused),
-            (State::Ehlo, _) => {
+            // A server without ESMTP: HELO (RFC 5321 §3.2), and no extensions.
+            (State::Ehlo, 500 | 502) => {
+                self.hello(b"HELO ");
+                self.state = State::Helo;
+            }
+            (State::Greeting | State::Ehlo | State::Helo, _) if !r.is_positive() => self.close(CloseReason::Refused),
+            (State::Ehlo | State::Helo, _) => {
                 self.state = State::Ready;
                 self.deadline = None;
                 self.events.push_back(Event::Ready);
@@ -323,6 +317,12 @@ impl Client {
             (State::Quit, _) => self.close(CloseReason::Quit),
             _ => self.close(CloseReason::Protocol),
         }
+    }
+
+    fn hello(&mut self, verb: &[u8]) {
+        self.out.extend_from_slice(verb);
+        self.out.extend_from_slice(self.config.hostname.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
     }
 
     fn ready(&mut self) {
@@ -373,6 +373,19 @@ impl Client {
         if self.deadline.is_some_and(|d| d <= now) {
             self.close(CloseReason::Timeout);
         }
+    }
+}
+
+/// Reads an EHLO reply line's extension: `SIZE n`, `PIPELINING`.
+fn extension(line: &[u8], size: &mut Option<u64>, pipelining: &mut bool) {
+    let (k, v) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &b""[..]),
+    };
+    if k.eq_ignore_ascii_case(b"SIZE") {
+        *size = core::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    } else if k.eq_ignore_ascii_case(b"PIPELINING") {
+        *pipelining = true;
     }
 }
 
@@ -464,6 +477,28 @@ mod tests {
     }
 
     #[test]
+    fn a_server_without_esmtp_gets_helo_and_size_may_come_last() {
+        let mut c = Client::new(ClientConfig { hostname: "iwf".into(), ..ClientConfig::default() });
+        c.connected(0);
+        c.handle_input(1, b"220 old\r\n");
+        assert_eq!(take(&mut c), "EHLO iwf\r\n");
+        c.handle_input(2, b"502 5.5.1 what\r\n");
+        assert_eq!(take(&mut c), "HELO iwf\r\n");
+        c.handle_input(3, b"250 old\r\n");
+        assert_eq!(c.poll_event(), Some(Event::Ready));
+        c.send(4, 1, b"a@b", b"c@d", &[b'x'; 200]).unwrap();
+        assert_eq!(take(&mut c), "MAIL FROM:<a@b>\r\n", "no SIZE without the extension");
+        // SIZE on the last line of the EHLO reply is honoured.
+        let mut c = Client::new(ClientConfig::default());
+        c.connected(0);
+        c.handle_input(1, b"220 x\r\n");
+        c.handle_input(2, b"250-x\r\n250 SIZE 100\r\n");
+        assert_eq!(c.poll_event(), Some(Event::Ready));
+        c.send(3, 2, b"a@b", b"c@d", &[b'x'; 200]).unwrap();
+        let Some(Event::Refused { token: 2, code: 552, permanent: true, .. }) = c.poll_event() else { panic!() };
+    }
+
+    #[test]
     fn greeting_refusals_timeouts_and_garbage_close() {
         let mut c = Client::new(ClientConfig::default());
         c.connected(0);
@@ -507,7 +542,7 @@ mod tests {
             assert_eq!(s.handle_input(1, &buf[..n], &mut accept), n);
             if s.poll_event() == Some(ServerEvent::Message) {
                 assert_eq!(s.message().unwrap().data, b"Subject: dots\r\n\r\n.\r\n..\r\n.x\r\nlast\r\n");
-                s.answer(Reply::new(250, b"2.0.0 Ok")).unwrap();
+                s.answer(1, Reply::new(250, b"2.0.0 Ok")).unwrap();
             }
         }
         assert_eq!(c.poll_event(), Some(Event::Ready));

@@ -88,6 +88,9 @@ pub enum State {
     Data,
     /// A whole message is with the application; waiting for [`Server::answer`].
     Awaiting,
+    /// The client's address may not relay (554 greeting): every command but QUIT is
+    /// answered 503 (RFC 5321 §3.1), until QUIT or too many.
+    Refusing,
     /// Closed (the final reply may still be in the output).
     Closed(CloseReason),
 }
@@ -222,7 +225,7 @@ impl Server {
             self.state = State::Greeted;
         } else {
             self.reply(554, b"5.7.1 This address may not relay MM4 here");
-            self.close(CloseReason::NotAllowed);
+            self.state = State::Refusing;
         }
     }
 
@@ -244,7 +247,9 @@ impl Server {
             let rest = &bytes[at..];
             let used = match self.state {
                 State::Data => self.data_input(rest),
-                State::Greeted | State::Ready | State::Mail | State::Rcpt => self.command_input(rest, policy),
+                State::Greeted | State::Ready | State::Mail | State::Rcpt | State::Refusing => {
+                    self.command_input(rest, policy)
+                }
                 State::Idle | State::Awaiting | State::Closed(_) => 0,
             };
             if used == 0 {
@@ -288,6 +293,15 @@ impl Server {
     }
 
     fn command(&mut self, c: Command<'_>, policy: &mut dyn RecipientPolicy) {
+        if self.state == State::Refusing {
+            return match c {
+                Command::Quit => {
+                    self.reply(221, b"2.0.0 Bye");
+                    self.close(CloseReason::NotAllowed);
+                }
+                _ => self.error(503, b"5.7.1 This address may not relay MM4 here"),
+            };
+        }
         let greeted = !matches!(self.state, State::Greeted);
         match c {
             Command::Ehlo(_) => {
@@ -338,8 +352,10 @@ impl Server {
                         self.reply(250, b"2.1.5 Ok");
                     }
                     Err(r) => {
+                        // A refused recipient counts toward the error limit: a client
+                        // cannot probe addresses without end.
                         self.counters.recipients_refused += 1;
-                        self.reply(r.code, r.text);
+                        self.error(r.code, r.text);
                     }
                 }
             }
@@ -370,21 +386,30 @@ impl Server {
         }
     }
 
-    /// Message octets from `rest`: the octets taken (0: a line start that may be the
-    /// end marker, not whole yet).
+    /// Message octets from `rest`: the octets taken (0: what is there may be the end
+    /// marker or a CRLF, not whole yet).
+    ///
+    /// Only CRLF ends a line (RFC 5321 §2.3.8): the end of data is `CRLF . CRLF` and
+    /// nothing else, and a bare LF or CR is message content. A server that also ended
+    /// on `LF . LF` would let a sender smuggle a second message, and its commands, past
+    /// a relay that does not (SMTP smuggling).
     fn data_input(&mut self, rest: &[u8]) -> usize {
-        let (line, whole) = match rest.iter().position(|&b| b == b'\n') {
-            Some(lf) => (&rest[..=lf], true),
-            None => (rest, false),
+        let (line, whole) = match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(cr) => (&rest[..cr + 2], true),
+            // All but a last CR, which may begin a CRLF.
+            None => (rest.strip_suffix(b"\r").unwrap_or(rest), false),
         };
         if self.line_start {
-            if line == b".\r\n" || line == b".\n" {
+            if line == b".\r\n" {
                 self.end_of_data();
                 return line.len();
             }
-            if !whole && (line == b"." || line == b".\r") {
+            if !whole && (rest == b"." || rest == b".\r") {
                 return 0;
             }
+        }
+        if line.is_empty() {
+            return 0;
         }
         // A leading dot at a line's start was doubled by the client (RFC 5321 §4.5.2).
         let body = if self.line_start { line.strip_prefix(b".").unwrap_or(line) } else { line };
@@ -423,12 +448,14 @@ impl Server {
         })
     }
 
-    /// The application's verdict on the message: 250 once it is delivered onward or
-    /// stored, else a 4xx (try again later) or 5xx (never). Reading resumes.
-    pub fn answer(&mut self, reply: Reply<'_>) -> Result<(), NotAwaiting> {
+    /// The application's verdict on the message at `now`: 250 once it is delivered
+    /// onward or stored, else a 4xx (try again later) or 5xx (never). Reading resumes,
+    /// and the idle timer starts again (the client waited for this answer).
+    pub fn answer(&mut self, now: u64, reply: Reply<'_>) -> Result<(), NotAwaiting> {
         if self.state != State::Awaiting {
             return Err(NotAwaiting);
         }
+        self.last_input = now;
         self.reset_transaction();
         self.state = State::Ready;
         self.reply(reply.code, reply.text);
@@ -563,8 +590,8 @@ mod tests {
         assert_eq!(m.recipients().collect::<Vec<_>>(), [&b"+447000200001/TYPE=PLMN@iwf.ims.lab"[..]]);
         assert_eq!(m.data, b"Subject: x\r\n\r\n.dot\r\nline\r\n");
         assert_eq!(s.handle_input(2, &input[used..], &mut accept_all), 0);
-        s.answer(Reply::new(250, b"2.0.0 Ok: queued")).unwrap();
-        assert_eq!(s.answer(Reply::new(250, b"again")), Err(NotAwaiting));
+        s.answer(2, Reply::new(250, b"2.0.0 Ok: queued")).unwrap();
+        assert_eq!(s.answer(2, Reply::new(250, b"again")), Err(NotAwaiting));
         assert_eq!(s.handle_input(3, &input[used..], &mut accept_all), 6);
         assert_eq!(drain(&mut s), "250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n");
         assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::Quit)));
@@ -601,9 +628,27 @@ mod tests {
         let out = drain(&mut s);
         let codes: Vec<&str> = out.lines().filter(|l| l.as_bytes().get(3) == Some(&b' ')).map(|l| &l[..3]).collect();
         assert_eq!(codes, ["503", "250", "503", "552", "250", "554", "550", "502", "500", "250", "250"]);
-        assert_eq!(s.counters().errors, 5);
+        assert_eq!(s.counters().errors, 6, "the refused recipient counts too");
         assert_eq!(s.counters().recipients_refused, 1);
         assert_eq!(s.state(), State::Ready);
+    }
+
+    /// Only CRLF . CRLF ends the data: `LF . LF` and `CRLF . LF` are content, so a
+    /// sender cannot smuggle a second message (or commands) past this server.
+    #[test]
+    fn only_crlf_dot_crlf_ends_the_data() {
+        let mut s = connected();
+        let input = b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nA: 1\r\n\r\none\n.\nMAIL FROM:<evil@x>\r\ntwo\r\n.\nthree\r\n.\r\n";
+        assert_eq!(s.handle_input(0, input, &mut accept_all), input.len());
+        assert_eq!(s.poll_event(), Some(Event::Message));
+        // (A line that starts with a dot and has more on it loses the dot, §4.5.2.)
+        assert_eq!(s.message().unwrap().data, b"A: 1\r\n\r\none\n.\nMAIL FROM:<evil@x>\r\ntwo\r\n\nthree\r\n");
+        // A bare CR at the end of a read waits for what follows it.
+        let mut s = connected();
+        let first = b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nbody\r";
+        assert_eq!(s.handle_input(0, first, &mut accept_all), first.len() - 1);
+        assert_eq!(s.handle_input(0, b"\r\n.\r\n", &mut accept_all), 5);
+        assert_eq!(s.message().unwrap().data, b"body\r\n");
     }
 
     #[test]
@@ -624,10 +669,16 @@ mod tests {
 
     #[test]
     fn limits_close_or_refuse() {
-        // Not on the allow-list: 554 and closed.
+        // Not on the allow-list: 554, then 503 to everything until QUIT.
         let mut s = Server::new(ServerConfig::default());
         s.connected(0, false);
         assert!(drain(&mut s).starts_with("554 5.7.1"));
+        assert_eq!(s.poll_event(), None);
+        let input = b"EHLO x\r\nMAIL FROM:<a@b>\r\nQUIT\r\n";
+        assert_eq!(s.handle_input(0, input, &mut accept_all), input.len());
+        let out = drain(&mut s);
+        assert!(out.starts_with("503 5.7.1") && out.ends_with("221 2.0.0 Bye\r\n"), "{out}");
+        assert_eq!(out.matches("503 ").count(), 2, "{out}");
         assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::NotAllowed)));
         assert_eq!(s.handle_input(0, b"EHLO x\r\n", &mut accept_all), 0);
         // An over-long line is refused once and skipped.

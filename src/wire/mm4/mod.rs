@@ -317,6 +317,9 @@ fn unfold(raw: &[u8]) -> String {
         }
         out.push_str(if i > 0 { line } else { line.trim_start() });
     }
+    // A bare CR is no line break: dropped, so no value read here can carry one into a
+    // header iwf writes.
+    out.retain(|c| c != '\r');
     out.trim().to_string()
 }
 
@@ -339,13 +342,24 @@ pub struct Envelope<'a> {
 }
 
 fn start(kind: MessageType, e: &Envelope<'_>) -> MessageBuilder<'static> {
+    start_in(kind, e, e.transaction_id)
+}
+
+/// A message of `kind` in transaction `transaction_id` (a response's is its request's).
+fn start_in(kind: MessageType, e: &Envelope<'_>, transaction_id: &str) -> MessageBuilder<'static> {
     MessageBuilder::new()
         .header("X-Mms-3GPP-MMS-Version", Raw::new(VERSION))
         .header("X-Mms-Message-Type", Raw::new(kind.as_str()))
-        .header("X-Mms-Transaction-ID", Raw::new(e.transaction_id.to_string()))
-        .header("Sender", Raw::new(e.sender.to_string()))
+        .header("X-Mms-Transaction-ID", raw(transaction_id))
+        .header("Sender", raw(e.sender))
         .header("Message-ID", MessageId::new(e.rfc_message_id.to_string()))
         .header("Date", Date::new(e.date))
+}
+
+/// A header value as given, without CR or LF: a value taken from a message iwf
+/// received can never break the header section of one it writes.
+fn raw(v: &str) -> Raw<'static> {
+    Raw::new(v.replace(['\r', '\n'], ""))
 }
 
 fn yes_no(b: bool) -> Raw<'static> {
@@ -357,14 +371,16 @@ fn write(b: MessageBuilder<'_>) -> Vec<u8> {
     b.write_to_vec().unwrap_or_default()
 }
 
-/// `MM4_forward.RES` answering `req` (its transaction and message ids).
+/// `MM4_forward.RES` answering `req`: its transaction id (TS 23.140 §8.4.1.2; the
+/// envelope's is not used) and its message id.
 pub fn forward_res(e: &Envelope<'_>, req: &Mm4, status: RequestStatus, text: Option<&str>) -> Vec<u8> {
-    let mut b = start(MessageType::ForwardRes, e).header("X-Mms-Request-Status-Code", Raw::new(status.as_str()));
+    let mut b = start_in(MessageType::ForwardRes, e, &req.transaction_id)
+        .header("X-Mms-Request-Status-Code", Raw::new(status.as_str()));
     if let Some(id) = &req.message_id {
-        b = b.header("X-Mms-Message-ID", Raw::new(id.clone()));
+        b = b.header("X-Mms-Message-ID", raw(id));
     }
     if let Some(t) = text {
-        b = b.header("X-Mms-Status-Text", Raw::new(t.to_string()));
+        b = b.header("X-Mms-Status-Text", raw(t));
     }
     write(b)
 }
@@ -386,7 +402,7 @@ pub struct ReportOf<'a> {
 pub fn delivery_report(e: &Envelope<'_>, r: &ReportOf<'_>, status: MmStatus, text: Option<&str>) -> Vec<u8> {
     let mut b = report(MessageType::DeliveryReportReq, e, r).header("X-Mms-MM-Status-Code", Raw::new(status.as_str()));
     if let Some(t) = text {
-        b = b.header("X-Mms-Status-Text", Raw::new(t.to_string()));
+        b = b.header("X-Mms-Status-Text", raw(t));
     }
     write(b)
 }
@@ -398,9 +414,9 @@ pub fn read_reply_report(e: &Envelope<'_>, r: &ReportOf<'_>, status: ReadStatus)
 
 fn report(kind: MessageType, e: &Envelope<'_>, r: &ReportOf<'_>) -> MessageBuilder<'static> {
     start(kind, e)
-        .header("X-Mms-Message-ID", Raw::new(r.message_id.to_string()))
-        .header("From", Raw::new(r.recipient.to_string()))
-        .header("To", Raw::new(r.original_sender.to_string()))
+        .header("X-Mms-Message-ID", raw(r.message_id))
+        .header("From", raw(&r.recipient.to_string()))
+        .header("To", raw(&r.original_sender.to_string()))
         .header("X-Mms-Ack-Request", yes_no(r.ack_request))
 }
 
@@ -431,10 +447,10 @@ pub struct Forward<'a> {
 pub fn forward_req(e: &Envelope<'_>, f: &Forward<'_>) -> Vec<u8> {
     let to: Vec<String> = f.to.iter().map(MmsAddress::to_string).collect();
     let mut b = start(MessageType::ForwardReq, e)
-        .header("X-Mms-Message-ID", Raw::new(f.message_id.to_string()))
-        .header("From", Raw::new(f.from.to_string()))
-        .header("To", Raw::new(to.join(", ")))
-        .header("X-Mms-Originator-System", Raw::new(f.originator_system.to_string()))
+        .header("X-Mms-Message-ID", raw(f.message_id))
+        .header("From", raw(&f.from.to_string()))
+        .header("To", raw(&to.join(", ")))
+        .header("X-Mms-Originator-System", raw(f.originator_system))
         .header("X-Mms-Delivery-Report", yes_no(f.delivery_report))
         .header("X-Mms-Read-Reply", yes_no(f.read_reply))
         .header("X-Mms-Ack-Request", yes_no(f.ack_request));
@@ -597,8 +613,13 @@ Content-Transfer-Encoding: base64\r\n\
         let req = Mm4::parse(&forward_from_mmsc()).unwrap();
         let res = Mm4::parse(&forward_res(&e, &req, RequestStatus::Ok, Some("relayed"))).unwrap();
         assert_eq!((res.kind, res.request_status), (MessageType::ForwardRes, Some(RequestStatus::Ok)));
-        assert_eq!((res.transaction_id.as_str(), res.message_id.as_deref()), ("iwf-7", Some("m-42@mmsc-m.lab")));
+        assert_eq!((res.transaction_id.as_str(), res.message_id.as_deref()), ("mmsc-m-0001", Some("m-42@mmsc-m.lab")));
         assert_eq!((res.status_text.as_deref(), res.sender.as_deref()), (Some("relayed"), Some("system@iwf.ims.lab")));
+        // A CR in a value read is no line break in what iwf writes back.
+        let sneaky = String::from_utf8(forward_from_mmsc()).unwrap().replace("mmsc-m-0001", "t1\rX-Evil: 1");
+        let written = forward_res(&e, &Mm4::parse(sneaky.as_bytes()).unwrap(), RequestStatus::Ok, None);
+        assert!(!written.windows(8).any(|w| w == b"\rX-Evil:"), "{}", String::from_utf8_lossy(&written));
+        assert_eq!(Mm4::parse(&written).unwrap().transaction_id, "t1X-Evil: 1");
 
         let sender = MmsAddress::plmn("+447000400001", "mmsc-m.lab");
         let recipient = MmsAddress::plmn("+447000200001", "iwf.ims.lab");
