@@ -415,6 +415,7 @@ Call-ID: d{COUNTER}@ims.lab\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\n
             local_sent_by: "198.18.2.2:5060".into(),
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
+            max_sip_message: 1 << 20,
         };
         let mut f = Flows::new(config, shared);
         f.bound(SMSC, 1, true);

@@ -567,6 +567,7 @@ fn engines(
                 local_sent_by: conv_sent_by.clone(),
                 parts_aside: cfg.smpp.parts_aside,
                 reassembly: (cfg.smpp.reassembly_messages, cfg.smpp.reassembly_bytes),
+                max_sip_message: cfg.sip.max_message_bytes,
             };
             let mut f = crate::flow::Flows::new(config, Arc::clone(shared));
             if store.is_some() {

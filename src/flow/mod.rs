@@ -33,9 +33,12 @@
 mod completions;
 mod converged;
 mod legacy;
+mod mms;
 mod receipts;
 mod stats;
 pub mod store;
+
+pub use mms::Mm4Out;
 
 use stats::inc;
 pub use stats::{DropReason, FlowStats, Shared, SystemStats, TABLES};
@@ -198,6 +201,16 @@ pub enum Input<'a> {
         msg: &'a Message<'a, 'a>,
         /// Its bytes.
         raw: &'a [u8],
+    },
+    /// A whole MM4 message from MMS centre `system` on SMTP connection `conn`; its
+    /// SMTP reply waits in [`Flows::poll_smtp_answer`].
+    Mm4 {
+        /// The connection.
+        conn: ConnRef,
+        /// The MMS centre.
+        system: u16,
+        /// The RFC 5322 message (dot-stuffing removed).
+        data: &'a [u8],
     },
     /// The final response (or timeout, as 408) to the engine's request `token`.
     SipFinal {
@@ -392,6 +405,9 @@ pub struct FlowsConfig {
     /// Concatenated legacy messages reassembled at once, and the octets their parts
     /// hold (`smpp.reassembly_messages`, `smpp.reassembly_bytes`).
     pub reassembly: (usize, usize),
+    /// The largest SIP message iwf writes (`sip.max_message_bytes`): an MMS that
+    /// would make a larger MESSAGE is refused, never cut.
+    pub max_sip_message: usize,
 }
 
 /// A small slab with generation-checked keys (24-bit index, 24-bit generation).
@@ -514,6 +530,9 @@ enum Outgoing {
     /// An IMDN for a correlated message: the receipts' `*_resp` after the final
     /// response; `undo` restores the message's state when it fails (receipt-driven).
     Imdn { message: correlation::MessageRef, acks: Vec<ReceiptAck>, undo: Option<Box<Checkpoint>>, last: bool },
+    /// An MMS from an MMS centre: its SMTP reply on `conn` (none once that closed) and
+    /// the `.RES` it asked for after the final response.
+    Mms { conn: Option<ConnRef>, res: Option<Box<mms::ResFor>> },
 }
 
 /// An SMSC receipt whose `*_resp` is held: parked for its id, or waiting for the IMDN
@@ -647,6 +666,11 @@ pub struct Flows {
     concat_ref: u16,
     rr: usize,
     smpp_out: ByPort<(ConnRef, SmppOut)>,
+    /// SMTP replies to MMS centres' connections, by port.
+    smtp_answers: ByPort<(ConnRef, crate::wire::smtp::Reply<'static>)>,
+    /// MM4 messages for MMS centres' SMTP clients.
+    mm4_out: VecDeque<Mm4Out>,
+    mm4_seq: u32,
     /// Answers to SIP transactions on UDP, by port.
     udp_answers: ByPort<SipAnswer>,
     /// Answers to SIP transactions on TCP streams, by port.
@@ -759,6 +783,9 @@ impl Flows {
             concat_ref: 0,
             rr: 0,
             smpp_out: ByPort::default(),
+            smtp_answers: ByPort::default(),
+            mm4_out: VecDeque::new(),
+            mm4_seq: 0,
             udp_answers: ByPort::default(),
             tcp_answers: ByPort::default(),
             sip_requests: VecDeque::with_capacity(256),
@@ -870,6 +897,9 @@ impl Flows {
                     aside.forget(conn);
                 }
                 Outgoing::Imdn { acks, .. } => acks.retain(|a| !matches!(a, ReceiptAck::Resp(c, _) if *c == conn)),
+                // Its reply would reach the slot's next connection: none goes.
+                Outgoing::Mms { conn: c, .. } if *c == Some(conn) => *c = None,
+                Outgoing::Mms { .. } => {}
             }
         }
     }
@@ -1014,6 +1044,7 @@ impl Flows {
             Input::SmppLost { conn, seq } => self.smpp_lost(unix, conn, seq),
             Input::SipMessage { txn, msg, raw } => self.sip_message(now, unix, txn, msg, raw),
             Input::SipFinal { token, status } => self.sip_final(token, status),
+            Input::Mm4 { conn, system, data } => self.mm4_message(unix, conn, system, data),
         }
     }
 
@@ -1154,6 +1185,7 @@ mod tests {
             local_sent_by: "198.18.2.2:5060".into(),
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
+            max_sip_message: 1 << 20,
         }
     }
 
@@ -1519,6 +1551,137 @@ mod tests {
         assert!(f.poll_any_answer().is_none(), "waiting for the SMSC");
     }
 
+    const MMSC: ConnRef = ConnRef::new(0, 7);
+
+    /// The lab's provisioning with MMS centre 9 (`mmsc-m`) beside the SMS centres.
+    fn mms_shared() -> Arc<Shared> {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let mut p = Provision::parse(&text).unwrap();
+        p.legacy.push(LegacyConfig {
+            id: 9,
+            name: "mmsc-m".into(),
+            allow: vec![(std::net::Ipv4Addr::new(198, 18, 1, 1), 32)],
+            exchange: crate::route::select::ExchangeKind::Mms,
+            mms: Some(crate::control::config::MmscConfig {
+                domain: "mmsc-m.lab".into(),
+                next_hop: "198.18.1.1:2525".parse().unwrap(),
+                next_hop_port: 0,
+                max_message_size: 1 << 20,
+                mm4_version: "6.10.0".into(),
+            }),
+            ..LegacyConfig::default()
+        });
+        Arc::new(Shared::new(p, 1, None).unwrap())
+    }
+
+    fn mm4_forward(to: &str, ack: &str) -> Vec<u8> {
+        format!(
+            "X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_forward.REQ\r\nX-Mms-Transaction-ID: mt-1\r\n\
+             X-Mms-Message-ID: <mm-1@mmsc-m.lab>\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\nTo: {to}\r\n\
+             X-Mms-Delivery-Report: Yes\r\nX-Mms-Read-Reply: Yes\r\nX-Mms-Ack-Request: {ack}\r\n\
+             X-Mms-Originator-System: system-user@mmsc-m.lab\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/related; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nlook\r\n\
+             --b\r\nContent-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\n/9j/4AAQSkZJRgABDQou\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    const MMS_USER: &str = "+447000200001/TYPE=PLMN@iwf.ims.lab";
+
+    /// An MMS from an MMS centre becomes a MESSAGE over TCP carrying its parts and the
+    /// centre's tag; the SMTP reply and the MM4_forward.RES wait for its final response.
+    #[test]
+    fn an_mms_is_relayed_and_answered_after_the_final_response() {
+        let shared = mms_shared();
+        let mut f = flows(&shared);
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
+        assert!(f.poll_smtp_answer(0).is_none(), "no answer before the converged side's");
+        assert!(f.poll_request().is_none(), "an MMS goes over TCP");
+        let r = f.poll_request_tcp().expect("a MESSAGE");
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        assert!(
+            text.starts_with("MESSAGE sip:+447000200001@ims.lab;user=phone SIP/2.0\r\nVia: SIP/2.0/TCP "),
+            "{text}"
+        );
+        assert!(text.contains("multipart/related") && text.contains("image/jpeg"), "{text}");
+        assert!(text.contains("positive-delivery") && text.contains("display"), "{text}");
+        let tag = text.split("imdn.Message-ID: ").nth(1).and_then(|t| t.get(..TAG_LEN)).unwrap();
+        assert_eq!(crate::tag::decode_unauthenticated(tag.as_bytes()).unwrap().0.system, 9);
+        f.sip_final(r.token, 200);
+        let (conn, reply) = f.poll_smtp_answer(0).unwrap();
+        assert_eq!((conn, reply.code), (MMSC, 250));
+        let res = f.poll_mm4_out().expect("the MM4_forward.RES");
+        assert_eq!(
+            (res.system, res.rcpt.as_str(), res.from.as_str()),
+            (9, "system-user@mmsc-m.lab", "system@iwf.ims.lab")
+        );
+        let m = crate::wire::mm4::Mm4::parse(&res.data).unwrap();
+        assert_eq!(
+            (m.kind, m.request_status),
+            (crate::wire::mm4::MessageType::ForwardRes, Some(crate::wire::mm4::RequestStatus::Ok))
+        );
+        assert_eq!((m.transaction_id.as_str(), m.message_id.as_deref()), ("mt-1", Some("mm-1@mmsc-m.lab")));
+        assert_eq!(shared.stats.mm4_in.load(Ordering::Relaxed), 1);
+    }
+
+    /// How each outcome is answered: a refusal in the .RES when one is asked for (SMTP
+    /// 250), in the SMTP reply when not; a transient failure 451 and no .RES; what
+    /// cannot be read 554; a report about no message iwf sent, Error-message-not-found.
+    #[test]
+    fn mms_refusals_are_specific() {
+        use crate::wire::mm4::{Mm4, RequestStatus};
+        let shared = mms_shared();
+        let mut f = flows(&shared);
+        let status_of = |o: &Mm4Out| Mm4::parse(&o.data).unwrap().request_status;
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
+        let r = f.poll_request_tcp().unwrap();
+        f.sip_final(r.token, 404);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        assert_eq!(f.poll_mm4_out().map(|o| status_of(&o)), Some(Some(RequestStatus::ErrorSendingAddressUnresolved)));
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "No") });
+        let r = f.poll_request_tcp().unwrap();
+        f.sip_final(r.token, 603);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(550));
+        assert!(f.poll_mm4_out().is_none());
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
+        let r = f.poll_request_tcp().unwrap();
+        f.sip_final(r.token, 503);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(451));
+        assert!(f.poll_mm4_out().is_none(), "the MMS centre sends it again: no .RES");
+        // Unreadable; another relay's user; two recipients.
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: b"Subject: hi\r\n\r\nbody" });
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(554));
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward("+4412/TYPE=PLMN@elsewhere.lab", "No") });
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(550));
+        let two = format!("{MMS_USER}, +447000200002/TYPE=PLMN@iwf.ims.lab");
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(&two, "Yes") });
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        assert_eq!(f.poll_mm4_out().map(|o| status_of(&o)), Some(Some(RequestStatus::ErrorSendingAddressUnresolved)));
+        assert!(f.poll_request_tcp().is_none());
+        // A report about no message iwf forwarded.
+        let report = b"X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_delivery_report.REQ\r\nX-Mms-Transaction-ID: d1\r\nX-Mms-Message-ID: nope\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\nTo: +447000200001/TYPE=PLMN@iwf.ims.lab\r\nX-Mms-MM-Status-Code: Retrieved\r\nX-Mms-Ack-Request: Yes\r\n\r\n";
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: report });
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        let res = f.poll_mm4_out().unwrap();
+        let m = Mm4::parse(&res.data).unwrap();
+        assert_eq!(
+            (m.kind, m.request_status),
+            (crate::wire::mm4::MessageType::DeliveryReportRes, Some(RequestStatus::ErrorMessageNotFound))
+        );
+        // An SMS centre is no MMS centre.
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 1, data: &mm4_forward(MMS_USER, "Yes") });
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(554));
+        // The connection gone before the final: no reply reaches the slot's next one,
+        // the .RES still goes.
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
+        let r = f.poll_request_tcp().unwrap();
+        f.handle(0, Input::Closed { conn: MMSC });
+        f.sip_final(r.token, 200);
+        assert!(f.poll_smtp_answer(0).is_none());
+        assert_eq!(f.poll_mm4_out().map(|o| status_of(&o)), Some(Some(RequestStatus::Ok)));
+        assert_eq!(shared.drops().find(|(n, _)| *n == "mm4_invalid").map(|(_, c)| c), Some(1));
+    }
+
     #[test]
     fn a_full_lane_throttles_the_systems_new_messages() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
@@ -1548,6 +1711,7 @@ mod tests {
                 local_sent_by: "198.18.2.2:5060".into(),
                 parts_aside: 64,
                 reassembly: (1024, 1 << 20),
+                max_sip_message: 1 << 20,
             };
             Flows::new(config, Arc::clone(&shared))
         };

@@ -12,6 +12,13 @@ pub struct FlowStats {
     pub legacy_parts: AtomicU64,
     /// Legacy messages refused before SIP (conversion, address, map).
     pub legacy_refused: AtomicU64,
+    /// MM4 messages from MMS centres (whole, each SMTP transaction).
+    pub mm4_in: AtomicU64,
+    /// MM4 messages refused (unreadable, unroutable, too large, a report about no
+    /// message iwf sent).
+    pub mm4_refused: AtomicU64,
+    /// MM4 responses (`*.RES`) taken from MMS centres.
+    pub mm4_responses: AtomicU64,
     /// Parts answered ESME_RTHROTTLED because their bind's room outside the window
     /// (`smpp.parts_aside`) was taken.
     pub parts_aside_full: AtomicU64,
@@ -132,10 +139,13 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 31] = [
+        let all: [(&'static str, &AtomicU64); 34] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
+            ("mm4_in", &self.mm4_in),
+            ("mm4_refused", &self.mm4_refused),
+            ("mm4_responses", &self.mm4_responses),
             ("parts_aside_full", &self.parts_aside_full),
             ("smsc_receipts_parked_durably", &self.smsc_receipts_parked_durably),
             ("sip_messages_sent", &self.sip_messages_sent),
@@ -319,12 +329,14 @@ pub enum DropReason {
     /// A request refused (SIP 503, ESME_RMSGQFUL): the worker's waiters were at
     /// `waiter_capacity`.
     WaitersFull,
+    /// An MM4 message that does not read (SMTP 554).
+    Mm4Invalid,
     Other,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::TagBadLength,
         DropReason::TagBadCharacter,
         DropReason::TagUnsupportedVersion,
@@ -353,6 +365,7 @@ impl DropReason {
         DropReason::PartsAsideFull,
         DropReason::ReassemblyFull,
         DropReason::WaitersFull,
+        DropReason::Mm4Invalid,
         DropReason::Other,
     ];
 
@@ -387,6 +400,7 @@ impl DropReason {
             DropReason::PartsAsideFull => "parts_aside_full",
             DropReason::ReassemblyFull => "reassembly_full",
             DropReason::WaitersFull => "waiters_full",
+            DropReason::Mm4Invalid => "mm4_invalid",
             DropReason::Other => "other",
         }
     }

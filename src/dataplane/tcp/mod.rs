@@ -1555,6 +1555,7 @@ mod tests {
             local_sent_by: "198.18.2.2:5060".into(),
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
+            max_sip_message: 1 << 20,
         };
         lab.flows = Some(crate::flow::Flows::new(config, shared));
         let h = lab.connect(40000);

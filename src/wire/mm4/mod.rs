@@ -385,6 +385,17 @@ pub fn forward_res(e: &Envelope<'_>, req: &Mm4, status: RequestStatus, text: Opt
     write(b)
 }
 
+/// The response to report `req` (`MM4_delivery_report.RES` or
+/// `MM4_read_reply_report.RES`), in its transaction, naming its message.
+pub fn report_res(e: &Envelope<'_>, req: &Mm4, status: RequestStatus) -> Vec<u8> {
+    let kind = req.kind.response().unwrap_or(MessageType::DeliveryReportRes);
+    let mut b = start_in(kind, e, &req.transaction_id).header("X-Mms-Request-Status-Code", Raw::new(status.as_str()));
+    if let Some(id) = &req.message_id {
+        b = b.header("X-Mms-Message-ID", raw(id));
+    }
+    write(b)
+}
+
 /// A report about one message: which, between whom.
 #[derive(Debug, Clone, Copy)]
 pub struct ReportOf<'a> {
