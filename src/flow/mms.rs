@@ -11,6 +11,10 @@ use crate::interwork::mms::{forward_answer, mm4_to_sip, refusal_reply, sip_final
 use crate::wire::mm4::{self, MessageType, Mm4, RequestStatus};
 use crate::wire::smtp::Reply;
 
+/// MM4 messages waiting for the MMS centres' SMTP clients at most: beyond, a new MMS
+/// is answered 451 (the centre sends it again later) rather than let answers pile up.
+const MM4_OUT_MAX: usize = 4096;
+
 /// An MM4 message for an MMS centre: what iwf's SMTP client delivers to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mm4Out {
@@ -38,6 +42,10 @@ impl Flows {
     /// SMTP reply waits in [`Flows::poll_smtp_answer`]).
     pub(super) fn mm4_message(&mut self, unix: u64, conn: ConnRef, system: u16, data: &[u8]) {
         inc(&self.shared.stats.mm4_in);
+        if self.mm4_out.len() >= MM4_OUT_MAX {
+            self.shared.count_drop(DropReason::Mm4OutFull);
+            return self.smtp_answer(conn, Reply::new(451, b"4.3.2 Answers to MMS centres are backed up, try again"));
+        }
         let provision = self.shared.provision.load_full();
         let Some(mms) = provision.system(system).and_then(|l| l.mms.clone()) else {
             return self.smtp_answer(conn, Reply::new(554, b"5.7.1 Not an MMS centre of this relay"));

@@ -331,12 +331,15 @@ pub enum DropReason {
     WaitersFull,
     /// An MM4 message that does not read (SMTP 554).
     Mm4Invalid,
+    /// An MM4 message answered 451: the MM4 waiting for the MMS centres' SMTP
+    /// clients were at their bound.
+    Mm4OutFull,
     Other,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::TagBadLength,
         DropReason::TagBadCharacter,
         DropReason::TagUnsupportedVersion,
@@ -366,6 +369,7 @@ impl DropReason {
         DropReason::ReassemblyFull,
         DropReason::WaitersFull,
         DropReason::Mm4Invalid,
+        DropReason::Mm4OutFull,
         DropReason::Other,
     ];
 
@@ -401,6 +405,7 @@ impl DropReason {
             DropReason::ReassemblyFull => "reassembly_full",
             DropReason::WaitersFull => "waiters_full",
             DropReason::Mm4Invalid => "mm4_invalid",
+            DropReason::Mm4OutFull => "mm4_out_full",
             DropReason::Other => "other",
         }
     }
