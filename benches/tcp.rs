@@ -119,6 +119,10 @@ impl Bench {
             timer_f_ms: 0,
             sip_max_message: 1 << 20,
             sip_budget: std::sync::Arc::new(iwf::dataplane::tcp::StreamBudget::new(1 << 20)),
+            smtp_port: None,
+            mm4_clients: Vec::new(),
+            smtp_hostname: "[198.18.1.2]".into(),
+            smtp_max_message: 1 << 20,
         };
         let iwf = Endpoint::new(&settings, Directory::new(&legacy), iwf::session::sip::unknown_recipient, 0);
         let mut esme_wire = Wire::default();

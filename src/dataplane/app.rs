@@ -728,35 +728,57 @@ fn worker_port(
     // iwf's own SIP requests over 1300 octets go to the next hop over TCP from
     // its port (each worker its own connection: active opens belong to it).
     let sip_next_hop = cfg.sip.next_hop.filter(|_| cfg.sip.next_hop_port == Some(index));
-    let tcp =
-        (pc.smpp_tcp_port.is_some() || pc.sip_tcp_port.is_some() || !clients.is_empty() || sip_next_hop.is_some())
-            .then(|| {
-                let settings = StackSettings {
-                    mac: EthernetAddress(p.mac),
-                    ip: pc.address,
-                    prefix_len: pc.prefix_len,
-                    gateway: pc.gateway,
-                    smpp_port: pc.smpp_tcp_port,
-                    sip_port: pc.sip_tcp_port,
-                    clients,
-                    tcp: cfg.tcp,
-                    limits: shared
-                        .limits
-                        .get(index)
-                        .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
-                    bind_guard: shared.guards.get(index).map_or_else(|| new_guard(cfg), Arc::clone),
-                    parts_aside: cfg.smpp.parts_aside,
-                    sip_trusted: cfg.sip.trusted.clone(),
-                    queue: q as u16,
-                    sip_transactions: 1024,
-                    sip_slot_bytes: cfg.sip.server_slot_bytes,
-                    sip_next_hop,
-                    timer_f_ms: cfg.sip.timer_t1_ms.saturating_mul(64),
-                    sip_max_message: cfg.sip.max_message_bytes,
-                    sip_budget: Arc::clone(shared.sip_budget),
-                };
-                TcpStack::new(&settings, shared.directory.clone(), route, 0).on_port(index as u8)
-            });
+    // Each worker its own SMTP client toward each MMS centre this port reaches.
+    let mm4_clients: Vec<super::tcp::Mm4Client> = cfg
+        .legacy
+        .iter()
+        .filter_map(|l| l.mms.as_ref().map(|m| (l.id, m)))
+        .filter(|(_, m)| m.next_hop_port == index)
+        .map(|(system, m)| super::tcp::Mm4Client { system, remote: m.next_hop })
+        .collect();
+    let tcp = (pc.smpp_tcp_port.is_some()
+        || pc.sip_tcp_port.is_some()
+        || pc.smtp_tcp_port.is_some()
+        || !clients.is_empty()
+        || !mm4_clients.is_empty()
+        || sip_next_hop.is_some())
+    .then(|| {
+        let settings = StackSettings {
+            mac: EthernetAddress(p.mac),
+            ip: pc.address,
+            prefix_len: pc.prefix_len,
+            gateway: pc.gateway,
+            smpp_port: pc.smpp_tcp_port,
+            sip_port: pc.sip_tcp_port,
+            clients,
+            tcp: cfg.tcp,
+            limits: shared
+                .limits
+                .get(index)
+                .map_or_else(|| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer)), Arc::clone),
+            bind_guard: shared.guards.get(index).map_or_else(|| new_guard(cfg), Arc::clone),
+            parts_aside: cfg.smpp.parts_aside,
+            sip_trusted: cfg.sip.trusted.clone(),
+            queue: q as u16,
+            sip_transactions: 1024,
+            sip_slot_bytes: cfg.sip.server_slot_bytes,
+            sip_next_hop,
+            timer_f_ms: cfg.sip.timer_t1_ms.saturating_mul(64),
+            sip_max_message: cfg.sip.max_message_bytes,
+            sip_budget: Arc::clone(shared.sip_budget),
+            smtp_port: pc.smtp_tcp_port,
+            mm4_clients,
+            // An address literal names iwf in SMTP (RFC 5321 §4.1.3): the port's own.
+            smtp_hostname: format!("[{}]", pc.address),
+            smtp_max_message: cfg
+                .legacy
+                .iter()
+                .filter_map(|l| l.mms.as_ref().map(|m| m.max_message_size))
+                .max()
+                .unwrap_or(1 << 20),
+        };
+        TcpStack::new(&settings, shared.directory.clone(), route, 0).on_port(index as u8)
+    });
     let arp_hold = super::arp::ArpHold::new(
         super::worker::ARP_HOLD_PER_NEIGHBOUR,
         super::worker::ARP_HOLD_MAX,

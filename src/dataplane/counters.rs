@@ -334,6 +334,17 @@ counter_group! {
         sip_client_failed,
         /// Messages on that connection that were not responses to iwf (counted, dropped).
         sip_client_ignored,
+        /// SYNs to the SMTP port refused (RST): no MMS centre allows the address.
+        refused_not_mmsc,
+        /// Whole MM4 messages an MMS centre relayed, handed to the engine.
+        smtp_messages,
+        /// MM4 messages iwf's SMTP clients delivered (250 at the end of data).
+        mm4_sent,
+        /// MM4 messages an MMS centre refused for good (5xx), or that no command could carry.
+        mm4_refused,
+        /// MM4 messages dropped: an MMS centre's client queue was full, or no client of
+        /// this port reaches it.
+        mm4_dropped,
     }
 }
 

@@ -317,6 +317,7 @@ fn handle(
                         super::tcp::Refusal::NotAllowed => c.refused_not_allowed.inc(),
                         super::tcp::Refusal::Backoff => c.refused_backoff.inc(),
                         super::tcp::Refusal::Untrusted => c.refused_untrusted.inc(),
+                        super::tcp::Refusal::NotMmsc => c.refused_not_mmsc.inc(),
                     }
                     if let Some(len) = m.data_mut().ok().and_then(super::host::reset_in_place) {
                         m.truncate(len);

@@ -174,8 +174,20 @@ impl Flows {
         self.smtp_answers.pop(port)
     }
 
-    /// The next MM4 message for an MMS centre's SMTP client.
-    pub fn poll_mm4_out(&mut self) -> Option<Mm4Out> {
-        self.mm4_out.pop_front()
+    /// Whether an SMTP reply waits for a connection of `port`.
+    pub fn has_smtp_answer(&self, port: u8) -> bool {
+        self.smtp_answers.has(port)
+    }
+
+    /// The oldest MM4 message for an MMS centre the caller's clients reach (`takes`
+    /// says which systems they are).
+    pub fn poll_mm4_out(&mut self, takes: impl Fn(u16) -> bool) -> Option<Mm4Out> {
+        let i = self.mm4_out.iter().position(|o| takes(o.system))?;
+        self.mm4_out.remove(i)
+    }
+
+    /// Whether an MM4 message waits for an MMS centre's client.
+    pub fn has_mm4_out(&self) -> bool {
+        !self.mm4_out.is_empty()
     }
 }

@@ -1610,7 +1610,7 @@ mod tests {
         f.sip_final(r.token, 200);
         let (conn, reply) = f.poll_smtp_answer(0).unwrap();
         assert_eq!((conn, reply.code), (MMSC, 250));
-        let res = f.poll_mm4_out().expect("the MM4_forward.RES");
+        let res = f.poll_mm4_out(|_| true).expect("the MM4_forward.RES");
         assert_eq!(
             (res.system, res.rcpt.as_str(), res.from.as_str()),
             (9, "system-user@mmsc-m.lab", "system@iwf.ims.lab")
@@ -1637,17 +1637,20 @@ mod tests {
         let r = f.poll_request_tcp().unwrap();
         f.sip_final(r.token, 404);
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
-        assert_eq!(f.poll_mm4_out().map(|o| status_of(&o)), Some(Some(RequestStatus::ErrorSendingAddressUnresolved)));
+        assert_eq!(
+            f.poll_mm4_out(|_| true).map(|o| status_of(&o)),
+            Some(Some(RequestStatus::ErrorSendingAddressUnresolved))
+        );
         f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "No") });
         let r = f.poll_request_tcp().unwrap();
         f.sip_final(r.token, 603);
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(550));
-        assert!(f.poll_mm4_out().is_none());
+        assert!(f.poll_mm4_out(|_| true).is_none());
         f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
         let r = f.poll_request_tcp().unwrap();
         f.sip_final(r.token, 503);
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(451));
-        assert!(f.poll_mm4_out().is_none(), "the MMS centre sends it again: no .RES");
+        assert!(f.poll_mm4_out(|_| true).is_none(), "the MMS centre sends it again: no .RES");
         // Unreadable; another relay's user; two recipients.
         f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: b"Subject: hi\r\n\r\nbody" });
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(554));
@@ -1656,13 +1659,16 @@ mod tests {
         let two = format!("{MMS_USER}, +447000200002/TYPE=PLMN@iwf.ims.lab");
         f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(&two, "Yes") });
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
-        assert_eq!(f.poll_mm4_out().map(|o| status_of(&o)), Some(Some(RequestStatus::ErrorSendingAddressUnresolved)));
+        assert_eq!(
+            f.poll_mm4_out(|_| true).map(|o| status_of(&o)),
+            Some(Some(RequestStatus::ErrorSendingAddressUnresolved))
+        );
         assert!(f.poll_request_tcp().is_none());
         // A report about no message iwf forwarded.
         let report = b"X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_delivery_report.REQ\r\nX-Mms-Transaction-ID: d1\r\nX-Mms-Message-ID: nope\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\nTo: +447000200001/TYPE=PLMN@iwf.ims.lab\r\nX-Mms-MM-Status-Code: Retrieved\r\nX-Mms-Ack-Request: Yes\r\n\r\n";
         f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: report });
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
-        let res = f.poll_mm4_out().unwrap();
+        let res = f.poll_mm4_out(|_| true).unwrap();
         let m = Mm4::parse(&res.data).unwrap();
         assert_eq!(
             (m.kind, m.request_status),
@@ -1678,7 +1684,7 @@ mod tests {
         f.handle(0, Input::Closed { conn: MMSC });
         f.sip_final(r.token, 200);
         assert!(f.poll_smtp_answer(0).is_none());
-        assert_eq!(f.poll_mm4_out().map(|o| status_of(&o)), Some(Some(RequestStatus::Ok)));
+        assert_eq!(f.poll_mm4_out(|_| true).map(|o| status_of(&o)), Some(Some(RequestStatus::Ok)));
         assert_eq!(shared.drops().find(|(n, _)| *n == "mm4_invalid").map(|(_, c)| c), Some(1));
     }
 

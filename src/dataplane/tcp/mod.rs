@@ -85,11 +85,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 mod device;
 mod sip_conn;
 mod smpp_conn;
+mod smtp_conn;
 mod steering;
 
 pub use device::*;
 pub use sip_conn::*;
 pub use smpp_conn::*;
+pub use smtp_conn::Mm4Client;
+use smtp_conn::{drive_mm4, drive_smtp, Mm4Conn, SmtpConn};
 pub use steering::*;
 
 /// How often sessions are looked at without traffic (keep-alives, reconnects), ms.
@@ -248,9 +251,21 @@ fn binds_here(l: &LegacyConfig) -> bool {
 }
 
 impl Directory {
-    /// The systems of `[[legacy]]` that bind to iwf (SMS centres without `connect`).
+    /// The systems of `[[legacy]]`: those that bind to iwf (SMS centres without
+    /// `connect`), and the MMS centres that relay to its SMTP server.
     pub fn new(legacy: &[LegacyConfig]) -> Self {
-        Directory { source: DirectorySource::Fixed(legacy.iter().filter(|l| binds_here(l)).cloned().collect()) }
+        Directory { source: DirectorySource::Fixed(legacy.to_vec()) }
+    }
+
+    /// The MMS centre whose allow-list holds `ip`, if one does.
+    pub fn mmsc_of(&self, ip: Ipv4Addr) -> Option<u16> {
+        let find = |all: &[LegacyConfig]| {
+            all.iter().find(|l| l.exchange == crate::route::select::ExchangeKind::Mms && l.allows(ip)).map(|l| l.id)
+        };
+        match &self.source {
+            DirectorySource::Fixed(v) => find(v),
+            DirectorySource::Live(p) => find(&p.load().legacy),
+        }
     }
 
     /// The systems of the current provisioning snapshot, read at every bind.
@@ -308,6 +323,10 @@ enum Service {
     /// waiting request already in the socket (a request larger than the send buffer
     /// goes in pieces).
     SipClient { remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64, input: StreamIn, sending: Sending },
+    /// A listener/connection of the SMTP server MMS centres relay MM4 to.
+    SmtpServer { port: u16 },
+    /// iwf's SMTP client toward MMS centre `system`, opened when a message waits.
+    SmtpClient { system: u16, remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64 },
 }
 
 #[derive(Debug)]
@@ -315,6 +334,10 @@ struct Slot {
     handle: SocketHandle,
     service: Service,
     smpp: Option<SmppConn>,
+    /// An SMTP server connection's session.
+    smtp: Option<Box<SmtpConn>>,
+    /// iwf's SMTP client's session and queue.
+    mm4: Option<Box<Mm4Conn>>,
     peer: Option<Ipv4Addr>,
     open: bool,
     /// An SMPP server connection not bound yet: it holds one of the port's
@@ -365,6 +388,14 @@ pub struct StackSettings {
     pub sip_max_message: usize,
     /// What the streams may hold beyond their buffers at rest, shared by every stack.
     pub sip_budget: std::sync::Arc<StreamBudget>,
+    /// The SMTP server's port (MMS centres relay MM4 to it).
+    pub smtp_port: Option<u16>,
+    /// The MMS centres this port's SMTP clients deliver MM4 to.
+    pub mm4_clients: Vec<Mm4Client>,
+    /// The name iwf gives in SMTP (its greeting, EHLO).
+    pub smtp_hostname: String,
+    /// The largest MM4 message the SMTP server takes.
+    pub smtp_max_message: usize,
 }
 
 /// One worker's TCP on one port: the frames waiting for smoltcp, and the [`Endpoint`].
@@ -444,6 +475,8 @@ pub struct Endpoint {
     timer_f_ms: u64,
     /// The largest SIP message a stream takes.
     sip_max_message: usize,
+    /// The SMTP server's port.
+    smtp_port: Option<u16>,
     /// What the SIP streams may hold beyond their buffers at rest (all stacks).
     sip_budget: std::sync::Arc<StreamBudget>,
 }
@@ -480,12 +513,15 @@ pub enum Refusal {
     Backoff,
     /// SIP over TCP: the address is not in `[sip] trusted`.
     Untrusted,
+    /// SMTP: no MMS centre allows the address.
+    NotMmsc,
 }
 
 impl Endpoint {
     /// Admission at the SYN, before the attempt costs a socket or a handshake: to the
     /// SMPP port only from an address some legacy system allows and that is not in
-    /// its bind back-off; to the SIP port only from `[sip] trusted`. Other ports are
+    /// its bind back-off; to the SIP port only from `[sip] trusted`; to the SMTP port
+    /// only from an address some MMS centre allows. Other ports are
     /// smoltcp's (nothing listens: it resets them itself).
     pub fn admit(&self, peer: Ipv4Addr, port: u16, now_ms: u64) -> Result<(), Refusal> {
         if self.smpp_port == Some(port) {
@@ -497,6 +533,8 @@ impl Endpoint {
             }
         } else if self.sip_port == Some(port) && !in_cidrs(&self.sip_trusted, peer, true) {
             return Err(Refusal::Untrusted);
+        } else if self.smtp_port == Some(port) && self.directory.mmsc_of(peer).is_none() {
+            return Err(Refusal::NotMmsc);
         }
         Ok(())
     }
@@ -548,6 +586,7 @@ impl Endpoint {
             sip_sent: Vec::new(),
             timer_f_ms: if settings.timer_f_ms == 0 { SIP_CLIENT_TIMER_F_MS } else { settings.timer_f_ms },
             sip_max_message: settings.sip_max_message.max(SIP_STREAM_BUFFER),
+            smtp_port: settings.smtp_port,
             sip_budget: std::sync::Arc::clone(&settings.sip_budget),
         }
     }
@@ -566,6 +605,8 @@ impl Endpoint {
         let flows_work = flows.as_deref().is_some_and(|f| {
             f.has_smpp_for(port)
                 || f.has_tcp_answer(port)
+                || f.has_smtp_answer(port)
+                || f.has_mm4_out()
                 || (f.has_request_tcp()
                     && self.sip_out.len() < SIP_CLIENT_QUEUE
                     && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
@@ -677,6 +718,27 @@ impl Endpoint {
                 self.sip_out.push_back((req.token, req.bytes));
             }
         }
+        while let Some((conn, reply)) = f.poll_smtp_answer(self.port) {
+            any = true;
+            // A reply for a connection gone is dropped (the engine forgets closed ones).
+            if let Some(c) = self.slots.get_mut(usize::from(conn.slot)).and_then(|s| s.smtp.as_mut()) {
+                let _ = c.server.answer(now, reply);
+            }
+        }
+        let ours = |slots: &[Slot], system: u16| {
+            slots.iter().any(|s| matches!(s.service, Service::SmtpClient { system: x, .. } if x == system))
+        };
+        while let Some(o) = f.poll_mm4_out(|system| ours(&self.slots, system)) {
+            any = true;
+            let slot = self
+                .slots
+                .iter_mut()
+                .find(|s| matches!(s.service, Service::SmtpClient { system, .. } if system == o.system));
+            match slot.and_then(|s| s.mm4.as_mut()) {
+                Some(c) => c.queue(o, &qc.tcp),
+                None => qc.tcp.mm4_dropped.inc(),
+            }
+        }
         while let Some(a) = f.poll_tcp_answer(self.port) {
             any = true;
             let SipTxn::Tcp { slot, id, .. } = a.txn else { continue };
@@ -736,10 +798,16 @@ impl Endpoint {
             self.slots.get(i).map(|s| &s.service),
             Some(Service::SmppServer { .. } | Service::SmppClient { .. })
         );
+        let smtp = matches!(
+            self.slots.get(i).map(|s| &s.service),
+            Some(Service::SmtpServer { .. } | Service::SmtpClient { .. })
+        );
         if smpp {
             if !self.smpp_slot(i, now, gone, qc, flows) {
                 return;
             }
+        } else if smtp {
+            self.smtp_slot(i, now, gone, tc, flows);
         } else {
             self.sip_slot(i, now, gone, remote, tc, flows);
         }
@@ -820,7 +888,36 @@ impl Endpoint {
                     }
                 }
             }
-            Service::SmppServer { .. } | Service::SmppClient { .. } => {}
+            Service::SmppServer { .. }
+            | Service::SmppClient { .. }
+            | Service::SmtpServer { .. }
+            | Service::SmtpClient { .. } => {}
+        }
+    }
+
+    /// An open SMTP connection: an MMS centre's (its messages to the engine, the
+    /// engine's replies back) or iwf's own toward one (its queue to the MMS centre).
+    fn smtp_slot(&mut self, i: usize, now: u64, gone: bool, tc: &TcpCounters, flows: Option<&mut Flows>) {
+        let port = self.port;
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let sock = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        if let Some(c) = slot.smtp.as_mut() {
+            let conn_id = ConnRef::new(port, i as u16);
+            if gone {
+                c.server.connection_lost();
+                if let Some(f) = flows {
+                    f.handle(now, Input::Closed { conn: conn_id });
+                }
+                while c.server.poll_event().is_some() {}
+            } else {
+                drive_smtp(now, sock, c, conn_id, tc, flows);
+            }
+        } else if let Some(c) = slot.mm4.as_mut() {
+            if gone {
+                c.lost();
+            } else {
+                drive_mm4(now, sock, c, tc);
+            }
         }
     }
 
@@ -837,10 +934,13 @@ impl Endpoint {
     ) -> bool {
         let Some(s) = self.slots.get(i) else { return false };
         let handle = s.handle;
-        let is_client = matches!(s.service, Service::SmppClient { .. } | Service::SipClient { .. });
+        let is_client =
+            matches!(s.service, Service::SmppClient { .. } | Service::SipClient { .. } | Service::SmtpClient { .. });
         let connecting = matches!(
             s.service,
-            Service::SmppClient { connecting: true, .. } | Service::SipClient { connecting: true, .. }
+            Service::SmppClient { connecting: true, .. }
+                | Service::SipClient { connecting: true, .. }
+                | Service::SmtpClient { connecting: true, .. }
         );
         let connected = matches!(state, TcpState::Established | TcpState::CloseWait);
         if s.open || !connected || (is_client && !connecting) {
@@ -869,7 +969,7 @@ impl Endpoint {
         slot.peer = Some(ip);
         slot.unbound = smpp_server;
         match &mut slot.service {
-            Service::SmppClient { connecting, .. } => *connecting = false,
+            Service::SmppClient { connecting, .. } | Service::SmtpClient { connecting, .. } => *connecting = false,
             Service::SipClient { connecting, input, sending, .. } => {
                 *connecting = false;
                 input.reset(&self.sip_budget);
@@ -884,6 +984,13 @@ impl Endpoint {
             c.pending.clear();
             c.session.connected(now, ip);
         }
+        if let Some(c) = slot.smtp.as_mut() {
+            c.system = self.directory.mmsc_of(ip);
+            c.server.connected(now, c.system.is_some());
+        }
+        if let Some(c) = slot.mm4.as_mut() {
+            c.client.connected(now);
+        }
         true
     }
 
@@ -894,10 +1001,37 @@ impl Endpoint {
         let Some(slot) = self.slots.get_mut(i) else { return };
         let sock = self.sockets.get_mut::<tcp::Socket>(slot.handle);
         match &mut slot.service {
-            Service::SmppServer { port } | Service::Sip { port, .. } => {
+            Service::SmppServer { port } | Service::Sip { port, .. } | Service::SmtpServer { port } => {
                 // A slot in TIME-WAIT listens again once it has passed (10 s).
                 if state == TcpState::Closed {
                     let _ = sock.listen(*port);
+                }
+            }
+            Service::SmtpClient { remote, connecting, since, retry_at, .. } => {
+                let wanted = slot.mm4.as_ref().is_some_and(|c| c.wants_connection());
+                if *connecting {
+                    if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
+                        sock.abort();
+                        *connecting = false;
+                        *retry_at = now.saturating_add(1_000);
+                        tc.connect_failed.inc();
+                    }
+                } else if state == TcpState::TimeWait {
+                    sock.abort();
+                } else if state == TcpState::Closed && wanted && now >= *retry_at {
+                    // What waits stays queued while the MMS centre cannot be reached.
+                    let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
+                    match active_open(sock, self.iface.context(), *remote, next, range) {
+                        Ok(()) => {
+                            *connecting = true;
+                            *since = now;
+                            tc.active_opens.inc();
+                        }
+                        Err(_) => {
+                            *retry_at = now.saturating_add(1_000);
+                            tc.connect_failed.inc();
+                        }
+                    }
                 }
             }
             Service::SipClient { remote, connecting, since, retry_at, .. } => {
@@ -1042,9 +1176,10 @@ impl Endpoint {
     /// A connection of slot `i` is gone: its peer's and the unbound cap's places freed.
     fn release_slot(&mut self, i: usize, tc: &TcpCounters) {
         let Some(slot) = self.slots.get_mut(i) else { return };
-        if let (Some(ip), false) =
-            (slot.peer, matches!(slot.service, Service::SmppClient { .. } | Service::SipClient { .. }))
-        {
+        if let (Some(ip), false) = (
+            slot.peer,
+            matches!(slot.service, Service::SmppClient { .. } | Service::SipClient { .. } | Service::SmtpClient { .. }),
+        ) {
             self.limits.release(ip);
         }
         if std::mem::take(&mut slot.unbound) {
@@ -1061,18 +1196,70 @@ impl Endpoint {
 /// ports), then iwf's connection to its SIP next hop. `window` sizes each served
 /// SMPP session (the largest a system is provisioned with).
 fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec<Slot>) {
-    let own = settings.clients.len() + usize::from(settings.sip_next_hop.is_some());
+    let own = settings.clients.len() + usize::from(settings.sip_next_hop.is_some()) + settings.mm4_clients.len();
     let total = settings.tcp.sockets.max(own + 2);
     let mut sockets = SocketSet::new(Vec::with_capacity(total));
     let mut slots = Vec::with_capacity(total);
-    let specific_bind_errors = settings.bind_guard.specific_bind_errors;
-    let smpp_conn = |role: Role, window: usize| SmppConn {
+    let mut add = |service: Service, smpp: Option<SmppConn>, smtp: Option<Box<SmtpConn>>, mm4: Option<Box<Mm4Conn>>| {
+        let handle = sockets.add(new_socket(&settings.tcp));
+        slots.push(Slot { handle, service, smpp, smtp, mm4, peer: None, open: false, unbound: false });
+    };
+    for (i, c) in settings.clients.iter().enumerate() {
+        let reconnect = Reconnect::new(c.reconnect, seed(i as u64 + 100));
+        let service =
+            Service::SmppClient { remote: c.remote, reconnect, connecting: false, since: 0, system: c.system };
+        add(service, Some(smpp_conn(settings, Role::Client(c.credentials), c.window)), None, None);
+    }
+    let (smpp_n, sip_n, smtp_n) = listener_shares(settings, total.saturating_sub(own));
+    for port in settings.smpp_port.into_iter().flat_map(|p| std::iter::repeat_n(p, smpp_n)) {
+        add(Service::SmppServer { port }, Some(smpp_conn(settings, Role::Server, window)), None, None);
+    }
+    for port in settings.sip_port.into_iter().flat_map(|p| std::iter::repeat_n(p, sip_n)) {
+        add(Service::Sip { port, input: StreamIn::new() }, None, None, None);
+    }
+    for port in settings.smtp_port.into_iter().flat_map(|p| std::iter::repeat_n(p, smtp_n)) {
+        let conn = SmtpConn::new(&settings.smtp_hostname, settings.smtp_max_message);
+        add(Service::SmtpServer { port }, None, Some(Box::new(conn)), None);
+    }
+    for c in &settings.mm4_clients {
+        let service =
+            Service::SmtpClient { system: c.system, remote: c.remote, connecting: false, since: 0, retry_at: 0 };
+        add(service, None, None, Some(Box::new(Mm4Conn::new(&settings.smtp_hostname))));
+    }
+    if let Some(remote) = settings.sip_next_hop {
+        let input = StreamIn::new();
+        let service =
+            Service::SipClient { remote, connecting: false, since: 0, retry_at: 0, input, sending: Sending::default() };
+        add(service, None, None, None);
+    }
+    (sockets, slots)
+}
+
+/// The listener sockets of the SMPP, SIP and SMTP ports: `listeners` shared evenly
+/// between the ports served, the first ones getting what does not divide.
+fn listener_shares(settings: &StackSettings, listeners: usize) -> (usize, usize, usize) {
+    let served = [settings.smpp_port, settings.sip_port, settings.smtp_port];
+    let n = served.iter().filter(|p| p.is_some()).count();
+    let mut nth = 0;
+    let mut share = |present: bool| {
+        if !present || n == 0 {
+            return 0;
+        }
+        nth += 1;
+        listeners / n + usize::from(nth - 1 < listeners % n)
+    };
+    (share(served[0].is_some()), share(served[1].is_some()), share(served[2].is_some()))
+}
+
+/// A served or client SMPP connection's session, its window allocated here.
+fn smpp_conn(settings: &StackSettings, role: Role, window: usize) -> SmppConn {
+    SmppConn {
         session: Session::new(SessionConfig {
             role,
             window,
             out_window: window,
             aside: settings.parts_aside,
-            specific_bind_errors,
+            specific_bind_errors: settings.bind_guard.specific_bind_errors,
             ..SessionConfig::default()
         }),
         pending: Vec::with_capacity(window),
@@ -1082,72 +1269,7 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
         window,
         window_read: 0,
         seen: SessionCounters::default(),
-    };
-    for (i, c) in settings.clients.iter().enumerate() {
-        let s = new_socket(&settings.tcp);
-        let handle = sockets.add(s);
-        let reconnect = Reconnect::new(c.reconnect, seed(i as u64 + 100));
-        slots.push(Slot {
-            handle,
-            service: Service::SmppClient { remote: c.remote, reconnect, connecting: false, since: 0, system: c.system },
-            smpp: Some(smpp_conn(Role::Client(c.credentials), c.window)),
-            peer: None,
-            open: false,
-            unbound: false,
-        });
     }
-    let listeners = total.saturating_sub(own);
-    let (smpp_n, sip_n) = match (settings.smpp_port, settings.sip_port) {
-        (Some(_), Some(_)) => (listeners / 2, listeners - listeners / 2),
-        (Some(_), None) => (listeners, 0),
-        (None, Some(_)) => (0, listeners),
-        (None, None) => (0, 0),
-    };
-    if let Some(port) = settings.smpp_port {
-        for _ in 0..smpp_n {
-            let handle = sockets.add(new_socket(&settings.tcp));
-            slots.push(Slot {
-                handle,
-                service: Service::SmppServer { port },
-                smpp: Some(smpp_conn(Role::Server, window)),
-                peer: None,
-                open: false,
-                unbound: false,
-            });
-        }
-    }
-    if let Some(port) = settings.sip_port {
-        for _ in 0..sip_n {
-            let handle = sockets.add(new_socket(&settings.tcp));
-            slots.push(Slot {
-                handle,
-                service: Service::Sip { port, input: StreamIn::new() },
-                smpp: None,
-                peer: None,
-                open: false,
-                unbound: false,
-            });
-        }
-    }
-    if let Some(remote) = settings.sip_next_hop {
-        let handle = sockets.add(new_socket(&settings.tcp));
-        slots.push(Slot {
-            handle,
-            service: Service::SipClient {
-                remote,
-                connecting: false,
-                since: 0,
-                retry_at: 0,
-                input: StreamIn::new(),
-                sending: Sending::default(),
-            },
-            smpp: None,
-            peer: None,
-            open: false,
-            unbound: false,
-        });
-    }
-    (sockets, slots)
 }
 
 /// Connects `sock` to `remote` from the next port of this worker's ephemeral `range`
@@ -1376,6 +1498,10 @@ mod tests {
             timer_f_ms: 0,
             sip_max_message: 1 << 20,
             sip_budget: std::sync::Arc::new(StreamBudget::new(1 << 20)),
+            smtp_port: None,
+            mm4_clients: Vec::new(),
+            smtp_hostname: "[198.18.1.2]".into(),
+            smtp_max_message: 1 << 20,
         }
     }
 
@@ -1566,6 +1692,97 @@ mod tests {
         assert_eq!(lab.responses(h), [(0x8000_0009, 0, 1)]);
         let flows = lab.flows.as_mut().unwrap();
         assert!(flows.poll_request().is_some(), "the submit_sm became a SIP MESSAGE");
+    }
+
+    /// An MMS centre relays an MM4_forward.REQ to iwf's SMTP server: the engine gets it
+    /// whole, the SMTP 250 waits for the MESSAGE's final response, and the
+    /// MM4_forward.RES goes to the MMS centre's own SMTP server through iwf's client.
+    /// A stranger's SYN to the SMTP port is refused.
+    #[test]
+    fn an_mms_centre_relays_over_smtp_and_gets_its_forward_res() {
+        let mmsc = LegacyConfig {
+            id: 9,
+            name: "mmsc-m".into(),
+            allow: vec![(Ipv4Addr::new(198, 18, 1, 1), 32)],
+            exchange: crate::route::select::ExchangeKind::Mms,
+            mms: Some(crate::control::config::MmscConfig {
+                domain: "mmsc-m.lab".into(),
+                next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2525),
+                next_hop_port: 0,
+                max_message_size: 1 << 20,
+                mm4_version: "6.10.0".into(),
+            }),
+            ..LegacyConfig::default()
+        };
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.smtp_port = Some(25);
+        st.mm4_clients = vec![Mm4Client { system: 9, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2525) }];
+        let mut lab = Lab::build(st);
+        lab.iwf.directory = Directory::new(std::slice::from_ref(&mmsc));
+        assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 1, 1), 25, 0), Ok(()));
+        assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 1, 9), 25, 0), Err(Refusal::NotMmsc));
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let mut provision = crate::control::provision::Provision::parse(&text).unwrap();
+        provision.legacy.push(mmsc);
+        let shared = Arc::new(crate::flow::Shared::new(provision, 1, None).unwrap());
+        let config = crate::flow::FlowsConfig {
+            core: 0,
+            next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
+            local_sent_by: "198.18.2.2:5060".into(),
+            parts_aside: 64,
+            reassembly: (1024, 1 << 20),
+            max_sip_message: 1 << 20,
+        };
+        lab.flows = Some(crate::flow::Flows::new(config, shared));
+        let own_server = lab.listen(2525);
+        let h = lab.connect_to(25, 40025);
+        lab.run(50);
+        assert!(lab.text(h).starts_with("220 [198.18.1.2] ESMTP"));
+        let mm4 =
+            "X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_forward.REQ\r\nX-Mms-Transaction-ID: t-9\r\n\
+                   X-Mms-Message-ID: <m-9@mmsc-m.lab>\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\n\
+                   To: +447000200001/TYPE=PLMN@iwf.ims.lab\r\nX-Mms-Ack-Request: Yes\r\n\
+                   X-Mms-Originator-System: system-user@mmsc-m.lab\r\nContent-Type: text/plain\r\n\r\n.hello\r\n";
+        let session = format!(
+            "EHLO mmsc-m.lab\r\nMAIL FROM:<system-user@mmsc-m.lab>\r\nRCPT TO:<+447000200001/TYPE=PLMN@iwf.ims.lab>\r\nDATA\r\n{}.\r\n",
+            mm4.replace("\r\n.hello", "\r\n..hello")
+        );
+        lab.sock(h).send_slice(session.as_bytes()).unwrap();
+        lab.run(50);
+        let replies = lab.text(h);
+        assert!(replies.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"), "nothing after the data yet: {replies}");
+        assert_eq!(lab.counters.tcp.smtp_messages.get(), 1);
+        let flows = lab.flows.as_mut().unwrap();
+        let r = flows.poll_request_tcp().expect("the MESSAGE");
+        assert!(String::from_utf8_lossy(&r.bytes).ends_with(".hello\r\n"), "unstuffed");
+        flows.sip_final(r.token, 200);
+        lab.run(50);
+        assert_eq!(lab.text(h), "250 2.0.0 Relayed to the converged core\r\n");
+        // iwf's client delivers the .RES to the MMS centre's own server, played here.
+        let mut heard = String::new();
+        let mut step = |lab: &mut Lab, say: &str| {
+            if !say.is_empty() {
+                lab.sock(own_server).send_slice(say.as_bytes()).unwrap();
+            }
+            lab.run(30);
+            let got = lab.text(own_server);
+            heard.push_str(&got);
+            got
+        };
+        step(&mut lab, "");
+        assert!(step(&mut lab, "220 mmsc-m.lab ESMTP\r\n").starts_with("EHLO [198.18.1.2]"));
+        assert_eq!(step(&mut lab, "250 mmsc-m.lab\r\n"), "MAIL FROM:<system@iwf.ims.lab>\r\n");
+        assert_eq!(step(&mut lab, "250 ok\r\n"), "RCPT TO:<system-user@mmsc-m.lab>\r\n");
+        assert_eq!(step(&mut lab, "250 ok\r\n"), "DATA\r\n");
+        let data = step(&mut lab, "354 go\r\n");
+        assert!(
+            data.contains("X-Mms-Message-Type: MM4_forward.RES") && data.contains("X-Mms-Request-Status-Code: Ok"),
+            "{data}"
+        );
+        assert!(data.contains("X-Mms-Transaction-ID: t-9") && data.ends_with("\r\n.\r\n"), "{data}");
+        step(&mut lab, "250 2.0.0 queued\r\n");
+        assert_eq!(lab.counters.tcp.mm4_sent.get(), 1, "{heard}");
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! The SMTP connections of the MMS exchange: MMS centres relaying MM4 to iwf's SMTP
+//! server (`smtp_tcp_port`; a peer address no `kind = "mmsc"` system allows gets a RST
+//! at its SYN), and iwf's SMTP client toward each MMS centre its port reaches (its
+//! `smtp_next_hop`), opened when an MM4 message waits for it.
+//!
+//! A whole message goes to the engine ([`Input::Mm4`]); its SMTP reply comes back
+//! through [`Flows::poll_smtp_answer`], and the session reads nothing more from that
+//! connection until then. What the engine has for an MMS centre
+//! ([`Flows::poll_mm4_out`]) waits in its client's queue, one message in flight: a
+//! transient refusal is tried again after [`MM4_RETRY_MS`], a permanent one is
+//! dropped and counted, a message cut off with its connection goes again.
+use super::*;
+use crate::flow::Mm4Out;
+use crate::session::smtp::client::{Client, ClientConfig, Event as ClientEvent, State as ClientState};
+use crate::session::smtp::server::{
+    Event as ServerEvent, Server, ServerConfig as SmtpServerConfig, State as ServerState,
+};
+use crate::wire::smtp::Reply;
+
+/// MM4 messages an MMS centre's client holds waiting at most: beyond, one is dropped
+/// and counted (the engine refuses new MMS before its own queue gets there).
+pub(super) const MM4_WAITING_MAX: usize = 1024;
+
+/// How long a message an MMS centre refused for now waits before it goes again, ms.
+pub(super) const MM4_RETRY_MS: u64 = 5_000;
+
+/// iwf's SMTP client toward one MMS centre, from this port.
+#[derive(Debug, Clone)]
+pub struct Mm4Client {
+    /// The MMS centre (its `[[legacy]]` id).
+    pub system: u16,
+    /// Its SMTP next hop.
+    pub remote: SocketAddrV4,
+}
+
+/// An SMTP server connection: its session and the MMS centre its peer is.
+#[derive(Debug)]
+pub(super) struct SmtpConn {
+    pub(super) server: Server,
+    pub(super) system: Option<u16>,
+}
+
+impl SmtpConn {
+    pub(super) fn new(hostname: &str, max_message_size: usize) -> SmtpConn {
+        let config =
+            SmtpServerConfig { hostname: hostname.to_string(), max_message_size, ..SmtpServerConfig::default() };
+        SmtpConn { server: Server::new(config), system: None }
+    }
+}
+
+/// iwf's SMTP client connection: its session, what waits for it, what is in flight.
+#[derive(Debug)]
+pub(super) struct Mm4Conn {
+    pub(super) client: Client,
+    pub(super) waiting: std::collections::VecDeque<Mm4Out>,
+    pub(super) in_flight: Option<Mm4Out>,
+    /// Nothing goes before this (a transient refusal's pause), ms.
+    pub(super) hold_until: u64,
+    next_token: u64,
+}
+
+impl Mm4Conn {
+    pub(super) fn new(hostname: &str) -> Mm4Conn {
+        Mm4Conn {
+            client: Client::new(ClientConfig { hostname: hostname.to_string(), ..ClientConfig::default() }),
+            waiting: std::collections::VecDeque::new(),
+            in_flight: None,
+            hold_until: 0,
+            next_token: 0,
+        }
+    }
+
+    /// Queues `o` (the oldest waiting is dropped, counted, when the queue is full).
+    pub(super) fn queue(&mut self, o: Mm4Out, tc: &TcpCounters) {
+        if self.waiting.len() >= MM4_WAITING_MAX {
+            self.waiting.pop_front();
+            tc.mm4_dropped.inc();
+        }
+        self.waiting.push_back(o);
+    }
+
+    /// Whether a message waits to go (the connection is wanted).
+    pub(super) fn wants_connection(&self) -> bool {
+        self.in_flight.is_some() || !self.waiting.is_empty()
+    }
+
+    /// The connection went: what was in flight goes again first.
+    pub(super) fn lost(&mut self) {
+        self.client.connection_lost();
+        while self.client.poll_event().is_some() {}
+        if let Some(o) = self.in_flight.take() {
+            self.waiting.push_front(o);
+        }
+    }
+}
+
+/// One pass of an SMTP server connection: its input to the session (a whole message to
+/// the engine), the session's timers, its replies to the socket.
+pub(super) fn drive_smtp(
+    now: u64,
+    sock: &mut tcp::Socket<'_>,
+    conn: &mut SmtpConn,
+    conn_id: ConnRef,
+    tc: &TcpCounters,
+    mut flows: Option<&mut Flows>,
+) {
+    // Recipients are iwf's to judge from the MM4 message itself (its To), at the end
+    // of data: the envelope takes any.
+    let mut any = |_: &[u8]| -> Result<(), Reply<'static>> { Ok(()) };
+    for _ in 0..4 {
+        let mut progressed = false;
+        while sock.can_recv() {
+            let server = &mut conn.server;
+            let used = sock
+                .recv(|buf| {
+                    let n = server.handle_input(now, buf, &mut any);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if used == 0 {
+                break;
+            }
+            progressed = true;
+        }
+        while let Some(e) = conn.server.poll_event() {
+            progressed = true;
+            match (e, flows.as_deref_mut(), conn.system) {
+                (ServerEvent::Message, Some(f), Some(system)) => {
+                    tc.smtp_messages.inc();
+                    let data = conn.server.message().map_or(&[][..], |m| m.data);
+                    f.handle(now, Input::Mm4 { conn: conn_id, system, data });
+                }
+                (ServerEvent::Message, ..) => {
+                    // No engine here: iwf cannot deliver it, so it must not take it.
+                    let _ = conn.server.answer(now, Reply::new(451, b"4.3.0 Not relaying now, try again"));
+                }
+                (ServerEvent::Closed(_), f, _) => {
+                    if let Some(f) = f {
+                        f.handle(now, Input::Closed { conn: conn_id });
+                    }
+                }
+            }
+        }
+        if conn.server.poll_timeout().is_some_and(|t| t <= now) {
+            conn.server.handle_timeout(now);
+        }
+        let server = &mut conn.server;
+        if sock.can_send() && server.wants_transmit() {
+            let n = sock
+                .send(|buf| {
+                    let n = server.poll_transmit(buf);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            progressed |= n > 0;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    if matches!(conn.server.state(), ServerState::Closed(_)) && !conn.server.wants_transmit() && sock.send_queue() == 0
+    {
+        sock.close();
+    }
+}
+
+/// One pass of iwf's SMTP client connection: the server's replies to the session, its
+/// outcomes to the queue, the next message when the session is ready, its commands to
+/// the socket.
+pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn, tc: &TcpCounters) {
+    for _ in 0..4 {
+        let mut progressed = false;
+        while sock.can_recv() {
+            let client = &mut conn.client;
+            let used = sock
+                .recv(|buf| {
+                    let n = client.handle_input(now, buf);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if used == 0 {
+                break;
+            }
+            progressed = true;
+        }
+        while let Some(e) = conn.client.poll_event() {
+            progressed = true;
+            match e {
+                ClientEvent::Ready => {}
+                ClientEvent::Delivered { .. } => {
+                    conn.in_flight = None;
+                    tc.mm4_sent.inc();
+                }
+                ClientEvent::Refused { permanent: true, .. } => {
+                    conn.in_flight = None;
+                    tc.mm4_refused.inc();
+                }
+                ClientEvent::Refused { .. } => {
+                    // For now: the same message again, after a pause.
+                    if let Some(o) = conn.in_flight.take() {
+                        conn.waiting.push_front(o);
+                    }
+                    conn.hold_until = now.saturating_add(MM4_RETRY_MS);
+                }
+                ClientEvent::Closed(_) => {
+                    if let Some(o) = conn.in_flight.take() {
+                        conn.waiting.push_front(o);
+                    }
+                }
+            }
+        }
+        if conn.client.state() == ClientState::Ready && conn.in_flight.is_none() && now >= conn.hold_until {
+            if let Some(o) = conn.waiting.pop_front() {
+                conn.next_token = conn.next_token.wrapping_add(1);
+                match conn.client.send(now, conn.next_token, o.from.as_bytes(), o.rcpt.as_bytes(), &o.data) {
+                    Ok(()) => conn.in_flight = Some(o),
+                    // An address no SMTP command can carry: it can never go.
+                    Err(_) => tc.mm4_refused.inc(),
+                }
+                progressed = true;
+            }
+        }
+        if conn.client.poll_timeout().is_some_and(|t| t <= now) {
+            conn.client.handle_timeout(now);
+        }
+        let client = &mut conn.client;
+        if sock.can_send() && client.wants_transmit() {
+            let n = sock
+                .send(|buf| {
+                    let n = client.poll_transmit(buf);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            progressed |= n > 0;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    if matches!(conn.client.state(), ClientState::Closed(_)) && !conn.client.wants_transmit() && sock.send_queue() == 0
+    {
+        sock.close();
+    }
+}
