@@ -20,6 +20,8 @@ pub fn lab_flows() -> Flows {
         local_sent_by: "198.18.2.2:5060".into(),
         parts_aside: 64,
         reassembly: (1024, 1 << 20),
+        max_sip_message: 1 << 20,
+        mm4_clients: Vec::new(),
     };
     Flows::new(config, shared)
 }

@@ -568,6 +568,9 @@ fn engines(
                 parts_aside: cfg.smpp.parts_aside,
                 reassembly: (cfg.smpp.reassembly_messages, cfg.smpp.reassembly_bytes),
                 max_sip_message: cfg.sip.max_message_bytes,
+                // Every worker has a client toward each MMS centre, on the port that
+                // reaches it.
+                mm4_clients: cfg.legacy.iter().filter(|l| l.mms.is_some()).map(|l| l.id).collect(),
             };
             let mut f = crate::flow::Flows::new(config, Arc::clone(shared));
             if store.is_some() {
@@ -734,7 +737,10 @@ fn worker_port(
         .iter()
         .filter_map(|l| l.mms.as_ref().map(|m| (l.id, m)))
         .filter(|(_, m)| m.next_hop_port == index)
-        .map(|(system, m)| super::tcp::Mm4Client { system, remote: m.next_hop })
+        .map(|(system, m)| {
+            let reconnect_ms = cfg.legacy.iter().find(|l| l.id == system).map_or((1_000, 60_000), |l| l.reconnect_ms);
+            super::tcp::Mm4Client { system, remote: m.next_hop, reconnect_ms }
+        })
         .collect();
     let tcp = (pc.smpp_tcp_port.is_some()
         || pc.sip_tcp_port.is_some()

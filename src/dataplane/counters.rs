@@ -342,8 +342,8 @@ counter_group! {
         mm4_sent,
         /// MM4 messages an MMS centre refused for good (5xx), or that no command could carry.
         mm4_refused,
-        /// MM4 messages dropped: an MMS centre's client queue was full, or no client of
-        /// this port reaches it.
+        /// MM4 messages dropped after their last try (transient refusals, connections
+        /// lost with them in flight), or past a full client queue.
         mm4_dropped,
     }
 }

@@ -11,9 +11,15 @@ use crate::interwork::mms::{forward_answer, mm4_to_sip, refusal_reply, sip_final
 use crate::wire::mm4::{self, MessageType, Mm4, RequestStatus};
 use crate::wire::smtp::Reply;
 
-/// MM4 messages waiting for the MMS centres' SMTP clients at most: beyond, a new MMS
-/// is answered 451 (the centre sends it again later) rather than let answers pile up.
-const MM4_OUT_MAX: usize = 4096;
+/// MM4 messages waiting for one MMS centre's SMTP client at most: beyond, a new
+/// request from it is answered 451 (the centre sends it again later) rather than let
+/// answers pile up.
+const MM4_OUT_PER_SYSTEM: usize = 1024;
+
+/// How long an MMS waits for its MESSAGE's final response at most, seconds: Timer F
+/// (32 s) and a margin. A MESSAGE that never left (no connection to the SIP core)
+/// is answered 451 then, so no SMTP session waits for ever.
+const MMS_FINAL_S: u64 = 40;
 
 /// An MM4 message for an MMS centre: what iwf's SMTP client delivers to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +32,8 @@ pub struct Mm4Out {
     pub rcpt: String,
     /// The RFC 5322 message.
     pub data: Vec<u8>,
+    /// Tries so far (the client gives up after a few).
+    pub attempts: u8,
 }
 
 /// What the `MM4_forward.RES` of a forward in flight needs.
@@ -42,10 +50,6 @@ impl Flows {
     /// SMTP reply waits in [`Flows::poll_smtp_answer`]).
     pub(super) fn mm4_message(&mut self, unix: u64, conn: ConnRef, system: u16, data: &[u8]) {
         inc(&self.shared.stats.mm4_in);
-        if self.mm4_out.len() >= MM4_OUT_MAX {
-            self.shared.count_drop(DropReason::Mm4OutFull);
-            return self.smtp_answer(conn, Reply::new(451, b"4.3.2 Answers to MMS centres are backed up, try again"));
-        }
         let provision = self.shared.provision.load_full();
         let Some(mms) = provision.system(system).and_then(|l| l.mms.clone()) else {
             return self.smtp_answer(conn, Reply::new(554, b"5.7.1 Not an MMS centre of this relay"));
@@ -64,6 +68,16 @@ impl Flows {
             .clone()
             .or_else(|| m.sender.clone())
             .unwrap_or_else(|| format!("system@{}", mms.domain));
+        let request = matches!(
+            m.kind,
+            MessageType::ForwardReq | MessageType::DeliveryReportReq | MessageType::ReadReplyReportReq
+        );
+        if request && self.mm4_queued(system) >= MM4_OUT_PER_SYSTEM {
+            // A request may need an MM4 answer, and this centre's answers are backed up.
+            self.shared.count_drop(DropReason::Mm4OutFull);
+            return self
+                .smtp_answer(conn, Reply::new(451, b"4.3.2 Answers to this MMS centre are backed up, try again"));
+        }
         match m.kind {
             MessageType::ForwardReq => self.mm4_forward(unix, conn, system, m, rcpt, &provision),
             // Responses to what iwf sent: taken.
@@ -125,6 +139,7 @@ impl Flows {
                 inc(&self.shared.stats.sip_messages_sent);
                 let res = m.ack_request.then(|| Box::new(ResFor { system, forward: m, rcpt }));
                 let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), res });
+                self.mms_deadlines.push_back((unix.saturating_add(MMS_FINAL_S), key));
                 let token = self.token(key);
                 self.sip_requests_tcp.push_back(SipRequest { token, bytes: c.bytes, dest: self.config.next_hop });
             }
@@ -136,10 +151,10 @@ impl Flows {
     /// `conn`, and the `.RES` when one was asked for.
     pub(super) fn mm4_final(&mut self, conn: Option<ConnRef>, res: Option<Box<ResFor>>, status: u16) {
         let outcome = sip_final_to_outcome(status);
-        inc(if outcome == ForwardOutcome::Relayed {
-            &self.shared.stats.sip_messages_ok
-        } else {
-            &self.shared.stats.sip_messages_failed
+        inc(match outcome {
+            ForwardOutcome::Relayed => &self.shared.stats.mm4_relayed,
+            ForwardOutcome::Retry => &self.shared.stats.mm4_retry,
+            ForwardOutcome::Refused(_) => &self.shared.stats.mm4_refused,
         });
         let (reply, res_status) = forward_answer(outcome, res.is_some());
         if let Some(conn) = conn {
@@ -150,8 +165,38 @@ impl Flows {
         }
     }
 
-    /// Queues the `.RES` answering `req` for MMS centre `system`.
+    /// MMS forwards whose final response is overdue (see [`MMS_FINAL_S`]): answered 451,
+    /// with no `.RES` (the MMS centre sends them again). Runs once a second.
+    pub(super) fn expire_mms(&mut self, unix: u64) {
+        while let Some(&(deadline, key)) = self.mms_deadlines.front() {
+            if deadline > unix {
+                break;
+            }
+            self.mms_deadlines.pop_front();
+            if !matches!(self.outgoing.get_mut(key), Some(Outgoing::Mms { .. })) {
+                continue; // answered already (its slot may serve another request now)
+            }
+            if let Some(Outgoing::Mms { conn, .. }) = self.outgoing.remove(key) {
+                inc(&self.shared.stats.mm4_retry);
+                if let Some(conn) = conn {
+                    self.smtp_answer(conn, Reply::new(451, b"4.4.1 No answer from the converged core, try again"));
+                }
+            }
+        }
+    }
+
+    /// MM4 messages waiting for MMS centre `system`'s client.
+    fn mm4_queued(&self, system: u16) -> usize {
+        self.mm4_out.iter().filter(|o| o.system == system).count()
+    }
+
+    /// Queues the `.RES` answering `req` for MMS centre `system` (dropped and counted
+    /// when no SMTP client of this worker reaches it: its port has none).
     fn mm4_response(&mut self, system: u16, req: &Mm4, rcpt: String, status: RequestStatus) {
+        if !self.config.mm4_clients.contains(&system) {
+            self.shared.count_drop(DropReason::Mm4NoClient);
+            return;
+        }
         let provision = self.shared.provision.load_full();
         let domain = &provision.converged.legacy_domain;
         let sender = format!("system@{domain}");
@@ -162,7 +207,7 @@ impl Flows {
             MessageType::ForwardReq => mm4::forward_res(&e, req, status, None),
             _ => mm4::report_res(&e, req, status),
         };
-        self.mm4_out.push_back(Mm4Out { system, from: sender, rcpt, data });
+        self.mm4_out.push_back(Mm4Out { system, from: sender, rcpt, data, attempts: 0 });
     }
 
     fn smtp_answer(&mut self, conn: ConnRef, reply: Reply<'static>) {
@@ -186,8 +231,8 @@ impl Flows {
         self.mm4_out.remove(i)
     }
 
-    /// Whether an MM4 message waits for an MMS centre's client.
-    pub fn has_mm4_out(&self) -> bool {
-        !self.mm4_out.is_empty()
+    /// Whether an MM4 message waits for an MMS centre the caller's clients reach.
+    pub fn has_mm4_out(&self, takes: impl Fn(u16) -> bool) -> bool {
+        self.mm4_out.iter().any(|o| takes(o.system))
     }
 }

@@ -408,6 +408,9 @@ pub struct FlowsConfig {
     /// The largest SIP message iwf writes (`sip.max_message_bytes`): an MMS that
     /// would make a larger MESSAGE is refused, never cut.
     pub max_sip_message: usize,
+    /// The MMS centres this worker has SMTP clients for (MM4 for another is dropped,
+    /// counted).
+    pub mm4_clients: Vec<u16>,
 }
 
 /// A small slab with generation-checked keys (24-bit index, 24-bit generation).
@@ -671,6 +674,9 @@ pub struct Flows {
     /// MM4 messages for MMS centres' SMTP clients.
     mm4_out: VecDeque<Mm4Out>,
     mm4_seq: u32,
+    /// MMS forwards in flight by when their final response is due (Unix seconds), in
+    /// order: [`Flows::handle_timeout`] answers the overdue 451.
+    mms_deadlines: VecDeque<(u64, u64)>,
     /// Answers to SIP transactions on UDP, by port.
     udp_answers: ByPort<SipAnswer>,
     /// Answers to SIP transactions on TCP streams, by port.
@@ -786,6 +792,7 @@ impl Flows {
             smtp_answers: ByPort::default(),
             mm4_out: VecDeque::new(),
             mm4_seq: 0,
+            mms_deadlines: VecDeque::new(),
             udp_answers: ByPort::default(),
             tcp_answers: ByPort::default(),
             sip_requests: VecDeque::with_capacity(256),
@@ -1015,6 +1022,7 @@ impl Flows {
             self.expired_at = unix;
             self.timers.second_began = now;
             self.sweep_parked();
+            self.expire_mms(unix);
             self.publish_tables();
         }
     }
@@ -1186,6 +1194,7 @@ mod tests {
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
             max_sip_message: 1 << 20,
+            mm4_clients: vec![9],
         }
     }
 
@@ -1688,6 +1697,39 @@ mod tests {
         assert_eq!(shared.drops().find(|(n, _)| *n == "mm4_invalid").map(|(_, c)| c), Some(1));
     }
 
+    /// An MMS whose MESSAGE gets no final response (it never left: no connection to
+    /// the SIP core) is answered 451 once its time is up, not left waiting; a final
+    /// response after that changes nothing.
+    #[test]
+    fn an_mms_without_a_final_response_is_answered_451_in_time() {
+        let shared = mms_shared();
+        let mut f = flows(&shared);
+        f.poll(0, NOW);
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
+        let r = f.poll_request_tcp().expect("the MESSAGE");
+        f.poll(1_000, NOW + 39);
+        assert!(f.poll_smtp_answer(0).is_none(), "not yet");
+        f.poll(2_000, NOW + 40);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(451));
+        f.sip_final(r.token, 200);
+        assert!(f.poll_smtp_answer(0).is_none() && f.poll_mm4_out(|_| true).is_none());
+        assert_eq!(shared.stats.mm4_retry.load(Ordering::Relaxed), 1);
+    }
+
+    /// The .RES for an MMS centre no SMTP client of this worker reaches is dropped and
+    /// counted, not queued for ever.
+    #[test]
+    fn mm4_for_a_centre_no_client_reaches_is_dropped_and_counted() {
+        let shared = mms_shared();
+        let mut f = Flows::new(FlowsConfig { mm4_clients: Vec::new(), ..f_config() }, Arc::clone(&shared));
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "Yes") });
+        let r = f.poll_request_tcp().unwrap();
+        f.sip_final(r.token, 200);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        assert!(!f.has_mm4_out(|_| true));
+        assert_eq!(shared.drops().find(|(n, _)| *n == "mm4_no_client").map(|(_, c)| c), Some(1));
+    }
+
     #[test]
     fn a_full_lane_throttles_the_systems_new_messages() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
@@ -1718,6 +1760,7 @@ mod tests {
                 parts_aside: 64,
                 reassembly: (1024, 1 << 20),
                 max_sip_message: 1 << 20,
+                mm4_clients: vec![9],
             };
             Flows::new(config, Arc::clone(&shared))
         };

@@ -19,6 +19,11 @@ pub struct FlowStats {
     pub mm4_refused: AtomicU64,
     /// MM4 responses (`*.RES`) taken from MMS centres.
     pub mm4_responses: AtomicU64,
+    /// MMS relayed to the converged core (a 2xx final).
+    pub mm4_relayed: AtomicU64,
+    /// MMS answered 451 (the converged core failed for now, or did not answer): the
+    /// MMS centre sends them again.
+    pub mm4_retry: AtomicU64,
     /// Parts answered ESME_RTHROTTLED because their bind's room outside the window
     /// (`smpp.parts_aside`) was taken.
     pub parts_aside_full: AtomicU64,
@@ -139,13 +144,15 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 34] = [
+        let all: [(&'static str, &AtomicU64); 36] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
             ("mm4_in", &self.mm4_in),
             ("mm4_refused", &self.mm4_refused),
             ("mm4_responses", &self.mm4_responses),
+            ("mm4_relayed", &self.mm4_relayed),
+            ("mm4_retry", &self.mm4_retry),
             ("parts_aside_full", &self.parts_aside_full),
             ("smsc_receipts_parked_durably", &self.smsc_receipts_parked_durably),
             ("sip_messages_sent", &self.sip_messages_sent),
@@ -331,15 +338,17 @@ pub enum DropReason {
     WaitersFull,
     /// An MM4 message that does not read (SMTP 554).
     Mm4Invalid,
-    /// An MM4 message answered 451: the MM4 waiting for the MMS centres' SMTP
-    /// clients were at their bound.
+    /// An MM4 request answered 451: the MM4 waiting for its MMS centre's SMTP client
+    /// were at their bound.
     Mm4OutFull,
+    /// An MM4 answer dropped: no SMTP client of this worker reaches its MMS centre.
+    Mm4NoClient,
     Other,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::TagBadLength,
         DropReason::TagBadCharacter,
         DropReason::TagUnsupportedVersion,
@@ -370,6 +379,7 @@ impl DropReason {
         DropReason::WaitersFull,
         DropReason::Mm4Invalid,
         DropReason::Mm4OutFull,
+        DropReason::Mm4NoClient,
         DropReason::Other,
     ];
 
@@ -406,6 +416,7 @@ impl DropReason {
             DropReason::WaitersFull => "waiters_full",
             DropReason::Mm4Invalid => "mm4_invalid",
             DropReason::Mm4OutFull => "mm4_out_full",
+            DropReason::Mm4NoClient => "mm4_no_client",
             DropReason::Other => "other",
         }
     }

@@ -557,6 +557,15 @@ pub(crate) fn dataplane(doc: &Doc<'_>, file: &File) -> Result<DataplaneConfig, C
     let tcp = load_tcp(doc, file)?;
     let smpp = load_smpp(doc, file)?;
     let legacy = load_legacy(doc, file, &ports)?;
+    if let (None, Some((i, _))) = (sip.next_hop, legacy.iter().enumerate().find(|(_, l)| l.mms.is_some())) {
+        // An MMS goes to the SIP core over TCP, which is iwf's connection to its next hop.
+        let span = file.legacy.as_ref().and_then(|l| l.get_ref().get(i)).map_or(0..0, Spanned::span);
+        return doc.err(
+            &format!("legacy[{i}].kind"),
+            span,
+            "an MMS centre needs [sip] next_hop (MMS go to the SIP core over TCP)",
+        );
+    }
     Ok(DataplaneConfig { eal, control, ports, sip, tcp, smpp, legacy })
 }
 
@@ -1265,7 +1274,8 @@ sip_udp_port = 5060
     /// An MMS centre: its MM4 keys are read, SMPP's refused, and what it needs named.
     #[test]
     fn an_mms_centre_is_provisioned_with_its_mm4_keys() {
-        let base = GOOD.replace("gateway = \"198.18.1.1\"", "gateway = \"198.18.1.1\"\nsmtp_tcp_port = 25");
+        let base = GOOD.replace("gateway = \"198.18.1.1\"", "gateway = \"198.18.1.1\"\nsmtp_tcp_port = 25")
+            + "\n[sip]\nnext_hop = \"198.18.2.1:5060\"\n";
         let mmsc = "[[legacy]]\nid = 4\nname = \"mmsc-m\"\nkind = \"mmsc\"\ndomain = \"MMSC-M.lab\"\nallow = [\"198.18.1.1\"]\nsmtp_next_hop = \"198.18.1.1:2525\"\n";
         let c = load(&format!("{base}\n{mmsc}")).unwrap();
         assert_eq!(c.ports[0].smtp_tcp_port, Some(25));
@@ -1291,6 +1301,10 @@ sip_udp_port = 5060
         assert_eq!(e.key, "legacy[0].mm4_version", "{e}");
         let e = load(&format!("{GOOD}\n{mmsc}")).unwrap_err();
         assert!(e.message.contains("smtp_tcp_port"), "no port serves it: {e}");
+        let no_core = GOOD.replace("gateway = \"198.18.1.1\"", "gateway = \"198.18.1.1\"\nsmtp_tcp_port = 25");
+        let e = load(&format!("{no_core}\n{mmsc}")).unwrap_err();
+        assert_eq!(e.key, "legacy[0].kind", "{e}");
+        assert!(e.message.contains("[sip] next_hop"), "MMS go to the SIP core over TCP: {e}");
         let smsc = "[[legacy]]\nid = 1\nname = \"a\"\nsystem_id = \"a\"\npassword = \"b\"\nallow = [\"1.2.3.4\"]\ndomain = \"x.lab\"\n";
         let e = bad(smsc);
         assert_eq!((e.key.as_str(), e.line), ("legacy[0].domain", line_of_added + 6), "{e}");

@@ -326,7 +326,17 @@ enum Service {
     /// A listener/connection of the SMTP server MMS centres relay MM4 to.
     SmtpServer { port: u16 },
     /// iwf's SMTP client toward MMS centre `system`, opened when a message waits.
-    SmtpClient { system: u16, remote: SocketAddrV4, connecting: bool, since: u64, retry_at: u64 },
+    /// `backoff`: the wait after the next failure, between `reconnect_ms` (the MMS
+    /// centre's `reconnect_initial_ms`, `reconnect_max_ms`).
+    SmtpClient {
+        system: u16,
+        remote: SocketAddrV4,
+        connecting: bool,
+        since: u64,
+        retry_at: u64,
+        backoff: u64,
+        reconnect_ms: (u64, u64),
+    },
 }
 
 #[derive(Debug)]
@@ -606,7 +616,7 @@ impl Endpoint {
             f.has_smpp_for(port)
                 || f.has_tcp_answer(port)
                 || f.has_smtp_answer(port)
-                || f.has_mm4_out()
+                || f.has_mm4_out(|system| mm4_takes(&self.slots, system))
                 || (f.has_request_tcp()
                     && self.sip_out.len() < SIP_CLIENT_QUEUE
                     && self.slots.iter().any(|s| matches!(s.service, Service::SipClient { .. })))
@@ -725,10 +735,7 @@ impl Endpoint {
                 let _ = c.server.answer(now, reply);
             }
         }
-        let ours = |slots: &[Slot], system: u16| {
-            slots.iter().any(|s| matches!(s.service, Service::SmtpClient { system: x, .. } if x == system))
-        };
-        while let Some(o) = f.poll_mm4_out(|system| ours(&self.slots, system)) {
+        while let Some(o) = f.poll_mm4_out(|system| mm4_takes(&self.slots, system)) {
             any = true;
             let slot = self
                 .slots
@@ -914,7 +921,15 @@ impl Endpoint {
             }
         } else if let Some(c) = slot.mm4.as_mut() {
             if gone {
-                c.lost();
+                let delivered = c.lost(tc);
+                if let Service::SmtpClient { retry_at, backoff, reconnect_ms, .. } = &mut slot.service {
+                    // A connection that closed without delivering anything is tried again
+                    // later and later (an MMS centre that refuses at its greeting, or
+                    // resets, is not hammered).
+                    *backoff =
+                        if delivered { reconnect_ms.0 } else { (*backoff * 2).clamp(reconnect_ms.0, reconnect_ms.1) };
+                    *retry_at = now.saturating_add(*backoff);
+                }
             } else {
                 drive_mm4(now, sock, c, tc);
             }
@@ -1007,13 +1022,14 @@ impl Endpoint {
                     let _ = sock.listen(*port);
                 }
             }
-            Service::SmtpClient { remote, connecting, since, retry_at, .. } => {
+            Service::SmtpClient { remote, connecting, since, retry_at, backoff, reconnect_ms, .. } => {
                 let wanted = slot.mm4.as_ref().is_some_and(|c| c.wants_connection());
                 if *connecting {
                     if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
                         sock.abort();
                         *connecting = false;
-                        *retry_at = now.saturating_add(1_000);
+                        *retry_at = now.saturating_add(*backoff);
+                        *backoff = (*backoff * 2).clamp(reconnect_ms.0, reconnect_ms.1);
                         tc.connect_failed.inc();
                     }
                 } else if state == TcpState::TimeWait {
@@ -1028,7 +1044,7 @@ impl Endpoint {
                             tc.active_opens.inc();
                         }
                         Err(_) => {
-                            *retry_at = now.saturating_add(1_000);
+                            *retry_at = now.saturating_add(*backoff);
                             tc.connect_failed.inc();
                         }
                     }
@@ -1222,8 +1238,15 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
         add(Service::SmtpServer { port }, None, Some(Box::new(conn)), None);
     }
     for c in &settings.mm4_clients {
-        let service =
-            Service::SmtpClient { system: c.system, remote: c.remote, connecting: false, since: 0, retry_at: 0 };
+        let service = Service::SmtpClient {
+            system: c.system,
+            remote: c.remote,
+            connecting: false,
+            since: 0,
+            retry_at: 0,
+            backoff: c.reconnect_ms.0,
+            reconnect_ms: c.reconnect_ms,
+        };
         add(service, None, None, Some(Box::new(Mm4Conn::new(&settings.smtp_hostname))));
     }
     if let Some(remote) = settings.sip_next_hop {
@@ -1233,6 +1256,15 @@ fn slots_of(settings: &StackSettings, window: usize) -> (SocketSet<'static>, Vec
         add(service, None, None, None);
     }
     (sockets, slots)
+}
+
+/// Whether this stack has an SMTP client for MMS centre `system` with room in its
+/// queue (what it cannot take stays with the engine, which then answers 451).
+fn mm4_takes(slots: &[Slot], system: u16) -> bool {
+    slots.iter().any(|s| {
+        matches!(s.service, Service::SmtpClient { system: x, .. } if x == system)
+            && s.mm4.as_ref().is_some_and(|c| c.has_room())
+    })
 }
 
 /// The listener sockets of the SMPP, SIP and SMTP ports: `listeners` shared evenly
@@ -1682,6 +1714,7 @@ mod tests {
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
             max_sip_message: 1 << 20,
+            mm4_clients: vec![9],
         };
         lab.flows = Some(crate::flow::Flows::new(config, shared));
         let h = lab.connect(40000);
@@ -1717,7 +1750,8 @@ mod tests {
         let mut st = settings(8);
         st.smpp_port = None;
         st.smtp_port = Some(25);
-        st.mm4_clients = vec![Mm4Client { system: 9, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2525) }];
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2525);
+        st.mm4_clients = vec![Mm4Client { system: 9, remote, reconnect_ms: (1_000, 60_000) }];
         let mut lab = Lab::build(st);
         lab.iwf.directory = Directory::new(std::slice::from_ref(&mmsc));
         assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 1, 1), 25, 0), Ok(()));
@@ -1733,6 +1767,7 @@ mod tests {
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
             max_sip_message: 1 << 20,
+            mm4_clients: vec![9],
         };
         lab.flows = Some(crate::flow::Flows::new(config, shared));
         let own_server = lab.listen(2525);

@@ -31,7 +31,14 @@ pub struct Mm4Client {
     pub system: u16,
     /// Its SMTP next hop.
     pub remote: SocketAddrV4,
+    /// Reconnect back-off, first delay and cap, ms (`reconnect_initial_ms`,
+    /// `reconnect_max_ms`).
+    pub reconnect_ms: (u64, u64),
 }
+
+/// Tries of one MM4 message at most (transient refusals, connections lost with it in
+/// flight): then it is dropped and counted.
+pub(super) const MM4_ATTEMPTS: u8 = 5;
 
 /// An SMTP server connection: its session and the MMS centre its peer is.
 #[derive(Debug)]
@@ -57,6 +64,8 @@ pub(super) struct Mm4Conn {
     /// Nothing goes before this (a transient refusal's pause), ms.
     pub(super) hold_until: u64,
     next_token: u64,
+    /// Something was delivered on the current connection.
+    delivered: bool,
 }
 
 impl Mm4Conn {
@@ -67,10 +76,17 @@ impl Mm4Conn {
             in_flight: None,
             hold_until: 0,
             next_token: 0,
+            delivered: false,
         }
     }
 
-    /// Queues `o` (the oldest waiting is dropped, counted, when the queue is full).
+    /// Whether the queue takes one more.
+    pub(super) fn has_room(&self) -> bool {
+        self.waiting.len() < MM4_WAITING_MAX
+    }
+
+    /// Queues `o` (the dispatcher takes only what [`Mm4Conn::has_room`] allows; past
+    /// it, the oldest waiting is dropped and counted).
     pub(super) fn queue(&mut self, o: Mm4Out, tc: &TcpCounters) {
         if self.waiting.len() >= MM4_WAITING_MAX {
             self.waiting.pop_front();
@@ -84,12 +100,25 @@ impl Mm4Conn {
         self.in_flight.is_some() || !self.waiting.is_empty()
     }
 
-    /// The connection went: what was in flight goes again first.
-    pub(super) fn lost(&mut self) {
+    /// The connection went: what was in flight goes again first (or is dropped after
+    /// its last try). Whether anything was delivered on it.
+    pub(super) fn lost(&mut self, tc: &TcpCounters) -> bool {
         self.client.connection_lost();
         while self.client.poll_event().is_some() {}
-        if let Some(o) = self.in_flight.take() {
-            self.waiting.push_front(o);
+        self.retry(tc);
+        std::mem::take(&mut self.delivered)
+    }
+
+    /// The message in flight failed for now: it goes again first, after a pause, or is
+    /// dropped after its last try.
+    fn retry(&mut self, tc: &TcpCounters) {
+        if let Some(mut o) = self.in_flight.take() {
+            o.attempts = o.attempts.saturating_add(1);
+            if o.attempts >= MM4_ATTEMPTS {
+                tc.mm4_dropped.inc();
+            } else {
+                self.waiting.push_front(o);
+            }
         }
     }
 }
@@ -189,6 +218,7 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
                 ClientEvent::Ready => {}
                 ClientEvent::Delivered { .. } => {
                     conn.in_flight = None;
+                    conn.delivered = true;
                     tc.mm4_sent.inc();
                 }
                 ClientEvent::Refused { permanent: true, .. } => {
@@ -197,16 +227,10 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
                 }
                 ClientEvent::Refused { .. } => {
                     // For now: the same message again, after a pause.
-                    if let Some(o) = conn.in_flight.take() {
-                        conn.waiting.push_front(o);
-                    }
+                    conn.retry(tc);
                     conn.hold_until = now.saturating_add(MM4_RETRY_MS);
                 }
-                ClientEvent::Closed(_) => {
-                    if let Some(o) = conn.in_flight.take() {
-                        conn.waiting.push_front(o);
-                    }
-                }
+                ClientEvent::Closed(_) => conn.retry(tc),
             }
         }
         if conn.client.state() == ClientState::Ready && conn.in_flight.is_none() && now >= conn.hold_until {

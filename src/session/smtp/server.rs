@@ -28,6 +28,9 @@
 use crate::wire::smtp::{Command, Reply, MAX_COMMAND_LINE};
 use std::ops::Range;
 
+/// Message octets a session keeps room for between messages.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
 /// Settings of an SMTP server session.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -457,6 +460,8 @@ impl Server {
         }
         self.last_input = now;
         self.reset_transaction();
+        // A large message's memory goes back; the next message grows it again.
+        self.data.shrink_to(KEPT_CAPACITY);
         self.state = State::Ready;
         self.reply(reply.code, reply.text);
         Ok(())
