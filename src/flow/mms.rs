@@ -101,8 +101,15 @@ impl Flows {
 
     /// An `MM4_forward.REQ`: one recipient, a converged user of iwf's domain.
     fn mm4_forward(&mut self, unix: u64, conn: ConnRef, system: u16, m: Mm4, rcpt: String, provision: &Provision) {
+        let st = self.shared.system(system);
+        if let Some(st) = &st {
+            inc(&st.messages_in);
+        }
         let refuse = |f: &mut Flows, m: Mm4, rcpt: String, status: RequestStatus| {
             inc(&f.shared.stats.mm4_refused);
+            if let Some(st) = &st {
+                inc(&st.messages_refused);
+            }
             let (reply, res) = forward_answer(ForwardOutcome::Refused(status), m.ack_request);
             f.smtp_answer(conn, reply);
             if let Some(s) = res {
@@ -138,7 +145,7 @@ impl Flows {
             Ok(c) => {
                 inc(&self.shared.stats.sip_messages_sent);
                 let res = m.ack_request.then(|| Box::new(ResFor { system, forward: m, rcpt }));
-                let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), res });
+                let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), system, res });
                 self.mms_deadlines.push_back((unix.saturating_add(MMS_FINAL_S), key));
                 let token = self.token(key);
                 self.sip_requests_tcp.push_back(SipRequest { token, bytes: c.bytes, dest: self.config.next_hop });
@@ -149,8 +156,11 @@ impl Flows {
 
     /// The final response `status` to the MESSAGE an MMS became: the SMTP reply on
     /// `conn`, and the `.RES` when one was asked for.
-    pub(super) fn mm4_final(&mut self, conn: Option<ConnRef>, res: Option<Box<ResFor>>, status: u16) {
+    pub(super) fn mm4_final(&mut self, conn: Option<ConnRef>, system: u16, res: Option<Box<ResFor>>, status: u16) {
         let outcome = sip_final_to_outcome(status);
+        if let Some(st) = self.shared.system(system) {
+            inc(if outcome == ForwardOutcome::Relayed { &st.messages_accepted } else { &st.messages_refused });
+        }
         inc(match outcome {
             ForwardOutcome::Relayed => &self.shared.stats.mm4_relayed,
             ForwardOutcome::Retry => &self.shared.stats.mm4_retry,
@@ -176,8 +186,11 @@ impl Flows {
             if !matches!(self.outgoing.get_mut(key), Some(Outgoing::Mms { .. })) {
                 continue; // answered already (its slot may serve another request now)
             }
-            if let Some(Outgoing::Mms { conn, .. }) = self.outgoing.remove(key) {
+            if let Some(Outgoing::Mms { conn, system, .. }) = self.outgoing.remove(key) {
                 inc(&self.shared.stats.mm4_retry);
+                if let Some(st) = self.shared.system(system) {
+                    inc(&st.messages_refused);
+                }
                 if let Some(conn) = conn {
                     self.smtp_answer(conn, Reply::new(451, b"4.4.1 No answer from the converged core, try again"));
                 }

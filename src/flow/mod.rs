@@ -535,7 +535,7 @@ enum Outgoing {
     Imdn { message: correlation::MessageRef, acks: Vec<ReceiptAck>, undo: Option<Box<Checkpoint>>, last: bool },
     /// An MMS from an MMS centre: its SMTP reply on `conn` (none once that closed) and
     /// the `.RES` it asked for after the final response.
-    Mms { conn: Option<ConnRef>, res: Option<Box<mms::ResFor>> },
+    Mms { conn: Option<ConnRef>, system: u16, res: Option<Box<mms::ResFor>> },
 }
 
 /// An SMSC receipt whose `*_resp` is held: parked for its id, or waiting for the IMDN
@@ -1631,6 +1631,9 @@ mod tests {
         );
         assert_eq!((m.transaction_id.as_str(), m.message_id.as_deref()), ("mt-1", Some("mm-1@mmsc-m.lab")));
         assert_eq!(shared.stats.mm4_in.load(Ordering::Relaxed), 1);
+        // Per MMS centre, as for the SMS centres (its rows in /metrics).
+        let st = shared.system(9).unwrap();
+        assert_eq!((st.messages_in.load(Ordering::Relaxed), st.messages_accepted.load(Ordering::Relaxed)), (1, 1));
     }
 
     /// How each outcome is answered: a refusal in the .RES when one is asked for (SMTP
