@@ -226,7 +226,7 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
                     tc.mm4_refused.inc();
                 }
                 ClientEvent::Refused { .. } => {
-                    // For now: the same message again, after a pause.
+                    // A transient refusal (4xx): the same message again, after a pause.
                     conn.retry(tc);
                     conn.hold_until = now.saturating_add(MM4_RETRY_MS);
                 }
