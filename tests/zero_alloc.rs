@@ -416,7 +416,7 @@ Call-ID: d{COUNTER}@ims.lab\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\n
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
             max_sip_message: 1 << 20,
-            mm4_clients: vec![9],
+            mm4_clients: Vec::new(),
         };
         let mut f = Flows::new(config, shared);
         f.bound(SMSC, 1, true);

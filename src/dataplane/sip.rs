@@ -778,7 +778,7 @@ Via: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKkeep\r\nContent-Length: 2\r\n\r\nhi"
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
             max_sip_message: 1 << 20,
-            mm4_clients: vec![9],
+            mm4_clients: Vec::new(),
         };
         let mut flows = Flows::new(config, Arc::clone(&shared));
         flows.bound(SMSCA, 1, true);

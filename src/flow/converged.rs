@@ -492,8 +492,7 @@ fn fits_sms(content_type: Option<&str>, text: &[u8], max_parts: usize) -> bool {
     use crate::wire::sms::{choose_encoding, count_segments, Concatenation};
     /// UCS-2 characters per part of a concatenated message: the fewest of any encoding.
     const UCS2_PART: usize = 67;
-    let is_text = content_type.is_none_or(|c| c.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"text/")));
-    if !is_text || text.len() <= max_parts.saturating_mul(UCS2_PART) {
+    if !crate::route::select::is_text(content_type) || text.len() <= max_parts.saturating_mul(UCS2_PART) {
         return true;
     }
     let Ok(text) = core::str::from_utf8(text) else { return true };

@@ -211,12 +211,7 @@ impl Flows {
         let Some(recipient) = recipient else {
             return self.refuse_legacy(system, parts, &aside, CommandStatus::ESME_RINVDSTADR);
         };
-        let side = ConvergedSide {
-            legacy_domain: &provision.converged.legacy_domain,
-            converged_domain: &provision.converged.converged_domain,
-            local_sent_by: &self.config.local_sent_by,
-            transport: "UDP",
-        };
+        let side = converged_side(&self.config, &provision, "UDP");
         self.tag_seq = self.tag_seq.wrapping_add(1);
         let sequence = self.tag_seq ^ (u32::from(self.config.core) << 24);
         let converted = legacy_to_sip(

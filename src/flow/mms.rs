@@ -131,12 +131,7 @@ impl Flows {
         let Some(recipient) = recipient else {
             return refuse(self, m, rcpt, RequestStatus::ErrorSendingAddressUnresolved);
         };
-        let side = ConvergedSide {
-            legacy_domain: &provision.converged.legacy_domain,
-            converged_domain: &provision.converged.converged_domain,
-            local_sent_by: &self.config.local_sent_by,
-            transport: "TCP",
-        };
+        let side = converged_side(&self.config, provision, "TCP");
         self.tag_seq = self.tag_seq.wrapping_add(1);
         let sequence = self.tag_seq ^ (u32::from(self.config.core) << 24);
         let max = self.config.max_sip_message;

@@ -751,6 +751,17 @@ fn content_type_of<'b>(content: &SipContent<'_, '_>, buf: &'b mut [u8]) -> Optio
     core::str::from_utf8(out).ok()
 }
 
+/// The converged side as provisioned now, iwf's requests (from `config`'s sent-by)
+/// going over `transport`.
+fn converged_side<'p>(config: &'p FlowsConfig, provision: &'p Provision, transport: &'static str) -> ConvergedSide<'p> {
+    ConvergedSide {
+        legacy_domain: &provision.converged.legacy_domain,
+        converged_domain: &provision.converged.converged_domain,
+        local_sent_by: &config.local_sent_by,
+        transport,
+    }
+}
+
 impl Flows {
     /// The flows of worker `config.core`.
     pub fn new(config: FlowsConfig, shared: Arc<Shared>) -> Flows {
@@ -1763,7 +1774,7 @@ mod tests {
                 parts_aside: 64,
                 reassembly: (1024, 1 << 20),
                 max_sip_message: 1 << 20,
-                mm4_clients: vec![9],
+                mm4_clients: Vec::new(),
             };
             Flows::new(config, Arc::clone(&shared))
         };

@@ -182,12 +182,7 @@ impl Flows {
             }
             return;
         };
-        let side = ConvergedSide {
-            legacy_domain: &provision.converged.legacy_domain,
-            converged_domain: &provision.converged.converged_domain,
-            local_sent_by: &self.config.local_sent_by,
-            transport: "UDP",
-        };
+        let side = converged_side(&self.config, provision, "UDP");
         self.tag_seq = self.tag_seq.wrapping_add(1);
         let seed = format!("iwf{:x}c{}m{}", unix, self.config.core, self.tag_seq);
         let message_id = format!("n{:x}{}{}", unix, self.config.core, self.tag_seq);

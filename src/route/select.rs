@@ -107,11 +107,10 @@ impl ContentClass {
     /// The class of content of `content_type` (`None`: no body type, taken as text)
     /// whose text, if it is text, fits the SMS limit when `fits_sms`.
     pub fn of(content_type: Option<&str>, fits_sms: bool) -> ContentClass {
-        let essence = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
-        match essence {
-            None | Some("") => text_class(fits_sms),
-            Some(e) if e.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"text/")) => text_class(fits_sms),
-            Some(_) => ContentClass::Media,
+        match (is_text(content_type), fits_sms) {
+            (true, true) => ContentClass::Text,
+            (true, false) => ContentClass::LongText,
+            (false, _) => ContentClass::Media,
         }
     }
 
@@ -124,12 +123,10 @@ impl ContentClass {
     }
 }
 
-fn text_class(fits_sms: bool) -> ContentClass {
-    if fits_sms {
-        ContentClass::Text
-    } else {
-        ContentClass::LongText
-    }
+/// Whether content of `content_type` is text: `text/*`, or no body type at all.
+pub fn is_text(content_type: Option<&str>) -> bool {
+    let essence = content_type.map_or("", |c| c.split(';').next().unwrap_or("").trim());
+    essence.is_empty() || essence.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"text/"))
 }
 
 impl<'a> RouteSpec<'a> {

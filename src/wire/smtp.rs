@@ -266,31 +266,9 @@ impl<'a> Reply<'a> {
         (200..300).contains(&self.code)
     }
 
-    /// 3xx (DATA's 354).
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
-
     /// 5xx: the same request will fail again.
     pub fn is_permanent(&self) -> bool {
         self.code >= 500
-    }
-
-    /// Writes `code text\r\n` into `out`, returning the length, or `None` when it
-    /// does not fit.
-    pub fn write(&self, out: &mut [u8]) -> Option<usize> {
-        let n = 4 + self.text.len() + 2;
-        let dst = out.get_mut(..n)?;
-        let c = self.code;
-        dst[..4].copy_from_slice(&[
-            b'0' + (c / 100 % 10) as u8,
-            b'0' + (c / 10 % 10) as u8,
-            b'0' + (c % 10) as u8,
-            b' ',
-        ]);
-        dst[4..4 + self.text.len()].copy_from_slice(self.text);
-        dst[n - 2..].copy_from_slice(b"\r\n");
-        Some(n)
     }
 }
 
@@ -352,9 +330,5 @@ mod tests {
         assert_eq!(Reply::parse(b"hello\r\n", |_| {}), Err(ReplyError::Malformed));
         assert_eq!(Reply::parse(b"354\r\n", |_| {}), Ok(ReplyStatus::Complete(Reply::new(354, b""), 5)));
         assert_eq!(Reply::parse(&[b'2'; 600], |_| {}), Err(ReplyError::TooLong));
-        let mut out = [0u8; 64];
-        let n = Reply::new(250, b"2.0.0 Ok").write(&mut out).unwrap();
-        assert_eq!(&out[..n], b"250 2.0.0 Ok\r\n");
-        assert!(Reply::new(250, &[b'x'; 70]).write(&mut out).is_none());
     }
 }

@@ -814,10 +814,7 @@ fn load_legacy(doc: &Doc<'_>, file: &File, ports: &[PortConfig]) -> Result<Vec<L
             }
         }
         let mut l = legacy_identity(doc, &at, entry, &out)?;
-        let initial = doc.integer_or(&key("reconnect_initial_ms"), &t.reconnect_initial_ms, 10, 3_600_000, 1_000)?;
-        let max =
-            doc.integer_or(&key("reconnect_max_ms"), &t.reconnect_max_ms, initial, 3_600_000, 60_000.max(initial))?;
-        l.reconnect_ms = (initial as u64, max as u64);
+        legacy_limits(doc, &at, t, &mut l)?;
         if let Some(c) = &t.connect {
             let (addr, port) = legacy_connect(doc, &key("connect"), c, ports)?;
             l.connect = Some(addr);
@@ -903,22 +900,30 @@ fn legacy_mmsc(
             }
         })?,
     };
-    let initial = doc.integer_or(&key("reconnect_initial_ms"), &t.reconnect_initial_ms, 10, 3_600_000, 1_000)?;
-    let max = doc.integer_or(&key("reconnect_max_ms"), &t.reconnect_max_ms, initial, 3_600_000, 60_000.max(initial))?;
     let mut l = LegacyConfig {
         id,
         name,
         allow,
-        reconnect_ms: (initial as u64, max as u64),
         exchange: ExchangeKind::Mms,
         mms: Some(MmscConfig { domain, next_hop, next_hop_port, max_message_size, mm4_version }),
         ..LegacyConfig::default()
     };
+    legacy_limits(doc, at, t, &mut l)?;
+    Ok(l)
+}
+
+/// A legacy system's limits, either exchange's: reconnect back-off, throughput,
+/// receipt rate, durable queue limit, lane capacity, into `l`.
+fn legacy_limits(doc: &Doc<'_>, at: &str, t: &file::Legacy, l: &mut LegacyConfig) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let initial = doc.integer_or(&key("reconnect_initial_ms"), &t.reconnect_initial_ms, 10, 3_600_000, 1_000)?;
+    let max = doc.integer_or(&key("reconnect_max_ms"), &t.reconnect_max_ms, initial, 3_600_000, 60_000.max(initial))?;
+    l.reconnect_ms = (initial as u64, max as u64);
     l.throughput = doc.integer_or(&key("throughput"), &t.throughput, 0, 1_000_000, 0)? as u32;
     l.receipt_rate = doc.integer_or(&key("receipt_rate"), &t.receipt_rate, 0, 1_000_000, 0)? as u32;
     l.queue_limit = doc.integer_or(&key("queue_limit"), &t.queue_limit, 1, 100_000_000, 100_000)? as u64;
     l.lane_capacity = doc.integer_or(&key("lane_capacity"), &t.lane_capacity, 1, 1 << 20, 4096)? as usize;
-    Ok(l)
+    Ok(())
 }
 
 /// A `[[legacy]]` entry's id and name, unique among the entries before it.
@@ -1009,7 +1014,7 @@ fn legacy_connect(
     Ok((addr, port))
 }
 
-/// A legacy system's exchange options (receipts, coding, ids, numbers, limits) into `l`.
+/// An SMS centre's exchange options (receipts, coding, ids, numbers) into `l`.
 fn legacy_exchange(doc: &Doc<'_>, at: &str, t: &file::Legacy, l: &mut LegacyConfig) -> Result<(), ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     if let Some(v) = &t.default_data_coding {
@@ -1039,10 +1044,6 @@ fn legacy_exchange(doc: &Doc<'_>, at: &str, t: &file::Legacy, l: &mut LegacyConf
     }
     l.user_ack = t.user_ack.as_ref().is_none_or(|v| *v.get_ref());
     l.alphanumeric_senders = t.alphanumeric_senders.as_ref().is_some_and(|v| *v.get_ref());
-    l.throughput = doc.integer_or(&key("throughput"), &t.throughput, 0, 1_000_000, 0)? as u32;
-    l.receipt_rate = doc.integer_or(&key("receipt_rate"), &t.receipt_rate, 0, 1_000_000, 0)? as u32;
-    l.queue_limit = doc.integer_or(&key("queue_limit"), &t.queue_limit, 1, 100_000_000, 100_000)? as u64;
-    l.lane_capacity = doc.integer_or(&key("lane_capacity"), &t.lane_capacity, 1, 1 << 20, 4096)? as usize;
     Ok(())
 }
 

@@ -1496,6 +1496,26 @@ mod tests {
 
     const IWF_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 
+    fn lab_provision() -> crate::control::provision::Provision {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        crate::control::provision::Provision::parse(&text).unwrap()
+    }
+
+    /// Worker 0's engine over `provision`, with SMTP clients for `mm4_clients`.
+    fn lab_flows(provision: crate::control::provision::Provision, mm4_clients: Vec<u16>) -> crate::flow::Flows {
+        let shared = Arc::new(crate::flow::Shared::new(provision, 1, None).unwrap());
+        let config = crate::flow::FlowsConfig {
+            core: 0,
+            next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
+            local_sent_by: "198.18.2.2:5060".into(),
+            parts_aside: 64,
+            reassembly: (1024, 1 << 20),
+            max_sip_message: 1 << 20,
+            mm4_clients,
+        };
+        crate::flow::Flows::new(config, shared)
+    }
+
     /// An ESME host on kernel-less TCP (plain smoltcp) facing one [`Endpoint`].
     struct Lab {
         iwf: Endpoint,
@@ -1704,19 +1724,7 @@ mod tests {
     #[test]
     fn a_request_in_the_bind_segment_reaches_the_flows_as_bound() {
         let mut lab = Lab::new(8);
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
-        let provision = crate::control::provision::Provision::parse(&text).unwrap();
-        let shared = Arc::new(crate::flow::Shared::new(provision, 1, None).unwrap());
-        let config = crate::flow::FlowsConfig {
-            core: 0,
-            next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
-            local_sent_by: "198.18.2.2:5060".into(),
-            parts_aside: 64,
-            reassembly: (1024, 1 << 20),
-            max_sip_message: 1 << 20,
-            mm4_clients: vec![9],
-        };
-        lab.flows = Some(crate::flow::Flows::new(config, shared));
+        lab.flows = Some(lab_flows(lab_provision(), Vec::new()));
         let h = lab.connect(40000);
         lab.run(50);
         lab.sock(h).send_slice(&[bind("smsca", "pwa"), submit_sm(7)].concat()).unwrap();
@@ -1756,20 +1764,9 @@ mod tests {
         lab.iwf.directory = Directory::new(std::slice::from_ref(&mmsc));
         assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 1, 1), 25, 0), Ok(()));
         assert_eq!(lab.iwf.admit(Ipv4Addr::new(198, 18, 1, 9), 25, 0), Err(Refusal::NotMmsc));
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
-        let mut provision = crate::control::provision::Provision::parse(&text).unwrap();
+        let mut provision = lab_provision();
         provision.legacy.push(mmsc);
-        let shared = Arc::new(crate::flow::Shared::new(provision, 1, None).unwrap());
-        let config = crate::flow::FlowsConfig {
-            core: 0,
-            next_hop: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 5060),
-            local_sent_by: "198.18.2.2:5060".into(),
-            parts_aside: 64,
-            reassembly: (1024, 1 << 20),
-            max_sip_message: 1 << 20,
-            mm4_clients: vec![9],
-        };
-        lab.flows = Some(crate::flow::Flows::new(config, shared));
+        lab.flows = Some(lab_flows(provision, vec![9]));
         let own_server = lab.listen(2525);
         let h = lab.connect_to(25, 40025);
         lab.run(50);

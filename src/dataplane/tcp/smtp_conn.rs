@@ -123,6 +123,39 @@ impl Mm4Conn {
     }
 }
 
+/// Hands what `sock` holds to `input` (which says how much it took) until it takes
+/// nothing more; whether it took anything.
+fn read_into(sock: &mut tcp::Socket<'_>, mut input: impl FnMut(&[u8]) -> usize) -> bool {
+    let mut any = false;
+    while sock.can_recv() {
+        let used = sock
+            .recv(|buf| {
+                let n = input(buf);
+                (n, n)
+            })
+            .unwrap_or(0);
+        if used == 0 {
+            break;
+        }
+        any = true;
+    }
+    any
+}
+
+/// Writes what `output` gives into `sock`'s send buffer; whether anything went.
+fn write_from(sock: &mut tcp::Socket<'_>, mut output: impl FnMut(&mut [u8]) -> usize) -> bool {
+    if !sock.can_send() {
+        return false;
+    }
+    let n = sock
+        .send(|buf| {
+            let n = output(buf);
+            (n, n)
+        })
+        .unwrap_or(0);
+    n > 0
+}
+
 /// One pass of an SMTP server connection: its input to the session (a whole message to
 /// the engine), the session's timers, its replies to the socket.
 pub(super) fn drive_smtp(
@@ -137,20 +170,8 @@ pub(super) fn drive_smtp(
     // of data: the envelope takes any.
     let mut any = |_: &[u8]| -> Result<(), Reply<'static>> { Ok(()) };
     for _ in 0..4 {
-        let mut progressed = false;
-        while sock.can_recv() {
-            let server = &mut conn.server;
-            let used = sock
-                .recv(|buf| {
-                    let n = server.handle_input(now, buf, &mut any);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            if used == 0 {
-                break;
-            }
-            progressed = true;
-        }
+        let server = &mut conn.server;
+        let mut progressed = read_into(sock, |buf| server.handle_input(now, buf, &mut any));
         while let Some(e) = conn.server.poll_event() {
             progressed = true;
             match (e, flows.as_deref_mut(), conn.system) {
@@ -174,14 +195,8 @@ pub(super) fn drive_smtp(
             conn.server.handle_timeout(now);
         }
         let server = &mut conn.server;
-        if sock.can_send() && server.wants_transmit() {
-            let n = sock
-                .send(|buf| {
-                    let n = server.poll_transmit(buf);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            progressed |= n > 0;
+        if server.wants_transmit() {
+            progressed |= write_from(sock, |buf| server.poll_transmit(buf));
         }
         if !progressed {
             break;
@@ -198,20 +213,8 @@ pub(super) fn drive_smtp(
 /// the socket.
 pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn, tc: &TcpCounters) {
     for _ in 0..4 {
-        let mut progressed = false;
-        while sock.can_recv() {
-            let client = &mut conn.client;
-            let used = sock
-                .recv(|buf| {
-                    let n = client.handle_input(now, buf);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            if used == 0 {
-                break;
-            }
-            progressed = true;
-        }
+        let client = &mut conn.client;
+        let mut progressed = read_into(sock, |buf| client.handle_input(now, buf));
         while let Some(e) = conn.client.poll_event() {
             progressed = true;
             match e {
@@ -248,14 +251,8 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
             conn.client.handle_timeout(now);
         }
         let client = &mut conn.client;
-        if sock.can_send() && client.wants_transmit() {
-            let n = sock
-                .send(|buf| {
-                    let n = client.poll_transmit(buf);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            progressed |= n > 0;
+        if client.wants_transmit() {
+            progressed |= write_from(sock, |buf| client.poll_transmit(buf));
         }
         if !progressed {
             break;

@@ -347,10 +347,7 @@ impl Client {
 
     /// Commands to send: copies up to `out.len()` octets and returns how many.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.out.len());
-        out[..n].copy_from_slice(&self.out[..n]);
-        self.out.drain(..n);
-        n
+        super::take(&mut self.out, out)
     }
 
     /// Whether commands wait unsent.

@@ -25,6 +25,7 @@
 //! [`ServerConfig::max_errors`] bad commands close the connection with 421. When
 //! [`ServerConfig::max_output`] octets of replies wait unsent, input is not consumed
 //! (TCP back-pressure).
+use super::reply_line;
 use crate::wire::smtp::{Command, Reply, MAX_COMMAND_LINE};
 use std::ops::Range;
 
@@ -223,8 +224,7 @@ impl Server {
         self.skipping = false;
         self.last_input = now;
         if allowed {
-            let host = self.config.hostname.clone();
-            self.reply_parts(220, &[host.as_bytes(), b" ESMTP MM4 ready"]);
+            reply_line(&mut self.out, 220, b' ', &[self.config.hostname.as_bytes(), b" ESMTP MM4 ready"]);
             self.state = State::Greeted;
         } else {
             self.reply(554, b"5.7.1 This address may not relay MM4 here");
@@ -310,18 +310,17 @@ impl Server {
             Command::Ehlo(_) => {
                 self.reset_transaction();
                 let size = self.config.max_message_size.to_string();
-                let host = self.config.hostname.clone();
-                self.reply_continued(250, host.as_bytes());
-                self.reply_parts_continued(250, &[b"SIZE ", size.as_bytes()]);
-                self.reply_continued(250, b"8BITMIME");
-                self.reply_continued(250, b"PIPELINING");
-                self.reply(250, b"ENHANCEDSTATUSCODES");
+                let out = &mut self.out;
+                reply_line(out, 250, b'-', &[self.config.hostname.as_bytes()]);
+                reply_line(out, 250, b'-', &[b"SIZE ", size.as_bytes()]);
+                reply_line(out, 250, b'-', &[b"8BITMIME"]);
+                reply_line(out, 250, b'-', &[b"PIPELINING"]);
+                reply_line(out, 250, b' ', &[b"ENHANCEDSTATUSCODES"]);
                 self.state = State::Ready;
             }
             Command::Helo(_) => {
                 self.reset_transaction();
-                let host = self.config.hostname.clone();
-                self.reply_parts(250, &[host.as_bytes()]);
+                reply_line(&mut self.out, 250, b' ', &[self.config.hostname.as_bytes()]);
                 self.state = State::Ready;
             }
             Command::Mail { from, size } => {
@@ -469,10 +468,7 @@ impl Server {
 
     /// Replies to send: copies up to `out.len()` octets and returns how many.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.out.len());
-        out[..n].copy_from_slice(&self.out[..n]);
-        self.out.drain(..n);
-        n
+        super::take(&mut self.out, out)
     }
 
     /// Whether replies wait unsent.
@@ -533,28 +529,7 @@ impl Server {
     }
 
     fn reply(&mut self, code: u16, text: &[u8]) {
-        self.reply_parts(code, &[text]);
-    }
-
-    fn reply_parts(&mut self, code: u16, parts: &[&[u8]]) {
-        self.line(code, b' ', parts);
-    }
-
-    fn reply_continued(&mut self, code: u16, text: &[u8]) {
-        self.line(code, b'-', &[text]);
-    }
-
-    fn reply_parts_continued(&mut self, code: u16, parts: &[&[u8]]) {
-        self.line(code, b'-', parts);
-    }
-
-    fn line(&mut self, code: u16, sep: u8, parts: &[&[u8]]) {
-        let c = code.min(599);
-        self.out.extend_from_slice(&[b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, sep]);
-        for p in parts {
-            self.out.extend_from_slice(p);
-        }
-        self.out.extend_from_slice(b"\r\n");
+        reply_line(&mut self.out, code, b' ', &[text]);
     }
 }
 

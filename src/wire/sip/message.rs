@@ -203,6 +203,14 @@ struct HeadSection<'a> {
     content_length: Option<usize>,
 }
 
+impl<'a> HeadSection<'a> {
+    /// The message of this head, its fields among `headers`, with `body`.
+    fn message<'h>(self, headers: &'h [Header<'a>], body: &'a [u8]) -> Message<'a, 'h> {
+        let headers = headers.get(..self.fields).unwrap_or(&[]);
+        Message { start_line: self.start_line, headers, body, content_length: self.content_length }
+    }
+}
+
 /// Parse one datagram (UDP): a missing end of headers is [`Error::Truncated`].
 pub fn parse_datagram<'a, 'h>(buf: &'a [u8], headers: &'h mut [Header<'a>]) -> Result<Message<'a, 'h>, Error> {
     match Parser::datagram().parse(buf, headers)? {
@@ -399,10 +407,7 @@ impl Parser {
         let Some(body) = self.body(buf, head.start, head.end, head.content_length)? else {
             return Ok(Status::Partial);
         };
-        let headers: &'h [Header<'a>] = headers;
-        let headers = headers.get(..head.fields).unwrap_or(&[]);
-        let m = Message { start_line: head.start_line, headers, body, content_length: head.content_length };
-        Ok(Status::Complete(head.end + body.len(), m))
+        Ok(Status::Complete(head.end + body.len(), head.message(headers, body)))
     }
 
     /// Parse the start line and header fields of the message at the front of a
@@ -418,10 +423,8 @@ impl Parser {
         let Status::Complete(_, head) = self.head(buf, headers)? else {
             return Ok(Status::Partial);
         };
-        let headers: &'h [Header<'a>] = headers;
-        let headers = headers.get(..head.fields).unwrap_or(&[]);
-        let m = Message { start_line: head.start_line, headers, body: &[], content_length: head.content_length };
-        Ok(Status::Complete(head.end, m))
+        let end = head.end;
+        Ok(Status::Complete(end, head.message(headers, &[])))
     }
 
     /// The start line and header section at the front of `buf`.
