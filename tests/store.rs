@@ -27,7 +27,7 @@ use iwf::interwork::state::ReceiptState;
 use iwf::interwork::IdCanonicalisation;
 use iwf::route::correlation::{CorrelationConfig, CorrelationTable, NewMessage, ReceiptOutcome};
 use iwf::route::select::UriTemplate;
-use iwf::route::store::{Batch, DurableCorrelation, ParkedReceipt, QueueKey, Store, StoreError};
+use iwf::route::store::{Batch, DurableCorrelation, MmsOrigin, ParkedReceipt, QueueKey, Store, StoreError};
 use iwf::route::LaneItem;
 use iwf::wire::cpim::{DateTime, Dispositions};
 
@@ -432,6 +432,45 @@ fn a_corrupt_parked_receipt_is_quarantined_and_the_rest_restored() {
     b.unpark(1, 0);
     store.commit(&mut b).unwrap();
     assert_eq!(store.parked(T0).unwrap().len(), 1);
+}
+
+/// What an MMS's reports need survives a restart: kept until removed or past its
+/// deadline (then the sweep takes it), a corrupt one quarantined, the rest restored.
+#[test]
+fn mms_origins_restore_record_by_record_and_expire() {
+    let dir = TempDir::new("mms-origins");
+    let origin = |deadline, n: u32| MmsOrigin {
+        system: SYS,
+        deadline,
+        owed: MmsOrigin::DELIVERY | MmsOrigin::READ,
+        message_id: format!("mmsc-m-{n}"),
+        sender: "+447000400001/TYPE=PLMN@mmsc-m.lab".into(),
+        recipient: "+447000200001/TYPE=PLMN@iwf.ims.lab".into(),
+        report_to: "system-user@mmsc-m.lab".into(),
+    };
+    {
+        let mut store = Store::create(dir.file()).unwrap();
+        let mut b = Batch::new(16, 0);
+        for n in 1..=3u32 {
+            let deadline = if n == 3 { T0 - 1 } else { T0 + 60 };
+            b.put_mms_origin(MmsOrigin::key_of(100, n), &origin(deadline, n), 0).unwrap();
+        }
+        b.put_mms_origin(MmsOrigin::key_of(100, 4), &origin(T0 + 60, 4), 0).unwrap();
+        b.remove_mms_origin(MmsOrigin::key_of(100, 4), 0);
+        store.commit(&mut b).unwrap();
+    }
+    poison(&dir.file(), "mms_origins", |tx, name| {
+        let mut t = tx.open_table(redb::TableDefinition::<u64, &[u8]>::new(name)).unwrap();
+        t.insert(9u64, &b"\x00\x01"[..]).unwrap();
+    });
+    let mut store = Store::open(dir.file()).unwrap();
+    let got = store.mms_origins(T0).unwrap();
+    let want = [(MmsOrigin::key_of(100, 1), origin(T0 + 60, 1)), (MmsOrigin::key_of(100, 2), origin(T0 + 60, 2))];
+    assert_eq!(got, want, "the one past its deadline and the removed one are not restored");
+    assert_eq!(store.quarantined().unwrap(), 1);
+    assert_eq!(store.sweep(T0).unwrap().mms_origins_expired, 1);
+    assert_eq!(store.sweep(T0 + 61).unwrap().mms_origins_expired, 2);
+    assert!(store.mms_origins(T0).unwrap().is_empty());
 }
 
 #[test]

@@ -554,6 +554,11 @@ fn engines(
         Some(r) => r.map_err(|e| unreadable("parked receipts", e))?,
         None => Vec::new(),
     };
+    // What reports of MMS relayed before the restart need: each to the worker its tag names.
+    let mms_origins = match store.as_deref_mut().map(|db| db.mms_origins(unix)) {
+        Some(r) => r.map_err(|e| unreadable("MMS origins", e))?,
+        None => Vec::new(),
+    };
     if let Some(n) = store.as_deref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
         eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
     }
@@ -575,6 +580,10 @@ fn engines(
             let mut f = crate::flow::Flows::new(config, Arc::clone(shared));
             if store.is_some() {
                 let n = f.restore(&restorable, super::sip::unix_now());
+                let m = f.restore_mms_origins(&mms_origins);
+                if m > 0 {
+                    println!("iwf: worker {q}: {m} MMS awaiting reports restored from the store");
+                }
                 if q == 0 {
                     println!("iwf: {n} correlation records restored from the store");
                     let p = f.restore_parked(&parked, super::sip::unix_now());

@@ -260,6 +260,7 @@ impl Flows {
                 let ok = (200..300).contains(&status);
                 self.release_parts(key, message, ok);
             }
+            Requester::MmsOrigin => self.origin_stored(key, (200..300).contains(&status)),
             Requester::Parking { resp, key, system, id } => {
                 let stored = (200..300).contains(&status);
                 if !stored {

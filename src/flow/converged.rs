@@ -16,7 +16,7 @@ impl Flows {
             &content,
             &provision.keys,
             unix,
-            |s| provision.system(s).map(exchange_of),
+            |s| provision.system(s).map(legacy_exchange_of),
             first,
             &mut self.out,
         );
@@ -52,28 +52,47 @@ impl Flows {
             }
             Ok(ReceiptOutcome::Receipts { system, state, count, message_id, .. }) => {
                 inc(&self.shared.stats.imdns_in);
-                // Relayed once per window: the tag and whether it reports delivery or display.
-                let mut key = [0u8; crate::tag::TAG_LEN + 1];
-                key[..crate::tag::TAG_LEN].copy_from_slice(&message_id);
-                key[crate::tag::TAG_LEN] = u8::from(state == crate::interwork::state::ReceiptState::Displayed);
-                match self.shared.replay.admit(&key, unix) {
-                    crate::route::replay::Admission::Fresh(seen) => self.route_receipts(unix, txn, system, count, seen),
-                    crate::route::replay::Admission::Replay => {
-                        inc(&self.shared.stats.imdn_replays);
-                        self.answer(txn, 200, "OK (already relayed)");
-                    }
-                    crate::route::replay::Admission::Full => {
-                        self.shared.count_drop(DropReason::ReplayTableFull);
-                        self.answer_with(SipAnswer {
-                            txn,
-                            status: 503,
-                            reason: "Service Unavailable (replay table full)",
-                            retry_after: Some(30),
-                        });
-                    }
+                let display = state == crate::interwork::state::ReceiptState::Displayed;
+                if let Some(seen) = self.admit_notification(unix, txn, &message_id, display) {
+                    self.route_receipts(unix, txn, system, count, seen);
                 }
             }
+            Ok(ReceiptOutcome::Mms { system, notification, fields, message_id }) => {
+                self.mms_notification(unix, txn, raw, system, notification, fields, &message_id)
+            }
         }
+    }
+
+    /// A verified notification about tag `message_id` (a delivery one, or a display
+    /// one): relayed once per replay window, so `None` when it was answered here
+    /// already (a replay: 200; the replay table full: 503).
+    pub(super) fn admit_notification(
+        &mut self,
+        unix: u64,
+        txn: SipTxn,
+        message_id: &[u8; crate::tag::TAG_LEN],
+        display: bool,
+    ) -> Option<crate::route::replay::Seen> {
+        let mut key = [0u8; crate::tag::TAG_LEN + 1];
+        key[..crate::tag::TAG_LEN].copy_from_slice(message_id);
+        key[crate::tag::TAG_LEN] = u8::from(display);
+        match self.shared.replay.admit(&key, unix) {
+            crate::route::replay::Admission::Fresh(seen) => return Some(seen),
+            crate::route::replay::Admission::Replay => {
+                inc(&self.shared.stats.imdn_replays);
+                self.answer(txn, 200, "OK (already relayed)");
+            }
+            crate::route::replay::Admission::Full => {
+                self.shared.count_drop(DropReason::ReplayTableFull);
+                self.answer_with(SipAnswer {
+                    txn,
+                    status: 503,
+                    reason: "Service Unavailable (replay table full)",
+                    retry_after: Some(30),
+                });
+            }
+        }
+        None
     }
 
     pub(super) fn answer(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
@@ -323,20 +342,8 @@ impl Flows {
         let owner = self.shared.lanes.load().get(LegacySystemId(system)).and_then(|l| l.owner());
         match owner {
             Some(core) if core != self.config.core && !matches!(txn, SipTxn::Remote { .. }) => {
-                let key = self.waiters.insert(Waiter {
-                    from: Requester::Sip(txn),
-                    remaining: 1,
-                    refused: None,
-                    answer: None,
-                    replay: None,
-                });
-                let job = Job { token: self.token(key), request: raw.to_vec() };
-                match self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)) {
-                    Some(Ok(())) => {}
-                    _ => {
-                        self.waiters.remove(key);
-                        self.refuse_converged(txn, 503, "Service Unavailable (core hand-over full)");
-                    }
+                if !self.hand_to(core, txn, raw) {
+                    self.refuse_converged(txn, 503, "Service Unavailable (core hand-over full)");
                 }
             }
             _ => {
@@ -344,6 +351,24 @@ impl Flows {
                 self.refuse_converged(txn, 480, "Temporarily Unavailable (legacy system not bound)");
             }
         }
+    }
+
+    /// Hands request `raw` on `txn` to worker `core` (its answer comes back to `txn`);
+    /// false when that worker's hand-over ring is full (`txn` is the caller's to answer).
+    pub(super) fn hand_to(&mut self, core: CoreId, txn: SipTxn, raw: &[u8]) -> bool {
+        let key = self.waiters.insert(Waiter {
+            from: Requester::Sip(txn),
+            remaining: 1,
+            refused: None,
+            answer: None,
+            replay: None,
+        });
+        let job = Job { token: self.token(key), request: raw.to_vec() };
+        let pushed = matches!(self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)), Some(Ok(())));
+        if !pushed {
+            self.waiters.remove(key);
+        }
+        pushed
     }
 
     /// The correlation entry of a message that asked for notifications (and what its

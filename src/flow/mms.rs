@@ -2,13 +2,27 @@
 //! server becomes a SIP MESSAGE toward the converged user, and the SMTP reply (and
 //! the `MM4_forward.RES`, when one is asked for) waits for its final response.
 //!
+//! A forward that asks for reports leaves what they need (the centre's message id and
+//! addresses, which the IMDN that comes back does not carry) in an [`MmsOrigin`],
+//! durable before the MESSAGE goes, kept by the worker that relayed it: the tag's
+//! sequence names that worker, so an IMDN arriving on another is handed to it. There
+//! the IMDN becomes `MM4_delivery_report.REQ` or `MM4_read_reply_report.REQ` to the
+//! centre's `X-Mms-Originator-System`, and is answered 200 only once the centre took
+//! the report (SMTP 250), 503 when it did not within [`MM4_REPORT_S`].
+//!
 //! What goes out: SMTP replies on the connection the message came in on
 //! ([`Flows::poll_smtp_answer`]), MM4 messages for an MMS centre's SMTP client
 //! ([`Flows::poll_mm4_out`]), and the SIP MESSAGE over TCP (an MMS is large) with the
 //! engine's other TCP requests.
 use super::*;
-use crate::interwork::mms::{forward_answer, mm4_to_sip, refusal_reply, sip_final_to_outcome, ForwardOutcome};
-use crate::wire::mm4::{self, MessageType, Mm4, RequestStatus};
+use crate::interwork::mms::{
+    forward_answer, mm4_to_sip, refusal_reply, report_for, sip_final_to_outcome, ForwardOutcome, MmsReport,
+};
+use crate::route::replay::Seen;
+use crate::route::store::MmsOrigin;
+use crate::tag::ReceiptRequest;
+use crate::wire::imdn::Notification;
+use crate::wire::mm4::{self, MessageType, Mm4, MmStatus, MmsAddress, RequestStatus};
 use crate::wire::smtp::Reply;
 
 /// MM4 messages waiting for one MMS centre's SMTP client at most: beyond, a new
@@ -20,6 +34,52 @@ const MM4_OUT_PER_SYSTEM: usize = 1024;
 /// (32 s) and a margin. A MESSAGE that never left (no connection to the SIP core)
 /// is answered 451 then, so no SMTP session waits for ever.
 const MMS_FINAL_S: u64 = 40;
+
+/// MMS awaiting reports one worker keeps at most: beyond, a new MMS that asks for a
+/// report is answered 451 (the centre sends it again later), so a flood of MMS
+/// cannot grow the table without bound.
+const MMS_ORIGINS_MAX: usize = 65_536;
+
+/// How long an IMDN waits for its report's SMTP 250 at most, seconds: inside its
+/// sender's Timer F (32 s), so the sender hears 503 and tries again rather than time
+/// out. A report still queued then may still go: the retry can make a second one.
+const MM4_REPORT_S: u64 = 25;
+
+/// The worker that relayed the MMS whose tag has `sequence`, of `cores` (the top
+/// octet of a sequence iwf gives an MMS is its worker).
+pub fn mms_worker(sequence: u32, cores: usize) -> usize {
+    (sequence >> 24) as usize % cores.max(1)
+}
+
+/// The MMS exchange's state on one worker, beyond the forwards in flight.
+#[derive(Debug, Default)]
+pub(super) struct MmsBook {
+    /// MMS relayed to converged users that still owe their centre a report, by
+    /// [`MmsOrigin::key_of`] their tag.
+    pub(super) origins: HashMap<u64, MmsOrigin>,
+    /// (deadline, key) of `origins` as written: swept once a second.
+    origin_deadlines: VecDeque<(u64, u64)>,
+    /// MESSAGEs waiting for their origin record to be durable, by that write's waiter
+    /// key: the forward's outgoing key, the origin's key, the request.
+    unsent: HashMap<u64, (u64, u64, SipRequest)>,
+    /// Reports handed to the SMTP client, by their [`Mm4Out::token`].
+    reports: HashMap<u64, PendingReport>,
+    /// (deadline, token) of `reports`, in order.
+    report_deadlines: VecDeque<(u64, u64)>,
+    next_report: u64,
+}
+
+/// A report on its way to an MMS centre and the IMDN it answers.
+#[derive(Debug)]
+struct PendingReport {
+    txn: SipTxn,
+    seen: Seen,
+    system: u16,
+    /// The origin it reports on, and the reports it settles once taken
+    /// ([`MmsOrigin::owed`] bits).
+    key: u64,
+    settles: u8,
+}
 
 /// An MM4 message for an MMS centre: what iwf's SMTP client delivers to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +94,8 @@ pub struct Mm4Out {
     pub data: Vec<u8>,
     /// Tries so far (the client gives up after a few).
     pub attempts: u8,
+    /// For a report, what the engine hears its fate by ([`Input::Mm4Done`]).
+    pub token: Option<u64>,
 }
 
 /// What the `MM4_forward.RES` of a forward in flight needs.
@@ -132,20 +194,42 @@ impl Flows {
             return refuse(self, m, rcpt, RequestStatus::ErrorSendingAddressUnresolved);
         };
         let side = converged_side(&self.config, provision, "TCP");
+        // The top octet names this worker: the MMS's reports are made here, where its
+        // origin is kept ([`mms_worker`]).
         self.tag_seq = self.tag_seq.wrapping_add(1);
-        let sequence = self.tag_seq ^ (u32::from(self.config.core) << 24);
+        let sequence = (u32::from(self.config.core) << 24) | (self.tag_seq & 0x00FF_FFFF);
         let max = self.config.max_sip_message;
         let converted = mm4_to_sip(&m, &to, system, &side, Some(recipient), &provision.keys, sequence, unix, max);
-        match converted {
-            Ok(c) => {
-                inc(&self.shared.stats.sip_messages_sent);
-                let res = m.ack_request.then(|| Box::new(ResFor { system, forward: m, rcpt }));
-                let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), system, res });
-                self.mms_deadlines.push_back((unix.saturating_add(MMS_FINAL_S), key));
-                let token = self.token(key);
-                self.sip_requests_tcp.push_back(SipRequest { token, bytes: c.bytes, dest: self.config.next_hop });
+        let c = match converted {
+            Ok(c) => c,
+            Err(e) => return refuse(self, m, rcpt, e.request_status()),
+        };
+        let origin = (m.delivery_report || m.read_reply).then(|| {
+            let owed = if m.delivery_report { MmsOrigin::DELIVERY } else { 0 }
+                | if m.read_reply { MmsOrigin::READ } else { 0 };
+            MmsOrigin {
+                system: LegacySystemId(system),
+                deadline: unix.saturating_add(provision.converged.message_validity_s),
+                owed,
+                message_id: m.message_id.clone().unwrap_or_default(),
+                sender: m.from.as_ref().map(MmsAddress::to_string).unwrap_or_default(),
+                recipient: to.to_string(),
+                report_to: rcpt.clone(),
             }
-            Err(e) => refuse(self, m, rcpt, e.request_status()),
+        });
+        if origin.is_some() && (self.mms.origins.len() >= MMS_ORIGINS_MAX || self.waiters_full(1)) {
+            self.shared.count_drop(DropReason::MmsOriginsFull);
+            self.recycle(c.bytes);
+            return self.mms_retry(Some(conn), system, b"4.3.2 Too many MMS await their reports, try again");
+        }
+        inc(&self.shared.stats.sip_messages_sent);
+        let res = m.ack_request.then(|| Box::new(ResFor { system, forward: m, rcpt }));
+        let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), system, res });
+        self.mms_deadlines.push_back((unix.saturating_add(MMS_FINAL_S), key));
+        let req = SipRequest { token: self.token(key), bytes: c.bytes, dest: self.config.next_hop };
+        match origin {
+            Some(o) => self.keep_origin(MmsOrigin::key_of(c.fields.minutes, c.fields.sequence), o, key, req),
+            None => self.sip_requests_tcp.push_back(req),
         }
     }
 
@@ -182,13 +266,248 @@ impl Flows {
                 continue; // answered already (its slot may serve another request now)
             }
             if let Some(Outgoing::Mms { conn, system, .. }) = self.outgoing.remove(key) {
-                inc(&self.shared.stats.mm4_retry);
-                if let Some(st) = self.shared.system(system) {
-                    inc(&st.messages_refused);
-                }
-                if let Some(conn) = conn {
-                    self.smtp_answer(conn, Reply::new(451, b"4.4.1 No answer from the converged core, try again"));
-                }
+                self.mms_retry(conn, system, b"4.4.1 No answer from the converged core, try again");
+            }
+        }
+    }
+
+    /// An MMS of `system` not relayed for now: 451 `text` on `conn` (the MMS centre
+    /// sends it again), no `.RES`.
+    fn mms_retry(&mut self, conn: Option<ConnRef>, system: u16, text: &'static [u8]) {
+        inc(&self.shared.stats.mm4_retry);
+        if let Some(st) = self.shared.system(system) {
+            inc(&st.messages_refused);
+        }
+        if let Some(conn) = conn {
+            self.smtp_answer(conn, Reply::new(451, text));
+        }
+    }
+
+    /// Keeps `origin` under `key` and sends the MMS's MESSAGE `req` (of outgoing
+    /// `outgoing`): with a store, once the origin is durable.
+    fn keep_origin(&mut self, key: u64, origin: MmsOrigin, outgoing: u64, req: SipRequest) {
+        self.mms.origin_deadlines.push_back((origin.deadline, key));
+        let Some(tx) = self.shared.store.clone() else {
+            self.mms.origins.insert(key, origin);
+            self.sip_requests_tcp.push_back(req);
+            return;
+        };
+        let w = self.waiters.insert(Waiter {
+            from: Requester::MmsOrigin,
+            remaining: 1,
+            refused: None,
+            answer: None,
+            replay: None,
+        });
+        let op = store::StoreOp::PutMmsOrigin { key, origin: Box::new(origin.clone()), token: self.token(w) };
+        self.mms.origins.insert(key, origin);
+        self.mms.unsent.insert(w, (outgoing, key, req));
+        if tx.send(op).is_err() {
+            self.waiters.remove(w);
+            self.origin_stored(w, false);
+        }
+    }
+
+    /// The origin write of waiter `w` is durable (`stored`) or failed: its MESSAGE
+    /// goes, or its MMS is answered 451 (the centre sends it again).
+    pub(super) fn origin_stored(&mut self, w: u64, stored: bool) {
+        let Some((outgoing, key, req)) = self.mms.unsent.remove(&w) else { return };
+        if stored && self.outgoing.get_mut(outgoing).is_some() {
+            self.sip_requests_tcp.push_back(req);
+            return;
+        }
+        // Not durable, or the forward was answered meanwhile (its deadline passed).
+        self.recycle(req.bytes);
+        self.forget_origin(key, stored);
+        if let Some(Outgoing::Mms { conn, system, .. }) = self.outgoing.remove(outgoing) {
+            self.mms_retry(conn, system, b"4.3.0 Could not be stored, try again");
+        }
+    }
+
+    /// Origin `key` owes no more reports; `stored` when the store holds it.
+    fn forget_origin(&mut self, key: u64, stored: bool) {
+        if self.mms.origins.remove(&key).is_none() || !stored {
+            return;
+        }
+        if let Some(tx) = &self.shared.store {
+            let _ = tx.send(store::StoreOp::RemoveMmsOrigin { key });
+        }
+    }
+
+    /// After a restart: the MMS origins still valid come back from the store, each to
+    /// the worker its tag names. Returns how many this worker took.
+    pub fn restore_mms_origins(&mut self, origins: &[(u64, MmsOrigin)]) -> usize {
+        let cores = self.shared.jobs.len();
+        let mut n = 0;
+        for (key, o) in origins {
+            if mms_worker(*key as u32, cores) == usize::from(self.config.core) {
+                self.mms.origin_deadlines.push_back((o.deadline, *key));
+                self.mms.origins.insert(*key, o.clone());
+                n += 1;
+            }
+        }
+        let mut deadlines: Vec<_> = self.mms.origin_deadlines.drain(..).collect();
+        deadlines.sort_unstable();
+        self.mms.origin_deadlines.extend(deadlines);
+        n
+    }
+
+    /// A verified notification about an MMS from MMS centre `system` (`raw`, on
+    /// `txn`): its report to the centre, made on the worker that keeps the MMS's origin.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mms_notification(
+        &mut self,
+        unix: u64,
+        txn: SipTxn,
+        raw: &[u8],
+        system: u16,
+        notification: Notification,
+        fields: TagFields,
+        message_id: &[u8; TAG_LEN],
+    ) {
+        let owner = mms_worker(fields.sequence, self.shared.jobs.len());
+        if owner != usize::from(self.config.core) && !matches!(txn, SipTxn::Remote { .. }) {
+            if !self.hand_to(owner as CoreId, txn, raw) {
+                self.answer_with(SipAnswer {
+                    txn,
+                    status: 503,
+                    reason: "Service Unavailable (core hand-over full)",
+                    retry_after: Some(1),
+                });
+            }
+            return;
+        }
+        inc(&self.shared.stats.imdns_in);
+        // Which report, which of the MMS's requests it needs, which owed reports it
+        // settles (a deferral settles none; a failure the read reply too: none comes).
+        let Some(report) = report_for(notification) else {
+            inc(&self.shared.stats.receipts_not_requested);
+            return self.answer(txn, 200, "OK");
+        };
+        let (asked, settles) = match report {
+            MmsReport::Delivery(MmStatus::Retrieved | MmStatus::Forwarded) => {
+                (ReceiptRequest::DELIVERY, MmsOrigin::DELIVERY)
+            }
+            MmsReport::Delivery(MmStatus::Deferred) => (ReceiptRequest::FAILURE, 0),
+            MmsReport::Delivery(_) => (ReceiptRequest::FAILURE, MmsOrigin::DELIVERY | MmsOrigin::READ),
+            MmsReport::ReadReply(_) => (ReceiptRequest::USER_ACK, MmsOrigin::READ),
+        };
+        if !fields.receipts.contains(asked) {
+            inc(&self.shared.stats.receipts_not_requested);
+            return self.answer(txn, 200, "OK");
+        }
+        let key = MmsOrigin::key_of(fields.minutes, fields.sequence);
+        if self.mms.origins.get(&key).is_none_or(|o| o.system.0 != system) {
+            // Its validity ended (or its centre was provisioned anew): nothing to report to.
+            inc(&self.shared.stats.mm4_reports_unowed);
+            return self.answer(txn, 200, "OK (no report is owed for this message)");
+        }
+        let display = matches!(report, MmsReport::ReadReply(_));
+        let Some(seen) = self.admit_notification(unix, txn, message_id, display) else { return };
+        let refused = if !self.config.mm4_clients.contains(&system) {
+            Some((DropReason::Mm4NoClient, 500, "Server Internal Error (no SMTP client reaches the MMS centre)"))
+        } else if self.mm4_queued(system) >= MM4_OUT_PER_SYSTEM {
+            Some((DropReason::Mm4OutFull, 503, "Service Unavailable (reports to the MMS centre are backed up)"))
+        } else {
+            None
+        };
+        if let Some((why, status, reason)) = refused {
+            self.shared.count_drop(why);
+            self.shared.replay.forget(seen);
+            return self.answer_with(SipAnswer { txn, status, reason, retry_after: Some(5) });
+        }
+        let Some(out) = self.report_out(key, report) else {
+            inc(&self.shared.stats.mm4_reports_unowed);
+            self.shared.replay.forget(seen);
+            return self.answer(txn, 200, "OK (no report is owed for this message)");
+        };
+        self.mms.next_report = self.mms.next_report.wrapping_add(1);
+        let token = self.mms.next_report;
+        self.mms.reports.insert(token, PendingReport { txn, seen, system, key, settles });
+        self.mms.report_deadlines.push_back((unix.saturating_add(MM4_REPORT_S), token));
+        self.mm4_out.push_back(Mm4Out { token: Some(token), ..out });
+    }
+
+    /// The MM4 report `report` about the MMS of origin `key`, to its centre.
+    fn report_out(&mut self, key: u64, report: MmsReport) -> Option<Mm4Out> {
+        let o = self.mms.origins.get(&key)?;
+        let (original_sender, recipient) = (MmsAddress::parse(&o.sender)?, MmsAddress::parse(&o.recipient)?);
+        let (system, rcpt, message_id) = (o.system.0, o.report_to.clone(), o.message_id.clone());
+        let (id, sender) = self.mm4_ids();
+        let e = mm4::Envelope { transaction_id: &id, sender: &sender, rfc_message_id: &id, date: self.unix as i64 };
+        let r = mm4::ReportOf {
+            message_id: &message_id,
+            original_sender: &original_sender,
+            recipient: &recipient,
+            ack_request: true,
+        };
+        let data = match report {
+            MmsReport::Delivery(status) => mm4::delivery_report(&e, &r, status, None),
+            MmsReport::ReadReply(status) => mm4::read_reply_report(&e, &r, status),
+        };
+        Some(Mm4Out { system, from: sender, rcpt, data, attempts: 0, token: None })
+    }
+
+    /// A new transaction and message id for MM4 iwf sends, and iwf's system address.
+    fn mm4_ids(&mut self) -> (String, String) {
+        let provision = self.shared.provision.load();
+        let domain = &provision.converged.legacy_domain;
+        self.mm4_seq = self.mm4_seq.wrapping_add(1);
+        (format!("{}.{}.{}@{domain}", self.config.core, self.unix, self.mm4_seq), format!("system@{domain}"))
+    }
+
+    /// iwf's SMTP client is done with MM4 message `token`: a report the centre took
+    /// answers its IMDN 200 and settles what it reports; one it did not, 503.
+    pub(super) fn mm4_done(&mut self, token: u64, delivered: bool) {
+        // Gone when its deadline answered the IMDN already.
+        let Some(p) = self.mms.reports.remove(&token) else { return };
+        if !delivered {
+            return self.report_failed(p);
+        }
+        inc(&self.shared.stats.mm4_reports_sent);
+        if let Some(st) = self.shared.system(p.system) {
+            inc(&st.receipts_delivered);
+        }
+        if let Some(o) = self.mms.origins.get_mut(&p.key) {
+            o.owed &= !p.settles;
+            if o.owed == 0 {
+                self.forget_origin(p.key, true);
+            }
+        }
+        self.answer(p.txn, 200, "OK");
+    }
+
+    fn report_failed(&mut self, p: PendingReport) {
+        inc(&self.shared.stats.mm4_reports_failed);
+        self.shared.replay.forget(p.seen);
+        self.answer_with(SipAnswer {
+            txn: p.txn,
+            status: 503,
+            reason: "Service Unavailable (the MMS centre did not take the report)",
+            retry_after: Some(30),
+        });
+    }
+
+    /// Reports whose centre did not take them in time ([`MM4_REPORT_S`]), and origins
+    /// past their validity. Runs once a second.
+    pub(super) fn expire_mm4_reports(&mut self, unix: u64) {
+        while let Some(&(deadline, token)) = self.mms.report_deadlines.front() {
+            if deadline > unix {
+                break;
+            }
+            self.mms.report_deadlines.pop_front();
+            if let Some(p) = self.mms.reports.remove(&token) {
+                self.report_failed(p);
+            }
+        }
+        while let Some(&(deadline, key)) = self.mms.origin_deadlines.front() {
+            if deadline > unix {
+                break;
+            }
+            self.mms.origin_deadlines.pop_front();
+            // The store sweeps its copy by the same deadline.
+            if self.mms.origins.get(&key).is_some_and(|o| o.deadline <= unix) {
+                self.mms.origins.remove(&key);
             }
         }
     }
@@ -205,17 +524,13 @@ impl Flows {
             self.shared.count_drop(DropReason::Mm4NoClient);
             return;
         }
-        let provision = self.shared.provision.load_full();
-        let domain = &provision.converged.legacy_domain;
-        let sender = format!("system@{domain}");
-        self.mm4_seq = self.mm4_seq.wrapping_add(1);
-        let id = format!("{}.{}.{}@{domain}", self.config.core, self.unix, self.mm4_seq);
+        let (id, sender) = self.mm4_ids();
         let e = mm4::Envelope { transaction_id: &id, sender: &sender, rfc_message_id: &id, date: self.unix as i64 };
         let data = match req.kind {
             MessageType::ForwardReq => mm4::forward_res(&e, req, status, None),
             _ => mm4::report_res(&e, req, status),
         };
-        self.mm4_out.push_back(Mm4Out { system, from: sender, rcpt, data, attempts: 0 });
+        self.mm4_out.push_back(Mm4Out { system, from: sender, rcpt, data, attempts: 0, token: None });
     }
 
     fn smtp_answer(&mut self, conn: ConnRef, reply: Reply<'static>) {

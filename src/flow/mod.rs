@@ -52,6 +52,7 @@ use crate::interwork::converged_to_legacy::{
     canonical_id, imdn_for_state, parse_smsc_receipt, sip_content_to_submit, CanonicalId, IdOrigin, ImdnTokens,
     SenderPolicy, SubmitParams,
 };
+use crate::interwork::legacy_to_converged::LegacyExchange;
 use crate::interwork::legacy_to_converged::{
     imdn_content_to_receipts, legacy_to_sip, segment_tag, sip_status_to_command_status, ImdnRouteError, LegacyMessage,
     ReceiptOutcome, UserData,
@@ -211,6 +212,14 @@ pub enum Input<'a> {
         system: u16,
         /// The RFC 5322 message (dot-stuffing removed).
         data: &'a [u8],
+    },
+    /// iwf's SMTP client is done with MM4 message `token` ([`Mm4Out::token`]): the MMS
+    /// centre took it (`delivered`: SMTP 250), or it refused it or it could not go.
+    Mm4Done {
+        /// The message's token.
+        token: u64,
+        /// Whether the MMS centre took it.
+        delivered: bool,
     },
     /// The final response (or timeout, as 408) to the engine's request `token`.
     SipFinal {
@@ -585,6 +594,9 @@ enum Requester {
     /// [`Flows::unsent`] under this waiter's key) go out once it is durable, so a
     /// receipt can never come for a message a restart would forget.
     Correlation { message: u64 },
+    /// What an MMS's reports need being stored: its MESSAGE (in [`mms::MmsBook`] under
+    /// this waiter's key) goes once it is durable.
+    MmsOrigin,
 }
 
 /// A converged message's parts waiting for its correlation record to be durable.
@@ -677,6 +689,8 @@ pub struct Flows {
     /// MMS forwards in flight by when their final response is due (Unix seconds), in
     /// order: [`Flows::handle_timeout`] answers the overdue 451.
     mms_deadlines: VecDeque<(u64, u64)>,
+    /// MMS that owe their centre reports, and the reports on their way.
+    mms: mms::MmsBook,
     /// Answers to SIP transactions on UDP, by port.
     udp_answers: ByPort<SipAnswer>,
     /// Answers to SIP transactions on TCP streams, by port.
@@ -700,6 +714,15 @@ fn id_buf(id: &[u8]) -> ([u8; TAG_LEN], u8) {
     let n = id.len().min(TAG_LEN);
     b[..n].copy_from_slice(&id[..n]);
     (b, n as u8)
+}
+
+/// How an IMDN about a message of `l` goes back: SMPP receipts, or an MMS centre's
+/// report.
+fn legacy_exchange_of(l: &LegacyConfig) -> LegacyExchange<'_> {
+    match l.mms {
+        Some(_) => LegacyExchange::Mms,
+        None => LegacyExchange::Smpp(exchange_of(l)),
+    }
 }
 
 fn exchange_of(l: &LegacyConfig) -> Exchange<'_> {
@@ -804,6 +827,7 @@ impl Flows {
             mm4_out: VecDeque::new(),
             mm4_seq: 0,
             mms_deadlines: VecDeque::new(),
+            mms: mms::MmsBook::default(),
             udp_answers: ByPort::default(),
             tcp_answers: ByPort::default(),
             sip_requests: VecDeque::with_capacity(256),
@@ -1034,6 +1058,7 @@ impl Flows {
             self.timers.second_began = now;
             self.sweep_parked();
             self.expire_mms(unix);
+            self.expire_mm4_reports(unix);
             self.publish_tables();
         }
     }
@@ -1064,6 +1089,7 @@ impl Flows {
             Input::SipMessage { txn, msg, raw } => self.sip_message(now, unix, txn, msg, raw),
             Input::SipFinal { token, status } => self.sip_final(token, status),
             Input::Mm4 { conn, system, data } => self.mm4_message(unix, conn, system, data),
+            Input::Mm4Done { token, delivered } => self.mm4_done(token, delivered),
         }
     }
 
@@ -1247,21 +1273,27 @@ mod tests {
     }
 
     fn imdn(tag: &str, status: &str, kind: &str) -> Vec<u8> {
+        imdn_between(tag, status, kind, "+447900000001@ims.lab", "+447000100001@iwf.ims.lab", "")
+    }
+
+    /// An IMDN from converged user `converged` to legacy user `legacy` (`number@host`
+    /// each); `n` tells apart a resend (a new transaction).
+    fn imdn_between(tag: &str, status: &str, kind: &str, converged: &str, legacy: &str, n: &str) -> Vec<u8> {
         let xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\r\n\
     <message-id>{tag}</message-id>\r\n<datetime>2027-01-15T08:00:00Z</datetime>\r\n\
     <{kind}-notification><status><{status}/></status></{kind}-notification>\r\n</imdn>\r\n"
         );
         let cpim = format!(
-            "From: <sip:+447900000001@ims.lab;user=phone>\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
-    NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: own{status}\r\nDateTime: 2027-01-15T08:00:00Z\r\n\r\n\
+            "From: <sip:{converged};user=phone>\r\nTo: <sip:{legacy};user=phone>\r\n\
+    NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: own{status}{n}\r\nDateTime: 2027-01-15T08:00:00Z\r\n\r\n\
     Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Length: {}\r\n\r\n{xml}",
             xml.len()
         );
         format!(
-            "MESSAGE sip:+447000100001@iwf.ims.lab;user=phone SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{status}{}\r\n\
-    Max-Forwards: 70\r\nFrom: <sip:+447900000001@ims.lab;user=phone>;tag=u1\r\nTo: <sip:+447000100001@iwf.ims.lab;user=phone>\r\n\
-    Call-ID: {status}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            "MESSAGE sip:{legacy};user=phone SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK{status}{n}{}\r\n\
+    Max-Forwards: 70\r\nFrom: <sip:{converged};user=phone>;tag=u1\r\nTo: <sip:{legacy};user=phone>\r\n\
+    Call-ID: {status}{n}{tag}\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
             &tag[..8.min(tag.len())],
             cpim.len()
         )
@@ -1294,15 +1326,28 @@ mod tests {
 
     impl StoreRun {
         fn start(name: &str) -> StoreRun {
+            StoreRun::start_for(name, shared)
+        }
+
+        /// Over the provisioning `make` gives.
+        fn start_for(name: &str, make: fn(Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared>) -> StoreRun {
             let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
             let _ = std::fs::remove_file(&path);
             let db = crate::route::store::Store::create(&path).unwrap();
-            StoreRun::over(db, path)
+            StoreRun::over_for(db, path, make)
         }
 
         fn over(db: crate::route::store::Store, path: std::path::PathBuf) -> StoreRun {
+            StoreRun::over_for(db, path, shared)
+        }
+
+        fn over_for(
+            db: crate::route::store::Store,
+            path: std::path::PathBuf,
+            make: fn(Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared>,
+        ) -> StoreRun {
             let (tx, rx) = std::sync::mpsc::channel();
-            let shared = shared(Some(tx));
+            let shared = make(Some(tx));
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let stats = Arc::new(store::StoreStats::default());
             let thread = {
@@ -1575,6 +1620,14 @@ mod tests {
 
     /// The lab's provisioning with MMS centre 9 (`mmsc-m`) beside the SMS centres.
     fn mms_shared() -> Arc<Shared> {
+        mms_shared_with(None)
+    }
+
+    fn mms_shared_with(store: Option<std::sync::mpsc::Sender<store::StoreOp>>) -> Arc<Shared> {
+        Arc::new(Shared::new(mms_provision(), 1, store).unwrap())
+    }
+
+    fn mms_provision() -> Provision {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
         let mut p = Provision::parse(&text).unwrap();
         p.legacy.push(LegacyConfig {
@@ -1591,7 +1644,7 @@ mod tests {
             }),
             ..LegacyConfig::default()
         });
-        Arc::new(Shared::new(p, 1, None).unwrap())
+        p
     }
 
     fn mm4_forward(to: &str, ack: &str) -> Vec<u8> {
@@ -1728,6 +1781,188 @@ mod tests {
         f.sip_final(r.token, 200);
         assert!(f.poll_smtp_answer(0).is_none() && f.poll_mm4_out(|_| true).is_none());
         assert_eq!(shared.stats.mm4_retry.load(Ordering::Relaxed), 1);
+    }
+
+    /// An IMDN from the converged user about an MMS.
+    fn mms_imdn(tag: &str, status: &str, kind: &str, n: &str) -> Vec<u8> {
+        imdn_between(tag, status, kind, "+447000200001@ims.lab", "+447000400001@iwf.ims.lab", n)
+    }
+
+    /// Relays one MMS (asking for both reports) and returns its tag.
+    fn relay_mms(f: &mut Flows) -> String {
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "No") });
+        let r = f.poll_request_tcp().expect("the MESSAGE");
+        f.sip_final(r.token, 200);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        tag_of(&r.bytes)
+    }
+
+    /// The converged user's IMDNs about an MMS become the MM4 reports the MMS asked
+    /// for, to the centre's originator system and naming the centre's own message id;
+    /// each IMDN is answered 200 only once the centre took its report (SMTP 250), 503
+    /// when it refused it (the resend makes it again); once every report went, the
+    /// MMS is forgotten.
+    #[test]
+    fn an_mms_imdn_becomes_its_centres_report_answered_after_the_centre_took_it() {
+        use crate::wire::mm4::{MessageType, Mm4, MmStatus, ReadStatus};
+        let shared = mms_shared();
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.poll(0, NOW);
+        let tag = relay_mms(&mut f);
+        let mut imdn_in = |f: &mut Flows, status: &str, kind: &str, n: &str| {
+            let sip = mms_imdn(&tag, status, kind, n);
+            let t = txn(&mut server, &sip);
+            deliver(f, &shared, NOW, &sip, t);
+        };
+        imdn_in(&mut f, "delivered", "delivery", "");
+        let early = f.poll_any_answer();
+        assert!(early.is_none(), "no answer before the centre took the report: {early:?}");
+        let out = f.poll_mm4_out(|_| true).expect("the delivery report");
+        assert_eq!((out.system, out.rcpt.as_str()), (9, "system-user@mmsc-m.lab"));
+        let m = Mm4::parse(&out.data).unwrap();
+        assert_eq!(
+            (m.kind, m.mm_status, m.message_id.as_deref()),
+            (MessageType::DeliveryReportReq, Some(MmStatus::Retrieved), Some("mm-1@mmsc-m.lab"))
+        );
+        assert_eq!(m.from.map(|a| a.to_string()).as_deref(), Some(MMS_USER));
+        assert_eq!(m.to.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["+447000400001/TYPE=PLMN@mmsc-m.lab"]);
+        assert!(m.ack_request);
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        // The display: refused by the centre first (503), taken on the resend.
+        imdn_in(&mut f, "displayed", "display", "");
+        let out = f.poll_mm4_out(|_| true).expect("the read-reply report");
+        let m = Mm4::parse(&out.data).unwrap();
+        assert_eq!((m.kind, m.read_status), (MessageType::ReadReplyReportReq, Some(ReadStatus::Read)));
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: false });
+        let a = f.poll_any_answer().unwrap();
+        assert_eq!((a.status, a.retry_after), (503, Some(30)));
+        assert_eq!(f.mms.origins.len(), 1, "still owed");
+        imdn_in(&mut f, "displayed", "display", "2");
+        let out = f.poll_mm4_out(|_| true).expect("the read-reply report again");
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        assert!(f.mms.origins.is_empty(), "every report went: forgotten");
+        // A resend of the delivery IMDN is a replay; nothing goes again.
+        imdn_in(&mut f, "delivered", "delivery", "3");
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        assert!(f.poll_mm4_out(|_| true).is_none());
+        assert_eq!(shared.stats.mm4_reports_sent.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.stats.mm4_reports_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.system(9).unwrap().receipts_delivered.load(Ordering::Relaxed), 2);
+    }
+
+    /// A report the centre does not take in time answers its IMDN 503 (its sender
+    /// tries again), a late outcome changes nothing; a failed delivery settles the
+    /// read reply too; an IMDN about an MMS no longer kept is answered 200 and
+    /// counted; a deferral makes a report and settles nothing.
+    #[test]
+    fn mms_reports_are_bounded_in_time_and_settle_what_they_report() {
+        use crate::wire::mm4::{Mm4, MmStatus};
+        let shared = mms_shared();
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.poll(0, NOW);
+        let tag = relay_mms(&mut f);
+        let mut imdn_in = |f: &mut Flows, status: &str, kind: &str, n: &str| {
+            let sip = mms_imdn(&tag, status, kind, n);
+            let t = txn(&mut server, &sip);
+            deliver(f, &shared, NOW, &sip, t);
+        };
+        imdn_in(&mut f, "stored", "processing", "");
+        let out = f.poll_mm4_out(|_| true).expect("a deferral report");
+        assert_eq!(Mm4::parse(&out.data).unwrap().mm_status, Some(MmStatus::Deferred));
+        f.poll(1_000, NOW + 24);
+        assert!(f.poll_any_answer().is_none(), "not yet");
+        f.poll(2_000, NOW + 25);
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(503));
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        assert!(f.poll_any_answer().is_none(), "answered already");
+        imdn_in(&mut f, "failed", "delivery", "");
+        let out = f.poll_mm4_out(|_| true).expect("a failure report");
+        assert_eq!(Mm4::parse(&out.data).unwrap().mm_status, Some(MmStatus::Rejected));
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        assert!(f.mms.origins.is_empty(), "no read reply follows a failed delivery");
+        imdn_in(&mut f, "displayed", "display", "");
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        assert!(f.poll_mm4_out(|_| true).is_none());
+        assert_eq!(shared.stats.mm4_reports_unowed.load(Ordering::Relaxed), 1);
+        // Past the provisioned validity an MMS's origin is gone.
+        let tag2 = relay_mms(&mut f);
+        assert_eq!(f.mms.origins.len(), 1);
+        let past = f.unix + shared.provision.load().converged.message_validity_s + 1;
+        f.poll(3_000, past);
+        assert!(f.mms.origins.is_empty());
+        let sip = mms_imdn(&tag2, "delivered", "delivery", "");
+        let t = txn(&mut server, &sip);
+        deliver(&mut f, &shared, past, &sip, t);
+        assert!(f.poll_mm4_out(|_| true).is_none());
+    }
+
+    /// An IMDN about an MMS that landed on another worker is handed to the worker that
+    /// relayed the MMS (its tag names it), which keeps its origin and makes the report;
+    /// the answer goes back to the IMDN's transaction once the centre took it.
+    #[test]
+    fn an_mms_imdn_on_another_worker_is_reported_by_the_one_that_relayed_it() {
+        let shared = Arc::new(Shared::new(mms_provision(), 2, None).unwrap());
+        let (mut c0, mut c1) = (flows(&shared), Flows::new(FlowsConfig { core: 1, ..f_config() }, Arc::clone(&shared)));
+        c0.poll(0, NOW);
+        c1.poll(0, NOW);
+        let tag = relay_mms(&mut c1);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        let sip = mms_imdn(&tag, "delivered", "delivery", "");
+        let t = txn(&mut server, &sip);
+        deliver(&mut c0, &shared, NOW, &sip, t);
+        assert!(c0.poll_mm4_out(|_| true).is_none() && c0.poll_any_answer().is_none(), "core 0 keeps nothing of it");
+        c1.poll(1, NOW);
+        let out = c1.poll_mm4_out(|_| true).expect("core 1 makes the report");
+        c1.handle(1, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        c0.poll(2, NOW);
+        assert_eq!(c0.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
+        let owed: Vec<u8> = c1.mms.origins.values().map(|o| o.owed).collect();
+        assert_eq!(owed, [crate::route::store::MmsOrigin::READ], "the delivery settled, the read reply still owed");
+    }
+
+    /// With a store, what an MMS's reports need is durable before its MESSAGE goes,
+    /// and survives a restart: the IMDN that comes after one still becomes the report.
+    #[test]
+    fn an_mms_origin_is_durable_before_its_message_and_survives_a_restart() {
+        let store = StoreRun::start_for("iwf-flow-mms", mms_shared_with);
+        let (shared, stats, path) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
+        let mut f = flows(&shared);
+        f.poll(0, NOW);
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "No") });
+        assert!(f.poll_request_tcp().is_none(), "not before the origin is durable");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            f.poll(0, NOW);
+            if let Some(r) = f.poll_request_tcp() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "no MESSAGE");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert!(stats.writes.load(Ordering::Relaxed) >= 1);
+        f.sip_final(r.token, 200);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        let tag = tag_of(&r.bytes);
+        store.stop();
+        drop(f);
+        let mut db = crate::route::store::Store::open(&path).unwrap();
+        let shared2 = mms_shared();
+        let mut f2 = flows(&shared2);
+        assert_eq!(f2.restore_mms_origins(&db.mms_origins(NOW).unwrap()), 1);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        let sip = mms_imdn(&tag, "delivered", "delivery", "");
+        let t = txn(&mut server, &sip);
+        deliver(&mut f2, &shared2, NOW + 60, &sip, t);
+        let out = f2.poll_mm4_out(|_| true).expect("the report, from the restored origin");
+        let m = crate::wire::mm4::Mm4::parse(&out.data).unwrap();
+        assert_eq!(m.message_id.as_deref(), Some("mm-1@mmsc-m.lab"));
+        drop(db);
+        let _ = std::fs::remove_file(&path);
     }
 
     /// The .RES for an MMS centre no SMTP client of this worker reaches is dropped and

@@ -24,6 +24,14 @@ pub struct FlowStats {
     /// MMS answered 451 (the converged core failed for now, or did not answer): the
     /// MMS centre sends them again.
     pub mm4_retry: AtomicU64,
+    /// Delivery and read-reply reports an MMS centre took (SMTP 250) for an IMDN.
+    pub mm4_reports_sent: AtomicU64,
+    /// Reports that did not reach their MMS centre in time, or were refused: the
+    /// IMDN was answered 503 (its sender tries again).
+    pub mm4_reports_failed: AtomicU64,
+    /// IMDNs about an MMS no record is kept for (its validity ended): answered 200,
+    /// nothing sent.
+    pub mm4_reports_unowed: AtomicU64,
     /// Parts answered ESME_RTHROTTLED because their bind's room outside the window
     /// (`smpp.parts_aside`) was taken.
     pub parts_aside_full: AtomicU64,
@@ -144,7 +152,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 36] = [
+        let all: [(&'static str, &AtomicU64); 39] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -153,6 +161,9 @@ impl FlowStats {
             ("mm4_responses", &self.mm4_responses),
             ("mm4_relayed", &self.mm4_relayed),
             ("mm4_retry", &self.mm4_retry),
+            ("mm4_reports_sent", &self.mm4_reports_sent),
+            ("mm4_reports_failed", &self.mm4_reports_failed),
+            ("mm4_reports_unowed", &self.mm4_reports_unowed),
             ("parts_aside_full", &self.parts_aside_full),
             ("smsc_receipts_parked_durably", &self.smsc_receipts_parked_durably),
             ("sip_messages_sent", &self.sip_messages_sent),
@@ -343,12 +354,14 @@ pub enum DropReason {
     Mm4OutFull,
     /// An MM4 answer dropped: no SMTP client of this worker reaches its MMS centre.
     Mm4NoClient,
+    /// An MMS refused 451: the worker keeps as many MMS awaiting reports as it may.
+    MmsOriginsFull,
     Other,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::TagBadLength,
         DropReason::TagBadCharacter,
         DropReason::TagUnsupportedVersion,
@@ -380,6 +393,7 @@ impl DropReason {
         DropReason::Mm4Invalid,
         DropReason::Mm4OutFull,
         DropReason::Mm4NoClient,
+        DropReason::MmsOriginsFull,
         DropReason::Other,
     ];
 
@@ -417,6 +431,7 @@ impl DropReason {
             DropReason::Mm4Invalid => "mm4_invalid",
             DropReason::Mm4OutFull => "mm4_out_full",
             DropReason::Mm4NoClient => "mm4_no_client",
+            DropReason::MmsOriginsFull => "mms_origins_full",
             DropReason::Other => "other",
         }
     }

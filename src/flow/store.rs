@@ -9,7 +9,7 @@ use super::{Completion, Outcome, Shared, STORE_ORIGIN};
 use crate::ids::LegacySystemId;
 use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
-use crate::route::store::{Batch, DurableCorrelation, ParkedReceipt, QueueKey, Store};
+use crate::route::store::{Batch, DurableCorrelation, MmsOrigin, ParkedReceipt, QueueKey, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -74,6 +74,22 @@ pub enum StoreOp {
     /// Parked receipt `key` is done with (applied, a duplicate, or unmatched).
     Unpark {
         /// Its store key.
+        key: u64,
+    },
+    /// What the reports of an MMS relayed to a converged user need, under its tag's
+    /// key; `token` completes with [`Outcome::Stored`] once durable (before the
+    /// MESSAGE goes, so no IMDN can come back for an MMS a restart would forget).
+    PutMmsOrigin {
+        /// [`MmsOrigin::key_of`] its tag.
+        key: u64,
+        /// The record.
+        origin: Box<MmsOrigin>,
+        /// The waiter.
+        token: u64,
+    },
+    /// The MMS under `key` owes no more reports.
+    RemoveMmsOrigin {
+        /// Its key.
         key: u64,
     },
 }
@@ -235,12 +251,18 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         let wait =
             batch.flush_at().map_or(Duration::from_millis(5), |t| Duration::from_micros(t.saturating_sub(now_us)));
         match rx.recv_timeout(wait.min(Duration::from_millis(5))) {
-            Ok(op) => intake(op, &mut batch, &mut waiting, &mut bound, now_us),
+            Ok(op) => {
+                if let Some(token) = intake(op, &mut batch, &mut waiting, &mut bound, now_us) {
+                    complete(&shared, token, Outcome::StoreFailed, stop);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         while let Ok(op) = rx.try_recv() {
-            intake(op, &mut batch, &mut waiting, &mut bound, now_us);
+            if let Some(token) = intake(op, &mut batch, &mut waiting, &mut bound, now_us) {
+                complete(&shared, token, Outcome::StoreFailed, stop);
+            }
             if batch.len() >= 256 {
                 break;
             }
@@ -313,7 +335,9 @@ fn complete(shared: &Shared, token: u64, outcome: Outcome, stop: &AtomicBool) {
     }
 }
 
-fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Vec<u16>, now_us: u64) {
+/// Puts `op` into the batch (its waiter into `waiting`); a write that cannot be put
+/// (a record that does not encode) returns its waiter's token, to be told at once.
+fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Vec<u16>, now_us: u64) -> Option<u64> {
     match op {
         StoreOp::Queue { item, enqueued, deadline } => {
             waiting.push(item.token());
@@ -325,9 +349,19 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
             }
         }
         StoreOp::PutCorrelation { key, record, token } => {
-            if batch.put_correlation(key, &record, now_us).is_ok() {
-                waiting.push(token);
+            if batch.put_correlation(key, &record, now_us).is_err() {
+                return Some(token);
             }
+            waiting.push(token);
+        }
+        StoreOp::PutMmsOrigin { key, origin, token } => {
+            if batch.put_mms_origin(key, &origin, now_us).is_err() {
+                return Some(token);
+            }
+            waiting.push(token);
+        }
+        StoreOp::RemoveMmsOrigin { key } => {
+            batch.remove_mms_origin(key, now_us);
         }
         StoreOp::BindId { system, id, key, part, token } => {
             waiting.push(token);
@@ -344,6 +378,7 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
             batch.unpark(key, now_us);
         }
     }
+    None
 }
 
 impl crate::control::metrics::MetricsSource for StoreStats {

@@ -716,6 +716,18 @@ pub enum ReceiptOutcome {
         /// The state it would have reported.
         state: ReceiptState,
     },
+    /// A verified notification about an MMS from an MMS centre: its report is the
+    /// caller's to make (nothing is written to `out`).
+    Mms {
+        /// The MMS centre.
+        system: u16,
+        /// The notification.
+        notification: Notification,
+        /// The tag's fields (which reports the MMS asked for, its key).
+        fields: TagFields,
+        /// The verified tag, lower case: what a replay is known by.
+        message_id: [u8; TAG_LEN],
+    },
     /// A notification SMPP has no receipt for (processing notifications; display
     /// forbidden/error): nothing to send.
     NotRelayed {
@@ -724,6 +736,23 @@ pub enum ReceiptOutcome {
         /// The notification.
         notification: Notification,
     },
+}
+
+/// What kind of legacy system a tag's system is, as the caller provisions it: an SMS
+/// centre's receipts are SMPP PDUs written here; an MMS centre's reports need what
+/// iwf kept of the MMS ([`ReceiptOutcome::Mms`]).
+#[derive(Debug, Clone, Copy)]
+pub enum LegacyExchange<'e> {
+    /// An SMPP system.
+    Smpp(Exchange<'e>),
+    /// An MMS centre.
+    Mms,
+}
+
+impl<'e> From<Exchange<'e>> for LegacyExchange<'e> {
+    fn from(e: Exchange<'e>) -> Self {
+        LegacyExchange::Smpp(e)
+    }
 }
 
 /// Why an IMDN routes to no legacy system. Every variant is a drop counter
@@ -864,11 +893,11 @@ pub fn smpp_state(state: ReceiptState) -> (MessageState, Option<NetworkErrorCode
 
 /// Converts an IMDN (a SIP MESSAGE datagram, or one framed message off a stream) into
 /// the SMPP receipts of the legacy system its tag names. See [`imdn_message_to_receipts`] for the parsed-message form.
-pub fn imdn_to_receipts<'e>(
+pub fn imdn_to_receipts<'e, E: Into<LegacyExchange<'e>>>(
     sip: &[u8],
     keys: &KeyRing,
     now_unix: u64,
-    exchange_of: impl Fn(u16) -> Option<Exchange<'e>>,
+    exchange_of: impl Fn(u16) -> Option<E>,
     first_sequence: u32,
     out: &mut [u8],
 ) -> Result<ReceiptOutcome, ImdnRouteError> {
@@ -904,11 +933,11 @@ pub fn imdn_to_receipts<'e>(
 /// Appendix-B text: `id:<segment tag> sub:001 dlvrd:001|000 submit date:<tag issue
 /// time> done date:<IMDN's CPIM DateTime, else now> stat:… err:… text:` (UTC). A tag
 /// naming one segment (index ≥ 1) yields that segment's receipt only.
-pub fn imdn_message_to_receipts<'e>(
+pub fn imdn_message_to_receipts<'e, E: Into<LegacyExchange<'e>>>(
     msg: &Message<'_, '_>,
     keys: &KeyRing,
     now_unix: u64,
-    exchange_of: impl Fn(u16) -> Option<Exchange<'e>>,
+    exchange_of: impl Fn(u16) -> Option<E>,
     first_sequence: u32,
     out: &mut [u8],
 ) -> Result<ReceiptOutcome, ImdnRouteError> {
@@ -920,12 +949,12 @@ pub fn imdn_message_to_receipts<'e>(
 /// [`imdn_message_to_receipts`] for a MESSAGE whose body was looked at already
 /// ([`SipContent::of`]): the caller that may go on with the message as a converged
 /// user's text parses its CPIM once for both.
-pub fn imdn_content_to_receipts<'e>(
+pub fn imdn_content_to_receipts<'e, E: Into<LegacyExchange<'e>>>(
     msg: &Message<'_, '_>,
     content: &SipContent<'_, '_>,
     keys: &KeyRing,
     now_unix: u64,
-    exchange_of: impl Fn(u16) -> Option<Exchange<'e>>,
+    exchange_of: impl Fn(u16) -> Option<E>,
     first_sequence: u32,
     out: &mut [u8],
 ) -> Result<ReceiptOutcome, ImdnRouteError> {
@@ -966,7 +995,12 @@ pub fn imdn_content_to_receipts<'e>(
     }
     message_id.make_ascii_lowercase();
     let system = fields.system;
-    let exchange = exchange_of(system).ok_or(ImdnRouteError::UnknownSystem(system))?;
+    let exchange = match exchange_of(system).ok_or(ImdnRouteError::UnknownSystem(system))?.into() {
+        LegacyExchange::Smpp(e) => e,
+        LegacyExchange::Mms => {
+            return Ok(ReceiptOutcome::Mms { system, notification: imdn.notification, fields, message_id })
+        }
+    };
 
     // Asked for?
     let Some(state) = notification_state(imdn.notification) else {
@@ -1797,7 +1831,10 @@ mod tests {
         let mut out = [0u8; 1024];
         assert!(imdn_to_receipts(&sip, &ring, NOW, |_| Some(ex), 1, &mut out).is_ok());
         // A valid tag of an unprovisioned system.
-        assert_eq!(imdn_to_receipts(&sip, &ring, NOW, |_| None, 1, &mut out), Err(ImdnRouteError::UnknownSystem(3)));
+        assert_eq!(
+            imdn_to_receipts(&sip, &ring, NOW, |_| None::<Exchange>, 1, &mut out),
+            Err(ImdnRouteError::UnknownSystem(3))
+        );
         // Every reason is distinct.
         let mut all: Vec<&str> = TagError::ALL.iter().map(|e| ImdnRouteError::Tag(*e).reason()).collect();
         all.sort();
@@ -2269,7 +2306,7 @@ mod tests {
         #[test]
         fn prop_never_panics_on_junk(junk in proptest::collection::vec(any::<u8>(), 0..600)) {
             let mut out = [0u8; 1024];
-            let _ = imdn_to_receipts(&junk, &ring(), NOW, |_| None, 1, &mut out);
+            let _ = imdn_to_receipts(&junk, &ring(), NOW, |_| None::<Exchange>, 1, &mut out);
         }
     }
 }

@@ -24,6 +24,10 @@
 //!   canonical id`: SMSC receipts whose id no resp had bound yet, answered once
 //!   written here (held unanswered they would fill the SMSC's window), applied
 //!   when the resp comes, counted unmatched when their park time ends.
+//! - `mms_origins`: the key of an MMS's tag (`minutes << 32 | sequence`) → an
+//!   encoded [`MmsOrigin`]: what the delivery and read-reply reports to the MMS
+//!   centre that sent it need and the converged side's IMDN does not carry (the
+//!   centre's message id, its addresses), written before the centre hears 250.
 //! - `meta`: format version and the sequence counter.
 //! - `quarantine`: `seq u64` → `(table, key, value)`: records that do not decode,
 //!   moved aside where they are found (restore, replay, sweep) so one bad record
@@ -59,6 +63,9 @@ const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableDefinition::
 /// SMSC receipts answered once parked here: their id had no message yet (its resp may
 /// still come). Value: deadline (u64 BE), system (u16 BE), state (u8), id.
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked_receipts");
+
+/// MMS relayed to converged users that still owe the sending MMS centre a report.
+const MMS_ORIGINS: TableDefinition<u64, &[u8]> = TableDefinition::new("mms_origins");
 
 /// Version of the record formats in this file.
 pub const FORMAT_VERSION: u64 = 1;
@@ -343,6 +350,70 @@ enum Op {
     RemoveCorrelation { key: u64 },
     Park { key: u64, value: Vec<u8> },
     Unpark { key: u64 },
+    PutMmsOrigin { key: u64, value: Vec<u8> },
+    RemoveMmsOrigin { key: u64 },
+}
+
+/// An MMS iwf relayed to a converged user, as its reports back to the MMS centre that
+/// sent it need it: the IMDN that comes back names only iwf's tag, so the centre's own
+/// message id and addresses are kept here, under the tag's key
+/// ([`MmsOrigin::key_of`]), until every report asked for went or `deadline` passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmsOrigin {
+    /// The MMS centre (its `[[legacy]]` id).
+    pub system: LegacySystemId,
+    /// Unix seconds after which no report is sent for it.
+    pub deadline: u64,
+    /// The reports still owed: [`MmsOrigin::DELIVERY`], [`MmsOrigin::READ`].
+    pub owed: u8,
+    /// The centre's `X-Mms-Message-ID`.
+    pub message_id: String,
+    /// The original's `From` (the report's `To`), as an MMS address.
+    pub sender: String,
+    /// The original's recipient (the report's `From`), as an MMS address.
+    pub recipient: String,
+    /// Where reports go: the original's `X-Mms-Originator-System`, else its `Sender`.
+    pub report_to: String,
+}
+
+impl MmsOrigin {
+    /// A delivery report is owed.
+    pub const DELIVERY: u8 = 1;
+    /// A read-reply report is owed.
+    pub const READ: u8 = 2;
+
+    /// The store key of the MMS whose tag has these `minutes` and `sequence`.
+    pub fn key_of(minutes: u32, sequence: u32) -> u64 {
+        (u64::from(minutes) << 32) | u64::from(sequence)
+    }
+
+    /// `deadline u64 | system u16 | owed u8 | message id, sender, recipient, report-to
+    /// (len u16 + octets each)`, big-endian.
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let strings = [&self.message_id, &self.sender, &self.recipient, &self.report_to];
+        let mut v = Vec::with_capacity(11 + strings.iter().map(|s| s.len() + 2).sum::<usize>());
+        v.extend_from_slice(&self.deadline.to_be_bytes());
+        v.extend_from_slice(&self.system.0.to_be_bytes());
+        v.push(self.owed);
+        for s in strings {
+            let len = u16::try_from(s.len()).map_err(|_| StoreError::BadValue("string over 64 KiB"))?;
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(s.as_bytes());
+        }
+        Ok(v)
+    }
+
+    fn decode(b: &[u8]) -> Result<MmsOrigin, StoreError> {
+        let mut r = Reader(b);
+        let deadline = u64::from_be_bytes(r.array()?);
+        let system = LegacySystemId(u16::from_be_bytes(r.array()?));
+        let [owed] = r.array()?;
+        let (message_id, sender, recipient, report_to) = (r.string()?, r.string()?, r.string()?, r.string()?);
+        if !r.0.is_empty() {
+            return Err(StoreError::Corrupt("MMS origin record has trailing octets".into()));
+        }
+        Ok(MmsOrigin { system, deadline, owed, message_id, sender, recipient, report_to })
+    }
 }
 
 /// An SMSC receipt parked durably: answered at once, applied when a resp binds its id
@@ -486,6 +557,17 @@ impl Batch {
     pub fn unpark(&mut self, key: u64, now_us: u64) -> Ticket {
         self.push(Op::Unpark { key }, now_us)
     }
+
+    /// Stores what the reports of an MMS need under its tag's `key`.
+    pub fn put_mms_origin(&mut self, key: u64, origin: &MmsOrigin, now_us: u64) -> Result<Ticket, StoreError> {
+        let value = origin.encode()?;
+        Ok(self.push(Op::PutMmsOrigin { key, value }, now_us))
+    }
+
+    /// Removes MMS origin `key` (its reports went).
+    pub fn remove_mms_origin(&mut self, key: u64, now_us: u64) -> Ticket {
+        self.push(Op::RemoveMmsOrigin { key }, now_us)
+    }
 }
 
 /// What a commit made durable.
@@ -511,6 +593,8 @@ pub struct SweepReport {
     pub correlations_expired: usize,
     /// Parked receipts past their deadline (their flows count them unmatched first).
     pub parked_expired: usize,
+    /// MMS origins past their deadline (reports no longer sent).
+    pub mms_origins_expired: usize,
 }
 
 /// The durable store. See the module documentation.
@@ -577,6 +661,7 @@ impl Store {
             tx.open_table(CORRELATION_PARTS)?;
             tx.open_table(QUARANTINE)?;
             tx.open_table(PARKED)?;
+            tx.open_table(MMS_ORIGINS)?;
             let mut meta = tx.open_table(META)?;
             let version = meta.get("version")?.map(|v| v.value());
             match version {
@@ -637,6 +722,7 @@ impl Store {
             let mut ids = tx.open_table(CORRELATION_IDS)?;
             let mut parts = tx.open_table(CORRELATION_PARTS)?;
             let mut parked = tx.open_table(PARKED)?;
+            let mut origins = tx.open_table(MMS_ORIGINS)?;
             for op in &batch.ops {
                 match op {
                     Op::Queue { system, value } => {
@@ -659,6 +745,12 @@ impl Store {
                     }
                     Op::Unpark { key } => {
                         parked.remove(*key)?;
+                    }
+                    Op::PutMmsOrigin { key, value } => {
+                        origins.insert(*key, value.as_slice())?;
+                    }
+                    Op::RemoveMmsOrigin { key } => {
+                        origins.remove(*key)?;
                     }
                 }
             }
@@ -911,24 +1003,58 @@ impl Store {
                 }
             }
         }
-        if !bad.is_empty() {
-            let mut tx = self.db()?.begin_write()?;
-            tx.set_durability(Durability::Immediate);
-            {
-                let mut parked = tx.open_table(PARKED)?;
-                let mut q = tx.open_table(QUARANTINE)?;
-                let mut meta = tx.open_table(META)?;
-                let mut seq = meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1);
-                for (key, v) in &bad {
-                    q.insert(seq, ("parked_receipt", key.to_be_bytes().as_slice(), v.as_slice()))?;
-                    seq += 1;
-                    parked.remove(*key)?;
-                }
-                meta.insert("next_quarantine", seq)?;
-            }
-            tx.commit()?;
-        }
+        self.quarantine_records(PARKED, "parked_receipt", &bad)?;
         Ok(out)
+    }
+
+    /// Every MMS origin still valid at `now` with its key, each decoded on its own:
+    /// those that do not decode are quarantined.
+    pub fn mms_origins(&mut self, now: u64) -> Result<Vec<(u64, MmsOrigin)>, StoreError> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        {
+            let tx = self.db()?.begin_read()?;
+            let origins = tx.open_table(MMS_ORIGINS)?;
+            for e in origins.iter()? {
+                let (k, v) = e?;
+                match MmsOrigin::decode(v.value()) {
+                    Ok(o) if o.deadline < now => {}
+                    Ok(o) => out.push((k.value(), o)),
+                    Err(_) => bad.push((k.value(), v.value().to_vec())),
+                }
+            }
+        }
+        self.quarantine_records(MMS_ORIGINS, "mms_origin", &bad)?;
+        Ok(out)
+    }
+
+    /// Moves the records `bad` (key, value) of `table` (called `name` in the
+    /// quarantine) aside, in one transaction.
+    fn quarantine_records(
+        &mut self,
+        table: TableDefinition<u64, &[u8]>,
+        name: &str,
+        bad: &[(u64, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db()?.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut records = tx.open_table(table)?;
+            let mut q = tx.open_table(QUARANTINE)?;
+            let mut meta = tx.open_table(META)?;
+            let mut seq = meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1);
+            for (key, v) in bad {
+                q.insert(seq, (name, key.to_be_bytes().as_slice(), v.as_slice()))?;
+                seq += 1;
+                records.remove(*key)?;
+            }
+            meta.insert("next_quarantine", seq)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Every correlation record that decodes (the others are left for
@@ -965,8 +1091,7 @@ impl Store {
             let mut gone = Vec::new();
             for e in corr.iter()? {
                 let (k, v) = e?;
-                let d = v.value().get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-                if d.is_some_and(|d| d < now) {
+                if deadline_of_record(v.value()).is_some_and(|d| d < now) {
                     gone.push(k.value());
                 }
             }
@@ -976,8 +1101,14 @@ impl Store {
             report.correlations_expired = gone.len();
             let mut parked = tx.open_table(PARKED)?;
             parked.retain(|_, v| {
-                let keep = v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).is_none_or(|d| d >= now);
+                let keep = deadline_of_record(v).is_none_or(|d| d >= now);
                 report.parked_expired += usize::from(!keep);
+                keep
+            })?;
+            let mut origins = tx.open_table(MMS_ORIGINS)?;
+            origins.retain(|_, v| {
+                let keep = deadline_of_record(v).is_none_or(|d| d >= now);
+                report.mms_origins_expired += usize::from(!keep);
                 keep
             })?;
         }
@@ -1025,6 +1156,11 @@ fn guard(open: impl FnOnce() -> Result<Database, redb::DatabaseError>) -> Result
             Err(StoreError::Corrupt(crate::panic_message(p.as_ref()).unwrap_or_else(|| "redb refused the file".into())))
         }
     }
+}
+
+/// The deadline a correlation, parked receipt or MMS origin record starts with.
+fn deadline_of_record(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
 fn deadline_of(v: &[u8]) -> Option<u64> {
@@ -1086,6 +1222,29 @@ mod tests {
     }
 
     #[test]
+    fn mms_origin_records_round_trip_and_refuse_damage() {
+        let o = MmsOrigin {
+            system: LegacySystemId(9),
+            deadline: 1_800_000_000,
+            owed: MmsOrigin::READ,
+            message_id: "20261207-1@mmsc-m.lab".into(),
+            sender: "+447000400001/TYPE=PLMN@mmsc-m.lab".into(),
+            recipient: "+447000200001/TYPE=PLMN@iwf.ims.lab".into(),
+            report_to: "system-user@mmsc-m.lab".into(),
+        };
+        let b = o.encode().unwrap();
+        assert_eq!(MmsOrigin::decode(&b).unwrap(), o);
+        for n in 0..b.len() {
+            assert!(MmsOrigin::decode(&b[..n]).is_err(), "{n}");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert!(MmsOrigin::decode(&long).is_err());
+        assert!(MmsOrigin { report_to: "r".repeat(70_000), ..o }.encode().is_err());
+        assert_eq!(MmsOrigin::key_of(1, 2), (1 << 32) | 2);
+    }
+
+    #[test]
     fn batch_flush_policy() {
         let mut b = Batch::new(3, 500);
         assert!(!b.should_flush(0));
@@ -1130,6 +1289,7 @@ mod tests {
         #[test]
         fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = DurableCorrelation::decode(&b);
+            let _ = MmsOrigin::decode(&b);
             let _ = decode_queued(QueueKey { system: LegacySystemId(1), seq: 1 }, &b);
         }
 

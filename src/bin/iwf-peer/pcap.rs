@@ -809,7 +809,7 @@ mod tests {
             &m,
             &p.keys,
             1_800_000_000,
-            |_| None,
+            |_| None::<iwf::interwork::Exchange>,
             1,
             &mut [0u8; 4096],
         );

@@ -743,7 +743,12 @@ impl Endpoint {
                 .find(|s| matches!(s.service, Service::SmtpClient { system, .. } if system == o.system));
             match slot.and_then(|s| s.mm4.as_mut()) {
                 Some(c) => c.queue(o, &qc.tcp),
-                None => qc.tcp.mm4_dropped.inc(),
+                None => {
+                    qc.tcp.mm4_dropped.inc();
+                    if let Some(token) = o.token {
+                        f.handle(now, Input::Mm4Done { token, delivered: false });
+                    }
+                }
             }
         }
         while let Some(a) = f.poll_tcp_answer(self.port) {
@@ -932,6 +937,11 @@ impl Endpoint {
                 }
             } else {
                 drive_mm4(now, sock, c, tc);
+            }
+            if let Some(f) = flows {
+                for (token, delivered) in c.done.drain(..) {
+                    f.handle(now, Input::Mm4Done { token, delivered });
+                }
             }
         }
     }
@@ -1767,6 +1777,11 @@ mod tests {
         let mut provision = lab_provision();
         provision.legacy.push(mmsc);
         lab.flows = Some(lab_flows(provision, vec![9]));
+        // The worker polls its engine with the clock (tags carry the time); the lab does here.
+        let unix = crate::dataplane::sip::unix_now();
+        if let Some(f) = lab.flows.as_mut() {
+            f.poll(0, unix);
+        }
         let own_server = lab.listen(2525);
         let h = lab.connect_to(25, 40025);
         lab.run(50);
@@ -1774,7 +1789,7 @@ mod tests {
         let mm4 =
             "X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_forward.REQ\r\nX-Mms-Transaction-ID: t-9\r\n\
                    X-Mms-Message-ID: <m-9@mmsc-m.lab>\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\n\
-                   To: +447000200001/TYPE=PLMN@iwf.ims.lab\r\nX-Mms-Ack-Request: Yes\r\n\
+                   To: +447000200001/TYPE=PLMN@iwf.ims.lab\r\nX-Mms-Ack-Request: Yes\r\nX-Mms-Delivery-Report: Yes\r\n\
                    X-Mms-Originator-System: system-user@mmsc-m.lab\r\nContent-Type: text/plain\r\n\r\n.hello\r\n";
         let session = format!(
             "EHLO mmsc-m.lab\r\nMAIL FROM:<system-user@mmsc-m.lab>\r\nRCPT TO:<+447000200001/TYPE=PLMN@iwf.ims.lab>\r\nDATA\r\n{}.\r\n",
@@ -1815,6 +1830,48 @@ mod tests {
         assert!(data.contains("X-Mms-Transaction-ID: t-9") && data.ends_with("\r\n.\r\n"), "{data}");
         step(&mut lab, "250 2.0.0 queued\r\n");
         assert_eq!(lab.counters.tcp.mm4_sent.get(), 1, "{heard}");
+        // The converged user's delivery IMDN becomes the delivery report on the same
+        // connection; the engine hears that the centre took it.
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        let tag = text.split("imdn.Message-ID: ").nth(1).and_then(|t| t.get(..crate::tag::TAG_LEN)).unwrap();
+        let xml = format!(
+            "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>{tag}</message-id>\
+             <datetime>2027-01-15T08:00:00Z</datetime><delivery-notification><status><delivered/></status>\
+             </delivery-notification></imdn>"
+        );
+        let cpim = format!(
+            "From: <sip:+447000200001@ims.lab;user=phone>\r\nTo: <sip:+447000400001@iwf.ims.lab;user=phone>\r\n\
+             NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: dn1\r\nDateTime: 2027-01-15T08:00:00Z\r\n\r\n\
+             Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Length: {}\r\n\r\n{xml}",
+            xml.len()
+        );
+        let imdn = format!(
+            "MESSAGE sip:+447000400001@iwf.ims.lab SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bKdn1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+447000200001@ims.lab>;tag=1\r\nTo: <sip:+447000400001@iwf.ims.lab>\r\n\
+             Call-ID: dn1\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+            cpim.len()
+        );
+        let mut headers = [crate::wire::sip::Header::EMPTY; 32];
+        let Ok(crate::wire::sip::Status::Complete(_, msg)) =
+            crate::wire::sip::Parser::datagram().parse(imdn.as_bytes(), &mut headers)
+        else {
+            panic!("the IMDN parses")
+        };
+        let flows = lab.flows.as_mut().unwrap();
+        let now = lab.now;
+        flows.handle(now, Input::SipMessage { txn: SipTxn::Remote { token: 1 }, msg: &msg, raw: imdn.as_bytes() });
+        lab.run(30);
+        assert_eq!(step(&mut lab, ""), "MAIL FROM:<system@iwf.ims.lab>\r\n", "{heard}");
+        assert_eq!(step(&mut lab, "250 ok\r\n"), "RCPT TO:<system-user@mmsc-m.lab>\r\n");
+        assert_eq!(step(&mut lab, "250 ok\r\n"), "DATA\r\n");
+        let data = step(&mut lab, "354 go\r\n");
+        assert!(data.contains("MM4_delivery_report.REQ") && data.contains("X-Mms-MM-Status-Code: Retrieved"), "{data}");
+        assert!(data.contains("X-Mms-Message-ID: m-9@mmsc-m.lab"), "{data}");
+        let shared = std::sync::Arc::clone(lab.flows.as_ref().unwrap().shared());
+        let sent = || shared.stats.mm4_reports_sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(sent(), 0, "not before the 250");
+        step(&mut lab, "250 2.0.0 queued\r\n");
+        assert_eq!(sent(), 1, "the engine heard the 250");
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub(super) struct Mm4Conn {
     next_token: u64,
     /// Something was delivered on the current connection.
     delivered: bool,
+    /// The fates of messages with a token ([`Mm4Out::token`]) for the engine
+    /// ([`Input::Mm4Done`]): taken by the MMS centre, or not.
+    pub(super) done: Vec<(u64, bool)>,
 }
 
 impl Mm4Conn {
@@ -77,6 +80,7 @@ impl Mm4Conn {
             hold_until: 0,
             next_token: 0,
             delivered: false,
+            done: Vec::new(),
         }
     }
 
@@ -89,7 +93,9 @@ impl Mm4Conn {
     /// it, the oldest waiting is dropped and counted).
     pub(super) fn queue(&mut self, o: Mm4Out, tc: &TcpCounters) {
         if self.waiting.len() >= MM4_WAITING_MAX {
-            self.waiting.pop_front();
+            if let Some(old) = self.waiting.pop_front() {
+                self.finish(old, false);
+            }
             tc.mm4_dropped.inc();
         }
         self.waiting.push_back(o);
@@ -109,6 +115,13 @@ impl Mm4Conn {
         std::mem::take(&mut self.delivered)
     }
 
+    /// Message `o` is done with: its fate goes to the engine when it waits for it.
+    fn finish(&mut self, o: Mm4Out, delivered: bool) {
+        if let Some(token) = o.token {
+            self.done.push((token, delivered));
+        }
+    }
+
     /// The message in flight failed for now: it goes again first, after a pause, or is
     /// dropped after its last try.
     fn retry(&mut self, tc: &TcpCounters) {
@@ -116,6 +129,7 @@ impl Mm4Conn {
             o.attempts = o.attempts.saturating_add(1);
             if o.attempts >= MM4_ATTEMPTS {
                 tc.mm4_dropped.inc();
+                self.finish(o, false);
             } else {
                 self.waiting.push_front(o);
             }
@@ -220,12 +234,16 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
             match e {
                 ClientEvent::Ready => {}
                 ClientEvent::Delivered { .. } => {
-                    conn.in_flight = None;
+                    if let Some(o) = conn.in_flight.take() {
+                        conn.finish(o, true);
+                    }
                     conn.delivered = true;
                     tc.mm4_sent.inc();
                 }
                 ClientEvent::Refused { permanent: true, .. } => {
-                    conn.in_flight = None;
+                    if let Some(o) = conn.in_flight.take() {
+                        conn.finish(o, false);
+                    }
                     tc.mm4_refused.inc();
                 }
                 ClientEvent::Refused { .. } => {
@@ -242,7 +260,10 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
                 match conn.client.send(now, conn.next_token, o.from.as_bytes(), o.rcpt.as_bytes(), &o.data) {
                     Ok(()) => conn.in_flight = Some(o),
                     // An address no SMTP command can carry: it can never go.
-                    Err(_) => tc.mm4_refused.inc(),
+                    Err(_) => {
+                        tc.mm4_refused.inc();
+                        conn.finish(o, false);
+                    }
                 }
                 progressed = true;
             }
