@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
 # (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
-# tools (iproute2, ping, sipp, tshark, tcpreplay, python3 with smpplib), 2 MB hugepages on
-# /dev/hugepages, and the peer baseline's Kamailio + Kannel (scripts/baseline.sh).
+# tools (iproute2, ping, sipp, tshark, tcpreplay, swaks, python3 with smpplib and
+# aiosmtpd), 2 MB hugepages on /dev/hugepages, and the peer baseline's Kamailio + Kannel
+# (scripts/baseline.sh).
 set -euo pipefail
 
 need_pkgs=()
 pkgs=(build-essential pkg-config ca-certificates
       libdpdk-dev dpdk clang libclang-dev
-      iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip
+      iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip swaks
       # The peer baseline (scripts/baseline.sh): Kamailio (tm, xhttp, uac, ... are in
       # kamailio; http_client is in kamailio-utils-modules) and Kannel (bearerbox, smsbox).
       kamailio kamailio-utils-modules kannel util-linux)
@@ -61,6 +62,15 @@ if ! python3 -c "import smpplib" >/dev/null 2>&1; then
     python3 -m pip install --quiet smpplib 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages smpplib \
         || { echo "setup: pip install smpplib failed" >&2; exit 1; }
+fi
+
+# Python aiosmtpd (PyPI; Debian's python3-aiosmtpd serves only Debian's own python3):
+# the lab's MMS centre double (tests/peers/mmsc.py).
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+    echo "setup: installing aiosmtpd (pip)"
+    python3 -m pip install --quiet aiosmtpd 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages aiosmtpd \
+        || { echo "setup: pip install aiosmtpd failed" >&2; exit 1; }
 fi
 
 # Hugepages for DPDK (the lab uses 2 MB pages; iwf says so when they are missing).

@@ -663,6 +663,89 @@ fn receipts_end_to_end() {
     assert_eq!(mo, 3, "the MO messages reached the converged user: {u}");
 }
 
+/// The MMS exchange with real peers: the MMS centre double (tests/peers/mmsc.py:
+/// aiosmtpd and smtplib, swaks for the plain-SMTP refusals) in iwf-legacy relays MMS
+/// with a text and a picture to a converged user over iwf's SMTP server; the scripted
+/// core (sip_ua.py, taking iwf's large MESSAGEs over TCP) takes them and sends delivery
+/// and display notifications back; the centre gets each MM4_forward.RES and each
+/// delivery and read-reply report, with its own message id, its addressing and at its
+/// originator system, and answers the reports' .RES. What a hostile centre sends is
+/// refused with its specific reply. tshark reads iwf's SMTP and MM4 on the wire.
+fn mms_exchange() {
+    let pcap = root_dir().join("target/lab/mms.pcapng");
+    let cap = capture(LEGACY_NS, LEGACY_TAP, 30, &pcap);
+    let ua_out = root_dir().join("target/lab/sip_ua_mms.json");
+    let mut ua = sip_ua(&["--tcp", "--notify", "both", "--duration", "20"], &ua_out);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = must(
+        run(Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+            .arg(root_dir().join("tests/peers/mmsc.py"))
+            .args(["--listen", &format!("{LEGACY_PEER_TEXT}:2525"), "--iwf", &format!("{LEGACY_IWF}:25")])
+            .args(["--count", "3", "--hostile", "--timeout", "40"])),
+        "tests/peers/mmsc.py",
+    );
+    let v = json_of(&out, "mmsc.py");
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    let forwards = v["forwards"].as_array().expect("forwards");
+    assert_eq!(forwards.len(), 3, "{v}");
+    let (user, sender) = ("+447000200001/TYPE=PLMN@iwf.ims.lab", "+447000400001/TYPE=PLMN@mmsc-m.lab");
+    for f in forwards {
+        assert_eq!(f["smtp"], 250, "relayed after the core's 200: {f}");
+        assert_eq!(f["res"]["status"], "Ok", "{f}");
+        assert_eq!(f["res"]["transaction_id"], f["transaction_id"], "the .RES answers its request: {f}");
+        for (report, status) in [("delivery", "Retrieved"), ("read", "Read")] {
+            let r = &f[report];
+            assert_eq!(r["status"], status, "{report} report: {f}");
+            assert_eq!(r["message_id"], f["message_id"], "the centre's own message id: {f}");
+            assert_eq!((r["from"].as_str(), r["to"].as_str()), (Some(user), Some(sender)), "{f}");
+            assert_eq!(r["rcpt"], serde_json::json!(["system-user@mmsc-m.lab"]), "to the originator system: {f}");
+        }
+    }
+    let res_sent = v["res_sent"].as_array().expect("res_sent");
+    assert_eq!(res_sent.len(), 6, "a .RES for each report: {v}");
+    assert!(res_sent.iter().all(|r| r["smtp"] == 250), "{v}");
+    let hostile = &v["hostile"];
+    assert_eq!(hostile["oversized_declared"], 552, "over SIZE, refused at MAIL FROM: {v}");
+    assert_eq!(hostile["oversized"], 552, "over SIZE, refused after the data: {v}");
+    assert_eq!(hostile["not_mm4"], 554, "{v}");
+    assert_eq!(hostile["no_message_id"], 554, "{v}");
+    assert_eq!(hostile["other_relay"], 250, "{v}");
+    assert_eq!(v["hostile_res"]["other_relay"], "Error-sending-address-unresolved", "{v}");
+    let _ = ua.0.wait();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    let mms: Vec<_> = u["received"].as_array().into_iter().flatten().filter(|r| r["is_imdn"] == false).collect();
+    assert_eq!(mms.len(), 3, "one MESSAGE per MMS: {u}");
+    for m in &mms {
+        assert_eq!(m["content_type"], "multipart/related", "{m}");
+        let text = m["text"].as_str().unwrap_or_default();
+        assert!(text.contains("Content-Type: image/jpeg") && text.contains("Look at this"), "{m}");
+        assert_eq!(m["cpim_from"], "sip:+447000400001@iwf.ims.lab;user=phone", "{m}");
+    }
+    assert_eq!(u["responses"]["imdn"], serde_json::json!({"200": 6}), "each IMDN 200 after its report's 250: {u}");
+    let line = flows_line();
+    assert!(flow_counter(&line, "mm4_reports_sent") >= 6, "{line}");
+    assert!(flow_counter(&line, "mm4_responses") >= 6, "the reports' .RES taken: {line}");
+    finish_capture(cap);
+    let smtp = ["tcp.port==2525,smtp"];
+    let commands = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && smtp.req"), "smtp.req.command");
+    for c in ["EHLO", "MAIL", "RCPT", "DATA"] {
+        assert!(commands.iter().any(|x| x == c), "iwf's client sent no {c}: {commands:?}");
+    }
+    let kinds = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && imf"), "imf.extension.value");
+    // Each MMS's .RES and reports, and the .RES refusing the hostile centre's MMS for
+    // another relay's user.
+    for (k, n) in [("MM4_forward.RES", 4), ("MM4_delivery_report.REQ", 3), ("MM4_read_reply_report.REQ", 3)] {
+        assert_eq!(kinds.iter().filter(|x| *x == k).count(), n, "tshark read {k} from iwf {n} times: {kinds:?}");
+    }
+    let codes = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && tcp.srcport == 25"), "smtp.response.code");
+    for c in ["220", "250", "354", "552", "554"] {
+        assert!(codes.iter().any(|x| x == c), "iwf's server replied no {c}: {codes:?}");
+    }
+    let bad = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && (smtp || imf) && _ws.malformed"), "frame.number");
+    assert!(bad.is_empty(), "tshark flags iwf's SMTP frames {bad:?} as malformed ({})", pcap.display());
+}
+
 /// `iwf-peer smsc` as smsc-c sending its receipts `delay_ms` after each submit_sm_resp
 /// (receipts it could not send yet go to the next bind, like a real SMSC's).
 fn smsc_double_delayed(delay_ms: u64) -> Peer {
@@ -896,8 +979,8 @@ fn reload_and_admin() {
         .expect("legacy_flow.py");
     let base = std::fs::read_to_string(lab_config()).expect("target/lab/lab.toml");
     let added = format!(
-        "{base}\n[[legacy]]\nid = 4\nname = \"smsc-d\"\nsystem_id = \"smscd\"\npassword = \"pwd\"\n\
-allow = [\"198.18.1.1/32\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470004\"\nsystem = \"smsc-d\"\n"
+        "{base}\n[[legacy]]\nid = 5\nname = \"smsc-d\"\nsystem_id = \"smscd\"\npassword = \"pwd\"\n\
+allow = [\"198.18.1.1/32\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470005\"\nsystem = \"smsc-d\"\n"
     );
     std::fs::write(lab_config(), &added).unwrap();
     let (status, body) = admin("POST", "/-/reload");
@@ -1615,6 +1698,7 @@ fn lab_end_to_end() {
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
     smpp_server();
     receipts_end_to_end();
+    mms_exchange();
     kill_and_restart();
     unknown_receipts_do_not_stall_the_bind();
     hostile_peers();

@@ -108,29 +108,11 @@ impl Provision {
         let doc = Doc { text };
         let keys = config::keyring(&doc, &file)?;
         let legacy = config::dataplane(&doc, &file)?.legacy;
-        unserved(&doc, &file, &legacy)?;
         let converged = converged_names(&doc, &file)?;
         let routes = routes(&doc, &file, &legacy)?;
         let msisdns = msisdns(&doc, &file, &converged)?;
         Ok(Provision { keys, legacy, routes, msisdns, converged })
     }
-}
-
-/// The MMS exchange's codecs, sessions, conversions, selection and configuration are
-/// in place, but the packet path does not serve MMS centres yet: a running iwf with
-/// one would route media to it and never deliver. Refused at start and at reload, at
-/// the system's `kind`.
-fn unserved(doc: &Doc<'_>, file: &File, legacy: &[LegacyConfig]) -> Result<(), ConfigError> {
-    let entries = file.legacy.as_ref().map_or(&[][..], |l| l.get_ref());
-    for (i, (l, entry)) in legacy.iter().zip(entries).enumerate() {
-        if l.exchange == crate::route::select::ExchangeKind::Mms {
-            let span = entry.get_ref().kind.as_ref().map_or(entry.span(), Spanned::span);
-            let why = "this version of iwf does not serve MMS centres on its packet path yet (MM4 is read, \
-                       written and converted, not relayed): leave the system out";
-            return doc.err(&format!("legacy[{i}].kind"), span, why);
-        }
-    }
-    Ok(())
 }
 
 /// `[converged]`.
@@ -195,6 +177,19 @@ fn routes(doc: &Doc<'_>, file: &File, legacy: &[LegacyConfig]) -> Result<Routing
                 format!("`{name}` is no [[legacy]] system (known: {})", names.join(", ")),
             );
         };
+        if system.exchange == crate::route::select::ExchangeKind::Mms {
+            // The MMS exchange relays what MMS centres send and reports back to them; a
+            // route would send converged users' messages to one, which the packet path
+            // does not do yet: refused rather than answered 480 at every message.
+            return doc.err(
+                &format!("{at}.system"),
+                s.span(),
+                format!(
+                    "`{name}` is an MMS centre: this version of iwf relays MMS from MMS centres and their \
+                     reports, not converged users' messages to them (leave the route out)"
+                ),
+            );
+        }
         specs.push(RouteSpec {
             prefix: prefix.get_ref(),
             system: LegacySystemId(system.id),
@@ -236,9 +231,10 @@ mod tests {
     }
 
     #[test]
-    fn the_lab_configuration_provisions_three_systems_and_their_routes() {
+    fn the_lab_configuration_provisions_its_systems_and_their_routes() {
         let p = Provision::parse(&lab()).unwrap();
-        assert_eq!(p.legacy.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["smsc-a", "smsc-b", "smsc-c"]);
+        let names: Vec<_> = p.legacy.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["smsc-a", "smsc-b", "smsc-c", "mmsc-m"]);
         assert_eq!(p.routes.select_digits(b"447000100001", None), Ok(LegacySystemId(1)));
         assert_eq!(p.routes.select_digits(b"447000300042", None), Ok(LegacySystemId(3)));
         assert!(p.routes.select_digits(b"15550100", None).is_err());
@@ -277,13 +273,14 @@ mod tests {
     }
 
     #[test]
-    fn an_mms_centre_is_refused_until_the_packet_path_serves_it() {
-        let text = lab()
-            .replace("sip_udp_port = 5060", "sip_udp_port = 5060\nsmtp_tcp_port = 25")
-            + "\n[[legacy]]\nid = 9\nname = \"mmsc-m\"\nkind = \"mmsc\"\ndomain = \"mmsc-m.lab\"\nallow = [\"198.18.1.1\"]\nsmtp_next_hop = \"198.18.1.1:2525\"\n";
-        let e = Provision::parse(&text).unwrap_err();
-        assert_eq!(e.key, "legacy[3].kind", "{e}");
-        assert!(e.message.contains("does not serve MMS centres"), "{e}");
+    fn an_mms_centre_is_served_and_a_route_to_it_refused() {
+        let text = lab();
+        let p = Provision::parse(&text).unwrap();
+        assert!(p.legacy.iter().any(|l| l.name == "mmsc-m" && l.mms.is_some()));
+        let routed = text + "\n[[routes]]\nprefix = \"+4470004\"\nsystem = \"mmsc-m\"\n";
+        let e = Provision::parse(&routed).unwrap_err();
+        assert_eq!(e.key, "routes[3].system", "{e}");
+        assert!(e.message.contains("is an MMS centre"), "{e}");
     }
 
     #[test]

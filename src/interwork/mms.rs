@@ -30,6 +30,8 @@
 //! Converged → MMS: [`converged_to_mms`] makes the MMS a converged MESSAGE becomes
 //! (its content's parts, the reports its dispositions ask for), and an MMS centre's
 //! report about it becomes an IMDN through the SMS path's writer ([`report_state`]).
+use super::content::SipContent;
+use super::converged_to_legacy::StoredCorrelation;
 use super::legacy_to_converged::write_message;
 use super::ConvergedSide;
 use crate::interwork::address::{self, LegacyParty, Msisdn};
@@ -38,6 +40,7 @@ use crate::tag::{KeyError, KeyRing, Originator, Parties, ReceiptRequest, Tag, Ta
 use crate::wire::cpim::{self, CpimAddress, CpimRepr, DateTime, Dispositions};
 use crate::wire::imdn::{DeliveryStatus, DisplayStatus, Notification, ProcessingStatus};
 use crate::wire::mm4::{self, MessageType, Mm4, MmStatus, ReadStatus, RequestStatus};
+use crate::wire::sip::Message;
 use crate::wire::smtp::Reply;
 use core::fmt;
 
@@ -409,6 +412,61 @@ pub fn converged_to_mms(
         read_reply: dispositions.contains(Dispositions::DISPLAY),
         parts,
     })
+}
+
+/// A converged user's MESSAGE for an MMS user: the MMS it becomes, and what the IMDNs
+/// for its reports need (none when the message cannot be correlated: no
+/// `imdn.Message-ID` or `DateTime`; then no report is asked either).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToMms<'a> {
+    /// The MMS.
+    pub mms: MmsOut,
+    /// The correlation's facts.
+    pub stored: Option<StoredCorrelation<'a>>,
+}
+
+/// [`converged_to_mms`] for a SIP MESSAGE (its body looked at already,
+/// [`SipContent::of`]) to number `to`: the CPIM content with its type, sender, id and
+/// notifications when the body is CPIM, else the SIP body as it is from the SIP `From`.
+pub fn sip_to_mms<'a>(
+    msg: &Message<'a, '_>,
+    parsed: &SipContent<'_, 'a>,
+    to: &Msisdn,
+    legacy_domain: &str,
+    mmsc_domain: &str,
+) -> Result<ToMms<'a>, ToMmsError> {
+    let text = |b: &'a [u8]| core::str::from_utf8(b).map_err(|_| ToMmsError::Empty);
+    let (sender, content_type, content, stored) = match parsed {
+        SipContent::Cpim(c) => {
+            let sender = text(c.from().map_err(|_| ToMmsError::SenderNotANumber)?.uri)?;
+            let content_type = text(c.content_type().unwrap_or_default())?;
+            let route = match c.imdn_record_routes().next() {
+                Some(Ok(r)) => Some(text(r.uri)?),
+                _ => None,
+            };
+            let id = c.message_id().map(text).transpose()?.filter(|s| !s.is_empty());
+            let stored = match (id, c.datetime().ok().flatten()) {
+                (Some(message_id), Some(datetime)) => Some(StoredCorrelation {
+                    message_id,
+                    sender,
+                    recipient: *to,
+                    dispositions: c.dispositions().known(),
+                    datetime,
+                    imdn_record_route: route,
+                }),
+                _ => None,
+            };
+            (sender, content_type, c.content, stored)
+        }
+        SipContent::BadCpim(_) => return Err(ToMmsError::Empty),
+        SipContent::Plain(content_type) => {
+            let from = msg.from().map_err(|_| ToMmsError::SenderNotANumber)?;
+            (from.uri.as_str(), text(content_type)?, msg.body, None)
+        }
+    };
+    let asked = stored.map_or(Dispositions::empty(), |s| s.dispositions);
+    let mms = converged_to_mms(sender, to, legacy_domain, mmsc_domain, asked, content_type, content)?;
+    Ok(ToMms { mms, stored })
 }
 
 #[cfg(test)]

@@ -13,9 +13,12 @@ MESSAGEs (legacy -> converged) and its keep-alive OPTIONS. Stdlib only.
               [--send-to tel:+447000300001 --count N --want delivery|display|both|none]
               [--from sip:+447900000001@ims.lab;user=phone] [--rate R]
               [--forge N] [--seed K]
-              [--imdn-first S] [--replay N] [--lie-cpim-to URI]
+              [--imdn-first S] [--replay N] [--lie-cpim-to URI] [--tcp]
 
 Behaviour
+- --tcp: requests are taken over TCP on --listen too (a core's TCP transport: iwf sends
+  its large MESSAGEs, an MMS's, that way), framed by Content-Length and answered on
+  their connection; everything the UA sends itself still goes over UDP.
 - OPTIONS -> 200. MESSAGE -> --answer (Via/From/To/Call-ID/CSeq copied, To tag added,
   Content-Length 0); --answer none sends nothing. A retransmitted request (same branch,
   sent-by and method) gets the stored response again (or nothing, again).
@@ -374,6 +377,13 @@ class UA:
         self.responses = {}
         self.errors = []
         self.last_activity = time.monotonic()
+        self.tcp = None
+        self.conns = {}           # fileno -> [socket, bytearray]
+        if args.tcp:
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.tcp.bind(self.listen)
+            self.tcp.listen(16)
 
     # -- plumbing
 
@@ -384,10 +394,47 @@ class UA:
         heapq.heappush(self.timers, (time.monotonic() + delay, next(self.counter), fn))
 
     def send(self, data, dest):
+        if dest[0] == "tcp":
+            conn = self.conns.get(dest[1])
+            if conn is None:
+                self.errors.append("TCP connection %d gone before its answer" % dest[1])
+                return
+            try:
+                conn[0].sendall(data)
+            except OSError as e:
+                self.errors.append("TCP send: %s" % e)
+            return
         try:
             self.sock.sendto(data, dest)
         except OSError as e:
             self.errors.append("sendto %s:%d: %s" % (dest[0], dest[1], e))
+
+    def on_tcp(self, fd):
+        """Reads connection `fd`; each whole message (by Content-Length) goes on."""
+        conn = self.conns[fd]
+        try:
+            data = conn[0].recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            conn[0].close()
+            del self.conns[fd]
+            return
+        buf = conn[1]
+        buf += data
+        while True:
+            while buf[:2] == b"\r\n":
+                del buf[:2]
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", bytes(buf[:end + 2]))
+            total = end + 4 + (int(m.group(1)) if m else 0)
+            if len(buf) < total:
+                return
+            frame = bytes(buf[:total])
+            del buf[:total]
+            self.on_packet(frame, ("tcp", fd))
 
     def start_tx(self, kind, data, record, on_final=None):
         branch = re.search(rb"branch=([^;\r\n ]+)", data).group(1).decode()
@@ -460,15 +507,22 @@ class UA:
             for tx in self.client_tx.values():
                 due.append(tx.next_retx)
             wait = max(0.0, min(due) - now)
-            r, _, _ = select.select([self.sock], [], [], wait)
-            if r:
-                try:
-                    data, addr = self.sock.recvfrom(65535)
-                except OSError as e:
-                    self.errors.append("recvfrom: %s" % e)
-                    continue
+            watch = [self.sock] + ([self.tcp] if self.tcp else []) + [c[0] for c in self.conns.values()]
+            r, _, _ = select.select(watch, [], [], wait)
+            for s in r:
                 self.last_activity = time.monotonic()
-                self.on_packet(data, addr)
+                if s is self.sock:
+                    try:
+                        data, addr = self.sock.recvfrom(65535)
+                    except OSError as e:
+                        self.errors.append("recvfrom: %s" % e)
+                        continue
+                    self.on_packet(data, addr)
+                elif s is self.tcp:
+                    c, _ = self.tcp.accept()
+                    self.conns[c.fileno()] = [c, bytearray()]
+                else:
+                    self.on_tcp(s.fileno())
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self.timers)
@@ -491,7 +545,7 @@ class UA:
         try:
             msg = parse_sip(data)
         except (ValueError, IndexError) as e:
-            self.errors.append("unparsable packet from %s:%d: %s" % (addr[0], addr[1], e))
+            self.errors.append("unparsable packet from %s:%s: %s" % (addr[0], addr[1], e))
             return
         if msg.is_response:
             self.on_response(msg)
@@ -761,6 +815,7 @@ def main(argv=None):
     p.add_argument("--replay", type=int, default=0)
     p.add_argument("--lie-cpim-to", default=None)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tcp", action="store_true")
     p.add_argument("--t1", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--t2", type=float, default=4.0, help=argparse.SUPPRESS)
     p.add_argument("--timer-f", type=float, default=32.0, help=argparse.SUPPRESS)

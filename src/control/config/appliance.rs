@@ -1457,7 +1457,11 @@ mod shipped_files {
         assert_eq!(lab.sip.next_hop_port, Some(1));
         assert_eq!((lab.ports[0].smpp_tcp_port, lab.ports[1].sip_tcp_port), (Some(2775), Some(5060)));
         let names: Vec<_> = lab.legacy.iter().map(|l| (l.id, l.name.as_str(), l.system_id.as_str())).collect();
-        assert_eq!(names, [(1, "smsc-a", "smsca"), (2, "smsc-b", "smscb"), (3, "smsc-c", "iwf")]);
+        assert_eq!(names[..3], [(1, "smsc-a", "smsca"), (2, "smsc-b", "smscb"), (3, "smsc-c", "iwf")]);
+        let mmsc = lab.legacy[3].mms.as_ref().expect("mmsc-m is an MMS centre");
+        assert_eq!((lab.legacy[3].name.as_str(), mmsc.domain.as_str()), ("mmsc-m", "mmsc-m.lab"));
+        assert_eq!(mmsc.next_hop, SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2525));
+        assert_eq!(lab.ports[0].smtp_tcp_port, Some(25));
         assert!(lab.legacy[0].allows(Ipv4Addr::new(198, 18, 1, 1)));
         assert!(!lab.legacy[0].allows(Ipv4Addr::new(198, 18, 2, 1)));
         assert_eq!(lab.legacy[2].connect, Some(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 2776)));

@@ -1872,6 +1872,24 @@ mod tests {
         assert_eq!(sent(), 0, "not before the 250");
         step(&mut lab, "250 2.0.0 queued\r\n");
         assert_eq!(sent(), 1, "the engine heard the 250");
+        // The MMS centre's server closes its side (a restart): the next .RES goes on a
+        // new connection, not into the half-closed one.
+        let second = lab.listen(2525);
+        lab.sock(own_server).close();
+        lab.run(50);
+        let h2 = lab.connect_to(25, 40026);
+        lab.run(50);
+        lab.sock(h2).send_slice(session.as_bytes()).unwrap();
+        lab.run(50);
+        let flows = lab.flows.as_mut().unwrap();
+        let r = flows.poll_request_tcp().expect("the second MESSAGE");
+        flows.sip_final(r.token, 200);
+        // The client reconnects after its back-off (reconnect_ms: 1 s).
+        lab.run(1_200);
+        assert_eq!(lab.text(own_server), "", "nothing on the half-closed connection");
+        lab.sock(second).send_slice(b"220 mmsc-m.lab ESMTP\r\n").unwrap();
+        lab.run(30);
+        assert!(lab.text(second).starts_with("EHLO [198.18.1.2]"), "on a new connection");
     }
 
     #[test]
@@ -2204,6 +2222,33 @@ mod tests {
         lab.run(SIP_CLIENT_TIMER_F_MS + 500);
         assert!(lab.iwf.sip_out.is_empty(), "given up");
         assert!(lab.counters.tcp.sip_client_timeouts.get() >= 1);
+    }
+
+    /// A next hop that closed its side of iwf's connection (a core restarting: its
+    /// FIN came, its socket is gone) gets no new request on it, which its kernel
+    /// would answer with a RST: the connection closes and the request goes on a new one.
+    #[test]
+    fn a_next_hop_that_closed_its_side_gets_the_next_request_on_a_new_connection() {
+        let mut st = settings(8);
+        st.smpp_port = None;
+        st.sip_next_hop = Some(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 5060));
+        let mut lab = Lab::build(st);
+        let (first, second) = (lab.listen(5060), lab.listen(5060));
+        let request = |n: u32| {
+            format!("OPTIONS sip:core SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.1.2;branch=z9hG4bK-{n}\r\nContent-Length: 0\r\n\r\n")
+        };
+        lab.iwf.sip_out.push_back((1, request(1).into_bytes()));
+        lab.run(50);
+        assert!(lab.text(first).contains("branch=z9hG4bK-1"));
+        lab.sock(first).send_slice(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 198.18.1.2;branch=z9hG4bK-1\r\nContent-Length: 0\r\n\r\n").unwrap();
+        lab.sock(first).close();
+        lab.run(50);
+        assert!(lab.iwf.sip_sent.is_empty(), "the response before the FIN was read");
+        lab.iwf.sip_out.push_back((2, request(2).into_bytes()));
+        lab.run(100);
+        assert_eq!(lab.text(first), "", "nothing on the half-closed connection");
+        assert!(lab.text(second).contains("branch=z9hG4bK-2"), "on a new connection");
+        assert_eq!((lab.counters.tcp.active_opens.get(), lab.counters.tcp.sip_client_failed.get()), (2, 0));
     }
 
     /// Two workers on one port, each with its own [`Endpoint`], behind a "NIC" that

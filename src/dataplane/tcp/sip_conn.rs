@@ -393,8 +393,15 @@ pub(super) fn sip_client_stream(
         sock.abort();
         return;
     }
+    // The next hop closed its side (FIN): a request started now would meet its RST, so
+    // none starts; ours closes once nothing is half sent, and what waits goes on the next
+    // connection. Responses it sent before its FIN are still read below.
+    let half_closed = sock.state() == TcpState::CloseWait;
+    if half_closed && sending.octets == 0 {
+        sock.close();
+    }
     while let Some((_, bytes)) = out.front() {
-        if !sock.may_send() {
+        if !sock.may_send() || (half_closed && sending.octets == 0) {
             break;
         }
         if sending.octets == 0 {

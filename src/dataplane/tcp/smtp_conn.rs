@@ -254,6 +254,13 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
                 ClientEvent::Closed(_) => conn.retry(tc),
             }
         }
+        // The MMS centre closed its side (FIN): a message started now would meet its
+        // RST. Ours closes; what waits goes on the next connection (what was in flight
+        // goes again once this one is gone).
+        if sock.state() == TcpState::CloseWait {
+            sock.close();
+            break;
+        }
         if conn.client.state() == ClientState::Ready && conn.in_flight.is_none() && now >= conn.hold_until {
             if let Some(o) = conn.waiting.pop_front() {
                 conn.next_token = conn.next_token.wrapping_add(1);
