@@ -663,29 +663,39 @@ fn receipts_end_to_end() {
     assert_eq!(mo, 3, "the MO messages reached the converged user: {u}");
 }
 
-/// The MMS exchange with real peers: the MMS centre double (tests/peers/mmsc.py:
-/// aiosmtpd and smtplib, swaks for the plain-SMTP refusals) in iwf-legacy relays MMS
-/// with a text and a picture to a converged user over iwf's SMTP server; the scripted
-/// core (sip_ua.py, taking iwf's large MESSAGEs over TCP) takes them and sends delivery
-/// and display notifications back; the centre gets each MM4_forward.RES and each
-/// delivery and read-reply report, with its own message id, its addressing and at its
-/// originator system, and answers the reports' .RES. What a hostile centre sends is
-/// refused with its specific reply. tshark reads iwf's SMTP and MM4 on the wire.
+/// The MMS exchange with real peers, both ways at once: the MMS centre double
+/// (tests/peers/mmsc.py: aiosmtpd and smtplib, swaks for the plain-SMTP refusals) in
+/// iwf-legacy relays MMS with a text and a picture to a converged user over iwf's SMTP
+/// server; the scripted core (sip_ua.py, taking iwf's large MESSAGEs over TCP) takes
+/// them and sends delivery and display notifications back; the centre gets each
+/// MM4_forward.RES and each delivery and read-reply report, with its own message id,
+/// its addressing and at its originator system, and answers the reports' .RES. A
+/// converged user sends pictures to an MMS user: iwf forwards them to the centre, which
+/// reports delivery and reading, and those come back to the sender as IMDNs. What a
+/// hostile centre sends is refused with its specific reply. tshark reads iwf's SMTP and
+/// MM4 on the wire.
 fn mms_exchange() {
     let pcap = root_dir().join("target/lab/mms.pcapng");
-    let cap = capture(LEGACY_NS, LEGACY_TAP, 30, &pcap);
+    let cap = capture(LEGACY_NS, LEGACY_TAP, 35, &pcap);
+    // The centre listens first (iwf forwards the pictures to it), and sends once the
+    // core listens too.
+    let mmsc = Command::new("ip")
+        .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+        .arg(root_dir().join("tests/peers/mmsc.py"))
+        .args(["--listen", &format!("{LEGACY_PEER_TEXT}:2525"), "--iwf", &format!("{LEGACY_IWF}:25")])
+        .args(["--count", "3", "--hostile", "--answer-forwards", "2", "--start-delay", "2", "--timeout", "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 tests/peers/mmsc.py");
+    std::thread::sleep(Duration::from_millis(700));
     let ua_out = root_dir().join("target/lab/sip_ua_mms.json");
-    let mut ua = sip_ua(&["--tcp", "--notify", "both", "--duration", "20"], &ua_out);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = must(
-        run(Command::new("ip")
-            .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
-            .arg(root_dir().join("tests/peers/mmsc.py"))
-            .args(["--listen", &format!("{LEGACY_PEER_TEXT}:2525"), "--iwf", &format!("{LEGACY_IWF}:25")])
-            .args(["--count", "3", "--hostile", "--timeout", "40"])),
-        "tests/peers/mmsc.py",
-    );
-    let v = json_of(&out, "mmsc.py");
+    let ua_args = ["--tcp", "--notify", "both", "--duration", "25", "--send-to", "tel:+447000400001"];
+    let mut ua = sip_ua(&[&ua_args[..], &["--count", "2", "--want", "both", "--picture"]].concat(), &ua_out);
+    let out = mmsc.wait_with_output().expect("mmsc.py");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "tests/peers/mmsc.py failed:\n{text}");
+    let v = json_of(&text, "mmsc.py");
     assert_eq!(v["errors"], serde_json::json!([]), "{v}");
     let forwards = v["forwards"].as_array().expect("forwards");
     assert_eq!(forwards.len(), 3, "{v}");
@@ -712,8 +722,31 @@ fn mms_exchange() {
     assert_eq!(hostile["no_message_id"], 554, "{v}");
     assert_eq!(hostile["other_relay"], 250, "{v}");
     assert_eq!(v["hostile_res"]["other_relay"], "Error-sending-address-unresolved", "{v}");
+    // Converged → MMS: each picture forwarded, its reports answered with iwf's .RES.
+    let taken = v["taken"].as_array().expect("taken");
+    assert_eq!(taken.len(), 2, "{v}");
+    for t in taken {
+        assert_eq!(t["from"], "+447900000001/TYPE=PLMN@iwf.ims.lab", "{t}");
+        assert_eq!(t["to"], sender, "{t}");
+        assert_eq!(t["rcpt"], serde_json::json!([sender]), "{t}");
+        assert_eq!(t["content_types"], serde_json::json!(["image/jpeg"]), "{t}");
+        assert_eq!((t["delivery_report"].as_str(), t["read_reply"].as_str()), (Some("Yes"), Some("Yes")), "{t}");
+        for k in ["res_smtp", "delivery_smtp", "read_smtp"] {
+            assert_eq!(t[k], 250, "{k}: {t}");
+        }
+        assert_eq!((t["delivery_res"].as_str(), t["read_res"].as_str()), (Some("Ok"), Some("Ok")), "{t}");
+    }
     let _ = ua.0.wait();
     let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["message"], serde_json::json!({"200": 2}), "pictures taken by the centre: {u}");
+    assert_eq!(u["missing_imdns"], serde_json::json!([]), "{u}");
+    for m in u["sent"].as_array().into_iter().flatten() {
+        assert_eq!(
+            (m["imdns"]["delivery"].as_str(), m["imdns"]["display"].as_str()),
+            (Some("delivered"), Some("displayed")),
+            "{u}"
+        );
+    }
     let mms: Vec<_> = u["received"].as_array().into_iter().flatten().filter(|r| r["is_imdn"] == false).collect();
     assert_eq!(mms.len(), 3, "one MESSAGE per MMS: {u}");
     for m in &mms {
@@ -725,7 +758,8 @@ fn mms_exchange() {
     assert_eq!(u["responses"]["imdn"], serde_json::json!({"200": 6}), "each IMDN 200 after its report's 250: {u}");
     let line = flows_line();
     assert!(flow_counter(&line, "mm4_reports_sent") >= 6, "{line}");
-    assert!(flow_counter(&line, "mm4_responses") >= 6, "the reports' .RES taken: {line}");
+    assert!(flow_counter(&line, "mm4_responses") >= 8, "the reports' .RES and the forwards' taken: {line}");
+    assert!(flow_counter(&line, "mm4_forwards_out") >= 2 && flow_counter(&line, "mm4_reports_in") >= 4, "{line}");
     finish_capture(cap);
     let smtp = ["tcp.port==2525,smtp"];
     let commands = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && smtp.req"), "smtp.req.command");
@@ -735,14 +769,24 @@ fn mms_exchange() {
     let kinds = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && imf"), "imf.extension.value");
     // Each MMS's .RES and reports, and the .RES refusing the hostile centre's MMS for
     // another relay's user.
-    for (k, n) in [("MM4_forward.RES", 4), ("MM4_delivery_report.REQ", 3), ("MM4_read_reply_report.REQ", 3)] {
+    let res = [("MM4_delivery_report.RES", 2), ("MM4_read_reply_report.RES", 2), ("MM4_forward.REQ", 2)];
+    for (k, n) in [("MM4_forward.RES", 4), ("MM4_delivery_report.REQ", 3), ("MM4_read_reply_report.REQ", 3)]
+        .into_iter()
+        .chain(res)
+    {
         assert_eq!(kinds.iter().filter(|x| *x == k).count(), n, "tshark read {k} from iwf {n} times: {kinds:?}");
     }
-    let codes = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && tcp.srcport == 25"), "smtp.response.code");
+    let codes =
+        tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && tcp.srcport == 25"), "smtp.response.code");
     for c in ["220", "250", "354", "552", "554"] {
         assert!(codes.iter().any(|x| x == c), "iwf's server replied no {c}: {codes:?}");
     }
-    let bad = tshark_fields(&pcap, &smtp, &format!("ip.src == {LEGACY_IWF} && (smtp || imf) && _ws.malformed"), "frame.number");
+    let bad = tshark_fields(
+        &pcap,
+        &smtp,
+        &format!("ip.src == {LEGACY_IWF} && (smtp || imf) && _ws.malformed"),
+        "frame.number",
+    );
     assert!(bad.is_empty(), "tshark flags iwf's SMTP frames {bad:?} as malformed ({})", pcap.display());
 }
 
@@ -988,8 +1032,8 @@ allow = [\"198.18.1.1/32\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470005\"\ns
     assert_eq!(bind_status("smscd", "pwd"), 0, "smsc-d binds right after the reload");
     // A bad file: refused whole, naming the key and its line; smsc-d stays.
     let bad = added.replace(
-        "window = 10\n\n[[routes]]\nprefix = \"+4470004\"",
-        "window = \"ten\"\n\n[[routes]]\nprefix = \"+4470004\"",
+        "window = 10\n\n[[routes]]\nprefix = \"+4470005\"",
+        "window = \"ten\"\n\n[[routes]]\nprefix = \"+4470005\"",
     );
     std::fs::write(lab_config(), &bad).unwrap();
     let line = bad.lines().position(|l| l.contains("\"ten\"")).unwrap() + 1;

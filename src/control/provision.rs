@@ -177,19 +177,7 @@ fn routes(doc: &Doc<'_>, file: &File, legacy: &[LegacyConfig]) -> Result<Routing
                 format!("`{name}` is no [[legacy]] system (known: {})", names.join(", ")),
             );
         };
-        if system.exchange == crate::route::select::ExchangeKind::Mms {
-            // The MMS exchange relays what MMS centres send and reports back to them; a
-            // route would send converged users' messages to one, which the packet path
-            // does not do yet: refused rather than answered 480 at every message.
-            return doc.err(
-                &format!("{at}.system"),
-                s.span(),
-                format!(
-                    "`{name}` is an MMS centre: this version of iwf relays MMS from MMS centres and their \
-                     reports, not converged users' messages to them (leave the route out)"
-                ),
-            );
-        }
+
         specs.push(RouteSpec {
             prefix: prefix.get_ref(),
             system: LegacySystemId(system.id),
@@ -273,14 +261,15 @@ mod tests {
     }
 
     #[test]
-    fn an_mms_centre_is_served_and_a_route_to_it_refused() {
-        let text = lab();
-        let p = Provision::parse(&text).unwrap();
-        assert!(p.legacy.iter().any(|l| l.name == "mmsc-m" && l.mms.is_some()));
-        let routed = text + "\n[[routes]]\nprefix = \"+4470004\"\nsystem = \"mmsc-m\"\n";
-        let e = Provision::parse(&routed).unwrap_err();
-        assert_eq!(e.key, "routes[3].system", "{e}");
-        assert!(e.message.contains("is an MMS centre"), "{e}");
+    fn the_lab_routes_media_and_long_text_to_its_mms_centre() {
+        use crate::route::select::ContentClass;
+        let p = Provision::parse(&lab()).unwrap();
+        let mmsc = p.legacy.iter().find(|l| l.name == "mmsc-m").unwrap();
+        assert!(mmsc.mms.is_some());
+        let media = p.routes.select_for(b"447000400001", Some("image/jpeg"), ContentClass::Media);
+        assert_eq!(media, Ok(LegacySystemId(mmsc.id)));
+        let text = p.routes.select_for(b"447000400001", Some("text/plain"), ContentClass::Text);
+        assert_eq!(text, Ok(LegacySystemId(mmsc.id)), "no SMS route for the MMS users: the MMS route takes text");
     }
 
     #[test]

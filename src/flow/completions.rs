@@ -261,6 +261,8 @@ impl Flows {
                 self.release_parts(key, message, ok);
             }
             Requester::MmsOrigin => self.origin_stored(key, (200..300).contains(&status)),
+            Requester::MmsForward => self.forward_stored(key, (200..300).contains(&status)),
+            Requester::Mm4Report => self.report_handed_back(key, status),
             Requester::Parking { resp, key, system, id } => {
                 let stored = (200..300).contains(&status);
                 if !stored {

@@ -202,6 +202,10 @@ impl Flows {
         let Some(l) = provision.system(system) else {
             return self.refuse_converged(txn, 500, "Server Internal Error (route to an unknown system)");
         };
+        if l.mms.is_some() {
+            // Every worker has an SMTP client toward each MMS centre: no hand-over.
+            return self.converged_mms(unix, txn, msg, content, system, provision);
+        }
         // The bind the parts leave on: this core's, one that receives; else the core
         // that holds one gets the request (it keeps the correlation: the receipts come
         // back on that bind).
@@ -267,12 +271,18 @@ impl Flows {
         self.send_parts(key, conn, system, parts, durable);
     }
 
-    fn refuse_converged(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
+    pub(super) fn refuse_converged(&mut self, txn: SipTxn, status: u16, reason: &'static str) {
         inc(&self.shared.stats.converged_refused);
         self.answer(txn, status, reason);
     }
 
-    fn refuse_converged_later(&mut self, txn: SipTxn, drop: DropReason, reason: &'static str, retry_after: u32) {
+    pub(super) fn refuse_converged_later(
+        &mut self,
+        txn: SipTxn,
+        drop: DropReason,
+        reason: &'static str,
+        retry_after: u32,
+    ) {
         self.shared.count_drop(drop);
         inc(&self.shared.stats.converged_refused);
         self.answer_with(SipAnswer { txn, status: 503, reason, retry_after: Some(retry_after) });
@@ -363,7 +373,7 @@ impl Flows {
             answer: None,
             replay: None,
         });
-        let job = Job { token: self.token(key), request: raw.to_vec() };
+        let job = Job { token: self.token(key), request: raw.to_vec(), mm4_from: None };
         let pushed = matches!(self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)), Some(Ok(())));
         if !pushed {
             self.waiters.remove(key);
@@ -374,7 +384,7 @@ impl Flows {
     /// The correlation entry of a message that asked for notifications (and what its
     /// durable record will hold); `Err` when the table is full (answered 503).
     #[allow(clippy::too_many_arguments)]
-    fn correlate(
+    pub(super) fn correlate(
         &mut self,
         unix: u64,
         txn: SipTxn,

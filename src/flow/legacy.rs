@@ -279,6 +279,10 @@ impl Flows {
     }
 
     pub(super) fn respond(&mut self, conn: ConnRef, seq: u32, status: CommandStatus, id: &[u8]) {
+        // A receipt an MMS centre's report became is answered in SMTP (and MM4).
+        if !self.mms.report_acks.is_empty() && self.report_acked(conn, seq, status) {
+            return;
+        }
         let (message_id, id_len) = id_buf(id);
         self.smpp_out.push(conn.port, (conn, SmppOut::Respond { seq, status, message_id, id_len }));
     }

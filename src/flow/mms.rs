@@ -14,10 +14,13 @@
 //! ([`Flows::poll_smtp_answer`]), MM4 messages for an MMS centre's SMTP client
 //! ([`Flows::poll_mm4_out`]), and the SIP MESSAGE over TCP (an MMS is large) with the
 //! engine's other TCP requests.
+use super::mms_out::ReportFrom;
 use super::*;
 use crate::interwork::mms::{
-    forward_answer, mm4_to_sip, refusal_reply, report_for, sip_final_to_outcome, ForwardOutcome, MmsReport,
+    forward_answer, mm4_to_sip, refusal_reply, report_for, report_of, report_state, sip_final_to_outcome,
+    ForwardOutcome, MmsReport,
 };
+use crate::interwork::state::ReceiptState;
 use crate::route::replay::Seen;
 use crate::route::store::MmsOrigin;
 use crate::tag::ReceiptRequest;
@@ -28,7 +31,7 @@ use crate::wire::smtp::Reply;
 /// MM4 messages waiting for one MMS centre's SMTP client at most: beyond, a new
 /// request from it is answered 451 (the centre sends it again later) rather than let
 /// answers pile up.
-const MM4_OUT_PER_SYSTEM: usize = 1024;
+pub(super) const MM4_OUT_PER_SYSTEM: usize = 1024;
 
 /// How long an MMS waits for its MESSAGE's final response at most, seconds: Timer F
 /// (32 s) and a margin. A MESSAGE that never left (no connection to the SIP core)
@@ -51,6 +54,14 @@ pub fn mms_worker(sequence: u32, cores: usize) -> usize {
     (sequence >> 24) as usize % cores.max(1)
 }
 
+/// The worker that sent the MM4 message with id `id` ([`Flows::mm4_ids`]), of `cores`;
+/// `None` for an id iwf did not make.
+pub fn mms_worker_of_id(id: &str, cores: usize) -> Option<usize> {
+    let (worker, rest) = id.split_once('.')?;
+    rest.contains('@').then_some(())?;
+    Some(worker.parse::<usize>().ok()? % cores.max(1))
+}
+
 /// The MMS exchange's state on one worker, beyond the forwards in flight.
 #[derive(Debug, Default)]
 pub(super) struct MmsBook {
@@ -62,16 +73,45 @@ pub(super) struct MmsBook {
     /// MESSAGEs waiting for their origin record to be durable, by that write's waiter
     /// key: the forward's outgoing key, the origin's key, the request.
     unsent: HashMap<u64, (u64, u64, SipRequest)>,
-    /// Reports handed to the SMTP client, by their [`Mm4Out::token`].
-    reports: HashMap<u64, PendingReport>,
-    /// (deadline, token) of `reports`, in order.
-    report_deadlines: VecDeque<(u64, u64)>,
-    next_report: u64,
+    /// MM4 handed to the SMTP client whose fate something waits for, by their
+    /// [`Mm4Out::token`]: reports (an IMDN waits) and forwards (a MESSAGE waits).
+    pub(super) pending: HashMap<u64, PendingMm4>,
+    /// (deadline, token) of `pending`, in order.
+    pending_deadlines: VecDeque<(u64, u64)>,
+    next_token: u64,
+    /// Forwards waiting for their correlation to be durable, by that write's waiter.
+    pub(super) unsent_forwards: HashMap<u64, Mm4Out>,
+    /// MMS centres' reports about iwf's forwards, by the (connection, number) their
+    /// IMDN's outcome is settled under ([`Flows::respond`] hands it here).
+    pub(super) report_acks: HashMap<(ConnRef, u32), ReportAck>,
+    pub(super) next_ack: u32,
+    /// Reports handed to the worker that sent their MMS, by the waiter of its answer.
+    pub(super) handed: HashMap<u64, ReportAck>,
+}
+
+/// What waits for an MM4 message iwf's SMTP client delivers.
+#[derive(Debug)]
+pub(super) enum PendingMm4 {
+    /// A report: the IMDN it answers.
+    Report(PendingReport),
+    /// A converged user's MMS: the MESSAGE's waiter, and its correlation entry (failed
+    /// when the centre does not take it).
+    Forward { waiter: u64, system: u16, message: Option<correlation::MessageRef> },
+}
+
+/// Who hears how a report from an MMS centre ended: the centre on this worker's SMTP
+/// connection (its reply, and the `.RES` when asked), or the worker that handed it here.
+#[derive(Debug)]
+pub(super) enum ReportAck {
+    /// On this worker's connection `conn`.
+    Local { conn: ConnRef, system: u16, report: Box<Mm4>, rcpt: String },
+    /// Handed from another worker: its waiter.
+    Remote { token: u64 },
 }
 
 /// A report on its way to an MMS centre and the IMDN it answers.
 #[derive(Debug)]
-struct PendingReport {
+pub(super) struct PendingReport {
     txn: SipTxn,
     seen: Seen,
     system: u16,
@@ -142,21 +182,20 @@ impl Flows {
         }
         match m.kind {
             MessageType::ForwardReq => self.mm4_forward(unix, conn, system, m, rcpt, &provision),
+            // A refusal of an MMS iwf forwarded is its failure, for its sender.
+            MessageType::ForwardRes if m.request_status.is_some_and(|s| s != RequestStatus::Ok) => {
+                inc(&self.shared.stats.mm4_responses);
+                let from = ReportFrom::Local { conn, rcpt };
+                self.mms_report_in(from, system, m, Some(ReceiptState::Failed), data);
+            }
             // Responses to what iwf sent: taken.
             MessageType::ForwardRes | MessageType::DeliveryReportRes | MessageType::ReadReplyReportRes => {
                 inc(&self.shared.stats.mm4_responses);
                 self.smtp_answer(conn, Reply::new(250, b"2.0.0 Ok"));
             }
-            // iwf forwards no MMS to an MMS centre yet, so no report can be about one
-            // of its messages.
             MessageType::DeliveryReportReq | MessageType::ReadReplyReportReq => {
-                inc(&self.shared.stats.mm4_refused);
-                if m.ack_request {
-                    self.smtp_answer(conn, Reply::new(250, b"2.0.0 Answered in the .RES"));
-                    self.mm4_response(system, &m, rcpt, RequestStatus::ErrorMessageNotFound);
-                } else {
-                    self.smtp_answer(conn, Reply::new(554, b"5.6.0 No such message"));
-                }
+                let state = report_of(&m).and_then(report_state);
+                self.mms_report_in(ReportFrom::Local { conn, rcpt }, system, m, state, data);
             }
         }
     }
@@ -421,10 +460,7 @@ impl Flows {
             self.shared.replay.forget(seen);
             return self.answer(txn, 200, "OK (no report is owed for this message)");
         };
-        self.mms.next_report = self.mms.next_report.wrapping_add(1);
-        let token = self.mms.next_report;
-        self.mms.reports.insert(token, PendingReport { txn, seen, system, key, settles });
-        self.mms.report_deadlines.push_back((unix.saturating_add(MM4_REPORT_S), token));
+        let token = self.mm4_pending(unix, PendingMm4::Report(PendingReport { txn, seen, system, key, settles }));
         self.mm4_out.push_back(Mm4Out { token: Some(token), ..out });
     }
 
@@ -448,19 +484,36 @@ impl Flows {
         Some(Mm4Out { system, from: sender, rcpt, data, attempts: 0, token: None })
     }
 
-    /// A new transaction and message id for MM4 iwf sends, and iwf's system address.
-    fn mm4_ids(&mut self) -> (String, String) {
+    /// A new transaction and message id for MM4 iwf sends (`core.unix.n@domain`: the
+    /// worker first, [`mms_worker_of_id`] reads it), and iwf's system address.
+    pub(super) fn mm4_ids(&mut self) -> (String, String) {
         let provision = self.shared.provision.load();
         let domain = &provision.converged.legacy_domain;
         self.mm4_seq = self.mm4_seq.wrapping_add(1);
         (format!("{}.{}.{}@{domain}", self.config.core, self.unix, self.mm4_seq), format!("system@{domain}"))
     }
 
+    /// A token for MM4 whose fate `p` waits for, answered as failed at the deadline.
+    pub(super) fn mm4_pending(&mut self, unix: u64, p: PendingMm4) -> u64 {
+        self.mms.next_token = self.mms.next_token.wrapping_add(1);
+        let token = self.mms.next_token;
+        self.mms.pending.insert(token, p);
+        self.mms.pending_deadlines.push_back((unix.saturating_add(MM4_REPORT_S), token));
+        token
+    }
+
     /// iwf's SMTP client is done with MM4 message `token`: a report the centre took
-    /// answers its IMDN 200 and settles what it reports; one it did not, 503.
+    /// answers its IMDN 200 and settles what it reports, one it did not 503; a
+    /// converged user's MMS likewise answers its MESSAGE.
     pub(super) fn mm4_done(&mut self, token: u64, delivered: bool) {
-        // Gone when its deadline answered the IMDN already.
-        let Some(p) = self.mms.reports.remove(&token) else { return };
+        // Gone when its deadline answered already.
+        let p = match self.mms.pending.remove(&token) {
+            Some(PendingMm4::Report(p)) => p,
+            Some(PendingMm4::Forward { waiter, system, message }) => {
+                return self.forward_done(waiter, system, message, delivered)
+            }
+            None => return,
+        };
         if !delivered {
             return self.report_failed(p);
         }
@@ -477,7 +530,7 @@ impl Flows {
         self.answer(p.txn, 200, "OK");
     }
 
-    fn report_failed(&mut self, p: PendingReport) {
+    pub(super) fn report_failed(&mut self, p: PendingReport) {
         inc(&self.shared.stats.mm4_reports_failed);
         self.shared.replay.forget(p.seen);
         self.answer_with(SipAnswer {
@@ -491,13 +544,17 @@ impl Flows {
     /// Reports whose centre did not take them in time ([`MM4_REPORT_S`]), and origins
     /// past their validity. Runs once a second.
     pub(super) fn expire_mm4_reports(&mut self, unix: u64) {
-        while let Some(&(deadline, token)) = self.mms.report_deadlines.front() {
+        while let Some(&(deadline, token)) = self.mms.pending_deadlines.front() {
             if deadline > unix {
                 break;
             }
-            self.mms.report_deadlines.pop_front();
-            if let Some(p) = self.mms.reports.remove(&token) {
-                self.report_failed(p);
+            self.mms.pending_deadlines.pop_front();
+            match self.mms.pending.remove(&token) {
+                Some(PendingMm4::Report(p)) => self.report_failed(p),
+                Some(PendingMm4::Forward { waiter, system, message }) => {
+                    self.forward_done(waiter, system, message, false)
+                }
+                None => {}
             }
         }
         while let Some(&(deadline, key)) = self.mms.origin_deadlines.front() {
@@ -513,13 +570,13 @@ impl Flows {
     }
 
     /// MM4 messages waiting for MMS centre `system`'s client.
-    fn mm4_queued(&self, system: u16) -> usize {
+    pub(super) fn mm4_queued(&self, system: u16) -> usize {
         self.mm4_out.iter().filter(|o| o.system == system).count()
     }
 
     /// Queues the `.RES` answering `req` for MMS centre `system` (dropped and counted
     /// when no SMTP client of this worker reaches it: its port has none).
-    fn mm4_response(&mut self, system: u16, req: &Mm4, rcpt: String, status: RequestStatus) {
+    pub(super) fn mm4_response(&mut self, system: u16, req: &Mm4, rcpt: String, status: RequestStatus) {
         if !self.config.mm4_clients.contains(&system) {
             self.shared.count_drop(DropReason::Mm4NoClient);
             return;
@@ -533,7 +590,7 @@ impl Flows {
         self.mm4_out.push_back(Mm4Out { system, from: sender, rcpt, data, attempts: 0, token: None });
     }
 
-    fn smtp_answer(&mut self, conn: ConnRef, reply: Reply<'static>) {
+    pub(super) fn smtp_answer(&mut self, conn: ConnRef, reply: Reply<'static>) {
         self.smtp_answers.push(conn.port, (conn, reply));
     }
 

@@ -34,6 +34,7 @@ mod completions;
 mod converged;
 mod legacy;
 mod mms;
+mod mms_out;
 mod receipts;
 mod stats;
 pub mod store;
@@ -265,6 +266,9 @@ pub struct Job {
     pub token: u64,
     /// The request as received.
     pub request: Vec<u8>,
+    /// `None`: a SIP request. `Some(system)`: an MM4 report from MMS centre `system`
+    /// about an MMS the receiving worker forwarded.
+    pub mm4_from: Option<u16>,
 }
 
 /// The answer to a SIP request, to send on its transaction.
@@ -597,6 +601,12 @@ enum Requester {
     /// What an MMS's reports need being stored: its MESSAGE (in [`mms::MmsBook`] under
     /// this waiter's key) goes once it is durable.
     MmsOrigin,
+    /// A converged user's MMS whose correlation is being stored: the forward (in
+    /// [`mms::MmsBook`] under this waiter's key) goes once it is durable.
+    MmsForward,
+    /// An MMS centre's report handed to the worker that forwarded its MMS: the centre
+    /// hears its answer ([`mms::MmsBook`] keeps whom, under this waiter's key).
+    Mm4Report,
 }
 
 /// A converged message's parts waiting for its correlation record to be durable.
@@ -969,6 +979,10 @@ impl Flows {
         if let Some(q) = shared.jobs.get(core as usize) {
             for _ in 0..DRAIN_PER_POLL {
                 let Some(job) = q.pop() else { break };
+                if let Some(system) = job.mm4_from {
+                    self.handed_report(job.token, system, &job.request);
+                    continue;
+                }
                 let mut headers = [crate::wire::sip::Header::EMPTY; 48];
                 let txn = SipTxn::Remote { token: job.token };
                 match crate::wire::sip::Parser::datagram().parse(&job.request, &mut headers) {
@@ -1231,7 +1245,7 @@ mod tests {
             parts_aside: 64,
             reassembly: (1024, 1 << 20),
             max_sip_message: 1 << 20,
-            mm4_clients: vec![9],
+            mm4_clients: vec![4, 9],
         }
     }
 
@@ -1923,6 +1937,168 @@ mod tests {
         assert_eq!(c0.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
         let owed: Vec<u8> = c1.mms.origins.values().map(|o| o.owed).collect();
         assert_eq!(owed, [crate::route::store::MmsOrigin::READ], "the delivery settled, the read reply still owed");
+    }
+
+    /// An MM4 report from the lab's mmsc-m (system 4) about MMS `id`: `kind` is
+    /// `delivery_report` (`status` an MM status) or `read_reply_report` (a read status).
+    fn mmsc_report(kind: &str, id: &str, status: &str) -> Vec<u8> {
+        let (name, header) = match kind {
+            "delivery_report" => ("MM4_delivery_report.REQ", "X-Mms-MM-Status-Code"),
+            _ => ("MM4_read_reply_report.REQ", "X-Mms-Read-Status"),
+        };
+        format!(
+            "X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: {name}\r\nX-Mms-Transaction-ID: r-{status}\r\n\
+             X-Mms-Message-ID: {id}\r\nFrom: +447000400001/TYPE=PLMN@mmsc-m.lab\r\n\
+             To: +447900000001/TYPE=PLMN@iwf.ims.lab\r\n{header}: {status}\r\nX-Mms-Ack-Request: Yes\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// A converged user's MESSAGE to an MMS user (the lab's +4470004 route to mmsc-m)
+    /// and what it becomes: an MM4_forward.REQ to the centre, correlated first, the
+    /// MESSAGE answered 200 once the centre took it; the centre's delivery and
+    /// read-reply reports become the sender's IMDNs, and the centre hears 250 and its
+    /// .RES once each IMDN was taken.
+    #[test]
+    fn a_converged_message_to_an_mms_user_is_forwarded_and_its_reports_become_imdns() {
+        use crate::wire::mm4::{MessageType, Mm4, RequestStatus};
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.poll(0, NOW);
+        let sip = conv_text("+447000400001", "mms-out1", "positive-delivery, display", "a picture, soon");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let out = f.poll_mm4_out(|_| true).expect("the MM4_forward.REQ");
+        assert_eq!((out.system, out.rcpt.as_str()), (4, "+447000400001/TYPE=PLMN@mmsc-m.lab"));
+        let m = Mm4::parse(&out.data).unwrap();
+        assert_eq!(m.kind, MessageType::ForwardReq);
+        assert_eq!(m.from.as_ref().map(|a| a.to_string()).as_deref(), Some("+447900000001/TYPE=PLMN@iwf.ims.lab"));
+        assert!(m.delivery_report && m.read_reply && m.ack_request);
+        assert_eq!(m.parts.len(), 1);
+        assert_eq!(m.parts[0].body, b"a picture, soon");
+        let id = m.message_id.clone().unwrap();
+        assert!(f.poll_any_answer().is_none(), "no 200 before the centre took it");
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        assert_eq!(f.poll_any_answer().map(|a| (a.txn, a.status)), Some((t, 200)));
+        // The centre's .RES: taken. Its delivery report: the IMDN, then 250 and a .RES.
+        let res = crate::wire::mm4::forward_res(
+            &crate::wire::mm4::Envelope {
+                transaction_id: "x",
+                sender: "system-user@mmsc-m.lab",
+                rfc_message_id: "x@mmsc-m.lab",
+                date: 0,
+            },
+            &m,
+            RequestStatus::Ok,
+            None,
+        );
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &res });
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &mmsc_report("delivery_report", &id, "Retrieved") });
+        assert!(f.poll_smtp_answer(0).is_none(), "not before the IMDN was taken");
+        let r = f.poll_request().expect("the delivery IMDN");
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        assert!(text.contains("<message-id>conv-1</message-id>") && text.contains("<delivered/>"), "{text}");
+        assert!(text.starts_with("MESSAGE sip:+447900000001@ims.lab"), "to the converged sender: {text}");
+        f.sip_final(r.token, 200);
+        assert_eq!(f.poll_smtp_answer(0).map(|(c, r)| (c, r.code)), Some((MMSC, 250)));
+        let res = Mm4::parse(&f.poll_mm4_out(|_| true).expect("the .RES").data).unwrap();
+        assert_eq!((res.kind, res.request_status), (MessageType::DeliveryReportRes, Some(RequestStatus::Ok)));
+        // The read reply: the display IMDN; a failed IMDN makes the centre try again.
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &mmsc_report("read_reply_report", &id, "Read") });
+        let r = f.poll_request().expect("the display IMDN");
+        assert!(String::from_utf8_lossy(&r.bytes).contains("<displayed/>"));
+        f.sip_final(r.token, 503);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(451));
+        assert!(f.poll_mm4_out(|_| true).is_none(), "no .RES for a report not relayed");
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &mmsc_report("read_reply_report", &id, "Read") });
+        let r = f.poll_request().expect("the display IMDN again");
+        f.sip_final(r.token, 200);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        assert_eq!(shared.stats.mm4_reports_in.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.system(4).unwrap().messages_out.load(Ordering::Relaxed), 1);
+    }
+
+    /// A forward the centre does not take answers its MESSAGE 503 and drops its
+    /// correlation; a .RES refusing a forward is its sender's failure notification;
+    /// a report about an id iwf never gave is Error-message-not-found.
+    #[test]
+    fn converged_mms_failures_are_answered_and_refusals_become_failure_imdns() {
+        use crate::wire::mm4::{Mm4, RequestStatus};
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.poll(0, NOW);
+        let sip = conv_text("+447000400001", "mms-out2", "positive-delivery, negative-delivery", "one");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let out = f.poll_mm4_out(|_| true).unwrap();
+        let corr = f.in_flight().3;
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: false });
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(503));
+        assert_eq!(f.in_flight().3, corr - 1, "its correlation went");
+        // Taken, then refused in the centre's .RES: a failure IMDN.
+        let sip = conv_text("+447000400001", "mms-out3", "positive-delivery, negative-delivery", "two");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW, sip.as_bytes(), t);
+        let out = f.poll_mm4_out(|_| true).unwrap();
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        assert_eq!(f.poll_any_answer().map(|a| a.status), Some(200));
+        let m = Mm4::parse(&out.data).unwrap();
+        let e = crate::wire::mm4::Envelope {
+            transaction_id: "x",
+            sender: "s@mmsc-m.lab",
+            rfc_message_id: "y@mmsc-m.lab",
+            date: 0,
+        };
+        let res = crate::wire::mm4::forward_res(&e, &m, RequestStatus::ErrorSendingAddressUnresolved, None);
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &res });
+        let r = f.poll_request().expect("the failure IMDN");
+        assert!(String::from_utf8_lossy(&r.bytes).contains("<failed/>"), "{}", String::from_utf8_lossy(&r.bytes));
+        f.sip_final(r.token, 200);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        assert!(f.poll_mm4_out(|_| true).is_none(), "no .RES for a .RES");
+        // An id iwf never gave.
+        f.handle(
+            0,
+            Input::Mm4 {
+                conn: MMSC,
+                system: 4,
+                data: &mmsc_report("delivery_report", "0.1.2@iwf.ims.lab", "Retrieved"),
+            },
+        );
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        let res = Mm4::parse(&f.poll_mm4_out(|_| true).unwrap().data).unwrap();
+        assert_eq!(res.request_status, Some(RequestStatus::ErrorMessageNotFound));
+    }
+
+    /// A report landing on another worker than the one that forwarded its MMS is
+    /// handed there (the id names it); its IMDN goes from there, and the centre hears
+    /// 250 on its own connection once the IMDN was taken.
+    #[test]
+    fn an_mms_report_on_another_worker_is_handed_to_the_one_that_forwarded_it() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+        let shared = Arc::new(Shared::new(Provision::parse(&text).unwrap(), 2, None).unwrap());
+        let (mut c0, mut c1) = (flows(&shared), Flows::new(FlowsConfig { core: 1, ..f_config() }, Arc::clone(&shared)));
+        c0.poll(0, NOW);
+        c1.poll(0, NOW);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        let sip = conv_text("+447000400001", "mms-out4", "positive-delivery", "three");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut c1, &shared, NOW, sip.as_bytes(), t);
+        let out = c1.poll_mm4_out(|_| true).unwrap();
+        c1.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        let id = crate::wire::mm4::Mm4::parse(&out.data).unwrap().message_id.unwrap();
+        assert!(id.starts_with("1."), "{id}");
+        c0.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &mmsc_report("delivery_report", &id, "Retrieved") });
+        assert!(c0.poll_request().is_none() && c0.poll_smtp_answer(0).is_none());
+        c1.poll(1, NOW);
+        let r = c1.poll_request().expect("core 1 sends the IMDN");
+        c1.sip_final(r.token, 200);
+        c0.poll(2, NOW);
+        assert_eq!(c0.poll_smtp_answer(0).map(|(c, r)| (c, r.code)), Some((MMSC, 250)));
+        assert!(c0.poll_mm4_out(|_| true).is_some(), "core 0 sends the .RES on its client");
     }
 
     /// With a store, what an MMS's reports need is durable before its MESSAGE goes,

@@ -24,6 +24,12 @@ pub struct FlowStats {
     /// MMS answered 451 (the converged core failed for now, or did not answer): the
     /// MMS centre sends them again.
     pub mm4_retry: AtomicU64,
+    /// Converged users' MMS forwarded to MMS centres (`MM4_forward.REQ`).
+    pub mm4_forwards_out: AtomicU64,
+    /// Of those, the ones the centre did not take (the MESSAGE was answered 503).
+    pub mm4_forwards_failed: AtomicU64,
+    /// Reports from MMS centres about iwf's forwards (and `.RES` refusing one).
+    pub mm4_reports_in: AtomicU64,
     /// Delivery and read-reply reports an MMS centre took (SMTP 250) for an IMDN.
     pub mm4_reports_sent: AtomicU64,
     /// Reports that did not reach their MMS centre in time, or were refused: the
@@ -152,7 +158,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 39] = [
+        let all: [(&'static str, &AtomicU64); 42] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -161,6 +167,9 @@ impl FlowStats {
             ("mm4_responses", &self.mm4_responses),
             ("mm4_relayed", &self.mm4_relayed),
             ("mm4_retry", &self.mm4_retry),
+            ("mm4_forwards_out", &self.mm4_forwards_out),
+            ("mm4_forwards_failed", &self.mm4_forwards_failed),
+            ("mm4_reports_in", &self.mm4_reports_in),
             ("mm4_reports_sent", &self.mm4_reports_sent),
             ("mm4_reports_failed", &self.mm4_reports_failed),
             ("mm4_reports_unowed", &self.mm4_reports_unowed),

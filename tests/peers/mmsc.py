@@ -8,20 +8,28 @@ and a JPEG picture, asking for the .RES, a delivery report and a read reply. A r
 iwf sends with X-Mms-Ack-Request: Yes gets its .RES back, as a real MMS centre's would.
 
     mmsc.py --listen 198.18.1.1:2525 --iwf 198.18.1.2:25 --count N
-            [--to +447000200001] [--timeout S] [--hostile]
+            [--to +447000200001] [--timeout S] [--hostile] [--answer-forwards M] [--start-delay S]
 
 --hostile sends what a broken or hostile MMS centre would instead (with swaks where it is
 a plain SMTP matter): a message over iwf's SIZE, one that is no MM4 message, one for a
 user of another relay, a forward without its X-Mms-Message-ID; and records iwf's replies.
 
-The run ends when every forward has its .RES and both reports, or after --timeout S
-(default 60) after the last send. Prints ONE JSON object (keys sorted):
+--answer-forwards M: the centre also takes M MMS iwf forwards to it (converged users'
+messages to its users), answers each with its .RES, then a delivery report (Retrieved)
+and a read-reply report (Read) to iwf, each asking for iwf's .RES.
+
+The run ends when every forward has its .RES and both reports, and every MMS taken has
+its reports' .RES, or after --timeout S (default 60) after the last send. Prints ONE
+JSON object (keys sorted):
 
   forwards    [{transaction_id, message_id, smtp, res: {status, transaction_id, message_id}|null,
                 delivery: {status, message_id, from, to}|null,
                 read: {status, message_id, from, to}|null}]
   received    {message type: count}  everything iwf relayed here
   res_sent    [{type, smtp}]         the .RES this double answered reports with
+  taken       [{message_id, from, to, rcpt, delivery_report, read_reply, content_types,
+                res_smtp, delivery_smtp, read_smtp, delivery_res, read_res}]
+                                     the MMS iwf forwarded here and what became of its reports
   hostile     {case: SMTP reply code}    (--hostile)
   errors      [text ...]
 Exit status 0 (the checks are the caller's), 2 on a usage error.
@@ -148,6 +156,36 @@ def swaks(iwf, source, args):
     return int(codes[-1]) if codes else "no reply: %s" % out[-200:]
 
 
+def take(m, mail_from, rcpts, iwf, source, uniq, n):
+    """An MMS iwf forwarded here: its .RES, then its delivery and read-reply reports."""
+    mid = header(m, "X-Mms-Message-ID")
+    rec = {"message_id": mid, "from": header(m, "From"), "to": header(m, "To"), "rcpt": rcpts,
+           "mail_from": mail_from, "delivery_report": header(m, "X-Mms-Delivery-Report"),
+           "read_reply": header(m, "X-Mms-Read-Reply"),
+           "content_types": [p.get_content_type() for p in m.walk() if not p.is_multipart()],
+           "res_smtp": None, "delivery_smtp": None, "read_smtp": None, "delivery_res": None, "read_res": None}
+    iwf_system = "system@" + IWF_DOMAIN
+
+    def mm4(kind, extra, k):
+        lines = ["X-Mms-3GPP-MMS-Version: 6.10.0", "X-Mms-Message-Type: " + kind,
+                 "X-Mms-Transaction-ID: %s-%s-%d-%d" % (kind, uniq, n, k), "X-Mms-Message-ID: " + mid,
+                 "Sender: " + SYSTEM, "Message-ID: <%s-%d-%d@%s>" % (uniq, n, k, DOMAIN),
+                 "Date: " + format_datetime(email.utils.localtime())] + extra + ["", ""]
+        return "\r\n".join(lines).encode()
+
+    if (header(m, "X-Mms-Ack-Request") or "").lower() == "yes":
+        res = mm4("MM4_forward.RES", ["X-Mms-Request-Status-Code: Ok"], 0)
+        res = res.replace(b"X-Mms-Transaction-ID: MM4_forward.RES-%s-%d-0" % (uniq.encode(), n),
+                          ("X-Mms-Transaction-ID: " + (header(m, "X-Mms-Transaction-ID") or "")).encode())
+        rec["res_smtp"] = smtp_send(iwf, source, SYSTEM, iwf_system, res)
+    parties = ["From: " + (rec["to"] or ""), "To: " + (rec["from"] or ""), "X-Mms-Ack-Request: Yes"]
+    rec["delivery_smtp"] = smtp_send(iwf, source, SYSTEM, iwf_system,
+                                     mm4("MM4_delivery_report.REQ", parties + ["X-Mms-MM-Status-Code: Retrieved"], 1))
+    rec["read_smtp"] = smtp_send(iwf, source, SYSTEM, iwf_system,
+                                 mm4("MM4_read_reply_report.REQ", parties + ["X-Mms-Read-Status: Read"], 2))
+    return rec
+
+
 def hostile(iwf, source, uniq):
     cases = {}
     to = mms_address("+447000200001", IWF_DOMAIN)
@@ -179,14 +217,18 @@ def main(argv=None):
     p.add_argument("--to", default="+447000200001")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--hostile", action="store_true")
+    p.add_argument("--answer-forwards", type=int, default=0)
+    p.add_argument("--start-delay", type=float, default=0.0, help="seconds between listening and sending")
     a = p.parse_args(argv)
     listen, iwf = hostport(a.listen), hostport(a.iwf)
     uniq = "%x" % (int(time.time() * 1000) & 0xFFFFFFFF)
-    out = {"forwards": [], "received": {}, "res_sent": [], "errors": []}
+    out = {"forwards": [], "received": {}, "res_sent": [], "taken": [], "errors": []}
+    taken = {}
     relay = Relay()
     controller = Controller(relay, hostname=listen[0], port=listen[1], server_hostname=DOMAIN,
                             data_size_limit=4 * 1024 * 1024)
     controller.start()
+    time.sleep(a.start_delay)
     try:
         # The hostile cases' forwards that iwf takes are answered in a .RES.
         hostile_ids = {"mm-%s-%d@%s" % (uniq, n, DOMAIN): case for n, case in ((900, "other_relay"),)}
@@ -204,7 +246,10 @@ def main(argv=None):
         answered = 0
 
         def complete():
-            return all(r["res"] and r["delivery"] and r["read"] for r in out["forwards"])
+            sent = all(r["res"] and r["delivery"] and r["read"] for r in out["forwards"])
+            answered = len(out["taken"]) >= a.answer_forwards and \
+                all(t["delivery_res"] and t["read_res"] for t in out["taken"])
+            return sent and answered
 
         while not complete() and time.monotonic() < deadline:
             try:
@@ -215,6 +260,14 @@ def main(argv=None):
             kind = header(m, "X-Mms-Message-Type") or "?"
             out["received"][kind] = out["received"].get(kind, 0) + 1
             mid = header(m, "X-Mms-Message-ID")
+            if kind == "MM4_forward.REQ":
+                taken[mid] = take(m, mail_from, rcpts, iwf, listen[0], uniq, len(out["taken"]))
+                out["taken"].append(taken[mid])
+                continue
+            if kind in ("MM4_delivery_report.RES", "MM4_read_reply_report.RES") and mid in taken:
+                slot = "delivery_res" if kind.startswith("MM4_delivery") else "read_res"
+                taken[mid][slot] = header(m, "X-Mms-Request-Status-Code")
+                continue
             rec = by_mid.get(mid)
             if mid in hostile_ids and kind == "MM4_forward.RES":
                 out["hostile_res"][hostile_ids[mid]] = header(m, "X-Mms-Request-Status-Code")

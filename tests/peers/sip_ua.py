@@ -13,9 +13,10 @@ MESSAGEs (legacy -> converged) and its keep-alive OPTIONS. Stdlib only.
               [--send-to tel:+447000300001 --count N --want delivery|display|both|none]
               [--from sip:+447900000001@ims.lab;user=phone] [--rate R]
               [--forge N] [--seed K]
-              [--imdn-first S] [--replay N] [--lie-cpim-to URI] [--tcp]
+              [--imdn-first S] [--replay N] [--lie-cpim-to URI] [--tcp] [--picture]
 
 Behaviour
+- --picture: the --send-to MESSAGEs carry a JPEG picture (image/jpeg) instead of text.
 - --tcp: requests are taken over TCP on --listen too (a core's TCP transport: iwf sends
   its large MESSAGEs, an MMS's, that way), framed by Content-Length and answered on
   their connection; everything the UA sends itself still goes over UDP.
@@ -88,6 +89,9 @@ TAG_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
 IMDN_URN = "urn:ietf:params:imdn"
 IMDN_XMLNS = "urn:ietf:params:xml:ns:imdn"
 CRLF = "\r\n"
+# A baseline JPEG's frame: SOI, a JFIF APP0, then EOI (nothing decodes it on the way; its
+# type and octets are what must arrive intact).
+JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + bytes(range(256)) + bytes.fromhex("ffd9")
 MAX_XML = 16384
 
 
@@ -751,8 +755,11 @@ class UA:
         mid = self.new_id("m")
         disp = {"delivery": "positive-delivery, negative-delivery", "display": "display",
                 "both": "positive-delivery, negative-delivery, display", "none": None}[a.want]
-        text = ("converged to legacy #%d" % (i + 1)).encode()
-        body = build_cpim(a.from_uri, a.send_to, mid, disp, "text/plain;charset=utf-8", text)
+        if a.picture:
+            ctype, content = "image/jpeg", JPEG
+        else:
+            ctype, content = "text/plain;charset=utf-8", ("converged to legacy #%d" % (i + 1)).encode()
+        body = build_cpim(a.from_uri, a.send_to, mid, disp, ctype, content)
         data, call_id = self.request("MESSAGE", a.send_to, a.from_uri, a.send_to, body,
                                      "message/cpim")
         record = {"message_id": mid, "call_id": call_id, "to": a.send_to, "imdns": {}}
@@ -816,6 +823,7 @@ def main(argv=None):
     p.add_argument("--lie-cpim-to", default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tcp", action="store_true")
+    p.add_argument("--picture", action="store_true")
     p.add_argument("--t1", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--t2", type=float, default=4.0, help=argparse.SUPPRESS)
     p.add_argument("--timer-f", type=float, default=32.0, help=argparse.SUPPRESS)

@@ -2240,7 +2240,9 @@ mod tests {
         lab.iwf.sip_out.push_back((1, request(1).into_bytes()));
         lab.run(50);
         assert!(lab.text(first).contains("branch=z9hG4bK-1"));
-        lab.sock(first).send_slice(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 198.18.1.2;branch=z9hG4bK-1\r\nContent-Length: 0\r\n\r\n").unwrap();
+        lab.sock(first)
+            .send_slice(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 198.18.1.2;branch=z9hG4bK-1\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
         lab.sock(first).close();
         lab.run(50);
         assert!(lab.iwf.sip_sent.is_empty(), "the response before the FIN was read");
