@@ -8,7 +8,10 @@
 #   - smsc-c is an SMSC iwf binds to (iwf-peer smsc), sending its receipts 300 ms late;
 #   - the converged side (tests/peers/sip_ua.py) answers iwf's MESSAGEs 200, sends
 #     delivery and display IMDNs back, sends 5 messages to +447000300001 (routed to
-#     smsc-c) and waits for their delivery IMDNs, then sends 3 IMDNs with forged tags.
+#     smsc-c) and waits for their delivery IMDNs, then sends 3 IMDNs with forged tags;
+#   - beside them, the MMS centre mmsc-m (tests/peers/mmsc.py) relays an MMS with a
+#     picture to a converged user and gets its delivery and read reports back; then a
+#     converged user sends a picture to an MMS user and gets its IMDNs back.
 # While it runs, one line a second of iwf's flow counters (/metrics); at the end a table
 # of what each legacy system sent and got back. Exits non-zero when a receipt is missing,
 # went to the wrong system, or a forged tag was accepted. The lab is torn down at exit.
@@ -97,9 +100,15 @@ done
 echo "  iwf bound to smsc-c (iwf_smpp_client_up{port=\"legacy\"} 1)"
 
 # The converged side: the SIP core and its users.
-note "ip netns exec iwf-conv python3 tests/peers/sip_ua.py --notify both --duration 12 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 &"
+# The MMS centre listens first (for what iwf relays to it) and sends its MMS 2 s later.
+note "ip netns exec iwf-legacy python3 tests/peers/mmsc.py --count 1 --start-delay 2 &"
+ip netns exec iwf-legacy python3 tests/peers/mmsc.py --listen 198.18.1.1:2525 --iwf 198.18.1.2:25 \
+    --count 1 --start-delay 2 --timeout 30 >"$out/mmsc.json" 2>"$out/mmsc.log" </dev/null &
+mmsc_pid=$!
+pids+=("$mmsc_pid")
+note "ip netns exec iwf-conv python3 tests/peers/sip_ua.py --tcp --notify both --duration 12 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 &"
 ip netns exec iwf-conv python3 tests/peers/sip_ua.py --listen 198.18.2.1:5060 --iwf 198.18.2.2:5060 \
-    --notify both --duration 12 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 \
+    --tcp --notify both --duration 12 --send-to tel:+447000300001 --count 5 --want delivery --forge 3 \
     >"$out/sip_ua.json" 2>"$out/sip_ua.log" </dev/null &
 ua_pid=$!
 pids+=("$ua_pid")
@@ -133,6 +142,20 @@ while alive "$ua_pid" || alive "$flow_pid"; do
 done
 wait "$flow_pid" || true
 wait "$ua_pid" || true
+wait "$mmsc_pid" || true
+# Converged → MMS: a converged user sends a picture to an MMS user; mmsc-m takes it and
+# reports delivery and reading.
+note "ip netns exec iwf-legacy python3 tests/peers/mmsc.py --count 0 --answer-forwards 1 &"
+ip netns exec iwf-legacy python3 tests/peers/mmsc.py --listen 198.18.1.1:2525 --iwf 198.18.1.2:25 \
+    --count 0 --answer-forwards 1 --timeout 20 >"$out/mmsc-taken.json" 2>"$out/mmsc-taken.log" </dev/null &
+taken_pid=$!
+pids+=("$taken_pid")
+sleep 1
+note "ip netns exec iwf-conv python3 tests/peers/sip_ua.py --send-to tel:+447000400001 --picture --want both --duration 8"
+ip netns exec iwf-conv python3 tests/peers/sip_ua.py --listen 198.18.2.1:5060 --iwf 198.18.2.2:5060 \
+    --send-to tel:+447000400001 --picture --want both --count 1 --duration 8 \
+    >"$out/sip_ua_mms.json" 2>"$out/sip_ua_mms.log" </dev/null || true
+wait "$taken_pid" || true
 kill -TERM "$smsc_pid" 2>/dev/null || true   # it prints its summary at exit
 wait "$smsc_pid" || true
 sleep 1.1   # the control thread publishes the counters once a second
@@ -153,6 +176,7 @@ def load(name):
         return None
 
 flow, ua, smsc = load("legacy_flow.json"), load("sip_ua.json"), load("smsc-c.json")
+mmsc, taken, ua_mms = load("mmsc.json"), load("mmsc-taken.json"), load("sip_ua_mms.json")
 metrics = {}
 for line in open(os.path.join(out, "metrics.txt")):
     if line.startswith("iwf_flow_"):
@@ -222,6 +246,34 @@ if ua:
     check(len(ua.get("forged", [])) == 3 and forged == {"403": 3}, "forged tags refused (403)")
     check(metrics.get("imdn_bad_tag_total") == 3, "iwf counted the forged tags")
     check(not ua.get("errors"), "converged side: no errors (%s)" % ua.get("errors"))
+print()
+print("  MMS: mmsc-m relays an MMS with a picture to a converged user (MM4 over SMTP, beside the SMS systems)")
+head = ("system", "sent", "SMTP", "forward.RES", "delivery report", "read report", "at")
+fmt = "  %-7s %5s %5s %12s %16s %12s  %s"
+print(fmt % head)
+if mmsc:
+    for f in mmsc.get("forwards", []):
+        d, r = f.get("delivery") or {}, f.get("read") or {}
+        print(fmt % ("mmsc-m", 1, f.get("smtp"), (f.get("res") or {}).get("status"), d.get("status"),
+                     r.get("status"), ",".join(d.get("rcpt", []))))
+        check(f.get("smtp") == 250 and (f.get("res") or {}).get("status") == "Ok", "mmsc-m: its MMS relayed")
+        check(d.get("status") == "Retrieved" and r.get("status") == "Read" and d.get("message_id") == f["message_id"],
+              "mmsc-m: the delivery and read reports of its own message came back to it")
+    check(len(mmsc.get("forwards", [])) == 1 and not mmsc.get("errors"), "mmsc-m: no errors (%s)" % mmsc.get("errors"))
+else:
+    check(False, "mmsc.py result")
+print("  MMS: a converged user sends a picture to +447000400001 (routed to mmsc-m)")
+if taken and ua_mms:
+    t = (taken.get("taken") or [{}])[0]
+    sent = ua_mms.get("sent") or [{}]
+    print("    mmsc-m took %s (%s), reported delivery and reading; the sender got 200 %s and IMDNs %s"
+          % (",".join(t.get("content_types", [])), t.get("message_id"), sent[0].get("final"),
+             json.dumps(sent[0].get("imdns"), sort_keys=True)))
+    check(t.get("content_types") == ["image/jpeg"] and sent[0].get("final") == 200, "the picture reached mmsc-m")
+    check(sent[0].get("imdns") == {"delivery": "delivered", "display": "displayed"},
+          "mmsc-m's reports came back to the sender as IMDNs")
+else:
+    check(False, "mmsc.py --answer-forwards and sip_ua.py results")
 print()
 if failed:
     print("  FAILED: " + "; ".join(failed))

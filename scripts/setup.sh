@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
 # (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
-# tools (iproute2, ping, sipp, tshark, tcpreplay, swaks, python3 with smpplib and
-# aiosmtpd), 2 MB hugepages on /dev/hugepages, and the peer baseline's Kamailio + Kannel
+# tools (iproute2, ping, sipp, tshark, tcpreplay, swaks, postfix, python3 with smpplib
+# and aiosmtpd), 2 MB hugepages on /dev/hugepages, and the peer baseline's Kamailio + Kannel
 # (scripts/baseline.sh).
 set -euo pipefail
 
@@ -10,6 +10,8 @@ need_pkgs=()
 pkgs=(build-essential pkg-config ca-certificates
       libdpdk-dev dpdk clang libclang-dev
       iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip swaks
+      # The MMS centre's mail relay in the lab (tests/peers/postfix_relay.sh).
+      postfix
       # The peer baseline (scripts/baseline.sh): Kamailio (tm, xhttp, uac, ... are in
       # kamailio; http_client is in kamailio-utils-modules) and Kannel (bearerbox, smsbox).
       kamailio kamailio-utils-modules kannel util-linux)
@@ -27,6 +29,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     # tshark asks whether non-root users may capture: answer no, non-interactively.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    # Postfix asks what kind of mail system this is: none (the lab runs its own instance).
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     # Debian starts a package's service on install (kamailio and kannel would listen on
     # 5060 / 13000-13013 in the root namespace): forbid that for the install with
     # policy-rc.d (exit 101 = "action not allowed"), unless one is already there.
@@ -40,13 +44,14 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
     if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
-# The baseline runs its own Kamailio and Kannel in namespace iwf-base: the system
-# services stay stopped and disabled (also when they were installed earlier).
+# The baseline runs its own Kamailio and Kannel in namespace iwf-base, the lab its own
+# Postfix in iwf-legacy: the system services stay stopped and disabled (also when they
+# were installed earlier).
 if [ "$(id -u)" -eq 0 ]; then
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        systemctl disable --now kamailio kannel >/dev/null 2>&1 || true
+        systemctl disable --now kamailio kannel postfix >/dev/null 2>&1 || true
     else
-        for svc in kamailio kannel; do
+        for svc in kamailio kannel postfix; do
             if [ -x /etc/init.d/$svc ]; then
                 /etc/init.d/$svc stop >/dev/null 2>&1 || true
                 update-rc.d $svc disable >/dev/null 2>&1 || true

@@ -790,6 +790,54 @@ fn mms_exchange() {
     assert!(bad.is_empty(), "tshark flags iwf's SMTP frames {bad:?} as malformed ({})", pcap.display());
 }
 
+/// The MMS centre behind its operator's MTA: Debian's Postfix (an instance of its own,
+/// tests/peers/postfix_relay.sh) listens where iwf delivers MM4 for mmsc-m
+/// (198.18.1.1:2525) and relays to the centre double (now at 2527). The MMS still reach
+/// the converged user, and the .RES and both reports of each reach the centre through
+/// the real MTA (its Received stamp), with nothing lost.
+fn mms_through_postfix() {
+    let dir = root_dir().join("target/lab/postfix");
+    let relay = |action: &str, args: &[&str]| {
+        must(
+            run(Command::new("ip")
+                .args(["netns", "exec", LEGACY_NS])
+                .arg(root_dir().join("tests/peers/postfix_relay.sh"))
+                .arg(action)
+                .arg(&dir)
+                .args(args)),
+            "tests/peers/postfix_relay.sh",
+        )
+    };
+    relay("up", &[&format!("{LEGACY_PEER_TEXT}:2525"), "mmsc-m.lab", &format!("{LEGACY_PEER_TEXT}:2527")]);
+    let ua_out = root_dir().join("target/lab/sip_ua_postfix.json");
+    let mut ua = sip_ua(&["--tcp", "--notify", "both", "--duration", "20"], &ua_out);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+        .arg(root_dir().join("tests/peers/mmsc.py"))
+        .args(["--listen", &format!("{LEGACY_PEER_TEXT}:2527"), "--iwf", &format!("{LEGACY_IWF}:25")])
+        .args(["--count", "2", "--timeout", "40"]));
+    relay("down", &[]);
+    let log = std::fs::read_to_string(dir.join("postfix.log")).unwrap_or_default();
+    let v = json_of(&must(out, "tests/peers/mmsc.py"), "mmsc.py");
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    let forwards = v["forwards"].as_array().expect("forwards");
+    assert_eq!(forwards.len(), 2, "{v}");
+    for f in forwards {
+        assert_eq!(f["smtp"], 250, "{f}");
+        assert_eq!((f["res"]["status"].as_str(), f["res"]["via_postfix"].as_bool()), (Some("Ok"), Some(true)), "{f}");
+        for (report, status) in [("delivery", "Retrieved"), ("read", "Read")] {
+            let r = &f[report];
+            assert_eq!((r["status"].as_str(), r["via_postfix"].as_bool()), (Some(status), Some(true)), "{f}\n{log}");
+            assert_eq!(r["message_id"], f["message_id"], "{f}");
+        }
+    }
+    assert_eq!(log.matches("status=sent").count(), 6, "Postfix relayed six messages:\n{log}");
+    let _ = ua.0.wait();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["imdn"], serde_json::json!({"200": 4}), "{u}");
+}
+
 /// `iwf-peer smsc` as smsc-c sending its receipts `delay_ms` after each submit_sm_resp
 /// (receipts it could not send yet go to the next bind, like a real SMSC's).
 fn smsc_double_delayed(delay_ms: u64) -> Peer {
@@ -1743,6 +1791,7 @@ fn lab_end_to_end() {
     smpp_server();
     receipts_end_to_end();
     mms_exchange();
+    mms_through_postfix();
     kill_and_restart();
     unknown_receipts_do_not_stall_the_bind();
     hostile_peers();

@@ -7,7 +7,7 @@ impl Flows {
     pub fn sip_final(&mut self, token: u64, status: u16) {
         let Some(o) = self.outgoing.remove(token & 0xFFFF_FFFF_FFFF) else { return };
         match o {
-            Outgoing::Mms { conn, system, res } => self.mm4_final(conn, system, res, status),
+            Outgoing::Mms { conn, system, res, origin } => self.mm4_final(conn, system, res, status, origin),
             Outgoing::Message { parts, aside, fields, system } => {
                 self.release(&aside);
                 let ok = (200..300).contains(&status);

@@ -203,7 +203,8 @@ impl Flows {
             return self.refuse_converged(txn, 500, "Server Internal Error (route to an unknown system)");
         };
         if l.mms.is_some() {
-            // Every worker has an SMTP client toward each MMS centre: no hand-over.
+            // Every worker has an SMTP client toward each MMS centre it was started
+            // with: no hand-over.
             return self.converged_mms(unix, txn, msg, content, system, provision);
         }
         // The bind the parts leave on: this core's, one that receives; else the core
@@ -366,13 +367,7 @@ impl Flows {
     /// Hands request `raw` on `txn` to worker `core` (its answer comes back to `txn`);
     /// false when that worker's hand-over ring is full (`txn` is the caller's to answer).
     pub(super) fn hand_to(&mut self, core: CoreId, txn: SipTxn, raw: &[u8]) -> bool {
-        let key = self.waiters.insert(Waiter {
-            from: Requester::Sip(txn),
-            remaining: 1,
-            refused: None,
-            answer: None,
-            replay: None,
-        });
+        let key = self.new_waiter(Requester::Sip(txn), 1);
         let job = Job { token: self.token(key), request: raw.to_vec(), mm4_from: None };
         let pushed = matches!(self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)), Some(Ok(())));
         if !pushed {

@@ -14,7 +14,6 @@
 //! ([`Flows::poll_smtp_answer`]), MM4 messages for an MMS centre's SMTP client
 //! ([`Flows::poll_mm4_out`]), and the SIP MESSAGE over TCP (an MMS is large) with the
 //! engine's other TCP requests.
-use super::mms_out::ReportFrom;
 use super::*;
 use crate::interwork::mms::{
     forward_answer, mm4_to_sip, refusal_reply, report_for, report_of, report_state, sip_final_to_outcome,
@@ -43,13 +42,15 @@ const MMS_FINAL_S: u64 = 40;
 /// cannot grow the table without bound.
 const MMS_ORIGINS_MAX: usize = 65_536;
 
-/// How long an IMDN waits for its report's SMTP 250 at most, seconds: inside its
-/// sender's Timer F (32 s), so the sender hears 503 and tries again rather than time
-/// out. A report still queued then may still go: the retry can make a second one.
-const MM4_REPORT_S: u64 = 25;
+/// How long what waits for MM4 iwf's SMTP client delivers waits at most, seconds: an
+/// IMDN for its report's SMTP 250, a converged user's MESSAGE for its forward's. Inside
+/// the SIP sender's Timer F (32 s), so the sender hears 503 and tries again rather than
+/// time out; the MM4 expires with it in the client's queue (never sent after its
+/// answer, which would make the retry a duplicate).
+pub(super) const MM4_REPORT_S: u64 = 25;
 
 /// The worker that relayed the MMS whose tag has `sequence`, of `cores` (the top
-/// octet of a sequence iwf gives an MMS is its worker).
+/// octet of a sequence iwf gives an MMS is its worker: DPDK's 128 lcores at most fit).
 pub fn mms_worker(sequence: u32, cores: usize) -> usize {
     (sequence >> 24) as usize % cores.max(1)
 }
@@ -89,6 +90,53 @@ pub(super) struct MmsBook {
     pub(super) handed: HashMap<u64, ReportAck>,
 }
 
+/// Where an MMS centre's report came from.
+#[derive(Debug)]
+pub(super) enum ReportFrom {
+    /// This worker's SMTP connection `conn`; `rcpt` is where its `.RES` goes.
+    Local { conn: ConnRef, rcpt: String },
+    /// Another worker handed it here: its waiter.
+    Remote { token: u64 },
+}
+
+/// How a report from an MMS centre ended, for the centre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReportOutcome {
+    /// Taken (its IMDN went, or none was due): 250, `.RES` Ok.
+    Taken,
+    /// About no message iwf keeps: `.RES` Error-message-not-found (or 554).
+    NotFound,
+    /// Its IMDN was refused for good: 250 and the `.RES` with this status (or the
+    /// SMTP refusal that says it).
+    Refused(RequestStatus),
+    /// Not now (the IMDN failed for now): 451, the centre sends it again.
+    Retry,
+}
+
+/// The receipt state an MM4 message from an MMS centre reports about a forward of
+/// iwf's: a report's, or a failure for a `.RES` refusing the forward; `None` for what
+/// makes no IMDN (a read reply "deleted without being read").
+pub(super) fn report_state_of(m: &Mm4) -> Option<ReceiptState> {
+    match m.kind {
+        MessageType::ForwardRes => Some(ReceiptState::Failed),
+        _ => report_of(m).and_then(report_state),
+    }
+}
+
+/// The ids of an MM4 message iwf sends: transaction and message id (`core.unix.n@domain`:
+/// the worker first, [`mms_worker_of_id`] reads it), iwf's system address, the date.
+pub(super) struct Mm4Ids {
+    pub(super) id: String,
+    pub(super) sender: String,
+    date: i64,
+}
+
+impl Mm4Ids {
+    pub(super) fn envelope(&self) -> mm4::Envelope<'_> {
+        mm4::Envelope { transaction_id: &self.id, sender: &self.sender, rfc_message_id: &self.id, date: self.date }
+    }
+}
+
 /// What waits for an MM4 message iwf's SMTP client delivers.
 #[derive(Debug)]
 pub(super) enum PendingMm4 {
@@ -107,6 +155,8 @@ pub(super) enum ReportAck {
     Local { conn: ConnRef, system: u16, report: Box<Mm4>, rcpt: String },
     /// Handed from another worker: its waiter.
     Remote { token: u64 },
+    /// Its connection closed: nobody (the centre sends the report again).
+    Gone,
 }
 
 /// A report on its way to an MMS centre and the IMDN it answers.
@@ -134,8 +184,12 @@ pub struct Mm4Out {
     pub data: Vec<u8>,
     /// Tries so far (the client gives up after a few).
     pub attempts: u8,
-    /// For a report, what the engine hears its fate by ([`Input::Mm4Done`]).
+    /// For a report or a forward, what the engine hears its fate by
+    /// ([`Input::Mm4Done`]).
     pub token: Option<u64>,
+    /// The worker's milliseconds after which it is no longer sent (what waited for it
+    /// was answered): dropped, its fate told as not delivered.
+    pub expires_ms: Option<u64>,
 }
 
 /// What the `MM4_forward.RES` of a forward in flight needs.
@@ -194,7 +248,7 @@ impl Flows {
                 self.smtp_answer(conn, Reply::new(250, b"2.0.0 Ok"));
             }
             MessageType::DeliveryReportReq | MessageType::ReadReplyReportReq => {
-                let state = report_of(&m).and_then(report_state);
+                let state = report_state_of(&m);
                 self.mms_report_in(ReportFrom::Local { conn, rcpt }, system, m, state, data);
             }
         }
@@ -256,26 +310,40 @@ impl Flows {
                 report_to: rcpt.clone(),
             }
         });
-        if origin.is_some() && (self.mms.origins.len() >= MMS_ORIGINS_MAX || self.waiters_full(1)) {
+        let origin_key = MmsOrigin::key_of(c.fields.minutes, c.fields.sequence);
+        let crowded = self.mms.origins.len() >= MMS_ORIGINS_MAX || self.mms.origins.contains_key(&origin_key);
+        if origin.is_some() && (crowded || self.waiters_full(1)) {
             self.shared.count_drop(DropReason::MmsOriginsFull);
             self.recycle(c.bytes);
             return self.mms_retry(Some(conn), system, b"4.3.2 Too many MMS await their reports, try again");
         }
         inc(&self.shared.stats.sip_messages_sent);
         let res = m.ack_request.then(|| Box::new(ResFor { system, forward: m, rcpt }));
-        let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), system, res });
+        let kept = origin.is_some().then_some(origin_key);
+        let key = self.outgoing.insert(Outgoing::Mms { conn: Some(conn), system, res, origin: kept });
         self.mms_deadlines.push_back((unix.saturating_add(MMS_FINAL_S), key));
         let req = SipRequest { token: self.token(key), bytes: c.bytes, dest: self.config.next_hop };
         match origin {
-            Some(o) => self.keep_origin(MmsOrigin::key_of(c.fields.minutes, c.fields.sequence), o, key, req),
+            Some(o) => self.keep_origin(origin_key, o, key, req),
             None => self.sip_requests_tcp.push_back(req),
         }
     }
 
     /// The final response `status` to the MESSAGE an MMS became: the SMTP reply on
-    /// `conn`, and the `.RES` when one was asked for.
-    pub(super) fn mm4_final(&mut self, conn: Option<ConnRef>, system: u16, res: Option<Box<ResFor>>, status: u16) {
+    /// `conn`, and the `.RES` when one was asked for; the MMS's origin (`origin`) goes
+    /// unless it was relayed (a resend gets a new tag, hence a new origin).
+    pub(super) fn mm4_final(
+        &mut self,
+        conn: Option<ConnRef>,
+        system: u16,
+        res: Option<Box<ResFor>>,
+        status: u16,
+        origin: Option<u64>,
+    ) {
         let outcome = sip_final_to_outcome(status);
+        if let (Some(key), false) = (origin, outcome == ForwardOutcome::Relayed) {
+            self.forget_origin(key, true);
+        }
         if let Some(st) = self.shared.system(system) {
             inc(if outcome == ForwardOutcome::Relayed { &st.messages_accepted } else { &st.messages_refused });
         }
@@ -304,7 +372,10 @@ impl Flows {
             if !matches!(self.outgoing.get_mut(key), Some(Outgoing::Mms { .. })) {
                 continue; // answered already (its slot may serve another request now)
             }
-            if let Some(Outgoing::Mms { conn, system, .. }) = self.outgoing.remove(key) {
+            if let Some(Outgoing::Mms { conn, system, origin, .. }) = self.outgoing.remove(key) {
+                if let Some(k) = origin {
+                    self.forget_origin(k, true);
+                }
                 self.mms_retry(conn, system, b"4.4.1 No answer from the converged core, try again");
             }
         }
@@ -331,13 +402,7 @@ impl Flows {
             self.sip_requests_tcp.push_back(req);
             return;
         };
-        let w = self.waiters.insert(Waiter {
-            from: Requester::MmsOrigin,
-            remaining: 1,
-            refused: None,
-            answer: None,
-            replay: None,
-        });
+        let w = self.new_waiter(Requester::MmsOrigin, 1);
         let op = store::StoreOp::PutMmsOrigin { key, origin: Box::new(origin.clone()), token: self.token(w) };
         self.mms.origins.insert(key, origin);
         self.mms.unsent.insert(w, (outgoing, key, req));
@@ -351,13 +416,18 @@ impl Flows {
     /// goes, or its MMS is answered 451 (the centre sends it again).
     pub(super) fn origin_stored(&mut self, w: u64, stored: bool) {
         let Some((outgoing, key, req)) = self.mms.unsent.remove(&w) else { return };
-        if stored && self.outgoing.get_mut(outgoing).is_some() {
+        // Still this MMS's: its slot serves another request once its deadline answered it.
+        let ours = matches!(self.outgoing.get_mut(outgoing), Some(Outgoing::Mms { origin: Some(k), .. }) if *k == key);
+        if stored && ours {
             self.sip_requests_tcp.push_back(req);
             return;
         }
         // Not durable, or the forward was answered meanwhile (its deadline passed).
         self.recycle(req.bytes);
         self.forget_origin(key, stored);
+        if !ours {
+            return;
+        }
         if let Some(Outgoing::Mms { conn, system, .. }) = self.outgoing.remove(outgoing) {
             self.mms_retry(conn, system, b"4.3.0 Could not be stored, try again");
         }
@@ -460,8 +530,9 @@ impl Flows {
             self.shared.replay.forget(seen);
             return self.answer(txn, 200, "OK (no report is owed for this message)");
         };
-        let token = self.mm4_pending(unix, PendingMm4::Report(PendingReport { txn, seen, system, key, settles }));
-        self.mm4_out.push_back(Mm4Out { token: Some(token), ..out });
+        let pending = PendingMm4::Report(PendingReport { txn, seen, system, key, settles });
+        let (token, expires_ms) = self.mm4_pending(unix, pending);
+        self.mm4_out.push_back(Mm4Out { token: Some(token), expires_ms: Some(expires_ms), ..out });
     }
 
     /// The MM4 report `report` about the MMS of origin `key`, to its centre.
@@ -469,8 +540,8 @@ impl Flows {
         let o = self.mms.origins.get(&key)?;
         let (original_sender, recipient) = (MmsAddress::parse(&o.sender)?, MmsAddress::parse(&o.recipient)?);
         let (system, rcpt, message_id) = (o.system.0, o.report_to.clone(), o.message_id.clone());
-        let (id, sender) = self.mm4_ids();
-        let e = mm4::Envelope { transaction_id: &id, sender: &sender, rfc_message_id: &id, date: self.unix as i64 };
+        let ids = self.mm4_ids(self.unix);
+        let e = ids.envelope();
         let r = mm4::ReportOf {
             message_id: &message_id,
             original_sender: &original_sender,
@@ -481,25 +552,29 @@ impl Flows {
             MmsReport::Delivery(status) => mm4::delivery_report(&e, &r, status, None),
             MmsReport::ReadReply(status) => mm4::read_reply_report(&e, &r, status),
         };
-        Some(Mm4Out { system, from: sender, rcpt, data, attempts: 0, token: None })
+        Some(Mm4Out { system, from: ids.sender.clone(), rcpt, data, attempts: 0, token: None, expires_ms: None })
     }
 
-    /// A new transaction and message id for MM4 iwf sends (`core.unix.n@domain`: the
-    /// worker first, [`mms_worker_of_id`] reads it), and iwf's system address.
-    pub(super) fn mm4_ids(&mut self) -> (String, String) {
+    /// New ids for MM4 iwf sends at `unix`.
+    pub(super) fn mm4_ids(&mut self, unix: u64) -> Mm4Ids {
         let provision = self.shared.provision.load();
         let domain = &provision.converged.legacy_domain;
         self.mm4_seq = self.mm4_seq.wrapping_add(1);
-        (format!("{}.{}.{}@{domain}", self.config.core, self.unix, self.mm4_seq), format!("system@{domain}"))
+        Mm4Ids {
+            id: format!("{}.{unix}.{}@{domain}", self.config.core, self.mm4_seq),
+            sender: format!("system@{domain}"),
+            date: i64::try_from(unix).unwrap_or(0),
+        }
     }
 
-    /// A token for MM4 whose fate `p` waits for, answered as failed at the deadline.
-    pub(super) fn mm4_pending(&mut self, unix: u64, p: PendingMm4) -> u64 {
+    /// A token for MM4 whose fate `p` waits for, answered as failed at the deadline;
+    /// and the worker's milliseconds after which the MM4 is not sent.
+    pub(super) fn mm4_pending(&mut self, unix: u64, p: PendingMm4) -> (u64, u64) {
         self.mms.next_token = self.mms.next_token.wrapping_add(1);
         let token = self.mms.next_token;
         self.mms.pending.insert(token, p);
         self.mms.pending_deadlines.push_back((unix.saturating_add(MM4_REPORT_S), token));
-        token
+        (token, self.timers.last.saturating_add(MM4_REPORT_S * 1000))
     }
 
     /// iwf's SMTP client is done with MM4 message `token`: a report the centre took
@@ -510,7 +585,8 @@ impl Flows {
         let p = match self.mms.pending.remove(&token) {
             Some(PendingMm4::Report(p)) => p,
             Some(PendingMm4::Forward { waiter, system, message }) => {
-                return self.forward_done(waiter, system, message, delivered)
+                let failure = (503, "Service Unavailable (the MMS centre did not take the message)");
+                return self.forward_done(waiter, system, message, if delivered { Ok(()) } else { Err(failure) });
             }
             None => return,
         };
@@ -549,13 +625,7 @@ impl Flows {
                 break;
             }
             self.mms.pending_deadlines.pop_front();
-            match self.mms.pending.remove(&token) {
-                Some(PendingMm4::Report(p)) => self.report_failed(p),
-                Some(PendingMm4::Forward { waiter, system, message }) => {
-                    self.forward_done(waiter, system, message, false)
-                }
-                None => {}
-            }
+            self.mm4_done(token, false);
         }
         while let Some(&(deadline, key)) = self.mms.origin_deadlines.front() {
             if deadline > unix {
@@ -581,13 +651,14 @@ impl Flows {
             self.shared.count_drop(DropReason::Mm4NoClient);
             return;
         }
-        let (id, sender) = self.mm4_ids();
-        let e = mm4::Envelope { transaction_id: &id, sender: &sender, rfc_message_id: &id, date: self.unix as i64 };
+        let ids = self.mm4_ids(self.unix);
+        let e = ids.envelope();
         let data = match req.kind {
             MessageType::ForwardReq => mm4::forward_res(&e, req, status, None),
             _ => mm4::report_res(&e, req, status),
         };
-        self.mm4_out.push_back(Mm4Out { system, from: sender, rcpt, data, attempts: 0, token: None });
+        let from = ids.sender.clone();
+        self.mm4_out.push_back(Mm4Out { system, from, rcpt, data, attempts: 0, token: None, expires_ms: None });
     }
 
     pub(super) fn smtp_answer(&mut self, conn: ConnRef, reply: Reply<'static>) {

@@ -9,41 +9,35 @@
 //! the forward (the id names it: one landing on another worker is handed over) and
 //! become the IMDNs the sender asked for, the way an SMSC receipt does; the centre
 //! hears 250 (and its `.RES`) once the IMDN was taken.
-use super::mms::{mms_worker_of_id, PendingMm4, ReportAck};
+use super::mms::{mms_worker_of_id, report_state_of, PendingMm4, ReportAck, ReportFrom, ReportOutcome};
 use super::*;
-use crate::interwork::mms::sip_to_mms;
+use crate::interwork::mms::{refusal_reply, sip_to_mms};
 use crate::interwork::state::ReceiptState;
 use crate::interwork::IdCanonicalisation;
 use crate::wire::mm4::{self, MessageType, Mm4, RequestStatus};
 use crate::wire::smtp::Reply;
 
-/// The connection reports handed from another worker are settled under (no SMTP
-/// connection of this worker).
+/// The connection reports handed from another worker are settled under: no SMTP
+/// connection of this worker (no port has index 255).
 const HANDED: ConnRef = ConnRef::new(u8::MAX, u16::MAX);
 
-/// The first number a report's outcome is settled under: above every SMPP sequence
-/// number (at most 0x7FFF_FFFF), so that [`Flows::respond`] never mistakes one for the
-/// other.
+/// The first number a report's outcome is settled under. The (connection, number)
+/// pairs are an SMTP connection's (or [`HANDED`]), never an SMPP session's, and
+/// [`Flows::closed`] drops a connection's; the numbers start high all the same.
 const FIRST_ACK: u32 = 0x8000_0000;
 
-/// Where an MMS centre's report came from.
-#[derive(Debug)]
-pub(super) enum ReportFrom {
-    /// This worker's SMTP connection `conn`; `rcpt` is where its `.RES` goes.
-    Local { conn: ConnRef, rcpt: String },
-    /// Another worker handed it here: its waiter.
-    Remote { token: u64 },
-}
-
-/// How a report from an MMS centre ended, for the centre.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ReportOutcome {
-    /// Taken (its IMDN went, or none was due): 250, `.RES` Ok.
-    Taken,
-    /// About no message iwf keeps: `.RES` Error-message-not-found (or 554).
-    NotFound,
-    /// Not now (the IMDN failed): 451, the centre sends it again.
-    Retry,
+/// How the failure of a report's IMDN (its receipt settled with `status`) is told to
+/// the MMS centre: for now (it sends the report again) or for good.
+fn report_outcome_of(status: CommandStatus) -> ReportOutcome {
+    match status {
+        CommandStatus::ESME_ROK => ReportOutcome::Taken,
+        CommandStatus::ESME_RINVDSTADR => ReportOutcome::Refused(RequestStatus::ErrorSendingAddressUnresolved),
+        CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN => {
+            ReportOutcome::Refused(RequestStatus::ErrorServiceDenied)
+        }
+        CommandStatus::ESME_RINVMSGLEN => ReportOutcome::Refused(RequestStatus::ErrorContentNotAccepted),
+        _ => ReportOutcome::Retry,
+    }
 }
 
 impl Flows {
@@ -82,8 +76,8 @@ impl Flows {
             let reason = "Service Unavailable (the MMS centre's queue is full)";
             return self.refuse_converged_later(txn, DropReason::Mm4OutFull, reason, 5);
         }
-        let (id, sender) = self.mm4_ids();
-        let Ok(canonical) = canonical_id(id.as_bytes(), IdCanonicalisation::Exact, IdOrigin::SubmitResp) else {
+        let ids = self.mm4_ids(unix);
+        let Ok(canonical) = canonical_id(ids.id.as_bytes(), IdCanonicalisation::Exact, IdOrigin::SubmitResp) else {
             return self.refuse_converged(txn, 500, "Server Internal Error (message id)");
         };
         // The correlation (when an IMDN can be written at all), its id bound at once:
@@ -92,49 +86,48 @@ impl Flows {
         self.corr_seq = first.wrapping_add(1).max(1);
         let Ok(durable) = self.correlate(unix, txn, system, first, 1, t.stored, provision) else { return };
         let mut part = 1;
-        if durable.is_some() {
+        if let Some((message, _)) = &durable {
             match self.correlation.resp(LegacySystemId(system), first, &canonical, unix) {
                 Ok(o) => part = o.part,
-                Err(_) => return self.refuse_converged(txn, 500, "Server Internal Error (correlation)"),
+                Err(_) => {
+                    let _ = self.correlation.remove(*message);
+                    return self.refuse_converged(txn, 500, "Server Internal Error (correlation)");
+                }
             }
         }
-        let e = mm4::Envelope { transaction_id: &id, sender: &sender, rfc_message_id: &id, date: unix as i64 };
         let to_addr = [t.mms.to.clone()];
         let forward = mm4::Forward {
-            message_id: &id,
+            message_id: &ids.id,
             from: &t.mms.from,
             to: &to_addr,
             subject: None,
-            originator_system: &sender,
+            originator_system: &ids.sender,
             delivery_report: t.mms.delivery_report,
             read_reply: t.mms.read_reply,
             ack_request: true,
             parts: &t.mms.parts,
         };
-        let data = mm4::forward_req(&e, &forward);
+        let data = mm4::forward_req(&ids.envelope(), &forward);
         inc(&self.shared.stats.mm4_forwards_out);
-        let waiter = self.waiters.insert(Waiter {
-            from: Requester::Sip(txn),
-            remaining: 1,
-            refused: None,
-            answer: None,
-            replay: None,
-        });
+        let waiter = self.new_waiter(Requester::Sip(txn), 1);
         let message = durable.as_ref().map(|(m, _)| *m);
         let pending = PendingMm4::Forward { waiter: self.token(waiter), system, message };
-        let token = self.mm4_pending(unix, pending);
-        let out = Mm4Out { system, from: sender, rcpt: t.mms.to.to_string(), data, attempts: 0, token: Some(token) };
+        let (token, expires_ms) = self.mm4_pending(unix, pending);
+        let rcpt = t.mms.to.to_string();
+        let out = Mm4Out {
+            system,
+            from: ids.sender,
+            rcpt,
+            data,
+            attempts: 0,
+            token: Some(token),
+            expires_ms: Some(expires_ms),
+        };
         match (durable, self.shared.store.clone()) {
             (Some((message, record)), Some(tx)) => {
                 let key = self.store_key();
                 self.store_keys.insert(message, key);
-                let w = self.waiters.insert(Waiter {
-                    from: Requester::MmsForward,
-                    remaining: 2,
-                    refused: None,
-                    answer: None,
-                    replay: None,
-                });
+                let w = self.new_waiter(Requester::MmsForward, 2);
                 let token = self.token(w);
                 self.mms.unsent_forwards.insert(w, out);
                 let put = store::StoreOp::PutCorrelation { key, record: Box::new(record), token };
@@ -149,43 +142,45 @@ impl Flows {
     }
 
     /// The correlation of the forward held under waiter `w` is durable (`stored`), or
-    /// could not be written: the forward goes, or its MESSAGE hears 500.
+    /// could not be written: the forward goes (unless its MESSAGE was answered
+    /// meanwhile, at its deadline), or its MESSAGE hears 500.
     pub(super) fn forward_stored(&mut self, w: u64, stored: bool) {
         let Some(out) = self.mms.unsent_forwards.remove(&w) else { return };
+        let Some(token) = out.token.filter(|t| self.mms.pending.contains_key(t)) else { return };
         if stored {
             return self.mm4_out.push_back(out);
         }
-        if let Some(PendingMm4::Forward { waiter, system, message }) =
-            out.token.and_then(|t| self.mms.pending.remove(&t))
-        {
-            if let Some(w) = self.waiters.get_mut(waiter & 0xFFFF_FFFF_FFFF) {
-                w.answer = Some((500, "Server Internal Error (store write failed)"));
-            }
-            self.forward_done(waiter, system, message, false);
+        if let Some(PendingMm4::Forward { waiter, system, message }) = self.mms.pending.remove(&token) {
+            self.forward_done(waiter, system, message, Err((500, "Server Internal Error (store write failed)")));
         }
     }
 
-    /// The forward whose MESSAGE waits under `waiter` was taken by its centre
-    /// (`delivered`), or not: 200, or 503 and its correlation goes.
+    /// The forward whose MESSAGE waits under `waiter` was taken by its centre (`Ok`:
+    /// 200), or not (the answer; its correlation goes).
     pub(super) fn forward_done(
         &mut self,
         waiter: u64,
         system: u16,
         message: Option<correlation::MessageRef>,
-        delivered: bool,
+        result: Result<(), (u16, &'static str)>,
     ) {
-        if delivered {
-            if let Some(st) = self.shared.system(system) {
-                inc(&st.messages_out);
+        let (status, reason) = match result {
+            Ok(()) => {
+                if let Some(st) = self.shared.system(system) {
+                    inc(&st.messages_out);
+                }
+                return self.finish(waiter, Outcome::Delivered);
             }
-            return self.finish(waiter, Outcome::Delivered);
+            Err(answer) => answer,
+        };
+        if status == 503 {
+            inc(&self.shared.stats.mm4_forwards_failed);
         }
-        inc(&self.shared.stats.mm4_forwards_failed);
         if let Some(m) = message {
             self.remove_durable(m);
             let _ = self.correlation.remove(m);
         }
-        self.finish(waiter, Outcome::Answered(503, "Service Unavailable (the MMS centre did not take the message)"));
+        self.finish(waiter, Outcome::Answered(status, reason));
     }
 
     /// A report from MMS centre `system` about an MMS iwf forwarded (`state`: what it
@@ -198,7 +193,6 @@ impl Flows {
         state: Option<ReceiptState>,
         data: &[u8],
     ) {
-        inc(&self.shared.stats.mm4_reports_in);
         let id = report.message_id.clone().unwrap_or_default();
         let owner = mms_worker_of_id(&id, self.shared.jobs.len());
         if let (ReportFrom::Local { conn, rcpt }, Some(owner)) = (&from, owner) {
@@ -207,6 +201,7 @@ impl Flows {
                 return self.hand_report(owner as CoreId, ack, system, data);
             }
         }
+        inc(&self.shared.stats.mm4_reports_in);
         let id = canonical_id(id.as_bytes(), IdCanonicalisation::Exact, IdOrigin::Receipt)
             .ok()
             .filter(|id| self.correlation.message_of(LegacySystemId(system), id).is_some());
@@ -236,13 +231,7 @@ impl Flows {
     /// Hands a report to worker `core`, which keeps its MMS's correlation; `ack` is
     /// answered when it tells how the report ended.
     fn hand_report(&mut self, core: CoreId, ack: ReportAck, system: u16, data: &[u8]) {
-        let w = self.waiters.insert(Waiter {
-            from: Requester::Mm4Report,
-            remaining: 1,
-            refused: None,
-            answer: None,
-            replay: None,
-        });
+        let w = self.new_waiter(Requester::Mm4Report, 1);
         let job = Job { token: self.token(w), request: data.to_vec(), mm4_from: Some(system) };
         if matches!(self.shared.jobs.get(usize::from(core)).map(|q| q.push(job)), Some(Ok(()))) {
             self.mms.handed.insert(w, ack);
@@ -257,10 +246,7 @@ impl Flows {
         let Ok(m) = Mm4::parse(data) else {
             return self.finish(token, Outcome::Answered(503, "Service Unavailable (hand-over)"));
         };
-        let state = match m.kind {
-            MessageType::ForwardRes => Some(ReceiptState::Failed),
-            _ => crate::interwork::mms::report_of(&m).and_then(crate::interwork::mms::report_state),
-        };
+        let state = report_state_of(&m);
         self.mms_report_in(ReportFrom::Remote { token }, system, m, state, data);
     }
 
@@ -271,6 +257,10 @@ impl Flows {
         let outcome = match status {
             200..=299 => ReportOutcome::Taken,
             404 => ReportOutcome::NotFound,
+            410 => ReportOutcome::Refused(RequestStatus::ErrorSendingAddressUnresolved),
+            403 => ReportOutcome::Refused(RequestStatus::ErrorServiceDenied),
+            415 => ReportOutcome::Refused(RequestStatus::ErrorContentNotAccepted),
+            400 => ReportOutcome::Refused(RequestStatus::ErrorUnspecified),
             _ => ReportOutcome::Retry,
         };
         self.report_settled(ack, outcome);
@@ -280,8 +270,7 @@ impl Flows {
     /// ([`Flows::respond`] hands it here): whether it was one.
     pub(super) fn report_acked(&mut self, conn: ConnRef, seq: u32, status: CommandStatus) -> bool {
         let Some(ack) = self.mms.report_acks.remove(&(conn, seq)) else { return false };
-        let outcome = if status == CommandStatus::ESME_ROK { ReportOutcome::Taken } else { ReportOutcome::Retry };
-        self.report_settled(ack, outcome);
+        self.report_settled(ack, report_outcome_of(status));
         true
     }
 
@@ -293,30 +282,50 @@ impl Flows {
                 let o = match outcome {
                     ReportOutcome::Taken => Outcome::Delivered,
                     ReportOutcome::NotFound => Outcome::Answered(404, "Not Found (no such message)"),
+                    ReportOutcome::Refused(RequestStatus::ErrorSendingAddressUnresolved) => {
+                        Outcome::Answered(410, "Gone (the sender)")
+                    }
+                    ReportOutcome::Refused(RequestStatus::ErrorServiceDenied) => Outcome::Answered(403, "Forbidden"),
+                    ReportOutcome::Refused(RequestStatus::ErrorContentNotAccepted) => {
+                        Outcome::Answered(415, "Unsupported Media Type")
+                    }
+                    ReportOutcome::Refused(_) => Outcome::Answered(400, "Bad Request"),
                     ReportOutcome::Retry => Outcome::Answered(503, "Service Unavailable (try again)"),
                 };
                 return self.finish(token, o);
             }
+            ReportAck::Gone => return,
         };
-        // A response (a .RES refusing a forward) gets no .RES of its own.
-        let answers = report.ack_request && report.kind != MessageType::ForwardRes;
-        match outcome {
-            ReportOutcome::Taken => {
-                self.smtp_answer(conn, Reply::new(250, b"2.0.0 Ok"));
-                if answers {
-                    self.mm4_response(system, &report, rcpt, RequestStatus::Ok);
+        // A response (a .RES refusing a forward) is taken whatever became of it: no
+        // reply refuses it, no .RES answers it.
+        if report.kind == MessageType::ForwardRes {
+            let reply = if outcome == ReportOutcome::Retry { 451 } else { 250 };
+            return self.smtp_answer(conn, Reply::new(reply, b"2.0.0 Ok"));
+        }
+        let status = match outcome {
+            ReportOutcome::Taken => RequestStatus::Ok,
+            ReportOutcome::NotFound => RequestStatus::ErrorMessageNotFound,
+            ReportOutcome::Refused(s) => s,
+            ReportOutcome::Retry => {
+                return self.smtp_answer(conn, Reply::new(451, b"4.3.0 Not relayed now, try again"));
+            }
+        };
+        if status != RequestStatus::Ok {
+            inc(&self.shared.stats.mm4_refused);
+        }
+        match (report.ack_request, status) {
+            (true, _) | (false, RequestStatus::Ok) => {
+                let text: &'static [u8] =
+                    if status == RequestStatus::Ok { b"2.0.0 Ok" } else { b"2.0.0 Answered in the .RES" };
+                self.smtp_answer(conn, Reply::new(250, text));
+                if report.ack_request {
+                    self.mm4_response(system, &report, rcpt, status);
                 }
             }
-            ReportOutcome::NotFound => {
-                inc(&self.shared.stats.mm4_refused);
-                if answers {
-                    self.smtp_answer(conn, Reply::new(250, b"2.0.0 Answered in the .RES"));
-                    self.mm4_response(system, &report, rcpt, RequestStatus::ErrorMessageNotFound);
-                } else {
-                    self.smtp_answer(conn, Reply::new(554, b"5.6.0 No such message"));
-                }
+            (false, RequestStatus::ErrorMessageNotFound) => {
+                self.smtp_answer(conn, Reply::new(554, b"5.6.0 No such message"))
             }
-            ReportOutcome::Retry => self.smtp_answer(conn, Reply::new(451, b"4.3.0 Not relayed now, try again")),
+            (false, s) => self.smtp_answer(conn, refusal_reply(s)),
         }
     }
 }

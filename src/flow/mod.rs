@@ -123,6 +123,13 @@ impl<T> ByPort<T> {
         self.queues.get(usize::from(port)).is_some_and(|q| !q.is_empty())
     }
 
+    /// Keeps only what `keep` says of port `port`'s queue.
+    fn retain(&mut self, port: u8, keep: impl FnMut(&T) -> bool) {
+        if let Some(q) = self.queues.get_mut(usize::from(port)) {
+            q.retain(keep);
+        }
+    }
+
     /// The next of any port (lowest port first): for tests and fuzzers.
     fn pop_any(&mut self) -> Option<T> {
         self.queues.iter_mut().find_map(VecDeque::pop_front)
@@ -548,7 +555,8 @@ enum Outgoing {
     Imdn { message: correlation::MessageRef, acks: Vec<ReceiptAck>, undo: Option<Box<Checkpoint>>, last: bool },
     /// An MMS from an MMS centre: its SMTP reply on `conn` (none once that closed) and
     /// the `.RES` it asked for after the final response.
-    Mms { conn: Option<ConnRef>, system: u16, res: Option<Box<mms::ResFor>> },
+    /// `origin`: the key of the origin kept for its reports, if any.
+    Mms { conn: Option<ConnRef>, system: u16, res: Option<Box<mms::ResFor>>, origin: Option<u64> },
 }
 
 /// An SMSC receipt whose `*_resp` is held: parked for its id, or waiting for the IMDN
@@ -829,7 +837,11 @@ impl Flows {
             expired_at: 0,
             timers: Timers::default(),
             corr_seq: 1,
-            tag_seq: 0,
+            // Tags issued in the same minute before a restart must not repeat theirs
+            // (an MMS's origin is kept under its tag): a start that is not the last one's.
+            tag_seq: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16)),
             concat_ref: 0,
             rr: 0,
             smpp_out: ByPort::default(),
@@ -954,6 +966,20 @@ impl Flows {
                 Outgoing::Mms { .. } => {}
             }
         }
+        // Reports of an MMS centre on it: their IMDNs still go, their answer does not
+        // (the centre sends them again), nor does a reply queued for it.
+        self.mms.report_acks.retain(|(c, _), _| *c != conn);
+        for ack in self.mms.handed.values_mut() {
+            if matches!(ack, mms::ReportAck::Local { conn: c, .. } if *c == conn) {
+                *ack = mms::ReportAck::Gone;
+            }
+        }
+        self.smtp_answers.retain(conn.port, |(c, _)| *c != conn);
+    }
+
+    /// A waiter for `remaining` completions, answered to `from`: its key.
+    fn new_waiter(&mut self, from: Requester, remaining: u16) -> u64 {
+        self.waiters.insert(Waiter { from, remaining, refused: None, answer: None, replay: None })
     }
 
     // ---- time and the outboxes -------------------------------------------------------
@@ -2071,6 +2097,52 @@ mod tests {
         assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
         let res = Mm4::parse(&f.poll_mm4_out(|_| true).unwrap().data).unwrap();
         assert_eq!(res.request_status, Some(RequestStatus::ErrorMessageNotFound));
+    }
+
+    /// What an MMS that was not relayed kept for its reports goes with it (the centre's
+    /// resend gets a new tag); a report whose IMDN is refused for good is answered so
+    /// (250 and the .RES's error status), not left for the centre to resend for ever; a
+    /// connection that closes takes its reports' answers with it.
+    #[test]
+    fn mms_state_goes_with_what_it_was_for() {
+        use crate::wire::mm4::{Mm4, RequestStatus};
+        let shared = mms_shared();
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        f.poll(0, NOW);
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "No") });
+        let r = f.poll_request_tcp().unwrap();
+        assert_eq!(f.mms.origins.len(), 1);
+        f.sip_final(r.token, 480);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(451));
+        assert!(f.mms.origins.is_empty(), "not relayed: nothing to report on");
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 9, data: &mm4_forward(MMS_USER, "No") });
+        let _ = f.poll_request_tcp().unwrap();
+        f.poll(1_000, NOW + 40);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(451));
+        assert!(f.mms.origins.is_empty(), "timed out: nothing to report on");
+        // Converged → MMS: a report whose IMDN the core refuses for good.
+        let sip = conv_text("+447000400001", "mms-out9", "positive-delivery, display", "x");
+        let t = txn(&mut server, sip.as_bytes());
+        deliver(&mut f, &shared, NOW + 40, sip.as_bytes(), t);
+        let out = f.poll_mm4_out(|_| true).unwrap();
+        f.handle(0, Input::Mm4Done { token: out.token.unwrap(), delivered: true });
+        let _ = f.poll_any_answer();
+        let id = Mm4::parse(&out.data).unwrap().message_id.unwrap();
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &mmsc_report("delivery_report", &id, "Retrieved") });
+        let r = f.poll_request().expect("the IMDN");
+        f.sip_final(r.token, 404);
+        assert_eq!(f.poll_smtp_answer(0).map(|(_, r)| r.code), Some(250));
+        let res = Mm4::parse(&f.poll_mm4_out(|_| true).unwrap().data).unwrap();
+        assert_eq!(res.request_status, Some(RequestStatus::ErrorSendingAddressUnresolved));
+        // The read reply's connection closes before its IMDN's answer: nothing is
+        // answered on the slot, and nothing is kept.
+        f.handle(0, Input::Mm4 { conn: MMSC, system: 4, data: &mmsc_report("read_reply_report", &id, "Read") });
+        let r = f.poll_request().expect("the display IMDN");
+        f.handle(0, Input::Closed { conn: MMSC });
+        assert!(f.mms.report_acks.is_empty());
+        f.sip_final(r.token, 200);
+        assert!(f.poll_smtp_answer(0).is_none() && f.poll_mm4_out(|_| true).is_none());
     }
 
     /// A report landing on another worker than the one that forwarded its MMS is

@@ -50,12 +50,11 @@ from email.utils import format_datetime, make_msgid
 
 from aiosmtpd.controller import Controller
 
+from picture import JPEG
+
 DOMAIN = "mmsc-m.lab"
 SYSTEM = "system-user@" + DOMAIN
 IWF_DOMAIN = "iwf.ims.lab"
-# A baseline JPEG's frame: SOI, a JFIF APP0, then EOI (the relay never decodes it; the
-# content type and the bytes are what must arrive intact).
-JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + bytes(range(256)) + bytes.fromhex("ffd9")
 
 
 def hostport(s):
@@ -108,6 +107,11 @@ def forward(n, to, uniq):
     ]:
         m[k] = v
     return tid, mid, m.as_bytes(policy=email.policy.SMTP)
+
+
+def via_postfix(m):
+    """Whether a Postfix relay stamped the message on its way here."""
+    return any("(Postfix)" in str(h) for h in m.get_all("Received", []))
 
 
 def response_to(req, uniq, n):
@@ -277,12 +281,13 @@ def main(argv=None):
                 continue
             if kind == "MM4_forward.RES":
                 rec["res"] = {"status": header(m, "X-Mms-Request-Status-Code"), "message_id": mid,
-                              "transaction_id": header(m, "X-Mms-Transaction-ID")}
+                              "transaction_id": header(m, "X-Mms-Transaction-ID"), "via_postfix": via_postfix(m)}
             elif kind in ("MM4_delivery_report.REQ", "MM4_read_reply_report.REQ"):
                 slot = "delivery" if kind.startswith("MM4_delivery") else "read"
                 status = header(m, "X-Mms-MM-Status-Code" if slot == "delivery" else "X-Mms-Read-Status")
                 rec[slot] = {"status": status, "message_id": mid, "from": header(m, "From"),
-                             "to": header(m, "To"), "rcpt": rcpts, "mail_from": mail_from}
+                             "to": header(m, "To"), "rcpt": rcpts, "mail_from": mail_from,
+                             "via_postfix": via_postfix(m)}
                 if (header(m, "X-Mms-Ack-Request") or "").lower() == "yes":
                     answered += 1
                     res_kind, res = response_to(m, uniq, answered)

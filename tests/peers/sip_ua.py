@@ -80,6 +80,8 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
+from picture import JPEG
+
 COMPACT = {
     "i": "call-id", "f": "from", "t": "to", "v": "via", "l": "content-length",
     "c": "content-type", "m": "contact", "k": "supported", "s": "subject",
@@ -89,9 +91,6 @@ TAG_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
 IMDN_URN = "urn:ietf:params:imdn"
 IMDN_XMLNS = "urn:ietf:params:xml:ns:imdn"
 CRLF = "\r\n"
-# A baseline JPEG's frame: SOI, a JFIF APP0, then EOI (nothing decodes it on the way; its
-# type and octets are what must arrive intact).
-JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + bytes(range(256)) + bytes.fromhex("ffd9")
 MAX_XML = 16384
 
 

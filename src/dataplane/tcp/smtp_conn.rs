@@ -116,7 +116,7 @@ impl Mm4Conn {
     }
 
     /// Message `o` is done with: its fate goes to the engine when it waits for it.
-    fn finish(&mut self, o: Mm4Out, delivered: bool) {
+    pub(super) fn finish(&mut self, o: Mm4Out, delivered: bool) {
         if let Some(token) = o.token {
             self.done.push((token, delivered));
         }
@@ -261,7 +261,16 @@ pub(super) fn drive_mm4(now: u64, sock: &mut tcp::Socket<'_>, conn: &mut Mm4Conn
             sock.close();
             break;
         }
-        if conn.client.state() == ClientState::Ready && conn.in_flight.is_none() && now >= conn.hold_until {
+        // What waited past its time was answered already: it is not sent (the answer's
+        // retry would make it a duplicate).
+        while conn.waiting.front().is_some_and(|o| o.expires_ms.is_some_and(|t| t < now)) {
+            if let Some(o) = conn.waiting.pop_front() {
+                tc.mm4_dropped.inc();
+                conn.finish(o, false);
+            }
+        }
+        let ready = conn.client.state() == ClientState::Ready && sock.may_send();
+        if ready && conn.in_flight.is_none() && now >= conn.hold_until {
             if let Some(o) = conn.waiting.pop_front() {
                 conn.next_token = conn.next_token.wrapping_add(1);
                 match conn.client.send(now, conn.next_token, o.from.as_bytes(), o.rcpt.as_bytes(), &o.data) {
