@@ -1749,8 +1749,9 @@ mod tests {
     /// whole, the SMTP 250 waits for the MESSAGE's final response, and the
     /// MM4_forward.RES goes to the MMS centre's own SMTP server through iwf's client.
     /// A stranger's SYN to the SMTP port is refused.
-    #[test]
-    fn an_mms_centre_relays_over_smtp_and_gets_its_forward_res() {
+    /// The lab with MMS centre 9 (mmsc-m at 198.18.1.1, its server on 2525) provisioned,
+    /// iwf's SMTP server on 25 and its MM4 client toward the centre.
+    fn mms_centre_lab() -> Lab {
         let mmsc = LegacyConfig {
             id: 9,
             name: "mmsc-m".into(),
@@ -1782,6 +1783,12 @@ mod tests {
         if let Some(f) = lab.flows.as_mut() {
             f.poll(0, unix);
         }
+        lab
+    }
+
+    #[test]
+    fn an_mms_centre_relays_over_smtp_and_gets_its_forward_res() {
+        let mut lab = mms_centre_lab();
         let own_server = lab.listen(2525);
         let h = lab.connect_to(25, 40025);
         lab.run(50);
@@ -1890,6 +1897,54 @@ mod tests {
         lab.sock(second).send_slice(b"220 mmsc-m.lab ESMTP\r\n").unwrap();
         lab.run(30);
         assert!(lab.text(second).starts_with("EHLO [198.18.1.2]"), "on a new connection");
+    }
+
+    #[test]
+    fn a_line_cut_by_the_receive_rings_end_is_read_whole() {
+        // The socket's receive buffer (settings: 4096 octets) is a ring; its first wrap
+        // lies at stream offset 4096. A line's CRLF, or the data's closing `.` CRLF, split
+        // there was taken by neither half and the connection waited for ever.
+        for dot_at_the_wrap in [false, true] {
+            let mut lab = mms_centre_lab();
+            let h = lab.connect_to(25, 40025);
+            lab.run(50);
+            assert!(lab.text(h).starts_with("220 "));
+            let mut session = "EHLO mmsc-m.lab\r\nMAIL FROM:<system-user@mmsc-m.lab>\r\n\
+                        RCPT TO:<+447000200001/TYPE=PLMN@iwf.ims.lab>\r\nDATA\r\n\
+                        X-Mms-3GPP-MMS-Version: 6.10.0\r\nX-Mms-Message-Type: MM4_forward.REQ\r\n\
+                        X-Mms-Transaction-ID: t-9\r\nX-Mms-Message-ID: <m-9@mmsc-m.lab>\r\n\
+                        From: +447000400001/TYPE=PLMN@mmsc-m.lab\r\nTo: +447000200001/TYPE=PLMN@iwf.ims.lab\r\n\
+                        Content-Type: text/plain\r\n\r\n"
+                .to_string();
+            while session.len() + 160 < 4096 {
+                session.push_str(&format!("{}\r\n", "x".repeat(76)));
+            }
+            // The last line before the wrap ends with its CR at 4095, or ends at 4095 so
+            // that the closing dot sits there.
+            let fill = 4096 - session.len() - if dot_at_the_wrap { 3 } else { 1 };
+            session.push_str(&format!("{}\r\n", "y".repeat(fill)));
+            if !dot_at_the_wrap {
+                assert_eq!(session.as_bytes()[4095], b'\r');
+                session.push_str(&format!("{}\r\n", "z".repeat(76)).repeat(10));
+            }
+            let end = session.len();
+            session.push_str(".\r\n");
+            assert!(!dot_at_the_wrap || end == 4096 - 1, "{end}");
+            let mut at = 0;
+            for _ in 0..40 {
+                at += lab.sock(h).send_slice(&session.as_bytes()[at..]).unwrap();
+                lab.run(20);
+            }
+            assert_eq!(at, session.len());
+            assert_eq!(
+                lab.counters.tcp.smtp_messages.get(),
+                1,
+                "the message's end was seen (dot at the wrap: {dot_at_the_wrap})"
+            );
+            let r = lab.flows.as_mut().unwrap().poll_request_tcp().expect("the MESSAGE");
+            let text = String::from_utf8_lossy(&r.bytes).into_owned();
+            assert!(text.contains(&format!("{}\r\n", "y".repeat(fill))), "{text}");
+        }
     }
 
     #[test]

@@ -137,18 +137,39 @@ impl Mm4Conn {
     }
 }
 
+/// The most a session leaves untaken while it waits for the rest of a line: a reply of
+/// the client's `max_reply` (a multi-line EHLO answer), a server's command line.
+const PARTIAL_MAX: usize = 8192;
+
 /// Hands what `sock` holds to `input` (which says how much it took) until it takes
 /// nothing more; whether it took anything.
+///
+/// The socket's buffer is a ring and `recv` shows only up to its end. A line cut there
+/// (a CRLF split across the wrap, a command's first half) is taken by neither half, so
+/// the session would wait for octets it already has: then the ring is read across the
+/// wrap into a scratch copy and what the session takes of it is dropped from the ring.
 fn read_into(sock: &mut tcp::Socket<'_>, mut input: impl FnMut(&[u8]) -> usize) -> bool {
     let mut any = false;
     while sock.can_recv() {
+        let mut seen = 0;
         let used = sock
             .recv(|buf| {
+                seen = buf.len();
                 let n = input(buf);
                 (n, n)
             })
             .unwrap_or(0);
-        if used == 0 {
+        if used > 0 {
+            any = true;
+            continue;
+        }
+        if sock.recv_queue() <= seen {
+            break;
+        }
+        let mut scratch = [0u8; PARTIAL_MAX];
+        let n = sock.peek_slice(&mut scratch).unwrap_or(0);
+        let used = input(scratch.get(..n).unwrap_or(&[])).min(n);
+        if used == 0 || sock.recv_slice(scratch.get_mut(..used).unwrap_or(&mut [])).is_err() {
             break;
         }
         any = true;
