@@ -33,6 +33,9 @@
 #    at half that load for the p99 there. iwf's CPU time per receipt = its worker's
 #    non-empty polls (busy_ns of both ports) + the CPU time of every other iwf thread
 #    (store, control, admin), over the receipts.
+# mms: the load generator's MMS centre (mmsc-m) relays MMS with a 30 KiB picture over 4
+#    SMTP connections as fast as iwf answers, beside smsc-a and smsc-b at 200 messages/s:
+#    MMS/s whose delivery reports came back to the centre, and forward → report p50/p99.
 # originate: converged → legacy: the load generator's converged side sends MESSAGEs asking
 #    for delivery notifications (closed loop, 64 awaiting their notification) through iwf
 #    to smsc-c, which the load generator also plays (answers, sends the receipt); every
@@ -62,7 +65,7 @@
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
 # CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (600 + RSS_S), BENCH_PARTS ("ceiling sip smpp
-# e2e load originate baseline rss memory scaling": which figures to measure), SMPP_COUNT (300000),
+# e2e load mms originate baseline rss memory scaling": which figures to measure), SMPP_COUNT (300000),
 # SMPP_WINDOW (10), E2E_COUNT (20000), E2E_WINDOW (64), LOAD_S (10), RSS_S (600),
 # RSS_RATE (2000), BASE_CPUS (1).
 set -euo pipefail
@@ -79,7 +82,7 @@ command -v cargo >/dev/null || { echo "bench: cargo not on PATH (sudo env PATH=\
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
-PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load originate baseline rss memory scaling"}
+PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load mms originate baseline rss memory scaling"}
 LOAD_S=${LOAD_S:-10}
 RSS_S=${RSS_S:-600}
 RSS_RATE=${RSS_RATE:-2000}
@@ -129,7 +132,7 @@ fi
 IWF_BIN=$TARGET/release/iwf
 PEER_BIN=$TARGET/release/iwf-peer
 [ -x "$IWF_BIN" ] || { echo "bench: no release binary at $IWF_BIN" >&2; exit 1; }
-if want smpp || want e2e || want load || want originate || want baseline || want rss; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
+if want smpp || want e2e || want load || want mms || want originate || want baseline || want rss; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
 
 # --- 1. the tap ceiling ------------------------------------------------------------
@@ -287,7 +290,7 @@ sed -e 's/^server_transactions = .*/server_transactions = 524288 # bench: 32 s o
     -e 's/^stats_interval_ms = .*/stats_interval_ms = 1000/' \
     -e 's/^client_transactions = .*/client_transactions = 65536 # bench: (RTT + Timer K 5 s) at 13 k\/s/' \
     -e 's/^window = 10$/window = 64/' config/lab.toml >"$OUT/bench.toml"
-if want sip || want smpp || want e2e || want load || want originate || want rss; then
+if want sip || want smpp || want e2e || want load || want mms || want originate || want rss; then
     say "lab up (release binary, $OUT/bench.toml)"
     IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up >"$OUT/lab-up.log" 2>&1 ||
         { cat "$OUT/lab-up.log" >&2; exit 1; }
@@ -444,6 +447,23 @@ if want load; then
     say "load: $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, $LOAD_MISSING missing or misrouted), $LOAD_PKTS packets per receipt ($LOAD_PPS packets/s), $LOAD_NS ns iwf CPU per receipt; at half: $HALF_RPS receipts/s, p99 $HALF_P99 µs"
     [ "$LOAD_RPS" -gt 0 ] || { echo "bench: the load run measured nothing (see $OUT/load-max.*)" >&2; exit 1; }
 fi
+# --- mms: MMS from mmsc-m with a 30 KiB picture, beside the SMS load ------------------------
+MMS_PS=0
+MMS_P50=0
+MMS_P99=0
+MMS_MISSING=0
+MMS_SMS_RPS=0
+if want mms; then
+    say "mms: mmsc-m (8 SMTP connections, 30 KiB pictures, as fast as iwf answers) beside smsc-a + smsc-b at 200 messages/s"
+    run_load mms "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate 200 \
+        --mms-rate 100000 --mms-connections 4 --mms-image-kb 30
+    MMS_PS=$(jget "$OUT/load-mms.json" mms.mms_per_s)
+    MMS_P50=$(jget "$OUT/load-mms.json" mms.report_latency_us.p50)
+    MMS_P99=$(jget "$OUT/load-mms.json" mms.report_latency_us.p99)
+    MMS_MISSING=$(jget "$OUT/load-mms.json" mms.missing)
+    MMS_SMS_RPS=$(jget "$OUT/load-mms.json" legacy.receipts_per_s)
+    say "mms: $MMS_PS MMS/s with their delivery reports back (p50 $MMS_P50 µs, p99 $MMS_P99 µs, $MMS_MISSING missing); SMS beside: $MMS_SMS_RPS receipts/s"
+fi
 # --- originate: converged → legacy through iwf ----------------------------------------------
 ORIG_NPS=0
 ORIG_P99=0
@@ -573,6 +593,10 @@ fi
         echo "| $DATE | $MACHINE | packets through iwf's taps at that load ($LOAD_PKTS packets per receipt: SMPP, TCP ACKs, SIP MESSAGE, 200, IMDN, 200, rx + tx), ratio to the tap ceiling | $LOAD_PPS packets/s | $r |"
         echo "| $DATE | $MACHINE | submit → receipt p99 at that load / at half that load ($HALF_RPS receipts/s) | $LOAD_P99 / $HALF_P99 µs | |"
         echo "| $DATE | $MACHINE | iwf CPU time per receipt (worker's non-empty polls + all other iwf threads) | $LOAD_NS ns | |"
+    fi
+    if want mms; then
+        echo "| $DATE | $MACHINE | MMS/s: MM4_forward.REQ (30 KiB picture, 8 SMTP connections) → SIP MESSAGE over TCP → 200 + delivery IMDN → MM4_delivery_report.REQ back at the MMS centre, beside SMS at 200 messages/s ($MMS_SMS_RPS receipts/s; $MMS_MISSING reports missing) | $MMS_PS MMS/s | |"
+        echo "| $DATE | $MACHINE | MMS forward → its delivery report at the MMS centre, p50 / p99 (same run) | $MMS_P50 / $MMS_P99 µs | |"
     fi
     if want originate; then
         echo "| $DATE | $MACHINE | converged → legacy: MESSAGE → iwf → submit_sm → SMSC receipt → IMDN back, notifications/s (window 64) | $ORIG_NPS notifications/s | |"

@@ -1189,6 +1189,13 @@ fn load_generator() {
         "20",
         "--smsc-listen",
         &format!("{LEGACY_PEER_TEXT}:2776"),
+        // The MMS mix: MMS with a 30 KiB picture from mmsc-m to converged users.
+        "--mms-rate",
+        "10",
+        "--mms-count",
+        "20",
+        "--mms-listen",
+        &format!("{LEGACY_PEER_TEXT}:2525"),
         "--drain",
         "15",
         "--progress-ms",
@@ -1216,6 +1223,13 @@ fn load_generator() {
     assert!(c["originated"].as_u64() >= Some(40), "{c}");
     assert_eq!(c["delivered_back"], c["originated"], "{c}");
     assert_eq!(c["notifications_missing"], 0, "{c}");
+    let m = &v["mms"];
+    assert_eq!((m["sent"].as_u64(), m["accepted"].as_u64()), (Some(20), Some(20)), "{m}");
+    assert_eq!(
+        (m["reports"].as_u64(), m["missing"].as_u64()),
+        (Some(20), Some(0)),
+        "every MMS's delivery report back: {m}"
+    );
     assert_eq!(v["complete"], true, "{text}");
     // iwf's own account: the receipts and acks it delivered are the ones the systems got.
     let flow = |line: &str, k: &str| -> u64 {

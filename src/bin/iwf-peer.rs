@@ -28,6 +28,8 @@
 //! run ended incomplete (JSON still printed).
 #[path = "iwf-peer/load.rs"]
 mod load;
+#[path = "iwf-peer/mmsc.rs"]
+mod mmsc;
 #[path = "iwf-peer/pcap.rs"]
 mod pcap;
 #[path = "iwf-peer/ua.rs"]

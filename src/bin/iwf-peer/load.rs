@@ -11,7 +11,10 @@
 //!   `--display`); with `--originate-rate` it also originates converged → legacy
 //!   MESSAGEs and matches the delivery notifications that come back;
 //! - **the SMSC iwf binds to** (`--smsc-listen`): answers iwf's submit_sm and sends the
-//!   delivery receipts that become those notifications.
+//!   delivery receipts that become those notifications;
+//! - **an MMS centre** (`--mms-rate`, [`super::mmsc`]): relays MMS with a picture over
+//!   iwf's SMTP server and takes their `.RES` and delivery reports on its own; the
+//!   converged side then takes MESSAGEs over TCP too.
 //!
 //! Each side runs in its own network namespace when asked (`--legacy-netns`,
 //! `--converged-netns`: the thread enters it before it opens its socket), so one process
@@ -127,6 +130,29 @@ pub struct LoadArgs {
     /// Seconds to wait for iwf to bind to the SMSC before originating.
     #[arg(long, default_value_t = 30.0)]
     pub smsc_bind_wait: f64,
+    /// MMS per second from the MMS centre (0: none): MM4_forward.REQ with a text and a
+    /// picture, asking for a delivery report.
+    #[arg(long, default_value_t = 0.0)]
+    pub mms_rate: f64,
+    /// Most MMS.
+    #[arg(long, default_value_t = u64::MAX)]
+    pub mms_count: u64,
+    /// The MMS centre's own SMTP server (iwf's smtp_next_hop for it; legacy namespace).
+    #[arg(long, default_value = "198.18.1.1:2525")]
+    pub mms_listen: SocketAddr,
+    /// iwf's SMTP server.
+    #[arg(long, default_value = "198.18.1.2:25")]
+    pub mms_connect: SocketAddr,
+    /// SMTP connections the MMS centre relays over (one MMS in flight on each). iwf's
+    /// `max_connections_per_peer` counts them with the SMPP binds from the same address.
+    #[arg(long, default_value_t = 4)]
+    pub mms_connections: usize,
+    /// The picture's size, KiB.
+    #[arg(long, default_value_t = 30)]
+    pub mms_image_kb: usize,
+    /// The MMS sender (an MMS user).
+    #[arg(long, default_value = "+447000400001")]
+    pub mms_from: String,
     /// Milliseconds between progress lines on stderr (0: none).
     #[arg(long, default_value_t = 1000)]
     pub progress_ms: u64,
@@ -274,8 +300,18 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
         return Err("--rate and --originate-rate must be 0 or more".into());
     }
     let originating = args.originate_rate > 0.0 || args.originate_window > 0;
-    if args.systems.is_empty() && !originating {
-        return Err("nothing to do: give --system (legacy → converged) or --originate-rate (converged → legacy)".into());
+    let mms = args.mms_rate > 0.0;
+    if args.mms_rate.is_nan() || args.mms_rate < 0.0 {
+        return Err("--mms-rate must be 0 or more".into());
+    }
+    if mms && args.ua_listen.is_none() {
+        return Err("--mms-rate needs --ua-listen (the converged side takes the MMS)".into());
+    }
+    if args.systems.is_empty() && !originating && !mms {
+        return Err(
+            "nothing to do: give --system (legacy → converged), --originate-rate (converged → legacy) or --mms-rate"
+                .into(),
+        );
     }
     if originating && args.ua_listen.is_none() {
         return Err("--originate-rate / --originate-window need --ua-listen (the converged side's address)".into());
@@ -334,11 +370,27 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
             send_for: Duration::from_secs_f64(args.duration.max(0.0)),
             drain: Duration::from_secs_f64(args.drain.max(0.0)),
         }),
+        tcp_notify_to: mms.then_some(args.originate_next_hop),
     };
+    let mmsc_cfg = super::mmsc::MmscConfig {
+        listen: args.mms_listen,
+        iwf: args.mms_connect,
+        rate: args.mms_rate,
+        count: args.mms_count,
+        send_for: Duration::from_secs_f64(args.duration.max(0.0)),
+        drain: Duration::from_secs_f64(args.drain.max(0.0)),
+        connections: args.mms_connections.max(1),
+        image_bytes: args.mms_image_kb.saturating_mul(1024),
+        from: args.mms_from.clone(),
+        to_prefix: args.destination_prefix.clone(),
+        users: args.users,
+    };
+    let mmsc_live = super::mmsc::MmscLive::default();
+    let mmsc_stop = AtomicBool::new(false);
     let started = Instant::now();
     let hard_end = started + Duration::from_secs_f64(args.duration.max(0.0) + args.drain.max(0.0) + 60.0);
 
-    let (results, ua_result, smsc_result) = thread::scope(|s| {
+    let (results, ua_result, smsc_result, mms_result) = thread::scope(|s| {
         let smsc = args.smsc_listen.map(|listen| {
             let smsc_args = SmscArgs {
                 listen,
@@ -404,6 +456,16 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
         {
             thread::sleep(Duration::from_millis(5));
         }
+        let mmsc = mms.then(|| {
+            let (cfg, live, stop) = (&mmsc_cfg, &mmsc_live, &mmsc_stop);
+            let netns = args.legacy_netns.clone();
+            s.spawn(move || {
+                if let Some(ns) = &netns {
+                    enter_netns(ns)?;
+                }
+                super::mmsc::run(cfg, live, stop)
+            })
+        });
         let handles: Vec<_> = systems
             .iter()
             .enumerate()
@@ -435,12 +497,24 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
             let originate_done = ua_cfg.originate.is_none()
                 || ua.as_ref().is_none_or(|h| h.is_finished())
                 || ua_live.originate_done.load(Ordering::SeqCst);
-            if (legacy_done && originate_done) || STOP.load(Ordering::SeqCst) || Instant::now() > hard_end {
+            let mms_done = mmsc.as_ref().is_none_or(|h| h.is_finished());
+            if (legacy_done && originate_done && mms_done) || STOP.load(Ordering::SeqCst) || Instant::now() > hard_end {
                 break;
             }
             if args.progress_ms > 0 && Instant::now() >= next_progress {
                 next_progress += Duration::from_millis(args.progress_ms);
                 last = progress(started, last, &systems, &ua_live, &smsc_binds);
+                if mms {
+                    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                    let l = &mmsc_live;
+                    eprintln!(
+                        "load {:6.1}s | MMS: {} sent {} accepted {} reports",
+                        started.elapsed().as_secs_f64(),
+                        get(&l.sent),
+                        get(&l.accepted),
+                        get(&l.reports)
+                    );
+                }
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -459,13 +533,18 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                 })
             })
             .collect();
+        mmsc_stop.store(true, Ordering::SeqCst);
+        let mms_result = mmsc.map(|h| h.join().unwrap_or_else(|_| Err("the MMS centre panicked".into())));
         ua_stop.store(true, Ordering::SeqCst);
         smsc_stop.store(true, Ordering::SeqCst);
         let ua_result = ua.map(|h| h.join().unwrap_or_else(|_| Err("the converged side panicked".into())));
         let smsc_result = smsc.map(|h| h.join().unwrap_or_else(|_| Err("the SMSC thread panicked".into())));
-        (results, ua_result, smsc_result)
+        (results, ua_result, smsc_result, mms_result)
     });
-    let report = Report::new(&args, &results, ua_result.as_ref(), smsc_result.as_ref(), started.elapsed());
+    let mut report = Report::new(&args, &results, ua_result.as_ref(), smsc_result.as_ref(), started.elapsed());
+    if let Some(r) = &mms_result {
+        report.add_mms(r);
+    }
     print!("{}", report.text);
     if let Some(path) = &args.json {
         std::fs::write(path, format!("{}\n", report.json)).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -526,6 +605,56 @@ struct Report {
 }
 
 impl Report {
+    /// The MMS centre's part: every accepted MMS's delivery report came back.
+    fn add_mms(&mut self, r: &Result<super::mmsc::MmscOutcome, String>) {
+        // Before the verdict, the text's last line.
+        let verdict = self.text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
+        self.text.truncate(verdict);
+        match r {
+            Ok(o) => {
+                let p = percentiles(&o.report_hist);
+                let _ = writeln!(
+                    self.text,
+                    "MMS: {} sent, {} accepted (SMTP 250), {} .RES Ok, {} delivery reports back, {} missing; \
+                     {:.1} MMS/s; report latency µs p50 {} p99 {}",
+                    o.sent,
+                    o.accepted,
+                    o.res_ok,
+                    o.reports,
+                    o.missing,
+                    if o.elapsed > 0.0 { o.reports as f64 / o.elapsed } else { 0.0 },
+                    p["p50"],
+                    p["p99"]
+                );
+                if o.closed_by_iwf > 0 || o.connect_failures > 0 || o.unmatched > 0 || !o.refused.is_empty() {
+                    let _ = writeln!(
+                        self.text,
+                        "     {} connections closed by iwf, {} connection attempts refused, {} unmatched reports, \
+                         refused {:?}{}",
+                        o.closed_by_iwf,
+                        o.connect_failures,
+                        o.unmatched,
+                        o.refused,
+                        o.errors.first().map(|e| format!(" (first: {e})")).unwrap_or_default()
+                    );
+                }
+                // Every MMS sent was taken and its report came back (a refused
+                // reconnection loses nothing: the slot tried again).
+                if o.sent == 0 || o.accepted != o.sent || o.missing > 0 || o.unmatched > 0 {
+                    self.complete = false;
+                }
+                self.json["mms"] = o.to_json();
+            }
+            Err(e) => {
+                let _ = writeln!(self.text, "MMS: {e}");
+                self.complete = false;
+                self.setup_error.get_or_insert_with(|| e.clone());
+            }
+        }
+        self.json["complete"] = json!(self.complete);
+        let _ = writeln!(self.text, "{}", if self.complete { "complete" } else { "INCOMPLETE" });
+    }
+
     fn new(
         args: &LoadArgs,
         results: &[SystemResult],

@@ -12,6 +12,11 @@
 //! delivery notifications that come back for them matched by `imdn.Message-ID`, with the
 //! MESSAGE → notification latency in a histogram. `iwf-peer load` drives it; `iwf-peer ua`
 //! prints one JSON line at the end (SIGINT / SIGTERM or `--duration`).
+//!
+//! With [`UaConfig::tcp_notify_to`] it takes requests over TCP on its address too (a
+//! core's TCP transport: iwf sends an MMS's large MESSAGE that way), framed by
+//! Content-Length and answered on their connection; their notifications go over UDP to
+//! that address.
 use super::percentiles;
 use hdrhistogram::Histogram;
 use iwf::wire::cpim::{self, CpimAddress, CpimRepr, DateTime, Dispositions, EMPTY_HEADER};
@@ -19,7 +24,8 @@ use iwf::wire::imdn::{DeliveryStatus, DisplayStatus, Imdn, Notification, XmlText
 use iwf::wire::sip::{Header, Message, MessageWriter, Method, Parser, Status};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
-use std::net::{SocketAddr, UdpSocket};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -76,6 +82,48 @@ pub struct UaConfig {
     pub display: bool,
     /// Converged → legacy traffic to originate.
     pub originate: Option<Originate>,
+    /// Take requests over TCP too; their notifications go to this address (iwf's SIP
+    /// over UDP).
+    pub tcp_notify_to: Option<SocketAddr>,
+}
+
+/// The length of the first whole SIP message in `acc` (its head, and the body its
+/// Content-Length gives), if it is all there.
+fn frame_len(acc: &[u8]) -> Option<usize> {
+    let head = acc.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = core::str::from_utf8(acc.get(..head)?).ok()?;
+    let body = text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim();
+            (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    (acc.len() >= head + body).then_some(head + body)
+}
+
+/// Answers `bytes` where its request came from: `conn` (a TCP stream) or `src` (UDP).
+fn answer(
+    sock: &UdpSocket,
+    streams: &mut HashMap<u64, (TcpStream, Vec<u8>)>,
+    conn: Option<u64>,
+    src: SocketAddr,
+    bytes: &[u8],
+) {
+    use std::io::Write;
+    match conn {
+        Some(id) => {
+            if let Some((s, _)) = streams.get_mut(&id) {
+                let _ = s.write_all(bytes);
+            }
+        }
+        None => {
+            let _ = sock.send_to(bytes, src);
+        }
+    }
 }
 
 /// Counters a progress line reads while the UA runs.
@@ -297,10 +345,54 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
     let mut n = 0u64;
     let mut sent_own = 0u64;
     let mut pending_own = 0u64;
+    let tcp = match cfg.tcp_notify_to {
+        Some(_) => {
+            let l = TcpListener::bind(local).map_err(|e| format!("TCP {local}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(l)
+        }
+        None => None,
+    };
+    let mut streams: HashMap<u64, (TcpStream, Vec<u8>)> = HashMap::new();
+    let mut frames: VecDeque<(Vec<u8>, u64)> = VecDeque::new();
+    let mut next_stream = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        if let Ok((len, src)) = sock.recv_from(&mut buf) {
+        if let Some(l) = &tcp {
+            while let Ok((s, _)) = l.accept() {
+                if s.set_nonblocking(true).is_ok() {
+                    next_stream += 1;
+                    streams.insert(next_stream, (s, Vec::new()));
+                }
+            }
+            let mut gone = Vec::new();
+            for (id, (s, acc)) in streams.iter_mut() {
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => {
+                            gone.push(*id);
+                            break;
+                        }
+                        Ok(n) => acc.extend_from_slice(buf.get(..n).unwrap_or(&[])),
+                        Err(_) => break,
+                    }
+                }
+                while let Some(len) = frame_len(acc) {
+                    frames.push_back((acc.drain(..len).collect(), *id));
+                }
+            }
+            for id in gone {
+                streams.remove(&id);
+            }
+        }
+        // A TCP request first (they are few: the large ones), else a datagram.
+        let tcp_frame = frames.pop_front();
+        let input = match &tcp_frame {
+            Some((frame, id)) => Some((frame.as_slice(), cfg.tcp_notify_to.unwrap_or(local), Some(*id))),
+            None => sock.recv_from(&mut buf).ok().map(|(len, src)| (buf.get(..len).unwrap_or(&[]), src, None)),
+        };
+        if let Some((data, src, conn)) = input {
             let mut headers = [Header::EMPTY; 48];
-            match Parser::datagram().parse(buf.get(..len).unwrap_or(&[]), &mut headers) {
+            match Parser::datagram().parse(data, &mut headers) {
                 Ok(Status::Complete(_, m)) if m.method().is_some() => {
                     let Some(branch) = branch_of(&m) else {
                         c.malformed += 1;
@@ -308,7 +400,7 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                     };
                     if let Some(r) = answered.get(&branch) {
                         c.retransmitted_messages += 1;
-                        let _ = sock.send_to(r, src);
+                        answer(sock, &mut streams, conn, src, r);
                         continue;
                     }
                     // A MESSAGE's CPIM, parsed once: a notification back, or a message.
@@ -337,7 +429,7 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                         .ok();
                     if let Some(rn) = rn {
                         let r = reply.get(..rn).unwrap_or(&[]).to_vec();
-                        let _ = sock.send_to(&r, src);
+                        answer(sock, &mut streams, conn, src, &r);
                         if answered.len() > 200_000 {
                             answered.clear();
                         }
@@ -548,8 +640,13 @@ impl UaOutcome {
 pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
     let sock = UdpSocket::bind(args.listen).map_err(|e| format!("cannot bind {}: {e}", args.listen))?;
     eprintln!("listening on {}", sock.local_addr().map_err(|e| e.to_string())?);
-    let cfg =
-        UaConfig { answer: args.answer, notify_delay_ms: args.notify_delay_ms, display: args.display, originate: None };
+    let cfg = UaConfig {
+        answer: args.answer,
+        notify_delay_ms: args.notify_delay_ms,
+        display: args.display,
+        originate: None,
+        tcp_notify_to: None,
+    };
     let stop = AtomicBool::new(false);
     let end = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
     let outcome = std::thread::scope(|s| {
