@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what iwf's build, tests and demo need on Debian 12. Idempotent; run as root
 # (or with sudo). Covers the packet path too: DPDK 22.11, bindgen's libclang, the lab's
-# tools (iproute2, ping, sipp, tshark, tcpreplay, swaks, postfix, python3 with smpplib
+# tools (iproute2, ping, sipp, tshark, tcpreplay, swaks, postfix, promtool, python3 with smpplib
 # and aiosmtpd), 2 MB hugepages on /dev/hugepages, and the peer baseline's Kamailio + Kannel
 # (scripts/baseline.sh).
 set -euo pipefail
@@ -12,6 +12,8 @@ pkgs=(build-essential pkg-config ca-certificates
       iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip swaks
       # The MMS centre's mail relay in the lab (tests/peers/postfix_relay.sh).
       postfix
+      # promtool checks the /metrics exposition in the lab test; systemd-analyze the unit.
+      prometheus systemd
       # The peer baseline (scripts/baseline.sh): Kamailio (tm, xhttp, uac, ... are in
       # kamailio; http_client is in kamailio-utils-modules) and Kannel (bearerbox, smsbox).
       kamailio kamailio-utils-modules kannel util-linux)
@@ -45,13 +47,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
 # The baseline runs its own Kamailio and Kannel in namespace iwf-base, the lab its own
-# Postfix in iwf-legacy: the system services stay stopped and disabled (also when they
+# Postfix in iwf-legacy, the metrics test only promtool: the system services stay stopped and disabled (also when they
 # were installed earlier).
 if [ "$(id -u)" -eq 0 ]; then
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        systemctl disable --now kamailio kannel postfix >/dev/null 2>&1 || true
+        systemctl disable --now kamailio kannel postfix prometheus prometheus-node-exporter >/dev/null 2>&1 || true
     else
-        for svc in kamailio kannel postfix; do
+        for svc in kamailio kannel postfix prometheus prometheus-node-exporter; do
             if [ -x /etc/init.d/$svc ]; then
                 /etc/init.d/$svc stop >/dev/null 2>&1 || true
                 update-rc.d $svc disable >/dev/null 2>&1 || true

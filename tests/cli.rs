@@ -181,5 +181,59 @@ fn keygen_writes_a_key_the_config_takes_and_never_overwrites_it() {
     let out = iwf(&["tag", "--keys", conf.to_str().unwrap(), "--system", "1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 32);
+    // With its key, the example is fit for service: nothing to warn about.
+    let out = iwf(&["check", "--strict", conf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to warn about"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `iwf check` as a deployment step uses it: the lab's file loads; a broken one fails
+/// with the reload's own one-line error; the dangerous one gets its warnings (exit 2
+/// under --strict).
+#[test]
+fn check_judges_a_configuration_offline() {
+    let lab = iwf(&["check", "config/lab.toml"]);
+    assert!(lab.status.success(), "{}", String::from_utf8_lossy(&lab.stderr));
+    let said = String::from_utf8_lossy(&lab.stdout);
+    assert!(said.trim_end().ends_with("warning(s)") || said.contains("nothing to warn about"), "{said}");
+    let dir = std::env::temp_dir().join(format!("iwf-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string("config/lab.toml").unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, text.replacen("signing_key = 1", "signing_key = 99", 1)).unwrap();
+    one_line_error(&iwf(&["check", bad.to_str().unwrap()]), "`tag.signing_key`");
+    // The lab's SMPP port gone: its server-role SMS centres can never bind.
+    let open = dir.join("open.toml");
+    let unserved: String = text.lines().filter(|l| !l.starts_with("smpp_tcp_port")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&open, unserved).unwrap();
+    let out = iwf(&["check", "--strict", open.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("`smsc-a` connects in, but no [[ports]] entry has `smpp_tcp_port`: it can never bind"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The systemd unit iwf ships passes `systemd-analyze verify` (with the binary this
+/// build made in place of /usr/bin/iwf): no unknown keys, bad values or missing commands.
+#[test]
+fn the_unit_file_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/iwf.service")).unwrap();
+    assert!(
+        unit.contains("Type=notify") && unit.contains("WatchdogSec=") && unit.contains("ExecReload=/bin/kill -HUP")
+    );
+    let dir = std::env::temp_dir().join(format!("iwf-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("iwf.service");
+    std::fs::write(&path, unit.replace("/usr/bin/iwf", env!("CARGO_BIN_EXE_iwf"))).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", path.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; scripts/setup.sh installs it)");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify:\n{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }

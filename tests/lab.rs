@@ -62,6 +62,10 @@ fn lab_config() -> PathBuf {
 fn lab(action: &str) -> Output {
     run(Command::new(root_dir().join("scripts/lab.sh"))
         .arg(action)
+        // iwf reports to systemd's notification socket when NOTIFY_SOCKET names one:
+        // the test plays systemd (systemd_notify), with a 2 s watchdog.
+        .env("NOTIFY_SOCKET", notify_socket())
+        .env("WATCHDOG_USEC", "2000000")
         .env("IWF_BIN", iwf_bin())
         .env("IWF_CONFIG", lab_config())
         .env("IWF_NO_BUILD", "1")
@@ -1113,15 +1117,19 @@ allow = [\"198.18.1.1/32\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470005\"\ns
     assert_eq!(status, 200);
     for needle in [
         "iwf_flow_receipts_delivered_total",
-        "iwf_config_reloads_ok_total 3",
+        "iwf_config_reloads_total{result=\"ok\"} 3",
         "iwf_system_receipts_delivered_total{system=\"smsc-a\"}",
         "iwf_system_messages_in_total{system=\"smsc-b\"}",
         "iwf_drops_total{reason=\"tag_bad_mac\"}",
-        "iwf_config_reloads_failed_total 1",
+        "iwf_config_reloads_total{result=\"failed\"} 1",
         "iwf_lane_queued{system=\"smsc-a\"}",
+        "iwf_nic_ipackets_total{port=\"legacy\"}",
+        "iwf_build_info{version=",
+        "process_resident_memory_bytes ",
     ] {
         assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
     }
+    metrics_are_clean_and_documented(&metrics);
     // The same counters as DPDK telemetry commands.
     let flows = telemetry("/iwf/flows");
     assert!(
@@ -1133,6 +1141,99 @@ allow = [\"198.18.1.1/32\"]\nwindow = 10\n\n[[routes]]\nprefix = \"+4470005\"\ns
     let legacy = telemetry("/iwf/stats,legacy");
     assert!(legacy.contains("\"smpp/binds_ok\""), "{legacy}");
     std::fs::write(lab_config(), &base).unwrap();
+}
+
+/// The scrape passes Prometheus's own linter (`promtool check metrics`: names, units,
+/// `_total` on counters only, HELP on every family), and every family is in the README's
+/// metrics table, by name or by a `prefix<...>suffix` pattern there.
+fn metrics_are_clean_and_documented(metrics: &str) {
+    use std::io::Write;
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/setup.sh installs it)");
+    lint.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("to promtool");
+    let out = lint.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
+    let readme = std::fs::read_to_string(root_dir().join("README.md")).expect("README.md");
+    let documented: Vec<&str> = readme
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.starts_with("iwf_") || t.starts_with("process_"))
+        .map(|t| t.split('{').next().unwrap_or(t))
+        .collect();
+    let undocumented: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|family| {
+            !documented.iter().any(|d| {
+                match d.split_once('<').and_then(|(pre, rest)| Some((pre, rest.split_once('>')?.1))) {
+                    Some((prefix, suffix)) => {
+                        family.starts_with(prefix)
+                            && family.ends_with(suffix)
+                            && family.len() > prefix.len() + suffix.len()
+                    }
+                    None => d == family,
+                }
+            })
+        })
+        .collect();
+    assert!(undocumented.is_empty(), "metric families the README's metrics table lacks: {undocumented:?}");
+}
+
+fn notify_socket() -> PathBuf {
+    root_dir().join("target/lab/notify.sock")
+}
+
+/// The datagrams iwf sent to the notification socket within `wait`, with when each came.
+fn notifications(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> Vec<(Instant, String)> {
+    let until = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        sock.set_read_timeout(Some(left)).unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) => got.push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned())),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// iwf as a `Type=notify` service: READY=1 once it serves (here after the bind grace:
+/// smsc-c is not listening yet), WATCHDOG=1 every second of the 2 s watchdog, and none
+/// while the worker cannot poll: its thread is stopped for 3 s (ptrace, as a debugger
+/// would, the other threads running on). The pings resume once it polls again.
+fn systemd_notify(sock: &std::os::unix::net::UnixDatagram) {
+    let first = notifications(sock, Duration::from_secs(20));
+    let ready =
+        first.iter().position(|(_, m)| m.contains("READY=1")).unwrap_or_else(|| panic!("no READY=1: {first:?}"));
+    let (_, r) = &first[ready];
+    assert!(r.contains("STATUS=serving") && r.contains("MAINPID="), "{r:?}");
+    assert!(first[..ready].iter().all(|(_, m)| !m.contains("WATCHDOG")), "no ping before READY=1: {first:?}");
+    let pings = notifications(sock, Duration::from_millis(2500));
+    assert!(pings.iter().filter(|(_, m)| m == "WATCHDOG=1").count() >= 2, "a ping a second: {pings:?}");
+    let pid = std::fs::read_to_string(root_dir().join("target/lab/iwf.pid")).expect("iwf.pid");
+    let stop_at = Instant::now();
+    let mut stall = Command::new(root_dir().join("tests/peers/stall_thread.py"))
+        .args([pid.trim(), "rte-worker-1", "3"])
+        .spawn()
+        .expect("tests/peers/stall_thread.py");
+    let during = notifications(sock, Duration::from_millis(2900));
+    assert!(stall.wait().expect("stall_thread.py").success(), "the worker thread stopped and let go");
+    let after = notifications(sock, Duration::from_secs(3));
+    // The worker is seen stalled after 1 s without a heartbeat; from then on, silence.
+    let late: Vec<_> = during.iter().filter(|(t, _)| t.duration_since(stop_at) > Duration::from_millis(1600)).collect();
+    assert!(late.is_empty(), "WATCHDOG=1 while the worker could not poll: {late:?}");
+    assert!(after.iter().any(|(_, m)| m == "WATCHDOG=1"), "the pings resume once it polls: {after:?}");
+    let log = log_text();
+    assert!(log.contains("iwf: worker 0 stopped polling") && log.contains("iwf: worker 0 polling again"), "{log}");
 }
 
 /// One command on iwf's DPDK telemetry socket through dpdk-telemetry.py (dpdk-dev).
@@ -1784,6 +1885,14 @@ fn scaling_on_rings() {
     assert!(left.is_empty(), "EAL runtime directories left: {left:?}");
 }
 
+/// Runs one scenario and says how long it took (the lab's time budget is watched).
+fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    eprintln!("lab: {name}: {:.1} s", t.elapsed().as_secs_f64());
+    out
+}
+
 #[test]
 fn lab_end_to_end() {
     let uid = run(Command::new("id").arg("-u"));
@@ -1797,25 +1906,28 @@ fn lab_end_to_end() {
     std::fs::create_dir_all(root_dir().join("target/lab")).unwrap();
     std::fs::copy(root_dir().join("config/lab.toml"), lab_config()).expect("copy config/lab.toml");
     must(lab("down"), "lab.sh down (before)");
+    let _ = std::fs::remove_file(notify_socket());
+    let notify = std::os::unix::net::UnixDatagram::bind(notify_socket()).expect("the notification socket");
     must(lab("up"), "lab.sh up");
     ping(LEGACY_NS, LEGACY_IWF);
     ping(CONV_NS, CONV_IWF_TEXT);
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
-    smpp_server();
-    receipts_end_to_end();
-    mms_exchange();
-    mms_through_postfix();
-    kill_and_restart();
-    unknown_receipts_do_not_stall_the_bind();
-    hostile_peers();
-    receipts_cannot_be_bent();
-    reload_and_admin();
-    large_message_over_tcp();
-    load_generator();
-    overload_with_concatenation();
-    sustained_converged_to_legacy();
-    smpp_client();
+    timed("systemd_notify", || systemd_notify(&notify));
+    timed("smpp_server", || smpp_server());
+    timed("receipts_end_to_end", || receipts_end_to_end());
+    timed("mms_exchange", || mms_exchange());
+    timed("mms_through_postfix", || mms_through_postfix());
+    timed("kill_and_restart", || kill_and_restart());
+    timed("unknown_receipts_do_not_stall_the_bind", || unknown_receipts_do_not_stall_the_bind());
+    timed("hostile_peers", || hostile_peers());
+    timed("receipts_cannot_be_bent", || receipts_cannot_be_bent());
+    timed("reload_and_admin", || reload_and_admin());
+    timed("large_message_over_tcp", || large_message_over_tcp());
+    timed("load_generator", || load_generator());
+    timed("overload_with_concatenation", || overload_with_concatenation());
+    timed("sustained_converged_to_legacy", || sustained_converged_to_legacy());
+    timed("smpp_client", || smpp_client());
     let uas = keepalive_up();
     sip_over_udp();
     sip_over_tcp();
@@ -1824,8 +1936,8 @@ fn lab_end_to_end() {
     let stopped_at = Instant::now();
     let mut uas = uas;
     let _ = uas.kill();
-    malformed_burst();
-    tshark_check();
+    timed("malformed_burst", || malformed_burst());
+    timed("tshark_check", || tshark_check());
     keepalive_down(uas, stopped_at, &before_down);
     must(lab("down"), "lab.sh down");
     assert_clean();
@@ -1835,6 +1947,6 @@ fn lab_end_to_end() {
     assert!(get(&final_conv, "icmp_echo_answered") >= 7, "final report: {final_conv:?}");
     assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
     assert!(get(&final_conv, "sip.rx_message") >= 27, "final report: {final_conv:?}");
-    two_workers();
-    scaling_on_rings();
+    timed("two_workers", || two_workers());
+    timed("scaling_on_rings", || scaling_on_rings());
 }

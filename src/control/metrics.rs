@@ -105,16 +105,20 @@ impl MetricsWriter {
         self.sample(name, help, MetricKind::Counter, labels, &value.to_string())
     }
 
+    /// Writes a counter sample that is not a whole count (seconds, say).
+    pub fn counter_f64(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), MetricError> {
+        self.sample(name, help, MetricKind::Counter, labels, &float_text(value))
+    }
+
     /// Writes a gauge sample (`NaN`, `+Inf` and `-Inf` are written as the format spells them).
     pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) -> Result<(), MetricError> {
-        let text = if value.is_nan() {
-            "NaN".to_string()
-        } else if value.is_infinite() {
-            if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-        } else {
-            value.to_string()
-        };
-        self.sample(name, help, MetricKind::Gauge, labels, &text)
+        self.sample(name, help, MetricKind::Gauge, labels, &float_text(value))
     }
 
     /// The number of families written so far.
@@ -191,6 +195,17 @@ impl MetricsWriter {
         let mut out = String::new();
         self.write_to(&mut out);
         out
+    }
+}
+
+/// A sample value as the text format spells it (`NaN`, `+Inf`, `-Inf`).
+fn float_text(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else {
+        value.to_string()
     }
 }
 
@@ -274,6 +289,97 @@ impl MetricsRegistry {
     }
 }
 
+/// The process's own numbers under the names every Prometheus client library uses
+/// (`process_*`), read from `/proc/self` at each scrape, and `iwf_build_info`.
+#[derive(Debug, Clone)]
+pub struct ProcessMetrics {
+    /// When iwf started, Unix seconds (taken when the appliance builds this source).
+    start_unix: f64,
+}
+
+impl ProcessMetrics {
+    /// A source whose start time is now.
+    pub fn new() -> ProcessMetrics {
+        let start_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        ProcessMetrics { start_unix }
+    }
+}
+
+impl Default for ProcessMetrics {
+    fn default() -> Self {
+        ProcessMetrics::new()
+    }
+}
+
+/// CPU time of every thread of the process, seconds: `/proc/self/schedstat`'s first
+/// field is nanoseconds on a CPU (no clock-tick size to guess).
+fn cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+/// A `/proc/self/status` line's kB value, as bytes (`VmRSS`, `VmSize`).
+fn status_bytes(status: &str, key: &str) -> Option<f64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line.get(key.len()..)?.trim_start_matches(':').split_whitespace().next()?.parse().ok()?;
+    Some(kb as f64 * 1024.0)
+}
+
+/// The soft limit of open files from `/proc/self/limits`.
+fn max_fds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.get("Max open files".len()..)?.split_whitespace().next()?.parse::<u64>().ok().map(|n| n as f64)
+}
+
+impl MetricsSource for ProcessMetrics {
+    fn render(&self, out: &mut MetricsWriter) {
+        let _ = out.gauge(
+            "iwf_build_info",
+            "The running build: version and profile as labels, value 1.",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("profile", if cfg!(debug_assertions) { "debug" } else { "release" }),
+            ],
+            1.0,
+        );
+        let _ = out.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds.",
+            &[],
+            self.start_unix,
+        );
+        if let Some(s) = cpu_seconds() {
+            let _ = out.counter_f64(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                &[],
+                s,
+            );
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(b) = status_bytes(&status, "VmRSS") {
+            let _ = out.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes (hugepages not included).",
+                &[],
+                b,
+            );
+        }
+        if let Some(b) = status_bytes(&status, "VmSize") {
+            let _ = out.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", &[], b);
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            let _ = out.gauge("process_open_fds", "Number of open file descriptors.", &[], fds.count() as f64);
+        }
+        if let Some(n) = max_fds() {
+            let _ = out.gauge("process_max_fds", "Maximum number of open file descriptors.", &[], n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +459,35 @@ mod tests {
             "# HELP iwf_fixed_total Fixed.\n# TYPE iwf_fixed_total counter\n\
              iwf_fixed_total{src=\"a\"} 1\niwf_fixed_total{src=\"b\"} 2\n"
         );
+    }
+
+    #[test]
+    fn process_metrics_read_proc_self() {
+        let mut w = MetricsWriter::new();
+        ProcessMetrics::new().render(&mut w);
+        let text = w.finish();
+        for family in [
+            "iwf_build_info gauge",
+            "process_start_time_seconds gauge",
+            "process_cpu_seconds_total counter",
+            "process_resident_memory_bytes gauge",
+            "process_virtual_memory_bytes gauge",
+            "process_open_fds gauge",
+            "process_max_fds gauge",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family}\n")), "{family}: {text}");
+        }
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(name) && !l.starts_with('#'))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1.0)
+        };
+        assert!(value("process_resident_memory_bytes") > 1e5, "{text}");
+        assert!(value("process_open_fds") >= 3.0 && value("process_max_fds") >= value("process_open_fds"), "{text}");
+        assert!(value("process_cpu_seconds_total") > 0.0, "{text}");
+        assert!(text.contains(&format!("iwf_build_info{{version=\"{}\",", env!("CARGO_PKG_VERSION"))), "{text}");
+        assert_eq!(status_bytes("VmRSS:\t  2048 kB\n", "VmRSS"), Some(2048.0 * 1024.0));
     }
 }

@@ -5,10 +5,14 @@
 //! * [`metrics`]: Prometheus text exposition and the [`metrics::MetricsSource`] registry;
 //! * [`admin`]: the HTTP/1.1 admin endpoint (`/metrics`, `/healthz`, `/-/reload`);
 //! * [`reload`]: SIGHUP and the hot reload of a configuration snapshot;
-//! * [`provision`]: the snapshot the flows read (legacy systems, routes, MSISDN map, keys).
+//! * [`provision`]: the snapshot the flows read (legacy systems, routes, MSISDN map, keys);
+//! * [`notify`]: systemd's `sd_notify` protocol (READY, the watchdog, STOPPING);
+//! * [`check`]: `iwf check`, a file judged offline (errors as a reload's, and warnings).
 
 pub mod admin;
+pub mod check;
 pub mod config;
 pub mod metrics;
+pub mod notify;
 pub mod provision;
 pub mod reload;

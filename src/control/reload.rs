@@ -166,14 +166,10 @@ impl<T> Reloader<T> {
 
 impl<T: Send + Sync> MetricsSource for Reloader<T> {
     fn render(&self, out: &mut MetricsWriter) {
-        let _ =
-            out.counter("iwf_config_reloads_ok_total", "Configuration reloads that loaded.", &[], self.reloads_ok());
-        let _ = out.counter(
-            "iwf_config_reloads_failed_total",
-            "Configuration reloads refused (unreadable file or an error; the running configuration stayed).",
-            &[],
-            self.reloads_failed(),
-        );
+        let help = "Configuration reloads by result: ok (loaded), failed (an unreadable file or an \
+                    error; the running configuration stayed).";
+        let _ = out.counter("iwf_config_reloads_total", help, &[("result", "ok")], self.reloads_ok());
+        let _ = out.counter("iwf_config_reloads_total", help, &[("result", "failed")], self.reloads_failed());
         let _ = out.gauge(
             "iwf_config_generation",
             "Generation of the running configuration (1 at start, + 1 per reload that loaded).",
@@ -286,8 +282,8 @@ mod tests {
         let mut w = MetricsWriter::new();
         r.render(&mut w);
         let text = w.finish();
-        assert!(text.contains("\niwf_config_reloads_ok_total 1\n"), "{text}");
-        assert!(text.contains("\niwf_config_reloads_failed_total 1\n"), "{text}");
+        assert!(text.contains("\niwf_config_reloads_total{result=\"ok\"} 1\n"), "{text}");
+        assert!(text.contains("\niwf_config_reloads_total{result=\"failed\"} 1\n"), "{text}");
         assert!(text.contains("\niwf_config_generation 2\n"), "{text}");
     }
 }

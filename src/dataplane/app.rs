@@ -259,6 +259,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     registry.register(Arc::new(super::metrics::StatsMetrics(Arc::clone(&stats))));
     registry.register(Arc::clone(&shared) as Arc<dyn crate::control::metrics::MetricsSource>);
     registry.register(Arc::clone(&provision) as Arc<dyn crate::control::metrics::MetricsSource>);
+    registry.register(Arc::new(crate::control::metrics::ProcessMetrics::new()));
     let admin = start_admin(config_path, &cfg, &registry, &stats, &provision, &shared)?;
     let mut store = store;
     let mut all_flows = engines(config_path, &cfg, workers.len(), &shared, store.as_mut())?.into_iter();
@@ -414,6 +415,7 @@ fn wait_for_stop(
         std::thread::sleep(Duration::from_millis(50));
     }
     println!("iwf: stopping");
+    let _ = crate::control::notify::Notifier::from_env().notify("STOPPING=1");
     eal.wait_workers();
     if let Some(a) = admin {
         a.stop();
@@ -439,6 +441,32 @@ fn final_report(shared: &crate::flow::Shared, stats: &Stats, ports: &[Port]) {
             p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
         );
     }
+}
+
+/// How long READY=1 waits for iwf's own binds to SMSCs before it goes anyway.
+const BIND_GRACE: Duration = Duration::from_secs(10);
+
+/// Sends READY=1 once every SMSC iwf binds to is bound, or [`BIND_GRACE`] has passed;
+/// whether it was sent.
+fn notify_ready(
+    notifier: &crate::control::notify::Notifier,
+    stats: &Stats,
+    provision: &crate::control::reload::Reloader<crate::control::provision::Provision>,
+    elapsed: Duration,
+) -> bool {
+    let expected = provision.snapshot().legacy.iter().filter(|l| l.connect.is_some()).count() as u64;
+    let bound: u64 = (0..stats.ports.len()).map(|i| stats.totals(i).smpp.client_up).sum();
+    if bound < expected && elapsed < BIND_GRACE {
+        return false;
+    }
+    let status = format!("serving; {bound} of {expected} SMSC binds up");
+    if let Err(e) = notifier.notify(&format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id())) {
+        eprintln!("iwf: systemd notification failed: {e}");
+    }
+    if notifier.is_active() {
+        println!("iwf: told systemd READY=1 ({status})");
+    }
+    true
 }
 
 /// Opens every configured port with `queues` queue pairs over `pool`.
@@ -865,6 +893,14 @@ fn control_loop(
     let mut last: Vec<String> = vec![String::new(); stats.ports.len()];
     let mut next_hop: Vec<u64> = vec![0; stats.ports.len()];
     let mut next = Instant::now();
+    let mut next_nic = Instant::now();
+    // systemd (Type=notify): READY=1 once iwf's own binds are up (or after a grace time,
+    // for SMSCs that are down: the status line says so), the watchdog fed while every
+    // worker polls.
+    let notifier = crate::control::notify::Notifier::from_env();
+    let mut watchdog = crate::control::notify::Watchdog::from_env(Instant::now());
+    let started = Instant::now();
+    let mut ready_sent = false;
     // The troubles already logged (each is said once, and again once it clears).
     let mut told: Vec<(usize, bool)> = Vec::new();
     while !STOP.load(Ordering::SeqCst) {
@@ -885,20 +921,41 @@ fn control_loop(
             }
             still
         });
+        if !ready_sent {
+            ready_sent = notify_ready(&notifier, stats, provision, started.elapsed());
+        }
+        if let Some(w) = watchdog.as_mut().filter(|_| ready_sent) {
+            if w.due(Instant::now(), troubles.is_empty()) {
+                let _ = notifier.notify("WATCHDOG=1");
+            }
+        }
         if crate::control::reload::take_sighup() {
+            let _ = notifier.notify("RELOADING=1");
             match provision.reload() {
                 Ok(summary) => {
                     let added = shared.sync_lanes();
                     println!("iwf: reload (SIGHUP): {summary}; {added} new lanes");
+                    let _ = notifier.notify(&format!("READY=1\nSTATUS=reloaded: {summary}"));
                 }
-                Err(e) => eprintln!("iwf: reload (SIGHUP) refused, the running configuration stays: {e}"),
+                Err(e) => {
+                    eprintln!("iwf: reload (SIGHUP) refused, the running configuration stays: {e}");
+                    let _ = notifier.notify(&format!("READY=1\nSTATUS=reload refused: {e}"));
+                }
             }
+        }
+        let read_nic = Instant::now() >= next_nic;
+        if read_nic {
+            next_nic = Instant::now() + Duration::from_secs(1);
         }
         for (i, p) in ports.iter().enumerate() {
             let up = p.link().up;
             if let Some(pc) = stats.ports.get(i) {
                 if pc.link_up.swap(up, Ordering::Relaxed) != up {
                     println!("iwf: port {} link {}", p.name, if up { "up" } else { "down" });
+                }
+                if read_nic {
+                    let hw = p.hw_stats();
+                    pc.nic.store([hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf]);
                 }
             }
         }

@@ -492,8 +492,59 @@ pub struct PortCounters {
     pub name: String,
     /// Link state as last seen by the control thread.
     pub link_up: AtomicBool,
+    /// The NIC's own counters as the control thread last read them.
+    pub nic: NicCounters,
     /// One entry per queue (= per worker lcore).
     pub queues: Vec<QueueCounters>,
+}
+
+/// A port's `rte_eth_stats` (what the NIC and its driver counted, beyond iwf's own
+/// counters: frames it missed because the RX rings were full, mbuf shortages), copied
+/// here by the control thread so that the admin thread can show them while iwf runs.
+#[derive(Debug, Default)]
+pub struct NicCounters {
+    /// Frames the NIC received.
+    pub ipackets: AtomicU64,
+    /// Frames the NIC sent.
+    pub opackets: AtomicU64,
+    /// Frames it dropped because the RX rings were full.
+    pub imissed: AtomicU64,
+    /// Erroneous frames received.
+    pub ierrors: AtomicU64,
+    /// Failed transmissions.
+    pub oerrors: AtomicU64,
+    /// RX mbuf allocation failures.
+    pub rx_nombuf: AtomicU64,
+}
+
+impl NicCounters {
+    /// Name and value of each, in `rte_eth_stats`' own names.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("ipackets", get(&self.ipackets)),
+            ("opackets", get(&self.opackets)),
+            ("imissed", get(&self.imissed)),
+            ("ierrors", get(&self.ierrors)),
+            ("oerrors", get(&self.oerrors)),
+            ("rx_nombuf", get(&self.rx_nombuf)),
+        ]
+    }
+
+    /// Takes a fresh reading (in the order of [`NicCounters::fields`]).
+    pub fn store(&self, values: [u64; 6]) {
+        let [a, b, c, d, e, f] = values;
+        for (counter, v) in [
+            (&self.ipackets, a),
+            (&self.opackets, b),
+            (&self.imissed, c),
+            (&self.ierrors, d),
+            (&self.oerrors, e),
+            (&self.rx_nombuf, f),
+        ] {
+            counter.store(v, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Everything the control thread reads: one [`PortCounters`] per port.
@@ -662,6 +713,7 @@ impl Stats {
                 .map(|name| PortCounters {
                     name: name.clone(),
                     link_up: AtomicBool::new(false),
+                    nic: NicCounters::default(),
                     queues: (0..queues).map(|_| QueueCounters::default()).collect(),
                 })
                 .collect(),

@@ -1,12 +1,16 @@
 //! The packet path's counters as Prometheus metrics (see [`crate::control::metrics`]).
 //!
 //! * every counter of [`Totals`] per port: `iwf_<group>_<counter>_total{port="legacy"}`,
-//!   groups `port`, `drop`, `sip`, `tcp`, `smpp` (the order of [`Totals::visit`]);
-//! * states as gauges: `iwf_port_link_up`, `iwf_sip_next_hop_state` (0 unknown, 1 down,
-//!   2 up), `iwf_smpp_client_up`;
-//! * per queue (= per worker core): `iwf_queue_busy_ns_total`, `iwf_queue_rx_packets_total`,
-//!   `iwf_queue_tx_packets_total` with labels `port` and `queue`: a core's busy share is
-//!   `rate(iwf_queue_busy_ns_total[1m]) / 1e9`.
+//!   groups `port`, `sip`, `tcp`, `smpp` (the order of [`Totals::visit`]); the drop
+//!   reasons as one family, `iwf_packet_drops_total{port, reason}`; the busy time in
+//!   seconds, `iwf_port_busy_seconds_total`;
+//! * states as gauges: `iwf_port_link_up`, `iwf_sip_next_hop_state{port, state}` (1 for
+//!   the state it is in: `unknown`, `down`, `up`; 0 for the others), `iwf_smpp_client_up`;
+//! * the NIC's own counters (`rte_eth_stats`, read by the control thread each second):
+//!   `iwf_nic_<field>_total{port}`;
+//! * per queue (= per worker core): `iwf_queue_busy_seconds_total`,
+//!   `iwf_queue_rx_packets_total`, `iwf_queue_tx_packets_total` with labels `port` and
+//!   `queue`: a core's busy share is `rate(iwf_queue_busy_seconds_total[1m])`.
 #![deny(unsafe_code)]
 
 use super::counters::{Stats, Totals};
@@ -15,7 +19,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Counters of [`Totals`] that are states, not counts: exported as gauges without `_total`.
-const GAUGES: [(&str, &str); 2] = [("sip", "next_hop_state"), ("smpp", "client_up")];
+const GAUGES: [(&str, &str); 1] = [("smpp", "client_up")];
+
+/// `sip.next_hop_state`'s values, by the state's name.
+const NEXT_HOP_STATES: [&str; 3] = ["unknown", "down", "up"];
 
 /// Writes every port's totals, link state and per-queue counters.
 pub fn render(stats: &Stats, out: &mut MetricsWriter) {
@@ -28,16 +35,24 @@ pub fn render(stats: &Stats, out: &mut MetricsWriter) {
             f64::from(u8::from(port.link_up.load(Ordering::Relaxed))),
         );
         render_totals(&stats.totals(i), &labels, out);
+        for (field, value) in port.nic.fields() {
+            let _ = out.counter(
+                &format!("iwf_nic_{field}_total"),
+                &format!("The NIC's rte_eth_stats {field}, as the control thread last read it (each second)."),
+                &labels,
+                value,
+            );
+        }
     }
     for port in &stats.ports {
         for (q, c) in port.queues.iter().enumerate() {
             let queue = q.to_string();
             let labels = [("port", port.name.as_str()), ("queue", queue.as_str())];
-            let _ = out.counter(
-                "iwf_queue_busy_ns_total",
-                "Nanoseconds this queue's worker spent on polls that found packets.",
+            let _ = out.counter_f64(
+                "iwf_queue_busy_seconds_total",
+                "Seconds this queue's worker spent on polls that found packets (its busy share is the rate).",
                 &labels,
-                c.busy_ns.get(),
+                c.busy_ns.get() as f64 / 1e9,
             );
             let _ = out.counter(
                 "iwf_queue_rx_packets_total",
@@ -55,10 +70,45 @@ pub fn render(stats: &Stats, out: &mut MetricsWriter) {
     }
 }
 
-/// One port's totals, `iwf_<group>_<counter>_total` (or a gauge for [`GAUGES`]).
+/// One port's totals, `iwf_<group>_<counter>_total` (or a gauge for [`GAUGES`]); the
+/// drop reasons, the busy time and the next hop's state as their own families.
 fn render_totals(t: &Totals, labels: &[(&str, &str)], out: &mut MetricsWriter) {
     let mut name = String::with_capacity(64);
+    let port = labels.first().map_or("", |(_, v)| *v);
     t.visit(&mut |group, counter, value| {
+        match (group, counter) {
+            ("drop", reason) => {
+                let _ = out.counter(
+                    "iwf_packet_drops_total",
+                    "Frames dropped on the packet path, by reason, summed over queues.",
+                    &[("port", port), ("reason", reason)],
+                    value,
+                );
+                return;
+            }
+            ("port", "busy_ns") => {
+                let _ = out.counter_f64(
+                    "iwf_port_busy_seconds_total",
+                    "Seconds the port's workers spent on polls that found packets, summed over queues.",
+                    labels,
+                    value as f64 / 1e9,
+                );
+                return;
+            }
+            ("sip", "next_hop_state") => {
+                for (i, state) in NEXT_HOP_STATES.iter().enumerate() {
+                    let _ = out.gauge(
+                        "iwf_sip_next_hop_state",
+                        "SIP next hop by the last keep-alive OPTIONS: 1 for the state it is in (unknown: \
+                         none answered yet), 0 for the others.",
+                        &[("port", port), ("state", state)],
+                        f64::from(u8::from(value == i as u64)),
+                    );
+                }
+                return;
+            }
+            _ => {}
+        }
         name.clear();
         name.push_str("iwf_");
         name.push_str(group);
@@ -77,10 +127,6 @@ fn render_totals(t: &Totals, labels: &[(&str, &str)], out: &mut MetricsWriter) {
 fn help(group: &str, counter: &str) -> String {
     match group {
         "port" => format!("Port counter {counter}, summed over queues."),
-        "drop" => format!("Frames dropped on the packet path, reason {counter}."),
-        "sip" if counter == "next_hop_state" => {
-            "SIP next hop by the last keep-alive OPTIONS: 0 not known yet, 1 down, 2 up.".to_string()
-        }
         "smpp" if counter == "client_up" => "SMPP client sessions bound (1 per bound session).".to_string(),
         g => format!("{} counter {counter}, summed over queues.", g.to_ascii_uppercase()),
     }
@@ -117,6 +163,7 @@ mod tests {
         stats.ports[0].queues[1].smpp.client_up.set(1);
         stats.ports[0].queues[1].busy_ns.add(1234);
         stats.ports[1].link_up.store(true, Ordering::Relaxed);
+        stats.ports[0].nic.store([10, 9, 7, 0, 0, 0]);
         let mut w = MetricsWriter::new();
         render(&stats, &mut w);
         let text = w.finish();
@@ -124,13 +171,20 @@ mod tests {
         for line in [
             "iwf_port_rx_packets_total{port=\"legacy\"} 5\n",
             "iwf_port_rx_packets_total{port=\"converged\"} 0\n",
-            "iwf_drop_ip_bad_checksum_total{port=\"legacy\"} 1\n",
+            "iwf_packet_drops_total{port=\"legacy\",reason=\"ip_bad_checksum\"} 1\n",
+            "iwf_packet_drops_total{port=\"converged\",reason=\"ip_bad_checksum\"} 0\n",
             "iwf_sip_rx_message_total{port=\"converged\"} 3\n",
-            "iwf_sip_next_hop_state{port=\"converged\"} 2\n",
+            "iwf_sip_next_hop_state{port=\"converged\",state=\"unknown\"} 0\n",
+            "iwf_sip_next_hop_state{port=\"converged\",state=\"down\"} 0\n",
+            "iwf_sip_next_hop_state{port=\"converged\",state=\"up\"} 1\n",
+            "iwf_sip_next_hop_state{port=\"legacy\",state=\"unknown\"} 1\n",
+            "iwf_nic_imissed_total{port=\"legacy\"} 7\n",
+            "iwf_nic_rx_nombuf_total{port=\"converged\"} 0\n",
             "iwf_smpp_client_up{port=\"legacy\"} 1\n",
             "iwf_port_link_up{port=\"converged\"} 1\n",
             "iwf_port_link_up{port=\"legacy\"} 0\n",
-            "iwf_queue_busy_ns_total{port=\"legacy\",queue=\"1\"} 1234\n",
+            "iwf_queue_busy_seconds_total{port=\"legacy\",queue=\"1\"} 0.000001234\n",
+            "iwf_port_busy_seconds_total{port=\"legacy\"} 0.000001234\n",
             "iwf_queue_rx_packets_total{port=\"legacy\",queue=\"0\"} 0\n",
             "# TYPE iwf_sip_next_hop_state gauge\n",
             "# TYPE iwf_tcp_accepted_total counter\n",
@@ -138,14 +192,15 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?}");
         }
-        // One sample per counter and port, plus the link gauge; three per queue.
+        // One sample per counter and port (three for the next hop's state), the link
+        // gauge and six NIC counters; three per queue.
         let per_port = count_visits(&stats.totals(0));
         assert!(per_port > 100, "{per_port}");
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 2 * (per_port + 1) + 4 * 3);
-        // HELP and TYPE once per family; families have distinct names.
+        assert_eq!(samples, 2 * (per_port + 2 + 1 + 6) + 4 * 3);
+        // HELP and TYPE once per family (the drop reasons are one); distinct names.
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-        assert_eq!(types.len(), per_port + 1 + 3);
+        assert_eq!(types.len(), per_port - DropReason::COUNT + 1 + 1 + 6 + 3);
         let mut names: Vec<&str> = types.iter().filter_map(|l| l.split(' ').nth(2)).collect();
         names.sort_unstable();
         names.dedup();
@@ -229,7 +284,7 @@ mod tests {
             "\niwf_port_rx_packets_total{port=\"legacy\"} 9\n",
             "\niwf_port_link_up{port=\"legacy\"} 1\n",
             "\niwf_config_generation 2\n",
-            "\niwf_config_reloads_failed_total 1\n",
+            "\niwf_config_reloads_total{result=\"failed\"} 1\n",
         ] {
             assert!(scrape.contains(line), "missing {line:?}");
         }

@@ -8,6 +8,8 @@ use crate::wire::smpp::receipt::Receipt;
 use crate::wire::smpp::tlv::{Tlv, Tlvs, RECEIPTED_MESSAGE_ID_MAX};
 use crate::wire::smpp::TlvTag;
 use crate::wire::smpp::{EsmClass, RegisteredDelivery};
+use crate::wire::sms::udh::{self, InformationElement, Udh};
+use crate::wire::sms::{DataCoding, Encoding};
 
 fn hex(bytes: &[u8]) -> String {
     use core::fmt::Write;
@@ -127,6 +129,82 @@ fn message_id_resp(r: &MessageIdResp<'_>) -> Value {
     json!({ "message_id": r.message_id.map(string) })
 }
 
+/// One UDH information element, named and typed where known (3GPP TS 23.040 §9.2.3.24).
+fn information_element(ie: &InformationElement<'_>) -> Value {
+    let d = ie.data;
+    let typed = match (ie.id, d) {
+        (udh::IEI_CONCAT_8, [r, t, q]) => {
+            Some(json!({ "name": "concatenation, 8-bit reference", "reference": r, "total": t, "seq": q }))
+        }
+        (udh::IEI_CONCAT_16, [r1, r2, t, q]) => Some(json!({
+            "name": "concatenation, 16-bit reference",
+            "reference": u16::from_be_bytes([*r1, *r2]),
+            "total": t,
+            "seq": q,
+        })),
+        (0x04, [dst, src]) => Some(json!({ "name": "application port, 8-bit", "destination": dst, "source": src })),
+        (0x05, [d1, d2, s1, s2]) => Some(json!({
+            "name": "application port, 16-bit",
+            "destination": u16::from_be_bytes([*d1, *d2]),
+            "source": u16::from_be_bytes([*s1, *s2]),
+        })),
+        _ => None,
+    };
+    let mut m = match typed {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    m.insert("iei".into(), Value::String(format!("0x{:02x}", ie.id)));
+    m.insert("data".into(), Value::String(hex(d)));
+    Value::Object(m)
+}
+
+/// The user data of a message PDU: its UDH (when `esm_class` says UDHI), the SAR TLVs'
+/// concatenation, and the text as `data_coding` says (GSM 7-bit unpacked, as SMPP
+/// carries it, for the SMSC default 0; UCS-2 with its surrogate pairs; Latin-1; IA5).
+fn user_data(esm: EsmClass, data_coding: u8, payload: &[u8], tlvs: &Tlvs<'_>) -> Value {
+    let mut m = Map::new();
+    let mut text = payload;
+    if esm.udhi() {
+        match Udh::parse(payload) {
+            Ok((h, rest)) => {
+                let ies: Vec<Value> = h.ies().map(|ie| information_element(&ie)).collect();
+                m.insert("udh".into(), json!({ "length": payload.len() - rest.len(), "ies": ies }));
+                text = rest;
+            }
+            Err(e) => {
+                m.insert("udh".into(), json!({ "error": e.to_string() }));
+                return Value::Object(m);
+            }
+        }
+    }
+    if let (Ok(Some(r)), Ok(Some(t)), Ok(Some(q))) =
+        (tlvs.sar_msg_ref_num(), tlvs.sar_total_segments(), tlvs.sar_segment_seqnum())
+    {
+        m.insert("sar".into(), json!({ "reference": r, "total": t, "seq": q }));
+    }
+    let dc = DataCoding::from_u8(data_coding);
+    match dc.text_encoding(Encoding::Gsm7) {
+        Some(encoding) => {
+            m.insert("encoding".into(), Value::String(encoding.to_string()));
+            let mut out = vec![0u8; text.len() * 2 + 4];
+            match encoding.decode(text, &mut out) {
+                Ok(n) => {
+                    m.insert("text".into(), string(out.get(..n).unwrap_or(&[])));
+                }
+                Err(e) => {
+                    m.insert("text_error".into(), Value::String(e.to_string()));
+                }
+            }
+        }
+        None => {
+            m.insert("encoding".into(), Value::String("binary".into()));
+            m.insert("data".into(), Value::String(hex(text)));
+        }
+    }
+    Value::Object(m)
+}
+
 fn submit_sm(s: &SubmitSm<'_>) -> Value {
     let mut m = Map::new();
     m.insert("service_type".into(), string(s.service_type));
@@ -143,6 +221,7 @@ fn submit_sm(s: &SubmitSm<'_>) -> Value {
     m.insert("sm_default_msg_id".into(), json!(s.sm_default_msg_id));
     m.insert("sm_length".into(), json!(s.short_message.len()));
     m.insert("short_message".into(), octets(s.short_message));
+    m.insert("user_data".into(), user_data(s.esm_class, s.data_coding, s.payload(), &s.tlvs));
     if s.esm_class.is_receipt() {
         m.insert(
             "receipt".into(),
@@ -163,6 +242,7 @@ fn data_sm(d: &DataSm<'_>) -> Value {
         "esm_class": esm_class(d.esm_class),
         "registered_delivery": registered_delivery(d.registered_delivery),
         "data_coding": format!("0x{:02x}", d.data_coding),
+        "user_data": user_data(d.esm_class, d.data_coding, d.tlvs.message_payload().unwrap_or(&[]), &d.tlvs),
     })
 }
 
@@ -282,5 +362,92 @@ mod tests {
         assert!(e.starts_with("SMPP command_length"), "{e}");
         assert!(!e.contains('\n'));
         assert_eq!(inspect_smpp(&[0, 0]).unwrap_err(), "SMPP header truncated: 2 of 16 bytes");
+    }
+
+    fn submit(esm: u8, data_coding: u8, short_message: &[u8], tlvs: &[u8]) -> Value {
+        let pdu = Pdu::new(
+            3,
+            Body::SubmitSm(SubmitSm {
+                source: Address::international(b"447700900456"),
+                destination: Address::international(b"447700900123"),
+                esm_class: EsmClass(esm),
+                data_coding,
+                short_message,
+                tlvs: Tlvs::Raw(tlvs),
+                ..SubmitSm::default()
+            }),
+        );
+        let mut buf = vec![0u8; pdu.buffer_len()];
+        pdu.emit(&mut buf).unwrap();
+        inspect_smpp(&buf).unwrap()["body"]["user_data"].clone()
+    }
+
+    #[test]
+    fn user_data_headers_are_dissected() {
+        // 8-bit concatenation 0x2a part 2 of 3, GSM 7-bit (unpacked) with an escape: €.
+        let mut sm = vec![0x05, 0x00, 0x03, 0x2a, 0x03, 0x02];
+        sm.extend_from_slice(&[0x48, 0x69, 0x20, 0x1b, 0x65]);
+        let u = submit(EsmClass::UDHI, 0, &sm, &[]);
+        assert_eq!(u["udh"]["length"], 6, "{u}");
+        let ie = &u["udh"]["ies"][0];
+        assert_eq!((ie["iei"].as_str(), ie["reference"].as_u64()), (Some("0x00"), Some(42)), "{u}");
+        assert_eq!((ie["total"].as_u64(), ie["seq"].as_u64()), (Some(3), Some(2)), "{u}");
+        assert_eq!((u["encoding"].as_str(), u["text"].as_str()), (Some("GSM-7"), Some("Hi €")), "{u}");
+        // 16-bit reference and 16-bit ports, UCS-2 with a surrogate pair (U+1F600).
+        let mut sm = vec![0x0c, 0x08, 0x04, 0x12, 0x34, 0x02, 0x01, 0x05, 0x04, 0x0b, 0x84, 0x23, 0xf0];
+        sm.extend_from_slice(&[0x00, 0x41, 0xd8, 0x3d, 0xde, 0x00]);
+        let u = submit(EsmClass::UDHI, 0x08, &sm, &[]);
+        let ies = &u["udh"]["ies"];
+        assert_eq!(
+            (ies[0]["reference"].as_u64(), ies[0]["total"].as_u64(), ies[0]["seq"].as_u64()),
+            (Some(0x1234), Some(2), Some(1))
+        );
+        assert_eq!((ies[1]["destination"].as_u64(), ies[1]["source"].as_u64()), (Some(2948), Some(9200)), "{u}");
+        assert_eq!((u["encoding"].as_str(), u["text"].as_str()), (Some("UCS-2"), Some("A😀")), "{u}");
+        // 8-bit ports, Latin-1.
+        let u = submit(EsmClass::UDHI, 0x03, &[0x04, 0x04, 0x02, 0x10, 0x20, 0xe9, 0x74, 0xe9], &[]);
+        assert_eq!(u["udh"]["ies"][0]["name"], "application port, 8-bit", "{u}");
+        assert_eq!(
+            (u["udh"]["ies"][0]["destination"].as_u64(), u["udh"]["ies"][0]["source"].as_u64()),
+            (Some(16), Some(32))
+        );
+        assert_eq!((u["encoding"].as_str(), u["text"].as_str()), (Some("Latin-1"), Some("été")), "{u}");
+        // A UDH longer than the user data is named, not guessed at.
+        let u = submit(EsmClass::UDHI, 0, &[0x09, 0x00, 0x03], &[]);
+        assert!(u["udh"]["error"].is_string(), "{u}");
+        // A lone high surrogate is a decoding error, said so.
+        let u = submit(0, 0x08, &[0xd8, 0x3d, 0x00, 0x41], &[]);
+        assert!(u["text_error"].is_string() && u["text"].is_null(), "{u}");
+    }
+
+    #[test]
+    fn sar_tlvs_and_data_sm_payloads() {
+        let mut area = [0u8; 64];
+        let mut w = TlvWriter::new(&mut area);
+        w.u16(TlvTag::SAR_MSG_REF_NUM, 0x0102).unwrap();
+        w.u8(TlvTag::SAR_TOTAL_SEGMENTS, 2).unwrap();
+        w.u8(TlvTag::SAR_SEGMENT_SEQNUM, 1).unwrap();
+        let u = submit(0, 0, b"plain", w.as_bytes());
+        assert_eq!(u["sar"], json!({ "reference": 258, "total": 2, "seq": 1 }), "{u}");
+        assert_eq!(u["text"], "plain");
+        let mut area = [0u8; 64];
+        let mut w = TlvWriter::new(&mut area);
+        w.tlv(TlvTag::MESSAGE_PAYLOAD, &[0x05, 0x00, 0x03, 0x07, 0x02, 0x02, 0x00, 0x4f, 0x00, 0x4b]).unwrap();
+        let pdu = Pdu::new(
+            4,
+            Body::DataSm(DataSm {
+                source: Address::international(b"447700900456"),
+                destination: Address::international(b"447700900123"),
+                esm_class: EsmClass(EsmClass::UDHI),
+                data_coding: 0x08,
+                tlvs: Tlvs::Raw(w.as_bytes()),
+                ..DataSm::default()
+            }),
+        );
+        let mut buf = vec![0u8; pdu.buffer_len()];
+        pdu.emit(&mut buf).unwrap();
+        let u = inspect_smpp(&buf).unwrap()["body"]["user_data"].clone();
+        assert_eq!(u["udh"]["ies"][0]["seq"], 2, "{u}");
+        assert_eq!(u["text"], "OK", "{u}");
     }
 }

@@ -19,13 +19,27 @@ struct Cli {
     command: Command,
 }
 
+/// Where a packaged iwf keeps its configuration.
+const DEFAULT_CONFIG: &str = "/etc/iwf/iwf.toml";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the appliance: EAL, ports and pipelines from the configuration, until SIGINT/SIGTERM.
     Run {
         /// The iwf configuration (TOML), e.g. config/lab.toml.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_CONFIG)]
         config: String,
+    },
+    /// Judge a configuration offline: the errors a start or reload would refuse it with
+    /// (line, key, what was expected; exit 1), then settings that load but are dangerous
+    /// (a system no port serves, open allow-lists, exposed keys; exit 2 with --strict).
+    Check {
+        /// The iwf configuration (TOML).
+        #[arg(default_value = DEFAULT_CONFIG)]
+        config: String,
+        /// Exit 2 when there are warnings (for deployment pipelines).
+        #[arg(long)]
+        strict: bool,
     },
     /// Receipts/s of the receipt path on N worker lcores over DPDK ring ports (net_ring,
     /// frames circulating in memory: no NIC or tap limit); one JSON line per worker count.
@@ -227,6 +241,38 @@ fn keygen(out: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// `iwf check`: the verdict on standard output, one line per finding.
+fn check(path: &str, strict: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("iwf check: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match iwf::control::check::check(&text) {
+        Err(e) => {
+            eprintln!("iwf check: {path}: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(warnings) if warnings.is_empty() => {
+            print_line(&format!("{path}: loads, nothing to warn about"));
+            ExitCode::SUCCESS
+        }
+        Ok(warnings) => {
+            for w in &warnings {
+                print_line(&format!("{path}: warning: {w}"));
+            }
+            print_line(&format!("{path}: loads, with {} warning(s)", warnings.len()));
+            if strict {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
 /// Prints a line to standard output; a closed pipe (`iwf inspect ... | head`) is not an error.
 fn print_line(s: &str) {
     use std::io::Write;
@@ -286,6 +332,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Scaling { workers, seconds } => scaling(&workers, seconds),
+        Command::Check { config, strict } => check(&config, strict),
         Command::Keygen { out } => match keygen(out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
