@@ -1211,7 +1211,12 @@ fn notifications(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> Vec
 /// while the worker cannot poll: its thread is stopped for 3 s (ptrace, as a debugger
 /// would, the other threads running on). The pings resume once it polls again.
 fn systemd_notify(sock: &std::os::unix::net::UnixDatagram) {
-    let first = notifications(sock, Duration::from_secs(20));
+    // Until READY=1 (iwf waits up to 10 s for smsc-c's bind), at most 20 s.
+    let mut first: Vec<(Instant, String)> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until && !first.iter().any(|(_, m)| m.contains("READY=1")) {
+        first.extend(notifications(sock, Duration::from_millis(500)));
+    }
     let ready =
         first.iter().position(|(_, m)| m.contains("READY=1")).unwrap_or_else(|| panic!("no READY=1: {first:?}"));
     let (_, r) = &first[ready];
