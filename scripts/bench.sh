@@ -454,7 +454,7 @@ MMS_P99=0
 MMS_MISSING=0
 MMS_SMS_RPS=0
 if want mms; then
-    say "mms: mmsc-m (8 SMTP connections, 30 KiB pictures, as fast as iwf answers) beside smsc-a + smsc-b at 200 messages/s"
+    say "mms: mmsc-m (4 SMTP connections, 30 KiB pictures, as fast as iwf answers) beside smsc-a + smsc-b at 200 messages/s"
     run_load mms "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate 200 \
         --mms-rate 100000 --mms-connections 4 --mms-image-kb 30
     MMS_PS=$(jget "$OUT/load-mms.json" mms.mms_per_s)
@@ -595,7 +595,7 @@ fi
         echo "| $DATE | $MACHINE | iwf CPU time per receipt (worker's non-empty polls + all other iwf threads) | $LOAD_NS ns | |"
     fi
     if want mms; then
-        echo "| $DATE | $MACHINE | MMS/s: MM4_forward.REQ (30 KiB picture, 8 SMTP connections) → SIP MESSAGE over TCP → 200 + delivery IMDN → MM4_delivery_report.REQ back at the MMS centre, beside SMS at 200 messages/s ($MMS_SMS_RPS receipts/s; $MMS_MISSING reports missing) | $MMS_PS MMS/s | |"
+        echo "| $DATE | $MACHINE | MMS/s: MM4_forward.REQ (30 KiB picture, 4 SMTP connections) → SIP MESSAGE over TCP → 200 + delivery IMDN → MM4_delivery_report.REQ back at the MMS centre, beside SMS at 200 messages/s ($MMS_SMS_RPS receipts/s; $MMS_MISSING reports missing) | $MMS_PS MMS/s | |"
         echo "| $DATE | $MACHINE | MMS forward → its delivery report at the MMS centre, p50 / p99 (same run) | $MMS_P50 / $MMS_P99 µs | |"
     fi
     if want originate; then
