@@ -18,9 +18,10 @@
 # Builds with `cargo build --bin iwf --bin iwf-peer` (CARGO_TARGET_DIR respected).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
-echo "demo: cargo build --bin iwf --bin iwf-peer"
-cargo build --locked -q --bin iwf --bin iwf-peer
+echo "demo: scripts/setup.sh --demo (what the demo needs; a first run installs it)"
+scripts/setup.sh --demo
+echo "demo: cargo build --bin iwf --bin iwf-peer (a first build takes a few minutes)"
+cargo build --locked --bin iwf --bin iwf-peer
 target=${CARGO_TARGET_DIR:-target}
 iwf=$target/debug/iwf
 peer=$(realpath "$target/debug/iwf-peer")

@@ -4,9 +4,18 @@
 # tools (iproute2, ping, sipp, tshark, tcpreplay, swaks, postfix, promtool, python3 with smpplib
 # and aiosmtpd), 2 MB hugepages on /dev/hugepages, and the peer baseline's Kamailio + Kannel
 # (scripts/baseline.sh).
+#
+#   scripts/setup.sh          everything the tests use
+#   scripts/setup.sh --demo   only what scripts/demo.sh uses (build, DPDK, the lab's
+#                             namespaces, sipp, python3 with smpplib and aiosmtpd)
 set -euo pipefail
 
+demo=0
+[ "${1:-}" = "--demo" ] && demo=1
+
 need_pkgs=()
+demo_pkgs=(build-essential pkg-config ca-certificates libdpdk-dev dpdk clang libclang-dev
+      iproute2 iputils-ping sip-tester curl python3 python3-pip)
 pkgs=(build-essential pkg-config ca-certificates
       libdpdk-dev dpdk clang libclang-dev
       iproute2 iputils-ping sip-tester tshark tcpreplay curl python3 python3-pip swaks
@@ -19,6 +28,7 @@ pkgs=(build-essential pkg-config ca-certificates
       kamailio kamailio-utils-modules kannel util-linux)
 # dpdk-testpmd (the tap ceiling in the bench) is in dpdk on some releases, dpdk-dev on others.
 if apt-cache show dpdk-dev >/dev/null 2>&1; then pkgs+=(dpdk-dev); fi
+[ $demo -eq 1 ] && pkgs=("${demo_pkgs[@]}")
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
@@ -27,7 +37,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         echo "setup: need root to install ${need_pkgs[*]} (run: sudo scripts/setup.sh)" >&2
         exit 1
     fi
-    echo "setup: installing ${need_pkgs[*]}"
+    echo "setup: installing ${#need_pkgs[@]} Debian packages: ${need_pkgs[*]}"
+    echo "setup: apt-get update"
     apt-get update -qq
     # tshark asks whether non-root users may capture: answer no, non-interactively.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
@@ -43,7 +54,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         own_policy=1
         trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+    # One line per package as it unpacks and sets up: a first run shows its progress.
+    # (apt's own exit status counts: its output goes through the filter on the side.)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 "${need_pkgs[@]}" \
+        > >(grep --line-buffered -E '^(Unpacking|Setting up) ' || true)
     if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
 # The baseline runs its own Kamailio and Kannel in namespace iwf-base, the lab its own
@@ -95,12 +109,12 @@ else
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85)" >&2
+    echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.88; scripts/msrv.sh says why)" >&2
     exit 1
 fi
 
 # cargo-fuzz drives the libFuzzer targets under fuzz/ (stable toolchain + RUSTC_BOOTSTRAP).
-if ! cargo fuzz --version >/dev/null 2>&1; then
+if [ $demo -eq 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz (about 2 minutes)"
     cargo install --locked cargo-fuzz
 fi

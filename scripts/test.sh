@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+scripts/msrv.sh
 
 # Each fuzz target starts from the seeds committed beside it (fuzz/corpus/<target>/seed-*;
 # .gitignore keeps nothing else there). Checked first, so that a target without seeds

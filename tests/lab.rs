@@ -1187,6 +1187,78 @@ fn metrics_are_clean_and_documented(metrics: &str) {
     assert!(undocumented.is_empty(), "metric families the README's metrics table lacks: {undocumented:?}");
 }
 
+/// Where the lab's Prometheus answers (loopback, beside a system one on 9090).
+const PROMETHEUS: &str = "127.0.0.1:19090";
+
+/// Prometheus with the shipped configuration (ops/prometheus.yml), scraping every second
+/// so that the lab's short traffic runs fill a `rate(...[1m])`.
+fn prometheus_up() -> Peer {
+    let dir = root_dir().join("target/lab/prometheus");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = std::fs::read_to_string(root_dir().join("ops/prometheus.yml")).expect("ops/prometheus.yml");
+    assert!(shipped.contains("scrape_interval: 5s") && shipped.contains("127.0.0.1:9870"), "{shipped}");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, shipped.replace("interval: 5s", "interval: 1s")).unwrap();
+    let peer = Peer(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={PROMETHEUS}"))
+            .stdout(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("prometheus.err")).unwrap()))
+            .spawn()
+            .expect("prometheus (Debian's prometheus package; scripts/setup.sh installs it)"),
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while prometheus_query("up").is_none() {
+        assert!(Instant::now() < until, "Prometheus did not come up: see {}", dir.display());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    peer
+}
+
+/// One instant query through Prometheus's HTTP API: its `data.result`, if it answered.
+fn prometheus_query(expr: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-sfG", "--max-time", "5", &format!("http://{PROMETHEUS}/api/v1/query")])
+        .arg("--data-urlencode")
+        .arg(format!("query={expr}"))
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    (v["status"] == "success").then(|| v["data"]["result"].clone())
+}
+
+/// Every PromQL expression of the shipped dashboard (ops/grafana-dashboard.json),
+/// evaluated by Prometheus on what it scraped from the lab iwf while the scenarios ran:
+/// each must return data (the load run's traffic just ended, so every rate has some).
+fn dashboard_queries_return_data() {
+    let dashboard: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root_dir().join("ops/grafana-dashboard.json")).expect("ops/grafana-dashboard.json"),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let up = prometheus_query("up{job=\"iwf\"}").expect("Prometheus answers");
+    assert_eq!(up[0]["value"][1], "1", "Prometheus scrapes iwf: {up}");
+    let empty: Vec<&String> =
+        exprs.iter().filter(|e| prometheus_query(e).is_none_or(|r| r.as_array().is_none_or(Vec::is_empty))).collect();
+    assert!(empty.is_empty(), "dashboard expressions without data: {empty:?}");
+    // The latency panel's p99 is a number (receipts were timed), not NaN.
+    let p99 =
+        prometheus_query("histogram_quantile(0.99, sum by (le) (rate(iwf_system_receipt_latency_seconds_bucket[1m])))")
+            .expect("the p99");
+    let v: f64 = p99[0]["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    assert!(v > 0.0 && v < 10.0, "receipt latency p99: {p99}");
+}
+
 fn notify_socket() -> PathBuf {
     root_dir().join("target/lab/notify.sock")
 }
@@ -1919,6 +1991,8 @@ fn lab_end_to_end() {
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
     timed("systemd_notify", || systemd_notify(&notify));
+    // Debian's Prometheus scrapes the lab iwf from here on (ops/prometheus.yml).
+    let prometheus = prometheus_up();
     timed("smpp_server", smpp_server);
     timed("receipts_end_to_end", receipts_end_to_end);
     timed("mms_exchange", mms_exchange);
@@ -1930,6 +2004,8 @@ fn lab_end_to_end() {
     timed("reload_and_admin", reload_and_admin);
     timed("large_message_over_tcp", large_message_over_tcp);
     timed("load_generator", load_generator);
+    timed("dashboard_queries_return_data", dashboard_queries_return_data);
+    drop(prometheus);
     timed("overload_with_concatenation", overload_with_concatenation);
     timed("sustained_converged_to_legacy", sustained_converged_to_legacy);
     timed("smpp_client", smpp_client);

@@ -26,6 +26,8 @@ pub enum MetricKind {
     Counter,
     /// Goes up and down (a state, a level).
     Gauge,
+    /// Observations counted in buckets: `_bucket{le}` (cumulative), `_sum`, `_count`.
+    Histogram,
 }
 
 impl MetricKind {
@@ -33,6 +35,7 @@ impl MetricKind {
         match self {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
         }
     }
 }
@@ -46,6 +49,8 @@ pub enum MetricError {
     BadLabelName,
     /// The family was first written as the other kind (a counter and a gauge share a name).
     KindMismatch,
+    /// A histogram's counts are not one per bucket bound plus one for `+Inf`.
+    BadBuckets,
 }
 
 impl fmt::Display for MetricError {
@@ -54,6 +59,7 @@ impl fmt::Display for MetricError {
             MetricError::BadName => "metric name is not [a-zA-Z_:][a-zA-Z0-9_:]*",
             MetricError::BadLabelName => "label name is not [a-zA-Z_][a-zA-Z0-9_]* or starts with __",
             MetricError::KindMismatch => "metric family already written with another type",
+            MetricError::BadBuckets => "histogram counts are not one per bound plus +Inf",
         })
     }
 }
@@ -121,6 +127,34 @@ impl MetricsWriter {
         self.sample(name, help, MetricKind::Gauge, labels, &float_text(value))
     }
 
+    /// Writes one histogram: `bounds` (ascending upper bounds, without `+Inf`) and
+    /// `cumulative` counts, one per bound and a last one for `+Inf` (= the count).
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        cumulative: &[u64],
+        sum: f64,
+    ) -> Result<(), MetricError> {
+        if cumulative.len() != bounds.len() + 1 {
+            return Err(MetricError::BadBuckets);
+        }
+        let family = self.family(name, help, MetricKind::Histogram, labels)?;
+        let bucket = format!("{name}_bucket");
+        for (i, c) in cumulative.iter().enumerate() {
+            let le = bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| float_text(*b));
+            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+            with_le.push(("le", &le));
+            push_sample(&mut family.samples, &bucket, &with_le, &c.to_string());
+        }
+        push_sample(&mut family.samples, &format!("{name}_sum"), labels, &float_text(sum));
+        let count = cumulative.last().copied().unwrap_or(0);
+        push_sample(&mut family.samples, &format!("{name}_count"), labels, &count.to_string());
+        Ok(())
+    }
+
     /// The number of families written so far.
     pub fn families(&self) -> usize {
         self.families.len()
@@ -134,6 +168,19 @@ impl MetricsWriter {
         labels: &[(&str, &str)],
         value: &str,
     ) -> Result<(), MetricError> {
+        let family = self.family(name, help, kind, labels)?;
+        push_sample(&mut family.samples, name, labels, value);
+        Ok(())
+    }
+
+    /// Family `name` of `kind` (created on first use), once the names check out.
+    fn family(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: &[(&str, &str)],
+    ) -> Result<&mut Family, MetricError> {
         if !valid_metric_name(name) {
             return Err(MetricError::BadName);
         }
@@ -159,25 +206,7 @@ impl MetricsWriter {
         if family.kind != kind {
             return Err(MetricError::KindMismatch);
         }
-        let s = &mut family.samples;
-        s.push_str(name);
-        if !labels.is_empty() {
-            s.push('{');
-            for (n, (k, v)) in labels.iter().enumerate() {
-                if n > 0 {
-                    s.push(',');
-                }
-                s.push_str(k);
-                s.push_str("=\"");
-                escape_label_value(s, v);
-                s.push('"');
-            }
-            s.push('}');
-        }
-        s.push(' ');
-        s.push_str(value);
-        s.push('\n');
-        Ok(())
+        Ok(family)
     }
 
     /// Appends the exposition text to `out`.
@@ -196,6 +225,27 @@ impl MetricsWriter {
         self.write_to(&mut out);
         out
     }
+}
+
+/// One sample line: `name{labels} value`.
+fn push_sample(s: &mut String, name: &str, labels: &[(&str, &str)], value: &str) {
+    s.push_str(name);
+    if !labels.is_empty() {
+        s.push('{');
+        for (n, (k, v)) in labels.iter().enumerate() {
+            if n > 0 {
+                s.push(',');
+            }
+            s.push_str(k);
+            s.push_str("=\"");
+            escape_label_value(s, v);
+            s.push('"');
+        }
+        s.push('}');
+    }
+    s.push(' ');
+    s.push_str(value);
+    s.push('\n');
 }
 
 /// A sample value as the text format spells it (`NaN`, `+Inf`, `-Inf`).
@@ -489,5 +539,24 @@ mod tests {
         assert!(value("process_cpu_seconds_total") > 0.0, "{text}");
         assert!(text.contains(&format!("iwf_build_info{{version=\"{}\",", env!("CARGO_PKG_VERSION"))), "{text}");
         assert_eq!(status_bytes("VmRSS:\t  2048 kB\n", "VmRSS"), Some(2048.0 * 1024.0));
+    }
+
+    #[test]
+    fn histograms_are_one_family_with_buckets_sum_and_count() {
+        let mut w = MetricsWriter::new();
+        w.histogram("iwf_h_seconds", "A latency.", &[("system", "a")], &[0.001, 0.5], &[1, 3, 4], 0.75).unwrap();
+        w.histogram("iwf_h_seconds", "ignored", &[("system", "b")], &[0.001, 0.5], &[0, 0, 0], 0.0).unwrap();
+        assert_eq!(w.histogram("iwf_h_seconds", "", &[], &[1.0], &[1], 0.0), Err(MetricError::BadBuckets));
+        assert_eq!(w.counter("iwf_h_seconds", "", &[], 1), Err(MetricError::KindMismatch));
+        assert_eq!(
+            w.finish(),
+            "# HELP iwf_h_seconds A latency.\n# TYPE iwf_h_seconds histogram\n\
+             iwf_h_seconds_bucket{system=\"a\",le=\"0.001\"} 1\niwf_h_seconds_bucket{system=\"a\",le=\"0.5\"} 3\n\
+             iwf_h_seconds_bucket{system=\"a\",le=\"+Inf\"} 4\niwf_h_seconds_sum{system=\"a\"} 0.75\n\
+             iwf_h_seconds_count{system=\"a\"} 4\n\
+             iwf_h_seconds_bucket{system=\"b\",le=\"0.001\"} 0\niwf_h_seconds_bucket{system=\"b\",le=\"0.5\"} 0\n\
+             iwf_h_seconds_bucket{system=\"b\",le=\"+Inf\"} 0\niwf_h_seconds_sum{system=\"b\"} 0\n\
+             iwf_h_seconds_count{system=\"b\"} 0\n"
+        );
     }
 }

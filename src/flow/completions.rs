@@ -239,7 +239,9 @@ impl Flows {
             Outcome::Refused(s) => w.refused = Some(s),
             Outcome::Answered(status, reason) => w.answer = Some((status, reason)),
             Outcome::StoreFailed => w.answer = Some((500, "Server Internal Error (store write failed)")),
-            Outcome::Delivered | Outcome::Stored => {}
+            // Stored for an unbound system: no acknowledgement to time.
+            Outcome::Stored => w.latency = None,
+            Outcome::Delivered => {}
         }
         if w.remaining > 0 {
             return;
@@ -250,6 +252,11 @@ impl Flows {
             (None, None) => (200, "OK"),
             (None, Some(s)) => sip_for_command_status(s),
         };
+        if let (Some((system, since)), (200, None)) = (w.latency, (status, w.refused)) {
+            if let Some(st) = self.shared.system(system) {
+                st.receipt_latency.record(self.now_ms.saturating_sub(since));
+            }
+        }
         if let (Some(seen), false) = (w.replay, (200..300).contains(&status)) {
             // Not relayed: the sender's retry must be.
             self.shared.replay.forget(seen);

@@ -149,6 +149,7 @@ impl Flows {
             refused: None,
             answer: None,
             replay: Some(seen),
+            latency: Some((system, self.now_ms)),
         });
         let token = self.token(key);
         let validity = self.shared.provision.load().converged.message_validity_s;
@@ -246,6 +247,7 @@ impl Flows {
             refused: None,
             answer: None,
             replay: None,
+            latency: None,
         });
         let token = self.token(key);
         let mut items = Vec::with_capacity(usize::from(count));
@@ -425,7 +427,14 @@ impl Flows {
             let store_key = self.store_key();
             self.store_keys.insert(message, store_key);
             let from = Requester::Correlation { message: key };
-            let w = self.waiters.insert(Waiter { from, remaining: 1, refused: None, answer: None, replay: None });
+            let w = self.waiters.insert(Waiter {
+                from,
+                remaining: 1,
+                refused: None,
+                answer: None,
+                replay: None,
+                latency: None,
+            });
             self.unsent.insert(w, UnsentParts { conn, system, parts });
             let op = store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token: self.token(w) };
             if tx.send(op).is_err() {

@@ -643,6 +643,10 @@ struct Waiter {
     answer: Option<(u16, &'static str)>,
     /// The notification this IMDN is remembered as (forgotten if it is not relayed).
     replay: Option<crate::route::replay::Seen>,
+    /// An IMDN's receipts: their system and when the IMDN came (the worker's ms), for
+    /// the system's latency histogram once the system acknowledged them all; none once
+    /// one was stored instead.
+    latency: Option<(u16, u64)>,
 }
 
 /// Key of a concatenated legacy message being reassembled.
@@ -690,6 +694,8 @@ pub struct Flows {
     next_store_key: u64,
     /// The Unix time of the last poll.
     unix: u64,
+    /// The worker's milliseconds at the last input or poll.
+    now_ms: u64,
     /// The second the correlation table was last swept.
     expired_at: u64,
     /// The timers [`Flows::poll_timeout`] reports and [`Flows::handle_timeout`] runs.
@@ -834,6 +840,7 @@ impl Flows {
             unsent: HashMap::new(),
             next_store_key: 0,
             unix: 0,
+            now_ms: 0,
             expired_at: 0,
             timers: Timers::default(),
             corr_seq: 1,
@@ -979,7 +986,7 @@ impl Flows {
 
     /// A waiter for `remaining` completions, answered to `from`: its key.
     fn new_waiter(&mut self, from: Requester, remaining: u16) -> u64 {
-        self.waiters.insert(Waiter { from, remaining, refused: None, answer: None, replay: None })
+        self.waiters.insert(Waiter { from, remaining, refused: None, answer: None, replay: None, latency: None })
     }
 
     // ---- time and the outboxes -------------------------------------------------------
@@ -989,6 +996,7 @@ impl Flows {
     /// this on every clock read).
     pub fn poll(&mut self, now: u64, unix: u64) {
         self.unix = unix;
+        self.now_ms = now;
         let core = self.config.core;
         let shared = Arc::clone(&self.shared);
         if let Some(q) = shared.completions.get(core as usize) {
@@ -1116,6 +1124,7 @@ impl Flows {
     /// [`Flows::poll`], which the worker runs whenever it reads its clock.
     pub fn handle(&mut self, now: u64, input: Input<'_>) {
         let unix = self.unix;
+        self.now_ms = now;
         match input {
             Input::Bound { conn, system, receives } => self.bound(conn, system, receives),
             Input::Closed { conn } => self.closed(conn),
@@ -2420,6 +2429,12 @@ mod tests {
         assert_eq!(a.receipts_routed.load(Ordering::Relaxed), 2);
         assert_eq!(a.receipts_delivered.load(Ordering::Relaxed), 2);
         assert_eq!(shared.system(2).unwrap().receipts_delivered.load(Ordering::Relaxed), 0);
+        // Both timed, IMDN in → deliver_sm_resp: the second waited from the poll at 10 ms
+        // to the one at 20 ms.
+        let (counts, sum_ms) = a.receipt_latency.cumulative();
+        assert_eq!(counts.last(), Some(&2), "{counts:?}");
+        assert!((10..=20).contains(&sum_ms), "{sum_ms}");
+        assert_eq!(shared.system(2).unwrap().receipt_latency.cumulative().0.last(), Some(&0));
     }
 
     #[test]

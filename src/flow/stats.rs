@@ -118,6 +118,21 @@ impl crate::control::metrics::MetricsSource for Shared {
                     v,
                 );
             });
+            let _ = out.gauge(
+                "iwf_system_receipts_stored",
+                "Receipts in the durable store for the system now (it had no bind when they came)",
+                &[("system", name)],
+                st.queued_now.load(Ordering::Relaxed) as f64,
+            );
+            let (counts, sum_ms) = st.receipt_latency.cumulative();
+            let _ = out.histogram(
+                "iwf_system_receipt_latency_seconds",
+                "IMDN in to the legacy system's deliver_sm_resp, receipts taken over a bind",
+                &[("system", name)],
+                &LATENCY_BOUNDS_MS.map(|ms| ms as f64 / 1e3),
+                &counts,
+                sum_ms as f64 / 1e3,
+            );
         }
         for (reason, v) in self.drops() {
             let _ = out.counter("iwf_drops_total", "Refused or routed nowhere, by reason", &[("reason", reason)], v);
@@ -249,8 +264,48 @@ pub struct SystemStats {
     /// Receipts in the durable store for it now (kept by the cores as they queue and
     /// by the store's thread as it delivers, expires and recounts).
     pub queued_now: AtomicU64,
+    /// IMDN in → the system's deliver_sm_resp (receipts it took over a bind, not those
+    /// stored for it while unbound).
+    pub receipt_latency: Latency,
     window: AtomicU64,
     receipt_window: AtomicU64,
+}
+
+/// Upper bounds of the latency buckets, milliseconds (the workers' clock).
+pub const LATENCY_BOUNDS_MS: [u64; 13] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+
+/// A latency histogram every core records into and the admin thread reads: fixed
+/// buckets of atomic counts, so a record is two relaxed adds and no allocation, and
+/// Prometheus can aggregate it (`histogram_quantile` over instances and systems, which
+/// a per-core HdrHistogram's percentiles could not be).
+#[derive(Debug, Default)]
+pub struct Latency {
+    /// Counts per bucket of [`LATENCY_BOUNDS_MS`] (a value lands in the first bucket
+    /// whose bound it does not exceed), and one more for the rest.
+    buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+    sum_ms: AtomicU64,
+}
+
+impl Latency {
+    /// Counts one of `ms` milliseconds.
+    pub fn record(&self, ms: u64) {
+        let i = LATENCY_BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BOUNDS_MS.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last is every value: `+Inf`), and the sum in ms.
+    pub fn cumulative(&self) -> ([u64; LATENCY_BOUNDS_MS.len() + 1], u64) {
+        let mut out = [0u64; LATENCY_BOUNDS_MS.len() + 1];
+        let mut total = 0u64;
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            total += b.load(Ordering::Relaxed);
+            *o = total;
+        }
+        (out, self.sum_ms.load(Ordering::Relaxed))
+    }
 }
 
 impl SystemStats {
@@ -582,5 +637,24 @@ impl Shared {
             Some(q) => q.push(c),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn values_land_in_the_first_bucket_they_do_not_exceed() {
+        let l = Latency::default();
+        for ms in [0, 1, 2, 3, 10_000, 10_001, 99_999] {
+            l.record(ms);
+        }
+        let (c, sum) = l.cumulative();
+        assert_eq!(c.len(), LATENCY_BOUNDS_MS.len() + 1);
+        assert_eq!((c[0], c[1], c[2]), (2, 3, 4), "≤1 ms: 0 and 1; ≤2: 2; ≤5: 3");
+        assert_eq!(c[LATENCY_BOUNDS_MS.len() - 1], 5, "≤10 s");
+        assert_eq!(c[LATENCY_BOUNDS_MS.len()], 7, "+Inf: all");
+        assert_eq!(sum, 1 + 2 + 3 + 10_000 + 10_001 + 99_999);
     }
 }
