@@ -1187,6 +1187,46 @@ fn metrics_are_clean_and_documented(metrics: &str) {
     assert!(undocumented.is_empty(), "metric families the README's metrics table lacks: {undocumented:?}");
 }
 
+/// `iwf ctl` against the lab iwf, as an operator runs it: the systems table and its
+/// JSON (the load run's counters in it), the queues, the running configuration, a
+/// reload; a wrong token is refused.
+fn operator_ctl() {
+    let token = root_dir().join("target/lab/admin.token");
+    let ctl = |args: &[&str]| {
+        run(Command::new(iwf_bin()).args(["ctl", "--token-file", token.to_str().expect("path")]).args(args))
+    };
+    let table = must(ctl(&["systems"]), "iwf ctl systems");
+    eprintln!("$ iwf ctl systems\n{table}");
+    let header = table.lines().next().unwrap_or("");
+    assert!(header.starts_with("system  ") && header.contains("state") && header.contains("receipts"), "{table}");
+    for name in ["smsc-a", "smsc-b", "smsc-c", "mmsc-m"] {
+        assert!(table.lines().any(|l| l.starts_with(name)), "{name} in:\n{table}");
+    }
+    let parse = |text: String| -> serde_json::Value {
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("iwf ctl --json: {e}: {text}"))
+    };
+    let v = parse(must(ctl(&["--json", "systems"]), "iwf ctl --json systems"));
+    let row =
+        |name: &str| v.as_array().and_then(|a| a.iter().find(|r| r["system"] == name)).cloned().unwrap_or_default();
+    assert!(row("smsc-a")["counters"]["messages_in"].as_u64() >= Some(100), "the load run's messages: {v}");
+    assert_eq!(row("mmsc-m")["kind"], "mmsc", "{v}");
+    assert_eq!(row("smsc-c")["role"], "iwf binds to it", "{v}");
+    let q = parse(must(ctl(&["--json", "queues"]), "iwf ctl --json queues"));
+    assert!(
+        q.as_array().is_some_and(|a| a.iter().any(|r| r["system"] == "smsc-a" && r["queue_limit"].as_u64() > Some(0))),
+        "{q}"
+    );
+    let config = must(ctl(&["config"]), "iwf ctl config");
+    assert!(config.contains("generation: ") && config.contains("lab.toml"), "{config}");
+    let reload = must(ctl(&["reload"]), "iwf ctl reload");
+    assert!(reload.contains("loaded"), "{reload}");
+    let wrong = root_dir().join("target/lab/wrong.token");
+    std::fs::write(&wrong, "not-the-admin-token-at-all").unwrap();
+    let out = run(Command::new(iwf_bin()).args(["ctl", "--token-file", wrong.to_str().expect("path"), "systems"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{out:?}");
+}
+
 /// Where the lab's Prometheus answers (loopback, beside a system one on 9090).
 const PROMETHEUS: &str = "127.0.0.1:19090";
 
@@ -2005,6 +2045,7 @@ fn lab_end_to_end() {
     timed("large_message_over_tcp", large_message_over_tcp);
     timed("load_generator", load_generator);
     timed("dashboard_queries_return_data", dashboard_queries_return_data);
+    timed("operator_ctl", operator_ctl);
     drop(prometheus);
     timed("overload_with_concatenation", overload_with_concatenation);
     timed("sustained_converged_to_legacy", sustained_converged_to_legacy);

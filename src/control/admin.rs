@@ -78,6 +78,10 @@ pub type HealthCheck = Box<dyn Fn() -> Health + Send + Sync>;
 /// The reload callback: a summary, or the error text (file, key and line).
 pub type ReloadHook = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
 
+/// The operator API (`GET /v1/<what>`, what `iwf ctl` reads): the JSON for `what`
+/// (`systems`, `queues`, `config`), or none for a name it does not know.
+pub type ApiHook = Box<dyn Fn(&str) -> Option<serde_json::Value> + Send + Sync>;
+
 /// What the routes call. Runs on the admin threads (several at once).
 #[derive(Default)]
 pub struct Handlers {
@@ -87,6 +91,8 @@ pub struct Handlers {
     pub health: Option<HealthCheck>,
     /// Called by `POST /-/reload`; without one the route answers 501.
     pub reload: Option<ReloadHook>,
+    /// Answers `GET /v1/<what>` (with the token); without one those answer 501.
+    pub api: Option<ApiHook>,
     /// The bearer token of calls that change something; none: they are refused.
     pub token: Option<AdminToken>,
 }
@@ -136,6 +142,7 @@ impl std::fmt::Debug for Handlers {
             .field("metrics", &self.metrics)
             .field("health", &self.health.is_some())
             .field("reload", &self.reload.is_some())
+            .field("api", &self.api.is_some())
             .field("token", &self.token.is_some())
             .finish()
     }
@@ -499,9 +506,25 @@ fn route(head: &Head, handlers: &Handlers) -> Response {
             },
             (None, Some(_), Some(_)) => Response::text(501, "reload is not configured"),
         },
+        (p, "GET") if p.starts_with("/v1/") => match (&handlers.api, &handlers.token, &head.bearer) {
+            // What the operator API shows (systems, queues, the configuration) is for
+            // the operator: the token, as for changes.
+            (_, None, _) => {
+                Response::text(403, "the operator API needs an admin token: set [control] admin_token_file")
+            }
+            (_, Some(token), Some(offered)) if !token.matches(offered) => Response::text(401, "wrong admin token"),
+            (_, Some(_), None) => Response::text(401, "send Authorization: Bearer <the admin token>"),
+            (None, Some(_), Some(_)) => Response::text(501, "the operator API is not configured"),
+            (Some(api), Some(_), Some(_)) => match api(p.trim_start_matches("/v1/")) {
+                Some(v) => {
+                    Response { status: 200, allow: None, content_type: "application/json", body: format!("{v}\n") }
+                }
+                None => Response::text(404, "not found (GET /v1/systems, /v1/queues, /v1/config)"),
+            },
+        },
         ("/metrics" | "/healthz", _) => Response::method_not_allowed("GET"),
         ("/-/reload", _) => Response::method_not_allowed("POST"),
-        _ => Response::text(404, "not found (routes: GET /metrics, GET /healthz, POST /-/reload)"),
+        _ => Response::text(404, "not found (routes: GET /metrics, GET /healthz, POST /-/reload, GET /v1/...)"),
     }))
     .unwrap_or_else(|_| Response::text(500, "handler failed"))
 }
@@ -533,6 +556,7 @@ mod tests {
                 details: serde_json::json!({"ports": {"legacy": "up"}}),
             })),
             reload: Some(Box::new(move || reload_result.lock().unwrap().clone())),
+            api: Some(Box::new(|what| (what == "systems").then(|| serde_json::json!([{ "name": "smsc-a" }])))),
             token: Some(AdminToken::new(TOKEN).unwrap()),
         }
     }
@@ -619,6 +643,18 @@ mod tests {
         let with_body =
             format!("POST /-/reload HTTP/1.1\r\nAuthorization: bearer {TOKEN}\r\nContent-Length: 5\r\n\r\nhello");
         assert_eq!(exchange(addr, with_body.as_bytes()).0, 400);
+
+        // The operator API: with the token only, JSON, 404 for what it does not know.
+        assert_eq!(get(addr, "/v1/systems").0, 401);
+        let ask = |path: &str, token: &str| {
+            exchange(addr, format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        };
+        assert_eq!(ask("/v1/systems", "0123456789abcdef0123456789abcdeX").0, 401);
+        let (status, head, body) = ask("/v1/systems", TOKEN);
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("Content-Type: application/json"), "{head}");
+        assert_eq!(body, "[{\"name\":\"smsc-a\"}]\n");
+        assert_eq!(ask("/v1/nothing", TOKEN).0, 404);
         h.stop();
     }
 

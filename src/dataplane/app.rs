@@ -671,6 +671,19 @@ fn start_admin(
                     }
                     r
                 })),
+                api: {
+                    let (shared, provision) = (Arc::clone(shared), Arc::clone(provision));
+                    Some(Box::new(move |what: &str| match what {
+                        "config" => Some(serde_json::json!({
+                            "path": provision.path().display().to_string(),
+                            "generation": provision.generation(),
+                            "reloads_ok": provision.reloads_ok(),
+                            "reloads_failed": provision.reloads_failed(),
+                            "systems": provision.snapshot().legacy.len(),
+                        })),
+                        other => shared.operator_view(other),
+                    }))
+                },
                 token: match &cfg.control.admin_token_file {
                     Some(path) => Some(
                         crate::control::admin::AdminToken::read(std::path::Path::new(path))

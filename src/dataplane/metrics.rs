@@ -255,6 +255,7 @@ mod tests {
                     Health { healthy: up, details: serde_json::json!({ "links_up": up }) }
                 })),
                 reload: Some(Box::new(move || reload_keys.reload_text())),
+                api: None,
                 token: Some(crate::control::admin::AdminToken::new("wiring-token-0123456789").unwrap()),
             },
         )

@@ -607,6 +607,46 @@ impl Shared {
         added
     }
 
+    /// What `iwf ctl` shows (`GET /v1/systems`, `/v1/queues`): every provisioned legacy
+    /// system with its state and counters, or its receipts waiting (in its lane for a
+    /// bind's window, in the durable store while it has no bind). None for another name.
+    pub fn operator_view(&self, what: &str) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let provision = self.provision.load();
+        let lanes = self.lanes.load();
+        let rows = provision.legacy.iter().map(|l| {
+            let lane = lanes.lanes().iter().find(|lane| lane.system().0 == l.id);
+            let st = self.system(l.id);
+            let stored = st.as_ref().map_or(0, |s| s.queued_now.load(Ordering::Relaxed));
+            let kind = if l.mms.is_some() { "mmsc" } else { "smsc" };
+            let role = if l.mms.is_some() || l.connect.is_none() { "binds to iwf" } else { "iwf binds to it" };
+            let (binds, queued) = lane.map_or((0, 0), |lane| (lane.binds(), lane.len()));
+            match what {
+                "queues" => json!({
+                    "system": l.name, "id": l.id, "lane_queued": queued, "lane_capacity": l.lane_capacity,
+                    "stored": stored, "queue_limit": l.queue_limit, "binds": binds,
+                }),
+                _ => {
+                    let mut counters = serde_json::Map::new();
+                    if let Some(st) = &st {
+                        st.visit(&mut |name, v| {
+                            counters.insert(name.to_string(), json!(v));
+                        });
+                    }
+                    json!({
+                        "system": l.name, "id": l.id, "kind": kind, "role": role,
+                        "state": if binds > 0 { "bound" } else { "unbound" }, "binds": binds,
+                        "lane_queued": queued, "stored": stored, "counters": counters,
+                    })
+                }
+            }
+        });
+        match what {
+            "systems" | "queues" => Some(serde_json::Value::Array(rows.collect())),
+            _ => None,
+        }
+    }
+
     /// The counters of legacy system `id`.
     pub fn system(&self, id: u16) -> Option<Arc<SystemStats>> {
         self.systems.load().get(&id).cloned()

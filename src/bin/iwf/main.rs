@@ -1,4 +1,5 @@
 //! The `iwf` binary: the appliance (the packet path) and the operator's tools.
+mod ctl;
 mod scaling;
 mod traffic;
 
@@ -50,6 +51,21 @@ enum Command {
         /// Seconds per round.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+    },
+    /// Ask the running iwf over its admin endpoint (with the admin token): its legacy
+    /// systems, their queues, the running configuration, or a reload; tables, or --json.
+    Ctl {
+        /// The admin endpoint ([control] admin).
+        #[arg(long, default_value = "127.0.0.1:9870")]
+        admin: String,
+        /// The admin token's file ([control] admin_token_file).
+        #[arg(long, default_value = "/etc/iwf/admin.token")]
+        token_file: String,
+        /// Print the endpoint's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        what: ctl::Ctl,
     },
     /// Dissect protocol input and print it as JSON (exit 1 with a one-line error on bad input).
     #[command(subcommand)]
@@ -333,6 +349,16 @@ fn main() -> ExitCode {
         },
         Command::Scaling { workers, seconds } => scaling(&workers, seconds),
         Command::Check { config, strict } => check(&config, strict),
+        Command::Ctl { admin, token_file, json, what } => match ctl::run(&admin, &token_file, json, what) {
+            Ok(text) => {
+                print_line(&text);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("iwf ctl: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Keygen { out } => match keygen(out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
