@@ -619,7 +619,11 @@ impl Shared {
             let st = self.system(l.id);
             let stored = st.as_ref().map_or(0, |s| s.queued_now.load(Ordering::Relaxed));
             let kind = if l.mms.is_some() { "mmsc" } else { "smsc" };
-            let role = if l.mms.is_some() || l.connect.is_none() { "binds to iwf" } else { "iwf binds to it" };
+            let role = match (&l.mms, &l.connect) {
+                (Some(_), _) => "relays over SMTP",
+                (None, None) => "binds to iwf",
+                (None, Some(_)) => "iwf binds to it",
+            };
             let (binds, queued) = lane.map_or((0, 0), |lane| (lane.binds(), lane.len()));
             match what {
                 "queues" => json!({
@@ -635,7 +639,9 @@ impl Shared {
                     }
                     json!({
                         "system": l.name, "id": l.id, "kind": kind, "role": role,
-                        "state": if binds > 0 { "bound" } else { "unbound" }, "binds": binds,
+                        // An MMS centre holds no bind: SMTP sessions come and go per message.
+                        "state": if l.mms.is_some() { "-" } else if binds > 0 { "bound" } else { "unbound" },
+                        "binds": binds,
                         "lane_queued": queued, "stored": stored, "counters": counters,
                     })
                 }
