@@ -241,14 +241,7 @@ impl Flows {
         // With a store, the 200 also waits for every part's id to be durable (the record
         // is, before the parts go).
         let store_waits = if durable.is_some() && self.shared.store.is_some() { u16::from(count) } else { 0 };
-        let key = self.waiters.insert(Waiter {
-            from: Requester::Sip(txn),
-            remaining: u16::from(count) + store_waits,
-            refused: None,
-            answer: None,
-            replay: None,
-            latency: None,
-        });
+        let key = self.new_waiter(Requester::Sip(txn), u16::from(count) + store_waits);
         let token = self.token(key);
         let mut items = Vec::with_capacity(usize::from(count));
         for (i, (_, bytes)) in batch.pdus(&self.out).enumerate() {
@@ -427,14 +420,7 @@ impl Flows {
             let store_key = self.store_key();
             self.store_keys.insert(message, store_key);
             let from = Requester::Correlation { message: key };
-            let w = self.waiters.insert(Waiter {
-                from,
-                remaining: 1,
-                refused: None,
-                answer: None,
-                replay: None,
-                latency: None,
-            });
+            let w = self.new_waiter(from, 1);
             self.unsent.insert(w, UnsentParts { conn, system, parts });
             let op = store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token: self.token(w) };
             if tx.send(op).is_err() {

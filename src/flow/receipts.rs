@@ -106,14 +106,7 @@ impl Flows {
             if let Some(tx) = self.shared.store.clone() {
                 let key = self.store_key();
                 let from = Requester::Parking { resp: Some((r.conn, r.seq)), key, system: r.system, id: r.id };
-                let w = self.waiters.insert(Waiter {
-                    from,
-                    remaining: 1,
-                    refused: None,
-                    answer: None,
-                    replay: None,
-                    latency: None,
-                });
+                let w = self.new_waiter(from, 1);
                 let receipt = crate::route::store::ParkedReceipt {
                     key,
                     system: LegacySystemId(r.system),
