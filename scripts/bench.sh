@@ -103,6 +103,37 @@ mkdir -p "$OUT"
 say() { echo "bench: $*"; }
 want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 left() { echo $((LIMIT_S - ($(date +%s) - START))); }
+# About how long each part takes (seconds, on the lab's 2-vCPU VM): the progress line
+# of each part says which of how many it is, and when the run should end.
+estimate() {
+    case $1 in
+        ceiling) echo $((CEILING_S + 10)) ;;
+        sip) echo $(($(echo "$RATES" | wc -w) * (STEP_S + 8))) ;;
+        smpp) echo 25 ;;
+        e2e) echo 20 ;;
+        load) echo $((5 * LOAD_S + 25)) ;;
+        mms) echo $((LOAD_S + 10)) ;;
+        originate) echo $((2 * LOAD_S + 15)) ;;
+        baseline) echo 90 ;;
+        rss) echo $((RSS_S + 10)) ;;
+        memory) echo 40 ;;
+        scaling) echo 40 ;;
+        *) echo 10 ;;
+    esac
+}
+DONE_PARTS=""
+# part NAME: the progress line as part NAME starts (parts in PARTS order).
+part() {
+    local n=0 i=0 rest=0 p
+    for p in $PARTS; do
+        n=$((n + 1))
+        case " $DONE_PARTS " in *" $p "*) continue ;; esac
+        [ "$p" = "$1" ] && i=$n
+        rest=$((rest + $(estimate "$p")))
+    done
+    DONE_PARTS="$DONE_PARTS $1"
+    say "[$i/$n] $1: about $(estimate "$1") s; $(($(date +%s) - START)) s so far, about ${rest} s left (ETA $(date -d "@$(($(date +%s) + rest))" +%H:%M:%S))"
+}
 
 PMD_PID=""
 SMSC_PID=""
@@ -138,6 +169,7 @@ IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
 # --- 1. the tap ceiling ------------------------------------------------------------
 CEILING=0
 if want ceiling; then
+part ceiling
 say "ceiling: dpdk-testpmd rxonly on net_tap, ${CEILING_S} s of ${PAYLOAD_LEN}-byte UDP"
 rm -f "$OUT/pmd.fifo"
 mkfifo "$OUT/pmd.fifo"
@@ -205,7 +237,7 @@ iwf_cpu_ns() {
     sleep 1.2
     local busy other pid
     busy=$(for p in legacy converged; do
-        (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "busy_ns" { print $2 }'
+        (grep -oE ": stats port=$p .*" target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "busy_ns" { print $2 }'
     done | awk '{ s += $1 } END { printf "%.0f", s }')
     pid=$(cat target/lab/iwf.pid 2>/dev/null || echo 0)
     other=$(for t in /proc/"$pid"/task/*; do
@@ -216,7 +248,7 @@ iwf_cpu_ns() {
 # Packets iwf received and sent so far on both ports (rx + tx of their last stats lines).
 iwf_packets() {
     for p in legacy converged; do
-        (grep -E "^stats port=$p " target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "rx" || $1 == "tx" { print $2 }'
+        (grep -oE ": stats port=$p .*" target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "rx" || $1 == "tx" { print $2 }'
     done | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 # load_cmd NAME SECONDS WHERE...: the load generator command line (WHERE: how to reach the
@@ -255,6 +287,7 @@ base_cpu_ns() {
     done | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.0f", s * 1e9 / hz }'
 }
 if want baseline; then
+    part baseline
     say "baseline: Kamailio + Kannel in namespace iwf-base, pinned to CPU $BASE_CPUS (scripts/baseline.sh)"
     PEER_BIN="$PEER_BIN" BASE_CPUS="$BASE_CPUS" scripts/baseline.sh up >"$OUT/baseline-up.log" 2>&1 ||
         { cat "$OUT/baseline-up.log" >&2; echo "bench: the baseline did not come up" >&2; exit 1; }
@@ -303,11 +336,13 @@ want sip || RATES=""
 # control thread every second): how much of its core iwf actually needed.
 busy_ns() {
     sleep 1.2
-    (grep -E '^stats port=converged' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+    (grep -oE ': stats port=converged .*' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
         awk -F= '$1 == "busy_ns" { print $2 }' | tail -n1
 }
 BEST_BUSY_SHARE=0
 BEST_NS_PER_TX=0
+want sip && part sip
+echo "offered,completed" >"$OUT/sip-steps.csv"
 for rate in $RATES; do
     [ "$(left)" -gt $((STEP_S + 40)) ] || { say "time box reached, no more steps"; break; }
     calls=$((rate * STEP_S))
@@ -333,6 +368,7 @@ for rate in $RATES; do
     share=$(python3 -c "print(round((${b1:-0} - ${b0:-0}) / 1e9 / ($t1 - $t0), 3))")
     ns_tx=$(python3 -c "print(round((${b1:-0} - ${b0:-0}) / max($ok, 1)))")
     say "rate $rate/s: $ok successful, $failed failed, sipp exit $rc, $tps transactions/s; iwf worker busy $share of its core, $ns_tx ns per transaction"
+    echo "$rate,$tps" >>"$OUT/sip-steps.csv"
     if [ "$good" = 1 ] && [ "$tps" -gt "$BEST" ]; then
         BEST=$tps
         BEST_RATE=$rate
@@ -345,7 +381,7 @@ for rate in $RATES; do
 done
 sleep 1.5
 if want sip; then
-    STATS=$( (grep -E '^stats port=converged' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+    STATS=$( (grep -oE ': stats port=converged .*' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
         (grep -E '^(rx|tx|sip\.(rx_message|tx_4xx|rejected_table_full|retransmissions_absorbed)|drop\..*)=' || true) | tr '\n' ' ')
     say "iwf converged port: $STATS"
 fi
@@ -355,6 +391,7 @@ SMPP_IWF=0
 SMPP_KERNEL=0
 pdus_per_s() { python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read().strip().splitlines()[-1]).get("pdus_per_s", 0)))' 2>/dev/null || echo 0; }
 if want smpp; then
+    part smpp
     esme() { # connect system_id password
         ip netns exec iwf-legacy timeout 90 "$PEER_BIN" esme --connect "$1" --system-id "$2" --password "$3" \
             --count "$SMPP_COUNT" --window "$SMPP_WINDOW" --registered-delivery 0 --receipt-wait-ms 0 --timeout 80 \
@@ -377,7 +414,7 @@ if want smpp; then
     wait "$SMSC_PID" 2>/dev/null || true
     SMSC_PID=""
     sleep 1.5
-    STATS=$( (grep -E '^stats port=legacy' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
+    STATS=$( (grep -oE ': stats port=legacy .*' target/lab/iwf.log || true) | tail -n1 | tr ' ' '\n' |
         (grep -E '^(rx|tx|tcp\..*|smpp\.(pdus_in|pdus_out|rx_t_appn|throttled)|drop\..*)=' || true) | tr '\n' ' ')
     say "iwf legacy port: $STATS"
     say "SMPP: iwf $SMPP_IWF PDUs/s, kernel $SMPP_KERNEL PDUs/s"
@@ -394,6 +431,7 @@ E2E_P50=0
 E2E_P99=0
 E2E_WINDOW=${E2E_WINDOW:-64}
 if want e2e; then
+    part e2e
     ip netns exec iwf-conv timeout 200 "$PEER_BIN" ua --listen 198.18.2.1:5060 --duration 150 \
         >"$OUT/ua.json" 2>"$OUT/ua.err" &
     UA_PID=$!
@@ -411,7 +449,7 @@ d = json.loads(sys.stdin.read().strip().splitlines()[-1])
 l = d.get("receipt_latency_us", {})
 print(round(d.get("receipts_per_s", 0)), l.get("p50", 0), l.get("p99", 0), d.get("receipts_matched", 0))' 2>/dev/null || echo "0 0 0 0")
     say "end to end: $E2E_MATCHED receipts matched, $E2E_RPS receipts/s, submit -> receipt p50 $E2E_P50 us, p99 $E2E_P99 us"
-    say "iwf flows: $(grep -E '^flows ' target/lab/iwf.log | tail -n1)"
+    say "iwf flows: $(grep -oE ': flows .*' target/lab/iwf.log | cut -c3- | tail -n1)"
     [ "$E2E_RPS" -gt 0 ] || { echo "bench: the end-to-end run measured nothing (see $OUT/esme-e2e.json, $OUT/ua.json, target/lab/iwf.log)" >&2; exit 1; }
 fi
 # --- load: legacy → converged with the load generator --------------------------------------
@@ -424,6 +462,7 @@ LOAD_MISSING=0
 LOAD_PKTS=0
 LOAD_PPS=0
 if want load; then
+    part load
     say "load: smsc-a + smsc-b (window 64, text mix) -> iwf -> converged side, ${LOAD_S} s as fast as the windows allow"
     c0=$(iwf_cpu_ns)
     p0=$(iwf_packets)
@@ -444,6 +483,26 @@ if want load; then
     run_load half "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate "$half"
     HALF_RPS=$(jget "$OUT/load-half.json" legacy.receipts_per_s)
     HALF_P99=$(jget "$OUT/load-half.json" legacy.receipt_latency_us.p99)
+    # The curve for the plots: a quarter and three quarters of the maximum too; offered
+    # load in receipts/s (messages/s times the parts each asks receipts for; the
+    # maximum's offered load is what it completed: its windows close the loop).
+    for share in 25 75; do
+        run_load "q$share" "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate $((half * share / 50))
+    done
+    python3 - "$OUT" "$half" "$parts" "$msgs" >"$OUT/load-sweep.csv" <<'PY'
+import json, sys
+out, half, parts, msgs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+per_msg = parts / msgs if msgs else 1
+print("offered,receipts_per_s,p50_us,p90_us,p99_us,p999_us")
+for name, rate in (("q25", half // 2), ("half", half), ("q75", half * 3 // 2), ("max", None)):
+    try:
+        d = json.load(open(f"{out}/load-{name}.json"))["legacy"]
+    except (OSError, ValueError, KeyError):
+        continue
+    l = d.get("receipt_latency_us", {})
+    offered = d.get("receipts_per_s", 0) if rate is None else rate * per_msg
+    print(f"{offered:.0f},{d.get('receipts_per_s', 0):.0f},{l.get('p50', 0)},{l.get('p90', 0)},{l.get('p99', 0)},{l.get('p999', 0)}")
+PY
     say "load: $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, $LOAD_MISSING missing or misrouted), $LOAD_PKTS packets per receipt ($LOAD_PPS packets/s), $LOAD_NS ns iwf CPU per receipt; at half: $HALF_RPS receipts/s, p99 $HALF_P99 µs"
     [ "$LOAD_RPS" -gt 0 ] || { echo "bench: the load run measured nothing (see $OUT/load-max.*)" >&2; exit 1; }
 fi
@@ -454,6 +513,7 @@ MMS_P99=0
 MMS_MISSING=0
 MMS_SMS_RPS=0
 if want mms; then
+    part mms
     say "mms: mmsc-m (4 SMTP connections, 30 KiB pictures, as fast as iwf answers) beside smsc-a + smsc-b at 200 messages/s"
     run_load mms "$LOAD_S" --system smsca:pwa --system smscb:pwb --rate 200 \
         --mms-rate 100000 --mms-connections 4 --mms-image-kb 30
@@ -470,6 +530,7 @@ ORIG_P99=0
 ORIG_NS=0
 ORIG_COMFORT_P99=0
 if want originate; then
+    part originate
     say "originate: converged side -> iwf -> smsc-c (played by the load generator) -> receipt -> IMDN back, window 64"
     c0=$(iwf_cpu_ns)
     run_load orig-max "$LOAD_S" --originate-window 64 --smsc-listen 198.18.1.1:2776
@@ -492,6 +553,7 @@ RSS_END=0
 CORR_WARM=0
 CORR_END=0
 if want rss; then
+    part rss
     say "rss: $RSS_RATE messages/s for $RSS_S s, iwf's VmRSS every 30 s ($OUT/rss.csv)"
     pid=$(cat target/lab/iwf.pid)
     # timeout itself in the background (not a subshell): cleanup's TERM reaches it, and it
@@ -522,6 +584,7 @@ IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
 # --- memory: bytes per pending correlation entry ---------------------------------------------
 MEM_PER_ENTRY=0
 if want memory; then
+    part memory
     MEM_JSON=$(cargo bench --quiet --bench memory 2>/dev/null | tail -n1 || true)
     echo "$MEM_JSON" >"$OUT/memory.json"
     MEM_PER_ENTRY=$(jget "$OUT/memory.json" bytes_per_entry)
@@ -529,6 +592,7 @@ if want memory; then
 fi
 SCALING=""
 if want scaling; then
+    part scaling
     counts=$(python3 -c "import os; n = os.cpu_count() or 1; print(','.join(str(w) for w in (1, 2, 4, 8) if w <= n))")
     timeout 120 "$IWF_BIN" scaling --workers "$counts" --seconds 3 >"$OUT/scaling.json" 2>"$OUT/scaling.err" ||
         { cat "$OUT/scaling.err" >&2; echo "bench: iwf scaling failed" >&2; exit 1; }
@@ -637,6 +701,10 @@ PY
         echo "| $DATE | $MACHINE | bytes per pending correlation entry at 1 M entries (counting allocator) | $MEM_PER_ENTRY B | |"
     fi
 } >>BENCHMARKS.md
+# The summary table at the top (latest value of each figure against its target) and the
+# plots (docs/bench/*.svg, kept beside BENCHMARKS.md), from what this run measured.
+python3 scripts/bench_report.py
+python3 scripts/bench_plots.py "$OUT" docs/bench "$MACHINE, $DATE" | sed 's/^/bench: /'
 say "ceiling $CEILING packets/s; iwf $BEST SIP MESSAGE transactions/s; ratio $RATIO; SMPP iwf $SMPP_IWF / kernel $SMPP_KERNEL PDUs/s; end to end $E2E_RPS receipts/s, p99 $E2E_P99 µs (BENCHMARKS.md)"
 say "load $LOAD_RPS receipts/s (p99 $LOAD_P99 µs, half-load p99 $HALF_P99 µs); converged → legacy $ORIG_NPS notifications/s vs baseline $BASE_NPS; RSS $RSS_WARM → $RSS_END kB; $MEM_PER_ENTRY B per correlation entry"
 say "done in $(($(date +%s) - START)) s"

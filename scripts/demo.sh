@@ -75,7 +75,7 @@ sipp_run message 5     # MESSAGE to a number no route covers -> 404
 sleep 2
 echo
 echo "iwf's counters (target/lab/iwf.log, printed by the control thread):"
-grep '^stats port=converged' target/lab/iwf.log | tail -n 1 | tr ' ' '\n' | grep -E '^(rx|tx|sip\.[a-z_0-9]+)=' | sed 's/^/  /'
+grep -oE ': stats port=converged .*' target/lab/iwf.log | tail -n 1 | tr ' ' '\n' | grep -E '^(rx|tx|sip\.[a-z_0-9]+)=' | sed 's/^/  /'
 
 echo
 echo "iwf demo: receipts through real peers (three legacy systems and the converged side at once)"

@@ -139,9 +139,9 @@ start_iwf() {
             echo "--- $LOG" >&2
             tail -n 5 "$LOG" >&2
             rm -f "$PIDFILE"
-            die "iwf exited during start: $(grep '^iwf: ' "$LOG" | tail -n1)"
+            die "iwf exited during start: $(grep -E '^iwf: | (ERROR|WARN) ' "$LOG" | tail -n1)"
         fi
-        if grep -q '^iwf: ready' "$LOG"; then ready=1; break; fi
+        if grep -q 'INFO iwf[a-z:_]*: ready: ' "$LOG"; then ready=1; break; fi
         sleep 0.1
     done
     [ -n "$ready" ] || { lab_down; die "iwf not ready after 15 s (see $LOG)"; }
@@ -211,7 +211,7 @@ lab_status() {
     n=$(awk '$3 == "hugetlbfs" { print $2 }' /proc/mounts | while read -r m; do ls "$m" 2>/dev/null | grep -c "^${PREFIX}map_" || true; done | awk '{s+=$1} END {print s+0}')
     say "hugepage files of $PREFIX: $n; runtime dir: $([ -d "/var/run/dpdk/$PREFIX" ] && echo present || echo absent)"
     if [ -f "$LOG" ]; then
-        grep -E '^(stats|final) port=' "$LOG" | tail -n 2 || true
+        grep -oE ': (stats|final) port=.*' "$LOG" | cut -c3- | tail -n 2 || true
     fi
 }
 

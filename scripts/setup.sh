@@ -23,6 +23,9 @@ pkgs=(build-essential pkg-config ca-certificates
       postfix
       # promtool checks the /metrics exposition in the lab test; systemd-analyze the unit.
       prometheus systemd
+      # dpkg-shlibdeps reads the .deb's library dependencies (scripts/package.sh);
+      # man-db's lexgrog checks the man pages it ships.
+      dpkg-dev man-db
       # The peer baseline (scripts/baseline.sh): Kamailio (tm, xhttp, uac, ... are in
       # kamailio; http_client is in kamailio-utils-modules) and Kannel (bearerbox, smsbox).
       kamailio kamailio-utils-modules kannel util-linux)
@@ -117,5 +120,12 @@ fi
 if [ $demo -eq 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz (about 2 minutes)"
     cargo install --locked cargo-fuzz
+fi
+
+# cargo-deb builds the Debian package (scripts/package.sh). Version 3 builds with the
+# Rust iwf needs (1.85+); its LZMA is a bundled C library, no system one.
+if [ $demo -eq 0 ] && ! cargo deb --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-deb (about 2 minutes)"
+    cargo install --locked cargo-deb@^3
 fi
 echo "setup: ok"

@@ -20,11 +20,23 @@ done
 echo "== unit, property and integration tests"
 cargo test --workspace --locked
 
+echo "== the Debian package: built with cargo deb, installed with dpkg, checked, purged"
+scripts/package.sh --test
+
 echo "== load-tool captures (iwf-peer pcap) replayed into the lab with tcpreplay, counters checked"
 scripts/trex/validate.sh
 
 echo "== the peer baseline (Kamailio + Kannel, scripts/baseline.sh): MESSAGEs answered, one IMDN back each"
 PEER_BIN=${CARGO_TARGET_DIR:-target}/debug/iwf-peer scripts/baseline.sh check
+
+echo "== BENCHMARKS.md's summary agrees with its history and targets; the plots draw (from fixtures)"
+python3 scripts/bench_report.py --check
+plots=$(mktemp -d)
+python3 scripts/bench_plots.py tests/data/bench "$plots" fixture
+for f in throughput latency scaling rss; do
+    python3 -c "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])" "$plots/$f.svg"
+done
+rm -rf "$plots"
 
 echo "== benches compile and run once (figures come from scripts/bench.sh)"
 cargo bench --locked --bench tag --bench sip --bench smpp --bench sms --bench cpim_imdn --bench pipeline --bench lanes --bench selection --bench correlation --bench store --bench tcp --bench memory --bench scaling -- --test

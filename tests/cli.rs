@@ -237,3 +237,44 @@ fn the_unit_file_verifies() {
     assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify:\n{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `iwf assets` writes what the package ships from the CLI's own definition: a man page
+/// per subcommand and completions that know the subcommands.
+#[test]
+fn assets_are_man_pages_and_completions_of_this_cli() {
+    let dir = std::env::temp_dir().join(format!("iwf-assets-{}", std::process::id()));
+    let out = iwf(&["assets", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(dir.join("iwf.1")).expect("iwf.1");
+    assert!(page.contains(".TH iwf 1") && page.contains("trace"), "{page}");
+    let trace = std::fs::read_to_string(dir.join("iwf-trace.1")).expect("iwf-trace.1");
+    assert!(trace.contains("receipt") || trace.contains("QUERY"), "{trace}");
+    assert!(dir.join("iwf-ctl.1").exists());
+    let bash = std::fs::read_to_string(dir.join("iwf.bash")).expect("iwf.bash");
+    assert!(bash.contains("log-level") && bash.contains("trace"), "completions know the subcommands");
+    assert!(dir.join("_iwf").exists() && dir.join("iwf.fish").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `iwf trace` says clearly when it has nothing to read or finds nothing.
+#[test]
+fn trace_errors_name_what_is_missing() {
+    one_line_error(
+        &iwf(&["trace", "--config", "config/example.toml", "x0x"]),
+        "no record names `x0x` in /var/log/iwf/records.jsonl",
+    );
+    let dir = std::env::temp_dir().join(format!("iwf-trace-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("no-records.toml");
+    let lab = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/lab.toml")).unwrap();
+    let cut = lab.find("[records]").expect("config/lab.toml has [records]");
+    let end = lab[cut..].find("\n\n").map_or(lab.len(), |e| cut + e);
+    std::fs::write(&config, format!("{}{}", &lab[..cut], &lab[end..])).unwrap();
+    one_line_error(&iwf(&["trace", "--config", config.to_str().unwrap(), "x"]), "no [records] path");
+    let records = dir.join("records.jsonl");
+    std::fs::write(&records, "{\"time\":\"2026-12-07T10:00:00.000Z\",\"event\":\"sms.in\",\"direction\":\"legacy-to-converged\",\"tag\":\"abc\",\"core\":0}\n").unwrap();
+    one_line_error(&iwf(&["trace", "--records", records.to_str().unwrap(), "nothing"]), "no record names `nothing`");
+    let out = iwf(&["trace", "--records", records.to_str().unwrap(), "--json", "abc"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"sms.in\""), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -85,8 +85,23 @@ fn ping(ns: &str, addr: &str) {
     );
 }
 
+/// iwf's log, each line's message only: without the time, level and target the log
+/// writes before it (`2026-12-07T15:04:05.123456Z  INFO iwf::dataplane::app: `).
 fn log_text() -> String {
-    std::fs::read_to_string(root_dir().join("target/lab/iwf.log")).unwrap_or_default()
+    let raw = std::fs::read_to_string(root_dir().join("target/lab/iwf.log")).unwrap_or_default();
+    raw.lines().map(message_of).collect::<Vec<_>>().join("\n")
+}
+
+fn message_of(line: &str) -> &str {
+    let Some((time, rest)) = line.split_once(' ') else { return line };
+    if !time.ends_with('Z') {
+        return line;
+    }
+    let rest = rest.trim_start();
+    match rest.split_once(' ').and_then(|(_, r)| r.split_once(": ")) {
+        Some((target, message)) if target.starts_with("iwf") => message,
+        _ => line,
+    }
 }
 
 /// The counters of the last `stats`/`final` line of `port` in iwf's log.
@@ -326,7 +341,7 @@ fn keepalive_up() -> Child {
     if let Ok(Some(status)) = uas.try_wait() {
         panic!("the sipp UAS exited early: {status}; counters {c:?}");
     }
-    assert!(log_text().contains("iwf: port converged SIP next hop up"), "no transition logged");
+    assert!(log_text().contains("port converged SIP next hop up"), "no transition logged");
     uas
 }
 
@@ -341,7 +356,7 @@ fn keepalive_down(mut uas: Child, stopped_at: Instant, before: &HashMap<String, 
     });
     let retrans = get(&c, "sip.client_retransmissions") - get(before, "sip.client_retransmissions");
     assert!(retrans >= 10, "Timer E retransmissions before Timer F: {retrans}; {c:?}");
-    assert!(log_text().contains("iwf: port converged SIP next hop down"), "no transition logged");
+    assert!(log_text().contains("port converged SIP next hop down"), "no transition logged");
 }
 
 fn malformed_burst() {
@@ -605,6 +620,7 @@ fn receipts_end_to_end() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let v = legacy_flow(&["--count", "5", "--user-ack", "--long", "--receipt-timeout", "20"]);
+    let legacy_id = v["systems"]["smsc-a"]["message_ids"][0].as_str().unwrap_or_default().to_string();
     let checks = &v["checks"];
     assert_eq!(checks["errors"], 0, "{v}");
     assert_eq!(checks["every_receipt_matches"], true, "each receipt reached the system that sent it: {v}");
@@ -641,6 +657,8 @@ fn receipts_end_to_end() {
         assert_eq!(m["imdns"]["delivery"], "delivered", "{u}");
     }
     assert_eq!(u["responses"]["forged"], serde_json::json!({"403": 3}), "forged tags route nowhere: {u}");
+    let converged_id = u["sent"][0]["message_id"].as_str().unwrap_or_default().to_string();
+    message_records(&legacy_id, &converged_id);
     // The flows' counters reach the log once a second.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1220,11 +1238,128 @@ fn operator_ctl() {
     assert!(config.contains("generation: ") && config.contains("lab.toml"), "{config}");
     let reload = must(ctl(&["reload"]), "iwf ctl reload");
     assert!(reload.contains("loaded"), "{reload}");
+    // The log level changes at run time: debug, then back.
+    assert_eq!(must(ctl(&["log-level"]), "iwf ctl log-level").trim(), "level: info");
+    assert_eq!(must(ctl(&["log-level", "debug"]), "iwf ctl log-level debug").trim(), "level: debug");
+    let bad = ctl(&["log-level", "chatty"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("400"), "{bad:?}");
+    assert_eq!(must(ctl(&["log-level", "info"]), "iwf ctl log-level info").trim(), "level: info");
+    let log = log_text();
+    assert!(log.contains("log level changed level=debug") && log.contains("log level changed level=info"), "{log}");
     let wrong = root_dir().join("target/lab/wrong.token");
     std::fs::write(&wrong, "not-the-admin-token-at-all").unwrap();
     let out = run(Command::new(iwf_bin()).args(["ctl", "--token-file", wrong.to_str().expect("path"), "systems"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{out:?}");
+}
+
+/// `iwf ctl` with the lab's admin token.
+fn ctl(args: &[&str]) -> Output {
+    let token = root_dir().join("target/lab/admin.token");
+    run(Command::new(iwf_bin()).args(["ctl", "--token-file", token.to_str().expect("path")]).args(args))
+}
+
+/// `iwf ctl --json <args>`, parsed.
+fn ctl_json(args: &[&str]) -> serde_json::Value {
+    let text = must(ctl(&[&["--json"], args].concat()), &format!("iwf ctl --json {args:?}"));
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("iwf ctl --json {args:?}: {e}: {text}"))
+}
+
+/// The row of `system` in a `iwf ctl --json` table.
+fn row_of(v: &serde_json::Value, system: &str) -> serde_json::Value {
+    v.as_array().and_then(|a| a.iter().find(|r| r["system"] == system)).cloned().unwrap_or_default()
+}
+
+/// The operator's hands on the legacy systems, during traffic: `iwf ctl binds` lists
+/// every bind (iwf's own to smsc-c, smsc-a's to iwf); `disable` unbinds a system and
+/// keeps it unbound, `enable` brings it back; receipts for a disabled system wait in
+/// the durable store, `queues` shows the oldest, `expire` drops them.
+fn operator_binds() {
+    let smsc = Command::new("ip")
+        .args(["netns", "exec", LEGACY_NS])
+        .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+        .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
+        .args(["--duration", "90"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iwf-peer smsc");
+    let mut smsc = Peer(smsc);
+    let client_up = |want: u64, what: &str, limit: u64| {
+        wait_port_counters("legacy", what, Duration::from_secs(limit), |c| get(c, "smpp.client_up") == want)
+    };
+    client_up(1, "iwf bound to smsc-c", 15);
+    // The converged users answer at once and notify 3 s later: smsc-a's bind waits for
+    // its receipts meanwhile, smsc-b's are stored (it unbinds after its resps).
+    let ua_args = ["--notify", "delivered", "--notify-delay", "3", "--duration", "60"];
+    let mut ua = sip_ua(&ua_args, &root_dir().join("target/lab/sip_ua_binds.json"));
+    std::thread::sleep(Duration::from_millis(300));
+    // smsc-b sends two messages, unbinds before their receipts and binds again 8 s later.
+    let flow = std::thread::spawn(|| {
+        run(Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS, "timeout", "60", "python3"])
+            .arg(root_dir().join("tests/peers/legacy_flow.py"))
+            .args(["--host", LEGACY_IWF, "--port", "2775", "--count", "2"])
+            .args(["--unbind-before-receipts", "8", "--receipt-timeout", "8"]))
+    });
+    // While smsc-a is bound (its messages in flight), the binds table names both kinds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let binds = loop {
+        let v = ctl_json(&["binds"]);
+        if row_of(&v, "smsc-a")["peer"] == LEGACY_PEER_TEXT || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let table = must(ctl(&["binds"]), "iwf ctl binds");
+    eprintln!("$ iwf ctl binds\n{table}");
+    let a = row_of(&binds, "smsc-a");
+    assert_eq!(a["peer"], LEGACY_PEER_TEXT, "{binds}");
+    assert!(a["bind_type"] == "transceiver" && a["window"].as_u64() > Some(0), "{binds}");
+    assert!(a["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{binds}");
+    let c = row_of(&binds, "smsc-c");
+    assert_eq!(c["bind_type"], "transceiver (iwf binds)", "{binds}");
+    assert!(table.lines().next().is_some_and(|h| h.starts_with("system  peer  ")), "{table}");
+
+    // smsc-b's receipts are stored while it is away; disabled, it cannot come back.
+    must(ctl(&["disable", "smsc-b"]), "iwf ctl disable smsc-b");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let queued = loop {
+        let q = row_of(&ctl_json(&["queues"]), "smsc-b");
+        // (The store's thread reads each system's oldest once a second.)
+        if (q["stored"].as_u64() >= Some(2) && q["oldest_stored"].is_string()) || Instant::now() > deadline {
+            break q;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(queued["stored"].as_u64() >= Some(2), "smsc-b's receipts wait in the store: {queued}");
+    assert_eq!(queued["disabled"], true, "{queued}");
+    assert!(queued["oldest_stored"].as_str().is_some_and(|s| s.ends_with('Z')), "the oldest is shown: {queued}");
+    let flow = flow.join().expect("legacy_flow thread");
+    let text = format!("{}{}", String::from_utf8_lossy(&flow.stdout), String::from_utf8_lossy(&flow.stderr));
+    assert!(text.contains("bind_receiver refused: status 0xd"), "smsc-b's rebind refused (ESME_RBINDFAIL): {text}");
+    assert_eq!(row_of(&ctl_json(&["binds"]), "smsc-b"), serde_json::Value::Null, "no smsc-b bind while disabled");
+    let q = row_of(&ctl_json(&["queues"]), "smsc-b");
+    let stored = q["stored"].as_u64().unwrap_or(0);
+    let expired = ctl_json(&["expire", "smsc-b"]);
+    assert_eq!(expired["expired"].as_u64(), Some(stored), "{expired}");
+    assert_eq!(row_of(&ctl_json(&["queues"]), "smsc-b")["stored"], 0);
+    must(ctl(&["enable", "smsc-b"]), "iwf ctl enable smsc-b");
+
+    // iwf's own bind: unbound at once, not made again while disabled, made when enabled.
+    let v = ctl_json(&["disable", "smsc-c"]);
+    assert_eq!((v["disabled"].as_bool(), v["changed"].as_bool()), (Some(true), Some(true)), "{v}");
+    client_up(0, "iwf unbinds from a disabled smsc-c", 5);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(get(&counters("legacy"), "smpp.client_up"), 0, "no bind to a disabled SMSC");
+    assert_eq!(row_of(&ctl_json(&["binds"]), "smsc-c"), serde_json::Value::Null);
+    must(ctl(&["enable", "smsc-c"]), "iwf ctl enable smsc-c");
+    client_up(1, "iwf binds to smsc-c again", 30);
+    let refused = ctl(&["disable", "smsc-z"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("404"), "{refused:?}");
+    ua.stop();
+    smsc.stop();
 }
 
 /// Where the lab's Prometheus answers (loopback, beside a system one on 9090).
@@ -1350,7 +1485,7 @@ fn systemd_notify(sock: &std::os::unix::net::UnixDatagram) {
     assert!(late.is_empty(), "WATCHDOG=1 while the worker could not poll: {late:?}");
     assert!(after.iter().any(|(_, m)| m == "WATCHDOG=1"), "the pings resume once it polls: {after:?}");
     let log = log_text();
-    assert!(log.contains("iwf: worker 0 stopped polling") && log.contains("iwf: worker 0 polling again"), "{log}");
+    assert!(log.contains("worker 0 stopped polling") && log.contains("worker 0 polling again"), "{log}");
 }
 
 /// One command on iwf's DPDK telemetry socket through dpdk-telemetry.py (dpdk-dev).
@@ -1567,6 +1702,67 @@ fn two_workers() {
     receipts_end_to_end();
     must(lab("down"), "lab.sh down (two workers)");
     assert_clean();
+}
+
+/// `iwf trace` of `query` against the lab's records: the table, and the JSON records.
+fn trace(query: &str) -> (String, Vec<serde_json::Value>) {
+    let ask = |json: bool| {
+        let mut cmd = Command::new(iwf_bin());
+        cmd.current_dir(root_dir()).args(["trace", "--config"]).arg(lab_config()).arg(query);
+        if json {
+            cmd.arg("--json");
+        }
+        must(run(&mut cmd), &format!("iwf trace {query}"))
+    };
+    let records = ask(true).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    (ask(false), records)
+}
+
+/// The message records tell each message's story: a legacy user's message by the tag
+/// its system got as message_id, a converged user's by its imdn.Message-ID, each with
+/// its receipts, as `iwf trace` shows them.
+fn message_records(legacy_id: &str, converged_id: &str) {
+    assert!(!legacy_id.is_empty() && !converged_id.is_empty(), "ids to trace: {legacy_id:?} {converged_id:?}");
+    // The records thread writes within a few tens of milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let events = |records: &[serde_json::Value]| -> Vec<String> {
+        records.iter().map(|r| r["event"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    let (table, legacy) = loop {
+        let (table, records) = trace(legacy_id);
+        let ev = events(&records);
+        if ev.iter().filter(|e| *e == "receipt.done").count() >= 2 || Instant::now() > deadline {
+            break (table, records);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("iwf trace {legacy_id}\n{table}");
+    let ev = events(&legacy);
+    assert_eq!(ev.first().map(String::as_str), Some("sms.in"), "{table}");
+    assert!(legacy.iter().all(|r| r["system"] == "smsc-a"), "only smsc-a's message: {table}");
+    assert!(legacy.iter().any(|r| r["event"] == "sms.answered" && r["sip_status"] == 200), "{table}");
+    let imdns: Vec<&str> =
+        legacy.iter().filter(|r| r["event"] == "imdn.in").filter_map(|r| r["state"].as_str()).collect();
+    assert!(imdns.contains(&"delivered") && imdns.contains(&"displayed"), "a delivery and a read IMDN: {table}");
+    let done = legacy.iter().filter(|r| r["event"] == "receipt.done" && r["outcome"] == "delivered").count();
+    assert_eq!(done, 2, "smsc-a took both receipts: {table}");
+    let sms_in = &legacy[0];
+    assert!(sms_in["from"].as_str().is_some_and(|f| !f.is_empty()) && sms_in["to"] != "", "{table}");
+    // The number finds the message too.
+    let (_, by_number) = trace(sms_in["to"].as_str().unwrap_or_default());
+    assert!(by_number.iter().any(|r| r["tag"] == legacy_id), "{by_number:?}");
+
+    let (table, conv) = trace(converged_id);
+    println!("iwf trace {converged_id}\n{table}");
+    let ev = events(&conv);
+    for e in ["converged.in", "converged.submitted", "smsc.receipt", "imdn.sent", "imdn.answered"] {
+        assert!(ev.iter().any(|x| x == e), "{e}: {table}");
+    }
+    let smsc_id = conv.iter().find(|r| r["event"] == "converged.submitted").map(|r| r["smsc_id"].clone());
+    assert!(smsc_id.as_ref().and_then(|s| s.as_str()).is_some_and(|s| !s.is_empty()), "{table}");
+    assert!(conv.iter().any(|r| r["event"] == "smsc.receipt" && Some(&r["smsc_id"]) == smsc_id.as_ref()), "{table}");
+    assert!(conv.iter().any(|r| r["event"] == "imdn.answered" && r["sip_status"] == 200), "{table}");
+    assert!(conv.iter().all(|r| r["system"] == "smsc-c"), "{table}");
 }
 
 fn smpp_server() {
@@ -1967,7 +2163,7 @@ fn assert_clean() {
     }
     assert!(!Path::new("/var/run/dpdk/iwf-lab").exists(), "DPDK runtime directory left");
     let log = log_text();
-    assert!(log.contains("iwf: stopped cleanly"), "iwf did not stop cleanly:\n{log}");
+    assert!(log.contains("stopped cleanly"), "iwf did not stop cleanly:\n{log}");
 }
 
 struct LabDown;
@@ -2030,6 +2226,24 @@ fn lab_end_to_end() {
     ping(CONV_NS, CONV_IWF_TEXT);
     let c = wait_counters("echo replies", |c| get(c, "icmp_echo_answered") >= 3);
     assert!(get(&c, "arp_answered") + get(&c, "arp_learned") >= 1, "{c:?}");
+    if let Ok(only) = std::env::var("LAB_ONLY") {
+        // A developer's shortcut (`LAB_ONLY=operator_binds,smpp_server cargo test --test
+        // lab`): only the named scenarios that stand on their own, then down. The full
+        // run (scripts/test.sh) never sets it.
+        let alone: [(&str, fn()); 5] = [
+            ("smpp_server", smpp_server),
+            ("receipts_end_to_end", receipts_end_to_end),
+            ("operator_binds", operator_binds),
+            ("mms_exchange", mms_exchange),
+            ("hostile_peers", hostile_peers),
+        ];
+        for name in only.split(',') {
+            let (_, f) = alone.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("LAB_ONLY: no {name}"));
+            timed(name, f);
+        }
+        must(lab("down"), "lab.sh down");
+        return;
+    }
     timed("systemd_notify", || systemd_notify(&notify));
     // Debian's Prometheus scrapes the lab iwf from here on (ops/prometheus.yml).
     let prometheus = prometheus_up();
@@ -2046,6 +2260,7 @@ fn lab_end_to_end() {
     timed("load_generator", load_generator);
     timed("dashboard_queries_return_data", dashboard_queries_return_data);
     timed("operator_ctl", operator_ctl);
+    timed("operator_binds", operator_binds);
     drop(prometheus);
     timed("overload_with_concatenation", overload_with_concatenation);
     timed("sustained_converged_to_legacy", sustained_converged_to_legacy);

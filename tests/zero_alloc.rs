@@ -418,23 +418,32 @@ Call-ID: d{COUNTER}@ims.lab\r\nCSeq: 1 MESSAGE\r\nContent-Type: message/cpim\r\n
             max_sip_message: 1 << 20,
             mm4_clients: Vec::new(),
         };
-        let mut f = Flows::new(config, shared);
+        // With message records on: the workers' side of them (an event copied into the
+        // ring) must not allocate either; the records thread's side is drained here.
+        shared.records_on.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut f = Flows::new(config, Arc::clone(&shared));
         f.bound(SMSC, 1, true);
         let mut server = ServerTransactions::new(ServerConfig { capacity: 8192, ..ServerConfig::default() });
         let submits: Vec<Vec<u8>> = (0..=20_000).map(submit_sm).collect();
         let (mut imdn, at_tag, at_counter) = imdn_template();
         // Warm-up: every table reaches its working size.
         let mut now = 0u64;
+        let mut records = 0;
         for n in 1..=10_000u32 {
             now += 5;
             round_trip(&mut f, &mut server, now, n, &submits[n as usize], &mut imdn, at_tag, &at_counter);
+            records += shared.drain_events(|_| {});
         }
         let ((), allocations) = counting(|| {
             for n in 10_001..=20_000u32 {
                 now += 5;
                 round_trip(&mut f, &mut server, now, n, &submits[n as usize], &mut imdn, at_tag, &at_counter);
+                records += shared.drain_events(|_| {});
             }
         });
         assert_eq!(allocations, 0, "allocations in 10 000 round trips through the engine");
+        // Each round trip's message, answer, IMDN and receipt were recorded.
+        assert!(records >= 4 * 20_000, "{records} events");
+        assert_eq!(shared.stats.records_dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 }

@@ -82,6 +82,11 @@ pub type ReloadHook = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
 /// (`systems`, `queues`, `config`), or none for a name it does not know.
 pub type ApiHook = Box<dyn Fn(&str) -> Option<serde_json::Value> + Send + Sync>;
 
+/// The operator API's changes (`POST /v1/<action>/<argument>`, what `iwf ctl
+/// disable|enable|expire` sends): the JSON answer, or the status and text of a
+/// refusal; none for an action it does not know.
+pub type ActionHook = Box<dyn Fn(&str, &str) -> Option<Result<serde_json::Value, (u16, String)>> + Send + Sync>;
+
 /// What the routes call. Runs on the admin threads (several at once).
 #[derive(Default)]
 pub struct Handlers {
@@ -93,6 +98,8 @@ pub struct Handlers {
     pub reload: Option<ReloadHook>,
     /// Answers `GET /v1/<what>` (with the token); without one those answer 501.
     pub api: Option<ApiHook>,
+    /// Answers `POST /v1/<action>/<argument>` (with the token).
+    pub action: Option<ActionHook>,
     /// The bearer token of calls that change something; none: they are refused.
     pub token: Option<AdminToken>,
 }
@@ -472,6 +479,53 @@ fn finish(stream: &mut TcpStream) {
     }
 }
 
+/// Whether `head` carries the admin token: the operator API (what it shows, too, is
+/// for the operator) needs it, as changes do.
+fn authorized(handlers: &Handlers, head: &Head) -> Result<(), Response> {
+    match (&handlers.token, &head.bearer) {
+        (None, _) => Err(Response::text(403, "the operator API needs an admin token: set [control] admin_token_file")),
+        (Some(token), Some(offered)) if !token.matches(offered) => Err(Response::text(401, "wrong admin token")),
+        (Some(_), None) => Err(Response::text(401, "send Authorization: Bearer <the admin token>")),
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    Response { status: 200, allow: None, content_type: "application/json", body: format!("{v}\n") }
+}
+
+/// `GET|POST /v1/<what>` of an authorized caller; `query` the text after `?`.
+fn operator(handlers: &Handlers, method: &str, what: &str, query: Option<&str>) -> Response {
+    if what == "log-level" {
+        if method == "POST" {
+            let level = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level="))).unwrap_or("");
+            if let Err(e) = crate::control::logging::set_level(level) {
+                return Response::text(400, e);
+            }
+        }
+        return json_response(&serde_json::json!({ "level": crate::control::logging::level() }));
+    }
+    if method == "POST" {
+        let (action, argument) = what.split_once('/').unwrap_or((what, ""));
+        return match handlers.action.as_ref().map(|f| f(action, argument)) {
+            None => Response::text(501, "the operator API is not configured"),
+            Some(None) => Response::text(
+                404,
+                "not found (POST /v1/log-level?level=, /v1/disable/<system>, /v1/enable/<system>, /v1/expire/<system>)",
+            ),
+            Some(Some(Ok(v))) => json_response(&v),
+            Some(Some(Err((status, text)))) => Response::text(status, text),
+        };
+    }
+    match handlers.api.as_ref().map(|api| api(what)) {
+        None => Response::text(501, "the operator API is not configured"),
+        Some(None) => {
+            Response::text(404, "not found (GET /v1/systems, /v1/binds, /v1/queues, /v1/config, /v1/log-level)")
+        }
+        Some(Some(v)) => json_response(&v),
+    }
+}
+
 /// Routes a complete request. A panicking callback is answered 500, not a dead thread.
 fn route(head: &Head, handlers: &Handlers) -> Response {
     let path = head.path.split('?').next().unwrap_or("");
@@ -506,21 +560,11 @@ fn route(head: &Head, handlers: &Handlers) -> Response {
             },
             (None, Some(_), Some(_)) => Response::text(501, "reload is not configured"),
         },
-        (p, "GET") if p.starts_with("/v1/") => match (&handlers.api, &handlers.token, &head.bearer) {
-            // What the operator API shows (systems, queues, the configuration) is for
-            // the operator: the token, as for changes.
-            (_, None, _) => {
-                Response::text(403, "the operator API needs an admin token: set [control] admin_token_file")
+        (p, "GET" | "POST") if p.starts_with("/v1/") => match authorized(handlers, head) {
+            Err(refusal) => refusal,
+            Ok(()) => {
+                operator(handlers, method, p.trim_start_matches("/v1/"), head.path.split_once('?').map(|(_, q)| q))
             }
-            (_, Some(token), Some(offered)) if !token.matches(offered) => Response::text(401, "wrong admin token"),
-            (_, Some(_), None) => Response::text(401, "send Authorization: Bearer <the admin token>"),
-            (None, Some(_), Some(_)) => Response::text(501, "the operator API is not configured"),
-            (Some(api), Some(_), Some(_)) => match api(p.trim_start_matches("/v1/")) {
-                Some(v) => {
-                    Response { status: 200, allow: None, content_type: "application/json", body: format!("{v}\n") }
-                }
-                None => Response::text(404, "not found (GET /v1/systems, /v1/queues, /v1/config)"),
-            },
         },
         ("/metrics" | "/healthz", _) => Response::method_not_allowed("GET"),
         ("/-/reload", _) => Response::method_not_allowed("POST"),
@@ -557,6 +601,11 @@ mod tests {
             })),
             reload: Some(Box::new(move || reload_result.lock().unwrap().clone())),
             api: Some(Box::new(|what| (what == "systems").then(|| serde_json::json!([{ "name": "smsc-a" }])))),
+            action: Some(Box::new(|action, system| match (action, system) {
+                ("disable", "smsc-a") => Some(Ok(serde_json::json!({ "system": "smsc-a", "disabled": true }))),
+                ("disable", other) => Some(Err((404, format!("no legacy system `{other}`")))),
+                _ => None,
+            })),
             token: Some(AdminToken::new(TOKEN).unwrap()),
         }
     }
@@ -655,6 +704,23 @@ mod tests {
         assert!(head.contains("Content-Type: application/json"), "{head}");
         assert_eq!(body, "[{\"name\":\"smsc-a\"}]\n");
         assert_eq!(ask("/v1/nothing", TOKEN).0, 404);
+        // Changes: POST /v1/<action>/<argument>, with the token.
+        let change = |path: &str, token: &str| {
+            exchange(addr, format!("POST {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        };
+        assert_eq!(change("/v1/disable/smsc-a", "0123456789abcdef0123456789abcdeX").0, 401);
+        let (status, _, body) = change("/v1/disable/smsc-a", TOKEN);
+        assert_eq!((status, body.as_str()), (200, "{\"disabled\":true,\"system\":\"smsc-a\"}\n"));
+        let (status, _, body) = change("/v1/disable/smsc-z", TOKEN);
+        assert_eq!((status, body.as_str()), (404, "no legacy system `smsc-z`\n"));
+        assert_eq!(change("/v1/explode/smsc-a", TOKEN).0, 404);
+        // The log level: shown, and refused when it names no level (no log is
+        // installed in a unit test, so a good name is refused for that).
+        let (status, _, body) = ask("/v1/log-level", TOKEN);
+        assert_eq!((status, body.as_str()), (200, "{\"level\":\"off\"}\n"));
+        let (status, _, body) = change("/v1/log-level?level=loud", TOKEN);
+        assert_eq!(status, 400);
+        assert!(body.contains("`loud`: expected off, error"), "{body}");
         h.stop();
     }
 

@@ -7,12 +7,16 @@
 //! * [`reload`]: SIGHUP and the hot reload of a configuration snapshot;
 //! * [`provision`]: the snapshot the flows read (legacy systems, routes, MSISDN map, keys);
 //! * [`notify`]: systemd's `sd_notify` protocol (READY, the watchdog, STOPPING);
-//! * [`check`]: `iwf check`, a file judged offline (errors as a reload's, and warnings).
+//! * [`check`]: `iwf check`, a file judged offline (errors as a reload's, and warnings);
+//! * [`logging`]: the log (`tracing`), its level changed at run time;
+//! * [`records`]: the message records the records thread writes, and `iwf trace`.
 
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod provision;
+pub mod records;
 pub mod reload;

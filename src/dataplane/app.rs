@@ -227,7 +227,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
 
     let mut args = vec!["iwf".to_string()];
     args.extend(cfg.eal_args());
-    println!("iwf: DPDK {} EAL {}", dpdk_sys::DPDK_VERSION, args[1..].join(" "));
+    tracing::info!("DPDK {} EAL {}", dpdk_sys::DPDK_VERSION, args[1..].join(" "));
     let eal = Eal::init(&args, &cfg.eal.file_prefix).map_err(DataplaneError::Eal)?;
     let workers = eal.worker_lcores();
     let queues = u16::try_from(workers.len()).unwrap_or(u16::MAX);
@@ -253,7 +253,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     if let Err(e) = super::dpdk::telemetry::register(Arc::clone(&stats))
         .and_then(|()| super::dpdk::telemetry::register_flows(Arc::clone(&shared)))
     {
-        eprintln!("iwf: DPDK telemetry commands not registered: {e}");
+        tracing::warn!("DPDK telemetry commands not registered: {e}");
     }
     let registry = Arc::new(crate::control::metrics::MetricsRegistry::new());
     registry.register(Arc::new(super::metrics::StatsMetrics(Arc::clone(&stats))));
@@ -264,8 +264,9 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     let mut store = store;
     let mut all_flows = engines(config_path, &cfg, workers.len(), &shared, store.as_mut())?.into_iter();
     let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let store_thread = start_store(store, store_rx, &shared, &registry, &store_stop)?;
-    let directory = Directory::live(provision.shared());
+    let threads =
+        [start_store(store, store_rx, &shared, &registry, &store_stop)?, start_records(&cfg, &shared, &store_stop)?];
+    let directory = Directory::live(provision.shared()).with_operator(Arc::clone(&shared));
     // One per-peer connection table per port, shared by its workers.
     let limits: Vec<Arc<PeerLimits>> =
         cfg.ports.iter().map(|_| Arc::new(PeerLimits::new(cfg.tcp.max_connections_per_peer))).collect();
@@ -273,7 +274,7 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     // One budget for every SIP-over-TCP stream of every port and worker.
     let sip_budget = Arc::new(super::tcp::StreamBudget::new(cfg.sip.stream_memory_mb.saturating_mul(1 << 20)));
     if cfg.sip.trusted.is_empty() && cfg.ports.iter().any(|p| p.sip_udp_port.is_some() || p.sip_tcp_port.is_some()) {
-        eprintln!("iwf: warning: [sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
+        tracing::warn!("[sip] trusted is empty: any host may send SIP to iwf (name the SIP core there)");
     }
     for (q, lcore) in workers.iter().enumerate() {
         let Some(flows) = all_flows.next() else { break };
@@ -315,17 +316,17 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
             .map_err(|e| {
                 // Without its control thread iwf stops at once, orderly.
                 STOP.store(true, Ordering::SeqCst);
-                eprintln!("iwf: cannot start the control thread: {e}");
+                tracing::error!("cannot start the control thread: {e}");
             })
             .ok()
     };
-    println!(
-        "iwf: ready: main lcore {}, worker lcores {:?}, control thread on CPU {control_core}",
+    tracing::info!(
+        "ready: main lcore {}, worker lcores {:?}, control thread on CPU {control_core}",
         eal.main_lcore(),
         workers
     );
 
-    wait_for_stop(&eal, admin, control, &store_stop, store_thread);
+    wait_for_stop(&eal, admin, control, &store_stop, threads);
     final_report(&shared, &stats, &ports);
     // Order matters: rings (drained: their mbufs go back to the pool; each went with
     // the workers that held its ends, the unused ones go here) and ports (stop, close)
@@ -334,8 +335,8 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     drop(ports);
     drop(pool);
     let (files, dir) = eal.shutdown();
-    println!(
-        "iwf: stopped cleanly (removed {files} hugepage files{})",
+    tracing::info!(
+        "stopped cleanly (removed {files} hugepage files{})",
         if dir { " and the runtime directory" } else { "" }
     );
     Ok(())
@@ -352,6 +353,8 @@ fn load_and_check(
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| DataplaneError::Read { path: config_path.to_string(), error: e.to_string() })?;
     let cfg = config::load(&text).map_err(|error| DataplaneError::Config { path: config_path.to_string(), error })?;
+    // The log from here on: what follows is said through it.
+    crate::control::logging::init(&cfg.control.log);
     // Provisioning: parsed whole now, and again on SIGHUP or POST /-/reload (a bad file
     // is refused whole and the running snapshot stays).
     let provision = crate::control::reload::Reloader::load(config_path, crate::control::provision::Provision::parse)
@@ -409,12 +412,12 @@ fn wait_for_stop(
     admin: Option<crate::control::admin::AdminHandle>,
     control: Option<std::thread::JoinHandle<()>>,
     store_stop: &std::sync::atomic::AtomicBool,
-    store_thread: Option<std::thread::JoinHandle<()>>,
+    threads: [Option<std::thread::JoinHandle<()>>; 2],
 ) {
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("iwf: stopping");
+    tracing::info!("stopping");
     let _ = crate::control::notify::Notifier::from_env().notify("STOPPING=1");
     eal.wait_workers();
     if let Some(a) = admin {
@@ -424,21 +427,51 @@ fn wait_for_stop(
         let _ = c.join();
     }
     store_stop.store(true, Ordering::SeqCst);
-    if let Some(t) = store_thread {
+    for t in threads.into_iter().flatten() {
         let _ = t.join();
     }
+}
+
+/// The records thread: drains the workers' event rings into the message records
+/// (when `[records] path` is set) and the log. It stops with the store thread, after
+/// the workers, so their last events are written.
+fn start_records(
+    cfg: &DataplaneConfig,
+    shared: &Arc<crate::flow::Shared>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<std::thread::JoinHandle<()>>, DataplaneError> {
+    let writer = crate::control::records::Writer::open(&cfg.control.records).map_err(|e| {
+        let path = cfg.control.records.path.as_ref().map_or(String::new(), |p| p.display().to_string());
+        DataplaneError::Setup(format!("records file {path}: {e}"))
+    })?;
+    if let Some(path) = &cfg.control.records.path {
+        tracing::info!("message records to {}", path.display());
+    }
+    shared.records_on.store(writer.is_some(), Ordering::SeqCst);
+    let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+    std::thread::Builder::new()
+        .name("iwf-records".into())
+        .spawn(move || crate::flow::records::run(&shared, writer, &stop))
+        .map(Some)
+        .map_err(|e| DataplaneError::Setup(format!("cannot start the records thread: {e}")))
 }
 
 /// What the run did, printed once it stopped: the flows, the counters, each port's
 /// hardware counters.
 fn final_report(shared: &crate::flow::Shared, stats: &Stats, ports: &[Port]) {
-    println!("final flows {}", shared.stats.line());
+    tracing::info!("final flows {}", shared.stats.line());
     report("final", stats, ports);
     for p in ports {
         let hw = p.hw_stats();
-        println!(
+        tracing::info!(
             "final-hw port={} ipackets={} opackets={} imissed={} ierrors={} oerrors={} rx_nombuf={}",
-            p.name, hw.ipackets, hw.opackets, hw.imissed, hw.ierrors, hw.oerrors, hw.rx_nombuf
+            p.name,
+            hw.ipackets,
+            hw.opackets,
+            hw.imissed,
+            hw.ierrors,
+            hw.oerrors,
+            hw.rx_nombuf
         );
     }
 }
@@ -461,10 +494,10 @@ fn notify_ready(
     }
     let status = format!("serving; {bound} of {expected} SMSC binds up");
     if let Err(e) = notifier.notify(&format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id())) {
-        eprintln!("iwf: systemd notification failed: {e}");
+        tracing::warn!("systemd notification failed: {e}");
     }
     if notifier.is_active() {
-        println!("iwf: told systemd READY=1 ({status})");
+        tracing::info!("told systemd READY=1 ({status})");
     }
     true
 }
@@ -502,8 +535,8 @@ fn open_ports(
 fn announce(cfg: &DataplaneConfig, ports: &[Port]) {
     for (p, pc) in ports.iter().zip(&cfg.ports) {
         let link = p.link();
-        println!(
-            "iwf: port {} = {} (driver {}, port {}) mac {} address {}/{} queues {} rss {} link {}",
+        tracing::info!(
+            "port {} = {} (driver {}, port {}) mac {} address {}/{} queues {} rss {} link {}",
             p.name,
             pc.device.ethdev_name(),
             p.driver,
@@ -518,16 +551,16 @@ fn announce(cfg: &DataplaneConfig, ports: &[Port]) {
     }
 
     if let (Some(nh), Some(i)) = (cfg.sip.next_hop, cfg.sip.next_hop_port) {
-        println!(
-            "iwf: SIP next hop {nh}: OPTIONS every {} ms from port {} (worker of queue 0)",
+        tracing::info!(
+            "SIP next hop {nh}: OPTIONS every {} ms from port {} (worker of queue 0)",
             cfg.sip.options_interval_ms,
             cfg.ports.get(i).map_or("?", |p| p.name.as_str())
         );
     }
     for l in &cfg.legacy {
         if let (Some(c), Some(i)) = (l.connect, l.connect_port) {
-            println!(
-                "iwf: SMPP client {} binds to {c} as `{}` from port {} (worker of queue 0)",
+            tracing::info!(
+                "SMPP client {} binds to {c} as `{}` from port {} (worker of queue 0)",
                 l.name,
                 l.system_id,
                 cfg.ports.get(i).map_or("?", |p| p.name.as_str())
@@ -546,7 +579,7 @@ fn open_store(config_path: &str, cfg: &DataplaneConfig) -> Result<Option<crate::
             let s = crate::route::store::Store::create(path).map_err(|e| {
                 DataplaneError::Setup(format!("{config_path}: control.store `{path}`: {e}: {}", e.advice()))
             })?;
-            println!("iwf: durable store {path}: {} receipts queued", s.queued_total().unwrap_or(0));
+            tracing::info!("durable store {path}: {} receipts queued", s.queued_total().unwrap_or(0));
             Some(s)
         }
         None => None,
@@ -588,7 +621,7 @@ fn engines(
         None => Vec::new(),
     };
     if let Some(n) = store.as_deref().and_then(|db| db.quarantined().ok()).filter(|n| *n > 0) {
-        eprintln!("iwf: durable store: {n} records do not decode and are quarantined (table `quarantine`)");
+        tracing::warn!("durable store: {n} records do not decode and are quarantined (table `quarantine`)");
     }
     let all_flows: Vec<crate::flow::Flows> = (0..workers)
         .map(|q| {
@@ -610,12 +643,12 @@ fn engines(
                 let n = f.restore(&restorable, super::sip::unix_now());
                 let m = f.restore_mms_origins(&mms_origins);
                 if m > 0 {
-                    println!("iwf: worker {q}: {m} MMS awaiting reports restored from the store");
+                    tracing::info!("worker {q}: {m} MMS awaiting reports restored from the store");
                 }
                 if q == 0 {
-                    println!("iwf: {n} correlation records restored from the store");
+                    tracing::info!("{n} correlation records restored from the store");
                     let p = f.restore_parked(&parked, super::sip::unix_now());
-                    println!("iwf: {p} parked SMSC receipts restored from the store");
+                    tracing::info!("{p} parked SMSC receipts restored from the store");
                 }
             }
             f
@@ -684,6 +717,10 @@ fn start_admin(
                         other => shared.operator_view(other),
                     }))
                 },
+                action: {
+                    let shared = Arc::clone(shared);
+                    Some(Box::new(move |action: &str, system: &str| shared.operator_action(action, system)))
+                },
                 token: match &cfg.control.admin_token_file {
                     Some(path) => Some(
                         crate::control::admin::AdminToken::read(std::path::Path::new(path))
@@ -698,7 +735,7 @@ fn start_admin(
             };
             let a = crate::control::admin::Admin::start(addr, handlers)
                 .map_err(|e| DataplaneError::Setup(format!("admin endpoint on {addr}: {e}")))?;
-            println!("iwf: admin endpoint http://{addr}/ (metrics, healthz, POST /-/reload with the token)");
+            tracing::info!("admin endpoint http://{addr}/ (metrics, healthz, POST /-/reload with the token)");
             Some(a)
         }
         None => None,
@@ -883,7 +920,7 @@ fn report(tag: &str, stats: &Stats, ports: &[Port]) {
     for (i, p) in stats.ports.iter().enumerate() {
         let link = if p.link_up.load(Ordering::Relaxed) { "up" } else { "down" };
         let _ = ports;
-        println!("{tag} port={} link={link} {}", p.name, stats.totals(i).line());
+        tracing::info!("{tag} port={} link={link} {}", p.name, stats.totals(i).line());
     }
 }
 
@@ -901,7 +938,7 @@ fn control_loop(
 ) {
     let mut last_flows = String::new();
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-        eprintln!("iwf: control thread could not be pinned to CPU {core}; running unpinned");
+        tracing::warn!("control thread could not be pinned to CPU {core}; running unpinned");
     }
     let mut last: Vec<String> = vec![String::new(); stats.ports.len()];
     let mut next_hop: Vec<u64> = vec![0; stats.ports.len()];
@@ -921,7 +958,7 @@ fn control_loop(
         for (w, t) in &troubles {
             let kind = matches!(t, crate::dataplane::liveness::Trouble::Stalled(_));
             if !told.contains(&(*w, kind)) {
-                eprintln!("iwf: worker {w} {t}");
+                tracing::warn!("worker {w} {t}");
                 told.push((*w, kind));
             }
         }
@@ -930,7 +967,7 @@ fn control_loop(
                 .iter()
                 .any(|(x, t)| x == w && matches!(t, crate::dataplane::liveness::Trouble::Stalled(_)) == *kind);
             if !still {
-                println!("iwf: worker {w} polling again");
+                tracing::info!("worker {w} polling again");
             }
             still
         });
@@ -947,11 +984,11 @@ fn control_loop(
             match provision.reload() {
                 Ok(summary) => {
                     let added = shared.sync_lanes();
-                    println!("iwf: reload (SIGHUP): {summary}; {added} new lanes");
+                    tracing::info!("reload (SIGHUP): {summary}; {added} new lanes");
                     let _ = notifier.notify(&format!("READY=1\nSTATUS=reloaded: {summary}"));
                 }
                 Err(e) => {
-                    eprintln!("iwf: reload (SIGHUP) refused, the running configuration stays: {e}");
+                    tracing::warn!("reload (SIGHUP) refused, the running configuration stays: {e}");
                     let _ = notifier.notify(&format!("READY=1\nSTATUS=reload refused: {e}"));
                 }
             }
@@ -964,7 +1001,7 @@ fn control_loop(
             let up = p.link().up;
             if let Some(pc) = stats.ports.get(i) {
                 if pc.link_up.swap(up, Ordering::Relaxed) != up {
-                    println!("iwf: port {} link {}", p.name, if up { "up" } else { "down" });
+                    tracing::info!("port {} link {}", p.name, if up { "up" } else { "down" });
                 }
                 if read_nic {
                     let hw = p.hw_stats();
@@ -976,7 +1013,7 @@ fn control_loop(
             let state = stats.totals(i).sip.next_hop_state;
             if let Some(prev) = next_hop.get_mut(i) {
                 if *prev != state && state > 0 {
-                    println!("iwf: port {} SIP next hop {}", p.name, if state == 2 { "up" } else { "down" });
+                    tracing::info!("port {} SIP next hop {}", p.name, if state == 2 { "up" } else { "down" });
                 }
                 *prev = state;
             }
@@ -985,7 +1022,7 @@ fn control_loop(
             next = Instant::now() + interval;
             let line = shared.stats.line();
             if line != last_flows {
-                println!("flows {line}");
+                tracing::info!("flows {line}");
                 last_flows = line;
             }
             for (i, p) in stats.ports.iter().enumerate() {
@@ -993,7 +1030,7 @@ fn control_loop(
                 if let Some(prev) = last.get_mut(i) {
                     if *prev != line {
                         let link = if p.link_up.load(Ordering::Relaxed) { "up" } else { "down" };
-                        println!("stats port={} link={link} {line}", p.name);
+                        tracing::info!("stats port={} link={link} {line}", p.name);
                         *prev = line;
                     }
                 }

@@ -256,6 +256,7 @@ mod tests {
                 })),
                 reload: Some(Box::new(move || reload_keys.reload_text())),
                 api: None,
+                action: None,
                 token: Some(crate::control::admin::AdminToken::new("wiring-token-0123456789").unwrap()),
             },
         )

@@ -20,6 +20,14 @@ impl Flows {
                 }
                 let cs = sip_status_to_command_status(status);
                 let provision = self.shared.provision.load_full();
+                if self.records_on() {
+                    let tag = provision.keys.encode(&fields.segment(0));
+                    let e = records::Event::new(records::Kind::SmsAnswered, system)
+                        .id(tag.as_ref().map_or(&b""[..], |t| t.as_bytes()))
+                        .status(u32::from(status))
+                        .n(parts.len() as u16);
+                    self.record(e);
+                }
                 for &(conn, seq, part) in &parts {
                     if !ok {
                         self.respond(conn, seq, cs, b"");
@@ -42,6 +50,10 @@ impl Flows {
             }
             Outgoing::Imdn { message, acks, undo, last } => {
                 let ok = (200..300).contains(&status);
+                self.record_about(
+                    message,
+                    records::Event::new(records::Kind::ImdnAnswered, 0).status(u32::from(status)),
+                );
                 inc(if ok { &self.shared.stats.imdns_delivered } else { &self.shared.stats.imdns_failed });
                 // A failed IMDN for receipts: their state goes back, so the SMSC's resend
                 // (the receipts are refused below) produces the IMDN again. The durable
@@ -93,7 +105,20 @@ impl Flows {
     // ---- what the sessions report ----------------------------------------------------
     /// The session on `conn` sent `req` as sequence number `seq`.
     pub fn smpp_sent(&mut self, conn: ConnRef, seq: u32, req: SmppSend) {
-        self.sent.insert((conn, seq), req);
+        if self.sent.insert((conn, seq), req).is_none() {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.in_flight = c.in_flight.saturating_add(1);
+            }
+        }
+    }
+
+    /// Request `seq` on `conn` is answered or lost: what it held.
+    fn take_sent(&mut self, conn: ConnRef, seq: u32) -> Option<SmppSend> {
+        let req = self.sent.remove(&(conn, seq))?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+        }
+        Some(req)
     }
 
     /// The session on `conn` cannot send `req` at all (not bound, not permitted on its
@@ -106,7 +131,7 @@ impl Flows {
 
     /// The response to request `seq` iwf sent on `conn`.
     pub fn smpp_response(&mut self, unix: u64, conn: ConnRef, seq: u32, status: CommandStatus, message_id: &[u8]) {
-        let Some(req) = self.sent.remove(&(conn, seq)) else { return };
+        let Some(req) = self.take_sent(conn, seq) else { return };
         if let Some((system, corr)) = req.correlation {
             let provision = self.shared.provision.load_full();
             let ids = provision.system(system).map_or(crate::interwork::IdCanonicalisation::Auto, |l| l.ids);
@@ -148,6 +173,13 @@ impl Flows {
             } else {
                 self.correlation.refused(LegacySystemId(system), corr, unix)
             };
+            if self.records_on() {
+                let e = records::Event::new(records::Kind::Submitted, system).smsc_id(message_id).status(status.0);
+                match &outcome {
+                    Ok(o) => self.record_about(o.message, e),
+                    Err(_) => self.record(e),
+                }
+            }
             if let Some(evicted) = outcome.as_ref().ok().and_then(|o| o.evicted) {
                 // A lingering entry gave its id to this part.
                 self.remove_durable(evicted);
@@ -190,7 +222,7 @@ impl Flows {
     /// receipt goes back to its lane (the legacy system absorbs a duplicate); a
     /// converged message part fails (the sender retries).
     pub fn smpp_lost(&mut self, unix: u64, conn: ConnRef, seq: u32) {
-        let Some(req) = self.sent.remove(&(conn, seq)) else { return };
+        let Some(req) = self.take_sent(conn, seq) else { return };
         match req.correlation {
             None => self.retry(req),
             Some(_) => self.part_failed(unix, req),
@@ -240,7 +272,12 @@ impl Flows {
             Outcome::Answered(status, reason) => w.answer = Some((status, reason)),
             Outcome::StoreFailed => w.answer = Some((500, "Server Internal Error (store write failed)")),
             // Stored for an unbound system: no acknowledgement to time.
-            Outcome::Stored => w.latency = None,
+            Outcome::Stored => {
+                w.latency = None;
+                if let Some(r) = &mut w.record {
+                    r.2 = records::Ending::Stored;
+                }
+            }
             Outcome::Delivered => {}
         }
         if w.remaining > 0 {
@@ -256,6 +293,16 @@ impl Flows {
             if let Some(st) = self.shared.system(system) {
                 st.receipt_latency.record(self.now_ms.saturating_sub(since));
             }
+        }
+        if let Some((tag, system, ending)) = w.record {
+            let ending = match (w.refused, (200..300).contains(&status)) {
+                (Some(_), _) | (None, false) => records::Ending::Refused,
+                (None, true) if ending == records::Ending::Stored => ending,
+                (None, true) => records::Ending::Delivered,
+            };
+            let mut e = records::Event::new(records::Kind::ReceiptDone, system).id(&tag).status(u32::from(status));
+            e.ending = ending;
+            self.record(e);
         }
         if let (Some(seen), false) = (w.replay, (200..300).contains(&status)) {
             // Not relayed: the sender's retry must be.

@@ -53,8 +53,11 @@ impl Flows {
             Ok(ReceiptOutcome::Receipts { system, state, count, message_id, .. }) => {
                 inc(&self.shared.stats.imdns_in);
                 let display = state == crate::interwork::state::ReceiptState::Displayed;
+                if self.records_on() {
+                    self.record(records::Event::new(records::Kind::ImdnIn, system).id(&message_id).state(state));
+                }
                 if let Some(seen) = self.admit_notification(unix, txn, &message_id, display) {
-                    self.route_receipts(unix, txn, system, count, seen);
+                    self.route_receipts(unix, txn, system, count, seen, &message_id);
                 }
             }
             Ok(ReceiptOutcome::Mms { system, notification, fields, message_id }) => {
@@ -117,6 +120,7 @@ impl Flows {
         system: u16,
         count: u8,
         seen: crate::route::replay::Seen,
+        tag: &[u8; TAG_LEN],
     ) {
         let st = self.shared.system(system);
         let lanes = self.shared.lanes.load();
@@ -150,6 +154,7 @@ impl Flows {
             answer: None,
             replay: Some(seen),
             latency: Some((system, self.now_ms)),
+            record: self.records_on().then_some((*tag, system, records::Ending::None)),
         });
         let token = self.token(key);
         let validity = self.shared.provision.load().converged.message_validity_s;
@@ -234,6 +239,14 @@ impl Flows {
             }
         };
         let count = batch.count;
+        if self.records_on() {
+            let f = &batch.facts;
+            let e = records::Event::new(records::Kind::ConvergedIn, system)
+                .id(f.message_id.unwrap_or("").as_bytes())
+                .parties(f.sender.as_bytes(), f.recipient.digits().as_bytes())
+                .n(u16::from(count));
+            self.record(e);
+        }
         self.corr_seq = first.wrapping_add(u32::from(count)).max(1);
         let Ok(durable) = self.correlate(unix, txn, system, first, count, batch.facts.stored(), provision) else {
             return;

@@ -209,7 +209,7 @@ impl Flows {
             core::str::from_utf8(uri.get(..n)?).ok()
         });
         let Some(recipient) = recipient else {
-            return self.refuse_legacy(system, parts, &aside, CommandStatus::ESME_RINVDSTADR);
+            return self.refuse_legacy(system, parts, &aside, CommandStatus::ESME_RINVDSTADR, msg);
         };
         let side = converged_side(&self.config, &provision, "UDP");
         self.tag_seq = self.tag_seq.wrapping_add(1);
@@ -243,6 +243,14 @@ impl Flows {
         match converted {
             Ok(c) => {
                 let bytes = self.request_bytes(c.len);
+                if self.records_on() {
+                    let tag = provision.keys.encode(&c.fields.segment(0));
+                    let e = records::Event::new(records::Kind::SmsIn, system)
+                        .id(tag.as_ref().map_or(&b""[..], |t| t.as_bytes()))
+                        .parties(msg.source.addr, msg.destination.addr)
+                        .n(parts.len() as u16);
+                    self.record(e);
+                }
                 self.awaiting_resp.insert((system, c.fields.minutes, c.fields.sequence), Vec::new());
                 let key = self.outgoing.insert(Outgoing::Message { parts, aside, fields: c.fields, system });
                 let token = self.token(key);
@@ -254,13 +262,26 @@ impl Flows {
                     self.sip_requests.push_back(request);
                 }
             }
-            Err(e) => self.refuse_legacy(system, parts, &aside, e.command_status()),
+            Err(e) => self.refuse_legacy(system, parts, &aside, e.command_status(), msg),
         }
     }
 
     /// A legacy message refused as invalid: counted, and each part answered `status`.
-    fn refuse_legacy(&mut self, system: u16, parts: Vec<PartRef>, aside: &Aside, status: CommandStatus) {
+    fn refuse_legacy(
+        &mut self,
+        system: u16,
+        parts: Vec<PartRef>,
+        aside: &Aside,
+        status: CommandStatus,
+        msg: &LegacyMessage<'_>,
+    ) {
         inc(&self.shared.stats.legacy_refused);
+        if self.records_on() {
+            let e = records::Event::new(records::Kind::SmsRefused, system)
+                .parties(msg.source.addr, msg.destination.addr)
+                .status(status.0);
+            self.record(e);
+        }
         self.shared.count_drop(DropReason::LegacyMessageInvalid);
         if let Some(st) = self.shared.system(system) {
             inc(&st.messages_refused);

@@ -317,6 +317,15 @@ impl Flows {
             self.recycle(c.bytes);
             return self.mms_retry(Some(conn), system, b"4.3.2 Too many MMS await their reports, try again");
         }
+        if self.records_on() {
+            let tag = provision.keys.encode(&c.fields);
+            let from = m.from.as_ref().map(MmsAddress::to_string).unwrap_or_default();
+            let e = records::Event::new(records::Kind::MmsIn, system)
+                .id(tag.as_ref().map_or(&b""[..], |t| t.as_bytes()))
+                .smsc_id(m.message_id.as_deref().unwrap_or("").as_bytes())
+                .parties(from.as_bytes(), to.to_string().as_bytes());
+            self.record(e);
+        }
         inc(&self.shared.stats.sip_messages_sent);
         let res = m.ack_request.then(|| Box::new(ResFor { system, forward: m, rcpt }));
         let kept = origin.is_some().then_some(origin_key);
@@ -487,6 +496,13 @@ impl Flows {
             return;
         }
         inc(&self.shared.stats.imdns_in);
+        if self.records_on() {
+            let e = records::Event::new(records::Kind::ImdnIn, system).id(message_id);
+            self.record(match crate::interwork::legacy_to_converged::notification_state(notification) {
+                Some(s) => e.state(s),
+                None => e,
+            });
+        }
         // Which report, which of the MMS's requests it needs, which owed reports it
         // settles (a deferral settles none; a failure the read reply too: none comes).
         let Some(report) = report_for(notification) else {

@@ -109,6 +109,15 @@ impl Flows {
         };
         let data = mm4::forward_req(&ids.envelope(), &forward);
         inc(&self.shared.stats.mm4_forwards_out);
+        if self.records_on() {
+            let e = records::Event::new(records::Kind::MmsOut, system)
+                .smsc_id(ids.id.as_bytes())
+                .parties(t.mms.from.to_string().as_bytes(), t.mms.to.to_string().as_bytes());
+            self.record(match t.stored {
+                Some(s) => e.id(s.message_id.as_bytes()),
+                None => e,
+            });
+        }
         let waiter = self.new_waiter(Requester::Sip(txn), 1);
         let message = durable.as_ref().map(|(m, _)| *m);
         let pending = PendingMm4::Forward { waiter: self.token(waiter), system, message };

@@ -36,6 +36,7 @@ mod legacy;
 mod mms;
 mod mms_out;
 mod receipts;
+pub mod records;
 mod stats;
 pub mod store;
 
@@ -492,6 +493,8 @@ struct Conn {
     receives: bool,
     /// Slots of its `parts_aside` room taken ([`Aside`]).
     aside: u16,
+    /// iwf's requests on it awaiting their response (its window in use).
+    in_flight: u16,
 }
 
 /// A legacy request answered once its whole message is: (bind, sequence number,
@@ -647,6 +650,9 @@ struct Waiter {
     /// the system's latency histogram once the system acknowledged them all; none once
     /// one was stored instead.
     latency: Option<(u16, u64)>,
+    /// An IMDN's receipts: the tag, system and how they ended so far, for the
+    /// `receipt.done` record.
+    record: Option<([u8; TAG_LEN], u16, records::Ending)>,
 }
 
 /// Key of a concatenated legacy message being reassembled.
@@ -910,7 +916,7 @@ impl Flows {
     /// An SMPP session of legacy system `system` is bound on `conn`; `receives` when
     /// the bind may be sent deliver_sm (server role) or is iwf's own transceiver bind.
     pub fn bound(&mut self, conn: ConnRef, system: u16, receives: bool) {
-        if let Some(old) = self.conns.insert(conn, Conn { system, receives, aside: 0 }) {
+        if let Some(old) = self.conns.insert(conn, Conn { system, receives, aside: 0, in_flight: 0 }) {
             self.forget_receiver(old.system, conn);
             if old.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(old.system), self.config.core);
@@ -932,6 +938,7 @@ impl Flows {
     /// [`Flows::smpp_lost`] first).
     pub fn closed(&mut self, conn: ConnRef) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.record(records::Event::new(records::Kind::BindDown, c.system).status(records::conn_code(conn)));
             self.forget_receiver(c.system, conn);
             if c.receives {
                 let _ = self.shared.lanes.bind_down(LegacySystemId(c.system), self.config.core);
@@ -986,7 +993,15 @@ impl Flows {
 
     /// A waiter for `remaining` completions, answered to `from`: its key.
     fn new_waiter(&mut self, from: Requester, remaining: u16) -> u64 {
-        self.waiters.insert(Waiter { from, remaining, refused: None, answer: None, replay: None, latency: None })
+        self.waiters.insert(Waiter {
+            from,
+            remaining,
+            refused: None,
+            answer: None,
+            replay: None,
+            latency: None,
+            record: None,
+        })
     }
 
     // ---- time and the outboxes -------------------------------------------------------
@@ -1108,6 +1123,7 @@ impl Flows {
             self.expire_mms(unix);
             self.expire_mm4_reports(unix);
             self.publish_tables();
+            self.publish_binds();
         }
     }
 

@@ -35,6 +35,11 @@ impl Flows {
                 return;
             }
         };
+        if self.records_on() {
+            let e =
+                records::Event::new(records::Kind::SmscReceipt, system).smsc_id(receipt.raw_id).state(receipt.state);
+            self.record(e);
+        }
         let alt = crate::interwork::converged_to_legacy::alternate_id(receipt.raw_id, l.ids, IdOrigin::Receipt);
         let r = HeldReceipt { conn, seq, system, id: receipt.id, alt, state: receipt.state, parked: None };
         self.apply_receipt(unix, r, &provision);
@@ -211,6 +216,7 @@ impl Flows {
                 let key = self.outgoing.insert(Outgoing::Imdn { message, acks, undo, last });
                 let token = self.token(key);
                 inc(&self.shared.stats.imdns_sent);
+                self.record_about(message, records::Event::new(records::Kind::ImdnSent, 0).state(state));
                 self.sip_requests.push_back(SipRequest { token, bytes, dest: self.config.next_hop });
             }
             Ok(None) | Err(_) => {

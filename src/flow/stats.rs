@@ -86,6 +86,9 @@ pub struct FlowStats {
     /// Completions for another core kept back because its ring was full (sent again
     /// on a later poll).
     pub completions_deferred: AtomicU64,
+    /// Message records and worker log events dropped: a worker's ring to the records
+    /// thread was full (the disk or the thread fell behind).
+    pub records_dropped: AtomicU64,
     /// SMSC receipts matched reading their id as the submit_sm_resp's was read
     /// (exactly, or, with `auto`, through case and leading zeros).
     pub receipt_ids_as_sent: AtomicU64,
@@ -173,7 +176,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 42] = [
+        let all: [(&'static str, &AtomicU64); 43] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -211,6 +214,7 @@ impl FlowStats {
             ("imdns_failed", &self.imdns_failed),
             ("smsc_receipts_absorbed", &self.smsc_receipts_absorbed),
             ("completions_deferred", &self.completions_deferred),
+            ("records_dropped", &self.records_dropped),
             ("receipt_ids_as_sent", &self.receipt_ids_as_sent),
             ("receipt_ids_decimal", &self.receipt_ids_decimal),
             ("receipt_ids_ambiguous", &self.receipt_ids_ambiguous),
@@ -267,6 +271,12 @@ pub struct SystemStats {
     /// IMDN in → the system's deliver_sm_resp (receipts it took over a bind, not those
     /// stored for it while unbound).
     pub receipt_latency: Latency,
+    /// When the oldest receipt in the durable store for it was stored, Unix seconds
+    /// (0: none), as the store's thread last read it.
+    pub oldest_queued: AtomicU64,
+    /// Taken out of service by the operator (`iwf ctl disable`): its binds are closed
+    /// and refused, its receipts wait in the durable store.
+    pub disabled: std::sync::atomic::AtomicBool,
     window: AtomicU64,
     receipt_window: AtomicU64,
 }
@@ -533,6 +543,13 @@ pub struct Shared {
     pub(super) tables: Vec<[AtomicU64; TABLES.len()]>,
     /// The notifications relayed within the replay window (every core's).
     pub replay: crate::route::replay::ReplayGuard,
+    /// Per core: its events for the records thread ([`super::records`]).
+    pub(super) events: Vec<ArrayQueue<super::records::Event>>,
+    /// Whether message records are written (`[records] path` set): off, the workers
+    /// do not copy them.
+    pub records_on: std::sync::atomic::AtomicBool,
+    /// Every worker's binds, as the records thread last published them.
+    pub binds: ArcSwap<Vec<super::records::Bind>>,
 }
 
 /// The per-core tables a peer can fill, as `/metrics` names them.
@@ -573,6 +590,9 @@ impl Shared {
             lanes,
             completions: (0..cores).map(|_| ArrayQueue::new(65_536)).collect(),
             jobs: (0..cores).map(|_| ArrayQueue::new(4096)).collect(),
+            events: (0..cores).map(|_| ArrayQueue::new(super::records::RING)).collect(),
+            records_on: std::sync::atomic::AtomicBool::new(false),
+            binds: ArcSwap::from_pointee(Vec::new()),
             store_completions: ArrayQueue::new(65_536),
             store,
             stats: FlowStats::default(),
@@ -626,10 +646,16 @@ impl Shared {
             };
             let (binds, queued) = lane.map_or((0, 0), |lane| (lane.binds(), lane.len()));
             match what {
-                "queues" => json!({
-                    "system": l.name, "id": l.id, "lane_queued": queued, "lane_capacity": l.lane_capacity,
-                    "stored": stored, "queue_limit": l.queue_limit, "binds": binds,
-                }),
+                "queues" => {
+                    let oldest = st.as_ref().map_or(0, |s| s.oldest_queued.load(Ordering::Relaxed));
+                    json!({
+                        "system": l.name, "id": l.id, "lane_queued": queued, "lane_capacity": l.lane_capacity,
+                        "stored": stored, "queue_limit": l.queue_limit, "binds": binds,
+                        "oldest_stored": (oldest > 0 && stored > 0).then(|| crate::control::records::rfc3339_ms(oldest * 1000)),
+                        "oldest_stored_age_s": (oldest > 0 && stored > 0).then(|| super::records::unix_ms() / 1000 - oldest.min(super::records::unix_ms() / 1000)),
+                        "disabled": st.as_ref().is_some_and(|s| s.disabled.load(Ordering::Relaxed)),
+                    })
+                }
                 _ => {
                     let mut counters = serde_json::Map::new();
                     if let Some(st) = &st {
@@ -649,8 +675,70 @@ impl Shared {
         });
         match what {
             "systems" | "queues" => Some(serde_json::Value::Array(rows.collect())),
+            "binds" => Some(self.binds_view()),
             _ => None,
         }
+    }
+
+    /// Every bind of every worker (`GET /v1/binds`), by system: peer, bind type, since,
+    /// window in use of the system's window.
+    fn binds_view(&self) -> serde_json::Value {
+        let provision = self.provision.load();
+        let mut binds = Vec::clone(&self.binds.load());
+        binds.sort_by_key(|b| (b.system, b.since_unix_ms));
+        let now = super::records::unix_ms();
+        let rows = binds.iter().map(|b| {
+            let l = provision.system(b.system);
+            serde_json::json!({
+                "system": l.map_or_else(|| b.system.to_string(), |l| l.name.clone()),
+                "peer": b.peer, "bind_type": b.bind_type,
+                "since": crate::control::records::rfc3339_ms(b.since_unix_ms),
+                "up_s": now.saturating_sub(b.since_unix_ms) / 1000,
+                "in_flight": b.in_flight, "window": l.map_or(0, |l| l.window),
+                "worker": b.core, "port": b.conn >> 16, "slot": b.conn & 0xFFFF,
+            })
+        });
+        serde_json::Value::Array(rows.collect())
+    }
+
+    /// Whether the operator took system `id` out of service (`iwf ctl disable`).
+    pub fn is_disabled(&self, id: u16) -> bool {
+        self.system(id).is_some_and(|s| s.disabled.load(Ordering::Relaxed))
+    }
+
+    /// The operator's `disable` / `enable` / `expire` of the system named `name`
+    /// (`POST /v1/<action>/<name>`): the answer, or the status and text of a refusal;
+    /// `None` for an action it does not know. `expire` asks the store thread
+    /// (`store`), waiting for its answer.
+    pub fn operator_action(&self, action: &str, name: &str) -> Option<Result<serde_json::Value, (u16, String)>> {
+        if !matches!(action, "disable" | "enable" | "expire") {
+            return None;
+        }
+        let provision = self.provision.load();
+        let Some(l) = provision.legacy.iter().find(|l| l.name == name) else {
+            return Some(Err((404, format!("no legacy system `{name}` (iwf ctl systems lists them)"))));
+        };
+        let Some(st) = self.system(l.id) else { return Some(Err((404, format!("no counters for `{name}`")))) };
+        if action == "expire" {
+            let Some(tx) = &self.store else {
+                return Some(Err((409, "no durable store ([control] store): nothing is queued".to_string())));
+            };
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            if tx.send(store::StoreOp::Expire { system: l.id, reply }).is_err() {
+                return Some(Err((503, "the store thread is gone".to_string())));
+            }
+            return Some(match answer.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(Ok(n)) => Ok(serde_json::json!({ "system": name, "expired": n })),
+                Ok(Err(e)) => Err((500, format!("the store refused: {e}"))),
+                Err(_) => Err((504, "the store thread did not answer in 30 s".to_string())),
+            });
+        }
+        let disable = action == "disable";
+        let was = st.disabled.swap(disable, Ordering::SeqCst);
+        if was != disable {
+            tracing::warn!("legacy system {name} {} by the operator", if disable { "disabled" } else { "enabled" });
+        }
+        Some(Ok(serde_json::json!({ "system": name, "disabled": disable, "changed": was != disable })))
     }
 
     /// The counters of legacy system `id`.

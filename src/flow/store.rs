@@ -92,6 +92,14 @@ pub enum StoreOp {
         /// Its key.
         key: u64,
     },
+    /// Drop every receipt queued for `system` (the operator's `iwf ctl expire`);
+    /// `reply` hears how many went, or why none did.
+    Expire {
+        /// The legacy system.
+        system: u16,
+        /// The answer.
+        reply: std::sync::mpsc::SyncSender<Result<u64, String>>,
+    },
 }
 
 /// Counters of the store thread.
@@ -144,7 +152,7 @@ fn commit(
         }
         Err(e) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
-            eprintln!("iwf: store commit failed: {e}");
+            tracing::error!("store commit failed: {e}");
             // Nothing of the batch is durable: each waiter hears so now (its
             // request is answered 500 and the sender retries), none waits for
             // ever. The writes go with the batch.
@@ -183,7 +191,7 @@ fn apply_acks(store: &mut Store, replayed: &mut HashMap<u64, QueueKey>, shared: 
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("iwf: store ack failed: {e}");
+                tracing::error!("store ack failed: {e}");
             }
         }
     }
@@ -240,6 +248,8 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
     // The first sweep after 10 s too: the counts the cores keep start from
     // [`recount`], which the caller runs before the cores start.
     let mut next_sweep = Instant::now() + Duration::from_secs(10);
+    let mut next_oldest = Instant::now();
+    let mut expires: Vec<(u16, std::sync::mpsc::SyncSender<Result<u64, String>>)> = Vec::new();
     if let Ok(n) = store.queued_total() {
         stats.depth.store(n, Ordering::Relaxed);
     }
@@ -251,6 +261,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         let wait =
             batch.flush_at().map_or(Duration::from_millis(5), |t| Duration::from_micros(t.saturating_sub(now_us)));
         match rx.recv_timeout(wait.min(Duration::from_millis(5))) {
+            Ok(StoreOp::Expire { system, reply }) => expires.push((system, reply)),
             Ok(op) => {
                 if let Some(token) = intake(op, &mut batch, &mut waiting, &mut bound, now_us) {
                     complete(&shared, token, Outcome::StoreFailed, stop);
@@ -260,6 +271,13 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             Err(RecvTimeoutError::Disconnected) => break,
         }
         while let Ok(op) = rx.try_recv() {
+            let op = match op {
+                StoreOp::Expire { system, reply } => {
+                    expires.push((system, reply));
+                    continue;
+                }
+                op => op,
+            };
             if let Some(token) = intake(op, &mut batch, &mut waiting, &mut bound, now_us) {
                 complete(&shared, token, Outcome::StoreFailed, stop);
             }
@@ -283,8 +301,16 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         if !batch.is_empty() && (!waiting.is_empty() || batch.should_flush(now_us)) {
             commit(&mut store, &mut batch, &mut waiting, &shared, &stats, stop);
         }
+        // The operator's expiries, after the commit of what came before them.
+        for (system, reply) in expires.drain(..) {
+            let _ = reply.send(expire(&mut store, system, &shared, &stats));
+        }
         // Acknowledgements of replayed receipts.
         apply_acks(&mut store, &mut replayed, &shared, &stats);
+        if Instant::now() >= next_oldest {
+            next_oldest = Instant::now() + Duration::from_secs(1);
+            oldest(&store, &shared);
+        }
         // Replay to systems that have an owner now.
         replay(&mut store, &shared, &mut bound, &mut replayed, &mut next_index, &stats);
         if Instant::now() >= next_sweep {
@@ -307,6 +333,36 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         for token in waiting.drain(..) {
             let _ = shared.complete(token, Outcome::Stored);
         }
+    }
+}
+
+/// `system`'s queue dropped (`iwf ctl expire`): how many receipts went.
+fn expire(store: &mut Store, system: u16, shared: &Shared, stats: &StoreStats) -> Result<u64, String> {
+    let n = store.expire_queue(LegacySystemId(system)).map_err(|e| {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        e.to_string()
+    })? as u64;
+    stats.expired.fetch_add(n, Ordering::Relaxed);
+    stats.depth.fetch_sub(n.min(stats.depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+    if let Some(st) = shared.system(system) {
+        st.queued_now.store(0, Ordering::Relaxed);
+        st.oldest_queued.store(0, Ordering::Relaxed);
+    }
+    tracing::warn!("durable queue of system {system} expired by the operator: {n} receipts dropped");
+    Ok(n)
+}
+
+/// Each system's oldest queued receipt, for `iwf ctl queues` (once a second; a seek
+/// per system that has any).
+fn oldest(store: &Store, shared: &Shared) {
+    for l in &shared.provision.load().legacy {
+        let Some(st) = shared.system(l.id) else { continue };
+        let at = if st.queued_now.load(Ordering::Relaxed) == 0 {
+            None
+        } else {
+            store.oldest(LegacySystemId(l.id)).ok().flatten()
+        };
+        st.oldest_queued.store(at.unwrap_or(0), Ordering::Relaxed);
     }
 }
 
@@ -339,6 +395,10 @@ fn complete(shared: &Shared, token: u64, outcome: Outcome, stop: &AtomicBool) {
 /// (a record that does not encode) returns its waiter's token, to be told at once.
 fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Vec<u16>, now_us: u64) -> Option<u64> {
     match op {
+        // Taken apart by the loop before it gets here.
+        StoreOp::Expire { reply, .. } => {
+            let _ = reply.send(Err("not taken by the store thread".into()));
+        }
         StoreOp::Queue { item, enqueued, deadline } => {
             waiting.push(item.token());
             batch.queue_receipt(&item, enqueued, deadline, now_us);

@@ -859,6 +859,37 @@ impl Store {
         Ok(n)
     }
 
+    /// When the oldest receipt queued for `system` was stored (Unix seconds), if one
+    /// is. Keys grow with each receipt stored, so the first of the system's range is
+    /// the oldest: one B-tree seek.
+    pub fn oldest(&self, system: LegacySystemId) -> Result<Option<u64>, StoreError> {
+        let tx = self.db()?.begin_read()?;
+        let queue = tx.open_table(QUEUE)?;
+        let Some(first) = queue.range((system.0, 0u64)..=(system.0, u64::MAX))?.next() else { return Ok(None) };
+        let (_, v) = first?;
+        Ok(v.value().get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
+    }
+
+    /// Drops every receipt queued for `system` (the operator's `iwf ctl expire`, for a
+    /// system that will not come back for them): how many went.
+    pub fn expire_queue(&mut self, system: LegacySystemId) -> Result<usize, StoreError> {
+        let mut tx = self.db()?.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        let removed = {
+            let mut queue = tx.open_table(QUEUE)?;
+            let keys: Vec<(u16, u64)> = queue
+                .range((system.0, 0u64)..=(system.0, u64::MAX))?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                queue.remove(*k)?;
+            }
+            keys.len()
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
     /// Receipts queued for all systems.
     pub fn queued_total(&self) -> Result<u64, StoreError> {
         let tx = self.db()?.begin_read()?;

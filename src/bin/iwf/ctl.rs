@@ -7,10 +7,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 /// What `iwf ctl` asks.
-#[derive(clap::Subcommand, Debug, Clone, Copy)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum Ctl {
     /// The legacy systems: kind, role, state, binds, receipts waiting, counters.
     Systems,
+    /// Every SMPP bind: system, peer, bind type, since when, the window in use.
+    Binds,
     /// Receipts waiting per system: in its lane (for a bind's window) and in the
     /// durable store (while it has no bind), with their limits.
     Queues,
@@ -19,6 +21,30 @@ pub enum Ctl {
     /// Reload the configuration file (as SIGHUP): the summary, or the error with its
     /// line and key (the running configuration stays).
     Reload,
+    /// The log level: shown, or changed to LEVEL (off, error, warn, info, debug, trace)
+    /// at once, without a restart.
+    LogLevel {
+        /// The new level.
+        level: Option<String>,
+    },
+    /// Take a legacy system out of service: its binds are unbound and refused (iwf's
+    /// own bind to it is not made) and its receipts wait in the durable store.
+    Disable {
+        /// The system's name ([[legacy]] name).
+        system: String,
+    },
+    /// Put a disabled system back in service: it may bind again, and receives what
+    /// waited for it.
+    Enable {
+        /// The system's name.
+        system: String,
+    },
+    /// Drop every receipt the durable store holds for a system (one that will not
+    /// come back for them): the count dropped.
+    Expire {
+        /// The system's name.
+        system: String,
+    },
 }
 
 /// One HTTP/1.1 exchange with the admin endpoint: the status and the body.
@@ -43,13 +69,19 @@ pub fn run(admin: &str, token_file: &str, json: bool, what: Ctl) -> Result<Strin
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| format!("{token_file}: {e} (the admin token: --token-file, [control] admin_token_file)"))?;
     let token = token.trim();
-    let (method, path) = match what {
-        Ctl::Systems => ("GET", "/v1/systems"),
-        Ctl::Queues => ("GET", "/v1/queues"),
-        Ctl::Config => ("GET", "/v1/config"),
-        Ctl::Reload => ("POST", "/-/reload"),
+    let (method, path) = match &what {
+        Ctl::Systems => ("GET", "/v1/systems".to_string()),
+        Ctl::Binds => ("GET", "/v1/binds".to_string()),
+        Ctl::Disable { system } => ("POST", format!("/v1/disable/{system}")),
+        Ctl::Enable { system } => ("POST", format!("/v1/enable/{system}")),
+        Ctl::Expire { system } => ("POST", format!("/v1/expire/{system}")),
+        Ctl::Queues => ("GET", "/v1/queues".to_string()),
+        Ctl::Config => ("GET", "/v1/config".to_string()),
+        Ctl::Reload => ("POST", "/-/reload".to_string()),
+        Ctl::LogLevel { level: None } => ("GET", "/v1/log-level".to_string()),
+        Ctl::LogLevel { level: Some(l) } => ("POST", format!("/v1/log-level?level={}", l.trim())),
     };
-    let (status, body) = exchange(admin, method, path, token)?;
+    let (status, body) = exchange(admin, method, &path, token)?;
     if status != 200 {
         return Err(format!("{method} {path}: {status} {}", body.trim()));
     }
@@ -83,19 +115,94 @@ pub fn run(admin: &str, token_file: &str, json: bool, what: Ctl) -> Result<Strin
                 ("lane capacity", "lane_capacity"),
                 ("stored", "stored"),
                 ("queue limit", "queue_limit"),
+                ("oldest stored", "oldest_stored"),
+                ("age (s)", "oldest_stored_age_s"),
                 ("binds", "binds"),
+                ("disabled", "disabled"),
             ],
         ),
-        Ctl::Config | Ctl::Reload => match v.as_object() {
+        Ctl::Binds => table(
+            &v,
+            &[
+                ("system", "system"),
+                ("peer", "peer"),
+                ("bind type", "bind_type"),
+                ("since", "since"),
+                ("up (s)", "up_s"),
+                ("in flight", "in_flight"),
+                ("window", "window"),
+                ("worker", "worker"),
+            ],
+        ),
+        Ctl::Config
+        | Ctl::Reload
+        | Ctl::LogLevel { .. }
+        | Ctl::Disable { .. }
+        | Ctl::Enable { .. }
+        | Ctl::Expire { .. } => match v.as_object() {
             Some(m) => m.iter().map(|(k, v)| format!("{k}: {}", cell(v))).collect::<Vec<_>>().join("\n"),
             None => v.to_string(),
         },
     })
 }
 
+/// `iwf trace`: the records about `query`, as a table or JSON lines.
+pub fn trace(query: &str, config: &str, records: Option<&str>, json: bool) -> Result<String, String> {
+    use iwf::control::records::{self, RecordsConfig};
+    let (path, files) = match records {
+        Some(p) => (std::path::PathBuf::from(p), RecordsConfig::default().files),
+        None => {
+            let text = std::fs::read_to_string(config).map_err(|e| format!("{config}: {e}"))?;
+            let c = iwf::control::config::load(&text).map_err(|e| format!("{config}: {e}"))?;
+            let r = c.control.records;
+            let path = r.path.ok_or_else(|| format!("{config}: no [records] path: iwf keeps no message records"))?;
+            (path, r.files)
+        }
+    };
+    // Rotated files a smaller `files` setting left behind are read too.
+    let files = RecordsConfig::files_oldest_first(&path, files.max(RecordsConfig::default().files));
+    let found = records::trace(&files, query).map_err(|e| format!("{}: {e}", path.display()))?;
+    if found.is_empty() {
+        return Err(format!("no record names `{query}` in {} (or its rotated files)", path.display()));
+    }
+    if json {
+        let lines: Vec<String> = found.iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
+        return Ok(lines.join("\n"));
+    }
+    let rows: Vec<serde_json::Value> = found
+        .iter()
+        .map(|r| {
+            let status = match (r.sip_status, r.command_status.as_str()) {
+                (Some(s), _) => s.to_string(),
+                (None, "") => String::new(),
+                (None, cs) => cs.to_string(),
+            };
+            let id = if r.tag.is_empty() { &r.message_id } else { &r.tag };
+            serde_json::json!({
+                "time": r.time, "event": r.event, "system": r.system, "id": id, "smsc_id": r.smsc_id,
+                "from": r.from, "to": r.to, "state": r.state, "status": status, "outcome": r.outcome,
+            })
+        })
+        .collect();
+    let columns = [
+        ("time", "time"),
+        ("event", "event"),
+        ("system", "system"),
+        ("tag / message id", "id"),
+        ("smsc id", "smsc_id"),
+        ("from", "from"),
+        ("to", "to"),
+        ("state", "state"),
+        ("status", "status"),
+        ("outcome", "outcome"),
+    ];
+    Ok(table(&serde_json::Value::Array(rows), &columns))
+}
+
 /// A JSON value as a table cell (strings without their quotes).
 fn cell(v: &serde_json::Value) -> String {
     match v {
+        serde_json::Value::String(s) if s.is_empty() => "-".into(),
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "-".into(),
         v => v.to_string(),

@@ -20,6 +20,19 @@ struct Cli {
     command: Command,
 }
 
+/// The man pages and shell completions of this CLI, written into `out`.
+fn assets(out: &str) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let dir = std::path::Path::new(out);
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), dir)?;
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "iwf", dir)?;
+    }
+    Ok(())
+}
+
 /// Where a packaged iwf keeps its configuration.
 const DEFAULT_CONFIG: &str = "/etc/iwf/iwf.toml";
 
@@ -66,6 +79,31 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         what: ctl::Ctl,
+    },
+    /// A message's history from the message records ([records] path and its rotated
+    /// files): every step of the message QUERY names, and of its receipts, in time order.
+    /// QUERY is a tag (the message_id a legacy system got), a converged imdn.Message-ID,
+    /// an SMSC's message_id or a number.
+    Trace {
+        /// What to look for.
+        query: String,
+        /// The iwf configuration naming the records ([records] path).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: String,
+        /// The records file itself, instead of the configuration's.
+        #[arg(long)]
+        records: Option<String>,
+        /// Print the records as JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write iwf's man pages (iwf.1, iwf-run.1, ...) and its shell completions (bash,
+    /// zsh, fish) into --out: what the Debian package installs.
+    #[command(hide = true)]
+    Assets {
+        /// The directory to write them into (made if missing).
+        #[arg(long)]
+        out: String,
     },
     /// Dissect protocol input and print it as JSON (exit 1 with a one-line error on bad input).
     #[command(subcommand)]
@@ -349,6 +387,25 @@ fn main() -> ExitCode {
         },
         Command::Scaling { workers, seconds } => scaling(&workers, seconds),
         Command::Check { config, strict } => check(&config, strict),
+        Command::Assets { out } => match assets(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("iwf assets: {out}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Trace { query, config, records, json } => {
+            match ctl::trace(&query, &config, records.as_deref(), json) {
+                Ok(text) => {
+                    print_line(&text);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("iwf trace: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Ctl { admin, token_file, json, what } => match ctl::run(&admin, &token_file, json, what) {
             Ok(text) => {
                 print_line(&text);

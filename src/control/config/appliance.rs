@@ -108,6 +108,10 @@ pub struct ControlConfig {
     /// The file holding the admin endpoint's bearer token (calls that change
     /// something need it); `None`: such calls are refused.
     pub admin_token_file: Option<String>,
+    /// `[records]`: the message records.
+    pub records: crate::control::records::RecordsConfig,
+    /// `[log]`: the log's level and format at start.
+    pub log: crate::control::logging::LogConfig,
 }
 
 /// What a port is.
@@ -638,6 +642,8 @@ fn load_control(doc: &Doc<'_>, file: &File) -> Result<ControlConfig, ConfigError
         store: None,
         admin: None,
         admin_token_file: None,
+        records: crate::control::records::RecordsConfig::load(doc, file)?,
+        log: crate::control::logging::LogConfig::load(doc, file)?,
     };
     let Some(c) = &file.control else {
         return Ok(control);

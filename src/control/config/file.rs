@@ -29,6 +29,24 @@ pub(crate) struct File {
     pub converged: S<Converged>,
     pub routes: Tables<Route>,
     pub msisdn: S<Msisdn>,
+    pub records: S<Records>,
+    pub log: S<Log>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Records {
+    pub path: S<String>,
+    pub max_file_mb: S<i64>,
+    pub files: S<i64>,
+    pub addresses: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Log {
+    pub level: S<String>,
+    pub format: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

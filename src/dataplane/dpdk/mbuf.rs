@@ -181,7 +181,7 @@ impl Drop for Mempool {
         // SAFETY: a valid pool.
         let out = unsafe { sys::rte_mempool_in_use_count(self.0.as_ptr()) };
         if out != 0 {
-            eprintln!("iwf: mempool not freed: {out} mbufs still in use");
+            tracing::warn!("mempool not freed: {out} mbufs still in use");
             return;
         }
         // SAFETY: ours, and no mbuf of it is alive.

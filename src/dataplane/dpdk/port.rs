@@ -413,7 +413,7 @@ impl Drop for Port {
         if polled {
             // A queue handle outlived its port: closing under it would let it poll a
             // closed device. The port is left to the process's end instead.
-            eprintln!("iwf: port {} not closed: a queue of it is still held", self.name);
+            tracing::warn!("port {} not closed: a queue of it is still held", self.name);
             return;
         }
         // SAFETY: no queue handle is alive, so nothing polls the port any more.

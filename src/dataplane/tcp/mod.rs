@@ -254,7 +254,7 @@ impl Directory {
     /// The systems of `[[legacy]]`: those that bind to iwf (SMS centres without
     /// `connect`), and the MMS centres that relay to its SMTP server.
     pub fn new(legacy: &[LegacyConfig]) -> Self {
-        Directory { source: DirectorySource::Fixed(legacy.to_vec()) }
+        Directory { source: DirectorySource::Fixed(legacy.to_vec()), operator: None }
     }
 
     /// The MMS centre whose allow-list holds `ip`, if one does.
@@ -270,7 +270,13 @@ impl Directory {
 
     /// The systems of the current provisioning snapshot, read at every bind.
     pub fn live(provision: std::sync::Arc<arc_swap::ArcSwap<crate::control::provision::Provision>>) -> Self {
-        Directory { source: DirectorySource::Live(provision) }
+        Directory { source: DirectorySource::Live(provision), operator: None }
+    }
+
+    /// Binds of a system the operator disabled in `shared` are refused.
+    pub fn with_operator(mut self, shared: std::sync::Arc<crate::flow::Shared>) -> Self {
+        self.operator = Some(shared);
+        self
     }
 
     /// Runs `f` over the systems that bind to iwf (SMS centres without `connect`).
@@ -1094,7 +1100,7 @@ impl Endpoint {
                     }
                 }
             }
-            Service::SmppClient { remote, reconnect, connecting, since, .. } => {
+            Service::SmppClient { remote, reconnect, connecting, since, system } => {
                 if *connecting {
                     if state == TcpState::Closed || now.saturating_sub(*since) > CONNECT_TIMEOUT_MS {
                         sock.abort();
@@ -1104,7 +1110,10 @@ impl Endpoint {
                     }
                 } else if state == TcpState::TimeWait {
                     sock.abort();
-                } else if state == TcpState::Closed && reconnect.may_attempt(now) {
+                } else if state == TcpState::Closed
+                    && reconnect.may_attempt(now)
+                    && !flows.as_deref().is_some_and(|f| f.shared().is_disabled(*system))
+                {
                     let (next, range) = (&mut self.next_ephemeral, &self.ephemeral);
                     match active_open(sock, self.iface.context(), *remote, next, range) {
                         Ok(()) => {
@@ -1160,6 +1169,15 @@ impl Endpoint {
         while let Some(e) = conn.session.poll_event() {
             if let Some(f) = flows.as_deref_mut() {
                 flow_event(f, now, conn_id, &e, &slot.service);
+                if let Event::Bound { system, bind_type } = &e {
+                    let kind = match (system, bind_type) {
+                        (None, _) => "transceiver (iwf binds)",
+                        (Some(_), crate::session::smpp::BindType::Transmitter) => "transmitter",
+                        (Some(_), crate::session::smpp::BindType::Receiver) => "receiver",
+                        (Some(_), crate::session::smpp::BindType::Transceiver) => "transceiver",
+                    };
+                    f.bind_seen(conn_id, slot.peer, kind);
+                }
             }
             if let (Service::SmppServer { .. }, Some(ip)) = (&slot.service, slot.peer) {
                 match &e {
@@ -1181,11 +1199,23 @@ impl Endpoint {
         }
         // A bind holds its own system's window, as provisioned now (read again
         // once a second, so a reload changes it on live binds).
-        if let (Service::SmppServer { .. }, Some(id)) = (&slot.service, conn.session.system()) {
-            if now >= conn.window_read.saturating_add(1000) {
-                conn.window_read = now;
+        // And a system the operator disabled is unbound (its receipts wait in the
+        // store; its binds are refused and iwf's own does not reconnect meanwhile).
+        if now >= conn.window_read.saturating_add(1000) {
+            conn.window_read = now;
+            if let (Service::SmppServer { .. }, Some(id)) = (&slot.service, conn.session.system()) {
                 conn.window = directory.window(id);
             }
+            let system = match &slot.service {
+                Service::SmppClient { system, .. } => Some(*system),
+                _ => conn.session.system().map(|s| s.0),
+            };
+            let disabled = system.is_some_and(|id| flows.as_deref().is_some_and(|f| f.shared().is_disabled(id)));
+            if disabled && matches!(conn.session.state(), SmppState::Bound(_)) {
+                let _ = conn.session.unbind(now);
+            }
+        }
+        if let (Service::SmppServer { .. }, Some(_)) = (&slot.service, conn.session.system()) {
             conn.session.set_window(conn.window);
         }
         sync_counters(&mut conn.seen, conn.session.counters(), sc);

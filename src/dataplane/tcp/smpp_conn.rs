@@ -8,6 +8,9 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct Directory {
     pub(super) source: DirectorySource,
+    /// The systems' operator state (`iwf ctl disable`): a disabled system's binds
+    /// are refused.
+    pub(super) operator: Option<std::sync::Arc<crate::flow::Shared>>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,11 @@ impl Authenticator for Directory {
             }
             if !password_matches(system.password.as_bytes(), bind.password) {
                 return Err(BindRefusal::BadPassword);
+            }
+            // Out of service by the operator's word: refused after the credentials, so
+            // the refusal tells only the system itself.
+            if self.operator.as_ref().is_some_and(|s| s.is_disabled(system.id)) {
+                return Err(BindRefusal::Failed);
             }
             Ok(LegacySystemId(system.id))
         })
