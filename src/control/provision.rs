@@ -10,7 +10,7 @@
 //! converged_domain = "ims.lab"        # converged users: sip:+<E.164>@ims.lab;user=phone
 //! message_validity_s = 172800         # how long a correlation entry or a queued receipt lives
 //! replay_window_s = 3600              # a notification is relayed at most once in this time
-//! replay_capacity = 1000000           # notifications remembered in that window (10 octets each)
+//! replay_capacity = 1000000           # notifications remembered in that window (16 octets each)
 //! correlation_capacity = 4000000      # converged -> legacy messages correlated per worker at most
 //! waiter_capacity = 65536             # SIP requests and store writes waiting per worker at most
 //! parked_capacity = 65536             # SMSC receipts parked (id not bound yet) per worker at most
@@ -47,7 +47,7 @@ pub struct ConvergedNames {
     /// How long a relayed notification is remembered, so a replay of it is not relayed
     /// again (seconds; read at start).
     pub replay_window_s: u64,
-    /// Notifications remembered at most within the window (8-10 octets each, read at
+    /// Notifications remembered at most within the window (16 octets each, read at
     /// start); beyond, new notifications are refused 503 until old ones age out.
     pub replay_capacity: usize,
     /// Converged → legacy messages each worker keeps a correlation entry for at most

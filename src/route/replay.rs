@@ -4,22 +4,26 @@
 //!
 //! ```text
 //!  word (u64):  fingerprint (40 bits) | minute it was first seen (24 bits)   0 = free
-//!  home = keyed hash mod slots; up to PROBE slots from there (linear probing)
+//!  two buckets of 8 slots (one cache line each), chosen by a keyed 128-bit hash;
+//!  a notification lives in the one that had room, the emptier one
 //! ```
 //!
 //! The fingerprint is 40 bits of a keyed SipHash of the notification (the key is
 //! random per process), so two notifications share one with odds of 2^-40 per slot
 //! looked at, and nobody outside can aim at one. A slot whose minute is older than the
-//! window is free again. Memory is 8 octets a slot, fixed at start: a table sized at
-//! 1.25 × the notifications a window holds costs 10 octets per remembered
-//! notification. When every slot of a neighbourhood is live the table is full for that
-//! notification: the caller refuses it (503), never relays it unremembered.
+//! window is free again. Memory is 8 octets a slot, fixed at start: two slots per
+//! notification a window holds, 16 octets each. With two choices of bucket at that load
+//! the table takes the capacity it was made for without refusing one (one linear probe
+//! of 8 slots at 1.25 slots each refused the first at a fifth of its capacity, and one
+//! in twenty at capacity). When both buckets are live the table is
+//! full for that notification: the caller refuses it (503), never relays it
+//! unremembered.
 use core::hash::Hasher;
-use siphasher::sip::SipHasher13;
+use siphasher::sip128::{Hasher128, SipHasher13};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Slots probed from a notification's home slot.
-const PROBE: usize = 8;
+/// Slots of a bucket: 64 octets, one cache line.
+const BUCKET: usize = 8;
 const MINUTE_BITS: u32 = 24;
 const MINUTE_MASK: u64 = (1 << MINUTE_BITS) - 1;
 
@@ -53,7 +57,7 @@ pub struct ReplayGuard {
 impl ReplayGuard {
     /// Room for about `capacity` notifications per window of `window_minutes`.
     pub fn new(capacity: usize, window_minutes: u32) -> ReplayGuard {
-        let n = (capacity.saturating_mul(5) / 4).max(PROBE * 8);
+        let n = capacity.saturating_mul(2).max(BUCKET * 8).div_ceil(BUCKET) * BUCKET;
         let key = {
             use std::hash::BuildHasher;
             let s = std::collections::hash_map::RandomState::new();
@@ -86,36 +90,46 @@ impl ReplayGuard {
         word != 0 && (now_minute & MINUTE_MASK).wrapping_sub(word & MINUTE_MASK) & MINUTE_MASK < self.window_minutes
     }
 
-    fn hash(&self, notification: &[u8]) -> u64 {
+    /// A keyed 128-bit hash of `notification`: the fingerprint from one half, the two
+    /// buckets from the other.
+    fn hash(&self, notification: &[u8]) -> (u64, u64) {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(notification);
-        h.finish()
+        let h = h.finish128();
+        (h.h1, h.h2)
     }
 
     /// Records `notification` (the tag and the kind of notification, as bytes) at
     /// `now_unix`, or says it was seen within the window.
     pub fn admit(&self, notification: &[u8], now_unix: u64) -> Admission {
-        let h = self.hash(notification);
-        let fingerprint = (h >> MINUTE_BITS) | 1; // never 0: 0 marks a free slot
+        let (place, fp) = self.hash(notification);
+        let fingerprint = (fp >> MINUTE_BITS) | 1; // never 0: 0 marks a free slot
         let now = now_unix / 60;
         let word = (fingerprint << MINUTE_BITS) | (now & MINUTE_MASK);
-        let len = self.slots.len();
-        let home = (h % len as u64) as usize;
+        let buckets = (self.slots.len() / BUCKET) as u64;
+        let first = (place % buckets) as usize * BUCKET;
+        let second = ((place >> 32) % buckets) as usize * BUCKET;
         'retry: for _ in 0..4 {
-            let mut free = None;
-            for i in 0..PROBE {
-                let at = (home + i) % len;
-                let Some(slot) = self.slots.get(at) else { continue };
-                let w = slot.load(Ordering::Acquire);
-                if self.live(w, now) {
-                    if w >> MINUTE_BITS == fingerprint {
-                        return Admission::Replay;
+            // Both buckets are looked at whole (a notification may sit in either); the
+            // free slot goes in the emptier one.
+            let mut free: [Option<(usize, u64)>; 2] = [None, None];
+            let mut live = [0usize; 2];
+            for (b, start) in [first, second].into_iter().enumerate() {
+                for at in start..start + BUCKET {
+                    let Some(slot) = self.slots.get(at) else { continue };
+                    let w = slot.load(Ordering::Acquire);
+                    if self.live(w, now) {
+                        if w >> MINUTE_BITS == fingerprint {
+                            return Admission::Replay;
+                        }
+                        live[b] += 1;
+                    } else if free[b].is_none() {
+                        free[b] = Some((at, w));
                     }
-                } else if free.is_none() {
-                    free = Some((at, w));
                 }
             }
-            let Some((at, old)) = free else { return Admission::Full };
+            let pick = if live[1] < live[0] { [free[1], free[0]] } else { free };
+            let Some((at, old)) = pick[0].or(pick[1]) else { return Admission::Full };
             let Some(slot) = self.slots.get(at) else { return Admission::Full };
             if slot.compare_exchange(old, word, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 // Another core took that slot meanwhile (perhaps with this very
@@ -196,6 +210,17 @@ mod tests {
                 .map(|h| h.join().unwrap())
                 .sum();
             assert_eq!(fresh, 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn the_table_takes_the_capacity_it_was_made_for() {
+        for capacity in [10_000usize, 1_000_000] {
+            let g = ReplayGuard::new(capacity, 60);
+            let refused = (0..capacity as u64).filter(|i| g.admit(&i.to_le_bytes(), T0) == Admission::Full).count();
+            assert_eq!(refused, 0, "{refused} of {capacity} notifications refused below capacity");
+            let replays = (0..capacity as u64).filter(|i| g.admit(&i.to_le_bytes(), T0) == Admission::Replay).count();
+            assert_eq!(replays, capacity, "each is remembered");
         }
     }
 
