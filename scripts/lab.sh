@@ -7,10 +7,19 @@
 #   scripts/lab.sh status   what is up
 #   scripts/lab.sh restart  after iwf died (kill -9): start it again, taps back into the
 #                           existing namespaces (the peers there keep running)
+#   scripts/lab.sh up --cluster
+#                           the same iwf as node iwf-1 of a cluster: first three
+#                           nats-server nodes (JetStream) in namespace iwf-mgmt, which
+#                           iwf's control plane reaches over a veth (config: the lab's
+#                           plus a [cluster] section, target/lab/cluster-iwf-1.toml)
+#   scripts/lab.sh nats-kill N   kill -9 nats-server node N (1-3); nats-start N again
 #
 #   side       namespace    tap          peer            iwf
 #   legacy     iwf-legacy   iwf-legacy0  198.18.1.1/24   198.18.1.2
 #   converged  iwf-conv     iwf-conv0    198.18.2.1/24   198.18.2.2
+#   management iwf-mgmt     veth iwf-mgmt0 (root, 198.18.3.1/24) <-> mgmt0 (198.18.3.2/24):
+#              nats-server n1..n3 on 198.18.3.2, clients :4222-4224, routes :6222-6224,
+#              monitoring :8222-8224 (--cluster only)
 #
 # Environment: IWF_CONFIG (default config/lab.toml), IWF_BIN (default target/debug/iwf,
 # started as `$IWF_BIN run --config`), IWF_NO_BUILD=1 (do not run cargo), CARGO_TARGET_DIR.
@@ -29,6 +38,10 @@ SIDES=(
     "legacy iwf-legacy iwf-legacy0 198.18.1.1/24 198.18.1.2"
     "converged iwf-conv iwf-conv0 198.18.2.1/24 198.18.2.2"
 )
+
+MGMT_NS=iwf-mgmt
+MGMT_ADDR=198.18.3.2
+NATS_DIR=$LAB_DIR/nats
 
 die() { echo "lab: $*" >&2; exit 1; }
 say() { echo "lab: $*"; }
@@ -71,6 +84,84 @@ release_files() {
     rm -rf "/var/run/dpdk/$PREFIX"
 }
 
+# nats-server node $1 (1-3) of the lab's JetStream cluster, started in iwf-mgmt.
+nats_start() {
+    local i=$1
+    mkdir -p "$NATS_DIR/n$i"
+    cat >"$NATS_DIR/n$i.conf" <<EOF
+server_name: n$i
+listen: $MGMT_ADDR:$((4221 + i))
+http: $MGMT_ADDR:$((8221 + i))
+jetstream { store_dir: "$(pwd)/$NATS_DIR/n$i" }
+cluster {
+  name: iwf-lab
+  listen: $MGMT_ADDR:$((6221 + i))
+  routes: [ nats-route://$MGMT_ADDR:6222, nats-route://$MGMT_ADDR:6223, nats-route://$MGMT_ADDR:6224 ]
+}
+EOF
+    ip netns exec "$MGMT_NS" setsid nats-server -c "$NATS_DIR/n$i.conf" >>"$NATS_DIR/n$i.log" 2>&1 </dev/null &
+    echo $! >"$NATS_DIR/n$i.pid"
+}
+
+# The management namespace and the three nodes; waits for JetStream's meta leader.
+nats_up() {
+    command -v nats-server >/dev/null || die "nats-server missing: apt-get install nats-server (scripts/setup.sh does)"
+    command -v curl >/dev/null || die "curl missing (scripts/setup.sh installs it)"
+    nats_down
+    ip netns add "$MGMT_NS"
+    ip link add iwf-mgmt0 type veth peer name mgmt0
+    ip link set mgmt0 netns "$MGMT_NS"
+    ip addr add 198.18.3.1/24 dev iwf-mgmt0
+    ip link set iwf-mgmt0 up
+    ip -n "$MGMT_NS" link set lo up
+    ip -n "$MGMT_NS" addr add "$MGMT_ADDR/24" dev mgmt0
+    ip -n "$MGMT_NS" link set mgmt0 up
+    mkdir -p "$NATS_DIR"
+    local i
+    for i in 1 2 3; do nats_start "$i"; done
+    for _ in $(seq 1 100); do
+        if ip netns exec "$MGMT_NS" curl -s --max-time 1 "http://$MGMT_ADDR:8222/jsz" 2>/dev/null | grep -q '"leader"'; then
+            say "nats: n1-n3 up in $MGMT_NS, JetStream has a meta leader"
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "nats: no JetStream meta leader after 20 s (see $NATS_DIR/n*.log)"
+}
+
+nats_down() {
+    local f
+    for f in "$NATS_DIR"/n*.pid; do
+        [ -f "$f" ] || continue
+        kill -TERM "$(cat "$f")" 2>/dev/null || true
+    done
+    for f in "$NATS_DIR"/n*.pid; do
+        [ -f "$f" ] || continue
+        for _ in $(seq 1 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$(cat "$f")" 2>/dev/null || true
+        rm -f "$f"
+    done
+    if ip netns list | grep -qw "^$MGMT_NS"; then ip netns del "$MGMT_NS"; fi
+    if ip link show iwf-mgmt0 >/dev/null 2>&1; then ip link del iwf-mgmt0 2>/dev/null || true; fi
+    rm -rf "$NATS_DIR"
+}
+
+# The lab's configuration plus this box's [cluster] section.
+cluster_config() {
+    local out=$LAB_DIR/cluster-iwf-1.toml
+    cp "$CONFIG" "$out"
+    cat >>"$out" <<EOF
+
+# Added by scripts/lab.sh up --cluster: node iwf-1 of the lab's NATS cluster.
+[cluster]
+node = "iwf-1"
+servers = ["nats://$MGMT_ADDR:4222", "nats://$MGMT_ADDR:4223", "nats://$MGMT_ADDR:4224"]
+replicas = 3
+heartbeat_s = 1
+EOF
+    CONFIG=$out
+}
+
 lab_down() {
     local pid
     if pid=$(iwf_pid); then
@@ -101,6 +192,7 @@ lab_down() {
         fi
     done
     release_files
+    nats_down
 }
 
 lab_up() {
@@ -123,6 +215,10 @@ lab_up() {
     [ -s "$LAB_DIR/admin.token" ] || "$IWF_BIN" keygen --out "$LAB_DIR/admin.token" 2>/dev/null \
         || die "cannot write $LAB_DIR/admin.token"
     ensure_hugepages
+    if [ "${CLUSTER:-}" = 1 ]; then
+        nats_up
+        cluster_config
+    fi
     start_iwf
     attach_taps
     say "up"
@@ -216,9 +312,19 @@ lab_status() {
 }
 
 case "${1:-}" in
-    up) lab_up ;;
+    up)
+        [ "${2:-}" = "--cluster" ] && CLUSTER=1
+        lab_up
+        ;;
+    nats-kill)
+        [ -f "$NATS_DIR/n${2:-0}.pid" ] || die "no nats-server node ${2:-} running"
+        kill -KILL "$(cat "$NATS_DIR/n$2.pid")"
+        rm -f "$NATS_DIR/n$2.pid"
+        say "nats: n$2 killed (kill -9)"
+        ;;
+    nats-start) nats_start "${2:?node 1-3}"; say "nats: n$2 started" ;;
     restart) lab_restart ;;
     down) lab_down; say "down" ;;
     status) lab_status ;;
-    *) echo "usage: scripts/lab.sh up|down|status|restart" >&2; exit 2 ;;
+    *) echo "usage: scripts/lab.sh up [--cluster]|down|status|restart|nats-kill N|nats-start N" >&2; exit 2 ;;
 esac

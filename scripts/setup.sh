@@ -26,6 +26,8 @@ pkgs=(build-essential pkg-config ca-certificates
       # dpkg-shlibdeps reads the .deb's library dependencies (scripts/package.sh);
       # man-db's lexgrog checks the man pages it ships.
       dpkg-dev man-db
+      # The cluster lab (scripts/lab.sh up --cluster): three JetStream nodes.
+      nats-server
       # The peer baseline (scripts/baseline.sh): Kamailio (tm, xhttp, uac, ... are in
       # kamailio; http_client is in kamailio-utils-modules) and Kannel (bearerbox, smsbox).
       kamailio kamailio-utils-modules kannel util-linux)
@@ -68,9 +70,9 @@ fi
 # were installed earlier).
 if [ "$(id -u)" -eq 0 ]; then
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        systemctl disable --now kamailio kannel postfix prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+        systemctl disable --now kamailio kannel postfix prometheus prometheus-node-exporter nats-server >/dev/null 2>&1 || true
     else
-        for svc in kamailio kannel postfix prometheus prometheus-node-exporter; do
+        for svc in kamailio kannel postfix prometheus prometheus-node-exporter nats-server; do
             if [ -x /etc/init.d/$svc ]; then
                 /etc/init.d/$svc stop >/dev/null 2>&1 || true
                 update-rc.d $svc disable >/dev/null 2>&1 || true

@@ -10,6 +10,7 @@
 //! - [`route`]: per-exchange lanes, exchange selection, correlation, the durable store;
 //! - [`control`]: all configuration, provisioning, reload, the admin endpoint, metrics;
 //! - [`flow`]: the engine, one per worker and owned by it (sans-IO), and the store thread;
+//! - [`cluster`]: this box's part of an iwf cluster on NATS JetStream (its own thread);
 //! - [`dataplane`]: the packet path: workers, the IP host, SIP/UDP, TCP, and in
 //!   `dataplane::dpdk` the thin layer over DPDK;
 //! - [`inspect`]: the operator's dissector behind `iwf inspect`.
@@ -22,6 +23,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod control;
 pub mod dataplane;
 pub mod flow;

@@ -60,8 +60,12 @@ fn lab_config() -> PathBuf {
 }
 
 fn lab(action: &str) -> Output {
+    lab_with(&[action])
+}
+
+fn lab_with(args: &[&str]) -> Output {
     run(Command::new(root_dir().join("scripts/lab.sh"))
-        .arg(action)
+        .args(args)
         // iwf reports to systemd's notification socket when NOTIFY_SOCKET names one:
         // the test plays systemd (systemd_notify), with a 2 s watchdog.
         .env("NOTIFY_SOCKET", notify_socket())
@@ -1362,6 +1366,94 @@ fn operator_binds() {
     smsc.stop();
 }
 
+/// NATS's own view of the registry's stream (its monitoring endpoint on node `n`):
+/// (messages, replicas, leader), if the stream exists.
+fn binds_stream(n: u16) -> Option<(u64, u64, String)> {
+    let url = format!("http://198.18.3.2:{}/jsz?accounts=true&streams=true&config=true", 8221 + n);
+    let out = run(Command::new("ip").args(["netns", "exec", "iwf-mgmt", "curl", "-s", "--max-time", "2", &url]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let streams = v["account_details"].as_array()?.iter().filter_map(|a| a["stream_detail"].as_array()).flatten();
+    let s = streams.into_iter().find(|s| s["name"] == "KV_iwf_binds")?;
+    let replicas = s["config"]["num_replicas"].as_u64()?;
+    let leader = s["cluster"]["leader"].as_str().unwrap_or_default().to_string();
+    Some((s["state"]["messages"].as_u64()?, replicas, leader))
+}
+
+/// iwf as node iwf-1 of a cluster on three real nats-server nodes (JetStream): the bind
+/// registry names the box holding each system's binds, in a bucket NATS keeps three
+/// copies of; it follows a bind going and coming, and carries on when a NATS node is
+/// killed (kill -9).
+fn cluster_registry() {
+    must(lab("down"), "lab.sh down (before the cluster)");
+    must(lab_with(&["up", "--cluster"]), "lab.sh up --cluster");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ctl_json(&["cluster"])["connected"] != true {
+        assert!(Instant::now() < deadline, "iwf-1 never joined: {}", ctl_json(&["cluster"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let held = |system: &str| {
+        let v = ctl_json(&["cluster"]);
+        v["holders"].as_array().is_some_and(|h| h.iter().any(|x| x["system"] == system && x["node"] == "iwf-1"))
+    };
+    let wait = |what: &str, cond: &dyn Fn() -> bool, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}: {}", ctl_json(&["cluster"]));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let smsc = || {
+        Peer(
+            Command::new("ip")
+                .args(["netns", "exec", LEGACY_NS])
+                .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+                .args([
+                    "smsc",
+                    "--listen",
+                    &format!("{LEGACY_PEER_TEXT}:2776"),
+                    "--system-id",
+                    "iwf",
+                    "--password",
+                    "pwc",
+                ])
+                .args(["--duration", "120"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("iwf-peer smsc"),
+        )
+    };
+    let mut peer = smsc();
+    wait("iwf-1 holds smsc-c in the registry", &|| held("smsc-c"), 20);
+    let table = must(ctl(&["cluster"]), "iwf ctl cluster");
+    eprintln!("$ iwf ctl cluster\n{table}");
+    // NATS itself holds the entry, in three copies.
+    let (messages, replicas, leader) = binds_stream(1).expect("the registry's stream, as NATS shows it");
+    assert!(messages >= 1 && replicas == 3 && !leader.is_empty(), "{messages} {replicas} {leader:?}");
+    // The bind goes: the entry goes.
+    peer.stop();
+    wait("smsc-c leaves the registry when iwf-1's bind to it goes", &|| !held("smsc-c"), 15);
+    // A NATS node dies (the stream's leader): the registry carries on with the others.
+    let n: u16 = leader.trim_start_matches('n').parse().unwrap_or(1);
+    must(lab_with(&["nats-kill", &n.to_string()]), "lab.sh nats-kill");
+    let mut peer = smsc();
+    wait("with a NATS node dead, the registry takes smsc-c again", &|| held("smsc-c"), 30);
+    let other = if n == 1 { 2 } else { 1 };
+    let (_, replicas, new_leader) = binds_stream(other).expect("the stream on a surviving node");
+    assert!(replicas == 3 && !new_leader.is_empty() && new_leader != leader, "{new_leader:?} after {leader:?}");
+    assert_eq!(ctl_json(&["cluster"])["connected"], true);
+    peer.stop();
+    must(lab_with(&["nats-start", &n.to_string()]), "lab.sh nats-start");
+    let metrics = run(Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.1:9870/metrics"]));
+    let m = String::from_utf8_lossy(&metrics.stdout);
+    assert!(m.contains("iwf_cluster_connected 1") && m.contains("iwf_cluster_connects_total"), "{m}");
+    must(lab("down"), "lab.sh down (the cluster)");
+    assert_clean();
+    let nats = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "nats-server -c"])).stdout).to_string();
+    assert!(nats.trim().is_empty(), "nats-server left running: {nats}");
+}
+
 /// Where the lab's Prometheus answers (loopback, beside a system one on 9090).
 const PROMETHEUS: &str = "127.0.0.1:19090";
 
@@ -2141,7 +2233,10 @@ fn sip_over_tcp() {
 
 fn assert_clean() {
     let netns = String::from_utf8_lossy(&run(Command::new("ip").args(["netns", "list"])).stdout).to_string();
-    assert!(!netns.contains(LEGACY_NS) && !netns.contains(CONV_NS), "namespaces left: {netns}");
+    assert!(
+        !netns.contains(LEGACY_NS) && !netns.contains(CONV_NS) && !netns.contains("iwf-mgmt"),
+        "namespaces left: {netns}"
+    );
     let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-br", "link"])).stdout).to_string();
     assert!(!links.contains("iwf-legacy0") && !links.contains("iwf-conv0"), "taps left: {links}");
     assert!(!root_dir().join("target/lab/iwf.pid").exists(), "pid file left");
@@ -2230,7 +2325,8 @@ fn lab_end_to_end() {
         // A developer's shortcut (`LAB_ONLY=operator_binds,smpp_server cargo test --test
         // lab`): only the named scenarios that stand on their own, then down. The full
         // run (scripts/test.sh) never sets it.
-        let alone: [(&str, fn()); 5] = [
+        let alone: [(&str, fn()); 6] = [
+            ("cluster_registry", cluster_registry),
             ("smpp_server", smpp_server),
             ("receipts_end_to_end", receipts_end_to_end),
             ("operator_binds", operator_binds),
@@ -2285,5 +2381,6 @@ fn lab_end_to_end() {
     assert!(get(&final_conv, "drop.udp_bad_checksum") >= 5, "final report: {final_conv:?}");
     assert!(get(&final_conv, "sip.rx_message") >= 27, "final report: {final_conv:?}");
     timed("two_workers", two_workers);
+    timed("cluster_registry", cluster_registry);
     timed("scaling_on_rings", scaling_on_rings);
 }

@@ -22,7 +22,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("control", 6),
     ("flow", 7),
     ("inspect", 7),
-    ("dataplane", 8),
+    ("cluster", 8),
+    ("dataplane", 9),
 ];
 
 fn level(module: &str) -> Option<u8> {

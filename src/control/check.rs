@@ -63,13 +63,24 @@ pub fn check(text: &str) -> Result<Vec<Warning>, ConfigError> {
         }
     }
     key_warnings(text, &mut warnings);
+    let mut secrets = Vec::new();
     if let Some(path) = &cfg.control.admin_token_file {
+        secrets.push(("control.admin_token_file", "admin_token_file", path.as_str()));
+    }
+    if let Some(c) = &cfg.control.cluster {
+        match &c.auth {
+            crate::control::cluster::ClusterAuth::User { password_file, .. } => {
+                secrets.push(("cluster.password_file", "password_file", password_file.as_str()))
+            }
+            crate::control::cluster::ClusterAuth::Token { token_file } => {
+                secrets.push(("cluster.token_file", "token_file", token_file.as_str()))
+            }
+            crate::control::cluster::ClusterAuth::None => {}
+        }
+    }
+    for (key, name, path) in secrets {
         if let Some(w) = readable_by_others(path) {
-            warnings.push(Warning {
-                line: key_line(text, "admin_token_file"),
-                key: "control.admin_token_file".into(),
-                message: w,
-            });
+            warnings.push(Warning { line: key_line(text, name), key: key.into(), message: w });
         }
     }
     Ok(warnings)

@@ -8,11 +8,13 @@
 //! * [`provision`]: the snapshot the flows read (legacy systems, routes, MSISDN map, keys);
 //! * [`notify`]: systemd's `sd_notify` protocol (READY, the watchdog, STOPPING);
 //! * [`check`]: `iwf check`, a file judged offline (errors as a reload's, and warnings);
+//! * [`cluster`]: `[cluster]`, the NATS JetStream cluster a box joins;
 //! * [`logging`]: the log (`tracing`), its level changed at run time;
 //! * [`records`]: the message records the records thread writes, and `iwf trace`.
 
 pub mod admin;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod metrics;

@@ -260,12 +260,12 @@ pub fn run_with(config_path: &str, route: Route) -> Result<(), DataplaneError> {
     registry.register(Arc::clone(&shared) as Arc<dyn crate::control::metrics::MetricsSource>);
     registry.register(Arc::clone(&provision) as Arc<dyn crate::control::metrics::MetricsSource>);
     registry.register(Arc::new(crate::control::metrics::ProcessMetrics::new()));
-    let admin = start_admin(config_path, &cfg, &registry, &stats, &provision, &shared)?;
+    let cluster = cfg.control.cluster.as_ref().map(|_| Arc::new(crate::cluster::Registry::default()));
+    let admin = start_admin(config_path, &cfg, &registry, &stats, &provision, &shared, cluster.clone())?;
     let mut store = store;
     let mut all_flows = engines(config_path, &cfg, workers.len(), &shared, store.as_mut())?.into_iter();
     let store_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let threads =
-        [start_store(store, store_rx, &shared, &registry, &store_stop)?, start_records(&cfg, &shared, &store_stop)?];
+    let threads = start_threads(&cfg, &shared, (store, store_rx), cluster.as_ref(), &registry, &store_stop)?;
     let directory = Directory::live(provision.shared()).with_operator(Arc::clone(&shared));
     // One per-peer connection table per port, shared by its workers.
     let limits: Vec<Arc<PeerLimits>> =
@@ -412,7 +412,7 @@ fn wait_for_stop(
     admin: Option<crate::control::admin::AdminHandle>,
     control: Option<std::thread::JoinHandle<()>>,
     store_stop: &std::sync::atomic::AtomicBool,
-    threads: [Option<std::thread::JoinHandle<()>>; 2],
+    threads: [Option<std::thread::JoinHandle<()>>; 3],
 ) {
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
@@ -430,6 +430,41 @@ fn wait_for_stop(
     for t in threads.into_iter().flatten() {
         let _ = t.join();
     }
+}
+
+/// The threads beside the workers that stop after them: the store's, the records',
+/// and the cluster's (each when configured).
+#[allow(clippy::type_complexity)]
+fn start_threads(
+    cfg: &DataplaneConfig,
+    shared: &Arc<crate::flow::Shared>,
+    (store, intake): (Option<crate::route::store::Store>, std::sync::mpsc::Receiver<crate::flow::store::StoreOp>),
+    cluster: Option<&Arc<crate::cluster::Registry>>,
+    registry: &crate::control::metrics::MetricsRegistry,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Result<[Option<std::thread::JoinHandle<()>>; 3], DataplaneError> {
+    Ok([
+        start_store(store, intake, shared, registry, stop)?,
+        start_records(cfg, shared, stop)?,
+        start_cluster(cfg, shared, cluster, registry, stop)?,
+    ])
+}
+
+/// The cluster thread (with `[cluster]`): this box's part of the bind registry. It stops
+/// with the store thread, after the workers, taking this box's entries out.
+fn start_cluster(
+    cfg: &DataplaneConfig,
+    shared: &Arc<crate::flow::Shared>,
+    cluster: Option<&Arc<crate::cluster::Registry>>,
+    registry: &crate::control::metrics::MetricsRegistry,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<std::thread::JoinHandle<()>>, DataplaneError> {
+    let (Some(c), Some(cluster)) = (&cfg.control.cluster, cluster) else { return Ok(None) };
+    registry.register(Arc::clone(cluster) as Arc<dyn crate::control::metrics::MetricsSource>);
+    tracing::info!(node = %c.node, servers = ?c.servers, "cluster: joining");
+    crate::cluster::start(c.clone(), Arc::clone(shared), Arc::clone(cluster), Arc::clone(stop))
+        .map(Some)
+        .map_err(|e| DataplaneError::Setup(format!("cannot start the cluster thread: {e}")))
 }
 
 /// The records thread: drains the workers' event rings into the message records
@@ -666,7 +701,9 @@ fn start_admin(
     stats: &Arc<Stats>,
     provision: &Arc<crate::control::reload::Reloader<crate::control::provision::Provision>>,
     shared: &Arc<crate::flow::Shared>,
+    cluster: Option<Arc<crate::cluster::Registry>>,
 ) -> Result<Option<crate::control::admin::AdminHandle>, DataplaneError> {
+    let node = cfg.control.cluster.as_ref().map(|c| c.node.clone()).unwrap_or_default();
     Ok(match cfg.control.admin {
         Some(addr) => {
             let (hs, rp, rs) = (Arc::clone(stats), Arc::clone(provision), Arc::clone(shared));
@@ -714,6 +751,10 @@ fn start_admin(
                             "reloads_failed": provision.reloads_failed(),
                             "systems": provision.snapshot().legacy.len(),
                         })),
+                        "cluster" => Some(match &cluster {
+                            Some(c) => c.view(&node),
+                            None => serde_json::json!({ "node": null, "connected": false, "holders": [] }),
+                        }),
                         other => shared.operator_view(other),
                     }))
                 },

@@ -13,6 +13,9 @@ pub enum Ctl {
     Systems,
     /// Every SMPP bind: system, peer, bind type, since when, the window in use.
     Binds,
+    /// The cluster as this box sees it: its node, its NATS connection, and which
+    /// boxes hold binds of which legacy system (the bind registry).
+    Cluster,
     /// Receipts waiting per system: in its lane (for a bind's window) and in the
     /// durable store (while it has no bind), with their limits.
     Queues,
@@ -72,6 +75,7 @@ pub fn run(admin: &str, token_file: &str, json: bool, what: Ctl) -> Result<Strin
     let (method, path) = match &what {
         Ctl::Systems => ("GET", "/v1/systems".to_string()),
         Ctl::Binds => ("GET", "/v1/binds".to_string()),
+        Ctl::Cluster => ("GET", "/v1/cluster".to_string()),
         Ctl::Disable { system } => ("POST", format!("/v1/disable/{system}")),
         Ctl::Enable { system } => ("POST", format!("/v1/enable/{system}")),
         Ctl::Expire { system } => ("POST", format!("/v1/expire/{system}")),
@@ -134,6 +138,10 @@ pub fn run(admin: &str, token_file: &str, json: bool, what: Ctl) -> Result<Strin
                 ("worker", "worker"),
             ],
         ),
+        Ctl::Cluster => {
+            let head = format!("node: {}\nconnected: {}\n", cell(&v["node"]), cell(&v["connected"]));
+            head + &table(&v["holders"], &[("system", "system"), ("node", "node"), ("binds", "binds")])
+        }
         Ctl::Config
         | Ctl::Reload
         | Ctl::LogLevel { .. }

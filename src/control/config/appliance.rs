@@ -112,6 +112,8 @@ pub struct ControlConfig {
     pub records: crate::control::records::RecordsConfig,
     /// `[log]`: the log's level and format at start.
     pub log: crate::control::logging::LogConfig,
+    /// `[cluster]`: the NATS JetStream cluster this box is one of; `None`: one box.
+    pub cluster: Option<crate::control::cluster::ClusterConfig>,
 }
 
 /// What a port is.
@@ -644,6 +646,7 @@ fn load_control(doc: &Doc<'_>, file: &File) -> Result<ControlConfig, ConfigError
         admin_token_file: None,
         records: crate::control::records::RecordsConfig::load(doc, file)?,
         log: crate::control::logging::LogConfig::load(doc, file)?,
+        cluster: crate::control::cluster::ClusterConfig::load(doc, file)?,
     };
     let Some(c) = &file.control else {
         return Ok(control);

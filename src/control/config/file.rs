@@ -31,6 +31,25 @@ pub(crate) struct File {
     pub msisdn: S<Msisdn>,
     pub records: S<Records>,
     pub log: S<Log>,
+    pub cluster: S<Cluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Cluster {
+    pub node: S<String>,
+    pub servers: Strings,
+    pub user: S<String>,
+    pub password_file: S<String>,
+    pub token_file: S<String>,
+    pub tls_ca_file: S<String>,
+    pub tls_cert_file: S<String>,
+    pub tls_key_file: S<String>,
+    pub replicas: S<i64>,
+    pub heartbeat_s: S<i64>,
+    pub receipts_stream: S<String>,
+    pub binds_bucket: S<String>,
+    pub correlations_bucket: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
