@@ -8,15 +8,20 @@
 #   scripts/lab.sh restart  after iwf died (kill -9): start it again, taps back into the
 #                           existing namespaces (the peers there keep running)
 #   scripts/lab.sh up --cluster
-#                           the same iwf as node iwf-1 of a cluster: first three
+#                           two boxes, iwf-1 and iwf-2, of a cluster: first three
 #                           nats-server nodes (JetStream) in namespace iwf-mgmt, which
-#                           iwf's control plane reaches over a veth (config: the lab's
-#                           plus a [cluster] section, target/lab/cluster-iwf-1.toml)
+#                           both control planes reach over a veth; each box's taps are
+#                           bridged with the other's in the side's namespace
+#                           (configs target/lab/cluster-iwf-{1,2}.toml: the lab's plus a
+#                           [cluster] section; iwf-2's admin endpoint is 127.0.0.1:9871,
+#                           its log target/lab/iwf-2.log)
 #   scripts/lab.sh nats-kill N   kill -9 nats-server node N (1-3); nats-start N again
 #
 #   side       namespace    tap          peer            iwf
 #   legacy     iwf-legacy   iwf-legacy0  198.18.1.1/24   198.18.1.2
 #   converged  iwf-conv     iwf-conv0    198.18.2.1/24   198.18.2.2
+#   --cluster  iwf-2's taps iwf-legacy1 / iwf-conv1, iwf-2 at 198.18.1.3 / 198.18.2.3;
+#              in each side's namespace a bridge br0 holds both taps and the peer address
 #   management iwf-mgmt     veth iwf-mgmt0 (root, 198.18.3.1/24) <-> mgmt0 (198.18.3.2/24):
 #              nats-server n1..n3 on 198.18.3.2, clients :4222-4224, routes :6222-6224,
 #              monitoring :8222-8224 (--cluster only)
@@ -33,6 +38,9 @@ IWF_BIN=${IWF_BIN:-$TARGET/debug/iwf}
 LAB_DIR=target/lab
 LOG=$LAB_DIR/iwf.log
 PIDFILE=$LAB_DIR/iwf.pid
+# The second box of `up --cluster`.
+LOG2=$LAB_DIR/iwf-2.log
+PIDFILE2=$LAB_DIR/iwf-2.pid
 # side namespace tap peer-address/len iwf-address
 SIDES=(
     "legacy iwf-legacy iwf-legacy0 198.18.1.1/24 198.18.1.2"
@@ -55,9 +63,10 @@ PREFIX=$(sed -n 's/^[[:space:]]*file_prefix[[:space:]]*=[[:space:]]*"\([^"]*\)".
 HUGEPAGES=$(sed -n 's/^[[:space:]]*hugepages[[:space:]]*=[[:space:]]*\(true\|false\).*/\1/p' "$CONFIG" | head -n1)
 
 iwf_pid() {
-    [ -f "$PIDFILE" ] || return 1
+    local file=${1:-$PIDFILE}
+    [ -f "$file" ] || return 1
     local pid
-    pid=$(cat "$PIDFILE")
+    pid=$(cat "$file")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
@@ -159,11 +168,30 @@ servers = ["nats://$MGMT_ADDR:4222", "nats://$MGMT_ADDR:4223", "nats://$MGMT_ADD
 replicas = 3
 heartbeat_s = 1
 EOF
+    # iwf-2: its own DPDK prefix, taps, addresses, admin endpoint, store and records.
+    sed -e "s/^file_prefix = \"$PREFIX\"/file_prefix = \"${PREFIX}2\"/" \
+        -e 's/iface=iwf-legacy0/iface=iwf-legacy1/; s/iface=iwf-conv0/iface=iwf-conv1/' \
+        -e 's#^address = "198.18.1.2/24"#address = "198.18.1.3/24"#; s#^address = "198.18.2.2/24"#address = "198.18.2.3/24"#' \
+        -e 's/127.0.0.1:9870/127.0.0.1:9871/' \
+        -e 's#target/lab/iwf.redb#target/lab/iwf-2.redb#; s#target/lab/records.jsonl#target/lab/records-2.jsonl#' \
+        -e 's/^node = "iwf-1"/node = "iwf-2"/' "$out" >"$LAB_DIR/cluster-iwf-2.toml"
     CONFIG=$out
 }
 
 lab_down() {
     local pid
+    if pid=$(iwf_pid "$PIDFILE2"); then
+        say "stopping iwf-2 (pid $pid)"
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PIDFILE2" "$LAB_DIR/iwf-2.redb"
+    local t
+    for t in iwf-legacy1 iwf-conv1; do
+        if ip link show "$t" >/dev/null 2>&1; then ip link del "$t" 2>/dev/null || true; fi
+    done
+    PREFIX=${PREFIX}2 release_files
     if pid=$(iwf_pid); then
         say "stopping iwf (pid $pid)"
         kill -TERM "$pid"
@@ -218,6 +246,11 @@ lab_up() {
     if [ "${CLUSTER:-}" = 1 ]; then
         nats_up
         cluster_config
+        start_iwf
+        start_iwf "$LAB_DIR/cluster-iwf-2.toml" "$LOG2" "$PIDFILE2"
+        attach_cluster_taps
+        say "up: a cluster of iwf-1 and iwf-2"
+        return 0
     fi
     start_iwf
     attach_taps
@@ -226,21 +259,57 @@ lab_up() {
 
 # Starts iwf and waits until it is ready (its taps exist then).
 start_iwf() {
-    say "starting $IWF_BIN run --config $CONFIG (log $LOG)"
-    setsid "$IWF_BIN" run --config "$CONFIG" >"$LOG" 2>&1 </dev/null &
-    echo $! >"$PIDFILE"
+    local config=${1:-$CONFIG} log=${2:-$LOG} pidfile=${3:-$PIDFILE}
+    say "starting $IWF_BIN run --config $config (log $log)"
+    setsid "$IWF_BIN" run --config "$config" >"$log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
     local ready=""
     for _ in $(seq 1 150); do
-        if ! iwf_pid >/dev/null; then
-            echo "--- $LOG" >&2
-            tail -n 5 "$LOG" >&2
-            rm -f "$PIDFILE"
-            die "iwf exited during start: $(grep -E '^iwf: | (ERROR|WARN) ' "$LOG" | tail -n1)"
+        if ! iwf_pid "$pidfile" >/dev/null; then
+            echo "--- $log" >&2
+            tail -n 5 "$log" >&2
+            rm -f "$pidfile"
+            die "iwf exited during start: $(grep -E '^iwf: | (ERROR|WARN) ' "$log" | tail -n1)"
         fi
-        if grep -q 'INFO iwf[a-z:_]*: ready: ' "$LOG"; then ready=1; break; fi
+        if grep -q 'INFO iwf[a-z:_]*: ready: ' "$log"; then ready=1; break; fi
         sleep 0.1
     done
-    [ -n "$ready" ] || { lab_down; die "iwf not ready after 15 s (see $LOG)"; }
+    [ -n "$ready" ] || { lab_down; die "iwf not ready after 15 s (see $log)"; }
+}
+
+# The cluster's taps: both boxes' tap of a side into its namespace, bridged, the peer
+# address on the bridge; then ping both boxes from each side.
+attach_cluster_taps() {
+    local side ns tap peer addr
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap peer addr <<<"$s"
+        local tap2=${tap%0}1
+        for t in "$tap" "$tap2"; do
+            ip link show "$t" >/dev/null 2>&1 || { lab_down; die "tap $t did not appear (see $LOG, $LOG2)"; }
+        done
+        ip netns list | grep -qw "^$ns" || ip netns add "$ns"
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link add br0 type bridge
+        for t in "$tap" "$tap2"; do
+            ip link set "$t" netns "$ns"
+            ip -n "$ns" link set "$t" master br0
+            ip -n "$ns" link set "$t" up
+        done
+        ip -n "$ns" addr add "$peer" dev br0
+        ip -n "$ns" link set br0 up
+    done
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap peer addr <<<"$s"
+        for a in "$addr" "${addr%.2}.3"; do
+            local ok=""
+            for _ in $(seq 1 10); do
+                if ip netns exec "$ns" ping -c 1 -W 1 "$a" >/dev/null 2>&1; then ok=1; break; fi
+            done
+            [ -n "$ok" ] || { lab_down; die "$a does not answer ping from $ns (see $LOG, $LOG2)"; }
+        done
+        say "$side: $ns (br0 ${peer}) -> iwf-1 $addr and iwf-2 ${addr%.2}.3 answer"
+    done
 }
 
 # Moves iwf's taps into the namespaces (made if missing) and checks ping both ways.

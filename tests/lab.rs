@@ -1379,28 +1379,40 @@ fn binds_stream(n: u16) -> Option<(u64, u64, String)> {
     Some((s["state"]["messages"].as_u64()?, replicas, leader))
 }
 
-/// iwf as node iwf-1 of a cluster on three real nats-server nodes (JetStream): the bind
-/// registry names the box holding each system's binds, in a bucket NATS keeps three
-/// copies of; it follows a bind going and coming, and carries on when a NATS node is
-/// killed (kill -9).
+/// Two boxes, iwf-1 and iwf-2, as a cluster on three real nats-server nodes (JetStream):
+/// the bind registry tells each box which box holds each legacy system's binds, in a
+/// bucket NATS keeps three copies of; it follows binds coming and going, and carries
+/// on when a NATS node is killed (kill -9).
 fn cluster_registry() {
     must(lab("down"), "lab.sh down (before the cluster)");
     must(lab_with(&["up", "--cluster"]), "lab.sh up --cluster");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ctl_json(&["cluster"])["connected"] != true {
-        assert!(Instant::now() < deadline, "iwf-1 never joined: {}", ctl_json(&["cluster"]));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let held = |system: &str| {
-        let v = ctl_json(&["cluster"]);
-        v["holders"].as_array().is_some_and(|h| h.iter().any(|x| x["system"] == system && x["node"] == "iwf-1"))
-    };
+    let on = |admin: &str, args: &[&str]| ctl_json(&[&["--admin", admin], args].concat());
     let wait = |what: &str, cond: &dyn Fn() -> bool, secs: u64| {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !cond() {
-            assert!(Instant::now() < deadline, "{what}: {}", ctl_json(&["cluster"]));
+            assert!(Instant::now() < deadline, "{what}: {} / {}", on(BOX1, &["cluster"]), on(BOX2, &["cluster"]));
             std::thread::sleep(Duration::from_millis(200));
         }
+    };
+    wait(
+        "both boxes join",
+        &|| on(BOX1, &["cluster"])["connected"] == true && on(BOX2, &["cluster"])["connected"] == true,
+        20,
+    );
+    // Who holds `system`, as box `admin` sees the registry.
+    let holders = |admin: &str, system: &str| -> Vec<String> {
+        let v = on(admin, &["cluster"]);
+        let mut h: Vec<String> = v["holders"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|x| x["system"] == system)
+                    .filter_map(|x| x["node"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        h.sort();
+        h
     };
     let smsc = || {
         Peer(
@@ -1424,25 +1436,44 @@ fn cluster_registry() {
                 .expect("iwf-peer smsc"),
         )
     };
+    // Both boxes bind to smsc-c (the SMSC double); smsc-a binds to iwf-2 only, and
+    // iwf-1 learns that from the registry.
     let mut peer = smsc();
-    wait("iwf-1 holds smsc-c in the registry", &|| held("smsc-c"), 20);
+    let both = vec!["iwf-1".to_string(), "iwf-2".to_string()];
+    wait("iwf-1 sees both boxes holding smsc-c", &|| holders(BOX1, "smsc-c") == both, 20);
+    let hold = |host: &str, secs: &str| {
+        Peer(
+            Command::new("ip")
+                .args(["netns", "exec", LEGACY_NS, "python3", "-c"])
+                .arg("import smpplib.client, sys, time\nc = smpplib.client.Client(sys.argv[1], 2775, timeout=5)\nc.connect()\nc.bind_transceiver(system_id='smsca', password='pwa')\ntime.sleep(float(sys.argv[2]))\nc.unbind()\nc.disconnect()\n")
+                .args([host, secs])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 smpplib"),
+        )
+    };
+    let mut esme = hold("198.18.1.3", "60");
+    wait("iwf-1 sees smsc-a held by iwf-2 alone", &|| holders(BOX1, "smsc-a") == ["iwf-2"], 20);
     let table = must(ctl(&["cluster"]), "iwf ctl cluster");
-    eprintln!("$ iwf ctl cluster\n{table}");
-    // NATS itself holds the entry, in three copies.
+    eprintln!("$ iwf ctl cluster        (iwf-1)\n{table}");
+    // NATS itself holds the entries, in three copies.
     let (messages, replicas, leader) = binds_stream(1).expect("the registry's stream, as NATS shows it");
-    assert!(messages >= 1 && replicas == 3 && !leader.is_empty(), "{messages} {replicas} {leader:?}");
-    // The bind goes: the entry goes.
-    peer.stop();
-    wait("smsc-c leaves the registry when iwf-1's bind to it goes", &|| !held("smsc-c"), 15);
+    assert!(messages >= 3 && replicas == 3 && !leader.is_empty(), "{messages} {replicas} {leader:?}");
+    // A bind goes: its entry goes, on every box.
+    esme.stop();
+    wait("smsc-a leaves the registry when its bind to iwf-2 goes", &|| holders(BOX1, "smsc-a").is_empty(), 15);
     // A NATS node dies (the stream's leader): the registry carries on with the others.
     let n: u16 = leader.trim_start_matches('n').parse().unwrap_or(1);
     must(lab_with(&["nats-kill", &n.to_string()]), "lab.sh nats-kill");
-    let mut peer = smsc();
-    wait("with a NATS node dead, the registry takes smsc-c again", &|| held("smsc-c"), 30);
+    let mut esme = hold("198.18.1.3", "60");
+    wait("with a NATS node dead, iwf-1 learns smsc-a is on iwf-2 again", &|| holders(BOX1, "smsc-a") == ["iwf-2"], 40);
+    assert_eq!(holders(BOX2, "smsc-c"), both, "nothing lost in the election");
     let other = if n == 1 { 2 } else { 1 };
     let (_, replicas, new_leader) = binds_stream(other).expect("the stream on a surviving node");
     assert!(replicas == 3 && !new_leader.is_empty() && new_leader != leader, "{new_leader:?} after {leader:?}");
-    assert_eq!(ctl_json(&["cluster"])["connected"], true);
+    esme.stop();
     peer.stop();
     must(lab_with(&["nats-start", &n.to_string()]), "lab.sh nats-start");
     let metrics = run(Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.1:9870/metrics"]));
@@ -1453,6 +1484,10 @@ fn cluster_registry() {
     let nats = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "nats-server -c"])).stdout).to_string();
     assert!(nats.trim().is_empty(), "nats-server left running: {nats}");
 }
+
+/// The cluster's two boxes' admin endpoints.
+const BOX1: &str = "127.0.0.1:9870";
+const BOX2: &str = "127.0.0.1:9871";
 
 /// Where the lab's Prometheus answers (loopback, beside a system one on 9090).
 const PROMETHEUS: &str = "127.0.0.1:19090";
@@ -2238,7 +2273,10 @@ fn assert_clean() {
         "namespaces left: {netns}"
     );
     let links = String::from_utf8_lossy(&run(Command::new("ip").args(["-br", "link"])).stdout).to_string();
-    assert!(!links.contains("iwf-legacy0") && !links.contains("iwf-conv0"), "taps left: {links}");
+    assert!(
+        ["iwf-legacy0", "iwf-conv0", "iwf-legacy1", "iwf-conv1", "iwf-mgmt0"].iter().all(|t| !links.contains(t)),
+        "taps left: {links}"
+    );
     assert!(!root_dir().join("target/lab/iwf.pid").exists(), "pid file left");
     let procs =
         String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "iwf run --config"])).stdout).to_string();
@@ -2250,7 +2288,7 @@ fn assert_clean() {
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("iwf-labmap_"))
+                    .filter(|n| n.starts_with("iwf-labmap_") || n.starts_with("iwf-lab2map_"))
                     .collect()
             })
             .unwrap_or_default();
