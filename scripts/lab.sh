@@ -209,6 +209,8 @@ lab_down() {
     # The lab's durable store (config/lab.toml [control] store): a new lab starts empty
     # (`restart` keeps it: that is what it is for).
     rm -f "$LAB_DIR/iwf.redb"
+    # Its message records too: `iwf trace` in a new lab sees that lab's messages only.
+    rm -f "$LAB_DIR"/records*.jsonl*
     local side ns tap rest
     for s in "${SIDES[@]}"; do
         read -r side ns tap rest <<<"$s"

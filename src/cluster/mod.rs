@@ -128,8 +128,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// Connects, keeps the registry, and connects again after a loss, until `stop`.
 async fn run(config: &ClusterConfig, shared: &Shared, registry: &Registry, stop: &AtomicBool) {
     let mut said = false;
+    // Every key seen, with when it was last refreshed: kept across sessions, so what
+    // this box knows survives a reconnect (entries still age out by their life).
+    let mut seen: BTreeMap<String, (Holder, Instant)> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
-        match session(config, shared, registry, stop).await {
+        match session(config, shared, registry, stop, &mut seen).await {
             Ok(()) => break,
             Err(e) => {
                 registry.connected.store(false, Ordering::Relaxed);
@@ -220,6 +223,7 @@ async fn session(
     shared: &Shared,
     registry: &Registry,
     stop: &AtomicBool,
+    seen: &mut BTreeMap<String, (Holder, Instant)>,
 ) -> Result<(), String> {
     let client = options(config)?.connect(config.servers.clone()).await.map_err(|e| format!("connect: {e}"))?;
     let js = jetstream::new(client.clone());
@@ -230,16 +234,20 @@ async fn session(
     tracing::info!(node = %config.node, "cluster: connected; bind registry in bucket {}", config.binds_bucket);
     let heartbeat = Duration::from_secs(config.heartbeat_s);
     let life = config.entry_life();
-    // Keys this box put, and every key seen with when it was last refreshed.
+    // Keys this box put.
     let mut announced: BTreeSet<String> = BTreeSet::new();
-    let mut seen: BTreeMap<String, (Holder, Instant)> = BTreeMap::new();
     let mut next = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
-            // Leaving: the others should not wait for the entries to age out.
-            for key in &announced {
-                let _ = kv.delete(key).await;
-            }
+            // Leaving: the others should not wait for the entries to age out. Within
+            // a few seconds, though: with JetStream stalled each delete could wait the
+            // client's request timeout, and a stop must not hang on it.
+            let leave = async {
+                for key in &announced {
+                    let _ = kv.delete(key).await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(3), leave).await;
             return Ok(());
         }
         if Instant::now() >= next {

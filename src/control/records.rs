@@ -274,6 +274,10 @@ pub fn trace(files: &[PathBuf], query: &str) -> std::io::Result<Vec<Record>> {
     if let Ok((f, _, _)) = crate::tag::decode_unauthenticated(query.as_bytes()) {
         keys.insert(msg_key(f.system, f.minutes, f.sequence));
     }
+    // The SMSC ids the message's parts were given (`system/id`), each with when. An SMSC
+    // reuses its ids, so a receipt with one belongs to this message only after that
+    // submission and within RECEIPT_WINDOW_MS of it.
+    let mut smsc: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let number: String = query.chars().filter(char::is_ascii_digit).collect();
     let is_number = number.len() >= 5 && query.trim_start_matches('+').chars().all(|c| c.is_ascii_digit());
     // A record's ids link it to others: a receipt names its message only by the
@@ -282,23 +286,35 @@ pub fn trace(files: &[PathBuf], query: &str) -> std::io::Result<Vec<Record>> {
     let mut found = Vec::new();
     for _ in 0..4 {
         found.clear();
-        let before = keys.len();
+        let before = keys.len() + smsc.len();
         for path in files {
             let Ok(f) = FsFile::open(path) else { continue };
             for line in BufReader::new(f).lines() {
                 let line = line?;
                 let Ok(r) = serde_json::from_str::<Record>(&line) else { continue };
                 let ids = ids_of(&r);
+                let smsc_key = (!r.smsc_id.is_empty()).then(|| format!("{}/{}", r.system, r.smsc_id));
+                let at = time_ms(&r.time).unwrap_or(0);
+                let by_smsc = r.event == "smsc.receipt"
+                    && smsc_key
+                        .as_ref()
+                        .and_then(|k| smsc.get(k))
+                        .is_some_and(|&since| at >= since && at - since <= RECEIPT_WINDOW_MS);
                 let hit = ids.iter().any(|k| keys.contains(k))
+                    || by_smsc
                     || (!r.smsc_id.is_empty() && r.smsc_id == query)
                     || (is_number && (same_number(&r.from, &number) || same_number(&r.to, &number)));
                 if hit {
                     keys.extend(ids);
+                    if let (Some(k), false) = (smsc_key, r.event == "smsc.receipt") {
+                        let since = smsc.entry(k).or_insert(at);
+                        *since = (*since).min(at);
+                    }
                     found.push(r);
                 }
             }
         }
-        if keys.len() == before {
+        if keys.len() + smsc.len() == before {
             break;
         }
     }
@@ -306,17 +322,33 @@ pub fn trace(files: &[PathBuf], query: &str) -> std::io::Result<Vec<Record>> {
     Ok(found)
 }
 
-/// The ids a record links by; an SMSC's id only with its system (two SMSCs may give
-/// the same id).
+/// How long after a submission a receipt with its SMSC id is taken as its receipt: the
+/// longest validity a legacy system gives a message (48 h).
+const RECEIPT_WINDOW_MS: u64 = 48 * 3600 * 1000;
+
+/// Unix milliseconds of a record's time (`2026-12-07T15:04:05.123Z`).
+fn time_ms(t: &str) -> Option<u64> {
+    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, min, sec, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 24 + h) * 60 + min) * 60 * 1000 + sec * 1000 + ms).ok()
+}
+
+/// The ids a record links by (an SMSC's id links a receipt to a submission apart, in
+/// [`trace`]).
 fn ids_of(r: &Record) -> Vec<String> {
     let mut v = Vec::new();
     for k in [&r.tag, &r.msg, &r.message_id] {
         if !k.is_empty() {
             v.push(k.clone());
         }
-    }
-    if !r.smsc_id.is_empty() {
-        v.push(format!("{}/{}", r.system, r.smsc_id));
     }
     v
 }
@@ -342,6 +374,13 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_827_696_789), "2000-02-29T12:34:56.789Z");
         assert_eq!(rfc3339_ms(1_796_659_200_001), "2026-12-07T16:00:00.001Z");
+    }
+
+    #[test]
+    fn record_times_read_back() {
+        for ms in [0u64, 951_827_696_789, 1_796_659_200_001] {
+            assert_eq!(time_ms(&rfc3339_ms(ms)), Some(ms));
+        }
     }
 
     #[test]

@@ -585,6 +585,20 @@ mod tests {
         let mut done = Event::new(Kind::ImdnAnswered, 3).id(b"m-1").status(200);
         done.ending = Ending::None;
         put(&mut w, done);
+        // Three days later the SMSC gives another message the same id 77: its receipt is
+        // that message's, not m-1's.
+        let later = |mut e: Event, ms: u64| {
+            e.unix_ms = 1_796_659_200_000 + 3 * 86_400_000 + ms;
+            e
+        };
+        let w2 = &mut w;
+        for e in [
+            later(Event::new(Kind::ConvergedIn, 3).id(b"m-3").parties(b"sip:carol@ims", b"447700900555"), 1),
+            later(Event::new(Kind::Submitted, 3).id(b"m-3").smsc_id(b"77"), 2),
+            later(Event::new(Kind::SmscReceipt, 3).smsc_id(b"77"), 3),
+        ] {
+            w2.write(&record_of(&e, w2.addresses(), &name)).unwrap();
+        }
         w.flush().unwrap();
         let files = crate::control::records::RecordsConfig::files_oldest_first(&path, 1);
         let events = |q: &str| -> Vec<String> {
@@ -600,8 +614,10 @@ mod tests {
             ["converged.in m-1", "converged.submitted m-177", "smsc.receipt 77", "imdn.answered m-1"],
             "{by_number:?}"
         );
-        assert_eq!(events("77"), by_number);
+        // The id itself names every message and receipt that carried it.
+        assert_eq!(events("77").len(), 7, "both messages with it, and their receipts");
         assert_eq!(events("m-2").len(), 3);
+        assert_eq!(events("m-3"), ["converged.in m-3", "converged.submitted m-377", "smsc.receipt 77"]);
         assert!(events("nothing").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
