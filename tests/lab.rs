@@ -1285,17 +1285,7 @@ fn row_of(v: &serde_json::Value, system: &str) -> serde_json::Value {
 /// keeps it unbound, `enable` brings it back; receipts for a disabled system wait in
 /// the durable store, `queues` shows the oldest, `expire` drops them.
 fn operator_binds() {
-    let smsc = Command::new("ip")
-        .args(["netns", "exec", LEGACY_NS])
-        .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-        .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
-        .args(["--duration", "90"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iwf-peer smsc");
-    let mut smsc = Peer(smsc);
+    let mut smsc = smsc_double("pwc");
     let client_up = |want: u64, what: &str, limit: u64| {
         wait_port_counters("legacy", what, Duration::from_secs(limit), |c| get(c, "smpp.client_up") == want)
     };
@@ -1427,28 +1417,7 @@ fn cluster_registry() {
         h.sort();
         h
     };
-    let smsc = || {
-        Peer(
-            Command::new("ip")
-                .args(["netns", "exec", LEGACY_NS])
-                .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-                .args([
-                    "smsc",
-                    "--listen",
-                    &format!("{LEGACY_PEER_TEXT}:2776"),
-                    "--system-id",
-                    "iwf",
-                    "--password",
-                    "pwc",
-                ])
-                .args(["--duration", "120"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("iwf-peer smsc"),
-        )
-    };
+    let smsc = || smsc_double("pwc");
     // Both boxes bind to smsc-c (the SMSC double); smsc-a binds to iwf-2 only, and
     // iwf-1 learns that from the registry.
     let mut peer = smsc();
