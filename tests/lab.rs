@@ -1372,11 +1372,16 @@ fn operator_binds() {
 /// NATS's own view of the registry's stream (its monitoring endpoint on node `n`):
 /// (messages, replicas, leader), if the stream exists.
 fn binds_stream(n: u16) -> Option<(u64, u64, String)> {
+    nats_stream(n, "KV_iwf_binds")
+}
+
+/// NATS's own view of stream `name` from node `n`: (messages, replicas, leader).
+fn nats_stream(n: u16, name: &str) -> Option<(u64, u64, String)> {
     let url = format!("http://198.18.3.2:{}/jsz?accounts=true&streams=true&config=true", 8221 + n);
     let out = run(Command::new("ip").args(["netns", "exec", "iwf-mgmt", "curl", "-s", "--max-time", "2", &url]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let streams = v["account_details"].as_array()?.iter().filter_map(|a| a["stream_detail"].as_array()).flatten();
-    let s = streams.into_iter().find(|s| s["name"] == "KV_iwf_binds")?;
+    let s = streams.into_iter().find(|s| s["name"] == name)?;
     let replicas = s["config"]["num_replicas"].as_u64()?;
     let leader = s["cluster"]["leader"].as_str().unwrap_or_default().to_string();
     Some((s["state"]["messages"].as_u64()?, replicas, leader))
@@ -1461,10 +1466,54 @@ fn cluster_registry() {
     let metrics = run(Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.1:9870/metrics"]));
     let m = String::from_utf8_lossy(&metrics.stdout);
     assert!(m.contains("iwf_cluster_connected 1") && m.contains("iwf_cluster_connects_total"), "{m}");
+    wait(
+        "both boxes take receipts again",
+        &|| on(BOX1, &["cluster"])["writable"] == true && on(BOX2, &["cluster"])["writable"] == true,
+        40,
+    );
+    receipts_cross_boxes(&on);
     must(lab("down"), "lab.sh down (the cluster)");
     assert_clean();
     let nats = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "nats-server -c"])).stdout).to_string();
     assert!(nats.trim().is_empty(), "nats-server left running: {nats}");
+}
+
+/// Receipts across boxes: smsc-a and smsc-b (legacy_flow.py) bind to iwf-2 only and send
+/// through it; the converged user's notifications go to iwf-1, which holds no bind of
+/// either. iwf-1 publishes their receipts to the cluster's stream and answers each
+/// IMDN 200 once JetStream has them; iwf-2 takes them and delivers them. Every receipt
+/// arrives once, at the system that sent the message, and the stream is left empty.
+fn receipts_cross_boxes(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
+    let count = |admin: &str, what: &str| on(admin, &["cluster"])["receipts"][what].as_u64().unwrap_or(0);
+    let (published, taken, acked) = (count(BOX1, "published"), count(BOX2, "taken"), count(BOX2, "acked"));
+    let ua_out = root_dir().join("target/lab/sip_ua_cluster.json");
+    // The UA sends its notifications to iwf-1 (198.18.2.2), whichever box sent the MESSAGE.
+    let mut ua = sip_ua(&["--notify", "both", "--duration", "60"], &ua_out);
+    std::thread::sleep(Duration::from_millis(500));
+    let v = legacy_flow(&["--host", "198.18.1.3", "--count", "5", "--user-ack", "--receipt-timeout", "20"]);
+    ua.stop();
+    let checks = &v["checks"];
+    assert_eq!(checks["errors"], 0, "{v}");
+    assert_eq!(checks["every_receipt_matches"], true, "each receipt reached the system that sent it: {v}");
+    for k in ["missing", "missing_user_ack", "unexpected", "misrouted", "duplicates"] {
+        assert_eq!(checks[k], serde_json::json!([]), "{k}: {v}");
+    }
+    for system in ["smsc-a", "smsc-b"] {
+        let receipts = v["systems"][system]["receipts"].as_array().map_or(0, Vec::len);
+        assert_eq!(receipts, 10, "{system}: a delivery receipt and a user ack per message: {v}");
+    }
+    let cluster1 = on(BOX1, &["cluster"]);
+    let cluster2 = on(BOX2, &["cluster"]);
+    eprintln!(
+        "receipts across boxes: iwf-1 {}\n                       iwf-2 {}",
+        cluster1["receipts"], cluster2["receipts"]
+    );
+    assert_eq!(count(BOX1, "published") - published, 20, "iwf-1 published every receipt: {cluster1}");
+    assert_eq!(count(BOX2, "taken") - taken, 20, "iwf-2 took every receipt: {cluster2}");
+    assert_eq!(count(BOX2, "acked") - acked, 20, "and acknowledged each after its resp: {cluster2}");
+    assert_eq!(cluster2["receipts"]["redelivered"], 0, "{cluster2}");
+    let (messages, replicas, _) = nats_stream(1, "IWF_RECEIPTS").expect("the receipts stream, as NATS shows it");
+    assert_eq!((messages, replicas), (0, 3), "the work queue is empty, in three copies");
 }
 
 /// The cluster's two boxes' admin endpoints.

@@ -1,5 +1,6 @@
-//! This box's part of an iwf service on NATS JetStream (`[cluster]`): for now the bind
-//! registry, which tells every box where each legacy system can be reached.
+//! This box's part of an iwf service on NATS JetStream (`[cluster]`): the bind
+//! registry, which tells every box where each legacy system can be reached, and the
+//! receipts that cross boxes ([`receipts`]).
 //!
 //! It runs on a thread of its own (`iwf-cluster`) with a current-thread tokio runtime,
 //! as the async NATS client needs one; the workers never see it and nothing on the
@@ -13,7 +14,10 @@
 //! long enough to outlive a JetStream leader election), so a box that dies drops out by
 //! itself; each box watches the bucket and forgets an entry it has not seen refreshed
 //! for as long.
+pub mod receipts;
+
 use crate::control::cluster::{ClusterAuth, ClusterConfig};
+use crate::flow::cluster::ClusterOp;
 use crate::flow::Shared;
 use arc_swap::ArcSwap;
 use async_nats::jetstream::{self, kv, stream};
@@ -45,6 +49,10 @@ pub struct Registry {
     pub errors: AtomicU64,
     /// Connections made (the first, and each after a loss).
     pub connects: AtomicU64,
+    /// Whether the receipts stream takes publishes now (its leader has a quorum).
+    pub writable: AtomicBool,
+    /// The receipts across boxes.
+    pub receipts: Arc<receipts::ReceiptStats>,
 }
 
 impl crate::control::metrics::MetricsSource for Registry {
@@ -68,6 +76,13 @@ impl crate::control::metrics::MetricsSource for Registry {
             &[],
             self.errors.load(Ordering::Relaxed),
         );
+        let _ = out.gauge(
+            "iwf_cluster_writable",
+            "Whether the cluster's receipts stream takes receipts now (connected, its leader has a quorum)",
+            &[],
+            f64::from(u8::from(self.writable.load(Ordering::Relaxed))),
+        );
+        self.receipts.render(out);
         let mut boxes: BTreeMap<&str, u64> = BTreeMap::new();
         let holders = self.holders.load();
         for h in holders.iter() {
@@ -93,6 +108,8 @@ impl Registry {
             "connected": self.connected.load(Ordering::Relaxed),
             "connects": self.connects.load(Ordering::Relaxed),
             "errors": self.errors.load(Ordering::Relaxed),
+            "writable": self.writable.load(Ordering::Relaxed),
+            "receipts": self.receipts.view(),
             "holders": &**self.holders.load(),
         })
     }
@@ -103,11 +120,13 @@ impl Registry {
     }
 }
 
-/// Starts the cluster thread; it runs until `stop`.
+/// Starts the cluster thread, taking what the workers hand over through `intake`
+/// (the sender is in `shared.cluster`); it runs until `stop`.
 pub fn start(
     config: ClusterConfig,
     shared: Arc<Shared>,
     registry: Arc<Registry>,
+    intake: std::sync::mpsc::Receiver<ClusterOp>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("iwf-cluster".into()).spawn(move || {
@@ -118,33 +137,59 @@ pub fn start(
                 return;
             }
         };
-        runtime.block_on(run(&config, &shared, &registry, &stop));
+        let mut receipts = receipts::Receipts::new(intake, Arc::clone(&registry.receipts));
+        runtime.block_on(run(&config, &shared, &registry, &mut receipts, &stop));
     })
 }
 
-/// How often the thread looks at `stop` while it waits.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the thread looks at its intake and the cores' answers, at most (it also
+/// wakes for JetStream's). The workers do not wake it: they are never made to wait.
+const TICK: Duration = Duration::from_millis(2);
 
 /// Connects, keeps the registry, and connects again after a loss, until `stop`.
-async fn run(config: &ClusterConfig, shared: &Shared, registry: &Registry, stop: &AtomicBool) {
-    let mut said = false;
+async fn run(
+    config: &ClusterConfig,
+    shared: &Shared,
+    registry: &Registry,
+    receipts: &mut receipts::Receipts,
+    stop: &AtomicBool,
+) {
+    // What was last said of a failure: each new one is said once, not each retry.
+    let mut said = String::new();
     // Every key seen, with when it was last refreshed: kept across sessions, so what
     // this box knows survives a reconnect (entries still age out by their life).
     let mut seen: BTreeMap<String, (Holder, Instant)> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
-        match session(config, shared, registry, stop, &mut seen).await {
+        let ended = session(config, shared, registry, receipts, stop, &mut seen).await;
+        set_writable(shared, registry, false);
+        match ended {
             Ok(()) => break,
             Err(e) => {
                 registry.connected.store(false, Ordering::Relaxed);
                 registry.errors.fetch_add(1, Ordering::Relaxed);
-                // Said once per outage, not once per retry.
-                if !said {
+                if e != said {
                     tracing::warn!(servers = ?config.servers, "cluster: {e}; retrying every second");
+                    said = e;
                 }
-                said = true;
             }
         }
-        pause(Duration::from_secs(1), stop).await;
+        // Meanwhile what the workers hand over is answered at once (503: retry).
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            receipts.refuse_intake(shared);
+            receipts.tick(shared).await;
+            pause(Duration::from_millis(20), stop).await;
+        }
+    }
+    receipts.refuse_intake(shared);
+    receipts.leave().await;
+}
+
+/// Whether receipts for systems bound elsewhere can be handed to the cluster.
+fn set_writable(shared: &Shared, registry: &Registry, on: bool) {
+    registry.writable.store(on, Ordering::Relaxed);
+    if let Some(link) = shared.cluster.get() {
+        link.writable.store(on, Ordering::Relaxed);
     }
 }
 
@@ -216,77 +261,139 @@ fn held_here(shared: &Shared) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// One connection's life: announce this box's binds every heartbeat, watch the others'.
-/// `Ok` when stopped, `Err` when the connection or the bucket failed.
+/// One connection's life: announce this box's binds every heartbeat, watch the others',
+/// publish the receipts handed over, take those of the systems held here. `Ok` when
+/// stopped, `Err` when the connection, the bucket or the stream failed.
 async fn session(
     config: &ClusterConfig,
     shared: &Shared,
     registry: &Registry,
+    receipts: &mut receipts::Receipts,
     stop: &AtomicBool,
     seen: &mut BTreeMap<String, (Holder, Instant)>,
 ) -> Result<(), String> {
     let client = options(config)?.connect(config.servers.clone()).await.map_err(|e| format!("connect: {e}"))?;
-    let js = jetstream::new(client.clone());
+    // No waiting for publish permits: the thread must keep answering the cores, so a
+    // publish beyond the bound is refused (503) instead.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .max_ack_inflight(receipts::PUBLISHING_MAX)
+        .backpressure_on_inflight(false)
+        .build(client.clone());
     let kv = bucket(&js, config).await?;
     let mut watch = kv.watch_all().await.map_err(|e| format!("watch {}: {e}", config.binds_bucket))?;
+    let validity = Duration::from_secs(shared.provision.load().converged.message_validity_s.max(60));
+    let mut rs = receipts::Session::open(&js, config, validity);
     registry.connected.store(true, Ordering::Relaxed);
     registry.connects.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(node = %config.node, "cluster: connected; bind registry in bucket {}", config.binds_bucket);
+    tracing::info!(node = %config.node, "cluster: connected; bind registry in bucket {}, receipts in stream {}", config.binds_bucket, config.receipts_stream);
+    let ended = connected(config, shared, registry, receipts, &mut rs, &kv, &mut watch, stop, seen).await;
+    rs.close(receipts, shared);
+    ended
+}
+
+/// The loop of a connected session.
+#[allow(clippy::too_many_arguments)]
+async fn connected(
+    config: &ClusterConfig,
+    shared: &Shared,
+    registry: &Registry,
+    receipts: &mut receipts::Receipts,
+    rs: &mut receipts::Session,
+    kv: &kv::Store,
+    watch: &mut kv::Watch,
+    stop: &AtomicBool,
+    seen: &mut BTreeMap<String, (Holder, Instant)>,
+) -> Result<(), String> {
     let heartbeat = Duration::from_secs(config.heartbeat_s);
-    let life = config.entry_life();
     // Keys this box put.
     let mut announced: BTreeSet<String> = BTreeSet::new();
     let mut next = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
-            // Leaving: the others should not wait for the entries to age out. Within
-            // a few seconds, though: with JetStream stalled each delete could wait the
-            // client's request timeout, and a stop must not hang on it.
-            let leave = async {
-                for key in &announced {
-                    let _ = kv.delete(key).await;
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(3), leave).await;
-            return Ok(());
+            return leave(kv, &announced).await;
+        }
+        if let Some(on) = rs.probe() {
+            if on != registry.writable.load(Ordering::Relaxed) {
+                tracing::warn!("cluster: the receipts stream {} receipts", if on { "takes" } else { "does not take" });
+            }
+            set_writable(shared, registry, on);
         }
         if Instant::now() >= next {
             next = Instant::now() + heartbeat;
-            let held = held_here(shared);
-            for (system, binds) in &held {
-                let key = format!("{system}.{}", config.node);
-                let h = Holder { system: system.clone(), node: config.node.clone(), binds: *binds };
-                let value = serde_json::to_vec(&h).map_err(|e| e.to_string())?;
-                kv.put(&key, value.into()).await.map_err(|e| format!("put {key}: {e}"))?;
-                announced.insert(key);
-            }
-            let gone: Vec<String> = announced
-                .iter()
-                .filter(|k| !held.keys().any(|s| **k == format!("{s}.{}", config.node)))
-                .cloned()
-                .collect();
-            for key in gone {
-                kv.delete(&key).await.map_err(|e| format!("delete {key}: {e}"))?;
-                announced.remove(&key);
-            }
-            seen.retain(|_, (_, at)| at.elapsed() < life);
+            announce(config, shared, kv, &mut announced).await?;
+            seen.retain(|_, (_, at)| at.elapsed() < config.entry_life());
             let holders: Vec<Holder> = seen.values().map(|(h, _)| h.clone()).collect();
             registry.holders.store(Arc::new(holders));
+            rs.pull_for(&held_ids(shared), shared);
         }
-        match tokio::time::timeout(TICK, watch.next()).await {
-            Err(_) => {}
-            Ok(None) => return Err("the registry's watch ended".into()),
-            Ok(Some(Err(e))) => return Err(format!("watch: {e}")),
-            Ok(Some(Ok(entry))) => match entry.operation {
-                kv::Operation::Put => {
-                    if let Ok(h) = serde_json::from_slice::<Holder>(&entry.value) {
-                        seen.insert(entry.key, (h, Instant::now()));
+        rs.publish(receipts, shared).await;
+        receipts.tick(shared).await;
+        // Whichever comes first: JetStream's answer to a publish, a receipt taken, a
+        // registry change, or the tick.
+        tokio::select! {
+            biased;
+            event = rs.next(TICK, receipts.has_room()) => match event {
+                Some(receipts::Event::Acked(token, at, r)) => rs.acked(receipts, shared, token, at, r),
+                Some(receipts::Event::Taken(system, m)) => receipts.take(shared, system, m).await,
+                None => {}
+            },
+            entry = watch.next() => match entry {
+                None => return Err("the registry's watch ended".into()),
+                Some(Err(e)) => return Err(format!("watch: {e}")),
+                Some(Ok(entry)) => match entry.operation {
+                    kv::Operation::Put => {
+                        if let Ok(h) = serde_json::from_slice::<Holder>(&entry.value) {
+                            seen.insert(entry.key, (h, Instant::now()));
+                        }
                     }
-                }
-                kv::Operation::Delete | kv::Operation::Purge => {
-                    seen.remove(&entry.key);
-                }
+                    kv::Operation::Delete | kv::Operation::Purge => {
+                        seen.remove(&entry.key);
+                    }
+                },
             },
         }
     }
+}
+
+/// Leaving: the others should not wait for this box's entries to age out. Within a
+/// few seconds, though: with JetStream stalled each delete could wait the client's
+/// request timeout, and a stop must not hang on it.
+async fn leave(kv: &kv::Store, announced: &BTreeSet<String>) -> Result<(), String> {
+    let leave = async {
+        for key in announced {
+            let _ = kv.delete(key).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), leave).await;
+    Ok(())
+}
+
+/// One heartbeat of the registry: each system held here put, each no longer held deleted.
+async fn announce(
+    config: &ClusterConfig,
+    shared: &Shared,
+    kv: &kv::Store,
+    announced: &mut BTreeSet<String>,
+) -> Result<(), String> {
+    let held = held_here(shared);
+    for (system, binds) in &held {
+        let key = format!("{system}.{}", config.node);
+        let h = Holder { system: system.clone(), node: config.node.clone(), binds: *binds };
+        let value = serde_json::to_vec(&h).map_err(|e| e.to_string())?;
+        kv.put(&key, value.into()).await.map_err(|e| format!("put {key}: {e}"))?;
+        announced.insert(key);
+    }
+    let gone: Vec<String> =
+        announced.iter().filter(|k| !held.keys().any(|s| **k == format!("{s}.{}", config.node))).cloned().collect();
+    for key in gone {
+        kv.delete(&key).await.map_err(|e| format!("delete {key}: {e}"))?;
+        announced.remove(&key);
+    }
+    Ok(())
+}
+
+/// The ids of the legacy systems this box holds receiving binds of.
+fn held_ids(shared: &Shared) -> Vec<u16> {
+    shared.lanes.load().lanes().iter().filter(|l| l.binds() > 0).map(|l| l.system().0).collect()
 }

@@ -227,5 +227,11 @@ mod tests {
             assert!(e.message.contains(says), "{text}: {e}");
             assert!(e.line >= line, "{text}: line {} is in the section: {e}", e.line);
         }
+        // A cluster box keeps its own store (for what it hands the cluster back).
+        let no_store: String = BASE.lines().filter(|l| !l.starts_with("store =")).collect::<Vec<_>>().join("\n");
+        let e = config::load(&format!("{no_store}\n[cluster]\nnode = \"n\"\nservers = [\"nats://a:4222\"]\n"))
+            .expect_err("a cluster box without a store");
+        assert_eq!((e.key.as_str(), e.line), ("control.store", no_store.lines().count() + 1), "{e}");
+        assert!(e.message.contains("its own store"), "{e}");
     }
 }

@@ -450,7 +450,8 @@ fn start_threads(
     ])
 }
 
-/// The cluster thread (with `[cluster]`): this box's part of the bind registry. It stops
+/// The cluster thread (with `[cluster]`): this box's part of the bind registry and of the
+/// receipts across boxes. It stops
 /// with the store thread, after the workers, taking this box's entries out.
 fn start_cluster(
     cfg: &DataplaneConfig,
@@ -462,7 +463,13 @@ fn start_cluster(
     let (Some(c), Some(cluster)) = (&cfg.control.cluster, cluster) else { return Ok(None) };
     registry.register(Arc::clone(cluster) as Arc<dyn crate::control::metrics::MetricsSource>);
     tracing::info!(node = %c.node, servers = ?c.servers, "cluster: joining");
-    crate::cluster::start(c.clone(), Arc::clone(shared), Arc::clone(cluster), Arc::clone(stop))
+    // Before the cores start: from their first receipt, those of systems bound
+    // elsewhere go to the cluster.
+    let (tx, intake) = std::sync::mpsc::channel();
+    if shared.cluster.set(crate::flow::cluster::ClusterLink::new(tx)).is_err() {
+        return Err(DataplaneError::Setup("the cluster's intake was set twice".into()));
+    }
+    crate::cluster::start(c.clone(), Arc::clone(shared), Arc::clone(cluster), intake, Arc::clone(stop))
         .map(Some)
         .map_err(|e| DataplaneError::Setup(format!("cannot start the cluster thread: {e}")))
 }

@@ -129,7 +129,9 @@ impl Flows {
             self.answer(txn, 500, "Server Internal Error (no lane)");
             return;
         };
-        if let Some((why, retry)) = self.receipts_over_limit(unix, system, count, lane.owner().is_none()) {
+        // A system bound elsewhere in a cluster has no queue here to fill.
+        let unbound = lane.owner().is_none() && self.shared.cluster.get().is_none();
+        if let Some((why, retry)) = self.receipts_over_limit(unix, system, count, unbound) {
             self.shared.replay.forget(seen);
             self.shared.count_drop(why);
             if let Some(st) = &st {
@@ -159,33 +161,28 @@ impl Flows {
         let token = self.token(key);
         let validity = self.shared.provision.load().converged.message_validity_s;
         let mut at = 0usize;
-        let mut failed = 0u16;
+        let mut failed = None;
         for _ in 0..count {
             let Some(head) = self.out.get(at..at + 4) else { break };
             let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
             let Some(bytes) = self.out.get(at..at + n) else { break };
             at += n;
             let Ok(item) = LaneItem::new(LegacySystemId(system), token, bytes) else {
-                failed += 1;
+                failed = failed.or(Some("Service Unavailable (legacy lane full or unbound)"));
                 continue;
             };
-            if !self.hand_receipt(lane, item, unix, validity, st.as_deref()) {
-                failed += 1;
+            if let Err(why) = self.hand_receipt(lane, item, unix, validity, st.as_deref()) {
+                failed = failed.or(Some(why));
             }
         }
-        if failed > 0 {
+        if let Some(reason) = failed {
             // Items already handed over still complete; the IMDN is answered 503 now
             // and its completions are ignored (the converged side resends; a duplicate
             // receipt is harmless to the legacy system's correlation).
             if let Some(seen) = self.waiters.remove(key).and_then(|w| w.replay) {
                 self.shared.replay.forget(seen);
             }
-            self.answer_with(SipAnswer {
-                txn,
-                status: 503,
-                reason: "Service Unavailable (legacy lane full or unbound)",
-                retry_after: Some(5),
-            });
+            self.answer_with(SipAnswer { txn, status: 503, reason, retry_after: Some(5) });
         }
     }
 
@@ -471,8 +468,9 @@ impl Flows {
         }
     }
 
-    /// One receipt into its system's lane, or the store while the system has no bind;
-    /// false when it could go to neither.
+    /// One receipt into its system's lane; while the system has no bind here, to the
+    /// cluster (in one: a box holding a bind takes it) or else the store. `Err` is the
+    /// 503's reason when it could go to none.
     fn hand_receipt(
         &self,
         lane: &crate::route::Lane,
@@ -480,21 +478,33 @@ impl Flows {
         unix: u64,
         validity: u64,
         st: Option<&SystemStats>,
-    ) -> bool {
+    ) -> Result<(), &'static str> {
+        const LANE: &str = "Service Unavailable (legacy lane full or unbound)";
         if lane.owner().is_none() {
-            let Some(tx) = &self.shared.store else { return false };
+            if let Some(link) = self.shared.cluster.get() {
+                if !link.publish(item) {
+                    self.shared.count_drop(DropReason::ClusterUnavailable);
+                    return Err("Service Unavailable (the cluster cannot store it now)");
+                }
+                inc(&self.shared.stats.receipts_clustered);
+                if let Some(st) = st {
+                    inc(&st.receipts_queued);
+                }
+                return Ok(());
+            }
+            let Some(tx) = &self.shared.store else { return Err(LANE) };
             inc(&self.shared.stats.receipts_queued);
             if let Some(st) = st {
                 inc(&st.receipts_queued);
             }
             let op = store::StoreOp::Queue { item, enqueued: unix, deadline: unix + validity };
             if tx.send(op).is_err() {
-                return false;
+                return Err(LANE);
             }
             if let Some(st) = st {
                 st.queued_now.fetch_add(1, Ordering::Relaxed);
             }
-            return true;
+            return Ok(());
         }
         match lane.push(item) {
             Ok(()) => {
@@ -502,14 +512,14 @@ impl Flows {
                 if let Some(st) = st {
                     inc(&st.receipts_routed);
                 }
-                true
+                Ok(())
             }
             Err(PushError::Full(_)) => {
                 inc(&self.shared.stats.lane_full);
                 self.shared.count_drop(DropReason::LaneFull);
-                false
+                Err(LANE)
             }
-            Err(_) => false,
+            Err(_) => Err(LANE),
         }
     }
 

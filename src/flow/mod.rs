@@ -30,6 +30,7 @@
 //! holds the engine's state, its sessions' events, its poll and its outboxes.
 #![deny(unsafe_code)]
 
+pub mod cluster;
 mod completions;
 mod converged;
 mod legacy;
@@ -3000,6 +3001,66 @@ mod tests {
         let db = crate::route::store::Store::open(&dir).unwrap();
         assert_eq!(db.queued_total().unwrap(), 0);
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn in_a_cluster_receipts_of_a_system_bound_elsewhere_go_to_the_cluster_and_are_answered_on_its_ack() {
+        let shared = shared(None);
+        let (tx, intake) = std::sync::mpsc::channel();
+        shared.cluster.set(cluster::ClusterLink::new(tx)).unwrap();
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // A message from smsc-a, which then unbinds here (it is bound to another box).
+        f.bound(SMSCA, 1, true);
+        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
+        let r = f.poll_request().unwrap();
+        let tag = tag_of(&r.bytes);
+        f.sip_final(r.token, 200);
+        let _ = f.poll_smpp(0);
+        f.closed(SMSCA);
+        // The cluster cannot take receipts now (no quorum): 503 at once, nothing handed
+        // over, and the notification is not remembered as relayed.
+        let dn = imdn_between(&tag, "delivered", "delivery", "+447900000001@ims.lab", "+447000100001@iwf.ims.lab", "1");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let a = answer_within(&mut f, "no answer while the cluster is down");
+        assert_eq!((a.txn, a.status, a.reason), (t, 503, "Service Unavailable (the cluster cannot store it now)"));
+        assert!(intake.try_recv().is_err(), "nothing handed to the cluster");
+        assert_eq!(shared.drops().find(|(r, _)| *r == "cluster_unavailable").map(|(_, n)| n), Some(1));
+        // It can: the receipt goes to the cluster thread (not the store), and the resend
+        // of the IMDN is answered only once JetStream has it.
+        shared.cluster.get().unwrap().writable.store(true, Ordering::Relaxed);
+        let dn = imdn_between(&tag, "delivered", "delivery", "+447900000001@ims.lab", "+447000100001@iwf.ims.lab", "2");
+        let t = txn(&mut server, &dn);
+        deliver(&mut f, &shared, NOW, &dn, t);
+        let Ok(cluster::ClusterOp::Publish { item }) = intake.try_recv() else {
+            panic!("the receipt was not handed over")
+        };
+        let Body::DeliverSm(sm) = Pdu::parse(item.pdu()).unwrap().body else { panic!() };
+        assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
+        f.poll(0, NOW);
+        assert!(f.poll_any_answer().is_none(), "no 200 before JetStream's acknowledgement");
+        shared.complete(item.token(), Outcome::Stored).unwrap();
+        let a = answer_within(&mut f, "no answer after the cluster's ack");
+        assert_eq!((a.txn, a.status), (t, 200));
+        assert_eq!(shared.stats.receipts_clustered.load(Ordering::Relaxed), 1);
+        // On the box holding the bind, a receipt taken from the stream goes through the
+        // lane; the legacy system's resp completes it to the cluster thread.
+        f.bound(ConnRef::new(0, 6), 1, true);
+        let token = (u64::from(cluster::CLUSTER_ORIGIN) << 48) | 7;
+        let taken = LaneItem::new(LegacySystemId(1), token, item.pdu()).unwrap();
+        shared.lanes.load().push(taken).unwrap();
+        let send = loop {
+            f.poll(0, NOW);
+            if let Some((_, SmppOut::Send(s))) = f.poll_smpp(0) {
+                break s;
+            }
+        };
+        assert_eq!(send.token, token);
+        f.smpp_sent(ConnRef::new(0, 6), 3, send);
+        f.smpp_response(NOW, ConnRef::new(0, 6), 3, CommandStatus::ESME_ROK, b"");
+        f.poll(0, NOW);
+        assert_eq!(shared.cluster_completions.pop(), Some(Completion { token, outcome: Outcome::Delivered }));
     }
 
     /// A disk in memory that is full on command: writes that would grow it fail as a

@@ -53,6 +53,8 @@ pub struct FlowStats {
     pub receipts_routed: AtomicU64,
     /// Receipts stored durably for an unbound system.
     pub receipts_queued: AtomicU64,
+    /// Receipts handed to the cluster for a system this box holds no bind of.
+    pub receipts_clustered: AtomicU64,
     /// Receipts acknowledged by their legacy system.
     pub receipts_delivered: AtomicU64,
     /// Receipts the legacy system refused.
@@ -176,7 +178,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 43] = [
+        let all: [(&'static str, &AtomicU64); 44] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -199,6 +201,7 @@ impl FlowStats {
             ("imdns_in", &self.imdns_in),
             ("receipts_routed", &self.receipts_routed),
             ("receipts_queued", &self.receipts_queued),
+            ("receipts_clustered", &self.receipts_clustered),
             ("receipts_delivered", &self.receipts_delivered),
             ("receipts_refused", &self.receipts_refused),
             ("receipts_not_requested", &self.receipts_not_requested),
@@ -393,6 +396,7 @@ pub enum DropReason {
     UnknownSystem,
     ImdnMalformed,
     LaneFull,
+    ClusterUnavailable,
     Throttled,
     NoRoute,
     NotBound,
@@ -435,7 +439,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::TagBadLength,
         DropReason::TagBadCharacter,
         DropReason::TagUnsupportedVersion,
@@ -447,6 +451,7 @@ impl DropReason {
         DropReason::UnknownSystem,
         DropReason::ImdnMalformed,
         DropReason::LaneFull,
+        DropReason::ClusterUnavailable,
         DropReason::Throttled,
         DropReason::NoRoute,
         DropReason::NotBound,
@@ -485,6 +490,7 @@ impl DropReason {
             DropReason::UnknownSystem => "unknown_system",
             DropReason::ImdnMalformed => "imdn_malformed",
             DropReason::LaneFull => "lane_full",
+            DropReason::ClusterUnavailable => "cluster_unavailable",
             DropReason::Throttled => "throttled",
             DropReason::NoRoute => "no_route",
             DropReason::NotBound => "not_bound",
@@ -532,6 +538,11 @@ pub struct Shared {
     pub store_completions: ArrayQueue<Completion>,
     /// The durable store's intake (none: receipts for unbound systems are refused 480).
     pub store: Option<std::sync::mpsc::Sender<store::StoreOp>>,
+    /// The cluster thread's intake (`[cluster]`; set once, before the cores start):
+    /// receipts for systems this box holds no bind of go there instead of the store.
+    pub cluster: std::sync::OnceLock<super::cluster::ClusterLink>,
+    /// Completions for the cluster thread (receipts it took from the stream).
+    pub cluster_completions: ArrayQueue<Completion>,
     /// Counters.
     pub stats: FlowStats,
     /// Per legacy system (its id): counters and throughput window.
@@ -595,6 +606,8 @@ impl Shared {
             binds: ArcSwap::from_pointee(Vec::new()),
             store_completions: ArrayQueue::new(65_536),
             store,
+            cluster: std::sync::OnceLock::new(),
+            cluster_completions: ArrayQueue::new(65_536),
             stats: FlowStats::default(),
             tables: (0..cores).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
         })
@@ -765,8 +778,11 @@ impl Shared {
     pub fn complete(&self, token: u64, outcome: Outcome) -> Result<(), Completion> {
         let origin = (token >> 48) as u16;
         let c = Completion { token, outcome };
-        let q =
-            if origin == STORE_ORIGIN { Some(&self.store_completions) } else { self.completions.get(origin as usize) };
+        let q = match origin {
+            STORE_ORIGIN => Some(&self.store_completions),
+            super::cluster::CLUSTER_ORIGIN => Some(&self.cluster_completions),
+            core => self.completions.get(usize::from(core)),
+        };
         match q {
             Some(q) => q.push(c),
             None => Ok(()),

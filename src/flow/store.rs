@@ -285,10 +285,19 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 break;
             }
         }
-        // Items left in a lane whose system lost its binds: into the store.
+        // Items left in a lane whose system lost its binds: into the store, or in a
+        // cluster back to the cluster (a box holding a bind takes them).
         for lane in shared.lanes.load().lanes() {
             while batch.len() < 256 {
                 let Some(item) = lane.take_orphan() else { break };
+                match to_cluster(&shared, item) {
+                    Some(Some(outcome)) => {
+                        complete(&shared, item.token(), outcome, stop);
+                        continue;
+                    }
+                    Some(None) => continue,
+                    None => {}
+                }
                 let unix = unix_now();
                 let validity = shared.provision.load().converged.message_validity_s;
                 waiting.push(item.token());
@@ -333,6 +342,21 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         for token in waiting.drain(..) {
             let _ = shared.complete(token, Outcome::Stored);
         }
+    }
+}
+
+/// An orphaned lane item in a cluster: `None` when it is not the cluster's to take
+/// (no cluster, or a receipt replayed from this box's store, which keeps it), else
+/// what its waiter hears now, if anything. A receipt the cluster thread took from the
+/// stream is handed back undelivered (it returns it to JetStream for another box); any
+/// other is published, its waiter told by the cluster thread.
+fn to_cluster(shared: &Shared, item: crate::route::lane::LaneItem) -> Option<Option<Outcome>> {
+    let link = shared.cluster.get()?;
+    match (item.token() >> 48) as u16 {
+        STORE_ORIGIN => None,
+        super::cluster::CLUSTER_ORIGIN => Some(Some(Outcome::StoreFailed)),
+        _ if link.publish(item) => Some(None),
+        _ => Some(Some(super::cluster::UNAVAILABLE)),
     }
 }
 

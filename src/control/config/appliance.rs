@@ -649,7 +649,7 @@ fn load_control(doc: &Doc<'_>, file: &File) -> Result<ControlConfig, ConfigError
         cluster: crate::control::cluster::ClusterConfig::load(doc, file)?,
     };
     let Some(c) = &file.control else {
-        return Ok(control);
+        return cluster_has_store(doc, file, control);
     };
     let c = c.get_ref();
     if let Some(v) = &c.admin_token_file {
@@ -679,7 +679,17 @@ fn load_control(doc: &Doc<'_>, file: &File) -> Result<ControlConfig, ConfigError
     control.stats_interval_ms =
         doc.integer_or("control.stats_interval_ms", &c.stats_interval_ms, 0, 86_400_000, 1000)? as u64;
     control.link_wait_ms = doc.integer_or("control.link_wait_ms", &c.link_wait_ms, 0, 600_000, 3000)? as u64;
-    Ok(control)
+    cluster_has_store(doc, file, control)
+}
+
+/// A `[cluster]` box needs its own store: the store's thread hands the cluster what a
+/// lane could not deliver when its system's last bind here went, and the SMSC receipts
+/// parked for a resp live there.
+fn cluster_has_store(doc: &Doc<'_>, file: &File, control: ControlConfig) -> Result<ControlConfig, ConfigError> {
+    match (&file.cluster, &control.store) {
+        (Some(cluster), None) => doc.err("control.store", cluster.span(), "a [cluster] box needs its own store"),
+        _ => Ok(control),
+    }
 }
 
 /// `[[ports]]`.
