@@ -1472,10 +1472,18 @@ fn cluster_registry() {
         40,
     );
     receipts_cross_boxes(&on);
+    correlations_cross_boxes(&on);
+    receipts_through_a_nats_node_death(&on);
+    receipts_without_a_quorum(&on);
     must(lab("down"), "lab.sh down (the cluster)");
     assert_clean();
     let nats = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "nats-server -c"])).stdout).to_string();
     assert!(nats.trim().is_empty(), "nats-server left running: {nats}");
+}
+
+/// Box `admin`'s count `what` of the receipts across boxes (`GET /v1/cluster`).
+fn cluster_count(admin: &str, what: &str) -> u64 {
+    ctl_json(&["--admin", admin, "cluster"])["receipts"][what].as_u64().unwrap_or(0)
 }
 
 /// Receipts across boxes: smsc-a and smsc-b (legacy_flow.py) bind to iwf-2 only and send
@@ -1514,6 +1522,179 @@ fn receipts_cross_boxes(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
     assert_eq!(cluster2["receipts"]["redelivered"], 0, "{cluster2}");
     let (messages, replicas, _) = nats_stream(1, "IWF_RECEIPTS").expect("the receipts stream, as NATS shows it");
     assert_eq!((messages, replicas), (0, 3), "the work queue is empty, in three copies");
+}
+
+/// A converged user's messages to smsc-c go out through iwf-1 (where the UA sends
+/// them); the SMSC double, bound by both boxes, sends each receipt on the other bind,
+/// iwf-2's. iwf-2 knows no message with that id: it finds iwf-1's in the cluster's
+/// correlations and sends the right IMDN to the converged sender.
+fn correlations_cross_boxes(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
+    let corr = |admin: &str, what: &str| on(admin, &["cluster"])["correlations"][what].as_u64().unwrap_or(0);
+    let (found, put) = (corr(BOX2, "found"), corr(BOX1, "ids_put"));
+    let smsc_out = root_dir().join("target/lab/smsc_elsewhere.json");
+    let mut smsc = Peer(
+        Command::new("ip")
+            .args(["netns", "exec", LEGACY_NS])
+            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
+            .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
+            .args(["--receipts-elsewhere", "--duration", "60"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&smsc_out).expect("smsc output"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iwf-peer"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for admin in [BOX1, BOX2] {
+        while row_of(&on(admin, &["binds"]), "smsc-c")["bind_type"] != "transceiver (iwf binds)" {
+            assert!(Instant::now() < deadline, "{admin} never bound to smsc-c: {}", on(admin, &["binds"]));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let ua_out = root_dir().join("target/lab/sip_ua_correlations.json");
+    let mut ua = sip_ua(
+        &[
+            "--notify",
+            "none",
+            "--send-to",
+            "tel:+447000300001",
+            "--count",
+            "3",
+            "--want",
+            "delivery",
+            "--duration",
+            "15",
+        ],
+        &ua_out,
+    );
+    let _ = ua.0.wait();
+    smsc.stop_gently();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["message"], serde_json::json!({"200": 3}), "converged → smsc-c through iwf-1: {u}");
+    assert_eq!(u["missing_imdns"], serde_json::json!([]), "every receipt came back as an IMDN: {u}");
+    for m in u["sent"].as_array().into_iter().flatten() {
+        assert_eq!(m["imdns"]["delivery"], "delivered", "{u}");
+    }
+    let m = json_of(&std::fs::read_to_string(&smsc_out).unwrap_or_default(), "iwf-peer smsc --receipts-elsewhere");
+    assert_eq!((m["receipts_sent"].as_u64(), m["receipts_acked"].as_u64()), (Some(3), Some(3)), "{m}");
+    let c2 = on(BOX2, &["cluster"]);
+    eprintln!(
+        "correlations across boxes: iwf-1 {}\n                           iwf-2 {}",
+        on(BOX1, &["cluster"])["correlations"],
+        c2["correlations"]
+    );
+    assert_eq!(corr(BOX1, "ids_put") - put, 3, "iwf-1 wrote each part's SMSC id");
+    assert_eq!(corr(BOX2, "found") - found, 3, "iwf-2 found each message in the cluster: {c2}");
+}
+
+/// The receipts stream's leader is killed (kill -9) while receipts cross boxes: the
+/// publishes refused meanwhile (503) are retried by the core until JetStream has a new
+/// leader, and every receipt arrives; one delivered twice is one iwf-2 counted as
+/// redelivered.
+fn receipts_through_a_nats_node_death(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
+    let (_, _, leader) = nats_stream(1, "IWF_RECEIPTS").expect("the receipts stream");
+    let n: u16 = leader.trim_start_matches('n').parse().expect("a leader");
+    let redelivered = on(BOX2, &["cluster"])["receipts"]["redelivered"].as_u64().unwrap_or(0);
+    let ua_out = root_dir().join("target/lab/sip_ua_nats_kill.json");
+    let published = |admin: &str| cluster_count(admin, "published");
+    let before = published(BOX1);
+    // The UA retries a refused notification every second, for up to a minute (a
+    // leader election takes seconds); it has ended by then.
+    let mut ua = sip_ua(&["--notify", "both", "--duration", "70", "--retry", "60"], &ua_out);
+    std::thread::sleep(Duration::from_millis(500));
+    // The leader dies once the first receipts crossed, the rest on their way.
+    let kill = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while published(BOX1) < before + 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        must(lab_with(&["nats-kill", &n.to_string()]), "lab.sh nats-kill (the receipts stream's leader)");
+    });
+    let v = legacy_flow(&[
+        "--host",
+        "198.18.1.3",
+        "--count",
+        "20",
+        "--window",
+        "1",
+        "--user-ack",
+        "--receipt-timeout",
+        "90",
+    ]);
+    kill.join().expect("the kill");
+    // Every receipt arrived (checked below): the UA has nothing left to send.
+    ua.stop_gently();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    let retried = u["imdns_sent"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|r| r["attempts"].as_array().is_some_and(|t| t.len() > 1)).count());
+    assert!(
+        retried > 0,
+        "the leader died before the traffic ended: some notifications were refused and sent again: {u}"
+    );
+    let checks = &v["checks"];
+    assert_eq!(checks["errors"], 0, "{v}");
+    for k in ["missing", "missing_user_ack", "unexpected", "misrouted"] {
+        assert_eq!(checks[k], serde_json::json!([]), "{k}: nothing lost with a NATS node dead: {v}");
+    }
+    let twice = checks["duplicates"].as_array().map_or(0, Vec::len) as u64;
+    let counted = on(BOX2, &["cluster"])["receipts"]["redelivered"].as_u64().unwrap_or(0) - redelivered;
+    assert!(twice <= counted, "{twice} duplicates, {counted} counted as redelivered: {v}");
+    let delivered: usize =
+        ["smsc-a", "smsc-b"].iter().map(|s| v["systems"][s]["receipts"].as_array().map_or(0, Vec::len)).sum();
+    eprintln!(
+        "NATS node n{n} (the receipts stream's leader) killed mid-traffic: 40 messages, {delivered} receipts delivered, 0 lost, {twice} duplicates ({counted} counted as redelivered), {retried} notifications refused 503 and sent again; iwf-1 {}",
+        on(BOX1, &["cluster"])["receipts"]
+    );
+    must(lab_with(&["nats-start", &n.to_string()]), "lab.sh nats-start");
+}
+
+/// Two of the three NATS nodes die: JetStream has no quorum. iwf says so (/healthz,
+/// metrics), refuses the receipts it would need the cluster for (503), and still
+/// relays those of systems bound to itself. When the nodes come back, so does the cluster.
+fn receipts_without_a_quorum(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
+    let wait = |what: &str, cond: &dyn Fn() -> bool, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}: {} / {}", on(BOX1, &["cluster"]), admin("GET", "/healthz").1);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(
+        "both boxes take receipts",
+        &|| on(BOX1, &["cluster"])["writable"] == true && on(BOX2, &["cluster"])["writable"] == true,
+        60,
+    );
+    for n in ["2", "3"] {
+        must(lab_with(&["nats-kill", n]), "lab.sh nats-kill");
+    }
+    let health = || serde_json::from_str::<serde_json::Value>(&admin("GET", "/healthz").1).unwrap_or_default();
+    wait("iwf-1 says it cannot take receipts", &|| health()["details"]["cluster"]["writable"] == false, 30);
+    let h = health();
+    assert_eq!(h["status"], "ok", "still healthy: it relays what it holds: {h}");
+    assert!(h["details"]["cluster"]["trouble"].as_str().is_some_and(|t| t.contains("503")), "{h}");
+    let metrics = run(Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.1:9870/metrics"]));
+    assert!(String::from_utf8_lossy(&metrics.stdout).contains("iwf_cluster_writable 0"));
+    // Receipts of systems bound to iwf-2 only, whose IMDNs reach iwf-1: refused 503.
+    let ua_out = root_dir().join("target/lab/sip_ua_no_quorum.json");
+    let mut ua = sip_ua(&["--notify", "delivered", "--duration", "15"], &ua_out);
+    std::thread::sleep(Duration::from_millis(500));
+    let v = legacy_flow(&["--host", "198.18.1.3", "--count", "1", "--receipt-timeout", "3"]);
+    assert_eq!(v["checks"]["missing"].as_array().map(Vec::len), Some(2), "no receipt without a quorum: {v}");
+    // Systems bound to iwf-1 itself: relayed as ever.
+    let v = legacy_flow(&["--host", "198.18.1.2", "--count", "2", "--receipt-timeout", "10"]);
+    assert_eq!(v["checks"]["missing"], serde_json::json!([]), "local receipts need no quorum: {v}");
+    let _ = ua.0.wait();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    assert_eq!(u["responses"]["imdn"], serde_json::json!({"200": 4, "503": 2}), "{u}");
+    for n in ["2", "3"] {
+        must(lab_with(&["nats-start", n]), "lab.sh nats-start");
+    }
+    wait(
+        "iwf-1 takes receipts again once the nodes are back",
+        &|| health()["details"]["cluster"]["writable"] == true,
+        90,
+    );
 }
 
 /// The cluster's two boxes' admin endpoints.
@@ -2206,6 +2387,13 @@ struct Peer(Child);
 impl Peer {
     fn stop(&mut self) {
         let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// SIGTERM, then waits: a peer that prints its report on a signal prints it.
+    fn stop_gently(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.0.wait();
     }
 }

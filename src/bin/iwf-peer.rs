@@ -134,6 +134,11 @@ pub(crate) struct SmscArgs {
     /// sharing a system_id).
     #[arg(long, default_value_t = 0)]
     unknown_receipts: u64,
+    /// Send each delivery receipt on another bind than the one its message came on
+    /// (the first other bound connection; it waits for one): an SMSC whose receipts
+    /// reach whichever box of a cluster holds a bind.
+    #[arg(long)]
+    receipts_elsewhere: bool,
 }
 
 #[derive(clap::Args)]
@@ -444,6 +449,10 @@ struct SmscShared {
     /// Receipts not yet sent when their connection ended: the next bind gets them (an
     /// SMSC keeps its receipts until the ESME is back).
     held: std::sync::Mutex<VecDeque<PendingReceipt>>,
+    /// `--receipts-elsewhere`: receipts with the connection they must not go on.
+    crossing: std::sync::Mutex<VecDeque<(u64, PendingReceipt)>>,
+    /// Connections accepted (each one's number).
+    conns: AtomicU64,
 }
 
 fn smsc(args: SmscArgs) -> Result<ExitCode, String> {
@@ -473,6 +482,8 @@ pub(crate) fn serve_smsc(
         next_id: AtomicU64::new(first_id),
         stop: AtomicBool::new(false),
         held: std::sync::Mutex::new(unknown),
+        crossing: std::sync::Mutex::new(VecDeque::new()),
+        conns: AtomicU64::new(0),
     });
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !STOP.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -558,6 +569,8 @@ fn format_id(format: IdFormat, n: u64) -> String {
 /// One connection of the SMSC double.
 struct SmscConn<'a> {
     shared: &'a SmscShared,
+    /// This connection's number.
+    conn: u64,
     receipts: VecDeque<PendingReceipt>,
     /// Receipts sent and not yet acknowledged, by sequence number: a timeout or a lost
     /// connection puts them back in line (a receipt is delivered, or kept).
@@ -624,12 +637,19 @@ impl Driver for SmscConn<'_> {
         }
         if matches!(sub.registered_delivery.smsc_receipt(), SmscReceipt::SuccessOrFailure | SmscReceipt::SuccessOnly) {
             add(&stats.receipts_requested, 1);
-            self.receipts.push_back(PendingReceipt {
+            let r = PendingReceipt {
                 due: now_ms().saturating_add(self.shared.args.receipt_delay_ms),
                 id,
                 sub,
                 submit_date: receipt_date(unix_now()),
-            });
+            };
+            if self.shared.args.receipts_elsewhere {
+                if let Ok(mut c) = self.shared.crossing.lock() {
+                    c.push_back((self.conn, r));
+                }
+            } else {
+                self.receipts.push_back(r);
+            }
         }
     }
 
@@ -704,6 +724,7 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
     let held = shared.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
     let mut d = SmscConn {
         shared,
+        conn: shared.conns.fetch_add(1, Ordering::Relaxed),
         receipts: held,
         inflight: std::collections::HashMap::new(),
         mo_inflight: HashSet::new(),
@@ -746,6 +767,12 @@ fn smsc_connection(shared: &SmscShared, stream: TcpStream, peer: SocketAddr) {
         if matches!(conn.session.state(), SessionState::Bound(_)) {
             if let Ok(mut h) = shared.held.try_lock() {
                 d.receipts.extend(h.drain(..));
+            }
+            // Receipts of messages that came on another connection.
+            if let Ok(mut c) = shared.crossing.try_lock() {
+                let (mine, theirs): (VecDeque<_>, VecDeque<_>) = c.drain(..).partition(|(from, _)| *from == d.conn);
+                *c = mine;
+                d.receipts.extend(theirs.into_iter().map(|(_, r)| r));
             }
         }
         // Receipts that are due, as far as the window lets them out.

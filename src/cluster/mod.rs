@@ -14,11 +14,13 @@
 //! long enough to outlive a JetStream leader election), so a box that dies drops out by
 //! itself; each box watches the bucket and forgets an entry it has not seen refreshed
 //! for as long.
+pub mod correlations;
 pub mod receipts;
 
 use crate::control::cluster::{ClusterAuth, ClusterConfig};
 use crate::flow::cluster::ClusterOp;
 use crate::flow::Shared;
+use crate::flow::{Completion, Outcome};
 use arc_swap::ArcSwap;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
@@ -53,6 +55,8 @@ pub struct Registry {
     pub writable: AtomicBool,
     /// The receipts across boxes.
     pub receipts: Arc<receipts::ReceiptStats>,
+    /// The shared correlations.
+    pub correlations: Arc<correlations::CorrelationStats>,
 }
 
 impl crate::control::metrics::MetricsSource for Registry {
@@ -83,6 +87,7 @@ impl crate::control::metrics::MetricsSource for Registry {
             f64::from(u8::from(self.writable.load(Ordering::Relaxed))),
         );
         self.receipts.render(out);
+        self.correlations.render(out);
         let mut boxes: BTreeMap<&str, u64> = BTreeMap::new();
         let holders = self.holders.load();
         for h in holders.iter() {
@@ -110,8 +115,24 @@ impl Registry {
             "errors": self.errors.load(Ordering::Relaxed),
             "writable": self.writable.load(Ordering::Relaxed),
             "receipts": self.receipts.view(),
+            "correlations": self.correlations.view(),
             "holders": &**self.holders.load(),
         })
+    }
+
+    /// What `/healthz` says of the cluster: connected, taking receipts, and if not,
+    /// what that means for traffic.
+    pub fn health(&self) -> serde_json::Value {
+        let connected = self.connected.load(Ordering::Relaxed);
+        let writable = self.writable.load(Ordering::Relaxed);
+        let trouble = match (connected, writable) {
+            (true, true) => None,
+            (false, _) => Some("no connection to NATS: receipts of systems bound elsewhere are refused 503"),
+            (true, false) => {
+                Some("the receipts stream has no quorum: receipts of systems bound elsewhere are refused 503")
+            }
+        };
+        serde_json::json!({ "connected": connected, "writable": writable, "trouble": trouble })
     }
 
     /// The boxes holding a bind of `system`.
@@ -149,7 +170,7 @@ const TICK: Duration = Duration::from_millis(2);
 /// Connects, keeps the registry, and connects again after a loss, until `stop`.
 async fn run(
     config: &ClusterConfig,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     registry: &Registry,
     receipts: &mut receipts::Receipts,
     stop: &AtomicBool,
@@ -183,6 +204,20 @@ async fn run(
     }
     receipts.refuse_intake(shared);
     receipts.leave().await;
+}
+
+/// Tells a waiter (a core's ring; a full one is tried again for a moment: the core
+/// drains it every poll).
+fn complete(shared: &Shared, token: u64, outcome: Outcome) {
+    let mut c = Completion { token, outcome };
+    for _ in 0..1000 {
+        match shared.complete(c.token, c.outcome) {
+            Ok(()) => return,
+            Err(back) => c = back,
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    tracing::error!(token = c.token, "cluster: a core's completion ring stayed full; its waiter times out");
 }
 
 /// Whether receipts for systems bound elsewhere can be handed to the cluster.
@@ -223,21 +258,26 @@ fn options(config: &ClusterConfig) -> Result<async_nats::ConnectOptions, String>
     Ok(o)
 }
 
-/// The registry's bucket, made if missing. On nats-server 2.9 (Debian 12) async-nats'
-/// `create_key_value` fails reading the account (it expects fields 2.10.8 added), so
-/// the bucket's stream is made as a KV bucket's own would be and then opened.
-async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::Store, String> {
-    let life = config.entry_life();
-    let name = &config.binds_bucket;
+/// A KV bucket (the registry's, the correlations'), made if missing, its entries living
+/// `life`. On nats-server 2.9 (Debian 12) async-nats' `create_key_value` fails reading
+/// the account (it expects fields 2.10.8 added), so the bucket's stream is made as a KV
+/// bucket's own would be and then opened.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    life: Duration,
+    duplicates: Duration,
+    replicas: u8,
+) -> Result<kv::Store, String> {
     js.get_or_create_stream(stream::Config {
         name: format!("KV_{name}"),
         subjects: vec![format!("$KV.{name}.>")],
         max_messages_per_subject: 1,
         max_age: life,
         // JetStream wants the duplicate window within max_age.
-        duplicate_window: life.min(Duration::from_secs(120)),
+        duplicate_window: duplicates.min(life),
         storage: stream::StorageType::File,
-        num_replicas: usize::from(config.replicas),
+        num_replicas: usize::from(replicas),
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
@@ -246,7 +286,7 @@ async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::S
     })
     .await
     .map_err(|e| format!("bucket {name}: {e}"))?;
-    js.get_key_value(name.as_str()).await.map_err(|e| format!("bucket {name}: {e}"))
+    js.get_key_value(name).await.map_err(|e| format!("bucket {name}: {e}"))
 }
 
 /// The legacy systems this box holds receiving binds for, with their counts.
@@ -266,7 +306,7 @@ fn held_here(shared: &Shared) -> BTreeMap<String, u32> {
 /// stopped, `Err` when the connection, the bucket or the stream failed.
 async fn session(
     config: &ClusterConfig,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     registry: &Registry,
     receipts: &mut receipts::Receipts,
     stop: &AtomicBool,
@@ -280,10 +320,24 @@ async fn session(
         .max_ack_inflight(receipts::PUBLISHING_MAX)
         .backpressure_on_inflight(false)
         .build(client.clone());
-    let kv = bucket(&js, config).await?;
+    let life = config.entry_life();
+    let kv = bucket(&js, &config.binds_bucket, life, life.min(Duration::from_secs(120)), config.replicas).await?;
     let mut watch = kv.watch_all().await.map_err(|e| format!("watch {}: {e}", config.binds_bucket))?;
     let validity = Duration::from_secs(shared.provision.load().converged.message_validity_s.max(60));
-    let mut rs = receipts::Session::open(&js, config, validity);
+    // The correlations live as long as a message is valid; JetStream keeps a
+    // duplicate window's ids in memory, so that window stays short.
+    let correlations = correlations::Correlations {
+        kv: bucket(&js, &config.correlations_bucket, validity, Duration::from_secs(60), config.replicas).await?,
+        node: config.node.clone(),
+        stats: Arc::clone(&registry.correlations),
+        shared: Arc::clone(shared),
+    };
+    let mut rs = receipts::Session::open(&js, config, validity, correlations);
+    // What was seen before an outage was not refreshed during it (no box could write):
+    // it gets a new life from now, and goes only if not refreshed within it.
+    for (_, at) in seen.values_mut() {
+        *at = Instant::now();
+    }
     registry.connected.store(true, Ordering::Relaxed);
     registry.connects.fetch_add(1, Ordering::Relaxed);
     tracing::info!(node = %config.node, "cluster: connected; bind registry in bucket {}, receipts in stream {}", config.binds_bucket, config.receipts_stream);

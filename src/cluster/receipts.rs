@@ -15,6 +15,7 @@
 //!   A box that dies leaves its receipts unacknowledged: JetStream gives them to another
 //!   box after the ack wait. A receipt delivered more than once (its `*_resp` or ack was
 //!   lost) is counted.
+use super::complete;
 use crate::flow::cluster::{ClusterOp, CLUSTER_ORIGIN, UNAVAILABLE};
 use crate::flow::{Completion, Outcome, Shared};
 use crate::ids::LegacySystemId;
@@ -172,6 +173,8 @@ pub struct Session {
     stream: String,
     /// The stream as this box makes it when it is missing.
     stream_config: stream::Config,
+    /// The shared correlations.
+    correlations: super::correlations::Correlations,
     publishing: FuturesUnordered<Acked>,
     /// The tokens of the publishes in flight (an IMDN's parts share one), so that a
     /// connection's end can answer them.
@@ -201,25 +204,19 @@ impl Receipts {
 
     /// Between connections: whatever was handed over cannot be published now.
     pub fn refuse_intake(&mut self, shared: &Shared) {
-        while let Ok(ClusterOp::Publish { item }) = self.intake.try_recv() {
-            self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
-            complete(shared, item.token(), UNAVAILABLE);
+        while let Ok(op) = self.intake.try_recv() {
+            let token = match op {
+                ClusterOp::Publish { item } => {
+                    self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+                    item.token()
+                }
+                ClusterOp::PutCorrelation { token, .. } | ClusterOp::BindId { token, .. } => token,
+                // Nothing waits: the message stays here, the receipt parked.
+                ClusterOp::RemoveCorrelation { .. } | ClusterOp::Find { .. } => continue,
+            };
+            complete(shared, token, UNAVAILABLE);
         }
     }
-}
-
-/// Tells a waiter (a core's ring; a full one is tried again for a moment: the core
-/// drains it every poll).
-fn complete(shared: &Shared, token: u64, outcome: Outcome) {
-    let mut c = Completion { token, outcome };
-    for _ in 0..1000 {
-        match shared.complete(c.token, c.outcome) {
-            Ok(()) => return,
-            Err(back) => c = back,
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
-    tracing::error!(token = c.token, "cluster: a core's completion ring stayed full; its waiter times out");
 }
 
 /// The subject of `system`'s receipts.
@@ -255,6 +252,7 @@ impl Session {
         js: &jetstream::Context,
         config: &crate::control::cluster::ClusterConfig,
         validity: Duration,
+        correlations: super::correlations::Correlations,
     ) -> Session {
         let name = &config.receipts_stream;
         let (inbox_tx, inbox) = tokio::sync::mpsc::channel(PULL_BATCH * 4);
@@ -272,6 +270,7 @@ impl Session {
                 duplicate_window: DUPLICATE_WINDOW.min(validity),
                 ..Default::default()
             },
+            correlations,
             publishing: FuturesUnordered::new(),
             outstanding: HashMap::new(),
             pulls: HashMap::new(),
@@ -294,11 +293,31 @@ impl Session {
         }
     }
 
-    /// Publishes what the workers handed over.
+    /// Publishes what the workers handed over (receipts), and hands the correlations'
+    /// writes and questions to their tasks.
     pub async fn publish(&mut self, r: &mut Receipts, shared: &Shared) {
         let provision = shared.provision.load();
         while self.publishing.len() < PUBLISHING_MAX {
-            let Ok(ClusterOp::Publish { item }) = r.intake.try_recv() else { break };
+            let Ok(op) = r.intake.try_recv() else { break };
+            let item = match op {
+                ClusterOp::Publish { item } => item,
+                ClusterOp::PutCorrelation { key, record, token } => {
+                    self.correlations.put_record(key, &record, token);
+                    continue;
+                }
+                ClusterOp::BindId { system, id, key, part, token } => {
+                    self.correlations.put_id(system, id, key, part, token);
+                    continue;
+                }
+                ClusterOp::RemoveCorrelation { key } => {
+                    self.correlations.remove(key);
+                    continue;
+                }
+                ClusterOp::Find { system, id, core } => {
+                    self.correlations.find(system, id, core);
+                    continue;
+                }
+            };
             let token = item.token();
             let Some(system) = provision.system(item.system().0).map(|l| l.name.clone()) else {
                 r.stats.publish_failed.fetch_add(1, Ordering::Relaxed);

@@ -443,10 +443,22 @@ fn start_threads(
     registry: &crate::control::metrics::MetricsRegistry,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<[Option<std::thread::JoinHandle<()>>; 3], DataplaneError> {
+    // The cluster's intake before any thread that hands it work (the store's forwards
+    // correlation writes from its first commit) and before the cores start.
+    let cluster_intake = match &cfg.control.cluster {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            if shared.cluster.set(crate::flow::cluster::ClusterLink::new(tx)).is_err() {
+                return Err(DataplaneError::Setup("the cluster's intake was set twice".into()));
+            }
+            Some(rx)
+        }
+        None => None,
+    };
     Ok([
         start_store(store, intake, shared, registry, stop)?,
         start_records(cfg, shared, stop)?,
-        start_cluster(cfg, shared, cluster, registry, stop)?,
+        start_cluster(cfg, shared, cluster, cluster_intake, registry, stop)?,
     ])
 }
 
@@ -457,18 +469,13 @@ fn start_cluster(
     cfg: &DataplaneConfig,
     shared: &Arc<crate::flow::Shared>,
     cluster: Option<&Arc<crate::cluster::Registry>>,
+    intake: Option<std::sync::mpsc::Receiver<crate::flow::cluster::ClusterOp>>,
     registry: &crate::control::metrics::MetricsRegistry,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Option<std::thread::JoinHandle<()>>, DataplaneError> {
-    let (Some(c), Some(cluster)) = (&cfg.control.cluster, cluster) else { return Ok(None) };
+    let (Some(c), Some(cluster), Some(intake)) = (&cfg.control.cluster, cluster, intake) else { return Ok(None) };
     registry.register(Arc::clone(cluster) as Arc<dyn crate::control::metrics::MetricsSource>);
     tracing::info!(node = %c.node, servers = ?c.servers, "cluster: joining");
-    // Before the cores start: from their first receipt, those of systems bound
-    // elsewhere go to the cluster.
-    let (tx, intake) = std::sync::mpsc::channel();
-    if shared.cluster.set(crate::flow::cluster::ClusterLink::new(tx)).is_err() {
-        return Err(DataplaneError::Setup("the cluster's intake was set twice".into()));
-    }
     crate::cluster::start(c.clone(), Arc::clone(shared), Arc::clone(cluster), intake, Arc::clone(stop))
         .map(Some)
         .map_err(|e| DataplaneError::Setup(format!("cannot start the cluster thread: {e}")))
@@ -715,6 +722,7 @@ fn start_admin(
         Some(addr) => {
             let (hs, rp, rs) = (Arc::clone(stats), Arc::clone(provision), Arc::clone(shared));
             let rs2 = Arc::clone(shared);
+            let hc = cluster.clone();
             let handlers = crate::control::admin::Handlers {
                 metrics: Arc::clone(registry),
                 health: Some(Box::new(move || {
@@ -736,9 +744,16 @@ fn start_admin(
                             serde_json::json!({ "worker": q, "last_poll_ms_ago": age, "trouble": trouble })
                         })
                         .collect();
+                    let mut details = serde_json::json!({ "links_up": links, "flows": flows, "workers": workers });
+                    // The cluster's state is reported, not judged: without a quorum this
+                    // box still relays what it holds binds for (and refuses the rest
+                    // 503), so a balancer should keep sending it work.
+                    if let Some(c) = &hc {
+                        details["cluster"] = c.health();
+                    }
                     crate::control::admin::Health {
                         healthy: !STOP.load(Ordering::Relaxed) && troubles.is_empty(),
-                        details: serde_json::json!({ "links_up": links, "flows": flows, "workers": workers }),
+                        details,
                     }
                 })),
                 reload: Some(Box::new(move || {

@@ -9,12 +9,20 @@
 //! no quorum): the converged side retries, and nothing was acknowledged that could be
 //! lost.
 //!
+//! Converged → legacy correlations are shared the same way: each record and each SMSC
+//! id, once durable in the submitting box's store, goes into the cluster's
+//! correlations bucket before the message's parts go; a box whose SMSC bind brings a
+//! receipt for an id it knows no message for asks the cluster ([`ClusterOp::Find`]),
+//! and applies the receipt to the message it gets back.
+//!
 //! The receipts a box takes from the stream go into their system's lane with tokens of
 //! [`CLUSTER_ORIGIN`]: their completions come back through
 //! [`Shared::cluster_completions`](super::Shared), and the cluster thread acknowledges
 //! each to JetStream only then (after the legacy system's `*_resp`).
 use super::Outcome;
+use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
+use crate::route::store::DurableCorrelation;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 
@@ -34,7 +42,52 @@ pub enum ClusterOp {
         /// The receipt and its waiter's token.
         item: LaneItem,
     },
+    /// A converged → legacy message's correlation record, durable in this box's store:
+    /// into the cluster's correlations bucket too; `token` completes with
+    /// [`Outcome::Stored`] once there (before the parts go), [`UNAVAILABLE`] if not.
+    PutCorrelation {
+        /// Its store key (unique across boxes: it holds this box's start time).
+        key: u64,
+        /// The record.
+        record: Box<DurableCorrelation>,
+        /// The waiter.
+        token: u64,
+    },
+    /// Part `part` of message `key` has the SMSC id `id` (durable here): into the
+    /// bucket, so a receipt for it on any box finds the message; `token` as above.
+    BindId {
+        /// The legacy system.
+        system: u16,
+        /// The canonical SMSC id.
+        id: CanonicalId,
+        /// The message's store key.
+        key: u64,
+        /// The part (1-based).
+        part: u8,
+        /// The waiter.
+        token: u64,
+    },
+    /// Message `key` is complete: out of the bucket.
+    RemoveCorrelation {
+        /// Its store key.
+        key: u64,
+    },
+    /// Core `core` holds an SMSC receipt with an id it knows no message for: the
+    /// message another box sent under it, if any, comes back through
+    /// [`Shared::cluster_found`](super::Shared).
+    Find {
+        /// The legacy system.
+        system: u16,
+        /// The canonical SMSC id.
+        id: CanonicalId,
+        /// The core that asks.
+        core: u16,
+    },
 }
+
+/// A correlation found in the cluster for a core's receipt: the message's store key,
+/// its record and the SMSC ids of its parts known so far, and the id asked about.
+pub type Found = (crate::route::store::Restorable, u16, CanonicalId);
 
 /// The workers' way to the cluster thread.
 #[derive(Debug)]
@@ -56,5 +109,10 @@ impl ClusterLink {
     /// Hands a receipt over; false when the cluster cannot take it now.
     pub fn publish(&self, item: LaneItem) -> bool {
         self.writable.load(Ordering::Relaxed) && self.tx.send(ClusterOp::Publish { item }).is_ok()
+    }
+
+    /// Hands anything else over (the cluster thread answers what it cannot do).
+    pub fn send(&self, op: ClusterOp) -> bool {
+        self.tx.send(op).is_ok()
     }
 }

@@ -1043,6 +1043,9 @@ impl Flows {
                 }
             }
         }
+        if shared.cluster.get().is_some() {
+            self.found_in_cluster(unix);
+        }
         let lanes = shared.lanes.load();
         for lane in lanes.owned_by(core) {
             let system = lane.system().0;

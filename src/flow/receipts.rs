@@ -101,6 +101,15 @@ impl Flows {
     /// (after an SMSC failover, or in a pool sharing a system_id) would fill the
     /// SMSC's window and push real receipts out.
     pub(super) fn park(&mut self, unix: u64, mut r: HeldReceipt) {
+        if r.parked.is_none() {
+            // In a cluster the message may be another box's: ask for it.
+            if let Some(link) = self.shared.cluster.get() {
+                let find = cluster::ClusterOp::Find { system: r.system, id: r.id, core: self.config.core };
+                if link.send(find) {
+                    inc(&self.shared.stats.smsc_receipts_asked_cluster);
+                }
+            }
+        }
         if r.parked.is_none() && self.shared.store.is_some() && self.waiters_full(1) {
             // No room to wait for the write: the SMSC sends it again later.
             self.shared.count_drop(DropReason::WaitersFull);
@@ -128,6 +137,30 @@ impl Flows {
             }
         }
         self.parked.entry((r.system, r.id)).or_default().push(r);
+    }
+
+    /// Correlations the cluster found for receipts parked here (messages another box
+    /// sent): each message joins this core's table, and the receipts parked for the id
+    /// are applied to it.
+    pub(super) fn found_in_cluster(&mut self, unix: u64) {
+        let shared = Arc::clone(&self.shared);
+        let Some(q) = shared.cluster_found.get(usize::from(self.config.core)) else { return };
+        let provision = self.shared.provision.load_full();
+        while let Some(found) = q.pop() {
+            let (restorable, system, id) = *found;
+            inc(&self.shared.stats.smsc_receipts_found_in_cluster);
+            self.correlation.unpark(LegacySystemId(system), &id);
+            // A message already here (another of its parts' receipts brought it) is
+            // not made twice. It gets no store key here: the record is the other box's
+            // (its key may even be one of this box's), which keeps and removes it.
+            let (_, record, ids) = &restorable;
+            if self.correlation.message_of(LegacySystemId(system), &id).is_none() {
+                let _ = self.correlation.restore(&record.new_message(), ids, unix);
+            }
+            for r in self.parked.remove(&(system, id)).unwrap_or_default() {
+                self.apply_receipt(unix, r, &provision);
+            }
+        }
     }
 
     /// This core's table sizes into the shared gauges.

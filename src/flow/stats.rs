@@ -55,6 +55,10 @@ pub struct FlowStats {
     pub receipts_queued: AtomicU64,
     /// Receipts handed to the cluster for a system this box holds no bind of.
     pub receipts_clustered: AtomicU64,
+    /// SMSC receipts for an id this box knows no message for, asked of the cluster.
+    pub smsc_receipts_asked_cluster: AtomicU64,
+    /// Of those, the messages the cluster had (another box sent them).
+    pub smsc_receipts_found_in_cluster: AtomicU64,
     /// Receipts acknowledged by their legacy system.
     pub receipts_delivered: AtomicU64,
     /// Receipts the legacy system refused.
@@ -178,7 +182,7 @@ impl crate::control::metrics::MetricsSource for Shared {
 impl FlowStats {
     /// Every counter with its name.
     pub fn visit(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let all: [(&'static str, &AtomicU64); 44] = [
+        let all: [(&'static str, &AtomicU64); 46] = [
             ("legacy_messages", &self.legacy_messages),
             ("legacy_parts", &self.legacy_parts),
             ("legacy_refused", &self.legacy_refused),
@@ -202,6 +206,8 @@ impl FlowStats {
             ("receipts_routed", &self.receipts_routed),
             ("receipts_queued", &self.receipts_queued),
             ("receipts_clustered", &self.receipts_clustered),
+            ("smsc_receipts_asked_cluster", &self.smsc_receipts_asked_cluster),
+            ("smsc_receipts_found_in_cluster", &self.smsc_receipts_found_in_cluster),
             ("receipts_delivered", &self.receipts_delivered),
             ("receipts_refused", &self.receipts_refused),
             ("receipts_not_requested", &self.receipts_not_requested),
@@ -543,6 +549,8 @@ pub struct Shared {
     pub cluster: std::sync::OnceLock<super::cluster::ClusterLink>,
     /// Completions for the cluster thread (receipts it took from the stream).
     pub cluster_completions: ArrayQueue<Completion>,
+    /// Per core: the correlations the cluster found for its receipts.
+    pub cluster_found: Vec<ArrayQueue<Box<super::cluster::Found>>>,
     /// Counters.
     pub stats: FlowStats,
     /// Per legacy system (its id): counters and throughput window.
@@ -608,6 +616,7 @@ impl Shared {
             store,
             cluster: std::sync::OnceLock::new(),
             cluster_completions: ArrayQueue::new(65_536),
+            cluster_found: (0..cores).map(|_| ArrayQueue::new(1024)).collect(),
             stats: FlowStats::default(),
             tables: (0..cores).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
         })

@@ -5,6 +5,7 @@
 //!
 //! The thread is the control plane's: it never touches a packet; the workers reach it
 //! through a channel ([`StoreOp`]) and it answers through [`Shared::complete`].
+use super::cluster::ClusterOp;
 use super::{Completion, Outcome, Shared, STORE_ORIGIN};
 use crate::ids::LegacySystemId;
 use crate::interwork::converged_to_legacy::CanonicalId;
@@ -129,24 +130,50 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Commits `batch`; the waiters of its receipts hear whether they are durable.
+/// The waiters of the batch not yet committed.
+#[derive(Default)]
+struct Pending {
+    /// Tokens that hear [`Outcome::Stored`] once the batch is committed, in push order.
+    waiting: Vec<u64>,
+    /// In a cluster: the correlation writes that go to the cluster once committed
+    /// here (their waiters hear from the cluster thread).
+    forward: Option<Vec<ClusterOp>>,
+}
+
+impl Pending {
+    /// Whether no waiter waits for the commit (removals alone wait for the batch's time).
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.forward.as_ref().is_none_or(|f| f.iter().all(|op| op_token(op).is_none()))
+    }
+}
+
+/// Commits `batch`; the waiters of its receipts hear whether they are durable (in a
+/// cluster, those of correlation writes once the cluster has them too).
 fn commit(
     store: &mut Store,
     batch: &mut Batch,
-    waiting: &mut Vec<u64>,
+    pending: &mut Pending,
     shared: &Shared,
     stats: &StoreStats,
     stop: &AtomicBool,
 ) {
+    let forward = pending.forward.as_mut().map(std::mem::take).unwrap_or_default();
     match store.commit(batch) {
         Ok(c) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(c.writes as u64, Ordering::Relaxed);
             stats.queued.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
             stats.depth.fetch_add(c.queued.len() as u64, Ordering::Relaxed);
-            for token in waiting.drain(..) {
+            for token in pending.waiting.drain(..) {
                 if (token >> 48) as u16 != STORE_ORIGIN {
                     complete(shared, token, Outcome::Stored, stop);
+                }
+            }
+            for op in forward {
+                let token = op_token(&op);
+                let sent = shared.cluster.get().is_some_and(|link| link.send(op));
+                if let (false, Some(token)) = (sent, token) {
+                    complete(shared, token, super::cluster::UNAVAILABLE, stop);
                 }
             }
         }
@@ -156,13 +183,23 @@ fn commit(
             // Nothing of the batch is durable: each waiter hears so now (its
             // request is answered 500 and the sender retries), none waits for
             // ever. The writes go with the batch.
-            for token in waiting.drain(..) {
+            let forwarded = forward.iter().filter_map(op_token);
+            for token in pending.waiting.drain(..).chain(forwarded) {
                 if (token >> 48) as u16 != STORE_ORIGIN {
                     complete(shared, token, Outcome::StoreFailed, stop);
                 }
             }
             *batch = Batch::new(256, 2_000);
         }
+    }
+}
+
+/// The waiter of a cluster write, if it has one.
+fn op_token(op: &ClusterOp) -> Option<u64> {
+    match op {
+        ClusterOp::PutCorrelation { token, .. } | ClusterOp::BindId { token, .. } => Some(*token),
+        ClusterOp::Publish { item } => Some(item.token()),
+        ClusterOp::RemoveCorrelation { .. } | ClusterOp::Find { .. } => None,
     }
 }
 
@@ -239,8 +276,8 @@ fn replay(
 pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: Arc<StoreStats>, stop: &AtomicBool) {
     let epoch = Instant::now();
     let mut batch = Batch::new(256, 2_000);
-    // Tokens of the receipts in the batch, in push order (their waiters hear after the commit).
-    let mut waiting: Vec<u64> = Vec::new();
+    // The waiters of the batch (they hear after the commit).
+    let mut pending = Pending { waiting: Vec::new(), forward: shared.cluster.get().is_some().then(Vec::new) };
     // Receipts replayed into a lane, by the token index they carry.
     let mut replayed: HashMap<u64, QueueKey> = HashMap::new();
     let mut next_index: u64 = 1;
@@ -263,7 +300,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
         match rx.recv_timeout(wait.min(Duration::from_millis(5))) {
             Ok(StoreOp::Expire { system, reply }) => expires.push((system, reply)),
             Ok(op) => {
-                if let Some(token) = intake(op, &mut batch, &mut waiting, &mut bound, now_us) {
+                if let Some(token) = intake(op, &mut batch, &mut pending, &mut bound, now_us) {
                     complete(&shared, token, Outcome::StoreFailed, stop);
                 }
             }
@@ -278,7 +315,7 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 }
                 op => op,
             };
-            if let Some(token) = intake(op, &mut batch, &mut waiting, &mut bound, now_us) {
+            if let Some(token) = intake(op, &mut batch, &mut pending, &mut bound, now_us) {
                 complete(&shared, token, Outcome::StoreFailed, stop);
             }
             if batch.len() >= 256 {
@@ -300,15 +337,15 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
                 }
                 let unix = unix_now();
                 let validity = shared.provision.load().converged.message_validity_s;
-                waiting.push(item.token());
+                pending.waiting.push(item.token());
                 batch.queue_receipt(&item, unix, unix + validity, now_us);
             }
         }
         let now_us = epoch.elapsed().as_micros() as u64;
         // Receipts waiting for their commit are committed at once (latency over
         // batching at low load); removals alone wait for the batch's time.
-        if !batch.is_empty() && (!waiting.is_empty() || batch.should_flush(now_us)) {
-            commit(&mut store, &mut batch, &mut waiting, &shared, &stats, stop);
+        if !batch.is_empty() && (!pending.is_empty() || batch.should_flush(now_us)) {
+            commit(&mut store, &mut batch, &mut pending, &shared, &stats, stop);
         }
         // The operator's expiries, after the commit of what came before them.
         for (system, reply) in expires.drain(..) {
@@ -338,10 +375,8 @@ pub fn run(mut store: Store, rx: Receiver<StoreOp>, shared: Arc<Shared>, stats: 
             }
         }
     }
-    if !batch.is_empty() && store.commit(&mut batch).is_ok() {
-        for token in waiting.drain(..) {
-            let _ = shared.complete(token, Outcome::Stored);
-        }
+    if !batch.is_empty() {
+        commit(&mut store, &mut batch, &mut pending, &shared, &stats, stop);
     }
 }
 
@@ -417,7 +452,8 @@ fn complete(shared: &Shared, token: u64, outcome: Outcome, stop: &AtomicBool) {
 
 /// Puts `op` into the batch (its waiter into `waiting`); a write that cannot be put
 /// (a record that does not encode) returns its waiter's token, to be told at once.
-fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Vec<u16>, now_us: u64) -> Option<u64> {
+fn intake(op: StoreOp, batch: &mut Batch, pending: &mut Pending, bound: &mut Vec<u16>, now_us: u64) -> Option<u64> {
+    let waiting = &mut pending.waiting;
     match op {
         // Taken apart by the loop before it gets here.
         StoreOp::Expire { reply, .. } => {
@@ -436,7 +472,11 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
             if batch.put_correlation(key, &record, now_us).is_err() {
                 return Some(token);
             }
-            waiting.push(token);
+            match &mut pending.forward {
+                // In a cluster the waiter hears once the cluster has it too.
+                Some(f) => f.push(ClusterOp::PutCorrelation { key, record, token }),
+                None => waiting.push(token),
+            }
         }
         StoreOp::PutMmsOrigin { key, origin, token } => {
             if batch.put_mms_origin(key, &origin, now_us).is_err() {
@@ -448,11 +488,17 @@ fn intake(op: StoreOp, batch: &mut Batch, waiting: &mut Vec<u64>, bound: &mut Ve
             batch.remove_mms_origin(key, now_us);
         }
         StoreOp::BindId { system, id, key, part, token } => {
-            waiting.push(token);
             batch.bind_id(LegacySystemId(system), &id, key, part, now_us);
+            match &mut pending.forward {
+                Some(f) => f.push(ClusterOp::BindId { system, id, key, part, token }),
+                None => waiting.push(token),
+            }
         }
         StoreOp::RemoveCorrelation { key } => {
             batch.remove_correlation(key, now_us);
+            if let Some(f) = &mut pending.forward {
+                f.push(ClusterOp::RemoveCorrelation { key });
+            }
         }
         StoreOp::Park { receipt, token } => {
             waiting.push(token);

@@ -14,6 +14,7 @@ MESSAGEs (legacy -> converged) and its keep-alive OPTIONS. Stdlib only.
               [--from sip:+447900000001@ims.lab;user=phone] [--rate R]
               [--forge N] [--seed K]
               [--imdn-first S] [--replay N] [--lie-cpim-to URI] [--tcp] [--picture]
+              [--retry N [--retry-delay S]]
 
 Behaviour
 - --picture: the --send-to MESSAGEs carry a JPEG picture (image/jpeg) instead of text.
@@ -43,11 +44,16 @@ Behaviour
 - --lie-cpim-to URI: the IMDNs' CPIM To names URI instead of the legacy user (the SIP
   To and Request-URI still name the message's own): the receipt must still go to the
   message's own originator.
+- --iwf may list several boxes (h1:p1,h2:p2), a core's failover list: requests go to the
+  first until --retry moves them on.
+- --retry N: an IMDN answered 503 or unanswered (Timer F) is sent again as a new
+  transaction --retry-delay S later (default 1), to the next box of --iwf, at most N
+  times; each attempt's final status is in its imdns_sent record's "attempts".
 - --forge N: when the run would otherwise end, sends N delivery IMDNs whose <message-id>
   is forged (cycling: one character of a real received tag flipped, a random 32-character
   id, a real tag truncated to 31 characters), then waits for their final responses.
 
-The run ends after --duration S, or once nothing was received and no transaction or
+The run ends after --duration S, on SIGTERM, or once nothing was received and no transaction or
 scheduled send was outstanding for --until-idle S (at most --max-time, default 600 s);
 the --forge phase comes after that. Prints ONE JSON object (keys sorted, lists in arrival
 order):
@@ -75,6 +81,7 @@ import os
 import random
 import re
 import select
+import signal
 import socket
 import sys
 import time
@@ -358,7 +365,9 @@ class UA:
     def __init__(self, args):
         self.args = args
         self.listen = hostport(args.listen)
-        self.iwf = hostport(args.iwf)
+        # --iwf may name several boxes: a core's failover list (the first until it fails).
+        self.iwfs = [hostport(h) for h in args.iwf.split(",")]
+        self.iwf = self.iwfs[0]
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(self.listen)
         self.via_host = "%s:%d" % self.sock.getsockname()
@@ -486,9 +495,14 @@ class UA:
             for i in range(a.count):
                 self.later(i / a.rate if a.rate > 0 else 0, lambda i=i: self.send_own(i))
         phase = "main"
+        # SIGTERM ends the run as --duration would (the report is still printed).
+        self.terminated = False
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "terminated", True))
         while True:
             now = time.monotonic()
             busy = bool(self.client_tx) or bool(self.timers)
+            if self.terminated:
+                break
             if phase == "main":
                 end = now - start >= a.max_time
                 if a.duration is not None:
@@ -716,10 +730,35 @@ class UA:
                 elif on_final:
                     on_final(st)
 
-            self.start_tx(bucket, data, record, replayed if replays > 0 else on_final)
+            done = replayed if replays > 0 else on_final
+            if self.args.retry > 0:
+                done = self.retrying(record, body, legacy, user, done)
+            self.start_tx(bucket, data, record, done)
             return record
         self.start_tx(bucket, data, record, on_final)
         return record
+
+    def retrying(self, record, body, legacy, user, on_final):
+        """A core's retry of a notification refused 503 or unanswered: the same IMDN again as
+        a new transaction, --retry-delay later, to the next box of --iwf (failover), at
+        most --retry times. Each attempt's status is in record["attempts"]."""
+        record["attempts"] = []
+
+        def done(st):
+            record["attempts"].append(st)
+            if (st is None or st == 503) and len(record["attempts"]) <= self.args.retry:
+                self.iwf = self.iwfs[(self.iwfs.index(self.iwf) + 1) % len(self.iwfs)]
+
+                def again():
+                    data, call_id = self.request("MESSAGE", legacy, user, legacy, body, "message/cpim")
+                    record["call_id"] = call_id
+                    self.start_tx("imdn", data, record, done)
+
+                self.later(self.args.retry_delay, again)
+            elif on_final:
+                on_final(st)
+
+        return done
 
     def send_forged(self):
         tags = [r["message_id"] for r in self.received
@@ -823,13 +862,16 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tcp", action="store_true")
     p.add_argument("--picture", action="store_true")
+    p.add_argument("--retry", type=int, default=0)
+    p.add_argument("--retry-delay", type=float, default=1.0)
     p.add_argument("--t1", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--t2", type=float, default=4.0, help=argparse.SUPPRESS)
     p.add_argument("--timer-f", type=float, default=32.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
         hostport(args.listen)
-        hostport(args.iwf)
+        for h in args.iwf.split(","):
+            hostport(h)
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
     try:

@@ -411,6 +411,7 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
                 mo: 0,
                 mo_from: String::new(),
                 unknown_receipts: 0,
+                receipts_elsewhere: false,
                 mo_to: String::new(),
             };
             let (stop, binds, up) = (&smsc_stop, &smsc_binds, &smsc_up);
