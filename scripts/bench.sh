@@ -65,9 +65,9 @@
 # cleans up on every exit (lab down, testpmd, its tap and runtime directory).
 # Environment: CARGO_TARGET_DIR, IWF_NO_BUILD=1, BENCH_RATES ("2000 5000 ..."),
 # CEILING_S (5), STEP_S (4), BENCH_LIMIT_S (600 + RSS_S), BENCH_PARTS ("ceiling sip smpp
-# e2e load mms originate baseline rss memory scaling": which figures to measure), SMPP_COUNT (300000),
-# SMPP_WINDOW (10), E2E_COUNT (20000), E2E_WINDOW (64), LOAD_S (10), RSS_S (600),
-# RSS_RATE (2000), BASE_CPUS (1).
+# e2e load mms originate baseline rss cluster memory scaling": which figures to measure),
+# SMPP_COUNT (300000), SMPP_WINDOW (10), E2E_COUNT (20000), E2E_WINDOW (64), LOAD_S (10),
+# RSS_S (600), RSS_RATE (2000), BASE_CPUS (1), CLUSTER_RATE (300 messages/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -82,8 +82,9 @@ command -v cargo >/dev/null || { echo "bench: cargo not on PATH (sudo env PATH=\
 
 TARGET=${CARGO_TARGET_DIR:-target}
 RATES=${BENCH_RATES:-"2000 5000 10000 15000 20000 30000 40000"}
-PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load mms originate baseline rss memory scaling"}
+PARTS=${BENCH_PARTS:-"ceiling sip smpp e2e load mms originate baseline rss cluster memory scaling"}
 LOAD_S=${LOAD_S:-10}
+CLUSTER_RATE=${CLUSTER_RATE:-300}
 RSS_S=${RSS_S:-600}
 RSS_RATE=${RSS_RATE:-2000}
 RSS_ORIGINATE=${RSS_ORIGINATE:-400}
@@ -118,6 +119,7 @@ estimate() {
         rss) echo $((RSS_S + 10)) ;;
         memory) echo 40 ;;
         scaling) echo 40 ;;
+        cluster) echo $((2 * LOAD_S + 60)) ;;
         *) echo 10 ;;
     esac
 }
@@ -163,7 +165,7 @@ fi
 IWF_BIN=$TARGET/release/iwf
 PEER_BIN=$TARGET/release/iwf-peer
 [ -x "$IWF_BIN" ] || { echo "bench: no release binary at $IWF_BIN" >&2; exit 1; }
-if want smpp || want e2e || want load || want mms || want originate || want baseline || want rss; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
+if want smpp || want e2e || want load || want mms || want originate || want baseline || want rss || want cluster; then [ -x "$PEER_BIN" ] || { echo "bench: no release binary at $PEER_BIN" >&2; exit 1; }; fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
 
 # --- 1. the tap ceiling ------------------------------------------------------------
@@ -581,6 +583,69 @@ if want rss; then
     say "rss: correlation entries ${CORR_WARM} after 60 s, ${CORR_END} at the end"
 fi
 IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
+# --- cluster: receipts across boxes through JetStream, beside the local path -----------------
+# Two boxes on three nats-server nodes (scripts/lab.sh up --cluster). smsc-a and smsc-b
+# bind to iwf-2 and send CLUSTER_RATE messages/s; the converged side's notifications go
+# to iwf-2 (the local path: lane → deliver_sm), then, in a second run on the same lab, to
+# iwf-1, which holds no bind: publish → JetStream (3 replicas) → iwf-2 pulls → deliver_sm
+# → ack. The CPU time counts both boxes (workers' non-empty polls and every other
+# thread) and every nats-server, per receipt.
+CL_LOCAL_RPS=0
+CL_LOCAL_P99=0
+CL_LOCAL_NS=0
+CL_RPS=0
+CL_P99=0
+CL_NS=0
+CL_MISSING=0
+CL_PUB_P50=0
+CL_PUB_P99=0
+cluster_cpu_ns() {
+    sleep 1.2
+    local busy other
+    busy=$(for log in target/lab/iwf.log target/lab/iwf-2.log; do
+        for p in legacy converged; do
+            (grep -oE ": stats port=$p .*" "$log" || true) | tail -n1 | tr ' ' '\n' | awk -F= '$1 == "busy_ns" { print $2 }'
+        done
+    done | awk '{ s += $1 } END { printf "%.0f", s }')
+    other=$({
+        for pid in $(cat target/lab/iwf.pid target/lab/iwf-2.pid 2>/dev/null); do
+            for t in /proc/"$pid"/task/*; do
+                case "$(cat "$t/comm" 2>/dev/null)" in rte-worker-*) ;; *) awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null ;; esac
+            done
+        done
+        for p in $(pgrep -f 'nats-server -c' || true); do awk '{ print $14 + $15 }' /proc/"$p"/stat 2>/dev/null; done
+    } | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.0f", s * 1e9 / hz }')
+    echo $((busy + other))
+}
+# cluster_run NAME NOTIFY_TO: one run; prints receipts/s, p99 µs, CPU ns per receipt, missing.
+cluster_run() {
+    local c0 c1 n f="$OUT/load-cluster-$1.json"
+    c0=$(cluster_cpu_ns)
+    load_cmd "cluster-$1" "$LOAD_S" "${LAB_LOAD[@]}"
+    "${LOAD_CMD[@]}" --connect 198.18.1.3:2775 --notify-to "$2" --system smsca:pwa --system smscb:pwb \
+        --rate "$CLUSTER_RATE" --mix short=100 >"$OUT/load-cluster-$1.txt" 2>"$OUT/load-cluster-$1.progress" || true
+    c1=$(cluster_cpu_ns)
+    n=$(jget "$f" legacy.receipts_matched)
+    echo "$(jget "$f" legacy.receipts_per_s) $(jget "$f" legacy.receipt_latency_us.p99) $(((c1 - c0) / (n > 0 ? n : 1))) $(($(jget "$f" legacy.receipts_missing) + $(jget "$f" legacy.receipts_misrouted)))"
+}
+if want cluster; then
+    part cluster
+    say "cluster: iwf-1 + iwf-2 on three nats-server nodes; smsc-a + smsc-b bound to iwf-2, $CLUSTER_RATE messages/s for $LOAD_S s; notifications to iwf-2 (local), then to iwf-1 (across boxes)"
+    IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
+    IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up --cluster >"$OUT/lab-cluster-up.log" 2>&1 ||
+        { cat "$OUT/lab-cluster-up.log" >&2; exit 1; }
+    for _ in $(seq 1 60); do
+        curl -s --max-time 2 http://127.0.0.1:9870/v1/cluster | grep -q '"writable":true' && break
+        sleep 1
+    done
+    read -r CL_LOCAL_RPS CL_LOCAL_P99 CL_LOCAL_NS _ <<<"$(cluster_run local 198.18.2.3:5060)"
+    read -r CL_RPS CL_P99 CL_NS CL_MISSING <<<"$(cluster_run across 198.18.2.2:5060)"
+    curl -s --max-time 2 http://127.0.0.1:9870/v1/cluster >"$OUT/cluster-iwf-1.json" || true
+    CL_PUB_P50=$(jget "$OUT/cluster-iwf-1.json" receipts.publish_us_all.p50)
+    CL_PUB_P99=$(jget "$OUT/cluster-iwf-1.json" receipts.publish_us_all.p99)
+    say "cluster: local $CL_LOCAL_RPS receipts/s (p99 $CL_LOCAL_P99 µs, $CL_LOCAL_NS ns CPU per receipt); across boxes $CL_RPS receipts/s (p99 $CL_P99 µs, $CL_NS ns, $CL_MISSING missing); JetStream publish p50 / p99 $CL_PUB_P50 / $CL_PUB_P99 µs"
+    IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
+fi
 # --- memory: bytes per pending correlation entry ---------------------------------------------
 MEM_PER_ENTRY=0
 if want memory; then
@@ -696,6 +761,12 @@ for line in open(sys.argv[1]):
     print(f"| {sys.argv[2]} | {sys.argv[3]} | {what}, {r['workers']} worker(s); ratio = efficiency vs N × 1 worker "
           f"| {round(r['receipts_per_s'])} receipts/s | {r['efficiency']:.2f} |")
 PY
+    fi
+    if want cluster; then
+        r=$(python3 -c "print(f'{$CL_NS / $CL_LOCAL_NS:.2f}' if $CL_LOCAL_NS else '')")
+        echo "| $DATE | $MACHINE | CPU time per receipt, two boxes + three nats-server nodes at $CLUSTER_RATE messages/s: the local path (notification to the box holding the bind) / across boxes (to the other box: JetStream publish → pull → deliver_sm → ack; $CL_MISSING missing); ratio across / local | $CL_LOCAL_NS / $CL_NS ns | $r |"
+        echo "| $DATE | $MACHINE | submit → receipt p99 in the same runs, local / across boxes ($CL_LOCAL_RPS / $CL_RPS receipts/s) | $CL_LOCAL_P99 / $CL_P99 µs | |"
+        echo "| $DATE | $MACHINE | JetStream publish → acknowledgement (3 replicas, file storage) at that load, p50 / p99 | $CL_PUB_P50 / $CL_PUB_P99 µs | |"
     fi
     if want memory; then
         echo "| $DATE | $MACHINE | bytes per pending correlation entry at 1 M entries (counting allocator) | $MEM_PER_ENTRY B | |"

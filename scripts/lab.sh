@@ -292,7 +292,12 @@ attach_cluster_taps() {
         ip netns list | grep -qw "^$ns" || ip netns add "$ns"
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
         ip -n "$ns" link set lo up
-        ip -n "$ns" link add br0 type bridge
+        # A MAC of its own: a bridge otherwise takes its lowest port's, and when a box
+        # dies (its tap goes) that may become the other box's tap's, which is also that
+        # box's DPDK port's: frames for it would then stop at the bridge.
+        local mac
+        mac=$(printf '02:00:%02x:%02x:%02x:%02x' $(echo "${peer%/*}" | tr . ' '))
+        ip -n "$ns" link add br0 address "$mac" type bridge
         for t in "$tap" "$tap2"; do
             ip link set "$t" netns "$ns"
             ip -n "$ns" link set "$t" master br0

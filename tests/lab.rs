@@ -1475,8 +1475,9 @@ fn cluster_registry() {
     correlations_cross_boxes(&on);
     receipts_through_a_nats_node_death(&on);
     receipts_without_a_quorum(&on);
+    receipts_through_a_box_death();
     must(lab("down"), "lab.sh down (the cluster)");
-    assert_clean();
+    assert_clean_after_a_box_death();
     let nats = String::from_utf8_lossy(&run(Command::new("pgrep").args(["-f", "nats-server -c"])).stdout).to_string();
     assert!(nats.trim().is_empty(), "nats-server left running: {nats}");
 }
@@ -1694,6 +1695,79 @@ fn receipts_without_a_quorum(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
         "iwf-1 takes receipts again once the nodes are back",
         &|| health()["details"]["cluster"]["writable"] == true,
         90,
+    );
+}
+
+/// A counter of box `admin`'s /metrics (0 when it does not answer).
+fn metric_of(admin: &str, name: &str) -> u64 {
+    let out = run(Command::new("curl").args(["-s", "--max-time", "2", &format!("http://{admin}/metrics")]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// iwf-1 dies (kill -9) mid-traffic. smsc-a and smsc-b send through iwf-2 and hold a
+/// receiver bind to each box; the core sends the notifications to iwf-1, which relays
+/// their receipts over its own binds, and once iwf-1 stops answering, to iwf-2 (its
+/// failover list, Timer F 4 s). Every receipt of every acknowledged message arrives; a
+/// receipt that arrives twice is one whose notification the core had to send again
+/// after iwf-1 died (iwf-1 had relayed it, and died before its 200).
+fn receipts_through_a_box_death() {
+    let ua_out = root_dir().join("target/lab/sip_ua_box_kill.json");
+    let boxes = format!("{CONV_IWF_TEXT}:5060,198.18.2.3:5060");
+    let mut ua =
+        sip_ua(&["--iwf", &boxes, "--notify", "both", "--duration", "80", "--retry", "20", "--timer-f", "4"], &ua_out);
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = metric_of(BOX1, "iwf_flow_receipts_delivered_total");
+    // iwf-1 dies once it relayed its first receipts, the rest on their way.
+    let kill = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric_of(BOX1, "iwf_flow_receipts_delivered_total") < delivered + 6 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = std::fs::read_to_string(root_dir().join("target/lab/iwf.pid")).unwrap_or_default();
+        let pid: i32 = pid.trim().parse().expect("iwf-1's pid");
+        // SAFETY: kill(2) on iwf-1, which the lab started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let v = legacy_flow(&[
+        "--host",
+        "198.18.1.3",
+        "--also-host",
+        LEGACY_IWF,
+        "--count",
+        "20",
+        "--window",
+        "1",
+        "--user-ack",
+        "--receipt-timeout",
+        "90",
+    ]);
+    kill.join().expect("the kill");
+    ua.stop_gently();
+    let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
+    let checks = &v["checks"];
+    let accepted: usize =
+        ["smsc-a", "smsc-b"].iter().map(|s| v["systems"][s]["message_ids"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(accepted, 40, "every message was acknowledged (through iwf-2): {v}");
+    for k in ["missing", "missing_user_ack", "unexpected", "misrouted"] {
+        assert_eq!(checks[k], serde_json::json!([]), "{k}: nothing lost when iwf-1 died: {v}");
+    }
+    let on_box1: usize = ["smsc-a", "smsc-b"]
+        .iter()
+        .flat_map(|s| v["systems"][s]["receipts"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["bind"].as_str().is_some_and(|b| b.starts_with("receiver@")))
+        .count();
+    let resent = u["imdns_sent"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|r| r["attempts"].as_array().is_some_and(|t| t.len() > 1)).count());
+    let twice = checks["duplicates"].as_array().map_or(0, Vec::len);
+    assert!(resent > 0, "iwf-1 died mid-traffic: the core had to resend some notifications: {u}");
+    assert!(twice <= resent, "{twice} duplicates, {resent} notifications resent after iwf-1 died: {v}");
+    eprintln!(
+        "iwf-1 killed mid-traffic: 40 messages acknowledged, 80 receipts wanted, {} delivered ({on_box1} of them by iwf-1 before it died), 0 lost, {twice} duplicates, {resent} notifications resent to iwf-2",
+        80 + twice
     );
 }
 
@@ -2486,6 +2560,14 @@ fn sip_over_tcp() {
 }
 
 fn assert_clean() {
+    assert_nothing_left();
+    let log = log_text();
+    assert!(log.contains("stopped cleanly"), "iwf did not stop cleanly:\n{log}");
+}
+
+/// No namespace, tap, pid file, process, hugepage file or runtime directory of the lab
+/// is left.
+fn assert_nothing_left() {
     let netns = String::from_utf8_lossy(&run(Command::new("ip").args(["netns", "list"])).stdout).to_string();
     assert!(
         !netns.contains(LEGACY_NS) && !netns.contains(CONV_NS) && !netns.contains("iwf-mgmt"),
@@ -2514,8 +2596,14 @@ fn assert_clean() {
         assert!(left.is_empty(), "hugepage files left in {dir}: {}", left.len());
     }
     assert!(!Path::new("/var/run/dpdk/iwf-lab").exists(), "DPDK runtime directory left");
-    let log = log_text();
-    assert!(log.contains("stopped cleanly"), "iwf did not stop cleanly:\n{log}");
+}
+
+/// After a cluster whose iwf-1 was killed: nothing is left (`lab.sh down` cleaned up
+/// after iwf-1), and iwf-2 stopped cleanly.
+fn assert_clean_after_a_box_death() {
+    assert_nothing_left();
+    let log = std::fs::read_to_string(root_dir().join("target/lab/iwf-2.log")).unwrap_or_default();
+    assert!(log.contains("stopped cleanly"), "iwf-2 did not stop cleanly:\n{log}");
 }
 
 struct LabDown;

@@ -7,7 +7,7 @@ while tests/peers/sip_ua.py plays the converged side.
     legacy_flow.py --host 198.18.1.2 --port 2775 --count N
                    [--long] [--user-ack] [--unbind-before-receipts S]
                    [--receipt-timeout S] [--resp-timeout S] [--window W]
-                   [--registered-delivery HEX]
+                   [--registered-delivery HEX] [--also-host H]
 
 - smsc-a: system_id smsca / pwa, one transceiver bind; sources 447000100001,
   destinations +447900000001, +447900000002, ...
@@ -21,6 +21,9 @@ outstanding, and records every submit_sm_resp (iwf answers after the SIP final r
 esm_class 0x40): three submit_sm, three message_ids, three receipts expected.
 Then each system collects deliver_sm (answering deliver_sm_resp) until every accepted
 message_id has its receipt(s) or --receipt-timeout passes (default 30 s).
+--also-host H: each system also binds a receiver to H (another box of a cluster) before
+it submits; receipts on it count as on any bind, and the bind may be lost (the box
+killed) without an error; its receipts' "bind" is "receiver@H".
 --unbind-before-receipts S: smsc-b binds only its transmitter, submits, unbinds once all
 resps are in, waits S seconds (iwf must queue its receipts), then binds its receiver and
 collects; receipts are marked "phase": "after_rebind".
@@ -75,13 +78,17 @@ LONG_TEXT = ("This is part %d of %d of a long message from the legacy side to th
 class Bind:
     """One SMPP connection; read/dispatch loop without smpplib's own listen()."""
 
-    def __init__(self, args, system, kind, on_receipt):
+    def __init__(self, args, system, kind, on_receipt, host=None):
         self.system = system
         self.kind = kind  # transceiver | transmitter | receiver
         self.on_receipt = on_receipt
-        self.c = smpplib.client.Client(args.host, args.port, timeout=10,
+        self.c = smpplib.client.Client(host or args.host, args.port, timeout=10,
                                        allow_unknown_opt_params=True)
         self.closed = False
+        # An --also-host bind: losing its box is part of the test, not an error; its
+        # receipts say which box they came from.
+        self.tolerant = host is not None
+        self.label = kind if host is None else "%s@%s" % (kind, host)
         self.last_tx = time.monotonic()
 
     def open(self):
@@ -105,10 +112,17 @@ class Bind:
             return None
         if time.monotonic() - self.last_tx > 20:
             self.send(smpplib.smpp.make_pdu("enquire_link", client=self.c))
-        r, _, _ = select.select([self.c._socket], [], [], timeout)
-        if not r:
+        try:
+            r, _, _ = select.select([self.c._socket], [], [], timeout)
+            if not r:
+                return None
+            pdu = self.c.read_pdu()
+        except (smpplib.exceptions.ConnectionError, OSError, ValueError):
+            if not self.tolerant:
+                raise
+            self.closed = True
+            self.lost = True
             return None
-        pdu = self.c.read_pdu()
         if pdu.command == "deliver_sm":
             self.on_receipt(self, pdu)
             resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=self.c)
@@ -189,7 +203,7 @@ class System:
         m_err = re.search(r"\berr:(\S+)", text, re.I)
         state = getattr(pdu, "message_state", None)
         rec = {
-            "bind": bind.kind,
+            "bind": bind.label,
             "phase": self.phase,
             "esm_class": int(pdu.esm_class or 0),
             "receipted_message_id": text_of(getattr(pdu, "receipted_message_id", None)),
@@ -268,6 +282,7 @@ class System:
                 break
 
     def collect(self, binds, deadline):
+        binds = binds + self.also
         while time.monotonic() < deadline and not self.complete():
             if all(b.closed for b in binds):
                 self.errors.append("all binds closed by iwf while waiting for receipts")
@@ -276,13 +291,25 @@ class System:
                 b.poll(0.2 / len(binds))
 
     def run(self):
+        self.also = []
         try:
             self._run()
         except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as e:
             self.errors.append("%s: %s" % (type(e).__name__, e))
+        for b in self.also:
+            try:
+                b.close()
+            except Exception:  # its box may be gone
+                pass
 
     def _run(self):
         a = self.args
+        # --also-host: a receiver bind to that box too, open from the start (its
+        # receipts count as any other's; losing it is tolerated).
+        if a.also_host:
+            b = Bind(a, self.name, "receiver", self.on_receipt, host=a.also_host)
+            b.open()
+            self.also.append(b)
         if not self.cfg["split"]:
             trx = self.bind("transceiver")
             self.submit_all(trx)
@@ -396,6 +423,7 @@ def main(argv=None):
     p.add_argument("--receipt-timeout", type=float, default=30.0)
     p.add_argument("--resp-timeout", type=float, default=45.0)
     p.add_argument("--window", type=int, default=10)
+    p.add_argument("--also-host")
     args = p.parse_args(argv)
     if args.count < 0 or args.window < 1:
         p.error("--count must be >= 0 and --window >= 1")

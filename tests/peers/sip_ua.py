@@ -448,9 +448,9 @@ class UA:
             del buf[:total]
             self.on_packet(frame, ("tcp", fd))
 
-    def start_tx(self, kind, data, record, on_final=None):
+    def start_tx(self, kind, data, record, on_final=None, dest=None):
         branch = re.search(rb"branch=([^;\r\n ]+)", data).group(1).decode()
-        tx = ClientTx(kind, data, self.iwf, record, on_final, self.args.t1)
+        tx = ClientTx(kind, data, dest or self.iwf, record, on_final, self.args.t1)
         tx.started = time.monotonic()
         tx.next_retx = tx.started + tx.interval
         record["final"] = None
@@ -743,16 +743,20 @@ class UA:
         a new transaction, --retry-delay later, to the next box of --iwf (failover), at
         most --retry times. Each attempt's status is in record["attempts"]."""
         record["attempts"] = []
+        box = [self.iwf]
 
         def done(st):
             record["attempts"].append(st)
             if (st is None or st == 503) and len(record["attempts"]) <= self.args.retry:
-                self.iwf = self.iwfs[(self.iwfs.index(self.iwf) + 1) % len(self.iwfs)]
+                # The next box after the one that failed; new requests go there too (the
+                # core marks the box down) until it fails in turn.
+                box[0] = self.iwfs[(self.iwfs.index(box[0]) + 1) % len(self.iwfs)]
+                self.iwf = box[0]
 
                 def again():
                     data, call_id = self.request("MESSAGE", legacy, user, legacy, body, "message/cpim")
                     record["call_id"] = call_id
-                    self.start_tx("imdn", data, record, done)
+                    self.start_tx("imdn", data, record, done, dest=box[0])
 
                 self.later(self.args.retry_delay, again)
             elif on_final:

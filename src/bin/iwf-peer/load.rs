@@ -96,6 +96,11 @@ pub struct LoadArgs {
     /// Send display notifications where display was asked.
     #[arg(long)]
     pub display: bool,
+    /// Send the notifications here instead of back to the MESSAGE's sender (in a
+    /// cluster: a box that holds no bind of the legacy systems, so their receipts cross
+    /// boxes through JetStream).
+    #[arg(long)]
+    pub notify_to: Option<SocketAddr>,
     /// Converged → legacy MESSAGEs per second from the converged side (0: none, unless
     /// --originate-window is set: then as fast as that window allows).
     #[arg(long, default_value_t = 0.0)]
@@ -371,6 +376,7 @@ pub fn load(args: LoadArgs) -> Result<ExitCode, String> {
             drain: Duration::from_secs_f64(args.drain.max(0.0)),
         }),
         tcp_notify_to: mms.then_some(args.originate_next_hop),
+        notify_to: args.notify_to,
     };
     let mmsc_cfg = super::mmsc::MmscConfig {
         listen: args.mms_listen,

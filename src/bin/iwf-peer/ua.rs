@@ -85,6 +85,9 @@ pub struct UaConfig {
     /// Take requests over TCP too; their notifications go to this address (iwf's SIP
     /// over UDP).
     pub tcp_notify_to: Option<SocketAddr>,
+    /// Where the notifications of MESSAGEs over UDP go (none: back to their sender): in
+    /// a cluster, another box than the one that sent the MESSAGE.
+    pub notify_to: Option<SocketAddr>,
 }
 
 /// The length of the first whole SIP message in `acc` (its head, and the body its
@@ -457,9 +460,13 @@ pub fn run(sock: &UdpSocket, cfg: &UaConfig, live: &UaLive, stop: &AtomicBool) -
                         let due = Instant::now() + Duration::from_millis(cfg.notify_delay_ms);
                         let asked = cpim.as_ref().map(|c| notifications(c, local, &run, n, cfg.display));
                         match asked.unwrap_or((None, None)) {
-                            (Some(delivery), then) => scheduled.push_back((due, delivery, then, src)),
+                            (Some(delivery), then) => {
+                                scheduled.push_back((due, delivery, then, cfg.notify_to.unwrap_or(src)))
+                            }
                             // Display asked without delivery: the display notification alone.
-                            (None, Some(display)) => scheduled.push_back((due, display, None, src)),
+                            (None, Some(display)) => {
+                                scheduled.push_back((due, display, None, cfg.notify_to.unwrap_or(src)))
+                            }
                             (None, None) => {}
                         }
                     }
@@ -646,6 +653,7 @@ pub fn ua(args: UaArgs) -> Result<ExitCode, String> {
         display: args.display,
         originate: None,
         tcp_notify_to: None,
+        notify_to: None,
     };
     let stop = AtomicBool::new(false);
     let end = Instant::now() + Duration::from_secs_f64(args.duration.max(0.0));
