@@ -119,7 +119,7 @@ estimate() {
         rss) echo $((RSS_S + 10)) ;;
         memory) echo 40 ;;
         scaling) echo 40 ;;
-        cluster) echo $((2 * LOAD_S + 60)) ;;
+        cluster) echo $((2 * LOAD_S + 70)) ;;
         *) echo 10 ;;
     esac
 }
@@ -599,6 +599,7 @@ CL_NS=0
 CL_MISSING=0
 CL_PUB_P50=0
 CL_PUB_P99=0
+CL_IDLE_NS_PER_S=0
 cluster_cpu_ns() {
     sleep 1.2
     local busy other
@@ -617,16 +618,20 @@ cluster_cpu_ns() {
     } | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.0f", s * 1e9 / hz }')
     echo $((busy + other))
 }
-# cluster_run NAME NOTIFY_TO: one run; prints receipts/s, p99 µs, CPU ns per receipt, missing.
+# cluster_run NAME NOTIFY_TO: one run; prints receipts/s, p99 µs, CPU ns per receipt (less
+# what the same time costs idle: CL_IDLE_NS_PER_S), missing.
 cluster_run() {
-    local c0 c1 n f="$OUT/load-cluster-$1.json"
+    local c0 c1 t0 t1 n f="$OUT/load-cluster-$1.json"
     c0=$(cluster_cpu_ns)
+    t0=$(date +%s%N)
     load_cmd "cluster-$1" "$LOAD_S" "${LAB_LOAD[@]}"
     "${LOAD_CMD[@]}" --connect 198.18.1.3:2775 --notify-to "$2" --system smsca:pwa --system smscb:pwb \
         --rate "$CLUSTER_RATE" --mix short=100 >"$OUT/load-cluster-$1.txt" 2>"$OUT/load-cluster-$1.progress" || true
     c1=$(cluster_cpu_ns)
+    t1=$(date +%s%N)
     n=$(jget "$f" legacy.receipts_matched)
-    echo "$(jget "$f" legacy.receipts_per_s) $(jget "$f" legacy.receipt_latency_us.p99) $(((c1 - c0) / (n > 0 ? n : 1))) $(($(jget "$f" legacy.receipts_missing) + $(jget "$f" legacy.receipts_misrouted)))"
+    local busy=$((c1 - c0 - CL_IDLE_NS_PER_S * (t1 - t0) / 1000000000))
+    echo "$(jget "$f" legacy.receipts_per_s) $(jget "$f" legacy.receipt_latency_us.p99) $((busy / (n > 0 ? n : 1))) $(($(jget "$f" legacy.receipts_missing) + $(jget "$f" legacy.receipts_misrouted)))"
 }
 if want cluster; then
     part cluster
@@ -634,16 +639,26 @@ if want cluster; then
     IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null 2>&1 || true
     IWF_NO_BUILD=1 IWF_BIN="$IWF_BIN" IWF_CONFIG="$OUT/bench.toml" scripts/lab.sh up --cluster >"$OUT/lab-cluster-up.log" 2>&1 ||
         { cat "$OUT/lab-cluster-up.log" >&2; exit 1; }
+    # The admin API wants the lab's token (scripts/lab.sh wrote it).
+    cluster_view() { "$IWF_BIN" ctl --token-file target/lab/admin.token --json --admin "$1" cluster 2>/dev/null; }
     for _ in $(seq 1 60); do
-        curl -s --max-time 2 http://127.0.0.1:9870/v1/cluster | grep -q '"writable":true' && break
+        cluster_view 127.0.0.1:9870 | grep -q '"writable": *true' && break
         sleep 1
     done
+    # What the two boxes and the NATS nodes cost idle (busy-polling workers excluded:
+    # their idle polls are not counted), per second, over 10 s.
+    c0=$(cluster_cpu_ns)
+    t0=$(date +%s%N)
+    sleep 10
+    c1=$(cluster_cpu_ns)
+    t1=$(date +%s%N)
+    CL_IDLE_NS_PER_S=$(((c1 - c0) * 1000000000 / (t1 - t0)))
     read -r CL_LOCAL_RPS CL_LOCAL_P99 CL_LOCAL_NS _ <<<"$(cluster_run local 198.18.2.3:5060)"
     read -r CL_RPS CL_P99 CL_NS CL_MISSING <<<"$(cluster_run across 198.18.2.2:5060)"
-    curl -s --max-time 2 http://127.0.0.1:9870/v1/cluster >"$OUT/cluster-iwf-1.json" || true
+    cluster_view 127.0.0.1:9870 >"$OUT/cluster-iwf-1.json" || true
     CL_PUB_P50=$(jget "$OUT/cluster-iwf-1.json" receipts.publish_us_all.p50)
     CL_PUB_P99=$(jget "$OUT/cluster-iwf-1.json" receipts.publish_us_all.p99)
-    say "cluster: local $CL_LOCAL_RPS receipts/s (p99 $CL_LOCAL_P99 µs, $CL_LOCAL_NS ns CPU per receipt); across boxes $CL_RPS receipts/s (p99 $CL_P99 µs, $CL_NS ns, $CL_MISSING missing); JetStream publish p50 / p99 $CL_PUB_P50 / $CL_PUB_P99 µs"
+    say "cluster: idle $((CL_IDLE_NS_PER_S / 1000000)) ms CPU per s; local $CL_LOCAL_RPS receipts/s (p99 $CL_LOCAL_P99 µs, $CL_LOCAL_NS ns CPU per receipt); across boxes $CL_RPS receipts/s (p99 $CL_P99 µs, $CL_NS ns, $CL_MISSING missing); JetStream publish p50 / p99 $CL_PUB_P50 / $CL_PUB_P99 µs"
     IWF_NO_BUILD=1 scripts/lab.sh down >/dev/null
 fi
 # --- memory: bytes per pending correlation entry ---------------------------------------------

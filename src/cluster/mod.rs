@@ -363,6 +363,8 @@ async fn connected(
     // Keys this box put.
     let mut announced: BTreeSet<String> = BTreeSet::new();
     let mut next = Instant::now();
+    // Whether the last heartbeat's registry write failed (said once until one works).
+    let mut failing = false;
     loop {
         if stop.load(Ordering::Relaxed) {
             return leave(kv, &announced).await;
@@ -375,7 +377,18 @@ async fn connected(
         }
         if Instant::now() >= next {
             next = Instant::now() + heartbeat;
-            announce(config, shared, kv, &mut announced).await?;
+            // A write that fails (JetStream electing a leader: seconds) is tried again
+            // at the next heartbeat on the same connection; making the session again
+            // would wait out the elections of every bucket and stream it opens.
+            if let Err(e) = announce(config, shared, kv, &mut announced).await {
+                registry.errors.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    tracing::warn!("cluster: {e}; trying again every heartbeat");
+                }
+                failing = true;
+            } else {
+                failing = false;
+            }
             seen.retain(|_, (_, at)| at.elapsed() < config.entry_life());
             let holders: Vec<Holder> = seen.values().map(|(h, _)| h.clone()).collect();
             registry.holders.store(Arc::new(holders));

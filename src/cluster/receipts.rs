@@ -118,11 +118,13 @@ impl ReceiptStats {
         for (name, help, c) in counters {
             let _ = out.counter(name, help, &[], get(c));
         }
-        for (q, v) in ["0.5", "0.99", "0.999"].iter().zip(&self.publish_us) {
+        // A gauge per percentile ("quantile" is a summary's label, and this is no summary:
+        // it is the last second's, not a running one).
+        for (q, v) in ["50", "99", "99.9"].iter().zip(&self.publish_us) {
             let _ = out.gauge(
                 "iwf_cluster_publish_seconds",
                 "Receipt publish latency to JetStream's acknowledgement over the last second",
-                &[("quantile", q)],
+                &[("percentile", q)],
                 get(v) as f64 / 1e6,
             );
         }
