@@ -275,8 +275,8 @@ pub fn trace(files: &[PathBuf], query: &str) -> std::io::Result<Vec<Record>> {
         keys.insert(msg_key(f.system, f.minutes, f.sequence));
     }
     // The SMSC ids the message's parts were given (`system/id`), each with when. An SMSC
-    // reuses its ids, so a receipt with one belongs to this message only after that
-    // submission and within RECEIPT_WINDOW_MS of it.
+    // reuses its ids, so a receipt with one belongs to this message only from shortly
+    // before that submission (RECEIPT_EARLY_MS) to RECEIPT_WINDOW_MS after it.
     let mut smsc: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let number: String = query.chars().filter(char::is_ascii_digit).collect();
     let is_number = number.len() >= 5 && query.trim_start_matches('+').chars().all(|c| c.is_ascii_digit());
@@ -299,7 +299,7 @@ pub fn trace(files: &[PathBuf], query: &str) -> std::io::Result<Vec<Record>> {
                     && smsc_key
                         .as_ref()
                         .and_then(|k| smsc.get(k))
-                        .is_some_and(|&since| at >= since && at - since <= RECEIPT_WINDOW_MS);
+                        .is_some_and(|&since| at + RECEIPT_EARLY_MS >= since && at <= since + RECEIPT_WINDOW_MS);
                 let hit = ids.iter().any(|k| keys.contains(k))
                     || by_smsc
                     || (!r.smsc_id.is_empty() && r.smsc_id == query)
@@ -325,6 +325,12 @@ pub fn trace(files: &[PathBuf], query: &str) -> std::io::Result<Vec<Record>> {
 /// How long after a submission a receipt with its SMSC id is taken as its receipt: the
 /// longest validity a legacy system gives a message (48 h).
 const RECEIPT_WINDOW_MS: u64 = 48 * 3600 * 1000;
+
+/// How long before a submission's record a receipt with its SMSC id is still taken as
+/// its receipt: an SMSC may send the receipt before the submit_sm_resp that gives iwf
+/// the id (they cross), and iwf records the receipt when it comes, holding it until the
+/// resp.
+const RECEIPT_EARLY_MS: u64 = 60_000;
 
 /// Unix milliseconds of a record's time (`2026-12-07T15:04:05.123Z`).
 fn time_ms(t: &str) -> Option<u64> {

@@ -596,6 +596,10 @@ mod tests {
             later(Event::new(Kind::ConvergedIn, 3).id(b"m-3").parties(b"sip:carol@ims", b"447700900555"), 1),
             later(Event::new(Kind::Submitted, 3).id(b"m-3").smsc_id(b"77"), 2),
             later(Event::new(Kind::SmscReceipt, 3).smsc_id(b"77"), 3),
+            // m-4's receipt came before the resp that gave iwf its id (they crossed).
+            later(Event::new(Kind::ConvergedIn, 3).id(b"m-4").parties(b"sip:dan@ims", b"447700900777"), 10),
+            later(Event::new(Kind::SmscReceipt, 3).smsc_id(b"79"), 11),
+            later(Event::new(Kind::Submitted, 3).id(b"m-4").smsc_id(b"79"), 12),
         ] {
             w2.write(&record_of(&e, w2.addresses(), &name)).unwrap();
         }
@@ -618,6 +622,7 @@ mod tests {
         assert_eq!(events("77").len(), 7, "both messages with it, and their receipts");
         assert_eq!(events("m-2").len(), 3);
         assert_eq!(events("m-3"), ["converged.in m-3", "converged.submitted m-377", "smsc.receipt 77"]);
+        assert_eq!(events("m-4"), ["converged.in m-4", "smsc.receipt 79", "converged.submitted m-479"]);
         assert!(events("nothing").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
