@@ -1483,7 +1483,6 @@ fn cluster_registry() {
     }
     receipts_through_a_nats_node_death(&on);
     receipts_without_a_quorum(&on);
-    receipts_redelivered_after_a_box_death();
     receipts_through_a_box_death();
     must(lab("down"), "lab.sh down (the cluster)");
     assert_clean_after_a_box_death();
@@ -1705,81 +1704,6 @@ fn receipts_without_a_quorum(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
         &|| health()["details"]["cluster"]["writable"] == true,
         90,
     );
-}
-
-/// The box that took receipts from the stream dies (kill -9) before acknowledging them:
-/// JetStream gives them to the other box after the ack wait. smsc-a and smsc-b bind to
-/// iwf-1 only and send through it; the core sends the notifications to iwf-2, which holds
-/// no bind, so every receipt crosses: iwf-2 publishes, iwf-1 pulls and delivers. iwf-1
-/// dies once it took its first receipts; the legacy systems, hearing nothing more, bind
-/// receivers to iwf-2, which then takes the rest from the stream, and after the ack wait
-/// (30 s) those iwf-1 had taken and not acknowledged. Every receipt of every acknowledged
-/// message arrives; one that arrives twice is one iwf-2 counted as redelivered. iwf-1 is
-/// started again.
-fn receipts_redelivered_after_a_box_death() {
-    let count = |admin: &str, what: &str| cluster_count(admin, what);
-    let (taken, redelivered) = (count(BOX1, "taken"), count(BOX2, "redelivered"));
-    let ua_out = root_dir().join("target/lab/sip_ua_redeliver.json");
-    // Each notification 2 s after its message: they come over a second or two, and
-    // iwf-1 dies among them.
-    let mut ua = sip_ua(
-        &["--iwf", "198.18.2.3:5060", "--notify", "both", "--notify-delay", "2", "--duration", "150", "--retry", "30"],
-        &ua_out,
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let kill = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while cluster_count(BOX1, "taken") < taken + 4 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let pid = std::fs::read_to_string(root_dir().join("target/lab/iwf.pid")).unwrap_or_default();
-        let pid: i32 = pid.trim().parse().expect("iwf-1's pid");
-        // SAFETY: kill(2) on iwf-1, which the lab started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let v = legacy_flow(&[
-        "--failover-host",
-        "198.18.1.3",
-        "--count",
-        "20",
-        "--window",
-        "1",
-        "--user-ack",
-        "--resp-timeout",
-        "5",
-        "--receipt-timeout",
-        "100",
-    ]);
-    kill.join().expect("the kill");
-    ua.stop_gently();
-    let checks = &v["checks"];
-    for k in ["missing", "missing_user_ack", "unexpected", "misrouted"] {
-        assert_eq!(checks[k], serde_json::json!([]), "{k}: nothing acknowledged lost when the consumer died: {v}");
-    }
-    let accepted: usize =
-        ["smsc-a", "smsc-b"].iter().map(|s| v["systems"][s]["message_ids"].as_array().map_or(0, Vec::len)).sum();
-    // iwf-1 died with receipts still to come: the systems it had not finished went to
-    // iwf-2 (the other may have had all of its own).
-    let failed_over = ["smsc-a", "smsc-b"].iter().filter(|s| v["systems"][**s]["failed_over"] == true).count();
-    assert!(failed_over > 0, "iwf-1 died before the receipts were all in: a system went to iwf-2: {v}");
-    let twice = checks["duplicates"].as_array().map_or(0, Vec::len) as u64;
-    let counted = count(BOX2, "redelivered") - redelivered;
-    assert!(twice <= counted, "{twice} duplicates, {counted} counted as redelivered: {v}");
-    let after: usize = ["smsc-a", "smsc-b"]
-        .iter()
-        .flat_map(|s| v["systems"][s]["receipts"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["phase"] == "failed_over")
-        .count();
-    eprintln!(
-        "iwf-1 (taking receipts from the stream) killed: {accepted} messages acknowledged, every receipt delivered, {after} of them through iwf-2 after the failover, {counted} redelivered by JetStream, {twice} duplicates, 0 lost; iwf-2 {}",
-        ctl_json(&["--admin", BOX2, "cluster"])["receipts"]
-    );
-    must(lab_with(&["box-start", "1"]), "lab.sh box-start 1");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ctl_json(&["--admin", BOX1, "cluster"])["writable"] != true {
-        assert!(Instant::now() < deadline, "iwf-1 back in the cluster");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A counter of box `admin`'s /metrics (0 when it does not answer).
