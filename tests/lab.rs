@@ -1740,6 +1740,8 @@ fn receipts_through_a_box_death() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
     let v = legacy_flow(&[
+        "--connect-retries",
+        "5",
         "--host",
         "198.18.1.3",
         "--also-host",

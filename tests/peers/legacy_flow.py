@@ -84,6 +84,7 @@ class Bind:
         self.on_receipt = on_receipt
         self.c = smpplib.client.Client(host or args.host, args.port, timeout=10,
                                        allow_unknown_opt_params=True)
+        self.retries = args.connect_retries
         self.closed = False
         # An --also-host bind: losing its box is part of the test, not an error; its
         # receipts say which box they came from.
@@ -93,8 +94,23 @@ class Bind:
 
     def open(self):
         cfg = SYSTEMS[self.system]
+        # --connect-retries: an ESME tries a refused connection again (a box of a
+        # cluster may still be closing the previous run's connections).
+        for _ in range(self.retries):
+            try:
+                self.c.connect()
+                break
+            except smpplib.exceptions.ConnectionError:
+                # A socket whose connect failed is not used again.
+                try:
+                    self.c._socket.close()
+                except OSError:
+                    pass
+                self.c._socket = None
+                time.sleep(0.5)
         try:
-            self.c.connect()
+            if self.c.state == smpplib.consts.SMPP_CLIENT_STATE_CLOSED:
+                self.c.connect()
             getattr(self.c, "bind_" + self.kind)(system_id=cfg["system_id"], password=cfg["password"])
         except Exception:
             self.c.state = smpplib.consts.SMPP_CLIENT_STATE_OPEN
@@ -424,6 +440,7 @@ def main(argv=None):
     p.add_argument("--resp-timeout", type=float, default=45.0)
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--also-host")
+    p.add_argument("--connect-retries", type=int, default=0)
     args = p.parse_args(argv)
     if args.count < 0 or args.window < 1:
         p.error("--count must be >= 0 and --window >= 1")
