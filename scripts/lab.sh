@@ -16,6 +16,7 @@
 #                           [cluster] section; iwf-2's admin endpoint is 127.0.0.1:9871,
 #                           its log target/lab/iwf-2.log)
 #   scripts/lab.sh nats-kill N   kill -9 nats-server node N (1-3); nats-start N again
+#   scripts/lab.sh box-start N   start box N (1-2) of the cluster again after it died
 #
 #   side       namespace    tap          peer            iwf
 #   legacy     iwf-legacy   iwf-legacy0  198.18.1.1/24   198.18.1.2
@@ -279,6 +280,34 @@ start_iwf() {
     [ -n "$ready" ] || { lab_down; die "iwf not ready after 15 s (see $log)"; }
 }
 
+# Box N (1 or 2) of a cluster started again after it died (kill -9): what it left
+# released, started with its configuration and log, its taps into their sides' bridges.
+box_start() {
+    local n=$1 config log pidfile prefix suffix side ns tap peer addr
+    case $n in
+        1) config=$LAB_DIR/cluster-iwf-1.toml log=$LOG pidfile=$PIDFILE prefix=$PREFIX suffix=0 ;;
+        2) config=$LAB_DIR/cluster-iwf-2.toml log=$LOG2 pidfile=$PIDFILE2 prefix=${PREFIX}2 suffix=1 ;;
+        *) die "box-start: box 1 or 2" ;;
+    esac
+    [ -f "$config" ] || die "box-start: no cluster is up ($config missing)"
+    # A box just killed takes a moment to go (the kernel unmaps its hugepages).
+    for _ in $(seq 1 100); do iwf_pid "$pidfile" >/dev/null || break; sleep 0.1; done
+    if iwf_pid "$pidfile" >/dev/null; then die "box-start: box $n is running"; fi
+    rm -f "$pidfile"
+    PREFIX=$prefix release_files
+    start_iwf "$config" "$log" "$pidfile"
+    for s in "${SIDES[@]}"; do
+        read -r side ns tap peer addr <<<"$s"
+        local t=${tap%0}$suffix
+        for _ in $(seq 1 50); do ip link show "$t" >/dev/null 2>&1 && break; sleep 0.1; done
+        ip link show "$t" >/dev/null 2>&1 || die "box-start: tap $t did not appear (see $log)"
+        ip link set "$t" netns "$ns"
+        ip -n "$ns" link set "$t" master br0
+        ip -n "$ns" link set "$t" up
+    done
+    say "box $n started again"
+}
+
 # The cluster's taps: both boxes' tap of a side into its namespace, bridged, the peer
 # address on the bridge; then ping both boxes from each side.
 attach_cluster_taps() {
@@ -399,8 +428,9 @@ case "${1:-}" in
         say "nats: n$2 killed (kill -9)"
         ;;
     nats-start) nats_start "${2:?node 1-3}"; say "nats: n$2 started" ;;
+    box-start) box_start "${2:?box 1 or 2}" ;;
     restart) lab_restart ;;
     down) lab_down; say "down" ;;
     status) lab_status ;;
-    *) echo "usage: scripts/lab.sh up [--cluster]|down|status|restart|nats-kill N|nats-start N" >&2; exit 2 ;;
+    *) echo "usage: scripts/lab.sh up [--cluster]|down|status|restart|nats-kill N|nats-start N|box-start N" >&2; exit 2 ;;
 esac

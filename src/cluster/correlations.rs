@@ -50,40 +50,46 @@ pub struct CorrelationStats {
 }
 
 impl CorrelationStats {
-    pub(super) fn render(&self, out: &mut crate::control::metrics::MetricsWriter) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters = [
-            ("iwf_cluster_correlations_put_total", "Correlation records written to the cluster", &self.records_put),
-            ("iwf_cluster_correlation_ids_put_total", "SMSC ids written to the cluster", &self.ids_put),
-            (
+    /// Each counter once, for the metrics and the admin API.
+    fn counters(&self) -> [super::Counter<'_>; 6] {
+        use super::Counter as C;
+        [
+            C(
+                "records_put",
+                "iwf_cluster_correlations_put_total",
+                "Correlation records written to the cluster",
+                &self.records_put,
+            ),
+            C("ids_put", "iwf_cluster_correlation_ids_put_total", "SMSC ids written to the cluster", &self.ids_put),
+            C(
+                "put_failed",
                 "iwf_cluster_correlations_put_failed_total",
                 "Correlation writes that failed (answered 503)",
                 &self.put_failed,
             ),
-            ("iwf_cluster_correlation_finds_total", "SMSC receipts of unknown ids asked of the cluster", &self.finds),
-            ("iwf_cluster_correlations_found_total", "Of those, messages another box sent", &self.found),
-            (
+            C(
+                "finds",
+                "iwf_cluster_correlation_finds_total",
+                "SMSC receipts of unknown ids asked of the cluster",
+                &self.finds,
+            ),
+            C("found", "iwf_cluster_correlations_found_total", "Of those, messages another box sent", &self.found),
+            C(
+                "not_found",
                 "iwf_cluster_correlations_not_found_total",
                 "Of those, not found (the receipt stays parked)",
                 &self.not_found,
             ),
-        ];
-        for (name, help, c) in counters {
-            let _ = out.counter(name, help, &[], get(c));
-        }
+        ]
+    }
+
+    pub(super) fn render(&self, out: &mut crate::control::metrics::MetricsWriter) {
+        super::render_counters(out, &self.counters());
     }
 
     /// For `GET /v1/cluster`.
     pub(super) fn view(&self) -> serde_json::Value {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
-            "records_put": get(&self.records_put),
-            "ids_put": get(&self.ids_put),
-            "put_failed": get(&self.put_failed),
-            "finds": get(&self.finds),
-            "found": get(&self.found),
-            "not_found": get(&self.not_found),
-        })
+        serde_json::Value::Object(super::view_counters(&self.counters()))
     }
 }
 

@@ -206,6 +206,20 @@ async fn run(
     receipts.leave().await;
 }
 
+/// A counter as the metrics and the admin API show it: its key in `GET /v1/cluster`,
+/// its metric's name and help, its value.
+struct Counter<'a>(&'static str, &'static str, &'static str, &'a AtomicU64);
+
+fn render_counters(out: &mut crate::control::metrics::MetricsWriter, counters: &[Counter<'_>]) {
+    for Counter(_, name, help, c) in counters {
+        let _ = out.counter(name, help, &[], c.load(Ordering::Relaxed));
+    }
+}
+
+fn view_counters(counters: &[Counter<'_>]) -> serde_json::Map<String, serde_json::Value> {
+    counters.iter().map(|Counter(key, _, _, c)| ((*key).to_string(), c.load(Ordering::Relaxed).into())).collect()
+}
+
 /// Tells a waiter (a core's ring; a full one is tried again for a moment: the core
 /// drains it every poll).
 fn complete(shared: &Shared, token: u64, outcome: Outcome) {

@@ -15,6 +15,11 @@
 //!   A box that dies leaves its receipts unacknowledged: JetStream gives them to another
 //!   box after the ack wait. A receipt delivered more than once (its `*_resp` or ack was
 //!   lost) is counted.
+//! - **Acks are confirmed.** Each ack waits for JetStream's reply and is sent again
+//!   while none comes (a consumer electing its leader drops acks; each lost one would be
+//!   delivered again after the ack wait). A redelivery that comes anyway, or a receipt
+//!   published twice because its PubAck was lost, reaches a box that remembers its
+//!   `Nats-Msg-Id` as delivered: it is acknowledged, not sent to the legacy system again.
 use super::complete;
 use crate::flow::cluster::{ClusterOp, CLUSTER_ORIGIN, UNAVAILABLE};
 use crate::flow::{Completion, Outcome, Shared};
@@ -23,8 +28,9 @@ use crate::route::lane::{LaneItem, PushError};
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -37,6 +43,16 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// absorbed. (Each box's replay guard covers its own replay window; JetStream keeps
 /// every id of the window in memory, so it is kept short.)
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long an answered receipt's ack is tried until JetStream confirms it (a consumer
+/// electing its leader drops acks for seconds; each unconfirmed one would be delivered
+/// again after the ack wait), and how long this box remembers what it delivered, to
+/// absorb a redelivery that comes anyway.
+const ACK_CONFIRM_FOR: Duration = DUPLICATE_WINDOW;
+/// Receipts delivered lately this box remembers, at most (beyond it, the oldest are
+/// forgotten before the window ends: at 100 K receipts/s across boxes that is 0.6 s).
+const RECENT_MAX: usize = 65_536;
+/// How often the receipts still waiting in a lane are looked at for a Progress ack.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Receipts one system's consumer lets the boxes hold unacknowledged.
 const MAX_ACK_PENDING: i64 = 4096;
 /// Receipts a pull asks for at a time (what a box that dies holds prefetched waits
@@ -58,13 +74,19 @@ pub struct ReceiptStats {
     pub publish_failed: AtomicU64,
     /// Receipts taken from the stream into a lane.
     pub taken: AtomicU64,
-    /// Taken receipts acknowledged after their legacy system's resp.
+    /// Taken receipts answered by their legacy system whose ack JetStream confirmed.
     pub acked: AtomicU64,
+    /// Of those answered, acks JetStream never confirmed (tried for [`ACK_CONFIRM_FOR`]):
+    /// JetStream may deliver them again.
+    pub ack_unconfirmed: AtomicU64,
     /// Taken receipts handed back to JetStream undelivered (their bind went).
     pub returned: AtomicU64,
     /// Taken receipts JetStream had delivered before (to this box or another): each a
     /// possible duplicate at the legacy system.
     pub redelivered: AtomicU64,
+    /// Taken receipts this box had delivered lately (same `Nats-Msg-Id`: an ack or a
+    /// PubAck lost in a leader election): acknowledged again, not sent twice.
+    pub absorbed: AtomicU64,
     /// Taken receipts that are no receipt of a known system (terminated).
     pub malformed: AtomicU64,
     /// Publish latency (publish to JetStream's acknowledgement), microseconds: p50,
@@ -75,49 +97,79 @@ pub struct ReceiptStats {
 }
 
 impl ReceiptStats {
-    pub(super) fn render(&self, out: &mut crate::control::metrics::MetricsWriter) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters = [
-            (
+    /// Each counter once, for the metrics and the admin API.
+    fn counters(&self) -> [super::Counter<'_>; 10] {
+        use super::Counter as C;
+        [
+            C(
+                "published",
                 "iwf_cluster_receipts_published_total",
                 "Receipts published to the cluster and acknowledged by JetStream",
                 &self.published,
             ),
-            (
+            C(
+                "duplicates",
                 "iwf_cluster_receipts_duplicate_total",
                 "Publishes JetStream absorbed as duplicates (replays)",
                 &self.duplicates,
             ),
-            (
+            C(
+                "publish_failed",
                 "iwf_cluster_receipts_publish_failed_total",
                 "Receipt publishes that failed (the IMDN was answered 503)",
                 &self.publish_failed,
             ),
-            ("iwf_cluster_receipts_taken_total", "Receipts taken from the cluster into a lane", &self.taken),
-            (
+            C("taken", "iwf_cluster_receipts_taken_total", "Receipts taken from the cluster into a lane", &self.taken),
+            C(
+                "acked",
                 "iwf_cluster_receipts_acked_total",
-                "Taken receipts acknowledged after the legacy system's resp",
+                "Taken receipts answered by the legacy system whose ack JetStream confirmed",
                 &self.acked,
             ),
-            (
+            C(
+                "ack_unconfirmed",
+                "iwf_cluster_receipts_ack_unconfirmed_total",
+                "Answered receipts whose ack JetStream never confirmed (it may deliver them again)",
+                &self.ack_unconfirmed,
+            ),
+            C(
+                "returned",
                 "iwf_cluster_receipts_returned_total",
                 "Taken receipts handed back undelivered (their bind went)",
                 &self.returned,
             ),
-            (
+            C(
+                "redelivered",
                 "iwf_cluster_receipts_redelivered_total",
                 "Taken receipts delivered before: possible duplicates",
                 &self.redelivered,
             ),
-            (
+            C(
+                "absorbed",
+                "iwf_cluster_receipts_absorbed_total",
+                "Taken receipts this box had delivered lately: acknowledged again, not sent twice",
+                &self.absorbed,
+            ),
+            C(
+                "malformed",
                 "iwf_cluster_receipts_malformed_total",
                 "Taken receipts of no known system or unreadable (terminated)",
                 &self.malformed,
             ),
-        ];
-        for (name, help, c) in counters {
-            let _ = out.counter(name, help, &[], get(c));
+        ]
+    }
+
+    /// An ack's end: confirmed (counted if it was a legacy system's answer), or not.
+    fn count_ack(&self, confirmed: bool, answered: bool) {
+        if !confirmed {
+            self.ack_unconfirmed.fetch_add(1, Ordering::Relaxed);
+        } else if answered {
+            self.acked.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(super) fn render(&self, out: &mut crate::control::metrics::MetricsWriter) {
+        super::render_counters(out, &self.counters());
         // A gauge per percentile ("quantile" is a summary's label, and this is no summary:
         // it is the last second's, not a running one).
         for (q, v) in ["50", "99", "99.9"].iter().zip(&self.publish_us) {
@@ -125,7 +177,7 @@ impl ReceiptStats {
                 "iwf_cluster_publish_seconds",
                 "Receipt publish latency to JetStream's acknowledgement over the last second",
                 &[("percentile", q)],
-                get(v) as f64 / 1e6,
+                v.load(Ordering::Relaxed) as f64 / 1e6,
             );
         }
     }
@@ -133,18 +185,16 @@ impl ReceiptStats {
     /// For `GET /v1/cluster`.
     pub(super) fn view(&self) -> serde_json::Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
-            "published": get(&self.published),
-            "duplicates": get(&self.duplicates),
-            "publish_failed": get(&self.publish_failed),
-            "taken": get(&self.taken),
-            "acked": get(&self.acked),
-            "returned": get(&self.returned),
-            "redelivered": get(&self.redelivered),
-            "malformed": get(&self.malformed),
-            "publish_us": {"p50": get(&self.publish_us[0]), "p99": get(&self.publish_us[1]), "p999": get(&self.publish_us[2])},
-            "publish_us_all": {"p50": get(&self.publish_us_all[0]), "p99": get(&self.publish_us_all[1]), "p999": get(&self.publish_us_all[2])},
-        })
+        let mut v = super::view_counters(&self.counters());
+        v.insert(
+            "publish_us".into(),
+            serde_json::json!({"p50": get(&self.publish_us[0]), "p99": get(&self.publish_us[1]), "p999": get(&self.publish_us[2])}),
+        );
+        v.insert(
+            "publish_us_all".into(),
+            serde_json::json!({"p50": get(&self.publish_us_all[0]), "p99": get(&self.publish_us_all[1]), "p999": get(&self.publish_us_all[2])}),
+        );
+        serde_json::Value::Object(v)
     }
 }
 
@@ -152,11 +202,17 @@ impl ReceiptStats {
 struct Taken {
     message: jetstream::Message,
     system: u16,
+    /// Its `Nats-Msg-Id`, hashed (remembered once delivered).
+    id: Option<u64>,
     /// When JetStream was last told it is still being worked on (or it was taken).
     touched: Instant,
 }
 
 type Acked = Pin<Box<dyn Future<Output = (u64, Instant, Result<jetstream::publish::PublishAck, String>)> + Send>>;
+
+/// An ack being confirmed: whether JetStream confirmed it, and whether it was a
+/// legacy system's answer (`false`: a redelivery absorbed).
+type Confirming = Pin<Box<dyn Future<Output = (bool, bool)> + Send>>;
 
 /// What outlives a connection: the intake, the receipts taken (they are acknowledged
 /// through their own message's connection), the counters.
@@ -166,6 +222,13 @@ pub struct Receipts {
     /// Taken, waiting for room in their lane.
     backlog: VecDeque<(u16, jetstream::Message)>,
     next_index: u64,
+    /// Acks sent and not yet confirmed by JetStream.
+    confirming: FuturesUnordered<Confirming>,
+    /// What this box delivered lately (hashed `Nats-Msg-Id`s), oldest first, and as a set.
+    recent: VecDeque<(u64, Instant)>,
+    recent_ids: HashSet<u64>,
+    /// When the receipts in lanes were last looked at for a Progress ack.
+    progress_at: Instant,
     stats: Arc<ReceiptStats>,
     /// Publish latencies of the current second, and of every publish (none if they
     /// could not be made).
@@ -203,6 +266,10 @@ impl Receipts {
             taken: HashMap::new(),
             backlog: VecDeque::new(),
             next_index: 1,
+            confirming: FuturesUnordered::new(),
+            recent: VecDeque::new(),
+            recent_ids: HashSet::new(),
+            progress_at: Instant::now(),
             stats,
             latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).ok(),
             latency_all: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).ok(),
@@ -483,6 +550,13 @@ impl Receipts {
         if message.info().is_ok_and(|i| i.delivered > 1) {
             self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
         }
+        if id_of(&message).is_some_and(|id| self.recent_ids.contains(&id)) {
+            // Delivered here already (its ack, or its publish's PubAck, was lost): the
+            // legacy system has it. Only the ack is owed.
+            self.stats.absorbed.fetch_add(1, Ordering::Relaxed);
+            self.confirming.push(Box::pin(async move { (confirm(message).await, false) }));
+            return;
+        }
         self.stats.taken.fetch_add(1, Ordering::Relaxed);
         if !self.backlog.is_empty() {
             self.backlog.push_back((system, message));
@@ -517,7 +591,8 @@ impl Receipts {
         match lane.push(item) {
             Ok(()) => {
                 self.next_index = (index + 1) & 0xFFFF_FFFF_FFFF;
-                self.taken.insert(index, Taken { message, system, touched: Instant::now() });
+                let id = id_of(&message);
+                self.taken.insert(index, Taken { message, system, id, touched: Instant::now() });
                 None
             }
             Err(PushError::Full(_)) => Some((system, message)),
@@ -543,8 +618,10 @@ impl Receipts {
             match outcome {
                 // Answered by the legacy system (a refusal is its answer: not retried).
                 Outcome::Delivered | Outcome::Refused(_) | Outcome::Answered(..) => {
-                    self.stats.acked.fetch_add(1, Ordering::Relaxed);
-                    let _ = t.message.ack().await;
+                    if let Some(id) = t.id {
+                        self.remember(id);
+                    }
+                    self.confirming.push(Box::pin(async move { (confirm(t.message).await, true) }));
                 }
                 // Not delivered here (the store's thread hands back a lane's orphans).
                 Outcome::Stored | Outcome::StoreFailed => {
@@ -553,14 +630,23 @@ impl Receipts {
                 }
             }
         }
-        let lanes = shared.lanes.load();
-        for t in self.taken.values_mut() {
-            // Still waiting in a lane whose system is bound here: not yet another box's.
-            if t.touched.elapsed() >= ACK_WAIT / 3
-                && lanes.get(LegacySystemId(t.system)).is_some_and(|l| l.owner().is_some())
-            {
-                t.touched = Instant::now();
-                let _ = t.message.ack_with(AckKind::Progress).await;
+        self.confirmed();
+        if self.progress_at.elapsed() >= PROGRESS_EVERY {
+            self.progress_at = Instant::now();
+            let lanes = shared.lanes.load();
+            for t in self.taken.values_mut() {
+                // Still waiting in a lane whose system is bound here: not yet another box's.
+                if t.touched.elapsed() >= ACK_WAIT / 3
+                    && lanes.get(LegacySystemId(t.system)).is_some_and(|l| l.owner().is_some())
+                {
+                    t.touched = Instant::now();
+                    let _ = t.message.ack_with(AckKind::Progress).await;
+                }
+            }
+            while self.recent.front().is_some_and(|(_, at)| at.elapsed() >= ACK_CONFIRM_FOR) {
+                if let Some((id, _)) = self.recent.pop_front() {
+                    self.recent_ids.remove(&id);
+                }
             }
         }
         if self.latency_at.elapsed() >= Duration::from_secs(1) {
@@ -576,6 +662,27 @@ impl Receipts {
                     v.store(h.value_at_quantile(*q), Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// The acks JetStream confirmed (or that were tried for long enough) since the last
+    /// look, counted; never waiting.
+    fn confirmed(&mut self) {
+        use futures_util::FutureExt;
+        while let Some(Some((confirmed, answered))) = self.confirming.next().now_or_never() {
+            self.stats.count_ack(confirmed, answered);
+        }
+    }
+
+    /// A receipt delivered: remembered for the window (the oldest forgotten at the bound).
+    fn remember(&mut self, id: u64) {
+        if self.recent.len() >= RECENT_MAX {
+            if let Some((old, _)) = self.recent.pop_front() {
+                self.recent_ids.remove(&old);
+            }
+        }
+        if self.recent_ids.insert(id) {
+            self.recent.push_back((id, Instant::now()));
         }
     }
 
@@ -595,6 +702,37 @@ impl Receipts {
             self.stats.returned.fetch_add(1, Ordering::Relaxed);
             let _ = m.ack_with(AckKind::Nak(None)).await;
         }
+        // The acks on their way get a moment to be confirmed; a stop does not wait longer.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some((confirmed, answered)) = self.confirming.next().await {
+                self.stats.count_ack(confirmed, answered);
+            }
+        })
+        .await;
+    }
+}
+
+/// A receipt's `Nats-Msg-Id`, hashed (none for a message published without one).
+fn id_of(message: &jetstream::Message) -> Option<u64> {
+    let id = message.headers.as_ref()?.get(async_nats::header::NATS_MESSAGE_ID)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.as_str().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Acknowledges `message` and waits for JetStream to confirm it, again every half
+/// second while it does not (its consumer electing a leader), for up to
+/// [`ACK_CONFIRM_FOR`]: whether it was confirmed.
+async fn confirm(message: jetstream::Message) -> bool {
+    let until = Instant::now() + ACK_CONFIRM_FOR;
+    loop {
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), message.double_ack()).await {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -8,6 +8,7 @@ while tests/peers/sip_ua.py plays the converged side.
                    [--long] [--user-ack] [--unbind-before-receipts S]
                    [--receipt-timeout S] [--resp-timeout S] [--window W]
                    [--registered-delivery HEX] [--also-host H]
+                   [--failover-host H [--failover-after S]]
 
 - smsc-a: system_id smsca / pwa, one transceiver bind; sources 447000100001,
   destinations +447900000001, +447900000002, ...
@@ -24,6 +25,10 @@ message_id has its receipt(s) or --receipt-timeout passes (default 30 s).
 --also-host H: each system also binds a receiver to H (another box of a cluster) before
 it submits; receipts on it count as on any bind, and the bind may be lost (the box
 killed) without an error; its receipts' "bind" is "receiver@H".
+--failover-host H: when the receipts stop coming from the main box for --failover-after
+seconds (default 3; it died) before all arrived, each system binds a receiver to H and
+collects the rest there until the receipt timeout; those receipts have "phase":
+"failed_over", and the report says "failed_over": true.
 --unbind-before-receipts S: smsc-b binds only its transmitter, submits, unbinds once all
 resps are in, waits S seconds (iwf must queue its receipts), then binds its receiver and
 collects; receipts are marked "phase": "after_rebind".
@@ -231,6 +236,7 @@ class System:
             "destination_addr": text_of(pdu.destination_addr),
             "text": text,
         }
+        self.last_receipt = time.monotonic()
         with self.lock:
             # A receipt whose id no submit_sm_resp has given out yet: a strict ESME
             # (Kannel) drops it. Only a transceiver bind orders the two (a receiver
@@ -297,9 +303,16 @@ class System:
                                    % (len(outstanding), self.args.resp_timeout))
                 break
 
+    def quiet(self):
+        """With --failover-host: whether the main box has been silent long enough to
+        give up on it (nothing received for --failover-after seconds)."""
+        a = self.args
+        return a.failover_host is not None and time.monotonic() - self.last_receipt > a.failover_after
+
     def collect(self, binds, deadline):
         binds = binds + self.also
-        while time.monotonic() < deadline and not self.complete():
+        self.last_receipt = max(self.last_receipt, time.monotonic())
+        while time.monotonic() < deadline and not self.complete() and not self.quiet():
             if all(b.closed for b in binds):
                 self.errors.append("all binds closed by iwf while waiting for receipts")
                 break
@@ -308,10 +321,28 @@ class System:
 
     def run(self):
         self.also = []
+        self.last_receipt = time.monotonic()
+        self.deadline = None
         try:
             self._run()
         except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as e:
             self.errors.append("%s: %s" % (type(e).__name__, e))
+        a = self.args
+        if a.failover_host and not self.complete():
+            # The main box went quiet (or away): the rest comes over a receiver bind to
+            # the other box, until complete or the receipt timeout.
+            self.failed_over = True
+            try:
+                b = Bind(a, self.name, "receiver", self.on_receipt, host=a.failover_host)
+                b.open()
+                self.also.append(b)
+                self.phase = "failed_over"
+                self.last_receipt = time.monotonic()
+                end = self.deadline or time.monotonic() + a.receipt_timeout
+                while time.monotonic() < end and not self.complete():
+                    b.poll(0.2)
+            except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as e:
+                self.errors.append("failover: %s: %s" % (type(e).__name__, e))
         for b in self.also:
             try:
                 b.close()
@@ -329,7 +360,8 @@ class System:
         if not self.cfg["split"]:
             trx = self.bind("transceiver")
             self.submit_all(trx)
-            self.collect([trx], time.monotonic() + a.receipt_timeout)
+            self.deadline = time.monotonic() + a.receipt_timeout
+            self.collect([trx], self.deadline)
             trx.close()
             return
         if a.unbind_before_receipts is not None:
@@ -356,8 +388,9 @@ class System:
         t = threading.Thread(target=listen, daemon=True)
         t.start()
         self.submit_all(tx)
-        deadline = time.monotonic() + a.receipt_timeout
-        while time.monotonic() < deadline and not self.complete() and t.is_alive():
+        deadline = self.deadline = time.monotonic() + a.receipt_timeout
+        self.last_receipt = max(self.last_receipt, time.monotonic())
+        while time.monotonic() < deadline and not self.complete() and t.is_alive() and not self.quiet():
             tx.poll(0.2)  # answers enquire_link; receipts never come on a transmitter
         stop.set()
         t.join()
@@ -421,6 +454,7 @@ class System:
             "receipts": receipts,
             "checks": checks,
             "errors": self.errors,
+            "failed_over": getattr(self, "failed_over", False),
         }
 
 
@@ -441,6 +475,8 @@ def main(argv=None):
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--also-host")
     p.add_argument("--connect-retries", type=int, default=0)
+    p.add_argument("--failover-host")
+    p.add_argument("--failover-after", type=float, default=3.0)
     args = p.parse_args(argv)
     if args.count < 0 or args.window < 1:
         p.error("--count must be >= 0 and --window >= 1")
