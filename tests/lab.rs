@@ -592,17 +592,7 @@ fn receipts_end_to_end() {
     // smsc-c also originates 3 messages (deliver_sm) to a converged user: their delivery
     // notifications come back to it as SME acks (submit_sm, esm_class 0x08).
     let smsc_out = root_dir().join("target/lab/smsc_mo.json");
-    let smsc = Command::new("ip")
-        .args(["netns", "exec", LEGACY_NS])
-        .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-        .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
-        .args(["--mo", "3", "--duration", "120"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&smsc_out).expect("smsc output"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iwf-peer");
-    let mut smsc = Peer(smsc);
+    let mut smsc = smsc_double_with("pwc", &["--mo", "3", "--duration", "120"], Some(&smsc_out));
     // iwf's bind to this double, in the binds table (the port counters may still show a
     // previous double's bind for a second).
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -873,18 +863,7 @@ fn mms_through_postfix() {
 /// `iwf-peer smsc` as smsc-c sending its receipts `delay_ms` after each submit_sm_resp
 /// (receipts it could not send yet go to the next bind, like a real SMSC's).
 fn smsc_double_delayed(delay_ms: u64) -> Peer {
-    Peer(
-        Command::new("ip")
-            .args(["netns", "exec", LEGACY_NS])
-            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-            .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
-            .args(["--receipt-delay-ms", &delay_ms.to_string(), "--duration", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iwf-peer"),
-    )
+    smsc_double_with("pwc", &["--receipt-delay-ms", &delay_ms.to_string(), "--duration", "120"], None)
 }
 
 fn flows_line() -> String {
@@ -990,18 +969,8 @@ fn unknown_receipts_do_not_stall_the_bind() {
     let c0 =
         wait_port_counters("legacy", "iwf lost smsc-c", Duration::from_secs(15), |c| get(c, "smpp.client_up") == 0);
     let before = flows_line();
-    let mut smsc = Peer(
-        Command::new("ip")
-            .args(["netns", "exec", LEGACY_NS])
-            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-            .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf"])
-            .args(["--password", "pwc", "--unknown-receipts", "15", "--first-id", "3000000", "--duration", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iwf-peer smsc"),
-    );
+    let mut smsc =
+        smsc_double_with("pwc", &["--unknown-receipts", "15", "--first-id", "3000000", "--duration", "120"], None);
     wait_port_counters("legacy", "iwf bound to smsc-c", Duration::from_secs(15), |c| {
         get(c, "smpp.client_up") == 1 && delta(c, &c0, "smpp.client_bound") >= 1
     });
@@ -1584,18 +1553,7 @@ fn correlations_cross_boxes(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
     let corr = |admin: &str, what: &str| on(admin, &["cluster"])["correlations"][what].as_u64().unwrap_or(0);
     let (found, put) = (corr(BOX2, "found"), corr(BOX1, "ids_put"));
     let smsc_out = root_dir().join("target/lab/smsc_elsewhere.json");
-    let mut smsc = Peer(
-        Command::new("ip")
-            .args(["netns", "exec", LEGACY_NS])
-            .arg(env!("CARGO_BIN_EXE_iwf-peer"))
-            .args(["smsc", "--listen", &format!("{LEGACY_PEER_TEXT}:2776"), "--system-id", "iwf", "--password", "pwc"])
-            .args(["--receipts-elsewhere", "--duration", "60"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&smsc_out).expect("smsc output"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iwf-peer"),
-    );
+    let mut smsc = smsc_double_with("pwc", &["--receipts-elsewhere", "--duration", "60"], Some(&smsc_out));
     let deadline = Instant::now() + Duration::from_secs(30);
     for admin in [BOX1, BOX2] {
         while row_of(&on(admin, &["binds"]), "smsc-c")["bind_type"] != "transceiver (iwf binds)" {
@@ -1776,9 +1734,10 @@ fn kill_box1() {
 /// no bind, so every receipt crosses: iwf-2 publishes, iwf-1 pulls and delivers. iwf-1
 /// dies once it took its first receipts; the legacy systems, hearing nothing more, bind
 /// receivers to iwf-2, which then takes the rest from the stream, and after the ack wait
-/// (30 s) those iwf-1 had taken and not acknowledged. Every receipt of every acknowledged
-/// message arrives; one that arrives twice is one iwf-2 counted as redelivered. iwf-1 is
-/// started again.
+/// (30 s) those iwf-1 had taken and not acknowledged (its pulls outlive it at JetStream
+/// by their expiry, so it gets some after it died). Every receipt of every acknowledged
+/// message arrives; one that arrives twice is one iwf-2 counted as redelivered, and the
+/// stream is left empty. iwf-1 is started again.
 fn receipts_redelivered_after_a_box_death() {
     let count = |admin: &str, what: &str| cluster_count(admin, what);
     receipts_settled("before the box taking receipts dies", 60);
@@ -1809,6 +1768,10 @@ fn receipts_redelivered_after_a_box_death() {
         "5",
         "--failover-host",
         "198.18.1.3",
+        // What iwf-1 had taken and not acknowledged comes back after the ack wait (30 s),
+        // also when its receipts had reached the system before iwf-1 died: stay for it.
+        "--linger",
+        "40",
         "--count",
         "20",
         "--window",
@@ -2638,6 +2601,13 @@ impl Drop for Peer {
 /// `iwf-peer smsc` (the project's SMSC double, kernel TCP) as smsc-c in iwf-legacy,
 /// accepting system_id `iwf` with `password`.
 fn smsc_double(password: &str) -> Peer {
+    smsc_double_with(password, &["--duration", "120"], None)
+}
+
+/// The SMSC double (iwf-peer smsc) on the legacy side, where iwf binds to it as
+/// system_id iwf, with `args`; its report (JSON) into `out`.
+fn smsc_double_with(password: &str, args: &[&str], out: Option<&Path>) -> Peer {
+    let stdout = out.map_or_else(Stdio::null, |p| Stdio::from(std::fs::File::create(p).expect("smsc output")));
     Peer(
         Command::new("ip")
             .args(["netns", "exec", LEGACY_NS])
@@ -2651,12 +2621,12 @@ fn smsc_double(password: &str) -> Peer {
                 "--password",
                 password,
             ])
-            .args(["--duration", "120"])
+            .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
-            .expect("iwf-peer"),
+            .expect("iwf-peer smsc"),
     )
 }
 

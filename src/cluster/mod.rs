@@ -20,7 +20,7 @@ pub mod receipts;
 use crate::control::cluster::{ClusterAuth, ClusterConfig};
 use crate::flow::cluster::ClusterOp;
 use crate::flow::Shared;
-use crate::flow::{Completion, Outcome};
+use crate::flow::Outcome;
 use arc_swap::ArcSwap;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
@@ -220,18 +220,13 @@ fn view_counters(counters: &[Counter<'_>]) -> serde_json::Map<String, serde_json
     counters.iter().map(|Counter(key, _, _, c)| ((*key).to_string(), c.load(Ordering::Relaxed).into())).collect()
 }
 
-/// Tells a waiter (a core's ring; a full one is tried again for a moment: the core
-/// drains it every poll).
+/// Tells a waiter (a core's ring; a full one is tried again for 100 ms at most: the core
+/// drains it every poll, and the thread must get back to its NATS connection).
 fn complete(shared: &Shared, token: u64, outcome: Outcome) {
-    let mut c = Completion { token, outcome };
-    for _ in 0..1000 {
-        match shared.complete(c.token, c.outcome) {
-            Ok(()) => return,
-            Err(back) => c = back,
-        }
-        std::thread::sleep(Duration::from_micros(100));
+    let until = Instant::now() + Duration::from_millis(100);
+    if !shared.complete_waiting(token, outcome, || Instant::now() >= until) {
+        tracing::error!(token, "cluster: a core's completion ring stayed full; its waiter times out");
     }
-    tracing::error!(token = c.token, "cluster: a core's completion ring stayed full; its waiter times out");
 }
 
 /// Whether receipts for systems bound elsewhere can be handed to the cluster.
@@ -303,16 +298,9 @@ async fn bucket(
     js.get_key_value(name).await.map_err(|e| format!("bucket {name}: {e}"))
 }
 
-/// The legacy systems this box holds receiving binds for, with their counts.
-fn held_here(shared: &Shared) -> BTreeMap<String, u32> {
-    let provision = shared.provision.load();
-    let lanes = shared.lanes.load();
-    lanes
-        .lanes()
-        .iter()
-        .filter(|l| l.binds() > 0)
-        .filter_map(|l| provision.system(l.system().0).map(|s| (s.name.clone(), l.binds())))
-        .collect()
+/// The legacy systems this box holds receiving binds for: (id, binds).
+fn held(shared: &Shared) -> Vec<(u16, u32)> {
+    shared.lanes.load().lanes().iter().filter(|l| l.binds() > 0).map(|l| (l.system().0, l.binds())).collect()
 }
 
 /// One connection's life: announce this box's binds every heartbeat, watch the others',
@@ -406,7 +394,8 @@ async fn connected(
             seen.retain(|_, (_, at)| at.elapsed() < config.entry_life());
             let holders: Vec<Holder> = seen.values().map(|(h, _)| h.clone()).collect();
             registry.holders.store(Arc::new(holders));
-            rs.pull_for(&held_ids(shared), shared);
+            let ids: Vec<u16> = held(shared).iter().map(|&(id, _)| id).collect();
+            rs.pull_for(&ids, shared);
         }
         rs.publish(receipts, shared).await;
         receipts.tick(shared).await;
@@ -457,24 +446,21 @@ async fn announce(
     kv: &kv::Store,
     announced: &mut BTreeSet<String>,
 ) -> Result<(), String> {
-    let held = held_here(shared);
-    for (system, binds) in &held {
+    let provision = shared.provision.load();
+    let holding: BTreeMap<&str, u32> =
+        held(shared).into_iter().filter_map(|(id, binds)| Some((provision.system(id)?.name.as_str(), binds))).collect();
+    for (&system, &binds) in &holding {
         let key = format!("{system}.{}", config.node);
-        let h = Holder { system: system.clone(), node: config.node.clone(), binds: *binds };
+        let h = Holder { system: system.to_string(), node: config.node.clone(), binds };
         let value = serde_json::to_vec(&h).map_err(|e| e.to_string())?;
         kv.put(&key, value.into()).await.map_err(|e| format!("put {key}: {e}"))?;
         announced.insert(key);
     }
     let gone: Vec<String> =
-        announced.iter().filter(|k| !held.keys().any(|s| **k == format!("{s}.{}", config.node))).cloned().collect();
+        announced.iter().filter(|k| !holding.keys().any(|s| **k == format!("{s}.{}", config.node))).cloned().collect();
     for key in gone {
         kv.delete(&key).await.map_err(|e| format!("delete {key}: {e}"))?;
         announced.remove(&key);
     }
     Ok(())
-}
-
-/// The ids of the legacy systems this box holds receiving binds of.
-fn held_ids(shared: &Shared) -> Vec<u16> {
-    shared.lanes.load().lanes().iter().filter(|l| l.binds() > 0).map(|l| l.system().0).collect()
 }

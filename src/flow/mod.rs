@@ -1434,7 +1434,7 @@ mod tests {
     }
 
     /// Polls `f` until it sends a request: with a store, a converged message's parts
-    /// wait for its correlation record to be durable.
+    /// wait for its correlation record to be durable, and a stored receipt for its lane.
     fn send_within(f: &mut Flows) -> SmppSend {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -2961,13 +2961,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
-    #[test]
-    fn receipts_for_an_unbound_system_are_stored_then_delivered_when_it_binds() {
-        let store = StoreRun::start("iwf-flow-store");
-        let (shared, stats, dir) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
-        let mut f = flows(&shared);
-        let mut server = ServerTransactions::new(ServerConfig::default());
-        // A message from smsc-a, then smsc-a unbinds before the IMDN comes.
+    /// smsc-a sends a message (its tag returned), then its bind goes before any receipt.
+    fn sent_then_unbound(f: &mut Flows) -> String {
         f.bound(SMSCA, 1, true);
         f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
         let r = f.poll_request().unwrap();
@@ -2975,6 +2970,17 @@ mod tests {
         f.sip_final(r.token, 200);
         let _ = f.poll_smpp(0);
         f.closed(SMSCA);
+        tag
+    }
+
+    #[test]
+    fn receipts_for_an_unbound_system_are_stored_then_delivered_when_it_binds() {
+        let store = StoreRun::start("iwf-flow-store");
+        let (shared, stats, dir) = (Arc::clone(&store.shared), Arc::clone(&store.stats), store.path.clone());
+        let mut f = flows(&shared);
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        // A message from smsc-a, then smsc-a unbinds before the IMDN comes.
+        let tag = sent_then_unbound(&mut f);
         let dn = imdn(&tag, "delivered", "delivery");
         let t = txn(&mut server, &dn);
         deliver(&mut f, &shared, NOW, &dn, t);
@@ -2984,14 +2990,7 @@ mod tests {
         assert_eq!(stats.queued.load(Ordering::Relaxed), 1);
         // It binds again: the stored receipt comes out of its lane.
         f.bound(ConnRef::new(0, 6), 1, true);
-        let send = loop {
-            f.poll(0, NOW);
-            if let Some((_, SmppOut::Send(s))) = f.poll_smpp(0) {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "the stored receipt was not replayed");
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let send = send_within(&mut f);
         let Body::DeliverSm(sm) = Pdu::parse(send.item.pdu()).unwrap().body else { panic!() };
         assert_eq!(sm.tlvs.receipted_message_id().unwrap(), Some(tag.as_bytes()));
         f.smpp_sent(ConnRef::new(0, 6), 3, send);
@@ -3014,13 +3013,7 @@ mod tests {
         let mut f = flows(&shared);
         let mut server = ServerTransactions::new(ServerConfig::default());
         // A message from smsc-a, which then unbinds here (it is bound to another box).
-        f.bound(SMSCA, 1, true);
-        f.smpp_request(0, NOW, SMSCA, 1, &Pdu::parse(&submit(1, 1, 0, b"x", &[])).unwrap());
-        let r = f.poll_request().unwrap();
-        let tag = tag_of(&r.bytes);
-        f.sip_final(r.token, 200);
-        let _ = f.poll_smpp(0);
-        f.closed(SMSCA);
+        let tag = sent_then_unbound(&mut f);
         // The cluster cannot take receipts now (no quorum): 503 at once, nothing handed
         // over, and the notification is not remembered as relayed.
         let dn = imdn_between(&tag, "delivered", "delivery", "+447900000001@ims.lab", "+447000100001@iwf.ims.lab", "1");
@@ -3053,12 +3046,7 @@ mod tests {
         let token = (u64::from(cluster::CLUSTER_ORIGIN) << 48) | 7;
         let taken = LaneItem::new(LegacySystemId(1), token, item.pdu()).unwrap();
         shared.lanes.load().push(taken).unwrap();
-        let send = loop {
-            f.poll(0, NOW);
-            if let Some((_, SmppOut::Send(s))) = f.poll_smpp(0) {
-                break s;
-            }
-        };
+        let send = send_within(&mut f);
         assert_eq!(send.token, token);
         f.smpp_sent(ConnRef::new(0, 6), 3, send);
         f.smpp_response(NOW, ConnRef::new(0, 6), 3, CommandStatus::ESME_ROK, b"");

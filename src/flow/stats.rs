@@ -780,6 +780,21 @@ impl Shared {
         DropReason::ALL.iter().zip(&self.drops).map(|(r, c)| (r.name(), c.load(Ordering::Relaxed)))
     }
 
+    /// [`Shared::complete`] from a thread that may wait (the store's, the cluster's: no
+    /// packet path): a full ring is tried again, every 100 µs, until its core drains it
+    /// (each poll) or `give_up` says so. Whether the waiter was told.
+    pub fn complete_waiting(&self, token: u64, outcome: Outcome, give_up: impl Fn() -> bool) -> bool {
+        let mut c = Completion { token, outcome };
+        while let Err(back) = self.complete(c.token, c.outcome) {
+            if give_up() {
+                return false;
+            }
+            c = back;
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        true
+    }
+
     /// Sends a completion to whoever waits on `token`. A full ring (its consumer is
     /// behind) hands the completion back: the caller keeps it and tries again later,
     /// never spinning (a worker must not wait on another). A token of no core is

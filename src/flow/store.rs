@@ -437,17 +437,10 @@ pub fn recount(store: &Store, shared: &Shared) {
     }
 }
 
-/// Tells a waiter its outcome. The store's thread may wait (it is no packet path): a
-/// full ring is tried again until the core drains it or iwf stops.
+/// Tells a waiter its outcome: the store's thread waits on a full ring until the core
+/// drains it or iwf stops (a waiter must hear whether its receipt is durable).
 fn complete(shared: &Shared, token: u64, outcome: Outcome, stop: &AtomicBool) {
-    let mut c = Completion { token, outcome };
-    while let Err(back) = shared.complete(c.token, c.outcome) {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        c = back;
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    shared.complete_waiting(token, outcome, || stop.load(Ordering::Relaxed));
 }
 
 /// Puts `op` into the batch (its waiter into `waiting`); a write that cannot be put

@@ -8,7 +8,7 @@ while tests/peers/sip_ua.py plays the converged side.
                    [--long] [--user-ack] [--unbind-before-receipts S]
                    [--receipt-timeout S] [--resp-timeout S] [--window W]
                    [--registered-delivery HEX] [--also-host H]
-                   [--failover-host H [--failover-after S]]
+                   [--failover-host H [--failover-after S] [--linger S]]
 
 - smsc-a: system_id smsca / pwa, one transceiver bind; sources 447000100001,
   destinations +447900000001, +447900000002, ...
@@ -28,7 +28,10 @@ killed) without an error; its receipts' "bind" is "receiver@H".
 --failover-host H: when the receipts stop coming from the main box for --failover-after
 seconds (default 3; it died) before all arrived, each system binds a receiver to H and
 collects the rest there until the receipt timeout; those receipts have "phase":
-"failed_over", and the report says "failed_over": true.
+"failed_over", and the report says "failed_over": true. --linger S: then each system
+stays bound to H for S more seconds (binding a receiver there if it had not failed over):
+what the dead box had taken and not acknowledged comes back after JetStream's ack wait,
+to whichever box holds the system, and is counted among the duplicates.
 --unbind-before-receipts S: smsc-b binds only its transmitter, submits, unbinds once all
 resps are in, waits S seconds (iwf must queue its receipts), then binds its receiver and
 collects; receipts are marked "phase": "after_rebind".
@@ -343,6 +346,19 @@ class System:
                     b.poll(0.2)
             except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as e:
                 self.errors.append("failover: %s: %s" % (type(e).__name__, e))
+        if a.failover_host and a.linger > 0:
+            try:
+                if getattr(self, "failed_over", False):
+                    b = self.also[-1]
+                else:
+                    b = Bind(a, self.name, "receiver", self.on_receipt, host=a.failover_host)
+                    b.open()
+                    self.also.append(b)
+                end = time.monotonic() + a.linger
+                while time.monotonic() < end:
+                    b.poll(0.2)
+            except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as e:
+                self.errors.append("linger: %s: %s" % (type(e).__name__, e))
         for b in self.also:
             try:
                 b.close()
@@ -477,6 +493,7 @@ def main(argv=None):
     p.add_argument("--connect-retries", type=int, default=0)
     p.add_argument("--failover-host")
     p.add_argument("--failover-after", type=float, default=3.0)
+    p.add_argument("--linger", type=float, default=0.0)
     args = p.parse_args(argv)
     if args.count < 0 or args.window < 1:
         p.error("--count must be >= 0 and --window >= 1")
