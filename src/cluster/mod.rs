@@ -19,8 +19,8 @@ pub mod receipts;
 
 use crate::control::cluster::{ClusterAuth, ClusterConfig};
 use crate::flow::cluster::ClusterOp;
-use crate::flow::Shared;
 use crate::flow::Outcome;
+use crate::flow::Shared;
 use arc_swap::ArcSwap;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;

@@ -1626,10 +1626,21 @@ mod tests {
         let parked = db.parked(NOW).unwrap();
         assert_eq!(parked.len(), 2, "{parked:?}");
         let shared2 = self::shared(None);
+        // (In a cluster: the box restarting may hold receipts of another box's messages.)
+        let (tx, intake) = std::sync::mpsc::channel();
+        shared2.cluster.set(cluster::ClusterLink::new(tx)).unwrap();
         let mut f2 = flows(&shared2);
         assert_eq!(f2.restore_parked(&parked, NOW + 5), 2);
-        // Parked anew (their resps never come after a restart) and counted unmatched
-        // when the park time ends.
+        // Parked anew (their resps never come after a restart), each asked of the
+        // cluster, and counted unmatched when the park time ends (the cluster knew none).
+        let asked: Vec<String> = intake
+            .try_iter()
+            .filter_map(|op| match op {
+                cluster::ClusterOp::Find { id, .. } => Some(String::from_utf8_lossy(id.as_bytes()).into_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked.len(), 2, "{asked:?}");
         assert!(f2.poll_request().is_none());
         f2.poll(0, NOW + 5 + 31);
         assert_eq!(shared2.stats.smsc_receipts_absorbed.load(Ordering::Relaxed), 2);

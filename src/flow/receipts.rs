@@ -102,13 +102,7 @@ impl Flows {
     /// SMSC's window and push real receipts out.
     pub(super) fn park(&mut self, unix: u64, mut r: HeldReceipt) {
         if r.parked.is_none() {
-            // In a cluster the message may be another box's: ask for it.
-            if let Some(link) = self.shared.cluster.get() {
-                let find = cluster::ClusterOp::Find { system: r.system, id: r.id, core: self.config.core };
-                if link.send(find) {
-                    inc(&self.shared.stats.smsc_receipts_asked_cluster);
-                }
-            }
+            self.ask_cluster(r.system, r.id);
         }
         if r.parked.is_none() && self.shared.store.is_some() && self.waiters_full(1) {
             // No room to wait for the write: the SMSC sends it again later.
@@ -264,8 +258,19 @@ impl Flows {
         }
     }
 
+    /// In a cluster, the message a receipt's id belongs to may be another box's: ask
+    /// for it (the answer comes to [`Flows::found_in_cluster`]).
+    fn ask_cluster(&self, system: u16, id: CanonicalId) {
+        if let Some(link) = self.shared.cluster.get() {
+            if link.send(cluster::ClusterOp::Find { system, id, core: self.config.core }) {
+                inc(&self.shared.stats.smsc_receipts_asked_cluster);
+            }
+        }
+    }
+
     /// Receipts of the store's parked table, after a restart: each is applied again
-    /// (to a restored correlation, or parked anew until its park time ends).
+    /// (to a restored correlation, or parked anew until its park time ends, and then,
+    /// as a receipt that just came, asked of the cluster).
     pub fn restore_parked(&mut self, records: &[crate::route::store::ParkedReceipt], unix: u64) -> usize {
         let provision = self.shared.provision.load_full();
         for p in records {
@@ -280,6 +285,9 @@ impl Flows {
                 parked: Some(p.key),
             };
             self.apply_receipt(unix, r, &provision);
+            if self.parked.contains_key(&(p.system.0, p.id)) {
+                self.ask_cluster(p.system.0, p.id);
+            }
         }
         records.len()
     }
