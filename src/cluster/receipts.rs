@@ -22,7 +22,7 @@
 //!   `Nats-Msg-Id` as delivered: it is acknowledged, not sent to the legacy system again.
 use super::complete;
 use crate::flow::cluster::{ClusterOp, CLUSTER_ORIGIN, UNAVAILABLE};
-use crate::flow::{Completion, Outcome, Shared};
+use crate::flow::{Completion, CorrelationWrite, Outcome, Shared};
 use crate::ids::LegacySystemId;
 use crate::route::lane::{LaneItem, PushError};
 use async_nats::jetstream::{self, consumer, stream, AckKind};
@@ -285,9 +285,12 @@ impl Receipts {
                     self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
                     item.token()
                 }
-                ClusterOp::PutCorrelation { token, .. } | ClusterOp::BindId { token, .. } => token,
-                // Nothing waits: the message stays here, the receipt parked.
-                ClusterOp::RemoveCorrelation { .. } | ClusterOp::Find { .. } => continue,
+                ClusterOp::Correlation(write) => match write.token() {
+                    Some(token) => token,
+                    None => continue,
+                },
+                // Nothing waits: the receipt stays parked.
+                ClusterOp::Find { .. } => continue,
             };
             complete(shared, token, UNAVAILABLE);
         }
@@ -376,16 +379,16 @@ impl Session {
             let Ok(op) = r.intake.try_recv() else { break };
             let item = match op {
                 ClusterOp::Publish { item } => item,
-                ClusterOp::PutCorrelation { key, record, token } => {
-                    self.correlations.put_record(key, &record, token);
-                    continue;
-                }
-                ClusterOp::BindId { system, id, key, part, token } => {
-                    self.correlations.put_id(system, id, key, part, token);
-                    continue;
-                }
-                ClusterOp::RemoveCorrelation { key } => {
-                    self.correlations.remove(key);
+                ClusterOp::Correlation(write) => {
+                    match write {
+                        CorrelationWrite::Put { key, record, token } => {
+                            self.correlations.put_record(key, &record, token)
+                        }
+                        CorrelationWrite::BindId { system, id, key, part, token } => {
+                            self.correlations.put_id(system, id, key, part, token)
+                        }
+                        CorrelationWrite::Remove { key } => self.correlations.remove(key),
+                    }
                     continue;
                 }
                 ClusterOp::Find { system, id, core } => {

@@ -19,10 +19,9 @@
 //! [`CLUSTER_ORIGIN`]: their completions come back through
 //! [`Shared::cluster_completions`](super::Shared), and the cluster thread acknowledges
 //! each to JetStream only then (after the legacy system's `*_resp`).
-use super::Outcome;
+use super::{CorrelationWrite, Outcome};
 use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
-use crate::route::store::DurableCorrelation;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 
@@ -42,36 +41,11 @@ pub enum ClusterOp {
         /// The receipt and its waiter's token.
         item: LaneItem,
     },
-    /// A converged → legacy message's correlation record, durable in this box's store:
-    /// into the cluster's correlations bucket too; `token` completes with
-    /// [`Outcome::Stored`] once there (before the parts go), [`UNAVAILABLE`] if not.
-    PutCorrelation {
-        /// Its store key (unique across boxes: it holds this box's start time).
-        key: u64,
-        /// The record.
-        record: Box<DurableCorrelation>,
-        /// The waiter.
-        token: u64,
-    },
-    /// Part `part` of message `key` has the SMSC id `id` (durable here): into the
-    /// bucket, so a receipt for it on any box finds the message; `token` as above.
-    BindId {
-        /// The legacy system.
-        system: u16,
-        /// The canonical SMSC id.
-        id: CanonicalId,
-        /// The message's store key.
-        key: u64,
-        /// The part (1-based).
-        part: u8,
-        /// The waiter.
-        token: u64,
-    },
-    /// Message `key` is complete: out of the bucket.
-    RemoveCorrelation {
-        /// Its store key.
-        key: u64,
-    },
+    /// A correlation write durable in this box's store: into the cluster's
+    /// correlations bucket too (an SMSC id there lets a receipt on any box find its
+    /// message). A waiting token completes with [`Outcome::Stored`] once there,
+    /// [`UNAVAILABLE`] if not.
+    Correlation(CorrelationWrite),
     /// Core `core` holds an SMSC receipt with an id it knows no message for: the
     /// message another box sent under it, if any, comes back through
     /// [`Shared::cluster_found`](super::Shared).

@@ -80,7 +80,7 @@ impl Flows {
     /// The durable copy of `message`'s correlation is no longer needed.
     pub(super) fn remove_durable(&mut self, message: correlation::MessageRef) {
         if let (Some(key), Some(tx)) = (self.store_keys.remove(&message), &self.shared.store) {
-            let _ = tx.send(store::StoreOp::RemoveCorrelation { key });
+            let _ = tx.send(store::StoreOp::Correlation(CorrelationWrite::Remove { key }));
         }
     }
 
@@ -159,8 +159,14 @@ impl Flows {
                                 if let Ok(o) = &r {
                                     let key = self.store_keys.get(&o.message).copied();
                                     if let (Some(key), Some(tx)) = (key, &self.shared.store) {
-                                        let op =
-                                            store::StoreOp::BindId { system, id, key, part: o.part, token: req.token };
+                                        let write = CorrelationWrite::BindId {
+                                            system,
+                                            id,
+                                            key,
+                                            part: o.part,
+                                            token: req.token,
+                                        };
+                                        let op = store::StoreOp::Correlation(write);
                                         bind_sent = tx.send(op).is_ok();
                                     }
                                 }

@@ -432,7 +432,8 @@ impl Flows {
             let from = Requester::Correlation { message: key };
             let w = self.new_waiter(from, 1);
             self.unsent.insert(w, UnsentParts { conn, system, parts });
-            let op = store::StoreOp::PutCorrelation { key: store_key, record: Box::new(record), token: self.token(w) };
+            let write = CorrelationWrite::Put { key: store_key, record: Box::new(record), token: self.token(w) };
+            let op = store::StoreOp::Correlation(write);
             if tx.send(op).is_err() {
                 self.waiters.remove(w);
                 self.release_parts(w, key, false);

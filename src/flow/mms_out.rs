@@ -139,8 +139,9 @@ impl Flows {
                 let w = self.new_waiter(Requester::MmsForward, 2);
                 let token = self.token(w);
                 self.mms.unsent_forwards.insert(w, out);
-                let put = store::StoreOp::PutCorrelation { key, record: Box::new(record), token };
-                let bind = store::StoreOp::BindId { system, id: canonical, key, part, token };
+                let put = store::StoreOp::Correlation(CorrelationWrite::Put { key, record: Box::new(record), token });
+                let bind =
+                    store::StoreOp::Correlation(CorrelationWrite::BindId { system, id: canonical, key, part, token });
                 if tx.send(put).is_err() || tx.send(bind).is_err() {
                     self.waiters.remove(w);
                     self.forward_stored(w, false);

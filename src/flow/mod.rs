@@ -343,6 +343,52 @@ pub struct SmppSend {
     pub correlation: Option<(u16, u32)>,
 }
 
+/// A write to a converged → legacy message's correlation: the store's thread makes it
+/// durable ([`store::StoreOp::Correlation`]) and, in a cluster, then hands it to the
+/// cluster thread ([`cluster::ClusterOp::Correlation`]), which puts it in the shared
+/// bucket. A waiting token completes with [`Outcome::Stored`] once it is durable
+/// everywhere it must be (before the converged sender hears 200, before the parts go).
+#[derive(Debug, Clone)]
+pub enum CorrelationWrite {
+    /// The message's record.
+    Put {
+        /// The message's store key (unique across boxes: it holds the box's start time).
+        key: u64,
+        /// The record.
+        record: Box<crate::route::store::DurableCorrelation>,
+        /// The waiter.
+        token: u64,
+    },
+    /// Part `part` of message `key` has the SMSC id `id`.
+    BindId {
+        /// The legacy system.
+        system: u16,
+        /// The canonical SMSC id.
+        id: crate::interwork::converged_to_legacy::CanonicalId,
+        /// The message's store key.
+        key: u64,
+        /// The part (1-based).
+        part: u8,
+        /// The waiter.
+        token: u64,
+    },
+    /// Message `key` is complete: forget it (nobody waits).
+    Remove {
+        /// The message's store key.
+        key: u64,
+    },
+}
+
+impl CorrelationWrite {
+    /// Its waiter's token, if one waits.
+    pub fn token(&self) -> Option<u64> {
+        match self {
+            CorrelationWrite::Put { token, .. } | CorrelationWrite::BindId { token, .. } => Some(*token),
+            CorrelationWrite::Remove { .. } => None,
+        }
+    }
+}
+
 /// How a receipt or message handed to a legacy system ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -6,11 +6,10 @@
 //! The thread is the control plane's: it never touches a packet; the workers reach it
 //! through a channel ([`StoreOp`]) and it answers through [`Shared::complete`].
 use super::cluster::ClusterOp;
-use super::{Completion, Outcome, Shared, STORE_ORIGIN};
+use super::{Completion, CorrelationWrite, Outcome, Shared, STORE_ORIGIN};
 use crate::ids::LegacySystemId;
-use crate::interwork::converged_to_legacy::CanonicalId;
 use crate::route::lane::LaneItem;
-use crate::route::store::{Batch, DurableCorrelation, MmsOrigin, ParkedReceipt, QueueKey, Store};
+use crate::route::store::{Batch, MmsOrigin, ParkedReceipt, QueueKey, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -36,34 +35,9 @@ pub enum StoreOp {
         /// The system.
         system: u16,
     },
-    /// A converged → legacy message's correlation record; `token` completes with
-    /// [`Outcome::Stored`] once durable (before the converged sender hears 200).
-    PutCorrelation {
-        /// The message's store key.
-        key: u64,
-        /// The record.
-        record: Box<DurableCorrelation>,
-        /// The waiter.
-        token: u64,
-    },
-    /// Part `part` of message `key` has the SMSC id `id`; `token` as above.
-    BindId {
-        /// The legacy system.
-        system: u16,
-        /// The canonical SMSC id.
-        id: CanonicalId,
-        /// The message's store key.
-        key: u64,
-        /// The part (1-based).
-        part: u8,
-        /// The waiter.
-        token: u64,
-    },
-    /// Message `key` is complete: forget it.
-    RemoveCorrelation {
-        /// The message's store key.
-        key: u64,
-    },
+    /// A converged → legacy message's correlation written (its waiter, if any, hears
+    /// [`Outcome::Stored`] once durable, in a cluster once shared too).
+    Correlation(CorrelationWrite),
     /// An SMSC receipt whose id no resp has bound yet; `token` completes with
     /// [`Outcome::Stored`] once durable (then its deliver_sm_resp goes).
     Park {
@@ -137,13 +111,13 @@ struct Pending {
     waiting: Vec<u64>,
     /// In a cluster: the correlation writes that go to the cluster once committed
     /// here (their waiters hear from the cluster thread).
-    forward: Option<Vec<ClusterOp>>,
+    forward: Option<Vec<CorrelationWrite>>,
 }
 
 impl Pending {
     /// Whether no waiter waits for the commit (removals alone wait for the batch's time).
     fn is_empty(&self) -> bool {
-        self.waiting.is_empty() && self.forward.as_ref().is_none_or(|f| f.iter().all(|op| op_token(op).is_none()))
+        self.waiting.is_empty() && self.forward.as_ref().is_none_or(|f| f.iter().all(|w| w.token().is_none()))
     }
 }
 
@@ -169,9 +143,9 @@ fn commit(
                     complete(shared, token, Outcome::Stored, stop);
                 }
             }
-            for op in forward {
-                let token = op_token(&op);
-                let sent = shared.cluster.get().is_some_and(|link| link.send(op));
+            for write in forward {
+                let token = write.token();
+                let sent = shared.cluster.get().is_some_and(|link| link.send(ClusterOp::Correlation(write)));
                 if let (false, Some(token)) = (sent, token) {
                     complete(shared, token, super::cluster::UNAVAILABLE, stop);
                 }
@@ -183,7 +157,7 @@ fn commit(
             // Nothing of the batch is durable: each waiter hears so now (its
             // request is answered 500 and the sender retries), none waits for
             // ever. The writes go with the batch.
-            let forwarded = forward.iter().filter_map(op_token);
+            let forwarded = forward.iter().filter_map(CorrelationWrite::token);
             for token in pending.waiting.drain(..).chain(forwarded) {
                 if (token >> 48) as u16 != STORE_ORIGIN {
                     complete(shared, token, Outcome::StoreFailed, stop);
@@ -191,15 +165,6 @@ fn commit(
             }
             *batch = Batch::new(256, 2_000);
         }
-    }
-}
-
-/// The waiter of a cluster write, if it has one.
-fn op_token(op: &ClusterOp) -> Option<u64> {
-    match op {
-        ClusterOp::PutCorrelation { token, .. } | ClusterOp::BindId { token, .. } => Some(*token),
-        ClusterOp::Publish { item } => Some(item.token()),
-        ClusterOp::RemoveCorrelation { .. } | ClusterOp::Find { .. } => None,
     }
 }
 
@@ -461,14 +426,24 @@ fn intake(op: StoreOp, batch: &mut Batch, pending: &mut Pending, bound: &mut Vec
                 bound.push(system);
             }
         }
-        StoreOp::PutCorrelation { key, record, token } => {
-            if batch.put_correlation(key, &record, now_us).is_err() {
-                return Some(token);
+        StoreOp::Correlation(write) => {
+            match &write {
+                CorrelationWrite::Put { key, record, token } => {
+                    if batch.put_correlation(*key, record, now_us).is_err() {
+                        return Some(*token);
+                    }
+                }
+                CorrelationWrite::BindId { system, id, key, part, .. } => {
+                    batch.bind_id(LegacySystemId(*system), id, *key, *part, now_us);
+                }
+                CorrelationWrite::Remove { key } => {
+                    batch.remove_correlation(*key, now_us);
+                }
             }
             match &mut pending.forward {
                 // In a cluster the waiter hears once the cluster has it too.
-                Some(f) => f.push(ClusterOp::PutCorrelation { key, record, token }),
-                None => waiting.push(token),
+                Some(f) => f.push(write),
+                None => waiting.extend(write.token()),
             }
         }
         StoreOp::PutMmsOrigin { key, origin, token } => {
@@ -479,19 +454,6 @@ fn intake(op: StoreOp, batch: &mut Batch, pending: &mut Pending, bound: &mut Vec
         }
         StoreOp::RemoveMmsOrigin { key } => {
             batch.remove_mms_origin(key, now_us);
-        }
-        StoreOp::BindId { system, id, key, part, token } => {
-            batch.bind_id(LegacySystemId(system), &id, key, part, now_us);
-            match &mut pending.forward {
-                Some(f) => f.push(ClusterOp::BindId { system, id, key, part, token }),
-                None => waiting.push(token),
-            }
-        }
-        StoreOp::RemoveCorrelation { key } => {
-            batch.remove_correlation(key, now_us);
-            if let Some(f) = &mut pending.forward {
-                f.push(ClusterOp::RemoveCorrelation { key });
-            }
         }
         StoreOp::Park { receipt, token } => {
             waiting.push(token);
