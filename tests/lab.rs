@@ -1377,10 +1377,10 @@ fn receipts_stream_detail() -> Option<serde_json::Value> {
 ///
 /// Messages may remain on the stream's leader once all that holds: a NATS node that was
 /// killed while the consumers acknowledged (work-queue retention removes a message on
-/// its ack) can keep its copies of those messages after it comes back, and when it leads
-/// the stream they show in its count. Every consumer's delivery floor is past them, so
-/// no box is ever given one again; max_age removes them. They are reported, not failed:
-/// the scenarios themselves check that each receipt arrived and how often.
+/// its ack) can keep its copies of those messages after it comes back (nats-server 2.9),
+/// and when it leads the stream they show in its count. With nothing pending on any
+/// consumer no box is given one again, and max_age removes them. They are reported, not
+/// failed: the scenarios themselves check that each receipt arrived and how often.
 fn receipts_settled(what: &str, secs: u64) {
     let settled = |s: &serde_json::Value| {
         let consumers = s["consumer_detail"].as_array().cloned().unwrap_or_default();
@@ -1513,8 +1513,11 @@ fn cluster_registry() {
         assert!(m.contains("iwf_cluster_correlations_found_total"), "{m}");
         metrics_are_clean_and_documented(&m);
     }
-    receipts_through_a_nats_node_death(&on);
+    // The quorum goes first: a node killed mid-traffic comes back with consumer replicas
+    // that catch up only at their next ack, and nats-server 2.9 lets such a node, left
+    // alone as the quorum goes and comes back, lead with receipts the others removed.
     receipts_without_a_quorum(&on);
+    receipts_through_a_nats_node_death(&on);
     receipts_redelivered_after_a_box_death();
     receipts_through_a_box_death();
     must(lab("down"), "lab.sh down (the cluster)");
