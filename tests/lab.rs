@@ -1624,10 +1624,10 @@ fn correlations_cross_boxes(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
     assert_eq!(corr(BOX2, "found") - found, 3, "iwf-2 found each message in the cluster: {c2}");
 }
 
-/// The receipts stream's leader is killed (kill -9) while receipts cross boxes: the
-/// publishes refused meanwhile (503) are retried by the core until JetStream has a new
-/// leader, and every receipt arrives; one delivered twice is one iwf-2 counted as
-/// redelivered.
+/// The receipts stream's leader is killed (kill -9) while receipts cross boxes, and
+/// started again once the stream has a new leader: the publishes refused meanwhile (503)
+/// are retried by the core until JetStream has a new leader, and every receipt arrives;
+/// one delivered twice is one iwf-2 counted as redelivered.
 fn receipts_through_a_nats_node_death(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
     receipts_settled("before a NATS node dies", 60);
     let (_, _, leader) = nats_stream(1, "IWF_RECEIPTS").expect("the receipts stream");
@@ -1651,6 +1651,14 @@ fn receipts_through_a_nats_node_death(on: &dyn Fn(&str, &[&str]) -> serde_json::
             std::thread::sleep(Duration::from_millis(10));
         }
         must(lab_with(&["nats-kill", &n.to_string()]), "lab.sh nats-kill (the receipts stream's leader)");
+        // It comes back once the stream took receipts again (a new leader), the traffic
+        // still going: it catches up while its peers serve.
+        let killed = published(BOX1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while published(BOX1) < killed + 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        must(lab_with(&["nats-start", &n.to_string()]), "lab.sh nats-start");
     });
     let v = legacy_flow(&[
         "--host",
@@ -1662,8 +1670,14 @@ fn receipts_through_a_nats_node_death(on: &dyn Fn(&str, &[&str]) -> serde_json::
         "--user-ack",
         "--receipt-timeout",
         "90",
+        // A receipt delivered while its consumer lost its leader can lose its ack with
+        // it, the double ack confirming nothing, and JetStream gives it again after the
+        // ack wait (30 s): the systems stay bound to see that happen within the
+        // scenario (iwf-2 remembers it delivered it and only acknowledges it).
+        "--linger",
+        "35",
     ]);
-    kill.join().expect("the kill");
+    kill.join().expect("the kill and the restart");
     // Every receipt arrived (checked below): the UA has nothing left to send.
     ua.stop_gently();
     let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
@@ -1684,10 +1698,9 @@ fn receipts_through_a_nats_node_death(on: &dyn Fn(&str, &[&str]) -> serde_json::
     assert!(twice <= counted, "{twice} duplicates, {counted} counted as redelivered: {v}");
     let delivered: usize =
         ["smsc-a", "smsc-b"].iter().map(|s| v["systems"][s]["receipts"].as_array().map_or(0, Vec::len)).sum();
-    // The node comes back and catches up. What lost its ack in the election was
-    // acknowledged again once the consumer had a leader: nothing is left for JetStream
-    // to deliver again later, to anyone.
-    must(lab_with(&["nats-start", &n.to_string()]), "lab.sh nats-start");
+    // What lost its ack in the election was acknowledged again once the consumer had a
+    // leader, or given again and acknowledged: nothing is left for JetStream to deliver
+    // later, to anyone.
     receipts_settled("after a NATS node died and came back", 60);
     let absorbed = on(BOX2, &["cluster"])["receipts"]["absorbed"].as_u64().unwrap_or(0) - absorbed;
     eprintln!(
@@ -1896,8 +1909,14 @@ fn receipts_through_a_box_death() {
         "--user-ack",
         "--receipt-timeout",
         "90",
+        // A receipt delivered while its consumer lost its leader can lose its ack with
+        // it, the double ack confirming nothing, and JetStream gives it again after the
+        // ack wait (30 s): the systems stay bound to see that happen within the
+        // scenario (iwf-2 remembers it delivered it and only acknowledges it).
+        "--linger",
+        "35",
     ]);
-    kill.join().expect("the kill");
+    kill.join().expect("the kill and the restart");
     ua.stop_gently();
     let u = json_of(&std::fs::read_to_string(&ua_out).unwrap_or_default(), "sip_ua.py");
     let checks = &v["checks"];

@@ -8,7 +8,7 @@ while tests/peers/sip_ua.py plays the converged side.
                    [--long] [--user-ack] [--unbind-before-receipts S]
                    [--receipt-timeout S] [--resp-timeout S] [--window W]
                    [--registered-delivery HEX] [--also-host H]
-                   [--failover-host H [--failover-after S] [--linger S]]
+                   [--failover-host H [--failover-after S]] [--linger S]
 
 - smsc-a: system_id smsca / pwa, one transceiver bind; sources 447000100001,
   destinations +447900000001, +447900000002, ...
@@ -28,10 +28,13 @@ killed) without an error; its receipts' "bind" is "receiver@H".
 --failover-host H: when the receipts stop coming from the main box for --failover-after
 seconds (default 3; it died) before all arrived, each system binds a receiver to H and
 collects the rest there until the receipt timeout; those receipts have "phase":
-"failed_over", and the report says "failed_over": true. --linger S: then each system
-stays bound to H for S more seconds (binding a receiver there if it had not failed over):
-what the dead box had taken and not acknowledged comes back after JetStream's ack wait,
-to whichever box holds the system, and is counted among the duplicates.
+"failed_over", and the report says "failed_over": true.
+--linger S: once every receipt arrived (or the receipt timeout passed), each system stays
+bound S more seconds and keeps collecting: what a cluster had delivered and not seen
+acknowledged (a dead box's, a NATS node's) comes back after JetStream's ack wait, to
+whichever box holds the system, and is counted among the duplicates. With
+--failover-host the system stays bound to H (binding a receiver there if it had not
+failed over); without, to its own binds.
 --unbind-before-receipts S: smsc-b binds only its transmitter, submits, unbinds once all
 resps are in, waits S seconds (iwf must queue its receipts), then binds its receiver and
 collects; receipts are marked "phase": "after_rebind".
@@ -322,6 +325,16 @@ class System:
             for b in binds:
                 b.poll(0.2 / len(binds))
 
+    def linger(self, binds):
+        """--linger without --failover-host: stays on these binds, collecting, S seconds."""
+        a = self.args
+        if a.failover_host or a.linger <= 0:
+            return
+        end = time.monotonic() + a.linger
+        while time.monotonic() < end and not all(b.closed for b in binds):
+            for b in binds:
+                b.poll(0.2 / len(binds))
+
     def run(self):
         self.also = []
         self.last_receipt = time.monotonic()
@@ -378,6 +391,7 @@ class System:
             self.submit_all(trx)
             self.deadline = time.monotonic() + a.receipt_timeout
             self.collect([trx], self.deadline)
+            self.linger([trx])
             trx.close()
             return
         if a.unbind_before_receipts is not None:
@@ -388,6 +402,7 @@ class System:
             self.phase = "after_rebind"
             rx = self.bind("receiver")
             self.collect([rx], time.monotonic() + a.receipt_timeout)
+            self.linger([rx])
             rx.close()
             return
         tx = self.bind("transmitter")
@@ -408,6 +423,8 @@ class System:
         self.last_receipt = max(self.last_receipt, time.monotonic())
         while time.monotonic() < deadline and not self.complete() and t.is_alive() and not self.quiet():
             tx.poll(0.2)  # answers enquire_link; receipts never come on a transmitter
+        if t.is_alive():
+            self.linger([tx])  # the listener collects meanwhile
         stop.set()
         t.join()
         tx.close()
