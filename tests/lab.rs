@@ -1356,8 +1356,10 @@ fn nats_stream(n: u16, name: &str) -> Option<(u64, u64, String)> {
     Some((s["state"]["messages"].as_u64()?, replicas, leader))
 }
 
-/// The receipts stream as its leader sees it, with its consumers (`/jsz` of a live node
-/// that names the leader, then of the leader).
+/// The receipts stream as its leader sees it (`/jsz` of a live node that names the
+/// leader, then of the leader), with each consumer as that consumer's own leader sees it:
+/// another replica's view of a consumer is its own state, which after a restart can be
+/// far behind (a consumer one node cannot name a leader for is shown as that node has it).
 fn receipts_stream_detail() -> Option<serde_json::Value> {
     let detail = |n: u16| -> Option<serde_json::Value> {
         let url = format!("http://198.18.3.2:{}/jsz?accounts=true&streams=true&consumers=true&config=true", 8221 + n);
@@ -1366,8 +1368,27 @@ fn receipts_stream_detail() -> Option<serde_json::Value> {
         let streams = v["account_details"].as_array()?.iter().filter_map(|a| a["stream_detail"].as_array()).flatten();
         streams.into_iter().find(|s| s["name"] == "IWF_RECEIPTS").cloned()
     };
-    let leader = (1..=3).find_map(|n| detail(n).and_then(|s| s["cluster"]["leader"].as_str().map(String::from)))?;
-    detail(leader.trim_start_matches('n').parse().ok()?)
+    let views: Vec<(String, serde_json::Value)> =
+        (1..=3).filter_map(|n| detail(n).map(|s| (format!("n{n}"), s))).collect();
+    let leader = views.iter().find_map(|(_, s)| s["cluster"]["leader"].as_str().filter(|l| !l.is_empty()))?;
+    let mut stream = views.iter().find(|(n, _)| n == leader)?.1.clone();
+    let on_leader = |name: &serde_json::Value| -> Option<serde_json::Value> {
+        let consumer = |s: &serde_json::Value| {
+            s["consumer_detail"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == *name).cloned())
+        };
+        let leader = views.iter().find_map(|(_, s)| {
+            consumer(s).and_then(|c| c["cluster"]["leader"].as_str().filter(|l| !l.is_empty()).map(String::from))
+        })?;
+        views.iter().find(|(n, _)| *n == leader).and_then(|(_, s)| consumer(s))
+    };
+    if let Some(cs) = stream["consumer_detail"].as_array_mut() {
+        for c in cs.iter_mut() {
+            if let Some(seen) = on_leader(&c["name"]) {
+                *c = seen;
+            }
+        }
+    }
+    Some(stream)
 }
 
 /// Waits until the receipts stream is settled: it and each consumer have a leader, the
