@@ -572,7 +572,9 @@ fn json_of(text: &str, what: &str) -> serde_json::Value {
 fn legacy_flow(args: &[&str]) -> serde_json::Value {
     let out = must(
         run(Command::new("ip")
-            .args(["netns", "exec", LEGACY_NS, "timeout", "120", "python3"])
+            // A guard only: the longest run (a NATS node's death, its election, then
+            // --linger past the ack wait) takes two minutes on a slow machine.
+            .args(["netns", "exec", LEGACY_NS, "timeout", "300", "python3"])
             .arg(root_dir().join("tests/peers/legacy_flow.py"))
             .args(["--host", LEGACY_IWF, "--port", "2775"])
             .args(args)),
@@ -1659,8 +1661,8 @@ fn receipts_through_a_nats_node_death(on: &dyn Fn(&str, &[&str]) -> serde_json::
     let published = |admin: &str| cluster_count(admin, "published");
     let before = published(BOX1);
     // The UA retries a refused notification every second, for up to a minute (a
-    // leader election takes seconds); it has ended by then.
-    let mut ua = sip_ua(&["--notify", "both", "--duration", "70", "--retry", "60"], &ua_out);
+    // leader election takes seconds); it is stopped once the systems are done.
+    let mut ua = sip_ua(&["--notify", "both", "--duration", "200", "--retry", "60"], &ua_out);
     std::thread::sleep(Duration::from_millis(500));
     // The leader dies once the first receipts crossed, the rest on their way: 30
     // messages a system, one at a time, last seconds longer than it takes to see the
