@@ -723,8 +723,8 @@ fn id_of(message: &jetstream::Message) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Acknowledges `message` and waits for JetStream to confirm it, again every half
-/// second while it does not (its consumer electing a leader), for up to
+/// Acknowledges `message` and waits up to 2 s for JetStream to confirm it; while it
+/// does not (its consumer electing a leader), again half a second later, for up to
 /// [`ACK_CONFIRM_FOR`]: whether it was confirmed.
 async fn confirm(message: jetstream::Message) -> bool {
     let until = Instant::now() + ACK_CONFIRM_FOR;

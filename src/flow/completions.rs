@@ -310,9 +310,14 @@ impl Flows {
             e.ending = ending;
             self.record(e);
         }
-        if let (Some(seen), false) = (w.replay, (200..300).contains(&status)) {
-            // Not relayed: the sender's retry must be.
-            self.shared.replay.forget(seen);
+        if let Some(seen) = w.replay {
+            if (200..300).contains(&status) {
+                // Delivered or stored: a copy from now on is a replay.
+                self.shared.replay.relayed(seen);
+            } else {
+                // Not relayed: the sender's retry must be.
+                self.shared.replay.forget(seen);
+            }
         }
         match w.from {
             Requester::Sip(txn) => self.answer(txn, status, reason),

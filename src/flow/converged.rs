@@ -68,7 +68,8 @@ impl Flows {
 
     /// A verified notification about tag `message_id` (a delivery one, or a display
     /// one): relayed once per replay window, so `None` when it was answered here
-    /// already (a replay: 200; the replay table full: 503).
+    /// already (a replay: 200; a copy still being relayed, or the replay table full:
+    /// 503).
     pub(super) fn admit_notification(
         &mut self,
         unix: u64,
@@ -84,6 +85,17 @@ impl Flows {
             crate::route::replay::Admission::Replay => {
                 inc(&self.shared.stats.imdn_replays);
                 self.answer(txn, 200, "OK (already relayed)");
+            }
+            crate::route::replay::Admission::InFlight => {
+                // Its first copy is still on its way: a 200 now would acknowledge what
+                // may yet fail. The sender's next try hears the first's outcome.
+                self.shared.count_drop(DropReason::ImdnInFlight);
+                self.answer_with(SipAnswer {
+                    txn,
+                    status: 503,
+                    reason: "Service Unavailable (an earlier copy is being relayed)",
+                    retry_after: Some(2),
+                });
             }
             crate::route::replay::Admission::Full => {
                 self.shared.count_drop(DropReason::ReplayTableFull);

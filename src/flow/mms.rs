@@ -609,6 +609,7 @@ impl Flows {
         if !delivered {
             return self.report_failed(p);
         }
+        self.shared.replay.relayed(p.seen);
         inc(&self.shared.stats.mm4_reports_sent);
         if let Some(st) = self.shared.system(p.system) {
             inc(&st.receipts_delivered);

@@ -3308,6 +3308,65 @@ mod tests {
         (sent, f.poll_any_answer().filter(|a| a.txn == t).map_or(0, |a| a.status))
     }
 
+    /// A notification sent again (a new transaction: the core timed the first out, or
+    /// failed over and back) while its first copy is still on its way to the legacy
+    /// system is not answered 200: that copy may yet fail, or the box die with it, and
+    /// the 200 would have acknowledged a receipt nobody has. It is refused 503 for now;
+    /// once the first is delivered, a resend is a replay (200, nothing sent again), and
+    /// once the first failed, a resend is relayed.
+    #[test]
+    fn a_resend_while_the_first_is_in_flight_is_not_acknowledged() {
+        let shared = shared(None);
+        let mut f = flows(&shared);
+        f.bound(SMSCA, 1, true);
+        let as_txn = |dn: &str, n: u32| {
+            dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKresend{n}x"), 1).replacen(
+                "Call-ID: ",
+                &format!("Call-ID: resend{n}x"),
+                1,
+            )
+        };
+        // One transaction table: each resend is a transaction of its own.
+        let mut server = ServerTransactions::new(ServerConfig::default());
+        let mut send = |f: &mut Flows, dn: &str| {
+            let t = txn(&mut server, dn.as_bytes());
+            deliver(f, &shared, NOW, dn.as_bytes(), t);
+            f.poll(0, NOW);
+            t
+        };
+        let answer_of = |f: &mut Flows, t: SipTxn| {
+            let mut found = None;
+            while let Some(a) = f.poll_any_answer() {
+                if a.txn == t {
+                    found = Some(a);
+                }
+            }
+            found
+        };
+        for (round, first_ok) in [(1u32, true), (2, false)] {
+            let tag = one_message_from_smsca(&mut f, round);
+            let dn = String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap();
+            let first = send(&mut f, &as_txn(&dn, round * 10));
+            let Some((conn, SmppOut::Send(req))) = f.poll_smpp(0) else { panic!("the receipt goes") };
+            f.smpp_sent(conn, 700 + round, req);
+            // The core sends it again before the legacy system answered.
+            let again = send(&mut f, &as_txn(&dn, round * 10 + 1));
+            let a = answer_of(&mut f, again).expect("the resend is answered at once");
+            assert_eq!((a.status, a.retry_after.is_some()), (503, true), "round {round}: {a:?}");
+            assert!(f.poll_smpp(0).is_none(), "round {round}: nothing more goes meanwhile");
+            assert!(answer_of(&mut f, first).is_none(), "round {round}: the first waits for its resp");
+            let status = if first_ok { CommandStatus::ESME_ROK } else { CommandStatus::ESME_RX_T_APPN };
+            f.smpp_response(NOW, conn, 700 + round, status, b"");
+            f.poll(0, NOW);
+            let a = answer_of(&mut f, first).expect("the first is answered");
+            assert_eq!(a.status == 200, first_ok, "round {round}: {a:?}");
+            // The next resend: a replay once delivered, relayed once failed.
+            let (sent, status) = imdn_round(&mut f, &shared, &dn, round * 10 + 2);
+            assert_eq!(status, 200, "round {round}");
+            assert_eq!(sent.len(), usize::from(!first_ok), "round {round}: relayed only if the first failed");
+        }
+    }
+
     /// A notification is relayed once per window however often it is replayed, and a
     /// receipt goes to the message's own parties whatever the IMDN claims.
     #[test]

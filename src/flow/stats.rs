@@ -420,6 +420,9 @@ pub enum DropReason {
     SmscIdAmbiguous,
     /// An IMDN refused 503: the replay table had no room to remember it.
     ReplayTableFull,
+    /// An IMDN refused 503: a copy of it, sent earlier, was still on its way to the
+    /// legacy system (its sender resent it before the first copy's answer).
+    ImdnInFlight,
     /// An IMDN refused 503: its legacy system's receipt rate was reached.
     ReceiptRate,
     /// An IMDN refused 503: its unbound legacy system's durable queue is at its limit.
@@ -445,7 +448,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 34] = [
+    pub const ALL: [DropReason; 35] = [
         DropReason::TagBadLength,
         DropReason::TagBadCharacter,
         DropReason::TagUnsupportedVersion,
@@ -470,6 +473,7 @@ impl DropReason {
         DropReason::SmscReceiptUnmatched,
         DropReason::SmscIdAmbiguous,
         DropReason::ReplayTableFull,
+        DropReason::ImdnInFlight,
         DropReason::ReceiptRate,
         DropReason::QueueLimit,
         DropReason::PartsAsideFull,
@@ -509,6 +513,7 @@ impl DropReason {
             DropReason::SmscReceiptUnmatched => "smsc_receipt_unmatched",
             DropReason::SmscIdAmbiguous => "smsc_id_ambiguous",
             DropReason::ReplayTableFull => "replay_table_full",
+            DropReason::ImdnInFlight => "imdn_in_flight",
             DropReason::ReceiptRate => "receipt_rate",
             DropReason::QueueLimit => "queue_limit",
             DropReason::PartsAsideFull => "parts_aside_full",

@@ -3,13 +3,20 @@
 //! word in a fixed table every core shares, without a lock.
 //!
 //! ```text
-//!  word (u64):  fingerprint (40 bits) | minute it was first seen (24 bits)   0 = free
+//!  word (u64):  fingerprint (39 bits) | relayed (1 bit) | minute first seen (24 bits)
+//!               0 = free
 //!  two buckets of 8 slots (one cache line each), chosen by a keyed 128-bit hash;
 //!  a notification lives in the one that had room, the emptier one
 //! ```
 //!
-//! The fingerprint is 40 bits of a keyed SipHash of the notification (the key is
-//! random per process), so two notifications share one with odds of 2^-40 per slot
+//! A notification is remembered from its first arrival, and marked relayed once the
+//! next hop took it ([`ReplayGuard::relayed`]). A copy arriving in between is a
+//! resend of a core that stopped waiting (Timer F, or a failover and back): it is not
+//! answered 200, as the first copy may still fail or die with its box, and the 200
+//! would acknowledge a receipt nobody holds ([`Admission::InFlight`]).
+//!
+//! The fingerprint is 39 bits of a keyed SipHash of the notification (the key is
+//! random per process), so two notifications share one with odds of 2^-39 per slot
 //! looked at, and nobody outside can aim at one. A slot whose minute is older than the
 //! window is free again. Memory is 8 octets a slot, fixed at start: two slots per
 //! notification a window holds, 16 octets each. With two choices of bucket at that load
@@ -26,6 +33,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const BUCKET: usize = 8;
 const MINUTE_BITS: u32 = 24;
 const MINUTE_MASK: u64 = (1 << MINUTE_BITS) - 1;
+/// Set once the notification's relay succeeded.
+const RELAYED: u64 = 1 << MINUTE_BITS;
+/// Minutes (by the minute stamps: 61 to 120 s) after which a notification still not
+/// relayed counts as a relay that was lost, not one in flight: an SMPP response times
+/// out in 30 s, a store commit or a cluster publish in seconds.
+const STALE_IN_FLIGHT_MINUTES: u64 = 2;
+/// Where the fingerprint starts.
+const FINGERPRINT_SHIFT: u32 = MINUTE_BITS + 1;
 
 /// What [`ReplayGuard::admit`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +48,11 @@ pub enum Admission {
     /// First seen within the window: relay it (and [`ReplayGuard::forget`] it if the
     /// relay fails, so the sender's retry is relayed).
     Fresh(Seen),
-    /// Seen within the window: a replay (or a retry while the first is in flight).
+    /// Relayed within the window: a replay.
     Replay,
+    /// Seen, its relay not yet done: a resend while the first copy is on its way (to
+    /// be refused for now; the first's outcome decides what a later resend gets).
+    InFlight,
     /// No room to remember it: refuse it for now.
     Full,
 }
@@ -103,9 +121,9 @@ impl ReplayGuard {
     /// `now_unix`, or says it was seen within the window.
     pub fn admit(&self, notification: &[u8], now_unix: u64) -> Admission {
         let (place, fp) = self.hash(notification);
-        let fingerprint = (fp >> MINUTE_BITS) | 1; // never 0: 0 marks a free slot
+        let fingerprint = (fp >> FINGERPRINT_SHIFT) | 1; // never 0: 0 marks a free slot
         let now = now_unix / 60;
-        let word = (fingerprint << MINUTE_BITS) | (now & MINUTE_MASK);
+        let word = (fingerprint << FINGERPRINT_SHIFT) | (now & MINUTE_MASK);
         let buckets = (self.slots.len() / BUCKET) as u64;
         let first = (place % buckets) as usize * BUCKET;
         let second = ((place >> 32) % buckets) as usize * BUCKET;
@@ -119,8 +137,20 @@ impl ReplayGuard {
                     let Some(slot) = self.slots.get(at) else { continue };
                     let w = slot.load(Ordering::Acquire);
                     if self.live(w, now) {
-                        if w >> MINUTE_BITS == fingerprint {
-                            return Admission::Replay;
+                        if w >> FINGERPRINT_SHIFT == fingerprint {
+                            if w & RELAYED != 0 {
+                                return Admission::Replay;
+                            }
+                            if (now.wrapping_sub(w) & MINUTE_MASK) < STALE_IN_FLIGHT_MINUTES {
+                                return Admission::InFlight;
+                            }
+                            // A relay that never ended (none outlives its bounds by
+                            // a minute): this copy is relayed instead, at worst
+                            // twice, never lost.
+                            if slot.compare_exchange(w, word, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                                continue 'retry;
+                            }
+                            return Admission::Fresh(Seen { slot: at as u32, word });
                         }
                         live[b] += 1;
                     } else if free[b].is_none() {
@@ -141,6 +171,13 @@ impl ReplayGuard {
         Admission::Full
     }
 
+    /// Marks a notification relayed: its next arrivals within the window are replays.
+    pub fn relayed(&self, seen: Seen) {
+        if let Some(slot) = self.slots.get(seen.slot as usize) {
+            let _ = slot.compare_exchange(seen.word, seen.word | RELAYED, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
     /// Forgets a notification whose relay failed, so that its next arrival is relayed.
     pub fn forget(&self, seen: Seen) {
         if let Some(slot) = self.slots.get(seen.slot as usize) {
@@ -155,17 +192,49 @@ mod tests {
 
     const T0: u64 = 1_800_000_000;
 
+    /// Admits `notification` at `unix` and marks it relayed at once.
+    fn relay(g: &ReplayGuard, notification: &[u8], unix: u64) -> Admission {
+        let a = g.admit(notification, unix);
+        if let Admission::Fresh(seen) = a {
+            g.relayed(seen);
+        }
+        a
+    }
+
     #[test]
     fn a_notification_passes_once_per_window() {
         let g = ReplayGuard::new(1000, 60);
-        assert!(matches!(g.admit(b"tag-a/delivery", T0), Admission::Fresh(_)));
+        assert!(matches!(relay(&g, b"tag-a/delivery", T0), Admission::Fresh(_)));
         assert_eq!(g.admit(b"tag-a/delivery", T0 + 10), Admission::Replay);
         assert_eq!(g.admit(b"tag-a/delivery", T0 + 59 * 60), Admission::Replay);
         // Another notification of the same tag is its own.
-        assert!(matches!(g.admit(b"tag-a/display", T0 + 10), Admission::Fresh(_)));
+        assert!(matches!(relay(&g, b"tag-a/display", T0 + 10), Admission::Fresh(_)));
         // After the window it is news again.
         assert!(matches!(g.admit(b"tag-a/delivery", T0 + 61 * 60), Admission::Fresh(_)));
         assert_eq!(g.len(T0 + 61 * 60), 1, "the display, seen 61 minutes ago, is forgotten");
+    }
+
+    #[test]
+    fn a_copy_while_the_first_is_relayed_is_in_flight_until_it_is_done() {
+        let g = ReplayGuard::new(1000, 60);
+        let Admission::Fresh(seen) = g.admit(b"tag-c/delivery", T0) else { panic!() };
+        assert_eq!(g.admit(b"tag-c/delivery", T0 + 1), Admission::InFlight);
+        assert_eq!(g.admit(b"tag-c/delivery", T0 + 2), Admission::InFlight);
+        g.relayed(seen);
+        assert_eq!(g.admit(b"tag-c/delivery", T0 + 3), Admission::Replay);
+        // A relay that never ends does not keep its notification out for the window:
+        // after two minute stamps a copy is relayed instead.
+        let Admission::Fresh(lost) = g.admit(b"tag-d/delivery", T0) else { panic!() };
+        assert_eq!(g.admit(b"tag-d/delivery", T0 + 60), Admission::InFlight);
+        let Admission::Fresh(taken) = g.admit(b"tag-d/delivery", T0 + 121) else { panic!("a stale relay") };
+        g.relayed(lost); // the lost relay's late end changes nothing
+        assert_eq!(g.admit(b"tag-d/delivery", T0 + 122), Admission::InFlight);
+        g.relayed(taken);
+        assert_eq!(g.admit(b"tag-d/delivery", T0 + 123), Admission::Replay);
+        assert_eq!(g.len(T0 + 123), 2, "one slot each");
+        // Still remembered for the window, and gone after it.
+        assert_eq!(g.admit(b"tag-c/delivery", T0 + 59 * 60), Admission::Replay);
+        assert!(matches!(g.admit(b"tag-c/delivery", T0 + 61 * 60), Admission::Fresh(_)));
     }
 
     #[test]
@@ -183,10 +252,10 @@ mod tests {
         let mut fresh = 0;
         let mut full = 0;
         for i in 0..cap * 2 {
-            match g.admit(format!("tag-{i}").as_bytes(), T0) {
+            match relay(&g, format!("tag-{i}").as_bytes(), T0) {
                 Admission::Fresh(_) => fresh += 1,
                 Admission::Full => full += 1,
-                Admission::Replay => panic!("distinct notifications are not replays"),
+                Admission::Replay | Admission::InFlight => panic!("distinct notifications are not replays"),
             }
         }
         assert!(fresh <= cap && full >= cap, "{fresh} fresh, {full} refused of {}", cap * 2);
@@ -217,7 +286,7 @@ mod tests {
     fn the_table_takes_the_capacity_it_was_made_for() {
         for capacity in [10_000usize, 1_000_000] {
             let g = ReplayGuard::new(capacity, 60);
-            let refused = (0..capacity as u64).filter(|i| g.admit(&i.to_le_bytes(), T0) == Admission::Full).count();
+            let refused = (0..capacity as u64).filter(|i| relay(&g, &i.to_le_bytes(), T0) == Admission::Full).count();
             assert_eq!(refused, 0, "{refused} of {capacity} notifications refused below capacity");
             let replays = (0..capacity as u64).filter(|i| g.admit(&i.to_le_bytes(), T0) == Admission::Replay).count();
             assert_eq!(replays, capacity, "each is remembered");
