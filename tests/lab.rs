@@ -1407,14 +1407,12 @@ fn receipts_stream_detail() -> Option<serde_json::Value> {
 fn receipts_settled(what: &str, secs: u64) {
     let settled = |s: &serde_json::Value| {
         let consumers = s["consumer_detail"].as_array().cloned().unwrap_or_default();
-        let current = |c: &serde_json::Value, replicas: u64| {
-            c["leader"].as_str().is_some_and(|l| !l.is_empty())
-                && c["replicas"]
-                    .as_array()
-                    .is_some_and(|r| r.len() as u64 + 1 == replicas && r.iter().all(|p| p["current"] == true))
-        };
+        // The stream has a leader, and each other replica is current.
         let replicas = s["config"]["num_replicas"].as_u64().unwrap_or(3);
-        current(&s["cluster"], replicas)
+        s["cluster"]["leader"].as_str().is_some_and(|l| !l.is_empty())
+            && s["cluster"]["replicas"]
+                .as_array()
+                .is_some_and(|r| r.len() as u64 + 1 == replicas && r.iter().all(|p| p["current"] == true))
             && (s["state"]["messages"] == 0
                 || ["smsc-a", "smsc-b"].iter().all(|n| consumers.iter().any(|c| c["name"] == format!("iwf-{n}"))))
             // (A consumer's replica that came back catches up at its next ack: it may
