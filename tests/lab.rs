@@ -1957,6 +1957,9 @@ fn receipts_through_a_box_death() {
 /// default), iwf-1 started again after each: a developer's way to chase a failure that
 /// shows once in many full runs.
 fn box_death_repeated() {
+    // Two workers a box, as in the full run (where two_workers leaves them set).
+    let config = std::fs::read_to_string(root_dir().join("config/lab.toml")).unwrap();
+    std::fs::write(lab_config(), config.replacen("lcores = \"0-1\"", "lcores = \"0,1,2@1\"", 1)).unwrap();
     must(lab("down"), "lab.sh down (before the cluster)");
     must(lab_with(&["up", "--cluster"]), "lab.sh up --cluster");
     let writable = || {
