@@ -1,5 +1,5 @@
-//! The notifications already relayed, so a replayed IMDN is relayed at most once within
-//! a window (1 h by default): each `(tag, notification)` is remembered as one 64-bit
+//! The notifications relayed or being relayed, so a replayed IMDN is relayed at most
+//! once within a window (1 h by default): each `(tag, notification)` is remembered as one 64-bit
 //! word in a fixed table every core shares, without a lock.
 //!
 //! ```text
@@ -13,10 +13,14 @@
 //! next hop took it ([`ReplayGuard::relayed`]). A copy arriving in between is a
 //! resend of a core that stopped waiting (Timer F, or a failover and back): it is not
 //! answered 200, as the first copy may still fail or die with its box, and the 200
-//! would acknowledge a receipt nobody holds ([`Admission::InFlight`]).
+//! would acknowledge a receipt nobody holds ([`Admission::InFlight`]). A relay not done
+//! after two minute stamps (61 to 120 s) is taken as lost and the next copy is relayed:
+//! a receipt held up longer than that (a legacy system throttling for minutes) may go
+//! more than once, never zero times.
 //!
-//! The fingerprint is 39 bits of a keyed SipHash of the notification (the key is
-//! random per process), so two notifications share one with odds of 2^-39 per slot
+//! The fingerprint is 39 bits of a keyed SipHash of the notification, its lowest bit
+//! always set (the key is random per process), so two notifications share one with
+//! odds of 2^-38 per slot
 //! looked at, and nobody outside can aim at one. A slot whose minute is older than the
 //! window is free again. Memory is 8 octets a slot, fixed at start: two slots per
 //! notification a window holds, 16 octets each. With two choices of bucket at that load
@@ -37,7 +41,8 @@ const MINUTE_MASK: u64 = (1 << MINUTE_BITS) - 1;
 const RELAYED: u64 = 1 << MINUTE_BITS;
 /// Minutes (by the minute stamps: 61 to 120 s) after which a notification still not
 /// relayed counts as a relay that was lost, not one in flight: an SMPP response times
-/// out in 30 s, a store commit or a cluster publish in seconds.
+/// out in 30 s, a store commit or a cluster publish in seconds; only a receipt the
+/// legacy system keeps throttling, or one waiting in a lane for a bind, takes longer.
 const STALE_IN_FLIGHT_MINUTES: u64 = 2;
 /// Where the fingerprint starts.
 const FINGERPRINT_SHIFT: u32 = MINUTE_BITS + 1;
@@ -45,8 +50,10 @@ const FINGERPRINT_SHIFT: u32 = MINUTE_BITS + 1;
 /// What [`ReplayGuard::admit`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// First seen within the window: relay it (and [`ReplayGuard::forget`] it if the
-    /// relay fails, so the sender's retry is relayed).
+    /// First seen within the window: relay it, then mark it [`ReplayGuard::relayed`]
+    /// once the next hop took it, or [`ReplayGuard::forget`] it if the relay failed (so
+    /// the sender's retry is relayed). Until one of the two, a copy is
+    /// [`Admission::InFlight`].
     Fresh(Seen),
     /// Relayed within the window: a replay.
     Replay,
@@ -57,7 +64,8 @@ pub enum Admission {
     Full,
 }
 
-/// A remembered notification, to forget when its relay failed.
+/// A remembered notification, to mark relayed when its relay succeeded, or to forget
+/// when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     slot: u32,
@@ -144,9 +152,9 @@ impl ReplayGuard {
                             if (now.wrapping_sub(w) & MINUTE_MASK) < STALE_IN_FLIGHT_MINUTES {
                                 return Admission::InFlight;
                             }
-                            // A relay that never ended (none outlives its bounds by
-                            // a minute): this copy is relayed instead, at worst
-                            // twice, never lost.
+                            // A relay not done after two minute stamps is taken as
+                            // lost: this copy is relayed (if the first still
+                            // arrives, the receipt goes twice; it is never lost).
                             if slot.compare_exchange(w, word, Ordering::AcqRel, Ordering::Acquire).is_err() {
                                 continue 'retry;
                             }
