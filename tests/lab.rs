@@ -1520,11 +1520,7 @@ fn cluster_registry() {
     let metrics = run(Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.1:9870/metrics"]));
     let m = String::from_utf8_lossy(&metrics.stdout);
     assert!(m.contains("iwf_cluster_connected 1") && m.contains("iwf_cluster_connects_total"), "{m}");
-    wait(
-        "both boxes take receipts again",
-        &|| on(BOX1, &["cluster"])["writable"] == true && on(BOX2, &["cluster"])["writable"] == true,
-        40,
-    );
+    wait_writable(&[BOX1, BOX2], "both boxes take receipts again", 40);
     receipts_cross_boxes(&on);
     correlations_cross_boxes(&on);
     // The cluster's metrics pass promtool and are in the README's table, like the rest.
@@ -1741,11 +1737,7 @@ fn receipts_without_a_quorum(on: &dyn Fn(&str, &[&str]) -> serde_json::Value) {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    wait(
-        "both boxes take receipts",
-        &|| on(BOX1, &["cluster"])["writable"] == true && on(BOX2, &["cluster"])["writable"] == true,
-        60,
-    );
+    wait_writable(&[BOX1, BOX2], "both boxes take receipts", 60);
     for n in ["2", "3"] {
         must(lab_with(&["nats-kill", n]), "lab.sh nats-kill");
     }
@@ -1875,9 +1867,16 @@ fn receipts_redelivered_after_a_box_death() {
         ctl_json(&["--admin", BOX2, "cluster"])["receipts"]
     );
     must(lab_with(&["box-start", "1"]), "lab.sh box-start 1");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ctl_json(&["--admin", BOX1, "cluster"])["writable"] != true {
-        assert!(Instant::now() < deadline, "iwf-1 back in the cluster");
+    wait_writable(&[BOX1], "iwf-1 back in the cluster", 60);
+}
+
+/// Waits up to `secs` until each box of `admins` takes receipts (its cluster is
+/// writable), failing with `what` and what the boxes say.
+fn wait_writable(admins: &[&str], what: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let views = || admins.iter().map(|a| ctl_json(&["--admin", a, "cluster"])).collect::<Vec<_>>();
+    while views().iter().any(|v| v["writable"] != true) {
+        assert!(Instant::now() < deadline, "{what}: {:?}", views());
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -1958,24 +1957,16 @@ fn receipts_through_a_box_death() {
 /// shows once in many full runs.
 fn box_death_repeated() {
     // Two workers a box, as in the full run (where two_workers leaves them set).
-    let config = std::fs::read_to_string(root_dir().join("config/lab.toml")).unwrap();
-    std::fs::write(lab_config(), config.replacen("lcores = \"0-1\"", "lcores = \"0,1,2@1\"", 1)).unwrap();
+    std::fs::write(lab_config(), two_workers_config()).unwrap();
     must(lab("down"), "lab.sh down (before the cluster)");
     must(lab_with(&["up", "--cluster"]), "lab.sh up --cluster");
-    let writable = || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while [BOX1, BOX2].iter().any(|b| ctl_json(&["--admin", b, "cluster"])["writable"] != true) {
-            assert!(Instant::now() < deadline, "both boxes take receipts");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    writable();
+    wait_writable(&[BOX1, BOX2], "both boxes take receipts", 60);
     let n: usize = std::env::var("LAB_REPEAT").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
     for i in 0..n {
         eprintln!("box death, run {} of {n}", i + 1);
         receipts_through_a_box_death();
         must(lab_with(&["box-start", "1"]), "lab.sh box-start 1");
-        writable();
+        wait_writable(&[BOX1], "iwf-1 back in the cluster", 60);
     }
     must(lab("down"), "lab.sh down (the cluster)");
 }
@@ -2353,16 +2344,21 @@ fn large_message_over_tcp() {
 /// responses are steered to the worker that owns their flow or transaction, IMDNs and
 /// converged messages reach the core holding the system's bind.
 fn two_workers() {
-    let config = std::fs::read_to_string(root_dir().join("config/lab.toml")).unwrap();
-    let two = config.replacen("lcores = \"0-1\"", "lcores = \"0,1,2@1\"", 1);
-    assert_ne!(two, config, "config/lab.toml sets lcores = \"0-1\"");
-    std::fs::write(lab_config(), two).unwrap();
+    std::fs::write(lab_config(), two_workers_config()).unwrap();
     must(lab("up"), "lab.sh up (two workers)");
     let log = log_text();
     assert!(log.contains("worker lcores [1, 2]") && log.contains("queues 2"), "{log}");
     receipts_end_to_end();
     must(lab("down"), "lab.sh down (two workers)");
     assert_clean();
+}
+
+/// config/lab.toml with two worker lcores sharing CPU 1 (`lcores = "0,1,2@1"`).
+fn two_workers_config() -> String {
+    let config = std::fs::read_to_string(root_dir().join("config/lab.toml")).unwrap();
+    let two = config.replacen("lcores = \"0-1\"", "lcores = \"0,1,2@1\"", 1);
+    assert_ne!(two, config, "config/lab.toml sets lcores = \"0-1\"");
+    two
 }
 
 /// `iwf trace` of `query` against the lab's records: the table, and the JSON records.

@@ -77,36 +77,26 @@ impl Flows {
         message_id: &[u8; crate::tag::TAG_LEN],
         display: bool,
     ) -> Option<crate::route::replay::Seen> {
+        use crate::route::replay::Admission;
         let mut key = [0u8; crate::tag::TAG_LEN + 1];
         key[..crate::tag::TAG_LEN].copy_from_slice(message_id);
         key[crate::tag::TAG_LEN] = u8::from(display);
-        match self.shared.replay.admit(&key, unix) {
-            crate::route::replay::Admission::Fresh(seen) => return Some(seen),
-            crate::route::replay::Admission::Replay => {
+        let (why, reason, retry_after) = match self.shared.replay.admit(&key, unix) {
+            Admission::Fresh(seen) => return Some(seen),
+            Admission::Replay => {
                 inc(&self.shared.stats.imdn_replays);
                 self.answer(txn, 200, "OK (already relayed)");
+                return None;
             }
-            crate::route::replay::Admission::InFlight => {
-                // Its first copy is still on its way: a 200 now would acknowledge what
-                // may yet fail. The sender's next try hears the first's outcome.
-                self.shared.count_drop(DropReason::ImdnInFlight);
-                self.answer_with(SipAnswer {
-                    txn,
-                    status: 503,
-                    reason: "Service Unavailable (an earlier copy is being relayed)",
-                    retry_after: Some(2),
-                });
+            // Its first copy is still on its way: a 200 now would acknowledge what may
+            // yet fail. The sender's next try hears the first's outcome.
+            Admission::InFlight => {
+                (DropReason::ImdnInFlight, "Service Unavailable (an earlier copy is being relayed)", 2)
             }
-            crate::route::replay::Admission::Full => {
-                self.shared.count_drop(DropReason::ReplayTableFull);
-                self.answer_with(SipAnswer {
-                    txn,
-                    status: 503,
-                    reason: "Service Unavailable (replay table full)",
-                    retry_after: Some(30),
-                });
-            }
-        }
+            Admission::Full => (DropReason::ReplayTableFull, "Service Unavailable (replay table full)", 30),
+        };
+        self.shared.count_drop(why);
+        self.answer_with(SipAnswer { txn, status: 503, reason, retry_after: Some(retry_after) });
         None
     }
 

@@ -3284,15 +3284,21 @@ mod tests {
         tag
     }
 
+    /// Request `dn` as the `n`th new transaction of the same request (its own branch
+    /// and Call-ID).
+    fn as_new_txn(dn: &str, n: u32) -> String {
+        dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKround{n}x"), 1).replacen(
+            "Call-ID: ",
+            &format!("Call-ID: round{n}x"),
+            1,
+        )
+    }
+
     /// Delivers `dn` as a new transaction (its own branch and Call-ID), lets the lane
     /// drain and acknowledges what goes to smsc-a; returns the deliver_sm PDUs sent and
     /// the IMDN's answer.
     fn imdn_round(f: &mut Flows, shared: &Arc<Shared>, dn: &str, n: u32) -> (Vec<Vec<u8>>, u16) {
-        let dn = dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKround{n}x"), 1).replacen(
-            "Call-ID: ",
-            &format!("Call-ID: round{n}x"),
-            1,
-        );
+        let dn = as_new_txn(dn, n);
         let t = txn(&mut ServerTransactions::new(ServerConfig::default()), dn.as_bytes());
         deliver(f, shared, NOW, dn.as_bytes(), t);
         f.poll(0, NOW);
@@ -3319,13 +3325,6 @@ mod tests {
         let shared = shared(None);
         let mut f = flows(&shared);
         f.bound(SMSCA, 1, true);
-        let as_txn = |dn: &str, n: u32| {
-            dn.replacen("branch=z9hG4bK", &format!("branch=z9hG4bKresend{n}x"), 1).replacen(
-                "Call-ID: ",
-                &format!("Call-ID: resend{n}x"),
-                1,
-            )
-        };
         // One transaction table: each resend is a transaction of its own.
         let mut server = ServerTransactions::new(ServerConfig::default());
         let mut send = |f: &mut Flows, dn: &str| {
@@ -3346,11 +3345,11 @@ mod tests {
         for (round, first_ok) in [(1u32, true), (2, false)] {
             let tag = one_message_from_smsca(&mut f, round);
             let dn = String::from_utf8(imdn(&tag, "delivered", "delivery")).unwrap();
-            let first = send(&mut f, &as_txn(&dn, round * 10));
+            let first = send(&mut f, &as_new_txn(&dn, round * 10));
             let Some((conn, SmppOut::Send(req))) = f.poll_smpp(0) else { panic!("the receipt goes") };
             f.smpp_sent(conn, 700 + round, req);
             // The core sends it again before the legacy system answered.
-            let again = send(&mut f, &as_txn(&dn, round * 10 + 1));
+            let again = send(&mut f, &as_new_txn(&dn, round * 10 + 1));
             let a = answer_of(&mut f, again).expect("the resend is answered at once");
             assert_eq!((a.status, a.retry_after.is_some()), (503, true), "round {round}: {a:?}");
             assert!(f.poll_smpp(0).is_none(), "round {round}: nothing more goes meanwhile");

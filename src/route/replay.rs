@@ -1,6 +1,6 @@
 //! The notifications relayed or being relayed, so a replayed IMDN is relayed at most
-//! once within a window (1 h by default): each `(tag, notification)` is remembered as one 64-bit
-//! word in a fixed table every core shares, without a lock.
+//! once within a window (1 h by default): each `(tag, notification)` is remembered as
+//! one 64-bit word in a fixed table every core shares, without a lock.
 //!
 //! ```text
 //!  word (u64):  fingerprint (39 bits) | relayed (1 bit) | minute first seen (24 bits)
@@ -20,14 +20,13 @@
 //!
 //! The fingerprint is 39 bits of a keyed SipHash of the notification, its lowest bit
 //! always set (the key is random per process), so two notifications share one with
-//! odds of 2^-38 per slot
-//! looked at, and nobody outside can aim at one. A slot whose minute is older than the
-//! window is free again. Memory is 8 octets a slot, fixed at start: two slots per
-//! notification a window holds, 16 octets each. With two choices of bucket at that load
-//! the table takes the capacity it was made for without refusing one (one linear probe
-//! of 8 slots at 1.25 slots each refused the first at a fifth of its capacity, and one
-//! in twenty at capacity). When both buckets are live the table is
-//! full for that notification: the caller refuses it (503), never relays it
+//! odds of 2^-38 per slot looked at, and nobody outside can aim at one. A slot whose
+//! minute is older than the window is free again. Memory is 8 octets a slot, fixed at
+//! start: two slots per notification a window holds, 16 octets each. With two choices
+//! of bucket at that load the table takes the capacity it was made for without refusing
+//! one (one linear probe of 8 slots at 1.25 slots each refused the first at a fifth of
+//! its capacity, and one in twenty at capacity). When both buckets are live the table
+//! is full for that notification: the caller refuses it (503), never relays it
 //! unremembered.
 use core::hash::Hasher;
 use siphasher::sip128::{Hasher128, SipHasher13};

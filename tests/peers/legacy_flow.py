@@ -327,10 +327,12 @@ class System:
 
     def linger(self, binds):
         """--linger without --failover-host: stays on these binds, collecting, S seconds."""
-        a = self.args
-        if a.failover_host or a.linger <= 0:
-            return
-        end = time.monotonic() + a.linger
+        if not self.args.failover_host:
+            self.stay(binds, self.args.linger)
+
+    def stay(self, binds, seconds):
+        """Stays on these binds, collecting, for seconds (less once all are closed)."""
+        end = time.monotonic() + seconds
         while time.monotonic() < end and not all(b.closed for b in binds):
             for b in binds:
                 b.poll(0.2 / len(binds))
@@ -367,9 +369,7 @@ class System:
                     b = Bind(a, self.name, "receiver", self.on_receipt, host=a.failover_host)
                     b.open()
                     self.also.append(b)
-                end = time.monotonic() + a.linger
-                while time.monotonic() < end:
-                    b.poll(0.2)
+                self.stay([b], a.linger)
             except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as e:
                 self.errors.append("linger: %s: %s" % (type(e).__name__, e))
         for b in self.also:
